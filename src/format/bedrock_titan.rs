@@ -1,0 +1,1 @@
+//! Bedrock Titan text bodies, both directions. (Filled in by the Bedrock issue.)

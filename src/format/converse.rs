@@ -1,0 +1,1 @@
+//! Canonical ⇄ Bedrock Converse types. (Filled in by the Bedrock issue.)

@@ -1,0 +1,120 @@
+//! What the typed core is called with and what it answers.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::{ChatChunk, ChatRequest, ChatResponse};
+use crate::error::GatewayError;
+use crate::format::{InboundFormat, TargetFormat};
+
+/// One chat call through the typed core. Cheap to clone (two `Arc`s), so the retry layer can keep a
+/// copy for the next attempt.
+#[derive(Debug, Clone)]
+pub struct ChatCall {
+    /// The canonical request.
+    pub request: Arc<ChatRequest>,
+    /// Per-request facts for the layers below (formats, ids, original bytes).
+    pub context: Arc<CallContext>,
+}
+
+impl ChatCall {
+    /// A call with default context for `request` (OpenAI in, OpenAI out).
+    pub fn new(request: ChatRequest) -> Self {
+        ChatCall {
+            request: Arc::new(request),
+            context: Arc::new(CallContext::default()),
+        }
+    }
+
+    /// A call with the given context.
+    pub fn with_context(request: ChatRequest, context: CallContext) -> Self {
+        ChatCall {
+            request: Arc::new(request),
+            context: Arc::new(context),
+        }
+    }
+}
+
+/// Per-request facts that the typed core may need beyond the canonical request.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The request id (from `x-request-id` or generated), sent upstream and logged.
+    pub request_id: Option<http::HeaderValue>,
+    /// The format the client wrote.
+    pub inbound: InboundFormat,
+    /// The format the client reads.
+    pub target: TargetFormat,
+    /// The client's body as written, for lossless pass-through when formats match.
+    pub original: Option<OriginalBody>,
+}
+
+/// The client's body as written, with its format.
+#[derive(Debug, Clone)]
+pub struct OriginalBody {
+    /// The format the body is in.
+    pub format: InboundFormat,
+    /// The parsed top-level object (only for native Bedrock bodies, which are forwarded after
+    /// routing-only keys are removed).
+    pub json: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// The raw bytes.
+    pub bytes: Bytes,
+}
+
+/// The typed core's answer: a complete reply, or a stream whose first item has already arrived.
+pub enum ChatReply {
+    /// A complete reply.
+    Complete(ChatResponse),
+    /// A stream of canonical chunks; ends after the final (or usage) chunk, or after one error.
+    Stream(ChunkStream),
+}
+
+impl fmt::Debug for ChatReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChatReply::Complete(r) => f.debug_tuple("Complete").field(r).finish(),
+            ChatReply::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+/// A boxed stream of canonical chunks. An `Err` item ends the stream: it becomes one in-band error
+/// event for the client.
+pub struct ChunkStream {
+    inner: Pin<Box<dyn Stream<Item = Result<ChatChunk, GatewayError>> + Send>>,
+}
+
+impl ChunkStream {
+    /// Boxes a stream.
+    pub fn new<S>(stream: S) -> Self
+    where
+        S: Stream<Item = Result<ChatChunk, GatewayError>> + Send + 'static,
+    {
+        ChunkStream {
+            inner: Box::pin(stream),
+        }
+    }
+
+    /// A stream that yields the given items (handy for tests and in-memory providers).
+    pub fn from_chunks(items: Vec<Result<ChatChunk, GatewayError>>) -> Self {
+        ChunkStream::new(futures_util::stream::iter(items))
+    }
+}
+
+impl fmt::Debug for ChunkStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChunkStream(..)")
+    }
+}
+
+impl Stream for ChunkStream {
+    type Item = Result<ChatChunk, GatewayError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}

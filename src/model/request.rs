@@ -1,0 +1,421 @@
+//! The canonical request: an OpenAI chat-completions request body.
+//!
+//! Every known field is typed where the gateway reads it; everything else is kept in `extra`
+//! (`#[serde(flatten)]`) so a request bound for an OpenAI upstream reaches it with every field the
+//! client sent, including fields newer than this crate.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// An OpenAI chat-completions request (`POST /v1/chat/completions`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// Model id as the client wrote it (an alias is resolved by the router, not here).
+    pub model: String,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Whether the client wants a server-sent-event stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Stream options (`include_usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    /// Upper bound on generated tokens (preferred spelling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    /// Upper bound on generated tokens (deprecated spelling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature, 0–2 at OpenAI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Number of choices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    /// Stop sequences: one string or several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+    /// Tool definitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// Tool choice: `"none" | "auto" | "required"` or an object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may call several tools in one turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// Response format (`text`, `json_object`, `json_schema`), kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
+    /// Reasoning effort (`minimal`, `low`, `medium`, `high`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+    /// End-user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Every other field, forwarded untouched to OpenAI upstreams.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// Whether the client asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// Whether the client asked for a final usage chunk on a stream.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
+
+    /// The token limit, from `max_completion_tokens` else `max_tokens`.
+    pub fn max_output_tokens(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// The stop sequences as a slice-like list (empty when none).
+    pub fn stop_sequences(&self) -> Vec<&str> {
+        match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.as_str()],
+            Some(Stop::Many(v)) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    /// Add a final chunk with `choices: []` and the full usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+    /// Other options, kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `stop`: a single string or a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One stop sequence.
+    One(String),
+    /// Several stop sequences.
+    Many(Vec<String>),
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// System instructions.
+    System,
+    /// Developer instructions (the newer name for system).
+    Developer,
+    /// The end user.
+    User,
+    /// The model.
+    Assistant,
+    /// A tool result.
+    Tool,
+    /// A function result (deprecated functions API).
+    Function,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Developer => "developer",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+            Role::Function => "function",
+        }
+    }
+}
+
+/// One message of the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Author role.
+    pub role: Role,
+    /// Text or content parts; `None` for an assistant turn with only tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<MessageContent>,
+    /// Optional participant name (or the function name for `role: function`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Tool calls made by an assistant turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// Other fields (`refusal`, `audio`, `function_call`, …), kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Message {
+    /// A message with plain text content.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: Some(MessageContent::Text(text.into())),
+            name: None,
+            tool_calls: None,
+            tool_call_id: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// All text of the message joined (text parts only; other parts are skipped).
+    pub fn text_content(&self) -> String {
+        match &self.content {
+            None => String::new(),
+            Some(MessageContent::Text(s)) => s.clone(),
+            Some(MessageContent::Parts(parts)) => {
+                let mut out = String::new();
+                for p in parts {
+                    if let Some(t) = p.text.as_deref() {
+                        if !out.is_empty() {
+                            out.push('\n');
+                        }
+                        out.push_str(t);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Message content: a string or an array of parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    /// Plain text.
+    Text(String),
+    /// Typed parts (text, image_url, input_audio, file, refusal).
+    Parts(Vec<ContentPart>),
+}
+
+/// One content part. Kept as a flat struct so unknown part types survive a round trip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentPart {
+    /// `text`, `image_url`, `input_audio`, `file`, `refusal`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Text of a `text` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Image of an `image_url` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<ImageUrl>,
+    /// File of a `file` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FilePart>,
+    /// Refusal text of a `refusal` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// Other members (`input_audio`, cache breakpoints, …), kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ContentPart {
+    /// A `text` part.
+    pub fn text(text: impl Into<String>) -> Self {
+        ContentPart {
+            kind: "text".into(),
+            text: Some(text.into()),
+            image_url: None,
+            file: None,
+            refusal: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// An `image_url` part.
+    pub fn image_url(url: impl Into<String>) -> Self {
+        ContentPart {
+            kind: "image_url".into(),
+            text: None,
+            image_url: Some(ImageUrl {
+                url: url.into(),
+                detail: None,
+            }),
+            file: None,
+            refusal: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+/// `image_url` member of an image part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageUrl {
+    /// `https://…` or `data:<mime>;base64,<payload>`.
+    pub url: String,
+    /// `auto`, `low`, `high`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// `file` member of a file part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilePart {
+    /// Base64 payload or a data URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_data: Option<String>,
+    /// File name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Uploaded-file id (not resolvable by the gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+}
+
+/// A tool definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    /// `function` (or `custom`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The function definition for `type: function`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionDefinition>,
+    /// Other members (`custom`, …), kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Tool {
+    /// A function tool.
+    pub fn function(name: impl Into<String>, description: Option<String>, parameters: Option<Value>) -> Self {
+        Tool {
+            kind: "function".into(),
+            function: Some(FunctionDefinition {
+                name: name.into(),
+                description,
+                parameters,
+                strict: None,
+                extra: Map::new(),
+            }),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// A function tool's definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionDefinition {
+    /// Function name.
+    pub name: String,
+    /// What the function does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments; absent = no arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    /// Strict schema adherence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+    /// Other members, kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `tool_choice`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ToolChoice {
+    /// `"none"`, `"auto"` or `"required"`.
+    Mode(String),
+    /// An object such as `{"type":"function","function":{"name":"X"}}`, kept as written.
+    Object(Value),
+}
+
+/// What a `tool_choice` means, whatever its spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolChoiceKind<'a> {
+    /// Must not call tools.
+    None,
+    /// The model decides.
+    Auto,
+    /// Must call at least one tool.
+    Required,
+    /// Must call the named function.
+    Function(&'a str),
+}
+
+impl ToolChoice {
+    /// Interprets the choice; `None` when it is a shape the gateway does not know.
+    pub fn kind(&self) -> Option<ToolChoiceKind<'_>> {
+        match self {
+            ToolChoice::Mode(m) => match m.as_str() {
+                "none" => Some(ToolChoiceKind::None),
+                "auto" => Some(ToolChoiceKind::Auto),
+                "required" | "any" => Some(ToolChoiceKind::Required),
+                _ => None,
+            },
+            ToolChoice::Object(v) => {
+                let name = v
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .or_else(|| v.get("name"))
+                    .and_then(Value::as_str)?;
+                Some(ToolChoiceKind::Function(name))
+            }
+        }
+    }
+}
+
+/// A tool call in an assistant message (request history or response).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Call id, echoed by the matching `tool` message.
+    pub id: String,
+    /// Always `function` for function tools.
+    #[serde(rename = "type", default = "function_kind")]
+    pub kind: String,
+    /// Function name and JSON-encoded arguments.
+    pub function: FunctionCall,
+}
+
+fn function_kind() -> String {
+    "function".to_owned()
+}
+
+impl ToolCall {
+    /// A function call with JSON-encoded `arguments`.
+    pub fn function(id: impl Into<String>, name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        ToolCall {
+            id: id.into(),
+            kind: function_kind(),
+            function: FunctionCall {
+                name: name.into(),
+                arguments: arguments.into(),
+            },
+        }
+    }
+}
+
+/// The function part of a tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// Function name.
+    pub name: String,
+    /// Arguments as a JSON-encoded string (not an object).
+    #[serde(default)]
+    pub arguments: String,
+}
