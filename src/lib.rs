@@ -1,9 +1,227 @@
-//! Open Bedrock Server: a chat-completions gateway for OpenAI and AWS Bedrock, as tower layers.
+//! # Open Bedrock Server
+//!
+//! A provider-agnostic chat-completions gateway for OpenAI and AWS Bedrock, built as a stack of
+//! composable tower layers and served by a raw hyper server.
+//!
+//! One endpoint, `POST /v1/chat/completions`, accepts OpenAI requests and Bedrock Claude or Titan
+//! bodies, routes each request by model id to OpenAI or Bedrock, and answers in the format the client
+//! asks for (`?target_format=openai|bedrock_claude|bedrock_titan`), streamed or not.
+//!
+//! ## The stack
+//!
+//! An HTTP shell around a typed core, assembled in [`Gateway::service`]:
+//!
+//! ```text
+//! request id → sensitive headers → catch panic → access log → routes
+//!   POST /v1/chat/completions: auth → detect → translate → [typed core]
+//!   [typed core]: retry → dispatch (route by model, first-byte timeout) → provider
+//! ```
+//!
+//! Every stage is its own `Layer`/`Service`: [`auth`], [`detect`], [`translate`], [`retry`],
+//! [`provider::Dispatch`], [`provider::openai`], [`provider::bedrock`]. The whole stack is one
+//! `Clone + Send + Sync + 'static` service with `Error = Infallible`, so it mounts in axum:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use open_bedrock_server::{config::Config, Gateway};
+//!
+//! let mut config = Config::default();
+//! config.auth_disabled = true;
+//! let gateway = Gateway::from_config(&config).await?;
+//! let app = axum::Router::new().nest_service("/llm", gateway.service::<axum::body::Body>());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Or run it standalone:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use open_bedrock_server::{config::Config, server, Gateway};
+//!
+//! let config = Config::load(None)?;
+//! let gateway = Gateway::from_config(&config).await?;
+//! let listener = server::bind(([127, 0, 0, 1], 8000).into()).await?;
+//! server::serve(listener, gateway.service(), server::shutdown_signal(), config.shutdown_drain).await;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod auth;
 pub mod body;
+pub mod config;
+pub mod detect;
 pub mod error;
 pub mod format;
 pub mod model;
+pub mod provider;
+pub mod retry;
+pub mod route;
+pub mod server;
 pub mod sse;
+pub mod translate;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderName, Request, Response};
+use tower::retry::Retry;
+use tower::util::BoxCloneSyncService;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_service::Service;
+
+use crate::auth::ApiKeyAuthLayer;
+use crate::body::{Body, BoxError};
+use crate::config::Config;
+use crate::detect::DetectLayer;
+use crate::error::{ErrorDialect, GatewayError};
+use crate::model::{ChatCall, ChatReply};
+use crate::provider::{BedrockProvider, Dispatch, OpenAiProvider};
+use crate::retry::RetryPolicy;
+use crate::server::{AccessLogLayer, HealthInfo, ModelsService, Routes};
+use crate::translate::TranslateLayer;
+
+/// The whole gateway as one service: `Clone + Send + Sync + 'static`, `Error = Infallible`.
+pub type GatewayService<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
+
+/// The typed core: retry around dispatch.
+pub type Core = Retry<RetryPolicy, Dispatch>;
+
+/// A configured gateway: providers, router and settings. Build services from it with
+/// [`Gateway::service`] (the full HTTP stack) or [`Gateway::core`] (the typed core alone).
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    dispatch: Dispatch,
+    retry: RetryPolicy,
+    auth: ApiKeyAuthLayer,
+    max_request_bytes: usize,
+    keep_alive: Duration,
+    listed_models: Arc<Vec<String>>,
+}
+
+impl Gateway {
+    /// Builds the providers named by `config`: the OpenAI-compatible upstream always (its base URL
+    /// has a default), Bedrock when enabled (one client per region, built once here).
+    pub async fn from_config(config: &Config) -> Result<Self, GatewayError> {
+        let openai = OpenAiProvider::new(&config.openai, &config.timeouts)?;
+        let bedrock = if config.bedrock.enabled {
+            BedrockProvider::from_config(config).await?
+        } else {
+            None
+        };
+        Ok(Gateway::new(config, Some(openai), bedrock))
+    }
+
+    /// A gateway over the given providers.
+    pub fn new(config: &Config, openai: Option<OpenAiProvider>, bedrock: Option<BedrockProvider>) -> Self {
+        let auth = if config.auth_disabled {
+            ApiKeyAuthLayer::disabled()
+        } else {
+            ApiKeyAuthLayer::new(&config.api_keys)
+        };
+        Gateway {
+            dispatch: Dispatch::new(config.router(), openai, bedrock, config.timeouts),
+            retry: RetryPolicy::new(config.retry),
+            auth,
+            max_request_bytes: config.max_request_bytes,
+            keep_alive: config.stream_keep_alive,
+            listed_models: Arc::new(config.listed_models.clone()),
+        }
+    }
+
+    /// The typed core: `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
+    pub fn core(&self) -> Core {
+        Retry::new(self.retry.clone(), self.dispatch.clone())
+    }
+
+    /// The chat stack for `POST /v1/chat/completions` over any typed core `core`:
+    /// auth → detect → translate → core.
+    pub fn chat_stack<B, S>(
+        &self,
+        core: S,
+    ) -> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        S: Service<ChatCall, Response = ChatReply, Error = GatewayError> + Clone + Send + Sync + 'static,
+        S::Future: Send,
+    {
+        ServiceBuilder::new()
+            // Reject unauthenticated requests before their body is read.
+            .layer(self.auth.clone())
+            // Read the body once under the limit, parse it once, record inbound and target formats.
+            .layer(DetectLayer::new(self.max_request_bytes))
+            // Decode into the canonical request, call the core, encode in the target format.
+            .layer(TranslateLayer::new(Some(self.keep_alive)))
+            .service(core)
+    }
+
+    /// The full HTTP stack, generic over the request body (hyper's `Incoming`, axum's `Body`, …).
+    pub fn service<B>(&self) -> GatewayService<B>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let chat = self.chat_stack::<B, _>(self.core());
+        let models = ServiceBuilder::new().layer(self.auth.clone()).service(ModelsService::new(
+            self.dispatch.openai().cloned(),
+            self.dispatch.bedrock().cloned(),
+            Arc::new(self.dispatch.router().clone()),
+            &self.listed_models,
+        ));
+        let health = HealthInfo::new(
+            self.dispatch.openai(),
+            self.dispatch.bedrock(),
+            !self.auth.is_disabled(),
+        );
+        let routes = Routes::new(chat, models, health);
+        let x_api_key = HeaderName::from_static("x-api-key");
+        let stack = ServiceBuilder::new()
+            // Take the client's x-request-id or make one; it goes upstream and back to the client.
+            .layer(SetRequestIdLayer::x_request_id(MakeGatewayRequestId))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            // Keys never reach logs.
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, x_api_key]))
+            // A panic anywhere below becomes a 500 in the OpenAI shape, never a dropped connection.
+            .layer(tower::util::MapResponseLayer::new(|res: Response<_>| res.map(Body::new)))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(PanicResponse))
+            // One line per request.
+            .layer(AccessLogLayer)
+            .service(routes);
+        BoxCloneSyncService::new(stack)
+    }
+}
+
+/// Request ids: a random per-process prefix plus a counter (unique, cheap, no syscall per request).
+#[derive(Debug, Clone, Copy)]
+struct MakeGatewayRequestId;
+
+impl MakeRequestId for MakeGatewayRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let id = model::completion_id().replacen("chatcmpl-", "req-", 1);
+        http::HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PanicResponse;
+
+impl tower_http::catch_panic::ResponseForPanic for PanicResponse {
+    type ResponseBody = Body;
+
+    fn response_for_panic(&mut self, err: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+        let detail = err
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| err.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %detail, "a request handler panicked");
+        GatewayError::internal("The gateway hit an internal error.").into_response(ErrorDialect::OpenAi)
+    }
+}

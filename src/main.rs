@@ -1,1 +1,122 @@
-fn main() {}
+//! The `open-bedrock-server` binary: command line and environment → [`Config`] → [`Gateway`] →
+//! [`server::serve`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use open_bedrock_server::config::{Config, LogFormat};
+use open_bedrock_server::{server, Gateway};
+
+/// A unified chat-completions gateway for OpenAI and AWS Bedrock.
+#[derive(Debug, Parser)]
+#[command(name = "open-bedrock-server", version, about)]
+struct Cli {
+    /// Optional TOML configuration file (aliases, routes, limits, timeouts, …).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address (overrides HOST).
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// Listen port (overrides PORT; default 8000).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Run without API-key auth (same as AUTH_DISABLED=true).
+    #[arg(long)]
+    no_auth: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the configuration and print it with secrets masked.
+    CheckConfig,
+}
+
+fn load(cli: &Cli) -> Result<Config, String> {
+    let mut config = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(h) = cli.host {
+        config.host = h;
+    }
+    if let Some(p) = cli.port {
+        config.port = p;
+    }
+    if cli.no_auth {
+        config.auth_disabled = true;
+    }
+    Ok(config)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("open-bedrock-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::CheckConfig) = cli.command {
+        print!("{}", config.masked_summary());
+        return match config.check_startable() {
+            Ok(()) => {
+                println!("configuration OK");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("open-bedrock-server: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Err(e) = config.check_startable() {
+        eprintln!("open-bedrock-server: {e}");
+        return ExitCode::from(2);
+    }
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("open-bedrock-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let gateway = match Gateway::from_config(&config).await {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("open-bedrock-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = match server::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("open-bedrock-server: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.to_string());
+    tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "open-bedrock-server listening");
+    if config.auth_disabled {
+        tracing::warn!("API-key auth is disabled: every client is accepted");
+    }
+    server::serve(listener, gateway.service(), server::shutdown_signal(), config.shutdown_drain).await;
+    ExitCode::SUCCESS
+}

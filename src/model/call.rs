@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use futures_util::Stream;
 
 use super::{ChatChunk, ChatRequest, ChatResponse};
@@ -53,16 +52,13 @@ pub struct CallContext {
     pub original: Option<OriginalBody>,
 }
 
-/// The client's body as written, with its format.
+/// The client's body as written (native Bedrock formats only), with its format.
 #[derive(Debug, Clone)]
 pub struct OriginalBody {
     /// The format the body is in.
     pub format: InboundFormat,
-    /// The parsed top-level object (only for native Bedrock bodies, which are forwarded after
-    /// routing-only keys are removed).
+    /// The parsed top-level object, forwarded after routing-only keys are removed.
     pub json: Arc<serde_json::Map<String, serde_json::Value>>,
-    /// The raw bytes.
-    pub bytes: Bytes,
 }
 
 /// The typed core's answer: a complete reply, or a stream whose first item has already arrived.

@@ -1,0 +1,715 @@
+//! Configuration: defaults, then an optional TOML file, then the environment (and `.env`), then the
+//! command line. Validated once at start-up; a bad value stops start-up with a message naming the key.
+//!
+//! | Environment | TOML key | Default |
+//! |---|---|---|
+//! | `HOST` / `PORT` | `server.host` / `server.port` | `0.0.0.0` / `8000` |
+//! | `API_KEY` (comma-separated) | `auth.api_keys` | none: start-up fails unless auth is disabled |
+//! | `AUTH_DISABLED` | `auth.disabled` | `false` |
+//! | `OPENAI_API_KEY` | `openai.api_key` | none |
+//! | `OPENAI_BASE_URL` | `openai.base_url` | `https://api.openai.com/v1` |
+//! | `AWS_REGION` / `AWS_DEFAULT_REGION` | `bedrock.region` | the AWS profile's region |
+//! | `BEDROCK_ENABLED` | `bedrock.enabled` | `true` |
+//! | `DEFAULT_MAX_TOKENS` | `bedrock.default_max_tokens` | `4096` |
+//! | `MAX_REQUEST_BYTES` | `server.max_request_bytes` | `33554432` (32 MiB, room for images) |
+//! | `RETRY_MAX_ATTEMPTS` | `retry.max_attempts` | `3` (attempts in total) |
+//! | `CONNECT_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 120 s, 60 s, 600 s |
+//! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
+//!
+//! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`)
+//! and ARN families (`[bedrock.arn_families]`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::route::{BedrockFamily, Provider, RouteOverride, Router};
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key (environment variable or TOML path).
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error in `{}`: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The validated configuration of one gateway.
+#[derive(Clone)]
+pub struct Config {
+    /// Listen address.
+    pub host: IpAddr,
+    /// Listen port.
+    pub port: u16,
+    /// Accepted gateway keys.
+    pub api_keys: Vec<String>,
+    /// Auth turned off explicitly.
+    pub auth_disabled: bool,
+    /// OpenAI upstream.
+    pub openai: OpenAiConfig,
+    /// Bedrock upstream.
+    pub bedrock: BedrockConfig,
+    /// Model aliases.
+    pub aliases: HashMap<String, String>,
+    /// Extra model ids to list in `/v1/models`.
+    pub listed_models: Vec<String>,
+    /// Routing overrides.
+    pub routes: Vec<RouteOverride>,
+    /// Largest accepted request body.
+    pub max_request_bytes: usize,
+    /// Retry settings.
+    pub retry: RetrySettings,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// How long graceful shutdown waits for in-flight requests.
+    pub shutdown_drain: Duration,
+    /// Keep-alive comment interval on idle streams.
+    pub stream_keep_alive: Duration,
+    /// Log filter (`info`, `debug`, `open_bedrock_server=trace`, …).
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// OpenAI-compatible upstream settings.
+#[derive(Clone)]
+pub struct OpenAiConfig {
+    /// Base URL up to and including `/v1`.
+    pub base_url: String,
+    /// Bearer key sent upstream.
+    pub api_key: Option<String>,
+}
+
+impl fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_deref().map(mask))
+            .finish()
+    }
+}
+
+/// Bedrock settings.
+#[derive(Debug, Clone)]
+pub struct BedrockConfig {
+    /// Whether Bedrock is used at all.
+    pub enabled: bool,
+    /// Region; `None` = the AWS SDK's default chain.
+    pub region: Option<String>,
+    /// `max_tokens` sent to Claude when the client gave none.
+    pub default_max_tokens: u32,
+    /// Family of configured ARNs.
+    pub arn_families: HashMap<String, BedrockFamily>,
+}
+
+/// Retry settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetrySettings {
+    /// Attempts in total, first included.
+    pub max_attempts: u32,
+    /// First backoff step.
+    pub base_delay: Duration,
+    /// Largest backoff (also the cap on `Retry-After`).
+    pub max_delay: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP/TLS connect.
+    pub connect: Duration,
+    /// Request sent → first byte (complete reply, or first stream event).
+    pub first_byte: Duration,
+    /// Largest gap between two stream events.
+    pub stream_idle: Duration,
+    /// Whole request, stream included.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(120),
+            stream_idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 8000,
+            api_keys: Vec::new(),
+            auth_disabled: false,
+            openai: OpenAiConfig {
+                base_url: "https://api.openai.com/v1".into(),
+                api_key: None,
+            },
+            bedrock: BedrockConfig {
+                enabled: true,
+                region: None,
+                default_max_tokens: 4096,
+                arn_families: HashMap::new(),
+            },
+            aliases: HashMap::new(),
+            listed_models: Vec::new(),
+            routes: Vec::new(),
+            max_request_bytes: 32 * 1024 * 1024,
+            retry: RetrySettings::default(),
+            timeouts: Timeouts::default(),
+            shutdown_drain: Duration::from_secs(10),
+            stream_keep_alive: Duration::from_secs(15),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked_summary())
+    }
+}
+
+fn mask(secret: &str) -> String {
+    let n = secret.chars().count();
+    if n <= 8 {
+        "****".into()
+    } else {
+        let head: String = secret.chars().take(4).collect();
+        format!("{head}…({n} chars)")
+    }
+}
+
+impl Config {
+    /// Loads defaults ← `file` (if given) ← environment (after reading `.env` if present).
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let _ = dotenvy::dotenv();
+        let mut config = Config::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+            config.apply_toml(&text)?;
+        }
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    /// Applies a TOML document on top of this configuration.
+    pub fn apply_toml(&mut self, text: &str) -> Result<(), ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_owned();
+            let key = e
+                .span()
+                .and_then(|s| text.get(s))
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "config file".into());
+            ConfigError::new(key, msg)
+        })?;
+        if let Some(s) = file.server {
+            if let Some(h) = s.host {
+                self.host = h
+                    .parse()
+                    .map_err(|_| ConfigError::new("server.host", format!("`{h}` is not an IP address")))?;
+            }
+            set(&mut self.port, s.port);
+            set(&mut self.max_request_bytes, s.max_request_bytes);
+            if let Some(d) = s.shutdown_drain_secs {
+                self.shutdown_drain = Duration::from_secs(d);
+            }
+            if let Some(d) = s.stream_keep_alive_secs {
+                self.stream_keep_alive = Duration::from_secs(d);
+            }
+        }
+        if let Some(a) = file.auth {
+            set(&mut self.api_keys, a.api_keys);
+            set(&mut self.auth_disabled, a.disabled);
+        }
+        if let Some(o) = file.openai {
+            set(&mut self.openai.base_url, o.base_url);
+            if o.api_key.is_some() {
+                self.openai.api_key = o.api_key;
+            }
+        }
+        if let Some(b) = file.bedrock {
+            set(&mut self.bedrock.enabled, b.enabled);
+            if b.region.is_some() {
+                self.bedrock.region = b.region;
+            }
+            set(&mut self.bedrock.default_max_tokens, b.default_max_tokens);
+            for (arn, fam) in b.arn_families.unwrap_or_default() {
+                let family = BedrockFamily::parse(&fam).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("bedrock.arn_families.\"{arn}\""),
+                        format!("unknown family `{fam}` (expected claude, titan or converse)"),
+                    )
+                })?;
+                self.bedrock.arn_families.insert(arn, family);
+            }
+        }
+        if let Some(m) = file.models {
+            self.aliases.extend(m.aliases.unwrap_or_default());
+            self.listed_models.extend(m.list.unwrap_or_default());
+        }
+        for (i, r) in file.routes.unwrap_or_default().into_iter().enumerate() {
+            let provider = match (r.provider.as_str(), r.family.as_deref()) {
+                ("openai", None) => Provider::OpenAi,
+                ("bedrock", fam) => {
+                    let fam = fam.unwrap_or("converse");
+                    Provider::Bedrock(BedrockFamily::parse(fam).ok_or_else(|| {
+                        ConfigError::new(format!("routes[{i}].family"), format!("unknown family `{fam}`"))
+                    })?)
+                }
+                ("openai", Some(_)) => {
+                    return Err(ConfigError::new(
+                        format!("routes[{i}].family"),
+                        "a family only applies to provider = \"bedrock\"",
+                    ))
+                }
+                (other, _) => {
+                    return Err(ConfigError::new(
+                        format!("routes[{i}].provider"),
+                        format!("unknown provider `{other}` (expected openai or bedrock)"),
+                    ))
+                }
+            };
+            self.routes.push(RouteOverride {
+                prefix: r.prefix,
+                provider,
+            });
+        }
+        if let Some(r) = file.retry {
+            set(&mut self.retry.max_attempts, r.max_attempts);
+            if let Some(ms) = r.base_delay_ms {
+                self.retry.base_delay = Duration::from_millis(ms);
+            }
+            if let Some(ms) = r.max_delay_ms {
+                self.retry.max_delay = Duration::from_millis(ms);
+            }
+        }
+        if let Some(t) = file.timeouts {
+            let ms = Duration::from_millis;
+            if let Some(v) = t.connect_ms {
+                self.timeouts.connect = ms(v);
+            }
+            if let Some(v) = t.first_byte_ms {
+                self.timeouts.first_byte = ms(v);
+            }
+            if let Some(v) = t.stream_idle_ms {
+                self.timeouts.stream_idle = ms(v);
+            }
+            if let Some(v) = t.total_ms {
+                self.timeouts.total = ms(v);
+            }
+        }
+        if let Some(l) = file.log {
+            set(&mut self.log_level, l.level);
+            if let Some(f) = l.format {
+                self.log_format = parse_log_format("log.format", &f)?;
+            }
+        }
+        self.validate()
+    }
+
+    /// Applies environment variables read through `get` (a closure so tests need not touch the
+    /// process environment).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        if let Some(h) = get("HOST") {
+            self.host = h
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new("HOST", format!("`{h}` is not an IP address")))?;
+        }
+        if let Some(v) = get("PORT") {
+            self.port = parse_num("PORT", &v)?;
+        }
+        if let Some(v) = get("API_KEY") {
+            self.api_keys = v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect();
+        }
+        if let Some(v) = get("AUTH_DISABLED") {
+            self.auth_disabled = parse_bool("AUTH_DISABLED", &v)?;
+        }
+        if let Some(v) = get("OPENAI_API_KEY") {
+            self.openai.api_key = Some(v.trim().to_owned());
+        }
+        if let Some(v) = get("OPENAI_BASE_URL") {
+            self.openai.base_url = v.trim().to_owned();
+        }
+        if let Some(v) = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")) {
+            self.bedrock.region = Some(v.trim().to_owned());
+        }
+        if let Some(v) = get("BEDROCK_ENABLED") {
+            self.bedrock.enabled = parse_bool("BEDROCK_ENABLED", &v)?;
+        }
+        if let Some(v) = get("DEFAULT_MAX_TOKENS") {
+            self.bedrock.default_max_tokens = parse_num("DEFAULT_MAX_TOKENS", &v)?;
+        }
+        if let Some(v) = get("MAX_REQUEST_BYTES") {
+            self.max_request_bytes = parse_num("MAX_REQUEST_BYTES", &v)?;
+        }
+        if let Some(v) = get("RETRY_MAX_ATTEMPTS") {
+            self.retry.max_attempts = parse_num("RETRY_MAX_ATTEMPTS", &v)?;
+        }
+        for (key, slot) in [
+            ("CONNECT_TIMEOUT_MS", &mut self.timeouts.connect),
+            ("FIRST_BYTE_TIMEOUT_MS", &mut self.timeouts.first_byte),
+            ("STREAM_IDLE_TIMEOUT_MS", &mut self.timeouts.stream_idle),
+            ("TOTAL_TIMEOUT_MS", &mut self.timeouts.total),
+        ] {
+            if let Some(v) = get(key) {
+                *slot = Duration::from_millis(parse_num(key, &v)?);
+            }
+        }
+        if let Some(v) = get("LOG_LEVEL") {
+            self.log_level = v.trim().to_owned();
+        }
+        if let Some(v) = get("LOG_FORMAT") {
+            self.log_format = parse_log_format("LOG_FORMAT", &v)?;
+        }
+        self.validate()
+    }
+
+    /// Checks cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.retry.max_attempts == 0 {
+            return Err(ConfigError::new("RETRY_MAX_ATTEMPTS", "must be at least 1 (attempts in total)"));
+        }
+        if self.retry.max_attempts > 10 {
+            return Err(ConfigError::new("RETRY_MAX_ATTEMPTS", "must be at most 10"));
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(ConfigError::new("MAX_REQUEST_BYTES", "must be at least 1024"));
+        }
+        if !(self.openai.base_url.starts_with("http://") || self.openai.base_url.starts_with("https://")) {
+            return Err(ConfigError::new(
+                "OPENAI_BASE_URL",
+                format!("`{}` must start with http:// or https://", self.openai.base_url),
+            ));
+        }
+        if self.bedrock.default_max_tokens == 0 {
+            return Err(ConfigError::new("DEFAULT_MAX_TOKENS", "must be at least 1"));
+        }
+        for (k, v) in [
+            ("CONNECT_TIMEOUT_MS", self.timeouts.connect),
+            ("FIRST_BYTE_TIMEOUT_MS", self.timeouts.first_byte),
+            ("STREAM_IDLE_TIMEOUT_MS", self.timeouts.stream_idle),
+            ("TOTAL_TIMEOUT_MS", self.timeouts.total),
+        ] {
+            if v.is_zero() {
+                return Err(ConfigError::new(k, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the gateway may start: a key is configured or auth is disabled explicitly.
+    pub fn check_startable(&self) -> Result<(), ConfigError> {
+        if self.api_keys.is_empty() && !self.auth_disabled {
+            return Err(ConfigError::new(
+                "API_KEY",
+                "no API key configured: set API_KEY (comma-separated for several), or disable auth explicitly with --no-auth / AUTH_DISABLED=true",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The router this configuration describes.
+    pub fn router(&self) -> Router {
+        Router::new(self.aliases.clone(), self.routes.clone(), self.bedrock.arn_families.clone())
+    }
+
+    /// A human-readable summary with every secret masked.
+    pub fn masked_summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "listen            = {}:{}", self.host, self.port);
+        let keys: Vec<String> = self.api_keys.iter().map(|k| mask(k)).collect();
+        let _ = writeln!(s, "api_keys          = [{}]", keys.join(", "));
+        let _ = writeln!(s, "auth_disabled     = {}", self.auth_disabled);
+        let _ = writeln!(s, "openai.base_url   = {}", self.openai.base_url);
+        let _ = writeln!(
+            s,
+            "openai.api_key    = {}",
+            self.openai.api_key.as_deref().map(mask).unwrap_or_else(|| "(none)".into())
+        );
+        let _ = writeln!(s, "bedrock.enabled   = {}", self.bedrock.enabled);
+        let _ = writeln!(
+            s,
+            "bedrock.region    = {}",
+            self.bedrock.region.as_deref().unwrap_or("(AWS default chain)")
+        );
+        let _ = writeln!(s, "default_max_tokens= {}", self.bedrock.default_max_tokens);
+        let mut aliases: Vec<_> = self.aliases.iter().collect();
+        aliases.sort();
+        for (a, t) in aliases {
+            let _ = writeln!(s, "alias             {a} -> {t}");
+        }
+        for r in &self.routes {
+            let _ = writeln!(s, "route             {}* -> {:?}", r.prefix, r.provider);
+        }
+        let _ = writeln!(s, "max_request_bytes = {}", self.max_request_bytes);
+        let _ = writeln!(
+            s,
+            "retry             = {} attempts, backoff {:?}..{:?}",
+            self.retry.max_attempts, self.retry.base_delay, self.retry.max_delay
+        );
+        let _ = writeln!(
+            s,
+            "timeouts          = connect {:?}, first byte {:?}, stream idle {:?}, total {:?}",
+            self.timeouts.connect, self.timeouts.first_byte, self.timeouts.stream_idle, self.timeouts.total
+        );
+        let _ = writeln!(s, "log               = {} ({:?})", self.log_level, self.log_format);
+        s
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| ConfigError::new(key, format!("`{v}` is not a valid number")))
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(key, format!("`{v}` is not true or false"))),
+    }
+}
+
+fn parse_log_format(key: &str, v: &str) -> Result<LogFormat, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "text" | "pretty" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(ConfigError::new(key, format!("`{v}` is not json or text"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    server: Option<FileServer>,
+    auth: Option<FileAuth>,
+    openai: Option<FileOpenAi>,
+    bedrock: Option<FileBedrock>,
+    models: Option<FileModels>,
+    routes: Option<Vec<FileRoute>>,
+    retry: Option<FileRetry>,
+    timeouts: Option<FileTimeouts>,
+    log: Option<FileLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    host: Option<String>,
+    port: Option<u16>,
+    max_request_bytes: Option<usize>,
+    shutdown_drain_secs: Option<u64>,
+    stream_keep_alive_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    api_keys: Option<Vec<String>>,
+    disabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOpenAi {
+    base_url: Option<String>,
+    api_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBedrock {
+    enabled: Option<bool>,
+    region: Option<String>,
+    default_max_tokens: Option<u32>,
+    arn_families: Option<HashMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModels {
+    aliases: Option<HashMap<String, String>>,
+    list: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    prefix: String,
+    provider: String,
+    family: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetry {
+    max_attempts: Option<u32>,
+    base_delay_ms: Option<u64>,
+    max_delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTimeouts {
+    connect_ms: Option<u64>,
+    first_byte_ms: Option<u64>,
+    stream_idle_ms: Option<u64>,
+    total_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn env_values_apply() {
+        let mut c = Config::default();
+        c.apply_env(env(&[
+            ("API_KEY", "a, b,,c"),
+            ("PORT", "9000"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
+            ("RETRY_MAX_ATTEMPTS", "2"),
+            ("LOG_FORMAT", "json"),
+        ]))
+        .unwrap();
+        assert_eq!(c.api_keys, ["a", "b", "c"]);
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.retry.max_attempts, 2);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(c.check_startable().is_ok());
+    }
+
+    #[test]
+    fn no_key_refuses_to_start_unless_disabled() {
+        let c = Config::default();
+        let e = c.check_startable().unwrap_err();
+        assert_eq!(e.key, "API_KEY");
+        assert!(e.to_string().contains("--no-auth"));
+        let mut c = Config::default();
+        c.apply_env(env(&[("AUTH_DISABLED", "true")])).unwrap();
+        assert!(c.check_startable().is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut c = Config::default();
+        assert_eq!(c.apply_env(env(&[("PORT", "eighty")])).unwrap_err().key, "PORT");
+        let mut c = Config::default();
+        assert_eq!(
+            c.apply_env(env(&[("OPENAI_BASE_URL", "ftp://x")])).unwrap_err().key,
+            "OPENAI_BASE_URL"
+        );
+        let mut c = Config::default();
+        let e = c.apply_toml("[retry]\nmax_attempt = 3\n").unwrap_err();
+        assert!(e.problem.contains("max_attempt"), "{e}");
+        let mut c = Config::default();
+        let e = c.apply_toml("[[routes]]\nprefix = \"x\"\nprovider = \"azure\"\n").unwrap_err();
+        assert_eq!(e.key, "routes[0].provider");
+    }
+
+    #[test]
+    fn toml_file_applies() {
+        let mut c = Config::default();
+        c.apply_toml(
+            r#"
+            [server]
+            port = 8080
+            [models.aliases]
+            claude = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+            [[routes]]
+            prefix = "local-"
+            provider = "openai"
+            [bedrock.arn_families]
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/x" = "claude"
+            [timeouts]
+            first_byte_ms = 1500
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.timeouts.first_byte, Duration::from_millis(1500));
+        let router = c.router();
+        assert_eq!(router.resolve("claude").unwrap().provider, Provider::Bedrock(BedrockFamily::Claude));
+        assert_eq!(router.resolve("local-llama").unwrap().provider, Provider::OpenAi);
+    }
+
+    #[test]
+    fn summary_masks_secrets() {
+        let mut c = Config::default();
+        c.api_keys = vec!["sk-gateway-very-secret".into()];
+        c.openai.api_key = Some("sk-openai-very-secret".into());
+        let s = c.masked_summary();
+        assert!(!s.contains("very-secret"), "{s}");
+        assert!(s.contains("sk-g"));
+    }
+}

@@ -1,0 +1,212 @@
+//! Providers and the dispatch stage of the typed core.
+//!
+//! [`Dispatch`] routes each [`ChatCall`] by model ([`Router`]) to the [`openai`] or [`bedrock`]
+//! provider, bounds the wait for the first byte, and guards streams with the idle-gap and total
+//! timeouts ([`TimedStream`]). An unknown model is answered with 404 before any upstream is called.
+//!
+//! A provider answers a stream only once its first event has arrived, so every failure before the
+//! first byte is an `Err` the retry layer above can act on.
+
+pub mod bedrock;
+pub mod openai;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::{Stream, StreamExt};
+use tower_service::Service;
+
+use crate::config::Timeouts;
+use crate::error::GatewayError;
+use crate::model::{ChatCall, ChatChunk, ChatReply, ChunkStream};
+use crate::route::{Provider, Router};
+
+pub use bedrock::BedrockProvider;
+pub use openai::OpenAiProvider;
+
+/// Routes calls to providers. Cheap to clone (all `Arc`s).
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    router: Arc<Router>,
+    openai: Option<OpenAiProvider>,
+    bedrock: Option<BedrockProvider>,
+    timeouts: Timeouts,
+}
+
+impl Dispatch {
+    /// A dispatcher over the configured providers.
+    pub fn new(
+        router: Router,
+        openai: Option<OpenAiProvider>,
+        bedrock: Option<BedrockProvider>,
+        timeouts: Timeouts,
+    ) -> Self {
+        Dispatch {
+            router: Arc::new(router),
+            openai,
+            bedrock,
+            timeouts,
+        }
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The OpenAI provider, if configured.
+    pub fn openai(&self) -> Option<&OpenAiProvider> {
+        self.openai.as_ref()
+    }
+
+    /// The Bedrock provider, if configured.
+    pub fn bedrock(&self) -> Option<&BedrockProvider> {
+        self.bedrock.as_ref()
+    }
+}
+
+impl Service<ChatCall> for Dispatch {
+    type Response = ChatReply;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<ChatReply, GatewayError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: ChatCall) -> Self::Future {
+        let route = match self.router.resolve(&call.request.model) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let timeouts = self.timeouts;
+        let fut: BoxFuture<'static, Result<ChatReply, GatewayError>> = match route.provider {
+            Provider::OpenAi => match &self.openai {
+                Some(p) => Box::pin(p.clone().chat(call, route)),
+                None => return not_configured("OpenAI", "OPENAI_BASE_URL / OPENAI_API_KEY"),
+            },
+            Provider::Bedrock(_) => match &self.bedrock {
+                Some(p) => Box::pin(p.clone().chat(call, route)),
+                None => return not_configured("Bedrock", "AWS_REGION and AWS credentials"),
+            },
+        };
+        Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            let reply = match tokio::time::timeout(timeouts.first_byte, fut).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(GatewayError::upstream_timeout(format!(
+                        "The upstream did not answer within {} ms.",
+                        timeouts.first_byte.as_millis()
+                    )))
+                }
+            };
+            Ok(match reply {
+                ChatReply::Stream(s) => ChatReply::Stream(ChunkStream::new(TimedStream::new(
+                    s,
+                    timeouts.stream_idle,
+                    started + timeouts.total,
+                ))),
+                complete => complete,
+            })
+        })
+    }
+}
+
+fn not_configured(name: &str, how: &str) -> BoxFuture<'static, Result<ChatReply, GatewayError>> {
+    let e = GatewayError::upstream_status(503, format!("The {name} provider is not configured on this gateway (set {how})."))
+        .with_code("provider_not_configured");
+    Box::pin(std::future::ready(Err(e)))
+}
+
+/// Awaits the first item of `stream` so that failures before the first byte stay retryable, then
+/// answers the stream with that item put back in front.
+pub(crate) async fn first_then_rest<S>(mut stream: S) -> Result<ChatReply, GatewayError>
+where
+    S: Stream<Item = Result<ChatChunk, GatewayError>> + Send + Unpin + 'static,
+{
+    match stream.next().await {
+        None => Err(GatewayError::upstream_protocol("The upstream stream ended before its first event.")),
+        Some(Err(e)) => Err(e),
+        Some(Ok(first)) => Ok(ChatReply::Stream(ChunkStream::new(
+            futures_util::stream::once(std::future::ready(Ok(first))).chain(stream),
+        ))),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream guard: ends the stream with an in-band 504 when the upstream is silent for longer
+    /// than the idle gap, or when the total deadline passes — a stalled stream never hangs a client.
+    pub struct TimedStream {
+        inner: ChunkStream,
+        idle: Duration,
+        #[pin]
+        idle_timer: tokio::time::Sleep,
+        #[pin]
+        deadline: tokio::time::Sleep,
+        done: bool,
+    }
+}
+
+impl TimedStream {
+    /// Guards `inner` with an `idle` gap and an absolute `deadline`.
+    pub fn new(inner: ChunkStream, idle: Duration, deadline: tokio::time::Instant) -> Self {
+        TimedStream {
+            inner,
+            idle,
+            idle_timer: tokio::time::sleep(idle),
+            deadline: tokio::time::sleep_until(deadline),
+            done: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for TimedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedStream").field("idle", &self.idle).finish()
+    }
+}
+
+impl Stream for TimedStream {
+    type Item = Result<ChatChunk, GatewayError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut *this.inner).poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                let idle = *this.idle;
+                this.idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                if item.is_err() {
+                    *this.done = true;
+                }
+                return Poll::Ready(Some(item));
+            }
+            Poll::Ready(None) => {
+                *this.done = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if this.deadline.poll(cx).is_ready() {
+            *this.done = true;
+            return Poll::Ready(Some(Err(GatewayError::upstream_timeout(
+                "The upstream stream exceeded the total time limit.",
+            ))));
+        }
+        if this.idle_timer.poll(cx).is_ready() {
+            *this.done = true;
+            return Poll::Ready(Some(Err(GatewayError::upstream_timeout(format!(
+                "The upstream stream was idle for more than {} ms.",
+                this.idle.as_millis()
+            )))));
+        }
+        Poll::Pending
+    }
+}

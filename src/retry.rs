@@ -1,0 +1,148 @@
+//! Retry: the one place that retries upstream calls, as a `tower::retry` [`Policy`] on the typed core.
+//!
+//! - What is retried: errors for which [`GatewayError::is_retryable`] holds — upstream 408, 429, 500,
+//!   502, 503, 504, connect/reset failures and first-byte timeouts. Never other 4xx, never the
+//!   gateway's own rejections.
+//! - Never after a byte has reached the client: the core answers a stream only once its first event
+//!   has arrived, and errors after that are in-band events of the stream, not `Err` results.
+//! - How many: at most `max_attempts` in total (default 3) — the AWS SDK's own retries are off, so
+//!   an upstream sees exactly that many.
+//! - When: exponential backoff with full jitter (`random(0, min(max, base·2ⁿ))`), or the upstream's
+//!   `Retry-After` when it gave one, capped at `max_delay`.
+//! - Storms: a shared [`TpsBudget`] allows retries of at most 20 % of recent requests (plus a small
+//!   floor), so a failing upstream does not get three times the traffic.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::Policy;
+
+use crate::config::RetrySettings;
+use crate::error::GatewayError;
+use crate::model::{ChatCall, ChatReply};
+
+/// The gateway's retry policy; one value per request (the attempt counter), a shared budget.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    settings: RetrySettings,
+    attempt: u32,
+    budget: Arc<TpsBudget>,
+    retries: Arc<AtomicU32>,
+}
+
+impl RetryPolicy {
+    /// A policy with `settings` and a fresh shared budget.
+    pub fn new(settings: RetrySettings) -> Self {
+        RetryPolicy {
+            settings,
+            attempt: 1,
+            budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
+            retries: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// Retries made so far by every request sharing this policy (for metrics).
+    pub fn retries_total(&self) -> u32 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// The delay before attempt `self.attempt + 1`.
+    fn delay(&self, error: &GatewayError) -> Duration {
+        let max = self.settings.max_delay;
+        if let Some(after) = error.retry_after() {
+            return after.min(max);
+        }
+        let exp = self
+            .settings
+            .base_delay
+            .saturating_mul(1u32 << (self.attempt - 1).min(16))
+            .min(max);
+        let nanos = u64::try_from(exp.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(if nanos == 0 { 0 } else { rand::random::<u64>() % (nanos + 1) })
+    }
+}
+
+impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(&mut self, _req: &mut ChatCall, result: &mut Result<ChatReply, GatewayError>) -> Option<Self::Future> {
+        match result {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(e) => {
+                if !e.is_retryable() || self.attempt >= self.settings.max_attempts || !self.budget.withdraw() {
+                    return None;
+                }
+                let delay = self.delay(e);
+                self.attempt += 1;
+                self.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(attempt = self.attempt, ?delay, error = %e, "retrying upstream call");
+                Some(tokio::time::sleep(delay))
+            }
+        }
+    }
+
+    fn clone_request(&mut self, req: &ChatCall) -> Option<ChatCall> {
+        if self.attempt == 1 {
+            // A new request: count its first attempt against the budget.
+            self.budget.deposit();
+        }
+        Some(req.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ChatRequest;
+
+    fn policy(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy::new(RetrySettings {
+            max_attempts,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(50),
+        })
+    }
+
+    #[tokio::test]
+    async fn retries_retryable_errors_up_to_max_attempts() {
+        let mut p = policy(3);
+        let mut call = ChatCall::new(ChatRequest::default());
+        p.clone_request(&call);
+        let mut r: Result<ChatReply, GatewayError> = Err(GatewayError::upstream_status(500, "x"));
+        assert!(p.retry(&mut call, &mut r).is_some());
+        assert!(p.retry(&mut call, &mut r).is_some());
+        assert!(p.retry(&mut call, &mut r).is_none(), "third failure is final with 3 attempts");
+        assert_eq!(p.retries_total(), 2);
+    }
+
+    #[test]
+    fn never_retries_client_errors_or_own_rejections() {
+        let mut p = policy(3);
+        let mut call = ChatCall::new(ChatRequest::default());
+        for e in [
+            GatewayError::upstream_status(400, "bad"),
+            GatewayError::upstream_status(404, "nope"),
+            GatewayError::model_not_found("m"),
+            GatewayError::rate_limited(Duration::from_secs(1)),
+        ] {
+            let mut r: Result<ChatReply, GatewayError> = Err(e);
+            assert!(p.retry(&mut call, &mut r).is_none());
+        }
+    }
+
+    #[test]
+    fn honours_retry_after_capped() {
+        let p = policy(3);
+        let e = GatewayError::upstream_status(429, "slow").with_retry_after(Some(Duration::from_millis(20)));
+        assert_eq!(p.delay(&e), Duration::from_millis(20));
+        let e = GatewayError::upstream_status(429, "slow").with_retry_after(Some(Duration::from_secs(100)));
+        assert_eq!(p.delay(&e), Duration::from_millis(50));
+        let e = GatewayError::upstream_status(500, "x");
+        assert!(p.delay(&e) <= Duration::from_millis(1));
+    }
+}

@@ -1,0 +1,308 @@
+//! Routing: model id → provider (and, for Bedrock, the strategy by model family).
+//!
+//! Rules, in order:
+//! 1. Aliases from configuration rewrite the id (`claude` → `us.anthropic.claude-…`), once.
+//! 2. Overrides from configuration (`prefix` → provider, optional family) win over built-in rules.
+//! 3. Built-in rules: `gpt-*`, `o1*`/`o3*`/`o4*`, `chatgpt-*`, `text-*`, `dall-e-*`, `ft:` fine-tunes
+//!    → OpenAI; `anthropic.`, `amazon.`, `meta.`, `mistral.`, `cohere.`, `ai21.`, `deepseek.`, `writer.`,
+//!    `qwen.`, `openai.gpt-oss` → Bedrock, also behind one regional/global inference-profile prefix
+//!    (`us.`, `eu.`, `apac.`, `jp.`, `au.`, `us-gov.`, `global.`, …); `arn:aws…:bedrock:` ARNs → Bedrock.
+//! 4. Anything else is `404 model_not_found` — never a silent guess.
+//!
+//! Bedrock family: `anthropic.*` → Claude over InvokeModel, `amazon.titan-text*`/`amazon.titan-tg1*` →
+//! Titan over InvokeModel, every other family → Converse. ARNs take their family from configuration,
+//! else from the model id embedded in a foundation-model or inference-profile ARN, else Converse
+//! (which serves every family).
+//!
+//! ```
+//! use open_bedrock_server::route::{BedrockFamily, Provider, Router};
+//!
+//! let router = Router::default();
+//! let r = router.resolve("us.anthropic.claude-3-5-sonnet-20241022-v2:0").unwrap();
+//! assert_eq!(r.provider, Provider::Bedrock(BedrockFamily::Claude));
+//! assert_eq!(router.resolve("gpt-4o").unwrap().provider, Provider::OpenAi);
+//! assert_eq!(router.resolve("nonsense").unwrap_err().status(), 404);
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::error::GatewayError;
+
+/// Which upstream serves a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    /// An OpenAI-compatible chat-completions API.
+    OpenAi,
+    /// AWS Bedrock, with the strategy for the model family.
+    Bedrock(BedrockFamily),
+}
+
+impl Provider {
+    /// Name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "openai",
+            Provider::Bedrock(_) => "bedrock",
+        }
+    }
+}
+
+/// How a Bedrock model is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BedrockFamily {
+    /// Anthropic Claude over InvokeModel with a Messages body.
+    Claude,
+    /// Amazon Titan text over InvokeModel with `inputText`.
+    Titan,
+    /// Every other family over Converse.
+    Converse,
+}
+
+impl BedrockFamily {
+    /// Parses a configured family name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "claude" | "anthropic" => Some(BedrockFamily::Claude),
+            "titan" => Some(BedrockFamily::Titan),
+            "converse" => Some(BedrockFamily::Converse),
+            _ => None,
+        }
+    }
+
+    /// Name for logs and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BedrockFamily::Claude => "claude",
+            BedrockFamily::Titan => "titan",
+            BedrockFamily::Converse => "converse",
+        }
+    }
+}
+
+/// The outcome of routing one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The provider (and Bedrock strategy).
+    pub provider: Provider,
+    /// The model id to send upstream (after alias resolution).
+    pub upstream_model: Arc<str>,
+}
+
+/// A configured override: ids starting with `prefix` go to `provider`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteOverride {
+    /// Model id prefix.
+    pub prefix: String,
+    /// Target provider.
+    pub provider: Provider,
+}
+
+/// Inference-profile geography prefixes (`us.anthropic…`).
+const GEO_PREFIXES: &[&str] = &["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"];
+
+/// Bedrock model vendors the gateway knows.
+const BEDROCK_VENDORS: &[&str] = &[
+    "anthropic", "amazon", "meta", "mistral", "cohere", "ai21", "deepseek", "writer", "qwen", "openai",
+    "twelvelabs", "stability", "luma", "minimax", "moonshot", "google", "nvidia",
+];
+
+const OPENAI_PREFIXES: &[&str] = &[
+    "gpt-", "o1", "o3", "o4", "chatgpt-", "text-", "dall-e-", "ft:", "davinci", "babbage", "omni-moderation",
+];
+
+/// Resolves model ids to routes. Built once at start-up; `resolve` does no allocation beyond the
+/// `Arc<str>` of the route.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    aliases: HashMap<String, String>,
+    overrides: Vec<RouteOverride>,
+    arn_families: HashMap<String, BedrockFamily>,
+}
+
+impl Router {
+    /// A router with aliases, overrides and ARN families from configuration.
+    pub fn new(
+        aliases: HashMap<String, String>,
+        overrides: Vec<RouteOverride>,
+        arn_families: HashMap<String, BedrockFamily>,
+    ) -> Self {
+        Router {
+            aliases,
+            overrides,
+            arn_families,
+        }
+    }
+
+    /// The configured aliases.
+    pub fn aliases(&self) -> &HashMap<String, String> {
+        &self.aliases
+    }
+
+    /// Routes `model`, or `404 model_not_found`.
+    pub fn resolve(&self, model: &str) -> Result<Route, GatewayError> {
+        let target = self.aliases.get(model).map(String::as_str).unwrap_or(model);
+        let provider = self
+            .provider_for(target)
+            .ok_or_else(|| GatewayError::model_not_found(model))?;
+        Ok(Route {
+            provider,
+            upstream_model: Arc::from(target),
+        })
+    }
+
+    fn provider_for(&self, id: &str) -> Option<Provider> {
+        if let Some(o) = self.overrides.iter().find(|o| id.starts_with(o.prefix.as_str())) {
+            return Some(o.provider);
+        }
+        if id.is_empty() {
+            return None;
+        }
+        if is_bedrock_arn(id) {
+            if let Some(f) = self.arn_families.get(id) {
+                return Some(Provider::Bedrock(*f));
+            }
+            let family = id
+                .rsplit_once('/')
+                .and_then(|(_, tail)| bedrock_family(tail))
+                .unwrap_or(BedrockFamily::Converse);
+            return Some(Provider::Bedrock(family));
+        }
+        if let Some(f) = bedrock_family(id) {
+            return Some(Provider::Bedrock(f));
+        }
+        if OPENAI_PREFIXES.iter().any(|p| id.starts_with(p)) {
+            return Some(Provider::OpenAi);
+        }
+        None
+    }
+}
+
+fn is_bedrock_arn(id: &str) -> bool {
+    // arn:<partition>:bedrock:<region>:<account>:<resource>
+    let mut parts = id.splitn(4, ':');
+    parts.next() == Some("arn")
+        && parts.next().is_some_and(|p| p == "aws" || p.starts_with("aws-"))
+        && parts.next() == Some("bedrock")
+}
+
+/// The Bedrock family of a foundation-model or inference-profile id, or `None` if it is not one.
+pub fn bedrock_family(id: &str) -> Option<BedrockFamily> {
+    let (first, rest) = id.split_once('.')?;
+    let (vendor, name) = if GEO_PREFIXES.contains(&first) {
+        rest.split_once('.')?
+    } else {
+        (first, rest)
+    };
+    if !BEDROCK_VENDORS.contains(&vendor) || name.is_empty() {
+        return None;
+    }
+    Some(match vendor {
+        "anthropic" => BedrockFamily::Claude,
+        "amazon" if name.starts_with("titan-text") || name.starts_with("titan-tg1") => BedrockFamily::Titan,
+        "openai" if !name.starts_with("gpt-oss") => return None,
+        _ => BedrockFamily::Converse,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BedrockFamily::*;
+
+    #[test]
+    fn built_in_rules() {
+        let router = Router::default();
+        let table: &[(&str, Option<Provider>)] = &[
+            ("gpt-4o", Some(Provider::OpenAi)),
+            ("gpt-4o-mini-2024-07-18", Some(Provider::OpenAi)),
+            ("o1-preview", Some(Provider::OpenAi)),
+            ("o3-mini", Some(Provider::OpenAi)),
+            ("o4-mini", Some(Provider::OpenAi)),
+            ("chatgpt-4o-latest", Some(Provider::OpenAi)),
+            ("text-embedding-3-small", Some(Provider::OpenAi)),
+            ("dall-e-3", Some(Provider::OpenAi)),
+            ("ft:gpt-4o-mini:org::abc", Some(Provider::OpenAi)),
+            ("anthropic.claude-3-haiku-20240307-v1:0", Some(Provider::Bedrock(Claude))),
+            ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", Some(Provider::Bedrock(Claude))),
+            ("eu.anthropic.claude-3-7-sonnet-20250219-v1:0", Some(Provider::Bedrock(Claude))),
+            ("apac.anthropic.claude-3-haiku-20240307-v1:0", Some(Provider::Bedrock(Claude))),
+            ("jp.anthropic.claude-sonnet-4-5-20250929-v1:0", Some(Provider::Bedrock(Claude))),
+            ("au.anthropic.claude-sonnet-4-5-20250929-v1:0", Some(Provider::Bedrock(Claude))),
+            ("us-gov.anthropic.claude-3-haiku-20240307-v1:0", Some(Provider::Bedrock(Claude))),
+            ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", Some(Provider::Bedrock(Claude))),
+            ("amazon.titan-text-express-v1", Some(Provider::Bedrock(Titan))),
+            ("amazon.titan-text-premier-v1:0", Some(Provider::Bedrock(Titan))),
+            ("amazon.titan-tg1-large", Some(Provider::Bedrock(Titan))),
+            ("amazon.nova-pro-v1:0", Some(Provider::Bedrock(Converse))),
+            ("us.amazon.nova-2-lite-v1:0", Some(Provider::Bedrock(Converse))),
+            ("meta.llama3-1-70b-instruct-v1:0", Some(Provider::Bedrock(Converse))),
+            ("us.meta.llama3-2-11b-instruct-v1:0", Some(Provider::Bedrock(Converse))),
+            ("mistral.mistral-large-2407-v1:0", Some(Provider::Bedrock(Converse))),
+            ("cohere.command-r-plus-v1:0", Some(Provider::Bedrock(Converse))),
+            ("ai21.jamba-1-5-large-v1:0", Some(Provider::Bedrock(Converse))),
+            ("deepseek.r1-v1:0", Some(Provider::Bedrock(Converse))),
+            ("us.deepseek.r1-v1:0", Some(Provider::Bedrock(Converse))),
+            ("writer.palmyra-x5-v1:0", Some(Provider::Bedrock(Converse))),
+            ("qwen.qwen3-32b-v1:0", Some(Provider::Bedrock(Converse))),
+            ("openai.gpt-oss-120b-1:0", Some(Provider::Bedrock(Converse))),
+            (
+                "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+                Some(Provider::Bedrock(Claude)),
+            ),
+            (
+                "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.titan-text-express-v1",
+                Some(Provider::Bedrock(Titan)),
+            ),
+            (
+                "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6",
+                Some(Provider::Bedrock(Converse)),
+            ),
+            (
+                "arn:aws-us-gov:bedrock:us-gov-west-1:123456789012:provisioned-model/abcdefgh1234",
+                Some(Provider::Bedrock(Converse)),
+            ),
+            ("openai.whisper", None),
+            ("us.", None),
+            ("claude-3-opus", None),
+            ("llama3", None),
+            ("", None),
+            ("arn:aws:s3:::bucket", None),
+            ("unknown.vendor-model", None),
+        ];
+        for (id, want) in table {
+            let got = router.resolve(id).ok().map(|r| r.provider);
+            assert_eq!(&got, want, "{id}");
+        }
+    }
+
+    #[test]
+    fn unknown_model_is_404_model_not_found() {
+        let e = Router::default().resolve("nope").unwrap_err();
+        assert_eq!(e.status(), 404);
+        assert_eq!(e.code(), Some("model_not_found"));
+        assert_eq!(e.param(), Some("model"));
+    }
+
+    #[test]
+    fn aliases_overrides_and_arn_families() {
+        let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc".to_owned();
+        let router = Router::new(
+            HashMap::from([
+                ("claude".to_owned(), "us.anthropic.claude-3-5-haiku-20241022-v1:0".to_owned()),
+                ("fast".to_owned(), "gpt-4o-mini".to_owned()),
+            ]),
+            vec![RouteOverride {
+                prefix: "llama-local".into(),
+                provider: Provider::OpenAi,
+            }],
+            HashMap::from([(arn.clone(), Claude)]),
+        );
+        let r = router.resolve("claude").unwrap();
+        assert_eq!(r.provider, Provider::Bedrock(Claude));
+        assert_eq!(&*r.upstream_model, "us.anthropic.claude-3-5-haiku-20241022-v1:0");
+        assert_eq!(router.resolve("fast").unwrap().provider, Provider::OpenAi);
+        assert_eq!(router.resolve("llama-local-8b").unwrap().provider, Provider::OpenAi);
+        assert_eq!(router.resolve(&arn).unwrap().provider, Provider::Bedrock(Claude));
+    }
+}

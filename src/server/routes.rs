@@ -1,0 +1,333 @@
+//! The route table: which path goes to which stack.
+//!
+//! | Route | Answer |
+//! |---|---|
+//! | `GET /health` | `{"status":"ok"}`, open |
+//! | `GET /v1/chat/completions/health` | providers, version, formats; open |
+//! | `POST /v1/chat/completions` | the chat stack (auth → detect → translate → core) |
+//! | `GET /v1/models`, `GET /v1/models/{id}` | the model list (auth → [`ModelsService`]) |
+//! | a known path with another method | 405 with `Allow`, OpenAI error body |
+//! | anything else | 404, OpenAI error body |
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use serde_json::json;
+use tower_service::Service;
+
+use crate::body::Body;
+use crate::error::{ErrorDialect, GatewayError};
+use crate::format::{InboundFormat, TargetFormat};
+use crate::provider::openai::ModelObject;
+use crate::provider::{BedrockProvider, OpenAiProvider};
+use crate::route::{Provider, Router};
+
+/// What `/v1/chat/completions/health` reports.
+#[derive(Debug, Clone)]
+pub struct HealthInfo {
+    body: Bytes,
+}
+
+impl HealthInfo {
+    /// Health facts of a gateway with these providers.
+    pub fn new(openai: Option<&OpenAiProvider>, bedrock: Option<&BedrockProvider>, auth_enabled: bool) -> Self {
+        let inbound = [InboundFormat::OpenAi, InboundFormat::BedrockClaude, InboundFormat::BedrockTitan]
+            .map(InboundFormat::as_str);
+        let target = [TargetFormat::OpenAi, TargetFormat::BedrockClaude, TargetFormat::BedrockTitan]
+            .map(TargetFormat::as_str);
+        let body = json!({
+            "status": "ok",
+            "service": "open-bedrock-server",
+            "version": env!("CARGO_PKG_VERSION"),
+            "auth": if auth_enabled { "api_key" } else { "disabled" },
+            "providers": {
+                "openai": {"configured": openai.is_some(), "base_url": openai.map(OpenAiProvider::base_url)},
+                "bedrock": {"configured": bedrock.is_some(), "region": bedrock.and_then(BedrockProvider::region)},
+            },
+            "formats": {"inbound": inbound, "target": target},
+            "endpoints": ["/v1/chat/completions", "/v1/models", "/v1/models/{id}", "/health"],
+        });
+        HealthInfo {
+            body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// The route table over the chat stack `C` and the models stack `M`.
+#[derive(Debug, Clone)]
+pub struct Routes<C, M> {
+    chat: C,
+    models: M,
+    health: HealthInfo,
+}
+
+impl<C, M> Routes<C, M> {
+    /// Routes over the two stacks.
+    pub fn new(chat: C, models: M, health: HealthInfo) -> Self {
+        Routes { chat, models, health }
+    }
+}
+
+impl<C, M, B> Service<Request<B>> for Routes<C, M>
+where
+    C: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone,
+    M: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = RoutesFuture<C::Future, M::Future>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        let method = req.method();
+        let allowed: &'static str = match path {
+            "/health" | "/v1/chat/completions/health" => "GET, HEAD",
+            "/v1/chat/completions" => "POST",
+            "/v1/models" => "GET",
+            p if p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => "GET",
+            _ => {
+                let e = GatewayError::not_found(method, path);
+                return RoutesFuture::ready(e.into_response(ErrorDialect::OpenAi));
+            }
+        };
+        let ok = match allowed {
+            "POST" => method == Method::POST,
+            _ => method == Method::GET || method == Method::HEAD,
+        };
+        if !ok {
+            let mut res = GatewayError::method_not_allowed(method, path).into_response(ErrorDialect::OpenAi);
+            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed));
+            return RoutesFuture::ready(res);
+        }
+        match path {
+            "/health" => RoutesFuture::ready(json_response(
+                StatusCode::OK,
+                Bytes::from_static(br#"{"status":"ok"}"#),
+            )),
+            "/v1/chat/completions/health" => RoutesFuture::ready(json_response(StatusCode::OK, self.health.body.clone())),
+            "/v1/chat/completions" => {
+                let clone = self.chat.clone();
+                RoutesFuture::chat(std::mem::replace(&mut self.chat, clone).call(req))
+            }
+            _ => {
+                let clone = self.models.clone();
+                RoutesFuture::models(std::mem::replace(&mut self.models, clone).call(req))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Routes`].
+    #[derive(Debug)]
+    pub struct RoutesFuture<C, M> {
+        #[pin]
+        state: RouteState<C, M>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = RouteStateProj]
+    #[derive(Debug)]
+    enum RouteState<C, M> {
+        Chat { #[pin] fut: C },
+        Models { #[pin] fut: M },
+        Ready { res: Option<Response<Body>> },
+    }
+}
+
+impl<C, M> RoutesFuture<C, M> {
+    fn ready(res: Response<Body>) -> Self {
+        RoutesFuture {
+            state: RouteState::Ready { res: Some(res) },
+        }
+    }
+    fn chat(fut: C) -> Self {
+        RoutesFuture {
+            state: RouteState::Chat { fut },
+        }
+    }
+    fn models(fut: M) -> Self {
+        RoutesFuture {
+            state: RouteState::Models { fut },
+        }
+    }
+}
+
+impl<C, M> Future for RoutesFuture<C, M>
+where
+    C: Future<Output = Result<Response<Body>, Infallible>>,
+    M: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            RouteStateProj::Chat { fut } => fut.poll(cx),
+            RouteStateProj::Models { fut } => fut.poll(cx),
+            RouteStateProj::Ready { res } => match res.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// `GET /v1/models` and `GET /v1/models/{id}`: the upstreams' lists merged with configured models,
+/// cached for a minute (Bedrock's control plane and OpenAI's list change rarely).
+#[derive(Debug, Clone)]
+pub struct ModelsService {
+    inner: Arc<ModelsInner>,
+}
+
+#[derive(Debug)]
+struct ModelsInner {
+    openai: Option<OpenAiProvider>,
+    bedrock: Option<BedrockProvider>,
+    router: Arc<Router>,
+    configured: Vec<ModelObject>,
+    ttl: Duration,
+    cache: Mutex<Option<(Instant, Arc<Vec<ModelObject>>)>>,
+}
+
+impl ModelsService {
+    /// A models service over the providers, with `listed` extra ids plus the router's aliases.
+    pub fn new(
+        openai: Option<OpenAiProvider>,
+        bedrock: Option<BedrockProvider>,
+        router: Arc<Router>,
+        listed: &[String],
+    ) -> Self {
+        let mut configured: Vec<ModelObject> = listed
+            .iter()
+            .chain(router.aliases().keys())
+            .map(|id| ModelObject {
+                id: id.clone(),
+                object: "model".into(),
+                created: 0,
+                owned_by: owner_of(&router, id),
+            })
+            .collect();
+        configured.sort_by(|a, b| a.id.cmp(&b.id));
+        configured.dedup_by(|a, b| a.id == b.id);
+        ModelsService {
+            inner: Arc::new(ModelsInner {
+                openai,
+                bedrock,
+                router,
+                configured,
+                ttl: Duration::from_secs(60),
+                cache: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The merged model list (cached).
+    pub async fn list(&self) -> Arc<Vec<ModelObject>> {
+        if let Ok(cache) = self.inner.cache.lock() {
+            if let Some((at, list)) = cache.as_ref() {
+                if at.elapsed() < self.inner.ttl {
+                    return list.clone();
+                }
+            }
+        }
+        let mut all = self.inner.configured.clone();
+        if let Some(openai) = &self.inner.openai {
+            match openai.list_models().await {
+                Ok(models) => all.extend(models),
+                Err(e) => tracing::warn!(error = %e, "could not list OpenAI models; serving configured models only"),
+            }
+        }
+        if let Some(bedrock) = &self.inner.bedrock {
+            match bedrock.list_models().await {
+                Ok(models) => all.extend(models),
+                Err(e) => tracing::warn!(error = %e, "could not list Bedrock models; serving configured models only"),
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|m| seen.insert(m.id.clone()));
+        let list = Arc::new(all);
+        if let Ok(mut cache) = self.inner.cache.lock() {
+            *cache = Some((Instant::now(), list.clone()));
+        }
+        list
+    }
+
+    async fn answer(self, path: String) -> Response<Body> {
+        let list = self.list().await;
+        if path == "/v1/models" {
+            let body = json!({"object": "list", "data": &*list});
+            return json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()));
+        }
+        let raw = &path["/v1/models/".len()..];
+        let id = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        let found = list.iter().find(|m| m.id == id).cloned().or_else(|| {
+            self.inner.router.resolve(&id).ok().map(|_| ModelObject {
+                id: id.to_string(),
+                object: "model".into(),
+                created: 0,
+                owned_by: owner_of(&self.inner.router, &id),
+            })
+        });
+        match found {
+            Some(m) => json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(&m).unwrap_or_default())),
+            None => GatewayError::model_not_found(&id).into_response(ErrorDialect::OpenAi),
+        }
+    }
+}
+
+fn owner_of(router: &Router, id: &str) -> String {
+    match router.resolve(id).map(|r| (r.provider, r.upstream_model)) {
+        Ok((Provider::OpenAi, _)) => "openai".into(),
+        Ok((Provider::Bedrock(_), upstream)) => {
+            let mut parts = upstream.split('.');
+            let first = parts.next().unwrap_or("bedrock");
+            let vendor = if ["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"].contains(&first) {
+                parts.next().unwrap_or(first)
+            } else {
+                first
+            };
+            if vendor.starts_with("arn:") {
+                "bedrock".into()
+            } else {
+                vendor.to_owned()
+            }
+        }
+        Err(_) => "gateway".into(),
+    }
+}
+
+impl<B> Service<Request<B>> for ModelsService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        let path = req.uri().path().to_owned();
+        Box::pin(async move { Ok(this.answer(path).await) })
+    }
+}

@@ -1,0 +1,204 @@
+//! [`TranslateLayer`] / [`Translate`]: inbound format → typed core → target format.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use http::{header, HeaderValue, Request, Response};
+use tower_layer::Layer;
+use tower::util::Oneshot;
+use tower_service::Service;
+
+use super::{decode_request, encode_complete};
+use crate::body::Body;
+use crate::detect::DetectedRequest;
+use crate::error::GatewayError;
+use crate::format::{bedrock_claude::ClaudeSseEncoder, bedrock_titan::TitanChunkEncoder, openai::OpenAiSseEncoder};
+use crate::format::TargetFormat;
+use crate::model::{CallContext, ChatCall, ChatReply};
+use crate::sse::EncodedStream;
+
+/// Layer that applies [`Translate`].
+#[derive(Debug, Clone, Copy)]
+pub struct TranslateLayer {
+    keep_alive: Option<Duration>,
+}
+
+impl TranslateLayer {
+    /// Translation with keep-alive comments on streams idle for `keep_alive` (`None` = never).
+    pub fn new(keep_alive: Option<Duration>) -> Self {
+        TranslateLayer { keep_alive }
+    }
+}
+
+impl Default for TranslateLayer {
+    fn default() -> Self {
+        TranslateLayer::new(Some(Duration::from_secs(15)))
+    }
+}
+
+impl<S> Layer<S> for TranslateLayer {
+    type Service = Translate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Translate {
+            inner,
+            keep_alive: self.keep_alive,
+        }
+    }
+}
+
+/// The adapter service: `Request<DetectedRequest>` in, `Response<Body>` out, the typed core inside.
+#[derive(Debug, Clone)]
+pub struct Translate<S> {
+    inner: S,
+    keep_alive: Option<Duration>,
+}
+
+impl<S> Translate<S> {
+    /// The typed core.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S> Service<Request<DetectedRequest>> for Translate<S>
+where
+    S: Service<ChatCall, Response = ChatReply, Error = GatewayError> + Clone,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The core's readiness is awaited inside the call (`Oneshot`), so a core that fails to get
+        // ready is rendered as an error response instead of failing the connection.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<DetectedRequest>) -> Self::Future {
+        let (parts, detected) = req.into_parts();
+        let target = detected.target;
+        let inbound = detected.inbound;
+        let (request, original) = match decode_request(detected) {
+            Ok(r) => r,
+            Err(e) => return ResponseFuture::error(e, target),
+        };
+        let include_usage = request.include_usage();
+        let context = CallContext {
+            request_id: parts.headers.get("x-request-id").cloned(),
+            inbound,
+            target,
+            original,
+        };
+        let call = ChatCall::with_context(request, context);
+        ResponseFuture {
+            state: State::Calling {
+                fut: Oneshot::new(self.inner.clone(), call),
+            },
+            target,
+            include_usage,
+            keep_alive: self.keep_alive,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Translate`].
+    pub struct ResponseFuture<S>
+    where
+        S: Service<ChatCall>,
+    {
+        #[pin]
+        state: State<S>,
+        target: TargetFormat,
+        include_usage: bool,
+        keep_alive: Option<Duration>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<S>
+    where
+        S: Service<ChatCall>,
+    {
+        Calling { #[pin] fut: Oneshot<S, ChatCall> },
+        Ready { res: Option<Response<Body>> },
+    }
+}
+
+impl<S: Service<ChatCall>> ResponseFuture<S> {
+    fn error(error: GatewayError, target: TargetFormat) -> Self {
+        ResponseFuture {
+            state: State::Ready {
+                res: Some(error.into_response(target.error_dialect())),
+            },
+            target,
+            include_usage: false,
+            keep_alive: None,
+        }
+    }
+}
+
+impl<S: Service<ChatCall>> std::fmt::Debug for ResponseFuture<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("translate::ResponseFuture").field("target", &self.target).finish()
+    }
+}
+
+impl<S> Future for ResponseFuture<S>
+where
+    S: Service<ChatCall, Response = ChatReply, Error = GatewayError>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let target = *this.target;
+        let reply = match this.state.project() {
+            StateProj::Ready { res } => {
+                return match res.take() {
+                    Some(r) => Poll::Ready(Ok(r)),
+                    None => Poll::Pending,
+                }
+            }
+            StateProj::Calling { fut } => ready!(fut.poll(cx)),
+        };
+        let res = match reply {
+            Ok(ChatReply::Complete(response)) => {
+                let mut res = Response::new(Body::from(encode_complete(&response, target)));
+                res.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                if let Some(usage) = &response.usage {
+                    res.extensions_mut().insert(usage.clone());
+                }
+                res
+            }
+            Ok(ChatReply::Stream(stream)) => {
+                let keep_alive = *this.keep_alive;
+                let body = match target {
+                    TargetFormat::OpenAi => {
+                        Body::new(EncodedStream::new(stream, OpenAiSseEncoder::new(*this.include_usage), keep_alive))
+                    }
+                    TargetFormat::BedrockClaude => {
+                        Body::new(EncodedStream::new(stream, ClaudeSseEncoder::new(), keep_alive))
+                    }
+                    TargetFormat::BedrockTitan => {
+                        Body::new(EncodedStream::new(stream, TitanChunkEncoder::new(), keep_alive))
+                    }
+                };
+                let mut res = Response::new(body);
+                let h = res.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+                res
+            }
+            Err(e) => e.into_response(target.error_dialect()),
+        };
+        Poll::Ready(Ok(res))
+    }
+}

@@ -1,0 +1,158 @@
+//! Shared test harness: start the real gateway on `127.0.0.1:0` in front of fake upstreams, and a
+//! small HTTP client.
+#![allow(dead_code)]
+
+pub mod fake;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use open_bedrock_server::config::Config;
+use open_bedrock_server::provider::{BedrockProvider, OpenAiProvider};
+use open_bedrock_server::{server, Gateway};
+use serde_json::Value;
+
+pub const KEY: &str = "test-gateway-key";
+pub const UPSTREAM_KEY: &str = "sk-upstream-secret";
+
+/// A configuration pointing at `openai` with fast retries.
+pub fn config_for(openai_url: &str) -> Config {
+    let mut c = Config::default();
+    c.api_keys = vec![KEY.into()];
+    c.openai.base_url = format!("{openai_url}/v1");
+    c.openai.api_key = Some(UPSTREAM_KEY.into());
+    c.retry.base_delay = Duration::from_millis(1);
+    c.retry.max_delay = Duration::from_millis(20);
+    c.bedrock.enabled = false;
+    c
+}
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Starts graceful shutdown and returns the serve task to await.
+    pub fn shutdown(mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        task
+    }
+}
+
+pub async fn start_gateway(config: Config, bedrock: Option<BedrockProvider>) -> TestGateway {
+    let openai = OpenAiProvider::new(&config.openai, &config.timeouts).unwrap();
+    let gateway = Gateway::new(&config, Some(openai), bedrock);
+    start_service(gateway, config.shutdown_drain).await
+}
+
+pub async fn start_service(gateway: Gateway, drain: Duration) -> TestGateway {
+    let listener = server::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let svc = gateway.service();
+    let task = tokio::spawn(async move {
+        server::serve(listener, svc, async { let _ = rx.await; }, drain).await;
+    });
+    TestGateway { addr, task, shutdown: Some(tx) }
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The `data:` payloads of an SSE body, `[DONE]` included.
+    pub fn sse_data(&self) -> Vec<String> {
+        let mut dec = open_bedrock_server::sse::SseDecoder::new();
+        dec.push(&self.body);
+        let mut out = Vec::new();
+        while let Some(ev) = dec.next_event() {
+            out.push(String::from_utf8(ev.data.to_vec()).unwrap());
+        }
+        out
+    }
+    /// `(event, data)` pairs of an SSE body.
+    pub fn sse_events(&self) -> Vec<(Option<String>, Value)> {
+        let mut dec = open_bedrock_server::sse::SseDecoder::new();
+        dec.push(&self.body);
+        let mut out = Vec::new();
+        while let Some(ev) = dec.next_event() {
+            out.push((ev.event, serde_json::from_slice(&ev.data).unwrap_or(Value::Null)));
+        }
+        out
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn send(method: Method, url: &str, key: Option<&str>, body: Option<&Value>) -> TestResponse {
+    send_raw(method, url, key, body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap())), &[]).await
+}
+
+pub async fn send_raw(
+    method: Method,
+    url: &str,
+    key: Option<&str>,
+    body: Option<Bytes>,
+    headers: &[(&str, &str)],
+) -> TestResponse {
+    let mut req = Request::builder().method(method).uri(url);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .header("content-type", "application/json")
+        .body(Full::new(body.unwrap_or_default()))
+        .unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(20), client().request(req))
+        .await
+        .expect("gateway answered in time")
+        .expect("gateway reachable");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = tokio::time::timeout(Duration::from_secs(20), res.into_body().collect())
+        .await
+        .expect("body finished in time")
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    TestResponse { status, headers, body }
+}
+
+pub async fn post(gw: &TestGateway, path: &str, body: &Value) -> TestResponse {
+    send(Method::POST, &gw.url(path), Some(KEY), Some(body)).await
+}
