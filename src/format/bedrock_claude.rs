@@ -1,1 +1,0 @@
-//! Bedrock Claude (Anthropic Messages) bodies, both directions. (Filled in by the Bedrock issue.)
