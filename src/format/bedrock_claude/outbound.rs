@@ -15,6 +15,7 @@
 //! with block indexes counting up from 0 as Anthropic clients require.
 
 use bytes::BytesMut;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
@@ -113,6 +114,34 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
     })
 }
 
+/// `content_block_delta`, serialized from borrowed text (the per-token hot path: no copy of the piece).
+#[derive(Serialize)]
+struct BlockDeltaEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u32,
+    delta: BlockDelta<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum BlockDelta<'a> {
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+}
+
+/// `content_block_stop`.
+#[derive(Serialize)]
+struct BlockStopEvent {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u32,
+}
+
 /// The kind of the content block currently open in the Claude stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
@@ -165,11 +194,11 @@ impl ClaudeSseEncoder {
     fn close_block(&mut self, out: &mut BytesMut) {
         if self.open.take().is_some() {
             let index = self.next_index - 1;
-            write_json_event(
-                out,
-                Some("content_block_stop"),
-                &json!({"type": "content_block_stop", "index": index}),
-            );
+            let event = BlockStopEvent {
+                kind: "content_block_stop",
+                index,
+            };
+            write_json_event(out, Some("content_block_stop"), &event);
         }
     }
 
@@ -194,12 +223,13 @@ impl ClaudeSseEncoder {
         self.next_index - 1
     }
 
-    fn block_delta(out: &mut BytesMut, index: u32, delta: Value) {
-        write_json_event(
-            out,
-            Some("content_block_delta"),
-            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
-        );
+    fn block_delta(out: &mut BytesMut, index: u32, delta: BlockDelta<'_>) {
+        let event = BlockDeltaEvent {
+            kind: "content_block_delta",
+            index,
+            delta,
+        };
+        write_json_event(out, Some("content_block_delta"), &event);
     }
 
     fn encode_delta(&mut self, delta: &Delta, out: &mut BytesMut) {
@@ -209,16 +239,12 @@ impl ClaudeSseEncoder {
                 || json!({"type": "thinking", "thinking": "", "signature": ""}),
                 out,
             );
-            Self::block_delta(
-                out,
-                index,
-                json!({"type": "thinking_delta", "thinking": thinking}),
-            );
+            Self::block_delta(out, index, BlockDelta::Thinking { thinking });
         }
         let text = [delta.content.as_deref(), delta.refusal.as_deref()];
         for text in text.into_iter().flatten().filter(|t| !t.is_empty()) {
             let index = self.ensure_block(Open::Text, || json!({"type": "text", "text": ""}), out);
-            Self::block_delta(out, index, json!({"type": "text_delta", "text": text}));
+            Self::block_delta(out, index, BlockDelta::Text { text });
         }
         for call in delta.tool_calls.iter().flatten() {
             let function = call.function.as_ref();
@@ -238,11 +264,7 @@ impl ClaudeSseEncoder {
                 .and_then(|f| f.arguments.as_deref())
                 .filter(|a| !a.is_empty())
             {
-                Self::block_delta(
-                    out,
-                    index,
-                    json!({"type": "input_json_delta", "partial_json": args}),
-                );
+                Self::block_delta(out, index, BlockDelta::InputJson { partial_json: args });
             }
         }
     }
@@ -553,6 +575,41 @@ mod tests {
                 "message_delta",
                 "message_stop"
             ]
+        );
+    }
+
+    #[test]
+    fn usage_before_finish_and_refusal_text() {
+        let m = meta();
+        let refusal = Delta {
+            refusal: Some("I can't.".into()),
+            ..Delta::default()
+        };
+        let evs = run(&[
+            ChatChunk::delta(&m, refusal, None),
+            ChatChunk::usage(&m, Usage::from_parts(3, 4, 0, 0)),
+            ChatChunk::delta(&m, Delta::default(), Some("content_filter")),
+            ChatChunk::delta(&m, Delta::text("ignored after finish"), None),
+        ]);
+        assert_eq!(
+            names(&evs),
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(
+            evs[2].1["delta"],
+            json!({"type":"text_delta","text":"I can't."})
+        );
+        assert_eq!(
+            evs[4].1,
+            json!({"type":"message_delta","delta":{"stop_reason":"refusal","stop_sequence":null},
+                "usage":{"output_tokens":4,"input_tokens":3}})
         );
     }
 

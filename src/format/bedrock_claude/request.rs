@@ -907,6 +907,22 @@ mod tests {
     }
 
     #[test]
+    fn thinking_rejects_forced_tool_choice() {
+        let e = enc_err(
+            json!({"model":"m","reasoning_effort":"low","tool_choice":"required",
+            "tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"hi"}]}),
+        );
+        assert_eq!(e.param(), Some("tool_choice"));
+        let body = enc(
+            json!({"model":"m","reasoning_effort":"low","tool_choice":"auto",
+            "tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"hi"}]}),
+        );
+        assert_eq!(body["tool_choice"], json!({"type":"auto"}));
+        let e = enc_err(json!({"model":"m","messages":[{"role":"function","content":"x"}]}));
+        assert_eq!(e.param(), Some("name"));
+    }
+
+    #[test]
     fn response_format_adds_system_instruction() {
         let body = enc(json!({"model":"m","response_format":{"type":"json_object"},
             "messages":[{"role":"system","content":"Be nice."},{"role":"user","content":"hi"}]}));
