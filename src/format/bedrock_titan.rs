@@ -1,1 +1,0 @@
-//! Bedrock Titan text bodies, both directions. (Filled in by the Bedrock issue.)
