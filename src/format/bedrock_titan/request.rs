@@ -32,10 +32,10 @@ pub fn encode_request(
     if let Some(max) = req.max_output_tokens().or(opts.default_max_tokens) {
         config.insert("maxTokenCount".into(), json!(max));
     }
-    if let Some(t) = req.temperature {
+    if let Some(t) = req.temperature.filter(|t| t.is_finite()) {
         config.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
-    if let Some(p) = req.top_p {
+    if let Some(p) = req.top_p.filter(|p| p.is_finite()) {
         config.insert("topP".into(), json!(p.clamp(0.0, 1.0)));
     }
     if let Some(stop) = accepted_stop(req) {
@@ -291,6 +291,13 @@ mod tests {
         let body = encode_request(&r, &opts).unwrap();
         assert_eq!(body["textGenerationConfig"], json!({"maxTokenCount": 512}));
         assert_eq!(unsupported_stops(&r), vec!["\n\n".to_owned()]);
+        // A non-finite sampling value is dropped rather than sent as null.
+        let mut r = worked_example();
+        r.temperature = Some(f64::NAN);
+        assert!(encode_request(&r, &TitanRequestOptions::default())
+            .unwrap()
+            .get("textGenerationConfig")
+            .is_none());
     }
 
     #[test]

@@ -630,15 +630,16 @@ fn inference_config(req: &ChatRequest, opts: &ConverseOptions) -> Option<Inferen
         .into_iter()
         .map(str::to_owned)
         .collect();
-    if max_tokens.is_none() && req.temperature.is_none() && req.top_p.is_none() && stops.is_empty()
-    {
+    let temperature = req.temperature.filter(|t| t.is_finite());
+    let top_p = req.top_p.filter(|p| p.is_finite());
+    if max_tokens.is_none() && temperature.is_none() && top_p.is_none() && stops.is_empty() {
         return None;
     }
     Some(
         InferenceConfiguration::builder()
             .set_max_tokens(max_tokens)
-            .set_temperature(req.temperature.map(|t| t.clamp(0.0, 1.0) as f32))
-            .set_top_p(req.top_p.map(|p| p.clamp(0.0, 1.0) as f32))
+            .set_temperature(temperature.map(|t| t.clamp(0.0, 1.0) as f32))
+            .set_top_p(top_p.map(|p| p.clamp(0.0, 1.0) as f32))
             .set_stop_sequences((!stops.is_empty()).then_some(stops))
             .build(),
     )
