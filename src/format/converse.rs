@@ -1,1 +1,0 @@
-//! Canonical ⇄ Bedrock Converse types. (Filled in by the Bedrock issue.)

@@ -1,0 +1,44 @@
+//! Canonical ⇄ the Bedrock Converse / ConverseStream API, as `aws-sdk-bedrockruntime` types.
+//!
+//! Upstream direction only (clients never write Converse bodies). The mapping decisions
+//! (PROTOCOLS 4 and 5):
+//!
+//! - **Request** ([`encode_request`] → [`ConverseRequest`]):
+//!   - `system`/`developer` messages (any position) become system text blocks.
+//!   - Adjacent same-role turns are merged; tool results go into a user turn together with any
+//!     following user text; a `"."` user turn is inserted when the history does not start with a
+//!     user message. Blank text is never sent.
+//!   - Content: text; `data:` image URLs (png/jpeg/gif/webp, base64-decoded) and `s3://` image
+//!     URLs; file parts → image blocks for image MIME types, else document blocks (format from the
+//!     MIME type or the file extension; name sanitised to Converse's charset and made unique; a
+//!     text block is added when the turn has a document but no text); `input_audio` → audio blocks.
+//!     Plain `http(s)` image URLs, `file_id`s and bad base64 are a 400 (this codec does no I/O).
+//!   - Assistant `tool_calls` (and the deprecated `function_call`) → `toolUse` blocks with the
+//!     parsed arguments as input; `tool` (and `function`) messages → `toolResult` blocks, as a JSON
+//!     document when the content is a JSON object or array, else text. Tool-call ids that violate
+//!     `[a-zA-Z0-9_.:-]{1,64}` are rewritten deterministically, so calls and results still match.
+//!   - `tools` → tool specs; `tool_choice` `auto`/`required`/named → `auto`/`any`/`tool`. Converse
+//!     has no `none`: toolChoice is omitted and tools are kept only if the history has tool blocks.
+//!     `toolConfig` is always present when the history has tool blocks (Converse rejects the request
+//!     otherwise): if the client sent no tools, minimal specs are synthesized for the names used.
+//!   - `inferenceConfig`: `maxTokens` (`max_completion_tokens`, `max_tokens`, then the configured
+//!     default), `temperature` clamped to 0–1, `topP`, `stopSequences`; omitted when none is set.
+//!   - `additionalModelRequestFields`: `{"reasoning_effort": …}` only when the request had it (the
+//!     spelling gpt-oss-style models take natively; model-family specific translations such as
+//!     Claude `thinking` or Nova `reasoningConfig` are left to the provider, which knows the model),
+//!     and `{"top_k": n}` from the `top_k` extension field.
+//! - **Response** ([`decode_response`]): text joined, tool uses → tool calls (ids preserved),
+//!   reasoning text → `reasoning_content`, `stopReason` via [`map_stop_reason`] (`tool_calls`
+//!   whenever tool calls are present), usage with cache reads/writes added into `prompt_tokens`.
+//! - **Stream** ([`ConverseStreamDecoder`]): see its docs; the finish chunk waits for `metadata`
+//!   so a usage chunk can follow it.
+
+mod document;
+mod request;
+mod response;
+mod stream;
+
+pub use document::{document_to_json, json_to_document};
+pub use request::{encode_request, ConverseOptions, ConverseRequest};
+pub use response::{decode_response, map_stop_reason};
+pub use stream::ConverseStreamDecoder;

@@ -1,0 +1,1131 @@
+//! Canonical request → the Converse / ConverseStream input (as SDK types).
+
+use std::collections::{BTreeSet, HashSet};
+
+use aws_sdk_bedrockruntime::types::{
+    self, AnyToolChoice, AudioBlock, AudioFormat, AudioSource, AutoToolChoice, ContentBlock,
+    ConversationRole, DocumentBlock, DocumentFormat, DocumentSource, ImageBlock, ImageFormat,
+    ImageSource, InferenceConfiguration, S3Location, SpecificToolChoice, SystemContentBlock,
+    ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock, ToolSpecification,
+    ToolUseBlock,
+};
+use aws_smithy_types::error::operation::BuildError;
+use aws_smithy_types::{Blob, Document};
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use super::document::json_to_document;
+use crate::error::GatewayError;
+use crate::model::{ChatRequest, ContentPart, Message, MessageContent, Role, ToolChoiceKind};
+
+/// Standard base64, padding optional (clients are not consistent about it).
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Text of the user turn inserted when the history does not start with a user message (Converse
+/// requires it; blank text is rejected).
+const FILLER_USER_TEXT: &str = ".";
+
+/// Text added to a user turn that carries a document but no text (Converse requires a text block
+/// next to a document).
+const DOCUMENT_TEXT: &str = "See the attached document.";
+
+/// Text sent for an empty tool result (blank text blocks are rejected).
+const EMPTY_TOOL_RESULT: &str = "(no output)";
+
+/// The Converse / ConverseStream input, minus the model id and guardrail settings (which the
+/// provider adds from its configuration).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConverseRequest {
+    /// The conversation: starts with `user`, roles alternate.
+    pub messages: Vec<types::Message>,
+    /// System prompt blocks.
+    pub system: Vec<SystemContentBlock>,
+    /// Token limit, sampling and stop sequences; `None` when nothing is set.
+    pub inference_config: Option<InferenceConfiguration>,
+    /// Tools and tool choice; present whenever the history has tool blocks.
+    pub tool_config: Option<ToolConfiguration>,
+    /// Model-native extras (`reasoning_effort`, `top_k`); `None` when there are none.
+    pub additional_model_request_fields: Option<Document>,
+}
+
+/// Options for [`encode_request`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConverseOptions {
+    /// `maxTokens` to send when the client set no token limit (`None`: the model maximum).
+    pub default_max_tokens: Option<u32>,
+}
+
+/// Encodes a canonical request as Converse input (PROTOCOLS 4 and 5).
+///
+/// Fails with a 400 for what Converse cannot take: non-data image URLs, bad base64, unknown
+/// document types, unresolvable `file_id`s, unparseable tool-call arguments, non-function tools,
+/// unknown `tool_choice` shapes and `n > 1`.
+pub fn encode_request(
+    req: &ChatRequest,
+    opts: &ConverseOptions,
+) -> Result<ConverseRequest, GatewayError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(GatewayError::unsupported(
+            "n",
+            "Bedrock returns one choice; n must be 1.",
+        ));
+    }
+
+    let mut system = Vec::new();
+    let mut turns: Vec<(ConversationRole, Vec<ContentBlock>)> = Vec::new();
+    let mut doc_names = HashSet::new();
+    for msg in &req.messages {
+        let (role, blocks) = match msg.role {
+            Role::System | Role::Developer => {
+                let text = msg.text_content();
+                if !text.trim().is_empty() {
+                    system.push(SystemContentBlock::Text(text));
+                }
+                continue;
+            }
+            Role::User => (ConversationRole::User, user_blocks(msg, &mut doc_names)?),
+            Role::Assistant => (ConversationRole::Assistant, assistant_blocks(msg)?),
+            Role::Tool | Role::Function => (ConversationRole::User, vec![tool_result_block(msg)?]),
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        match turns.last_mut() {
+            Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
+            _ => turns.push((role, blocks)),
+        }
+    }
+    if turns
+        .first()
+        .is_none_or(|(role, _)| *role != ConversationRole::User)
+    {
+        turns.insert(
+            0,
+            (
+                ConversationRole::User,
+                vec![ContentBlock::Text(FILLER_USER_TEXT.into())],
+            ),
+        );
+    }
+
+    let mut messages = Vec::with_capacity(turns.len());
+    for (role, mut blocks) in turns {
+        let has_document = blocks
+            .iter()
+            .any(|b| matches!(b, ContentBlock::Document(_)));
+        let has_text = blocks.iter().any(|b| matches!(b, ContentBlock::Text(_)));
+        if has_document && !has_text {
+            blocks.push(ContentBlock::Text(DOCUMENT_TEXT.into()));
+        }
+        messages.push(built(
+            types::Message::builder()
+                .role(role)
+                .set_content(Some(blocks))
+                .build(),
+        )?);
+    }
+
+    let tool_config = tool_config(req, &messages)?;
+    Ok(ConverseRequest {
+        messages,
+        system,
+        inference_config: inference_config(req, opts),
+        tool_config,
+        additional_model_request_fields: additional_fields(req)?,
+    })
+}
+
+/// An SDK builder error: only possible if this module forgot a required member.
+fn built<T>(result: Result<T, BuildError>) -> Result<T, GatewayError> {
+    result.map_err(|e| GatewayError::internal(format!("building Converse request: {e}")))
+}
+
+fn bad_content(message: impl Into<String>) -> GatewayError {
+    GatewayError::unsupported("messages", message.into())
+}
+
+/// Text blocks for a message's text, skipping blank text.
+fn push_text(blocks: &mut Vec<ContentBlock>, text: &str) {
+    if !text.trim().is_empty() {
+        blocks.push(ContentBlock::Text(text.to_owned()));
+    }
+}
+
+fn user_blocks(
+    msg: &Message,
+    doc_names: &mut HashSet<String>,
+) -> Result<Vec<ContentBlock>, GatewayError> {
+    let mut blocks = Vec::new();
+    match &msg.content {
+        None => {}
+        Some(MessageContent::Text(s)) => push_text(&mut blocks, s),
+        Some(MessageContent::Parts(parts)) => {
+            for part in parts {
+                user_part(part, &mut blocks, doc_names)?;
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+fn user_part(
+    part: &ContentPart,
+    blocks: &mut Vec<ContentBlock>,
+    doc_names: &mut HashSet<String>,
+) -> Result<(), GatewayError> {
+    match part.kind.as_str() {
+        "text" => push_text(blocks, part.text.as_deref().unwrap_or("")),
+        "refusal" => push_text(blocks, part.refusal.as_deref().unwrap_or("")),
+        "image_url" => {
+            let url = part
+                .image_url
+                .as_ref()
+                .map(|i| i.url.as_str())
+                .ok_or_else(|| bad_content("An image_url part needs an image_url.url."))?;
+            blocks.push(image_from_url(url)?);
+        }
+        "file" => {
+            let file = part
+                .file
+                .as_ref()
+                .ok_or_else(|| bad_content("A file part needs a file member."))?;
+            let Some(data) = file.file_data.as_deref() else {
+                return Err(bad_content(
+                    "Only inline files (file.file_data) are supported; file_id cannot be resolved.",
+                ));
+            };
+            let (mime, bytes) = match parse_data_url(data) {
+                Some(parsed) => parsed?,
+                None => (None, decode_base64(data)?),
+            };
+            let filename = file.filename.as_deref().unwrap_or("");
+            if let Some(format) = mime.as_deref().and_then(image_format) {
+                blocks.push(image_block(format, ImageSource::Bytes(Blob::new(bytes)))?);
+                return Ok(());
+            }
+            let format = mime
+                .as_deref()
+                .and_then(document_format_from_mime)
+                .or_else(|| document_format_from_name(filename))
+                .ok_or_else(|| {
+                    bad_content(format!(
+                        "Unsupported file type (mime {:?}, filename {filename:?}); expected pdf, csv, doc, docx, \
+                         xls, xlsx, html, txt or md.",
+                        mime.as_deref().unwrap_or("unknown"),
+                    ))
+                })?;
+            let name = unique_name(sanitize_document_name(filename), doc_names);
+            blocks.push(ContentBlock::Document(built(
+                DocumentBlock::builder()
+                    .format(format)
+                    .name(name)
+                    .source(DocumentSource::Bytes(Blob::new(bytes)))
+                    .build(),
+            )?));
+        }
+        "input_audio" => {
+            let audio = part.extra.get("input_audio");
+            let data = audio
+                .and_then(|a| a.get("data"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad_content("An input_audio part needs input_audio.data."))?;
+            let format = audio
+                .and_then(|a| a.get("format"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad_content("An input_audio part needs input_audio.format."))?;
+            blocks.push(ContentBlock::Audio(built(
+                AudioBlock::builder()
+                    .format(AudioFormat::from(format))
+                    .source(AudioSource::Bytes(Blob::new(decode_base64(data)?)))
+                    .build(),
+            )?));
+        }
+        other => {
+            return Err(bad_content(format!(
+                "Unsupported content part type '{other}'."
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn image_block(format: ImageFormat, source: ImageSource) -> Result<ContentBlock, GatewayError> {
+    Ok(ContentBlock::Image(built(
+        ImageBlock::builder().format(format).source(source).build(),
+    )?))
+}
+
+fn image_from_url(url: &str) -> Result<ContentBlock, GatewayError> {
+    if let Some(parsed) = parse_data_url(url) {
+        let (mime, bytes) = parsed?;
+        let format = mime.as_deref().and_then(image_format).ok_or_else(|| {
+            bad_content(format!(
+                "Unsupported image type {:?}; expected image/png, image/jpeg, image/gif or image/webp.",
+                mime.as_deref().unwrap_or("unknown")
+            ))
+        })?;
+        return image_block(format, ImageSource::Bytes(Blob::new(bytes)));
+    }
+    if url.starts_with("s3://") {
+        let format = url
+            .rsplit('.')
+            .next()
+            .and_then(|ext| image_format(&format!("image/{}", ext.to_ascii_lowercase())))
+            .ok_or_else(|| {
+                bad_content("An s3:// image URL must end in .png, .jpeg, .jpg, .gif or .webp.")
+            })?;
+        let location = built(S3Location::builder().uri(url).build())?;
+        return image_block(format, ImageSource::S3Location(location));
+    }
+    Err(bad_content(
+        "Only data: (base64) and s3:// image URLs are supported for Bedrock models.",
+    ))
+}
+
+/// A decoded data URL: the MIME type (lowercase, if given) and the bytes.
+type DataUrl = (Option<String>, Vec<u8>);
+
+/// Parses `data:<mime>[;param…];base64,<payload>`. `None` if `s` is not a data URL; `Some(Err)` if it
+/// is one but not base64 or the payload does not decode.
+fn parse_data_url(s: &str) -> Option<Result<DataUrl, GatewayError>> {
+    let rest = s.strip_prefix("data:")?;
+    Some(decode_data_url(rest))
+}
+
+/// The MIME type and bytes of a data URL after its `data:` prefix.
+fn decode_data_url(rest: &str) -> Result<DataUrl, GatewayError> {
+    let (header, payload) = rest
+        .split_once(',')
+        .ok_or_else(|| bad_content("Malformed data URL: no ','."))?;
+    let mut params = header.split(';');
+    let mime = params
+        .next()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_ascii_lowercase);
+    if !params.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
+        return Err(bad_content("Only base64 data URLs are supported."));
+    }
+    Ok((mime, decode_base64(payload)?))
+}
+
+fn decode_base64(data: &str) -> Result<Vec<u8>, GatewayError> {
+    let cleaned: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    BASE64.decode(cleaned.as_bytes()).map_err(|e| {
+        GatewayError::invalid_request(format!("Invalid base64 data: {e}.")).with_param("messages")
+    })
+}
+
+fn image_format(mime: &str) -> Option<ImageFormat> {
+    Some(match mime {
+        "image/png" => ImageFormat::Png,
+        "image/jpeg" | "image/jpg" => ImageFormat::Jpeg,
+        "image/gif" => ImageFormat::Gif,
+        "image/webp" => ImageFormat::Webp,
+        _ => return None,
+    })
+}
+
+fn document_format_from_mime(mime: &str) -> Option<DocumentFormat> {
+    Some(match mime {
+        "application/pdf" => DocumentFormat::Pdf,
+        "text/csv" => DocumentFormat::Csv,
+        "application/msword" => DocumentFormat::Doc,
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => {
+            DocumentFormat::Docx
+        }
+        "application/vnd.ms-excel" => DocumentFormat::Xls,
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => DocumentFormat::Xlsx,
+        "text/html" => DocumentFormat::Html,
+        "text/plain" => DocumentFormat::Txt,
+        "text/markdown" | "text/x-markdown" => DocumentFormat::Md,
+        _ => return None,
+    })
+}
+
+fn document_format_from_name(name: &str) -> Option<DocumentFormat> {
+    let (_, ext) = name.rsplit_once('.')?;
+    Some(match ext.to_ascii_lowercase().as_str() {
+        "pdf" => DocumentFormat::Pdf,
+        "csv" => DocumentFormat::Csv,
+        "doc" => DocumentFormat::Doc,
+        "docx" => DocumentFormat::Docx,
+        "xls" => DocumentFormat::Xls,
+        "xlsx" => DocumentFormat::Xlsx,
+        "html" | "htm" => DocumentFormat::Html,
+        "txt" => DocumentFormat::Txt,
+        "md" | "markdown" => DocumentFormat::Md,
+        _ => return None,
+    })
+}
+
+/// A document name Converse accepts: alphanumerics, single spaces, hyphens, parentheses and square
+/// brackets, 1–200 characters. The extension is dropped; other characters become spaces.
+fn sanitize_document_name(filename: &str) -> String {
+    let stem = match filename.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => filename,
+    };
+    let mut out = String::with_capacity(stem.len());
+    for c in stem.chars() {
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '-' | '(' | ')' | '[' | ']') {
+            c
+        } else {
+            ' '
+        };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    let mut name: String = out.trim_end().chars().take(200).collect();
+    name.truncate(name.trim_end().len());
+    if name.is_empty() {
+        "document".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Makes `name` unique within the request by appending ` (2)`, ` (3)`, ….
+fn unique_name(name: String, used: &mut HashSet<String>) -> String {
+    if used.insert(name.clone()) {
+        return name;
+    }
+    let mut n = 2u32;
+    loop {
+        let suffix = format!(" ({n})");
+        let base: String = name.chars().take(200 - suffix.len()).collect();
+        let candidate = format!("{}{suffix}", base.trim_end());
+        if used.insert(candidate.clone()) {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+/// A tool-use id Converse accepts (`[a-zA-Z0-9_.:-]{1,64}`). Valid ids pass through unchanged;
+/// others are rewritten deterministically (invalid characters → `_`, plus a hash of the original so
+/// distinct ids stay distinct), so a call and its result still match.
+fn tool_use_id(id: &str) -> String {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
+    if !id.is_empty() && id.len() <= 64 && id.chars().all(valid) {
+        return id.to_owned();
+    }
+    // FNV-1a: stable across processes and versions (unlike `DefaultHasher`).
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let base: String = id
+        .chars()
+        .map(|c| if valid(c) { c } else { '_' })
+        .take(46)
+        .collect();
+    format!("{base}_{hash:016x}")
+}
+
+fn tool_use_block(id: &str, name: &str, arguments: &str) -> Result<ContentBlock, GatewayError> {
+    let input = if arguments.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str::<Value>(arguments).map_err(|e| {
+            GatewayError::invalid_request(format!(
+                "The arguments of tool call '{id}' are not valid JSON: {e}."
+            ))
+            .with_param("messages")
+            .with_code("invalid_value")
+        })?
+    };
+    Ok(ContentBlock::ToolUse(built(
+        ToolUseBlock::builder()
+            .tool_use_id(tool_use_id(id))
+            .name(name)
+            .input(json_to_document(&input))
+            .build(),
+    )?))
+}
+
+fn assistant_blocks(msg: &Message) -> Result<Vec<ContentBlock>, GatewayError> {
+    let mut blocks = Vec::new();
+    match &msg.content {
+        None => {}
+        Some(MessageContent::Text(s)) => push_text(&mut blocks, s),
+        Some(MessageContent::Parts(parts)) => {
+            for part in parts {
+                match part.kind.as_str() {
+                    "text" => push_text(&mut blocks, part.text.as_deref().unwrap_or("")),
+                    "refusal" => push_text(&mut blocks, part.refusal.as_deref().unwrap_or("")),
+                    other => {
+                        return Err(bad_content(format!(
+                            "Assistant messages may only contain text, not '{other}' parts."
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    for call in msg.tool_calls.iter().flatten() {
+        blocks.push(tool_use_block(
+            &call.id,
+            &call.function.name,
+            &call.function.arguments,
+        )?);
+    }
+    // Deprecated functions API: `function_call: {name, arguments}`, answered by `role: function`
+    // with the same name, so the name doubles as the id.
+    if let Some(fc) = msg.extra.get("function_call").and_then(Value::as_object) {
+        if let Some(name) = fc.get("name").and_then(Value::as_str) {
+            let args = fc.get("arguments").and_then(Value::as_str).unwrap_or("");
+            blocks.push(tool_use_block(name, name, args)?);
+        }
+    }
+    Ok(blocks)
+}
+
+fn tool_result_block(msg: &Message) -> Result<ContentBlock, GatewayError> {
+    let id = match msg.role {
+        Role::Function => msg
+            .name
+            .as_deref()
+            .ok_or_else(|| GatewayError::missing_field("messages.name"))?,
+        _ => msg
+            .tool_call_id
+            .as_deref()
+            .ok_or_else(|| GatewayError::missing_field("messages.tool_call_id"))?,
+    };
+    let text = msg.text_content();
+    let content = match serde_json::from_str::<Value>(&text) {
+        Ok(v @ (Value::Object(_) | Value::Array(_))) => {
+            ToolResultContentBlock::Json(json_to_document(&v))
+        }
+        _ if text.trim().is_empty() => ToolResultContentBlock::Text(EMPTY_TOOL_RESULT.into()),
+        _ => ToolResultContentBlock::Text(text),
+    };
+    Ok(ContentBlock::ToolResult(built(
+        ToolResultBlock::builder()
+            .tool_use_id(tool_use_id(id))
+            .content(content)
+            .build(),
+    )?))
+}
+
+fn tool_spec(
+    name: &str,
+    description: Option<&str>,
+    schema: &Value,
+    strict: Option<bool>,
+) -> Result<types::Tool, GatewayError> {
+    let spec = ToolSpecification::builder()
+        .name(name)
+        .set_description(description.map(str::to_owned))
+        .input_schema(ToolInputSchema::Json(json_to_document(schema)))
+        .set_strict(strict);
+    Ok(types::Tool::ToolSpec(built(spec.build())?))
+}
+
+fn empty_schema() -> Value {
+    json!({"type": "object", "properties": {}})
+}
+
+/// The tool configuration (PROTOCOLS 5.4). `none` has no Converse equivalent: toolChoice is omitted,
+/// and tools are kept only when the history has tool blocks (Converse then requires them). When the
+/// history has tool blocks but the client sent no tools, minimal specs are synthesized for the names
+/// the history uses (or one placeholder tool if only results are present).
+fn tool_config(
+    req: &ChatRequest,
+    messages: &[types::Message],
+) -> Result<Option<ToolConfiguration>, GatewayError> {
+    let mut used_names = BTreeSet::new();
+    let mut history_has_tools = false;
+    for block in messages.iter().flat_map(|m| m.content()) {
+        match block {
+            ContentBlock::ToolUse(u) => {
+                history_has_tools = true;
+                used_names.insert(u.name().to_owned());
+            }
+            ContentBlock::ToolResult(_) => history_has_tools = true,
+            _ => {}
+        }
+    }
+
+    let choice = match &req.tool_choice {
+        None => None,
+        Some(c) => Some(c.kind().ok_or_else(|| {
+            GatewayError::unsupported(
+                "tool_choice",
+                "Unsupported tool_choice value for Bedrock models.",
+            )
+        })?),
+    };
+
+    let mut tools = Vec::new();
+    let keep_client_tools = choice != Some(ToolChoiceKind::None) || history_has_tools;
+    if keep_client_tools {
+        for tool in req.tools.iter().flatten() {
+            let function = match (tool.kind.as_str(), &tool.function) {
+                ("function", Some(f)) => f,
+                (kind, _) => {
+                    return Err(GatewayError::unsupported(
+                        "tools",
+                        format!(
+                            "Only function tools are supported for Bedrock models, not '{kind}'."
+                        ),
+                    ))
+                }
+            };
+            let schema = function.parameters.clone().unwrap_or_else(empty_schema);
+            tools.push(tool_spec(
+                &function.name,
+                function.description.as_deref(),
+                &schema,
+                function.strict,
+            )?);
+        }
+    }
+    if tools.is_empty() && history_has_tools {
+        if used_names.is_empty() {
+            used_names.insert("unused_tool".to_owned());
+        }
+        for name in &used_names {
+            tools.push(tool_spec(name, None, &empty_schema(), None)?);
+        }
+    }
+    if tools.is_empty() {
+        return Ok(None);
+    }
+
+    let tool_choice = match choice {
+        None | Some(ToolChoiceKind::None) => None,
+        Some(ToolChoiceKind::Auto) => {
+            Some(types::ToolChoice::Auto(AutoToolChoice::builder().build()))
+        }
+        Some(ToolChoiceKind::Required) => {
+            Some(types::ToolChoice::Any(AnyToolChoice::builder().build()))
+        }
+        Some(ToolChoiceKind::Function(name)) => Some(types::ToolChoice::Tool(built(
+            SpecificToolChoice::builder().name(name).build(),
+        )?)),
+    };
+    Ok(Some(built(
+        ToolConfiguration::builder()
+            .set_tools(Some(tools))
+            .set_tool_choice(tool_choice)
+            .build(),
+    )?))
+}
+
+fn inference_config(req: &ChatRequest, opts: &ConverseOptions) -> Option<InferenceConfiguration> {
+    let max_tokens = req
+        .max_output_tokens()
+        .or(opts.default_max_tokens)
+        .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    let stops: Vec<String> = req
+        .stop_sequences()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let temperature = req.temperature.filter(|t| t.is_finite());
+    let top_p = req.top_p.filter(|p| p.is_finite());
+    if max_tokens.is_none() && temperature.is_none() && top_p.is_none() && stops.is_empty() {
+        return None;
+    }
+    Some(
+        InferenceConfiguration::builder()
+            .set_max_tokens(max_tokens)
+            .set_temperature(temperature.map(|t| t.clamp(0.0, 1.0) as f32))
+            .set_top_p(top_p.map(|p| p.clamp(0.0, 1.0) as f32))
+            .set_stop_sequences((!stops.is_empty()).then_some(stops))
+            .build(),
+    )
+}
+
+/// `additionalModelRequestFields`: `{"reasoning_effort": …}` when the request set it (the key
+/// gpt-oss-style models read natively; Claude/Nova reasoning configs are model-specific and left to
+/// the provider), and `{"top_k": n}` from the `top_k` extension field.
+fn additional_fields(req: &ChatRequest) -> Result<Option<Document>, GatewayError> {
+    let mut fields = Map::new();
+    if let Some(effort) = &req.reasoning_effort {
+        fields.insert("reasoning_effort".into(), Value::String(effort.clone()));
+    }
+    match req.extra.get("top_k") {
+        None | Some(Value::Null) => {}
+        Some(v @ Value::Number(_)) => {
+            fields.insert("top_k".into(), v.clone());
+        }
+        Some(_) => {
+            return Err(GatewayError::invalid_request(
+                "Invalid type for 'top_k': expected a number.",
+            )
+            .with_param("top_k")
+            .with_code("invalid_type"))
+        }
+    }
+    Ok((!fields.is_empty()).then(|| json_to_document(&Value::Object(fields))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::converse::document::document_to_json;
+    use crate::model::{FilePart, Stop, Tool, ToolCall, ToolChoice};
+
+    fn req(messages: Vec<Message>) -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            messages,
+            ..ChatRequest::default()
+        }
+    }
+
+    fn parts(role: Role, parts: Vec<ContentPart>) -> Message {
+        let mut m = Message::text(role, "");
+        m.content = Some(MessageContent::Parts(parts));
+        m
+    }
+
+    fn tool_msg(id: &str, content: &str) -> Message {
+        let mut m = Message::text(Role::Tool, content);
+        m.tool_call_id = Some(id.into());
+        m
+    }
+
+    fn call_msg(calls: Vec<ToolCall>) -> Message {
+        let mut m = Message::text(Role::Assistant, "");
+        m.content = None;
+        m.tool_calls = Some(calls);
+        m
+    }
+
+    fn file_part(data: &str, filename: Option<&str>) -> ContentPart {
+        let mut p = ContentPart::text("");
+        p.kind = "file".into();
+        p.text = None;
+        p.file = Some(FilePart {
+            file_data: Some(data.into()),
+            filename: filename.map(str::to_owned),
+            file_id: None,
+        });
+        p
+    }
+
+    /// A JSON rendering of the Converse input, in the wire shape of PROTOCOLS 4 (blobs as base64),
+    /// so tests can compare whole requests as golden JSON.
+    fn to_json(r: &ConverseRequest) -> Value {
+        fn block(b: &ContentBlock) -> Value {
+            match b {
+                ContentBlock::Text(t) => json!({"text": t}),
+                ContentBlock::Image(i) => {
+                    let source = match i.source() {
+                        Some(ImageSource::Bytes(b)) => json!({"bytes": BASE64.encode(b.as_ref())}),
+                        Some(ImageSource::S3Location(l)) => json!({"s3Location": {"uri": l.uri()}}),
+                        _ => Value::Null,
+                    };
+                    json!({"image": {"format": i.format().as_str(), "source": source}})
+                }
+                ContentBlock::Document(d) => {
+                    let Some(DocumentSource::Bytes(b)) = d.source() else {
+                        panic!("no bytes")
+                    };
+                    json!({"document": {"format": d.format().as_str(), "name": d.name(),
+                                        "source": {"bytes": BASE64.encode(b.as_ref())}}})
+                }
+                ContentBlock::Audio(a) => {
+                    let Some(AudioSource::Bytes(b)) = a.source() else {
+                        panic!("no bytes")
+                    };
+                    json!({"audio": {"format": a.format().as_str(), "source": {"bytes": BASE64.encode(b.as_ref())}}})
+                }
+                ContentBlock::ToolUse(u) => {
+                    json!({"toolUse": {"toolUseId": u.tool_use_id(), "name": u.name(),
+                                                               "input": document_to_json(u.input())}})
+                }
+                ContentBlock::ToolResult(r) => {
+                    let content: Vec<Value> = r
+                        .content()
+                        .iter()
+                        .map(|c| match c {
+                            ToolResultContentBlock::Json(d) => json!({"json": document_to_json(d)}),
+                            ToolResultContentBlock::Text(t) => json!({"text": t}),
+                            _ => panic!("unexpected tool result content"),
+                        })
+                        .collect();
+                    json!({"toolResult": {"toolUseId": r.tool_use_id(), "content": content}})
+                }
+                other => panic!("unexpected block {other:?}"),
+            }
+        }
+        let mut out = Map::new();
+        if !r.system.is_empty() {
+            let system: Vec<Value> = r
+                .system
+                .iter()
+                .map(|s| match s {
+                    SystemContentBlock::Text(t) => json!({"text": t}),
+                    other => panic!("unexpected system block {other:?}"),
+                })
+                .collect();
+            out.insert("system".into(), json!(system));
+        }
+        let messages: Vec<Value> = r
+            .messages
+            .iter()
+            .map(|m| json!({"role": m.role().as_str(), "content": m.content().iter().map(block).collect::<Vec<_>>()}))
+            .collect();
+        out.insert("messages".into(), json!(messages));
+        if let Some(c) = &r.inference_config {
+            let mut ic = Map::new();
+            if let Some(v) = c.max_tokens() {
+                ic.insert("maxTokens".into(), json!(v));
+            }
+            if let Some(v) = c.temperature() {
+                ic.insert("temperature".into(), json!(v));
+            }
+            if let Some(v) = c.top_p() {
+                ic.insert("topP".into(), json!(v));
+            }
+            if !c.stop_sequences().is_empty() {
+                ic.insert("stopSequences".into(), json!(c.stop_sequences()));
+            }
+            out.insert("inferenceConfig".into(), Value::Object(ic));
+        }
+        if let Some(tc) = &r.tool_config {
+            let tools: Vec<Value> = tc
+                .tools()
+                .iter()
+                .map(|t| {
+                    let types::Tool::ToolSpec(s) = t else { panic!("not a toolSpec") };
+                    let Some(ToolInputSchema::Json(schema)) = s.input_schema() else { panic!("no schema") };
+                    let mut spec = json!({"name": s.name(), "inputSchema": {"json": document_to_json(schema)}});
+                    if let Some(d) = s.description() {
+                        spec["description"] = json!(d);
+                    }
+                    if let Some(st) = s.strict() {
+                        spec["strict"] = json!(st);
+                    }
+                    json!({"toolSpec": spec})
+                })
+                .collect();
+            let mut config = json!({"tools": tools});
+            match tc.tool_choice() {
+                None => {}
+                Some(types::ToolChoice::Auto(_)) => config["toolChoice"] = json!({"auto": {}}),
+                Some(types::ToolChoice::Any(_)) => config["toolChoice"] = json!({"any": {}}),
+                Some(types::ToolChoice::Tool(t)) => {
+                    config["toolChoice"] = json!({"tool": {"name": t.name()}})
+                }
+                Some(other) => panic!("unexpected tool choice {other:?}"),
+            }
+            out.insert("toolConfig".into(), config);
+        }
+        if let Some(d) = &r.additional_model_request_fields {
+            out.insert("additionalModelRequestFields".into(), document_to_json(d));
+        }
+        Value::Object(out)
+    }
+
+    fn encode(r: &ChatRequest) -> Value {
+        to_json(&encode_request(r, &ConverseOptions::default()).unwrap())
+    }
+
+    #[test]
+    fn worked_example_matches_protocols_5_9() {
+        let body = json!({
+            "model": "us.anthropic.claude-3-5-sonnet-20241022-v2:0", "stream": true,
+            "stream_options": {"include_usage": true}, "max_completion_tokens": 512, "temperature": 0.3,
+            "messages": [
+                {"role": "system", "content": "You are a weather bot."},
+                {"role": "user", "content": [{"type": "text", "text": "Paris?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp_c\":21}"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters":
+                {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+            "tool_choice": "auto"
+        });
+        let r: ChatRequest = serde_json::from_value(body).unwrap();
+        assert_eq!(
+            encode(&r),
+            json!({
+                "system": [{"text": "You are a weather bot."}],
+                "messages": [
+                    {"role": "user", "content": [{"text": "Paris?"},
+                        {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}}]},
+                    {"role": "assistant", "content": [{"toolUse": {"toolUseId": "call_1", "name": "get_weather",
+                        "input": {"city": "Paris"}}}]},
+                    {"role": "user", "content": [{"toolResult": {"toolUseId": "call_1",
+                        "content": [{"json": {"temp_c": 21}}]}}]}],
+                "inferenceConfig": {"maxTokens": 512, "temperature": 0.30000001192092896},
+                "toolConfig": {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json":
+                    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}}],
+                    "toolChoice": {"auto": {}}}
+            })
+        );
+    }
+
+    #[test]
+    fn merges_roles_and_inserts_leading_user_turn() {
+        let r = req(vec![
+            Message::text(Role::Assistant, "Hi, how can I help?"),
+            Message::text(Role::User, "a"),
+            Message::text(Role::User, "  "),
+            Message::text(Role::Developer, "dev"),
+            Message::text(Role::User, "b"),
+            Message::text(Role::Assistant, ""),
+            Message::text(Role::Assistant, "ok"),
+        ]);
+        assert_eq!(
+            encode(&r),
+            json!({
+                "system": [{"text": "dev"}],
+                "messages": [
+                    {"role": "user", "content": [{"text": "."}]},
+                    {"role": "assistant", "content": [{"text": "Hi, how can I help?"}]},
+                    {"role": "user", "content": [{"text": "a"}, {"text": "b"}]},
+                    {"role": "assistant", "content": [{"text": "ok"}]}]
+            })
+        );
+        // Only a system prompt: still one user turn.
+        let r = req(vec![Message::text(Role::System, "s")]);
+        assert_eq!(
+            encode(&r)["messages"],
+            json!([{"role": "user", "content": [{"text": "."}]}])
+        );
+    }
+
+    #[test]
+    fn tool_results_merge_with_following_user_text() {
+        let r = req(vec![
+            Message::text(Role::User, "q"),
+            call_msg(vec![
+                ToolCall::function("c1", "f", "{\"x\":1}"),
+                ToolCall::function("c2", "g", ""),
+            ]),
+            tool_msg("c1", "plain text"),
+            tool_msg("c2", "[1,2]"),
+            Message::text(Role::User, "thanks"),
+        ]);
+        let out = encode(&r);
+        assert_eq!(
+            out["messages"][1],
+            json!({"role": "assistant", "content": [
+                {"toolUse": {"toolUseId": "c1", "name": "f", "input": {"x": 1}}},
+                {"toolUse": {"toolUseId": "c2", "name": "g", "input": {}}}]})
+        );
+        assert_eq!(
+            out["messages"][2],
+            json!({"role": "user", "content": [
+                {"toolResult": {"toolUseId": "c1", "content": [{"text": "plain text"}]}},
+                {"toolResult": {"toolUseId": "c2", "content": [{"json": [1, 2]}]}},
+                {"text": "thanks"}]})
+        );
+        // No tools sent but history has tool blocks: minimal specs synthesized, no toolChoice.
+        assert_eq!(
+            out["toolConfig"],
+            json!({"tools": [
+                {"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object", "properties": {}}}}},
+                {"toolSpec": {"name": "g", "inputSchema": {"json": {"type": "object", "properties": {}}}}}]})
+        );
+    }
+
+    #[test]
+    fn tool_choice_mapping() {
+        let tools = vec![Tool::function(
+            "f",
+            Some("does f".into()),
+            Some(json!({"type": "object"})),
+        )];
+        let mut r = req(vec![Message::text(Role::User, "q")]);
+        r.tools = Some(tools);
+        let spec = json!({"toolSpec": {"name": "f", "description": "does f",
+                                       "inputSchema": {"json": {"type": "object"}}}});
+
+        assert_eq!(encode(&r)["toolConfig"], json!({"tools": [spec]}));
+        r.tool_choice = Some(ToolChoice::Mode("required".into()));
+        assert_eq!(
+            encode(&r)["toolConfig"],
+            json!({"tools": [spec], "toolChoice": {"any": {}}})
+        );
+        r.tool_choice = Some(ToolChoice::Object(
+            json!({"type": "function", "function": {"name": "f"}}),
+        ));
+        assert_eq!(
+            encode(&r)["toolConfig"],
+            json!({"tools": [spec], "toolChoice": {"tool": {"name": "f"}}})
+        );
+        // none without tool history: no toolConfig at all.
+        r.tool_choice = Some(ToolChoice::Mode("none".into()));
+        assert!(encode(&r).get("toolConfig").is_none());
+        // none with tool history: tools kept, no toolChoice.
+        r.messages
+            .push(call_msg(vec![ToolCall::function("c1", "f", "{}")]));
+        r.messages.push(tool_msg("c1", ""));
+        let out = encode(&r);
+        assert_eq!(out["toolConfig"], json!({"tools": [spec]}));
+        assert_eq!(
+            out["messages"][2]["content"][0]["toolResult"]["content"],
+            json!([{"text": EMPTY_TOOL_RESULT}])
+        );
+
+        r.tool_choice = Some(ToolChoice::Object(json!({"type": "allowed_tools"})));
+        let err = encode_request(&r, &ConverseOptions::default()).unwrap_err();
+        assert_eq!(err.param(), Some("tool_choice"));
+
+        let mut r = req(vec![Message::text(Role::User, "q")]);
+        let mut custom = Tool::function("c", None, None);
+        custom.kind = "custom".into();
+        custom.function = None;
+        r.tools = Some(vec![custom]);
+        let err = encode_request(&r, &ConverseOptions::default()).unwrap_err();
+        assert_eq!(err.param(), Some("tools"));
+    }
+
+    #[test]
+    fn only_tool_results_synthesize_placeholder_tool() {
+        let r = req(vec![Message::text(Role::User, "q"), tool_msg("c9", "42")]);
+        let out = encode(&r);
+        assert_eq!(
+            out["toolConfig"]["tools"][0]["toolSpec"]["name"],
+            "unused_tool"
+        );
+        assert_eq!(
+            out["messages"][0]["content"][1],
+            json!({"toolResult": {"toolUseId": "c9", "content": [{"text": "42"}]}})
+        );
+    }
+
+    #[test]
+    fn inference_config_and_additional_fields() {
+        let mut r = req(vec![Message::text(Role::User, "q")]);
+        assert!(encode(&r).get("inferenceConfig").is_none());
+        let opts = ConverseOptions {
+            default_max_tokens: Some(1000),
+        };
+        let out = to_json(&encode_request(&r, &opts).unwrap());
+        assert_eq!(out["inferenceConfig"], json!({"maxTokens": 1000}));
+
+        r.max_tokens = Some(10);
+        r.temperature = Some(1.5);
+        r.top_p = Some(0.5);
+        r.stop = Some(Stop::Many(vec!["END".into(), "STOP".into()]));
+        r.reasoning_effort = Some("high".into());
+        r.extra.insert("top_k".into(), json!(40));
+        let out = to_json(&encode_request(&r, &opts).unwrap());
+        assert_eq!(
+            out["inferenceConfig"],
+            json!({"maxTokens": 10, "temperature": 1.0, "topP": 0.5, "stopSequences": ["END", "STOP"]})
+        );
+        assert_eq!(
+            out["additionalModelRequestFields"],
+            json!({"reasoning_effort": "high", "top_k": 40})
+        );
+
+        r.extra.insert("top_k".into(), json!("many"));
+        let err = encode_request(&r, &opts).unwrap_err();
+        assert_eq!(err.param(), Some("top_k"));
+    }
+
+    #[test]
+    fn documents_images_and_audio() {
+        let r = req(vec![parts(
+            Role::User,
+            vec![
+                file_part(
+                    "data:application/pdf;base64,JVBERi0=",
+                    Some("My report (v2).final.pdf"),
+                ),
+                file_part("aGVsbG8", Some("notes.md")),
+                file_part("data:image/jpeg;base64,/9j/", Some("photo.jpg")),
+                file_part(
+                    "data:application/pdf;base64,JVBERi0=",
+                    Some("My report (v2)!final.pdf"),
+                ),
+                ContentPart::image_url("s3://bucket/cat.WEBP"),
+                {
+                    let mut p = ContentPart::text("");
+                    p.kind = "input_audio".into();
+                    p.text = None;
+                    p.extra.insert(
+                        "input_audio".into(),
+                        json!({"data": "UklGRg==", "format": "wav"}),
+                    );
+                    p
+                },
+            ],
+        )]);
+        assert_eq!(
+            encode(&r)["messages"][0]["content"],
+            json!([
+                {"document": {"format": "pdf", "name": "My report (v2) final", "source": {"bytes": "JVBERi0="}}},
+                {"document": {"format": "md", "name": "notes", "source": {"bytes": "aGVsbG8="}}},
+                {"image": {"format": "jpeg", "source": {"bytes": "/9j/"}}},
+                {"document": {"format": "pdf", "name": "My report (v2) final (2)", "source": {"bytes": "JVBERi0="}}},
+                {"image": {"format": "webp", "source": {"s3Location": {"uri": "s3://bucket/cat.WEBP"}}}},
+                {"audio": {"format": "wav", "source": {"bytes": "UklGRg=="}}},
+                {"text": DOCUMENT_TEXT}
+            ])
+        );
+    }
+
+    #[test]
+    fn rejects_bad_content() {
+        let opts = ConverseOptions::default();
+        for part in [
+            ContentPart::image_url("data:image/png;base64,!!!notbase64"),
+            ContentPart::image_url("data:image/bmp;base64,AAAA"),
+            ContentPart::image_url("data:image/png,rawdata"),
+            ContentPart::image_url("https://example.com/cat.png"),
+            file_part("data:application/zip;base64,AAAA", Some("x.zip")),
+        ] {
+            let r = req(vec![parts(Role::User, vec![part.clone()])]);
+            let err = encode_request(&r, &opts).unwrap_err();
+            assert_eq!(
+                (err.status().as_u16(), err.param()),
+                (400, Some("messages")),
+                "{part:?}"
+            );
+        }
+        let r = req(vec![
+            Message::text(Role::User, "q"),
+            call_msg(vec![ToolCall::function("c1", "f", "{not json")]),
+        ]);
+        assert_eq!(
+            encode_request(&r, &opts).unwrap_err().param(),
+            Some("messages")
+        );
+        let mut r = req(vec![Message::text(Role::User, "q")]);
+        r.n = Some(3);
+        assert_eq!(encode_request(&r, &opts).unwrap_err().param(), Some("n"));
+    }
+
+    #[test]
+    fn sanitizes_names_and_ids() {
+        assert_eq!(sanitize_document_name("a  b__c.pdf"), "a b c");
+        assert_eq!(sanitize_document_name("..."), "document");
+        assert_eq!(sanitize_document_name(""), "document");
+        assert_eq!(sanitize_document_name(&"x".repeat(300)).len(), 200);
+        assert_eq!(tool_use_id("call_1.a:b-c"), "call_1.a:b-c");
+        let odd = tool_use_id("call 1/ä");
+        assert!(odd.starts_with("call_1__") && odd.len() <= 64, "{odd}");
+        assert_eq!(odd, tool_use_id("call 1/ä"), "deterministic");
+        assert_ne!(odd, tool_use_id("call 1/ö"));
+        assert!(tool_use_id(&"y".repeat(100)).len() <= 64);
+        // Call and result stay matched after rewriting.
+        let r = req(vec![
+            Message::text(Role::User, "q"),
+            call_msg(vec![ToolCall::function("id with spaces", "f", "{}")]),
+            tool_msg("id with spaces", "ok"),
+        ]);
+        let out = encode(&r);
+        assert_eq!(
+            out["messages"][1]["content"][0]["toolUse"]["toolUseId"],
+            out["messages"][2]["content"][0]["toolResult"]["toolUseId"]
+        );
+    }
+}
