@@ -213,6 +213,12 @@ fn tokio_stream_from<T: Send + 'static>(
 // A "smart" fake OpenAI: answers like the real API from the request itself, so SDK tests need no
 // per-test script. Model ids steer faults: `gpt-fail-500`, `gpt-fail-429-once`, `gpt-slow`.
 
+/// The fake for the SDK tests and the load benchmark: OpenAI paths (and, once Bedrock is served,
+/// Bedrock runtime paths) answered from the request itself.
+pub fn smart() -> Handler {
+    Arc::new(|req: &Recorded, attempt: usize| openai_answer(req, attempt))
+}
+
 pub fn openai_smart() -> Handler {
     Arc::new(|req: &Recorded, attempt: usize| openai_answer(req, attempt))
 }

@@ -21,6 +21,7 @@ pub const KEY: &str = "test-gateway-key";
 pub const UPSTREAM_KEY: &str = "sk-upstream-secret";
 
 /// A configuration pointing at `openai` with fast retries.
+#[allow(clippy::field_reassign_with_default)]
 pub fn config_for(openai_url: &str) -> Config {
     let mut c = Config::default();
     c.api_keys = vec![KEY.into()];
@@ -54,8 +55,7 @@ impl TestGateway {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
-        task
+        std::mem::replace(&mut self.task, tokio::spawn(async {}))
     }
 }
 

@@ -1,0 +1,98 @@
+"""Start the real gateway binary in front of the Rust fake upstream, for the SDK end-to-end tests.
+
+Both processes listen on 127.0.0.1 with port 0 and report their address on stdout; both are
+killed at the end of the session.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+GATEWAY_KEY = "e2e-gateway-key"
+
+
+def _target_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+
+
+def _build() -> None:
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--bin", "open-bedrock-server", "--example", "fake_upstream"],
+        cwd=ROOT,
+        check=True,
+    )
+
+
+def _read_line(proc: subprocess.Popen, predicate, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        found = predicate(line)
+        if found:
+            return found
+    raise RuntimeError("process did not report its address; output:\n" + "".join(seen))
+
+
+@pytest.fixture(scope="session")
+def fake_upstream():
+    _build()
+    exe = _target_dir() / "debug" / "examples" / "fake_upstream"
+    proc = subprocess.Popen([str(exe), "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    try:
+        addr = _read_line(proc, lambda l: l.split("listening on ", 1)[1].strip() if "listening on " in l else None)
+        yield f"http://{addr}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def start_gateway(fake_url: str, extra_env=None, args=()):
+    exe = _target_dir() / "debug" / "open-bedrock-server"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOST": "127.0.0.1",
+        "PORT": "0",
+        "API_KEY": GATEWAY_KEY,
+        "OPENAI_BASE_URL": f"{fake_url}/v1",
+        "OPENAI_API_KEY": "sk-e2e-upstream",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "info",
+        "BEDROCK_ENABLED": "false",
+        "RETRY_MAX_ATTEMPTS": "3",
+    }
+    env.update(extra_env or {})
+    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd="/")
+
+    def address(line: str):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return None
+        return rec.get("address") if rec.get("message") == "open-bedrock-server listening" else None
+
+    addr = _read_line(proc, address)
+    return proc, f"http://{addr}"
+
+
+@pytest.fixture(scope="session")
+def gateway(fake_upstream):
+    proc, url = start_gateway(fake_upstream)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
