@@ -60,6 +60,7 @@ pub mod provider;
 pub mod retry;
 pub mod route;
 pub mod server;
+pub mod sigv4;
 pub mod sse;
 pub mod translate;
 

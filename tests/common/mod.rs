@@ -156,3 +156,26 @@ pub async fn send_raw(
 pub async fn post(gw: &TestGateway, path: &str, body: &Value) -> TestResponse {
     send(Method::POST, &gw.url(path), Some(KEY), Some(body)).await
 }
+
+/// A Bedrock provider pointed at `fake_url` with the fake's credentials (`secret` overrides the
+/// secret key, to test refused credentials).
+pub fn bedrock_for(fake_url: &str, config: &Config, secret: Option<&str>) -> BedrockProvider {
+    use aws_sdk_bedrockruntime::config::{Credentials, SharedCredentialsProvider};
+    let creds = Credentials::new(fake::AWS_ACCESS_KEY, secret.unwrap_or(fake::AWS_SECRET_KEY), None, None, "tests");
+    let sdk = aws_config::SdkConfig::builder()
+        .endpoint_url(fake_url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(creds))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    BedrockProvider::from_sdk_config(&sdk, config)
+}
+
+/// A gateway in front of one fake that serves both OpenAI (`/v1/...`) and Bedrock paths.
+pub async fn start_full(upstream: &fake::Fake, tweak: impl FnOnce(&mut Config)) -> TestGateway {
+    let mut config = config_for(&upstream.url());
+    config.bedrock.enabled = true;
+    tweak(&mut config);
+    let bedrock = bedrock_for(&upstream.url(), &config, None);
+    start_gateway(config, Some(bedrock)).await
+}

@@ -1,35 +1,381 @@
-//! The Bedrock provider (placeholder until the Bedrock issue lands).
+//! The Bedrock provider: `aws-sdk-bedrockruntime` with `aws-config`'s default chain.
+//!
+//! - **Client**: credentials from the default chain (environment, profile, SSO, web identity/IRSA,
+//!   ECS task role, IMDS; they refresh by themselves), region from configuration /
+//!   `AWS_REGION` / `AWS_DEFAULT_REGION` / the profile, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (and
+//!   `AWS_ENDPOINT_URL_BEDROCK` for the control plane) honoured by aws-config, Bedrock API keys
+//!   (`AWS_BEARER_TOKEN_BEDROCK`) picked up by the SDK. One client per region, built once at
+//!   start-up: the configured region plus the region of every configured ARN.
+//! - **Retries**: the SDK's own retries and stalled-stream protection are off — the gateway's one
+//!   retry layer owns retries (so an upstream sees at most the configured attempts) and its own
+//!   idle timeout owns stalls (a thinking model may legitimately pause).
+//! - **Strategies** by family ([`BedrockFamily`]): Claude and Titan over InvokeModel /
+//!   InvokeModelWithResponseStream with their native bodies ([`crate::format::bedrock_claude`],
+//!   [`crate::format::bedrock_titan`]); every other family over Converse / ConverseStream
+//!   ([`crate::format::converse`]). A client's own Claude (Titan) body bound for a Claude (Titan)
+//!   model is forwarded as written, minus routing-only keys.
+//! - **Streams** answer once their first event has arrived (failures before it stay retryable);
+//!   exception frames become in-band errors ([`stream`]).
+//! - **Errors** map per PROTOCOLS.md §5.8 ([`error`]).
 
+mod error;
+mod models;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::Client;
+use serde_json::Value;
+
+use super::first_then_rest;
+use crate::config::Config;
 use crate::error::GatewayError;
-use crate::model::{ChatCall, ChatReply};
-use crate::route::Route;
+use crate::format::bedrock_claude::{self, ClaudeRequestOptions, ClaudeStreamDecoder};
+use crate::format::bedrock_titan::{self, TitanRequestOptions, TitanStreamDecoder};
+use crate::format::converse::{self, ConverseOptions, ConverseStreamDecoder};
+use crate::format::InboundFormat;
+use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta};
+use crate::route::{BedrockFamily, Provider, Route};
 
-/// The Bedrock upstream.
-#[derive(Debug, Clone)]
-pub struct BedrockProvider {}
+pub use models::list_models_with;
 
-impl BedrockProvider {
-    /// Sends one chat call.
-    pub async fn chat(self, _call: ChatCall, _route: Route) -> Result<ChatReply, GatewayError> {
-        Err(GatewayError::upstream_status(503, "Bedrock is not available yet"))
+/// The Bedrock upstream. Cheap to clone.
+#[derive(Clone)]
+pub struct BedrockProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    region: Option<String>,
+    client: Client,
+    regional: HashMap<String, Client>,
+    control: aws_sdk_bedrock::Client,
+    claude: ClaudeRequestOptions,
+    titan: TitanRequestOptions,
+    converse: ConverseOptions,
+}
+
+impl std::fmt::Debug for BedrockProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BedrockProvider")
+            .field("region", &self.inner.region)
+            .field("extra_regions", &self.inner.regional.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
+/// The region field of an ARN (`arn:aws:bedrock:<region>:…`).
+fn arn_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}
+
 impl BedrockProvider {
-    /// The region.
+    /// Loads the AWS configuration (default chain) and builds the clients. `Ok(None)` when no
+    /// region can be found: Bedrock is then reported as not configured.
+    pub async fn from_config(config: &Config) -> Result<Option<Self>, GatewayError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &config.bedrock.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            tracing::warn!("no AWS region configured (AWS_REGION / AWS_DEFAULT_REGION / profile): Bedrock is disabled");
+            return Ok(None);
+        }
+        Ok(Some(Self::from_sdk_config(&sdk, config)))
+    }
+
+    /// Builds the clients from an explicit SDK configuration (used by tests and embedders that
+    /// load AWS configuration themselves). Retries and stalled-stream protection are turned off
+    /// whatever `sdk` says.
+    pub fn from_sdk_config(sdk: &SdkConfig, config: &Config) -> Self {
+        let runtime_config = |region: Option<&str>| {
+            let mut b = aws_sdk_bedrockruntime::config::Builder::from(sdk)
+                .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
+                .stalled_stream_protection(
+                    aws_sdk_bedrockruntime::config::StalledStreamProtectionConfig::disabled(),
+                )
+                .timeout_config(
+                    aws_sdk_bedrockruntime::config::timeout::TimeoutConfig::builder()
+                        .connect_timeout(config.timeouts.connect)
+                        .build(),
+                );
+            if let Some(r) = region {
+                b = b.region(aws_sdk_bedrockruntime::config::Region::new(r.to_owned()));
+            }
+            Client::from_conf(b.build())
+        };
+        let region = sdk.region().map(|r| r.to_string());
+        let mut regional = HashMap::new();
+        for arn in config.bedrock.arn_families.keys() {
+            if let Some(r) = arn_region(arn) {
+                if Some(r) != region.as_deref() && !regional.contains_key(r) {
+                    regional.insert(r.to_owned(), runtime_config(Some(r)));
+                }
+            }
+        }
+        let control = aws_sdk_bedrock::Client::from_conf(
+            aws_sdk_bedrock::config::Builder::from(sdk)
+                .retry_config(aws_sdk_bedrock::config::retry::RetryConfig::standard().with_max_attempts(2))
+                .build(),
+        );
+        BedrockProvider {
+            inner: Arc::new(Inner {
+                region,
+                client: runtime_config(None),
+                regional,
+                control,
+                claude: ClaudeRequestOptions {
+                    default_max_tokens: config.bedrock.default_max_tokens,
+                },
+                titan: TitanRequestOptions { default_max_tokens: None },
+                converse: ConverseOptions { default_max_tokens: None },
+            }),
+        }
+    }
+
+    /// The primary region.
     pub fn region(&self) -> Option<&str> {
-        None
+        self.inner.region.as_deref()
     }
 
-    /// Lists models.
+    /// Lists Bedrock text models and system inference profiles from the control plane.
     pub async fn list_models(&self) -> Result<Vec<crate::provider::openai::ModelObject>, GatewayError> {
-        Ok(Vec::new())
+        list_models_with(&self.inner.control).await
+    }
+
+    fn client_for(&self, model: &str) -> &Client {
+        if model.starts_with("arn:") {
+            if let Some(c) = arn_region(model).and_then(|r| self.inner.regional.get(r)) {
+                return c;
+            }
+        }
+        &self.inner.client
+    }
+
+    /// Sends one chat call (the model already routed) and answers once the reply, or the first
+    /// stream event, has arrived.
+    pub async fn chat(self, call: ChatCall, route: Route) -> Result<ChatReply, GatewayError> {
+        let Provider::Bedrock(family) = route.provider else {
+            return Err(GatewayError::internal("a non-Bedrock route reached the Bedrock provider"));
+        };
+        let req = &*call.request;
+        check_supported(req)?;
+        let meta = ChunkMeta::new(req.model.clone());
+        let model = &*route.upstream_model;
+        let client = self.client_for(model);
+        match family {
+            BedrockFamily::Claude => {
+                let body = match &call.context.original {
+                    Some(o) if o.format == InboundFormat::BedrockClaude => {
+                        bedrock_claude::native_body(&o.json, &self.inner.claude)?
+                    }
+                    _ => bedrock_claude::encode_request_bytes(req, &self.inner.claude)?,
+                };
+                if req.is_stream() {
+                    let out = client
+                        .invoke_model_with_response_stream()
+                        .model_id(model)
+                        .content_type("application/json")
+                        .accept("application/json")
+                        .body(Blob::new(body))
+                        .send()
+                        .await
+                        .map_err(error::from_sdk)?;
+                    first_then_rest(Box::pin(stream::invoke_stream(out.body, ClaudeStreamDecoder::new(meta)))).await
+                } else {
+                    let out = client
+                        .invoke_model()
+                        .model_id(model)
+                        .content_type("application/json")
+                        .accept("application/json")
+                        .body(Blob::new(body))
+                        .send()
+                        .await
+                        .map_err(error::from_sdk)?;
+                    Ok(ChatReply::Complete(bedrock_claude::decode_response(out.body.as_ref(), &meta)?))
+                }
+            }
+            BedrockFamily::Titan => {
+                let body = match &call.context.original {
+                    Some(o) if o.format == InboundFormat::BedrockTitan => bedrock_titan::native_body(&o.json)?,
+                    _ => bedrock_titan::encode_request_bytes(req, &self.inner.titan)?,
+                };
+                if req.is_stream() {
+                    let out = client
+                        .invoke_model_with_response_stream()
+                        .model_id(model)
+                        .content_type("application/json")
+                        .accept("application/json")
+                        .body(Blob::new(body))
+                        .send()
+                        .await
+                        .map_err(error::from_sdk)?;
+                    first_then_rest(Box::pin(stream::invoke_stream(out.body, TitanStreamDecoder::new(meta)))).await
+                } else {
+                    let out = client
+                        .invoke_model()
+                        .model_id(model)
+                        .content_type("application/json")
+                        .accept("application/json")
+                        .body(Blob::new(body))
+                        .send()
+                        .await
+                        .map_err(error::from_sdk)?;
+                    let mut response = bedrock_titan::decode_response(out.body.as_ref(), &meta)?;
+                    truncate_at_stops(&mut response, &bedrock_titan::unsupported_stops(req));
+                    Ok(ChatReply::Complete(response))
+                }
+            }
+            BedrockFamily::Converse => {
+                let mut parts = converse::encode_request(req, &self.inner.converse)?;
+                parts.additional_model_request_fields =
+                    reasoning_fields(model, parts.additional_model_request_fields.take())?;
+                if req.is_stream() {
+                    let out = client
+                        .converse_stream()
+                        .model_id(model)
+                        .set_messages(Some(parts.messages))
+                        .set_system((!parts.system.is_empty()).then_some(parts.system))
+                        .set_inference_config(parts.inference_config)
+                        .set_tool_config(parts.tool_config)
+                        .set_additional_model_request_fields(parts.additional_model_request_fields)
+                        .send()
+                        .await
+                        .map_err(error::from_sdk)?;
+                    first_then_rest(Box::pin(stream::converse_stream(out.stream, ConverseStreamDecoder::new(meta))))
+                        .await
+                } else {
+                    let out = client
+                        .converse()
+                        .model_id(model)
+                        .set_messages(Some(parts.messages))
+                        .set_system((!parts.system.is_empty()).then_some(parts.system))
+                        .set_inference_config(parts.inference_config)
+                        .set_tool_config(parts.tool_config)
+                        .set_additional_model_request_fields(parts.additional_model_request_fields)
+                        .send()
+                        .await
+                        .map_err(error::from_sdk)?;
+                    Ok(ChatReply::Complete(converse::decode_response(&out, &meta)?))
+                }
+            }
+        }
     }
 }
 
-impl BedrockProvider {
-    /// Builds the provider from configuration.
-    pub async fn from_config(_config: &crate::config::Config) -> Result<Option<Self>, GatewayError> {
-        Ok(None)
+/// Request features no Bedrock family serves: a clear 400 instead of a silent drop.
+fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(GatewayError::unsupported("n", "Bedrock models return one choice per request; `n` must be 1.")
+            .with_code("unsupported_value"));
+    }
+    if req.extra.get("logprobs") == Some(&Value::Bool(true)) {
+        return Err(GatewayError::unsupported("logprobs", "Bedrock models do not return log probabilities."));
+    }
+    if let Some(m) = req.extra.get("modalities").and_then(Value::as_array) {
+        if m.iter().any(|v| v != "text") {
+            return Err(GatewayError::unsupported("modalities", "Bedrock text models only produce text output."));
+        }
+    }
+    if req.extra.get("audio").is_some_and(|a| !a.is_null()) {
+        return Err(GatewayError::unsupported("audio", "Audio output is not available on Bedrock text models."));
+    }
+    Ok(())
+}
+
+/// `reasoning_effort` in the spelling each Converse family takes: native for gpt-oss, Qwen and
+/// DeepSeek, `reasoningConfig` for Nova 2; other families have no reasoning control (400).
+fn reasoning_fields(
+    model: &str,
+    fields: Option<aws_smithy_types::Document>,
+) -> Result<Option<aws_smithy_types::Document>, GatewayError> {
+    let Some(doc) = fields else { return Ok(None) };
+    let mut json = converse::document_to_json(&doc);
+    let Some(effort) = json.as_object_mut().and_then(|o| o.remove("reasoning_effort")) else {
+        return Ok(Some(doc));
+    };
+    let id = model.rsplit('/').next().unwrap_or(model);
+    let vendor_model = match id.split_once('.') {
+        Some((geo, rest)) if ["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"].contains(&geo) => rest,
+        _ => id,
+    };
+    let effort_str = effort.as_str().unwrap_or("medium");
+    if let Some(obj) = json.as_object_mut() {
+        if vendor_model.starts_with("openai.") || vendor_model.starts_with("qwen.") || vendor_model.starts_with("deepseek.") {
+            obj.insert("reasoning_effort".into(), effort);
+        } else if vendor_model.starts_with("amazon.nova-2") {
+            if effort_str != "none" {
+                let level = match effort_str {
+                    "minimal" | "low" => "low",
+                    "high" | "xhigh" | "max" => "high",
+                    _ => "medium",
+                };
+                obj.insert(
+                    "reasoningConfig".into(),
+                    serde_json::json!({"type": "enabled", "maxReasoningEffort": level}),
+                );
+            }
+        } else if effort_str != "none" {
+            return Err(GatewayError::unsupported(
+                "reasoning_effort",
+                format!("The model `{model}` has no reasoning-effort control on Bedrock."),
+            ));
+        }
+    }
+    let empty = json.as_object().is_some_and(|o| o.is_empty());
+    Ok((!empty).then(|| converse::json_to_document(&json)))
+}
+
+/// Titan accepts one stop sequence of a fixed form; the others are applied here, on the reply.
+fn truncate_at_stops(response: &mut crate::model::ChatResponse, stops: &[String]) {
+    if stops.is_empty() {
+        return;
+    }
+    for choice in &mut response.choices {
+        if let Some(text) = choice.message.content.as_mut() {
+            if let Some(cut) = stops.iter().filter_map(|s| text.find(s.as_str())).min() {
+                text.truncate(cut);
+                choice.finish_reason = Some(crate::model::finish_reason::STOP.to_owned());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasoning_effort_per_family() {
+        let doc = |v: Value| Some(converse::json_to_document(&v));
+        let out = reasoning_fields("openai.gpt-oss-120b-1:0", doc(serde_json::json!({"reasoning_effort":"high"}))).unwrap();
+        assert_eq!(converse::document_to_json(&out.unwrap()), serde_json::json!({"reasoning_effort":"high"}));
+        let out = reasoning_fields("us.amazon.nova-2-lite-v1:0", doc(serde_json::json!({"reasoning_effort":"low","top_k":5}))).unwrap();
+        assert_eq!(
+            converse::document_to_json(&out.unwrap()),
+            serde_json::json!({"top_k":5,"reasoningConfig":{"type":"enabled","maxReasoningEffort":"low"}})
+        );
+        let e = reasoning_fields("meta.llama3-1-70b-instruct-v1:0", doc(serde_json::json!({"reasoning_effort":"high"}))).unwrap_err();
+        assert_eq!(e.param(), Some("reasoning_effort"));
+        assert!(reasoning_fields("meta.llama3", None).unwrap().is_none());
+    }
+
+    #[test]
+    fn unsupported_features_are_400() {
+        let mut r = ChatRequest { n: Some(2), ..ChatRequest::default() };
+        assert_eq!(check_supported(&r).unwrap_err().param(), Some("n"));
+        r.n = Some(1);
+        r.extra.insert("logprobs".into(), Value::Bool(true));
+        assert_eq!(check_supported(&r).unwrap_err().param(), Some("logprobs"));
+    }
+
+    #[test]
+    fn arn_regions() {
+        assert_eq!(arn_region("arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/x"), Some("eu-west-1"));
+        assert_eq!(arn_region("anthropic.claude"), None);
     }
 }
