@@ -68,7 +68,16 @@ def start_gateway(fake_url: str, extra_env=None, args=()):
         "OPENAI_API_KEY": "sk-e2e-upstream",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "info",
-        "BEDROCK_ENABLED": "false",
+        # Bedrock through aws-config's real default chain (environment credentials), pointed at the fake.
+        "BEDROCK_ENABLED": "true",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "AKIDFAKEGATEWAY",
+        "AWS_SECRET_ACCESS_KEY": "fake/secret/key/for/tests",
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": fake_url,
+        "AWS_ENDPOINT_URL_BEDROCK": fake_url,
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_EC2_METADATA_DISABLED": "true",
         "RETRY_MAX_ATTEMPTS": "3",
     }
     env.update(extra_env or {})
