@@ -82,11 +82,15 @@ where
         let (parts, detected) = req.into_parts();
         let target = detected.target;
         let inbound = detected.inbound;
-        let (request, original) = match decode_request(detected) {
+        let (mut request, original) = match decode_request(detected) {
             Ok(r) => r,
             Err(e) => return ResponseFuture::error(e, target),
         };
         let include_usage = request.include_usage();
+        if request.is_stream() && target != TargetFormat::OpenAi && !include_usage {
+            // Claude and Titan streams end with token counts: ask the upstream for them.
+            request.stream_options.get_or_insert_with(Default::default).include_usage = Some(true);
+        }
         let context = CallContext {
             request_id: parts.headers.get("x-request-id").cloned(),
             inbound,
