@@ -110,8 +110,14 @@ impl RateLimitConfig {
     /// an error naming the variable when a value does not parse, or when `RATE_LIMIT_BURST` or
     /// `RATE_LIMIT_TOKENS_PER_MINUTE` is set without a request rate. `REDIS_URL` alone turns
     /// nothing on: other parts of a deployment may use it.
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Option<RateLimitConfig>, String> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    pub fn from_env(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<RateLimitConfig>, String> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let Some(rpm) = get("RATE_LIMIT_REQUESTS_PER_MINUTE") else {
             for dependent in ["RATE_LIMIT_BURST", "RATE_LIMIT_TOKENS_PER_MINUTE"] {
                 if get(dependent).is_some() {
@@ -244,8 +250,11 @@ mod tests {
     fn env_unset_means_off_and_values_apply() {
         assert_eq!(RateLimitConfig::from_env(env(&[])).unwrap(), None);
         assert_eq!(
-            RateLimitConfig::from_env(env(&[("REDIS_URL", "redis://h"), ("RATE_LIMIT_REQUESTS_PER_MINUTE", " ")]))
-                .unwrap(),
+            RateLimitConfig::from_env(env(&[
+                ("REDIS_URL", "redis://h"),
+                ("RATE_LIMIT_REQUESTS_PER_MINUTE", " ")
+            ]))
+            .unwrap(),
             None,
             "REDIS_URL alone and an empty rate turn nothing on"
         );
@@ -266,7 +275,8 @@ mod tests {
 
     #[test]
     fn env_errors_name_the_variable() {
-        let e = RateLimitConfig::from_env(env(&[("RATE_LIMIT_REQUESTS_PER_MINUTE", "0")])).unwrap_err();
+        let e =
+            RateLimitConfig::from_env(env(&[("RATE_LIMIT_REQUESTS_PER_MINUTE", "0")])).unwrap_err();
         assert!(e.contains("RATE_LIMIT_REQUESTS_PER_MINUTE"), "{e}");
         let e = RateLimitConfig::from_env(env(&[
             ("RATE_LIMIT_REQUESTS_PER_MINUTE", "10"),
@@ -274,7 +284,8 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.contains("RATE_LIMIT_BURST") && e.contains("many"), "{e}");
-        let e = RateLimitConfig::from_env(env(&[("RATE_LIMIT_TOKENS_PER_MINUTE", "10")])).unwrap_err();
+        let e =
+            RateLimitConfig::from_env(env(&[("RATE_LIMIT_TOKENS_PER_MINUTE", "10")])).unwrap_err();
         assert!(e.contains("RATE_LIMIT_REQUESTS_PER_MINUTE"), "{e}");
         let e = RateLimitConfig::from_env(env(&[
             ("RATE_LIMIT_REQUESTS_PER_MINUTE", "4294967295"),
@@ -316,13 +327,24 @@ mod tests {
         assert_eq!(c.default_limits().unwrap().capacity.get(), 70);
         let o = c.override_limits().unwrap();
         assert_eq!(o["key-1"].capacity.get(), 700);
-        assert_eq!(o["key-1"].tokens_per_minute.map(NonZeroU64::get), Some(100000), "inherited");
+        assert_eq!(
+            o["key-1"].tokens_per_minute.map(NonZeroU64::get),
+            Some(100000),
+            "inherited"
+        );
         assert_eq!(o["anonymous"].capacity.get(), 70, "inherited");
-        assert_eq!(o["anonymous"].tokens_per_minute.map(NonZeroU64::get), Some(5));
+        assert_eq!(
+            o["anonymous"].tokens_per_minute.map(NonZeroU64::get),
+            Some(5)
+        );
 
-        let e = toml::from_str::<File>("[rate_limit]\nrequests_per_minute = 1\nburts = 2\n").unwrap_err();
+        let e = toml::from_str::<File>("[rate_limit]\nrequests_per_minute = 1\nburts = 2\n")
+            .unwrap_err();
         assert!(e.to_string().contains("burts"), "{e}");
-        assert!(toml::from_str::<File>("[rate_limit]\nburst = 2\n").is_err(), "rate is required");
+        assert!(
+            toml::from_str::<File>("[rate_limit]\nburst = 2\n").is_err(),
+            "rate is required"
+        );
     }
 
     #[test]
@@ -330,7 +352,10 @@ mod tests {
         let mut c = RateLimitConfig::new(NonZeroU32::MIN);
         c.redis_url = Some("redis://user:hunter2@redis.internal:6379/0".into());
         let s = format!("{c:?}");
-        assert!(!s.contains("hunter2") && s.contains("redis://****@redis.internal:6379/0"), "{s}");
+        assert!(
+            !s.contains("hunter2") && s.contains("redis://****@redis.internal:6379/0"),
+            "{s}"
+        );
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
         assert_eq!(redact_url("redis://:p@w@h/x@y"), "redis://****@h/x@y");
     }

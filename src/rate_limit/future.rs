@@ -41,16 +41,29 @@ where
     S: Service<Request<B>>,
 {
     pub(crate) fn inner(fut: S::Future, decision: Decision) -> Self {
-        ResponseFuture { state: State::Inner { fut, decision } }
+        ResponseFuture {
+            state: State::Inner { fut, decision },
+        }
     }
 
     pub(crate) fn rejected(res: Response<Body>) -> Self {
-        ResponseFuture { state: State::Rejected { res: Some(res) } }
+        ResponseFuture {
+            state: State::Rejected { res: Some(res) },
+        }
     }
 
-    pub(crate) fn checking(check: CheckFuture, service: S, req: Request<B>, dialect: ErrorDialect) -> Self {
+    pub(crate) fn checking(
+        check: CheckFuture,
+        service: S,
+        req: Request<B>,
+        dialect: ErrorDialect,
+    ) -> Self {
         ResponseFuture {
-            state: State::Checking { check, pending: Some((service, req)), dialect },
+            state: State::Checking {
+                check,
+                pending: Some((service, req)),
+                dialect,
+            },
         }
     }
 }
@@ -65,11 +78,18 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Checking { check, pending, dialect } => {
+                StateProj::Checking {
+                    check,
+                    pending,
+                    dialect,
+                } => {
                     let decision = ready!(check.as_mut().poll(cx));
                     let next = match (decision.rejection(*dialect), pending.take()) {
                         (Some(res), _) => State::Rejected { res: Some(res) },
-                        (None, Some((mut service, req))) => State::Inner { fut: service.call(req), decision },
+                        (None, Some((mut service, req))) => State::Inner {
+                            fut: service.call(req),
+                            decision,
+                        },
                         (None, None) => return Poll::Pending,
                     };
                     state.set(next);
@@ -102,6 +122,8 @@ where
             State::Inner { .. } => "inner",
             State::Rejected { .. } => "rejected",
         };
-        f.debug_struct("ResponseFuture").field("state", &state).finish()
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }

@@ -63,7 +63,8 @@ impl RateLimiter {
             #[cfg(not(feature = "redis"))]
             Some(_) => {
                 return Err(
-                    "REDIS_URL is set for rate limiting, but this build has no `redis` feature".into(),
+                    "REDIS_URL is set for rate limiting, but this build has no `redis` feature"
+                        .into(),
                 )
             }
         };
@@ -124,7 +125,11 @@ impl RateLimiter {
     }
 
     fn limits_for(&self, key: &Arc<str>) -> Limits {
-        self.shared.overrides.get(key).copied().unwrap_or(self.shared.default)
+        self.shared
+            .overrides
+            .get(key)
+            .copied()
+            .unwrap_or(self.shared.default)
     }
 
     /// The key a request is counted under.
@@ -186,9 +191,13 @@ pub(crate) struct Decision {
 pub(crate) enum Verdict {
     Allow,
     /// Over the request rate; the next request conforms after `retry_after`.
-    Requests { retry_after: Duration },
+    Requests {
+        retry_after: Duration,
+    },
     /// The token budget is spent; one more token is available after `retry_after`.
-    Tokens { retry_after: Duration },
+    Tokens {
+        retry_after: Duration,
+    },
 }
 
 /// The request bucket after the decision.
@@ -327,10 +336,19 @@ mod tests {
     #[test]
     fn token_rejection_is_a_429_that_mentions_tokens() {
         let d = Decision {
-            verdict: Verdict::Tokens { retry_after: Duration::from_millis(60) },
+            verdict: Verdict::Tokens {
+                retry_after: Duration::from_millis(60),
+            },
             limit: 10,
-            requests: Some(RequestState { remaining: 9, reset: Duration::from_secs(6) }),
-            tokens: Some(TokenState { limit: 1000, remaining: 0, reset: Duration::from_secs(60) }),
+            requests: Some(RequestState {
+                remaining: 9,
+                reset: Duration::from_secs(6),
+            }),
+            tokens: Some(TokenState {
+                limit: 1000,
+                remaining: 0,
+                reset: Duration::from_secs(60),
+            }),
         };
         let res = d.rejection(ErrorDialect::Bedrock).unwrap();
         assert_eq!(res.status(), 429);

@@ -90,7 +90,13 @@ impl MemoryBackend {
             }
             Err(wait) => {
                 let reset = wait.saturating_add(times(cap - 1));
-                (Verdict::Requests { retry_after: wait }, RequestState { remaining: 0, reset })
+                (
+                    Verdict::Requests { retry_after: wait },
+                    RequestState {
+                        remaining: 0,
+                        reset,
+                    },
+                )
             }
         };
         let tokens = limits.tokens_per_minute.map(|tpm| {
@@ -110,8 +116,9 @@ impl MemoryBackend {
 
     fn token_debt(&self, key: &Arc<str>) -> Duration {
         let map = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(key)
-            .map_or(Duration::ZERO, |tat| tat.saturating_duration_since(Instant::now()))
+        map.get(key).map_or(Duration::ZERO, |tat| {
+            tat.saturating_duration_since(Instant::now())
+        })
     }
 
     pub(crate) fn charge_tokens(&self, key: &Arc<str>, limits: Limits, tokens: u64) {
@@ -146,7 +153,11 @@ pub(crate) fn token_budget(debt: Duration, tpm: NonZeroU64) -> (TokenState, Opti
     let window = WINDOW.as_nanos();
     let tpm_n = u128::from(tpm.get());
     let d = debt.as_nanos();
-    let remaining = if d >= window { 0 } else { (window - d) * tpm_n / window };
+    let remaining = if d >= window {
+        0
+    } else {
+        (window - d) * tpm_n / window
+    };
     let state = TokenState {
         limit: tpm.get(),
         remaining: u64::try_from(remaining).unwrap_or(u64::MAX).min(tpm.get()),
@@ -191,9 +202,14 @@ mod tests {
             panic!("ninth request admitted: {d:?}")
         };
         // One request every 12 s; the first was admitted a moment ago.
-        assert!(retry_after > Duration::from_millis(11_900) && retry_after <= Duration::from_secs(12));
+        assert!(
+            retry_after > Duration::from_millis(11_900) && retry_after <= Duration::from_secs(12)
+        );
         let reset = d.requests.unwrap().reset;
-        assert!(reset > Duration::from_secs(95) && reset <= Duration::from_secs(96), "{reset:?}");
+        assert!(
+            reset > Duration::from_secs(95) && reset <= Duration::from_secs(96),
+            "{reset:?}"
+        );
     }
 
     #[test]
@@ -210,6 +226,10 @@ mod tests {
         assert_eq!((s.remaining, ex), (0, Some(Duration::from_millis(60))));
         let (s, ex) = token_budget(token_cost(1500, tpm), tpm);
         assert_eq!((s.remaining, ex), (0, Some(Duration::from_millis(30_060))));
-        assert_eq!(token_cost(u64::MAX, tpm), MAX_TOKEN_DEBT, "absurd charges are capped");
+        assert_eq!(
+            token_cost(u64::MAX, tpm),
+            MAX_TOKEN_DEBT,
+            "absurd charges are capped"
+        );
     }
 }

@@ -51,8 +51,8 @@
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # tokio_test_block_on(async {
-//! let mut config = RateLimitConfig::new(NonZeroU32::new(60).unwrap());
-//! config.burst = 1; // two back to back, then one a second
+//! let mut config = RateLimitConfig::new(NonZeroU32::new(1).unwrap());
+//! config.burst = 1; // two back to back, then one a minute
 //! let limiter = RateLimiter::new(&config).unwrap();
 //! let svc = ServiceBuilder::new()
 //!     .layer(limiter.layer())
@@ -69,7 +69,7 @@
 //!
 //! let res = svc.oneshot(req()).await.unwrap();
 //! assert_eq!(res.status(), 429);
-//! assert_eq!(res.headers()["retry-after"], "1");
+//! assert_eq!(res.headers()["retry-after"], "60");
 //! assert_eq!(res.headers()["x-ratelimit-remaining-requests"], "0");
 //! # });
 //! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -116,12 +116,17 @@ mod tests {
         c
     }
 
-    fn ok_service() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
-        tower::service_fn(|_req: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::from("ok"))) })
+    fn ok_service(
+    ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+        tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::from("ok")))
+        })
     }
 
     fn request(key: Option<&str>) -> Request<Body> {
-        let mut req = Request::post("/v1/chat/completions").body(Body::empty()).unwrap();
+        let mut req = Request::post("/v1/chat/completions")
+            .body(Body::empty())
+            .unwrap();
         if let Some(k) = key {
             req.extensions_mut().insert(ApiKeyId(Arc::from(k)));
         }
@@ -129,11 +134,19 @@ mod tests {
     }
 
     async fn send(limiter: &RateLimiter, key: Option<&str>) -> Response<Body> {
-        limiter.layer().layer(ok_service()).oneshot(request(key)).await.unwrap()
+        limiter
+            .layer()
+            .layer(ok_service())
+            .oneshot(request(key))
+            .await
+            .unwrap()
     }
 
     fn header(res: &Response<Body>, name: &str) -> String {
-        res.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
     }
 
     async fn body(res: Response<Body>) -> String {
@@ -147,7 +160,10 @@ mod tests {
             let res = send(&limiter, Some("key-1")).await;
             assert_eq!(res.status(), 200);
             assert_eq!(header(&res, "x-ratelimit-limit-requests"), "6");
-            assert_eq!(header(&res, "x-ratelimit-remaining-requests"), expected.to_string());
+            assert_eq!(
+                header(&res, "x-ratelimit-remaining-requests"),
+                expected.to_string()
+            );
             assert!(!header(&res, "x-ratelimit-reset-requests").is_empty());
             assert_eq!(body(res).await, "ok");
         }
@@ -159,11 +175,20 @@ mod tests {
         let retry: u64 = header(&res, "retry-after").parse().unwrap();
         assert!((14..=15).contains(&retry), "retry-after {retry}");
         let retry_ms: u64 = header(&res, "retry-after-ms").parse().unwrap();
-        assert!((14_000..=15_000).contains(&retry_ms), "retry-after-ms {retry_ms}");
+        assert!(
+            (14_000..=15_000).contains(&retry_ms),
+            "retry-after-ms {retry_ms}"
+        );
         let reset = header(&res, "x-ratelimit-reset-requests");
-        assert!(reset.starts_with("1m29.") || reset == "1m30s", "reset {reset}");
+        assert!(
+            reset.starts_with("1m29.") || reset == "1m30s",
+            "reset {reset}"
+        );
         let text = body(res).await;
-        assert!(text.contains("rate_limit_exceeded") && text.contains("requests"), "{text}");
+        assert!(
+            text.contains("rate_limit_exceeded") && text.contains("requests"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -171,11 +196,30 @@ mod tests {
         let limiter = RateLimiter::new(&config(1, 0)).unwrap();
         let mut svc = limiter.layer().layer(ok_service());
         let mut other_clone = svc.clone();
-        assert_eq!(svc.ready().await.unwrap().call(request(Some("key-1"))).await.unwrap().status(), 200);
-        let again = other_clone.ready().await.unwrap().call(request(Some("key-1"))).await.unwrap();
+        assert_eq!(
+            svc.ready()
+                .await
+                .unwrap()
+                .call(request(Some("key-1")))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let again = other_clone
+            .ready()
+            .await
+            .unwrap()
+            .call(request(Some("key-1")))
+            .await
+            .unwrap();
         assert_eq!(again.status(), 429, "a clone must not have its own budget");
         assert_eq!(send(&limiter, Some("key-2")).await.status(), 200);
-        assert_eq!(send(&limiter, None).await.status(), 200, "no key id: counted as anonymous");
+        assert_eq!(
+            send(&limiter, None).await.status(),
+            200,
+            "no key id: counted as anonymous"
+        );
         assert_eq!(send(&limiter, Some(ANONYMOUS)).await.status(), 429);
     }
 
@@ -184,9 +228,19 @@ mod tests {
         let mut c = config(1, 0);
         c.keys.insert(
             "key-vip".into(),
-            KeyRateLimit { requests_per_minute: Some(NonZeroU32::new(3).unwrap()), burst: Some(2), ..Default::default() },
+            KeyRateLimit {
+                requests_per_minute: Some(NonZeroU32::new(3).unwrap()),
+                burst: Some(2),
+                ..Default::default()
+            },
         );
-        c.keys.insert("key-burst".into(), KeyRateLimit { burst: Some(1), ..Default::default() });
+        c.keys.insert(
+            "key-burst".into(),
+            KeyRateLimit {
+                burst: Some(1),
+                ..Default::default()
+            },
+        );
         let limiter = RateLimiter::new(&c).unwrap();
         for _ in 0..5 {
             let res = send(&limiter, Some("key-vip")).await;
@@ -240,7 +294,9 @@ mod tests {
         limiter.charge_tokens(&key, 600);
         let res = send(&limiter, Some("key-1")).await;
         assert_eq!(res.status(), 200);
-        let remaining: u64 = header(&res, "x-ratelimit-remaining-tokens").parse().unwrap();
+        let remaining: u64 = header(&res, "x-ratelimit-remaining-tokens")
+            .parse()
+            .unwrap();
         assert!((400..=401).contains(&remaining), "remaining {remaining}");
 
         limiter.charge_tokens(&key, 900); // overdrawn: usage is only known afterwards
@@ -252,9 +308,16 @@ mod tests {
         assert!((29..=31).contains(&retry), "retry-after {retry}");
         assert!(!header(&res, "x-ratelimit-remaining-requests").is_empty());
         let text = body(res).await;
-        assert!(text.contains("tokens") && text.contains("rate_limit_exceeded"), "{text}");
+        assert!(
+            text.contains("tokens") && text.contains("rate_limit_exceeded"),
+            "{text}"
+        );
 
-        assert_eq!(send(&limiter, Some("key-2")).await.status(), 200, "budgets are per key");
+        assert_eq!(
+            send(&limiter, Some("key-2")).await.status(),
+            200,
+            "budgets are per key"
+        );
         let no_budget = RateLimiter::new(&config(100, 0)).unwrap();
         no_budget.charge_tokens(&key, u64::MAX);
         let res = send(&no_budget, Some("key-1")).await;
@@ -275,11 +338,20 @@ mod tests {
                 .body(Body::empty())
                 .unwrap()
         };
-        assert_eq!(svc.clone().oneshot(req("secret-a")).await.unwrap().status(), 200);
-        assert_eq!(svc.clone().oneshot(req("secret-b")).await.unwrap().status(), 200);
+        assert_eq!(
+            svc.clone().oneshot(req("secret-a")).await.unwrap().status(),
+            200
+        );
+        assert_eq!(
+            svc.clone().oneshot(req("secret-b")).await.unwrap().status(),
+            200
+        );
         let res = svc.clone().oneshot(req("secret-a")).await.unwrap();
         assert_eq!(res.status(), 429);
-        assert!(res.headers().get("retry-after-ms").is_none(), "OpenAI-only header");
+        assert!(
+            res.headers().get("retry-after-ms").is_none(),
+            "OpenAI-only header"
+        );
         let v: serde_json::Value = serde_json::from_str(&body(res).await).unwrap();
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "rate_limit_error");
