@@ -57,6 +57,7 @@ pub mod error;
 pub mod format;
 pub mod model;
 pub mod provider;
+pub mod rate_limit;
 pub mod retry;
 pub mod route;
 pub mod server;

@@ -1,0 +1,361 @@
+//! [`RateLimiter`]: the shared limiter state behind every clone of the layer, and the decision it
+//! makes for one request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+use super::config::{Limits, RateLimitConfig};
+use super::memory::MemoryBackend;
+#[cfg(feature = "redis")]
+use super::redis::RedisBackend;
+use super::RateLimitLayer;
+use crate::auth::ApiKeyId;
+use crate::body::Body;
+use crate::error::{ErrorDialect, GatewayError};
+
+/// The key requests without an [`ApiKeyId`] extension are counted under.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// A cloneable handle on one set of limits and their state. Every clone (and every layer and
+/// service built from it) shares the same state: in this process for the memory backend, in
+/// Redis for the Redis backend.
+#[derive(Clone)]
+pub struct RateLimiter {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    default: Limits,
+    overrides: HashMap<Arc<str>, Limits>,
+    anonymous: Arc<str>,
+    backend: Backend,
+}
+
+/// Where the state lives. An enum, not a trait object: one static type, no vtable per request.
+enum Backend {
+    Memory(MemoryBackend),
+    #[cfg(feature = "redis")]
+    Redis(RedisBackend),
+}
+
+impl RateLimiter {
+    /// A limiter for `config`: in Redis when `config.redis_url` is set (needs the `redis` cargo
+    /// feature and a Tokio runtime; connects lazily, so a Redis that is down does not stop
+    /// start-up), otherwise in this process.
+    pub fn new(config: &RateLimitConfig) -> Result<Self, String> {
+        config.validate()?;
+        let default = config.default_limits()?;
+        let overrides: HashMap<Arc<str>, Limits> = config
+            .override_limits()?
+            .into_iter()
+            .map(|(k, v)| (Arc::from(k), v))
+            .collect();
+        let backend = match &config.redis_url {
+            None => Backend::Memory(MemoryBackend::new(default, &overrides)),
+            #[cfg(feature = "redis")]
+            Some(url) => Backend::Redis(RedisBackend::new(url, config.redis_timeout())?),
+            #[cfg(not(feature = "redis"))]
+            Some(_) => {
+                return Err(
+                    "REDIS_URL is set for rate limiting, but this build has no `redis` feature"
+                        .into(),
+                )
+            }
+        };
+        Ok(RateLimiter {
+            shared: Arc::new(Shared {
+                default,
+                overrides,
+                anonymous: Arc::from(ANONYMOUS),
+                backend,
+            }),
+        })
+    }
+
+    /// A layer that checks every request against this limiter.
+    pub fn layer(&self) -> RateLimitLayer {
+        RateLimitLayer::new(self.clone())
+    }
+
+    /// Whether the state is in Redis (shared between processes) rather than in this process.
+    pub fn is_shared(&self) -> bool {
+        match self.shared.backend {
+            Backend::Memory(_) => false,
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => true,
+        }
+    }
+
+    /// Charges `tokens` (a reply's prompt + completion tokens) to `key`'s token budget. Does
+    /// nothing when the key has no budget. Never blocks: with Redis the charge is sent from a
+    /// spawned task (bounded by the Redis timeout; a failure is logged and the charge dropped).
+    ///
+    /// A charge may take the budget below zero (usage is only known after the fact); the key's
+    /// requests are then refused until enough of the budget has been replenished.
+    pub fn charge_tokens(&self, key: &ApiKeyId, tokens: u64) {
+        let limits = self.limits_for(&key.0);
+        if limits.tokens_per_minute.is_none() || tokens == 0 {
+            return;
+        }
+        match &self.shared.backend {
+            Backend::Memory(m) => m.charge_tokens(&key.0, limits, tokens),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.spawn_charge_tokens(key.0.clone(), limits, tokens),
+        }
+    }
+
+    /// Like [`charge_tokens`](Self::charge_tokens) but resolves once the charge has landed
+    /// (tests, and callers that want the next request to see it).
+    #[cfg(all(test, feature = "redis"))]
+    pub(crate) async fn charge_tokens_settled(&self, key: &ApiKeyId, tokens: u64) {
+        let limits = self.limits_for(&key.0);
+        if limits.tokens_per_minute.is_none() || tokens == 0 {
+            return;
+        }
+        match &self.shared.backend {
+            Backend::Memory(m) => m.charge_tokens(&key.0, limits, tokens),
+            Backend::Redis(r) => r.charge_tokens(key.0.clone(), limits, tokens).await,
+        }
+    }
+
+    fn limits_for(&self, key: &Arc<str>) -> Limits {
+        self.shared
+            .overrides
+            .get(key)
+            .copied()
+            .unwrap_or(self.shared.default)
+    }
+
+    /// The key a request is counted under.
+    pub(crate) fn key_of(&self, id: Option<&ApiKeyId>) -> Arc<str> {
+        id.map_or_else(|| self.shared.anonymous.clone(), |id| id.0.clone())
+    }
+
+    /// Checks (and, when it conforms, counts) one request of `key`.
+    pub(crate) fn check(&self, key: &Arc<str>) -> Check {
+        let limits = self.limits_for(key);
+        match &self.shared.backend {
+            Backend::Memory(m) => Check::Ready(m.check(key, limits)),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => Check::Pending(Box::pin(r.check(key.clone(), limits))),
+        }
+    }
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match self.shared.backend {
+            Backend::Memory(_) => "memory",
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => "redis",
+        };
+        f.debug_struct("RateLimiter")
+            .field("backend", &backend)
+            .field("default", &self.shared.default)
+            .field("overrides", &self.shared.overrides)
+            .finish()
+    }
+}
+
+/// A Redis check in flight. Boxed because the Redis client's futures cannot be named; the memory
+/// backend never allocates one.
+pub(crate) type CheckFuture = Pin<Box<dyn Future<Output = Decision> + Send + 'static>>;
+
+/// The outcome of [`RateLimiter::check`]: known now (memory) or after a Redis round trip.
+pub(crate) enum Check {
+    Ready(Decision),
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Pending(CheckFuture),
+}
+
+/// What the limiter decided for one request, and the state it reports in headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decision {
+    pub(crate) verdict: Verdict,
+    /// Requests that may arrive back to back (`x-ratelimit-limit-requests`).
+    pub(crate) limit: u32,
+    /// `None` when the state could not be read (Redis down: the request was let through uncounted).
+    pub(crate) requests: Option<RequestState>,
+    /// `None` when the key has no token budget, or the state could not be read.
+    pub(crate) tokens: Option<TokenState>,
+}
+
+/// Allowed, or refused and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Allow,
+    /// Over the request rate; the next request conforms after `retry_after`.
+    Requests {
+        retry_after: Duration,
+    },
+    /// The token budget is spent; one more token is available after `retry_after`.
+    Tokens {
+        retry_after: Duration,
+    },
+}
+
+/// The request bucket after the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestState {
+    /// Requests that would still be admitted right now.
+    pub(crate) remaining: u32,
+    /// Time until the bucket is full again (`remaining == limit`).
+    pub(crate) reset: Duration,
+}
+
+/// The token budget after the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TokenState {
+    pub(crate) limit: u64,
+    /// Tokens left in the budget (0 when it is spent or overdrawn).
+    pub(crate) remaining: u64,
+    /// Time until the budget is whole again.
+    pub(crate) reset: Duration,
+}
+
+static LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+static REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+static RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+static LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+static REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+static RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+
+impl Decision {
+    /// A request let through because the state could not be consulted (fail open).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn fail_open(limits: Limits) -> Decision {
+        Decision {
+            verdict: Verdict::Allow,
+            limit: limits.capacity.get(),
+            requests: None,
+            tokens: None,
+        }
+    }
+
+    /// Writes the `x-ratelimit-*` headers.
+    pub(crate) fn write_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(LIMIT_REQUESTS.clone(), HeaderValue::from(self.limit));
+        if let Some(r) = self.requests {
+            headers.insert(REMAINING_REQUESTS.clone(), HeaderValue::from(r.remaining));
+            headers.insert(RESET_REQUESTS.clone(), duration_header(r.reset));
+        }
+        if let Some(t) = self.tokens {
+            headers.insert(LIMIT_TOKENS.clone(), HeaderValue::from(t.limit));
+            headers.insert(REMAINING_TOKENS.clone(), HeaderValue::from(t.remaining));
+            headers.insert(RESET_TOKENS.clone(), duration_header(t.reset));
+        }
+    }
+
+    /// The 429 for a refused request in `dialect`, headers included; `None` when allowed.
+    pub(crate) fn rejection(&self, dialect: ErrorDialect) -> Option<Response<Body>> {
+        let error = match self.verdict {
+            Verdict::Allow => return None,
+            Verdict::Requests { retry_after } => GatewayError::rate_limited(retry_after),
+            Verdict::Tokens { retry_after } => tokens_exhausted(retry_after),
+        };
+        let mut res = error.into_response(dialect);
+        self.write_headers(res.headers_mut());
+        Some(res)
+    }
+}
+
+/// 429 `rate_limit_exceeded` for a spent token budget.
+///
+/// `GatewayError::rate_limited` carries a fixed message about requests, and `error.rs` has no
+/// constructor for a token limit yet, so this one is assembled from the public builders (it renders
+/// as an `invalid_request_error` in the OpenAI dialect, `rate_limit_error` / `ThrottlingException`
+/// in the others). Replace it with a `GatewayError::tokens_rate_limited` once that exists.
+fn tokens_exhausted(retry_after: Duration) -> GatewayError {
+    GatewayError::invalid_request(
+        "Rate limit reached for tokens per minute. Please try again later.",
+    )
+    .with_status(StatusCode::TOO_MANY_REQUESTS)
+    .with_code("rate_limit_exceeded")
+    .with_retry_after(Some(retry_after))
+}
+
+fn duration_header(d: Duration) -> HeaderValue {
+    HeaderValue::from_str(&format_reset(d)).unwrap_or_else(|_| HeaderValue::from_static("0s"))
+}
+
+/// A duration the way OpenAI writes `x-ratelimit-reset-*` (Go's `Duration` format): `0s`,
+/// `250ms`, `1s`, `17.5s`, `6m0s`, `1h2m3s`. Rounded *up* to the millisecond, so a client that
+/// waits that long never comes back early.
+pub(crate) fn format_reset(d: Duration) -> String {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (s, frac) = (rest / 1000, rest % 1000);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&s.to_string());
+    if frac > 0 {
+        let f = format!("{frac:03}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    out.push('s');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_durations_read_like_openai() {
+        let ms = Duration::from_millis;
+        assert_eq!(format_reset(Duration::ZERO), "0s");
+        assert_eq!(format_reset(Duration::from_nanos(1)), "1ms", "rounded up");
+        assert_eq!(format_reset(ms(250)), "250ms");
+        assert_eq!(format_reset(ms(1000)), "1s");
+        assert_eq!(format_reset(ms(17_500)), "17.5s");
+        assert_eq!(format_reset(ms(1_020)), "1.02s");
+        assert_eq!(format_reset(ms(360_000)), "6m0s");
+        assert_eq!(format_reset(ms(90_500)), "1m30.5s");
+        assert_eq!(format_reset(ms(3_723_000)), "1h2m3s");
+    }
+
+    #[test]
+    fn token_rejection_is_a_429_that_mentions_tokens() {
+        let d = Decision {
+            verdict: Verdict::Tokens {
+                retry_after: Duration::from_millis(60),
+            },
+            limit: 10,
+            requests: Some(RequestState {
+                remaining: 9,
+                reset: Duration::from_secs(6),
+            }),
+            tokens: Some(TokenState {
+                limit: 1000,
+                remaining: 0,
+                reset: Duration::from_secs(60),
+            }),
+        };
+        let res = d.rejection(ErrorDialect::Bedrock).unwrap();
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()["x-amzn-errortype"], "ThrottlingException");
+        assert_eq!(res.headers()["retry-after"], "1");
+        assert_eq!(res.headers()["x-ratelimit-remaining-tokens"], "0");
+        assert_eq!(res.headers()["x-ratelimit-reset-tokens"], "1m0s");
+        assert_eq!(res.headers()["x-ratelimit-remaining-requests"], "9");
+    }
+}
