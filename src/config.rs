@@ -12,6 +12,9 @@
 //! | `BEDROCK_ENABLED` | `bedrock.enabled` | `true` |
 //! | `DEFAULT_MAX_TOKENS` | `bedrock.default_max_tokens` | `4096` |
 //! | `MAX_REQUEST_BYTES` | `server.max_request_bytes` | `33554432` (32 MiB, room for images) |
+//! | `MAX_IN_FLIGHT` | `server.max_in_flight` | `4096` (503 beyond) |
+//! | `SHUTDOWN_DRAIN_SECS` | `server.shutdown_drain_secs` | `10` |
+//! | `RATE_LIMIT_REQUESTS_PER_MINUTE`, `RATE_LIMIT_BURST`, `RATE_LIMIT_TOKENS_PER_MINUTE`, `REDIS_URL` | `[rate_limit]` | off |
 //! | `RETRY_MAX_ATTEMPTS` | `retry.max_attempts` | `3` (attempts in total) |
 //! | `CONNECT_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 120 s, 60 s, 600 s |
 //! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
@@ -27,6 +30,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::rate_limit::RateLimitConfig;
 use crate::route::{BedrockFamily, Provider, RouteOverride, Router};
 
 /// A configuration problem, naming the key.
@@ -78,6 +82,8 @@ pub struct Config {
     pub routes: Vec<RouteOverride>,
     /// Largest accepted request body.
     pub max_request_bytes: usize,
+    /// Requests (and open streams) in flight before new ones are shed with 503.
+    pub max_in_flight: usize,
     /// Retry settings.
     pub retry: RetrySettings,
     /// Timeouts.
@@ -90,6 +96,8 @@ pub struct Config {
     pub log_level: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// Per-key rate limits (`[rate_limit]`, `RATE_LIMIT_*`, `REDIS_URL`); `None` = no limit.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 /// OpenAI-compatible upstream settings.
@@ -198,12 +206,14 @@ impl Default for Config {
             listed_models: Vec::new(),
             routes: Vec::new(),
             max_request_bytes: 32 * 1024 * 1024,
+            max_in_flight: 4096,
             retry: RetrySettings::default(),
             timeouts: Timeouts::default(),
             shutdown_drain: Duration::from_secs(10),
             stream_keep_alive: Duration::from_secs(15),
             log_level: "info".into(),
             log_format: LogFormat::Text,
+            rate_limit: None,
         }
     }
 }
@@ -258,6 +268,7 @@ impl Config {
             }
             set(&mut self.port, s.port);
             set(&mut self.max_request_bytes, s.max_request_bytes);
+            set(&mut self.max_in_flight, s.max_in_flight);
             if let Some(d) = s.shutdown_drain_secs {
                 self.shutdown_drain = Duration::from_secs(d);
             }
@@ -346,6 +357,10 @@ impl Config {
                 self.timeouts.total = ms(v);
             }
         }
+        if let Some(r) = file.rate_limit {
+            r.validate().map_err(|e| ConfigError::new("rate_limit", e))?;
+            self.rate_limit = Some(r);
+        }
         if let Some(l) = file.log {
             set(&mut self.log_level, l.level);
             if let Some(f) = l.format {
@@ -392,6 +407,12 @@ impl Config {
         if let Some(v) = get("MAX_REQUEST_BYTES") {
             self.max_request_bytes = parse_num("MAX_REQUEST_BYTES", &v)?;
         }
+        if let Some(v) = get("MAX_IN_FLIGHT") {
+            self.max_in_flight = parse_num("MAX_IN_FLIGHT", &v)?;
+        }
+        if let Some(v) = get("SHUTDOWN_DRAIN_SECS") {
+            self.shutdown_drain = Duration::from_secs(parse_num("SHUTDOWN_DRAIN_SECS", &v)?);
+        }
         if let Some(v) = get("RETRY_MAX_ATTEMPTS") {
             self.retry.max_attempts = parse_num("RETRY_MAX_ATTEMPTS", &v)?;
         }
@@ -411,6 +432,18 @@ impl Config {
         if let Some(v) = get("LOG_FORMAT") {
             self.log_format = parse_log_format("LOG_FORMAT", &v)?;
         }
+        match RateLimitConfig::from_env(&get).map_err(|e| ConfigError::new("RATE_LIMIT_REQUESTS_PER_MINUTE", e))? {
+            Some(env) => {
+                // The environment sets the defaults; per-key overrides from the file stay.
+                let keys = self.rate_limit.take().map(|r| r.keys).unwrap_or_default();
+                self.rate_limit = Some(RateLimitConfig { keys, ..env });
+            }
+            None => {
+                if let (Some(url), Some(r)) = (get("REDIS_URL"), self.rate_limit.as_mut()) {
+                    r.redis_url = Some(url.trim().to_owned());
+                }
+            }
+        }
         self.validate()
     }
 
@@ -421,6 +454,9 @@ impl Config {
         }
         if self.retry.max_attempts > 10 {
             return Err(ConfigError::new("RETRY_MAX_ATTEMPTS", "must be at most 10"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::new("MAX_IN_FLIGHT", "must be at least 1"));
         }
         if self.max_request_bytes < 1024 {
             return Err(ConfigError::new("MAX_REQUEST_BYTES", "must be at least 1024"));
@@ -493,6 +529,8 @@ impl Config {
             let _ = writeln!(s, "route             {}* -> {:?}", r.prefix, r.provider);
         }
         let _ = writeln!(s, "max_request_bytes = {}", self.max_request_bytes);
+        let _ = writeln!(s, "max_in_flight     = {}", self.max_in_flight);
+        let _ = writeln!(s, "shutdown_drain    = {:?}", self.shutdown_drain);
         let _ = writeln!(
             s,
             "retry             = {} attempts, backoff {:?}..{:?}",
@@ -503,6 +541,22 @@ impl Config {
             "timeouts          = connect {:?}, first byte {:?}, stream idle {:?}, total {:?}",
             self.timeouts.connect, self.timeouts.first_byte, self.timeouts.stream_idle, self.timeouts.total
         );
+        match &self.rate_limit {
+            Some(r) => {
+                let _ = writeln!(
+                    s,
+                    "rate_limit        = {} requests/min + burst {}, tokens/min {}, backend {}, {} key override(s)",
+                    r.requests_per_minute,
+                    r.burst,
+                    r.tokens_per_minute.map(|t| t.to_string()).unwrap_or_else(|| "unlimited".into()),
+                    if r.redis_url.is_some() { "redis (shared)" } else { "memory" },
+                    r.keys.len()
+                );
+            }
+            None => {
+                let _ = writeln!(s, "rate_limit        = off");
+            }
+        }
         let _ = writeln!(s, "log               = {} ({:?})", self.log_level, self.log_format);
         s
     }
@@ -548,6 +602,7 @@ struct FileConfig {
     retry: Option<FileRetry>,
     timeouts: Option<FileTimeouts>,
     log: Option<FileLog>,
+    rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -556,6 +611,7 @@ struct FileServer {
     host: Option<String>,
     port: Option<u16>,
     max_request_bytes: Option<usize>,
+    max_in_flight: Option<usize>,
     shutdown_drain_secs: Option<u64>,
     stream_keep_alive_secs: Option<u64>,
 }

@@ -181,6 +181,19 @@ impl GatewayError {
         .with_retry_after(Some(retry_after))
     }
 
+    /// 429 from the gateway's own tokens-per-minute budget.
+    pub fn tokens_rate_limited(retry_after: Duration) -> Self {
+        let mut e = Self::new(
+            ErrorKind::RateLimited,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Rate limit reached for tokens per minute. Please try again later.",
+        )
+        .with_code("rate_limit_exceeded")
+        .with_retry_after(Some(retry_after));
+        e.inner.aws_type = Some(Cow::Borrowed("ThrottlingException"));
+        e
+    }
+
     /// 503 when the gateway sheds load.
     pub fn overloaded(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::Overloaded, StatusCode::SERVICE_UNAVAILABLE, message)
@@ -321,6 +334,7 @@ impl GatewayError {
             | ErrorKind::PayloadTooLarge
             | ErrorKind::Unauthenticated => "invalid_request_error",
             ErrorKind::PermissionDenied => "permission_error",
+            ErrorKind::RateLimited if self.inner.message.contains("tokens") => "tokens",
             ErrorKind::RateLimited => "requests",
             ErrorKind::Upstream => match self.inner.status.as_u16() {
                 429 => "rate_limit_error",

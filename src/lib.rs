@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! request id → sensitive headers → catch panic → access log → routes
-//!   POST /v1/chat/completions: auth → detect → translate → [typed core]
+//!   POST /v1/chat/completions: in-flight limit → auth → rate limit → detect → translate → [typed core]
 //!   [typed core]: retry → dispatch (route by model, first-byte timeout) → provider
 //! ```
 //!
@@ -43,7 +43,7 @@
 //! let config = Config::load(None)?;
 //! let gateway = Gateway::from_config(&config).await?;
 //! let listener = server::bind(([127, 0, 0, 1], 8000).into()).await?;
-//! server::serve(listener, gateway.service(), server::shutdown_signal(), config.shutdown_drain).await;
+//! gateway.serve(listener, server::shutdown_signal()).await;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -55,6 +55,7 @@ pub mod config;
 pub mod detect;
 pub mod error;
 pub mod format;
+pub mod load_shed;
 pub mod model;
 pub mod provider;
 pub mod rate_limit;
@@ -64,6 +65,7 @@ pub mod server;
 pub mod sigv4;
 pub mod sse;
 pub mod translate;
+pub mod usage;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -85,6 +87,9 @@ use crate::detect::DetectLayer;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::model::{ChatCall, ChatReply};
 use crate::provider::{BedrockProvider, Dispatch, OpenAiProvider};
+use crate::load_shed::InFlightLimitLayer;
+use crate::rate_limit::RateLimiter;
+use tokio_util::sync::CancellationToken;
 use crate::retry::RetryPolicy;
 use crate::server::{AccessLogLayer, HealthInfo, ModelsService, Routes};
 use crate::translate::TranslateLayer;
@@ -105,6 +110,10 @@ pub struct Gateway {
     max_request_bytes: usize,
     keep_alive: Duration,
     listed_models: Arc<Vec<String>>,
+    rate_limiter: Option<RateLimiter>,
+    in_flight: InFlightLimitLayer,
+    drain: Duration,
+    close_streams: CancellationToken,
 }
 
 impl Gateway {
@@ -117,7 +126,31 @@ impl Gateway {
         } else {
             None
         };
-        Ok(Gateway::new(config, Some(openai), bedrock))
+        let mut gateway = Gateway::new(config, Some(openai), bedrock);
+        if let Some(limits) = &config.rate_limit {
+            let limiter = RateLimiter::new(limits)
+                .map_err(|e| GatewayError::internal(format!("rate limit configuration: {e}")))?;
+            gateway = gateway.with_rate_limiter(limiter);
+        }
+        Ok(gateway)
+    }
+
+    /// In-flight accounting (requests and open streams).
+    pub fn in_flight(&self) -> load_shed::InFlight {
+        self.in_flight.in_flight()
+    }
+
+    /// Serves the full stack on `listener` until `signal` resolves, then shuts down gracefully:
+    /// in-flight requests finish within the configured drain, streams still open after it end with
+    /// an in-band error event.
+    pub async fn serve(&self, listener: tokio::net::TcpListener, signal: impl std::future::Future<Output = ()>) {
+        server::serve(listener, self.service(), signal, self.drain, self.close_streams.clone()).await;
+    }
+
+    /// Adds per-key rate limiting with `limiter` (shared by every service built from this gateway).
+    pub fn with_rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.rate_limiter = Some(limiter);
+        self
     }
 
     /// A gateway over the given providers.
@@ -134,6 +167,10 @@ impl Gateway {
             max_request_bytes: config.max_request_bytes,
             keep_alive: config.stream_keep_alive,
             listed_models: Arc::new(config.listed_models.clone()),
+            rate_limiter: None,
+            in_flight: InFlightLimitLayer::new(config.max_in_flight),
+            drain: config.shutdown_drain,
+            close_streams: CancellationToken::new(),
         }
     }
 
@@ -155,12 +192,16 @@ impl Gateway {
         S::Future: Send,
     {
         ServiceBuilder::new()
+            // Shed load past the in-flight limit (streams hold their permit until they end).
+            .layer(self.in_flight.clone())
             // Reject unauthenticated requests before their body is read.
             .layer(self.auth.clone())
+            // Count the request under its key; 429 before the body is read.
+            .option_layer(self.rate_limiter.as_ref().map(RateLimiter::layer))
             // Read the body once under the limit, parse it once, record inbound and target formats.
             .layer(DetectLayer::new(self.max_request_bytes))
             // Decode into the canonical request, call the core, encode in the target format.
-            .layer(TranslateLayer::new(Some(self.keep_alive)))
+            .layer(TranslateLayer::new(Some(self.keep_alive)).with_shutdown(self.close_streams.clone()))
             .service(core)
     }
 
@@ -171,7 +212,10 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let chat = self.chat_stack::<B, _>(self.core());
-        let models = ServiceBuilder::new().layer(self.auth.clone()).service(ModelsService::new(
+        let models = ServiceBuilder::new()
+            .layer(self.auth.clone())
+            .option_layer(self.rate_limiter.as_ref().map(RateLimiter::layer))
+            .service(ModelsService::new(
             self.dispatch.openai().cloned(),
             self.dispatch.bedrock().cloned(),
             Arc::new(self.dispatch.router().clone()),

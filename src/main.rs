@@ -117,6 +117,6 @@ async fn run(config: Config) -> ExitCode {
     if config.auth_disabled {
         tracing::warn!("API-key auth is disabled: every client is accepted");
     }
-    server::serve(listener, gateway.service(), server::shutdown_signal(), config.shutdown_drain).await;
+    gateway.serve(listener, server::shutdown_signal()).await;
     ExitCode::SUCCESS
 }

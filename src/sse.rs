@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::body::BoxError;
 use crate::format::StreamEncoder;
 use crate::model::ChunkStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// One decoded event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +179,7 @@ pin_project_lite::pin_project! {
         keep_alive: Option<Duration>,
         #[pin]
         idle: Option<tokio::time::Sleep>,
+        shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     }
 }
 
@@ -191,7 +193,14 @@ impl<E: StreamEncoder> EncodedStream<E> {
             done: false,
             keep_alive,
             idle: keep_alive.map(tokio::time::sleep),
+            shutdown: None,
         }
+    }
+
+    /// Ends the stream with an in-band "shutting down" error when `token` is cancelled.
+    pub fn with_shutdown(mut self, token: &CancellationToken) -> Self {
+        self.shutdown = Some(Box::pin(token.clone().cancelled_owned()));
+        self
     }
 }
 
@@ -218,6 +227,16 @@ impl<E: StreamEncoder> HttpBody for EncodedStream<E> {
                     *this.done = true;
                 }
                 Poll::Pending => {
+                    if let Some(shutdown) = this.shutdown.as_mut() {
+                        if shutdown.as_mut().poll(cx).is_ready() {
+                            let err = crate::error::GatewayError::overloaded(
+                                "The gateway is shutting down; the stream was ended. Retry the request.",
+                            );
+                            this.encoder.encode_error(&err, this.buf);
+                            *this.done = true;
+                            return Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze()))));
+                        }
+                    }
                     if let (Some(period), Some(mut idle)) = (*this.keep_alive, this.idle.as_mut().as_pin_mut()) {
                         if idle.as_mut().poll(cx).is_ready() {
                             idle.as_mut().reset(tokio::time::Instant::now() + period);

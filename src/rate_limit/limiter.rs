@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 use super::config::{Limits, RateLimitConfig};
 use super::memory::MemoryBackend;
@@ -122,6 +122,11 @@ impl RateLimiter {
             Backend::Memory(m) => m.charge_tokens(&key.0, limits, tokens),
             Backend::Redis(r) => r.charge_tokens(key.0.clone(), limits, tokens).await,
         }
+    }
+
+    /// Whether `key` has a token budget (so its replies' usage must be charged).
+    pub(crate) fn has_token_budget(&self, key: &Arc<str>) -> bool {
+        self.limits_for(key).tokens_per_minute.is_some()
     }
 
     fn limits_for(&self, key: &Arc<str>) -> Limits {
@@ -257,7 +262,7 @@ impl Decision {
         let error = match self.verdict {
             Verdict::Allow => return None,
             Verdict::Requests { retry_after } => GatewayError::rate_limited(retry_after),
-            Verdict::Tokens { retry_after } => tokens_exhausted(retry_after),
+            Verdict::Tokens { retry_after } => GatewayError::tokens_rate_limited(retry_after),
         };
         let mut res = error.into_response(dialect);
         self.write_headers(res.headers_mut());
@@ -265,20 +270,6 @@ impl Decision {
     }
 }
 
-/// 429 `rate_limit_exceeded` for a spent token budget.
-///
-/// `GatewayError::rate_limited` carries a fixed message about requests, and `error.rs` has no
-/// constructor for a token limit yet, so this one is assembled from the public builders (it renders
-/// as an `invalid_request_error` in the OpenAI dialect, `rate_limit_error` / `ThrottlingException`
-/// in the others). Replace it with a `GatewayError::tokens_rate_limited` once that exists.
-fn tokens_exhausted(retry_after: Duration) -> GatewayError {
-    GatewayError::invalid_request(
-        "Rate limit reached for tokens per minute. Please try again later.",
-    )
-    .with_status(StatusCode::TOO_MANY_REQUESTS)
-    .with_code("rate_limit_exceeded")
-    .with_retry_after(Some(retry_after))
-}
 
 fn duration_header(d: Duration) -> HeaderValue {
     HeaderValue::from_str(&format_reset(d)).unwrap_or_else(|_| HeaderValue::from_static("0s"))

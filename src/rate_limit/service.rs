@@ -9,6 +9,7 @@ use super::future::ResponseFuture;
 use super::limiter::Check;
 use super::{RateLimitLayer, RateLimiter};
 use crate::auth::ApiKeyId;
+use crate::usage::UsageHooks;
 use crate::body::Body;
 use crate::error::ErrorDialect;
 
@@ -80,8 +81,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let key = self.limiter.key_of(req.extensions().get::<ApiKeyId>());
+        if self.limiter.has_token_budget(&key) {
+            // Charge the reply's tokens once translation knows them.
+            let (limiter, id) = (self.limiter.clone(), ApiKeyId(key.clone()));
+            let hooks = req.extensions_mut().get_or_insert_default::<UsageHooks>();
+            hooks.push(move |usage| limiter.charge_tokens(&id, usage.total_tokens));
+        }
         match self.limiter.check(&key) {
             Check::Ready(decision) => match decision.rejection(self.dialect) {
                 Some(res) => ResponseFuture::rejected(res),

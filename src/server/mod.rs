@@ -24,12 +24,15 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
 use crate::body::Body;
 
-/// Serves `service` on `listener` until `shutdown` resolves, then drains for at most `drain`.
-pub async fn serve<S, F>(listener: TcpListener, service: S, shutdown: F, drain: Duration)
+/// Serves `service` on `listener` until `shutdown` resolves, then drains: connections finish their
+/// in-flight requests for at most `drain`; streams still open then are ended cleanly (an in-band
+/// error event) through `close_streams`, and whatever remains a second later is dropped.
+pub async fn serve<S, F>(listener: TcpListener, service: S, shutdown: F, drain: Duration, close_streams: CancellationToken)
 where
     S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -73,9 +76,21 @@ where
     drop(listener);
     let open = graceful.count();
     tracing::info!(open_connections = open, drain_secs = drain.as_secs_f64(), "shutting down: draining");
+    let all_closed = graceful.shutdown();
+    tokio::pin!(all_closed);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(drain) => tracing::warn!("drain period over; closing remaining connections"),
+        () = &mut all_closed => {
+            tracing::info!("all connections closed");
+            return;
+        }
+        () = tokio::time::sleep(drain) => {
+            tracing::warn!("drain period over; ending the streams still open");
+        }
+    }
+    close_streams.cancel();
+    tokio::select! {
+        () = &mut all_closed => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(Duration::from_secs(1)) => tracing::warn!("closing the remaining connections"),
     }
 }
 

@@ -192,6 +192,9 @@ where
     }
 }
 
+/// How long one upstream's model listing may take before the list is served without it.
+const LIST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `GET /v1/models` and `GET /v1/models/{id}`: the upstreams' lists merged with configured models,
 /// cached for a minute (Bedrock's control plane and OpenAI's list change rarely).
 #[derive(Debug, Clone)]
@@ -252,15 +255,17 @@ impl ModelsService {
         }
         let mut all = self.inner.configured.clone();
         if let Some(openai) = &self.inner.openai {
-            match openai.list_models().await {
-                Ok(models) => all.extend(models),
-                Err(e) => tracing::warn!(error = %e, "could not list OpenAI models; serving configured models only"),
+            match tokio::time::timeout(LIST_TIMEOUT, openai.list_models()).await {
+                Ok(Ok(models)) => all.extend(models),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not list OpenAI models; serving configured models only"),
+                Err(_) => tracing::warn!("listing OpenAI models timed out; serving configured models only"),
             }
         }
         if let Some(bedrock) = &self.inner.bedrock {
-            match bedrock.list_models().await {
-                Ok(models) => all.extend(models),
-                Err(e) => tracing::warn!(error = %e, "could not list Bedrock models; serving configured models only"),
+            match tokio::time::timeout(LIST_TIMEOUT, bedrock.list_models()).await {
+                Ok(Ok(models)) => all.extend(models),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not list Bedrock models; serving configured models only"),
+                Err(_) => tracing::warn!("listing Bedrock models timed out; serving configured models only"),
             }
         }
         let mut seen = std::collections::HashSet::new();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response};
 use tower_layer::Layer;
+use tokio_util::sync::CancellationToken;
 use tower::util::Oneshot;
 use tower_service::Service;
 
@@ -16,20 +17,28 @@ use crate::body::Body;
 use crate::detect::DetectedRequest;
 use crate::error::GatewayError;
 use crate::format::{bedrock_claude::ClaudeSseEncoder, bedrock_titan::TitanChunkEncoder, openai::OpenAiSseEncoder};
-use crate::format::TargetFormat;
-use crate::model::{CallContext, ChatCall, ChatReply};
+use crate::format::{StreamEncoder, TargetFormat};
+use crate::model::{CallContext, ChatCall, ChatReply, ChunkStream};
 use crate::sse::EncodedStream;
+use crate::usage::UsageHooks;
 
 /// Layer that applies [`Translate`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TranslateLayer {
     keep_alive: Option<Duration>,
+    shutdown: Option<CancellationToken>,
 }
 
 impl TranslateLayer {
     /// Translation with keep-alive comments on streams idle for `keep_alive` (`None` = never).
     pub fn new(keep_alive: Option<Duration>) -> Self {
-        TranslateLayer { keep_alive }
+        TranslateLayer { keep_alive, shutdown: None }
+    }
+
+    /// Open streams end cleanly (an in-band error event) when `token` is cancelled.
+    pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
+        self.shutdown = Some(token);
+        self
     }
 }
 
@@ -46,6 +55,7 @@ impl<S> Layer<S> for TranslateLayer {
         Translate {
             inner,
             keep_alive: self.keep_alive,
+            shutdown: self.shutdown.clone(),
         }
     }
 }
@@ -55,6 +65,7 @@ impl<S> Layer<S> for TranslateLayer {
 pub struct Translate<S> {
     inner: S,
     keep_alive: Option<Duration>,
+    shutdown: Option<CancellationToken>,
 }
 
 impl<S> Translate<S> {
@@ -79,7 +90,8 @@ where
     }
 
     fn call(&mut self, req: Request<DetectedRequest>) -> Self::Future {
-        let (parts, detected) = req.into_parts();
+        let (mut parts, detected) = req.into_parts();
+        let hooks = parts.extensions.remove::<UsageHooks>().unwrap_or_default();
         let target = detected.target;
         let inbound = detected.inbound;
         let (mut request, original) = match decode_request(detected) {
@@ -105,6 +117,8 @@ where
             target,
             include_usage,
             keep_alive: self.keep_alive,
+            shutdown: self.shutdown.clone(),
+            hooks,
         }
     }
 }
@@ -120,6 +134,8 @@ pin_project_lite::pin_project! {
         target: TargetFormat,
         include_usage: bool,
         keep_alive: Option<Duration>,
+        shutdown: Option<CancellationToken>,
+        hooks: UsageHooks,
     }
 }
 
@@ -143,6 +159,8 @@ impl<S: Service<ChatCall>> ResponseFuture<S> {
             target,
             include_usage: false,
             keep_alive: None,
+            shutdown: None,
+            hooks: UsageHooks::default(),
         }
     }
 }
@@ -177,22 +195,18 @@ where
                 res.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 if let Some(usage) = &response.usage {
+                    this.hooks.report(usage);
                     res.extensions_mut().insert(usage.clone());
                 }
                 res
             }
             Ok(ChatReply::Stream(stream)) => {
+                let stream = std::mem::take(this.hooks).tap(stream);
                 let keep_alive = *this.keep_alive;
                 let body = match target {
-                    TargetFormat::OpenAi => {
-                        Body::new(EncodedStream::new(stream, OpenAiSseEncoder::new(*this.include_usage), keep_alive))
-                    }
-                    TargetFormat::BedrockClaude => {
-                        Body::new(EncodedStream::new(stream, ClaudeSseEncoder::new(), keep_alive))
-                    }
-                    TargetFormat::BedrockTitan => {
-                        Body::new(EncodedStream::new(stream, TitanChunkEncoder::new(), keep_alive))
-                    }
+                    TargetFormat::OpenAi => encoded(stream, OpenAiSseEncoder::new(*this.include_usage), keep_alive, this.shutdown),
+                    TargetFormat::BedrockClaude => encoded(stream, ClaudeSseEncoder::new(), keep_alive, this.shutdown),
+                    TargetFormat::BedrockTitan => encoded(stream, TitanChunkEncoder::new(), keep_alive, this.shutdown),
                 };
                 let mut res = Response::new(body);
                 let h = res.headers_mut();
@@ -205,4 +219,17 @@ where
         };
         Poll::Ready(Ok(res))
     }
+}
+
+fn encoded<E: StreamEncoder>(
+    stream: ChunkStream,
+    encoder: E,
+    keep_alive: Option<Duration>,
+    shutdown: &Option<CancellationToken>,
+) -> Body {
+    let body = EncodedStream::new(stream, encoder, keep_alive);
+    Body::new(match shutdown {
+        Some(token) => body.with_shutdown(token),
+        None => body,
+    })
 }

@@ -62,16 +62,19 @@ impl TestGateway {
 pub async fn start_gateway(config: Config, bedrock: Option<BedrockProvider>) -> TestGateway {
     let openai = OpenAiProvider::new(&config.openai, &config.timeouts).unwrap();
     let gateway = Gateway::new(&config, Some(openai), bedrock);
-    start_service(gateway, config.shutdown_drain).await
+    start_service(gateway).await
 }
 
-pub async fn start_service(gateway: Gateway, drain: Duration) -> TestGateway {
+pub async fn start_service(gateway: Gateway) -> TestGateway {
     let listener = server::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let svc = gateway.service();
     let task = tokio::spawn(async move {
-        server::serve(listener, svc, async { let _ = rx.await; }, drain).await;
+        gateway
+            .serve(listener, async {
+                let _ = rx.await;
+            })
+            .await;
     });
     TestGateway { addr, task, shutdown: Some(tx) }
 }
@@ -178,4 +181,11 @@ pub async fn start_full(upstream: &fake::Fake, tweak: impl FnOnce(&mut Config)) 
     tweak(&mut config);
     let bedrock = bedrock_for(&upstream.url(), &config, None);
     start_gateway(config, Some(bedrock)).await
+}
+
+/// A gateway built like the binary builds it (`Gateway::from_config`: rate limiter included),
+/// with Bedrock off.
+pub async fn start_gateway_from_config(config: Config) -> TestGateway {
+    let gateway = Gateway::from_config(&config).await.unwrap();
+    start_service(gateway).await
 }

@@ -22,7 +22,7 @@ def _target_dir() -> pathlib.Path:
 
 def _build() -> None:
     subprocess.run(
-        ["cargo", "build", "--quiet", "--bin", "open-bedrock-server", "--example", "fake_upstream"],
+        ["cargo", "build", "--quiet", "--features", "redis", "--bin", "open-bedrock-server", "--example", "fake_upstream"],
         cwd=ROOT,
         check=True,
     )
