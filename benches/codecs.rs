@@ -27,9 +27,11 @@ fn requests(c: &mut Criterion) {
         let req: ChatRequest = serde_json::from_slice(&openai).unwrap();
 
         g.throughput(Throughput::Bytes(openai.len() as u64));
-        g.bench_with_input(BenchmarkId::new("openai_json_to_canonical", size), &openai, |b, body| {
-            b.iter(|| serde_json::from_slice::<ChatRequest>(black_box(body)).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("openai_json_to_canonical", size),
+            &openai,
+            |b, body| b.iter(|| serde_json::from_slice::<ChatRequest>(black_box(body)).unwrap()),
+        );
         // What the stack does: detect parses into a map once, translate converts the map.
         g.bench_with_input(
             BenchmarkId::new("openai_json_via_map_to_canonical", size),
@@ -41,34 +43,54 @@ fn requests(c: &mut Criterion) {
                 })
             },
         );
-        g.bench_with_input(BenchmarkId::new("canonical_to_claude_body", size), &req, |b, req| {
-            let opts = ClaudeRequestOptions::default();
-            b.iter(|| bedrock_claude::encode_request_bytes(black_box(req), &opts).unwrap())
-        });
-        g.bench_with_input(BenchmarkId::new("canonical_to_titan_body", size), &req, |b, req| {
-            let opts = TitanRequestOptions::default();
-            b.iter(|| bedrock_titan::encode_request_bytes(black_box(req), &opts).unwrap())
-        });
-        g.bench_with_input(BenchmarkId::new("canonical_to_converse", size), &req, |b, req| {
-            let opts = ConverseOptions::default();
-            b.iter(|| converse::encode_request(black_box(req), &opts).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("canonical_to_claude_body", size),
+            &req,
+            |b, req| {
+                let opts = ClaudeRequestOptions::default();
+                b.iter(|| bedrock_claude::encode_request_bytes(black_box(req), &opts).unwrap())
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("canonical_to_titan_body", size),
+            &req,
+            |b, req| {
+                let opts = TitanRequestOptions::default();
+                b.iter(|| bedrock_titan::encode_request_bytes(black_box(req), &opts).unwrap())
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("canonical_to_converse", size),
+            &req,
+            |b, req| {
+                let opts = ConverseOptions::default();
+                b.iter(|| converse::encode_request(black_box(req), &opts).unwrap())
+            },
+        );
 
         g.throughput(Throughput::Bytes(claude.len() as u64));
-        g.bench_with_input(BenchmarkId::new("claude_client_to_canonical", size), &claude, |b, body| {
-            b.iter(|| {
-                let map: Map<String, Value> = serde_json::from_slice(black_box(body)).unwrap();
-                bedrock_claude::decode_client_request(&map).unwrap()
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("claude_client_to_canonical", size),
+            &claude,
+            |b, body| {
+                b.iter(|| {
+                    let map: Map<String, Value> = serde_json::from_slice(black_box(body)).unwrap();
+                    bedrock_claude::decode_client_request(&map).unwrap()
+                })
+            },
+        );
 
         g.throughput(Throughput::Bytes(titan.len() as u64));
-        g.bench_with_input(BenchmarkId::new("titan_client_to_canonical", size), &titan, |b, body| {
-            b.iter(|| {
-                let map: Map<String, Value> = serde_json::from_slice(black_box(body)).unwrap();
-                bedrock_titan::decode_client_request(&map).unwrap()
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("titan_client_to_canonical", size),
+            &titan,
+            |b, body| {
+                b.iter(|| {
+                    let map: Map<String, Value> = serde_json::from_slice(black_box(body)).unwrap();
+                    bedrock_titan::decode_client_request(&map).unwrap()
+                })
+            },
+        );
     }
     g.finish();
 }
@@ -92,7 +114,9 @@ fn responses(c: &mut Criterion) {
         ("canonical_to_claude_json", TargetFormat::BedrockClaude),
         ("canonical_to_titan_json", TargetFormat::BedrockTitan),
     ] {
-        g.bench_function(name, |b| b.iter(|| encode_complete(black_box(&resp), target)));
+        g.bench_function(name, |b| {
+            b.iter(|| encode_complete(black_box(&resp), target))
+        });
     }
     g.finish();
 }

@@ -83,7 +83,10 @@ where
         let text = String::from_utf8_lossy(&out);
         assert_eq!(status, StatusCode::OK, "{name}: {text}");
         assert!(text.contains(expect), "{name}: {text}");
-        g.bench_function(name, |b| b.to_async(rt).iter(|| call(self.clone(), request(uri, body))));
+        g.bench_function(name, |b| {
+            b.to_async(rt)
+                .iter(|| call(self.clone(), request(uri, body)))
+        });
     }
 }
 
@@ -122,10 +125,34 @@ fn stack(c: &mut Criterion) {
     let mut case = |name: &str, svc: &dyn CloneStack, uri: &str, body: &Bytes, expect: &str| {
         svc.bench(&rt, &mut g, name, uri, body, expect)
     };
-    case("openai_in_openai_out", &complete, OPENAI_URI, &openai, "\"chat.completion\"");
-    case("claude_in_claude_out", &complete, CLAUDE_URI, &claude, "\"type\":\"message\"");
-    case("openai_stream_20_chunks", &streamed, OPENAI_URI, &openai_stream, "data: [DONE]");
-    case("claude_stream_20_chunks", &streamed, CLAUDE_URI, &claude_stream, "message_stop");
+    case(
+        "openai_in_openai_out",
+        &complete,
+        OPENAI_URI,
+        &openai,
+        "\"chat.completion\"",
+    );
+    case(
+        "claude_in_claude_out",
+        &complete,
+        CLAUDE_URI,
+        &claude,
+        "\"type\":\"message\"",
+    );
+    case(
+        "openai_stream_20_chunks",
+        &streamed,
+        OPENAI_URI,
+        &openai_stream,
+        "data: [DONE]",
+    );
+    case(
+        "claude_stream_20_chunks",
+        &streamed,
+        CLAUDE_URI,
+        &claude_stream,
+        "message_stop",
+    );
     g.finish();
 
     // What the fake core itself costs per streamed request (subtract from the stream cases).

@@ -118,7 +118,11 @@ fn encoders(c: &mut Criterion) {
     let mut g = c.benchmark_group("stream_encode");
     quick(&mut g);
     g.throughput(Throughput::Elements(1));
-    bench_encoder(&mut g, "canonical_to_openai_sse", OpenAiSseEncoder::new(true));
+    bench_encoder(
+        &mut g,
+        "canonical_to_openai_sse",
+        OpenAiSseEncoder::new(true),
+    );
     bench_encoder(&mut g, "canonical_to_claude_sse", ClaudeSseEncoder::new());
     bench_encoder(&mut g, "canonical_to_titan_chunk", TitanChunkEncoder::new());
     g.finish();

@@ -10,7 +10,9 @@ mod fake;
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".to_owned());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".to_owned());
     let upstream = fake::Fake::start_on(&addr, fake::smart()).await;
     println!("listening on {}", upstream.addr);
     tokio::signal::ctrl_c().await.ok();

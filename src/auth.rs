@@ -102,7 +102,9 @@ impl<S> Layer<S> for ApiKeyAuthLayer {
         ApiKeyAuth {
             inner,
             keys: self.keys.clone(),
-            ids: (1..=self.keys.len()).map(|i| ApiKeyId(Arc::from(format!("key-{i}")))).collect(),
+            ids: (1..=self.keys.len())
+                .map(|i| ApiKeyId(Arc::from(format!("key-{i}"))))
+                .collect(),
             dialect: self.dialect,
             anonymous: self.disabled.then(|| ApiKeyId(Arc::from("anonymous"))),
         }
@@ -149,8 +151,14 @@ pub fn presented_key<B>(req: &Request<B>) -> Option<&[u8]> {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }
 
@@ -184,7 +192,9 @@ where
                 } else {
                     "Missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
                 };
-                ResponseFuture::rejected(GatewayError::unauthenticated(message).into_response(self.dialect))
+                ResponseFuture::rejected(
+                    GatewayError::unauthenticated(message).into_response(self.dialect),
+                )
             }
         }
     }
@@ -216,7 +226,9 @@ impl<F> ResponseFuture<F> {
     }
 
     fn rejected(res: Response<Body>) -> Self {
-        ResponseFuture { state: State::Rejected { res: Some(res) } }
+        ResponseFuture {
+            state: State::Rejected { res: Some(res) },
+        }
     }
 }
 
@@ -251,10 +263,16 @@ mod tests {
     use tower::ServiceExt;
 
     fn svc() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
-        ApiKeyAuthLayer::new(["k1", "k2"]).layer(tower::service_fn(|req: Request<Body>| async move {
-            let id = req.extensions().get::<ApiKeyId>().map(|i| i.0.to_string()).unwrap_or_default();
-            Ok::<_, Infallible>(Response::new(Body::from(id)))
-        }))
+        ApiKeyAuthLayer::new(["k1", "k2"]).layer(tower::service_fn(
+            |req: Request<Body>| async move {
+                let id = req
+                    .extensions()
+                    .get::<ApiKeyId>()
+                    .map(|i| i.0.to_string())
+                    .unwrap_or_default();
+                Ok::<_, Infallible>(Response::new(Body::from(id)))
+            },
+        ))
     }
 
     async fn call(req: Request<Body>) -> (u16, String) {
@@ -267,11 +285,20 @@ mod tests {
 
     #[tokio::test]
     async fn accepts_bearer_and_x_api_key_and_names_the_key() {
-        let r = Request::get("/").header("authorization", "Bearer k2").body(Body::empty()).unwrap();
+        let r = Request::get("/")
+            .header("authorization", "Bearer k2")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(call(r).await, (200, "key-2".into()));
-        let r = Request::get("/").header("x-api-key", "k1").body(Body::empty()).unwrap();
+        let r = Request::get("/")
+            .header("x-api-key", "k1")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(call(r).await, (200, "key-1".into()));
-        let r = Request::get("/").header("authorization", "bearer  k1 ").body(Body::empty()).unwrap();
+        let r = Request::get("/")
+            .header("authorization", "bearer  k1 ")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(call(r).await.0, 200);
     }
 
@@ -279,14 +306,26 @@ mod tests {
     async fn rejects_missing_and_wrong_keys_with_openai_body() {
         let (status, body) = call(Request::get("/").body(Body::empty()).unwrap()).await;
         assert_eq!(status, 401);
-        assert!(body.contains("invalid_api_key") && body.contains("Missing API key"), "{body}");
-        let r = Request::get("/").header("authorization", "Bearer k3").body(Body::empty()).unwrap();
+        assert!(
+            body.contains("invalid_api_key") && body.contains("Missing API key"),
+            "{body}"
+        );
+        let r = Request::get("/")
+            .header("authorization", "Bearer k3")
+            .body(Body::empty())
+            .unwrap();
         let (status, body) = call(r).await;
         assert_eq!(status, 401);
         assert!(body.contains("Incorrect API key"), "{body}");
-        let r = Request::get("/").header("authorization", "Basic k1").body(Body::empty()).unwrap();
+        let r = Request::get("/")
+            .header("authorization", "Basic k1")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(call(r).await.0, 401);
-        let r = Request::get("/").header("authorization", "Bearer k").body(Body::empty()).unwrap();
+        let r = Request::get("/")
+            .header("authorization", "Bearer k")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(call(r).await.0, 401, "prefix of a key must not match");
     }
 }

@@ -13,6 +13,7 @@
 //! | `DEFAULT_MAX_TOKENS` | `bedrock.default_max_tokens` | `4096` |
 //! | `MAX_REQUEST_BYTES` | `server.max_request_bytes` | `33554432` (32 MiB, room for images) |
 //! | `MAX_IN_FLIGHT` | `server.max_in_flight` | `4096` (503 beyond) |
+//! | `METRICS_PORT` | `server.metrics_port` | none (`/metrics` only on the main port, with a key) |
 //! | `SHUTDOWN_DRAIN_SECS` | `server.shutdown_drain_secs` | `10` |
 //! | `RATE_LIMIT_REQUESTS_PER_MINUTE`, `RATE_LIMIT_BURST`, `RATE_LIMIT_TOKENS_PER_MINUTE`, `REDIS_URL` | `[rate_limit]` | off |
 //! | `RETRY_MAX_ATTEMPTS` | `retry.max_attempts` | `3` (attempts in total) |
@@ -84,6 +85,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Requests (and open streams) in flight before new ones are shed with 503.
     pub max_in_flight: usize,
+    /// A second port serving only `GET /metrics`, without auth (for scrapers inside the network).
+    pub metrics_port: Option<u16>,
     /// Retry settings.
     pub retry: RetrySettings,
     /// Timeouts.
@@ -207,6 +210,7 @@ impl Default for Config {
             routes: Vec::new(),
             max_request_bytes: 32 * 1024 * 1024,
             max_in_flight: 4096,
+            metrics_port: None,
             retry: RetrySettings::default(),
             timeouts: Timeouts::default(),
             shutdown_drain: Duration::from_secs(10),
@@ -240,8 +244,9 @@ impl Config {
         let _ = dotenvy::dotenv();
         let mut config = Config::default();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+            })?;
             config.apply_toml(&text)?;
         }
         config.apply_env(|k| std::env::var(k).ok())?;
@@ -262,13 +267,16 @@ impl Config {
         })?;
         if let Some(s) = file.server {
             if let Some(h) = s.host {
-                self.host = h
-                    .parse()
-                    .map_err(|_| ConfigError::new("server.host", format!("`{h}` is not an IP address")))?;
+                self.host = h.parse().map_err(|_| {
+                    ConfigError::new("server.host", format!("`{h}` is not an IP address"))
+                })?;
             }
             set(&mut self.port, s.port);
             set(&mut self.max_request_bytes, s.max_request_bytes);
             set(&mut self.max_in_flight, s.max_in_flight);
+            if s.metrics_port.is_some() {
+                self.metrics_port = s.metrics_port;
+            }
             if let Some(d) = s.shutdown_drain_secs {
                 self.shutdown_drain = Duration::from_secs(d);
             }
@@ -312,7 +320,10 @@ impl Config {
                 ("bedrock", fam) => {
                     let fam = fam.unwrap_or("converse");
                     Provider::Bedrock(BedrockFamily::parse(fam).ok_or_else(|| {
-                        ConfigError::new(format!("routes[{i}].family"), format!("unknown family `{fam}`"))
+                        ConfigError::new(
+                            format!("routes[{i}].family"),
+                            format!("unknown family `{fam}`"),
+                        )
                     })?)
                 }
                 ("openai", Some(_)) => {
@@ -358,7 +369,8 @@ impl Config {
             }
         }
         if let Some(r) = file.rate_limit {
-            r.validate().map_err(|e| ConfigError::new("rate_limit", e))?;
+            r.validate()
+                .map_err(|e| ConfigError::new("rate_limit", e))?;
             self.rate_limit = Some(r);
         }
         if let Some(l) = file.log {
@@ -384,7 +396,12 @@ impl Config {
             self.port = parse_num("PORT", &v)?;
         }
         if let Some(v) = get("API_KEY") {
-            self.api_keys = v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect();
+            self.api_keys = v
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect();
         }
         if let Some(v) = get("AUTH_DISABLED") {
             self.auth_disabled = parse_bool("AUTH_DISABLED", &v)?;
@@ -406,6 +423,9 @@ impl Config {
         }
         if let Some(v) = get("MAX_REQUEST_BYTES") {
             self.max_request_bytes = parse_num("MAX_REQUEST_BYTES", &v)?;
+        }
+        if let Some(v) = get("METRICS_PORT") {
+            self.metrics_port = Some(parse_num("METRICS_PORT", &v)?);
         }
         if let Some(v) = get("MAX_IN_FLIGHT") {
             self.max_in_flight = parse_num("MAX_IN_FLIGHT", &v)?;
@@ -432,7 +452,9 @@ impl Config {
         if let Some(v) = get("LOG_FORMAT") {
             self.log_format = parse_log_format("LOG_FORMAT", &v)?;
         }
-        match RateLimitConfig::from_env(&get).map_err(|e| ConfigError::new("RATE_LIMIT_REQUESTS_PER_MINUTE", e))? {
+        match RateLimitConfig::from_env(get)
+            .map_err(|e| ConfigError::new("RATE_LIMIT_REQUESTS_PER_MINUTE", e))?
+        {
             Some(env) => {
                 // The environment sets the defaults; per-key overrides from the file stay.
                 let keys = self.rate_limit.take().map(|r| r.keys).unwrap_or_default();
@@ -450,7 +472,10 @@ impl Config {
     /// Checks cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.retry.max_attempts == 0 {
-            return Err(ConfigError::new("RETRY_MAX_ATTEMPTS", "must be at least 1 (attempts in total)"));
+            return Err(ConfigError::new(
+                "RETRY_MAX_ATTEMPTS",
+                "must be at least 1 (attempts in total)",
+            ));
         }
         if self.retry.max_attempts > 10 {
             return Err(ConfigError::new("RETRY_MAX_ATTEMPTS", "must be at most 10"));
@@ -459,12 +484,20 @@ impl Config {
             return Err(ConfigError::new("MAX_IN_FLIGHT", "must be at least 1"));
         }
         if self.max_request_bytes < 1024 {
-            return Err(ConfigError::new("MAX_REQUEST_BYTES", "must be at least 1024"));
+            return Err(ConfigError::new(
+                "MAX_REQUEST_BYTES",
+                "must be at least 1024",
+            ));
         }
-        if !(self.openai.base_url.starts_with("http://") || self.openai.base_url.starts_with("https://")) {
+        if !(self.openai.base_url.starts_with("http://")
+            || self.openai.base_url.starts_with("https://"))
+        {
             return Err(ConfigError::new(
                 "OPENAI_BASE_URL",
-                format!("`{}` must start with http:// or https://", self.openai.base_url),
+                format!(
+                    "`{}` must start with http:// or https://",
+                    self.openai.base_url
+                ),
             ));
         }
         if self.bedrock.default_max_tokens == 0 {
@@ -496,7 +529,11 @@ impl Config {
 
     /// The router this configuration describes.
     pub fn router(&self) -> Router {
-        Router::new(self.aliases.clone(), self.routes.clone(), self.bedrock.arn_families.clone())
+        Router::new(
+            self.aliases.clone(),
+            self.routes.clone(),
+            self.bedrock.arn_families.clone(),
+        )
     }
 
     /// A human-readable summary with every secret masked.
@@ -511,13 +548,20 @@ impl Config {
         let _ = writeln!(
             s,
             "openai.api_key    = {}",
-            self.openai.api_key.as_deref().map(mask).unwrap_or_else(|| "(none)".into())
+            self.openai
+                .api_key
+                .as_deref()
+                .map(mask)
+                .unwrap_or_else(|| "(none)".into())
         );
         let _ = writeln!(s, "bedrock.enabled   = {}", self.bedrock.enabled);
         let _ = writeln!(
             s,
             "bedrock.region    = {}",
-            self.bedrock.region.as_deref().unwrap_or("(AWS default chain)")
+            self.bedrock
+                .region
+                .as_deref()
+                .unwrap_or("(AWS default chain)")
         );
         let _ = writeln!(s, "default_max_tokens= {}", self.bedrock.default_max_tokens);
         let mut aliases: Vec<_> = self.aliases.iter().collect();
@@ -530,6 +574,13 @@ impl Config {
         }
         let _ = writeln!(s, "max_request_bytes = {}", self.max_request_bytes);
         let _ = writeln!(s, "max_in_flight     = {}", self.max_in_flight);
+        let _ = writeln!(
+            s,
+            "metrics           = GET /metrics (with a key){}",
+            self.metrics_port
+                .map(|p| format!(", and open on port {p}"))
+                .unwrap_or_default()
+        );
         let _ = writeln!(s, "shutdown_drain    = {:?}", self.shutdown_drain);
         let _ = writeln!(
             s,
@@ -539,7 +590,10 @@ impl Config {
         let _ = writeln!(
             s,
             "timeouts          = connect {:?}, first byte {:?}, stream idle {:?}, total {:?}",
-            self.timeouts.connect, self.timeouts.first_byte, self.timeouts.stream_idle, self.timeouts.total
+            self.timeouts.connect,
+            self.timeouts.first_byte,
+            self.timeouts.stream_idle,
+            self.timeouts.total
         );
         match &self.rate_limit {
             Some(r) => {
@@ -557,7 +611,11 @@ impl Config {
                 let _ = writeln!(s, "rate_limit        = off");
             }
         }
-        let _ = writeln!(s, "log               = {} ({:?})", self.log_level, self.log_format);
+        let _ = writeln!(
+            s,
+            "log               = {} ({:?})",
+            self.log_level, self.log_format
+        );
         s
     }
 }
@@ -612,6 +670,7 @@ struct FileServer {
     port: Option<u16>,
     max_request_bytes: Option<usize>,
     max_in_flight: Option<usize>,
+    metrics_port: Option<u16>,
     shutdown_drain_secs: Option<u64>,
     stream_keep_alive_secs: Option<u64>,
 }
@@ -684,7 +743,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -720,17 +782,24 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         let mut c = Config::default();
-        assert_eq!(c.apply_env(env(&[("PORT", "eighty")])).unwrap_err().key, "PORT");
+        assert_eq!(
+            c.apply_env(env(&[("PORT", "eighty")])).unwrap_err().key,
+            "PORT"
+        );
         let mut c = Config::default();
         assert_eq!(
-            c.apply_env(env(&[("OPENAI_BASE_URL", "ftp://x")])).unwrap_err().key,
+            c.apply_env(env(&[("OPENAI_BASE_URL", "ftp://x")]))
+                .unwrap_err()
+                .key,
             "OPENAI_BASE_URL"
         );
         let mut c = Config::default();
         let e = c.apply_toml("[retry]\nmax_attempt = 3\n").unwrap_err();
         assert!(e.problem.contains("max_attempt"), "{e}");
         let mut c = Config::default();
-        let e = c.apply_toml("[[routes]]\nprefix = \"x\"\nprovider = \"azure\"\n").unwrap_err();
+        let e = c
+            .apply_toml("[[routes]]\nprefix = \"x\"\nprovider = \"azure\"\n")
+            .unwrap_err();
         assert_eq!(e.key, "routes[0].provider");
     }
 
@@ -756,8 +825,14 @@ mod tests {
         assert_eq!(c.port, 8080);
         assert_eq!(c.timeouts.first_byte, Duration::from_millis(1500));
         let router = c.router();
-        assert_eq!(router.resolve("claude").unwrap().provider, Provider::Bedrock(BedrockFamily::Claude));
-        assert_eq!(router.resolve("local-llama").unwrap().provider, Provider::OpenAi);
+        assert_eq!(
+            router.resolve("claude").unwrap().provider,
+            Provider::Bedrock(BedrockFamily::Claude)
+        );
+        assert_eq!(
+            router.resolve("local-llama").unwrap().provider,
+            Provider::OpenAi
+        );
     }
 
     #[test]

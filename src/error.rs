@@ -113,7 +113,10 @@ impl GatewayError {
     }
 
     /// 400 `unsupported_parameter` / `unsupported_value` for a field the target cannot honour.
-    pub fn unsupported(param: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn unsupported(
+        param: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self::invalid_request(message)
             .with_param(param)
             .with_code("unsupported_parameter")
@@ -121,7 +124,12 @@ impl GatewayError {
 
     /// 401 with code `invalid_api_key`.
     pub fn unauthenticated(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorKind::Unauthenticated, StatusCode::UNAUTHORIZED, message).with_code("invalid_api_key")
+        Self::new(
+            ErrorKind::Unauthenticated,
+            StatusCode::UNAUTHORIZED,
+            message,
+        )
+        .with_code("invalid_api_key")
     }
 
     /// 403.
@@ -196,9 +204,13 @@ impl GatewayError {
 
     /// 503 when the gateway sheds load.
     pub fn overloaded(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorKind::Overloaded, StatusCode::SERVICE_UNAVAILABLE, message)
-            .with_code("overloaded")
-            .with_retry_after(Some(Duration::from_secs(1)))
+        Self::new(
+            ErrorKind::Overloaded,
+            StatusCode::SERVICE_UNAVAILABLE,
+            message,
+        )
+        .with_code("overloaded")
+        .with_retry_after(Some(Duration::from_secs(1)))
     }
 
     /// An error status from an upstream. 4xx pass through with their status; 5xx become 502,
@@ -217,27 +229,47 @@ impl GatewayError {
 
     /// 502: connecting to the upstream failed, or it reset the connection.
     pub fn upstream_connect(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorKind::UpstreamConnect, StatusCode::BAD_GATEWAY, message).with_code("upstream_connect_error")
+        Self::new(ErrorKind::UpstreamConnect, StatusCode::BAD_GATEWAY, message)
+            .with_code("upstream_connect_error")
     }
 
     /// 504: the upstream did not answer in time.
     pub fn upstream_timeout(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorKind::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT, message).with_code("upstream_timeout")
+        Self::new(
+            ErrorKind::UpstreamTimeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            message,
+        )
+        .with_code("upstream_timeout")
     }
 
     /// 502: the upstream answered something that is not valid for its protocol.
     pub fn upstream_protocol(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorKind::UpstreamProtocol, StatusCode::BAD_GATEWAY, message).with_code("upstream_protocol_error")
+        Self::new(
+            ErrorKind::UpstreamProtocol,
+            StatusCode::BAD_GATEWAY,
+            message,
+        )
+        .with_code("upstream_protocol_error")
     }
 
     /// 500: the gateway's own upstream credentials were refused (never a 401: the client's key was fine).
     pub fn upstream_auth(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorKind::UpstreamAuth, StatusCode::INTERNAL_SERVER_ERROR, message).with_code("upstream_auth_error")
+        Self::new(
+            ErrorKind::UpstreamAuth,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            message,
+        )
+        .with_code("upstream_auth_error")
     }
 
     /// 500: an unexpected state.
     pub fn internal(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorKind::Internal, StatusCode::INTERNAL_SERVER_ERROR, message)
+        Self::new(
+            ErrorKind::Internal,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            message,
+        )
     }
 
     /// Sets `param`.
@@ -402,7 +434,10 @@ impl GatewayError {
         let mut res = Response::new(Body::from(Bytes::from(body)));
         *res.status_mut() = self.inner.status;
         let headers = res.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(after) = self.inner.retry_after {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -518,7 +553,8 @@ mod tests {
 
     #[test]
     fn anthropic_shape_and_retry_after() {
-        let res = GatewayError::rate_limited(Duration::from_millis(1500)).into_response(ErrorDialect::Anthropic);
+        let res = GatewayError::rate_limited(Duration::from_millis(1500))
+            .into_response(ErrorDialect::Anthropic);
         assert_eq!(res.status(), 429);
         assert_eq!(res.headers()["retry-after"], "2");
     }
@@ -528,7 +564,13 @@ mod tests {
         let s = scrub_aws_identifiers(
             "User: arn:aws:iam::123456789012:role/x is not authorized; account 123456789012, id 1234",
         );
-        assert_eq!(s, "User: <arn> is not authorized; account <account>, id 1234");
-        assert_eq!(scrub_aws_identifiers("héllo 1234567890123"), "héllo 1234567890123");
+        assert_eq!(
+            s,
+            "User: <arn> is not authorized; account <account>, id 1234"
+        );
+        assert_eq!(
+            scrub_aws_identifiers("héllo 1234567890123"),
+            "héllo 1234567890123"
+        );
     }
 }

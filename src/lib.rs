@@ -56,6 +56,7 @@ pub mod detect;
 pub mod error;
 pub mod format;
 pub mod load_shed;
+pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod rate_limit;
@@ -76,7 +77,9 @@ use http::{header, HeaderName, Request, Response};
 use tower::retry::Retry;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_service::Service;
 
@@ -85,14 +88,15 @@ use crate::body::{Body, BoxError};
 use crate::config::Config;
 use crate::detect::DetectLayer;
 use crate::error::{ErrorDialect, GatewayError};
+use crate::load_shed::InFlightLimitLayer;
+use crate::metrics::Metrics;
 use crate::model::{ChatCall, ChatReply};
 use crate::provider::{BedrockProvider, Dispatch, OpenAiProvider};
-use crate::load_shed::InFlightLimitLayer;
 use crate::rate_limit::RateLimiter;
-use tokio_util::sync::CancellationToken;
 use crate::retry::RetryPolicy;
-use crate::server::{AccessLogLayer, HealthInfo, ModelsService, Routes};
+use crate::server::{HealthInfo, MetricsService, ModelsService, ObserveLayer, Routes};
 use crate::translate::TranslateLayer;
+use tokio_util::sync::CancellationToken;
 
 /// The whole gateway as one service: `Clone + Send + Sync + 'static`, `Error = Infallible`.
 pub type GatewayService<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
@@ -114,6 +118,8 @@ pub struct Gateway {
     in_flight: InFlightLimitLayer,
     drain: Duration,
     close_streams: CancellationToken,
+    metrics: Arc<Metrics>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Gateway {
@@ -135,6 +141,16 @@ impl Gateway {
         Ok(gateway)
     }
 
+    /// `GET /metrics` on its own, without auth (what the separate metrics port serves).
+    pub fn metrics_service(&self) -> MetricsService {
+        MetricsService::new(self.metrics.clone(), self.in_flight.in_flight())
+    }
+
+    /// The gateway's metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// In-flight accounting (requests and open streams).
     pub fn in_flight(&self) -> load_shed::InFlight {
         self.in_flight.in_flight()
@@ -143,8 +159,60 @@ impl Gateway {
     /// Serves the full stack on `listener` until `signal` resolves, then shuts down gracefully:
     /// in-flight requests finish within the configured drain, streams still open after it end with
     /// an in-band error event.
-    pub async fn serve(&self, listener: tokio::net::TcpListener, signal: impl std::future::Future<Output = ()>) {
-        server::serve(listener, self.service(), signal, self.drain, self.close_streams.clone()).await;
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        signal: impl std::future::Future<Output = ()>,
+    ) {
+        let stop = CancellationToken::new();
+        if let Some(addr) = self.metrics_addr {
+            match server::bind(addr).await {
+                Ok(metrics_listener) => {
+                    tracing::info!(address = %addr, "metrics listening (GET /metrics, no auth)");
+                    let svc = self.metrics_service();
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        let only_metrics =
+                            tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+                                let mut svc = svc.clone();
+                                async move {
+                                    if req.uri().path() == "/metrics" {
+                                        svc.call(req).await
+                                    } else {
+                                        Ok(GatewayError::not_found(req.method(), req.uri().path())
+                                            .into_response(ErrorDialect::OpenAi))
+                                    }
+                                }
+                            });
+                        server::serve(
+                            metrics_listener,
+                            only_metrics,
+                            stop.cancelled_owned(),
+                            Duration::from_secs(1),
+                            CancellationToken::new(),
+                        )
+                        .await;
+                    });
+                }
+                Err(e) => tracing::error!(address = %addr, error = %e, "cannot listen for metrics"),
+            }
+        }
+        let main = server::serve(
+            listener,
+            self.service(),
+            stop.clone().cancelled_owned(),
+            self.drain,
+            self.close_streams.clone(),
+        );
+        tokio::pin!(main);
+        tokio::select! {
+            () = &mut main => {}
+            () = signal => {
+                stop.cancel();
+                main.await;
+            }
+        }
+        stop.cancel();
     }
 
     /// Adds per-key rate limiting with `limiter` (shared by every service built from this gateway).
@@ -154,7 +222,11 @@ impl Gateway {
     }
 
     /// A gateway over the given providers.
-    pub fn new(config: &Config, openai: Option<OpenAiProvider>, bedrock: Option<BedrockProvider>) -> Self {
+    pub fn new(
+        config: &Config,
+        openai: Option<OpenAiProvider>,
+        bedrock: Option<BedrockProvider>,
+    ) -> Self {
         let auth = if config.auth_disabled {
             ApiKeyAuthLayer::disabled()
         } else {
@@ -171,6 +243,10 @@ impl Gateway {
             in_flight: InFlightLimitLayer::new(config.max_in_flight),
             drain: config.shutdown_drain,
             close_streams: CancellationToken::new(),
+            metrics: Arc::new(Metrics::new()),
+            metrics_addr: config
+                .metrics_port
+                .map(|p| std::net::SocketAddr::new(config.host, p)),
         }
     }
 
@@ -184,11 +260,19 @@ impl Gateway {
     pub fn chat_stack<B, S>(
         &self,
         core: S,
-    ) -> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static
+    ) -> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send>
+           + Clone
+           + Send
+           + Sync
+           + 'static
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
-        S: Service<ChatCall, Response = ChatReply, Error = GatewayError> + Clone + Send + Sync + 'static,
+        S: Service<ChatCall, Response = ChatReply, Error = GatewayError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         S::Future: Send,
     {
         ServiceBuilder::new()
@@ -201,7 +285,10 @@ impl Gateway {
             // Read the body once under the limit, parse it once, record inbound and target formats.
             .layer(DetectLayer::new(self.max_request_bytes))
             // Decode into the canonical request, call the core, encode in the target format.
-            .layer(TranslateLayer::new(Some(self.keep_alive)).with_shutdown(self.close_streams.clone()))
+            .layer(
+                TranslateLayer::new(Some(self.keep_alive))
+                    .with_shutdown(self.close_streams.clone()),
+            )
             .service(core)
     }
 
@@ -216,29 +303,39 @@ impl Gateway {
             .layer(self.auth.clone())
             .option_layer(self.rate_limiter.as_ref().map(RateLimiter::layer))
             .service(ModelsService::new(
-            self.dispatch.openai().cloned(),
-            self.dispatch.bedrock().cloned(),
-            Arc::new(self.dispatch.router().clone()),
-            &self.listed_models,
-        ));
+                self.dispatch.openai().cloned(),
+                self.dispatch.bedrock().cloned(),
+                Arc::new(self.dispatch.router().clone()),
+                &self.listed_models,
+            ));
         let health = HealthInfo::new(
             self.dispatch.openai(),
             self.dispatch.bedrock(),
             !self.auth.is_disabled(),
         );
-        let routes = Routes::new(chat, models, health);
+        let metrics = ServiceBuilder::new()
+            .layer(self.auth.clone())
+            .service(self.metrics_service());
+        let routes = Routes::new(chat, models, metrics, health);
         let x_api_key = HeaderName::from_static("x-api-key");
         let stack = ServiceBuilder::new()
             // Take the client's x-request-id or make one; it goes upstream and back to the client.
             .layer(SetRequestIdLayer::x_request_id(MakeGatewayRequestId))
             .layer(PropagateRequestIdLayer::x_request_id())
             // Keys never reach logs.
-            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, x_api_key]))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                x_api_key,
+            ]))
             // A panic anywhere below becomes a 500 in the OpenAI shape, never a dropped connection.
-            .layer(tower::util::MapResponseLayer::new(|res: Response<_>| res.map(Body::new)))
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(PanicResponse))
-            // One line per request.
-            .layer(AccessLogLayer)
+            .layer(tower::util::MapResponseLayer::new(|res: Response<_>| {
+                res.map(Body::new)
+            }))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                PanicResponse,
+            ))
+            // One log line and one metrics observation per request, when it is finished.
+            .layer(ObserveLayer::new(self.metrics.clone()))
             .service(routes);
         BoxCloneSyncService::new(stack)
     }
@@ -261,13 +358,17 @@ struct PanicResponse;
 impl tower_http::catch_panic::ResponseForPanic for PanicResponse {
     type ResponseBody = Body;
 
-    fn response_for_panic(&mut self, err: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    fn response_for_panic(
+        &mut self,
+        err: Box<dyn std::any::Any + Send + 'static>,
+    ) -> Response<Body> {
         let detail = err
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| err.downcast_ref::<String>().cloned())
             .unwrap_or_default();
         tracing::error!(panic = %detail, "a request handler panicked");
-        GatewayError::internal("The gateway hit an internal error.").into_response(ErrorDialect::OpenAi)
+        GatewayError::internal("The gateway hit an internal error.")
+            .into_response(ErrorDialect::OpenAi)
     }
 }

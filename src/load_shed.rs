@@ -115,7 +115,10 @@ where
                 },
             },
             Err(_) => {
-                tracing::warn!(max = self.state.max, "shedding load: too many requests in flight");
+                tracing::warn!(
+                    max = self.state.max,
+                    "shedding load: too many requests in flight"
+                );
                 let res = GatewayError::overloaded("The gateway is at capacity; retry shortly.")
                     .into_response(ErrorDialect::OpenAi);
                 ResponseFuture {
@@ -155,7 +158,12 @@ where
             StateProj::Inner { fut, permit } => {
                 let out = ready!(fut.poll(cx));
                 Poll::Ready(out.map(|res| match permit.take() {
-                    Some(permit) => res.map(|body| Body::new(PermitBody { body, _permit: permit })),
+                    Some(permit) => res.map(|body| {
+                        Body::new(PermitBody {
+                            body,
+                            _permit: permit,
+                        })
+                    }),
                     None => res,
                 }))
             }
@@ -180,7 +188,10 @@ impl HttpBody for PermitBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.project().body.poll_frame(cx)
     }
 
@@ -207,14 +218,32 @@ mod tests {
         let svc = layer.layer(tower::service_fn(|_req: Request<Body>| async {
             Ok::<_, Infallible>(Response::new(Body::from("hello")))
         }));
-        let res = svc.clone().oneshot(Request::new(Body::empty())).await.unwrap();
-        assert_eq!(in_flight.current(), 1, "the response body still holds the permit");
-        let second = svc.clone().oneshot(Request::new(Body::empty())).await.unwrap();
+        let res = svc
+            .clone()
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap();
+        assert_eq!(
+            in_flight.current(),
+            1,
+            "the response body still holds the permit"
+        );
+        let second = svc
+            .clone()
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap();
         assert_eq!(second.status(), 503);
         assert_eq!(second.headers()["retry-after"], "1");
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"hello");
         assert_eq!(in_flight.current(), 0, "released once the body is gone");
-        assert_eq!(svc.oneshot(Request::new(Body::empty())).await.unwrap().status(), 200);
+        assert_eq!(
+            svc.oneshot(Request::new(Body::empty()))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
 }

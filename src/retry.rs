@@ -60,21 +60,32 @@ impl RetryPolicy {
             .saturating_mul(1u32 << (self.attempt - 1).min(16))
             .min(max);
         let nanos = u64::try_from(exp.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(if nanos == 0 { 0 } else { rand::random::<u64>() % (nanos + 1) })
+        Duration::from_nanos(if nanos == 0 {
+            0
+        } else {
+            rand::random::<u64>() % (nanos + 1)
+        })
     }
 }
 
 impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
     type Future = tokio::time::Sleep;
 
-    fn retry(&mut self, _req: &mut ChatCall, result: &mut Result<ChatReply, GatewayError>) -> Option<Self::Future> {
+    fn retry(
+        &mut self,
+        _req: &mut ChatCall,
+        result: &mut Result<ChatReply, GatewayError>,
+    ) -> Option<Self::Future> {
         match result {
             Ok(_) => {
                 self.budget.deposit();
                 None
             }
             Err(e) => {
-                if !e.is_retryable() || self.attempt >= self.settings.max_attempts || !self.budget.withdraw() {
+                if !e.is_retryable()
+                    || self.attempt >= self.settings.max_attempts
+                    || !self.budget.withdraw()
+                {
                     return None;
                 }
                 let delay = self.delay(e);
@@ -116,7 +127,10 @@ mod tests {
         let mut r: Result<ChatReply, GatewayError> = Err(GatewayError::upstream_status(500, "x"));
         assert!(p.retry(&mut call, &mut r).is_some());
         assert!(p.retry(&mut call, &mut r).is_some());
-        assert!(p.retry(&mut call, &mut r).is_none(), "third failure is final with 3 attempts");
+        assert!(
+            p.retry(&mut call, &mut r).is_none(),
+            "third failure is final with 3 attempts"
+        );
         assert_eq!(p.retries_total(), 2);
     }
 
@@ -138,9 +152,11 @@ mod tests {
     #[test]
     fn honours_retry_after_capped() {
         let p = policy(3);
-        let e = GatewayError::upstream_status(429, "slow").with_retry_after(Some(Duration::from_millis(20)));
+        let e = GatewayError::upstream_status(429, "slow")
+            .with_retry_after(Some(Duration::from_millis(20)));
         assert_eq!(p.delay(&e), Duration::from_millis(20));
-        let e = GatewayError::upstream_status(429, "slow").with_retry_after(Some(Duration::from_secs(100)));
+        let e = GatewayError::upstream_status(429, "slow")
+            .with_retry_after(Some(Duration::from_secs(100)));
         assert_eq!(p.delay(&e), Duration::from_millis(50));
         let e = GatewayError::upstream_status(500, "x");
         assert!(p.delay(&e) <= Duration::from_millis(1));

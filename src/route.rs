@@ -103,12 +103,37 @@ const GEO_PREFIXES: &[&str] = &["us", "us-gov", "eu", "apac", "jp", "au", "ca", 
 
 /// Bedrock model vendors the gateway knows.
 const BEDROCK_VENDORS: &[&str] = &[
-    "anthropic", "amazon", "meta", "mistral", "cohere", "ai21", "deepseek", "writer", "qwen", "openai",
-    "twelvelabs", "stability", "luma", "minimax", "moonshot", "google", "nvidia",
+    "anthropic",
+    "amazon",
+    "meta",
+    "mistral",
+    "cohere",
+    "ai21",
+    "deepseek",
+    "writer",
+    "qwen",
+    "openai",
+    "twelvelabs",
+    "stability",
+    "luma",
+    "minimax",
+    "moonshot",
+    "google",
+    "nvidia",
 ];
 
 const OPENAI_PREFIXES: &[&str] = &[
-    "gpt-", "o1", "o3", "o4", "chatgpt-", "text-", "dall-e-", "ft:", "davinci", "babbage", "omni-moderation",
+    "gpt-",
+    "o1",
+    "o3",
+    "o4",
+    "chatgpt-",
+    "text-",
+    "dall-e-",
+    "ft:",
+    "davinci",
+    "babbage",
+    "omni-moderation",
 ];
 
 /// Resolves model ids to routes. Built once at start-up; `resolve` does no allocation beyond the
@@ -152,7 +177,11 @@ impl Router {
     }
 
     fn provider_for(&self, id: &str) -> Option<Provider> {
-        if let Some(o) = self.overrides.iter().find(|o| id.starts_with(o.prefix.as_str())) {
+        if let Some(o) = self
+            .overrides
+            .iter()
+            .find(|o| id.starts_with(o.prefix.as_str()))
+        {
             return Some(o.provider);
         }
         if id.is_empty() {
@@ -182,7 +211,9 @@ fn is_bedrock_arn(id: &str) -> bool {
     // arn:<partition>:bedrock:<region>:<account>:<resource>
     let mut parts = id.splitn(4, ':');
     parts.next() == Some("arn")
-        && parts.next().is_some_and(|p| p == "aws" || p.starts_with("aws-"))
+        && parts
+            .next()
+            .is_some_and(|p| p == "aws" || p.starts_with("aws-"))
         && parts.next() == Some("bedrock")
 }
 
@@ -199,7 +230,9 @@ pub fn bedrock_family(id: &str) -> Option<BedrockFamily> {
     }
     Some(match vendor {
         "anthropic" => BedrockFamily::Claude,
-        "amazon" if name.starts_with("titan-text") || name.starts_with("titan-tg1") => BedrockFamily::Titan,
+        "amazon" if name.starts_with("titan-text") || name.starts_with("titan-tg1") => {
+            BedrockFamily::Titan
+        }
         "openai" if !name.starts_with("gpt-oss") => return None,
         _ => BedrockFamily::Converse,
     })
@@ -286,10 +319,14 @@ mod tests {
 
     #[test]
     fn aliases_overrides_and_arn_families() {
-        let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc".to_owned();
+        let arn =
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc".to_owned();
         let router = Router::new(
             HashMap::from([
-                ("claude".to_owned(), "us.anthropic.claude-3-5-haiku-20241022-v1:0".to_owned()),
+                (
+                    "claude".to_owned(),
+                    "us.anthropic.claude-3-5-haiku-20241022-v1:0".to_owned(),
+                ),
                 ("fast".to_owned(), "gpt-4o-mini".to_owned()),
             ]),
             vec![RouteOverride {
@@ -300,9 +337,18 @@ mod tests {
         );
         let r = router.resolve("claude").unwrap();
         assert_eq!(r.provider, Provider::Bedrock(Claude));
-        assert_eq!(&*r.upstream_model, "us.anthropic.claude-3-5-haiku-20241022-v1:0");
+        assert_eq!(
+            &*r.upstream_model,
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+        );
         assert_eq!(router.resolve("fast").unwrap().provider, Provider::OpenAi);
-        assert_eq!(router.resolve("llama-local-8b").unwrap().provider, Provider::OpenAi);
-        assert_eq!(router.resolve(&arn).unwrap().provider, Provider::Bedrock(Claude));
+        assert_eq!(
+            router.resolve("llama-local-8b").unwrap().provider,
+            Provider::OpenAi
+        );
+        assert_eq!(
+            router.resolve(&arn).unwrap().provider,
+            Provider::Bedrock(Claude)
+        );
     }
 }

@@ -79,7 +79,9 @@ pub fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
 fn uri_encode(s: &str, keep_slash: bool, out: &mut String) {
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b'/' if keep_slash => out.push('/'),
             _ => {
                 out.push('%');
@@ -90,18 +92,24 @@ fn uri_encode(s: &str, keep_slash: bool, out: &mut String) {
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
+    let mut mac =
+        <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
 }
 
 // HMAC accepts keys of any length; this cannot happen.
 fn unreachable_hmac() -> HmacSha256 {
-    <HmacSha256 as KeyInit>::new_from_slice(b"k").unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    <HmacSha256 as KeyInit>::new_from_slice(b"k")
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
 /// The canonical request SigV4 signs, for the headers listed in `auth`.
-pub fn canonical_request(parts: &http::request::Parts, body: &[u8], auth: &Authorization<'_>) -> String {
+pub fn canonical_request(
+    parts: &http::request::Parts,
+    body: &[u8],
+    auth: &Authorization<'_>,
+) -> String {
     let mut c = String::with_capacity(512);
     c.push_str(parts.method.as_str());
     c.push('\n');
@@ -116,7 +124,11 @@ pub fn canonical_request(parts: &http::request::Parts, body: &[u8], auth: &Autho
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             let (mut ek, mut ev) = (String::new(), String::new());
             uri_encode(&dec(k), false, &mut ek);
             uri_encode(&dec(v), false, &mut ev);
@@ -131,13 +143,23 @@ pub fn canonical_request(parts: &http::request::Parts, body: &[u8], auth: &Autho
         c.push_str(name);
         c.push(':');
         let values: Vec<String> = if *name == "host" && parts.headers.get("host").is_none() {
-            parts.uri.authority().map(|a| a.to_string()).into_iter().collect()
+            parts
+                .uri
+                .authority()
+                .map(|a| a.to_string())
+                .into_iter()
+                .collect()
         } else {
             parts
                 .headers
                 .get_all(*name)
                 .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).split_whitespace().collect::<Vec<_>>().join(" "))
+                .map(|v| {
+                    String::from_utf8_lossy(v.as_bytes())
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
                 .collect()
         };
         c.push_str(&values.join(","));
@@ -146,7 +168,11 @@ pub fn canonical_request(parts: &http::request::Parts, body: &[u8], auth: &Autho
     c.push('\n');
     c.push_str(&auth.signed_headers.join(";"));
     c.push('\n');
-    match parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
+    match parts
+        .headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+    {
         Some(h) => c.push_str(h),
         None => c.push_str(&hex::encode(Sha256::digest(body))),
     }
@@ -170,7 +196,10 @@ pub fn verify(parts: &http::request::Parts, body: &[u8], secret: &str) -> Result
         return Err(VerifyError::BadDate);
     }
     let canonical = canonical_request(parts, body, &auth);
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
@@ -206,17 +235,31 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        assert_eq!(verify(&parts, b"", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"), Ok(()));
-        assert_eq!(verify(&parts, b"", "wrong-secret"), Err(VerifyError::Mismatch));
-        assert_eq!(verify(&parts, b"tampered body", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"), Err(VerifyError::Mismatch));
+        assert_eq!(
+            verify(&parts, b"", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&parts, b"", "wrong-secret"),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(
+                &parts,
+                b"tampered body",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+            ),
+            Err(VerifyError::Mismatch)
+        );
     }
 
     #[test]
     fn path_is_encoded_twice() {
-        let req = http::Request::post("http://h/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke")
-            .header("host", "h")
-            .body(())
-            .unwrap();
+        let req =
+            http::Request::post("http://h/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke")
+                .header("host", "h")
+                .body(())
+                .unwrap();
         let (parts, ()) = req.into_parts();
         let auth = Authorization {
             access_key: "a",
@@ -227,6 +270,9 @@ mod tests {
             signature: "",
         };
         let c = canonical_request(&parts, b"", &auth);
-        assert!(c.starts_with("POST\n/model/anthropic.claude-3-haiku-20240307-v1%253A0/invoke\n"), "{c}");
+        assert!(
+            c.starts_with("POST\n/model/anthropic.claude-3-haiku-20240307-v1%253A0/invoke\n"),
+            "{c}"
+        );
     }
 }

@@ -208,7 +208,10 @@ impl<E: StreamEncoder> HttpBody for EncodedStream<E> {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if *this.done {
             return Poll::Ready(None);
@@ -237,19 +240,25 @@ impl<E: StreamEncoder> HttpBody for EncodedStream<E> {
                             return Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze()))));
                         }
                     }
-                    if let (Some(period), Some(mut idle)) = (*this.keep_alive, this.idle.as_mut().as_pin_mut()) {
+                    if let (Some(period), Some(mut idle)) =
+                        (*this.keep_alive, this.idle.as_mut().as_pin_mut())
+                    {
                         if idle.as_mut().poll(cx).is_ready() {
                             idle.as_mut().reset(tokio::time::Instant::now() + period);
                             // Re-register the timer's waker for the next period.
                             let _ = idle.poll(cx);
-                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b": ping\n\n")))));
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                                b": ping\n\n",
+                            )))));
                         }
                     }
                     return Poll::Pending;
                 }
             }
             if !this.buf.is_empty() {
-                if let (Some(period), Some(idle)) = (*this.keep_alive, this.idle.as_mut().as_pin_mut()) {
+                if let (Some(period), Some(idle)) =
+                    (*this.keep_alive, this.idle.as_mut().as_pin_mut())
+                {
                     idle.reset(tokio::time::Instant::now() + period);
                 }
                 let frame = this.buf.split().freeze();
@@ -280,10 +289,22 @@ mod tests {
 
     fn expected() -> Vec<SseEvent> {
         vec![
-            SseEvent { event: None, data: Bytes::from_static(b"{\"id\":1}") },
-            SseEvent { event: Some("message_start".into()), data: Bytes::from_static(b"{\"a\":\n2}") },
-            SseEvent { event: None, data: Bytes::from_static(b"nospace") },
-            SseEvent { event: None, data: Bytes::from_static(b"[DONE]") },
+            SseEvent {
+                event: None,
+                data: Bytes::from_static(b"{\"id\":1}"),
+            },
+            SseEvent {
+                event: Some("message_start".into()),
+                data: Bytes::from_static(b"{\"a\":\n2}"),
+            },
+            SseEvent {
+                event: None,
+                data: Bytes::from_static(b"nospace"),
+            },
+            SseEvent {
+                event: None,
+                data: Bytes::from_static(b"[DONE]"),
+            },
         ]
     }
 

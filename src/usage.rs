@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 
 use crate::error::GatewayError;
-use crate::model::{ChatChunk, ChunkStream, Usage};
+use crate::model::{CallRecord, ChatChunk, ChunkStream, Usage};
 
 type Hook = Arc<dyn Fn(&Usage) + Send + Sync>;
 
@@ -25,7 +25,9 @@ pub struct UsageHooks {
 
 impl fmt::Debug for UsageHooks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UsageHooks").field("hooks", &self.hooks.len()).finish()
+        f.debug_struct("UsageHooks")
+            .field("hooks", &self.hooks.len())
+            .finish()
     }
 }
 
@@ -47,18 +49,21 @@ impl UsageHooks {
         }
     }
 
-    /// Wraps `stream` so the hooks see the usage chunk as it passes.
-    pub fn tap(self, stream: ChunkStream) -> ChunkStream {
-        if self.is_empty() {
-            return stream;
-        }
-        ChunkStream::new(UsageTap { inner: stream, hooks: Some(self) })
+    /// Wraps `stream` so the hooks and `record` see the usage chunk (and an in-band error) as it
+    /// passes.
+    pub fn tap(self, stream: ChunkStream, record: Arc<CallRecord>) -> ChunkStream {
+        ChunkStream::new(UsageTap {
+            inner: stream,
+            hooks: Some(self),
+            record,
+        })
     }
 }
 
 struct UsageTap {
     inner: ChunkStream,
     hooks: Option<UsageHooks>,
+    record: Arc<CallRecord>,
 }
 
 impl Stream for UsageTap {
@@ -66,12 +71,18 @@ impl Stream for UsageTap {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx));
-        if let Some(Ok(chunk)) = &item {
-            if let Some(usage) = &chunk.usage {
-                if let Some(hooks) = self.hooks.take() {
-                    hooks.report(usage);
+        match &item {
+            Some(Ok(chunk)) => {
+                if let Some(usage) = &chunk.usage {
+                    self.record
+                        .record_usage(usage.prompt_tokens, usage.completion_tokens);
+                    if let Some(hooks) = self.hooks.take() {
+                        hooks.report(usage);
+                    }
                 }
             }
+            Some(Err(e)) => self.record.record_stream_error(e.kind()),
+            None => {}
         }
         Poll::Ready(item)
     }

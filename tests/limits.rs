@@ -30,7 +30,13 @@ async fn rate_limit_admits_rate_plus_burst_then_429_with_headers() {
         let res = post(&gw, "/v1/chat/completions", &chat()).await;
         assert_eq!(res.status, 200, "{}", res.text());
         assert_eq!(res.headers["x-ratelimit-limit-requests"], "5");
-        remaining.push(res.headers["x-ratelimit-remaining-requests"].to_str().unwrap().parse::<u32>().unwrap());
+        remaining.push(
+            res.headers["x-ratelimit-remaining-requests"]
+                .to_str()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
         assert!(res.headers.contains_key("x-ratelimit-reset-requests"));
     }
     assert_eq!(remaining, [4, 3, 2, 1, 0]);
@@ -38,12 +44,25 @@ async fn rate_limit_admits_rate_plus_burst_then_429_with_headers() {
     assert_eq!(res.status, 429);
     let e = res.json();
     assert_eq!(e["error"]["code"], "rate_limit_exceeded");
-    let after: u64 = res.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let after: u64 = res.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=20).contains(&after), "retry-after {after}");
     assert_eq!(res.headers["x-ratelimit-remaining-requests"], "0");
-    assert_eq!(upstream.count(), 5, "the rejected request never reached the upstream");
+    assert_eq!(
+        upstream.count(),
+        5,
+        "the rejected request never reached the upstream"
+    );
     // Health stays open and unlimited.
-    assert_eq!(send(Method::GET, &gw.url("/health"), None, None).await.status, 200);
+    assert_eq!(
+        send(Method::GET, &gw.url("/health"), None, None)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -60,10 +79,16 @@ async fn token_budget_is_charged_from_actual_usage_including_streams() {
     let stream = json!({"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]});
     let res = post(&gw, "/v1/chat/completions", &stream).await;
     assert_eq!(res.status, 200);
-    assert!(res.sse_data().iter().any(|d| d.contains("\"total_tokens\":18")));
+    assert!(res
+        .sse_data()
+        .iter()
+        .any(|d| d.contains("\"total_tokens\":18")));
     let res = post(&gw, "/v1/chat/completions", &chat()).await;
     assert_eq!(res.status, 429, "{}", res.text());
-    assert!(res.json()["error"]["message"].as_str().unwrap().contains("tokens"));
+    assert!(res.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("tokens"));
     assert_eq!(res.json()["error"]["type"], "tokens");
 }
 
@@ -72,7 +97,12 @@ async fn in_flight_limit_sheds_load_with_503_and_streams_hold_their_slot() {
     let chunk = json!({"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]});
     let upstream = Fake::start(Arc::new(move |req: &fake::Recorded, attempt| {
         if req.json()["stream"] == true {
-            Reply::Stream { content_type: "text/event-stream", parts: vec![format!("data: {chunk}\n\n").into()], gap: Duration::ZERO, stall: true }
+            Reply::Stream {
+                content_type: "text/event-stream",
+                parts: vec![format!("data: {chunk}\n\n").into()],
+                gap: Duration::ZERO,
+                stall: true,
+            }
         } else {
             fake::openai_answer(req, attempt)
         }
@@ -85,7 +115,10 @@ async fn in_flight_limit_sheds_load_with_503_and_streams_hold_their_slot() {
     let req = http::Request::post(gw.url("/v1/chat/completions"))
         .header("authorization", format!("Bearer {KEY}"))
         .body(http_body_util::Full::new(bytes::Bytes::from(
-            serde_json::to_vec(&json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]})).unwrap(),
+            serde_json::to_vec(
+                &json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]}),
+            )
+            .unwrap(),
         )))
         .unwrap();
     let open = client().request(req).await.unwrap();
@@ -113,7 +146,9 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
     let chunk = json!({"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]});
     let upstream = Fake::start(Arc::new(move |_, _| Reply::Stream {
         content_type: "text/event-stream",
-        parts: (0..1000).map(|_| bytes::Bytes::from(format!("data: {chunk}\n\n"))).collect(),
+        parts: (0..1000)
+            .map(|_| bytes::Bytes::from(format!("data: {chunk}\n\n")))
+            .collect(),
         gap: Duration::from_millis(20),
         stall: false,
     }))
@@ -122,7 +157,10 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
     let req = http::Request::post(gw.url("/v1/chat/completions"))
         .header("authorization", format!("Bearer {KEY}"))
         .body(http_body_util::Full::new(bytes::Bytes::from(
-            serde_json::to_vec(&json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]})).unwrap(),
+            serde_json::to_vec(
+                &json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]}),
+            )
+            .unwrap(),
         )))
         .unwrap();
     let mut res = client().request(req).await.unwrap();
@@ -138,7 +176,10 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
             break;
         }
     }
-    assert!(seen, "the upstream saw its stream dropped after the client disconnected");
+    assert!(
+        seen,
+        "the upstream saw its stream dropped after the client disconnected"
+    );
 }
 
 #[tokio::test]
@@ -147,9 +188,17 @@ async fn graceful_shutdown_finishes_requests_and_ends_open_streams_cleanly() {
     let chunk = json!({"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":"x"},"finish_reason":null}]});
     let upstream = Fake::start(Arc::new(move |req: &fake::Recorded, attempt| {
         if req.json()["stream"] == true {
-            Reply::Stream { content_type: "text/event-stream", parts: vec![format!("data: {chunk}\n\n").into()], gap: Duration::ZERO, stall: true }
+            Reply::Stream {
+                content_type: "text/event-stream",
+                parts: vec![format!("data: {chunk}\n\n").into()],
+                gap: Duration::ZERO,
+                stall: true,
+            }
         } else {
-            Reply::Delayed(Duration::from_millis(300), Box::new(fake::openai_answer(req, attempt)))
+            Reply::Delayed(
+                Duration::from_millis(300),
+                Box::new(fake::openai_answer(req, attempt)),
+            )
         }
     }))
     .await;
@@ -170,14 +219,28 @@ async fn graceful_shutdown_finishes_requests_and_ends_open_streams_cleanly() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = std::time::Instant::now();
     let server = gw.shutdown();
-    tokio::time::timeout(Duration::from_secs(5), server).await.expect("shutdown is bounded").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("shutdown is bounded")
+        .unwrap();
     let elapsed = started.elapsed();
     let slow = slow.await.unwrap();
-    assert_eq!(slow.status, 200, "an in-flight complete request finished: {}", slow.text());
+    assert_eq!(
+        slow.status,
+        200,
+        "an in-flight complete request finished: {}",
+        slow.text()
+    );
     let streamed = streaming.await.unwrap();
     assert_eq!(streamed.status, 200);
     let data = streamed.sse_data();
     let last: serde_json::Value = serde_json::from_str(data.last().unwrap()).unwrap();
-    assert_eq!(last["error"]["code"], "overloaded", "the open stream ended with an in-band event: {data:?}");
-    assert!(elapsed < Duration::from_secs(4), "drain bounded: {elapsed:?}");
+    assert_eq!(
+        last["error"]["code"], "overloaded",
+        "the open stream ended with an in-band event: {data:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "drain bounded: {elapsed:?}"
+    );
 }

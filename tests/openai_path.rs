@@ -45,17 +45,35 @@ async fn complete_request_reaches_upstream_with_every_field_intact() {
     assert_eq!(got["object"], "chat.completion");
     assert_eq!(got["choices"][0]["message"]["content"], "You said: hello");
     assert_eq!(got["usage"]["total_tokens"], 18);
-    assert_eq!(got["system_fingerprint"], "fp_fake", "unknown response fields survive");
+    assert_eq!(
+        got["system_fingerprint"], "fp_fake",
+        "unknown response fields survive"
+    );
     assert!(res.headers.get("x-request-id").is_some());
 
     let reqs = upstream.requests();
     assert_eq!(reqs.len(), 1);
     let sent = &reqs[0];
     assert_eq!(sent.path, "/v1/chat/completions");
-    assert_eq!(sent.json(), body, "the upstream received exactly what the client sent");
-    assert_eq!(sent.header("authorization"), Some(format!("Bearer {UPSTREAM_KEY}").as_str()));
-    assert!(!format!("{:?}", sent.headers).contains(KEY), "the gateway key is never forwarded");
-    assert_eq!(sent.header("x-request-id"), res.headers.get("x-request-id").and_then(|v| v.to_str().ok()));
+    assert_eq!(
+        sent.json(),
+        body,
+        "the upstream received exactly what the client sent"
+    );
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {UPSTREAM_KEY}").as_str())
+    );
+    assert!(
+        !format!("{:?}", sent.headers).contains(KEY),
+        "the gateway key is never forwarded"
+    );
+    assert_eq!(
+        sent.header("x-request-id"),
+        res.headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+    );
 }
 
 #[tokio::test]
@@ -72,7 +90,10 @@ async fn client_request_id_is_propagated() {
     .await;
     assert_eq!(res.status, 200);
     assert_eq!(res.headers["x-request-id"], "my-req-42");
-    assert_eq!(upstream.requests()[0].header("x-request-id"), Some("my-req-42"));
+    assert_eq!(
+        upstream.requests()[0].header("x-request-id"),
+        Some("my-req-42")
+    );
 }
 
 #[tokio::test]
@@ -82,20 +103,36 @@ async fn streaming_with_usage_passes_every_chunk_and_ends_with_done() {
         "messages":[{"role":"user","content":"stream me"}]});
     let res = post(&gw, "/v1/chat/completions", &body).await;
     assert_eq!(res.status, 200);
-    assert!(res.headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(res.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     let data = res.sse_data();
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, "You said: stream me");
-    let finish: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["finish_reason"]).filter(|f| !f.is_null()).collect();
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .map(|c| &c["choices"][0]["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
     assert_eq!(finish, [&json!("stop")]);
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["total_tokens"], 18);
     assert!(chunks.iter().all(|c| c["id"] == "chatcmpl-fake1"));
-    assert_eq!(upstream.requests()[0].json()["stream_options"]["include_usage"], true);
+    assert_eq!(
+        upstream.requests()[0].json()["stream_options"]["include_usage"],
+        true
+    );
 }
 
 #[tokio::test]
@@ -106,15 +143,32 @@ async fn streaming_tool_call_deltas_are_intact() {
         "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]});
     let res = post(&gw, "/v1/chat/completions", &body).await;
     let data = res.sse_data();
-    let chunks: Vec<Value> = data.iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect();
-    let calls: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"].get("tool_calls")).collect();
+    let chunks: Vec<Value> = data
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
+        .collect();
     assert_eq!(calls.len(), 3);
     assert_eq!(calls[0][0]["id"], "call_fake1");
     assert_eq!(calls[0][0]["function"]["name"], "get_weather");
-    let args: String = calls.iter().filter_map(|c| c[0]["function"]["arguments"].as_str()).collect();
+    let args: String = calls
+        .iter()
+        .filter_map(|c| c[0]["function"]["arguments"].as_str())
+        .collect();
     assert_eq!(args, "{\"city\":\"Paris\"}");
-    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
-    assert!(chunks.iter().all(|c| c.get("usage").is_none() || c["usage"].is_null()), "no usage chunk unless asked");
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.get("usage").is_none() || c["usage"].is_null()),
+        "no usage chunk unless asked"
+    );
 }
 
 #[tokio::test]
@@ -134,7 +188,12 @@ async fn split_sse_from_upstream_is_reassembled() {
     }))
     .await;
     let gw = start_gateway(config_for(&upstream.url()), None).await;
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
     let data = res.sse_data();
     assert_eq!(data.len(), 3, "{data:?}");
     let first: Value = serde_json::from_str(&data[0]).unwrap();
@@ -144,15 +203,26 @@ async fn split_sse_from_upstream_is_reassembled() {
 #[tokio::test]
 async fn upstream_4xx_passes_through_with_status_and_message() {
     let upstream = Fake::start(Arc::new(|_, _| {
-        Reply::json(400, json!({"error":{"message":"This model's maximum context length is 8192 tokens.",
-            "type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}))
+        Reply::json(
+            400,
+            json!({"error":{"message":"This model's maximum context length is 8192 tokens.",
+            "type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}),
+        )
     }))
     .await;
     let gw = start_gateway(config_for(&upstream.url()), None).await;
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
     assert_eq!(res.status, 400);
     let e = res.json();
-    assert_eq!(e["error"]["message"], "This model's maximum context length is 8192 tokens.");
+    assert_eq!(
+        e["error"]["message"],
+        "This model's maximum context length is 8192 tokens."
+    );
     assert_eq!(e["error"]["code"], "context_length_exceeded");
     assert_eq!(e["error"]["param"], "messages");
     assert_eq!(upstream.count(), 1, "a 4xx is never retried");
@@ -161,7 +231,12 @@ async fn upstream_4xx_passes_through_with_status_and_message() {
 #[tokio::test]
 async fn upstream_5xx_becomes_502_after_three_attempts() {
     let (upstream, gw) = setup().await;
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"gpt-fail-500","messages":[{"role":"user","content":"x"}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"gpt-fail-500","messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
     assert_eq!(res.status, 502);
     assert_eq!(res.json()["error"]["type"], "server_error");
     assert_eq!(upstream.count(), 3);
@@ -170,7 +245,12 @@ async fn upstream_5xx_becomes_502_after_three_attempts() {
 #[tokio::test]
 async fn upstream_429_once_succeeds_on_the_second_attempt() {
     let (upstream, gw) = setup().await;
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"gpt-fail-429-once","messages":[{"role":"user","content":"x"}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"gpt-fail-429-once","messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(upstream.count(), 2);
 }
@@ -179,7 +259,12 @@ async fn upstream_429_once_succeeds_on_the_second_attempt() {
 async fn upstream_reset_is_502() {
     let upstream = Fake::start(Arc::new(|_, _| Reply::Reset)).await;
     let gw = start_gateway(config_for(&upstream.url()), None).await;
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
     assert_eq!(res.status, 502, "{}", res.text());
     assert_eq!(res.json()["error"]["code"], "upstream_connect_error");
     assert_eq!(upstream.count(), 3, "resets are retried");
@@ -193,21 +278,34 @@ async fn connect_failure_is_502() {
         l.local_addr().unwrap().port()
     };
     let gw = start_gateway(config_for(&format!("http://127.0.0.1:{port}")), None).await;
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
     assert_eq!(res.status, 502);
 }
 
 #[tokio::test]
 async fn slow_first_byte_is_504() {
     let upstream = Fake::start(Arc::new(|_, _| {
-        Reply::Delayed(Duration::from_secs(5), Box::new(Reply::json(200, json!({}))))
+        Reply::Delayed(
+            Duration::from_secs(5),
+            Box::new(Reply::json(200, json!({}))),
+        )
     }))
     .await;
     let mut config = config_for(&upstream.url());
     config.timeouts.first_byte = Duration::from_millis(100);
     config.retry.max_attempts = 2;
     let gw = start_gateway(config, None).await;
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
     assert_eq!(res.status, 504);
     assert_eq!(upstream.count(), 2);
 }
@@ -222,7 +320,12 @@ async fn malformed_upstream_json_is_502() {
     }))
     .await;
     let gw = start_gateway(config_for(&upstream.url()), None).await;
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
     assert_eq!(res.status, 502);
     assert_eq!(res.json()["error"]["code"], "upstream_protocol_error");
 }
@@ -241,13 +344,25 @@ async fn stall_mid_stream_becomes_in_band_error() {
     let mut config = config_for(&upstream.url());
     config.timeouts.stream_idle = Duration::from_millis(200);
     let gw = start_gateway(config, None).await;
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
     assert_eq!(res.status, 200);
     let data = res.sse_data();
     let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "upstream_timeout", "{data:?}");
-    assert!(!data.iter().any(|d| d == "[DONE]"), "an error never looks like a normal finish");
-    assert_eq!(upstream.count(), 1, "never retried after bytes reached the client");
+    assert!(
+        !data.iter().any(|d| d == "[DONE]"),
+        "an error never looks like a normal finish"
+    );
+    assert_eq!(
+        upstream.count(),
+        1,
+        "never retried after bytes reached the client"
+    );
 }
 
 #[tokio::test]
@@ -269,7 +384,12 @@ async fn aliases_rewrite_the_upstream_model() {
     let mut config = config_for(&upstream.url());
     config.aliases.insert("fast".into(), "gpt-4o-mini".into());
     let gw = start_gateway(config, None).await;
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"fast","messages":[{"role":"user","content":"x"}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"fast","messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
     assert_eq!(res.status, 200);
     assert_eq!(upstream.requests()[0].json()["model"], "gpt-4o-mini");
 }
@@ -278,25 +398,52 @@ async fn aliases_rewrite_the_upstream_model() {
 async fn auth_rejects_missing_and_wrong_keys_and_leaves_health_open() {
     let (upstream, gw) = setup().await;
     let body = json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]});
-    let res = send(Method::POST, &gw.url("/v1/chat/completions"), None, Some(&body)).await;
+    let res = send(
+        Method::POST,
+        &gw.url("/v1/chat/completions"),
+        None,
+        Some(&body),
+    )
+    .await;
     assert_eq!(res.status, 401);
     assert_eq!(res.json()["error"]["code"], "invalid_api_key");
-    let res = send(Method::POST, &gw.url("/v1/chat/completions"), Some("wrong"), Some(&body)).await;
+    let res = send(
+        Method::POST,
+        &gw.url("/v1/chat/completions"),
+        Some("wrong"),
+        Some(&body),
+    )
+    .await;
     assert_eq!(res.status, 401);
-    let res = send_raw(Method::POST, &gw.url("/v1/chat/completions"), None,
-        Some(serde_json::to_vec(&body).unwrap().into()), &[("x-api-key", KEY)]).await;
+    let res = send_raw(
+        Method::POST,
+        &gw.url("/v1/chat/completions"),
+        None,
+        Some(serde_json::to_vec(&body).unwrap().into()),
+        &[("x-api-key", KEY)],
+    )
+    .await;
     assert_eq!(res.status, 200);
     let res = send(Method::GET, &gw.url("/v1/models"), None, None).await;
     assert_eq!(res.status, 401);
     assert_eq!(upstream.count(), 1);
     let res = send(Method::GET, &gw.url("/health"), None, None).await;
     assert_eq!((res.status, res.json()), (200, json!({"status":"ok"})));
-    let res = send(Method::GET, &gw.url("/v1/chat/completions/health"), None, None).await;
+    let res = send(
+        Method::GET,
+        &gw.url("/v1/chat/completions/health"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(res.status, 200);
     let h = res.json();
     assert_eq!(h["providers"]["openai"]["configured"], true);
     assert_eq!(h["providers"]["bedrock"]["configured"], false);
-    assert_eq!(h["formats"]["target"], json!(["openai","bedrock_claude","bedrock_titan"]));
+    assert_eq!(
+        h["formats"]["target"],
+        json!(["openai", "bedrock_claude", "bedrock_titan"])
+    );
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
 }
 
@@ -305,8 +452,17 @@ async fn unknown_path_is_404_and_wrong_method_is_405_in_openai_shape() {
     let (_u, gw) = setup().await;
     let res = send(Method::GET, &gw.url("/v2/nothing"), Some(KEY), None).await;
     assert_eq!(res.status, 404);
-    assert!(res.json()["error"]["message"].as_str().unwrap().contains("/v2/nothing"));
-    let res = send(Method::GET, &gw.url("/v1/chat/completions"), Some(KEY), None).await;
+    assert!(res.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/v2/nothing"));
+    let res = send(
+        Method::GET,
+        &gw.url("/v1/chat/completions"),
+        Some(KEY),
+        None,
+    )
+    .await;
     assert_eq!(res.status, 405);
     assert_eq!(res.headers["allow"], "POST");
     assert_eq!(res.json()["error"]["type"], "invalid_request_error");
@@ -319,24 +475,51 @@ async fn bad_input_is_a_clear_400() {
         (b"{not json", None),
         (b"", None),
         (b"[1,2]", None),
-        (br#"{"messages":[{"role":"user","content":"x"}]}"#, Some("model")),
+        (
+            br#"{"messages":[{"role":"user","content":"x"}]}"#,
+            Some("model"),
+        ),
         (br#"{"model":"gpt-4o"}"#, Some("messages")),
         (br#"{"model":"gpt-4o","messages":[]}"#, Some("messages")),
-        (br#"{"model":"gpt-4o","messages":[{"role":"robot","content":"x"}]}"#, None),
-        (br#"{"model":42,"messages":[{"role":"user","content":"x"}]}"#, None),
+        (
+            br#"{"model":"gpt-4o","messages":[{"role":"robot","content":"x"}]}"#,
+            None,
+        ),
+        (
+            br#"{"model":42,"messages":[{"role":"user","content":"x"}]}"#,
+            None,
+        ),
         (br#"{"prompt":"hello"}"#, None),
     ];
     for (body, param) in cases {
-        let res = send_raw(Method::POST, &gw.url("/v1/chat/completions"), Some(KEY), Some(bytes::Bytes::from_static(body)), &[]).await;
-        assert_eq!(res.status, 400, "{} -> {}", String::from_utf8_lossy(body), res.text());
+        let res = send_raw(
+            Method::POST,
+            &gw.url("/v1/chat/completions"),
+            Some(KEY),
+            Some(bytes::Bytes::from_static(body)),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            res.status,
+            400,
+            "{} -> {}",
+            String::from_utf8_lossy(body),
+            res.text()
+        );
         let e = res.json();
         assert_eq!(e["error"]["type"], "invalid_request_error");
         if let Some(p) = param {
             assert_eq!(e["error"]["param"], p, "{}", String::from_utf8_lossy(body));
         }
     }
-    let res = send(Method::POST, &gw.url("/v1/chat/completions?target_format=xml"), Some(KEY),
-        Some(&json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}))).await;
+    let res = send(
+        Method::POST,
+        &gw.url("/v1/chat/completions?target_format=xml"),
+        Some(KEY),
+        Some(&json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]})),
+    )
+    .await;
     assert_eq!(res.status, 400);
     assert_eq!(res.json()["error"]["param"], "target_format");
     assert_eq!(upstream.count(), 0);
@@ -349,7 +532,12 @@ async fn body_over_the_limit_is_413() {
     config.max_request_bytes = 2048;
     let gw = start_gateway(config, None).await;
     let big = "x".repeat(4096);
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"gpt-4o","messages":[{"role":"user","content":big}]})).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"gpt-4o","messages":[{"role":"user","content":big}]}),
+    )
+    .await;
     assert_eq!(res.status, 413);
     assert_eq!(upstream.count(), 0);
 }
@@ -358,21 +546,37 @@ async fn body_over_the_limit_is_413() {
 async fn models_merge_upstream_and_configured() {
     let upstream = Fake::start(fake::openai_smart()).await;
     let mut config = config_for(&upstream.url());
-    config.aliases.insert("claude".into(), "us.anthropic.claude-3-5-haiku-20241022-v1:0".into());
+    config.aliases.insert(
+        "claude".into(),
+        "us.anthropic.claude-3-5-haiku-20241022-v1:0".into(),
+    );
     config.listed_models.push("gpt-4.1".into());
     let gw = start_gateway(config, None).await;
     let res = send(Method::GET, &gw.url("/v1/models"), Some(KEY), None).await;
     assert_eq!(res.status, 200);
     let list = res.json();
     assert_eq!(list["object"], "list");
-    let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     for id in ["gpt-4o", "gpt-4o-mini", "claude", "gpt-4.1"] {
         assert!(ids.contains(&id), "{id} in {ids:?}");
     }
-    let claude = list["data"].as_array().unwrap().iter().find(|m| m["id"] == "claude").unwrap();
+    let claude = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "claude")
+        .unwrap();
     assert_eq!(claude["owned_by"], "anthropic");
     let res = send(Method::GET, &gw.url("/v1/models/gpt-4o"), Some(KEY), None).await;
-    assert_eq!((res.status, res.json()["id"].clone()), (200, json!("gpt-4o")));
+    assert_eq!(
+        (res.status, res.json()["id"].clone()),
+        (200, json!("gpt-4o"))
+    );
     let res = send(Method::GET, &gw.url("/v1/models/nope"), Some(KEY), None).await;
     assert_eq!(res.status, 404);
     assert_eq!(res.json()["error"]["code"], "model_not_found");
@@ -384,7 +588,9 @@ async fn http2_prior_knowledge_works() {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let req = http::Request::get(gw.url("/health")).body(Default::default()).unwrap();
+    let req = http::Request::get(gw.url("/health"))
+        .body(Default::default())
+        .unwrap();
     let res = client.request(req).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.version(), http::Version::HTTP_2);

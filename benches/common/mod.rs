@@ -170,6 +170,9 @@ pub fn stream_chunks(meta: &ChunkMeta, n: usize) -> Vec<ChatChunk> {
         chunks.push(text_chunk(meta));
     }
     chunks.push(ChatChunk::delta(meta, Delta::default(), Some("stop")));
-    chunks.push(ChatChunk::usage(meta, Usage::from_parts(48, n as u64 * 4, 0, 0)));
+    chunks.push(ChatChunk::usage(
+        meta,
+        Usage::from_parts(48, n as u64 * 4, 0, 0),
+    ));
     chunks
 }

@@ -100,13 +100,28 @@ mod tests {
     #[test]
     fn priority_and_no_misreads() {
         let cases = [
-            (json!({"model":"gpt-4o","messages":[]}), InboundFormat::OpenAi),
-            (json!({"model":"gpt-4o","messages":[],"max_tokens":10,"stop":["x"],
+            (
+                json!({"model":"gpt-4o","messages":[]}),
+                InboundFormat::OpenAi,
+            ),
+            (
+                json!({"model":"gpt-4o","messages":[],"max_tokens":10,"stop":["x"],
                     "tool_choice":{"type":"function","function":{"name":"f"}},
-                    "system":"looks like claude"}), InboundFormat::OpenAi),
-            (json!({"anthropic_version":"bedrock-2023-05-31","messages":[],"max_tokens":1}), InboundFormat::BedrockClaude),
-            (json!({"anthropic_version":"x","inputText":"both"}), InboundFormat::BedrockClaude),
-            (json!({"inputText":"hi","model":"amazon.titan-text-express-v1","messages":[]}), InboundFormat::BedrockTitan),
+                    "system":"looks like claude"}),
+                InboundFormat::OpenAi,
+            ),
+            (
+                json!({"anthropic_version":"bedrock-2023-05-31","messages":[],"max_tokens":1}),
+                InboundFormat::BedrockClaude,
+            ),
+            (
+                json!({"anthropic_version":"x","inputText":"both"}),
+                InboundFormat::BedrockClaude,
+            ),
+            (
+                json!({"inputText":"hi","model":"amazon.titan-text-express-v1","messages":[]}),
+                InboundFormat::BedrockTitan,
+            ),
         ];
         for (body, want) in cases {
             assert_eq!(detect(body.clone()).unwrap(), want, "{body}");
@@ -120,15 +135,28 @@ mod tests {
         let e = detect(json!({"model":"gpt-4o"})).unwrap_err();
         assert_eq!(e.param(), Some("messages"));
         let e = detect(json!({"prompt":"hi"})).unwrap_err();
-        assert!(e.message().contains("OpenAI") && e.message().contains("Claude") && e.message().contains("Titan"));
+        assert!(
+            e.message().contains("OpenAI")
+                && e.message().contains("Claude")
+                && e.message().contains("Titan")
+        );
     }
 
     #[test]
     fn target_format_query() {
         assert_eq!(target_format(None).unwrap(), TargetFormat::OpenAi);
-        assert_eq!(target_format(Some("a=1&target_format=bedrock_claude")).unwrap(), TargetFormat::BedrockClaude);
-        assert_eq!(target_format(Some("target_format=bedrock_titan")).unwrap(), TargetFormat::BedrockTitan);
+        assert_eq!(
+            target_format(Some("a=1&target_format=bedrock_claude")).unwrap(),
+            TargetFormat::BedrockClaude
+        );
+        assert_eq!(
+            target_format(Some("target_format=bedrock_titan")).unwrap(),
+            TargetFormat::BedrockTitan
+        );
         let e = target_format(Some("target_format=xml")).unwrap_err();
-        assert_eq!((e.status().as_u16(), e.param()), (400, Some("target_format")));
+        assert_eq!(
+            (e.status().as_u16(), e.param()),
+            (400, Some("target_format"))
+        );
     }
 }

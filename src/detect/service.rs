@@ -198,22 +198,30 @@ where
                             let err = if e.downcast_ref::<LengthLimitError>().is_some() {
                                 GatewayError::payload_too_large(*limit)
                             } else {
-                                GatewayError::invalid_request(format!("Failed to read the request body: {e}"))
+                                GatewayError::invalid_request(format!(
+                                    "Failed to read the request body: {e}"
+                                ))
                             };
                             return Poll::Ready(Ok(err.into_response(target.error_dialect())));
                         }
                     };
                     let detected = parse_body(&bytes).and_then(|body| {
                         let inbound = detect_format(&body)?;
-                        Ok(DetectedRequest { inbound, target, body })
+                        Ok(DetectedRequest {
+                            inbound,
+                            target,
+                            body,
+                        })
                     });
                     let detected = match detected {
                         Ok(d) => d,
                         Err(e) => return Poll::Ready(Ok(e.into_response(target.error_dialect()))),
                     };
                     let (Some(parts), Some(mut svc)) = (parts.take(), inner.take()) else {
-                        return Poll::Ready(Ok(GatewayError::internal("detect future polled after completion")
-                            .into_response(target.error_dialect())));
+                        return Poll::Ready(Ok(GatewayError::internal(
+                            "detect future polled after completion",
+                        )
+                        .into_response(target.error_dialect())));
                     };
                     let fut = svc.call(Request::from_parts(parts, detected));
                     State::Calling { fut }

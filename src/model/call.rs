@@ -8,7 +8,10 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 
 use super::{ChatChunk, ChatRequest, ChatResponse};
-use crate::error::GatewayError;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use crate::error::{ErrorKind, GatewayError};
 use crate::format::{InboundFormat, TargetFormat};
 
 /// One chat call through the typed core. Cheap to clone (two `Arc`s), so the retry layer can keep a
@@ -50,6 +53,81 @@ pub struct CallContext {
     pub target: TargetFormat,
     /// The client's body as written, for lossless pass-through when formats match.
     pub original: Option<OriginalBody>,
+    /// What the core learns about the call (attempts, provider, usage), for logs and metrics.
+    pub record: Arc<CallRecord>,
+}
+
+/// Facts about one call, filled in as it goes through the stack and read by the log line and the
+/// metrics when the reply is finished. Shared (`Arc`) between the core, the reply stream and the
+/// response extensions.
+#[derive(Debug, Default)]
+pub struct CallRecord {
+    /// The model as the client wrote it.
+    pub model: String,
+    /// The format the client wrote.
+    pub inbound: InboundFormat,
+    /// The format the client reads.
+    pub target: TargetFormat,
+    /// Whether the reply is streamed.
+    pub stream: bool,
+    attempts: AtomicU32,
+    provider: OnceLock<&'static str>,
+    usage: OnceLock<(u64, u64)>,
+    stream_error: OnceLock<ErrorKind>,
+}
+
+impl CallRecord {
+    /// A record for a call of `model`.
+    pub fn new(
+        model: impl Into<String>,
+        inbound: InboundFormat,
+        target: TargetFormat,
+        stream: bool,
+    ) -> Self {
+        CallRecord {
+            model: model.into(),
+            inbound,
+            target,
+            stream,
+            ..CallRecord::default()
+        }
+    }
+
+    /// Counts one upstream attempt at `provider`.
+    pub fn record_attempt(&self, provider: &'static str) {
+        let _ = self.provider.set(provider);
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the final usage (first report wins).
+    pub fn record_usage(&self, prompt_tokens: u64, completion_tokens: u64) {
+        let _ = self.usage.set((prompt_tokens, completion_tokens));
+    }
+
+    /// Records that the stream ended with an in-band error.
+    pub fn record_stream_error(&self, kind: ErrorKind) {
+        let _ = self.stream_error.set(kind);
+    }
+
+    /// Upstream attempts made (0 when the call never reached a provider).
+    pub fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    /// The provider that served the call, once routed.
+    pub fn provider(&self) -> Option<&'static str> {
+        self.provider.get().copied()
+    }
+
+    /// `(prompt, completion)` tokens, once known.
+    pub fn usage(&self) -> Option<(u64, u64)> {
+        self.usage.get().copied()
+    }
+
+    /// The in-band error a stream ended with, if any.
+    pub fn stream_error(&self) -> Option<ErrorKind> {
+        self.stream_error.get().copied()
+    }
 }
 
 /// The client's body as written (native Bedrock formats only), with its format.

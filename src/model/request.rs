@@ -301,7 +301,11 @@ pub struct Tool {
 
 impl Tool {
     /// A function tool.
-    pub fn function(name: impl Into<String>, description: Option<String>, parameters: Option<Value>) -> Self {
+    pub fn function(
+        name: impl Into<String>,
+        description: Option<String>,
+        parameters: Option<Value>,
+    ) -> Self {
         Tool {
             kind: "function".into(),
             function: Some(FunctionDefinition {
@@ -398,7 +402,11 @@ fn function_kind() -> String {
 
 impl ToolCall {
     /// A function call with JSON-encoded `arguments`.
-    pub fn function(id: impl Into<String>, name: impl Into<String>, arguments: impl Into<String>) -> Self {
+    pub fn function(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        arguments: impl Into<String>,
+    ) -> Self {
         ToolCall {
             id: id.into(),
             kind: function_kind(),

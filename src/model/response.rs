@@ -123,10 +123,12 @@ impl Usage {
             prompt_tokens: prompt,
             completion_tokens: output,
             total_tokens: prompt + output,
-            prompt_tokens_details: (cache_read > 0 || cache_write > 0).then(|| PromptTokensDetails {
-                cached_tokens: Some(cache_read),
-                cache_write_tokens: (cache_write > 0).then_some(cache_write),
-                extra: Map::new(),
+            prompt_tokens_details: (cache_read > 0 || cache_write > 0).then(|| {
+                PromptTokensDetails {
+                    cached_tokens: Some(cache_read),
+                    cache_write_tokens: (cache_write > 0).then_some(cache_write),
+                    extra: Map::new(),
+                }
             }),
             completion_tokens_details: None,
             extra: Map::new(),

@@ -84,6 +84,7 @@ impl Service<ChatCall> for Dispatch {
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let timeouts = self.timeouts;
+        call.context.record.record_attempt(route.provider.as_str());
         let fut: BoxFuture<'static, Result<ChatReply, GatewayError>> = match route.provider {
             Provider::OpenAi => match &self.openai {
                 Some(p) => Box::pin(p.clone().chat(call, route)),
@@ -118,8 +119,11 @@ impl Service<ChatCall> for Dispatch {
 }
 
 fn not_configured(name: &str, how: &str) -> BoxFuture<'static, Result<ChatReply, GatewayError>> {
-    let e = GatewayError::upstream_status(503, format!("The {name} provider is not configured on this gateway (set {how})."))
-        .with_code("provider_not_configured");
+    let e = GatewayError::upstream_status(
+        503,
+        format!("The {name} provider is not configured on this gateway (set {how})."),
+    )
+    .with_code("provider_not_configured");
     Box::pin(std::future::ready(Err(e)))
 }
 
@@ -130,7 +134,9 @@ where
     S: Stream<Item = Result<ChatChunk, GatewayError>> + Send + Unpin + 'static,
 {
     match stream.next().await {
-        None => Err(GatewayError::upstream_protocol("The upstream stream ended before its first event.")),
+        None => Err(GatewayError::upstream_protocol(
+            "The upstream stream ended before its first event.",
+        )),
         Some(Err(e)) => Err(e),
         Some(Ok(first)) => Ok(ChatReply::Stream(ChunkStream::new(
             futures_util::stream::once(std::future::ready(Ok(first))).chain(stream),
@@ -167,7 +173,9 @@ impl TimedStream {
 
 impl std::fmt::Debug for TimedStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimedStream").field("idle", &self.idle).finish()
+        f.debug_struct("TimedStream")
+            .field("idle", &self.idle)
+            .finish()
     }
 }
 
@@ -182,7 +190,9 @@ impl Stream for TimedStream {
         match Pin::new(&mut *this.inner).poll_next(cx) {
             Poll::Ready(Some(item)) => {
                 let idle = *this.idle;
-                this.idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                this.idle_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + idle);
                 if item.is_err() {
                     *this.done = true;
                 }

@@ -102,15 +102,14 @@ impl OpenAiProvider {
             .build(https);
         let base = config.base_url.trim_end_matches('/').to_owned();
         let parse = |suffix: &str| {
-            format!("{base}{suffix}")
-                .parse::<Uri>()
-                .map_err(|e| GatewayError::internal(format!("invalid OPENAI_BASE_URL `{base}`: {e}")))
+            format!("{base}{suffix}").parse::<Uri>().map_err(|e| {
+                GatewayError::internal(format!("invalid OPENAI_BASE_URL `{base}`: {e}"))
+            })
         };
         let auth = match &config.api_key {
-            Some(k) => Some(
-                HeaderValue::from_str(&format!("Bearer {k}"))
-                    .map_err(|_| GatewayError::internal("OPENAI_API_KEY contains invalid characters"))?,
-            ),
+            Some(k) => Some(HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
+                GatewayError::internal("OPENAI_API_KEY contains invalid characters")
+            })?),
             None => None,
         };
         Ok(OpenAiProvider {
@@ -139,7 +138,9 @@ impl OpenAiProvider {
             aliased.model = route.upstream_model.to_string();
             serde_json::to_vec(&aliased)
         }
-        .map_err(|e| GatewayError::internal(format!("failed to encode the upstream request: {e}")))?;
+        .map_err(|e| {
+            GatewayError::internal(format!("failed to encode the upstream request: {e}"))
+        })?;
         let stream = call.request.is_stream();
 
         let mut req = Request::builder()
@@ -148,18 +149,28 @@ impl OpenAiProvider {
             .header(header::CONTENT_TYPE, "application/json")
             .header(
                 header::ACCEPT,
-                if stream { "text/event-stream" } else { "application/json" },
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
             )
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| GatewayError::internal(e.to_string()))?;
         if let Some(auth) = &self.inner.auth {
-            req.headers_mut().insert(header::AUTHORIZATION, auth.clone());
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, auth.clone());
         }
         if let Some(id) = &call.context.request_id {
             req.headers_mut().insert("x-request-id", id.clone());
         }
 
-        let res = self.inner.client.request(req).await.map_err(connect_error)?;
+        let res = self
+            .inner
+            .client
+            .request(req)
+            .await
+            .map_err(connect_error)?;
         let status = res.status();
         if !status.is_success() {
             return Err(error_from_response(res).await);
@@ -169,7 +180,9 @@ impl OpenAiProvider {
         } else {
             let bytes = read_body(res.into_body()).await?;
             let mut response: ChatResponse = serde_json::from_slice(&bytes).map_err(|e| {
-                GatewayError::upstream_protocol(format!("The upstream returned an invalid chat completion: {e}"))
+                GatewayError::upstream_protocol(format!(
+                    "The upstream returned an invalid chat completion: {e}"
+                ))
             })?;
             if response.model.is_empty() {
                 response.model = call.request.model.clone();
@@ -187,9 +200,15 @@ impl OpenAiProvider {
             .body(Full::new(Bytes::new()))
             .map_err(|e| GatewayError::internal(e.to_string()))?;
         if let Some(auth) = &self.inner.auth {
-            req.headers_mut().insert(header::AUTHORIZATION, auth.clone());
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, auth.clone());
         }
-        let res = self.inner.client.request(req).await.map_err(connect_error)?;
+        let res = self
+            .inner
+            .client
+            .request(req)
+            .await
+            .map_err(connect_error)?;
         if !res.status().is_success() {
             return Err(error_from_response(res).await);
         }
@@ -198,14 +217,19 @@ impl OpenAiProvider {
             data: Vec<ModelObject>,
         }
         let bytes = read_body(res.into_body()).await?;
-        let list: List = serde_json::from_slice(&bytes)
-            .map_err(|e| GatewayError::upstream_protocol(format!("invalid model list from upstream: {e}")))?;
+        let list: List = serde_json::from_slice(&bytes).map_err(|e| {
+            GatewayError::upstream_protocol(format!("invalid model list from upstream: {e}"))
+        })?;
         Ok(list.data)
     }
 }
 
 fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
-    let what = if e.is_connect() { "connect to" } else { "talk to" };
+    let what = if e.is_connect() {
+        "connect to"
+    } else {
+        "talk to"
+    };
     let mut msg = format!("Failed to {what} the upstream: {e}");
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -221,7 +245,9 @@ async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| GatewayError::upstream_connect(format!("Failed to read the upstream response: {e}")))
+        .map_err(|e| {
+            GatewayError::upstream_connect(format!("Failed to read the upstream response: {e}"))
+        })
 }
 
 /// Retry hint from `retry-after-ms` or `retry-after` (seconds).
@@ -230,7 +256,9 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     if let Some(ms) = num("retry-after-ms") {
         return (ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
     }
-    num("retry-after").filter(|s| *s >= 0.0).map(Duration::from_secs_f64)
+    num("retry-after")
+        .filter(|s| *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 async fn error_from_response(res: http::Response<Incoming>) -> GatewayError {
@@ -256,7 +284,9 @@ fn upstream_error(status: StatusCode, body: &[u8]) -> GatewayError {
         param: Option<String>,
         code: Option<Value>,
     }
-    let parsed = serde_json::from_slice::<Envelope>(body).ok().map(|e| e.error);
+    let parsed = serde_json::from_slice::<Envelope>(body)
+        .ok()
+        .map(|e| e.error);
     let message = parsed
         .as_ref()
         .and_then(|d| d.message.clone())
@@ -311,15 +341,23 @@ impl OpenAiChunkStream {
             Err(e) => {
                 if let Ok(v) = serde_json::from_slice::<Value>(data) {
                     if v.get("error").is_some() {
-                        let status = v["error"]["code"].as_u64().and_then(|c| u16::try_from(c).ok());
-                        let mut err = upstream_error(StatusCode::from_u16(status.unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), data);
+                        let status = v["error"]["code"]
+                            .as_u64()
+                            .and_then(|c| u16::try_from(c).ok());
+                        let mut err = upstream_error(
+                            StatusCode::from_u16(status.unwrap_or(500))
+                                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                            data,
+                        );
                         if status.is_none() {
                             err = err.with_status(StatusCode::BAD_GATEWAY);
                         }
                         return Err(err);
                     }
                 }
-                Err(GatewayError::upstream_protocol(format!("The upstream sent an invalid stream chunk: {e}")))
+                Err(GatewayError::upstream_protocol(format!(
+                    "The upstream sent an invalid stream chunk: {e}"
+                )))
             }
         }
     }

@@ -270,7 +270,6 @@ impl Decision {
     }
 }
 
-
 fn duration_header(d: Duration) -> HeaderValue {
     HeaderValue::from_str(&format_reset(d)).unwrap_or_else(|_| HeaderValue::from_static("0s"))
 }

@@ -9,9 +9,9 @@ use super::future::ResponseFuture;
 use super::limiter::Check;
 use super::{RateLimitLayer, RateLimiter};
 use crate::auth::ApiKeyId;
-use crate::usage::UsageHooks;
 use crate::body::Body;
 use crate::error::ErrorDialect;
+use crate::usage::UsageHooks;
 
 /// Middleware that counts each request against its key's limits (by the [`ApiKeyId`] extension,
 /// `anonymous` without one) and answers a request over them with a 429 *response*, never an error

@@ -6,11 +6,11 @@
 //! (HTTP/1 closes after its in-flight response, HTTP/2 sends GOAWAY), and whatever is still open
 //! after the drain period — a long stream, typically — is dropped.
 
-mod access_log;
+mod observe;
 mod routes;
 
-pub use access_log::{AccessLog, AccessLogLayer};
-pub use routes::{HealthInfo, ModelsService, Routes};
+pub use observe::{Observe, ObserveLayer};
+pub use routes::{HealthInfo, MetricsService, ModelsService, Routes};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,9 +32,17 @@ use crate::body::Body;
 /// Serves `service` on `listener` until `shutdown` resolves, then drains: connections finish their
 /// in-flight requests for at most `drain`; streams still open then are ended cleanly (an in-band
 /// error event) through `close_streams`, and whatever remains a second later is dropped.
-pub async fn serve<S, F>(listener: TcpListener, service: S, shutdown: F, drain: Duration, close_streams: CancellationToken)
-where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+pub async fn serve<S, F>(
+    listener: TcpListener,
+    service: S,
+    shutdown: F,
+    drain: Duration,
+    close_streams: CancellationToken,
+) where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     F: Future<Output = ()>,
 {
@@ -44,7 +52,10 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
@@ -75,7 +86,11 @@ where
 
     drop(listener);
     let open = graceful.count();
-    tracing::info!(open_connections = open, drain_secs = drain.as_secs_f64(), "shutting down: draining");
+    tracing::info!(
+        open_connections = open,
+        drain_secs = drain.as_secs_f64(),
+        "shutting down: draining"
+    );
     let all_closed = graceful.shutdown();
     tokio::pin!(all_closed);
     tokio::select! {

@@ -6,6 +6,7 @@
 //! | `GET /v1/chat/completions/health` | providers, version, formats; open |
 //! | `POST /v1/chat/completions` | the chat stack (auth → detect → translate → core) |
 //! | `GET /v1/models`, `GET /v1/models/{id}` | the model list (auth → [`ModelsService`]) |
+//! | `GET /metrics` | Prometheus text (auth → [`MetricsService`]; also open on `METRICS_PORT` when set) |
 //! | a known path with another method | 405 with `Allow`, OpenAI error body |
 //! | anything else | 404, OpenAI error body |
 
@@ -37,11 +38,23 @@ pub struct HealthInfo {
 
 impl HealthInfo {
     /// Health facts of a gateway with these providers.
-    pub fn new(openai: Option<&OpenAiProvider>, bedrock: Option<&BedrockProvider>, auth_enabled: bool) -> Self {
-        let inbound = [InboundFormat::OpenAi, InboundFormat::BedrockClaude, InboundFormat::BedrockTitan]
-            .map(InboundFormat::as_str);
-        let target = [TargetFormat::OpenAi, TargetFormat::BedrockClaude, TargetFormat::BedrockTitan]
-            .map(TargetFormat::as_str);
+    pub fn new(
+        openai: Option<&OpenAiProvider>,
+        bedrock: Option<&BedrockProvider>,
+        auth_enabled: bool,
+    ) -> Self {
+        let inbound = [
+            InboundFormat::OpenAi,
+            InboundFormat::BedrockClaude,
+            InboundFormat::BedrockTitan,
+        ]
+        .map(InboundFormat::as_str);
+        let target = [
+            TargetFormat::OpenAi,
+            TargetFormat::BedrockClaude,
+            TargetFormat::BedrockTitan,
+        ]
+        .map(TargetFormat::as_str);
         let body = json!({
             "status": "ok",
             "service": "open-bedrock-server",
@@ -63,34 +76,43 @@ impl HealthInfo {
 fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
-/// The route table over the chat stack `C` and the models stack `M`.
+/// The route table over the chat stack `C`, the models stack `M` and the metrics stack `X`.
 #[derive(Debug, Clone)]
-pub struct Routes<C, M> {
+pub struct Routes<C, M, X> {
     chat: C,
     models: M,
+    metrics: X,
     health: HealthInfo,
 }
 
-impl<C, M> Routes<C, M> {
-    /// Routes over the two stacks.
-    pub fn new(chat: C, models: M, health: HealthInfo) -> Self {
-        Routes { chat, models, health }
+impl<C, M, X> Routes<C, M, X> {
+    /// Routes over the three stacks.
+    pub fn new(chat: C, models: M, metrics: X, health: HealthInfo) -> Self {
+        Routes {
+            chat,
+            models,
+            metrics,
+            health,
+        }
     }
 }
 
-impl<C, M, B> Service<Request<B>> for Routes<C, M>
+impl<C, M, X, B> Service<Request<B>> for Routes<C, M, X>
 where
     C: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone,
     M: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone,
+    X: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = RoutesFuture<C::Future, M::Future>;
+    type Future = RoutesFuture<C::Future, M::Future, X::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -100,7 +122,7 @@ where
         let path = req.uri().path();
         let method = req.method();
         let allowed: &'static str = match path {
-            "/health" | "/v1/chat/completions/health" => "GET, HEAD",
+            "/health" | "/v1/chat/completions/health" | "/metrics" => "GET, HEAD",
             "/v1/chat/completions" => "POST",
             "/v1/models" => "GET",
             p if p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => "GET",
@@ -114,8 +136,10 @@ where
             _ => method == Method::GET || method == Method::HEAD,
         };
         if !ok {
-            let mut res = GatewayError::method_not_allowed(method, path).into_response(ErrorDialect::OpenAi);
-            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed));
+            let mut res =
+                GatewayError::method_not_allowed(method, path).into_response(ErrorDialect::OpenAi);
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allowed));
             return RoutesFuture::ready(res);
         }
         match path {
@@ -123,7 +147,13 @@ where
                 StatusCode::OK,
                 Bytes::from_static(br#"{"status":"ok"}"#),
             )),
-            "/v1/chat/completions/health" => RoutesFuture::ready(json_response(StatusCode::OK, self.health.body.clone())),
+            "/v1/chat/completions/health" => {
+                RoutesFuture::ready(json_response(StatusCode::OK, self.health.body.clone()))
+            }
+            "/metrics" => {
+                let clone = self.metrics.clone();
+                RoutesFuture::metrics(std::mem::replace(&mut self.metrics, clone).call(req))
+            }
             "/v1/chat/completions" => {
                 let clone = self.chat.clone();
                 RoutesFuture::chat(std::mem::replace(&mut self.chat, clone).call(req))
@@ -139,23 +169,29 @@ where
 pin_project_lite::pin_project! {
     /// Response future of [`Routes`].
     #[derive(Debug)]
-    pub struct RoutesFuture<C, M> {
+    pub struct RoutesFuture<C, M, X> {
         #[pin]
-        state: RouteState<C, M>,
+        state: RouteState<C, M, X>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = RouteStateProj]
     #[derive(Debug)]
-    enum RouteState<C, M> {
+    enum RouteState<C, M, X> {
         Chat { #[pin] fut: C },
         Models { #[pin] fut: M },
+        Metrics { #[pin] fut: X },
         Ready { res: Option<Response<Body>> },
     }
 }
 
-impl<C, M> RoutesFuture<C, M> {
+impl<C, M, X> RoutesFuture<C, M, X> {
+    fn metrics(fut: X) -> Self {
+        RoutesFuture {
+            state: RouteState::Metrics { fut },
+        }
+    }
     fn ready(res: Response<Body>) -> Self {
         RoutesFuture {
             state: RouteState::Ready { res: Some(res) },
@@ -173,10 +209,11 @@ impl<C, M> RoutesFuture<C, M> {
     }
 }
 
-impl<C, M> Future for RoutesFuture<C, M>
+impl<C, M, X> Future for RoutesFuture<C, M, X>
 where
     C: Future<Output = Result<Response<Body>, Infallible>>,
     M: Future<Output = Result<Response<Body>, Infallible>>,
+    X: Future<Output = Result<Response<Body>, Infallible>>,
 {
     type Output = Result<Response<Body>, Infallible>;
 
@@ -184,6 +221,7 @@ where
         match self.project().state.project() {
             RouteStateProj::Chat { fut } => fut.poll(cx),
             RouteStateProj::Models { fut } => fut.poll(cx),
+            RouteStateProj::Metrics { fut } => fut.poll(cx),
             RouteStateProj::Ready { res } => match res.take() {
                 Some(r) => Poll::Ready(Ok(r)),
                 None => Poll::Pending,
@@ -257,15 +295,23 @@ impl ModelsService {
         if let Some(openai) = &self.inner.openai {
             match tokio::time::timeout(LIST_TIMEOUT, openai.list_models()).await {
                 Ok(Ok(models)) => all.extend(models),
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not list OpenAI models; serving configured models only"),
-                Err(_) => tracing::warn!("listing OpenAI models timed out; serving configured models only"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not list OpenAI models; serving configured models only")
+                }
+                Err(_) => tracing::warn!(
+                    "listing OpenAI models timed out; serving configured models only"
+                ),
             }
         }
         if let Some(bedrock) = &self.inner.bedrock {
             match tokio::time::timeout(LIST_TIMEOUT, bedrock.list_models()).await {
                 Ok(Ok(models)) => all.extend(models),
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not list Bedrock models; serving configured models only"),
-                Err(_) => tracing::warn!("listing Bedrock models timed out; serving configured models only"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not list Bedrock models; serving configured models only")
+                }
+                Err(_) => tracing::warn!(
+                    "listing Bedrock models timed out; serving configured models only"
+                ),
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -281,7 +327,10 @@ impl ModelsService {
         let list = self.list().await;
         if path == "/v1/models" {
             let body = json!({"object": "list", "data": &*list});
-            return json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()));
+            return json_response(
+                StatusCode::OK,
+                Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            );
         }
         let raw = &path["/v1/models/".len()..];
         let id = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
@@ -294,7 +343,10 @@ impl ModelsService {
             })
         });
         match found {
-            Some(m) => json_response(StatusCode::OK, Bytes::from(serde_json::to_vec(&m).unwrap_or_default())),
+            Some(m) => json_response(
+                StatusCode::OK,
+                Bytes::from(serde_json::to_vec(&m).unwrap_or_default()),
+            ),
             None => GatewayError::model_not_found(&id).into_response(ErrorDialect::OpenAi),
         }
     }
@@ -306,11 +358,12 @@ fn owner_of(router: &Router, id: &str) -> String {
         Ok((Provider::Bedrock(_), upstream)) => {
             let mut parts = upstream.split('.');
             let first = parts.next().unwrap_or("bedrock");
-            let vendor = if ["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"].contains(&first) {
-                parts.next().unwrap_or(first)
-            } else {
-                first
-            };
+            let vendor =
+                if ["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"].contains(&first) {
+                    parts.next().unwrap_or(first)
+                } else {
+                    first
+                };
             if vendor.starts_with("arn:") {
                 "bedrock".into()
             } else {
@@ -334,5 +387,42 @@ impl<B> Service<Request<B>> for ModelsService {
         let this = self.clone();
         let path = req.uri().path().to_owned();
         Box::pin(async move { Ok(this.answer(path).await) })
+    }
+}
+
+/// `GET /metrics`: the gateway's Prometheus text exposition.
+#[derive(Debug, Clone)]
+pub struct MetricsService {
+    metrics: Arc<crate::metrics::Metrics>,
+    in_flight: crate::load_shed::InFlight,
+}
+
+impl MetricsService {
+    /// Renders `metrics`, with the in-flight gauge read from `in_flight`.
+    pub fn new(
+        metrics: Arc<crate::metrics::Metrics>,
+        in_flight: crate::load_shed::InFlight,
+    ) -> Self {
+        MetricsService { metrics, in_flight }
+    }
+}
+
+impl<B> Service<Request<B>> for MetricsService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<B>) -> Self::Future {
+        let text = self.metrics.render(self.in_flight.current());
+        let mut res = Response::new(Body::from(text));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        std::future::ready(Ok(res))
     }
 }

@@ -28,29 +28,46 @@ use crate::format::{bedrock_claude, bedrock_titan, InboundFormat, TargetFormat};
 use crate::model::{ChatRequest, ChatResponse, OriginalBody};
 
 /// Decodes a detected body into the canonical request, keeping native bodies for pass-through.
-pub fn decode_request(detected: DetectedRequest) -> Result<(ChatRequest, Option<OriginalBody>), GatewayError> {
+pub fn decode_request(
+    detected: DetectedRequest,
+) -> Result<(ChatRequest, Option<OriginalBody>), GatewayError> {
     let DetectedRequest { inbound, body, .. } = detected;
     let (request, original) = match inbound {
         InboundFormat::OpenAi => {
-            let request: ChatRequest = serde_json::from_value(Value::Object(body)).map_err(openai_decode_error)?;
+            let request: ChatRequest =
+                serde_json::from_value(Value::Object(body)).map_err(openai_decode_error)?;
             (request, None)
         }
         InboundFormat::BedrockClaude => {
             let request = bedrock_claude::decode_client_request(&body)?;
-            (request, Some(OriginalBody { format: inbound, json: Arc::new(body) }))
+            (
+                request,
+                Some(OriginalBody {
+                    format: inbound,
+                    json: Arc::new(body),
+                }),
+            )
         }
         InboundFormat::BedrockTitan => {
             let request = bedrock_titan::decode_client_request(&body)?;
-            (request, Some(OriginalBody { format: inbound, json: Arc::new(body) }))
+            (
+                request,
+                Some(OriginalBody {
+                    format: inbound,
+                    json: Arc::new(body),
+                }),
+            )
         }
     };
     if request.model.trim().is_empty() {
         return Err(GatewayError::missing_field("model"));
     }
     if request.messages.is_empty() {
-        return Err(GatewayError::invalid_request("'messages' must contain at least one message.")
-            .with_param("messages")
-            .with_code("empty_array"));
+        return Err(
+            GatewayError::invalid_request("'messages' must contain at least one message.")
+                .with_param("messages")
+                .with_code("empty_array"),
+        );
     }
     Ok((request, original))
 }
@@ -58,9 +75,18 @@ pub fn decode_request(detected: DetectedRequest) -> Result<(ChatRequest, Option<
 fn openai_decode_error(e: serde_json::Error) -> GatewayError {
     let msg = e.to_string();
     // serde names the field in its message ("missing field `model`", "unknown variant `robot`").
-    let param = ["model", "messages", "role", "content", "tools", "tool_choice", "stop", "stream_options"]
-        .into_iter()
-        .find(|p| msg.contains(&format!("`{p}`")));
+    let param = [
+        "model",
+        "messages",
+        "role",
+        "content",
+        "tools",
+        "tool_choice",
+        "stop",
+        "stream_options",
+    ]
+    .into_iter()
+    .find(|p| msg.contains(&format!("`{p}`")));
     let mut err = GatewayError::invalid_request(format!("Invalid request body: {msg}"));
     if let Some(p) = param {
         err = err.with_param(p);
@@ -72,8 +98,12 @@ fn openai_decode_error(e: serde_json::Error) -> GatewayError {
 pub fn encode_complete(response: &ChatResponse, target: TargetFormat) -> Bytes {
     let bytes = match target {
         TargetFormat::OpenAi => serde_json::to_vec(response),
-        TargetFormat::BedrockClaude => serde_json::to_vec(&bedrock_claude::encode_client_response(response)),
-        TargetFormat::BedrockTitan => serde_json::to_vec(&bedrock_titan::encode_client_response(response)),
+        TargetFormat::BedrockClaude => {
+            serde_json::to_vec(&bedrock_claude::encode_client_response(response))
+        }
+        TargetFormat::BedrockTitan => {
+            serde_json::to_vec(&bedrock_titan::encode_client_response(response))
+        }
     };
     // Serializing our own types into memory cannot fail.
     Bytes::from(bytes.unwrap_or_default())

@@ -7,18 +7,22 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response};
-use tower_layer::Layer;
 use tokio_util::sync::CancellationToken;
 use tower::util::Oneshot;
+use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{decode_request, encode_complete};
 use crate::body::Body;
 use crate::detect::DetectedRequest;
 use crate::error::GatewayError;
-use crate::format::{bedrock_claude::ClaudeSseEncoder, bedrock_titan::TitanChunkEncoder, openai::OpenAiSseEncoder};
+use crate::format::{
+    bedrock_claude::ClaudeSseEncoder, bedrock_titan::TitanChunkEncoder, openai::OpenAiSseEncoder,
+};
 use crate::format::{StreamEncoder, TargetFormat};
-use crate::model::{CallContext, ChatCall, ChatReply, ChunkStream};
+use std::sync::Arc;
+
+use crate::model::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream};
 use crate::sse::EncodedStream;
 use crate::usage::UsageHooks;
 
@@ -32,7 +36,10 @@ pub struct TranslateLayer {
 impl TranslateLayer {
     /// Translation with keep-alive comments on streams idle for `keep_alive` (`None` = never).
     pub fn new(keep_alive: Option<Duration>) -> Self {
-        TranslateLayer { keep_alive, shutdown: None }
+        TranslateLayer {
+            keep_alive,
+            shutdown: None,
+        }
     }
 
     /// Open streams end cleanly (an in-band error event) when `token` is cancelled.
@@ -101,13 +108,23 @@ where
         let include_usage = request.include_usage();
         if request.is_stream() && target != TargetFormat::OpenAi && !include_usage {
             // Claude and Titan streams end with token counts: ask the upstream for them.
-            request.stream_options.get_or_insert_with(Default::default).include_usage = Some(true);
+            request
+                .stream_options
+                .get_or_insert_with(Default::default)
+                .include_usage = Some(true);
         }
+        let record = Arc::new(CallRecord::new(
+            request.model.clone(),
+            inbound,
+            target,
+            request.is_stream(),
+        ));
         let context = CallContext {
             request_id: parts.headers.get("x-request-id").cloned(),
             inbound,
             target,
             original,
+            record: record.clone(),
         };
         let call = ChatCall::with_context(request, context);
         ResponseFuture {
@@ -119,6 +136,7 @@ where
             keep_alive: self.keep_alive,
             shutdown: self.shutdown.clone(),
             hooks,
+            record: Some(record),
         }
     }
 }
@@ -136,6 +154,7 @@ pin_project_lite::pin_project! {
         keep_alive: Option<Duration>,
         shutdown: Option<CancellationToken>,
         hooks: UsageHooks,
+        record: Option<Arc<CallRecord>>,
     }
 }
 
@@ -161,13 +180,16 @@ impl<S: Service<ChatCall>> ResponseFuture<S> {
             keep_alive: None,
             shutdown: None,
             hooks: UsageHooks::default(),
+            record: None,
         }
     }
 }
 
 impl<S: Service<ChatCall>> std::fmt::Debug for ResponseFuture<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("translate::ResponseFuture").field("target", &self.target).finish()
+        f.debug_struct("translate::ResponseFuture")
+            .field("target", &self.target)
+            .finish()
     }
 }
 
@@ -192,31 +214,53 @@ where
         let res = match reply {
             Ok(ChatReply::Complete(response)) => {
                 let mut res = Response::new(Body::from(encode_complete(&response, target)));
-                res.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 if let Some(usage) = &response.usage {
                     this.hooks.report(usage);
-                    res.extensions_mut().insert(usage.clone());
+                    if let Some(r) = this.record.as_ref() {
+                        r.record_usage(usage.prompt_tokens, usage.completion_tokens);
+                    }
                 }
                 res
             }
             Ok(ChatReply::Stream(stream)) => {
-                let stream = std::mem::take(this.hooks).tap(stream);
+                let record = this.record.clone().unwrap_or_default();
+                let stream = std::mem::take(this.hooks).tap(stream, record);
                 let keep_alive = *this.keep_alive;
                 let body = match target {
-                    TargetFormat::OpenAi => encoded(stream, OpenAiSseEncoder::new(*this.include_usage), keep_alive, this.shutdown),
-                    TargetFormat::BedrockClaude => encoded(stream, ClaudeSseEncoder::new(), keep_alive, this.shutdown),
-                    TargetFormat::BedrockTitan => encoded(stream, TitanChunkEncoder::new(), keep_alive, this.shutdown),
+                    TargetFormat::OpenAi => encoded(
+                        stream,
+                        OpenAiSseEncoder::new(*this.include_usage),
+                        keep_alive,
+                        this.shutdown,
+                    ),
+                    TargetFormat::BedrockClaude => {
+                        encoded(stream, ClaudeSseEncoder::new(), keep_alive, this.shutdown)
+                    }
+                    TargetFormat::BedrockTitan => {
+                        encoded(stream, TitanChunkEncoder::new(), keep_alive, this.shutdown)
+                    }
                 };
                 let mut res = Response::new(body);
                 let h = res.headers_mut();
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream; charset=utf-8"),
+                );
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 h.insert("x-accel-buffering", HeaderValue::from_static("no"));
                 res
             }
             Err(e) => e.into_response(target.error_dialect()),
         };
+        let mut res = res;
+        if let Some(r) = this.record.take() {
+            // The log line and the metrics read the call's facts from the response.
+            res.extensions_mut().insert(r);
+        }
         Poll::Ready(Ok(res))
     }
 }

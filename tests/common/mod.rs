@@ -76,7 +76,11 @@ pub async fn start_service(gateway: Gateway) -> TestGateway {
             })
             .await;
     });
-    TestGateway { addr, task, shutdown: Some(tx) }
+    TestGateway {
+        addr,
+        task,
+        shutdown: Some(tx),
+    }
 }
 
 #[derive(Debug)]
@@ -110,7 +114,10 @@ impl TestResponse {
         dec.push(&self.body);
         let mut out = Vec::new();
         while let Some(ev) = dec.next_event() {
-            out.push((ev.event, serde_json::from_slice(&ev.data).unwrap_or(Value::Null)));
+            out.push((
+                ev.event,
+                serde_json::from_slice(&ev.data).unwrap_or(Value::Null),
+            ));
         }
         out
     }
@@ -120,8 +127,20 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-pub async fn send(method: Method, url: &str, key: Option<&str>, body: Option<&Value>) -> TestResponse {
-    send_raw(method, url, key, body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap())), &[]).await
+pub async fn send(
+    method: Method,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> TestResponse {
+    send_raw(
+        method,
+        url,
+        key,
+        body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap())),
+        &[],
+    )
+    .await
 }
 
 pub async fn send_raw(
@@ -153,7 +172,11 @@ pub async fn send_raw(
         .expect("body finished in time")
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    TestResponse { status, headers, body }
+    TestResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub async fn post(gw: &TestGateway, path: &str, body: &Value) -> TestResponse {
@@ -164,7 +187,13 @@ pub async fn post(gw: &TestGateway, path: &str, body: &Value) -> TestResponse {
 /// secret key, to test refused credentials).
 pub fn bedrock_for(fake_url: &str, config: &Config, secret: Option<&str>) -> BedrockProvider {
     use aws_sdk_bedrockruntime::config::{Credentials, SharedCredentialsProvider};
-    let creds = Credentials::new(fake::AWS_ACCESS_KEY, secret.unwrap_or(fake::AWS_SECRET_KEY), None, None, "tests");
+    let creds = Credentials::new(
+        fake::AWS_ACCESS_KEY,
+        secret.unwrap_or(fake::AWS_SECRET_KEY),
+        None,
+        None,
+        "tests",
+    );
     let sdk = aws_config::SdkConfig::builder()
         .endpoint_url(fake_url)
         .region(aws_config::Region::new("us-east-1"))

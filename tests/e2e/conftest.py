@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import subprocess
+import threading
 import time
 
 import pytest
@@ -91,6 +92,9 @@ def start_gateway(fake_url: str, extra_env=None, args=()):
         return rec.get("address") if rec.get("message") == "open-bedrock-server listening" else None
 
     addr = _read_line(proc, address)
+    # Keep reading the log so the pipe never fills (a full pipe would block the gateway's writes).
+    proc.log_lines = []
+    threading.Thread(target=lambda: [proc.log_lines.append(l) for l in proc.stdout], daemon=True).start()
     return proc, f"http://{addr}"
 
 

@@ -35,19 +35,25 @@ where
             let e = ctx.err();
             from_code(e.code(), e.message())
         }
-        SdkError::TimeoutError(_) => GatewayError::upstream_timeout("Bedrock did not answer in time."),
+        SdkError::TimeoutError(_) => {
+            GatewayError::upstream_timeout("Bedrock did not answer in time.")
+        }
         SdkError::DispatchFailure(d) => {
             if d.is_timeout() {
                 GatewayError::upstream_timeout("Bedrock did not answer in time.")
             } else if d.is_user() {
-                GatewayError::internal(format!("The Bedrock request could not be sent: {}", chain(err)))
+                GatewayError::internal(format!(
+                    "The Bedrock request could not be sent: {}",
+                    chain(err)
+                ))
             } else {
                 GatewayError::upstream_connect(format!("Failed to reach Bedrock: {}", chain(err)))
             }
         }
-        SdkError::ResponseError(_) => {
-            GatewayError::upstream_protocol(format!("Bedrock sent an invalid response: {}", chain(err)))
-        }
+        SdkError::ResponseError(_) => GatewayError::upstream_protocol(format!(
+            "Bedrock sent an invalid response: {}",
+            chain(err)
+        )),
         SdkError::ConstructionFailure(_) => {
             let msg = chain(err);
             if msg.to_ascii_lowercase().contains("credential") || msg.contains("identity") {
@@ -84,8 +90,12 @@ pub(crate) fn from_code(code: Option<&str>, message: Option<&str>) -> GatewayErr
         "validationexception" => {
             let lower = message.to_ascii_lowercase();
             let e = GatewayError::upstream_status(400, message);
-            if lower.contains("too long") || lower.contains("too many input tokens") || lower.contains("context length") {
-                e.with_code("context_length_exceeded").with_param("messages")
+            if lower.contains("too long")
+                || lower.contains("too many input tokens")
+                || lower.contains("context length")
+            {
+                e.with_code("context_length_exceeded")
+                    .with_param("messages")
             } else if lower.contains("on-demand throughput") {
                 e.with_code("model_not_supported").with_param("model")
             } else {
@@ -99,14 +109,22 @@ pub(crate) fn from_code(code: Option<&str>, message: Option<&str>) -> GatewayErr
             .with_code("insufficient_quota")
             // A quota does not recover in seconds: not worth a retry.
             .with_upstream_status(400),
-        "accessdeniedexception" => GatewayError::upstream_status(403, message).with_code("model_access_denied"),
+        "accessdeniedexception" => {
+            GatewayError::upstream_status(403, message).with_code("model_access_denied")
+        }
         "resourcenotfoundexception" => GatewayError::upstream_status(404, message)
             .with_code("model_not_found")
             .with_param("model"),
         "modeltimeoutexception" => GatewayError::upstream_status(504, message).with_code("timeout"),
-        "modelnotreadyexception" => GatewayError::upstream_status(503, message).with_code("model_not_ready"),
-        "serviceunavailableexception" => GatewayError::upstream_status(503, message).with_code("service_unavailable"),
-        "internalserverexception" | "internalfailure" => GatewayError::upstream_status(500, message),
+        "modelnotreadyexception" => {
+            GatewayError::upstream_status(503, message).with_code("model_not_ready")
+        }
+        "serviceunavailableexception" => {
+            GatewayError::upstream_status(503, message).with_code("service_unavailable")
+        }
+        "internalserverexception" | "internalfailure" => {
+            GatewayError::upstream_status(500, message)
+        }
         "modelerrorexception" => GatewayError::upstream_status(424, message)
             .with_status(StatusCode::BAD_GATEWAY)
             .with_code("upstream_model_error"),
@@ -146,20 +164,75 @@ mod tests {
     fn table() {
         let cases: &[(&str, u16, bool, Option<&str>)] = &[
             ("ValidationException", 400, false, Some("invalid_request")),
-            ("ThrottlingException", 429, true, Some("rate_limit_exceeded")),
-            ("throttlingException", 429, true, Some("rate_limit_exceeded")),
-            ("ServiceQuotaExceededException", 429, false, Some("insufficient_quota")),
-            ("AccessDeniedException", 403, false, Some("model_access_denied")),
-            ("ResourceNotFoundException", 404, false, Some("model_not_found")),
+            (
+                "ThrottlingException",
+                429,
+                true,
+                Some("rate_limit_exceeded"),
+            ),
+            (
+                "throttlingException",
+                429,
+                true,
+                Some("rate_limit_exceeded"),
+            ),
+            (
+                "ServiceQuotaExceededException",
+                429,
+                false,
+                Some("insufficient_quota"),
+            ),
+            (
+                "AccessDeniedException",
+                403,
+                false,
+                Some("model_access_denied"),
+            ),
+            (
+                "ResourceNotFoundException",
+                404,
+                false,
+                Some("model_not_found"),
+            ),
             ("ModelTimeoutException", 504, true, Some("timeout")),
             ("ModelNotReadyException", 503, true, Some("model_not_ready")),
-            ("ServiceUnavailableException", 503, true, Some("service_unavailable")),
+            (
+                "ServiceUnavailableException",
+                503,
+                true,
+                Some("service_unavailable"),
+            ),
             ("InternalServerException", 502, true, None),
-            ("ModelErrorException", 502, false, Some("upstream_model_error")),
-            ("modelStreamErrorException", 502, false, Some("upstream_stream_error")),
-            ("UnrecognizedClientException", 500, false, Some("upstream_auth_error")),
-            ("ExpiredTokenException", 500, false, Some("upstream_auth_error")),
-            ("InvalidSignatureException", 500, false, Some("upstream_auth_error")),
+            (
+                "ModelErrorException",
+                502,
+                false,
+                Some("upstream_model_error"),
+            ),
+            (
+                "modelStreamErrorException",
+                502,
+                false,
+                Some("upstream_stream_error"),
+            ),
+            (
+                "UnrecognizedClientException",
+                500,
+                false,
+                Some("upstream_auth_error"),
+            ),
+            (
+                "ExpiredTokenException",
+                500,
+                false,
+                Some("upstream_auth_error"),
+            ),
+            (
+                "InvalidSignatureException",
+                500,
+                false,
+                Some("upstream_auth_error"),
+            ),
         ];
         for (code, status, retry, ecode) in cases {
             let e = from_code(Some(code), Some("msg"));
@@ -167,7 +240,10 @@ mod tests {
             assert_eq!(e.is_retryable(), *retry, "{code}");
             assert_eq!(e.code(), *ecode, "{code}");
         }
-        let e = from_code(Some("ValidationException"), Some("Input is too long for requested model."));
+        let e = from_code(
+            Some("ValidationException"),
+            Some("Input is too long for requested model."),
+        );
         assert_eq!(e.code(), Some("context_length_exceeded"));
         let e = from_code(
             Some("ValidationException"),
@@ -184,7 +260,10 @@ mod tests {
         );
         assert!(!e.message().contains("123456789012"), "{}", e.message());
         assert!(!e.message().contains("arn:aws"), "{}", e.message());
-        let e = from_code(Some("UnrecognizedClientException"), Some("The security token included in the request is invalid. AKIA123"));
+        let e = from_code(
+            Some("UnrecognizedClientException"),
+            Some("The security token included in the request is invalid. AKIA123"),
+        );
         assert!(!e.message().contains("AKIA"));
     }
 }

@@ -62,7 +62,10 @@ impl std::fmt::Debug for BedrockProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BedrockProvider")
             .field("region", &self.inner.region)
-            .field("extra_regions", &self.inner.regional.keys().collect::<Vec<_>>())
+            .field(
+                "extra_regions",
+                &self.inner.regional.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -119,7 +122,9 @@ impl BedrockProvider {
         }
         let control = aws_sdk_bedrock::Client::from_conf(
             aws_sdk_bedrock::config::Builder::from(sdk)
-                .retry_config(aws_sdk_bedrock::config::retry::RetryConfig::standard().with_max_attempts(2))
+                .retry_config(
+                    aws_sdk_bedrock::config::retry::RetryConfig::standard().with_max_attempts(2),
+                )
                 .build(),
         );
         BedrockProvider {
@@ -131,8 +136,12 @@ impl BedrockProvider {
                 claude: ClaudeRequestOptions {
                     default_max_tokens: config.bedrock.default_max_tokens,
                 },
-                titan: TitanRequestOptions { default_max_tokens: None },
-                converse: ConverseOptions { default_max_tokens: None },
+                titan: TitanRequestOptions {
+                    default_max_tokens: None,
+                },
+                converse: ConverseOptions {
+                    default_max_tokens: None,
+                },
             }),
         }
     }
@@ -143,7 +152,9 @@ impl BedrockProvider {
     }
 
     /// Lists Bedrock text models and system inference profiles from the control plane.
-    pub async fn list_models(&self) -> Result<Vec<crate::provider::openai::ModelObject>, GatewayError> {
+    pub async fn list_models(
+        &self,
+    ) -> Result<Vec<crate::provider::openai::ModelObject>, GatewayError> {
         list_models_with(&self.inner.control).await
     }
 
@@ -160,7 +171,9 @@ impl BedrockProvider {
     /// stream event, has arrived.
     pub async fn chat(self, call: ChatCall, route: Route) -> Result<ChatReply, GatewayError> {
         let Provider::Bedrock(family) = route.provider else {
-            return Err(GatewayError::internal("a non-Bedrock route reached the Bedrock provider"));
+            return Err(GatewayError::internal(
+                "a non-Bedrock route reached the Bedrock provider",
+            ));
         };
         let req = &*call.request;
         check_supported(req)?;
@@ -185,7 +198,11 @@ impl BedrockProvider {
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
-                    first_then_rest(Box::pin(stream::invoke_stream(out.body, ClaudeStreamDecoder::new(meta)))).await
+                    first_then_rest(Box::pin(stream::invoke_stream(
+                        out.body,
+                        ClaudeStreamDecoder::new(meta),
+                    )))
+                    .await
                 } else {
                     let out = client
                         .invoke_model()
@@ -196,12 +213,17 @@ impl BedrockProvider {
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
-                    Ok(ChatReply::Complete(bedrock_claude::decode_response(out.body.as_ref(), &meta)?))
+                    Ok(ChatReply::Complete(bedrock_claude::decode_response(
+                        out.body.as_ref(),
+                        &meta,
+                    )?))
                 }
             }
             BedrockFamily::Titan => {
                 let body = match &call.context.original {
-                    Some(o) if o.format == InboundFormat::BedrockTitan => bedrock_titan::native_body(&o.json)?,
+                    Some(o) if o.format == InboundFormat::BedrockTitan => {
+                        bedrock_titan::native_body(&o.json)?
+                    }
                     _ => bedrock_titan::encode_request_bytes(req, &self.inner.titan)?,
                 };
                 if req.is_stream() {
@@ -214,7 +236,11 @@ impl BedrockProvider {
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
-                    first_then_rest(Box::pin(stream::invoke_stream(out.body, TitanStreamDecoder::new(meta)))).await
+                    first_then_rest(Box::pin(stream::invoke_stream(
+                        out.body,
+                        TitanStreamDecoder::new(meta),
+                    )))
+                    .await
                 } else {
                     let out = client
                         .invoke_model()
@@ -246,8 +272,11 @@ impl BedrockProvider {
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
-                    first_then_rest(Box::pin(stream::converse_stream(out.stream, ConverseStreamDecoder::new(meta))))
-                        .await
+                    first_then_rest(Box::pin(stream::converse_stream(
+                        out.stream,
+                        ConverseStreamDecoder::new(meta),
+                    )))
+                    .await
                 } else {
                     let out = client
                         .converse()
@@ -270,19 +299,31 @@ impl BedrockProvider {
 /// Request features no Bedrock family serves: a clear 400 instead of a silent drop.
 fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
     if req.n.is_some_and(|n| n > 1) {
-        return Err(GatewayError::unsupported("n", "Bedrock models return one choice per request; `n` must be 1.")
-            .with_code("unsupported_value"));
+        return Err(GatewayError::unsupported(
+            "n",
+            "Bedrock models return one choice per request; `n` must be 1.",
+        )
+        .with_code("unsupported_value"));
     }
     if req.extra.get("logprobs") == Some(&Value::Bool(true)) {
-        return Err(GatewayError::unsupported("logprobs", "Bedrock models do not return log probabilities."));
+        return Err(GatewayError::unsupported(
+            "logprobs",
+            "Bedrock models do not return log probabilities.",
+        ));
     }
     if let Some(m) = req.extra.get("modalities").and_then(Value::as_array) {
         if m.iter().any(|v| v != "text") {
-            return Err(GatewayError::unsupported("modalities", "Bedrock text models only produce text output."));
+            return Err(GatewayError::unsupported(
+                "modalities",
+                "Bedrock text models only produce text output.",
+            ));
         }
     }
     if req.extra.get("audio").is_some_and(|a| !a.is_null()) {
-        return Err(GatewayError::unsupported("audio", "Audio output is not available on Bedrock text models."));
+        return Err(GatewayError::unsupported(
+            "audio",
+            "Audio output is not available on Bedrock text models.",
+        ));
     }
     Ok(())
 }
@@ -295,17 +336,27 @@ fn reasoning_fields(
 ) -> Result<Option<aws_smithy_types::Document>, GatewayError> {
     let Some(doc) = fields else { return Ok(None) };
     let mut json = converse::document_to_json(&doc);
-    let Some(effort) = json.as_object_mut().and_then(|o| o.remove("reasoning_effort")) else {
+    let Some(effort) = json
+        .as_object_mut()
+        .and_then(|o| o.remove("reasoning_effort"))
+    else {
         return Ok(Some(doc));
     };
     let id = model.rsplit('/').next().unwrap_or(model);
     let vendor_model = match id.split_once('.') {
-        Some((geo, rest)) if ["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"].contains(&geo) => rest,
+        Some((geo, rest))
+            if ["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"].contains(&geo) =>
+        {
+            rest
+        }
         _ => id,
     };
     let effort_str = effort.as_str().unwrap_or("medium");
     if let Some(obj) = json.as_object_mut() {
-        if vendor_model.starts_with("openai.") || vendor_model.starts_with("qwen.") || vendor_model.starts_with("deepseek.") {
+        if vendor_model.starts_with("openai.")
+            || vendor_model.starts_with("qwen.")
+            || vendor_model.starts_with("deepseek.")
+        {
             obj.insert("reasoning_effort".into(), effort);
         } else if vendor_model.starts_with("amazon.nova-2") {
             if effort_str != "none" {
@@ -352,21 +403,39 @@ mod tests {
     #[test]
     fn reasoning_effort_per_family() {
         let doc = |v: Value| Some(converse::json_to_document(&v));
-        let out = reasoning_fields("openai.gpt-oss-120b-1:0", doc(serde_json::json!({"reasoning_effort":"high"}))).unwrap();
-        assert_eq!(converse::document_to_json(&out.unwrap()), serde_json::json!({"reasoning_effort":"high"}));
-        let out = reasoning_fields("us.amazon.nova-2-lite-v1:0", doc(serde_json::json!({"reasoning_effort":"low","top_k":5}))).unwrap();
+        let out = reasoning_fields(
+            "openai.gpt-oss-120b-1:0",
+            doc(serde_json::json!({"reasoning_effort":"high"})),
+        )
+        .unwrap();
+        assert_eq!(
+            converse::document_to_json(&out.unwrap()),
+            serde_json::json!({"reasoning_effort":"high"})
+        );
+        let out = reasoning_fields(
+            "us.amazon.nova-2-lite-v1:0",
+            doc(serde_json::json!({"reasoning_effort":"low","top_k":5})),
+        )
+        .unwrap();
         assert_eq!(
             converse::document_to_json(&out.unwrap()),
             serde_json::json!({"top_k":5,"reasoningConfig":{"type":"enabled","maxReasoningEffort":"low"}})
         );
-        let e = reasoning_fields("meta.llama3-1-70b-instruct-v1:0", doc(serde_json::json!({"reasoning_effort":"high"}))).unwrap_err();
+        let e = reasoning_fields(
+            "meta.llama3-1-70b-instruct-v1:0",
+            doc(serde_json::json!({"reasoning_effort":"high"})),
+        )
+        .unwrap_err();
         assert_eq!(e.param(), Some("reasoning_effort"));
         assert!(reasoning_fields("meta.llama3", None).unwrap().is_none());
     }
 
     #[test]
     fn unsupported_features_are_400() {
-        let mut r = ChatRequest { n: Some(2), ..ChatRequest::default() };
+        let mut r = ChatRequest {
+            n: Some(2),
+            ..ChatRequest::default()
+        };
         assert_eq!(check_supported(&r).unwrap_err().param(), Some("n"));
         r.n = Some(1);
         r.extra.insert("logprobs".into(), Value::Bool(true));
@@ -375,7 +444,10 @@ mod tests {
 
     #[test]
     fn arn_regions() {
-        assert_eq!(arn_region("arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/x"), Some("eu-west-1"));
+        assert_eq!(
+            arn_region("arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/x"),
+            Some("eu-west-1")
+        );
         assert_eq!(arn_region("anthropic.claude"), None);
     }
 }

@@ -14,7 +14,10 @@ fn control_error<E: std::error::Error>(what: &str, e: E) -> GatewayError {
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    GatewayError::upstream_connect(format!("Bedrock {what} failed: {}", crate::error::scrub_aws_identifiers(&msg)))
+    GatewayError::upstream_connect(format!(
+        "Bedrock {what} failed: {}",
+        crate::error::scrub_aws_identifiers(&msg)
+    ))
 }
 
 fn vendor_of(id: &str) -> String {
@@ -28,7 +31,9 @@ fn vendor_of(id: &str) -> String {
 }
 
 /// Lists models through `control` (ListFoundationModels + paginated ListInferenceProfiles).
-pub async fn list_models_with(control: &aws_sdk_bedrock::Client) -> Result<Vec<ModelObject>, GatewayError> {
+pub async fn list_models_with(
+    control: &aws_sdk_bedrock::Client,
+) -> Result<Vec<ModelObject>, GatewayError> {
     let fm = control
         .list_foundation_models()
         .by_output_modality(ModelModality::Text)
@@ -37,7 +42,9 @@ pub async fn list_models_with(control: &aws_sdk_bedrock::Client) -> Result<Vec<M
         .map_err(|e| control_error("ListFoundationModels", e))?;
     let mut out = Vec::new();
     for m in fm.model_summaries() {
-        let on_demand = m.inference_types_supported().contains(&InferenceType::OnDemand);
+        let on_demand = m
+            .inference_types_supported()
+            .contains(&InferenceType::OnDemand);
         if !on_demand {
             continue;
         }

@@ -8,9 +8,9 @@
 
 use std::collections::VecDeque;
 
+use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::types::error::{ConverseStreamOutputError, ResponseStreamError};
 use aws_sdk_bedrockruntime::types::{ConverseStreamOutput, ResponseStream};
-use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use futures_util::Stream;
 
 use super::error::from_sdk;

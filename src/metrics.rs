@@ -1,0 +1,287 @@
+//! Prometheus metrics: one registry per gateway, rendered in the text exposition format at
+//! `GET /metrics`.
+//!
+//! | Metric | Labels |
+//! |---|---|
+//! | `obs_requests_total` | `route`, `model`, `provider`, `status` |
+//! | `obs_request_duration_seconds` (histogram; streams: until the last byte) | `route`, `provider` |
+//! | `obs_time_to_first_token_seconds` (histogram; streams: until the response head, which waits for the first event) | `provider` |
+//! | `obs_tokens_total` | `direction` (`input`/`output`), `provider`, `model` |
+//! | `obs_upstream_errors_total` | `provider`, `kind` |
+//! | `obs_retries_total` | `provider` |
+//! | `obs_rate_limited_total` | — |
+//! | `obs_in_flight_requests` (gauge, read at scrape time) | — |
+//! | `obs_open_streams` (gauge) | — |
+//!
+//! `model` comes from clients, so its label values are capped (the first 256 distinct models keep
+//! their name; later ones are counted as `other`) — a client cannot blow up the registry.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+const MAX_MODEL_LABELS: usize = 256;
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    ttft: HistogramVec,
+    tokens: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    retries: IntCounterVec,
+    rate_limited: IntCounter,
+    in_flight: IntGauge,
+    open_streams: IntGauge,
+    models: Mutex<HashSet<String>>,
+}
+
+/// One finished request, as the metrics see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// Normalized route (`chat`, `models`, `health`, `metrics`, `other`).
+    pub route: &'a str,
+    /// The client's model, if the request named one.
+    pub model: Option<&'a str>,
+    /// The provider that served it.
+    pub provider: Option<&'a str>,
+    /// HTTP status sent.
+    pub status: u16,
+    /// Seconds until the last byte.
+    pub duration: f64,
+    /// Seconds until the response head (the first token for streams).
+    pub first_byte: f64,
+    /// `(prompt, completion)` tokens.
+    pub usage: Option<(u64, u64)>,
+    /// Upstream attempts.
+    pub attempts: u32,
+    /// The error kind, if the request failed (HTTP error or in-band stream error).
+    pub error: Option<&'a str>,
+    /// Whether the gateway's rate limit rejected it.
+    pub rate_limited: bool,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered. Panics only on a programming error (a bad
+    /// metric name), at start-up.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let latency = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+        ];
+        let requests = counter_vec(
+            &registry,
+            "obs_requests_total",
+            "Requests by route, model, provider and status.",
+            &["route", "model", "provider", "status"],
+        );
+        let duration = histogram_vec(
+            &registry,
+            "obs_request_duration_seconds",
+            "Request latency until the last byte.",
+            &["route", "provider"],
+            latency.clone(),
+        );
+        let ttft = histogram_vec(
+            &registry,
+            "obs_time_to_first_token_seconds",
+            "Time until the response head (the first token of a stream).",
+            &["provider"],
+            latency,
+        );
+        let tokens = counter_vec(
+            &registry,
+            "obs_tokens_total",
+            "Tokens by direction, provider and model.",
+            &["direction", "provider", "model"],
+        );
+        let upstream_errors = counter_vec(
+            &registry,
+            "obs_upstream_errors_total",
+            "Failed requests by provider and error kind.",
+            &["provider", "kind"],
+        );
+        let retries = counter_vec(
+            &registry,
+            "obs_retries_total",
+            "Upstream retries by provider.",
+            &["provider"],
+        );
+        let rate_limited = IntCounter::new(
+            "obs_rate_limited_total",
+            "Requests rejected by the gateway's rate limit.",
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}"));
+        let in_flight = IntGauge::new(
+            "obs_in_flight_requests",
+            "Requests (and open streams) in flight.",
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}"));
+        let open_streams = IntGauge::new("obs_open_streams", "Streams being sent.")
+            .unwrap_or_else(|e| panic!("metric: {e}"));
+        for g in [
+            Box::new(rate_limited.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(in_flight.clone()),
+            Box::new(open_streams.clone()),
+        ] {
+            registry
+                .register(g)
+                .unwrap_or_else(|e| panic!("metric: {e}"));
+        }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            ttft,
+            tokens,
+            upstream_errors,
+            retries,
+            rate_limited,
+            in_flight,
+            open_streams,
+            models: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn model_label<'a>(&self, model: &'a str) -> &'a str {
+        let Ok(mut models) = self.models.lock() else {
+            return "other";
+        };
+        if models.contains(model) {
+            return model;
+        }
+        if models.len() < MAX_MODEL_LABELS {
+            models.insert(model.to_owned());
+            return model;
+        }
+        "other"
+    }
+
+    /// Records one finished request.
+    pub fn observe(&self, o: &Observation<'_>) {
+        let provider = o.provider.unwrap_or("none");
+        let model = o.model.map(|m| self.model_label(m)).unwrap_or("none");
+        let status = o.status.to_string();
+        self.requests
+            .with_label_values(&[o.route, model, provider, &status])
+            .inc();
+        self.duration
+            .with_label_values(&[o.route, provider])
+            .observe(o.duration);
+        if o.route == "chat" && o.provider.is_some() {
+            self.ttft
+                .with_label_values(&[provider])
+                .observe(o.first_byte);
+        }
+        if let Some((input, output)) = o.usage {
+            self.tokens
+                .with_label_values(&["input", provider, model])
+                .inc_by(input);
+            self.tokens
+                .with_label_values(&["output", provider, model])
+                .inc_by(output);
+        }
+        if o.attempts > 1 {
+            self.retries
+                .with_label_values(&[provider])
+                .inc_by(u64::from(o.attempts - 1));
+        }
+        if o.rate_limited {
+            self.rate_limited.inc();
+        } else if let (Some(kind), Some(_)) = (o.error, o.provider) {
+            self.upstream_errors
+                .with_label_values(&[provider, kind])
+                .inc();
+        }
+    }
+
+    /// A stream started (`+1`) or ended (`-1`).
+    pub fn stream_opened(&self, delta: i64) {
+        self.open_streams.add(delta);
+    }
+
+    /// The text exposition, with the in-flight gauge set to `in_flight`.
+    pub fn render(&self, in_flight: usize) -> String {
+        self.in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_renders() {
+        let m = Metrics::new();
+        m.observe(&Observation {
+            route: "chat",
+            model: Some("gpt-4o"),
+            provider: Some("openai"),
+            status: 200,
+            duration: 0.01,
+            first_byte: 0.005,
+            usage: Some((11, 7)),
+            attempts: 2,
+            error: None,
+            rate_limited: false,
+        });
+        let text = m.render(3);
+        assert!(text.contains(r#"obs_requests_total{model="gpt-4o",provider="openai",route="chat",status="200"} 1"#), "{text}");
+        assert!(text.contains(
+            r#"obs_tokens_total{direction="input",model="gpt-4o",provider="openai"} 11"#
+        ));
+        assert!(text.contains(r#"obs_retries_total{provider="openai"} 1"#));
+        assert!(text.contains("obs_in_flight_requests 3"));
+    }
+
+    #[test]
+    fn model_labels_are_capped() {
+        let m = Metrics::new();
+        for i in 0..300 {
+            assert_eq!(
+                m.model_label(&format!("m{i}")) == "other",
+                i >= MAX_MODEL_LABELS
+            );
+        }
+    }
+}

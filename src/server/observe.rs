@@ -1,0 +1,284 @@
+//! One structured log line and one metrics observation per request, when it is finished.
+//!
+//! Written by hand rather than with `tower_http::trace` because the line carries gateway facts the
+//! inner stages attach to the response — the key id ([`ApiKeyId`]), the call's model, provider,
+//! formats, attempts and usage ([`CallRecord`]) — and because a stream is finished only when its
+//! last byte is sent: for streams the line is written when the body ends (or the client goes
+//! away), so it has the total time, the time to first token and the tokens.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::auth::ApiKeyId;
+use crate::body::{Body, BoxError};
+use crate::error::{ErrorKind, ErrorSummary};
+use crate::metrics::{Metrics, Observation};
+use crate::model::CallRecord;
+
+/// Layer that applies [`Observe`].
+#[derive(Debug, Clone)]
+pub struct ObserveLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl ObserveLayer {
+    /// Logs and records into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        ObserveLayer { metrics }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Middleware that logs and measures every request once.
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+fn route_of(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" => "chat",
+        "/v1/models" => "models",
+        "/health" | "/v1/chat/completions/health" => "health",
+        "/metrics" => "metrics",
+        p if p.starts_with("/v1/models/") => "models",
+        p if p.starts_with("/model/") => "bedrock_runtime",
+        "/v1/messages" | "/anthropic/v1/messages" => "messages",
+        _ => "other",
+    }
+}
+
+impl<S, B> Service<Request<B>> for Observe<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let line = RequestLine {
+            started: Instant::now(),
+            method: req.method().clone(),
+            route: route_of(req.uri().path()),
+            path: req.uri().path().to_owned(),
+            request_id: req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            metrics: self.metrics.clone(),
+        };
+        ResponseFuture {
+            fut: self.inner.call(req),
+            line: Some(line),
+        }
+    }
+}
+
+/// What the log line needs from the request.
+#[derive(Debug)]
+struct RequestLine {
+    started: Instant,
+    method: Method,
+    route: &'static str,
+    path: String,
+    request_id: Option<String>,
+    metrics: Arc<Metrics>,
+}
+
+/// What the log line needs from the response head.
+#[derive(Debug)]
+struct Finish {
+    line: RequestLine,
+    status: u16,
+    first_byte: f64,
+    key: Option<ApiKeyId>,
+    record: Option<Arc<CallRecord>>,
+    error: Option<ErrorKind>,
+    stream: bool,
+}
+
+impl Finish {
+    fn emit(self, outcome: &'static str) {
+        let duration = self.line.started.elapsed().as_secs_f64();
+        let record = self.record.as_deref();
+        let usage = record.and_then(CallRecord::usage);
+        let error = self
+            .error
+            .or_else(|| record.and_then(CallRecord::stream_error));
+        let error_name = error.map(|k| format!("{k:?}"));
+        tracing::info!(
+            target: "access",
+            method = %self.line.method,
+            path = %self.line.path,
+            status = self.status,
+            request_id = self.line.request_id.as_deref().unwrap_or("-"),
+            key_id = self.key.as_ref().map(|k| &*k.0).unwrap_or("-"),
+            model = record.map(|r| r.model.as_str()).unwrap_or("-"),
+            provider = record.and_then(CallRecord::provider).unwrap_or("-"),
+            format_in = record.map(|r| r.inbound.as_str()).unwrap_or("-"),
+            format_out = record.map(|r| r.target.as_str()).unwrap_or("-"),
+            stream = self.stream,
+            latency_ms = duration * 1000.0,
+            ttft_ms = self.first_byte * 1000.0,
+            tokens_in = usage.map(|u| u.0).unwrap_or(0),
+            tokens_out = usage.map(|u| u.1).unwrap_or(0),
+            attempts = record.map(CallRecord::attempts).unwrap_or(0),
+            error = error_name.as_deref().unwrap_or("-"),
+            outcome,
+            "request"
+        );
+        self.line.metrics.observe(&Observation {
+            route: self.line.route,
+            model: record.map(|r| r.model.as_str()),
+            provider: record.and_then(CallRecord::provider),
+            status: self.status,
+            duration,
+            first_byte: self.first_byte,
+            usage,
+            attempts: record.map(CallRecord::attempts).unwrap_or(0),
+            error: error_name.as_deref(),
+            rate_limited: error == Some(ErrorKind::RateLimited),
+        });
+        if self.stream {
+            self.line.metrics.stream_opened(-1);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Observe`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        fut: F,
+        line: Option<RequestLine>,
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = ready!(this.fut.poll(cx));
+        let res = match out {
+            Ok(res) => res,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let Some(line) = this.line.take() else {
+            return Poll::Ready(Ok(res));
+        };
+        let stream = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.starts_with("text/event-stream")
+                    || ct.starts_with("application/vnd.amazon.eventstream")
+            });
+        let finish = Finish {
+            status: res.status().as_u16(),
+            first_byte: line.started.elapsed().as_secs_f64(),
+            key: res.extensions().get::<ApiKeyId>().cloned(),
+            record: res.extensions().get::<Arc<CallRecord>>().cloned(),
+            error: res.extensions().get::<ErrorSummary>().map(|e| e.kind),
+            stream,
+            line,
+        };
+        if !stream {
+            finish.emit("complete");
+            return Poll::Ready(Ok(res));
+        }
+        finish.line.metrics.stream_opened(1);
+        Poll::Ready(Ok(res.map(|body| {
+            Body::new(ObservedBody {
+                body,
+                finish: Some(finish),
+            })
+        })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A streamed body that logs its request when it ends, fails, or is dropped (client gone).
+    struct ObservedBody {
+        #[pin]
+        body: Body,
+        finish: Option<Finish>,
+    }
+
+    impl PinnedDrop for ObservedBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(finish) = this.finish.take() {
+                // hyper drops a body without polling past its last frame once it reports its end.
+                let ended = this.body.is_end_stream();
+                finish.emit(if ended { "complete" } else { "client_disconnected" });
+            }
+        }
+    }
+}
+
+impl HttpBody for ObservedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let out = ready!(this.body.poll_frame(cx));
+        match &out {
+            None => {
+                if let Some(f) = this.finish.take() {
+                    f.emit("complete");
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(f) = this.finish.take() {
+                    f.emit("body_error");
+                }
+            }
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(out)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
