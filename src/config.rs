@@ -60,6 +60,44 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The dotted key a TOML error span points at: the key itself (unknown field) or the key of the
+/// value (wrong type), prefixed by the enclosing `[table]` / `[[array]]` header. Best effort: `None`
+/// when the span is not inside a `key = value` line.
+fn toml_error_key(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let start = span.start.min(text.len());
+    let line_start = text.get(..start)?.rfind('\n').map_or(0, |i| i + 1);
+    let before = text.get(line_start..start)?;
+    let key = match before.split_once('=') {
+        // The span is (inside) the value: the key is left of the `=`.
+        Some((key, _)) => key.trim(),
+        // The span is the key.
+        None => text.get(span)?.trim(),
+    };
+    let key = key.trim_matches(|c| c == '"' || c == '\'');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = text
+        .get(..line_start)?
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+        .filter(|t| !t.is_empty());
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
 /// The validated configuration of one gateway.
 #[derive(Clone)]
 pub struct Config {
@@ -259,9 +297,7 @@ impl Config {
             let msg = e.message().to_owned();
             let key = e
                 .span()
-                .and_then(|s| text.get(s))
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
+                .and_then(|span| toml_error_key(text, span))
                 .unwrap_or_else(|| "config file".into());
             ConfigError::new(key, msg)
         })?;
@@ -796,6 +832,15 @@ mod tests {
         let mut c = Config::default();
         let e = c.apply_toml("[retry]\nmax_attempt = 3\n").unwrap_err();
         assert!(e.problem.contains("max_attempt"), "{e}");
+        assert_eq!(e.key, "retry.max_attempt", "{e}");
+        let mut c = Config::default();
+        let e = c
+            .apply_toml("[auth]\napi_keys = [\"k\"]\n\n[server]\nport = \"eighty\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "server.port", "{e}");
+        let mut c = Config::default();
+        let e = c.apply_toml("[server]\nport = 99999\n").unwrap_err();
+        assert_eq!(e.key, "server.port", "{e}");
         let mut c = Config::default();
         let e = c
             .apply_toml("[[routes]]\nprefix = \"x\"\nprovider = \"azure\"\n")

@@ -1,0 +1,314 @@
+//! The `open-bedrock-server` command line: help, version, `check-config` (valid and broken
+//! files), and the refusal to start without a key. Every run gets a cleared environment (only
+//! `PATH`) and an empty working directory, so neither the developer's variables nor a `.env` file
+//! leak in; every run is bounded by a timeout.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_open-bedrock-server");
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A unique scratch directory under the system temp dir, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "obs-cli-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create a scratch dir");
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write a scratch file");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the binary with `args` and exactly `env` (plus `PATH`) in `dir`; kills it after
+/// [`RUN_TIMEOUT`].
+fn run(dir: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .current_dir(&dir.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start open-bedrock-server");
+    let started = Instant::now();
+    loop {
+        match child.try_wait().expect("poll the child") {
+            Some(_) => break,
+            None if started.elapsed() > RUN_TIMEOUT => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("collect output");
+                panic!(
+                    "open-bedrock-server {args:?} still running after {RUN_TIMEOUT:?}; stderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("collect output");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+#[test]
+fn help_lists_every_flag_and_the_subcommand() {
+    let dir = Scratch::new("help");
+    let r = run(&dir, &["--help"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for needle in [
+        "--config",
+        "--host",
+        "--port",
+        "--no-auth",
+        "check-config",
+        "--help",
+        "--version",
+    ] {
+        assert!(
+            r.stdout.contains(needle),
+            "--help lacks {needle}:\n{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let dir = Scratch::new("version");
+    let r = run(&dir, &["--version"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        r.stdout.trim(),
+        format!("open-bedrock-server {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+const GATEWAY_SECRET: &str = "gw-key-super-secret-0123456789";
+const UPSTREAM_SECRET: &str = "sk-upstream-very-secret-abcdefghij";
+
+#[test]
+fn check_config_prints_a_masked_summary_and_never_a_secret() {
+    let dir = Scratch::new("check-ok");
+    let config = dir.file(
+        "gateway.toml",
+        &format!(
+            r#"
+[server]
+host = "127.0.0.1"
+port = 9123
+
+[auth]
+api_keys = ["{GATEWAY_SECRET}"]
+
+[openai]
+base_url = "http://127.0.0.1:1/v1"
+api_key = "{UPSTREAM_SECRET}"
+
+[bedrock]
+enabled = false
+
+[retry]
+max_attempts = 2
+"#
+        ),
+    );
+    let config = config.to_str().expect("a UTF-8 temp path");
+    let r = run(&dir, &["--config", config, "check-config"], &[]);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(r.stdout.contains("configuration OK"), "{}", r.stdout);
+    assert!(r.stdout.contains("127.0.0.1:9123"), "{}", r.stdout);
+    assert!(r.stdout.contains("http://127.0.0.1:1/v1"), "{}", r.stdout);
+    assert!(r.stdout.contains("api_keys"), "{}", r.stdout);
+    for secret in [GATEWAY_SECRET, UPSTREAM_SECRET] {
+        assert!(
+            !r.stdout.contains(secret),
+            "secret in stdout:\n{}",
+            r.stdout
+        );
+        assert!(
+            !r.stderr.contains(secret),
+            "secret in stderr:\n{}",
+            r.stderr
+        );
+        // Not even most of it.
+        assert!(
+            !r.stdout.contains(&secret[..12]),
+            "secret prefix in stdout:\n{}",
+            r.stdout
+        );
+    }
+
+    // Command-line flags override the file, and secrets from the environment are masked too.
+    let r = run(
+        &dir,
+        &[
+            "--config",
+            config,
+            "--port",
+            "9999",
+            "--no-auth",
+            "check-config",
+        ],
+        &[("OPENAI_API_KEY", "sk-from-env-secret-zyxwvutsrq")],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("127.0.0.1:9999"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("auth_disabled     = true"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("sk-from-env-secret-zyxwvutsrq"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn check_config_names_an_unknown_key() {
+    let dir = Scratch::new("check-unknown");
+    let config = dir.file(
+        "broken.toml",
+        "[auth]\napi_keys = [\"k\"]\n\n[retry]\nmax_attempt = 3\n",
+    );
+    let r = run(
+        &dir,
+        &[
+            "--config",
+            config.to_str().expect("UTF-8 path"),
+            "check-config",
+        ],
+        &[],
+    );
+    assert_eq!(
+        r.code,
+        Some(2),
+        "stdout:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("`retry.max_attempt`"),
+        "the message names the key: {}",
+        r.stderr
+    );
+    assert!(!r.stdout.contains("configuration OK"), "{}", r.stdout);
+}
+
+#[test]
+fn check_config_names_a_mistyped_key() {
+    let dir = Scratch::new("check-type");
+    let config = dir.file("broken.toml", "[server]\nport = \"eighty\"\n");
+    let r = run(
+        &dir,
+        &[
+            "--config",
+            config.to_str().expect("UTF-8 path"),
+            "check-config",
+        ],
+        &[],
+    );
+    assert_eq!(
+        r.code,
+        Some(2),
+        "stdout:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("`server.port`"),
+        "the message names the key: {}",
+        r.stderr
+    );
+    assert!(!r.stdout.contains("configuration OK"), "{}", r.stdout);
+}
+
+#[test]
+fn check_config_names_a_bad_environment_value() {
+    let dir = Scratch::new("check-env");
+    let r = run(
+        &dir,
+        &["check-config"],
+        &[("API_KEY", "k"), ("PORT", "eighty")],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("`PORT`"), "{}", r.stderr);
+}
+
+#[test]
+fn a_missing_config_file_is_a_clear_error() {
+    let dir = Scratch::new("check-missing");
+    let missing = dir.0.join("does-not-exist.toml");
+    let r = run(
+        &dir,
+        &[
+            "--config",
+            missing.to_str().expect("UTF-8 path"),
+            "check-config",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("does-not-exist.toml"), "{}", r.stderr);
+}
+
+#[test]
+fn starting_without_a_key_refuses_with_one_line_that_mentions_no_auth() {
+    let dir = Scratch::new("nokey");
+    let r = run(&dir, &["--port", "0"], &[("BEDROCK_ENABLED", "false")]);
+    assert_eq!(
+        r.code,
+        Some(2),
+        "stdout:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one clear line, got:\n{}", r.stderr);
+    assert!(lines[0].contains("--no-auth"), "{}", lines[0]);
+    assert!(lines[0].contains("API_KEY"), "{}", lines[0]);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
