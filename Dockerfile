@@ -30,10 +30,12 @@ WORKDIR /build
 # Dependency-caching layer: build every dependency against stub sources, so this
 # layer is only rebuilt when Cargo.toml / Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
+# Cargo.toml declares the criterion benches; their files must exist for cargo to read the manifest.
+COPY benches ./benches
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && : > src/lib.rs \
- && cargo build --release --locked \
+ && cargo build --release --locked --features redis \
  && rm -rf src \
     target/release/open-bedrock-server* \
     target/release/deps/open_bedrock_server* \
@@ -43,7 +45,7 @@ RUN mkdir -p src \
 # The real sources. The fingerprints of the stub crate were removed above, so
 # cargo rebuilds the crate even if COPY gave the files an older mtime.
 COPY src ./src
-RUN cargo build --release --locked \
+RUN cargo build --release --locked --features redis \
  && strip target/release/open-bedrock-server \
  && ./target/release/open-bedrock-server --version
 

@@ -141,6 +141,12 @@ impl Gateway {
         Ok(gateway)
     }
 
+    /// Ends every open stream now with an in-band "shutting down" event — for embedders that run
+    /// their own server (e.g. axum) and want a clean end to long streams during their shutdown.
+    pub fn close_streams(&self) {
+        self.close_streams.cancel();
+    }
+
     /// `GET /metrics` on its own, without auth (what the separate metrics port serves).
     pub fn metrics_service(&self) -> MetricsService {
         MetricsService::new(self.metrics.clone(), self.in_flight.in_flight())

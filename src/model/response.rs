@@ -29,6 +29,33 @@ pub struct ChatResponse {
     pub extra: Map<String, Value>,
 }
 
+impl ChatResponse {
+    /// A one-choice completion with the stream-style metadata of `meta` (for providers written
+    /// outside the crate, and for tests).
+    pub fn new(
+        meta: &ChunkMeta,
+        message: ResponseMessage,
+        finish_reason: &str,
+        usage: Option<Usage>,
+    ) -> Self {
+        ChatResponse {
+            id: meta.id.clone(),
+            object: completion_object(),
+            created: meta.created,
+            model: meta.model.clone(),
+            choices: vec![Choice {
+                index: 0,
+                message,
+                finish_reason: Some(finish_reason.to_owned()),
+                logprobs: None,
+                extra: Map::new(),
+            }],
+            usage,
+            extra: Map::new(),
+        }
+    }
+}
+
 fn completion_object() -> String {
     "chat.completion".to_owned()
 }

@@ -5,7 +5,7 @@
 //!   not, in place; only `model` changes when an alias was resolved.
 //! - The upstream key is `OPENAI_API_KEY`; the client's gateway key is never forwarded (the upstream
 //!   request is built from scratch; no client header is copied except `x-request-id`).
-//! - Streams are decoded with the split-safe [`SseDecoder`](crate::sse::SseDecoder) and yielded chunk
+//! - Streams are decoded with the split-safe [`crate::sse::SseDecoder`] and yielded chunk
 //!   by chunk as they arrive.
 //! - Upstream errors: 4xx keep their status and the upstream's message, `code` and `param`; 5xx
 //!   become 502 (503 and 504 stay); connect failures and resets are 502; `Retry-After` /

@@ -15,8 +15,8 @@
 //!   ([`crate::format::converse`]). A client's own Claude (Titan) body bound for a Claude (Titan)
 //!   model is forwarded as written, minus routing-only keys.
 //! - **Streams** answer once their first event has arrived (failures before it stay retryable);
-//!   exception frames become in-band errors ([`stream`]).
-//! - **Errors** map per PROTOCOLS.md §5.8 ([`error`]).
+//!   exception frames become in-band errors (the `stream` module).
+//! - **Errors** map per PROTOCOLS.md §5.8 (the `error` module).
 
 mod error;
 mod models;
