@@ -464,7 +464,7 @@ impl Config {
         if let Some(v) = get("LOG_FORMAT") {
             self.log_format = parse_log_format("LOG_FORMAT", &v)?;
         }
-        match RateLimitConfig::from_env(&get).map_err(|e| ConfigError::new("RATE_LIMIT_REQUESTS_PER_MINUTE", e))? {
+        match RateLimitConfig::from_env(get).map_err(|e| ConfigError::new("RATE_LIMIT_REQUESTS_PER_MINUTE", e))? {
             Some(env) => {
                 // The environment sets the defaults; per-key overrides from the file stay.
                 let keys = self.rate_limit.take().map(|r| r.keys).unwrap_or_default();

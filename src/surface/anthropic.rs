@@ -65,7 +65,10 @@ impl<S> Layer<S> for AnthropicMessagesLayer {
     type Service = AnthropicMessages<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AnthropicMessages { inner, limit: self.limit }
+        AnthropicMessages {
+            inner,
+            limit: self.limit,
+        }
     }
 }
 
@@ -82,7 +85,10 @@ fn rejected(e: GatewayError) -> Response<Body> {
 
 impl<S, B> Service<Request<B>> for AnthropicMessages<S>
 where
-    S: Service<Request<DetectedRequest>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<DetectedRequest>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -127,7 +133,8 @@ where
                     ))))
                 }
             };
-            tower::ServiceExt::oneshot(inner, Request::from_parts(parts, anthropic_body(body))).await
+            tower::ServiceExt::oneshot(inner, Request::from_parts(parts, anthropic_body(body)))
+                .await
         })
     }
 }
@@ -140,25 +147,49 @@ mod tests {
 
     #[tokio::test]
     async fn hands_on_a_claude_request_and_rejects_bad_json_in_anthropic_shape() {
-        let svc = AnthropicMessagesLayer::new(1024).layer(tower::service_fn(|req: Request<DetectedRequest>| async move {
-            let d = req.into_body();
-            let text = format!("{}|{}|{}", d.inbound.as_str(), d.target.as_str(), d.body["anthropic_version"]);
-            Ok::<_, Infallible>(Response::new(Body::from(text)))
-        }));
+        let svc = AnthropicMessagesLayer::new(1024).layer(tower::service_fn(
+            |req: Request<DetectedRequest>| async move {
+                let d = req.into_body();
+                let text = format!(
+                    "{}|{}|{}",
+                    d.inbound.as_str(),
+                    d.target.as_str(),
+                    d.body["anthropic_version"]
+                );
+                Ok::<_, Infallible>(Response::new(Body::from(text)))
+            },
+        ));
         let req = Request::post("/v1/messages")
-            .body(Body::from(serde_json::to_vec(&json!({"model": "m", "messages": []})).unwrap()))
+            .body(Body::from(
+                serde_json::to_vec(&json!({"model": "m", "messages": []})).unwrap(),
+            ))
             .unwrap();
         let res = svc.clone().oneshot(req).await.unwrap();
         let body = res.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&body[..], br#"bedrock_claude|bedrock_claude|"bedrock-2023-05-31""#);
+        assert_eq!(
+            &body[..],
+            br#"bedrock_claude|bedrock_claude|"bedrock-2023-05-31""#
+        );
 
-        let res = svc.clone().oneshot(Request::post("/").body(Body::from("nope")).unwrap()).await.unwrap();
+        let res = svc
+            .clone()
+            .oneshot(Request::post("/").body(Body::from("nope")).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), 400);
-        let body: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let body: Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
         assert_eq!(body["type"], "error");
         assert_eq!(body["error"]["type"], "invalid_request_error");
 
-        let res = svc.oneshot(Request::post("/").body(Body::from("x".repeat(2000))).unwrap()).await.unwrap();
+        let res = svc
+            .oneshot(
+                Request::post("/")
+                    .body(Body::from("x".repeat(2000)))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
         assert_eq!(res.status(), 413);
     }
 }

@@ -79,14 +79,20 @@ impl<R: Clone, B> Clone for Surfaces<R, B> {
 
 impl<R: std::fmt::Debug, B> std::fmt::Debug for Surfaces<R, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Surfaces").field("routes", &self.routes).finish_non_exhaustive()
+        f.debug_struct("Surfaces")
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
     }
 }
 
 impl<R, B> Surfaces<R, B> {
     /// Mounts the two surface stacks in front of `routes`.
     pub fn new(routes: R, bedrock: GatewayService<B>, anthropic: GatewayService<B>) -> Self {
-        Surfaces { routes, bedrock, anthropic }
+        Surfaces {
+            routes,
+            bedrock,
+            anthropic,
+        }
     }
 }
 
@@ -114,8 +120,10 @@ where
             Surface::AnthropicMessages => ErrorDialect::Anthropic,
         };
         if req.method() != Method::POST {
-            let mut res = GatewayError::method_not_allowed(req.method(), req.uri().path()).into_response(dialect);
-            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            let mut res = GatewayError::method_not_allowed(req.method(), req.uri().path())
+                .into_response(dialect);
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return Box::pin(std::future::ready(Ok(res)));
         }
         let svc = match surface {
@@ -134,7 +142,11 @@ impl Gateway {
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
-        S: Service<ChatCall, Response = ChatReply, Error = GatewayError> + Clone + Send + Sync + 'static,
+        S: Service<ChatCall, Response = ChatReply, Error = GatewayError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         S::Future: Send,
     {
         let stack = ServiceBuilder::new()
@@ -143,9 +155,16 @@ impl Gateway {
             // Read the bounded body and check SigV4 / the key; 403 in AWS shape.
             .layer(self.bedrock_auth.clone())
             // Count the request under its key; 429 ThrottlingException.
-            .option_layer(self.rate_limiter.as_ref().map(|l| l.layer().dialect(ErrorDialect::Bedrock)))
+            .option_layer(
+                self.rate_limiter
+                    .as_ref()
+                    .map(|l| l.layer().dialect(ErrorDialect::Bedrock)),
+            )
             // Path model + native or Converse body → typed core → Bedrock-shaped answer.
-            .service(bedrock_runtime::BedrockRuntime::new(core).with_shutdown(self.close_streams.clone()));
+            .service(
+                bedrock_runtime::BedrockRuntime::new(core)
+                    .with_shutdown(self.close_streams.clone()),
+            );
         BoxCloneSyncService::new(stack)
     }
 
@@ -155,16 +174,29 @@ impl Gateway {
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
-        S: Service<ChatCall, Response = ChatReply, Error = GatewayError> + Clone + Send + Sync + 'static,
+        S: Service<ChatCall, Response = ChatReply, Error = GatewayError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         S::Future: Send,
     {
         let stack = ServiceBuilder::new()
             .layer(self.in_flight.clone())
             .layer(self.auth.clone().dialect(ErrorDialect::Anthropic))
-            .option_layer(self.rate_limiter.as_ref().map(|l| RateLimiter::layer(l).dialect(ErrorDialect::Anthropic)))
+            .option_layer(
+                self.rate_limiter
+                    .as_ref()
+                    .map(|l| RateLimiter::layer(l).dialect(ErrorDialect::Anthropic)),
+            )
             // Read the bounded body; Claude in, Claude out.
-            .layer(anthropic::AnthropicMessagesLayer::new(self.max_request_bytes))
-            .layer(TranslateLayer::new(Some(self.keep_alive)).with_shutdown(self.close_streams.clone()))
+            .layer(anthropic::AnthropicMessagesLayer::new(
+                self.max_request_bytes,
+            ))
+            .layer(
+                TranslateLayer::new(Some(self.keep_alive))
+                    .with_shutdown(self.close_streams.clone()),
+            )
             .service(core);
         BoxCloneSyncService::new(stack)
     }

@@ -76,7 +76,10 @@ pub fn decode_client_request(
     match body.get("system") {
         None | Some(Value::Null) => {}
         Some(Value::Array(blocks)) => {
-            let text: Vec<&str> = blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect();
+            let text: Vec<&str> = blocks
+                .iter()
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect();
             if !text.is_empty() {
                 messages.push(json!({"role": "system", "content": text.join("\n")}));
             }
@@ -96,19 +99,30 @@ pub fn decode_client_request(
         match role {
             "user" => decode_user_turn(blocks, &mut messages)?,
             "assistant" => messages.push(decode_assistant_turn(blocks)),
-            other => return Err(invalid(format!("invalid role `{other}`: expected user or assistant"))),
+            other => {
+                return Err(invalid(format!(
+                    "invalid role `{other}`: expected user or assistant"
+                )))
+            }
         }
     }
 
     let mut req = json!({"model": model, "messages": messages});
-    let obj = req.as_object_mut().ok_or_else(|| GatewayError::internal("request is an object"))?;
+    let obj = req
+        .as_object_mut()
+        .ok_or_else(|| GatewayError::internal("request is an object"))?;
     if stream {
         obj.insert("stream".into(), Value::Bool(true));
         // ConverseStream ends with a metadata event carrying usage: ask the upstream for it.
         obj.insert("stream_options".into(), json!({"include_usage": true}));
     }
     if let Some(config) = body.get("inferenceConfig").and_then(Value::as_object) {
-        for (from, to) in [("maxTokens", "max_tokens"), ("temperature", "temperature"), ("topP", "top_p"), ("stopSequences", "stop")] {
+        for (from, to) in [
+            ("maxTokens", "max_tokens"),
+            ("temperature", "temperature"),
+            ("topP", "top_p"),
+            ("stopSequences", "stop"),
+        ] {
             if let Some(v) = config.get(from).filter(|v| !v.is_null()) {
                 obj.insert(to.into(), v.clone());
             }
@@ -149,12 +163,19 @@ pub fn decode_client_request(
             obj.insert("tool_choice".into(), choice);
         }
     }
-    if let Some(k) = body.get("additionalModelRequestFields").and_then(|v| v.get("top_k")) {
+    if let Some(k) = body
+        .get("additionalModelRequestFields")
+        .and_then(|v| v.get("top_k"))
+    {
         obj.insert("top_k".into(), k.clone());
     }
-    let mut request: ChatRequest =
-        serde_json::from_value(req).map_err(|e| invalid(format!("Malformed input request: {e}")))?;
-    if request.messages.iter().all(|m| m.role == crate::model::Role::System) {
+    let mut request: ChatRequest = serde_json::from_value(req)
+        .map_err(|e| invalid(format!("Malformed input request: {e}")))?;
+    if request
+        .messages
+        .iter()
+        .all(|m| m.role == crate::model::Role::System)
+    {
         return Err(invalid("messages must contain at least one message"));
     }
     request.model = model.to_owned();
@@ -174,16 +195,24 @@ fn decode_user_turn(blocks: &[Value], messages: &mut Vec<Value>) -> Result<(), G
             parts.push(json!({"type": "image_url", "image_url": {"url": format!("data:image/{format};base64,{bytes}")}}));
         } else if let Some(doc) = block.get("document") {
             let format = doc.get("format").and_then(Value::as_str).unwrap_or("txt");
-            let name = doc.get("name").and_then(Value::as_str).unwrap_or("document");
+            let name = doc
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("document");
             let Some(bytes) = doc.pointer("/source/bytes").and_then(Value::as_str) else {
-                return Err(invalid("only inline (bytes) document sources are supported"));
+                return Err(invalid(
+                    "only inline (bytes) document sources are supported",
+                ));
             };
             parts.push(json!({"type": "file", "file": {
                 "file_data": format!("data:{};base64,{bytes}", document_mime(format)),
                 "filename": format!("{name}.{format}"),
             }}));
         } else if let Some(result) = block.get("toolResult") {
-            let id = result.get("toolUseId").and_then(Value::as_str).unwrap_or_default();
+            let id = result
+                .get("toolUseId")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             messages.push(json!({"role": "tool", "tool_call_id": id, "content": tool_result_text(result.get("content"))}));
         }
         // cachePoint, guardContent and other blocks carry nothing for the canonical model.
@@ -255,7 +284,12 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
         if let Some(r) = msg.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
             content.push(json!({"reasoningContent": {"reasoningText": {"text": r}}}));
         }
-        if let Some(t) = msg.content.as_deref().or(msg.refusal.as_deref()).filter(|t| !t.is_empty()) {
+        if let Some(t) = msg
+            .content
+            .as_deref()
+            .or(msg.refusal.as_deref())
+            .filter(|t| !t.is_empty())
+        {
             content.push(json!({"text": t}));
         }
         for call in msg.tool_calls.iter().flatten() {
@@ -266,7 +300,8 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
             content.push(json!({"toolUse": {"toolUseId": call.id, "name": call.function.name, "input": input}}));
         }
     }
-    let has_tools = choice.is_some_and(|c| c.message.tool_calls.as_ref().is_some_and(|t| !t.is_empty()));
+    let has_tools =
+        choice.is_some_and(|c| c.message.tool_calls.as_ref().is_some_and(|t| !t.is_empty()));
     let reason = if has_tools {
         "tool_use"
     } else {
@@ -314,17 +349,28 @@ impl ConverseEventEncoder {
 
     fn close(&mut self, out: &mut Vec<(&'static str, Value)>) {
         if self.open.take().is_some() {
-            out.push(("contentBlockStop", json!({"contentBlockIndex": self.next_index - 1})));
+            out.push((
+                "contentBlockStop",
+                json!({"contentBlockIndex": self.next_index - 1}),
+            ));
         }
     }
 
-    fn ensure(&mut self, kind: Open, start: Option<Value>, out: &mut Vec<(&'static str, Value)>) -> u32 {
+    fn ensure(
+        &mut self,
+        kind: Open,
+        start: Option<Value>,
+        out: &mut Vec<(&'static str, Value)>,
+    ) -> u32 {
         if self.open != Some(kind) {
             self.close(out);
             self.open = Some(kind);
             self.next_index += 1;
             if let Some(start) = start {
-                out.push(("contentBlockStart", json!({"contentBlockIndex": self.next_index - 1, "start": start})));
+                out.push((
+                    "contentBlockStart",
+                    json!({"contentBlockIndex": self.next_index - 1, "start": start}),
+                ));
             }
         }
         self.next_index - 1
@@ -333,7 +379,10 @@ impl ConverseEventEncoder {
     fn metadata(&mut self, out: &mut Vec<(&'static str, Value)>) {
         if !self.done {
             self.done = true;
-            out.push(("metadata", json!({"usage": usage_json(self.usage.as_ref()), "metrics": {"latencyMs": 0}})));
+            out.push((
+                "metadata",
+                json!({"usage": usage_json(self.usage.as_ref()), "metrics": {"latencyMs": 0}}),
+            ));
         }
     }
 
@@ -353,11 +402,21 @@ impl ConverseEventEncoder {
             let d = &choice.delta;
             if let Some(r) = d.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
                 let i = self.ensure(Open::Reasoning, None, out);
-                out.push(("contentBlockDelta", json!({"contentBlockIndex": i, "delta": {"reasoningContent": {"text": r}}})));
+                out.push((
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": i, "delta": {"reasoningContent": {"text": r}}}),
+                ));
             }
-            for t in [d.content.as_deref(), d.refusal.as_deref()].into_iter().flatten().filter(|t| !t.is_empty()) {
+            for t in [d.content.as_deref(), d.refusal.as_deref()]
+                .into_iter()
+                .flatten()
+                .filter(|t| !t.is_empty())
+            {
                 let i = self.ensure(Open::Text, None, out);
-                out.push(("contentBlockDelta", json!({"contentBlockIndex": i, "delta": {"text": t}})));
+                out.push((
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": i, "delta": {"text": t}}),
+                ));
             }
             for call in d.tool_calls.iter().flatten() {
                 let f = call.function.as_ref();
@@ -366,14 +425,23 @@ impl ConverseEventEncoder {
                     "name": f.and_then(|f| f.name.as_deref()).unwrap_or_default(),
                 }});
                 let i = self.ensure(Open::Tool(call.index), Some(start), out);
-                if let Some(args) = f.and_then(|f| f.arguments.as_deref()).filter(|a| !a.is_empty()) {
-                    out.push(("contentBlockDelta", json!({"contentBlockIndex": i, "delta": {"toolUse": {"input": args}}})));
+                if let Some(args) = f
+                    .and_then(|f| f.arguments.as_deref())
+                    .filter(|a| !a.is_empty())
+                {
+                    out.push((
+                        "contentBlockDelta",
+                        json!({"contentBlockIndex": i, "delta": {"toolUse": {"input": args}}}),
+                    ));
                 }
             }
             if let Some(reason) = choice.finish_reason.as_deref() {
                 self.close(out);
                 self.stopped = true;
-                out.push(("messageStop", json!({"stopReason": stop_reason(Some(reason))})));
+                out.push((
+                    "messageStop",
+                    json!({"stopReason": stop_reason(Some(reason))}),
+                ));
             }
         }
         if self.stopped && self.usage.is_some() {
@@ -424,26 +492,65 @@ mod tests {
             true,
         );
         let roles: Vec<Role> = req.messages.iter().map(|m| m.role).collect();
-        assert_eq!(roles, [Role::System, Role::User, Role::Assistant, Role::Tool, Role::User]);
+        assert_eq!(
+            roles,
+            [
+                Role::System,
+                Role::User,
+                Role::Assistant,
+                Role::Tool,
+                Role::User
+            ]
+        );
         assert_eq!(req.messages[0].text_content(), "a\nb");
         let call = &req.messages[2].tool_calls.as_ref().unwrap()[0];
-        assert_eq!((call.id.as_str(), call.function.name.as_str()), ("t1", "get_weather"));
-        assert_eq!(serde_json::from_str::<Value>(&call.function.arguments).unwrap(), json!({"city": "Paris"}));
+        assert_eq!(
+            (call.id.as_str(), call.function.name.as_str()),
+            ("t1", "get_weather")
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&call.function.arguments).unwrap(),
+            json!({"city": "Paris"})
+        );
         assert_eq!(req.messages[3].tool_call_id.as_deref(), Some("t1"));
         assert_eq!(req.messages[3].text_content(), r#"{"temp":21}"#);
-        assert_eq!((req.max_tokens, req.temperature, req.top_p), (Some(100), Some(0.5), Some(0.9)));
+        assert_eq!(
+            (req.max_tokens, req.temperature, req.top_p),
+            (Some(100), Some(0.5), Some(0.9))
+        );
         assert_eq!(req.stop_sequences(), ["END"]);
-        assert_eq!(req.tools.as_ref().unwrap()[0].function.as_ref().unwrap().name, "get_weather");
-        assert_eq!(serde_json::to_value(&req.tool_choice).unwrap(), json!("required"));
+        assert_eq!(
+            req.tools.as_ref().unwrap()[0]
+                .function
+                .as_ref()
+                .unwrap()
+                .name,
+            "get_weather"
+        );
+        assert_eq!(
+            serde_json::to_value(&req.tool_choice).unwrap(),
+            json!("required")
+        );
         assert!(req.is_stream() && req.include_usage());
     }
 
     #[test]
     fn decodes_images_and_rejects_bad_shapes() {
-        let req = decode(json!({"messages": [{"role": "user", "content": [{"image": {"format": "png", "source": {"bytes": "iVBO"}}}]}]}), false);
+        let req = decode(
+            json!({"messages": [{"role": "user", "content": [{"image": {"format": "png", "source": {"bytes": "iVBO"}}}]}]}),
+            false,
+        );
         let v = serde_json::to_value(&req.messages[0]).unwrap();
-        assert_eq!(v["content"][0]["image_url"]["url"], "data:image/png;base64,iVBO");
-        for bad in [json!({}), json!({"messages": "x"}), json!({"messages": [{"role": "robot", "content": []}]}), json!({"messages": []})] {
+        assert_eq!(
+            v["content"][0]["image_url"]["url"],
+            "data:image/png;base64,iVBO"
+        );
+        for bad in [
+            json!({}),
+            json!({"messages": "x"}),
+            json!({"messages": [{"role": "robot", "content": []}]}),
+            json!({"messages": []}),
+        ] {
             let e = decode_client_request("m", bad.as_object().unwrap(), false).unwrap_err();
             assert_eq!(e.status(), 400, "{bad}");
         }
@@ -460,9 +567,18 @@ mod tests {
         .unwrap();
         let v = encode_client_response(&resp);
         assert_eq!(v["stopReason"], "tool_use");
-        assert_eq!(v["output"]["message"]["content"][0]["text"], "Let me check.");
-        assert_eq!(v["output"]["message"]["content"][1]["toolUse"], json!({"toolUseId": "t1", "name": "get_weather", "input": {"city": "Paris"}}));
-        assert_eq!(v["usage"], json!({"inputTokens": 12, "outputTokens": 9, "totalTokens": 24, "cacheReadInputTokens": 3}));
+        assert_eq!(
+            v["output"]["message"]["content"][0]["text"],
+            "Let me check."
+        );
+        assert_eq!(
+            v["output"]["message"]["content"][1]["toolUse"],
+            json!({"toolUseId": "t1", "name": "get_weather", "input": {"city": "Paris"}})
+        );
+        assert_eq!(
+            v["usage"],
+            json!({"inputTokens": 12, "outputTokens": 9, "totalTokens": 24, "cacheReadInputTokens": 3})
+        );
     }
 
     #[test]
@@ -472,9 +588,21 @@ mod tests {
             ChatChunk::delta(&meta, Delta::role(), None),
             ChatChunk::delta(&meta, Delta::text("Let me "), None),
             ChatChunk::delta(&meta, Delta::text("check."), None),
-            ChatChunk::delta(&meta, Delta::tool_call(ToolCallDelta::start(0, "t1", "get_weather")), None),
-            ChatChunk::delta(&meta, Delta::tool_call(ToolCallDelta::arguments(0, "{\"city\":")), None),
-            ChatChunk::delta(&meta, Delta::tool_call(ToolCallDelta::arguments(0, "\"Paris\"}")), None),
+            ChatChunk::delta(
+                &meta,
+                Delta::tool_call(ToolCallDelta::start(0, "t1", "get_weather")),
+                None,
+            ),
+            ChatChunk::delta(
+                &meta,
+                Delta::tool_call(ToolCallDelta::arguments(0, "{\"city\":")),
+                None,
+            ),
+            ChatChunk::delta(
+                &meta,
+                Delta::tool_call(ToolCallDelta::arguments(0, "\"Paris\"}")),
+                None,
+            ),
             ChatChunk::delta(&meta, Delta::default(), Some("tool_calls")),
             ChatChunk::usage(&meta, Usage::from_parts(10, 5, 0, 0)),
         ];
@@ -487,23 +615,55 @@ mod tests {
         let types: Vec<&str> = out.iter().map(|(t, _)| *t).collect();
         assert_eq!(
             types,
-            ["messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockStop", "contentBlockStart", "contentBlockDelta", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"]
+            [
+                "messageStart",
+                "contentBlockDelta",
+                "contentBlockDelta",
+                "contentBlockStop",
+                "contentBlockStart",
+                "contentBlockDelta",
+                "contentBlockDelta",
+                "contentBlockStop",
+                "messageStop",
+                "metadata"
+            ]
         );
-        assert_eq!(out[1].1, json!({"contentBlockIndex": 0, "delta": {"text": "Let me "}}));
-        assert_eq!(out[4].1, json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "t1", "name": "get_weather"}}}));
+        assert_eq!(
+            out[1].1,
+            json!({"contentBlockIndex": 0, "delta": {"text": "Let me "}})
+        );
+        assert_eq!(
+            out[4].1,
+            json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "t1", "name": "get_weather"}}})
+        );
         assert_eq!(out[6].1["delta"]["toolUse"]["input"], "\"Paris\"}");
         assert_eq!(out[8].1, json!({"stopReason": "tool_use"}));
-        assert_eq!(out[9].1["usage"], json!({"inputTokens": 10, "outputTokens": 5, "totalTokens": 15}));
+        assert_eq!(
+            out[9].1["usage"],
+            json!({"inputTokens": 10, "outputTokens": 5, "totalTokens": 15})
+        );
     }
 
     #[test]
     fn stream_without_finish_or_usage_is_still_well_formed() {
         let mut enc = ConverseEventEncoder::new();
         let mut out = Vec::new();
-        enc.push(&ChatChunk::delta(&ChunkMeta::new("m"), Delta::text("hi"), None), &mut out);
+        enc.push(
+            &ChatChunk::delta(&ChunkMeta::new("m"), Delta::text("hi"), None),
+            &mut out,
+        );
         enc.finish(&mut out);
         enc.finish(&mut out);
         let types: Vec<&str> = out.iter().map(|(t, _)| *t).collect();
-        assert_eq!(types, ["messageStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"]);
+        assert_eq!(
+            types,
+            [
+                "messageStart",
+                "contentBlockDelta",
+                "contentBlockStop",
+                "messageStop",
+                "metadata"
+            ]
+        );
     }
 }

@@ -79,8 +79,13 @@ impl BedrockAuthLayer {
             .collect();
         BedrockAuthLayer {
             keys: Arc::new(Keys {
-                keys: keys.iter().map(|k| k.as_bytes().to_vec().into_boxed_slice()).collect(),
-                ids: (1..=keys.len()).map(|i| ApiKeyId(Arc::from(format!("key-{i}")))).collect(),
+                keys: keys
+                    .iter()
+                    .map(|k| k.as_bytes().to_vec().into_boxed_slice())
+                    .collect(),
+                ids: (1..=keys.len())
+                    .map(|i| ApiKeyId(Arc::from(format!("key-{i}"))))
+                    .collect(),
                 credentials,
                 disabled: false,
                 limit,
@@ -106,7 +111,10 @@ impl<S> Layer<S> for BedrockAuthLayer {
     type Service = BedrockAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BedrockAuth { inner, keys: self.keys.clone() }
+        BedrockAuth {
+            inner,
+            keys: self.keys.clone(),
+        }
     }
 }
 
@@ -117,10 +125,8 @@ pub struct BedrockAuth<S> {
     keys: Arc<Keys>,
 }
 
-fn denied(aws_type: &'static str, message: &'static str) -> Response<Body> {
-    GatewayError::permission_denied(message)
-        .with_aws_type(aws_type)
-        .into_response(ErrorDialect::Bedrock)
+fn denied(aws_type: &'static str, message: &'static str) -> GatewayError {
+    GatewayError::permission_denied(message).with_aws_type(aws_type)
 }
 
 impl Keys {
@@ -134,14 +140,25 @@ impl Keys {
         found
     }
 
-    /// The key index the request authenticates as, or the 403 to answer.
-    fn check(&self, parts: &http::request::Parts, body: &[u8]) -> Result<Option<usize>, Response<Body>> {
+    /// The key index the request authenticates as (`None` when auth is disabled), or the 403.
+    fn check(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+    ) -> Result<Option<usize>, GatewayError> {
         if self.disabled {
             return Ok(None);
         }
-        let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         if let Some(sig) = authorization.and_then(sigv4::parse_authorization) {
-            let Some((_, secret, index)) = self.credentials.iter().find(|(id, _, _)| id == sig.access_key) else {
+            let Some((_, secret, index)) = self
+                .credentials
+                .iter()
+                .find(|(id, _, _)| id == sig.access_key)
+            else {
                 return Err(denied(
                     "UnrecognizedClientException",
                     "The security token included in the request is invalid.",
@@ -169,7 +186,10 @@ impl Keys {
 
 impl<S, B> Service<Request<B>> for BedrockAuth<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -194,7 +214,8 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > keys.limit as u64) {
-                return Ok(GatewayError::payload_too_large(keys.limit).into_response(ErrorDialect::Bedrock));
+                return Ok(GatewayError::payload_too_large(keys.limit)
+                    .into_response(ErrorDialect::Bedrock));
             }
             let bytes = match Limited::new(body, keys.limit).collect().await {
                 Ok(c) => c.to_bytes(),
@@ -202,7 +223,9 @@ where
                     let err = if e.downcast_ref::<LengthLimitError>().is_some() {
                         GatewayError::payload_too_large(keys.limit)
                     } else {
-                        GatewayError::invalid_request(format!("Failed to read the request body: {e}"))
+                        GatewayError::invalid_request(format!(
+                            "Failed to read the request body: {e}"
+                        ))
                     };
                     return Ok(err.into_response(ErrorDialect::Bedrock));
                 }
@@ -210,10 +233,12 @@ where
             let id = match keys.check(&parts, &bytes) {
                 Ok(Some(i)) => keys.ids[i].clone(),
                 Ok(None) => ApiKeyId(Arc::from("anonymous")),
-                Err(res) => return Ok(res),
+                Err(e) => return Ok(e.into_response(ErrorDialect::Bedrock)),
             };
             parts.extensions.insert(id.clone());
-            let mut res = tower::ServiceExt::oneshot(inner, Request::from_parts(parts, Body::from(bytes))).await?;
+            let mut res =
+                tower::ServiceExt::oneshot(inner, Request::from_parts(parts, Body::from(bytes)))
+                    .await?;
             // The access log reads the key id from the response.
             res.extensions_mut().insert(id);
             Ok(res)
@@ -226,17 +251,31 @@ mod tests {
     use super::*;
     use tower::ServiceExt;
 
-    fn svc(creds: &[AwsClientCredential]) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
-        BedrockAuthLayer::new(&["k1".into(), "k2".into()], creds, 64).layer(tower::service_fn(|req: Request<Body>| async move {
-            let id = req.extensions().get::<ApiKeyId>().map(|i| i.0.to_string()).unwrap_or_default();
-            Ok::<_, Infallible>(Response::new(Body::from(id)))
-        }))
+    fn svc(
+        creds: &[AwsClientCredential],
+    ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+        BedrockAuthLayer::new(&["k1".into(), "k2".into()], creds, 64).layer(tower::service_fn(
+            |req: Request<Body>| async move {
+                let id = req
+                    .extensions()
+                    .get::<ApiKeyId>()
+                    .map(|i| i.0.to_string())
+                    .unwrap_or_default();
+                Ok::<_, Infallible>(Response::new(Body::from(id)))
+            },
+        ))
     }
 
-    async fn call(creds: &[AwsClientCredential], req: Request<Body>) -> (u16, Option<String>, String) {
+    async fn call(
+        creds: &[AwsClientCredential],
+        req: Request<Body>,
+    ) -> (u16, Option<String>, String) {
         let res = svc(creds).oneshot(req).await.unwrap();
         let status = res.status().as_u16();
-        let t = res.headers().get("x-amzn-errortype").map(|v| v.to_str().unwrap().to_owned());
+        let t = res
+            .headers()
+            .get("x-amzn-errortype")
+            .map(|v| v.to_str().unwrap().to_owned());
         let body = res.into_body().collect().await.unwrap().to_bytes();
         (status, t, String::from_utf8(body.to_vec()).unwrap())
     }
@@ -279,41 +318,72 @@ mod tests {
     }
 
     fn cred() -> Vec<AwsClientCredential> {
-        vec![AwsClientCredential { access_key_id: "AKIDCLIENT".into(), secret_access_key: "s3cr3t".into(), api_key: "k2".into() }]
+        vec![AwsClientCredential {
+            access_key_id: "AKIDCLIENT".into(),
+            secret_access_key: "s3cr3t".into(),
+            api_key: "k2".into(),
+        }]
     }
 
     #[tokio::test]
     async fn sigv4_with_a_mapped_credential_counts_as_its_key() {
-        assert_eq!(call(&cred(), signed("s3cr3t", "{}")).await, (200, None, "key-2".into()));
+        assert_eq!(
+            call(&cred(), signed("s3cr3t", "{}")).await,
+            (200, None, "key-2".into())
+        );
     }
 
     #[tokio::test]
     async fn bad_signatures_and_unknown_access_keys_are_403() {
         let (status, t, body) = call(&cred(), signed("wrong", "{}")).await;
-        assert_eq!((status, t.as_deref()), (403, Some("InvalidSignatureException")));
+        assert_eq!(
+            (status, t.as_deref()),
+            (403, Some("InvalidSignatureException"))
+        );
         assert!(body.contains("signature"), "{body}");
         let (status, t, _) = call(&[], signed("s3cr3t", "{}")).await;
-        assert_eq!((status, t.as_deref()), (403, Some("UnrecognizedClientException")));
+        assert_eq!(
+            (status, t.as_deref()),
+            (403, Some("UnrecognizedClientException"))
+        );
         // A credential mapped to a key that is not configured is ignored.
-        let orphan = vec![AwsClientCredential { api_key: "nope".into(), ..cred()[0].clone() }];
+        let orphan = vec![AwsClientCredential {
+            api_key: "nope".into(),
+            ..cred()[0].clone()
+        }];
         assert_eq!(call(&orphan, signed("s3cr3t", "{}")).await.0, 403);
     }
 
     #[tokio::test]
     async fn bearer_and_x_api_key() {
-        let r = Request::post("/").header("authorization", "Bearer k1").body(Body::empty()).unwrap();
+        let r = Request::post("/")
+            .header("authorization", "Bearer k1")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(call(&[], r).await, (200, None, "key-1".into()));
-        let r = Request::post("/").header("x-api-key", "k2").body(Body::empty()).unwrap();
+        let r = Request::post("/")
+            .header("x-api-key", "k2")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(call(&[], r).await.2, "key-2");
-        let r = Request::post("/").header("authorization", "Bearer k3").body(Body::empty()).unwrap();
+        let r = Request::post("/")
+            .header("authorization", "Bearer k3")
+            .body(Body::empty())
+            .unwrap();
         let (status, t, body) = call(&[], r).await;
-        assert_eq!((status, t.as_deref()), (403, Some("UnrecognizedClientException")));
+        assert_eq!(
+            (status, t.as_deref()),
+            (403, Some("UnrecognizedClientException"))
+        );
         assert!(body.starts_with("{\"message\""), "{body}");
     }
 
     #[tokio::test]
     async fn body_over_the_limit_is_413() {
-        let r = Request::post("/").header("authorization", "Bearer k1").body(Body::from("x".repeat(100))).unwrap();
+        let r = Request::post("/")
+            .header("authorization", "Bearer k1")
+            .body(Body::from("x".repeat(100)))
+            .unwrap();
         assert_eq!(call(&[], r).await.0, 413);
     }
 }

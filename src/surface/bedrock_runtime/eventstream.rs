@@ -51,7 +51,10 @@ fn string(value: &'static str) -> HeaderValue {
 /// Appends one event message (`:message-type: event`, `:event-type: <event_type>`, JSON payload).
 pub fn write_event(out: &mut BytesMut, event_type: &str, payload: &[u8]) {
     let message = Message::new(Bytes::copy_from_slice(payload))
-        .add_header(Header::new(":event-type", HeaderValue::String(event_type.to_owned().into())))
+        .add_header(Header::new(
+            ":event-type",
+            HeaderValue::String(event_type.to_owned().into()),
+        ))
         .add_header(Header::new(":content-type", string("application/json")))
         .add_header(Header::new(":message-type", string("event")));
     write(out, &message);
@@ -61,7 +64,10 @@ pub fn write_event(out: &mut BytesMut, event_type: &str, payload: &[u8]) {
 pub fn write_exception(out: &mut BytesMut, exception_type: &str, message: &str) {
     let payload = serde_json::to_vec(&json!({"message": message})).unwrap_or_default();
     let message = Message::new(Bytes::from(payload))
-        .add_header(Header::new(":exception-type", HeaderValue::String(exception_type.to_owned().into())))
+        .add_header(Header::new(
+            ":exception-type",
+            HeaderValue::String(exception_type.to_owned().into()),
+        ))
         .add_header(Header::new(":content-type", string("application/json")))
         .add_header(Header::new(":message-type", string("exception")));
     write(out, &message);
@@ -130,7 +136,10 @@ impl<E: StreamEncoder> InvokeStreamEncoder<E> {
                 || memchr_str(&data, b"\"completionReason\":\"");
             if let (true, Some(usage)) = (last, &self.usage) {
                 if let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&data) {
-                    obj.insert("amazon-bedrock-invocationMetrics".into(), invocation_metrics(usage));
+                    obj.insert(
+                        "amazon-bedrock-invocationMetrics".into(),
+                        invocation_metrics(usage),
+                    );
                     data = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
                 }
             }
@@ -188,7 +197,11 @@ impl ConverseStreamEncoder {
 
     fn drain(&mut self, out: &mut BytesMut) {
         for (event_type, payload) in self.pending.drain(..) {
-            write_event(out, event_type, &serde_json::to_vec(&payload).unwrap_or_default());
+            write_event(
+                out,
+                event_type,
+                &serde_json::to_vec(&payload).unwrap_or_default(),
+            );
         }
     }
 }
@@ -238,7 +251,9 @@ mod tests {
             };
             assert_eq!(header(":content-type").as_deref(), Some("application/json"));
             let kind = header(":message-type").unwrap();
-            let name = header(":event-type").or_else(|| header(":exception-type")).unwrap();
+            let name = header(":event-type")
+                .or_else(|| header(":exception-type"))
+                .unwrap();
             out.push((kind, name, serde_json::from_slice(msg.payload()).unwrap()));
         }
         out
@@ -256,14 +271,20 @@ mod tests {
     }
 
     fn inner(frame: &(String, String, Value)) -> Value {
-        let b = base64::engine::general_purpose::STANDARD.decode(frame.2["bytes"].as_str().unwrap()).unwrap();
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(frame.2["bytes"].as_str().unwrap())
+            .unwrap();
         serde_json::from_slice(&b).unwrap()
     }
 
     #[test]
     fn worked_example_bytes() {
         let mut out = BytesMut::new();
-        write_event(&mut out, "chunk", br#"{"bytes":"eyJ0eXBlIjoibWVzc2FnZV9zdG9wIn0="}"#);
+        write_event(
+            &mut out,
+            "chunk",
+            br#"{"bytes":"eyJ0eXBlIjoibWVzc2FnZV9zdG9wIn0="}"#,
+        );
         assert_eq!(hex::encode(&out[..12]), "000000870000004b87ea2bf3");
         assert_eq!(hex::encode(&out[out.len() - 4..]), "ba48ab22");
     }
@@ -282,7 +303,15 @@ mod tests {
         let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
         assert_eq!(
             types,
-            ["message_start", "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
         );
         assert_eq!(events[3]["delta"]["text"], "hi");
         assert_eq!(events[5]["delta"]["stop_reason"], "end_turn");
@@ -301,11 +330,17 @@ mod tests {
         }
         enc.finish(&mut out);
         let events: Vec<Value> = read_frames(&out).iter().map(inner).collect();
-        let text: String = events.iter().filter_map(|e| e["outputText"].as_str()).collect();
+        let text: String = events
+            .iter()
+            .filter_map(|e| e["outputText"].as_str())
+            .collect();
         assert_eq!(text, "You said: hi");
         let last = events.last().unwrap();
         assert_eq!(last["completionReason"], "FINISH");
-        assert_eq!(last["amazon-bedrock-invocationMetrics"]["outputTokenCount"], 9);
+        assert_eq!(
+            last["amazon-bedrock-invocationMetrics"]["outputTokenCount"],
+            9
+        );
     }
 
     #[test]
@@ -313,12 +348,18 @@ mod tests {
         let mut enc = InvokeStreamEncoder::new(ClaudeSseEncoder::new());
         let mut out = BytesMut::new();
         enc.encode(&chunks()[1], &mut out);
-        enc.encode_error(&GatewayError::upstream_status(429, "Too many tokens"), &mut out);
+        enc.encode_error(
+            &GatewayError::upstream_status(429, "Too many tokens"),
+            &mut out,
+        );
         enc.encode(&chunks()[2], &mut out);
         enc.finish(&mut out);
         let frames = read_frames(&out);
         let last = frames.last().unwrap();
-        assert_eq!((last.0.as_str(), last.1.as_str()), ("exception", "throttlingException"));
+        assert_eq!(
+            (last.0.as_str(), last.1.as_str()),
+            ("exception", "throttlingException")
+        );
         assert_eq!(last.2, json!({"message": "Too many tokens"}));
         assert_eq!(frames.iter().filter(|f| f.0 == "exception").count(), 1);
 
@@ -328,7 +369,14 @@ mod tests {
         enc.encode_error(&GatewayError::upstream_protocol("broken"), &mut out);
         enc.finish(&mut out);
         let frames = read_frames(&out);
-        assert_eq!(frames.iter().map(|f| f.1.as_str()).collect::<Vec<_>>(), ["messageStart", "contentBlockDelta", "modelStreamErrorException"]);
+        assert_eq!(
+            frames.iter().map(|f| f.1.as_str()).collect::<Vec<_>>(),
+            [
+                "messageStart",
+                "contentBlockDelta",
+                "modelStreamErrorException"
+            ]
+        );
     }
 
     #[test]
@@ -341,7 +389,17 @@ mod tests {
         enc.finish(&mut out);
         let frames = read_frames(&out);
         let names: Vec<&str> = frames.iter().map(|f| f.1.as_str()).collect();
-        assert_eq!(names, ["messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"]);
+        assert_eq!(
+            names,
+            [
+                "messageStart",
+                "contentBlockDelta",
+                "contentBlockDelta",
+                "contentBlockStop",
+                "messageStop",
+                "metadata"
+            ]
+        );
         assert_eq!(frames[5].2["usage"]["cacheReadInputTokens"], 3);
         assert_eq!(frames[5].2["usage"]["inputTokens"], 12);
     }

@@ -81,7 +81,10 @@ pub fn parse_path(path: &str) -> Option<(String, Option<Operation>)> {
     if raw.is_empty() {
         return None;
     }
-    let model = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?.into_owned();
+    let model = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
     let op = match op {
         "invoke" => Some(Operation::Invoke),
         "invoke-with-response-stream" => Some(Operation::InvokeStream),
@@ -106,9 +109,17 @@ enum Answer {
 }
 
 /// Decodes a Bedrock runtime request into a typed-core call and the shape of its answer.
-fn decode(model: String, op: Operation, bytes: &[u8], context: CallContext) -> Result<(ChatCall, Answer), GatewayError> {
-    let mut body: Map<String, Value> = serde_json::from_slice(bytes)
-        .map_err(|e| validation(format!("Malformed input request: the body is not a JSON object ({e}).")))?;
+fn decode(
+    model: String,
+    op: Operation,
+    bytes: &[u8],
+    context: CallContext,
+) -> Result<(ChatCall, Answer), GatewayError> {
+    let mut body: Map<String, Value> = serde_json::from_slice(bytes).map_err(|e| {
+        validation(format!(
+            "Malformed input request: the body is not a JSON object ({e})."
+        ))
+    })?;
     let stream = op.is_stream();
     match op {
         Operation::Invoke | Operation::InvokeStream => {
@@ -133,14 +144,29 @@ fn decode(model: String, op: Operation, bytes: &[u8], context: CallContext) -> R
             // The path names the model and the operation decides streaming; the body says neither.
             body.insert("model".into(), Value::String(model));
             body.insert("stream".into(), Value::Bool(stream));
-            let (mut request, original) =
-                decode_request(DetectedRequest { inbound: format, target, body }).map_err(as_validation)?;
+            let (mut request, original) = decode_request(DetectedRequest {
+                inbound: format,
+                target,
+                body,
+            })
+            .map_err(as_validation)?;
             if stream {
                 // Both families end their streams with token counts: ask the upstream for them.
-                request.stream_options.get_or_insert_with(Default::default).include_usage = Some(true);
+                request
+                    .stream_options
+                    .get_or_insert_with(Default::default)
+                    .include_usage = Some(true);
             }
-            let context = CallContext { inbound: format, target, original, ..context };
-            Ok((ChatCall::with_context(request, context), Answer::Native(target)))
+            let context = CallContext {
+                inbound: format,
+                target,
+                original,
+                ..context
+            };
+            Ok((
+                ChatCall::with_context(request, context),
+                Answer::Native(target),
+            ))
         }
         Operation::Converse | Operation::ConverseStream => {
             let request = converse::client::decode_client_request(&model, &body, stream)?;
@@ -169,7 +195,10 @@ pub struct BedrockRuntime<S> {
 impl<S> BedrockRuntime<S> {
     /// The surface over `core`.
     pub fn new(core: S) -> Self {
-        BedrockRuntime { core, shutdown: None }
+        BedrockRuntime {
+            core,
+            shutdown: None,
+        }
     }
 
     /// Open streams end with an exception frame when `token` is cancelled.
@@ -212,7 +241,11 @@ where
     }
 }
 
-async fn answer<S>(core: S, shutdown: Option<CancellationToken>, req: Request<Body>) -> Response<Body>
+async fn answer<S>(
+    core: S,
+    shutdown: Option<CancellationToken>,
+    req: Request<Body>,
+) -> Response<Body>
 where
     S: Service<ChatCall, Response = ChatReply, Error = GatewayError>,
 {
@@ -231,7 +264,10 @@ where
     // The body was read (and bounded) by the auth layer: collecting it again is a copy-free move.
     let bytes = match body.collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) => return validation(format!("Failed to read the request body: {e}")).into_response(ErrorDialect::Bedrock),
+        Err(e) => {
+            return validation(format!("Failed to read the request body: {e}"))
+                .into_response(ErrorDialect::Bedrock)
+        }
     };
     let context = CallContext {
         request_id: parts.headers.get("x-request-id").cloned(),
@@ -249,19 +285,29 @@ where
         ChatReply::Complete(response) => {
             let json = match answer {
                 Answer::Native(target) => encode_complete(&response, target),
-                Answer::Converse => {
-                    bytes::Bytes::from(serde_json::to_vec(&converse::client::encode_client_response(&response)).unwrap_or_default())
-                }
+                Answer::Converse => bytes::Bytes::from(
+                    serde_json::to_vec(&converse::client::encode_client_response(&response))
+                        .unwrap_or_default(),
+                ),
             };
             let mut res = Response::new(Body::from(json));
             let h = res.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             if let Some(usage) = &response.usage {
                 hooks.report(usage);
                 if matches!(answer, Answer::Native(_)) {
-                    let input = usage.prompt_tokens.saturating_sub(usage.cached_tokens()).saturating_sub(usage.cache_write_tokens());
+                    let input = usage
+                        .prompt_tokens
+                        .saturating_sub(usage.cached_tokens())
+                        .saturating_sub(usage.cache_write_tokens());
                     h.insert("x-amzn-bedrock-input-token-count", HeaderValue::from(input));
-                    h.insert("x-amzn-bedrock-output-token-count", HeaderValue::from(usage.completion_tokens));
+                    h.insert(
+                        "x-amzn-bedrock-output-token-count",
+                        HeaderValue::from(usage.completion_tokens),
+                    );
                 }
                 res.extensions_mut().insert(usage.clone());
             }
@@ -270,23 +316,39 @@ where
         ChatReply::Stream(stream) => {
             let stream = hooks.tap(stream);
             let body = match answer {
-                Answer::Native(TargetFormat::BedrockTitan) => {
-                    framed(stream, InvokeStreamEncoder::new(TitanChunkEncoder::new()), shutdown.as_ref())
-                }
-                Answer::Native(_) => framed(stream, InvokeStreamEncoder::new(ClaudeSseEncoder::new()), shutdown.as_ref()),
+                Answer::Native(TargetFormat::BedrockTitan) => framed(
+                    stream,
+                    InvokeStreamEncoder::new(TitanChunkEncoder::new()),
+                    shutdown.as_ref(),
+                ),
+                Answer::Native(_) => framed(
+                    stream,
+                    InvokeStreamEncoder::new(ClaudeSseEncoder::new()),
+                    shutdown.as_ref(),
+                ),
                 Answer::Converse => framed(stream, ConverseStreamEncoder::new(), shutdown.as_ref()),
             };
             let mut res = Response::new(body);
             let h = res.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.amazon.eventstream"));
-            h.insert("x-amzn-bedrock-content-type", HeaderValue::from_static("application/json"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.amazon.eventstream"),
+            );
+            h.insert(
+                "x-amzn-bedrock-content-type",
+                HeaderValue::from_static("application/json"),
+            );
             res
         }
     }
 }
 
 /// An event-stream body: no keep-alive (an SSE comment would corrupt the framing).
-fn framed<E: StreamEncoder>(stream: ChunkStream, encoder: E, shutdown: Option<&CancellationToken>) -> Body {
+fn framed<E: StreamEncoder>(
+    stream: ChunkStream,
+    encoder: E,
+    shutdown: Option<&CancellationToken>,
+) -> Body {
     let body = EncodedStream::new(stream, encoder, None);
     Body::new(match shutdown {
         Some(token) => body.with_shutdown(token),
@@ -300,16 +362,33 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(parse_path("/model/amazon.titan-text-express-v1/invoke-with-response-stream").unwrap(),
-            ("amazon.titan-text-express-v1".to_owned(), Some(Operation::InvokeStream)));
-        assert_eq!(parse_path("/model/gpt-4o/converse").unwrap().1, Some(Operation::Converse));
+        assert_eq!(
+            parse_path("/model/amazon.titan-text-express-v1/invoke-with-response-stream").unwrap(),
+            (
+                "amazon.titan-text-express-v1".to_owned(),
+                Some(Operation::InvokeStream)
+            )
+        );
+        assert_eq!(
+            parse_path("/model/gpt-4o/converse").unwrap().1,
+            Some(Operation::Converse)
+        );
         assert!(parse_path("/model//invoke").is_none());
         assert!(parse_path("/model/x").is_none());
         assert!(parse_path("/v1/models").is_none());
     }
 
-    fn decoded(model: &str, op: Operation, body: Value) -> Result<(ChatCall, Answer), GatewayError> {
-        decode(model.into(), op, &serde_json::to_vec(&body).unwrap(), CallContext::default())
+    fn decoded(
+        model: &str,
+        op: Operation,
+        body: Value,
+    ) -> Result<(ChatCall, Answer), GatewayError> {
+        decode(
+            model.into(),
+            op,
+            &serde_json::to_vec(&body).unwrap(),
+            CallContext::default(),
+        )
     }
 
     #[test]
@@ -323,20 +402,40 @@ mod tests {
         let original = call.context.original.as_ref().unwrap();
         assert_eq!(original.format, InboundFormat::BedrockClaude);
 
-        let (call, answer) = decoded("amazon.titan-text-express-v1", Operation::Invoke, serde_json::json!({"inputText": "User: hi\nBot:"})).unwrap();
+        let (call, answer) = decoded(
+            "amazon.titan-text-express-v1",
+            Operation::Invoke,
+            serde_json::json!({"inputText": "User: hi\nBot:"}),
+        )
+        .unwrap();
         assert_eq!(answer, Answer::Native(TargetFormat::BedrockTitan));
         assert!(!call.request.is_stream());
 
-        let e = decoded("gpt-4o", Operation::Invoke, serde_json::json!({"prompt": "hi"})).unwrap_err();
+        let e = decoded(
+            "gpt-4o",
+            Operation::Invoke,
+            serde_json::json!({"prompt": "hi"}),
+        )
+        .unwrap_err();
         assert_eq!(e.status(), 400);
-        let e = decode("m".into(), Operation::Invoke, b"not json", CallContext::default()).unwrap_err();
+        let e = decode(
+            "m".into(),
+            Operation::Invoke,
+            b"not json",
+            CallContext::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.status(), 400);
     }
 
     #[test]
     fn converse_bodies_go_through_the_canonical_model() {
-        let (call, answer) = decoded("gpt-4o", Operation::ConverseStream,
-            serde_json::json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]})).unwrap();
+        let (call, answer) = decoded(
+            "gpt-4o",
+            Operation::ConverseStream,
+            serde_json::json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}),
+        )
+        .unwrap();
         assert_eq!(answer, Answer::Converse);
         assert!(call.context.original.is_none() && call.request.is_stream());
     }
