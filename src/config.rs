@@ -6,6 +6,7 @@
 //! | `HOST` / `PORT` | `server.host` / `server.port` | `0.0.0.0` / `8000` |
 //! | `API_KEY` (comma-separated) | `auth.api_keys` | none: start-up fails unless auth is disabled |
 //! | `AUTH_DISABLED` | `auth.disabled` | `false` |
+//! | `AWS_CLIENT_CREDENTIALS` (`AKID:SECRET[:API_KEY]`, comma-separated) | `[[auth.aws_credentials]]` | none: SigV4 clients are refused |
 //! | `OPENAI_API_KEY` | `openai.api_key` | none |
 //! | `OPENAI_BASE_URL` | `openai.base_url` | `https://api.openai.com/v1` |
 //! | `AWS_REGION` / `AWS_DEFAULT_REGION` | `bedrock.region` | the AWS profile's region |
@@ -109,6 +110,9 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// Auth turned off explicitly.
     pub auth_disabled: bool,
+    /// SigV4 credentials that Bedrock runtime clients (boto3, AWS SDKs) may sign with, each mapped
+    /// to a gateway key.
+    pub aws_credentials: Vec<AwsClientCredential>,
     /// OpenAI upstream.
     pub openai: OpenAiConfig,
     /// Bedrock upstream.
@@ -139,6 +143,29 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Per-key rate limits (`[rate_limit]`, `RATE_LIMIT_*`, `REDIS_URL`); `None` = no limit.
     pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// A SigV4 credential a client may sign Bedrock runtime requests with, and the gateway key the
+/// request then counts as (`[[auth.aws_credentials]]`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsClientCredential {
+    /// The access key id the client signs with.
+    pub access_key_id: String,
+    /// The secret the signature is checked against.
+    pub secret_access_key: String,
+    /// The gateway key (one of `auth.api_keys`) the request authenticates as.
+    pub api_key: String,
+}
+
+impl fmt::Debug for AwsClientCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsClientCredential")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"****")
+            .field("api_key", &mask(&self.api_key))
+            .finish()
+    }
 }
 
 /// OpenAI-compatible upstream settings.
@@ -233,6 +260,7 @@ impl Default for Config {
             port: 8000,
             api_keys: Vec::new(),
             auth_disabled: false,
+            aws_credentials: Vec::new(),
             openai: OpenAiConfig {
                 base_url: "https://api.openai.com/v1".into(),
                 api_key: None,
@@ -323,6 +351,7 @@ impl Config {
         if let Some(a) = file.auth {
             set(&mut self.api_keys, a.api_keys);
             set(&mut self.auth_disabled, a.disabled);
+            set(&mut self.aws_credentials, a.aws_credentials);
         }
         if let Some(o) = file.openai {
             set(&mut self.openai.base_url, o.base_url);
@@ -438,6 +467,9 @@ impl Config {
                 .filter(|k| !k.is_empty())
                 .map(String::from)
                 .collect();
+        }
+        if let Some(v) = get("AWS_CLIENT_CREDENTIALS") {
+            self.aws_credentials = parse_aws_credentials(&v, self.api_keys.first())?;
         }
         if let Some(v) = get("AUTH_DISABLED") {
             self.auth_disabled = parse_bool("AUTH_DISABLED", &v)?;
@@ -716,6 +748,34 @@ struct FileServer {
 struct FileAuth {
     api_keys: Option<Vec<String>>,
     disabled: Option<bool>,
+    aws_credentials: Option<Vec<AwsClientCredential>>,
+}
+
+/// `AKID:SECRET[:API_KEY],…`; without `API_KEY` a credential maps to the first gateway key.
+fn parse_aws_credentials(
+    value: &str,
+    first_key: Option<&String>,
+) -> Result<Vec<AwsClientCredential>, ConfigError> {
+    let mut out = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mut parts = item.splitn(3, ':');
+        let (Some(id), Some(secret)) = (parts.next(), parts.next()) else {
+            return Err(ConfigError::new(
+                "AWS_CLIENT_CREDENTIALS",
+                "each entry must be ACCESS_KEY_ID:SECRET[:API_KEY]",
+            ));
+        };
+        let api_key = match parts.next().or(first_key.map(String::as_str)) {
+            Some(k) if !id.is_empty() && !secret.is_empty() => k.to_owned(),
+            _ => return Err(ConfigError::new("AWS_CLIENT_CREDENTIALS", "each entry must be ACCESS_KEY_ID:SECRET[:API_KEY] (API_KEY needed when no API_KEY is configured)")),
+        };
+        out.push(AwsClientCredential {
+            access_key_id: id.to_owned(),
+            secret_access_key: secret.to_owned(),
+            api_key,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -888,5 +948,37 @@ mod tests {
         let s = c.masked_summary();
         assert!(!s.contains("very-secret"), "{s}");
         assert!(s.contains("sk-g"));
+    }
+
+    #[test]
+    fn aws_client_credentials_from_env_and_toml() {
+        let mut c = Config::default();
+        c.apply_env(env(&[
+            ("API_KEY", "gw1,gw2"),
+            ("AWS_CLIENT_CREDENTIALS", "AKID1:sec/ret, AKID2:s2:gw2"),
+        ]))
+        .unwrap();
+        let got: Vec<(&str, &str, &str)> = c
+            .aws_credentials
+            .iter()
+            .map(|a| {
+                (
+                    a.access_key_id.as_str(),
+                    a.secret_access_key.as_str(),
+                    a.api_key.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("AKID1", "sec/ret", "gw1"), ("AKID2", "s2", "gw2")]);
+        assert!(!format!("{:?}", c.aws_credentials).contains("sec/ret"));
+        let e = Config::default()
+            .apply_env(env(&[("AWS_CLIENT_CREDENTIALS", "AKID1")]))
+            .unwrap_err();
+        assert_eq!(e.key, "AWS_CLIENT_CREDENTIALS");
+
+        let mut c = Config::default();
+        c.apply_toml("[auth]\napi_keys = [\"k\"]\n[[auth.aws_credentials]]\naccess_key_id = \"A\"\nsecret_access_key = \"S\"\napi_key = \"k\"\n")
+            .unwrap();
+        assert_eq!(c.aws_credentials[0].access_key_id, "A");
     }
 }

@@ -15,6 +15,8 @@
 //! request id → sensitive headers → catch panic → access log → routes
 //!   POST /v1/chat/completions: in-flight limit → auth → rate limit → detect → translate → [typed core]
 //!   [typed core]: retry → dispatch (route by model, first-byte timeout) → provider
+//!   POST /model/{id}/{invoke,invoke-with-response-stream,converse,converse-stream},
+//!   POST /v1/messages: the native client surfaces ([`surface`]) over the same typed core
 //! ```
 //!
 //! Every stage is its own `Layer`/`Service`: [`auth`], [`detect`], [`translate`], [`retry`],
@@ -65,6 +67,7 @@ pub mod route;
 pub mod server;
 pub mod sigv4;
 pub mod sse;
+pub mod surface;
 pub mod translate;
 pub mod usage;
 
@@ -120,6 +123,7 @@ pub struct Gateway {
     close_streams: CancellationToken,
     metrics: Arc<Metrics>,
     metrics_addr: Option<std::net::SocketAddr>,
+    bedrock_auth: surface::bedrock_runtime::auth::BedrockAuthLayer,
 }
 
 impl Gateway {
@@ -253,6 +257,15 @@ impl Gateway {
             metrics_addr: config
                 .metrics_port
                 .map(|p| std::net::SocketAddr::new(config.host, p)),
+            bedrock_auth: if config.auth_disabled {
+                surface::bedrock_runtime::auth::BedrockAuthLayer::disabled(config.max_request_bytes)
+            } else {
+                surface::bedrock_runtime::auth::BedrockAuthLayer::new(
+                    &config.api_keys,
+                    &config.aws_credentials,
+                    config.max_request_bytes,
+                )
+            },
         }
     }
 
@@ -323,6 +336,11 @@ impl Gateway {
             .layer(self.auth.clone())
             .service(self.metrics_service());
         let routes = Routes::new(chat, models, metrics, health);
+        let routes = surface::Surfaces::new(
+            routes,
+            self.bedrock_runtime_stack::<B, _>(self.core()),
+            self.anthropic_stack::<B, _>(self.core()),
+        );
         let x_api_key = HeaderName::from_static("x-api-key");
         let stack = ServiceBuilder::new()
             // Take the client's x-request-id or make one; it goes upstream and back to the client.

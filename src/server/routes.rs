@@ -7,6 +7,7 @@
 //! | `POST /v1/chat/completions` | the chat stack (auth → detect → translate → core) |
 //! | `GET /v1/models`, `GET /v1/models/{id}` | the model list (auth → [`ModelsService`]) |
 //! | `GET /metrics` | Prometheus text (auth → [`MetricsService`]; also open on `METRICS_PORT` when set) |
+//! | `POST /model/{id}/…`, `POST /v1/messages`, `POST /anthropic/v1/messages` | the native client surfaces, mounted in front of this table ([`crate::surface::Surfaces`]) |
 //! | a known path with another method | 405 with `Allow`, OpenAI error body |
 //! | anything else | 404, OpenAI error body |
 
@@ -65,7 +66,10 @@ impl HealthInfo {
                 "bedrock": {"configured": bedrock.is_some(), "region": bedrock.and_then(BedrockProvider::region)},
             },
             "formats": {"inbound": inbound, "target": target},
-            "endpoints": ["/v1/chat/completions", "/v1/models", "/v1/models/{id}", "/health"],
+            "endpoints": ["/v1/chat/completions", "/v1/models", "/v1/models/{id}", "/health",
+                "/model/{modelId}/invoke", "/model/{modelId}/invoke-with-response-stream",
+                "/model/{modelId}/converse", "/model/{modelId}/converse-stream",
+                "/v1/messages", "/anthropic/v1/messages"],
         });
         HealthInfo {
             body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),

@@ -1,6 +1,7 @@
 //! Canonical ⇄ the Bedrock Converse / ConverseStream API, as `aws-sdk-bedrockruntime` types.
 //!
-//! Upstream direction only (clients never write Converse bodies). The mapping decisions
+//! Upstream direction here; the client direction (JSON, for the Bedrock runtime surface's
+//! `converse` / `converse-stream` routes) is in [`client`]. The upstream mapping decisions
 //! (PROTOCOLS 4 and 5):
 //!
 //! - **Request** ([`encode_request`] → [`ConverseRequest`]):
@@ -33,6 +34,7 @@
 //! - **Stream** ([`ConverseStreamDecoder`]): see its docs; the finish chunk waits for `metadata`
 //!   so a usage chunk can follow it.
 
+pub mod client;
 mod document;
 mod request;
 mod response;
