@@ -48,6 +48,78 @@ pub enum VerifyError {
     BadDate,
     /// The signature does not match.
     Mismatch,
+    /// `x-amz-date` is further than the allowed skew from now (a replayed or stale request).
+    Expired,
+}
+
+/// Seconds since the Unix epoch of an `x-amz-date` (`yyyymmddThhmmssZ`).
+pub fn parse_amz_date(value: &str) -> Option<i64> {
+    let b = value.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| value.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// The `x-amz-date` (`yyyymmddThhmmssZ`) of `secs` seconds since the Unix epoch.
+pub fn format_amz_date(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// [`verify`], and the request's `x-amz-date` must be within `max_skew` of `now` (AWS allows
+/// 15 minutes), so a captured request cannot be replayed later.
+pub fn verify_fresh(
+    parts: &http::request::Parts,
+    body: &[u8],
+    secret: &str,
+    now: std::time::SystemTime,
+    max_skew: std::time::Duration,
+) -> Result<(), VerifyError> {
+    let date = parts
+        .headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_amz_date)
+        .ok_or(VerifyError::BadDate)?;
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let skew = i64::try_from(max_skew.as_secs()).unwrap_or(i64::MAX);
+    if (now - date).abs() > skew {
+        return Err(VerifyError::Expired);
+    }
+    verify(parts, body, secret)
 }
 
 /// Parses an `Authorization` header value.
@@ -250,6 +322,51 @@ mod tests {
                 "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
             ),
             Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn freshness_window() {
+        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
+        assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
+        assert_eq!(parse_amz_date("2015-08-30"), None);
+        for secs in [0, 1_440_938_160, 1_709_251_199, 1_798_761_600] {
+            assert_eq!(parse_amz_date(&format_amz_date(secs)), Some(secs), "{secs}");
+        }
+        let req = http::Request::get("http://example.amazonaws.com/")
+            .header("host", "example.amazonaws.com")
+            .header("x-amz-date", "20150830T123600Z")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                 SignedHeaders=host;x-amz-date, \
+                 Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+            )
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        let skew = std::time::Duration::from_secs(900);
+        let signed_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
+        assert_eq!(
+            verify_fresh(
+                &parts,
+                b"",
+                secret,
+                signed_at + std::time::Duration::from_secs(60),
+                skew
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify_fresh(
+                &parts,
+                b"",
+                secret,
+                signed_at + std::time::Duration::from_secs(3600),
+                skew
+            ),
+            Err(VerifyError::Expired)
         );
     }
 

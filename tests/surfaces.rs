@@ -573,8 +573,12 @@ async fn mid_stream_errors_become_exception_frames() {
     .await;
     let frames = read_frames(&res.body);
     assert_eq!(frames[0].1, "messageStart");
-    let (kind, _, payload) = frames.last().unwrap();
+    let (kind, exception, payload) = frames.last().unwrap();
     assert_eq!(kind, "exception", "{frames:?}");
+    assert_eq!(
+        exception, "throttlingException",
+        "the upstream's exception keeps its name"
+    );
     assert_eq!(
         payload["message"],
         "Too many tokens, please wait before trying again."

@@ -33,7 +33,16 @@ where
     match err {
         SdkError::ServiceError(ctx) => {
             let e = ctx.err();
-            from_code(e.code(), e.message())
+            // Exception frames inside a stream carry no error code in the SDK's metadata; the
+            // typed error's variant names the exception (`ThrottlingException(…)`).
+            let variant = format!("{e:?}");
+            let code = e.code().or_else(|| {
+                variant
+                    .split(['(', ' ', '{'])
+                    .next()
+                    .filter(|v| v.ends_with("Exception"))
+            });
+            from_code(code, e.message())
         }
         SdkError::TimeoutError(_) => {
             GatewayError::upstream_timeout("Bedrock did not answer in time.")

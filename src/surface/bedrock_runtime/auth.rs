@@ -164,8 +164,13 @@ impl Keys {
                     "The security token included in the request is invalid.",
                 ));
             };
-            return match sigv4::verify(parts, body, secret) {
+            let now = std::time::SystemTime::now();
+            return match sigv4::verify_fresh(parts, body, secret, now, std::time::Duration::from_secs(15 * 60)) {
                 Ok(()) => Ok(Some(*index)),
+                Err(sigv4::VerifyError::Expired) => Err(denied(
+                    "InvalidSignatureException",
+                    "Signature expired: the request's x-amz-date is more than 15 minutes from the gateway's time.",
+                )),
                 Err(_) => Err(denied(
                     "InvalidSignatureException",
                     "The request signature we calculated does not match the signature you provided.",
@@ -282,12 +287,22 @@ mod tests {
 
     /// A request signed like botocore signs it (canonical request per `sigv4`, secret `s3cr3t`).
     fn signed(secret: &str, body: &'static str) -> Request<Body> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        signed_at(secret, body, i64::try_from(now).unwrap())
+    }
+
+    fn signed_at(secret: &str, body: &'static str, secs: i64) -> Request<Body> {
         use hmac::{KeyInit, Mac};
         use sha2::{Digest, Sha256};
+        let amz = sigv4::format_amz_date(secs);
+        let day = amz[..8].to_owned();
         let build = |auth: &str| {
             Request::post("http://gw/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke")
                 .header("host", "gw")
-                .header("x-amz-date", "20240101T000000Z")
+                .header("x-amz-date", amz.as_str())
                 .header("content-type", "application/json")
                 .header("authorization", auth)
                 .body(())
@@ -295,12 +310,12 @@ mod tests {
                 .into_parts()
                 .0
         };
-        let template = "AWS4-HMAC-SHA256 Credential=AKIDCLIENT/20240101/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=";
-        let parts = build(template);
-        let auth = sigv4::parse_authorization(template).unwrap();
+        let template = format!("AWS4-HMAC-SHA256 Credential=AKIDCLIENT/{day}/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=");
+        let parts = build(&template);
+        let auth = sigv4::parse_authorization(&template).unwrap();
         let canonical = sigv4::canonical_request(&parts, body.as_bytes(), &auth);
         let sts = format!(
-            "AWS4-HMAC-SHA256\n20240101T000000Z\n20240101/us-east-1/bedrock/aws4_request\n{}",
+            "AWS4-HMAC-SHA256\n{amz}\n{day}/us-east-1/bedrock/aws4_request\n{}",
             hex::encode(Sha256::digest(canonical.as_bytes()))
         );
         let mac = |k: &[u8], d: &[u8]| {
@@ -308,7 +323,7 @@ mod tests {
             m.update(d);
             m.finalize().into_bytes().to_vec()
         };
-        let mut k = mac(format!("AWS4{secret}").as_bytes(), b"20240101");
+        let mut k = mac(format!("AWS4{secret}").as_bytes(), day.as_bytes());
         for part in [&b"us-east-1"[..], b"bedrock", b"aws4_request"] {
             k = mac(&k, part);
         }
@@ -331,6 +346,16 @@ mod tests {
             call(&cred(), signed("s3cr3t", "{}")).await,
             (200, None, "key-2".into())
         );
+    }
+
+    #[tokio::test]
+    async fn a_replayed_old_signature_is_refused() {
+        let (status, kind, body) = call(&cred(), signed_at("s3cr3t", "{}", 1_704_067_200)).await;
+        assert_eq!(
+            (status, kind.as_deref()),
+            (403, Some("InvalidSignatureException"))
+        );
+        assert!(body.contains("expired"), "{body}");
     }
 
     #[tokio::test]
