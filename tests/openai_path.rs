@@ -595,3 +595,28 @@ async fn http2_prior_knowledge_works() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.version(), http::Version::HTTP_2);
 }
+
+/// The whole stack is one `Clone + Send + Sync + 'static` service with `Error = Infallible` and a
+/// `Send` future: exactly what axum's `nest_service` and hyper need (a compile-time proof).
+#[test]
+fn the_gateway_service_is_mountable() {
+    fn assert_mountable<S, B>(_: &S)
+    where
+        S: tower::Service<
+                http::Request<B>,
+                Response = http::Response<open_bedrock_server::body::Body>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+    }
+    let config = config_for("http://127.0.0.1:9");
+    let gateway = open_bedrock_server::Gateway::new(&config, None, None);
+    assert_mountable(&gateway.service::<axum::body::Body>());
+    assert_mountable(&gateway.service::<hyper::body::Incoming>());
+    let _router: axum::Router =
+        axum::Router::new().nest_service("/llm", gateway.service::<axum::body::Body>());
+}
