@@ -28,17 +28,14 @@ fn payloads(pieces: &[&[u8]]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for piece in pieces {
         buf.extend_from_slice(piece);
-        loop {
-            match decoder.decode_frame(&mut buf).expect("valid frames") {
-                DecodedFrame::Complete(msg) => {
-                    let v: Value = serde_json::from_slice(msg.payload()).unwrap();
-                    let inner = base64::engine::general_purpose::STANDARD
-                        .decode(v["bytes"].as_str().unwrap())
-                        .unwrap();
-                    out.push(inner);
-                }
-                DecodedFrame::Incomplete => break,
-            }
+        while let DecodedFrame::Complete(msg) =
+            decoder.decode_frame(&mut buf).expect("valid frames")
+        {
+            let v: Value = serde_json::from_slice(msg.payload()).unwrap();
+            let inner = base64::engine::general_purpose::STANDARD
+                .decode(v["bytes"].as_str().unwrap())
+                .unwrap();
+            out.push(inner);
         }
     }
     assert_eq!(buf.remaining(), 0, "nothing left over");
