@@ -18,7 +18,7 @@
 //! | `SHUTDOWN_DRAIN_SECS` | `server.shutdown_drain_secs` | `10` |
 //! | `RATE_LIMIT_REQUESTS_PER_MINUTE`, `RATE_LIMIT_BURST`, `RATE_LIMIT_TOKENS_PER_MINUTE`, `REDIS_URL` | `[rate_limit]` | off |
 //! | `RETRY_MAX_ATTEMPTS` | `retry.max_attempts` | `3` (attempts in total) |
-//! | `CONNECT_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 120 s, 60 s, 600 s |
+//! | `CONNECT_TIMEOUT_MS`, `BODY_READ_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 30 s, 120 s, 60 s, 600 s |
 //! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
 //!
 //! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`)
@@ -225,6 +225,8 @@ impl Default for RetrySettings {
 pub struct Timeouts {
     /// TCP/TLS connect.
     pub connect: Duration,
+    /// The client's request body must arrive within this (408 beyond).
+    pub body_read: Duration,
     /// Request sent → first byte (complete reply, or first stream event).
     pub first_byte: Duration,
     /// Largest gap between two stream events.
@@ -237,6 +239,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(5),
+            body_read: Duration::from_secs(30),
             first_byte: Duration::from_secs(120),
             stream_idle: Duration::from_secs(60),
             total: Duration::from_secs(600),
@@ -349,7 +352,14 @@ impl Config {
             }
         }
         if let Some(a) = file.auth {
-            set(&mut self.api_keys, a.api_keys);
+            // An empty key would let a request with an empty `x-api-key` in.
+            let keys = a.api_keys.map(|k| {
+                k.into_iter()
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .collect()
+            });
+            set(&mut self.api_keys, keys);
             set(&mut self.auth_disabled, a.disabled);
             set(&mut self.aws_credentials, a.aws_credentials);
         }
@@ -422,6 +432,9 @@ impl Config {
             let ms = Duration::from_millis;
             if let Some(v) = t.connect_ms {
                 self.timeouts.connect = ms(v);
+            }
+            if let Some(v) = t.body_read_ms {
+                self.timeouts.body_read = ms(v);
             }
             if let Some(v) = t.first_byte_ms {
                 self.timeouts.first_byte = ms(v);
@@ -506,6 +519,7 @@ impl Config {
         }
         for (key, slot) in [
             ("CONNECT_TIMEOUT_MS", &mut self.timeouts.connect),
+            ("BODY_READ_TIMEOUT_MS", &mut self.timeouts.body_read),
             ("FIRST_BYTE_TIMEOUT_MS", &mut self.timeouts.first_byte),
             ("STREAM_IDLE_TIMEOUT_MS", &mut self.timeouts.stream_idle),
             ("TOTAL_TIMEOUT_MS", &mut self.timeouts.total),
@@ -573,6 +587,7 @@ impl Config {
         }
         for (k, v) in [
             ("CONNECT_TIMEOUT_MS", self.timeouts.connect),
+            ("BODY_READ_TIMEOUT_MS", self.timeouts.body_read),
             ("FIRST_BYTE_TIMEOUT_MS", self.timeouts.first_byte),
             ("STREAM_IDLE_TIMEOUT_MS", self.timeouts.stream_idle),
             ("TOTAL_TIMEOUT_MS", self.timeouts.total),
@@ -821,6 +836,7 @@ struct FileRetry {
 #[serde(deny_unknown_fields)]
 struct FileTimeouts {
     connect_ms: Option<u64>,
+    body_read_ms: Option<u64>,
     first_byte_ms: Option<u64>,
     stream_idle_ms: Option<u64>,
     total_ms: Option<u64>,

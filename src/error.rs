@@ -82,6 +82,8 @@ struct Inner {
     retry_after: Option<Duration>,
     /// The Bedrock exception name, when the error came from Bedrock (used by the Bedrock dialect).
     aws_type: Option<Cow<'static, str>>,
+    /// Overrides the retry classification.
+    retryable: Option<bool>,
 }
 
 impl GatewayError {
@@ -96,6 +98,7 @@ impl GatewayError {
                 code: None,
                 retry_after: None,
                 aws_type: None,
+                retryable: None,
             }),
         }
     }
@@ -302,6 +305,12 @@ impl GatewayError {
         self
     }
 
+    /// Overrides whether a retry may help (e.g. a timeout after the upstream accepted the work).
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.inner.retryable = Some(retryable);
+        self
+    }
+
     /// Marks the error as retryable by status, as if the upstream had answered `status`.
     pub fn with_upstream_status(mut self, status: u16) -> Self {
         self.inner.upstream_status = Some(status);
@@ -346,6 +355,9 @@ impl GatewayError {
     /// Whether another attempt at the upstream may succeed: 408, 429, 5xx from the upstream,
     /// connect/reset failures and timeouts. Never other 4xx, never the gateway's own rejections.
     pub fn is_retryable(&self) -> bool {
+        if let Some(r) = self.inner.retryable {
+            return r;
+        }
         match self.inner.kind {
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamTimeout => true,
             ErrorKind::Upstream => matches!(

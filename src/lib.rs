@@ -123,6 +123,7 @@ pub struct Gateway {
     close_streams: CancellationToken,
     metrics: Arc<Metrics>,
     metrics_addr: Option<std::net::SocketAddr>,
+    body_read_timeout: Duration,
     bedrock_auth: surface::bedrock_runtime::auth::BedrockAuthLayer,
 }
 
@@ -254,6 +255,7 @@ impl Gateway {
             drain: config.shutdown_drain,
             close_streams: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
+            body_read_timeout: config.timeouts.body_read,
             metrics_addr: config
                 .metrics_port
                 .map(|p| std::net::SocketAddr::new(config.host, p)),
@@ -302,10 +304,10 @@ impl Gateway {
             // Count the request under its key; 429 before the body is read.
             .option_layer(self.rate_limiter.as_ref().map(RateLimiter::layer))
             // Read the body once under the limit, parse it once, record inbound and target formats.
-            .layer(DetectLayer::new(self.max_request_bytes))
+            .layer(DetectLayer::new(self.max_request_bytes).read_timeout(self.body_read_timeout))
             // Decode into the canonical request, call the core, encode in the target format.
             .layer(
-                TranslateLayer::new(Some(self.keep_alive))
+                TranslateLayer::new((!self.keep_alive.is_zero()).then_some(self.keep_alive))
                     .with_shutdown(self.close_streams.clone()),
             )
             .service(core)

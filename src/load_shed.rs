@@ -57,6 +57,7 @@ impl InFlight {
 #[derive(Debug, Clone)]
 pub struct InFlightLimitLayer {
     state: InFlight,
+    dialect: ErrorDialect,
 }
 
 impl InFlightLimitLayer {
@@ -67,7 +68,14 @@ impl InFlightLimitLayer {
                 semaphore: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
                 max: max.min(Semaphore::MAX_PERMITS),
             },
+            dialect: ErrorDialect::OpenAi,
         }
+    }
+
+    /// Renders the 503 in `dialect` (default OpenAI); the permits stay shared with `self`.
+    pub fn dialect(mut self, dialect: ErrorDialect) -> Self {
+        self.dialect = dialect;
+        self
     }
 
     /// The shared accounting (for metrics).
@@ -83,6 +91,7 @@ impl<S> Layer<S> for InFlightLimitLayer {
         InFlightLimit {
             inner,
             state: self.state.clone(),
+            dialect: self.dialect,
         }
     }
 }
@@ -92,6 +101,7 @@ impl<S> Layer<S> for InFlightLimitLayer {
 pub struct InFlightLimit<S> {
     inner: S,
     state: InFlight,
+    dialect: ErrorDialect,
 }
 
 impl<S, B> Service<Request<B>> for InFlightLimit<S>
@@ -120,7 +130,7 @@ where
                     "shedding load: too many requests in flight"
                 );
                 let res = GatewayError::overloaded("The gateway is at capacity; retry shortly.")
-                    .into_response(ErrorDialect::OpenAi);
+                    .into_response(self.dialect);
                 ResponseFuture {
                     state: State::Shed { res: Some(res) },
                 }

@@ -9,7 +9,7 @@
 //!   an upstream sees exactly that many.
 //! - When: exponential backoff with full jitter (`random(0, min(max, base·2ⁿ))`), or the upstream's
 //!   `Retry-After` when it gave one, capped at `max_delay`.
-//! - Storms: a shared [`TpsBudget`] allows retries of at most 20 % of recent requests (plus a small
+//! - Storms: a shared [`TpsBudget`] allows retries of at most 20 % of recent successful requests (plus a small
 //!   floor), so a failing upstream does not get three times the traffic.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -98,10 +98,6 @@ impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
     }
 
     fn clone_request(&mut self, req: &ChatCall) -> Option<ChatCall> {
-        if self.attempt == 1 {
-            // A new request: count its first attempt against the budget.
-            self.budget.deposit();
-        }
         Some(req.clone())
     }
 }

@@ -240,14 +240,9 @@ pub fn canonical_request(
     c.push('\n');
     c.push_str(&auth.signed_headers.join(";"));
     c.push('\n');
-    match parts
-        .headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(h) => c.push_str(h),
-        None => c.push_str(&hex::encode(Sha256::digest(body))),
-    }
+    // Always the hash of the body actually received: a client-supplied `x-amz-content-sha256`
+    // is checked against it in `verify`, never trusted.
+    c.push_str(&hex::encode(Sha256::digest(body)));
     c
 }
 
@@ -266,6 +261,12 @@ pub fn verify(parts: &http::request::Parts, body: &[u8], secret: &str) -> Result
         .ok_or(VerifyError::BadDate)?;
     if !amz_date.starts_with(auth.date) {
         return Err(VerifyError::BadDate);
+    }
+    if let Some(claimed) = parts.headers.get("x-amz-content-sha256") {
+        // A claimed payload hash (or UNSIGNED-PAYLOAD) must be the body's real hash.
+        if claimed.as_bytes() != hex::encode(Sha256::digest(body)).as_bytes() {
+            return Err(VerifyError::Mismatch);
+        }
     }
     let canonical = canonical_request(parts, body, &auth);
     let scope = format!(
@@ -323,6 +324,29 @@ mod tests {
             ),
             Err(VerifyError::Mismatch)
         );
+        // A claimed payload hash cannot stand in for the body.
+        let mut forged = parts.clone();
+        forged.headers.insert(
+            "x-amz-content-sha256",
+            http::HeaderValue::from_static(
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+        );
+        let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        assert_eq!(
+            verify(&forged, b"another body", secret),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(&forged, b"", secret),
+            Ok(()),
+            "a correct claimed hash is fine"
+        );
+        forged.headers.insert(
+            "x-amz-content-sha256",
+            http::HeaderValue::from_static("UNSIGNED-PAYLOAD"),
+        );
+        assert_eq!(verify(&forged, b"", secret), Err(VerifyError::Mismatch));
     }
 
     #[test]

@@ -62,16 +62,23 @@ impl SseDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Bytes buffered but not yet part of a complete event.
+    /// Bytes held for the event in progress (unfinished line plus `data:` lines so far); callers
+    /// bound this so an upstream that never ends an event cannot grow it without limit.
     pub fn buffered(&self) -> usize {
         self.buf.len()
+            + self.data.as_ref().map_or(0, |d| d.len())
+            + self.single.as_ref().map_or(0, |s| s.len())
     }
 
     /// The next complete event, if one is buffered.
     pub fn next_event(&mut self) -> Option<SseEvent> {
         loop {
             let rest = &self.buf[self.scanned..];
-            let nl = rest.iter().position(|&b| b == b'\n')?;
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                // Remember how far we looked, so a long line is scanned once, not once per push.
+                self.scanned = self.buf.len();
+                return None;
+            };
             let line_end = self.scanned + nl;
             let mut line = self.buf.split_to(line_end + 1).freeze();
             self.scanned = 0;
@@ -186,6 +193,8 @@ pin_project_lite::pin_project! {
 impl<E: StreamEncoder> EncodedStream<E> {
     /// A body over `stream`; `keep_alive` = idle time before a `: ping` comment.
     pub fn new(stream: ChunkStream, encoder: E, keep_alive: Option<Duration>) -> Self {
+        // A zero period would always be ready: a hot loop of pings. Zero means off.
+        let keep_alive = keep_alive.filter(|d| !d.is_zero());
         EncodedStream {
             stream,
             encoder,
@@ -337,6 +346,27 @@ mod tests {
     fn decodes_byte_by_byte() {
         let pieces: Vec<&[u8]> = STREAM.chunks(1).collect();
         assert_eq!(decode_in_pieces(&pieces), expected());
+    }
+
+    #[test]
+    fn a_long_line_is_scanned_once_and_counted() {
+        let mut dec = SseDecoder::new();
+        for _ in 0..1000 {
+            dec.push(&[b'x'; 100]);
+            assert!(dec.next_event().is_none());
+        }
+        assert_eq!(dec.scanned, 100_000, "the scan resumes where it stopped");
+        assert_eq!(dec.buffered(), 100_000);
+        dec.push(b"\n");
+        assert!(dec.next_event().is_none());
+        assert_eq!(dec.buffered(), 0, "a field line without data is dropped");
+        dec.push(b"data: a\ndata: b\n");
+        assert!(dec.next_event().is_none());
+        assert_eq!(
+            dec.buffered(),
+            3,
+            "the data of the event in progress counts"
+        );
     }
 
     #[test]

@@ -527,3 +527,50 @@ async fn control_plane_failure_degrades_to_configured_models() {
         "{ids:?}"
     );
 }
+
+#[tokio::test]
+async fn titan_stops_it_cannot_take_are_applied_by_the_gateway_streamed_and_not() {
+    let (upstream, gw) = setup().await;
+    let model = "amazon.titan-text-express-v1";
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":model,"stop":[" said"],"messages":[{"role":"user","content":"hi"}]}),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let r = res.json();
+    assert_eq!(r["choices"][0]["message"]["content"], "You");
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":model,"stream":true,"stop":[" said"],
+        "stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}),
+    )
+    .await;
+    let (chunks, done) = chunks(&res);
+    assert!(done);
+    assert_eq!(streamed_text(&chunks), "You");
+    let finishes: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0))
+        .map(|c| &c["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finishes, [&json!("stop")]);
+    assert!(
+        chunks.last().unwrap()["usage"]["total_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    for r in upstream.requests() {
+        assert!(
+            r.json()["textGenerationConfig"]
+                .get("stopSequences")
+                .is_none(),
+            "Titan never sees a stop it rejects"
+        );
+    }
+}

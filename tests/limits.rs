@@ -76,13 +76,17 @@ async fn token_budget_is_charged_from_actual_usage_including_streams() {
     let gw = start_gateway_from_config(config).await;
     let res = post(&gw, "/v1/chat/completions", &chat()).await;
     assert_eq!(res.status, 200);
-    let stream = json!({"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]});
+    // A stream whose client did not ask for usage is charged all the same (the gateway asks the
+    // upstream for it and keeps the usage chunk from the client).
+    let stream = json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]});
     let res = post(&gw, "/v1/chat/completions", &stream).await;
     assert_eq!(res.status, 200);
-    assert!(res
-        .sse_data()
-        .iter()
-        .any(|d| d.contains("\"total_tokens\":18")));
+    assert!(
+        !res.sse_data()
+            .iter()
+            .any(|d| d.contains("\"total_tokens\"")),
+        "no usage chunk unless asked"
+    );
     let res = post(&gw, "/v1/chat/completions", &chat()).await;
     assert_eq!(res.status, 429, "{}", res.text());
     assert!(res.json()["error"]["message"]
@@ -243,4 +247,59 @@ async fn graceful_shutdown_finishes_requests_and_ends_open_streams_cleanly() {
         elapsed < Duration::from_secs(4),
         "drain bounded: {elapsed:?}"
     );
+}
+
+/// Sends the head of a request with a large declared body and only a few bytes of it; returns the
+/// status line the gateway answers with, if it answers within `wait`.
+async fn answer_to_partial_body(
+    addr: std::net::SocketAddr,
+    head: &str,
+    wait: Duration,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(b"{\"model\":").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(wait, tcp.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_trickling_body_gets_408_instead_of_holding_a_slot() {
+    let upstream = Fake::start(fake::openai_smart()).await;
+    let mut config = config_for(&upstream.url());
+    config.timeouts.body_read = Duration::from_millis(200);
+    let gw = start_gateway(config, None).await;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n"
+    );
+    let status = answer_to_partial_body(gw.addr, &head, Duration::from_secs(5)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn unauthenticated_bodies_are_refused_before_they_are_read() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = start_full(&upstream, |_| {}).await;
+    for (path, auth) in [
+        ("/v1/chat/completions", "authorization: Bearer wrong"),
+        ("/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke", "authorization: Bearer wrong"),
+        (
+            "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
+            "authorization: AWS4-HMAC-SHA256 Credential=NOPE/20240101/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00",
+        ),
+        ("/v1/messages", "x-api-key: wrong"),
+    ] {
+        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\n{auth}\r\ncontent-type: application/json\r\ncontent-length: 30000000\r\n\r\n");
+        // The gateway answers at once although 30 MB of body are still "to come".
+        let status = answer_to_partial_body(gw.addr, &head, Duration::from_secs(2)).await;
+        let status = status.unwrap_or_else(|| panic!("{path}: no answer before the body"));
+        assert!(status.contains(" 401 ") || status.contains(" 403 "), "{path}: {status}");
+    }
 }

@@ -303,11 +303,44 @@ async fn slow_first_byte_is_504() {
     let res = post(
         &gw,
         "/v1/chat/completions",
-        &json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}),
+        &json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]}),
     )
     .await;
     assert_eq!(res.status, 504);
-    assert_eq!(upstream.count(), 2);
+    assert_eq!(
+        upstream.count(),
+        2,
+        "no first event yet: the stream may be retried"
+    );
+}
+
+#[tokio::test]
+async fn a_complete_reply_gets_the_total_time_and_is_not_retried_when_it_runs_out() {
+    let upstream = Fake::start(Arc::new(|req: &fake::Recorded, attempt| {
+        Reply::Delayed(
+            Duration::from_millis(300),
+            Box::new(fake::openai_answer(req, attempt)),
+        )
+    }))
+    .await;
+    let mut config = config_for(&upstream.url());
+    // A slow complete reply within the total time succeeds although it exceeds first_byte.
+    config.timeouts.first_byte = Duration::from_millis(50);
+    config.timeouts.total = Duration::from_secs(5);
+    let gw = start_gateway(config.clone(), None).await;
+    let body = json!({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]});
+    assert_eq!(post(&gw, "/v1/chat/completions", &body).await.status, 200);
+    assert_eq!(upstream.count(), 1);
+
+    config.timeouts.total = Duration::from_millis(100);
+    let gw = start_gateway(config, None).await;
+    let res = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(res.status, 504);
+    assert_eq!(
+        upstream.count(),
+        2,
+        "one more attempt, not three: the upstream did the work"
+    );
 }
 
 #[tokio::test]

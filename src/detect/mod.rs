@@ -28,7 +28,7 @@
 
 mod service;
 
-pub use service::{Detect, DetectLayer, ResponseFuture};
+pub use service::{Detect, DetectLayer, ResponseFuture, DEFAULT_BODY_READ_TIMEOUT};
 
 use serde_json::{Map, Value};
 

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -21,12 +22,26 @@ use crate::format::TargetFormat;
 #[derive(Debug, Clone, Copy)]
 pub struct DetectLayer {
     limit: usize,
+    read_timeout: Duration,
 }
+
+/// How long a client may take to send its body by default (408 beyond it).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl DetectLayer {
     /// Detection with a body limit of `limit` bytes (413 beyond it).
     pub fn new(limit: usize) -> Self {
-        DetectLayer { limit }
+        DetectLayer {
+            limit,
+            read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+        }
+    }
+
+    /// How long the whole body may take to arrive (408 beyond it), so a client trickling bytes
+    /// cannot hold a request slot forever.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
     }
 }
 
@@ -37,6 +52,7 @@ impl<S> Layer<S> for DetectLayer {
         Detect {
             inner,
             limit: self.limit,
+            read_timeout: self.read_timeout,
         }
     }
 }
@@ -46,6 +62,7 @@ impl<S> Layer<S> for DetectLayer {
 pub struct Detect<S> {
     inner: S,
     limit: usize,
+    read_timeout: Duration,
 }
 
 impl<S> Detect<S> {
@@ -89,6 +106,7 @@ where
         ResponseFuture {
             state: State::Reading {
                 collect: Limited::new(body, self.limit).collect(),
+                deadline: tokio::time::sleep(self.read_timeout),
                 parts: Some(parts),
                 inner: Some(inner),
                 target,
@@ -122,6 +140,8 @@ pin_project_lite::pin_project! {
         Reading {
             #[pin]
             collect: Collect<Limited<B>>,
+            #[pin]
+            deadline: tokio::time::Sleep,
             parts: Option<Parts>,
             inner: Option<S>,
             target: TargetFormat,
@@ -186,13 +206,24 @@ where
             let next = match this.state.as_mut().project() {
                 StateProj::Reading {
                     collect,
+                    deadline,
                     parts,
                     inner,
                     target,
                     limit,
                 } => {
                     let target = *target;
-                    let bytes = match ready!(collect.poll(cx)) {
+                    let polled = collect.poll(cx);
+                    if polled.is_pending() {
+                        ready!(deadline.poll(cx));
+                        let err = GatewayError::invalid_request(
+                            "The request body did not arrive in time.",
+                        )
+                        .with_status(http::StatusCode::REQUEST_TIMEOUT)
+                        .with_code("request_timeout");
+                        return Poll::Ready(Ok(err.into_response(target.error_dialect())));
+                    }
+                    let bytes = match ready!(polled) {
                         Ok(collected) => collected.to_bytes(),
                         Err(e) => {
                             let err = if e.downcast_ref::<LengthLimitError>().is_some() {

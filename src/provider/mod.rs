@@ -85,6 +85,7 @@ impl Service<ChatCall> for Dispatch {
         };
         let timeouts = self.timeouts;
         call.context.record.record_attempt(route.provider.as_str());
+        let stream = call.request.is_stream();
         let fut: BoxFuture<'static, Result<ChatReply, GatewayError>> = match route.provider {
             Provider::OpenAi => match &self.openai {
                 Some(p) => Box::pin(p.clone().chat(call, route)),
@@ -97,13 +98,22 @@ impl Service<ChatCall> for Dispatch {
         };
         Box::pin(async move {
             let started = tokio::time::Instant::now();
-            let reply = match tokio::time::timeout(timeouts.first_byte, fut).await {
+            // A stream must show its first event within `first_byte` (then the idle and total
+            // limits take over); a complete reply arrives all at once, so it gets the whole
+            // `total` — and is not retried when that runs out, since the upstream did the work.
+            let limit = if stream {
+                timeouts.first_byte
+            } else {
+                timeouts.total
+            };
+            let reply = match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r?,
                 Err(_) => {
-                    return Err(GatewayError::upstream_timeout(format!(
+                    let e = GatewayError::upstream_timeout(format!(
                         "The upstream did not answer within {} ms.",
-                        timeouts.first_byte.as_millis()
-                    )))
+                        limit.as_millis()
+                    ));
+                    return Err(if stream { e } else { e.with_retryable(false) });
                 }
             };
             Ok(match reply {

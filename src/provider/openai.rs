@@ -38,6 +38,9 @@ use crate::sse::SseDecoder;
 /// Largest upstream response body read into memory (complete replies and error bodies).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
+/// Largest single stream event (an upstream that never ends an event is cut off here).
+const MAX_STREAM_EVENT: usize = 16 * 1024 * 1024;
+
 /// The OpenAI-compatible upstream. Cheap to clone.
 #[derive(Clone)]
 pub struct OpenAiProvider {
@@ -252,13 +255,21 @@ async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
 
 /// Retry hint from `retry-after-ms` or `retry-after` (seconds).
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let num = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
+    // `inf`, `1e30` and negatives parse as f64: only finite, representable values count.
+    let num = |name: &str| {
+        headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
     if let Some(ms) = num("retry-after-ms") {
-        return (ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+        return Duration::try_from_secs_f64(ms / 1000.0).ok();
     }
-    num("retry-after")
-        .filter(|s| *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    num("retry-after").and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 async fn error_from_response(res: http::Response<Incoming>) -> GatewayError {
@@ -291,6 +302,12 @@ fn upstream_error(status: StatusCode, body: &[u8]) -> GatewayError {
         .as_ref()
         .and_then(|d| d.message.clone())
         .unwrap_or_else(|| format!("The upstream answered {}.", status.as_u16()));
+    if matches!(status.as_u16(), 401 | 403) {
+        // The gateway's own upstream key was refused: the client's key was fine, so never a 401,
+        // and the upstream's message (which may quote the masked key) stays in the log.
+        tracing::error!(status = status.as_u16(), upstream_message = %message, "the OpenAI upstream refused the gateway's API key");
+        return GatewayError::upstream_auth("The gateway's upstream credentials were refused.");
+    }
     let message = if status.is_server_error() {
         format!("Upstream error ({}): {message}", status.as_u16())
     } else {
@@ -392,6 +409,12 @@ impl Stream for OpenAiChunkStream {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         this.decoder.push(data);
+                        if this.decoder.buffered() > MAX_STREAM_EVENT {
+                            this.done = true;
+                            return Poll::Ready(Some(Err(GatewayError::upstream_protocol(
+                                "The upstream sent a stream event larger than the gateway accepts.",
+                            ))));
+                        }
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -428,6 +451,13 @@ mod tests {
         assert_eq!(e.message(), "too long");
         assert_eq!(e.param(), Some("messages"));
         assert_eq!(e.code(), Some("context_length_exceeded"));
+        let e = upstream_error(
+            StatusCode::UNAUTHORIZED,
+            br#"{"error":{"message":"Incorrect API key provided: sk-proj-****abcd","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+        );
+        assert_eq!(e.status(), 500, "never a 401: the client's key was fine");
+        assert_eq!(e.code(), Some("upstream_auth_error"));
+        assert!(!e.message().contains("sk-proj"));
         let e = upstream_error(StatusCode::INTERNAL_SERVER_ERROR, b"<html>oops</html>");
         assert_eq!(e.status(), 502);
         assert!(e.is_retryable());
@@ -441,5 +471,11 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         h.insert("retry-after-ms", HeaderValue::from_static("150"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        for bad in ["inf", "1e30", "-5", "NaN", "soon"] {
+            let mut h = http::HeaderMap::new();
+            h.insert("retry-after", HeaderValue::from_static(bad));
+            h.insert("retry-after-ms", HeaderValue::from_static(bad));
+            assert_eq!(retry_after(&h), None, "{bad}");
+        }
     }
 }

@@ -114,7 +114,19 @@ where
             if declared.is_some_and(|n| n > limit as u64) {
                 return Ok(rejected(GatewayError::payload_too_large(limit)));
             }
-            let bytes = match Limited::new(body, limit).collect().await {
+            let read = tokio::time::timeout(
+                crate::detect::DEFAULT_BODY_READ_TIMEOUT,
+                Limited::new(body, limit).collect(),
+            )
+            .await;
+            let Ok(read) = read else {
+                return Ok(rejected(
+                    GatewayError::invalid_request("The request body did not arrive in time.")
+                        .with_status(http::StatusCode::REQUEST_TIMEOUT)
+                        .with_code("request_timeout"),
+                ));
+            };
+            let bytes = match read {
                 Ok(c) => c.to_bytes(),
                 Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
                     return Ok(rejected(GatewayError::payload_too_large(limit)))

@@ -151,7 +151,7 @@ impl Gateway {
     {
         let stack = ServiceBuilder::new()
             // Shed load past the in-flight limit (streams hold their permit until they end).
-            .layer(self.in_flight.clone())
+            .layer(self.in_flight.clone().dialect(ErrorDialect::Bedrock))
             // Read the bounded body and check SigV4 / the key; 403 in AWS shape.
             .layer(self.bedrock_auth.clone())
             // Count the request under its key; 429 ThrottlingException.
@@ -182,7 +182,7 @@ impl Gateway {
         S::Future: Send,
     {
         let stack = ServiceBuilder::new()
-            .layer(self.in_flight.clone())
+            .layer(self.in_flight.clone().dialect(ErrorDialect::Anthropic))
             .layer(self.auth.clone().dialect(ErrorDialect::Anthropic))
             .option_layer(
                 self.rate_limiter

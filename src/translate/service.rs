@@ -106,8 +106,10 @@ where
             Err(e) => return ResponseFuture::error(e, target),
         };
         let include_usage = request.include_usage();
-        if request.is_stream() && target != TargetFormat::OpenAi && !include_usage {
-            // Claude and Titan streams end with token counts: ask the upstream for them.
+        if request.is_stream() && !include_usage {
+            // Always ask the upstream for the final usage: Claude and Titan streams end with token
+            // counts, and the token budget, the log line and the metrics need them. An OpenAI
+            // reader that did not ask never sees the usage chunk (the encoder drops it).
             request
                 .stream_options
                 .get_or_insert_with(Default::default)

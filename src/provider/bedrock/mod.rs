@@ -20,6 +20,7 @@
 
 mod error;
 mod models;
+mod stops;
 mod stream;
 
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ use crate::format::bedrock_claude::{self, ClaudeRequestOptions, ClaudeStreamDeco
 use crate::format::bedrock_titan::{self, TitanRequestOptions, TitanStreamDecoder};
 use crate::format::converse::{self, ConverseOptions, ConverseStreamDecoder};
 use crate::format::InboundFormat;
-use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta};
+use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta, ChunkStream};
 use crate::route::{BedrockFamily, Provider, Route};
 
 pub use models::list_models_with;
@@ -236,11 +237,12 @@ impl BedrockProvider {
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
-                    first_then_rest(Box::pin(stream::invoke_stream(
+                    let stops = bedrock_titan::unsupported_stops(req);
+                    let stream = ChunkStream::new(stream::invoke_stream(
                         out.body,
                         TitanStreamDecoder::new(meta),
-                    )))
-                    .await
+                    ));
+                    first_then_rest(stops::stop_at_sequences(stream, stops)).await
                 } else {
                     let out = client
                         .invoke_model()
@@ -252,7 +254,7 @@ impl BedrockProvider {
                         .await
                         .map_err(error::from_sdk)?;
                     let mut response = bedrock_titan::decode_response(out.body.as_ref(), &meta)?;
-                    truncate_at_stops(&mut response, &bedrock_titan::unsupported_stops(req));
+                    stops::truncate_complete(&mut response, &bedrock_titan::unsupported_stops(req));
                     Ok(ChatReply::Complete(response))
                 }
             }
@@ -373,27 +375,15 @@ fn reasoning_fields(
         } else if effort_str != "none" {
             return Err(GatewayError::unsupported(
                 "reasoning_effort",
-                format!("The model `{model}` has no reasoning-effort control on Bedrock."),
+                format!(
+                    "The model `{}` has no reasoning-effort control on Bedrock.",
+                    crate::error::scrub_aws_identifiers(model)
+                ),
             ));
         }
     }
     let empty = json.as_object().is_some_and(|o| o.is_empty());
     Ok((!empty).then(|| converse::json_to_document(&json)))
-}
-
-/// Titan accepts one stop sequence of a fixed form; the others are applied here, on the reply.
-fn truncate_at_stops(response: &mut crate::model::ChatResponse, stops: &[String]) {
-    if stops.is_empty() {
-        return;
-    }
-    for choice in &mut response.choices {
-        if let Some(text) = choice.message.content.as_mut() {
-            if let Some(cut) = stops.iter().filter_map(|s| text.find(s.as_str())).min() {
-                text.truncate(cut);
-                choice.finish_reason = Some(crate::model::finish_reason::STOP.to_owned());
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -140,46 +140,51 @@ impl Keys {
         found
     }
 
-    /// The key index the request authenticates as (`None` when auth is disabled), or the 403.
-    fn check(
-        &self,
-        parts: &http::request::Parts,
-        body: &[u8],
-    ) -> Result<Option<usize>, GatewayError> {
+    /// What the headers alone decide, before any of the body is read: an unknown key, a bad or
+    /// stale signature header is refused here, so an unauthenticated client cannot make the
+    /// gateway buffer a large body.
+    fn precheck(&self, parts: &http::request::Parts) -> Result<Precheck, GatewayError> {
         if self.disabled {
-            return Ok(None);
+            return Ok(Precheck::Anonymous);
         }
         let authorization = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         if let Some(sig) = authorization.and_then(sigv4::parse_authorization) {
-            let Some((_, secret, index)) = self
+            let Some(pos) = self
                 .credentials
                 .iter()
-                .find(|(id, _, _)| id == sig.access_key)
+                .position(|(id, _, _)| id == sig.access_key)
             else {
                 return Err(denied(
                     "UnrecognizedClientException",
                     "The security token included in the request is invalid.",
                 ));
             };
-            let now = std::time::SystemTime::now();
-            return match sigv4::verify_fresh(parts, body, secret, now, std::time::Duration::from_secs(15 * 60)) {
-                Ok(()) => Ok(Some(*index)),
-                Err(sigv4::VerifyError::Expired) => Err(denied(
+            let fresh = parts
+                .headers
+                .get("x-amz-date")
+                .and_then(|v| v.to_str().ok())
+                .and_then(sigv4::parse_amz_date)
+                .is_some_and(|date| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                        .unwrap_or(0);
+                    (now - date).abs() <= MAX_SKEW.as_secs() as i64
+                });
+            if !fresh {
+                return Err(denied(
                     "InvalidSignatureException",
                     "Signature expired: the request's x-amz-date is more than 15 minutes from the gateway's time.",
-                )),
-                Err(_) => Err(denied(
-                    "InvalidSignatureException",
-                    "The request signature we calculated does not match the signature you provided.",
-                )),
-            };
+                ));
+            }
+            return Ok(Precheck::Signed(pos));
         }
         let probe = Request::from_parts(parts.clone(), ());
         match presented_key(&probe).map(|k| self.find(k)) {
-            Some(Some(i)) => Ok(Some(i)),
+            Some(Some(i)) => Ok(Precheck::Key(i)),
             Some(None) => Err(denied("UnrecognizedClientException", "The API key included in the request is invalid.")),
             None => Err(denied(
                 "UnrecognizedClientException",
@@ -187,6 +192,50 @@ impl Keys {
             )),
         }
     }
+
+    /// The key index the request authenticates as (`None` when auth is disabled), or the 403:
+    /// a SigV4 signature is verified over the body that was actually received.
+    fn check(
+        &self,
+        pre: Precheck,
+        parts: &http::request::Parts,
+        body: &[u8],
+    ) -> Result<Option<usize>, GatewayError> {
+        match pre {
+            Precheck::Anonymous => Ok(None),
+            Precheck::Key(i) => Ok(Some(i)),
+            Precheck::Signed(pos) => {
+                let (_, secret, index) = &self.credentials[pos];
+                let now = std::time::SystemTime::now();
+                match sigv4::verify_fresh(parts, body, secret, now, MAX_SKEW) {
+                    Ok(()) => Ok(Some(*index)),
+                    Err(sigv4::VerifyError::Expired) => Err(denied(
+                        "InvalidSignatureException",
+                        "Signature expired: the request's x-amz-date is more than 15 minutes from the gateway's time.",
+                    )),
+                    Err(_) => Err(denied(
+                        "InvalidSignatureException",
+                        "The request signature we calculated does not match the signature you provided.",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// AWS allows a signed request's clock to be 15 minutes off.
+const MAX_SKEW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// What the headers alone established.
+#[derive(Debug, Clone, Copy)]
+enum Precheck {
+    /// Auth is disabled.
+    Anonymous,
+    /// A gateway key (Bearer or `x-api-key`), by position.
+    Key(usize),
+    /// A SigV4 header for a known credential (by position); the signature is checked once the
+    /// body is in.
+    Signed(usize),
 }
 
 impl<S, B> Service<Request<B>> for BedrockAuth<S>
@@ -222,7 +271,24 @@ where
                 return Ok(GatewayError::payload_too_large(keys.limit)
                     .into_response(ErrorDialect::Bedrock));
             }
-            let bytes = match Limited::new(body, keys.limit).collect().await {
+            let pre = match keys.precheck(&parts) {
+                Ok(p) => p,
+                Err(e) => return Ok(e.into_response(ErrorDialect::Bedrock)),
+            };
+            let read = tokio::time::timeout(
+                crate::detect::DEFAULT_BODY_READ_TIMEOUT,
+                Limited::new(body, keys.limit).collect(),
+            )
+            .await;
+            let Ok(read) = read else {
+                return Ok(GatewayError::invalid_request(
+                    "The request body did not arrive in time.",
+                )
+                .with_status(http::StatusCode::REQUEST_TIMEOUT)
+                .with_aws_type("ValidationException")
+                .into_response(ErrorDialect::Bedrock));
+            };
+            let bytes = match read {
                 Ok(c) => c.to_bytes(),
                 Err(e) => {
                     let err = if e.downcast_ref::<LengthLimitError>().is_some() {
@@ -235,7 +301,7 @@ where
                     return Ok(err.into_response(ErrorDialect::Bedrock));
                 }
             };
-            let id = match keys.check(&parts, &bytes) {
+            let id = match keys.check(pre, &parts, &bytes) {
                 Ok(Some(i)) => keys.ids[i].clone(),
                 Ok(None) => ApiKeyId(Arc::from("anonymous")),
                 Err(e) => return Ok(e.into_response(ErrorDialect::Bedrock)),
