@@ -57,6 +57,7 @@ pub async fn serve<S, F>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(1024);
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -77,7 +78,9 @@ pub async fn serve<S, F>(
         let hyper_service = TowerToHyperService::new(service.clone());
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
         let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
+        // Reap finished connections so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
@@ -105,7 +108,10 @@ pub async fn serve<S, F>(
     close_streams.cancel();
     tokio::select! {
         () = &mut all_closed => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(Duration::from_secs(1)) => tracing::warn!("closing the remaining connections"),
+        () = tokio::time::sleep(Duration::from_secs(1)) => {
+            tracing::warn!(open = connections.len(), "closing the remaining connections");
+            connections.abort_all();
+        }
     }
 }
 
