@@ -193,8 +193,12 @@ pub struct BedrockConfig {
     pub enabled: bool,
     /// Region; `None` = the AWS SDK's default chain.
     pub region: Option<String>,
-    /// `max_tokens` sent to Claude when the client gave none.
+    /// `max_tokens` sent to Claude when the client gave none (Claude requires one).
     pub default_max_tokens: u32,
+    /// `maxTokenCount` sent to Titan when the client gave none (`None`: Titan's own default).
+    pub titan_default_max_tokens: Option<u32>,
+    /// `maxTokens` sent over Converse when the client gave none (`None`: the model's maximum).
+    pub converse_default_max_tokens: Option<u32>,
     /// Family of configured ARNs.
     pub arn_families: HashMap<String, BedrockFamily>,
 }
@@ -272,6 +276,8 @@ impl Default for Config {
                 enabled: true,
                 region: None,
                 default_max_tokens: 4096,
+                titan_default_max_tokens: None,
+                converse_default_max_tokens: None,
                 arn_families: HashMap::new(),
             },
             aliases: HashMap::new(),
@@ -375,6 +381,23 @@ impl Config {
                 self.bedrock.region = b.region;
             }
             set(&mut self.bedrock.default_max_tokens, b.default_max_tokens);
+            for (family, tokens) in b.default_max_tokens_by_family.unwrap_or_default() {
+                match BedrockFamily::parse(&family) {
+                    Some(BedrockFamily::Claude) => self.bedrock.default_max_tokens = tokens,
+                    Some(BedrockFamily::Titan) => {
+                        self.bedrock.titan_default_max_tokens = Some(tokens)
+                    }
+                    Some(BedrockFamily::Converse) => {
+                        self.bedrock.converse_default_max_tokens = Some(tokens)
+                    }
+                    None => {
+                        return Err(ConfigError::new(
+                            format!("bedrock.default_max_tokens_by_family.{family}"),
+                            "unknown family (expected claude, titan or converse)",
+                        ))
+                    }
+                }
+            }
             for (arn, fam) in b.arn_families.unwrap_or_default() {
                 let family = BedrockFamily::parse(&fam).ok_or_else(|| {
                     ConfigError::new(
@@ -646,7 +669,19 @@ impl Config {
                 .as_deref()
                 .unwrap_or("(AWS default chain)")
         );
-        let _ = writeln!(s, "default_max_tokens= {}", self.bedrock.default_max_tokens);
+        let _ = writeln!(
+            s,
+            "default_max_tokens= claude {}, titan {}, converse {}",
+            self.bedrock.default_max_tokens,
+            self.bedrock
+                .titan_default_max_tokens
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "(model default)".into()),
+            self.bedrock
+                .converse_default_max_tokens
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "(model default)".into())
+        );
         let mut aliases: Vec<_> = self.aliases.iter().collect();
         aliases.sort();
         for (a, t) in aliases {
@@ -806,6 +841,7 @@ struct FileBedrock {
     enabled: Option<bool>,
     region: Option<String>,
     default_max_tokens: Option<u32>,
+    default_max_tokens_by_family: Option<HashMap<String, u32>>,
     arn_families: Option<HashMap<String, String>>,
 }
 
@@ -940,11 +976,18 @@ mod tests {
             "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/x" = "claude"
             [timeouts]
             first_byte_ms = 1500
+            [bedrock.default_max_tokens_by_family]
+            claude = 2048
+            titan = 512
+            converse = 1000
             "#,
         )
         .unwrap();
         assert_eq!(c.port, 8080);
         assert_eq!(c.timeouts.first_byte, Duration::from_millis(1500));
+        assert_eq!(c.bedrock.default_max_tokens, 2048);
+        assert_eq!(c.bedrock.titan_default_max_tokens, Some(512));
+        assert_eq!(c.bedrock.converse_default_max_tokens, Some(1000));
         let router = c.router();
         assert_eq!(
             router.resolve("claude").unwrap().provider,

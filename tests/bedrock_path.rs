@@ -89,6 +89,13 @@ async fn claude_complete_through_a_us_profile() {
         .header("authorization")
         .unwrap()
         .starts_with("AWS4-HMAC-SHA256 Credential=AKIDFAKEGATEWAY/"));
+    assert_eq!(
+        sent[0].header("x-request-id"),
+        res.headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        "one request id end to end"
+    );
     let body = sent[0].json();
     assert_eq!(body["anthropic_version"], "bedrock-2023-05-31");
     assert_eq!(body["max_tokens"], 300);

@@ -138,10 +138,10 @@ impl BedrockProvider {
                     default_max_tokens: config.bedrock.default_max_tokens,
                 },
                 titan: TitanRequestOptions {
-                    default_max_tokens: None,
+                    default_max_tokens: config.bedrock.titan_default_max_tokens,
                 },
                 converse: ConverseOptions {
-                    default_max_tokens: None,
+                    default_max_tokens: config.bedrock.converse_default_max_tokens,
                 },
             }),
         }
@@ -178,6 +178,12 @@ impl BedrockProvider {
         };
         let req = &*call.request;
         check_supported(req)?;
+        let rid = call
+            .context
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let meta = ChunkMeta::new(req.model.clone());
         let model = &*route.upstream_model;
         let client = self.client_for(model);
@@ -196,6 +202,8 @@ impl BedrockProvider {
                         .content_type("application/json")
                         .accept("application/json")
                         .body(Blob::new(body))
+                        .customize()
+                        .mutate_request(request_id_hook(rid.clone()))
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
@@ -211,6 +219,8 @@ impl BedrockProvider {
                         .content_type("application/json")
                         .accept("application/json")
                         .body(Blob::new(body))
+                        .customize()
+                        .mutate_request(request_id_hook(rid.clone()))
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
@@ -234,6 +244,8 @@ impl BedrockProvider {
                         .content_type("application/json")
                         .accept("application/json")
                         .body(Blob::new(body))
+                        .customize()
+                        .mutate_request(request_id_hook(rid.clone()))
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
@@ -250,6 +262,8 @@ impl BedrockProvider {
                         .content_type("application/json")
                         .accept("application/json")
                         .body(Blob::new(body))
+                        .customize()
+                        .mutate_request(request_id_hook(rid.clone()))
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
@@ -271,6 +285,8 @@ impl BedrockProvider {
                         .set_inference_config(parts.inference_config)
                         .set_tool_config(parts.tool_config)
                         .set_additional_model_request_fields(parts.additional_model_request_fields)
+                        .customize()
+                        .mutate_request(request_id_hook(rid.clone()))
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
@@ -288,12 +304,26 @@ impl BedrockProvider {
                         .set_inference_config(parts.inference_config)
                         .set_tool_config(parts.tool_config)
                         .set_additional_model_request_fields(parts.additional_model_request_fields)
+                        .customize()
+                        .mutate_request(request_id_hook(rid.clone()))
                         .send()
                         .await
                         .map_err(error::from_sdk)?;
                     Ok(ChatReply::Complete(converse::decode_response(&out, &meta)?))
                 }
             }
+        }
+    }
+}
+
+/// Sends the request id upstream too (`x-request-id`), so one id follows the call end to end.
+fn request_id_hook(
+    id: Option<String>,
+) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync + 'static
+{
+    move |req| {
+        if let Some(id) = &id {
+            req.headers_mut().insert("x-request-id", id.clone());
         }
     }
 }
