@@ -27,7 +27,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
+use aws_sdk_bedrockruntime::types::ResponseStream;
 use aws_sdk_bedrockruntime::Client;
 use serde_json::Value;
 
@@ -195,39 +198,17 @@ impl BedrockProvider {
                     }
                     _ => bedrock_claude::encode_request_bytes(req, &self.inner.claude)?,
                 };
-                if req.is_stream() {
-                    let out = client
-                        .invoke_model_with_response_stream()
-                        .model_id(model)
-                        .content_type("application/json")
-                        .accept("application/json")
-                        .body(Blob::new(body))
-                        .customize()
-                        .mutate_request(request_id_hook(rid.clone()))
-                        .send()
+                match invoke(client, model, body, req.is_stream(), rid).await? {
+                    Invoked::Stream(rx) => {
+                        first_then_rest(Box::pin(stream::invoke_stream(
+                            rx,
+                            ClaudeStreamDecoder::new(meta),
+                        )))
                         .await
-                        .map_err(error::from_sdk)?;
-                    first_then_rest(Box::pin(stream::invoke_stream(
-                        out.body,
-                        ClaudeStreamDecoder::new(meta),
-                    )))
-                    .await
-                } else {
-                    let out = client
-                        .invoke_model()
-                        .model_id(model)
-                        .content_type("application/json")
-                        .accept("application/json")
-                        .body(Blob::new(body))
-                        .customize()
-                        .mutate_request(request_id_hook(rid.clone()))
-                        .send()
-                        .await
-                        .map_err(error::from_sdk)?;
-                    Ok(ChatReply::Complete(bedrock_claude::decode_response(
-                        out.body.as_ref(),
-                        &meta,
-                    )?))
+                    }
+                    Invoked::Complete(bytes) => Ok(ChatReply::Complete(
+                        bedrock_claude::decode_response(bytes.as_ref(), &meta)?,
+                    )),
                 }
             }
             BedrockFamily::Titan => {
@@ -237,39 +218,20 @@ impl BedrockProvider {
                     }
                     _ => bedrock_titan::encode_request_bytes(req, &self.inner.titan)?,
                 };
-                if req.is_stream() {
-                    let out = client
-                        .invoke_model_with_response_stream()
-                        .model_id(model)
-                        .content_type("application/json")
-                        .accept("application/json")
-                        .body(Blob::new(body))
-                        .customize()
-                        .mutate_request(request_id_hook(rid.clone()))
-                        .send()
-                        .await
-                        .map_err(error::from_sdk)?;
-                    let stops = bedrock_titan::unsupported_stops(req);
-                    let stream = ChunkStream::new(stream::invoke_stream(
-                        out.body,
-                        TitanStreamDecoder::new(meta),
-                    ));
-                    first_then_rest(stops::stop_at_sequences(stream, stops)).await
-                } else {
-                    let out = client
-                        .invoke_model()
-                        .model_id(model)
-                        .content_type("application/json")
-                        .accept("application/json")
-                        .body(Blob::new(body))
-                        .customize()
-                        .mutate_request(request_id_hook(rid.clone()))
-                        .send()
-                        .await
-                        .map_err(error::from_sdk)?;
-                    let mut response = bedrock_titan::decode_response(out.body.as_ref(), &meta)?;
-                    stops::truncate_complete(&mut response, &bedrock_titan::unsupported_stops(req));
-                    Ok(ChatReply::Complete(response))
+                let stops = bedrock_titan::unsupported_stops(req);
+                match invoke(client, model, body, req.is_stream(), rid).await? {
+                    Invoked::Stream(rx) => {
+                        let stream = ChunkStream::new(stream::invoke_stream(
+                            rx,
+                            TitanStreamDecoder::new(meta),
+                        ));
+                        first_then_rest(stops::stop_at_sequences(stream, stops)).await
+                    }
+                    Invoked::Complete(bytes) => {
+                        let mut response = bedrock_titan::decode_response(bytes.as_ref(), &meta)?;
+                        stops::truncate_complete(&mut response, &stops);
+                        Ok(ChatReply::Complete(response))
+                    }
                 }
             }
             BedrockFamily::Converse => {
@@ -313,6 +275,51 @@ impl BedrockProvider {
                 }
             }
         }
+    }
+}
+
+/// What InvokeModel answered: the model-native JSON, or the event stream of
+/// InvokeModelWithResponseStream.
+enum Invoked {
+    Complete(Blob),
+    Stream(EventReceiver<ResponseStream, ResponseStreamError>),
+}
+
+/// InvokeModel (or InvokeModelWithResponseStream) with a native `body`: the one call both
+/// InvokeModel strategies (Claude, Titan) make.
+async fn invoke(
+    client: &Client,
+    model: &str,
+    body: Vec<u8>,
+    stream: bool,
+    rid: Option<String>,
+) -> Result<Invoked, GatewayError> {
+    if stream {
+        let out = client
+            .invoke_model_with_response_stream()
+            .model_id(model)
+            .content_type("application/json")
+            .accept("application/json")
+            .body(Blob::new(body))
+            .customize()
+            .mutate_request(request_id_hook(rid))
+            .send()
+            .await
+            .map_err(error::from_sdk)?;
+        Ok(Invoked::Stream(out.body))
+    } else {
+        let out = client
+            .invoke_model()
+            .model_id(model)
+            .content_type("application/json")
+            .accept("application/json")
+            .body(Blob::new(body))
+            .customize()
+            .mutate_request(request_id_hook(rid))
+            .send()
+            .await
+            .map_err(error::from_sdk)?;
+        Ok(Invoked::Complete(out.body))
     }
 }
 
