@@ -68,6 +68,7 @@ pub mod server;
 pub mod sigv4;
 pub mod sse;
 pub mod surface;
+pub mod telemetry;
 pub mod translate;
 pub mod usage;
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use open_bedrock_server::config::{Config, LogFormat};
-use open_bedrock_server::{server, Gateway};
+use open_bedrock_server::{server, telemetry, Gateway};
 
 /// A unified chat-completions gateway for OpenAI and AWS Bedrock.
 #[derive(Debug, Parser)]
@@ -49,18 +49,6 @@ fn load(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true);
-    match config.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match load(&cli) {
@@ -87,7 +75,9 @@ fn main() -> ExitCode {
         eprintln!("open-bedrock-server: {e}");
         return ExitCode::from(2);
     }
-    init_logging(&config);
+    // Declared before the runtime, so dropped after it: the guard flushes spans still open then.
+    let _telemetry =
+        telemetry::init_tracing(&config.log_level, config.log_format == LogFormat::Json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

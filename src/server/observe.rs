@@ -5,6 +5,12 @@
 //! formats, attempts and usage ([`CallRecord`]) — and because a stream is finished only when its
 //! last byte is sent: for streams the line is written when the body ends (or the client goes
 //! away), so it has the total time, the time to first token and the tokens.
+//!
+//! Each request also gets a `tracing` span (target `access`, name `request`) opened when the
+//! request arrives and closed when the log line is written, with OpenTelemetry semantic-convention
+//! fields (`http.request.method`, `url.path`, `http.response.status_code`, `gen_ai.*`) recorded at
+//! the end. It is never entered, so log lines do not change; the `otel` feature exports it
+//! ([`crate::telemetry`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -81,10 +87,28 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let route = route_of(req.uri().path());
+        let span = tracing::info_span!(
+            target: "access",
+            "request",
+            otel.name = %format_args!("{} {route}", req.method()),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %req.method(),
+            url.path = req.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            gen_ai.operation.name = tracing::field::Empty,
+            gen_ai.system = tracing::field::Empty,
+            gen_ai.request.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+        );
         let line = RequestLine {
             started: Instant::now(),
             method: req.method().clone(),
-            route: route_of(req.uri().path()),
+            route,
             path: req.uri().path().to_owned(),
             request_id: req
                 .headers()
@@ -92,6 +116,7 @@ where
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             metrics: self.metrics.clone(),
+            span,
         };
         ResponseFuture {
             fut: self.inner.call(req),
@@ -109,6 +134,8 @@ struct RequestLine {
     path: String,
     request_id: Option<String>,
     metrics: Arc<Metrics>,
+    /// Closed (dropped) with the line.
+    span: tracing::Span,
 }
 
 /// What the log line needs from the response head.
@@ -167,6 +194,31 @@ impl Finish {
         });
         if self.stream {
             self.line.metrics.stream_opened(-1);
+        }
+        let span = &self.line.span;
+        // OpenTelemetry has signed integers only: u64 fields would be exported as strings.
+        span.record("http.response.status_code", i64::from(self.status));
+        if let Some(id) = &self.line.request_id {
+            span.record("request_id", id.as_str());
+        }
+        if let Some(r) = record {
+            span.record("gen_ai.operation.name", "chat");
+            span.record("gen_ai.request.model", r.model.as_str());
+            if let Some(p) = r.provider() {
+                span.record("gen_ai.system", p);
+            }
+        }
+        if let Some((input, output)) = usage {
+            let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            span.record("gen_ai.usage.input_tokens", int(input));
+            span.record("gen_ai.usage.output_tokens", int(output));
+        }
+        if let Some(e) = &error_name {
+            span.record("error.type", e.as_str());
+        }
+        // Server spans: 4xx is the client's error, not this span's; a broken stream is.
+        if self.status >= 500 || record.and_then(CallRecord::stream_error).is_some() {
+            span.record("otel.status_code", "ERROR");
         }
     }
 }

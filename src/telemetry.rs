@@ -1,0 +1,277 @@
+//! Logging setup, and OpenTelemetry trace export when built with the `otel` feature.
+//!
+//! [`init_tracing`] installs the global `tracing` subscriber: the log lines of `LOG_LEVEL` /
+//! `LOG_FORMAT` as before, and — only in a build with `--features otel` *and* with
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set — a
+//! `tracing_opentelemetry` layer that exports spans over OTLP/HTTP with protobuf bodies. Without
+//! the feature none of the OpenTelemetry crates is compiled; with it but without an endpoint,
+//! nothing changes either.
+//!
+//! What is exported: the spans of target `access` and of this crate at `INFO` or above, whatever
+//! `LOG_LEVEL` says (logging and export are filtered apart). That is the one span per request
+//! that the access-log layer (`server::observe`) opens when a request arrives and closes when it
+//! is finished (for a stream, at its last byte), named `"{METHOD} {route}"` (e.g. `POST chat`),
+//! with `http.request.method`, `url.path`, `http.response.status_code`, `request_id`,
+//! `error.type` and, for model calls, `gen_ai.operation.name`, `gen_ai.system` (the provider),
+//! `gen_ai.request.model`, `gen_ai.usage.input_tokens` and `gen_ai.usage.output_tokens`; 5xx
+//! answers and broken streams set the span status to error. Log events are not exported.
+//!
+//! Configuration is the standard OpenTelemetry environment, read by the SDK and exporter:
+//!
+//! | Variable | Meaning |
+//! |---|---|
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | collector base URL; traces go to `{it}/v1/traces` |
+//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | full traces URL (wins over the above) |
+//! | `OTEL_EXPORTER_OTLP_HEADERS` / `_TRACES_HEADERS` | extra headers, `k=v,k2=v2` |
+//! | `OTEL_EXPORTER_OTLP_TIMEOUT` / `_TRACES_TIMEOUT` | export timeout in ms (default 10000) |
+//! | `OTEL_SERVICE_NAME` | `service.name` (default `open-bedrock-server`) |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | more resource attributes, `k=v,…` |
+//! | `OTEL_TRACES_SAMPLER` / `_ARG` | sampler (default `parentbased_always_on`) |
+//! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, … | batching (default every 5000 ms) |
+//! | `OTEL_SDK_DISABLED=true` | turn export off |
+//!
+//! Only `http/protobuf` is spoken (`OTEL_EXPORTER_OTLP_PROTOCOL` = `grpc` or `http/json` is
+//! ignored with a warning); `http://` and `https://` (rustls, webpki roots) both work. The HTTP
+//! client is the hyper client the gateway already uses, driven by a one-thread runtime of its own
+//! so that exports never compete with requests and the flush at exit works after the gateway's
+//! runtime is gone. Spans are batched; the [`TelemetryGuard`] that [`init_tracing`] returns flushes
+//! the batch and shuts the exporter down when dropped, so keep it alive until the process exits.
+
+/// Keeps trace export running; flushes and shuts it down when dropped. Without the `otel`
+/// feature, or without an endpoint, it holds nothing.
+#[must_use = "dropping the guard stops trace export"]
+#[derive(Debug, Default)]
+pub struct TelemetryGuard {
+    #[cfg(feature = "otel")]
+    otel: Option<otel::Export>,
+}
+
+impl TelemetryGuard {
+    /// Whether spans are being exported.
+    pub fn exporting(&self) -> bool {
+        #[cfg(feature = "otel")]
+        {
+            self.otel.is_some()
+        }
+        #[cfg(not(feature = "otel"))]
+        {
+            false
+        }
+    }
+}
+
+/// Installs the global subscriber: log lines at `level` (an `EnvFilter` directive; `info` if it is
+/// invalid), as JSON objects if `json`, else text; plus span export when it is configured (see the
+/// module docs). Call once, before the first log line; keep the guard until exit.
+///
+/// # Panics
+/// If a global subscriber is already installed.
+pub fn init_tracing(level: &str, json: bool) -> TelemetryGuard {
+    #[cfg(feature = "otel")]
+    if let Some(guard) = otel::init(level, json) {
+        return guard;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+    TelemetryGuard::default()
+}
+
+#[cfg(feature = "otel")]
+mod otel {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry::Key;
+    use opentelemetry_http::{HttpClient, HttpError, Request, Response};
+    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use opentelemetry_sdk::Resource;
+    use tracing::Level;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    use super::TelemetryGuard;
+
+    /// `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` names one.
+    const SERVICE_NAME: &str = "open-bedrock-server";
+    /// How long the flush at exit may take.
+    const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The running export: the provider, and the runtime its HTTP client runs on.
+    #[derive(Debug)]
+    pub(super) struct Export {
+        provider: SdkTracerProvider,
+        runtime: Option<tokio::runtime::Runtime>,
+    }
+
+    impl Drop for Export {
+        fn drop(&mut self) {
+            if let Err(e) = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
+                eprintln!("open-bedrock-server: trace export shutdown: {e}");
+            }
+            if let Some(rt) = self.runtime.take() {
+                rt.shutdown_timeout(Duration::from_secs(1));
+            }
+        }
+    }
+
+    fn env(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+
+    /// `None` when export is not configured (the caller sets up plain logging) or cannot start
+    /// (said on stderr, and the gateway runs without it).
+    pub(super) fn init(level: &str, json: bool) -> Option<TelemetryGuard> {
+        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return None;
+        }
+        env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))?;
+        let export = match start() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("open-bedrock-server: trace export disabled: {e}");
+                return None;
+            }
+        };
+        let tracer = export.provider.tracer(SERVICE_NAME);
+        let exported = Targets::new()
+            .with_target("access", Level::INFO)
+            .with_target(env!("CARGO_CRATE_NAME"), Level::INFO);
+        // Spans here are never entered: idle/busy time and the thread would say nothing.
+        let otel_layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_target(false)
+            .with_filter(exported);
+        let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+        let fmt_layer = tracing_subscriber::fmt::layer().with_target(true);
+        let fmt_layer = if json {
+            fmt_layer
+                .json()
+                .flatten_event(true)
+                .with_filter(filter)
+                .boxed()
+        } else {
+            fmt_layer.with_filter(filter).boxed()
+        };
+        tracing_subscriber::registry()
+            .with(fmt_layer)
+            .with(otel_layer)
+            .init();
+        if let Some(p) = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            .filter(|p| p.trim() != "http/protobuf")
+        {
+            tracing::warn!(protocol = %p, "only OTLP http/protobuf is supported; using it");
+        }
+        Some(TelemetryGuard { otel: Some(export) })
+    }
+
+    fn start() -> Result<Export, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("otel-export")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start its runtime: {e}"))?;
+        let timeout = [
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ]
+        .iter()
+        .find_map(|v| env(v)?.trim().parse::<u64>().ok())
+        .map_or(
+            opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT,
+            Duration::from_millis,
+        );
+        let client = OnRuntime::new(runtime.handle().clone(), timeout)?;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_timeout(timeout)
+            .with_http_client(client)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let detected = Resource::builder().build();
+        let named = detected
+            .get(&Key::from_static_str("service.name"))
+            .is_some_and(|v| !v.as_str().starts_with("unknown_service"));
+        let resource = if named {
+            detected
+        } else {
+            Resource::builder().with_service_name(SERVICE_NAME).build()
+        };
+        let provider = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_batch_exporter(exporter)
+            .build();
+        Ok(Export {
+            provider,
+            runtime: Some(runtime),
+        })
+    }
+
+    type Connector =
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+    /// The OTLP exporter's HTTP client: hyper (+ rustls for `https://`), with each request run on
+    /// the export runtime, because the SDK's batch processor calls it from a plain thread.
+    #[derive(Debug)]
+    struct OnRuntime {
+        runtime: tokio::runtime::Handle,
+        client: opentelemetry_http::hyper::HyperClient<Connector>,
+    }
+
+    impl OnRuntime {
+        fn new(runtime: tokio::runtime::Handle, timeout: Duration) -> Result<Self, String> {
+            let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+            http.enforce_http(false);
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(timeout));
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(rustls::crypto::aws_lc_rs::default_provider())
+                .map_err(|e| format!("TLS setup failed: {e}"))?
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http);
+            Ok(OnRuntime {
+                runtime,
+                client: opentelemetry_http::hyper::HyperClient::new(https, timeout, None),
+            })
+        }
+    }
+
+    // `HttpClient` is an `async_trait`; this is the signature it expands to.
+    impl HttpClient for OnRuntime {
+        fn send_bytes<'a, 'b>(
+            &'a self,
+            request: Request<Bytes>,
+        ) -> Pin<Box<dyn Future<Output = Result<Response<Bytes>, HttpError>> + Send + 'b>>
+        where
+            'a: 'b,
+            Self: 'b,
+        {
+            let client = self.client.clone();
+            let task = self
+                .runtime
+                .spawn(async move { client.send_bytes(request).await });
+            Box::pin(async move { task.await.map_err(|e| Box::new(e) as HttpError)? })
+        }
+    }
+}
