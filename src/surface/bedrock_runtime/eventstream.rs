@@ -9,7 +9,7 @@
 //!   last event (Claude `message_stop`, Titan's final chunk) gains
 //!   `amazon-bedrock-invocationMetrics` when usage is known, as Bedrock's does.
 //! - [`ConverseStreamEncoder`] frames the events of
-//!   [`ConverseEventEncoder`](crate::format::converse::client::ConverseEventEncoder).
+//!   [`crate::format::converse::client::ConverseEventEncoder`].
 //!
 //! A mid-stream error becomes one exception frame (`:message-type: exception`) and the stream ends.
 //!

@@ -11,7 +11,7 @@
 //! The model id is the path label, percent-decoded (`…-v1%3A0` → `…-v1:0`; ARNs with `%2F`). The
 //! native family of an invoke body is read from the body itself (`anthropic_version` → Claude,
 //! `inputText` → Titan), so a Claude body sent to `gpt-4o` is answered as Claude. A body of the
-//! model's own family is forwarded to Bedrock as written ([`OriginalBody`]); everything else goes
+//! model's own family is forwarded to Bedrock as written ([`OriginalBody`](crate::model::OriginalBody)); everything else goes
 //! through the canonical model. Errors before a stream starts are Bedrock errors (`{"message"}` +
 //! `x-amzn-ErrorType`, Bedrock's statuses); after, one exception frame ends the stream.
 //!
