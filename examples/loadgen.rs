@@ -8,9 +8,10 @@
 //! loadgen hold   --url URL --body JSON --n 1000 --secs 8       # N open streams, held, then dropped
 //! ```
 //!
-//! `rate` is open-loop: request `i` is due at `start + i/rate`, and its latency is measured from
-//! that due time (not from when it was actually sent), so a target that falls behind is charged for
-//! the queueing it causes (no coordinated omission), like wrk2.
+//! `rate` is open-loop: request `i` is due at `start + i/rate` whatever happened to the others, and
+//! its latency runs from the moment its timer fires, but no later than 1 ms after its due time
+//! (tokio's timer granularity is forgiven, nothing more), so a target that falls behind is charged
+//! for the queueing it causes, like wrk2. The timer's own lag is reported as `timer_lag`.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +60,9 @@ enum Mode {
         /// Requests allowed in flight; beyond it new requests wait (and the wait counts).
         #[arg(long, default_value_t = 512)]
         max_in_flight: usize,
+        /// Also print every latency (ms), for merging rounds.
+        #[arg(long)]
+        raw: bool,
     },
     /// Streaming requests, closed loop: time to first content token and to the end.
     Stream {
@@ -185,21 +189,29 @@ async fn one_stream(c: &Http, t: &Target) -> Result<StreamTimes, String> {
         .map_err(|_| "timeout".to_owned())?
 }
 
-async fn rate(t: Target, rate: f64, secs: f64, max_in_flight: usize) {
+async fn rate(t: Target, rate: f64, secs: f64, max_in_flight: usize, raw: bool) {
     let c = client();
     let total = (rate * secs).round() as usize;
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
     let errors = Arc::new(AtomicUsize::new(0));
     let start = Instant::now() + Duration::from_millis(50);
     let mut handles = Vec::with_capacity(total);
+    let mut lag = Vec::with_capacity(total);
     for i in 0..total {
         let due = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
+        // The clock starts when the timer fires, but no later than 1 ms after the due time:
+        // tokio's timer has 1 ms granularity (forgiven, it would be charged to every target
+        // alike); any later start (the loop held up waiting for an in-flight slot, or starved) is
+        // charged to the target, so one that falls behind pays for the queueing it causes.
+        let fired = Instant::now();
+        lag.push(fired.saturating_duration_since(due).as_secs_f64() * 1e3);
+        let fired = fired.min(due + Duration::from_millis(1));
         let permit = permits.clone().acquire_owned().await.unwrap();
         let (c, t, errors) = (c.clone(), t.clone(), errors.clone());
         handles.push(tokio::spawn(async move {
             let r = one(&c, &t).await;
-            let lat = due.elapsed().as_secs_f64() * 1e3;
+            let lat = fired.elapsed().as_secs_f64() * 1e3;
             drop(permit);
             match r {
                 Ok(()) => Some(lat),
@@ -218,7 +230,16 @@ async fn rate(t: Target, rate: f64, secs: f64, max_in_flight: usize) {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let ok = lats.len();
+    let raw_lats = raw.then(|| {
+        lats.iter()
+            .map(|l| (l * 1e4).round() / 1e4)
+            .collect::<Vec<_>>()
+    });
     let mut v = summary(lats);
+    v["timer_lag"] = summary(lag);
+    if let Some(r) = raw_lats {
+        v["lat_ms"] = r.into();
+    }
     v["mode"] = "rate".into();
     v["target_rps"] = rate.into();
     v["sent"] = total.into();
@@ -322,7 +343,8 @@ fn main() {
                 rate: r,
                 secs,
                 max_in_flight,
-            } => rate(t, r, secs, max_in_flight).await,
+                raw,
+            } => rate(t, r, secs, max_in_flight, raw).await,
             Mode::Stream { t, n, concurrency } => stream(t, n, concurrency).await,
             Mode::Hold { t, n, secs, ramp } => hold(t, n, secs, ramp).await,
         }
