@@ -274,7 +274,8 @@ fn tokio_stream_from<T: Send + 'static>(
 
 // ---------------------------------------------------------------------------------------------
 // A "smart" fake OpenAI: answers like the real API from the request itself, so SDK tests need no
-// per-test script. Model ids steer faults: `gpt-fail-500`, `gpt-fail-429-once`, `gpt-slow`.
+// per-test script. Model ids steer faults: `gpt-fail-500`, `gpt-fail-429-once`, `gpt-slow`; the
+// load benchmark streams with `gpt-slow-stream-<chunks>-<gap_ms>`.
 
 /// The fake for the SDK tests and the load benchmark: OpenAI paths (and, once Bedrock is served,
 /// Bedrock runtime paths) answered from the request itself.
@@ -408,7 +409,13 @@ fn slow_stream(model: &str) -> Option<Reply> {
     events.push(base(
         json!([{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]),
     ));
-    let Reply::Stream { content_type, parts, stall, .. } = Reply::sse(&events) else {
+    let Reply::Stream {
+        content_type,
+        parts,
+        stall,
+        ..
+    } = Reply::sse(&events)
+    else {
         unreachable!()
     };
     Some(Reply::Stream {
