@@ -173,6 +173,12 @@ impl Fake {
 
 type FakeBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
+/// `FAKE_NO_LOG=1` (the load benchmark): requests are counted, not recorded.
+fn no_log() -> bool {
+    static NO_LOG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NO_LOG.get_or_init(|| std::env::var("FAKE_NO_LOG").is_ok_and(|v| v == "1"))
+}
+
 async fn serve_one(
     req: Request<Incoming>,
     handler: Handler,
@@ -195,7 +201,11 @@ async fn serve_one(
         headers: parts.headers,
         body,
     };
-    let attempt = {
+    let attempt = if no_log() {
+        // The load benchmark: count, but keep nothing, so memory stays flat.
+        static SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    } else {
         let mut log = log.lock().unwrap();
         log.push(rec.clone());
         log.len()
@@ -264,7 +274,8 @@ fn tokio_stream_from<T: Send + 'static>(
 
 // ---------------------------------------------------------------------------------------------
 // A "smart" fake OpenAI: answers like the real API from the request itself, so SDK tests need no
-// per-test script. Model ids steer faults: `gpt-fail-500`, `gpt-fail-429-once`, `gpt-slow`.
+// per-test script. Model ids steer faults: `gpt-fail-500`, `gpt-fail-429-once`, `gpt-slow`; the
+// load benchmark streams with `gpt-slow-stream-<chunks>-<gap_ms>`.
 
 /// The fake for the SDK tests and the load benchmark: OpenAI paths (and, once Bedrock is served,
 /// Bedrock runtime paths) answered from the request itself.
@@ -332,6 +343,9 @@ pub fn openai_answer(req: &Recorded, attempt: usize) -> Reply {
     let text = format!("You said: {last_user}");
     let usage = json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18});
     if body["stream"] == true {
+        if let Some(reply) = slow_stream(&model) {
+            return reply;
+        }
         let base = |choices: Value| json!({"id":"chatcmpl-fake1","object":"chat.completion.chunk","created":1732000000,"model":model,"choices":choices});
         let mut events = vec![base(
             json!([{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]),
@@ -375,6 +389,41 @@ pub fn openai_answer(req: &Recorded, attempt: usize) -> Reply {
         "choices":[{"index":0,"message":message,"logprobs":null,"finish_reason":finish}],
         "usage":usage,"system_fingerprint":"fp_fake"}),
     )
+}
+
+/// `gpt-slow-stream-<chunks>-<gap_ms>` (streaming only, for the load benchmark): a role chunk, then
+/// `chunks` one-word content chunks, a stop chunk and `[DONE]`, with `gap_ms` before each part.
+fn slow_stream(model: &str) -> Option<Reply> {
+    let rest = model.strip_prefix("gpt-slow-stream-")?;
+    let (chunks, gap) = rest.split_once('-')?;
+    let (chunks, gap): (usize, u64) = (chunks.parse().ok()?, gap.parse().ok()?);
+    let base = |choices: Value| json!({"id":"chatcmpl-fake1","object":"chat.completion.chunk","created":1732000000,"model":model,"choices":choices});
+    let mut events = vec![base(
+        json!([{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]),
+    )];
+    for _ in 0..chunks {
+        events.push(base(
+            json!([{"index":0,"delta":{"content":"word "},"logprobs":null,"finish_reason":null}]),
+        ));
+    }
+    events.push(base(
+        json!([{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]),
+    ));
+    let Reply::Stream {
+        content_type,
+        parts,
+        stall,
+        ..
+    } = Reply::sse(&events)
+    else {
+        unreachable!()
+    };
+    Some(Reply::Stream {
+        content_type,
+        parts,
+        gap: Duration::from_millis(gap),
+        stall,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
