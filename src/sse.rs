@@ -184,6 +184,9 @@ pin_project_lite::pin_project! {
         buf: BytesMut,
         done: bool,
         keep_alive: Option<Duration>,
+        // When the last frame went out; the keep-alive timer is re-armed from it only when it
+        // fires, rather than reset on every frame.
+        last_sent: tokio::time::Instant,
         #[pin]
         idle: Option<tokio::time::Sleep>,
         shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
@@ -201,6 +204,7 @@ impl<E: StreamEncoder> EncodedStream<E> {
             buf: BytesMut::with_capacity(512),
             done: false,
             keep_alive,
+            last_sent: tokio::time::Instant::now(),
             idle: keep_alive.map(tokio::time::sleep),
             shutdown: None,
         }
@@ -252,10 +256,18 @@ impl<E: StreamEncoder> HttpBody for EncodedStream<E> {
                     if let (Some(period), Some(mut idle)) =
                         (*this.keep_alive, this.idle.as_mut().as_pin_mut())
                     {
-                        if idle.as_mut().poll(cx).is_ready() {
-                            idle.as_mut().reset(tokio::time::Instant::now() + period);
-                            // Re-register the timer's waker for the next period.
-                            let _ = idle.poll(cx);
+                        while idle.as_mut().poll(cx).is_ready() {
+                            let now = tokio::time::Instant::now();
+                            let due = *this.last_sent + period;
+                            if due > now {
+                                // Frames went out since the timer was armed: wait out the gap.
+                                idle.as_mut().reset(due);
+                                continue;
+                            }
+                            idle.as_mut().reset(now + period);
+                            // Register the timer's waker for the next period.
+                            let _ = idle.as_mut().poll(cx);
+                            *this.last_sent = now;
                             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
                                 b": ping\n\n",
                             )))));
@@ -265,10 +277,8 @@ impl<E: StreamEncoder> HttpBody for EncodedStream<E> {
                 }
             }
             if !this.buf.is_empty() {
-                if let (Some(period), Some(idle)) =
-                    (*this.keep_alive, this.idle.as_mut().as_pin_mut())
-                {
-                    idle.reset(tokio::time::Instant::now() + period);
+                if this.keep_alive.is_some() {
+                    *this.last_sent = tokio::time::Instant::now();
                 }
                 let frame = this.buf.split().freeze();
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
@@ -367,6 +377,50 @@ mod tests {
             3,
             "the data of the event in progress counts"
         );
+    }
+
+    /// A chunk stream that yields its items, one every `gap`, then never ends.
+    fn paced(items: usize, gap: Duration) -> ChunkStream {
+        use crate::model::{ChatChunk, ChunkMeta, Delta};
+        let meta = ChunkMeta::new("m");
+        let s = futures_util::stream::unfold(0usize, move |i| {
+            let meta = meta.clone();
+            async move {
+                if i >= items {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(gap).await;
+                Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
+            }
+        });
+        ChunkStream::new(s)
+    }
+
+    async fn next_frame<E: StreamEncoder>(body: &mut Pin<Box<EncodedStream<E>>>) -> Bytes {
+        use http_body_util::BodyExt;
+        body.frame().await.unwrap().unwrap().into_data().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_pings_only_after_a_silent_period() {
+        let period = Duration::from_secs(10);
+        let mut body = Box::pin(EncodedStream::new(
+            paced(3, Duration::from_secs(6)),
+            crate::format::openai::OpenAiSseEncoder::new(false),
+            Some(period),
+        ));
+        let start = tokio::time::Instant::now();
+        // Three chunks 6 s apart: never 10 s of silence, so no ping between them.
+        for i in 1..=3u64 {
+            let f = next_frame(&mut body).await;
+            assert!(f.starts_with(b"data: "), "{f:?}");
+            assert_eq!(start.elapsed(), Duration::from_secs(6 * i));
+        }
+        // Then silence: a ping 10 s after the last chunk, and every 10 s after that.
+        assert_eq!(&next_frame(&mut body).await[..], b": ping\n\n");
+        assert_eq!(start.elapsed(), Duration::from_secs(28));
+        assert_eq!(&next_frame(&mut body).await[..], b": ping\n\n");
+        assert_eq!(start.elapsed(), Duration::from_secs(38));
     }
 
     #[test]

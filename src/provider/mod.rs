@@ -160,6 +160,9 @@ pin_project_lite::pin_project! {
     pub struct TimedStream {
         inner: ChunkStream,
         idle: Duration,
+        // When the last item arrived; the idle timer is re-armed from it only when it fires,
+        // instead of being reset (a timer-wheel update) on every chunk.
+        last: tokio::time::Instant,
         #[pin]
         idle_timer: tokio::time::Sleep,
         #[pin]
@@ -174,6 +177,7 @@ impl TimedStream {
         TimedStream {
             inner,
             idle,
+            last: tokio::time::Instant::now(),
             idle_timer: tokio::time::sleep(idle),
             deadline: tokio::time::sleep_until(deadline),
             done: false,
@@ -220,7 +224,13 @@ impl Stream for TimedStream {
                 "The upstream stream exceeded the total time limit.",
             ))));
         }
-        if this.idle_timer.poll(cx).is_ready() {
+        while this.idle_timer.as_mut().poll(cx).is_ready() {
+            let due = *this.last + *this.idle;
+            if due > tokio::time::Instant::now() {
+                // Items arrived since the timer was armed: wait for the rest of the gap.
+                this.idle_timer.as_mut().reset(due);
+                continue;
+            }
             *this.done = true;
             return Poll::Ready(Some(Err(GatewayError::upstream_timeout(format!(
                 "The upstream stream was idle for more than {} ms.",
@@ -228,5 +238,73 @@ impl Stream for TimedStream {
             )))));
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChunkMeta, Delta};
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_gap_counts_from_the_last_item() {
+        let meta = ChunkMeta::new("m");
+        // Items 5 s apart never trip an 8 s idle limit; the silence after the last one does.
+        let s = futures_util::stream::unfold(0usize, move |i| {
+            let meta = meta.clone();
+            async move {
+                if i >= 3 {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
+            }
+        });
+        let start = tokio::time::Instant::now();
+        let mut timed = Box::pin(TimedStream::new(
+            ChunkStream::new(s),
+            Duration::from_secs(8),
+            start + Duration::from_secs(3600),
+        ));
+        for _ in 0..3 {
+            assert!(timed.next().await.unwrap().is_ok());
+        }
+        let err = timed.next().await.unwrap().unwrap_err();
+        assert_eq!(err.status(), 504);
+        assert_eq!(start.elapsed(), Duration::from_secs(15 + 8));
+        assert!(
+            timed.next().await.is_none(),
+            "the stream ends after the timeout"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn total_deadline_ends_a_busy_stream() {
+        let meta = ChunkMeta::new("m");
+        let s = futures_util::stream::unfold((), move |()| {
+            let meta = meta.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), ()))
+            }
+        });
+        let start = tokio::time::Instant::now();
+        let mut timed = Box::pin(TimedStream::new(
+            ChunkStream::new(s),
+            Duration::from_secs(8),
+            start + Duration::from_millis(4500),
+        ));
+        let mut n = 0;
+        while let Some(item) = timed.next().await {
+            match item {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    assert_eq!(e.status(), 504);
+                    break;
+                }
+            }
+        }
+        assert_eq!(n, 4);
+        assert_eq!(start.elapsed(), Duration::from_millis(4500));
     }
 }
