@@ -6,11 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-// mimalloc: the gateway allocates many small, short-lived buffers per request; glibc's malloc was
-// about a tenth of the CPU in the load benchmark's profile.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use open_bedrock_server::config::{Config, LogFormat};
 use open_bedrock_server::{server, telemetry, Gateway};
 
