@@ -83,15 +83,26 @@ impl BedrockProvider {
     /// Loads the AWS configuration (default chain) and builds the clients. `Ok(None)` when no
     /// region can be found: Bedrock is then reported as not configured.
     pub async fn from_config(config: &Config) -> Result<Option<Self>, GatewayError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = &config.bedrock.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        let sdk = loader.load().await;
-        if sdk.region().is_none() {
+        // The region comes from configuration (AWS_REGION / AWS_DEFAULT_REGION) or the AWS
+        // profile — not from instance metadata, so a gateway without AWS configuration starts
+        // without probing the network. Credentials keep the whole default chain (IMDS included).
+        let region = match &config.bedrock.region {
+            Some(region) => Some(aws_config::Region::new(region.clone())),
+            None => {
+                aws_config::meta::region::RegionProviderChain::first_try(
+                    aws_config::environment::region::EnvironmentVariableRegionProvider::new(),
+                )
+                .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+                .region()
+                .await
+            }
+        };
+        let Some(region) = region else {
             tracing::warn!("no AWS region configured (AWS_REGION / AWS_DEFAULT_REGION / profile): Bedrock is disabled");
             return Ok(None);
-        }
+        };
+        let loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+        let sdk = loader.load().await;
         Ok(Some(Self::from_sdk_config(&sdk, config)))
     }
 
