@@ -3,7 +3,9 @@
 //! A stage that needs the usage (the rate limiter's token budget, metrics) adds a hook to the
 //! request's [`UsageHooks`] extension; [translation](crate::translate) calls every hook once, when
 //! the usage is known — at once for a complete reply, when the usage chunk passes for a stream.
-//! A stream that fails or is abandoned before its usage is known reports nothing.
+//! A stream that fails or is abandoned before its usage is known reports an estimate from the
+//! output it streamed (about four bytes per token), so a token budget cannot be dodged by hanging
+//! up just before the end; logs and metrics then show the usage as unknown.
 
 use std::fmt;
 use std::pin::Pin;
@@ -56,6 +58,7 @@ impl UsageHooks {
             inner: stream,
             hooks: Some(self),
             record,
+            streamed_bytes: 0,
         })
     }
 }
@@ -64,6 +67,26 @@ struct UsageTap {
     inner: ChunkStream,
     hooks: Option<UsageHooks>,
     record: Arc<CallRecord>,
+    /// Text and argument bytes streamed so far, for the estimate when no usage ever arrives.
+    streamed_bytes: usize,
+}
+
+impl Drop for UsageTap {
+    fn drop(&mut self) {
+        // A stream that ends (or is abandoned) before its usage chunk still produced output:
+        // the hooks get an estimate (about four bytes per token) so a token budget cannot be
+        // dodged by disconnecting just before the end. Logs and metrics keep "unknown".
+        if let Some(hooks) = self.hooks.take() {
+            let completion = (self.streamed_bytes as u64).div_ceil(4);
+            if completion > 0 {
+                hooks.report(&Usage {
+                    completion_tokens: completion,
+                    total_tokens: completion,
+                    ..Usage::default()
+                });
+            }
+        }
+    }
 }
 
 impl Stream for UsageTap {
@@ -73,6 +96,16 @@ impl Stream for UsageTap {
         let item = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx));
         match &item {
             Some(Ok(chunk)) => {
+                if let Some(choice) = chunk.choices.first() {
+                    let d = &choice.delta;
+                    let args: usize = d
+                        .tool_calls
+                        .iter()
+                        .flatten()
+                        .filter_map(|c| c.function.as_ref()?.arguments.as_ref().map(String::len))
+                        .sum();
+                    self.streamed_bytes += d.content.as_ref().map_or(0, String::len) + args;
+                }
                 if let Some(usage) = &chunk.usage {
                     self.record
                         .record_usage(usage.prompt_tokens, usage.completion_tokens);
@@ -85,5 +118,48 @@ impl Stream for UsageTap {
             None => {}
         }
         Poll::Ready(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChunkMeta, Delta};
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[tokio::test]
+    async fn an_abandoned_stream_reports_an_estimate_and_a_finished_one_the_real_usage() {
+        let meta = ChunkMeta::new("m");
+        let seen = Arc::new(AtomicU64::new(0));
+        let mut hooks = UsageHooks::default();
+        let s = seen.clone();
+        hooks.push(move |u| {
+            s.store(u.total_tokens, Ordering::SeqCst);
+        });
+        let chunks = vec![
+            Ok(ChatChunk::delta(&meta, Delta::role(), None)),
+            Ok(ChatChunk::delta(&meta, Delta::text("a".repeat(40)), None)),
+            Ok(ChatChunk::delta(&meta, Delta::text("b".repeat(40)), None)),
+        ];
+        let mut tapped = hooks
+            .clone()
+            .tap(ChunkStream::from_chunks(chunks.clone()), Arc::default());
+        tapped.next().await;
+        tapped.next().await;
+        drop(tapped);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            10,
+            "40 bytes streamed before the hang-up"
+        );
+
+        let mut all = chunks;
+        all.push(Ok(ChatChunk::usage(&meta, Usage::from_parts(5, 20, 0, 0))));
+        let record = Arc::new(CallRecord::default());
+        let tapped = hooks.tap(ChunkStream::from_chunks(all), record.clone());
+        let _: Vec<_> = tapped.collect().await;
+        assert_eq!(seen.load(Ordering::SeqCst), 25, "the real usage, once");
+        assert_eq!(record.usage(), Some((5, 20)));
     }
 }
