@@ -249,39 +249,34 @@ impl BedrockProvider {
                 let mut parts = converse::encode_request(req, &self.inner.converse)?;
                 parts.additional_model_request_fields =
                     reasoning_fields(model, parts.additional_model_request_fields.take())?;
+                // Converse and ConverseStream take the same request; only the builder type differs.
+                macro_rules! send_converse {
+                    ($builder:expr) => {
+                        $builder
+                            .model_id(model)
+                            .set_messages(Some(parts.messages))
+                            .set_system((!parts.system.is_empty()).then_some(parts.system))
+                            .set_inference_config(parts.inference_config)
+                            .set_tool_config(parts.tool_config)
+                            .set_additional_model_request_fields(
+                                parts.additional_model_request_fields,
+                            )
+                            .customize()
+                            .mutate_request(request_id_hook(rid))
+                            .send()
+                            .await
+                            .map_err(error::from_sdk)?
+                    };
+                }
                 if req.is_stream() {
-                    let out = client
-                        .converse_stream()
-                        .model_id(model)
-                        .set_messages(Some(parts.messages))
-                        .set_system((!parts.system.is_empty()).then_some(parts.system))
-                        .set_inference_config(parts.inference_config)
-                        .set_tool_config(parts.tool_config)
-                        .set_additional_model_request_fields(parts.additional_model_request_fields)
-                        .customize()
-                        .mutate_request(request_id_hook(rid.clone()))
-                        .send()
-                        .await
-                        .map_err(error::from_sdk)?;
+                    let out = send_converse!(client.converse_stream());
                     first_then_rest(Box::pin(stream::converse_stream(
                         out.stream,
                         ConverseStreamDecoder::new(meta),
                     )))
                     .await
                 } else {
-                    let out = client
-                        .converse()
-                        .model_id(model)
-                        .set_messages(Some(parts.messages))
-                        .set_system((!parts.system.is_empty()).then_some(parts.system))
-                        .set_inference_config(parts.inference_config)
-                        .set_tool_config(parts.tool_config)
-                        .set_additional_model_request_fields(parts.additional_model_request_fields)
-                        .customize()
-                        .mutate_request(request_id_hook(rid.clone()))
-                        .send()
-                        .await
-                        .map_err(error::from_sdk)?;
+                    let out = send_converse!(client.converse());
                     Ok(ChatReply::Complete(converse::decode_response(&out, &meta)?))
                 }
             }
