@@ -653,3 +653,28 @@ fn the_gateway_service_is_mountable() {
     let _router: axum::Router =
         axum::Router::new().nest_service("/llm", gateway.service::<axum::body::Body>());
 }
+
+#[tokio::test]
+async fn streams_work_over_http2() {
+    use http_body_util::BodyExt;
+    let (_u, gw) = setup().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let body = json!({"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},
+        "messages":[{"role":"user","content":"over h2"}]});
+    let req = http::Request::post(gw.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            serde_json::to_vec(&body).unwrap(),
+        )))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains("over h2"), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(text.contains("\"total_tokens\":18"));
+}
