@@ -127,16 +127,21 @@ impl<S> ApiKeyAuth<S> {
         &self.inner
     }
 
-    /// Which key (by position) `presented` is, compared in constant time against all keys.
     fn find(&self, presented: &[u8]) -> Option<usize> {
-        let mut found = None;
-        for (i, key) in self.keys.iter().enumerate() {
-            if bool::from(key.as_ref().ct_eq(presented)) && found.is_none() {
-                found = Some(i);
-            }
-        }
-        found
+        find_key(&self.keys, presented)
     }
+}
+
+/// Which of `keys` (by position) `presented` is, compared in constant time against every key (no
+/// early exit, so timing does not tell which key nearly matched).
+pub(crate) fn find_key(keys: &[Box<[u8]>], presented: &[u8]) -> Option<usize> {
+    let mut found = None;
+    for (i, key) in keys.iter().enumerate() {
+        if bool::from(key.as_ref().ct_eq(presented)) && found.is_none() {
+            found = Some(i);
+        }
+    }
+    found
 }
 
 /// The key a request presents, from `Authorization: Bearer` or `x-api-key`.

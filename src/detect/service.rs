@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{header, Request, Response};
-use http_body_util::{combinators::Collect, BodyExt, LengthLimitError, Limited};
+use http::{Request, Response};
+use http_body_util::{combinators::Collect, BodyExt, Limited};
 use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{detect_format, target_format, DetectedRequest};
+use super::{
+    body_read_error, body_timeout_error, check_declared_length, detect_format, target_format,
+    DetectedRequest,
+};
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 use crate::format::TargetFormat;
@@ -95,13 +98,8 @@ where
             Ok(t) => t,
             Err(e) => return ResponseFuture::rejected(e, TargetFormat::OpenAi),
         };
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.limit as u64) {
-            return ResponseFuture::rejected(GatewayError::payload_too_large(self.limit), target);
+        if let Err(e) = check_declared_length(&parts.headers, self.limit) {
+            return ResponseFuture::rejected(e, target);
         }
         ResponseFuture {
             state: State::Reading {
@@ -216,23 +214,14 @@ where
                     let polled = collect.poll(cx);
                     if polled.is_pending() {
                         ready!(deadline.poll(cx));
-                        let err = GatewayError::invalid_request(
-                            "The request body did not arrive in time.",
-                        )
-                        .with_status(http::StatusCode::REQUEST_TIMEOUT)
-                        .with_code("request_timeout");
-                        return Poll::Ready(Ok(err.into_response(target.error_dialect())));
+                        return Poll::Ready(Ok(
+                            body_timeout_error().into_response(target.error_dialect())
+                        ));
                     }
                     let bytes = match ready!(polled) {
                         Ok(collected) => collected.to_bytes(),
                         Err(e) => {
-                            let err = if e.downcast_ref::<LengthLimitError>().is_some() {
-                                GatewayError::payload_too_large(*limit)
-                            } else {
-                                GatewayError::invalid_request(format!(
-                                    "Failed to read the request body: {e}"
-                                ))
-                            };
+                            let err = body_read_error(&e, *limit);
                             return Poll::Ready(Ok(err.into_response(target.error_dialect())));
                         }
                     };

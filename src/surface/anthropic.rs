@@ -25,14 +25,14 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{header, Request, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::{Request, Response};
 use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::{Body, BoxError};
 use crate::detect::DetectedRequest;
+use crate::detect::{check_declared_length, read_bounded, DEFAULT_BODY_READ_TIMEOUT};
 use crate::error::{ErrorDialect, GatewayError};
 use crate::format::bedrock_claude::ANTHROPIC_VERSION;
 use crate::format::{InboundFormat, TargetFormat};
@@ -106,36 +106,12 @@ where
         let limit = self.limit;
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let declared = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit as u64) {
-                return Ok(rejected(GatewayError::payload_too_large(limit)));
+            if let Err(e) = check_declared_length(&parts.headers, limit) {
+                return Ok(rejected(e));
             }
-            let read = tokio::time::timeout(
-                crate::detect::DEFAULT_BODY_READ_TIMEOUT,
-                Limited::new(body, limit).collect(),
-            )
-            .await;
-            let Ok(read) = read else {
-                return Ok(rejected(
-                    GatewayError::invalid_request("The request body did not arrive in time.")
-                        .with_status(http::StatusCode::REQUEST_TIMEOUT)
-                        .with_code("request_timeout"),
-                ));
-            };
-            let bytes = match read {
-                Ok(c) => c.to_bytes(),
-                Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                    return Ok(rejected(GatewayError::payload_too_large(limit)))
-                }
-                Err(e) => {
-                    return Ok(rejected(GatewayError::invalid_request(format!(
-                        "Failed to read the request body: {e}"
-                    ))))
-                }
+            let bytes = match read_bounded(body, limit, DEFAULT_BODY_READ_TIMEOUT).await {
+                Ok(b) => b,
+                Err(e) => return Ok(rejected(e)),
             };
             let body = match serde_json::from_slice::<Map<String, Value>>(&bytes) {
                 Ok(b) => b,
@@ -154,6 +130,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
     use serde_json::json;
     use tower::ServiceExt;
 

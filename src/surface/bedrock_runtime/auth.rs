@@ -39,14 +39,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, Request, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use subtle::ConstantTimeEq;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::auth::{presented_key, ApiKeyId};
 use crate::body::{Body, BoxError};
 use crate::config::AwsClientCredential;
+use crate::detect::{check_declared_length, read_bounded, DEFAULT_BODY_READ_TIMEOUT};
 use crate::error::{ErrorDialect, GatewayError};
 use crate::sigv4;
 
@@ -131,13 +130,7 @@ fn denied(aws_type: &'static str, message: &'static str) -> GatewayError {
 
 impl Keys {
     fn find(&self, presented: &[u8]) -> Option<usize> {
-        let mut found = None;
-        for (i, key) in self.keys.iter().enumerate() {
-            if bool::from(key.as_ref().ct_eq(presented)) && found.is_none() {
-                found = Some(i);
-            }
-        }
-        found
+        crate::auth::find_key(&self.keys, presented)
     }
 
     /// What the headers alone decide, before any of the body is read: an unknown key, a bad or
@@ -262,44 +255,21 @@ where
         let inner = self.inner.clone();
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
-            let declared = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > keys.limit as u64) {
-                return Ok(GatewayError::payload_too_large(keys.limit)
-                    .into_response(ErrorDialect::Bedrock));
+            if let Err(e) = check_declared_length(&parts.headers, keys.limit) {
+                return Ok(e.into_response(ErrorDialect::Bedrock));
             }
             let pre = match keys.precheck(&parts) {
                 Ok(p) => p,
                 Err(e) => return Ok(e.into_response(ErrorDialect::Bedrock)),
             };
-            let read = tokio::time::timeout(
-                crate::detect::DEFAULT_BODY_READ_TIMEOUT,
-                Limited::new(body, keys.limit).collect(),
-            )
-            .await;
-            let Ok(read) = read else {
-                return Ok(GatewayError::invalid_request(
-                    "The request body did not arrive in time.",
-                )
-                .with_status(http::StatusCode::REQUEST_TIMEOUT)
-                .with_aws_type("ValidationException")
-                .into_response(ErrorDialect::Bedrock));
-            };
-            let bytes = match read {
-                Ok(c) => c.to_bytes(),
-                Err(e) => {
-                    let err = if e.downcast_ref::<LengthLimitError>().is_some() {
-                        GatewayError::payload_too_large(keys.limit)
-                    } else {
-                        GatewayError::invalid_request(format!(
-                            "Failed to read the request body: {e}"
-                        ))
-                    };
-                    return Ok(err.into_response(ErrorDialect::Bedrock));
+            let bytes = match read_bounded(body, keys.limit, DEFAULT_BODY_READ_TIMEOUT).await {
+                Ok(b) => b,
+                Err(e) if e.status() == http::StatusCode::REQUEST_TIMEOUT => {
+                    return Ok(e
+                        .with_aws_type("ValidationException")
+                        .into_response(ErrorDialect::Bedrock))
                 }
+                Err(e) => return Ok(e.into_response(ErrorDialect::Bedrock)),
             };
             let id = match keys.check(pre, &parts, &bytes) {
                 Ok(Some(i)) => keys.ids[i].clone(),
@@ -320,6 +290,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
     use tower::ServiceExt;
 
     fn svc(
