@@ -160,24 +160,10 @@ impl OpenAiProvider {
             )
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| GatewayError::internal(e.to_string()))?;
-        if let Some(auth) = &self.inner.auth {
-            req.headers_mut()
-                .insert(header::AUTHORIZATION, auth.clone());
-        }
         if let Some(id) = &call.context.request_id {
             req.headers_mut().insert("x-request-id", id.clone());
         }
-
-        let res = self
-            .inner
-            .client
-            .request(req)
-            .await
-            .map_err(connect_error)?;
-        let status = res.status();
-        if !status.is_success() {
-            return Err(error_from_response(res).await);
-        }
+        let res = self.send(req).await?;
         if stream {
             first_then_rest(OpenAiChunkStream::new(res.into_body())).await
         } else {
@@ -194,14 +180,11 @@ impl OpenAiProvider {
         }
     }
 
-    /// Lists the upstream's models (`GET {base}/models`).
-    pub async fn list_models(&self) -> Result<Vec<ModelObject>, GatewayError> {
-        let mut req = Request::builder()
-            .method(Method::GET)
-            .uri(self.inner.models_url.clone())
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| GatewayError::internal(e.to_string()))?;
+    /// Sends `req` with the upstream key; an error status becomes the mapped error.
+    async fn send(
+        &self,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, GatewayError> {
         if let Some(auth) = &self.inner.auth {
             req.headers_mut()
                 .insert(header::AUTHORIZATION, auth.clone());
@@ -215,6 +198,18 @@ impl OpenAiProvider {
         if !res.status().is_success() {
             return Err(error_from_response(res).await);
         }
+        Ok(res)
+    }
+
+    /// Lists the upstream's models (`GET {base}/models`).
+    pub async fn list_models(&self) -> Result<Vec<ModelObject>, GatewayError> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(self.inner.models_url.clone())
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| GatewayError::internal(e.to_string()))?;
+        let res = self.send(req).await?;
         #[derive(Deserialize)]
         struct List {
             data: Vec<ModelObject>,

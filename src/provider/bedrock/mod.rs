@@ -302,33 +302,26 @@ async fn invoke(
     stream: bool,
     rid: Option<String>,
 ) -> Result<Invoked, GatewayError> {
-    if stream {
-        let out = client
-            .invoke_model_with_response_stream()
-            .model_id(model)
-            .content_type("application/json")
-            .accept("application/json")
-            .body(Blob::new(body))
-            .customize()
-            .mutate_request(request_id_hook(rid))
-            .send()
-            .await
-            .map_err(error::from_sdk)?;
-        Ok(Invoked::Stream(out.body))
-    } else {
-        let out = client
-            .invoke_model()
-            .model_id(model)
-            .content_type("application/json")
-            .accept("application/json")
-            .body(Blob::new(body))
-            .customize()
-            .mutate_request(request_id_hook(rid))
-            .send()
-            .await
-            .map_err(error::from_sdk)?;
-        Ok(Invoked::Complete(out.body))
+    // InvokeModel and its streaming twin take the same request; only the builder type differs.
+    macro_rules! send_invoke {
+        ($builder:expr) => {
+            $builder
+                .model_id(model)
+                .content_type("application/json")
+                .accept("application/json")
+                .body(Blob::new(body))
+                .customize()
+                .mutate_request(request_id_hook(rid))
+                .send()
+                .await
+                .map_err(error::from_sdk)?
+        };
     }
+    Ok(if stream {
+        Invoked::Stream(send_invoke!(client.invoke_model_with_response_stream()).body)
+    } else {
+        Invoked::Complete(send_invoke!(client.invoke_model()).body)
+    })
 }
 
 /// Sends the request id upstream too (`x-request-id`), so one id follows the call end to end.
