@@ -35,19 +35,19 @@ COPY benches ./benches
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && : > src/lib.rs \
- && cargo build --release --locked --features redis \
+ && cargo build --profile dist --locked --features redis \
  && rm -rf src \
-    target/release/open-bedrock-server* \
-    target/release/deps/open_bedrock_server* \
-    target/release/deps/libopen_bedrock_server* \
-    target/release/.fingerprint/open-bedrock-server-*
+    target/dist/open-bedrock-server* \
+    target/dist/deps/open_bedrock_server* \
+    target/dist/deps/libopen_bedrock_server* \
+    target/dist/.fingerprint/open-bedrock-server-*
 
 # The real sources. The fingerprints of the stub crate were removed above, so
 # cargo rebuilds the crate even if COPY gave the files an older mtime.
 COPY src ./src
-RUN cargo build --release --locked --features redis \
- && strip target/release/open-bedrock-server \
- && ./target/release/open-bedrock-server --version
+RUN cargo build --profile dist --locked --features redis \
+ && strip target/dist/open-bedrock-server \
+ && ./target/dist/open-bedrock-server --version
 
 ############################
 # Stage 2: runtime
@@ -62,7 +62,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin gateway
 
-COPY --from=builder /build/target/release/open-bedrock-server /usr/local/bin/open-bedrock-server
+COPY --from=builder /build/target/dist/open-bedrock-server /usr/local/bin/open-bedrock-server
 
 ENV HOST=0.0.0.0 \
     PORT=8000 \

@@ -11,6 +11,7 @@
 //! | `OPENAI_BASE_URL` | `openai.base_url` | `https://api.openai.com/v1` |
 //! | `AWS_REGION` / `AWS_DEFAULT_REGION` | `bedrock.region` | the AWS profile's region |
 //! | `BEDROCK_ENABLED` | `bedrock.enabled` | `true` |
+//! | `MOCK_PROVIDER` (or `--mock`) | `mock.enabled` | `false` (`mock/…` models answered in-process) |
 //! | `DEFAULT_MAX_TOKENS` | `bedrock.default_max_tokens` | `4096` |
 //! | `MAX_REQUEST_BYTES` | `server.max_request_bytes` | `33554432` (32 MiB, room for images) |
 //! | `MAX_IN_FLIGHT` | `server.max_in_flight` | `4096` (503 beyond) |
@@ -117,6 +118,9 @@ pub struct Config {
     pub openai: OpenAiConfig,
     /// Bedrock upstream.
     pub bedrock: BedrockConfig,
+    /// Serve `mock/…` models with the in-process mock provider (`--mock`, `MOCK_PROVIDER`,
+    /// `[mock] enabled`).
+    pub mock_enabled: bool,
     /// Model aliases.
     pub aliases: HashMap<String, String>,
     /// Extra model ids to list in `/v1/models`.
@@ -280,6 +284,7 @@ impl Default for Config {
                 converse_default_max_tokens: None,
                 arn_families: HashMap::new(),
             },
+            mock_enabled: false,
             aliases: HashMap::new(),
             listed_models: Vec::new(),
             routes: Vec::new(),
@@ -408,6 +413,9 @@ impl Config {
                 self.bedrock.arn_families.insert(arn, family);
             }
         }
+        if let Some(m) = file.mock {
+            set(&mut self.mock_enabled, m.enabled);
+        }
         if let Some(m) = file.models {
             self.aliases.extend(m.aliases.unwrap_or_default());
             self.listed_models.extend(m.list.unwrap_or_default());
@@ -521,6 +529,9 @@ impl Config {
         }
         if let Some(v) = get("BEDROCK_ENABLED") {
             self.bedrock.enabled = parse_bool("BEDROCK_ENABLED", &v)?;
+        }
+        if let Some(v) = get("MOCK_PROVIDER") {
+            self.mock_enabled = parse_bool("MOCK_PROVIDER", &v)?;
         }
         if let Some(v) = get("DEFAULT_MAX_TOKENS") {
             self.bedrock.default_max_tokens = parse_num("DEFAULT_MAX_TOKENS", &v)?;
@@ -773,12 +784,19 @@ struct FileConfig {
     auth: Option<FileAuth>,
     openai: Option<FileOpenAi>,
     bedrock: Option<FileBedrock>,
+    mock: Option<FileMock>,
     models: Option<FileModels>,
     routes: Option<Vec<FileRoute>>,
     retry: Option<FileRetry>,
     timeouts: Option<FileTimeouts>,
     log: Option<FileLog>,
     rate_limit: Option<RateLimitConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMock {
+    enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

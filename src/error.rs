@@ -50,6 +50,8 @@ pub enum ErrorKind {
     RateLimited,
     /// The gateway is shedding load (503).
     Overloaded,
+    /// The provider that serves the model is not configured on this gateway (503, never retried).
+    ProviderNotConfigured,
     /// The upstream answered with an error status.
     Upstream,
     /// The upstream could not be reached or dropped the connection (502).
@@ -214,6 +216,17 @@ impl GatewayError {
         )
         .with_code("overloaded")
         .with_retry_after(Some(Duration::from_secs(1)))
+    }
+
+    /// 503 for a model whose provider is not configured here: a configuration matter, so never
+    /// retried, and not "overloaded" in any dialect. `how` says what to set.
+    pub fn provider_not_configured(provider: &str, how: &str) -> Self {
+        Self::new(
+            ErrorKind::ProviderNotConfigured,
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("The {provider} provider is not configured on this gateway ({how})."),
+        )
+        .with_code("provider_not_configured")
     }
 
     /// An error status from an upstream. 4xx pass through with their status; 5xx become 502,
@@ -392,6 +405,9 @@ impl GatewayError {
     }
 
     fn anthropic_type(&self) -> &'static str {
+        if self.inner.kind == ErrorKind::ProviderNotConfigured {
+            return "api_error";
+        }
         match self.inner.status.as_u16() {
             400 | 405 | 422 => "invalid_request_error",
             401 => "authentication_error",
@@ -554,6 +570,26 @@ mod tests {
         assert!(!e.is_retryable());
         assert!(GatewayError::upstream_status(429, "slow").is_retryable());
         assert!(!GatewayError::rate_limited(Duration::from_secs(1)).is_retryable());
+    }
+
+    #[test]
+    fn provider_not_configured_is_503_never_retried_never_overloaded() {
+        let e = GatewayError::provider_not_configured("Bedrock", "set AWS_REGION");
+        assert_eq!(e.status(), 503);
+        assert!(!e.is_retryable());
+        let v = e.to_body_json(ErrorDialect::OpenAi);
+        assert_eq!(v["error"]["type"], "server_error");
+        assert_eq!(v["error"]["code"], "provider_not_configured");
+        assert_eq!(
+            e.to_body_json(ErrorDialect::Anthropic)["error"]["type"],
+            "api_error"
+        );
+        let res = e.into_response(ErrorDialect::Bedrock);
+        assert_eq!(
+            res.headers()["x-amzn-errortype"],
+            "ServiceUnavailableException"
+        );
+        assert!(res.headers().get("retry-after").is_none());
     }
 
     #[test]

@@ -126,6 +126,19 @@ pub struct Gateway {
     metrics_addr: Option<std::net::SocketAddr>,
     body_read_timeout: Duration,
     bedrock_auth: surface::bedrock_runtime::auth::BedrockAuthLayer,
+    providers: Arc<Vec<ProviderStatus>>,
+}
+
+/// One provider's state as the gateway was built: logged at start-up and printed by
+/// `check-config`, from the same decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderStatus {
+    /// `openai`, `bedrock` or `mock`.
+    pub name: &'static str,
+    /// Whether requests routed to it are served.
+    pub live: bool,
+    /// Where it points (base URL, region), or why it is off.
+    pub detail: String,
 }
 
 impl Gateway {
@@ -244,8 +257,13 @@ impl Gateway {
         } else {
             ApiKeyAuthLayer::new(&config.api_keys)
         };
+        let providers = Arc::new(provider_statuses(config, openai.as_ref(), bedrock.as_ref()));
+        let mut dispatch = Dispatch::new(config.router(), openai, bedrock, config.timeouts);
+        if config.mock_enabled {
+            dispatch = dispatch.with_mock(provider::MockProvider::new());
+        }
         Gateway {
-            dispatch: Dispatch::new(config.router(), openai, bedrock, config.timeouts),
+            dispatch,
             retry: RetryPolicy::new(config.retry),
             auth,
             max_request_bytes: config.max_request_bytes,
@@ -269,7 +287,13 @@ impl Gateway {
                     config.max_request_bytes,
                 )
             },
+            providers,
         }
+    }
+
+    /// Which providers serve requests, and why the others do not.
+    pub fn providers(&self) -> &[ProviderStatus] {
+        &self.providers
     }
 
     /// The typed core: `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
@@ -327,12 +351,14 @@ impl Gateway {
             .service(ModelsService::new(
                 self.dispatch.openai().cloned(),
                 self.dispatch.bedrock().cloned(),
+                self.dispatch.mock().is_some(),
                 Arc::new(self.dispatch.router().clone()),
                 &self.listed_models,
             ));
         let health = HealthInfo::new(
             self.dispatch.openai(),
             self.dispatch.bedrock(),
+            self.dispatch.mock().is_some(),
             !self.auth.is_disabled(),
         );
         let metrics = ServiceBuilder::new()
@@ -366,6 +392,63 @@ impl Gateway {
             .service(routes);
         BoxCloneSyncService::new(stack)
     }
+}
+
+fn provider_statuses(
+    config: &Config,
+    openai: Option<&OpenAiProvider>,
+    bedrock: Option<&BedrockProvider>,
+) -> Vec<ProviderStatus> {
+    let openai = match openai {
+        Some(p) => ProviderStatus {
+            name: "openai",
+            live: true,
+            detail: format!(
+                "{} ({})",
+                p.base_url(),
+                if config.openai.api_key.is_some() {
+                    "with OPENAI_API_KEY"
+                } else {
+                    "no OPENAI_API_KEY: requests go without an Authorization header"
+                }
+            ),
+        },
+        None => ProviderStatus {
+            name: "openai",
+            live: false,
+            detail: "off".into(),
+        },
+    };
+    let bedrock = match bedrock {
+        Some(p) => ProviderStatus {
+            name: "bedrock",
+            live: true,
+            detail: format!(
+                "region {} (credentials from the AWS default chain when first used)",
+                p.region().unwrap_or("(none)")
+            ),
+        },
+        None if !config.bedrock.enabled => ProviderStatus {
+            name: "bedrock",
+            live: false,
+            detail: "off: disabled (BEDROCK_ENABLED=false / bedrock.enabled = false)".into(),
+        },
+        None => ProviderStatus {
+            name: "bedrock",
+            live: false,
+            detail: "off: no AWS region (set AWS_REGION or AWS_DEFAULT_REGION, bedrock.region, or a region in the AWS profile)".into(),
+        },
+    };
+    let mock = ProviderStatus {
+        name: "mock",
+        live: config.mock_enabled,
+        detail: if config.mock_enabled {
+            "mock/… models answered in-process".into()
+        } else {
+            "off (--mock or MOCK_PROVIDER=true serves mock/… models without any upstream)".into()
+        },
+    };
+    vec![openai, bedrock, mock]
 }
 
 /// Request ids: a random per-process prefix plus a counter (unique, cheap, no syscall per request).

@@ -25,6 +25,10 @@ struct Cli {
     /// Run without API-key auth (same as AUTH_DISABLED=true).
     #[arg(long)]
     no_auth: bool,
+    /// Serve `mock/…` models in-process, to try the gateway without any upstream (same as
+    /// MOCK_PROVIDER=true).
+    #[arg(long)]
+    mock: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -46,6 +50,9 @@ fn load(cli: &Cli) -> Result<Config, String> {
     if cli.no_auth {
         config.auth_disabled = true;
     }
+    if cli.mock {
+        config.mock_enabled = true;
+    }
     Ok(config)
 }
 
@@ -60,6 +67,31 @@ fn main() -> ExitCode {
     };
     if let Some(Command::CheckConfig) = cli.command {
         print!("{}", config.masked_summary());
+        // The providers as start-up builds them (same code, no network): Bedrock's region is
+        // resolved exactly as the server resolves it.
+        let gateway = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(Gateway::from_config(&config))
+                    .map_err(|e| e.to_string())
+            }) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("open-bedrock-server: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        println!("providers:");
+        for p in gateway.providers() {
+            println!(
+                "  {:<8} {:<5} {}",
+                p.name,
+                if p.live { "live" } else { "off" },
+                p.detail
+            );
+        }
         return match config.check_startable() {
             Ok(()) => {
                 println!("configuration OK");
@@ -114,6 +146,9 @@ async fn run(config: Config) -> ExitCode {
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "open-bedrock-server listening");
     if config.auth_disabled {
         tracing::warn!("API-key auth is disabled: every client is accepted");
+    }
+    for p in gateway.providers() {
+        tracing::info!(provider = p.name, live = p.live, detail = %p.detail, "provider");
     }
     gateway.serve(listener, server::shutdown_signal()).await;
     ExitCode::SUCCESS

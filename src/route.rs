@@ -7,6 +7,7 @@
 //!    → OpenAI; `anthropic.`, `amazon.`, `meta.`, `mistral.`, `cohere.`, `ai21.`, `deepseek.`, `writer.`,
 //!    `qwen.`, `openai.gpt-oss` → Bedrock, also behind one regional/global inference-profile prefix
 //!    (`us.`, `eu.`, `apac.`, `jp.`, `au.`, `us-gov.`, `global.`, …); `arn:aws…:bedrock:` ARNs → Bedrock.
+//!    `mock/…` → the in-process mock provider (answered only when it is enabled).
 //! 4. Anything else is `404 model_not_found` — never a silent guess.
 //!
 //! Bedrock family: `anthropic.*` → Claude over InvokeModel, `amazon.titan-text*`/`amazon.titan-tg1*` →
@@ -36,6 +37,8 @@ pub enum Provider {
     OpenAi,
     /// AWS Bedrock, with the strategy for the model family.
     Bedrock(BedrockFamily),
+    /// The in-process mock provider (`mock/…` ids; see [`crate::provider::mock`]).
+    Mock,
 }
 
 impl Provider {
@@ -44,6 +47,7 @@ impl Provider {
         match self {
             Provider::OpenAi => "openai",
             Provider::Bedrock(_) => "bedrock",
+            Provider::Mock => "mock",
         }
     }
 }
@@ -187,6 +191,9 @@ impl Router {
         if id.is_empty() {
             return None;
         }
+        if id.starts_with(crate::provider::mock::MOCK_PREFIX) {
+            return Some(Provider::Mock);
+        }
         if is_bedrock_arn(id) {
             if let Some(f) = self.arn_families.get(id) {
                 return Some(Provider::Bedrock(*f));
@@ -295,6 +302,7 @@ mod tests {
                 "arn:aws-us-gov:bedrock:us-gov-west-1:123456789012:provisioned-model/abcdefgh1234",
                 Some(Provider::Bedrock(Converse)),
             ),
+            ("mock/echo", Some(Provider::Mock)),
             ("openai.whisper", None),
             ("us.", None),
             ("claude-3-opus", None),

@@ -312,3 +312,123 @@ fn starting_without_a_key_refuses_with_one_line_that_mentions_no_auth() {
     assert!(lines[0].contains("API_KEY"), "{}", lines[0]);
     assert!(r.stdout.is_empty(), "{}", r.stdout);
 }
+
+/// The `providers:` lines of `check-config`, as `(name, "live"|"off", detail)`.
+fn check_config_providers(r: &Run) -> Vec<(String, String, String)> {
+    r.stdout
+        .lines()
+        .skip_while(|l| *l != "providers:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            let name = it.next().unwrap_or_default().to_owned();
+            let state = it.next().unwrap_or_default().to_owned();
+            (name, state, it.collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+/// The `provider` log lines the server writes at start-up, as `(name, "live"|"off", detail)`;
+/// the server is stopped once it is listening.
+fn startup_providers(
+    dir: &Scratch,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<(String, String, String)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LOG_FORMAT", "json")
+        .envs(env.iter().copied())
+        .current_dir(&dir.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start open-bedrock-server");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut found = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let fields = &v;
+            if fields["message"] == "provider" {
+                let state = if fields["live"] == true {
+                    "live"
+                } else {
+                    "off"
+                };
+                found.push((
+                    fields["provider"].as_str().unwrap_or_default().to_owned(),
+                    state.to_owned(),
+                    fields["detail"].as_str().unwrap_or_default().to_owned(),
+                ));
+                if found.len() == 3 {
+                    break;
+                }
+            }
+        }
+        let _ = tx.send(found);
+    });
+    let found = rx.recv_timeout(RUN_TIMEOUT);
+    let _ = child.kill();
+    let _ = child.wait();
+    found.expect("the server logged its providers")
+}
+
+#[test]
+fn check_config_and_start_up_tell_the_same_truth_about_providers() {
+    let dir = Scratch::new("providers");
+    let base = [
+        ("API_KEY", "k"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+    ];
+    /// Arguments, extra environment, and the expected state of openai, bedrock and mock.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], [&'a str; 3]);
+    let cases: [Case; 3] = [
+        // No region anywhere: Bedrock is off, and both say why.
+        (&[], &[], ["live", "off", "off"]),
+        (
+            &["--mock"],
+            &[("AWS_REGION", "eu-west-1")],
+            ["live", "live", "live"],
+        ),
+        (
+            &[],
+            &[("AWS_REGION", "eu-west-1"), ("BEDROCK_ENABLED", "false")],
+            ["live", "off", "off"],
+        ),
+    ];
+    for (args, env, states) in cases {
+        let env: Vec<(&str, &str)> = base.iter().chain(env.iter()).copied().collect();
+        let mut check_args = args.to_vec();
+        check_args.push("check-config");
+        let r = run(&dir, &check_args, &env);
+        assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+        let checked = check_config_providers(&r);
+        let names: Vec<&str> = checked.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(names, ["openai", "bedrock", "mock"], "{}", r.stdout);
+        let got: Vec<&str> = checked.iter().map(|p| p.1.as_str()).collect();
+        assert_eq!(got, states, "{}", r.stdout);
+        assert_eq!(
+            startup_providers(&dir, args, &env),
+            checked,
+            "{args:?} {env:?}"
+        );
+        if states[1] == "live" {
+            assert!(checked[1].2.contains("eu-west-1"), "{checked:?}");
+        } else if env.iter().any(|(k, _)| *k == "BEDROCK_ENABLED") {
+            assert!(checked[1].2.contains("disabled"), "{checked:?}");
+        } else {
+            assert!(checked[1].2.contains("no AWS region"), "{checked:?}");
+        }
+    }
+}

@@ -678,3 +678,139 @@ async fn streams_work_over_http2() {
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     assert!(text.contains("\"total_tokens\":18"));
 }
+
+#[tokio::test]
+async fn a_provider_that_is_not_configured_is_a_503_at_once_in_every_dialect() {
+    // Bedrock is off in this gateway: its models are refused at once, never retried, and no
+    // dialect calls it "overloaded".
+    let (upstream, gw) = setup().await;
+    let claude = "anthropic.claude-3-haiku-20240307-v1:0";
+    let started = std::time::Instant::now();
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model": claude, "stream": true, "messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
+    assert_eq!(res.status, 503, "{}", res.text());
+    let err = &res.json()["error"];
+    assert_eq!(err["code"], "provider_not_configured");
+    assert_eq!(err["type"], "server_error");
+    assert!(err["message"].as_str().unwrap().contains("AWS_REGION"));
+    assert!(res.headers.get("retry-after").is_none());
+
+    let res = post(
+        &gw,
+        "/v1/messages",
+        &json!({"model": claude, "max_tokens": 5, "messages":[{"role":"user","content":"x"}]}),
+    )
+    .await;
+    assert_eq!(res.status, 503);
+    assert_eq!(res.json()["error"]["type"], "api_error");
+
+    let res = send_raw(
+        Method::POST,
+        &gw.url(&format!("/model/{claude}/converse")),
+        Some(KEY),
+        Some(r#"{"messages":[{"role":"user","content":[{"text":"x"}]}]}"#.into()),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, 503);
+    assert_eq!(
+        res.headers["x-amzn-errortype"],
+        "ServiceUnavailableException"
+    );
+
+    // Nothing waited for a backoff, nothing went upstream, no retry was counted.
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(upstream.count(), 0);
+    let metrics = send(Method::GET, &gw.url("/metrics"), Some(KEY), None)
+        .await
+        .text();
+    assert!(!metrics.contains("obs_retries_total{"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_failed_upstream_listing_is_said_in_the_model_list() {
+    let upstream = Fake::start(Arc::new(|req: &fake::Recorded, attempt| {
+        if req.path.ends_with("/models") {
+            Reply::json(500, json!({"error": {"message": "listing is down"}}))
+        } else {
+            fake::openai_answer(req, attempt)
+        }
+    }))
+    .await;
+    let mut config = config_for(&upstream.url());
+    config.listed_models = vec!["my-model".into()];
+    config.mock_enabled = true;
+    let gw = start_gateway(config, None).await;
+    let res = send(Method::GET, &gw.url("/v1/models"), Some(KEY), None).await;
+    assert_eq!(res.status, 200);
+    let body = res.json();
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["mock/echo", "my-model"]);
+    let warnings = body["warnings"].as_array().expect("a warnings field");
+    assert_eq!(warnings.len(), 1, "{body}");
+    assert!(warnings[0].as_str().unwrap().contains("OpenAI"), "{body}");
+    assert!(res.headers.get("x-gateway-warning").is_some());
+}
+
+#[tokio::test]
+async fn the_mock_provider_answers_mock_models_in_every_format() {
+    let (upstream, gw) = setup().await;
+    // Off by default: a clear 503 that says how to turn it on.
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"mock/echo","messages":[{"role":"user","content":"hi"}]}),
+    )
+    .await;
+    assert_eq!(res.status, 503);
+    assert!(res.text().contains("--mock"), "{}", res.text());
+
+    let mut config = config_for(&upstream.url());
+    config.mock_enabled = true;
+    let gw = start_gateway(config, None).await;
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"mock/echo","messages":[{"role":"user","content":"hi there"}]}),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        res.json()["choices"][0]["message"]["content"],
+        "You said: hi there"
+    );
+    let res = post(
+        &gw,
+        "/v1/chat/completions?target_format=bedrock_claude",
+        &json!({"model":"mock/echo","stream":true,"messages":[{"role":"user","content":"hi"}]}),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    let names: Vec<String> = res
+        .sse_events()
+        .into_iter()
+        .filter_map(|(e, _)| e)
+        .collect();
+    assert_eq!(names.first().map(String::as_str), Some("message_start"));
+    assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+    let res = post(
+        &gw,
+        "/v1/messages",
+        &json!({"model":"mock/echo","max_tokens":5,"messages":[{"role":"user","content":"one two three four five six"}]}),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    let msg = res.json();
+    assert_eq!(msg["stop_reason"], "max_tokens");
+    assert_eq!(msg["content"][0]["text"], "You said: one two three");
+    assert_eq!(upstream.count(), 0, "the mock never goes upstream");
+}

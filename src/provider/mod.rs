@@ -8,6 +8,7 @@
 //! first byte is an `Err` the retry layer above can act on.
 
 pub mod bedrock;
+pub mod mock;
 pub mod openai;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use crate::model::{ChatCall, ChatChunk, ChatReply, ChunkStream};
 use crate::route::{Provider, Router};
 
 pub use bedrock::BedrockProvider;
+pub use mock::MockProvider;
 pub use openai::OpenAiProvider;
 
 /// Routes calls to providers. Cheap to clone (all `Arc`s).
@@ -34,6 +36,7 @@ pub struct Dispatch {
     router: Arc<Router>,
     openai: Option<OpenAiProvider>,
     bedrock: Option<BedrockProvider>,
+    mock: Option<MockProvider>,
     timeouts: Timeouts,
 }
 
@@ -49,8 +52,20 @@ impl Dispatch {
             router: Arc::new(router),
             openai,
             bedrock,
+            mock: None,
             timeouts,
         }
+    }
+
+    /// Serves `mock/…` models with the in-process [`MockProvider`].
+    pub fn with_mock(mut self, mock: MockProvider) -> Self {
+        self.mock = Some(mock);
+        self
+    }
+
+    /// The mock provider, if enabled.
+    pub fn mock(&self) -> Option<&MockProvider> {
+        self.mock.as_ref()
     }
 
     /// The router.
@@ -84,18 +99,33 @@ impl Service<ChatCall> for Dispatch {
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let timeouts = self.timeouts;
-        call.context.record.record_attempt(route.provider.as_str());
         let stream = call.request.is_stream();
+        let provider = route.provider;
         let fut: BoxFuture<'static, Result<ChatReply, GatewayError>> = match route.provider {
             Provider::OpenAi => match &self.openai {
-                Some(p) => Box::pin(p.clone().chat(call, route)),
-                None => return not_configured("OpenAI", "OPENAI_BASE_URL / OPENAI_API_KEY"),
+                Some(p) => Box::pin(p.clone().chat(call.clone(), route)),
+                None => return not_configured("OpenAI", "set OPENAI_BASE_URL / OPENAI_API_KEY"),
             },
             Provider::Bedrock(_) => match &self.bedrock {
-                Some(p) => Box::pin(p.clone().chat(call, route)),
-                None => return not_configured("Bedrock", "AWS_REGION and AWS credentials"),
+                Some(p) => Box::pin(p.clone().chat(call.clone(), route)),
+                None => {
+                    return not_configured(
+                        "Bedrock",
+                        "set AWS_REGION and AWS credentials, and leave BEDROCK_ENABLED on",
+                    )
+                }
+            },
+            Provider::Mock => match &self.mock {
+                Some(p) => Box::pin(std::future::ready(p.answer(&call.request))),
+                None => {
+                    return not_configured(
+                        "mock",
+                        "start the gateway with --mock or MOCK_PROVIDER=true",
+                    )
+                }
             },
         };
+        call.context.record.record_attempt(provider.as_str());
         Box::pin(async move {
             let started = tokio::time::Instant::now();
             // A stream must show its first event within `first_byte` (then the idle and total
@@ -129,11 +159,7 @@ impl Service<ChatCall> for Dispatch {
 }
 
 fn not_configured(name: &str, how: &str) -> BoxFuture<'static, Result<ChatReply, GatewayError>> {
-    let e = GatewayError::upstream_status(
-        503,
-        format!("The {name} provider is not configured on this gateway (set {how})."),
-    )
-    .with_code("provider_not_configured");
+    let e = GatewayError::provider_not_configured(name, how);
     Box::pin(std::future::ready(Err(e)))
 }
 

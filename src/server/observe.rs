@@ -170,7 +170,8 @@ impl Finish {
             provider = record.and_then(CallRecord::provider).unwrap_or("-"),
             format_in = record.map(|r| r.inbound.as_str()).unwrap_or("-"),
             format_out = record.map(|r| r.target.as_str()).unwrap_or("-"),
-            stream = self.stream,
+            // What the client asked for: a stream that failed before its first byte is a stream.
+            stream = self.stream || record.is_some_and(|r| r.stream),
             latency_ms = duration * 1000.0,
             ttft_ms = self.first_byte * 1000.0,
             tokens_in = usage.map(|u| u.0).unwrap_or(0),

@@ -42,6 +42,7 @@ impl HealthInfo {
     pub fn new(
         openai: Option<&OpenAiProvider>,
         bedrock: Option<&BedrockProvider>,
+        mock: bool,
         auth_enabled: bool,
     ) -> Self {
         let inbound = [
@@ -64,6 +65,7 @@ impl HealthInfo {
             "providers": {
                 "openai": {"configured": openai.is_some(), "base_url": openai.map(OpenAiProvider::base_url)},
                 "bedrock": {"configured": bedrock.is_some(), "region": bedrock.and_then(BedrockProvider::region)},
+                "mock": {"configured": mock},
             },
             "formats": {"inbound": inbound, "target": target},
             "endpoints": ["/v1/chat/completions", "/v1/models", "/v1/models/{id}", "/health",
@@ -251,20 +253,35 @@ struct ModelsInner {
     router: Arc<Router>,
     configured: Vec<ModelObject>,
     ttl: Duration,
-    cache: Mutex<Option<(Instant, Arc<Vec<ModelObject>>)>>,
+    cache: Mutex<Option<(Instant, Arc<ModelList>)>>,
 }
+
+/// The merged list, and the upstreams whose listing failed (said in the reply, never hidden).
+#[derive(Debug, Default)]
+pub struct ModelList {
+    /// The models, configured ones first.
+    pub models: Vec<ModelObject>,
+    /// One line per upstream whose listing failed or timed out.
+    pub warnings: Vec<String>,
+}
+
+/// How long a list that lacks a failed upstream is kept before the upstream is asked again.
+const FAILED_LIST_TTL: Duration = Duration::from_secs(5);
 
 impl ModelsService {
     /// A models service over the providers, with `listed` extra ids plus the router's aliases.
     pub fn new(
         openai: Option<OpenAiProvider>,
         bedrock: Option<BedrockProvider>,
+        mock: bool,
         router: Arc<Router>,
         listed: &[String],
     ) -> Self {
+        let mock_model = mock.then(|| crate::provider::mock::MOCK_LISTED_MODEL.to_owned());
         let mut configured: Vec<ModelObject> = listed
             .iter()
             .chain(router.aliases().keys())
+            .chain(mock_model.as_ref())
             .map(|id| ModelObject {
                 id: id.clone(),
                 object: "model".into(),
@@ -286,41 +303,37 @@ impl ModelsService {
         }
     }
 
-    /// The merged model list (cached).
-    pub async fn list(&self) -> Arc<Vec<ModelObject>> {
+    /// The merged model list (cached for a minute; a list missing a failed upstream for five
+    /// seconds).
+    pub async fn list(&self) -> Arc<ModelList> {
         if let Ok(cache) = self.inner.cache.lock() {
             if let Some((at, list)) = cache.as_ref() {
-                if at.elapsed() < self.inner.ttl {
+                let ttl = if list.warnings.is_empty() {
+                    self.inner.ttl
+                } else {
+                    FAILED_LIST_TTL
+                };
+                if at.elapsed() < ttl {
                     return list.clone();
                 }
             }
         }
         let mut all = self.inner.configured.clone();
+        let mut warnings = Vec::new();
         if let Some(openai) = &self.inner.openai {
-            match tokio::time::timeout(LIST_TIMEOUT, openai.list_models()).await {
-                Ok(Ok(models)) => all.extend(models),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "could not list OpenAI models; serving configured models only")
-                }
-                Err(_) => tracing::warn!(
-                    "listing OpenAI models timed out; serving configured models only"
-                ),
-            }
+            let listed = tokio::time::timeout(LIST_TIMEOUT, openai.list_models()).await;
+            merge_listing("OpenAI", listed, &mut all, &mut warnings);
         }
         if let Some(bedrock) = &self.inner.bedrock {
-            match tokio::time::timeout(LIST_TIMEOUT, bedrock.list_models()).await {
-                Ok(Ok(models)) => all.extend(models),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "could not list Bedrock models; serving configured models only")
-                }
-                Err(_) => tracing::warn!(
-                    "listing Bedrock models timed out; serving configured models only"
-                ),
-            }
+            let listed = tokio::time::timeout(LIST_TIMEOUT, bedrock.list_models()).await;
+            merge_listing("Bedrock", listed, &mut all, &mut warnings);
         }
         let mut seen = std::collections::HashSet::new();
         all.retain(|m| seen.insert(m.id.clone()));
-        let list = Arc::new(all);
+        let list = Arc::new(ModelList {
+            models: all,
+            warnings,
+        });
         if let Ok(mut cache) = self.inner.cache.lock() {
             *cache = Some((Instant::now(), list.clone()));
         }
@@ -330,22 +343,37 @@ impl ModelsService {
     async fn answer(self, path: String) -> Response<Body> {
         let list = self.list().await;
         if path == "/v1/models" {
-            let body = json!({"object": "list", "data": &*list});
-            return json_response(
+            let mut body = json!({"object": "list", "data": &list.models});
+            if !list.warnings.is_empty() {
+                body["warnings"] = json!(list.warnings);
+            }
+            let mut res = json_response(
                 StatusCode::OK,
                 Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
             );
+            if !list.warnings.is_empty() {
+                res.headers_mut().insert(
+                    "x-gateway-warning",
+                    HeaderValue::from_static("incomplete model list: an upstream listing failed"),
+                );
+            }
+            return res;
         }
         let raw = &path["/v1/models/".len()..];
         let id = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-        let found = list.iter().find(|m| m.id == id).cloned().or_else(|| {
-            self.inner.router.resolve(&id).ok().map(|_| ModelObject {
-                id: id.to_string(),
-                object: "model".into(),
-                created: 0,
-                owned_by: owner_of(&self.inner.router, &id),
-            })
-        });
+        let found = list
+            .models
+            .iter()
+            .find(|m| m.id == id)
+            .cloned()
+            .or_else(|| {
+                self.inner.router.resolve(&id).ok().map(|_| ModelObject {
+                    id: id.to_string(),
+                    object: "model".into(),
+                    created: 0,
+                    owned_by: owner_of(&self.inner.router, &id),
+                })
+            });
         match found {
             Some(m) => json_response(
                 StatusCode::OK,
@@ -356,9 +384,32 @@ impl ModelsService {
     }
 }
 
+/// Adds one upstream's listing to `all`, or a warning naming the upstream when it failed.
+fn merge_listing(
+    upstream: &str,
+    listed: Result<Result<Vec<ModelObject>, GatewayError>, tokio::time::error::Elapsed>,
+    all: &mut Vec<ModelObject>,
+    warnings: &mut Vec<String>,
+) {
+    let problem = match listed {
+        Ok(Ok(models)) => {
+            all.extend(models);
+            return;
+        }
+        Ok(Err(e)) => format!("listing {upstream} models failed: {}", e.message()),
+        Err(_) => format!(
+            "listing {upstream} models timed out after {} s",
+            LIST_TIMEOUT.as_secs()
+        ),
+    };
+    tracing::warn!(upstream, problem = %problem, "serving an incomplete model list");
+    warnings.push(problem);
+}
+
 fn owner_of(router: &Router, id: &str) -> String {
     match router.resolve(id).map(|r| (r.provider, r.upstream_model)) {
         Ok((Provider::OpenAi, _)) => "openai".into(),
+        Ok((Provider::Mock, _)) => "mock".into(),
         Ok((Provider::Bedrock(_), upstream)) => {
             let mut parts = upstream.split('.');
             let first = parts.next().unwrap_or("bedrock");

@@ -80,6 +80,8 @@ def start_gateway(fake_url: str, extra_env=None, args=()):
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
         "AWS_EC2_METADATA_DISABLED": "true",
         "RETRY_MAX_ATTEMPTS": "3",
+        # The README's `mock/…` examples run against this gateway too.
+        "MOCK_PROVIDER": "true",
     }
     env.update(extra_env or {})
     proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd="/")

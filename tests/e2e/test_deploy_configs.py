@@ -137,13 +137,16 @@ def image_uid() -> str:
 # --------------------------------------------------------------------------- Dockerfile
 
 
-def test_dockerfile_is_multi_stage_and_builds_locked_release():
+def test_dockerfile_is_multi_stage_and_builds_locked_dist_profile():
     stages = dockerfile_stages()
     assert len(stages) >= 2, "expected a builder stage and a runtime stage"
     builds = [b for ins, args in stages[0] if ins == "RUN" for b in re.findall(r"cargo build[^&;|]*", args)]
     assert len(builds) >= 2, "expected a dependency-only build and the real build"
     for b in builds:
-        assert "--release" in b.split() and "--locked" in b.split(), b
+        # `dist`: the fully optimised profile (fat LTO), not the quicker `release` of `cargo run`.
+        words = b.split()
+        assert "--locked" in words and "--profile" in words, b
+        assert words[words.index("--profile") + 1] == "dist", b
     # Dependency-caching layer: manifests are copied (and built) before the sources.
     copies = [args for ins, args in stages[0] if ins == "COPY"]
     manifest = next(i for i, a in enumerate(copies) if "Cargo.lock" in a)

@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 from conftest import GATEWAY_KEY, ROOT, _target_dir, start_gateway
@@ -29,10 +30,16 @@ def test_one_structured_log_line_per_request(fake_upstream):
     try:
         chat(url, {"model": "gpt-4o", "messages": [{"role": "user", "content": "log me"}]}, {"x-request-id": "req-log-1"})
         chat(url, {"model": "anthropic.claude-3-haiku-20240307-v1:0", "stream": True, "messages": [{"role": "user", "content": "x"}]}, {"x-request-id": "req-log-2"})
+        # A streamed request that fails before its first byte is still logged as a stream.
+        try:
+            chat(url, {"model": "gpt-fail-500", "stream": True, "messages": [{"role": "user", "content": "x"}]}, {"x-request-id": "req-log-3"})
+            raise AssertionError("expected a 502")
+        except urllib.error.HTTPError as e:
+            assert e.code == 502
         lines = []
         for _ in range(100):
             lines = [json.loads(l) for l in proc.log_lines if l.startswith("{") and '"request"' in l]
-            if len([l for l in lines if l.get("request_id", "").startswith("req-log-")]) >= 2:
+            if len([l for l in lines if l.get("request_id", "").startswith("req-log-")]) >= 3:
                 break
             time.sleep(0.05)
         by_id = {l["request_id"]: l for l in lines}
@@ -47,6 +54,8 @@ def test_one_structured_log_line_per_request(fake_upstream):
         assert two["stream"] is True and two["provider"] == "bedrock"
         assert two["tokens_out"] > 0 and two["ttft_ms"] <= two["latency_ms"]
         assert two["outcome"] == "complete"
+        three = by_id["req-log-3"]
+        assert three["stream"] is True and three["status"] == 502 and three["attempts"] == 3
     finally:
         proc.terminate()
         proc.wait(timeout=15)

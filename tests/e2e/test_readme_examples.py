@@ -53,4 +53,7 @@ def test_curl_example_works(gateway, command):
         reply = json.loads(body)
         assert "error" not in reply, reply
         text = json.dumps(reply)
-        assert "You said:" in text, reply
+        if '"tools"' in command:
+            assert reply["choices"][0]["message"]["tool_calls"], reply
+        else:
+            assert "You said:" in text, reply
