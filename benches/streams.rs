@@ -14,13 +14,15 @@ use aws_sdk_bedrockruntime::types::{
 };
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use open_bedrock_server::format::bedrock_claude::{ClaudeSseEncoder, ClaudeStreamDecoder};
-use open_bedrock_server::format::bedrock_titan::{TitanChunkEncoder, TitanStreamDecoder};
-use open_bedrock_server::format::converse::ConverseStreamDecoder;
-use open_bedrock_server::format::openai::OpenAiSseEncoder;
-use open_bedrock_server::format::StreamEncoder;
+use open_bedrock_server::error::ErrorDialect;
+use open_bedrock_server::eventstream::{EventStreamFramer, InvokeChunkFramer};
+use open_bedrock_server::format::bedrock_claude::{ClaudeStreamDecoder, ClaudeStreamEncoder};
+use open_bedrock_server::format::bedrock_titan::{TitanStreamDecoder, TitanStreamEncoder};
+use open_bedrock_server::format::converse::{ConverseStreamDecoder, ConverseStreamEncoder};
+use open_bedrock_server::format::openai::OpenAiStreamEncoder;
 use open_bedrock_server::model::ChatChunk;
-use open_bedrock_server::sse::SseDecoder;
+use open_bedrock_server::sse::{SseDecoder, SseFramer};
+use open_bedrock_server::stream::{EventEncoder, Framer};
 
 mod common;
 use common::*;
@@ -92,23 +94,24 @@ fn decoders(c: &mut Criterion) {
     g.finish();
 }
 
-/// Runs `enc` into steady state (past its opening events) and measures one text chunk.
-fn bench_encoder<E: StreamEncoder>(
+/// Runs `enc` into steady state (past its opening events) and measures one text chunk, typed
+/// events and framing included.
+fn bench_encoder<E: EventEncoder, F: Framer>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     mut enc: E,
+    mut out: F,
 ) {
     let meta = meta();
     let chunks = stream_chunks(&meta, 1);
     let chunk = text_chunk(&meta);
-    let mut out = BytesMut::with_capacity(4096);
     enc.encode(&chunks[0], &mut out); // role
     enc.encode(&chunk, &mut out); // opens the text block where the format has blocks
+    out.take();
     g.bench_function(name, |b| {
         b.iter(|| {
-            out.clear();
             enc.encode(black_box(&chunk), &mut out);
-            assert!(!out.is_empty());
+            assert!(!out.take().is_empty());
         })
     });
 }
@@ -118,13 +121,37 @@ fn encoders(c: &mut Criterion) {
     let mut g = c.benchmark_group("stream_encode");
     quick(&mut g);
     g.throughput(Throughput::Elements(1));
+    let sse = || SseFramer::new(ErrorDialect::OpenAi);
     bench_encoder(
         &mut g,
         "canonical_to_openai_sse",
-        OpenAiSseEncoder::new(true),
+        OpenAiStreamEncoder::new(true),
+        sse(),
     );
-    bench_encoder(&mut g, "canonical_to_claude_sse", ClaudeSseEncoder::new());
-    bench_encoder(&mut g, "canonical_to_titan_chunk", TitanChunkEncoder::new());
+    bench_encoder(
+        &mut g,
+        "canonical_to_claude_sse",
+        ClaudeStreamEncoder::new(),
+        SseFramer::new(ErrorDialect::Anthropic),
+    );
+    bench_encoder(
+        &mut g,
+        "canonical_to_titan_chunk",
+        TitanStreamEncoder::new(),
+        sse(),
+    );
+    bench_encoder(
+        &mut g,
+        "canonical_to_claude_invoke_frame",
+        ClaudeStreamEncoder::bedrock(),
+        InvokeChunkFramer::new(),
+    );
+    bench_encoder(
+        &mut g,
+        "canonical_to_converse_frame",
+        ConverseStreamEncoder::new(),
+        EventStreamFramer::new(),
+    );
     g.finish();
 }
 
@@ -134,21 +161,20 @@ fn end_to_end(c: &mut Criterion) {
     quick(&mut g);
     g.throughput(Throughput::Elements(1));
     let mut chunks: Vec<ChatChunk> = Vec::with_capacity(8);
-    let mut out = BytesMut::with_capacity(4096);
+    let mut out = SseFramer::new(ErrorDialect::OpenAi);
 
     g.bench_function("claude_event_to_openai_sse", |b| {
         let mut dec = ClaudeStreamDecoder::new(meta());
-        let mut enc = OpenAiSseEncoder::new(true);
+        let mut enc = OpenAiStreamEncoder::new(true);
         dec.push(CLAUDE_MESSAGE_START, &mut chunks).unwrap();
         dec.push(CLAUDE_BLOCK_START, &mut chunks).unwrap();
         b.iter(|| {
             chunks.clear();
-            out.clear();
             dec.push(black_box(CLAUDE_TEXT_DELTA), &mut chunks).unwrap();
             for chunk in chunks.drain(..) {
                 enc.encode(&chunk, &mut out);
             }
-            assert!(!out.is_empty());
+            assert!(!out.take().is_empty());
         })
     });
 
@@ -156,34 +182,34 @@ fn end_to_end(c: &mut Criterion) {
     let delta = converse_text_delta();
     g.bench_function("converse_event_to_openai_sse", |b| {
         let mut dec = ConverseStreamDecoder::new(meta());
-        let mut enc = OpenAiSseEncoder::new(true);
+        let mut enc = OpenAiStreamEncoder::new(true);
         dec.push(&start, &mut chunks).unwrap();
         b.iter(|| {
             chunks.clear();
-            out.clear();
             dec.push(black_box(&delta), &mut chunks).unwrap();
             for chunk in chunks.drain(..) {
                 enc.encode(&chunk, &mut out);
             }
-            assert!(!out.is_empty());
+            assert!(!out.take().is_empty());
         })
     });
 
     g.bench_function("converse_event_to_claude_sse", |b| {
         let mut dec = ConverseStreamDecoder::new(meta());
-        let mut enc = ClaudeSseEncoder::new();
+        let mut enc = ClaudeStreamEncoder::new();
+        let mut out = SseFramer::new(ErrorDialect::Anthropic);
         dec.push(&start, &mut chunks).unwrap();
         dec.push(&delta, &mut chunks).unwrap();
         for chunk in chunks.drain(..) {
             enc.encode(&chunk, &mut out);
         }
+        out.take();
         b.iter(|| {
-            out.clear();
             dec.push(black_box(&delta), &mut chunks).unwrap();
             for chunk in chunks.drain(..) {
                 enc.encode(&chunk, &mut out);
             }
-            assert!(!out.is_empty());
+            assert!(!out.take().is_empty());
         })
     });
     g.finish();
@@ -193,11 +219,13 @@ fn end_to_end(c: &mut Criterion) {
 fn sse_decoding(c: &mut Criterion) {
     let meta = meta();
     let chunk = text_chunk(&meta);
-    let mut enc = OpenAiSseEncoder::new(true);
+    let mut enc = OpenAiStreamEncoder::new(true);
+    let mut out = SseFramer::new(ErrorDialect::OpenAi);
     let mut wire = BytesMut::new();
     let mut events = 0usize;
     while wire.len() < 1024 * 1024 {
-        enc.encode(&chunk, &mut wire);
+        enc.encode(&chunk, &mut out);
+        wire.extend_from_slice(&out.take());
         events += 1;
     }
     let wire = wire.freeze();

@@ -1,9 +1,10 @@
-//! Server-sent events: a split-safe decoder, the event writer, and the streaming body adapter.
+//! Server-sent events, the wire of OpenAI and Anthropic streams: a split-safe decoder for upstream
+//! streams ([`SseDecoder`]) and the framer for client streams ([`SseFramer`]).
 //!
 //! Hand-written rather than taken from a crate: the decoder must work on `Bytes` without copying the
-//! common single-line `data:` event, keep its state across arbitrary HTTP chunk boundaries (tested at
-//! every split offset), and the body adapter must flush after every event and interleave keep-alive
-//! comments — a few dozen lines that no SSE crate offers in this shape.
+//! common single-line `data:` event and keep its state across arbitrary HTTP chunk boundaries (tested
+//! at every split offset), and the framer writes typed events straight into the frame buffer —
+//! a few dozen lines that no SSE crate offers in this shape.
 //!
 //! ```
 //! use open_bedrock_server::sse::SseDecoder;
@@ -17,19 +18,11 @@
 //! assert!(dec.next_event().is_none());
 //! ```
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
-
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::Stream;
-use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde::Serialize;
 
-use crate::body::BoxError;
-use crate::format::StreamEncoder;
-use crate::model::ChunkStream;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use crate::error::{ErrorDialect, GatewayError};
+use crate::stream::{Framer, WireEvent};
 
 /// One decoded event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,18 +139,68 @@ impl SseDecoder {
     }
 }
 
-/// Appends `event: <name>\n` (when given) and `data: <json>\n\n` to `out`.
-pub fn write_json_event<T: Serialize + ?Sized>(out: &mut BytesMut, event: Option<&str>, value: &T) {
-    if let Some(name) = event {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\n");
+/// Writes typed events as server-sent events: `event: <name>` when the event is named
+/// (Anthropic), then `data: <payload>` and a blank line; the in-band error is the error body of
+/// the client's dialect (named `error` for Anthropic clients, as the Anthropic API sends it);
+/// the keep-alive is a `: ping` comment.
+#[derive(Debug)]
+pub struct SseFramer {
+    buf: BytesMut,
+    dialect: ErrorDialect,
+}
+
+impl SseFramer {
+    /// A framer whose in-band errors speak `dialect`.
+    pub fn new(dialect: ErrorDialect) -> Self {
+        SseFramer {
+            buf: BytesMut::with_capacity(512),
+            dialect,
+        }
     }
-    out.extend_from_slice(b"data: ");
+
+    fn write(&mut self, name: Option<&str>, payload: impl FnOnce(&mut BytesMut)) {
+        if let Some(name) = name {
+            self.buf.extend_from_slice(b"event: ");
+            self.buf.extend_from_slice(name.as_bytes());
+            self.buf.extend_from_slice(b"\n");
+        }
+        self.buf.extend_from_slice(b"data: ");
+        payload(&mut self.buf);
+        self.buf.extend_from_slice(b"\n\n");
+    }
+}
+
+fn write_json<T: Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
     let mut w = BufWriter(out);
     // Serializing our own types into memory cannot fail.
     let _ = serde_json::to_writer(&mut w, value);
-    w.0.extend_from_slice(b"\n\n");
+}
+
+impl Framer for SseFramer {
+    fn event<E: WireEvent + ?Sized>(&mut self, event: &E) {
+        match event.literal() {
+            Some(lit) => self.write(event.name(), |b| b.extend_from_slice(lit)),
+            None => self.write(event.name(), |b| write_json(b, event)),
+        }
+    }
+
+    fn error(&mut self, error: &GatewayError) {
+        let name = (self.dialect == ErrorDialect::Anthropic).then_some("error");
+        let body = error.to_body_json(self.dialect);
+        self.write(name, |b| write_json(b, &body));
+    }
+
+    fn keep_alive(&self) -> Option<Bytes> {
+        Some(Bytes::from_static(b": ping\n\n"))
+    }
+
+    fn content_type(&self) -> &'static str {
+        "text/event-stream; charset=utf-8"
+    }
+
+    fn take(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
 }
 
 struct BufWriter<'a>(&'a mut BytesMut);
@@ -171,134 +214,6 @@ impl std::io::Write for BufWriter<'_> {
         Ok(())
     }
 }
-
-pin_project_lite::pin_project! {
-    /// The response body of a streamed reply: canonical chunks in, one client format out.
-    ///
-    /// Every chunk is encoded and handed to hyper as its own frame (no buffering); a keep-alive
-    /// comment goes out when the upstream is silent for `keep_alive`; an error item becomes the
-    /// encoder's in-band error event and ends the stream.
-    pub struct EncodedStream<E> {
-        stream: ChunkStream,
-        encoder: E,
-        buf: BytesMut,
-        done: bool,
-        keep_alive: Option<Duration>,
-        // When the last frame went out; the keep-alive timer is re-armed from it only when it
-        // fires, rather than reset on every frame.
-        last_sent: tokio::time::Instant,
-        #[pin]
-        idle: Option<tokio::time::Sleep>,
-        shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
-    }
-}
-
-impl<E: StreamEncoder> EncodedStream<E> {
-    /// A body over `stream`; `keep_alive` = idle time before a `: ping` comment.
-    pub fn new(stream: ChunkStream, encoder: E, keep_alive: Option<Duration>) -> Self {
-        // A zero period would always be ready: a hot loop of pings. Zero means off.
-        let keep_alive = keep_alive.filter(|d| !d.is_zero());
-        EncodedStream {
-            stream,
-            encoder,
-            buf: BytesMut::with_capacity(512),
-            done: false,
-            keep_alive,
-            last_sent: tokio::time::Instant::now(),
-            idle: keep_alive.map(tokio::time::sleep),
-            shutdown: None,
-        }
-    }
-
-    /// Ends the stream with an in-band "shutting down" error when `token` is cancelled.
-    pub fn with_shutdown(mut self, token: &CancellationToken) -> Self {
-        self.shutdown = Some(Box::pin(token.clone().cancelled_owned()));
-        self
-    }
-}
-
-impl<E: StreamEncoder> HttpBody for EncodedStream<E> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        if *this.done {
-            return Poll::Ready(None);
-        }
-        loop {
-            match Pin::new(&mut *this.stream).poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    this.encoder.encode(&chunk, this.buf);
-                }
-                Poll::Ready(Some(Err(err))) => {
-                    this.encoder.encode_error(&err, this.buf);
-                    *this.done = true;
-                }
-                Poll::Ready(None) => {
-                    this.encoder.finish(this.buf);
-                    *this.done = true;
-                }
-                Poll::Pending => {
-                    if let Some(shutdown) = this.shutdown.as_mut() {
-                        if shutdown.as_mut().poll(cx).is_ready() {
-                            let err = crate::error::GatewayError::overloaded(
-                                "The gateway is shutting down; the stream was ended. Retry the request.",
-                            );
-                            this.encoder.encode_error(&err, this.buf);
-                            *this.done = true;
-                            return Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze()))));
-                        }
-                    }
-                    if let (Some(period), Some(mut idle)) =
-                        (*this.keep_alive, this.idle.as_mut().as_pin_mut())
-                    {
-                        while idle.as_mut().poll(cx).is_ready() {
-                            let now = tokio::time::Instant::now();
-                            let due = *this.last_sent + period;
-                            if due > now {
-                                // Frames went out since the timer was armed: wait out the gap.
-                                idle.as_mut().reset(due);
-                                continue;
-                            }
-                            idle.as_mut().reset(now + period);
-                            // Register the timer's waker for the next period.
-                            let _ = idle.as_mut().poll(cx);
-                            *this.last_sent = now;
-                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
-                                b": ping\n\n",
-                            )))));
-                        }
-                    }
-                    return Poll::Pending;
-                }
-            }
-            if !this.buf.is_empty() {
-                if this.keep_alive.is_some() {
-                    *this.last_sent = tokio::time::Instant::now();
-                }
-                let frame = this.buf.split().freeze();
-                return Poll::Ready(Some(Ok(Frame::data(frame))));
-            }
-            if *this.done {
-                return Poll::Ready(None);
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done && self.buf.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
-
-use std::future::Future;
 
 #[cfg(test)]
 mod tests {
@@ -379,54 +294,35 @@ mod tests {
         );
     }
 
-    /// A chunk stream that yields its items, one every `gap`, then never ends.
-    fn paced(items: usize, gap: Duration) -> ChunkStream {
-        use crate::model::{ChatChunk, ChunkMeta, Delta};
-        let meta = ChunkMeta::new("m");
-        let s = futures_util::stream::unfold(0usize, move |i| {
-            let meta = meta.clone();
-            async move {
-                if i >= items {
-                    std::future::pending::<()>().await;
-                }
-                tokio::time::sleep(gap).await;
-                Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
-            }
-        });
-        ChunkStream::new(s)
+    #[derive(serde::Serialize)]
+    struct Ping {
+        #[serde(rename = "type")]
+        kind: &'static str,
     }
 
-    async fn next_frame<E: StreamEncoder>(body: &mut Pin<Box<EncodedStream<E>>>) -> Bytes {
-        use http_body_util::BodyExt;
-        body.frame().await.unwrap().unwrap().into_data().unwrap()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn keep_alive_pings_only_after_a_silent_period() {
-        let period = Duration::from_secs(10);
-        let mut body = Box::pin(EncodedStream::new(
-            paced(3, Duration::from_secs(6)),
-            crate::format::openai::OpenAiSseEncoder::new(false),
-            Some(period),
-        ));
-        let start = tokio::time::Instant::now();
-        // Three chunks 6 s apart: never 10 s of silence, so no ping between them.
-        for i in 1..=3u64 {
-            let f = next_frame(&mut body).await;
-            assert!(f.starts_with(b"data: "), "{f:?}");
-            assert_eq!(start.elapsed(), Duration::from_secs(6 * i));
+    impl WireEvent for Ping {
+        fn name(&self) -> Option<&'static str> {
+            Some("ping")
         }
-        // Then silence: a ping 10 s after the last chunk, and every 10 s after that.
-        assert_eq!(&next_frame(&mut body).await[..], b": ping\n\n");
-        assert_eq!(start.elapsed(), Duration::from_secs(28));
-        assert_eq!(&next_frame(&mut body).await[..], b": ping\n\n");
-        assert_eq!(start.elapsed(), Duration::from_secs(38));
     }
 
     #[test]
-    fn writes_events() {
-        let mut out = BytesMut::new();
-        write_json_event(&mut out, Some("ping"), &serde_json::json!({"type":"ping"}));
-        assert_eq!(&out[..], b"event: ping\ndata: {\"type\":\"ping\"}\n\n");
+    fn frames_events_errors_and_keep_alives() {
+        let mut out = SseFramer::new(ErrorDialect::Anthropic);
+        out.event(&Ping { kind: "ping" });
+        assert_eq!(
+            &out.take()[..],
+            b"event: ping\ndata: {\"type\":\"ping\"}\n\n"
+        );
+        out.error(&GatewayError::upstream_status(529, "busy"));
+        assert_eq!(
+            &out.take()[..],
+            &b"event: error\ndata: {\"error\":{\"message\":\"busy\",\"type\":\"api_error\"},\"type\":\"error\"}\n\n"[..]
+        );
+        let mut out = SseFramer::new(ErrorDialect::OpenAi);
+        out.error(&GatewayError::upstream_protocol("bad"));
+        let wire = out.take();
+        assert!(wire.starts_with(b"data: {\"error\":{"), "{wire:?}");
+        assert_eq!(out.keep_alive().as_deref(), Some(&b": ping\n\n"[..]));
     }
 }

@@ -1,26 +1,43 @@
 //! Pure wire-format codecs, both directions, one folder per dialect.
 //!
-//! - [`openai`]: the canonical format itself — SSE chunk encoding for OpenAI clients.
-//! - [`bedrock_claude`]: Anthropic Messages bodies as Bedrock takes them. Upstream direction:
-//!   canonical request → Claude body, Claude response/stream events → canonical. Client direction:
-//!   Claude body → canonical request, canonical reply → Claude response / Claude SSE events.
-//! - [`bedrock_titan`]: Titan text bodies, both directions likewise.
-//! - [`converse`]: canonical ⇄ the Bedrock Converse API types of `aws-sdk-bedrockruntime`
-//!   (upstream direction only: clients never write Converse to `/v1/chat/completions`).
+//! Every dialect folder names its files by the side they speak to:
+//!
+//! | File | Direction |
+//! |---|---|
+//! | `client_request.rs` | a client's body in this dialect → the canonical request |
+//! | `client_reply.rs` | the canonical reply → this dialect's complete reply and typed stream events |
+//! | `upstream_request.rs` | the canonical request → an upstream body in this dialect |
+//! | `upstream_reply.rs` | an upstream's complete reply in this dialect → canonical |
+//! | `upstream_stream.rs` | an upstream's stream in this dialect → canonical chunks |
+//!
+//! - [`openai`]: the canonical format itself: its stream events for clients, its SSE stream and
+//!   errors from upstreams.
+//! - [`bedrock_claude`]: Anthropic Messages bodies (as Bedrock and the Anthropic API take them).
+//! - [`bedrock_titan`]: Titan text bodies.
+//! - [`converse`]: the Bedrock Converse API — JSON on the client side, the `aws-sdk-bedrockruntime`
+//!   types on the upstream side.
 //!
 //! Everything here is synchronous and does no I/O, so it is unit-tested and benchmarked without
-//! sockets. Streaming translation is a state machine per direction: `push(event, &mut out)` appends
-//! zero or more outputs, `finish(&mut out)` closes the stream.
+//! sockets. Streams are state machines per direction: upstream decoders implement
+//! [`StreamDecoder`](crate::stream::StreamDecoder), client encoders
+//! [`EventEncoder`](crate::stream::EventEncoder); neither knows the wire's framing.
+//!
+//! ```
+//! use open_bedrock_server::format::{InboundFormat, TargetFormat};
+//!
+//! assert_eq!(TargetFormat::parse("bedrock_claude"), Some(TargetFormat::BedrockClaude));
+//! assert_eq!(TargetFormat::parse("xml"), None);
+//! assert_eq!(InboundFormat::BedrockTitan.as_str(), "bedrock_titan");
+//! ```
 
 pub mod bedrock_claude;
 pub mod bedrock_titan;
+pub(crate) mod blocks;
 pub mod converse;
 pub mod openai;
 
-use bytes::BytesMut;
-
-use crate::error::{ErrorDialect, GatewayError};
-use crate::model::ChatChunk;
+use crate::error::ErrorDialect;
+use crate::model::Usage;
 
 /// The format a client wrote its request body in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -89,16 +106,41 @@ impl TargetFormat {
     }
 }
 
-/// Turns canonical chunks into the bytes of one client-facing stream format.
-///
-/// Implemented by [`openai::OpenAiSseEncoder`], [`bedrock_claude::ClaudeSseEncoder`] and
-/// [`bedrock_titan::TitanChunkEncoder`]. Each call appends complete events to `out`, so the body can
-/// flush after every call.
-pub trait StreamEncoder: Send + 'static {
-    /// Appends the events for one canonical chunk (possibly none).
-    fn encode(&mut self, chunk: &ChatChunk, out: &mut BytesMut);
-    /// Appends the in-band error event; the stream ends after it.
-    fn encode_error(&mut self, error: &GatewayError, out: &mut BytesMut);
-    /// Appends whatever closes a normal stream (`data: [DONE]`, `message_stop`, …).
-    fn finish(&mut self, out: &mut BytesMut);
+/// Bedrock's `amazon-bedrock-invocationMetrics`: what the last event of an InvokeModel stream
+/// carries (the Claude and Titan stream encoders add it on the Bedrock runtime surface).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvocationMetrics {
+    /// Input tokens, cache reads and writes excluded.
+    pub input_token_count: u64,
+    /// Output tokens.
+    pub output_token_count: u64,
+    /// Not measured by the gateway: always 0.
+    pub invocation_latency: u64,
+    /// Not measured by the gateway: always 0.
+    pub first_byte_latency: u64,
+    /// Tokens read from the prompt cache, when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_token_count: Option<u64>,
+    /// Tokens written to the prompt cache, when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_input_token_count: Option<u64>,
+}
+
+impl InvocationMetrics {
+    /// The metrics for a reply's canonical usage.
+    pub fn of(usage: &Usage) -> Self {
+        let (read, write) = (usage.cached_tokens(), usage.cache_write_tokens());
+        InvocationMetrics {
+            input_token_count: usage
+                .prompt_tokens
+                .saturating_sub(read)
+                .saturating_sub(write),
+            output_token_count: usage.completion_tokens,
+            invocation_latency: 0,
+            first_byte_latency: 0,
+            cache_read_input_token_count: (read > 0).then_some(read),
+            cache_write_input_token_count: (write > 0).then_some(write),
+        }
+    }
 }

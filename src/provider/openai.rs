@@ -5,41 +5,35 @@
 //!   not, in place; only `model` changes when an alias was resolved.
 //! - The upstream key is `OPENAI_API_KEY`; the client's gateway key is never forwarded (the upstream
 //!   request is built from scratch; no client header is copied except `x-request-id`).
-//! - Streams are decoded with the split-safe [`crate::sse::SseDecoder`] and yielded chunk
-//!   by chunk as they arrive.
+//! - Streams are decoded by [`OpenAiStreamDecoder`] in the one [`decode_stream`] loop and
+//!   yielded chunk by chunk as they arrive.
 //! - Upstream errors: 4xx keep their status and the upstream's message, `code` and `param`; 5xx
 //!   become 502 (503 and 504 stay); connect failures and resets are 502; `Retry-After` /
 //!   `retry-after-ms` are kept for the retry layer.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body::Body as _;
+use http::{header, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::first_then_rest;
 use crate::config::{OpenAiConfig, Timeouts};
 use crate::error::GatewayError;
-use crate::model::{ChatCall, ChatChunk, ChatReply, ChatRequest, ChatResponse};
+use crate::format::openai::{decode_error, OpenAiStreamDecoder};
+use crate::model::{ChatCall, ChatReply, ChatRequest, ChatResponse};
 use crate::route::Route;
-use crate::sse::SseDecoder;
+use crate::stream::decode_stream;
 
 /// Largest upstream response body read into memory (complete replies and error bodies).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
-
-/// Largest single stream event (an upstream that never ends an event is cut off here).
-const MAX_STREAM_EVENT: usize = 16 * 1024 * 1024;
 
 /// The OpenAI-compatible upstream. Cheap to clone.
 #[derive(Clone)]
@@ -165,7 +159,11 @@ impl OpenAiProvider {
         }
         let res = self.send(req).await?;
         if stream {
-            first_then_rest(OpenAiChunkStream::new(res.into_body())).await
+            first_then_rest(decode_stream(
+                body_bytes(res.into_body()),
+                OpenAiStreamDecoder::new(),
+            ))
+            .await
         } else {
             let bytes = read_body(res.into_body()).await?;
             let mut response: ChatResponse = serde_json::from_slice(&bytes).map_err(|e| {
@@ -275,189 +273,33 @@ async fn error_from_response(res: http::Response<Incoming>) -> GatewayError {
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    upstream_error(status, &bytes).with_retry_after(after)
+    decode_error(status, &bytes).with_retry_after(after)
 }
 
-/// Maps an OpenAI-shaped error body (`{"error":{message,type,param,code}}`) and status.
-fn upstream_error(status: StatusCode, body: &[u8]) -> GatewayError {
-    #[derive(Deserialize)]
-    struct Envelope {
-        error: Detail,
-    }
-    #[derive(Deserialize)]
-    struct Detail {
-        message: Option<String>,
-        param: Option<String>,
-        code: Option<Value>,
-    }
-    let parsed = serde_json::from_slice::<Envelope>(body)
-        .ok()
-        .map(|e| e.error);
-    let message = parsed
-        .as_ref()
-        .and_then(|d| d.message.clone())
-        .unwrap_or_else(|| format!("The upstream answered {}.", status.as_u16()));
-    if matches!(status.as_u16(), 401 | 403) {
-        // The gateway's own upstream key was refused: the client's key was fine, so never a 401,
-        // and the upstream's message (which may quote the masked key) stays in the log.
-        tracing::error!(status = status.as_u16(), upstream_message = %message, "the OpenAI upstream refused the gateway's API key");
-        return GatewayError::upstream_auth("The gateway's upstream credentials were refused.");
-    }
-    let message = if status.is_server_error() {
-        format!("Upstream error ({}): {message}", status.as_u16())
-    } else {
-        message
-    };
-    let mut err = GatewayError::upstream_status(status.as_u16(), message);
-    if let Some(d) = parsed {
-        if let Some(p) = d.param {
-            err = err.with_param(p);
-        }
-        match d.code {
-            Some(Value::String(c)) => err = err.with_code(c),
-            Some(Value::Number(n)) => err = err.with_code(n.to_string()),
-            _ => {}
-        }
-    }
-    err
-}
-
-/// Upstream SSE bytes → canonical chunks, as they arrive.
-struct OpenAiChunkStream {
-    body: Incoming,
-    decoder: SseDecoder,
-    /// `[DONE]` seen, or the body ended, or an error was yielded.
-    done: bool,
-    /// A choice finished: a body that ends now without `[DONE]` is still a complete stream.
-    finished: bool,
-}
-
-impl OpenAiChunkStream {
-    fn new(body: Incoming) -> Self {
-        OpenAiChunkStream {
-            body,
-            decoder: SseDecoder::new(),
-            done: false,
-            finished: false,
-        }
-    }
-
-    fn parse(&mut self, data: &[u8]) -> Result<ChatChunk, GatewayError> {
-        match serde_json::from_slice::<ChatChunk>(data) {
-            Ok(chunk) => {
-                if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
-                    self.finished = true;
-                }
-                Ok(chunk)
-            }
-            Err(e) => {
-                if let Ok(v) = serde_json::from_slice::<Value>(data) {
-                    if v.get("error").is_some() {
-                        let status = v["error"]["code"]
-                            .as_u64()
-                            .and_then(|c| u16::try_from(c).ok());
-                        let mut err = upstream_error(
-                            StatusCode::from_u16(status.unwrap_or(500))
-                                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                            data,
-                        );
-                        if status.is_none() {
-                            err = err.with_status(StatusCode::BAD_GATEWAY);
-                        }
-                        return Err(err);
-                    }
-                }
-                Err(GatewayError::upstream_protocol(format!(
-                    "The upstream sent an invalid stream chunk: {e}"
-                )))
-            }
-        }
-    }
-}
-
-impl Stream for OpenAiChunkStream {
-    type Item = Result<ChatChunk, GatewayError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
+/// The body of a streamed reply as a source of SSE bytes for [`decode_stream`].
+fn body_bytes(body: Incoming) -> impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static {
+    futures_util::stream::unfold(Some(body), |body| async move {
+        let mut body = body?;
         loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            if let Some(event) = this.decoder.next_event() {
-                let data = event.data;
-                if data.starts_with(b"[DONE]") {
-                    this.done = true;
-                    return Poll::Ready(None);
-                }
-                if data.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let item = this.parse(&data);
-                if item.is_err() {
-                    this.done = true;
-                }
-                return Poll::Ready(Some(item));
-            }
-            match Pin::new(&mut this.body).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        this.decoder.push(data);
-                        if this.decoder.buffered() > MAX_STREAM_EVENT {
-                            this.done = true;
-                            return Poll::Ready(Some(Err(GatewayError::upstream_protocol(
-                                "The upstream sent a stream event larger than the gateway accepts.",
-                            ))));
-                        }
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(GatewayError::upstream_connect(format!(
-                        "The upstream stream broke: {e}"
-                    )))));
-                }
-                Poll::Ready(None) => {
-                    this.done = true;
-                    if this.finished {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Err(GatewayError::upstream_protocol(
-                        "The upstream stream ended before it finished.",
-                    ))));
+            match body.frame().await {
+                None => return None,
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => return Some((Ok(data), Some(body))),
+                    Err(_trailers) => continue,
+                },
+                Some(Err(e)) => {
+                    let e =
+                        GatewayError::upstream_connect(format!("The upstream stream broke: {e}"));
+                    return Some((Err(e), None));
                 }
             }
         }
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn maps_upstream_errors() {
-        let e = upstream_error(
-            StatusCode::BAD_REQUEST,
-            br#"{"error":{"message":"too long","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
-        );
-        assert_eq!(e.status(), 400);
-        assert_eq!(e.message(), "too long");
-        assert_eq!(e.param(), Some("messages"));
-        assert_eq!(e.code(), Some("context_length_exceeded"));
-        let e = upstream_error(
-            StatusCode::UNAUTHORIZED,
-            br#"{"error":{"message":"Incorrect API key provided: sk-proj-****abcd","type":"invalid_request_error","code":"invalid_api_key"}}"#,
-        );
-        assert_eq!(e.status(), 500, "never a 401: the client's key was fine");
-        assert_eq!(e.code(), Some("upstream_auth_error"));
-        assert!(!e.message().contains("sk-proj"));
-        let e = upstream_error(StatusCode::INTERNAL_SERVER_ERROR, b"<html>oops</html>");
-        assert_eq!(e.status(), 502);
-        assert!(e.is_retryable());
-        assert!(!e.message().contains("html"));
-    }
 
     #[test]
     fn parses_retry_after_headers() {

@@ -15,15 +15,17 @@ use tower_service::Service;
 use super::{decode_request, encode_complete};
 use crate::body::Body;
 use crate::detect::DetectedRequest;
+use crate::error::ErrorDialect;
 use crate::error::GatewayError;
 use crate::format::{
-    bedrock_claude::ClaudeSseEncoder, bedrock_titan::TitanChunkEncoder, openai::OpenAiSseEncoder,
+    bedrock_claude::ClaudeStreamEncoder, bedrock_titan::TitanStreamEncoder,
+    openai::OpenAiStreamEncoder, TargetFormat,
 };
-use crate::format::{StreamEncoder, TargetFormat};
 use std::sync::Arc;
 
 use crate::model::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream};
-use crate::sse::EncodedStream;
+use crate::sse::SseFramer;
+use crate::stream::{EncodedBody, EventEncoder};
 use crate::usage::UsageHooks;
 
 /// Layer that applies [`Translate`].
@@ -235,16 +237,25 @@ where
                 let body = match target {
                     TargetFormat::OpenAi => encoded(
                         stream,
-                        OpenAiSseEncoder::new(*this.include_usage),
+                        OpenAiStreamEncoder::new(*this.include_usage),
+                        target.error_dialect(),
                         keep_alive,
                         this.shutdown,
                     ),
-                    TargetFormat::BedrockClaude => {
-                        encoded(stream, ClaudeSseEncoder::new(), keep_alive, this.shutdown)
-                    }
-                    TargetFormat::BedrockTitan => {
-                        encoded(stream, TitanChunkEncoder::new(), keep_alive, this.shutdown)
-                    }
+                    TargetFormat::BedrockClaude => encoded(
+                        stream,
+                        ClaudeStreamEncoder::new(),
+                        target.error_dialect(),
+                        keep_alive,
+                        this.shutdown,
+                    ),
+                    TargetFormat::BedrockTitan => encoded(
+                        stream,
+                        TitanStreamEncoder::new(),
+                        target.error_dialect(),
+                        keep_alive,
+                        this.shutdown,
+                    ),
                 };
                 let mut res = Response::new(body);
                 let h = res.headers_mut();
@@ -267,13 +278,14 @@ where
     }
 }
 
-fn encoded<E: StreamEncoder>(
+fn encoded<E: EventEncoder>(
     stream: ChunkStream,
     encoder: E,
+    dialect: ErrorDialect,
     keep_alive: Option<Duration>,
     shutdown: &Option<CancellationToken>,
 ) -> Body {
-    let body = EncodedStream::new(stream, encoder, keep_alive);
+    let body = EncodedBody::new(stream, encoder, SseFramer::new(dialect), keep_alive);
     Body::new(match shutdown {
         Some(token) => body.with_shutdown(token),
         None => body,

@@ -21,21 +21,21 @@
 //!   back into turns when `inputText` has `User:`/`Bot:` markers at line starts (the inverse of the
 //!   flattening above), else the whole text is one user message. [`native_body`] forwards such a
 //!   body unchanged (minus routing-only keys) when the upstream is Titan too.
-//! - **Client response** ([`encode_client_response`], [`TitanChunkEncoder`]): canonical replies in
+//! - **Client response** ([`encode_client_response`], [`TitanStreamEncoder`]): canonical replies in
 //!   Titan's shape. Tool calls, which Titan cannot carry, are appended to `outputText` as one JSON
 //!   line each (OpenAI `tool_calls[]` item shape) so nothing is silently lost; reasoning text is
 //!   dropped (Titan has no place for it).
 
-mod inbound;
-mod outbound;
-mod request;
-mod response;
-mod stream;
+mod client_reply;
+mod client_request;
+mod upstream_reply;
+mod upstream_request;
+mod upstream_stream;
 
-pub use inbound::decode_client_request;
-pub use outbound::{encode_client_response, TitanChunkEncoder};
-pub use request::{
+pub use client_reply::{encode_client_response, TitanChunkEvent, TitanStreamEncoder};
+pub use client_request::decode_client_request;
+pub use upstream_reply::{decode_response, map_completion_reason};
+pub use upstream_request::{
     encode_request, encode_request_bytes, native_body, unsupported_stops, TitanRequestOptions,
 };
-pub use response::{decode_response, map_completion_reason};
-pub use stream::TitanStreamDecoder;
+pub use upstream_stream::TitanStreamDecoder;

@@ -1,7 +1,7 @@
 //! Canonical ⇄ the Bedrock Converse / ConverseStream API, as `aws-sdk-bedrockruntime` types.
 //!
-//! Upstream direction here; the client direction (JSON, for the Bedrock runtime surface's
-//! `converse` / `converse-stream` routes) is in [`client`]. The upstream mapping decisions
+//! The client direction (JSON, for the Bedrock runtime surface's `converse` / `converse-stream`
+//! routes) is in [`client_request`] and [`client_reply`]. The upstream mapping decisions
 //! (PROTOCOLS 4 and 5):
 //!
 //! - **Request** ([`encode_request`] → [`ConverseRequest`]):
@@ -34,13 +34,16 @@
 //! - **Stream** ([`ConverseStreamDecoder`]): see its docs; the finish chunk waits for `metadata`
 //!   so a usage chunk can follow it.
 
-pub mod client;
+pub mod client_reply;
+pub mod client_request;
 mod document;
-mod request;
-mod response;
-mod stream;
+mod upstream_reply;
+mod upstream_request;
+mod upstream_stream;
 
+pub use client_reply::{encode_client_response, ConverseEvent, ConverseStreamEncoder};
+pub use client_request::decode_client_request;
 pub use document::{document_to_json, json_to_document};
-pub use request::{encode_request, ConverseOptions, ConverseRequest};
-pub use response::{decode_response, map_stop_reason};
-pub use stream::ConverseStreamDecoder;
+pub use upstream_reply::{decode_response, map_stop_reason};
+pub use upstream_request::{encode_request, ConverseOptions, ConverseRequest};
+pub use upstream_stream::ConverseStreamDecoder;

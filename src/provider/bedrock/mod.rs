@@ -41,8 +41,9 @@ use crate::format::bedrock_claude::{self, ClaudeRequestOptions, ClaudeStreamDeco
 use crate::format::bedrock_titan::{self, TitanRequestOptions, TitanStreamDecoder};
 use crate::format::converse::{self, ConverseOptions, ConverseStreamDecoder};
 use crate::format::InboundFormat;
-use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta, ChunkStream};
+use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta};
 use crate::route::{BedrockFamily, Provider, Route};
+use crate::stream::decode_stream;
 
 pub use models::list_models_with;
 
@@ -211,10 +212,10 @@ impl BedrockProvider {
                 };
                 match invoke(client, model, body, req.is_stream(), rid).await? {
                     Invoked::Stream(rx) => {
-                        first_then_rest(Box::pin(stream::invoke_stream(
-                            rx,
+                        first_then_rest(decode_stream(
+                            stream::invoke_payloads(rx),
                             ClaudeStreamDecoder::new(meta),
-                        )))
+                        ))
                         .await
                     }
                     Invoked::Complete(bytes) => Ok(ChatReply::Complete(
@@ -232,10 +233,10 @@ impl BedrockProvider {
                 let stops = bedrock_titan::unsupported_stops(req);
                 match invoke(client, model, body, req.is_stream(), rid).await? {
                     Invoked::Stream(rx) => {
-                        let stream = ChunkStream::new(stream::invoke_stream(
-                            rx,
+                        let stream = decode_stream(
+                            stream::invoke_payloads(rx),
                             TitanStreamDecoder::new(meta),
-                        ));
+                        );
                         first_then_rest(stops::stop_at_sequences(stream, stops)).await
                     }
                     Invoked::Complete(bytes) => {
@@ -270,10 +271,10 @@ impl BedrockProvider {
                 }
                 if req.is_stream() {
                     let out = send_converse!(client.converse_stream());
-                    first_then_rest(Box::pin(stream::converse_stream(
-                        out.stream,
+                    first_then_rest(decode_stream(
+                        stream::converse_events(out.stream),
                         ConverseStreamDecoder::new(meta),
-                    )))
+                    ))
                     .await
                 } else {
                     let out = send_converse!(client.converse());

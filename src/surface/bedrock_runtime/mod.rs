@@ -29,7 +29,6 @@
 //! ```
 
 pub mod auth;
-pub mod eventstream;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -41,15 +40,16 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
-use self::eventstream::{ConverseStreamEncoder, InvokeStreamEncoder};
 use crate::body::Body;
 use crate::detect::DetectedRequest;
 use crate::error::{ErrorDialect, GatewayError};
-use crate::format::bedrock_claude::{ClaudeSseEncoder, ANTHROPIC_VERSION};
-use crate::format::bedrock_titan::TitanChunkEncoder;
-use crate::format::{converse, InboundFormat, StreamEncoder, TargetFormat};
+use crate::eventstream::{EventStreamFramer, InvokeChunkFramer};
+use crate::format::bedrock_claude::{ClaudeStreamEncoder, ANTHROPIC_VERSION};
+use crate::format::bedrock_titan::TitanStreamEncoder;
+use crate::format::converse::ConverseStreamEncoder;
+use crate::format::{converse, InboundFormat, TargetFormat};
 use crate::model::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream};
-use crate::sse::EncodedStream;
+use crate::stream::{EncodedBody, EventEncoder, Framer};
 use crate::translate::{decode_request, encode_complete};
 use crate::usage::UsageHooks;
 
@@ -175,7 +175,7 @@ fn decode(
             ))
         }
         Operation::Converse | Operation::ConverseStream => {
-            let request = converse::client::decode_client_request(&model, &body, stream)?;
+            let request = converse::decode_client_request(&model, &body, stream)?;
             // Converse is neither of the native invoke formats; logs show it as OpenAI-shaped.
             let record = CallRecord::new(
                 request.model.clone(),
@@ -304,7 +304,7 @@ where
             let json = match answer {
                 Answer::Native(target) => encode_complete(&response, target),
                 Answer::Converse => bytes::Bytes::from(
-                    serde_json::to_vec(&converse::client::encode_client_response(&response))
+                    serde_json::to_vec(&converse::encode_client_response(&response))
                         .unwrap_or_default(),
                 ),
             };
@@ -337,15 +337,22 @@ where
             let body = match answer {
                 Answer::Native(TargetFormat::BedrockTitan) => framed(
                     stream,
-                    InvokeStreamEncoder::new(TitanChunkEncoder::new()),
+                    TitanStreamEncoder::bedrock(),
+                    InvokeChunkFramer::new(),
                     shutdown.as_ref(),
                 ),
                 Answer::Native(_) => framed(
                     stream,
-                    InvokeStreamEncoder::new(ClaudeSseEncoder::new()),
+                    ClaudeStreamEncoder::bedrock(),
+                    InvokeChunkFramer::new(),
                     shutdown.as_ref(),
                 ),
-                Answer::Converse => framed(stream, ConverseStreamEncoder::new(), shutdown.as_ref()),
+                Answer::Converse => framed(
+                    stream,
+                    ConverseStreamEncoder::new(),
+                    EventStreamFramer::new(),
+                    shutdown.as_ref(),
+                ),
             };
             let mut res = Response::new(body);
             let h = res.headers_mut();
@@ -364,12 +371,13 @@ where
 }
 
 /// An event-stream body: no keep-alive (an SSE comment would corrupt the framing).
-fn framed<E: StreamEncoder>(
+fn framed<E: EventEncoder, F: Framer>(
     stream: ChunkStream,
     encoder: E,
+    framer: F,
     shutdown: Option<&CancellationToken>,
 ) -> Body {
-    let body = EncodedStream::new(stream, encoder, None);
+    let body = EncodedBody::new(stream, encoder, framer, None);
     Body::new(match shutdown {
         Some(token) => body.with_shutdown(token),
         None => body,

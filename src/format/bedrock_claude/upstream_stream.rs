@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::response::{map_stop_reason, ClaudeUsage};
+use super::upstream_reply::{map_stop_reason, ClaudeUsage};
 use crate::error::GatewayError;
 use crate::model::{finish_reason, ChatChunk, ChunkMeta, Delta, ToolCallDelta, Usage};
 
@@ -406,6 +406,19 @@ fn reasoning(text: String) -> Delta {
     Delta {
         reasoning_content: Some(text),
         ..Delta::default()
+    }
+}
+
+impl crate::stream::StreamDecoder for ClaudeStreamDecoder {
+    /// The JSON of one InvokeModelWithResponseStream `chunk` payload.
+    type Item = bytes::Bytes;
+
+    fn push(&mut self, item: bytes::Bytes, out: &mut Vec<ChatChunk>) -> Result<(), GatewayError> {
+        ClaudeStreamDecoder::push(self, &item, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), GatewayError> {
+        ClaudeStreamDecoder::finish(self, out)
     }
 }
 

@@ -4,7 +4,7 @@ use aws_sdk_bedrockruntime::types::{
     ContentBlockDelta, ContentBlockStart, ConverseStreamOutput, ReasoningContentBlockDelta,
 };
 
-use super::response::{map_stop_reason, usage_from};
+use super::upstream_reply::{map_stop_reason, usage_from};
 use crate::error::GatewayError;
 use crate::model::{finish_reason, ChatChunk, ChunkMeta, Delta, ToolCallDelta, Usage};
 
@@ -188,6 +188,23 @@ impl ConverseStreamDecoder {
         }
         self.finish_chunk(out);
         Ok(())
+    }
+}
+
+impl crate::stream::StreamDecoder for ConverseStreamDecoder {
+    /// One ConverseStream event, as the SDK decoded it.
+    type Item = ConverseStreamOutput;
+
+    fn push(
+        &mut self,
+        item: ConverseStreamOutput,
+        out: &mut Vec<ChatChunk>,
+    ) -> Result<(), GatewayError> {
+        ConverseStreamDecoder::push(self, &item, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), GatewayError> {
+        ConverseStreamDecoder::finish(self, out)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::response::map_completion_reason;
+use super::upstream_reply::map_completion_reason;
 use crate::error::GatewayError;
 use crate::model::{ChatChunk, ChunkMeta, Delta, Usage};
 
@@ -116,6 +116,19 @@ impl TitanStreamDecoder {
                 "stream ended before completion",
             ))
         }
+    }
+}
+
+impl crate::stream::StreamDecoder for TitanStreamDecoder {
+    /// The JSON of one InvokeModelWithResponseStream `chunk` payload.
+    type Item = bytes::Bytes;
+
+    fn push(&mut self, item: bytes::Bytes, out: &mut Vec<ChatChunk>) -> Result<(), GatewayError> {
+        TitanStreamDecoder::push(self, &item, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), GatewayError> {
+        TitanStreamDecoder::finish(self, out)
     }
 }
 

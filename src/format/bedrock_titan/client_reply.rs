@@ -1,14 +1,12 @@
-//! Canonical replies → Titan-format client responses and Titan SSE chunks.
+//! Canonical replies → Titan-format client responses and typed Titan stream chunks.
 
 use std::collections::BTreeMap;
 
-use bytes::BytesMut;
 use serde_json::{json, Value};
 
-use crate::error::{ErrorDialect, GatewayError};
-use crate::format::StreamEncoder;
+use crate::format::InvocationMetrics;
 use crate::model::{finish_reason, ChatChunk, ChatResponse, ToolCall, ToolCallDelta, Usage};
-use crate::sse;
+use crate::stream::{EventEncoder, Framer, WireEvent};
 
 /// Maps an OpenAI `finish_reason` to a Titan `completionReason`.
 fn completion_reason(finish: Option<&str>) -> &'static str {
@@ -66,45 +64,73 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
     })
 }
 
-/// Encodes canonical chunks as Titan stream chunks in SSE `data:` events (no `[DONE]`).
+/// One chunk of a Titan stream:
+/// `{"outputText","index","totalOutputTextTokenCount","completionReason","inputTextTokenCount"}`,
+/// counts and reason `null` until the last chunk.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TitanChunkEvent<'a> {
+    output_text: std::borrow::Cow<'a, str>,
+    index: u64,
+    total_output_text_token_count: Option<u64>,
+    completion_reason: Option<&'static str>,
+    input_text_token_count: Option<u64>,
+    /// Bedrock's invocation metrics on the last chunk (only on the Bedrock runtime surface).
+    #[serde(
+        rename = "amazon-bedrock-invocationMetrics",
+        skip_serializing_if = "Option::is_none"
+    )]
+    metrics: Option<InvocationMetrics>,
+}
+
+impl WireEvent for TitanChunkEvent<'_> {}
+
+/// Canonical chunks → Titan stream chunks ([`TitanChunkEvent`]; no `[DONE]`).
 ///
-/// Each event is `{"outputText","index","totalOutputTextTokenCount","completionReason",
-/// "inputTextTokenCount"}` with `index` counting from 0. Text deltas become events at once (counts
-/// `null`: they are only known at the end). The finish chunk is held until the usage chunk that
-/// follows it (or [`StreamEncoder::finish`]), so the last event carries the reason and the counts
-/// together, as Titan's last chunk does. Tool-call fragments are collected and written into the
-/// last event's `outputText` as JSON lines; role and reasoning deltas produce nothing.
+/// `index` counts from 0. Text deltas become chunks at once (counts `null`: they are only known at
+/// the end). The finish chunk is held until the usage chunk that follows it (or
+/// [`EventEncoder::finish`]), so the last chunk carries the reason and the counts together, as
+/// Titan's last chunk does. Tool-call fragments are collected and written into the last chunk's
+/// `outputText` as JSON lines; role and reasoning deltas produce nothing.
 #[derive(Debug, Default)]
-pub struct TitanChunkEncoder {
+pub struct TitanStreamEncoder {
     index: u64,
     reason: Option<&'static str>,
     usage: Option<Usage>,
     done: bool,
     tool_calls: BTreeMap<u32, ToolCall>,
+    /// Add `amazon-bedrock-invocationMetrics` to the last chunk, as Bedrock's own streams do.
+    bedrock_metrics: bool,
 }
 
-impl TitanChunkEncoder {
+impl TitanStreamEncoder {
     /// A new encoder for one stream.
     pub fn new() -> Self {
-        TitanChunkEncoder::default()
+        TitanStreamEncoder::default()
     }
 
-    fn event(
-        &mut self,
-        out: &mut BytesMut,
-        text: &str,
-        reason: Option<&str>,
-        usage: Option<&Usage>,
-    ) {
-        let event = json!({
-            "outputText": text,
-            "index": self.index,
-            "totalOutputTextTokenCount": usage.map(|u| u.completion_tokens),
-            "completionReason": reason,
-            "inputTextTokenCount": usage.map(|u| u.prompt_tokens),
+    /// An encoder for the Bedrock runtime surface: the last chunk carries the invocation metrics
+    /// when the usage is known.
+    pub fn bedrock() -> Self {
+        TitanStreamEncoder {
+            bedrock_metrics: true,
+            ..TitanStreamEncoder::default()
+        }
+    }
+
+    fn event<F: Framer>(&mut self, out: &mut F, text: std::borrow::Cow<'_, str>, last: bool) {
+        let usage = self.usage.as_ref().filter(|_| last);
+        out.event(&TitanChunkEvent {
+            output_text: text,
+            index: self.index,
+            total_output_text_token_count: usage.map(|u| u.completion_tokens),
+            completion_reason: self.reason.filter(|_| last),
+            input_text_token_count: usage.map(|u| u.prompt_tokens),
+            metrics: usage
+                .filter(|_| self.bedrock_metrics)
+                .map(InvocationMetrics::of),
         });
         self.index += 1;
-        sse::write_json_event(out, None, &event);
     }
 
     fn collect_tool_call(&mut self, fragment: &ToolCallDelta) {
@@ -125,21 +151,19 @@ impl TitanChunkEncoder {
         }
     }
 
-    /// Writes the held final event, once.
-    fn flush_final(&mut self, out: &mut BytesMut) {
-        let Some(reason) = self.reason else { return };
-        if self.done {
+    /// Writes the held last chunk, once.
+    fn flush_final<F: Framer>(&mut self, out: &mut F) {
+        if self.reason.is_none() || self.done {
             return;
         }
         self.done = true;
         let text = tool_call_lines(self.tool_calls.values());
-        let usage = self.usage.take();
-        self.event(out, &text, Some(reason), usage.as_ref());
+        self.event(out, text.into(), true);
     }
 }
 
-impl StreamEncoder for TitanChunkEncoder {
-    fn encode(&mut self, chunk: &ChatChunk, out: &mut BytesMut) {
+impl EventEncoder for TitanStreamEncoder {
+    fn encode<F: Framer>(&mut self, chunk: &ChatChunk, out: &mut F) {
         if self.done {
             return;
         }
@@ -149,7 +173,7 @@ impl StreamEncoder for TitanChunkEncoder {
         for choice in &chunk.choices {
             let delta = &choice.delta;
             if let Some(text) = delta.content.as_deref().filter(|t| !t.is_empty()) {
-                self.event(out, text, None, None);
+                self.event(out, text.into(), false);
             }
             for fragment in delta.tool_calls.iter().flatten() {
                 self.collect_tool_call(fragment);
@@ -163,11 +187,7 @@ impl StreamEncoder for TitanChunkEncoder {
         }
     }
 
-    fn encode_error(&mut self, error: &GatewayError, out: &mut BytesMut) {
-        sse::write_json_event(out, None, &error.to_body_json(ErrorDialect::OpenAi));
-    }
-
-    fn finish(&mut self, out: &mut BytesMut) {
+    fn finish<F: Framer>(&mut self, out: &mut F) {
         self.flush_final(out);
     }
 }
@@ -175,8 +195,9 @@ impl StreamEncoder for TitanChunkEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{ErrorDialect, GatewayError};
     use crate::model::{Choice, ChunkMeta, Delta, ResponseMessage};
-    use crate::sse::SseDecoder;
+    use crate::sse::{SseDecoder, SseFramer};
     use serde_json::Map;
 
     fn meta() -> ChunkMeta {
@@ -272,23 +293,25 @@ mod tests {
     #[test]
     fn stream_holds_final_event_until_usage() {
         let m = meta();
-        let mut enc = TitanChunkEncoder::new();
-        let mut out = BytesMut::new();
+        let mut enc = TitanStreamEncoder::new();
+        let mut out = SseFramer::new(ErrorDialect::OpenAi);
         enc.encode(&ChatChunk::delta(&m, Delta::role(), None), &mut out);
-        assert!(out.is_empty(), "role chunk produces nothing");
+        assert!(out.take().is_empty(), "role chunk produces nothing");
         enc.encode(&ChatChunk::delta(&m, Delta::text("Hel"), None), &mut out);
         enc.encode(&ChatChunk::delta(&m, Delta::text("lo"), None), &mut out);
-        let before_finish = out.len();
+        let mut wire = out.take().to_vec();
         enc.encode(
             &ChatChunk::delta(&m, Delta::default(), Some("stop")),
             &mut out,
         );
-        assert_eq!(out.len(), before_finish, "finish is held");
+        assert!(out.take().is_empty(), "finish is held");
         enc.encode(
             &ChatChunk::usage(&m, Usage::from_parts(9, 2, 0, 0)),
             &mut out,
         );
         enc.finish(&mut out);
+        wire.extend_from_slice(&out.take());
+        let out = wire;
         assert_eq!(
             decode(&out),
             vec![
@@ -303,8 +326,8 @@ mod tests {
     #[test]
     fn stream_final_event_on_finish_without_usage_and_tool_calls() {
         let m = meta();
-        let mut enc = TitanChunkEncoder::new();
-        let mut out = BytesMut::new();
+        let mut enc = TitanStreamEncoder::new();
+        let mut out = SseFramer::new(ErrorDialect::OpenAi);
         enc.encode(
             &ChatChunk::delta(
                 &m,
@@ -333,10 +356,10 @@ mod tests {
             &ChatChunk::delta(&m, Delta::default(), Some("tool_calls")),
             &mut out,
         );
-        assert!(out.is_empty());
+        assert!(out.take().is_empty());
         enc.finish(&mut out);
         enc.finish(&mut out);
-        let events = decode(&out);
+        let events = decode(&out.take());
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["index"], 0);
         assert_eq!(events[0]["completionReason"], "FINISH");
@@ -349,11 +372,30 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_last_chunk_carries_invocation_metrics() {
+        let m = meta();
+        let evs = crate::stream::testing::record(
+            TitanStreamEncoder::bedrock(),
+            &[
+                ChatChunk::delta(&m, Delta::text("hi"), Some("stop")),
+                ChatChunk::usage(&m, Usage::from_parts(12, 9, 0, 0)),
+            ],
+        );
+        assert_eq!(evs.len(), 2);
+        assert!(evs[0].1.get("amazon-bedrock-invocationMetrics").is_none());
+        assert_eq!(
+            evs[1].1["amazon-bedrock-invocationMetrics"]["outputTokenCount"],
+            9
+        );
+        assert_eq!(evs[1].1["completionReason"], "FINISH");
+    }
+
+    #[test]
     fn stream_error_event() {
-        let mut enc = TitanChunkEncoder::new();
-        let mut out = BytesMut::new();
-        enc.encode_error(&GatewayError::upstream_protocol("boom"), &mut out);
-        let events = decode(&out);
+        // Titan clients read errors in the OpenAI shape, framed like any other chunk.
+        let mut out = SseFramer::new(ErrorDialect::OpenAi);
+        out.error(&GatewayError::upstream_protocol("boom"));
+        let events = decode(&out.take());
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["error"]["message"], "boom");
         assert_eq!(events[0]["error"]["type"], "server_error");

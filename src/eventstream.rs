@@ -1,21 +1,14 @@
-//! Canonical chunks → AWS event-stream bodies (PROTOCOLS 2.6), for
-//! `invoke-with-response-stream` and `converse-stream`.
+//! The AWS event-stream wire (PROTOCOLS 2.6) for client streams: the framers of
+//! `converse-stream` ([`EventStreamFramer`]) and `invoke-with-response-stream`
+//! ([`InvokeChunkFramer`]).
 //!
 //! Frames are written with `aws-smithy-eventstream`, so lengths, CRCs and header encoding are the
-//! SDKs' own. Two [`StreamEncoder`]s:
-//!
-//! - [`InvokeStreamEncoder`] wraps a model-native SSE encoder (Claude or Titan) and turns each of
-//!   its events into a `chunk` frame whose payload is `{"bytes":"<base64 of the event JSON>"}`; the
-//!   last event (Claude `message_stop`, Titan's final chunk) gains
-//!   `amazon-bedrock-invocationMetrics` when usage is known, as Bedrock's does.
-//! - [`ConverseStreamEncoder`] frames the events of
-//!   [`crate::format::converse::client::ConverseEventEncoder`].
-//!
-//! A mid-stream error becomes one exception frame (`:message-type: exception`) and the stream ends.
+//! SDKs' own. A mid-stream error becomes one exception frame (`:message-type: exception`) and the
+//! stream ends. (Upstream event streams are decoded by the AWS SDK itself.)
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use open_bedrock_server::surface::bedrock_runtime::eventstream::write_event;
+//! use open_bedrock_server::eventstream::write_event;
 //!
 //! let mut out = BytesMut::new();
 //! write_event(&mut out, "chunk", br#"{"bytes":"eyJ0eXBlIjoibWVzc2FnZV9zdG9wIn0="}"#);
@@ -27,13 +20,10 @@
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::error::GatewayError;
-use crate::format::converse::client::ConverseEventEncoder;
-use crate::format::StreamEncoder;
-use crate::model::{ChatChunk, Usage};
-use crate::sse::SseDecoder;
+use crate::stream::{Framer, WireEvent};
 
 fn write(out: &mut BytesMut, message: &Message) {
     let mut buf = Vec::with_capacity(message.payload().len() + 128);
@@ -85,158 +75,99 @@ pub fn exception_type(error: &GatewayError) -> &'static str {
     }
 }
 
-/// `amazon-bedrock-invocationMetrics` for `usage`.
-fn invocation_metrics(usage: &Usage) -> Value {
-    let mut m = json!({
-        "inputTokenCount": usage.prompt_tokens.saturating_sub(usage.cached_tokens()).saturating_sub(usage.cache_write_tokens()),
-        "outputTokenCount": usage.completion_tokens,
-        "invocationLatency": 0,
-        "firstByteLatency": 0,
-    });
-    if usage.cached_tokens() > 0 {
-        m["cacheReadInputTokenCount"] = Value::from(usage.cached_tokens());
-    }
-    if usage.cache_write_tokens() > 0 {
-        m["cacheWriteInputTokenCount"] = Value::from(usage.cache_write_tokens());
-    }
-    m
-}
-
-/// `invoke-with-response-stream`: a model-native SSE encoder's events as `chunk` frames.
-#[derive(Debug)]
-pub struct InvokeStreamEncoder<E> {
-    inner: E,
-    scratch: BytesMut,
-    sse: SseDecoder,
-    usage: Option<Usage>,
-    stopped: bool,
-}
-
-impl<E: StreamEncoder> InvokeStreamEncoder<E> {
-    /// Frames the events `inner` writes.
-    pub fn new(inner: E) -> Self {
-        InvokeStreamEncoder {
-            inner,
-            scratch: BytesMut::new(),
-            sse: SseDecoder::new(),
-            usage: None,
-            stopped: false,
-        }
-    }
-
-    fn drain(&mut self, out: &mut BytesMut) {
-        self.sse.push(&self.scratch.split());
-        while let Some(event) = self.sse.next_event() {
-            let mut data = event.data;
-            if &data[..] == b"[DONE]" {
-                continue;
-            }
-            // The closing event of each family carries the invocation metrics on Bedrock.
-            let last = event.event.as_deref() == Some("message_stop")
-                || memchr_str(&data, b"\"completionReason\":\"");
-            if let (true, Some(usage)) = (last, &self.usage) {
-                if let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&data) {
-                    obj.insert(
-                        "amazon-bedrock-invocationMetrics".into(),
-                        invocation_metrics(usage),
-                    );
-                    data = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
-                }
-            }
-            let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
-            let payload = serde_json::to_vec(&json!({"bytes": b64})).unwrap_or_default();
-            write_event(out, "chunk", &payload);
-        }
-    }
-}
-
-fn memchr_str(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-impl<E: StreamEncoder> StreamEncoder for InvokeStreamEncoder<E> {
-    fn encode(&mut self, chunk: &ChatChunk, out: &mut BytesMut) {
-        if self.stopped {
-            return;
-        }
-        if let Some(u) = &chunk.usage {
-            self.usage = Some(u.clone());
-        }
-        self.inner.encode(chunk, &mut self.scratch);
-        self.drain(out);
-    }
-
-    fn encode_error(&mut self, error: &GatewayError, out: &mut BytesMut) {
-        self.stopped = true;
-        write_exception(out, exception_type(error), error.message());
-    }
-
-    fn finish(&mut self, out: &mut BytesMut) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        self.inner.finish(&mut self.scratch);
-        self.drain(out);
-    }
-}
-
-/// `converse-stream`: ConverseStream events as event-stream frames.
+/// Writes typed events as event-stream messages whose `:event-type` is the event's name and whose
+/// payload is its JSON — the framing of `converse-stream`. The in-band error is one exception
+/// message ([`exception_type`], payload `{"message"}`); there is no keep-alive (a comment would
+/// corrupt the framing).
 #[derive(Debug, Default)]
-pub struct ConverseStreamEncoder {
-    events: ConverseEventEncoder,
-    pending: Vec<(&'static str, Value)>,
-    stopped: bool,
+pub struct EventStreamFramer {
+    buf: BytesMut,
 }
 
-impl ConverseStreamEncoder {
-    /// A new encoder for one stream.
+impl EventStreamFramer {
+    /// A new framer.
     pub fn new() -> Self {
-        ConverseStreamEncoder::default()
-    }
-
-    fn drain(&mut self, out: &mut BytesMut) {
-        for (event_type, payload) in self.pending.drain(..) {
-            write_event(
-                out,
-                event_type,
-                &serde_json::to_vec(&payload).unwrap_or_default(),
-            );
-        }
+        EventStreamFramer::default()
     }
 }
 
-impl StreamEncoder for ConverseStreamEncoder {
-    fn encode(&mut self, chunk: &ChatChunk, out: &mut BytesMut) {
-        if self.stopped {
-            return;
-        }
-        self.events.push(chunk, &mut self.pending);
-        self.drain(out);
+impl Framer for EventStreamFramer {
+    fn event<E: WireEvent + ?Sized>(&mut self, event: &E) {
+        let payload = serde_json::to_vec(event).unwrap_or_default();
+        write_event(&mut self.buf, event.name().unwrap_or("chunk"), &payload);
     }
 
-    fn encode_error(&mut self, error: &GatewayError, out: &mut BytesMut) {
-        self.stopped = true;
-        write_exception(out, exception_type(error), error.message());
+    fn error(&mut self, error: &GatewayError) {
+        write_exception(&mut self.buf, exception_type(error), error.message());
     }
 
-    fn finish(&mut self, out: &mut BytesMut) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        self.events.finish(&mut self.pending);
-        self.drain(out);
+    fn content_type(&self) -> &'static str {
+        "application/vnd.amazon.eventstream"
+    }
+
+    fn take(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+}
+
+/// Writes each typed event as an InvokeModelWithResponseStream `chunk` message whose payload is
+/// `{"bytes": "<base64 of the event's JSON>"}` — the framing of `invoke-with-response-stream`,
+/// for the model-native events of the Claude and Titan encoders. Errors and keep-alive as
+/// [`EventStreamFramer`].
+#[derive(Debug, Default)]
+pub struct InvokeChunkFramer {
+    buf: BytesMut,
+    json: Vec<u8>,
+}
+
+impl InvokeChunkFramer {
+    /// A new framer.
+    pub fn new() -> Self {
+        InvokeChunkFramer::default()
+    }
+}
+
+impl Framer for InvokeChunkFramer {
+    fn event<E: WireEvent + ?Sized>(&mut self, event: &E) {
+        self.json.clear();
+        let _ = serde_json::to_writer(&mut self.json, event);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.json);
+        let payload = serde_json::to_vec(&json!({"bytes": b64})).unwrap_or_default();
+        write_event(&mut self.buf, "chunk", &payload);
+    }
+
+    fn error(&mut self, error: &GatewayError) {
+        write_exception(&mut self.buf, exception_type(error), error.message());
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/vnd.amazon.eventstream"
+    }
+
+    fn take(&mut self) -> Bytes {
+        self.buf.split().freeze()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::bedrock_claude::ClaudeSseEncoder;
-    use crate::format::bedrock_titan::TitanChunkEncoder;
-    use crate::model::{ChunkMeta, Delta};
+    use crate::format::bedrock_claude::ClaudeStreamEncoder;
+    use crate::format::bedrock_titan::TitanStreamEncoder;
+    use crate::format::converse::ConverseStreamEncoder;
+    use crate::model::{ChatChunk, ChunkMeta, Delta, Usage};
+    use crate::stream::EventEncoder;
     use aws_smithy_eventstream::frame::read_message_from;
+    use serde_json::Value;
+
+    /// Runs `enc` over `chunks` (and its finish, unless an error ended the stream) into `out`.
+    fn framed<E: EventEncoder, F: Framer>(mut enc: E, mut out: F, chunks: &[ChatChunk]) -> Bytes {
+        for c in chunks {
+            enc.encode(c, &mut out);
+        }
+        enc.finish(&mut out);
+        out.take()
+    }
 
     /// (message type, event or exception type, payload JSON) of every frame.
     fn read_frames(mut bytes: &[u8]) -> Vec<(String, String, Value)> {
@@ -291,12 +222,11 @@ mod tests {
 
     #[test]
     fn claude_events_become_chunk_frames_with_metrics() {
-        let mut enc = InvokeStreamEncoder::new(ClaudeSseEncoder::new());
-        let mut out = BytesMut::new();
-        for c in chunks() {
-            enc.encode(&c, &mut out);
-        }
-        enc.finish(&mut out);
+        let out = framed(
+            ClaudeStreamEncoder::bedrock(),
+            InvokeChunkFramer::new(),
+            &chunks(),
+        );
         let frames = read_frames(&out);
         assert!(frames.iter().all(|f| f.0 == "event" && f.1 == "chunk"));
         let events: Vec<Value> = frames.iter().map(inner).collect();
@@ -323,12 +253,11 @@ mod tests {
 
     #[test]
     fn titan_chunks_and_the_final_one() {
-        let mut enc = InvokeStreamEncoder::new(TitanChunkEncoder::new());
-        let mut out = BytesMut::new();
-        for c in chunks() {
-            enc.encode(&c, &mut out);
-        }
-        enc.finish(&mut out);
+        let out = framed(
+            TitanStreamEncoder::bedrock(),
+            InvokeChunkFramer::new(),
+            &chunks(),
+        );
         let events: Vec<Value> = read_frames(&out).iter().map(inner).collect();
         let text: String = events
             .iter()
@@ -345,16 +274,12 @@ mod tests {
 
     #[test]
     fn errors_become_one_exception_frame_then_nothing() {
-        let mut enc = InvokeStreamEncoder::new(ClaudeSseEncoder::new());
-        let mut out = BytesMut::new();
+        // What the streamed body does: events, then the framer's error, then nothing.
+        let mut enc = ClaudeStreamEncoder::bedrock();
+        let mut out = InvokeChunkFramer::new();
         enc.encode(&chunks()[1], &mut out);
-        enc.encode_error(
-            &GatewayError::upstream_status(429, "Too many tokens"),
-            &mut out,
-        );
-        enc.encode(&chunks()[2], &mut out);
-        enc.finish(&mut out);
-        let frames = read_frames(&out);
+        out.error(&GatewayError::upstream_status(429, "Too many tokens"));
+        let frames = read_frames(&out.take());
         let last = frames.last().unwrap();
         assert_eq!(
             (last.0.as_str(), last.1.as_str()),
@@ -364,11 +289,10 @@ mod tests {
         assert_eq!(frames.iter().filter(|f| f.0 == "exception").count(), 1);
 
         let mut enc = ConverseStreamEncoder::new();
-        let mut out = BytesMut::new();
+        let mut out = EventStreamFramer::new();
         enc.encode(&chunks()[1], &mut out);
-        enc.encode_error(&GatewayError::upstream_protocol("broken"), &mut out);
-        enc.finish(&mut out);
-        let frames = read_frames(&out);
+        out.error(&GatewayError::upstream_protocol("broken"));
+        let frames = read_frames(&out.take());
         assert_eq!(
             frames.iter().map(|f| f.1.as_str()).collect::<Vec<_>>(),
             [
@@ -381,12 +305,11 @@ mod tests {
 
     #[test]
     fn converse_frames() {
-        let mut enc = ConverseStreamEncoder::new();
-        let mut out = BytesMut::new();
-        for c in chunks() {
-            enc.encode(&c, &mut out);
-        }
-        enc.finish(&mut out);
+        let out = framed(
+            ConverseStreamEncoder::new(),
+            EventStreamFramer::new(),
+            &chunks(),
+        );
         let frames = read_frames(&out);
         let names: Vec<&str> = frames.iter().map(|f| f.1.as_str()).collect();
         assert_eq!(

@@ -1,7 +1,8 @@
-//! Canonical reply → Claude format, for clients that asked `?target_format=bedrock_claude`.
+//! Canonical reply → Claude format, for Claude-speaking clients (`/v1/messages`,
+//! `?target_format=bedrock_claude`, Bedrock `invoke` / `invoke-with-response-stream`).
 //!
-//! [`encode_client_response`] writes an Anthropic Messages response; [`ClaudeSseEncoder`] turns
-//! canonical chunks into the Anthropic SSE event sequence:
+//! [`encode_client_response`] writes an Anthropic Messages response; [`ClaudeStreamEncoder`] turns
+//! canonical chunks into the typed Anthropic stream events ([`ClaudeEvent`]):
 //!
 //! ```text
 //! message_start
@@ -10,18 +11,16 @@
 //! message_stop
 //! ```
 //!
-//! OpenAI streams interleave nothing, but a delta may switch between reasoning, text and tool calls
-//! at any chunk; each switch (and each new tool-call index) closes the open block and opens the next,
-//! with block indexes counting up from 0 as Anthropic clients require.
+//! The block structure comes from the shared [`BlockSequencer`]; the wire (SSE, or event-stream
+//! `chunk` frames) is the framer's business.
 
-use bytes::BytesMut;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::error::GatewayError;
-use crate::format::StreamEncoder;
-use crate::model::{finish_reason, ChatChunk, ChatResponse, Delta, Usage};
-use crate::sse::write_json_event;
+use crate::format::blocks::{BlockEvent, BlockKind, BlockSequencer};
+use crate::format::InvocationMetrics;
+use crate::model::{finish_reason, ChatChunk, ChatResponse, Usage};
+use crate::stream::{EventEncoder, Framer, WireEvent};
 
 /// The Claude message id for an OpenAI completion id (`chatcmpl-X` → `msg_X`).
 fn message_id(id: &str) -> String {
@@ -32,29 +31,12 @@ fn message_id(id: &str) -> String {
 }
 
 /// OpenAI `finish_reason` → Claude `stop_reason`.
-fn stop_reason(finish: &str) -> &'static str {
+pub(crate) fn stop_reason(finish: &str) -> &'static str {
     match finish {
         finish_reason::LENGTH => "max_tokens",
         finish_reason::TOOL_CALLS | "function_call" => "tool_use",
         finish_reason::CONTENT_FILTER => "refusal",
         _ => "end_turn",
-    }
-}
-
-/// Claude usage members: `input_tokens` excludes cache reads and writes, which are reported apart.
-fn usage_fields(usage: &Usage, out: &mut Map<String, Value>) {
-    let cached = usage.cached_tokens();
-    let written = usage.cache_write_tokens();
-    let input = usage
-        .prompt_tokens
-        .saturating_sub(cached)
-        .saturating_sub(written);
-    out.insert("input_tokens".into(), Value::from(input));
-    if cached > 0 {
-        out.insert("cache_read_input_tokens".into(), Value::from(cached));
-    }
-    if written > 0 {
-        out.insert("cache_creation_input_tokens".into(), Value::from(written));
     }
 }
 
@@ -91,17 +73,13 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
         None => "end_turn",
     };
 
-    let mut usage = Map::new();
-    match &resp.usage {
-        Some(u) => {
-            usage_fields(u, &mut usage);
-            usage.insert("output_tokens".into(), Value::from(u.completion_tokens));
-        }
-        None => {
-            usage.insert("input_tokens".into(), Value::from(0));
-            usage.insert("output_tokens".into(), Value::from(0));
-        }
-    }
+    let usage = match &resp.usage {
+        Some(u) => MessageUsage::of(u),
+        None => MessageUsage {
+            input_tokens: Some(0),
+            ..MessageUsage::default()
+        },
+    };
     json!({
         "id": message_id(&resp.id),
         "type": "message",
@@ -114,188 +92,275 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
     })
 }
 
-/// `content_block_delta`, serialized from borrowed text (the per-token hot path: no copy of the piece).
-#[derive(Serialize)]
-struct BlockDeltaEvent<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    index: u32,
-    delta: BlockDelta<'a>,
+/// One event of an Anthropic Messages stream.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClaudeEvent<'a> {
+    /// Opens the message.
+    MessageStart {
+        /// The message shell (no content yet).
+        message: MessageShell<'a>,
+    },
+    /// Opens a content block.
+    ContentBlockStart {
+        /// Block index.
+        index: u32,
+        /// The empty block.
+        content_block: ContentBlock<'a>,
+    },
+    /// Adds to the open block.
+    ContentBlockDelta {
+        /// Block index.
+        index: u32,
+        /// The piece.
+        delta: BlockDelta<'a>,
+    },
+    /// Closes a block.
+    ContentBlockStop {
+        /// Block index.
+        index: u32,
+    },
+    /// The stop reason and the usage.
+    MessageDelta {
+        /// `stop_reason` and `stop_sequence`.
+        delta: StopDelta,
+        /// Token counts.
+        usage: MessageUsage,
+    },
+    /// Closes the message.
+    MessageStop {
+        /// Bedrock's invocation metrics (only on the Bedrock runtime surface).
+        #[serde(
+            rename = "amazon-bedrock-invocationMetrics",
+            skip_serializing_if = "Option::is_none"
+        )]
+        metrics: Option<InvocationMetrics>,
+    },
 }
 
-#[derive(Serialize)]
+impl WireEvent for ClaudeEvent<'_> {
+    fn name(&self) -> Option<&'static str> {
+        Some(match self {
+            ClaudeEvent::MessageStart { .. } => "message_start",
+            ClaudeEvent::ContentBlockStart { .. } => "content_block_start",
+            ClaudeEvent::ContentBlockDelta { .. } => "content_block_delta",
+            ClaudeEvent::ContentBlockStop { .. } => "content_block_stop",
+            ClaudeEvent::MessageDelta { .. } => "message_delta",
+            ClaudeEvent::MessageStop { .. } => "message_stop",
+        })
+    }
+}
+
+/// The `message` of `message_start`.
+#[derive(Debug, Serialize)]
+pub struct MessageShell<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: [(); 0],
+    stop_reason: Option<()>,
+    stop_sequence: Option<()>,
+    usage: MessageUsage,
+}
+
+/// An empty content block, as `content_block_start` opens it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentBlock<'a> {
+    /// Answer text.
+    Text {
+        /// Always empty at the start.
+        text: &'static str,
+    },
+    /// Reasoning; `signature` is empty (there is none to give for a non-Claude model).
+    Thinking {
+        /// Always empty at the start.
+        thinking: &'static str,
+        /// Always empty.
+        signature: &'static str,
+    },
+    /// A tool call.
+    ToolUse {
+        /// Call id.
+        id: std::borrow::Cow<'a, str>,
+        /// Tool name.
+        name: &'a str,
+        /// Always `{}` at the start; the arguments follow as `input_json_delta`s.
+        input: Map<String, Value>,
+    },
+}
+
+/// The piece a `content_block_delta` carries.
+#[derive(Debug, Serialize)]
 #[serde(tag = "type")]
-enum BlockDelta<'a> {
+pub enum BlockDelta<'a> {
+    /// Answer text.
     #[serde(rename = "text_delta")]
-    Text { text: &'a str },
+    Text {
+        /// The text.
+        text: &'a str,
+    },
+    /// Reasoning text.
     #[serde(rename = "thinking_delta")]
-    Thinking { thinking: &'a str },
+    Thinking {
+        /// The text.
+        thinking: &'a str,
+    },
+    /// A piece of a tool call's JSON arguments.
     #[serde(rename = "input_json_delta")]
-    InputJson { partial_json: &'a str },
+    InputJson {
+        /// The piece.
+        partial_json: &'a str,
+    },
 }
 
-/// `content_block_stop`.
-#[derive(Serialize)]
-struct BlockStopEvent {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    index: u32,
+/// `message_delta.delta`.
+#[derive(Debug, Serialize)]
+pub struct StopDelta {
+    stop_reason: &'static str,
+    stop_sequence: Option<()>,
 }
 
-/// The kind of the content block currently open in the Claude stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Open {
-    Text,
-    Thinking,
-    /// A tool_use block for the OpenAI tool-call index.
-    Tool(u32),
+/// Claude usage members: `input_tokens` excludes cache reads and writes, which are reported apart.
+#[derive(Debug, Default, Serialize)]
+pub struct MessageUsage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_tokens: Option<u64>,
+    output_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_creation_input_tokens: Option<u64>,
 }
 
-/// Canonical chunks → Anthropic SSE events (`event: <type>\ndata: <json>\n\n`).
+impl MessageUsage {
+    fn of(usage: &Usage) -> Self {
+        let cached = usage.cached_tokens();
+        let written = usage.cache_write_tokens();
+        MessageUsage {
+            input_tokens: Some(
+                usage
+                    .prompt_tokens
+                    .saturating_sub(cached)
+                    .saturating_sub(written),
+            ),
+            output_tokens: usage.completion_tokens,
+            cache_read_input_tokens: (cached > 0).then_some(cached),
+            cache_creation_input_tokens: (written > 0).then_some(written),
+        }
+    }
+}
+
+/// Canonical chunks → Anthropic stream events.
 #[derive(Debug, Default)]
-pub struct ClaudeSseEncoder {
+pub struct ClaudeStreamEncoder {
     started: bool,
     /// `message_delta` went out (the finish and the usage are both known).
     delta_sent: bool,
     stopped: bool,
-    next_index: u32,
-    open: Option<Open>,
+    blocks: BlockSequencer,
     stop_reason: Option<&'static str>,
     usage: Option<Usage>,
+    /// Add `amazon-bedrock-invocationMetrics` to `message_stop`, as Bedrock's own streams do.
+    bedrock_metrics: bool,
 }
 
-impl ClaudeSseEncoder {
+impl ClaudeStreamEncoder {
     /// A new encoder; id and model are taken from the first chunk.
     pub fn new() -> Self {
-        ClaudeSseEncoder::default()
+        ClaudeStreamEncoder::default()
     }
 
-    fn start(&mut self, id: &str, model: &str, out: &mut BytesMut) {
+    /// An encoder for the Bedrock runtime surface: `message_stop` carries the invocation metrics
+    /// when the usage is known.
+    pub fn bedrock() -> Self {
+        ClaudeStreamEncoder {
+            bedrock_metrics: true,
+            ..ClaudeStreamEncoder::default()
+        }
+    }
+
+    fn start<F: Framer>(&mut self, id: &str, model: &str, out: &mut F) {
         if self.started {
             return;
         }
         self.started = true;
-        let event = json!({
-            "type": "message_start",
-            "message": {
-                "id": message_id(id),
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": [],
-                "stop_reason": null,
-                "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0},
+        out.event(&ClaudeEvent::MessageStart {
+            message: MessageShell {
+                id: message_id(id),
+                kind: "message",
+                role: "assistant",
+                model,
+                content: [],
+                stop_reason: None,
+                stop_sequence: None,
+                usage: MessageUsage {
+                    input_tokens: Some(0),
+                    ..MessageUsage::default()
+                },
             },
         });
-        write_json_event(out, Some("message_start"), &event);
-    }
-
-    fn close_block(&mut self, out: &mut BytesMut) {
-        if self.open.take().is_some() {
-            let index = self.next_index - 1;
-            let event = BlockStopEvent {
-                kind: "content_block_stop",
-                index,
-            };
-            write_json_event(out, Some("content_block_stop"), &event);
-        }
-    }
-
-    /// Makes `kind` the open block (closing another one first); returns its index.
-    fn ensure_block(
-        &mut self,
-        kind: Open,
-        block: impl FnOnce() -> Value,
-        out: &mut BytesMut,
-    ) -> u32 {
-        if self.open != Some(kind) {
-            self.close_block(out);
-            let index = self.next_index;
-            self.next_index += 1;
-            self.open = Some(kind);
-            write_json_event(
-                out,
-                Some("content_block_start"),
-                &json!({"type": "content_block_start", "index": index, "content_block": block()}),
-            );
-        }
-        self.next_index - 1
-    }
-
-    fn block_delta(out: &mut BytesMut, index: u32, delta: BlockDelta<'_>) {
-        let event = BlockDeltaEvent {
-            kind: "content_block_delta",
-            index,
-            delta,
-        };
-        write_json_event(out, Some("content_block_delta"), &event);
-    }
-
-    fn encode_delta(&mut self, delta: &Delta, out: &mut BytesMut) {
-        if let Some(thinking) = delta.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
-            let index = self.ensure_block(
-                Open::Thinking,
-                || json!({"type": "thinking", "thinking": "", "signature": ""}),
-                out,
-            );
-            Self::block_delta(out, index, BlockDelta::Thinking { thinking });
-        }
-        let text = [delta.content.as_deref(), delta.refusal.as_deref()];
-        for text in text.into_iter().flatten().filter(|t| !t.is_empty()) {
-            let index = self.ensure_block(Open::Text, || json!({"type": "text", "text": ""}), out);
-            Self::block_delta(out, index, BlockDelta::Text { text });
-        }
-        for call in delta.tool_calls.iter().flatten() {
-            let function = call.function.as_ref();
-            let index = self.ensure_block(
-                Open::Tool(call.index),
-                || {
-                    let id = call
-                        .id
-                        .clone()
-                        .unwrap_or_else(|| format!("toolu_{}", call.index));
-                    let name = function.and_then(|f| f.name.as_deref()).unwrap_or_default();
-                    json!({"type": "tool_use", "id": id, "name": name, "input": {}})
-                },
-                out,
-            );
-            if let Some(args) = function
-                .and_then(|f| f.arguments.as_deref())
-                .filter(|a| !a.is_empty())
-            {
-                Self::block_delta(out, index, BlockDelta::InputJson { partial_json: args });
-            }
-        }
     }
 
     /// Writes `message_delta` once the stop reason is known (with zero usage if none arrived).
-    fn send_message_delta(&mut self, out: &mut BytesMut) {
+    fn send_message_delta<F: Framer>(&mut self, out: &mut F) {
         if self.delta_sent {
             return;
         }
         self.delta_sent = true;
-        let mut usage = Map::new();
-        match &self.usage {
-            Some(u) => {
-                usage.insert("output_tokens".into(), Value::from(u.completion_tokens));
-                usage_fields(u, &mut usage);
-            }
-            None => {
-                usage.insert("output_tokens".into(), Value::from(0));
-            }
-        }
-        let event = json!({
-            "type": "message_delta",
-            "delta": {"stop_reason": self.stop_reason.unwrap_or("end_turn"), "stop_sequence": null},
-            "usage": usage,
+        out.event(&ClaudeEvent::MessageDelta {
+            delta: StopDelta {
+                stop_reason: self.stop_reason.unwrap_or("end_turn"),
+                stop_sequence: None,
+            },
+            usage: self
+                .usage
+                .as_ref()
+                .map(MessageUsage::of)
+                .unwrap_or_default(),
         });
-        write_json_event(out, Some("message_delta"), &event);
     }
 }
 
-impl StreamEncoder for ClaudeSseEncoder {
-    fn encode(&mut self, chunk: &ChatChunk, out: &mut BytesMut) {
+/// Spells one block event as a Claude event.
+fn claude_block_event<F: Framer>(event: BlockEvent<'_>, out: &mut F) {
+    let event = match event {
+        BlockEvent::Start { index, kind } => ClaudeEvent::ContentBlockStart {
+            index,
+            content_block: match kind {
+                BlockKind::Text => ContentBlock::Text { text: "" },
+                BlockKind::Thinking => ContentBlock::Thinking {
+                    thinking: "",
+                    signature: "",
+                },
+                BlockKind::ToolUse { call, id, name } => ContentBlock::ToolUse {
+                    id: id.map_or_else(|| format!("toolu_{call}").into(), Into::into),
+                    name,
+                    input: Map::new(),
+                },
+            },
+        },
+        BlockEvent::Thinking { index, text } => ClaudeEvent::ContentBlockDelta {
+            index,
+            delta: BlockDelta::Thinking { thinking: text },
+        },
+        BlockEvent::Text { index, text } => ClaudeEvent::ContentBlockDelta {
+            index,
+            delta: BlockDelta::Text { text },
+        },
+        BlockEvent::InputJson { index, json } => ClaudeEvent::ContentBlockDelta {
+            index,
+            delta: BlockDelta::InputJson { partial_json: json },
+        },
+        BlockEvent::Stop { index } => ClaudeEvent::ContentBlockStop { index },
+    };
+    out.event(&event);
+}
+
+impl EventEncoder for ClaudeStreamEncoder {
+    fn encode<F: Framer>(&mut self, chunk: &ChatChunk, out: &mut F) {
         if self.stopped {
             return;
         }
@@ -305,9 +370,10 @@ impl StreamEncoder for ClaudeSseEncoder {
         }
         if self.stop_reason.is_none() {
             if let Some(choice) = chunk.choices.first() {
-                self.encode_delta(&choice.delta, out);
+                let mut emit = |e| claude_block_event(e, out);
+                self.blocks.delta(&choice.delta, &mut emit);
                 if let Some(finish) = choice.finish_reason.as_deref() {
-                    self.close_block(out);
+                    self.blocks.close(&mut emit);
                     self.stop_reason = Some(stop_reason(finish));
                 }
             }
@@ -317,18 +383,7 @@ impl StreamEncoder for ClaudeSseEncoder {
         }
     }
 
-    fn encode_error(&mut self, error: &GatewayError, out: &mut BytesMut) {
-        let kind = match error.status().as_u16() {
-            429 => "rate_limit_error",
-            503 => "overloaded_error",
-            _ => "api_error",
-        };
-        let event = json!({"type": "error", "error": {"type": kind, "message": error.message()}});
-        write_json_event(out, Some("error"), &event);
-        self.stopped = true;
-    }
-
-    fn finish(&mut self, out: &mut BytesMut) {
+    fn finish<F: Framer>(&mut self, out: &mut F) {
         if self.stopped {
             return;
         }
@@ -336,9 +391,14 @@ impl StreamEncoder for ClaudeSseEncoder {
             // Nothing arrived at all: still give the client a well-formed (empty) message.
             self.start(&crate::model::completion_id(), "", out);
         }
-        self.close_block(out);
+        self.blocks.close(&mut |e| claude_block_event(e, out));
         self.send_message_delta(out);
-        write_json_event(out, Some("message_stop"), &json!({"type": "message_stop"}));
+        let metrics = self
+            .usage
+            .as_ref()
+            .filter(|_| self.bedrock_metrics)
+            .map(InvocationMetrics::of);
+        out.event(&ClaudeEvent::MessageStop { metrics });
         self.stopped = true;
     }
 }
@@ -346,8 +406,9 @@ impl StreamEncoder for ClaudeSseEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChunkMeta, ToolCallDelta};
-    use crate::sse::SseDecoder;
+    use crate::error::{ErrorDialect, GatewayError};
+    use crate::model::{ChunkMeta, Delta, ToolCallDelta};
+    use crate::sse::{SseDecoder, SseFramer};
 
     fn meta() -> ChunkMeta {
         ChunkMeta {
@@ -372,14 +433,15 @@ mod tests {
         out
     }
 
+    /// Encodes onto the SSE wire the Anthropic clients read, and parses it back.
     fn run(chunks: &[ChatChunk]) -> Vec<(String, Value)> {
-        let mut enc = ClaudeSseEncoder::new();
-        let mut out = BytesMut::new();
+        let mut enc = ClaudeStreamEncoder::new();
+        let mut out = SseFramer::new(ErrorDialect::Anthropic);
         for c in chunks {
             enc.encode(c, &mut out);
         }
         enc.finish(&mut out);
-        events(&out)
+        events(&out.take())
     }
 
     fn names(evs: &[(String, Value)]) -> Vec<&str> {
@@ -614,6 +676,32 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_message_stop_carries_invocation_metrics() {
+        let m = meta();
+        let mut enc = ClaudeStreamEncoder::bedrock();
+        let mut rec = crate::stream::testing::Recorder::default();
+        enc.encode(
+            &ChatChunk::delta(&m, Delta::text("x"), Some("stop")),
+            &mut rec,
+        );
+        enc.encode(
+            &ChatChunk::usage(&m, Usage::from_parts(12, 9, 3, 0)),
+            &mut rec,
+        );
+        enc.finish(&mut rec);
+        let (name, last) = rec.events.last().unwrap();
+        assert_eq!(*name, Some("message_stop"));
+        assert_eq!(
+            last["amazon-bedrock-invocationMetrics"],
+            json!({"inputTokenCount": 12, "outputTokenCount": 9, "invocationLatency": 0,
+                "firstByteLatency": 0, "cacheReadInputTokenCount": 3})
+        );
+        // Without usage (or off the Bedrock surface) there is nothing to report.
+        let evs = crate::stream::testing::record(ClaudeStreamEncoder::bedrock(), &[]);
+        assert_eq!(evs.last().unwrap().1, json!({"type":"message_stop"}));
+    }
+
+    #[test]
     fn errors_are_anthropic_error_events() {
         for (err, kind) in [
             (
@@ -626,12 +714,12 @@ mod tests {
             ),
             (GatewayError::upstream_protocol("bad"), "api_error"),
         ] {
-            let mut enc = ClaudeSseEncoder::new();
-            let mut out = BytesMut::new();
+            // What the streamed body does: the encoder's events, then the framer's error.
+            let mut enc = ClaudeStreamEncoder::new();
+            let mut out = SseFramer::new(ErrorDialect::Anthropic);
             enc.encode(&ChatChunk::delta(&meta(), Delta::role(), None), &mut out);
-            enc.encode_error(&err, &mut out);
-            enc.finish(&mut out);
-            let evs = events(&out);
+            out.error(&err);
+            let evs = events(&out.take());
             assert_eq!(names(&evs), ["message_start", "error"]);
             assert_eq!(
                 evs[1].1,

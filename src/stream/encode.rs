@@ -1,0 +1,233 @@
+//! [`EncodedBody`]: the response body of a streamed reply — canonical chunks in, one client
+//! format on one wire out.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::{EventEncoder, Framer};
+use crate::body::BoxError;
+use crate::error::GatewayError;
+use crate::model::ChunkStream;
+
+pin_project_lite::pin_project! {
+    /// The body of a streamed reply.
+    ///
+    /// Every chunk is encoded into typed events, framed, and handed to hyper as its own frame (no
+    /// buffering); when the upstream is silent for `keep_alive` the framer's keep-alive goes out (if
+    /// the wire has one); an error item becomes the framer's in-band error and ends the stream; so
+    /// does shutdown, when a token is given.
+    pub struct EncodedBody<E, F> {
+        stream: ChunkStream,
+        encoder: E,
+        framer: F,
+        done: bool,
+        keep_alive: Option<Duration>,
+        // When the last frame went out; the keep-alive timer is re-armed from it only when it
+        // fires, rather than reset on every frame.
+        last_sent: tokio::time::Instant,
+        #[pin]
+        idle: Option<tokio::time::Sleep>,
+        shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    }
+}
+
+impl<E: EventEncoder, F: Framer> EncodedBody<E, F> {
+    /// A body over `stream`; `keep_alive` = idle time before the framer's keep-alive (ignored on a
+    /// wire without one).
+    pub fn new(stream: ChunkStream, encoder: E, framer: F, keep_alive: Option<Duration>) -> Self {
+        // A zero period would always be ready: a hot loop of pings. Zero means off.
+        let keep_alive = keep_alive
+            .filter(|d| !d.is_zero())
+            .filter(|_| framer.keep_alive().is_some());
+        EncodedBody {
+            stream,
+            encoder,
+            framer,
+            done: false,
+            keep_alive,
+            last_sent: tokio::time::Instant::now(),
+            idle: keep_alive.map(tokio::time::sleep),
+            shutdown: None,
+        }
+    }
+
+    /// Ends the stream with an in-band "shutting down" error when `token` is cancelled.
+    pub fn with_shutdown(mut self, token: &CancellationToken) -> Self {
+        self.shutdown = Some(Box::pin(token.clone().cancelled_owned()));
+        self
+    }
+
+    /// The response `Content-Type` of the wire.
+    pub fn content_type(&self) -> &'static str {
+        self.framer.content_type()
+    }
+}
+
+impl<E: EventEncoder, F: Framer> HttpBody for EncodedBody<E, F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut *this.stream).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => this.encoder.encode(&chunk, this.framer),
+                Poll::Ready(Some(Err(err))) => {
+                    this.framer.error(&err);
+                    *this.done = true;
+                }
+                Poll::Ready(None) => {
+                    this.encoder.finish(this.framer);
+                    *this.done = true;
+                }
+                Poll::Pending => {
+                    if let Some(shutdown) = this.shutdown.as_mut() {
+                        if shutdown.as_mut().poll(cx).is_ready() {
+                            let err = GatewayError::overloaded(
+                                "The gateway is shutting down; the stream was ended. Retry the request.",
+                            );
+                            this.framer.error(&err);
+                            *this.done = true;
+                            return Poll::Ready(Some(Ok(Frame::data(this.framer.take()))));
+                        }
+                    }
+                    if let (Some(period), Some(mut idle)) =
+                        (*this.keep_alive, this.idle.as_mut().as_pin_mut())
+                    {
+                        while idle.as_mut().poll(cx).is_ready() {
+                            let now = tokio::time::Instant::now();
+                            let due = *this.last_sent + period;
+                            if due > now {
+                                // Frames went out since the timer was armed: wait out the gap.
+                                idle.as_mut().reset(due);
+                                continue;
+                            }
+                            idle.as_mut().reset(now + period);
+                            // Register the timer's waker for the next period.
+                            let _ = idle.as_mut().poll(cx);
+                            *this.last_sent = now;
+                            if let Some(ping) = this.framer.keep_alive() {
+                                return Poll::Ready(Some(Ok(Frame::data(ping))));
+                            }
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+            let frame = this.framer.take();
+            if !frame.is_empty() {
+                if this.keep_alive.is_some() {
+                    *this.last_sent = tokio::time::Instant::now();
+                }
+                return Poll::Ready(Some(Ok(Frame::data(frame))));
+            }
+            if *this.done {
+                return Poll::Ready(None);
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorDialect;
+    use crate::format::openai::OpenAiStreamEncoder;
+    use crate::model::{ChatChunk, ChunkMeta, Delta};
+    use crate::sse::SseFramer;
+
+    /// A chunk stream that yields its items, one every `gap`, then never ends.
+    fn paced(items: usize, gap: Duration) -> ChunkStream {
+        let meta = ChunkMeta::new("m");
+        let s = futures_util::stream::unfold(0usize, move |i| {
+            let meta = meta.clone();
+            async move {
+                if i >= items {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(gap).await;
+                Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
+            }
+        });
+        ChunkStream::new(s)
+    }
+
+    async fn next_frame<B: HttpBody<Data = Bytes> + Unpin>(body: &mut B) -> Bytes
+    where
+        B::Error: std::fmt::Debug,
+    {
+        use http_body_util::BodyExt;
+        body.frame().await.unwrap().unwrap().into_data().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_pings_only_after_a_silent_period() {
+        let period = Duration::from_secs(10);
+        let mut body = Box::pin(EncodedBody::new(
+            paced(3, Duration::from_secs(6)),
+            OpenAiStreamEncoder::new(false),
+            SseFramer::new(ErrorDialect::OpenAi),
+            Some(period),
+        ));
+        let start = tokio::time::Instant::now();
+        // Three chunks 6 s apart: never 10 s of silence, so no ping between them.
+        for i in 1..=3u64 {
+            let f = next_frame(&mut body).await;
+            assert!(f.starts_with(b"data: "), "{f:?}");
+            assert_eq!(start.elapsed(), Duration::from_secs(6 * i));
+        }
+        // Then silence: a ping 10 s after the last chunk, and every 10 s after that.
+        assert_eq!(&next_frame(&mut body).await[..], b": ping\n\n");
+        assert_eq!(start.elapsed(), Duration::from_secs(28));
+        assert_eq!(&next_frame(&mut body).await[..], b": ping\n\n");
+        assert_eq!(start.elapsed(), Duration::from_secs(38));
+    }
+
+    #[tokio::test]
+    async fn an_error_item_is_one_in_band_event_then_the_end() {
+        use http_body_util::BodyExt;
+        let meta = ChunkMeta::new("m");
+        let stream = ChunkStream::from_chunks(vec![
+            Ok(ChatChunk::delta(&meta, Delta::text("a"), None)),
+            Err(GatewayError::upstream_timeout("slow")),
+            Ok(ChatChunk::delta(&meta, Delta::text("never"), None)),
+        ]);
+        let body = EncodedBody::new(
+            stream,
+            OpenAiStreamEncoder::new(false),
+            SseFramer::new(ErrorDialect::OpenAi),
+            None,
+        );
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains("\"content\":\"a\""), "{text}");
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        assert!(last.starts_with("data: {\"error\":"), "{text}");
+        assert!(last.contains("\"code\":\"upstream_timeout\""), "{text}");
+        assert!(
+            !text.contains("never") && !text.contains("[DONE]"),
+            "{text}"
+        );
+    }
+}
