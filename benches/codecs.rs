@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use open_bedrock_server::format::bedrock_claude::{self, ClaudeRequestOptions};
 use open_bedrock_server::format::bedrock_titan::{self, TitanRequestOptions};
 use open_bedrock_server::format::converse::{self, ConverseOptions};
-use open_bedrock_server::format::TargetFormat;
+use open_bedrock_server::format::ReplyFormat;
 use open_bedrock_server::model::ChatRequest;
 use open_bedrock_server::translate::encode_complete;
 use serde_json::{Map, Value};
@@ -110,9 +110,10 @@ fn responses(c: &mut Criterion) {
         b.iter(|| bedrock_titan::decode_response(black_box(&titan), &meta).unwrap())
     });
     for (name, target) in [
-        ("canonical_to_openai_json", TargetFormat::OpenAi),
-        ("canonical_to_claude_json", TargetFormat::BedrockClaude),
-        ("canonical_to_titan_json", TargetFormat::BedrockTitan),
+        ("canonical_to_openai_json", ReplyFormat::OpenAi),
+        ("canonical_to_claude_json", ReplyFormat::Claude),
+        ("canonical_to_titan_json", ReplyFormat::Titan),
+        ("canonical_to_converse_json", ReplyFormat::BedrockConverse),
     ] {
         g.bench_function(name, |b| {
             b.iter(|| encode_complete(black_box(&resp), target))

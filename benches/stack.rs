@@ -30,7 +30,7 @@ fn gateway() -> Gateway {
         api_keys: vec![API_KEY.to_owned()],
         ..Config::default()
     };
-    Gateway::new(&config, None, None)
+    open_bedrock_server::GatewayBuilder::from_config(&config).build()
 }
 
 fn request(uri: &str, body: &Bytes) -> Request<Full<Bytes>> {
@@ -109,8 +109,8 @@ fn stack(c: &mut Criterion) {
         async move { Ok::<_, GatewayError>(ChatReply::Stream(ChunkStream::from_chunks(items))) }
     });
 
-    let complete = gateway.chat_stack::<Full<Bytes>, _>(complete_core);
-    let streamed = gateway.chat_stack::<Full<Bytes>, _>(stream_core);
+    let complete = gateway.ingress::<Full<Bytes>, _>(complete_core);
+    let streamed = gateway.ingress::<Full<Bytes>, _>(stream_core);
 
     let openai = Bytes::from(openai_body(OPENAI_MODEL, SHORT_QUESTION, false));
     let openai_stream = Bytes::from(openai_body(OPENAI_MODEL, SHORT_QUESTION, true));

@@ -28,7 +28,7 @@
 //! ```
 //!
 //! The stack has no router, so it answers every path and method as a chat completion; put it
-//! behind your own routing (or use `Gateway::chat_stack`, which adds auth, rate limits and the
+//! behind your own routing (or use `Gateway::ingress`, which adds auth, rate limits and the
 //! in-flight limit around any typed core) for anything beyond a demo. The server is a plain
 //! hyper-util accept loop; `HOST`/`PORT` choose the address and `listening on <addr>` is printed
 //! once bound.
@@ -131,7 +131,7 @@ fn listen_addr() -> Result<SocketAddr, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The user's own stack: just the two format layers around the typed provider.
     let service = ServiceBuilder::new()
-        .layer(DetectLayer::new(1024 * 1024))
+        .layer(DetectLayer::chat(1024 * 1024))
         .layer(TranslateLayer::new(Some(Duration::from_secs(15))))
         .service(tower::service_fn(canned_provider));
 

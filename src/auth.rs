@@ -180,6 +180,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if let Some(id) = req.extensions().get::<ApiKeyId>().cloned() {
+            // An earlier layer (SigV4) authenticated the request already.
+            return ResponseFuture::inner(self.inner.call(req), id);
+        }
         if let Some(id) = &self.anonymous {
             req.extensions_mut().insert(id.clone());
             return ResponseFuture::inner(self.inner.call(req), id.clone());
@@ -197,8 +201,13 @@ where
                 } else {
                     "Missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
                 };
+                let dialect = req
+                    .extensions()
+                    .get::<ErrorDialect>()
+                    .copied()
+                    .unwrap_or(self.dialect);
                 ResponseFuture::rejected(
-                    GatewayError::unauthenticated(message).into_response(self.dialect),
+                    GatewayError::unauthenticated(message).into_response(dialect),
                 )
             }
         }

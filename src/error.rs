@@ -421,6 +421,15 @@ impl GatewayError {
         }
     }
 
+    /// The status `dialect`'s clients get: AWS answers a missing or wrong credential with 403.
+    fn status_in(&self, dialect: ErrorDialect) -> StatusCode {
+        if dialect == ErrorDialect::Bedrock && self.inner.kind == ErrorKind::Unauthenticated {
+            StatusCode::FORBIDDEN
+        } else {
+            self.inner.status
+        }
+    }
+
     fn aws_type(&self) -> Cow<'static, str> {
         if let Some(t) = &self.inner.aws_type {
             return t.clone();
@@ -456,11 +465,17 @@ impl GatewayError {
         }
     }
 
-    /// Renders the error as an HTTP response in `dialect`. The one renderer of the crate.
+    /// Renders the error as an HTTP response in `dialect`, with this crate's [`Body`].
     pub fn into_response(self, dialect: ErrorDialect) -> Response<Body> {
+        self.to_response(dialect)
+    }
+
+    /// Renders the error as an HTTP response in `dialect`, with any body type that can be made
+    /// from bytes (axum's, `Full<Bytes>`, this crate's). The one renderer of the crate.
+    pub fn to_response<B: From<Bytes>>(self, dialect: ErrorDialect) -> Response<B> {
         let body = serde_json::to_vec(&self.to_body_json(dialect)).unwrap_or_default();
-        let mut res = Response::new(Body::from(Bytes::from(body)));
-        *res.status_mut() = self.inner.status;
+        let mut res = Response::new(B::from(Bytes::from(body)));
+        *res.status_mut() = self.status_in(dialect);
         let headers = res.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -482,9 +497,10 @@ impl GatewayError {
         if self.inner.kind == ErrorKind::Unauthenticated && dialect == ErrorDialect::OpenAi {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        let status = res.status();
         res.extensions_mut().insert(ErrorSummary {
             kind: self.inner.kind,
-            status: self.inner.status,
+            status,
         });
         res
     }

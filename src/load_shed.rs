@@ -130,7 +130,12 @@ where
                     "shedding load: too many requests in flight"
                 );
                 let res = GatewayError::overloaded("The gateway is at capacity; retry shortly.")
-                    .into_response(self.dialect);
+                    .into_response(
+                        req.extensions()
+                            .get::<ErrorDialect>()
+                            .copied()
+                            .unwrap_or(self.dialect),
+                    );
                 ResponseFuture {
                     state: State::Shed { res: Some(res) },
                 }

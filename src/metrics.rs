@@ -17,7 +17,14 @@
 //! their name; later ones are counted as `other`) — a client cannot blow up the registry.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::{header, HeaderValue, Request, Response};
+use tower_service::Service;
+
+use crate::body::Body;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -243,6 +250,40 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// `GET /metrics`: the gateway's Prometheus text exposition.
+#[derive(Debug, Clone)]
+pub struct MetricsService {
+    metrics: Arc<Metrics>,
+    in_flight: crate::load_shed::InFlight,
+}
+
+impl MetricsService {
+    /// Renders `metrics`, with the in-flight gauge read from `in_flight`.
+    pub fn new(metrics: Arc<Metrics>, in_flight: crate::load_shed::InFlight) -> Self {
+        MetricsService { metrics, in_flight }
+    }
+}
+
+impl<B> Service<Request<B>> for MetricsService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<B>) -> Self::Future {
+        let text = self.metrics.render(self.in_flight.current());
+        let mut res = Response::new(Body::from(text));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        std::future::ready(Ok(res))
     }
 }
 

@@ -96,12 +96,10 @@ pub fn format_amz_date(secs: i64) -> String {
     )
 }
 
-/// [`verify`], and the request's `x-amz-date` must be within `max_skew` of `now` (AWS allows
-/// 15 minutes), so a captured request cannot be replayed later.
-pub fn verify_fresh(
+/// Whether the request's `x-amz-date` is within `max_skew` of `now` (AWS allows 15 minutes), so
+/// a captured request cannot be replayed later.
+pub fn is_fresh(
     parts: &http::request::Parts,
-    body: &[u8],
-    secret: &str,
     now: std::time::SystemTime,
     max_skew: std::time::Duration,
 ) -> Result<(), VerifyError> {
@@ -119,7 +117,24 @@ pub fn verify_fresh(
     if (now - date).abs() > skew {
         return Err(VerifyError::Expired);
     }
-    verify(parts, body, secret)
+    Ok(())
+}
+
+/// [`verify_hash`] of a fresh request ([`is_fresh`]).
+pub fn verify_fresh(
+    parts: &http::request::Parts,
+    payload_hash: &str,
+    secret: &str,
+    now: std::time::SystemTime,
+    max_skew: std::time::Duration,
+) -> Result<(), VerifyError> {
+    is_fresh(parts, now, max_skew)?;
+    verify_hash(parts, payload_hash, secret)
+}
+
+/// The lower-case hex SHA-256 of a payload, as SigV4 signs it.
+pub fn payload_hash(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
 }
 
 /// Parses an `Authorization` header value.
@@ -176,10 +191,11 @@ fn unreachable_hmac() -> HmacSha256 {
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
-/// The canonical request SigV4 signs, for the headers listed in `auth`.
+/// The canonical request SigV4 signs, for the headers listed in `auth` and the hex SHA-256 of
+/// the payload actually received.
 pub fn canonical_request(
     parts: &http::request::Parts,
-    body: &[u8],
+    payload_hash: &str,
     auth: &Authorization<'_>,
 ) -> String {
     let mut c = String::with_capacity(512);
@@ -240,14 +256,23 @@ pub fn canonical_request(
     c.push('\n');
     c.push_str(&auth.signed_headers.join(";"));
     c.push('\n');
-    // Always the hash of the body actually received: a client-supplied `x-amz-content-sha256`
-    // is checked against it in `verify`, never trusted.
-    c.push_str(&hex::encode(Sha256::digest(body)));
+    c.push_str(payload_hash);
     c
 }
 
-/// Verifies the request's SigV4 signature against `secret`.
+/// Verifies the request's SigV4 signature against `secret`, for the payload `body`.
 pub fn verify(parts: &http::request::Parts, body: &[u8], secret: &str) -> Result<(), VerifyError> {
+    verify_hash(parts, &payload_hash(body), secret)
+}
+
+/// Verifies the request's SigV4 signature against `secret`, for a payload whose hex SHA-256 is
+/// `payload_hash` — the hash of the body actually received (or, before the body is read, the
+/// client's claimed `x-amz-content-sha256`, which the caller then checks against the body).
+pub fn verify_hash(
+    parts: &http::request::Parts,
+    payload_hash: &str,
+    secret: &str,
+) -> Result<(), VerifyError> {
     let header = parts
         .headers
         .get(http::header::AUTHORIZATION)
@@ -264,11 +289,11 @@ pub fn verify(parts: &http::request::Parts, body: &[u8], secret: &str) -> Result
     }
     if let Some(claimed) = parts.headers.get("x-amz-content-sha256") {
         // A claimed payload hash (or UNSIGNED-PAYLOAD) must be the body's real hash.
-        if claimed.as_bytes() != hex::encode(Sha256::digest(body)).as_bytes() {
+        if claimed.as_bytes() != payload_hash.as_bytes() {
             return Err(VerifyError::Mismatch);
         }
     }
-    let canonical = canonical_request(parts, body, &auth);
+    let canonical = canonical_request(parts, payload_hash, &auth);
     let scope = format!(
         "{}/{}/{}/aws4_request",
         auth.date, auth.region, auth.service
@@ -375,7 +400,7 @@ mod tests {
         assert_eq!(
             verify_fresh(
                 &parts,
-                b"",
+                &payload_hash(b""),
                 secret,
                 signed_at + std::time::Duration::from_secs(60),
                 skew
@@ -385,7 +410,7 @@ mod tests {
         assert_eq!(
             verify_fresh(
                 &parts,
-                b"",
+                &payload_hash(b""),
                 secret,
                 signed_at + std::time::Duration::from_secs(3600),
                 skew
@@ -410,7 +435,7 @@ mod tests {
             signed_headers: vec!["host"],
             signature: "",
         };
-        let c = canonical_request(&parts, b"", &auth);
+        let c = canonical_request(&parts, &payload_hash(b""), &auth);
         assert!(
             c.starts_with("POST\n/model/anthropic.claude-3-haiku-20240307-v1%253A0/invoke\n"),
             "{c}"

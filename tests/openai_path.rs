@@ -647,7 +647,7 @@ fn the_gateway_service_is_mountable() {
     {
     }
     let config = config_for("http://127.0.0.1:9");
-    let gateway = open_bedrock_server::Gateway::new(&config, None, None);
+    let gateway = open_bedrock_server::GatewayBuilder::from_config(&config).build();
     assert_mountable(&gateway.service::<axum::body::Body>());
     assert_mountable(&gateway.service::<hyper::body::Incoming>());
     let _router: axum::Router =

@@ -1,7 +1,18 @@
-//! Format detection: the stage that reads the request body once, parses the JSON once, and records
-//! which dialect the client wrote ([`InboundFormat`]) and which it reads ([`TargetFormat`]).
+//! Format detection: the stage that reads the request body once (under a size limit and a read
+//! deadline), parses it once, and lets a *classifier* decide which dialect the client wrote
+//! ([`InboundFormat`]), which reply it reads ([`ReplyFormat`]), and — where the path says so — the
+//! model and whether to stream.
 //!
-//! The rules are a pure function, [`detect_format`], with a fixed priority:
+//! Every ingress route runs this same stage; a route differs only in its classifier
+//! ([`Classify`], a trait with a closure impl):
+//!
+//! | Route | Classifier |
+//! |---|---|
+//! | `POST /v1/chat/completions` | [`ChatClassifier`]: markers in the body (below), reply from `?target_format=` |
+//! | `POST /v1/messages` | [`crate::surface::anthropic::MessagesClassifier`]: Claude in, Claude out |
+//! | `POST /model/{id}/{op}` | [`crate::surface::bedrock_runtime::BedrockRuntimeClassifier`]: model and streaming from the path, family from the body |
+//!
+//! The chat rules are a pure function, [`detect_format`], with a fixed priority:
 //! 1. `anthropic_version` present → Bedrock Claude;
 //! 2. `inputText` present → Bedrock Titan;
 //! 3. `model` and `messages` → OpenAI.
@@ -10,10 +21,10 @@
 //! also has `max_tokens`, `stop` or an object `tool_choice`. A body with `messages` but no `model` is a
 //! 400 with `param: "model"`; any other shape is a 400 that names the three accepted formats.
 //!
-//! The layer ([`DetectLayer`]) enforces the body limit (413 from `Content-Length` before anything is
-//! read, or as soon as the stream passes the limit), then hands the inner service a
-//! `Request<DetectedRequest>`: the parsed top-level JSON object plus both formats. Translation, or any
-//! service of the user's own, takes it from there.
+//! The layer ([`DetectLayer`]) refuses a declared `Content-Length` over the limit before anything is
+//! read (413), stops reading as soon as the stream passes it (413) or the deadline passes (408), and
+//! hands the inner service a `Request<DetectedRequest>`. A body error that is itself a
+//! [`GatewayError`] (a layer below, such as SigV4 verification, failed the body) is answered as is.
 //!
 //! ```
 //! use open_bedrock_server::detect::detect_format;
@@ -30,20 +41,153 @@ mod service;
 
 pub use service::{Detect, DetectLayer, ResponseFuture, DEFAULT_BODY_READ_TIMEOUT};
 
+use http::request::Parts;
 use serde_json::{Map, Value};
 
-use crate::error::GatewayError;
-use crate::format::{InboundFormat, TargetFormat};
+use crate::error::{ErrorDialect, GatewayError};
+use crate::format::{InboundFormat, ReplyFormat, TargetFormat};
 
-/// The request body after detection: the parsed JSON object and both formats.
+/// What a classifier decided about one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Classified {
+    /// The dialect the client wrote.
+    pub inbound: InboundFormat,
+    /// The reply the client reads.
+    pub reply: ReplyFormat,
+    /// The model when the path names it (it wins over the body's).
+    pub model: Option<String>,
+    /// Whether to stream, when the path decides it (it wins over the body's `stream`).
+    pub stream: Option<bool>,
+}
+
+impl Classified {
+    /// `inbound` in, `reply` out; model and streaming from the body.
+    pub fn new(inbound: InboundFormat, reply: ReplyFormat) -> Self {
+        Classified {
+            inbound,
+            reply,
+            model: None,
+            stream: None,
+        }
+    }
+
+    /// The model the path names.
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Streaming as the path decides it.
+    pub fn with_stream(mut self, stream: bool) -> Self {
+        self.stream = Some(stream);
+        self
+    }
+}
+
+/// Decides the formats of a request from its head and parsed body.
+///
+/// Implemented by the gateway's classifiers per route and by any
+/// `Fn(&Parts, &Map<String, Value>) -> Result<Classified, GatewayError>` closure:
+///
+/// ```
+/// use open_bedrock_server::detect::{Classified, DetectLayer};
+/// use open_bedrock_server::format::{InboundFormat, ReplyFormat};
+///
+/// // Every body is OpenAI in, Anthropic out.
+/// let layer = DetectLayer::new(1 << 20, |_: &http::request::Parts, _: &serde_json::Map<String, serde_json::Value>| {
+///     Ok(Classified::new(InboundFormat::OpenAi, ReplyFormat::Claude))
+/// });
+/// # let _ = layer;
+/// ```
+pub trait Classify: Clone + Send + Sync + 'static {
+    /// The error shape for failures before (or of) classification: a body too large or too slow,
+    /// invalid JSON, an unknown format. Default: the [`ErrorDialect`] request extension (the
+    /// gateway's router sets it per route), else OpenAI.
+    fn dialect(&self, head: &Parts) -> ErrorDialect {
+        head.extensions
+            .get::<ErrorDialect>()
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Decides the formats (and path-given model and streaming) of a request.
+    fn classify(&self, head: &Parts, body: &Map<String, Value>)
+        -> Result<Classified, GatewayError>;
+}
+
+impl<F> Classify for F
+where
+    F: Fn(&Parts, &Map<String, Value>) -> Result<Classified, GatewayError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    fn classify(
+        &self,
+        head: &Parts,
+        body: &Map<String, Value>,
+    ) -> Result<Classified, GatewayError> {
+        self(head, body)
+    }
+}
+
+/// The classifier of `POST /v1/chat/completions`: [`detect_format`] on the body, the reply from
+/// `?target_format=` ([`target_format`]; default OpenAI).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChatClassifier;
+
+impl Classify for ChatClassifier {
+    fn dialect(&self, head: &Parts) -> ErrorDialect {
+        target_format(head.uri.query())
+            .map(|t| ReplyFormat::from(t).error_dialect())
+            .unwrap_or_default()
+    }
+
+    fn classify(
+        &self,
+        head: &Parts,
+        body: &Map<String, Value>,
+    ) -> Result<Classified, GatewayError> {
+        let target = target_format(head.uri.query())?;
+        Ok(Classified::new(detect_format(body)?, target.into()))
+    }
+}
+
+/// The request body after detection: what the classifier decided, and the parsed JSON object.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DetectedRequest {
     /// The dialect the client wrote.
     pub inbound: InboundFormat,
-    /// The dialect the client reads.
-    pub target: TargetFormat,
+    /// The reply the client reads.
+    pub reply: ReplyFormat,
+    /// The model when the path names it.
+    pub model: Option<String>,
+    /// Streaming when the path decides it.
+    pub stream: Option<bool>,
     /// The parsed top-level JSON object.
     pub body: Map<String, Value>,
+}
+
+impl DetectedRequest {
+    /// A detected request from a classification and its body.
+    pub fn new(classified: Classified, body: Map<String, Value>) -> Self {
+        let Classified {
+            inbound,
+            reply,
+            model,
+            stream,
+        } = classified;
+        DetectedRequest {
+            inbound,
+            reply,
+            model,
+            stream,
+            body,
+        }
+    }
 }
 
 /// 413 when a declared `Content-Length` is over `limit`: refused before anything is read.
@@ -61,8 +205,12 @@ pub(crate) fn check_declared_length(
     Ok(())
 }
 
-/// The error for a body read under `limit` that failed: 413 past the limit, else 400.
+/// The error for a body read under `limit` that failed: the body's own [`GatewayError`] when it
+/// carries one, 413 past the limit, else 400.
 pub(crate) fn body_read_error(e: &crate::body::BoxError, limit: usize) -> GatewayError {
+    if let Some(own) = e.downcast_ref::<GatewayError>() {
+        return own.clone();
+    }
     if e.downcast_ref::<http_body_util::LengthLimitError>()
         .is_some()
     {
@@ -77,25 +225,6 @@ pub(crate) fn body_timeout_error() -> GatewayError {
     GatewayError::invalid_request("The request body did not arrive in time.")
         .with_status(http::StatusCode::REQUEST_TIMEOUT)
         .with_code("request_timeout")
-}
-
-/// Reads a whole body under `limit` within `timeout` (the native surfaces; detection does the same
-/// inside its own future to avoid a boxed future per request).
-pub(crate) async fn read_bounded<B>(
-    body: B,
-    limit: usize,
-    timeout: std::time::Duration,
-) -> Result<bytes::Bytes, GatewayError>
-where
-    B: http_body::Body<Data = bytes::Bytes>,
-    B::Error: Into<crate::body::BoxError>,
-{
-    use http_body_util::BodyExt;
-    match tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect()).await {
-        Err(_) => Err(body_timeout_error()),
-        Ok(Err(e)) => Err(body_read_error(&e, limit)),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
 }
 
 /// Decides the inbound format of a parsed body.
@@ -209,6 +338,30 @@ mod tests {
         assert_eq!(
             (e.status().as_u16(), e.param()),
             (400, Some("target_format"))
+        );
+    }
+
+    #[test]
+    fn the_chat_classifier_reads_the_query_and_the_markers() {
+        let head = |uri: &str| http::Request::post(uri).body(()).unwrap().into_parts().0;
+        let body = json!({"anthropic_version":"v","messages":[]});
+        let c = ChatClassifier
+            .classify(
+                &head("/v1/chat/completions?target_format=bedrock_titan"),
+                body.as_object().unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            (c.inbound, c.reply),
+            (InboundFormat::BedrockClaude, ReplyFormat::Titan)
+        );
+        assert_eq!(
+            ChatClassifier.dialect(&head("/x?target_format=bedrock_claude")),
+            ErrorDialect::Anthropic
+        );
+        assert_eq!(
+            ChatClassifier.dialect(&head("/x?target_format=nope")),
+            ErrorDialect::OpenAi
         );
     }
 }

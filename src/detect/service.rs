@@ -1,4 +1,4 @@
-//! [`DetectLayer`] / [`Detect`]: bounded body read, one JSON parse, format detection.
+//! [`DetectLayer`] / [`Detect`]: bounded body read, one JSON parse, classification.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,29 +14,38 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{
-    body_read_error, body_timeout_error, check_declared_length, detect_format, target_format,
+    body_read_error, body_timeout_error, check_declared_length, ChatClassifier, Classify,
     DetectedRequest,
 };
-use crate::body::{Body, BoxError};
-use crate::error::GatewayError;
-use crate::format::TargetFormat;
-
-/// Layer that applies [`Detect`] with a body limit.
-#[derive(Debug, Clone, Copy)]
-pub struct DetectLayer {
-    limit: usize,
-    read_timeout: Duration,
-}
+use crate::body::BoxError;
+use crate::error::{ErrorDialect, GatewayError};
 
 /// How long a client may take to send its body by default (408 beyond it).
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Layer that applies [`Detect`] with a body limit and a classifier.
+#[derive(Debug, Clone)]
+pub struct DetectLayer<C = ChatClassifier> {
+    limit: usize,
+    read_timeout: Duration,
+    classifier: C,
+}
+
 impl DetectLayer {
-    /// Detection with a body limit of `limit` bytes (413 beyond it).
-    pub fn new(limit: usize) -> Self {
+    /// Detection for `POST /v1/chat/completions` ([`ChatClassifier`]) with a body limit of
+    /// `limit` bytes (413 beyond it).
+    pub fn chat(limit: usize) -> Self {
+        DetectLayer::new(limit, ChatClassifier)
+    }
+}
+
+impl<C: Classify> DetectLayer<C> {
+    /// Detection with a body limit of `limit` bytes (413 beyond it) and `classifier`.
+    pub fn new(limit: usize, classifier: C) -> Self {
         DetectLayer {
             limit,
             read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            classifier,
         }
     }
 
@@ -48,42 +57,57 @@ impl DetectLayer {
     }
 }
 
-impl<S> Layer<S> for DetectLayer {
-    type Service = Detect<S>;
+impl<S, C: Clone> Layer<S> for DetectLayer<C> {
+    type Service = Detect<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Detect {
             inner,
             limit: self.limit,
             read_timeout: self.read_timeout,
+            classifier: self.classifier.clone(),
         }
     }
 }
 
-/// Middleware that turns `Request<B>` into `Request<DetectedRequest>`.
+/// Middleware that turns `Request<B>` into `Request<DetectedRequest>`; early failures (413, 408,
+/// invalid JSON, an unknown format) are responses in the classifier's error dialect.
 #[derive(Debug, Clone)]
-pub struct Detect<S> {
+pub struct Detect<S, C = ChatClassifier> {
     inner: S,
     limit: usize,
     read_timeout: Duration,
+    classifier: C,
 }
 
-impl<S> Detect<S> {
+impl<S, C> Detect<S, C> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
-impl<S, B> Service<Request<B>> for Detect<S>
+impl<S, C, B, ResB> Service<Request<B>> for Detect<S, C>
 where
-    S: Service<Request<DetectedRequest>, Response = Response<Body>> + Clone,
+    S: Service<Request<DetectedRequest>, Response = Response<ResB>> + Clone,
+    C: Classify,
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
+    ResB: From<Bytes>,
 {
-    type Response = Response<Body>;
+    type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+    type Future = ResponseFuture<S, C, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -94,12 +118,9 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        let target = match target_format(parts.uri.query()) {
-            Ok(t) => t,
-            Err(e) => return ResponseFuture::rejected(e, TargetFormat::OpenAi),
-        };
+        let dialect = self.classifier.dialect(&parts);
         if let Err(e) = check_declared_length(&parts.headers, self.limit) {
-            return ResponseFuture::rejected(e, target);
+            return ResponseFuture::rejected(e, dialect);
         }
         ResponseFuture {
             state: State::Reading {
@@ -107,7 +128,8 @@ where
                 deadline: tokio::time::sleep(self.read_timeout),
                 parts: Some(parts),
                 inner: Some(inner),
-                target,
+                classifier: self.classifier.clone(),
+                dialect,
                 limit: self.limit,
             },
         }
@@ -116,20 +138,20 @@ where
 
 pin_project_lite::pin_project! {
     /// Response future of [`Detect`].
-    pub struct ResponseFuture<S, B>
+    pub struct ResponseFuture<S, C, B>
     where
         S: Service<Request<DetectedRequest>>,
         B: http_body::Body,
         B::Error: Into<BoxError>,
     {
         #[pin]
-        state: State<S, B>,
+        state: State<S, C, B>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = StateProj]
-    enum State<S, B>
+    enum State<S, C, B>
     where
         S: Service<Request<DetectedRequest>>,
         B: http_body::Body,
@@ -142,30 +164,31 @@ pin_project_lite::pin_project! {
             deadline: tokio::time::Sleep,
             parts: Option<Parts>,
             inner: Option<S>,
-            target: TargetFormat,
+            classifier: C,
+            dialect: ErrorDialect,
             limit: usize,
         },
         Calling { #[pin] fut: S::Future },
-        Rejected { res: Option<Response<Body>> },
+        Rejected { error: Option<(GatewayError, ErrorDialect)> },
     }
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, C, B> ResponseFuture<S, C, B>
 where
     S: Service<Request<DetectedRequest>>,
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
-    fn rejected(error: GatewayError, target: TargetFormat) -> Self {
+    fn rejected(error: GatewayError, dialect: ErrorDialect) -> Self {
         ResponseFuture {
             state: State::Rejected {
-                res: Some(error.into_response(target.error_dialect())),
+                error: Some((error, dialect)),
             },
         }
     }
 }
 
-impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+impl<S, C, B> std::fmt::Debug for ResponseFuture<S, C, B>
 where
     S: Service<Request<DetectedRequest>>,
     B: http_body::Body,
@@ -190,13 +213,15 @@ fn parse_body(bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
     })
 }
 
-impl<S, B> Future for ResponseFuture<S, B>
+impl<S, C, B, ResB> Future for ResponseFuture<S, C, B>
 where
-    S: Service<Request<DetectedRequest>, Response = Response<Body>>,
+    S: Service<Request<DetectedRequest>, Response = Response<ResB>>,
+    C: Classify,
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
+    ResB: From<Bytes>,
 {
-    type Output = Result<Response<Body>, S::Error>;
+    type Output = Result<Response<ResB>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -207,49 +232,44 @@ where
                     deadline,
                     parts,
                     inner,
-                    target,
+                    classifier,
+                    dialect,
                     limit,
                 } => {
-                    let target = *target;
+                    let dialect = *dialect;
                     let polled = collect.poll(cx);
                     if polled.is_pending() {
                         ready!(deadline.poll(cx));
-                        return Poll::Ready(Ok(
-                            body_timeout_error().into_response(target.error_dialect())
-                        ));
+                        return Poll::Ready(Ok(body_timeout_error().to_response(dialect)));
                     }
                     let bytes = match ready!(polled) {
                         Ok(collected) => collected.to_bytes(),
                         Err(e) => {
                             let err = body_read_error(&e, *limit);
-                            return Poll::Ready(Ok(err.into_response(target.error_dialect())));
+                            return Poll::Ready(Ok(err.to_response(dialect)));
                         }
-                    };
-                    let detected = parse_body(&bytes).and_then(|body| {
-                        let inbound = detect_format(&body)?;
-                        Ok(DetectedRequest {
-                            inbound,
-                            target,
-                            body,
-                        })
-                    });
-                    let detected = match detected {
-                        Ok(d) => d,
-                        Err(e) => return Poll::Ready(Ok(e.into_response(target.error_dialect()))),
                     };
                     let (Some(parts), Some(mut svc)) = (parts.take(), inner.take()) else {
                         return Poll::Ready(Ok(GatewayError::internal(
                             "detect future polled after completion",
                         )
-                        .into_response(target.error_dialect())));
+                        .to_response(dialect)));
+                    };
+                    let detected = parse_body(&bytes).and_then(|body| {
+                        let classified = classifier.classify(&parts, &body)?;
+                        Ok(DetectedRequest::new(classified, body))
+                    });
+                    let detected = match detected {
+                        Ok(d) => d,
+                        Err(e) => return Poll::Ready(Ok(e.to_response(dialect))),
                     };
                     let fut = svc.call(Request::from_parts(parts, detected));
                     State::Calling { fut }
                 }
                 StateProj::Calling { fut } => return fut.poll(cx),
-                StateProj::Rejected { res } => {
-                    return match res.take() {
-                        Some(r) => Poll::Ready(Ok(r)),
+                StateProj::Rejected { error } => {
+                    return match error.take() {
+                        Some((e, dialect)) => Poll::Ready(Ok(e.to_response(dialect))),
                         None => Poll::Pending,
                     }
                 }

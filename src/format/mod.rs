@@ -41,14 +41,18 @@ use crate::model::Usage;
 
 /// The format a client wrote its request body in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum InboundFormat {
     /// OpenAI chat completions (`model` + `messages`).
     #[default]
     OpenAi,
-    /// A Bedrock Claude (Anthropic Messages) body (`anthropic_version` present).
+    /// A Claude (Anthropic Messages) body: `anthropic_version` present on the chat route, any
+    /// body on `/v1/messages`, a Claude body on Bedrock `invoke`.
     BedrockClaude,
     /// A Bedrock Titan text body (`inputText` present).
     BedrockTitan,
+    /// A Bedrock Converse request (`converse` / `converse-stream`).
+    Converse,
 }
 
 impl InboundFormat {
@@ -58,12 +62,77 @@ impl InboundFormat {
             InboundFormat::OpenAi => "openai",
             InboundFormat::BedrockClaude => "bedrock_claude",
             InboundFormat::BedrockTitan => "bedrock_titan",
+            InboundFormat::Converse => "converse",
         }
     }
 }
 
-/// The format a client reads its reply in (`?target_format=`).
+/// How a reply is written: the client's format, the wire a stream goes out on, and the error
+/// shape. Chosen per request by the route's classifier ([`crate::detect::Classify`]).
+///
+/// | Reply | Complete | Stream | Errors |
+/// |---|---|---|---|
+/// | `OpenAi` | `chat.completion` JSON | SSE chunks + `[DONE]` | OpenAI |
+/// | `Claude` | Anthropic message JSON | Anthropic SSE events | Anthropic |
+/// | `Titan` | Titan `results` JSON | SSE Titan chunks | OpenAI |
+/// | `BedrockInvokeClaude` | Claude JSON + token-count headers | event-stream `chunk` frames of Claude events | Bedrock |
+/// | `BedrockInvokeTitan` | Titan JSON + token-count headers | event-stream `chunk` frames of Titan chunks | Bedrock |
+/// | `BedrockConverse` | Converse JSON | ConverseStream event frames | Bedrock |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ReplyFormat {
+    /// OpenAI chat completions.
+    #[default]
+    OpenAi,
+    /// Anthropic Messages over HTTP (`/v1/messages`, `?target_format=bedrock_claude`).
+    Claude,
+    /// Titan text over HTTP (`?target_format=bedrock_titan`).
+    Titan,
+    /// Bedrock `invoke` / `invoke-with-response-stream` with a Claude body.
+    BedrockInvokeClaude,
+    /// Bedrock `invoke` / `invoke-with-response-stream` with a Titan body.
+    BedrockInvokeTitan,
+    /// Bedrock `converse` / `converse-stream`.
+    BedrockConverse,
+}
+
+impl ReplyFormat {
+    /// The error shape clients of this reply read.
+    pub fn error_dialect(self) -> ErrorDialect {
+        match self {
+            ReplyFormat::OpenAi | ReplyFormat::Titan => ErrorDialect::OpenAi,
+            ReplyFormat::Claude => ErrorDialect::Anthropic,
+            ReplyFormat::BedrockInvokeClaude
+            | ReplyFormat::BedrockInvokeTitan
+            | ReplyFormat::BedrockConverse => ErrorDialect::Bedrock,
+        }
+    }
+
+    /// The name used in logs and metrics (`format_out`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyFormat::OpenAi => "openai",
+            ReplyFormat::Claude | ReplyFormat::BedrockInvokeClaude => "bedrock_claude",
+            ReplyFormat::Titan | ReplyFormat::BedrockInvokeTitan => "bedrock_titan",
+            ReplyFormat::BedrockConverse => "converse",
+        }
+    }
+}
+
+impl From<TargetFormat> for ReplyFormat {
+    fn from(target: TargetFormat) -> Self {
+        match target {
+            TargetFormat::OpenAi => ReplyFormat::OpenAi,
+            TargetFormat::BedrockClaude => ReplyFormat::Claude,
+            TargetFormat::BedrockTitan => ReplyFormat::Titan,
+        }
+    }
+}
+
+/// The format a client reads its reply in, as `?target_format=` names it on
+/// `/v1/chat/completions` (see [`ReplyFormat`] for every reply the gateway writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum TargetFormat {
     /// OpenAI chat completion / SSE chunks ending in `data: [DONE]`.
     #[default]

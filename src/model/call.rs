@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use crate::error::{ErrorKind, GatewayError};
-use crate::format::{InboundFormat, TargetFormat};
+use crate::format::{InboundFormat, ReplyFormat};
 
 /// One chat call through the typed core. Cheap to clone (two `Arc`s), so the retry layer can keep a
 /// copy for the next attempt.
@@ -50,7 +50,7 @@ pub struct CallContext {
     /// The format the client wrote.
     pub inbound: InboundFormat,
     /// The format the client reads.
-    pub target: TargetFormat,
+    pub target: ReplyFormat,
     /// The client's body as written, for lossless pass-through when formats match.
     pub original: Option<OriginalBody>,
     /// What the core learns about the call (attempts, provider, usage), for logs and metrics.
@@ -67,7 +67,7 @@ pub struct CallRecord {
     /// The format the client wrote.
     pub inbound: InboundFormat,
     /// The format the client reads.
-    pub target: TargetFormat,
+    pub target: ReplyFormat,
     /// Whether the reply is streamed.
     pub stream: bool,
     attempts: AtomicU32,
@@ -81,7 +81,7 @@ impl CallRecord {
     pub fn new(
         model: impl Into<String>,
         inbound: InboundFormat,
-        target: TargetFormat,
+        target: ReplyFormat,
         stream: bool,
     ) -> Self {
         CallRecord {

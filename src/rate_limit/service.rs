@@ -89,8 +89,13 @@ where
             let hooks = req.extensions_mut().get_or_insert_default::<UsageHooks>();
             hooks.push(move |usage| limiter.charge_tokens(&id, usage.total_tokens));
         }
+        let dialect = req
+            .extensions()
+            .get::<ErrorDialect>()
+            .copied()
+            .unwrap_or(self.dialect);
         match self.limiter.check(&key) {
-            Check::Ready(decision) => match decision.rejection(self.dialect) {
+            Check::Ready(decision) => match decision.rejection(dialect) {
                 Some(res) => ResponseFuture::rejected(res),
                 None => ResponseFuture::inner(self.inner.call(req), decision),
             },
@@ -98,7 +103,7 @@ where
                 // The polled-ready service goes with the request; this one keeps a fresh clone.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(check, ready, req, self.dialect)
+                ResponseFuture::checking(check, ready, req, dialect)
             }
         }
     }

@@ -1,16 +1,10 @@
 //! Raw hyper serving: the accept loop, HTTP/1.1 and h2c on one port (hyper-util's auto builder),
-//! `TCP_NODELAY`, graceful shutdown with a bounded drain, and the routes.
+//! `TCP_NODELAY`, graceful shutdown with a bounded drain.
 //!
 //! Accept errors (e.g. too many open files) are logged and the loop goes on after a short pause;
 //! they never stop the server. On shutdown the listener closes, every connection is told to finish
 //! (HTTP/1 closes after its in-flight response, HTTP/2 sends GOAWAY), and whatever is still open
 //! after the drain period — a long stream, typically — is dropped.
-
-mod observe;
-mod routes;
-
-pub use observe::{Observe, ObserveLayer};
-pub use routes::{HealthInfo, MetricsService, ModelsService, Routes};
 
 use std::convert::Infallible;
 use std::future::Future;

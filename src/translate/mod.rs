@@ -1,62 +1,107 @@
 //! Translation: the adapter between the HTTP shell and the typed core.
 //!
-//! [`TranslateLayer`] takes the `Request<DetectedRequest>` that [detection](crate::detect) produced,
-//! decodes it from its inbound format into the canonical [`ChatRequest`] (keeping the client's own
-//! object for lossless native pass-through), calls the typed core with a [`ChatCall`], and encodes the
-//! [`ChatReply`] in the target format — a JSON body, or an SSE body that flushes every event as it
-//! comes. Errors from decoding or from the core are rendered here, in the target format's error
-//! dialect, so the service's own error type is `Infallible`.
+//! [`TranslateLayer`] takes the `Request<DetectedRequest>` that [detection](crate::detect)
+//! produced, decodes it from its inbound format into the canonical [`ChatRequest`] (keeping the
+//! client's own object for lossless native pass-through), calls the typed core with a
+//! [`ChatCall`], and writes the [`ChatReply`] as the classifier's [`ReplyFormat`] says — a JSON
+//! body, or a streamed body whose events are framed for the wire (SSE or AWS event-stream) and
+//! flushed as they come. Errors from decoding or from the core are rendered here, in the reply's
+//! error dialect, so the service's own error type is `Infallible`.
 //!
 //! The pure halves are public on their own: [`decode_request`] and [`encode_complete`].
+//!
+//! ```
+//! use open_bedrock_server::detect::{Classified, DetectedRequest};
+//! use open_bedrock_server::format::{InboundFormat, ReplyFormat};
+//! use open_bedrock_server::translate::decode_request;
+//!
+//! // A Claude body as `/v1/messages` receives it: no `anthropic_version` (the Anthropic API sends
+//! // it as a header), so Bedrock's is added for pass-through.
+//! let body = serde_json::json!({"model": "gpt-4o", "max_tokens": 50,
+//!     "messages": [{"role": "user", "content": "Hi"}]});
+//! let detected = DetectedRequest::new(
+//!     Classified::new(InboundFormat::BedrockClaude, ReplyFormat::Claude),
+//!     body.as_object().unwrap().clone(),
+//! );
+//! let (request, original) = decode_request(detected).unwrap();
+//! assert_eq!((request.model.as_str(), request.max_tokens), ("gpt-4o", Some(50)));
+//! assert_eq!(original.unwrap().json["anthropic_version"], "bedrock-2023-05-31");
+//! ```
 //!
 //! [`ChatRequest`]: crate::model::ChatRequest
 //! [`ChatCall`]: crate::model::ChatCall
 //! [`ChatReply`]: crate::model::ChatReply
 
+mod reply;
 mod service;
 
+pub use reply::{encode_complete, CompleteReply};
 pub use service::{ResponseFuture, Translate, TranslateLayer};
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::Value;
 
 use crate::detect::DetectedRequest;
 use crate::error::GatewayError;
-use crate::format::{bedrock_claude, bedrock_titan, InboundFormat, TargetFormat};
-use crate::model::{ChatRequest, ChatResponse, OriginalBody};
+use crate::format::bedrock_claude::ANTHROPIC_VERSION;
+use crate::format::{bedrock_claude, bedrock_titan, converse, InboundFormat};
+use crate::model::{ChatRequest, OriginalBody};
 
 /// Decodes a detected body into the canonical request, keeping native bodies for pass-through.
+///
+/// A path-given model and streaming ([`DetectedRequest::model`], [`DetectedRequest::stream`])
+/// win over the body's. A Claude body without `anthropic_version` gets Bedrock's, so it can be
+/// forwarded to Claude on Bedrock as written.
 pub fn decode_request(
     detected: DetectedRequest,
 ) -> Result<(ChatRequest, Option<OriginalBody>), GatewayError> {
-    let DetectedRequest { inbound, body, .. } = detected;
-    let (request, original) = match inbound {
-        InboundFormat::OpenAi => {
-            let request: ChatRequest =
-                serde_json::from_value(Value::Object(body)).map_err(openai_decode_error)?;
-            (request, None)
+    let DetectedRequest {
+        inbound,
+        model,
+        stream,
+        mut body,
+        ..
+    } = detected;
+    if matches!(
+        inbound,
+        InboundFormat::BedrockClaude | InboundFormat::BedrockTitan
+    ) {
+        // The path names the model and the operation decides streaming; the body says neither.
+        if let Some(model) = &model {
+            body.insert("model".into(), Value::String(model.clone()));
         }
+        if let Some(stream) = stream {
+            body.insert("stream".into(), Value::Bool(stream));
+        }
+    }
+    let (request, original) = match inbound {
         InboundFormat::BedrockClaude => {
+            body.entry("anthropic_version")
+                .or_insert_with(|| Value::from(ANTHROPIC_VERSION));
             let request = bedrock_claude::decode_client_request(&body)?;
-            (
-                request,
-                Some(OriginalBody {
-                    format: inbound,
-                    json: Arc::new(body),
-                }),
-            )
+            (request, Some(original(inbound, body)))
         }
         InboundFormat::BedrockTitan => {
             let request = bedrock_titan::decode_client_request(&body)?;
-            (
-                request,
-                Some(OriginalBody {
-                    format: inbound,
-                    json: Arc::new(body),
-                }),
-            )
+            (request, Some(original(inbound, body)))
+        }
+        InboundFormat::Converse => {
+            let model = model.ok_or_else(|| GatewayError::missing_field("model"))?;
+            let request = converse::decode_client_request(&model, &body, stream.unwrap_or(false))?;
+            (request, None)
+        }
+        // OpenAI, and whatever a newer classifier calls canonical.
+        _ => {
+            let mut request: ChatRequest =
+                serde_json::from_value(Value::Object(body)).map_err(openai_decode_error)?;
+            if let Some(model) = model {
+                request.model = model;
+            }
+            if let Some(stream) = stream {
+                request.stream = Some(stream);
+            }
+            (request, None)
         }
     };
     if request.model.trim().is_empty() {
@@ -70,6 +115,13 @@ pub fn decode_request(
         );
     }
     Ok((request, original))
+}
+
+fn original(format: InboundFormat, body: serde_json::Map<String, Value>) -> OriginalBody {
+    OriginalBody {
+        format,
+        json: Arc::new(body),
+    }
 }
 
 fn openai_decode_error(e: serde_json::Error) -> GatewayError {
@@ -92,19 +144,4 @@ fn openai_decode_error(e: serde_json::Error) -> GatewayError {
         err = err.with_param(p);
     }
     err
-}
-
-/// Encodes a complete reply in the target format.
-pub fn encode_complete(response: &ChatResponse, target: TargetFormat) -> Bytes {
-    let bytes = match target {
-        TargetFormat::OpenAi => serde_json::to_vec(response),
-        TargetFormat::BedrockClaude => {
-            serde_json::to_vec(&bedrock_claude::encode_client_response(response))
-        }
-        TargetFormat::BedrockTitan => {
-            serde_json::to_vec(&bedrock_titan::encode_client_response(response))
-        }
-    };
-    // Serializing our own types into memory cannot fail.
-    Bytes::from(bytes.unwrap_or_default())
 }

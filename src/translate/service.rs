@@ -1,31 +1,25 @@
-//! [`TranslateLayer`] / [`Translate`]: inbound format → typed core → target format.
+//! [`TranslateLayer`] / [`Translate`]: inbound format → typed core → reply format.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use http::{header, HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response};
 use tokio_util::sync::CancellationToken;
 use tower::util::Oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{decode_request, encode_complete};
+use super::decode_request;
+use super::reply::{encode_complete, stream_reply, StreamSettings};
 use crate::body::Body;
 use crate::detect::DetectedRequest;
-use crate::error::ErrorDialect;
-use crate::error::GatewayError;
-use crate::format::{
-    bedrock_claude::ClaudeStreamEncoder, bedrock_titan::TitanStreamEncoder,
-    openai::OpenAiStreamEncoder, TargetFormat,
-};
-use std::sync::Arc;
-
-use crate::model::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream};
-use crate::sse::SseFramer;
-use crate::stream::{EncodedBody, EventEncoder};
+use crate::error::{ErrorDialect, GatewayError};
+use crate::format::ReplyFormat;
+use crate::model::{CallContext, CallRecord, ChatCall, ChatReply};
 use crate::usage::UsageHooks;
 
 /// Layer that applies [`Translate`].
@@ -36,7 +30,7 @@ pub struct TranslateLayer {
 }
 
 impl TranslateLayer {
-    /// Translation with keep-alive comments on streams idle for `keep_alive` (`None` = never).
+    /// Translation with keep-alives on SSE streams idle for `keep_alive` (`None` = never).
     pub fn new(keep_alive: Option<Duration>) -> Self {
         TranslateLayer {
             keep_alive,
@@ -94,24 +88,29 @@ where
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // The core's readiness is awaited inside the call (`Oneshot`), so a core that fails to get
-        // ready is rendered as an error response instead of failing the connection.
+        // ready is rendered as an error response in the client's dialect instead of failing the
+        // connection.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<DetectedRequest>) -> Self::Future {
         let (mut parts, detected) = req.into_parts();
         let hooks = parts.extensions.remove::<UsageHooks>().unwrap_or_default();
-        let target = detected.target;
+        let reply = detected.reply;
         let inbound = detected.inbound;
+        // Bedrock clients read the request id as `x-amzn-RequestId`.
+        let amzn_id = (reply.error_dialect() == ErrorDialect::Bedrock)
+            .then(|| parts.headers.get("x-request-id").cloned())
+            .flatten();
         let (mut request, original) = match decode_request(detected) {
             Ok(r) => r,
-            Err(e) => return ResponseFuture::error(e, target),
+            Err(e) => return ResponseFuture::error(e, reply, amzn_id),
         };
         let include_usage = request.include_usage();
         if request.is_stream() && !include_usage {
-            // Always ask the upstream for the final usage: Claude and Titan streams end with token
-            // counts, and the token budget, the log line and the metrics need them. An OpenAI
-            // reader that did not ask never sees the usage chunk (the encoder drops it).
+            // Always ask the upstream for the final usage: Claude, Titan and Converse streams end
+            // with token counts, and the token budget, the log line and the metrics need them. An
+            // OpenAI reader that did not ask never sees the usage chunk (its encoder drops it).
             request
                 .stream_options
                 .get_or_insert_with(Default::default)
@@ -120,13 +119,13 @@ where
         let record = Arc::new(CallRecord::new(
             request.model.clone(),
             inbound,
-            target,
+            reply,
             request.is_stream(),
         ));
         let context = CallContext {
             request_id: parts.headers.get("x-request-id").cloned(),
             inbound,
-            target,
+            target: reply,
             original,
             record: record.clone(),
         };
@@ -135,12 +134,15 @@ where
             state: State::Calling {
                 fut: Oneshot::new(self.inner.clone(), call),
             },
-            target,
-            include_usage,
-            keep_alive: self.keep_alive,
-            shutdown: self.shutdown.clone(),
+            reply,
+            settings: StreamSettings {
+                include_usage,
+                keep_alive: self.keep_alive,
+                shutdown: self.shutdown.clone(),
+            },
             hooks,
             record: Some(record),
+            amzn_id,
         }
     }
 }
@@ -153,12 +155,11 @@ pin_project_lite::pin_project! {
     {
         #[pin]
         state: State<S>,
-        target: TargetFormat,
-        include_usage: bool,
-        keep_alive: Option<Duration>,
-        shutdown: Option<CancellationToken>,
+        reply: ReplyFormat,
+        settings: StreamSettings,
         hooks: UsageHooks,
         record: Option<Arc<CallRecord>>,
+        amzn_id: Option<HeaderValue>,
     }
 }
 
@@ -169,22 +170,23 @@ pin_project_lite::pin_project! {
         S: Service<ChatCall>,
     {
         Calling { #[pin] fut: Oneshot<S, ChatCall> },
-        Ready { res: Option<Response<Body>> },
+        Failed { error: Option<GatewayError> },
     }
 }
 
 impl<S: Service<ChatCall>> ResponseFuture<S> {
-    fn error(error: GatewayError, target: TargetFormat) -> Self {
+    fn error(error: GatewayError, reply: ReplyFormat, amzn_id: Option<HeaderValue>) -> Self {
         ResponseFuture {
-            state: State::Ready {
-                res: Some(error.into_response(target.error_dialect())),
+            state: State::Failed { error: Some(error) },
+            reply,
+            settings: StreamSettings {
+                include_usage: false,
+                keep_alive: None,
+                shutdown: None,
             },
-            target,
-            include_usage: false,
-            keep_alive: None,
-            shutdown: None,
             hooks: UsageHooks::default(),
             record: None,
+            amzn_id,
         }
     }
 }
@@ -192,7 +194,7 @@ impl<S: Service<ChatCall>> ResponseFuture<S> {
 impl<S: Service<ChatCall>> std::fmt::Debug for ResponseFuture<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("translate::ResponseFuture")
-            .field("target", &self.target)
+            .field("reply", &self.reply)
             .finish()
     }
 }
@@ -205,89 +207,44 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let target = *this.target;
-        let reply = match this.state.project() {
-            StateProj::Ready { res } => {
-                return match res.take() {
-                    Some(r) => Poll::Ready(Ok(r)),
-                    None => Poll::Pending,
-                }
-            }
+        let reply = *this.reply;
+        let result = match this.state.project() {
+            StateProj::Failed { error } => match error.take() {
+                Some(e) => Err(e),
+                None => return Poll::Pending,
+            },
             StateProj::Calling { fut } => ready!(fut.poll(cx)),
         };
-        let res = match reply {
+        let mut res = match result {
             Ok(ChatReply::Complete(response)) => {
-                let mut res = Response::new(Body::from(encode_complete(&response, target)));
-                res.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
+                let encoded = encode_complete(&response, reply);
                 if let Some(usage) = &response.usage {
                     this.hooks.report(usage);
                     if let Some(r) = this.record.as_ref() {
                         r.record_usage(usage.prompt_tokens, usage.completion_tokens);
                     }
                 }
+                let mut res = Response::new(Body::from(encoded.body));
+                *res.headers_mut() = encoded.headers;
                 res
             }
             Ok(ChatReply::Stream(stream)) => {
                 let record = this.record.clone().unwrap_or_default();
                 let stream = std::mem::take(this.hooks).tap(stream, record);
-                let keep_alive = *this.keep_alive;
-                let body = match target {
-                    TargetFormat::OpenAi => encoded(
-                        stream,
-                        OpenAiStreamEncoder::new(*this.include_usage),
-                        target.error_dialect(),
-                        keep_alive,
-                        this.shutdown,
-                    ),
-                    TargetFormat::BedrockClaude => encoded(
-                        stream,
-                        ClaudeStreamEncoder::new(),
-                        target.error_dialect(),
-                        keep_alive,
-                        this.shutdown,
-                    ),
-                    TargetFormat::BedrockTitan => encoded(
-                        stream,
-                        TitanStreamEncoder::new(),
-                        target.error_dialect(),
-                        keep_alive,
-                        this.shutdown,
-                    ),
-                };
+                let (body, headers) = stream_reply(stream, reply, this.settings);
                 let mut res = Response::new(body);
-                let h = res.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream; charset=utf-8"),
-                );
-                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+                *res.headers_mut() = headers;
                 res
             }
-            Err(e) => e.into_response(target.error_dialect()),
+            Err(e) => e.into_response(reply.error_dialect()),
         };
-        let mut res = res;
+        if let Some(id) = this.amzn_id.take() {
+            res.headers_mut().insert("x-amzn-requestid", id);
+        }
         if let Some(r) = this.record.take() {
             // The log line and the metrics read the call's facts from the response.
             res.extensions_mut().insert(r);
         }
         Poll::Ready(Ok(res))
     }
-}
-
-fn encoded<E: EventEncoder>(
-    stream: ChunkStream,
-    encoder: E,
-    dialect: ErrorDialect,
-    keep_alive: Option<Duration>,
-    shutdown: &Option<CancellationToken>,
-) -> Body {
-    let body = EncodedBody::new(stream, encoder, SseFramer::new(dialect), keep_alive);
-    Body::new(match shutdown {
-        Some(token) => body.with_shutdown(token),
-        None => body,
-    })
 }

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use open_bedrock_server::config::Config;
 use open_bedrock_server::provider::{BedrockProvider, OpenAiProvider};
-use open_bedrock_server::{server, Gateway};
+use open_bedrock_server::{server, Gateway, GatewayBuilder};
 use serde_json::Value;
 
 pub const KEY: &str = "test-gateway-key";
@@ -61,8 +61,14 @@ impl TestGateway {
 
 pub async fn start_gateway(config: Config, bedrock: Option<BedrockProvider>) -> TestGateway {
     let openai = OpenAiProvider::new(&config.openai, &config.timeouts).unwrap();
-    let gateway = Gateway::new(&config, Some(openai), bedrock);
-    start_service(gateway).await
+    let mut builder = GatewayBuilder::from_config(&config).openai(openai);
+    if let Some(bedrock) = bedrock {
+        builder = builder.bedrock(bedrock);
+    }
+    if config.mock_enabled {
+        builder = builder.mock(open_bedrock_server::provider::MockProvider::new());
+    }
+    start_service(builder.build()).await
 }
 
 pub async fn start_service(gateway: Gateway) -> TestGateway {

@@ -15,8 +15,9 @@
 //! through the canonical model. Errors before a stream starts are Bedrock errors (`{"message"}` +
 //! `x-amzn-ErrorType`, Bedrock's statuses); after, one exception frame ends the stream.
 //!
-//! The stack ([`Gateway`](crate::Gateway) assembles it): in-flight limit → [`auth`] (SigV4 /
-//! Bearer / `x-api-key`, 403 in AWS shape) → rate limit → [`BedrockRuntime`] → typed core.
+//! The route runs the same pipeline as every other (in-flight limit → [`auth`] (SigV4) → API-key
+//! auth (Bearer / `x-api-key`) → rate limit → detect → translate → core); what is its own is the
+//! SigV4 layer, the path parsing and its classifier, [`BedrockRuntimeClassifier`].
 //!
 //! ```
 //! use open_bedrock_server::surface::bedrock_runtime::{parse_path, Operation};
@@ -30,28 +31,12 @@
 
 pub mod auth;
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
-use futures_util::future::BoxFuture;
-use http::{header, HeaderValue, Request, Response};
-use http_body_util::BodyExt;
+use http::request::Parts;
 use serde_json::{Map, Value};
-use tokio_util::sync::CancellationToken;
-use tower_service::Service;
 
-use crate::body::Body;
-use crate::detect::DetectedRequest;
+use crate::detect::{Classified, Classify};
 use crate::error::{ErrorDialect, GatewayError};
-use crate::eventstream::{EventStreamFramer, InvokeChunkFramer};
-use crate::format::bedrock_claude::{ClaudeStreamEncoder, ANTHROPIC_VERSION};
-use crate::format::bedrock_titan::TitanStreamEncoder;
-use crate::format::converse::ConverseStreamEncoder;
-use crate::format::{converse, InboundFormat, TargetFormat};
-use crate::model::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream};
-use crate::stream::{EncodedBody, EventEncoder, Framer};
-use crate::translate::{decode_request, encode_complete};
-use crate::usage::UsageHooks;
+use crate::format::{InboundFormat, ReplyFormat};
 
 /// A Bedrock runtime operation the gateway serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,294 +84,62 @@ fn validation(message: impl Into<String>) -> GatewayError {
     GatewayError::invalid_request(message.into()).with_aws_type("ValidationException")
 }
 
-/// What a decoded request answers in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Answer {
-    /// Model-native Claude or Titan JSON / chunks.
-    Native(TargetFormat),
-    /// Converse JSON / ConverseStream events.
-    Converse,
+fn unknown_operation(path: &str) -> GatewayError {
+    GatewayError::not_found(&http::Method::POST, path).with_aws_type("UnknownOperationException")
 }
 
-/// Decodes a Bedrock runtime request into a typed-core call and the shape of its answer.
-fn decode(
-    model: String,
-    op: Operation,
-    bytes: &[u8],
-    context: CallContext,
-) -> Result<(ChatCall, Answer), GatewayError> {
-    let mut body: Map<String, Value> = serde_json::from_slice(bytes).map_err(|e| {
-        validation(format!(
-            "Malformed input request: the body is not a JSON object ({e})."
-        ))
-    })?;
-    let stream = op.is_stream();
-    match op {
-        Operation::Invoke | Operation::InvokeStream => {
-            let format = if body.contains_key("anthropic_version") {
-                InboundFormat::BedrockClaude
-            } else if body.contains_key("inputText") {
-                InboundFormat::BedrockTitan
-            } else if body.contains_key("messages")
-                && crate::route::bedrock_family(&model) == Some(crate::route::BedrockFamily::Claude)
-            {
-                body.insert("anthropic_version".into(), Value::from(ANTHROPIC_VERSION));
-                InboundFormat::BedrockClaude
-            } else {
-                return Err(validation(
-                    "Malformed input request: expected a Claude body (anthropic_version + messages) or a Titan body (inputText).",
-                ));
-            };
-            let target = match format {
-                InboundFormat::BedrockTitan => TargetFormat::BedrockTitan,
-                _ => TargetFormat::BedrockClaude,
-            };
-            // The path names the model and the operation decides streaming; the body says neither.
-            body.insert("model".into(), Value::String(model));
-            body.insert("stream".into(), Value::Bool(stream));
-            let (mut request, original) = decode_request(DetectedRequest {
-                inbound: format,
-                target,
-                body,
-            })
-            .map_err(as_validation)?;
-            if stream {
-                // Both families end their streams with token counts: ask the upstream for them.
-                request
-                    .stream_options
-                    .get_or_insert_with(Default::default)
-                    .include_usage = Some(true);
-            }
-            let context = CallContext {
-                inbound: format,
-                target,
-                original,
-                record: std::sync::Arc::new(CallRecord::new(
-                    request.model.clone(),
-                    format,
-                    target,
-                    stream,
-                )),
-                ..context
-            };
-            Ok((
-                ChatCall::with_context(request, context),
-                Answer::Native(target),
-            ))
-        }
-        Operation::Converse | Operation::ConverseStream => {
-            let request = converse::decode_client_request(&model, &body, stream)?;
-            // Converse is neither of the native invoke formats; logs show it as OpenAI-shaped.
-            let record = CallRecord::new(
-                request.model.clone(),
-                InboundFormat::OpenAi,
-                TargetFormat::OpenAi,
-                stream,
-            );
-            let context = CallContext {
-                record: std::sync::Arc::new(record),
-                ..context
-            };
-            Ok((ChatCall::with_context(request, context), Answer::Converse))
-        }
-    }
-}
+/// The classifier of `POST /model/{modelId}/{operation}`: the model and streaming from the path,
+/// the family of an invoke body from the body, Bedrock's replies and errors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BedrockRuntimeClassifier;
 
-/// Errors from the shared decoders speak OpenAI; on this surface they are validation errors.
-fn as_validation(e: GatewayError) -> GatewayError {
-    if e.status() == http::StatusCode::BAD_REQUEST {
-        e.with_aws_type("ValidationException")
-    } else {
-        e
-    }
-}
-
-/// The Bedrock runtime service over the typed core `S`: `Request<Body>` (already authenticated,
-/// body bounded) in, a Bedrock-shaped `Response<Body>` out.
-#[derive(Debug, Clone)]
-pub struct BedrockRuntime<S> {
-    core: S,
-    shutdown: Option<CancellationToken>,
-}
-
-impl<S> BedrockRuntime<S> {
-    /// The surface over `core`.
-    pub fn new(core: S) -> Self {
-        BedrockRuntime {
-            core,
-            shutdown: None,
-        }
+impl Classify for BedrockRuntimeClassifier {
+    fn dialect(&self, _head: &Parts) -> ErrorDialect {
+        ErrorDialect::Bedrock
     }
 
-    /// Open streams end with an exception frame when `token` is cancelled.
-    pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
-        self.shutdown = Some(token);
-        self
-    }
-
-    /// The typed core.
-    pub fn get_ref(&self) -> &S {
-        &self.core
-    }
-}
-
-impl<S> Service<Request<Body>> for BedrockRuntime<S>
-where
-    S: Service<ChatCall, Response = ChatReply, Error = GatewayError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // The core's readiness is awaited inside the call, so its failure is a Bedrock error response.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let core = self.core.clone();
-        let shutdown = self.shutdown.clone();
-        Box::pin(async move {
-            let request_id = req.headers().get("x-request-id").cloned();
-            let mut res = answer(core, shutdown, req).await;
-            if let Some(id) = request_id {
-                res.headers_mut().insert("x-amzn-requestid", id);
-            }
-            Ok(res)
-        })
-    }
-}
-
-async fn answer<S>(
-    core: S,
-    shutdown: Option<CancellationToken>,
-    req: Request<Body>,
-) -> Response<Body>
-where
-    S: Service<ChatCall, Response = ChatReply, Error = GatewayError>,
-{
-    let (mut parts, body) = req.into_parts();
-    let Some((model, op)) = parse_path(parts.uri.path()) else {
-        return GatewayError::not_found(&parts.method, parts.uri.path())
-            .with_aws_type("UnknownOperationException")
-            .into_response(ErrorDialect::Bedrock);
-    };
-    let Some(op) = op else {
-        return GatewayError::not_found(&parts.method, parts.uri.path())
-            .with_aws_type("UnknownOperationException")
-            .into_response(ErrorDialect::Bedrock);
-    };
-    let hooks = parts.extensions.remove::<UsageHooks>().unwrap_or_default();
-    // The body was read (and bounded) by the auth layer: collecting it again is a copy-free move.
-    let bytes = match body.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            return validation(format!("Failed to read the request body: {e}"))
-                .into_response(ErrorDialect::Bedrock)
-        }
-    };
-    let context = CallContext {
-        request_id: parts.headers.get("x-request-id").cloned(),
-        ..CallContext::default()
-    };
-    let (call, answer) = match decode(model, op, &bytes, context) {
-        Ok(d) => d,
-        Err(e) => return e.into_response(ErrorDialect::Bedrock),
-    };
-    let record = call.context.record.clone();
-    let reply = match tower::ServiceExt::oneshot(core, call).await {
-        Ok(r) => r,
-        Err(e) => return e.into_response(ErrorDialect::Bedrock),
-    };
-    match reply {
-        ChatReply::Complete(response) => {
-            let json = match answer {
-                Answer::Native(target) => encode_complete(&response, target),
-                Answer::Converse => bytes::Bytes::from(
-                    serde_json::to_vec(&converse::encode_client_response(&response))
-                        .unwrap_or_default(),
-                ),
-            };
-            let mut res = Response::new(Body::from(json));
-            let h = res.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            if let Some(usage) = &response.usage {
-                hooks.report(usage);
-                if matches!(answer, Answer::Native(_)) {
-                    let input = usage
-                        .prompt_tokens
-                        .saturating_sub(usage.cached_tokens())
-                        .saturating_sub(usage.cache_write_tokens());
-                    h.insert("x-amzn-bedrock-input-token-count", HeaderValue::from(input));
-                    h.insert(
-                        "x-amzn-bedrock-output-token-count",
-                        HeaderValue::from(usage.completion_tokens),
-                    );
+    fn classify(
+        &self,
+        head: &Parts,
+        body: &Map<String, Value>,
+    ) -> Result<Classified, GatewayError> {
+        let path = head.uri.path();
+        let Some((model, Some(op))) = parse_path(path) else {
+            return Err(unknown_operation(path));
+        };
+        let (inbound, reply) = match op {
+            Operation::Invoke | Operation::InvokeStream => {
+                if body.contains_key("anthropic_version")
+                    || (body.contains_key("messages")
+                        && crate::route::bedrock_family(&model)
+                            == Some(crate::route::BedrockFamily::Claude))
+                {
+                    (
+                        InboundFormat::BedrockClaude,
+                        ReplyFormat::BedrockInvokeClaude,
+                    )
+                } else if body.contains_key("inputText") {
+                    (InboundFormat::BedrockTitan, ReplyFormat::BedrockInvokeTitan)
+                } else {
+                    return Err(validation(
+                        "Malformed input request: expected a Claude body (anthropic_version + messages) or a Titan body (inputText).",
+                    ));
                 }
-                record.record_usage(usage.prompt_tokens, usage.completion_tokens);
             }
-            res.extensions_mut().insert(record);
-            res
-        }
-        ChatReply::Stream(stream) => {
-            let stream = hooks.tap(stream, record.clone());
-            let body = match answer {
-                Answer::Native(TargetFormat::BedrockTitan) => framed(
-                    stream,
-                    TitanStreamEncoder::bedrock(),
-                    InvokeChunkFramer::new(),
-                    shutdown.as_ref(),
-                ),
-                Answer::Native(_) => framed(
-                    stream,
-                    ClaudeStreamEncoder::bedrock(),
-                    InvokeChunkFramer::new(),
-                    shutdown.as_ref(),
-                ),
-                Answer::Converse => framed(
-                    stream,
-                    ConverseStreamEncoder::new(),
-                    EventStreamFramer::new(),
-                    shutdown.as_ref(),
-                ),
-            };
-            let mut res = Response::new(body);
-            let h = res.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/vnd.amazon.eventstream"),
-            );
-            h.insert(
-                "x-amzn-bedrock-content-type",
-                HeaderValue::from_static("application/json"),
-            );
-            res.extensions_mut().insert(record);
-            res
-        }
+            Operation::Converse | Operation::ConverseStream => {
+                (InboundFormat::Converse, ReplyFormat::BedrockConverse)
+            }
+        };
+        Ok(Classified::new(inbound, reply)
+            .with_model(model)
+            .with_stream(op.is_stream()))
     }
-}
-
-/// An event-stream body: no keep-alive (an SSE comment would corrupt the framing).
-fn framed<E: EventEncoder, F: Framer>(
-    stream: ChunkStream,
-    encoder: E,
-    framer: F,
-    shutdown: Option<&CancellationToken>,
-) -> Body {
-    let body = EncodedBody::new(stream, encoder, framer, None);
-    Body::new(match shutdown {
-        Some(token) => body.with_shutdown(token),
-        None => body,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn paths() {
@@ -406,65 +159,66 @@ mod tests {
         assert!(parse_path("/v1/models").is_none());
     }
 
-    fn decoded(
-        model: &str,
-        op: Operation,
-        body: Value,
-    ) -> Result<(ChatCall, Answer), GatewayError> {
-        decode(
-            model.into(),
-            op,
-            &serde_json::to_vec(&body).unwrap(),
-            CallContext::default(),
-        )
+    fn classify(path: &str, body: Value) -> Result<Classified, GatewayError> {
+        let head = http::Request::post(path).body(()).unwrap().into_parts().0;
+        BedrockRuntimeClassifier.classify(&head, body.as_object().unwrap())
     }
 
     #[test]
     fn invoke_bodies_choose_their_family_from_the_body() {
-        let claude = serde_json::json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
+        let claude = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
             "messages": [{"role": "user", "content": "hi"}]});
-        let (call, answer) = decoded("gpt-4o", Operation::InvokeStream, claude).unwrap();
-        assert_eq!(answer, Answer::Native(TargetFormat::BedrockClaude));
-        assert_eq!(call.request.model, "gpt-4o");
-        assert!(call.request.is_stream() && call.request.include_usage());
-        let original = call.context.original.as_ref().unwrap();
-        assert_eq!(original.format, InboundFormat::BedrockClaude);
-
-        let (call, answer) = decoded(
-            "amazon.titan-text-express-v1",
-            Operation::Invoke,
-            serde_json::json!({"inputText": "User: hi\nBot:"}),
+        let c = classify("/model/gpt-4o/invoke-with-response-stream", claude).unwrap();
+        assert_eq!(
+            (c.inbound, c.reply, c.model.as_deref(), c.stream),
+            (
+                InboundFormat::BedrockClaude,
+                ReplyFormat::BedrockInvokeClaude,
+                Some("gpt-4o"),
+                Some(true)
+            )
+        );
+        let c = classify(
+            "/model/amazon.titan-text-express-v1/invoke",
+            json!({"inputText": "User: hi\nBot:"}),
         )
         .unwrap();
-        assert_eq!(answer, Answer::Native(TargetFormat::BedrockTitan));
-        assert!(!call.request.is_stream());
-
-        let e = decoded(
-            "gpt-4o",
-            Operation::Invoke,
-            serde_json::json!({"prompt": "hi"}),
+        assert_eq!(
+            (c.inbound, c.reply, c.stream),
+            (
+                InboundFormat::BedrockTitan,
+                ReplyFormat::BedrockInvokeTitan,
+                Some(false)
+            )
+        );
+        // A Messages body without anthropic_version, to a Claude model, is Claude.
+        let c = classify(
+            "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
+            json!({"messages": [], "max_tokens": 5}),
         )
-        .unwrap_err();
+        .unwrap();
+        assert_eq!(c.inbound, InboundFormat::BedrockClaude);
+        let e = classify("/model/gpt-4o/invoke", json!({"prompt": "hi"})).unwrap_err();
         assert_eq!(e.status(), 400);
-        let e = decode(
-            "m".into(),
-            Operation::Invoke,
-            b"not json",
-            CallContext::default(),
-        )
-        .unwrap_err();
-        assert_eq!(e.status(), 400);
+        assert!(e.message().contains("Malformed input request"));
+        let e = classify("/model/gpt-4o/count-tokens", json!({})).unwrap_err();
+        assert_eq!(e.status(), 404);
     }
 
     #[test]
     fn converse_bodies_go_through_the_canonical_model() {
-        let (call, answer) = decoded(
-            "gpt-4o",
-            Operation::ConverseStream,
-            serde_json::json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}),
+        let c = classify(
+            "/model/gpt-4o/converse-stream",
+            json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}),
         )
         .unwrap();
-        assert_eq!(answer, Answer::Converse);
-        assert!(call.context.original.is_none() && call.request.is_stream());
+        assert_eq!(
+            (c.inbound, c.reply, c.stream),
+            (
+                InboundFormat::Converse,
+                ReplyFormat::BedrockConverse,
+                Some(true)
+            )
+        );
     }
 }

@@ -27,6 +27,7 @@ use tower_service::Service;
 use crate::auth::ApiKeyId;
 use crate::body::{Body, BoxError};
 use crate::error::{ErrorKind, ErrorSummary};
+use crate::gateway::Endpoint;
 use crate::metrics::{Metrics, Observation};
 use crate::model::CallRecord;
 
@@ -62,16 +63,7 @@ pub struct Observe<S> {
 }
 
 fn route_of(path: &str) -> &'static str {
-    match path {
-        "/v1/chat/completions" => "chat",
-        "/v1/models" => "models",
-        "/health" | "/v1/chat/completions/health" => "health",
-        "/metrics" => "metrics",
-        p if p.starts_with("/v1/models/") => "models",
-        p if p.starts_with("/model/") => "bedrock_runtime",
-        "/v1/messages" | "/anthropic/v1/messages" => "messages",
-        _ => "other",
-    }
+    Endpoint::of(path).map_or("other", Endpoint::label)
 }
 
 impl<S, B> Service<Request<B>> for Observe<S>

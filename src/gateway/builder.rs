@@ -1,0 +1,300 @@
+//! [`GatewayBuilder`]: providers, auth, limits and routes in; a [`Gateway`] out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Gateway, ProviderStatus, Shared};
+use crate::auth::ApiKeyAuthLayer;
+use crate::config::{AwsClientCredential, Config, RetrySettings, Timeouts};
+use crate::detect::DEFAULT_BODY_READ_TIMEOUT;
+use crate::load_shed::InFlightLimitLayer;
+use crate::metrics::Metrics;
+use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider};
+use crate::rate_limit::RateLimiter;
+use crate::retry::RetryPolicy;
+use crate::route::Router;
+use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
+
+/// Builds a [`Gateway`]. Every setting has the default of an empty configuration; auth needs a
+/// decision: [`api_keys`](Self::api_keys) or [`no_auth`](Self::no_auth) (with neither, every
+/// request is refused).
+#[derive(Debug)]
+#[must_use]
+pub struct GatewayBuilder {
+    openai: Option<OpenAiProvider>,
+    bedrock: Option<BedrockProvider>,
+    mock: Option<MockProvider>,
+    router: Router,
+    api_keys: Vec<String>,
+    auth_disabled: bool,
+    aws_credentials: Vec<AwsClientCredential>,
+    rate_limiter: Option<RateLimiter>,
+    max_in_flight: usize,
+    max_request_bytes: usize,
+    body_read_timeout: Duration,
+    keep_alive: Duration,
+    timeouts: Timeouts,
+    retry: RetrySettings,
+    listed_models: Vec<String>,
+    drain: Duration,
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// What start-up knows about providers that are off (for [`Gateway::providers`]).
+    bedrock_off: &'static str,
+    openai_key_set: bool,
+}
+
+impl Default for GatewayBuilder {
+    fn default() -> Self {
+        GatewayBuilder::new()
+    }
+}
+
+impl GatewayBuilder {
+    /// A builder with the defaults of an empty configuration.
+    pub fn new() -> Self {
+        let defaults = Config::default();
+        GatewayBuilder {
+            openai: None,
+            bedrock: None,
+            mock: None,
+            router: Router::default(),
+            api_keys: Vec::new(),
+            auth_disabled: false,
+            aws_credentials: Vec::new(),
+            rate_limiter: None,
+            max_in_flight: defaults.max_in_flight,
+            max_request_bytes: defaults.max_request_bytes,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            keep_alive: defaults.stream_keep_alive,
+            timeouts: defaults.timeouts,
+            retry: defaults.retry,
+            listed_models: Vec::new(),
+            drain: defaults.shutdown_drain,
+            metrics_addr: None,
+            bedrock_off: "off: not configured",
+            openai_key_set: false,
+        }
+    }
+
+    /// Every setting of `config` except the providers (which [`Gateway::from_config`] builds).
+    pub fn from_config(config: &Config) -> Self {
+        let mut b = GatewayBuilder::new()
+            .router(config.router())
+            .api_keys(&config.api_keys)
+            .aws_credentials(&config.aws_credentials)
+            .max_in_flight(config.max_in_flight)
+            .max_request_bytes(config.max_request_bytes)
+            .body_read_timeout(config.timeouts.body_read)
+            .stream_keep_alive(config.stream_keep_alive)
+            .timeouts(config.timeouts)
+            .retry(config.retry)
+            .listed_models(config.listed_models.clone())
+            .shutdown_drain(config.shutdown_drain);
+        if config.auth_disabled {
+            b = b.no_auth();
+        }
+        if let Some(port) = config.metrics_port {
+            b = b.metrics_addr(std::net::SocketAddr::new(config.host, port));
+        }
+        b.bedrock_off = if config.bedrock.enabled {
+            "off: no AWS region (set AWS_REGION or AWS_DEFAULT_REGION, bedrock.region, or a region in the AWS profile)"
+        } else {
+            "off: disabled (BEDROCK_ENABLED=false / bedrock.enabled = false)"
+        };
+        b.openai_key_set = config.openai.api_key.is_some();
+        b
+    }
+
+    /// Serves OpenAI-family models (and routes to `openai`) with `provider`.
+    pub fn openai(mut self, provider: OpenAiProvider) -> Self {
+        self.openai = Some(provider);
+        self
+    }
+
+    /// Serves Bedrock models with `provider`.
+    pub fn bedrock(mut self, provider: BedrockProvider) -> Self {
+        self.bedrock = Some(provider);
+        self
+    }
+
+    /// Serves `mock/…` models with the in-process mock provider.
+    pub fn mock(mut self, provider: MockProvider) -> Self {
+        self.mock = Some(provider);
+        self
+    }
+
+    /// Routes model ids with `router` (aliases, overrides, ARN families).
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// Accepts these gateway keys (named `key-1`, `key-2`, … in this order).
+    pub fn api_keys<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        self.api_keys = keys.into_iter().map(|k| k.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// Accepts every request without a key (as `anonymous`).
+    pub fn no_auth(mut self) -> Self {
+        self.auth_disabled = true;
+        self
+    }
+
+    /// Accepts SigV4 requests signed with these credentials, as the keys they map to.
+    pub fn aws_credentials(mut self, credentials: &[AwsClientCredential]) -> Self {
+        self.aws_credentials = credentials.to_vec();
+        self
+    }
+
+    /// Limits each key's requests and tokens with `limiter`.
+    pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.rate_limiter = Some(limiter);
+        self
+    }
+
+    /// Sheds requests past `max` in flight (a stream counts until its last byte) with a 503.
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max;
+        self
+    }
+
+    /// Refuses request bodies over `bytes` with a 413.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = bytes;
+        self
+    }
+
+    /// A request body must arrive within `timeout` (408 beyond), on every route.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// Idle time before a keep-alive on an SSE stream (zero: none).
+    pub fn stream_keep_alive(mut self, every: Duration) -> Self {
+        self.keep_alive = every;
+        self
+    }
+
+    /// Upstream timeouts (first byte, stream idle, total).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Upstream retries.
+    pub fn retry(mut self, retry: RetrySettings) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Extra model ids `GET /v1/models` lists.
+    pub fn listed_models(mut self, models: Vec<String>) -> Self {
+        self.listed_models = models;
+        self
+    }
+
+    /// How long [`Gateway::serve`] waits for in-flight requests at shutdown.
+    pub fn shutdown_drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    /// Also serves `GET /metrics`, without a key, on `addr` ([`Gateway::serve`]).
+    pub fn metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
+    /// The gateway.
+    pub fn build(self) -> Gateway {
+        let providers = self.statuses();
+        let mut dispatch = Dispatch::new(self.router, self.openai, self.bedrock, self.timeouts);
+        if let Some(mock) = self.mock {
+            dispatch = dispatch.with_mock(mock);
+        }
+        let (auth, sigv4) = if self.auth_disabled {
+            (ApiKeyAuthLayer::disabled(), SigV4AuthLayer::disabled())
+        } else {
+            (
+                ApiKeyAuthLayer::new(&self.api_keys),
+                SigV4AuthLayer::new(&self.api_keys, &self.aws_credentials),
+            )
+        };
+        Gateway {
+            shared: Arc::new(Shared {
+                dispatch,
+                retry: RetryPolicy::new(self.retry),
+                auth,
+                sigv4,
+                rate_limiter: self.rate_limiter,
+                in_flight: InFlightLimitLayer::new(self.max_in_flight),
+                max_request_bytes: self.max_request_bytes,
+                body_read_timeout: self.body_read_timeout,
+                keep_alive: self.keep_alive,
+                listed_models: self.listed_models,
+                drain: self.drain,
+                close_streams: CancellationToken::new(),
+                metrics: Arc::new(Metrics::new()),
+                metrics_addr: self.metrics_addr,
+                providers,
+            }),
+        }
+    }
+
+    fn statuses(&self) -> Vec<ProviderStatus> {
+        let openai = match &self.openai {
+            Some(p) => ProviderStatus {
+                name: "openai",
+                live: true,
+                detail: format!(
+                    "{} ({})",
+                    p.base_url(),
+                    if self.openai_key_set {
+                        "with OPENAI_API_KEY"
+                    } else {
+                        "no OPENAI_API_KEY: requests go without an Authorization header"
+                    }
+                ),
+            },
+            None => ProviderStatus {
+                name: "openai",
+                live: false,
+                detail: "off".into(),
+            },
+        };
+        let bedrock = match &self.bedrock {
+            Some(p) => ProviderStatus {
+                name: "bedrock",
+                live: true,
+                detail: format!(
+                    "region {} (credentials from the AWS default chain when first used)",
+                    p.region().unwrap_or("(none)")
+                ),
+            },
+            None => ProviderStatus {
+                name: "bedrock",
+                live: false,
+                detail: self.bedrock_off.into(),
+            },
+        };
+        let mock = ProviderStatus {
+            name: "mock",
+            live: self.mock.is_some(),
+            detail: if self.mock.is_some() {
+                "mock/… models answered in-process".into()
+            } else {
+                "off (--mock or MOCK_PROVIDER=true serves mock/… models without any upstream)"
+                    .into()
+            },
+        };
+        vec![openai, bedrock, mock]
+    }
+}

@@ -1,0 +1,143 @@
+//! The endpoint table: every route the gateway serves, in one place. Routing, the health
+//! listing, the access log and the metric `route` label all read it.
+
+use http::Method;
+
+use crate::error::ErrorDialect;
+
+/// A route of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// `GET /health`: liveness, no key.
+    Health,
+    /// `GET /v1/chat/completions/health`: providers, version, formats; no key.
+    ProvidersHealth,
+    /// `GET /metrics`: Prometheus text, with a key.
+    Metrics,
+    /// `GET /v1/models`, `GET /v1/models/{id}`.
+    Models,
+    /// `POST /v1/chat/completions`: any accepted format in, `?target_format=` out.
+    ChatCompletions,
+    /// `POST /v1/messages`, `POST /anthropic/v1/messages`: the Anthropic Messages API.
+    Messages,
+    /// `POST /model/{modelId}/{invoke,invoke-with-response-stream,converse,converse-stream}`: the
+    /// Bedrock runtime API.
+    BedrockRuntime,
+}
+
+/// Every endpoint with the paths it answers, as the health route lists them.
+pub const ENDPOINTS: &[(Endpoint, &[&str])] = &[
+    (Endpoint::ChatCompletions, &["/v1/chat/completions"]),
+    (Endpoint::Models, &["/v1/models", "/v1/models/{id}"]),
+    (Endpoint::Health, &["/health"]),
+    (Endpoint::ProvidersHealth, &["/v1/chat/completions/health"]),
+    (Endpoint::Metrics, &["/metrics"]),
+    (
+        Endpoint::BedrockRuntime,
+        &[
+            "/model/{modelId}/invoke",
+            "/model/{modelId}/invoke-with-response-stream",
+            "/model/{modelId}/converse",
+            "/model/{modelId}/converse-stream",
+        ],
+    ),
+    (
+        Endpoint::Messages,
+        &["/v1/messages", "/anthropic/v1/messages"],
+    ),
+];
+
+impl Endpoint {
+    /// The endpoint serving `path`, if any.
+    ///
+    /// ```
+    /// use open_bedrock_server::gateway::Endpoint;
+    ///
+    /// assert_eq!(Endpoint::of("/model/gpt-4o/converse"), Some(Endpoint::BedrockRuntime));
+    /// assert_eq!(Endpoint::of("/anthropic/v1/messages"), Some(Endpoint::Messages));
+    /// assert_eq!(Endpoint::of("/v1/models/gpt-4o"), Some(Endpoint::Models));
+    /// assert_eq!(Endpoint::of("/v2/nothing"), None);
+    /// ```
+    pub fn of(path: &str) -> Option<Endpoint> {
+        Some(match path {
+            "/health" => Endpoint::Health,
+            "/v1/chat/completions/health" => Endpoint::ProvidersHealth,
+            "/metrics" => Endpoint::Metrics,
+            "/v1/models" => Endpoint::Models,
+            "/v1/chat/completions" => Endpoint::ChatCompletions,
+            "/v1/messages" | "/anthropic/v1/messages" => Endpoint::Messages,
+            p if p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => Endpoint::Models,
+            p if p.starts_with("/model/") => Endpoint::BedrockRuntime,
+            _ => return None,
+        })
+    }
+
+    /// The `route` label of metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Health | Endpoint::ProvidersHealth => "health",
+            Endpoint::Metrics => "metrics",
+            Endpoint::Models => "models",
+            Endpoint::ChatCompletions => "chat",
+            Endpoint::Messages => "messages",
+            Endpoint::BedrockRuntime => "bedrock_runtime",
+        }
+    }
+
+    /// The methods it takes, as an `Allow` header says them.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Endpoint::Health | Endpoint::ProvidersHealth | Endpoint::Metrics => "GET, HEAD",
+            Endpoint::Models => "GET",
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::BedrockRuntime => "POST",
+        }
+    }
+
+    /// Whether it takes `method`.
+    pub fn allows(self, method: &Method) -> bool {
+        match self.allow() {
+            "POST" => method == Method::POST,
+            "GET" => method == Method::GET,
+            _ => method == Method::GET || method == Method::HEAD,
+        }
+    }
+
+    /// The error shape its clients read.
+    pub fn dialect(self) -> ErrorDialect {
+        match self {
+            Endpoint::Messages => ErrorDialect::Anthropic,
+            Endpoint::BedrockRuntime => ErrorDialect::Bedrock,
+            _ => ErrorDialect::OpenAi,
+        }
+    }
+
+    /// Whether it runs the chat pipeline (auth → limits → detect → translate → core).
+    pub fn is_ingress(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::BedrockRuntime
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_path_routes_to_its_endpoint() {
+        for (endpoint, paths) in ENDPOINTS {
+            for path in *paths {
+                let concrete = path
+                    .replace("{id}", "gpt-4o")
+                    .replace("{modelId}", "anthropic.claude-v2");
+                assert_eq!(Endpoint::of(&concrete), Some(*endpoint), "{path}");
+            }
+        }
+        assert_eq!(Endpoint::of("/v1/models/"), None);
+        assert!(Endpoint::BedrockRuntime.allows(&Method::POST));
+        assert!(!Endpoint::Models.allows(&Method::HEAD));
+        assert!(Endpoint::Health.allows(&Method::HEAD));
+    }
+}

@@ -1,0 +1,63 @@
+//! `GET /health` and `GET /v1/chat/completions/health`.
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::endpoint::ENDPOINTS;
+use crate::format::{InboundFormat, TargetFormat};
+use crate::provider::{BedrockProvider, OpenAiProvider};
+
+/// What `/v1/chat/completions/health` reports: the providers, the version, the accepted formats
+/// and every endpoint of the [table](super::endpoint).
+#[derive(Debug, Clone)]
+pub(crate) struct HealthInfo {
+    body: Bytes,
+}
+
+impl HealthInfo {
+    /// Health facts of a gateway with these providers.
+    pub(crate) fn new(
+        openai: Option<&OpenAiProvider>,
+        bedrock: Option<&BedrockProvider>,
+        mock: bool,
+        auth_enabled: bool,
+    ) -> Self {
+        let inbound = [
+            InboundFormat::OpenAi,
+            InboundFormat::BedrockClaude,
+            InboundFormat::BedrockTitan,
+        ]
+        .map(InboundFormat::as_str);
+        let target = [
+            TargetFormat::OpenAi,
+            TargetFormat::BedrockClaude,
+            TargetFormat::BedrockTitan,
+        ]
+        .map(TargetFormat::as_str);
+        let endpoints: Vec<&str> = ENDPOINTS
+            .iter()
+            .flat_map(|(_, paths)| paths.iter().copied())
+            .collect();
+        let body = json!({
+            "status": "ok",
+            "service": "open-bedrock-server",
+            "version": env!("CARGO_PKG_VERSION"),
+            "auth": if auth_enabled { "api_key" } else { "disabled" },
+            "providers": {
+                "openai": {"configured": openai.is_some(), "base_url": openai.map(OpenAiProvider::base_url)},
+                "bedrock": {"configured": bedrock.is_some(), "region": bedrock.and_then(BedrockProvider::region)},
+                "mock": {"configured": mock},
+            },
+            "formats": {"inbound": inbound, "target": target},
+            "endpoints": endpoints,
+        });
+        HealthInfo {
+            body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+        }
+    }
+
+    /// The JSON body.
+    pub(crate) fn body(&self) -> Bytes {
+        self.body.clone()
+    }
+}

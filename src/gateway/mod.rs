@@ -1,0 +1,399 @@
+//! The gateway: [`Gateway::builder`] takes providers, auth, limits and routes; this module is the
+//! one place the stack is assembled, one comment per layer.
+//!
+//! ```text
+//! request id → sensitive headers → catch panic → access log → routes (endpoint table)
+//!   GET /health, /v1/chat/completions/health      answered by the router
+//!   GET /metrics                                   auth → metrics
+//!   GET /v1/models[/{id}]                          auth → rate limit → models
+//!   POST /v1/chat/completions, /v1/messages,       in-flight limit → SigV4 → auth → rate limit
+//!        /model/{id}/{op}                            → detect (route classifier) → translate → core
+//!   core: retry → dispatch (route by model) → provider
+//! ```
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use open_bedrock_server::gateway::Gateway;
+//! use open_bedrock_server::provider::MockProvider;
+//!
+//! let gateway = Gateway::builder()
+//!     .api_keys(["my-gateway-key"])
+//!     .mock(MockProvider::new())
+//!     .build();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! gateway.serve(listener, std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod endpoint;
+mod health;
+mod models;
+mod routes;
+
+pub use builder::GatewayBuilder;
+pub use endpoint::{Endpoint, ENDPOINTS};
+pub use models::{ModelList, ModelsService};
+pub use routes::RouteClassifier;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
+use tokio_util::sync::CancellationToken;
+use tower::retry::Retry;
+use tower::util::BoxCloneSyncService;
+use tower::ServiceBuilder;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_service::Service;
+
+use self::health::HealthInfo;
+use self::routes::{HttpService, Routes};
+use crate::auth::ApiKeyAuthLayer;
+use crate::body::{Body, BoxError};
+use crate::config::Config;
+use crate::detect::DetectLayer;
+use crate::error::{ErrorDialect, GatewayError};
+use crate::load_shed::{InFlight, InFlightLimitLayer};
+use crate::metrics::{Metrics, MetricsService};
+use crate::model::{ChatCall, ChatReply};
+use crate::observe::ObserveLayer;
+use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider};
+use crate::rate_limit::RateLimiter;
+use crate::retry::RetryPolicy;
+use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
+use crate::translate::TranslateLayer;
+
+/// The whole gateway as one service: `Clone + Send + Sync + 'static`, `Error = Infallible`.
+pub type GatewayService<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
+
+/// The typed core: retry around dispatch.
+pub type Core = Retry<RetryPolicy, Dispatch>;
+
+/// A built gateway: providers, router, layers and settings. Cheap to clone. Build services from it
+/// with [`Gateway::service`] (the full HTTP stack), [`Gateway::ingress`] (the chat pipeline over
+/// any typed core) or [`Gateway::core`] (the typed core alone), or run it with [`Gateway::serve`].
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dispatch: Dispatch,
+    retry: RetryPolicy,
+    auth: ApiKeyAuthLayer,
+    sigv4: SigV4AuthLayer,
+    rate_limiter: Option<RateLimiter>,
+    in_flight: InFlightLimitLayer,
+    max_request_bytes: usize,
+    body_read_timeout: Duration,
+    keep_alive: Duration,
+    listed_models: Vec<String>,
+    drain: Duration,
+    close_streams: CancellationToken,
+    metrics: Arc<Metrics>,
+    metrics_addr: Option<std::net::SocketAddr>,
+    providers: Vec<ProviderStatus>,
+}
+
+/// One provider's state as the gateway was built: logged at start-up and printed by
+/// `check-config`, from the same decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProviderStatus {
+    /// `openai`, `bedrock` or `mock`.
+    pub name: &'static str,
+    /// Whether requests routed to it are served.
+    pub live: bool,
+    /// Where it points (base URL, region), or why it is off.
+    pub detail: String,
+}
+
+impl Gateway {
+    /// A builder with the defaults of an empty configuration (no keys: call
+    /// [`GatewayBuilder::api_keys`] or [`GatewayBuilder::no_auth`]).
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::new()
+    }
+
+    /// Builds the providers `config` names — the OpenAI-compatible upstream always (its base URL has
+    /// a default), Bedrock when enabled and a region is found (one client per region, built once
+    /// here), the mock when enabled — and the gateway over them.
+    pub async fn from_config(config: &Config) -> Result<Self, GatewayError> {
+        let openai = OpenAiProvider::new(&config.openai, &config.timeouts)?;
+        let bedrock = if config.bedrock.enabled {
+            BedrockProvider::from_config(config).await?
+        } else {
+            None
+        };
+        let mut builder = GatewayBuilder::from_config(config).openai(openai);
+        if let Some(bedrock) = bedrock {
+            builder = builder.bedrock(bedrock);
+        }
+        if config.mock_enabled {
+            builder = builder.mock(MockProvider::new());
+        }
+        if let Some(limits) = &config.rate_limit {
+            let limiter = RateLimiter::new(limits)
+                .map_err(|e| GatewayError::internal(format!("rate limit configuration: {e}")))?;
+            builder = builder.rate_limiter(limiter);
+        }
+        Ok(builder.build())
+    }
+
+    /// Which providers serve requests, and why the others do not.
+    pub fn providers(&self) -> &[ProviderStatus] {
+        &self.shared.providers
+    }
+
+    /// Ends every open stream now with an in-band "shutting down" event — for embedders that run
+    /// their own server (e.g. axum) and want a clean end to long streams during their shutdown.
+    pub fn close_streams(&self) {
+        self.shared.close_streams.cancel();
+    }
+
+    /// `GET /metrics` on its own, without auth (what the separate metrics port serves).
+    pub fn metrics_service(&self) -> MetricsService {
+        MetricsService::new(self.shared.metrics.clone(), self.in_flight())
+    }
+
+    /// The gateway's metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// In-flight accounting (requests and open streams).
+    pub fn in_flight(&self) -> InFlight {
+        self.shared.in_flight.in_flight()
+    }
+
+    /// The typed core: `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
+    pub fn core(&self) -> Core {
+        Retry::new(self.shared.retry.clone(), self.shared.dispatch.clone())
+    }
+
+    /// The chat pipeline every ingress route runs, over any typed core `core`: in-flight limit →
+    /// SigV4 → API-key auth → rate limit → detect (the route's classifier) → translate → `core`.
+    /// Generic over the request body; the route is taken from the path.
+    pub fn ingress<B, S>(&self, core: S) -> GatewayService<B>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        S: Service<ChatCall, Response = ChatReply, Error = GatewayError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send,
+    {
+        BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_request(|req: Request<B>| req.map(Body::new))
+                .service(self.ingress_stack(core)),
+        )
+    }
+
+    /// [`Gateway::ingress`] on this crate's body: the stack itself, assembled here once.
+    fn ingress_stack<S>(&self, core: S) -> HttpService
+    where
+        S: Service<ChatCall, Response = ChatReply, Error = GatewayError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send,
+    {
+        let s = &self.shared;
+        let stack = ServiceBuilder::new()
+            // Shed load past the in-flight limit (streams hold their permit until they end).
+            .layer(s.in_flight.clone())
+            // SigV4-signed Bedrock clients count as the gateway key their credential maps to.
+            .layer(s.sigv4.clone())
+            // Reject unauthenticated requests before their body is read.
+            .layer(s.auth.clone())
+            // Count the request under its key; 429 before the body is read.
+            .option_layer(s.rate_limiter.as_ref().map(RateLimiter::layer))
+            // Read the body once under the limit and deadline, parse it once, classify it by route.
+            .layer(
+                DetectLayer::new(s.max_request_bytes, RouteClassifier)
+                    .read_timeout(s.body_read_timeout),
+            )
+            // Decode into the canonical request, call the core, write the route's reply format.
+            .layer(
+                TranslateLayer::new((!s.keep_alive.is_zero()).then_some(s.keep_alive))
+                    .with_shutdown(s.close_streams.clone()),
+            )
+            .service(core);
+        BoxCloneSyncService::new(stack)
+    }
+
+    /// The full HTTP stack, generic over the request body (hyper's `Incoming`, axum's `Body`, …).
+    pub fn service<B>(&self) -> GatewayService<B>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let s = &self.shared;
+        let authed = |inner: HttpService| -> HttpService {
+            BoxCloneSyncService::new(ServiceBuilder::new().layer(s.auth.clone()).service(inner))
+        };
+        let models = ModelsService::new(
+            s.dispatch.openai().cloned(),
+            s.dispatch.bedrock().cloned(),
+            s.dispatch.mock().is_some(),
+            Arc::new(s.dispatch.router().clone()),
+            &s.listed_models,
+        );
+        let models: HttpService = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .option_layer(s.rate_limiter.as_ref().map(RateLimiter::layer))
+                .service(models),
+        );
+        let routes = Routes {
+            ingress: self.ingress_stack(self.core()),
+            models: authed(models),
+            metrics: authed(BoxCloneSyncService::new(self.metrics_service())),
+            health: HealthInfo::new(
+                s.dispatch.openai(),
+                s.dispatch.bedrock(),
+                s.dispatch.mock().is_some(),
+                !s.auth.is_disabled(),
+            ),
+        };
+        let x_api_key = HeaderName::from_static("x-api-key");
+        let stack = ServiceBuilder::new()
+            // Take the client's x-request-id or make one; it goes upstream and back to the client.
+            .layer(SetRequestIdLayer::x_request_id(MakeGatewayRequestId))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            // Keys never reach logs.
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                x_api_key,
+            ]))
+            // A panic anywhere below becomes a 500 in the OpenAI shape, never a dropped connection.
+            .layer(tower::util::MapResponseLayer::new(|res: Response<_>| {
+                res.map(Body::new)
+            }))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                PanicResponse,
+            ))
+            // One log line and one metrics observation per request, when it is finished.
+            .layer(ObserveLayer::new(s.metrics.clone()))
+            // One request body type below this point, whatever the server's or framework's is.
+            .map_request(|req: Request<B>| req.map(Body::new))
+            .service(routes);
+        BoxCloneSyncService::new(stack)
+    }
+
+    /// Serves the full stack on `listener` until `signal` resolves, then shuts down gracefully:
+    /// in-flight requests finish within the configured drain, streams still open after it end with
+    /// an in-band error event.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        signal: impl std::future::Future<Output = ()>,
+    ) {
+        let stop = CancellationToken::new();
+        if let Some(addr) = self.shared.metrics_addr {
+            self.serve_metrics(addr, stop.clone()).await;
+        }
+        let main = crate::server::serve(
+            listener,
+            self.service(),
+            stop.clone().cancelled_owned(),
+            self.shared.drain,
+            self.shared.close_streams.clone(),
+        );
+        tokio::pin!(main);
+        tokio::select! {
+            () = &mut main => {}
+            () = signal => {
+                stop.cancel();
+                main.await;
+            }
+        }
+        stop.cancel();
+    }
+
+    /// `GET /metrics` without a key on its own port, until `stop`.
+    async fn serve_metrics(&self, addr: std::net::SocketAddr, stop: CancellationToken) {
+        let listener = match crate::server::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(address = %addr, error = %e, "cannot listen for metrics");
+                return;
+            }
+        };
+        tracing::info!(address = %addr, "metrics listening (GET /metrics, no auth)");
+        let svc = self.metrics_service();
+        tokio::spawn(async move {
+            let only_metrics = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let mut svc = svc.clone();
+                async move {
+                    if req.uri().path() == "/metrics" {
+                        svc.call(req).await
+                    } else {
+                        Ok(GatewayError::not_found(req.method(), req.uri().path())
+                            .into_response(ErrorDialect::OpenAi))
+                    }
+                }
+            });
+            crate::server::serve(
+                listener,
+                only_metrics,
+                stop.cancelled_owned(),
+                Duration::from_secs(1),
+                CancellationToken::new(),
+            )
+            .await;
+        });
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// Request ids: a random per-process prefix plus a counter (unique, cheap, no syscall per request).
+#[derive(Debug, Clone, Copy)]
+struct MakeGatewayRequestId;
+
+impl MakeRequestId for MakeGatewayRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let id = crate::model::completion_id().replacen("chatcmpl-", "req-", 1);
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PanicResponse;
+
+impl tower_http::catch_panic::ResponseForPanic for PanicResponse {
+    type ResponseBody = Body;
+
+    fn response_for_panic(
+        &mut self,
+        err: Box<dyn std::any::Any + Send + 'static>,
+    ) -> Response<Body> {
+        let detail = err
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| err.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %detail, "a request handler panicked");
+        GatewayError::internal("The gateway hit an internal error.")
+            .into_response(ErrorDialect::OpenAi)
+    }
+}

@@ -1,0 +1,158 @@
+//! The router: the [endpoint table](super::endpoint) applied to requests, and the classifier
+//! that gives each ingress route its own rules.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use serde_json::{Map, Value};
+use tower::util::{BoxCloneSyncService, Oneshot};
+use tower_service::Service;
+
+use super::endpoint::Endpoint;
+use super::health::HealthInfo;
+use super::json_response;
+use crate::body::Body;
+use crate::detect::{ChatClassifier, Classified, Classify};
+use crate::error::{ErrorDialect, GatewayError};
+use crate::surface::anthropic::MessagesClassifier;
+use crate::surface::bedrock_runtime::BedrockRuntimeClassifier;
+
+/// An HTTP stack of the gateway, boxed.
+pub(crate) type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// The classifier of every ingress route: the route's own ([`ChatClassifier`],
+/// [`MessagesClassifier`], [`BedrockRuntimeClassifier`]), picked by the [`Endpoint`] the router
+/// recorded in the request (or, without one, by the path).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteClassifier;
+
+fn endpoint(head: &Parts) -> Option<Endpoint> {
+    head.extensions
+        .get::<Endpoint>()
+        .copied()
+        .or_else(|| Endpoint::of(head.uri.path()))
+}
+
+impl Classify for RouteClassifier {
+    fn dialect(&self, head: &Parts) -> ErrorDialect {
+        match endpoint(head) {
+            Some(Endpoint::Messages) => MessagesClassifier.dialect(head),
+            Some(Endpoint::BedrockRuntime) => BedrockRuntimeClassifier.dialect(head),
+            _ => ChatClassifier.dialect(head),
+        }
+    }
+
+    fn classify(
+        &self,
+        head: &Parts,
+        body: &Map<String, Value>,
+    ) -> Result<Classified, GatewayError> {
+        match endpoint(head) {
+            Some(Endpoint::Messages) => MessagesClassifier.classify(head, body),
+            Some(Endpoint::BedrockRuntime) => BedrockRuntimeClassifier.classify(head, body),
+            _ => ChatClassifier.classify(head, body),
+        }
+    }
+}
+
+/// Routes each request by the endpoint table: health answers here; metrics, models and the
+/// ingress pipeline are their own stacks, each called only once ready. Unknown paths are 404 and
+/// known paths with another method 405 (with `Allow`), in the endpoint's error dialect. The
+/// endpoint and its dialect go into the request's extensions for the stages below.
+#[derive(Clone)]
+pub(crate) struct Routes {
+    pub(crate) ingress: HttpService,
+    pub(crate) models: HttpService,
+    pub(crate) metrics: HttpService,
+    pub(crate) health: HealthInfo,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes").finish_non_exhaustive()
+    }
+}
+
+impl Service<Request<Body>> for Routes {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = RoutesFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Each route's stack is awaited ready in the call (`Oneshot`): which one a request needs
+        // is only known from its path.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let path = req.uri().path();
+        let Some(endpoint) = Endpoint::of(path) else {
+            let e = GatewayError::not_found(req.method(), path);
+            return RoutesFuture::ready(e.into_response(ErrorDialect::OpenAi));
+        };
+        if !endpoint.allows(req.method()) {
+            let mut res = GatewayError::method_not_allowed(req.method(), path)
+                .into_response(endpoint.dialect());
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(endpoint.allow()));
+            return RoutesFuture::ready(res);
+        }
+        req.extensions_mut().insert(endpoint);
+        req.extensions_mut().insert(endpoint.dialect());
+        let service = match endpoint {
+            Endpoint::Health => {
+                return RoutesFuture::ready(json_response(
+                    StatusCode::OK,
+                    Bytes::from_static(br#"{"status":"ok"}"#),
+                ))
+            }
+            Endpoint::ProvidersHealth => {
+                return RoutesFuture::ready(json_response(StatusCode::OK, self.health.body()))
+            }
+            Endpoint::Metrics => &self.metrics,
+            Endpoint::Models => &self.models,
+            _ => &self.ingress,
+        };
+        RoutesFuture::call(service.clone(), req)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Routes`].
+    #[project = RoutesFutureProj]
+    pub(crate) enum RoutesFuture {
+        Call { #[pin] fut: Oneshot<HttpService, Request<Body>> },
+        Ready { res: Option<Response<Body>> },
+    }
+}
+
+impl RoutesFuture {
+    fn call(service: HttpService, req: Request<Body>) -> Self {
+        RoutesFuture::Call {
+            fut: Oneshot::new(service, req),
+        }
+    }
+
+    fn ready(res: Response<Body>) -> Self {
+        RoutesFuture::Ready { res: Some(res) }
+    }
+}
+
+impl Future for RoutesFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            RoutesFutureProj::Call { fut } => fut.poll(cx),
+            RoutesFutureProj::Ready { res } => match res.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The reply encoders: a canonical reply written as a [`ReplyFormat`] says.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue};
+use tokio_util::sync::CancellationToken;
+
+use crate::body::Body;
+use crate::eventstream::{EventStreamFramer, InvokeChunkFramer};
+use crate::format::bedrock_claude::{self, ClaudeStreamEncoder};
+use crate::format::bedrock_titan::{self, TitanStreamEncoder};
+use crate::format::converse::{self, ConverseStreamEncoder};
+use crate::format::openai::OpenAiStreamEncoder;
+use crate::format::ReplyFormat;
+use crate::model::{ChatResponse, ChunkStream};
+use crate::sse::SseFramer;
+use crate::stream::{EncodedBody, EventEncoder, Framer};
+
+/// A complete reply: its JSON body and the headers that go with it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CompleteReply {
+    /// The JSON body.
+    pub body: Bytes,
+    /// `Content-Type`, plus Bedrock's token-count headers on `invoke`.
+    pub headers: HeaderMap,
+}
+
+/// Encodes a complete canonical reply as `reply` says.
+///
+/// ```
+/// use open_bedrock_server::format::ReplyFormat;
+/// use open_bedrock_server::model::{ChatResponse, ChunkMeta, ResponseMessage, Usage};
+/// use open_bedrock_server::translate::encode_complete;
+///
+/// let response = ChatResponse::new(
+///     &ChunkMeta::new("gpt-4o"),
+///     ResponseMessage::assistant(Some("Hi!".into()), None),
+///     "stop",
+///     Some(Usage::from_parts(5, 2, 0, 0)),
+/// );
+/// let titan = encode_complete(&response, ReplyFormat::BedrockInvokeTitan);
+/// let json: serde_json::Value = serde_json::from_slice(&titan.body).unwrap();
+/// assert_eq!(json["results"][0]["outputText"], "Hi!");
+/// assert_eq!(titan.headers["x-amzn-bedrock-output-token-count"], "2");
+/// ```
+pub fn encode_complete(response: &ChatResponse, reply: ReplyFormat) -> CompleteReply {
+    let json = match reply {
+        ReplyFormat::Claude | ReplyFormat::BedrockInvokeClaude => {
+            serde_json::to_vec(&bedrock_claude::encode_client_response(response))
+        }
+        ReplyFormat::Titan | ReplyFormat::BedrockInvokeTitan => {
+            serde_json::to_vec(&bedrock_titan::encode_client_response(response))
+        }
+        ReplyFormat::BedrockConverse => {
+            serde_json::to_vec(&converse::encode_client_response(response))
+        }
+        // OpenAI, and the canonical shape for any newer reply format.
+        _ => serde_json::to_vec(response),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if matches!(
+        reply,
+        ReplyFormat::BedrockInvokeClaude | ReplyFormat::BedrockInvokeTitan
+    ) {
+        if let Some(usage) = &response.usage {
+            let input = usage
+                .prompt_tokens
+                .saturating_sub(usage.cached_tokens())
+                .saturating_sub(usage.cache_write_tokens());
+            headers.insert("x-amzn-bedrock-input-token-count", HeaderValue::from(input));
+            headers.insert(
+                "x-amzn-bedrock-output-token-count",
+                HeaderValue::from(usage.completion_tokens),
+            );
+        }
+    }
+    CompleteReply {
+        // Serializing our own types into memory cannot fail.
+        body: Bytes::from(json.unwrap_or_default()),
+        headers,
+    }
+}
+
+/// How a streamed body is set up.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamSettings {
+    /// Whether the OpenAI client asked for the usage chunk.
+    pub(crate) include_usage: bool,
+    /// Idle time before a keep-alive (SSE only).
+    pub(crate) keep_alive: Option<Duration>,
+    /// Ends open streams with an in-band error at shutdown.
+    pub(crate) shutdown: Option<CancellationToken>,
+}
+
+/// The body and headers of a streamed reply in `reply`'s format and wire.
+pub(crate) fn stream_reply(
+    stream: ChunkStream,
+    reply: ReplyFormat,
+    settings: &StreamSettings,
+) -> (Body, HeaderMap) {
+    let sse = || SseFramer::new(reply.error_dialect());
+    let (body, content_type) = match reply {
+        ReplyFormat::Claude => encoded(stream, ClaudeStreamEncoder::new(), sse(), settings),
+        ReplyFormat::Titan => encoded(stream, TitanStreamEncoder::new(), sse(), settings),
+        ReplyFormat::BedrockInvokeClaude => encoded(
+            stream,
+            ClaudeStreamEncoder::bedrock(),
+            InvokeChunkFramer::new(),
+            settings,
+        ),
+        ReplyFormat::BedrockInvokeTitan => encoded(
+            stream,
+            TitanStreamEncoder::bedrock(),
+            InvokeChunkFramer::new(),
+            settings,
+        ),
+        ReplyFormat::BedrockConverse => encoded(
+            stream,
+            ConverseStreamEncoder::new(),
+            EventStreamFramer::new(),
+            settings,
+        ),
+        _ => encoded(
+            stream,
+            OpenAiStreamEncoder::new(settings.include_usage),
+            sse(),
+            settings,
+        ),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if reply.error_dialect() == crate::error::ErrorDialect::Bedrock {
+        headers.insert(
+            "x-amzn-bedrock-content-type",
+            HeaderValue::from_static("application/json"),
+        );
+    } else {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    (body, headers)
+}
+
+fn encoded<E: EventEncoder, F: Framer>(
+    stream: ChunkStream,
+    encoder: E,
+    framer: F,
+    settings: &StreamSettings,
+) -> (Body, &'static str) {
+    let content_type = framer.content_type();
+    let body = EncodedBody::new(stream, encoder, framer, settings.keep_alive);
+    let body = match &settings.shutdown {
+        Some(token) => body.with_shutdown(token),
+        None => body,
+    };
+    (Body::new(body), content_type)
+}
