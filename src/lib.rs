@@ -14,13 +14,15 @@
 //! ```text
 //! request id → sensitive headers → catch panic → access log → routes
 //!   POST /v1/chat/completions: in-flight limit → auth → rate limit → detect → translate → [typed core]
-//!   [typed core]: retry → dispatch (route by model, first-byte timeout) → provider
+//!   [typed core]: retry → upstream timeouts (first byte, stream idle, one deadline per request)
+//!                 → dispatch (route by model to a named provider service) → provider
 //!   POST /model/{id}/{invoke,invoke-with-response-stream,converse,converse-stream},
 //!   POST /v1/messages: the native client surfaces ([`surface`]) over the same typed core
 //! ```
 //!
 //! Every stage is its own `Layer`/`Service`: [`auth`], [`detect`], [`translate`], [`retry`],
-//! [`provider::Dispatch`], [`provider::openai`], [`provider::bedrock`]. The whole stack is one
+//! [`provider::timeout`], [`provider::Dispatch`], and the providers [`provider::openai`],
+//! [`provider::bedrock`], [`provider::mock`]. The whole stack is one
 //! `Clone + Send + Sync + 'static` service with `Error = Infallible`, so it mounts in axum:
 //!
 //! ```no_run
@@ -89,13 +91,13 @@ use tower_service::Service;
 
 use crate::auth::ApiKeyAuthLayer;
 use crate::body::{Body, BoxError};
-use crate::config::Config;
+use crate::config::{Config, Timeouts};
 use crate::detect::DetectLayer;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::load_shed::InFlightLimitLayer;
 use crate::metrics::Metrics;
 use crate::model::{ChatCall, ChatReply};
-use crate::provider::{BedrockProvider, Dispatch, OpenAiProvider};
+use crate::provider::{BedrockProvider, Dispatch, OpenAiProvider, UpstreamTimeout};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::server::{HealthInfo, MetricsService, ModelsService, ObserveLayer, Routes};
@@ -105,8 +107,8 @@ use tokio_util::sync::CancellationToken;
 /// The whole gateway as one service: `Clone + Send + Sync + 'static`, `Error = Infallible`.
 pub type GatewayService<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
 
-/// The typed core: retry around dispatch.
-pub type Core = Retry<RetryPolicy, Dispatch>;
+/// The typed core: retry around the upstream timeouts around dispatch to the provider services.
+pub type Core = Retry<RetryPolicy, UpstreamTimeout<Dispatch>>;
 
 /// A configured gateway: providers, router and settings. Build services from it with
 /// [`Gateway::service`] (the full HTTP stack) or [`Gateway::core`] (the typed core alone).
@@ -114,6 +116,7 @@ pub type Core = Retry<RetryPolicy, Dispatch>;
 pub struct Gateway {
     dispatch: Dispatch,
     retry: RetryPolicy,
+    timeouts: Timeouts,
     auth: ApiKeyAuthLayer,
     max_request_bytes: usize,
     keep_alive: Duration,
@@ -258,13 +261,20 @@ impl Gateway {
             ApiKeyAuthLayer::new(&config.api_keys)
         };
         let providers = Arc::new(provider_statuses(config, openai.as_ref(), bedrock.as_ref()));
-        let mut dispatch = Dispatch::new(config.router(), openai, bedrock, config.timeouts);
+        let mut dispatch = Dispatch::new(config.router());
+        if let Some(openai) = openai {
+            dispatch = dispatch.with_openai(openai);
+        }
+        if let Some(bedrock) = bedrock {
+            dispatch = dispatch.with_bedrock(bedrock);
+        }
         if config.mock_enabled {
             dispatch = dispatch.with_mock(provider::MockProvider::new());
         }
         Gateway {
             dispatch,
             retry: RetryPolicy::new(config.retry),
+            timeouts: config.timeouts,
             auth,
             max_request_bytes: config.max_request_bytes,
             keep_alive: config.stream_keep_alive,
@@ -298,7 +308,10 @@ impl Gateway {
 
     /// The typed core: `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
     pub fn core(&self) -> Core {
-        Retry::new(self.retry.clone(), self.dispatch.clone())
+        Retry::new(
+            self.retry.clone(),
+            UpstreamTimeout::new(self.dispatch.clone(), self.timeouts),
+        )
     }
 
     /// The chat stack for `POST /v1/chat/completions` over any typed core `core`:
@@ -330,10 +343,12 @@ impl Gateway {
             .option_layer(self.rate_limiter.as_ref().map(RateLimiter::layer))
             // Read the body once under the limit, parse it once, record inbound and target formats.
             .layer(DetectLayer::new(self.max_request_bytes).read_timeout(self.body_read_timeout))
-            // Decode into the canonical request, call the core, encode in the target format.
+            // Decode into the canonical request (with the request's one deadline), call the core,
+            // encode in the target format.
             .layer(
                 TranslateLayer::new((!self.keep_alive.is_zero()).then_some(self.keep_alive))
-                    .with_shutdown(self.close_streams.clone()),
+                    .with_shutdown(self.close_streams.clone())
+                    .with_total_timeout(self.timeouts.total),
             )
             .service(core)
     }

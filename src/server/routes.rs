@@ -29,7 +29,7 @@ use crate::error::{ErrorDialect, GatewayError};
 use crate::format::{InboundFormat, TargetFormat};
 use crate::provider::openai::ModelObject;
 use crate::provider::{BedrockProvider, OpenAiProvider};
-use crate::route::{Provider, Router};
+use crate::route::{ProviderKind, Router};
 
 /// What `/v1/chat/completions/health` reports.
 #[derive(Debug, Clone)]
@@ -407,10 +407,10 @@ fn merge_listing(
 }
 
 fn owner_of(router: &Router, id: &str) -> String {
-    match router.resolve(id).map(|r| (r.provider, r.upstream_model)) {
-        Ok((Provider::OpenAi, _)) => "openai".into(),
-        Ok((Provider::Mock, _)) => "mock".into(),
-        Ok((Provider::Bedrock(_), upstream)) => {
+    match router.resolve(id).map(|r| (r.kind, r.upstream_model)) {
+        Ok((ProviderKind::OpenAi, _)) => "openai".into(),
+        Ok((ProviderKind::Mock, _)) => "mock".into(),
+        Ok((ProviderKind::Bedrock(_), upstream)) => {
             let mut parts = upstream.split('.');
             let first = parts.next().unwrap_or("bedrock");
             let vendor =

@@ -7,9 +7,9 @@
 //! | `POST /v1/messages`, `POST /anthropic/v1/messages` | [`anthropic`] (Anthropic SDKs) | `x-api-key`, `Authorization: Bearer` | Anthropic `{"type":"error",…}` |
 //!
 //! Both decode into the canonical request and call the same typed core as
-//! `/v1/chat/completions` (retry → dispatch → provider), so a Claude body reaches `gpt-4o` and a
-//! Converse call reaches Claude on Bedrock; a native body to a Bedrock model of its own family is
-//! forwarded as written. [`Surfaces`] mounts them in front of the route table.
+//! `/v1/chat/completions` (retry → timeouts → dispatch → provider), so a Claude body reaches
+//! `gpt-4o` and a Converse call reaches Claude on Bedrock; a native body to a Bedrock model of its
+//! own family is forwarded as written. [`Surfaces`] mounts them in front of the route table.
 //!
 //! ```
 //! use open_bedrock_server::surface::{surface_of, Surface};
@@ -163,7 +163,8 @@ impl Gateway {
             // Path model + native or Converse body → typed core → Bedrock-shaped answer.
             .service(
                 bedrock_runtime::BedrockRuntime::new(core)
-                    .with_shutdown(self.close_streams.clone()),
+                    .with_shutdown(self.close_streams.clone())
+                    .with_total_timeout(self.timeouts.total),
             );
         BoxCloneSyncService::new(stack)
     }
@@ -195,7 +196,8 @@ impl Gateway {
             ))
             .layer(
                 TranslateLayer::new(Some(self.keep_alive))
-                    .with_shutdown(self.close_streams.clone()),
+                    .with_shutdown(self.close_streams.clone())
+                    .with_total_timeout(self.timeouts.total),
             )
             .service(core);
         BoxCloneSyncService::new(stack)

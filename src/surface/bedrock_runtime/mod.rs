@@ -33,6 +33,7 @@ pub mod eventstream;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Request, Response};
@@ -49,6 +50,7 @@ use crate::format::bedrock_claude::{ClaudeSseEncoder, ANTHROPIC_VERSION};
 use crate::format::bedrock_titan::TitanChunkEncoder;
 use crate::format::{converse, InboundFormat, StreamEncoder, TargetFormat};
 use crate::model::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream};
+use crate::provider::timeout::instant_after;
 use crate::sse::EncodedStream;
 use crate::translate::{decode_request, encode_complete};
 use crate::usage::UsageHooks;
@@ -207,6 +209,7 @@ fn as_validation(e: GatewayError) -> GatewayError {
 pub struct BedrockRuntime<S> {
     core: S,
     shutdown: Option<CancellationToken>,
+    total: Option<Duration>,
 }
 
 impl<S> BedrockRuntime<S> {
@@ -215,12 +218,20 @@ impl<S> BedrockRuntime<S> {
         BedrockRuntime {
             core,
             shutdown: None,
+            total: None,
         }
     }
 
     /// Open streams end with an exception frame when `token` is cancelled.
     pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
         self.shutdown = Some(token);
+        self
+    }
+
+    /// Every call gets one deadline, `total` from when it is made, for all its attempts
+    /// ([`CallContext::deadline`]). Without it the core gives each attempt its own total time.
+    pub fn with_total_timeout(mut self, total: Duration) -> Self {
+        self.total = Some(total);
         self
     }
 
@@ -247,9 +258,10 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let core = self.core.clone();
         let shutdown = self.shutdown.clone();
+        let total = self.total;
         Box::pin(async move {
             let request_id = req.headers().get("x-request-id").cloned();
-            let mut res = answer(core, shutdown, req).await;
+            let mut res = answer(core, shutdown, total, req).await;
             if let Some(id) = request_id {
                 res.headers_mut().insert("x-amzn-requestid", id);
             }
@@ -261,6 +273,7 @@ where
 async fn answer<S>(
     core: S,
     shutdown: Option<CancellationToken>,
+    total: Option<Duration>,
     req: Request<Body>,
 ) -> Response<Body>
 where
@@ -288,6 +301,7 @@ where
     };
     let context = CallContext {
         request_id: parts.headers.get("x-request-id").cloned(),
+        deadline: total.map(|t| instant_after(tokio::time::Instant::now(), t)),
         ..CallContext::default()
     };
     let (call, answer) = match decode(model, op, &bytes, context) {
