@@ -34,7 +34,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::rate_limit::RateLimitConfig;
-use crate::route::{BedrockFamily, Provider, RouteOverride, Router};
+use crate::route::{BedrockFamily, ProviderKind, RouteOverride, Router};
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,10 +422,10 @@ impl Config {
         }
         for (i, r) in file.routes.unwrap_or_default().into_iter().enumerate() {
             let provider = match (r.provider.as_str(), r.family.as_deref()) {
-                ("openai", None) => Provider::OpenAi,
+                ("openai", None) => ProviderKind::OpenAi,
                 ("bedrock", fam) => {
                     let fam = fam.unwrap_or("converse");
-                    Provider::Bedrock(BedrockFamily::parse(fam).ok_or_else(|| {
+                    ProviderKind::Bedrock(BedrockFamily::parse(fam).ok_or_else(|| {
                         ConfigError::new(
                             format!("routes[{i}].family"),
                             format!("unknown family `{fam}`"),
@@ -445,10 +445,7 @@ impl Config {
                     ))
                 }
             };
-            self.routes.push(RouteOverride {
-                prefix: r.prefix,
-                provider,
-            });
+            self.routes.push(RouteOverride::new(r.prefix, provider));
         }
         if let Some(r) = file.retry {
             set(&mut self.retry.max_attempts, r.max_attempts);
@@ -1008,12 +1005,12 @@ mod tests {
         assert_eq!(c.bedrock.converse_default_max_tokens, Some(1000));
         let router = c.router();
         assert_eq!(
-            router.resolve("claude").unwrap().provider,
-            Provider::Bedrock(BedrockFamily::Claude)
+            router.resolve("claude").unwrap().kind,
+            ProviderKind::Bedrock(BedrockFamily::Claude)
         );
         assert_eq!(
-            router.resolve("local-llama").unwrap().provider,
-            Provider::OpenAi
+            router.resolve("local-llama").unwrap().kind,
+            ProviderKind::OpenAi
         );
     }
 

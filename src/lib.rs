@@ -15,11 +15,13 @@
 //! request id → sensitive headers → catch panic → access log → routes (one endpoint table)
 //!   POST /v1/chat/completions, POST /v1/messages, POST /model/{id}/{op}: the one ingress pipeline
 //!     in-flight limit → SigV4 → auth → rate limit → detect (route classifier) → translate → [core]
-//!   [typed core]: retry → dispatch (route by model) → provider
+//!   [typed core]: retry → upstream timeouts (first byte, stream idle, one deadline per request)
+//!                 → dispatch (route by model to a named provider service) → provider
 //! ```
 //!
 //! Every stage is its own `Layer`/`Service`: [`auth`], [`rate_limit`], [`load_shed`], [`detect`],
-//! [`translate`], [`retry`], [`provider::Dispatch`], [`provider::openai`], [`provider::bedrock`];
+//! [`translate`], [`retry`], [`provider::timeout`], [`provider::Dispatch`], and the providers
+//! [`provider::openai`], [`provider::bedrock`], [`provider::mock`];
 //! a route differs only in its classifier and its reply format. The whole stack is one
 //! `Clone + Send + Sync + 'static` service with `Error = Infallible`, so it mounts in axum:
 //!

@@ -9,6 +9,9 @@
 //!   an upstream sees exactly that many.
 //! - When: exponential backoff with full jitter (`random(0, min(max, base·2ⁿ))`), or the upstream's
 //!   `Retry-After` when it gave one, capped at `max_delay`.
+//! - Not past the request's deadline
+//!   ([`CallContext::deadline`](crate::model::CallContext::deadline)): an attempt whose backoff
+//!   would end at or after it is not started; the last error is the answer.
 //! - Storms: a shared [`TpsBudget`] allows retries of at most 20 % of recent successful requests (plus a small
 //!   floor), so a failing upstream does not get three times the traffic.
 
@@ -73,7 +76,7 @@ impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
 
     fn retry(
         &mut self,
-        _req: &mut ChatCall,
+        req: &mut ChatCall,
         result: &mut Result<ChatReply, GatewayError>,
     ) -> Option<Self::Future> {
         match result {
@@ -82,13 +85,19 @@ impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
                 None
             }
             Err(e) => {
-                if !e.is_retryable()
-                    || self.attempt >= self.settings.max_attempts
-                    || !self.budget.withdraw()
-                {
+                if !e.is_retryable() || self.attempt >= self.settings.max_attempts {
                     return None;
                 }
                 let delay = self.delay(e);
+                // An attempt that could not start before the deadline would only fail later; the
+                // check comes before the budget so that such a non-retry costs it nothing.
+                let too_late = req.context.deadline.is_some_and(|deadline| {
+                    crate::provider::timeout::instant_after(tokio::time::Instant::now(), delay)
+                        >= deadline
+                });
+                if too_late || !self.budget.withdraw() {
+                    return None;
+                }
                 self.attempt += 1;
                 self.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(attempt = self.attempt, ?delay, error = %e, "retrying upstream call");
@@ -105,7 +114,7 @@ impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ChatRequest;
+    use crate::model::{CallContext, ChatRequest};
 
     fn policy(max_attempts: u32) -> RetryPolicy {
         RetryPolicy::new(RetrySettings {
@@ -156,5 +165,33 @@ mod tests {
         assert_eq!(p.delay(&e), Duration::from_millis(50));
         let e = GatewayError::upstream_status(500, "x");
         assert!(p.delay(&e) <= Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_attempt_starts_whose_backoff_ends_after_the_deadline() {
+        let mut p = policy(3);
+        let slow_down = || {
+            Err(GatewayError::upstream_status(429, "slow")
+                .with_retry_after(Some(Duration::from_millis(40))))
+        };
+        let call_with_deadline = |ms: u64| {
+            ChatCall::with_context(
+                ChatRequest::default(),
+                CallContext {
+                    deadline: Some(tokio::time::Instant::now() + Duration::from_millis(ms)),
+                    ..CallContext::default()
+                },
+            )
+        };
+        let mut call = call_with_deadline(30);
+        let mut r: Result<ChatReply, GatewayError> = slow_down();
+        assert!(
+            p.retry(&mut call, &mut r).is_none(),
+            "40 ms of backoff do not fit in the 30 ms left"
+        );
+        assert_eq!(p.retries_total(), 0);
+        let mut call = call_with_deadline(45);
+        assert!(p.retry(&mut call, &mut r).is_some(), "they fit in 45 ms");
+        assert_eq!(p.retries_total(), 1);
     }
 }

@@ -1,4 +1,9 @@
-//! Routing: model id → provider (and, for Bedrock, the strategy by model family).
+//! Routing: model id → a named provider service, its kind (and, for Bedrock, the strategy by model
+//! family).
+//!
+//! A [`Route`] names the provider service that [`Dispatch`](crate::provider::Dispatch) calls: the
+//! built-in rules name the built-in providers `openai`, `bedrock` and `mock` (the names of their
+//! [`ProviderKind`]s); an override may name any other registered provider service.
 //!
 //! Rules, in order:
 //! 1. Aliases from configuration rewrite the id (`claude` → `us.anthropic.claude-…`), once.
@@ -16,13 +21,22 @@
 //! (which serves every family).
 //!
 //! ```
-//! use open_bedrock_server::route::{BedrockFamily, Provider, Router};
+//! use open_bedrock_server::route::{BedrockFamily, ProviderKind, RouteOverride, Router};
 //!
 //! let router = Router::default();
 //! let r = router.resolve("us.anthropic.claude-3-5-sonnet-20241022-v2:0").unwrap();
-//! assert_eq!(r.provider, Provider::Bedrock(BedrockFamily::Claude));
-//! assert_eq!(router.resolve("gpt-4o").unwrap().provider, Provider::OpenAi);
+//! assert_eq!(r.kind, ProviderKind::Bedrock(BedrockFamily::Claude));
+//! assert_eq!(&*r.provider, "bedrock");
+//! assert_eq!(router.resolve("gpt-4o").unwrap().kind, ProviderKind::OpenAi);
 //! assert_eq!(router.resolve("nonsense").unwrap_err().status(), 404);
+//!
+//! // An override may send a prefix to a provider service of another name.
+//! let router = Router::new(
+//!     Default::default(),
+//!     vec![RouteOverride::new("llama-", ProviderKind::OpenAi).with_provider("vllm")],
+//!     Default::default(),
+//! );
+//! assert_eq!(&*router.resolve("llama-3-8b").unwrap().provider, "vllm");
 //! ```
 
 use std::collections::HashMap;
@@ -30,9 +44,10 @@ use std::sync::Arc;
 
 use crate::error::GatewayError;
 
-/// Which upstream serves a model.
+/// What kind of upstream serves a model: the protocol its provider speaks (and, for Bedrock, the
+/// strategy by model family).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Provider {
+pub enum ProviderKind {
     /// An OpenAI-compatible chat-completions API.
     OpenAi,
     /// AWS Bedrock, with the strategy for the model family.
@@ -41,13 +56,14 @@ pub enum Provider {
     Mock,
 }
 
-impl Provider {
-    /// Name for logs and metrics.
+impl ProviderKind {
+    /// The kind's name, which is also the name of its built-in provider service (`openai`,
+    /// `bedrock`, `mock`): the provider a route names unless an override names another.
     pub fn as_str(self) -> &'static str {
         match self {
-            Provider::OpenAi => "openai",
-            Provider::Bedrock(_) => "bedrock",
-            Provider::Mock => "mock",
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Bedrock(_) => "bedrock",
+            ProviderKind::Mock => "mock",
         }
     }
 }
@@ -84,22 +100,63 @@ impl BedrockFamily {
     }
 }
 
-/// The outcome of routing one request.
+/// The outcome of routing one request. Cheap to clone (two `Arc`s), so it travels in the
+/// [`ChatCall`](crate::model::ChatCall) to the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Route {
-    /// The provider (and Bedrock strategy).
-    pub provider: Provider,
+    /// The name of the provider service that serves the model.
+    pub provider: Arc<str>,
+    /// What kind of upstream it is (and the Bedrock strategy).
+    pub kind: ProviderKind,
     /// The model id to send upstream (after alias resolution).
     pub upstream_model: Arc<str>,
 }
 
-/// A configured override: ids starting with `prefix` go to `provider`.
+impl Route {
+    /// A route to the provider service named `provider`, of `kind`, sending `upstream_model`.
+    pub fn new(
+        provider: impl Into<Arc<str>>,
+        kind: ProviderKind,
+        upstream_model: impl Into<Arc<str>>,
+    ) -> Self {
+        Route {
+            provider: provider.into(),
+            kind,
+            upstream_model: upstream_model.into(),
+        }
+    }
+}
+
+/// A configured override: ids starting with `prefix` go to the provider service named `provider`,
+/// of `kind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RouteOverride {
     /// Model id prefix.
     pub prefix: String,
-    /// Target provider.
-    pub provider: Provider,
+    /// The name of the target provider service.
+    pub provider: Arc<str>,
+    /// What kind of upstream the target is (and the Bedrock strategy).
+    pub kind: ProviderKind,
+}
+
+impl RouteOverride {
+    /// Ids starting with `prefix` go to the built-in provider of `kind`.
+    pub fn new(prefix: impl Into<String>, kind: ProviderKind) -> Self {
+        RouteOverride {
+            prefix: prefix.into(),
+            provider: Arc::from(kind.as_str()),
+            kind,
+        }
+    }
+
+    /// Sends the ids to the provider service named `provider` instead (one registered with
+    /// [`Dispatch::with_provider`](crate::provider::Dispatch::with_provider)).
+    pub fn with_provider(mut self, provider: impl Into<Arc<str>>) -> Self {
+        self.provider = provider.into();
+        self
+    }
 }
 
 /// Inference-profile geography prefixes (`us.anthropic…`).
@@ -141,12 +198,45 @@ const OPENAI_PREFIXES: &[&str] = &[
 ];
 
 /// Resolves model ids to routes. Built once at start-up; `resolve` does no allocation beyond the
-/// `Arc<str>` of the route.
-#[derive(Debug, Clone, Default)]
+/// `Arc<str>` of the upstream model (provider names are shared).
+#[derive(Debug, Clone)]
 pub struct Router {
     aliases: HashMap<String, String>,
     overrides: Vec<RouteOverride>,
     arn_families: HashMap<String, BedrockFamily>,
+    builtin: BuiltinNames,
+}
+
+/// The built-in providers' names, allocated once so that routing only bumps reference counts.
+#[derive(Debug, Clone)]
+struct BuiltinNames {
+    openai: Arc<str>,
+    bedrock: Arc<str>,
+    mock: Arc<str>,
+}
+
+impl BuiltinNames {
+    fn new() -> Self {
+        BuiltinNames {
+            openai: Arc::from(ProviderKind::OpenAi.as_str()),
+            bedrock: Arc::from(ProviderKind::Bedrock(BedrockFamily::Converse).as_str()),
+            mock: Arc::from(ProviderKind::Mock.as_str()),
+        }
+    }
+
+    fn of(&self, kind: ProviderKind) -> &Arc<str> {
+        match kind {
+            ProviderKind::OpenAi => &self.openai,
+            ProviderKind::Bedrock(_) => &self.bedrock,
+            ProviderKind::Mock => &self.mock,
+        }
+    }
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router::new(HashMap::new(), Vec::new(), HashMap::new())
+    }
 }
 
 impl Router {
@@ -160,6 +250,7 @@ impl Router {
             aliases,
             overrides,
             arn_families,
+            builtin: BuiltinNames::new(),
         }
     }
 
@@ -171,44 +262,48 @@ impl Router {
     /// Routes `model`, or `404 model_not_found`.
     pub fn resolve(&self, model: &str) -> Result<Route, GatewayError> {
         let target = self.aliases.get(model).map(String::as_str).unwrap_or(model);
-        let provider = self
-            .provider_for(target)
-            .ok_or_else(|| GatewayError::model_not_found(model))?;
+        let (provider, kind) = if let Some(o) = self
+            .overrides
+            .iter()
+            .find(|o| target.starts_with(o.prefix.as_str()))
+        {
+            (o.provider.clone(), o.kind)
+        } else {
+            let kind = self
+                .builtin_kind(target)
+                .ok_or_else(|| GatewayError::model_not_found(model))?;
+            (self.builtin.of(kind).clone(), kind)
+        };
         Ok(Route {
             provider,
+            kind,
             upstream_model: Arc::from(target),
         })
     }
 
-    fn provider_for(&self, id: &str) -> Option<Provider> {
-        if let Some(o) = self
-            .overrides
-            .iter()
-            .find(|o| id.starts_with(o.prefix.as_str()))
-        {
-            return Some(o.provider);
-        }
+    /// The kind the built-in rules give `id`, if any.
+    fn builtin_kind(&self, id: &str) -> Option<ProviderKind> {
         if id.is_empty() {
             return None;
         }
         if id.starts_with(crate::provider::mock::MOCK_PREFIX) {
-            return Some(Provider::Mock);
+            return Some(ProviderKind::Mock);
         }
         if is_bedrock_arn(id) {
             if let Some(f) = self.arn_families.get(id) {
-                return Some(Provider::Bedrock(*f));
+                return Some(ProviderKind::Bedrock(*f));
             }
             let family = id
                 .rsplit_once('/')
                 .and_then(|(_, tail)| bedrock_family(tail))
                 .unwrap_or(BedrockFamily::Converse);
-            return Some(Provider::Bedrock(family));
+            return Some(ProviderKind::Bedrock(family));
         }
         if let Some(f) = bedrock_family(id) {
-            return Some(Provider::Bedrock(f));
+            return Some(ProviderKind::Bedrock(f));
         }
         if OPENAI_PREFIXES.iter().any(|p| id.starts_with(p)) {
-            return Some(Provider::OpenAi);
+            return Some(ProviderKind::OpenAi);
         }
         None
     }
@@ -253,56 +348,56 @@ mod tests {
     #[test]
     fn built_in_rules() {
         let router = Router::default();
-        let table: &[(&str, Option<Provider>)] = &[
-            ("gpt-4o", Some(Provider::OpenAi)),
-            ("gpt-4o-mini-2024-07-18", Some(Provider::OpenAi)),
-            ("o1-preview", Some(Provider::OpenAi)),
-            ("o3-mini", Some(Provider::OpenAi)),
-            ("o4-mini", Some(Provider::OpenAi)),
-            ("chatgpt-4o-latest", Some(Provider::OpenAi)),
-            ("text-embedding-3-small", Some(Provider::OpenAi)),
-            ("dall-e-3", Some(Provider::OpenAi)),
-            ("ft:gpt-4o-mini:org::abc", Some(Provider::OpenAi)),
-            ("anthropic.claude-3-haiku-20240307-v1:0", Some(Provider::Bedrock(Claude))),
-            ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", Some(Provider::Bedrock(Claude))),
-            ("eu.anthropic.claude-3-7-sonnet-20250219-v1:0", Some(Provider::Bedrock(Claude))),
-            ("apac.anthropic.claude-3-haiku-20240307-v1:0", Some(Provider::Bedrock(Claude))),
-            ("jp.anthropic.claude-sonnet-4-5-20250929-v1:0", Some(Provider::Bedrock(Claude))),
-            ("au.anthropic.claude-sonnet-4-5-20250929-v1:0", Some(Provider::Bedrock(Claude))),
-            ("us-gov.anthropic.claude-3-haiku-20240307-v1:0", Some(Provider::Bedrock(Claude))),
-            ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", Some(Provider::Bedrock(Claude))),
-            ("amazon.titan-text-express-v1", Some(Provider::Bedrock(Titan))),
-            ("amazon.titan-text-premier-v1:0", Some(Provider::Bedrock(Titan))),
-            ("amazon.titan-tg1-large", Some(Provider::Bedrock(Titan))),
-            ("amazon.nova-pro-v1:0", Some(Provider::Bedrock(Converse))),
-            ("us.amazon.nova-2-lite-v1:0", Some(Provider::Bedrock(Converse))),
-            ("meta.llama3-1-70b-instruct-v1:0", Some(Provider::Bedrock(Converse))),
-            ("us.meta.llama3-2-11b-instruct-v1:0", Some(Provider::Bedrock(Converse))),
-            ("mistral.mistral-large-2407-v1:0", Some(Provider::Bedrock(Converse))),
-            ("cohere.command-r-plus-v1:0", Some(Provider::Bedrock(Converse))),
-            ("ai21.jamba-1-5-large-v1:0", Some(Provider::Bedrock(Converse))),
-            ("deepseek.r1-v1:0", Some(Provider::Bedrock(Converse))),
-            ("us.deepseek.r1-v1:0", Some(Provider::Bedrock(Converse))),
-            ("writer.palmyra-x5-v1:0", Some(Provider::Bedrock(Converse))),
-            ("qwen.qwen3-32b-v1:0", Some(Provider::Bedrock(Converse))),
-            ("openai.gpt-oss-120b-1:0", Some(Provider::Bedrock(Converse))),
+        let table: &[(&str, Option<ProviderKind>)] = &[
+            ("gpt-4o", Some(ProviderKind::OpenAi)),
+            ("gpt-4o-mini-2024-07-18", Some(ProviderKind::OpenAi)),
+            ("o1-preview", Some(ProviderKind::OpenAi)),
+            ("o3-mini", Some(ProviderKind::OpenAi)),
+            ("o4-mini", Some(ProviderKind::OpenAi)),
+            ("chatgpt-4o-latest", Some(ProviderKind::OpenAi)),
+            ("text-embedding-3-small", Some(ProviderKind::OpenAi)),
+            ("dall-e-3", Some(ProviderKind::OpenAi)),
+            ("ft:gpt-4o-mini:org::abc", Some(ProviderKind::OpenAi)),
+            ("anthropic.claude-3-haiku-20240307-v1:0", Some(ProviderKind::Bedrock(Claude))),
+            ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", Some(ProviderKind::Bedrock(Claude))),
+            ("eu.anthropic.claude-3-7-sonnet-20250219-v1:0", Some(ProviderKind::Bedrock(Claude))),
+            ("apac.anthropic.claude-3-haiku-20240307-v1:0", Some(ProviderKind::Bedrock(Claude))),
+            ("jp.anthropic.claude-sonnet-4-5-20250929-v1:0", Some(ProviderKind::Bedrock(Claude))),
+            ("au.anthropic.claude-sonnet-4-5-20250929-v1:0", Some(ProviderKind::Bedrock(Claude))),
+            ("us-gov.anthropic.claude-3-haiku-20240307-v1:0", Some(ProviderKind::Bedrock(Claude))),
+            ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", Some(ProviderKind::Bedrock(Claude))),
+            ("amazon.titan-text-express-v1", Some(ProviderKind::Bedrock(Titan))),
+            ("amazon.titan-text-premier-v1:0", Some(ProviderKind::Bedrock(Titan))),
+            ("amazon.titan-tg1-large", Some(ProviderKind::Bedrock(Titan))),
+            ("amazon.nova-pro-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("us.amazon.nova-2-lite-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("meta.llama3-1-70b-instruct-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("us.meta.llama3-2-11b-instruct-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("mistral.mistral-large-2407-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("cohere.command-r-plus-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("ai21.jamba-1-5-large-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("deepseek.r1-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("us.deepseek.r1-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("writer.palmyra-x5-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("qwen.qwen3-32b-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("openai.gpt-oss-120b-1:0", Some(ProviderKind::Bedrock(Converse))),
             (
                 "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
-                Some(Provider::Bedrock(Claude)),
+                Some(ProviderKind::Bedrock(Claude)),
             ),
             (
                 "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.titan-text-express-v1",
-                Some(Provider::Bedrock(Titan)),
+                Some(ProviderKind::Bedrock(Titan)),
             ),
             (
                 "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6",
-                Some(Provider::Bedrock(Converse)),
+                Some(ProviderKind::Bedrock(Converse)),
             ),
             (
                 "arn:aws-us-gov:bedrock:us-gov-west-1:123456789012:provisioned-model/abcdefgh1234",
-                Some(Provider::Bedrock(Converse)),
+                Some(ProviderKind::Bedrock(Converse)),
             ),
-            ("mock/echo", Some(Provider::Mock)),
+            ("mock/echo", Some(ProviderKind::Mock)),
             ("openai.whisper", None),
             ("us.", None),
             ("claude-3-opus", None),
@@ -312,8 +407,34 @@ mod tests {
             ("unknown.vendor-model", None),
         ];
         for (id, want) in table {
-            let got = router.resolve(id).ok().map(|r| r.provider);
+            let got = router.resolve(id).ok().map(|r| r.kind);
             assert_eq!(&got, want, "{id}");
+        }
+    }
+
+    #[test]
+    fn routes_name_their_provider_service() {
+        let router = Router::new(
+            HashMap::new(),
+            vec![
+                RouteOverride::new("llama-", ProviderKind::OpenAi).with_provider("vllm"),
+                RouteOverride::new("gpt-4o-eu", ProviderKind::OpenAi),
+            ],
+            HashMap::new(),
+        );
+        for (id, provider, kind) in [
+            ("gpt-4o", "openai", ProviderKind::OpenAi),
+            (
+                "amazon.titan-text-express-v1",
+                "bedrock",
+                ProviderKind::Bedrock(Titan),
+            ),
+            ("mock/echo", "mock", ProviderKind::Mock),
+            ("llama-3-8b", "vllm", ProviderKind::OpenAi),
+            ("gpt-4o-eu-1", "openai", ProviderKind::OpenAi),
+        ] {
+            let r = router.resolve(id).unwrap();
+            assert_eq!((&*r.provider, r.kind), (provider, kind), "{id}");
         }
     }
 
@@ -337,26 +458,23 @@ mod tests {
                 ),
                 ("fast".to_owned(), "gpt-4o-mini".to_owned()),
             ]),
-            vec![RouteOverride {
-                prefix: "llama-local".into(),
-                provider: Provider::OpenAi,
-            }],
+            vec![RouteOverride::new("llama-local", ProviderKind::OpenAi)],
             HashMap::from([(arn.clone(), Claude)]),
         );
         let r = router.resolve("claude").unwrap();
-        assert_eq!(r.provider, Provider::Bedrock(Claude));
+        assert_eq!(r.kind, ProviderKind::Bedrock(Claude));
         assert_eq!(
             &*r.upstream_model,
             "us.anthropic.claude-3-5-haiku-20241022-v1:0"
         );
-        assert_eq!(router.resolve("fast").unwrap().provider, Provider::OpenAi);
+        assert_eq!(router.resolve("fast").unwrap().kind, ProviderKind::OpenAi);
         assert_eq!(
-            router.resolve("llama-local-8b").unwrap().provider,
-            Provider::OpenAi
+            router.resolve("llama-local-8b").unwrap().kind,
+            ProviderKind::OpenAi
         );
         assert_eq!(
-            router.resolve(&arn).unwrap().provider,
-            Provider::Bedrock(Claude)
+            router.resolve(&arn).unwrap().kind,
+            ProviderKind::Bedrock(Claude)
         );
     }
 }

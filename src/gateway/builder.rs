@@ -216,7 +216,13 @@ impl GatewayBuilder {
     /// The gateway.
     pub fn build(self) -> Gateway {
         let providers = self.statuses();
-        let mut dispatch = Dispatch::new(self.router, self.openai, self.bedrock, self.timeouts);
+        let mut dispatch = Dispatch::new(self.router);
+        if let Some(openai) = self.openai {
+            dispatch = dispatch.with_openai(openai);
+        }
+        if let Some(bedrock) = self.bedrock {
+            dispatch = dispatch.with_bedrock(bedrock);
+        }
         if let Some(mock) = self.mock {
             dispatch = dispatch.with_mock(mock);
         }
@@ -232,6 +238,7 @@ impl GatewayBuilder {
             shared: Arc::new(Shared {
                 dispatch,
                 retry: RetryPolicy::new(self.retry),
+                timeouts: self.timeouts,
                 auth,
                 sigv4,
                 rate_limiter: self.rate_limiter,

@@ -8,7 +8,8 @@
 //!   GET /v1/models[/{id}]                          auth → rate limit → models
 //!   POST /v1/chat/completions, /v1/messages,       in-flight limit → SigV4 → auth → rate limit
 //!        /model/{id}/{op}                            → detect (route classifier) → translate → core
-//!   core: retry → dispatch (route by model) → provider
+//!   core: retry → upstream timeouts (one deadline per request) → dispatch (route by model to a
+//!         named provider service) → provider
 //! ```
 //!
 //! ```no_run
@@ -56,14 +57,14 @@ use self::health::HealthInfo;
 use self::routes::{HttpService, Routes};
 use crate::auth::ApiKeyAuthLayer;
 use crate::body::{Body, BoxError};
-use crate::config::Config;
+use crate::config::{Config, Timeouts};
 use crate::detect::DetectLayer;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::load_shed::{InFlight, InFlightLimitLayer};
 use crate::metrics::{Metrics, MetricsService};
 use crate::model::{ChatCall, ChatReply};
 use crate::observe::ObserveLayer;
-use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider};
+use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider, UpstreamTimeout};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
@@ -72,8 +73,8 @@ use crate::translate::TranslateLayer;
 /// The whole gateway as one service: `Clone + Send + Sync + 'static`, `Error = Infallible`.
 pub type GatewayService<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
 
-/// The typed core: retry around dispatch.
-pub type Core = Retry<RetryPolicy, Dispatch>;
+/// The typed core: retry around the upstream timeouts around dispatch to the provider services.
+pub type Core = Retry<RetryPolicy, UpstreamTimeout<Dispatch>>;
 
 /// A built gateway: providers, router, layers and settings. Cheap to clone. Build services from it
 /// with [`Gateway::service`] (the full HTTP stack), [`Gateway::ingress`] (the chat pipeline over
@@ -87,6 +88,7 @@ pub struct Gateway {
 struct Shared {
     dispatch: Dispatch,
     retry: RetryPolicy,
+    timeouts: Timeouts,
     auth: ApiKeyAuthLayer,
     sigv4: SigV4AuthLayer,
     rate_limiter: Option<RateLimiter>,
@@ -175,7 +177,10 @@ impl Gateway {
 
     /// The typed core: `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
     pub fn core(&self) -> Core {
-        Retry::new(self.shared.retry.clone(), self.shared.dispatch.clone())
+        Retry::new(
+            self.shared.retry.clone(),
+            UpstreamTimeout::new(self.shared.dispatch.clone(), self.shared.timeouts),
+        )
     }
 
     /// The chat pipeline every ingress route runs, over any typed core `core`: in-flight limit →
@@ -224,10 +229,12 @@ impl Gateway {
                 DetectLayer::new(s.max_request_bytes, RouteClassifier)
                     .read_timeout(s.body_read_timeout),
             )
-            // Decode into the canonical request, call the core, write the route's reply format.
+            // Decode into the canonical request (with the request's one deadline), call the core,
+            // write the route's reply format.
             .layer(
                 TranslateLayer::new((!s.keep_alive.is_zero()).then_some(s.keep_alive))
-                    .with_shutdown(s.close_streams.clone()),
+                    .with_shutdown(s.close_streams.clone())
+                    .with_total_timeout(s.timeouts.total),
             )
             .service(core);
         BoxCloneSyncService::new(stack)

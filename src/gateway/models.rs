@@ -17,7 +17,7 @@ use crate::body::Body;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::provider::openai::ModelObject;
 use crate::provider::{BedrockProvider, OpenAiProvider};
-use crate::route::{Provider, Router};
+use crate::route::{ProviderKind, Router};
 
 /// How long one upstream's model listing may take before the list is served without it.
 const LIST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -190,10 +190,10 @@ fn merge_listing(
 }
 
 fn owner_of(router: &Router, id: &str) -> String {
-    match router.resolve(id).map(|r| (r.provider, r.upstream_model)) {
-        Ok((Provider::OpenAi, _)) => "openai".into(),
-        Ok((Provider::Mock, _)) => "mock".into(),
-        Ok((Provider::Bedrock(_), upstream)) => {
+    match router.resolve(id).map(|r| (r.kind, r.upstream_model)) {
+        Ok((ProviderKind::OpenAi, _)) => "openai".into(),
+        Ok((ProviderKind::Mock, _)) => "mock".into(),
+        Ok((ProviderKind::Bedrock(_), upstream)) => {
             let mut parts = upstream.split('.');
             let first = parts.next().unwrap_or("bedrock");
             let vendor =

@@ -13,24 +13,26 @@ use std::sync::OnceLock;
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::format::{InboundFormat, ReplyFormat};
+use crate::route::Route;
 
-/// One chat call through the typed core. Cheap to clone (two `Arc`s), so the retry layer can keep a
-/// copy for the next attempt.
+/// One chat call through the typed core. Cheap to clone (a few `Arc`s), so the retry layer can keep
+/// a copy for the next attempt.
 #[derive(Debug, Clone)]
 pub struct ChatCall {
     /// The canonical request.
     pub request: Arc<ChatRequest>,
-    /// Per-request facts for the layers below (formats, ids, original bytes).
+    /// Per-request facts for the layers below (formats, ids, original bytes, deadline).
     pub context: Arc<CallContext>,
+    /// Where the call goes: set by [`Dispatch`](crate::provider::Dispatch) before it calls the
+    /// provider, which reads the upstream model (and Bedrock's strategy) from it. `None` above
+    /// dispatch.
+    pub route: Option<Route>,
 }
 
 impl ChatCall {
     /// A call with default context for `request` (OpenAI in, OpenAI out).
     pub fn new(request: ChatRequest) -> Self {
-        ChatCall {
-            request: Arc::new(request),
-            context: Arc::new(CallContext::default()),
-        }
+        ChatCall::with_context(request, CallContext::default())
     }
 
     /// A call with the given context.
@@ -38,7 +40,15 @@ impl ChatCall {
         ChatCall {
             request: Arc::new(request),
             context: Arc::new(context),
+            route: None,
         }
+    }
+
+    /// The call routed by `route`: how to call a provider service directly, without
+    /// [`Dispatch`](crate::provider::Dispatch).
+    pub fn with_route(mut self, route: Route) -> Self {
+        self.route = Some(route);
+        self
     }
 }
 
@@ -55,6 +65,10 @@ pub struct CallContext {
     pub original: Option<OriginalBody>,
     /// What the core learns about the call (attempts, provider, usage), for logs and metrics.
     pub record: Arc<CallRecord>,
+    /// When the whole request must be answered by: one deadline for every attempt, so retries
+    /// cannot stretch a request past its total time. Set where the call is made (translation,
+    /// the Bedrock runtime surface); `None` gives each attempt the total timeout from its start.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// Facts about one call, filled in as it goes through the stack and read by the log line and the
@@ -71,7 +85,7 @@ pub struct CallRecord {
     /// Whether the reply is streamed.
     pub stream: bool,
     attempts: AtomicU32,
-    provider: OnceLock<&'static str>,
+    provider: OnceLock<Arc<str>>,
     usage: OnceLock<(u64, u64)>,
     stream_error: OnceLock<ErrorKind>,
 }
@@ -93,9 +107,9 @@ impl CallRecord {
         }
     }
 
-    /// Counts one upstream attempt at `provider`.
-    pub fn record_attempt(&self, provider: &'static str) {
-        let _ = self.provider.set(provider);
+    /// Counts one upstream attempt at the provider service named `provider`.
+    pub fn record_attempt(&self, provider: &Arc<str>) {
+        self.provider.get_or_init(|| provider.clone());
         self.attempts.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -114,9 +128,9 @@ impl CallRecord {
         self.attempts.load(Ordering::Relaxed)
     }
 
-    /// The provider that served the call, once routed.
-    pub fn provider(&self) -> Option<&'static str> {
-        self.provider.get().copied()
+    /// The name of the provider service that served the call, once routed.
+    pub fn provider(&self) -> Option<&str> {
+        self.provider.get().map(|p| &**p)
     }
 
     /// `(prompt, completion)` tokens, once known.

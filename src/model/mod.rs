@@ -1,8 +1,8 @@
 //! The canonical model: OpenAI chat-completions types, and the typed core's call and reply.
 //!
 //! Every inbound format decodes into [`ChatRequest`]; every outbound format encodes from
-//! [`ChatResponse`] or a stream of [`ChatChunk`]s. The typed core (retry → dispatch → provider) is a
-//! `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
+//! [`ChatResponse`] or a stream of [`ChatChunk`]s. The typed core (retry → timeouts → dispatch →
+//! provider) is a `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
 
 mod call;
 mod request;

@@ -11,6 +11,9 @@
 //! - the last message is a tool result: `Tool <name> returned: <content>`;
 //! - otherwise: `You said: <the last user text>`.
 //!
+//! As a `Service<ChatCall>` it is always ready and answers the request's own model id (it ignores
+//! the route, so it also answers a call that was never routed).
+//!
 //! `max_tokens`/`max_completion_tokens` cut the reply to that many words (`finish_reason:
 //! "length"`), a stop sequence cuts it before the sequence. Usage counts one token per four
 //! characters of the prompt (plus one per message) and one per word of the reply. Streams send a
@@ -28,12 +31,16 @@
 //! assert_eq!(reply.usage.unwrap().completion_tokens, 4);
 //! ```
 
+use std::task::{Context, Poll};
+
 use serde_json::{Map, Value};
+use tower_service::Service;
 
 use crate::error::GatewayError;
 use crate::model::{
-    finish_reason, ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkMeta, ChunkStream, Delta,
-    Message, ResponseMessage, Role, ToolCall, ToolCallDelta, ToolChoiceKind, Usage,
+    finish_reason, ChatCall, ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkMeta,
+    ChunkStream, Delta, Message, ResponseMessage, Role, ToolCall, ToolCallDelta, ToolChoiceKind,
+    Usage,
 };
 
 /// The model-id prefix the mock provider serves.
@@ -72,6 +79,20 @@ impl MockProvider {
         } else {
             Ok(ChatReply::Complete(mock_response(request)))
         }
+    }
+}
+
+impl Service<ChatCall> for MockProvider {
+    type Response = ChatReply;
+    type Error = GatewayError;
+    type Future = std::future::Ready<Result<ChatReply, GatewayError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: ChatCall) -> Self::Future {
+        std::future::ready(self.answer(&call.request))
     }
 }
 

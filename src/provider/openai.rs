@@ -1,8 +1,10 @@
 //! The OpenAI provider: any OpenAI-compatible chat-completions API (OpenAI, Azure-style proxies,
 //! vLLM, …) over a pooled hyper-util client with rustls (HTTP/2 where the server offers it by ALPN).
 //!
-//! - The request goes out as the canonical request serializes — every field the client sent, known or
-//!   not, in place; only `model` changes when an alias was resolved.
+//! - A `Service<ChatCall>`, always ready (the pool has no back-pressure to report). The request
+//!   goes out as the canonical request serializes — every field the client sent, known or not, in
+//!   place; only `model` changes, to the route's upstream model when an alias was resolved (a call
+//!   without a route sends the request's model as is).
 //! - The upstream key is `OPENAI_API_KEY`; the client's gateway key is never forwarded (the upstream
 //!   request is built from scratch; no client header is copied except `x-request-id`).
 //! - Streams are decoded by [`OpenAiStreamDecoder`] in the one [`decode_stream`] loop and
@@ -12,6 +14,7 @@
 //!   `retry-after-ms` are kept for the retry layer.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,13 +26,13 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+use tower_service::Service;
 
-use super::first_then_rest;
+use super::{first_then_rest, ProviderFuture};
 use crate::config::{OpenAiConfig, Timeouts};
 use crate::error::GatewayError;
 use crate::format::openai::{decode_error, OpenAiStreamDecoder};
 use crate::model::{ChatCall, ChatReply, ChatRequest, ChatResponse};
-use crate::route::Route;
 use crate::stream::decode_stream;
 
 /// Largest upstream response body read into memory (complete replies and error bodies).
@@ -125,14 +128,17 @@ impl OpenAiProvider {
         &self.inner.base_url
     }
 
-    /// Sends one chat call (the model already routed) and answers once the reply, or the first
-    /// stream event, has arrived.
-    pub async fn chat(self, call: ChatCall, route: Route) -> Result<ChatReply, GatewayError> {
-        let body = if *route.upstream_model == *call.request.model {
+    /// Sends one chat call and answers once the reply, or the first stream event, has arrived.
+    async fn chat(self, call: ChatCall) -> Result<ChatReply, GatewayError> {
+        let upstream_model = call
+            .route
+            .as_ref()
+            .map_or(&*call.request.model, |r| &*r.upstream_model);
+        let body = if upstream_model == call.request.model {
             serde_json::to_vec(&*call.request)
         } else {
             let mut aliased: ChatRequest = (*call.request).clone();
-            aliased.model = route.upstream_model.to_string();
+            aliased.model = upstream_model.to_owned();
             serde_json::to_vec(&aliased)
         }
         .map_err(|e| {
@@ -217,6 +223,20 @@ impl OpenAiProvider {
             GatewayError::upstream_protocol(format!("invalid model list from upstream: {e}"))
         })?;
         Ok(list.data)
+    }
+}
+
+impl Service<ChatCall> for OpenAiProvider {
+    type Response = ChatReply;
+    type Error = GatewayError;
+    type Future = ProviderFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: ChatCall) -> Self::Future {
+        Box::pin(self.clone().chat(call))
     }
 }
 

@@ -20,6 +20,7 @@ use crate::detect::DetectedRequest;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::format::ReplyFormat;
 use crate::model::{CallContext, CallRecord, ChatCall, ChatReply};
+use crate::provider::timeout::instant_after;
 use crate::usage::UsageHooks;
 
 /// Layer that applies [`Translate`].
@@ -27,6 +28,7 @@ use crate::usage::UsageHooks;
 pub struct TranslateLayer {
     keep_alive: Option<Duration>,
     shutdown: Option<CancellationToken>,
+    total: Option<Duration>,
 }
 
 impl TranslateLayer {
@@ -35,12 +37,20 @@ impl TranslateLayer {
         TranslateLayer {
             keep_alive,
             shutdown: None,
+            total: None,
         }
     }
 
     /// Open streams end cleanly (an in-band error event) when `token` is cancelled.
     pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
         self.shutdown = Some(token);
+        self
+    }
+
+    /// Every call gets one deadline, `total` from when it is made, for all its attempts
+    /// ([`CallContext::deadline`]). Without it the core gives each attempt its own total time.
+    pub fn with_total_timeout(mut self, total: Duration) -> Self {
+        self.total = Some(total);
         self
     }
 }
@@ -59,6 +69,7 @@ impl<S> Layer<S> for TranslateLayer {
             inner,
             keep_alive: self.keep_alive,
             shutdown: self.shutdown.clone(),
+            total: self.total,
         }
     }
 }
@@ -69,6 +80,7 @@ pub struct Translate<S> {
     inner: S,
     keep_alive: Option<Duration>,
     shutdown: Option<CancellationToken>,
+    total: Option<Duration>,
 }
 
 impl<S> Translate<S> {
@@ -128,6 +140,9 @@ where
             target: reply,
             original,
             record: record.clone(),
+            deadline: self
+                .total
+                .map(|t| instant_after(tokio::time::Instant::now(), t)),
         };
         let call = ChatCall::with_context(request, context);
         ResponseFuture {

@@ -9,6 +9,9 @@
 //! - **Retries**: the SDK's own retries and stalled-stream protection are off — the gateway's one
 //!   retry layer owns retries (so an upstream sees at most the configured attempts) and its own
 //!   idle timeout owns stalls (a thinking model may legitimately pause).
+//! - **Service**: a `Service<ChatCall>`, always ready. It takes the model and the family strategy
+//!   from the call's [`Route`](crate::route::Route), which [`Dispatch`](super::Dispatch) sets; a call
+//!   without a Bedrock route is an internal error (nothing here guesses a family).
 //! - **Strategies** by family ([`BedrockFamily`]): Claude and Titan over InvokeModel /
 //!   InvokeModelWithResponseStream with their native bodies ([`crate::format::bedrock_claude`],
 //!   [`crate::format::bedrock_titan`]); every other family over Converse / ConverseStream
@@ -25,6 +28,7 @@ mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
@@ -33,8 +37,9 @@ use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockruntime::types::ResponseStream;
 use aws_sdk_bedrockruntime::Client;
 use serde_json::Value;
+use tower_service::Service;
 
-use super::first_then_rest;
+use super::{first_then_rest, ProviderFuture};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::format::bedrock_claude::{self, ClaudeRequestOptions, ClaudeStreamDecoder};
@@ -42,7 +47,7 @@ use crate::format::bedrock_titan::{self, TitanRequestOptions, TitanStreamDecoder
 use crate::format::converse::{self, ConverseOptions, ConverseStreamDecoder};
 use crate::format::InboundFormat;
 use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta};
-use crate::route::{BedrockFamily, Provider, Route};
+use crate::route::{BedrockFamily, ProviderKind};
 use crate::stream::decode_stream;
 
 pub use models::list_models_with;
@@ -183,10 +188,15 @@ impl BedrockProvider {
         &self.inner.client
     }
 
-    /// Sends one chat call (the model already routed) and answers once the reply, or the first
-    /// stream event, has arrived.
-    pub async fn chat(self, call: ChatCall, route: Route) -> Result<ChatReply, GatewayError> {
-        let Provider::Bedrock(family) = route.provider else {
+    /// Sends one routed chat call and answers once the reply, or the first stream event, has
+    /// arrived.
+    async fn chat(self, call: ChatCall) -> Result<ChatReply, GatewayError> {
+        let Some(route) = &call.route else {
+            return Err(GatewayError::internal(
+                "a call without a route reached the Bedrock provider (the route names the model family)",
+            ));
+        };
+        let ProviderKind::Bedrock(family) = route.kind else {
             return Err(GatewayError::internal(
                 "a non-Bedrock route reached the Bedrock provider",
             ));
@@ -282,6 +292,20 @@ impl BedrockProvider {
                 }
             }
         }
+    }
+}
+
+impl Service<ChatCall> for BedrockProvider {
+    type Response = ChatReply;
+    type Error = GatewayError;
+    type Future = ProviderFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: ChatCall) -> Self::Future {
+        Box::pin(self.clone().chat(call))
     }
 }
 
@@ -469,6 +493,38 @@ mod tests {
         r.n = Some(1);
         r.extra.insert("logprobs".into(), Value::Bool(true));
         assert_eq!(check_supported(&r).unwrap_err().param(), Some("logprobs"));
+    }
+
+    #[tokio::test]
+    async fn a_call_without_a_bedrock_route_is_an_internal_error() {
+        use tower::ServiceExt;
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let provider = BedrockProvider::from_sdk_config(&sdk, &Config::default());
+        let request: ChatRequest = serde_json::from_value(serde_json::json!({
+            "model": "anthropic.claude-3-haiku-20240307-v1:0",
+            "messages": [{"role": "user", "content": "hi"}],
+        }))
+        .unwrap();
+        let err = provider
+            .clone()
+            .oneshot(ChatCall::new(request.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 500);
+        assert!(
+            err.message().contains("without a route"),
+            "{}",
+            err.message()
+        );
+        let openai_route = crate::route::Route::new("bedrock", ProviderKind::OpenAi, "x");
+        let err = provider
+            .oneshot(ChatCall::new(request).with_route(openai_route))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 500);
     }
 
     #[test]

@@ -1,0 +1,364 @@
+//! [`Dispatch`]: routes each call by model to a provider service held by name.
+//!
+//! The map is name → [`ProviderService`] (a boxed, cloneable provider), so any number of
+//! OpenAI-compatible upstreams or Bedrock accounts can sit side by side, and a user's own service
+//! can be registered with [`Dispatch::with_provider`]. The typed built-in providers are kept beside
+//! the map for what is not a chat call: model listings and health.
+//!
+//! Routing happens in `call`, so `poll_ready` cannot know which provider a call needs: it is always
+//! ready, and the chosen provider's own readiness is awaited inside the response future (a
+//! [`Oneshot`] on a clone), under the timeouts of the layer above.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::util::{BoxCloneSyncService, Oneshot};
+use tower_service::Service;
+
+use super::{BedrockProvider, MockProvider, OpenAiProvider};
+use crate::error::GatewayError;
+use crate::model::{ChatCall, ChatReply};
+use crate::route::{ProviderKind, Route, Router};
+
+/// A provider as [`Dispatch`] holds it: any `Service<ChatCall>` answering [`ChatReply`], boxed.
+pub type ProviderService = BoxCloneSyncService<ChatCall, ChatReply, GatewayError>;
+
+/// Routes calls to named provider services. Cheap to clone (all `Arc`s).
+#[derive(Clone)]
+pub struct Dispatch {
+    router: Arc<Router>,
+    providers: Arc<HashMap<Arc<str>, ProviderService>>,
+    openai: Option<OpenAiProvider>,
+    bedrock: Option<BedrockProvider>,
+    mock: Option<MockProvider>,
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.provider_names().collect();
+        names.sort_unstable();
+        f.debug_struct("Dispatch")
+            .field("router", &self.router)
+            .field("providers", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatch {
+    /// A dispatcher routing by `router`, with no providers yet.
+    pub fn new(router: Router) -> Self {
+        Dispatch {
+            router: Arc::new(router),
+            providers: Arc::new(HashMap::new()),
+            openai: None,
+            bedrock: None,
+            mock: None,
+        }
+    }
+
+    /// Serves the `openai` provider with `provider` (also used for the model listing and health).
+    pub fn with_openai(mut self, provider: OpenAiProvider) -> Self {
+        self = self.with_provider("openai", provider.clone());
+        self.openai = Some(provider);
+        self
+    }
+
+    /// Serves the `bedrock` provider with `provider` (also used for the model listing and health).
+    pub fn with_bedrock(mut self, provider: BedrockProvider) -> Self {
+        self = self.with_provider("bedrock", provider.clone());
+        self.bedrock = Some(provider);
+        self
+    }
+
+    /// Serves `mock/…` models (the `mock` provider) with the in-process [`MockProvider`].
+    pub fn with_mock(mut self, provider: MockProvider) -> Self {
+        self = self.with_provider("mock", provider);
+        self.mock = Some(provider);
+        self
+    }
+
+    /// Serves the provider named `name` with `service`, replacing any provider of that name —
+    /// a built-in one included, which then no longer lists models or reports health either.
+    pub fn with_provider<S>(mut self, name: impl Into<Arc<str>>, service: S) -> Self
+    where
+        S: Service<ChatCall, Response = ChatReply, Error = GatewayError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let name = name.into();
+        match &*name {
+            "openai" => self.openai = None,
+            "bedrock" => self.bedrock = None,
+            "mock" => self.mock = None,
+            _ => {}
+        }
+        Arc::make_mut(&mut self.providers).insert(name, BoxCloneSyncService::new(service));
+        self
+    }
+
+    /// The names of the registered provider services (in no particular order).
+    pub fn provider_names(&self) -> impl Iterator<Item = &str> {
+        self.providers.keys().map(|k| &**k)
+    }
+
+    /// The mock provider, if enabled.
+    pub fn mock(&self) -> Option<&MockProvider> {
+        self.mock.as_ref()
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The built-in OpenAI provider, if it serves the `openai` provider.
+    pub fn openai(&self) -> Option<&OpenAiProvider> {
+        self.openai.as_ref()
+    }
+
+    /// The built-in Bedrock provider, if it serves the `bedrock` provider.
+    pub fn bedrock(&self) -> Option<&BedrockProvider> {
+        self.bedrock.as_ref()
+    }
+}
+
+impl Service<ChatCall> for Dispatch {
+    type Response = ChatReply;
+    type Error = GatewayError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut call: ChatCall) -> Self::Future {
+        let route = match self.router.resolve(&call.request.model) {
+            Ok(r) => r,
+            Err(e) => return ResponseFuture::failed(e),
+        };
+        let Some(provider) = self.providers.get(&*route.provider) else {
+            return ResponseFuture::failed(not_configured(&route));
+        };
+        call.context.record.record_attempt(&route.provider);
+        call.route = Some(route);
+        ResponseFuture {
+            state: State::Calling {
+                call: Oneshot::new(provider.clone(), call),
+            },
+        }
+    }
+}
+
+/// The 503 for a route whose provider has no service here, with what to set for a built-in one.
+fn not_configured(route: &Route) -> GatewayError {
+    if *route.provider != *route.kind.as_str() {
+        return GatewayError::provider_not_configured(
+            &format!("`{}`", route.provider),
+            "no provider service of that name is registered",
+        );
+    }
+    let (name, how) = match route.kind {
+        ProviderKind::OpenAi => ("OpenAI", "set OPENAI_BASE_URL / OPENAI_API_KEY"),
+        ProviderKind::Bedrock(_) => (
+            "Bedrock",
+            "set AWS_REGION and AWS credentials, and leave BEDROCK_ENABLED on",
+        ),
+        ProviderKind::Mock => (
+            "mock",
+            "start the gateway with --mock or MOCK_PROVIDER=true",
+        ),
+    };
+    GatewayError::provider_not_configured(name, how)
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Dispatch`]: the routing error, or the provider's readiness and call.
+    pub struct ResponseFuture {
+        #[pin]
+        state: State,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State {
+        Failed { error: Option<GatewayError> },
+        Calling { #[pin] call: Oneshot<ProviderService, ChatCall> },
+    }
+}
+
+impl ResponseFuture {
+    fn failed(error: GatewayError) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dispatch::ResponseFuture")
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<ChatReply, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Failed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                GatewayError::internal("dispatch::ResponseFuture polled after completion")
+            }))),
+            StateProj::Calling { call } => call.poll(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::model::{CallContext, CallRecord, ChatRequest};
+    use crate::provider::mock::mock_response;
+    use crate::route::RouteOverride;
+
+    fn request(model: &str) -> ChatRequest {
+        serde_json::from_value(serde_json::json!({
+            "model": model,
+            "messages": [{"role": "user", "content": "hi"}],
+        }))
+        .unwrap()
+    }
+
+    /// `my-…` models go to the provider service named `mine`, `gone-…` to `gone`.
+    fn router() -> Router {
+        Router::new(
+            HashMap::from([("mine".to_owned(), "my-model-v2".to_owned())]),
+            vec![
+                RouteOverride::new("my-", ProviderKind::OpenAi).with_provider("mine"),
+                RouteOverride::new("gone-", ProviderKind::OpenAi).with_provider("gone"),
+            ],
+            HashMap::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_provider_registered_by_name_is_dispatched_to_with_its_route() {
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let mine = tower::service_fn(move |call: ChatCall| {
+            let _ = seen_tx.send(call.route.clone());
+            async move { Ok::<_, GatewayError>(ChatReply::Complete(mock_response(&call.request))) }
+        });
+        let dispatch = Dispatch::new(router())
+            .with_mock(MockProvider::new())
+            .with_provider("mine", mine);
+        let record = Arc::new(CallRecord::default());
+        let call = ChatCall::with_context(
+            request("mine"),
+            CallContext {
+                record: record.clone(),
+                ..CallContext::default()
+            },
+        );
+        let reply = dispatch.clone().oneshot(call).await.unwrap();
+        assert!(matches!(reply, ChatReply::Complete(_)));
+        let route = seen
+            .recv()
+            .await
+            .unwrap()
+            .expect("the call carries its route");
+        assert_eq!(
+            route,
+            Route::new("mine", ProviderKind::OpenAi, "my-model-v2"),
+            "the alias is resolved and the provider named"
+        );
+        assert_eq!(record.provider(), Some("mine"));
+        assert_eq!(record.attempts(), 1);
+
+        // The built-in names still reach the built-in providers.
+        let reply = dispatch
+            .oneshot(ChatCall::new(request("mock/echo")))
+            .await
+            .unwrap();
+        assert!(matches!(reply, ChatReply::Complete(_)));
+        assert!(
+            seen.try_recv().is_err(),
+            "`mine` was not called for mock/echo"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_route_to_an_unregistered_provider_is_503_and_calls_nothing() {
+        let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = called.clone();
+        let mine = tower::service_fn(move |call: ChatCall| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            async move { Ok::<_, GatewayError>(ChatReply::Complete(mock_response(&call.request))) }
+        });
+        let dispatch = Dispatch::new(router()).with_provider("mine", mine);
+        let record = Arc::new(CallRecord::default());
+        let call = ChatCall::with_context(
+            request("gone-1"),
+            CallContext {
+                record: record.clone(),
+                ..CallContext::default()
+            },
+        );
+        let err = dispatch.clone().oneshot(call).await.unwrap_err();
+        assert_eq!(err.status(), 503);
+        assert_eq!(err.code(), Some("provider_not_configured"));
+        assert!(!err.is_retryable());
+        assert!(err.message().contains("`gone`"), "{}", err.message());
+        assert_eq!(record.attempts(), 0, "no upstream attempt was made");
+        assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+
+        // A built-in provider that is not configured keeps its hint.
+        let err = dispatch
+            .clone()
+            .oneshot(ChatCall::new(request(
+                "anthropic.claude-3-haiku-20240307-v1:0",
+            )))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 503);
+        assert!(err.message().contains("AWS_REGION"), "{}", err.message());
+        let err = dispatch
+            .oneshot(ChatCall::new(request("nonsense")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 404, "an unknown model is still 404");
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_is_not_ready_is_awaited_before_its_call() {
+        // The tower-test mock panics when called before it said it was ready.
+        let (mock, mut handle) = tower_test::mock::pair::<ChatCall, ChatReply>();
+        let mock = mock.map_err(|e| GatewayError::internal(e.to_string()));
+        let dispatch = Dispatch::new(router()).with_provider("mine", mock);
+        handle.allow(0);
+
+        let mut reply = Box::pin(dispatch.oneshot(ChatCall::new(request("my-x"))));
+        let pending = std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx).is_pending()));
+        assert!(pending.await, "waits for the provider");
+        assert!(handle.poll_request().is_pending(), "and has not called it");
+
+        handle.allow(1);
+        let reply = tokio::spawn(reply);
+        let (call, respond) = handle.next_request().await.unwrap();
+        assert_eq!(call.route.unwrap().provider.as_ref(), "mine");
+        respond.send_response(ChatReply::Complete(mock_response(&call.request)));
+        assert!(matches!(
+            reply.await.unwrap(),
+            Ok(ChatReply::Complete(r)) if r.model == "my-x"
+        ));
+    }
+}

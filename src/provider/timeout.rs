@@ -1,0 +1,532 @@
+//! [`UpstreamTimeoutLayer`] / [`UpstreamTimeout`]: the typed core's time limits, between retry and
+//! dispatch.
+//!
+//! - **One deadline per request.** A call carries its request's deadline
+//!   ([`CallContext::deadline`](crate::model::CallContext::deadline), set where the call is made
+//!   to "now + `total`"); every attempt is bounded by it, so retries cannot stretch a request past
+//!   its total time. A call without one gets `total` from the start of each attempt.
+//! - **A stream** must show its first event within `first_byte` (a 504 the retry layer may retry);
+//!   after that [`TimedStream`] ends it with an in-band 504 when it is silent for `stream_idle` or
+//!   when the deadline passes.
+//! - **A complete reply** arrives all at once, so it gets until the deadline — and is not retried
+//!   when that runs out, since the upstream did (and billed) the work.
+//!
+//! The limits cover the provider's readiness too: the layer sits above
+//! [`Dispatch`](super::Dispatch), which awaits the chosen provider's `poll_ready` inside its
+//! response future.
+//!
+//! ```
+//! use std::time::Duration;
+//! use open_bedrock_server::config::Timeouts;
+//! use open_bedrock_server::error::GatewayError;
+//! use open_bedrock_server::model::{ChatCall, ChatReply, ChatRequest};
+//! use open_bedrock_server::provider::UpstreamTimeoutLayer;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let timeouts = Timeouts { total: Duration::from_millis(20), ..Timeouts::default() };
+//! let never = tower::service_fn(|_call: ChatCall| async {
+//!     std::future::pending::<Result<ChatReply, GatewayError>>().await
+//! });
+//! let core = ServiceBuilder::new()
+//!     .layer(UpstreamTimeoutLayer::new(timeouts))
+//!     .service(never);
+//! let err = core.oneshot(ChatCall::new(ChatRequest::default())).await.unwrap_err();
+//! assert_eq!(err.status(), 504);
+//! assert!(!err.is_retryable(), "a complete reply that ran out of time is not retried");
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use tokio::time::{Instant, Sleep};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::config::Timeouts;
+use crate::error::GatewayError;
+use crate::model::{ChatCall, ChatChunk, ChatReply, ChunkStream};
+
+/// Layer that applies [`UpstreamTimeout`] with the given timeouts (`first_byte`, `stream_idle`,
+/// `total`; the others are not the core's).
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTimeoutLayer {
+    timeouts: Timeouts,
+}
+
+impl UpstreamTimeoutLayer {
+    /// Time limits from `timeouts`.
+    pub fn new(timeouts: Timeouts) -> Self {
+        UpstreamTimeoutLayer { timeouts }
+    }
+}
+
+impl<S> Layer<S> for UpstreamTimeoutLayer {
+    type Service = UpstreamTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        UpstreamTimeout::new(inner, self.timeouts)
+    }
+}
+
+/// Bounds each call to `S` by the first-byte timeout (streams) and the request's deadline, and
+/// guards the streams it answers with [`TimedStream`].
+#[derive(Debug, Clone)]
+pub struct UpstreamTimeout<S> {
+    inner: S,
+    timeouts: Timeouts,
+}
+
+impl<S> UpstreamTimeout<S> {
+    /// `inner` with the limits from `timeouts`.
+    pub fn new(inner: S, timeouts: Timeouts) -> Self {
+        UpstreamTimeout { inner, timeouts }
+    }
+
+    /// A layer with the limits from `timeouts`.
+    pub fn layer(timeouts: Timeouts) -> UpstreamTimeoutLayer {
+        UpstreamTimeoutLayer::new(timeouts)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> Service<ChatCall> for UpstreamTimeout<S>
+where
+    S: Service<ChatCall, Response = ChatReply, Error = GatewayError>,
+{
+    type Response = ChatReply;
+    type Error = GatewayError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: ChatCall) -> Self::Future {
+        let now = Instant::now();
+        let deadline = call
+            .context
+            .deadline
+            .unwrap_or_else(|| instant_after(now, self.timeouts.total));
+        let first_byte = instant_after(now, self.timeouts.first_byte);
+        // Only a stream has a first byte apart from its end; whichever comes first bounds the wait.
+        let (until, limit) = if call.request.is_stream() && first_byte < deadline {
+            (first_byte, Limit::FirstByte(self.timeouts.first_byte))
+        } else {
+            (deadline, Limit::Deadline)
+        };
+        ResponseFuture {
+            inner: self.inner.call(call),
+            sleep: tokio::time::sleep_until(until),
+            limit,
+            idle: self.timeouts.stream_idle,
+            deadline,
+        }
+    }
+}
+
+/// `now + d`, or a time far enough away to mean "never" when that does not fit an `Instant`
+/// (a configured timeout of years must not panic).
+pub(crate) fn instant_after(now: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
+/// Which limit bounds an attempt's wait for its reply.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    /// A stream's first event, within this long.
+    FirstByte(Duration),
+    /// The request's deadline.
+    Deadline,
+}
+
+impl Limit {
+    fn error(self) -> GatewayError {
+        match self {
+            // Nothing reached the client yet: another attempt may be quicker.
+            Limit::FirstByte(d) => GatewayError::upstream_timeout(format!(
+                "The upstream did not answer within {} ms.",
+                d.as_millis()
+            )),
+            // The request's time is up: no attempt could finish, and a complete reply's upstream
+            // may well have done the work.
+            Limit::Deadline => GatewayError::upstream_timeout(
+                "The upstream did not answer within the request's total time limit.",
+            )
+            .with_retryable(false),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`UpstreamTimeout`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Sleep,
+        limit: Limit,
+        idle: Duration,
+        deadline: Instant,
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("timeout::ResponseFuture")
+            .field("limit", &self.limit)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<ChatReply, GatewayError>>,
+{
+    type Output = Result<ChatReply, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The reply first: one that is ready when the timer fires still counts.
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result.map(|reply| match reply {
+                ChatReply::Stream(s) => ChatReply::Stream(ChunkStream::new(TimedStream::new(
+                    s,
+                    *this.idle,
+                    *this.deadline,
+                ))),
+                complete => complete,
+            }));
+        }
+        ready!(this.sleep.poll(cx));
+        Poll::Ready(Err(this.limit.error()))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream guard: ends the stream with an in-band 504 when the upstream is silent for longer
+    /// than the idle gap, or when the total deadline passes — a stalled stream never hangs a client.
+    pub struct TimedStream {
+        inner: ChunkStream,
+        idle: Duration,
+        // When the last item arrived; the idle timer is re-armed from it only when it fires,
+        // instead of being reset (a timer-wheel update) on every chunk.
+        last: Instant,
+        #[pin]
+        idle_timer: Sleep,
+        #[pin]
+        deadline: Sleep,
+        done: bool,
+    }
+}
+
+impl TimedStream {
+    /// Guards `inner` with an `idle` gap and an absolute `deadline`.
+    pub fn new(inner: ChunkStream, idle: Duration, deadline: Instant) -> Self {
+        TimedStream {
+            inner,
+            idle,
+            last: Instant::now(),
+            idle_timer: tokio::time::sleep(idle),
+            deadline: tokio::time::sleep_until(deadline),
+            done: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for TimedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedStream")
+            .field("idle", &self.idle)
+            .finish()
+    }
+}
+
+impl Stream for TimedStream {
+    type Item = Result<ChatChunk, GatewayError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut *this.inner).poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                let idle = *this.idle;
+                this.idle_timer.as_mut().reset(Instant::now() + idle);
+                if item.is_err() {
+                    *this.done = true;
+                }
+                return Poll::Ready(Some(item));
+            }
+            Poll::Ready(None) => {
+                *this.done = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if this.deadline.poll(cx).is_ready() {
+            *this.done = true;
+            return Poll::Ready(Some(Err(GatewayError::upstream_timeout(
+                "The upstream stream exceeded the total time limit.",
+            ))));
+        }
+        while this.idle_timer.as_mut().poll(cx).is_ready() {
+            let due = *this.last + *this.idle;
+            if due > Instant::now() {
+                // Items arrived since the timer was armed: wait for the rest of the gap.
+                this.idle_timer.as_mut().reset(due);
+                continue;
+            }
+            *this.done = true;
+            return Poll::Ready(Some(Err(GatewayError::upstream_timeout(format!(
+                "The upstream stream was idle for more than {} ms.",
+                this.idle.as_millis()
+            )))));
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::RetrySettings;
+    use crate::model::{CallContext, ChatRequest, ChunkMeta, Delta};
+    use crate::provider::mock::mock_chunks;
+    use crate::provider::{Dispatch, MockProvider, ProviderService};
+    use crate::retry::RetryPolicy;
+    use crate::route::Router;
+
+    fn timeouts(first_byte: u64, idle: u64, total: u64) -> Timeouts {
+        Timeouts {
+            first_byte: Duration::from_secs(first_byte),
+            stream_idle: Duration::from_secs(idle),
+            total: Duration::from_secs(total),
+            ..Timeouts::default()
+        }
+    }
+
+    fn request(stream: bool) -> ChatRequest {
+        serde_json::from_value(serde_json::json!({
+            "model": "mock/echo",
+            "stream": stream,
+            "messages": [{"role": "user", "content": "hi there"}],
+        }))
+        .unwrap()
+    }
+
+    /// A provider that answers like the mock provider after `delay`.
+    fn slow(delay: Duration) -> ProviderService {
+        ProviderService::new(tower::service_fn(move |call: ChatCall| async move {
+            tokio::time::sleep(delay).await;
+            MockProvider::new().answer(&call.request)
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_gap_counts_from_the_last_item() {
+        let meta = ChunkMeta::new("m");
+        // Items 5 s apart never trip an 8 s idle limit; the silence after the last one does.
+        let s = futures_util::stream::unfold(0usize, move |i| {
+            let meta = meta.clone();
+            async move {
+                if i >= 3 {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
+            }
+        });
+        let start = Instant::now();
+        let mut timed = Box::pin(TimedStream::new(
+            ChunkStream::new(s),
+            Duration::from_secs(8),
+            start + Duration::from_secs(3600),
+        ));
+        for _ in 0..3 {
+            assert!(timed.next().await.unwrap().is_ok());
+        }
+        let err = timed.next().await.unwrap().unwrap_err();
+        assert_eq!(err.status(), 504);
+        assert_eq!(start.elapsed(), Duration::from_secs(15 + 8));
+        assert!(
+            timed.next().await.is_none(),
+            "the stream ends after the timeout"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn total_deadline_ends_a_busy_stream() {
+        let meta = ChunkMeta::new("m");
+        let s = futures_util::stream::unfold((), move |()| {
+            let meta = meta.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), ()))
+            }
+        });
+        let start = Instant::now();
+        let mut timed = Box::pin(TimedStream::new(
+            ChunkStream::new(s),
+            Duration::from_secs(8),
+            start + Duration::from_millis(4500),
+        ));
+        let mut n = 0;
+        while let Some(item) = timed.next().await {
+            match item {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    assert_eq!(e.status(), 504);
+                    break;
+                }
+            }
+        }
+        assert_eq!(n, 4);
+        assert_eq!(start.elapsed(), Duration::from_millis(4500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_must_start_within_first_byte_and_may_be_retried() {
+        let start = Instant::now();
+        let core = UpstreamTimeout::new(slow(Duration::from_secs(10)), timeouts(2, 8, 60));
+        let err = core
+            .oneshot(ChatCall::new(request(true)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 504);
+        assert!(err.is_retryable(), "nothing reached the client yet");
+        assert!(err.message().contains("2000 ms"), "{}", err.message());
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+
+        // A stream that starts in time is answered, its chunks intact.
+        let core = UpstreamTimeout::new(slow(Duration::from_secs(1)), timeouts(2, 8, 60));
+        let ChatReply::Stream(s) = core.oneshot(ChatCall::new(request(true))).await.unwrap() else {
+            panic!("a stream was asked for");
+        };
+        let chunks: Vec<_> = s.collect().await;
+        assert_eq!(chunks.len(), mock_chunks(&request(true)).len());
+        assert!(chunks.iter().all(Result::is_ok));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_complete_reply_gets_the_total_time_and_is_not_retried_when_it_runs_out() {
+        // Slower than first_byte, within total: answered.
+        let core = UpstreamTimeout::new(slow(Duration::from_secs(5)), timeouts(2, 8, 10));
+        let reply = core.oneshot(ChatCall::new(request(false))).await.unwrap();
+        let ChatReply::Complete(r) = reply else {
+            panic!("a complete reply was asked for");
+        };
+        assert_eq!(
+            r.choices[0].message.content.as_deref(),
+            Some("You said: hi there")
+        );
+
+        let start = Instant::now();
+        let core = UpstreamTimeout::new(slow(Duration::from_secs(12)), timeouts(2, 8, 10));
+        let err = core
+            .oneshot(ChatCall::new(request(false)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 504);
+        assert!(!err.is_retryable(), "the upstream did the work");
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_at_the_requests_deadline() {
+        let start = Instant::now();
+        let meta = ChunkMeta::new("m");
+        let busy = tower::service_fn(move |_call: ChatCall| {
+            let meta = meta.clone();
+            async move {
+                // A chunk every second, forever: only the total limit ends it.
+                let s = futures_util::stream::unfold((), move |()| {
+                    let meta = meta.clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), ()))
+                    }
+                });
+                Ok::<_, GatewayError>(ChatReply::Stream(ChunkStream::new(s)))
+            }
+        });
+        let context = CallContext {
+            deadline: Some(start + Duration::from_millis(4500)),
+            ..CallContext::default()
+        };
+        let core = UpstreamTimeout::new(busy, timeouts(2, 8, 600));
+        let call = ChatCall::with_context(request(true), context);
+        let ChatReply::Stream(mut s) = core.oneshot(call).await.unwrap() else {
+            panic!("a stream was asked for");
+        };
+        let mut n = 0;
+        let err = loop {
+            match s.next().await.unwrap() {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.status(), 504);
+        assert_eq!(n, 4);
+        assert_eq!(start.elapsed(), Duration::from_millis(4500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn three_slow_attempts_share_one_deadline() {
+        let attempts = Arc::new(AtomicU32::new(0));
+        let counted = attempts.clone();
+        let never = tower::service_fn(move |_call: ChatCall| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<ChatReply, GatewayError>>()
+        });
+        let dispatch = Dispatch::new(Router::default()).with_provider("mock", never);
+        let policy = RetryPolicy::new(RetrySettings {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+        });
+        let limits = timeouts(4, 8, 10);
+        let core = tower::retry::Retry::new(policy, UpstreamTimeout::new(dispatch, limits));
+
+        let start = Instant::now();
+        let context = CallContext {
+            deadline: Some(instant_after(start, limits.total)),
+            ..CallContext::default()
+        };
+        let call = ChatCall::with_context(request(true), context);
+        let err = core.oneshot(call).await.unwrap_err();
+        assert_eq!(err.status(), 504);
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        // 4 s + 4 s + what was left: the request's 10 s, not three first-byte waits (12 s).
+        assert_eq!(start.elapsed(), limits.total);
+    }
+}
