@@ -322,6 +322,8 @@ impl Gateway {
         S::Future: Send,
     {
         ServiceBuilder::new()
+            // One body type out of the stack; the in-flight permit rides inside it.
+            .map_response(into_gateway_body)
             // Shed load past the in-flight limit (streams hold their permit until they end).
             .layer(self.in_flight.clone())
             // Reject unauthenticated requests before their body is read.
@@ -381,9 +383,7 @@ impl Gateway {
                 x_api_key,
             ]))
             // A panic anywhere below becomes a 500 in the OpenAI shape, never a dropped connection.
-            .layer(tower::util::MapResponseLayer::new(|res: Response<_>| {
-                res.map(Body::new)
-            }))
+            .layer(tower::util::MapResponseLayer::new(into_gateway_body))
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                 PanicResponse,
             ))
@@ -460,6 +460,15 @@ impl MakeRequestId for MakeGatewayRequestId {
         let id = model::completion_id().replacen("chatcmpl-", "req-", 1);
         http::HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
+}
+
+/// A response with any body as a response with the gateway's [`Body`].
+fn into_gateway_body<B>(res: Response<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    res.map(Body::new)
 }
 
 #[derive(Debug, Clone, Copy)]

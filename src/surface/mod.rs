@@ -150,6 +150,8 @@ impl Gateway {
         S::Future: Send,
     {
         let stack = ServiceBuilder::new()
+            // One body type out of the stack; the in-flight permit rides inside it.
+            .map_response(crate::into_gateway_body)
             // Shed load past the in-flight limit (streams hold their permit until they end).
             .layer(self.in_flight.clone().dialect(ErrorDialect::Bedrock))
             // Read the bounded body and check SigV4 / the key; 403 in AWS shape.
@@ -182,6 +184,7 @@ impl Gateway {
         S::Future: Send,
     {
         let stack = ServiceBuilder::new()
+            .map_response(crate::into_gateway_body)
             .layer(self.in_flight.clone().dialect(ErrorDialect::Anthropic))
             .layer(self.auth.clone().dialect(ErrorDialect::Anthropic))
             .option_layer(

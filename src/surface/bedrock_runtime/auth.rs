@@ -42,7 +42,7 @@ use http::{header, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::auth::{presented_key, ApiKeyId};
+use crate::auth::{presented_key, ApiKeyId, StaticKeys, ValidateKey};
 use crate::body::{Body, BoxError};
 use crate::config::AwsClientCredential;
 use crate::detect::{check_declared_length, read_bounded, DEFAULT_BODY_READ_TIMEOUT};
@@ -51,10 +51,9 @@ use crate::sigv4;
 
 #[derive(Debug)]
 struct Keys {
-    keys: Vec<Box<[u8]>>,
-    ids: Vec<ApiKeyId>,
-    /// Access key id → (secret, index of the gateway key it maps to).
-    credentials: Vec<(String, String, usize)>,
+    keys: StaticKeys,
+    /// Access key id → (secret, id of the gateway key it maps to).
+    credentials: Vec<(String, String, ApiKeyId)>,
     disabled: bool,
     limit: usize,
 }
@@ -69,22 +68,17 @@ impl BedrockAuthLayer {
     /// Accepts the gateway `keys` and the SigV4 `credentials` that map to one of them; reads bodies
     /// up to `limit` bytes. A credential naming an unknown key is ignored.
     pub fn new(keys: &[String], credentials: &[AwsClientCredential], limit: usize) -> Self {
+        let keys = StaticKeys::new(keys);
         let credentials = credentials
             .iter()
             .filter_map(|c| {
-                let index = keys.iter().position(|k| *k == c.api_key)?;
-                Some((c.access_key_id.clone(), c.secret_access_key.clone(), index))
+                let id = keys.validate(c.api_key.as_bytes())?;
+                Some((c.access_key_id.clone(), c.secret_access_key.clone(), id))
             })
             .collect();
         BedrockAuthLayer {
             keys: Arc::new(Keys {
-                keys: keys
-                    .iter()
-                    .map(|k| k.as_bytes().to_vec().into_boxed_slice())
-                    .collect(),
-                ids: (1..=keys.len())
-                    .map(|i| ApiKeyId(Arc::from(format!("key-{i}"))))
-                    .collect(),
+                keys,
                 credentials,
                 disabled: false,
                 limit,
@@ -96,8 +90,7 @@ impl BedrockAuthLayer {
     pub fn disabled(limit: usize) -> Self {
         BedrockAuthLayer {
             keys: Arc::new(Keys {
-                keys: Vec::new(),
-                ids: Vec::new(),
+                keys: StaticKeys::default(),
                 credentials: Vec::new(),
                 disabled: true,
                 limit,
@@ -129,10 +122,6 @@ fn denied(aws_type: &'static str, message: &'static str) -> GatewayError {
 }
 
 impl Keys {
-    fn find(&self, presented: &[u8]) -> Option<usize> {
-        crate::auth::find_key(&self.keys, presented)
-    }
-
     /// What the headers alone decide, before any of the body is read: an unknown key, a bad or
     /// stale signature header is refused here, so an unauthenticated client cannot make the
     /// gateway buffer a large body.
@@ -176,8 +165,8 @@ impl Keys {
             return Ok(Precheck::Signed(pos));
         }
         let probe = Request::from_parts(parts.clone(), ());
-        match presented_key(&probe).map(|k| self.find(k)) {
-            Some(Some(i)) => Ok(Precheck::Key(i)),
+        match presented_key(&probe).map(|k| self.keys.validate(k)) {
+            Some(Some(id)) => Ok(Precheck::Key(id)),
             Some(None) => Err(denied("UnrecognizedClientException", "The API key included in the request is invalid.")),
             None => Err(denied(
                 "UnrecognizedClientException",
@@ -186,22 +175,22 @@ impl Keys {
         }
     }
 
-    /// The key index the request authenticates as (`None` when auth is disabled), or the 403:
+    /// The key the request authenticates as (`None` when auth is disabled), or the 403:
     /// a SigV4 signature is verified over the body that was actually received.
     fn check(
         &self,
         pre: Precheck,
         parts: &http::request::Parts,
         body: &[u8],
-    ) -> Result<Option<usize>, GatewayError> {
+    ) -> Result<Option<ApiKeyId>, GatewayError> {
         match pre {
             Precheck::Anonymous => Ok(None),
-            Precheck::Key(i) => Ok(Some(i)),
+            Precheck::Key(id) => Ok(Some(id)),
             Precheck::Signed(pos) => {
-                let (_, secret, index) = &self.credentials[pos];
+                let (_, secret, id) = &self.credentials[pos];
                 let now = std::time::SystemTime::now();
                 match sigv4::verify_fresh(parts, body, secret, now, MAX_SKEW) {
-                    Ok(()) => Ok(Some(*index)),
+                    Ok(()) => Ok(Some(id.clone())),
                     Err(sigv4::VerifyError::Expired) => Err(denied(
                         "InvalidSignatureException",
                         "Signature expired: the request's x-amz-date is more than 15 minutes from the gateway's time.",
@@ -220,12 +209,12 @@ impl Keys {
 const MAX_SKEW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// What the headers alone established.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Precheck {
     /// Auth is disabled.
     Anonymous,
-    /// A gateway key (Bearer or `x-api-key`), by position.
-    Key(usize),
+    /// A gateway key (Bearer or `x-api-key`).
+    Key(ApiKeyId),
     /// A SigV4 header for a known credential (by position); the signature is checked once the
     /// body is in.
     Signed(usize),
@@ -272,7 +261,7 @@ where
                 Err(e) => return Ok(e.into_response(ErrorDialect::Bedrock)),
             };
             let id = match keys.check(pre, &parts, &bytes) {
-                Ok(Some(i)) => keys.ids[i].clone(),
+                Ok(Some(id)) => id,
                 Ok(None) => ApiKeyId(Arc::from("anonymous")),
                 Err(e) => return Ok(e.into_response(ErrorDialect::Bedrock)),
             };
