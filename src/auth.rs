@@ -1,28 +1,35 @@
 //! API-key auth: the first check on every `/v1` request, before its body is read.
 //!
-//! Accepts the key as `Authorization: Bearer <key>` or `x-api-key: <key>`, compares it in constant
-//! time against every configured key (no early exit, so timing does not reveal which key nearly
-//! matched), and answers a missing or wrong key with a 401 *response* in the configured error dialect.
-//! An accepted request carries an [`ApiKeyId`] extension — a stable, non-secret name for the key
-//! (`key-1`, `key-2`, …) that logs, metrics and rate limits use instead of the key itself.
+//! Accepts the key as `Authorization: Bearer <key>` or `x-api-key: <key>` and asks a [`ValidateKey`]
+//! policy which key it is: by default [`StaticKeys`], which compares it in constant time against
+//! every configured key (no early exit, so timing does not reveal which key nearly matched); any
+//! `Fn(&[u8]) -> Option<ApiKeyId>` closure works too. A missing or unknown key gets a 401 *response*
+//! in the request's [`ErrorDialect`] extension, else the layer's. An accepted request carries an
+//! [`ApiKeyId`] extension — a stable, non-secret name for the key (`key-1`, `key-2`, …) that logs,
+//! metrics and rate limits use instead of the key itself. A request that already carries an
+//! [`ApiKeyId`] (set by an earlier authenticating layer, e.g. SigV4) passes through unchanged.
+//!
+//! The layer is generic over request and response bodies (rejections need `ResB: From<Bytes>`), so
+//! it goes straight onto an axum `Router` with `.layer(..)`.
 //!
 //! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
 //! use open_bedrock_server::auth::ApiKeyAuthLayer;
-//! use open_bedrock_server::body::Body;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # tokio_test_block_on(async {
 //! let svc = ServiceBuilder::new()
 //!     .layer(ApiKeyAuthLayer::new(["secret"]))
-//!     .service_fn(|_req: http::Request<Body>| async {
-//!         Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+//!     .service_fn(|_req: http::Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("hi"))))
 //!     });
-//! let req = http::Request::get("/v1/models").body(Body::empty()).unwrap();
+//! let req = http::Request::get("/v1/models").body(String::new()).unwrap();
 //! let res = svc.clone().oneshot(req).await.unwrap();
 //! assert_eq!(res.status(), 401);
 //! let req = http::Request::get("/v1/models")
 //!     .header("authorization", "Bearer secret")
-//!     .body(Body::empty())
+//!     .body(String::new())
 //!     .unwrap();
 //! assert_eq!(svc.oneshot(req).await.unwrap().status(), 200);
 //! # });
@@ -31,17 +38,18 @@
 //! # }
 //! ```
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{header, Request, Response};
 use subtle::ConstantTimeEq;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::body::Body;
 use crate::error::{ErrorDialect, GatewayError};
 
 /// The non-secret name of the key a request authenticated with (`key-1`, …), or `anonymous` when
@@ -49,37 +57,121 @@ use crate::error::{ErrorDialect, GatewayError};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ApiKeyId(pub Arc<str>);
 
-/// Layer that applies [`ApiKeyAuth`].
-#[derive(Debug, Clone)]
-pub struct ApiKeyAuthLayer {
-    keys: Arc<[Box<[u8]>]>,
-    dialect: ErrorDialect,
-    disabled: bool,
+/// Decides which key, if any, a presented credential is: the policy of [`ApiKeyAuth`].
+///
+/// Implemented by [`StaticKeys`] and by every `Fn(&[u8]) -> Option<ApiKeyId> + Clone + Send + Sync`
+/// closure (annotate the argument, `|key: &[u8]| …`, so the closure takes any lifetime).
+pub trait ValidateKey {
+    /// The id of the key `presented` (the raw bytes after `Bearer ` or of `x-api-key`, trimmed),
+    /// or `None` to answer the request with a 401.
+    fn validate(&self, presented: &[u8]) -> Option<ApiKeyId>;
 }
 
-impl ApiKeyAuthLayer {
-    /// Accepts any of `keys`.
+impl<F> ValidateKey for F
+where
+    F: Fn(&[u8]) -> Option<ApiKeyId> + Clone + Send + Sync + 'static,
+{
+    fn validate(&self, presented: &[u8]) -> Option<ApiKeyId> {
+        self(presented)
+    }
+}
+
+/// A fixed list of keys, named `key-1`, `key-2`, … in order, each compared in constant time. The
+/// default list is empty and refuses every key.
+#[derive(Clone, Default)]
+pub struct StaticKeys {
+    keys: Arc<[Box<[u8]>]>,
+    ids: Arc<[ApiKeyId]>,
+}
+
+impl StaticKeys {
+    /// The keys `keys`, named by their position (the first is `key-1`).
     pub fn new<I, K>(keys: I) -> Self
     where
         I: IntoIterator<Item = K>,
         K: AsRef<str>,
     {
-        ApiKeyAuthLayer {
-            keys: keys
-                .into_iter()
-                .map(|k| k.as_ref().as_bytes().to_vec().into_boxed_slice())
-                .collect(),
-            dialect: ErrorDialect::OpenAi,
-            disabled: false,
+        let keys: Arc<[Box<[u8]>]> = keys
+            .into_iter()
+            .map(|k| k.as_ref().as_bytes().to_vec().into_boxed_slice())
+            .collect();
+        let ids = (1..=keys.len())
+            .map(|i| ApiKeyId(Arc::from(format!("key-{i}"))))
+            .collect();
+        StaticKeys { keys, ids }
+    }
+
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there are none (every key is then refused).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl ValidateKey for StaticKeys {
+    /// Compares `presented` against every key (no early exit, so timing does not tell which key
+    /// nearly matched); the first equal one wins.
+    fn validate(&self, presented: &[u8]) -> Option<ApiKeyId> {
+        let mut found = None;
+        for (i, key) in self.keys.iter().enumerate() {
+            if bool::from(key.as_ref().ct_eq(presented)) && found.is_none() {
+                found = Some(i);
+            }
         }
+        found.map(|i| self.ids[i].clone())
+    }
+}
+
+// By hand: the keys are secrets and never reach a log.
+impl fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticKeys")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+/// Layer that applies [`ApiKeyAuth`] with the key policy `V`.
+#[derive(Debug, Clone)]
+pub struct ApiKeyAuthLayer<V = StaticKeys> {
+    validator: V,
+    dialect: ErrorDialect,
+    disabled: bool,
+}
+
+impl ApiKeyAuthLayer<StaticKeys> {
+    /// Accepts any of `keys` ([`StaticKeys`]).
+    pub fn new<I, K>(keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        ApiKeyAuthLayer::with_validator(StaticKeys::new(keys))
     }
 
     /// Lets every request through as `anonymous` (auth disabled explicitly).
     pub fn disabled() -> Self {
         ApiKeyAuthLayer {
-            keys: Arc::from(Vec::new()),
-            dialect: ErrorDialect::OpenAi,
             disabled: true,
+            ..ApiKeyAuthLayer::with_validator(StaticKeys::default())
+        }
+    }
+}
+
+impl<V> ApiKeyAuthLayer<V> {
+    /// Accepts the keys `validator` names (a [`ValidateKey`], e.g. a closure).
+    pub fn with_validator(validator: V) -> Self
+    where
+        V: ValidateKey,
+    {
+        ApiKeyAuthLayer {
+            validator,
+            dialect: ErrorDialect::OpenAi,
+            disabled: false,
         }
     }
 
@@ -88,23 +180,21 @@ impl ApiKeyAuthLayer {
         self.disabled
     }
 
-    /// Renders rejections in `dialect` (default OpenAI).
+    /// Renders rejections in `dialect` (default OpenAI) when the request carries no
+    /// [`ErrorDialect`] extension.
     pub fn dialect(mut self, dialect: ErrorDialect) -> Self {
         self.dialect = dialect;
         self
     }
 }
 
-impl<S> Layer<S> for ApiKeyAuthLayer {
-    type Service = ApiKeyAuth<S>;
+impl<S, V: Clone> Layer<S> for ApiKeyAuthLayer<V> {
+    type Service = ApiKeyAuth<S, V>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ApiKeyAuth {
             inner,
-            keys: self.keys.clone(),
-            ids: (1..=self.keys.len())
-                .map(|i| ApiKeyId(Arc::from(format!("key-{i}"))))
-                .collect(),
+            validator: self.validator.clone(),
             dialect: self.dialect,
             anonymous: self.disabled.then(|| ApiKeyId(Arc::from("anonymous"))),
         }
@@ -113,35 +203,28 @@ impl<S> Layer<S> for ApiKeyAuthLayer {
 
 /// Middleware that rejects requests without a valid gateway key.
 #[derive(Debug, Clone)]
-pub struct ApiKeyAuth<S> {
+pub struct ApiKeyAuth<S, V = StaticKeys> {
     inner: S,
-    keys: Arc<[Box<[u8]>]>,
-    ids: Arc<[ApiKeyId]>,
+    validator: V,
     dialect: ErrorDialect,
     anonymous: Option<ApiKeyId>,
 }
 
-impl<S> ApiKeyAuth<S> {
+impl<S, V> ApiKeyAuth<S, V> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
-    fn find(&self, presented: &[u8]) -> Option<usize> {
-        find_key(&self.keys, presented)
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
-}
 
-/// Which of `keys` (by position) `presented` is, compared in constant time against every key (no
-/// early exit, so timing does not tell which key nearly matched).
-pub(crate) fn find_key(keys: &[Box<[u8]>], presented: &[u8]) -> Option<usize> {
-    let mut found = None;
-    for (i, key) in keys.iter().enumerate() {
-        if bool::from(key.as_ref().ct_eq(presented)) && found.is_none() {
-            found = Some(i);
-        }
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
-    found
 }
 
 /// The key a request presents, from `Authorization: Bearer` or `x-api-key`.
@@ -167,11 +250,13 @@ fn trim(b: &[u8]) -> &[u8] {
     &b[start..end]
 }
 
-impl<S, B> Service<Request<B>> for ApiKeyAuth<S>
+impl<S, V, ReqB, ResB> Service<Request<ReqB>> for ApiKeyAuth<S, V>
 where
-    S: Service<Request<B>, Response = Response<Body>>,
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    V: ValidateKey,
+    ResB: From<Bytes>,
 {
-    type Response = Response<Body>;
+    type Response = Response<ResB>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -179,24 +264,23 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if let Some(id) = req.extensions().get::<ApiKeyId>().cloned() {
-            // An earlier layer (SigV4) authenticated the request already.
-            return ResponseFuture::inner(self.inner.call(req), id);
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        if req.extensions().get::<ApiKeyId>().is_some() {
+            // An earlier layer authenticated it (and answers for the response's key id).
+            return ResponseFuture::inner(self.inner.call(req), None);
         }
-        if let Some(id) = &self.anonymous {
-            req.extensions_mut().insert(id.clone());
-            return ResponseFuture::inner(self.inner.call(req), id.clone());
-        }
-        let found = presented_key(&req).and_then(|k| self.find(k));
+        let presented = presented_key(&req);
+        let found = match &self.anonymous {
+            Some(id) => Some(id.clone()),
+            None => presented.and_then(|k| self.validator.validate(k)),
+        };
         match found {
-            Some(i) => {
-                let id = self.ids[i].clone();
+            Some(id) => {
                 req.extensions_mut().insert(id.clone());
-                ResponseFuture::inner(self.inner.call(req), id)
+                ResponseFuture::inner(self.inner.call(req), Some(id))
             }
             None => {
-                let message = if presented_key(&req).is_some() {
+                let message = if presented.is_some() {
                     "Incorrect API key provided."
                 } else {
                     "Missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
@@ -206,9 +290,7 @@ where
                     .get::<ErrorDialect>()
                     .copied()
                     .unwrap_or(self.dialect);
-                ResponseFuture::rejected(
-                    GatewayError::unauthenticated(message).into_response(dialect),
-                )
+                ResponseFuture::rejected(GatewayError::unauthenticated(message), dialect)
             }
         }
     }
@@ -228,29 +310,32 @@ pin_project_lite::pin_project! {
     #[derive(Debug)]
     enum State<F> {
         Inner { #[pin] fut: F, id: Option<ApiKeyId> },
-        Rejected { res: Option<Response<Body>> },
+        Rejected { error: Option<(GatewayError, ErrorDialect)> },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    fn inner(fut: F, id: ApiKeyId) -> Self {
+    fn inner(fut: F, id: Option<ApiKeyId>) -> Self {
         ResponseFuture {
-            state: State::Inner { fut, id: Some(id) },
+            state: State::Inner { fut, id },
         }
     }
 
-    fn rejected(res: Response<Body>) -> Self {
+    fn rejected(error: GatewayError, dialect: ErrorDialect) -> Self {
         ResponseFuture {
-            state: State::Rejected { res: Some(res) },
+            state: State::Rejected {
+                error: Some((error, dialect)),
+            },
         }
     }
 }
 
-impl<F, E> Future for ResponseFuture<F>
+impl<F, B, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<Response<Body>, E>>,
+    F: Future<Output = Result<Response<B>, E>>,
+    B: From<Bytes>,
 {
-    type Output = Result<Response<Body>, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
@@ -262,8 +347,8 @@ where
                 }
                 Poll::Ready(out)
             }
-            StateProj::Rejected { res } => match res.take() {
-                Some(r) => Poll::Ready(Ok(r)),
+            StateProj::Rejected { error } => match error.take() {
+                Some((error, dialect)) => Poll::Ready(Ok(error.to_response(dialect))),
                 None => Poll::Pending,
             },
         }
@@ -273,6 +358,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::Body;
     use std::convert::Infallible;
     use tower::ServiceExt;
 
@@ -341,5 +427,79 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         assert_eq!(call(r).await.0, 401, "prefix of a key must not match");
+    }
+
+    #[tokio::test]
+    async fn a_key_id_set_by_an_earlier_layer_passes_through_unchanged() {
+        let mut r = Request::get("/").body(Body::empty()).unwrap();
+        r.extensions_mut()
+            .insert(ApiKeyId(Arc::from("sigv4-client")));
+        assert_eq!(call(r).await, (200, "sigv4-client".into()));
+    }
+
+    #[tokio::test]
+    async fn a_closure_decides_and_the_request_dialect_wins_over_the_layer() {
+        let svc = ApiKeyAuthLayer::with_validator(|key: &[u8]| {
+            (key == b"only").then(|| ApiKeyId(Arc::from("the-one")))
+        })
+        .dialect(ErrorDialect::Bedrock)
+        .layer(tower::service_fn(|req: Request<Body>| async move {
+            let id = req.extensions().get::<ApiKeyId>().cloned();
+            Ok::<_, Infallible>(Response::new(Body::from(
+                id.map_or(String::new(), |i| i.0.to_string()),
+            )))
+        }));
+        let r = Request::get("/")
+            .header("x-api-key", "only")
+            .body(Body::empty())
+            .unwrap();
+        let res = svc.clone().oneshot(r).await.unwrap();
+        assert_eq!(
+            res.extensions().get::<ApiKeyId>().unwrap().0.as_ref(),
+            "the-one"
+        );
+        let r = Request::get("/")
+            .header("x-api-key", "other")
+            .body(Body::empty())
+            .unwrap();
+        let res = svc.clone().oneshot(r).await.unwrap();
+        // AWS answers a refused credential with 403.
+        assert_eq!(res.status(), 403);
+        assert_eq!(
+            res.headers()["x-amzn-errortype"],
+            "UnrecognizedClientException"
+        );
+        let mut r = Request::get("/").body(Body::empty()).unwrap();
+        r.extensions_mut().insert(ErrorDialect::Anthropic);
+        let res = svc.oneshot(r).await.unwrap();
+        assert_eq!(res.status(), 401);
+        assert!(res.headers().get("x-amzn-errortype").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_inner_service_is_called_only_once_ready() {
+        let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let mut svc = tower_test::mock::Spawn::new(ApiKeyAuthLayer::disabled().layer(mock));
+        handle.allow(0);
+        assert!(svc.poll_ready().is_pending(), "readiness is the inner's");
+        handle.allow(1);
+        assert!(svc.poll_ready().is_ready());
+        let fut = svc.call(Request::new(Body::empty()));
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!(
+            req.extensions().get::<ApiKeyId>().unwrap().0.as_ref(),
+            "anonymous"
+        );
+        send.send_response(Response::new(Body::empty()));
+        assert_eq!(fut.await.unwrap().status(), 200);
+    }
+
+    #[test]
+    fn static_keys_never_print_their_keys() {
+        let debug = format!("{:?}", ApiKeyAuthLayer::new(["hunter2"]));
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("104"),
+            "{debug}"
+        );
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Every failure — bad input, a rejected key, an unknown model, an upstream fault — is a
 //! `GatewayError` carrying the HTTP status the client's SDK expects, the OpenAI `type`/`code`/`param`,
-//! whether a retry may help, and an optional `Retry-After`. [`GatewayError::into_response`] renders it
-//! in the client's dialect (OpenAI, Anthropic or Bedrock); [`GatewayError::to_body_json`] renders the
+//! whether a retry may help, and an optional `Retry-After`. [`GatewayError::to_response`] renders it
+//! in the client's dialect (OpenAI, Anthropic or Bedrock) with any response body built from bytes
+//! ([`GatewayError::into_response`] with the gateway's own); [`GatewayError::to_body_json`] renders the
 //! in-band error event of a stream that has already started. Nothing else in the crate builds an
 //! error body.
 
@@ -465,13 +466,16 @@ impl GatewayError {
         }
     }
 
-    /// Renders the error as an HTTP response in `dialect`, with this crate's [`Body`].
+    /// Renders the error as an HTTP response in `dialect`, with the gateway's [`Body`]
+    /// (a thin wrapper over [`to_response`](Self::to_response)).
     pub fn into_response(self, dialect: ErrorDialect) -> Response<Body> {
         self.to_response(dialect)
     }
 
-    /// Renders the error as an HTTP response in `dialect`, with any body type that can be made
-    /// from bytes (axum's, `Full<Bytes>`, this crate's). The one renderer of the crate.
+    /// Renders the error as an HTTP response in `dialect` with any body that can be built from
+    /// bytes (`axum::body::Body`, `http_body_util::Full<Bytes>`, [`Body`]): status, JSON body,
+    /// `Retry-After`, `x-amzn-ErrorType`, `WWW-Authenticate` and the [`ErrorSummary`] extension.
+    /// The one renderer of the crate.
     pub fn to_response<B: From<Bytes>>(self, dialect: ErrorDialect) -> Response<B> {
         let body = serde_json::to_vec(&self.to_body_json(dialect)).unwrap_or_default();
         let mut res = Response::new(B::from(Bytes::from(body)));

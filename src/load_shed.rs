@@ -1,20 +1,24 @@
 //! A global in-flight limit with load shedding: past `max` requests in flight, new ones get an
-//! immediate 503 (`Retry-After: 1`) instead of queueing behind the others.
+//! immediate 503 (`Retry-After: 1`) instead of queueing behind the others, rendered in the request's
+//! [`ErrorDialect`] extension, else the layer's.
 //!
-//! The permit is held by the response *body*, not the response future, so a stream counts as in
-//! flight until its last byte is sent or the client goes away — streams cannot escape the limit.
-//! [`InFlight::current`] reads the live count (metrics use it).
+//! The permit is held by the response *body* ([`InFlightBody`]), not the response future, so a
+//! stream counts as in flight until its last frame is read or the body is dropped (the client went
+//! away) — streams cannot escape the limit. [`InFlight::current`] reads the live count (metrics use
+//! it). Generic over request and response bodies (the 503 needs `ResB: From<Bytes>`).
 //!
 //! ```
-//! use open_bedrock_server::{body::Body, load_shed::InFlightLimitLayer};
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use open_bedrock_server::load_shed::InFlightLimitLayer;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let layer = InFlightLimitLayer::new(0);
-//! let svc = ServiceBuilder::new().layer(layer).service_fn(|_req: http::Request<Body>| async {
-//!     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+//! let svc = ServiceBuilder::new().layer(layer).service_fn(|_req: http::Request<()>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
 //! });
-//! let res = svc.oneshot(http::Request::new(Body::empty())).await.unwrap();
+//! let res = svc.oneshot(http::Request::new(())).await.unwrap();
 //! assert_eq!(res.status(), 503);
 //! # });
 //! ```
@@ -31,7 +35,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::body::{Body, BoxError};
 use crate::error::{ErrorDialect, GatewayError};
 
 /// Shared in-flight accounting.
@@ -72,7 +75,8 @@ impl InFlightLimitLayer {
         }
     }
 
-    /// Renders the 503 in `dialect` (default OpenAI); the permits stay shared with `self`.
+    /// Renders the 503 in `dialect` (default OpenAI) when the request carries no [`ErrorDialect`]
+    /// extension; the permits stay shared with `self`.
     pub fn dialect(mut self, dialect: ErrorDialect) -> Self {
         self.dialect = dialect;
         self
@@ -104,11 +108,29 @@ pub struct InFlightLimit<S> {
     dialect: ErrorDialect,
 }
 
-impl<S, B> Service<Request<B>> for InFlightLimit<S>
+impl<S> InFlightLimit<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for InFlightLimit<S>
 where
-    S: Service<Request<B>, Response = Response<Body>>,
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: From<Bytes>,
 {
-    type Response = Response<Body>;
+    type Response = Response<InFlightBody<ResB>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -116,7 +138,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         match self.state.semaphore.clone().try_acquire_owned() {
             Ok(permit) => ResponseFuture {
                 state: State::Inner {
@@ -129,15 +151,16 @@ where
                     max = self.state.max,
                     "shedding load: too many requests in flight"
                 );
-                let res = GatewayError::overloaded("The gateway is at capacity; retry shortly.")
-                    .into_response(
-                        req.extensions()
-                            .get::<ErrorDialect>()
-                            .copied()
-                            .unwrap_or(self.dialect),
-                    );
+                let dialect = req
+                    .extensions()
+                    .get::<ErrorDialect>()
+                    .copied()
+                    .unwrap_or(self.dialect);
+                let error = GatewayError::overloaded("The gateway is at capacity; retry shortly.");
                 ResponseFuture {
-                    state: State::Shed { res: Some(res) },
+                    state: State::Shed {
+                        error: Some((error, dialect)),
+                    },
                 }
             }
         }
@@ -158,32 +181,28 @@ pin_project_lite::pin_project! {
     #[derive(Debug)]
     enum State<F> {
         Inner { #[pin] fut: F, permit: Option<OwnedSemaphorePermit> },
-        Shed { res: Option<Response<Body>> },
+        Shed { error: Option<(GatewayError, ErrorDialect)> },
     }
 }
 
-impl<F, E> Future for ResponseFuture<F>
+impl<F, B, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<Response<Body>, E>>,
+    F: Future<Output = Result<Response<B>, E>>,
+    B: From<Bytes>,
 {
-    type Output = Result<Response<Body>, E>;
+    type Output = Result<Response<InFlightBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Inner { fut, permit } => {
                 let out = ready!(fut.poll(cx));
-                Poll::Ready(out.map(|res| match permit.take() {
-                    Some(permit) => res.map(|body| {
-                        Body::new(PermitBody {
-                            body,
-                            _permit: permit,
-                        })
-                    }),
-                    None => res,
-                }))
+                let permit = permit.take();
+                Poll::Ready(out.map(|res| res.map(|body| InFlightBody { body, permit })))
             }
-            StateProj::Shed { res } => match res.take() {
-                Some(r) => Poll::Ready(Ok(r)),
+            StateProj::Shed { error } => match error.take() {
+                Some((error, dialect)) => Poll::Ready(Ok(error
+                    .to_response(dialect)
+                    .map(|body| InFlightBody { body, permit: None }))),
                 None => Poll::Pending,
             },
         }
@@ -191,23 +210,38 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// A body that holds an in-flight permit until it is finished or dropped.
-    struct PermitBody {
+    /// Response body of [`InFlightLimit`]: the inner body, holding its in-flight permit until the
+    /// last frame has been read or the body is dropped (a 503's body holds none).
+    #[derive(Debug)]
+    pub struct InFlightBody<B> {
         #[pin]
-        body: Body,
-        _permit: OwnedSemaphorePermit,
+        body: B,
+        permit: Option<OwnedSemaphorePermit>,
     }
 }
 
-impl HttpBody for PermitBody {
-    type Data = Bytes;
-    type Error = BoxError;
+impl<B> InFlightBody<B> {
+    /// The inner body.
+    pub fn get_ref(&self) -> &B {
+        &self.body
+    }
+}
+
+impl<B: HttpBody> HttpBody for InFlightBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().body.poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.body.poll_frame(cx));
+        if frame.is_none() {
+            // The stream is over even if its reader keeps the body around.
+            this.permit.take();
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -222,6 +256,7 @@ impl HttpBody for PermitBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::Body;
     use http_body_util::BodyExt;
     use std::convert::Infallible;
     use tower::ServiceExt;
@@ -260,5 +295,35 @@ mod tests {
                 .status(),
             200
         );
+    }
+
+    #[tokio::test]
+    async fn the_permit_comes_back_at_the_end_of_the_stream_and_503s_follow_the_request_dialect() {
+        let layer = InFlightLimitLayer::new(1);
+        let in_flight = layer.in_flight();
+        let svc = layer.layer(tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Body::from("hello")))
+        }));
+        let mut body = svc
+            .clone()
+            .oneshot(Request::new(()))
+            .await
+            .unwrap()
+            .into_body();
+        let mut anthropic = Request::new(());
+        anthropic.extensions_mut().insert(ErrorDialect::Anthropic);
+        let shed = svc.clone().oneshot(anthropic).await.unwrap();
+        assert_eq!(shed.status(), 503);
+        let text = shed.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(v["error"]["type"], "overloaded_error", "{v}");
+        while body.frame().await.is_some() {}
+        assert_eq!(
+            in_flight.current(),
+            0,
+            "released at the end, body still alive"
+        );
+        drop(body);
+        assert_eq!(in_flight.current(), 0);
     }
 }

@@ -60,7 +60,7 @@ use crate::body::{Body, BoxError};
 use crate::config::{Config, Timeouts};
 use crate::detect::DetectLayer;
 use crate::error::{ErrorDialect, GatewayError};
-use crate::load_shed::{InFlight, InFlightLimitLayer};
+use crate::load_shed::{InFlight, InFlightBody, InFlightLimitLayer};
 use crate::metrics::{Metrics, MetricsService};
 use crate::model::{ChatCall, ChatReply};
 use crate::observe::ObserveLayer;
@@ -216,6 +216,8 @@ impl Gateway {
     {
         let s = &self.shared;
         let stack = ServiceBuilder::new()
+            // One response body type for the router.
+            .map_response(|res: Response<InFlightBody<Body>>| res.map(Body::new))
             // Shed load past the in-flight limit (streams hold their permit until they end).
             .layer(s.in_flight.clone())
             // SigV4-signed Bedrock clients count as the gateway key their credential maps to.

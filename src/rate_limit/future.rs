@@ -5,11 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::limiter::{CheckFuture, Decision};
-use crate::body::Body;
 use crate::error::ErrorDialect;
 
 pin_project_lite::pin_project! {
@@ -32,7 +32,7 @@ pin_project_lite::pin_project! {
     {
         Checking { check: CheckFuture, pending: Option<(S, Request<B>)>, dialect: ErrorDialect },
         Inner { #[pin] fut: S::Future, decision: Decision },
-        Rejected { res: Option<Response<Body>> },
+        Rejected { res: Option<S::Response> },
     }
 }
 
@@ -46,7 +46,7 @@ where
         }
     }
 
-    pub(crate) fn rejected(res: Response<Body>) -> Self {
+    pub(crate) fn rejected(res: S::Response) -> Self {
         ResponseFuture {
             state: State::Rejected { res: Some(res) },
         }
@@ -68,11 +68,12 @@ where
     }
 }
 
-impl<S, B> Future for ResponseFuture<S, B>
+impl<S, B, ResB> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<Body>>,
+    S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: From<Bytes>,
 {
-    type Output = Result<Response<Body>, S::Error>;
+    type Output = Result<Response<ResB>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 use super::config::{Limits, RateLimitConfig};
@@ -16,10 +17,10 @@ use super::memory::MemoryBackend;
 use super::redis::RedisBackend;
 use super::RateLimitLayer;
 use crate::auth::ApiKeyId;
-use crate::body::Body;
 use crate::error::{ErrorDialect, GatewayError};
 
-/// The key requests without an [`ApiKeyId`] extension are counted under.
+/// The key requests are counted under when the key extractor names none (by default: requests
+/// without an [`ApiKeyId`] extension).
 pub const ANONYMOUS: &str = "anonymous";
 
 /// A cloneable handle on one set of limits and their state. Every clone (and every layer and
@@ -137,9 +138,9 @@ impl RateLimiter {
             .unwrap_or(self.shared.default)
     }
 
-    /// The key a request is counted under.
-    pub(crate) fn key_of(&self, id: Option<&ApiKeyId>) -> Arc<str> {
-        id.map_or_else(|| self.shared.anonymous.clone(), |id| id.0.clone())
+    /// The key a request is counted under: the extracted one, else [`ANONYMOUS`].
+    pub(crate) fn key_of(&self, extracted: Option<Arc<str>>) -> Arc<str> {
+        extracted.unwrap_or_else(|| self.shared.anonymous.clone())
     }
 
     /// Checks (and, when it conforms, counts) one request of `key`.
@@ -258,13 +259,13 @@ impl Decision {
     }
 
     /// The 429 for a refused request in `dialect`, headers included; `None` when allowed.
-    pub(crate) fn rejection(&self, dialect: ErrorDialect) -> Option<Response<Body>> {
+    pub(crate) fn rejection<B: From<Bytes>>(&self, dialect: ErrorDialect) -> Option<Response<B>> {
         let error = match self.verdict {
             Verdict::Allow => return None,
             Verdict::Requests { retry_after } => GatewayError::rate_limited(retry_after),
             Verdict::Tokens { retry_after } => GatewayError::tokens_rate_limited(retry_after),
         };
-        let mut res = error.into_response(dialect);
+        let mut res = error.to_response(dialect);
         self.write_headers(res.headers_mut());
         Some(res)
     }
@@ -340,7 +341,9 @@ mod tests {
                 reset: Duration::from_secs(60),
             }),
         };
-        let res = d.rejection(ErrorDialect::Bedrock).unwrap();
+        let res = d
+            .rejection::<crate::body::Body>(ErrorDialect::Bedrock)
+            .unwrap();
         assert_eq!(res.status(), 429);
         assert_eq!(res.headers()["x-amzn-errortype"], "ThrottlingException");
         assert_eq!(res.headers()["retry-after"], "1");

@@ -1,10 +1,14 @@
 //! Per-key rate limits: requests per minute with a burst, and an optional tokens-per-minute budget.
 //!
 //! [`RateLimitLayer`] sits after [`auth`](crate::auth) and counts each request under its
-//! [`ApiKeyId`](crate::auth::ApiKeyId) (`anonymous` without one). A request over the limit gets a
-//! 429 *response* rendered by [`GatewayError`](crate::error::GatewayError) in the layer's dialect,
-//! with `Retry-After` (and `retry-after-ms` in the OpenAI dialect); it is never delayed, and the
-//! check happens in `call`, never in `poll_ready`.
+//! [`ApiKeyId`](crate::auth::ApiKeyId) (`anonymous` without one), or under the key an
+//! [`ExtractKey`] policy (any `Fn(&HeaderMap, &Extensions) -> Option<Arc<str>>` closure) names. A
+//! request over the limit gets a 429 *response* rendered by
+//! [`GatewayError`](crate::error::GatewayError) in the request's
+//! [`ErrorDialect`](crate::error::ErrorDialect) extension, else the layer's, with `Retry-After` (and
+//! `retry-after-ms` in the OpenAI dialect); it is never delayed, and the check happens in `call`,
+//! never in `poll_ready`. The layer is generic over request and response bodies (the 429 needs
+//! `ResB: From<Bytes>`), so it goes straight onto an axum `Router`.
 //!
 //! ## The limit
 //!
@@ -79,6 +83,7 @@
 
 mod config;
 mod future;
+mod key;
 mod layer;
 mod limiter;
 mod memory;
@@ -88,6 +93,7 @@ mod service;
 
 pub use config::{KeyRateLimit, RateLimitConfig, DEFAULT_REDIS_TIMEOUT};
 pub use future::ResponseFuture;
+pub use key::{ByApiKeyId, ExtractKey};
 pub use layer::RateLimitLayer;
 pub use limiter::{RateLimiter, ANONYMOUS};
 pub use service::RateLimit;
@@ -357,6 +363,51 @@ mod tests {
         assert_eq!(v["error"]["type"], "rate_limit_error");
         let res = svc.oneshot(req("wrong")).await.unwrap();
         assert_eq!(res.status(), 401, "auth still answers first");
+    }
+
+    #[tokio::test]
+    async fn a_closure_picks_the_key_and_the_request_dialect_picks_the_shape() {
+        let limiter = RateLimiter::new(&config(1, 0)).unwrap();
+        let by_tenant = |headers: &http::HeaderMap, _: &http::Extensions| -> Option<Arc<str>> {
+            headers
+                .get("x-tenant")
+                .and_then(|v| v.to_str().ok())
+                .map(Arc::from)
+        };
+        let svc = limiter
+            .layer()
+            .key_extractor(by_tenant)
+            .dialect(ErrorDialect::Anthropic)
+            .layer(ok_service());
+        let req = |tenant: &str| {
+            let mut req = request(Some("key-1"));
+            req.headers_mut()
+                .insert("x-tenant", tenant.parse().unwrap());
+            req
+        };
+        assert_eq!(svc.clone().oneshot(req("a")).await.unwrap().status(), 200);
+        assert_eq!(
+            svc.clone().oneshot(req("b")).await.unwrap().status(),
+            200,
+            "the key id is not the bucket any more"
+        );
+        let mut again = req("a");
+        again.extensions_mut().insert(ErrorDialect::Bedrock);
+        let res = svc.clone().oneshot(again).await.unwrap();
+        assert_eq!(res.status(), 429);
+        assert_eq!(header(&res, "x-amzn-errortype"), "ThrottlingException");
+        let res = svc.clone().oneshot(req("a")).await.unwrap();
+        assert_eq!(res.status(), 429);
+        let v: serde_json::Value = serde_json::from_str(&body(res).await).unwrap();
+        assert_eq!(
+            v["error"]["type"], "rate_limit_error",
+            "the layer's dialect"
+        );
+        assert_eq!(
+            svc.oneshot(request(None)).await.unwrap().status(),
+            200,
+            "no tenant: counted as anonymous"
+        );
     }
 
     #[cfg(not(feature = "redis"))]

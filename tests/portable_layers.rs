@@ -1,0 +1,306 @@
+//! The gateway's auth, rate-limit and in-flight layers on a plain axum `Router` over the app's own
+//! handlers: no body-mapping layer, no gateway stack, no sockets (`oneshot` on the router).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use open_bedrock_server::auth::{ApiKeyAuthLayer, ApiKeyId};
+use open_bedrock_server::error::ErrorDialect;
+use open_bedrock_server::load_shed::InFlightLimitLayer;
+use open_bedrock_server::rate_limit::{RateLimitConfig, RateLimitLayer, RateLimiter};
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn limiter(per_minute: u32, burst: u32) -> RateLimiter {
+    let mut config = RateLimitConfig::new(NonZeroU32::new(per_minute).unwrap());
+    config.burst = burst;
+    RateLimiter::new(&config).unwrap()
+}
+
+async fn whoami(Extension(id): Extension<ApiKeyId>) -> String {
+    format!("hello, {}", id.0)
+}
+
+fn get_with_key(path: &str, key: Option<&str>) -> Request<Body> {
+    let mut req = Request::get(path);
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+async fn text(res: Response<Body>) -> String {
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+async fn json(res: Response<Body>) -> Value {
+    serde_json::from_str(&text(res).await).unwrap()
+}
+
+#[tokio::test]
+async fn auth_and_rate_limit_layer_onto_an_axum_router_over_its_own_handlers() {
+    let app = Router::new()
+        .route(
+            "/hello",
+            get(|| async { "hello from the app's own handler" }),
+        )
+        .route("/whoami", get(whoami))
+        .layer(RateLimitLayer::new(limiter(1, 1)))
+        .layer(ApiKeyAuthLayer::new(["app-key-1", "app-key-2"]));
+
+    let res = app
+        .clone()
+        .oneshot(get_with_key("/hello", None))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let e = json(res).await;
+    assert_eq!(e["error"]["code"], "invalid_api_key");
+    assert_eq!(e["error"]["type"], "invalid_request_error");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Missing API key"),
+        "{e}"
+    );
+    let res = app
+        .clone()
+        .oneshot(get_with_key("/hello", Some("not-a-key")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Rate 1/min with a burst of 1: two back to back per key.
+    let res = app
+        .clone()
+        .oneshot(get_with_key("/hello", Some("app-key-1")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-ratelimit-limit-requests"], "2");
+    assert_eq!(res.headers()["x-ratelimit-remaining-requests"], "1");
+    assert_eq!(text(res).await, "hello from the app's own handler");
+    let res = app
+        .clone()
+        .oneshot(get_with_key("/whoami", Some("app-key-1")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        text(res).await,
+        "hello, key-1",
+        "the key id reaches the handler"
+    );
+
+    let res = app
+        .clone()
+        .oneshot(get_with_key("/hello", Some("app-key-1")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "60");
+    assert_eq!(res.headers()["x-ratelimit-limit-requests"], "2");
+    assert_eq!(res.headers()["x-ratelimit-remaining-requests"], "0");
+    assert!(res.headers().contains_key("x-ratelimit-reset-requests"));
+    assert_eq!(json(res).await["error"]["code"], "rate_limit_exceeded");
+
+    let res = app
+        .oneshot(get_with_key("/whoami", Some("app-key-2")))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the other key has its own bucket"
+    );
+    assert_eq!(text(res).await, "hello, key-2");
+}
+
+#[tokio::test]
+async fn a_validator_closure_decides_which_keys_exist_and_names_them() {
+    let keys: Arc<HashMap<Vec<u8>, ApiKeyId>> = Arc::new(HashMap::from([(
+        b"tenant-secret".to_vec(),
+        ApiKeyId(Arc::from("tenant-42")),
+    )]));
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(ApiKeyAuthLayer::with_validator(move |key: &[u8]| {
+            keys.get(key).cloned()
+        }));
+
+    let res = app
+        .clone()
+        .oneshot(get_with_key("/whoami", Some("tenant-secret")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.extensions().get::<ApiKeyId>(),
+        Some(&ApiKeyId(Arc::from("tenant-42"))),
+        "the response names the key for access logs"
+    );
+    assert_eq!(text(res).await, "hello, tenant-42");
+
+    let res = app
+        .oneshot(get_with_key("/whoami", Some("key-1")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(json(res).await["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Incorrect API key"));
+}
+
+#[tokio::test]
+async fn an_open_stream_from_an_axum_handler_holds_its_in_flight_permit_until_dropped() {
+    let layer = InFlightLimitLayer::new(1);
+    let in_flight = layer.in_flight();
+    let app = Router::new()
+        .route(
+            "/stream",
+            get(|| async {
+                // One chunk, then a stream that stays open until the client drops it.
+                let chunks =
+                    futures_util::stream::iter([Ok::<_, Infallible>(Bytes::from("first chunk"))])
+                        .chain(futures_util::stream::pending());
+                Body::from_stream(chunks)
+            }),
+        )
+        .route("/quick", get(|| async { "quick" }))
+        .layer(layer);
+
+    let res = app
+        .clone()
+        .oneshot(get_with_key("/stream", None))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut stream = res.into_body();
+    let frame = stream.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "first chunk");
+    assert_eq!(in_flight.current(), 1, "the open stream is in flight");
+
+    let res = app
+        .clone()
+        .oneshot(get_with_key("/quick", None))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(json(res).await["error"]["code"], "overloaded");
+
+    drop(stream);
+    assert_eq!(
+        in_flight.current(),
+        0,
+        "dropping the stream frees its permit"
+    );
+    let res = app.oneshot(get_with_key("/quick", None)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(text(res).await, "quick");
+    assert_eq!(in_flight.current(), 0, "a finished body frees its permit");
+}
+
+#[tokio::test]
+async fn an_error_dialect_extension_switches_rejections_per_route() {
+    let app = Router::new()
+        .route("/v1/chat/completions", post(|| async { "openai" }))
+        .route("/v1/messages", post(|| async { "anthropic" }))
+        .layer(RateLimitLayer::new(limiter(1, 0)))
+        .layer(ApiKeyAuthLayer::new(["k"]))
+        // What a router does for a route whose clients speak Anthropic.
+        .layer(tower::util::MapRequestLayer::new(
+            |mut req: Request<Body>| {
+                if req.uri().path() == "/v1/messages" {
+                    req.extensions_mut().insert(ErrorDialect::Anthropic);
+                }
+                req
+            },
+        ));
+    let post = |path: &str, key: Option<&str>| {
+        let mut req = Request::post(path);
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+
+    let res = app
+        .clone()
+        .oneshot(post("/v1/messages", None))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        res.headers().get("www-authenticate").is_none(),
+        "OpenAI only"
+    );
+    let e = json(res).await;
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "authentication_error");
+
+    let res = app
+        .clone()
+        .oneshot(post("/v1/chat/completions", None))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json(res).await["error"]["code"], "invalid_api_key");
+
+    let res = app
+        .clone()
+        .oneshot(post("/v1/messages", Some("k")))
+        .await
+        .unwrap();
+    assert_eq!(text(res).await, "anthropic");
+    let res = app.oneshot(post("/v1/messages", Some("k"))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().get("retry-after-ms").is_none(), "OpenAI only");
+    let e = json(res).await;
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "rate_limit_error");
+}
+
+#[tokio::test]
+async fn each_layer_calls_its_inner_service_only_once_it_is_ready() {
+    use tower::Layer;
+    use tower_test::mock;
+
+    type Handle = mock::Handle<Request<Body>, Response<Body>>;
+    async fn check<S>(svc: S, mut handle: Handle)
+    where
+        S: tower::Service<Request<Body>>,
+        S::Error: std::fmt::Debug,
+    {
+        let mut svc = mock::Spawn::new(svc);
+        handle.allow(0);
+        assert!(svc.poll_ready().is_pending(), "readiness is the inner's");
+        handle.allow(1);
+        assert!(svc.poll_ready().is_ready());
+        let fut = svc.call(get_with_key("/", Some("k")));
+        let (_req, send) = handle.next_request().await.unwrap();
+        send.send_response(Response::new(Body::from("inner")));
+        assert!(fut.await.is_ok());
+    }
+
+    let (inner, handle) = mock::pair();
+    check(InFlightLimitLayer::new(1).layer(inner), handle).await;
+    let (inner, handle) = mock::pair();
+    check(RateLimitLayer::new(limiter(10, 0)).layer(inner), handle).await;
+    let (inner, handle) = mock::pair();
+    check(ApiKeyAuthLayer::new(["k"]).layer(inner), handle).await;
+}
