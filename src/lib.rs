@@ -28,7 +28,7 @@
 //! use open_bedrock_server::{config::Config, Gateway};
 //!
 //! let mut config = Config::default();
-//! config.auth_disabled = true;
+//! config.auth.disabled = true;
 //! let gateway = Gateway::from_config(&config).await?;
 //! let app = axum::Router::new().nest_service("/llm", gateway.service::<axum::body::Body>());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -252,39 +252,42 @@ impl Gateway {
         openai: Option<OpenAiProvider>,
         bedrock: Option<BedrockProvider>,
     ) -> Self {
-        let auth = if config.auth_disabled {
+        let auth = if config.auth.disabled {
             ApiKeyAuthLayer::disabled()
         } else {
-            ApiKeyAuthLayer::new(&config.api_keys)
+            ApiKeyAuthLayer::new(config.api_keys())
         };
         let providers = Arc::new(provider_statuses(config, openai.as_ref(), bedrock.as_ref()));
         let mut dispatch = Dispatch::new(config.router(), openai, bedrock, config.timeouts);
-        if config.mock_enabled {
+        if config.mock.enabled {
             dispatch = dispatch.with_mock(provider::MockProvider::new());
         }
         Gateway {
             dispatch,
             retry: RetryPolicy::new(config.retry),
             auth,
-            max_request_bytes: config.max_request_bytes,
-            keep_alive: config.stream_keep_alive,
-            listed_models: Arc::new(config.listed_models.clone()),
+            max_request_bytes: config.server.max_request_bytes,
+            keep_alive: config.server.stream_keep_alive,
+            listed_models: Arc::new(config.models.list.clone()),
             rate_limiter: None,
-            in_flight: InFlightLimitLayer::new(config.max_in_flight),
-            drain: config.shutdown_drain,
+            in_flight: InFlightLimitLayer::new(config.server.max_in_flight),
+            drain: config.server.shutdown_drain,
             close_streams: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
             body_read_timeout: config.timeouts.body_read,
             metrics_addr: config
+                .server
                 .metrics_port
-                .map(|p| std::net::SocketAddr::new(config.host, p)),
-            bedrock_auth: if config.auth_disabled {
-                surface::bedrock_runtime::auth::BedrockAuthLayer::disabled(config.max_request_bytes)
+                .map(|p| std::net::SocketAddr::new(config.server.host, p)),
+            bedrock_auth: if config.auth.disabled {
+                surface::bedrock_runtime::auth::BedrockAuthLayer::disabled(
+                    config.server.max_request_bytes,
+                )
             } else {
                 surface::bedrock_runtime::auth::BedrockAuthLayer::new(
-                    &config.api_keys,
-                    &config.aws_credentials,
-                    config.max_request_bytes,
+                    &config.api_keys(),
+                    &config.auth.aws_credentials,
+                    config.server.max_request_bytes,
                 )
             },
             providers,
@@ -441,8 +444,8 @@ fn provider_statuses(
     };
     let mock = ProviderStatus {
         name: "mock",
-        live: config.mock_enabled,
-        detail: if config.mock_enabled {
+        live: config.mock.enabled,
+        detail: if config.mock.enabled {
             "mock/… models answered in-process".into()
         } else {
             "off (--mock or MOCK_PROVIDER=true serves mock/… models without any upstream)".into()

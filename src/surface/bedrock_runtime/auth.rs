@@ -72,8 +72,12 @@ impl BedrockAuthLayer {
         let credentials = credentials
             .iter()
             .filter_map(|c| {
-                let index = keys.iter().position(|k| *k == c.api_key)?;
-                Some((c.access_key_id.clone(), c.secret_access_key.clone(), index))
+                let index = keys.iter().position(|k| k == c.api_key.expose())?;
+                Some((
+                    c.access_key_id.clone(),
+                    c.secret_access_key.expose().to_owned(),
+                    index,
+                ))
             })
             .collect();
         BedrockAuthLayer {
