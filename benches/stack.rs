@@ -26,10 +26,8 @@ const API_KEY: &str = "bench-key-0123456789";
 const STREAM_TEXT_CHUNKS: usize = 17;
 
 fn gateway() -> Gateway {
-    let config = Config {
-        api_keys: vec![API_KEY.to_owned()],
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.auth.api_keys = vec![API_KEY.into()];
     open_bedrock_server::GatewayBuilder::from_config(&config).build()
 }
 

@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
         }
     };
     if std::env::var_os("HOST").is_none_or(|h| h.is_empty()) {
-        config.host = Ipv4Addr::LOCALHOST.into();
+        config.server.host = Ipv4Addr::LOCALHOST.into();
     }
     if let Err(e) = config.check_startable() {
         eprintln!("axum_mount: {e}");
@@ -79,7 +79,7 @@ async fn main() -> ExitCode {
         .route("/users", get(users))
         .nest_service("/llm", gateway.service::<axum::body::Body>());
 
-    let addr = SocketAddr::new(config.host, config.port);
+    let addr = SocketAddr::new(config.server.host, config.server.port);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {

@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
     };
     // A library example listens on loopback unless told otherwise.
     if std::env::var_os("HOST").is_none_or(|h| h.is_empty()) {
-        config.host = Ipv4Addr::LOCALHOST.into();
+        config.server.host = Ipv4Addr::LOCALHOST.into();
     }
     // Refuse to start with auth on and no key, like the binary does.
     if let Err(e) = config.check_startable() {
@@ -53,7 +53,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = SocketAddr::new(config.host, config.port);
+    let addr = SocketAddr::new(config.server.host, config.server.port);
     let listener = match server::bind(addr).await {
         Ok(l) => l,
         Err(e) => {

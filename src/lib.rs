@@ -30,7 +30,7 @@
 //! use open_bedrock_server::{config::Config, Gateway};
 //!
 //! let mut config = Config::default();
-//! config.auth_disabled = true;
+//! config.auth.disabled = true;
 //! let gateway = Gateway::from_config(&config).await?;
 //! let app = axum::Router::new().nest_service("/llm", gateway.service::<axum::body::Body>());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -40,20 +40,25 @@ enum Command {
 }
 
 fn load(cli: &Cli) -> Result<Config, String> {
-    let mut config = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
-    if let Some(h) = cli.host {
-        config.host = h;
+    Config::load_with(cli.config.as_deref(), overrides(cli)).map_err(|e| e.to_string())
+}
+
+/// The flags given, as a partial configuration tree laid over the file and the environment.
+fn overrides(cli: &Cli) -> serde_json::Value {
+    let mut tree = serde_json::json!({});
+    if let Some(host) = cli.host {
+        tree["server"]["host"] = host.to_string().into();
     }
-    if let Some(p) = cli.port {
-        config.port = p;
+    if let Some(port) = cli.port {
+        tree["server"]["port"] = port.into();
     }
     if cli.no_auth {
-        config.auth_disabled = true;
+        tree["auth"]["disabled"] = true.into();
     }
     if cli.mock {
-        config.mock_enabled = true;
+        tree["mock"]["enabled"] = true.into();
     }
-    Ok(config)
+    tree
 }
 
 fn main() -> ExitCode {
@@ -66,7 +71,11 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::CheckConfig) = cli.command {
-        print!("{}", config.masked_summary());
+        println!(
+            "# listen address: {}:{}; secrets are masked",
+            config.server.host, config.server.port
+        );
+        print!("{}", config.to_masked_toml());
         // The providers as start-up builds them (same code, no network): Bedrock's region is
         // resolved exactly as the server resolves it.
         let gateway = match tokio::runtime::Builder::new_current_thread()
@@ -109,7 +118,7 @@ fn main() -> ExitCode {
     }
     // Declared before the runtime, so dropped after it: the guard flushes spans still open then.
     let _telemetry =
-        telemetry::init_tracing(&config.log_level, config.log_format == LogFormat::Json);
+        telemetry::init_tracing(&config.log.level, config.log.format == LogFormat::Json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -131,7 +140,7 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = SocketAddr::new(config.host, config.port);
+    let addr = SocketAddr::new(config.server.host, config.server.port);
     let listener = match server::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -144,7 +153,7 @@ async fn run(config: Config) -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_else(|_| addr.to_string());
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "open-bedrock-server listening");
-    if config.auth_disabled {
+    if config.auth.disabled {
         tracing::warn!("API-key auth is disabled: every client is accepted");
     }
     for p in gateway.providers() {

@@ -515,7 +515,7 @@ async fn control_plane_failure_degrades_to_configured_models() {
     }))
     .await;
     let gw = start_full(&upstream, |c| {
-        c.aliases.insert(
+        c.models.aliases.insert(
             "claude".into(),
             "anthropic.claude-3-haiku-20240307-v1:0".into(),
         );

@@ -195,11 +195,14 @@ max_attempts = 2
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.contains("127.0.0.1:9999"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("auth_disabled     = true"),
-        "{}",
-        r.stdout
-    );
+    let auth_table: Vec<&str> = r
+        .stdout
+        .lines()
+        .skip_while(|l| *l != "[auth]")
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .collect();
+    assert!(auth_table.contains(&"disabled = true"), "{}", r.stdout);
     assert!(
         !r.stdout.contains("sk-from-env-secret-zyxwvutsrq"),
         "{}",

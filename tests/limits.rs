@@ -113,7 +113,7 @@ async fn in_flight_limit_sheds_load_with_503_and_streams_hold_their_slot() {
     }))
     .await;
     let mut config = config_for(&upstream.url());
-    config.max_in_flight = 1;
+    config.server.max_in_flight = 1;
     let gw = start_gateway(config, None).await;
     // Open one stream and keep it open.
     let req = http::Request::post(gw.url("/v1/chat/completions"))
@@ -207,7 +207,7 @@ async fn graceful_shutdown_finishes_requests_and_ends_open_streams_cleanly() {
     }))
     .await;
     let mut config = config_for(&upstream.url());
-    config.shutdown_drain = Duration::from_millis(800);
+    config.server.shutdown_drain = Duration::from_millis(800);
     let gw = start_gateway(config, None).await;
     let url = gw.url("/v1/chat/completions");
     let slow = tokio::spawn({

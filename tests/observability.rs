@@ -77,8 +77,8 @@ async fn metrics_port_serves_metrics_without_a_key() {
         l.local_addr().unwrap().port()
     };
     let mut config = config_for(&upstream.url());
-    config.host = [127, 0, 0, 1].into();
-    config.metrics_port = Some(port);
+    config.server.host = [127, 0, 0, 1].into();
+    config.server.metrics_port = Some(port);
     let gw = start_gateway(config, None).await;
     let res = post(
         &gw,

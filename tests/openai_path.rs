@@ -415,7 +415,10 @@ async fn unknown_model_is_404_before_any_upstream_call() {
 async fn aliases_rewrite_the_upstream_model() {
     let upstream = Fake::start(fake::openai_smart()).await;
     let mut config = config_for(&upstream.url());
-    config.aliases.insert("fast".into(), "gpt-4o-mini".into());
+    config
+        .models
+        .aliases
+        .insert("fast".into(), "gpt-4o-mini".into());
     let gw = start_gateway(config, None).await;
     let res = post(
         &gw,
@@ -562,7 +565,7 @@ async fn bad_input_is_a_clear_400() {
 async fn body_over_the_limit_is_413() {
     let upstream = Fake::start(fake::openai_smart()).await;
     let mut config = config_for(&upstream.url());
-    config.max_request_bytes = 2048;
+    config.server.max_request_bytes = 2048;
     let gw = start_gateway(config, None).await;
     let big = "x".repeat(4096);
     let res = post(
@@ -579,11 +582,11 @@ async fn body_over_the_limit_is_413() {
 async fn models_merge_upstream_and_configured() {
     let upstream = Fake::start(fake::openai_smart()).await;
     let mut config = config_for(&upstream.url());
-    config.aliases.insert(
+    config.models.aliases.insert(
         "claude".into(),
         "us.anthropic.claude-3-5-haiku-20241022-v1:0".into(),
     );
-    config.listed_models.push("gpt-4.1".into());
+    config.models.list.push("gpt-4.1".into());
     let gw = start_gateway(config, None).await;
     let res = send(Method::GET, &gw.url("/v1/models"), Some(KEY), None).await;
     assert_eq!(res.status, 200);
@@ -742,8 +745,8 @@ async fn a_failed_upstream_listing_is_said_in_the_model_list() {
     }))
     .await;
     let mut config = config_for(&upstream.url());
-    config.listed_models = vec!["my-model".into()];
-    config.mock_enabled = true;
+    config.models.list = vec!["my-model".into()];
+    config.mock.enabled = true;
     let gw = start_gateway(config, None).await;
     let res = send(Method::GET, &gw.url("/v1/models"), Some(KEY), None).await;
     assert_eq!(res.status, 200);
@@ -775,7 +778,7 @@ async fn the_mock_provider_answers_mock_models_in_every_format() {
     assert!(res.text().contains("--mock"), "{}", res.text());
 
     let mut config = config_for(&upstream.url());
-    config.mock_enabled = true;
+    config.mock.enabled = true;
     let gw = start_gateway(config, None).await;
     let res = post(
         &gw,

@@ -64,14 +64,14 @@ impl GatewayBuilder {
             auth_disabled: false,
             aws_credentials: Vec::new(),
             rate_limiter: None,
-            max_in_flight: defaults.max_in_flight,
-            max_request_bytes: defaults.max_request_bytes,
+            max_in_flight: defaults.server.max_in_flight,
+            max_request_bytes: defaults.server.max_request_bytes,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
-            keep_alive: defaults.stream_keep_alive,
+            keep_alive: defaults.server.stream_keep_alive,
             timeouts: defaults.timeouts,
             retry: defaults.retry,
             listed_models: Vec::new(),
-            drain: defaults.shutdown_drain,
+            drain: defaults.server.shutdown_drain,
             metrics_addr: None,
             bedrock_off: "off: not configured",
             openai_key_set: false,
@@ -82,21 +82,21 @@ impl GatewayBuilder {
     pub fn from_config(config: &Config) -> Self {
         let mut b = GatewayBuilder::new()
             .router(config.router())
-            .api_keys(&config.api_keys)
-            .aws_credentials(&config.aws_credentials)
-            .max_in_flight(config.max_in_flight)
-            .max_request_bytes(config.max_request_bytes)
+            .api_keys(config.api_keys())
+            .aws_credentials(&config.auth.aws_credentials)
+            .max_in_flight(config.server.max_in_flight)
+            .max_request_bytes(config.server.max_request_bytes)
             .body_read_timeout(config.timeouts.body_read)
-            .stream_keep_alive(config.stream_keep_alive)
+            .stream_keep_alive(config.server.stream_keep_alive)
             .timeouts(config.timeouts)
             .retry(config.retry)
-            .listed_models(config.listed_models.clone())
-            .shutdown_drain(config.shutdown_drain);
-        if config.auth_disabled {
+            .listed_models(config.models.list.clone())
+            .shutdown_drain(config.server.shutdown_drain);
+        if config.auth.disabled {
             b = b.no_auth();
         }
-        if let Some(port) = config.metrics_port {
-            b = b.metrics_addr(std::net::SocketAddr::new(config.host, port));
+        if let Some(port) = config.server.metrics_port {
+            b = b.metrics_addr(std::net::SocketAddr::new(config.server.host, port));
         }
         b.bedrock_off = if config.bedrock.enabled {
             "off: no AWS region (set AWS_REGION or AWS_DEFAULT_REGION, bedrock.region, or a region in the AWS profile)"

@@ -138,7 +138,7 @@ impl Gateway {
         if let Some(bedrock) = bedrock {
             builder = builder.bedrock(bedrock);
         }
-        if config.mock_enabled {
+        if config.mock.enabled {
             builder = builder.mock(MockProvider::new());
         }
         if let Some(limits) = &config.rate_limit {

@@ -107,9 +107,11 @@ impl OpenAiProvider {
             })
         };
         let auth = match &config.api_key {
-            Some(k) => Some(HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
-                GatewayError::internal("OPENAI_API_KEY contains invalid characters")
-            })?),
+            Some(k) => Some(
+                HeaderValue::from_str(&format!("Bearer {}", k.expose())).map_err(|_| {
+                    GatewayError::internal("OPENAI_API_KEY contains invalid characters")
+                })?,
+            ),
             None => None,
         };
         Ok(OpenAiProvider {

@@ -1,11 +1,12 @@
-//! [`RateLimitConfig`]: the limits, read from the environment or from a `[rate_limit]` TOML table.
+//! [`RateLimitConfig`]: the limits, read from a `[rate_limit]` TOML table (or the `RATE_LIMIT_*`
+//! variables, through [`crate::config`]).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// How long one Redis call may take before the limiter fails open, unless configured.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
@@ -26,7 +27,7 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 /// requests_per_minute = 600
 /// burst = 100
 /// ```
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Steady request rate per key: one request every `60 s / requests_per_minute`.
@@ -40,7 +41,8 @@ pub struct RateLimitConfig {
     #[serde(default)]
     pub tokens_per_minute: Option<NonZeroU64>,
     /// Redis holding the shared state (`redis://…`); `None` keeps the state in this process.
-    #[serde(default)]
+    /// Printed with its password masked.
+    #[serde(default, serialize_with = "serialize_redacted")]
     pub redis_url: Option<String>,
     /// Bound on one Redis call in milliseconds; past it the request is let through (fail open).
     #[serde(default = "default_redis_timeout_ms")]
@@ -51,7 +53,7 @@ pub struct RateLimitConfig {
 }
 
 /// Limits for one key; a field left out keeps the default's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRateLimit {
     /// Steady request rate for this key.
@@ -101,43 +103,6 @@ impl RateLimitConfig {
             redis_timeout_ms: default_redis_timeout_ms(),
             keys: HashMap::new(),
         }
-    }
-
-    /// Reads `RATE_LIMIT_REQUESTS_PER_MINUTE`, `RATE_LIMIT_BURST`, `RATE_LIMIT_TOKENS_PER_MINUTE`
-    /// and `REDIS_URL` through `get` (a closure, so tests need not touch the process environment).
-    ///
-    /// `Ok(None)` when `RATE_LIMIT_REQUESTS_PER_MINUTE` is unset or empty (rate limiting off);
-    /// an error naming the variable when a value does not parse, or when `RATE_LIMIT_BURST` or
-    /// `RATE_LIMIT_TOKENS_PER_MINUTE` is set without a request rate. `REDIS_URL` alone turns
-    /// nothing on: other parts of a deployment may use it.
-    pub fn from_env(
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<RateLimitConfig>, String> {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let Some(rpm) = get("RATE_LIMIT_REQUESTS_PER_MINUTE") else {
-            for dependent in ["RATE_LIMIT_BURST", "RATE_LIMIT_TOKENS_PER_MINUTE"] {
-                if get(dependent).is_some() {
-                    return Err(format!(
-                        "`{dependent}` is set but `RATE_LIMIT_REQUESTS_PER_MINUTE` is not: set a request rate to turn rate limiting on"
-                    ));
-                }
-            }
-            return Ok(None);
-        };
-        let mut config = RateLimitConfig::new(parse_env("RATE_LIMIT_REQUESTS_PER_MINUTE", &rpm)?);
-        if let Some(v) = get("RATE_LIMIT_BURST") {
-            config.burst = parse_env("RATE_LIMIT_BURST", &v)?;
-        }
-        if let Some(v) = get("RATE_LIMIT_TOKENS_PER_MINUTE") {
-            config.tokens_per_minute = Some(parse_env("RATE_LIMIT_TOKENS_PER_MINUTE", &v)?);
-        }
-        config.redis_url = get("REDIS_URL");
-        config.validate()?;
-        Ok(Some(config))
     }
 
     /// Checks the rules serde cannot: `requests_per_minute + burst` fits in a `u32` (default and
@@ -215,9 +180,11 @@ impl fmt::Debug for RateLimitConfig {
     }
 }
 
-fn parse_env<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
-    v.parse()
-        .map_err(|_| format!("`{key}`: `{v}` is not a valid number (whole, and above 0 for rates)"))
+fn serialize_redacted<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&redact_url(url)),
+        None => s.serialize_none(),
+    }
 }
 
 /// `redis://user:secret@host/0` → `redis://****@host/0`: URLs reach logs and error messages.
@@ -237,69 +204,6 @@ pub(crate) fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
-
-    #[test]
-    fn env_unset_means_off_and_values_apply() {
-        assert_eq!(RateLimitConfig::from_env(env(&[])).unwrap(), None);
-        assert_eq!(
-            RateLimitConfig::from_env(env(&[
-                ("REDIS_URL", "redis://h"),
-                ("RATE_LIMIT_REQUESTS_PER_MINUTE", " ")
-            ]))
-            .unwrap(),
-            None,
-            "REDIS_URL alone and an empty rate turn nothing on"
-        );
-        let c = RateLimitConfig::from_env(env(&[
-            ("RATE_LIMIT_REQUESTS_PER_MINUTE", "60"),
-            ("RATE_LIMIT_BURST", " 5 "),
-            ("RATE_LIMIT_TOKENS_PER_MINUTE", "90000"),
-            ("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(c.requests_per_minute.get(), 60);
-        assert_eq!(c.burst, 5);
-        assert_eq!(c.tokens_per_minute.map(NonZeroU64::get), Some(90000));
-        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379/0"));
-        assert_eq!(c.redis_timeout(), DEFAULT_REDIS_TIMEOUT);
-    }
-
-    #[test]
-    fn env_errors_name_the_variable() {
-        let e =
-            RateLimitConfig::from_env(env(&[("RATE_LIMIT_REQUESTS_PER_MINUTE", "0")])).unwrap_err();
-        assert!(e.contains("RATE_LIMIT_REQUESTS_PER_MINUTE"), "{e}");
-        let e = RateLimitConfig::from_env(env(&[
-            ("RATE_LIMIT_REQUESTS_PER_MINUTE", "10"),
-            ("RATE_LIMIT_BURST", "many"),
-        ]))
-        .unwrap_err();
-        assert!(e.contains("RATE_LIMIT_BURST") && e.contains("many"), "{e}");
-        let e =
-            RateLimitConfig::from_env(env(&[("RATE_LIMIT_TOKENS_PER_MINUTE", "10")])).unwrap_err();
-        assert!(e.contains("RATE_LIMIT_REQUESTS_PER_MINUTE"), "{e}");
-        let e = RateLimitConfig::from_env(env(&[
-            ("RATE_LIMIT_REQUESTS_PER_MINUTE", "4294967295"),
-            ("RATE_LIMIT_BURST", "1"),
-        ]))
-        .unwrap_err();
-        assert!(e.contains("too large"), "{e}");
-        let e = RateLimitConfig::from_env(env(&[
-            ("RATE_LIMIT_REQUESTS_PER_MINUTE", "10"),
-            ("REDIS_URL", "http://:pw@host"),
-        ]))
-        .unwrap_err();
-        assert!(e.contains("REDIS_URL") && !e.contains("pw"), "{e}");
-    }
 
     #[test]
     fn toml_shape_with_key_overrides() {

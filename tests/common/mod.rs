@@ -24,7 +24,7 @@ pub const UPSTREAM_KEY: &str = "sk-upstream-secret";
 #[allow(clippy::field_reassign_with_default)]
 pub fn config_for(openai_url: &str) -> Config {
     let mut c = Config::default();
-    c.api_keys = vec![KEY.into()];
+    c.auth.api_keys = vec![KEY.into()];
     c.openai.base_url = format!("{openai_url}/v1");
     c.openai.api_key = Some(UPSTREAM_KEY.into());
     c.retry.base_delay = Duration::from_millis(1);
@@ -65,7 +65,7 @@ pub async fn start_gateway(config: Config, bedrock: Option<BedrockProvider>) -> 
     if let Some(bedrock) = bedrock {
         builder = builder.bedrock(bedrock);
     }
-    if config.mock_enabled {
+    if config.mock.enabled {
         builder = builder.mock(open_bedrock_server::provider::MockProvider::new());
     }
     start_service(builder.build()).await

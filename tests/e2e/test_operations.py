@@ -81,7 +81,7 @@ def test_check_config_good_and_broken():
         good = f.name
     out = run("check-config", "--config", good)
     assert out.returncode == 0, out.stderr
-    assert "configuration OK" in out.stdout and "claude -> anthropic.claude-3-haiku" in out.stdout
+    assert "configuration OK" in out.stdout and 'claude = "anthropic.claude-3-haiku' in out.stdout
     assert "very-secret" not in out.stdout
 
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:

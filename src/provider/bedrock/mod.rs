@@ -155,13 +155,13 @@ impl BedrockProvider {
                 regional,
                 control,
                 claude: ClaudeRequestOptions {
-                    default_max_tokens: config.bedrock.default_max_tokens,
+                    default_max_tokens: config.bedrock.claude_default_max_tokens(),
                 },
                 titan: TitanRequestOptions {
-                    default_max_tokens: config.bedrock.titan_default_max_tokens,
+                    default_max_tokens: config.bedrock.titan_default_max_tokens(),
                 },
                 converse: ConverseOptions {
-                    default_max_tokens: config.bedrock.converse_default_max_tokens,
+                    default_max_tokens: config.bedrock.converse_default_max_tokens(),
                 },
             }),
         }

@@ -82,10 +82,10 @@ impl SigV4AuthLayer {
         let credentials = credentials
             .iter()
             .filter_map(|c| {
-                let index = keys.iter().position(|k| *k == c.api_key)?;
+                let index = keys.iter().position(|k| k == c.api_key.expose())?;
                 Some(Credential {
                     access_key_id: c.access_key_id.clone(),
-                    secret: Arc::from(c.secret_access_key.as_str()),
+                    secret: Arc::from(c.secret_access_key.expose()),
                     key: ApiKeyId(Arc::from(format!("key-{}", index + 1))),
                 })
             })

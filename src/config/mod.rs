@@ -1,0 +1,745 @@
+//! Configuration: one serde tree, [`Config`], read from an optional TOML file, overlaid by the
+//! environment (and `.env`), then by the command line ([`Config::load_with`]). Validated once at
+//! start-up; a bad value stops start-up with a message naming its key: the TOML path
+//! (`server.port`) for the file, the variable (`PORT`) for the environment.
+//!
+//! | Environment | TOML key | Default |
+//! |---|---|---|
+//! | `HOST` / `PORT` | `server.host` / `server.port` | `0.0.0.0` / `8000` |
+//! | `API_KEY` (comma-separated) | `auth.api_keys` | none: start-up fails unless auth is disabled |
+//! | `AUTH_DISABLED` | `auth.disabled` | `false` |
+//! | `AWS_CLIENT_CREDENTIALS` (`AKID:SECRET[:API_KEY]`, comma-separated) | `[[auth.aws_credentials]]` | none: SigV4 clients are refused |
+//! | `OPENAI_API_KEY` | `openai.api_key` | none |
+//! | `OPENAI_BASE_URL` | `openai.base_url` | `https://api.openai.com/v1` |
+//! | `AWS_REGION` / `AWS_DEFAULT_REGION` | `bedrock.region` | the AWS profile's region |
+//! | `BEDROCK_ENABLED` | `bedrock.enabled` | `true` |
+//! | `MOCK_PROVIDER` (or `--mock`) | `mock.enabled` | `false` (`mock/…` models answered in-process) |
+//! | `DEFAULT_MAX_TOKENS` | `bedrock.default_max_tokens` | `4096` |
+//! | `MAX_REQUEST_BYTES` | `server.max_request_bytes` | `33554432` (32 MiB, room for images) |
+//! | `MAX_IN_FLIGHT` | `server.max_in_flight` | `4096` (503 beyond) |
+//! | `METRICS_PORT` | `server.metrics_port` | none (`/metrics` only on the main port, with a key) |
+//! | `SHUTDOWN_DRAIN_SECS` | `server.shutdown_drain_secs` | `10` |
+//! | `RATE_LIMIT_REQUESTS_PER_MINUTE`, `RATE_LIMIT_BURST`, `RATE_LIMIT_TOKENS_PER_MINUTE`, `REDIS_URL` | `[rate_limit]` | off |
+//! | `RETRY_MAX_ATTEMPTS` | `retry.max_attempts` | `3` (attempts in total) |
+//! | `CONNECT_TIMEOUT_MS`, `BODY_READ_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 30 s, 120 s, 60 s, 600 s |
+//! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
+//!
+//! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`)
+//! and ARN families (`[bedrock.arn_families]`). A new setting is one field here (plus one row in
+//! the environment table if it has a variable).
+//!
+//! Secrets are [`Secret`]s: `Debug` and `Serialize` show them masked, so the printed tree
+//! (`check-config`) and debug logs never carry one.
+//!
+//! ```
+//! use open_bedrock_server::config::{Config, Secret};
+//!
+//! let mut config = Config::default();
+//! assert_eq!(config.server.port, 8000);
+//! assert!(config.check_startable().is_err(), "no key and auth not disabled");
+//! config.auth.api_keys = vec![Secret::new("sk-gateway-0123456789")];
+//! assert!(config.check_startable().is_ok());
+//! assert_eq!(config.api_keys(), ["sk-gateway-0123456789"]);
+//! assert!(!format!("{config:?}").contains("0123456789"));
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::rate_limit::RateLimitConfig;
+use crate::route::{BedrockFamily, ProviderKind, RouteOverride, Router};
+
+mod env;
+mod load;
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key: a TOML path (`server.port`, `routes[0].family`), an environment variable
+    /// (`PORT`), or a command-line flag (`--config`).
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error in `{}`: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A secret string (a gateway key, an upstream key, a SigV4 secret). Read like a string;
+/// `Debug` and `Serialize` show only its first four characters and its length, so printing the
+/// configuration never prints a secret. [`Secret::expose`] is the one way to the value.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the code that sends or checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// What is shown instead: the first four characters and the length, or `****` for eight
+    /// characters or fewer (where four would be half of it).
+    pub fn masked(&self) -> String {
+        let n = self.0.chars().count();
+        if n <= 8 {
+            "****".into()
+        } else {
+            let head: String = self.0.chars().take(4).collect();
+            format!("{head}…({n} chars)")
+        }
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.masked())
+    }
+}
+
+/// The configuration of one gateway: the TOML file's shape, section by section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listening, request limits, shutdown (`[server]`).
+    pub server: ServerConfig,
+    /// Who may call the gateway (`[auth]`).
+    pub auth: AuthConfig,
+    /// The OpenAI-compatible upstream (`[openai]`).
+    pub openai: OpenAiConfig,
+    /// The Bedrock upstream (`[bedrock]`).
+    pub bedrock: BedrockConfig,
+    /// The in-process mock provider (`[mock]`).
+    pub mock: MockConfig,
+    /// Model aliases and extra listed models (`[models]`).
+    pub models: ModelsConfig,
+    /// Routing overrides by model-id prefix (`[[routes]]`).
+    pub routes: Vec<RouteConfig>,
+    /// Upstream retries (`[retry]`).
+    pub retry: RetrySettings,
+    /// Timeouts (`[timeouts]`).
+    pub timeouts: Timeouts,
+    /// Logging (`[log]`).
+    pub log: LogConfig,
+    /// Per-key rate limits (`[rate_limit]`); `None` = no limit.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// Listening, request limits and shutdown (`[server]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub host: IpAddr,
+    /// Listen port.
+    pub port: u16,
+    /// Largest accepted request body.
+    pub max_request_bytes: usize,
+    /// Requests (and open streams) in flight before new ones are shed with 503.
+    pub max_in_flight: usize,
+    /// A second port serving only `GET /metrics`, without auth (for scrapers inside the network).
+    pub metrics_port: Option<u16>,
+    /// How long graceful shutdown waits for in-flight requests (`shutdown_drain_secs`).
+    #[serde(rename = "shutdown_drain_secs", with = "secs")]
+    pub shutdown_drain: Duration,
+    /// Keep-alive comment interval on idle streams (`stream_keep_alive_secs`).
+    #[serde(rename = "stream_keep_alive_secs", with = "secs")]
+    pub stream_keep_alive: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 8000,
+            max_request_bytes: 32 * 1024 * 1024,
+            max_in_flight: 4096,
+            metrics_port: None,
+            shutdown_drain: Duration::from_secs(10),
+            stream_keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Who may call the gateway (`[auth]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accepted gateway keys; blanks around a key are dropped, empty keys are ignored (an empty
+    /// key would let a request with an empty `x-api-key` in).
+    #[serde(deserialize_with = "gateway_keys")]
+    pub api_keys: Vec<Secret>,
+    /// Auth turned off explicitly.
+    pub disabled: bool,
+    /// SigV4 credentials that Bedrock runtime clients (boto3, AWS SDKs) may sign with, each mapped
+    /// to a gateway key.
+    pub aws_credentials: Vec<AwsClientCredential>,
+}
+
+fn gateway_keys<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
+    let keys = Vec::<String>::deserialize(deserializer)?;
+    Ok(keys
+        .iter()
+        .map(|k| k.trim())
+        .filter(|k| !k.is_empty())
+        .map(Secret::from)
+        .collect())
+}
+
+/// A SigV4 credential a client may sign Bedrock runtime requests with, and the gateway key the
+/// request then counts as (`[[auth.aws_credentials]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsClientCredential {
+    /// The access key id the client signs with.
+    pub access_key_id: String,
+    /// The secret the signature is checked against.
+    pub secret_access_key: Secret,
+    /// The gateway key (one of `auth.api_keys`) the request authenticates as.
+    pub api_key: Secret,
+}
+
+/// The OpenAI-compatible upstream (`[openai]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiConfig {
+    /// Base URL up to and including `/v1`.
+    pub base_url: String,
+    /// Bearer key sent upstream.
+    pub api_key: Option<Secret>,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig {
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+        }
+    }
+}
+
+/// The Bedrock upstream (`[bedrock]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BedrockConfig {
+    /// Whether Bedrock is used at all.
+    pub enabled: bool,
+    /// Region; `None` = the AWS SDK's default chain.
+    pub region: Option<String>,
+    /// `max_tokens` sent to Claude when the client gave none (Claude requires one); see
+    /// [`BedrockConfig::claude_default_max_tokens`].
+    pub default_max_tokens: u32,
+    /// Per-family defaults for a missing max-tokens (`[bedrock.default_max_tokens_by_family]`).
+    pub default_max_tokens_by_family: MaxTokensByFamily,
+    /// Family of configured ARNs (`[bedrock.arn_families]`).
+    pub arn_families: BTreeMap<String, BedrockFamily>,
+}
+
+impl Default for BedrockConfig {
+    fn default() -> Self {
+        BedrockConfig {
+            enabled: true,
+            region: None,
+            default_max_tokens: 4096,
+            default_max_tokens_by_family: MaxTokensByFamily::default(),
+            arn_families: BTreeMap::new(),
+        }
+    }
+}
+
+impl BedrockConfig {
+    /// `max_tokens` sent to Claude when the client gave none: the family's own setting, else
+    /// `default_max_tokens`.
+    pub fn claude_default_max_tokens(&self) -> u32 {
+        self.default_max_tokens_by_family
+            .claude
+            .unwrap_or(self.default_max_tokens)
+    }
+
+    /// `maxTokenCount` sent to Titan when the client gave none (`None`: Titan's own default).
+    pub fn titan_default_max_tokens(&self) -> Option<u32> {
+        self.default_max_tokens_by_family.titan
+    }
+
+    /// `maxTokens` sent over Converse when the client gave none (`None`: the model's maximum).
+    pub fn converse_default_max_tokens(&self) -> Option<u32> {
+        self.default_max_tokens_by_family.converse
+    }
+}
+
+/// Max-tokens defaults per Bedrock family (`[bedrock.default_max_tokens_by_family]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaxTokensByFamily {
+    /// Claude: overrides `bedrock.default_max_tokens`.
+    #[serde(alias = "anthropic")]
+    pub claude: Option<u32>,
+    /// Titan: `None` leaves Titan's own default.
+    pub titan: Option<u32>,
+    /// Converse: `None` leaves the model's maximum.
+    pub converse: Option<u32>,
+}
+
+/// The in-process mock provider (`[mock]`, `--mock`, `MOCK_PROVIDER`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockConfig {
+    /// Serve `mock/…` models in-process.
+    pub enabled: bool,
+}
+
+/// Model aliases and extra listed models (`[models]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Alias → model id.
+    pub aliases: BTreeMap<String, String>,
+    /// Extra model ids to list in `/v1/models`.
+    pub list: Vec<String>,
+}
+
+/// One routing override (`[[routes]]`): model ids starting with `prefix` go to `provider`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Model id prefix.
+    pub prefix: String,
+    /// Target provider.
+    pub provider: RouteProvider,
+    /// Bedrock family (`bedrock` only; default `converse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<BedrockFamily>,
+}
+
+/// The provider a `[[routes]]` entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RouteProvider {
+    /// The OpenAI-compatible upstream.
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// AWS Bedrock.
+    #[serde(rename = "bedrock")]
+    Bedrock,
+}
+
+// Family names in configuration go through `BedrockFamily::parse`, so `anthropic` and any case
+// keep working.
+impl Serialize for BedrockFamily {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for BedrockFamily {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        BedrockFamily::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown family `{name}` (expected claude, titan or converse)"
+            ))
+        })
+    }
+}
+
+/// Retry settings (`[retry]`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Attempts in total, first included.
+    pub max_attempts: u32,
+    /// First backoff step (`base_delay_ms`).
+    #[serde(rename = "base_delay_ms", with = "millis")]
+    pub base_delay: Duration,
+    /// Largest backoff, also the cap on `Retry-After` (`max_delay_ms`).
+    #[serde(rename = "max_delay_ms", with = "millis")]
+    pub max_delay: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Upstream timeouts (`[timeouts]`, each in milliseconds as `<name>_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP/TLS connect.
+    #[serde(rename = "connect_ms", with = "millis")]
+    pub connect: Duration,
+    /// The client's request body must arrive within this (408 beyond).
+    #[serde(rename = "body_read_ms", with = "millis")]
+    pub body_read: Duration,
+    /// Request sent → first byte (complete reply, or first stream event).
+    #[serde(rename = "first_byte_ms", with = "millis")]
+    pub first_byte: Duration,
+    /// Largest gap between two stream events.
+    #[serde(rename = "stream_idle_ms", with = "millis")]
+    pub stream_idle: Duration,
+    /// Whole request, stream included.
+    #[serde(rename = "total_ms", with = "millis")]
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            body_read: Duration::from_secs(30),
+            first_byte: Duration::from_secs(120),
+            stream_idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Logging (`[log]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Log filter (`info`, `debug`, `open_bedrock_server=trace`, …).
+    pub level: String,
+    /// Log line format.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format: `text` (also `pretty`) or `json`, in any case.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Serialize for LogFormat {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "text" | "pretty" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{name}` is not json or text"
+            ))),
+        }
+    }
+}
+
+/// Durations written as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// Durations written as whole seconds.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+impl Config {
+    /// The gateway keys, exposed: what the auth layers compare requests against.
+    pub fn api_keys(&self) -> Vec<String> {
+        self.auth
+            .api_keys
+            .iter()
+            .map(|k| k.expose().to_owned())
+            .collect()
+    }
+
+    /// Checks the rules serde cannot. Keys are TOML paths; [`Config::load`] renames a key to its
+    /// environment variable when the value came from there.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.retry.max_attempts == 0 {
+            return Err(ConfigError::new(
+                "retry.max_attempts",
+                "must be at least 1 (attempts in total)",
+            ));
+        }
+        if self.retry.max_attempts > 10 {
+            return Err(ConfigError::new("retry.max_attempts", "must be at most 10"));
+        }
+        if self.server.max_in_flight == 0 {
+            return Err(ConfigError::new(
+                "server.max_in_flight",
+                "must be at least 1",
+            ));
+        }
+        if self.server.max_request_bytes < 1024 {
+            return Err(ConfigError::new(
+                "server.max_request_bytes",
+                "must be at least 1024",
+            ));
+        }
+        let base_url = &self.openai.base_url;
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ConfigError::new(
+                "openai.base_url",
+                format!("`{base_url}` must start with http:// or https://"),
+            ));
+        }
+        if self.bedrock.claude_default_max_tokens() == 0 {
+            let key = if self.bedrock.default_max_tokens_by_family.claude.is_some() {
+                "bedrock.default_max_tokens_by_family.claude"
+            } else {
+                "bedrock.default_max_tokens"
+            };
+            return Err(ConfigError::new(key, "must be at least 1"));
+        }
+        let t = &self.timeouts;
+        for (key, value) in [
+            ("timeouts.connect_ms", t.connect),
+            ("timeouts.body_read_ms", t.body_read),
+            ("timeouts.first_byte_ms", t.first_byte),
+            ("timeouts.stream_idle_ms", t.stream_idle),
+            ("timeouts.total_ms", t.total),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.provider == RouteProvider::OpenAi && route.family.is_some() {
+                return Err(ConfigError::new(
+                    format!("routes[{i}].family"),
+                    "a family only applies to provider = \"bedrock\"",
+                ));
+            }
+        }
+        if let Some(limits) = &self.rate_limit {
+            limits
+                .validate()
+                .map_err(|e| ConfigError::new("rate_limit", e))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the gateway may start: a key is configured or auth is disabled explicitly.
+    pub fn check_startable(&self) -> Result<(), ConfigError> {
+        if self.auth.api_keys.is_empty() && !self.auth.disabled {
+            return Err(ConfigError::new(
+                "API_KEY",
+                "no API key configured: set API_KEY (comma-separated for several), or disable auth explicitly with --no-auth / AUTH_DISABLED=true",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `[[routes]]` as the router takes them (a Bedrock route without a family uses
+    /// Converse).
+    pub fn route_overrides(&self) -> Vec<RouteOverride> {
+        self.routes
+            .iter()
+            .map(|r| {
+                RouteOverride::new(
+                    r.prefix.clone(),
+                    match r.provider {
+                        RouteProvider::OpenAi => ProviderKind::OpenAi,
+                        RouteProvider::Bedrock => {
+                            ProviderKind::Bedrock(r.family.unwrap_or(BedrockFamily::Converse))
+                        }
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The router this configuration describes.
+    pub fn router(&self) -> Router {
+        Router::new(
+            self.models
+                .aliases
+                .iter()
+                .map(|(a, t)| (a.clone(), t.clone()))
+                .collect(),
+            self.route_overrides(),
+            self.bedrock
+                .arn_families
+                .iter()
+                .map(|(arn, family)| (arn.clone(), *family))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_debug_and_serialize() {
+        let long = Secret::new("sk-gateway-very-secret");
+        assert_eq!(long.masked(), "sk-g…(22 chars)");
+        assert_eq!(format!("{long:?}"), "sk-g…(22 chars)");
+        assert_eq!(serde_json::to_string(&long).unwrap(), "\"sk-g…(22 chars)\"");
+        assert_eq!(Secret::new("12345678").masked(), "****");
+        assert_eq!(long.expose(), "sk-gateway-very-secret");
+
+        let mut c = Config::default();
+        c.auth.api_keys = vec![long];
+        c.openai.api_key = Some("sk-openai-very-secret".into());
+        c.auth.aws_credentials = vec![AwsClientCredential {
+            access_key_id: "AKID".into(),
+            secret_access_key: "aws/very-secret/key".into(),
+            api_key: "sk-gateway-very-secret".into(),
+        }];
+        let debug = format!("{c:?}");
+        let json = serde_json::to_string(&c).unwrap();
+        for shown in [&debug, &json] {
+            assert!(!shown.contains("very-secret"), "{shown}");
+            assert!(shown.contains("sk-g…"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn no_key_refuses_to_start_unless_disabled() {
+        let c = Config::default();
+        let e = c.check_startable().unwrap_err();
+        assert_eq!(e.key, "API_KEY");
+        assert!(e.to_string().contains("--no-auth"));
+        let mut c = Config::default();
+        c.auth.disabled = true;
+        assert!(c.check_startable().is_ok());
+    }
+
+    #[test]
+    fn validation_names_the_toml_key() {
+        let check = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            c.validate().unwrap_err().key
+        };
+        assert_eq!(check(|c| c.retry.max_attempts = 0), "retry.max_attempts");
+        assert_eq!(check(|c| c.retry.max_attempts = 11), "retry.max_attempts");
+        assert_eq!(
+            check(|c| c.server.max_in_flight = 0),
+            "server.max_in_flight"
+        );
+        assert_eq!(
+            check(|c| c.server.max_request_bytes = 1023),
+            "server.max_request_bytes"
+        );
+        assert_eq!(
+            check(|c| c.openai.base_url = "ftp://x".into()),
+            "openai.base_url"
+        );
+        assert_eq!(
+            check(|c| c.bedrock.default_max_tokens = 0),
+            "bedrock.default_max_tokens"
+        );
+        assert_eq!(
+            check(|c| c.bedrock.default_max_tokens_by_family.claude = Some(0)),
+            "bedrock.default_max_tokens_by_family.claude"
+        );
+        assert_eq!(
+            check(|c| c.timeouts.stream_idle = Duration::ZERO),
+            "timeouts.stream_idle_ms"
+        );
+        assert_eq!(
+            check(|c| c.routes = vec![RouteConfig {
+                prefix: "x".into(),
+                provider: RouteProvider::OpenAi,
+                family: Some(BedrockFamily::Titan),
+            }]),
+            "routes[0].family"
+        );
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn family_defaults_keep_their_meaning() {
+        let mut b = BedrockConfig::default();
+        assert_eq!(b.claude_default_max_tokens(), 4096);
+        assert_eq!(b.titan_default_max_tokens(), None);
+        b.default_max_tokens = 1000;
+        assert_eq!(b.claude_default_max_tokens(), 1000);
+        b.default_max_tokens_by_family.claude = Some(2048);
+        b.default_max_tokens_by_family.titan = Some(512);
+        assert_eq!(b.claude_default_max_tokens(), 2048, "claude overrides");
+        assert_eq!(b.titan_default_max_tokens(), Some(512));
+        assert_eq!(b.converse_default_max_tokens(), None);
+    }
+}
