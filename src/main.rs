@@ -157,7 +157,7 @@ async fn run(config: Config) -> ExitCode {
         tracing::warn!("API-key auth is disabled: every client is accepted");
     }
     for p in gateway.providers() {
-        tracing::info!(provider = p.name, live = p.live, detail = %p.detail, "provider");
+        tracing::info!(provider = %p.name, live = p.live, detail = %p.detail, "provider");
     }
     gateway.serve(listener, server::shutdown_signal()).await;
     ExitCode::SUCCESS

@@ -304,3 +304,182 @@ async fn each_layer_calls_its_inner_service_only_once_it_is_ready() {
     let (inner, handle) = mock::pair();
     check(ApiKeyAuthLayer::new(["k"]).layer(inner), handle).await;
 }
+
+/// The app's own provider: answers every call with the model it was asked for.
+fn own_provider() -> impl tower::Service<
+    open_bedrock_server::model::ChatCall,
+    Response = open_bedrock_server::model::ChatReply,
+    Error = open_bedrock_server::error::GatewayError,
+    Future = impl Send,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
+    use open_bedrock_server::model::{
+        ChatCall, ChatChunk, ChatReply, ChatResponse, ChunkMeta, ChunkStream, Delta,
+        ResponseMessage, Usage,
+    };
+    tower::service_fn(|call: ChatCall| async move {
+        let meta = ChunkMeta::new(call.request.model.clone());
+        let text = format!("answered by the app for {}", call.request.model);
+        Ok(if call.request.is_stream() {
+            ChatReply::Stream(ChunkStream::from_chunks(vec![
+                Ok(ChatChunk::delta(&meta, Delta::text(text), None)),
+                Ok(ChatChunk::delta(&meta, Delta::default(), Some("stop"))),
+                Ok(ChatChunk::usage(&meta, Usage::from_parts(3, 4, 0, 0))),
+            ]))
+        } else {
+            ChatReply::Complete(ChatResponse::new(
+                &meta,
+                ResponseMessage::assistant(Some(text), None),
+                "stop",
+                Some(Usage::from_parts(3, 4, 0, 0)),
+            ))
+        })
+    })
+}
+
+#[tokio::test]
+async fn detect_and_translate_alone_in_front_of_the_apps_own_provider() {
+    use open_bedrock_server::detect::DetectLayer;
+    use open_bedrock_server::translate::TranslateLayer;
+    let chat = tower::ServiceBuilder::new()
+        .layer(DetectLayer::chat(1 << 20))
+        .layer(TranslateLayer::default())
+        .service(own_provider());
+    let app = Router::new()
+        .route("/ping", get(|| async { "pong" }))
+        .route_service("/v1/chat/completions", chat);
+    let post_json = |uri: &str, body: Value| {
+        Request::post(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+
+    // OpenAI in, OpenAI out.
+    let res = app
+        .clone()
+        .oneshot(post_json(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "m1", "messages": [{"role": "user", "content": "hi"}]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let v = json(res).await;
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "answered by the app for m1"
+    );
+
+    // A Claude body, answered as an Anthropic message.
+    let res = app
+        .clone()
+        .oneshot(post_json(
+            "/v1/chat/completions?target_format=bedrock_claude",
+            serde_json::json!({"anthropic_version": "bedrock-2023-05-31", "model": "m2",
+                "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+        ))
+        .await
+        .unwrap();
+    let v = json(res).await;
+    assert_eq!(
+        (v["type"].as_str(), v["content"][0]["text"].as_str()),
+        (Some("message"), Some("answered by the app for m2"))
+    );
+
+    // Streamed, as OpenAI SSE.
+    let res = app
+        .clone()
+        .oneshot(post_json(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "m3", "stream": true,
+                "messages": [{"role": "user", "content": "hi"}]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let body = text(res).await;
+    assert!(body.contains("answered by the app for m3"), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+
+    // Bad input is the translation stage's clear 400; the app's other routes are untouched.
+    let res = app
+        .clone()
+        .oneshot(post_json(
+            "/v1/chat/completions",
+            serde_json::json!({"prompt": 1}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = app.oneshot(get_with_key("/ping", None)).await.unwrap();
+    assert_eq!(text(res).await, "pong");
+}
+
+#[tokio::test]
+async fn the_gateways_providers_under_the_apps_own_layers() {
+    use open_bedrock_server::provider::MockProvider;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The gateway's mock provider, wrapped in the app's own concurrency limit and call counter.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let provider = tower::ServiceBuilder::new()
+        .concurrency_limit(1)
+        .map_request(move |call: open_bedrock_server::model::ChatCall| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            call
+        })
+        .service(MockProvider::new());
+    // Used directly …
+    let reply = provider
+        .clone()
+        .oneshot(open_bedrock_server::model::ChatCall::new(
+            serde_json::from_value(serde_json::json!({"model": "mock/echo",
+                "messages": [{"role": "user", "content": "direct"}]}))
+            .unwrap(),
+        ))
+        .await
+        .unwrap();
+    match reply {
+        open_bedrock_server::model::ChatReply::Complete(r) => assert_eq!(
+            r.choices[0].message.content.as_deref(),
+            Some("You said: direct")
+        ),
+        other => panic!("{other:?}"),
+    }
+    // … and under the gateway's own stack, in place of its mock.
+    let gateway = open_bedrock_server::Gateway::builder()
+        .api_keys(["k"])
+        .provider("mock", provider)
+        .build();
+    let app = Router::new().nest_service("/llm", gateway.service::<Body>());
+    let res = app
+        .oneshot(
+            Request::post("/llm/v1/chat/completions")
+                .header("authorization", "Bearer k")
+                .body(Body::from(
+                    serde_json::json!({"model": "mock/echo",
+                        "messages": [{"role": "user", "content": "via the gateway"}]})
+                    .to_string(),
+                ))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let v = json(res).await;
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "You said: via the gateway"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(gateway
+        .providers()
+        .iter()
+        .any(|p| p.name == "mock" && p.live));
+}

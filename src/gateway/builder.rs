@@ -11,7 +11,7 @@ use crate::config::{AwsClientCredential, Config, RetrySettings, Timeouts};
 use crate::detect::DEFAULT_BODY_READ_TIMEOUT;
 use crate::load_shed::InFlightLimitLayer;
 use crate::metrics::Metrics;
-use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider};
+use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider, ProviderService};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::route::Router;
@@ -26,6 +26,7 @@ pub struct GatewayBuilder {
     openai: Option<OpenAiProvider>,
     bedrock: Option<BedrockProvider>,
     mock: Option<MockProvider>,
+    custom: Vec<(Arc<str>, ProviderService)>,
     router: Router,
     api_keys: Vec<String>,
     auth_disabled: bool,
@@ -59,6 +60,7 @@ impl GatewayBuilder {
             openai: None,
             bedrock: None,
             mock: None,
+            custom: Vec::new(),
             router: Router::default(),
             api_keys: Vec::new(),
             auth_disabled: false,
@@ -122,6 +124,29 @@ impl GatewayBuilder {
     /// Serves `mock/…` models with the in-process mock provider.
     pub fn mock(mut self, provider: MockProvider) -> Self {
         self.mock = Some(provider);
+        self
+    }
+
+    /// Serves the provider named `name` with any [`Service<ChatCall>`](crate::model::ChatCall) of
+    /// yours (replacing a built-in one of that name). Routes reach it by name: the built-in
+    /// rules name `openai`, `bedrock` and `mock`; a [`RouteOverride`](crate::route::RouteOverride)
+    /// can name any provider.
+    pub fn provider<S>(mut self, name: impl Into<Arc<str>>, service: S) -> Self
+    where
+        S: tower_service::Service<
+                crate::model::ChatCall,
+                Response = crate::model::ChatReply,
+                Error = crate::error::GatewayError,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let name = name.into();
+        self.custom.retain(|(n, _)| *n != name);
+        self.custom
+            .push((name, tower::util::BoxCloneSyncService::new(service)));
         self
     }
 
@@ -226,6 +251,9 @@ impl GatewayBuilder {
         if let Some(mock) = self.mock {
             dispatch = dispatch.with_mock(mock);
         }
+        for (name, service) in self.custom {
+            dispatch = dispatch.with_provider(name, service);
+        }
         let (auth, sigv4) = if self.auth_disabled {
             (ApiKeyAuthLayer::disabled(), SigV4AuthLayer::disabled())
         } else {
@@ -259,7 +287,7 @@ impl GatewayBuilder {
     fn statuses(&self) -> Vec<ProviderStatus> {
         let openai = match &self.openai {
             Some(p) => ProviderStatus {
-                name: "openai",
+                name: "openai".into(),
                 live: true,
                 detail: format!(
                     "{} ({})",
@@ -272,14 +300,14 @@ impl GatewayBuilder {
                 ),
             },
             None => ProviderStatus {
-                name: "openai",
+                name: "openai".into(),
                 live: false,
                 detail: "off".into(),
             },
         };
         let bedrock = match &self.bedrock {
             Some(p) => ProviderStatus {
-                name: "bedrock",
+                name: "bedrock".into(),
                 live: true,
                 detail: format!(
                     "region {} (credentials from the AWS default chain when first used)",
@@ -287,13 +315,13 @@ impl GatewayBuilder {
                 ),
             },
             None => ProviderStatus {
-                name: "bedrock",
+                name: "bedrock".into(),
                 live: false,
                 detail: self.bedrock_off.into(),
             },
         };
         let mock = ProviderStatus {
-            name: "mock",
+            name: "mock".into(),
             live: self.mock.is_some(),
             detail: if self.mock.is_some() {
                 "mock/… models answered in-process".into()
@@ -302,6 +330,18 @@ impl GatewayBuilder {
                     .into()
             },
         };
-        vec![openai, bedrock, mock]
+        let mut statuses = vec![openai, bedrock, mock];
+        for (name, _) in &self.custom {
+            let status = ProviderStatus {
+                name: name.to_string(),
+                live: true,
+                detail: "a provider service registered by the embedder".into(),
+            };
+            match statuses.iter_mut().find(|s| s.name == status.name) {
+                Some(builtin) => *builtin = status,
+                None => statuses.push(status),
+            }
+        }
+        statuses
     }
 }

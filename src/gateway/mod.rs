@@ -109,8 +109,8 @@ struct Shared {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProviderStatus {
-    /// `openai`, `bedrock` or `mock`.
-    pub name: &'static str,
+    /// `openai`, `bedrock`, `mock`, or the name a provider of the embedder's was registered under.
+    pub name: String,
     /// Whether requests routed to it are served.
     pub live: bool,
     /// Where it points (base URL, region), or why it is off.
