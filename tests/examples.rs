@@ -535,3 +535,60 @@ async fn custom_stack_example_accepts_every_format_without_an_upstream() {
     );
     ex.assert_alive();
 }
+
+#[tokio::test]
+async fn axum_layers_example_puts_the_gateways_layers_on_its_own_router() {
+    let mut ex = Example::start("axum_layers", &[("HOST", "127.0.0.1"), ("PORT", "0")]).await;
+    const APP_KEY: &str = "my-app-key";
+    // The gateway's auth guards the app's own handler.
+    let res = send(Method::GET, &ex.url("/hello"), None, None).await;
+    assert_eq!(res.status, 401, "{}", res.text());
+    assert_eq!(res.json()["error"]["code"], "invalid_api_key");
+    let res = send(Method::GET, &ex.url("/hello"), Some(APP_KEY), None).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.text(), "hello from the app's own handler");
+    assert!(res.headers.contains_key("x-ratelimit-remaining-requests"));
+
+    // Detection + translation in front of the mock provider: every format in, every format out.
+    let chat = ex.url("/v1/chat/completions");
+    let body =
+        json!({"model": "mock/echo", "messages": [{"role": "user", "content": "hello there"}]});
+    let res = send(Method::POST, &chat, Some(APP_KEY), Some(&body)).await;
+    assert_openai_complete(&res, "You said: hello there");
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let res = send(Method::POST, &chat, Some(APP_KEY), Some(&streamed)).await;
+    assert_openai_stream(&res, "You said: hello there");
+    let claude = json!({"anthropic_version": "bedrock-2023-05-31", "model": "mock/echo",
+        "max_tokens": 20, "messages": [{"role": "user", "content": "hello there"}]});
+    let res = send(
+        Method::POST,
+        &format!("{chat}?target_format=bedrock_claude"),
+        Some(APP_KEY),
+        Some(&claude),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["content"][0]["text"], "You said: hello there");
+    ex.assert_alive();
+}
+
+/// The README's library example is the example's own code, word for word.
+#[test]
+fn the_readme_library_example_is_the_axum_layers_example() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/examples/axum_layers.rs")).unwrap();
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let start =
+        example.find("// README: begin\n").expect("begin marker") + "// README: begin\n".len();
+    let end = example.find("    // README: end").expect("end marker");
+    let snippet: String = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        readme.contains(snippet.trim_end()),
+        "README.md lacks the example's code:\n{snippet}"
+    );
+}
