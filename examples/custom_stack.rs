@@ -43,8 +43,8 @@ use hyper_util::service::TowerToHyperService;
 use open_bedrock_server::detect::DetectLayer;
 use open_bedrock_server::error::GatewayError;
 use open_bedrock_server::model::{
-    completion_id, finish_reason, unix_now, ChatCall, ChatChunk, ChatReply, ChatResponse, Choice,
-    ChunkMeta, ChunkStream, Delta, Message, ResponseMessage, Role, Usage,
+    finish_reason, ChatCall, ChatChunk, ChatReply, ChatResponse, ChunkMeta, ChunkStream, Delta,
+    Message, ResponseMessage, Role, Usage,
 };
 use open_bedrock_server::translate::TranslateLayer;
 use tower::ServiceBuilder;
@@ -92,21 +92,12 @@ async fn canned_provider(call: ChatCall) -> Result<ChatReply, GatewayError> {
         return Ok(ChatReply::Stream(ChunkStream::from_chunks(items)));
     }
 
-    Ok(ChatReply::Complete(ChatResponse {
-        id: completion_id(),
-        object: "chat.completion".to_owned(),
-        created: unix_now(),
-        model: request.model.clone(),
-        choices: vec![Choice {
-            index: 0,
-            message: ResponseMessage::assistant(Some(text), None),
-            finish_reason: Some(finish_reason::STOP.to_owned()),
-            logprobs: None,
-            extra: Default::default(),
-        }],
-        usage: Some(usage),
-        extra: Default::default(),
-    }))
+    Ok(ChatReply::Complete(ChatResponse::new(
+        &ChunkMeta::new(request.model.clone()),
+        ResponseMessage::assistant(Some(text), None),
+        finish_reason::STOP,
+        Some(usage),
+    )))
 }
 
 fn listen_addr() -> Result<SocketAddr, String> {

@@ -228,7 +228,7 @@ impl<S, V> ApiKeyAuth<S, V> {
 }
 
 /// The key a request presents, from `Authorization: Bearer` or `x-api-key`.
-pub fn presented_key<B>(req: &Request<B>) -> Option<&[u8]> {
+pub(crate) fn presented_key<B>(req: &Request<B>) -> Option<&[u8]> {
     if let Some(v) = req.headers().get(header::AUTHORIZATION) {
         let v = v.as_bytes();
         if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {

@@ -7,6 +7,30 @@
 //! ([`GatewayError::into_response`] with the gateway's own); [`GatewayError::to_body_json`] renders the
 //! in-band error event of a stream that has already started. Nothing else in the crate builds an
 //! error body.
+//!
+//! ```
+//! use std::time::Duration;
+//! use open_bedrock_server::error::{ErrorDialect, ErrorKind, ErrorSummary, GatewayError};
+//!
+//! // The gateway's own 429: never retried upstream, rendered with `Retry-After`.
+//! let limited = GatewayError::rate_limited(Duration::from_millis(1500));
+//! assert_eq!((limited.kind(), limited.status().as_u16()), (ErrorKind::RateLimited, 429));
+//! assert!(!limited.is_retryable());
+//! let res = limited.clone().into_response(ErrorDialect::OpenAi);
+//! assert_eq!(res.headers()["retry-after"], "2");
+//! assert_eq!(res.extensions().get::<ErrorSummary>().unwrap().kind, ErrorKind::RateLimited);
+//!
+//! // One error, three shapes.
+//! assert_eq!(limited.to_body_json(ErrorDialect::OpenAi)["error"]["code"], "rate_limit_exceeded");
+//! assert_eq!(limited.to_body_json(ErrorDialect::Anthropic)["error"]["type"], "rate_limit_error");
+//! let bedrock = limited.into_response(ErrorDialect::Bedrock);
+//! assert_eq!(bedrock.headers()["x-amzn-errortype"], "ThrottlingException");
+//!
+//! // An upstream 500 reaches the client as 502 and may be retried.
+//! let upstream = GatewayError::upstream_status(500, "upstream broke");
+//! assert_eq!(upstream.status(), 502);
+//! assert!(upstream.is_retryable());
+//! ```
 
 use std::borrow::Cow;
 use std::fmt;
@@ -20,6 +44,7 @@ use crate::body::Body;
 
 /// Which error shape the client reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ErrorDialect {
     /// `{"error":{"message","type","param","code"}}`.
     #[default]
@@ -32,6 +57,7 @@ pub enum ErrorDialect {
 
 /// What went wrong, at the granularity that decides status, retry and rendering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The request is malformed or unsupported (400).
     InvalidRequest,
@@ -512,6 +538,7 @@ impl GatewayError {
 
 /// Attached to error responses so logging and metrics layers can see what failed.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct ErrorSummary {
     /// What went wrong.
     pub kind: ErrorKind,
@@ -543,7 +570,8 @@ impl std::error::Error for GatewayError {}
 ///
 /// Hand-written instead of a regex: it runs on every upstream error message, and the two patterns
 /// (`arn:` up to a delimiter, runs of exactly twelve digits) are trivial to scan for.
-pub fn scrub_aws_identifiers(message: &str) -> String {
+#[cfg_attr(not(feature = "bedrock"), allow(dead_code))]
+pub(crate) fn scrub_aws_identifiers(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let bytes = message.as_bytes();
     let mut i = 0;

@@ -21,7 +21,7 @@
 //!
 //! Every stage is its own `Layer`/`Service`: [`auth`], [`rate_limit`], [`load_shed`], [`detect`],
 //! [`translate`], [`retry`], [`provider::timeout`], [`provider::Dispatch`], and the providers
-//! [`provider::openai`], [`provider::bedrock`], [`provider::mock`];
+//! `provider::openai`, `provider::bedrock` (each behind its cargo feature) and [`provider::mock`];
 //! a route differs only in its classifier and its reply format. The whole stack is one
 //! `Clone + Send + Sync + 'static` service with `Error = Infallible`, so it mounts in axum:
 //!
@@ -38,9 +38,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Or run it standalone:
+//! Or run it standalone, configured like the binary (`Config::load`, the `server` feature):
 //!
 //! ```no_run
+//! # #[cfg(feature = "server")]
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use open_bedrock_server::{config::Config, server, Gateway};
 //!
@@ -50,6 +51,23 @@
 //! gateway.serve(listener, server::shutdown_signal()).await;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Cargo features
+//!
+//! | Feature | Default | Brings |
+//! |---|---|---|
+//! | `server` | yes | the `open-bedrock-server` binary, `Config::load` (TOML file, `.env`, environment), the `telemetry` module (clap, figment, toml, dotenvy, tracing-subscriber) |
+//! | `bedrock` | yes | `provider::bedrock` and the SDK half of [`format::converse`] (aws-config, aws-sdk-bedrockruntime, aws-sdk-bedrock) |
+//! | `openai` | yes | `provider::openai`, the OpenAI-compatible upstream over hyper's client with rustls |
+//! | `redis` | no | rate limits shared between gateway processes through Redis |
+//! | `otel` | no | OTLP/HTTP trace export (implies `server`) |
+//!
+//! With `default-features = false` the rest stays: the canonical [`model`], the codecs
+//! ([`format`](mod@format), client halves included), the stream framers and decoders ([`sse`],
+//! [`eventstream`], [`stream`]), [`detect`], [`translate`], the [`auth`], [`rate_limit`] and
+//! [`load_shed`] layers, and the whole [`Gateway`] with the mock provider and providers of your own
+//! ([`GatewayBuilder::provider`]), served by [`server`]. A built-in provider left out is reported
+//! as off by [`Gateway::providers`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
@@ -70,10 +88,11 @@ pub mod rate_limit;
 pub mod retry;
 pub mod route;
 pub mod server;
-pub mod sigv4;
+mod sigv4;
 pub mod sse;
 pub mod stream;
 pub mod surface;
+#[cfg(feature = "server")]
 pub mod telemetry;
 pub mod translate;
 pub mod usage;

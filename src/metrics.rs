@@ -51,27 +51,27 @@ pub struct Metrics {
 
 /// One finished request, as the metrics see it.
 #[derive(Debug, Clone, Copy)]
-pub struct Observation<'a> {
+pub(crate) struct Observation<'a> {
     /// Normalized route (`chat`, `models`, `health`, `metrics`, `other`).
-    pub route: &'a str,
+    pub(crate) route: &'a str,
     /// The client's model, if the request named one.
-    pub model: Option<&'a str>,
+    pub(crate) model: Option<&'a str>,
     /// The provider that served it.
-    pub provider: Option<&'a str>,
+    pub(crate) provider: Option<&'a str>,
     /// HTTP status sent.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Seconds until the last byte.
-    pub duration: f64,
+    pub(crate) duration: f64,
     /// Seconds until the response head (the first token for streams).
-    pub first_byte: f64,
+    pub(crate) first_byte: f64,
     /// `(prompt, completion)` tokens.
-    pub usage: Option<(u64, u64)>,
+    pub(crate) usage: Option<(u64, u64)>,
     /// Upstream attempts.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// The error kind, if the request failed (HTTP error or in-band stream error).
-    pub error: Option<&'a str>,
+    pub(crate) error: Option<&'a str>,
     /// Whether the gateway's rate limit rejected it.
-    pub rate_limited: bool,
+    pub(crate) rate_limited: bool,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -201,7 +201,7 @@ impl Metrics {
     }
 
     /// Records one finished request.
-    pub fn observe(&self, o: &Observation<'_>) {
+    pub(crate) fn observe(&self, o: &Observation<'_>) {
         let provider = o.provider.unwrap_or("none");
         let model = o.model.map(|m| self.model_label(m)).unwrap_or("none");
         let status = o.status.to_string();
@@ -239,7 +239,7 @@ impl Metrics {
     }
 
     /// A stream started (`+1`) or ended (`-1`).
-    pub fn stream_opened(&self, delta: i64) {
+    pub(crate) fn stream_opened(&self, delta: i64) {
         self.open_streams.add(delta);
     }
 

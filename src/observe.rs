@@ -10,7 +10,7 @@
 //! request arrives and closed when the log line is written, with OpenTelemetry semantic-convention
 //! fields (`http.request.method`, `url.path`, `http.response.status_code`, `gen_ai.*`) recorded at
 //! the end. It is never entered, so log lines do not change; the `otel` feature exports it
-//! ([`crate::telemetry`]).
+//! (the `telemetry` module).
 
 use std::future::Future;
 use std::pin::Pin;

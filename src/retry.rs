@@ -14,6 +14,43 @@
 //!   would end at or after it is not started; the last error is the answer.
 //! - Storms: a shared [`TpsBudget`] allows retries of at most 20 % of recent successful requests (plus a small
 //!   floor), so a failing upstream does not get three times the traffic.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use open_bedrock_server::config::RetrySettings;
+//! use open_bedrock_server::error::GatewayError;
+//! use open_bedrock_server::model::{ChatCall, ChatReply, ChatRequest};
+//! use open_bedrock_server::retry::RetryPolicy;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let mut settings = RetrySettings::default(); // 3 attempts in total
+//! settings.base_delay = Duration::from_millis(1);
+//! let upstream = |status: u16| {
+//!     let attempts = Arc::new(AtomicU32::new(0));
+//!     let seen = attempts.clone();
+//!     let svc = tower::service_fn(move |_call: ChatCall| {
+//!         seen.fetch_add(1, Ordering::Relaxed);
+//!         async move { Err::<ChatReply, _>(GatewayError::upstream_status(status, "no")) }
+//!     });
+//!     let core = ServiceBuilder::new().retry(RetryPolicy::new(settings)).service(svc);
+//!     (core, attempts)
+//! };
+//! let call = || ChatCall::new(ChatRequest::new("gpt-4o", vec![]));
+//!
+//! // A 503 is retried up to the limit…
+//! let (core, attempts) = upstream(503);
+//! assert_eq!(core.oneshot(call()).await.unwrap_err().status(), 503);
+//! assert_eq!(attempts.load(Ordering::Relaxed), 3);
+//!
+//! // …a 400 is the client's problem, and not retried.
+//! let (core, attempts) = upstream(400);
+//! assert_eq!(core.oneshot(call()).await.unwrap_err().status(), 400);
+//! assert_eq!(attempts.load(Ordering::Relaxed), 1);
+//! # }
+//! ```
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -47,6 +47,7 @@ use crate::error::GatewayError;
 /// What kind of upstream serves a model: the protocol its provider speaks (and, for Bedrock, the
 /// strategy by model family).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ProviderKind {
     /// An OpenAI-compatible chat-completions API.
     OpenAi,
@@ -70,6 +71,7 @@ impl ProviderKind {
 
 /// How a Bedrock model is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BedrockFamily {
     /// Anthropic Claude over InvokeModel with a Messages body.
     Claude,

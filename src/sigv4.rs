@@ -6,15 +6,10 @@
 //! once more, sorted query, the signed headers, the payload hash), string to sign, HMAC-SHA256 key
 //! derivation — and the final comparison is constant-time.
 //!
-//! ```
-//! use open_bedrock_server::sigv4;
-//!
-//! let auth = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, \
-//!             SignedHeaders=host;x-amz-date, Signature=abc";
-//! let parsed = sigv4::parse_authorization(auth).unwrap();
-//! assert_eq!(parsed.access_key, "AKIDEXAMPLE");
-//! assert_eq!(parsed.service, "bedrock");
-//! ```
+//! Internal to the crate: the public face of this module is the SigV4 client-auth layer,
+//! [`SigV4AuthLayer`](crate::surface::bedrock_runtime::auth::SigV4AuthLayer). The fake Bedrock
+//! upstream of the tests (`tests/common/fake.rs`) compiles this file too, to check the signatures
+//! of the SDK inside the gateway.
 
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -24,24 +19,24 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// The parts of an `Authorization: AWS4-HMAC-SHA256 …` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authorization<'a> {
+pub(crate) struct Authorization<'a> {
     /// Access key id.
-    pub access_key: &'a str,
+    pub(crate) access_key: &'a str,
     /// `yyyymmdd` of the credential scope.
-    pub date: &'a str,
+    pub(crate) date: &'a str,
     /// Region of the scope.
-    pub region: &'a str,
+    pub(crate) region: &'a str,
     /// Service of the scope (`bedrock`).
-    pub service: &'a str,
+    pub(crate) service: &'a str,
     /// Lower-case signed header names, in order.
-    pub signed_headers: Vec<&'a str>,
+    pub(crate) signed_headers: Vec<&'a str>,
     /// Hex signature.
-    pub signature: &'a str,
+    pub(crate) signature: &'a str,
 }
 
 /// Why a signature did not verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifyError {
+pub(crate) enum VerifyError {
     /// The header is not a SigV4 `Authorization` header.
     Malformed,
     /// `x-amz-date` is missing or does not match the scope date.
@@ -53,7 +48,7 @@ pub enum VerifyError {
 }
 
 /// Seconds since the Unix epoch of an `x-amz-date` (`yyyymmddThhmmssZ`).
-pub fn parse_amz_date(value: &str) -> Option<i64> {
+pub(crate) fn parse_amz_date(value: &str) -> Option<i64> {
     let b = value.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
@@ -75,8 +70,10 @@ pub fn parse_amz_date(value: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
-/// The `x-amz-date` (`yyyymmddThhmmssZ`) of `secs` seconds since the Unix epoch.
-pub fn format_amz_date(secs: i64) -> String {
+/// The `x-amz-date` (`yyyymmddThhmmssZ`) of `secs` seconds since the Unix epoch (for signing test
+/// requests).
+#[cfg(test)]
+pub(crate) fn format_amz_date(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -98,7 +95,7 @@ pub fn format_amz_date(secs: i64) -> String {
 
 /// Whether the request's `x-amz-date` is within `max_skew` of `now` (AWS allows 15 minutes), so
 /// a captured request cannot be replayed later.
-pub fn is_fresh(
+pub(crate) fn is_fresh(
     parts: &http::request::Parts,
     now: std::time::SystemTime,
     max_skew: std::time::Duration,
@@ -121,7 +118,8 @@ pub fn is_fresh(
 }
 
 /// [`verify_hash`] of a fresh request ([`is_fresh`]).
-pub fn verify_fresh(
+#[cfg(test)]
+pub(crate) fn verify_fresh(
     parts: &http::request::Parts,
     payload_hash: &str,
     secret: &str,
@@ -133,12 +131,13 @@ pub fn verify_fresh(
 }
 
 /// The lower-case hex SHA-256 of a payload, as SigV4 signs it.
-pub fn payload_hash(body: &[u8]) -> String {
+#[cfg(test)]
+pub(crate) fn payload_hash(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
 /// Parses an `Authorization` header value.
-pub fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
+pub(crate) fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
     let rest = value.strip_prefix("AWS4-HMAC-SHA256")?.trim_start();
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
@@ -193,7 +192,7 @@ fn unreachable_hmac() -> HmacSha256 {
 
 /// The canonical request SigV4 signs, for the headers listed in `auth` and the hex SHA-256 of
 /// the payload actually received.
-pub fn canonical_request(
+pub(crate) fn canonical_request(
     parts: &http::request::Parts,
     payload_hash: &str,
     auth: &Authorization<'_>,
@@ -260,15 +259,22 @@ pub fn canonical_request(
     c
 }
 
-/// Verifies the request's SigV4 signature against `secret`, for the payload `body`.
-pub fn verify(parts: &http::request::Parts, body: &[u8], secret: &str) -> Result<(), VerifyError> {
+/// Verifies the request's SigV4 signature against `secret`, for the payload `body`: the whole
+/// check in one call, for the tests. The auth layer hashes the body as it streams and calls
+/// [`verify_hash`].
+#[cfg(test)]
+pub(crate) fn verify(
+    parts: &http::request::Parts,
+    body: &[u8],
+    secret: &str,
+) -> Result<(), VerifyError> {
     verify_hash(parts, &payload_hash(body), secret)
 }
 
 /// Verifies the request's SigV4 signature against `secret`, for a payload whose hex SHA-256 is
 /// `payload_hash` — the hash of the body actually received (or, before the body is read, the
 /// client's claimed `x-amz-content-sha256`, which the caller then checks against the body).
-pub fn verify_hash(
+pub(crate) fn verify_hash(
     parts: &http::request::Parts,
     payload_hash: &str,
     secret: &str,
@@ -317,6 +323,18 @@ pub fn verify_hash(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_authorization_header() {
+        let auth =
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, \
+                    SignedHeaders=host;x-amz-date, Signature=abc";
+        let parsed = parse_authorization(auth).unwrap();
+        assert_eq!(parsed.access_key, "AKIDEXAMPLE");
+        assert_eq!(parsed.service, "bedrock");
+        assert_eq!(parsed.signed_headers, ["host", "x-amz-date"]);
+        assert_eq!(parse_authorization("Bearer abc"), None);
+    }
 
     /// The AWS documentation's example (`get-vanilla` from the SigV4 test suite).
     #[test]

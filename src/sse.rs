@@ -26,11 +26,22 @@ use crate::stream::{Framer, WireEvent};
 
 /// One decoded event.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SseEvent {
     /// The `event:` field, if any.
     pub event: Option<String>,
     /// The `data:` lines joined with `\n`.
     pub data: Bytes,
+}
+
+impl SseEvent {
+    /// An event named `event` (none: a plain `message`) carrying `data`.
+    pub fn new(event: Option<String>, data: impl Into<Bytes>) -> Self {
+        SseEvent {
+            event,
+            data: data.into(),
+        }
+    }
 }
 
 /// A split-safe SSE decoder: push bytes as they arrive, pull complete events.

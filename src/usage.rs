@@ -53,7 +53,7 @@ impl UsageHooks {
 
     /// Wraps `stream` so the hooks and `record` see the usage chunk (and an in-band error) as it
     /// passes.
-    pub fn tap(self, stream: ChunkStream, record: Arc<CallRecord>) -> ChunkStream {
+    pub(crate) fn tap(self, stream: ChunkStream, record: Arc<CallRecord>) -> ChunkStream {
         ChunkStream::new(UsageTap {
             inner: stream,
             hooks: Some(self),

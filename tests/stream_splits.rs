@@ -13,11 +13,7 @@ use open_bedrock_server::model::{ChatChunk, ChunkMeta};
 use serde_json::{json, Value};
 
 fn meta() -> ChunkMeta {
-    ChunkMeta {
-        id: "chatcmpl-split".into(),
-        created: 1,
-        model: "m".into(),
-    }
+    ChunkMeta::from_parts("chatcmpl-split", 1, "m")
 }
 
 /// Decodes `pieces` as they arrive; returns the inner payload of every `chunk` event.

@@ -26,11 +26,7 @@ const CLIENT_SECRET: &str = "client/secret/for+tests";
 async fn setup() -> (Fake, TestGateway) {
     let upstream = Fake::start(fake::smart()).await;
     let gw = start_full(&upstream, |c| {
-        c.auth.aws_credentials = vec![AwsClientCredential {
-            access_key_id: CLIENT_AKID.into(),
-            secret_access_key: CLIENT_SECRET.into(),
-            api_key: KEY.into(),
-        }];
+        c.auth.aws_credentials = vec![AwsClientCredential::new(CLIENT_AKID, CLIENT_SECRET, KEY)];
     })
     .await;
     (upstream, gw)

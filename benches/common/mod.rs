@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use criterion::{measurement::WallTime, BenchmarkGroup};
 use open_bedrock_server::model::{
-    ChatChunk, ChatResponse, Choice, ChunkMeta, Delta, ResponseMessage, Usage,
+    ChatChunk, ChatResponse, ChunkMeta, Delta, ResponseMessage, Usage,
 };
 use serde_json::{json, Map, Value};
 
@@ -103,30 +103,25 @@ pub const ANSWER: &str = "Paris has a population of about 2.1 million people wit
     one of the largest urban areas in Europe.";
 
 pub fn meta() -> ChunkMeta {
-    ChunkMeta {
-        id: "chatcmpl-bench0000000000000001".into(),
-        created: 1_732_000_000,
-        model: CLAUDE_MODEL.into(),
-    }
+    ChunkMeta::from_parts(
+        "chatcmpl-bench0000000000000001",
+        1_732_000_000,
+        CLAUDE_MODEL,
+    )
 }
 
 /// A typical complete reply with usage.
 pub fn chat_response() -> ChatResponse {
-    ChatResponse {
-        id: "chatcmpl-bench0000000000000001".into(),
-        object: "chat.completion".into(),
-        created: 1_732_000_000,
-        model: OPENAI_MODEL.into(),
-        choices: vec![Choice {
-            index: 0,
-            message: ResponseMessage::assistant(Some(ANSWER.into()), None),
-            finish_reason: Some("stop".into()),
-            logprobs: None,
-            extra: Map::new(),
-        }],
-        usage: Some(Usage::from_parts(48, 41, 0, 0)),
-        extra: Map::new(),
-    }
+    ChatResponse::new(
+        &ChunkMeta::from_parts(
+            "chatcmpl-bench0000000000000001",
+            1_732_000_000,
+            OPENAI_MODEL,
+        ),
+        ResponseMessage::assistant(Some(ANSWER.into()), None),
+        "stop",
+        Some(Usage::from_parts(48, 41, 0, 0)),
+    )
 }
 
 /// A Bedrock Claude InvokeModel response body.

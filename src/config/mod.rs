@@ -1,5 +1,6 @@
 //! Configuration: one serde tree, [`Config`], read from an optional TOML file, overlaid by the
-//! environment (and `.env`), then by the command line ([`Config::load_with`]). Validated once at
+//! environment (and `.env`), then by the command line (`Config::load_with`, with the `server`
+//! feature; the tree itself is plain serde and needs no feature). Validated once at
 //! start-up; a bad value stops start-up with a message naming its key: the TOML path
 //! (`server.port`) for the file, the variable (`PORT`) for the environment.
 //!
@@ -53,11 +54,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::rate_limit::RateLimitConfig;
 use crate::route::{BedrockFamily, ProviderKind, RouteOverride, Router};
 
+#[cfg(feature = "server")]
 mod env;
+#[cfg(feature = "server")]
 mod load;
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The key: a TOML path (`server.port`, `routes[0].family`), an environment variable
     /// (`PORT`), or a command-line flag (`--config`).
@@ -141,6 +145,7 @@ impl Serialize for Secret {
 /// The configuration of one gateway: the TOML file's shape, section by section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct Config {
     /// Listening, request limits, shutdown (`[server]`).
     pub server: ServerConfig,
@@ -169,6 +174,7 @@ pub struct Config {
 /// Listening, request limits and shutdown (`[server]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Listen address.
     pub host: IpAddr,
@@ -205,6 +211,7 @@ impl Default for ServerConfig {
 /// Who may call the gateway (`[auth]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct AuthConfig {
     /// Accepted gateway keys; blanks around a key are dropped, empty keys are ignored (an empty
     /// key would let a request with an empty `x-api-key` in).
@@ -231,6 +238,7 @@ fn gateway_keys<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret
 /// request then counts as (`[[auth.aws_credentials]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AwsClientCredential {
     /// The access key id the client signs with.
     pub access_key_id: String,
@@ -240,9 +248,26 @@ pub struct AwsClientCredential {
     pub api_key: Secret,
 }
 
+impl AwsClientCredential {
+    /// Requests signed with `access_key_id` / `secret_access_key` count as the gateway key
+    /// `api_key`.
+    pub fn new(
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<Secret>,
+        api_key: impl Into<Secret>,
+    ) -> Self {
+        AwsClientCredential {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            api_key: api_key.into(),
+        }
+    }
+}
+
 /// The OpenAI-compatible upstream (`[openai]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct OpenAiConfig {
     /// Base URL up to and including `/v1`.
     pub base_url: String,
@@ -262,6 +287,7 @@ impl Default for OpenAiConfig {
 /// The Bedrock upstream (`[bedrock]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct BedrockConfig {
     /// Whether Bedrock is used at all.
     pub enabled: bool,
@@ -311,6 +337,7 @@ impl BedrockConfig {
 /// Max-tokens defaults per Bedrock family (`[bedrock.default_max_tokens_by_family]`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct MaxTokensByFamily {
     /// Claude: overrides `bedrock.default_max_tokens`.
     #[serde(alias = "anthropic")]
@@ -324,6 +351,7 @@ pub struct MaxTokensByFamily {
 /// The in-process mock provider (`[mock]`, `--mock`, `MOCK_PROVIDER`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct MockConfig {
     /// Serve `mock/…` models in-process.
     pub enabled: bool,
@@ -332,6 +360,7 @@ pub struct MockConfig {
 /// Model aliases and extra listed models (`[models]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct ModelsConfig {
     /// Alias → model id.
     pub aliases: BTreeMap<String, String>,
@@ -342,6 +371,7 @@ pub struct ModelsConfig {
 /// One routing override (`[[routes]]`): model ids starting with `prefix` go to `provider`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RouteConfig {
     /// Model id prefix.
     pub prefix: String,
@@ -352,8 +382,26 @@ pub struct RouteConfig {
     pub family: Option<BedrockFamily>,
 }
 
+impl RouteConfig {
+    /// Model ids starting with `prefix` go to `provider` (Bedrock: over Converse).
+    pub fn new(prefix: impl Into<String>, provider: RouteProvider) -> Self {
+        RouteConfig {
+            prefix: prefix.into(),
+            provider,
+            family: None,
+        }
+    }
+
+    /// The Bedrock family to call the models with.
+    pub fn with_family(mut self, family: BedrockFamily) -> Self {
+        self.family = Some(family);
+        self
+    }
+}
+
 /// The provider a `[[routes]]` entry names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum RouteProvider {
     /// The OpenAI-compatible upstream.
     #[serde(rename = "openai")]
@@ -385,6 +433,7 @@ impl<'de> Deserialize<'de> for BedrockFamily {
 /// Retry settings (`[retry]`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct RetrySettings {
     /// Attempts in total, first included.
     pub max_attempts: u32,
@@ -409,6 +458,7 @@ impl Default for RetrySettings {
 /// Upstream timeouts (`[timeouts]`, each in milliseconds as `<name>_ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// TCP/TLS connect.
     #[serde(rename = "connect_ms", with = "millis")]
@@ -442,6 +492,7 @@ impl Default for Timeouts {
 /// Logging (`[log]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct LogConfig {
     /// Log filter (`info`, `debug`, `open_bedrock_server=trace`, …).
     pub level: String,
@@ -460,6 +511,7 @@ impl Default for LogConfig {
 
 /// Log line format: `text` (also `pretty`) or `json`, in any case.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LogFormat {
     /// Human-readable.
     #[default]
@@ -530,7 +582,7 @@ impl Config {
             .collect()
     }
 
-    /// Checks the rules serde cannot. Keys are TOML paths; [`Config::load`] renames a key to its
+    /// Checks the rules serde cannot. Keys are TOML paths; `Config::load` renames a key to its
     /// environment variable when the value came from there.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.retry.max_attempts == 0 {

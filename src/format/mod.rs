@@ -179,6 +179,7 @@ impl TargetFormat {
 /// carries (the Claude and Titan stream encoders add it on the Bedrock runtime surface).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct InvocationMetrics {
     /// Input tokens, cache reads and writes excluded.
     pub input_token_count: u64,

@@ -11,7 +11,11 @@ use crate::config::{AwsClientCredential, Config, RetrySettings, Timeouts};
 use crate::detect::DEFAULT_BODY_READ_TIMEOUT;
 use crate::load_shed::InFlightLimitLayer;
 use crate::metrics::Metrics;
-use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider, ProviderService};
+#[cfg(feature = "bedrock")]
+use crate::provider::BedrockProvider;
+#[cfg(feature = "openai")]
+use crate::provider::OpenAiProvider;
+use crate::provider::{Dispatch, MockProvider, ProviderService};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::route::Router;
@@ -23,7 +27,9 @@ use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
 #[derive(Debug)]
 #[must_use]
 pub struct GatewayBuilder {
+    #[cfg(feature = "openai")]
     openai: Option<OpenAiProvider>,
+    #[cfg(feature = "bedrock")]
     bedrock: Option<BedrockProvider>,
     mock: Option<MockProvider>,
     custom: Vec<(Arc<str>, ProviderService)>,
@@ -42,7 +48,9 @@ pub struct GatewayBuilder {
     drain: Duration,
     metrics_addr: Option<std::net::SocketAddr>,
     /// What start-up knows about providers that are off (for [`Gateway::providers`]).
+    #[cfg(feature = "bedrock")]
     bedrock_off: &'static str,
+    #[cfg(feature = "openai")]
     openai_key_set: bool,
 }
 
@@ -57,7 +65,9 @@ impl GatewayBuilder {
     pub fn new() -> Self {
         let defaults = Config::default();
         GatewayBuilder {
+            #[cfg(feature = "openai")]
             openai: None,
+            #[cfg(feature = "bedrock")]
             bedrock: None,
             mock: None,
             custom: Vec::new(),
@@ -75,7 +85,9 @@ impl GatewayBuilder {
             listed_models: Vec::new(),
             drain: defaults.server.shutdown_drain,
             metrics_addr: None,
+            #[cfg(feature = "bedrock")]
             bedrock_off: "off: not configured",
+            #[cfg(feature = "openai")]
             openai_key_set: false,
         }
     }
@@ -100,22 +112,30 @@ impl GatewayBuilder {
         if let Some(port) = config.server.metrics_port {
             b = b.metrics_addr(std::net::SocketAddr::new(config.server.host, port));
         }
-        b.bedrock_off = if config.bedrock.enabled {
-            "off: no AWS region (set AWS_REGION or AWS_DEFAULT_REGION, bedrock.region, or a region in the AWS profile)"
-        } else {
-            "off: disabled (BEDROCK_ENABLED=false / bedrock.enabled = false)"
-        };
-        b.openai_key_set = config.openai.api_key.is_some();
+        #[cfg(feature = "bedrock")]
+        {
+            b.bedrock_off = if config.bedrock.enabled {
+                "off: no AWS region (set AWS_REGION or AWS_DEFAULT_REGION, bedrock.region, or a region in the AWS profile)"
+            } else {
+                "off: disabled (BEDROCK_ENABLED=false / bedrock.enabled = false)"
+            };
+        }
+        #[cfg(feature = "openai")]
+        {
+            b.openai_key_set = config.openai.api_key.is_some();
+        }
         b
     }
 
     /// Serves OpenAI-family models (and routes to `openai`) with `provider`.
+    #[cfg(feature = "openai")]
     pub fn openai(mut self, provider: OpenAiProvider) -> Self {
         self.openai = Some(provider);
         self
     }
 
     /// Serves Bedrock models with `provider`.
+    #[cfg(feature = "bedrock")]
     pub fn bedrock(mut self, provider: BedrockProvider) -> Self {
         self.bedrock = Some(provider);
         self
@@ -242,9 +262,11 @@ impl GatewayBuilder {
     pub fn build(self) -> Gateway {
         let providers = self.statuses();
         let mut dispatch = Dispatch::new(self.router);
+        #[cfg(feature = "openai")]
         if let Some(openai) = self.openai {
             dispatch = dispatch.with_openai(openai);
         }
+        #[cfg(feature = "bedrock")]
         if let Some(bedrock) = self.bedrock {
             dispatch = dispatch.with_bedrock(bedrock);
         }
@@ -285,6 +307,7 @@ impl GatewayBuilder {
     }
 
     fn statuses(&self) -> Vec<ProviderStatus> {
+        #[cfg(feature = "openai")]
         let openai = match &self.openai {
             Some(p) => ProviderStatus {
                 name: "openai".into(),
@@ -305,6 +328,13 @@ impl GatewayBuilder {
                 detail: "off".into(),
             },
         };
+        #[cfg(not(feature = "openai"))]
+        let openai = ProviderStatus {
+            name: "openai".into(),
+            live: false,
+            detail: "off: built without the `openai` feature".into(),
+        };
+        #[cfg(feature = "bedrock")]
         let bedrock = match &self.bedrock {
             Some(p) => ProviderStatus {
                 name: "bedrock".into(),
@@ -319,6 +349,12 @@ impl GatewayBuilder {
                 live: false,
                 detail: self.bedrock_off.into(),
             },
+        };
+        #[cfg(not(feature = "bedrock"))]
+        let bedrock = ProviderStatus {
+            name: "bedrock".into(),
+            live: false,
+            detail: "off: built without the `bedrock` feature".into(),
         };
         let mock = ProviderStatus {
             name: "mock".into(),

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::endpoint::ENDPOINTS;
 use crate::format::{InboundFormat, TargetFormat};
-use crate::provider::{BedrockProvider, OpenAiProvider};
+use crate::provider::Dispatch;
 
 /// What `/v1/chat/completions/health` reports: the providers, the version, the accepted formats
 /// and every endpoint of the [table](super::endpoint).
@@ -15,13 +15,19 @@ pub(crate) struct HealthInfo {
 }
 
 impl HealthInfo {
-    /// Health facts of a gateway with these providers.
-    pub(crate) fn new(
-        openai: Option<&OpenAiProvider>,
-        bedrock: Option<&BedrockProvider>,
-        mock: bool,
-        auth_enabled: bool,
-    ) -> Self {
+    /// Health facts of a gateway with the built-in providers of `dispatch`.
+    pub(crate) fn new(dispatch: &Dispatch, auth_enabled: bool) -> Self {
+        // A built-in provider compiled out is reported like one not configured.
+        #[cfg(feature = "openai")]
+        let openai_url = dispatch
+            .openai()
+            .map(crate::provider::OpenAiProvider::base_url);
+        #[cfg(not(feature = "openai"))]
+        let openai_url: Option<&str> = None;
+        #[cfg(feature = "bedrock")]
+        let bedrock = dispatch.bedrock().map(|b| b.region());
+        #[cfg(not(feature = "bedrock"))]
+        let bedrock: Option<Option<&str>> = None;
         let inbound = [
             InboundFormat::OpenAi,
             InboundFormat::BedrockClaude,
@@ -44,9 +50,9 @@ impl HealthInfo {
             "version": env!("CARGO_PKG_VERSION"),
             "auth": if auth_enabled { "api_key" } else { "disabled" },
             "providers": {
-                "openai": {"configured": openai.is_some(), "base_url": openai.map(OpenAiProvider::base_url)},
-                "bedrock": {"configured": bedrock.is_some(), "region": bedrock.and_then(BedrockProvider::region)},
-                "mock": {"configured": mock},
+                "openai": {"configured": openai_url.is_some(), "base_url": openai_url},
+                "bedrock": {"configured": bedrock.is_some(), "region": bedrock.flatten()},
+                "mock": {"configured": dispatch.mock().is_some()},
             },
             "formats": {"inbound": inbound, "target": target},
             "endpoints": endpoints,

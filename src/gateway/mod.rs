@@ -34,7 +34,6 @@ mod routes;
 
 pub use builder::GatewayBuilder;
 pub use endpoint::{Endpoint, ENDPOINTS};
-pub use models::{ModelList, ModelsService};
 pub use routes::RouteClassifier;
 
 use std::convert::Infallible;
@@ -54,6 +53,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_service::Service;
 
 use self::health::HealthInfo;
+use self::models::ModelsService;
 use self::routes::{HttpService, Routes};
 use crate::auth::ApiKeyAuthLayer;
 use crate::body::{Body, BoxError};
@@ -64,7 +64,7 @@ use crate::load_shed::{InFlight, InFlightBody, InFlightLimitLayer};
 use crate::metrics::{Metrics, MetricsService};
 use crate::model::{ChatCall, ChatReply};
 use crate::observe::ObserveLayer;
-use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider, UpstreamTimeout};
+use crate::provider::{Dispatch, MockProvider, UpstreamTimeout};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
@@ -127,16 +127,21 @@ impl Gateway {
     /// Builds the providers `config` names — the OpenAI-compatible upstream always (its base URL has
     /// a default), Bedrock when enabled and a region is found (one client per region, built once
     /// here), the mock when enabled — and the gateway over them.
+    ///
+    /// A built-in provider whose feature (`openai`, `bedrock`) is off is not built; its
+    /// [`ProviderStatus`] says so.
     pub async fn from_config(config: &Config) -> Result<Self, GatewayError> {
-        let openai = OpenAiProvider::new(&config.openai, &config.timeouts)?;
-        let bedrock = if config.bedrock.enabled {
-            BedrockProvider::from_config(config).await?
-        } else {
-            None
-        };
-        let mut builder = GatewayBuilder::from_config(config).openai(openai);
-        if let Some(bedrock) = bedrock {
-            builder = builder.bedrock(bedrock);
+        let mut builder = GatewayBuilder::from_config(config);
+        #[cfg(feature = "openai")]
+        {
+            let openai = crate::provider::OpenAiProvider::new(&config.openai, &config.timeouts)?;
+            builder = builder.openai(openai);
+        }
+        #[cfg(feature = "bedrock")]
+        if config.bedrock.enabled {
+            if let Some(bedrock) = crate::provider::BedrockProvider::from_config(config).await? {
+                builder = builder.bedrock(bedrock);
+            }
         }
         if config.mock.enabled {
             builder = builder.mock(MockProvider::new());
@@ -252,13 +257,7 @@ impl Gateway {
         let authed = |inner: HttpService| -> HttpService {
             BoxCloneSyncService::new(ServiceBuilder::new().layer(s.auth.clone()).service(inner))
         };
-        let models = ModelsService::new(
-            s.dispatch.openai().cloned(),
-            s.dispatch.bedrock().cloned(),
-            s.dispatch.mock().is_some(),
-            Arc::new(s.dispatch.router().clone()),
-            &s.listed_models,
-        );
+        let models = ModelsService::new(&s.dispatch, &s.listed_models);
         let models: HttpService = BoxCloneSyncService::new(
             ServiceBuilder::new()
                 .option_layer(s.rate_limiter.as_ref().map(RateLimiter::layer))
@@ -268,12 +267,7 @@ impl Gateway {
             ingress: self.ingress_stack(self.core()),
             models: authed(models),
             metrics: authed(BoxCloneSyncService::new(self.metrics_service())),
-            health: HealthInfo::new(
-                s.dispatch.openai(),
-                s.dispatch.bedrock(),
-                s.dispatch.mock().is_some(),
-                !s.auth.is_disabled(),
-            ),
+            health: HealthInfo::new(&s.dispatch, !s.auth.is_disabled()),
         };
         let x_api_key = HeaderName::from_static("x-api-key");
         let stack = ServiceBuilder::new()

@@ -15,23 +15,30 @@ use tower_service::Service;
 use super::json_response;
 use crate::body::Body;
 use crate::error::{ErrorDialect, GatewayError};
-use crate::provider::openai::ModelObject;
-use crate::provider::{BedrockProvider, OpenAiProvider};
+use crate::model::ModelObject;
+#[cfg(feature = "bedrock")]
+use crate::provider::BedrockProvider;
+use crate::provider::Dispatch;
+#[cfg(feature = "openai")]
+use crate::provider::OpenAiProvider;
 use crate::route::{ProviderKind, Router};
 
 /// How long one upstream's model listing may take before the list is served without it.
+#[cfg(any(feature = "openai", feature = "bedrock"))]
 const LIST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `GET /v1/models` and `GET /v1/models/{id}`: the upstreams' lists merged with configured models,
 /// cached for a minute (Bedrock's control plane and OpenAI's list change rarely).
 #[derive(Debug, Clone)]
-pub struct ModelsService {
+pub(crate) struct ModelsService {
     inner: Arc<ModelsInner>,
 }
 
 #[derive(Debug)]
 struct ModelsInner {
+    #[cfg(feature = "openai")]
     openai: Option<OpenAiProvider>,
+    #[cfg(feature = "bedrock")]
     bedrock: Option<BedrockProvider>,
     router: Arc<Router>,
     configured: Vec<ModelObject>,
@@ -41,43 +48,38 @@ struct ModelsInner {
 
 /// The merged list, and the upstreams whose listing failed (said in the reply, never hidden).
 #[derive(Debug, Default)]
-pub struct ModelList {
+pub(crate) struct ModelList {
     /// The models, configured ones first.
-    pub models: Vec<ModelObject>,
+    pub(crate) models: Vec<ModelObject>,
     /// One line per upstream whose listing failed or timed out.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// How long a list that lacks a failed upstream is kept before the upstream is asked again.
 const FAILED_LIST_TTL: Duration = Duration::from_secs(5);
 
 impl ModelsService {
-    /// A models service over the providers, with `listed` extra ids plus the router's aliases.
-    pub fn new(
-        openai: Option<OpenAiProvider>,
-        bedrock: Option<BedrockProvider>,
-        mock: bool,
-        router: Arc<Router>,
-        listed: &[String],
-    ) -> Self {
-        let mock_model = mock.then(|| crate::provider::mock::MOCK_LISTED_MODEL.to_owned());
+    /// A models service over the built-in providers of `dispatch` (the upstreams that list their
+    /// models, and the mock), with `listed` extra ids plus the router's aliases.
+    pub(crate) fn new(dispatch: &Dispatch, listed: &[String]) -> Self {
+        let router = Arc::new(dispatch.router().clone());
+        let mock_model = dispatch
+            .mock()
+            .map(|_| crate::provider::mock::MOCK_LISTED_MODEL.to_owned());
         let mut configured: Vec<ModelObject> = listed
             .iter()
             .chain(router.aliases().keys())
             .chain(mock_model.as_ref())
-            .map(|id| ModelObject {
-                id: id.clone(),
-                object: "model".into(),
-                created: 0,
-                owned_by: owner_of(&router, id),
-            })
+            .map(|id| ModelObject::new(id.clone(), owner_of(&router, id)))
             .collect();
         configured.sort_by(|a, b| a.id.cmp(&b.id));
         configured.dedup_by(|a, b| a.id == b.id);
         ModelsService {
             inner: Arc::new(ModelsInner {
-                openai,
-                bedrock,
+                #[cfg(feature = "openai")]
+                openai: dispatch.openai().cloned(),
+                #[cfg(feature = "bedrock")]
+                bedrock: dispatch.bedrock().cloned(),
                 router,
                 configured,
                 ttl: Duration::from_secs(60),
@@ -88,7 +90,7 @@ impl ModelsService {
 
     /// The merged model list (cached for a minute; a list missing a failed upstream for five
     /// seconds).
-    pub async fn list(&self) -> Arc<ModelList> {
+    pub(crate) async fn list(&self) -> Arc<ModelList> {
         if let Ok(cache) = self.inner.cache.lock() {
             if let Some((at, list)) = cache.as_ref() {
                 let ttl = if list.warnings.is_empty() {
@@ -102,11 +104,14 @@ impl ModelsService {
             }
         }
         let mut all = self.inner.configured.clone();
+        #[cfg_attr(not(any(feature = "openai", feature = "bedrock")), allow(unused_mut))]
         let mut warnings = Vec::new();
+        #[cfg(feature = "openai")]
         if let Some(openai) = &self.inner.openai {
             let listed = tokio::time::timeout(LIST_TIMEOUT, openai.list_models()).await;
             merge_listing("OpenAI", listed, &mut all, &mut warnings);
         }
+        #[cfg(feature = "bedrock")]
         if let Some(bedrock) = &self.inner.bedrock {
             let listed = tokio::time::timeout(LIST_TIMEOUT, bedrock.list_models()).await;
             merge_listing("Bedrock", listed, &mut all, &mut warnings);
@@ -144,19 +149,16 @@ impl ModelsService {
         }
         let raw = &path["/v1/models/".len()..];
         let id = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-        let found = list
-            .models
-            .iter()
-            .find(|m| m.id == id)
-            .cloned()
-            .or_else(|| {
-                self.inner.router.resolve(&id).ok().map(|_| ModelObject {
-                    id: id.to_string(),
-                    object: "model".into(),
-                    created: 0,
-                    owned_by: owner_of(&self.inner.router, &id),
-                })
-            });
+        let found =
+            list.models
+                .iter()
+                .find(|m| m.id == id)
+                .cloned()
+                .or_else(|| {
+                    self.inner.router.resolve(&id).ok().map(|_| {
+                        ModelObject::new(id.to_string(), owner_of(&self.inner.router, &id))
+                    })
+                });
         match found {
             Some(m) => json_response(
                 StatusCode::OK,
@@ -168,6 +170,7 @@ impl ModelsService {
 }
 
 /// Adds one upstream's listing to `all`, or a warning naming the upstream when it failed.
+#[cfg(any(feature = "openai", feature = "bedrock"))]
 fn merge_listing(
     upstream: &str,
     listed: Result<Result<Vec<ModelObject>, GatewayError>, tokio::time::error::Elapsed>,

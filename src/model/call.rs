@@ -18,6 +18,7 @@ use crate::route::Route;
 /// One chat call through the typed core. Cheap to clone (a few `Arc`s), so the retry layer can keep
 /// a copy for the next attempt.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ChatCall {
     /// The canonical request.
     pub request: Arc<ChatRequest>,
@@ -54,6 +55,7 @@ impl ChatCall {
 
 /// Per-request facts that the typed core may need beyond the canonical request.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct CallContext {
     /// The request id (from `x-request-id` or generated), sent upstream and logged.
     pub request_id: Option<http::HeaderValue>,
@@ -69,6 +71,18 @@ pub struct CallContext {
     /// cannot stretch a request past its total time. Set where the call is made (translation,
     /// the Bedrock runtime surface); `None` gives each attempt the total timeout from its start.
     pub deadline: Option<tokio::time::Instant>,
+}
+
+impl CallContext {
+    /// The context of a call whose client wrote `inbound` and reads `target`; set the other
+    /// fields (request id, original body, deadline) as they are known.
+    pub fn new(inbound: InboundFormat, target: ReplyFormat) -> Self {
+        CallContext {
+            inbound,
+            target,
+            ..CallContext::default()
+        }
+    }
 }
 
 /// Facts about one call, filled in as it goes through the stack and read by the log line and the
@@ -146,11 +160,25 @@ impl CallRecord {
 
 /// The client's body as written (native Bedrock formats only), with its format.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct OriginalBody {
     /// The format the body is in.
     pub format: InboundFormat,
     /// The parsed top-level object, forwarded after routing-only keys are removed.
     pub json: Arc<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl OriginalBody {
+    /// The client's `json` body, written in `format`.
+    pub fn new(
+        format: InboundFormat,
+        json: impl Into<Arc<serde_json::Map<String, serde_json::Value>>>,
+    ) -> Self {
+        OriginalBody {
+            format,
+            json: json.into(),
+        }
+    }
 }
 
 /// The typed core's answer: a complete reply, or a stream whose first item has already arrived.

@@ -3,12 +3,45 @@
 //! Every inbound format decodes into [`ChatRequest`]; every outbound format encodes from
 //! [`ChatResponse`] or a stream of [`ChatChunk`]s. The typed core (retry → timeouts → dispatch →
 //! provider) is a `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
+//!
+//! The types are `#[non_exhaustive]`: build them with their constructors (or `Default`) and set
+//! fields afterwards. Fields the gateway does not know are kept in `extra`, so a request reaches
+//! an OpenAI upstream with everything the client sent.
+//!
+//! ```
+//! use open_bedrock_server::model::{
+//!     ChatRequest, ChatResponse, ChunkMeta, Message, ResponseMessage, Role, ToolCall, Usage,
+//! };
+//!
+//! // Unknown fields survive a round trip.
+//! let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}],"seed":7}"#;
+//! let request: ChatRequest = serde_json::from_str(body).unwrap();
+//! assert_eq!(request.extra["seed"], 7);
+//! assert_eq!(serde_json::to_value(&request).unwrap()["seed"], 7);
+//!
+//! // Built in code: constructors, then fields.
+//! let mut request = ChatRequest::new("gpt-4o", vec![Message::text(Role::User, "Weather in Paris?")]);
+//! request.max_completion_tokens = Some(64);
+//! assert_eq!(request.max_output_tokens(), Some(64));
+//!
+//! let call = ToolCall::function("call_1", "get_weather", r#"{"city":"Paris"}"#);
+//! let reply = ChatResponse::new(
+//!     &ChunkMeta::new("gpt-4o"),
+//!     ResponseMessage::assistant(None, Some(vec![call])),
+//!     "tool_calls",
+//!     Some(Usage::from_parts(12, 8, 0, 0)),
+//! );
+//! assert_eq!(reply.object, "chat.completion");
+//! assert_eq!(reply.usage.unwrap().total_tokens, 20);
+//! ```
 
 mod call;
+mod listing;
 mod request;
 mod response;
 
 pub use call::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream, OriginalBody};
+pub use listing::ModelObject;
 pub use request::{
     ChatRequest, ContentPart, FilePart, FunctionCall, FunctionDefinition, ImageUrl, Message,
     MessageContent, Role, Stop, StreamOptions, Tool, ToolCall, ToolChoice, ToolChoiceKind,

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 /// An OpenAI chat-completions request (`POST /v1/chat/completions`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ChatRequest {
     /// Model id as the client wrote it (an alias is resolved by the router, not here).
     pub model: String,
@@ -62,6 +63,16 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// A request for `model` with `messages` and nothing else set (set more through the fields:
+    /// `request.stream = Some(true)`).
+    pub fn new(model: impl Into<String>, messages: Vec<Message>) -> Self {
+        ChatRequest {
+            model: model.into(),
+            messages,
+            ..ChatRequest::default()
+        }
+    }
+
     /// Whether the client asked for a stream.
     pub fn is_stream(&self) -> bool {
         self.stream.unwrap_or(false)
@@ -92,6 +103,7 @@ impl ChatRequest {
 
 /// `stream_options`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StreamOptions {
     /// Add a final chunk with `choices: []` and the full usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +111,16 @@ pub struct StreamOptions {
     /// Other options, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl StreamOptions {
+    /// `{"include_usage": true}`: a final usage chunk on the stream.
+    pub fn with_usage() -> Self {
+        StreamOptions {
+            include_usage: Some(true),
+            extra: Map::new(),
+        }
+    }
 }
 
 /// `stop`: a single string or a list.
@@ -114,6 +136,7 @@ pub enum Stop {
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Role {
     /// System instructions.
     System,
@@ -145,6 +168,7 @@ impl Role {
 
 /// One message of the conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Message {
     /// Author role.
     pub role: Role,
@@ -166,16 +190,35 @@ pub struct Message {
 }
 
 impl Message {
-    /// A message with plain text content.
-    pub fn text(role: Role, text: impl Into<String>) -> Self {
+    /// A message of `role` with `content` (`None`: an assistant turn with only tool calls).
+    pub fn new(role: Role, content: Option<MessageContent>) -> Self {
         Message {
             role,
-            content: Some(MessageContent::Text(text.into())),
+            content,
             name: None,
             tool_calls: None,
             tool_call_id: None,
             extra: Map::new(),
         }
+    }
+
+    /// A message with plain text content.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Message::new(role, Some(MessageContent::Text(text.into())))
+    }
+
+    /// An assistant turn that calls tools.
+    pub fn assistant_tool_calls(calls: Vec<ToolCall>) -> Self {
+        let mut message = Message::new(Role::Assistant, None);
+        message.tool_calls = Some(calls);
+        message
+    }
+
+    /// A `tool` message answering the call `tool_call_id` with `text`.
+    pub fn tool_result(tool_call_id: impl Into<String>, text: impl Into<String>) -> Self {
+        let mut message = Message::text(Role::Tool, text);
+        message.tool_call_id = Some(tool_call_id.into());
+        message
     }
 
     /// All text of the message joined (text parts only; other parts are skipped).
@@ -211,6 +254,7 @@ pub enum MessageContent {
 
 /// One content part. Kept as a flat struct so unknown part types survive a round trip.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ContentPart {
     /// `text`, `image_url`, `input_audio`, `file`, `refusal`, …
     #[serde(rename = "type")]
@@ -233,11 +277,12 @@ pub struct ContentPart {
 }
 
 impl ContentPart {
-    /// A `text` part.
-    pub fn text(text: impl Into<String>) -> Self {
+    /// A part of type `kind` with no member set (for the types without a constructor here:
+    /// set `extra`, e.g. `input_audio`).
+    pub fn new(kind: impl Into<String>) -> Self {
         ContentPart {
-            kind: "text".into(),
-            text: Some(text.into()),
+            kind: kind.into(),
+            text: None,
             image_url: None,
             file: None,
             refusal: None,
@@ -245,24 +290,31 @@ impl ContentPart {
         }
     }
 
+    /// A `text` part.
+    pub fn text(text: impl Into<String>) -> Self {
+        let mut part = ContentPart::new("text");
+        part.text = Some(text.into());
+        part
+    }
+
     /// An `image_url` part.
     pub fn image_url(url: impl Into<String>) -> Self {
-        ContentPart {
-            kind: "image_url".into(),
-            text: None,
-            image_url: Some(ImageUrl {
-                url: url.into(),
-                detail: None,
-            }),
-            file: None,
-            refusal: None,
-            extra: Map::new(),
-        }
+        let mut part = ContentPart::new("image_url");
+        part.image_url = Some(ImageUrl::new(url));
+        part
+    }
+
+    /// A `file` part.
+    pub fn file(file: FilePart) -> Self {
+        let mut part = ContentPart::new("file");
+        part.file = Some(file);
+        part
     }
 }
 
 /// `image_url` member of an image part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ImageUrl {
     /// `https://…` or `data:<mime>;base64,<payload>`.
     pub url: String,
@@ -271,8 +323,19 @@ pub struct ImageUrl {
     pub detail: Option<String>,
 }
 
+impl ImageUrl {
+    /// The image at `url` (`https://…` or a `data:` URL), detail left to the model.
+    pub fn new(url: impl Into<String>) -> Self {
+        ImageUrl {
+            url: url.into(),
+            detail: None,
+        }
+    }
+}
+
 /// `file` member of a file part.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FilePart {
     /// Base64 payload or a data URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -285,8 +348,20 @@ pub struct FilePart {
     pub file_id: Option<String>,
 }
 
+impl FilePart {
+    /// A file sent inline: `file_data` is base64 or a `data:` URL.
+    pub fn data(file_data: impl Into<String>, filename: Option<String>) -> Self {
+        FilePart {
+            file_data: Some(file_data.into()),
+            filename,
+            file_id: None,
+        }
+    }
+}
+
 /// A tool definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Tool {
     /// `function` (or `custom`).
     #[serde(rename = "type")]
@@ -309,11 +384,9 @@ impl Tool {
         Tool {
             kind: "function".into(),
             function: Some(FunctionDefinition {
-                name: name.into(),
                 description,
                 parameters,
-                strict: None,
-                extra: Map::new(),
+                ..FunctionDefinition::new(name)
             }),
             extra: Map::new(),
         }
@@ -322,6 +395,7 @@ impl Tool {
 
 /// A function tool's definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FunctionDefinition {
     /// Function name.
     pub name: String,
@@ -339,6 +413,19 @@ pub struct FunctionDefinition {
     pub extra: Map<String, Value>,
 }
 
+impl FunctionDefinition {
+    /// The function `name`, without description or parameters.
+    pub fn new(name: impl Into<String>) -> Self {
+        FunctionDefinition {
+            name: name.into(),
+            description: None,
+            parameters: None,
+            strict: None,
+            extra: Map::new(),
+        }
+    }
+}
+
 /// `tool_choice`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -351,6 +438,7 @@ pub enum ToolChoice {
 
 /// What a `tool_choice` means, whatever its spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ToolChoiceKind<'a> {
     /// Must not call tools.
     None,
@@ -386,6 +474,7 @@ impl ToolChoice {
 
 /// A tool call in an assistant message (request history or response).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ToolCall {
     /// Call id, echoed by the matching `tool` message.
     pub id: String,
@@ -410,20 +499,28 @@ impl ToolCall {
         ToolCall {
             id: id.into(),
             kind: function_kind(),
-            function: FunctionCall {
-                name: name.into(),
-                arguments: arguments.into(),
-            },
+            function: FunctionCall::new(name, arguments),
         }
     }
 }
 
 /// The function part of a tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FunctionCall {
     /// Function name.
     pub name: String,
     /// Arguments as a JSON-encoded string (not an object).
     #[serde(default)]
     pub arguments: String,
+}
+
+impl FunctionCall {
+    /// A call of `name` with JSON-encoded `arguments`.
+    pub fn new(name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        FunctionCall {
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
 }

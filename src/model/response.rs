@@ -7,6 +7,7 @@ use super::request::{Role, ToolCall};
 
 /// A complete (non-streamed) chat completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ChatResponse {
     /// `chatcmpl-…`, stable for the whole reply.
     pub id: String,
@@ -38,18 +39,21 @@ impl ChatResponse {
         finish_reason: &str,
         usage: Option<Usage>,
     ) -> Self {
+        ChatResponse::with_choices(
+            meta,
+            vec![Choice::new(0, message, Some(finish_reason))],
+            usage,
+        )
+    }
+
+    /// A completion with `choices` (for `n > 1`) and the metadata of `meta`.
+    pub fn with_choices(meta: &ChunkMeta, choices: Vec<Choice>, usage: Option<Usage>) -> Self {
         ChatResponse {
             id: meta.id.clone(),
             object: completion_object(),
             created: meta.created,
             model: meta.model.clone(),
-            choices: vec![Choice {
-                index: 0,
-                message,
-                finish_reason: Some(finish_reason.to_owned()),
-                logprobs: None,
-                extra: Map::new(),
-            }],
+            choices,
             usage,
             extra: Map::new(),
         }
@@ -66,6 +70,7 @@ fn chunk_object() -> String {
 
 /// One choice of a complete reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Choice {
     /// Position of the choice.
     #[serde(default)]
@@ -83,8 +88,22 @@ pub struct Choice {
     pub extra: Map<String, Value>,
 }
 
+impl Choice {
+    /// Choice `index` answering `message`, ended by `finish_reason`.
+    pub fn new(index: u32, message: ResponseMessage, finish_reason: Option<&str>) -> Self {
+        Choice {
+            index,
+            message,
+            finish_reason: finish_reason.map(str::to_owned),
+            logprobs: None,
+            extra: Map::new(),
+        }
+    }
+}
+
 /// The assistant message of a complete reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ResponseMessage {
     /// Always `assistant`.
     pub role: Role,
@@ -121,6 +140,7 @@ impl ResponseMessage {
 
 /// Token usage in OpenAI terms (`prompt_tokens` includes cached tokens).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Usage {
     /// All input tokens, cached ones included.
     #[serde(default)]
@@ -181,6 +201,7 @@ impl Usage {
 
 /// `usage.prompt_tokens_details`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PromptTokensDetails {
     /// Input tokens served from the cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,6 +216,7 @@ pub struct PromptTokensDetails {
 
 /// One streamed chunk (`chat.completion.chunk`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ChatChunk {
     /// Same id on every chunk of a stream.
     pub id: String,
@@ -226,13 +248,7 @@ impl ChatChunk {
             object: chunk_object(),
             created: meta.created,
             model: meta.model.clone(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason: finish_reason.map(str::to_owned),
-                logprobs: None,
-                extra: Map::new(),
-            }],
+            choices: vec![ChunkChoice::new(0, delta, finish_reason)],
             usage: None,
             extra: Map::new(),
         }
@@ -259,6 +275,7 @@ impl ChatChunk {
 
 /// What stays the same on every chunk of one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChunkMeta {
     /// `chatcmpl-…`.
     pub id: String,
@@ -271,9 +288,14 @@ pub struct ChunkMeta {
 impl ChunkMeta {
     /// Metadata for a new stream of `model`, with a fresh id and the current time.
     pub fn new(model: impl Into<String>) -> Self {
+        ChunkMeta::from_parts(super::completion_id(), super::unix_now(), model)
+    }
+
+    /// Metadata with a given id and creation time (an upstream's own, or fixed ones in tests).
+    pub fn from_parts(id: impl Into<String>, created: u64, model: impl Into<String>) -> Self {
         ChunkMeta {
-            id: super::completion_id(),
-            created: super::unix_now(),
+            id: id.into(),
+            created,
             model: model.into(),
         }
     }
@@ -281,6 +303,7 @@ impl ChunkMeta {
 
 /// One choice of a chunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ChunkChoice {
     /// Choice position.
     #[serde(default)]
@@ -299,8 +322,22 @@ pub struct ChunkChoice {
     pub extra: Map<String, Value>,
 }
 
+impl ChunkChoice {
+    /// Choice `index` changed by `delta`; `finish_reason` on the chunk that ends it.
+    pub fn new(index: u32, delta: Delta, finish_reason: Option<&str>) -> Self {
+        ChunkChoice {
+            index,
+            delta,
+            finish_reason: finish_reason.map(str::to_owned),
+            logprobs: None,
+            extra: Map::new(),
+        }
+    }
+}
+
 /// The changed part of the assistant message.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Delta {
     /// `assistant` on the first chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -351,6 +388,7 @@ impl Delta {
 
 /// A fragment of one tool call inside a delta.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ToolCallDelta {
     /// Position of the call in the message (not the upstream block index).
     pub index: u32,
@@ -395,6 +433,7 @@ impl ToolCallDelta {
 
 /// Function part of a tool-call fragment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FunctionCallDelta {
     /// Function name, on the first fragment.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,7 +18,11 @@ use std::task::{Context, Poll};
 use tower::util::{BoxCloneSyncService, Oneshot};
 use tower_service::Service;
 
-use super::{BedrockProvider, MockProvider, OpenAiProvider};
+#[cfg(feature = "bedrock")]
+use super::BedrockProvider;
+use super::MockProvider;
+#[cfg(feature = "openai")]
+use super::OpenAiProvider;
 use crate::error::GatewayError;
 use crate::model::{ChatCall, ChatReply};
 use crate::route::{ProviderKind, Route, Router};
@@ -31,7 +35,9 @@ pub type ProviderService = BoxCloneSyncService<ChatCall, ChatReply, GatewayError
 pub struct Dispatch {
     router: Arc<Router>,
     providers: Arc<HashMap<Arc<str>, ProviderService>>,
+    #[cfg(feature = "openai")]
     openai: Option<OpenAiProvider>,
+    #[cfg(feature = "bedrock")]
     bedrock: Option<BedrockProvider>,
     mock: Option<MockProvider>,
 }
@@ -53,13 +59,16 @@ impl Dispatch {
         Dispatch {
             router: Arc::new(router),
             providers: Arc::new(HashMap::new()),
+            #[cfg(feature = "openai")]
             openai: None,
+            #[cfg(feature = "bedrock")]
             bedrock: None,
             mock: None,
         }
     }
 
     /// Serves the `openai` provider with `provider` (also used for the model listing and health).
+    #[cfg(feature = "openai")]
     pub fn with_openai(mut self, provider: OpenAiProvider) -> Self {
         self = self.with_provider("openai", provider.clone());
         self.openai = Some(provider);
@@ -67,6 +76,7 @@ impl Dispatch {
     }
 
     /// Serves the `bedrock` provider with `provider` (also used for the model listing and health).
+    #[cfg(feature = "bedrock")]
     pub fn with_bedrock(mut self, provider: BedrockProvider) -> Self {
         self = self.with_provider("bedrock", provider.clone());
         self.bedrock = Some(provider);
@@ -93,7 +103,9 @@ impl Dispatch {
     {
         let name = name.into();
         match &*name {
+            #[cfg(feature = "openai")]
             "openai" => self.openai = None,
+            #[cfg(feature = "bedrock")]
             "bedrock" => self.bedrock = None,
             "mock" => self.mock = None,
             _ => {}
@@ -118,11 +130,13 @@ impl Dispatch {
     }
 
     /// The built-in OpenAI provider, if it serves the `openai` provider.
+    #[cfg(feature = "openai")]
     pub fn openai(&self) -> Option<&OpenAiProvider> {
         self.openai.as_ref()
     }
 
     /// The built-in Bedrock provider, if it serves the `bedrock` provider.
+    #[cfg(feature = "bedrock")]
     pub fn bedrock(&self) -> Option<&BedrockProvider> {
         self.bedrock.as_ref()
     }

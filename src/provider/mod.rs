@@ -1,8 +1,9 @@
 //! Providers, and the dispatch and timeout stages of the typed core.
 //!
 //! Every provider is a `Service<ChatCall, Response = ChatReply, Error = GatewayError>`:
-//! [`OpenAiProvider`], [`BedrockProvider`], [`MockProvider`], or any service of the user's.
-//! [`Dispatch`] holds them by name, routes each [`ChatCall`] by model
+//! `OpenAiProvider` (the `openai` feature), `BedrockProvider` (the `bedrock` feature),
+//! [`MockProvider`], or any service of the user's. [`Dispatch`] holds them by name, routes each
+//! [`ChatCall`](crate::model::ChatCall) by model
 //! ([`Router`](crate::route::Router)) to the named provider and hands it the
 //! [`Route`](crate::route::Route) in the call; an unknown model is answered with 404 and a provider
 //! name with no service behind it with 503, before any upstream is called. [`UpstreamTimeout`]
@@ -46,42 +47,25 @@
 //! # }
 //! ```
 
+#[cfg(feature = "bedrock")]
 pub mod bedrock;
 pub mod dispatch;
 pub mod mock;
+#[cfg(feature = "openai")]
 pub mod openai;
 pub mod timeout;
+#[cfg(any(feature = "openai", feature = "bedrock"))]
+mod upstream;
 
-use std::future::Future;
-use std::pin::Pin;
-
-use futures_util::{Stream, StreamExt};
-
-use crate::error::GatewayError;
-use crate::model::{ChatChunk, ChatReply, ChunkStream};
-
+#[cfg(feature = "bedrock")]
 pub use bedrock::BedrockProvider;
 pub use dispatch::{Dispatch, ProviderService};
 pub use mock::MockProvider;
+#[cfg(feature = "openai")]
 pub use openai::OpenAiProvider;
-pub use timeout::{TimedStream, UpstreamTimeout, UpstreamTimeoutLayer};
+pub use timeout::{UpstreamTimeout, UpstreamTimeoutLayer};
+#[cfg(any(feature = "openai", feature = "bedrock"))]
+pub use upstream::ProviderFuture;
 
-/// The response future of the OpenAI and Bedrock provider services.
-pub type ProviderFuture = Pin<Box<dyn Future<Output = Result<ChatReply, GatewayError>> + Send>>;
-
-/// Awaits the first item of `stream` so that failures before the first byte stay retryable, then
-/// answers the stream with that item put back in front.
-pub(crate) async fn first_then_rest<S>(mut stream: S) -> Result<ChatReply, GatewayError>
-where
-    S: Stream<Item = Result<ChatChunk, GatewayError>> + Send + Unpin + 'static,
-{
-    match stream.next().await {
-        None => Err(GatewayError::upstream_protocol(
-            "The upstream stream ended before its first event.",
-        )),
-        Some(Err(e)) => Err(e),
-        Some(Ok(first)) => Ok(ChatReply::Stream(ChunkStream::new(
-            futures_util::stream::once(std::future::ready(Ok(first))).chain(stream),
-        ))),
-    }
-}
+#[cfg(any(feature = "openai", feature = "bedrock"))]
+pub(crate) use upstream::first_then_rest;

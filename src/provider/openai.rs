@@ -32,7 +32,7 @@ use super::{first_then_rest, ProviderFuture};
 use crate::config::{OpenAiConfig, Timeouts};
 use crate::error::GatewayError;
 use crate::format::openai::{decode_error, OpenAiStreamDecoder};
-use crate::model::{ChatCall, ChatReply, ChatRequest, ChatResponse};
+use crate::model::{ChatCall, ChatReply, ChatRequest, ChatResponse, ModelObject};
 use crate::stream::decode_stream;
 
 /// Largest upstream response body read into memory (complete replies and error bodies).
@@ -58,26 +58,6 @@ impl std::fmt::Debug for OpenAiProvider {
             .field("base_url", &self.inner.base_url)
             .finish_non_exhaustive()
     }
-}
-
-/// One entry of an OpenAI `/v1/models` list.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
-pub struct ModelObject {
-    /// Model id.
-    pub id: String,
-    /// Always `model`.
-    #[serde(default = "model_object")]
-    pub object: String,
-    /// Unix seconds.
-    #[serde(default)]
-    pub created: u64,
-    /// Owner.
-    #[serde(default)]
-    pub owned_by: String,
-}
-
-fn model_object() -> String {
-    "model".into()
 }
 
 impl OpenAiProvider {

@@ -6,7 +6,7 @@
 //!   to "now + `total`"); every attempt is bounded by it, so retries cannot stretch a request past
 //!   its total time. A call without one gets `total` from the start of each attempt.
 //! - **A stream** must show its first event within `first_byte` (a 504 the retry layer may retry);
-//!   after that [`TimedStream`] ends it with an in-band 504 when it is silent for `stream_idle` or
+//!   after that a stream guard ends it with an in-band 504 when it is silent for `stream_idle` or
 //!   when the deadline passes.
 //! - **A complete reply** arrives all at once, so it gets until the deadline — and is not retried
 //!   when that runs out, since the upstream did (and billed) the work.
@@ -24,7 +24,8 @@
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let timeouts = Timeouts { total: Duration::from_millis(20), ..Timeouts::default() };
+//! let mut timeouts = Timeouts::default();
+//! timeouts.total = Duration::from_millis(20);
 //! let never = tower::service_fn(|_call: ChatCall| async {
 //!     std::future::pending::<Result<ChatReply, GatewayError>>().await
 //! });
@@ -74,7 +75,7 @@ impl<S> Layer<S> for UpstreamTimeoutLayer {
 }
 
 /// Bounds each call to `S` by the first-byte timeout (streams) and the request's deadline, and
-/// guards the streams it answers with [`TimedStream`].
+/// ends the streams it answers when they stall (idle gap) or outlive the deadline.
 #[derive(Debug, Clone)]
 pub struct UpstreamTimeout<S> {
     inner: S,
@@ -228,7 +229,7 @@ where
 pin_project_lite::pin_project! {
     /// A stream guard: ends the stream with an in-band 504 when the upstream is silent for longer
     /// than the idle gap, or when the total deadline passes — a stalled stream never hangs a client.
-    pub struct TimedStream {
+    pub(crate) struct TimedStream {
         inner: ChunkStream,
         idle: Duration,
         // When the last item arrived; the idle timer is re-armed from it only when it fires,
@@ -244,7 +245,7 @@ pin_project_lite::pin_project! {
 
 impl TimedStream {
     /// Guards `inner` with an `idle` gap and an absolute `deadline`.
-    pub fn new(inner: ChunkStream, idle: Duration, deadline: Instant) -> Self {
+    pub(crate) fn new(inner: ChunkStream, idle: Duration, deadline: Instant) -> Self {
         TimedStream {
             inner,
             idle,

@@ -29,6 +29,7 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 /// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RateLimitConfig {
     /// Steady request rate per key: one request every `60 s / requests_per_minute`.
     pub requests_per_minute: NonZeroU32,
@@ -55,6 +56,7 @@ pub struct RateLimitConfig {
 /// Limits for one key; a field left out keeps the default's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct KeyRateLimit {
     /// Steady request rate for this key.
     pub requests_per_minute: Option<NonZeroU32>,

@@ -11,7 +11,7 @@
 //! chunks, ConverseStream events); a [`Framer`] per wire writes them — SSE
 //! ([`crate::sse::SseFramer`]) or AWS event-stream ([`crate::eventstream`]) — and owns what belongs
 //! to the wire: the keep-alive, and the in-band error rendered by the one
-//! [`GatewayError`](crate::error::GatewayError) renderer. So one encoder serves several wires (the
+//! [`GatewayError`] renderer. So one encoder serves several wires (the
 //! Anthropic events go out as SSE to `/v1/messages` and as event-stream `chunk` frames to
 //! `invoke-with-response-stream`), and nothing re-parses the gateway's own output.
 //!

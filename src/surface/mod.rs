@@ -13,10 +13,18 @@
 //! native body to a Bedrock model of its own family is forwarded as written.
 //!
 //! ```
-//! use open_bedrock_server::surface::bedrock_runtime::{parse_path, Operation};
+//! use open_bedrock_server::detect::Classify;
+//! use open_bedrock_server::format::{InboundFormat, ReplyFormat};
+//! use open_bedrock_server::surface::bedrock_runtime::BedrockRuntimeClassifier;
 //!
-//! let (model, op) = parse_path("/model/gpt-4o/converse").unwrap();
-//! assert_eq!((model.as_str(), op), ("gpt-4o", Some(Operation::Converse)));
+//! // A Converse call for an OpenAI model: Converse in, Converse out, the model from the path.
+//! let (head, ()) = http::Request::post("/model/gpt-4o/converse").body(()).unwrap().into_parts();
+//! let classified = BedrockRuntimeClassifier.classify(&head, &Default::default()).unwrap();
+//! assert_eq!(classified.model.as_deref(), Some("gpt-4o"));
+//! assert_eq!(
+//!     (classified.inbound, classified.reply),
+//!     (InboundFormat::Converse, ReplyFormat::BedrockConverse)
+//! );
 //! ```
 
 pub mod anthropic;

@@ -31,6 +31,7 @@
 //! [`ChatRequest`]: crate::model::ChatRequest
 //! [`ChatCall`]: crate::model::ChatCall
 //! [`ChatReply`]: crate::model::ChatReply
+//! [`ReplyFormat`]: crate::format::ReplyFormat
 
 mod reply;
 mod service;

@@ -5,6 +5,11 @@
 //! test asserts both what the client got and what the upstream received, and counts attempts.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+// The gateway's own SigV4 verifier, compiled into the fake (it is internal to the crate): the fake
+// Bedrock checks the signatures the AWS SDK inside the gateway makes, as strictly as AWS does.
+#[path = "../../src/sigv4.rs"]
+mod sigv4;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -456,7 +461,7 @@ fn check_auth(req: &Recorded) -> Result<(), Reply> {
             ))
         };
     }
-    let Some(parsed) = open_bedrock_server::sigv4::parse_authorization(auth) else {
+    let Some(parsed) = sigv4::parse_authorization(auth) else {
         return Err(aws_error(
             403,
             "MissingAuthenticationTokenException",
@@ -484,7 +489,11 @@ fn check_auth(req: &Recorded) -> Result<(), Reply> {
         builder = builder.header(k, v);
     }
     let (parts, ()) = builder.body(()).unwrap().into_parts();
-    open_bedrock_server::sigv4::verify(&parts, &req.body, AWS_SECRET_KEY).map_err(|e| {
+    let payload_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&req.body))
+    };
+    sigv4::verify_hash(&parts, &payload_hash, AWS_SECRET_KEY).map_err(|e| {
         aws_error(403, "InvalidSignatureException", &format!("The request signature we calculated does not match the signature you provided ({e:?})."))
     })
 }

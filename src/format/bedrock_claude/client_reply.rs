@@ -11,7 +11,7 @@
 //! message_stop
 //! ```
 //!
-//! The block structure comes from the shared [`BlockSequencer`]; the wire (SSE, or event-stream
+//! The block structure comes from the block sequencer shared with the Converse encoder; the wire (SSE, or event-stream
 //! `chunk` frames) is the framer's business.
 
 use serde::Serialize;

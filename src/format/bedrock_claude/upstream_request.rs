@@ -20,16 +20,22 @@ use crate::model::{
 
 /// Options of the canonical → Claude encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClaudeRequestOptions {
     /// `max_tokens` when the client gave no limit (Claude requires one).
     pub default_max_tokens: u32,
 }
 
+impl ClaudeRequestOptions {
+    /// Sends `default_max_tokens` when the client gave no limit.
+    pub fn new(default_max_tokens: u32) -> Self {
+        ClaudeRequestOptions { default_max_tokens }
+    }
+}
+
 impl Default for ClaudeRequestOptions {
     fn default() -> Self {
-        ClaudeRequestOptions {
-            default_max_tokens: 4096,
-        }
+        ClaudeRequestOptions::new(4096)
     }
 }
 

@@ -11,9 +11,17 @@ const ROUTING_KEYS: [&str; 4] = ["model", "model_id", "modelId", "stream"];
 
 /// Options for [`encode_request`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TitanRequestOptions {
     /// `maxTokenCount` to send when the client set no token limit (`None`: let Titan decide).
     pub default_max_tokens: Option<u32>,
+}
+
+impl TitanRequestOptions {
+    /// Sends `default_max_tokens` (if any) when the client gave no limit.
+    pub fn new(default_max_tokens: Option<u32>) -> Self {
+        TitanRequestOptions { default_max_tokens }
+    }
 }
 
 /// Encodes a canonical request as a Titan text body.

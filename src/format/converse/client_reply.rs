@@ -10,7 +10,7 @@ use crate::model::{finish_reason, ChatChunk, ChatResponse, Usage};
 use crate::stream::{EventEncoder, Framer, WireEvent};
 
 /// OpenAI `finish_reason` → Converse `stopReason`.
-pub fn stop_reason(finish: Option<&str>) -> &'static str {
+pub(crate) fn stop_reason(finish: Option<&str>) -> &'static str {
     match finish {
         Some(finish_reason::LENGTH) => "max_tokens",
         Some(finish_reason::TOOL_CALLS) | Some("function_call") => "tool_use",
@@ -20,7 +20,7 @@ pub fn stop_reason(finish: Option<&str>) -> &'static str {
 }
 
 /// Converse `usage`: `inputTokens` excludes cache reads and writes, which are reported apart.
-pub fn usage_json(usage: Option<&Usage>) -> Value {
+pub(crate) fn usage_json(usage: Option<&Usage>) -> Value {
     let Some(u) = usage else {
         return json!({"inputTokens": 0, "outputTokens": 0, "totalTokens": 0});
     };
@@ -159,7 +159,7 @@ pub enum ConverseDelta<'a> {
 /// Canonical chunks → ConverseStream events (`messageStart`, `contentBlockStart` for tool uses,
 /// `contentBlockDelta`, `contentBlockStop`, `messageStop`, `metadata`).
 ///
-/// Blocks come from the shared [`BlockSequencer`]. The finish chunk yields `messageStop` at once;
+/// Blocks come from the block sequencer shared with the Claude encoder. The finish chunk yields `messageStop` at once;
 /// `metadata` follows with the usage chunk, or at [`finish`](EventEncoder::finish) with zero usage
 /// when none arrived.
 #[derive(Debug, Default)]

@@ -1,10 +1,12 @@
 //! Canonical ⇄ the Bedrock Converse / ConverseStream API, as `aws-sdk-bedrockruntime` types.
 //!
 //! The client direction (JSON, for the Bedrock runtime surface's `converse` / `converse-stream`
-//! routes) is in [`client_request`] and [`client_reply`]. The upstream mapping decisions
-//! (PROTOCOLS 4 and 5):
+//! routes) is in [`client_request`] and [`client_reply`], and needs no feature. The upstream
+//! direction builds and reads the SDK's types, so it comes with the `bedrock` feature:
+//! `encode_request`, `decode_response`, `map_stop_reason`, `ConverseStreamDecoder`, and
+//! `json_to_document` / `document_to_json`. Its mapping decisions (PROTOCOLS 4 and 5):
 //!
-//! - **Request** ([`encode_request`] → [`ConverseRequest`]):
+//! - **Request** (`encode_request` → `ConverseRequest`):
 //!   - `system`/`developer` messages (any position) become system text blocks.
 //!   - Adjacent same-role turns are merged; tool results go into a user turn together with any
 //!     following user text; a `"."` user turn is inserted when the history does not start with a
@@ -28,22 +30,30 @@
 //!     spelling gpt-oss-style models take natively; model-family specific translations such as
 //!     Claude `thinking` or Nova `reasoningConfig` are left to the provider, which knows the model),
 //!     and `{"top_k": n}` from the `top_k` extension field.
-//! - **Response** ([`decode_response`]): text joined, tool uses → tool calls (ids preserved),
-//!   reasoning text → `reasoning_content`, `stopReason` via [`map_stop_reason`] (`tool_calls`
+//! - **Response** (`decode_response`): text joined, tool uses → tool calls (ids preserved),
+//!   reasoning text → `reasoning_content`, `stopReason` via `map_stop_reason` (`tool_calls`
 //!   whenever tool calls are present), usage with cache reads/writes added into `prompt_tokens`.
-//! - **Stream** ([`ConverseStreamDecoder`]): see its docs; the finish chunk waits for `metadata`
+//! - **Stream** (`ConverseStreamDecoder`): see its docs; the finish chunk waits for `metadata`
 //!   so a usage chunk can follow it.
 
 pub mod client_reply;
 pub mod client_request;
+#[cfg(feature = "bedrock")]
 mod document;
+#[cfg(feature = "bedrock")]
 mod upstream_reply;
+#[cfg(feature = "bedrock")]
 mod upstream_request;
+#[cfg(feature = "bedrock")]
 mod upstream_stream;
 
 pub use client_reply::{encode_client_response, ConverseEvent, ConverseStreamEncoder};
 pub use client_request::decode_client_request;
+#[cfg(feature = "bedrock")]
 pub use document::{document_to_json, json_to_document};
+#[cfg(feature = "bedrock")]
 pub use upstream_reply::{decode_response, map_stop_reason};
+#[cfg(feature = "bedrock")]
 pub use upstream_request::{encode_request, ConverseOptions, ConverseRequest};
+#[cfg(feature = "bedrock")]
 pub use upstream_stream::ConverseStreamDecoder;

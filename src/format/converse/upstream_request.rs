@@ -41,6 +41,7 @@ const EMPTY_TOOL_RESULT: &str = "(no output)";
 /// The Converse / ConverseStream input, minus the model id and guardrail settings (which the
 /// provider adds from its configuration).
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ConverseRequest {
     /// The conversation: starts with `user`, roles alternate.
     pub messages: Vec<types::Message>,
@@ -56,9 +57,17 @@ pub struct ConverseRequest {
 
 /// Options for [`encode_request`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConverseOptions {
     /// `maxTokens` to send when the client set no token limit (`None`: the model maximum).
     pub default_max_tokens: Option<u32>,
+}
+
+impl ConverseOptions {
+    /// Sends `default_max_tokens` (if any) when the client gave no limit.
+    pub fn new(default_max_tokens: Option<u32>) -> Self {
+        ConverseOptions { default_max_tokens }
+    }
 }
 
 /// Encodes a canonical request as Converse input (PROTOCOLS 4 and 5).

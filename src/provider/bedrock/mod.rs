@@ -50,7 +50,7 @@ use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta};
 use crate::route::{BedrockFamily, ProviderKind};
 use crate::stream::decode_stream;
 
-pub use models::list_models_with;
+use models::list_models_with;
 
 /// The Bedrock upstream. Cheap to clone.
 #[derive(Clone)]
@@ -154,15 +154,9 @@ impl BedrockProvider {
                 client: runtime_config(None),
                 regional,
                 control,
-                claude: ClaudeRequestOptions {
-                    default_max_tokens: config.bedrock.claude_default_max_tokens(),
-                },
-                titan: TitanRequestOptions {
-                    default_max_tokens: config.bedrock.titan_default_max_tokens(),
-                },
-                converse: ConverseOptions {
-                    default_max_tokens: config.bedrock.converse_default_max_tokens(),
-                },
+                claude: ClaudeRequestOptions::new(config.bedrock.claude_default_max_tokens()),
+                titan: TitanRequestOptions::new(config.bedrock.titan_default_max_tokens()),
+                converse: ConverseOptions::new(config.bedrock.converse_default_max_tokens()),
             }),
         }
     }
@@ -173,9 +167,7 @@ impl BedrockProvider {
     }
 
     /// Lists Bedrock text models and system inference profiles from the control plane.
-    pub async fn list_models(
-        &self,
-    ) -> Result<Vec<crate::provider::openai::ModelObject>, GatewayError> {
+    pub async fn list_models(&self) -> Result<Vec<crate::model::ModelObject>, GatewayError> {
         list_models_with(&self.inner.control).await
     }
 

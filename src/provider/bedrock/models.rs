@@ -4,7 +4,7 @@
 use aws_sdk_bedrock::types::{InferenceProfileType, InferenceType, ModelModality};
 
 use crate::error::GatewayError;
-use crate::provider::openai::ModelObject;
+use crate::model::ModelObject;
 
 fn control_error<E: std::error::Error>(what: &str, e: E) -> GatewayError {
     let mut msg = e.to_string();
@@ -31,7 +31,7 @@ fn vendor_of(id: &str) -> String {
 }
 
 /// Lists models through `control` (ListFoundationModels + paginated ListInferenceProfiles).
-pub async fn list_models_with(
+pub(crate) async fn list_models_with(
     control: &aws_sdk_bedrock::Client,
 ) -> Result<Vec<ModelObject>, GatewayError> {
     let fm = control

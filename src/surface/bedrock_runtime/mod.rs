@@ -20,13 +20,30 @@
 //! SigV4 layer, the path parsing and its classifier, [`BedrockRuntimeClassifier`].
 //!
 //! ```
-//! use open_bedrock_server::surface::bedrock_runtime::{parse_path, Operation};
+//! use open_bedrock_server::detect::Classify;
+//! use open_bedrock_server::format::{InboundFormat, ReplyFormat};
+//! use open_bedrock_server::surface::bedrock_runtime::BedrockRuntimeClassifier;
 //!
-//! let (model, op) = parse_path("/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke").unwrap();
-//! assert_eq!((model.as_str(), op), ("anthropic.claude-3-haiku-20240307-v1:0", Some(Operation::Invoke)));
-//! let (model, op) = parse_path("/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Aapplication-inference-profile%2Fabc/converse-stream").unwrap();
-//! assert_eq!((model.as_str(), op), ("arn:aws:bedrock:us-east-1:1:application-inference-profile/abc", Some(Operation::ConverseStream)));
-//! assert_eq!(parse_path("/model/m/count-tokens").unwrap().1, None);
+//! let head = |path: &str| http::Request::post(path).body(()).unwrap().into_parts().0;
+//! let classify = |path: &str, body: serde_json::Value| {
+//!     BedrockRuntimeClassifier.classify(&head(path), body.as_object().unwrap())
+//! };
+//!
+//! // The model id is percent-decoded; a Claude body is answered as Claude.
+//! let claude = serde_json::json!({"anthropic_version": "bedrock-2023-05-31", "messages": []});
+//! let c = classify("/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke", claude).unwrap();
+//! assert_eq!(c.model.as_deref(), Some("anthropic.claude-3-haiku-20240307-v1:0"));
+//! assert_eq!((c.inbound, c.reply), (InboundFormat::BedrockClaude, ReplyFormat::BedrockInvokeClaude));
+//! assert_eq!(c.stream, Some(false));
+//!
+//! let arn = "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Aapplication-inference-profile%2Fabc/converse-stream";
+//! let c = classify(arn, serde_json::json!({})).unwrap();
+//! assert_eq!(c.model.as_deref(), Some("arn:aws:bedrock:us-east-1:1:application-inference-profile/abc"));
+//! assert_eq!(c.stream, Some(true));
+//!
+//! // An operation the gateway does not serve is Bedrock's 404.
+//! let err = classify("/model/m/count-tokens", serde_json::json!({})).unwrap_err();
+//! assert_eq!(err.status(), 404);
 //! ```
 
 pub mod auth;
@@ -40,7 +57,7 @@ use crate::format::{InboundFormat, ReplyFormat};
 
 /// A Bedrock runtime operation the gateway serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
+pub(crate) enum Operation {
     /// `InvokeModel`.
     Invoke,
     /// `InvokeModelWithResponseStream`.
@@ -53,14 +70,14 @@ pub enum Operation {
 
 impl Operation {
     /// Whether the operation answers with an event stream.
-    pub fn is_stream(self) -> bool {
+    pub(crate) fn is_stream(self) -> bool {
         matches!(self, Operation::InvokeStream | Operation::ConverseStream)
     }
 }
 
 /// Splits `/model/{modelId}/{operation}` into the decoded model id and the operation (`None` for
 /// an operation the gateway does not serve); `None` when the path has no model label.
-pub fn parse_path(path: &str) -> Option<(String, Option<Operation>)> {
+pub(crate) fn parse_path(path: &str) -> Option<(String, Option<Operation>)> {
     let rest = path.strip_prefix("/model/")?;
     let (raw, op) = rest.rsplit_once('/')?;
     if raw.is_empty() {
