@@ -15,7 +15,7 @@ use aws_sdk_bedrockruntime::types::{
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use open_bedrock_server::error::ErrorDialect;
-use open_bedrock_server::eventstream::{EventStreamFramer, InvokeChunkFramer};
+use open_bedrock_server::eventstream::EventStreamFramer;
 use open_bedrock_server::format::bedrock_claude::{ClaudeStreamDecoder, ClaudeStreamEncoder};
 use open_bedrock_server::format::bedrock_titan::{TitanStreamDecoder, TitanStreamEncoder};
 use open_bedrock_server::format::converse::{ConverseStreamDecoder, ConverseStreamEncoder};
@@ -144,7 +144,7 @@ fn encoders(c: &mut Criterion) {
         &mut g,
         "canonical_to_claude_invoke_frame",
         ClaudeStreamEncoder::bedrock(),
-        InvokeChunkFramer::new(),
+        EventStreamFramer::invoke_chunks(),
     );
     bench_encoder(
         &mut g,

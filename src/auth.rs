@@ -211,20 +211,7 @@ pub struct ApiKeyAuth<S, V = StaticKeys> {
 }
 
 impl<S, V> ApiKeyAuth<S, V> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::define_inner_service_accessors!();
 }
 
 /// The key a request presents, from `Authorization: Bearer` or `x-api-key`.

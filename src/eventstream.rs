@@ -1,6 +1,6 @@
 //! The AWS event-stream wire (PROTOCOLS 2.6) for client streams: the framers of
 //! `converse-stream` ([`EventStreamFramer`]) and `invoke-with-response-stream`
-//! ([`InvokeChunkFramer`]).
+//! ([`EventStreamFramer::invoke_chunks`]).
 //!
 //! Frames are written with `aws-smithy-eventstream`, so lengths, CRCs and header encoding are the
 //! SDKs' own. A mid-stream error becomes one exception frame (`:message-type: exception`) and the
@@ -75,65 +75,53 @@ pub fn exception_type(error: &GatewayError) -> &'static str {
     }
 }
 
-/// Writes typed events as event-stream messages whose `:event-type` is the event's name and whose
-/// payload is its JSON — the framing of `converse-stream`. The in-band error is one exception
-/// message ([`exception_type`], payload `{"message"}`); there is no keep-alive (a comment would
-/// corrupt the framing).
+/// Writes typed events as AWS event-stream messages, in one of two layouts:
+///
+/// - [`EventStreamFramer::new`] (`converse-stream`): each event is a message whose
+///   `:event-type` is the event's name and whose payload is its JSON;
+/// - [`EventStreamFramer::invoke_chunks`] (`invoke-with-response-stream`): each event is a `chunk`
+///   message whose payload is `{"bytes": "<base64 of the event's JSON>"}`, for the model-native
+///   events of the Claude and Titan encoders.
+///
+/// The in-band error is one exception message ([`exception_type`], payload `{"message"}`); there
+/// is no keep-alive (a comment would corrupt the framing).
 #[derive(Debug, Default)]
 pub struct EventStreamFramer {
     buf: BytesMut,
+    /// `Some` (a scratch buffer for the event JSON) in the `chunk` layout.
+    chunks: Option<Vec<u8>>,
 }
 
 impl EventStreamFramer {
-    /// A new framer.
+    /// The `converse-stream` layout: one message per event, named by it.
     pub fn new() -> Self {
         EventStreamFramer::default()
+    }
+
+    /// The `invoke-with-response-stream` layout: every event a base64 `chunk`.
+    pub fn invoke_chunks() -> Self {
+        EventStreamFramer {
+            buf: BytesMut::new(),
+            chunks: Some(Vec::new()),
+        }
     }
 }
 
 impl Framer for EventStreamFramer {
     fn event<E: WireEvent + ?Sized>(&mut self, event: &E) {
-        let payload = serde_json::to_vec(event).unwrap_or_default();
-        write_event(&mut self.buf, event.name().unwrap_or("chunk"), &payload);
-    }
-
-    fn error(&mut self, error: &GatewayError) {
-        write_exception(&mut self.buf, exception_type(error), error.message());
-    }
-
-    fn content_type(&self) -> &'static str {
-        "application/vnd.amazon.eventstream"
-    }
-
-    fn take(&mut self) -> Bytes {
-        self.buf.split().freeze()
-    }
-}
-
-/// Writes each typed event as an InvokeModelWithResponseStream `chunk` message whose payload is
-/// `{"bytes": "<base64 of the event's JSON>"}` — the framing of `invoke-with-response-stream`,
-/// for the model-native events of the Claude and Titan encoders. Errors and keep-alive as
-/// [`EventStreamFramer`].
-#[derive(Debug, Default)]
-pub struct InvokeChunkFramer {
-    buf: BytesMut,
-    json: Vec<u8>,
-}
-
-impl InvokeChunkFramer {
-    /// A new framer.
-    pub fn new() -> Self {
-        InvokeChunkFramer::default()
-    }
-}
-
-impl Framer for InvokeChunkFramer {
-    fn event<E: WireEvent + ?Sized>(&mut self, event: &E) {
-        self.json.clear();
-        let _ = serde_json::to_writer(&mut self.json, event);
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.json);
-        let payload = serde_json::to_vec(&json!({"bytes": b64})).unwrap_or_default();
-        write_event(&mut self.buf, "chunk", &payload);
+        match &mut self.chunks {
+            None => {
+                let payload = serde_json::to_vec(event).unwrap_or_default();
+                write_event(&mut self.buf, event.name().unwrap_or("chunk"), &payload);
+            }
+            Some(json) => {
+                json.clear();
+                let _ = serde_json::to_writer(&mut *json, event);
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&*json);
+                let payload = serde_json::to_vec(&json!({"bytes": b64})).unwrap_or_default();
+                write_event(&mut self.buf, "chunk", &payload);
+            }
+        }
     }
 
     fn error(&mut self, error: &GatewayError) {
@@ -224,7 +212,7 @@ mod tests {
     fn claude_events_become_chunk_frames_with_metrics() {
         let out = framed(
             ClaudeStreamEncoder::bedrock(),
-            InvokeChunkFramer::new(),
+            EventStreamFramer::invoke_chunks(),
             &chunks(),
         );
         let frames = read_frames(&out);
@@ -255,7 +243,7 @@ mod tests {
     fn titan_chunks_and_the_final_one() {
         let out = framed(
             TitanStreamEncoder::bedrock(),
-            InvokeChunkFramer::new(),
+            EventStreamFramer::invoke_chunks(),
             &chunks(),
         );
         let events: Vec<Value> = read_frames(&out).iter().map(inner).collect();
@@ -276,7 +264,7 @@ mod tests {
     fn errors_become_one_exception_frame_then_nothing() {
         // What the streamed body does: events, then the framer's error, then nothing.
         let mut enc = ClaudeStreamEncoder::bedrock();
-        let mut out = InvokeChunkFramer::new();
+        let mut out = EventStreamFramer::invoke_chunks();
         enc.encode(&chunks()[1], &mut out);
         out.error(&GatewayError::upstream_status(429, "Too many tokens"));
         let frames = read_frames(&out.take());

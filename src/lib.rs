@@ -71,10 +71,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod macros;
+
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod detect;
+pub mod endpoint;
 pub mod error;
 pub mod eventstream;
 pub mod format;

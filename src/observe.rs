@@ -26,8 +26,8 @@ use tower_service::Service;
 
 use crate::auth::ApiKeyId;
 use crate::body::{Body, BoxError};
+use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, ErrorSummary};
-use crate::gateway::Endpoint;
 use crate::metrics::{Metrics, Observation};
 use crate::model::CallRecord;
 

@@ -81,20 +81,7 @@ pub struct Detect<S, C = ChatClassifier> {
 }
 
 impl<S, C> Detect<S, C> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::define_inner_service_accessors!();
 }
 
 impl<S, C, B, ResB> Service<Request<B>> for Detect<S, C>

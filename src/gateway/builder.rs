@@ -153,15 +153,7 @@ impl GatewayBuilder {
     /// can name any provider.
     pub fn provider<S>(mut self, name: impl Into<Arc<str>>, service: S) -> Self
     where
-        S: tower_service::Service<
-                crate::model::ChatCall,
-                Response = crate::model::ChatReply,
-                Error = crate::error::GatewayError,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
+        S: crate::provider::ChatService,
     {
         let name = name.into();
         self.custom.retain(|(n, _)| *n != name);

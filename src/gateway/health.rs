@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::endpoint::ENDPOINTS;
+use crate::endpoint::ENDPOINTS;
 use crate::format::{InboundFormat, TargetFormat};
 use crate::provider::Dispatch;
 

@@ -27,13 +27,12 @@
 //! ```
 
 mod builder;
-mod endpoint;
 mod health;
 mod models;
 mod routes;
 
+pub use crate::endpoint::{Endpoint, ENDPOINTS};
 pub use builder::GatewayBuilder;
-pub use endpoint::{Endpoint, ENDPOINTS};
 pub use routes::RouteClassifier;
 
 use std::convert::Infallible;
@@ -62,8 +61,8 @@ use crate::detect::DetectLayer;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::load_shed::{InFlight, InFlightBody, InFlightLimitLayer};
 use crate::metrics::{Metrics, MetricsService};
-use crate::model::{ChatCall, ChatReply};
 use crate::observe::ObserveLayer;
+use crate::provider::ChatService;
 use crate::provider::{Dispatch, MockProvider, UpstreamTimeout};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
@@ -195,12 +194,7 @@ impl Gateway {
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
-        S: Service<ChatCall, Response = ChatReply, Error = GatewayError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send,
+        S: ChatService,
     {
         BoxCloneSyncService::new(
             ServiceBuilder::new()
@@ -212,12 +206,7 @@ impl Gateway {
     /// [`Gateway::ingress`] on this crate's body: the stack itself, assembled here once.
     fn ingress_stack<S>(&self, core: S) -> HttpService
     where
-        S: Service<ChatCall, Response = ChatReply, Error = GatewayError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send,
+        S: ChatService,
     {
         let s = &self.shared;
         let stack = ServiceBuilder::new()

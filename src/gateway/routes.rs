@@ -13,11 +13,11 @@ use serde_json::{Map, Value};
 use tower::util::{BoxCloneSyncService, Oneshot};
 use tower_service::Service;
 
-use super::endpoint::Endpoint;
 use super::health::HealthInfo;
 use super::json_response;
 use crate::body::Body;
 use crate::detect::{ChatClassifier, Classified, Classify};
+use crate::endpoint::Endpoint;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::surface::anthropic::MessagesClassifier;
 use crate::surface::bedrock_runtime::BedrockRuntimeClassifier;

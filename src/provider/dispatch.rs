@@ -25,6 +25,7 @@ use super::MockProvider;
 use super::OpenAiProvider;
 use crate::error::GatewayError;
 use crate::model::{ChatCall, ChatReply};
+use crate::provider::ChatService;
 use crate::route::{ProviderKind, Route, Router};
 
 /// A provider as [`Dispatch`] holds it: any `Service<ChatCall>` answering [`ChatReply`], boxed.
@@ -94,12 +95,7 @@ impl Dispatch {
     /// a built-in one included, which then no longer lists models or reports health either.
     pub fn with_provider<S>(mut self, name: impl Into<Arc<str>>, service: S) -> Self
     where
-        S: Service<ChatCall, Response = ChatReply, Error = GatewayError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
+        S: ChatService,
     {
         let name = name.into();
         match &*name {

@@ -69,3 +69,35 @@ pub use upstream::ProviderFuture;
 
 #[cfg(any(feature = "openai", feature = "bedrock"))]
 pub(crate) use upstream::first_then_rest;
+
+use crate::error::GatewayError;
+use crate::model::{ChatCall, ChatReply};
+
+/// What the gateway can call, box and share as a typed core or a provider: a
+/// `Service<ChatCall, Response = ChatReply, Error = GatewayError>` that is
+/// `Clone + Send + Sync + 'static` with a `Send` future. Implemented for every such service.
+pub trait ChatService:
+    tower_service::Service<
+        ChatCall,
+        Response = ChatReply,
+        Error = GatewayError,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> ChatService for S where
+    S: tower_service::Service<
+            ChatCall,
+            Response = ChatReply,
+            Error = GatewayError,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}

@@ -93,20 +93,7 @@ impl<S> UpstreamTimeout<S> {
         UpstreamTimeoutLayer::new(timeouts)
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::define_inner_service_accessors!();
 }
 
 impl<S> Service<ChatCall> for UpstreamTimeout<S>

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::limiter::{CheckFuture, Decision};
+use super::decision::Decision;
+use super::limiter::CheckFuture;
 use crate::error::ErrorDialect;
 
 pin_project_lite::pin_project! {

@@ -20,7 +20,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::Quota;
 
 use super::config::Limits;
-use super::limiter::{Decision, RequestState, TokenState, Verdict};
+use super::decision::{Decision, RequestState, TokenState, Verdict, MAX_TOKEN_DEBT};
 
 type KeyedLimiter = governor::RateLimiter<
     Arc<str>,
@@ -33,9 +33,6 @@ type DirectLimiter =
 
 /// The token window: a budget is "per minute".
 const WINDOW: Duration = Duration::from_secs(60);
-
-/// Largest debt one key can run up; bounds absurd charges so time arithmetic cannot overflow.
-pub(crate) const MAX_TOKEN_DEBT: Duration = Duration::from_secs(24 * 3600);
 
 pub(crate) struct MemoryBackend {
     keyed: KeyedLimiter,

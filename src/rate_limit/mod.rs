@@ -82,6 +82,7 @@
 //! ```
 
 mod config;
+mod decision;
 mod future;
 mod key;
 mod layer;

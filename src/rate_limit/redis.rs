@@ -18,8 +18,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use super::config::{redact_url, Limits};
-use super::limiter::{Decision, RequestState, TokenState, Verdict};
-use super::memory::MAX_TOKEN_DEBT;
+use super::decision::{Decision, RequestState, TokenState, Verdict, MAX_TOKEN_DEBT};
 
 /// Prefix of every key the limiter writes.
 const KEY_PREFIX: &str = "open-bedrock-server:rate-limit";

@@ -69,20 +69,7 @@ impl<S, K> RateLimit<S, K> {
         &self.limiter
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::define_inner_service_accessors!();
 }
 
 impl<S, K, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, K>

@@ -66,7 +66,7 @@ pub trait WireEvent: Serialize {
 /// Writes typed events onto one wire, in its own buffer.
 ///
 /// Implemented by [`crate::sse::SseFramer`], [`crate::eventstream::EventStreamFramer`] and
-/// [`crate::eventstream::InvokeChunkFramer`].
+/// its `invoke_chunks` layout.
 pub trait Framer: Send + 'static {
     /// Appends one event.
     fn event<E: WireEvent + ?Sized>(&mut self, event: &E);

@@ -7,7 +7,7 @@ use http::{header, HeaderMap, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
-use crate::eventstream::{EventStreamFramer, InvokeChunkFramer};
+use crate::eventstream::EventStreamFramer;
 use crate::format::bedrock_claude::{self, ClaudeStreamEncoder};
 use crate::format::bedrock_titan::{self, TitanStreamEncoder};
 use crate::format::converse::{self, ConverseStreamEncoder};
@@ -111,13 +111,13 @@ pub(crate) fn stream_reply(
         ReplyFormat::BedrockInvokeClaude => encoded(
             stream,
             ClaudeStreamEncoder::bedrock(),
-            InvokeChunkFramer::new(),
+            EventStreamFramer::invoke_chunks(),
             settings,
         ),
         ReplyFormat::BedrockInvokeTitan => encoded(
             stream,
             TitanStreamEncoder::bedrock(),
-            InvokeChunkFramer::new(),
+            EventStreamFramer::invoke_chunks(),
             settings,
         ),
         ReplyFormat::BedrockConverse => encoded(

@@ -47,7 +47,7 @@ pub fn decode_client_request(body: &Map<String, Value>) -> Result<ChatRequest, G
                 }
             }
             if let Some(content) = content_from_parts(parts) {
-                messages.push(message(Role::System, Some(content)));
+                messages.push(Message::new(Role::System, Some(content)));
             }
         }
         Some(_) => return Err(wrong_type("system", "a string or an array of text blocks")),
@@ -193,17 +193,6 @@ fn bad_message(message: impl Into<String>) -> GatewayError {
     GatewayError::invalid_request(message.into()).with_param("messages")
 }
 
-fn message(role: Role, content: Option<MessageContent>) -> Message {
-    Message {
-        role,
-        content,
-        name: None,
-        tool_calls: None,
-        tool_call_id: None,
-        extra: Map::new(),
-    }
-}
-
 /// A lone text part collapses to a plain string; no parts → no content.
 fn content_from_parts(mut parts: Vec<ContentPart>) -> Option<MessageContent> {
     match parts.len() {
@@ -229,7 +218,7 @@ fn decode_turn(turn: &Value, out: &mut Vec<Message>) -> Result<(), GatewayError>
     };
     let blocks = match obj.get("content") {
         Some(Value::String(s)) => {
-            out.push(message(role, Some(MessageContent::Text(s.clone()))));
+            out.push(Message::new(role, Some(MessageContent::Text(s.clone()))));
             return Ok(());
         }
         Some(Value::Array(blocks)) => blocks,
@@ -279,12 +268,12 @@ fn decode_turn(turn: &Value, out: &mut Vec<Message>) -> Result<(), GatewayError>
     let content = content_from_parts(parts);
     if role == Role::Assistant {
         if content.is_some() || !tool_calls.is_empty() {
-            let mut m = message(role, content);
+            let mut m = Message::new(role, content);
             m.tool_calls = (!tool_calls.is_empty()).then_some(tool_calls);
             out.push(m);
         }
     } else if let Some(content) = content {
-        out.push(message(role, Some(content)));
+        out.push(Message::new(role, Some(content)));
     }
     Ok(())
 }
@@ -381,7 +370,7 @@ fn tool_result_message(block: &Value) -> Result<Message, GatewayError> {
     if block.get("is_error").and_then(Value::as_bool) == Some(true) {
         text.insert_str(0, "Error: ");
     }
-    let mut m = message(Role::Tool, Some(MessageContent::Text(text)));
+    let mut m = Message::new(Role::Tool, Some(MessageContent::Text(text)));
     m.tool_call_id = Some(id.to_owned());
     Ok(m)
 }

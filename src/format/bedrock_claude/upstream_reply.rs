@@ -4,9 +4,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
-use crate::model::{
-    finish_reason, ChatResponse, Choice, ChunkMeta, ResponseMessage, ToolCall, Usage,
-};
+use crate::model::{finish_reason, ChatResponse, ChunkMeta, ResponseMessage, ToolCall, Usage};
 
 /// Maps a Claude `stop_reason` to an OpenAI `finish_reason` (PROTOCOLS 5.5); unknown → `stop`.
 pub fn map_stop_reason(stop_reason: &str) -> &'static str {
@@ -117,21 +115,12 @@ pub fn decode_response(body: &[u8], meta: &ChunkMeta) -> Result<ChatResponse, Ga
         ResponseMessage::assistant(text, (!tool_calls.is_empty()).then_some(tool_calls));
     message.reasoning_content = reasoning;
 
-    Ok(ChatResponse {
-        id: meta.id.clone(),
-        object: "chat.completion".to_owned(),
-        created: meta.created,
-        model: meta.model.clone(),
-        choices: vec![Choice {
-            index: 0,
-            message,
-            finish_reason: Some(finish.to_owned()),
-            logprobs: None,
-            extra: Map::new(),
-        }],
-        usage: msg.usage.map(ClaudeUsage::to_usage),
-        extra: Map::new(),
-    })
+    Ok(ChatResponse::new(
+        meta,
+        message,
+        finish,
+        msg.usage.map(ClaudeUsage::to_usage),
+    ))
 }
 
 #[cfg(test)]

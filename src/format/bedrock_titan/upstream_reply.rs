@@ -1,10 +1,9 @@
 //! Titan InvokeModel response → canonical [`ChatResponse`].
 
 use serde::Deserialize;
-use serde_json::Map;
 
 use crate::error::GatewayError;
-use crate::model::{finish_reason, ChatResponse, Choice, ChunkMeta, ResponseMessage, Usage};
+use crate::model::{finish_reason, ChatResponse, ChunkMeta, ResponseMessage, Usage};
 
 /// Titan's response body (only the members the gateway reads).
 #[derive(Debug, Deserialize)]
@@ -56,21 +55,12 @@ pub fn decode_response(body: &[u8], meta: &ChunkMeta) -> Result<ChatResponse, Ga
         0,
         0,
     );
-    Ok(ChatResponse {
-        id: meta.id.clone(),
-        object: "chat.completion".to_owned(),
-        created: meta.created,
-        model: meta.model.clone(),
-        choices: vec![Choice {
-            index: 0,
-            message: ResponseMessage::assistant(Some(result.output_text), None),
-            finish_reason: Some(finish.to_owned()),
-            logprobs: None,
-            extra: Map::new(),
-        }],
-        usage: Some(usage),
-        extra: Map::new(),
-    })
+    Ok(ChatResponse::new(
+        meta,
+        ResponseMessage::assistant(Some(result.output_text), None),
+        finish,
+        Some(usage),
+    ))
 }
 
 #[cfg(test)]

@@ -4,13 +4,10 @@ use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::types::{
     self, CitationGeneratedContent, ContentBlock, ReasoningContentBlock, StopReason, TokenUsage,
 };
-use serde_json::Map;
 
 use super::document::document_to_json;
 use crate::error::GatewayError;
-use crate::model::{
-    finish_reason, ChatResponse, Choice, ChunkMeta, ResponseMessage, ToolCall, Usage,
-};
+use crate::model::{finish_reason, ChatResponse, ChunkMeta, ResponseMessage, ToolCall, Usage};
 
 /// Maps a Converse `stopReason` to an OpenAI `finish_reason` (PROTOCOLS 5.5). Malformed-output
 /// reasons and unknown values map to `stop`.
@@ -95,21 +92,12 @@ pub fn decode_response(
         ResponseMessage::assistant(content, (!tool_calls.is_empty()).then_some(tool_calls));
     message.reasoning_content = (!reasoning.is_empty()).then_some(reasoning);
 
-    Ok(ChatResponse {
-        id: meta.id.clone(),
-        object: "chat.completion".to_owned(),
-        created: meta.created,
-        model: meta.model.clone(),
-        choices: vec![Choice {
-            index: 0,
-            message,
-            finish_reason: Some(finish.to_owned()),
-            logprobs: None,
-            extra: Map::new(),
-        }],
-        usage: output.usage().map(usage_from),
-        extra: Map::new(),
-    })
+    Ok(ChatResponse::new(
+        meta,
+        message,
+        finish,
+        output.usage().map(usage_from),
+    ))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The endpoint table: every route the gateway serves, in one place. Routing, the health
-//! listing, the access log and the metric `route` label all read it.
+//! The endpoint table: every route the gateway serves, in one place. Routing
+//! ([`crate::gateway`]), the health listing, the access log and the metric `route` label
+//! ([`crate::observe`]) all read it.
 
 use http::Method;
 
@@ -52,7 +53,7 @@ impl Endpoint {
     /// The endpoint serving `path`, if any.
     ///
     /// ```
-    /// use open_bedrock_server::gateway::Endpoint;
+    /// use open_bedrock_server::endpoint::Endpoint;
     ///
     /// assert_eq!(Endpoint::of("/model/gpt-4o/converse"), Some(Endpoint::BedrockRuntime));
     /// assert_eq!(Endpoint::of("/anthropic/v1/messages"), Some(Endpoint::Messages));
