@@ -483,3 +483,58 @@ async fn the_gateways_providers_under_the_apps_own_layers() {
         .iter()
         .any(|p| p.name == "mock" && p.live));
 }
+
+#[tokio::test]
+async fn the_builder_takes_extra_layers_around_the_core_and_the_ingress() {
+    use open_bedrock_server::provider::MockProvider;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let gateway = open_bedrock_server::Gateway::builder()
+        .api_keys(["k"])
+        .mock(MockProvider::new())
+        // Around the typed core: sees every call (after detection and translation).
+        .core_layer(tower::util::MapRequestLayer::new(
+            move |call: open_bedrock_server::model::ChatCall| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                call
+            },
+        ))
+        // Around the HTTP side of the pipeline: can answer or decorate every chat request.
+        .ingress_layer(tower::util::MapResponseLayer::new(
+            |mut res: http::Response<open_bedrock_server::body::Body>| {
+                res.headers_mut()
+                    .insert("x-embedder", http::HeaderValue::from_static("yes"));
+                res
+            },
+        ))
+        .build();
+    let app = gateway.service::<Body>();
+    let chat = |body: Value| {
+        Request::post("/v1/chat/completions")
+            .header("authorization", "Bearer k")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let res = app
+        .clone()
+        .oneshot(chat(serde_json::json!({"model": "mock/echo",
+            "messages": [{"role": "user", "content": "hi"}]})))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-embedder"], "yes");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // A request refused by detection never reaches the core, but the ingress layer still sees it.
+    let res = app
+        .clone()
+        .oneshot(chat(serde_json::json!({"prompt": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.headers()["x-embedder"], "yes");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Routes outside the pipeline are not touched.
+    let res = app.oneshot(get_with_key("/health", None)).await.unwrap();
+    assert!(res.headers().get("x-embedder").is_none());
+}

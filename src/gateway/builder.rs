@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Gateway, ProviderStatus, Shared};
+use super::{BoxCore, CoreLayer, Gateway, HttpService, IngressLayer, ProviderStatus, Shared};
 use crate::auth::ApiKeyAuthLayer;
 use crate::config::{AwsClientCredential, Config, RetrySettings, Timeouts};
 use crate::detect::DEFAULT_BODY_READ_TIMEOUT;
@@ -38,6 +38,8 @@ pub struct GatewayBuilder {
     auth_disabled: bool,
     aws_credentials: Vec<AwsClientCredential>,
     rate_limiter: Option<RateLimiter>,
+    core_layers: Vec<CoreLayer>,
+    ingress_layers: Vec<IngressLayer>,
     max_in_flight: usize,
     max_request_bytes: usize,
     body_read_timeout: Duration,
@@ -76,6 +78,8 @@ impl GatewayBuilder {
             auth_disabled: false,
             aws_credentials: Vec::new(),
             rate_limiter: None,
+            core_layers: Vec::new(),
+            ingress_layers: Vec::new(),
             max_in_flight: defaults.server.max_in_flight,
             max_request_bytes: defaults.server.max_request_bytes,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
@@ -250,6 +254,39 @@ impl GatewayBuilder {
         self
     }
 
+    /// Wraps the typed core (retry → timeouts → dispatch → providers) in `layer`, e.g. a cache, a
+    /// policy check or your own logging of every call. Layers added later wrap earlier ones.
+    pub fn core_layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower_layer::Layer<BoxCore> + Clone + Send + Sync + 'static,
+        L::Service: crate::provider::ChatService,
+    {
+        self.core_layers
+            .push(tower::util::BoxCloneSyncServiceLayer::new(layer));
+        self
+    }
+
+    /// Wraps the HTTP side of the chat pipeline (every ingress route, after routing and before
+    /// the in-flight limit) in `layer`, e.g. a header check or a request rewrite of your own.
+    /// Layers added later wrap earlier ones.
+    pub fn ingress_layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower_layer::Layer<HttpService> + Clone + Send + Sync + 'static,
+        L::Service: tower_service::Service<
+                http::Request<crate::body::Body>,
+                Response = http::Response<crate::body::Body>,
+                Error = std::convert::Infallible,
+                Future: Send + 'static,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.ingress_layers
+            .push(tower::util::BoxCloneSyncServiceLayer::new(layer));
+        self
+    }
+
     /// The gateway.
     pub fn build(self) -> Gateway {
         let providers = self.statuses();
@@ -293,6 +330,8 @@ impl GatewayBuilder {
                 close_streams: CancellationToken::new(),
                 metrics: Arc::new(Metrics::new()),
                 metrics_addr: self.metrics_addr,
+                core_layers: self.core_layers,
+                ingress_layers: self.ingress_layers,
                 providers,
             }),
         }

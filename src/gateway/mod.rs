@@ -49,11 +49,12 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_layer::Layer;
 use tower_service::Service;
 
 use self::health::HealthInfo;
 use self::models::ModelsService;
-use self::routes::{HttpService, Routes};
+use self::routes::Routes;
 use crate::auth::ApiKeyAuthLayer;
 use crate::body::{Body, BoxError};
 use crate::config::{Config, Timeouts};
@@ -61,6 +62,7 @@ use crate::detect::DetectLayer;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::load_shed::{InFlight, InFlightBody, InFlightLimitLayer};
 use crate::metrics::{Metrics, MetricsService};
+use crate::model::{ChatCall, ChatReply};
 use crate::observe::ObserveLayer;
 use crate::provider::ChatService;
 use crate::provider::{Dispatch, MockProvider, UpstreamTimeout};
@@ -74,6 +76,16 @@ pub type GatewayService<B> = BoxCloneSyncService<Request<B>, Response<Body>, Inf
 
 /// The typed core: retry around the upstream timeouts around dispatch to the provider services.
 pub type Core = Retry<RetryPolicy, UpstreamTimeout<Dispatch>>;
+
+/// A typed core, boxed: what [`GatewayBuilder::core_layer`] layers wrap.
+pub type BoxCore = BoxCloneSyncService<ChatCall, ChatReply, GatewayError>;
+
+/// The HTTP side of the chat pipeline, boxed: what [`GatewayBuilder::ingress_layer`] layers wrap.
+pub type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+type CoreLayer = tower::util::BoxCloneSyncServiceLayer<BoxCore, ChatCall, ChatReply, GatewayError>;
+type IngressLayer =
+    tower::util::BoxCloneSyncServiceLayer<HttpService, Request<Body>, Response<Body>, Infallible>;
 
 /// A built gateway: providers, router, layers and settings. Cheap to clone. Build services from it
 /// with [`Gateway::service`] (the full HTTP stack), [`Gateway::ingress`] (the chat pipeline over
@@ -101,6 +113,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     metrics_addr: Option<std::net::SocketAddr>,
     providers: Vec<ProviderStatus>,
+    core_layers: Vec<CoreLayer>,
+    ingress_layers: Vec<IngressLayer>,
 }
 
 /// One provider's state as the gateway was built: logged at start-up and printed by
@@ -203,6 +217,25 @@ impl Gateway {
         )
     }
 
+    /// The typed core with the embedder's [`core_layer`](GatewayBuilder::core_layer)s around it.
+    fn layered_core(&self) -> BoxCore {
+        let core = BoxCloneSyncService::new(self.core());
+        self.shared
+            .core_layers
+            .iter()
+            .fold(core, |core, layer| layer.layer(core))
+    }
+
+    /// The ingress pipeline over the layered core, with the embedder's
+    /// [`ingress_layer`](GatewayBuilder::ingress_layer)s around it.
+    fn layered_ingress(&self) -> HttpService {
+        let ingress = self.ingress_stack(self.layered_core());
+        self.shared
+            .ingress_layers
+            .iter()
+            .fold(ingress, |ingress, layer| layer.layer(ingress))
+    }
+
     /// [`Gateway::ingress`] on this crate's body: the stack itself, assembled here once.
     fn ingress_stack<S>(&self, core: S) -> HttpService
     where
@@ -253,7 +286,7 @@ impl Gateway {
                 .service(models),
         );
         let routes = Routes {
-            ingress: self.ingress_stack(self.core()),
+            ingress: self.layered_ingress(),
             models: authed(models),
             metrics: authed(BoxCloneSyncService::new(self.metrics_service())),
             health: HealthInfo::new(&s.dispatch, !s.auth.is_disabled()),

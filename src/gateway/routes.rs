@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use serde_json::{Map, Value};
-use tower::util::{BoxCloneSyncService, Oneshot};
+use tower::util::Oneshot;
 use tower_service::Service;
 
 use super::health::HealthInfo;
@@ -22,8 +22,7 @@ use crate::error::{ErrorDialect, GatewayError};
 use crate::surface::anthropic::MessagesClassifier;
 use crate::surface::bedrock_runtime::BedrockRuntimeClassifier;
 
-/// An HTTP stack of the gateway, boxed.
-pub(crate) type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+use super::HttpService;
 
 /// The classifier of every ingress route: the route's own ([`ChatClassifier`],
 /// [`MessagesClassifier`], [`BedrockRuntimeClassifier`]), picked by the [`Endpoint`] the router
