@@ -3,7 +3,7 @@
 //! Every provider is a `Service<ChatCall, Response = ChatReply, Error = GatewayError>`:
 //! `OpenAiProvider` (the `openai` feature), `BedrockProvider` (the `bedrock` feature),
 //! [`MockProvider`], or any service of the user's. [`Dispatch`] holds them by name, routes each
-//! [`ChatCall`](crate::model::ChatCall) by model
+//! [`ChatCall`] by model
 //! ([`Router`](crate::route::Router)) to the named provider and hands it the
 //! [`Route`](crate::route::Route) in the call; an unknown model is answered with 404 and a provider
 //! name with no service behind it with 503, before any upstream is called. [`UpstreamTimeout`]
