@@ -107,8 +107,7 @@ impl Stream for UsageTap {
                     self.streamed_bytes += d.content.as_ref().map_or(0, String::len) + args;
                 }
                 if let Some(usage) = &chunk.usage {
-                    self.record
-                        .record_usage(usage.prompt_tokens, usage.completion_tokens);
+                    self.record.record_usage_of(usage);
                     if let Some(hooks) = self.hooks.take() {
                         hooks.report(usage);
                     }

@@ -59,6 +59,7 @@ const TABLE: &[(&str, &str, Shape)] = &[
     ("TOTAL_TIMEOUT_MS", "timeouts.total_ms", Text),
     ("LOG_LEVEL", "log.level", Text),
     ("LOG_FORMAT", "log.format", Text),
+    ("PROMPT_CACHING_AUTO", "prompt_caching.auto", List),
     (RATE, "rate_limit.requests_per_minute", Text),
     ("RATE_LIMIT_BURST", "rate_limit.burst", Text),
     (

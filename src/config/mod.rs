@@ -23,9 +23,11 @@
 //! | `RETRY_MAX_ATTEMPTS` | `retry.max_attempts` | `3` (attempts in total) |
 //! | `CONNECT_TIMEOUT_MS`, `BODY_READ_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 30 s, 120 s, 60 s, 600 s |
 //! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
+//! | `PROMPT_CACHING_AUTO` (comma-separated model ids / prefixes) | `prompt_caching.auto` | none (off) |
 //!
-//! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`)
-//! and ARN families (`[bedrock.arn_families]`). A new setting is one field here (plus one row in
+//! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`),
+//! ARN families (`[bedrock.arn_families]`) and the reasoning budgets
+//! (`[reasoning.budget_tokens]`). A new setting is one field here (plus one row in
 //! the environment table if it has a variable).
 //!
 //! Secrets are [`Secret`]s: `Debug` and `Serialize` show them masked, so the printed tree
@@ -50,6 +52,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::format::reasoning::ReasoningBudgets;
 use crate::rate_limit::RateLimitConfig;
 use crate::route::{BedrockFamily, ProviderKind, RouteOverride, Router};
 
@@ -164,6 +167,37 @@ pub struct Config {
     pub log: LogConfig,
     /// Per-key rate limits (`[rate_limit]`); `None` = no limit.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Automatic prompt caching (`[prompt_caching]`).
+    pub prompt_caching: PromptCachingConfig,
+    /// Reasoning requests (`[reasoning]`).
+    pub reasoning: ReasoningConfig,
+}
+
+/// Automatic prompt caching (`[prompt_caching]`): off unless models are listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptCachingConfig {
+    /// Model ids or id prefixes (as the client names the model, or as it is sent upstream, so an
+    /// alias or a `[[routes]]` prefix works too) whose requests get cache breakpoints on the
+    /// system prompt and the tool definitions when the client set none.
+    pub auto: Vec<String>,
+}
+
+impl PromptCachingConfig {
+    /// Whether a call of `model` (client id) sent as `upstream` gets automatic breakpoints.
+    pub fn auto_for(&self, model: &str, upstream: &str) -> bool {
+        self.auto
+            .iter()
+            .any(|p| model.starts_with(p.as_str()) || upstream.starts_with(p.as_str()))
+    }
+}
+
+/// Reasoning requests (`[reasoning]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReasoningConfig {
+    /// `reasoning_effort` → thinking `budget_tokens` (`[reasoning.budget_tokens]`).
+    pub budget_tokens: ReasoningBudgets,
 }
 
 /// Listening, request limits and shutdown (`[server]`).
@@ -593,6 +627,16 @@ impl Config {
             limits
                 .validate()
                 .map_err(|e| ConfigError::new("rate_limit", e))?;
+        }
+        self.reasoning
+            .budget_tokens
+            .validate()
+            .map_err(|e| ConfigError::new("reasoning.budget_tokens", e))?;
+        if self.prompt_caching.auto.iter().any(|p| p.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "prompt_caching.auto",
+                "an empty prefix would match every model",
+            ));
         }
         Ok(())
     }

@@ -33,8 +33,10 @@
 pub mod bedrock_claude;
 pub mod bedrock_titan;
 pub(crate) mod blocks;
+pub mod caching;
 pub mod converse;
 pub mod openai;
+pub mod reasoning;
 
 use crate::error::ErrorDialect;
 use crate::model::Usage;
@@ -201,10 +203,7 @@ impl InvocationMetrics {
     pub fn of(usage: &Usage) -> Self {
         let (read, write) = (usage.cached_tokens(), usage.cache_write_tokens());
         InvocationMetrics {
-            input_token_count: usage
-                .prompt_tokens
-                .saturating_sub(read)
-                .saturating_sub(write),
+            input_token_count: usage.uncached_input_tokens(),
             output_token_count: usage.completion_tokens,
             invocation_latency: 0,
             first_byte_latency: 0,

@@ -128,7 +128,8 @@ impl Gateway {
     /// a default), Bedrock when enabled and a region is found (one client per region, built once
     /// here), the mock when enabled — and the gateway over them.
     pub async fn from_config(config: &Config) -> Result<Self, GatewayError> {
-        let openai = OpenAiProvider::new(&config.openai, &config.timeouts)?;
+        let openai = OpenAiProvider::new(&config.openai, &config.timeouts)?
+            .with_reasoning_budgets(config.reasoning.budget_tokens);
         let bedrock = if config.bedrock.enabled {
             BedrockProvider::from_config(config).await?
         } else {

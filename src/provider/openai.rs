@@ -31,8 +31,9 @@ use tower_service::Service;
 use super::{first_then_rest, ProviderFuture};
 use crate::config::{OpenAiConfig, Timeouts};
 use crate::error::GatewayError;
-use crate::format::openai::{decode_error, OpenAiStreamDecoder};
-use crate::model::{ChatCall, ChatReply, ChatRequest, ChatResponse};
+use crate::format::openai::{decode_error, encode_request, OpenAiStreamDecoder};
+use crate::format::reasoning::ReasoningBudgets;
+use crate::model::{ChatCall, ChatReply, ChatResponse};
 use crate::stream::decode_stream;
 
 /// Largest upstream response body read into memory (complete replies and error bodies).
@@ -44,12 +45,14 @@ pub struct OpenAiProvider {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     chat_url: Uri,
     models_url: Uri,
     base_url: String,
     auth: Option<HeaderValue>,
+    budgets: ReasoningBudgets,
 }
 
 impl std::fmt::Debug for OpenAiProvider {
@@ -121,8 +124,16 @@ impl OpenAiProvider {
                 models_url: parse("/models")?,
                 base_url: base,
                 auth,
+                budgets: ReasoningBudgets::default(),
             }),
         })
+    }
+
+    /// Maps an Anthropic-style `thinking` budget to `reasoning_effort` with `budgets` (the
+    /// configuration's `[reasoning.budget_tokens]`) instead of the defaults.
+    pub fn with_reasoning_budgets(mut self, budgets: ReasoningBudgets) -> Self {
+        Arc::make_mut(&mut self.inner).budgets = budgets;
+        self
     }
 
     /// The configured base URL.
@@ -136,14 +147,8 @@ impl OpenAiProvider {
             .route
             .as_ref()
             .map_or(&*call.request.model, |r| &*r.upstream_model);
-        let body = if upstream_model == call.request.model {
-            serde_json::to_vec(&*call.request)
-        } else {
-            let mut aliased: ChatRequest = (*call.request).clone();
-            aliased.model = upstream_model.to_owned();
-            serde_json::to_vec(&aliased)
-        }
-        .map_err(|e| {
+        let request = encode_request(&call.request, upstream_model, &self.inner.budgets);
+        let body = serde_json::to_vec(&*request).map_err(|e| {
             GatewayError::internal(format!("failed to encode the upstream request: {e}"))
         })?;
         let stream = call.request.is_stream();

@@ -236,7 +236,7 @@ where
                 if let Some(usage) = &response.usage {
                     this.hooks.report(usage);
                     if let Some(r) = this.record.as_ref() {
-                        r.record_usage(usage.prompt_tokens, usage.completion_tokens);
+                        r.record_usage_of(usage);
                     }
                 }
                 let mut res = Response::new(Body::from(encoded.body));

@@ -1,9 +1,12 @@
 //! A client's Claude-format body (Anthropic Messages, as Bedrock takes it) → canonical request.
 //!
 //! Used when a client POSTs a Bedrock Claude body to the gateway and the chosen model is not Claude
-//! (Claude → Claude is forwarded as written by [`native_body`](super::native_body), losslessly).
-//! So `thinking` / `redacted_thinking` blocks in the history are dropped here: their signatures only
-//! mean something to Claude, and the canonical format has no place for them.
+//! (Claude → Claude is forwarded as written by [`native_body`](super::native_body), losslessly), and
+//! to check a body that is forwarded. `thinking` / `redacted_thinking` blocks in the history become
+//! the assistant turn's `thinking_blocks` (signatures intact, for Claude over Converse); the
+//! `thinking` object is kept as is; `cache_control` on system, message and tool blocks becomes the
+//! canonical breakpoint of the matching part, message or tool (on a `tool_use` block: its
+//! message's, the nearest the canonical form has).
 //!
 //! The body is read from the parsed JSON map (not a typed struct) so every type error can name the
 //! offending parameter in the 400, as OpenAI clients expect.
@@ -12,8 +15,8 @@ use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 use crate::model::{
-    ChatRequest, ContentPart, FilePart, Message, MessageContent, Role, Stop, StreamOptions, Tool,
-    ToolCall, ToolChoice,
+    CacheControl, ChatRequest, ContentPart, FilePart, Message, MessageContent, Role, Stop,
+    StreamOptions, ThinkingBlock, Tool, ToolCall, ToolChoice,
 };
 
 /// Decodes a client's Claude-format body into a canonical request.
@@ -42,7 +45,11 @@ pub fn decode_client_request(body: &Map<String, Value>) -> Result<ChatRequest, G
                     block.get("type").and_then(Value::as_str),
                     block.get("text").and_then(Value::as_str),
                 ) {
-                    (Some("text"), Some(text)) => parts.push(ContentPart::text(text)),
+                    (Some("text"), Some(text)) => {
+                        let mut part = ContentPart::text(text);
+                        part.cache_control = cache_control(block, "system")?;
+                        parts.push(part);
+                    }
                     _ => return Err(wrong_type("system", "a string or an array of text blocks")),
                 }
             }
@@ -126,6 +133,12 @@ pub fn decode_client_request(body: &Map<String, Value>) -> Result<ChatRequest, G
             });
         }
     }
+    if let Some(v) = present(body, "thinking") {
+        req.thinking = Some(
+            serde_json::from_value(v.clone())
+                .map_err(|_| wrong_type("thinking", "an object with a string 'type'"))?,
+        );
+    }
     if let Some(v) = present(body, "tools") {
         let tools = v
             .as_array()
@@ -200,16 +213,30 @@ fn message(role: Role, content: Option<MessageContent>) -> Message {
         name: None,
         tool_calls: None,
         tool_call_id: None,
+        cache_control: None,
+        thinking_blocks: None,
         extra: Map::new(),
     }
 }
 
-/// A lone text part collapses to a plain string; no parts → no content.
+/// A lone text part without a breakpoint collapses to a plain string; no parts → no content.
 fn content_from_parts(mut parts: Vec<ContentPart>) -> Option<MessageContent> {
     match parts.len() {
         0 => None,
-        1 if parts[0].kind == "text" => parts.pop().and_then(|p| p.text).map(MessageContent::Text),
+        1 if parts[0].kind == "text" && parts[0].cache_control.is_none() => {
+            parts.pop().and_then(|p| p.text).map(MessageContent::Text)
+        }
         _ => Some(MessageContent::Parts(parts)),
+    }
+}
+
+/// A block's `cache_control`, typed.
+fn cache_control(block: &Value, param: &'static str) -> Result<Option<CacheControl>, GatewayError> {
+    match block.get("cache_control") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|_| wrong_type(param, "cache_control objects like {\"type\":\"ephemeral\"}")),
     }
 }
 
@@ -243,25 +270,64 @@ fn decode_turn(turn: &Value, out: &mut Vec<Message>) -> Result<(), GatewayError>
     let mut parts = Vec::new();
     let mut tool_calls = Vec::new();
     let mut tool_results = Vec::new();
+    let mut thinking_blocks = Vec::new();
+    let mut turn_cache = None;
     for block in blocks {
         let kind = block
             .get("type")
             .and_then(Value::as_str)
             .ok_or_else(|| bad_message("Each content block needs a 'type'."))?;
+        let cache = cache_control(block, "messages")?;
         match (kind, role) {
             ("text", _) => {
                 let text = block
                     .get("text")
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad_message("A text block needs a string 'text'."))?;
-                parts.push(ContentPart::text(text));
+                let mut part = ContentPart::text(text);
+                part.cache_control = cache;
+                parts.push(part);
             }
-            ("image", Role::User) => parts.push(image_part(block)?),
-            ("document", Role::User) => parts.push(document_part(block)?),
-            ("tool_result", Role::User) => tool_results.push(tool_result_message(block)?),
-            ("tool_use", Role::Assistant) => tool_calls.push(tool_call(block)?),
-            // Signed reasoning only round-trips to Claude itself (see the module docs).
-            ("thinking" | "redacted_thinking", Role::Assistant) => {}
+            ("image", Role::User) => {
+                let mut part = image_part(block)?;
+                part.cache_control = cache;
+                parts.push(part);
+            }
+            ("document", Role::User) => {
+                let mut part = document_part(block)?;
+                part.cache_control = cache;
+                parts.push(part);
+            }
+            ("tool_result", Role::User) => {
+                let mut result = tool_result_message(block)?;
+                result.cache_control = cache;
+                tool_results.push(result);
+            }
+            ("tool_use", Role::Assistant) => {
+                tool_calls.push(tool_call(block)?);
+                turn_cache = cache.or(turn_cache);
+            }
+            ("thinking", Role::Assistant) => {
+                let text = block.get("thinking").and_then(Value::as_str);
+                let signature = block.get("signature").and_then(Value::as_str);
+                let (Some(thinking), Some(signature)) = (text, signature) else {
+                    return Err(bad_message(
+                        "A thinking block needs string 'thinking' and 'signature'.",
+                    ));
+                };
+                thinking_blocks.push(ThinkingBlock::Thinking {
+                    thinking: thinking.to_owned(),
+                    signature: Some(signature.to_owned()),
+                });
+            }
+            ("redacted_thinking", Role::Assistant) => {
+                let data = block.get("data").and_then(Value::as_str).ok_or_else(|| {
+                    bad_message("A redacted_thinking block needs a string 'data'.")
+                })?;
+                thinking_blocks.push(ThinkingBlock::RedactedThinking {
+                    data: data.to_owned(),
+                });
+            }
             (other, _) => {
                 return Err(GatewayError::unsupported(
                     "messages",
@@ -278,9 +344,11 @@ fn decode_turn(turn: &Value, out: &mut Vec<Message>) -> Result<(), GatewayError>
     out.extend(tool_results);
     let content = content_from_parts(parts);
     if role == Role::Assistant {
-        if content.is_some() || !tool_calls.is_empty() {
+        if content.is_some() || !tool_calls.is_empty() || !thinking_blocks.is_empty() {
             let mut m = message(role, content);
             m.tool_calls = (!tool_calls.is_empty()).then_some(tool_calls);
+            m.thinking_blocks = (!thinking_blocks.is_empty()).then_some(thinking_blocks);
+            m.cache_control = turn_cache;
             out.push(m);
         }
     } else if let Some(content) = content {
@@ -344,6 +412,7 @@ fn document_part(block: &Value) -> Result<ContentPart, GatewayError> {
             file_id: None,
         }),
         refusal: None,
+        cache_control: None,
         extra: Map::new(),
     })
 }
@@ -425,7 +494,9 @@ fn decode_tool(tool: &Value) -> Result<Tool, GatewayError> {
         .and_then(Value::as_str)
         .map(str::to_owned);
     let schema = obj.get("input_schema").filter(|s| !s.is_null()).cloned();
-    Ok(Tool::function(name, description, schema))
+    let mut out = Tool::function(name, description, schema);
+    out.cache_control = cache_control(tool, "tools")?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -472,7 +543,8 @@ mod tests {
                     {"role":"system","content":"You are terse."},
                     {"role":"user","content":"Weather in Paris?"},
                     {"role":"assistant","content":"Checking.","tool_calls":[{"id":"toolu_1","type":"function",
-                        "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+                        "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}],
+                        "thinking_blocks":[{"type":"thinking","thinking":"hmm","signature":"s"}]},
                     {"role":"tool","content":"21C\nsunny","tool_call_id":"toolu_1"},
                     {"role":"user","content":"And tomorrow?"}]})
         );
@@ -561,5 +633,56 @@ mod tests {
             json!({"model":"m","messages":[],"tools":[{"type":"bash_20250124","name":"bash"}]}),
         );
         assert_eq!(e.param(), Some("tools"));
+    }
+
+    #[test]
+    fn cache_control_thinking_and_its_blocks() {
+        let out = decode(
+            json!({"model":"m","thinking":{"type":"enabled","budget_tokens":2048},
+            "system":[{"type":"text","text":"Rules","cache_control":{"type":"ephemeral","ttl":"1h"}}],
+            "tools":[{"name":"f","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}],
+            "messages":[
+                {"role":"user","content":[{"type":"text","text":"Doc","cache_control":{"type":"ephemeral"}}]},
+                {"role":"assistant","content":[
+                    {"type":"thinking","thinking":"hmm","signature":"sig=="},
+                    {"type":"redacted_thinking","data":"enc"},
+                    {"type":"tool_use","id":"t1","name":"f","input":{},"cache_control":{"type":"ephemeral"}}]},
+                {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"ok",
+                    "cache_control":{"type":"ephemeral"}}]}]}),
+        );
+        assert_eq!(
+            out["thinking"],
+            json!({"type":"enabled","budget_tokens":2048})
+        );
+        assert_eq!(
+            out["messages"][0],
+            json!({"role":"system","content":[{"type":"text","text":"Rules","cache_control":{"type":"ephemeral","ttl":"1h"}}]})
+        );
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([{"type":"text","text":"Doc","cache_control":{"type":"ephemeral"}}])
+        );
+        assert_eq!(
+            out["messages"][2]["thinking_blocks"],
+            json!([{"type":"thinking","thinking":"hmm","signature":"sig=="},{"type":"redacted_thinking","data":"enc"}])
+        );
+        assert_eq!(
+            out["messages"][2]["cache_control"],
+            json!({"type":"ephemeral"})
+        );
+        assert_eq!(
+            out["messages"][3]["cache_control"],
+            json!({"type":"ephemeral"})
+        );
+        assert_eq!(
+            out["tools"][0]["cache_control"],
+            json!({"type":"ephemeral"})
+        );
+        let e = decode_err(
+            json!({"model":"m","messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"x"}]}]}),
+        );
+        assert_eq!(e.param(), Some("messages"));
+        let e = decode_err(json!({"model":"m","messages":[],"thinking":"on"}));
+        assert_eq!(e.param(), Some("thinking"));
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod client_reply;
 pub mod client_request;
+pub(crate) mod thinking;
 pub mod upstream_reply;
 pub mod upstream_request;
 pub mod upstream_stream;
@@ -25,7 +26,7 @@ pub use client_reply::{encode_client_response, ClaudeEvent, ClaudeStreamEncoder}
 pub use client_request::decode_client_request;
 pub use upstream_reply::{decode_response, map_stop_reason};
 pub use upstream_request::{
-    encode_request, encode_request_bytes, native_body, ClaudeRequestOptions,
+    check_native, encode_request, encode_request_bytes, native_body, ClaudeRequestOptions,
 };
 pub use upstream_stream::ClaudeStreamDecoder;
 

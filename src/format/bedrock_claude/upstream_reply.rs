@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 use crate::model::{
-    finish_reason, ChatResponse, Choice, ChunkMeta, ResponseMessage, ToolCall, Usage,
+    finish_reason, ChatResponse, Choice, ChunkMeta, ResponseMessage, ThinkingBlock, ToolCall, Usage,
 };
 
 /// Maps a Claude `stop_reason` to an OpenAI `finish_reason` (PROTOCOLS 5.5); unknown → `stop`.
@@ -44,8 +44,13 @@ enum Block {
     Thinking {
         #[serde(default)]
         thinking: String,
+        #[serde(default)]
+        signature: Option<String>,
     },
-    /// `redacted_thinking`, server-tool blocks and anything newer: not representable in OpenAI.
+    RedactedThinking {
+        data: String,
+    },
+    /// Server-tool blocks and anything newer: not representable in OpenAI.
     #[serde(other)]
     Other,
 }
@@ -88,15 +93,28 @@ pub fn decode_response(body: &[u8], meta: &ChunkMeta) -> Result<ChatResponse, Ga
 
     let mut text: Option<String> = None;
     let mut reasoning: Option<String> = None;
+    let mut thinking_blocks = Vec::new();
     let mut tool_calls = Vec::new();
     for block in msg.content {
         match block {
             // Claude splits one answer into several text blocks (e.g. around citations); the
             // pieces are contiguous, so they are joined without a separator.
             Block::Text { text: t } => text.get_or_insert_with(String::new).push_str(&t),
-            Block::Thinking { thinking } => reasoning
-                .get_or_insert_with(String::new)
-                .push_str(&thinking),
+            Block::Thinking {
+                thinking,
+                signature,
+            } => {
+                reasoning
+                    .get_or_insert_with(String::new)
+                    .push_str(&thinking);
+                thinking_blocks.push(ThinkingBlock::Thinking {
+                    thinking,
+                    signature,
+                });
+            }
+            Block::RedactedThinking { data } => {
+                thinking_blocks.push(ThinkingBlock::RedactedThinking { data })
+            }
             Block::ToolUse { id, name, input } => {
                 let input = input.unwrap_or_else(|| Value::Object(Map::new()));
                 let arguments = serde_json::to_string(&input).map_err(|e| {
@@ -116,6 +134,7 @@ pub fn decode_response(body: &[u8], meta: &ChunkMeta) -> Result<ChatResponse, Ga
     let mut message =
         ResponseMessage::assistant(text, (!tool_calls.is_empty()).then_some(tool_calls));
     message.reasoning_content = reasoning;
+    message.thinking_blocks = (!thinking_blocks.is_empty()).then_some(thinking_blocks);
 
     Ok(ChatResponse {
         id: meta.id.clone(),
@@ -183,7 +202,9 @@ mod tests {
         );
         assert_eq!(
             out["choices"][0],
-            json!({"index":0,"message":{"role":"assistant","content":"AB","refusal":null,"reasoning_content":"hmm"},
+            json!({"index":0,"message":{"role":"assistant","content":"AB","refusal":null,"reasoning_content":"hmm",
+                    "thinking_blocks":[{"type":"thinking","thinking":"hmm","signature":"s"},
+                        {"type":"redacted_thinking","data":"x"}]},
                 "finish_reason":"length","logprobs":null})
         );
         assert_eq!(

@@ -16,7 +16,9 @@ use serde::Deserialize;
 
 use super::upstream_reply::{map_stop_reason, ClaudeUsage};
 use crate::error::GatewayError;
-use crate::model::{finish_reason, ChatChunk, ChunkMeta, Delta, ToolCallDelta, Usage};
+use crate::model::{
+    finish_reason, ChatChunk, ChunkMeta, Delta, ThinkingBlock, ToolCallDelta, Usage,
+};
 
 /// A string borrowed from the event bytes when it has no escapes (serde only borrows a `Cow` that
 /// is a field of its own, not one inside an `Option`, hence the newtype).
@@ -76,6 +78,8 @@ struct BlockStart<'a> {
     text: Option<Str<'a>>,
     #[serde(default, borrow)]
     thinking: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    data: Option<Str<'a>>,
 }
 
 /// A `content_block_delta` delta or a `message_delta` delta (which has no `type`).
@@ -89,6 +93,8 @@ struct EventDelta<'a> {
     partial_json: Option<Str<'a>>,
     #[serde(default, borrow)]
     thinking: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    signature: Option<Str<'a>>,
     #[serde(default, borrow)]
     stop_reason: Option<Str<'a>>,
 }
@@ -124,7 +130,7 @@ enum BlockKind {
         ordinal: u32,
         sent_arguments: bool,
     },
-    /// redacted_thinking, server-tool blocks, anything newer: ignored.
+    /// redacted_thinking (sent whole at its start), server-tool blocks, anything newer.
     Other,
 }
 
@@ -310,6 +316,15 @@ impl ClaudeStreamDecoder {
                 }
                 BlockKind::Thinking
             }
+            "redacted_thinking" => {
+                if let Some(data) = block.data {
+                    let block = ThinkingBlock::RedactedThinking {
+                        data: data.into_owned(),
+                    };
+                    out.push(ChatChunk::delta(&self.meta, thinking_block(block), None));
+                }
+                BlockKind::Other
+            }
             "tool_use" => {
                 let ordinal = self.tool_count;
                 self.tool_count += 1;
@@ -380,8 +395,16 @@ impl ClaudeStreamDecoder {
                     None,
                 ));
             }
-            // signature_delta: only needed to echo thinking back to Claude, not representable in
-            // OpenAI; citations_delta and newer kinds: no OpenAI equivalent.
+            Some("signature_delta") => {
+                if let Some(signature) = delta.signature.filter(|s| !s.is_empty()) {
+                    let block = ThinkingBlock::Thinking {
+                        thinking: String::new(),
+                        signature: Some(signature.into_owned()),
+                    };
+                    out.push(ChatChunk::delta(&self.meta, thinking_block(block), None));
+                }
+            }
+            // citations_delta and newer kinds: no OpenAI equivalent.
             _ => {}
         }
         Ok(())
@@ -399,6 +422,14 @@ impl ClaudeStreamDecoder {
                 None,
             ));
         }
+    }
+}
+
+/// A delta carrying one signed-reasoning piece.
+fn thinking_block(block: ThinkingBlock) -> Delta {
+    Delta {
+        thinking_blocks: Some(vec![block]),
+        ..Delta::default()
     }
 }
 
@@ -515,6 +546,7 @@ mod tests {
             vec![
                 json!({"delta":{"role":"assistant","content":""},"finish_reason":null}),
                 json!({"delta":{"reasoning_content":"Let me think"},"finish_reason":null}),
+                json!({"delta":{"thinking_blocks":[{"type":"thinking","thinking":"","signature":"sig"}]},"finish_reason":null}),
                 json!({"delta":{"tool_calls":[{"index":0,"id":"toolu_1","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}),
                 json!({"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]},"finish_reason":null}),
                 json!({"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]},"finish_reason":null}),
@@ -610,14 +642,18 @@ mod tests {
         fin.unwrap();
         assert_eq!(
             brief(&chunks[1]),
-            json!({"delta":{"content":"line\n\"q\""},"finish_reason":null})
+            json!({"delta":{"thinking_blocks":[{"type":"redacted_thinking","data":"zz"}]},"finish_reason":null})
         );
         assert_eq!(
             brief(&chunks[2]),
-            json!({"delta":{},"finish_reason":"stop"})
+            json!({"delta":{"content":"line\n\"q\""},"finish_reason":null})
         );
         assert_eq!(
             brief(&chunks[3]),
+            json!({"delta":{},"finish_reason":"stop"})
+        );
+        assert_eq!(
+            brief(&chunks[4]),
             json!({"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}})
         );
     }

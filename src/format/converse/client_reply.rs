@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::format::blocks::{BlockEvent, BlockKind, BlockSequencer};
-use crate::model::{finish_reason, ChatChunk, ChatResponse, Usage};
+use crate::model::{finish_reason, ChatChunk, ChatResponse, ThinkingBlock, Usage};
 use crate::stream::{EventEncoder, Framer, WireEvent};
 
 /// OpenAI `finish_reason` → Converse `stopReason`.
@@ -25,7 +25,7 @@ pub fn usage_json(usage: Option<&Usage>) -> Value {
         return json!({"inputTokens": 0, "outputTokens": 0, "totalTokens": 0});
     };
     let (read, write) = (u.cached_tokens(), u.cache_write_tokens());
-    let input = u.prompt_tokens.saturating_sub(read).saturating_sub(write);
+    let input = u.uncached_input_tokens();
     let mut out = json!({
         "inputTokens": input,
         "outputTokens": u.completion_tokens,
@@ -45,8 +45,27 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
     let choice = resp.choices.first();
     let mut content = Vec::new();
     if let Some(msg) = choice.map(|c| &c.message) {
-        if let Some(r) = msg.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
-            content.push(json!({"reasoningContent": {"reasoningText": {"text": r}}}));
+        match msg.thinking_blocks.as_deref().filter(|b| !b.is_empty()) {
+            Some(blocks) => content.extend(blocks.iter().map(|b| match b {
+                ThinkingBlock::Thinking {
+                    thinking,
+                    signature,
+                } => {
+                    let mut text = json!({"text": thinking});
+                    if let Some(s) = signature {
+                        text["signature"] = json!(s);
+                    }
+                    json!({"reasoningContent": {"reasoningText": text}})
+                }
+                ThinkingBlock::RedactedThinking { data } => {
+                    json!({"reasoningContent": {"redactedContent": data}})
+                }
+            })),
+            None => {
+                if let Some(r) = msg.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
+                    content.push(json!({"reasoningContent": {"reasoningText": {"text": r}}}));
+                }
+            }
         }
         if let Some(t) = msg
             .content
@@ -144,16 +163,25 @@ impl WireEvent for ConverseEvent<'_> {
 pub enum ConverseDelta<'a> {
     /// Answer text.
     Text(&'a str),
-    /// Reasoning text: `{"reasoningContent": {"text"}}`.
-    ReasoningContent {
-        /// The text.
-        text: &'a str,
-    },
+    /// Reasoning: `{"reasoningContent": {"text"}}`, `{"signature"}` or `{"redactedContent"}`.
+    ReasoningContent(ReasoningDelta<'a>),
     /// A piece of a tool call's JSON arguments: `{"toolUse": {"input"}}`.
     ToolUse {
         /// The piece (a JSON fragment, as a string).
         input: &'a str,
     },
+}
+
+/// The piece of reasoning a `reasoningContent` delta carries.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReasoningDelta<'a> {
+    /// Reasoning text.
+    Text(&'a str),
+    /// The signature of the reasoning so far.
+    Signature(&'a str),
+    /// Encrypted reasoning (base64 on the wire).
+    RedactedContent(&'a str),
 }
 
 /// Canonical chunks → ConverseStream events (`messageStart`, `contentBlockStart` for tool uses,
@@ -208,10 +236,21 @@ fn converse_block_event<F: Framer>(event: BlockEvent<'_>, out: &mut F) {
                 "name": name,
             }}),
         },
+        BlockEvent::Start {
+            index,
+            kind: BlockKind::RedactedThinking { data },
+        } => ConverseEvent::ContentBlockDelta {
+            content_block_index: index,
+            delta: ConverseDelta::ReasoningContent(ReasoningDelta::RedactedContent(data)),
+        },
         BlockEvent::Start { .. } => return,
         BlockEvent::Thinking { index, text } => ConverseEvent::ContentBlockDelta {
             content_block_index: index,
-            delta: ConverseDelta::ReasoningContent { text },
+            delta: ConverseDelta::ReasoningContent(ReasoningDelta::Text(text)),
+        },
+        BlockEvent::Signature { index, signature } => ConverseEvent::ContentBlockDelta {
+            content_block_index: index,
+            delta: ConverseDelta::ReasoningContent(ReasoningDelta::Signature(signature)),
         },
         BlockEvent::Text { index, text } => ConverseEvent::ContentBlockDelta {
             content_block_index: index,

@@ -9,8 +9,11 @@ use serde_json::Map;
 use super::document::document_to_json;
 use crate::error::GatewayError;
 use crate::model::{
-    finish_reason, ChatResponse, Choice, ChunkMeta, ResponseMessage, ToolCall, Usage,
+    finish_reason, ChatResponse, Choice, ChunkMeta, ResponseMessage, ThinkingBlock, ToolCall, Usage,
 };
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 
 /// Maps a Converse `stopReason` to an OpenAI `finish_reason` (PROTOCOLS 5.5). Malformed-output
 /// reasons and unknown values map to `stop`.
@@ -58,6 +61,7 @@ pub fn decode_response(
     };
     let mut text = String::new();
     let mut reasoning = String::new();
+    let mut thinking_blocks = Vec::new();
     let mut tool_calls = Vec::new();
     for block in message.content() {
         match block {
@@ -75,7 +79,16 @@ pub fn decode_response(
                 tool_calls.push(ToolCall::function(u.tool_use_id(), u.name(), arguments));
             }
             ContentBlock::ReasoningContent(ReasoningContentBlock::ReasoningText(r)) => {
-                reasoning.push_str(r.text())
+                reasoning.push_str(r.text());
+                thinking_blocks.push(ThinkingBlock::Thinking {
+                    thinking: r.text().to_owned(),
+                    signature: r.signature().map(str::to_owned),
+                });
+            }
+            ContentBlock::ReasoningContent(ReasoningContentBlock::RedactedContent(data)) => {
+                thinking_blocks.push(ThinkingBlock::RedactedThinking {
+                    data: BASE64.encode(data.as_ref()),
+                });
             }
             _ => {}
         }
@@ -94,6 +107,17 @@ pub fn decode_response(
     let mut message =
         ResponseMessage::assistant(content, (!tool_calls.is_empty()).then_some(tool_calls));
     message.reasoning_content = (!reasoning.is_empty()).then_some(reasoning);
+    // Only signed or redacted reasoning needs its blocks: it is what a client sends back.
+    let signed = thinking_blocks.iter().any(|b| {
+        !matches!(
+            b,
+            ThinkingBlock::Thinking {
+                signature: None,
+                ..
+            }
+        )
+    });
+    message.thinking_blocks = signed.then_some(thinking_blocks);
 
     Ok(ChatResponse {
         id: meta.id.clone(),
@@ -191,6 +215,7 @@ mod tests {
                 "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": null,
                     "message": {"role": "assistant", "content": "It is 21°C.", "refusal": null,
                         "reasoning_content": "thinking",
+                        "thinking_blocks": [{"type": "thinking", "thinking": "thinking", "signature": "sig"}],
                         "tool_calls": [{"id": "tooluse_kZJ", "type": "function",
                             "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}}],
                 "usage": {"prompt_tokens": 45, "completion_tokens": 44, "total_tokens": 89,

@@ -3,9 +3,10 @@
 use std::collections::{BTreeSet, HashSet};
 
 use aws_sdk_bedrockruntime::types::{
-    self, AnyToolChoice, AudioBlock, AudioFormat, AudioSource, AutoToolChoice, ContentBlock,
-    ConversationRole, DocumentBlock, DocumentFormat, DocumentSource, ImageBlock, ImageFormat,
-    ImageSource, InferenceConfiguration, S3Location, SpecificToolChoice, SystemContentBlock,
+    self, AnyToolChoice, AudioBlock, AudioFormat, AudioSource, AutoToolChoice, CachePointBlock,
+    CachePointType, CacheTtl, ContentBlock, ConversationRole, DocumentBlock, DocumentFormat,
+    DocumentSource, ImageBlock, ImageFormat, ImageSource, InferenceConfiguration,
+    ReasoningContentBlock, ReasoningTextBlock, S3Location, SpecificToolChoice, SystemContentBlock,
     ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock, ToolSpecification,
     ToolUseBlock,
 };
@@ -19,7 +20,13 @@ use serde_json::{json, Map, Value};
 
 use super::document::json_to_document;
 use crate::error::GatewayError;
-use crate::model::{ChatRequest, ContentPart, Message, MessageContent, Role, ToolChoiceKind};
+use crate::format::bedrock_claude::thinking::{self, ClaudeThinking};
+use crate::format::caching::{CacheArea, CachePlacer, CacheSupport};
+use crate::format::reasoning::{reasoning_param, requested, Reasoning, ReasoningBudgets};
+use crate::model::{
+    CacheControl, ChatRequest, ContentPart, Message, MessageContent, Role, ThinkingBlock,
+    ToolChoiceKind,
+};
 
 /// Standard base64, padding optional (clients are not consistent about it).
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -54,11 +61,34 @@ pub struct ConverseRequest {
     pub additional_model_request_fields: Option<Document>,
 }
 
-/// Options for [`encode_request`].
+/// Options for [`encode_request`]: what the provider knows about the model.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConverseOptions {
     /// `maxTokens` to send when the client set no token limit (`None`: the model maximum).
     pub default_max_tokens: Option<u32>,
+    /// Where the model caches prompts: cache breakpoints elsewhere are dropped.
+    pub cache: CacheSupport,
+    /// How the model takes a reasoning request.
+    pub reasoning: ReasoningStyle,
+    /// `reasoning_effort` → thinking budget (Claude), and back (efforts for a budget).
+    pub budgets: ReasoningBudgets,
+}
+
+/// How a Converse model takes a reasoning request (in `additionalModelRequestFields`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReasoningStyle {
+    /// `{"reasoning_effort": …}`, as gpt-oss, Qwen and DeepSeek take it (a `thinking` budget
+    /// becomes the nearest effort).
+    #[default]
+    ReasoningEffort,
+    /// Claude's `{"thinking": {…}}`, with Claude's rules (see the Claude codec), and its signed
+    /// reasoning sent back as `reasoningContent`.
+    ClaudeThinking,
+    /// Nova 2's `{"reasoningConfig": {"type":"enabled","maxReasoningEffort": low|medium|high}}`.
+    NovaReasoningConfig,
+    /// The model cannot reason: asking it to is a 400.
+    Unsupported,
 }
 
 /// Encodes a canonical request as Converse input (PROTOCOLS 4 and 5).
@@ -77,24 +107,46 @@ pub fn encode_request(
         ));
     }
 
+    let claude = opts.reasoning == ReasoningStyle::ClaudeThinking;
+    let thinking = if claude {
+        Some(thinking::plan(req, opts.default_max_tokens, &opts.budgets)?)
+    } else {
+        None
+    };
+    let mut cache = CachePlacer::new(opts.cache);
     let mut system = Vec::new();
     let mut turns: Vec<(ConversationRole, Vec<ContentBlock>)> = Vec::new();
     let mut doc_names = HashSet::new();
     for msg in &req.messages {
-        let (role, blocks) = match msg.role {
+        let (role, mut blocks) = match msg.role {
             Role::System | Role::Developer => {
-                let text = msg.text_content();
-                if !text.trim().is_empty() {
-                    system.push(SystemContentBlock::Text(text));
-                }
+                system_blocks(msg, &mut system, &mut cache)?;
                 continue;
             }
-            Role::User => (ConversationRole::User, user_blocks(msg, &mut doc_names)?),
-            Role::Assistant => (ConversationRole::Assistant, assistant_blocks(msg)?),
+            Role::User => (
+                ConversationRole::User,
+                user_blocks(msg, &mut doc_names, &mut cache)?,
+            ),
+            Role::Assistant => (
+                ConversationRole::Assistant,
+                assistant_blocks(msg, claude, &mut cache)?,
+            ),
             Role::Tool | Role::Function => (ConversationRole::User, vec![tool_result_block(msg)?]),
         };
         if blocks.is_empty() {
             continue;
+        }
+        let part_cache = match (&msg.role, &msg.content) {
+            (Role::Tool | Role::Function, Some(MessageContent::Parts(parts))) => {
+                parts.iter().rev().find_map(|p| p.cache_control.as_ref())
+            }
+            _ => None,
+        };
+        if let Some(c) = cache.keep(
+            CacheArea::Messages,
+            msg.cache_control.as_ref().or(part_cache),
+        )? {
+            blocks.push(cache_point(c)?);
         }
         match turns.last_mut() {
             Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
@@ -116,6 +168,16 @@ pub fn encode_request(
 
     let mut messages = Vec::with_capacity(turns.len());
     for (role, mut blocks) in turns {
+        let has_tool_blocks = blocks
+            .iter()
+            .any(|b| matches!(b, ContentBlock::ToolUse(_) | ContentBlock::ToolResult(_)));
+        if has_tool_blocks && !cache.support().tools {
+            // Models that do not cache tools (Nova) also reject a cache point in a turn that
+            // carries tool content.
+            let before = blocks.len();
+            blocks.retain(|b| !matches!(b, ContentBlock::CachePoint(_)));
+            cache.unkeep(before - blocks.len());
+        }
         let has_document = blocks
             .iter()
             .any(|b| matches!(b, ContentBlock::Document(_)));
@@ -131,14 +193,59 @@ pub fn encode_request(
         )?);
     }
 
-    let tool_config = tool_config(req, &messages)?;
+    let tool_config = tool_config(req, &messages, &mut cache)?;
+    cache.finish()?;
     Ok(ConverseRequest {
         messages,
         system,
-        inference_config: inference_config(req, opts),
+        inference_config: inference_config(req, opts, thinking.as_ref()),
         tool_config,
-        additional_model_request_fields: additional_fields(req)?,
+        additional_model_request_fields: additional_fields(req, opts, thinking.as_ref())?,
     })
+}
+
+/// A `cachePoint` block for a kept breakpoint.
+fn cache_point_block(cache: &CacheControl) -> Result<CachePointBlock, GatewayError> {
+    built(
+        CachePointBlock::builder()
+            .r#type(CachePointType::Default)
+            .set_ttl(cache.ttl.as_deref().map(CacheTtl::from))
+            .build(),
+    )
+}
+
+fn cache_point(cache: &CacheControl) -> Result<ContentBlock, GatewayError> {
+    Ok(ContentBlock::CachePoint(cache_point_block(cache)?))
+}
+
+/// A system message as system text blocks, with cache points after its marked parts and after it
+/// when the whole message is marked.
+fn system_blocks(
+    msg: &Message,
+    system: &mut Vec<SystemContentBlock>,
+    cache: &mut CachePlacer,
+) -> Result<(), GatewayError> {
+    let text = msg.text_content();
+    if text.trim().is_empty() {
+        return Ok(());
+    }
+    match &msg.content {
+        Some(MessageContent::Parts(parts)) if parts.iter().any(|p| p.cache_control.is_some()) => {
+            for part in parts {
+                if let Some(t) = part.text.as_deref().filter(|t| !t.trim().is_empty()) {
+                    system.push(SystemContentBlock::Text(t.to_owned()));
+                    if let Some(c) = cache.keep(CacheArea::System, part.cache_control.as_ref())? {
+                        system.push(SystemContentBlock::CachePoint(cache_point_block(c)?));
+                    }
+                }
+            }
+        }
+        _ => system.push(SystemContentBlock::Text(text)),
+    }
+    if let Some(c) = cache.keep(CacheArea::System, msg.cache_control.as_ref())? {
+        system.push(SystemContentBlock::CachePoint(cache_point_block(c)?));
+    }
+    Ok(())
 }
 
 /// An SDK builder error: only possible if this module forgot a required member.
@@ -160,6 +267,7 @@ fn push_text(blocks: &mut Vec<ContentBlock>, text: &str) {
 fn user_blocks(
     msg: &Message,
     doc_names: &mut HashSet<String>,
+    cache: &mut CachePlacer,
 ) -> Result<Vec<ContentBlock>, GatewayError> {
     let mut blocks = Vec::new();
     match &msg.content {
@@ -167,7 +275,13 @@ fn user_blocks(
         Some(MessageContent::Text(s)) => push_text(&mut blocks, s),
         Some(MessageContent::Parts(parts)) => {
             for part in parts {
+                let before = blocks.len();
                 user_part(part, &mut blocks, doc_names)?;
+                if blocks.len() > before {
+                    if let Some(c) = cache.keep(CacheArea::Messages, part.cache_control.as_ref())? {
+                        blocks.push(cache_point(c)?);
+                    }
+                }
             }
         }
     }
@@ -451,13 +565,42 @@ fn tool_use_block(id: &str, name: &str, arguments: &str) -> Result<ContentBlock,
     )?))
 }
 
-fn assistant_blocks(msg: &Message) -> Result<Vec<ContentBlock>, GatewayError> {
+fn assistant_blocks(
+    msg: &Message,
+    signed_reasoning: bool,
+    cache: &mut CachePlacer,
+) -> Result<Vec<ContentBlock>, GatewayError> {
     let mut blocks = Vec::new();
+    // Claude's signed reasoning goes back first, as it was written; other models take none.
+    for block in msg
+        .thinking_blocks
+        .iter()
+        .flatten()
+        .filter(|_| signed_reasoning)
+    {
+        let reasoning = match block {
+            ThinkingBlock::Thinking {
+                thinking,
+                signature: Some(signature),
+            } if !signature.is_empty() => ReasoningContentBlock::ReasoningText(built(
+                ReasoningTextBlock::builder()
+                    .text(thinking)
+                    .signature(signature)
+                    .build(),
+            )?),
+            ThinkingBlock::Thinking { .. } => continue,
+            ThinkingBlock::RedactedThinking { data } => {
+                ReasoningContentBlock::RedactedContent(Blob::new(decode_base64(data)?))
+            }
+        };
+        blocks.push(ContentBlock::ReasoningContent(reasoning));
+    }
     match &msg.content {
         None => {}
         Some(MessageContent::Text(s)) => push_text(&mut blocks, s),
         Some(MessageContent::Parts(parts)) => {
             for part in parts {
+                let before = blocks.len();
                 match part.kind.as_str() {
                     "text" => push_text(&mut blocks, part.text.as_deref().unwrap_or("")),
                     "refusal" => push_text(&mut blocks, part.refusal.as_deref().unwrap_or("")),
@@ -465,6 +608,11 @@ fn assistant_blocks(msg: &Message) -> Result<Vec<ContentBlock>, GatewayError> {
                         return Err(bad_content(format!(
                             "Assistant messages may only contain text, not '{other}' parts."
                         )))
+                    }
+                }
+                if blocks.len() > before {
+                    if let Some(c) = cache.keep(CacheArea::Messages, part.cache_control.as_ref())? {
+                        blocks.push(cache_point(c)?);
                     }
                 }
             }
@@ -540,6 +688,7 @@ fn empty_schema() -> Value {
 fn tool_config(
     req: &ChatRequest,
     messages: &[types::Message],
+    cache: &mut CachePlacer,
 ) -> Result<Option<ToolConfiguration>, GatewayError> {
     let mut used_names = BTreeSet::new();
     let mut history_has_tools = false;
@@ -586,6 +735,9 @@ fn tool_config(
                 &schema,
                 function.strict,
             )?);
+            if let Some(c) = cache.keep(CacheArea::Tools, tool.cache_control.as_ref())? {
+                tools.push(types::Tool::CachePoint(cache_point_block(c)?));
+            }
         }
     }
     if tools.is_empty() && history_has_tools {
@@ -620,17 +772,24 @@ fn tool_config(
     )?))
 }
 
-fn inference_config(req: &ChatRequest, opts: &ConverseOptions) -> Option<InferenceConfiguration> {
-    let max_tokens = req
-        .max_output_tokens()
-        .or(opts.default_max_tokens)
-        .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+fn inference_config(
+    req: &ChatRequest,
+    opts: &ConverseOptions,
+    thinking: Option<&ClaudeThinking>,
+) -> Option<InferenceConfiguration> {
+    let max_tokens = match thinking {
+        Some(plan) => plan.max_tokens,
+        None => req.max_output_tokens().or(opts.default_max_tokens),
+    }
+    .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
     let stops: Vec<String> = req
         .stop_sequences()
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let temperature = req.temperature.filter(|t| t.is_finite());
+    // Claude thinking takes no temperature (the plan checked it is 1 or unset).
+    let thinking_on = thinking.is_some_and(|p| p.thinking.is_some());
+    let temperature = req.temperature.filter(|t| t.is_finite() && !thinking_on);
     let top_p = req.top_p.filter(|p| p.is_finite());
     if max_tokens.is_none() && temperature.is_none() && top_p.is_none() && stops.is_empty() {
         return None;
@@ -645,13 +804,49 @@ fn inference_config(req: &ChatRequest, opts: &ConverseOptions) -> Option<Inferen
     )
 }
 
-/// `additionalModelRequestFields`: `{"reasoning_effort": …}` when the request set it (the key
-/// gpt-oss-style models read natively; Claude/Nova reasoning configs are model-specific and left to
-/// the provider), and `{"top_k": n}` from the `top_k` extension field.
-fn additional_fields(req: &ChatRequest) -> Result<Option<Document>, GatewayError> {
+/// `additionalModelRequestFields`: the reasoning request in the model's spelling
+/// ([`ReasoningStyle`]), and `{"top_k": n}` from the `top_k` extension field.
+fn additional_fields(
+    req: &ChatRequest,
+    opts: &ConverseOptions,
+    thinking: Option<&ClaudeThinking>,
+) -> Result<Option<Document>, GatewayError> {
     let mut fields = Map::new();
-    if let Some(effort) = &req.reasoning_effort {
-        fields.insert("reasoning_effort".into(), Value::String(effort.clone()));
+    if let Some(plan) = thinking {
+        if let Some(t) = &plan.thinking {
+            fields.insert("thinking".into(), t.clone());
+        }
+    } else {
+        let effort = match requested(req, &opts.budgets)? {
+            None => None,
+            Some(_) if req.thinking.is_none() => req.reasoning_effort.as_deref(),
+            Some(Reasoning::Budget(budget)) => Some(opts.budgets.effort_for(budget)),
+            Some(Reasoning::Adaptive) => Some("medium"),
+        };
+        if let Some(effort) = effort {
+            match opts.reasoning {
+                ReasoningStyle::ReasoningEffort | ReasoningStyle::ClaudeThinking => {
+                    fields.insert("reasoning_effort".into(), Value::from(effort));
+                }
+                ReasoningStyle::NovaReasoningConfig => {
+                    let level = match effort {
+                        "minimal" | "low" => "low",
+                        "high" | "xhigh" | "max" => "high",
+                        _ => "medium",
+                    };
+                    fields.insert(
+                        "reasoningConfig".into(),
+                        json!({"type": "enabled", "maxReasoningEffort": level}),
+                    );
+                }
+                ReasoningStyle::Unsupported => {
+                    return Err(GatewayError::unsupported(
+                        reasoning_param(req),
+                        "This model has no reasoning control on Bedrock.",
+                    ))
+                }
+            }
+        }
     }
     match req.extra.get("top_k") {
         None | Some(Value::Null) => {}
@@ -716,6 +911,14 @@ mod tests {
 
     /// A JSON rendering of the Converse input, in the wire shape of PROTOCOLS 4 (blobs as base64),
     /// so tests can compare whole requests as golden JSON.
+    fn cache_json(c: &CachePointBlock) -> Value {
+        let mut point = json!({"type": c.r#type().as_str()});
+        if let Some(ttl) = c.ttl() {
+            point["ttl"] = json!(ttl.as_str());
+        }
+        json!({"cachePoint": point})
+    }
+
     fn to_json(r: &ConverseRequest) -> Value {
         fn block(b: &ContentBlock) -> Value {
             match b {
@@ -757,6 +960,13 @@ mod tests {
                         .collect();
                     json!({"toolResult": {"toolUseId": r.tool_use_id(), "content": content}})
                 }
+                ContentBlock::CachePoint(c) => cache_json(c),
+                ContentBlock::ReasoningContent(ReasoningContentBlock::ReasoningText(t)) => {
+                    json!({"reasoningContent": {"reasoningText": {"text": t.text(), "signature": t.signature()}}})
+                }
+                ContentBlock::ReasoningContent(ReasoningContentBlock::RedactedContent(b)) => {
+                    json!({"reasoningContent": {"redactedContent": BASE64.encode(b.as_ref())}})
+                }
                 other => panic!("unexpected block {other:?}"),
             }
         }
@@ -767,6 +977,7 @@ mod tests {
                 .iter()
                 .map(|s| match s {
                     SystemContentBlock::Text(t) => json!({"text": t}),
+                    SystemContentBlock::CachePoint(c) => cache_json(c),
                     other => panic!("unexpected system block {other:?}"),
                 })
                 .collect();
@@ -799,7 +1010,11 @@ mod tests {
                 .tools()
                 .iter()
                 .map(|t| {
-                    let types::Tool::ToolSpec(s) = t else { panic!("not a toolSpec") };
+                    let s = match t {
+                        types::Tool::ToolSpec(s) => s,
+                        types::Tool::CachePoint(c) => return cache_json(c),
+                        other => panic!("unexpected tool {other:?}"),
+                    };
                     let Some(ToolInputSchema::Json(schema)) = s.input_schema() else { panic!("no schema") };
                     let mut spec = json!({"name": s.name(), "inputSchema": {"json": document_to_json(schema)}});
                     if let Some(d) = s.description() {
@@ -1006,6 +1221,7 @@ mod tests {
         assert!(encode(&r).get("inferenceConfig").is_none());
         let opts = ConverseOptions {
             default_max_tokens: Some(1000),
+            ..ConverseOptions::default()
         };
         let out = to_json(&encode_request(&r, &opts).unwrap());
         assert_eq!(out["inferenceConfig"], json!({"maxTokens": 1000}));
@@ -1127,5 +1343,150 @@ mod tests {
             out["messages"][1]["content"][0]["toolUse"]["toolUseId"],
             out["messages"][2]["content"][0]["toolResult"]["toolUseId"]
         );
+    }
+
+    #[test]
+    fn cache_points_follow_what_they_mark() {
+        let r: ChatRequest = serde_json::from_value(json!({"model": "m", "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "Rules."}, {"type": "text", "text": "Stable part",
+                "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
+            {"role": "user", "content": [{"type": "text", "text": "Doc", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "Question"}]},
+            {"role": "assistant", "content": "Answer", "cache_control": {"type": "ephemeral"}},
+            {"role": "user", "content": "More"}],
+            "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}]}))
+        .unwrap();
+        let claude = ConverseOptions {
+            cache: CacheSupport::ALL,
+            ..ConverseOptions::default()
+        };
+        let out = to_json(&encode_request(&r, &claude).unwrap());
+        assert_eq!(
+            out["system"],
+            json!([{"text": "Rules."}, {"text": "Stable part"}, {"cachePoint": {"type": "default", "ttl": "1h"}}])
+        );
+        assert_eq!(
+            out["messages"][0]["content"],
+            json!([{"text": "Doc"}, {"cachePoint": {"type": "default"}}, {"text": "Question"}])
+        );
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([{"text": "Answer"}, {"cachePoint": {"type": "default"}}])
+        );
+        assert_eq!(
+            out["toolConfig"]["tools"][1],
+            json!({"cachePoint": {"type": "default"}})
+        );
+        // Nova caches the prompt, not the tools; a family without caching gets no cache point.
+        let nova = ConverseOptions {
+            cache: CacheSupport::PROMPT,
+            ..ConverseOptions::default()
+        };
+        let out = to_json(&encode_request(&r, &nova).unwrap());
+        assert_eq!(out["toolConfig"]["tools"].as_array().unwrap().len(), 1);
+        assert!(out["system"].to_string().contains("cachePoint"));
+        let out = to_json(&encode_request(&r, &ConverseOptions::default()).unwrap());
+        assert!(!out.to_string().contains("cachePoint"), "{out}");
+        // Nova: never a cache point in a turn with tool content.
+        let r: ChatRequest = serde_json::from_value(json!({"model": "m", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "tool_calls": [{"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t", "content": "r", "cache_control": {"type": "ephemeral"}}]}))
+        .unwrap();
+        let out = to_json(&encode_request(&r, &nova).unwrap());
+        assert!(!out.to_string().contains("cachePoint"), "{out}");
+        let out = to_json(&encode_request(&r, &claude).unwrap());
+        assert_eq!(
+            out["messages"][2]["content"][1],
+            json!({"cachePoint": {"type": "default"}})
+        );
+    }
+
+    #[test]
+    fn reasoning_per_model_style() {
+        let base = json!({"model": "m", "messages": [{"role": "user", "content": "q"}]});
+        let with = |extra: Value| {
+            let mut b = base.clone();
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<ChatRequest>(b).unwrap()
+        };
+        let style = |reasoning| ConverseOptions {
+            reasoning,
+            default_max_tokens: Some(1000),
+            ..ConverseOptions::default()
+        };
+        // Claude over Converse: thinking, with Claude's rules and room for the answer.
+        let out = to_json(
+            &encode_request(
+                &with(json!({"reasoning_effort": "low"})),
+                &style(ReasoningStyle::ClaudeThinking),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            out["additionalModelRequestFields"],
+            json!({"thinking": {"type": "enabled", "budget_tokens": 2048}})
+        );
+        assert_eq!(out["inferenceConfig"]["maxTokens"], 3048);
+        let e = encode_request(
+            &with(json!({"reasoning_effort": "low", "temperature": 0.3})),
+            &style(ReasoningStyle::ClaudeThinking),
+        )
+        .unwrap_err();
+        assert_eq!(e.param(), Some("temperature"));
+        // Nova 2: reasoningConfig; a thinking budget becomes the nearest effort.
+        let out = to_json(
+            &encode_request(
+                &with(json!({"thinking": {"type": "enabled", "budget_tokens": 20000}})),
+                &style(ReasoningStyle::NovaReasoningConfig),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            out["additionalModelRequestFields"],
+            json!({"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "high"}})
+        );
+        // gpt-oss, Qwen, DeepSeek: reasoning_effort as is.
+        let out = to_json(
+            &encode_request(
+                &with(json!({"reasoning_effort": "minimal"})),
+                &style(ReasoningStyle::ReasoningEffort),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            out["additionalModelRequestFields"],
+            json!({"reasoning_effort": "minimal"})
+        );
+        // Others: a clear 400; `none` is fine.
+        let e = encode_request(
+            &with(json!({"reasoning_effort": "high"})),
+            &style(ReasoningStyle::Unsupported),
+        )
+        .unwrap_err();
+        assert_eq!(e.param(), Some("reasoning_effort"));
+        assert!(encode_request(
+            &with(json!({"reasoning_effort": "none"})),
+            &style(ReasoningStyle::Unsupported)
+        )
+        .is_ok());
+        // Claude's signed reasoning goes back first; other models never see it.
+        let history = with(json!({"messages": [{"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a", "thinking_blocks": [
+                {"type": "thinking", "thinking": "t", "signature": "sig"},
+                {"type": "redacted_thinking", "data": "AAEC"}]},
+            {"role": "user", "content": "q2"}]}));
+        let out =
+            to_json(&encode_request(&history, &style(ReasoningStyle::ClaudeThinking)).unwrap());
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([{"reasoningContent": {"reasoningText": {"text": "t", "signature": "sig"}}},
+                {"reasoningContent": {"redactedContent": "AAEC"}}, {"text": "a"}])
+        );
+        let out =
+            to_json(&encode_request(&history, &style(ReasoningStyle::ReasoningEffort)).unwrap());
+        assert_eq!(out["messages"][1]["content"], json!([{"text": "a"}]));
     }
 }

@@ -6,7 +6,11 @@ use aws_sdk_bedrockruntime::types::{
 
 use super::upstream_reply::{map_stop_reason, usage_from};
 use crate::error::GatewayError;
-use crate::model::{finish_reason, ChatChunk, ChunkMeta, Delta, ToolCallDelta, Usage};
+use crate::model::{
+    finish_reason, ChatChunk, ChunkMeta, Delta, ThinkingBlock, ToolCallDelta, Usage,
+};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 
 /// One tool-use block seen in the stream.
 #[derive(Debug)]
@@ -137,6 +141,25 @@ impl ConverseStreamDecoder {
                     };
                     out.push(ChatChunk::delta(&self.meta, delta, None));
                 }
+                Some(ContentBlockDelta::ReasoningContent(
+                    ReasoningContentBlockDelta::Signature(signature),
+                )) if !signature.is_empty() => {
+                    self.start(out);
+                    let block = ThinkingBlock::Thinking {
+                        thinking: String::new(),
+                        signature: Some(signature.clone()),
+                    };
+                    out.push(ChatChunk::delta(&self.meta, thinking_delta(block), None));
+                }
+                Some(ContentBlockDelta::ReasoningContent(
+                    ReasoningContentBlockDelta::RedactedContent(data),
+                )) => {
+                    self.start(out);
+                    let block = ThinkingBlock::RedactedThinking {
+                        data: BASE64.encode(data.as_ref()),
+                    };
+                    out.push(ChatChunk::delta(&self.meta, thinking_delta(block), None));
+                }
                 _ => {}
             },
             ConverseStreamOutput::ContentBlockStop(ev) => {
@@ -188,6 +211,14 @@ impl ConverseStreamDecoder {
         }
         self.finish_chunk(out);
         Ok(())
+    }
+}
+
+/// A delta carrying one signed-reasoning piece.
+fn thinking_delta(block: ThinkingBlock) -> Delta {
+    Delta {
+        thinking_blocks: Some(vec![block]),
+        ..Delta::default()
     }
 }
 
@@ -389,11 +420,15 @@ mod tests {
         ]);
         result.unwrap();
         let c = choices(&out);
-        assert_eq!(c.len(), 5);
+        assert_eq!(c.len(), 6);
         assert_eq!(c[1]["delta"], json!({"reasoning_content": "hmm"}));
-        assert_eq!(c[2]["delta"], json!({"content": "Hi"}));
-        assert_eq!(c[3]["finish_reason"], "length");
-        assert_eq!(out[4].usage, Some(Usage::from_parts(5, 1, 0, 0)));
+        assert_eq!(
+            c[2]["delta"],
+            json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "sig"}]})
+        );
+        assert_eq!(c[3]["delta"], json!({"content": "Hi"}));
+        assert_eq!(c[4]["finish_reason"], "length");
+        assert_eq!(out[5].usage, Some(Usage::from_parts(5, 1, 0, 0)));
     }
 
     #[test]

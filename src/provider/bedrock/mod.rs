@@ -21,6 +21,7 @@
 //!   exception frames become in-band errors (the `stream` module).
 //! - **Errors** map per PROTOCOLS.md §5.8 (the `error` module).
 
+mod capabilities;
 mod error;
 mod models;
 mod stops;
@@ -40,10 +41,11 @@ use serde_json::Value;
 use tower_service::Service;
 
 use super::{first_then_rest, ProviderFuture};
-use crate::config::Config;
+use crate::config::{Config, PromptCachingConfig};
 use crate::error::GatewayError;
 use crate::format::bedrock_claude::{self, ClaudeRequestOptions, ClaudeStreamDecoder};
 use crate::format::bedrock_titan::{self, TitanRequestOptions, TitanStreamDecoder};
+use crate::format::caching::{self, CacheSupport};
 use crate::format::converse::{self, ConverseOptions, ConverseStreamDecoder};
 use crate::format::InboundFormat;
 use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta};
@@ -66,6 +68,7 @@ struct Inner {
     claude: ClaudeRequestOptions,
     titan: TitanRequestOptions,
     converse: ConverseOptions,
+    caching: PromptCachingConfig,
 }
 
 impl std::fmt::Debug for BedrockProvider {
@@ -156,13 +159,18 @@ impl BedrockProvider {
                 control,
                 claude: ClaudeRequestOptions {
                     default_max_tokens: config.bedrock.claude_default_max_tokens(),
+                    cache: CacheSupport::ALL,
+                    reasoning: config.reasoning.budget_tokens,
                 },
                 titan: TitanRequestOptions {
                     default_max_tokens: config.bedrock.titan_default_max_tokens(),
                 },
                 converse: ConverseOptions {
                     default_max_tokens: config.bedrock.converse_default_max_tokens(),
+                    budgets: config.reasoning.budget_tokens,
+                    ..ConverseOptions::default()
                 },
+                caching: config.prompt_caching.clone(),
             }),
         }
     }
@@ -201,7 +209,19 @@ impl BedrockProvider {
                 "a non-Bedrock route reached the Bedrock provider",
             ));
         };
-        let req = &*call.request;
+        let model = &*route.upstream_model;
+        let claude_family = family == BedrockFamily::Claude;
+        let cache = capabilities::cache_support(model, claude_family);
+        // Automatic caching rewrites the request; everything else reads the client's as is.
+        let auto_cached = self.inner.caching.auto_for(&call.request.model, model) && cache.any();
+        let mut rewritten = None;
+        if auto_cached {
+            let mut request = (*call.request).clone();
+            if caching::add_automatic(&mut request) {
+                rewritten = Some(request);
+            }
+        }
+        let req = rewritten.as_ref().unwrap_or(&*call.request);
         check_supported(req)?;
         let rid = call
             .context
@@ -210,15 +230,25 @@ impl BedrockProvider {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let meta = ChunkMeta::new(req.model.clone());
-        let model = &*route.upstream_model;
         let client = self.client_for(model);
         match family {
             BedrockFamily::Claude => {
+                let opts = ClaudeRequestOptions {
+                    cache,
+                    ..self.inner.claude
+                };
                 let body = match &call.context.original {
-                    Some(o) if o.format == InboundFormat::BedrockClaude => {
-                        bedrock_claude::native_body(&o.json, &self.inner.claude)?
+                    // A native body goes as written, unless breakpoints must be dropped (a model
+                    // without caching) or added (automatic caching): then it is re-encoded.
+                    Some(o)
+                        if o.format == InboundFormat::BedrockClaude
+                            && rewritten.is_none()
+                            && (cache == CacheSupport::ALL || !caching::has_cache_points(req)) =>
+                    {
+                        bedrock_claude::check_native(req, &opts)?;
+                        bedrock_claude::native_body(&o.json, &opts)?
                     }
-                    _ => bedrock_claude::encode_request_bytes(req, &self.inner.claude)?,
+                    _ => bedrock_claude::encode_request_bytes(req, &opts)?,
                 };
                 match invoke(client, model, body, req.is_stream(), rid).await? {
                     Invoked::Stream(rx) => {
@@ -257,9 +287,12 @@ impl BedrockProvider {
                 }
             }
             BedrockFamily::Converse => {
-                let mut parts = converse::encode_request(req, &self.inner.converse)?;
-                parts.additional_model_request_fields =
-                    reasoning_fields(model, parts.additional_model_request_fields.take())?;
+                let opts = ConverseOptions {
+                    cache,
+                    reasoning: capabilities::reasoning_style(model),
+                    ..self.inner.converse.clone()
+                };
+                let parts = converse::encode_request(req, &opts)?;
                 // Converse and ConverseStream take the same request; only the builder type differs.
                 macro_rules! send_converse {
                     ($builder:expr) => {
@@ -393,95 +426,9 @@ fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// `reasoning_effort` in the spelling each Converse family takes: native for gpt-oss, Qwen and
-/// DeepSeek, `reasoningConfig` for Nova 2; other families have no reasoning control (400).
-fn reasoning_fields(
-    model: &str,
-    fields: Option<aws_smithy_types::Document>,
-) -> Result<Option<aws_smithy_types::Document>, GatewayError> {
-    let Some(doc) = fields else { return Ok(None) };
-    let mut json = converse::document_to_json(&doc);
-    let Some(effort) = json
-        .as_object_mut()
-        .and_then(|o| o.remove("reasoning_effort"))
-    else {
-        return Ok(Some(doc));
-    };
-    let id = model.rsplit('/').next().unwrap_or(model);
-    let vendor_model = match id.split_once('.') {
-        Some((geo, rest))
-            if ["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"].contains(&geo) =>
-        {
-            rest
-        }
-        _ => id,
-    };
-    let effort_str = effort.as_str().unwrap_or("medium");
-    if let Some(obj) = json.as_object_mut() {
-        if vendor_model.starts_with("openai.")
-            || vendor_model.starts_with("qwen.")
-            || vendor_model.starts_with("deepseek.")
-        {
-            obj.insert("reasoning_effort".into(), effort);
-        } else if vendor_model.starts_with("amazon.nova-2") {
-            if effort_str != "none" {
-                let level = match effort_str {
-                    "minimal" | "low" => "low",
-                    "high" | "xhigh" | "max" => "high",
-                    _ => "medium",
-                };
-                obj.insert(
-                    "reasoningConfig".into(),
-                    serde_json::json!({"type": "enabled", "maxReasoningEffort": level}),
-                );
-            }
-        } else if effort_str != "none" {
-            return Err(GatewayError::unsupported(
-                "reasoning_effort",
-                format!(
-                    "The model `{}` has no reasoning-effort control on Bedrock.",
-                    crate::error::scrub_aws_identifiers(model)
-                ),
-            ));
-        }
-    }
-    let empty = json.as_object().is_some_and(|o| o.is_empty());
-    Ok((!empty).then(|| converse::json_to_document(&json)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reasoning_effort_per_family() {
-        let doc = |v: Value| Some(converse::json_to_document(&v));
-        let out = reasoning_fields(
-            "openai.gpt-oss-120b-1:0",
-            doc(serde_json::json!({"reasoning_effort":"high"})),
-        )
-        .unwrap();
-        assert_eq!(
-            converse::document_to_json(&out.unwrap()),
-            serde_json::json!({"reasoning_effort":"high"})
-        );
-        let out = reasoning_fields(
-            "us.amazon.nova-2-lite-v1:0",
-            doc(serde_json::json!({"reasoning_effort":"low","top_k":5})),
-        )
-        .unwrap();
-        assert_eq!(
-            converse::document_to_json(&out.unwrap()),
-            serde_json::json!({"top_k":5,"reasoningConfig":{"type":"enabled","maxReasoningEffort":"low"}})
-        );
-        let e = reasoning_fields(
-            "meta.llama3-1-70b-instruct-v1:0",
-            doc(serde_json::json!({"reasoning_effort":"high"})),
-        )
-        .unwrap_err();
-        assert_eq!(e.param(), Some("reasoning_effort"));
-        assert!(reasoning_fields("meta.llama3", None).unwrap().is_none());
-    }
 
     #[test]
     fn unsupported_features_are_400() {
