@@ -764,3 +764,304 @@ async fn cached_tokens_count_in_the_token_budget_and_the_metrics() {
         assert!(text.contains(&needle), "missing {needle} in\n{text}");
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// 2. Extended thinking / reasoning
+
+/// Claude over Converse (a route override sends this profile to Converse).
+const CLAUDE_CONVERSE: &str = "us.anthropic.claude-sonnet-4-20250514-v1:0";
+/// A reasoning model on Converse that does not sign its reasoning.
+const DEEPSEEK: &str = "us.deepseek.r1-v1:0";
+/// An OpenAI reasoning model.
+const O_SERIES: &str = "o3-mini";
+
+async fn thinking_gateway(upstream: &Fake) -> TestGateway {
+    start_full(upstream, |c| {
+        c.routes.push(open_bedrock_server::config::RouteConfig {
+            prefix: "us.anthropic.claude-sonnet-4".into(),
+            provider: open_bedrock_server::config::RouteProvider::Bedrock,
+            family: Some(open_bedrock_server::route::BedrockFamily::Converse),
+        });
+    })
+    .await
+}
+
+fn user_turn(inbound: In, text: &str) -> Value {
+    match inbound {
+        In::Converse => json!({"role":"user","content":[{"text":text}]}),
+        _ => json!({"role":"user","content":text}),
+    }
+}
+
+fn tool_result_turn(inbound: In, id: &str, text: &str) -> Value {
+    match inbound {
+        In::OpenAi => json!({"role":"tool","tool_call_id":id,"content":text}),
+        In::Anthropic => {
+            json!({"role":"user","content":[{"type":"tool_result","tool_use_id":id,"content":text}]})
+        }
+        In::Converse => {
+            json!({"role":"user","content":[{"toolResult":{"toolUseId":id,"content":[{"text":text}]}}]})
+        }
+    }
+}
+
+/// A conversation with the weather tool and thinking on (2048 tokens), in the client's format.
+fn thinking_request(inbound: In, messages: Vec<Value>) -> Value {
+    let schema =
+        json!({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]});
+    match inbound {
+        In::OpenAi => json!({"messages":messages,"max_tokens":4000,"reasoning_effort":"low",
+            "tools":[{"type":"function","function":{"name":"get_weather","parameters":schema}}]}),
+        In::Anthropic => {
+            json!({"messages":messages,"max_tokens":4000,"thinking":{"type":"enabled","budget_tokens":2048},
+            "tools":[{"name":"get_weather","input_schema":schema}]})
+        }
+        In::Converse => json!({"messages":messages,"inferenceConfig":{"maxTokens":4000},
+            "additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":2048}},
+            "toolConfig":{"tools":[{"toolSpec":{"name":"get_weather","inputSchema":{"json":schema}}}]}}),
+    }
+}
+
+#[tokio::test]
+async fn a_two_turn_tool_loop_with_thinking_through_every_ingress() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = thinking_gateway(&upstream).await;
+    let thought = "Thinking about: Weather in Paris?";
+    let signature = fake::fake_signature(thought);
+    for inbound in INGRESSES {
+        for model in [CLAUDE, CLAUDE_CONVERSE, DEEPSEEK, O_SERIES] {
+            for stream in [false, true] {
+                let cell = format!("thinking: {inbound:?} in → {model}, stream={stream}");
+                let first = vec![user_turn(inbound, "Weather in Paris?")];
+                let (got, sent) = call(
+                    &gw,
+                    &upstream,
+                    inbound,
+                    model,
+                    stream,
+                    thinking_request(inbound, first.clone()),
+                    &cell,
+                )
+                .await;
+                // What the upstream was asked for, in its own spelling.
+                match model {
+                    CLAUDE => {
+                        assert_eq!(
+                            sent["thinking"],
+                            json!({"type":"enabled","budget_tokens":2048}),
+                            "{cell}"
+                        );
+                        assert_eq!(sent["max_tokens"], 4000, "{cell}");
+                    }
+                    CLAUDE_CONVERSE => {
+                        assert_eq!(
+                            sent["additionalModelRequestFields"],
+                            json!({"thinking":{"type":"enabled","budget_tokens":2048}}),
+                            "{cell}"
+                        );
+                        assert_eq!(sent["inferenceConfig"]["maxTokens"], 4000, "{cell}");
+                    }
+                    DEEPSEEK => assert_eq!(
+                        sent["additionalModelRequestFields"],
+                        json!({"reasoning_effort":"low"}),
+                        "{cell}"
+                    ),
+                    _ => {
+                        assert_eq!(sent["reasoning_effort"], "low", "{cell}");
+                        assert!(sent.get("thinking").is_none(), "{cell}");
+                    }
+                }
+                // What the client got: the reasoning, Claude's signature, then the tool call.
+                assert_eq!(got.finish, "tool_calls", "{cell}");
+                assert_eq!(got.tool_calls[0].1, "get_weather", "{cell}");
+                assert_eq!(got.tool_calls[0].2, json!({"city":"Paris"}), "{cell}");
+                match model {
+                    CLAUDE | CLAUDE_CONVERSE => {
+                        assert_eq!(got.reasoning, thought, "{cell}");
+                        assert_eq!(
+                            got.thinking_blocks,
+                            vec![
+                                json!({"type":"thinking","thinking":thought,"signature":signature})
+                            ],
+                            "{cell}"
+                        );
+                    }
+                    DEEPSEEK => assert_eq!(got.reasoning, thought, "{cell}"),
+                    _ => assert!(got.reasoning.is_empty(), "{cell}"),
+                }
+                // The second turn: the assistant turn as the client got it, then the tool's result.
+                let id = got.tool_calls[0].0.clone();
+                let second = vec![
+                    first[0].clone(),
+                    got.assistant_turn.clone(),
+                    tool_result_turn(inbound, &id, "21C"),
+                ];
+                let cell2 = format!("{cell}, second turn");
+                let (got2, sent2) = call(
+                    &gw,
+                    &upstream,
+                    inbound,
+                    model,
+                    stream,
+                    thinking_request(inbound, second),
+                    &cell2,
+                )
+                .await;
+                assert_eq!(got2.finish, "stop", "{cell2}");
+                assert!(got2.text.starts_with("You said:"), "{cell2}: {got2:?}");
+                match model {
+                    CLAUDE => assert_eq!(
+                        sent2["messages"][1]["content"][0],
+                        json!({"type":"thinking","thinking":thought,"signature":signature}),
+                        "{cell2}: the signed thinking block goes back first, unchanged"
+                    ),
+                    CLAUDE_CONVERSE => assert_eq!(
+                        sent2["messages"][1]["content"][0],
+                        json!({"reasoningContent":{"reasoningText":{"text":thought,"signature":signature}}}),
+                        "{cell2}"
+                    ),
+                    _ => {
+                        let text = sent2.to_string();
+                        assert!(
+                            !text.contains("reasoningContent") && !text.contains("thinking_blocks"),
+                            "{cell2}: {text}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn claudes_thinking_rules_are_a_400_before_bedrock() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = thinking_gateway(&upstream).await;
+    for inbound in INGRESSES {
+        for model in [CLAUDE, CLAUDE_CONVERSE] {
+            let mut body = thinking_request(inbound, vec![user_turn(inbound, "Hi")]);
+            match inbound {
+                In::Converse => body["inferenceConfig"]["temperature"] = json!(0.5),
+                _ => body["temperature"] = json!(0.5),
+            }
+            let body = finish_body(inbound, body, model, false);
+            let res = post(&gw, &path(inbound, model, false), &body).await;
+            assert_eq!(res.status, 400, "{inbound:?} → {model}: {}", res.text());
+            assert!(res.text().contains("temperature"), "{}", res.text());
+        }
+    }
+    // An explicit budget that does not fit the limit, and a tool turn sent back without its reasoning.
+    let res = post(
+        &gw,
+        "/v1/messages",
+        &json!({"model":CLAUDE,"max_tokens":2000,"thinking":{"type":"enabled","budget_tokens":2048},
+        "messages":[{"role":"user","content":"Hi"}]}),
+    )
+    .await;
+    assert_eq!(
+        (res.status, res.json()["error"]["type"].clone()),
+        (400, json!("invalid_request_error")),
+        "{}",
+        res.text()
+    );
+    let res = post(&gw, "/v1/chat/completions", &json!({"model":CLAUDE,"reasoning_effort":"low","messages":[
+        {"role":"user","content":"Weather?"},
+        {"role":"assistant","tool_calls":[{"id":"t","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},
+        {"role":"tool","tool_call_id":"t","content":"21C"}],
+        "tools":[{"type":"function","function":{"name":"get_weather"}}]})).await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert_eq!(res.json()["error"]["param"], "messages");
+    assert_eq!(upstream.count(), 0, "nothing reached Bedrock");
+    // Titan cannot reason.
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":"amazon.titan-text-express-v1","reasoning_effort":"low",
+        "messages":[{"role":"user","content":"Hi"}]}),
+    )
+    .await;
+    assert_eq!(
+        (res.status, res.json()["error"]["param"].clone()),
+        (400, json!("reasoning_effort"))
+    );
+}
+
+#[tokio::test]
+async fn a_changed_signature_is_refused_by_claude() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = thinking_gateway(&upstream).await;
+    let thought = "Thinking about: Weather?";
+    let res = post(&gw, "/v1/chat/completions", &json!({"model":CLAUDE,"reasoning_effort":"low","messages":[
+        {"role":"user","content":"Weather?"},
+        {"role":"assistant","tool_calls":[{"id":"t","type":"function","function":{"name":"get_weather","arguments":"{}"}}],
+         "thinking_blocks":[{"type":"thinking","thinking":thought,"signature":"forged"}]},
+        {"role":"tool","tool_call_id":"t","content":"21C"}],
+        "tools":[{"type":"function","function":{"name":"get_weather"}}]})).await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(res.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("signature"));
+    // The genuine signature and a redacted block pass.
+    let res = post(&gw, "/v1/chat/completions", &json!({"model":CLAUDE,"reasoning_effort":"low","messages":[
+        {"role":"user","content":"Weather?"},
+        {"role":"assistant","tool_calls":[{"id":"t","type":"function","function":{"name":"get_weather","arguments":"{}"}}],
+         "thinking_blocks":[{"type":"thinking","thinking":thought,"signature":fake::fake_signature(thought)},
+            {"type":"redacted_thinking","data":fake::FAKE_REDACTED}]},
+        {"role":"tool","tool_call_id":"t","content":"21C"}],
+        "tools":[{"type":"function","function":{"name":"get_weather"}}]})).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+}
+
+#[tokio::test]
+async fn redacted_reasoning_and_reasoning_tokens_reach_every_format() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = thinking_gateway(&upstream).await;
+    // The fake redacts reasoning about a secret: the block is opaque data, kept exactly.
+    for inbound in INGRESSES {
+        for stream in [false, true] {
+            let cell = format!("redacted: {inbound:?}, stream={stream}");
+            let mut body = thinking_request(inbound, vec![user_turn(inbound, "Tell me a secret")]);
+            match inbound {
+                In::OpenAi => body.as_object_mut().unwrap().remove("tools"),
+                In::Anthropic => body.as_object_mut().unwrap().remove("tools"),
+                In::Converse => body.as_object_mut().unwrap().remove("toolConfig"),
+            };
+            let (got, _) = call(&gw, &upstream, inbound, CLAUDE, stream, body, &cell).await;
+            assert_eq!(got.thinking_blocks.len(), 2, "{cell}: {got:?}");
+            assert_eq!(
+                got.thinking_blocks[1],
+                json!({"type":"redacted_thinking","data":fake::FAKE_REDACTED}),
+                "{cell}"
+            );
+            assert_eq!(got.text, "You said: Tell me a secret", "{cell}");
+        }
+    }
+    // OpenAI reports reasoning tokens; OpenAI clients read them as OpenAI wrote them.
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":O_SERIES,"reasoning_effort":"high",
+        "messages":[{"role":"user","content":"Hi"}]}),
+    )
+    .await;
+    assert_eq!(
+        res.json()["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        5,
+        "{}",
+        res.text()
+    );
+    // An Anthropic-style thinking object reaches an o-series model as its nearest effort.
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":O_SERIES,"thinking":{"type":"enabled","budget_tokens":20000},
+        "messages":[{"role":"user","content":"Hi"}]}),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        upstream.requests().last().unwrap().json()["reasoning_effort"],
+        "high"
+    );
+}
