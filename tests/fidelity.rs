@@ -1065,3 +1065,203 @@ async fn redacted_reasoning_and_reasoning_tokens_reach_every_format() {
         "high"
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// 3. Structured outputs
+
+fn answer_schema() -> Value {
+    json!({"type":"object","properties":{"answer":{"type":"string"},"city":{"type":"string"}},"required":["answer","city"]})
+}
+
+/// A request for JSON that fits [`answer_schema`], in the client's own spelling.
+fn structured_request(inbound: In, text: &str) -> Value {
+    match inbound {
+        In::OpenAi => json!({"messages":[{"role":"user","content":text}],
+            "response_format":{"type":"json_schema","json_schema":{"name":"city_answer","schema":answer_schema()}}}),
+        In::Anthropic => json!({"messages":[{"role":"user","content":text}],
+            "output_format":{"type":"json_schema","schema":answer_schema()}}),
+        In::Converse => json!({"messages":[{"role":"user","content":[{"text":text}]}],
+            "outputConfig":{"textFormat":{"type":"json_schema","structure":{"jsonSchema":{
+                "name":"city_answer","schema":answer_schema().to_string()}}}}}),
+    }
+}
+
+#[tokio::test]
+async fn json_schema_through_a_forced_tool_answers_as_content() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = start_full(&upstream, |_| {}).await;
+    let expected = json!({"answer":"You said: Weather in Paris?","city":"Paris"});
+    for inbound in INGRESSES {
+        let tool = if inbound == In::Anthropic {
+            "output"
+        } else {
+            "city_answer"
+        };
+        for model in [CLAUDE, NOVA, "gpt-4o"] {
+            for stream in [false, true] {
+                let cell = format!("json_schema: {inbound:?} in → {model}, stream={stream}");
+                let (got, sent) = call(
+                    &gw,
+                    &upstream,
+                    inbound,
+                    model,
+                    stream,
+                    structured_request(inbound, "Weather in Paris?"),
+                    &cell,
+                )
+                .await;
+                match model {
+                    CLAUDE => {
+                        let t = sent["tools"].as_array().unwrap().last().unwrap();
+                        assert_eq!(
+                            (t["name"].clone(), t["input_schema"].clone()),
+                            (json!(tool), answer_schema()),
+                            "{cell}"
+                        );
+                        assert_eq!(
+                            sent["tool_choice"],
+                            json!({"type":"tool","name":tool}),
+                            "{cell}"
+                        );
+                    }
+                    NOVA => {
+                        let t = &sent["toolConfig"]["tools"]
+                            .as_array()
+                            .unwrap()
+                            .last()
+                            .unwrap()["toolSpec"];
+                        assert_eq!(
+                            (t["name"].clone(), t["inputSchema"]["json"].clone()),
+                            (json!(tool), answer_schema()),
+                            "{cell}"
+                        );
+                        assert_eq!(
+                            sent["toolConfig"]["toolChoice"],
+                            json!({"tool":{"name":tool}}),
+                            "{cell}"
+                        );
+                    }
+                    _ => {
+                        assert_eq!(sent["response_format"]["type"], "json_schema", "{cell}");
+                        assert_eq!(
+                            sent["response_format"]["json_schema"]["schema"],
+                            answer_schema(),
+                            "{cell}"
+                        );
+                        assert!(
+                            sent.get("tools").is_none(),
+                            "{cell}: OpenAI gets the schema as is"
+                        );
+                    }
+                }
+                let content: Value = serde_json::from_str(&got.text)
+                    .unwrap_or_else(|e| panic!("{cell}: {e}: {:?}", got.text));
+                assert_eq!(content, expected, "{cell}");
+                assert_eq!(got.finish, "stop", "{cell}");
+                assert!(got.tool_calls.is_empty(), "{cell}: {got:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn client_tools_still_work_alongside_a_schema() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = start_full(&upstream, |_| {}).await;
+    for model in [CLAUDE, NOVA] {
+        for stream in [false, true] {
+            let cell = format!("tools + json_schema → {model}, stream={stream}");
+            let mut first = structured_request(In::OpenAi, "Weather in Paris?");
+            first["tools"] = json!([{"type":"function","function":{"name":"get_weather",
+                "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]);
+            let (got, sent) = call(
+                &gw,
+                &upstream,
+                In::OpenAi,
+                model,
+                stream,
+                first.clone(),
+                &cell,
+            )
+            .await;
+            assert_eq!(got.finish, "tool_calls", "{cell}: the client's tool first");
+            assert_eq!(got.tool_calls[0].1, "get_weather", "{cell}");
+            if model == CLAUDE {
+                assert_eq!(sent["tool_choice"], json!({"type":"any"}), "{cell}");
+            } else {
+                assert_eq!(
+                    sent["toolConfig"]["toolChoice"],
+                    json!({"any":{}}),
+                    "{cell}"
+                );
+            }
+            let mut second = first.clone();
+            second["messages"] = json!([first["messages"][0], got.assistant_turn,
+                {"role":"tool","tool_call_id":got.tool_calls[0].0,"content":"21C"}]);
+            let (got, _) = call(&gw, &upstream, In::OpenAi, model, stream, second, &cell).await;
+            assert_eq!(got.finish, "stop", "{cell}");
+            let content: Value = serde_json::from_str(&got.text).unwrap();
+            assert_eq!(content["city"], "Paris", "{cell}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_object_by_instruction_and_prefill() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = start_full(&upstream, |_| {}).await;
+    for stream in [false, true] {
+        let cell = format!("json_object → Claude, stream={stream}");
+        let body = json!({"messages":[{"role":"user","content":"Hello"}],"response_format":{"type":"json_object"}});
+        let (got, sent) = call(&gw, &upstream, In::OpenAi, CLAUDE, stream, body, &cell).await;
+        assert!(
+            sent["system"]
+                .as_str()
+                .unwrap()
+                .contains("single valid JSON object"),
+            "{cell}"
+        );
+        assert_eq!(
+            sent["messages"].as_array().unwrap().last().unwrap(),
+            &json!({"role":"assistant","content":[{"type":"text","text":"{"}]}),
+            "{cell}: a prefill"
+        );
+        let content: Value =
+            serde_json::from_str(&got.text).unwrap_or_else(|e| panic!("{cell}: {e}: {}", got.text));
+        assert_eq!(
+            content,
+            json!({"answer":"You said: Hello"}),
+            "{cell}: the `{{` is put back"
+        );
+    }
+    // Nova: the instruction alone. A model that cannot be forced to a tool gets the schema as an
+    // instruction; Titan cannot follow one at all.
+    let body = json!({"model":NOVA,"messages":[{"role":"user","content":"Hello"}],"response_format":{"type":"json_object"}});
+    assert_eq!(post(&gw, "/v1/chat/completions", &body).await.status, 200);
+    let sent = upstream.requests().last().unwrap().json();
+    assert!(
+        sent["system"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("single valid JSON object"),
+        "{sent}"
+    );
+    let mut body = structured_request(In::OpenAi, "Hello");
+    body["model"] = json!("meta.llama3-1-70b-instruct-v1:0");
+    assert_eq!(post(&gw, "/v1/chat/completions", &body).await.status, 200);
+    let sent = upstream.requests().last().unwrap().json();
+    assert!(
+        sent["system"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("JSON Schema"),
+        "{sent}"
+    );
+    assert!(sent.get("toolConfig").is_none(), "{sent}");
+    body["model"] = json!("amazon.titan-text-express-v1");
+    let res = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(
+        (res.status, res.json()["error"]["param"].clone()),
+        (400, json!("response_format"))
+    );
+}

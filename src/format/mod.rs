@@ -37,6 +37,7 @@ pub mod caching;
 pub mod converse;
 pub mod openai;
 pub mod reasoning;
+pub mod structured;
 
 use crate::error::ErrorDialect;
 use crate::model::Usage;

@@ -133,6 +133,19 @@ pub fn decode_client_request(body: &Map<String, Value>) -> Result<ChatRequest, G
             });
         }
     }
+    if let Some(v) = present(body, "output_format") {
+        // Anthropic's structured outputs: the canonical `response_format` of the same schema.
+        let schema = v
+            .as_object()
+            .filter(|o| o.get("type").and_then(Value::as_str) == Some("json_schema"))
+            .and_then(|o| o.get("schema"))
+            .filter(|s| s.is_object())
+            .ok_or_else(|| {
+                wrong_type("output_format", "{\"type\":\"json_schema\",\"schema\":{…}}")
+            })?;
+        req.response_format = Some(serde_json::json!({"type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema}}));
+    }
     if let Some(v) = present(body, "thinking") {
         req.thinking = Some(
             serde_json::from_value(v.clone())

@@ -16,6 +16,7 @@ use super::{parse_data_url, thinking, ANTHROPIC_VERSION};
 use crate::error::GatewayError;
 use crate::format::caching::{CacheArea as Area, CachePlacer, CacheSupport};
 use crate::format::reasoning::ReasoningBudgets;
+use crate::format::structured;
 use crate::model::{
     CacheControl, ChatRequest, ContentPart, Message, MessageContent, Role, ThinkingBlock, ToolCall,
     ToolChoiceKind,
@@ -256,50 +257,16 @@ fn top_k(v: &Value) -> Option<u64> {
     })
 }
 
-/// Appends the JSON-mode instruction for `response_format` to the system prompt.
-///
-/// Claude on InvokeModel has no structured-output switch; a system instruction is the least
-/// invasive way to honour `json_object` / `json_schema` without changing the reply shape.
+/// Appends the JSON-mode instruction for a `response_format` still on the request to the system
+/// prompt. The provider lowers `response_format` first ([`structured::lower`]: a forced tool, a
+/// prefill); a request encoded directly gets the instruction at least.
 fn with_response_format(
     mut system: System,
     format: Option<&Value>,
 ) -> Result<System, GatewayError> {
-    let Some(format) = format else {
-        return Ok(system);
-    };
-    let kind = format.get("type").and_then(Value::as_str).unwrap_or("text");
-    let instruction = match kind {
-        "text" => return Ok(system),
-        "json_object" => {
-            "Respond only with a single valid JSON object. Do not add any text, explanation or \
-                          Markdown code fences before or after the JSON."
-                .to_owned()
-        }
-        "json_schema" => {
-            let spec = format.get("json_schema");
-            let schema = spec.and_then(|s| s.get("schema"));
-            let name = spec.and_then(|s| s.get("name")).and_then(Value::as_str);
-            let mut text = String::from(
-                "Respond only with a single valid JSON value that conforms to the following JSON Schema. Do not \
-                 add any text, explanation or Markdown code fences before or after the JSON.",
-            );
-            if let Some(name) = name {
-                text.push_str(&format!("\nSchema name: {name}"));
-            }
-            if let Some(schema) = schema {
-                text.push_str("\nJSON Schema:\n");
-                text.push_str(&schema.to_string());
-            }
-            text
-        }
-        other => {
-            return Err(GatewayError::unsupported(
-                "response_format",
-                format!("response_format type '{other}' is not supported for Claude models."),
-            ))
-        }
-    };
-    system.push_instruction(instruction);
+    if let Some(instruction) = format.map(structured::instruction).transpose()?.flatten() {
+        system.push_instruction(instruction);
+    }
     Ok(system)
 }
 

@@ -122,6 +122,17 @@ fn check_unsupported(req: &ChatRequest) -> Result<(), GatewayError> {
             "Titan text models return one choice; n must be 1.",
         ));
     }
+    let json_mode = req
+        .response_format
+        .as_ref()
+        .and_then(|f| f.get("type"))
+        .is_some_and(|t| t != "text");
+    if json_mode {
+        return Err(GatewayError::unsupported(
+            "response_format",
+            "Titan text models have no JSON mode and cannot be made to follow a schema.",
+        ));
+    }
     let thinks = req.thinking.as_ref().is_some_and(|t| t.kind != "disabled")
         || req.reasoning_effort.as_deref().is_some_and(|e| e != "none");
     if thinks {

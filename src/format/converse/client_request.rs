@@ -178,6 +178,28 @@ pub fn decode_client_request(
             obj.insert("tool_choice".into(), choice);
         }
     }
+    if let Some(format) = body.get("outputConfig").and_then(|c| c.get("textFormat")) {
+        // Structured output: the schema travels as a string.
+        let spec = format
+            .pointer("/structure/jsonSchema")
+            .filter(|_| format.get("type").and_then(Value::as_str) == Some("json_schema"))
+            .ok_or_else(|| {
+                invalid("outputConfig.textFormat must be a json_schema with structure.jsonSchema")
+            })?;
+        let schema: Value = spec
+            .get("schema")
+            .and_then(Value::as_str)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| invalid("outputConfig.textFormat.structure.jsonSchema.schema must be a JSON Schema as a string"))?;
+        let mut json_schema = json!({"name": spec.get("name").cloned().unwrap_or_else(|| json!("output")), "schema": schema});
+        if let Some(d) = spec.get("description") {
+            json_schema["description"] = d.clone();
+        }
+        obj.insert(
+            "response_format".into(),
+            json!({"type": "json_schema", "json_schema": json_schema}),
+        );
+    }
     if let Some(fields) = body.get("additionalModelRequestFields") {
         if let Some(k) = fields.get("top_k") {
             obj.insert("top_k".into(), k.clone());

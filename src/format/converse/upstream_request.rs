@@ -23,6 +23,7 @@ use crate::error::GatewayError;
 use crate::format::bedrock_claude::thinking::{self, ClaudeThinking};
 use crate::format::caching::{CacheArea, CachePlacer, CacheSupport};
 use crate::format::reasoning::{reasoning_param, requested, Reasoning, ReasoningBudgets};
+use crate::format::structured;
 use crate::model::{
     CacheControl, ChatRequest, ContentPart, Message, MessageContent, Role, ThinkingBlock,
     ToolChoiceKind,
@@ -193,6 +194,16 @@ pub fn encode_request(
         )?);
     }
 
+    // A response_format the provider did not lower (see `format::structured`): the instruction.
+    if let Some(instruction) = req
+        .response_format
+        .as_ref()
+        .map(structured::instruction)
+        .transpose()?
+        .flatten()
+    {
+        system.push(SystemContentBlock::Text(instruction));
+    }
     let tool_config = tool_config(req, &messages, &mut cache)?;
     cache.finish()?;
     Ok(ConverseRequest {

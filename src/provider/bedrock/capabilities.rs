@@ -73,6 +73,13 @@ pub(crate) fn reasoning_style(model: &str) -> ReasoningStyle {
     }
 }
 
+/// Whether a Converse model can be made to call one named tool (`toolChoice.tool` / `any`):
+/// Claude 3+ and Nova.
+pub(crate) fn forces_tools(model: &str) -> bool {
+    let id = vendor_model(model);
+    id.starts_with("anthropic.") || id.starts_with("amazon.nova")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,7 +105,9 @@ mod tests {
     }
 
     #[test]
-    fn reasoning_by_vendor() {
+    fn reasoning_and_tool_forcing_by_vendor() {
+        assert!(forces_tools("us.amazon.nova-pro-v1:0"));
+        assert!(!forces_tools("meta.llama3-1-70b-instruct-v1:0"));
         assert_eq!(
             reasoning_style("us.anthropic.claude-sonnet-4-20250514-v1:0"),
             ReasoningStyle::ClaudeThinking

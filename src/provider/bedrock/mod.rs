@@ -46,7 +46,10 @@ use crate::error::GatewayError;
 use crate::format::bedrock_claude::{self, ClaudeRequestOptions, ClaudeStreamDecoder};
 use crate::format::bedrock_titan::{self, TitanRequestOptions, TitanStreamDecoder};
 use crate::format::caching::{self, CacheSupport};
+use crate::format::converse::ReasoningStyle;
 use crate::format::converse::{self, ConverseOptions, ConverseStreamDecoder};
+use crate::format::reasoning;
+use crate::format::structured::{self, Lowering, StructuredReply};
 use crate::format::InboundFormat;
 use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta};
 use crate::route::{BedrockFamily, ProviderKind};
@@ -212,15 +215,9 @@ impl BedrockProvider {
         let model = &*route.upstream_model;
         let claude_family = family == BedrockFamily::Claude;
         let cache = capabilities::cache_support(model, claude_family);
-        // Automatic caching rewrites the request; everything else reads the client's as is.
-        let auto_cached = self.inner.caching.auto_for(&call.request.model, model) && cache.any();
-        let mut rewritten = None;
-        if auto_cached {
-            let mut request = (*call.request).clone();
-            if caching::add_automatic(&mut request) {
-                rewritten = Some(request);
-            }
-        }
+        // Automatic caching and structured outputs rewrite the request; everything else reads the
+        // client's as is.
+        let (rewritten, structured) = self.rewrite(&call.request, family, model, cache)?;
         let req = rewritten.as_ref().unwrap_or(&*call.request);
         check_supported(req)?;
         let rid = call
@@ -231,7 +228,7 @@ impl BedrockProvider {
             .map(str::to_owned);
         let meta = ChunkMeta::new(req.model.clone());
         let client = self.client_for(model);
-        match family {
+        let reply = match family {
             BedrockFamily::Claude => {
                 let opts = ClaudeRequestOptions {
                     cache,
@@ -324,6 +321,46 @@ impl BedrockProvider {
                     Ok(ChatReply::Complete(converse::decode_response(&out, &meta)?))
                 }
             }
+        }?;
+        Ok(match &structured {
+            Some(s) => s.lift(reply),
+            None => reply,
+        })
+    }
+
+    /// The request as it is sent, when it differs from the client's: automatic cache breakpoints
+    /// added, `response_format` lowered for a model without a JSON mode (and how to lift the
+    /// reply back).
+    fn rewrite(
+        &self,
+        req: &ChatRequest,
+        family: BedrockFamily,
+        model: &str,
+        cache: CacheSupport,
+    ) -> Result<(Option<ChatRequest>, Option<StructuredReply>), GatewayError> {
+        let mut rewritten = None;
+        if cache.any() && self.inner.caching.auto_for(&req.model, model) {
+            let mut request = req.clone();
+            if caching::add_automatic(&mut request) {
+                rewritten = Some(request);
+            }
+        }
+        if family == BedrockFamily::Titan {
+            return Ok((rewritten, None)); // Titan's encoder refuses a JSON mode itself.
+        }
+        let current = rewritten.as_ref().unwrap_or(req);
+        let claude = family == BedrockFamily::Claude
+            || capabilities::reasoning_style(model) == ReasoningStyle::ClaudeThinking;
+        // Claude cannot be forced to a tool, nor continue a prefill, while it thinks.
+        let thinking =
+            claude && reasoning::requested(current, &self.inner.claude.reasoning)?.is_some();
+        let can = Lowering {
+            force_tool: !thinking && (claude || capabilities::forces_tools(model)),
+            prefill: claude && !thinking,
+        };
+        match structured::lower(current, can)? {
+            Some((lowered, reply)) => Ok((Some(lowered), Some(reply))),
+            None => Ok((rewritten, None)),
         }
     }
 }
