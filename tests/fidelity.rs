@@ -1265,3 +1265,290 @@ async fn json_object_by_instruction_and_prefill() {
         (400, json!("response_format"))
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// 4. Documents and images
+
+/// A tiny PDF (its magic is what the fakes and the sniffing look at).
+const PDF_B64: &str = "JVBERi0xLjcKJeLjz9MK";
+/// A 1×1 PNG.
+const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+/// The same PDF and question in each client format, with citations on where the format has them.
+fn document_request(inbound: In) -> Value {
+    match inbound {
+        In::OpenAi => json!({"messages":[{"role":"user","content":[
+            {"type":"file","file":{"file_data":format!("data:application/pdf;base64,{PDF_B64}"),"filename":"Q3 report.pdf"}},
+            {"type":"text","text":"Summarise this"}]}]}),
+        In::Anthropic => json!({"messages":[{"role":"user","content":[
+            {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":PDF_B64},
+             "title":"Q3 report","context":"Finance","citations":{"enabled":true}},
+            {"type":"text","text":"Summarise this"}]}]}),
+        In::Converse => json!({"messages":[{"role":"user","content":[
+            {"document":{"format":"pdf","name":"Q3 report","source":{"bytes":PDF_B64},"context":"Finance","citations":{"enabled":true}}},
+            {"text":"Summarise this"}]}]}),
+    }
+}
+
+#[tokio::test]
+async fn documents_across_formats_and_upstreams() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = start_full(&upstream, |_| {}).await;
+    for inbound in INGRESSES {
+        let cites = inbound != In::OpenAi;
+        for model in [CLAUDE, NOVA, "gpt-4o"] {
+            for stream in [false, true] {
+                let cell = format!("documents: {inbound:?} in → {model}, stream={stream}");
+                let (got, sent) = call(
+                    &gw,
+                    &upstream,
+                    inbound,
+                    model,
+                    stream,
+                    document_request(inbound),
+                    &cell,
+                )
+                .await;
+                assert_eq!(got.text, "You said: Summarise this", "{cell}");
+                let content = &sent["messages"][0]["content"];
+                match model {
+                    CLAUDE if inbound == In::Anthropic => assert_eq!(
+                        content[0],
+                        document_request(In::Anthropic)["messages"][0]["content"][0],
+                        "{cell}: the native body as written"
+                    ),
+                    CLAUDE => {
+                        let mut expected = json!({"type":"document","source":{"type":"base64","media_type":"application/pdf","data":PDF_B64}});
+                        if cites {
+                            expected["title"] = json!("Q3 report");
+                            expected["context"] = json!("Finance");
+                            expected["citations"] = json!({"enabled":true});
+                        } else {
+                            expected["title"] = json!("Q3 report.pdf");
+                        }
+                        assert_eq!(content[0], expected, "{cell}");
+                    }
+                    NOVA => {
+                        let mut expected =
+                            json!({"format":"pdf","name":"Q3 report","source":{"bytes":PDF_B64}});
+                        if cites {
+                            expected["context"] = json!("Finance");
+                        }
+                        assert_eq!(
+                            content[0]["document"], expected,
+                            "{cell}: Nova cites nothing"
+                        );
+                    }
+                    _ => {
+                        assert_eq!(content[0]["type"], "file", "{cell}");
+                        assert_eq!(
+                            content[0]["file"]["file_data"],
+                            format!("data:application/pdf;base64,{PDF_B64}"),
+                            "{cell}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn text_documents_and_s3_sources() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = start_full(&upstream, |c| {
+        c.bedrock
+            .s3_buckets
+            .insert("media-bucket".into(), "123456789012".into());
+    })
+    .await;
+    let text_doc = json!({"model":"m","max_tokens":100,"messages":[{"role":"user","content":[
+        {"type":"document","source":{"type":"text","media_type":"text/plain","data":"Line one."},"title":"notes"},
+        {"type":"text","text":"Read it"}]}]});
+    for (model, expected) in [
+        (
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            json!({"type":"document","source":{"type":"text","media_type":"text/plain","data":"Line one."},"title":"notes"}),
+        ),
+        (
+            NOVA,
+            json!({"document":{"format":"txt","name":"notes","source":{"bytes":"TGluZSBvbmUu"}}}),
+        ),
+        ("gpt-4o", json!({"type":"text","text":"Line one."})),
+    ] {
+        let mut body = text_doc.clone();
+        body["model"] = json!(model);
+        let res = post(&gw, "/v1/messages", &body).await;
+        assert_eq!(res.status, 200, "{model}: {}", res.text());
+        let sent = upstream.requests().last().unwrap().json();
+        assert_eq!(sent["messages"][0]["content"][0], expected, "{model}");
+    }
+    // s3:// sources: only configured buckets, always with their owner; never for InvokeModel.
+    let image = |bucket: &str| {
+        json!({"messages":[{"role":"user","content":[
+        {"image":{"format":"png","source":{"s3Location":{"uri":format!("s3://{bucket}/cat.png")}}}},{"text":"What is it?"}]}]})
+    };
+    let res = post(
+        &gw,
+        &path(In::Converse, NOVA, false),
+        &image("media-bucket"),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let sent = upstream.requests().last().unwrap().json();
+    assert_eq!(
+        sent["messages"][0]["content"][0]["image"]["source"],
+        json!({"s3Location":{"uri":"s3://media-bucket/cat.png","bucketOwner":"123456789012"}})
+    );
+    let before = upstream.count();
+    let res = post(
+        &gw,
+        &path(In::Converse, NOVA, false),
+        &image("someone-elses"),
+    )
+    .await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert_eq!(res.headers["x-amzn-errortype"], "ValidationException");
+    let res = post(&gw, "/v1/chat/completions", &json!({"model":CLAUDE,"messages":[{"role":"user","content":[
+        {"type":"file","file":{"file_data":"s3://media-bucket/r.pdf","filename":"r.pdf"}},{"type":"text","text":"Q"}]}]})).await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert_eq!(upstream.count(), before, "nothing reached Bedrock");
+}
+
+/// A media server on loopback: `/cat.png`, `/report.pdf`, `/hop` (→ `/cat.png`), `/away`
+/// (→ `localhost`, not an allowed host), `/big`, `/page` (HTML declared as PNG), `/slow`.
+async fn media_server() -> Fake {
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(PNG_B64)
+        .unwrap();
+    let pdf = base64::engine::general_purpose::STANDARD
+        .decode(PDF_B64)
+        .unwrap();
+    Fake::start(std::sync::Arc::new(move |req: &fake::Recorded, _| {
+        let body = |content_type: &'static str, bytes: Vec<u8>| fake::Reply::Body {
+            status: 200,
+            content_type,
+            headers: Vec::new(),
+            body: bytes.into(),
+        };
+        let redirect = |to: String| fake::Reply::Body {
+            status: 302,
+            content_type: "text/plain",
+            headers: vec![("location", to)],
+            body: bytes::Bytes::new(),
+        };
+        let port = req
+            .header("host")
+            .and_then(|h| h.rsplit(':').next())
+            .unwrap_or("0")
+            .to_owned();
+        match req.path.as_str() {
+            "/cat.png" => body("application/octet-stream", png.clone()),
+            "/report.pdf" => body("application/pdf", pdf.clone()),
+            "/hop" => redirect("/cat.png".into()),
+            "/away" => redirect(format!("http://localhost:{port}/cat.png")),
+            "/big" => body("image/png", [png.clone(), vec![0; 2 << 20]].concat()),
+            "/page" => body("image/png", b"<html>not an image</html>".to_vec()),
+            "/slow" => fake::Reply::Delayed(
+                std::time::Duration::from_secs(3),
+                Box::new(body("image/png", png.clone())),
+            ),
+            _ => fake::Reply::json(404, json!({})),
+        }
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn remote_media_is_fetched_only_within_bounds() {
+    let media = media_server().await;
+    let upstream = Fake::start(fake::smart()).await;
+    let url = |p: &str| format!("http://127.0.0.1:{}{p}", media.addr.port());
+    let fetching = |allow_private: bool| {
+        move |c: &mut open_bedrock_server::config::Config| {
+            c.media_fetch.enabled = true;
+            c.media_fetch.allowed_hosts = vec!["127.0.0.1".into()];
+            c.media_fetch.allow_private_addresses = allow_private;
+            c.media_fetch.max_bytes = 1 << 20;
+            c.media_fetch.timeout = std::time::Duration::from_millis(800);
+        }
+    };
+    let gw = start_full(&upstream, fetching(true)).await;
+    let image = |u: String| {
+        json!({"model":CLAUDE,"messages":[{"role":"user","content":[
+        {"type":"image_url","image_url":{"url":u}},{"type":"text","text":"What is it?"}]}]})
+    };
+    // An image, straight and through a redirect; a PDF; an Anthropic url source.
+    for p in ["/cat.png", "/hop"] {
+        let res = post(&gw, "/v1/chat/completions", &image(url(p))).await;
+        assert_eq!(res.status, 200, "{p}: {}", res.text());
+        let sent = upstream.requests().last().unwrap().json();
+        assert_eq!(
+            sent["messages"][0]["content"][0]["source"],
+            json!({"type":"base64","media_type":"image/png","data":PNG_B64}),
+            "{p}: the type sniffed from the bytes, not the declared octet-stream"
+        );
+    }
+    let res = post(&gw, "/v1/chat/completions", &json!({"model":NOVA,"messages":[{"role":"user","content":[
+        {"type":"file","file":{"file_data":url("/report.pdf"),"filename":"report.pdf"}},{"type":"text","text":"Q"}]}]})).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let sent = upstream.requests().last().unwrap().json();
+    assert_eq!(
+        sent["messages"][0]["content"][0]["document"]["source"]["bytes"],
+        PDF_B64
+    );
+    let res = post(&gw, "/v1/messages", &json!({"model":CLAUDE,"max_tokens":50,"messages":[{"role":"user","content":[
+        {"type":"image","source":{"type":"url","url":url("/cat.png")}},{"type":"text","text":"What is it?"}]}]})).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        upstream.requests().last().unwrap().json()["messages"][0]["content"][0]["source"]["data"],
+        PNG_B64
+    );
+    // Out of bounds: a 400 naming what, before any upstream call.
+    let before = upstream.count();
+    for (p, why) in [
+        ("/away", "not an allowed host"),
+        ("/big", "bytes"),
+        ("/page", "not an image"),
+        ("/slow", "longer than"),
+    ] {
+        let res = post(&gw, "/v1/chat/completions", &image(url(p))).await;
+        assert_eq!(res.status, 400, "{p}: {}", res.text());
+        let e = res.json();
+        assert_eq!(e["error"]["code"], "media_fetch_failed", "{p}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(why),
+            "{p}: {e}"
+        );
+    }
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &image("http://example.com/cat.png".into()),
+    )
+    .await;
+    assert_eq!(res.status, 400);
+    assert_eq!(upstream.count(), before);
+    // Loopback is refused unless allowed; without fetching, URLs stay a 400.
+    let strict = start_full(&upstream, fetching(false)).await;
+    let res = post(&strict, "/v1/chat/completions", &image(url("/cat.png"))).await;
+    assert_eq!(
+        (res.status, res.json()["error"]["code"].clone()),
+        (400, json!("media_fetch_failed")),
+        "{}",
+        res.text()
+    );
+    let off = start_full(&upstream, |_| {}).await;
+    let res = post(&off, "/v1/chat/completions", &image(url("/cat.png"))).await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    // Fetched: directly, after the redirect, for the Anthropic client; never from a refused place.
+    assert_eq!(
+        media
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/cat.png")
+            .count(),
+        3
+    );
+}

@@ -60,6 +60,13 @@ const TABLE: &[(&str, &str, Shape)] = &[
     ("LOG_LEVEL", "log.level", Text),
     ("LOG_FORMAT", "log.format", Text),
     ("PROMPT_CACHING_AUTO", "prompt_caching.auto", List),
+    ("MEDIA_FETCH_ENABLED", "media_fetch.enabled", Text),
+    (
+        "MEDIA_FETCH_ALLOWED_HOSTS",
+        "media_fetch.allowed_hosts",
+        List,
+    ),
+    ("MEDIA_FETCH_MAX_BYTES", "media_fetch.max_bytes", Text),
     (RATE, "rate_limit.requests_per_minute", Text),
     ("RATE_LIMIT_BURST", "rate_limit.burst", Text),
     (

@@ -24,6 +24,7 @@
 //! | `CONNECT_TIMEOUT_MS`, `BODY_READ_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 30 s, 120 s, 60 s, 600 s |
 //! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
 //! | `PROMPT_CACHING_AUTO` (comma-separated model ids / prefixes) | `prompt_caching.auto` | none (off) |
+//! | `MEDIA_FETCH_ENABLED`, `MEDIA_FETCH_ALLOWED_HOSTS` (comma-separated), `MEDIA_FETCH_MAX_BYTES` | `media_fetch.*` | off, none, 10 MiB |
 //!
 //! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`),
 //! ARN families (`[bedrock.arn_families]`) and the reasoning budgets
@@ -171,6 +172,44 @@ pub struct Config {
     pub prompt_caching: PromptCachingConfig,
     /// Reasoning requests (`[reasoning]`).
     pub reasoning: ReasoningConfig,
+    /// Fetching `http(s)` image and document URLs for Bedrock models (`[media_fetch]`).
+    pub media_fetch: MediaFetchConfig,
+}
+
+/// Fetching `http(s)` image and document URLs for models that take them inline (Claude and the
+/// Converse families on Bedrock) (`[media_fetch]`): off by default, and then only from the
+/// allowed hosts, with a size cap, a timeout, content types sniffed from the bytes, every redirect
+/// checked again, and private, loopback and link-local addresses refused unless allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaFetchConfig {
+    /// Fetch at all.
+    pub enabled: bool,
+    /// Hosts fetched from: `images.example.com` (that host), `.example.com` (its subdomains), or
+    /// `*` (any host).
+    pub allowed_hosts: Vec<String>,
+    /// Largest body fetched, per URL.
+    pub max_bytes: usize,
+    /// The whole fetch of one URL, redirects included (`timeout_ms`).
+    #[serde(rename = "timeout_ms", with = "millis")]
+    pub timeout: Duration,
+    /// Redirects followed, each checked like the first URL.
+    pub max_redirects: u8,
+    /// Also fetch from private, loopback and link-local addresses (tests, private networks).
+    pub allow_private_addresses: bool,
+}
+
+impl Default for MediaFetchConfig {
+    fn default() -> Self {
+        MediaFetchConfig {
+            enabled: false,
+            allowed_hosts: Vec::new(),
+            max_bytes: 10 * 1024 * 1024,
+            timeout: Duration::from_secs(10),
+            max_redirects: 3,
+            allow_private_addresses: false,
+        }
+    }
 }
 
 /// Automatic prompt caching (`[prompt_caching]`): off unless models are listed.
@@ -308,6 +347,10 @@ pub struct BedrockConfig {
     pub default_max_tokens_by_family: MaxTokensByFamily,
     /// Family of configured ARNs (`[bedrock.arn_families]`).
     pub arn_families: BTreeMap<String, BedrockFamily>,
+    /// S3 buckets a client may name in `s3://` image and document URLs, with the account that
+    /// owns each (`[bedrock.s3_buckets]`, bucket = "123456789012"). Bedrock reads them with the
+    /// gateway's own role, so any other bucket is a 400.
+    pub s3_buckets: BTreeMap<String, String>,
 }
 
 impl Default for BedrockConfig {
@@ -318,6 +361,7 @@ impl Default for BedrockConfig {
             default_max_tokens: 4096,
             default_max_tokens_by_family: MaxTokensByFamily::default(),
             arn_families: BTreeMap::new(),
+            s3_buckets: BTreeMap::new(),
         }
     }
 }
@@ -632,6 +676,26 @@ impl Config {
             .budget_tokens
             .validate()
             .map_err(|e| ConfigError::new("reasoning.budget_tokens", e))?;
+        if self.media_fetch.enabled && self.media_fetch.allowed_hosts.is_empty() {
+            return Err(ConfigError::new(
+                "media_fetch.allowed_hosts",
+                "fetching is enabled but no host is allowed (list hosts, `.domain` suffixes, or `*`)",
+            ));
+        }
+        if self.media_fetch.enabled && self.media_fetch.max_bytes == 0 {
+            return Err(ConfigError::new(
+                "media_fetch.max_bytes",
+                "must be at least 1",
+            ));
+        }
+        for (bucket, owner) in &self.bedrock.s3_buckets {
+            if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::new(
+                    format!("bedrock.s3_buckets.{bucket}"),
+                    "must be the 12-digit id of the account that owns the bucket",
+                ));
+            }
+        }
         if self.prompt_caching.auto.iter().any(|p| p.trim().is_empty()) {
             return Err(ConfigError::new(
                 "prompt_caching.auto",

@@ -35,6 +35,7 @@ pub mod bedrock_titan;
 pub(crate) mod blocks;
 pub mod caching;
 pub mod converse;
+pub mod data_url;
 pub mod openai;
 pub mod reasoning;
 pub mod structured;

@@ -310,6 +310,32 @@ pub struct FilePart {
     /// Uploaded-file id (not resolvable by the gateway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_id: Option<String>,
+    /// A title for the document (an extension, as Claude's document `title`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Context about the document for the model (an extension, as Claude's and Converse's
+    /// document `context`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Citations settings (`{"enabled": true}`, an extension), passed to models that cite
+    /// documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citations: Option<Value>,
+}
+
+impl FilePart {
+    /// An inline file: `file_data` (a data URL, plain base64, or an `http(s)://` / `s3://` URL
+    /// the gateway may resolve) and its name.
+    pub fn inline(file_data: impl Into<String>, filename: Option<String>) -> Self {
+        FilePart {
+            file_data: Some(file_data.into()),
+            filename,
+            file_id: None,
+            title: None,
+            context: None,
+            citations: None,
+        }
+    }
 }
 
 /// A tool definition.

@@ -48,6 +48,7 @@
 
 pub mod bedrock;
 pub mod dispatch;
+pub mod fetch;
 pub mod mock;
 pub mod openai;
 pub mod timeout;
@@ -62,6 +63,7 @@ use crate::model::{ChatChunk, ChatReply, ChunkStream};
 
 pub use bedrock::BedrockProvider;
 pub use dispatch::{Dispatch, ProviderService};
+pub use fetch::MediaFetcher;
 pub use mock::MockProvider;
 pub use openai::OpenAiProvider;
 pub use timeout::{TimedStream, UpstreamTimeout, UpstreamTimeoutLayer};

@@ -862,6 +862,39 @@ pub fn validate_claude(body: &Value, model: &str) -> Result<(), String> {
                     {
                         return Err(format!("messages: unknown content block type {t}"));
                     }
+                    if t == "document" {
+                        if let Some(e) = extraneous(
+                            b.as_object().unwrap(),
+                            &[
+                                "type",
+                                "source",
+                                "title",
+                                "context",
+                                "citations",
+                                "cache_control",
+                            ],
+                            &format!("#/messages/{i}/document: "),
+                        ) {
+                            return Err(e);
+                        }
+                        let ok = matches!(
+                            (
+                                b["source"]["type"].as_str(),
+                                b["source"]["media_type"].as_str()
+                            ),
+                            (Some("base64"), Some("application/pdf"))
+                                | (Some("text"), Some("text/plain"))
+                        );
+                        if !ok {
+                            return Err(format!("messages.{i}: a document source must be a base64 PDF or plain text"));
+                        }
+                    }
+                    if t == "image" && b["source"]["type"] != "base64" {
+                        return Err(format!(
+                            "messages.{i}: image source type {} is not supported",
+                            b["source"]["type"]
+                        ));
+                    }
                     if matches!(t, "thinking" | "redacted_thinking")
                         && b.get("cache_control").is_some()
                     {
@@ -1404,6 +1437,54 @@ pub fn validate_converse(body: &Value, model: &str) -> Result<(), String> {
                     }
                 }
             }
+        }
+    }
+    for (i, m) in body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let blocks = m["content"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut has_document = false;
+        for b in blocks {
+            for media in ["image", "document"] {
+                if let Some(loc) = b[media]["source"].get("s3Location") {
+                    if loc.get("bucketOwner").is_none() {
+                        return Err(format!(
+                            "messages.{i}: the gateway must name the bucketOwner of {}",
+                            loc["uri"]
+                        ));
+                    }
+                }
+            }
+            let Some(doc) = b.get("document") else {
+                continue;
+            };
+            has_document = true;
+            let name = doc["name"].as_str().unwrap_or("");
+            let valid = !name.is_empty()
+                && name.len() <= 200
+                && !name.contains("  ")
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " -()[]".contains(c));
+            if !valid {
+                return Err(format!(
+                    "messages.{i}.document.name: [{name}] does not match the allowed characters"
+                ));
+            }
+            if doc.get("citations").is_some() && !claude {
+                return extraneous("document.citations");
+            }
+        }
+        if has_document && !blocks.iter().any(|b| b.get("text").is_some()) {
+            return Err(format!(
+                "messages.{i}: a message with a document must also contain a text block"
+            ));
         }
     }
     for t in body["toolConfig"]["tools"].as_array().into_iter().flatten() {

@@ -14,6 +14,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
+use crate::format::data_url::encode_base64;
 use crate::model::{
     CacheControl, ChatRequest, ContentPart, FilePart, Message, MessageContent, Role, Stop,
     StreamOptions, ThinkingBlock, Tool, ToolCall, ToolChoice,
@@ -398,36 +399,59 @@ fn image_part(block: &Value) -> Result<ContentPart, GatewayError> {
     }
 }
 
+/// A document block as a file part: base64 (PDF), text (as a `text/plain` data URL) or URL
+/// sources; its title, context and citations settings kept for models that take them.
 fn document_part(block: &Value) -> Result<ContentPart, GatewayError> {
     let source = block.get("source");
-    if source.and_then(|s| s.get("type")).and_then(Value::as_str) == Some("text") {
-        // A plain-text document is just text to every other model.
-        let text = source
-            .and_then(|s| s.get("data"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad_message("A text document needs string 'source.data'."))?;
-        return Ok(ContentPart::text(text));
-    }
-    let (mime, data) = base64_source(block)
-        .ok_or_else(|| bad_message("A document block needs a base64 or text 'source'."))?;
-    let filename = block
+    let title = block
         .get("title")
         .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .map_or_else(|| "document.pdf".to_owned(), str::to_owned);
-    Ok(ContentPart {
-        kind: "file".into(),
-        text: None,
-        image_url: None,
-        file: Some(FilePart {
-            file_data: Some(format!("data:{mime};base64,{data}")),
-            filename: Some(filename),
-            file_id: None,
-        }),
-        refusal: None,
-        cache_control: None,
-        extra: Map::new(),
-    })
+        .filter(|t| !t.is_empty());
+    let kind = source.and_then(|s| s.get("type")).and_then(Value::as_str);
+    let (data, filename) = match kind {
+        Some("text") => {
+            let text = source
+                .and_then(|s| s.get("data"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad_message("A text document needs string 'source.data'."))?;
+            let data = format!("data:text/plain;base64,{}", encode_base64(text.as_bytes()));
+            (
+                data,
+                title.map_or_else(|| "document.txt".to_owned(), str::to_owned),
+            )
+        }
+        Some("url") => {
+            let url = source
+                .and_then(|s| s.get("url"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad_message("A url document needs string 'source.url'."))?;
+            (
+                url.to_owned(),
+                title.map_or_else(|| "document.pdf".to_owned(), str::to_owned),
+            )
+        }
+        _ => {
+            let (mime, data) = base64_source(block).ok_or_else(|| {
+                bad_message("A document block needs a base64, text or url 'source'.")
+            })?;
+            (
+                format!("data:{mime};base64,{data}"),
+                title.map_or_else(|| "document.pdf".to_owned(), str::to_owned),
+            )
+        }
+    };
+    let mut file = FilePart::inline(data, Some(filename));
+    file.title = title.map(str::to_owned);
+    file.context = block
+        .get("context")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    file.citations = block.get("citations").filter(|c| c.is_object()).cloned();
+    let mut part = ContentPart::text("");
+    part.kind = "file".into();
+    part.text = None;
+    part.file = Some(file);
+    Ok(part)
 }
 
 fn tool_result_message(block: &Value) -> Result<Message, GatewayError> {
@@ -582,8 +606,8 @@ mod tests {
                 {"role":"tool","content":"","tool_call_id":"t2"},
                 {"role":"user","content":[
                     {"type":"image_url","image_url":{"url":"data:image/png;base64,iVBO"}},
-                    {"type":"file","file":{"file_data":"data:application/pdf;base64,JVBE","filename":"r.pdf"}},
-                    {"type":"text","text":"plain doc"}]}])
+                    {"type":"file","file":{"file_data":"data:application/pdf;base64,JVBE","filename":"r.pdf","title":"r.pdf"}},
+                    {"type":"file","file":{"file_data":"data:text/plain;base64,cGxhaW4gZG9j","filename":"document.txt"}}]}])
         );
         assert!(out.get("stream").is_none() && out.get("stream_options").is_none());
     }

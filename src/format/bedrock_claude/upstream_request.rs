@@ -12,9 +12,10 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 
-use super::{parse_data_url, thinking, ANTHROPIC_VERSION};
+use super::{thinking, ANTHROPIC_VERSION};
 use crate::error::GatewayError;
 use crate::format::caching::{CacheArea as Area, CachePlacer, CacheSupport};
+use crate::format::data_url::{decode_base64, DataUrl};
 use crate::format::reasoning::ReasoningBudgets;
 use crate::format::structured;
 use crate::model::{
@@ -454,28 +455,23 @@ fn user_part(part: &ContentPart) -> Result<Option<Value>, GatewayError> {
 }
 
 fn image_block(url: &str) -> Result<Value, GatewayError> {
-    let Some(data_url) = parse_data_url(url) else {
+    let Some(data_url) = DataUrl::parse(url) else {
         let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
         let message = if lower.starts_with("http://") || lower.starts_with("https://") {
-            "Image URLs are not supported for Claude models: the gateway does not fetch remote URLs. Send the image \
-             inline as a base64 data URL (data:image/png;base64,...)."
+            "Image URLs are not supported for Claude models unless the gateway is configured to fetch them \
+             ([media_fetch]). Send the image inline as a base64 data URL (data:image/png;base64,...)."
         } else {
             "Unsupported image URL: send the image inline as a base64 data URL (data:image/png;base64,...)."
         };
         return Err(GatewayError::unsupported("messages", message));
     };
-    let mime = data_url.mime.to_ascii_lowercase();
-    let mime = if mime == "image/jpg" {
-        "image/jpeg".to_owned()
-    } else {
-        mime
-    };
-    if !IMAGE_TYPES.contains(&mime.as_str()) {
+    let data_url = data_url?;
+    let mime = data_url.mime.as_deref().unwrap_or("");
+    if !IMAGE_TYPES.contains(&mime) {
         return Err(GatewayError::unsupported(
             "messages",
             format!(
-                "Image type '{}' is not supported by Claude models; use image/jpeg, image/png, image/gif or image/webp.",
-                data_url.mime
+                "Image type '{mime}' is not supported by Claude models; use image/jpeg, image/png, image/gif or image/webp."
             ),
         ));
     }
@@ -485,6 +481,20 @@ fn image_block(url: &str) -> Result<Value, GatewayError> {
     }))
 }
 
+/// The MIME type a document's file name suggests (for raw base64 without a data URL).
+fn mime_from_name(name: Option<&str>) -> Option<&'static str> {
+    let (_, ext) = name?.rsplit_once('.')?;
+    Some(match ext.to_ascii_lowercase().as_str() {
+        "pdf" => "application/pdf",
+        "txt" | "text" => "text/plain",
+        "md" | "markdown" => "text/markdown",
+        "csv" => "text/csv",
+        _ => return None,
+    })
+}
+
+/// A file part as a Claude document: PDFs as base64, text files as text; title, context and
+/// citations settings as the client gave them.
 fn document_block(part: &ContentPart) -> Result<Value, GatewayError> {
     let file = part.file.as_ref();
     let data = file.and_then(|f| f.file_data.as_deref());
@@ -497,27 +507,55 @@ fn document_block(part: &ContentPart) -> Result<Value, GatewayError> {
         };
         return Err(GatewayError::unsupported("messages", message));
     };
-    let payload = match parse_data_url(data) {
-        Some(d) if d.mime.eq_ignore_ascii_case("application/pdf") => d.data,
-        Some(d) => {
+    let (mime, payload) = match DataUrl::parse(data) {
+        Some(url) => {
+            let url = url?;
+            (url.mime.or_else(|| mime_from_name(filename).map(str::to_owned)), url.data)
+        }
+        None if data.starts_with("s3://") || data.starts_with("http://") || data.starts_with("https://") => {
             return Err(GatewayError::unsupported(
                 "messages",
-                format!("File type '{}' is not supported by Claude models; only PDF documents are.", d.mime),
+                "Claude over InvokeModel takes documents inline: send file_data as a base64 data URL \
+                 (http(s) URLs only where the gateway is configured to fetch them, [media_fetch]).",
             ))
         }
-        None if filename.is_some_and(|n| n.to_ascii_lowercase().ends_with(".pdf")) => data,
-        None => {
+        None => (mime_from_name(filename).map(str::to_owned), data),
+    };
+    let source = match mime.as_deref() {
+        Some("application/pdf") => {
+            json!({"type": "base64", "media_type": "application/pdf", "data": payload})
+        }
+        Some("text/plain" | "text/markdown" | "text/csv") => {
+            let text = String::from_utf8(decode_base64(payload)?).map_err(|_| {
+                GatewayError::invalid_request("A text document must be UTF-8.").with_param("messages")
+            })?;
+            json!({"type": "text", "media_type": "text/plain", "data": text})
+        }
+        other => {
             return Err(GatewayError::unsupported(
                 "messages",
-                "Only PDF files are supported for Claude models: send file_data as data:application/pdf;base64,... \
-                 or raw base64 with a .pdf filename.",
+                format!(
+                    "File type '{}' is not supported by Claude models; PDF and plain-text documents are \
+                     (data:application/pdf;base64,... or data:text/plain;base64,..., or raw base64 with a .pdf or \
+                     .txt filename).",
+                    other.unwrap_or("unknown")
+                ),
             ))
         }
     };
-    Ok(json!({
-        "type": "document",
-        "source": {"type": "base64", "media_type": "application/pdf", "data": payload},
-    }))
+    let mut block = Map::new();
+    block.insert("type".into(), Value::from("document"));
+    block.insert("source".into(), source);
+    if let Some(title) = file.and_then(|f| f.title.as_deref().or(f.filename.as_deref())) {
+        block.insert("title".into(), Value::from(title));
+    }
+    if let Some(context) = file.and_then(|f| f.context.as_deref()) {
+        block.insert("context".into(), Value::from(context));
+    }
+    if let Some(citations) = file.and_then(|f| f.citations.clone()) {
+        block.insert("citations".into(), citations);
+    }
+    Ok(Value::Object(block))
 }
 
 fn assistant_blocks(msg: &Message, cache: &mut CachePoints) -> Result<Vec<Value>, GatewayError> {
@@ -905,14 +943,18 @@ mod tests {
             body["messages"][0]["content"],
             json!([
                 {"type":"image","source":{"type":"base64","media_type":"image/jpeg","data":"AAA"}},
-                {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBER"}},
-                {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERraw"}}])
+                {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBER"},"title":"a.pdf"},
+                {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERraw"},"title":"B.PDF"}])
         );
         let part =
             |p: Value| enc_err(json!({"model":"m","messages":[{"role":"user","content":[p]}]}));
         let e = part(json!({"type":"image_url","image_url":{"url":"https://x.test/a.png"}}));
         assert_eq!(e.param(), Some("messages"));
-        assert!(e.message().contains("does not fetch"), "{}", e.message());
+        assert!(
+            e.message().contains("configured to fetch"),
+            "{}",
+            e.message()
+        );
         let e = part(json!({"type":"image_url","image_url":{"url":"data:image/bmp;base64,AAA"}}));
         assert_eq!(
             (e.param(), e.code()),
@@ -921,6 +963,17 @@ mod tests {
         let e = part(json!({"type":"input_audio","input_audio":{"data":"AAA","format":"wav"}}));
         assert_eq!(e.code(), Some("unsupported_parameter"));
         let e = part(json!({"type":"file","file":{"file_data":"AAAA","filename":"a.docx"}}));
+        assert_eq!(e.param(), Some("messages"));
+        // Plain text is a text document, with its title, context and citations settings.
+        let body = enc(json!({"model":"m","messages":[{"role":"user","content":[
+            {"type":"file","file":{"file_data":"data:text/plain;base64,aGVsbG8=","filename":"n.txt",
+                "context":"notes","citations":{"enabled":true}}},{"type":"text","text":"Q"}]}]}));
+        assert_eq!(
+            body["messages"][0]["content"][0],
+            json!({"type":"document","source":{"type":"text","media_type":"text/plain","data":"hello"},
+                "title":"n.txt","context":"notes","citations":{"enabled":true}})
+        );
+        let e = part(json!({"type":"file","file":{"file_data":"s3://b/k.pdf","filename":"k.pdf"}}));
         assert_eq!(e.param(), Some("messages"));
         let e = part(json!({"type":"file","file":{"file_id":"file-1"}}));
         assert_eq!(e.param(), Some("messages"));

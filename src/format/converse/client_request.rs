@@ -29,6 +29,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
+use crate::format::data_url::encode_base64;
 use crate::model::ChatRequest;
 
 fn invalid(message: impl Into<String>) -> GatewayError {
@@ -263,25 +264,62 @@ fn decode_user_turn(blocks: &[Value], messages: &mut Vec<Value>) -> Result<(), G
             parts.push(json!({"type": "text", "text": text}));
         } else if let Some(image) = block.get("image") {
             let format = image.get("format").and_then(Value::as_str).unwrap_or("png");
-            let Some(bytes) = image.pointer("/source/bytes").and_then(Value::as_str) else {
-                return Err(invalid("only inline (bytes) image sources are supported"));
+            let url = if let Some(bytes) = image.pointer("/source/bytes").and_then(Value::as_str) {
+                format!("data:image/{format};base64,{bytes}")
+            } else if let Some(uri) = image
+                .pointer("/source/s3Location/uri")
+                .and_then(Value::as_str)
+            {
+                // Allowed only for the gateway's configured buckets (checked where it is sent).
+                uri.to_owned()
+            } else {
+                return Err(invalid("an image source needs bytes or s3Location"));
             };
-            parts.push(json!({"type": "image_url", "image_url": {"url": format!("data:image/{format};base64,{bytes}")}}));
+            parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
         } else if let Some(doc) = block.get("document") {
             let format = doc.get("format").and_then(Value::as_str).unwrap_or("txt");
             let name = doc
                 .get("name")
                 .and_then(Value::as_str)
                 .unwrap_or("document");
-            let Some(bytes) = doc.pointer("/source/bytes").and_then(Value::as_str) else {
-                return Err(invalid(
-                    "only inline (bytes) document sources are supported",
-                ));
-            };
-            parts.push(json!({"type": "file", "file": {
-                "file_data": format!("data:{};base64,{bytes}", document_mime(format)),
-                "filename": format!("{name}.{format}"),
-            }}));
+            let source = doc.get("source");
+            let text = source
+                .and_then(|s| s.get("text"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| {
+                    let chunks = source?.get("content")?.as_array()?;
+                    Some(
+                        chunks
+                            .iter()
+                            .filter_map(|c| c.get("text").and_then(Value::as_str))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    )
+                });
+            let file_data =
+                if let Some(bytes) = source.and_then(|s| s.get("bytes")).and_then(Value::as_str) {
+                    format!("data:{};base64,{bytes}", document_mime(format))
+                } else if let Some(text) = text {
+                    format!("data:text/plain;base64,{}", encode_base64(text.as_bytes()))
+                } else if let Some(uri) = source
+                    .and_then(|s| s.pointer("/s3Location/uri"))
+                    .and_then(Value::as_str)
+                {
+                    uri.to_owned()
+                } else {
+                    return Err(invalid(
+                        "a document source needs bytes, text, content or s3Location",
+                    ));
+                };
+            let mut file = json!({"file_data": file_data, "filename": format!("{name}.{format}"), "title": name});
+            if let Some(context) = doc.get("context") {
+                file["context"] = context.clone();
+            }
+            if let Some(citations) = doc.get("citations") {
+                file["citations"] = citations.clone();
+            }
+            parts.push(json!({"type": "file", "file": file}));
         } else if let Some(result) = block.get("toolResult") {
             let id = result
                 .get("toolUseId")

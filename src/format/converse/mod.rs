@@ -45,5 +45,7 @@ pub use client_reply::{encode_client_response, ConverseEvent, ConverseStreamEnco
 pub use client_request::decode_client_request;
 pub use document::{document_to_json, json_to_document};
 pub use upstream_reply::{decode_response, map_stop_reason};
-pub use upstream_request::{encode_request, ConverseOptions, ConverseRequest, ReasoningStyle};
+pub use upstream_request::{
+    encode_request, ConverseOptions, ConverseRequest, ReasoningStyle, S3Buckets,
+};
 pub use upstream_stream::ConverseStreamDecoder;

@@ -4,36 +4,27 @@ use std::collections::{BTreeSet, HashSet};
 
 use aws_sdk_bedrockruntime::types::{
     self, AnyToolChoice, AudioBlock, AudioFormat, AudioSource, AutoToolChoice, CachePointBlock,
-    CachePointType, CacheTtl, ContentBlock, ConversationRole, DocumentBlock, DocumentFormat,
-    DocumentSource, ImageBlock, ImageFormat, ImageSource, InferenceConfiguration,
+    CachePointType, CacheTtl, CitationsConfig, ContentBlock, ConversationRole, DocumentBlock,
+    DocumentFormat, DocumentSource, ImageBlock, ImageFormat, ImageSource, InferenceConfiguration,
     ReasoningContentBlock, ReasoningTextBlock, S3Location, SpecificToolChoice, SystemContentBlock,
     ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock, ToolSpecification,
     ToolUseBlock,
 };
 use aws_smithy_types::error::operation::BuildError;
 use aws_smithy_types::{Blob, Document};
-use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
-use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::document::json_to_document;
 use crate::error::GatewayError;
 use crate::format::bedrock_claude::thinking::{self, ClaudeThinking};
 use crate::format::caching::{CacheArea, CachePlacer, CacheSupport};
+use crate::format::data_url::{decode_base64, DataUrl};
 use crate::format::reasoning::{reasoning_param, requested, Reasoning, ReasoningBudgets};
 use crate::format::structured;
 use crate::model::{
     CacheControl, ChatRequest, ContentPart, Message, MessageContent, Role, ThinkingBlock,
     ToolChoiceKind,
 };
-
-/// Standard base64, padding optional (clients are not consistent about it).
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// Text of the user turn inserted when the history does not start with a user message (Converse
 /// requires it; blank text is rejected).
@@ -73,6 +64,10 @@ pub struct ConverseOptions {
     pub reasoning: ReasoningStyle,
     /// `reasoning_effort` → thinking budget (Claude), and back (efforts for a budget).
     pub budgets: ReasoningBudgets,
+    /// The S3 buckets `s3://` image and document URLs may name, with their owners.
+    pub s3_buckets: std::sync::Arc<S3Buckets>,
+    /// The model cites documents (Claude): documents' `citations` settings are passed.
+    pub citations: bool,
 }
 
 /// How a Converse model takes a reasoning request (in `additionalModelRequestFields`).
@@ -126,7 +121,7 @@ pub fn encode_request(
             }
             Role::User => (
                 ConversationRole::User,
-                user_blocks(msg, &mut doc_names, &mut cache)?,
+                user_blocks(msg, &mut doc_names, &mut cache, opts)?,
             ),
             Role::Assistant => (
                 ConversationRole::Assistant,
@@ -279,6 +274,7 @@ fn user_blocks(
     msg: &Message,
     doc_names: &mut HashSet<String>,
     cache: &mut CachePlacer,
+    opts: &ConverseOptions,
 ) -> Result<Vec<ContentBlock>, GatewayError> {
     let mut blocks = Vec::new();
     match &msg.content {
@@ -287,7 +283,7 @@ fn user_blocks(
         Some(MessageContent::Parts(parts)) => {
             for part in parts {
                 let before = blocks.len();
-                user_part(part, &mut blocks, doc_names)?;
+                user_part(part, &mut blocks, doc_names, opts)?;
                 if blocks.len() > before {
                     if let Some(c) = cache.keep(CacheArea::Messages, part.cache_control.as_ref())? {
                         blocks.push(cache_point(c)?);
@@ -303,7 +299,9 @@ fn user_part(
     part: &ContentPart,
     blocks: &mut Vec<ContentBlock>,
     doc_names: &mut HashSet<String>,
+    opts: &ConverseOptions,
 ) -> Result<(), GatewayError> {
+    let buckets = &*opts.s3_buckets;
     match part.kind.as_str() {
         "text" => push_text(blocks, part.text.as_deref().unwrap_or("")),
         "refusal" => push_text(blocks, part.refusal.as_deref().unwrap_or("")),
@@ -313,7 +311,7 @@ fn user_part(
                 .as_ref()
                 .map(|i| i.url.as_str())
                 .ok_or_else(|| bad_content("An image_url part needs an image_url.url."))?;
-            blocks.push(image_from_url(url)?);
+            blocks.push(image_from_url(url, buckets)?);
         }
         "file" => {
             let file = part
@@ -325,15 +323,26 @@ fn user_part(
                     "Only inline files (file.file_data) are supported; file_id cannot be resolved.",
                 ));
             };
-            let (mime, bytes) = match parse_data_url(data) {
-                Some(parsed) => parsed?,
-                None => (None, decode_base64(data)?),
-            };
             let filename = file.filename.as_deref().unwrap_or("");
-            if let Some(format) = mime.as_deref().and_then(image_format) {
-                blocks.push(image_block(format, ImageSource::Bytes(Blob::new(bytes)))?);
-                return Ok(());
-            }
+            let (mime, source) = if data.starts_with("s3://") {
+                (
+                    None,
+                    DocumentSource::S3Location(s3_location(data, buckets)?),
+                )
+            } else {
+                let (mime, bytes) = match DataUrl::parse(data) {
+                    Some(parsed) => {
+                        let url = parsed?;
+                        (url.mime.clone(), url.decode()?)
+                    }
+                    None => (None, decode_base64(data)?),
+                };
+                if let Some(format) = mime.as_deref().and_then(image_format) {
+                    blocks.push(image_block(format, ImageSource::Bytes(Blob::new(bytes)))?);
+                    return Ok(());
+                }
+                (mime, DocumentSource::Bytes(Blob::new(bytes)))
+            };
             let format = mime
                 .as_deref()
                 .and_then(document_format_from_mime)
@@ -345,12 +354,24 @@ fn user_part(
                         mime.as_deref().unwrap_or("unknown"),
                     ))
                 })?;
-            let name = unique_name(sanitize_document_name(filename), doc_names);
+            let name = file.title.as_deref().unwrap_or(filename);
+            let name = unique_name(sanitize_document_name(name), doc_names);
+            let citations = file
+                .citations
+                .as_ref()
+                .filter(|_| opts.citations)
+                .and_then(|c| c.get("enabled"))
+                .and_then(Value::as_bool)
+                .map(|enabled| CitationsConfig::builder().enabled(enabled).build())
+                .transpose()
+                .map_err(|e| GatewayError::internal(format!("building Converse request: {e}")))?;
             blocks.push(ContentBlock::Document(built(
                 DocumentBlock::builder()
                     .format(format)
                     .name(name)
-                    .source(DocumentSource::Bytes(Blob::new(bytes)))
+                    .source(source)
+                    .set_context(file.context.clone())
+                    .set_citations(citations)
                     .build(),
             )?));
         }
@@ -386,16 +407,16 @@ fn image_block(format: ImageFormat, source: ImageSource) -> Result<ContentBlock,
     )?))
 }
 
-fn image_from_url(url: &str) -> Result<ContentBlock, GatewayError> {
-    if let Some(parsed) = parse_data_url(url) {
-        let (mime, bytes) = parsed?;
-        let format = mime.as_deref().and_then(image_format).ok_or_else(|| {
+fn image_from_url(url: &str, buckets: &S3Buckets) -> Result<ContentBlock, GatewayError> {
+    if let Some(parsed) = DataUrl::parse(url) {
+        let url = parsed?;
+        let format = url.mime.as_deref().and_then(image_format).ok_or_else(|| {
             bad_content(format!(
                 "Unsupported image type {:?}; expected image/png, image/jpeg, image/gif or image/webp.",
-                mime.as_deref().unwrap_or("unknown")
+                url.mime.as_deref().unwrap_or("unknown")
             ))
         })?;
-        return image_block(format, ImageSource::Bytes(Blob::new(bytes)));
+        return image_block(format, ImageSource::Bytes(Blob::new(url.decode()?)));
     }
     if url.starts_with("s3://") {
         let format = url
@@ -405,46 +426,34 @@ fn image_from_url(url: &str) -> Result<ContentBlock, GatewayError> {
             .ok_or_else(|| {
                 bad_content("An s3:// image URL must end in .png, .jpeg, .jpg, .gif or .webp.")
             })?;
-        let location = built(S3Location::builder().uri(url).build())?;
-        return image_block(format, ImageSource::S3Location(location));
+        return image_block(format, ImageSource::S3Location(s3_location(url, buckets)?));
     }
     Err(bad_content(
-        "Only data: (base64) and s3:// image URLs are supported for Bedrock models.",
+        "Only data: (base64) and s3:// image URLs are supported for Bedrock models; http(s) URLs only where \
+         the gateway is configured to fetch them ([media_fetch]).",
     ))
 }
 
-/// A decoded data URL: the MIME type (lowercase, if given) and the bytes.
-type DataUrl = (Option<String>, Vec<u8>);
+/// S3 buckets Bedrock may read client-named objects from, with their owner accounts
+/// (`[bedrock.s3_buckets]`): Bedrock reads them with the gateway's own role, so a client may name
+/// only these.
+pub type S3Buckets = std::collections::BTreeMap<String, String>;
 
-/// Parses `data:<mime>[;param…];base64,<payload>`. `None` if `s` is not a data URL; `Some(Err)` if it
-/// is one but not base64 or the payload does not decode.
-fn parse_data_url(s: &str) -> Option<Result<DataUrl, GatewayError>> {
-    let rest = s.strip_prefix("data:")?;
-    Some(decode_data_url(rest))
-}
-
-/// The MIME type and bytes of a data URL after its `data:` prefix.
-fn decode_data_url(rest: &str) -> Result<DataUrl, GatewayError> {
-    let (header, payload) = rest
-        .split_once(',')
-        .ok_or_else(|| bad_content("Malformed data URL: no ','."))?;
-    let mut params = header.split(';');
-    let mime = params
-        .next()
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(str::to_ascii_lowercase);
-    if !params.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
-        return Err(bad_content("Only base64 data URLs are supported."));
-    }
-    Ok((mime, decode_base64(payload)?))
-}
-
-fn decode_base64(data: &str) -> Result<Vec<u8>, GatewayError> {
-    let cleaned: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    BASE64.decode(cleaned.as_bytes()).map_err(|e| {
-        GatewayError::invalid_request(format!("Invalid base64 data: {e}.")).with_param("messages")
-    })
+/// The `s3Location` of an `s3://bucket/key` URL in an allowed bucket (with its `bucketOwner`);
+/// a 400 for any other bucket.
+fn s3_location(url: &str, buckets: &S3Buckets) -> Result<S3Location, GatewayError> {
+    let bucket = url
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(b, _)| b)
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| bad_content("An s3:// URL needs a bucket and a key: s3://bucket/key."))?;
+    let owner = buckets.get(bucket).ok_or_else(|| {
+        bad_content(format!(
+            "The gateway does not read from the S3 bucket '{bucket}': only buckets configured in [bedrock.s3_buckets] are allowed."
+        ))
+    })?;
+    built(S3Location::builder().uri(url).bucket_owner(owner).build())
 }
 
 fn image_format(mime: &str) -> Option<ImageFormat> {
@@ -879,6 +888,7 @@ fn additional_fields(
 mod tests {
     use super::*;
     use crate::format::converse::document::document_to_json;
+    use crate::format::data_url::encode_base64;
     use crate::model::{FilePart, Stop, Tool, ToolCall, ToolChoice};
 
     fn req(messages: Vec<Message>) -> ChatRequest {
@@ -912,11 +922,7 @@ mod tests {
         let mut p = ContentPart::text("");
         p.kind = "file".into();
         p.text = None;
-        p.file = Some(FilePart {
-            file_data: Some(data.into()),
-            filename: filename.map(str::to_owned),
-            file_id: None,
-        });
+        p.file = Some(FilePart::inline(data, filename.map(str::to_owned)));
         p
     }
 
@@ -936,8 +942,10 @@ mod tests {
                 ContentBlock::Text(t) => json!({"text": t}),
                 ContentBlock::Image(i) => {
                     let source = match i.source() {
-                        Some(ImageSource::Bytes(b)) => json!({"bytes": BASE64.encode(b.as_ref())}),
-                        Some(ImageSource::S3Location(l)) => json!({"s3Location": {"uri": l.uri()}}),
+                        Some(ImageSource::Bytes(b)) => json!({"bytes": encode_base64(b.as_ref())}),
+                        Some(ImageSource::S3Location(l)) => {
+                            json!({"s3Location": {"uri": l.uri(), "bucketOwner": l.bucket_owner()}})
+                        }
                         _ => Value::Null,
                     };
                     json!({"image": {"format": i.format().as_str(), "source": source}})
@@ -946,14 +954,21 @@ mod tests {
                     let Some(DocumentSource::Bytes(b)) = d.source() else {
                         panic!("no bytes")
                     };
-                    json!({"document": {"format": d.format().as_str(), "name": d.name(),
-                                        "source": {"bytes": BASE64.encode(b.as_ref())}}})
+                    let mut doc = json!({"format": d.format().as_str(), "name": d.name(),
+                                        "source": {"bytes": encode_base64(b.as_ref())}});
+                    if let Some(c) = d.context() {
+                        doc["context"] = json!(c);
+                    }
+                    if let Some(c) = d.citations() {
+                        doc["citations"] = json!({"enabled": c.enabled()});
+                    }
+                    json!({"document": doc})
                 }
                 ContentBlock::Audio(a) => {
                     let Some(AudioSource::Bytes(b)) = a.source() else {
                         panic!("no bytes")
                     };
-                    json!({"audio": {"format": a.format().as_str(), "source": {"bytes": BASE64.encode(b.as_ref())}}})
+                    json!({"audio": {"format": a.format().as_str(), "source": {"bytes": encode_base64(b.as_ref())}}})
                 }
                 ContentBlock::ToolUse(u) => {
                     json!({"toolUse": {"toolUseId": u.tool_use_id(), "name": u.name(),
@@ -976,7 +991,7 @@ mod tests {
                     json!({"reasoningContent": {"reasoningText": {"text": t.text(), "signature": t.signature()}}})
                 }
                 ContentBlock::ReasoningContent(ReasoningContentBlock::RedactedContent(b)) => {
-                    json!({"reasoningContent": {"redactedContent": BASE64.encode(b.as_ref())}})
+                    json!({"reasoningContent": {"redactedContent": encode_base64(b.as_ref())}})
                 }
                 other => panic!("unexpected block {other:?}"),
             }
@@ -1286,17 +1301,50 @@ mod tests {
                 },
             ],
         )]);
+        let opts = ConverseOptions {
+            s3_buckets: std::sync::Arc::new(
+                [("bucket".to_owned(), "123456789012".to_owned())].into(),
+            ),
+            ..ConverseOptions::default()
+        };
         assert_eq!(
-            encode(&r)["messages"][0]["content"],
+            to_json(&encode_request(&r, &opts).unwrap())["messages"][0]["content"],
             json!([
                 {"document": {"format": "pdf", "name": "My report (v2) final", "source": {"bytes": "JVBERi0="}}},
                 {"document": {"format": "md", "name": "notes", "source": {"bytes": "aGVsbG8="}}},
                 {"image": {"format": "jpeg", "source": {"bytes": "/9j/"}}},
                 {"document": {"format": "pdf", "name": "My report (v2) final (2)", "source": {"bytes": "JVBERi0="}}},
-                {"image": {"format": "webp", "source": {"s3Location": {"uri": "s3://bucket/cat.WEBP"}}}},
+                {"image": {"format": "webp", "source": {"s3Location": {"uri": "s3://bucket/cat.WEBP",
+                    "bucketOwner": "123456789012"}}}},
                 {"audio": {"format": "wav", "source": {"bytes": "UklGRg=="}}},
                 {"text": DOCUMENT_TEXT}
             ])
+        );
+        // Any other bucket is refused: Bedrock would read it with the gateway's own role.
+        let e = encode_request(&r, &ConverseOptions::default()).unwrap_err();
+        assert_eq!(e.param(), Some("messages"));
+        assert!(e.message().contains("s3_buckets"), "{}", e.message());
+        // Document settings: title as the name, context, citations.
+        let mut doc = file_part("data:application/pdf;base64,JVBERi0=", Some("r.pdf"));
+        let f = doc.file.as_mut().unwrap();
+        f.title = Some("Annual report".into());
+        f.context = Some("From 2024".into());
+        f.citations = Some(json!({"enabled": true}));
+        let r = req(vec![parts(
+            Role::User,
+            vec![doc, ContentPart::text("Summarise")],
+        )]);
+        let claude = ConverseOptions {
+            citations: true,
+            ..ConverseOptions::default()
+        };
+        assert!(encode(&r)["messages"][0]["content"][0]["document"]
+            .get("citations")
+            .is_none());
+        assert_eq!(
+            to_json(&encode_request(&r, &claude).unwrap())["messages"][0]["content"][0],
+            json!({"document": {"format": "pdf", "name": "Annual report", "source": {"bytes": "JVBERi0="},
+                "context": "From 2024", "citations": {"enabled": true}}})
         );
     }
 

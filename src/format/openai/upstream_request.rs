@@ -10,6 +10,9 @@
 //! - an Anthropic-style `thinking` object becomes OpenAI's `reasoning_effort` (its budget mapped
 //!   to the nearest effort through the configured table; `disabled` drops it, `adaptive` leaves
 //!   the model's default); an explicit `reasoning_effort` wins;
+//! - a file part's document settings (`title`, `context`, `citations`) are dropped, and a
+//!   plain-text file (from an Anthropic or Converse text document) becomes a text part: OpenAI
+//!   reads PDFs from file parts, not text;
 //! - the model becomes the route's upstream model (after alias resolution).
 //!
 //! A request with none of these is borrowed, not copied.
@@ -33,8 +36,25 @@
 
 use std::borrow::Cow;
 
+use crate::format::data_url::DataUrl;
 use crate::format::reasoning::ReasoningBudgets;
-use crate::model::{ChatRequest, MessageContent};
+use crate::model::{ChatRequest, ContentPart, MessageContent};
+
+/// Whether a file part carries a document extension, or a text document.
+fn file_extension(part: &ContentPart) -> bool {
+    part.file.as_ref().is_some_and(|f| {
+        f.title.is_some() || f.context.is_some() || f.citations.is_some() || text_file(f).is_some()
+    })
+}
+
+/// The text of a `text/*` data-URL file.
+fn text_file(file: &crate::model::FilePart) -> Option<String> {
+    let url = DataUrl::parse(file.file_data.as_deref()?)?.ok()?;
+    if !url.mime.as_deref()?.starts_with("text/") {
+        return None;
+    }
+    String::from_utf8(url.decode().ok()?).ok()
+}
 
 /// Whether `req` carries anything an OpenAI upstream must not see.
 fn has_extensions(req: &ChatRequest) -> bool {
@@ -48,7 +68,7 @@ fn has_extensions(req: &ChatRequest) -> bool {
             m.cache_control.is_some()
                 || m.thinking_blocks.is_some()
                 || matches!(&m.content, Some(MessageContent::Parts(parts))
-                    if parts.iter().any(|p| p.cache_control.is_some()))
+                    if parts.iter().any(|p| p.cache_control.is_some() || file_extension(p)))
         })
 }
 
@@ -79,6 +99,13 @@ pub fn encode_request<'a>(
         if let Some(MessageContent::Parts(parts)) = &mut message.content {
             for part in parts {
                 part.cache_control = None;
+                if let Some(text) = part.file.as_ref().and_then(text_file) {
+                    *part = ContentPart::text(text);
+                } else if let Some(file) = part.file.as_mut() {
+                    file.title = None;
+                    file.context = None;
+                    file.citations = None;
+                }
             }
         }
     }

@@ -40,7 +40,7 @@ use aws_sdk_bedrockruntime::Client;
 use serde_json::Value;
 use tower_service::Service;
 
-use super::{first_then_rest, ProviderFuture};
+use super::{first_then_rest, MediaFetcher, ProviderFuture};
 use crate::config::{Config, PromptCachingConfig};
 use crate::error::GatewayError;
 use crate::format::bedrock_claude::{self, ClaudeRequestOptions, ClaudeStreamDecoder};
@@ -72,6 +72,8 @@ struct Inner {
     titan: TitanRequestOptions,
     converse: ConverseOptions,
     caching: PromptCachingConfig,
+    /// Fetches `http(s)` media when `[media_fetch]` is on.
+    fetcher: Option<MediaFetcher>,
 }
 
 impl std::fmt::Debug for BedrockProvider {
@@ -171,9 +173,15 @@ impl BedrockProvider {
                 converse: ConverseOptions {
                     default_max_tokens: config.bedrock.converse_default_max_tokens(),
                     budgets: config.reasoning.budget_tokens,
+                    s3_buckets: Arc::new(config.bedrock.s3_buckets.clone()),
                     ..ConverseOptions::default()
                 },
                 caching: config.prompt_caching.clone(),
+                // The configuration was validated; a TLS set-up failure leaves fetching off.
+                fetcher: MediaFetcher::new(&config.media_fetch).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "media fetching is off: its client could not be built");
+                    None
+                }),
             }),
         }
     }
@@ -217,8 +225,13 @@ impl BedrockProvider {
         let cache = capabilities::cache_support(model, claude_family);
         // Automatic caching and structured outputs rewrite the request; everything else reads the
         // client's as is.
-        let (rewritten, structured) = self.rewrite(&call.request, family, model, cache)?;
-        let req = rewritten.as_ref().unwrap_or(&*call.request);
+        let fetched = match &self.inner.fetcher {
+            Some(fetcher) => fetcher.inline(&call.request).await?,
+            None => None,
+        };
+        let base = fetched.as_ref().unwrap_or(&*call.request);
+        let (rewritten, structured) = self.rewrite(base, family, model, cache)?;
+        let req = rewritten.as_ref().unwrap_or(base);
         check_supported(req)?;
         let rid = call
             .context
@@ -240,6 +253,7 @@ impl BedrockProvider {
                     Some(o)
                         if o.format == InboundFormat::BedrockClaude
                             && rewritten.is_none()
+                            && fetched.is_none()
                             && (cache == CacheSupport::ALL || !caching::has_cache_points(req)) =>
                     {
                         bedrock_claude::check_native(req, &opts)?;
@@ -284,9 +298,11 @@ impl BedrockProvider {
                 }
             }
             BedrockFamily::Converse => {
+                let reasoning = capabilities::reasoning_style(model);
                 let opts = ConverseOptions {
                     cache,
-                    reasoning: capabilities::reasoning_style(model),
+                    reasoning,
+                    citations: reasoning == ReasoningStyle::ClaudeThinking,
                     ..self.inner.converse.clone()
                 };
                 let parts = converse::encode_request(req, &opts)?;
