@@ -1552,3 +1552,249 @@ async fn remote_media_is_fetched_only_within_bounds() {
         3
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// 5. Guardrails
+
+fn blocking_rule(prefix: &str) -> open_bedrock_server::config::GuardrailRule {
+    open_bedrock_server::config::GuardrailRule {
+        prefix: prefix.into(),
+        identifier: fake::BLOCKING_GUARDRAIL.into(),
+        version: "1".into(),
+        trace: Some("enabled".into()),
+    }
+}
+
+fn hello(inbound: In) -> Value {
+    json!({"messages":[user_turn(inbound, "Hello")]})
+}
+
+#[tokio::test]
+async fn a_configured_guardrail_intervenes_in_every_format() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = start_full(&upstream, |c| {
+        c.guardrails.models = vec![
+            blocking_rule("us.anthropic."),
+            blocking_rule("us.amazon.nova"),
+        ];
+    })
+    .await;
+    for inbound in INGRESSES {
+        for model in [CLAUDE, NOVA] {
+            for stream in [false, true] {
+                let cell = format!("guardrail: {inbound:?} in → {model}, stream={stream}");
+                let (got, sent) = call(
+                    &gw,
+                    &upstream,
+                    inbound,
+                    model,
+                    stream,
+                    hello(inbound),
+                    &cell,
+                )
+                .await;
+                assert_eq!(got.text, fake::BLOCKED_MESSAGE, "{cell}");
+                assert_eq!(got.finish, "content_filter", "{cell}");
+                let rec = upstream.requests().last().unwrap().clone();
+                if model == CLAUDE {
+                    assert_eq!(
+                        rec.header("x-amzn-bedrock-guardrailidentifier"),
+                        Some(fake::BLOCKING_GUARDRAIL),
+                        "{cell}"
+                    );
+                    assert_eq!(
+                        rec.header("x-amzn-bedrock-guardrailversion"),
+                        Some("1"),
+                        "{cell}"
+                    );
+                    assert_eq!(
+                        rec.header("x-amzn-bedrock-trace"),
+                        Some("ENABLED"),
+                        "{cell}"
+                    );
+                    assert!(sent.get("guardrailConfig").is_none(), "{cell}");
+                } else {
+                    let mut g = sent["guardrailConfig"].clone();
+                    if stream {
+                        // ConverseStream's own member; the SDK sends its default.
+                        assert_eq!(
+                            g.as_object_mut().unwrap().remove("streamProcessingMode"),
+                            Some(json!("sync")),
+                            "{cell}"
+                        );
+                    }
+                    assert_eq!(
+                        g,
+                        json!({"guardrailIdentifier":fake::BLOCKING_GUARDRAIL,"guardrailVersion":"1","trace":"enabled"}),
+                        "{cell}"
+                    );
+                }
+            }
+        }
+    }
+    // The trace, where the client asked for it (here: the rule did), in each format.
+    let trace = fake::blocking_trace();
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":CLAUDE,"messages":[{"role":"user","content":"Hello"}]}),
+    )
+    .await;
+    assert_eq!(res.json()["amazon-bedrock-trace"], trace);
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":NOVA,"stream":true,"messages":[{"role":"user","content":"Hello"}]}),
+    )
+    .await;
+    let finish = res
+        .sse_data()
+        .into_iter()
+        .filter(|d| d != "[DONE]")
+        .map(|d| serde_json::from_str::<Value>(&d).unwrap())
+        .find(|c| c["choices"][0]["finish_reason"].is_string())
+        .unwrap();
+    assert_eq!(finish["amazon-bedrock-trace"], trace, "{finish}");
+    let res = post(
+        &gw,
+        "/v1/messages",
+        &json!({"model":CLAUDE,"max_tokens":50,"messages":[{"role":"user","content":"Hello"}]}),
+    )
+    .await;
+    assert_eq!(
+        (
+            res.json()["amazon-bedrock-guardrailAction"].clone(),
+            res.json()["amazon-bedrock-trace"].clone()
+        ),
+        (json!("INTERVENED"), trace.clone())
+    );
+    let res = post(&gw, &path(In::Converse, NOVA, false), &hello(In::Converse)).await;
+    assert_eq!(
+        (
+            res.json()["stopReason"].clone(),
+            res.json()["trace"].clone()
+        ),
+        (json!("guardrail_intervened"), trace.clone())
+    );
+    let res = post(&gw, &path(In::Converse, CLAUDE, true), &hello(In::Converse)).await;
+    let frames = read_frames(&res.body);
+    assert_eq!(
+        frames.iter().find(|f| f.1 == "messageStop").unwrap().2["stopReason"],
+        "guardrail_intervened"
+    );
+    assert_eq!(frames.last().unwrap().2["trace"], trace);
+}
+
+#[tokio::test]
+async fn per_request_guardrails_only_where_allowed() {
+    let upstream = Fake::start(fake::smart()).await;
+    let own = json!({"guardrailIdentifier":fake::BLOCKING_GUARDRAIL,"guardrailVersion":"DRAFT"});
+    let strict = start_full(&upstream, |_| {}).await;
+    let allowed = start_full(&upstream, |c| c.guardrails.allow_client = true).await;
+    let openai = json!({"model":CLAUDE,"guardrailConfig":own,"messages":[{"role":"user","content":"Hello"}]});
+    let converse =
+        json!({"guardrailConfig":own,"messages":[{"role":"user","content":[{"text":"Hello"}]}]});
+    let invoke_headers = [
+        (
+            "x-amzn-bedrock-guardrailidentifier",
+            fake::BLOCKING_GUARDRAIL,
+        ),
+        ("x-amzn-bedrock-guardrailversion", "DRAFT"),
+    ];
+    let claude_body = bytes::Bytes::from(
+        serde_json::to_vec(&json!({"anthropic_version":"bedrock-2023-05-31",
+        "max_tokens":50,"messages":[{"role":"user","content":"Hello"}]}))
+        .unwrap(),
+    );
+    let invoke_path = format!(
+        "/model/{}/invoke",
+        percent_encoding::utf8_percent_encode(CLAUDE, percent_encoding::NON_ALPHANUMERIC)
+    );
+    // Not allowed: a 400 in the route's dialect, nothing sent upstream.
+    let before = upstream.count();
+    assert_eq!(
+        post(&strict, "/v1/chat/completions", &openai).await.json()["error"]["param"],
+        "guardrailConfig"
+    );
+    let res = post(&strict, &path(In::Converse, NOVA, false), &converse).await;
+    assert_eq!(
+        (
+            res.status,
+            res.headers["x-amzn-errortype"].to_str().unwrap()
+        ),
+        (400, "ValidationException")
+    );
+    let res = send_raw(
+        http::Method::POST,
+        &strict.url(&invoke_path),
+        Some(KEY),
+        Some(claude_body.clone()),
+        &invoke_headers,
+    )
+    .await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert_eq!(upstream.count(), before);
+    // Allowed: the client's guardrail is the one sent.
+    let res = post(&allowed, "/v1/chat/completions", &openai).await;
+    assert_eq!(
+        res.json()["choices"][0]["finish_reason"],
+        "content_filter",
+        "{}",
+        res.text()
+    );
+    assert_eq!(
+        upstream
+            .requests()
+            .last()
+            .unwrap()
+            .header("x-amzn-bedrock-guardrailversion"),
+        Some("DRAFT")
+    );
+    let res = post(&allowed, &path(In::Converse, NOVA, false), &converse).await;
+    assert_eq!(
+        res.json()["stopReason"],
+        "guardrail_intervened",
+        "{}",
+        res.text()
+    );
+    let res = send_raw(
+        http::Method::POST,
+        &allowed.url(&invoke_path),
+        Some(KEY),
+        Some(claude_body),
+        &invoke_headers,
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let v: Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(
+        (
+            v["amazon-bedrock-guardrailAction"].clone(),
+            v["content"][0]["text"].clone()
+        ),
+        (json!("INTERVENED"), json!(fake::BLOCKED_MESSAGE))
+    );
+    assert_eq!(
+        upstream
+            .requests()
+            .last()
+            .unwrap()
+            .header("x-amzn-bedrock-guardrailidentifier"),
+        Some(fake::BLOCKING_GUARDRAIL)
+    );
+    // A guardrail that lets the answer through; and no Bedrock guardrail for an OpenAI model.
+    let mut passing = openai.clone();
+    passing["guardrailConfig"]["guardrailIdentifier"] = json!("gr-allow");
+    let res = post(&allowed, "/v1/chat/completions", &passing).await;
+    assert_eq!(
+        res.json()["choices"][0]["message"]["content"],
+        "You said: Hello"
+    );
+    let mut gpt = openai.clone();
+    gpt["model"] = json!("gpt-4o");
+    let res = post(&allowed, "/v1/chat/completions", &gpt).await;
+    assert_eq!(
+        (res.status, res.json()["error"]["param"].clone()),
+        (400, json!("guardrailConfig"))
+    );
+}

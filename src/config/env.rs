@@ -60,6 +60,7 @@ const TABLE: &[(&str, &str, Shape)] = &[
     ("LOG_LEVEL", "log.level", Text),
     ("LOG_FORMAT", "log.format", Text),
     ("PROMPT_CACHING_AUTO", "prompt_caching.auto", List),
+    ("GUARDRAILS_ALLOW_CLIENT", "guardrails.allow_client", Text),
     ("MEDIA_FETCH_ENABLED", "media_fetch.enabled", Text),
     (
         "MEDIA_FETCH_ALLOWED_HOSTS",

@@ -24,6 +24,7 @@
 //! | `CONNECT_TIMEOUT_MS`, `BODY_READ_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 30 s, 120 s, 60 s, 600 s |
 //! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
 //! | `PROMPT_CACHING_AUTO` (comma-separated model ids / prefixes) | `prompt_caching.auto` | none (off) |
+//! | `GUARDRAILS_ALLOW_CLIENT` | `guardrails.allow_client` | `false` |
 //! | `MEDIA_FETCH_ENABLED`, `MEDIA_FETCH_ALLOWED_HOSTS` (comma-separated), `MEDIA_FETCH_MAX_BYTES` | `media_fetch.*` | off, none, 10 MiB |
 //!
 //! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`),
@@ -174,6 +175,38 @@ pub struct Config {
     pub reasoning: ReasoningConfig,
     /// Fetching `http(s)` image and document URLs for Bedrock models (`[media_fetch]`).
     pub media_fetch: MediaFetchConfig,
+    /// Bedrock guardrails (`[guardrails]`).
+    pub guardrails: GuardrailsConfig,
+}
+
+/// Bedrock guardrails (`[guardrails]`): per model or route, and whether clients may name their
+/// own per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardrailsConfig {
+    /// Clients may name a guardrail per request (InvokeModel's guardrail headers, Converse's
+    /// `guardrailConfig`, the `guardrailConfig` extension of OpenAI bodies); off, such a request is
+    /// a 400. (Per-key policy arrives with the keys store.)
+    pub allow_client: bool,
+    /// The guardrail each model gets (`[[guardrails.models]]`): the first rule whose prefix
+    /// matches the model as the client names it or as it is sent upstream. A client's own
+    /// guardrail, where allowed, replaces it.
+    pub models: Vec<GuardrailRule>,
+}
+
+/// One `[[guardrails.models]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailRule {
+    /// Model id prefix (an id, an alias, a route prefix).
+    pub prefix: String,
+    /// Guardrail id or ARN.
+    pub identifier: String,
+    /// `1`… or `DRAFT`.
+    pub version: String,
+    /// `enabled`, `disabled` or `enabled_full`: whether replies carry the guardrail's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// Fetching `http(s)` image and document URLs for models that take them inline (Claude and the
@@ -676,6 +709,28 @@ impl Config {
             .budget_tokens
             .validate()
             .map_err(|e| ConfigError::new("reasoning.budget_tokens", e))?;
+        for (i, rule) in self.guardrails.models.iter().enumerate() {
+            let version_ok = rule.version == "DRAFT"
+                || (!rule.version.is_empty()
+                    && rule.version.len() <= 8
+                    && rule.version.bytes().all(|b| b.is_ascii_digit()));
+            if !version_ok {
+                return Err(ConfigError::new(
+                    format!("guardrails.models[{i}].version"),
+                    "must be a version number or DRAFT",
+                ));
+            }
+            if rule
+                .trace
+                .as_deref()
+                .is_some_and(|t| !matches!(t, "enabled" | "disabled" | "enabled_full"))
+            {
+                return Err(ConfigError::new(
+                    format!("guardrails.models[{i}].trace"),
+                    "must be enabled, disabled or enabled_full",
+                ));
+            }
+        }
         if self.media_fetch.enabled && self.media_fetch.allowed_hosts.is_empty() {
             return Err(ConfigError::new(
                 "media_fetch.allowed_hosts",

@@ -43,6 +43,14 @@ pub mod structured;
 use crate::error::ErrorDialect;
 use crate::model::Usage;
 
+/// Where a guardrail's verdict travels in canonical replies (a member of the completion, or of the
+/// stream's finish chunk, as InvokeModel writes it in its bodies): `INTERVENED` or `NONE`.
+pub(crate) const GUARDRAIL_ACTION: &str = "amazon-bedrock-guardrailAction";
+
+/// Where a guardrail's trace travels in canonical replies: `{"guardrail": {…}}`, as InvokeModel
+/// writes it.
+pub(crate) const BEDROCK_TRACE: &str = "amazon-bedrock-trace";
+
 /// The format a client wrote its request body in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]

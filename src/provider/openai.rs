@@ -147,6 +147,12 @@ impl OpenAiProvider {
             .route
             .as_ref()
             .map_or(&*call.request.model, |r| &*r.upstream_model);
+        if call.request.guardrail_config.is_some() {
+            return Err(GatewayError::unsupported(
+                "guardrailConfig",
+                "Bedrock guardrails apply to Bedrock models only.",
+            ));
+        }
         let request = encode_request(&call.request, upstream_model, &self.inner.budgets);
         let body = serde_json::to_vec(&*request).map_err(|e| {
             GatewayError::internal(format!("failed to encode the upstream request: {e}"))

@@ -19,7 +19,7 @@ use crate::body::Body;
 use crate::detect::DetectedRequest;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::format::ReplyFormat;
-use crate::model::{CallContext, CallRecord, ChatCall, ChatReply};
+use crate::model::{CallContext, CallRecord, ChatCall, ChatReply, GuardrailConfig};
 use crate::provider::timeout::instant_after;
 use crate::usage::UsageHooks;
 
@@ -118,6 +118,15 @@ where
             Ok(r) => r,
             Err(e) => return ResponseFuture::error(e, reply, amzn_id),
         };
+        if matches!(
+            reply,
+            ReplyFormat::BedrockInvokeClaude | ReplyFormat::BedrockInvokeTitan
+        ) {
+            // InvokeModel names a guardrail in headers, not in the model's body.
+            if let Some(g) = invoke_guardrail(&parts.headers) {
+                request.guardrail_config = Some(g);
+            }
+        }
         let include_usage = request.include_usage();
         if request.is_stream() && !include_usage {
             // Always ask the upstream for the final usage: Claude, Titan and Converse streams end
@@ -160,6 +169,19 @@ where
             amzn_id,
         }
     }
+}
+
+/// The guardrail an InvokeModel request names in its `X-Amzn-Bedrock-Guardrail*` headers (and
+/// `X-Amzn-Bedrock-Trace`).
+fn invoke_guardrail(headers: &http::HeaderMap) -> Option<GuardrailConfig> {
+    let get = |name: &str| headers.get(name)?.to_str().ok().map(str::to_owned);
+    let identifier = get("x-amzn-bedrock-guardrailidentifier")?;
+    Some(GuardrailConfig {
+        guardrail_identifier: identifier,
+        guardrail_version: get("x-amzn-bedrock-guardrailversion").unwrap_or_default(),
+        trace: get("x-amzn-bedrock-trace").map(|t| t.to_ascii_lowercase()),
+        stream_processing_mode: None,
+    })
 }
 
 pin_project_lite::pin_project! {

@@ -1149,6 +1149,9 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
             if let Err(e) = validate_claude(&body, &model) {
                 return aws_error(400, "ValidationException", &e);
             }
+            if let Some(reply) = invoke_guardrail(req, op == "invoke-with-response-stream") {
+                return reply;
+            }
             claude_answer(&body, &model, op == "invoke-with-response-stream")
         }
         ("invoke" | "invoke-with-response-stream", Some(BedrockFamily::Titan)) => {
@@ -1158,6 +1161,9 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
             titan_answer(&body, &model, op == "invoke-with-response-stream")
         }
         ("converse" | "converse-stream", _) => {
+            if let Some(reply) = converse_guardrail(&body, op == "converse-stream") {
+                return reply;
+            }
             converse_answer(&body, &model, op == "converse-stream")
         }
         _ => aws_error(
@@ -1166,6 +1172,120 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
             &format!("The model {model} does not support {op} in this fake"),
         ),
     }
+}
+
+/// The guardrail the fake runs: `gr-block` blocks everything, any other lets everything through.
+pub const BLOCKING_GUARDRAIL: &str = "gr-block";
+/// What a guardrail that blocked says instead of the model.
+pub const BLOCKED_MESSAGE: &str = "Sorry, the model cannot answer this question.";
+
+/// The trace of [`BLOCKING_GUARDRAIL`].
+pub fn blocking_trace() -> Value {
+    json!({"guardrail": {"inputAssessment": {BLOCKING_GUARDRAIL: {"topicPolicy": {"topics": [
+        {"name": "Blocked topic", "type": "DENY", "action": "BLOCKED", "detected": true}]}}}}})
+}
+
+/// An InvokeModel guardrail (headers): checked as Bedrock would, and answered when it blocks.
+fn invoke_guardrail(req: &Recorded, stream: bool) -> Option<Reply> {
+    let id = req.header("x-amzn-bedrock-guardrailidentifier")?;
+    let Some(version) = req.header("x-amzn-bedrock-guardrailversion") else {
+        return Some(aws_error(
+            400,
+            "ValidationException",
+            "guardrailVersion is required with guardrailIdentifier",
+        ));
+    };
+    if !(version == "DRAFT" || version.bytes().all(|b| b.is_ascii_digit())) {
+        return Some(aws_error(
+            400,
+            "ValidationException",
+            "guardrailVersion is invalid",
+        ));
+    }
+    if id != BLOCKING_GUARDRAIL {
+        return None;
+    }
+    let traced = matches!(
+        req.header("x-amzn-bedrock-trace"),
+        Some("ENABLED" | "ENABLED_FULL")
+    );
+    let usage = json!({"input_tokens": 12, "output_tokens": 0});
+    let mut tail = json!({"amazon-bedrock-guardrailAction": "INTERVENED"});
+    if traced {
+        tail["amazon-bedrock-trace"] = blocking_trace();
+    }
+    if !stream {
+        let mut body = json!({"id":"msg_bdrk_gr","type":"message","role":"assistant","model":"claude-fake",
+            "content":[{"type":"text","text":BLOCKED_MESSAGE}],"stop_reason":"end_turn","stop_sequence":null,"usage":usage});
+        body.as_object_mut()
+            .unwrap()
+            .extend(tail.as_object().unwrap().clone());
+        return Some(Reply::json(200, body));
+    }
+    let mut stop = json!({"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":12,"outputTokenCount":0,"invocationLatency":5,"firstByteLatency":5}});
+    stop.as_object_mut()
+        .unwrap()
+        .extend(tail.as_object().unwrap().clone());
+    let events = [
+        json!({"type":"message_start","message":{"id":"msg_bdrk_gr","type":"message","role":"assistant","model":"claude-fake","content":[],"stop_reason":null,"stop_sequence":null,"usage":usage}}),
+        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+        json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":BLOCKED_MESSAGE}}),
+        json!({"type":"content_block_stop","index":0}),
+        json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":0}}),
+        stop,
+    ];
+    let frames: Vec<Bytes> = events.iter().map(chunk_frame).collect();
+    Some(event_stream(split_frames(&frames, 13)))
+}
+
+/// A Converse `guardrailConfig`: checked, and answered when it blocks.
+fn converse_guardrail(body: &Value, stream: bool) -> Option<Reply> {
+    let g = body.get("guardrailConfig")?;
+    let (Some(id), Some(_version)) = (
+        g["guardrailIdentifier"].as_str(),
+        g["guardrailVersion"].as_str(),
+    ) else {
+        return Some(aws_error(
+            400,
+            "ValidationException",
+            "guardrailConfig needs guardrailIdentifier and guardrailVersion",
+        ));
+    };
+    if g.get("streamProcessingMode").is_some() && !stream {
+        return Some(aws_error(
+            400,
+            "ValidationException",
+            "extraneous key [streamProcessingMode] is not permitted",
+        ));
+    }
+    if id != BLOCKING_GUARDRAIL {
+        return None;
+    }
+    let traced = matches!(g["trace"].as_str(), Some("enabled" | "enabled_full"));
+    let usage = json!({"inputTokens": 20, "outputTokens": 0, "totalTokens": 20});
+    if !stream {
+        let mut out = json!({"output":{"message":{"role":"assistant","content":[{"text":BLOCKED_MESSAGE}]}},
+            "stopReason":"guardrail_intervened","usage":usage,"metrics":{"latencyMs":3}});
+        if traced {
+            out["trace"] = blocking_trace();
+        }
+        return Some(Reply::json(200, out));
+    }
+    let mut metadata = json!({"usage":usage,"metrics":{"latencyMs":3}});
+    if traced {
+        metadata["trace"] = blocking_trace();
+    }
+    let frames = vec![
+        event_frame("messageStart", &json!({"role":"assistant"})),
+        event_frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex":0,"delta":{"text":BLOCKED_MESSAGE}}),
+        ),
+        event_frame("contentBlockStop", &json!({"contentBlockIndex":0})),
+        event_frame("messageStop", &json!({"stopReason":"guardrail_intervened"})),
+        event_frame("metadata", &metadata),
+    ];
+    Some(event_stream(split_frames(&frames, 17)))
 }
 
 /// The text of a final assistant turn (a prefill), if the conversation ends with one.

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::format::blocks::{BlockEvent, BlockKind, BlockSequencer};
-use crate::format::InvocationMetrics;
+use crate::format::{InvocationMetrics, BEDROCK_TRACE, GUARDRAIL_ACTION};
 use crate::model::{finish_reason, ChatChunk, ChatResponse, ThinkingBlock, Usage};
 use crate::stream::{EventEncoder, Framer, WireEvent};
 
@@ -87,7 +87,7 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
             ..MessageUsage::default()
         },
     };
-    json!({
+    let mut out = json!({
         "id": message_id(&resp.id),
         "type": "message",
         "role": "assistant",
@@ -96,7 +96,14 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
         "stop_reason": reason,
         "stop_sequence": null,
         "usage": usage,
-    })
+    });
+    // A guardrail's verdict and trace, as InvokeModel writes them beside the message.
+    for key in [GUARDRAIL_ACTION, BEDROCK_TRACE] {
+        if let Some(v) = resp.extra.get(key) {
+            out[key] = v.clone();
+        }
+    }
+    out
 }
 
 /// A canonical thinking block as an Anthropic content block.
@@ -156,6 +163,18 @@ pub enum ClaudeEvent<'a> {
             skip_serializing_if = "Option::is_none"
         )]
         metrics: Option<InvocationMetrics>,
+        /// A guardrail's verdict, when one ran.
+        #[serde(
+            rename = "amazon-bedrock-guardrailAction",
+            skip_serializing_if = "Option::is_none"
+        )]
+        guardrail_action: Option<Value>,
+        /// A guardrail's trace, when asked for.
+        #[serde(
+            rename = "amazon-bedrock-trace",
+            skip_serializing_if = "Option::is_none"
+        )]
+        trace: Option<Value>,
     },
 }
 
@@ -292,6 +311,8 @@ pub struct ClaudeStreamEncoder {
     usage: Option<Usage>,
     /// Add `amazon-bedrock-invocationMetrics` to `message_stop`, as Bedrock's own streams do.
     bedrock_metrics: bool,
+    /// A guardrail's verdict and trace from the finish chunk, for `message_stop`.
+    guardrail: (Option<Value>, Option<Value>),
 }
 
 impl ClaudeStreamEncoder {
@@ -407,6 +428,10 @@ impl EventEncoder for ClaudeStreamEncoder {
                 if let Some(finish) = choice.finish_reason.as_deref() {
                     self.blocks.close(&mut emit);
                     self.stop_reason = Some(stop_reason(finish));
+                    self.guardrail = (
+                        chunk.extra.get(GUARDRAIL_ACTION).cloned(),
+                        chunk.extra.get(BEDROCK_TRACE).cloned(),
+                    );
                 }
             }
         }
@@ -430,7 +455,12 @@ impl EventEncoder for ClaudeStreamEncoder {
             .as_ref()
             .filter(|_| self.bedrock_metrics)
             .map(InvocationMetrics::of);
-        out.event(&ClaudeEvent::MessageStop { metrics });
+        let (guardrail_action, trace) = std::mem::take(&mut self.guardrail);
+        out.event(&ClaudeEvent::MessageStop {
+            metrics,
+            guardrail_action,
+            trace,
+        });
         self.stopped = true;
     }
 }

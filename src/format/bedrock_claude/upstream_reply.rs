@@ -4,6 +4,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
+use crate::format::{BEDROCK_TRACE, GUARDRAIL_ACTION};
 use crate::model::{
     finish_reason, ChatResponse, Choice, ChunkMeta, ResponseMessage, ThinkingBlock, ToolCall, Usage,
 };
@@ -26,6 +27,12 @@ struct ClaudeMessage {
     stop_reason: Option<String>,
     #[serde(default)]
     usage: Option<ClaudeUsage>,
+    /// `INTERVENED` when a guardrail replaced the answer.
+    #[serde(default, rename = "amazon-bedrock-guardrailAction")]
+    guardrail_action: Option<String>,
+    /// The guardrail's trace, when asked for.
+    #[serde(default, rename = "amazon-bedrock-trace")]
+    trace: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -126,11 +133,21 @@ pub fn decode_response(body: &[u8], meta: &ChunkMeta) -> Result<ChatResponse, Ga
         }
     }
 
-    let finish = if tool_calls.is_empty() {
+    let intervened = msg.guardrail_action.as_deref() == Some("INTERVENED");
+    let finish = if intervened {
+        finish_reason::CONTENT_FILTER
+    } else if tool_calls.is_empty() {
         map_stop_reason(msg.stop_reason.as_deref().unwrap_or("end_turn"))
     } else {
         finish_reason::TOOL_CALLS
     };
+    let mut extra = Map::new();
+    if let Some(action) = msg.guardrail_action {
+        extra.insert(GUARDRAIL_ACTION.into(), Value::String(action));
+    }
+    if let Some(trace) = msg.trace {
+        extra.insert(BEDROCK_TRACE.into(), trace);
+    }
     let mut message =
         ResponseMessage::assistant(text, (!tool_calls.is_empty()).then_some(tool_calls));
     message.reasoning_content = reasoning;
@@ -149,7 +166,7 @@ pub fn decode_response(body: &[u8], meta: &ChunkMeta) -> Result<ChatResponse, Ga
             extra: Map::new(),
         }],
         usage: msg.usage.map(ClaudeUsage::to_usage),
-        extra: Map::new(),
+        extra,
     })
 }
 

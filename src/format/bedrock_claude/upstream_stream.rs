@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::upstream_reply::{map_stop_reason, ClaudeUsage};
 use crate::error::GatewayError;
+use crate::format::{BEDROCK_TRACE, GUARDRAIL_ACTION};
 use crate::model::{
     finish_reason, ChatChunk, ChunkMeta, Delta, ThinkingBlock, ToolCallDelta, Usage,
 };
@@ -56,6 +57,10 @@ struct Event<'a> {
     usage: Option<ClaudeUsage>,
     #[serde(default, rename = "amazon-bedrock-invocationMetrics")]
     metrics: Option<InvocationMetrics>,
+    #[serde(default, rename = "amazon-bedrock-guardrailAction", borrow)]
+    guardrail_action: Option<Str<'a>>,
+    #[serde(default, rename = "amazon-bedrock-trace")]
+    trace: Option<serde_json::Value>,
     #[serde(default, borrow)]
     error: Option<ErrorBody<'a>>,
 }
@@ -148,6 +153,8 @@ pub struct ClaudeStreamDecoder {
     output: u64,
     cache_read: u64,
     cache_write: u64,
+    /// A guardrail's verdict and trace, when an event carried them.
+    guardrail: Option<(String, Option<serde_json::Value>)>,
 }
 
 impl ClaudeStreamDecoder {
@@ -164,6 +171,7 @@ impl ClaudeStreamDecoder {
             output: 0,
             cache_read: 0,
             cache_write: 0,
+            guardrail: None,
         }
     }
 
@@ -179,6 +187,10 @@ impl ClaudeStreamDecoder {
         let event: Event<'_> = serde_json::from_slice(event_json).map_err(|e| {
             GatewayError::upstream_protocol(format!("invalid Claude stream event: {e}"))
         })?;
+        if let Some(action) = &event.guardrail_action {
+            let trace = event.trace.clone();
+            self.guardrail = Some((action.as_str().to_owned(), trace));
+        }
         match event.kind.as_ref() {
             "message_start" => {
                 if let Some(usage) = event.message.and_then(|m| m.usage) {
@@ -223,12 +235,27 @@ impl ClaudeStreamDecoder {
                 for (_, kind) in std::mem::take(&mut self.open) {
                     self.close_block(kind, out);
                 }
-                let reason = if self.tool_count > 0 {
+                let intervened = self
+                    .guardrail
+                    .as_ref()
+                    .is_some_and(|(a, _)| a == "INTERVENED");
+                let reason = if intervened {
+                    finish_reason::CONTENT_FILTER
+                } else if self.tool_count > 0 {
                     finish_reason::TOOL_CALLS
                 } else {
                     map_stop_reason(self.stop_reason.as_deref().unwrap_or("end_turn"))
                 };
-                out.push(ChatChunk::delta(&self.meta, Delta::default(), Some(reason)));
+                let mut finish = ChatChunk::delta(&self.meta, Delta::default(), Some(reason));
+                if let Some((action, trace)) = self.guardrail.take() {
+                    finish
+                        .extra
+                        .insert(GUARDRAIL_ACTION.into(), serde_json::Value::String(action));
+                    if let Some(trace) = trace {
+                        finish.extra.insert(BEDROCK_TRACE.into(), trace);
+                    }
+                }
+                out.push(finish);
                 out.push(ChatChunk::usage(&self.meta, self.usage()));
                 self.stopped = true;
             }

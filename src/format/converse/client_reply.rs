@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::format::blocks::{BlockEvent, BlockKind, BlockSequencer};
+use crate::format::{BEDROCK_TRACE, GUARDRAIL_ACTION};
 use crate::model::{finish_reason, ChatChunk, ChatResponse, ThinkingBlock, Usage};
 use crate::stream::{EventEncoder, Framer, WireEvent};
 
@@ -85,17 +86,24 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
     }
     let has_tools =
         choice.is_some_and(|c| c.message.tool_calls.as_ref().is_some_and(|t| !t.is_empty()));
-    let reason = if has_tools {
+    let intervened = resp.extra.get(GUARDRAIL_ACTION) == Some(&json!("INTERVENED"));
+    let reason = if intervened {
+        "guardrail_intervened"
+    } else if has_tools {
         "tool_use"
     } else {
         stop_reason(choice.and_then(|c| c.finish_reason.as_deref()))
     };
-    json!({
+    let mut out = json!({
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": reason,
         "usage": usage_json(resp.usage.as_ref()),
         "metrics": {"latencyMs": 0},
-    })
+    });
+    if let Some(trace) = resp.extra.get(BEDROCK_TRACE) {
+        out["trace"] = trace.clone();
+    }
+    out
 }
 
 /// One ConverseStream event; [`WireEvent::name`] is its event type.
@@ -141,6 +149,9 @@ pub enum ConverseEvent<'a> {
         usage: Value,
         /// `{"latencyMs": 0}`: the gateway does not measure the model's latency.
         metrics: Value,
+        /// A guardrail's trace, when asked for.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trace: Option<Value>,
     },
 }
 
@@ -197,6 +208,8 @@ pub struct ConverseStreamEncoder {
     stopped: bool,
     usage: Option<Usage>,
     done: bool,
+    /// A guardrail's trace from the finish chunk, for `metadata`.
+    trace: Option<Value>,
 }
 
 impl ConverseStreamEncoder {
@@ -218,6 +231,7 @@ impl ConverseStreamEncoder {
             out.event(&ConverseEvent::Metadata {
                 usage: usage_json(self.usage.as_ref()),
                 metrics: json!({"latencyMs": 0}),
+                trace: self.trace.take(),
             });
         }
     }
@@ -282,8 +296,14 @@ impl EventEncoder for ConverseStreamEncoder {
             if let Some(reason) = choice.finish_reason.as_deref() {
                 self.blocks.close(&mut emit);
                 self.stopped = true;
+                self.trace = chunk.extra.get(BEDROCK_TRACE).cloned();
+                let intervened = chunk.extra.get(GUARDRAIL_ACTION) == Some(&json!("INTERVENED"));
                 out.event(&ConverseEvent::MessageStop {
-                    stop_reason: stop_reason(Some(reason)),
+                    stop_reason: if intervened {
+                        "guardrail_intervened"
+                    } else {
+                        stop_reason(Some(reason))
+                    },
                 });
             }
         }

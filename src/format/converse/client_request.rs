@@ -179,6 +179,9 @@ pub fn decode_client_request(
             obj.insert("tool_choice".into(), choice);
         }
     }
+    if let Some(g) = body.get("guardrailConfig").filter(|g| !g.is_null()) {
+        obj.insert("guardrailConfig".into(), g.clone());
+    }
     if let Some(format) = body.get("outputConfig").and_then(|c| c.get("textFormat")) {
         // Structured output: the schema travels as a string.
         let spec = format

@@ -37,6 +37,7 @@
 pub mod client_reply;
 pub mod client_request;
 mod document;
+mod trace;
 mod upstream_reply;
 mod upstream_request;
 mod upstream_stream;

@@ -7,7 +7,9 @@ use aws_sdk_bedrockruntime::types::{
 use serde_json::Map;
 
 use super::document::document_to_json;
+use super::trace::guardrail_trace_json;
 use crate::error::GatewayError;
+use crate::format::{BEDROCK_TRACE, GUARDRAIL_ACTION};
 use crate::model::{
     finish_reason, ChatResponse, Choice, ChunkMeta, ResponseMessage, ThinkingBlock, ToolCall, Usage,
 };
@@ -39,6 +41,24 @@ pub(crate) fn usage_from(usage: &TokenUsage) -> Usage {
         usage.cache_read_input_tokens().map_or(0, n),
         usage.cache_write_input_tokens().map_or(0, n),
     )
+}
+
+/// A guardrail's verdict and trace as canonical reply members (empty when there is neither).
+pub(crate) fn guardrail_extra(
+    intervened: bool,
+    trace: Option<&aws_sdk_bedrockruntime::types::GuardrailTraceAssessment>,
+) -> Map<String, serde_json::Value> {
+    let mut extra = Map::new();
+    if intervened {
+        extra.insert(GUARDRAIL_ACTION.into(), serde_json::json!("INTERVENED"));
+    }
+    if let Some(t) = trace {
+        extra.insert(
+            BEDROCK_TRACE.into(),
+            serde_json::json!({"guardrail": guardrail_trace_json(t)}),
+        );
+    }
+    extra
 }
 
 /// Decodes a Converse response; id, created and model come from `meta`.
@@ -132,7 +152,10 @@ pub fn decode_response(
             extra: Map::new(),
         }],
         usage: output.usage().map(usage_from),
-        extra: Map::new(),
+        extra: guardrail_extra(
+            output.stop_reason() == &StopReason::GuardrailIntervened,
+            output.trace().and_then(|t| t.guardrail()),
+        ),
     })
 }
 

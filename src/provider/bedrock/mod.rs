@@ -23,6 +23,7 @@
 
 mod capabilities;
 mod error;
+mod guardrail;
 mod models;
 mod stops;
 mod stream;
@@ -41,7 +42,7 @@ use serde_json::Value;
 use tower_service::Service;
 
 use super::{first_then_rest, MediaFetcher, ProviderFuture};
-use crate::config::{Config, PromptCachingConfig};
+use crate::config::{Config, GuardrailsConfig, PromptCachingConfig};
 use crate::error::GatewayError;
 use crate::format::bedrock_claude::{self, ClaudeRequestOptions, ClaudeStreamDecoder};
 use crate::format::bedrock_titan::{self, TitanRequestOptions, TitanStreamDecoder};
@@ -51,7 +52,7 @@ use crate::format::converse::{self, ConverseOptions, ConverseStreamDecoder};
 use crate::format::reasoning;
 use crate::format::structured::{self, Lowering, StructuredReply};
 use crate::format::InboundFormat;
-use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta};
+use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta, GuardrailConfig};
 use crate::route::{BedrockFamily, ProviderKind};
 use crate::stream::decode_stream;
 
@@ -74,6 +75,7 @@ struct Inner {
     caching: PromptCachingConfig,
     /// Fetches `http(s)` media when `[media_fetch]` is on.
     fetcher: Option<MediaFetcher>,
+    guardrails: GuardrailsConfig,
 }
 
 impl std::fmt::Debug for BedrockProvider {
@@ -177,6 +179,7 @@ impl BedrockProvider {
                     ..ConverseOptions::default()
                 },
                 caching: config.prompt_caching.clone(),
+                guardrails: config.guardrails.clone(),
                 // The configuration was validated; a TLS set-up failure leaves fetching off.
                 fetcher: MediaFetcher::new(&config.media_fetch).unwrap_or_else(|e| {
                     tracing::error!(error = %e, "media fetching is off: its client could not be built");
@@ -233,6 +236,7 @@ impl BedrockProvider {
         let (rewritten, structured) = self.rewrite(base, family, model, cache)?;
         let req = rewritten.as_ref().unwrap_or(base);
         check_supported(req)?;
+        let guardrail = guardrail::effective(req, model, &self.inner.guardrails)?;
         let rid = call
             .context
             .request_id
@@ -261,7 +265,16 @@ impl BedrockProvider {
                     }
                     _ => bedrock_claude::encode_request_bytes(req, &opts)?,
                 };
-                match invoke(client, model, body, req.is_stream(), rid).await? {
+                match invoke(
+                    client,
+                    model,
+                    body,
+                    req.is_stream(),
+                    rid,
+                    guardrail.as_ref(),
+                )
+                .await?
+                {
                     Invoked::Stream(rx) => {
                         first_then_rest(decode_stream(
                             stream::invoke_payloads(rx),
@@ -282,7 +295,16 @@ impl BedrockProvider {
                     _ => bedrock_titan::encode_request_bytes(req, &self.inner.titan)?,
                 };
                 let stops = bedrock_titan::unsupported_stops(req);
-                match invoke(client, model, body, req.is_stream(), rid).await? {
+                match invoke(
+                    client,
+                    model,
+                    body,
+                    req.is_stream(),
+                    rid,
+                    guardrail.as_ref(),
+                )
+                .await?
+                {
                     Invoked::Stream(rx) => {
                         let stream = decode_stream(
                             stream::invoke_payloads(rx),
@@ -308,7 +330,7 @@ impl BedrockProvider {
                 let parts = converse::encode_request(req, &opts)?;
                 // Converse and ConverseStream take the same request; only the builder type differs.
                 macro_rules! send_converse {
-                    ($builder:expr) => {
+                    ($builder:expr, $guardrail:expr) => {
                         $builder
                             .model_id(model)
                             .set_messages(Some(parts.messages))
@@ -318,6 +340,7 @@ impl BedrockProvider {
                             .set_additional_model_request_fields(
                                 parts.additional_model_request_fields,
                             )
+                            .set_guardrail_config($guardrail)
                             .customize()
                             .mutate_request(request_id_hook(rid))
                             .send()
@@ -326,14 +349,20 @@ impl BedrockProvider {
                     };
                 }
                 if req.is_stream() {
-                    let out = send_converse!(client.converse_stream());
+                    let out = send_converse!(
+                        client.converse_stream(),
+                        guardrail.as_ref().map(guardrail::converse_stream)
+                    );
                     first_then_rest(decode_stream(
                         stream::converse_events(out.stream),
                         ConverseStreamDecoder::new(meta),
                     ))
                     .await
                 } else {
-                    let out = send_converse!(client.converse());
+                    let out = send_converse!(
+                        client.converse(),
+                        guardrail.as_ref().map(guardrail::converse)
+                    );
                     Ok(ChatReply::Complete(converse::decode_response(&out, &meta)?))
                 }
             }
@@ -412,6 +441,7 @@ async fn invoke(
     body: Vec<u8>,
     stream: bool,
     rid: Option<String>,
+    guardrail: Option<&GuardrailConfig>,
 ) -> Result<Invoked, GatewayError> {
     // InvokeModel and its streaming twin take the same request; only the builder type differs.
     macro_rules! send_invoke {
@@ -420,6 +450,9 @@ async fn invoke(
                 .model_id(model)
                 .content_type("application/json")
                 .accept("application/json")
+                .set_guardrail_identifier(guardrail.map(|g| g.guardrail_identifier.clone()))
+                .set_guardrail_version(guardrail.map(|g| g.guardrail_version.clone()))
+                .set_trace(guardrail.and_then(guardrail::invoke_trace))
                 .body(Blob::new(body))
                 .customize()
                 .mutate_request(request_id_hook(rid))
