@@ -1798,3 +1798,123 @@ async fn per_request_guardrails_only_where_allowed() {
         (400, json!("guardrailConfig"))
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// 6. n > 1 on Bedrock
+
+#[tokio::test]
+async fn n_choices_fan_out_to_n_bedrock_calls() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = start_full(&upstream, |c| c.bedrock.max_n = 3).await;
+    for model in [CLAUDE, NOVA, "amazon.titan-text-express-v1"] {
+        // Complete: three calls, three choices indexed in order, usage summed.
+        let before = upstream.count();
+        let res = post(
+            &gw,
+            "/v1/chat/completions",
+            &json!({"model":model,"n":3,"messages":[{"role":"user","content":"Hi"}]}),
+        )
+        .await;
+        assert_eq!(res.status, 200, "{model}: {}", res.text());
+        assert_eq!(upstream.count(), before + 3, "{model}");
+        assert!(
+            upstream.requests()[before..]
+                .iter()
+                .all(|r| r.json().get("n").is_none()),
+            "{model}: n never reaches Bedrock"
+        );
+        let r = res.json();
+        let indexes: Vec<u64> = r["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(indexes, [0, 1, 2], "{model}");
+        assert!(
+            r["choices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["message"]["content"] == "You said: Hi"),
+            "{model}"
+        );
+        let single = post(
+            &gw,
+            "/v1/chat/completions",
+            &json!({"model":model,"messages":[{"role":"user","content":"Hi"}]}),
+        )
+        .await
+        .json();
+        for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+            assert_eq!(
+                r["usage"][key].as_u64().unwrap(),
+                3 * single["usage"][key].as_u64().unwrap(),
+                "{model}: {key}"
+            );
+        }
+        // Streamed: the choices interleaved under one id, each finishing, one summed usage chunk.
+        let res = post(
+            &gw,
+            "/v1/chat/completions",
+            &json!({"model":model,"n":3,"stream":true,
+            "stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}),
+        )
+        .await;
+        let data = res.sse_data();
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{model}");
+        let chunks: Vec<Value> = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert!(
+            chunks.iter().all(|c| c["id"] == chunks[0]["id"]),
+            "{model}: one id"
+        );
+        let mut texts = [String::new(), String::new(), String::new()];
+        let mut finished = [false; 3];
+        for c in &chunks {
+            for ch in c["choices"].as_array().unwrap() {
+                let i = ch["index"].as_u64().unwrap() as usize;
+                texts[i].push_str(ch["delta"]["content"].as_str().unwrap_or(""));
+                finished[i] |= ch["finish_reason"] == "stop";
+            }
+        }
+        assert_eq!(
+            texts,
+            ["You said: Hi", "You said: Hi", "You said: Hi"],
+            "{model}"
+        );
+        assert_eq!(finished, [true; 3], "{model}");
+        let usage: Vec<&Value> = chunks
+            .iter()
+            .filter(|c| c["choices"] == json!([]))
+            .collect();
+        assert_eq!(usage.len(), 1, "{model}: one usage chunk");
+        assert_eq!(
+            usage[0]["usage"]["total_tokens"].as_u64().unwrap(),
+            3 * single["usage"]["total_tokens"].as_u64().unwrap()
+        );
+    }
+    // Beyond the maximum, or for a reply format with one choice: a 400 before any call.
+    let before = upstream.count();
+    let res = post(
+        &gw,
+        "/v1/chat/completions",
+        &json!({"model":CLAUDE,"n":4,"messages":[{"role":"user","content":"Hi"}]}),
+    )
+    .await;
+    assert_eq!(
+        (res.status, res.json()["error"]["param"].clone()),
+        (400, json!("n"))
+    );
+    let res = post(
+        &gw,
+        "/v1/chat/completions?target_format=bedrock_claude",
+        &json!({"model":CLAUDE,"n":2,
+        "messages":[{"role":"user","content":"Hi"}]}),
+    )
+    .await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert_eq!(upstream.count(), before);
+}

@@ -25,6 +25,7 @@
 //! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
 //! | `PROMPT_CACHING_AUTO` (comma-separated model ids / prefixes) | `prompt_caching.auto` | none (off) |
 //! | `GUARDRAILS_ALLOW_CLIENT` | `guardrails.allow_client` | `false` |
+//! | `BEDROCK_MAX_N` | `bedrock.max_n` | `8` |
 //! | `MEDIA_FETCH_ENABLED`, `MEDIA_FETCH_ALLOWED_HOSTS` (comma-separated), `MEDIA_FETCH_MAX_BYTES` | `media_fetch.*` | off, none, 10 MiB |
 //!
 //! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`),
@@ -384,6 +385,8 @@ pub struct BedrockConfig {
     /// owns each (`[bedrock.s3_buckets]`, bucket = "123456789012"). Bedrock reads them with the
     /// gateway's own role, so any other bucket is a 400.
     pub s3_buckets: BTreeMap<String, String>,
+    /// The most choices (`n`) a request may ask of a Bedrock model: each is one upstream call.
+    pub max_n: u32,
 }
 
 impl Default for BedrockConfig {
@@ -395,6 +398,7 @@ impl Default for BedrockConfig {
             default_max_tokens_by_family: MaxTokensByFamily::default(),
             arn_families: BTreeMap::new(),
             s3_buckets: BTreeMap::new(),
+            max_n: 8,
         }
     }
 }
@@ -742,6 +746,9 @@ impl Config {
                 "media_fetch.max_bytes",
                 "must be at least 1",
             ));
+        }
+        if self.bedrock.max_n == 0 {
+            return Err(ConfigError::new("bedrock.max_n", "must be at least 1"));
         }
         for (bucket, owner) in &self.bedrock.s3_buckets {
             if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {

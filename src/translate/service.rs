@@ -118,6 +118,14 @@ where
             Ok(r) => r,
             Err(e) => return ResponseFuture::error(e, reply, amzn_id),
         };
+        if request.n.is_some_and(|n| n > 1) && reply != ReplyFormat::OpenAi {
+            // Only OpenAI replies have more than one choice.
+            let e = GatewayError::unsupported(
+                "n",
+                format!("{} replies carry one choice; n must be 1.", reply.as_str()),
+            );
+            return ResponseFuture::error(e, reply, amzn_id);
+        }
         if matches!(
             reply,
             ReplyFormat::BedrockInvokeClaude | ReplyFormat::BedrockInvokeTitan

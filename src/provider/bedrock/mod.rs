@@ -23,6 +23,7 @@
 
 mod capabilities;
 mod error;
+mod fan_out;
 mod guardrail;
 mod models;
 mod stops;
@@ -76,6 +77,8 @@ struct Inner {
     /// Fetches `http(s)` media when `[media_fetch]` is on.
     fetcher: Option<MediaFetcher>,
     guardrails: GuardrailsConfig,
+    /// The most choices (`n`) one request may fan out to.
+    max_n: u32,
 }
 
 impl std::fmt::Debug for BedrockProvider {
@@ -180,6 +183,7 @@ impl BedrockProvider {
                 },
                 caching: config.prompt_caching.clone(),
                 guardrails: config.guardrails.clone(),
+                max_n: config.bedrock.max_n,
                 // The configuration was validated; a TLS set-up failure leaves fetching off.
                 fetcher: MediaFetcher::new(&config.media_fetch).unwrap_or_else(|e| {
                     tracing::error!(error = %e, "media fetching is off: its client could not be built");
@@ -420,7 +424,24 @@ impl Service<ChatCall> for BedrockProvider {
     }
 
     fn call(&mut self, call: ChatCall) -> Self::Future {
-        Box::pin(self.clone().chat(call))
+        let this = self.clone();
+        match call.request.n.filter(|n| *n > 1) {
+            None => Box::pin(this.chat(call)),
+            // Bedrock answers with one choice: n calls, merged.
+            Some(n) => Box::pin(async move {
+                if n > this.inner.max_n {
+                    return Err(GatewayError::unsupported(
+                        "n",
+                        format!(
+                            "This gateway answers at most {} choices per request on Bedrock (bedrock.max_n).",
+                            this.inner.max_n
+                        ),
+                    )
+                    .with_code("unsupported_value"));
+                }
+                fan_out::fan_out(n, call, |c| this.clone().chat(c)).await
+            }),
+        }
     }
 }
 
@@ -482,13 +503,6 @@ fn request_id_hook(
 
 /// Request features no Bedrock family serves: a clear 400 instead of a silent drop.
 fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
-    if req.n.is_some_and(|n| n > 1) {
-        return Err(GatewayError::unsupported(
-            "n",
-            "Bedrock models return one choice per request; `n` must be 1.",
-        )
-        .with_code("unsupported_value"));
-    }
     if req.extra.get("logprobs") == Some(&Value::Bool(true)) {
         return Err(GatewayError::unsupported(
             "logprobs",
@@ -519,11 +533,9 @@ mod tests {
     #[test]
     fn unsupported_features_are_400() {
         let mut r = ChatRequest {
-            n: Some(2),
+            n: Some(1),
             ..ChatRequest::default()
         };
-        assert_eq!(check_supported(&r).unwrap_err().param(), Some("n"));
-        r.n = Some(1);
         r.extra.insert("logprobs".into(), Value::Bool(true));
         assert_eq!(check_supported(&r).unwrap_err().param(), Some("logprobs"));
     }
