@@ -134,16 +134,20 @@ pub fn decode_client_request(body: &Map<String, Value>) -> Result<ChatRequest, G
             });
         }
     }
-    if let Some(v) = present(body, "output_format") {
-        // Anthropic's structured outputs: the canonical `response_format` of the same schema.
+    // Anthropic's structured outputs (`output_config.format`, earlier `output_format`): the
+    // canonical `response_format` of the same schema.
+    let output_format = present(body, "output_config")
+        .and_then(|c| c.get("format"))
+        .filter(|f| !f.is_null())
+        .map(|f| ("output_config.format", f))
+        .or_else(|| present(body, "output_format").map(|f| ("output_format", f)));
+    if let Some((param, v)) = output_format {
         let schema = v
             .as_object()
             .filter(|o| o.get("type").and_then(Value::as_str) == Some("json_schema"))
             .and_then(|o| o.get("schema"))
             .filter(|s| s.is_object())
-            .ok_or_else(|| {
-                wrong_type("output_format", "{\"type\":\"json_schema\",\"schema\":{…}}")
-            })?;
+            .ok_or_else(|| wrong_type(param, "{\"type\":\"json_schema\",\"schema\":{…}}"))?;
         req.response_format = Some(serde_json::json!({"type": "json_schema",
             "json_schema": {"name": "output", "schema": schema}}));
     }
