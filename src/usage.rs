@@ -104,7 +104,10 @@ impl Stream for UsageTap {
                         .flatten()
                         .filter_map(|c| c.function.as_ref()?.arguments.as_ref().map(String::len))
                         .sum();
-                    self.streamed_bytes += d.content.as_ref().map_or(0, String::len) + args;
+                    // Reasoning is billed as output too.
+                    let reasoning = d.reasoning_content.as_ref().map_or(0, String::len);
+                    self.streamed_bytes +=
+                        d.content.as_ref().map_or(0, String::len) + args + reasoning;
                 }
                 if let Some(usage) = &chunk.usage {
                     self.record.record_usage_of(usage);

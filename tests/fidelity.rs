@@ -189,6 +189,16 @@ fn read_converse_content(content: &[Value], got: &mut Got) {
     }
 }
 
+/// Appends a streamed piece to the string accumulated so far.
+fn append(target: &mut Value, piece: &Value) {
+    let joined = format!(
+        "{}{}",
+        target.as_str().unwrap_or(""),
+        piece.as_str().unwrap()
+    );
+    *target = Value::String(joined);
+}
+
 /// Reads a reply of `inbound` (complete or streamed), checking each format's own rules on the way.
 fn read(inbound: In, stream: bool, res: &TestResponse, cell: &str) -> Got {
     assert_eq!(res.status, 200, "{cell}: {}", res.text());
@@ -323,37 +333,14 @@ fn read(inbound: In, stream: bool, res: &TestResponse, cell: &str) -> Got {
                     "content_block_delta" => {
                         let b = blocks.last_mut().unwrap();
                         let delta = &d["delta"];
-                        match delta["type"].as_str().unwrap() {
-                            "text_delta" => {
-                                b["text"] = json!(format!(
-                                    "{}{}",
-                                    b["text"].as_str().unwrap(),
-                                    delta["text"].as_str().unwrap()
-                                ))
-                            }
-                            "thinking_delta" => {
-                                b["thinking"] = json!(format!(
-                                    "{}{}",
-                                    b["thinking"].as_str().unwrap(),
-                                    delta["thinking"].as_str().unwrap()
-                                ))
-                            }
-                            "signature_delta" => {
-                                b["signature"] = json!(format!(
-                                    "{}{}",
-                                    b["signature"].as_str().unwrap_or(""),
-                                    delta["signature"].as_str().unwrap()
-                                ))
-                            }
-                            "input_json_delta" => {
-                                b["input"] = json!(format!(
-                                    "{}{}",
-                                    b["input"].as_str().unwrap(),
-                                    delta["partial_json"].as_str().unwrap()
-                                ))
-                            }
+                        let (key, piece) = match delta["type"].as_str().unwrap() {
+                            "text_delta" => ("text", "text"),
+                            "thinking_delta" => ("thinking", "thinking"),
+                            "signature_delta" => ("signature", "signature"),
+                            "input_json_delta" => ("input", "partial_json"),
                             other => panic!("{cell}: {other}"),
-                        }
+                        };
+                        append(&mut b[key], &delta[piece]);
                     }
                     "message_delta" => {
                         got.finish =
@@ -410,23 +397,19 @@ fn read(inbound: In, stream: bool, res: &TestResponse, cell: &str) -> Got {
                             blocks.len() - 1
                         });
                         let b = &mut blocks[at];
-                        if let Some(t) = delta["text"].as_str() {
-                            b["text"] = json!(format!("{}{t}", b["text"].as_str().unwrap()));
+                        if delta.get("text").is_some() {
+                            append(&mut b["text"], &delta["text"]);
                         } else if let Some(r) = delta.get("reasoningContent") {
-                            if let Some(t) = r["text"].as_str() {
-                                let cur = b["reasoningContent"]["reasoningText"]["text"]
-                                    .as_str()
-                                    .unwrap_or("")
-                                    .to_owned();
-                                b["reasoningContent"]["reasoningText"]["text"] = json!(cur + t);
-                            } else if let Some(s) = r["signature"].as_str() {
-                                b["reasoningContent"]["reasoningText"]["signature"] = json!(s);
+                            let text = &mut b["reasoningContent"]["reasoningText"];
+                            if r.get("text").is_some() {
+                                append(&mut text["text"], &r["text"]);
+                            } else if r.get("signature").is_some() {
+                                text["signature"] = r["signature"].clone();
                             } else if let Some(d) = r.get("redactedContent") {
                                 *b = json!({"reasoningContent": {"redactedContent": d}});
                             }
-                        } else if let Some(t) = delta["toolUse"]["input"].as_str() {
-                            b["toolUse"]["input"] =
-                                json!(format!("{}{t}", b["toolUse"]["input"].as_str().unwrap()));
+                        } else if delta["toolUse"].get("input").is_some() {
+                            append(&mut b["toolUse"]["input"], &delta["toolUse"]["input"]);
                         } else {
                             panic!("{cell}: delta {delta}");
                         }
@@ -455,24 +438,10 @@ fn read(inbound: In, stream: bool, res: &TestResponse, cell: &str) -> Got {
     got
 }
 
-/// (message type, event/exception type, payload) of each frame of an event-stream body.
-fn read_frames(mut body: &[u8]) -> Vec<(String, String, Value)> {
-    let mut out = Vec::new();
-    while !body.is_empty() {
-        let msg = aws_smithy_eventstream::frame::read_message_from(&mut body).unwrap();
-        let h = |n: &str| {
-            msg.headers()
-                .iter()
-                .find(|h| h.name().as_str() == n)
-                .map(|h| h.value().as_string().unwrap().as_str().to_owned())
-        };
-        out.push((
-            h(":message-type").unwrap(),
-            h(":event-type").or_else(|| h(":exception-type")).unwrap(),
-            serde_json::from_slice(msg.payload()).unwrap(),
-        ));
-    }
-    out
+/// An OpenAI-dialect 400 naming `param`.
+fn assert_openai_400(res: &TestResponse, param: &str) {
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert_eq!(res.json()["error"]["param"], param, "{}", res.text());
 }
 
 /// Posts `body` for `inbound` and returns the reply and what the upstream received.
@@ -534,16 +503,8 @@ async fn prompt_caching_across_formats_and_upstreams() {
         for model in [CLAUDE, NOVA, "gpt-4o-cached"] {
             for stream in [false, true] {
                 let cell = format!("caching: {inbound:?} in → {model}, stream={stream}");
-                let (got, sent) = call(
-                    &gw,
-                    &upstream,
-                    inbound,
-                    model,
-                    stream,
-                    cached_prompt(inbound),
-                    &cell,
-                )
-                .await;
+                let body = cached_prompt(inbound);
+                let (got, sent) = call(&gw, &upstream, inbound, model, stream, body, &cell).await;
                 match model {
                     CLAUDE => {
                         assert_eq!(
@@ -609,16 +570,8 @@ async fn cache_points_are_dropped_for_models_without_caching() {
         ] {
             for stream in [false, true] {
                 let cell = format!("no caching: {inbound:?} in → {model}, stream={stream}");
-                let (got, sent) = call(
-                    &gw,
-                    &upstream,
-                    inbound,
-                    model,
-                    stream,
-                    cached_prompt(inbound),
-                    &cell,
-                )
-                .await;
+                let body = cached_prompt(inbound);
+                let (got, sent) = call(&gw, &upstream, inbound, model, stream, body, &cell).await;
                 let text = sent.to_string();
                 assert!(
                     !text.contains("cache_control") && !text.contains("cachePoint"),
@@ -833,16 +786,8 @@ async fn a_two_turn_tool_loop_with_thinking_through_every_ingress() {
             for stream in [false, true] {
                 let cell = format!("thinking: {inbound:?} in → {model}, stream={stream}");
                 let first = vec![user_turn(inbound, "Weather in Paris?")];
-                let (got, sent) = call(
-                    &gw,
-                    &upstream,
-                    inbound,
-                    model,
-                    stream,
-                    thinking_request(inbound, first.clone()),
-                    &cell,
-                )
-                .await;
+                let body = thinking_request(inbound, first.clone());
+                let (got, sent) = call(&gw, &upstream, inbound, model, stream, body, &cell).await;
                 // What the upstream was asked for, in its own spelling.
                 match model {
                     CLAUDE => {
@@ -897,16 +842,9 @@ async fn a_two_turn_tool_loop_with_thinking_through_every_ingress() {
                     tool_result_turn(inbound, &id, "21C"),
                 ];
                 let cell2 = format!("{cell}, second turn");
-                let (got2, sent2) = call(
-                    &gw,
-                    &upstream,
-                    inbound,
-                    model,
-                    stream,
-                    thinking_request(inbound, second),
-                    &cell2,
-                )
-                .await;
+                let body2 = thinking_request(inbound, second);
+                let (got2, sent2) =
+                    call(&gw, &upstream, inbound, model, stream, body2, &cell2).await;
                 assert_eq!(got2.finish, "stop", "{cell2}");
                 assert!(got2.text.starts_with("You said:"), "{cell2}: {got2:?}");
                 match model {
@@ -980,10 +918,7 @@ async fn claudes_thinking_rules_are_a_400_before_bedrock() {
         "messages":[{"role":"user","content":"Hi"}]}),
     )
     .await;
-    assert_eq!(
-        (res.status, res.json()["error"]["param"].clone()),
-        (400, json!("reasoning_effort"))
-    );
+    assert_openai_400(&res, "reasoning_effort");
 }
 
 #[tokio::test]
@@ -1100,16 +1035,8 @@ async fn json_schema_through_a_forced_tool_answers_as_content() {
         for model in [CLAUDE, NOVA, "gpt-4o"] {
             for stream in [false, true] {
                 let cell = format!("json_schema: {inbound:?} in → {model}, stream={stream}");
-                let (got, sent) = call(
-                    &gw,
-                    &upstream,
-                    inbound,
-                    model,
-                    stream,
-                    structured_request(inbound, "Weather in Paris?"),
-                    &cell,
-                )
-                .await;
+                let body = structured_request(inbound, "Weather in Paris?");
+                let (got, sent) = call(&gw, &upstream, inbound, model, stream, body, &cell).await;
                 match model {
                     CLAUDE => {
                         let t = sent["tools"].as_array().unwrap().last().unwrap();
@@ -1174,16 +1101,8 @@ async fn client_tools_still_work_alongside_a_schema() {
             let mut first = structured_request(In::OpenAi, "Weather in Paris?");
             first["tools"] = json!([{"type":"function","function":{"name":"get_weather",
                 "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]);
-            let (got, sent) = call(
-                &gw,
-                &upstream,
-                In::OpenAi,
-                model,
-                stream,
-                first.clone(),
-                &cell,
-            )
-            .await;
+            let body = first.clone();
+            let (got, sent) = call(&gw, &upstream, In::OpenAi, model, stream, body, &cell).await;
             assert_eq!(got.finish, "tool_calls", "{cell}: the client's tool first");
             assert_eq!(got.tool_calls[0].1, "get_weather", "{cell}");
             if model == CLAUDE {
@@ -1236,34 +1155,25 @@ async fn json_object_by_instruction_and_prefill() {
     }
     // Nova: the instruction alone. A model that cannot be forced to a tool gets the schema as an
     // instruction; Titan cannot follow one at all.
+    let sent_system = || {
+        let sent = upstream.requests().last().unwrap().json();
+        (
+            sent["system"][0]["text"].as_str().unwrap_or("").to_owned(),
+            sent,
+        )
+    };
     let body = json!({"model":NOVA,"messages":[{"role":"user","content":"Hello"}],"response_format":{"type":"json_object"}});
     assert_eq!(post(&gw, "/v1/chat/completions", &body).await.status, 200);
-    let sent = upstream.requests().last().unwrap().json();
-    assert!(
-        sent["system"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("single valid JSON object"),
-        "{sent}"
-    );
+    assert!(sent_system().0.contains("single valid JSON object"));
     let mut body = structured_request(In::OpenAi, "Hello");
     body["model"] = json!("meta.llama3-1-70b-instruct-v1:0");
     assert_eq!(post(&gw, "/v1/chat/completions", &body).await.status, 200);
-    let sent = upstream.requests().last().unwrap().json();
-    assert!(
-        sent["system"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("JSON Schema"),
-        "{sent}"
-    );
+    let (system, sent) = sent_system();
+    assert!(system.contains("JSON Schema"), "{sent}");
     assert!(sent.get("toolConfig").is_none(), "{sent}");
     body["model"] = json!("amazon.titan-text-express-v1");
     let res = post(&gw, "/v1/chat/completions", &body).await;
-    assert_eq!(
-        (res.status, res.json()["error"]["param"].clone()),
-        (400, json!("response_format"))
-    );
+    assert_openai_400(&res, "response_format");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1299,16 +1209,8 @@ async fn documents_across_formats_and_upstreams() {
         for model in [CLAUDE, NOVA, "gpt-4o"] {
             for stream in [false, true] {
                 let cell = format!("documents: {inbound:?} in → {model}, stream={stream}");
-                let (got, sent) = call(
-                    &gw,
-                    &upstream,
-                    inbound,
-                    model,
-                    stream,
-                    document_request(inbound),
-                    &cell,
-                )
-                .await;
+                let body = document_request(inbound);
+                let (got, sent) = call(&gw, &upstream, inbound, model, stream, body, &cell).await;
                 assert_eq!(got.text, "You said: Summarise this", "{cell}");
                 let content = &sent["messages"][0]["content"];
                 match model {
@@ -1388,12 +1290,8 @@ async fn text_documents_and_s3_sources() {
         json!({"messages":[{"role":"user","content":[
         {"image":{"format":"png","source":{"s3Location":{"uri":format!("s3://{bucket}/cat.png")}}}},{"text":"What is it?"}]}]})
     };
-    let res = post(
-        &gw,
-        &path(In::Converse, NOVA, false),
-        &image("media-bucket"),
-    )
-    .await;
+    let nova = path(In::Converse, NOVA, false);
+    let res = post(&gw, &nova, &image("media-bucket")).await;
     assert_eq!(res.status, 200, "{}", res.text());
     let sent = upstream.requests().last().unwrap().json();
     assert_eq!(
@@ -1401,12 +1299,7 @@ async fn text_documents_and_s3_sources() {
         json!({"s3Location":{"uri":"s3://media-bucket/cat.png","bucketOwner":"123456789012"}})
     );
     let before = upstream.count();
-    let res = post(
-        &gw,
-        &path(In::Converse, NOVA, false),
-        &image("someone-elses"),
-    )
-    .await;
+    let res = post(&gw, &nova, &image("someone-elses")).await;
     assert_eq!(res.status, 400, "{}", res.text());
     assert_eq!(res.headers["x-amzn-errortype"], "ValidationException");
     let res = post(&gw, "/v1/chat/completions", &json!({"model":CLAUDE,"messages":[{"role":"user","content":[
@@ -1583,16 +1476,8 @@ async fn a_configured_guardrail_intervenes_in_every_format() {
         for model in [CLAUDE, NOVA] {
             for stream in [false, true] {
                 let cell = format!("guardrail: {inbound:?} in → {model}, stream={stream}");
-                let (got, sent) = call(
-                    &gw,
-                    &upstream,
-                    inbound,
-                    model,
-                    stream,
-                    hello(inbound),
-                    &cell,
-                )
-                .await;
+                let body = hello(inbound);
+                let (got, sent) = call(&gw, &upstream, inbound, model, stream, body, &cell).await;
                 assert_eq!(got.text, fake::BLOCKED_MESSAGE, "{cell}");
                 assert_eq!(got.finish, "content_filter", "{cell}");
                 let rec = upstream.requests().last().unwrap().clone();
@@ -1793,10 +1678,7 @@ async fn per_request_guardrails_only_where_allowed() {
     let mut gpt = openai.clone();
     gpt["model"] = json!("gpt-4o");
     let res = post(&allowed, "/v1/chat/completions", &gpt).await;
-    assert_eq!(
-        (res.status, res.json()["error"]["param"].clone()),
-        (400, json!("guardrailConfig"))
-    );
+    assert_openai_400(&res, "guardrailConfig");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1904,10 +1786,7 @@ async fn n_choices_fan_out_to_n_bedrock_calls() {
         &json!({"model":CLAUDE,"n":4,"messages":[{"role":"user","content":"Hi"}]}),
     )
     .await;
-    assert_eq!(
-        (res.status, res.json()["error"]["param"].clone()),
-        (400, json!("n"))
-    );
+    assert_openai_400(&res, "n");
     let res = post(
         &gw,
         "/v1/chat/completions?target_format=bedrock_claude",

@@ -193,14 +193,7 @@ impl MediaFetcher {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.timeout));
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| GatewayError::internal(format!("TLS setup failed: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let https = super::https_connector(http)?;
         let client = Client::builder(TokioExecutor::new()).build(https);
         Ok(Some(MediaFetcher {
             inner: Arc::new(Inner {
@@ -294,12 +287,12 @@ impl MediaFetcher {
                 .header(header::USER_AGENT, "open-bedrock-server media fetch")
                 .body(Empty::new())
                 .map_err(|e| failed(format!("{url}: {e}")))?;
-            let res = self
-                .inner
-                .client
-                .request(req)
-                .await
-                .map_err(|e| failed(format!("Fetching {uri} failed: {}", error_chain(&e))))?;
+            let res = self.inner.client.request(req).await.map_err(|e| {
+                failed(format!(
+                    "Fetching {uri} failed: {}",
+                    crate::error::error_chain(&e)
+                ))
+            })?;
             let status = res.status();
             if status.is_redirection() {
                 let location = res
@@ -409,17 +402,6 @@ fn resolve(base: &Uri, location: &str) -> Option<Uri> {
         format!("{dir}/{location}")
     };
     format!("{scheme}://{authority}{path}").parse().ok()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

@@ -71,6 +71,24 @@ pub use timeout::{TimedStream, UpstreamTimeout, UpstreamTimeoutLayer};
 /// The response future of the OpenAI and Bedrock provider services.
 pub type ProviderFuture = Pin<Box<dyn Future<Output = Result<ChatReply, GatewayError>> + Send>>;
 
+/// The TLS connector over `http` every upstream client uses: rustls with the webpki roots,
+/// `http://` allowed, HTTP/1.1 and HTTP/2 by ALPN.
+pub(crate) fn https_connector<R>(
+    http: hyper_util::client::legacy::connect::HttpConnector<R>,
+) -> Result<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector<R>>,
+    GatewayError,
+> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(provider)
+        .map_err(|e| GatewayError::internal(format!("TLS setup failed: {e}")))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http))
+}
+
 /// Awaits the first item of `stream` so that failures before the first byte stay retryable, then
 /// answers the stream with that item put back in front.
 pub(crate) async fn first_then_rest<S>(mut stream: S) -> Result<ChatReply, GatewayError>

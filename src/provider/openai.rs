@@ -91,14 +91,7 @@ impl OpenAiProvider {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| GatewayError::internal(format!("TLS setup failed: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let https = super::https_connector(http)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
@@ -259,14 +252,10 @@ fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
     } else {
         "talk to"
     };
-    let mut msg = format!("Failed to {what} the upstream: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    GatewayError::upstream_connect(msg)
+    GatewayError::upstream_connect(format!(
+        "Failed to {what} the upstream: {}",
+        crate::error::error_chain(&e)
+    ))
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {

@@ -381,12 +381,8 @@ pub fn openai_answer(req: &Recorded, attempt: usize) -> Reply {
                 json!([{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]),
             ));
         } else {
-            let mid = text.len() / 2;
-            let mid = (0..=mid)
-                .rev()
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap_or(0);
-            for piece in [&text[..mid], &text[mid..]] {
+            let (a, b) = halves(&text);
+            for piece in [a, b] {
                 events.push(base(json!([{"index":0,"delta":{"content":piece},"logprobs":null,"finish_reason":null}])));
             }
             events.push(base(
@@ -483,6 +479,15 @@ pub fn schema_example(schema: &Value, said: &str) -> Value {
         "boolean" => json!(true),
         _ => json!("example"),
     }
+}
+
+/// `s` cut in two near its middle (on a character boundary), for answers streamed in two pieces.
+pub fn halves(s: &str) -> (&str, &str) {
+    let mid = (0..=s.len() / 2)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    s.split_at(mid)
 }
 
 /// A tool call's input: fitted to the tool's schema, or `{"city":"Paris"}` for a tool without
@@ -1417,28 +1422,22 @@ fn claude_answer(body: &Value, model: &str, stream: bool) -> Reply {
         index += 1;
     }
     events.push(json!({"type":"content_block_start","index":index,"content_block":{"type":"text","text":""}}));
-    let mid = (0..=text.len() / 2)
-        .rev()
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(0);
     match &tool {
         Some((name, input)) => {
             let args = input.to_string();
-            let cut = (0..=args.len() / 2)
-                .rev()
-                .find(|i| args.is_char_boundary(*i))
-                .unwrap_or(0);
+            let (first, second) = halves(&args);
             events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"text_delta","text":"Let me check."}}));
             events.push(json!({"type":"content_block_stop","index":index}));
             index += 1;
             events.push(json!({"type":"content_block_start","index":index,"content_block":{"type":"tool_use","id":"toolu_bdrk_01","name":name,"input":{}}}));
-            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"input_json_delta","partial_json":&args[..cut]}}));
-            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"input_json_delta","partial_json":&args[cut..]}}));
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"input_json_delta","partial_json":first}}));
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"input_json_delta","partial_json":second}}));
             events.push(json!({"type":"content_block_stop","index":index}));
         }
         None => {
-            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"text_delta","text":&text[..mid]}}));
-            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"text_delta","text":&text[mid..]}}));
+            let (first, second) = halves(&text);
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"text_delta","text":first}}));
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"text_delta","text":second}}));
             events.push(json!({"type":"content_block_stop","index":index}));
         }
     }
@@ -1479,16 +1478,13 @@ fn titan_answer(body: &Value, model: &str, stream: bool) -> Reply {
             json!({"inputTextTokenCount": 8, "results": [{"tokenCount": 6, "outputText": text, "completionReason": "FINISH"}]}),
         );
     }
-    let mid = (0..=text.len() / 2)
-        .rev()
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(0);
+    let (first, second) = halves(&text);
     let mut frames = vec![
         chunk_frame(
-            &json!({"outputText": &text[..mid], "index": 0, "totalOutputTextTokenCount": 3, "completionReason": null, "inputTextTokenCount": 8}),
+            &json!({"outputText": first, "index": 0, "totalOutputTextTokenCount": 3, "completionReason": null, "inputTextTokenCount": 8}),
         ),
         chunk_frame(
-            &json!({"outputText": &text[mid..], "index": 1, "totalOutputTextTokenCount": 6, "completionReason": "FINISH", "inputTextTokenCount": null,
+            &json!({"outputText": second, "index": 1, "totalOutputTextTokenCount": 6, "completionReason": "FINISH", "inputTextTokenCount": null,
             "amazon-bedrock-invocationMetrics": {"inputTokenCount": 8, "outputTokenCount": 6, "invocationLatency": 50, "firstByteLatency": 20}}),
         ),
     ];
@@ -1541,34 +1537,6 @@ pub fn validate_converse(body: &Value, model: &str) -> Result<(), String> {
         if nova && points > 0 && has_tools {
             return extraneous(&format!("messages.{i}.cachePoint"));
         }
-        for b in blocks {
-            if let Some(r) = b.get("reasoningContent") {
-                if !claude {
-                    return Err(format!(
-                        "messages.{i}: reasoningContent is not supported by {model}"
-                    ));
-                }
-                if let Some(t) = r.get("reasoningText") {
-                    let text = t["text"].as_str().unwrap_or("");
-                    if t["signature"].as_str() != Some(fake_signature(text).as_str()) {
-                        return Err(format!(
-                            "messages.{i}: the signature of a reasoningText block is invalid"
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    for (i, m) in body["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let blocks = m["content"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
         let mut has_document = false;
         for b in blocks {
             for media in ["image", "document"] {
@@ -1605,6 +1573,23 @@ pub fn validate_converse(body: &Value, model: &str) -> Result<(), String> {
             return Err(format!(
                 "messages.{i}: a message with a document must also contain a text block"
             ));
+        }
+        for b in blocks {
+            if let Some(r) = b.get("reasoningContent") {
+                if !claude {
+                    return Err(format!(
+                        "messages.{i}: reasoningContent is not supported by {model}"
+                    ));
+                }
+                if let Some(t) = r.get("reasoningText") {
+                    let text = t["text"].as_str().unwrap_or("");
+                    if t["signature"].as_str() != Some(fake_signature(text).as_str()) {
+                        return Err(format!(
+                            "messages.{i}: the signature of a reasoningText block is invalid"
+                        ));
+                    }
+                }
+            }
         }
     }
     for t in body["toolConfig"]["tools"].as_array().into_iter().flatten() {
@@ -1800,18 +1785,15 @@ fn converse_answer(body: &Value, model: &str, stream: bool) -> Reply {
     match &tool {
         Some((name, input)) => {
             let args = input.to_string();
-            let cut = (0..=args.len() / 2)
-                .rev()
-                .find(|i| args.is_char_boundary(*i))
-                .unwrap_or(0);
+            let (first, second) = halves(&args);
             frames.push(event_frame("contentBlockStart", &json!({"contentBlockIndex":index,"start":{"toolUse":{"toolUseId":"tooluse_Ab12","name":name}}})));
             frames.push(event_frame(
                 "contentBlockDelta",
-                &json!({"contentBlockIndex":index,"delta":{"toolUse":{"input":&args[..cut]}}}),
+                &json!({"contentBlockIndex":index,"delta":{"toolUse":{"input":first}}}),
             ));
             frames.push(event_frame(
                 "contentBlockDelta",
-                &json!({"contentBlockIndex":index,"delta":{"toolUse":{"input":&args[cut..]}}}),
+                &json!({"contentBlockIndex":index,"delta":{"toolUse":{"input":second}}}),
             ));
             frames.push(event_frame(
                 "contentBlockStop",
@@ -1823,17 +1805,14 @@ fn converse_answer(body: &Value, model: &str, stream: bool) -> Reply {
             ));
         }
         None => {
-            let mid = (0..=text.len() / 2)
-                .rev()
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap_or(0);
+            let (first, second) = halves(&text);
             frames.push(event_frame(
                 "contentBlockDelta",
-                &json!({"contentBlockIndex":index,"delta":{"text":&text[..mid]}}),
+                &json!({"contentBlockIndex":index,"delta":{"text":first}}),
             ));
             frames.push(event_frame(
                 "contentBlockDelta",
-                &json!({"contentBlockIndex":index,"delta":{"text":&text[mid..]}}),
+                &json!({"contentBlockIndex":index,"delta":{"text":second}}),
             ));
             frames.push(event_frame(
                 "contentBlockStop",

@@ -6,7 +6,6 @@ served by the fake upstream."""
 
 import base64
 import json
-import subprocess
 
 import anthropic
 import boto3
@@ -15,7 +14,7 @@ import pydantic
 import pytest
 from botocore.config import Config
 
-from conftest import GATEWAY_KEY, start_gateway
+from conftest import GATEWAY_KEY, running_gateway
 
 CLAUDE = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
 NOVA = "us.amazon.nova-pro-v1:0"
@@ -32,18 +31,9 @@ class Weather(pydantic.BaseModel):
 
 @pytest.fixture(scope="module")
 def gw(fake_upstream):
-    proc, url = start_gateway(fake_upstream, {
-        "GUARDRAILS_ALLOW_CLIENT": "true",
-        "AWS_CLIENT_CREDENTIALS": f"{AKID}:{SECRET}:{GATEWAY_KEY}",
-    })
-    try:
+    env = {"GUARDRAILS_ALLOW_CLIENT": "true", "AWS_CLIENT_CREDENTIALS": f"{AKID}:{SECRET}:{GATEWAY_KEY}"}
+    with running_gateway(fake_upstream, env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def oai(url):

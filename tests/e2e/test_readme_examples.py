@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import GATEWAY_KEY, ROOT, start_gateway
+from conftest import GATEWAY_KEY, ROOT, running_gateway
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
@@ -36,15 +36,8 @@ for block in BLOCKS:
 @pytest.fixture(scope="module")
 def readme_gateway(fake_upstream):
     # The README's guardrail example names its own guardrail, which the gateway must allow.
-    proc, url = start_gateway(fake_upstream, {"GUARDRAILS_ALLOW_CLIENT": "true"})
-    try:
+    with running_gateway(fake_upstream, {"GUARDRAILS_ALLOW_CLIENT": "true"}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_readme_has_curl_examples():

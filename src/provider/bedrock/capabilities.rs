@@ -15,8 +15,7 @@
 use crate::format::caching::CacheSupport;
 use crate::format::converse::ReasoningStyle;
 
-/// Inference-profile geography prefixes.
-const GEO_PREFIXES: &[&str] = &["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"];
+use crate::route::GEO_PREFIXES;
 
 /// Claude models that predate prompt caching on Bedrock.
 const CLAUDE_WITHOUT_CACHING: &[&str] = &[

@@ -241,6 +241,7 @@ impl BedrockProvider {
         let req = rewritten.as_ref().unwrap_or(base);
         check_supported(req)?;
         let guardrail = guardrail::effective(req, model, &self.inner.guardrails)?;
+        let (guardrail, stream) = (guardrail.as_ref(), req.is_stream());
         let rid = call
             .context
             .request_id
@@ -269,16 +270,7 @@ impl BedrockProvider {
                     }
                     _ => bedrock_claude::encode_request_bytes(req, &opts)?,
                 };
-                match invoke(
-                    client,
-                    model,
-                    body,
-                    req.is_stream(),
-                    rid,
-                    guardrail.as_ref(),
-                )
-                .await?
-                {
+                match invoke(client, model, body, stream, rid, guardrail).await? {
                     Invoked::Stream(rx) => {
                         first_then_rest(decode_stream(
                             stream::invoke_payloads(rx),
@@ -299,16 +291,7 @@ impl BedrockProvider {
                     _ => bedrock_titan::encode_request_bytes(req, &self.inner.titan)?,
                 };
                 let stops = bedrock_titan::unsupported_stops(req);
-                match invoke(
-                    client,
-                    model,
-                    body,
-                    req.is_stream(),
-                    rid,
-                    guardrail.as_ref(),
-                )
-                .await?
-                {
+                match invoke(client, model, body, stream, rid, guardrail).await? {
                     Invoked::Stream(rx) => {
                         let stream = decode_stream(
                             stream::invoke_payloads(rx),
@@ -355,7 +338,7 @@ impl BedrockProvider {
                 if req.is_stream() {
                     let out = send_converse!(
                         client.converse_stream(),
-                        guardrail.as_ref().map(guardrail::converse_stream)
+                        guardrail.map(guardrail::converse_stream)
                     );
                     first_then_rest(decode_stream(
                         stream::converse_events(out.stream),
@@ -363,10 +346,7 @@ impl BedrockProvider {
                     ))
                     .await
                 } else {
-                    let out = send_converse!(
-                        client.converse(),
-                        guardrail.as_ref().map(guardrail::converse)
-                    );
+                    let out = send_converse!(client.converse(), guardrail.map(guardrail::converse));
                     Ok(ChatReply::Complete(converse::decode_response(&out, &meta)?))
                 }
             }
