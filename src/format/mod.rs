@@ -17,6 +17,12 @@
 //! - [`converse`]: the Bedrock Converse API — JSON on the client side, the `aws-sdk-bedrockruntime`
 //!   types on the upstream side.
 //!
+//! What every dialect shares has a module of its own, so each rule is written once:
+//! [`caching`] (prompt-cache breakpoints and where models keep them), [`reasoning`] (what a request
+//! asks of extended thinking), [`structured`] (JSON outputs for models without a JSON mode),
+//! [`data_url`] (the one `data:` URL parser) and `blocks` (the block sequencer of the block-based
+//! stream encoders).
+//!
 //! Everything here is synchronous and does no I/O, so it is unit-tested and benchmarked without
 //! sockets. Streams are state machines per direction: upstream decoders implement
 //! [`StreamDecoder`](crate::stream::StreamDecoder), client encoders

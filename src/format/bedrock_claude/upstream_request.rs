@@ -8,6 +8,12 @@
 //! Conversation shaping (PROTOCOLS 5.1): system/developer messages anywhere go to top-level `system`;
 //! tool results become `tool_result` blocks in a user turn; adjacent same-role turns are merged so
 //! roles alternate; a history that starts with the assistant gets a minimal user turn first.
+//!
+//! Claude's features: cache breakpoints become `cache_control` on the matching blocks (the system
+//! prompt becomes text blocks when one sits in it), dropped where the model does not cache, at
+//! most four; reasoning becomes `thinking` under Claude's rules (the `thinking` module); an
+//! assistant turn's signed `thinking_blocks` go back first, as written; file parts become PDF or
+//! text `document` blocks with their title, context and citations settings.
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};

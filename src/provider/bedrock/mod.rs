@@ -230,12 +230,9 @@ impl BedrockProvider {
         let model = &*route.upstream_model;
         let claude_family = family == BedrockFamily::Claude;
         let cache = capabilities::cache_support(model, claude_family);
-        // Automatic caching and structured outputs rewrite the request; everything else reads the
-        // client's as is.
-        let fetched = match &self.inner.fetcher {
-            Some(fetcher) => fetcher.inline(&call.request).await?,
-            None => None,
-        };
+        // Fetched media, automatic caching and structured outputs rewrite the request;
+        // everything else reads the client's as is.
+        let fetched = self.fetch(&call.request).await?;
         let base = fetched.as_ref().unwrap_or(&*call.request);
         let (rewritten, structured) = self.rewrite(base, family, model, cache)?;
         let req = rewritten.as_ref().unwrap_or(base);
@@ -357,6 +354,14 @@ impl BedrockProvider {
         })
     }
 
+    /// The request with its `http(s)` media inlined, when the fetcher is on and it has any.
+    async fn fetch(&self, req: &ChatRequest) -> Result<Option<ChatRequest>, GatewayError> {
+        match &self.inner.fetcher {
+            Some(fetcher) => fetcher.inline(req).await,
+            None => Ok(None),
+        }
+    }
+
     /// The request as it is sent, when it differs from the client's: automatic cache breakpoints
     /// added, `response_format` lowered for a model without a JSON mode (and how to lift the
     /// reply back).
@@ -419,6 +424,15 @@ impl Service<ChatCall> for BedrockProvider {
                     )
                     .with_code("unsupported_value"));
                 }
+                // Media is fetched once, not once per choice.
+                let call = match this.fetch(&call.request).await? {
+                    Some(fetched) => ChatCall {
+                        request: Arc::new(fetched),
+                        context: call.context,
+                        route: call.route,
+                    },
+                    None => call,
+                };
                 fan_out::fan_out(n, call, |c| this.clone().chat(c)).await
             }),
         }
