@@ -114,10 +114,24 @@ pub fn encode_request(
 /// (the rules of thinking, and cache breakpoint shapes and count): a clear 400 before Bedrock's.
 pub fn check_native(req: &ChatRequest, opts: &ClaudeRequestOptions) -> Result<(), GatewayError> {
     thinking::plan(req, Some(opts.default_max_tokens), &opts.reasoning)?;
-    let mut cache = CachePoints::new(CacheSupport::ALL);
-    encode_messages(&req.messages, &mut cache)?;
-    let mut scratch = Map::new();
-    encode_tools(req, &mut scratch, &mut cache)?;
+    // Counted from the decoded request, without encoding the body again (it can carry
+    // megabytes of images).
+    let mut cache = CachePlacer::new(CacheSupport::ALL);
+    for msg in &req.messages {
+        let area = match msg.role {
+            Role::System | Role::Developer => Area::System,
+            _ => Area::Messages,
+        };
+        cache.keep(area, msg.cache_control.as_ref())?;
+        if let Some(MessageContent::Parts(parts)) = &msg.content {
+            for part in parts {
+                cache.keep(area, part.cache_control.as_ref())?;
+            }
+        }
+    }
+    for tool in req.tools.iter().flatten() {
+        cache.keep(Area::Tools, tool.cache_control.as_ref())?;
+    }
     cache.finish()
 }
 
