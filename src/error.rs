@@ -604,6 +604,20 @@ pub(crate) fn scrub_aws_identifiers(message: &str) -> String {
     out
 }
 
+/// An error and its sources, `: `-joined (what a log line or a 502's message says of a failed
+/// connection or call).
+#[cfg(any(feature = "openai", feature = "bedrock"))]
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

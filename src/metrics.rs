@@ -6,7 +6,7 @@
 //! | `obs_requests_total` | `route`, `model`, `provider`, `status` |
 //! | `obs_request_duration_seconds` (histogram; streams: until the last byte) | `route`, `provider` |
 //! | `obs_time_to_first_token_seconds` (histogram; streams: until the response head, which waits for the first event) | `provider` |
-//! | `obs_tokens_total` | `direction` (`input`/`output`), `provider`, `model` |
+//! | `obs_tokens_total` | `direction` (`input`/`output`; `cache_read`/`cache_write`: the parts of the input the prompt cache served and stored), `provider`, `model` |
 //! | `obs_upstream_errors_total` | `provider`, `kind` |
 //! | `obs_retries_total` | `provider` |
 //! | `obs_rate_limited_total` | — |
@@ -66,6 +66,8 @@ pub(crate) struct Observation<'a> {
     pub(crate) first_byte: f64,
     /// `(prompt, completion)` tokens.
     pub(crate) usage: Option<(u64, u64)>,
+    /// `(read, written)` prompt-cache tokens (part of the prompt tokens).
+    pub(crate) cache: Option<(u64, u64)>,
     /// Upstream attempts.
     pub(crate) attempts: u32,
     /// The error kind, if the request failed (HTTP error or in-band stream error).
@@ -224,6 +226,18 @@ impl Metrics {
                 .with_label_values(&["output", provider, model])
                 .inc_by(output);
         }
+        if let Some((read, written)) = o.cache {
+            if read > 0 {
+                self.tokens
+                    .with_label_values(&["cache_read", provider, model])
+                    .inc_by(read);
+            }
+            if written > 0 {
+                self.tokens
+                    .with_label_values(&["cache_write", provider, model])
+                    .inc_by(written);
+            }
+        }
         if o.attempts > 1 {
             self.retries
                 .with_label_values(&[provider])
@@ -302,6 +316,7 @@ mod tests {
             duration: 0.01,
             first_byte: 0.005,
             usage: Some((11, 7)),
+            cache: Some((4, 0)),
             attempts: 2,
             error: None,
             rate_limited: false,
@@ -311,6 +326,10 @@ mod tests {
         assert!(text.contains(
             r#"obs_tokens_total{direction="input",model="gpt-4o",provider="openai"} 11"#
         ));
+        assert!(text.contains(
+            r#"obs_tokens_total{direction="cache_read",model="gpt-4o",provider="openai"} 4"#
+        ));
+        assert!(!text.contains("cache_write"), "{text}");
         assert!(text.contains(r#"obs_retries_total{provider="openai"} 1"#));
         assert!(text.contains("obs_in_flight_requests 3"));
     }

@@ -147,6 +147,7 @@ impl Finish {
         let duration = self.line.started.elapsed().as_secs_f64();
         let record = self.record.as_deref();
         let usage = record.and_then(CallRecord::usage);
+        let cache = record.and_then(CallRecord::cache_usage);
         let error = self
             .error
             .or_else(|| record.and_then(CallRecord::stream_error));
@@ -168,6 +169,8 @@ impl Finish {
             ttft_ms = self.first_byte * 1000.0,
             tokens_in = usage.map(|u| u.0).unwrap_or(0),
             tokens_out = usage.map(|u| u.1).unwrap_or(0),
+            tokens_cache_read = cache.map(|c| c.0).unwrap_or(0),
+            tokens_cache_write = cache.map(|c| c.1).unwrap_or(0),
             attempts = record.map(CallRecord::attempts).unwrap_or(0),
             error = error_name.as_deref().unwrap_or("-"),
             outcome,
@@ -181,6 +184,7 @@ impl Finish {
             duration,
             first_byte: self.first_byte,
             usage,
+            cache,
             attempts: record.map(CallRecord::attempts).unwrap_or(0),
             error: error_name.as_deref(),
             rate_limited: error == Some(ErrorKind::RateLimited),

@@ -162,7 +162,8 @@ impl RouteOverride {
 }
 
 /// Inference-profile geography prefixes (`us.anthropic…`).
-const GEO_PREFIXES: &[&str] = &["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"];
+pub(crate) const GEO_PREFIXES: &[&str] =
+    &["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"];
 
 /// Bedrock model vendors the gateway knows.
 const BEDROCK_VENDORS: &[&str] = &[

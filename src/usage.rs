@@ -104,11 +104,13 @@ impl Stream for UsageTap {
                         .flatten()
                         .filter_map(|c| c.function.as_ref()?.arguments.as_ref().map(String::len))
                         .sum();
-                    self.streamed_bytes += d.content.as_ref().map_or(0, String::len) + args;
+                    // Reasoning is billed as output too.
+                    let reasoning = d.reasoning_content.as_ref().map_or(0, String::len);
+                    self.streamed_bytes +=
+                        d.content.as_ref().map_or(0, String::len) + args + reasoning;
                 }
                 if let Some(usage) = &chunk.usage {
-                    self.record
-                        .record_usage(usage.prompt_tokens, usage.completion_tokens);
+                    self.record.record_usage_of(usage);
                     if let Some(hooks) = self.hooks.take() {
                         hooks.report(usage);
                     }

@@ -397,7 +397,8 @@ async fn errors_map_and_hide_account_ids() {
     .await;
     assert_eq!(res.status, 404);
     assert_eq!(res.json()["error"]["code"], "model_not_found");
-    let res = post(&gw, "/v1/chat/completions", &json!({"model":"anthropic.claude-3-haiku-20240307-v1:0","n":2,"messages":[{"role":"user","content":"x"}]})).await;
+    // More choices than `bedrock.max_n` (default 8) fan out to.
+    let res = post(&gw, "/v1/chat/completions", &json!({"model":"anthropic.claude-3-haiku-20240307-v1:0","n":9,"messages":[{"role":"user","content":"x"}]})).await;
     assert_eq!(res.status, 400);
     assert_eq!(res.json()["error"]["param"], "n");
     assert_eq!(upstream.count(), 2, "the 400 never reached Bedrock");

@@ -43,7 +43,11 @@ async fn complete_request_reaches_upstream_with_every_field_intact() {
     assert_eq!(res.status, 200, "{}", res.text());
     let got = res.json();
     assert_eq!(got["object"], "chat.completion");
-    assert_eq!(got["choices"][0]["message"]["content"], "You said: hello");
+    // json_object is native at OpenAI: the fake answers with a JSON object.
+    assert_eq!(
+        got["choices"][0]["message"]["content"],
+        r#"{"answer":"You said: hello"}"#
+    );
     assert_eq!(got["usage"]["total_tokens"], 18);
     assert_eq!(
         got["system_fingerprint"], "fp_fake",

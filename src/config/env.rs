@@ -50,6 +50,7 @@ const TABLE: &[(&str, &str, Shape)] = &[
     ("AWS_REGION", "bedrock.region", Text),
     ("BEDROCK_ENABLED", "bedrock.enabled", Text),
     ("DEFAULT_MAX_TOKENS", "bedrock.default_max_tokens", Text),
+    ("BEDROCK_MAX_N", "bedrock.max_n", Text),
     ("MOCK_PROVIDER", "mock.enabled", Text),
     ("RETRY_MAX_ATTEMPTS", "retry.max_attempts", Text),
     ("CONNECT_TIMEOUT_MS", "timeouts.connect_ms", Text),
@@ -59,6 +60,15 @@ const TABLE: &[(&str, &str, Shape)] = &[
     ("TOTAL_TIMEOUT_MS", "timeouts.total_ms", Text),
     ("LOG_LEVEL", "log.level", Text),
     ("LOG_FORMAT", "log.format", Text),
+    ("PROMPT_CACHING_AUTO", "prompt_caching.auto", List),
+    ("GUARDRAILS_ALLOW_CLIENT", "guardrails.allow_client", Text),
+    ("MEDIA_FETCH_ENABLED", "media_fetch.enabled", Text),
+    (
+        "MEDIA_FETCH_ALLOWED_HOSTS",
+        "media_fetch.allowed_hosts",
+        List,
+    ),
+    ("MEDIA_FETCH_MAX_BYTES", "media_fetch.max_bytes", Text),
     (RATE, "rate_limit.requests_per_minute", Text),
     ("RATE_LIMIT_BURST", "rate_limit.burst", Text),
     (

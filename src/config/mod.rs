@@ -24,9 +24,14 @@
 //! | `RETRY_MAX_ATTEMPTS` | `retry.max_attempts` | `3` (attempts in total) |
 //! | `CONNECT_TIMEOUT_MS`, `BODY_READ_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 30 s, 120 s, 60 s, 600 s |
 //! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
+//! | `PROMPT_CACHING_AUTO` (comma-separated model ids / prefixes) | `prompt_caching.auto` | none (off) |
+//! | `GUARDRAILS_ALLOW_CLIENT` | `guardrails.allow_client` | `false` |
+//! | `BEDROCK_MAX_N` | `bedrock.max_n` | `8` |
+//! | `MEDIA_FETCH_ENABLED`, `MEDIA_FETCH_ALLOWED_HOSTS` (comma-separated), `MEDIA_FETCH_MAX_BYTES` | `media_fetch.*` | off, none, 10 MiB |
 //!
-//! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`)
-//! and ARN families (`[bedrock.arn_families]`). A new setting is one field here (plus one row in
+//! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`),
+//! ARN families (`[bedrock.arn_families]`) and the reasoning budgets
+//! (`[reasoning.budget_tokens]`). A new setting is one field here (plus one row in
 //! the environment table if it has a variable).
 //!
 //! Secrets are [`Secret`]s: `Debug` and `Serialize` show them masked, so the printed tree
@@ -51,6 +56,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::format::reasoning::ReasoningBudgets;
 use crate::rate_limit::RateLimitConfig;
 use crate::route::{BedrockFamily, ProviderKind, RouteOverride, Router};
 
@@ -169,6 +175,107 @@ pub struct Config {
     pub log: LogConfig,
     /// Per-key rate limits (`[rate_limit]`); `None` = no limit.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Automatic prompt caching (`[prompt_caching]`).
+    pub prompt_caching: PromptCachingConfig,
+    /// Reasoning requests (`[reasoning]`).
+    pub reasoning: ReasoningConfig,
+    /// Fetching `http(s)` image and document URLs for Bedrock models (`[media_fetch]`).
+    pub media_fetch: MediaFetchConfig,
+    /// Bedrock guardrails (`[guardrails]`).
+    pub guardrails: GuardrailsConfig,
+}
+
+/// Bedrock guardrails (`[guardrails]`): per model or route, and whether clients may name their
+/// own per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardrailsConfig {
+    /// Clients may name a guardrail per request (InvokeModel's guardrail headers, Converse's
+    /// `guardrailConfig`, the `guardrailConfig` extension of OpenAI bodies); off, such a request is
+    /// a 400. (Per-key policy arrives with the keys store.)
+    pub allow_client: bool,
+    /// The guardrail each model gets (`[[guardrails.models]]`): the first rule whose prefix
+    /// matches the model as the client names it or as it is sent upstream. A client's own
+    /// guardrail, where allowed, replaces it.
+    pub models: Vec<GuardrailRule>,
+}
+
+/// One `[[guardrails.models]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailRule {
+    /// Model id prefix (an id, an alias, a route prefix).
+    pub prefix: String,
+    /// Guardrail id or ARN.
+    pub identifier: String,
+    /// `1`… or `DRAFT`.
+    pub version: String,
+    /// `enabled`, `disabled` or `enabled_full`: whether replies carry the guardrail's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+}
+
+/// Fetching `http(s)` image and document URLs for models that take them inline (Claude and the
+/// Converse families on Bedrock) (`[media_fetch]`): off by default, and then only from the
+/// allowed hosts, with a size cap, a timeout, content types sniffed from the bytes, every redirect
+/// checked again, and private, loopback and link-local addresses refused unless allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaFetchConfig {
+    /// Fetch at all.
+    pub enabled: bool,
+    /// Hosts fetched from: `images.example.com` (that host), `.example.com` (its subdomains), or
+    /// `*` (any host).
+    pub allowed_hosts: Vec<String>,
+    /// Largest body fetched, per URL.
+    pub max_bytes: usize,
+    /// The whole fetch of one URL, redirects included (`timeout_ms`).
+    #[serde(rename = "timeout_ms", with = "millis")]
+    pub timeout: Duration,
+    /// Redirects followed, each checked like the first URL.
+    pub max_redirects: u8,
+    /// Also fetch from private, loopback and link-local addresses (tests, private networks).
+    pub allow_private_addresses: bool,
+}
+
+impl Default for MediaFetchConfig {
+    fn default() -> Self {
+        MediaFetchConfig {
+            enabled: false,
+            allowed_hosts: Vec::new(),
+            max_bytes: 10 * 1024 * 1024,
+            timeout: Duration::from_secs(10),
+            max_redirects: 3,
+            allow_private_addresses: false,
+        }
+    }
+}
+
+/// Automatic prompt caching (`[prompt_caching]`): off unless models are listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptCachingConfig {
+    /// Model ids or id prefixes (as the client names the model, or as it is sent upstream, so an
+    /// alias or a `[[routes]]` prefix works too) whose requests get cache breakpoints on the
+    /// system prompt and the tool definitions when the client set none.
+    pub auto: Vec<String>,
+}
+
+impl PromptCachingConfig {
+    /// Whether a call of `model` (client id) sent as `upstream` gets automatic breakpoints.
+    pub fn auto_for(&self, model: &str, upstream: &str) -> bool {
+        self.auto
+            .iter()
+            .any(|p| model.starts_with(p.as_str()) || upstream.starts_with(p.as_str()))
+    }
+}
+
+/// Reasoning requests (`[reasoning]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReasoningConfig {
+    /// `reasoning_effort` → thinking `budget_tokens` (`[reasoning.budget_tokens]`).
+    pub budget_tokens: ReasoningBudgets,
 }
 
 /// Listening, request limits and shutdown (`[server]`).
@@ -300,6 +407,12 @@ pub struct BedrockConfig {
     pub default_max_tokens_by_family: MaxTokensByFamily,
     /// Family of configured ARNs (`[bedrock.arn_families]`).
     pub arn_families: BTreeMap<String, BedrockFamily>,
+    /// S3 buckets a client may name in `s3://` image and document URLs, with the account that
+    /// owns each (`[bedrock.s3_buckets]`, bucket = "123456789012"). Bedrock reads them with the
+    /// gateway's own role, so any other bucket is a 400.
+    pub s3_buckets: BTreeMap<String, String>,
+    /// The most choices (`n`) a request may ask of a Bedrock model: each is one upstream call.
+    pub max_n: u32,
 }
 
 impl Default for BedrockConfig {
@@ -310,6 +423,8 @@ impl Default for BedrockConfig {
             default_max_tokens: 4096,
             default_max_tokens_by_family: MaxTokensByFamily::default(),
             arn_families: BTreeMap::new(),
+            s3_buckets: BTreeMap::new(),
+            max_n: 8,
         }
     }
 }
@@ -645,6 +760,61 @@ impl Config {
             limits
                 .validate()
                 .map_err(|e| ConfigError::new("rate_limit", e))?;
+        }
+        self.reasoning
+            .budget_tokens
+            .validate()
+            .map_err(|e| ConfigError::new("reasoning.budget_tokens", e))?;
+        for (i, rule) in self.guardrails.models.iter().enumerate() {
+            let version_ok = rule.version == "DRAFT"
+                || (!rule.version.is_empty()
+                    && rule.version.len() <= 8
+                    && rule.version.bytes().all(|b| b.is_ascii_digit()));
+            if !version_ok {
+                return Err(ConfigError::new(
+                    format!("guardrails.models[{i}].version"),
+                    "must be a version number or DRAFT",
+                ));
+            }
+            if rule
+                .trace
+                .as_deref()
+                .is_some_and(|t| !matches!(t, "enabled" | "disabled" | "enabled_full"))
+            {
+                return Err(ConfigError::new(
+                    format!("guardrails.models[{i}].trace"),
+                    "must be enabled, disabled or enabled_full",
+                ));
+            }
+        }
+        if self.media_fetch.enabled && self.media_fetch.allowed_hosts.is_empty() {
+            return Err(ConfigError::new(
+                "media_fetch.allowed_hosts",
+                "fetching is enabled but no host is allowed (list hosts, `.domain` suffixes, or `*`)",
+            ));
+        }
+        if self.media_fetch.enabled && self.media_fetch.max_bytes == 0 {
+            return Err(ConfigError::new(
+                "media_fetch.max_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.bedrock.max_n == 0 {
+            return Err(ConfigError::new("bedrock.max_n", "must be at least 1"));
+        }
+        for (bucket, owner) in &self.bedrock.s3_buckets {
+            if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::new(
+                    format!("bedrock.s3_buckets.{bucket}"),
+                    "must be the 12-digit id of the account that owns the bucket",
+                ));
+            }
+        }
+        if self.prompt_caching.auto.iter().any(|p| p.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "prompt_caching.auto",
+                "an empty prefix would match every model",
+            ));
         }
         Ok(())
     }

@@ -17,6 +17,12 @@
 //! - [`converse`]: the Bedrock Converse API — JSON on the client side, the `aws-sdk-bedrockruntime`
 //!   types on the upstream side.
 //!
+//! What every dialect shares has a module of its own, so each rule is written once:
+//! [`caching`] (prompt-cache breakpoints and where models keep them), [`reasoning`] (what a request
+//! asks of extended thinking), [`structured`] (JSON outputs for models without a JSON mode),
+//! [`data_url`] (the one `data:` URL parser) and `blocks` (the block sequencer of the block-based
+//! stream encoders).
+//!
 //! Everything here is synchronous and does no I/O, so it is unit-tested and benchmarked without
 //! sockets. Streams are state machines per direction: upstream decoders implement
 //! [`StreamDecoder`](crate::stream::StreamDecoder), client encoders
@@ -33,11 +39,23 @@
 pub mod bedrock_claude;
 pub mod bedrock_titan;
 pub(crate) mod blocks;
+pub mod caching;
 pub mod converse;
+pub mod data_url;
 pub mod openai;
+pub mod reasoning;
+pub mod structured;
 
 use crate::error::ErrorDialect;
 use crate::model::Usage;
+
+/// Where a guardrail's verdict travels in canonical replies (a member of the completion, or of the
+/// stream's finish chunk, as InvokeModel writes it in its bodies): `INTERVENED` or `NONE`.
+pub(crate) const GUARDRAIL_ACTION: &str = "amazon-bedrock-guardrailAction";
+
+/// Where a guardrail's trace travels in canonical replies: `{"guardrail": {…}}`, as InvokeModel
+/// writes it.
+pub(crate) const BEDROCK_TRACE: &str = "amazon-bedrock-trace";
 
 /// The format a client wrote its request body in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -202,10 +220,7 @@ impl InvocationMetrics {
     pub fn of(usage: &Usage) -> Self {
         let (read, write) = (usage.cached_tokens(), usage.cache_write_tokens());
         InvocationMetrics {
-            input_token_count: usage
-                .prompt_tokens
-                .saturating_sub(read)
-                .saturating_sub(write),
+            input_token_count: usage.uncached_input_tokens(),
             output_token_count: usage.completion_tokens,
             invocation_latency: 0,
             first_byte_latency: 0,

@@ -147,7 +147,8 @@ impl Gateway {
         let mut builder = GatewayBuilder::from_config(config);
         #[cfg(feature = "openai")]
         {
-            let openai = crate::provider::OpenAiProvider::new(&config.openai, &config.timeouts)?;
+            let openai = crate::provider::OpenAiProvider::new(&config.openai, &config.timeouts)?
+                .with_reasoning_budgets(config.reasoning.budget_tokens);
             builder = builder.openai(openai);
         }
         #[cfg(feature = "bedrock")]

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 
-use super::{ChatChunk, ChatRequest, ChatResponse};
+use super::{ChatChunk, ChatRequest, ChatResponse, Usage};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
@@ -101,6 +101,7 @@ pub struct CallRecord {
     attempts: AtomicU32,
     provider: OnceLock<Arc<str>>,
     usage: OnceLock<(u64, u64)>,
+    cache_usage: OnceLock<(u64, u64)>,
     stream_error: OnceLock<ErrorKind>,
 }
 
@@ -132,6 +133,14 @@ impl CallRecord {
         let _ = self.usage.set((prompt_tokens, completion_tokens));
     }
 
+    /// Records a reply's final usage, prompt-cache reads and writes included (first report wins).
+    pub fn record_usage_of(&self, usage: &Usage) {
+        self.record_usage(usage.prompt_tokens, usage.completion_tokens);
+        let _ = self
+            .cache_usage
+            .set((usage.cached_tokens(), usage.cache_write_tokens()));
+    }
+
     /// Records that the stream ended with an in-band error.
     pub fn record_stream_error(&self, kind: ErrorKind) {
         let _ = self.stream_error.set(kind);
@@ -147,9 +156,15 @@ impl CallRecord {
         self.provider.get().map(|p| &**p)
     }
 
-    /// `(prompt, completion)` tokens, once known.
+    /// `(prompt, completion)` tokens, once known (`prompt` counts cache reads and writes too).
     pub fn usage(&self) -> Option<(u64, u64)> {
         self.usage.get().copied()
+    }
+
+    /// `(read, written)` prompt-cache tokens, once known: the part of the prompt tokens the
+    /// cache served, and the part written to it.
+    pub fn cache_usage(&self) -> Option<(u64, u64)> {
+        self.cache_usage.get().copied()
     }
 
     /// The in-band error a stream ended with, if any.

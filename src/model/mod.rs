@@ -43,8 +43,9 @@ mod response;
 pub use call::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream, OriginalBody};
 pub use listing::ModelObject;
 pub use request::{
-    ChatRequest, ContentPart, FilePart, FunctionCall, FunctionDefinition, ImageUrl, Message,
-    MessageContent, Role, Stop, StreamOptions, Tool, ToolCall, ToolChoice, ToolChoiceKind,
+    CacheControl, ChatRequest, ContentPart, FilePart, FunctionCall, FunctionDefinition,
+    GuardrailConfig, ImageUrl, Message, MessageContent, Role, Stop, StreamOptions, ThinkingBlock,
+    ThinkingConfig, Tool, ToolCall, ToolChoice, ToolChoiceKind,
 };
 pub use response::{
     ChatChunk, ChatResponse, Choice, ChunkChoice, ChunkMeta, Delta, FunctionCallDelta,

@@ -54,6 +54,18 @@ pub struct ChatRequest {
     /// Reasoning effort (`minimal`, `low`, `medium`, `high`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<String>,
+    /// Extended thinking as Anthropic spells it (`{"type":"enabled","budget_tokens":N}`): an
+    /// extension OpenAI-format clients of Claude send; wins over `reasoning_effort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<ThinkingConfig>,
+    /// A Bedrock guardrail for this request (`guardrailConfig`, as Converse spells it): an
+    /// extension field, honoured only where the configuration allows per-request guardrails.
+    #[serde(
+        default,
+        rename = "guardrailConfig",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub guardrail_config: Option<GuardrailConfig>,
     /// End-user id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -184,6 +196,14 @@ pub struct Message {
     /// The call a `tool` message answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// A prompt-cache breakpoint after the whole message (the convention OpenAI-format clients
+    /// of Claude use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<CacheControl>,
+    /// An assistant turn's signed reasoning, echoed back as the model wrote it (thinking blocks
+    /// with their `signature`, redacted blocks with their `data`), so Claude can verify it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<Vec<ThinkingBlock>>,
     /// Other fields (`refusal`, `audio`, `function_call`, …), kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -198,6 +218,8 @@ impl Message {
             name: None,
             tool_calls: None,
             tool_call_id: None,
+            cache_control: None,
+            thinking_blocks: None,
             extra: Map::new(),
         }
     }
@@ -271,7 +293,10 @@ pub struct ContentPart {
     /// Refusal text of a `refusal` part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
-    /// Other members (`input_audio`, cache breakpoints, …), kept as written.
+    /// A prompt-cache breakpoint after this part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<CacheControl>,
+    /// Other members (`input_audio`, …), kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -286,6 +311,7 @@ impl ContentPart {
             image_url: None,
             file: None,
             refusal: None,
+            cache_control: None,
             extra: Map::new(),
         }
     }
@@ -346,15 +372,30 @@ pub struct FilePart {
     /// Uploaded-file id (not resolvable by the gateway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_id: Option<String>,
+    /// A title for the document (an extension, as Claude's document `title`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Context about the document for the model (an extension, as Claude's and Converse's
+    /// document `context`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Citations settings (`{"enabled": true}`, an extension), passed to models that cite
+    /// documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citations: Option<Value>,
 }
 
 impl FilePart {
-    /// A file sent inline: `file_data` is base64 or a `data:` URL.
-    pub fn data(file_data: impl Into<String>, filename: Option<String>) -> Self {
+    /// An inline file: `file_data` (a data URL, plain base64, or an `http(s)://` / `s3://` URL
+    /// the gateway may resolve) and its name.
+    pub fn inline(file_data: impl Into<String>, filename: Option<String>) -> Self {
         FilePart {
             file_data: Some(file_data.into()),
             filename,
             file_id: None,
+            title: None,
+            context: None,
+            citations: None,
         }
     }
 }
@@ -369,6 +410,9 @@ pub struct Tool {
     /// The function definition for `type: function`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionDefinition>,
+    /// A prompt-cache breakpoint after this tool definition (and every one before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<CacheControl>,
     /// Other members (`custom`, …), kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -388,6 +432,7 @@ impl Tool {
                 parameters,
                 ..FunctionDefinition::new(name)
             }),
+            cache_control: None,
             extra: Map::new(),
         }
     }
@@ -523,4 +568,90 @@ impl FunctionCall {
             arguments: arguments.into(),
         }
     }
+}
+
+/// A prompt-cache breakpoint: `{"type":"ephemeral"[,"ttl":"5m"|"1h"]}` (Anthropic's
+/// `cache_control`, and the extension OpenAI-format clients of Claude put on content parts,
+/// messages and tools). Everything up to and including the marked content is cached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheControl {
+    /// Always `ephemeral` today.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// How long the entry lives: `5m` (the default) or `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+impl CacheControl {
+    /// An `ephemeral` breakpoint with an optional TTL.
+    pub fn ephemeral(ttl: Option<String>) -> Self {
+        CacheControl {
+            kind: "ephemeral".into(),
+            ttl,
+        }
+    }
+}
+
+/// One block of signed reasoning, as Claude writes it and wants it back (the `thinking_blocks`
+/// convention of OpenAI-format clients of Claude).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ThinkingBlock {
+    /// Reasoning text and the signature that proves Claude wrote it.
+    Thinking {
+        /// The reasoning text (empty on a streamed signature delta).
+        #[serde(default)]
+        thinking: String,
+        /// The signature (absent for reasoning of models that do not sign it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    /// Reasoning the safety system encrypted: opaque `data`, echoed back unchanged.
+    RedactedThinking {
+        /// The encrypted reasoning.
+        data: String,
+    },
+}
+
+/// Anthropic's `thinking` request object: `enabled` with a `budget_tokens`, `disabled`, or
+/// `adaptive` (newer models pick their own budget).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThinkingConfig {
+    /// `enabled`, `disabled` or `adaptive`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The reasoning budget of `enabled` (at least 1024, below `max_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u32>,
+    /// Other members (`display`, …), kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ThinkingConfig {
+    /// `{"type":"enabled","budget_tokens":budget}`.
+    pub fn enabled(budget: u32) -> Self {
+        ThinkingConfig {
+            kind: "enabled".into(),
+            budget_tokens: Some(budget),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// A Bedrock guardrail to apply (Converse's `guardrailConfig`; the InvokeModel guardrail headers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailConfig {
+    /// Guardrail id or ARN.
+    pub guardrail_identifier: String,
+    /// `1`…`99999999` or `DRAFT`.
+    pub guardrail_version: String,
+    /// `enabled`, `disabled` or `enabled_full`: whether the reply carries the guardrail's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+    /// ConverseStream only: `sync` or `async`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_processing_mode: Option<String>,
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::request::{Role, ToolCall};
+use super::request::{Role, ThinkingBlock, ToolCall};
 
 /// A complete (non-streamed) chat completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +119,10 @@ pub struct ResponseMessage {
     /// Reasoning text (non-standard `reasoning_content`, as many OpenAI-compatible servers send it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
+    /// The reasoning as blocks, with Claude's signatures (non-standard `thinking_blocks`): what a
+    /// client sends back on its assistant turn so Claude can verify its own reasoning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<Vec<ThinkingBlock>>,
     /// Other members (`annotations`, `audio`, …), kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -133,6 +137,7 @@ impl ResponseMessage {
             refusal: None,
             tool_calls,
             reasoning_content: None,
+            thinking_blocks: None,
             extra: Map::new(),
         }
     }
@@ -196,6 +201,44 @@ impl Usage {
             .as_ref()
             .and_then(|d| d.cache_write_tokens)
             .unwrap_or(0)
+    }
+
+    /// Input tokens neither read from nor written to the cache.
+    pub fn uncached_input_tokens(&self) -> u64 {
+        self.prompt_tokens
+            .saturating_sub(self.cached_tokens())
+            .saturating_sub(self.cache_write_tokens())
+    }
+
+    /// Reasoning tokens (`completion_tokens_details.reasoning_tokens`), where the upstream
+    /// reported them.
+    pub fn reasoning_tokens(&self) -> Option<u64> {
+        self.completion_tokens_details
+            .as_ref()?
+            .get("reasoning_tokens")?
+            .as_u64()
+    }
+
+    /// Adds `other` into this usage (the choices of a fanned-out `n > 1` call).
+    pub fn add(&mut self, other: &Usage) {
+        let (read, write) = (
+            self.cached_tokens() + other.cached_tokens(),
+            self.cache_write_tokens() + other.cache_write_tokens(),
+        );
+        let reasoning = match (self.reasoning_tokens(), other.reasoning_tokens()) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        let mut sum = Usage::from_parts(
+            self.uncached_input_tokens() + other.uncached_input_tokens(),
+            self.completion_tokens + other.completion_tokens,
+            read,
+            write,
+        );
+        if let Some(r) = reasoning {
+            sum.completion_tokens_details = Some(serde_json::json!({ "reasoning_tokens": r }));
+        }
+        *self = sum;
     }
 }
 
@@ -354,6 +397,10 @@ pub struct Delta {
     /// A reasoning piece (non-standard `reasoning_content`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
+    /// Signed-reasoning pieces (non-standard `thinking_blocks`): a thinking block's `signature`
+    /// when it ends, or a whole redacted block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<Vec<ThinkingBlock>>,
     /// Other members, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -411,6 +411,8 @@ mod tests {
             name: None,
             tool_calls: Some(vec![call.clone()]),
             tool_call_id: None,
+            cache_control: None,
+            thinking_blocks: None,
             extra: Map::new(),
         });
         let mut result = Message::text(Role::Tool, "18 degrees");

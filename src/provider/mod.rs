@@ -50,6 +50,8 @@
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
 pub mod dispatch;
+#[cfg(feature = "bedrock")]
+pub mod fetch;
 pub mod mock;
 #[cfg(feature = "openai")]
 pub mod openai;
@@ -60,6 +62,8 @@ mod upstream;
 #[cfg(feature = "bedrock")]
 pub use bedrock::BedrockProvider;
 pub use dispatch::{Dispatch, ProviderService};
+#[cfg(feature = "bedrock")]
+pub use fetch::MediaFetcher;
 pub use mock::MockProvider;
 #[cfg(feature = "openai")]
 pub use openai::OpenAiProvider;
@@ -68,7 +72,7 @@ pub use timeout::{UpstreamTimeout, UpstreamTimeoutLayer};
 pub use upstream::ProviderFuture;
 
 #[cfg(any(feature = "openai", feature = "bedrock"))]
-pub(crate) use upstream::first_then_rest;
+pub(crate) use upstream::{first_then_rest, https_connector};
 
 use crate::error::GatewayError;
 use crate::model::{ChatCall, ChatReply};

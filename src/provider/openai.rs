@@ -31,8 +31,9 @@ use tower_service::Service;
 use super::{first_then_rest, ProviderFuture};
 use crate::config::{OpenAiConfig, Timeouts};
 use crate::error::GatewayError;
-use crate::format::openai::{decode_error, OpenAiStreamDecoder};
-use crate::model::{ChatCall, ChatReply, ChatRequest, ChatResponse, ModelObject};
+use crate::format::openai::{decode_error, encode_request, OpenAiStreamDecoder};
+use crate::format::reasoning::ReasoningBudgets;
+use crate::model::{ChatCall, ChatReply, ChatResponse, ModelObject};
 use crate::stream::decode_stream;
 
 /// Largest upstream response body read into memory (complete replies and error bodies).
@@ -44,12 +45,14 @@ pub struct OpenAiProvider {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     chat_url: Uri,
     models_url: Uri,
     base_url: String,
     auth: Option<HeaderValue>,
+    budgets: ReasoningBudgets,
 }
 
 impl std::fmt::Debug for OpenAiProvider {
@@ -68,14 +71,7 @@ impl OpenAiProvider {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| GatewayError::internal(format!("TLS setup failed: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let https = super::https_connector(http)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
@@ -101,8 +97,16 @@ impl OpenAiProvider {
                 models_url: parse("/models")?,
                 base_url: base,
                 auth,
+                budgets: ReasoningBudgets::default(),
             }),
         })
+    }
+
+    /// Maps an Anthropic-style `thinking` budget to `reasoning_effort` with `budgets` (the
+    /// configuration's `[reasoning.budget_tokens]`) instead of the defaults.
+    pub fn with_reasoning_budgets(mut self, budgets: ReasoningBudgets) -> Self {
+        Arc::make_mut(&mut self.inner).budgets = budgets;
+        self
     }
 
     /// The configured base URL.
@@ -116,14 +120,14 @@ impl OpenAiProvider {
             .route
             .as_ref()
             .map_or(&*call.request.model, |r| &*r.upstream_model);
-        let body = if upstream_model == call.request.model {
-            serde_json::to_vec(&*call.request)
-        } else {
-            let mut aliased: ChatRequest = (*call.request).clone();
-            aliased.model = upstream_model.to_owned();
-            serde_json::to_vec(&aliased)
+        if call.request.guardrail_config.is_some() {
+            return Err(GatewayError::unsupported(
+                "guardrailConfig",
+                "Bedrock guardrails apply to Bedrock models only.",
+            ));
         }
-        .map_err(|e| {
+        let request = encode_request(&call.request, upstream_model, &self.inner.budgets);
+        let body = serde_json::to_vec(&*request).map_err(|e| {
             GatewayError::internal(format!("failed to encode the upstream request: {e}"))
         })?;
         let stream = call.request.is_stream();
@@ -228,14 +232,10 @@ fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
     } else {
         "talk to"
     };
-    let mut msg = format!("Failed to {what} the upstream: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    GatewayError::upstream_connect(msg)
+    GatewayError::upstream_connect(format!(
+        "Failed to {what} the upstream: {}",
+        crate::error::error_chain(&e)
+    ))
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {

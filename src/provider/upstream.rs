@@ -1,5 +1,5 @@
-//! What the network providers (OpenAI, Bedrock) share: their response future, and the wait for a
-//! stream's first event.
+//! What the network providers (OpenAI, Bedrock) share: their response future, the wait for a
+//! stream's first event, and the TLS connector of their HTTP clients.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,4 +27,22 @@ where
             futures_util::stream::once(std::future::ready(Ok(first))).chain(stream),
         ))),
     }
+}
+
+/// The TLS connector over `http` every upstream client uses: rustls with the webpki roots,
+/// `http://` allowed, HTTP/1.1 and HTTP/2 by ALPN.
+pub(crate) fn https_connector<R>(
+    http: hyper_util::client::legacy::connect::HttpConnector<R>,
+) -> Result<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector<R>>,
+    GatewayError,
+> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(provider)
+        .map_err(|e| GatewayError::internal(format!("TLS setup failed: {e}")))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http))
 }

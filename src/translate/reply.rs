@@ -69,15 +69,26 @@ pub fn encode_complete(response: &ChatResponse, reply: ReplyFormat) -> CompleteR
         ReplyFormat::BedrockInvokeClaude | ReplyFormat::BedrockInvokeTitan
     ) {
         if let Some(usage) = &response.usage {
-            let input = usage
-                .prompt_tokens
-                .saturating_sub(usage.cached_tokens())
-                .saturating_sub(usage.cache_write_tokens());
-            headers.insert("x-amzn-bedrock-input-token-count", HeaderValue::from(input));
+            headers.insert(
+                "x-amzn-bedrock-input-token-count",
+                HeaderValue::from(usage.uncached_input_tokens()),
+            );
             headers.insert(
                 "x-amzn-bedrock-output-token-count",
                 HeaderValue::from(usage.completion_tokens),
             );
+            // As Bedrock does when prompt caching applies.
+            let (read, write) = (usage.cached_tokens(), usage.cache_write_tokens());
+            if read > 0 || write > 0 {
+                headers.insert(
+                    "x-amzn-bedrock-cache-read-input-token-count",
+                    HeaderValue::from(read),
+                );
+                headers.insert(
+                    "x-amzn-bedrock-cache-write-input-token-count",
+                    HeaderValue::from(write),
+                );
+            }
         }
     }
     CompleteReply {

@@ -19,7 +19,7 @@ use crate::body::Body;
 use crate::detect::DetectedRequest;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::format::ReplyFormat;
-use crate::model::{CallContext, CallRecord, ChatCall, ChatReply};
+use crate::model::{CallContext, CallRecord, ChatCall, ChatReply, GuardrailConfig};
 use crate::provider::timeout::instant_after;
 use crate::usage::UsageHooks;
 
@@ -118,6 +118,23 @@ where
             Ok(r) => r,
             Err(e) => return ResponseFuture::error(e, reply, amzn_id),
         };
+        if request.n.is_some_and(|n| n > 1) && reply != ReplyFormat::OpenAi {
+            // Only OpenAI replies have more than one choice.
+            let e = GatewayError::unsupported(
+                "n",
+                format!("{} replies carry one choice; n must be 1.", reply.as_str()),
+            );
+            return ResponseFuture::error(e, reply, amzn_id);
+        }
+        if matches!(
+            reply,
+            ReplyFormat::BedrockInvokeClaude | ReplyFormat::BedrockInvokeTitan
+        ) {
+            // InvokeModel names a guardrail in headers, not in the model's body.
+            if let Some(g) = invoke_guardrail(&parts.headers) {
+                request.guardrail_config = Some(g);
+            }
+        }
         let include_usage = request.include_usage();
         if request.is_stream() && !include_usage {
             // Always ask the upstream for the final usage: Claude, Titan and Converse streams end
@@ -160,6 +177,19 @@ where
             amzn_id,
         }
     }
+}
+
+/// The guardrail an InvokeModel request names in its `X-Amzn-Bedrock-Guardrail*` headers (and
+/// `X-Amzn-Bedrock-Trace`).
+fn invoke_guardrail(headers: &http::HeaderMap) -> Option<GuardrailConfig> {
+    let get = |name: &str| headers.get(name)?.to_str().ok().map(str::to_owned);
+    let identifier = get("x-amzn-bedrock-guardrailidentifier")?;
+    Some(GuardrailConfig {
+        guardrail_identifier: identifier,
+        guardrail_version: get("x-amzn-bedrock-guardrailversion").unwrap_or_default(),
+        trace: get("x-amzn-bedrock-trace").map(|t| t.to_ascii_lowercase()),
+        stream_processing_mode: None,
+    })
 }
 
 pin_project_lite::pin_project! {
@@ -236,7 +266,7 @@ where
                 if let Some(usage) = &response.usage {
                     this.hooks.report(usage);
                     if let Some(r) = this.record.as_ref() {
-                        r.record_usage(usage.prompt_tokens, usage.completion_tokens);
+                        r.record_usage_of(usage);
                     }
                 }
                 let mut res = Response::new(Body::from(encoded.body));

@@ -323,6 +323,12 @@ pub fn openai_answer(req: &Recorded, attempt: usize) -> Reply {
         return Reply::json(429, json!({"error":{"message":"slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}))
             .with_header("retry-after-ms", "10");
     }
+    if let Err(e) = validate_openai(&body, &model) {
+        return Reply::json(
+            400,
+            json!({"error":{"message":e,"type":"invalid_request_error","param":null,"code":"unknown_parameter"}}),
+        );
+    }
     let last_user = body["messages"]
         .as_array()
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
@@ -346,7 +352,24 @@ pub fn openai_answer(req: &Recorded, attempt: usize) -> Reply {
         .unwrap_or("f")
         .to_owned();
     let text = format!("You said: {last_user}");
-    let usage = json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18});
+    let mut usage = json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18});
+    if model.contains("cached") {
+        // OpenAI caches long prefixes by itself and reports the hits.
+        usage["prompt_tokens_details"] = json!({"cached_tokens": 8, "audio_tokens": 0});
+    }
+    if body.get("reasoning_effort").is_some() {
+        usage["completion_tokens_details"] = json!({"reasoning_tokens": 5, "audio_tokens": 0});
+    }
+    // Structured outputs are native at OpenAI: a json_schema answer is the JSON itself.
+    let text = match body["response_format"]["type"].as_str() {
+        Some("json_schema") => schema_example(
+            &body["response_format"]["json_schema"]["schema"],
+            &last_user,
+        )
+        .to_string(),
+        Some("json_object") => json!({"answer": text}).to_string(),
+        _ => text,
+    };
     if body["stream"] == true {
         if let Some(reply) = slow_stream(&model) {
             return reply;
@@ -363,12 +386,8 @@ pub fn openai_answer(req: &Recorded, attempt: usize) -> Reply {
                 json!([{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]),
             ));
         } else {
-            let mid = text.len() / 2;
-            let mid = (0..=mid)
-                .rev()
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap_or(0);
-            for piece in [&text[..mid], &text[mid..]] {
+            let (a, b) = halves(&text);
+            for piece in [a, b] {
                 events.push(base(json!([{"index":0,"delta":{"content":piece},"logprobs":null,"finish_reason":null}])));
             }
             events.push(base(
@@ -395,6 +414,111 @@ pub fn openai_answer(req: &Recorded, attempt: usize) -> Reply {
         "usage":usage,"system_fingerprint":"fp_fake"}),
     )
 }
+
+/// What the real OpenAI API rejects that a gateway could forward by mistake: the gateway's own
+/// extensions (cache breakpoints, signed reasoning, Anthropic-style thinking, guardrails), and
+/// `reasoning_effort` on a model without reasoning.
+pub fn validate_openai(body: &Value, model: &str) -> Result<(), String> {
+    let unknown = |what: &str| Err(format!("Unrecognized request argument supplied: {what}"));
+    for key in ["thinking", "guardrailConfig", "cache_control"] {
+        if body.get(key).is_some() {
+            return unknown(key);
+        }
+    }
+    for m in body["messages"].as_array().into_iter().flatten() {
+        for key in ["cache_control", "thinking_blocks"] {
+            if m.get(key).is_some() {
+                return unknown(&format!("messages.{key}"));
+            }
+        }
+        for part in m["content"].as_array().into_iter().flatten() {
+            if part.get("cache_control").is_some() {
+                return unknown("messages.content.cache_control");
+            }
+            if part["file"].get("citations").is_some() || part["file"].get("context").is_some() {
+                return unknown("messages.content.file");
+            }
+        }
+    }
+    for t in body["tools"].as_array().into_iter().flatten() {
+        if t.get("cache_control").is_some() {
+            return unknown("tools.cache_control");
+        }
+    }
+    let reasoning_model = model.starts_with('o') || model.starts_with("gpt-5");
+    if body.get("reasoning_effort").is_some() && !reasoning_model {
+        return Err(format!(
+            "Unsupported parameter: 'reasoning_effort' is not supported with this model ({model})."
+        ));
+    }
+    Ok(())
+}
+
+/// A value that fits a (simple) JSON schema: `city` properties are `"Paris"`, other strings
+/// `"example"` (or the client's words for a property named `answer`), numbers 1, booleans true.
+pub fn schema_example(schema: &Value, said: &str) -> Value {
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    match schema["type"]
+        .as_str()
+        .unwrap_or(if schema.get("properties").is_some() {
+            "object"
+        } else {
+            "string"
+        }) {
+        "object" => {
+            let mut out = serde_json::Map::new();
+            for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+                let v = match (name.as_str(), prop["type"].as_str()) {
+                    ("city", _) => json!("Paris"),
+                    ("answer", Some("string")) => json!(format!("You said: {said}")),
+                    _ => schema_example(prop, said),
+                };
+                out.insert(name.clone(), v);
+            }
+            Value::Object(out)
+        }
+        "array" => json!([schema_example(&schema["items"], said)]),
+        "integer" | "number" => json!(1),
+        "boolean" => json!(true),
+        _ => json!("example"),
+    }
+}
+
+/// `s` cut in two near its middle (on a character boundary), for answers streamed in two pieces.
+pub fn halves(s: &str) -> (&str, &str) {
+    let mid = (0..=s.len() / 2)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    s.split_at(mid)
+}
+
+/// A tool call's input: fitted to the tool's schema, or `{"city":"Paris"}` for a tool without
+/// properties (the weather tool most tests declare loosely).
+fn tool_input(schema: &Value, said: &str) -> Value {
+    if schema["properties"]
+        .as_object()
+        .is_none_or(|p| p.is_empty())
+    {
+        return json!({"city": "Paris"});
+    }
+    schema_example(schema, said)
+}
+
+/// The fake's signature of a thinking text: what it signs its own reasoning with and checks when
+/// the reasoning comes back (a changed text or signature is a 400, as at the real service).
+pub fn fake_signature(thinking: &str) -> String {
+    use base64::Engine;
+    let hash = thinking.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    base64::engine::general_purpose::STANDARD.encode(format!("sig:{hash:016x}"))
+}
+
+/// The redacted reasoning the fake writes when the prompt mentions a secret.
+pub const FAKE_REDACTED: &str = "UkVEQUNURUQ6c2VjcmV0";
 
 /// `gpt-slow-stream-<chunks>-<gap_ms>` (streaming only, for the load benchmark): a role chunk, then
 /// `chunks` one-word content chunks, a stop chunk and `[DONE]`, with `gap_ms` before each part.
@@ -514,8 +638,154 @@ fn extraneous(
     None
 }
 
-/// Validates a native Claude body as Bedrock's schema would.
-pub fn validate_claude(body: &Value) -> Result<(), String> {
+/// Whether a Bedrock model caches prompts (Claude from 3.5 Haiku / 3.7 Sonnet on, Nova).
+pub fn caches_prompts(model: &str) -> bool {
+    let id = model.rsplit('/').next().unwrap_or(model);
+    let id = id.split_once('.').map_or(id, |(geo, rest)| {
+        if ["us", "eu", "apac", "jp", "au", "us-gov", "global"].contains(&geo) {
+            rest
+        } else {
+            id
+        }
+    });
+    (id.starts_with("anthropic.")
+        && ![
+            "anthropic.claude-3-haiku",
+            "anthropic.claude-3-sonnet",
+            "anthropic.claude-3-opus",
+            "anthropic.claude-v2",
+        ]
+        .iter()
+        .any(|p| id.starts_with(p)))
+        || id.starts_with("amazon.nova")
+}
+
+fn check_cache_control(block: &Value, count: &mut usize) -> Result<(), String> {
+    let Some(cc) = block.get("cache_control") else {
+        return Ok(());
+    };
+    *count += 1;
+    if cc["type"] != "ephemeral" {
+        return Err("cache_control.type: Input should be 'ephemeral'".into());
+    }
+    match cc.get("ttl") {
+        None => Ok(()),
+        Some(t) if t == "5m" || t == "1h" => Ok(()),
+        Some(t) => Err(format!(
+            "cache_control.ttl: Input should be '5m' or '1h', got {t}"
+        )),
+    }
+}
+
+/// Checks the thinking blocks of an assistant turn came from the fake itself, unchanged.
+fn check_thinking_blocks(blocks: &[Value], i: usize) -> Result<(), String> {
+    let mut seen_other = false;
+    for b in blocks {
+        match b["type"].as_str().unwrap_or("") {
+            "thinking" => {
+                if seen_other {
+                    return Err(format!(
+                        "messages.{i}: thinking blocks must come before any other content"
+                    ));
+                }
+                let text = b["thinking"].as_str().unwrap_or("");
+                if b["signature"].as_str() != Some(fake_signature(text).as_str()) {
+                    return Err(format!(
+                        "messages.{i}: Invalid `signature` in `thinking` block"
+                    ));
+                }
+            }
+            "redacted_thinking" => {
+                if seen_other {
+                    return Err(format!(
+                        "messages.{i}: thinking blocks must come before any other content"
+                    ));
+                }
+                if b["data"] != FAKE_REDACTED {
+                    return Err(format!(
+                        "messages.{i}: Invalid `data` in `redacted_thinking` block"
+                    ));
+                }
+            }
+            _ => seen_other = true,
+        }
+    }
+    Ok(())
+}
+
+/// Claude's rules for a request with thinking on.
+fn check_thinking(obj: &serde_json::Map<String, Value>) -> Result<(), String> {
+    let Some(thinking) = obj.get("thinking") else {
+        return Ok(());
+    };
+    match thinking["type"].as_str() {
+        Some("disabled") => return Ok(()),
+        Some("enabled") => {
+            let budget = thinking["budget_tokens"]
+                .as_u64()
+                .ok_or("thinking.enabled.budget_tokens: Field required")?;
+            if budget < 1024 {
+                return Err(
+                    "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+                        .into(),
+                );
+            }
+            if budget >= obj.get("max_tokens").and_then(Value::as_u64).unwrap_or(0) {
+                return Err("`max_tokens` must be greater than `thinking.budget_tokens`".into());
+            }
+        }
+        Some("adaptive") => {}
+        _ => {
+            return Err("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'".into())
+        }
+    }
+    if obj
+        .get("temperature")
+        .is_some_and(|t| t.as_f64() != Some(1.0))
+    {
+        return Err("`temperature` may only be set to 1 when thinking is enabled.".into());
+    }
+    if obj.contains_key("top_k") {
+        return Err("`top_k` is not supported when thinking is enabled.".into());
+    }
+    if let Some(p) = obj.get("top_p").and_then(Value::as_f64) {
+        if !(0.95..=1.0).contains(&p) {
+            return Err("`top_p` must be between 0.95 and 1 when thinking is enabled.".into());
+        }
+    }
+    if matches!(
+        obj.get("tool_choice").and_then(|c| c["type"].as_str()),
+        Some("any" | "tool")
+    ) {
+        return Err("Thinking may not be enabled when tool_choice forces tool use.".into());
+    }
+    let msgs = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if msgs.last().is_some_and(|m| m["role"] == "assistant") {
+        return Err(
+            "Prefilling the assistant response is not supported when thinking is enabled.".into(),
+        );
+    }
+    if let Some(last) = msgs.iter().rev().find(|m| m["role"] == "assistant") {
+        if let Some(blocks) = last["content"].as_array() {
+            let uses_tools = blocks.iter().any(|b| b["type"] == "tool_use");
+            let first = blocks
+                .first()
+                .and_then(|b| b["type"].as_str())
+                .unwrap_or("");
+            if uses_tools && first != "thinking" && first != "redacted_thinking" {
+                return Err(format!("messages: Expected `thinking` or `redacted_thinking`, but found `{first}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block."));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Validates a native Claude body as Bedrock's schema would, for `model`.
+pub fn validate_claude(body: &Value, model: &str) -> Result<(), String> {
     let obj = body
         .as_object()
         .ok_or("Malformed input request: body must be an object")?;
@@ -547,6 +817,23 @@ pub fn validate_claude(body: &Value) -> Result<(), String> {
     }
     if !obj.get("max_tokens").is_some_and(Value::is_u64) {
         return Err("Malformed input request: #: required key [max_tokens] not found, please reformat your input and try again.".into());
+    }
+    let mut cache_points = 0;
+    match obj.get("system") {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Array(blocks)) => {
+            for b in blocks {
+                if let Some(e) = extraneous(
+                    b.as_object().ok_or("system blocks must be objects")?,
+                    &["type", "text", "cache_control"],
+                    "#/system: ",
+                ) {
+                    return Err(e);
+                }
+                check_cache_control(b, &mut cache_points)?;
+            }
+        }
+        Some(_) => return Err("system: expected a string or an array of text blocks".into()),
     }
     let msgs = obj
         .get("messages")
@@ -589,6 +876,50 @@ pub fn validate_claude(body: &Value) -> Result<(), String> {
                     {
                         return Err(format!("messages: unknown content block type {t}"));
                     }
+                    if t == "document" {
+                        if let Some(e) = extraneous(
+                            b.as_object().unwrap(),
+                            &[
+                                "type",
+                                "source",
+                                "title",
+                                "context",
+                                "citations",
+                                "cache_control",
+                            ],
+                            &format!("#/messages/{i}/document: "),
+                        ) {
+                            return Err(e);
+                        }
+                        let ok = matches!(
+                            (
+                                b["source"]["type"].as_str(),
+                                b["source"]["media_type"].as_str()
+                            ),
+                            (Some("base64"), Some("application/pdf"))
+                                | (Some("text"), Some("text/plain"))
+                        );
+                        if !ok {
+                            return Err(format!("messages.{i}: a document source must be a base64 PDF or plain text"));
+                        }
+                    }
+                    if t == "image" && b["source"]["type"] != "base64" {
+                        return Err(format!(
+                            "messages.{i}: image source type {} is not supported",
+                            b["source"]["type"]
+                        ));
+                    }
+                    if matches!(t, "thinking" | "redacted_thinking")
+                        && b.get("cache_control").is_some()
+                    {
+                        return Err(
+                            "messages: cache_control cannot be set on thinking blocks".into()
+                        );
+                    }
+                    check_cache_control(b, &mut cache_points)?;
+                }
+                if mo["role"] == "assistant" {
+                    check_thinking_blocks(blocks, i)?;
                 }
             }
             _ => {
@@ -613,9 +944,18 @@ pub fn validate_claude(body: &Value) -> Result<(), String> {
             ) {
                 return Err(e);
             }
+            check_cache_control(t, &mut cache_points)?;
         }
     }
-    Ok(())
+    if cache_points > 0 && !caches_prompts(model) {
+        return Err(format!("Malformed input request: #: extraneous key [cache_control] is not permitted: prompt caching is not supported by {model}"));
+    }
+    if cache_points > 4 {
+        return Err(format!(
+            "A maximum of 4 blocks with cache_control may be provided. Found {cache_points}."
+        ));
+    }
+    check_thinking(obj)
 }
 
 /// Validates a native Titan body as Bedrock's schema would.
@@ -820,8 +1160,11 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
     use open_bedrock_server::route::BedrockFamily;
     match (op, family) {
         ("invoke" | "invoke-with-response-stream", Some(BedrockFamily::Claude)) => {
-            if let Err(e) = validate_claude(&body) {
+            if let Err(e) = validate_claude(&body, &model) {
                 return aws_error(400, "ValidationException", &e);
+            }
+            if let Some(reply) = invoke_guardrail(req, op == "invoke-with-response-stream") {
+                return reply;
             }
             claude_answer(&body, &model, op == "invoke-with-response-stream")
         }
@@ -832,6 +1175,9 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
             titan_answer(&body, &model, op == "invoke-with-response-stream")
         }
         ("converse" | "converse-stream", _) => {
+            if let Some(reply) = converse_guardrail(&body, op == "converse-stream") {
+                return reply;
+            }
             converse_answer(&body, &model, op == "converse-stream")
         }
         _ => aws_error(
@@ -842,19 +1188,221 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
     }
 }
 
-fn claude_answer(body: &Value, model: &str, stream: bool) -> Reply {
-    let text = format!("You said: {}", last_user_text(&body["messages"]));
-    let tool = body["tools"][0]["name"]
-        .as_str()
-        .filter(|_| !has_tool_results(&body["messages"]) && body["tool_choice"]["type"] != "none");
-    let usage = json!({"input_tokens": 12, "output_tokens": 9, "cache_read_input_tokens": 3, "cache_creation_input_tokens": 0});
+/// The guardrail the fake runs: `gr-block` blocks everything, any other lets everything through.
+pub const BLOCKING_GUARDRAIL: &str = "gr-block";
+/// What a guardrail that blocked says instead of the model.
+pub const BLOCKED_MESSAGE: &str = "Sorry, the model cannot answer this question.";
+
+/// The trace of [`BLOCKING_GUARDRAIL`].
+pub fn blocking_trace() -> Value {
+    json!({"guardrail": {"inputAssessment": {BLOCKING_GUARDRAIL: {"topicPolicy": {"topics": [
+        {"name": "Blocked topic", "type": "DENY", "action": "BLOCKED", "detected": true}]}}}}})
+}
+
+/// An InvokeModel guardrail (headers): checked as Bedrock would, and answered when it blocks.
+fn invoke_guardrail(req: &Recorded, stream: bool) -> Option<Reply> {
+    let id = req.header("x-amzn-bedrock-guardrailidentifier")?;
+    let Some(version) = req.header("x-amzn-bedrock-guardrailversion") else {
+        return Some(aws_error(
+            400,
+            "ValidationException",
+            "guardrailVersion is required with guardrailIdentifier",
+        ));
+    };
+    if !(version == "DRAFT" || version.bytes().all(|b| b.is_ascii_digit())) {
+        return Some(aws_error(
+            400,
+            "ValidationException",
+            "guardrailVersion is invalid",
+        ));
+    }
+    if id != BLOCKING_GUARDRAIL {
+        return None;
+    }
+    let traced = matches!(
+        req.header("x-amzn-bedrock-trace"),
+        Some("ENABLED" | "ENABLED_FULL")
+    );
+    let usage = json!({"input_tokens": 12, "output_tokens": 0});
+    let mut tail = json!({"amazon-bedrock-guardrailAction": "INTERVENED"});
+    if traced {
+        tail["amazon-bedrock-trace"] = blocking_trace();
+    }
     if !stream {
-        let content = match tool {
-            Some(name) => {
-                json!([{"type":"text","text":"Let me check."},{"type":"tool_use","id":"toolu_bdrk_01","name":name,"input":{"city":"Paris"}}])
+        let mut body = json!({"id":"msg_bdrk_gr","type":"message","role":"assistant","model":"claude-fake",
+            "content":[{"type":"text","text":BLOCKED_MESSAGE}],"stop_reason":"end_turn","stop_sequence":null,"usage":usage});
+        body.as_object_mut()
+            .unwrap()
+            .extend(tail.as_object().unwrap().clone());
+        return Some(Reply::json(200, body));
+    }
+    let mut stop = json!({"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":12,"outputTokenCount":0,"invocationLatency":5,"firstByteLatency":5}});
+    stop.as_object_mut()
+        .unwrap()
+        .extend(tail.as_object().unwrap().clone());
+    let events = [
+        json!({"type":"message_start","message":{"id":"msg_bdrk_gr","type":"message","role":"assistant","model":"claude-fake","content":[],"stop_reason":null,"stop_sequence":null,"usage":usage}}),
+        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+        json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":BLOCKED_MESSAGE}}),
+        json!({"type":"content_block_stop","index":0}),
+        json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":0}}),
+        stop,
+    ];
+    let frames: Vec<Bytes> = events.iter().map(chunk_frame).collect();
+    Some(event_stream(split_frames(&frames, 13)))
+}
+
+/// A Converse `guardrailConfig`: checked, and answered when it blocks.
+fn converse_guardrail(body: &Value, stream: bool) -> Option<Reply> {
+    let g = body.get("guardrailConfig")?;
+    let (Some(id), Some(_version)) = (
+        g["guardrailIdentifier"].as_str(),
+        g["guardrailVersion"].as_str(),
+    ) else {
+        return Some(aws_error(
+            400,
+            "ValidationException",
+            "guardrailConfig needs guardrailIdentifier and guardrailVersion",
+        ));
+    };
+    if g.get("streamProcessingMode").is_some() && !stream {
+        return Some(aws_error(
+            400,
+            "ValidationException",
+            "extraneous key [streamProcessingMode] is not permitted",
+        ));
+    }
+    if id != BLOCKING_GUARDRAIL {
+        return None;
+    }
+    let traced = matches!(g["trace"].as_str(), Some("enabled" | "enabled_full"));
+    let usage = json!({"inputTokens": 20, "outputTokens": 0, "totalTokens": 20});
+    if !stream {
+        let mut out = json!({"output":{"message":{"role":"assistant","content":[{"text":BLOCKED_MESSAGE}]}},
+            "stopReason":"guardrail_intervened","usage":usage,"metrics":{"latencyMs":3}});
+        if traced {
+            out["trace"] = blocking_trace();
+        }
+        return Some(Reply::json(200, out));
+    }
+    let mut metadata = json!({"usage":usage,"metrics":{"latencyMs":3}});
+    if traced {
+        metadata["trace"] = blocking_trace();
+    }
+    let frames = vec![
+        event_frame("messageStart", &json!({"role":"assistant"})),
+        event_frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex":0,"delta":{"text":BLOCKED_MESSAGE}}),
+        ),
+        event_frame("contentBlockStop", &json!({"contentBlockIndex":0})),
+        event_frame("messageStop", &json!({"stopReason":"guardrail_intervened"})),
+        event_frame("metadata", &metadata),
+    ];
+    Some(event_stream(split_frames(&frames, 17)))
+}
+
+/// The text of a final assistant turn (a prefill), if the conversation ends with one.
+fn prefill(messages: &Value) -> Option<String> {
+    let last = messages.as_array()?.last()?;
+    if last["role"] != "assistant" {
+        return None;
+    }
+    Some(match &last["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect(),
+        _ => String::new(),
+    })
+}
+
+/// The answer text: the echo, or — after a `{` prefill — the rest of a JSON object.
+fn answer_text(messages: &Value) -> String {
+    let said = last_user_text(messages);
+    match prefill(messages) {
+        Some(p) if p.trim_start().starts_with('{') => {
+            let full = json!({"answer": format!("You said: {said}")}).to_string();
+            full[1..].to_owned()
+        }
+        _ => format!("You said: {said}"),
+    }
+}
+
+/// Which tool a Claude-like model calls: the forced one; with `any`, the first tool (the last one
+/// once tool results are in, where a structured-output tool sits); with `auto`, the first tool
+/// before any tool result.
+fn chosen_tool<'a>(
+    tools: &'a [Value],
+    choice: &str,
+    forced: Option<&str>,
+    had_results: bool,
+) -> Option<&'a Value> {
+    let name_of = |t: &Value| {
+        t["name"]
+            .as_str()
+            .or_else(|| t["toolSpec"]["name"].as_str())
+            .map(str::to_owned)
+    };
+    if let Some(name) = forced {
+        return tools.iter().find(|t| name_of(t).as_deref() == Some(name));
+    }
+    match choice {
+        "none" => None,
+        "any" if had_results => tools.iter().rev().find(|t| name_of(t).is_some()),
+        "any" => tools.iter().find(|t| name_of(t).is_some()),
+        _ if had_results => None,
+        _ => tools.iter().find(|t| name_of(t).is_some()),
+    }
+}
+
+fn claude_answer(body: &Value, model: &str, stream: bool) -> Reply {
+    let said = last_user_text(&body["messages"]);
+    let text = answer_text(&body["messages"]);
+    let tools = body["tools"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let tool = chosen_tool(
+        tools,
+        body["tool_choice"]["type"].as_str().unwrap_or("auto"),
+        body["tool_choice"]["name"]
+            .as_str()
+            .filter(|_| body["tool_choice"]["type"] == "tool"),
+        has_tool_results(&body["messages"]),
+    )
+    .map(|t| {
+        (
+            t["name"].as_str().unwrap_or("f"),
+            tool_input(&t["input_schema"], &said),
+        )
+    });
+    let thinks = matches!(
+        body["thinking"]["type"].as_str(),
+        Some("enabled" | "adaptive")
+    );
+    let thought = format!("Thinking about: {said}");
+    let cached = body.to_string().contains("\"cache_control\"");
+    let (read, write) = if cached { (100, 20) } else { (3, 0) };
+    let usage = json!({"input_tokens": 12, "output_tokens": 9, "cache_read_input_tokens": read, "cache_creation_input_tokens": write});
+    let mut thinking_blocks = Vec::new();
+    if thinks {
+        thinking_blocks.push(
+            json!({"type":"thinking","thinking":thought,"signature":fake_signature(&thought)}),
+        );
+        if said.contains("secret") {
+            thinking_blocks.push(json!({"type":"redacted_thinking","data":FAKE_REDACTED}));
+        }
+    }
+    if !stream {
+        let mut content = thinking_blocks;
+        match &tool {
+            Some((name, input)) => {
+                content.push(json!({"type":"text","text":"Let me check."}));
+                content.push(
+                    json!({"type":"tool_use","id":"toolu_bdrk_01","name":name,"input":input}),
+                );
             }
-            None => json!([{"type":"text","text":text}]),
-        };
+            None => content.push(json!({"type":"text","text":text})),
+        }
         let stop = if tool.is_some() {
             "tool_use"
         } else {
@@ -868,25 +1416,38 @@ fn claude_answer(body: &Value, model: &str, stream: bool) -> Reply {
     }
     let mut events = vec![
         json!({"type":"message_start","message":{"id":"msg_bdrk_01","type":"message","role":"assistant","model":"claude-fake","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}),
-        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
     ];
-    let mid = (0..=text.len() / 2)
-        .rev()
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(0);
-    match tool {
-        Some(name) => {
-            events.push(json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me check."}}));
-            events.push(json!({"type":"content_block_stop","index":0}));
-            events.push(json!({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_bdrk_01","name":name,"input":{}}}));
-            events.push(json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\":"}}));
-            events.push(json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}));
-            events.push(json!({"type":"content_block_stop","index":1}));
+    let mut index = 0;
+    for block in &thinking_blocks {
+        if block["type"] == "thinking" {
+            events.push(json!({"type":"content_block_start","index":index,"content_block":{"type":"thinking","thinking":"","signature":""}}));
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"thinking_delta","thinking":&thought[..9]}}));
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"thinking_delta","thinking":&thought[9..]}}));
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"signature_delta","signature":block["signature"]}}));
+        } else {
+            events.push(json!({"type":"content_block_start","index":index,"content_block":block}));
+        }
+        events.push(json!({"type":"content_block_stop","index":index}));
+        index += 1;
+    }
+    events.push(json!({"type":"content_block_start","index":index,"content_block":{"type":"text","text":""}}));
+    match &tool {
+        Some((name, input)) => {
+            let args = input.to_string();
+            let (first, second) = halves(&args);
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"text_delta","text":"Let me check."}}));
+            events.push(json!({"type":"content_block_stop","index":index}));
+            index += 1;
+            events.push(json!({"type":"content_block_start","index":index,"content_block":{"type":"tool_use","id":"toolu_bdrk_01","name":name,"input":{}}}));
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"input_json_delta","partial_json":first}}));
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"input_json_delta","partial_json":second}}));
+            events.push(json!({"type":"content_block_stop","index":index}));
         }
         None => {
-            events.push(json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":&text[..mid]}}));
-            events.push(json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":&text[mid..]}}));
-            events.push(json!({"type":"content_block_stop","index":0}));
+            let (first, second) = halves(&text);
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"text_delta","text":first}}));
+            events.push(json!({"type":"content_block_delta","index":index,"delta":{"type":"text_delta","text":second}}));
+            events.push(json!({"type":"content_block_stop","index":index}));
         }
     }
     let stop = if tool.is_some() {
@@ -895,7 +1456,7 @@ fn claude_answer(body: &Value, model: &str, stream: bool) -> Reply {
         "end_turn"
     };
     events.push(json!({"type":"message_delta","delta":{"stop_reason":stop,"stop_sequence":null},"usage":{"output_tokens":9}}));
-    events.push(json!({"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":12,"outputTokenCount":9,"invocationLatency":100,"firstByteLatency":40,"cacheReadInputTokenCount":3,"cacheWriteInputTokenCount":0}}));
+    events.push(json!({"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":12,"outputTokenCount":9,"invocationLatency":100,"firstByteLatency":40,"cacheReadInputTokenCount":read,"cacheWriteInputTokenCount":write}}));
     let mut frames: Vec<Bytes> = events.iter().map(chunk_frame).collect();
     if model.contains("midstream-error") {
         frames.truncate(3);
@@ -926,16 +1487,13 @@ fn titan_answer(body: &Value, model: &str, stream: bool) -> Reply {
             json!({"inputTextTokenCount": 8, "results": [{"tokenCount": 6, "outputText": text, "completionReason": "FINISH"}]}),
         );
     }
-    let mid = (0..=text.len() / 2)
-        .rev()
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(0);
+    let (first, second) = halves(&text);
     let mut frames = vec![
         chunk_frame(
-            &json!({"outputText": &text[..mid], "index": 0, "totalOutputTextTokenCount": 3, "completionReason": null, "inputTextTokenCount": 8}),
+            &json!({"outputText": first, "index": 0, "totalOutputTextTokenCount": 3, "completionReason": null, "inputTextTokenCount": 8}),
         ),
         chunk_frame(
-            &json!({"outputText": &text[mid..], "index": 1, "totalOutputTextTokenCount": 6, "completionReason": "FINISH", "inputTextTokenCount": null,
+            &json!({"outputText": second, "index": 1, "totalOutputTextTokenCount": 6, "completionReason": "FINISH", "inputTextTokenCount": null,
             "amazon-bedrock-invocationMetrics": {"inputTokenCount": 8, "outputTokenCount": 6, "invocationLatency": 50, "firstByteLatency": 20}}),
         ),
     ];
@@ -943,6 +1501,182 @@ fn titan_answer(body: &Value, model: &str, stream: bool) -> Reply {
         frames.truncate(1);
     }
     event_stream(split_frames(&frames, 5))
+}
+
+/// What Converse rejects for `model` that a gateway could send by mistake: cache points on a model
+/// without caching (or, on Nova, on tools and in turns with tool content), more than four,
+/// reasoning settings in another family's spelling, a forced tool choice on a family without it,
+/// and reasoning content that is not the model's own.
+pub fn validate_converse(body: &Value, model: &str) -> Result<(), String> {
+    let id = model.rsplit('/').next().unwrap_or(model);
+    let vendor = id
+        .split('.')
+        .find(|p| !["us", "eu", "apac", "jp", "au", "us-gov", "global"].contains(p))
+        .unwrap_or("");
+    let claude = vendor == "anthropic";
+    let nova = id.contains("amazon.nova");
+    let nova2 = id.contains("amazon.nova-2");
+    let mut cache_points = 0;
+    let extraneous = |what: &str| {
+        Err(format!("Malformed input request: extraneous key [{what}] is not permitted, please reformat your input and try again."))
+    };
+    for b in body["system"].as_array().into_iter().flatten() {
+        if b.get("cachePoint").is_some() {
+            cache_points += 1;
+        }
+    }
+    for (i, m) in body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let blocks = m["content"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let points = blocks
+            .iter()
+            .filter(|b| b.get("cachePoint").is_some())
+            .count();
+        cache_points += points;
+        let has_tools = blocks
+            .iter()
+            .any(|b| b.get("toolUse").is_some() || b.get("toolResult").is_some());
+        if nova && points > 0 && has_tools {
+            return extraneous(&format!("messages.{i}.cachePoint"));
+        }
+        let mut has_document = false;
+        for b in blocks {
+            for media in ["image", "document"] {
+                if let Some(loc) = b[media]["source"].get("s3Location") {
+                    if loc.get("bucketOwner").is_none() {
+                        return Err(format!(
+                            "messages.{i}: the gateway must name the bucketOwner of {}",
+                            loc["uri"]
+                        ));
+                    }
+                }
+            }
+            let Some(doc) = b.get("document") else {
+                continue;
+            };
+            has_document = true;
+            let name = doc["name"].as_str().unwrap_or("");
+            let valid = !name.is_empty()
+                && name.len() <= 200
+                && !name.contains("  ")
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " -()[]".contains(c));
+            if !valid {
+                return Err(format!(
+                    "messages.{i}.document.name: [{name}] does not match the allowed characters"
+                ));
+            }
+            if doc.get("citations").is_some() && !claude {
+                return extraneous("document.citations");
+            }
+        }
+        if has_document && !blocks.iter().any(|b| b.get("text").is_some()) {
+            return Err(format!(
+                "messages.{i}: a message with a document must also contain a text block"
+            ));
+        }
+        for b in blocks {
+            if let Some(r) = b.get("reasoningContent") {
+                if !claude {
+                    return Err(format!(
+                        "messages.{i}: reasoningContent is not supported by {model}"
+                    ));
+                }
+                if let Some(t) = r.get("reasoningText") {
+                    let text = t["text"].as_str().unwrap_or("");
+                    if t["signature"].as_str() != Some(fake_signature(text).as_str()) {
+                        return Err(format!(
+                            "messages.{i}: the signature of a reasoningText block is invalid"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for t in body["toolConfig"]["tools"].as_array().into_iter().flatten() {
+        if t.get("cachePoint").is_some() {
+            if nova {
+                return extraneous("toolConfig.tools.cachePoint");
+            }
+            cache_points += 1;
+        }
+    }
+    if cache_points > 0 && !caches_prompts(model) {
+        return extraneous("cachePoint");
+    }
+    if cache_points > 4 {
+        return Err(format!(
+            "The number of cache points ({cache_points}) exceeds the maximum of 4."
+        ));
+    }
+    let choice = &body["toolConfig"]["toolChoice"];
+    if (choice.get("any").is_some() || choice.get("tool").is_some()) && !(claude || nova) {
+        return Err(format!("This model doesn't support the toolConfig.toolChoice.{} field. Remove toolConfig.toolChoice and try again.",
+            if choice.get("any").is_some() { "any" } else { "tool" }));
+    }
+    let fields = &body["additionalModelRequestFields"];
+    if fields.get("thinking").is_some() && !claude {
+        return extraneous("thinking");
+    }
+    if fields.get("reasoningConfig").is_some() && !nova2 {
+        return extraneous("reasoningConfig");
+    }
+    if fields.get("reasoning_effort").is_some() && (claude || nova) {
+        return extraneous("reasoning_effort");
+    }
+    if claude && fields.get("thinking").is_some() {
+        let mut obj = serde_json::Map::new();
+        obj.insert("thinking".into(), fields["thinking"].clone());
+        let config = &body["inferenceConfig"];
+        obj.insert(
+            "max_tokens".into(),
+            config.get("maxTokens").cloned().unwrap_or(json!(64000)),
+        );
+        for (from, to) in [("temperature", "temperature"), ("topP", "top_p")] {
+            if let Some(v) = config.get(from) {
+                obj.insert(to.into(), v.clone());
+            }
+        }
+        if let Some(k) = fields.get("top_k") {
+            obj.insert("top_k".into(), k.clone());
+        }
+        let messages: Vec<Value> = body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                let content: Vec<Value> = m["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|b| {
+                        if b.get("toolUse").is_some() {
+                            json!({"type":"tool_use"})
+                        } else if b.get("reasoningContent").is_some() {
+                            json!({"type":"thinking"})
+                        } else {
+                            json!({"type":"text"})
+                        }
+                    })
+                    .collect();
+                json!({"role": m["role"], "content": content})
+            })
+            .collect();
+        obj.insert("messages".into(), json!(messages));
+        if choice.get("any").is_some() || choice.get("tool").is_some() {
+            obj.insert("tool_choice".into(), json!({"type":"any"}));
+        }
+        check_thinking(&obj)?;
+    }
+    Ok(())
 }
 
 fn converse_answer(body: &Value, model: &str, stream: bool) -> Reply {
@@ -960,18 +1694,65 @@ fn converse_answer(body: &Value, model: &str, stream: bool) -> Reply {
     if uses_tools && body.get("toolConfig").is_none() {
         return aws_error(400, "ValidationException", "The toolConfig field must be defined when using toolUse and toolResult content blocks.");
     }
-    let text = format!("You said: {}", last_user_text(&body["messages"]));
-    let tool = body["toolConfig"]["tools"][0]["toolSpec"]["name"]
-        .as_str()
-        .filter(|_| !has_tool_results(&body["messages"]));
-    let usage =
+    if let Err(e) = validate_converse(body, model) {
+        return aws_error(400, "ValidationException", &e);
+    }
+    let said = last_user_text(&body["messages"]);
+    let text = answer_text(&body["messages"]);
+    let specs: Vec<Value> = body["toolConfig"]["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("toolSpec").is_some())
+        .cloned()
+        .collect();
+    let choice = &body["toolConfig"]["toolChoice"];
+    let choice_kind = if choice.get("any").is_some() {
+        "any"
+    } else {
+        "auto"
+    };
+    let tool = chosen_tool(
+        &specs,
+        choice_kind,
+        choice["tool"]["name"].as_str(),
+        has_tool_results(&body["messages"]),
+    )
+    .map(|t| {
+        (
+            t["toolSpec"]["name"].as_str().unwrap_or("f"),
+            tool_input(&t["toolSpec"]["inputSchema"]["json"], &said),
+        )
+    });
+    let fields = &body["additionalModelRequestFields"];
+    let thought = format!("Thinking about: {said}");
+    // Claude signs its reasoning; DeepSeek-R1 always reasons, unsigned; Nova 2 and gpt-oss when asked.
+    let reasoning =
+        if fields["thinking"]["type"] == "enabled" || fields["thinking"]["type"] == "adaptive" {
+            Some(json!({"reasoningText": {"text": thought, "signature": fake_signature(&thought)}}))
+        } else if model.contains("deepseek.r1")
+            || fields.get("reasoningConfig").is_some()
+            || fields.get("reasoning_effort").is_some()
+        {
+            Some(json!({"reasoningText": {"text": thought}}))
+        } else {
+            None
+        };
+    let cached = body.to_string().contains("\"cachePoint\"");
+    let mut usage =
         json!({"inputTokens": 20, "outputTokens": 5, "totalTokens": 27, "cacheReadInputTokens": 2});
+    if cached {
+        usage = json!({"inputTokens": 20, "outputTokens": 5, "totalTokens": 145, "cacheReadInputTokens": 100, "cacheWriteInputTokens": 20});
+    }
     if !stream {
-        let content = match tool {
-            Some(name) => {
-                json!([{"toolUse":{"toolUseId":"tooluse_Ab12","name":name,"input":{"city":"Paris"}}}])
-            }
-            None => json!([{"text": text}]),
+        let mut content: Vec<Value> = reasoning
+            .iter()
+            .map(|r| json!({"reasoningContent": r}))
+            .collect();
+        match &tool {
+            Some((name, input)) => content
+                .push(json!({"toolUse":{"toolUseId":"tooluse_Ab12","name":name,"input":input}})),
+            None => content.push(json!({"text": text})),
         };
         let stop = if tool.is_some() {
             "tool_use"
@@ -987,20 +1768,45 @@ fn converse_answer(body: &Value, model: &str, stream: bool) -> Reply {
         "messageStart",
         &json!({"role":"assistant","p":"xyz"}),
     )];
-    match tool {
-        Some(name) => {
-            frames.push(event_frame("contentBlockStart", &json!({"contentBlockIndex":0,"start":{"toolUse":{"toolUseId":"tooluse_Ab12","name":name}}})));
+    let mut index = 0;
+    if let Some(r) = &reasoning {
+        let t = r["reasoningText"]["text"].as_str().unwrap_or("");
+        frames.push(event_frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex":index,"delta":{"reasoningContent":{"text":&t[..9]}}}),
+        ));
+        frames.push(event_frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex":index,"delta":{"reasoningContent":{"text":&t[9..]}}}),
+        ));
+        if let Some(sig) = r["reasoningText"].get("signature") {
             frames.push(event_frame(
                 "contentBlockDelta",
-                &json!({"contentBlockIndex":0,"delta":{"toolUse":{"input":"{\"city\":"}}}),
+                &json!({"contentBlockIndex":index,"delta":{"reasoningContent":{"signature":sig}}}),
+            ));
+        }
+        frames.push(event_frame(
+            "contentBlockStop",
+            &json!({"contentBlockIndex":index}),
+        ));
+        index += 1;
+    }
+    match &tool {
+        Some((name, input)) => {
+            let args = input.to_string();
+            let (first, second) = halves(&args);
+            frames.push(event_frame("contentBlockStart", &json!({"contentBlockIndex":index,"start":{"toolUse":{"toolUseId":"tooluse_Ab12","name":name}}})));
+            frames.push(event_frame(
+                "contentBlockDelta",
+                &json!({"contentBlockIndex":index,"delta":{"toolUse":{"input":first}}}),
             ));
             frames.push(event_frame(
                 "contentBlockDelta",
-                &json!({"contentBlockIndex":0,"delta":{"toolUse":{"input":"\"Paris\"}"}}}),
+                &json!({"contentBlockIndex":index,"delta":{"toolUse":{"input":second}}}),
             ));
             frames.push(event_frame(
                 "contentBlockStop",
-                &json!({"contentBlockIndex":0}),
+                &json!({"contentBlockIndex":index}),
             ));
             frames.push(event_frame(
                 "messageStop",
@@ -1008,21 +1814,18 @@ fn converse_answer(body: &Value, model: &str, stream: bool) -> Reply {
             ));
         }
         None => {
-            let mid = (0..=text.len() / 2)
-                .rev()
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap_or(0);
+            let (first, second) = halves(&text);
             frames.push(event_frame(
                 "contentBlockDelta",
-                &json!({"contentBlockIndex":0,"delta":{"text":&text[..mid]}}),
+                &json!({"contentBlockIndex":index,"delta":{"text":first}}),
             ));
             frames.push(event_frame(
                 "contentBlockDelta",
-                &json!({"contentBlockIndex":0,"delta":{"text":&text[mid..]}}),
+                &json!({"contentBlockIndex":index,"delta":{"text":second}}),
             ));
             frames.push(event_frame(
                 "contentBlockStop",
-                &json!({"contentBlockIndex":0}),
+                &json!({"contentBlockIndex":index}),
             ));
             frames.push(event_frame(
                 "messageStop",

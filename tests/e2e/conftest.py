@@ -4,6 +4,7 @@ Both processes listen on 127.0.0.1 with port 0 and report their address on stdou
 killed at the end of the session.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -100,9 +101,10 @@ def start_gateway(fake_url: str, extra_env=None, args=()):
     return proc, f"http://{addr}"
 
 
-@pytest.fixture(scope="session")
-def gateway(fake_upstream):
-    proc, url = start_gateway(fake_upstream)
+@contextlib.contextmanager
+def running_gateway(fake_url: str, extra_env=None):
+    """A gateway started with `start_gateway`, stopped (gracefully, else killed) on exit."""
+    proc, url = start_gateway(fake_url, extra_env)
     try:
         yield url
     finally:
@@ -111,3 +113,9 @@ def gateway(fake_upstream):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def gateway(fake_upstream):
+    with running_gateway(fake_upstream) as url:
+        yield url

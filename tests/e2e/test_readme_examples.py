@@ -1,5 +1,6 @@
 """Every curl example of the README, run as written (only the address and key are pointed at the
-test gateway, which is served by the fake upstreams)."""
+test gateway, which is served by the fake upstreams, and lets clients name a guardrail as the
+README's guardrail example does)."""
 
 import json
 import pathlib
@@ -8,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import GATEWAY_KEY, ROOT
+from conftest import GATEWAY_KEY, ROOT, running_gateway
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
@@ -32,13 +33,20 @@ for block in BLOCKS:
         CURLS.append(current)
 
 
+@pytest.fixture(scope="module")
+def readme_gateway(fake_upstream):
+    # The README's guardrail example names its own guardrail, which the gateway must allow.
+    with running_gateway(fake_upstream, {"GUARDRAILS_ALLOW_CLIENT": "true"}) as url:
+        yield url
+
+
 def test_readme_has_curl_examples():
     assert len(CURLS) >= 5, CURLS
 
 
 @pytest.mark.parametrize("command", CURLS, ids=[f"curl-{i}" for i in range(len(CURLS))])
-def test_curl_example_works(gateway, command):
-    cmd = command.replace("http://localhost:8000", gateway).replace("my-gateway-key", GATEWAY_KEY)
+def test_curl_example_works(readme_gateway, command):
+    cmd = command.replace("http://localhost:8000", readme_gateway).replace("my-gateway-key", GATEWAY_KEY)
     cmd = cmd.replace("curl ", "curl --max-time 20 -w '\\n%{http_code}' ", 1)
     out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr

@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::format::blocks::{BlockEvent, BlockKind, BlockSequencer};
-use crate::format::InvocationMetrics;
-use crate::model::{finish_reason, ChatChunk, ChatResponse, Usage};
+use crate::format::{InvocationMetrics, BEDROCK_TRACE, GUARDRAIL_ACTION};
+use crate::model::{finish_reason, ChatChunk, ChatResponse, ThinkingBlock, Usage};
 use crate::stream::{EventEncoder, Framer, WireEvent};
 
 /// The Claude message id for an OpenAI completion id (`chatcmpl-X` → `msg_X`).
@@ -45,9 +45,16 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
     let choice = resp.choices.first();
     let mut content = Vec::new();
     if let Some(msg) = choice.map(|c| &c.message) {
-        if let Some(thinking) = msg.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
-            // Clients' SDKs require `signature`; there is none to give for a non-Claude model.
-            content.push(json!({"type": "thinking", "thinking": thinking, "signature": ""}));
+        match msg.thinking_blocks.as_deref().filter(|b| !b.is_empty()) {
+            // Claude's own blocks, signatures intact, so the client can send them back.
+            Some(blocks) => content.extend(blocks.iter().map(thinking_block_json)),
+            None => {
+                if let Some(thinking) = msg.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
+                    // Clients' SDKs require `signature`; a non-Claude model gives none.
+                    content
+                        .push(json!({"type": "thinking", "thinking": thinking, "signature": ""}));
+                }
+            }
         }
         let text = msg
             .content
@@ -80,7 +87,7 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
             ..MessageUsage::default()
         },
     };
-    json!({
+    let mut out = json!({
         "id": message_id(&resp.id),
         "type": "message",
         "role": "assistant",
@@ -89,7 +96,28 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
         "stop_reason": reason,
         "stop_sequence": null,
         "usage": usage,
-    })
+    });
+    // A guardrail's verdict and trace, as InvokeModel writes them beside the message.
+    for key in [GUARDRAIL_ACTION, BEDROCK_TRACE] {
+        if let Some(v) = resp.extra.get(key) {
+            out[key] = v.clone();
+        }
+    }
+    out
+}
+
+/// A canonical thinking block as an Anthropic content block.
+fn thinking_block_json(block: &ThinkingBlock) -> Value {
+    match block {
+        ThinkingBlock::Thinking {
+            thinking,
+            signature,
+        } => json!({"type": "thinking", "thinking": thinking,
+            "signature": signature.as_deref().unwrap_or("")}),
+        ThinkingBlock::RedactedThinking { data } => {
+            json!({"type": "redacted_thinking", "data": data})
+        }
+    }
 }
 
 /// One event of an Anthropic Messages stream.
@@ -135,6 +163,18 @@ pub enum ClaudeEvent<'a> {
             skip_serializing_if = "Option::is_none"
         )]
         metrics: Option<InvocationMetrics>,
+        /// A guardrail's verdict, when one ran.
+        #[serde(
+            rename = "amazon-bedrock-guardrailAction",
+            skip_serializing_if = "Option::is_none"
+        )]
+        guardrail_action: Option<Value>,
+        /// A guardrail's trace, when asked for.
+        #[serde(
+            rename = "amazon-bedrock-trace",
+            skip_serializing_if = "Option::is_none"
+        )]
+        trace: Option<Value>,
     },
 }
 
@@ -174,12 +214,17 @@ pub enum ContentBlock<'a> {
         /// Always empty at the start.
         text: &'static str,
     },
-    /// Reasoning; `signature` is empty (there is none to give for a non-Claude model).
+    /// Reasoning; the `signature` follows as a `signature_delta` (none for a non-Claude model).
     Thinking {
         /// Always empty at the start.
         thinking: &'static str,
-        /// Always empty.
+        /// Always empty at the start.
         signature: &'static str,
+    },
+    /// Encrypted reasoning, whole.
+    RedactedThinking {
+        /// The opaque data, to be sent back unchanged.
+        data: &'a str,
     },
     /// A tool call.
     ToolUse {
@@ -207,6 +252,12 @@ pub enum BlockDelta<'a> {
     Thinking {
         /// The text.
         thinking: &'a str,
+    },
+    /// The signature of a thinking block, just before it stops.
+    #[serde(rename = "signature_delta")]
+    Signature {
+        /// The signature.
+        signature: &'a str,
     },
     /// A piece of a tool call's JSON arguments.
     #[serde(rename = "input_json_delta")]
@@ -240,12 +291,7 @@ impl MessageUsage {
         let cached = usage.cached_tokens();
         let written = usage.cache_write_tokens();
         MessageUsage {
-            input_tokens: Some(
-                usage
-                    .prompt_tokens
-                    .saturating_sub(cached)
-                    .saturating_sub(written),
-            ),
+            input_tokens: Some(usage.uncached_input_tokens()),
             output_tokens: usage.completion_tokens,
             cache_read_input_tokens: (cached > 0).then_some(cached),
             cache_creation_input_tokens: (written > 0).then_some(written),
@@ -265,6 +311,8 @@ pub struct ClaudeStreamEncoder {
     usage: Option<Usage>,
     /// Add `amazon-bedrock-invocationMetrics` to `message_stop`, as Bedrock's own streams do.
     bedrock_metrics: bool,
+    /// A guardrail's verdict and trace from the finish chunk, for `message_stop`.
+    guardrail: (Option<Value>, Option<Value>),
 }
 
 impl ClaudeStreamEncoder {
@@ -335,6 +383,7 @@ fn claude_block_event<F: Framer>(event: BlockEvent<'_>, out: &mut F) {
                     thinking: "",
                     signature: "",
                 },
+                BlockKind::RedactedThinking { data } => ContentBlock::RedactedThinking { data },
                 BlockKind::ToolUse { call, id, name } => ContentBlock::ToolUse {
                     id: id.map_or_else(|| format!("toolu_{call}").into(), Into::into),
                     name,
@@ -345,6 +394,10 @@ fn claude_block_event<F: Framer>(event: BlockEvent<'_>, out: &mut F) {
         BlockEvent::Thinking { index, text } => ClaudeEvent::ContentBlockDelta {
             index,
             delta: BlockDelta::Thinking { thinking: text },
+        },
+        BlockEvent::Signature { index, signature } => ClaudeEvent::ContentBlockDelta {
+            index,
+            delta: BlockDelta::Signature { signature },
         },
         BlockEvent::Text { index, text } => ClaudeEvent::ContentBlockDelta {
             index,
@@ -375,6 +428,10 @@ impl EventEncoder for ClaudeStreamEncoder {
                 if let Some(finish) = choice.finish_reason.as_deref() {
                     self.blocks.close(&mut emit);
                     self.stop_reason = Some(stop_reason(finish));
+                    self.guardrail = (
+                        chunk.extra.get(GUARDRAIL_ACTION).cloned(),
+                        chunk.extra.get(BEDROCK_TRACE).cloned(),
+                    );
                 }
             }
         }
@@ -398,7 +455,12 @@ impl EventEncoder for ClaudeStreamEncoder {
             .as_ref()
             .filter(|_| self.bedrock_metrics)
             .map(InvocationMetrics::of);
-        out.event(&ClaudeEvent::MessageStop { metrics });
+        let (guardrail_action, trace) = std::mem::take(&mut self.guardrail);
+        out.event(&ClaudeEvent::MessageStop {
+            metrics,
+            guardrail_action,
+            trace,
+        });
         self.stopped = true;
     }
 }

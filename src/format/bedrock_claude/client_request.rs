@@ -1,9 +1,12 @@
 //! A client's Claude-format body (Anthropic Messages, as Bedrock takes it) → canonical request.
 //!
 //! Used when a client POSTs a Bedrock Claude body to the gateway and the chosen model is not Claude
-//! (Claude → Claude is forwarded as written by [`native_body`](super::native_body), losslessly).
-//! So `thinking` / `redacted_thinking` blocks in the history are dropped here: their signatures only
-//! mean something to Claude, and the canonical format has no place for them.
+//! (Claude → Claude is forwarded as written by [`native_body`](super::native_body), losslessly), and
+//! to check a body that is forwarded. `thinking` / `redacted_thinking` blocks in the history become
+//! the assistant turn's `thinking_blocks` (signatures intact, for Claude over Converse); the
+//! `thinking` object is kept as is; `cache_control` on system, message and tool blocks becomes the
+//! canonical breakpoint of the matching part, message or tool (on a `tool_use` block: its
+//! message's, the nearest the canonical form has).
 //!
 //! The body is read from the parsed JSON map (not a typed struct) so every type error can name the
 //! offending parameter in the 400, as OpenAI clients expect.
@@ -11,9 +14,10 @@
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
+use crate::format::data_url::encode_base64;
 use crate::model::{
-    ChatRequest, ContentPart, FilePart, Message, MessageContent, Role, Stop, StreamOptions, Tool,
-    ToolCall, ToolChoice,
+    CacheControl, ChatRequest, ContentPart, FilePart, Message, MessageContent, Role, Stop,
+    StreamOptions, ThinkingBlock, Tool, ToolCall, ToolChoice,
 };
 
 /// Decodes a client's Claude-format body into a canonical request.
@@ -42,7 +46,11 @@ pub fn decode_client_request(body: &Map<String, Value>) -> Result<ChatRequest, G
                     block.get("type").and_then(Value::as_str),
                     block.get("text").and_then(Value::as_str),
                 ) {
-                    (Some("text"), Some(text)) => parts.push(ContentPart::text(text)),
+                    (Some("text"), Some(text)) => {
+                        let mut part = ContentPart::text(text);
+                        part.cache_control = cache_control(block, "system")?;
+                        parts.push(part);
+                    }
                     _ => return Err(wrong_type("system", "a string or an array of text blocks")),
                 }
             }
@@ -126,6 +134,29 @@ pub fn decode_client_request(body: &Map<String, Value>) -> Result<ChatRequest, G
             });
         }
     }
+    // Anthropic's structured outputs (`output_config.format`, earlier `output_format`): the
+    // canonical `response_format` of the same schema.
+    let output_format = present(body, "output_config")
+        .and_then(|c| c.get("format"))
+        .filter(|f| !f.is_null())
+        .map(|f| ("output_config.format", f))
+        .or_else(|| present(body, "output_format").map(|f| ("output_format", f)));
+    if let Some((param, v)) = output_format {
+        let schema = v
+            .as_object()
+            .filter(|o| o.get("type").and_then(Value::as_str) == Some("json_schema"))
+            .and_then(|o| o.get("schema"))
+            .filter(|s| s.is_object())
+            .ok_or_else(|| wrong_type(param, "{\"type\":\"json_schema\",\"schema\":{…}}"))?;
+        req.response_format = Some(serde_json::json!({"type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema}}));
+    }
+    if let Some(v) = present(body, "thinking") {
+        req.thinking = Some(
+            serde_json::from_value(v.clone())
+                .map_err(|_| wrong_type("thinking", "an object with a string 'type'"))?,
+        );
+    }
     if let Some(v) = present(body, "tools") {
         let tools = v
             .as_array()
@@ -193,12 +224,24 @@ fn bad_message(message: impl Into<String>) -> GatewayError {
     GatewayError::invalid_request(message.into()).with_param("messages")
 }
 
-/// A lone text part collapses to a plain string; no parts → no content.
+/// A lone text part without a breakpoint collapses to a plain string; no parts → no content.
 fn content_from_parts(mut parts: Vec<ContentPart>) -> Option<MessageContent> {
     match parts.len() {
         0 => None,
-        1 if parts[0].kind == "text" => parts.pop().and_then(|p| p.text).map(MessageContent::Text),
+        1 if parts[0].kind == "text" && parts[0].cache_control.is_none() => {
+            parts.pop().and_then(|p| p.text).map(MessageContent::Text)
+        }
         _ => Some(MessageContent::Parts(parts)),
+    }
+}
+
+/// A block's `cache_control`, typed.
+fn cache_control(block: &Value, param: &'static str) -> Result<Option<CacheControl>, GatewayError> {
+    match block.get("cache_control") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|_| wrong_type(param, "cache_control objects like {\"type\":\"ephemeral\"}")),
     }
 }
 
@@ -232,25 +275,64 @@ fn decode_turn(turn: &Value, out: &mut Vec<Message>) -> Result<(), GatewayError>
     let mut parts = Vec::new();
     let mut tool_calls = Vec::new();
     let mut tool_results = Vec::new();
+    let mut thinking_blocks = Vec::new();
+    let mut turn_cache = None;
     for block in blocks {
         let kind = block
             .get("type")
             .and_then(Value::as_str)
             .ok_or_else(|| bad_message("Each content block needs a 'type'."))?;
+        let cache = cache_control(block, "messages")?;
         match (kind, role) {
             ("text", _) => {
                 let text = block
                     .get("text")
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad_message("A text block needs a string 'text'."))?;
-                parts.push(ContentPart::text(text));
+                let mut part = ContentPart::text(text);
+                part.cache_control = cache;
+                parts.push(part);
             }
-            ("image", Role::User) => parts.push(image_part(block)?),
-            ("document", Role::User) => parts.push(document_part(block)?),
-            ("tool_result", Role::User) => tool_results.push(tool_result_message(block)?),
-            ("tool_use", Role::Assistant) => tool_calls.push(tool_call(block)?),
-            // Signed reasoning only round-trips to Claude itself (see the module docs).
-            ("thinking" | "redacted_thinking", Role::Assistant) => {}
+            ("image", Role::User) => {
+                let mut part = image_part(block)?;
+                part.cache_control = cache;
+                parts.push(part);
+            }
+            ("document", Role::User) => {
+                let mut part = document_part(block)?;
+                part.cache_control = cache;
+                parts.push(part);
+            }
+            ("tool_result", Role::User) => {
+                let mut result = tool_result_message(block)?;
+                result.cache_control = cache;
+                tool_results.push(result);
+            }
+            ("tool_use", Role::Assistant) => {
+                tool_calls.push(tool_call(block)?);
+                turn_cache = cache.or(turn_cache);
+            }
+            ("thinking", Role::Assistant) => {
+                let text = block.get("thinking").and_then(Value::as_str);
+                let signature = block.get("signature").and_then(Value::as_str);
+                let (Some(thinking), Some(signature)) = (text, signature) else {
+                    return Err(bad_message(
+                        "A thinking block needs string 'thinking' and 'signature'.",
+                    ));
+                };
+                thinking_blocks.push(ThinkingBlock::Thinking {
+                    thinking: thinking.to_owned(),
+                    signature: Some(signature.to_owned()),
+                });
+            }
+            ("redacted_thinking", Role::Assistant) => {
+                let data = block.get("data").and_then(Value::as_str).ok_or_else(|| {
+                    bad_message("A redacted_thinking block needs a string 'data'.")
+                })?;
+                thinking_blocks.push(ThinkingBlock::RedactedThinking {
+                    data: data.to_owned(),
+                });
+            }
             (other, _) => {
                 return Err(GatewayError::unsupported(
                     "messages",
@@ -267,9 +349,11 @@ fn decode_turn(turn: &Value, out: &mut Vec<Message>) -> Result<(), GatewayError>
     out.extend(tool_results);
     let content = content_from_parts(parts);
     if role == Role::Assistant {
-        if content.is_some() || !tool_calls.is_empty() {
+        if content.is_some() || !tool_calls.is_empty() || !thinking_blocks.is_empty() {
             let mut m = Message::new(role, content);
             m.tool_calls = (!tool_calls.is_empty()).then_some(tool_calls);
+            m.thinking_blocks = (!thinking_blocks.is_empty()).then_some(thinking_blocks);
+            m.cache_control = turn_cache;
             out.push(m);
         }
     } else if let Some(content) = content {
@@ -306,35 +390,59 @@ fn image_part(block: &Value) -> Result<ContentPart, GatewayError> {
     }
 }
 
+/// A document block as a file part: base64 (PDF), text (as a `text/plain` data URL) or URL
+/// sources; its title, context and citations settings kept for models that take them.
 fn document_part(block: &Value) -> Result<ContentPart, GatewayError> {
     let source = block.get("source");
-    if source.and_then(|s| s.get("type")).and_then(Value::as_str) == Some("text") {
-        // A plain-text document is just text to every other model.
-        let text = source
-            .and_then(|s| s.get("data"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad_message("A text document needs string 'source.data'."))?;
-        return Ok(ContentPart::text(text));
-    }
-    let (mime, data) = base64_source(block)
-        .ok_or_else(|| bad_message("A document block needs a base64 or text 'source'."))?;
-    let filename = block
+    let title = block
         .get("title")
         .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .map_or_else(|| "document.pdf".to_owned(), str::to_owned);
-    Ok(ContentPart {
-        kind: "file".into(),
-        text: None,
-        image_url: None,
-        file: Some(FilePart {
-            file_data: Some(format!("data:{mime};base64,{data}")),
-            filename: Some(filename),
-            file_id: None,
-        }),
-        refusal: None,
-        extra: Map::new(),
-    })
+        .filter(|t| !t.is_empty());
+    let kind = source.and_then(|s| s.get("type")).and_then(Value::as_str);
+    let (data, filename) = match kind {
+        Some("text") => {
+            let text = source
+                .and_then(|s| s.get("data"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad_message("A text document needs string 'source.data'."))?;
+            let data = format!("data:text/plain;base64,{}", encode_base64(text.as_bytes()));
+            (
+                data,
+                title.map_or_else(|| "document.txt".to_owned(), str::to_owned),
+            )
+        }
+        Some("url") => {
+            let url = source
+                .and_then(|s| s.get("url"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad_message("A url document needs string 'source.url'."))?;
+            (
+                url.to_owned(),
+                title.map_or_else(|| "document.pdf".to_owned(), str::to_owned),
+            )
+        }
+        _ => {
+            let (mime, data) = base64_source(block).ok_or_else(|| {
+                bad_message("A document block needs a base64, text or url 'source'.")
+            })?;
+            (
+                format!("data:{mime};base64,{data}"),
+                title.map_or_else(|| "document.pdf".to_owned(), str::to_owned),
+            )
+        }
+    };
+    let mut file = FilePart::inline(data, Some(filename));
+    file.title = title.map(str::to_owned);
+    file.context = block
+        .get("context")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    file.citations = block.get("citations").filter(|c| c.is_object()).cloned();
+    let mut part = ContentPart::text("");
+    part.kind = "file".into();
+    part.text = None;
+    part.file = Some(file);
+    Ok(part)
 }
 
 fn tool_result_message(block: &Value) -> Result<Message, GatewayError> {
@@ -414,7 +522,9 @@ fn decode_tool(tool: &Value) -> Result<Tool, GatewayError> {
         .and_then(Value::as_str)
         .map(str::to_owned);
     let schema = obj.get("input_schema").filter(|s| !s.is_null()).cloned();
-    Ok(Tool::function(name, description, schema))
+    let mut out = Tool::function(name, description, schema);
+    out.cache_control = cache_control(tool, "tools")?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -461,7 +571,8 @@ mod tests {
                     {"role":"system","content":"You are terse."},
                     {"role":"user","content":"Weather in Paris?"},
                     {"role":"assistant","content":"Checking.","tool_calls":[{"id":"toolu_1","type":"function",
-                        "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+                        "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}],
+                        "thinking_blocks":[{"type":"thinking","thinking":"hmm","signature":"s"}]},
                     {"role":"tool","content":"21C\nsunny","tool_call_id":"toolu_1"},
                     {"role":"user","content":"And tomorrow?"}]})
         );
@@ -486,8 +597,8 @@ mod tests {
                 {"role":"tool","content":"","tool_call_id":"t2"},
                 {"role":"user","content":[
                     {"type":"image_url","image_url":{"url":"data:image/png;base64,iVBO"}},
-                    {"type":"file","file":{"file_data":"data:application/pdf;base64,JVBE","filename":"r.pdf"}},
-                    {"type":"text","text":"plain doc"}]}])
+                    {"type":"file","file":{"file_data":"data:application/pdf;base64,JVBE","filename":"r.pdf","title":"r.pdf"}},
+                    {"type":"file","file":{"file_data":"data:text/plain;base64,cGxhaW4gZG9j","filename":"document.txt"}}]}])
         );
         assert!(out.get("stream").is_none() && out.get("stream_options").is_none());
     }
@@ -550,5 +661,56 @@ mod tests {
             json!({"model":"m","messages":[],"tools":[{"type":"bash_20250124","name":"bash"}]}),
         );
         assert_eq!(e.param(), Some("tools"));
+    }
+
+    #[test]
+    fn cache_control_thinking_and_its_blocks() {
+        let out = decode(
+            json!({"model":"m","thinking":{"type":"enabled","budget_tokens":2048},
+            "system":[{"type":"text","text":"Rules","cache_control":{"type":"ephemeral","ttl":"1h"}}],
+            "tools":[{"name":"f","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}],
+            "messages":[
+                {"role":"user","content":[{"type":"text","text":"Doc","cache_control":{"type":"ephemeral"}}]},
+                {"role":"assistant","content":[
+                    {"type":"thinking","thinking":"hmm","signature":"sig=="},
+                    {"type":"redacted_thinking","data":"enc"},
+                    {"type":"tool_use","id":"t1","name":"f","input":{},"cache_control":{"type":"ephemeral"}}]},
+                {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"ok",
+                    "cache_control":{"type":"ephemeral"}}]}]}),
+        );
+        assert_eq!(
+            out["thinking"],
+            json!({"type":"enabled","budget_tokens":2048})
+        );
+        assert_eq!(
+            out["messages"][0],
+            json!({"role":"system","content":[{"type":"text","text":"Rules","cache_control":{"type":"ephemeral","ttl":"1h"}}]})
+        );
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([{"type":"text","text":"Doc","cache_control":{"type":"ephemeral"}}])
+        );
+        assert_eq!(
+            out["messages"][2]["thinking_blocks"],
+            json!([{"type":"thinking","thinking":"hmm","signature":"sig=="},{"type":"redacted_thinking","data":"enc"}])
+        );
+        assert_eq!(
+            out["messages"][2]["cache_control"],
+            json!({"type":"ephemeral"})
+        );
+        assert_eq!(
+            out["messages"][3]["cache_control"],
+            json!({"type":"ephemeral"})
+        );
+        assert_eq!(
+            out["tools"][0]["cache_control"],
+            json!({"type":"ephemeral"})
+        );
+        let e = decode_err(
+            json!({"model":"m","messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"x"}]}]}),
+        );
+        assert_eq!(e.param(), Some("messages"));
+        let e = decode_err(json!({"model":"m","messages":[],"thinking":"on"}));
+        assert_eq!(e.param(), Some("thinking"));
     }
 }

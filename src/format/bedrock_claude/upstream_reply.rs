@@ -4,7 +4,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
-use crate::model::{finish_reason, ChatResponse, ChunkMeta, ResponseMessage, ToolCall, Usage};
+use crate::format::{BEDROCK_TRACE, GUARDRAIL_ACTION};
+use crate::model::{
+    finish_reason, ChatResponse, ChunkMeta, ResponseMessage, ThinkingBlock, ToolCall, Usage,
+};
 
 /// Maps a Claude `stop_reason` to an OpenAI `finish_reason` (PROTOCOLS 5.5); unknown → `stop`.
 pub fn map_stop_reason(stop_reason: &str) -> &'static str {
@@ -24,6 +27,12 @@ struct ClaudeMessage {
     stop_reason: Option<String>,
     #[serde(default)]
     usage: Option<ClaudeUsage>,
+    /// `INTERVENED` when a guardrail replaced the answer.
+    #[serde(default, rename = "amazon-bedrock-guardrailAction")]
+    guardrail_action: Option<String>,
+    /// The guardrail's trace, when asked for.
+    #[serde(default, rename = "amazon-bedrock-trace")]
+    trace: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -42,8 +51,13 @@ enum Block {
     Thinking {
         #[serde(default)]
         thinking: String,
+        #[serde(default)]
+        signature: Option<String>,
     },
-    /// `redacted_thinking`, server-tool blocks and anything newer: not representable in OpenAI.
+    RedactedThinking {
+        data: String,
+    },
+    /// Server-tool blocks and anything newer: not representable in OpenAI.
     #[serde(other)]
     Other,
 }
@@ -86,15 +100,28 @@ pub fn decode_response(body: &[u8], meta: &ChunkMeta) -> Result<ChatResponse, Ga
 
     let mut text: Option<String> = None;
     let mut reasoning: Option<String> = None;
+    let mut thinking_blocks = Vec::new();
     let mut tool_calls = Vec::new();
     for block in msg.content {
         match block {
             // Claude splits one answer into several text blocks (e.g. around citations); the
             // pieces are contiguous, so they are joined without a separator.
             Block::Text { text: t } => text.get_or_insert_with(String::new).push_str(&t),
-            Block::Thinking { thinking } => reasoning
-                .get_or_insert_with(String::new)
-                .push_str(&thinking),
+            Block::Thinking {
+                thinking,
+                signature,
+            } => {
+                reasoning
+                    .get_or_insert_with(String::new)
+                    .push_str(&thinking);
+                thinking_blocks.push(ThinkingBlock::Thinking {
+                    thinking,
+                    signature,
+                });
+            }
+            Block::RedactedThinking { data } => {
+                thinking_blocks.push(ThinkingBlock::RedactedThinking { data })
+            }
             Block::ToolUse { id, name, input } => {
                 let input = input.unwrap_or_else(|| Value::Object(Map::new()));
                 let arguments = serde_json::to_string(&input).map_err(|e| {
@@ -106,21 +133,30 @@ pub fn decode_response(body: &[u8], meta: &ChunkMeta) -> Result<ChatResponse, Ga
         }
     }
 
-    let finish = if tool_calls.is_empty() {
+    let intervened = msg.guardrail_action.as_deref() == Some("INTERVENED");
+    let finish = if intervened {
+        finish_reason::CONTENT_FILTER
+    } else if tool_calls.is_empty() {
         map_stop_reason(msg.stop_reason.as_deref().unwrap_or("end_turn"))
     } else {
         finish_reason::TOOL_CALLS
     };
+    let mut extra = Map::new();
+    if let Some(action) = msg.guardrail_action {
+        extra.insert(GUARDRAIL_ACTION.into(), Value::String(action));
+    }
+    if let Some(trace) = msg.trace {
+        extra.insert(BEDROCK_TRACE.into(), trace);
+    }
     let mut message =
         ResponseMessage::assistant(text, (!tool_calls.is_empty()).then_some(tool_calls));
     message.reasoning_content = reasoning;
+    message.thinking_blocks = (!thinking_blocks.is_empty()).then_some(thinking_blocks);
 
-    Ok(ChatResponse::new(
-        meta,
-        message,
-        finish,
-        msg.usage.map(ClaudeUsage::to_usage),
-    ))
+    let mut response =
+        ChatResponse::new(meta, message, finish, msg.usage.map(ClaudeUsage::to_usage));
+    response.extra = extra;
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -172,7 +208,9 @@ mod tests {
         );
         assert_eq!(
             out["choices"][0],
-            json!({"index":0,"message":{"role":"assistant","content":"AB","refusal":null,"reasoning_content":"hmm"},
+            json!({"index":0,"message":{"role":"assistant","content":"AB","refusal":null,"reasoning_content":"hmm",
+                    "thinking_blocks":[{"type":"thinking","thinking":"hmm","signature":"s"},
+                        {"type":"redacted_thinking","data":"x"}]},
                 "finish_reason":"length","logprobs":null})
         );
         assert_eq!(

@@ -8,14 +8,25 @@
 //! Conversation shaping (PROTOCOLS 5.1): system/developer messages anywhere go to top-level `system`;
 //! tool results become `tool_result` blocks in a user turn; adjacent same-role turns are merged so
 //! roles alternate; a history that starts with the assistant gets a minimal user turn first.
+//!
+//! Claude's features: cache breakpoints become `cache_control` on the matching blocks (the system
+//! prompt becomes text blocks when one sits in it), dropped where the model does not cache, at
+//! most four; reasoning becomes `thinking` under Claude's rules (the `thinking` module); an
+//! assistant turn's signed `thinking_blocks` go back first, as written; file parts become PDF or
+//! text `document` blocks with their title, context and citations settings.
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 
-use super::{parse_data_url, ANTHROPIC_VERSION};
+use super::{thinking, ANTHROPIC_VERSION};
 use crate::error::GatewayError;
+use crate::format::caching::{CacheArea as Area, CachePlacer, CacheSupport};
+use crate::format::data_url::{decode_base64, DataUrl};
+use crate::format::reasoning::ReasoningBudgets;
+use crate::format::structured;
 use crate::model::{
-    ChatRequest, ContentPart, Message, MessageContent, Role, ToolCall, ToolChoiceKind,
+    CacheControl, ChatRequest, ContentPart, Message, MessageContent, Role, ThinkingBlock, ToolCall,
+    ToolChoiceKind,
 };
 
 /// Options of the canonical → Claude encoder.
@@ -24,18 +35,30 @@ use crate::model::{
 pub struct ClaudeRequestOptions {
     /// `max_tokens` when the client gave no limit (Claude requires one).
     pub default_max_tokens: u32,
+    /// Where the model caches prompts: cache breakpoints elsewhere are dropped.
+    pub cache: CacheSupport,
+    /// `reasoning_effort` → thinking budget.
+    pub reasoning: ReasoningBudgets,
 }
 
 impl ClaudeRequestOptions {
     /// Sends `default_max_tokens` when the client gave no limit.
     pub fn new(default_max_tokens: u32) -> Self {
-        ClaudeRequestOptions { default_max_tokens }
+        ClaudeRequestOptions {
+            default_max_tokens,
+            cache: CacheSupport::ALL,
+            reasoning: ReasoningBudgets::default(),
+        }
     }
 }
 
 impl Default for ClaudeRequestOptions {
     fn default() -> Self {
-        ClaudeRequestOptions::new(4096)
+        ClaudeRequestOptions {
+            default_max_tokens: 4096,
+            cache: CacheSupport::ALL,
+            reasoning: ReasoningBudgets::default(),
+        }
     }
 }
 
@@ -45,9 +68,6 @@ const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/w
 /// Keys of a client's native body that only route the request and must not reach Bedrock.
 const ROUTING_KEYS: [&str; 4] = ["model", "model_id", "modelId", "stream"];
 
-/// Minimum thinking budget Claude accepts.
-const MIN_THINKING_BUDGET: u32 = 1024;
-
 /// Encodes a canonical request as a Bedrock Claude InvokeModel body.
 pub fn encode_request(
     req: &ChatRequest,
@@ -56,32 +76,25 @@ pub fn encode_request(
     let mut body = Map::new();
     body.insert("anthropic_version".into(), Value::from(ANTHROPIC_VERSION));
 
-    let mut max_tokens = req
-        .max_output_tokens()
-        .unwrap_or(opts.default_max_tokens)
-        .max(1);
-    let thinking_budget = thinking_budget(req.reasoning_effort.as_deref(), max_tokens)?;
-    if let Some(budget) = thinking_budget {
-        if budget >= max_tokens {
-            max_tokens = budget.saturating_add(MIN_THINKING_BUDGET);
-        }
-    }
+    let plan = thinking::plan(req, Some(opts.default_max_tokens), &opts.reasoning)?;
+    let max_tokens = plan.max_tokens.unwrap_or(opts.default_max_tokens).max(1);
     body.insert("max_tokens".into(), Value::from(max_tokens));
 
-    let (system, messages) = encode_messages(&req.messages)?;
+    let mut cache = CachePoints::new(opts.cache);
+    let (system, messages) = encode_messages(&req.messages, &mut cache)?;
     let system = with_response_format(system, req.response_format.as_ref())?;
-    if !system.is_empty() {
-        body.insert("system".into(), Value::String(system));
+    if let Some(system) = system.into_json() {
+        body.insert("system".into(), system);
     }
     body.insert("messages".into(), Value::Array(messages));
 
-    if let Some(budget) = thinking_budget {
-        body.insert(
-            "thinking".into(),
-            json!({"type": "enabled", "budget_tokens": budget}),
-        );
+    if let Some(thinking) = plan.thinking.clone() {
+        body.insert("thinking".into(), thinking);
+        // The plan checked the sampling rules of thinking: only a top_p Claude takes is left.
+        if let Some(p) = req.top_p.filter(|p| p.is_finite()) {
+            body.insert("top_p".into(), Value::from(p));
+        }
     } else {
-        // With thinking on, Claude rejects any sampling override, so these are only sent without it.
         if let Some(t) = req.temperature.filter(|t| t.is_finite()) {
             body.insert("temperature".into(), Value::from(t.clamp(0.0, 1.0)));
         }
@@ -104,8 +117,123 @@ pub fn encode_request(
         body.insert("stop_sequences".into(), Value::Array(stops));
     }
 
-    encode_tools(req, thinking_budget.is_some(), &mut body)?;
+    encode_tools(req, &mut body, &mut cache)?;
+    cache.finish()?;
     Ok(Value::Object(body))
+}
+
+/// Checks what Claude would reject in a request whose body is forwarded as the client wrote it
+/// (the rules of thinking, and cache breakpoint shapes and count): a clear 400 before Bedrock's.
+pub fn check_native(req: &ChatRequest, opts: &ClaudeRequestOptions) -> Result<(), GatewayError> {
+    thinking::plan(req, Some(opts.default_max_tokens), &opts.reasoning)?;
+    // Counted from the decoded request, without encoding the body again (it can carry
+    // megabytes of images).
+    let mut cache = CachePlacer::new(CacheSupport::ALL);
+    for msg in &req.messages {
+        let area = match msg.role {
+            Role::System | Role::Developer => Area::System,
+            _ => Area::Messages,
+        };
+        cache.keep(area, msg.cache_control.as_ref())?;
+        if let Some(MessageContent::Parts(parts)) = &msg.content {
+            for part in parts {
+                cache.keep(area, part.cache_control.as_ref())?;
+            }
+        }
+    }
+    for tool in req.tools.iter().flatten() {
+        cache.keep(Area::Tools, tool.cache_control.as_ref())?;
+    }
+    cache.finish()
+}
+
+/// The breakpoint placer, writing Claude's `cache_control` JSON.
+struct CachePoints(CachePlacer);
+
+impl CachePoints {
+    fn new(support: CacheSupport) -> Self {
+        CachePoints(CachePlacer::new(support))
+    }
+
+    /// The `cache_control` to write for `cache` in `area`, if it is kept.
+    fn mark(
+        &mut self,
+        area: Area,
+        cache: Option<&CacheControl>,
+    ) -> Result<Option<Value>, GatewayError> {
+        Ok(self
+            .0
+            .keep(area, cache)?
+            .map(|c| serde_json::to_value(c).unwrap_or(Value::Null)))
+    }
+
+    fn finish(&self) -> Result<(), GatewayError> {
+        self.0.finish()
+    }
+}
+
+/// Puts a kept breakpoint on a block.
+fn with_cache(mut block: Value, cache: Option<Value>) -> Value {
+    if let (Some(c), Some(obj)) = (cache, block.as_object_mut()) {
+        obj.insert("cache_control".into(), c);
+    }
+    block
+}
+
+/// The system prompt: one string, or text blocks when a breakpoint sits in it.
+#[derive(Default)]
+struct System {
+    blocks: Vec<(String, Option<Value>)>,
+    /// The text of each system message (parts joined by a newline), for the plain-string form.
+    messages: Vec<String>,
+}
+
+impl System {
+    fn into_json(self) -> Option<Value> {
+        if self.blocks.iter().any(|(_, c)| c.is_some()) {
+            let blocks: Vec<Value> = self
+                .blocks
+                .into_iter()
+                .map(|(text, cache)| with_cache(json!({"type": "text", "text": text}), cache))
+                .collect();
+            return (!blocks.is_empty()).then_some(Value::Array(blocks));
+        }
+        let text = self.messages.join("\n\n");
+        (!text.is_empty()).then_some(Value::String(text))
+    }
+
+    fn push_instruction(&mut self, text: String) {
+        self.messages.push(text.clone());
+        self.blocks.push((text, None));
+    }
+
+    fn push_message(&mut self, msg: &Message, cache: &mut CachePoints) -> Result<(), GatewayError> {
+        let text = msg.text_content();
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        self.messages.push(text);
+        let first = self.blocks.len();
+        match &msg.content {
+            Some(MessageContent::Parts(parts)) => {
+                for part in parts {
+                    let Some(t) = part.text.as_deref().filter(|t| !t.trim().is_empty()) else {
+                        continue;
+                    };
+                    let c = cache.mark(Area::System, part.cache_control.as_ref())?;
+                    self.blocks.push((t.to_owned(), c));
+                }
+            }
+            Some(MessageContent::Text(t)) => self.blocks.push((t.clone(), None)),
+            None => {}
+        }
+        if let Some(c) = cache.mark(Area::System, msg.cache_control.as_ref())? {
+            if let Some(last) = self.blocks[first..].last_mut() {
+                last.1 = Some(c);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// [`encode_request`], serialized.
@@ -154,29 +282,6 @@ impl Serialize for NativeBody<'_> {
     }
 }
 
-/// The thinking budget for `reasoning_effort`, or `None` when thinking stays off.
-fn thinking_budget(effort: Option<&str>, max_tokens: u32) -> Result<Option<u32>, GatewayError> {
-    let percent = match effort {
-        None | Some("none") | Some("minimal") => return Ok(None),
-        Some("low") => 30,
-        Some("medium") => 60,
-        Some("high") | Some("xhigh") | Some("max") => 100,
-        Some(other) => {
-            return Err(GatewayError::invalid_request(format!(
-                "Unsupported value for 'reasoning_effort': '{other}'. Expected one of none, minimal, low, medium, high, xhigh, max."
-            ))
-            .with_param("reasoning_effort")
-            .with_code("unsupported_value"))
-        }
-    };
-    let budget = if percent == 100 {
-        max_tokens.saturating_sub(1)
-    } else {
-        u32::try_from(u64::from(max_tokens) * percent / 100).unwrap_or(u32::MAX)
-    };
-    Ok(Some(budget.max(MIN_THINKING_BUDGET)))
-}
-
 fn top_k(v: &Value) -> Option<u64> {
     v.as_u64().or_else(|| {
         v.as_f64()
@@ -185,53 +290,16 @@ fn top_k(v: &Value) -> Option<u64> {
     })
 }
 
-/// Appends the JSON-mode instruction for `response_format` to the system prompt.
-///
-/// Claude on InvokeModel has no structured-output switch; a system instruction is the least
-/// invasive way to honour `json_object` / `json_schema` without changing the reply shape.
+/// Appends the JSON-mode instruction for a `response_format` still on the request to the system
+/// prompt. The provider lowers `response_format` first ([`structured::lower`]: a forced tool, a
+/// prefill); a request encoded directly gets the instruction at least.
 fn with_response_format(
-    mut system: String,
+    mut system: System,
     format: Option<&Value>,
-) -> Result<String, GatewayError> {
-    let Some(format) = format else {
-        return Ok(system);
-    };
-    let kind = format.get("type").and_then(Value::as_str).unwrap_or("text");
-    let instruction = match kind {
-        "text" => return Ok(system),
-        "json_object" => {
-            "Respond only with a single valid JSON object. Do not add any text, explanation or \
-                          Markdown code fences before or after the JSON."
-                .to_owned()
-        }
-        "json_schema" => {
-            let spec = format.get("json_schema");
-            let schema = spec.and_then(|s| s.get("schema"));
-            let name = spec.and_then(|s| s.get("name")).and_then(Value::as_str);
-            let mut text = String::from(
-                "Respond only with a single valid JSON value that conforms to the following JSON Schema. Do not \
-                 add any text, explanation or Markdown code fences before or after the JSON.",
-            );
-            if let Some(name) = name {
-                text.push_str(&format!("\nSchema name: {name}"));
-            }
-            if let Some(schema) = schema {
-                text.push_str("\nJSON Schema:\n");
-                text.push_str(&schema.to_string());
-            }
-            text
-        }
-        other => {
-            return Err(GatewayError::unsupported(
-                "response_format",
-                format!("response_format type '{other}' is not supported for Claude models."),
-            ))
-        }
-    };
-    if !system.is_empty() {
-        system.push_str("\n\n");
+) -> Result<System, GatewayError> {
+    if let Some(instruction) = format.map(structured::instruction).transpose()?.flatten() {
+        system.push_instruction(instruction);
     }
-    system.push_str(&instruction);
     Ok(system)
 }
 
@@ -241,24 +309,21 @@ struct Turn {
     blocks: Vec<Value>,
 }
 
-/// Splits the conversation into the `system` string and alternating Claude turns.
-fn encode_messages(messages: &[Message]) -> Result<(String, Vec<Value>), GatewayError> {
-    let mut system = String::new();
+/// Splits the conversation into the system prompt and alternating Claude turns.
+fn encode_messages(
+    messages: &[Message],
+    cache: &mut CachePoints,
+) -> Result<(System, Vec<Value>), GatewayError> {
+    let mut system = System::default();
     let mut turns: Vec<Turn> = Vec::with_capacity(messages.len());
     for msg in messages {
-        let (role, blocks) = match msg.role {
+        let (role, mut blocks) = match msg.role {
             Role::System | Role::Developer => {
-                let text = msg.text_content();
-                if !text.trim().is_empty() {
-                    if !system.is_empty() {
-                        system.push_str("\n\n");
-                    }
-                    system.push_str(&text);
-                }
+                system.push_message(msg, cache)?;
                 continue;
             }
-            Role::User => ("user", user_blocks(msg)?),
-            Role::Assistant => ("assistant", assistant_blocks(msg)?),
+            Role::User => ("user", user_blocks(msg, cache)?),
+            Role::Assistant => ("assistant", assistant_blocks(msg, cache)?),
             Role::Tool => {
                 let id = msg
                     .tool_call_id
@@ -281,6 +346,19 @@ fn encode_messages(messages: &[Message]) -> Result<(String, Vec<Value>), Gateway
         };
         if blocks.is_empty() {
             continue; // nothing Bedrock would accept is left of this message
+        }
+        // A breakpoint on the whole message goes on its last block (for a tool message, also on
+        // one of its parts: its content is flattened into one result).
+        let part_cache = match (&msg.role, &msg.content) {
+            (Role::Tool | Role::Function, Some(MessageContent::Parts(parts))) => {
+                parts.iter().rev().find_map(|p| p.cache_control.as_ref())
+            }
+            _ => None,
+        };
+        if let Some(c) = cache.mark(Area::Messages, msg.cache_control.as_ref().or(part_cache))? {
+            if let Some(last) = blocks.last_mut().and_then(Value::as_object_mut) {
+                last.insert("cache_control".into(), c);
+            }
         }
         match turns.last_mut() {
             Some(last) if last.role == role => last.blocks.extend(blocks),
@@ -364,7 +442,7 @@ fn text_block(text: &str) -> Option<Value> {
     (!text.trim().is_empty()).then(|| json!({"type": "text", "text": text}))
 }
 
-fn user_blocks(msg: &Message) -> Result<Vec<Value>, GatewayError> {
+fn user_blocks(msg: &Message, cache: &mut CachePoints) -> Result<Vec<Value>, GatewayError> {
     match &msg.content {
         None => Ok(Vec::new()),
         Some(MessageContent::Text(s)) => Ok(text_block(s).into_iter().collect()),
@@ -372,7 +450,8 @@ fn user_blocks(msg: &Message) -> Result<Vec<Value>, GatewayError> {
             let mut blocks = Vec::with_capacity(parts.len());
             for part in parts {
                 if let Some(block) = user_part(part)? {
-                    blocks.push(block);
+                    let c = cache.mark(Area::Messages, part.cache_control.as_ref())?;
+                    blocks.push(with_cache(block, c));
                 }
             }
             Ok(blocks)
@@ -408,28 +487,23 @@ fn user_part(part: &ContentPart) -> Result<Option<Value>, GatewayError> {
 }
 
 fn image_block(url: &str) -> Result<Value, GatewayError> {
-    let Some(data_url) = parse_data_url(url) else {
+    let Some(data_url) = DataUrl::parse(url) else {
         let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
         let message = if lower.starts_with("http://") || lower.starts_with("https://") {
-            "Image URLs are not supported for Claude models: the gateway does not fetch remote URLs. Send the image \
-             inline as a base64 data URL (data:image/png;base64,...)."
+            "Image URLs are not supported for Claude models unless the gateway is configured to fetch them \
+             ([media_fetch]). Send the image inline as a base64 data URL (data:image/png;base64,...)."
         } else {
             "Unsupported image URL: send the image inline as a base64 data URL (data:image/png;base64,...)."
         };
         return Err(GatewayError::unsupported("messages", message));
     };
-    let mime = data_url.mime.to_ascii_lowercase();
-    let mime = if mime == "image/jpg" {
-        "image/jpeg".to_owned()
-    } else {
-        mime
-    };
-    if !IMAGE_TYPES.contains(&mime.as_str()) {
+    let data_url = data_url?;
+    let mime = data_url.mime.as_deref().unwrap_or("");
+    if !IMAGE_TYPES.contains(&mime) {
         return Err(GatewayError::unsupported(
             "messages",
             format!(
-                "Image type '{}' is not supported by Claude models; use image/jpeg, image/png, image/gif or image/webp.",
-                data_url.mime
+                "Image type '{mime}' is not supported by Claude models; use image/jpeg, image/png, image/gif or image/webp."
             ),
         ));
     }
@@ -439,6 +513,20 @@ fn image_block(url: &str) -> Result<Value, GatewayError> {
     }))
 }
 
+/// The MIME type a document's file name suggests (for raw base64 without a data URL).
+fn mime_from_name(name: Option<&str>) -> Option<&'static str> {
+    let (_, ext) = name?.rsplit_once('.')?;
+    Some(match ext.to_ascii_lowercase().as_str() {
+        "pdf" => "application/pdf",
+        "txt" | "text" => "text/plain",
+        "md" | "markdown" => "text/markdown",
+        "csv" => "text/csv",
+        _ => return None,
+    })
+}
+
+/// A file part as a Claude document: PDFs as base64, text files as text; title, context and
+/// citations settings as the client gave them.
 fn document_block(part: &ContentPart) -> Result<Value, GatewayError> {
     let file = part.file.as_ref();
     let data = file.and_then(|f| f.file_data.as_deref());
@@ -451,31 +539,77 @@ fn document_block(part: &ContentPart) -> Result<Value, GatewayError> {
         };
         return Err(GatewayError::unsupported("messages", message));
     };
-    let payload = match parse_data_url(data) {
-        Some(d) if d.mime.eq_ignore_ascii_case("application/pdf") => d.data,
-        Some(d) => {
+    let (mime, payload) = match DataUrl::parse(data) {
+        Some(url) => {
+            let url = url?;
+            (url.mime.or_else(|| mime_from_name(filename).map(str::to_owned)), url.data)
+        }
+        None if data.starts_with("s3://") || data.starts_with("http://") || data.starts_with("https://") => {
             return Err(GatewayError::unsupported(
                 "messages",
-                format!("File type '{}' is not supported by Claude models; only PDF documents are.", d.mime),
+                "Claude over InvokeModel takes documents inline: send file_data as a base64 data URL \
+                 (http(s) URLs only where the gateway is configured to fetch them, [media_fetch]).",
             ))
         }
-        None if filename.is_some_and(|n| n.to_ascii_lowercase().ends_with(".pdf")) => data,
-        None => {
+        None => (mime_from_name(filename).map(str::to_owned), data),
+    };
+    let source = match mime.as_deref() {
+        Some("application/pdf") => {
+            json!({"type": "base64", "media_type": "application/pdf", "data": payload})
+        }
+        Some("text/plain" | "text/markdown" | "text/csv") => {
+            let text = String::from_utf8(decode_base64(payload)?).map_err(|_| {
+                GatewayError::invalid_request("A text document must be UTF-8.").with_param("messages")
+            })?;
+            json!({"type": "text", "media_type": "text/plain", "data": text})
+        }
+        other => {
             return Err(GatewayError::unsupported(
                 "messages",
-                "Only PDF files are supported for Claude models: send file_data as data:application/pdf;base64,... \
-                 or raw base64 with a .pdf filename.",
+                format!(
+                    "File type '{}' is not supported by Claude models; PDF and plain-text documents are \
+                     (data:application/pdf;base64,... or data:text/plain;base64,..., or raw base64 with a .pdf or \
+                     .txt filename).",
+                    other.unwrap_or("unknown")
+                ),
             ))
         }
     };
-    Ok(json!({
-        "type": "document",
-        "source": {"type": "base64", "media_type": "application/pdf", "data": payload},
-    }))
+    let mut block = Map::new();
+    block.insert("type".into(), Value::from("document"));
+    block.insert("source".into(), source);
+    if let Some(title) = file.and_then(|f| f.title.as_deref().or(f.filename.as_deref())) {
+        block.insert("title".into(), Value::from(title));
+    }
+    if let Some(context) = file.and_then(|f| f.context.as_deref()) {
+        block.insert("context".into(), Value::from(context));
+    }
+    if let Some(citations) = file.and_then(|f| f.citations.clone()) {
+        block.insert("citations".into(), citations);
+    }
+    Ok(Value::Object(block))
 }
 
-fn assistant_blocks(msg: &Message) -> Result<Vec<Value>, GatewayError> {
+fn assistant_blocks(msg: &Message, cache: &mut CachePoints) -> Result<Vec<Value>, GatewayError> {
     let mut blocks = Vec::new();
+    // Claude's own reasoning first, exactly as it wrote it: the signature covers the text.
+    for block in msg.thinking_blocks.iter().flatten() {
+        blocks.push(match block {
+            ThinkingBlock::Thinking {
+                thinking,
+                signature,
+            } => {
+                let Some(signature) = signature.as_deref().filter(|s| !s.is_empty()) else {
+                    // Unsigned reasoning (another model's) means nothing to Claude.
+                    continue;
+                };
+                json!({"type": "thinking", "thinking": thinking, "signature": signature})
+            }
+            ThinkingBlock::RedactedThinking { data } => {
+                json!({"type": "redacted_thinking", "data": data})
+            }
+        });
+    }
     match &msg.content {
         None => {}
         Some(MessageContent::Text(s)) => blocks.extend(text_block(s)),
@@ -493,7 +627,10 @@ fn assistant_blocks(msg: &Message) -> Result<Vec<Value>, GatewayError> {
                         ))
                     }
                 };
-                blocks.extend(text.and_then(text_block));
+                if let Some(block) = text.and_then(text_block) {
+                    let c = cache.mark(Area::Messages, part.cache_control.as_ref())?;
+                    blocks.push(with_cache(block, c));
+                }
             }
         }
     }
@@ -547,8 +684,8 @@ fn parse_arguments(arguments: &str) -> Result<Value, GatewayError> {
 /// Writes `tools` and `tool_choice`.
 fn encode_tools(
     req: &ChatRequest,
-    thinking: bool,
     body: &mut Map<String, Value>,
+    cache: &mut CachePoints,
 ) -> Result<(), GatewayError> {
     let tools = req.tools.as_deref().unwrap_or_default();
     if tools.is_empty() {
@@ -577,6 +714,9 @@ fn encode_tools(
             .filter(|p| p.is_object())
             .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
         t.insert("input_schema".into(), schema);
+        if let Some(c) = cache.mark(Area::Tools, tool.cache_control.as_ref())? {
+            t.insert("cache_control".into(), c);
+        }
         out.push(Value::Object(t));
     }
     body.insert("tools".into(), Value::Array(out));
@@ -597,19 +737,6 @@ fn encode_tools(
         Some(ToolChoiceKind::Function(name)) => Some(json!({"type": "tool", "name": name})),
         Some(ToolChoiceKind::None) => Some(json!({"type": "none"})),
     };
-    if thinking
-        && matches!(
-            kind,
-            Some(ToolChoiceKind::Required | ToolChoiceKind::Function(_))
-        )
-    {
-        // Claude only allows auto/none tool choice with extended thinking; say so rather than fail upstream.
-        return Err(GatewayError::unsupported(
-            "tool_choice",
-            "Claude models cannot force a tool call (tool_choice 'required' or a named function) while reasoning_effort \
-             enables extended thinking.",
-        ));
-    }
     if req.parallel_tool_calls == Some(false) && kind != Some(ToolChoiceKind::None) {
         let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
         if let Some(obj) = c.as_object_mut() {
@@ -680,6 +807,7 @@ mod tests {
         );
         let opts = ClaudeRequestOptions {
             default_max_tokens: 77,
+            ..ClaudeRequestOptions::default()
         };
         let body = encode_request(
             &req(json!({"model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}]})),
@@ -847,14 +975,18 @@ mod tests {
             body["messages"][0]["content"],
             json!([
                 {"type":"image","source":{"type":"base64","media_type":"image/jpeg","data":"AAA"}},
-                {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBER"}},
-                {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERraw"}}])
+                {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBER"},"title":"a.pdf"},
+                {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERraw"},"title":"B.PDF"}])
         );
         let part =
             |p: Value| enc_err(json!({"model":"m","messages":[{"role":"user","content":[p]}]}));
         let e = part(json!({"type":"image_url","image_url":{"url":"https://x.test/a.png"}}));
         assert_eq!(e.param(), Some("messages"));
-        assert!(e.message().contains("does not fetch"), "{}", e.message());
+        assert!(
+            e.message().contains("configured to fetch"),
+            "{}",
+            e.message()
+        );
         let e = part(json!({"type":"image_url","image_url":{"url":"data:image/bmp;base64,AAA"}}));
         assert_eq!(
             (e.param(), e.code()),
@@ -864,6 +996,17 @@ mod tests {
         assert_eq!(e.code(), Some("unsupported_parameter"));
         let e = part(json!({"type":"file","file":{"file_data":"AAAA","filename":"a.docx"}}));
         assert_eq!(e.param(), Some("messages"));
+        // Plain text is a text document, with its title, context and citations settings.
+        let body = enc(json!({"model":"m","messages":[{"role":"user","content":[
+            {"type":"file","file":{"file_data":"data:text/plain;base64,aGVsbG8=","filename":"n.txt",
+                "context":"notes","citations":{"enabled":true}}},{"type":"text","text":"Q"}]}]}));
+        assert_eq!(
+            body["messages"][0]["content"][0],
+            json!({"type":"document","source":{"type":"text","media_type":"text/plain","data":"hello"},
+                "title":"n.txt","context":"notes","citations":{"enabled":true}})
+        );
+        let e = part(json!({"type":"file","file":{"file_data":"s3://b/k.pdf","filename":"k.pdf"}}));
+        assert_eq!(e.param(), Some("messages"));
         let e = part(json!({"type":"file","file":{"file_id":"file-1"}}));
         assert_eq!(e.param(), Some("messages"));
     }
@@ -871,45 +1014,159 @@ mod tests {
     #[test]
     fn reasoning_effort_becomes_thinking() {
         let body = enc(
-            json!({"model":"m","max_tokens":10000,"reasoning_effort":"low","temperature":0.5,"top_p":0.5,"top_k":5,
+            json!({"model":"m","max_tokens":10000,"reasoning_effort":"low","top_p":0.96,
             "messages":[{"role":"user","content":"hi"}]}),
         );
         assert_eq!(
             body["thinking"],
-            json!({"type":"enabled","budget_tokens":3000})
+            json!({"type":"enabled","budget_tokens":2048})
         );
         assert_eq!(body["max_tokens"], 10000);
-        assert!(
-            body.get("temperature").is_none()
-                && body.get("top_p").is_none()
-                && body.get("top_k").is_none()
+        assert_eq!(body["top_p"], json!(0.96));
+        assert!(body.get("temperature").is_none() && body.get("top_k").is_none());
+        // An effort's budget yields to a smaller limit; no limit: the budget plus the default.
+        let body = enc(
+            json!({"model":"m","max_tokens":5000,"reasoning_effort":"high","messages":[{"role":"user","content":"hi"}]}),
+        );
+        assert_eq!(
+            (
+                body["thinking"]["budget_tokens"].clone(),
+                body["max_tokens"].clone()
+            ),
+            (json!(4999), json!(5000))
         );
         let body = enc(
-            json!({"model":"m","max_tokens":10000,"reasoning_effort":"medium","messages":[{"role":"user","content":"hi"}]}),
+            json!({"model":"m","reasoning_effort":"medium","messages":[{"role":"user","content":"hi"}]}),
         );
-        assert_eq!(body["thinking"]["budget_tokens"], 6000);
+        assert_eq!(
+            (
+                body["thinking"]["budget_tokens"].clone(),
+                body["max_tokens"].clone()
+            ),
+            (json!(8192), json!(8192 + 4096))
+        );
+        // The configured table decides the budgets.
+        let opts = ClaudeRequestOptions {
+            reasoning: ReasoningBudgets::new(1024, 3000, 6000, 9000),
+            ..ClaudeRequestOptions::default()
+        };
+        let body = encode_request(
+            &req(json!({"model":"m","reasoning_effort":"low","messages":[{"role":"user","content":"hi"}]})),
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(body["thinking"]["budget_tokens"], 3000);
+        // An Anthropic-style thinking object in an OpenAI body is sent as written.
         let body = enc(
-            json!({"model":"m","max_tokens":10000,"reasoning_effort":"high","messages":[{"role":"user","content":"hi"}]}),
+            json!({"model":"m","max_tokens":3000,"thinking":{"type":"enabled","budget_tokens":2000},
+            "messages":[{"role":"user","content":"hi"}]}),
         );
-        assert_eq!(body["thinking"]["budget_tokens"], 9999);
-        assert_eq!(body["max_tokens"], 10000);
-        // Below the minimum: budget 1024, max_tokens raised above it.
+        assert_eq!(
+            body["thinking"],
+            json!({"type":"enabled","budget_tokens":2000})
+        );
         let body = enc(
-            json!({"model":"m","max_tokens":1000,"reasoning_effort":"xhigh","messages":[{"role":"user","content":"hi"}]}),
+            json!({"model":"m","reasoning_effort":"none","temperature":0.5,"messages":[{"role":"user","content":"hi"}]}),
         );
-        assert_eq!(body["thinking"]["budget_tokens"], 1024);
-        assert_eq!(body["max_tokens"], 2048);
-        for effort in ["none", "minimal"] {
-            let body = enc(
-                json!({"model":"m","reasoning_effort":effort,"temperature":0.5,"messages":[{"role":"user","content":"hi"}]}),
-            );
-            assert!(body.get("thinking").is_none());
-            assert_eq!(body["temperature"], 0.5);
+        assert!(body.get("thinking").is_none());
+        assert_eq!(body["temperature"], 0.5);
+        for (bad, param) in [
+            (json!({"reasoning_effort":"huge"}), "reasoning_effort"),
+            (
+                json!({"reasoning_effort":"low","temperature":0.5}),
+                "temperature",
+            ),
+            (
+                json!({"reasoning_effort":"low","max_tokens":900}),
+                "max_tokens",
+            ),
+            (
+                json!({"thinking":{"type":"enabled","budget_tokens":500}}),
+                "thinking.budget_tokens",
+            ),
+        ] {
+            let mut body = json!({"model":"m","messages":[{"role":"user","content":"hi"}]});
+            body.as_object_mut()
+                .unwrap()
+                .extend(bad.as_object().unwrap().clone());
+            assert_eq!(enc_err(body).param(), Some(param));
         }
-        let e = enc_err(
-            json!({"model":"m","reasoning_effort":"huge","messages":[{"role":"user","content":"hi"}]}),
+    }
+
+    #[test]
+    fn thinking_blocks_go_back_first_and_exactly() {
+        let body = enc(json!({"model":"m","reasoning_effort":"low","messages":[
+            {"role":"user","content":"Weather?"},
+            {"role":"assistant","content":"Checking.","thinking_blocks":[
+                {"type":"thinking","thinking":"The user wants é weather.","signature":"EqQBCgIYAhIM=="},
+                {"type":"redacted_thinking","data":"EmwKAhgB"},
+                {"type":"thinking","thinking":"unsigned: another model's"}],
+             "tool_calls":[{"id":"toolu_1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"toolu_1","content":"sunny"}]}));
+        assert_eq!(
+            body["messages"][1]["content"],
+            json!([
+                {"type":"thinking","thinking":"The user wants é weather.","signature":"EqQBCgIYAhIM=="},
+                {"type":"redacted_thinking","data":"EmwKAhgB"},
+                {"type":"text","text":"Checking."},
+                {"type":"tool_use","id":"toolu_1","name":"f","input":{}}])
         );
-        assert_eq!(e.param(), Some("reasoning_effort"));
+    }
+
+    #[test]
+    fn cache_breakpoints_become_cache_control() {
+        let body = enc(json!({"model":"m","messages":[
+            {"role":"system","content":[{"type":"text","text":"Long rules.","cache_control":{"type":"ephemeral","ttl":"1h"}}]},
+            {"role":"system","content":"More."},
+            {"role":"user","content":[{"type":"text","text":"Doc","cache_control":{"type":"ephemeral"}},{"type":"text","text":"Q?"}]},
+            {"role":"assistant","content":"A.","cache_control":{"type":"ephemeral"}},
+            {"role":"user","content":"Next"}],
+            "tools":[{"type":"function","function":{"name":"f"},"cache_control":{"type":"ephemeral"}}]}));
+        assert_eq!(
+            body["system"],
+            json!([{"type":"text","text":"Long rules.","cache_control":{"type":"ephemeral","ttl":"1h"}},
+                {"type":"text","text":"More."}])
+        );
+        assert_eq!(
+            body["messages"][0]["content"][0],
+            json!({"type":"text","text":"Doc","cache_control":{"type":"ephemeral"}})
+        );
+        assert_eq!(
+            body["messages"][1]["content"],
+            json!([{"type":"text","text":"A.","cache_control":{"type":"ephemeral"}}])
+        );
+        assert_eq!(
+            body["tools"][0]["cache_control"],
+            json!({"type":"ephemeral"})
+        );
+        // A model without caching: every breakpoint dropped, the system prompt a plain string.
+        let opts = ClaudeRequestOptions {
+            cache: CacheSupport::NONE,
+            ..ClaudeRequestOptions::default()
+        };
+        let r = req(json!({"model":"m","messages":[
+            {"role":"system","content":[{"type":"text","text":"S","cache_control":{"type":"ephemeral"}}]},
+            {"role":"tool","tool_call_id":"t","content":"r","cache_control":{"type":"ephemeral"}}],
+            "tools":[{"type":"function","function":{"name":"f"},"cache_control":{"type":"ephemeral"}}]}));
+        let body = encode_request(&r, &opts).unwrap();
+        assert_eq!(body["system"], "S");
+        assert!(!body.to_string().contains("cache_control"), "{body}");
+        // Five breakpoints, or a bad TTL: a 400 before Bedrock sees them.
+        let five = json!({"model":"m","messages":(0..5).map(|i| json!({"role":"user","content":format!("m{i}"),
+            "cache_control":{"type":"ephemeral"}})).collect::<Vec<_>>()});
+        assert_eq!(enc_err(five).param(), Some("messages"));
+        let bad = json!({"model":"m","messages":[{"role":"user","content":"x","cache_control":{"type":"ephemeral","ttl":"3h"}}]});
+        assert_eq!(enc_err(bad).param(), Some("messages"));
+        // The tool result of a tool message carries its breakpoint.
+        let body = enc(
+            json!({"model":"m","messages":[{"role":"user","content":"go"},
+            {"role":"assistant","tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"t","content":"r","cache_control":{"type":"ephemeral"}}]}),
+        );
+        assert_eq!(
+            body["messages"][2]["content"][0],
+            json!({"type":"tool_result","tool_use_id":"t","content":"r","cache_control":{"type":"ephemeral"}})
+        );
     }
 
     #[test]
@@ -998,6 +1255,7 @@ mod tests {
             original.as_object().unwrap(),
             &ClaudeRequestOptions {
                 default_max_tokens: 123,
+                ..ClaudeRequestOptions::default()
             },
         )
         .unwrap();

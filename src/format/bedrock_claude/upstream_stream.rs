@@ -16,7 +16,10 @@ use serde::Deserialize;
 
 use super::upstream_reply::{map_stop_reason, ClaudeUsage};
 use crate::error::GatewayError;
-use crate::model::{finish_reason, ChatChunk, ChunkMeta, Delta, ToolCallDelta, Usage};
+use crate::format::{BEDROCK_TRACE, GUARDRAIL_ACTION};
+use crate::model::{
+    finish_reason, ChatChunk, ChunkMeta, Delta, ThinkingBlock, ToolCallDelta, Usage,
+};
 
 /// A string borrowed from the event bytes when it has no escapes (serde only borrows a `Cow` that
 /// is a field of its own, not one inside an `Option`, hence the newtype).
@@ -54,6 +57,10 @@ struct Event<'a> {
     usage: Option<ClaudeUsage>,
     #[serde(default, rename = "amazon-bedrock-invocationMetrics")]
     metrics: Option<InvocationMetrics>,
+    #[serde(default, rename = "amazon-bedrock-guardrailAction", borrow)]
+    guardrail_action: Option<Str<'a>>,
+    #[serde(default, rename = "amazon-bedrock-trace")]
+    trace: Option<serde_json::Value>,
     #[serde(default, borrow)]
     error: Option<ErrorBody<'a>>,
 }
@@ -76,6 +83,8 @@ struct BlockStart<'a> {
     text: Option<Str<'a>>,
     #[serde(default, borrow)]
     thinking: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    data: Option<Str<'a>>,
 }
 
 /// A `content_block_delta` delta or a `message_delta` delta (which has no `type`).
@@ -89,6 +98,8 @@ struct EventDelta<'a> {
     partial_json: Option<Str<'a>>,
     #[serde(default, borrow)]
     thinking: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    signature: Option<Str<'a>>,
     #[serde(default, borrow)]
     stop_reason: Option<Str<'a>>,
 }
@@ -124,7 +135,7 @@ enum BlockKind {
         ordinal: u32,
         sent_arguments: bool,
     },
-    /// redacted_thinking, server-tool blocks, anything newer: ignored.
+    /// redacted_thinking (sent whole at its start), server-tool blocks, anything newer.
     Other,
 }
 
@@ -142,6 +153,8 @@ pub struct ClaudeStreamDecoder {
     output: u64,
     cache_read: u64,
     cache_write: u64,
+    /// A guardrail's verdict and trace, when an event carried them.
+    guardrail: Option<(String, Option<serde_json::Value>)>,
 }
 
 impl ClaudeStreamDecoder {
@@ -158,6 +171,7 @@ impl ClaudeStreamDecoder {
             output: 0,
             cache_read: 0,
             cache_write: 0,
+            guardrail: None,
         }
     }
 
@@ -173,6 +187,10 @@ impl ClaudeStreamDecoder {
         let event: Event<'_> = serde_json::from_slice(event_json).map_err(|e| {
             GatewayError::upstream_protocol(format!("invalid Claude stream event: {e}"))
         })?;
+        if let Some(action) = &event.guardrail_action {
+            let trace = event.trace.clone();
+            self.guardrail = Some((action.as_str().to_owned(), trace));
+        }
         match event.kind.as_ref() {
             "message_start" => {
                 if let Some(usage) = event.message.and_then(|m| m.usage) {
@@ -217,12 +235,27 @@ impl ClaudeStreamDecoder {
                 for (_, kind) in std::mem::take(&mut self.open) {
                     self.close_block(kind, out);
                 }
-                let reason = if self.tool_count > 0 {
+                let intervened = self
+                    .guardrail
+                    .as_ref()
+                    .is_some_and(|(a, _)| a == "INTERVENED");
+                let reason = if intervened {
+                    finish_reason::CONTENT_FILTER
+                } else if self.tool_count > 0 {
                     finish_reason::TOOL_CALLS
                 } else {
                     map_stop_reason(self.stop_reason.as_deref().unwrap_or("end_turn"))
                 };
-                out.push(ChatChunk::delta(&self.meta, Delta::default(), Some(reason)));
+                let mut finish = ChatChunk::delta(&self.meta, Delta::default(), Some(reason));
+                if let Some((action, trace)) = self.guardrail.take() {
+                    finish
+                        .extra
+                        .insert(GUARDRAIL_ACTION.into(), serde_json::Value::String(action));
+                    if let Some(trace) = trace {
+                        finish.extra.insert(BEDROCK_TRACE.into(), trace);
+                    }
+                }
+                out.push(finish);
                 out.push(ChatChunk::usage(&self.meta, self.usage()));
                 self.stopped = true;
             }
@@ -310,6 +343,15 @@ impl ClaudeStreamDecoder {
                 }
                 BlockKind::Thinking
             }
+            "redacted_thinking" => {
+                if let Some(data) = block.data {
+                    let block = ThinkingBlock::RedactedThinking {
+                        data: data.into_owned(),
+                    };
+                    out.push(ChatChunk::delta(&self.meta, thinking_block(block), None));
+                }
+                BlockKind::Other
+            }
             "tool_use" => {
                 let ordinal = self.tool_count;
                 self.tool_count += 1;
@@ -380,8 +422,16 @@ impl ClaudeStreamDecoder {
                     None,
                 ));
             }
-            // signature_delta: only needed to echo thinking back to Claude, not representable in
-            // OpenAI; citations_delta and newer kinds: no OpenAI equivalent.
+            Some("signature_delta") => {
+                if let Some(signature) = delta.signature.filter(|s| !s.is_empty()) {
+                    let block = ThinkingBlock::Thinking {
+                        thinking: String::new(),
+                        signature: Some(signature.into_owned()),
+                    };
+                    out.push(ChatChunk::delta(&self.meta, thinking_block(block), None));
+                }
+            }
+            // citations_delta and newer kinds: no OpenAI equivalent.
             _ => {}
         }
         Ok(())
@@ -399,6 +449,14 @@ impl ClaudeStreamDecoder {
                 None,
             ));
         }
+    }
+}
+
+/// A delta carrying one signed-reasoning piece.
+fn thinking_block(block: ThinkingBlock) -> Delta {
+    Delta {
+        thinking_blocks: Some(vec![block]),
+        ..Delta::default()
     }
 }
 
@@ -515,6 +573,7 @@ mod tests {
             vec![
                 json!({"delta":{"role":"assistant","content":""},"finish_reason":null}),
                 json!({"delta":{"reasoning_content":"Let me think"},"finish_reason":null}),
+                json!({"delta":{"thinking_blocks":[{"type":"thinking","thinking":"","signature":"sig"}]},"finish_reason":null}),
                 json!({"delta":{"tool_calls":[{"index":0,"id":"toolu_1","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}),
                 json!({"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]},"finish_reason":null}),
                 json!({"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]},"finish_reason":null}),
@@ -610,14 +669,18 @@ mod tests {
         fin.unwrap();
         assert_eq!(
             brief(&chunks[1]),
-            json!({"delta":{"content":"line\n\"q\""},"finish_reason":null})
+            json!({"delta":{"thinking_blocks":[{"type":"redacted_thinking","data":"zz"}]},"finish_reason":null})
         );
         assert_eq!(
             brief(&chunks[2]),
-            json!({"delta":{},"finish_reason":"stop"})
+            json!({"delta":{"content":"line\n\"q\""},"finish_reason":null})
         );
         assert_eq!(
             brief(&chunks[3]),
+            json!({"delta":{},"finish_reason":"stop"})
+        );
+        assert_eq!(
+            brief(&chunks[4]),
             json!({"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}})
         );
     }

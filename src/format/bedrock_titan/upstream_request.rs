@@ -130,6 +130,25 @@ fn check_unsupported(req: &ChatRequest) -> Result<(), GatewayError> {
             "Titan text models return one choice; n must be 1.",
         ));
     }
+    let json_mode = req
+        .response_format
+        .as_ref()
+        .and_then(|f| f.get("type"))
+        .is_some_and(|t| t != "text");
+    if json_mode {
+        return Err(GatewayError::unsupported(
+            "response_format",
+            "Titan text models have no JSON mode and cannot be made to follow a schema.",
+        ));
+    }
+    let thinks = req.thinking.as_ref().is_some_and(|t| t.kind != "disabled")
+        || req.reasoning_effort.as_deref().is_some_and(|e| e != "none");
+    if thinks {
+        return Err(GatewayError::unsupported(
+            crate::format::reasoning::reasoning_param(req),
+            "Titan text models cannot reason (extended thinking / reasoning_effort).",
+        ));
+    }
     Ok(())
 }
 
@@ -393,5 +412,21 @@ mod tests {
             parsed,
             json!({"inputText": "User: hi\nBot:", "textGenerationConfig": {"maxTokenCount": 5}})
         );
+    }
+
+    #[test]
+    fn reasoning_is_a_400() {
+        let mut r = worked_example();
+        r.reasoning_effort = Some("low".into());
+        let e = encode_request(&r, &TitanRequestOptions::default()).unwrap_err();
+        assert_eq!(
+            (e.status().as_u16(), e.param()),
+            (400, Some("reasoning_effort"))
+        );
+        r.reasoning_effort = Some("none".into());
+        assert!(encode_request(&r, &TitanRequestOptions::default()).is_ok());
+        r.thinking = Some(crate::model::ThinkingConfig::enabled(2048));
+        let e = encode_request(&r, &TitanRequestOptions::default()).unwrap_err();
+        assert_eq!(e.param(), Some("thinking"));
     }
 }

@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::format::blocks::{BlockEvent, BlockKind, BlockSequencer};
-use crate::model::{finish_reason, ChatChunk, ChatResponse, Usage};
+use crate::format::{BEDROCK_TRACE, GUARDRAIL_ACTION};
+use crate::model::{finish_reason, ChatChunk, ChatResponse, ThinkingBlock, Usage};
 use crate::stream::{EventEncoder, Framer, WireEvent};
 
 /// OpenAI `finish_reason` → Converse `stopReason`.
@@ -25,7 +26,7 @@ pub(crate) fn usage_json(usage: Option<&Usage>) -> Value {
         return json!({"inputTokens": 0, "outputTokens": 0, "totalTokens": 0});
     };
     let (read, write) = (u.cached_tokens(), u.cache_write_tokens());
-    let input = u.prompt_tokens.saturating_sub(read).saturating_sub(write);
+    let input = u.uncached_input_tokens();
     let mut out = json!({
         "inputTokens": input,
         "outputTokens": u.completion_tokens,
@@ -45,8 +46,27 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
     let choice = resp.choices.first();
     let mut content = Vec::new();
     if let Some(msg) = choice.map(|c| &c.message) {
-        if let Some(r) = msg.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
-            content.push(json!({"reasoningContent": {"reasoningText": {"text": r}}}));
+        match msg.thinking_blocks.as_deref().filter(|b| !b.is_empty()) {
+            Some(blocks) => content.extend(blocks.iter().map(|b| match b {
+                ThinkingBlock::Thinking {
+                    thinking,
+                    signature,
+                } => {
+                    let mut text = json!({"text": thinking});
+                    if let Some(s) = signature {
+                        text["signature"] = json!(s);
+                    }
+                    json!({"reasoningContent": {"reasoningText": text}})
+                }
+                ThinkingBlock::RedactedThinking { data } => {
+                    json!({"reasoningContent": {"redactedContent": data}})
+                }
+            })),
+            None => {
+                if let Some(r) = msg.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
+                    content.push(json!({"reasoningContent": {"reasoningText": {"text": r}}}));
+                }
+            }
         }
         if let Some(t) = msg
             .content
@@ -66,17 +86,24 @@ pub fn encode_client_response(resp: &ChatResponse) -> Value {
     }
     let has_tools =
         choice.is_some_and(|c| c.message.tool_calls.as_ref().is_some_and(|t| !t.is_empty()));
-    let reason = if has_tools {
+    let intervened = resp.extra.get(GUARDRAIL_ACTION) == Some(&json!("INTERVENED"));
+    let reason = if intervened {
+        "guardrail_intervened"
+    } else if has_tools {
         "tool_use"
     } else {
         stop_reason(choice.and_then(|c| c.finish_reason.as_deref()))
     };
-    json!({
+    let mut out = json!({
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": reason,
         "usage": usage_json(resp.usage.as_ref()),
         "metrics": {"latencyMs": 0},
-    })
+    });
+    if let Some(trace) = resp.extra.get(BEDROCK_TRACE) {
+        out["trace"] = trace.clone();
+    }
+    out
 }
 
 /// One ConverseStream event; [`WireEvent::name`] is its event type.
@@ -122,6 +149,9 @@ pub enum ConverseEvent<'a> {
         usage: Value,
         /// `{"latencyMs": 0}`: the gateway does not measure the model's latency.
         metrics: Value,
+        /// A guardrail's trace, when asked for.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trace: Option<Value>,
     },
 }
 
@@ -144,16 +174,25 @@ impl WireEvent for ConverseEvent<'_> {
 pub enum ConverseDelta<'a> {
     /// Answer text.
     Text(&'a str),
-    /// Reasoning text: `{"reasoningContent": {"text"}}`.
-    ReasoningContent {
-        /// The text.
-        text: &'a str,
-    },
+    /// Reasoning: `{"reasoningContent": {"text"}}`, `{"signature"}` or `{"redactedContent"}`.
+    ReasoningContent(ReasoningDelta<'a>),
     /// A piece of a tool call's JSON arguments: `{"toolUse": {"input"}}`.
     ToolUse {
         /// The piece (a JSON fragment, as a string).
         input: &'a str,
     },
+}
+
+/// The piece of reasoning a `reasoningContent` delta carries.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReasoningDelta<'a> {
+    /// Reasoning text.
+    Text(&'a str),
+    /// The signature of the reasoning so far.
+    Signature(&'a str),
+    /// Encrypted reasoning (base64 on the wire).
+    RedactedContent(&'a str),
 }
 
 /// Canonical chunks → ConverseStream events (`messageStart`, `contentBlockStart` for tool uses,
@@ -169,6 +208,8 @@ pub struct ConverseStreamEncoder {
     stopped: bool,
     usage: Option<Usage>,
     done: bool,
+    /// A guardrail's trace from the finish chunk, for `metadata`.
+    trace: Option<Value>,
 }
 
 impl ConverseStreamEncoder {
@@ -190,6 +231,7 @@ impl ConverseStreamEncoder {
             out.event(&ConverseEvent::Metadata {
                 usage: usage_json(self.usage.as_ref()),
                 metrics: json!({"latencyMs": 0}),
+                trace: self.trace.take(),
             });
         }
     }
@@ -208,10 +250,21 @@ fn converse_block_event<F: Framer>(event: BlockEvent<'_>, out: &mut F) {
                 "name": name,
             }}),
         },
+        BlockEvent::Start {
+            index,
+            kind: BlockKind::RedactedThinking { data },
+        } => ConverseEvent::ContentBlockDelta {
+            content_block_index: index,
+            delta: ConverseDelta::ReasoningContent(ReasoningDelta::RedactedContent(data)),
+        },
         BlockEvent::Start { .. } => return,
         BlockEvent::Thinking { index, text } => ConverseEvent::ContentBlockDelta {
             content_block_index: index,
-            delta: ConverseDelta::ReasoningContent { text },
+            delta: ConverseDelta::ReasoningContent(ReasoningDelta::Text(text)),
+        },
+        BlockEvent::Signature { index, signature } => ConverseEvent::ContentBlockDelta {
+            content_block_index: index,
+            delta: ConverseDelta::ReasoningContent(ReasoningDelta::Signature(signature)),
         },
         BlockEvent::Text { index, text } => ConverseEvent::ContentBlockDelta {
             content_block_index: index,
@@ -243,8 +296,14 @@ impl EventEncoder for ConverseStreamEncoder {
             if let Some(reason) = choice.finish_reason.as_deref() {
                 self.blocks.close(&mut emit);
                 self.stopped = true;
+                self.trace = chunk.extra.get(BEDROCK_TRACE).cloned();
+                let intervened = chunk.extra.get(GUARDRAIL_ACTION) == Some(&json!("INTERVENED"));
                 out.event(&ConverseEvent::MessageStop {
-                    stop_reason: stop_reason(Some(reason)),
+                    stop_reason: if intervened {
+                        "guardrail_intervened"
+                    } else {
+                        stop_reason(Some(reason))
+                    },
                 });
             }
         }

@@ -5,7 +5,12 @@
 //! `toolUse` blocks become assistant tool calls (input serialized as the arguments); `toolResult`
 //! blocks become `tool` messages placed before the rest of their user turn; images become `data:`
 //! URLs, documents file parts; `inferenceConfig` and `toolConfig` map per PROTOCOLS 5.2 and 5.4.
-//! Reasoning and cache points are dropped (they only mean something to the model that wrote them).
+//! A `cachePoint` becomes the canonical breakpoint of what it follows (a system text, a content
+//! part, a tool result, an assistant turn, a tool definition); an assistant turn's
+//! `reasoningContent` becomes its `thinking_blocks` (signatures intact; redacted content as its
+//! base64 text); `additionalModelRequestFields` reasoning settings (`thinking` /
+//! `reasoning_config`, `reasoning_effort`, Nova's `reasoningConfig`) become `thinking` or
+//! `reasoning_effort`.
 //!
 //! ```
 //! use open_bedrock_server::format::converse::decode_client_request;
@@ -24,6 +29,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
+use crate::format::data_url::encode_base64;
 use crate::model::ChatRequest;
 
 fn invalid(message: impl Into<String>) -> GatewayError {
@@ -72,11 +78,20 @@ pub fn decode_client_request(
     match body.get("system") {
         None | Some(Value::Null) => {}
         Some(Value::Array(blocks)) => {
-            let text: Vec<&str> = blocks
-                .iter()
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .collect();
-            if !text.is_empty() {
+            let mut parts: Vec<Value> = Vec::new();
+            for block in blocks {
+                if let Some(t) = block.get("text").and_then(Value::as_str) {
+                    parts.push(json!({"type": "text", "text": t}));
+                } else if let Some(point) = block.get("cachePoint") {
+                    if let Some(last) = parts.last_mut() {
+                        last["cache_control"] = cache_control(point);
+                    }
+                }
+            }
+            if parts.iter().any(|p| p.get("cache_control").is_some()) {
+                messages.push(json!({"role": "system", "content": parts}));
+            } else if !parts.is_empty() {
+                let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
                 messages.push(json!({"role": "system", "content": text.join("\n")}));
             }
         }
@@ -125,13 +140,14 @@ pub fn decode_client_request(
         }
     }
     if let Some(tool_config) = body.get("toolConfig").and_then(Value::as_object) {
-        let tools: Vec<Value> = tool_config
+        let mut tools: Vec<Value> = Vec::new();
+        for tool in tool_config
             .get("tools")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|t| t.get("toolSpec"))
-            .map(|spec| {
+        {
+            if let Some(spec) = tool.get("toolSpec") {
                 let mut function = Map::new();
                 function.insert("name".into(), spec.get("name").cloned().unwrap_or_default());
                 if let Some(d) = spec.get("description") {
@@ -142,9 +158,13 @@ pub fn decode_client_request(
                     .cloned()
                     .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
                 function.insert("parameters".into(), params);
-                json!({"type": "function", "function": function})
-            })
-            .collect();
+                tools.push(json!({"type": "function", "function": function}));
+            } else if let Some(point) = tool.get("cachePoint") {
+                if let Some(last) = tools.last_mut() {
+                    last["cache_control"] = cache_control(point);
+                }
+            }
+        }
         if !tools.is_empty() {
             obj.insert("tools".into(), Value::Array(tools));
         }
@@ -159,11 +179,50 @@ pub fn decode_client_request(
             obj.insert("tool_choice".into(), choice);
         }
     }
-    if let Some(k) = body
-        .get("additionalModelRequestFields")
-        .and_then(|v| v.get("top_k"))
-    {
-        obj.insert("top_k".into(), k.clone());
+    if let Some(g) = body.get("guardrailConfig").filter(|g| !g.is_null()) {
+        obj.insert("guardrailConfig".into(), g.clone());
+    }
+    if let Some(format) = body.get("outputConfig").and_then(|c| c.get("textFormat")) {
+        // Structured output: the schema travels as a string.
+        let spec = format
+            .pointer("/structure/jsonSchema")
+            .filter(|_| format.get("type").and_then(Value::as_str) == Some("json_schema"))
+            .ok_or_else(|| {
+                invalid("outputConfig.textFormat must be a json_schema with structure.jsonSchema")
+            })?;
+        let schema: Value = spec
+            .get("schema")
+            .and_then(Value::as_str)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| invalid("outputConfig.textFormat.structure.jsonSchema.schema must be a JSON Schema as a string"))?;
+        let mut json_schema = json!({"name": spec.get("name").cloned().unwrap_or_else(|| json!("output")), "schema": schema});
+        if let Some(d) = spec.get("description") {
+            json_schema["description"] = d.clone();
+        }
+        obj.insert(
+            "response_format".into(),
+            json!({"type": "json_schema", "json_schema": json_schema}),
+        );
+    }
+    if let Some(fields) = body.get("additionalModelRequestFields") {
+        if let Some(k) = fields.get("top_k") {
+            obj.insert("top_k".into(), k.clone());
+        }
+        // Claude's thinking (AWS's examples also spell it `reasoning_config`).
+        if let Some(t) = fields
+            .get("thinking")
+            .or_else(|| fields.get("reasoning_config"))
+        {
+            obj.insert("thinking".into(), t.clone());
+        }
+        let effort = fields.get("reasoning_effort").or_else(|| {
+            fields
+                .get("reasoningConfig")
+                .and_then(|c| c.get("maxReasoningEffort"))
+        });
+        if let Some(e) = effort {
+            obj.insert("reasoning_effort".into(), e.clone());
+        }
     }
     let mut request: ChatRequest = serde_json::from_value(req)
         .map_err(|e| invalid(format!("Malformed input request: {e}")))?;
@@ -178,32 +237,92 @@ pub fn decode_client_request(
     Ok(request)
 }
 
+/// A `cachePoint` block as a canonical breakpoint.
+fn cache_control(point: &Value) -> Value {
+    let mut cache = json!({"type": "ephemeral"});
+    if let Some(ttl) = point.get("ttl").filter(|t| t.is_string()) {
+        cache["ttl"] = ttl.clone();
+    }
+    cache
+}
+
 fn decode_user_turn(blocks: &[Value], messages: &mut Vec<Value>) -> Result<(), GatewayError> {
-    let mut parts = Vec::new();
+    let mut parts: Vec<Value> = Vec::new();
+    // What a cachePoint marks: the last part, or the last tool result (a message already out).
+    let mut last_is_result = false;
     for block in blocks {
+        if let Some(point) = block.get("cachePoint") {
+            let target = if last_is_result {
+                messages.last_mut()
+            } else {
+                parts.last_mut()
+            };
+            if let Some(target) = target {
+                target["cache_control"] = cache_control(point);
+            }
+            continue;
+        }
+        last_is_result = block.get("toolResult").is_some();
         if let Some(text) = block.get("text").and_then(Value::as_str) {
             parts.push(json!({"type": "text", "text": text}));
         } else if let Some(image) = block.get("image") {
             let format = image.get("format").and_then(Value::as_str).unwrap_or("png");
-            let Some(bytes) = image.pointer("/source/bytes").and_then(Value::as_str) else {
-                return Err(invalid("only inline (bytes) image sources are supported"));
+            let url = if let Some(bytes) = image.pointer("/source/bytes").and_then(Value::as_str) {
+                format!("data:image/{format};base64,{bytes}")
+            } else if let Some(uri) = image
+                .pointer("/source/s3Location/uri")
+                .and_then(Value::as_str)
+            {
+                // Allowed only for the gateway's configured buckets (checked where it is sent).
+                uri.to_owned()
+            } else {
+                return Err(invalid("an image source needs bytes or s3Location"));
             };
-            parts.push(json!({"type": "image_url", "image_url": {"url": format!("data:image/{format};base64,{bytes}")}}));
+            parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
         } else if let Some(doc) = block.get("document") {
             let format = doc.get("format").and_then(Value::as_str).unwrap_or("txt");
             let name = doc
                 .get("name")
                 .and_then(Value::as_str)
                 .unwrap_or("document");
-            let Some(bytes) = doc.pointer("/source/bytes").and_then(Value::as_str) else {
-                return Err(invalid(
-                    "only inline (bytes) document sources are supported",
-                ));
-            };
-            parts.push(json!({"type": "file", "file": {
-                "file_data": format!("data:{};base64,{bytes}", document_mime(format)),
-                "filename": format!("{name}.{format}"),
-            }}));
+            let source = doc.get("source");
+            let text = source
+                .and_then(|s| s.get("text"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| {
+                    let chunks = source?.get("content")?.as_array()?;
+                    Some(
+                        chunks
+                            .iter()
+                            .filter_map(|c| c.get("text").and_then(Value::as_str))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    )
+                });
+            let file_data =
+                if let Some(bytes) = source.and_then(|s| s.get("bytes")).and_then(Value::as_str) {
+                    format!("data:{};base64,{bytes}", document_mime(format))
+                } else if let Some(text) = text {
+                    format!("data:text/plain;base64,{}", encode_base64(text.as_bytes()))
+                } else if let Some(uri) = source
+                    .and_then(|s| s.pointer("/s3Location/uri"))
+                    .and_then(Value::as_str)
+                {
+                    uri.to_owned()
+                } else {
+                    return Err(invalid(
+                        "a document source needs bytes, text, content or s3Location",
+                    ));
+                };
+            let mut file = json!({"file_data": file_data, "filename": format!("{name}.{format}"), "title": name});
+            if let Some(context) = doc.get("context") {
+                file["context"] = context.clone();
+            }
+            if let Some(citations) = doc.get("citations") {
+                file["citations"] = citations.clone();
+            }
+            parts.push(json!({"type": "file", "file": file}));
         } else if let Some(result) = block.get("toolResult") {
             let id = result
                 .get("toolUseId")
@@ -222,9 +341,23 @@ fn decode_user_turn(blocks: &[Value], messages: &mut Vec<Value>) -> Result<(), G
 fn decode_assistant_turn(blocks: &[Value]) -> Value {
     let mut text = String::new();
     let mut calls = Vec::new();
+    let mut thinking = Vec::new();
+    let mut cache = None;
     for block in blocks {
         if let Some(t) = block.get("text").and_then(Value::as_str) {
             text.push_str(t);
+        } else if let Some(point) = block.get("cachePoint") {
+            cache = Some(cache_control(point));
+        } else if let Some(r) = block.get("reasoningContent") {
+            if let Some(t) = r.get("reasoningText") {
+                let mut b = json!({"type": "thinking", "thinking": t.get("text").cloned().unwrap_or_else(|| json!(""))});
+                if let Some(sig) = t.get("signature") {
+                    b["signature"] = sig.clone();
+                }
+                thinking.push(b);
+            } else if let Some(data) = r.get("redactedContent") {
+                thinking.push(json!({"type": "redacted_thinking", "data": data}));
+            }
         } else if let Some(tool) = block.get("toolUse") {
             let input = tool.get("input").cloned().unwrap_or_else(|| json!({}));
             calls.push(json!({
@@ -237,6 +370,12 @@ fn decode_assistant_turn(blocks: &[Value]) -> Value {
     let mut msg = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { Value::String(text) }});
     if !calls.is_empty() {
         msg["tool_calls"] = Value::Array(calls);
+    }
+    if !thinking.is_empty() {
+        msg["thinking_blocks"] = Value::Array(thinking);
+    }
+    if let Some(c) = cache {
+        msg["cache_control"] = c;
     }
     msg
 }
@@ -328,5 +467,59 @@ mod tests {
             let e = decode_client_request("m", bad.as_object().unwrap(), false).unwrap_err();
             assert_eq!(e.status(), 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn cache_points_reasoning_and_reasoning_settings() {
+        let req = decode(
+            json!({
+                "system": [{"text": "Rules"}, {"cachePoint": {"type": "default", "ttl": "1h"}}],
+                "messages": [
+                    {"role": "user", "content": [{"text": "Doc"}, {"cachePoint": {"type": "default"}}, {"text": "Q"}]},
+                    {"role": "assistant", "content": [
+                        {"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "sig"}}},
+                        {"reasoningContent": {"redactedContent": "AAEC"}},
+                        {"toolUse": {"toolUseId": "t1", "name": "f", "input": {}}}]},
+                    {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": "ok"}]}},
+                        {"cachePoint": {"type": "default"}}]}
+                ],
+                "toolConfig": {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}},
+                    {"cachePoint": {"type": "default"}}]},
+                "additionalModelRequestFields": {"reasoning_config": {"type": "enabled", "budget_tokens": 2048}}
+            }),
+            false,
+        );
+        let v = serde_json::to_value(&req).unwrap();
+        assert_eq!(
+            v["messages"][0]["content"],
+            json!([{"type": "text", "text": "Rules", "cache_control": {"type": "ephemeral", "ttl": "1h"}}])
+        );
+        assert_eq!(
+            v["messages"][1]["content"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        assert!(v["messages"][1]["content"][1]
+            .get("cache_control")
+            .is_none());
+        assert_eq!(
+            v["messages"][2]["thinking_blocks"],
+            json!([{"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                   {"type": "redacted_thinking", "data": "AAEC"}])
+        );
+        assert_eq!(
+            v["messages"][3]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        assert_eq!(v["tools"][0]["cache_control"], json!({"type": "ephemeral"}));
+        assert_eq!(
+            v["thinking"],
+            json!({"type": "enabled", "budget_tokens": 2048})
+        );
+        let req = decode(
+            json!({"messages": [{"role": "user", "content": [{"text": "x"}]}],
+                   "additionalModelRequestFields": {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "high"}}}),
+            false,
+        );
+        assert_eq!(req.reasoning_effort.as_deref(), Some("high"));
     }
 }

@@ -15,7 +15,8 @@
 //!     URLs; file parts → image blocks for image MIME types, else document blocks (format from the
 //!     MIME type or the file extension; name sanitised to Converse's charset and made unique; a
 //!     text block is added when the turn has a document but no text); `input_audio` → audio blocks.
-//!     Plain `http(s)` image URLs, `file_id`s and bad base64 are a 400 (this codec does no I/O).
+//!     Plain `http(s)` image URLs (unless the provider's media fetcher inlined them first),
+//!     `file_id`s and bad base64 are a 400 (this codec does no I/O).
 //!   - Assistant `tool_calls` (and the deprecated `function_call`) → `toolUse` blocks with the
 //!     parsed arguments as input; `tool` (and `function`) messages → `toolResult` blocks, as a JSON
 //!     document when the content is a JSON object or array, else text. Tool-call ids that violate
@@ -26,13 +27,18 @@
 //!     otherwise): if the client sent no tools, minimal specs are synthesized for the names used.
 //!   - `inferenceConfig`: `maxTokens` (`max_completion_tokens`, `max_tokens`, then the configured
 //!     default), `temperature` clamped to 0–1, `topP`, `stopSequences`; omitted when none is set.
-//!   - `additionalModelRequestFields`: `{"reasoning_effort": …}` only when the request had it (the
-//!     spelling gpt-oss-style models take natively; model-family specific translations such as
-//!     Claude `thinking` or Nova `reasoningConfig` are left to the provider, which knows the model),
-//!     and `{"top_k": n}` from the `top_k` extension field.
+//!   - `additionalModelRequestFields`: the reasoning request in the model's spelling
+//!     (`ReasoningStyle`: Claude's `thinking`, checked by Claude's rules; Nova 2's
+//!     `reasoningConfig`; `reasoning_effort` for gpt-oss, Qwen and DeepSeek; a 400 for models
+//!     without reasoning), and `{"top_k": n}` from the `top_k` extension field.
+//!   - Cache breakpoints become `cachePoint` blocks after what they mark, where the model caches
+//!     ([`crate::format::caching`]); Claude's signed reasoning goes back first in its assistant
+//!     turn as `reasoningContent`; `s3://` sources only for the configured buckets, with their
+//!     owner; documents carry `context`, and `citations` for Claude.
 //! - **Response** (`decode_response`): text joined, tool uses → tool calls (ids preserved),
-//!   reasoning text → `reasoning_content`, `stopReason` via `map_stop_reason` (`tool_calls`
-//!   whenever tool calls are present), usage with cache reads/writes added into `prompt_tokens`.
+//!   reasoning text → `reasoning_content` (signed or redacted reasoning also as `thinking_blocks`),
+//!   `stopReason` via `map_stop_reason` (`tool_calls` whenever tool calls are present), usage
+//!   with cache reads/writes added into `prompt_tokens`, a guardrail's verdict and trace.
 //! - **Stream** (`ConverseStreamDecoder`): see its docs; the finish chunk waits for `metadata`
 //!   so a usage chunk can follow it.
 
@@ -40,6 +46,8 @@ pub mod client_reply;
 pub mod client_request;
 #[cfg(feature = "bedrock")]
 mod document;
+#[cfg(feature = "bedrock")]
+mod trace;
 #[cfg(feature = "bedrock")]
 mod upstream_reply;
 #[cfg(feature = "bedrock")]
@@ -54,6 +62,8 @@ pub use document::{document_to_json, json_to_document};
 #[cfg(feature = "bedrock")]
 pub use upstream_reply::{decode_response, map_stop_reason};
 #[cfg(feature = "bedrock")]
-pub use upstream_request::{encode_request, ConverseOptions, ConverseRequest};
+pub use upstream_request::{
+    encode_request, ConverseOptions, ConverseRequest, ReasoningStyle, S3Buckets,
+};
 #[cfg(feature = "bedrock")]
 pub use upstream_stream::ConverseStreamDecoder;

@@ -6,8 +6,17 @@ use aws_sdk_bedrockruntime::types::{
 };
 
 use super::document::document_to_json;
+use super::trace::guardrail_trace_json;
 use crate::error::GatewayError;
-use crate::model::{finish_reason, ChatResponse, ChunkMeta, ResponseMessage, ToolCall, Usage};
+use serde_json::Map;
+
+use crate::format::{BEDROCK_TRACE, GUARDRAIL_ACTION};
+use crate::model::{
+    finish_reason, ChatResponse, ChunkMeta, ResponseMessage, ThinkingBlock, ToolCall, Usage,
+};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 
 /// Maps a Converse `stopReason` to an OpenAI `finish_reason` (PROTOCOLS 5.5). Malformed-output
 /// reasons and unknown values map to `stop`.
@@ -35,6 +44,24 @@ pub(crate) fn usage_from(usage: &TokenUsage) -> Usage {
     )
 }
 
+/// A guardrail's verdict and trace as canonical reply members (empty when there is neither).
+pub(crate) fn guardrail_extra(
+    intervened: bool,
+    trace: Option<&aws_sdk_bedrockruntime::types::GuardrailTraceAssessment>,
+) -> Map<String, serde_json::Value> {
+    let mut extra = Map::new();
+    if intervened {
+        extra.insert(GUARDRAIL_ACTION.into(), serde_json::json!("INTERVENED"));
+    }
+    if let Some(t) = trace {
+        extra.insert(
+            BEDROCK_TRACE.into(),
+            serde_json::json!({"guardrail": guardrail_trace_json(t)}),
+        );
+    }
+    extra
+}
+
 /// Decodes a Converse response; id, created and model come from `meta`.
 ///
 /// Text blocks are concatenated (citations content included), tool-use blocks become tool calls
@@ -55,6 +82,7 @@ pub fn decode_response(
     };
     let mut text = String::new();
     let mut reasoning = String::new();
+    let mut thinking_blocks = Vec::new();
     let mut tool_calls = Vec::new();
     for block in message.content() {
         match block {
@@ -72,7 +100,16 @@ pub fn decode_response(
                 tool_calls.push(ToolCall::function(u.tool_use_id(), u.name(), arguments));
             }
             ContentBlock::ReasoningContent(ReasoningContentBlock::ReasoningText(r)) => {
-                reasoning.push_str(r.text())
+                reasoning.push_str(r.text());
+                thinking_blocks.push(ThinkingBlock::Thinking {
+                    thinking: r.text().to_owned(),
+                    signature: r.signature().map(str::to_owned),
+                });
+            }
+            ContentBlock::ReasoningContent(ReasoningContentBlock::RedactedContent(data)) => {
+                thinking_blocks.push(ThinkingBlock::RedactedThinking {
+                    data: BASE64.encode(data.as_ref()),
+                });
             }
             _ => {}
         }
@@ -91,13 +128,24 @@ pub fn decode_response(
     let mut message =
         ResponseMessage::assistant(content, (!tool_calls.is_empty()).then_some(tool_calls));
     message.reasoning_content = (!reasoning.is_empty()).then_some(reasoning);
+    // Only signed or redacted reasoning needs its blocks: it is what a client sends back.
+    let signed = thinking_blocks.iter().any(|b| {
+        !matches!(
+            b,
+            ThinkingBlock::Thinking {
+                signature: None,
+                ..
+            }
+        )
+    });
+    message.thinking_blocks = signed.then_some(thinking_blocks);
 
-    Ok(ChatResponse::new(
-        meta,
-        message,
-        finish,
-        output.usage().map(usage_from),
-    ))
+    let mut response = ChatResponse::new(meta, message, finish, output.usage().map(usage_from));
+    response.extra = guardrail_extra(
+        output.stop_reason() == &StopReason::GuardrailIntervened,
+        output.trace().and_then(|t| t.guardrail()),
+    );
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -179,6 +227,7 @@ mod tests {
                 "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": null,
                     "message": {"role": "assistant", "content": "It is 21°C.", "refusal": null,
                         "reasoning_content": "thinking",
+                        "thinking_blocks": [{"type": "thinking", "thinking": "thinking", "signature": "sig"}],
                         "tool_calls": [{"id": "tooluse_kZJ", "type": "function",
                             "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}}],
                 "usage": {"prompt_tokens": 45, "completion_tokens": 44, "total_tokens": 89,

@@ -3,29 +3,28 @@
 use std::collections::{BTreeSet, HashSet};
 
 use aws_sdk_bedrockruntime::types::{
-    self, AnyToolChoice, AudioBlock, AudioFormat, AudioSource, AutoToolChoice, ContentBlock,
-    ConversationRole, DocumentBlock, DocumentFormat, DocumentSource, ImageBlock, ImageFormat,
-    ImageSource, InferenceConfiguration, S3Location, SpecificToolChoice, SystemContentBlock,
+    self, AnyToolChoice, AudioBlock, AudioFormat, AudioSource, AutoToolChoice, CachePointBlock,
+    CachePointType, CacheTtl, CitationsConfig, ContentBlock, ConversationRole, DocumentBlock,
+    DocumentFormat, DocumentSource, ImageBlock, ImageFormat, ImageSource, InferenceConfiguration,
+    ReasoningContentBlock, ReasoningTextBlock, S3Location, SpecificToolChoice, SystemContentBlock,
     ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock, ToolSpecification,
     ToolUseBlock,
 };
 use aws_smithy_types::error::operation::BuildError;
 use aws_smithy_types::{Blob, Document};
-use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
-use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::document::json_to_document;
 use crate::error::GatewayError;
-use crate::model::{ChatRequest, ContentPart, Message, MessageContent, Role, ToolChoiceKind};
-
-/// Standard base64, padding optional (clients are not consistent about it).
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+use crate::format::bedrock_claude::thinking::{self, ClaudeThinking};
+use crate::format::caching::{CacheArea, CachePlacer, CacheSupport};
+use crate::format::data_url::{decode_base64, DataUrl};
+use crate::format::reasoning::{reasoning_param, requested, Reasoning, ReasoningBudgets};
+use crate::format::structured;
+use crate::model::{
+    CacheControl, ChatRequest, ContentPart, Message, MessageContent, Role, ThinkingBlock,
+    ToolChoiceKind,
+};
 
 /// Text of the user turn inserted when the history does not start with a user message (Converse
 /// requires it; blank text is rejected).
@@ -55,18 +54,48 @@ pub struct ConverseRequest {
     pub additional_model_request_fields: Option<Document>,
 }
 
-/// Options for [`encode_request`].
+/// Options for [`encode_request`]: what the provider knows about the model.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConverseOptions {
     /// `maxTokens` to send when the client set no token limit (`None`: the model maximum).
     pub default_max_tokens: Option<u32>,
+    /// Where the model caches prompts: cache breakpoints elsewhere are dropped.
+    pub cache: CacheSupport,
+    /// How the model takes a reasoning request.
+    pub reasoning: ReasoningStyle,
+    /// `reasoning_effort` → thinking budget (Claude), and back (efforts for a budget).
+    pub budgets: ReasoningBudgets,
+    /// The S3 buckets `s3://` image and document URLs may name, with their owners.
+    pub s3_buckets: std::sync::Arc<S3Buckets>,
+    /// The model cites documents (Claude): documents' `citations` settings are passed.
+    pub citations: bool,
+}
+
+/// How a Converse model takes a reasoning request (in `additionalModelRequestFields`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReasoningStyle {
+    /// `{"reasoning_effort": …}`, as gpt-oss, Qwen and DeepSeek take it (a `thinking` budget
+    /// becomes the nearest effort).
+    #[default]
+    ReasoningEffort,
+    /// Claude's `{"thinking": {…}}`, with Claude's rules (see the Claude codec), and its signed
+    /// reasoning sent back as `reasoningContent`.
+    ClaudeThinking,
+    /// Nova 2's `{"reasoningConfig": {"type":"enabled","maxReasoningEffort": low|medium|high}}`.
+    NovaReasoningConfig,
+    /// The model cannot reason: asking it to is a 400.
+    Unsupported,
 }
 
 impl ConverseOptions {
     /// Sends `default_max_tokens` (if any) when the client gave no limit.
     pub fn new(default_max_tokens: Option<u32>) -> Self {
-        ConverseOptions { default_max_tokens }
+        ConverseOptions {
+            default_max_tokens,
+            ..ConverseOptions::default()
+        }
     }
 }
 
@@ -86,24 +115,46 @@ pub fn encode_request(
         ));
     }
 
+    let claude = opts.reasoning == ReasoningStyle::ClaudeThinking;
+    let thinking = if claude {
+        Some(thinking::plan(req, opts.default_max_tokens, &opts.budgets)?)
+    } else {
+        None
+    };
+    let mut cache = CachePlacer::new(opts.cache);
     let mut system = Vec::new();
     let mut turns: Vec<(ConversationRole, Vec<ContentBlock>)> = Vec::new();
     let mut doc_names = HashSet::new();
     for msg in &req.messages {
-        let (role, blocks) = match msg.role {
+        let (role, mut blocks) = match msg.role {
             Role::System | Role::Developer => {
-                let text = msg.text_content();
-                if !text.trim().is_empty() {
-                    system.push(SystemContentBlock::Text(text));
-                }
+                system_blocks(msg, &mut system, &mut cache)?;
                 continue;
             }
-            Role::User => (ConversationRole::User, user_blocks(msg, &mut doc_names)?),
-            Role::Assistant => (ConversationRole::Assistant, assistant_blocks(msg)?),
+            Role::User => (
+                ConversationRole::User,
+                user_blocks(msg, &mut doc_names, &mut cache, opts)?,
+            ),
+            Role::Assistant => (
+                ConversationRole::Assistant,
+                assistant_blocks(msg, claude, &mut cache)?,
+            ),
             Role::Tool | Role::Function => (ConversationRole::User, vec![tool_result_block(msg)?]),
         };
         if blocks.is_empty() {
             continue;
+        }
+        let part_cache = match (&msg.role, &msg.content) {
+            (Role::Tool | Role::Function, Some(MessageContent::Parts(parts))) => {
+                parts.iter().rev().find_map(|p| p.cache_control.as_ref())
+            }
+            _ => None,
+        };
+        if let Some(c) = cache.keep(
+            CacheArea::Messages,
+            msg.cache_control.as_ref().or(part_cache),
+        )? {
+            blocks.push(cache_point(c)?);
         }
         match turns.last_mut() {
             Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
@@ -125,6 +176,16 @@ pub fn encode_request(
 
     let mut messages = Vec::with_capacity(turns.len());
     for (role, mut blocks) in turns {
+        let has_tool_blocks = blocks
+            .iter()
+            .any(|b| matches!(b, ContentBlock::ToolUse(_) | ContentBlock::ToolResult(_)));
+        if has_tool_blocks && !cache.support().tools {
+            // Models that do not cache tools (Nova) also reject a cache point in a turn that
+            // carries tool content.
+            let before = blocks.len();
+            blocks.retain(|b| !matches!(b, ContentBlock::CachePoint(_)));
+            cache.unkeep(before - blocks.len());
+        }
         let has_document = blocks
             .iter()
             .any(|b| matches!(b, ContentBlock::Document(_)));
@@ -140,14 +201,69 @@ pub fn encode_request(
         )?);
     }
 
-    let tool_config = tool_config(req, &messages)?;
+    // A response_format the provider did not lower (see `format::structured`): the instruction.
+    if let Some(instruction) = req
+        .response_format
+        .as_ref()
+        .map(structured::instruction)
+        .transpose()?
+        .flatten()
+    {
+        system.push(SystemContentBlock::Text(instruction));
+    }
+    let tool_config = tool_config(req, &messages, &mut cache)?;
+    cache.finish()?;
     Ok(ConverseRequest {
         messages,
         system,
-        inference_config: inference_config(req, opts),
+        inference_config: inference_config(req, opts, thinking.as_ref()),
         tool_config,
-        additional_model_request_fields: additional_fields(req)?,
+        additional_model_request_fields: additional_fields(req, opts, thinking.as_ref())?,
     })
+}
+
+/// A `cachePoint` block for a kept breakpoint.
+fn cache_point_block(cache: &CacheControl) -> Result<CachePointBlock, GatewayError> {
+    built(
+        CachePointBlock::builder()
+            .r#type(CachePointType::Default)
+            .set_ttl(cache.ttl.as_deref().map(CacheTtl::from))
+            .build(),
+    )
+}
+
+fn cache_point(cache: &CacheControl) -> Result<ContentBlock, GatewayError> {
+    Ok(ContentBlock::CachePoint(cache_point_block(cache)?))
+}
+
+/// A system message as system text blocks, with cache points after its marked parts and after it
+/// when the whole message is marked.
+fn system_blocks(
+    msg: &Message,
+    system: &mut Vec<SystemContentBlock>,
+    cache: &mut CachePlacer,
+) -> Result<(), GatewayError> {
+    let text = msg.text_content();
+    if text.trim().is_empty() {
+        return Ok(());
+    }
+    match &msg.content {
+        Some(MessageContent::Parts(parts)) if parts.iter().any(|p| p.cache_control.is_some()) => {
+            for part in parts {
+                if let Some(t) = part.text.as_deref().filter(|t| !t.trim().is_empty()) {
+                    system.push(SystemContentBlock::Text(t.to_owned()));
+                    if let Some(c) = cache.keep(CacheArea::System, part.cache_control.as_ref())? {
+                        system.push(SystemContentBlock::CachePoint(cache_point_block(c)?));
+                    }
+                }
+            }
+        }
+        _ => system.push(SystemContentBlock::Text(text)),
+    }
+    if let Some(c) = cache.keep(CacheArea::System, msg.cache_control.as_ref())? {
+        system.push(SystemContentBlock::CachePoint(cache_point_block(c)?));
+    }
+    Ok(())
 }
 
 /// An SDK builder error: only possible if this module forgot a required member.
@@ -169,6 +285,8 @@ fn push_text(blocks: &mut Vec<ContentBlock>, text: &str) {
 fn user_blocks(
     msg: &Message,
     doc_names: &mut HashSet<String>,
+    cache: &mut CachePlacer,
+    opts: &ConverseOptions,
 ) -> Result<Vec<ContentBlock>, GatewayError> {
     let mut blocks = Vec::new();
     match &msg.content {
@@ -176,7 +294,13 @@ fn user_blocks(
         Some(MessageContent::Text(s)) => push_text(&mut blocks, s),
         Some(MessageContent::Parts(parts)) => {
             for part in parts {
-                user_part(part, &mut blocks, doc_names)?;
+                let before = blocks.len();
+                user_part(part, &mut blocks, doc_names, opts)?;
+                if blocks.len() > before {
+                    if let Some(c) = cache.keep(CacheArea::Messages, part.cache_control.as_ref())? {
+                        blocks.push(cache_point(c)?);
+                    }
+                }
             }
         }
     }
@@ -187,7 +311,9 @@ fn user_part(
     part: &ContentPart,
     blocks: &mut Vec<ContentBlock>,
     doc_names: &mut HashSet<String>,
+    opts: &ConverseOptions,
 ) -> Result<(), GatewayError> {
+    let buckets = &*opts.s3_buckets;
     match part.kind.as_str() {
         "text" => push_text(blocks, part.text.as_deref().unwrap_or("")),
         "refusal" => push_text(blocks, part.refusal.as_deref().unwrap_or("")),
@@ -197,7 +323,7 @@ fn user_part(
                 .as_ref()
                 .map(|i| i.url.as_str())
                 .ok_or_else(|| bad_content("An image_url part needs an image_url.url."))?;
-            blocks.push(image_from_url(url)?);
+            blocks.push(image_from_url(url, buckets)?);
         }
         "file" => {
             let file = part
@@ -209,15 +335,26 @@ fn user_part(
                     "Only inline files (file.file_data) are supported; file_id cannot be resolved.",
                 ));
             };
-            let (mime, bytes) = match parse_data_url(data) {
-                Some(parsed) => parsed?,
-                None => (None, decode_base64(data)?),
-            };
             let filename = file.filename.as_deref().unwrap_or("");
-            if let Some(format) = mime.as_deref().and_then(image_format) {
-                blocks.push(image_block(format, ImageSource::Bytes(Blob::new(bytes)))?);
-                return Ok(());
-            }
+            let (mime, source) = if data.starts_with("s3://") {
+                (
+                    None,
+                    DocumentSource::S3Location(s3_location(data, buckets)?),
+                )
+            } else {
+                let (mime, bytes) = match DataUrl::parse(data) {
+                    Some(parsed) => {
+                        let url = parsed?;
+                        (url.mime.clone(), url.decode()?)
+                    }
+                    None => (None, decode_base64(data)?),
+                };
+                if let Some(format) = mime.as_deref().and_then(image_format) {
+                    blocks.push(image_block(format, ImageSource::Bytes(Blob::new(bytes)))?);
+                    return Ok(());
+                }
+                (mime, DocumentSource::Bytes(Blob::new(bytes)))
+            };
             let format = mime
                 .as_deref()
                 .and_then(document_format_from_mime)
@@ -229,12 +366,24 @@ fn user_part(
                         mime.as_deref().unwrap_or("unknown"),
                     ))
                 })?;
-            let name = unique_name(sanitize_document_name(filename), doc_names);
+            let name = file.title.as_deref().unwrap_or(filename);
+            let name = unique_name(sanitize_document_name(name), doc_names);
+            let citations = file
+                .citations
+                .as_ref()
+                .filter(|_| opts.citations)
+                .and_then(|c| c.get("enabled"))
+                .and_then(Value::as_bool)
+                .map(|enabled| CitationsConfig::builder().enabled(enabled).build())
+                .transpose()
+                .map_err(|e| GatewayError::internal(format!("building Converse request: {e}")))?;
             blocks.push(ContentBlock::Document(built(
                 DocumentBlock::builder()
                     .format(format)
                     .name(name)
-                    .source(DocumentSource::Bytes(Blob::new(bytes)))
+                    .source(source)
+                    .set_context(file.context.clone())
+                    .set_citations(citations)
                     .build(),
             )?));
         }
@@ -270,16 +419,16 @@ fn image_block(format: ImageFormat, source: ImageSource) -> Result<ContentBlock,
     )?))
 }
 
-fn image_from_url(url: &str) -> Result<ContentBlock, GatewayError> {
-    if let Some(parsed) = parse_data_url(url) {
-        let (mime, bytes) = parsed?;
-        let format = mime.as_deref().and_then(image_format).ok_or_else(|| {
+fn image_from_url(url: &str, buckets: &S3Buckets) -> Result<ContentBlock, GatewayError> {
+    if let Some(parsed) = DataUrl::parse(url) {
+        let url = parsed?;
+        let format = url.mime.as_deref().and_then(image_format).ok_or_else(|| {
             bad_content(format!(
                 "Unsupported image type {:?}; expected image/png, image/jpeg, image/gif or image/webp.",
-                mime.as_deref().unwrap_or("unknown")
+                url.mime.as_deref().unwrap_or("unknown")
             ))
         })?;
-        return image_block(format, ImageSource::Bytes(Blob::new(bytes)));
+        return image_block(format, ImageSource::Bytes(Blob::new(url.decode()?)));
     }
     if url.starts_with("s3://") {
         let format = url
@@ -289,46 +438,34 @@ fn image_from_url(url: &str) -> Result<ContentBlock, GatewayError> {
             .ok_or_else(|| {
                 bad_content("An s3:// image URL must end in .png, .jpeg, .jpg, .gif or .webp.")
             })?;
-        let location = built(S3Location::builder().uri(url).build())?;
-        return image_block(format, ImageSource::S3Location(location));
+        return image_block(format, ImageSource::S3Location(s3_location(url, buckets)?));
     }
     Err(bad_content(
-        "Only data: (base64) and s3:// image URLs are supported for Bedrock models.",
+        "Only data: (base64) and s3:// image URLs are supported for Bedrock models; http(s) URLs only where \
+         the gateway is configured to fetch them ([media_fetch]).",
     ))
 }
 
-/// A decoded data URL: the MIME type (lowercase, if given) and the bytes.
-type DataUrl = (Option<String>, Vec<u8>);
+/// S3 buckets Bedrock may read client-named objects from, with their owner accounts
+/// (`[bedrock.s3_buckets]`): Bedrock reads them with the gateway's own role, so a client may name
+/// only these.
+pub type S3Buckets = std::collections::BTreeMap<String, String>;
 
-/// Parses `data:<mime>[;param…];base64,<payload>`. `None` if `s` is not a data URL; `Some(Err)` if it
-/// is one but not base64 or the payload does not decode.
-fn parse_data_url(s: &str) -> Option<Result<DataUrl, GatewayError>> {
-    let rest = s.strip_prefix("data:")?;
-    Some(decode_data_url(rest))
-}
-
-/// The MIME type and bytes of a data URL after its `data:` prefix.
-fn decode_data_url(rest: &str) -> Result<DataUrl, GatewayError> {
-    let (header, payload) = rest
-        .split_once(',')
-        .ok_or_else(|| bad_content("Malformed data URL: no ','."))?;
-    let mut params = header.split(';');
-    let mime = params
-        .next()
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(str::to_ascii_lowercase);
-    if !params.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
-        return Err(bad_content("Only base64 data URLs are supported."));
-    }
-    Ok((mime, decode_base64(payload)?))
-}
-
-fn decode_base64(data: &str) -> Result<Vec<u8>, GatewayError> {
-    let cleaned: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    BASE64.decode(cleaned.as_bytes()).map_err(|e| {
-        GatewayError::invalid_request(format!("Invalid base64 data: {e}.")).with_param("messages")
-    })
+/// The `s3Location` of an `s3://bucket/key` URL in an allowed bucket (with its `bucketOwner`);
+/// a 400 for any other bucket.
+fn s3_location(url: &str, buckets: &S3Buckets) -> Result<S3Location, GatewayError> {
+    let bucket = url
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(b, _)| b)
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| bad_content("An s3:// URL needs a bucket and a key: s3://bucket/key."))?;
+    let owner = buckets.get(bucket).ok_or_else(|| {
+        bad_content(format!(
+            "The gateway does not read from the S3 bucket '{bucket}': only buckets configured in [bedrock.s3_buckets] are allowed."
+        ))
+    })?;
+    built(S3Location::builder().uri(url).bucket_owner(owner).build())
 }
 
 fn image_format(mime: &str) -> Option<ImageFormat> {
@@ -460,13 +597,42 @@ fn tool_use_block(id: &str, name: &str, arguments: &str) -> Result<ContentBlock,
     )?))
 }
 
-fn assistant_blocks(msg: &Message) -> Result<Vec<ContentBlock>, GatewayError> {
+fn assistant_blocks(
+    msg: &Message,
+    signed_reasoning: bool,
+    cache: &mut CachePlacer,
+) -> Result<Vec<ContentBlock>, GatewayError> {
     let mut blocks = Vec::new();
+    // Claude's signed reasoning goes back first, as it was written; other models take none.
+    for block in msg
+        .thinking_blocks
+        .iter()
+        .flatten()
+        .filter(|_| signed_reasoning)
+    {
+        let reasoning = match block {
+            ThinkingBlock::Thinking {
+                thinking,
+                signature: Some(signature),
+            } if !signature.is_empty() => ReasoningContentBlock::ReasoningText(built(
+                ReasoningTextBlock::builder()
+                    .text(thinking)
+                    .signature(signature)
+                    .build(),
+            )?),
+            ThinkingBlock::Thinking { .. } => continue,
+            ThinkingBlock::RedactedThinking { data } => {
+                ReasoningContentBlock::RedactedContent(Blob::new(decode_base64(data)?))
+            }
+        };
+        blocks.push(ContentBlock::ReasoningContent(reasoning));
+    }
     match &msg.content {
         None => {}
         Some(MessageContent::Text(s)) => push_text(&mut blocks, s),
         Some(MessageContent::Parts(parts)) => {
             for part in parts {
+                let before = blocks.len();
                 match part.kind.as_str() {
                     "text" => push_text(&mut blocks, part.text.as_deref().unwrap_or("")),
                     "refusal" => push_text(&mut blocks, part.refusal.as_deref().unwrap_or("")),
@@ -474,6 +640,11 @@ fn assistant_blocks(msg: &Message) -> Result<Vec<ContentBlock>, GatewayError> {
                         return Err(bad_content(format!(
                             "Assistant messages may only contain text, not '{other}' parts."
                         )))
+                    }
+                }
+                if blocks.len() > before {
+                    if let Some(c) = cache.keep(CacheArea::Messages, part.cache_control.as_ref())? {
+                        blocks.push(cache_point(c)?);
                     }
                 }
             }
@@ -549,6 +720,7 @@ fn empty_schema() -> Value {
 fn tool_config(
     req: &ChatRequest,
     messages: &[types::Message],
+    cache: &mut CachePlacer,
 ) -> Result<Option<ToolConfiguration>, GatewayError> {
     let mut used_names = BTreeSet::new();
     let mut history_has_tools = false;
@@ -595,6 +767,9 @@ fn tool_config(
                 &schema,
                 function.strict,
             )?);
+            if let Some(c) = cache.keep(CacheArea::Tools, tool.cache_control.as_ref())? {
+                tools.push(types::Tool::CachePoint(cache_point_block(c)?));
+            }
         }
     }
     if tools.is_empty() && history_has_tools {
@@ -629,17 +804,24 @@ fn tool_config(
     )?))
 }
 
-fn inference_config(req: &ChatRequest, opts: &ConverseOptions) -> Option<InferenceConfiguration> {
-    let max_tokens = req
-        .max_output_tokens()
-        .or(opts.default_max_tokens)
-        .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+fn inference_config(
+    req: &ChatRequest,
+    opts: &ConverseOptions,
+    thinking: Option<&ClaudeThinking>,
+) -> Option<InferenceConfiguration> {
+    let max_tokens = match thinking {
+        Some(plan) => plan.max_tokens,
+        None => req.max_output_tokens().or(opts.default_max_tokens),
+    }
+    .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
     let stops: Vec<String> = req
         .stop_sequences()
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let temperature = req.temperature.filter(|t| t.is_finite());
+    // Claude thinking takes no temperature (the plan checked it is 1 or unset).
+    let thinking_on = thinking.is_some_and(|p| p.thinking.is_some());
+    let temperature = req.temperature.filter(|t| t.is_finite() && !thinking_on);
     let top_p = req.top_p.filter(|p| p.is_finite());
     if max_tokens.is_none() && temperature.is_none() && top_p.is_none() && stops.is_empty() {
         return None;
@@ -654,13 +836,49 @@ fn inference_config(req: &ChatRequest, opts: &ConverseOptions) -> Option<Inferen
     )
 }
 
-/// `additionalModelRequestFields`: `{"reasoning_effort": …}` when the request set it (the key
-/// gpt-oss-style models read natively; Claude/Nova reasoning configs are model-specific and left to
-/// the provider), and `{"top_k": n}` from the `top_k` extension field.
-fn additional_fields(req: &ChatRequest) -> Result<Option<Document>, GatewayError> {
+/// `additionalModelRequestFields`: the reasoning request in the model's spelling
+/// ([`ReasoningStyle`]), and `{"top_k": n}` from the `top_k` extension field.
+fn additional_fields(
+    req: &ChatRequest,
+    opts: &ConverseOptions,
+    thinking: Option<&ClaudeThinking>,
+) -> Result<Option<Document>, GatewayError> {
     let mut fields = Map::new();
-    if let Some(effort) = &req.reasoning_effort {
-        fields.insert("reasoning_effort".into(), Value::String(effort.clone()));
+    if let Some(plan) = thinking {
+        if let Some(t) = &plan.thinking {
+            fields.insert("thinking".into(), t.clone());
+        }
+    } else {
+        let effort = match requested(req, &opts.budgets)? {
+            None => None,
+            Some(_) if req.thinking.is_none() => req.reasoning_effort.as_deref(),
+            Some(Reasoning::Budget(budget)) => Some(opts.budgets.effort_for(budget)),
+            Some(Reasoning::Adaptive) => Some("medium"),
+        };
+        if let Some(effort) = effort {
+            match opts.reasoning {
+                ReasoningStyle::ReasoningEffort | ReasoningStyle::ClaudeThinking => {
+                    fields.insert("reasoning_effort".into(), Value::from(effort));
+                }
+                ReasoningStyle::NovaReasoningConfig => {
+                    let level = match effort {
+                        "minimal" | "low" => "low",
+                        "high" | "xhigh" | "max" => "high",
+                        _ => "medium",
+                    };
+                    fields.insert(
+                        "reasoningConfig".into(),
+                        json!({"type": "enabled", "maxReasoningEffort": level}),
+                    );
+                }
+                ReasoningStyle::Unsupported => {
+                    return Err(GatewayError::unsupported(
+                        reasoning_param(req),
+                        "This model has no reasoning control on Bedrock.",
+                    ))
+                }
+            }
+        }
     }
     match req.extra.get("top_k") {
         None | Some(Value::Null) => {}
@@ -682,6 +900,7 @@ fn additional_fields(req: &ChatRequest) -> Result<Option<Document>, GatewayError
 mod tests {
     use super::*;
     use crate::format::converse::document::document_to_json;
+    use crate::format::data_url::encode_base64;
     use crate::model::{FilePart, Stop, Tool, ToolCall, ToolChoice};
 
     fn req(messages: Vec<Message>) -> ChatRequest {
@@ -715,24 +934,30 @@ mod tests {
         let mut p = ContentPart::text("");
         p.kind = "file".into();
         p.text = None;
-        p.file = Some(FilePart {
-            file_data: Some(data.into()),
-            filename: filename.map(str::to_owned),
-            file_id: None,
-        });
+        p.file = Some(FilePart::inline(data, filename.map(str::to_owned)));
         p
     }
 
     /// A JSON rendering of the Converse input, in the wire shape of PROTOCOLS 4 (blobs as base64),
     /// so tests can compare whole requests as golden JSON.
+    fn cache_json(c: &CachePointBlock) -> Value {
+        let mut point = json!({"type": c.r#type().as_str()});
+        if let Some(ttl) = c.ttl() {
+            point["ttl"] = json!(ttl.as_str());
+        }
+        json!({"cachePoint": point})
+    }
+
     fn to_json(r: &ConverseRequest) -> Value {
         fn block(b: &ContentBlock) -> Value {
             match b {
                 ContentBlock::Text(t) => json!({"text": t}),
                 ContentBlock::Image(i) => {
                     let source = match i.source() {
-                        Some(ImageSource::Bytes(b)) => json!({"bytes": BASE64.encode(b.as_ref())}),
-                        Some(ImageSource::S3Location(l)) => json!({"s3Location": {"uri": l.uri()}}),
+                        Some(ImageSource::Bytes(b)) => json!({"bytes": encode_base64(b.as_ref())}),
+                        Some(ImageSource::S3Location(l)) => {
+                            json!({"s3Location": {"uri": l.uri(), "bucketOwner": l.bucket_owner()}})
+                        }
                         _ => Value::Null,
                     };
                     json!({"image": {"format": i.format().as_str(), "source": source}})
@@ -741,14 +966,21 @@ mod tests {
                     let Some(DocumentSource::Bytes(b)) = d.source() else {
                         panic!("no bytes")
                     };
-                    json!({"document": {"format": d.format().as_str(), "name": d.name(),
-                                        "source": {"bytes": BASE64.encode(b.as_ref())}}})
+                    let mut doc = json!({"format": d.format().as_str(), "name": d.name(),
+                                        "source": {"bytes": encode_base64(b.as_ref())}});
+                    if let Some(c) = d.context() {
+                        doc["context"] = json!(c);
+                    }
+                    if let Some(c) = d.citations() {
+                        doc["citations"] = json!({"enabled": c.enabled()});
+                    }
+                    json!({"document": doc})
                 }
                 ContentBlock::Audio(a) => {
                     let Some(AudioSource::Bytes(b)) = a.source() else {
                         panic!("no bytes")
                     };
-                    json!({"audio": {"format": a.format().as_str(), "source": {"bytes": BASE64.encode(b.as_ref())}}})
+                    json!({"audio": {"format": a.format().as_str(), "source": {"bytes": encode_base64(b.as_ref())}}})
                 }
                 ContentBlock::ToolUse(u) => {
                     json!({"toolUse": {"toolUseId": u.tool_use_id(), "name": u.name(),
@@ -766,6 +998,13 @@ mod tests {
                         .collect();
                     json!({"toolResult": {"toolUseId": r.tool_use_id(), "content": content}})
                 }
+                ContentBlock::CachePoint(c) => cache_json(c),
+                ContentBlock::ReasoningContent(ReasoningContentBlock::ReasoningText(t)) => {
+                    json!({"reasoningContent": {"reasoningText": {"text": t.text(), "signature": t.signature()}}})
+                }
+                ContentBlock::ReasoningContent(ReasoningContentBlock::RedactedContent(b)) => {
+                    json!({"reasoningContent": {"redactedContent": encode_base64(b.as_ref())}})
+                }
                 other => panic!("unexpected block {other:?}"),
             }
         }
@@ -776,6 +1015,7 @@ mod tests {
                 .iter()
                 .map(|s| match s {
                     SystemContentBlock::Text(t) => json!({"text": t}),
+                    SystemContentBlock::CachePoint(c) => cache_json(c),
                     other => panic!("unexpected system block {other:?}"),
                 })
                 .collect();
@@ -808,7 +1048,11 @@ mod tests {
                 .tools()
                 .iter()
                 .map(|t| {
-                    let types::Tool::ToolSpec(s) = t else { panic!("not a toolSpec") };
+                    let s = match t {
+                        types::Tool::ToolSpec(s) => s,
+                        types::Tool::CachePoint(c) => return cache_json(c),
+                        other => panic!("unexpected tool {other:?}"),
+                    };
                     let Some(ToolInputSchema::Json(schema)) = s.input_schema() else { panic!("no schema") };
                     let mut spec = json!({"name": s.name(), "inputSchema": {"json": document_to_json(schema)}});
                     if let Some(d) = s.description() {
@@ -1015,6 +1259,7 @@ mod tests {
         assert!(encode(&r).get("inferenceConfig").is_none());
         let opts = ConverseOptions {
             default_max_tokens: Some(1000),
+            ..ConverseOptions::default()
         };
         let out = to_json(&encode_request(&r, &opts).unwrap());
         assert_eq!(out["inferenceConfig"], json!({"maxTokens": 1000}));
@@ -1068,17 +1313,50 @@ mod tests {
                 },
             ],
         )]);
+        let opts = ConverseOptions {
+            s3_buckets: std::sync::Arc::new(
+                [("bucket".to_owned(), "123456789012".to_owned())].into(),
+            ),
+            ..ConverseOptions::default()
+        };
         assert_eq!(
-            encode(&r)["messages"][0]["content"],
+            to_json(&encode_request(&r, &opts).unwrap())["messages"][0]["content"],
             json!([
                 {"document": {"format": "pdf", "name": "My report (v2) final", "source": {"bytes": "JVBERi0="}}},
                 {"document": {"format": "md", "name": "notes", "source": {"bytes": "aGVsbG8="}}},
                 {"image": {"format": "jpeg", "source": {"bytes": "/9j/"}}},
                 {"document": {"format": "pdf", "name": "My report (v2) final (2)", "source": {"bytes": "JVBERi0="}}},
-                {"image": {"format": "webp", "source": {"s3Location": {"uri": "s3://bucket/cat.WEBP"}}}},
+                {"image": {"format": "webp", "source": {"s3Location": {"uri": "s3://bucket/cat.WEBP",
+                    "bucketOwner": "123456789012"}}}},
                 {"audio": {"format": "wav", "source": {"bytes": "UklGRg=="}}},
                 {"text": DOCUMENT_TEXT}
             ])
+        );
+        // Any other bucket is refused: Bedrock would read it with the gateway's own role.
+        let e = encode_request(&r, &ConverseOptions::default()).unwrap_err();
+        assert_eq!(e.param(), Some("messages"));
+        assert!(e.message().contains("s3_buckets"), "{}", e.message());
+        // Document settings: title as the name, context, citations.
+        let mut doc = file_part("data:application/pdf;base64,JVBERi0=", Some("r.pdf"));
+        let f = doc.file.as_mut().unwrap();
+        f.title = Some("Annual report".into());
+        f.context = Some("From 2024".into());
+        f.citations = Some(json!({"enabled": true}));
+        let r = req(vec![parts(
+            Role::User,
+            vec![doc, ContentPart::text("Summarise")],
+        )]);
+        let claude = ConverseOptions {
+            citations: true,
+            ..ConverseOptions::default()
+        };
+        assert!(encode(&r)["messages"][0]["content"][0]["document"]
+            .get("citations")
+            .is_none());
+        assert_eq!(
+            to_json(&encode_request(&r, &claude).unwrap())["messages"][0]["content"][0],
+            json!({"document": {"format": "pdf", "name": "Annual report", "source": {"bytes": "JVBERi0="},
+                "context": "From 2024", "citations": {"enabled": true}}})
         );
     }
 
@@ -1136,5 +1414,150 @@ mod tests {
             out["messages"][1]["content"][0]["toolUse"]["toolUseId"],
             out["messages"][2]["content"][0]["toolResult"]["toolUseId"]
         );
+    }
+
+    #[test]
+    fn cache_points_follow_what_they_mark() {
+        let r: ChatRequest = serde_json::from_value(json!({"model": "m", "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "Rules."}, {"type": "text", "text": "Stable part",
+                "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
+            {"role": "user", "content": [{"type": "text", "text": "Doc", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "Question"}]},
+            {"role": "assistant", "content": "Answer", "cache_control": {"type": "ephemeral"}},
+            {"role": "user", "content": "More"}],
+            "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}]}))
+        .unwrap();
+        let claude = ConverseOptions {
+            cache: CacheSupport::ALL,
+            ..ConverseOptions::default()
+        };
+        let out = to_json(&encode_request(&r, &claude).unwrap());
+        assert_eq!(
+            out["system"],
+            json!([{"text": "Rules."}, {"text": "Stable part"}, {"cachePoint": {"type": "default", "ttl": "1h"}}])
+        );
+        assert_eq!(
+            out["messages"][0]["content"],
+            json!([{"text": "Doc"}, {"cachePoint": {"type": "default"}}, {"text": "Question"}])
+        );
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([{"text": "Answer"}, {"cachePoint": {"type": "default"}}])
+        );
+        assert_eq!(
+            out["toolConfig"]["tools"][1],
+            json!({"cachePoint": {"type": "default"}})
+        );
+        // Nova caches the prompt, not the tools; a family without caching gets no cache point.
+        let nova = ConverseOptions {
+            cache: CacheSupport::PROMPT,
+            ..ConverseOptions::default()
+        };
+        let out = to_json(&encode_request(&r, &nova).unwrap());
+        assert_eq!(out["toolConfig"]["tools"].as_array().unwrap().len(), 1);
+        assert!(out["system"].to_string().contains("cachePoint"));
+        let out = to_json(&encode_request(&r, &ConverseOptions::default()).unwrap());
+        assert!(!out.to_string().contains("cachePoint"), "{out}");
+        // Nova: never a cache point in a turn with tool content.
+        let r: ChatRequest = serde_json::from_value(json!({"model": "m", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "tool_calls": [{"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t", "content": "r", "cache_control": {"type": "ephemeral"}}]}))
+        .unwrap();
+        let out = to_json(&encode_request(&r, &nova).unwrap());
+        assert!(!out.to_string().contains("cachePoint"), "{out}");
+        let out = to_json(&encode_request(&r, &claude).unwrap());
+        assert_eq!(
+            out["messages"][2]["content"][1],
+            json!({"cachePoint": {"type": "default"}})
+        );
+    }
+
+    #[test]
+    fn reasoning_per_model_style() {
+        let base = json!({"model": "m", "messages": [{"role": "user", "content": "q"}]});
+        let with = |extra: Value| {
+            let mut b = base.clone();
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<ChatRequest>(b).unwrap()
+        };
+        let style = |reasoning| ConverseOptions {
+            reasoning,
+            default_max_tokens: Some(1000),
+            ..ConverseOptions::default()
+        };
+        // Claude over Converse: thinking, with Claude's rules and room for the answer.
+        let out = to_json(
+            &encode_request(
+                &with(json!({"reasoning_effort": "low"})),
+                &style(ReasoningStyle::ClaudeThinking),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            out["additionalModelRequestFields"],
+            json!({"thinking": {"type": "enabled", "budget_tokens": 2048}})
+        );
+        assert_eq!(out["inferenceConfig"]["maxTokens"], 3048);
+        let e = encode_request(
+            &with(json!({"reasoning_effort": "low", "temperature": 0.3})),
+            &style(ReasoningStyle::ClaudeThinking),
+        )
+        .unwrap_err();
+        assert_eq!(e.param(), Some("temperature"));
+        // Nova 2: reasoningConfig; a thinking budget becomes the nearest effort.
+        let out = to_json(
+            &encode_request(
+                &with(json!({"thinking": {"type": "enabled", "budget_tokens": 20000}})),
+                &style(ReasoningStyle::NovaReasoningConfig),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            out["additionalModelRequestFields"],
+            json!({"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "high"}})
+        );
+        // gpt-oss, Qwen, DeepSeek: reasoning_effort as is.
+        let out = to_json(
+            &encode_request(
+                &with(json!({"reasoning_effort": "minimal"})),
+                &style(ReasoningStyle::ReasoningEffort),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            out["additionalModelRequestFields"],
+            json!({"reasoning_effort": "minimal"})
+        );
+        // Others: a clear 400; `none` is fine.
+        let e = encode_request(
+            &with(json!({"reasoning_effort": "high"})),
+            &style(ReasoningStyle::Unsupported),
+        )
+        .unwrap_err();
+        assert_eq!(e.param(), Some("reasoning_effort"));
+        assert!(encode_request(
+            &with(json!({"reasoning_effort": "none"})),
+            &style(ReasoningStyle::Unsupported)
+        )
+        .is_ok());
+        // Claude's signed reasoning goes back first; other models never see it.
+        let history = with(json!({"messages": [{"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a", "thinking_blocks": [
+                {"type": "thinking", "thinking": "t", "signature": "sig"},
+                {"type": "redacted_thinking", "data": "AAEC"}]},
+            {"role": "user", "content": "q2"}]}));
+        let out =
+            to_json(&encode_request(&history, &style(ReasoningStyle::ClaudeThinking)).unwrap());
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([{"reasoningContent": {"reasoningText": {"text": "t", "signature": "sig"}}},
+                {"reasoningContent": {"redactedContent": "AAEC"}}, {"text": "a"}])
+        );
+        let out =
+            to_json(&encode_request(&history, &style(ReasoningStyle::ReasoningEffort)).unwrap());
+        assert_eq!(out["messages"][1]["content"], json!([{"text": "a"}]));
     }
 }

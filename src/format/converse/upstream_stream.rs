@@ -4,9 +4,14 @@ use aws_sdk_bedrockruntime::types::{
     ContentBlockDelta, ContentBlockStart, ConverseStreamOutput, ReasoningContentBlockDelta,
 };
 
-use super::upstream_reply::{map_stop_reason, usage_from};
+use super::upstream_reply::{guardrail_extra, map_stop_reason, usage_from};
 use crate::error::GatewayError;
-use crate::model::{finish_reason, ChatChunk, ChunkMeta, Delta, ToolCallDelta, Usage};
+use crate::model::{
+    finish_reason, ChatChunk, ChunkMeta, Delta, ThinkingBlock, ToolCallDelta, Usage,
+};
+use aws_sdk_bedrockruntime::types::StopReason;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 
 /// One tool-use block seen in the stream.
 #[derive(Debug)]
@@ -36,6 +41,8 @@ pub struct ConverseStreamDecoder {
     /// Usage from a `metadata` event that arrived before `messageStop` (not expected, but kept).
     pending_usage: Option<Usage>,
     finished: bool,
+    /// A guardrail intervened (`messageStop.stopReason`).
+    intervened: bool,
 }
 
 impl ConverseStreamDecoder {
@@ -48,6 +55,7 @@ impl ConverseStreamDecoder {
             stop: None,
             pending_usage: None,
             finished: false,
+            intervened: false,
         }
     }
 
@@ -73,14 +81,20 @@ impl ConverseStreamDecoder {
         (&mut self.tools[last], true)
     }
 
-    fn finish_chunk(&mut self, out: &mut Vec<ChatChunk>) {
+    fn finish_chunk(
+        &mut self,
+        out: &mut Vec<ChatChunk>,
+        trace: Option<&aws_sdk_bedrockruntime::types::GuardrailTraceAssessment>,
+    ) {
         self.finished = true;
-        let reason = if self.tools.is_empty() {
+        let reason = if self.tools.is_empty() || self.intervened {
             self.stop.unwrap_or(finish_reason::STOP)
         } else {
             finish_reason::TOOL_CALLS
         };
-        out.push(ChatChunk::delta(&self.meta, Delta::default(), Some(reason)));
+        let mut chunk = ChatChunk::delta(&self.meta, Delta::default(), Some(reason));
+        chunk.extra = guardrail_extra(self.intervened, trace);
+        out.push(chunk);
     }
 
     /// Translates one event, appending the resulting canonical chunks to `out`.
@@ -137,6 +151,25 @@ impl ConverseStreamDecoder {
                     };
                     out.push(ChatChunk::delta(&self.meta, delta, None));
                 }
+                Some(ContentBlockDelta::ReasoningContent(
+                    ReasoningContentBlockDelta::Signature(signature),
+                )) if !signature.is_empty() => {
+                    self.start(out);
+                    let block = ThinkingBlock::Thinking {
+                        thinking: String::new(),
+                        signature: Some(signature.clone()),
+                    };
+                    out.push(ChatChunk::delta(&self.meta, thinking_delta(block), None));
+                }
+                Some(ContentBlockDelta::ReasoningContent(
+                    ReasoningContentBlockDelta::RedactedContent(data),
+                )) => {
+                    self.start(out);
+                    let block = ThinkingBlock::RedactedThinking {
+                        data: BASE64.encode(data.as_ref()),
+                    };
+                    out.push(ChatChunk::delta(&self.meta, thinking_delta(block), None));
+                }
                 _ => {}
             },
             ConverseStreamOutput::ContentBlockStop(ev) => {
@@ -156,15 +189,16 @@ impl ConverseStreamDecoder {
             ConverseStreamOutput::MessageStop(ev) => {
                 self.start(out);
                 self.stop = Some(map_stop_reason(ev.stop_reason()));
+                self.intervened = ev.stop_reason() == &StopReason::GuardrailIntervened;
                 if let Some(usage) = self.pending_usage.take() {
-                    self.finish_chunk(out);
+                    self.finish_chunk(out, None);
                     out.push(ChatChunk::usage(&self.meta, usage));
                 }
             }
             ConverseStreamOutput::Metadata(ev) => {
                 let usage = ev.usage().map(usage_from).unwrap_or_default();
                 if self.stop.is_some() {
-                    self.finish_chunk(out);
+                    self.finish_chunk(out, ev.trace().and_then(|t| t.guardrail()));
                     out.push(ChatChunk::usage(&self.meta, usage));
                 } else {
                     self.pending_usage = Some(usage);
@@ -186,8 +220,16 @@ impl ConverseStreamDecoder {
                 "stream ended before messageStop",
             ));
         }
-        self.finish_chunk(out);
+        self.finish_chunk(out, None);
         Ok(())
+    }
+}
+
+/// A delta carrying one signed-reasoning piece.
+fn thinking_delta(block: ThinkingBlock) -> Delta {
+    Delta {
+        thinking_blocks: Some(vec![block]),
+        ..Delta::default()
     }
 }
 
@@ -389,11 +431,15 @@ mod tests {
         ]);
         result.unwrap();
         let c = choices(&out);
-        assert_eq!(c.len(), 5);
+        assert_eq!(c.len(), 6);
         assert_eq!(c[1]["delta"], json!({"reasoning_content": "hmm"}));
-        assert_eq!(c[2]["delta"], json!({"content": "Hi"}));
-        assert_eq!(c[3]["finish_reason"], "length");
-        assert_eq!(out[4].usage, Some(Usage::from_parts(5, 1, 0, 0)));
+        assert_eq!(
+            c[2]["delta"],
+            json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "sig"}]})
+        );
+        assert_eq!(c[3]["delta"], json!({"content": "Hi"}));
+        assert_eq!(c[4]["finish_reason"], "length");
+        assert_eq!(out[5].usage, Some(Usage::from_parts(5, 1, 0, 0)));
     }
 
     #[test]

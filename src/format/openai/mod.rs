@@ -4,6 +4,8 @@
 //!
 //! - [`client_reply`]: canonical chunks → OpenAI stream events for clients
 //!   ([`OpenAiStreamEncoder`]: `chat.completion.chunk`s, then `[DONE]`).
+//! - [`upstream_request`]: canonical → the body an OpenAI upstream gets ([`encode_request`]: the
+//!   gateway's own extensions removed or mapped).
 //! - [`upstream_stream`]: an upstream's SSE body → canonical chunks ([`OpenAiStreamDecoder`]),
 //!   in-band `{"error":…}` events included.
 //! - [`upstream_reply`]: an upstream's error body and status → [`GatewayError`](crate::error::GatewayError)
@@ -11,8 +13,10 @@
 
 pub mod client_reply;
 pub mod upstream_reply;
+pub mod upstream_request;
 pub mod upstream_stream;
 
 pub use client_reply::{OpenAiEvent, OpenAiStreamEncoder};
 pub use upstream_reply::decode_error;
+pub use upstream_request::encode_request;
 pub use upstream_stream::OpenAiStreamDecoder;

@@ -79,14 +79,7 @@ where
 
 /// The error and its sources, scrubbed of AWS identifiers.
 fn chain(err: &dyn std::error::Error) -> String {
-    let mut msg = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    scrub_aws_identifiers(&msg)
+    scrub_aws_identifiers(&crate::error::error_chain(err))
 }
 
 /// Maps a Bedrock error code and message (HTTP error or stream exception).

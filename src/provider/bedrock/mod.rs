@@ -21,7 +21,10 @@
 //!   exception frames become in-band errors (the `stream` module).
 //! - **Errors** map per PROTOCOLS.md §5.8 (the `error` module).
 
+mod capabilities;
 mod error;
+mod fan_out;
+mod guardrail;
 mod models;
 mod stops;
 mod stream;
@@ -39,14 +42,18 @@ use aws_sdk_bedrockruntime::Client;
 use serde_json::Value;
 use tower_service::Service;
 
-use super::{first_then_rest, ProviderFuture};
-use crate::config::Config;
+use super::{first_then_rest, MediaFetcher, ProviderFuture};
+use crate::config::{Config, GuardrailsConfig, PromptCachingConfig};
 use crate::error::GatewayError;
 use crate::format::bedrock_claude::{self, ClaudeRequestOptions, ClaudeStreamDecoder};
 use crate::format::bedrock_titan::{self, TitanRequestOptions, TitanStreamDecoder};
+use crate::format::caching::{self, CacheSupport};
+use crate::format::converse::ReasoningStyle;
 use crate::format::converse::{self, ConverseOptions, ConverseStreamDecoder};
+use crate::format::reasoning;
+use crate::format::structured::{self, Lowering, StructuredReply};
 use crate::format::InboundFormat;
-use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta};
+use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta, GuardrailConfig};
 use crate::route::{BedrockFamily, ProviderKind};
 use crate::stream::decode_stream;
 
@@ -66,6 +73,12 @@ struct Inner {
     claude: ClaudeRequestOptions,
     titan: TitanRequestOptions,
     converse: ConverseOptions,
+    caching: PromptCachingConfig,
+    /// Fetches `http(s)` media when `[media_fetch]` is on.
+    fetcher: Option<MediaFetcher>,
+    guardrails: GuardrailsConfig,
+    /// The most choices (`n`) one request may fan out to.
+    max_n: u32,
 }
 
 impl std::fmt::Debug for BedrockProvider {
@@ -154,9 +167,28 @@ impl BedrockProvider {
                 client: runtime_config(None),
                 regional,
                 control,
-                claude: ClaudeRequestOptions::new(config.bedrock.claude_default_max_tokens()),
-                titan: TitanRequestOptions::new(config.bedrock.titan_default_max_tokens()),
-                converse: ConverseOptions::new(config.bedrock.converse_default_max_tokens()),
+                claude: ClaudeRequestOptions {
+                    default_max_tokens: config.bedrock.claude_default_max_tokens(),
+                    cache: CacheSupport::ALL,
+                    reasoning: config.reasoning.budget_tokens,
+                },
+                titan: TitanRequestOptions {
+                    default_max_tokens: config.bedrock.titan_default_max_tokens(),
+                },
+                converse: ConverseOptions {
+                    default_max_tokens: config.bedrock.converse_default_max_tokens(),
+                    budgets: config.reasoning.budget_tokens,
+                    s3_buckets: Arc::new(config.bedrock.s3_buckets.clone()),
+                    ..ConverseOptions::default()
+                },
+                caching: config.prompt_caching.clone(),
+                guardrails: config.guardrails.clone(),
+                max_n: config.bedrock.max_n,
+                // The configuration was validated; a TLS set-up failure leaves fetching off.
+                fetcher: MediaFetcher::new(&config.media_fetch).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "media fetching is off: its client could not be built");
+                    None
+                }),
             }),
         }
     }
@@ -193,8 +225,18 @@ impl BedrockProvider {
                 "a non-Bedrock route reached the Bedrock provider",
             ));
         };
-        let req = &*call.request;
+        let model = &*route.upstream_model;
+        let claude_family = family == BedrockFamily::Claude;
+        let cache = capabilities::cache_support(model, claude_family);
+        // Fetched media, automatic caching and structured outputs rewrite the request;
+        // everything else reads the client's as is.
+        let fetched = self.fetch(&call.request).await?;
+        let base = fetched.as_ref().unwrap_or(&*call.request);
+        let (rewritten, structured) = self.rewrite(base, family, model, cache)?;
+        let req = rewritten.as_ref().unwrap_or(base);
         check_supported(req)?;
+        let guardrail = guardrail::effective(req, model, &self.inner.guardrails)?;
+        let (guardrail, stream) = (guardrail.as_ref(), req.is_stream());
         let rid = call
             .context
             .request_id
@@ -202,17 +244,28 @@ impl BedrockProvider {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let meta = ChunkMeta::new(req.model.clone());
-        let model = &*route.upstream_model;
         let client = self.client_for(model);
-        match family {
+        let reply = match family {
             BedrockFamily::Claude => {
-                let body = match &call.context.original {
-                    Some(o) if o.format == InboundFormat::BedrockClaude => {
-                        bedrock_claude::native_body(&o.json, &self.inner.claude)?
-                    }
-                    _ => bedrock_claude::encode_request_bytes(req, &self.inner.claude)?,
+                let opts = ClaudeRequestOptions {
+                    cache,
+                    ..self.inner.claude
                 };
-                match invoke(client, model, body, req.is_stream(), rid).await? {
+                let body = match &call.context.original {
+                    // A native body goes as written, unless breakpoints must be dropped (a model
+                    // without caching) or added (automatic caching): then it is re-encoded.
+                    Some(o)
+                        if o.format == InboundFormat::BedrockClaude
+                            && rewritten.is_none()
+                            && fetched.is_none()
+                            && (cache == CacheSupport::ALL || !caching::has_cache_points(req)) =>
+                    {
+                        bedrock_claude::check_native(req, &opts)?;
+                        bedrock_claude::native_body(&o.json, &opts)?
+                    }
+                    _ => bedrock_claude::encode_request_bytes(req, &opts)?,
+                };
+                match invoke(client, model, body, stream, rid, guardrail).await? {
                     Invoked::Stream(rx) => {
                         first_then_rest(decode_stream(
                             stream::invoke_payloads(rx),
@@ -233,7 +286,7 @@ impl BedrockProvider {
                     _ => bedrock_titan::encode_request_bytes(req, &self.inner.titan)?,
                 };
                 let stops = bedrock_titan::unsupported_stops(req);
-                match invoke(client, model, body, req.is_stream(), rid).await? {
+                match invoke(client, model, body, stream, rid, guardrail).await? {
                     Invoked::Stream(rx) => {
                         let stream = decode_stream(
                             stream::invoke_payloads(rx),
@@ -249,12 +302,17 @@ impl BedrockProvider {
                 }
             }
             BedrockFamily::Converse => {
-                let mut parts = converse::encode_request(req, &self.inner.converse)?;
-                parts.additional_model_request_fields =
-                    reasoning_fields(model, parts.additional_model_request_fields.take())?;
+                let reasoning = capabilities::reasoning_style(model);
+                let opts = ConverseOptions {
+                    cache,
+                    reasoning,
+                    citations: reasoning == ReasoningStyle::ClaudeThinking,
+                    ..self.inner.converse.clone()
+                };
+                let parts = converse::encode_request(req, &opts)?;
                 // Converse and ConverseStream take the same request; only the builder type differs.
                 macro_rules! send_converse {
-                    ($builder:expr) => {
+                    ($builder:expr, $guardrail:expr) => {
                         $builder
                             .model_id(model)
                             .set_messages(Some(parts.messages))
@@ -264,6 +322,7 @@ impl BedrockProvider {
                             .set_additional_model_request_fields(
                                 parts.additional_model_request_fields,
                             )
+                            .set_guardrail_config($guardrail)
                             .customize()
                             .mutate_request(request_id_hook(rid))
                             .send()
@@ -272,17 +331,68 @@ impl BedrockProvider {
                     };
                 }
                 if req.is_stream() {
-                    let out = send_converse!(client.converse_stream());
+                    let out = send_converse!(
+                        client.converse_stream(),
+                        guardrail.map(guardrail::converse_stream)
+                    );
                     first_then_rest(decode_stream(
                         stream::converse_events(out.stream),
                         ConverseStreamDecoder::new(meta),
                     ))
                     .await
                 } else {
-                    let out = send_converse!(client.converse());
+                    let out = send_converse!(client.converse(), guardrail.map(guardrail::converse));
                     Ok(ChatReply::Complete(converse::decode_response(&out, &meta)?))
                 }
             }
+        }?;
+        Ok(match &structured {
+            Some(s) => s.lift(reply),
+            None => reply,
+        })
+    }
+
+    /// The request with its `http(s)` media inlined, when the fetcher is on and it has any.
+    async fn fetch(&self, req: &ChatRequest) -> Result<Option<ChatRequest>, GatewayError> {
+        match &self.inner.fetcher {
+            Some(fetcher) => fetcher.inline(req).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The request as it is sent, when it differs from the client's: automatic cache breakpoints
+    /// added, `response_format` lowered for a model without a JSON mode (and how to lift the
+    /// reply back).
+    fn rewrite(
+        &self,
+        req: &ChatRequest,
+        family: BedrockFamily,
+        model: &str,
+        cache: CacheSupport,
+    ) -> Result<(Option<ChatRequest>, Option<StructuredReply>), GatewayError> {
+        let mut rewritten = None;
+        if cache.any() && self.inner.caching.auto_for(&req.model, model) {
+            let mut request = req.clone();
+            if caching::add_automatic(&mut request) {
+                rewritten = Some(request);
+            }
+        }
+        if family == BedrockFamily::Titan {
+            return Ok((rewritten, None)); // Titan's encoder refuses a JSON mode itself.
+        }
+        let current = rewritten.as_ref().unwrap_or(req);
+        let claude = family == BedrockFamily::Claude
+            || capabilities::reasoning_style(model) == ReasoningStyle::ClaudeThinking;
+        // Claude cannot be forced to a tool, nor continue a prefill, while it thinks.
+        let thinking =
+            claude && reasoning::requested(current, &self.inner.claude.reasoning)?.is_some();
+        let can = Lowering {
+            force_tool: !thinking && (claude || capabilities::forces_tools(model)),
+            prefill: claude && !thinking,
+        };
+        match structured::lower(current, can)? {
+            Some((lowered, reply)) => Ok((Some(lowered), Some(reply))),
+            None => Ok((rewritten, None)),
         }
     }
 }
@@ -297,7 +407,33 @@ impl Service<ChatCall> for BedrockProvider {
     }
 
     fn call(&mut self, call: ChatCall) -> Self::Future {
-        Box::pin(self.clone().chat(call))
+        let this = self.clone();
+        match call.request.n.filter(|n| *n > 1) {
+            None => Box::pin(this.chat(call)),
+            // Bedrock answers with one choice: n calls, merged.
+            Some(n) => Box::pin(async move {
+                if n > this.inner.max_n {
+                    return Err(GatewayError::unsupported(
+                        "n",
+                        format!(
+                            "This gateway answers at most {} choices per request on Bedrock (bedrock.max_n).",
+                            this.inner.max_n
+                        ),
+                    )
+                    .with_code("unsupported_value"));
+                }
+                // Media is fetched once, not once per choice.
+                let call = match this.fetch(&call.request).await? {
+                    Some(fetched) => ChatCall {
+                        request: Arc::new(fetched),
+                        context: call.context,
+                        route: call.route,
+                    },
+                    None => call,
+                };
+                fan_out::fan_out(n, call, |c| this.clone().chat(c)).await
+            }),
+        }
     }
 }
 
@@ -318,6 +454,7 @@ async fn invoke(
     body: Vec<u8>,
     stream: bool,
     rid: Option<String>,
+    guardrail: Option<&GuardrailConfig>,
 ) -> Result<Invoked, GatewayError> {
     // InvokeModel and its streaming twin take the same request; only the builder type differs.
     macro_rules! send_invoke {
@@ -326,6 +463,9 @@ async fn invoke(
                 .model_id(model)
                 .content_type("application/json")
                 .accept("application/json")
+                .set_guardrail_identifier(guardrail.map(|g| g.guardrail_identifier.clone()))
+                .set_guardrail_version(guardrail.map(|g| g.guardrail_version.clone()))
+                .set_trace(guardrail.and_then(guardrail::invoke_trace))
                 .body(Blob::new(body))
                 .customize()
                 .mutate_request(request_id_hook(rid))
@@ -355,13 +495,6 @@ fn request_id_hook(
 
 /// Request features no Bedrock family serves: a clear 400 instead of a silent drop.
 fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
-    if req.n.is_some_and(|n| n > 1) {
-        return Err(GatewayError::unsupported(
-            "n",
-            "Bedrock models return one choice per request; `n` must be 1.",
-        )
-        .with_code("unsupported_value"));
-    }
     if req.extra.get("logprobs") == Some(&Value::Bool(true)) {
         return Err(GatewayError::unsupported(
             "logprobs",
@@ -385,104 +518,16 @@ fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// `reasoning_effort` in the spelling each Converse family takes: native for gpt-oss, Qwen and
-/// DeepSeek, `reasoningConfig` for Nova 2; other families have no reasoning control (400).
-fn reasoning_fields(
-    model: &str,
-    fields: Option<aws_smithy_types::Document>,
-) -> Result<Option<aws_smithy_types::Document>, GatewayError> {
-    let Some(doc) = fields else { return Ok(None) };
-    let mut json = converse::document_to_json(&doc);
-    let Some(effort) = json
-        .as_object_mut()
-        .and_then(|o| o.remove("reasoning_effort"))
-    else {
-        return Ok(Some(doc));
-    };
-    let id = model.rsplit('/').next().unwrap_or(model);
-    let vendor_model = match id.split_once('.') {
-        Some((geo, rest))
-            if ["us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"].contains(&geo) =>
-        {
-            rest
-        }
-        _ => id,
-    };
-    let effort_str = effort.as_str().unwrap_or("medium");
-    if let Some(obj) = json.as_object_mut() {
-        if vendor_model.starts_with("openai.")
-            || vendor_model.starts_with("qwen.")
-            || vendor_model.starts_with("deepseek.")
-        {
-            obj.insert("reasoning_effort".into(), effort);
-        } else if vendor_model.starts_with("amazon.nova-2") {
-            if effort_str != "none" {
-                let level = match effort_str {
-                    "minimal" | "low" => "low",
-                    "high" | "xhigh" | "max" => "high",
-                    _ => "medium",
-                };
-                obj.insert(
-                    "reasoningConfig".into(),
-                    serde_json::json!({"type": "enabled", "maxReasoningEffort": level}),
-                );
-            }
-        } else if effort_str != "none" {
-            return Err(GatewayError::unsupported(
-                "reasoning_effort",
-                format!(
-                    "The model `{}` has no reasoning-effort control on Bedrock.",
-                    crate::error::scrub_aws_identifiers(model)
-                ),
-            ));
-        }
-    }
-    let empty = json.as_object().is_some_and(|o| o.is_empty());
-    Ok((!empty).then(|| converse::json_to_document(&json)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn reasoning_effort_per_family() {
-        let doc = |v: Value| Some(converse::json_to_document(&v));
-        let out = reasoning_fields(
-            "openai.gpt-oss-120b-1:0",
-            doc(serde_json::json!({"reasoning_effort":"high"})),
-        )
-        .unwrap();
-        assert_eq!(
-            converse::document_to_json(&out.unwrap()),
-            serde_json::json!({"reasoning_effort":"high"})
-        );
-        let out = reasoning_fields(
-            "us.amazon.nova-2-lite-v1:0",
-            doc(serde_json::json!({"reasoning_effort":"low","top_k":5})),
-        )
-        .unwrap();
-        assert_eq!(
-            converse::document_to_json(&out.unwrap()),
-            serde_json::json!({"top_k":5,"reasoningConfig":{"type":"enabled","maxReasoningEffort":"low"}})
-        );
-        let e = reasoning_fields(
-            "meta.llama3-1-70b-instruct-v1:0",
-            doc(serde_json::json!({"reasoning_effort":"high"})),
-        )
-        .unwrap_err();
-        assert_eq!(e.param(), Some("reasoning_effort"));
-        assert!(reasoning_fields("meta.llama3", None).unwrap().is_none());
-    }
-
-    #[test]
     fn unsupported_features_are_400() {
         let mut r = ChatRequest {
-            n: Some(2),
+            n: Some(1),
             ..ChatRequest::default()
         };
-        assert_eq!(check_supported(&r).unwrap_err().param(), Some("n"));
-        r.n = Some(1);
         r.extra.insert("logprobs".into(), Value::Bool(true));
         assert_eq!(check_supported(&r).unwrap_err().param(), Some("logprobs"));
     }

@@ -7,16 +7,9 @@ use crate::error::GatewayError;
 use crate::model::ModelObject;
 
 fn control_error<E: std::error::Error>(what: &str, e: E) -> GatewayError {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
     GatewayError::upstream_connect(format!(
         "Bedrock {what} failed: {}",
-        crate::error::scrub_aws_identifiers(&msg)
+        crate::error::scrub_aws_identifiers(&crate::error::error_chain(&e))
     ))
 }
 
