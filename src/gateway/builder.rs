@@ -8,13 +8,14 @@ use tokio_util::sync::CancellationToken;
 use super::{Gateway, ProviderStatus, Shared};
 use crate::auth::ApiKeyAuthLayer;
 use crate::config::{AwsClientCredential, Config, RetrySettings, Timeouts};
-use crate::detect::DEFAULT_BODY_READ_TIMEOUT;
+use crate::detect::{BodyBudget, DEFAULT_BODY_READ_TIMEOUT};
 use crate::load_shed::InFlightLimitLayer;
 use crate::metrics::Metrics;
 use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider, ProviderService};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::route::Router;
+use crate::server::ServerLimits;
 use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
 
 /// Builds a [`Gateway`]. Every setting has the default of an empty configuration; auth needs a
@@ -34,6 +35,9 @@ pub struct GatewayBuilder {
     rate_limiter: Option<RateLimiter>,
     max_in_flight: usize,
     max_request_bytes: usize,
+    max_json_values: usize,
+    max_body_bytes_in_flight: usize,
+    server_limits: ServerLimits,
     body_read_timeout: Duration,
     keep_alive: Duration,
     timeouts: Timeouts,
@@ -68,6 +72,9 @@ impl GatewayBuilder {
             rate_limiter: None,
             max_in_flight: defaults.server.max_in_flight,
             max_request_bytes: defaults.server.max_request_bytes,
+            max_json_values: defaults.server.max_json_values,
+            max_body_bytes_in_flight: defaults.server.max_body_bytes_in_flight,
+            server_limits: ServerLimits::default(),
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             keep_alive: defaults.server.stream_keep_alive,
             timeouts: defaults.timeouts,
@@ -88,6 +95,14 @@ impl GatewayBuilder {
             .aws_credentials(&config.auth.aws_credentials)
             .max_in_flight(config.server.max_in_flight)
             .max_request_bytes(config.server.max_request_bytes)
+            .max_json_values(config.server.max_json_values)
+            .max_body_bytes_in_flight(config.server.max_body_bytes_in_flight)
+            .server_limits(ServerLimits::new(
+                config.server.max_connections,
+                config.server.first_request_timeout,
+                config.server.idle_timeout,
+                config.server.http2_keep_alive,
+            ))
             .body_read_timeout(config.timeouts.body_read)
             .stream_keep_alive(config.server.stream_keep_alive)
             .timeouts(config.timeouts)
@@ -98,7 +113,7 @@ impl GatewayBuilder {
             b = b.no_auth();
         }
         if let Some(port) = config.server.metrics_port {
-            b = b.metrics_addr(std::net::SocketAddr::new(config.server.host, port));
+            b = b.metrics_addr(std::net::SocketAddr::new(config.server.metrics_host, port));
         }
         b.bedrock_off = if config.bedrock.enabled {
             "off: no AWS region (set AWS_REGION or AWS_DEFAULT_REGION, bedrock.region, or a region in the AWS profile)"
@@ -238,6 +253,24 @@ impl GatewayBuilder {
         self
     }
 
+    /// At most `max` JSON values per request body (413 beyond).
+    pub fn max_json_values(mut self, max: usize) -> Self {
+        self.max_json_values = max;
+        self
+    }
+
+    /// At most `bytes` of request bodies in flight across all requests (503 beyond).
+    pub fn max_body_bytes_in_flight(mut self, bytes: usize) -> Self {
+        self.max_body_bytes_in_flight = bytes;
+        self
+    }
+
+    /// The bounds of the connections [`Gateway::serve`] accepts.
+    pub fn server_limits(mut self, limits: ServerLimits) -> Self {
+        self.server_limits = limits;
+        self
+    }
+
     /// The gateway.
     pub fn build(self) -> Gateway {
         let providers = self.statuses();
@@ -272,6 +305,9 @@ impl GatewayBuilder {
                 rate_limiter: self.rate_limiter,
                 in_flight: InFlightLimitLayer::new(self.max_in_flight),
                 max_request_bytes: self.max_request_bytes,
+                max_json_values: self.max_json_values,
+                body_budget: BodyBudget::new(self.max_body_bytes_in_flight),
+                server_limits: self.server_limits,
                 body_read_timeout: self.body_read_timeout,
                 keep_alive: self.keep_alive,
                 listed_models: self.listed_models,

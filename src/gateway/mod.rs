@@ -94,6 +94,9 @@ struct Shared {
     rate_limiter: Option<RateLimiter>,
     in_flight: InFlightLimitLayer,
     max_request_bytes: usize,
+    max_json_values: usize,
+    body_budget: crate::detect::BodyBudget,
+    server_limits: crate::server::ServerLimits,
     body_read_timeout: Duration,
     keep_alive: Duration,
     listed_models: Vec<String>,
@@ -226,17 +229,22 @@ impl Gateway {
             .layer(s.auth.clone())
             // Count the request under its key; 429 before the body is read.
             .option_layer(s.rate_limiter.as_ref().map(RateLimiter::layer))
-            // Read the body once under the limit and deadline, parse it once, classify it by route.
+            // Read the body once under the limit, the deadline and the global byte budget; read its
+            // top level once (typed, no tree, under the value budget); classify it by route.
             .layer(
                 DetectLayer::new(s.max_request_bytes, RouteClassifier)
-                    .read_timeout(s.body_read_timeout),
+                    .read_timeout(s.body_read_timeout)
+                    .max_json_values(s.max_json_values)
+                    .body_budget(s.body_budget.clone()),
             )
             // Decode into the canonical request (with the request's one deadline), call the core,
             // write the route's reply format.
             .layer(
                 TranslateLayer::new((!s.keep_alive.is_zero()).then_some(s.keep_alive))
                     .with_shutdown(s.close_streams.clone())
-                    .with_total_timeout(s.timeouts.total),
+                    .with_total_timeout(s.timeouts.total)
+                    // A client that stops reading a stream for the idle time loses its connection.
+                    .with_reader_timeout(s.timeouts.stream_idle),
             )
             .service(core);
         BoxCloneSyncService::new(stack)
@@ -312,12 +320,13 @@ impl Gateway {
         if let Some(addr) = self.shared.metrics_addr {
             self.serve_metrics(addr, stop.clone()).await;
         }
-        let main = crate::server::serve(
+        let main = crate::server::serve_with(
             listener,
             self.service(),
             stop.clone().cancelled_owned(),
             self.shared.drain,
             self.shared.close_streams.clone(),
+            self.shared.server_limits,
         );
         tokio::pin!(main);
         tokio::select! {

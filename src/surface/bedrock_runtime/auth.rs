@@ -397,8 +397,7 @@ mod tests {
     fn svc(
         creds: &[AwsClientCredential],
     ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
-        let classify = |_: &http::request::Parts,
-                        _: &serde_json::Map<String, serde_json::Value>| {
+        let classify = |_: &http::request::Parts, _: &crate::detect::BodyHead| {
             Ok(Classified::new(
                 InboundFormat::BedrockClaude,
                 ReplyFormat::BedrockInvokeClaude,
