@@ -397,12 +397,14 @@ fn content_part(part: &ContentPart, param: &str, role: Role) -> Result<(), Gatew
                 .ok_or_else(|| GatewayError::missing_field(format!("{param}.image_url")))?;
             match image.detail.as_deref() {
                 None | Some("auto" | "low" | "high") => {}
-                Some(other) => return Err(invalid(
-                    format!("{param}.image_url.detail"),
-                    format!(
+                Some(other) => {
+                    return Err(invalid(
+                        format!("{param}.image_url.detail"),
+                        format!(
                         "Invalid value '{other}' for image 'detail': expected auto, low or high."
                     ),
-                )),
+                    ))
+                }
             }
             if role != Role::User {
                 return Err(invalid(

@@ -38,6 +38,7 @@ pub struct GatewayBuilder {
     max_json_values: usize,
     max_body_bytes_in_flight: usize,
     server_limits: ServerLimits,
+    max_concurrent_per_access_key: usize,
     body_read_timeout: Duration,
     keep_alive: Duration,
     timeouts: Timeouts,
@@ -75,6 +76,7 @@ impl GatewayBuilder {
             max_json_values: defaults.server.max_json_values,
             max_body_bytes_in_flight: defaults.server.max_body_bytes_in_flight,
             server_limits: ServerLimits::default(),
+            max_concurrent_per_access_key: defaults.auth.max_concurrent_per_access_key,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             keep_alive: defaults.server.stream_keep_alive,
             timeouts: defaults.timeouts,
@@ -93,6 +95,7 @@ impl GatewayBuilder {
             .router(config.router())
             .api_keys(config.api_keys())
             .aws_credentials(&config.auth.aws_credentials)
+            .max_concurrent_per_access_key(config.auth.max_concurrent_per_access_key)
             .max_in_flight(config.server.max_in_flight)
             .max_request_bytes(config.server.max_request_bytes)
             .max_json_values(config.server.max_json_values)
@@ -271,6 +274,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// At most `max` requests in flight per SigV4 access key (429 beyond).
+    pub fn max_concurrent_per_access_key(mut self, max: usize) -> Self {
+        self.max_concurrent_per_access_key = max;
+        self
+    }
+
     /// The gateway.
     pub fn build(self) -> Gateway {
         let providers = self.statuses();
@@ -292,9 +301,13 @@ impl GatewayBuilder {
         } else {
             (
                 ApiKeyAuthLayer::new(&self.api_keys),
-                SigV4AuthLayer::new(&self.api_keys, &self.aws_credentials),
+                SigV4AuthLayer::new(&self.api_keys, &self.aws_credentials)
+                    .max_concurrent_per_access_key(self.max_concurrent_per_access_key),
             )
         };
+        let metrics = Arc::new(Metrics::new());
+        metrics.know_models(self.listed_models.iter().cloned());
+        metrics.know_models(dispatch.router().aliases().keys().cloned());
         Gateway {
             shared: Arc::new(Shared {
                 dispatch,
@@ -313,7 +326,7 @@ impl GatewayBuilder {
                 listed_models: self.listed_models,
                 drain: self.drain,
                 close_streams: CancellationToken::new(),
-                metrics: Arc::new(Metrics::new()),
+                metrics,
                 metrics_addr: self.metrics_addr,
                 providers,
             }),

@@ -220,7 +220,7 @@ impl Gateway {
         let s = &self.shared;
         let stack = ServiceBuilder::new()
             // One response body type for the router.
-            .map_response(|res: Response<InFlightBody<Body>>| res.map(Body::new))
+            .map_response(|res: Response<InFlightBody<InFlightBody<Body>>>| res.map(Body::new))
             // Shed load past the in-flight limit (streams hold their permit until they end).
             .layer(s.in_flight.clone())
             // SigV4-signed Bedrock clients count as the gateway key their credential maps to.
@@ -285,6 +285,12 @@ impl Gateway {
         };
         let x_api_key = HeaderName::from_static("x-api-key");
         let stack = ServiceBuilder::new()
+            // A client's x-request-id goes into logs, upstream requests and the reply: one that is
+            // too long or has unexpected characters is replaced by a fresh one.
+            .map_request(|mut req: Request<B>| {
+                drop_unusable_request_id(req.headers_mut());
+                req
+            })
             // Take the client's x-request-id or make one; it goes upstream and back to the client.
             .layer(SetRequestIdLayer::x_request_id(MakeGatewayRequestId))
             .layer(PropagateRequestIdLayer::x_request_id())
@@ -382,6 +388,28 @@ pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     res
+}
+
+/// The longest client `x-request-id` kept.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Removes a client's `x-request-id` longer than [`MAX_REQUEST_ID_LEN`] or with a character
+/// outside `A–Z a–z 0–9 - _ . : / + =` (so the gateway makes its own).
+fn drop_unusable_request_id(headers: &mut http::HeaderMap) {
+    let usable = |v: &HeaderValue| {
+        !v.is_empty()
+            && v.len() <= MAX_REQUEST_ID_LEN
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
+    };
+    let all_usable = {
+        let mut values = headers.get_all("x-request-id").iter();
+        matches!((values.next(), values.next()), (Some(v), None) if usable(v))
+    };
+    if !all_usable {
+        headers.remove("x-request-id");
+    }
 }
 
 /// Request ids: a random per-process prefix plus a counter (unique, cheap, no syscall per request).

@@ -248,14 +248,16 @@ fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
     } else {
         "talk to"
     };
-    let mut msg = format!("Failed to {what} the upstream: {e}");
+    let mut msg = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    GatewayError::upstream_connect(msg)
+    // The cause chain names hosts, addresses and TLS details: the log gets it, the client does not.
+    tracing::warn!(error = %msg, "failed to {what} the OpenAI-compatible upstream");
+    GatewayError::upstream_connect(format!("Failed to {what} the upstream."))
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
@@ -264,7 +266,8 @@ async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
         .await
         .map(|c| c.to_bytes())
         .map_err(|e| {
-            GatewayError::upstream_connect(format!("Failed to read the upstream response: {e}"))
+            tracing::warn!(error = %e, "failed to read the upstream response");
+            GatewayError::upstream_connect("Failed to read the upstream response.")
         })
 }
 
@@ -310,8 +313,8 @@ fn body_bytes(body: Incoming) -> impl Stream<Item = Result<Bytes, GatewayError>>
                     Err(_trailers) => continue,
                 },
                 Some(Err(e)) => {
-                    let e =
-                        GatewayError::upstream_connect(format!("The upstream stream broke: {e}"));
+                    tracing::warn!(error = %e, "the upstream stream broke");
+                    let e = GatewayError::upstream_connect("The upstream stream broke.");
                     return Some((Err(e), None));
                 }
             }
