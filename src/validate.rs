@@ -125,11 +125,9 @@ pub fn openai_request(req: &ChatRequest) -> Result<(), GatewayError> {
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
         ));
     }
-    if let Some(stop) = &req.stop {
-        if let crate::model::Stop::Many(items) = stop {
-            if items.is_empty() {
-                return Err(invalid("stop", "'stop' must not be an empty array."));
-            }
+    if let Some(crate::model::Stop::Many(items)) = &req.stop {
+        if items.is_empty() {
+            return Err(invalid("stop", "'stop' must not be an empty array."));
         }
     }
     extra_fields(&req.extra)?;
@@ -495,22 +493,15 @@ fn claude_body(body: &Map<String, Value>) -> Result<(), GatewayError> {
                 }
                 for (j, block) in blocks.iter().enumerate() {
                     let at = format!("messages[{i}].content[{j}]");
-                    match block.get("type").and_then(Value::as_str) {
-                        Some("text") => {
-                            if block
-                                .get("text")
-                                .and_then(Value::as_str)
-                                .is_some_and(str::is_empty)
-                            {
-                                return Err(invalid(at, "Text content blocks must be non-empty."));
-                            }
-                        }
-                        Some("tool_use") => {
-                            if block.get("input").is_some_and(|v| !v.is_object()) {
-                                return Err(wrong_type(format!("{at}.input"), "an object"));
-                            }
-                        }
-                        _ => {}
+                    let kind = block.get("type").and_then(Value::as_str);
+                    let text = block.get("text").and_then(Value::as_str);
+                    if kind == Some("text") && text.is_some_and(str::is_empty) {
+                        return Err(invalid(at, "Text content blocks must be non-empty."));
+                    }
+                    if kind == Some("tool_use")
+                        && block.get("input").is_some_and(|v| !v.is_object())
+                    {
+                        return Err(wrong_type(format!("{at}.input"), "an object"));
                     }
                 }
             }

@@ -15,6 +15,18 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// POSTs raw bytes to the chat route with the gateway key.
+async fn post_bytes(gw: &common::TestGateway, body: impl Into<Bytes>) -> common::TestResponse {
+    send_raw(
+        Method::POST,
+        &gw.url("/v1/chat/completions"),
+        Some(KEY),
+        Some(body.into()),
+        &[],
+    )
+    .await
+}
+
 fn chat(extra: Value) -> Value {
     let mut body = json!({"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]});
     for (k, v) in extra.as_object().unwrap() {
@@ -32,14 +44,7 @@ async fn a_json_bomb_is_refused_before_it_is_decoded_or_forwarded() {
         br#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"x":["#.to_vec();
     bomb.extend(std::iter::repeat_n(&b"0,"[..], 1_000_000).flatten());
     bomb.extend_from_slice(b"0]}");
-    let res = send_raw(
-        Method::POST,
-        &gw.url("/v1/chat/completions"),
-        Some(KEY),
-        Some(Bytes::from(bomb)),
-        &[],
-    )
-    .await;
+    let res = post_bytes(&gw, bomb).await;
     assert_eq!(res.status, 413, "{}", res.text());
     assert_eq!(res.json()["error"]["code"], "request_too_complex");
     // Deep nesting is a 400, never a stack overflow.
@@ -48,14 +53,7 @@ async fn a_json_bomb_is_refused_before_it_is_decoded_or_forwarded() {
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    let res = send_raw(
-        Method::POST,
-        &gw.url("/v1/chat/completions"),
-        Some(KEY),
-        Some(Bytes::from(deep)),
-        &[],
-    )
-    .await;
+    let res = post_bytes(&gw, deep).await;
     assert_eq!(res.status, 400, "{}", res.text());
     assert_eq!(upstream.count(), 0, "nothing reached an upstream");
 }
@@ -206,14 +204,7 @@ async fn the_body_byte_budget_sheds_with_503_instead_of_growing() {
             r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
             "x".repeat(2000)
         );
-        let res = send_raw(
-            Method::POST,
-            &gw.url("/v1/chat/completions"),
-            Some(KEY),
-            Some(Bytes::from(body)),
-            &[],
-        )
-        .await;
+        let res = post_bytes(&gw, body).await;
         if res.status == 503 {
             assert_eq!(res.headers["retry-after"], "1");
             refused = true;

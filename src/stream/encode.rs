@@ -7,7 +7,10 @@
 //! small task that notes when the last frame was handed to hyper and, when hyper has not come back
 //! for the next one within the timeout, closes the connection. hyper then drops the body — and
 //! with it the upstream call (its connection is closed, so the upstream sees the cancel), the
-//! in-flight slot and the buffers — whether or not anything polls the body again.
+//! in-flight slot and the buffers — whether or not anything polls the body again. On HTTP/2 the
+//! whole connection goes, with any other stream of that client on it: hyper offers no handle to
+//! reset one stream from outside, and a client that has stopped reading one stream is rarely
+//! reading the others.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -188,19 +188,18 @@ type Granted = (ApiKeyId, Box<PendingCheck>, OwnedSemaphorePermit);
 /// `us-east-1`, `us-gov-west-1`, `eu-central-2`, …: at least three lowercase parts, the first of
 /// two letters, the last a number.
 fn is_region(region: &str) -> bool {
-    let mut parts = region.split('-');
     let well_formed = |p: &str| {
         !p.is_empty()
             && p.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     };
+    let first = region.split('-').next().unwrap_or_default();
+    let last = region.rsplit('-').next().unwrap_or_default();
     region.len() <= 32
         && region.split('-').count() >= 3
         && region.split('-').all(well_formed)
-        && parts.next().is_some_and(|p| p.len() == 2)
-        && parts
-            .last()
-            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        && first.len() == 2
+        && last.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl<S> SigV4Auth<S> {
