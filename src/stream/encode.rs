@@ -315,6 +315,50 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(38));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stops_taking_frames_gets_its_connection_closed() {
+        let timeout = Duration::from_secs(5);
+        let closer = ConnectionCloser::detached();
+        let mut body = Box::pin(
+            EncodedBody::new(
+                paced(1000, Duration::from_millis(100)),
+                OpenAiStreamEncoder::new(false),
+                SseFramer::new(ErrorDialect::OpenAi),
+                None,
+            )
+            .with_reader_timeout(timeout, closer.clone()),
+        );
+        // A reader that keeps taking frames, however slowly the upstream sends them, is fine.
+        for _ in 0..80 {
+            next_frame(&mut body).await;
+        }
+        assert!(!closer.is_closed(), "a live reader is never cut");
+        // Then the reader stops coming back for the next frame: nothing polls the body any more,
+        // yet the connection is closed once the timeout has passed.
+        tokio::time::sleep(timeout - Duration::from_millis(100)).await;
+        assert!(!closer.is_closed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(closer.is_closed(), "the watchdog closed the connection");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_ends_with_its_body() {
+        let closer = ConnectionCloser::detached();
+        let mut body = Box::pin(
+            EncodedBody::new(
+                paced(5, Duration::from_millis(10)),
+                OpenAiStreamEncoder::new(false),
+                SseFramer::new(ErrorDialect::OpenAi),
+                None,
+            )
+            .with_reader_timeout(Duration::from_secs(1), closer.clone()),
+        );
+        next_frame(&mut body).await;
+        drop(body); // the client went away: hyper drops the body
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!closer.is_closed(), "a dropped body closes nothing");
+    }
+
     #[tokio::test]
     async fn an_error_item_is_one_in_band_event_then_the_end() {
         use http_body_util::BodyExt;
