@@ -125,11 +125,6 @@ pub fn openai_request(req: &ChatRequest) -> Result<(), GatewayError> {
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
         ));
     }
-    if let Some(crate::model::Stop::Many(items)) = &req.stop {
-        if items.is_empty() {
-            return Err(invalid("stop", "'stop' must not be an empty array."));
-        }
-    }
     extra_fields(&req.extra)?;
     if let Some(format) = &req.response_format {
         response_format(format)?;
@@ -338,7 +333,11 @@ fn openai_message(message: &Message, i: usize) -> Result<(), GatewayError> {
     match &message.content {
         None if needs_content => return Err(GatewayError::missing_field(at("content"))),
         None => {
-            if message.tool_calls.is_none() && !message.extra.contains_key("function_call") {
+            // An assistant turn may carry only tool calls, a refusal or an audio reference.
+            let carries = ["function_call", "refusal", "audio"]
+                .iter()
+                .any(|k| message.extra.get(*k).is_some_and(|v| !v.is_null()));
+            if message.tool_calls.is_none() && !carries {
                 return Err(GatewayError::missing_field(at("content")));
             }
         }
@@ -643,7 +642,6 @@ mod tests {
                 json!({"stream_options":{"include_usage":true}}),
                 "stream_options",
             ),
-            (json!({"stop":[]}), "stop"),
             (json!({"tools":[{"type":"function"}]}), "tools[0].function"),
             (
                 json!({"tools":[{"type":"function","function":{"name":"bad name"}}]}),
@@ -707,6 +705,8 @@ mod tests {
             json!({"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"object"}}}}),
             json!({"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}],
                 "tool_choice":{"type":"function","function":{"name":"get_weather"}}}),
+            json!({"stop":[]}),
+            json!({"messages":[{"role":"user","content":"x"},{"role":"assistant","refusal":"no"}]}),
             json!({"messages":[{"role":"user","content":[{"type":"video_url","video_url":{"url":"x"}}]},
                 {"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},
                 {"role":"tool","tool_call_id":"c","content":"ok"}]}),
