@@ -19,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let classified = Classified::new(format, ReplyFormat::OpenAi).with_model("fuzz-model");
     if let Err(e) = decode_request(DetectedRequest::new(classified, body.to_vec())) {
-        assert!(e.status().is_client_error(), "{}: {}", e.status(), e.message());
+        assert!(
+            e.status().is_client_error(),
+            "{}: {}",
+            e.status(),
+            e.message()
+        );
     }
 });
