@@ -138,7 +138,8 @@ impl GatewayError {
     }
 
     /// 400 for a missing required field, naming it in `param`.
-    pub fn missing_field(param: &'static str) -> Self {
+    pub fn missing_field(param: impl Into<Cow<'static, str>>) -> Self {
+        let param = param.into();
         Self::invalid_request(format!("Missing required parameter: '{param}'."))
             .with_param(param)
             .with_code("missing_required_parameter")

@@ -99,5 +99,6 @@ pub mod surface;
 pub mod telemetry;
 pub mod translate;
 pub mod usage;
+pub mod validate;
 
 pub use gateway::{Core, Gateway, GatewayBuilder, GatewayService, ProviderStatus};

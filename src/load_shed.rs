@@ -207,7 +207,21 @@ pin_project_lite::pin_project! {
     }
 }
 
+impl<B: From<Bytes>> From<Bytes> for InFlightBody<B> {
+    fn from(bytes: Bytes) -> Self {
+        InFlightBody {
+            body: B::from(bytes),
+            permit: None,
+        }
+    }
+}
+
 impl<B> InFlightBody<B> {
+    /// `body`, holding `permit` until its last frame is read or it is dropped.
+    pub(crate) fn holding(body: B, permit: Option<OwnedSemaphorePermit>) -> Self {
+        InFlightBody { body, permit }
+    }
+
     /// The inner body.
     pub fn get_ref(&self) -> &B {
         &self.body

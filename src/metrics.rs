@@ -13,8 +13,11 @@
 //! | `obs_in_flight_requests` (gauge, read at scrape time) | — |
 //! | `obs_open_streams` (gauge) | — |
 //!
-//! `model` comes from clients, so its label values are capped (the first 256 distinct models keep
-//! their name; later ones are counted as `other`) — a client cannot blow up the registry.
+//! `model` comes from clients, so its label values are bounded: configured and listed models
+//! ([`Metrics::know_models`]) always keep their name; any other model keeps it only once a provider
+//! was actually called for it, and only for the first 256 such models — a request for a made-up
+//! model that never reached an upstream counts as `other`, so a client cannot blow up the registry
+//! nor push the configured models out.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -47,6 +50,7 @@ pub struct Metrics {
     in_flight: IntGauge,
     open_streams: IntGauge,
     models: Mutex<HashSet<String>>,
+    known: Mutex<HashSet<String>>,
 }
 
 /// One finished request, as the metrics see it.
@@ -185,17 +189,32 @@ impl Metrics {
             in_flight,
             open_streams,
             models: Mutex::new(HashSet::new()),
+            known: Mutex::new(HashSet::new()),
         }
     }
 
-    fn model_label<'a>(&self, model: &'a str) -> &'a str {
+    /// Configured and listed models: their label is always their name.
+    pub fn know_models<I, M>(&self, models: I)
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        if let Ok(mut known) = self.known.lock() {
+            known.extend(models.into_iter().map(Into::into));
+        }
+    }
+
+    fn model_label<'a>(&self, model: &'a str, reached_upstream: bool) -> &'a str {
+        if self.known.lock().is_ok_and(|known| known.contains(model)) {
+            return model;
+        }
         let Ok(mut models) = self.models.lock() else {
             return "other";
         };
         if models.contains(model) {
             return model;
         }
-        if models.len() < MAX_MODEL_LABELS {
+        if reached_upstream && models.len() < MAX_MODEL_LABELS {
             models.insert(model.to_owned());
             return model;
         }
@@ -205,7 +224,10 @@ impl Metrics {
     /// Records one finished request.
     pub(crate) fn observe(&self, o: &Observation<'_>) {
         let provider = o.provider.unwrap_or("none");
-        let model = o.model.map(|m| self.model_label(m)).unwrap_or("none");
+        let model = o
+            .model
+            .map(|m| self.model_label(m, o.attempts > 0))
+            .unwrap_or("none");
         let status = o.status.to_string();
         self.requests
             .with_label_values(&[o.route, model, provider, &status])
@@ -337,11 +359,22 @@ mod tests {
     #[test]
     fn model_labels_are_capped() {
         let m = Metrics::new();
+        m.know_models(["configured"]);
         for i in 0..300 {
             assert_eq!(
-                m.model_label(&format!("m{i}")) == "other",
+                m.model_label(&format!("m{i}"), true) == "other",
                 i >= MAX_MODEL_LABELS
             );
         }
+        assert_eq!(
+            m.model_label("configured", false),
+            "configured",
+            "never pushed out"
+        );
+        assert_eq!(
+            m.model_label("made-up", false),
+            "other",
+            "never reached an upstream"
+        );
     }
 }

@@ -459,4 +459,46 @@ mod tests {
             "{c}"
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn sigv4_parser_never_panics(text in ".{0,200}") {
+                let _ = parse_authorization(&text);
+                let _ = parse_amz_date(&text);
+            }
+
+            #[test]
+            fn sigv4_headers_round_trip(
+                access_key in "[A-Z0-9]{4,20}",
+                date in "20[0-9]{6}",
+                region in "[a-z]{2}-[a-z]{3,9}-[1-9]",
+                headers in vec("[a-z][a-z0-9-]{0,12}", 1..5),
+                signature in "[0-9a-f]{64}",
+            ) {
+                let value = format!(
+                    "AWS4-HMAC-SHA256 Credential={access_key}/{date}/{region}/bedrock/aws4_request, SignedHeaders={}, Signature={signature}",
+                    headers.join(";")
+                );
+                let parsed = parse_authorization(&value).unwrap();
+                prop_assert_eq!(parsed.access_key, access_key.as_str());
+                prop_assert_eq!(parsed.date, date.as_str());
+                prop_assert_eq!(parsed.region, region.as_str());
+                prop_assert_eq!(parsed.service, "bedrock");
+                prop_assert_eq!(parsed.signed_headers, headers.iter().map(String::as_str).collect::<Vec<_>>());
+                prop_assert_eq!(parsed.signature, signature.as_str());
+            }
+
+            #[test]
+            fn amz_dates_round_trip(secs in 0i64..4_102_444_800) {
+                prop_assert_eq!(parse_amz_date(&format_amz_date(secs)), Some(secs));
+            }
+        }
+    }
 }

@@ -40,6 +40,20 @@ impl Config {
         load_with(file, Some(overrides))
     }
 
+    /// The defaults laid under one TOML text, validated — no file, no environment, no command
+    /// line (what the property tests and fuzz targets drive; the same loader as [`Config::load`]).
+    ///
+    /// ```
+    /// use open_bedrock_server::config::Config;
+    ///
+    /// let config = Config::from_toml("[server]\nport = 9000\n").unwrap();
+    /// assert_eq!(config.server.port, 9000);
+    /// assert_eq!(Config::from_toml("[server]\nport = \"x\"").unwrap_err().key, "server.port");
+    /// ```
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        load_from(Some(("config", text)), |_| None, None)
+    }
+
     /// The tree as TOML with every secret masked: what `check-config` prints. Should the tree
     /// not print as TOML, its (equally masked) `Debug` form follows a comment saying why.
     pub fn to_masked_toml(&self) -> String {

@@ -18,7 +18,12 @@
 //! | `DEFAULT_MAX_TOKENS` | `bedrock.default_max_tokens` | `4096` |
 //! | `MAX_REQUEST_BYTES` | `server.max_request_bytes` | `33554432` (32 MiB, room for images) |
 //! | `MAX_IN_FLIGHT` | `server.max_in_flight` | `4096` (503 beyond) |
-//! | `METRICS_PORT` | `server.metrics_port` | none (`/metrics` only on the main port, with a key) |
+//! | `METRICS_PORT` / `METRICS_HOST` | `server.metrics_port` / `server.metrics_host` | none (`/metrics` only on the main port, with a key) / `127.0.0.1` |
+//! | `MAX_JSON_VALUES` | `server.max_json_values` | `262144` (413 beyond: what bounds a body's decoded size) |
+//! | `MAX_BODY_BYTES_IN_FLIGHT` | `server.max_body_bytes_in_flight` | `134217728` (128 MiB of request bodies at once; 503 beyond) |
+//! | `MAX_CONNECTIONS` | `server.max_connections` | `10000` (accepting pauses beyond) |
+//! | `FIRST_REQUEST_TIMEOUT_MS`, `IDLE_TIMEOUT_MS`, `HTTP2_KEEP_ALIVE_MS` | `server.*_ms` | 10 s, 120 s, 20 s |
+//! | `MAX_CONCURRENT_PER_ACCESS_KEY` | `auth.max_concurrent_per_access_key` | `64` (SigV4 requests per access key at once; 429 beyond) |
 //! | `SHUTDOWN_DRAIN_SECS` | `server.shutdown_drain_secs` | `10` |
 //! | `RATE_LIMIT_REQUESTS_PER_MINUTE`, `RATE_LIMIT_BURST`, `RATE_LIMIT_TOKENS_PER_MINUTE`, `REDIS_URL` | `[rate_limit]` | off |
 //! | `RETRY_MAX_ATTEMPTS` | `retry.max_attempts` | `3` (attempts in total) |
@@ -299,6 +304,24 @@ pub struct ServerConfig {
     /// Keep-alive comment interval on idle streams (`stream_keep_alive_secs`).
     #[serde(rename = "stream_keep_alive_secs", with = "secs")]
     pub stream_keep_alive: Duration,
+    /// The address the metrics port binds to: loopback unless told otherwise, since it has no
+    /// auth.
+    pub metrics_host: IpAddr,
+    /// JSON values (object keys included) one body may hold (413 beyond).
+    pub max_json_values: usize,
+    /// Request-body bytes in flight across all requests (503 beyond).
+    pub max_body_bytes_in_flight: usize,
+    /// Open connections at most (accepting pauses beyond).
+    pub max_connections: usize,
+    /// A new connection's first request must arrive within this (`first_request_timeout_ms`).
+    #[serde(rename = "first_request_timeout_ms", with = "millis")]
+    pub first_request_timeout: Duration,
+    /// A connection without a request in flight is closed after this (`idle_timeout_ms`).
+    #[serde(rename = "idle_timeout_ms", with = "millis")]
+    pub idle_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval and answer deadline (`http2_keep_alive_ms`).
+    #[serde(rename = "http2_keep_alive_ms", with = "millis")]
+    pub http2_keep_alive: Duration,
 }
 
 impl Default for ServerConfig {
@@ -311,12 +334,19 @@ impl Default for ServerConfig {
             metrics_port: None,
             shutdown_drain: Duration::from_secs(10),
             stream_keep_alive: Duration::from_secs(15),
+            metrics_host: IpAddr::from([127, 0, 0, 1]),
+            max_json_values: crate::detect::DEFAULT_MAX_JSON_VALUES,
+            max_body_bytes_in_flight: 128 * 1024 * 1024,
+            max_connections: 10_000,
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            http2_keep_alive: Duration::from_secs(20),
         }
     }
 }
 
 /// Who may call the gateway (`[auth]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct AuthConfig {
@@ -329,6 +359,19 @@ pub struct AuthConfig {
     /// SigV4 credentials that Bedrock runtime clients (boto3, AWS SDKs) may sign with, each mapped
     /// to a gateway key.
     pub aws_credentials: Vec<AwsClientCredential>,
+    /// Requests one SigV4 access key may have in flight at once (429 beyond).
+    pub max_concurrent_per_access_key: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            api_keys: Vec::new(),
+            disabled: false,
+            aws_credentials: Vec::new(),
+            max_concurrent_per_access_key: 64,
+        }
+    }
 }
 
 fn gateway_keys<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
@@ -348,10 +391,13 @@ fn gateway_keys<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret
 #[non_exhaustive]
 pub struct AwsClientCredential {
     /// The access key id the client signs with.
+    #[serde(deserialize_with = "non_empty")]
     pub access_key_id: String,
     /// The secret the signature is checked against.
+    #[serde(deserialize_with = "non_empty")]
     pub secret_access_key: Secret,
     /// The gateway key (one of `auth.api_keys`) the request authenticates as.
+    #[serde(deserialize_with = "non_empty")]
     pub api_key: Secret,
 }
 
@@ -369,6 +415,21 @@ impl AwsClientCredential {
             api_key: api_key.into(),
         }
     }
+}
+
+/// A credential part, as the environment parser takes it: trimmed, and never empty (an empty
+/// secret would let anyone sign).
+fn non_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    let text = String::deserialize(deserializer)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(serde::de::Error::custom("must not be empty"));
+    }
+    Ok(T::from(text.to_owned()))
 }
 
 /// The OpenAI-compatible upstream (`[openai]`).
@@ -720,6 +781,36 @@ impl Config {
                 "server.max_request_bytes",
                 "must be at least 1024",
             ));
+        }
+        if self.server.max_body_bytes_in_flight < self.server.max_request_bytes {
+            return Err(ConfigError::new(
+                "server.max_body_bytes_in_flight",
+                "must be at least server.max_request_bytes (else the largest body could never be read)",
+            ));
+        }
+        for (key, value) in [
+            ("server.max_json_values", self.server.max_json_values),
+            ("server.max_connections", self.server.max_connections),
+            (
+                "auth.max_concurrent_per_access_key",
+                self.auth.max_concurrent_per_access_key,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
+        for (key, value) in [
+            (
+                "server.first_request_timeout_ms",
+                self.server.first_request_timeout,
+            ),
+            ("server.idle_timeout_ms", self.server.idle_timeout),
+            ("server.http2_keep_alive_ms", self.server.http2_keep_alive),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
         }
         let base_url = &self.openai.base_url;
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {

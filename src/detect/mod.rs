@@ -23,26 +23,38 @@
 //!
 //! The layer ([`DetectLayer`]) refuses a declared `Content-Length` over the limit before anything is
 //! read (413), stops reading as soon as the stream passes it (413) or the deadline passes (408), and
-//! hands the inner service a `Request<DetectedRequest>`. A body error that is itself a
-//! [`GatewayError`] (a layer below, such as SigV4 verification, failed the body) is answered as is.
+//! hands the inner service a `Request<DetectedRequest>`: the classification and the body's bytes. A
+//! body error that is itself a [`GatewayError`] (a layer below, such as SigV4 verification, failed
+//! the body) is answered as is.
+//!
+//! **Memory per request is bounded** (DESIGN §11): the body is read into one buffer under the size
+//! limit and a global [`BodyBudget`] of bytes in flight (503 when it is spent: load is shed, never
+//! queued in memory), then read once by [`BodyHead`] — a typed pass that keeps only the markers,
+//! the model and `stream`, and refuses more than `max_json_values` values or nesting deeper than
+//! 128 — so no generic JSON tree of the body is ever built here. Translation then decodes the bytes
+//! straight into typed requests.
 //!
 //! ```
-//! use open_bedrock_server::detect::detect_format;
+//! use open_bedrock_server::detect::{detect_format, BodyHead};
 //! use open_bedrock_server::format::InboundFormat;
 //!
-//! let body = serde_json::json!({"model":"gpt-4o","messages":[],"max_tokens":5,
-//!     "tool_choice":{"type":"function","function":{"name":"f"}}});
-//! assert_eq!(detect_format(body.as_object().unwrap()).unwrap(), InboundFormat::OpenAi);
-//! let body = serde_json::json!({"anthropic_version":"bedrock-2023-05-31","messages":[]});
-//! assert_eq!(detect_format(body.as_object().unwrap()).unwrap(), InboundFormat::BedrockClaude);
+//! let body = br#"{"model":"gpt-4o","messages":[],"max_tokens":5,
+//!     "tool_choice":{"type":"function","function":{"name":"f"}}}"#;
+//! assert_eq!(detect_format(&BodyHead::parse(body).unwrap()).unwrap(), InboundFormat::OpenAi);
+//! let body = br#"{"anthropic_version":"bedrock-2023-05-31","messages":[]}"#;
+//! assert_eq!(detect_format(&BodyHead::parse(body).unwrap()).unwrap(), InboundFormat::BedrockClaude);
 //! ```
 
+mod budget;
+mod head;
 mod service;
 
+pub use budget::BodyBudget;
+pub use head::{BodyHead, DEFAULT_MAX_JSON_VALUES};
 pub use service::{Detect, DetectLayer, ResponseFuture, DEFAULT_BODY_READ_TIMEOUT};
 
+use bytes::Bytes;
 use http::request::Parts;
-use serde_json::{Map, Value};
 
 use crate::error::{ErrorDialect, GatewayError};
 use crate::format::{InboundFormat, ReplyFormat, TargetFormat};
@@ -85,17 +97,17 @@ impl Classified {
     }
 }
 
-/// Decides the formats of a request from its head and parsed body.
+/// Decides the formats of a request from its head and the top level of its body ([`BodyHead`]).
 ///
 /// Implemented by the gateway's classifiers per route and by any
-/// `Fn(&Parts, &Map<String, Value>) -> Result<Classified, GatewayError>` closure:
+/// `Fn(&Parts, &BodyHead) -> Result<Classified, GatewayError>` closure:
 ///
 /// ```
-/// use open_bedrock_server::detect::{Classified, DetectLayer};
+/// use open_bedrock_server::detect::{BodyHead, Classified, DetectLayer};
 /// use open_bedrock_server::format::{InboundFormat, ReplyFormat};
 ///
 /// // Every body is OpenAI in, Anthropic out.
-/// let layer = DetectLayer::new(1 << 20, |_: &http::request::Parts, _: &serde_json::Map<String, serde_json::Value>| {
+/// let layer = DetectLayer::new(1 << 20, |_: &http::request::Parts, _: &BodyHead| {
 ///     Ok(Classified::new(InboundFormat::OpenAi, ReplyFormat::Claude))
 /// });
 /// # let _ = layer;
@@ -112,23 +124,14 @@ pub trait Classify: Clone + Send + Sync + 'static {
     }
 
     /// Decides the formats (and path-given model and streaming) of a request.
-    fn classify(&self, head: &Parts, body: &Map<String, Value>)
-        -> Result<Classified, GatewayError>;
+    fn classify(&self, head: &Parts, body: &BodyHead) -> Result<Classified, GatewayError>;
 }
 
 impl<F> Classify for F
 where
-    F: Fn(&Parts, &Map<String, Value>) -> Result<Classified, GatewayError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    F: Fn(&Parts, &BodyHead) -> Result<Classified, GatewayError> + Clone + Send + Sync + 'static,
 {
-    fn classify(
-        &self,
-        head: &Parts,
-        body: &Map<String, Value>,
-    ) -> Result<Classified, GatewayError> {
+    fn classify(&self, head: &Parts, body: &BodyHead) -> Result<Classified, GatewayError> {
         self(head, body)
     }
 }
@@ -145,17 +148,14 @@ impl Classify for ChatClassifier {
             .unwrap_or_default()
     }
 
-    fn classify(
-        &self,
-        head: &Parts,
-        body: &Map<String, Value>,
-    ) -> Result<Classified, GatewayError> {
+    fn classify(&self, head: &Parts, body: &BodyHead) -> Result<Classified, GatewayError> {
         let target = target_format(head.uri.query())?;
         Ok(Classified::new(detect_format(body)?, target.into()))
     }
 }
 
-/// The request body after detection: what the classifier decided, and the parsed JSON object.
+/// The request body after detection: what the classifier decided, and the body's bytes (one JSON
+/// object, checked by [`BodyHead`]; translation decodes it into typed requests).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DetectedRequest {
@@ -167,13 +167,14 @@ pub struct DetectedRequest {
     pub model: Option<String>,
     /// Streaming when the path decides it.
     pub stream: Option<bool>,
-    /// The parsed top-level JSON object.
-    pub body: Map<String, Value>,
+    /// The body: one JSON object.
+    pub body: Bytes,
 }
 
 impl DetectedRequest {
-    /// A detected request from a classification and its body.
-    pub fn new(classified: Classified, body: Map<String, Value>) -> Self {
+    /// A detected request from a classification and its body's bytes.
+    pub fn new(classified: Classified, body: impl Into<Bytes>) -> Self {
+        let body = body.into();
         let Classified {
             inbound,
             reply,
@@ -190,19 +191,21 @@ impl DetectedRequest {
     }
 }
 
-/// 413 when a declared `Content-Length` is over `limit`: refused before anything is read.
+/// The declared `Content-Length`, if any; 413 when it is over `limit`: refused before anything is
+/// read.
 pub(crate) fn check_declared_length(
     headers: &http::HeaderMap,
     limit: usize,
-) -> Result<(), GatewayError> {
+) -> Result<Option<usize>, GatewayError> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(GatewayError::payload_too_large(limit));
+    match declared {
+        Some(n) if n > limit as u64 => Err(GatewayError::payload_too_large(limit)),
+        Some(n) => Ok(usize::try_from(n).ok()),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 /// The error for a body read under `limit` that failed: the body's own [`GatewayError`] when it
@@ -227,15 +230,15 @@ pub(crate) fn body_timeout_error() -> GatewayError {
         .with_code("request_timeout")
 }
 
-/// Decides the inbound format of a parsed body.
-pub fn detect_format(body: &Map<String, Value>) -> Result<InboundFormat, GatewayError> {
-    if body.contains_key("anthropic_version") {
+/// Decides the inbound format of a body from its top level.
+pub fn detect_format(body: &BodyHead) -> Result<InboundFormat, GatewayError> {
+    if body.has("anthropic_version") {
         return Ok(InboundFormat::BedrockClaude);
     }
-    if body.contains_key("inputText") {
+    if body.has("inputText") {
         return Ok(InboundFormat::BedrockTitan);
     }
-    match (body.contains_key("model"), body.contains_key("messages")) {
+    match (body.has("model"), body.has("messages")) {
         (true, true) => Ok(InboundFormat::OpenAi),
         (false, true) => Err(GatewayError::missing_field("model")),
         (true, false) => Err(GatewayError::missing_field("messages")),
@@ -248,25 +251,41 @@ pub fn detect_format(body: &Map<String, Value>) -> Result<InboundFormat, Gateway
     }
 }
 
-/// Reads `target_format` from a query string (default OpenAI); an unknown value is a 400.
+/// Reads `target_format` from a query string (default OpenAI); an unknown value is a 400, and so
+/// is the parameter repeated with values that disagree (`?target_format=openai&target_format=bedrock_claude`
+/// has no one meaning; the same value twice is accepted).
 pub fn target_format(query: Option<&str>) -> Result<TargetFormat, GatewayError> {
     let Some(query) = query else {
         return Ok(TargetFormat::OpenAi);
     };
+    let mut chosen: Option<&str> = None;
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == "target_format" {
-            return TargetFormat::parse(v).ok_or_else(|| {
-                GatewayError::invalid_request(format!(
-                    "Invalid target_format `{v}`. Accepted values: {}.",
-                    TargetFormat::ACCEPTED
+        if k != "target_format" {
+            continue;
+        }
+        match chosen {
+            Some(first) if first != v => {
+                return Err(GatewayError::invalid_request(format!(
+                    "target_format is given more than once with different values (`{first}`, `{v}`); give it once."
                 ))
                 .with_param("target_format")
-                .with_code("invalid_value")
-            });
+                .with_code("invalid_value"))
+            }
+            _ => chosen = Some(v),
         }
     }
-    Ok(TargetFormat::OpenAi)
+    let Some(v) = chosen else {
+        return Ok(TargetFormat::OpenAi);
+    };
+    TargetFormat::parse(v).ok_or_else(|| {
+        GatewayError::invalid_request(format!(
+            "Invalid target_format `{v}`. Accepted values: {}.",
+            TargetFormat::ACCEPTED
+        ))
+        .with_param("target_format")
+        .with_code("invalid_value")
+    })
 }
 
 #[cfg(test)]
@@ -274,8 +293,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    use serde_json::Value;
+
     fn detect(v: Value) -> Result<InboundFormat, GatewayError> {
-        detect_format(v.as_object().unwrap())
+        detect_format(&BodyHead::of(v.as_object().unwrap()))
     }
 
     #[test]
@@ -334,6 +355,19 @@ mod tests {
             target_format(Some("target_format=bedrock_titan")).unwrap(),
             TargetFormat::BedrockTitan
         );
+        assert_eq!(
+            target_format(Some(
+                "target_format=bedrock_titan&target_format=bedrock_titan"
+            ))
+            .unwrap(),
+            TargetFormat::BedrockTitan
+        );
+        let e =
+            target_format(Some("target_format=openai&target_format=bedrock_claude")).unwrap_err();
+        assert_eq!(
+            (e.status().as_u16(), e.param()),
+            (400, Some("target_format"))
+        );
         let e = target_format(Some("target_format=xml")).unwrap_err();
         assert_eq!(
             (e.status().as_u16(), e.param()),
@@ -348,7 +382,7 @@ mod tests {
         let c = ChatClassifier
             .classify(
                 &head("/v1/chat/completions?target_format=bedrock_titan"),
-                body.as_object().unwrap(),
+                &BodyHead::of(body.as_object().unwrap()),
             )
             .unwrap();
         assert_eq!(

@@ -1,21 +1,23 @@
-//! [`DetectLayer`] / [`Detect`]: bounded body read, one JSON parse, classification.
+//! [`DetectLayer`] / [`Detect`]: bounded body read (size limit, deadline, global byte budget), one
+//! typed pass over the top level ([`BodyHead`]), classification.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{Request, Response};
-use http_body_util::{combinators::Collect, BodyExt, Limited};
-use serde_json::{Map, Value};
+use http_body::Body as _;
+use http_body_util::Limited;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::budget::BodyBytes;
 use super::{
-    body_read_error, body_timeout_error, check_declared_length, ChatClassifier, Classify,
-    DetectedRequest,
+    body_read_error, body_timeout_error, check_declared_length, BodyBudget, BodyHead,
+    ChatClassifier, Classify, DetectedRequest, DEFAULT_MAX_JSON_VALUES,
 };
 use crate::body::BoxError;
 use crate::error::{ErrorDialect, GatewayError};
@@ -28,6 +30,8 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct DetectLayer<C = ChatClassifier> {
     limit: usize,
     read_timeout: Duration,
+    max_json_values: usize,
+    budget: BodyBudget,
     classifier: C,
 }
 
@@ -45,8 +49,24 @@ impl<C: Classify> DetectLayer<C> {
         DetectLayer {
             limit,
             read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_json_values: DEFAULT_MAX_JSON_VALUES,
+            budget: BodyBudget::unlimited(),
             classifier,
         }
+    }
+
+    /// At most `max` JSON values per body (413 `request_too_complex` beyond; default
+    /// [`DEFAULT_MAX_JSON_VALUES`]): what bounds the memory a body's decoding may take.
+    pub fn max_json_values(mut self, max: usize) -> Self {
+        self.max_json_values = max;
+        self
+    }
+
+    /// Bodies take their bytes from `budget`, shared with every other route that uses it (503
+    /// when it is spent); default: no global budget.
+    pub fn body_budget(mut self, budget: BodyBudget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// How long the whole body may take to arrive (408 beyond it), so a client trickling bytes
@@ -65,6 +85,8 @@ impl<S, C: Clone> Layer<S> for DetectLayer<C> {
             inner,
             limit: self.limit,
             read_timeout: self.read_timeout,
+            max_json_values: self.max_json_values,
+            budget: self.budget.clone(),
             classifier: self.classifier.clone(),
         }
     }
@@ -77,6 +99,8 @@ pub struct Detect<S, C = ChatClassifier> {
     inner: S,
     limit: usize,
     read_timeout: Duration,
+    max_json_values: usize,
+    budget: BodyBudget,
     classifier: C,
 }
 
@@ -106,18 +130,27 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
         let dialect = self.classifier.dialect(&parts);
-        if let Err(e) = check_declared_length(&parts.headers, self.limit) {
-            return ResponseFuture::rejected(e, dialect);
-        }
+        let declared = match check_declared_length(&parts.headers, self.limit) {
+            Ok(declared) => declared,
+            Err(e) => return ResponseFuture::rejected(e, dialect),
+        };
+        // Each chunk takes its bytes from the budget as it arrives, so a client that declares a
+        // large body and sends it slowly holds only what it has sent. A declared length only sizes
+        // the buffer.
+        let taken = BodyBytes::none();
         ResponseFuture {
             state: State::Reading {
-                collect: Limited::new(body, self.limit).collect(),
+                body: Limited::new(body, self.limit),
+                buf: BytesMut::with_capacity(declared.unwrap_or(0)),
                 deadline: tokio::time::sleep(self.read_timeout),
                 parts: Some(parts),
                 inner: Some(inner),
                 classifier: self.classifier.clone(),
                 dialect,
                 limit: self.limit,
+                max_json_values: self.max_json_values,
+                budget: self.budget.clone(),
+                taken: Some(taken),
             },
         }
     }
@@ -146,7 +179,8 @@ pin_project_lite::pin_project! {
     {
         Reading {
             #[pin]
-            collect: Collect<Limited<B>>,
+            body: Limited<B>,
+            buf: BytesMut,
             #[pin]
             deadline: tokio::time::Sleep,
             parts: Option<Parts>,
@@ -154,8 +188,12 @@ pin_project_lite::pin_project! {
             classifier: C,
             dialect: ErrorDialect,
             limit: usize,
+            max_json_values: usize,
+            budget: BodyBudget,
+            taken: Option<BodyBytes>,
         },
-        Calling { #[pin] fut: S::Future },
+        // The body's bytes stay taken from the budget until the inner service has answered.
+        Calling { #[pin] fut: S::Future, taken: BodyBytes },
         Rejected { error: Option<(GatewayError, ErrorDialect)> },
     }
 }
@@ -186,18 +224,56 @@ where
     }
 }
 
-fn parse_body(bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(GatewayError::invalid_request(
-            "The request body is empty; send a JSON object.",
-        ));
+/// 503: the global budget of body bytes in flight is spent.
+fn budget_spent() -> GatewayError {
+    GatewayError::overloaded(
+        "The gateway is receiving too many request bodies at once; retry shortly.",
+    )
+}
+
+/// What one poll of the body gave.
+enum Read {
+    /// The body is complete.
+    Done,
+    /// More may come.
+    Pending,
+    /// The read failed.
+    Failed(GatewayError),
+}
+
+/// Reads every frame available now into `buf`, taking each chunk's bytes from `budget`.
+fn read_available<B>(
+    mut body: Pin<&mut Limited<B>>,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+    limit: usize,
+    budget: &BodyBudget,
+    taken: &mut BodyBytes,
+) -> Read
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    loop {
+        match body.as_mut().poll_frame(cx) {
+            Poll::Pending => return Read::Pending,
+            Poll::Ready(None) => return Read::Done,
+            Poll::Ready(Some(Err(e))) => return Read::Failed(body_read_error(&e, limit)),
+            Poll::Ready(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers
+                };
+                let grown = buf.len() + data.len();
+                if grown > taken.len() {
+                    match budget.try_take(grown - taken.len()) {
+                        Some(more) => taken.merge(more),
+                        None => return Read::Failed(budget_spent()),
+                    }
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
     }
-    serde_json::from_slice::<Map<String, Value>>(bytes).map_err(|e| {
-        GatewayError::invalid_request(format!(
-            "We could not parse the JSON body of your request ({e}). The body must be a JSON object."
-        ))
-        .with_code("invalid_json")
-    })
 }
 
 impl<S, C, B, ResB> Future for ResponseFuture<S, C, B>
@@ -215,45 +291,53 @@ where
         loop {
             let next = match this.state.as_mut().project() {
                 StateProj::Reading {
-                    collect,
+                    body,
+                    buf,
                     deadline,
                     parts,
                     inner,
                     classifier,
                     dialect,
                     limit,
+                    max_json_values,
+                    budget,
+                    taken,
                 } => {
                     let dialect = *dialect;
-                    let polled = collect.poll(cx);
-                    if polled.is_pending() {
-                        ready!(deadline.poll(cx));
-                        return Poll::Ready(Ok(body_timeout_error().to_response(dialect)));
-                    }
-                    let bytes = match ready!(polled) {
-                        Ok(collected) => collected.to_bytes(),
-                        Err(e) => {
-                            let err = body_read_error(&e, *limit);
-                            return Poll::Ready(Ok(err.to_response(dialect)));
-                        }
-                    };
-                    let (Some(parts), Some(mut svc)) = (parts.take(), inner.take()) else {
+                    let Some(taken_now) = taken.as_mut() else {
                         return Poll::Ready(Ok(GatewayError::internal(
                             "detect future polled after completion",
                         )
                         .to_response(dialect)));
                     };
-                    let detected = parse_body(&bytes).and_then(|body| {
-                        let classified = classifier.classify(&parts, &body)?;
-                        Ok(DetectedRequest::new(classified, body))
-                    });
+                    match read_available(body, buf, cx, *limit, budget, taken_now) {
+                        Read::Pending => {
+                            ready!(deadline.poll(cx));
+                            return Poll::Ready(Ok(body_timeout_error().to_response(dialect)));
+                        }
+                        Read::Failed(e) => return Poll::Ready(Ok(e.to_response(dialect))),
+                        Read::Done => {}
+                    }
+                    let (Some(parts), Some(mut svc), Some(taken)) =
+                        (parts.take(), inner.take(), taken.take())
+                    else {
+                        return Poll::Ready(Ok(GatewayError::internal(
+                            "detect future polled after completion",
+                        )
+                        .to_response(dialect)));
+                    };
+                    let bytes = std::mem::take(buf).freeze();
+                    let detected = BodyHead::parse_with_limit(&bytes, *max_json_values)
+                        .and_then(|head| classifier.classify(&parts, &head))
+                        .map(|classified| DetectedRequest::new(classified, bytes));
                     let detected = match detected {
                         Ok(d) => d,
                         Err(e) => return Poll::Ready(Ok(e.to_response(dialect))),
                     };
                     let fut = svc.call(Request::from_parts(parts, detected));
-                    State::Calling { fut }
+                    State::Calling { fut, taken }
                 }
-                StateProj::Calling { fut } => return fut.poll(cx),
+                StateProj::Calling { fut, .. } => return fut.poll(cx),
                 StateProj::Rejected { error } => {
                     return match error.take() {
                         Some((e, dialect)) => Poll::Ready(Ok(e.to_response(dialect))),

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::{BoxCore, CoreLayer, Gateway, HttpService, IngressLayer, ProviderStatus, Shared};
 use crate::auth::ApiKeyAuthLayer;
 use crate::config::{AwsClientCredential, Config, RetrySettings, Timeouts};
-use crate::detect::DEFAULT_BODY_READ_TIMEOUT;
+use crate::detect::{BodyBudget, DEFAULT_BODY_READ_TIMEOUT};
 use crate::load_shed::InFlightLimitLayer;
 use crate::metrics::Metrics;
 #[cfg(feature = "bedrock")]
@@ -19,6 +19,7 @@ use crate::provider::{Dispatch, MockProvider, ProviderService};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::route::Router;
+use crate::server::ServerLimits;
 use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
 
 /// Builds a [`Gateway`]. Every setting has the default of an empty configuration; auth needs a
@@ -42,6 +43,10 @@ pub struct GatewayBuilder {
     ingress_layers: Vec<IngressLayer>,
     max_in_flight: usize,
     max_request_bytes: usize,
+    max_json_values: usize,
+    max_body_bytes_in_flight: usize,
+    server_limits: ServerLimits,
+    max_concurrent_per_access_key: usize,
     body_read_timeout: Duration,
     keep_alive: Duration,
     timeouts: Timeouts,
@@ -82,6 +87,10 @@ impl GatewayBuilder {
             ingress_layers: Vec::new(),
             max_in_flight: defaults.server.max_in_flight,
             max_request_bytes: defaults.server.max_request_bytes,
+            max_json_values: defaults.server.max_json_values,
+            max_body_bytes_in_flight: defaults.server.max_body_bytes_in_flight,
+            server_limits: ServerLimits::default(),
+            max_concurrent_per_access_key: defaults.auth.max_concurrent_per_access_key,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             keep_alive: defaults.server.stream_keep_alive,
             timeouts: defaults.timeouts,
@@ -102,8 +111,17 @@ impl GatewayBuilder {
             .router(config.router())
             .api_keys(config.api_keys())
             .aws_credentials(&config.auth.aws_credentials)
+            .max_concurrent_per_access_key(config.auth.max_concurrent_per_access_key)
             .max_in_flight(config.server.max_in_flight)
             .max_request_bytes(config.server.max_request_bytes)
+            .max_json_values(config.server.max_json_values)
+            .max_body_bytes_in_flight(config.server.max_body_bytes_in_flight)
+            .server_limits(ServerLimits::new(
+                config.server.max_connections,
+                config.server.first_request_timeout,
+                config.server.idle_timeout,
+                config.server.http2_keep_alive,
+            ))
             .body_read_timeout(config.timeouts.body_read)
             .stream_keep_alive(config.server.stream_keep_alive)
             .timeouts(config.timeouts)
@@ -114,7 +132,7 @@ impl GatewayBuilder {
             b = b.no_auth();
         }
         if let Some(port) = config.server.metrics_port {
-            b = b.metrics_addr(std::net::SocketAddr::new(config.server.host, port));
+            b = b.metrics_addr(std::net::SocketAddr::new(config.server.metrics_host, port));
         }
         #[cfg(feature = "bedrock")]
         {
@@ -287,6 +305,30 @@ impl GatewayBuilder {
         self
     }
 
+    /// At most `max` JSON values per request body (413 beyond).
+    pub fn max_json_values(mut self, max: usize) -> Self {
+        self.max_json_values = max;
+        self
+    }
+
+    /// At most `bytes` of request bodies in flight across all requests (503 beyond).
+    pub fn max_body_bytes_in_flight(mut self, bytes: usize) -> Self {
+        self.max_body_bytes_in_flight = bytes;
+        self
+    }
+
+    /// The bounds of the connections [`Gateway::serve`] accepts.
+    pub fn server_limits(mut self, limits: ServerLimits) -> Self {
+        self.server_limits = limits;
+        self
+    }
+
+    /// At most `max` requests in flight per SigV4 access key (429 beyond).
+    pub fn max_concurrent_per_access_key(mut self, max: usize) -> Self {
+        self.max_concurrent_per_access_key = max;
+        self
+    }
+
     /// The gateway.
     pub fn build(self) -> Gateway {
         let providers = self.statuses();
@@ -310,9 +352,13 @@ impl GatewayBuilder {
         } else {
             (
                 ApiKeyAuthLayer::new(&self.api_keys),
-                SigV4AuthLayer::new(&self.api_keys, &self.aws_credentials),
+                SigV4AuthLayer::new(&self.api_keys, &self.aws_credentials)
+                    .max_concurrent_per_access_key(self.max_concurrent_per_access_key),
             )
         };
+        let metrics = Arc::new(Metrics::new());
+        metrics.know_models(self.listed_models.iter().cloned());
+        metrics.know_models(dispatch.router().aliases().keys().cloned());
         Gateway {
             shared: Arc::new(Shared {
                 dispatch,
@@ -323,12 +369,15 @@ impl GatewayBuilder {
                 rate_limiter: self.rate_limiter,
                 in_flight: InFlightLimitLayer::new(self.max_in_flight),
                 max_request_bytes: self.max_request_bytes,
+                max_json_values: self.max_json_values,
+                body_budget: BodyBudget::new(self.max_body_bytes_in_flight),
+                server_limits: self.server_limits,
                 body_read_timeout: self.body_read_timeout,
                 keep_alive: self.keep_alive,
                 listed_models: self.listed_models,
                 drain: self.drain,
                 close_streams: CancellationToken::new(),
-                metrics: Arc::new(Metrics::new()),
+                metrics,
                 metrics_addr: self.metrics_addr,
                 core_layers: self.core_layers,
                 ingress_layers: self.ingress_layers,

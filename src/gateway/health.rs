@@ -1,4 +1,7 @@
 //! `GET /health` and `GET /v1/chat/completions/health`.
+//!
+//! Both answer without a key, so they say which providers are configured but not where they
+//! point: no upstream base URL (the Bedrock region, public knowledge, stays).
 
 use bytes::Bytes;
 use serde_json::json;
@@ -50,7 +53,7 @@ impl HealthInfo {
             "version": env!("CARGO_PKG_VERSION"),
             "auth": if auth_enabled { "api_key" } else { "disabled" },
             "providers": {
-                "openai": {"configured": openai_url.is_some(), "base_url": openai_url},
+                "openai": {"configured": openai_url.is_some()},
                 "bedrock": {"configured": bedrock.is_some(), "region": bedrock.flatten()},
                 "mock": {"configured": dispatch.mock().is_some()},
             },

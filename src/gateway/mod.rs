@@ -105,6 +105,9 @@ struct Shared {
     rate_limiter: Option<RateLimiter>,
     in_flight: InFlightLimitLayer,
     max_request_bytes: usize,
+    max_json_values: usize,
+    body_budget: crate::detect::BodyBudget,
+    server_limits: crate::server::ServerLimits,
     body_read_timeout: Duration,
     keep_alive: Duration,
     listed_models: Vec<String>,
@@ -245,7 +248,7 @@ impl Gateway {
         let s = &self.shared;
         let stack = ServiceBuilder::new()
             // One response body type for the router.
-            .map_response(|res: Response<InFlightBody<Body>>| res.map(Body::new))
+            .map_response(|res: Response<InFlightBody<InFlightBody<Body>>>| res.map(Body::new))
             // Shed load past the in-flight limit (streams hold their permit until they end).
             .layer(s.in_flight.clone())
             // SigV4-signed Bedrock clients count as the gateway key their credential maps to.
@@ -254,17 +257,22 @@ impl Gateway {
             .layer(s.auth.clone())
             // Count the request under its key; 429 before the body is read.
             .option_layer(s.rate_limiter.as_ref().map(RateLimiter::layer))
-            // Read the body once under the limit and deadline, parse it once, classify it by route.
+            // Read the body once under the limit, the deadline and the global byte budget; read its
+            // top level once (typed, no tree, under the value budget); classify it by route.
             .layer(
                 DetectLayer::new(s.max_request_bytes, RouteClassifier)
-                    .read_timeout(s.body_read_timeout),
+                    .read_timeout(s.body_read_timeout)
+                    .max_json_values(s.max_json_values)
+                    .body_budget(s.body_budget.clone()),
             )
             // Decode into the canonical request (with the request's one deadline), call the core,
             // write the route's reply format.
             .layer(
                 TranslateLayer::new((!s.keep_alive.is_zero()).then_some(s.keep_alive))
                     .with_shutdown(s.close_streams.clone())
-                    .with_total_timeout(s.timeouts.total),
+                    .with_total_timeout(s.timeouts.total)
+                    // A client that stops reading a stream for the idle time loses its connection.
+                    .with_reader_timeout(s.timeouts.stream_idle),
             )
             .service(core);
         BoxCloneSyncService::new(stack)
@@ -294,6 +302,12 @@ impl Gateway {
         };
         let x_api_key = HeaderName::from_static("x-api-key");
         let stack = ServiceBuilder::new()
+            // A client's x-request-id goes into logs, upstream requests and the reply: one that is
+            // too long or has unexpected characters is replaced by a fresh one.
+            .map_request(|mut req: Request<B>| {
+                drop_unusable_request_id(req.headers_mut());
+                req
+            })
             // Take the client's x-request-id or make one; it goes upstream and back to the client.
             .layer(SetRequestIdLayer::x_request_id(MakeGatewayRequestId))
             .layer(PropagateRequestIdLayer::x_request_id())
@@ -329,12 +343,13 @@ impl Gateway {
         if let Some(addr) = self.shared.metrics_addr {
             self.serve_metrics(addr, stop.clone()).await;
         }
-        let main = crate::server::serve(
+        let main = crate::server::serve_with(
             listener,
             self.service(),
             stop.clone().cancelled_owned(),
             self.shared.drain,
             self.shared.close_streams.clone(),
+            self.shared.server_limits,
         );
         tokio::pin!(main);
         tokio::select! {
@@ -390,6 +405,28 @@ pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     res
+}
+
+/// The longest client `x-request-id` kept.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Removes a client's `x-request-id` longer than [`MAX_REQUEST_ID_LEN`] or with a character
+/// outside `A–Z a–z 0–9 - _ . : / + =` (so the gateway makes its own).
+fn drop_unusable_request_id(headers: &mut http::HeaderMap) {
+    let usable = |v: &HeaderValue| {
+        !v.is_empty()
+            && v.len() <= MAX_REQUEST_ID_LEN
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
+    };
+    let all_usable = {
+        let mut values = headers.get_all("x-request-id").iter();
+        matches!((values.next(), values.next()), (Some(v), None) if usable(v))
+    };
+    if !all_usable {
+        headers.remove("x-request-id");
+    }
 }
 
 /// Request ids: a random per-process prefix plus a counter (unique, cheap, no syscall per request).

@@ -9,14 +9,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use serde_json::{Map, Value};
 use tower::util::Oneshot;
 use tower_service::Service;
 
 use super::health::HealthInfo;
 use super::json_response;
 use crate::body::Body;
-use crate::detect::{ChatClassifier, Classified, Classify};
+use crate::detect::{BodyHead, ChatClassifier, Classified, Classify};
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::surface::anthropic::MessagesClassifier;
@@ -46,11 +45,7 @@ impl Classify for RouteClassifier {
         }
     }
 
-    fn classify(
-        &self,
-        head: &Parts,
-        body: &Map<String, Value>,
-    ) -> Result<Classified, GatewayError> {
+    fn classify(&self, head: &Parts, body: &BodyHead) -> Result<Classified, GatewayError> {
         match endpoint(head) {
             Some(Endpoint::Messages) => MessagesClassifier.classify(head, body),
             Some(Endpoint::BedrockRuntime) => BedrockRuntimeClassifier.classify(head, body),

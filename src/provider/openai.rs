@@ -232,10 +232,9 @@ fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
     } else {
         "talk to"
     };
-    GatewayError::upstream_connect(format!(
-        "Failed to {what} the upstream: {}",
-        crate::error::error_chain(&e)
-    ))
+    // The cause chain names hosts, addresses and TLS details: the log gets it, the client does not.
+    tracing::warn!(error = %crate::error::error_chain(&e), "failed to {what} the OpenAI-compatible upstream");
+    GatewayError::upstream_connect(format!("Failed to {what} the upstream."))
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
@@ -244,7 +243,8 @@ async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
         .await
         .map(|c| c.to_bytes())
         .map_err(|e| {
-            GatewayError::upstream_connect(format!("Failed to read the upstream response: {e}"))
+            tracing::warn!(error = %e, "failed to read the upstream response");
+            GatewayError::upstream_connect("Failed to read the upstream response.")
         })
 }
 
@@ -290,8 +290,8 @@ fn body_bytes(body: Incoming) -> impl Stream<Item = Result<Bytes, GatewayError>>
                     Err(_trailers) => continue,
                 },
                 Some(Err(e)) => {
-                    let e =
-                        GatewayError::upstream_connect(format!("The upstream stream broke: {e}"));
+                    tracing::warn!(error = %e, "the upstream stream broke");
+                    let e = GatewayError::upstream_connect("The upstream stream broke.");
                     return Some((Err(e), None));
                 }
             }

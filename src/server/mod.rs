@@ -1,14 +1,30 @@
 //! Raw hyper serving: the accept loop, HTTP/1.1 and h2c on one port (hyper-util's auto builder),
 //! `TCP_NODELAY`, graceful shutdown with a bounded drain.
 //!
+//! Unauthenticated load holds a bounded amount of memory and descriptors ([`ServerLimits`]):
+//! - at most `max_connections` open connections: past it the loop stops accepting (the kernel's
+//!   backlog holds the rest) instead of accepting and failing — back-pressure, not errors;
+//! - a new connection must send its first request within `first_request_timeout` (silent
+//!   connections and half HTTP/2 prefaces are closed), then is closed after `idle_timeout` without
+//!   a request in flight; HTTP/1 keeps hyper's header-read timeout, HTTP/2 sends keep-alive pings
+//!   and closes a peer that does not answer them within `http2_keep_alive`;
+//! - TCP keepalive on accepted sockets, so a peer that vanished is noticed by the kernel;
+//! - a response body can close its connection ([`ConnectionCloser`]): a stream whose client
+//!   stopped reading does, which drops the stream, its in-flight slot and its upstream call.
+//!
 //! Accept errors (e.g. too many open files) are logged and the loop goes on after a short pause;
 //! they never stop the server. On shutdown the listener closes, every connection is told to finish
 //! (HTTP/1 closes after its in-flight response, HTTP/2 sends GOAWAY), and whatever is still open
 //! after the drain period — a long stream, typically — is dropped.
 
+mod connection;
+
+pub use connection::ConnectionCloser;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -18,14 +34,68 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
+use self::connection::{ConnectionService, ConnectionState};
 use crate::body::Body;
+
+/// The bounds of a server's connections (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerLimits {
+    /// Open connections at most; accepting pauses at the limit.
+    pub max_connections: usize,
+    /// A new connection's first request must arrive within this.
+    pub first_request_timeout: Duration,
+    /// A connection without a request in flight is closed after this.
+    pub idle_timeout: Duration,
+    /// HTTP/1: the whole request head must arrive within this once it has started.
+    pub header_read_timeout: Duration,
+    /// HTTP/2: a keep-alive ping goes out after this much silence, and the connection is closed
+    /// when the ping is not answered within it.
+    pub http2_keep_alive: Duration,
+    /// TCP keepalive probes start after this much silence.
+    pub tcp_keepalive: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 10_000,
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            header_read_timeout: Duration::from_secs(30),
+            http2_keep_alive: Duration::from_secs(20),
+            tcp_keepalive: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ServerLimits {
+    /// Sets every bound at once (the fields are public for reading; this keeps the struct
+    /// extensible).
+    pub fn new(
+        max_connections: usize,
+        first_request_timeout: Duration,
+        idle_timeout: Duration,
+        http2_keep_alive: Duration,
+    ) -> Self {
+        ServerLimits {
+            max_connections,
+            first_request_timeout,
+            idle_timeout,
+            http2_keep_alive,
+            ..ServerLimits::default()
+        }
+    }
+}
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains: connections finish their
 /// in-flight requests for at most `drain`; streams still open then are ended cleanly (an in-band
-/// error event) through `close_streams`, and whatever remains a second later is dropped.
+/// error event) through `close_streams`, and whatever remains a second later is dropped. Uses
+/// the default [`ServerLimits`].
 pub async fn serve<S, F>(
     listener: TcpListener,
     service: S,
@@ -40,21 +110,61 @@ pub async fn serve<S, F>(
     S::Future: Send + 'static,
     F: Future<Output = ()>,
 {
+    serve_with(
+        listener,
+        service,
+        shutdown,
+        drain,
+        close_streams,
+        ServerLimits::default(),
+    )
+    .await;
+}
+
+/// [`serve`] with explicit connection bounds.
+pub async fn serve_with<S, F>(
+    listener: TcpListener,
+    service: S,
+    shutdown: F,
+    drain: Duration,
+    close_streams: CancellationToken,
+    limits: ServerLimits,
+) where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    F: Future<Output = ()>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keep_alive)
+        .keep_alive_timeout(limits.http2_keep_alive)
         .max_concurrent_streams(1024);
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     tokio::pin!(shutdown);
 
     loop {
+        // Back-pressure: a connection slot first, then the accept (the kernel queues the rest).
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             res = listener.accept() => match res {
                 Ok(conn) => conn,
@@ -69,14 +179,35 @@ pub async fn serve<S, F>(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, %peer, "could not set TCP_NODELAY");
         }
-        let hyper_service = TowerToHyperService::new(service.clone());
+        let keepalive = socket2::TcpKeepalive::new().with_time(limits.tcp_keepalive);
+        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(error = %e, %peer, "could not set TCP keepalive");
+        }
+        let state = ConnectionState::new();
+        let hyper_service =
+            TowerToHyperService::new(ConnectionService::new(service.clone(), state.clone()));
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
         let conn = graceful.watch(conn.into_owned());
+        let watchdog = state
+            .clone()
+            .watchdog(limits.first_request_timeout, limits.idle_timeout);
         // Reap finished connections so the set holds only live ones.
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            let _slot = slot;
+            tokio::select! {
+                res = conn => {
+                    if let Err(e) = res {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                }
+                () = watchdog => {
+                    if state.closed_by_body() {
+                        tracing::debug!(%peer, "connection closed: a client stopped reading its stream");
+                    } else {
+                        tracing::debug!(%peer, "connection closed: no request in time");
+                    }
+                }
             }
         });
     }

@@ -1,20 +1,91 @@
 //! [`EncodedBody`]: the response body of a streamed reply — canonical chunks in, one client
 //! format on one wire out.
+//!
+//! **Slow readers.** The body's own timers only run while hyper polls it, and hyper stops polling
+//! a body whose client has stopped reading (the socket is full). So a stream given a
+//! [`ConnectionCloser`] ([`EncodedBody::with_reader_timeout`]) also has a *write-side watchdog*: a
+//! small task that notes when the last frame was handed to hyper and, when hyper has not come back
+//! for the next one within the timeout, closes the connection. hyper then drops the body — and
+//! with it the upstream call (its connection is closed, so the upstream sees the cancel), the
+//! in-flight slot and the buffers — whether or not anything polls the body again. On HTTP/2 the
+//! whole connection goes, with any other stream of that client on it: hyper offers no handle to
+//! reset one stream from outside, and a client that has stopped reading one stream is rarely
+//! reading the others.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
 
 use super::{EventEncoder, Framer};
 use crate::body::BoxError;
 use crate::error::GatewayError;
 use crate::model::ChunkStream;
+use crate::server::ConnectionCloser;
+
+/// What the write-side watchdog of one stream reads: whether a frame is waiting for hyper to come
+/// back, and since when.
+#[derive(Debug)]
+struct ReaderWatch {
+    started: tokio::time::Instant,
+    /// A frame was handed to hyper and the body has not been polled since.
+    waiting: AtomicBool,
+    /// Milliseconds after `started` when that frame was handed over.
+    handed_ms: AtomicU64,
+}
+
+impl ReaderWatch {
+    fn handed(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.handed_ms.store(ms, Ordering::Relaxed);
+        self.waiting.store(true, Ordering::Release);
+    }
+
+    /// Watches until the body is dropped (`gone`) or its reader has stalled for `timeout`, in
+    /// which case the connection is closed.
+    async fn run(
+        self: Arc<Self>,
+        timeout: Duration,
+        closer: ConnectionCloser,
+        gone: CancellationToken,
+    ) {
+        let watch = async {
+            loop {
+                let due = if self.waiting.load(Ordering::Acquire) {
+                    self.started
+                        + Duration::from_millis(self.handed_ms.load(Ordering::Relaxed))
+                        + timeout
+                } else {
+                    tokio::time::Instant::now() + timeout
+                };
+                tokio::time::sleep_until(due).await;
+                let stalled = self.waiting.load(Ordering::Acquire)
+                    && self.started.elapsed()
+                        >= Duration::from_millis(self.handed_ms.load(Ordering::Relaxed)) + timeout;
+                if stalled {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = watch => {
+                tracing::warn!(
+                    timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    "the client stopped reading its stream; closing the connection"
+                );
+                closer.close();
+            }
+            () = gone.cancelled() => {}
+        }
+    }
+}
 
 pin_project_lite::pin_project! {
     /// The body of a streamed reply.
@@ -23,6 +94,7 @@ pin_project_lite::pin_project! {
     /// buffering); when the upstream is silent for `keep_alive` the framer's keep-alive goes out (if
     /// the wire has one); an error item becomes the framer's in-band error and ends the stream; so
     /// does shutdown, when a token is given.
+    #[project = EncodedBodyProj]
     pub struct EncodedBody<E, F> {
         stream: ChunkStream,
         encoder: E,
@@ -35,6 +107,7 @@ pin_project_lite::pin_project! {
         #[pin]
         idle: Option<tokio::time::Sleep>,
         shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+        reader: Option<(Arc<ReaderWatch>, DropGuard)>,
     }
 }
 
@@ -55,7 +128,26 @@ impl<E: EventEncoder, F: Framer> EncodedBody<E, F> {
             last_sent: tokio::time::Instant::now(),
             idle: keep_alive.map(tokio::time::sleep),
             shutdown: None,
+            reader: None,
         }
+    }
+
+    /// Closes the connection through `closer` when the client has not taken the next frame within
+    /// `timeout` of the last one (see the module docs). Needs a Tokio runtime (the watchdog is a
+    /// task); a zero timeout turns it off.
+    pub fn with_reader_timeout(mut self, timeout: Duration, closer: ConnectionCloser) -> Self {
+        if timeout.is_zero() {
+            return self;
+        }
+        let watch = Arc::new(ReaderWatch {
+            started: tokio::time::Instant::now(),
+            waiting: AtomicBool::new(false),
+            handed_ms: AtomicU64::new(0),
+        });
+        let gone = CancellationToken::new();
+        tokio::spawn(watch.clone().run(timeout, closer, gone.clone()));
+        self.reader = Some((watch, gone.drop_guard()));
+        self
     }
 
     /// Ends the stream with an in-band "shutting down" error when `token` is cancelled.
@@ -78,7 +170,34 @@ impl<E: EventEncoder, F: Framer> HttpBody for EncodedBody<E, F> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
+        let this = self.project();
+        if let Some((watch, _)) = this.reader.as_ref() {
+            // hyper came back: the client took the last frame.
+            watch.waiting.store(false, Ordering::Release);
+        }
+        let reader = this.reader.as_ref().map(|(watch, _)| watch.clone());
+        let polled = poll_encoded(this, cx);
+        if let (Some(watch), Poll::Ready(Some(Ok(_)))) = (reader, &polled) {
+            watch.handed();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// One poll of the body's frames (without the reader watch).
+fn poll_encoded<E: EventEncoder, F: Framer>(
+    mut this: EncodedBodyProj<'_, E, F>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    {
         if *this.done {
             return Poll::Ready(None);
         }
@@ -139,14 +258,6 @@ impl<E: EventEncoder, F: Framer> HttpBody for EncodedBody<E, F> {
             }
         }
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.done
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
 }
 
 #[cfg(test)]
@@ -202,6 +313,50 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(28));
         assert_eq!(&next_frame(&mut body).await[..], b": ping\n\n");
         assert_eq!(start.elapsed(), Duration::from_secs(38));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stops_taking_frames_gets_its_connection_closed() {
+        let timeout = Duration::from_secs(5);
+        let closer = ConnectionCloser::detached();
+        let mut body = Box::pin(
+            EncodedBody::new(
+                paced(1000, Duration::from_millis(100)),
+                OpenAiStreamEncoder::new(false),
+                SseFramer::new(ErrorDialect::OpenAi),
+                None,
+            )
+            .with_reader_timeout(timeout, closer.clone()),
+        );
+        // A reader that keeps taking frames, however slowly the upstream sends them, is fine.
+        for _ in 0..80 {
+            next_frame(&mut body).await;
+        }
+        assert!(!closer.is_closed(), "a live reader is never cut");
+        // Then the reader stops coming back for the next frame: nothing polls the body any more,
+        // yet the connection is closed once the timeout has passed.
+        tokio::time::sleep(timeout - Duration::from_millis(100)).await;
+        assert!(!closer.is_closed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(closer.is_closed(), "the watchdog closed the connection");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_ends_with_its_body() {
+        let closer = ConnectionCloser::detached();
+        let mut body = Box::pin(
+            EncodedBody::new(
+                paced(5, Duration::from_millis(10)),
+                OpenAiStreamEncoder::new(false),
+                SseFramer::new(ErrorDialect::OpenAi),
+                None,
+            )
+            .with_reader_timeout(Duration::from_secs(1), closer.clone()),
+        );
+        next_frame(&mut body).await;
+        drop(body); // the client went away: hyper drops the body
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!closer.is_closed(), "a dropped body closes nothing");
     }
 
     #[tokio::test]

@@ -9,22 +9,21 @@
 //! the canonical model. Auth takes `x-api-key` (what the SDK sends) or `Authorization: Bearer`.
 //!
 //! ```
-//! use open_bedrock_server::detect::Classify;
+//! use open_bedrock_server::detect::{BodyHead, Classify};
 //! use open_bedrock_server::error::ErrorDialect;
 //! use open_bedrock_server::format::{InboundFormat, ReplyFormat};
 //! use open_bedrock_server::surface::anthropic::MessagesClassifier;
 //!
 //! let head = http::Request::post("/v1/messages").body(()).unwrap().into_parts().0;
-//! let body = serde_json::json!({"model": "gpt-4o", "max_tokens": 5, "messages": []});
-//! let c = MessagesClassifier.classify(&head, body.as_object().unwrap()).unwrap();
+//! let body = BodyHead::parse(br#"{"model": "gpt-4o", "max_tokens": 5, "messages": []}"#).unwrap();
+//! let c = MessagesClassifier.classify(&head, &body).unwrap();
 //! assert_eq!((c.inbound, c.reply), (InboundFormat::BedrockClaude, ReplyFormat::Claude));
 //! assert_eq!(MessagesClassifier.dialect(&head), ErrorDialect::Anthropic);
 //! ```
 
 use http::request::Parts;
-use serde_json::{Map, Value};
 
-use crate::detect::{Classified, Classify};
+use crate::detect::{BodyHead, Classified, Classify};
 use crate::error::{ErrorDialect, GatewayError};
 use crate::format::{InboundFormat, ReplyFormat};
 
@@ -37,11 +36,7 @@ impl Classify for MessagesClassifier {
         ErrorDialect::Anthropic
     }
 
-    fn classify(
-        &self,
-        _head: &Parts,
-        _body: &Map<String, Value>,
-    ) -> Result<Classified, GatewayError> {
+    fn classify(&self, _head: &Parts, _body: &BodyHead) -> Result<Classified, GatewayError> {
         Ok(Classified::new(
             InboundFormat::BedrockClaude,
             ReplyFormat::Claude,

@@ -17,11 +17,11 @@
 //!
 //! // A Claude body as `/v1/messages` receives it: no `anthropic_version` (the Anthropic API sends
 //! // it as a header), so Bedrock's is added for pass-through.
-//! let body = serde_json::json!({"model": "gpt-4o", "max_tokens": 50,
-//!     "messages": [{"role": "user", "content": "Hi"}]});
+//! let body = br#"{"model": "gpt-4o", "max_tokens": 50,
+//!     "messages": [{"role": "user", "content": "Hi"}]}"#;
 //! let detected = DetectedRequest::new(
 //!     Classified::new(InboundFormat::BedrockClaude, ReplyFormat::Claude),
-//!     body.as_object().unwrap().clone(),
+//!     &body[..],
 //! );
 //! let (request, original) = decode_request(detected).unwrap();
 //! assert_eq!((request.model.as_str(), request.max_tokens), ("gpt-4o", Some(50)));
@@ -54,6 +54,11 @@ use crate::model::{ChatRequest, OriginalBody};
 /// A path-given model and streaming ([`DetectedRequest::model`], [`DetectedRequest::stream`])
 /// win over the body's. A Claude body without `anthropic_version` gets Bedrock's, so it can be
 /// forwarded to Claude on Bedrock as written.
+///
+/// An OpenAI body is decoded from its bytes straight into the typed [`ChatRequest`]; the native
+/// bodies (Claude, Titan, Converse) are read as their top-level object, whose size detection
+/// bounded ([`BodyHead`](crate::detect::BodyHead)'s value budget). The decoded request is then
+/// checked strictly ([`crate::validate`]) before anything is routed.
 pub fn decode_request(
     detected: DetectedRequest,
 ) -> Result<(ChatRequest, Option<OriginalBody>), GatewayError> {
@@ -61,9 +66,27 @@ pub fn decode_request(
         inbound,
         model,
         stream,
-        mut body,
+        body: bytes,
         ..
     } = detected;
+    if inbound == InboundFormat::OpenAi {
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let mut request: ChatRequest =
+            serde_path_to_error::deserialize(&mut de).map_err(openai_path_error)?;
+        drop(bytes);
+        if let Some(model) = model {
+            request.model = model;
+        }
+        if let Some(stream) = stream {
+            request.stream = Some(stream);
+        }
+        crate::validate::openai_request(&request)?;
+        return Ok((request, None));
+    }
+    let mut body: serde_json::Map<String, Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::invalid_request(format!("Invalid request body: {e}")))?;
+    drop(bytes);
+    crate::validate::native_body(inbound, &body)?;
     if matches!(
         inbound,
         InboundFormat::BedrockClaude | InboundFormat::BedrockTitan
@@ -92,7 +115,7 @@ pub fn decode_request(
             let request = converse::decode_client_request(&model, &body, stream.unwrap_or(false))?;
             (request, None)
         }
-        // OpenAI, and whatever a newer classifier calls canonical.
+        // Whatever a newer classifier calls canonical.
         _ => {
             let mut request: ChatRequest =
                 serde_json::from_value(Value::Object(body)).map_err(openai_decode_error)?;
@@ -108,13 +131,7 @@ pub fn decode_request(
     if request.model.trim().is_empty() {
         return Err(GatewayError::missing_field("model"));
     }
-    if request.messages.is_empty() {
-        return Err(
-            GatewayError::invalid_request("'messages' must contain at least one message.")
-                .with_param("messages")
-                .with_code("empty_array"),
-        );
-    }
+    crate::validate::canonical(&request)?;
     Ok((request, original))
 }
 
@@ -123,6 +140,27 @@ fn original(format: InboundFormat, body: serde_json::Map<String, Value>) -> Orig
         format,
         json: Arc::new(body),
     }
+}
+
+/// A typed-decoding error, naming the field where it happened (`messages[0].content`, `n`).
+fn openai_path_error(e: serde_path_to_error::Error<serde_json::Error>) -> GatewayError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if path.is_empty() || path == "." {
+        return openai_decode_error(inner);
+    }
+    let message = inner.to_string();
+    // "missing field `x`" inside an object names the member, not the object.
+    let param = match message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        Some(field) => format!("{path}.{field}"),
+        None => path,
+    };
+    GatewayError::invalid_request(format!("Invalid request body at '{param}': {message}"))
+        .with_param(param)
+        .with_code("invalid_type")
 }
 
 fn openai_decode_error(e: serde_json::Error) -> GatewayError {

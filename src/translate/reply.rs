@@ -107,6 +107,8 @@ pub(crate) struct StreamSettings {
     pub(crate) keep_alive: Option<Duration>,
     /// Ends open streams with an in-band error at shutdown.
     pub(crate) shutdown: Option<CancellationToken>,
+    /// Closes the connection when the client stops reading for this long.
+    pub(crate) reader: Option<(Duration, crate::server::ConnectionCloser)>,
 }
 
 /// The body and headers of a streamed reply in `reply`'s format and wire.
@@ -168,6 +170,10 @@ fn encoded<E: EventEncoder, F: Framer>(
     let body = EncodedBody::new(stream, encoder, framer, settings.keep_alive);
     let body = match &settings.shutdown {
         Some(token) => body.with_shutdown(token),
+        None => body,
+    };
+    let body = match &settings.reader {
+        Some((timeout, closer)) => body.with_reader_timeout(*timeout, closer.clone()),
         None => body,
     };
     (Body::new(body), content_type)

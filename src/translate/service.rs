@@ -29,6 +29,7 @@ pub struct TranslateLayer {
     keep_alive: Option<Duration>,
     shutdown: Option<CancellationToken>,
     total: Option<Duration>,
+    reader_timeout: Option<Duration>,
 }
 
 impl TranslateLayer {
@@ -38,7 +39,17 @@ impl TranslateLayer {
             keep_alive,
             shutdown: None,
             total: None,
+            reader_timeout: None,
         }
+    }
+
+    /// A stream whose client has not taken a frame for `timeout` closes its connection (through
+    /// the request's [`ConnectionCloser`](crate::server::ConnectionCloser), which the gateway's
+    /// server provides), ending the upstream call and freeing its slot even when nothing polls
+    /// the body any more.
+    pub fn with_reader_timeout(mut self, timeout: Duration) -> Self {
+        self.reader_timeout = Some(timeout);
+        self
     }
 
     /// Open streams end cleanly (an in-band error event) when `token` is cancelled.
@@ -70,6 +81,7 @@ impl<S> Layer<S> for TranslateLayer {
             keep_alive: self.keep_alive,
             shutdown: self.shutdown.clone(),
             total: self.total,
+            reader_timeout: self.reader_timeout,
         }
     }
 }
@@ -81,6 +93,7 @@ pub struct Translate<S> {
     keep_alive: Option<Duration>,
     shutdown: Option<CancellationToken>,
     total: Option<Duration>,
+    reader_timeout: Option<Duration>,
 }
 
 impl<S> Translate<S> {
@@ -171,6 +184,12 @@ where
                 include_usage,
                 keep_alive: self.keep_alive,
                 shutdown: self.shutdown.clone(),
+                reader: self.reader_timeout.zip(
+                    parts
+                        .extensions
+                        .get::<crate::server::ConnectionCloser>()
+                        .cloned(),
+                ),
             },
             hooks,
             record: Some(record),
@@ -228,6 +247,7 @@ impl<S: Service<ChatCall>> ResponseFuture<S> {
                 include_usage: false,
                 keep_alive: None,
                 shutdown: None,
+                reader: None,
             },
             hooks: UsageHooks::default(),
             record: None,

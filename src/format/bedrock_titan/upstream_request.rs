@@ -89,14 +89,17 @@ pub fn unsupported_stops(req: &ChatRequest) -> Vec<String> {
 }
 
 /// A client's Titan-format body, forwarded as written minus the routing-only keys (`model`,
-/// `model_id`, `modelId`, `stream`).
+/// `model_id`, `modelId`, `stream`). Serialized from the borrowed map: no copy of a body that may
+/// be megabytes of prompt.
 pub fn native_body(original: &Map<String, Value>) -> Result<Vec<u8>, GatewayError> {
-    let mut body = original.clone();
-    for key in ROUTING_KEYS {
-        body.remove(key);
-    }
-    serde_json::to_vec(&body)
-        .map_err(|e| GatewayError::internal(format!("serializing Titan body: {e}")))
+    let kept = original
+        .iter()
+        .filter(|(k, _)| !ROUTING_KEYS.contains(&k.as_str()));
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::new(&mut out);
+    serde::Serializer::collect_map(&mut ser, kept)
+        .map_err(|e| GatewayError::internal(format!("serializing Titan body: {e}")))?;
+    Ok(out)
 }
 
 /// Whether Titan accepts `s` as a stop sequence: `^(\|+|User:)$`.

@@ -51,12 +51,11 @@ where
             if d.is_timeout() {
                 GatewayError::upstream_timeout("Bedrock did not answer in time.")
             } else if d.is_user() {
-                GatewayError::internal(format!(
-                    "The Bedrock request could not be sent: {}",
-                    chain(err)
-                ))
+                tracing::warn!(error = %chain(err), "the Bedrock request could not be sent");
+                GatewayError::internal("The Bedrock request could not be sent.")
             } else {
-                GatewayError::upstream_connect(format!("Failed to reach Bedrock: {}", chain(err)))
+                tracing::warn!(error = %chain(err), "failed to reach Bedrock");
+                GatewayError::upstream_connect("Failed to reach Bedrock.")
             }
         }
         SdkError::ResponseError(_) => GatewayError::upstream_protocol(format!(
@@ -73,7 +72,10 @@ where
                 GatewayError::internal(format!("The Bedrock request could not be built: {msg}"))
             }
         }
-        _ => GatewayError::upstream_connect(format!("Bedrock call failed: {}", chain(err))),
+        _ => {
+            tracing::warn!(error = %chain(err), "the Bedrock call failed");
+            GatewayError::upstream_connect("The Bedrock call failed.")
+        }
     }
 }
 

@@ -5,8 +5,9 @@
 //! ([`crate::auth`]), which then accepts the `Authorization: Bearer` / `x-api-key` clients of the
 //! same routes (Bedrock API-key clients, `AWS_BEARER_TOKEN_BEDROCK`).
 //!
-//! A signed request must name a configured [`AwsClientCredential`] and carry a fresh `x-amz-date`
-//! (within 15 minutes), or it is refused with a 403 before any of its body is read
+//! A signed request must name a configured [`AwsClientCredential`], be signed for the `bedrock`
+//! service in a well-formed region, sign its `host` and `x-amz-date` headers, and carry a fresh
+//! `x-amz-date` (within 15 minutes), or it is refused with a 403 before any of its body is read
 //! (`UnrecognizedClientException` / `InvalidSignatureException` in the AWS shape). The request then
 //! counts as the gateway key the credential maps to (an [`ApiKeyId`] extension, which the API-key
 //! layer honours). SigV4 signs the payload, so the signature itself is checked over the body as it
@@ -17,6 +18,11 @@
 //!
 //! (A forged signature for a known access key counts against that key's rate limit before its body
 //! is read, as the key is known from the header; its request never goes further.)
+//!
+//! Each access key may have at most `max_concurrent` requests in flight
+//! ([`SigV4AuthLayer::max_concurrent_per_access_key`], default 64): beyond it a request is a 429
+//! `ThrottlingException` at once. The slot is held by the response body, so a stream counts until
+//! its last byte.
 //!
 //! ```
 //! use open_bedrock_server::config::AwsClientCredential;
@@ -52,11 +58,17 @@ use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::auth::ApiKeyId;
 use crate::body::BoxError;
 use crate::config::AwsClientCredential;
 use crate::error::{ErrorDialect, GatewayError};
+use crate::load_shed::InFlightBody;
 use crate::sigv4;
+
+/// Requests one access key may have in flight by default.
+pub const DEFAULT_MAX_CONCURRENT_PER_ACCESS_KEY: usize = 64;
 
 /// AWS allows a signed request's clock to be 15 minutes off.
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
@@ -66,6 +78,7 @@ struct Credential {
     access_key_id: String,
     secret: Arc<str>,
     key: ApiKeyId,
+    slots: Arc<Semaphore>,
 }
 
 /// Layer that applies [`SigV4Auth`].
@@ -87,6 +100,7 @@ impl SigV4AuthLayer {
                     access_key_id: c.access_key_id.clone(),
                     secret: Arc::from(c.secret_access_key.expose()),
                     key: ApiKeyId(Arc::from(format!("key-{}", index + 1))),
+                    slots: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_PER_ACCESS_KEY)),
                 })
             })
             .collect();
@@ -94,6 +108,22 @@ impl SigV4AuthLayer {
             credentials,
             disabled: false,
         }
+    }
+
+    /// At most `max` requests in flight per access key (429 `ThrottlingException` beyond).
+    pub fn max_concurrent_per_access_key(mut self, max: usize) -> Self {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        self.credentials = self
+            .credentials
+            .iter()
+            .map(|c| Credential {
+                access_key_id: c.access_key_id.clone(),
+                secret: c.secret.clone(),
+                key: c.key.clone(),
+                slots: Arc::new(Semaphore::new(max)),
+            })
+            .collect();
+        self
     }
 
     /// Checks nothing (auth disabled explicitly): signed requests pass like any other.
@@ -151,12 +181,30 @@ fn verify_error(e: sigv4::VerifyError) -> GatewayError {
     }
 }
 
+/// What a signed head grants: the gateway key, the check owed at the end of the body, and the
+/// access key's concurrency slot.
+type Granted = (ApiKeyId, Box<PendingCheck>, OwnedSemaphorePermit);
+
+/// `us-east-1`, `us-gov-west-1`, `eu-central-2`, …: at least three lowercase parts, the first of
+/// two letters, the last a number.
+fn is_region(region: &str) -> bool {
+    let well_formed = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let first = region.split('-').next().unwrap_or_default();
+    let last = region.rsplit('-').next().unwrap_or_default();
+    region.len() <= 32
+        && region.split('-').count() >= 3
+        && region.split('-').all(well_formed)
+        && first.len() == 2
+        && last.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl<S> SigV4Auth<S> {
     /// What the headers alone decide, before any of the body is read.
-    fn check_head(
-        &self,
-        parts: &http::request::Parts,
-    ) -> Result<Option<(ApiKeyId, Box<PendingCheck>)>, GatewayError> {
+    fn check_head(&self, parts: &http::request::Parts) -> Result<Option<Granted>, GatewayError> {
         if self.disabled {
             return Ok(None);
         }
@@ -178,6 +226,31 @@ impl<S> SigV4Auth<S> {
                 "The security token included in the request is invalid.",
             ));
         };
+        if sig.service != "bedrock" {
+            return Err(denied(
+                "InvalidSignatureException",
+                "Credential should be scoped to correct service: 'bedrock'.",
+            ));
+        }
+        if !is_region(sig.region) {
+            return Err(denied(
+                "InvalidSignatureException",
+                "Credential should be scoped to a valid region.",
+            ));
+        }
+        // An unsigned host or date could be replayed elsewhere or later.
+        for required in ["host", "x-amz-date"] {
+            if !sig
+                .signed_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(required))
+            {
+                return Err(denied(
+                    "InvalidSignatureException",
+                    "The request must sign the host and x-amz-date headers.",
+                ));
+            }
+        }
         sigv4::is_fresh(parts, SystemTime::now(), MAX_SKEW).map_err(|_| expired())?;
         // The signed head, kept for the check at the end of the body.
         let mut head = Request::builder()
@@ -198,6 +271,11 @@ impl<S> SigV4Auth<S> {
             // must then hash to the claim.
             sigv4::verify_hash(&head, claimed, &credential.secret).map_err(verify_error)?;
         }
+        let slot = credential.slots.clone().try_acquire_owned().map_err(|_| {
+            GatewayError::rate_limited(Duration::from_secs(1))
+                .with_aws_type("ThrottlingException")
+                .with_code("too_many_concurrent_requests")
+        })?;
         Ok(Some((
             credential.key.clone(),
             Box::new(PendingCheck {
@@ -206,6 +284,7 @@ impl<S> SigV4Auth<S> {
                 secret: credential.secret.clone(),
                 claimed,
             }),
+            slot,
         )))
     }
 }
@@ -215,7 +294,7 @@ where
     S: Service<Request<SignedBody<B>>, Response = Response<ResB>>,
     ResB: From<Bytes>,
 {
-    type Response = Response<ResB>;
+    type Response = Response<InFlightBody<ResB>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResB>;
 
@@ -229,16 +308,20 @@ where
             Ok(None) => ResponseFuture::inner(
                 self.inner
                     .call(Request::from_parts(parts, SignedBody::unsigned(body))),
+                None,
             ),
-            Ok(Some((key, check))) => {
+            Ok(Some((key, check, slot))) => {
                 parts.extensions.insert(key);
-                ResponseFuture::inner(self.inner.call(Request::from_parts(
-                    parts,
-                    SignedBody {
-                        inner: body,
-                        check: Some(check),
-                    },
-                )))
+                ResponseFuture::inner(
+                    self.inner.call(Request::from_parts(
+                        parts,
+                        SignedBody {
+                            inner: body,
+                            check: Some(check),
+                        },
+                    )),
+                    Some(slot),
+                )
             }
             Err(e) => {
                 let dialect = parts
@@ -265,15 +348,15 @@ pin_project_lite::pin_project! {
     #[project = StateProj]
     #[derive(Debug)]
     enum State<F, ResB> {
-        Inner { #[pin] fut: F },
+        Inner { #[pin] fut: F, slot: Option<OwnedSemaphorePermit> },
         Rejected { res: Option<Response<ResB>> },
     }
 }
 
 impl<F, ResB> ResponseFuture<F, ResB> {
-    fn inner(fut: F) -> Self {
+    fn inner(fut: F, slot: Option<OwnedSemaphorePermit>) -> Self {
         ResponseFuture {
-            state: State::Inner { fut },
+            state: State::Inner { fut, slot },
         }
     }
 
@@ -288,13 +371,17 @@ impl<F, E, ResB> Future for ResponseFuture<F, ResB>
 where
     F: Future<Output = Result<Response<ResB>, E>>,
 {
-    type Output = Result<Response<ResB>, E>;
+    type Output = Result<Response<InFlightBody<ResB>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Inner { fut } => fut.poll(cx),
+            StateProj::Inner { fut, slot } => {
+                let res = std::task::ready!(fut.poll(cx))?;
+                let slot = slot.take();
+                Poll::Ready(Ok(res.map(|body| InFlightBody::holding(body, slot))))
+            }
             StateProj::Rejected { res } => match res.take() {
-                Some(r) => Poll::Ready(Ok(r)),
+                Some(r) => Poll::Ready(Ok(r.map(|body| InFlightBody::holding(body, None)))),
                 None => Poll::Pending,
             },
         }
@@ -397,14 +484,14 @@ mod tests {
     fn svc(
         creds: &[AwsClientCredential],
     ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
-        let classify = |_: &http::request::Parts,
-                        _: &serde_json::Map<String, serde_json::Value>| {
+        let classify = |_: &http::request::Parts, _: &crate::detect::BodyHead| {
             Ok(Classified::new(
                 InboundFormat::BedrockClaude,
                 ReplyFormat::BedrockInvokeClaude,
             ))
         };
         tower::ServiceBuilder::new()
+            .map_response(|res: Response<InFlightBody<Body>>| res.map(Body::new))
             .layer(SigV4AuthLayer::new(&["k1".into(), "k2".into()], creds))
             .layer(DetectLayer::new(64, classify))
             .service_fn(|req: Request<DetectedRequest>| async move {
@@ -509,6 +596,71 @@ mod tests {
                 .as_secs(),
         )
         .unwrap()
+    }
+
+    /// `req` with its Authorization header rewritten by `edit` (the signature no longer matters:
+    /// these checks come first).
+    fn tampered(edit: impl Fn(&str) -> String) -> Request<Body> {
+        let mut req = signed("s3cr3t", "{}");
+        let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
+        req.headers_mut()
+            .insert("authorization", edit(&auth).parse().unwrap());
+        req
+    }
+
+    #[tokio::test]
+    async fn the_scope_and_the_signed_headers_are_checked_from_the_head() {
+        for (what, req) in [
+            ("service", tampered(|a| a.replace("/bedrock/", "/s3/"))),
+            (
+                "region",
+                tampered(|a| a.replace("/us-east-1/", "/Nowhere!/")),
+            ),
+            (
+                "host",
+                tampered(|a| a.replace("content-type;host;x-amz-date", "content-type;x-amz-date")),
+            ),
+            (
+                "date",
+                tampered(|a| a.replace("content-type;host;x-amz-date", "content-type;host")),
+            ),
+        ] {
+            let (status, kind, body) = call(&cred(), req).await;
+            assert_eq!(status, 403, "{what}: {body}");
+            assert_eq!(kind.as_deref(), Some("InvalidSignatureException"), "{what}");
+        }
+        assert!(
+            is_region("us-gov-west-1") && is_region("eu-central-2") && is_region("ap-southeast-1")
+        );
+        assert!(!is_region("us-east") && !is_region("US-EAST-1") && !is_region("x-y-1"));
+    }
+
+    #[tokio::test]
+    async fn an_access_key_has_a_bounded_number_of_requests_in_flight() {
+        let svc = tower::ServiceBuilder::new()
+            .layer(
+                SigV4AuthLayer::new(&["k1".into(), "k2".into()], &cred())
+                    .max_concurrent_per_access_key(1),
+            )
+            .service_fn(|_req: Request<SignedBody<Body>>| async {
+                Ok::<_, Infallible>(Response::new(Body::from("streaming…")))
+            });
+        let first = svc.clone().oneshot(signed("s3cr3t", "{}")).await.unwrap();
+        assert_eq!(first.status(), 200);
+        let second = svc.clone().oneshot(signed("s3cr3t", "{}")).await.unwrap();
+        assert_eq!(
+            second.status(),
+            429,
+            "the first response still holds the key's slot"
+        );
+        assert_eq!(second.headers()["x-amzn-errortype"], "ThrottlingException");
+        drop(first);
+        let third = svc.oneshot(signed("s3cr3t", "{}")).await.unwrap();
+        assert_eq!(
+            third.status(),
+            200,
+            "the slot came back with the first body"
+        );
     }
 
     #[tokio::test]

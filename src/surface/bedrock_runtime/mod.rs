@@ -20,13 +20,14 @@
 //! SigV4 layer, the path parsing and its classifier, [`BedrockRuntimeClassifier`].
 //!
 //! ```
-//! use open_bedrock_server::detect::Classify;
+//! use open_bedrock_server::detect::{BodyHead, Classify};
 //! use open_bedrock_server::format::{InboundFormat, ReplyFormat};
 //! use open_bedrock_server::surface::bedrock_runtime::BedrockRuntimeClassifier;
 //!
 //! let head = |path: &str| http::Request::post(path).body(()).unwrap().into_parts().0;
 //! let classify = |path: &str, body: serde_json::Value| {
-//!     BedrockRuntimeClassifier.classify(&head(path), body.as_object().unwrap())
+//!     let body = BodyHead::parse(body.to_string().as_bytes()).unwrap();
+//!     BedrockRuntimeClassifier.classify(&head(path), &body)
 //! };
 //!
 //! // The model id is percent-decoded; a Claude body is answered as Claude.
@@ -49,9 +50,8 @@
 pub mod auth;
 
 use http::request::Parts;
-use serde_json::{Map, Value};
 
-use crate::detect::{Classified, Classify};
+use crate::detect::{BodyHead, Classified, Classify};
 use crate::error::{ErrorDialect, GatewayError};
 use crate::format::{InboundFormat, ReplyFormat};
 
@@ -115,19 +115,15 @@ impl Classify for BedrockRuntimeClassifier {
         ErrorDialect::Bedrock
     }
 
-    fn classify(
-        &self,
-        head: &Parts,
-        body: &Map<String, Value>,
-    ) -> Result<Classified, GatewayError> {
+    fn classify(&self, head: &Parts, body: &BodyHead) -> Result<Classified, GatewayError> {
         let path = head.uri.path();
         let Some((model, Some(op))) = parse_path(path) else {
             return Err(unknown_operation(path));
         };
         let (inbound, reply) = match op {
             Operation::Invoke | Operation::InvokeStream => {
-                if body.contains_key("anthropic_version")
-                    || (body.contains_key("messages")
+                if body.has("anthropic_version")
+                    || (body.has("messages")
                         && crate::route::bedrock_family(&model)
                             == Some(crate::route::BedrockFamily::Claude))
                 {
@@ -135,7 +131,7 @@ impl Classify for BedrockRuntimeClassifier {
                         InboundFormat::BedrockClaude,
                         ReplyFormat::BedrockInvokeClaude,
                     )
-                } else if body.contains_key("inputText") {
+                } else if body.has("inputText") {
                     (InboundFormat::BedrockTitan, ReplyFormat::BedrockInvokeTitan)
                 } else {
                     return Err(validation(
@@ -156,7 +152,7 @@ impl Classify for BedrockRuntimeClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn paths() {
@@ -178,7 +174,7 @@ mod tests {
 
     fn classify(path: &str, body: Value) -> Result<Classified, GatewayError> {
         let head = http::Request::post(path).body(()).unwrap().into_parts().0;
-        BedrockRuntimeClassifier.classify(&head, body.as_object().unwrap())
+        BedrockRuntimeClassifier.classify(&head, &BodyHead::of(body.as_object().unwrap()))
     }
 
     #[test]
