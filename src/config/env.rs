@@ -71,6 +71,7 @@ const TABLE: &[(&str, &str, Shape)] = &[
     ("BEDROCK_ENABLED", "bedrock.enabled", Text),
     ("DEFAULT_MAX_TOKENS", "bedrock.default_max_tokens", Text),
     ("BEDROCK_MAX_N", "bedrock.max_n", Text),
+    ("BEDROCK_EMBEDDING_CONCURRENCY", "bedrock.embedding_concurrency", Text),
     ("MOCK_PROVIDER", "mock.enabled", Text),
     ("RETRY_MAX_ATTEMPTS", "retry.max_attempts", Text),
     ("CONNECT_TIMEOUT_MS", "timeouts.connect_ms", Text),

@@ -32,6 +32,7 @@
 //! | `PROMPT_CACHING_AUTO` (comma-separated model ids / prefixes) | `prompt_caching.auto` | none (off) |
 //! | `GUARDRAILS_ALLOW_CLIENT` | `guardrails.allow_client` | `false` |
 //! | `BEDROCK_MAX_N` | `bedrock.max_n` | `8` |
+//! | `BEDROCK_EMBEDDING_CONCURRENCY` | `bedrock.embedding_concurrency` | `8` |
 //! | `MEDIA_FETCH_ENABLED`, `MEDIA_FETCH_ALLOWED_HOSTS` (comma-separated), `MEDIA_FETCH_MAX_BYTES` | `media_fetch.*` | off, none, 10 MiB |
 //!
 //! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`),
@@ -474,6 +475,9 @@ pub struct BedrockConfig {
     pub s3_buckets: BTreeMap<String, String>,
     /// The most choices (`n`) a request may ask of a Bedrock model: each is one upstream call.
     pub max_n: u32,
+    /// The most InvokeModel calls one embeddings request runs at a time (Titan embeds one text
+    /// per call, Cohere 96).
+    pub embedding_concurrency: u32,
 }
 
 impl Default for BedrockConfig {
@@ -486,6 +490,7 @@ impl Default for BedrockConfig {
             arn_families: BTreeMap::new(),
             s3_buckets: BTreeMap::new(),
             max_n: 8,
+            embedding_concurrency: 8,
         }
     }
 }
@@ -887,6 +892,12 @@ impl Config {
         if self.media_fetch.enabled && self.media_fetch.max_bytes == 0 {
             return Err(ConfigError::new(
                 "media_fetch.max_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.bedrock.embedding_concurrency == 0 {
+            return Err(ConfigError::new(
+                "bedrock.embedding_concurrency",
                 "must be at least 1",
             ));
         }

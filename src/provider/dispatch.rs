@@ -3,7 +3,12 @@
 //! The map is name → [`ProviderService`] (a boxed, cloneable provider), so any number of
 //! OpenAI-compatible upstreams or Bedrock accounts can sit side by side, and a user's own service
 //! can be registered with [`Dispatch::with_provider`]. The typed built-in providers are kept beside
-//! the map for what is not a chat call: model listings and health.
+//! the map for what is not a call: model listings and health.
+//!
+//! Embeddings are the core's second operation: `Dispatch` is also a `Service<EmbeddingsCall>`,
+//! routed by the same [`Router`] to a second map of the same names
+//! ([`Dispatch::with_embeddings_provider`]; the built-in providers register both). A route whose
+//! provider serves no embeddings is a 400 naming `model`.
 //!
 //! Routing happens in `call`, so `poll_ready` cannot know which provider a call needs: it is always
 //! ready, and the chosen provider's own readiness is awaited inside the response future (a
@@ -24,18 +29,23 @@ use super::MockProvider;
 #[cfg(feature = "openai")]
 use super::OpenAiProvider;
 use crate::error::GatewayError;
-use crate::model::{ChatCall, ChatReply};
-use crate::provider::ChatService;
+use crate::model::{ChatCall, ChatReply, EmbeddingsCall, EmbeddingsResponse};
+use crate::provider::{ChatService, EmbeddingsService};
 use crate::route::{ProviderKind, Route, Router};
 
 /// A provider as [`Dispatch`] holds it: any `Service<ChatCall>` answering [`ChatReply`], boxed.
 pub type ProviderService = BoxCloneSyncService<ChatCall, ChatReply, GatewayError>;
+
+/// An embeddings provider as [`Dispatch`] holds it: any `Service<EmbeddingsCall>`, boxed.
+pub type EmbeddingsProviderService =
+    BoxCloneSyncService<EmbeddingsCall, EmbeddingsResponse, GatewayError>;
 
 /// Routes calls to named provider services. Cheap to clone (all `Arc`s).
 #[derive(Clone)]
 pub struct Dispatch {
     router: Arc<Router>,
     providers: Arc<HashMap<Arc<str>, ProviderService>>,
+    embedders: Arc<HashMap<Arc<str>, EmbeddingsProviderService>>,
     #[cfg(feature = "openai")]
     openai: Option<OpenAiProvider>,
     #[cfg(feature = "bedrock")]
@@ -60,6 +70,7 @@ impl Dispatch {
         Dispatch {
             router: Arc::new(router),
             providers: Arc::new(HashMap::new()),
+            embedders: Arc::new(HashMap::new()),
             #[cfg(feature = "openai")]
             openai: None,
             #[cfg(feature = "bedrock")]
@@ -72,6 +83,7 @@ impl Dispatch {
     #[cfg(feature = "openai")]
     pub fn with_openai(mut self, provider: OpenAiProvider) -> Self {
         self = self.with_provider("openai", provider.clone());
+        self = self.with_embeddings_provider("openai", provider.clone());
         self.openai = Some(provider);
         self
     }
@@ -80,6 +92,7 @@ impl Dispatch {
     #[cfg(feature = "bedrock")]
     pub fn with_bedrock(mut self, provider: BedrockProvider) -> Self {
         self = self.with_provider("bedrock", provider.clone());
+        self = self.with_embeddings_provider("bedrock", provider.clone());
         self.bedrock = Some(provider);
         self
     }
@@ -87,6 +100,7 @@ impl Dispatch {
     /// Serves `mock/…` models (the `mock` provider) with the in-process [`MockProvider`].
     pub fn with_mock(mut self, provider: MockProvider) -> Self {
         self = self.with_provider("mock", provider);
+        self = self.with_embeddings_provider("mock", provider);
         self.mock = Some(provider);
         self
     }
@@ -107,6 +121,16 @@ impl Dispatch {
             _ => {}
         }
         Arc::make_mut(&mut self.providers).insert(name, BoxCloneSyncService::new(service));
+        self
+    }
+
+    /// Serves embeddings for the provider named `name` with `service` (chat calls to that name go
+    /// to the service [`with_provider`](Self::with_provider) registered).
+    pub fn with_embeddings_provider<S>(mut self, name: impl Into<Arc<str>>, service: S) -> Self
+    where
+        S: EmbeddingsService,
+    {
+        Arc::make_mut(&mut self.embedders).insert(name.into(), BoxCloneSyncService::new(service));
         self
     }
 
@@ -159,6 +183,44 @@ impl Service<ChatCall> for Dispatch {
         call.route = Some(route);
         ResponseFuture {
             state: State::Calling {
+                call: Oneshot::new(provider.clone(), call),
+            },
+        }
+    }
+}
+
+impl Service<EmbeddingsCall> for Dispatch {
+    type Response = EmbeddingsResponse;
+    type Error = GatewayError;
+    type Future = EmbeddingsFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut call: EmbeddingsCall) -> Self::Future {
+        let route = match self.router.resolve(&call.request.model) {
+            Ok(r) => r,
+            Err(e) => return EmbeddingsFuture::failed(e),
+        };
+        let Some(provider) = self.embedders.get(&*route.provider) else {
+            let e = if self.providers.contains_key(&*route.provider) {
+                GatewayError::unsupported(
+                    "model",
+                    format!(
+                        "The provider `{}` that serves `{}` does not serve embeddings.",
+                        route.provider, call.request.model
+                    ),
+                )
+            } else {
+                not_configured(&route)
+            };
+            return EmbeddingsFuture::failed(e);
+        };
+        call.context.record.record_attempt(&route.provider);
+        call.route = Some(route);
+        EmbeddingsFuture {
+            state: EmbeddingsState::Calling {
                 call: Oneshot::new(provider.clone(), call),
             },
         }
@@ -226,6 +288,51 @@ impl Future for ResponseFuture {
                 GatewayError::internal("dispatch::ResponseFuture polled after completion")
             }))),
             StateProj::Calling { call } => call.poll(cx),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Dispatch`] for embeddings calls.
+    pub struct EmbeddingsFuture {
+        #[pin]
+        state: EmbeddingsState,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = EmbeddingsStateProj]
+    enum EmbeddingsState {
+        Failed { error: Option<GatewayError> },
+        Calling { #[pin] call: Oneshot<EmbeddingsProviderService, EmbeddingsCall> },
+    }
+}
+
+impl EmbeddingsFuture {
+    fn failed(error: GatewayError) -> Self {
+        EmbeddingsFuture {
+            state: EmbeddingsState::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl std::fmt::Debug for EmbeddingsFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dispatch::EmbeddingsFuture")
+    }
+}
+
+impl Future for EmbeddingsFuture {
+    type Output = Result<EmbeddingsResponse, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            EmbeddingsStateProj::Failed { error } => {
+                Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                    GatewayError::internal("dispatch::EmbeddingsFuture polled after completion")
+                })))
+            }
+            EmbeddingsStateProj::Calling { call } => call.poll(cx),
         }
     }
 }
