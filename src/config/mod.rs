@@ -24,8 +24,9 @@
 //! | `CONNECT_TIMEOUT_MS`, `BODY_READ_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 30 s, 120 s, 60 s, 600 s |
 //! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
 //!
-//! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`)
-//! and ARN families (`[bedrock.arn_families]`). A new setting is one field here (plus one row in
+//! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`),
+//! ARN families (`[bedrock.arn_families]`), named providers (`[providers.<name>]`) and model
+//! groups (`[model_groups.<name>]`, see the `upstreams` types). A new setting is one field here (plus one row in
 //! the environment table if it has a variable).
 //!
 //! Secrets are [`Secret`]s: `Debug` and `Serialize` show them masked, so the printed tree
@@ -55,6 +56,12 @@ use crate::route::{BedrockFamily, ProviderKind, RouteOverride, Router};
 
 mod env;
 mod load;
+mod upstreams;
+
+pub use upstreams::{
+    BalanceStrategy, BedrockProviderConfig, DeploymentConfig, KeySource, ModelGroupConfig,
+    OpenAiProviderConfig, OutlierSettings, ProviderConfig, ProviderTimeouts, IMPLICIT_PROVIDERS,
+};
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +163,12 @@ pub struct Config {
     pub models: ModelsConfig,
     /// Routing overrides by model-id prefix (`[[routes]]`).
     pub routes: Vec<RouteConfig>,
+    /// Named upstreams beside the implicit `openai`, `bedrock` and `mock` (`[providers.<name>]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Public model names served by several deployments (`[model_groups.<name>]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_groups: BTreeMap<String, ModelGroupConfig>,
     /// Upstream retries (`[retry]`).
     pub retry: RetrySettings,
     /// Timeouts (`[timeouts]`).
@@ -594,7 +607,7 @@ impl Config {
                 .validate()
                 .map_err(|e| ConfigError::new("rate_limit", e))?;
         }
-        Ok(())
+        upstreams::validate(&self.providers, &self.model_groups, &self.models.aliases)
     }
 
     /// Checks that the gateway may start: a key is configured or auth is disabled explicitly.

@@ -7,14 +7,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Gateway, ProviderStatus, Shared};
 use crate::auth::ApiKeyAuthLayer;
-use crate::config::{AwsClientCredential, Config, RetrySettings, Timeouts};
+use crate::config::{
+    AwsClientCredential, Config, ProviderConfig, RetrySettings, Timeouts, IMPLICIT_PROVIDERS,
+};
 use crate::detect::DEFAULT_BODY_READ_TIMEOUT;
+use crate::error::GatewayError;
 use crate::load_shed::InFlightLimitLayer;
 use crate::metrics::Metrics;
+use crate::provider::group::{Deployment, ModelGroup};
 use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider, ProviderService};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
-use crate::route::Router;
+use crate::route::{BedrockFamily, ProviderKind, Route, Router};
 use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
 
 /// Builds a [`Gateway`]. Every setting has the default of an empty configuration; auth needs a
@@ -27,6 +31,10 @@ pub struct GatewayBuilder {
     bedrock: Option<BedrockProvider>,
     mock: Option<MockProvider>,
     custom: Vec<(Arc<str>, ProviderService)>,
+    /// What `check-config` and the start-up log say about a named provider from configuration.
+    custom_details: Vec<(Arc<str>, String)>,
+    provider_timeouts: Vec<(Arc<str>, Timeouts)>,
+    groups: Vec<ModelGroup>,
     router: Router,
     api_keys: Vec<String>,
     auth_disabled: bool,
@@ -61,6 +69,9 @@ impl GatewayBuilder {
             bedrock: None,
             mock: None,
             custom: Vec::new(),
+            custom_details: Vec::new(),
+            provider_timeouts: Vec::new(),
+            groups: Vec::new(),
             router: Router::default(),
             api_keys: Vec::new(),
             auth_disabled: false,
@@ -148,6 +159,156 @@ impl GatewayBuilder {
         self.custom
             .push((name, tower::util::BoxCloneSyncService::new(service)));
         self
+    }
+
+    /// Bounds attempts at the provider named `name` by `timeouts` instead of the gateway's
+    /// ([`timeouts`](Self::timeouts)); the request's total time still bounds them all.
+    pub fn provider_timeouts(mut self, name: impl Into<Arc<str>>, timeouts: Timeouts) -> Self {
+        let name = name.into();
+        self.provider_timeouts.retain(|(n, _)| *n != name);
+        self.provider_timeouts.push((name, timeouts));
+        self
+    }
+
+    /// Serves the model named after `group` with its deployments (balancing, fallbacks, outlier
+    /// ejection; [`crate::provider::group`]). Its deployments' routes name provider services
+    /// registered here.
+    pub fn model_group(mut self, group: ModelGroup) -> Self {
+        self.groups.retain(|g| g.name() != group.name());
+        self.groups.push(group);
+        self
+    }
+
+    /// Builds and registers every named provider of `config` (`[providers.*]`), with its own
+    /// timeouts.
+    pub(crate) async fn providers_from_config(
+        mut self,
+        config: &Config,
+    ) -> Result<Self, GatewayError> {
+        for (name, provider) in &config.providers {
+            let timeouts = provider.timeouts().over(&config.timeouts);
+            let detail = match provider {
+                ProviderConfig::OpenAi(c) => {
+                    let service = OpenAiProvider::from_provider_config(name, c, &config.timeouts)?;
+                    self = self.provider(name.as_str(), service);
+                    let key = match (&c.api_key_env, &c.api_key_file) {
+                        (Some(var), _) => format!("key from ${var} in `{}`", c.auth_header),
+                        (None, Some(path)) => {
+                            format!("key from {} in `{}`", path.display(), c.auth_header)
+                        }
+                        (None, None) => "no key".to_owned(),
+                    };
+                    format!("OpenAI-compatible at {} ({key})", c.base_url)
+                }
+                ProviderConfig::Bedrock(c) => {
+                    let service = BedrockProvider::from_provider_config(name, c, config).await?;
+                    let region = service.region().unwrap_or("(none)").to_owned();
+                    self = self.provider(name.as_str(), service);
+                    let credentials = if c.api_key_env.is_some() || c.api_key_file.is_some() {
+                        "a Bedrock API key".to_owned()
+                    } else {
+                        let base = match &c.profile {
+                            Some(p) => format!("profile `{p}`"),
+                            None => "the AWS default chain".to_owned(),
+                        };
+                        match &c.role_arn {
+                            Some(role) => format!("role {role} assumed with {base}"),
+                            None => base,
+                        }
+                    };
+                    let endpoint = c
+                        .endpoint_url
+                        .as_deref()
+                        .map(|u| format!(", endpoint {u}"))
+                        .unwrap_or_default();
+                    format!("Bedrock in {region}{endpoint} (credentials: {credentials})")
+                }
+            };
+            let name: Arc<str> = name.as_str().into();
+            self.custom_details.push((name.clone(), detail));
+            self = self.provider_timeouts(name, timeouts);
+        }
+        Ok(self)
+    }
+
+    /// Adds the model groups of `config` (`[model_groups.*]`). A deployment naming a provider
+    /// that is off (`bedrock` without a region, `mock` not enabled), or a context-window fallback
+    /// that routes nowhere, is an error naming its key.
+    pub(crate) fn groups_from_config(
+        mut self,
+        config: &Config,
+        bedrock_live: bool,
+    ) -> Result<Self, GatewayError> {
+        let router = config.router();
+        let problem = |key: String, what: String| {
+            GatewayError::internal(format!("configuration error in `{key}`: {what}"))
+        };
+        for (name, group) in &config.model_groups {
+            let mut builder = ModelGroup::builder(name.as_str())
+                .strategy(group.strategy)
+                .outlier(group.outlier);
+            for (i, d) in group.deployments.iter().enumerate() {
+                let key = format!("model_groups.{name}.deployments[{i}].provider");
+                let kind_name = match config.providers.get(&d.provider) {
+                    Some(p) => p.kind_name(),
+                    None if IMPLICIT_PROVIDERS.contains(&d.provider.as_str()) => {
+                        d.provider.as_str()
+                    }
+                    None => return Err(problem(key, format!("no provider `{}`", d.provider))),
+                };
+                let kind = match kind_name {
+                    "bedrock" => {
+                        let family = d.family.unwrap_or_else(|| match router.resolve(&d.model) {
+                            Ok(r) if *r.upstream_model == *d.model => match r.kind {
+                                ProviderKind::Bedrock(f) => f,
+                                _ => BedrockFamily::Converse,
+                            },
+                            _ => BedrockFamily::Converse,
+                        });
+                        ProviderKind::Bedrock(family)
+                    }
+                    "mock" => ProviderKind::Mock,
+                    _ => ProviderKind::OpenAi,
+                };
+                let off = match d.provider.as_str() {
+                    "bedrock" if !bedrock_live => Some(self.bedrock_off),
+                    "mock" if !config.mock.enabled => {
+                        Some("off: enable it with --mock or MOCK_PROVIDER=true")
+                    }
+                    _ => None,
+                };
+                if let Some(why) = off {
+                    return Err(problem(
+                        key,
+                        format!("the provider `{}` is {why}", d.provider),
+                    ));
+                }
+                let route = Route::new(d.provider.as_str(), kind, d.model.as_str());
+                builder = builder.deployment(
+                    Deployment::new(d.name(), route)
+                        .weight(d.weight)
+                        .priority(d.priority),
+                );
+            }
+            if let Some(target) = &group.context_window_fallback {
+                let routable = config.model_groups.contains_key(target)
+                    || config
+                        .models
+                        .aliases
+                        .get(target)
+                        .is_some_and(|t| config.model_groups.contains_key(t))
+                    || router.resolve(target).is_ok();
+                if !routable {
+                    return Err(problem(
+                        format!("model_groups.{name}.context_window_fallback"),
+                        format!("`{target}` is no model group and no model the gateway routes"),
+                    ));
+                }
+                builder = builder.context_window_fallback(target.as_str());
+            }
+            self = self.model_group(builder.build());
+        }
+        Ok(self)
     }
 
     /// Routes model ids with `router` (aliases, overrides, ARN families).
@@ -241,7 +402,8 @@ impl GatewayBuilder {
     /// The gateway.
     pub fn build(self) -> Gateway {
         let providers = self.statuses();
-        let mut dispatch = Dispatch::new(self.router);
+        let metrics = Arc::new(Metrics::new());
+        let mut dispatch = Dispatch::new(self.router).with_timeouts(self.timeouts);
         if let Some(openai) = self.openai {
             dispatch = dispatch.with_openai(openai);
         }
@@ -253,6 +415,13 @@ impl GatewayBuilder {
         }
         for (name, service) in self.custom {
             dispatch = dispatch.with_provider(name, service);
+        }
+        for (name, timeouts) in self.provider_timeouts {
+            dispatch = dispatch.with_provider_timeouts(name, timeouts);
+        }
+        for group in self.groups {
+            metrics.watch_group(&group);
+            dispatch = dispatch.with_group(group);
         }
         let (auth, sigv4) = if self.auth_disabled {
             (ApiKeyAuthLayer::disabled(), SigV4AuthLayer::disabled())
@@ -277,7 +446,7 @@ impl GatewayBuilder {
                 listed_models: self.listed_models,
                 drain: self.drain,
                 close_streams: CancellationToken::new(),
-                metrics: Arc::new(Metrics::new()),
+                metrics,
                 metrics_addr: self.metrics_addr,
                 providers,
             }),
@@ -332,10 +501,16 @@ impl GatewayBuilder {
         };
         let mut statuses = vec![openai, bedrock, mock];
         for (name, _) in &self.custom {
+            let detail = self
+                .custom_details
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_else(|| "a provider service registered by the embedder".into());
             let status = ProviderStatus {
                 name: name.to_string(),
                 live: true,
-                detail: "a provider service registered by the embedder".into(),
+                detail,
             };
             match statuses.iter_mut().find(|s| s.name == status.name) {
                 Some(builtin) => *builtin = status,

@@ -8,8 +8,9 @@
 //!   GET /v1/models[/{id}]                          auth → rate limit → models
 //!   POST /v1/chat/completions, /v1/messages,       in-flight limit → SigV4 → auth → rate limit
 //!        /model/{id}/{op}                            → detect (route classifier) → translate → core
-//!   core: retry → upstream timeouts (one deadline per request) → dispatch (route by model to a
-//!         named provider service) → provider
+//!   core: retry (the one attempt budget: retries and fallbacks) → dispatch (route by model to a
+//!         named provider service, or to a model group's deployment) → upstream timeouts per
+//!         provider (one deadline per request) → provider
 //! ```
 //!
 //! ```no_run
@@ -64,7 +65,7 @@ use crate::load_shed::{InFlight, InFlightBody, InFlightLimitLayer};
 use crate::metrics::{Metrics, MetricsService};
 use crate::model::{ChatCall, ChatReply};
 use crate::observe::ObserveLayer;
-use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider, UpstreamTimeout};
+use crate::provider::{BedrockProvider, Dispatch, MockProvider, OpenAiProvider};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
@@ -73,8 +74,9 @@ use crate::translate::TranslateLayer;
 /// The whole gateway as one service: `Clone + Send + Sync + 'static`, `Error = Infallible`.
 pub type GatewayService<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
 
-/// The typed core: retry around the upstream timeouts around dispatch to the provider services.
-pub type Core = Retry<RetryPolicy, UpstreamTimeout<Dispatch>>;
+/// The typed core: retry around dispatch to the provider services and model groups (each attempt
+/// under its provider's upstream timeouts).
+pub type Core = Retry<RetryPolicy, Dispatch>;
 
 /// A built gateway: providers, router, layers and settings. Cheap to clone. Build services from it
 /// with [`Gateway::service`] (the full HTTP stack), [`Gateway::ingress`] (the chat pipeline over
@@ -126,7 +128,9 @@ impl Gateway {
 
     /// Builds the providers `config` names — the OpenAI-compatible upstream always (its base URL has
     /// a default), Bedrock when enabled and a region is found (one client per region, built once
-    /// here), the mock when enabled — and the gateway over them.
+    /// here), the mock when enabled, every named provider (`[providers.*]`) — and the gateway
+    /// over them, with the model groups (`[model_groups.*]`). A group whose deployment names a
+    /// provider that is off is a start-up error.
     pub async fn from_config(config: &Config) -> Result<Self, GatewayError> {
         let openai = OpenAiProvider::new(&config.openai, &config.timeouts)?;
         let bedrock = if config.bedrock.enabled {
@@ -134,6 +138,7 @@ impl Gateway {
         } else {
             None
         };
+        let bedrock_live = bedrock.is_some();
         let mut builder = GatewayBuilder::from_config(config).openai(openai);
         if let Some(bedrock) = bedrock {
             builder = builder.bedrock(bedrock);
@@ -141,6 +146,10 @@ impl Gateway {
         if config.mock.enabled {
             builder = builder.mock(MockProvider::new());
         }
+        builder = builder
+            .providers_from_config(config)
+            .await?
+            .groups_from_config(config, bedrock_live)?;
         if let Some(limits) = &config.rate_limit {
             let limiter = RateLimiter::new(limits)
                 .map_err(|e| GatewayError::internal(format!("rate limit configuration: {e}")))?;
@@ -177,10 +186,7 @@ impl Gateway {
 
     /// The typed core: `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
     pub fn core(&self) -> Core {
-        Retry::new(
-            self.shared.retry.clone(),
-            UpstreamTimeout::new(self.shared.dispatch.clone(), self.shared.timeouts),
-        )
+        Retry::new(self.shared.retry.clone(), self.shared.dispatch.clone())
     }
 
     /// The chat pipeline every ingress route runs, over any typed core `core`: in-flight limit →
@@ -252,12 +258,19 @@ impl Gateway {
         let authed = |inner: HttpService| -> HttpService {
             BoxCloneSyncService::new(ServiceBuilder::new().layer(s.auth.clone()).service(inner))
         };
+        // Model groups are models to clients.
+        let listed: Vec<String> = s
+            .listed_models
+            .iter()
+            .cloned()
+            .chain(s.dispatch.groups().map(|g| g.name().to_owned()))
+            .collect();
         let models = ModelsService::new(
             s.dispatch.openai().cloned(),
             s.dispatch.bedrock().cloned(),
             s.dispatch.mock().is_some(),
             Arc::new(s.dispatch.router().clone()),
-            &s.listed_models,
+            &listed,
         );
         let models: HttpService = BoxCloneSyncService::new(
             ServiceBuilder::new()

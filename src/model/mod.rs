@@ -8,7 +8,10 @@ mod call;
 mod request;
 mod response;
 
-pub use call::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream, OriginalBody};
+pub use call::{
+    Attempt, AttemptOutcome, CallContext, CallRecord, ChatCall, ChatReply, ChunkStream,
+    OriginalBody,
+};
 pub use request::{
     ChatRequest, ContentPart, FilePart, FunctionCall, FunctionDefinition, ImageUrl, Message,
     MessageContent, Role, Stop, StreamOptions, Tool, ToolCall, ToolChoice, ToolChoiceKind,

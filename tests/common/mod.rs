@@ -224,3 +224,23 @@ pub async fn start_gateway_from_config(config: Config) -> TestGateway {
     let gateway = Gateway::from_config(&config).await.unwrap();
     start_service(gateway).await
 }
+
+/// (message type, event/exception type, payload) of each frame of an event-stream body.
+pub fn read_frames(mut body: &[u8]) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let msg = aws_smithy_eventstream::frame::read_message_from(&mut body).unwrap();
+        let h = |n: &str| {
+            msg.headers()
+                .iter()
+                .find(|h| h.name().as_str() == n)
+                .map(|h| h.value().as_string().unwrap().as_str().to_owned())
+        };
+        out.push((
+            h(":message-type").unwrap(),
+            h(":event-type").or_else(|| h(":exception-type")).unwrap(),
+            serde_json::from_slice(msg.payload()).unwrap(),
+        ));
+    }
+    out
+}
