@@ -43,7 +43,10 @@ mod listing;
 mod request;
 mod response;
 
-pub use call::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream, OriginalBody};
+pub use call::{
+    Attempt, AttemptOutcome, CallContext, CallRecord, ChatCall, ChatReply, ChunkStream,
+    OriginalBody,
+};
 pub use embeddings::{
     Embedding, EmbeddingInput, EmbeddingsCall, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage,
 };
