@@ -138,9 +138,7 @@ impl RetryPolicy {
                     return None;
                 }
                 if fallback {
-                    if deadline
-                        .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
-                    {
+                    if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
                         return None;
                     }
                     self.attempt += 1;

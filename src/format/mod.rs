@@ -18,6 +18,8 @@
 //!   types on the upstream side.
 //! - [`embeddings`]: OpenAI's `/v1/embeddings` on the client side, the Titan and Cohere embedding
 //!   bodies on the upstream side.
+//! - [`responses`]: the OpenAI Responses API (`/v1/responses`) on the client side, over the
+//!   canonical chat model.
 //!
 //! What every dialect shares has a module of its own, so each rule is written once:
 //! [`caching`] (prompt-cache breakpoints and where models keep them), [`reasoning`] (what a request
@@ -47,6 +49,7 @@ pub mod data_url;
 pub mod embeddings;
 pub mod openai;
 pub mod reasoning;
+pub mod responses;
 pub mod structured;
 
 use crate::error::ErrorDialect;

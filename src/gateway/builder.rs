@@ -21,6 +21,7 @@ use crate::provider::BedrockProvider;
 use crate::provider::OpenAiProvider;
 use crate::provider::{Dispatch, EmbeddingsProviderService, MockProvider, ProviderService};
 use crate::rate_limit::RateLimiter;
+use crate::responses_store::ResponseStore;
 use crate::retry::RetryPolicy;
 use crate::route::{BedrockFamily, ProviderKind, Route, Router};
 use crate::server::ServerLimits;
@@ -39,6 +40,7 @@ pub struct GatewayBuilder {
     mock: Option<MockProvider>,
     custom: Vec<(Arc<str>, ProviderService)>,
     custom_embedders: Vec<(Arc<str>, EmbeddingsProviderService)>,
+    response_store: ResponseStore,
     /// What `check-config` and the start-up log say about a named provider from configuration.
     custom_details: Vec<(Arc<str>, String)>,
     provider_timeouts: Vec<(Arc<str>, Timeouts)>,
@@ -88,6 +90,7 @@ impl GatewayBuilder {
             mock: None,
             custom: Vec::new(),
             custom_embedders: Vec::new(),
+            response_store: ResponseStore::default(),
             custom_details: Vec::new(),
             provider_timeouts: Vec::new(),
             groups: Vec::new(),
@@ -140,7 +143,11 @@ impl GatewayBuilder {
             .timeouts(config.timeouts)
             .retry(config.retry)
             .listed_models(config.models.list.clone())
-            .shutdown_drain(config.server.shutdown_drain);
+            .shutdown_drain(config.server.shutdown_drain)
+            .response_store(ResponseStore::in_memory(
+                config.responses.max_stored,
+                Duration::from_secs(config.responses.ttl_secs),
+            ));
         if config.auth.disabled {
             b = b.no_auth();
         }
@@ -208,6 +215,12 @@ impl GatewayBuilder {
         self.custom_embedders.retain(|(n, _)| *n != name);
         self.custom_embedders
             .push((name, tower::util::BoxCloneSyncService::new(service)));
+        self
+    }
+
+    /// Where `/v1/responses` keeps stored responses (default: a bounded in-process store).
+    pub fn response_store(mut self, store: ResponseStore) -> Self {
+        self.response_store = store;
         self
     }
 
@@ -597,6 +610,7 @@ impl GatewayBuilder {
                 core_layers: self.core_layers,
                 ingress_layers: self.ingress_layers,
                 providers,
+                response_store: self.response_store,
             }),
         }
     }

@@ -48,7 +48,8 @@ pub use call::{
     OriginalBody,
 };
 pub use embeddings::{
-    Embedding, EmbeddingInput, EmbeddingsCall, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage,
+    Embedding, EmbeddingInput, EmbeddingsCall, EmbeddingsRequest, EmbeddingsResponse,
+    EmbeddingsUsage,
 };
 pub use listing::ModelObject;
 pub use request::{

@@ -41,10 +41,9 @@ use tower_service::Service;
 
 use crate::error::GatewayError;
 use crate::model::{
-    EmbeddingsCall, EmbeddingsRequest, EmbeddingsResponse,
     finish_reason, ChatCall, ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkMeta,
-    ChunkStream, Delta, Message, ResponseMessage, Role, ToolCall, ToolCallDelta, ToolChoiceKind,
-    Usage,
+    ChunkStream, Delta, EmbeddingsCall, EmbeddingsRequest, EmbeddingsResponse, Message,
+    ResponseMessage, Role, ToolCall, ToolCallDelta, ToolChoiceKind, Usage,
 };
 
 /// The model-id prefix the mock provider serves.
@@ -107,7 +106,10 @@ pub const MOCK_EMBEDDING_DIMENSIONS: u32 = 8;
 /// [`MOCK_EMBEDDING_DIMENSIONS`]) floats that depends only on the text, so equal texts get equal
 /// vectors; usage counts one token per four characters of each input.
 pub fn mock_embeddings(request: &EmbeddingsRequest) -> EmbeddingsResponse {
-    let dims = request.dimensions.unwrap_or(MOCK_EMBEDDING_DIMENSIONS).min(4096) as usize;
+    let dims = request
+        .dimensions
+        .unwrap_or(MOCK_EMBEDDING_DIMENSIONS)
+        .min(4096) as usize;
     let mut tokens = 0u64;
     let vectors = request
         .texts()
@@ -115,10 +117,9 @@ pub fn mock_embeddings(request: &EmbeddingsRequest) -> EmbeddingsResponse {
         .map(|text| {
             tokens += (text.len() as u64).div_ceil(4).max(1);
             // FNV-1a over the text seeds a small xorshift generator per vector.
-            let mut state = text
-                .bytes()
-                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-                | 1;
+            let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            }) | 1;
             let raw: Vec<f32> = (0..dims)
                 .map(|_| {
                     state ^= state << 13;
@@ -127,7 +128,12 @@ pub fn mock_embeddings(request: &EmbeddingsRequest) -> EmbeddingsResponse {
                     (state % 2001) as f32 / 1000.0 - 1.0
                 })
                 .collect();
-            let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
+            let norm = raw
+                .iter()
+                .map(|v| v * v)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::EPSILON);
             raw.into_iter().map(|v| v / norm).collect()
         })
         .collect();

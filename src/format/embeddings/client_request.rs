@@ -75,7 +75,9 @@ pub fn decode_client_request(body: &[u8]) -> Result<EmbeddingsRequest, GatewayEr
     }
     match raw.get("dimensions") {
         None | Some(Value::Null) => {}
-        Some(v) if v.as_u64().is_some_and(|d| (1..=u64::from(u32::MAX)).contains(&d)) => {}
+        Some(v)
+            if v.as_u64()
+                .is_some_and(|d| (1..=u64::from(u32::MAX)).contains(&d)) => {}
         Some(_) => {
             return Err(invalid(
                 "dimensions",
@@ -93,7 +95,10 @@ pub fn decode_client_request(body: &[u8]) -> Result<EmbeddingsRequest, GatewayEr
             ))
         }
     }
-    if raw.get("user").is_some_and(|u| !u.is_string() && !u.is_null()) {
+    if raw
+        .get("user")
+        .is_some_and(|u| !u.is_string() && !u.is_null())
+    {
         return Err(invalid("user", "'user' must be a string."));
     }
     serde_json::from_value(Value::Object(raw))
@@ -115,13 +120,22 @@ mod tests {
     fn refuses_what_openai_refuses_naming_the_param() {
         assert_eq!(param(r#"{"input":"a"}"#).as_deref(), Some("model"));
         assert_eq!(param(r#"{"model":"m"}"#).as_deref(), Some("input"));
-        assert_eq!(param(r#"{"model":"m","input":""}"#).as_deref(), Some("input"));
-        assert_eq!(param(r#"{"model":"m","input":[]}"#).as_deref(), Some("input"));
+        assert_eq!(
+            param(r#"{"model":"m","input":""}"#).as_deref(),
+            Some("input")
+        );
+        assert_eq!(
+            param(r#"{"model":"m","input":[]}"#).as_deref(),
+            Some("input")
+        );
         assert_eq!(
             param(r#"{"model":"m","input":["a",""]}"#).as_deref(),
             Some("input[1]")
         );
-        assert_eq!(param(r#"{"model":"m","input":[[1,2]]}"#).as_deref(), Some("input"));
+        assert_eq!(
+            param(r#"{"model":"m","input":[[1,2]]}"#).as_deref(),
+            Some("input")
+        );
         assert_eq!(
             param(r#"{"model":"m","input":"a","dimensions":0}"#).as_deref(),
             Some("dimensions")

@@ -106,8 +106,9 @@ mod tests {
     fn titan_and_cohere_shapes() {
         let t = decode_titan_reply(br#"{"embedding":[0.5,-1],"inputTextTokenCount":4}"#).unwrap();
         assert_eq!((t.embedding, t.input_tokens), (vec![0.5, -1.0], 4));
-        let t = decode_titan_reply(br#"{"embeddingsByType":{"float":[1]},"inputTextTokenCount":2}"#)
-            .unwrap();
+        let t =
+            decode_titan_reply(br#"{"embeddingsByType":{"float":[1]},"inputTextTokenCount":2}"#)
+                .unwrap();
         assert_eq!(t.embedding, vec![1.0]);
         assert!(decode_titan_reply(b"{}").is_err());
 

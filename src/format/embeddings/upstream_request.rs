@@ -99,9 +99,11 @@ impl EmbeddingModel {
         match self {
             EmbeddingModel::TitanV1 | EmbeddingModel::TitanV2 => {
                 if extra.get("normalize").is_some_and(|v| !v.is_boolean()) {
-                    return Err(GatewayError::invalid_request("'normalize' must be a boolean.")
-                        .with_param("normalize")
-                        .with_code("invalid_type"));
+                    return Err(
+                        GatewayError::invalid_request("'normalize' must be a boolean.")
+                            .with_param("normalize")
+                            .with_code("invalid_type"),
+                    );
                 }
                 if self == EmbeddingModel::TitanV1 && extra.contains_key("normalize") {
                     return Err(GatewayError::unsupported(
@@ -113,7 +115,12 @@ impl EmbeddingModel {
             EmbeddingModel::CohereV3 | EmbeddingModel::CohereV4 => {
                 string(
                     "input_type",
-                    &["search_document", "search_query", "classification", "clustering"],
+                    &[
+                        "search_document",
+                        "search_query",
+                        "classification",
+                        "clustering",
+                    ],
                 )?;
                 let truncate: &[&str] = if self == EmbeddingModel::CohereV4 {
                     &["NONE", "LEFT", "RIGHT"]
@@ -172,7 +179,11 @@ pub fn titan_body(model: EmbeddingModel, request: &EmbeddingsRequest, text: &str
 /// The Cohere body for one batch of `texts` (at most [`COHERE_MAX_BATCH`]): `input_type`
 /// (the client's, else `search_document`), `truncate` and `embedding_types` when set, and on v4
 /// `output_dimension` from `dimensions`.
-pub fn cohere_body(model: EmbeddingModel, request: &EmbeddingsRequest, texts: &[String]) -> Vec<u8> {
+pub fn cohere_body(
+    model: EmbeddingModel,
+    request: &EmbeddingsRequest,
+    texts: &[String],
+) -> Vec<u8> {
     let extra = &request.extra;
     let mut body = Map::new();
     body.insert("texts".into(), json!(texts));
@@ -208,11 +219,20 @@ mod tests {
     #[test]
     fn models_by_id() {
         for (id, want) in [
-            ("amazon.titan-embed-text-v2:0", Some(EmbeddingModel::TitanV2)),
+            (
+                "amazon.titan-embed-text-v2:0",
+                Some(EmbeddingModel::TitanV2),
+            ),
             ("amazon.titan-embed-text-v1", Some(EmbeddingModel::TitanV1)),
-            ("us.amazon.titan-embed-text-v2:0", Some(EmbeddingModel::TitanV2)),
+            (
+                "us.amazon.titan-embed-text-v2:0",
+                Some(EmbeddingModel::TitanV2),
+            ),
             ("cohere.embed-english-v3", Some(EmbeddingModel::CohereV3)),
-            ("cohere.embed-multilingual-v3", Some(EmbeddingModel::CohereV3)),
+            (
+                "cohere.embed-multilingual-v3",
+                Some(EmbeddingModel::CohereV3),
+            ),
             ("cohere.embed-v4:0", Some(EmbeddingModel::CohereV4)),
             (
                 "arn:aws:bedrock:us-east-1::foundation-model/cohere.embed-v4:0",
@@ -236,7 +256,11 @@ mod tests {
         assert!(EmbeddingModel::CohereV4.check(&r(1536)).is_ok());
         let e = EmbeddingModel::CohereV4.check(&r(100)).unwrap_err();
         assert_eq!((e.status().as_u16(), e.param()), (400, Some("dimensions")));
-        assert!(e.message().contains("256, 512, 1024, 1536"), "{}", e.message());
+        assert!(
+            e.message().contains("256, 512, 1024, 1536"),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]
@@ -245,8 +269,12 @@ mod tests {
             "normalize": false, "input_type": "search_query", "truncate": "END"}));
         let titan: Value =
             serde_json::from_slice(&titan_body(EmbeddingModel::TitanV2, &r, "a")).unwrap();
-        assert_eq!(titan, json!({"inputText": "a", "dimensions": 256, "normalize": false}));
-        let v1: Value = serde_json::from_slice(&titan_body(EmbeddingModel::TitanV1, &r, "a")).unwrap();
+        assert_eq!(
+            titan,
+            json!({"inputText": "a", "dimensions": 256, "normalize": false})
+        );
+        let v1: Value =
+            serde_json::from_slice(&titan_body(EmbeddingModel::TitanV1, &r, "a")).unwrap();
         assert_eq!(v1, json!({"inputText": "a"}));
         let cohere: Value = serde_json::from_slice(&cohere_body(
             EmbeddingModel::CohereV3,
@@ -259,9 +287,12 @@ mod tests {
             json!({"texts": ["a", "b"], "input_type": "search_query", "truncate": "END"})
         );
         let plain = request(json!({"model": "m", "input": "a", "dimensions": 512}));
-        let v4: Value =
-            serde_json::from_slice(&cohere_body(EmbeddingModel::CohereV4, &plain, &["a".into()]))
-                .unwrap();
+        let v4: Value = serde_json::from_slice(&cohere_body(
+            EmbeddingModel::CohereV4,
+            &plain,
+            &["a".into()],
+        ))
+        .unwrap();
         assert_eq!(
             v4,
             json!({"texts": ["a"], "input_type": "search_document", "output_dimension": 512})

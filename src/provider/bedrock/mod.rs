@@ -441,9 +441,7 @@ impl BedrockProvider {
                     }
                 }
             }
-            BedrockFamily::TitanEmbedding | BedrockFamily::CohereEmbedding => {
-                unreachable_family()
-            }
+            BedrockFamily::TitanEmbedding | BedrockFamily::CohereEmbedding => unreachable_family(),
             BedrockFamily::Converse => {
                 let reasoning = capabilities::reasoning_style(model);
                 let opts = ConverseOptions {
@@ -592,14 +590,13 @@ impl Service<EmbeddingsCall> for BedrockProvider {
     fn call(&mut self, call: EmbeddingsCall) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let family = match call.route.as_ref().map(|r| r.kind) {
-                Some(ProviderKind::Bedrock(family)) => family,
-                _ => {
-                    return Err(GatewayError::internal(
+            let family =
+                match call.route.as_ref().map(|r| r.kind) {
+                    Some(ProviderKind::Bedrock(family)) => family,
+                    _ => return Err(GatewayError::internal(
                         "an embeddings call without a Bedrock route reached the Bedrock provider",
-                    ))
-                }
-            };
+                    )),
+                };
             if !family.is_embedding() {
                 return Err(GatewayError::unsupported(
                     "model",
