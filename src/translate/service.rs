@@ -217,17 +217,7 @@ where
                 fut: Oneshot::new(self.inner.clone(), call),
             },
             reply,
-            settings: StreamSettings {
-                include_usage,
-                keep_alive: self.keep_alive,
-                shutdown: self.shutdown.clone(),
-                reader: self.reader_timeout.zip(
-                    parts
-                        .extensions
-                        .get::<crate::server::ConnectionCloser>()
-                        .cloned(),
-                ),
-            },
+            settings: self.settings(&parts, include_usage),
             hooks,
             record: Some(record),
             amzn_id,
