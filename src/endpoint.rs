@@ -25,6 +25,12 @@ pub enum Endpoint {
     /// `POST /model/{modelId}/{invoke,invoke-with-response-stream,converse,converse-stream}`: the
     /// Bedrock runtime API.
     BedrockRuntime,
+    /// `POST /v1/embeddings`: OpenAI embeddings.
+    Embeddings,
+    /// `POST /v1/responses`: the OpenAI Responses API.
+    Responses,
+    /// `GET`, `DELETE /v1/responses/{id}`: a stored response.
+    StoredResponse,
 }
 
 /// Every endpoint with the paths it answers, as the health route lists them.
@@ -47,6 +53,9 @@ pub const ENDPOINTS: &[(Endpoint, &[&str])] = &[
         Endpoint::Messages,
         &["/v1/messages", "/anthropic/v1/messages"],
     ),
+    (Endpoint::Embeddings, &["/v1/embeddings"]),
+    (Endpoint::Responses, &["/v1/responses"]),
+    (Endpoint::StoredResponse, &["/v1/responses/{id}"]),
 ];
 
 impl Endpoint {
@@ -68,6 +77,14 @@ impl Endpoint {
             "/v1/models" => Endpoint::Models,
             "/v1/chat/completions" => Endpoint::ChatCompletions,
             "/v1/messages" | "/anthropic/v1/messages" => Endpoint::Messages,
+            "/v1/embeddings" => Endpoint::Embeddings,
+            "/v1/responses" => Endpoint::Responses,
+            p if p.starts_with("/v1/responses/")
+                && p.len() > "/v1/responses/".len()
+                && !p["/v1/responses/".len()..].contains('/') =>
+            {
+                Endpoint::StoredResponse
+            }
             p if p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => Endpoint::Models,
             p if p.starts_with("/model/") => Endpoint::BedrockRuntime,
             _ => return None,
@@ -83,6 +100,8 @@ impl Endpoint {
             Endpoint::ChatCompletions => "chat",
             Endpoint::Messages => "messages",
             Endpoint::BedrockRuntime => "bedrock_runtime",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses | Endpoint::StoredResponse => "responses",
         }
     }
 
@@ -91,7 +110,12 @@ impl Endpoint {
         match self {
             Endpoint::Health | Endpoint::ProvidersHealth | Endpoint::Metrics => "GET, HEAD",
             Endpoint::Models => "GET",
-            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::BedrockRuntime => "POST",
+            Endpoint::ChatCompletions
+            | Endpoint::Messages
+            | Endpoint::BedrockRuntime
+            | Endpoint::Embeddings
+            | Endpoint::Responses => "POST",
+            Endpoint::StoredResponse => "GET, DELETE",
         }
     }
 
@@ -100,6 +124,7 @@ impl Endpoint {
         match self.allow() {
             "POST" => method == Method::POST,
             "GET" => method == Method::GET,
+            "GET, DELETE" => method == Method::GET || method == Method::DELETE,
             _ => method == Method::GET || method == Method::HEAD,
         }
     }
@@ -113,11 +138,15 @@ impl Endpoint {
         }
     }
 
-    /// Whether it runs the chat pipeline (auth → limits → detect → translate → core).
+    /// Whether it runs the ingress pipeline (auth → limits → detect → translate → core).
     pub fn is_ingress(self) -> bool {
         matches!(
             self,
-            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::BedrockRuntime
+            Endpoint::ChatCompletions
+                | Endpoint::Messages
+                | Endpoint::BedrockRuntime
+                | Endpoint::Embeddings
+                | Endpoint::Responses
         )
     }
 }
@@ -140,5 +169,8 @@ mod tests {
         assert!(Endpoint::BedrockRuntime.allows(&Method::POST));
         assert!(!Endpoint::Models.allows(&Method::HEAD));
         assert!(Endpoint::Health.allows(&Method::HEAD));
+        assert!(Endpoint::StoredResponse.allows(&Method::DELETE));
+        assert!(!Endpoint::StoredResponse.allows(&Method::POST));
+        assert_eq!(Endpoint::of("/v1/responses/resp_1/input_items"), None);
     }
 }

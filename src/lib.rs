@@ -92,6 +92,7 @@ pub mod model;
 pub mod observe;
 pub mod provider;
 pub mod rate_limit;
+pub mod responses_store;
 pub mod retry;
 pub mod route;
 pub mod server;

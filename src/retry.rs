@@ -69,7 +69,7 @@ use tower::retry::Policy;
 
 use crate::config::RetrySettings;
 use crate::error::GatewayError;
-use crate::model::{ChatCall, ChatReply};
+use crate::model::{CallContext, ChatCall, ChatReply, EmbeddingsCall, EmbeddingsResponse};
 
 /// The gateway's retry policy; one value per request (the attempt counter), a shared budget.
 #[derive(Debug, Clone)]
@@ -117,14 +117,15 @@ impl RetryPolicy {
     }
 }
 
-impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
-    type Future = tokio::time::Sleep;
-
-    fn retry(
+impl RetryPolicy {
+    /// The one retry decision of every operation: the backoff before the next attempt, or `None`
+    /// to answer with `result`.
+    fn decide<T>(
         &mut self,
-        req: &mut ChatCall,
-        result: &mut Result<ChatReply, GatewayError>,
-    ) -> Option<Self::Future> {
+        context: &CallContext,
+        result: &Result<T, GatewayError>,
+    ) -> Option<tokio::time::Sleep> {
+        let deadline = context.deadline;
         match result {
             Ok(_) => {
                 self.budget.deposit();
@@ -132,16 +133,12 @@ impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
             }
             Err(e) => {
                 // Read (and cleared) whatever happens next, so it never leaks into a later attempt.
-                let fallback = req.context.record.take_fallback();
+                let fallback = context.record.take_fallback();
                 if self.attempt >= self.settings.max_attempts {
                     return None;
                 }
                 if fallback {
-                    if req
-                        .context
-                        .deadline
-                        .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
-                    {
+                    if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
                         return None;
                     }
                     self.attempt += 1;
@@ -154,7 +151,7 @@ impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
                 let delay = self.delay(e);
                 // An attempt that could not start before the deadline would only fail later; the
                 // check comes before the budget so that such a non-retry costs it nothing.
-                let too_late = req.context.deadline.is_some_and(|deadline| {
+                let too_late = deadline.is_some_and(|deadline| {
                     crate::provider::timeout::instant_after(tokio::time::Instant::now(), delay)
                         >= deadline
                 });
@@ -168,8 +165,37 @@ impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
             }
         }
     }
+}
+
+impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        req: &mut ChatCall,
+        result: &mut Result<ChatReply, GatewayError>,
+    ) -> Option<Self::Future> {
+        self.decide(&req.context, result)
+    }
 
     fn clone_request(&mut self, req: &ChatCall) -> Option<ChatCall> {
+        Some(req.clone())
+    }
+}
+
+/// Embeddings calls are retried by the same rules, budget and deadline as chat calls.
+impl Policy<EmbeddingsCall, EmbeddingsResponse, GatewayError> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        req: &mut EmbeddingsCall,
+        result: &mut Result<EmbeddingsResponse, GatewayError>,
+    ) -> Option<Self::Future> {
+        self.decide(&req.context, result)
+    }
+
+    fn clone_request(&mut self, req: &EmbeddingsCall) -> Option<EmbeddingsCall> {
         Some(req.clone())
     }
 }

@@ -20,7 +20,9 @@
 //! 4. Anything else is `404 model_not_found` — never a silent guess.
 //!
 //! Bedrock family: `anthropic.*` → Claude over InvokeModel, `amazon.titan-text*`/`amazon.titan-tg1*` →
-//! Titan over InvokeModel, every other family → Converse. ARNs take their family from configuration,
+//! Titan over InvokeModel, `amazon.titan-embed*` and `cohere.embed*` → the embedding models over
+//! InvokeModel (`/v1/embeddings`; `text-embedding-*` goes to OpenAI by the `text-` rule), every
+//! other family → Converse. ARNs take their family from configuration,
 //! else from the model id embedded in a foundation-model or inference-profile ARN, else Converse
 //! (which serves every family).
 //!
@@ -83,6 +85,10 @@ pub enum BedrockFamily {
     Titan,
     /// Every other family over Converse.
     Converse,
+    /// Amazon Titan embedding models over InvokeModel (`/v1/embeddings` only).
+    TitanEmbedding,
+    /// Cohere embedding models over InvokeModel (`/v1/embeddings` only).
+    CohereEmbedding,
 }
 
 impl BedrockFamily {
@@ -92,6 +98,8 @@ impl BedrockFamily {
             "claude" | "anthropic" => Some(BedrockFamily::Claude),
             "titan" => Some(BedrockFamily::Titan),
             "converse" => Some(BedrockFamily::Converse),
+            "titan-embedding" | "titan_embedding" => Some(BedrockFamily::TitanEmbedding),
+            "cohere-embedding" | "cohere_embedding" => Some(BedrockFamily::CohereEmbedding),
             _ => None,
         }
     }
@@ -102,7 +110,17 @@ impl BedrockFamily {
             BedrockFamily::Claude => "claude",
             BedrockFamily::Titan => "titan",
             BedrockFamily::Converse => "converse",
+            BedrockFamily::TitanEmbedding => "titan-embedding",
+            BedrockFamily::CohereEmbedding => "cohere-embedding",
         }
+    }
+
+    /// Whether the family embeds text (served by `/v1/embeddings`, not by chat).
+    pub fn is_embedding(self) -> bool {
+        matches!(
+            self,
+            BedrockFamily::TitanEmbedding | BedrockFamily::CohereEmbedding
+        )
     }
 }
 
@@ -342,6 +360,8 @@ pub fn bedrock_family(id: &str) -> Option<BedrockFamily> {
         "amazon" if name.starts_with("titan-text") || name.starts_with("titan-tg1") => {
             BedrockFamily::Titan
         }
+        "amazon" if name.starts_with("titan-embed") => BedrockFamily::TitanEmbedding,
+        "cohere" if name.starts_with("embed") => BedrockFamily::CohereEmbedding,
         "openai" if !name.starts_with("gpt-oss") => return None,
         _ => BedrockFamily::Converse,
     })
@@ -382,6 +402,14 @@ mod tests {
             ("us.meta.llama3-2-11b-instruct-v1:0", Some(ProviderKind::Bedrock(Converse))),
             ("mistral.mistral-large-2407-v1:0", Some(ProviderKind::Bedrock(Converse))),
             ("cohere.command-r-plus-v1:0", Some(ProviderKind::Bedrock(Converse))),
+            ("amazon.titan-embed-text-v2:0", Some(ProviderKind::Bedrock(TitanEmbedding))),
+            ("amazon.titan-embed-text-v1", Some(ProviderKind::Bedrock(TitanEmbedding))),
+            ("us.amazon.titan-embed-text-v2:0", Some(ProviderKind::Bedrock(TitanEmbedding))),
+            ("cohere.embed-english-v3", Some(ProviderKind::Bedrock(CohereEmbedding))),
+            ("cohere.embed-multilingual-v3", Some(ProviderKind::Bedrock(CohereEmbedding))),
+            ("cohere.embed-v4:0", Some(ProviderKind::Bedrock(CohereEmbedding))),
+            ("us.cohere.embed-v4:0", Some(ProviderKind::Bedrock(CohereEmbedding))),
+            ("text-embedding-3-large", Some(ProviderKind::OpenAi)),
             ("ai21.jamba-1-5-large-v1:0", Some(ProviderKind::Bedrock(Converse))),
             ("deepseek.r1-v1:0", Some(ProviderKind::Bedrock(Converse))),
             ("us.deepseek.r1-v1:0", Some(ProviderKind::Bedrock(Converse))),

@@ -32,6 +32,8 @@
 //! | `PROMPT_CACHING_AUTO` (comma-separated model ids / prefixes) | `prompt_caching.auto` | none (off) |
 //! | `GUARDRAILS_ALLOW_CLIENT` | `guardrails.allow_client` | `false` |
 //! | `BEDROCK_MAX_N` | `bedrock.max_n` | `8` |
+//! | `BEDROCK_EMBEDDING_CONCURRENCY` | `bedrock.embedding_concurrency` | `8` |
+//! | `RESPONSES_MAX_STORED`, `RESPONSES_TTL_SECS`, `RESPONSES_REDIS_URL` | `responses.*` | `10000`, `86400` (a day), none (in process) |
 //! | `MEDIA_FETCH_ENABLED`, `MEDIA_FETCH_ALLOWED_HOSTS` (comma-separated), `MEDIA_FETCH_MAX_BYTES` | `media_fetch.*` | off, none, 10 MiB |
 //!
 //! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`),
@@ -201,6 +203,33 @@ pub struct Config {
     pub media_fetch: MediaFetchConfig,
     /// Bedrock guardrails (`[guardrails]`).
     pub guardrails: GuardrailsConfig,
+    /// The Responses API's stored responses (`[responses]`).
+    pub responses: ResponsesConfig,
+}
+
+/// Where `/v1/responses` keeps stored responses (`[responses]`): in process (bounded) by
+/// default, in Redis when `redis_url` is set (the `redis` cargo feature), so a follow-up turn
+/// works across replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ResponsesConfig {
+    /// The most responses the in-process store keeps (the oldest go first).
+    pub max_stored: usize,
+    /// How long a stored response is kept, in seconds (Redis: the key's expiry).
+    pub ttl_secs: u64,
+    /// `redis://…`: keep them in Redis instead (printed masked).
+    pub redis_url: Option<Secret>,
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        ResponsesConfig {
+            max_stored: crate::responses_store::DEFAULT_MAX_STORED_RESPONSES,
+            ttl_secs: crate::responses_store::DEFAULT_STORED_RESPONSE_TTL.as_secs(),
+            redis_url: None,
+        }
+    }
 }
 
 /// Bedrock guardrails (`[guardrails]`): per model or route, and whether clients may name their
@@ -487,6 +516,9 @@ pub struct BedrockConfig {
     pub s3_buckets: BTreeMap<String, String>,
     /// The most choices (`n`) a request may ask of a Bedrock model: each is one upstream call.
     pub max_n: u32,
+    /// The most InvokeModel calls one embeddings request runs at a time (Titan embeds one text
+    /// per call, Cohere 96).
+    pub embedding_concurrency: u32,
 }
 
 impl Default for BedrockConfig {
@@ -499,6 +531,7 @@ impl Default for BedrockConfig {
             arn_families: BTreeMap::new(),
             s3_buckets: BTreeMap::new(),
             max_n: 8,
+            embedding_concurrency: 8,
         }
     }
 }
@@ -900,6 +933,21 @@ impl Config {
         if self.media_fetch.enabled && self.media_fetch.max_bytes == 0 {
             return Err(ConfigError::new(
                 "media_fetch.max_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.responses.max_stored == 0 {
+            return Err(ConfigError::new(
+                "responses.max_stored",
+                "must be at least 1",
+            ));
+        }
+        if self.responses.ttl_secs == 0 {
+            return Err(ConfigError::new("responses.ttl_secs", "must be at least 1"));
+        }
+        if self.bedrock.embedding_concurrency == 0 {
+            return Err(ConfigError::new(
+                "bedrock.embedding_concurrency",
                 "must be at least 1",
             ));
         }

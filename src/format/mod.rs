@@ -16,6 +16,10 @@
 //! - [`bedrock_titan`]: Titan text bodies.
 //! - [`converse`]: the Bedrock Converse API — JSON on the client side, the `aws-sdk-bedrockruntime`
 //!   types on the upstream side.
+//! - [`embeddings`]: OpenAI's `/v1/embeddings` on the client side, the Titan and Cohere embedding
+//!   bodies on the upstream side.
+//! - [`responses`]: the OpenAI Responses API (`/v1/responses`) on the client side, over the
+//!   canonical chat model.
 //!
 //! What every dialect shares has a module of its own, so each rule is written once:
 //! [`caching`] (prompt-cache breakpoints and where models keep them), [`reasoning`] (what a request
@@ -42,8 +46,10 @@ pub(crate) mod blocks;
 pub mod caching;
 pub mod converse;
 pub mod data_url;
+pub mod embeddings;
 pub mod openai;
 pub mod reasoning;
+pub mod responses;
 pub mod structured;
 
 use crate::error::ErrorDialect;
@@ -71,6 +77,10 @@ pub enum InboundFormat {
     BedrockTitan,
     /// A Bedrock Converse request (`converse` / `converse-stream`).
     Converse,
+    /// An OpenAI embeddings request (`POST /v1/embeddings`).
+    Embeddings,
+    /// An OpenAI Responses API request (`POST /v1/responses`).
+    Responses,
 }
 
 impl InboundFormat {
@@ -81,6 +91,8 @@ impl InboundFormat {
             InboundFormat::BedrockClaude => "bedrock_claude",
             InboundFormat::BedrockTitan => "bedrock_titan",
             InboundFormat::Converse => "converse",
+            InboundFormat::Embeddings => "embeddings",
+            InboundFormat::Responses => "responses",
         }
     }
 }
@@ -96,6 +108,8 @@ impl InboundFormat {
 /// | `BedrockInvokeClaude` | Claude JSON + token-count headers | event-stream `chunk` frames of Claude events | Bedrock |
 /// | `BedrockInvokeTitan` | Titan JSON + token-count headers | event-stream `chunk` frames of Titan chunks | Bedrock |
 /// | `BedrockConverse` | Converse JSON | ConverseStream event frames | Bedrock |
+/// | `Embeddings` | OpenAI embeddings `list` JSON | — | OpenAI |
+/// | `Responses` | Responses API `response` JSON | typed Responses SSE events | OpenAI |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum ReplyFormat {
@@ -112,13 +126,20 @@ pub enum ReplyFormat {
     BedrockInvokeTitan,
     /// Bedrock `converse` / `converse-stream`.
     BedrockConverse,
+    /// OpenAI embeddings (`/v1/embeddings`).
+    Embeddings,
+    /// The OpenAI Responses API (`/v1/responses`).
+    Responses,
 }
 
 impl ReplyFormat {
     /// The error shape clients of this reply read.
     pub fn error_dialect(self) -> ErrorDialect {
         match self {
-            ReplyFormat::OpenAi | ReplyFormat::Titan => ErrorDialect::OpenAi,
+            ReplyFormat::OpenAi
+            | ReplyFormat::Titan
+            | ReplyFormat::Embeddings
+            | ReplyFormat::Responses => ErrorDialect::OpenAi,
             ReplyFormat::Claude => ErrorDialect::Anthropic,
             ReplyFormat::BedrockInvokeClaude
             | ReplyFormat::BedrockInvokeTitan
@@ -133,6 +154,8 @@ impl ReplyFormat {
             ReplyFormat::Claude | ReplyFormat::BedrockInvokeClaude => "bedrock_claude",
             ReplyFormat::Titan | ReplyFormat::BedrockInvokeTitan => "bedrock_titan",
             ReplyFormat::BedrockConverse => "converse",
+            ReplyFormat::Embeddings => "embeddings",
+            ReplyFormat::Responses => "responses",
         }
     }
 }

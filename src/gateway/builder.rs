@@ -19,8 +19,9 @@ use crate::provider::group::{Deployment, ModelGroup};
 use crate::provider::BedrockProvider;
 #[cfg(feature = "openai")]
 use crate::provider::OpenAiProvider;
-use crate::provider::{Dispatch, MockProvider, ProviderService};
+use crate::provider::{Dispatch, EmbeddingsProviderService, MockProvider, ProviderService};
 use crate::rate_limit::RateLimiter;
+use crate::responses_store::ResponseStore;
 use crate::retry::RetryPolicy;
 use crate::route::{BedrockFamily, ProviderKind, Route, Router};
 use crate::server::ServerLimits;
@@ -38,6 +39,8 @@ pub struct GatewayBuilder {
     bedrock: Option<BedrockProvider>,
     mock: Option<MockProvider>,
     custom: Vec<(Arc<str>, ProviderService)>,
+    custom_embedders: Vec<(Arc<str>, EmbeddingsProviderService)>,
+    response_store: ResponseStore,
     /// What `check-config` and the start-up log say about a named provider from configuration.
     custom_details: Vec<(Arc<str>, String)>,
     provider_timeouts: Vec<(Arc<str>, Timeouts)>,
@@ -86,6 +89,8 @@ impl GatewayBuilder {
             bedrock: None,
             mock: None,
             custom: Vec::new(),
+            custom_embedders: Vec::new(),
+            response_store: ResponseStore::default(),
             custom_details: Vec::new(),
             provider_timeouts: Vec::new(),
             groups: Vec::new(),
@@ -138,7 +143,11 @@ impl GatewayBuilder {
             .timeouts(config.timeouts)
             .retry(config.retry)
             .listed_models(config.models.list.clone())
-            .shutdown_drain(config.server.shutdown_drain);
+            .shutdown_drain(config.server.shutdown_drain)
+            .response_store(ResponseStore::in_memory(
+                config.responses.max_stored,
+                Duration::from_secs(config.responses.ttl_secs),
+            ));
         if config.auth.disabled {
             b = b.no_auth();
         }
@@ -195,6 +204,26 @@ impl GatewayBuilder {
         self
     }
 
+    /// Serves embeddings (`/v1/embeddings`) for the provider named `name` with any
+    /// [`Service<EmbeddingsCall>`](crate::model::EmbeddingsCall) of yours; chat calls to that name
+    /// go to the service [`provider`](Self::provider) registered.
+    pub fn embeddings_provider<S>(mut self, name: impl Into<Arc<str>>, service: S) -> Self
+    where
+        S: crate::provider::EmbeddingsService,
+    {
+        let name = name.into();
+        self.custom_embedders.retain(|(n, _)| *n != name);
+        self.custom_embedders
+            .push((name, tower::util::BoxCloneSyncService::new(service)));
+        self
+    }
+
+    /// Where `/v1/responses` keeps stored responses (default: a bounded in-process store).
+    pub fn response_store(mut self, store: ResponseStore) -> Self {
+        self.response_store = store;
+        self
+    }
+
     /// Bounds attempts at the provider named `name` by `timeouts` instead of the gateway's
     /// ([`timeouts`](Self::timeouts)); the request's total time still bounds them all.
     pub fn provider_timeouts(mut self, name: impl Into<Arc<str>>, timeouts: Timeouts) -> Self {
@@ -237,6 +266,7 @@ impl GatewayBuilder {
                 #[cfg(feature = "openai")]
                 ProviderConfig::OpenAi(c) => {
                     let service = OpenAiProvider::from_provider_config(name, c, &config.timeouts)?;
+                    self = self.embeddings_provider(name.as_str(), service.clone());
                     self = self.provider(name.as_str(), service);
                     let key = match (&c.api_key_env, &c.api_key_file) {
                         (Some(var), _) => format!("key from ${var} in `{}`", c.auth_header),
@@ -258,6 +288,7 @@ impl GatewayBuilder {
                 ProviderConfig::Bedrock(c) => {
                     let service = BedrockProvider::from_provider_config(name, c, config).await?;
                     let region = service.region().unwrap_or("(none)").to_owned();
+                    self = self.embeddings_provider(name.as_str(), service.clone());
                     self = self.provider(name.as_str(), service);
                     let credentials = if c.api_key_env.is_some() || c.api_key_file.is_some() {
                         "a Bedrock API key".to_owned()
@@ -535,6 +566,9 @@ impl GatewayBuilder {
         for (name, service) in self.custom {
             dispatch = dispatch.with_provider(name, service);
         }
+        for (name, service) in self.custom_embedders {
+            dispatch = dispatch.with_embeddings_provider(name, service);
+        }
         for (name, timeouts) in self.provider_timeouts {
             dispatch = dispatch.with_provider_timeouts(name, timeouts);
         }
@@ -576,6 +610,7 @@ impl GatewayBuilder {
                 core_layers: self.core_layers,
                 ingress_layers: self.ingress_layers,
                 providers,
+                response_store: self.response_store,
             }),
         }
     }

@@ -6,11 +6,15 @@
 //!   GET /health, /v1/chat/completions/health      answered by the router
 //!   GET /metrics                                   auth → metrics
 //!   GET /v1/models[/{id}]                          auth → rate limit → models
+//!   GET, DELETE /v1/responses/{id}                 auth → rate limit → the response store
 //!   POST /v1/chat/completions, /v1/messages,       in-flight limit → SigV4 → auth → rate limit
-//!        /model/{id}/{op}                            → detect (route classifier) → translate → core
+//!        /model/{id}/{op}, /v1/embeddings,           → detect (route classifier) → translate → core
+//!        /v1/responses
 //!   core: retry (the one attempt budget: retries and fallbacks) → dispatch (route by model to a
 //!         named provider service, or to a model group's deployment) → upstream timeouts per
 //!         provider (one deadline per request) → provider
+//!   embeddings: the same core as a `Service<EmbeddingsCall>` (retry → dispatch → timeouts →
+//!         provider); model groups serve chat only, and `core_layer`s wrap the chat core only
 //! ```
 //!
 //! ```no_run
@@ -30,6 +34,7 @@
 mod builder;
 mod health;
 mod models;
+mod responses;
 mod routes;
 
 pub use crate::endpoint::{Endpoint, ENDPOINTS};
@@ -120,6 +125,7 @@ struct Shared {
     providers: Vec<ProviderStatus>,
     core_layers: Vec<CoreLayer>,
     ingress_layers: Vec<IngressLayer>,
+    response_store: crate::responses_store::ResponseStore,
 }
 
 /// One provider's state as the gateway was built: logged at start-up and printed by
@@ -174,6 +180,23 @@ impl Gateway {
             .providers_from_config(config)
             .await?
             .groups_from_config(config, bedrock_live)?;
+        if let Some(url) = &config.responses.redis_url {
+            #[cfg(feature = "redis")]
+            {
+                let ttl = Duration::from_secs(config.responses.ttl_secs);
+                builder = builder.response_store(crate::responses_store::ResponseStore::redis(
+                    url.expose(),
+                    ttl,
+                )?);
+            }
+            #[cfg(not(feature = "redis"))]
+            {
+                let _ = url;
+                return Err(GatewayError::internal(
+                    "configuration error in `responses.redis_url`: this build has no Redis (cargo feature `redis`)",
+                ));
+            }
+        }
         if let Some(limits) = &config.rate_limit {
             let limiter = RateLimiter::new(limits)
                 .map_err(|e| GatewayError::internal(format!("rate limit configuration: {e}")))?;
@@ -208,14 +231,21 @@ impl Gateway {
         self.shared.in_flight.in_flight()
     }
 
-    /// The typed core: `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
+    /// The typed core: `Service<ChatCall, Response = ChatReply, Error = GatewayError>`, and
+    /// `Service<EmbeddingsCall, Response = EmbeddingsResponse, Error = GatewayError>`.
     pub fn core(&self) -> Core {
         Retry::new(self.shared.retry.clone(), self.shared.dispatch.clone())
     }
 
+    /// The typed core's embeddings operation, boxed (what `/v1/embeddings` calls).
+    pub fn embeddings_core(&self) -> crate::provider::EmbeddingsProviderService {
+        BoxCloneSyncService::new(self.core())
+    }
+
     /// The chat pipeline every ingress route runs, over any typed core `core`: in-flight limit →
     /// SigV4 → API-key auth → rate limit → detect (the route's classifier) → translate → `core`.
-    /// Generic over the request body; the route is taken from the path.
+    /// Generic over the request body; the route is taken from the path. Embeddings requests go to
+    /// this gateway's own [`embeddings_core`](Self::embeddings_core).
     pub fn ingress<B, S>(&self, core: S) -> GatewayService<B>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -280,7 +310,11 @@ impl Gateway {
                     .with_shutdown(s.close_streams.clone())
                     .with_total_timeout(s.timeouts.total)
                     // A client that stops reading a stream for the idle time loses its connection.
-                    .with_reader_timeout(s.timeouts.stream_idle),
+                    .with_reader_timeout(s.timeouts.stream_idle)
+                    // Embeddings: the core's second operation.
+                    .with_embeddings(self.embeddings_core())
+                    // Responses: stored responses for `previous_response_id`.
+                    .with_response_store(s.response_store.clone()),
             )
             .service(core);
         BoxCloneSyncService::new(stack)
@@ -309,9 +343,17 @@ impl Gateway {
                 .option_layer(s.rate_limiter.as_ref().map(RateLimiter::layer))
                 .service(models),
         );
+        let stored_responses: HttpService = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .option_layer(s.rate_limiter.as_ref().map(RateLimiter::layer))
+                .service(responses::StoredResponses {
+                    store: s.response_store.clone(),
+                }),
+        );
         let routes = Routes {
             ingress: self.layered_ingress(),
             models: authed(models),
+            stored_responses: authed(stored_responses),
             metrics: authed(BoxCloneSyncService::new(self.metrics_service())),
             health: HealthInfo::new(&s.dispatch, !s.auth.is_disabled()),
         };

@@ -20,11 +20,13 @@ use crate::endpoint::Endpoint;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::surface::anthropic::MessagesClassifier;
 use crate::surface::bedrock_runtime::BedrockRuntimeClassifier;
+use crate::surface::openai::{EmbeddingsClassifier, ResponsesClassifier};
 
 use super::HttpService;
 
 /// The classifier of every ingress route: the route's own ([`ChatClassifier`],
-/// [`MessagesClassifier`], [`BedrockRuntimeClassifier`]), picked by the [`Endpoint`] the router
+/// [`MessagesClassifier`], [`BedrockRuntimeClassifier`], [`EmbeddingsClassifier`],
+/// [`ResponsesClassifier`]), picked by the [`Endpoint`] the router
 /// recorded in the request (or, without one, by the path).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RouteClassifier;
@@ -41,6 +43,8 @@ impl Classify for RouteClassifier {
         match endpoint(head) {
             Some(Endpoint::Messages) => MessagesClassifier.dialect(head),
             Some(Endpoint::BedrockRuntime) => BedrockRuntimeClassifier.dialect(head),
+            Some(Endpoint::Embeddings) => EmbeddingsClassifier.dialect(head),
+            Some(Endpoint::Responses) => ResponsesClassifier.dialect(head),
             _ => ChatClassifier.dialect(head),
         }
     }
@@ -49,6 +53,8 @@ impl Classify for RouteClassifier {
         match endpoint(head) {
             Some(Endpoint::Messages) => MessagesClassifier.classify(head, body),
             Some(Endpoint::BedrockRuntime) => BedrockRuntimeClassifier.classify(head, body),
+            Some(Endpoint::Embeddings) => EmbeddingsClassifier.classify(head, body),
+            Some(Endpoint::Responses) => ResponsesClassifier.classify(head, body),
             _ => ChatClassifier.classify(head, body),
         }
     }
@@ -62,6 +68,7 @@ impl Classify for RouteClassifier {
 pub(crate) struct Routes {
     pub(crate) ingress: HttpService,
     pub(crate) models: HttpService,
+    pub(crate) stored_responses: HttpService,
     pub(crate) metrics: HttpService,
     pub(crate) health: HealthInfo,
 }
@@ -110,6 +117,7 @@ impl Service<Request<Body>> for Routes {
             }
             Endpoint::Metrics => &self.metrics,
             Endpoint::Models => &self.models,
+            Endpoint::StoredResponse => &self.stored_responses,
             _ => &self.ingress,
         };
         RoutesFuture::call(service.clone(), req)

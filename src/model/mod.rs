@@ -2,7 +2,9 @@
 //!
 //! Every inbound format decodes into [`ChatRequest`]; every outbound format encodes from
 //! [`ChatResponse`] or a stream of [`ChatChunk`]s. The typed core (retry → timeouts → dispatch →
-//! provider) is a `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
+//! provider) is a `Service<ChatCall, Response = ChatReply, Error = GatewayError>`, and the same
+//! stack a `Service<EmbeddingsCall, Response = EmbeddingsResponse>` for `/v1/embeddings`
+//! ([`EmbeddingsRequest`]).
 //!
 //! The types are `#[non_exhaustive]`: build them with their constructors (or `Default`) and set
 //! fields afterwards. Fields the gateway does not know are kept in `extra`, so a request reaches
@@ -36,6 +38,7 @@
 //! ```
 
 mod call;
+mod embeddings;
 mod listing;
 mod request;
 mod response;
@@ -43,6 +46,10 @@ mod response;
 pub use call::{
     Attempt, AttemptOutcome, CallContext, CallRecord, ChatCall, ChatReply, ChunkStream,
     OriginalBody,
+};
+pub use embeddings::{
+    Embedding, EmbeddingInput, EmbeddingsCall, EmbeddingsRequest, EmbeddingsResponse,
+    EmbeddingsUsage,
 };
 pub use listing::ModelObject;
 pub use request::{

@@ -4,7 +4,12 @@
 //! The map is name → [`ProviderService`] (a boxed, cloneable provider), so any number of
 //! OpenAI-compatible upstreams or Bedrock accounts can sit side by side, and a user's own service
 //! can be registered with [`Dispatch::with_provider`]. The typed built-in providers are kept beside
-//! the map for what is not a chat call: model listings and health.
+//! the map for what is not a call: model listings and health.
+//!
+//! Embeddings are the core's second operation: `Dispatch` is also a `Service<EmbeddingsCall>`,
+//! routed by the same [`Router`] to a second map of the same names
+//! ([`Dispatch::with_embeddings_provider`]; the built-in providers register both). A route whose
+//! provider serves no embeddings is a 400 naming `model`.
 //!
 //! - **Groups.** A model that names a [`ModelGroup`] (directly or through an alias) is served by one
 //!   of its deployments per attempt: the group chooses, skipping the deployments this request has
@@ -39,18 +44,25 @@ use super::MockProvider;
 use super::OpenAiProvider;
 use crate::config::Timeouts;
 use crate::error::GatewayError;
-use crate::model::{Attempt, AttemptOutcome, CallRecord, ChatCall, ChatReply};
-use crate::provider::ChatService;
+use crate::model::{
+    Attempt, AttemptOutcome, CallRecord, ChatCall, ChatReply, EmbeddingsCall, EmbeddingsResponse,
+};
+use crate::provider::{ChatService, EmbeddingsService};
 use crate::route::{ProviderKind, Route, Router};
 
 /// A provider as [`Dispatch`] holds it: any `Service<ChatCall>` answering [`ChatReply`], boxed.
 pub type ProviderService = BoxCloneSyncService<ChatCall, ChatReply, GatewayError>;
+
+/// An embeddings provider as [`Dispatch`] holds it: any `Service<EmbeddingsCall>`, boxed.
+pub type EmbeddingsProviderService =
+    BoxCloneSyncService<EmbeddingsCall, EmbeddingsResponse, GatewayError>;
 
 /// Routes calls to named provider services and model groups. Cheap to clone (all `Arc`s).
 #[derive(Clone)]
 pub struct Dispatch {
     router: Arc<Router>,
     providers: Arc<HashMap<Arc<str>, ProviderService>>,
+    embedders: Arc<HashMap<Arc<str>, EmbeddingsProviderService>>,
     groups: Arc<HashMap<Arc<str>, ModelGroup>>,
     timeouts: Timeouts,
     provider_timeouts: Arc<HashMap<Arc<str>, Timeouts>>,
@@ -81,6 +93,7 @@ impl Dispatch {
         Dispatch {
             router: Arc::new(router),
             providers: Arc::new(HashMap::new()),
+            embedders: Arc::new(HashMap::new()),
             groups: Arc::new(HashMap::new()),
             timeouts: Timeouts::default(),
             provider_timeouts: Arc::new(HashMap::new()),
@@ -109,6 +122,7 @@ impl Dispatch {
     #[cfg(feature = "openai")]
     pub fn with_openai(mut self, provider: OpenAiProvider) -> Self {
         self = self.with_provider("openai", provider.clone());
+        self = self.with_embeddings_provider("openai", provider.clone());
         self.openai = Some(provider);
         self
     }
@@ -117,6 +131,7 @@ impl Dispatch {
     #[cfg(feature = "bedrock")]
     pub fn with_bedrock(mut self, provider: BedrockProvider) -> Self {
         self = self.with_provider("bedrock", provider.clone());
+        self = self.with_embeddings_provider("bedrock", provider.clone());
         self.bedrock = Some(provider);
         self
     }
@@ -124,12 +139,15 @@ impl Dispatch {
     /// Serves `mock/…` models (the `mock` provider) with the in-process [`MockProvider`].
     pub fn with_mock(mut self, provider: MockProvider) -> Self {
         self = self.with_provider("mock", provider);
+        self = self.with_embeddings_provider("mock", provider);
         self.mock = Some(provider);
         self
     }
 
     /// Serves the provider named `name` with `service`, replacing any provider of that name —
-    /// a built-in one included, which then no longer lists models or reports health either.
+    /// a built-in one included, which then no longer lists models, reports health or serves
+    /// embeddings either (register those with
+    /// [`with_embeddings_provider`](Self::with_embeddings_provider) afterwards).
     pub fn with_provider<S>(mut self, name: impl Into<Arc<str>>, service: S) -> Self
     where
         S: ChatService,
@@ -143,7 +161,18 @@ impl Dispatch {
             "mock" => self.mock = None,
             _ => {}
         }
+        Arc::make_mut(&mut self.embedders).remove(&name);
         Arc::make_mut(&mut self.providers).insert(name, BoxCloneSyncService::new(service));
+        self
+    }
+
+    /// Serves embeddings for the provider named `name` with `service` (chat calls to that name go
+    /// to the service [`with_provider`](Self::with_provider) registered).
+    pub fn with_embeddings_provider<S>(mut self, name: impl Into<Arc<str>>, service: S) -> Self
+    where
+        S: EmbeddingsService,
+    {
+        Arc::make_mut(&mut self.embedders).insert(name.into(), BoxCloneSyncService::new(service));
         self
     }
 
@@ -295,6 +324,62 @@ impl Service<ChatCall> for Dispatch {
     }
 }
 
+impl Service<EmbeddingsCall> for Dispatch {
+    type Response = EmbeddingsResponse;
+    type Error = GatewayError;
+    type Future = EmbeddingsFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut call: EmbeddingsCall) -> Self::Future {
+        let model = &call.request.model;
+        if self.group_for(model).is_some() {
+            return EmbeddingsFuture::failed(GatewayError::unsupported(
+                "model",
+                format!("`{model}` names a model group, and model groups serve chat only; name an embedding model."),
+            ));
+        }
+        let route = match self.router.resolve(model) {
+            Ok(r) => r,
+            Err(e) => return EmbeddingsFuture::failed(e),
+        };
+        let Some(provider) = self.embedders.get(&*route.provider) else {
+            let e = if self.providers.contains_key(&*route.provider) {
+                GatewayError::unsupported(
+                    "model",
+                    format!(
+                        "The provider `{}` that serves `{}` does not serve embeddings.",
+                        route.provider, model
+                    ),
+                )
+            } else {
+                not_configured(&route)
+            };
+            return EmbeddingsFuture::failed(e);
+        };
+        let timeouts = self
+            .provider_timeouts
+            .get(&*route.provider)
+            .copied()
+            .unwrap_or(self.timeouts);
+        let record = call.context.record.clone();
+        let index = record.begin_attempt(Attempt::new(route.provider.clone()));
+        call.route = Some(route);
+        EmbeddingsFuture {
+            state: EmbeddingsState::Calling {
+                call: Oneshot::new(UpstreamTimeout::new(provider.clone(), timeouts), call),
+                attempt: Some(EmbeddingsAttempt {
+                    record,
+                    index,
+                    settled: false,
+                }),
+            },
+        }
+    }
+}
+
 /// The 503 for a route whose provider has no service here, with what to set for a built-in one.
 fn not_configured(route: &Route) -> GatewayError {
     if *route.provider != *route.kind.as_str() {
@@ -427,6 +512,89 @@ impl Future for ResponseFuture {
                     Some(state) => state.finish(result),
                     None => result,
                 })
+            }
+        }
+    }
+}
+
+/// An embeddings attempt in flight: where its outcome is written (a cancelled one when dropped
+/// unfinished).
+#[derive(Debug)]
+struct EmbeddingsAttempt {
+    record: Arc<CallRecord>,
+    index: usize,
+    settled: bool,
+}
+
+impl EmbeddingsAttempt {
+    fn finish(mut self, outcome: AttemptOutcome) {
+        self.settled = true;
+        self.record.end_attempt(self.index, outcome);
+    }
+}
+
+impl Drop for EmbeddingsAttempt {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.record
+                .end_attempt(self.index, AttemptOutcome::Cancelled);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Dispatch`] for embeddings calls.
+    pub struct EmbeddingsFuture {
+        #[pin]
+        state: EmbeddingsState,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = EmbeddingsStateProj]
+    enum EmbeddingsState {
+        Failed { error: Option<GatewayError> },
+        Calling {
+            #[pin]
+            call: Oneshot<UpstreamTimeout<EmbeddingsProviderService>, EmbeddingsCall>,
+            attempt: Option<EmbeddingsAttempt>,
+        },
+    }
+}
+
+impl EmbeddingsFuture {
+    fn failed(error: GatewayError) -> Self {
+        EmbeddingsFuture {
+            state: EmbeddingsState::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl std::fmt::Debug for EmbeddingsFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dispatch::EmbeddingsFuture")
+    }
+}
+
+impl Future for EmbeddingsFuture {
+    type Output = Result<EmbeddingsResponse, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            EmbeddingsStateProj::Failed { error } => {
+                Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                    GatewayError::internal("dispatch::EmbeddingsFuture polled after completion")
+                })))
+            }
+            EmbeddingsStateProj::Calling { call, attempt } => {
+                let result = std::task::ready!(call.poll(cx));
+                if let Some(attempt) = attempt.take() {
+                    attempt.finish(match &result {
+                        Ok(_) => AttemptOutcome::Ok,
+                        Err(e) => AttemptOutcome::failed(e),
+                    });
+                }
+                Poll::Ready(result)
             }
         }
     }

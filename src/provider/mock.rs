@@ -11,6 +11,9 @@
 //! - the last message is a tool result: `Tool <name> returned: <content>`;
 //! - otherwise: `You said: <the last user text>`.
 //!
+//! Embeddings (`Service<EmbeddingsCall>`, [`mock_embeddings`]) are unit vectors that depend only
+//! on each text (8 floats unless the request gives `dimensions`).
+//!
 //! As a `Service<ChatCall>` it is always ready and answers the request's own model id (it ignores
 //! the route, so it also answers a call that was never routed).
 //!
@@ -39,8 +42,8 @@ use tower_service::Service;
 use crate::error::GatewayError;
 use crate::model::{
     finish_reason, ChatCall, ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkMeta,
-    ChunkStream, Delta, Message, ResponseMessage, Role, ToolCall, ToolCallDelta, ToolChoiceKind,
-    Usage,
+    ChunkStream, Delta, EmbeddingsCall, EmbeddingsRequest, EmbeddingsResponse, Message,
+    ResponseMessage, Role, ToolCall, ToolCallDelta, ToolChoiceKind, Usage,
 };
 
 /// The model-id prefix the mock provider serves.
@@ -93,6 +96,61 @@ impl Service<ChatCall> for MockProvider {
 
     fn call(&mut self, call: ChatCall) -> Self::Future {
         std::future::ready(self.answer(&call.request))
+    }
+}
+
+/// The size of a mock vector when the request gives no `dimensions`.
+pub const MOCK_EMBEDDING_DIMENSIONS: u32 = 8;
+
+/// Embeddings for `request`: for each input, a unit vector of `dimensions` (default
+/// [`MOCK_EMBEDDING_DIMENSIONS`]) floats that depends only on the text, so equal texts get equal
+/// vectors; usage counts one token per four characters of each input.
+pub fn mock_embeddings(request: &EmbeddingsRequest) -> EmbeddingsResponse {
+    let dims = request
+        .dimensions
+        .unwrap_or(MOCK_EMBEDDING_DIMENSIONS)
+        .min(4096) as usize;
+    let mut tokens = 0u64;
+    let vectors = request
+        .texts()
+        .iter()
+        .map(|text| {
+            tokens += (text.len() as u64).div_ceil(4).max(1);
+            // FNV-1a over the text seeds a small xorshift generator per vector.
+            let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            }) | 1;
+            let raw: Vec<f32> = (0..dims)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state % 2001) as f32 / 1000.0 - 1.0
+                })
+                .collect();
+            let norm = raw
+                .iter()
+                .map(|v| v * v)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::EPSILON);
+            raw.into_iter().map(|v| v / norm).collect()
+        })
+        .collect();
+    EmbeddingsResponse::new(&request.model, vectors, tokens)
+}
+
+impl Service<EmbeddingsCall> for MockProvider {
+    type Response = EmbeddingsResponse;
+    type Error = GatewayError;
+    type Future = std::future::Ready<Result<EmbeddingsResponse, GatewayError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: EmbeddingsCall) -> Self::Future {
+        std::future::ready(Ok(mock_embeddings(&call.request)))
     }
 }
 

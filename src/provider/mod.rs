@@ -1,6 +1,9 @@
 //! Providers, and the dispatch and timeout stages of the typed core.
 //!
-//! Every provider is a `Service<ChatCall, Response = ChatReply, Error = GatewayError>`:
+//! Every provider is a `Service<ChatCall, Response = ChatReply, Error = GatewayError>`, and the
+//! built-in ones also a `Service<EmbeddingsCall, Response = EmbeddingsResponse>` (the core's second
+//! operation: OpenAI forwards `/v1/embeddings`, Bedrock calls Titan and Cohere, the mock answers
+//! deterministic vectors):
 //! `OpenAiProvider` (the `openai` feature), `BedrockProvider` (the `bedrock` feature),
 //! [`MockProvider`], or any service of the user's. [`Dispatch`] holds them by name, routes each
 //! [`ChatCall`] by model ([`Router`](crate::route::Router)) to the named provider — or, for a
@@ -63,14 +66,14 @@ mod upstream;
 
 #[cfg(feature = "bedrock")]
 pub use bedrock::BedrockProvider;
-pub use dispatch::{Dispatch, ProviderService};
+pub use dispatch::{Dispatch, EmbeddingsProviderService, ProviderService};
 #[cfg(feature = "bedrock")]
 pub use fetch::MediaFetcher;
 pub use group::{Deployment, ModelGroup};
 pub use mock::MockProvider;
 #[cfg(feature = "openai")]
 pub use openai::OpenAiProvider;
-pub use timeout::{UpstreamTimeout, UpstreamTimeoutLayer};
+pub use timeout::{TimedReply, UpstreamTimeout, UpstreamTimeoutLayer};
 #[cfg(any(feature = "openai", feature = "bedrock"))]
 pub use upstream::ProviderFuture;
 
@@ -78,7 +81,7 @@ pub use upstream::ProviderFuture;
 pub(crate) use upstream::{first_then_rest, https_connector};
 
 use crate::error::GatewayError;
-use crate::model::{ChatCall, ChatReply};
+use crate::model::{ChatCall, ChatReply, EmbeddingsCall, EmbeddingsResponse};
 
 /// What the gateway can call, box and share as a typed core or a provider: a
 /// `Service<ChatCall, Response = ChatReply, Error = GatewayError>` that is
@@ -100,6 +103,35 @@ impl<S> ChatService for S where
     S: tower_service::Service<
             ChatCall,
             Response = ChatReply,
+            Error = GatewayError,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// What the gateway can call for embeddings: a `Service<EmbeddingsCall, Response =
+/// EmbeddingsResponse, Error = GatewayError>` that is `Clone + Send + Sync + 'static` with a `Send`
+/// future. Implemented for every such service (the built-in providers, [`Dispatch`], the core).
+pub trait EmbeddingsService:
+    tower_service::Service<
+        EmbeddingsCall,
+        Response = EmbeddingsResponse,
+        Error = GatewayError,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> EmbeddingsService for S where
+    S: tower_service::Service<
+            EmbeddingsCall,
+            Response = EmbeddingsResponse,
             Error = GatewayError,
             Future: Send + 'static,
         > + Clone

@@ -12,12 +12,16 @@
 //!   query parameters (Azure's `api-version`) to every request, and has its own connect timeout and
 //!   idle pool size. The client's gateway key is never forwarded (the upstream request is built
 //!   from scratch; no client header is copied except `x-request-id`).
+//! - Embeddings (`Service<EmbeddingsCall>`) go to `{base}/embeddings` as the client wrote them
+//!   (model rewritten by the route); a vector answered as floats or as base64 decodes alike.
 //! - Streams are decoded by [`OpenAiStreamDecoder`] in the one [`decode_stream`] loop and
 //!   yielded chunk by chunk as they arrive.
 //! - Upstream errors: 4xx keep their status and the upstream's message, `code` and `param`; 5xx
 //!   become 502 (503 and 504 stay); connect failures and resets are 502; `Retry-After` /
 //!   `retry-after-ms` are kept for the retry layer.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -38,7 +42,9 @@ use crate::config::{OpenAiConfig, OpenAiProviderConfig, Secret, Timeouts};
 use crate::error::GatewayError;
 use crate::format::openai::{decode_error, encode_request, OpenAiStreamDecoder};
 use crate::format::reasoning::ReasoningBudgets;
-use crate::model::{ChatCall, ChatReply, ChatResponse, ModelObject};
+use crate::model::{
+    ChatCall, ChatReply, ChatResponse, EmbeddingsCall, EmbeddingsResponse, ModelObject,
+};
 use crate::stream::decode_stream;
 
 /// Largest upstream response body read into memory (complete replies and error bodies).
@@ -54,6 +60,7 @@ pub struct OpenAiProvider {
 struct Inner {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     chat_url: Uri,
+    embeddings_url: Uri,
     models_url: Uri,
     base_url: String,
     /// The auth header (marked sensitive) and the configured extra headers.
@@ -146,6 +153,7 @@ impl OpenAiProvider {
             inner: Arc::new(Inner {
                 client,
                 chat_url: parse("/chat/completions")?,
+                embeddings_url: parse("/embeddings")?,
                 models_url: parse("/models")?,
                 base_url: base,
                 headers,
@@ -222,6 +230,37 @@ impl OpenAiProvider {
         }
     }
 
+    /// Sends one embeddings call: the request as the client wrote it (every member, known or
+    /// not), with the route's upstream model.
+    async fn embed(self, call: EmbeddingsCall) -> Result<EmbeddingsResponse, GatewayError> {
+        let mut request = (*call.request).clone();
+        request.model = call.upstream_model().to_owned();
+        let body = serde_json::to_vec(&request).map_err(|e| {
+            GatewayError::internal(format!("failed to encode the upstream request: {e}"))
+        })?;
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(self.inner.embeddings_url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| GatewayError::internal(e.to_string()))?;
+        if let Some(id) = &call.context.request_id {
+            req.headers_mut().insert("x-request-id", id.clone());
+        }
+        let res = self.send(req).await?;
+        let bytes = read_body(res.into_body()).await?;
+        let mut response: EmbeddingsResponse = serde_json::from_slice(&bytes).map_err(|e| {
+            GatewayError::upstream_protocol(format!(
+                "The upstream returned an invalid embeddings response: {e}"
+            ))
+        })?;
+        if response.model.is_empty() {
+            response.model = call.request.model.clone();
+        }
+        Ok(response)
+    }
+
     /// Sends `req` with the upstream key; an error status becomes the mapped error.
     async fn send(
         &self,
@@ -274,6 +313,20 @@ impl Service<ChatCall> for OpenAiProvider {
 
     fn call(&mut self, call: ChatCall) -> Self::Future {
         Box::pin(self.clone().chat(call))
+    }
+}
+
+impl Service<EmbeddingsCall> for OpenAiProvider {
+    type Response = EmbeddingsResponse;
+    type Error = GatewayError;
+    type Future = Pin<Box<dyn Future<Output = Result<EmbeddingsResponse, GatewayError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: EmbeddingsCall) -> Self::Future {
+        Box::pin(self.clone().embed(call))
     }
 }
 

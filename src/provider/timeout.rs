@@ -51,7 +51,9 @@ use tower_service::Service;
 
 use crate::config::Timeouts;
 use crate::error::GatewayError;
-use crate::model::{ChatCall, ChatChunk, ChatReply, ChunkStream};
+use crate::model::{
+    ChatCall, ChatChunk, ChatReply, ChunkStream, EmbeddingsCall, EmbeddingsResponse,
+};
 
 /// Layer that applies [`UpstreamTimeout`] with the given timeouts (`first_byte`, `stream_idle`,
 /// `total`; the others are not the core's).
@@ -132,6 +134,59 @@ where
     }
 }
 
+/// An embeddings reply is complete: the call gets until the request's deadline, and is not
+/// retried when that runs out (as a complete chat reply).
+impl<S> Service<EmbeddingsCall> for UpstreamTimeout<S>
+where
+    S: Service<EmbeddingsCall, Response = EmbeddingsResponse, Error = GatewayError>,
+{
+    type Response = EmbeddingsResponse;
+    type Error = GatewayError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: EmbeddingsCall) -> Self::Future {
+        let deadline = call
+            .context
+            .deadline
+            .unwrap_or_else(|| instant_after(Instant::now(), self.timeouts.total));
+        ResponseFuture {
+            inner: self.inner.call(call),
+            sleep: tokio::time::sleep_until(deadline),
+            limit: Limit::Deadline,
+            idle: self.timeouts.stream_idle,
+            deadline,
+        }
+    }
+}
+
+/// A reply the timeout layer answers: a chat stream gets its stall and deadline guard, anything
+/// complete passes as it is.
+pub trait TimedReply {
+    /// The reply with its stream (if any) guarded by the `idle` gap and the `deadline`.
+    fn guarded(self, idle: Duration, deadline: Instant) -> Self;
+}
+
+impl TimedReply for ChatReply {
+    fn guarded(self, idle: Duration, deadline: Instant) -> Self {
+        match self {
+            ChatReply::Stream(s) => {
+                ChatReply::Stream(ChunkStream::new(TimedStream::new(s, idle, deadline)))
+            }
+            complete => complete,
+        }
+    }
+}
+
+impl TimedReply for EmbeddingsResponse {
+    fn guarded(self, _idle: Duration, _deadline: Instant) -> Self {
+        self
+    }
+}
+
 /// `now + d`, or a time far enough away to mean "never" when that does not fit an `Instant`
 /// (a configured timeout of years must not panic).
 pub(crate) fn instant_after(now: Instant, d: Duration) -> Instant {
@@ -190,24 +245,18 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F> Future for ResponseFuture<F>
+impl<F, R> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<ChatReply, GatewayError>>,
+    F: Future<Output = Result<R, GatewayError>>,
+    R: TimedReply,
 {
-    type Output = Result<ChatReply, GatewayError>;
+    type Output = Result<R, GatewayError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         // The reply first: one that is ready when the timer fires still counts.
         if let Poll::Ready(result) = this.inner.poll(cx) {
-            return Poll::Ready(result.map(|reply| match reply {
-                ChatReply::Stream(s) => ChatReply::Stream(ChunkStream::new(TimedStream::new(
-                    s,
-                    *this.idle,
-                    *this.deadline,
-                ))),
-                complete => complete,
-            }));
+            return Poll::Ready(result.map(|reply| reply.guarded(*this.idle, *this.deadline)));
         }
         ready!(this.sleep.poll(cx));
         Poll::Ready(Err(this.limit.error()))

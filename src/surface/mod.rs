@@ -5,8 +5,9 @@
 //! |---|---|---|---|
 //! | `POST /model/{modelId}/invoke`, `…/invoke-with-response-stream`, `…/converse`, `…/converse-stream` | [`bedrock_runtime`] (boto3 `bedrock-runtime`, AWS SDKs) | SigV4 with a configured client credential, `Authorization: Bearer`, `x-api-key` | `{"message"}` + `x-amzn-ErrorType`; exception frames in streams |
 //! | `POST /v1/messages`, `POST /anthropic/v1/messages` | [`anthropic`] (Anthropic SDKs) | `x-api-key`, `Authorization: Bearer` | Anthropic `{"type":"error",…}` |
+//! | `POST /v1/embeddings`, `POST /v1/responses` | [`openai`] (OpenAI SDKs, LangChain) | `Authorization: Bearer`, `x-api-key` | OpenAI `{"error":{…}}` |
 //!
-//! Both run the same pipeline as `/v1/chat/completions` (in-flight limit → auth → rate limit →
+//! All run the same pipeline as `/v1/chat/completions` (in-flight limit → auth → rate limit →
 //! detect → translate → the typed core); this module holds only what is theirs: the classifiers
 //! that say what their bodies are and how they are answered, the Bedrock path parsing, and SigV4
 //! client auth. So a Claude body reaches `gpt-4o` and a Converse call reaches Claude on Bedrock; a
@@ -29,3 +30,4 @@
 
 pub mod anthropic;
 pub mod bedrock_runtime;
+pub mod openai;

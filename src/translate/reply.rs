@@ -12,6 +12,7 @@ use crate::format::bedrock_claude::{self, ClaudeStreamEncoder};
 use crate::format::bedrock_titan::{self, TitanStreamEncoder};
 use crate::format::converse::{self, ConverseStreamEncoder};
 use crate::format::openai::OpenAiStreamEncoder;
+use crate::format::responses::{ResponsesFramer, ResponsesStreamEncoder};
 use crate::format::ReplyFormat;
 use crate::model::{ChatResponse, ChunkStream};
 use crate::sse::SseFramer;
@@ -146,6 +147,21 @@ pub(crate) fn stream_reply(
             settings,
         ),
     };
+    (body, stream_headers(content_type, reply))
+}
+
+/// A Responses stream: `encoder`'s typed events as SSE, an in-band error numbered after them.
+pub(crate) fn responses_stream_reply(
+    stream: ChunkStream,
+    encoder: ResponsesStreamEncoder,
+    seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    settings: &StreamSettings,
+) -> (Body, HeaderMap) {
+    let (body, content_type) = encoded(stream, encoder, ResponsesFramer::new(seq), settings);
+    (body, stream_headers(content_type, ReplyFormat::Responses))
+}
+
+fn stream_headers(content_type: &'static str, reply: ReplyFormat) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if reply.error_dialect() == crate::error::ErrorDialect::Bedrock {
@@ -157,7 +173,7 @@ pub(crate) fn stream_reply(
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     }
-    (body, headers)
+    headers
 }
 
 fn encoded<E: EventEncoder, F: Framer>(

@@ -7,20 +7,28 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::util::Oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::decode_request;
-use super::reply::{encode_complete, stream_reply, StreamSettings};
+use super::reply::{encode_complete, responses_stream_reply, stream_reply, StreamSettings};
 use crate::body::Body;
 use crate::detect::DetectedRequest;
 use crate::error::{ErrorDialect, GatewayError};
-use crate::format::ReplyFormat;
-use crate::model::{CallContext, CallRecord, ChatCall, ChatReply, GuardrailConfig};
+use crate::format::responses::{self as responses_format, ResponseMeta};
+use crate::format::{embeddings, InboundFormat, ReplyFormat};
+use crate::model::{
+    CallContext, CallRecord, ChatCall, ChatReply, EmbeddingsCall, EmbeddingsResponse,
+    GuardrailConfig, Usage,
+};
+use crate::provider::dispatch::EmbeddingsProviderService as EmbeddingsCore;
 use crate::provider::timeout::instant_after;
+use crate::responses_store::{ResponseStore, StoredResponse};
 use crate::usage::UsageHooks;
 
 /// Layer that applies [`Translate`].
@@ -30,6 +38,8 @@ pub struct TranslateLayer {
     shutdown: Option<CancellationToken>,
     total: Option<Duration>,
     reader_timeout: Option<Duration>,
+    embeddings: Option<EmbeddingsCore>,
+    store: ResponseStore,
 }
 
 impl TranslateLayer {
@@ -40,7 +50,24 @@ impl TranslateLayer {
             shutdown: None,
             total: None,
             reader_timeout: None,
+            embeddings: None,
+            store: ResponseStore::default(),
         }
+    }
+
+    /// Responses requests ([`InboundFormat::Responses`]) keep and read their stored responses in
+    /// `store` (default: a bounded in-process store).
+    pub fn with_response_store(mut self, store: ResponseStore) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Embeddings requests ([`InboundFormat::Embeddings`]) go to `core`, the typed core's second
+    /// operation (retry → dispatch → provider, as chat calls); without one they are a 404 naming
+    /// the missing operation.
+    pub fn with_embeddings(mut self, core: EmbeddingsCore) -> Self {
+        self.embeddings = Some(core);
+        self
     }
 
     /// A stream whose client has not taken a frame for `timeout` closes its connection (through
@@ -82,6 +109,8 @@ impl<S> Layer<S> for TranslateLayer {
             shutdown: self.shutdown.clone(),
             total: self.total,
             reader_timeout: self.reader_timeout,
+            embeddings: self.embeddings.clone(),
+            store: self.store.clone(),
         }
     }
 }
@@ -94,6 +123,8 @@ pub struct Translate<S> {
     shutdown: Option<CancellationToken>,
     total: Option<Duration>,
     reader_timeout: Option<Duration>,
+    embeddings: Option<EmbeddingsCore>,
+    store: ResponseStore,
 }
 
 impl<S> Translate<S> {
@@ -123,6 +154,12 @@ where
         let hooks = parts.extensions.remove::<UsageHooks>().unwrap_or_default();
         let reply = detected.reply;
         let inbound = detected.inbound;
+        if inbound == InboundFormat::Embeddings {
+            return self.embed(&parts, detected, hooks);
+        }
+        if inbound == InboundFormat::Responses {
+            return self.respond(&parts, detected, hooks);
+        }
         // Bedrock clients read the request id as `x-amzn-RequestId`.
         let amzn_id = (reply.error_dialect() == ErrorDialect::Bedrock)
             .then(|| parts.headers.get("x-request-id").cloned())
@@ -180,23 +217,221 @@ where
                 fut: Oneshot::new(self.inner.clone(), call),
             },
             reply,
-            settings: StreamSettings {
-                include_usage,
-                keep_alive: self.keep_alive,
-                shutdown: self.shutdown.clone(),
-                reader: self.reader_timeout.zip(
-                    parts
-                        .extensions
-                        .get::<crate::server::ConnectionCloser>()
-                        .cloned(),
-                ),
-            },
+            settings: self.settings(&parts, include_usage),
             hooks,
             record: Some(record),
             amzn_id,
+            core: None,
+            responses: None,
         }
     }
 }
+
+impl<S> Translate<S>
+where
+    S: Service<ChatCall, Response = ChatReply, Error = GatewayError> + Clone,
+{
+    /// An embeddings request: decoded and checked, sent to the embeddings core, answered as the
+    /// client's `encoding_format` says.
+    fn embed(
+        &self,
+        parts: &http::request::Parts,
+        detected: DetectedRequest,
+        hooks: UsageHooks,
+    ) -> ResponseFuture<S> {
+        let reply = detected.reply;
+        let mut request = match embeddings::decode_client_request(&detected.body) {
+            Ok(r) => r,
+            Err(e) => return ResponseFuture::error(e, reply, None),
+        };
+        if let Some(model) = detected.model {
+            request.model = model;
+        }
+        let Some(core) = self.embeddings.clone() else {
+            let e = GatewayError::not_found(&http::Method::POST, parts.uri.path());
+            return ResponseFuture::error(e, reply, None);
+        };
+        let base64 = request.wants_base64();
+        let record = Arc::new(CallRecord::new(
+            request.model.clone(),
+            InboundFormat::Embeddings,
+            reply,
+            false,
+        ));
+        let context = CallContext {
+            request_id: parts.headers.get("x-request-id").cloned(),
+            inbound: InboundFormat::Embeddings,
+            target: reply,
+            original: None,
+            record: record.clone(),
+            deadline: self
+                .total
+                .map(|t| instant_after(tokio::time::Instant::now(), t)),
+        };
+        ResponseFuture {
+            state: State::Embedding {
+                fut: Oneshot::new(core, EmbeddingsCall::with_context(request, context)),
+                base64,
+            },
+            reply,
+            settings: StreamSettings {
+                include_usage: false,
+                keep_alive: None,
+                shutdown: None,
+                reader: None,
+            },
+            hooks,
+            record: Some(record),
+            amzn_id: None,
+            core: None,
+            responses: None,
+        }
+    }
+
+    fn settings(&self, parts: &http::request::Parts, include_usage: bool) -> StreamSettings {
+        StreamSettings {
+            include_usage,
+            keep_alive: self.keep_alive,
+            shutdown: self.shutdown.clone(),
+            reader: self.reader_timeout.zip(
+                parts
+                    .extensions
+                    .get::<crate::server::ConnectionCloser>()
+                    .cloned(),
+            ),
+        }
+    }
+
+    /// A Responses request: the stored conversation of `previous_response_id` fetched (the
+    /// caller's own only), the body decoded into a chat call, then the core called as for chat.
+    fn respond(
+        &self,
+        parts: &http::request::Parts,
+        detected: DetectedRequest,
+        hooks: UsageHooks,
+    ) -> ResponseFuture<S> {
+        let reply = detected.reply;
+        let owner = owner_of(parts);
+        let store = self.store.clone();
+        let request_id = parts.headers.get("x-request-id").cloned();
+        let deadline = self
+            .total
+            .map(|t| instant_after(tokio::time::Instant::now(), t));
+        let body = detected.body;
+        let prepare = async move {
+            let previous_id = responses_format::previous_response_id(&body);
+            let previous = match &previous_id {
+                Some(id) => {
+                    store
+                        .get(&owner, id)
+                        .await?
+                        .ok_or_else(|| {
+                            GatewayError::invalid_request(format!(
+                                "Previous response with id '{id}' not found."
+                            ))
+                            .with_param("previous_response_id")
+                            .with_code("previous_response_not_found")
+                            .with_status(http::StatusCode::NOT_FOUND)
+                        })?
+                        .conversation
+                }
+                None => Vec::new(),
+            };
+            let decoded = responses_format::decode_client_request(&body, &previous)?;
+            drop(body);
+            let mut request = decoded.chat;
+            if request.is_stream() {
+                // The final usage goes into `response.completed`, the budget and the metrics.
+                request
+                    .stream_options
+                    .get_or_insert_with(Default::default)
+                    .include_usage = Some(true);
+            }
+            let record = Arc::new(CallRecord::new(
+                request.model.clone(),
+                InboundFormat::Responses,
+                reply,
+                request.is_stream(),
+            ));
+            let mut meta = ResponseMeta::new(request.model.clone(), decoded.echo);
+            meta.previous_response_id = decoded.previous_response_id;
+            meta.store = decoded.store;
+            let context = CallContext {
+                request_id,
+                inbound: InboundFormat::Responses,
+                target: reply,
+                original: None,
+                record: record.clone(),
+                deadline,
+            };
+            let call = ChatCall::with_context(request, context);
+            Ok(Prepared {
+                call,
+                record,
+                responses: ResponsesReply {
+                    meta,
+                    conversation: decoded.conversation,
+                    store: decoded.store.then_some(store),
+                    owner,
+                },
+            })
+        };
+        ResponseFuture {
+            state: State::Preparing {
+                fut: Box::pin(prepare),
+            },
+            reply,
+            settings: self.settings(parts, false),
+            hooks,
+            record: None,
+            amzn_id: None,
+            core: Some(self.inner.clone()),
+            responses: None,
+        }
+    }
+}
+
+/// The name of the key a request authenticated with (`anonymous` without auth).
+fn owner_of(parts: &http::request::Parts) -> String {
+    parts
+        .extensions
+        .get::<crate::auth::ApiKeyId>()
+        .map_or_else(|| "anonymous".to_owned(), |k| k.0.to_string())
+}
+
+/// A Responses call ready for the core.
+struct Prepared {
+    call: ChatCall,
+    record: Arc<CallRecord>,
+    responses: ResponsesReply,
+}
+
+/// What answering a Responses call needs besides the chat reply.
+#[derive(Debug)]
+struct ResponsesReply {
+    meta: ResponseMeta,
+    /// The conversation so far (the previous turns and this input), for the store.
+    conversation: Vec<Value>,
+    /// Where the response is kept (`store: true`).
+    store: Option<ResponseStore>,
+    owner: String,
+}
+
+impl ResponsesReply {
+    /// The stored entry for the Response object `object` and the assistant's `turn`.
+    fn stored(self, object: &Value, turn: Value) -> Option<(ResponseStore, StoredResponse)> {
+        let store = self.store?;
+        let mut conversation = self.conversation;
+        conversation.push(turn);
+        Some((
+            store,
+            StoredResponse::new(self.owner, object.clone(), conversation),
+        ))
+    }
+}
+
+type PrepareFuture = Pin<Box<dyn Future<Output = Result<Prepared, GatewayError>> + Send>>;
+type FinishFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 /// The guardrail an InvokeModel request names in its `X-Amzn-Bedrock-Guardrail*` headers (and
 /// `X-Amzn-Bedrock-Trace`).
@@ -224,6 +459,9 @@ pin_project_lite::pin_project! {
         hooks: UsageHooks,
         record: Option<Arc<CallRecord>>,
         amzn_id: Option<HeaderValue>,
+        // The core, until a Responses call is prepared.
+        core: Option<S>,
+        responses: Option<ResponsesReply>,
     }
 }
 
@@ -234,6 +472,9 @@ pin_project_lite::pin_project! {
         S: Service<ChatCall>,
     {
         Calling { #[pin] fut: Oneshot<S, ChatCall> },
+        Embedding { #[pin] fut: Oneshot<EmbeddingsCore, EmbeddingsCall>, base64: bool },
+        Preparing { fut: PrepareFuture },
+        Finishing { fut: FinishFuture },
         Failed { error: Option<GatewayError> },
     }
 }
@@ -252,6 +493,8 @@ impl<S: Service<ChatCall>> ResponseFuture<S> {
             hooks: UsageHooks::default(),
             record: None,
             amzn_id,
+            core: None,
+            responses: None,
         }
     }
 }
@@ -270,7 +513,49 @@ where
 {
     type Output = Result<Response<Body>, Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            let next = match this.state.as_mut().project() {
+                StateProj::Preparing { fut } => match ready!(fut.as_mut().poll(cx)) {
+                    Ok(prepared) => match this.core.take() {
+                        Some(core) => {
+                            *this.record = Some(prepared.record);
+                            *this.responses = Some(prepared.responses);
+                            State::Calling {
+                                fut: Oneshot::new(core, prepared.call),
+                            }
+                        }
+                        None => State::Failed {
+                            error: Some(GatewayError::internal(
+                                "a Responses call was prepared twice",
+                            )),
+                        },
+                    },
+                    Err(e) => State::Failed { error: Some(e) },
+                },
+                StateProj::Finishing { fut } => {
+                    let res = ready!(fut.as_mut().poll(cx));
+                    return Poll::Ready(Ok(finish(res, this.amzn_id.take(), this.record.take())));
+                }
+                StateProj::Calling { fut } if this.responses.is_some() => {
+                    let result = ready!(fut.poll(cx));
+                    let Some(ctx) = this.responses.take() else {
+                        continue;
+                    };
+                    let fut = responses_reply(
+                        result,
+                        ctx,
+                        this.hooks,
+                        this.record.clone(),
+                        this.settings,
+                    );
+                    State::Finishing { fut }
+                }
+                _ => break,
+            };
+            self.as_mut().project().state.set(next);
+        }
         let this = self.project();
         let reply = *this.reply;
         let result = match this.state.project() {
@@ -279,8 +564,15 @@ where
                 None => return Poll::Pending,
             },
             StateProj::Calling { fut } => ready!(fut.poll(cx)),
+            StateProj::Embedding { fut, base64 } => {
+                let result = ready!(fut.poll(cx));
+                let res = embeddings_response(result, *base64, this.hooks, this.record.as_deref());
+                return Poll::Ready(Ok(finish(res, this.amzn_id.take(), this.record.take())));
+            }
+            // Handled in the loop above.
+            StateProj::Preparing { .. } | StateProj::Finishing { .. } => return Poll::Pending,
         };
-        let mut res = match result {
+        let res = match result {
             Ok(ChatReply::Complete(response)) => {
                 let encoded = encode_complete(&response, reply);
                 if let Some(usage) = &response.usage {
@@ -303,18 +595,98 @@ where
             }
             Err(e) => e.into_response(reply.error_dialect()),
         };
-        if let Some(id) = this.amzn_id.take() {
-            res.headers_mut().insert("x-amzn-requestid", id);
-        }
-        if let Some(r) = this.record.take() {
-            if res.status().is_success() {
-                served_by_headers(&r, res.headers_mut());
-            }
-            // The log line and the metrics read the call's facts from the response.
-            res.extensions_mut().insert(r);
-        }
-        Poll::Ready(Ok(res))
+        Poll::Ready(Ok(finish(res, this.amzn_id.take(), this.record.take())))
     }
+}
+
+/// The reply to a Responses call: the Response object (kept in the store first, when asked), or
+/// its typed event stream (kept when it completes); errors in the OpenAI dialect.
+fn responses_reply(
+    result: Result<ChatReply, GatewayError>,
+    ctx: ResponsesReply,
+    hooks: &mut UsageHooks,
+    record: Option<Arc<CallRecord>>,
+    settings: &StreamSettings,
+) -> FinishFuture {
+    match result {
+        Ok(ChatReply::Complete(response)) => {
+            if let Some(usage) = &response.usage {
+                hooks.report(usage);
+                if let Some(r) = &record {
+                    r.record_usage_of(usage);
+                }
+            }
+            let (object, turn) = responses_format::encode_client_response(&ctx.meta, &response);
+            let body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+            let stored = ctx.stored(&object, turn);
+            Box::pin(async move {
+                if let Some((store, entry)) = stored {
+                    store.put(entry).await;
+                }
+                crate::gateway::json_response(http::StatusCode::OK, body)
+            })
+        }
+        Ok(ChatReply::Stream(stream)) => {
+            let stream = std::mem::take(hooks).tap(stream, record.unwrap_or_default());
+            let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let mut encoder =
+                responses_format::ResponsesStreamEncoder::new(ctx.meta.clone(), seq.clone());
+            if ctx.store.is_some() {
+                encoder = encoder.on_complete(Box::new(move |object, turn| {
+                    if let Some((store, entry)) = ctx.stored(object, turn) {
+                        store.put_detached(entry);
+                    }
+                }));
+            }
+            let (body, headers) = responses_stream_reply(stream, encoder, seq, settings);
+            let mut res = Response::new(body);
+            *res.headers_mut() = headers;
+            Box::pin(std::future::ready(res))
+        }
+        Err(e) => Box::pin(std::future::ready(e.into_response(ErrorDialect::OpenAi))),
+    }
+}
+
+/// The reply to an embeddings call: the list as the client asked for its vectors, with its usage
+/// reported to the token budget and the record; or the error in the OpenAI dialect.
+fn embeddings_response(
+    result: Result<EmbeddingsResponse, GatewayError>,
+    base64: bool,
+    hooks: &UsageHooks,
+    record: Option<&CallRecord>,
+) -> Response<Body> {
+    match result {
+        Ok(response) => {
+            let usage = Usage::from_parts(response.usage.prompt_tokens, 0, 0, 0);
+            hooks.report(&usage);
+            if let Some(r) = record {
+                r.record_usage_of(&usage);
+            }
+            let body = embeddings::encode_client_response(&response, base64);
+            crate::gateway::json_response(http::StatusCode::OK, body)
+        }
+        Err(e) => e.into_response(ErrorDialect::OpenAi),
+    }
+}
+
+/// The headers and extensions every reply gets: Bedrock's request id, who served it, and the
+/// call's record for the log line and the metrics.
+fn finish(
+    mut res: Response<Body>,
+    amzn_id: Option<HeaderValue>,
+    record: Option<Arc<CallRecord>>,
+) -> Response<Body> {
+    if let Some(id) = amzn_id {
+        res.headers_mut().insert("x-amzn-requestid", id);
+    }
+    if let Some(r) = record {
+        if res.status().is_success() {
+            served_by_headers(&r, res.headers_mut());
+        }
+        // The log line and the metrics read the call's facts from the response.
+        res.extensions_mut().insert(r);
+    }
+    res
 }
 
 /// `x-gateway-provider` and, for a model group, `x-gateway-deployment`: who served the reply.

@@ -329,6 +329,9 @@ pub fn openai_answer(req: &Recorded, attempt: usize) -> Reply {
             {"id":"gpt-4o-mini","object":"model","created":1721172741,"owned_by":"system"}]}),
         );
     }
+    if req.path.ends_with("/embeddings") {
+        return openai_embeddings_answer(req, attempt);
+    }
     let body = req.json();
     let model = body["model"].as_str().unwrap_or("gpt-4o").to_owned();
     if model == "gpt-fail-500" {
@@ -1274,6 +1277,8 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
             }
             titan_answer(&body, &model, op == "invoke-with-response-stream")
         }
+        ("invoke", Some(BedrockFamily::TitanEmbedding)) => titan_embedding_answer(&body, &model),
+        ("invoke", Some(BedrockFamily::CohereEmbedding)) => cohere_embedding_answer(&body, &model),
         ("converse" | "converse-stream", _) => {
             if let Some(reply) = converse_guardrail(&body, op == "converse-stream") {
                 return reply;
@@ -1947,4 +1952,252 @@ fn converse_answer(body: &Value, model: &str, stream: bool) -> Reply {
         frames.truncate(2);
     }
     event_stream(split_frames(&frames, 11))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings: OpenAI's `/v1/embeddings`, Titan and Cohere over InvokeModel, each body validated as
+// strictly as the real service does.
+
+/// The fake's vector for `text`: `dims` floats, the first the text's length in bytes, the rest
+/// `i / 1000` — so a test can tell which input a vector belongs to and how long it is.
+pub fn fake_vector(text: &str, dims: usize) -> Vec<f32> {
+    (0..dims)
+        .map(|i| {
+            if i == 0 {
+                text.len() as f32
+            } else {
+                i as f32 / 1000.0
+            }
+        })
+        .collect()
+}
+
+/// The fake's token count for a text (one per whitespace-separated word, at least one).
+pub fn fake_tokens(text: &str) -> u64 {
+    text.split_whitespace().count().max(1) as u64
+}
+
+fn unknown_keys(body: &Value, allowed: &[&str]) -> Result<(), String> {
+    let Some(obj) = body.as_object() else {
+        return Err("the body is not a JSON object".into());
+    };
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!("extraneous key [{k}] is not permitted")),
+        None => Ok(()),
+    }
+}
+
+fn openai_embeddings_answer(req: &Recorded, attempt: usize) -> Reply {
+    let body = req.json();
+    let bad = |e: String| {
+        Reply::json(
+            400,
+            json!({"error":{"message":e,"type":"invalid_request_error","param":null,"code":null}}),
+        )
+    };
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    if model == "text-embedding-fail-500" {
+        return Reply::json(
+            500,
+            json!({"error":{"message":"upstream exploded","type":"server_error","param":null,"code":null}}),
+        );
+    }
+    if model == "text-embedding-429-once" && attempt % 2 == 1 {
+        return Reply::json(429, json!({"error":{"message":"slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}))
+            .with_header("retry-after-ms", "10");
+    }
+    if let Err(e) = unknown_keys(
+        &body,
+        &["model", "input", "dimensions", "encoding_format", "user"],
+    ) {
+        return bad(format!("Unrecognized request argument supplied: {e}"));
+    }
+    if model.is_empty() {
+        return bad("you must provide a model parameter".into());
+    }
+    let texts: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => items
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        _ => return bad("'input' must be a string or a list of strings".into()),
+    };
+    let dims = match &body["dimensions"] {
+        Value::Null => 8,
+        v => match v.as_u64() {
+            Some(d) if (1..=3072).contains(&d) && model.starts_with("text-embedding-3") => {
+                d as usize
+            }
+            _ => return bad("This model does not support specifying dimensions.".into()),
+        },
+    };
+    let base64 = match &body["encoding_format"] {
+        Value::Null => false,
+        Value::String(f) if f == "float" => false,
+        Value::String(f) if f == "base64" => true,
+        _ => return bad("'encoding_format' must be float or base64".into()),
+    };
+    use base64::Engine as _;
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let v = fake_vector(t, dims);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+                Value::from(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object":"embedding","index":i,"embedding":embedding})
+        })
+        .collect();
+    let tokens: u64 = texts.iter().map(|t| fake_tokens(t)).sum();
+    Reply::json(
+        200,
+        json!({"object":"list","data":data,"model":model,
+            "usage":{"prompt_tokens":tokens,"total_tokens":tokens}}),
+    )
+}
+
+/// Titan embeddings: v2 takes `inputText`, `dimensions` (256/512/1024, default 1024),
+/// `normalize`, `embeddingTypes`; v1 `inputText` only (1536 floats).
+fn titan_embedding_answer(body: &Value, model: &str) -> Reply {
+    let v2 = model.contains("titan-embed-text-v2");
+    let allowed: &[&str] = if v2 {
+        &["inputText", "dimensions", "normalize", "embeddingTypes"]
+    } else {
+        &["inputText"]
+    };
+    if let Err(e) = unknown_keys(body, allowed) {
+        return aws_error(
+            400,
+            "ValidationException",
+            &format!("Malformed input request: {e}, please reformat your input and try again."),
+        );
+    }
+    let Some(text) = body["inputText"].as_str().filter(|t| !t.is_empty()) else {
+        return aws_error(
+            400,
+            "ValidationException",
+            "Malformed input request: #/inputText: expected minLength: 1",
+        );
+    };
+    let dims = match &body["dimensions"] {
+        Value::Null => {
+            if v2 {
+                1024
+            } else {
+                1536
+            }
+        }
+        v => match v.as_u64() {
+            Some(d @ (256 | 512 | 1024)) => d as usize,
+            _ => {
+                return aws_error(
+                    400,
+                    "ValidationException",
+                    "Malformed input request: #/dimensions: 300 is not a valid enum value",
+                )
+            }
+        },
+    };
+    if !matches!(body["normalize"], Value::Null | Value::Bool(_)) {
+        return aws_error(
+            400,
+            "ValidationException",
+            "Malformed input request: #/normalize: expected type: Boolean",
+        );
+    }
+    Reply::json(
+        200,
+        json!({"embedding": fake_vector(text, dims), "inputTextTokenCount": fake_tokens(text)}),
+    )
+}
+
+/// Cohere embeddings: `texts` (1–96), `input_type` (required), `truncate`, `embedding_types`;
+/// v4 also `output_dimension` (256/512/1024/1536, default 1536) and answers by type.
+fn cohere_embedding_answer(body: &Value, model: &str) -> Reply {
+    let v4 = model.contains("embed-v4");
+    let allowed: &[&str] = if v4 {
+        &[
+            "texts",
+            "input_type",
+            "truncate",
+            "embedding_types",
+            "output_dimension",
+            "images",
+            "max_tokens",
+        ]
+    } else {
+        &[
+            "texts",
+            "input_type",
+            "truncate",
+            "embedding_types",
+            "images",
+        ]
+    };
+    let invalid = |m: &str| {
+        aws_error(
+            400,
+            "ValidationException",
+            &format!("Malformed input request: {m}, please reformat your input and try again."),
+        )
+    };
+    if let Err(e) = unknown_keys(body, allowed) {
+        return invalid(&e);
+    }
+    let Some(texts) = body["texts"].as_array() else {
+        return invalid("#: required key [texts] not found");
+    };
+    if texts.is_empty() || texts.len() > 96 {
+        return invalid(&format!(
+            "#/texts: expected between 1 and 96 items, found {}",
+            texts.len()
+        ));
+    }
+    let texts: Vec<&str> = texts.iter().filter_map(Value::as_str).collect();
+    if !matches!(
+        body["input_type"].as_str(),
+        Some("search_document" | "search_query" | "classification" | "clustering")
+    ) {
+        return invalid("#/input_type: required and one of search_document, search_query, classification, clustering");
+    }
+    let truncate_ok = match body["truncate"].as_str() {
+        None => body["truncate"].is_null(),
+        Some(t) if v4 => ["NONE", "LEFT", "RIGHT"].contains(&t),
+        Some(t) => ["NONE", "START", "END"].contains(&t),
+    };
+    if !truncate_ok {
+        return invalid("#/truncate: not a valid enum value");
+    }
+    let dims = match &body["output_dimension"] {
+        Value::Null => {
+            if v4 {
+                1536
+            } else {
+                1024
+            }
+        }
+        v => match v.as_u64() {
+            Some(d @ (256 | 512 | 1024 | 1536)) => d as usize,
+            _ => return invalid("#/output_dimension: not a valid enum value"),
+        },
+    };
+    let vectors: Vec<Vec<f32>> = texts.iter().map(|t| fake_vector(t, dims)).collect();
+    let tokens: u64 = texts.iter().map(|t| fake_tokens(t)).sum();
+    let by_type = v4 || !body["embedding_types"].is_null();
+    let embeddings = if by_type {
+        json!({"float": vectors})
+    } else {
+        json!(vectors)
+    };
+    Reply::json(
+        200,
+        json!({"id":"emb-fake","texts":texts,"embeddings":embeddings,
+            "response_type": if by_type {"embeddings_by_type"} else {"embeddings_floats"}}),
+    )
+    .with_header("x-amzn-bedrock-input-token-count", &tokens.to_string())
 }

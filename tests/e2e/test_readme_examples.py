@@ -59,9 +59,15 @@ def test_curl_example_works(readme_gateway, command):
         assert not any("error" in p for p in parsed), body
     else:
         reply = json.loads(body)
-        assert "error" not in reply, reply
+        # A Response object always has `error` (null when it succeeded).
+        assert reply.get("error") is None, reply
         text = json.dumps(reply)
         if '"tools"' in command:
             assert reply["choices"][0]["message"]["tool_calls"], reply
+        elif "/v1/responses" in command:
+            assert reply["status"] == "completed", reply
+            assert "You said:" in reply["output"][0]["content"][0]["text"], reply
+        elif "/v1/embeddings" in command:
+            assert reply["object"] == "list" and reply["data"] and reply["usage"]["total_tokens"] > 0, reply
         else:
             assert "You said:" in text, reply

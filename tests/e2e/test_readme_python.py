@@ -33,4 +33,9 @@ def test_python_example_works(readme_gateway, snippet):
     code = snippet.replace("http://localhost:8000", readme_gateway)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "You said:" in out.stdout, out.stdout
+    # A snippet says what it prints with `# prints: …` comments; the others print a chat answer.
+    printed = re.findall(r"# prints: (.*)", snippet)
+    if printed:
+        assert out.stdout.splitlines() == printed, out.stdout
+    else:
+        assert "You said:" in out.stdout, out.stdout

@@ -24,9 +24,13 @@
 //!   model is forwarded as written, minus routing-only keys.
 //! - **Streams** answer once their first event has arrived (failures before it stay retryable);
 //!   exception frames become in-band errors (the `stream` module).
+//! - **Embeddings** (`Service<EmbeddingsCall>`): Titan and Cohere over InvokeModel, lists fanned
+//!   out with a bound and reassembled in order (the `embeddings` module). A chat call to an
+//!   embedding model, or an embeddings call to a chat model, is a 400 naming `model`.
 //! - **Errors** map per PROTOCOLS.md §5.8 (the `error` module).
 
 mod capabilities;
+mod embeddings;
 mod error;
 mod fan_out;
 mod guardrail;
@@ -35,6 +39,8 @@ mod stops;
 mod stream;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -60,7 +66,10 @@ use crate::format::converse::{self, ConverseOptions, ConverseStreamDecoder};
 use crate::format::reasoning;
 use crate::format::structured::{self, Lowering, StructuredReply};
 use crate::format::InboundFormat;
-use crate::model::{ChatCall, ChatReply, ChatRequest, ChunkMeta, GuardrailConfig};
+use crate::model::{
+    ChatCall, ChatReply, ChatRequest, ChunkMeta, EmbeddingsCall, EmbeddingsResponse,
+    GuardrailConfig,
+};
 use crate::route::{BedrockFamily, ProviderKind};
 use crate::stream::decode_stream;
 
@@ -86,6 +95,8 @@ struct Inner {
     guardrails: GuardrailsConfig,
     /// The most choices (`n`) one request may fan out to.
     max_n: u32,
+    /// The most embedding calls one request runs at a time.
+    embedding_concurrency: usize,
 }
 
 impl std::fmt::Debug for BedrockProvider {
@@ -303,6 +314,7 @@ impl BedrockProvider {
                 caching: config.prompt_caching.clone(),
                 guardrails: config.guardrails.clone(),
                 max_n: config.bedrock.max_n,
+                embedding_concurrency: config.bedrock.embedding_concurrency as usize,
                 // The configuration was validated; a TLS set-up failure leaves fetching off.
                 fetcher: MediaFetcher::new(&config.media_fetch).unwrap_or_else(|e| {
                     tracing::error!(error = %e, "media fetching is off: its client could not be built");
@@ -345,6 +357,15 @@ impl BedrockProvider {
             ));
         };
         let model = &*route.upstream_model;
+        if family.is_embedding() {
+            return Err(GatewayError::unsupported(
+                "model",
+                format!(
+                    "`{}` is an embedding model: call it through /v1/embeddings.",
+                    call.request.model
+                ),
+            ));
+        }
         let claude_family = family == BedrockFamily::Claude;
         let cache = capabilities::cache_support(model, claude_family);
         // Fetched media, automatic caching and structured outputs rewrite the request;
@@ -420,6 +441,7 @@ impl BedrockProvider {
                     }
                 }
             }
+            BedrockFamily::TitanEmbedding | BedrockFamily::CohereEmbedding => unreachable_family(),
             BedrockFamily::Converse => {
                 let reasoning = capabilities::reasoning_style(model);
                 let opts = ConverseOptions {
@@ -554,6 +576,47 @@ impl Service<ChatCall> for BedrockProvider {
             }),
         }
     }
+}
+
+impl Service<EmbeddingsCall> for BedrockProvider {
+    type Response = EmbeddingsResponse;
+    type Error = GatewayError;
+    type Future = Pin<Box<dyn Future<Output = Result<EmbeddingsResponse, GatewayError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: EmbeddingsCall) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let family =
+                match call.route.as_ref().map(|r| r.kind) {
+                    Some(ProviderKind::Bedrock(family)) => family,
+                    _ => return Err(GatewayError::internal(
+                        "an embeddings call without a Bedrock route reached the Bedrock provider",
+                    )),
+                };
+            if !family.is_embedding() {
+                return Err(GatewayError::unsupported(
+                    "model",
+                    format!(
+                        "`{}` is not an embedding model (Bedrock embeds with amazon.titan-embed-* and cohere.embed-*).",
+                        call.request.model
+                    ),
+                ));
+            }
+            let client = this.client_for(call.upstream_model());
+            embeddings::embed(client, family, &call, this.inner.embedding_concurrency).await
+        })
+    }
+}
+
+/// The chat path returns before it matches an embedding family.
+fn unreachable_family() -> Result<ChatReply, GatewayError> {
+    Err(GatewayError::internal(
+        "an embedding family reached the chat path",
+    ))
 }
 
 /// What InvokeModel answered: the model-native JSON, or the event stream of
