@@ -44,6 +44,7 @@ pub mod converse;
 pub mod data_url;
 pub mod openai;
 pub mod reasoning;
+pub mod scan;
 pub mod structured;
 
 use crate::error::ErrorDialect;

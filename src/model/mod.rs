@@ -37,11 +37,13 @@
 
 mod call;
 mod listing;
+mod relayed;
 mod request;
 mod response;
 
 pub use call::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream, OriginalBody};
 pub use listing::ModelObject;
+pub use relayed::{RelayedBody, RelayedEvent, RelayedReply, RelayedStream};
 pub use request::{
     CacheControl, ChatRequest, ContentPart, FilePart, FunctionCall, FunctionDefinition,
     GuardrailConfig, ImageUrl, Message, MessageContent, Role, Stop, StreamOptions, ThinkingBlock,

@@ -72,7 +72,7 @@ pub use timeout::{UpstreamTimeout, UpstreamTimeoutLayer};
 pub use upstream::ProviderFuture;
 
 #[cfg(any(feature = "openai", feature = "bedrock"))]
-pub(crate) use upstream::{first_then_rest, https_connector};
+pub(crate) use upstream::{first_relayed, first_then_rest, https_connector};
 
 use crate::error::GatewayError;
 use crate::model::{ChatCall, ChatReply};

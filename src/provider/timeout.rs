@@ -50,7 +50,7 @@ use tower_service::Service;
 
 use crate::config::Timeouts;
 use crate::error::GatewayError;
-use crate::model::{ChatCall, ChatChunk, ChatReply, ChunkStream};
+use crate::model::{ChatCall, ChatReply, ChunkStream, RelayedBody, RelayedReply, RelayedStream};
 
 /// Layer that applies [`UpstreamTimeout`] with the given timeouts (`first_byte`, `stream_idle`,
 /// `total`; the others are not the core's).
@@ -199,12 +199,23 @@ where
         let this = self.project();
         // The reply first: one that is ready when the timer fires still counts.
         if let Poll::Ready(result) = this.inner.poll(cx) {
+            let (idle, deadline) = (*this.idle, *this.deadline);
             return Poll::Ready(result.map(|reply| match reply {
-                ChatReply::Stream(s) => ChatReply::Stream(ChunkStream::new(TimedStream::new(
-                    s,
-                    *this.idle,
-                    *this.deadline,
-                ))),
+                ChatReply::Stream(s) => {
+                    ChatReply::Stream(ChunkStream::new(TimedStream::new(s, idle, deadline)))
+                }
+                ChatReply::Relayed(RelayedReply {
+                    format,
+                    model,
+                    body: RelayedBody::Stream(s),
+                    ..
+                }) => ChatReply::Relayed(RelayedReply {
+                    format,
+                    model,
+                    body: RelayedBody::Stream(RelayedStream::new(TimedStream::new(
+                        s, idle, deadline,
+                    ))),
+                }),
                 complete => complete,
             }));
         }
@@ -216,11 +227,12 @@ where
 pin_project_lite::pin_project! {
     /// A stream guard: ends the stream with an in-band 504 when the upstream is silent for longer
     /// than the idle gap, or when the total deadline passes — a stalled stream never hangs a client.
-    pub(crate) struct TimedStream {
-        inner: ChunkStream,
+    /// Over canonical chunks or relayed events alike.
+    pub(crate) struct TimedStream<S = ChunkStream> {
+        inner: S,
         idle: Duration,
-        // When the last item arrived; the idle timer is re-armed from it only when it fires,
-        // instead of being reset (a timer-wheel update) on every chunk.
+        // When the last item arrived (one clock read per item); the idle timer is re-armed from
+        // it only when it fires, instead of being reset (a timer-wheel update) on every chunk.
         last: Instant,
         #[pin]
         idle_timer: Sleep,
@@ -230,9 +242,9 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl TimedStream {
+impl<S> TimedStream<S> {
     /// Guards `inner` with an `idle` gap and an absolute `deadline`.
-    pub(crate) fn new(inner: ChunkStream, idle: Duration, deadline: Instant) -> Self {
+    pub(crate) fn new(inner: S, idle: Duration, deadline: Instant) -> Self {
         TimedStream {
             inner,
             idle,
@@ -244,7 +256,7 @@ impl TimedStream {
     }
 }
 
-impl std::fmt::Debug for TimedStream {
+impl<S> std::fmt::Debug for TimedStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TimedStream")
             .field("idle", &self.idle)
@@ -252,8 +264,11 @@ impl std::fmt::Debug for TimedStream {
     }
 }
 
-impl Stream for TimedStream {
-    type Item = Result<ChatChunk, GatewayError>;
+impl<S, T> Stream for TimedStream<S>
+where
+    S: Stream<Item = Result<T, GatewayError>> + Unpin,
+{
+    type Item = Result<T, GatewayError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
@@ -262,8 +277,7 @@ impl Stream for TimedStream {
         }
         match Pin::new(&mut *this.inner).poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                let idle = *this.idle;
-                this.idle_timer.as_mut().reset(Instant::now() + idle);
+                *this.last = Instant::now();
                 if item.is_err() {
                     *this.done = true;
                 }
