@@ -41,7 +41,10 @@ mod relayed;
 mod request;
 mod response;
 
-pub use call::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream, OriginalBody};
+pub use call::{
+    Attempt, AttemptOutcome, CallContext, CallRecord, ChatCall, ChatReply, ChunkStream,
+    OriginalBody,
+};
 pub use listing::ModelObject;
 pub use relayed::{RelayedBody, RelayedEvent, RelayedReply, RelayedStream};
 pub use request::{

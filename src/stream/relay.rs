@@ -167,7 +167,7 @@ impl StreamDecoder<RelayedEvent> for ClaudeStreamRelay {
             // The canonical decoder maps Anthropic's in-band error.
             let mut scratch = Vec::new();
             let mut decoder = bedrock_claude::ClaudeStreamDecoder::new(ChunkMeta::from_parts("", 0, ""));
-            decoder.push(payload, &mut scratch)?;
+            decoder.push(&payload, &mut scratch)?;
             return Err(invalid("Claude stream event"));
         }
         let Some(name) = facts.name else {
