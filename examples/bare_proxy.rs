@@ -77,7 +77,8 @@ async fn relay(proxy: Arc<Proxy>, req: Request<Incoming>) -> Result<Response<Out
                 res.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
             }
             if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
-                res.headers_mut().insert(header::CONTENT_LENGTH, len.clone());
+                res.headers_mut()
+                    .insert(header::CONTENT_LENGTH, len.clone());
             }
             Ok(res)
         }

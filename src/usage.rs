@@ -63,7 +63,11 @@ impl UsageHooks {
     }
 
     /// [`tap`](Self::tap) for a relayed stream: the usage and output bytes its byte scan found.
-    pub(crate) fn tap_relayed(self, stream: RelayedStream, record: Arc<CallRecord>) -> RelayedStream {
+    pub(crate) fn tap_relayed(
+        self,
+        stream: RelayedStream,
+        record: Arc<CallRecord>,
+    ) -> RelayedStream {
         RelayedStream::new(UsageTap {
             inner: stream,
             hooks: Some(self),

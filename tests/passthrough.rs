@@ -90,9 +90,17 @@ async fn a_request_nothing_changes_is_relayed_as_bytes_both_ways_and_its_usage_s
     const SENT: &[u8] = br#"{ "messages": [{"role":"user","content":"h\u00e9llo"}],"model":"gpt-4o",  "temperature":0.50, "x_future":{"a":[1, 2]} }"#;
     let res = post_raw(&gw, "/v1/chat/completions", SENT).await;
     assert_eq!(res.status, 200, "{}", res.text());
-    assert_eq!(&res.body[..], COMPLETION, "the upstream's bytes, as they came");
+    assert_eq!(
+        &res.body[..],
+        COMPLETION,
+        "the upstream's bytes, as they came"
+    );
     assert_eq!(res.headers["content-type"], "application/json");
-    assert_eq!(&upstream.requests()[0].body[..], SENT, "the client's bytes, as sent");
+    assert_eq!(
+        &upstream.requests()[0].body[..],
+        SENT,
+        "the client's bytes, as sent"
+    );
 
     let text = metrics_with(&gw, "obs_tokens_total").await;
     for needle in [
@@ -166,10 +174,16 @@ async fn a_relayed_stream_that_ends_without_a_finish_is_an_in_band_error() {
     assert_eq!(res.status, 200);
     let data = res.sse_data();
     assert_eq!(data.len(), 2, "{data:?}");
-    assert_eq!(data[0].as_bytes(), &STREAM_PARTS[0][6..STREAM_PARTS[0].len() - 4]);
+    assert_eq!(
+        data[0].as_bytes(),
+        &STREAM_PARTS[0][6..STREAM_PARTS[0].len() - 4]
+    );
     let err: Value = serde_json::from_str(&data[1]).unwrap();
     assert_eq!(err["error"]["code"], "upstream_protocol_error", "{err}");
-    assert!(!res.text().contains("[DONE]"), "a cut stream never looks complete");
+    assert!(
+        !res.text().contains("[DONE]"),
+        "a cut stream never looks complete"
+    );
 }
 
 #[tokio::test]
@@ -179,7 +193,11 @@ async fn an_alias_and_a_target_format_take_the_canonical_path() {
     let res = post_raw(&gw, "/v1/chat/completions", ALIASED).await;
     assert_eq!(res.status, 200, "{}", res.text());
     let sent = &upstream.requests()[0];
-    assert_eq!(sent.json()["model"], "gpt-4o-mini", "the alias is rewritten");
+    assert_eq!(
+        sent.json()["model"],
+        "gpt-4o-mini",
+        "the alias is rewritten"
+    );
     assert_ne!(&sent.body[..], ALIASED);
     assert_eq!(res.json()["usage"]["total_tokens"], 10);
 

@@ -575,12 +575,18 @@ mod tests {
 
     #[test]
     fn openai_facts() {
-        let f = openai_chunk(br#"{"choices":[{"delta":{"content":null},"finish_reason":null}],"usage":null}"#).unwrap();
+        let f = openai_chunk(
+            br#"{"choices":[{"delta":{"content":null},"finish_reason":null}],"usage":null}"#,
+        )
+        .unwrap();
         assert_eq!(f, ChunkFacts::default());
         let f = openai_chunk(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":2}}}"#).unwrap();
         assert!(f.usage_only);
         let u = f.usage.unwrap();
-        assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens()), (3, 4, 2));
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens()),
+            (3, 4, 2)
+        );
         assert!(openai_chunk(br#"{"error":{"message":"x"}}"#).unwrap().error);
         let f = openai_completion(br#"{"model":"","usage":{"total_tokens":1}}"#).unwrap();
         assert!(!f.has_model && f.usage.is_some());
@@ -597,16 +603,28 @@ mod tests {
         let f = claude_event(br#"{"type":"message_stop"}"#, &mut u).unwrap();
         assert!(f.finished);
         assert_eq!((u.input, u.output, u.cache_read), (12, 9, 3));
-        assert_eq!(claude_event(br#"{"type":"new_kind"}"#, &mut u).unwrap().name, None);
+        assert_eq!(
+            claude_event(br#"{"type":"new_kind"}"#, &mut u)
+                .unwrap()
+                .name,
+            None
+        );
 
         let mut t = (0, 0);
         titan_chunk(br#"{"outputText":"Hi","index":0,"totalOutputTextTokenCount":1,"completionReason":null,"inputTextTokenCount":8}"#, &mut t).unwrap();
         let f = titan_chunk(br#"{"outputText":"","completionReason":"FINISH","inputTextTokenCount":null,"totalOutputTextTokenCount":6}"#, &mut t).unwrap();
         assert!(f.finished);
         assert_eq!(t, (8, 6));
-        let u = titan_result_usage(br#"{"inputTextTokenCount":8,"results":[{"tokenCount":6,"outputText":"x"}]}"#).unwrap().unwrap();
+        let u = titan_result_usage(
+            br#"{"inputTextTokenCount":8,"results":[{"tokenCount":6,"outputText":"x"}]}"#,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((u.prompt_tokens, u.completion_tokens), (8, 6));
-        let u = claude_message_usage(br#"{"id":"m","usage":{"input_tokens":12,"output_tokens":9}}"#).unwrap().unwrap();
+        let u =
+            claude_message_usage(br#"{"id":"m","usage":{"input_tokens":12,"output_tokens":9}}"#)
+                .unwrap()
+                .unwrap();
         assert_eq!(u.total_tokens, 21);
     }
 }

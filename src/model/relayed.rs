@@ -35,6 +35,17 @@ pub struct RelayedReply {
     pub body: RelayedBody,
 }
 
+impl RelayedReply {
+    /// A reply of `body`, written in `format`, for a client that asked for `model`.
+    pub fn new(format: InboundFormat, model: impl Into<String>, body: RelayedBody) -> Self {
+        RelayedReply {
+            format,
+            model: model.into(),
+            body,
+        }
+    }
+}
+
 /// A relayed body: complete, or a stream of event payloads.
 #[non_exhaustive]
 pub enum RelayedBody {

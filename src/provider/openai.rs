@@ -204,7 +204,11 @@ impl OpenAiProvider {
         headers.insert(header::CONTENT_TYPE, JSON.clone());
         headers.insert(
             header::ACCEPT,
-            if stream { EVENT_STREAM.clone() } else { JSON.clone() },
+            if stream {
+                EVENT_STREAM.clone()
+            } else {
+                JSON.clone()
+            },
         );
         if let Some(id) = &call.context.request_id {
             headers.insert("x-request-id", id.clone());

@@ -39,8 +39,8 @@ mod decode;
 mod encode;
 pub mod relay;
 
-pub use decode::{decode_stream, StreamDecoder};
 pub(crate) use decode::decoded;
+pub use decode::{decode_stream, StreamDecoder};
 pub use encode::EncodedBody;
 
 use bytes::Bytes;

@@ -104,9 +104,8 @@ impl StreamDecoder<RelayedEvent> for OpenAiStreamRelay {
             if data.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let facts = scan::openai_chunk(&data).map_err(|_| {
-                in_band_error(&data).unwrap_or_else(|| invalid("stream chunk"))
-            })?;
+            let facts = scan::openai_chunk(&data)
+                .map_err(|_| in_band_error(&data).unwrap_or_else(|| invalid("stream chunk")))?;
             if facts.error {
                 return Err(in_band_error(&data).unwrap_or_else(|| invalid("stream chunk")));
             }
@@ -166,7 +165,8 @@ impl StreamDecoder<RelayedEvent> for ClaudeStreamRelay {
         if facts.error {
             // The canonical decoder maps Anthropic's in-band error.
             let mut scratch = Vec::new();
-            let mut decoder = bedrock_claude::ClaudeStreamDecoder::new(ChunkMeta::from_parts("", 0, ""));
+            let mut decoder =
+                bedrock_claude::ClaudeStreamDecoder::new(ChunkMeta::from_parts("", 0, ""));
             decoder.push(&payload, &mut scratch)?;
             return Err(invalid("Claude stream event"));
         }
@@ -215,8 +215,8 @@ impl StreamDecoder<RelayedEvent> for TitanStreamRelay {
     type Item = Bytes;
 
     fn push(&mut self, payload: Bytes, out: &mut Vec<RelayedEvent>) -> Result<(), GatewayError> {
-        let facts =
-            scan::titan_chunk(&payload, &mut self.usage).map_err(|_| invalid("Titan stream chunk"))?;
+        let facts = scan::titan_chunk(&payload, &mut self.usage)
+            .map_err(|_| invalid("Titan stream chunk"))?;
         self.finished |= facts.finished;
         out.push(RelayedEvent {
             payload,

@@ -14,8 +14,8 @@ use crate::format::converse::{self, ConverseStreamEncoder};
 use crate::format::openai::OpenAiStreamEncoder;
 use crate::format::{InboundFormat, ReplyFormat};
 use crate::model::{ChatResponse, ChunkStream, RelayedStream, Usage};
-use crate::stream::relay::RelayEncoder;
 use crate::sse::SseFramer;
+use crate::stream::relay::RelayEncoder;
 use crate::stream::{EncodedBody, EventEncoder, Framer};
 
 /// A complete reply: its JSON body and the headers that go with it.
@@ -180,9 +180,12 @@ pub(crate) fn relayed_stream_reply(
 ) -> (Body, HeaderMap) {
     let encoder = RelayEncoder::new(format, settings.include_usage);
     let (body, content_type) = match reply {
-        ReplyFormat::BedrockInvokeClaude | ReplyFormat::BedrockInvokeTitan => {
-            encoded(stream, encoder, EventStreamFramer::invoke_chunks(), settings)
-        }
+        ReplyFormat::BedrockInvokeClaude | ReplyFormat::BedrockInvokeTitan => encoded(
+            stream,
+            encoder,
+            EventStreamFramer::invoke_chunks(),
+            settings,
+        ),
         _ => encoded(
             stream,
             encoder,

@@ -1293,7 +1293,10 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
 /// sends a fast model's stream.
 fn bench_chunks(model: &str) -> Option<usize> {
     let rest = &model[model.find("-bench-")? + "-bench-".len()..];
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn claude_bench_stream(n: usize) -> Reply {
@@ -1334,8 +1337,14 @@ fn converse_bench_stream(n: usize) -> Reply {
             &json!({"contentBlockIndex":0,"delta":{"text":"word "},"p":"abcdefgh"}),
         ));
     }
-    frames.push(event_frame("contentBlockStop", &json!({"contentBlockIndex":0})));
-    frames.push(event_frame("messageStop", &json!({"stopReason":"end_turn"})));
+    frames.push(event_frame(
+        "contentBlockStop",
+        &json!({"contentBlockIndex":0}),
+    ));
+    frames.push(event_frame(
+        "messageStop",
+        &json!({"stopReason":"end_turn"}),
+    ));
     frames.push(event_frame(
         "metadata",
         &json!({"usage":{"inputTokens":20,"outputTokens":n,"totalTokens":20 + n},"metrics":{"latencyMs":12}}),

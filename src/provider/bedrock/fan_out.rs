@@ -52,7 +52,9 @@ fn merge(replies: Vec<ChatReply>) -> Result<ChatReply, GatewayError> {
         };
         match reply {
             ChatReply::Relayed(_) => {
-                return Err(GatewayError::internal("a relayed reply decoded to a relayed one"))
+                return Err(GatewayError::internal(
+                    "a relayed reply decoded to a relayed one",
+                ))
             }
             ChatReply::Complete(r) => complete.push(r),
             ChatReply::Stream(s) => streams.push(s),
