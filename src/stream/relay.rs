@@ -9,8 +9,9 @@
 //!
 //! - **Decoders** ([`StreamDecoder`]`<`[`RelayedEvent`]`>`, run by the one decode loop):
 //!   [`OpenAiStreamRelay`] (an OpenAI SSE body; `[DONE]` ends it, an in-band `{"error":…}` event is
-//!   mapped like the canonical decoder maps it), [`ClaudeStreamRelay`] and [`TitanStreamRelay`]
-//!   (InvokeModel `chunk` payloads).
+//!   mapped like the canonical decoder maps it; the OpenAI provider relays with it), and
+//!   [`ClaudeStreamRelay`] and [`TitanStreamRelay`] (InvokeModel `chunk` payloads; the Bedrock
+//!   provider does not relay yet: it still decodes every Claude and Titan reply).
 //! - **The encoder** ([`RelayEncoder`]) writes each payload through the wire's
 //!   [`Framer`] as it is ([`WireEvent::raw_json`]): `data: <payload>` (with `event: <type>` for
 //!   Anthropic) on SSE, a `chunk` frame on AWS event-stream; OpenAI's usage-only chunk only for a
