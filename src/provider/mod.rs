@@ -74,8 +74,10 @@ pub use timeout::{UpstreamTimeout, UpstreamTimeoutLayer};
 #[cfg(any(feature = "openai", feature = "bedrock"))]
 pub use upstream::ProviderFuture;
 
+#[cfg(feature = "openai")]
+pub(crate) use upstream::first_relayed;
 #[cfg(any(feature = "openai", feature = "bedrock"))]
-pub(crate) use upstream::{first_relayed, first_then_rest, https_connector};
+pub(crate) use upstream::{first_then_rest, https_connector};
 
 use crate::error::GatewayError;
 use crate::model::{ChatCall, ChatReply};

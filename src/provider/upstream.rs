@@ -7,8 +7,11 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 
 use crate::error::GatewayError;
+#[cfg(feature = "openai")]
 use crate::format::InboundFormat;
-use crate::model::{ChatChunk, ChatReply, ChunkStream, RelayedBody, RelayedReply, RelayedStream};
+use crate::model::{ChatChunk, ChatReply, ChunkStream};
+#[cfg(feature = "openai")]
+use crate::model::{RelayedBody, RelayedReply, RelayedStream};
 
 /// The response future of the OpenAI and Bedrock provider services.
 pub type ProviderFuture = Pin<Box<dyn Future<Output = Result<ChatReply, GatewayError>> + Send>>;
@@ -31,6 +34,7 @@ where
 }
 
 /// [`first_then_rest`] for a relayed stream of payloads in `format` (the client's), for `model`.
+#[cfg(feature = "openai")]
 pub(crate) async fn first_relayed(
     mut stream: RelayedStream,
     format: InboundFormat,
