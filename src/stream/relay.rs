@@ -72,6 +72,17 @@ where
     RelayedStream::new(decoded(source, decoder))
 }
 
+/// The end of a relayed stream: complete when it `finished`, else the in-band error of a cut one.
+fn ended(finished: bool) -> Result<(), GatewayError> {
+    if finished {
+        Ok(())
+    } else {
+        Err(GatewayError::upstream_protocol(
+            "The upstream stream ended before it finished.",
+        ))
+    }
+}
+
 fn invalid(what: &str) -> GatewayError {
     GatewayError::upstream_protocol(format!("The upstream sent an invalid {what}."))
 }
@@ -132,13 +143,7 @@ impl StreamDecoder<RelayedEvent> for OpenAiStreamRelay {
     }
 
     fn finish(&mut self, _out: &mut Vec<RelayedEvent>) -> Result<(), GatewayError> {
-        if self.done || self.finished {
-            Ok(())
-        } else {
-            Err(GatewayError::upstream_protocol(
-                "The upstream stream ended before it finished.",
-            ))
-        }
+        ended(self.done || self.finished)
     }
 }
 
@@ -187,13 +192,7 @@ impl StreamDecoder<RelayedEvent> for ClaudeStreamRelay {
     }
 
     fn finish(&mut self, _out: &mut Vec<RelayedEvent>) -> Result<(), GatewayError> {
-        if self.finished {
-            Ok(())
-        } else {
-            Err(GatewayError::upstream_protocol(
-                "The upstream stream ended before it finished.",
-            ))
-        }
+        ended(self.finished)
     }
 }
 
@@ -232,13 +231,7 @@ impl StreamDecoder<RelayedEvent> for TitanStreamRelay {
     }
 
     fn finish(&mut self, _out: &mut Vec<RelayedEvent>) -> Result<(), GatewayError> {
-        if self.finished {
-            Ok(())
-        } else {
-            Err(GatewayError::upstream_protocol(
-                "The upstream stream ended before it finished.",
-            ))
-        }
+        ended(self.finished)
     }
 }
 
