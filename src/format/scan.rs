@@ -117,6 +117,9 @@ fn skip_value(b: &[u8], i: usize) -> Result<usize, Malformed> {
     }
 }
 
+/// One member of an object: its key (without quotes, escapes as written) and its value's raw bytes.
+pub type Member<'a> = (&'a [u8], &'a [u8]);
+
 /// The members of one JSON object: `(key, value)` pairs, the key without its quotes (escapes as
 /// written), the value's raw bytes. An `Err` item ends the walk: the bytes are not an object.
 #[derive(Debug, Clone)]
@@ -141,7 +144,7 @@ impl<'a> Members<'a> {
         }
     }
 
-    fn end(&mut self, close: usize) -> Result<Option<(&'a [u8], &'a [u8])>, Malformed> {
+    fn end(&mut self, close: usize) -> Result<Option<Member<'a>>, Malformed> {
         if skip_ws(self.b, close + 1) == self.b.len() {
             Ok(None)
         } else {
@@ -149,7 +152,7 @@ impl<'a> Members<'a> {
         }
     }
 
-    fn step(&mut self) -> Result<Option<(&'a [u8], &'a [u8])>, Malformed> {
+    fn step(&mut self) -> Result<Option<Member<'a>>, Malformed> {
         let b = self.b;
         let mut i = skip_ws(b, self.i);
         match (b.get(i), std::mem::replace(&mut self.first, false)) {
@@ -175,7 +178,7 @@ impl<'a> Members<'a> {
 }
 
 impl<'a> Iterator for Members<'a> {
-    type Item = Result<(&'a [u8], &'a [u8]), Malformed>;
+    type Item = Result<Member<'a>, Malformed>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match self.over {
@@ -209,40 +212,38 @@ pub fn elements(b: &[u8]) -> impl Iterator<Item = Result<&[u8], Malformed>> {
     } else {
         3 // error
     };
-    std::iter::from_fn(move || loop {
-        match state {
-            0 | 1 => {
-                let mut j = skip_ws(b, i);
-                match b.get(j) {
-                    Some(b']') => {
-                        state = 2;
-                        return None;
-                    }
-                    Some(b',') if state == 1 => j = skip_ws(b, j + 1),
-                    _ if state == 1 => {
-                        state = 2;
-                        return Some(Err(Malformed));
-                    }
-                    _ => {}
+    std::iter::from_fn(move || match state {
+        0 | 1 => {
+            let mut j = skip_ws(b, i);
+            match b.get(j) {
+                Some(b']') => {
+                    state = 2;
+                    return None;
                 }
-                match skip_value(b, j) {
-                    Ok(end) => {
-                        i = end;
-                        state = 1;
-                        return Some(Ok(&b[j..end]));
-                    }
-                    Err(e) => {
-                        state = 2;
-                        return Some(Err(e));
-                    }
+                Some(b',') if state == 1 => j = skip_ws(b, j + 1),
+                _ if state == 1 => {
+                    state = 2;
+                    return Some(Err(Malformed));
+                }
+                _ => {}
+            }
+            match skip_value(b, j) {
+                Ok(end) => {
+                    i = end;
+                    state = 1;
+                    Some(Ok(&b[j..end]))
+                }
+                Err(e) => {
+                    state = 2;
+                    Some(Err(e))
                 }
             }
-            3 => {
-                state = 2;
-                return Some(Err(Malformed));
-            }
-            _ => return None,
         }
+        3 => {
+            state = 2;
+            Some(Err(Malformed))
+        }
+        _ => None,
     })
 }
 
