@@ -144,11 +144,15 @@ async fn one(c: &Http, t: &Target) -> Result<(), String> {
         .map_err(|_| "timeout".to_owned())?
 }
 
-/// Whether `buf` holds a non-empty `"content":"…"` (the first token of a chat stream).
+/// Whether `buf` holds the first token of a chat stream: a non-empty `"content":"…"` (OpenAI),
+/// `"text":"…"` (Anthropic) or `"outputText":"…"` (Titan).
 fn has_token(buf: &[u8]) -> bool {
-    let pat = b"\"content\":\"";
-    buf.windows(pat.len() + 1)
-        .any(|w| &w[..pat.len()] == pat && w[pat.len()] != b'"')
+    [&b"\"content\":\""[..], b"\"text\":\"", b"\"outputText\":\""]
+        .iter()
+        .any(|pat| {
+            buf.windows(pat.len() + 1)
+                .any(|w| &w[..pat.len()] == *pat && w[pat.len()] != b'"')
+        })
 }
 
 struct StreamTimes {

@@ -111,14 +111,30 @@ impl Framer for EventStreamFramer {
     fn event<E: WireEvent + ?Sized>(&mut self, event: &E) {
         match &mut self.chunks {
             None => {
-                let payload = serde_json::to_vec(event).unwrap_or_default();
+                let payload = match event.raw_json() {
+                    Some(raw) => raw.to_vec(),
+                    None => serde_json::to_vec(event).unwrap_or_default(),
+                };
                 write_event(&mut self.buf, event.name().unwrap_or("chunk"), &payload);
             }
             Some(json) => {
-                json.clear();
-                let _ = serde_json::to_writer(&mut *json, event);
-                let b64 = base64::engine::general_purpose::STANDARD.encode(&*json);
-                let payload = serde_json::to_vec(&json!({"bytes": b64})).unwrap_or_default();
+                let raw = match event.raw_json() {
+                    Some(raw) => raw,
+                    None => {
+                        json.clear();
+                        let _ = serde_json::to_writer(&mut *json, event);
+                        json.as_slice()
+                    }
+                };
+                // `{"bytes":"<base64>"}`: base64 needs no JSON escaping, so no serializer either.
+                let engine = &base64::engine::general_purpose::STANDARD;
+                let mut payload = Vec::with_capacity(14 + raw.len().div_ceil(3) * 4);
+                payload.extend_from_slice(b"{\"bytes\":\"");
+                let start = payload.len();
+                payload.resize(start + base64::encoded_len(raw.len(), true).unwrap_or(0), 0);
+                let written = engine.encode_slice(raw, &mut payload[start..]).unwrap_or(0);
+                payload.truncate(start + written);
+                payload.extend_from_slice(b"\"}");
                 write_event(&mut self.buf, "chunk", &payload);
             }
         }

@@ -189,9 +189,10 @@ fn write_json<T: Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
 
 impl Framer for SseFramer {
     fn event<E: WireEvent + ?Sized>(&mut self, event: &E) {
-        match event.literal() {
-            Some(lit) => self.write(event.name(), |b| b.extend_from_slice(lit)),
-            None => self.write(event.name(), |b| write_json(b, event)),
+        match (event.literal(), event.raw_json()) {
+            (Some(lit), _) => self.write(event.name(), |b| b.extend_from_slice(lit)),
+            (None, Some(raw)) => self.write(event.name(), |b| b.extend_from_slice(raw)),
+            (None, None) => self.write(event.name(), |b| write_json(b, event)),
         }
     }
 

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 
 use crate::error::GatewayError;
-use crate::model::{CallRecord, ChatChunk, ChunkStream, Usage};
+use crate::model::{CallRecord, ChatChunk, ChunkStream, RelayedEvent, RelayedStream, Usage};
 
 type Hook = Arc<dyn Fn(&Usage) + Send + Sync>;
 
@@ -61,17 +61,71 @@ impl UsageHooks {
             streamed_bytes: 0,
         })
     }
+
+    /// [`tap`](Self::tap) for a relayed stream: the usage and output bytes its byte scan found.
+    pub(crate) fn tap_relayed(
+        self,
+        stream: RelayedStream,
+        record: Arc<CallRecord>,
+    ) -> RelayedStream {
+        RelayedStream::new(UsageTap {
+            inner: stream,
+            hooks: Some(self),
+            record,
+            streamed_bytes: 0,
+        })
+    }
 }
 
-struct UsageTap {
-    inner: ChunkStream,
+/// What a stream item tells the tap.
+trait Reported {
+    /// The final usage, on the item that carries it.
+    fn usage(&self) -> Option<&Usage>;
+    /// Output bytes (text, reasoning, tool arguments) for the estimate.
+    fn output_bytes(&self) -> usize;
+}
+
+impl Reported for ChatChunk {
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+
+    fn output_bytes(&self) -> usize {
+        let Some(choice) = self.choices.first() else {
+            return 0;
+        };
+        let d = &choice.delta;
+        let args: usize = d
+            .tool_calls
+            .iter()
+            .flatten()
+            .filter_map(|c| c.function.as_ref()?.arguments.as_ref().map(String::len))
+            .sum();
+        // Reasoning is billed as output too.
+        let reasoning = d.reasoning_content.as_ref().map_or(0, String::len);
+        d.content.as_ref().map_or(0, String::len) + args + reasoning
+    }
+}
+
+impl Reported for RelayedEvent {
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+
+    fn output_bytes(&self) -> usize {
+        self.output_bytes
+    }
+}
+
+struct UsageTap<S> {
+    inner: S,
     hooks: Option<UsageHooks>,
     record: Arc<CallRecord>,
     /// Text and argument bytes streamed so far, for the estimate when no usage ever arrives.
     streamed_bytes: usize,
 }
 
-impl Drop for UsageTap {
+impl<S> Drop for UsageTap<S> {
     fn drop(&mut self) {
         // A stream that ends (or is abandoned) before its usage chunk still produced output:
         // the hooks get an estimate (about four bytes per token) so a token budget cannot be
@@ -89,27 +143,19 @@ impl Drop for UsageTap {
     }
 }
 
-impl Stream for UsageTap {
-    type Item = Result<ChatChunk, GatewayError>;
+impl<S, T> Stream for UsageTap<S>
+where
+    S: Stream<Item = Result<T, GatewayError>> + Unpin,
+    T: Reported,
+{
+    type Item = Result<T, GatewayError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx));
         match &item {
             Some(Ok(chunk)) => {
-                if let Some(choice) = chunk.choices.first() {
-                    let d = &choice.delta;
-                    let args: usize = d
-                        .tool_calls
-                        .iter()
-                        .flatten()
-                        .filter_map(|c| c.function.as_ref()?.arguments.as_ref().map(String::len))
-                        .sum();
-                    // Reasoning is billed as output too.
-                    let reasoning = d.reasoning_content.as_ref().map_or(0, String::len);
-                    self.streamed_bytes +=
-                        d.content.as_ref().map_or(0, String::len) + args + reasoning;
-                }
-                if let Some(usage) = &chunk.usage {
+                self.streamed_bytes += chunk.output_bytes();
+                if let Some(usage) = chunk.usage() {
                     self.record.record_usage_of(usage);
                     if let Some(hooks) = self.hooks.take() {
                         hooks.report(usage);

@@ -50,6 +50,7 @@ pub mod embeddings;
 pub mod openai;
 pub mod reasoning;
 pub mod responses;
+pub mod scan;
 pub mod structured;
 
 use crate::error::ErrorDialect;

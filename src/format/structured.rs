@@ -225,15 +225,18 @@ impl StructuredReply {
         }
     }
 
-    /// Lifts a reply, complete or streamed.
-    pub fn lift(&self, reply: ChatReply) -> ChatReply {
-        match reply {
+    /// Lifts a reply, complete or streamed (a relayed one is decoded first: its bytes change).
+    pub fn lift(&self, reply: ChatReply) -> Result<ChatReply, GatewayError> {
+        Ok(match reply {
             ChatReply::Complete(mut resp) => {
                 self.lift_complete(&mut resp);
                 ChatReply::Complete(resp)
             }
             ChatReply::Stream(stream) => ChatReply::Stream(self.lift_stream(stream)),
-        }
+            ChatReply::Relayed(relayed) => {
+                return self.lift(crate::stream::relay::canonical(relayed)?)
+            }
+        })
     }
 
     /// Lifts a complete reply: the response tool's input becomes the content.

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 
-use super::{ChatChunk, ChatRequest, ChatResponse, Usage};
+use super::{ChatChunk, ChatRequest, ChatResponse, RelayedReply, Usage};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -65,6 +65,10 @@ pub struct CallContext {
     pub target: ReplyFormat,
     /// The client's body as written, for lossless pass-through when formats match.
     pub original: Option<OriginalBody>,
+    /// The client's OpenAI body as received, when the canonical request is exactly what it says
+    /// (nothing was added or overridden): an OpenAI upstream that needs no rewrite gets these bytes
+    /// as they are, without serializing the request again.
+    pub body: Option<bytes::Bytes>,
     /// What the core learns about the call (attempts, provider, usage), for logs and metrics.
     pub record: Arc<CallRecord>,
     /// When the whole request must be answered by: one deadline for every attempt, so retries
@@ -372,6 +376,9 @@ pub enum ChatReply {
     Complete(ChatResponse),
     /// A stream of canonical chunks; ends after the final (or usage) chunk, or after one error.
     Stream(ChunkStream),
+    /// The upstream's own bytes, in the client's format: relayed as they are (pass-through).
+    /// [`crate::stream::relay::canonical`] decodes them for a reader that needs canonical chunks.
+    Relayed(RelayedReply),
 }
 
 impl fmt::Debug for ChatReply {
@@ -379,6 +386,7 @@ impl fmt::Debug for ChatReply {
         match self {
             ChatReply::Complete(r) => f.debug_tuple("Complete").field(r).finish(),
             ChatReply::Stream(_) => f.write_str("Stream(..)"),
+            ChatReply::Relayed(r) => f.debug_tuple("Relayed").field(r).finish(),
         }
     }
 }

@@ -40,6 +40,7 @@
 mod call;
 mod embeddings;
 mod listing;
+mod relayed;
 mod request;
 mod response;
 
@@ -52,6 +53,7 @@ pub use embeddings::{
     EmbeddingsUsage,
 };
 pub use listing::ModelObject;
+pub use relayed::{RelayedBody, RelayedEvent, RelayedReply, RelayedStream};
 pub use request::{
     CacheControl, ChatRequest, ContentPart, FilePart, FunctionCall, FunctionDefinition,
     GuardrailConfig, ImageUrl, Message, MessageContent, Role, Stop, StreamOptions, ThinkingBlock,

@@ -20,6 +20,7 @@
 //!   become 502 (503 and 504 stay); connect failures and resets are 502; `Retry-After` /
 //!   `retry-after-ms` are kept for the retry layer.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -37,15 +38,22 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use tower_service::Service;
 
-use super::{first_then_rest, ProviderFuture};
+use super::{first_relayed, first_then_rest, ProviderFuture};
 use crate::config::{OpenAiConfig, OpenAiProviderConfig, Secret, Timeouts};
 use crate::error::GatewayError;
 use crate::format::openai::{decode_error, encode_request, OpenAiStreamDecoder};
 use crate::format::reasoning::ReasoningBudgets;
+use crate::format::{scan, InboundFormat, ReplyFormat};
 use crate::model::{
     ChatCall, ChatReply, ChatResponse, EmbeddingsCall, EmbeddingsResponse, ModelObject,
+    RelayedBody, RelayedReply,
 };
 use crate::stream::decode_stream;
+use crate::stream::relay::{relay_stream, OpenAiStreamRelay};
+
+/// Header values every upstream request carries, built once.
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+static EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
 /// Largest upstream response body read into memory (complete replies and error bodies).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -187,30 +195,42 @@ impl OpenAiProvider {
             ));
         }
         let request = encode_request(&call.request, upstream_model, &self.inner.budgets);
-        let body = serde_json::to_vec(&*request).map_err(|e| {
-            GatewayError::internal(format!("failed to encode the upstream request: {e}"))
-        })?;
+        let body = match (&request, &call.context.body) {
+            // Nothing to rewrite: the client's bytes, as received (and validated).
+            (Cow::Borrowed(_), Some(received)) => received.clone(),
+            _ => Bytes::from(serde_json::to_vec(&*request).map_err(|e| {
+                GatewayError::internal(format!("failed to encode the upstream request: {e}"))
+            })?),
+        };
         let stream = call.request.is_stream();
+        // An OpenAI client reads the upstream's own format: the reply is relayed as its bytes.
+        let relay = call.context.target == ReplyFormat::OpenAi;
 
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(self.inner.chat_url.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(
-                header::ACCEPT,
-                if stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-            )
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| GatewayError::internal(e.to_string()))?;
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.inner.chat_url.clone();
+        let headers = req.headers_mut();
+        headers.insert(header::CONTENT_TYPE, JSON.clone());
+        headers.insert(
+            header::ACCEPT,
+            if stream {
+                EVENT_STREAM.clone()
+            } else {
+                JSON.clone()
+            },
+        );
         if let Some(id) = &call.context.request_id {
-            req.headers_mut().insert("x-request-id", id.clone());
+            headers.insert("x-request-id", id.clone());
         }
         let res = self.send(req).await?;
-        if stream {
+        if stream && relay {
+            first_relayed(
+                relay_stream(body_bytes(res.into_body()), OpenAiStreamRelay::new()),
+                InboundFormat::OpenAi,
+                &call.request.model,
+            )
+            .await
+        } else if stream {
             first_then_rest(decode_stream(
                 body_bytes(res.into_body()),
                 OpenAiStreamDecoder::new(),
@@ -218,6 +238,21 @@ impl OpenAiProvider {
             .await
         } else {
             let bytes = read_body(res.into_body()).await?;
+            if relay {
+                // Relayed when the scan finds one well-formed object that names its model.
+                if let Ok(facts) = scan::openai_completion(&bytes) {
+                    if facts.has_model {
+                        return Ok(ChatReply::Relayed(RelayedReply {
+                            format: InboundFormat::OpenAi,
+                            model: call.request.model.clone(),
+                            body: RelayedBody::Complete {
+                                body: bytes,
+                                usage: facts.usage,
+                            },
+                        }));
+                    }
+                }
+            }
             let mut response: ChatResponse = serde_json::from_slice(&bytes).map_err(|e| {
                 GatewayError::upstream_protocol(format!(
                     "The upstream returned an invalid chat completion: {e}"

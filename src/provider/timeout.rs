@@ -52,7 +52,8 @@ use tower_service::Service;
 use crate::config::Timeouts;
 use crate::error::GatewayError;
 use crate::model::{
-    ChatCall, ChatChunk, ChatReply, ChunkStream, EmbeddingsCall, EmbeddingsResponse,
+    ChatCall, ChatReply, ChunkStream, EmbeddingsCall, EmbeddingsResponse, RelayedBody,
+    RelayedReply, RelayedStream,
 };
 
 /// Layer that applies [`UpstreamTimeout`] with the given timeouts (`first_byte`, `stream_idle`,
@@ -176,6 +177,16 @@ impl TimedReply for ChatReply {
             ChatReply::Stream(s) => {
                 ChatReply::Stream(ChunkStream::new(TimedStream::new(s, idle, deadline)))
             }
+            ChatReply::Relayed(RelayedReply {
+                format,
+                model,
+                body: RelayedBody::Stream(s),
+                ..
+            }) => ChatReply::Relayed(RelayedReply {
+                format,
+                model,
+                body: RelayedBody::Stream(RelayedStream::new(TimedStream::new(s, idle, deadline))),
+            }),
             complete => complete,
         }
     }
@@ -266,11 +277,12 @@ where
 pin_project_lite::pin_project! {
     /// A stream guard: ends the stream with an in-band 504 when the upstream is silent for longer
     /// than the idle gap, or when the total deadline passes — a stalled stream never hangs a client.
-    pub(crate) struct TimedStream {
-        inner: ChunkStream,
+    /// Over canonical chunks or relayed events alike.
+    pub(crate) struct TimedStream<S = ChunkStream> {
+        inner: S,
         idle: Duration,
-        // When the last item arrived; the idle timer is re-armed from it only when it fires,
-        // instead of being reset (a timer-wheel update) on every chunk.
+        // When the last item arrived (one clock read per item); the idle timer is re-armed from
+        // it only when it fires, instead of being reset (a timer-wheel update) on every chunk.
         last: Instant,
         #[pin]
         idle_timer: Sleep,
@@ -280,9 +292,9 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl TimedStream {
+impl<S> TimedStream<S> {
     /// Guards `inner` with an `idle` gap and an absolute `deadline`.
-    pub(crate) fn new(inner: ChunkStream, idle: Duration, deadline: Instant) -> Self {
+    pub(crate) fn new(inner: S, idle: Duration, deadline: Instant) -> Self {
         TimedStream {
             inner,
             idle,
@@ -294,7 +306,7 @@ impl TimedStream {
     }
 }
 
-impl std::fmt::Debug for TimedStream {
+impl<S> std::fmt::Debug for TimedStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TimedStream")
             .field("idle", &self.idle)
@@ -302,8 +314,11 @@ impl std::fmt::Debug for TimedStream {
     }
 }
 
-impl Stream for TimedStream {
-    type Item = Result<ChatChunk, GatewayError>;
+impl<S, T> Stream for TimedStream<S>
+where
+    S: Stream<Item = Result<T, GatewayError>> + Unpin,
+{
+    type Item = Result<T, GatewayError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
@@ -312,8 +327,7 @@ impl Stream for TimedStream {
         }
         match Pin::new(&mut *this.inner).poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                let idle = *this.idle;
-                this.idle_timer.as_mut().reset(Instant::now() + idle);
+                *this.last = Instant::now();
                 if item.is_err() {
                     *this.done = true;
                 }
@@ -358,7 +372,7 @@ mod tests {
 
     use super::*;
     use crate::config::RetrySettings;
-    use crate::model::{CallContext, ChatRequest, ChunkMeta, Delta};
+    use crate::model::{CallContext, ChatChunk, ChatRequest, ChunkMeta, Delta};
     use crate::provider::mock::mock_chunks;
     use crate::provider::{Dispatch, MockProvider, ProviderService};
     use crate::retry::RetryPolicy;

@@ -7,7 +7,11 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 
 use crate::error::GatewayError;
+#[cfg(feature = "openai")]
+use crate::format::InboundFormat;
 use crate::model::{ChatChunk, ChatReply, ChunkStream};
+#[cfg(feature = "openai")]
+use crate::model::{RelayedBody, RelayedReply, RelayedStream};
 
 /// The response future of the OpenAI and Bedrock provider services.
 pub type ProviderFuture = Pin<Box<dyn Future<Output = Result<ChatReply, GatewayError>> + Send>>;
@@ -26,6 +30,28 @@ where
         Some(Ok(first)) => Ok(ChatReply::Stream(ChunkStream::new(
             futures_util::stream::once(std::future::ready(Ok(first))).chain(stream),
         ))),
+    }
+}
+
+/// [`first_then_rest`] for a relayed stream of payloads in `format` (the client's), for `model`.
+#[cfg(feature = "openai")]
+pub(crate) async fn first_relayed(
+    mut stream: RelayedStream,
+    format: InboundFormat,
+    model: &str,
+) -> Result<ChatReply, GatewayError> {
+    match stream.next().await {
+        None => Err(GatewayError::upstream_protocol(
+            "The upstream stream ended before its first event.",
+        )),
+        Some(Err(e)) => Err(e),
+        Some(Ok(first)) => Ok(ChatReply::Relayed(RelayedReply {
+            format,
+            model: model.to_owned(),
+            body: RelayedBody::Stream(RelayedStream::new(
+                futures_util::stream::once(std::future::ready(Ok(first))).chain(stream),
+            )),
+        })),
     }
 }
 

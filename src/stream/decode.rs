@@ -10,19 +10,20 @@ use futures_util::Stream;
 use crate::error::GatewayError;
 use crate::model::{ChatChunk, ChunkStream};
 
-/// Turns the items of one upstream stream wire into canonical chunks. Pure and synchronous.
+/// Turns the items of one upstream stream wire into canonical chunks (or, for a pass-through relay,
+/// into [`RelayedEvent`](crate::model::RelayedEvent)s: `C`). Pure and synchronous.
 ///
 /// Implemented per wire: [`crate::format::openai::OpenAiStreamDecoder`] (SSE body bytes),
 /// [`crate::format::bedrock_claude::ClaudeStreamDecoder`] and
 /// [`crate::format::bedrock_titan::TitanStreamDecoder`] (InvokeModel `chunk` payloads), and the
-/// ConverseStream decoder (SDK events).
-pub trait StreamDecoder: Send + 'static {
+/// ConverseStream decoder (SDK events); the relays of [`super::relay`].
+pub trait StreamDecoder<C = ChatChunk>: Send + 'static {
     /// One item of the wire (a piece of body, one event's payload, one decoded event).
     type Item;
 
     /// Decodes one item, appending the chunks it yields. An `Err` ends the stream with that error
     /// after the chunks already appended.
-    fn push(&mut self, item: Self::Item, out: &mut Vec<ChatChunk>) -> Result<(), GatewayError>;
+    fn push(&mut self, item: Self::Item, out: &mut Vec<C>) -> Result<(), GatewayError>;
 
     /// Whether the wire said the stream is over (e.g. OpenAI's `[DONE]`): the loop stops reading.
     fn is_done(&self) -> bool {
@@ -31,7 +32,7 @@ pub trait StreamDecoder: Send + 'static {
 
     /// The source ended (or [`is_done`](Self::is_done)): appends any last chunks, or fails when
     /// the stream stopped before it finished — a cut stream is never a normal-looking end.
-    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), GatewayError>;
+    fn finish(&mut self, out: &mut Vec<C>) -> Result<(), GatewayError>;
 }
 
 /// Decodes `source` with `decoder` into a canonical chunk stream.
@@ -70,26 +71,35 @@ where
     S: Stream<Item = Result<D::Item, GatewayError>> + Send + 'static,
     D: StreamDecoder,
 {
-    ChunkStream::new(Decoded {
+    ChunkStream::new(decoded(source, decoder))
+}
+
+/// The loop of [`decode_stream`], for any output `C`.
+pub(crate) fn decoded<S, D, C>(source: S, decoder: D) -> Decoded<S, D, C>
+where
+    S: Stream<Item = Result<D::Item, GatewayError>> + Send + 'static,
+    D: StreamDecoder<C>,
+{
+    Decoded {
         source: Some(Box::pin(source)),
         decoder,
         ready: VecDeque::new(),
         scratch: Vec::new(),
         pending: None,
-    })
+    }
 }
 
-struct Decoded<S, D> {
+pub(crate) struct Decoded<S, D, C> {
     /// `None` once the stream is over.
     source: Option<Pin<Box<S>>>,
     decoder: D,
-    ready: VecDeque<ChatChunk>,
-    scratch: Vec<ChatChunk>,
+    ready: VecDeque<C>,
+    scratch: Vec<C>,
     /// The error to yield once the chunks decoded before it are out.
     pending: Option<GatewayError>,
 }
 
-impl<S, D: StreamDecoder> Decoded<S, D> {
+impl<S, D: StreamDecoder<C>, C> Decoded<S, D, C> {
     /// Moves freshly decoded chunks to the queue; records an error to yield after them.
     fn settle(&mut self, step: Result<(), GatewayError>) {
         self.ready.extend(self.scratch.drain(..));
@@ -107,12 +117,12 @@ impl<S, D: StreamDecoder> Decoded<S, D> {
     }
 }
 
-impl<S, D> Stream for Decoded<S, D>
+impl<S, D, C> Stream for Decoded<S, D, C>
 where
     S: Stream<Item = Result<D::Item, GatewayError>>,
-    D: StreamDecoder,
+    D: StreamDecoder<C>,
 {
-    type Item = Result<ChatChunk, GatewayError>;
+    type Item = Result<C, GatewayError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         // Only `Pin<Box<S>>` is polled, so `Decoded` itself is `Unpin`.
@@ -143,7 +153,7 @@ where
     }
 }
 
-impl<S, D> Unpin for Decoded<S, D> {}
+impl<S, D, C> Unpin for Decoded<S, D, C> {}
 
 #[cfg(test)]
 mod tests {

@@ -42,8 +42,9 @@ struct ReaderWatch {
 }
 
 impl ReaderWatch {
-    fn handed(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    fn handed(&self, now: tokio::time::Instant) {
+        let ms = u64::try_from(now.saturating_duration_since(self.started).as_millis())
+            .unwrap_or(u64::MAX);
         self.handed_ms.store(ms, Ordering::Relaxed);
         self.waiting.store(true, Ordering::Release);
     }
@@ -95,8 +96,8 @@ pin_project_lite::pin_project! {
     /// the wire has one); an error item becomes the framer's in-band error and ends the stream; so
     /// does shutdown, when a token is given.
     #[project = EncodedBodyProj]
-    pub struct EncodedBody<E, F> {
-        stream: ChunkStream,
+    pub struct EncodedBody<E, F, S = ChunkStream> {
+        stream: S,
         encoder: E,
         framer: F,
         done: bool,
@@ -111,10 +112,15 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<E: EventEncoder, F: Framer> EncodedBody<E, F> {
-    /// A body over `stream`; `keep_alive` = idle time before the framer's keep-alive (ignored on a
-    /// wire without one).
-    pub fn new(stream: ChunkStream, encoder: E, framer: F, keep_alive: Option<Duration>) -> Self {
+impl<E, F, S, C> EncodedBody<E, F, S>
+where
+    E: EventEncoder<C>,
+    F: Framer,
+    S: Stream<Item = Result<C, GatewayError>> + Unpin,
+{
+    /// A body over `stream` (canonical chunks, or relayed events); `keep_alive` = idle time before
+    /// the framer's keep-alive (ignored on a wire without one).
+    pub fn new(stream: S, encoder: E, framer: F, keep_alive: Option<Duration>) -> Self {
         // A zero period would always be ready: a hot loop of pings. Zero means off.
         let keep_alive = keep_alive
             .filter(|d| !d.is_zero())
@@ -162,7 +168,12 @@ impl<E: EventEncoder, F: Framer> EncodedBody<E, F> {
     }
 }
 
-impl<E: EventEncoder, F: Framer> HttpBody for EncodedBody<E, F> {
+impl<E, F, S, C> HttpBody for EncodedBody<E, F, S>
+where
+    E: EventEncoder<C>,
+    F: Framer,
+    S: Stream<Item = Result<C, GatewayError>> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -175,12 +186,7 @@ impl<E: EventEncoder, F: Framer> HttpBody for EncodedBody<E, F> {
             // hyper came back: the client took the last frame.
             watch.waiting.store(false, Ordering::Release);
         }
-        let reader = this.reader.as_ref().map(|(watch, _)| watch.clone());
-        let polled = poll_encoded(this, cx);
-        if let (Some(watch), Poll::Ready(Some(Ok(_)))) = (reader, &polled) {
-            watch.handed();
-        }
-        polled
+        poll_encoded(this, cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -192,11 +198,16 @@ impl<E: EventEncoder, F: Framer> HttpBody for EncodedBody<E, F> {
     }
 }
 
-/// One poll of the body's frames (without the reader watch).
-fn poll_encoded<E: EventEncoder, F: Framer>(
-    mut this: EncodedBodyProj<'_, E, F>,
+/// One poll of the body's frames.
+fn poll_encoded<E, F, S, C>(
+    mut this: EncodedBodyProj<'_, E, F, S>,
     cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+where
+    E: EventEncoder<C>,
+    F: Framer,
+    S: Stream<Item = Result<C, GatewayError>> + Unpin,
+{
     {
         if *this.done {
             return Poll::Ready(None);
@@ -220,6 +231,9 @@ fn poll_encoded<E: EventEncoder, F: Framer>(
                             );
                             this.framer.error(&err);
                             *this.done = true;
+                            if let Some((watch, _)) = this.reader.as_ref() {
+                                watch.handed(tokio::time::Instant::now());
+                            }
                             return Poll::Ready(Some(Ok(Frame::data(this.framer.take()))));
                         }
                     }
@@ -239,6 +253,9 @@ fn poll_encoded<E: EventEncoder, F: Framer>(
                             let _ = idle.as_mut().poll(cx);
                             *this.last_sent = now;
                             if let Some(ping) = this.framer.keep_alive() {
+                                if let Some((watch, _)) = this.reader.as_ref() {
+                                    watch.handed(now);
+                                }
                                 return Poll::Ready(Some(Ok(Frame::data(ping))));
                             }
                         }
@@ -248,8 +265,13 @@ fn poll_encoded<E: EventEncoder, F: Framer>(
             }
             let frame = this.framer.take();
             if !frame.is_empty() {
-                if this.keep_alive.is_some() {
-                    *this.last_sent = tokio::time::Instant::now();
+                // One clock read per frame, shared by the keep-alive and the reader watch.
+                if this.keep_alive.is_some() || this.reader.is_some() {
+                    let now = tokio::time::Instant::now();
+                    *this.last_sent = now;
+                    if let Some((watch, _)) = this.reader.as_ref() {
+                        watch.handed(now);
+                    }
                 }
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
             }

@@ -37,7 +37,9 @@
 
 mod decode;
 mod encode;
+pub mod relay;
 
+pub(crate) use decode::decoded;
 pub use decode::{decode_stream, StreamDecoder};
 pub use encode::EncodedBody;
 
@@ -59,6 +61,12 @@ pub trait WireEvent: Serialize {
 
     /// A literal payload instead of JSON (OpenAI's `[DONE]`).
     fn literal(&self) -> Option<&'static [u8]> {
+        None
+    }
+
+    /// A payload already written as JSON — an upstream's event relayed as it came — which the
+    /// framers write as it is (a framer that does not look here serializes the event instead).
+    fn raw_json(&self) -> Option<&[u8]> {
         None
     }
 }
@@ -86,16 +94,17 @@ pub trait Framer: Send + 'static {
     fn take(&mut self) -> Bytes;
 }
 
-/// Turns canonical chunks into one client format's typed events, written through a [`Framer`].
+/// Turns canonical chunks (or, for a relay, another item `C`) into one client format's typed
+/// events, written through a [`Framer`].
 ///
 /// Implemented by [`crate::format::openai::OpenAiStreamEncoder`],
 /// [`crate::format::bedrock_claude::ClaudeStreamEncoder`],
 /// [`crate::format::bedrock_titan::TitanStreamEncoder`] and
 /// [`crate::format::converse::ConverseStreamEncoder`]. Pure and synchronous: every call appends
 /// complete events, so the body can flush after each.
-pub trait EventEncoder: Send + 'static {
+pub trait EventEncoder<C = ChatChunk>: Send + 'static {
     /// Emits the events for one canonical chunk (possibly none).
-    fn encode<F: Framer>(&mut self, chunk: &ChatChunk, out: &mut F);
+    fn encode<F: Framer>(&mut self, chunk: &C, out: &mut F);
 
     /// Emits whatever closes a normal stream (`[DONE]`, `message_stop`, `metadata`, …).
     fn finish<F: Framer>(&mut self, out: &mut F);
@@ -116,9 +125,10 @@ pub(crate) mod testing {
 
     impl Framer for Recorder {
         fn event<E: WireEvent + ?Sized>(&mut self, event: &E) {
-            let value = match event.literal() {
-                Some(lit) => Value::String(String::from_utf8_lossy(lit).into_owned()),
-                None => serde_json::to_value(event).unwrap_or(Value::Null),
+            let value = match (event.literal(), event.raw_json()) {
+                (Some(lit), _) => Value::String(String::from_utf8_lossy(lit).into_owned()),
+                (None, Some(raw)) => serde_json::from_slice(raw).unwrap_or(Value::Null),
+                (None, None) => serde_json::to_value(event).unwrap_or(Value::Null),
             };
             self.events.push((event.name(), value));
         }

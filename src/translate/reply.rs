@@ -13,9 +13,10 @@ use crate::format::bedrock_titan::{self, TitanStreamEncoder};
 use crate::format::converse::{self, ConverseStreamEncoder};
 use crate::format::openai::OpenAiStreamEncoder;
 use crate::format::responses::{ResponsesFramer, ResponsesStreamEncoder};
-use crate::format::ReplyFormat;
-use crate::model::{ChatResponse, ChunkStream};
+use crate::format::{InboundFormat, ReplyFormat};
+use crate::model::{ChatResponse, ChunkStream, RelayedStream, Usage};
 use crate::sse::SseFramer;
+use crate::stream::relay::RelayEncoder;
 use crate::stream::{EncodedBody, EventEncoder, Framer};
 
 /// A complete reply: its JSON body and the headers that go with it.
@@ -60,7 +61,16 @@ pub fn encode_complete(response: &ChatResponse, reply: ReplyFormat) -> CompleteR
         // OpenAI, and the canonical shape for any newer reply format.
         _ => serde_json::to_vec(response),
     };
-    let mut headers = HeaderMap::new();
+    CompleteReply {
+        // Serializing our own types into memory cannot fail.
+        body: Bytes::from(json.unwrap_or_default()),
+        headers: complete_headers(reply, response.usage.as_ref()),
+    }
+}
+
+/// The headers of a complete reply: `Content-Type`, plus Bedrock's token counts on `invoke`.
+pub(crate) fn complete_headers(reply: ReplyFormat, usage: Option<&Usage>) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(if usage.is_some() { 5 } else { 1 });
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -69,7 +79,7 @@ pub fn encode_complete(response: &ChatResponse, reply: ReplyFormat) -> CompleteR
         reply,
         ReplyFormat::BedrockInvokeClaude | ReplyFormat::BedrockInvokeTitan
     ) {
-        if let Some(usage) = &response.usage {
+        if let Some(usage) = usage {
             headers.insert(
                 "x-amzn-bedrock-input-token-count",
                 HeaderValue::from(usage.uncached_input_tokens()),
@@ -92,11 +102,23 @@ pub fn encode_complete(response: &ChatResponse, reply: ReplyFormat) -> CompleteR
             }
         }
     }
-    CompleteReply {
-        // Serializing our own types into memory cannot fail.
-        body: Bytes::from(json.unwrap_or_default()),
-        headers,
-    }
+    headers
+}
+
+/// Whether a reply written in `format` is what a client of `reply` reads, byte for byte.
+pub(crate) fn relays(format: InboundFormat, reply: ReplyFormat) -> bool {
+    matches!(
+        (format, reply),
+        (InboundFormat::OpenAi, ReplyFormat::OpenAi)
+            | (
+                InboundFormat::BedrockClaude,
+                ReplyFormat::Claude | ReplyFormat::BedrockInvokeClaude
+            )
+            | (
+                InboundFormat::BedrockTitan,
+                ReplyFormat::Titan | ReplyFormat::BedrockInvokeTitan
+            )
+    )
 }
 
 /// How a streamed body is set up.
@@ -147,7 +169,7 @@ pub(crate) fn stream_reply(
             settings,
         ),
     };
-    (body, stream_headers(content_type, reply))
+    (body, stream_headers(reply, content_type))
 }
 
 /// A Responses stream: `encoder`'s typed events as SSE, an in-band error numbered after them.
@@ -158,11 +180,36 @@ pub(crate) fn responses_stream_reply(
     settings: &StreamSettings,
 ) -> (Body, HeaderMap) {
     let (body, content_type) = encoded(stream, encoder, ResponsesFramer::new(seq), settings);
-    (body, stream_headers(content_type, ReplyFormat::Responses))
+    (body, stream_headers(ReplyFormat::Responses, content_type))
 }
 
-fn stream_headers(content_type: &'static str, reply: ReplyFormat) -> HeaderMap {
-    let mut headers = HeaderMap::new();
+/// The body and headers of a relayed stream (payloads in `format`, which `reply` reads).
+pub(crate) fn relayed_stream_reply(
+    stream: RelayedStream,
+    format: InboundFormat,
+    reply: ReplyFormat,
+    settings: &StreamSettings,
+) -> (Body, HeaderMap) {
+    let encoder = RelayEncoder::new(format, settings.include_usage);
+    let (body, content_type) = match reply {
+        ReplyFormat::BedrockInvokeClaude | ReplyFormat::BedrockInvokeTitan => encoded(
+            stream,
+            encoder,
+            EventStreamFramer::invoke_chunks(),
+            settings,
+        ),
+        _ => encoded(
+            stream,
+            encoder,
+            SseFramer::new(reply.error_dialect()),
+            settings,
+        ),
+    };
+    (body, stream_headers(reply, content_type))
+}
+
+fn stream_headers(reply: ReplyFormat, content_type: &'static str) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(3);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if reply.error_dialect() == crate::error::ErrorDialect::Bedrock {
         headers.insert(
@@ -176,12 +223,18 @@ fn stream_headers(content_type: &'static str, reply: ReplyFormat) -> HeaderMap {
     headers
 }
 
-fn encoded<E: EventEncoder, F: Framer>(
-    stream: ChunkStream,
+fn encoded<E, F, S, C>(
+    stream: S,
     encoder: E,
     framer: F,
     settings: &StreamSettings,
-) -> (Body, &'static str) {
+) -> (Body, &'static str)
+where
+    E: EventEncoder<C>,
+    F: Framer,
+    S: futures_util::Stream<Item = Result<C, crate::error::GatewayError>> + Unpin + Send + 'static,
+    C: 'static,
+{
     let content_type = framer.content_type();
     let body = EncodedBody::new(stream, encoder, framer, settings.keep_alive);
     let body = match &settings.shutdown {

@@ -16,7 +16,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::decode_request;
-use super::reply::{encode_complete, responses_stream_reply, stream_reply, StreamSettings};
+use super::reply::{
+    complete_headers, encode_complete, relayed_stream_reply, relays, responses_stream_reply,
+    stream_reply, StreamSettings,
+};
 use crate::body::Body;
 use crate::detect::DetectedRequest;
 use crate::error::{ErrorDialect, GatewayError};
@@ -24,7 +27,7 @@ use crate::format::responses::{self as responses_format, ResponseMeta};
 use crate::format::{embeddings, InboundFormat, ReplyFormat};
 use crate::model::{
     CallContext, CallRecord, ChatCall, ChatReply, EmbeddingsCall, EmbeddingsResponse,
-    GuardrailConfig, Usage,
+    GuardrailConfig, RelayedBody, Usage,
 };
 use crate::provider::dispatch::EmbeddingsProviderService as EmbeddingsCore;
 use crate::provider::timeout::instant_after;
@@ -164,6 +167,11 @@ where
         let amzn_id = (reply.error_dialect() == ErrorDialect::Bedrock)
             .then(|| parts.headers.get("x-request-id").cloned())
             .flatten();
+        // An OpenAI body whose request nothing overrides can go upstream as received.
+        let mut body = (inbound == InboundFormat::OpenAi
+            && detected.model.is_none()
+            && detected.stream.is_none())
+        .then(|| detected.body.clone());
         let (mut request, original) = match decode_request(detected) {
             Ok(r) => r,
             Err(e) => return ResponseFuture::error(e, reply, amzn_id),
@@ -183,6 +191,7 @@ where
             // InvokeModel names a guardrail in headers, not in the model's body.
             if let Some(g) = invoke_guardrail(&parts.headers) {
                 request.guardrail_config = Some(g);
+                body = None;
             }
         }
         let include_usage = request.include_usage();
@@ -194,6 +203,8 @@ where
                 .stream_options
                 .get_or_insert_with(Default::default)
                 .include_usage = Some(true);
+            // The received body says the same once the member is spliced in (when it has none).
+            body = body.and_then(|b| with_include_usage(&b));
         }
         let record = Arc::new(CallRecord::new(
             request.model.clone(),
@@ -206,6 +217,7 @@ where
             inbound,
             target: reply,
             original,
+            body,
             record: record.clone(),
             deadline: self
                 .total
@@ -263,6 +275,7 @@ where
             inbound: InboundFormat::Embeddings,
             target: reply,
             original: None,
+            body: None,
             record: record.clone(),
             deadline: self
                 .total
@@ -361,6 +374,7 @@ where
                 inbound: InboundFormat::Responses,
                 target: reply,
                 original: None,
+                body: None,
                 record: record.clone(),
                 deadline,
             };
@@ -432,6 +446,23 @@ impl ResponsesReply {
 
 type PrepareFuture = Pin<Box<dyn Future<Output = Result<Prepared, GatewayError>> + Send>>;
 type FinishFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// `body` (one JSON object) with `"stream_options":{"include_usage":true}` as its first member,
+/// unless it has a `stream_options` member already (then the request is serialized instead).
+fn with_include_usage(body: &bytes::Bytes) -> Option<bytes::Bytes> {
+    const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
+    for member in crate::format::scan::Members::of(body) {
+        if member.ok()?.0 == b"stream_options" {
+            return None;
+        }
+    }
+    let open = body.iter().position(|&b| b == b'{')?;
+    let mut out = Vec::with_capacity(body.len() + MEMBER.len());
+    out.extend_from_slice(&body[..=open]);
+    out.extend_from_slice(MEMBER);
+    out.extend_from_slice(&body[open + 1..]);
+    Some(out.into())
+}
 
 /// The guardrail an InvokeModel request names in its `X-Amzn-Bedrock-Guardrail*` headers (and
 /// `X-Amzn-Bedrock-Trace`).
@@ -572,7 +603,36 @@ where
             // Handled in the loop above.
             StateProj::Preparing { .. } | StateProj::Finishing { .. } => return Poll::Pending,
         };
+        let result = match result {
+            // Bytes in a format this client does not read are decoded and encoded after all.
+            Ok(ChatReply::Relayed(r)) if !relays(r.format, reply) => {
+                crate::stream::relay::canonical(r)
+            }
+            other => other,
+        };
         let res = match result {
+            Ok(ChatReply::Relayed(relayed)) => match relayed.body {
+                RelayedBody::Complete { body, usage } => {
+                    if let Some(usage) = &usage {
+                        this.hooks.report(usage);
+                        if let Some(r) = this.record.as_ref() {
+                            r.record_usage_of(usage);
+                        }
+                    }
+                    let mut res = Response::new(Body::from(body));
+                    *res.headers_mut() = complete_headers(reply, usage.as_ref());
+                    res
+                }
+                RelayedBody::Stream(stream) => {
+                    let record = this.record.clone().unwrap_or_default();
+                    let stream = std::mem::take(this.hooks).tap_relayed(stream, record);
+                    let (body, headers) =
+                        relayed_stream_reply(stream, relayed.format, reply, this.settings);
+                    let mut res = Response::new(body);
+                    *res.headers_mut() = headers;
+                    res
+                }
+            },
             Ok(ChatReply::Complete(response)) => {
                 let encoded = encode_complete(&response, reply);
                 if let Some(usage) = &response.usage {
@@ -609,6 +669,15 @@ fn responses_reply(
     settings: &StreamSettings,
 ) -> FinishFuture {
     match result {
+        // A Responses client reads no upstream's bytes: a relayed reply is decoded first (into a
+        // complete reply or a stream, never relayed again).
+        Ok(ChatReply::Relayed(r)) => responses_reply(
+            crate::stream::relay::canonical(r),
+            ctx,
+            hooks,
+            record,
+            settings,
+        ),
         Ok(ChatReply::Complete(response)) => {
             if let Some(usage) = &response.usage {
                 hooks.report(usage);

@@ -1293,6 +1293,70 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
     }
 }
 
+/// `…-bench-<chunks>…` in a Bedrock model id (the load benchmark's per-chunk phases): a stream of
+/// `chunks` one-word text deltas, each event in its own frame and the frames not split, as Bedrock
+/// sends a fast model's stream.
+fn bench_chunks(model: &str) -> Option<usize> {
+    let rest = &model[model.find("-bench-")? + "-bench-".len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn claude_bench_stream(n: usize) -> Reply {
+    let mut events = vec![
+        json!({"type":"message_start","message":{"id":"msg_bdrk_01","type":"message","role":"assistant","model":"claude-fake","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}),
+        json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+    ];
+    for _ in 0..n {
+        events.push(json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"word "}}));
+    }
+    events.push(json!({"type":"content_block_stop","index":0}));
+    events.push(json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":n}}));
+    events.push(json!({"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":12,"outputTokenCount":n,"invocationLatency":100,"firstByteLatency":40}}));
+    event_stream(events.iter().map(chunk_frame).collect())
+}
+
+fn titan_bench_stream(n: usize) -> Reply {
+    let mut frames: Vec<Bytes> = (0..n)
+        .map(|i| {
+            chunk_frame(&json!({"outputText": "word ", "index": i, "totalOutputTextTokenCount": i + 1, "completionReason": null, "inputTextTokenCount": if i == 0 { json!(8) } else { Value::Null }}))
+        })
+        .collect();
+    frames.push(chunk_frame(
+        &json!({"outputText": "", "index": n, "totalOutputTextTokenCount": n, "completionReason": "FINISH", "inputTextTokenCount": null,
+        "amazon-bedrock-invocationMetrics": {"inputTokenCount": 8, "outputTokenCount": n, "invocationLatency": 50, "firstByteLatency": 20}}),
+    ));
+    event_stream(frames)
+}
+
+fn converse_bench_stream(n: usize) -> Reply {
+    let mut frames = vec![event_frame(
+        "messageStart",
+        &json!({"role":"assistant","p":"xyz"}),
+    )];
+    for _ in 0..n {
+        frames.push(event_frame(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex":0,"delta":{"text":"word "},"p":"abcdefgh"}),
+        ));
+    }
+    frames.push(event_frame(
+        "contentBlockStop",
+        &json!({"contentBlockIndex":0}),
+    ));
+    frames.push(event_frame(
+        "messageStop",
+        &json!({"stopReason":"end_turn"}),
+    ));
+    frames.push(event_frame(
+        "metadata",
+        &json!({"usage":{"inputTokens":20,"outputTokens":n,"totalTokens":20 + n},"metrics":{"latencyMs":12}}),
+    ));
+    event_stream(frames)
+}
+
 /// The guardrail the fake runs: `gr-block` blocks everything, any other lets everything through.
 pub const BLOCKING_GUARDRAIL: &str = "gr-block";
 /// What a guardrail that blocked says instead of the model.
@@ -1519,6 +1583,9 @@ fn claude_answer(body: &Value, model: &str, stream: bool) -> Reply {
             "content":content,"stop_reason":stop,"stop_sequence":null,"usage":usage}),
         );
     }
+    if let Some(n) = bench_chunks(model) {
+        return claude_bench_stream(n);
+    }
     let mut events = vec![
         json!({"type":"message_start","message":{"id":"msg_bdrk_01","type":"message","role":"assistant","model":"claude-fake","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}),
     ];
@@ -1591,6 +1658,9 @@ fn titan_answer(body: &Value, model: &str, stream: bool) -> Reply {
             200,
             json!({"inputTextTokenCount": 8, "results": [{"tokenCount": 6, "outputText": text, "completionReason": "FINISH"}]}),
         );
+    }
+    if let Some(n) = bench_chunks(model) {
+        return titan_bench_stream(n);
     }
     let (first, second) = halves(&text);
     let mut frames = vec![
@@ -1868,6 +1938,9 @@ fn converse_answer(body: &Value, model: &str, stream: bool) -> Reply {
             200,
             json!({"output":{"message":{"role":"assistant","content":content}},"stopReason":stop,"usage":usage,"metrics":{"latencyMs":12}}),
         );
+    }
+    if let Some(n) = bench_chunks(model) {
+        return converse_bench_stream(n);
     }
     let mut frames = vec![event_frame(
         "messageStart",

@@ -11,7 +11,7 @@ use crate::sse::SseDecoder;
 use crate::stream::StreamDecoder;
 
 /// Largest single stream event (an upstream that never ends an event is cut off here).
-const MAX_STREAM_EVENT: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_STREAM_EVENT: usize = 16 * 1024 * 1024;
 
 /// Decodes the SSE body of a streamed chat completion, piece by piece as it arrives.
 ///
@@ -42,29 +42,31 @@ impl OpenAiStreamDecoder {
                 }
                 Ok(chunk)
             }
-            Err(e) => {
-                if let Ok(v) = serde_json::from_slice::<Value>(data) {
-                    if v.get("error").is_some() {
-                        let status = v["error"]["code"]
-                            .as_u64()
-                            .and_then(|c| u16::try_from(c).ok());
-                        let mut err = decode_error(
-                            StatusCode::from_u16(status.unwrap_or(500))
-                                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                            data,
-                        );
-                        if status.is_none() {
-                            err = err.with_status(StatusCode::BAD_GATEWAY);
-                        }
-                        return Err(err);
-                    }
-                }
-                Err(GatewayError::upstream_protocol(format!(
+            Err(e) => Err(in_band_error(data).unwrap_or_else(|| {
+                GatewayError::upstream_protocol(format!(
                     "The upstream sent an invalid stream chunk: {e}"
-                )))
-            }
+                ))
+            })),
         }
     }
+}
+
+/// The error an upstream's in-band `{"error": …}` event carries (its `code` read as the status when
+/// numeric, else 502); `None` when `data` is not one.
+pub(crate) fn in_band_error(data: &[u8]) -> Option<GatewayError> {
+    let v = serde_json::from_slice::<Value>(data).ok()?;
+    v.get("error")?;
+    let status = v["error"]["code"]
+        .as_u64()
+        .and_then(|c| u16::try_from(c).ok());
+    let mut err = decode_error(
+        StatusCode::from_u16(status.unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        data,
+    );
+    if status.is_none() {
+        err = err.with_status(StatusCode::BAD_GATEWAY);
+    }
+    Some(err)
 }
 
 impl StreamDecoder for OpenAiStreamDecoder {

@@ -45,7 +45,17 @@ fn merge(replies: Vec<ChatReply>) -> Result<ChatReply, GatewayError> {
     let mut complete = Vec::new();
     let mut streams = Vec::new();
     for reply in replies {
+        // Choices are renumbered: relayed bytes are decoded first.
+        let reply = match reply {
+            ChatReply::Relayed(r) => crate::stream::relay::canonical(r)?,
+            other => other,
+        };
         match reply {
+            ChatReply::Relayed(_) => {
+                return Err(GatewayError::internal(
+                    "a relayed reply decoded to a relayed one",
+                ))
+            }
             ChatReply::Complete(r) => complete.push(r),
             ChatReply::Stream(s) => streams.push(s),
         }

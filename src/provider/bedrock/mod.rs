@@ -487,10 +487,10 @@ impl BedrockProvider {
                 }
             }
         }?;
-        Ok(match &structured {
+        match &structured {
             Some(s) => s.lift(reply),
-            None => reply,
-        })
+            None => Ok(reply),
+        }
     }
 
     /// The request with its `http(s)` media inlined, when the fetcher is on and it has any.

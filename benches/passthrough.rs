@@ -1,0 +1,335 @@
+//! The OpenAI → OpenAI pass-through against the canonical round trip it replaces: per relayed SSE
+//! chunk (byte scan and relay vs typed decode and encode), per complete reply (scan vs parse and
+//! serialize), and one request end to end through the in-process chat stack (auth → detect →
+//! translate) over an in-memory core answering relayed bytes or canonical values.
+//!
+//! Before criterion runs, it counts heap allocations (a counting global allocator,
+//! `stats_alloc`) per chunk and per request on both paths, prints them, and checks that the
+//! pass-through allocates fewer times than the round trip: a count, not a time, so it holds on a
+//! loaded machine and runs under `cargo test --benches` too.
+//!
+//! `cargo bench --bench passthrough`
+
+use std::alloc::System;
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use open_bedrock_server::body::Body;
+use open_bedrock_server::config::Config;
+use open_bedrock_server::error::{ErrorDialect, GatewayError};
+use open_bedrock_server::format::openai::{OpenAiStreamDecoder, OpenAiStreamEncoder};
+use open_bedrock_server::format::{scan, InboundFormat};
+use open_bedrock_server::model::{
+    ChatCall, ChatChunk, ChatReply, ChatResponse, ChunkStream, RelayedBody, RelayedEvent,
+    RelayedReply, RelayedStream,
+};
+use open_bedrock_server::sse::SseFramer;
+use open_bedrock_server::stream::relay::{OpenAiStreamRelay, RelayEncoder};
+use open_bedrock_server::stream::{EventEncoder, Framer, StreamDecoder};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use tower::ServiceExt;
+
+mod common;
+use common::*;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const API_KEY: &str = "bench-key-0123456789";
+const URI: &str = "/v1/chat/completions";
+/// Text chunks in the streamed reply (plus role, finish and usage chunks).
+const STREAM_TEXT_CHUNKS: usize = 17;
+
+/// The upstream's SSE events for a stream of `STREAM_TEXT_CHUNKS` text deltas, one per event.
+fn upstream_events() -> Vec<Bytes> {
+    let mut enc = OpenAiStreamEncoder::new(true);
+    let mut framer = SseFramer::new(ErrorDialect::OpenAi);
+    let mut events: Vec<Bytes> = stream_chunks(&meta(), STREAM_TEXT_CHUNKS)
+        .iter()
+        .map(|chunk| {
+            enc.encode(chunk, &mut framer);
+            framer.take()
+        })
+        .collect();
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    events
+}
+
+/// One text delta as the upstream writes it.
+fn upstream_text_event() -> Bytes {
+    let mut enc = OpenAiStreamEncoder::new(true);
+    let mut framer = SseFramer::new(ErrorDialect::OpenAi);
+    enc.encode(&text_chunk(&meta()), &mut framer);
+    framer.take()
+}
+
+/// Per chunk, relayed: scan, then written as it came.
+fn relay_chunk(relay: &mut OpenAiStreamRelay, enc: &mut RelayEncoder, event: &Bytes) -> usize {
+    let mut out: Vec<RelayedEvent> = Vec::with_capacity(1);
+    let mut framer = SseFramer::new(ErrorDialect::OpenAi);
+    relay.push(event.clone(), &mut out).unwrap();
+    for e in &out {
+        enc.encode(e, &mut framer);
+    }
+    framer.take().len()
+}
+
+/// Per chunk, the canonical round trip: typed decode, then typed encode.
+fn canonical_chunk(
+    dec: &mut OpenAiStreamDecoder,
+    enc: &mut OpenAiStreamEncoder,
+    event: &Bytes,
+) -> usize {
+    let mut out: Vec<ChatChunk> = Vec::with_capacity(1);
+    let mut framer = SseFramer::new(ErrorDialect::OpenAi);
+    dec.push(event.clone(), &mut out).unwrap();
+    for c in &out {
+        enc.encode(c, &mut framer);
+    }
+    framer.take().len()
+}
+
+fn relay_complete(body: &Bytes) -> Bytes {
+    let facts = scan::openai_completion(body).unwrap();
+    assert!(facts.usage.is_some());
+    body.clone()
+}
+
+fn canonical_complete(body: &Bytes) -> Bytes {
+    let r: ChatResponse = serde_json::from_slice(body).unwrap();
+    Bytes::from(serde_json::to_vec(&r).unwrap())
+}
+
+type Stack = tower::util::BoxCloneService<Request<Full<Bytes>>, Response<Body>, Infallible>;
+
+/// The chat stack over an in-memory core that answers every call with `reply()`.
+fn stack<F>(reply: F) -> Stack
+where
+    F: Fn() -> ChatReply + Send + Sync + Clone + 'static,
+{
+    let mut config = Config::default();
+    config.auth.api_keys = vec![API_KEY.into()];
+    let gateway = open_bedrock_server::GatewayBuilder::from_config(&config).build();
+    let core = tower::service_fn(move |_call: ChatCall| {
+        let reply = reply.clone();
+        async move { Ok::<_, GatewayError>(reply()) }
+    });
+    tower::util::BoxCloneService::new(gateway.ingress::<Full<Bytes>, _>(core))
+}
+
+fn relayed_stream(events: &[Bytes]) -> ChatReply {
+    let mut relay = OpenAiStreamRelay::new();
+    let mut out = Vec::new();
+    for e in events {
+        relay.push(e.clone(), &mut out).unwrap();
+    }
+    ChatReply::Relayed(RelayedReply::new(
+        InboundFormat::OpenAi,
+        OPENAI_MODEL,
+        RelayedBody::Stream(RelayedStream::new(futures_util::stream::iter(
+            out.into_iter().map(Ok),
+        ))),
+    ))
+}
+
+async fn call(svc: &Stack, body: &Bytes) -> Bytes {
+    let req = Request::post(URI)
+        .header("authorization", format!("Bearer {API_KEY}"))
+        .header("content-type", "application/json")
+        .header("x-request-id", "req-bench")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// Heap allocations `f` makes (the median of a few runs, after one warm-up).
+fn allocations(mut f: impl FnMut()) -> usize {
+    f();
+    let mut counts: Vec<usize> = (0..5)
+        .map(|_| {
+            let region = Region::new(GLOBAL);
+            f();
+            region.change().allocations
+        })
+        .collect();
+    counts.sort_unstable();
+    counts[2]
+}
+
+struct Fixtures {
+    rt: tokio::runtime::Runtime,
+    event: Bytes,
+    completion: Bytes,
+    request: Bytes,
+    stream_request: Bytes,
+    relayed: Stack,
+    canonical: Stack,
+    relayed_streamed: Stack,
+    canonical_streamed: Stack,
+}
+
+fn fixtures() -> Fixtures {
+    let completion = Bytes::from(serde_json::to_vec(&chat_response()).unwrap());
+    let events = upstream_events();
+    let relayed_body = completion.clone();
+    let relayed = stack(move || {
+        let facts = scan::openai_completion(&relayed_body).unwrap();
+        ChatReply::Relayed(RelayedReply::new(
+            InboundFormat::OpenAi,
+            OPENAI_MODEL,
+            RelayedBody::Complete {
+                body: relayed_body.clone(),
+                usage: facts.usage,
+            },
+        ))
+    });
+    let response = chat_response();
+    let canonical = stack(move || ChatReply::Complete(response.clone()));
+    let stream_events = events.clone();
+    let relayed_streamed = stack(move || relayed_stream(&stream_events));
+    // The same upstream events, decoded into canonical chunks (what the provider did before).
+    let stream_events = events.clone();
+    let canonical_streamed = stack(move || {
+        let mut dec = OpenAiStreamDecoder::new();
+        let mut chunks = Vec::new();
+        for e in &stream_events {
+            dec.push(e.clone(), &mut chunks).unwrap();
+        }
+        ChatReply::Stream(ChunkStream::from_chunks(
+            chunks.into_iter().map(Ok).collect(),
+        ))
+    });
+    Fixtures {
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+        event: upstream_text_event(),
+        completion,
+        request: Bytes::from(openai_body(OPENAI_MODEL, SHORT_QUESTION, false)),
+        stream_request: Bytes::from(openai_body(OPENAI_MODEL, SHORT_QUESTION, true)),
+        relayed,
+        canonical,
+        relayed_streamed,
+        canonical_streamed,
+    }
+}
+
+/// Allocation counts, printed and compared (the relay must allocate less than the round trip).
+fn count_allocations(f: &Fixtures) {
+    let (mut relay, mut renc) = (
+        OpenAiStreamRelay::new(),
+        RelayEncoder::new(InboundFormat::OpenAi, true),
+    );
+    let (mut dec, mut enc) = (OpenAiStreamDecoder::new(), OpenAiStreamEncoder::new(true));
+    let rows = [
+        (
+            "per SSE chunk",
+            allocations(|| {
+                relay_chunk(&mut relay, &mut renc, &f.event);
+            }),
+            allocations(|| {
+                canonical_chunk(&mut dec, &mut enc, &f.event);
+            }),
+        ),
+        (
+            "per complete reply body",
+            allocations(|| {
+                relay_complete(&f.completion);
+            }),
+            allocations(|| {
+                canonical_complete(&f.completion);
+            }),
+        ),
+        (
+            "per request through the stack, complete",
+            allocations(|| {
+                f.rt.block_on(call(&f.relayed, &f.request));
+            }),
+            allocations(|| {
+                f.rt.block_on(call(&f.canonical, &f.request));
+            }),
+        ),
+        (
+            "per request through the stack, 20-chunk stream",
+            allocations(|| {
+                f.rt.block_on(call(&f.relayed_streamed, &f.stream_request));
+            }),
+            allocations(|| {
+                f.rt.block_on(call(&f.canonical_streamed, &f.stream_request));
+            }),
+        ),
+    ];
+    println!("heap allocations: pass-through vs canonical round trip");
+    for (what, relayed, canonical) in rows {
+        println!("  {what}: {relayed} vs {canonical}");
+        assert!(
+            relayed < canonical,
+            "{what}: the relay allocates {relayed} times, the round trip {canonical}"
+        );
+    }
+}
+
+fn benches(c: &mut Criterion, f: &Fixtures) {
+    let mut g = c.benchmark_group("passthrough_chunk");
+    quick(&mut g);
+    g.throughput(Throughput::Elements(1));
+    let (mut relay, mut renc) = (
+        OpenAiStreamRelay::new(),
+        RelayEncoder::new(InboundFormat::OpenAi, true),
+    );
+    g.bench_function("openai_sse_relayed", |b| {
+        b.iter(|| relay_chunk(&mut relay, &mut renc, black_box(&f.event)))
+    });
+    let (mut dec, mut enc) = (OpenAiStreamDecoder::new(), OpenAiStreamEncoder::new(true));
+    g.bench_function("openai_sse_decoded_and_encoded", |b| {
+        b.iter(|| canonical_chunk(&mut dec, &mut enc, black_box(&f.event)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("passthrough_complete");
+    quick(&mut g);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("openai_body_scanned", |b| {
+        b.iter(|| relay_complete(black_box(&f.completion)))
+    });
+    g.bench_function("openai_body_parsed_and_serialized", |b| {
+        b.iter(|| canonical_complete(black_box(&f.completion)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("passthrough_stack");
+    quick(&mut g);
+    g.throughput(Throughput::Elements(1));
+    for (name, svc, body) in [
+        ("complete_relayed", &f.relayed, &f.request),
+        ("complete_canonical", &f.canonical, &f.request),
+        (
+            "stream_20_chunks_relayed",
+            &f.relayed_streamed,
+            &f.stream_request,
+        ),
+        (
+            "stream_20_chunks_canonical",
+            &f.canonical_streamed,
+            &f.stream_request,
+        ),
+    ] {
+        g.bench_function(name, |b| b.to_async(&f.rt).iter(|| call(svc, body)));
+    }
+    g.finish();
+}
+
+fn main() {
+    let f = fixtures();
+    count_allocations(&f);
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c, &f);
+    c.final_summary();
+}

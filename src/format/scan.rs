@@ -1,0 +1,631 @@
+//! A byte scan of JSON objects: the facts a pass-through relay needs (usage, finish, an event's
+//! type) read from an upstream's bytes without decoding them.
+//!
+//! When the client reads the upstream's own format, its replies are relayed as the upstream wrote
+//! them; the limiter, the log line and the metrics still need the usage, and a stream still has to
+//! prove it finished. [`Members`] walks the members of one JSON object — keys and the raw bytes of
+//! their values — skipping strings with `memchr` and nested values by bracket depth, with no
+//! allocation and no tree; the dialects' relays ([`openai_chunk`], [`claude_event`],
+//! [`titan_chunk`], [`openai_completion`]) read what they need from it.
+//!
+//! Hand-written: serde_json's borrowed types and `RawValue` still validate and copy every value
+//! (and `IgnoredAny` still unescapes strings), and a lazy-JSON crate would be a new dependency for
+//! a few dozen lines. The scan checks structure (balanced brackets, terminated strings, a colon
+//! after each key); it does not check number syntax or escapes, which the client's own parser does
+//! when it reads the relayed bytes.
+//!
+//! ```
+//! use open_bedrock_server::format::scan::{openai_chunk, Members};
+//!
+//! let chunk = br#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}],
+//!     "usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+//! let facts = openai_chunk(chunk).unwrap();
+//! assert!(facts.finished && !facts.usage_only && !facts.error);
+//! assert_eq!(facts.output_bytes, 2);
+//! assert_eq!(facts.usage.unwrap().total_tokens, 7);
+//!
+//! let keys: Vec<_> = Members::of(br#" {"a": [1, {"b": "}"}], "c": null} "#)
+//!     .map(|m| m.map(|(k, _)| k))
+//!     .collect::<Result<_, _>>()
+//!     .unwrap();
+//! assert_eq!(keys, [&b"a"[..], b"c"]);
+//! assert!(Members::of(br#"{"a": "unterminated}"#).any(|m| m.is_err()));
+//! ```
+
+use crate::model::{PromptTokensDetails, Usage};
+
+/// The scan found bytes that are not one well-formed JSON object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Malformed;
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a well-formed JSON object")
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\n' | b'\r' | b'\t') {
+        i += 1;
+    }
+    i
+}
+
+/// `b[i]` is the opening quote of a string: the index just past its closing quote.
+fn skip_string(b: &[u8], i: usize) -> Result<usize, Malformed> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..).ok_or(Malformed)?).ok_or(Malformed)?;
+        if b[k] == b'"' {
+            return Ok(k + 1);
+        }
+        j = k + 2; // an escape: skip the escaped byte (a `\uXXXX` tail has no quote or backslash)
+    }
+}
+
+/// The index just past the value that starts at `b[i]`.
+fn skip_value(b: &[u8], i: usize) -> Result<usize, Malformed> {
+    match b.get(i).ok_or(Malformed)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            // Brackets by depth; strings skipped whole, so brackets inside them do not count.
+            let mut stack = [0u8; 128];
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                let c = *b.get(j).ok_or(Malformed)?;
+                match c {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => {
+                        *stack.get_mut(depth).ok_or(Malformed)? = c;
+                        depth += 1;
+                    }
+                    b'}' | b']' => {
+                        let open = if c == b'}' { b'{' } else { b'[' };
+                        if depth == 0 || stack[depth - 1] != open {
+                            return Err(Malformed);
+                        }
+                        depth -= 1;
+                        if depth == 0 {
+                            return Ok(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            // A number or a literal: up to the next delimiter.
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+            {
+                j += 1;
+            }
+            if j == i {
+                Err(Malformed)
+            } else {
+                Ok(j)
+            }
+        }
+    }
+}
+
+/// One member of an object: its key (without quotes, escapes as written) and its value's raw bytes.
+pub type Member<'a> = (&'a [u8], &'a [u8]);
+
+/// The members of one JSON object: `(key, value)` pairs, the key without its quotes (escapes as
+/// written), the value's raw bytes. An `Err` item ends the walk: the bytes are not an object.
+#[derive(Debug, Clone)]
+pub struct Members<'a> {
+    b: &'a [u8],
+    i: usize,
+    first: bool,
+    /// `Some` once the walk is over (`Some(true)`: it failed and has not said so yet).
+    over: Option<bool>,
+}
+
+impl<'a> Members<'a> {
+    /// The members of the object `b` holds (surrounding whitespace allowed).
+    pub fn of(b: &'a [u8]) -> Self {
+        let i = skip_ws(b, 0);
+        let ok = b.get(i) == Some(&b'{');
+        Members {
+            b,
+            i: i + 1,
+            first: true,
+            over: (!ok).then_some(true),
+        }
+    }
+
+    fn end(&mut self, close: usize) -> Result<Option<Member<'a>>, Malformed> {
+        if skip_ws(self.b, close + 1) == self.b.len() {
+            Ok(None)
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<Member<'a>>, Malformed> {
+        let b = self.b;
+        let mut i = skip_ws(b, self.i);
+        match (b.get(i), std::mem::replace(&mut self.first, false)) {
+            (Some(b'}'), _) => return self.end(i),
+            (Some(b','), false) => i = skip_ws(b, i + 1),
+            (_, true) => {}
+            _ => return Err(Malformed),
+        }
+        if b.get(i) != Some(&b'"') {
+            return Err(Malformed);
+        }
+        let key_end = skip_string(b, i)?;
+        let key = &b[i + 1..key_end - 1];
+        let colon = skip_ws(b, key_end);
+        if b.get(colon) != Some(&b':') {
+            return Err(Malformed);
+        }
+        let start = skip_ws(b, colon + 1);
+        let end = skip_value(b, start)?;
+        self.i = end;
+        Ok(Some((key, &b[start..end])))
+    }
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = Result<Member<'a>, Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.over {
+            Some(true) => {
+                self.over = Some(false);
+                return Some(Err(Malformed));
+            }
+            Some(false) => return None,
+            None => {}
+        }
+        match self.step() {
+            Ok(Some(m)) => Some(Ok(m)),
+            Ok(None) => {
+                self.over = Some(false);
+                None
+            }
+            Err(e) => {
+                self.over = Some(false);
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// The elements of a JSON array's raw bytes (each element's raw bytes).
+pub fn elements(b: &[u8]) -> impl Iterator<Item = Result<&[u8], Malformed>> {
+    let mut i = skip_ws(b, 0);
+    let mut state = if b.get(i) == Some(&b'[') {
+        i += 1;
+        0u8 // first element
+    } else {
+        3 // error
+    };
+    std::iter::from_fn(move || match state {
+        0 | 1 => {
+            let mut j = skip_ws(b, i);
+            match b.get(j) {
+                Some(b']') => {
+                    state = 2;
+                    return None;
+                }
+                Some(b',') if state == 1 => j = skip_ws(b, j + 1),
+                _ if state == 1 => {
+                    state = 2;
+                    return Some(Err(Malformed));
+                }
+                _ => {}
+            }
+            match skip_value(b, j) {
+                Ok(end) => {
+                    i = end;
+                    state = 1;
+                    Some(Ok(&b[j..end]))
+                }
+                Err(e) => {
+                    state = 2;
+                    Some(Err(e))
+                }
+            }
+        }
+        3 => {
+            state = 2;
+            Some(Err(Malformed))
+        }
+        _ => None,
+    })
+}
+
+/// The length of a string value's contents as written (escapes counted as written), 0 for any
+/// other value: what the output estimate counts.
+fn string_len(v: &[u8]) -> usize {
+    if v.len() >= 2 && v[0] == b'"' {
+        v.len() - 2
+    } else {
+        0
+    }
+}
+
+fn is_null(v: &[u8]) -> bool {
+    v == b"null"
+}
+
+/// A non-negative integer value (`12`, `12.0` is not one; anything else is `None`).
+fn integer(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// What a relay learns from one OpenAI `chat.completion.chunk`.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ChunkFacts {
+    /// A choice finished (`finish_reason` not null).
+    pub finished: bool,
+    /// The chunk carries only the usage (`choices` empty): the one a client that did not ask for
+    /// it never sees.
+    pub usage_only: bool,
+    /// The chunk is the upstream's in-band `{"error": …}`.
+    pub error: bool,
+    /// The final usage, when this chunk carries it.
+    pub usage: Option<Usage>,
+    /// Text, reasoning and tool-argument bytes: the estimate of a stream cut before its usage.
+    pub output_bytes: usize,
+}
+
+/// Reads an OpenAI usage object.
+pub fn openai_usage(v: &[u8]) -> Result<Usage, Malformed> {
+    let mut usage = Usage::default();
+    for m in Members::of(v) {
+        let (k, v) = m?;
+        match k {
+            b"prompt_tokens" => usage.prompt_tokens = integer(v).unwrap_or(0),
+            b"completion_tokens" => usage.completion_tokens = integer(v).unwrap_or(0),
+            b"total_tokens" => usage.total_tokens = integer(v).unwrap_or(0),
+            b"prompt_tokens_details" if !is_null(v) => {
+                let mut details = PromptTokensDetails::default();
+                for m in Members::of(v) {
+                    let (k, v) = m?;
+                    match k {
+                        b"cached_tokens" => details.cached_tokens = integer(v),
+                        b"cache_write_tokens" => details.cache_write_tokens = integer(v),
+                        _ => {}
+                    }
+                }
+                usage.prompt_tokens_details = Some(details);
+            }
+            _ => {}
+        }
+    }
+    Ok(usage)
+}
+
+/// Reads the facts of one OpenAI stream chunk.
+pub fn openai_chunk(b: &[u8]) -> Result<ChunkFacts, Malformed> {
+    let mut facts = ChunkFacts::default();
+    let mut choices = 0usize;
+    for m in Members::of(b) {
+        let (k, v) = m?;
+        match k {
+            b"choices" => {
+                for choice in elements(v) {
+                    choices += 1;
+                    for m in Members::of(choice?) {
+                        let (k, v) = m?;
+                        match k {
+                            b"finish_reason" if !is_null(v) => facts.finished = true,
+                            b"delta" => {
+                                for m in Members::of(v) {
+                                    let (k, v) = m?;
+                                    facts.output_bytes += match k {
+                                        b"content" | b"reasoning_content" => string_len(v),
+                                        // Arguments are inside; their JSON is close enough.
+                                        b"tool_calls" if !is_null(v) => v.len(),
+                                        _ => 0,
+                                    };
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            b"usage" if !is_null(v) => facts.usage = Some(openai_usage(v)?),
+            b"error" => facts.error = true,
+            _ => {}
+        }
+    }
+    facts.usage_only = choices == 0 && facts.usage.is_some();
+    Ok(facts)
+}
+
+/// What a relay learns from a complete OpenAI `chat.completion`.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CompletionFacts {
+    /// Its usage.
+    pub usage: Option<Usage>,
+    /// Whether it names its model (an empty or missing `model` must be filled in: not relayed).
+    pub has_model: bool,
+}
+
+/// Reads the facts of a complete OpenAI reply.
+pub fn openai_completion(b: &[u8]) -> Result<CompletionFacts, Malformed> {
+    let mut facts = CompletionFacts::default();
+    for m in Members::of(b) {
+        let (k, v) = m?;
+        match k {
+            b"usage" if !is_null(v) => facts.usage = Some(openai_usage(v)?),
+            b"model" => facts.has_model = string_len(v) > 0,
+            _ => {}
+        }
+    }
+    Ok(facts)
+}
+
+/// Anthropic's usage members (`input_tokens`, `output_tokens`, cache reads and writes) read into
+/// `acc` (later events' counts win, as Claude's `message_delta` updates `output_tokens`).
+fn claude_usage(v: &[u8], acc: &mut ClaudeUsage) -> Result<(), Malformed> {
+    for m in Members::of(v) {
+        let (k, v) = m?;
+        let slot = match k {
+            b"input_tokens" => &mut acc.input,
+            b"output_tokens" => &mut acc.output,
+            b"cache_read_input_tokens" => &mut acc.cache_read,
+            b"cache_creation_input_tokens" => &mut acc.cache_write,
+            _ => continue,
+        };
+        if let Some(n) = integer(v) {
+            *slot = n;
+        }
+    }
+    Ok(())
+}
+
+/// Token counts of a Claude message as its events report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaudeUsage {
+    /// `input_tokens` (cache reads and writes excluded).
+    pub input: u64,
+    /// `output_tokens`.
+    pub output: u64,
+    /// `cache_read_input_tokens`.
+    pub cache_read: u64,
+    /// `cache_creation_input_tokens`.
+    pub cache_write: u64,
+}
+
+impl ClaudeUsage {
+    /// The canonical usage.
+    pub fn usage(&self) -> Usage {
+        Usage::from_parts(self.input, self.output, self.cache_read, self.cache_write)
+    }
+}
+
+/// What a relay learns from one Claude stream event (an InvokeModel `chunk` payload).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventFacts {
+    /// The event's `type`, as the SSE `event:` line names it (`None` for a type this scan does not
+    /// know: such an event is not relayed as is).
+    pub name: Option<&'static str>,
+    /// `message_stop`: the stream finished.
+    pub finished: bool,
+    /// The event is an `error`.
+    pub error: bool,
+    /// Text, thinking and tool-input bytes.
+    pub output_bytes: usize,
+}
+
+/// The Anthropic stream event types, by name.
+const CLAUDE_EVENTS: [&str; 8] = [
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+    "ping",
+    "error",
+];
+
+/// Reads the facts of one Claude stream event, adding its token counts to `usage`.
+pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Malformed> {
+    let mut facts = EventFacts::default();
+    for m in Members::of(b) {
+        let (k, v) = m?;
+        match k {
+            b"type" => {
+                let name = v.get(1..v.len().saturating_sub(1)).unwrap_or_default();
+                facts.name = CLAUDE_EVENTS.iter().copied().find(|e| e.as_bytes() == name);
+            }
+            b"message" => {
+                for m in Members::of(v) {
+                    let (k, v) = m?;
+                    if k == b"usage" {
+                        claude_usage(v, usage)?;
+                    }
+                }
+            }
+            b"usage" => claude_usage(v, usage)?,
+            b"delta" => {
+                for m in Members::of(v) {
+                    let (k, v) = m?;
+                    if matches!(k, b"text" | b"thinking" | b"partial_json") {
+                        facts.output_bytes += string_len(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    facts.finished = facts.name == Some("message_stop");
+    facts.error = facts.name == Some("error");
+    Ok(facts)
+}
+
+/// Reads the facts of one Titan stream chunk: `completionReason` set finishes it, and its counts
+/// (`inputTextTokenCount` on the first chunk, `totalOutputTextTokenCount` running) go into
+/// `usage` (input, output).
+pub fn titan_chunk(b: &[u8], usage: &mut (u64, u64)) -> Result<EventFacts, Malformed> {
+    let mut facts = EventFacts::default();
+    for m in Members::of(b) {
+        let (k, v) = m?;
+        match k {
+            b"outputText" => facts.output_bytes += string_len(v),
+            b"completionReason" if !is_null(v) => facts.finished = true,
+            b"inputTextTokenCount" => usage.0 = integer(v).unwrap_or(usage.0),
+            b"totalOutputTextTokenCount" => usage.1 = integer(v).unwrap_or(usage.1),
+            _ => {}
+        }
+    }
+    Ok(facts)
+}
+
+/// The usage of a complete Claude message (`usage` member).
+pub fn claude_message_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
+    let mut acc = ClaudeUsage::default();
+    let mut found = false;
+    for m in Members::of(b) {
+        let (k, v) = m?;
+        if k == b"usage" && !is_null(v) {
+            claude_usage(v, &mut acc)?;
+            found = true;
+        }
+    }
+    Ok(found.then(|| acc.usage()))
+}
+
+/// The usage of a complete Titan reply (`inputTextTokenCount`, the results' `tokenCount`s).
+pub fn titan_result_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
+    let (mut input, mut output, mut found) = (0, 0, false);
+    for m in Members::of(b) {
+        let (k, v) = m?;
+        match k {
+            b"inputTextTokenCount" => {
+                input = integer(v).unwrap_or(0);
+                found = true;
+            }
+            b"results" => {
+                for r in elements(v) {
+                    for m in Members::of(r?) {
+                        let (k, v) = m?;
+                        if k == b"tokenCount" {
+                            output += integer(v).unwrap_or(0);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(found.then(|| Usage::from_parts(input, output, 0, 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(b: &[u8]) -> Result<Vec<String>, Malformed> {
+        Members::of(b)
+            .map(|m| m.map(|(k, _)| String::from_utf8_lossy(k).into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn members_and_malformed_objects() {
+        assert_eq!(keys(b"{}").unwrap(), Vec::<String>::new());
+        assert_eq!(keys(b" { } ").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            keys(br#"{"a":"x\"}","b":{"c":[1,"]"]},"d":-1.5e3,"e":true}"#).unwrap(),
+            ["a", "b", "d", "e"]
+        );
+        for bad in [
+            &b""[..],
+            b"[]",
+            b"{",
+            b"{\"a\"}",
+            b"{\"a\":}",
+            b"{\"a\":1,}",
+            b"{\"a\":[1}",
+            b"{\"a\":\"x}",
+            b"{\"a\":1} x",
+            b"{,\"a\":1}",
+            b"{\"a\":1 \"b\":2}",
+        ] {
+            assert!(keys(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let els: Vec<_> = elements(br#"[1, {"a":[2]}, "x"]"#)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(els, [&b"1"[..], br#"{"a":[2]}"#, br#""x""#]);
+        assert_eq!(elements(b"[]").count(), 0);
+        assert!(elements(b"[1 2]").any(|e| e.is_err()));
+    }
+
+    #[test]
+    fn openai_facts() {
+        let f = openai_chunk(
+            br#"{"choices":[{"delta":{"content":null},"finish_reason":null}],"usage":null}"#,
+        )
+        .unwrap();
+        assert_eq!(f, ChunkFacts::default());
+        let f = openai_chunk(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":2}}}"#).unwrap();
+        assert!(f.usage_only);
+        let u = f.usage.unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens()),
+            (3, 4, 2)
+        );
+        assert!(openai_chunk(br#"{"error":{"message":"x"}}"#).unwrap().error);
+        let f = openai_completion(br#"{"model":"","usage":{"total_tokens":1}}"#).unwrap();
+        assert!(!f.has_model && f.usage.is_some());
+    }
+
+    #[test]
+    fn claude_and_titan_facts() {
+        let mut u = ClaudeUsage::default();
+        let f = claude_event(br#"{"type":"message_start","message":{"usage":{"input_tokens":12,"output_tokens":1,"cache_read_input_tokens":3}}}"#, &mut u).unwrap();
+        assert_eq!(f.name, Some("message_start"));
+        let f = claude_event(br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"word "}}"#, &mut u).unwrap();
+        assert_eq!(f.output_bytes, 5);
+        claude_event(br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}"#, &mut u).unwrap();
+        let f = claude_event(br#"{"type":"message_stop"}"#, &mut u).unwrap();
+        assert!(f.finished);
+        assert_eq!((u.input, u.output, u.cache_read), (12, 9, 3));
+        assert_eq!(
+            claude_event(br#"{"type":"new_kind"}"#, &mut u)
+                .unwrap()
+                .name,
+            None
+        );
+
+        let mut t = (0, 0);
+        titan_chunk(br#"{"outputText":"Hi","index":0,"totalOutputTextTokenCount":1,"completionReason":null,"inputTextTokenCount":8}"#, &mut t).unwrap();
+        let f = titan_chunk(br#"{"outputText":"","completionReason":"FINISH","inputTextTokenCount":null,"totalOutputTextTokenCount":6}"#, &mut t).unwrap();
+        assert!(f.finished);
+        assert_eq!(t, (8, 6));
+        let u = titan_result_usage(
+            br#"{"inputTextTokenCount":8,"results":[{"tokenCount":6,"outputText":"x"}]}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (8, 6));
+        let u =
+            claude_message_usage(br#"{"id":"m","usage":{"input_tokens":12,"output_tokens":9}}"#)
+                .unwrap()
+                .unwrap();
+        assert_eq!(u.total_tokens, 21);
+    }
+}
