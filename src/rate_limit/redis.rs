@@ -115,18 +115,7 @@ struct Inner {
 impl RedisBackend {
     /// Connects lazily, so a Redis that is down at start-up fails open instead of stopping it.
     pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let shown = redact_url(url);
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err("the Redis rate limiter must be built inside a Tokio runtime".into());
-        }
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL `{shown}`: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("REDIS_URL `{shown}`: {e}"))?;
+        let (conn, shown) = connect(url, timeout)?;
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 conn,
@@ -218,6 +207,24 @@ impl RedisBackend {
             }
         }
     }
+}
+
+/// A lazily connecting, self-healing connection to `url`, each call bounded by `timeout`, and the
+/// URL as logs may show it. Needs a Tokio runtime.
+pub(crate) fn connect(url: &str, timeout: Duration) -> Result<(ConnectionManager, String), String> {
+    let shown = redact_url(url);
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err("the Redis backend must be built inside a Tokio runtime".into());
+    }
+    let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL `{shown}`: {e}"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1));
+    let conn = ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| format!("REDIS_URL `{shown}`: {e}"))?;
+    Ok((conn, shown))
 }
 
 impl Inner {
