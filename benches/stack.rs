@@ -1,5 +1,8 @@
 //! The chat HTTP stack in-process (auth → detect → translate → core), no sockets, against an
 //! in-memory typed core that answers at once. One request end to end per iteration, body collected.
+//! The `core_*` cases put the gateway's own core (retry → dispatch → per-provider timeouts) in
+//! front of the same in-memory answer: one plain route, and a model group of three deployments
+//! (least outstanding requests), so the cost of dispatch and of choosing a deployment shows.
 //!
 //! `cargo bench --bench stack`
 
@@ -107,6 +110,35 @@ fn stack(c: &mut Criterion) {
         async move { Ok::<_, GatewayError>(ChatReply::Stream(ChunkStream::from_chunks(items))) }
     });
 
+    // The gateway's own core over the same answer, as provider `fast` (and two more for a group).
+    let routed = {
+        use open_bedrock_server::config::BalanceStrategy;
+        use open_bedrock_server::provider::group::{Deployment, ModelGroup};
+        use open_bedrock_server::route::{ProviderKind, Route, RouteOverride, Router};
+        let mut config = Config::default();
+        config.auth.api_keys = vec![API_KEY.into()];
+        let router = Router::new(
+            Default::default(),
+            vec![RouteOverride::new("gpt-", ProviderKind::OpenAi).with_provider("fast")],
+            Default::default(),
+        );
+        let mut group =
+            ModelGroup::builder("bench-group").strategy(BalanceStrategy::LeastOutstanding);
+        for name in ["fast", "fast-2", "fast-3"] {
+            group = group.deployment(Deployment::new(
+                name,
+                Route::new(name, ProviderKind::OpenAi, OPENAI_MODEL),
+            ));
+        }
+        let g = open_bedrock_server::GatewayBuilder::from_config(&config)
+            .router(router)
+            .provider("fast", complete_core.clone())
+            .provider("fast-2", complete_core.clone())
+            .provider("fast-3", complete_core.clone())
+            .model_group(group.build())
+            .build();
+        g.ingress::<Full<Bytes>, _>(g.core())
+    };
     let complete = gateway.ingress::<Full<Bytes>, _>(complete_core);
     let streamed = gateway.ingress::<Full<Bytes>, _>(stream_core);
 
@@ -136,6 +168,21 @@ fn stack(c: &mut Criterion) {
         CLAUDE_URI,
         &claude,
         "\"type\":\"message\"",
+    );
+    case(
+        "core_route_openai_in_openai_out",
+        &routed,
+        OPENAI_URI,
+        &openai,
+        "\"chat.completion\"",
+    );
+    let group_body = Bytes::from(openai_body("bench-group", SHORT_QUESTION, false));
+    case(
+        "core_group_3_deployments_openai_in_openai_out",
+        &routed,
+        OPENAI_URI,
+        &group_body,
+        "\"chat.completion\"",
     );
     case(
         "openai_stream_20_chunks",

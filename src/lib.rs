@@ -15,13 +15,17 @@
 //! request id → sensitive headers → catch panic → access log → routes (one endpoint table)
 //!   POST /v1/chat/completions, POST /v1/messages, POST /model/{id}/{op}: the one ingress pipeline
 //!     in-flight limit → SigV4 → auth → rate limit → detect (route classifier) → translate → [core]
-//!   [typed core]: retry → upstream timeouts (first byte, stream idle, one deadline per request)
-//!                 → dispatch (route by model to a named provider service) → provider
+//!   [typed core]: retry (one attempt budget for retries and fallbacks)
+//!                 → dispatch (route by model to a named provider service, or a model group's
+//!                   deployment: balancing, fallbacks, outlier ejection)
+//!                 → upstream timeouts per provider (first byte, stream idle, one deadline per
+//!                   request) → provider
 //! ```
 //!
 //! Every stage is its own `Layer`/`Service`: [`auth`], [`rate_limit`], [`load_shed`], [`detect`],
-//! [`translate`], [`retry`], [`provider::timeout`], [`provider::Dispatch`], and the providers
-//! `provider::openai`, `provider::bedrock` (each behind its cargo feature) and [`provider::mock`];
+//! [`translate`], [`retry`], [`provider::Dispatch`], [`provider::group`], [`provider::timeout`],
+//! and the providers `provider::openai`, `provider::bedrock` (each behind its cargo feature) and
+//! [`provider::mock`];
 //! a route differs only in its classifier and its reply format. The whole stack is one
 //! `Clone + Send + Sync + 'static` service with `Error = Infallible`, so it mounts in axum:
 //!

@@ -12,6 +12,13 @@
 //! | `obs_rate_limited_total` | — |
 //! | `obs_in_flight_requests` (gauge, read at scrape time) | — |
 //! | `obs_open_streams` (gauge) | — |
+//! | `obs_deployment_requests_total` (attempts) | `group`, `deployment`, `provider` |
+//! | `obs_deployment_failures_total` | `group`, `deployment`, `reason` (`throttled`, `server_error`, `timeout`, `connect`, `protocol`) |
+//! | `obs_deployment_fallbacks_total` (fallbacks taken away from it) | `group`, `deployment` |
+//! | `obs_deployment_ejections_total` | `group`, `deployment` |
+//! | `obs_deployment_state` (gauge at scrape time: 0 serving, 1 ejected, 2 half-open) | `group`, `deployment` |
+//! | `obs_deployment_outstanding_requests` (gauge at scrape time) | `group`, `deployment` |
+//! | `obs_deployment_latency_seconds` (histogram: time to the first byte of successful attempts) | `group`, `deployment` |
 //!
 //! `model` comes from clients, so its label values are bounded: configured and listed models
 //! ([`Metrics::know_models`]) always keep their name; any other model keeps it only once a provider
@@ -30,9 +37,11 @@ use tower_service::Service;
 use crate::body::Body;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::provider::group::ModelGroup;
 
 const MAX_MODEL_LABELS: usize = 256;
 
@@ -51,8 +60,42 @@ pub struct Metrics {
     open_streams: IntGauge,
     models: Mutex<HashSet<String>>,
     known: Mutex<HashSet<String>>,
+    deployments: DeploymentVecs,
+    groups: Mutex<Vec<ModelGroup>>,
 }
 
+/// The per-deployment metric families.
+#[derive(Debug)]
+struct DeploymentVecs {
+    requests: IntCounterVec,
+    failures: IntCounterVec,
+    fallbacks: IntCounterVec,
+    ejections: IntCounterVec,
+    state: IntGaugeVec,
+    outstanding: IntGaugeVec,
+    latency: HistogramVec,
+}
+
+/// One model-group deployment's metrics, with its labels resolved once.
+#[derive(Debug, Clone)]
+pub(crate) struct DeploymentMetrics {
+    pub(crate) requests: IntCounter,
+    pub(crate) fallbacks: IntCounter,
+    pub(crate) ejections: IntCounter,
+    pub(crate) latency: Histogram,
+    failures: IntCounterVec,
+    group: String,
+    deployment: String,
+}
+
+impl DeploymentMetrics {
+    /// Counts one failure for `reason`.
+    pub(crate) fn failure(&self, reason: &str) {
+        self.failures
+            .with_label_values(&[&self.group, &self.deployment, reason])
+            .inc();
+    }
+}
 /// One finished request, as the metrics see it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Observation<'a> {
@@ -87,6 +130,15 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
         .register(Box::new(c.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     c
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
 }
 
 fn histogram_vec(
@@ -136,7 +188,7 @@ impl Metrics {
             "obs_time_to_first_token_seconds",
             "Time until the response head (the first token of a stream).",
             &["provider"],
-            latency,
+            latency.clone(),
         );
         let tokens = counter_vec(
             &registry,
@@ -168,6 +220,52 @@ impl Metrics {
         .unwrap_or_else(|e| panic!("metric: {e}"));
         let open_streams = IntGauge::new("obs_open_streams", "Streams being sent.")
             .unwrap_or_else(|e| panic!("metric: {e}"));
+        let group_deployment = &["group", "deployment"];
+        let deployments = DeploymentVecs {
+            requests: counter_vec(
+                &registry,
+                "obs_deployment_requests_total",
+                "Attempts sent to each model-group deployment.",
+                &["group", "deployment", "provider"],
+            ),
+            failures: counter_vec(
+                &registry,
+                "obs_deployment_failures_total",
+                "Failed attempts of each model-group deployment, by reason.",
+                &["group", "deployment", "reason"],
+            ),
+            fallbacks: counter_vec(
+                &registry,
+                "obs_deployment_fallbacks_total",
+                "Fallbacks taken away from each model-group deployment.",
+                group_deployment,
+            ),
+            ejections: counter_vec(
+                &registry,
+                "obs_deployment_ejections_total",
+                "Times each model-group deployment was ejected or put to rest.",
+                group_deployment,
+            ),
+            state: gauge_vec(
+                &registry,
+                "obs_deployment_state",
+                "Each model-group deployment's state: 0 serving, 1 ejected, 2 half-open.",
+                group_deployment,
+            ),
+            outstanding: gauge_vec(
+                &registry,
+                "obs_deployment_outstanding_requests",
+                "Requests sent to each model-group deployment and not finished.",
+                group_deployment,
+            ),
+            latency: histogram_vec(
+                &registry,
+                "obs_deployment_latency_seconds",
+                "Time to the first byte of each model-group deployment's successful attempts.",
+                group_deployment,
+                latency.clone(),
+            ),
+        };
         for g in [
             Box::new(rate_limited.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(in_flight.clone()),
@@ -190,6 +288,33 @@ impl Metrics {
             open_streams,
             models: Mutex::new(HashSet::new()),
             known: Mutex::new(HashSet::new()),
+            deployments,
+            groups: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Gives `group`'s deployments their metrics, and reports their state and outstanding
+    /// requests at every scrape.
+    pub fn watch_group(&self, group: &ModelGroup) {
+        let d = &self.deployments;
+        group.attach_metrics(|deployment| {
+            let labels = [group.name(), deployment.name()];
+            DeploymentMetrics {
+                requests: d.requests.with_label_values(&[
+                    group.name(),
+                    deployment.name(),
+                    &deployment.route().provider,
+                ]),
+                fallbacks: d.fallbacks.with_label_values(&labels),
+                ejections: d.ejections.with_label_values(&labels),
+                latency: d.latency.with_label_values(&labels),
+                failures: d.failures.clone(),
+                group: group.name().to_owned(),
+                deployment: deployment.name().to_owned(),
+            }
+        });
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.push(group.clone());
         }
     }
 
@@ -283,6 +408,21 @@ impl Metrics {
     pub fn render(&self, in_flight: usize) -> String {
         self.in_flight
             .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        if let Ok(groups) = self.groups.lock() {
+            for group in groups.iter() {
+                for (deployment, state, outstanding) in group.gauges() {
+                    let labels = [group.name(), deployment.name()];
+                    self.deployments
+                        .state
+                        .with_label_values(&labels)
+                        .set(state.gauge());
+                    self.deployments
+                        .outstanding
+                        .with_label_values(&labels)
+                        .set(i64::try_from(outstanding).unwrap_or(i64::MAX));
+                }
+            }
+        }
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()

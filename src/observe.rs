@@ -2,7 +2,8 @@
 //!
 //! Written by hand rather than with `tower_http::trace` because the line carries gateway facts the
 //! inner stages attach to the response — the key id ([`ApiKeyId`]), the call's model, provider,
-//! formats, attempts and usage ([`CallRecord`]) — and because a stream is finished only when its
+//! model-group deployment, formats, attempts (each with its deployment and outcome, as
+//! `attempt_log`) and usage ([`CallRecord`]) — and because a stream is finished only when its
 //! last byte is sent: for streams the line is written when the body ends (or the client goes
 //! away), so it has the total time, the time to first token and the tokens.
 //!
@@ -152,6 +153,9 @@ impl Finish {
             .error
             .or_else(|| record.and_then(CallRecord::stream_error));
         let error_name = error.map(|k| format!("{k:?}"));
+        let provider = record.and_then(CallRecord::provider);
+        let deployment = record.and_then(CallRecord::deployment);
+        let attempt_log = record.map(attempt_log).unwrap_or_default();
         tracing::info!(
             target: "access",
             method = %self.line.method,
@@ -160,7 +164,8 @@ impl Finish {
             request_id = self.line.request_id.as_deref().unwrap_or("-"),
             key_id = self.key.as_ref().map(|k| &*k.0).unwrap_or("-"),
             model = record.map(|r| r.model.as_str()).unwrap_or("-"),
-            provider = record.and_then(CallRecord::provider).unwrap_or("-"),
+            provider = provider.as_deref().unwrap_or("-"),
+            deployment = deployment.as_deref().unwrap_or("-"),
             format_in = record.map(|r| r.inbound.as_str()).unwrap_or("-"),
             format_out = record.map(|r| r.target.as_str()).unwrap_or("-"),
             // What the client asked for: a stream that failed before its first byte is a stream.
@@ -172,6 +177,8 @@ impl Finish {
             tokens_cache_read = cache.map(|c| c.0).unwrap_or(0),
             tokens_cache_write = cache.map(|c| c.1).unwrap_or(0),
             attempts = record.map(CallRecord::attempts).unwrap_or(0),
+            fallbacks = record.map(CallRecord::fallbacks).unwrap_or(0),
+            attempt_log = attempt_log.as_str(),
             error = error_name.as_deref().unwrap_or("-"),
             outcome,
             "request"
@@ -179,7 +186,7 @@ impl Finish {
         self.line.metrics.observe(&Observation {
             route: self.line.route,
             model: record.map(|r| r.model.as_str()),
-            provider: record.and_then(CallRecord::provider),
+            provider: provider.as_deref(),
             status: self.status,
             duration,
             first_byte: self.first_byte,
@@ -201,8 +208,8 @@ impl Finish {
         if let Some(r) = record {
             span.record("gen_ai.operation.name", "chat");
             span.record("gen_ai.request.model", r.model.as_str());
-            if let Some(p) = r.provider() {
-                span.record("gen_ai.system", p);
+            if let Some(p) = &provider {
+                span.record("gen_ai.system", &**p);
             }
         }
         if let Some((input, output)) = usage {
@@ -218,6 +225,21 @@ impl Finish {
             span.record("otel.status_code", "ERROR");
         }
     }
+}
+
+/// Each attempt as `where:outcome`, space-separated (`bedrock-east:http_429 bedrock-west:ok`):
+/// where is the model group's deployment, or the provider outside a group.
+fn attempt_log(record: &CallRecord) -> String {
+    let mut out = String::new();
+    for a in record.attempt_log() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(a.deployment.as_deref().unwrap_or(&a.provider));
+        out.push(':');
+        out.push_str(&a.outcome.to_string());
+    }
+    out
 }
 
 pin_project_lite::pin_project! {

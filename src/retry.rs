@@ -14,6 +14,14 @@
 //!   would end at or after it is not started; the last error is the answer.
 //! - Storms: a shared [`TpsBudget`] allows retries of at most 20 % of recent successful requests (plus a small
 //!   floor), so a failing upstream does not get three times the traffic.
+//! - **Fallbacks share the budget.** For a model group, [`Dispatch`](crate::provider::Dispatch)
+//!   chooses a deployment per attempt and, when an attempt fails with an error that may fall back
+//!   ([`is_fallback_error`](crate::provider::group::is_fallback_error): 429 — quotas too —, 5xx,
+//!   timeouts, connection failures) and an untried deployment remains, marks the call's record.
+//!   This policy then makes the next attempt at once: no backoff (another deployment is not the
+//!   one that asked to slow down) and no retry-budget token (the budget protects a failing
+//!   upstream, and the fallback goes elsewhere). Either way it is one of the `max_attempts`: the
+//!   group never retries on its own, so attempts across deployments never multiply with retries.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicU32, Ordering};
@@ -83,7 +91,8 @@ impl RetryPolicy {
         }
     }
 
-    /// Retries made so far by every request sharing this policy (for metrics).
+    /// Retries made so far by every request sharing this policy (for metrics); fallbacks to
+    /// another deployment are not counted.
     pub fn retries_total(&self) -> u32 {
         self.retries.load(Ordering::Relaxed)
     }
@@ -122,7 +131,24 @@ impl Policy<ChatCall, ChatReply, GatewayError> for RetryPolicy {
                 None
             }
             Err(e) => {
-                if !e.is_retryable() || self.attempt >= self.settings.max_attempts {
+                // Read (and cleared) whatever happens next, so it never leaks into a later attempt.
+                let fallback = req.context.record.take_fallback();
+                if self.attempt >= self.settings.max_attempts {
+                    return None;
+                }
+                if fallback {
+                    if req
+                        .context
+                        .deadline
+                        .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
+                    {
+                        return None;
+                    }
+                    self.attempt += 1;
+                    tracing::debug!(attempt = self.attempt, error = %e, "falling back to another deployment");
+                    return Some(tokio::time::sleep(Duration::ZERO));
+                }
+                if !e.is_retryable() {
                     return None;
                 }
                 let delay = self.delay(e);
@@ -202,6 +228,41 @@ mod tests {
         assert_eq!(p.delay(&e), Duration::from_millis(50));
         let e = GatewayError::upstream_status(500, "x");
         assert!(p.delay(&e) <= Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fallback_goes_at_once_within_the_same_attempt_budget() {
+        let mut p = RetryPolicy::new(RetrySettings {
+            max_attempts: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(10),
+        });
+        let mut call = ChatCall::new(ChatRequest::default());
+        let throttled = || {
+            Err(GatewayError::upstream_status(429, "slow")
+                .with_retry_after(Some(Duration::from_secs(5))))
+        };
+        // Dispatch marked a fallback: the next attempt goes now, whatever the Retry-After.
+        call.context.record.set_fallback(true);
+        let mut r: Result<ChatReply, GatewayError> = throttled();
+        let start = tokio::time::Instant::now();
+        p.retry(&mut call, &mut r).unwrap().await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(p.retries_total(), 0, "a fallback is not a retry");
+        // No fallback left: a retry, with its backoff.
+        let sleep = p.retry(&mut call, &mut r).unwrap();
+        assert!(sleep.deadline() >= start + Duration::from_secs(5));
+        // The third attempt was the last, fallback or not.
+        call.context.record.set_fallback(true);
+        assert!(p.retry(&mut call, &mut r).is_none());
+        assert!(!call.context.record.take_fallback(), "the mark is cleared");
+        // A fallback may follow an error that is not retried (a quota), never a final one.
+        let mut p = policy(3);
+        let mut quota: Result<ChatReply, GatewayError> =
+            Err(GatewayError::upstream_status(429, "quota").with_upstream_status(400));
+        assert!(p.retry(&mut call, &mut quota).is_none());
+        call.context.record.set_fallback(true);
+        assert!(p.retry(&mut call, &mut quota).is_some());
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,6 +5,10 @@
 //! built-in rules name the built-in providers `openai`, `bedrock` and `mock` (the names of their
 //! [`ProviderKind`]s); an override may name any other registered provider service.
 //!
+//! A model that names a [model group](crate::provider::group) (directly or through an alias) is
+//! not routed here: `Dispatch` looks groups up first and takes each attempt's route from the
+//! chosen deployment, which carries its own [`Route`].
+//!
 //! Rules, in order:
 //! 1. Aliases from configuration rewrite the id (`claude` → `us.anthropic.claude-…`), once.
 //! 2. Overrides from configuration (`prefix` → provider, optional family) win over built-in rules.

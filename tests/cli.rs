@@ -435,3 +435,87 @@ fn check_config_and_start_up_tell_the_same_truth_about_providers() {
         }
     }
 }
+
+#[test]
+fn check_config_lists_named_providers_and_groups_and_never_their_keys() {
+    let dir = Scratch::new("check-routing");
+    let key_file = dir.file("azure.key", "azure-key-very-secret-0123456789\n");
+    let config = dir.file(
+        "routing.toml",
+        &format!(
+            r#"
+[auth]
+api_keys = ["{GATEWAY_SECRET}"]
+
+[bedrock]
+enabled = false
+
+[providers.azure-eu]
+kind = "openai"
+base_url = "https://example.openai.azure.com/openai/deployments/gpt-4o"
+api_key_file = "{}"
+auth_header = "api-key"
+query = {{ api-version = "2024-10-21" }}
+
+[providers.bedrock-west]
+kind = "bedrock"
+region = "us-west-2"
+role_arn = "arn:aws:iam::123456789012:role/invoker"
+external_id = "partner-7"
+
+[model_groups.gpt-4o]
+deployments = [
+  {{ provider = "azure-eu", model = "gpt-4o" }},
+  {{ provider = "bedrock-west", model = "us.anthropic.claude-3-5-haiku-20241022-v1:0", priority = 1 }},
+]
+"#,
+            key_file.display()
+        ),
+    );
+    let config = config.to_str().expect("a UTF-8 temp path");
+    let r = run(&dir, &["--config", config, "check-config"], &[]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("[model_groups.gpt-4o]"), "{}", r.stdout);
+    for line in [
+        "azure-eu",
+        "OpenAI-compatible at https://example.openai.azure.com/openai/deployments/gpt-4o",
+        "bedrock-west",
+        "Bedrock in us-west-2 (credentials: role arn:aws:iam::123456789012:role/invoker assumed with the AWS default chain)",
+    ] {
+        assert!(r.stdout.contains(line), "{line}:\n{}", r.stdout);
+    }
+    assert!(!r.stdout.contains("very-secret"), "{}", r.stdout);
+
+    // A key variable that is not set stops start-up, naming the provider's key.
+    let broken = dir.file(
+        "broken.toml",
+        "[auth]\napi_keys = [\"k\"]\n[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\napi_key_env = \"P_KEY\"\n",
+    );
+    let r = run(
+        &dir,
+        &["--config", broken.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("providers.p.api_key_env") && r.stderr.contains("P_KEY"),
+        "{}",
+        r.stderr
+    );
+    // A group naming an unknown provider is refused before anything starts.
+    let broken = dir.file(
+        "broken-group.toml",
+        "[auth]\napi_keys = [\"k\"]\n[model_groups.g]\ndeployments = [{ provider = \"nope\", model = \"m\" }]\n",
+    );
+    let r = run(
+        &dir,
+        &["--config", broken.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_eq!(r.code, Some(2));
+    assert!(
+        r.stderr.contains("model_groups.g.deployments[0].provider"),
+        "{}",
+        r.stderr
+    );
+}

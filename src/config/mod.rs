@@ -35,8 +35,9 @@
 //! | `MEDIA_FETCH_ENABLED`, `MEDIA_FETCH_ALLOWED_HOSTS` (comma-separated), `MEDIA_FETCH_MAX_BYTES` | `media_fetch.*` | off, none, 10 MiB |
 //!
 //! The TOML file also carries model aliases (`[models.aliases]`), routing overrides (`[[routes]]`),
-//! ARN families (`[bedrock.arn_families]`) and the reasoning budgets
-//! (`[reasoning.budget_tokens]`). A new setting is one field here (plus one row in
+//! ARN families (`[bedrock.arn_families]`), the reasoning budgets (`[reasoning.budget_tokens]`),
+//! named providers (`[providers.<name>]`) and model groups (`[model_groups.<name>]`, see the
+//! `upstreams` types). A new setting is one field here (plus one row in
 //! the environment table if it has a variable).
 //!
 //! Secrets are [`Secret`]s: `Debug` and `Serialize` show them masked, so the printed tree
@@ -69,6 +70,12 @@ use crate::route::{BedrockFamily, ProviderKind, RouteOverride, Router};
 mod env;
 #[cfg(feature = "server")]
 mod load;
+mod upstreams;
+
+pub use upstreams::{
+    BalanceStrategy, BedrockProviderConfig, DeploymentConfig, KeySource, ModelGroupConfig,
+    OpenAiProviderConfig, OutlierSettings, ProviderConfig, ProviderTimeouts, IMPLICIT_PROVIDERS,
+};
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +179,12 @@ pub struct Config {
     pub models: ModelsConfig,
     /// Routing overrides by model-id prefix (`[[routes]]`).
     pub routes: Vec<RouteConfig>,
+    /// Named upstreams beside the implicit `openai`, `bedrock` and `mock` (`[providers.<name>]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Public model names served by several deployments (`[model_groups.<name>]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_groups: BTreeMap<String, ModelGroupConfig>,
     /// Upstream retries (`[retry]`).
     pub retry: RetrySettings,
     /// Timeouts (`[timeouts]`).
@@ -907,7 +920,7 @@ impl Config {
                 "an empty prefix would match every model",
             ));
         }
-        Ok(())
+        upstreams::validate(&self.providers, &self.model_groups, &self.models.aliases)
     }
 
     /// Checks that the gateway may start: a key is configured or auth is disabled explicitly.

@@ -7,10 +7,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BoxCore, CoreLayer, Gateway, HttpService, IngressLayer, ProviderStatus, Shared};
 use crate::auth::ApiKeyAuthLayer;
-use crate::config::{AwsClientCredential, Config, RetrySettings, Timeouts};
+use crate::config::{
+    AwsClientCredential, Config, ProviderConfig, RetrySettings, Timeouts, IMPLICIT_PROVIDERS,
+};
 use crate::detect::{BodyBudget, DEFAULT_BODY_READ_TIMEOUT};
+use crate::error::GatewayError;
 use crate::load_shed::InFlightLimitLayer;
 use crate::metrics::Metrics;
+use crate::provider::group::{Deployment, ModelGroup};
 #[cfg(feature = "bedrock")]
 use crate::provider::BedrockProvider;
 #[cfg(feature = "openai")]
@@ -18,7 +22,7 @@ use crate::provider::OpenAiProvider;
 use crate::provider::{Dispatch, MockProvider, ProviderService};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
-use crate::route::Router;
+use crate::route::{BedrockFamily, ProviderKind, Route, Router};
 use crate::server::ServerLimits;
 use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
 
@@ -34,6 +38,10 @@ pub struct GatewayBuilder {
     bedrock: Option<BedrockProvider>,
     mock: Option<MockProvider>,
     custom: Vec<(Arc<str>, ProviderService)>,
+    /// What `check-config` and the start-up log say about a named provider from configuration.
+    custom_details: Vec<(Arc<str>, String)>,
+    provider_timeouts: Vec<(Arc<str>, Timeouts)>,
+    groups: Vec<ModelGroup>,
     router: Router,
     api_keys: Vec<String>,
     auth_disabled: bool,
@@ -78,6 +86,9 @@ impl GatewayBuilder {
             bedrock: None,
             mock: None,
             custom: Vec::new(),
+            custom_details: Vec::new(),
+            provider_timeouts: Vec::new(),
+            groups: Vec::new(),
             router: Router::default(),
             api_keys: Vec::new(),
             auth_disabled: false,
@@ -182,6 +193,182 @@ impl GatewayBuilder {
         self.custom
             .push((name, tower::util::BoxCloneSyncService::new(service)));
         self
+    }
+
+    /// Bounds attempts at the provider named `name` by `timeouts` instead of the gateway's
+    /// ([`timeouts`](Self::timeouts)); the request's total time still bounds them all.
+    pub fn provider_timeouts(mut self, name: impl Into<Arc<str>>, timeouts: Timeouts) -> Self {
+        let name = name.into();
+        self.provider_timeouts.retain(|(n, _)| *n != name);
+        self.provider_timeouts.push((name, timeouts));
+        self
+    }
+
+    /// Serves the model named after `group` with its deployments (balancing, fallbacks, outlier
+    /// ejection; [`crate::provider::group`]). Its deployments' routes name provider services
+    /// registered here.
+    pub fn model_group(mut self, group: ModelGroup) -> Self {
+        self.groups.retain(|g| g.name() != group.name());
+        self.groups.push(group);
+        self
+    }
+
+    /// Builds and registers every named provider of `config` (`[providers.*]`), with its own
+    /// timeouts.
+    // A build with neither provider feature can only reject `[providers.*]` entries.
+    #[cfg_attr(
+        not(any(feature = "openai", feature = "bedrock")),
+        allow(unreachable_code, unused_mut, unused_variables, clippy::never_loop)
+    )]
+    pub(crate) async fn providers_from_config(
+        mut self,
+        config: &Config,
+    ) -> Result<Self, GatewayError> {
+        for (name, provider) in &config.providers {
+            let timeouts = provider.timeouts().over(&config.timeouts);
+            let detail = match provider {
+                #[cfg(not(feature = "openai"))]
+                ProviderConfig::OpenAi(_) => {
+                    return Err(GatewayError::internal(format!(
+                        "configuration error in `providers.{name}`: this build has no OpenAI \
+                         provider (cargo feature `openai`)"
+                    )));
+                }
+                #[cfg(feature = "openai")]
+                ProviderConfig::OpenAi(c) => {
+                    let service = OpenAiProvider::from_provider_config(name, c, &config.timeouts)?;
+                    self = self.provider(name.as_str(), service);
+                    let key = match (&c.api_key_env, &c.api_key_file) {
+                        (Some(var), _) => format!("key from ${var} in `{}`", c.auth_header),
+                        (None, Some(path)) => {
+                            format!("key from {} in `{}`", path.display(), c.auth_header)
+                        }
+                        (None, None) => "no key".to_owned(),
+                    };
+                    format!("OpenAI-compatible at {} ({key})", c.base_url)
+                }
+                #[cfg(not(feature = "bedrock"))]
+                ProviderConfig::Bedrock(_) => {
+                    return Err(GatewayError::internal(format!(
+                        "configuration error in `providers.{name}`: this build has no Bedrock \
+                         provider (cargo feature `bedrock`)"
+                    )));
+                }
+                #[cfg(feature = "bedrock")]
+                ProviderConfig::Bedrock(c) => {
+                    let service = BedrockProvider::from_provider_config(name, c, config).await?;
+                    let region = service.region().unwrap_or("(none)").to_owned();
+                    self = self.provider(name.as_str(), service);
+                    let credentials = if c.api_key_env.is_some() || c.api_key_file.is_some() {
+                        "a Bedrock API key".to_owned()
+                    } else {
+                        let base = match &c.profile {
+                            Some(p) => format!("profile `{p}`"),
+                            None => "the AWS default chain".to_owned(),
+                        };
+                        match &c.role_arn {
+                            Some(role) => format!("role {role} assumed with {base}"),
+                            None => base,
+                        }
+                    };
+                    let endpoint = c
+                        .endpoint_url
+                        .as_deref()
+                        .map(|u| format!(", endpoint {u}"))
+                        .unwrap_or_default();
+                    format!("Bedrock in {region}{endpoint} (credentials: {credentials})")
+                }
+            };
+            let name: Arc<str> = name.as_str().into();
+            self.custom_details.push((name.clone(), detail));
+            self = self.provider_timeouts(name, timeouts);
+        }
+        Ok(self)
+    }
+
+    /// Adds the model groups of `config` (`[model_groups.*]`). A deployment naming a provider
+    /// that is off (`bedrock` without a region, `mock` not enabled), or a context-window fallback
+    /// that routes nowhere, is an error naming its key.
+    pub(crate) fn groups_from_config(
+        mut self,
+        config: &Config,
+        bedrock_live: bool,
+    ) -> Result<Self, GatewayError> {
+        let router = config.router();
+        let problem = |key: String, what: String| {
+            GatewayError::internal(format!("configuration error in `{key}`: {what}"))
+        };
+        for (name, group) in &config.model_groups {
+            let mut builder = ModelGroup::builder(name.as_str())
+                .strategy(group.strategy)
+                .outlier(group.outlier);
+            for (i, d) in group.deployments.iter().enumerate() {
+                let key = format!("model_groups.{name}.deployments[{i}].provider");
+                let kind_name = match config.providers.get(&d.provider) {
+                    Some(p) => p.kind_name(),
+                    None if IMPLICIT_PROVIDERS.contains(&d.provider.as_str()) => {
+                        d.provider.as_str()
+                    }
+                    None => return Err(problem(key, format!("no provider `{}`", d.provider))),
+                };
+                let kind = match kind_name {
+                    "bedrock" => {
+                        let family = d.family.unwrap_or_else(|| match router.resolve(&d.model) {
+                            Ok(r) if *r.upstream_model == *d.model => match r.kind {
+                                ProviderKind::Bedrock(f) => f,
+                                _ => BedrockFamily::Converse,
+                            },
+                            _ => BedrockFamily::Converse,
+                        });
+                        ProviderKind::Bedrock(family)
+                    }
+                    "mock" => ProviderKind::Mock,
+                    _ => ProviderKind::OpenAi,
+                };
+                let off = match d.provider.as_str() {
+                    #[cfg(feature = "bedrock")]
+                    "bedrock" if !bedrock_live => Some(self.bedrock_off),
+                    #[cfg(not(feature = "bedrock"))]
+                    "bedrock" if !bedrock_live => {
+                        Some("not in this build (cargo feature `bedrock`)")
+                    }
+                    "mock" if !config.mock.enabled => {
+                        Some("off: enable it with --mock or MOCK_PROVIDER=true")
+                    }
+                    _ => None,
+                };
+                if let Some(why) = off {
+                    return Err(problem(
+                        key,
+                        format!("the provider `{}` is {why}", d.provider),
+                    ));
+                }
+                let route = Route::new(d.provider.as_str(), kind, d.model.as_str());
+                builder = builder.deployment(
+                    Deployment::new(d.name(), route)
+                        .weight(d.weight)
+                        .priority(d.priority),
+                );
+            }
+            if let Some(target) = &group.context_window_fallback {
+                let routable = config.model_groups.contains_key(target)
+                    || config
+                        .models
+                        .aliases
+                        .get(target)
+                        .is_some_and(|t| config.model_groups.contains_key(t))
+                    || router.resolve(target).is_ok();
+                if !routable {
+                    return Err(problem(
+                        format!("model_groups.{name}.context_window_fallback"),
+                        format!("`{target}` is no model group and no model the gateway routes"),
+                    ));
+                }
+                builder = builder.context_window_fallback(target.as_str());
+            }
+            self = self.model_group(builder.build());
+        }
+        Ok(self)
     }
 
     /// Routes model ids with `router` (aliases, overrides, ARN families).
@@ -332,7 +519,8 @@ impl GatewayBuilder {
     /// The gateway.
     pub fn build(self) -> Gateway {
         let providers = self.statuses();
-        let mut dispatch = Dispatch::new(self.router);
+        let metrics = Arc::new(Metrics::new());
+        let mut dispatch = Dispatch::new(self.router).with_timeouts(self.timeouts);
         #[cfg(feature = "openai")]
         if let Some(openai) = self.openai {
             dispatch = dispatch.with_openai(openai);
@@ -347,6 +535,13 @@ impl GatewayBuilder {
         for (name, service) in self.custom {
             dispatch = dispatch.with_provider(name, service);
         }
+        for (name, timeouts) in self.provider_timeouts {
+            dispatch = dispatch.with_provider_timeouts(name, timeouts);
+        }
+        for group in self.groups {
+            metrics.watch_group(&group);
+            dispatch = dispatch.with_group(group);
+        }
         let (auth, sigv4) = if self.auth_disabled {
             (ApiKeyAuthLayer::disabled(), SigV4AuthLayer::disabled())
         } else {
@@ -356,7 +551,6 @@ impl GatewayBuilder {
                     .max_concurrent_per_access_key(self.max_concurrent_per_access_key),
             )
         };
-        let metrics = Arc::new(Metrics::new());
         metrics.know_models(self.listed_models.iter().cloned());
         metrics.know_models(dispatch.router().aliases().keys().cloned());
         Gateway {
@@ -448,10 +642,16 @@ impl GatewayBuilder {
         };
         let mut statuses = vec![openai, bedrock, mock];
         for (name, _) in &self.custom {
+            let detail = self
+                .custom_details
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_else(|| "a provider service registered by the embedder".into());
             let status = ProviderStatus {
                 name: name.to_string(),
                 live: true,
-                detail: "a provider service registered by the embedder".into(),
+                detail,
             };
             match statuses.iter_mut().find(|s| s.name == status.name) {
                 Some(builtin) => *builtin = status,

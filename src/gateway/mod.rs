@@ -8,8 +8,9 @@
 //!   GET /v1/models[/{id}]                          auth → rate limit → models
 //!   POST /v1/chat/completions, /v1/messages,       in-flight limit → SigV4 → auth → rate limit
 //!        /model/{id}/{op}                            → detect (route classifier) → translate → core
-//!   core: retry → upstream timeouts (one deadline per request) → dispatch (route by model to a
-//!         named provider service) → provider
+//!   core: retry (the one attempt budget: retries and fallbacks) → dispatch (route by model to a
+//!         named provider service, or to a model group's deployment) → upstream timeouts per
+//!         provider (one deadline per request) → provider
 //! ```
 //!
 //! ```no_run
@@ -65,7 +66,7 @@ use crate::metrics::{Metrics, MetricsService};
 use crate::model::{ChatCall, ChatReply};
 use crate::observe::ObserveLayer;
 use crate::provider::ChatService;
-use crate::provider::{Dispatch, MockProvider, UpstreamTimeout};
+use crate::provider::{Dispatch, MockProvider};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::surface::bedrock_runtime::auth::SigV4AuthLayer;
@@ -74,8 +75,9 @@ use crate::translate::TranslateLayer;
 /// The whole gateway as one service: `Clone + Send + Sync + 'static`, `Error = Infallible`.
 pub type GatewayService<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
 
-/// The typed core: retry around the upstream timeouts around dispatch to the provider services.
-pub type Core = Retry<RetryPolicy, UpstreamTimeout<Dispatch>>;
+/// The typed core: retry around dispatch to the provider services and model groups (each attempt
+/// under its provider's upstream timeouts).
+pub type Core = Retry<RetryPolicy, Dispatch>;
 
 /// A typed core, boxed: what [`GatewayBuilder::core_layer`] layers wrap.
 pub type BoxCore = BoxCloneSyncService<ChatCall, ChatReply, GatewayError>;
@@ -142,7 +144,9 @@ impl Gateway {
 
     /// Builds the providers `config` names — the OpenAI-compatible upstream always (its base URL has
     /// a default), Bedrock when enabled and a region is found (one client per region, built once
-    /// here), the mock when enabled — and the gateway over them.
+    /// here), the mock when enabled, every named provider (`[providers.*]`) — and the gateway
+    /// over them, with the model groups (`[model_groups.*]`). A group whose deployment names a
+    /// provider that is off is a start-up error.
     ///
     /// A built-in provider whose feature (`openai`, `bedrock`) is off is not built; its
     /// [`ProviderStatus`] says so.
@@ -154,15 +158,22 @@ impl Gateway {
                 .with_reasoning_budgets(config.reasoning.budget_tokens);
             builder = builder.openai(openai);
         }
+        #[allow(unused_mut)]
+        let mut bedrock_live = false;
         #[cfg(feature = "bedrock")]
         if config.bedrock.enabled {
             if let Some(bedrock) = crate::provider::BedrockProvider::from_config(config).await? {
+                bedrock_live = true;
                 builder = builder.bedrock(bedrock);
             }
         }
         if config.mock.enabled {
             builder = builder.mock(MockProvider::new());
         }
+        builder = builder
+            .providers_from_config(config)
+            .await?
+            .groups_from_config(config, bedrock_live)?;
         if let Some(limits) = &config.rate_limit {
             let limiter = RateLimiter::new(limits)
                 .map_err(|e| GatewayError::internal(format!("rate limit configuration: {e}")))?;
@@ -199,10 +210,7 @@ impl Gateway {
 
     /// The typed core: `Service<ChatCall, Response = ChatReply, Error = GatewayError>`.
     pub fn core(&self) -> Core {
-        Retry::new(
-            self.shared.retry.clone(),
-            UpstreamTimeout::new(self.shared.dispatch.clone(), self.shared.timeouts),
-        )
+        Retry::new(self.shared.retry.clone(), self.shared.dispatch.clone())
     }
 
     /// The chat pipeline every ingress route runs, over any typed core `core`: in-flight limit →
@@ -288,7 +296,14 @@ impl Gateway {
         let authed = |inner: HttpService| -> HttpService {
             BoxCloneSyncService::new(ServiceBuilder::new().layer(s.auth.clone()).service(inner))
         };
-        let models = ModelsService::new(&s.dispatch, &s.listed_models);
+        // Model groups are models to clients.
+        let listed: Vec<String> = s
+            .listed_models
+            .iter()
+            .cloned()
+            .chain(s.dispatch.groups().map(|g| g.name().to_owned()))
+            .collect();
+        let models = ModelsService::new(&s.dispatch, &listed);
         let models: HttpService = BoxCloneSyncService::new(
             ServiceBuilder::new()
                 .option_layer(s.rate_limiter.as_ref().map(RateLimiter::layer))

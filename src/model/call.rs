@@ -8,8 +8,8 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 
 use super::{ChatChunk, ChatRequest, ChatResponse, Usage};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::format::{InboundFormat, ReplyFormat};
@@ -98,11 +98,100 @@ pub struct CallRecord {
     pub target: ReplyFormat,
     /// Whether the reply is streamed.
     pub stream: bool,
-    attempts: AtomicU32,
-    provider: OnceLock<Arc<str>>,
+    attempts: Mutex<Vec<Attempt>>,
+    /// Set by dispatch when a failed attempt can go to another deployment (read by the retry
+    /// policy, which then tries again at once).
+    fallback: AtomicBool,
+    /// The model the call was redirected to after a context-window error (at most once).
+    redirect: OnceLock<Arc<str>>,
     usage: OnceLock<(u64, u64)>,
     cache_usage: OnceLock<(u64, u64)>,
     stream_error: OnceLock<ErrorKind>,
+}
+
+/// One upstream attempt of a call: where it went and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// The provider service called.
+    pub provider: Arc<str>,
+    /// The model group, when the model named one.
+    pub group: Option<Arc<str>>,
+    /// The group's deployment.
+    pub deployment: Option<Arc<str>>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+}
+
+impl Attempt {
+    /// An attempt at `provider` (outside any model group), still running.
+    pub fn new(provider: Arc<str>) -> Self {
+        Attempt {
+            provider,
+            group: None,
+            deployment: None,
+            outcome: AttemptOutcome::Pending,
+        }
+    }
+
+    /// The attempt at `deployment` of `group`.
+    pub fn in_group(mut self, group: Arc<str>, deployment: Arc<str>) -> Self {
+        self.group = Some(group);
+        self.deployment = Some(deployment);
+        self
+    }
+}
+
+/// How an upstream attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptOutcome {
+    /// Not finished yet.
+    Pending,
+    /// Answered: a complete reply, or a stream's first event.
+    Ok,
+    /// Failed before the first byte.
+    Failed {
+        /// What went wrong.
+        kind: ErrorKind,
+        /// The status the upstream answered with, when it answered.
+        upstream_status: Option<u16>,
+    },
+    /// Dropped before it finished (the client went away, or the request's time ran out).
+    Cancelled,
+}
+
+impl AttemptOutcome {
+    /// The outcome of an attempt that failed with `error`.
+    pub fn failed(error: &GatewayError) -> Self {
+        AttemptOutcome::Failed {
+            kind: error.kind(),
+            upstream_status: error.upstream_status_code(),
+        }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptOutcome::Pending => f.write_str("pending"),
+            AttemptOutcome::Ok => f.write_str("ok"),
+            AttemptOutcome::Cancelled => f.write_str("cancelled"),
+            AttemptOutcome::Failed {
+                upstream_status: Some(status),
+                ..
+            } => write!(f, "http_{status}"),
+            AttemptOutcome::Failed { kind, .. } => f.write_str(match kind {
+                ErrorKind::UpstreamTimeout => "timeout",
+                ErrorKind::UpstreamConnect => "connect_error",
+                ErrorKind::UpstreamProtocol => "protocol_error",
+                ErrorKind::UpstreamAuth => "auth_error",
+                ErrorKind::ProviderNotConfigured => "not_configured",
+                ErrorKind::InvalidRequest => "invalid_request",
+                _ => "error",
+            }),
+        }
+    }
 }
 
 impl CallRecord {
@@ -122,10 +211,80 @@ impl CallRecord {
         }
     }
 
+    fn attempt_list(&self) -> std::sync::MutexGuard<'_, Vec<Attempt>> {
+        // A panic while the lock was held leaves a list that is still a list.
+        self.attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Counts one upstream attempt at the provider service named `provider`.
     pub fn record_attempt(&self, provider: &Arc<str>) {
-        self.provider.get_or_init(|| provider.clone());
-        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.begin_attempt(Attempt::new(provider.clone()));
+    }
+
+    /// Records the start of `attempt`; its number is what [`end_attempt`](Self::end_attempt)
+    /// takes.
+    pub fn begin_attempt(&self, attempt: Attempt) -> usize {
+        let mut list = self.attempt_list();
+        list.push(attempt);
+        list.len() - 1
+    }
+
+    /// Records how attempt number `index` ended.
+    pub fn end_attempt(&self, index: usize, outcome: AttemptOutcome) {
+        if let Some(a) = self.attempt_list().get_mut(index) {
+            a.outcome = outcome;
+        }
+    }
+
+    /// The latest attempt.
+    pub fn last_attempt(&self) -> Option<Attempt> {
+        self.attempt_list().last().cloned()
+    }
+
+    /// Every attempt so far, in order.
+    pub fn attempt_log(&self) -> Vec<Attempt> {
+        self.attempt_list().clone()
+    }
+
+    /// The deployments of `group` tried so far.
+    pub fn tried_in(&self, group: &str) -> Vec<Arc<str>> {
+        self.attempt_list()
+            .iter()
+            .filter(|a| a.group.as_deref() == Some(group))
+            .filter_map(|a| a.deployment.clone())
+            .collect()
+    }
+
+    /// The attempts that went to another deployment than the attempt before them.
+    pub fn fallbacks(&self) -> u32 {
+        let list = self.attempt_list();
+        let moved = list
+            .windows(2)
+            .filter(|w| (&w[0].provider, &w[0].deployment) != (&w[1].provider, &w[1].deployment))
+            .count();
+        u32::try_from(moved).unwrap_or(u32::MAX)
+    }
+
+    /// Marks whether the attempt that just failed may go on to another deployment at once.
+    pub(crate) fn set_fallback(&self, available: bool) {
+        self.fallback.store(available, Ordering::Relaxed);
+    }
+
+    /// Whether the attempt that just failed may go on to another deployment (and clears it).
+    pub(crate) fn take_fallback(&self) -> bool {
+        self.fallback.swap(false, Ordering::Relaxed)
+    }
+
+    /// Sends every later attempt to `model` (once: a second redirect is refused).
+    pub(crate) fn redirect_to(&self, model: Arc<str>) -> bool {
+        self.redirect.set(model).is_ok()
+    }
+
+    /// The model later attempts go to instead of the request's, after a context-window error.
+    pub fn redirected(&self) -> Option<Arc<str>> {
+        self.redirect.get().cloned()
     }
 
     /// Records the final usage (first report wins).
@@ -148,12 +307,20 @@ impl CallRecord {
 
     /// Upstream attempts made (0 when the call never reached a provider).
     pub fn attempts(&self) -> u32 {
-        self.attempts.load(Ordering::Relaxed)
+        u32::try_from(self.attempt_list().len()).unwrap_or(u32::MAX)
     }
 
-    /// The name of the provider service that served the call, once routed.
-    pub fn provider(&self) -> Option<&str> {
-        self.provider.get().map(|p| &**p)
+    /// The name of the provider service of the last attempt: the one that served the call when
+    /// it succeeded.
+    pub fn provider(&self) -> Option<Arc<str>> {
+        self.attempt_list().last().map(|a| a.provider.clone())
+    }
+
+    /// The model-group deployment of the last attempt, when the model named a group.
+    pub fn deployment(&self) -> Option<Arc<str>> {
+        self.attempt_list()
+            .last()
+            .and_then(|a| a.deployment.clone())
     }
 
     /// `(prompt, completion)` tokens, once known (`prompt` counts cache reads and writes too).

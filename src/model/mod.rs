@@ -40,7 +40,10 @@ mod listing;
 mod request;
 mod response;
 
-pub use call::{CallContext, CallRecord, ChatCall, ChatReply, ChunkStream, OriginalBody};
+pub use call::{
+    Attempt, AttemptOutcome, CallContext, CallRecord, ChatCall, ChatReply, ChunkStream,
+    OriginalBody,
+};
 pub use listing::ModelObject;
 pub use request::{
     CacheControl, ChatRequest, ContentPart, FilePart, FunctionCall, FunctionDefinition,

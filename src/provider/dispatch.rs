@@ -1,13 +1,25 @@
-//! [`Dispatch`]: routes each call by model to a provider service held by name.
+//! [`Dispatch`]: routes each call by model to a provider service held by name, or to a
+//! [model group](super::group) of deployments.
 //!
 //! The map is name → [`ProviderService`] (a boxed, cloneable provider), so any number of
 //! OpenAI-compatible upstreams or Bedrock accounts can sit side by side, and a user's own service
 //! can be registered with [`Dispatch::with_provider`]. The typed built-in providers are kept beside
 //! the map for what is not a chat call: model listings and health.
 //!
+//! - **Groups.** A model that names a [`ModelGroup`] (directly or through an alias) is served by one
+//!   of its deployments per attempt: the group chooses, skipping the deployments this request has
+//!   already tried (the [`CallRecord`]'s attempts) and ejected ones. After a failure that may fall
+//!   back, the record says so, and the retry layer above sends the next attempt at once.
+//! - **Timeouts per provider.** Every attempt runs under its provider's [`UpstreamTimeout`] (the
+//!   gateway's timeouts, or the provider's own first-byte and idle limits; the request's one
+//!   deadline bounds them all), below the choice of deployment, so a deployment that times out is
+//!   seen to fail, and its fallback gets its own first-byte wait.
+//! - **Attempts.** Each attempt is written to the call's [`CallRecord`] with its provider,
+//!   deployment and outcome (the access log's `attempt_log`).
+//!
 //! Routing happens in `call`, so `poll_ready` cannot know which provider a call needs: it is always
 //! ready, and the chosen provider's own readiness is awaited inside the response future (a
-//! [`Oneshot`] on a clone), under the timeouts of the layer above.
+//! [`Oneshot`] on a clone), under its timeouts.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,24 +30,30 @@ use std::task::{Context, Poll};
 use tower::util::{BoxCloneSyncService, Oneshot};
 use tower_service::Service;
 
+use super::group::{self, AttemptTicket, ModelGroup};
+use super::timeout::UpstreamTimeout;
 #[cfg(feature = "bedrock")]
 use super::BedrockProvider;
 use super::MockProvider;
 #[cfg(feature = "openai")]
 use super::OpenAiProvider;
+use crate::config::Timeouts;
 use crate::error::GatewayError;
-use crate::model::{ChatCall, ChatReply};
+use crate::model::{Attempt, AttemptOutcome, CallRecord, ChatCall, ChatReply};
 use crate::provider::ChatService;
 use crate::route::{ProviderKind, Route, Router};
 
 /// A provider as [`Dispatch`] holds it: any `Service<ChatCall>` answering [`ChatReply`], boxed.
 pub type ProviderService = BoxCloneSyncService<ChatCall, ChatReply, GatewayError>;
 
-/// Routes calls to named provider services. Cheap to clone (all `Arc`s).
+/// Routes calls to named provider services and model groups. Cheap to clone (all `Arc`s).
 #[derive(Clone)]
 pub struct Dispatch {
     router: Arc<Router>,
     providers: Arc<HashMap<Arc<str>, ProviderService>>,
+    groups: Arc<HashMap<Arc<str>, ModelGroup>>,
+    timeouts: Timeouts,
+    provider_timeouts: Arc<HashMap<Arc<str>, Timeouts>>,
     #[cfg(feature = "openai")]
     openai: Option<OpenAiProvider>,
     #[cfg(feature = "bedrock")]
@@ -47,25 +65,44 @@ impl std::fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<&str> = self.provider_names().collect();
         names.sort_unstable();
+        let mut groups: Vec<&str> = self.groups.keys().map(|k| &**k).collect();
+        groups.sort_unstable();
         f.debug_struct("Dispatch")
             .field("router", &self.router)
             .field("providers", &names)
+            .field("groups", &groups)
             .finish_non_exhaustive()
     }
 }
 
 impl Dispatch {
-    /// A dispatcher routing by `router`, with no providers yet.
+    /// A dispatcher routing by `router`, with no providers yet and the default timeouts.
     pub fn new(router: Router) -> Self {
         Dispatch {
             router: Arc::new(router),
             providers: Arc::new(HashMap::new()),
+            groups: Arc::new(HashMap::new()),
+            timeouts: Timeouts::default(),
+            provider_timeouts: Arc::new(HashMap::new()),
             #[cfg(feature = "openai")]
             openai: None,
             #[cfg(feature = "bedrock")]
             bedrock: None,
             mock: None,
         }
+    }
+
+    /// Bounds every attempt by `timeouts` (first byte, stream idle; total when the call carries
+    /// no deadline), unless its provider has its own.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Bounds attempts at the provider named `name` by `timeouts` instead.
+    pub fn with_provider_timeouts(mut self, name: impl Into<Arc<str>>, timeouts: Timeouts) -> Self {
+        Arc::make_mut(&mut self.provider_timeouts).insert(name.into(), timeouts);
+        self
     }
 
     /// Serves the `openai` provider with `provider` (also used for the model listing and health).
@@ -110,9 +147,21 @@ impl Dispatch {
         self
     }
 
+    /// Serves the model named after `group` with its deployments (replacing a group of that
+    /// name). A group's name wins over the routing rules; an alias may name a group.
+    pub fn with_group(mut self, group: ModelGroup) -> Self {
+        Arc::make_mut(&mut self.groups).insert(group.name_arc().clone(), group);
+        self
+    }
+
     /// The names of the registered provider services (in no particular order).
     pub fn provider_names(&self) -> impl Iterator<Item = &str> {
         self.providers.keys().map(|k| &**k)
+    }
+
+    /// The model groups (in no particular order).
+    pub fn groups(&self) -> impl Iterator<Item = &ModelGroup> {
+        self.groups.values()
     }
 
     /// The mock provider, if enabled.
@@ -136,6 +185,89 @@ impl Dispatch {
     pub fn bedrock(&self) -> Option<&BedrockProvider> {
         self.bedrock.as_ref()
     }
+
+    /// The group `model` names, directly or through an alias.
+    fn group_for(&self, model: &str) -> Option<&ModelGroup> {
+        self.groups.get(model).or_else(|| {
+            self.router
+                .aliases()
+                .get(model)
+                .and_then(|target| self.groups.get(target.as_str()))
+        })
+    }
+
+    /// The provider named `route.provider` under its timeouts, with `call` routed there.
+    fn attempt(
+        &self,
+        route: Route,
+        mut call: ChatCall,
+        attempt: Attempt,
+        ticket: Option<AttemptTicket>,
+    ) -> ResponseFuture {
+        let Some(provider) = self.providers.get(&*route.provider) else {
+            return ResponseFuture::failed(not_configured(&route));
+        };
+        let timeouts = self
+            .provider_timeouts
+            .get(&*route.provider)
+            .copied()
+            .unwrap_or(self.timeouts);
+        let record = call.context.record.clone();
+        self.count_fallback(&record, &attempt);
+        let index = record.begin_attempt(attempt);
+        call.route = Some(route);
+        ResponseFuture {
+            state: State::Calling {
+                call: Oneshot::new(UpstreamTimeout::new(provider.clone(), timeouts), call),
+                attempt: Some(AttemptState {
+                    record,
+                    index,
+                    ticket,
+                    settled: false,
+                }),
+            },
+        }
+    }
+
+    /// Counts a fallback away from the previous attempt's deployment when this attempt goes
+    /// elsewhere.
+    fn count_fallback(&self, record: &CallRecord, next: &Attempt) {
+        let Some(prev) = record.last_attempt() else {
+            return;
+        };
+        let (Some(group), Some(deployment)) = (&prev.group, &prev.deployment) else {
+            return;
+        };
+        if (&prev.group, &prev.deployment) == (&next.group, &next.deployment) {
+            return;
+        }
+        if let Some(g) = self.groups.get(group) {
+            if let Some(index) = g.index_of(deployment) {
+                g.note_fallback(index);
+            }
+        }
+    }
+
+    /// One attempt at a deployment of `group`.
+    fn call_group(&self, group: &ModelGroup, call: ChatCall) -> ResponseFuture {
+        let tried = call.context.record.tried_in(group.name());
+        let Some((pick, deployment)) = group
+            .pick(&tried)
+            .and_then(|pick| Some((pick, group.deployment_at(pick.index)?)))
+        else {
+            return ResponseFuture::failed(GatewayError::internal(format!(
+                "the model group `{}` has no deployment",
+                group.name()
+            )));
+        };
+        let route = deployment.route().clone();
+        let attempt = Attempt::new(route.provider.clone())
+            .in_group(group.name_arc().clone(), deployment.name().into());
+        // Started at once: should the attempt not go out, dropping the ticket gives back a probe
+        // the pick may have claimed.
+        let ticket = group.start(pick);
+        self.attempt(route, call, attempt, Some(ticket))
+    }
 }
 
 impl Service<ChatCall> for Dispatch {
@@ -147,21 +279,19 @@ impl Service<ChatCall> for Dispatch {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut call: ChatCall) -> Self::Future {
-        let route = match self.router.resolve(&call.request.model) {
+    fn call(&mut self, call: ChatCall) -> Self::Future {
+        // After a context-window error, the group's larger model serves the later attempts.
+        let redirect = call.context.record.redirected();
+        let model = redirect.as_deref().unwrap_or(&call.request.model);
+        if let Some(group) = self.group_for(model) {
+            return self.call_group(group, call);
+        }
+        let route = match self.router.resolve(model) {
             Ok(r) => r,
             Err(e) => return ResponseFuture::failed(e),
         };
-        let Some(provider) = self.providers.get(&*route.provider) else {
-            return ResponseFuture::failed(not_configured(&route));
-        };
-        call.context.record.record_attempt(&route.provider);
-        call.route = Some(route);
-        ResponseFuture {
-            state: State::Calling {
-                call: Oneshot::new(provider.clone(), call),
-            },
-        }
+        let attempt = Attempt::new(route.provider.clone());
+        self.attempt(route, call, attempt, None)
     }
 }
 
@@ -187,6 +317,68 @@ fn not_configured(route: &Route) -> GatewayError {
     GatewayError::provider_not_configured(name, how)
 }
 
+/// One attempt in flight: where its outcome is written.
+#[derive(Debug)]
+struct AttemptState {
+    record: Arc<CallRecord>,
+    index: usize,
+    ticket: Option<AttemptTicket>,
+    settled: bool,
+}
+
+impl AttemptState {
+    /// Records the outcome; a group's stream keeps the ticket until its end.
+    fn finish(
+        mut self,
+        result: Result<ChatReply, GatewayError>,
+    ) -> Result<ChatReply, GatewayError> {
+        self.settled = true;
+        match result {
+            Ok(reply) => {
+                self.record.end_attempt(self.index, AttemptOutcome::Ok);
+                let Some(mut ticket) = self.ticket.take() else {
+                    return Ok(reply);
+                };
+                ticket.succeeded();
+                Ok(match reply {
+                    ChatReply::Stream(stream) => {
+                        ChatReply::Stream(group::track_stream(stream, ticket))
+                    }
+                    complete => complete,
+                })
+            }
+            Err(e) => {
+                self.record
+                    .end_attempt(self.index, AttemptOutcome::failed(&e));
+                let mut fallback = false;
+                if let Some(mut ticket) = self.ticket.take() {
+                    ticket.failed(&e);
+                    let g = ticket.group();
+                    fallback = if group::is_context_window_error(&e) {
+                        g.context_window_fallback()
+                            .is_some_and(|m| self.record.redirect_to(m.clone()))
+                    } else {
+                        group::is_fallback_error(&e)
+                            && g.has_untried(&self.record.tried_in(g.name()))
+                    };
+                }
+                self.record.set_fallback(fallback);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for AttemptState {
+    fn drop(&mut self) {
+        if !self.settled {
+            // Dropped before it finished: the client went away, or the request's time ran out.
+            self.record
+                .end_attempt(self.index, AttemptOutcome::Cancelled);
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// Response future of [`Dispatch`]: the routing error, or the provider's readiness and call.
     pub struct ResponseFuture {
@@ -199,7 +391,11 @@ pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State {
         Failed { error: Option<GatewayError> },
-        Calling { #[pin] call: Oneshot<ProviderService, ChatCall> },
+        Calling {
+            #[pin]
+            call: Oneshot<UpstreamTimeout<ProviderService>, ChatCall>,
+            attempt: Option<AttemptState>,
+        },
     }
 }
 
@@ -225,7 +421,13 @@ impl Future for ResponseFuture {
             StateProj::Failed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
                 GatewayError::internal("dispatch::ResponseFuture polled after completion")
             }))),
-            StateProj::Calling { call } => call.poll(cx),
+            StateProj::Calling { call, attempt } => {
+                let result = std::task::ready!(call.poll(cx));
+                Poll::Ready(match attempt.take() {
+                    Some(state) => state.finish(result),
+                    None => result,
+                })
+            }
         }
     }
 }
@@ -291,7 +493,7 @@ mod tests {
             Route::new("mine", ProviderKind::OpenAi, "my-model-v2"),
             "the alias is resolved and the provider named"
         );
-        assert_eq!(record.provider(), Some("mine"));
+        assert_eq!(record.provider().as_deref(), Some("mine"));
         assert_eq!(record.attempts(), 1);
 
         // The built-in names still reach the built-in providers.

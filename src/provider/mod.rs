@@ -3,11 +3,12 @@
 //! Every provider is a `Service<ChatCall, Response = ChatReply, Error = GatewayError>`:
 //! `OpenAiProvider` (the `openai` feature), `BedrockProvider` (the `bedrock` feature),
 //! [`MockProvider`], or any service of the user's. [`Dispatch`] holds them by name, routes each
-//! [`ChatCall`] by model
-//! ([`Router`](crate::route::Router)) to the named provider and hands it the
-//! [`Route`](crate::route::Route) in the call; an unknown model is answered with 404 and a provider
-//! name with no service behind it with 503, before any upstream is called. [`UpstreamTimeout`]
-//! above it bounds the wait for the first byte and the whole request ([`timeout`]).
+//! [`ChatCall`] by model ([`Router`](crate::route::Router)) to the named provider — or, for a
+//! model that names a [`ModelGroup`], to one of the group's deployments per attempt ([`group`]:
+//! balancing, fallbacks, outlier ejection) — and hands it the [`Route`](crate::route::Route) in
+//! the call; an unknown model is answered with 404 and a provider name with no service behind it
+//! with 503, before any upstream is called. Each attempt runs under its provider's
+//! [`UpstreamTimeout`] (the wait for the first byte and the whole request, [`timeout`]).
 //!
 //! A provider answers a stream only once its first event has arrived, so every failure before the
 //! first byte is an `Err` the retry layer above can act on.
@@ -52,6 +53,7 @@ pub mod bedrock;
 pub mod dispatch;
 #[cfg(feature = "bedrock")]
 pub mod fetch;
+pub mod group;
 pub mod mock;
 #[cfg(feature = "openai")]
 pub mod openai;
@@ -64,6 +66,7 @@ pub use bedrock::BedrockProvider;
 pub use dispatch::{Dispatch, ProviderService};
 #[cfg(feature = "bedrock")]
 pub use fetch::MediaFetcher;
+pub use group::{Deployment, ModelGroup};
 pub use mock::MockProvider;
 #[cfg(feature = "openai")]
 pub use openai::OpenAiProvider;

@@ -5,8 +5,13 @@
 //!   goes out as the canonical request serializes — every field the client sent, known or not, in
 //!   place; only `model` changes, to the route's upstream model when an alias was resolved (a call
 //!   without a route sends the request's model as is).
-//! - The upstream key is `OPENAI_API_KEY`; the client's gateway key is never forwarded (the upstream
-//!   request is built from scratch; no client header is copied except `x-request-id`).
+//! - The upstream key is `OPENAI_API_KEY` for the implicit `openai` provider; a named provider
+//!   (`[providers.<name>]`, [`OpenAiProviderConfig`]) reads its key from an environment variable or
+//!   a file, sends it in the header and form it configures (Azure OpenAI: `api-key: <key>`; the
+//!   default: `Authorization: Bearer <key>`; none for vLLM or Ollama), adds its extra headers and
+//!   query parameters (Azure's `api-version`) to every request, and has its own connect timeout and
+//!   idle pool size. The client's gateway key is never forwarded (the upstream request is built
+//!   from scratch; no client header is copied except `x-request-id`).
 //! - Streams are decoded by [`OpenAiStreamDecoder`] in the one [`decode_stream`] loop and
 //!   yielded chunk by chunk as they arrive.
 //! - Upstream errors: 4xx keep their status and the upstream's message, `code` and `param`; 5xx
@@ -29,7 +34,7 @@ use serde::Deserialize;
 use tower_service::Service;
 
 use super::{first_then_rest, ProviderFuture};
-use crate::config::{OpenAiConfig, Timeouts};
+use crate::config::{OpenAiConfig, OpenAiProviderConfig, Secret, Timeouts};
 use crate::error::GatewayError;
 use crate::format::openai::{decode_error, encode_request, OpenAiStreamDecoder};
 use crate::format::reasoning::ReasoningBudgets;
@@ -51,7 +56,8 @@ struct Inner {
     chat_url: Uri,
     models_url: Uri,
     base_url: String,
-    auth: Option<HeaderValue>,
+    /// The auth header (marked sensitive) and the configured extra headers.
+    headers: http::HeaderMap,
     budgets: ReasoningBudgets,
 }
 
@@ -64,8 +70,40 @@ impl std::fmt::Debug for OpenAiProvider {
 }
 
 impl OpenAiProvider {
-    /// Builds the provider and its connection pool. Fails on a base URL that is not a valid URI.
+    /// Builds the implicit `openai` provider (`[openai]`, `OPENAI_BASE_URL`, `OPENAI_API_KEY`) and
+    /// its connection pool. Fails on a base URL that is not a valid URI.
     pub fn new(config: &OpenAiConfig, timeouts: &Timeouts) -> Result<Self, GatewayError> {
+        let settings = OpenAiProviderConfig::new(config.base_url.clone());
+        Self::build(
+            "OPENAI_BASE_URL",
+            &settings,
+            config.api_key.as_ref(),
+            timeouts,
+        )
+    }
+
+    /// Builds the named provider `name` (`[providers.<name>]`): its key is read now, from its
+    /// variable or file; `timeouts` are the gateway's, under the provider's own.
+    pub fn from_provider_config(
+        name: &str,
+        config: &OpenAiProviderConfig,
+        timeouts: &Timeouts,
+    ) -> Result<Self, GatewayError> {
+        let key = config.api_key().read_for(name)?;
+        Self::build(
+            &format!("providers.{name}.base_url"),
+            config,
+            key.as_ref(),
+            &config.timeouts.over(timeouts),
+        )
+    }
+
+    fn build(
+        label: &str,
+        config: &OpenAiProviderConfig,
+        key: Option<&Secret>,
+        timeouts: &Timeouts,
+    ) -> Result<Self, GatewayError> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -74,29 +112,43 @@ impl OpenAiProvider {
         let https = super::https_connector(http)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(config.pool_max_idle)
             .build(https);
         let base = config.base_url.trim_end_matches('/').to_owned();
+        let query = query_string(&config.query);
         let parse = |suffix: &str| {
-            format!("{base}{suffix}").parse::<Uri>().map_err(|e| {
-                GatewayError::internal(format!("invalid OPENAI_BASE_URL `{base}`: {e}"))
-            })
+            format!("{base}{suffix}{query}")
+                .parse::<Uri>()
+                .map_err(|e| GatewayError::internal(format!("invalid {label} `{base}`: {e}")))
         };
-        let auth = match &config.api_key {
-            Some(k) => Some(
-                HeaderValue::from_str(&format!("Bearer {}", k.expose())).map_err(|_| {
-                    GatewayError::internal("OPENAI_API_KEY contains invalid characters")
-                })?,
-            ),
-            None => None,
-        };
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| GatewayError::internal(format!("invalid header name `{name}`")))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                GatewayError::internal(format!("invalid value for the header `{name}`"))
+            })?;
+            headers.insert(name, value);
+        }
+        if let Some(k) = key {
+            let name =
+                http::HeaderName::from_bytes(config.auth_header.as_bytes()).map_err(|_| {
+                    GatewayError::internal(format!("invalid auth header `{}`", config.auth_header))
+                })?;
+            let mut value =
+                HeaderValue::from_str(&format!("{}{}", config.auth_prefix(), k.expose())).map_err(
+                    |_| GatewayError::internal("the upstream key contains invalid characters"),
+                )?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
         Ok(OpenAiProvider {
             inner: Arc::new(Inner {
                 client,
                 chat_url: parse("/chat/completions")?,
                 models_url: parse("/models")?,
                 base_url: base,
-                auth,
+                headers,
                 budgets: ReasoningBudgets::default(),
             }),
         })
@@ -175,9 +227,8 @@ impl OpenAiProvider {
         &self,
         mut req: Request<Full<Bytes>>,
     ) -> Result<http::Response<Incoming>, GatewayError> {
-        if let Some(auth) = &self.inner.auth {
-            req.headers_mut()
-                .insert(header::AUTHORIZATION, auth.clone());
+        for (name, value) in &self.inner.headers {
+            req.headers_mut().insert(name, value.clone());
         }
         let res = self
             .inner
@@ -224,6 +275,23 @@ impl Service<ChatCall> for OpenAiProvider {
     fn call(&mut self, call: ChatCall) -> Self::Future {
         Box::pin(self.clone().chat(call))
     }
+}
+
+/// `?k=v&…` with keys and values percent-encoded, or nothing.
+fn query_string(query: &std::collections::BTreeMap<String, String>) -> String {
+    const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let mut out = String::new();
+    for (k, v) in query {
+        out.push(if out.is_empty() { '?' } else { '&' });
+        out.extend(percent_encoding::utf8_percent_encode(k, COMPONENT));
+        out.push('=');
+        out.extend(percent_encoding::utf8_percent_encode(v, COMPONENT));
+    }
+    out
 }
 
 fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
@@ -302,6 +370,16 @@ fn body_bytes(body: Incoming) -> impl Stream<Item = Result<Bytes, GatewayError>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_parameters_are_encoded() {
+        let q = std::collections::BTreeMap::from([
+            ("api-version".to_owned(), "2024-10-21".to_owned()),
+            ("x y".to_owned(), "a&b".to_owned()),
+        ]);
+        assert_eq!(query_string(&q), "?api-version=2024-10-21&x%20y=a%26b");
+        assert_eq!(query_string(&Default::default()), "");
+    }
 
     #[test]
     fn parses_retry_after_headers() {

@@ -1,5 +1,6 @@
-//! [`UpstreamTimeoutLayer`] / [`UpstreamTimeout`]: the typed core's time limits, between retry and
-//! dispatch.
+//! [`UpstreamTimeoutLayer`] / [`UpstreamTimeout`]: the typed core's time limits, around each
+//! attempt at a provider ([`Dispatch`](super::Dispatch) wraps the provider it chose, with that
+//! provider's own limits when it has them).
 //!
 //! - **One deadline per request.** A call carries its request's deadline
 //!   ([`CallContext::deadline`](crate::model::CallContext::deadline), set where the call is made
@@ -11,9 +12,9 @@
 //! - **A complete reply** arrives all at once, so it gets until the deadline — and is not retried
 //!   when that runs out, since the upstream did (and billed) the work.
 //!
-//! The limits cover the provider's readiness too: the layer sits above
-//! [`Dispatch`](super::Dispatch), which awaits the chosen provider's `poll_ready` inside its
-//! response future.
+//! The limits cover the provider's readiness too (`Dispatch` awaits the wrapped provider's
+//! `poll_ready` inside its response future), and sit below the choice of a model group's
+//! deployment, so a deployment that times out is seen to fail and its fallback waits afresh.
 //!
 //! ```
 //! use std::time::Duration;
@@ -496,14 +497,16 @@ mod tests {
             counted.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<Result<ChatReply, GatewayError>>()
         });
-        let dispatch = Dispatch::new(Router::default()).with_provider("mock", never);
+        let limits = timeouts(4, 8, 10);
+        let dispatch = Dispatch::new(Router::default())
+            .with_timeouts(limits)
+            .with_provider("mock", never);
         let policy = RetryPolicy::new(RetrySettings {
             max_attempts: 3,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(1),
         });
-        let limits = timeouts(4, 8, 10);
-        let core = tower::retry::Retry::new(policy, UpstreamTimeout::new(dispatch, limits));
+        let core = tower::retry::Retry::new(policy, dispatch);
 
         let start = Instant::now();
         let context = CallContext {

@@ -307,9 +307,23 @@ where
             res.headers_mut().insert("x-amzn-requestid", id);
         }
         if let Some(r) = this.record.take() {
+            if res.status().is_success() {
+                served_by_headers(&r, res.headers_mut());
+            }
             // The log line and the metrics read the call's facts from the response.
             res.extensions_mut().insert(r);
         }
         Poll::Ready(Ok(res))
+    }
+}
+
+/// `x-gateway-provider` and, for a model group, `x-gateway-deployment`: who served the reply.
+fn served_by_headers(record: &CallRecord, headers: &mut http::HeaderMap) {
+    let value = |s: &str| HeaderValue::from_str(s).ok();
+    if let Some(p) = record.provider().as_deref().and_then(value) {
+        headers.insert("x-gateway-provider", p);
+    }
+    if let Some(d) = record.deployment().as_deref().and_then(value) {
+        headers.insert("x-gateway-deployment", d);
     }
 }

@@ -294,6 +294,24 @@ pub fn smart() -> Handler {
     })
 }
 
+/// Every chat request throttled, the way each upstream says it: OpenAI's 429 with `retry-after`,
+/// Bedrock's `ThrottlingException`.
+pub fn throttled(req: &Recorded) -> Reply {
+    if req.path.starts_with("/v1/") || req.path.contains("/chat/completions") {
+        Reply::json(
+            429,
+            json!({"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}),
+        )
+        .with_header("retry-after", "1")
+    } else {
+        aws_error(
+            429,
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        )
+    }
+}
+
 pub fn bedrock_smart() -> Handler {
     Arc::new(|req: &Recorded, attempt: usize| bedrock_answer(req, attempt))
 }
@@ -572,7 +590,17 @@ fn aws_error(status: u16, code: &str, message: &str) -> Reply {
     )
 }
 
+/// Temporary credentials the fake STS hands out for an assumed role, which the fake Bedrock then
+/// accepts (with their session token).
+pub const ASSUMED_ACCESS_KEY: &str = "ASIAFAKEASSUMEDROLE";
+pub const ASSUMED_SECRET_KEY: &str = "assumed/role/secret/for/tests";
+pub const ASSUMED_SESSION_TOKEN: &str = "FwoGZXIvYXdzEFakeSessionToken";
+
 fn check_auth(req: &Recorded) -> Result<(), Reply> {
+    check_auth_for(req, "bedrock")
+}
+
+fn check_auth_for(req: &Recorded, service: &str) -> Result<(), Reply> {
     let auth = req.header("authorization").unwrap_or("");
     if let Some(token) = auth.strip_prefix("Bearer ") {
         return if token == AWS_BEARER {
@@ -592,20 +620,26 @@ fn check_auth(req: &Recorded) -> Result<(), Reply> {
             "Missing Authentication Token",
         ));
     };
-    if parsed.service != "bedrock" {
+    if parsed.service != service {
         return Err(aws_error(
             403,
             "InvalidSignatureException",
-            "Credential should be scoped to correct service: 'bedrock'.",
+            &format!("Credential should be scoped to correct service: '{service}'."),
         ));
     }
-    if parsed.access_key != AWS_ACCESS_KEY {
-        return Err(aws_error(
-            403,
-            "UnrecognizedClientException",
-            "The security token included in the request is invalid.",
-        ));
-    }
+    let secret = match parsed.access_key {
+        AWS_ACCESS_KEY => AWS_SECRET_KEY,
+        ASSUMED_ACCESS_KEY if req.header("x-amz-security-token") == Some(ASSUMED_SESSION_TOKEN) => {
+            ASSUMED_SECRET_KEY
+        }
+        _ => {
+            return Err(aws_error(
+                403,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            ))
+        }
+    };
     let mut builder = http::Request::builder()
         .method(req.method.clone())
         .uri(req.path.as_str());
@@ -617,9 +651,72 @@ fn check_auth(req: &Recorded) -> Result<(), Reply> {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&req.body))
     };
-    sigv4::verify_hash(&parts, &payload_hash, AWS_SECRET_KEY).map_err(|e| {
+    sigv4::verify_hash(&parts, &payload_hash, secret).map_err(|e| {
         aws_error(403, "InvalidSignatureException", &format!("The request signature we calculated does not match the signature you provided ({e:?})."))
     })
+}
+
+/// A form-encoded field of a query-protocol body (`Action=AssumeRole&RoleArn=…`).
+pub fn form_field(body: &[u8], name: &str) -> Option<String> {
+    std::str::from_utf8(body).ok()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// STS `AssumeRole` (query protocol, SigV4 for `sts` with the base credentials): temporary
+/// credentials for any role whose name ends in `-external` only with `ExternalId=fake-external-id`.
+fn sts_answer(req: &Recorded) -> Reply {
+    if let Err(reply) = check_auth_for(req, "sts") {
+        return reply;
+    }
+    let role = form_field(&req.body, "RoleArn").unwrap_or_default();
+    if form_field(&req.body, "Action").as_deref() != Some("AssumeRole") || role.is_empty() {
+        return Reply::Body {
+            status: 400,
+            content_type: "text/xml",
+            headers: Vec::new(),
+            body: Bytes::from_static(b"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidAction</Code><Message>unsupported</Message></Error></ErrorResponse>"),
+        };
+    }
+    if role.ends_with("-external")
+        && form_field(&req.body, "ExternalId").as_deref() != Some("fake-external-id")
+    {
+        return Reply::Body {
+            status: 403,
+            content_type: "text/xml",
+            headers: Vec::new(),
+            body: Bytes::from_static(b"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to perform sts:AssumeRole</Message></Error></ErrorResponse>"),
+        };
+    }
+    let session = form_field(&req.body, "RoleSessionName").unwrap_or_default();
+    let xml = format!(
+        r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <AssumedRoleUser>
+      <AssumedRoleId>AROAFAKE:{session}</AssumedRoleId>
+      <Arn>arn:aws:sts::123456789012:assumed-role/fake/{session}</Arn>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>{ASSUMED_ACCESS_KEY}</AccessKeyId>
+      <SecretAccessKey>{ASSUMED_SECRET_KEY}</SecretAccessKey>
+      <SessionToken>{ASSUMED_SESSION_TOKEN}</SessionToken>
+      <Expiration>2099-01-01T00:00:00Z</Expiration>
+    </Credentials>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"#
+    );
+    Reply::Body {
+        status: 200,
+        content_type: "text/xml",
+        headers: Vec::new(),
+        body: Bytes::from(xml),
+    }
 }
 
 fn extraneous(
@@ -1122,6 +1219,9 @@ fn fault_for(model: &str, attempt: usize) -> Option<Reply> {
 }
 
 pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
+    if req.method == http::Method::POST && req.path == "/" {
+        return sts_answer(req);
+    }
     if let Err(reply) = check_auth(req) {
         return reply;
     }

@@ -50,6 +50,13 @@ where
         SdkError::DispatchFailure(d) => {
             if d.is_timeout() {
                 GatewayError::upstream_timeout("Bedrock did not answer in time.")
+            } else if chain(err).contains("loading credentials") {
+                // The credential chain (an assumed role's STS call, a profile, …) failed: the
+                // gateway's own credentials, not the network.
+                tracing::error!(error = %chain(err), "no usable AWS credentials for Bedrock");
+                GatewayError::upstream_auth(
+                    "The gateway has no usable AWS credentials for Bedrock (see the gateway's logs).",
+                )
             } else if d.is_user() {
                 tracing::warn!(error = %chain(err), "the Bedrock request could not be sent");
                 GatewayError::internal("The Bedrock request could not be sent.")

@@ -6,6 +6,11 @@
 //!   `AWS_ENDPOINT_URL_BEDROCK` for the control plane) honoured by aws-config, Bedrock API keys
 //!   (`AWS_BEARER_TOKEN_BEDROCK`) picked up by the SDK. One client per region, built once at
 //!   start-up: the configured region plus the region of every configured ARN.
+//! - **Named providers** (`[providers.<name>]`, [`BedrockProviderConfig`]): any number of regions
+//!   and accounts side by side, each with its region, credentials from the default chain or a
+//!   named profile, optionally a role assumed through aws-config's STS provider (with an external
+//!   id), an endpoint override, or a Bedrock API key read from a variable or a file, and its own
+//!   connect timeout ([`BedrockProvider::from_provider_config`]).
 //! - **Retries**: the SDK's own retries and stalled-stream protection are off — the gateway's one
 //!   retry layer owns retries (so an upstream sees at most the configured attempts) and its own
 //!   idle timeout owns stalls (a thinking model may legitimately pause).
@@ -43,7 +48,9 @@ use serde_json::Value;
 use tower_service::Service;
 
 use super::{first_then_rest, MediaFetcher, ProviderFuture};
-use crate::config::{Config, GuardrailsConfig, PromptCachingConfig};
+use crate::config::{
+    BedrockProviderConfig, Config, GuardrailsConfig, PromptCachingConfig, Secret, Timeouts,
+};
 use crate::error::GatewayError;
 use crate::format::bedrock_claude::{self, ClaudeRequestOptions, ClaudeStreamDecoder};
 use crate::format::bedrock_titan::{self, TitanRequestOptions, TitanStreamDecoder};
@@ -129,6 +136,105 @@ impl BedrockProvider {
     /// load AWS configuration themselves). Retries and stalled-stream protection are turned off
     /// whatever `sdk` says.
     pub fn from_sdk_config(sdk: &SdkConfig, config: &Config) -> Self {
+        Self::build(sdk, config, &config.timeouts, None, None)
+    }
+
+    /// Builds the named provider `name` (`[providers.<name>]`, `kind = "bedrock"`): loads the AWS
+    /// configuration for its region and profile (the default chain without one), then as
+    /// [`from_provider_sdk_config`](Self::from_provider_sdk_config). Fails when no region is
+    /// found, naming the provider.
+    pub async fn from_provider_config(
+        name: &str,
+        settings: &BedrockProviderConfig,
+        config: &Config,
+    ) -> Result<Self, GatewayError> {
+        let region = match &settings.region {
+            Some(region) => Some(aws_config::Region::new(region.clone())),
+            None => {
+                let mut profile = aws_config::profile::ProfileFileRegionProvider::builder();
+                if let Some(p) = &settings.profile {
+                    profile = profile.profile_name(p);
+                }
+                aws_config::meta::region::RegionProviderChain::first_try(
+                    aws_config::environment::region::EnvironmentVariableRegionProvider::new(),
+                )
+                .or_else(profile.build())
+                .region()
+                .await
+            }
+        };
+        let Some(region) = region else {
+            return Err(GatewayError::internal(format!(
+                "configuration error in `providers.{name}.region`: no region (set it, or use a profile that has one)"
+            )));
+        };
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+        if let Some(p) = &settings.profile {
+            // The profile's credentials (static, SSO, process, a role chain), not the default
+            // chain's, which would take the environment's first.
+            loader = loader.profile_name(p).credentials_provider(
+                aws_config::profile::ProfileFileCredentialsProvider::builder()
+                    .profile_name(p)
+                    .build(),
+            );
+        }
+        let sdk = loader.load().await;
+        Self::from_provider_sdk_config(name, &sdk, settings, config).await
+    }
+
+    /// Builds the named provider `name` over `sdk` (its region and base credentials): assumes the
+    /// configured role through STS (with the external id and session name) when there is one,
+    /// points the runtime client at the endpoint override, sends the Bedrock API key instead of
+    /// SigV4 when one is configured, and applies the provider's connect timeout.
+    pub async fn from_provider_sdk_config(
+        name: &str,
+        sdk: &SdkConfig,
+        settings: &BedrockProviderConfig,
+        config: &Config,
+    ) -> Result<Self, GatewayError> {
+        let key = settings.api_key().read_for(name)?;
+        let sdk = match &settings.role_arn {
+            Some(role) => {
+                let mut base = sdk.clone();
+                if base.time_source().is_none() {
+                    base = base
+                        .into_builder()
+                        .time_source(aws_smithy_async::time::SystemTimeSource::new())
+                        .build();
+                }
+                let mut assume =
+                    aws_config::sts::AssumeRoleProvider::builder(role).configure(&base);
+                if let Some(id) = &settings.external_id {
+                    assume = assume.external_id(id);
+                }
+                if let Some(session) = &settings.role_session_name {
+                    assume = assume.session_name(session);
+                }
+                let credentials = assume.build().await;
+                base.into_builder()
+                    .credentials_provider(
+                        aws_sdk_bedrockruntime::config::SharedCredentialsProvider::new(credentials),
+                    )
+                    .build()
+            }
+            None => sdk.clone(),
+        };
+        Ok(Self::build(
+            &sdk,
+            config,
+            &settings.timeouts.over(&config.timeouts),
+            settings.endpoint_url.as_deref(),
+            key.as_ref(),
+        ))
+    }
+
+    fn build(
+        sdk: &SdkConfig,
+        config: &Config,
+        timeouts: &Timeouts,
+        endpoint_url: Option<&str>,
+        api_key: Option<&Secret>,
+    ) -> Self {
         let runtime_config = |region: Option<&str>| {
             let mut b = aws_sdk_bedrockruntime::config::Builder::from(sdk)
                 .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
@@ -137,11 +243,24 @@ impl BedrockProvider {
                 )
                 .timeout_config(
                     aws_sdk_bedrockruntime::config::timeout::TimeoutConfig::builder()
-                        .connect_timeout(config.timeouts.connect)
+                        .connect_timeout(timeouts.connect)
                         .build(),
                 );
             if let Some(r) = region {
                 b = b.region(aws_sdk_bedrockruntime::config::Region::new(r.to_owned()));
+            }
+            if let Some(url) = endpoint_url {
+                b = b.endpoint_url(url);
+            }
+            if let Some(key) = api_key {
+                b = b
+                    .bearer_token(aws_sdk_bedrockruntime::config::Token::new(
+                        key.expose(),
+                        None,
+                    ))
+                    .auth_scheme_preference([
+                        aws_smithy_runtime_api::client::auth::AuthSchemeId::from("httpBearerAuth"),
+                    ]);
             }
             Client::from_conf(b.build())
         };
