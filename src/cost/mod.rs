@@ -143,13 +143,17 @@ impl PriceSpec {
         for (name, value) in prices {
             if let Some(v) = value {
                 if !v.is_finite() || v < 0.0 {
-                    return Err(format!("{at}.{name}: `{v}` is not a price (USD per million tokens, ≥ 0)"));
+                    return Err(format!(
+                        "{at}.{name}: `{v}` is not a price (USD per million tokens, ≥ 0)"
+                    ));
                 }
             }
         }
         for (region, spec) in &self.regions {
             if !spec.regions.is_empty() {
-                return Err(format!("{at}.regions.{region}: a regional price has no regions of its own"));
+                return Err(format!(
+                    "{at}.regions.{region}: a regional price has no regions of its own"
+                ));
             }
             spec.validate(&format!("{at}.regions.{region}"))?;
         }
@@ -353,7 +357,9 @@ pub fn model_of_profile(id: &str) -> &str {
         Some(arn) => arn.rsplit('/').next().unwrap_or(id),
         None => id,
     };
-    for prefix in ["us-gov.", "us.", "eu.", "apac.", "jp.", "au.", "ca.", "global."] {
+    for prefix in [
+        "us-gov.", "us.", "eu.", "apac.", "jp.", "au.", "ca.", "global.",
+    ] {
         if let Some(rest) = id.strip_prefix(prefix) {
             return rest;
         }
@@ -378,8 +384,12 @@ mod tests {
         for (model, spec) in &file.models {
             spec.validate(model).unwrap();
         }
-        let (checked, sources) = PriceTable::builtin().provenance();
-        assert_eq!((checked, sources.len()), (file.checked.as_str(), file.sources.len()));
+        let table = PriceTable::builtin();
+        let (checked, sources) = table.provenance();
+        assert_eq!(
+            (checked, sources.len()),
+            (file.checked.as_str(), file.sources.len())
+        );
     }
 
     #[test]
@@ -387,15 +397,23 @@ mod tests {
         let t = PriceTable::builtin();
         // gpt-4o: 2.50 in, 1.25 cached, 10 out. 1,000 prompt of which 400 cached; 500 completion
         // of which 200 reasoning.
-        let u = usage(json!({"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500,
+        let u = usage(
+            json!({"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500,
             "prompt_tokens_details":{"cached_tokens":400},
-            "completion_tokens_details":{"reasoning_tokens":200}}));
+            "completion_tokens_details":{"reasoning_tokens":200}}),
+        );
         // 600 × 2.5 + 400 × 1.25 + 500 × 10 = 1500 + 500 + 5000 = 7000 per million.
         assert_eq!(t.cost("gpt-4o", None, &u), Some(Usd(7_000_000)));
         assert_eq!(Usd(7_000_000).to_string(), "0.007");
         // Reasoning above the completion count (an upstream that reports it apart) is still paid.
-        let u = usage(json!({"prompt_tokens":0,"completion_tokens":10,"completion_tokens_details":{"reasoning_tokens":30}}));
-        assert_eq!(t.cost("o3", None, &u), Some(Usd(240)));
+        let u = usage(
+            json!({"prompt_tokens":0,"completion_tokens":10,"completion_tokens_details":{"reasoning_tokens":30}}),
+        );
+        assert_eq!(
+            t.cost("o3", None, &u),
+            Some(Usd(240_000)),
+            "30 × 8 per million"
+        );
     }
 
     #[test]
@@ -405,21 +423,51 @@ mod tests {
         o.insert("gpt-4o".to_owned(), PriceSpec::new(1.0, 1.0));
         let t = PriceTable::with_overrides(&o).unwrap();
         let u = Usage::from_parts(1_000_000, 1_000_000, 0, 0);
-        assert_eq!(t.cost("gpt-4o", None, &u).unwrap().to_string(), "2", "override wins");
-        assert_eq!(t.cost("llama-local-70b", None, &u).unwrap().to_string(), "0.3");
+        assert_eq!(
+            t.cost("gpt-4o", None, &u).unwrap().to_string(),
+            "2",
+            "override wins"
+        );
+        assert_eq!(
+            t.cost("llama-local-70b", None, &u).unwrap().to_string(),
+            "0.3"
+        );
         let llama = "meta.llama3-70b-instruct-v1:0";
-        assert_eq!(t.cost(llama, Some("us-east-1"), &u).unwrap().to_string(), "6.15");
-        assert_eq!(t.cost(llama, Some("eu-west-2"), &u).unwrap().to_string(), "8");
-        assert_eq!(t.cost(&format!("eu.{llama}"), Some("eu-west-2"), &u).unwrap().to_string(), "8");
+        assert_eq!(
+            t.cost(llama, Some("us-east-1"), &u).unwrap().to_string(),
+            "6.15"
+        );
+        assert_eq!(
+            t.cost(llama, Some("eu-west-2"), &u).unwrap().to_string(),
+            "8"
+        );
+        assert_eq!(
+            t.cost(&format!("eu.{llama}"), Some("eu-west-2"), &u)
+                .unwrap()
+                .to_string(),
+            "8"
+        );
         let sonnet = "anthropic.claude-sonnet-4-5-20250929-v1:0";
-        assert_eq!(t.cost(&format!("us.{sonnet}"), None, &u).unwrap().to_string(), "19.8");
-        assert_eq!(t.cost(&format!("global.{sonnet}"), None, &u).unwrap().to_string(), "18");
+        assert_eq!(
+            t.cost(&format!("us.{sonnet}"), None, &u)
+                .unwrap()
+                .to_string(),
+            "19.8"
+        );
+        assert_eq!(
+            t.cost(&format!("global.{sonnet}"), None, &u)
+                .unwrap()
+                .to_string(),
+            "18"
+        );
         let arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0";
         assert_eq!(t.cost(arn, None, &u).unwrap().to_string(), "4.8");
         assert_eq!(t.cost("mystery", None, &u), None);
         let mut bad = BTreeMap::new();
         bad.insert("x".to_owned(), PriceSpec::new(-1.0, 0.0));
-        assert!(PriceTable::with_overrides(&bad).unwrap_err().contains("prices.\"x\".input"));
+        assert!(PriceTable::with_overrides(&bad)
+            .unwrap_err()
+            .contains("prices.\"x\".input"));
     }
 
     #[test]
@@ -427,10 +475,19 @@ mod tests {
         // nova-micro: 0.035 in → 35,000 pico per token; 0.00875 cached → 8,750 pico.
         let t = PriceTable::builtin();
         let u = Usage::from_parts(0, 0, 1, 0);
-        assert_eq!(t.cost("amazon.nova-micro-v1:0", None, &u), Some(Usd(9)), "8.75 → 9");
+        assert_eq!(
+            t.cost("amazon.nova-micro-v1:0", None, &u),
+            Some(Usd(9)),
+            "8.75 → 9"
+        );
         let u = Usage::from_parts(1, 0, 0, 0);
         assert_eq!(t.cost("amazon.nova-micro-v1:0", None, &u), Some(Usd(35)));
-        let p = Price { input: 1_400, output: 0, cache_read: 0, cache_write: 0 };
+        let p = Price {
+            input: 1_400,
+            output: 0,
+            cache_read: 0,
+            cache_write: 0,
+        };
         assert_eq!(p.cost(&Usage::from_parts(1, 0, 0, 0)), Usd(1), "1.4 → 1");
         assert_eq!(Usd(-500_000_000).to_string(), "-0.5");
         assert_eq!(Usd(12 * Usd::NANOS_PER_USD).to_string(), "12");

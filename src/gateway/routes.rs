@@ -63,6 +63,7 @@ pub(crate) struct Routes {
     pub(crate) ingress: HttpService,
     pub(crate) models: HttpService,
     pub(crate) metrics: HttpService,
+    pub(crate) key_info: HttpService,
     pub(crate) health: HealthInfo,
 }
 
@@ -110,6 +111,7 @@ impl Service<Request<Body>> for Routes {
             }
             Endpoint::Metrics => &self.metrics,
             Endpoint::Models => &self.models,
+            Endpoint::KeyInfo => &self.key_info,
             _ => &self.ingress,
         };
         RoutesFuture::call(service.clone(), req)

@@ -5,7 +5,7 @@
 //! id = "team-a"                        # stable, non-secret: logs, metrics, Redis
 //! name = "Team A"
 //! team = "a"
-//! sha256 = "…64 hex digits…"           # `open-bedrock-server new-key` prints a key and this line
+//! sha256 = "…64 hex digits…"           # `open-bedrock-server keys new` prints a key and this line
 //! models = ["gpt-4o*", "fast-chat"]    # names, globs, model groups; absent = every model
 //! requests_per_minute = 60
 //! tokens_per_minute = 100000
@@ -89,13 +89,18 @@ fn entry_record(
     default_max_concurrent: Option<usize>,
 ) -> Result<(KeyHash, KeyRecord), String> {
     let id = e.id.trim();
-    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b)) {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
+    {
         return Err("`id` must be 1–128 characters of A–Z a–z 0–9 - _ . : @".into());
     }
     let hash = hex::decode(e.sha256.trim())
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or("`sha256` must be 64 hex digits (the SHA-256 of the key; `open-bedrock-server hash-key` prints it)")?;
+        .ok_or("`sha256` must be 64 hex digits (the SHA-256 of the key; `open-bedrock-server keys new` prints a key and its line)")?;
     let usd = |name: &str, v: Option<f64>| -> Result<Option<Usd>, String> {
         match v {
             Some(v) if !v.is_finite() || v < 0.0 => Err(format!("`{name}` must be a number ≥ 0")),
@@ -129,7 +134,11 @@ fn entry_record(
 /// A TOML date-time as a moment: a date alone is midnight UTC, no offset is UTC.
 fn datetime(d: &toml::value::Datetime) -> Result<SystemTime, String> {
     let date = d.date.ok_or("`expires_at` needs a date")?;
-    let days = days_from_civil(i64::from(date.year), i64::from(date.month), i64::from(date.day));
+    let days = days_from_civil(
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    );
     let mut secs = days * 86_400;
     if let Some(t) = d.time {
         secs += i64::from(t.hour) * 3600 + i64::from(t.minute) * 60 + i64::from(t.second);
@@ -179,14 +188,24 @@ mod tests {
         let store = super::super::KeyStore::new(Vec::<String>::new());
         store.swap(set);
         let a = store.record("team-a").unwrap();
-        assert_eq!((a.name.as_str(), a.team.as_deref(), a.admin), ("Team A", Some("a"), true));
+        assert_eq!(
+            (a.name.as_str(), a.team.as_deref(), a.admin),
+            ("Team A", Some("a"), true)
+        );
         assert!(a.allows("gpt-4o-mini") && !a.allows("o3"));
         assert_eq!(a.max_concurrent, Some(2));
         assert_eq!(a.budgets.usd_per_day, Some(Usd(1_500_000_000)));
-        assert_eq!(a.expires_at_secs(), Some(1_798_761_600), "01:00+01:00 is midnight UTC");
+        assert_eq!(
+            a.expires_at_secs(),
+            Some(1_798_761_600),
+            "01:00+01:00 is midnight UTC"
+        );
         assert_eq!(a.metadata["tier"], 2);
         let b = store.record("team-b").unwrap();
-        assert_eq!((b.name.as_str(), b.max_concurrent, b.models.is_none()), ("team-b", Some(16), true));
+        assert_eq!(
+            (b.name.as_str(), b.max_concurrent, b.models.is_none()),
+            ("team-b", Some(16), true)
+        );
         use crate::auth::ValidateKey;
         assert_eq!(store.validate(b"kb").unwrap().0.as_ref(), "team-b");
     }
@@ -195,9 +214,22 @@ mod tests {
     fn errors_name_the_key_and_the_field() {
         let e = parse("[[keys]]\nid = \"x\"\nsha256 = \"abc\"\n", &[], None).unwrap_err();
         assert!(e.contains("keys[0] (x)") && e.contains("sha256"), "{e}");
-        let e = parse(&format!("[[keys]]\nid = \"x\"\nsha256 = \"{}\"\nusd_per_day = -1\n", hash_of("k")), &[], None).unwrap_err();
+        let e = parse(
+            &format!(
+                "[[keys]]\nid = \"x\"\nsha256 = \"{}\"\nusd_per_day = -1\n",
+                hash_of("k")
+            ),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(e.contains("usd_per_day"), "{e}");
-        let e = parse(&format!("[[keys]]\nid = \"x y\"\nsha256 = \"{}\"\n", hash_of("k")), &[], None).unwrap_err();
+        let e = parse(
+            &format!("[[keys]]\nid = \"x y\"\nsha256 = \"{}\"\n", hash_of("k")),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(e.contains("`id`"), "{e}");
         let e = parse("[[keys]]\nid = \"x\"\nsha = 1\n", &[], None).unwrap_err();
         assert!(e.contains("sha"), "{e}");

@@ -45,7 +45,11 @@ impl Periods {
 
     /// `2026-12`.
     pub(crate) fn month_label(&self) -> String {
-        format!("{:04}-{:02}", self.month.div_euclid(12), self.month.rem_euclid(12) + 1)
+        format!(
+            "{:04}-{:02}",
+            self.month.div_euclid(12),
+            self.month.rem_euclid(12) + 1
+        )
     }
 
     /// When the day ends (the next UTC midnight), in seconds since the epoch.
@@ -121,15 +125,31 @@ mod tests {
         // 2024-02-29T23:59:59Z
         let leap = UNIX_EPOCH + Duration::from_secs(1_709_251_199);
         let p = Periods::at(leap);
-        assert_eq!((p.day_label(), p.month_label()), ("2024-02-29".into(), "2024-02".into()));
+        assert_eq!(
+            (p.day_label(), p.month_label()),
+            ("2024-02-29".into(), "2024-02".into())
+        );
         assert_eq!(rfc3339(p.day_end()), "2024-03-01T00:00:00Z");
         assert_eq!(rfc3339(p.month_end()), "2024-03-01T00:00:00Z");
         let dec = Periods::at(UNIX_EPOCH + Duration::from_secs(1_798_761_600)); // 2027-01-01
         assert_eq!(dec.month_label(), "2027-01");
         let p = Periods::at(UNIX_EPOCH + Duration::from_secs(1_798_761_599));
-        assert_eq!((p.month_label(), rfc3339(p.month_end())), ("2026-12".into(), "2027-01-01T00:00:00Z".into()));
-        assert_eq!(until(Periods::at(leap).day_end(), leap), Duration::from_secs(1));
-        assert_eq!(until(p.day_end(), leap), Duration::from_secs(1_798_761_600 - 1_709_251_199));
-        assert_eq!(until(0, leap), Duration::from_secs(1), "never less than a second");
+        assert_eq!(
+            (p.month_label(), rfc3339(p.month_end())),
+            ("2026-12".into(), "2027-01-01T00:00:00Z".into())
+        );
+        assert_eq!(
+            until(Periods::at(leap).day_end(), leap),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            until(p.day_end(), leap),
+            Duration::from_secs(1_798_761_600 - 1_709_251_199)
+        );
+        assert_eq!(
+            until(0, leap),
+            Duration::from_secs(1),
+            "never less than a second"
+        );
     }
 }

@@ -117,7 +117,10 @@ mod tests {
     fn allowlists_and_expiry() {
         let mut r = KeyRecord::new("team-a");
         assert!(r.allows("anything"), "no list: every model");
-        r.models = Some(vec![ModelPattern::new("gpt-4o*"), ModelPattern::new("fast-chat")]);
+        r.models = Some(vec![
+            ModelPattern::new("gpt-4o*"),
+            ModelPattern::new("fast-chat"),
+        ]);
         assert!(r.allows("gpt-4o-mini") && r.allows("fast-chat"));
         assert!(!r.allows("o3") && !r.allows("fast-chat-2"));
         r.models = Some(Vec::new());

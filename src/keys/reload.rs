@@ -96,7 +96,8 @@ impl KeyStore {
         let mut last = lock(&inner.reloading);
         let result = (|| {
             let before = stamp(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             // Whatever the outcome, this version of the file has been seen.
             *last = Some(before);
             let default = *lock(&inner.default_max_concurrent);
@@ -111,8 +112,16 @@ impl KeyStore {
             }
         };
         let old = inner.keys.load();
-        let mut added: Vec<String> = set.ids().filter(|id| !old.has(id)).map(str::to_owned).collect();
-        let mut removed: Vec<String> = old.ids().filter(|id| !set.has(id)).map(str::to_owned).collect();
+        let mut added: Vec<String> = set
+            .ids()
+            .filter(|id| !old.has(id))
+            .map(str::to_owned)
+            .collect();
+        let mut removed: Vec<String> = old
+            .ids()
+            .filter(|id| !set.has(id))
+            .map(str::to_owned)
+            .collect();
         added.sort();
         removed.sort();
         let summary = ReloadSummary {

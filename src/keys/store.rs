@@ -46,6 +46,15 @@ pub(crate) struct KeySet {
     by_id: HashMap<Arc<str>, Arc<KeyRecord>>,
 }
 
+// By hand: the hashes stay out of logs.
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("keys", &self.by_id.len())
+            .finish()
+    }
+}
+
 impl KeySet {
     /// The set of `keys`, each with its hash: ids and hashes must be unique, and no id may be one
     /// of the `reserved` ids (the `API_KEY` keys' `key-1`, …).
@@ -198,6 +207,11 @@ impl KeyStore {
         self.inner.keys.load().by_id.get(id).cloned()
     }
 
+    /// The file's (or [`replace`](Self::replace)'s) records now.
+    pub fn records(&self) -> Vec<Arc<KeyRecord>> {
+        self.inner.keys.load().by_id.values().cloned().collect()
+    }
+
     /// How many keys the file (or [`replace`](Self::replace)) provides now.
     pub fn file_keys(&self) -> usize {
         self.inner.keys.load().len()
@@ -254,9 +268,7 @@ mod tests {
     #[test]
     fn ids_and_hashes_are_unique_and_reserved_ids_are_refused() {
         let store = KeyStore::new(["a"]);
-        let e = store
-            .replace([("x", KeyRecord::new("key-1"))])
-            .unwrap_err();
+        let e = store.replace([("x", KeyRecord::new("key-1"))]).unwrap_err();
         assert!(e.contains("API_KEY"), "{e}");
         let e = store
             .replace([("x", KeyRecord::new("t")), ("y", KeyRecord::new("t"))])

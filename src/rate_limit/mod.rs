@@ -91,6 +91,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
+pub(crate) mod spend;
 
 pub use config::{KeyRateLimit, RateLimitConfig, DEFAULT_REDIS_TIMEOUT};
 pub use future::ResponseFuture;

@@ -81,6 +81,7 @@ pub(crate) enum Admission {
     /// A budget is spent; nothing was added.
     Refused(BudgetKind, Totals),
     /// The counters could not be reached (Redis down): let through, nothing reserved.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Unchecked,
 }
 
@@ -175,7 +176,9 @@ impl SpendLedger {
     #[cfg(feature = "redis")]
     pub(crate) fn redis(url: &str, timeout: std::time::Duration) -> Result<Self, String> {
         Ok(SpendLedger {
-            backend: Arc::new(Backend::Redis(redis_ledger::RedisLedger::new(url, timeout)?)),
+            backend: Arc::new(Backend::Redis(redis_ledger::RedisLedger::new(
+                url, timeout,
+            )?)),
         })
     }
 
@@ -204,7 +207,9 @@ impl SpendLedger {
                 Pending::Ready(Admission::Admitted(c.totals))
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(r) => Pending::Waiting(Box::pin(r.admit(key.clone(), p, limits, amount))),
+            Backend::Redis(r) => {
+                Pending::Waiting(Box::pin(r.admit(key.clone(), p, limits, amount)))
+            }
         }
     }
 
@@ -250,7 +255,9 @@ impl SpendLedger {
                 Pending::Ready(Some(c.totals))
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(r) => Pending::Waiting(Box::pin(r.add(key.clone(), p, Spend::default()))),
+            Backend::Redis(r) => {
+                Pending::Waiting(Box::pin(r.add(key.clone(), p, Spend::default())))
+            }
         }
     }
 }
@@ -462,19 +469,38 @@ mod tests {
             panic!()
         };
         // The correction brings it back under.
-        let Pending::Ready(Some(t)) = l.add(&key, p(10, 3), Spend { usd: -5, tokens: -50 }) else {
+        let Pending::Ready(Some(t)) = l.add(
+            &key,
+            p(10, 3),
+            Spend {
+                usd: -5,
+                tokens: -50,
+            },
+        ) else {
             panic!()
         };
         assert_eq!((t.tokens_day, t.usd_day), (70, 5));
-        assert!(matches!(l.admit(&key, p(10, 3), limits, est), Pending::Ready(Admission::Admitted(_))));
+        assert!(matches!(
+            l.admit(&key, p(10, 3), limits, est),
+            Pending::Ready(Admission::Admitted(_))
+        ));
         // A new day starts from zero; the month goes on.
-        let Pending::Ready(Some(t)) = l.read(&key, p(11, 3)) else { panic!() };
+        let Pending::Ready(Some(t)) = l.read(&key, p(11, 3)) else {
+            panic!()
+        };
         assert_eq!((t.tokens_day, t.usd_day, t.usd_month), (0, 0, 10));
         // A late correction for yesterday leaves today alone.
         let Pending::Ready(Admission::Admitted(_)) = l.admit(&key, p(11, 3), limits, est) else {
             panic!()
         };
-        let Pending::Ready(Some(t)) = l.add(&key, p(10, 3), Spend { usd: -5, tokens: -60 }) else {
+        let Pending::Ready(Some(t)) = l.add(
+            &key,
+            p(10, 3),
+            Spend {
+                usd: -5,
+                tokens: -60,
+            },
+        ) else {
             panic!()
         };
         assert_eq!((t.tokens_day, t.usd_month), (60, 10));
