@@ -357,7 +357,12 @@ where
             let res = inner.oneshot(req).await?;
             let call = res.extensions().get::<Arc<CallRecord>>().cloned();
             let mut res = res;
-            if let Some(cost) = settlement.responded(call, res.status().is_success()) {
+            let (cost, correction) = settlement.responded(call, res.status().is_success());
+            if let Some(correction) = correction {
+                // The key's next request sees the real charge.
+                correction.await;
+            }
+            if let Some(cost) = cost {
                 let value = match cost {
                     Some(usd) => HeaderValue::from_str(&usd.to_string()).ok(),
                     None => Some(HeaderValue::from_static("unknown")),
@@ -438,48 +443,55 @@ impl Settlement {
             s.done = true;
             let reserved = s.reserved;
             drop(s);
-            self.finish(Some(&usage), record.as_deref(), reserved);
+            spawn(self.finish(Some(&usage), record.as_deref(), reserved).1);
         } else {
             s.usage = Some(usage);
         }
     }
 
     /// The response head: settles when the usage is known (a complete reply) or the call failed.
-    /// The cost, when it was settled here.
-    fn responded(&self, record: Option<Arc<CallRecord>>, success: bool) -> Option<Option<Usd>> {
+    /// The cost when it was settled here (`Some(None)`: unknown), and the correction to await.
+    fn responded(
+        &self,
+        record: Option<Arc<CallRecord>>,
+        success: bool,
+    ) -> (Option<Option<Usd>>, Option<Correction>) {
         let mut s = self.lock();
         if s.done {
-            return None;
+            return (None, None);
         }
         match s.usage.take() {
             Some(usage) => {
                 s.done = true;
                 let reserved = s.reserved;
                 drop(s);
-                Some(self.finish(Some(&usage), record.as_deref(), reserved))
+                let (cost, correction) = self.finish(Some(&usage), record.as_deref(), reserved);
+                (Some(cost), correction)
             }
             None if !success => {
                 s.done = true;
                 let reserved = s.reserved;
                 drop(s);
-                self.finish(None, record.as_deref(), reserved);
-                None
+                (None, self.finish(None, record.as_deref(), reserved).1)
             }
             None => {
                 s.responded = Some((record, success));
-                None
+                (None, None)
             }
         }
     }
 
     /// Prices `usage` (when known), records it, and corrects the budget charge from `reserved`
     /// to what was used.
+    ///
+    /// The Redis correction, when there is one, is returned to be awaited (a complete reply waits
+    /// for it, so the key's next request sees it) or [spawned](spawn).
     fn finish(
         &self,
         usage: Option<&Usage>,
         record: Option<&CallRecord>,
         reserved: Spend,
-    ) -> Option<Usd> {
+    ) -> (Option<Usd>, Option<Correction>) {
         let inner = &self.policy.inner;
         let mut cost = None;
         let mut actual = Spend::default();
@@ -520,31 +532,29 @@ impl Settlement {
             };
         }
         let Some(budgeted) = &self.budgeted else {
-            return cost;
+            return (cost, None);
         };
         let correction = actual - reserved;
-        if correction != Spend::default() {
-            match inner.ledger.add(&self.key, self.periods, correction) {
-                Pending::Ready(Some(totals)) => {
-                    self.policy.publish_budget_use(&self.key, budgeted, &totals)
-                }
-                Pending::Ready(None) => {}
-                Pending::Waiting(fut) => {
-                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                        let (policy, key, record) =
-                            (self.policy.clone(), self.key.clone(), budgeted.clone());
-                        rt.spawn(async move {
-                            if let Some(totals) = fut.await {
-                                policy.publish_budget_use(&key, &record, &totals);
-                            }
-                        });
-                    } else {
-                        tracing::warn!(key_id = %self.key, "budget correction dropped: no runtime");
+        if correction == Spend::default() {
+            return (cost, None);
+        }
+        match inner.ledger.add(&self.key, self.periods, correction) {
+            Pending::Ready(Some(totals)) => {
+                self.policy.publish_budget_use(&self.key, budgeted, &totals);
+                (cost, None)
+            }
+            Pending::Ready(None) => (cost, None),
+            Pending::Waiting(fut) => {
+                let (policy, key, record) =
+                    (self.policy.clone(), self.key.clone(), budgeted.clone());
+                let correction: Correction = Box::pin(async move {
+                    if let Some(totals) = fut.await {
+                        policy.publish_budget_use(&key, &record, &totals);
                     }
-                }
+                });
+                (cost, Some(correction))
             }
         }
-        cost
     }
 }
 
@@ -562,6 +572,22 @@ impl Drop for Settlement {
         // Answered but no usage ever came (a stream dropped before its first output): the prompt
         // was sent upstream, so it is paid for.
         let usage = answered.then(|| Usage::from_parts(self.prompt_estimate, 0, 0, 0));
-        self.finish(usage.as_ref(), record.as_deref(), reserved);
+        spawn(self.finish(usage.as_ref(), record.as_deref(), reserved).1);
+    }
+}
+
+/// A budget correction on its way to Redis.
+type Correction = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Sends `correction` from a task of its own (from a usage hook or a drop, which cannot wait).
+fn spawn(correction: Option<Correction>) {
+    let Some(correction) = correction else {
+        return;
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(correction);
+        }
+        Err(_) => tracing::warn!("budget correction dropped: no Tokio runtime"),
     }
 }
