@@ -107,6 +107,22 @@ async fn info(gw: &TestGateway, key: &str, query: &str) -> Value {
     res.json()
 }
 
+/// A streamed chat request whose body the test reads at its own pace.
+async fn open_stream(
+    gw: &TestGateway,
+    key: &str,
+    body: &Value,
+) -> http::Response<hyper::body::Incoming> {
+    let req = http::Request::post(gw.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    common::client().request(req).await.unwrap()
+}
+
 async fn metrics(gw: &TestGateway) -> String {
     send(Method::GET, &gw.url("/metrics"), Some(LEGACY), None)
         .await
@@ -342,14 +358,7 @@ async fn the_concurrency_limit_counts_held_streams() {
     // A stream of 10 chunks 100 ms apart, read slowly.
     let mut body = chat("gpt-slow-stream-10-100");
     body["stream"] = json!(true);
-    let req = http::Request::post(gw.url("/v1/chat/completions"))
-        .header("authorization", format!("Bearer {TEAM_A}"))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_string(),
-        )))
-        .unwrap();
-    let res = common::client().request(req).await.unwrap();
+    let res = open_stream(&gw, TEAM_A, &body).await;
     assert_eq!(res.status(), 200);
     let mut held = res.into_body();
     let first = held.frame().await.unwrap().unwrap();
@@ -383,14 +392,7 @@ async fn a_client_that_hangs_up_after_the_first_token_pays_for_what_was_streamed
     let body = json!({"model": "gpt-slow-stream-40-50", "stream": true, "max_tokens": 5000,
         "messages": [{"role": "user", "content": "x".repeat(4000)}]});
     let prompt_estimate = (body.to_string().len() as u64).div_ceil(4);
-    let req = http::Request::post(gw.url("/v1/chat/completions"))
-        .header("authorization", format!("Bearer {TEAM_A}"))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_string(),
-        )))
-        .unwrap();
-    let res = common::client().request(req).await.unwrap();
+    let res = open_stream(&gw, TEAM_A, &body).await;
     let mut stream = res.into_body();
     // Read until the first token, then hang up.
     loop {

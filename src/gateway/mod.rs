@@ -206,6 +206,15 @@ impl Gateway {
             .providers_from_config(config)
             .await?
             .groups_from_config(config, bedrock_live)?;
+        #[cfg(not(feature = "server"))]
+        if config.keys.file.is_some() {
+            return Err(GatewayError::internal(
+                "a keys file is configured, but this build has no `server` feature (TOML)",
+            ));
+        }
+        #[cfg(not(feature = "server"))]
+        let store: Option<KeyStore> = None;
+        #[cfg(feature = "server")]
         let store = match &config.keys.file {
             Some(path) => {
                 let store =

@@ -37,7 +37,6 @@ mod pattern;
 mod period;
 mod policy;
 mod record;
-#[cfg(feature = "server")]
 mod reload;
 mod store;
 
@@ -48,7 +47,6 @@ pub use policy::{
     KeyPolicy, KeyPolicyFuture, KeyPolicyLayer, KeyPolicyService, DEFAULT_ESTIMATE_OUTPUT_TOKENS,
 };
 pub use record::{Budgets, KeyRecord};
-#[cfg(feature = "server")]
 pub use reload::ReloadSummary;
 pub use store::KeyStore;
 

@@ -70,12 +70,15 @@ pub struct KeyPolicy {
     inner: Arc<Inner>,
 }
 
+/// A key's concurrency limit and the semaphore of its slots.
+type Slots = (usize, Arc<Semaphore>);
+
 struct Inner {
     prices: PriceTable,
     ledger: SpendLedger,
     metrics: Arc<Metrics>,
     /// Per key: its limit and the semaphore of its slots.
-    slots: Mutex<HashMap<Arc<str>, (usize, Arc<Semaphore>)>>,
+    slots: Mutex<HashMap<Arc<str>, Slots>>,
     estimate_output_tokens: u64,
 }
 

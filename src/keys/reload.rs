@@ -12,9 +12,13 @@
 //! write by rename, and network file systems send no events — a stat every few seconds sees all of
 //! them, with no extra dependency.
 
-use std::time::{Duration, SystemTime};
+#[cfg(feature = "server")]
+use std::time::Duration;
+use std::time::SystemTime;
 
+#[cfg(feature = "server")]
 use super::store::lock;
+#[cfg(feature = "server")]
 use super::KeyStore;
 
 /// What a file looked like when it was last read.

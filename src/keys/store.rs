@@ -122,6 +122,7 @@ pub struct KeyStore {
     inner: Arc<Inner>,
 }
 
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) struct Inner {
     statics: StaticKeys,
     static_records: Vec<Arc<KeyRecord>>,
@@ -160,6 +161,7 @@ impl KeyStore {
         }
     }
 
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }
@@ -257,6 +259,7 @@ impl fmt::Debug for KeyStore {
 }
 
 /// Lets a poisoned lock be used anyway: the data it guards is replaced whole.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -89,7 +89,7 @@ mod layer;
 mod limiter;
 mod memory;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 mod service;
 pub(crate) mod spend;
 

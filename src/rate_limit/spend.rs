@@ -264,15 +264,14 @@ impl SpendLedger {
 
 #[cfg(feature = "redis")]
 mod redis_ledger {
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, LazyLock};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use redis::aio::ConnectionManager;
     use redis::Script;
 
     use super::{Admission, BudgetKind, Spend, SpendLimits, Totals};
     use crate::keys::Periods;
+    use crate::rate_limit::redis::RedisConn;
 
     const PREFIX: &str = "open-bedrock-server:spend";
     /// A late correction still finds its period's counters for this long after the period ends.
@@ -306,28 +305,13 @@ return {0, cur[1], cur[2], cur[3]}
     });
 
     pub(super) struct RedisLedger {
-        inner: Arc<Inner>,
-    }
-
-    struct Inner {
-        conn: ConnectionManager,
-        timeout: Duration,
-        url: String,
-        started: Instant,
-        last_warn_ms: AtomicU64,
+        inner: Arc<RedisConn>,
     }
 
     impl RedisLedger {
         pub(super) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-            let (conn, url) = crate::rate_limit::redis::connect(url, timeout)?;
             Ok(RedisLedger {
-                inner: Arc::new(Inner {
-                    conn,
-                    timeout,
-                    url,
-                    started: Instant::now(),
-                    last_warn_ms: AtomicU64::new(0),
-                }),
+                inner: Arc::new(RedisConn::open(url, timeout, "budgets")?),
             })
         }
 
@@ -414,24 +398,6 @@ return {0, cur[1], cur[2], cur[3]}
                     usd_month: v[2],
                     tokens_day: v[3],
                 })
-            }
-        }
-    }
-
-    impl Inner {
-        /// At most one warning per 10 s while Redis is failing.
-        fn warn(&self, problem: &str) {
-            let now_ms = (self.started.elapsed().as_millis() as u64).max(1);
-            let last = self.last_warn_ms.load(Ordering::Relaxed);
-            if (last == 0 || now_ms.saturating_sub(last) >= 10_000)
-                && self
-                    .last_warn_ms
-                    .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
-                tracing::warn!(redis = %self.url, %problem, "budgets: Redis failed, letting requests through unchecked");
-            } else {
-                tracing::debug!(redis = %self.url, %problem, "budgets: Redis failed");
             }
         }
     }

@@ -7,6 +7,7 @@ import json
 import pathlib
 import re
 import tempfile
+import urllib.error
 import urllib.request
 
 import openai
@@ -91,3 +92,49 @@ def test_two_teams_with_their_own_models_and_budgets_on_two_replicas(two_replica
     metrics = get(a, "/metrics", GATEWAY_KEY)
     assert 'obs_cost_usd_total{key="team-a",model="gpt-4o",provider="openai"} 0.0000975' in metrics, metrics
     assert 'obs_key_rejections_total{key="team-b",reason="tokens_per_day"}' in metrics
+
+
+def status_of(url, key):
+    req = urllib.request.Request(
+        f"{url}/v1/chat/completions",
+        data=json.dumps({"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_sighup_reloads_the_keys_file_and_a_broken_file_keeps_the_old_keys(fake_upstream):
+    import signal
+    import time
+
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    keys = tmp / "keys.toml"
+    entry = KEYS_TOML.split("[[keys]]")[2]  # team B's entry, as the README writes it
+    keys.write_text("[[keys]]" + entry)
+    (tmp / "gateway.toml").write_text(f"[keys]\nfile = {json.dumps(str(keys))}\nreload_interval_ms = 0\n")
+    proc, url = start_gateway(fake_upstream, args=["--config", str(tmp / "gateway.toml")])
+    try:
+        assert status_of(url, TEAM_B) == 200
+        assert status_of(url, TEAM_A) == 401
+        keys.write_text(KEYS_TOML)  # both teams
+        proc.send_signal(signal.SIGHUP)
+        for _ in range(200):
+            if status_of(url, TEAM_A) != 401:
+                break
+            time.sleep(0.025)
+        assert status_of(url, TEAM_A) == 403, "team A is known now (and mock/echo is not its model)"
+        keys.write_text("[[keys]]\nid = broken")
+        proc.send_signal(signal.SIGHUP)
+        for _ in range(200):
+            if any("keys file not loaded" in line for line in proc.log_lines):
+                break
+            time.sleep(0.025)
+        assert any("keys file not loaded" in line for line in proc.log_lines), proc.log_lines[-5:]
+        assert status_of(url, TEAM_B) == 200, "the old keys stay in force"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
