@@ -1,7 +1,10 @@
 //! API-key auth: the first check on every `/v1` request, before its body is read.
 //!
 //! Accepts the key as `Authorization: Bearer <key>` or `x-api-key: <key>` and asks a [`ValidateKey`]
-//! policy which key it is: by default [`StaticKeys`], which compares it in constant time against
+//! policy which key it is — in the gateway a [`KeyStore`](crate::keys::KeyStore) (the `API_KEY`
+//! keys and the keys file's hashed keys), which also attaches the key's
+//! [`KeyRecord`](crate::keys::KeyRecord) as a request extension (an expired key gets a 401); on
+//! its own, by default [`StaticKeys`], which compares it in constant time against
 //! every configured key (no early exit, so timing does not reveal which key nearly matched); any
 //! `Fn(&[u8]) -> Option<ApiKeyId>` closure works too. A missing or unknown key gets a 401 *response*
 //! in the request's [`ErrorDialect`] extension, else the layer's. An accepted request carries an

@@ -6,8 +6,11 @@
 //!   GET /health, /v1/chat/completions/health      answered by the router
 //!   GET /metrics                                   auth → metrics
 //!   GET /v1/models[/{id}]                          auth → rate limit → models
-//!   POST /v1/chat/completions, /v1/messages,       in-flight limit → SigV4 → auth → rate limit
-//!        /model/{id}/{op}                            → detect (route classifier) → translate → core
+//!   GET /v1/key/info                               auth → the key's record and spend
+//!   POST /v1/chat/completions, /v1/messages,       in-flight limit → SigV4 → auth (key store:
+//!        /model/{id}/{op}                            the key's record) → rate limit → detect
+//!                                                    (route classifier) → key policy (allowlist,
+//!                                                    concurrency, budgets, cost) → translate → core
 //!   core: retry (the one attempt budget: retries and fallbacks) → dispatch (route by model to a
 //!         named provider service, or to a model group's deployment) → upstream timeouts per
 //!         provider (one deadline per request) → provider
