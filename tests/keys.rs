@@ -521,3 +521,55 @@ async fn an_expired_key_is_refused() {
     assert_eq!(chat_as(&gw, TEAM_B, &chat("gpt-4o")).await.status, 200);
     assert_eq!(upstream.count(), 1);
 }
+
+#[tokio::test]
+async fn bedrock_calls_are_priced_in_the_region_they_go_to() {
+    use aws_sdk_bedrockruntime::config::{Credentials, SharedCredentialsProvider};
+    use open_bedrock_server::cost::PriceTable;
+    use open_bedrock_server::model::Usage;
+    use open_bedrock_server::provider::BedrockProvider;
+
+    let upstream = Fake::start(fake::smart()).await;
+    let mut c = common::config_for(&upstream.url());
+    c.bedrock.enabled = true;
+    let creds = Credentials::new(
+        fake::AWS_ACCESS_KEY,
+        fake::AWS_SECRET_KEY,
+        None,
+        None,
+        "tests",
+    );
+    let sdk = aws_config::SdkConfig::builder()
+        .endpoint_url(upstream.url())
+        .region(aws_config::Region::new("eu-west-2"))
+        .credentials_provider(SharedCredentialsProvider::new(creds))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let bedrock = BedrockProvider::from_sdk_config(&sdk, &c);
+    let gw = start_service(
+        open_bedrock_server::GatewayBuilder::from_config(&c)
+            .bedrock(bedrock)
+            .build(),
+    )
+    .await;
+    let model = "meta.llama3-70b-instruct-v1:0";
+    let res = send(
+        Method::POST,
+        &gw.url(&format!("/model/{model}/converse")),
+        Some(common::KEY),
+        Some(&json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]})),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let u = &res.json()["usage"];
+    let usage = Usage::from_parts(
+        u["inputTokens"].as_u64().unwrap(),
+        u["outputTokens"].as_u64().unwrap(),
+        u["cacheReadInputTokens"].as_u64().unwrap_or(0),
+        u["cacheWriteInputTokens"].as_u64().unwrap_or(0),
+    );
+    let prices = PriceTable::builtin();
+    let london = prices.cost(model, Some("eu-west-2"), &usage).unwrap();
+    assert_ne!(Some(london), prices.cost(model, Some("us-east-1"), &usage));
+    assert_eq!(res.headers["x-gateway-cost"], london.to_string().as_str());
+}

@@ -350,6 +350,20 @@ impl PriceTable {
     }
 }
 
+/// The region an ARN names (`arn:aws:bedrock:eu-west-1:…` → `eu-west-1`): where a call of an ARN
+/// model goes, and so its price's region.
+///
+/// ```
+/// use open_bedrock_server::cost::region_of_arn;
+///
+/// assert_eq!(region_of_arn("arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.x"), Some("eu-west-1"));
+/// assert_eq!(region_of_arn("anthropic.claude-3-5-haiku-20241022-v1:0"), None);
+/// ```
+pub fn region_of_arn(id: &str) -> Option<&str> {
+    let rest = id.strip_prefix("arn:")?;
+    rest.split(':').nth(2).filter(|r| !r.is_empty())
+}
+
 /// The model a Bedrock inference profile or ARN names: `us.anthropic.claude…` → `anthropic.claude…`,
 /// `arn:…:inference-profile/eu.meta.llama…` → `meta.llama…`; any other id as is.
 pub fn model_of_profile(id: &str) -> &str {

@@ -54,6 +54,8 @@ pub struct GatewayBuilder {
     prices: PriceTable,
     spend_ledger: Option<SpendLedger>,
     estimate_output_tokens: u64,
+    /// The region of each Bedrock provider, for prices.
+    provider_regions: Vec<(Arc<str>, String)>,
     core_layers: Vec<CoreLayer>,
     ingress_layers: Vec<IngressLayer>,
     max_in_flight: usize,
@@ -105,6 +107,7 @@ impl GatewayBuilder {
             prices: PriceTable::builtin(),
             spend_ledger: None,
             estimate_output_tokens: crate::keys::DEFAULT_ESTIMATE_OUTPUT_TOKENS,
+            provider_regions: Vec::new(),
             core_layers: Vec::new(),
             ingress_layers: Vec::new(),
             max_in_flight: defaults.server.max_in_flight,
@@ -181,6 +184,10 @@ impl GatewayBuilder {
     /// Serves Bedrock models with `provider`.
     #[cfg(feature = "bedrock")]
     pub fn bedrock(mut self, provider: BedrockProvider) -> Self {
+        if let Some(region) = provider.region() {
+            self.provider_regions
+                .push((Arc::from("bedrock"), region.to_owned()));
+        }
         self.bedrock = Some(provider);
         self
     }
@@ -269,6 +276,10 @@ impl GatewayBuilder {
                 ProviderConfig::Bedrock(c) => {
                     let service = BedrockProvider::from_provider_config(name, c, config).await?;
                     let region = service.region().unwrap_or("(none)").to_owned();
+                    if let Some(r) = service.region() {
+                        self.provider_regions
+                            .push((name.as_str().into(), r.to_owned()));
+                    }
                     self = self.provider(name.as_str(), service);
                     let credentials = if c.api_key_env.is_some() || c.api_key_file.is_some() {
                         "a Bedrock API key".to_owned()
@@ -604,7 +615,8 @@ impl GatewayBuilder {
             metrics.clone(),
             self.spend_ledger.unwrap_or_else(SpendLedger::memory),
         )
-        .estimate_output_tokens(self.estimate_output_tokens);
+        .estimate_output_tokens(self.estimate_output_tokens)
+        .provider_regions(self.provider_regions);
         metrics.know_models(self.listed_models.iter().cloned());
         metrics.know_models(dispatch.router().aliases().keys().cloned());
         Gateway {

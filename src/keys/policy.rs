@@ -21,7 +21,7 @@
 //!    plus the prompt estimate; for a failed call, nothing. Counters live in the
 //!    [`SpendLedger`](crate::rate_limit::spend) (this process, or Redis shared by every replica).
 //! 4. **Cost.** Every call with a known usage is priced ([`PriceTable`]) by the model sent
-//!    upstream: the `x-gateway-cost` response header on complete replies (`unknown` when the price
+//!    upstream, in the region of the Bedrock provider that served it (or of an ARN model): the `x-gateway-cost` response header on complete replies (`unknown` when the price
 //!    is not known; streams have no header — the cost is known only after the last event, and
 //!    HTTP trailers are not readable by most clients — their cost is in the access log and the
 //!    metrics), the `cost_usd` field of the access log, and the metrics `obs_cost_usd_total` /
@@ -80,6 +80,8 @@ struct Inner {
     /// Per key: its limit and the semaphore of its slots.
     slots: Mutex<HashMap<Arc<str>, Slots>>,
     estimate_output_tokens: u64,
+    /// The region each Bedrock provider calls (its calls are priced there).
+    regions: HashMap<Arc<str>, String>,
 }
 
 impl std::fmt::Debug for KeyPolicy {
@@ -125,6 +127,7 @@ impl KeyPolicy {
                 metrics,
                 slots: Mutex::new(HashMap::new()),
                 estimate_output_tokens: DEFAULT_ESTIMATE_OUTPUT_TOKENS,
+                regions: HashMap::new(),
             }),
         }
     }
@@ -133,6 +136,18 @@ impl KeyPolicy {
     pub fn estimate_output_tokens(mut self, tokens: u64) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.estimate_output_tokens = tokens;
+        }
+        self
+    }
+
+    /// Prices the calls of each provider named in `regions` in its region (Bedrock's prices
+    /// differ by region); an ARN model is priced in the ARN's region.
+    pub fn provider_regions(
+        mut self,
+        regions: impl IntoIterator<Item = (Arc<str>, String)>,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.regions.extend(regions);
         }
         self
     }
@@ -504,8 +519,14 @@ impl Settlement {
                 .map(|m| m.to_string())
                 .or_else(|| self.model.clone())
                 .unwrap_or_default();
-            cost = inner.prices.cost(&priced, None, usage);
             let provider = record.and_then(CallRecord::provider);
+            let region = crate::cost::region_of_arn(&priced).or_else(|| {
+                provider
+                    .as_ref()
+                    .and_then(|p| inner.regions.get(p))
+                    .map(String::as_str)
+            });
+            cost = inner.prices.cost(&priced, region, usage);
             let client_model = record
                 .map(|r| r.model.as_str())
                 .or(self.model.as_deref())
