@@ -2,8 +2,8 @@
 //! they are written (`2026-12-02`, `2026-12`).
 //!
 //! Calendar arithmetic by hand (Howard Hinnant's `days_from_civil` / `civil_from_days`, exact for
-//! the proleptic Gregorian calendar): UTC days and months are all that is needed, and a date
-//! crate would bring time zones and formatting this never uses.
+//! the proleptic Gregorian calendar, shared with SigV4's date handling): UTC days and months are
+//! all that is needed, and a date crate would bring time zones and formatting this never uses.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -84,30 +84,7 @@ pub(crate) fn rfc3339(secs: i64) -> String {
     )
 }
 
-/// Days since 1970-01-01 of the date `y-m-d` (month 1–12).
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date `(y, m, d)` of `days` since 1970-01-01.
-pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
+pub(crate) use crate::sigv4::{civil_from_days, days_from_civil};
 
 #[cfg(test)]
 mod tests {
