@@ -1,7 +1,10 @@
 //! API-key auth: the first check on every `/v1` request, before its body is read.
 //!
 //! Accepts the key as `Authorization: Bearer <key>` or `x-api-key: <key>` and asks a [`ValidateKey`]
-//! policy which key it is: by default [`StaticKeys`], which compares it in constant time against
+//! policy which key it is — in the gateway a [`KeyStore`](crate::keys::KeyStore) (the `API_KEY`
+//! keys and the keys file's hashed keys), which also attaches the key's
+//! [`KeyRecord`] as a request extension (an expired key gets a 401); on
+//! its own, by default [`StaticKeys`], which compares it in constant time against
 //! every configured key (no early exit, so timing does not reveal which key nearly matched); any
 //! `Fn(&[u8]) -> Option<ApiKeyId>` closure works too. A missing or unknown key gets a 401 *response*
 //! in the request's [`ErrorDialect`] extension, else the layer's. An accepted request carries an
@@ -51,6 +54,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::{ErrorDialect, GatewayError};
+use crate::keys::KeyRecord;
 
 /// The non-secret name of the key a request authenticated with (`key-1`, …), or `anonymous` when
 /// auth is disabled.
@@ -65,6 +69,19 @@ pub trait ValidateKey {
     /// The id of the key `presented` (the raw bytes after `Bearer ` or of `x-api-key`, trimmed),
     /// or `None` to answer the request with a 401.
     fn validate(&self, presented: &[u8]) -> Option<ApiKeyId>;
+
+    /// The id of the key `presented` and its [`KeyRecord`] when the policy keeps records (a
+    /// [`KeyStore`](crate::keys::KeyStore) does): the record goes into the request's extensions
+    /// for the rate limiter, the allowlist, the budgets and `/v1/key/info`. By default,
+    /// [`validate`](Self::validate) without a record.
+    fn authenticate(&self, presented: &[u8]) -> Option<(ApiKeyId, Option<Arc<KeyRecord>>)> {
+        self.validate(presented).map(|id| (id, None))
+    }
+
+    /// The record of the key `id` (for a request an earlier layer, e.g. SigV4, authenticated).
+    fn record_of(&self, _id: &ApiKeyId) -> Option<Arc<KeyRecord>> {
+        None
+    }
 }
 
 impl<F> ValidateKey for F
@@ -175,6 +192,13 @@ impl<V> ApiKeyAuthLayer<V> {
         }
     }
 
+    /// Lets every request through as `anonymous`, keeping the policy for
+    /// [`ValidateKey::record_of`] lookups.
+    pub fn disable(mut self) -> Self {
+        self.disabled = true;
+        self
+    }
+
     /// Whether auth is disabled.
     pub fn is_disabled(&self) -> bool {
         self.disabled
@@ -252,18 +276,40 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        if req.extensions().get::<ApiKeyId>().is_some() {
+        if let Some(id) = req.extensions().get::<ApiKeyId>().cloned() {
             // An earlier layer authenticated it (and answers for the response's key id).
+            if req.extensions().get::<Arc<KeyRecord>>().is_none() {
+                if let Some(record) = self.validator.record_of(&id) {
+                    req.extensions_mut().insert(record);
+                }
+            }
             return ResponseFuture::inner(self.inner.call(req), None);
         }
         let presented = presented_key(&req);
         let found = match &self.anonymous {
-            Some(id) => Some(id.clone()),
-            None => presented.and_then(|k| self.validator.validate(k)),
+            Some(id) => Some((id.clone(), None)),
+            None => presented.and_then(|k| self.validator.authenticate(k)),
         };
+        let dialect = req
+            .extensions()
+            .get::<ErrorDialect>()
+            .copied()
+            .unwrap_or(self.dialect);
         match found {
-            Some(id) => {
+            Some((_, Some(record))) if record.expired(std::time::SystemTime::now()) => {
+                ResponseFuture::rejected(
+                    GatewayError::unauthenticated(format!(
+                        "The API key `{}` has expired.",
+                        record.id.0
+                    )),
+                    dialect,
+                )
+            }
+            Some((id, record)) => {
                 req.extensions_mut().insert(id.clone());
+                if let Some(record) = record {
+                    req.extensions_mut().insert(record);
+                }
                 ResponseFuture::inner(self.inner.call(req), Some(id))
             }
             None => {
@@ -272,11 +318,6 @@ where
                 } else {
                     "Missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
                 };
-                let dialect = req
-                    .extensions()
-                    .get::<ErrorDialect>()
-                    .copied()
-                    .unwrap_or(self.dialect);
                 ResponseFuture::rejected(GatewayError::unauthenticated(message), dialect)
             }
         }

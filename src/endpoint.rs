@@ -18,6 +18,8 @@ pub enum Endpoint {
     Metrics,
     /// `GET /v1/models`, `GET /v1/models/{id}`.
     Models,
+    /// `GET /v1/key/info`: the calling key's limits, models and spend (an admin key: any key's).
+    KeyInfo,
     /// `POST /v1/chat/completions`: any accepted format in, `?target_format=` out.
     ChatCompletions,
     /// `POST /v1/messages`, `POST /anthropic/v1/messages`: the Anthropic Messages API.
@@ -37,6 +39,7 @@ pub enum Endpoint {
 pub const ENDPOINTS: &[(Endpoint, &[&str])] = &[
     (Endpoint::ChatCompletions, &["/v1/chat/completions"]),
     (Endpoint::Models, &["/v1/models", "/v1/models/{id}"]),
+    (Endpoint::KeyInfo, &["/v1/key/info"]),
     (Endpoint::Health, &["/health"]),
     (Endpoint::ProvidersHealth, &["/v1/chat/completions/health"]),
     (Endpoint::Metrics, &["/metrics"]),
@@ -75,6 +78,7 @@ impl Endpoint {
             "/v1/chat/completions/health" => Endpoint::ProvidersHealth,
             "/metrics" => Endpoint::Metrics,
             "/v1/models" => Endpoint::Models,
+            "/v1/key/info" => Endpoint::KeyInfo,
             "/v1/chat/completions" => Endpoint::ChatCompletions,
             "/v1/messages" | "/anthropic/v1/messages" => Endpoint::Messages,
             "/v1/embeddings" => Endpoint::Embeddings,
@@ -97,6 +101,7 @@ impl Endpoint {
             Endpoint::Health | Endpoint::ProvidersHealth => "health",
             Endpoint::Metrics => "metrics",
             Endpoint::Models => "models",
+            Endpoint::KeyInfo => "key_info",
             Endpoint::ChatCompletions => "chat",
             Endpoint::Messages => "messages",
             Endpoint::BedrockRuntime => "bedrock_runtime",
@@ -109,7 +114,7 @@ impl Endpoint {
     pub fn allow(self) -> &'static str {
         match self {
             Endpoint::Health | Endpoint::ProvidersHealth | Endpoint::Metrics => "GET, HEAD",
-            Endpoint::Models => "GET",
+            Endpoint::Models | Endpoint::KeyInfo => "GET",
             Endpoint::ChatCompletions
             | Endpoint::Messages
             | Endpoint::BedrockRuntime

@@ -235,6 +235,50 @@ impl GatewayError {
         e
     }
 
+    /// 403 `model_not_allowed`: the key's allowlist does not include `model` (checked before any
+    /// upstream call).
+    pub fn model_not_allowed(model: &str) -> Self {
+        Self::new(
+            ErrorKind::PermissionDenied,
+            StatusCode::FORBIDDEN,
+            format!("This API key is not allowed to use the model `{model}`."),
+        )
+        .with_param("model")
+        .with_code("model_not_allowed")
+    }
+
+    /// 429 `budget_exceeded`: the key's `budget` (`usd_per_day`, `usd_per_month`,
+    /// `tokens_per_day`) is spent; it resets at `resets_at` (RFC 3339), `retry_after` from now.
+    pub fn budget_exceeded(budget: &str, resets_at: &str, retry_after: Duration) -> Self {
+        let mut e = Self::new(
+            ErrorKind::RateLimited,
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Budget exceeded: this API key has spent its {budget} budget. It resets at {resets_at}."
+            ),
+        )
+        .with_code("budget_exceeded")
+        .with_retry_after(Some(retry_after));
+        e.inner.aws_type = Some(Cow::Borrowed("ThrottlingException"));
+        e
+    }
+
+    /// 429 `concurrency_limit_exceeded`: the key already has `limit` requests (streams included)
+    /// in flight.
+    pub fn key_concurrency_limited(limit: usize) -> Self {
+        let mut e = Self::new(
+            ErrorKind::RateLimited,
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Concurrency limit reached: this API key may have {limit} requests (open streams included) in flight at once."
+            ),
+        )
+        .with_code("concurrency_limit_exceeded")
+        .with_retry_after(Some(Duration::from_secs(1)));
+        e.inner.aws_type = Some(Cow::Borrowed("ThrottlingException"));
+        e
+    }
+
     /// 503 when the gateway sheds load.
     pub fn overloaded(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(

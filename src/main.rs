@@ -37,6 +37,20 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print it with secrets masked.
     CheckConfig,
+    /// Manage the keys file's keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new random key: prints the key (give it to its user; it is shown only once) and a
+    /// `[[keys]]` entry with its SHA-256 for the keys file.
+    New {
+        /// The key's id in the keys file (logs, metrics, budgets).
+        #[arg(long, default_value = "new-key")]
+        id: String,
+    },
 }
 
 fn load(cli: &Cli) -> Result<Config, String> {
@@ -63,6 +77,15 @@ fn overrides(cli: &Cli) -> serde_json::Value {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Keys(KeysCommand::New { id })) = &cli.command {
+        let (key, line) = open_bedrock_server::keys::new_key();
+        println!("# the key (shown once; the gateway keeps only its hash):");
+        println!("# {key}");
+        println!("[[keys]]");
+        println!("id = {}", toml_string(id));
+        println!("{line}");
+        return ExitCode::SUCCESS;
+    }
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -132,6 +155,32 @@ fn main() -> ExitCode {
     runtime.block_on(run(config))
 }
 
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// Reloads the keys file on every SIGHUP (a broken file keeps the old keys; both are logged).
+#[cfg(unix)]
+fn reload_keys_on_sighup(gateway: &Gateway) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: the keys file reloads only when it changes");
+            return;
+        }
+    };
+    let store = gateway.key_store().clone();
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let store = store.clone();
+            // The outcome is logged by the store.
+            let _ = tokio::task::spawn_blocking(move || store.reload()).await;
+        }
+    });
+}
+
 async fn run(config: Config) -> ExitCode {
     let gateway = match Gateway::from_config(&config).await {
         Ok(g) => g,
@@ -140,6 +189,10 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    #[cfg(unix)]
+    if config.keys.file.is_some() {
+        reload_keys_on_sighup(&gateway);
+    }
     let addr = SocketAddr::new(config.server.host, config.server.port);
     let listener = match server::bind(addr).await {
         Ok(l) => l,

@@ -19,12 +19,18 @@
 //! | `obs_deployment_state` (gauge at scrape time: 0 serving, 1 ejected, 2 half-open) | `group`, `deployment` |
 //! | `obs_deployment_outstanding_requests` (gauge at scrape time) | `group`, `deployment` |
 //! | `obs_deployment_latency_seconds` (histogram: time to the first byte of successful attempts) | `group`, `deployment` |
+//! | `obs_cost_usd_total` (USD, priced from the real usage by the model sent upstream) | `key`, `model`, `provider` |
+//! | `obs_cost_unknown_total` (calls whose model has no price: their cost is unknown, not zero) | `key`, `model`, `provider` |
+//! | `obs_key_tokens_total` (prompt + completion tokens) | `key`, `model`, `provider` |
+//! | `obs_budget_used_ratio` (gauge: spend / budget in the current period, as last seen) | `key`, `budget` (`usd_per_day`, `usd_per_month`, `tokens_per_day`) |
+//! | `obs_key_rejections_total` | `key`, `reason` (`model_not_allowed`, `concurrency`, `usd_per_day`, `usd_per_month`, `tokens_per_day`) |
 //!
 //! `model` comes from clients, so its label values are bounded: configured and listed models
 //! ([`Metrics::know_models`]) always keep their name; any other model keeps it only once a provider
 //! was actually called for it, and only for the first 256 such models — a request for a made-up
 //! model that never reached an upstream counts as `other`, so a client cannot blow up the registry
-//! nor push the configured models out.
+//! nor push the configured models out. `key` is a key's id (`key-1`, an id of the keys file,
+//! `anonymous`): a set fixed by configuration.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -37,8 +43,8 @@ use tower_service::Service;
 use crate::body::Body;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::provider::group::ModelGroup;
@@ -62,6 +68,17 @@ pub struct Metrics {
     known: Mutex<HashSet<String>>,
     deployments: DeploymentVecs,
     groups: Mutex<Vec<ModelGroup>>,
+    keys: KeyVecs,
+}
+
+/// The per-key metric families.
+#[derive(Debug)]
+struct KeyVecs {
+    cost: CounterVec,
+    cost_unknown: IntCounterVec,
+    tokens: IntCounterVec,
+    budget_used: GaugeVec,
+    rejections: IntCounterVec,
 }
 
 /// The per-deployment metric families.
@@ -266,8 +283,49 @@ impl Metrics {
                 latency.clone(),
             ),
         };
+        let key_model_provider = &["key", "model", "provider"];
+        let cost = CounterVec::new(
+            Opts::new(
+                "obs_cost_usd_total",
+                "Cost in USD by key, model and provider, from the real usage.",
+            ),
+            key_model_provider,
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}"));
+        let budget_used = GaugeVec::new(
+            Opts::new(
+                "obs_budget_used_ratio",
+                "Spend / budget of each key in the current period, as last seen by this process.",
+            ),
+            &["key", "budget"],
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}"));
+        let keys = KeyVecs {
+            cost: cost.clone(),
+            cost_unknown: counter_vec(
+                &registry,
+                "obs_cost_unknown_total",
+                "Calls whose model has no price (cost unknown), by key, model and provider.",
+                key_model_provider,
+            ),
+            tokens: counter_vec(
+                &registry,
+                "obs_key_tokens_total",
+                "Prompt + completion tokens by key, model and provider.",
+                key_model_provider,
+            ),
+            budget_used: budget_used.clone(),
+            rejections: counter_vec(
+                &registry,
+                "obs_key_rejections_total",
+                "Requests refused by a key's allowlist, concurrency limit or budget.",
+                &["key", "reason"],
+            ),
+        };
         for g in [
-            Box::new(rate_limited.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cost) as Box<dyn prometheus::core::Collector>,
+            Box::new(budget_used),
+            Box::new(rate_limited.clone()),
             Box::new(in_flight.clone()),
             Box::new(open_streams.clone()),
         ] {
@@ -290,7 +348,43 @@ impl Metrics {
             known: Mutex::new(HashSet::new()),
             deployments,
             groups: Mutex::new(Vec::new()),
+            keys,
         }
+    }
+
+    /// Counts one priced call of `key` (`cost` `None`: its price is unknown).
+    pub(crate) fn key_usage(
+        &self,
+        key: &str,
+        model: &str,
+        provider: &str,
+        tokens: u64,
+        cost: Option<crate::cost::Usd>,
+    ) {
+        let model = self.model_label(model, provider != "none");
+        let labels = [key, model, provider];
+        self.keys.tokens.with_label_values(&labels).inc_by(tokens);
+        match cost {
+            Some(usd) => self
+                .keys
+                .cost
+                .with_label_values(&labels)
+                .inc_by(usd.dollars().max(0.0)),
+            None => self.keys.cost_unknown.with_label_values(&labels).inc(),
+        }
+    }
+
+    /// Sets `key`'s use of its `budget` (spend / budget).
+    pub(crate) fn budget_used(&self, key: &str, budget: &str, ratio: f64) {
+        self.keys
+            .budget_used
+            .with_label_values(&[key, budget])
+            .set(ratio);
+    }
+
+    /// Counts a request of `key` refused for `reason`.
+    pub(crate) fn key_refused(&self, key: &str, reason: &str) {
+        self.keys.rejections.with_label_values(&[key, reason]).inc();
     }
 
     /// Gives `group`'s deployments their metrics, and reports their state and outstanding

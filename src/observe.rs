@@ -156,6 +156,12 @@ impl Finish {
         let provider = record.and_then(CallRecord::provider);
         let deployment = record.and_then(CallRecord::deployment);
         let attempt_log = record.map(attempt_log).unwrap_or_default();
+        // `-`: not priced (no usage); `unknown`: the model has no price.
+        let cost = match record.and_then(CallRecord::cost) {
+            Some(Some(usd)) => usd.to_string(),
+            Some(None) => "unknown".to_owned(),
+            None => "-".to_owned(),
+        };
         tracing::info!(
             target: "access",
             method = %self.line.method,
@@ -179,6 +185,7 @@ impl Finish {
             attempts = record.map(CallRecord::attempts).unwrap_or(0),
             fallbacks = record.map(CallRecord::fallbacks).unwrap_or(0),
             attempt_log = attempt_log.as_str(),
+            cost_usd = cost.as_str(),
             error = error_name.as_deref().unwrap_or("-"),
             outcome,
             "request"

@@ -59,23 +59,26 @@ pub(crate) fn parse_amz_date(value: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
-    // Days from the civil date (Howard Hinnant's algorithm).
+    let days = days_from_civil(y, m, d);
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// Days since 1970-01-01 of the date `y-m-d` (month 1–12), proleptic Gregorian (Howard
+/// Hinnant's `days_from_civil`). Here, not in a calendar module, because this file is also
+/// compiled into the test fakes on its own; the budgets' periods (`keys::period`) use it too.
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let mp = (m + 9) % 12;
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    era * 146_097 + doe - 719_468
 }
 
-/// The `x-amz-date` (`yyyymmddThhmmssZ`) of `secs` seconds since the Unix epoch (for signing test
-/// requests).
-#[cfg(test)]
-pub(crate) fn format_amz_date(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days (Howard Hinnant's algorithm).
+/// The date `(y, m, d)` of `days` since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+#[allow(dead_code)] // the test fakes that include this file do not all use it
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -85,6 +88,15 @@ pub(crate) fn format_amz_date(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The `x-amz-date` (`yyyymmddThhmmssZ`) of `secs` seconds since the Unix epoch (for signing test
+/// requests).
+#[cfg(test)]
+pub(crate) fn format_amz_date(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
         rem / 3600,

@@ -519,3 +519,60 @@ deployments = [
         r.stderr
     );
 }
+
+#[test]
+fn keys_new_prints_a_key_and_an_entry_the_keys_file_accepts() {
+    use sha2::Digest as _;
+    let dir = Scratch::new("keysnew");
+    let r = run(&dir, &["keys", "new", "--id", "team-x"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let key = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("# sk-obs-"))
+        .map(|k| format!("sk-obs-{k}"))
+        .unwrap_or_else(|| panic!("no key printed:\n{}", r.stdout));
+    let entry: String = r
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    assert!(
+        entry.contains(&format!("sha256 = \"{hash}\"")) && entry.contains("id = \"team-x\""),
+        "{entry}"
+    );
+    assert!(!entry.contains(&key), "the file never holds the key itself");
+    let again = run(&dir, &["keys", "new"], &[]);
+    assert!(!again.stdout.contains(&key), "every key is fresh");
+
+    // The printed entry is a keys file the gateway starts with, without API_KEY.
+    let file = dir.file("keys.toml", &entry);
+    let r = run(
+        &dir,
+        &["check-config"],
+        &[
+            ("KEYS_FILE", file.to_str().unwrap()),
+            ("BEDROCK_ENABLED", "false"),
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("configuration OK"), "{}", r.stdout);
+    // A broken keys file stops start-up with the key and field named.
+    let bad = dir.file("bad.toml", "[[keys]]\nid = \"team-y\"\nsha256 = \"xyz\"\n");
+    let r = run(
+        &dir,
+        &["check-config"],
+        &[
+            ("KEYS_FILE", bad.to_str().unwrap()),
+            ("BEDROCK_ENABLED", "false"),
+        ],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("team-y") && r.stderr.contains("sha256"),
+        "{}",
+        r.stderr
+    );
+}

@@ -64,6 +64,7 @@ const TABLE: &[(&str, &str, Shape)] = &[
         "auth.max_concurrent_per_access_key",
         Text,
     ),
+    ("KEYS_FILE", "keys.file", Text),
     ("OPENAI_API_KEY", "openai.api_key", Text),
     ("OPENAI_BASE_URL", "openai.base_url", Text),
     ("AWS_DEFAULT_REGION", "bedrock.region", Text),

@@ -195,6 +195,12 @@ pub struct Config {
     pub log: LogConfig,
     /// Per-key rate limits (`[rate_limit]`); `None` = no limit.
     pub rate_limit: Option<RateLimitConfig>,
+    /// The keys file, budgets and their counters (`[keys]`).
+    pub keys: KeysConfig,
+    /// Price overrides and additions (`[prices]`): model id or glob → USD per million tokens,
+    /// over the shipped table (`src/cost/prices.json`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, crate::cost::PriceSpec>,
     /// Automatic prompt caching (`[prompt_caching]`).
     pub prompt_caching: PromptCachingConfig,
     /// Reasoning requests (`[reasoning]`).
@@ -294,6 +300,50 @@ impl Default for MediaFetchConfig {
             timeout: Duration::from_secs(10),
             max_redirects: 3,
             allow_private_addresses: false,
+        }
+    }
+}
+
+/// Virtual keys (`[keys]`): the keys file (`keys::file` format) beside `API_KEY`, and
+/// where budgets are counted.
+///
+/// ```toml
+/// [keys]
+/// file = "/etc/open-bedrock-server/keys.toml"   # KEYS_FILE; reloaded on SIGHUP and on change
+/// reload_interval_ms = 2000     # how often the file is checked for changes (0: only SIGHUP)
+/// max_concurrent = 32           # default concurrency limit of the file's keys
+/// estimate_output_tokens = 1024 # output assumed at admission when a request has no max_tokens
+/// redis_url = "redis://redis:6379"  # budgets shared by replicas; default: [rate_limit]'s
+/// redis_timeout_ms = 100
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct KeysConfig {
+    /// The keys file.
+    pub file: Option<std::path::PathBuf>,
+    /// How often the file is checked for changes, in milliseconds; 0 = only on SIGHUP.
+    pub reload_interval_ms: u64,
+    /// `max_concurrent` of the file's keys that set none.
+    pub max_concurrent: Option<usize>,
+    /// Output tokens a budget's estimate assumes for a request without `max_tokens`.
+    pub estimate_output_tokens: u64,
+    /// Redis for the budget counters (needs the `redis` feature); default: `[rate_limit]`'s
+    /// `redis_url`; neither = in this process.
+    pub redis_url: Option<Secret>,
+    /// Bound on one Redis call, in milliseconds (past it the request goes through unchecked).
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            file: None,
+            reload_interval_ms: 2000,
+            max_concurrent: None,
+            estimate_output_tokens: crate::keys::DEFAULT_ESTIMATE_OUTPUT_TOKENS,
+            redis_url: None,
+            redis_timeout_ms: 100,
         }
     }
 }
@@ -973,10 +1023,10 @@ impl Config {
 
     /// Checks that the gateway may start: a key is configured or auth is disabled explicitly.
     pub fn check_startable(&self) -> Result<(), ConfigError> {
-        if self.auth.api_keys.is_empty() && !self.auth.disabled {
+        if self.auth.api_keys.is_empty() && !self.auth.disabled && self.keys.file.is_none() {
             return Err(ConfigError::new(
                 "API_KEY",
-                "no API key configured: set API_KEY (comma-separated for several), or disable auth explicitly with --no-auth / AUTH_DISABLED=true",
+                "no API key configured: set API_KEY (comma-separated for several) or a keys file (KEYS_FILE, [keys] file), or disable auth explicitly with --no-auth / AUTH_DISABLED=true",
             ));
         }
         Ok(())

@@ -59,6 +59,7 @@ pub struct BodyHead {
     model: Option<String>,
     model_rank: u8,
     stream: Option<bool>,
+    max_tokens: Option<u64>,
     values: usize,
 }
 
@@ -107,6 +108,7 @@ impl BodyHead {
             head.record(key, || match value {
                 Value::String(s) => Field::Str(s.clone()),
                 Value::Bool(b) => Field::Bool(*b),
+                Value::Number(n) => n.as_u64().map_or(Field::Other, Field::U64),
                 _ => Field::Other,
             });
         }
@@ -134,12 +136,28 @@ impl BodyHead {
         self.stream
     }
 
+    /// The output-token cap the body's top level names (`max_completion_tokens` or the Responses
+    /// API's `max_output_tokens`, else `max_tokens`), when it is a whole number: what a budget's estimate at admission reads.
+    pub fn max_tokens(&self) -> Option<u64> {
+        self.max_tokens
+    }
+
     /// The number of JSON values (object keys included) in the body.
     pub fn values(&self) -> usize {
         self.values
     }
 
     fn record(&mut self, key: &str, value: impl FnOnce() -> Field) {
+        if let "max_tokens" | "max_completion_tokens" | "max_output_tokens" = key {
+            if let Field::U64(n) = value() {
+                // `max_completion_tokens` wins (OpenAI's newer name); `max_output_tokens` is the
+                // Responses API's.
+                if key != "max_tokens" || self.max_tokens.is_none() {
+                    self.max_tokens = Some(n);
+                }
+            }
+            return;
+        }
         let Some(i) = MARKERS.iter().position(|m| *m == key) else {
             return;
         };
@@ -173,6 +191,7 @@ fn too_complex(max_values: usize) -> GatewayError {
 enum Field {
     Str(String),
     Bool(bool),
+    U64(u64),
     Other,
 }
 
@@ -246,7 +265,16 @@ impl KeyName<'_> {
     }
 
     fn is_kept(&self) -> bool {
-        matches!(self.as_str(), "model" | "model_id" | "modelId" | "stream")
+        matches!(
+            self.as_str(),
+            "model"
+                | "model_id"
+                | "modelId"
+                | "stream"
+                | "max_tokens"
+                | "max_completion_tokens"
+                | "max_output_tokens"
+        )
     }
 }
 
@@ -317,8 +345,8 @@ impl<'de> Visitor<'de> for TopValue<'_> {
         self.budget.take().map(|()| Field::Other)
     }
 
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Field, E> {
-        self.budget.take().map(|()| Field::Other)
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Field, E> {
+        self.budget.take().map(|()| Field::U64(v))
     }
 
     fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Field, E> {

@@ -169,6 +169,11 @@ pub struct DetectedRequest {
     pub stream: Option<bool>,
     /// The body: one JSON object.
     pub body: Bytes,
+    /// The model the request names — the path's, else the body's top-level `model` (`model_id`,
+    /// `modelId`) — as detection read it: what a key's allowlist is checked against.
+    pub requested_model: Option<String>,
+    /// The output-token cap the body's top level names (`max_completion_tokens`, `max_tokens`).
+    pub max_tokens: Option<u64>,
 }
 
 impl DetectedRequest {
@@ -184,10 +189,21 @@ impl DetectedRequest {
         DetectedRequest {
             inbound,
             reply,
+            requested_model: model.clone(),
             model,
             stream,
             body,
+            max_tokens: None,
         }
+    }
+
+    /// With what the body's head says: its model (when the path names none) and output cap.
+    pub fn with_head(mut self, head: &BodyHead) -> Self {
+        if self.requested_model.is_none() {
+            self.requested_model = head.model().map(str::to_owned);
+        }
+        self.max_tokens = head.max_tokens();
+        self
     }
 }
 

@@ -327,9 +327,11 @@ where
                         .to_response(dialect)));
                     };
                     let bytes = std::mem::take(buf).freeze();
-                    let detected = BodyHead::parse_with_limit(&bytes, *max_json_values)
-                        .and_then(|head| classifier.classify(&parts, &head))
-                        .map(|classified| DetectedRequest::new(classified, bytes));
+                    let detected =
+                        BodyHead::parse_with_limit(&bytes, *max_json_values).and_then(|head| {
+                            let classified = classifier.classify(&parts, &head)?;
+                            Ok(DetectedRequest::new(classified, bytes).with_head(&head))
+                        });
                     let detected = match detected {
                         Ok(d) => d,
                         Err(e) => return Poll::Ready(Ok(e.to_response(dialect))),

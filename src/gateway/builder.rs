@@ -10,8 +10,10 @@ use crate::auth::ApiKeyAuthLayer;
 use crate::config::{
     AwsClientCredential, Config, ProviderConfig, RetrySettings, Timeouts, IMPLICIT_PROVIDERS,
 };
+use crate::cost::PriceTable;
 use crate::detect::{BodyBudget, DEFAULT_BODY_READ_TIMEOUT};
 use crate::error::GatewayError;
+use crate::keys::{KeyPolicy, KeyStore};
 use crate::load_shed::InFlightLimitLayer;
 use crate::metrics::Metrics;
 use crate::provider::group::{Deployment, ModelGroup};
@@ -20,6 +22,7 @@ use crate::provider::BedrockProvider;
 #[cfg(feature = "openai")]
 use crate::provider::OpenAiProvider;
 use crate::provider::{Dispatch, EmbeddingsProviderService, MockProvider, ProviderService};
+use crate::rate_limit::spend::SpendLedger;
 use crate::rate_limit::RateLimiter;
 use crate::responses_store::ResponseStore;
 use crate::retry::RetryPolicy;
@@ -50,6 +53,12 @@ pub struct GatewayBuilder {
     auth_disabled: bool,
     aws_credentials: Vec<AwsClientCredential>,
     rate_limiter: Option<RateLimiter>,
+    key_store: Option<KeyStore>,
+    prices: PriceTable,
+    spend_ledger: Option<SpendLedger>,
+    estimate_output_tokens: u64,
+    /// The region of each Bedrock provider, for prices.
+    provider_regions: Vec<(Arc<str>, String)>,
     core_layers: Vec<CoreLayer>,
     ingress_layers: Vec<IngressLayer>,
     max_in_flight: usize,
@@ -99,6 +108,11 @@ impl GatewayBuilder {
             auth_disabled: false,
             aws_credentials: Vec::new(),
             rate_limiter: None,
+            key_store: None,
+            prices: PriceTable::builtin(),
+            spend_ledger: None,
+            estimate_output_tokens: crate::keys::DEFAULT_ESTIMATE_OUTPUT_TOKENS,
+            provider_regions: Vec::new(),
             core_layers: Vec::new(),
             ingress_layers: Vec::new(),
             max_in_flight: defaults.server.max_in_flight,
@@ -179,6 +193,10 @@ impl GatewayBuilder {
     /// Serves Bedrock models with `provider`.
     #[cfg(feature = "bedrock")]
     pub fn bedrock(mut self, provider: BedrockProvider) -> Self {
+        if let Some(region) = provider.region() {
+            self.provider_regions
+                .push((Arc::from("bedrock"), region.to_owned()));
+        }
         self.bedrock = Some(provider);
         self
     }
@@ -289,6 +307,10 @@ impl GatewayBuilder {
                     let service = BedrockProvider::from_provider_config(name, c, config).await?;
                     let region = service.region().unwrap_or("(none)").to_owned();
                     self = self.embeddings_provider(name.as_str(), service.clone());
+                    if let Some(r) = service.region() {
+                        self.provider_regions
+                            .push((name.as_str().into(), r.to_owned()));
+                    }
                     self = self.provider(name.as_str(), service);
                     let credentials = if c.api_key_env.is_some() || c.api_key_file.is_some() {
                         "a Bedrock API key".to_owned()
@@ -428,6 +450,37 @@ impl GatewayBuilder {
     pub fn aws_credentials(mut self, credentials: &[AwsClientCredential]) -> Self {
         self.aws_credentials = credentials.to_vec();
         self
+    }
+
+    /// Takes keys from `store` (its `API_KEY` keys and keys file) instead of
+    /// [`api_keys`](Self::api_keys): each request carries its key's record (allowlist, limits,
+    /// budgets). SigV4 credentials still map to the keys given to `api_keys`.
+    pub fn key_store(mut self, store: KeyStore) -> Self {
+        self.key_store = Some(store);
+        self
+    }
+
+    /// Prices calls with `prices` (default: the shipped table).
+    pub fn prices(mut self, prices: PriceTable) -> Self {
+        self.prices = prices;
+        self
+    }
+
+    /// Assumes `tokens` output tokens when charging a budget's estimate for a request without
+    /// `max_tokens` (default 1024).
+    pub fn estimate_output_tokens(mut self, tokens: u64) -> Self {
+        self.estimate_output_tokens = tokens;
+        self
+    }
+
+    /// Counts budgets in the Redis at `url` (shared by every replica), each call bounded by
+    /// `timeout`. Needs the `redis` feature and a Tokio runtime.
+    #[cfg(feature = "redis")]
+    pub fn budgets_in_redis(mut self, url: &str, timeout: Duration) -> Result<Self, GatewayError> {
+        let ledger = SpendLedger::redis(url, timeout)
+            .map_err(|e| GatewayError::internal(format!("budgets: {e}")))?;
+        self.spend_ledger = Some(ledger);
+        Ok(self)
     }
 
     /// Limits each key's requests and tokens with `limiter`.
@@ -576,15 +629,28 @@ impl GatewayBuilder {
             metrics.watch_group(&group);
             dispatch = dispatch.with_group(group);
         }
+        let key_store = self
+            .key_store
+            .unwrap_or_else(|| KeyStore::new(&self.api_keys));
         let (auth, sigv4) = if self.auth_disabled {
-            (ApiKeyAuthLayer::disabled(), SigV4AuthLayer::disabled())
+            (
+                ApiKeyAuthLayer::with_validator(key_store.clone()).disable(),
+                SigV4AuthLayer::disabled(),
+            )
         } else {
             (
-                ApiKeyAuthLayer::new(&self.api_keys),
+                ApiKeyAuthLayer::with_validator(key_store.clone()),
                 SigV4AuthLayer::new(&self.api_keys, &self.aws_credentials)
                     .max_concurrent_per_access_key(self.max_concurrent_per_access_key),
             )
         };
+        let key_policy = KeyPolicy::with_ledger(
+            self.prices,
+            metrics.clone(),
+            self.spend_ledger.unwrap_or_else(SpendLedger::memory),
+        )
+        .estimate_output_tokens(self.estimate_output_tokens)
+        .provider_regions(self.provider_regions);
         metrics.know_models(self.listed_models.iter().cloned());
         metrics.know_models(dispatch.router().aliases().keys().cloned());
         Gateway {
@@ -594,6 +660,8 @@ impl GatewayBuilder {
                 timeouts: self.timeouts,
                 auth,
                 sigv4,
+                key_store,
+                key_policy,
                 rate_limiter: self.rate_limiter,
                 in_flight: InFlightLimitLayer::new(self.max_in_flight),
                 max_request_bytes: self.max_request_bytes,

@@ -7,9 +7,11 @@
 //!   GET /metrics                                   auth → metrics
 //!   GET /v1/models[/{id}]                          auth → rate limit → models
 //!   GET, DELETE /v1/responses/{id}                 auth → rate limit → the response store
-//!   POST /v1/chat/completions, /v1/messages,       in-flight limit → SigV4 → auth → rate limit
-//!        /model/{id}/{op}, /v1/embeddings,           → detect (route classifier) → translate → core
-//!        /v1/responses
+//!   GET /v1/key/info                               auth → the key's record and spend
+//!   POST /v1/chat/completions, /v1/messages,       in-flight limit → SigV4 → auth (key store:
+//!        /model/{id}/{op}, /v1/embeddings,           the key's record) → rate limit → detect
+//!        /v1/responses                               (route classifier) → key policy (allowlist,
+//!                                                    concurrency, budgets, cost) → translate → core
 //!   core: retry (the one attempt budget: retries and fallbacks) → dispatch (route by model to a
 //!         named provider service, or to a model group's deployment) → upstream timeouts per
 //!         provider (one deadline per request) → provider
@@ -66,6 +68,7 @@ use crate::body::{Body, BoxError};
 use crate::config::{Config, Timeouts};
 use crate::detect::DetectLayer;
 use crate::error::{ErrorDialect, GatewayError};
+use crate::keys::{KeyInfoService, KeyPolicy, KeyStore};
 use crate::load_shed::{InFlight, InFlightBody, InFlightLimitLayer};
 use crate::metrics::{Metrics, MetricsService};
 use crate::model::{ChatCall, ChatReply};
@@ -107,8 +110,10 @@ struct Shared {
     dispatch: Dispatch,
     retry: RetryPolicy,
     timeouts: Timeouts,
-    auth: ApiKeyAuthLayer,
+    auth: ApiKeyAuthLayer<KeyStore>,
     sigv4: SigV4AuthLayer,
+    key_store: KeyStore,
+    key_policy: KeyPolicy,
     rate_limiter: Option<RateLimiter>,
     in_flight: InFlightLimitLayer,
     max_request_bytes: usize,
@@ -126,6 +131,35 @@ struct Shared {
     core_layers: Vec<CoreLayer>,
     ingress_layers: Vec<IngressLayer>,
     response_store: crate::responses_store::ResponseStore,
+}
+
+/// The `[rate_limit]` configuration with the keys file's per-key `requests_per_minute` and
+/// `tokens_per_minute` as overrides (as the file was at start-up: the in-process limiter fixes its
+/// per-key quotas when it is built, so a reload does not change a key's rate). Keys with a rate
+/// and no `[rate_limit]` get one whose default is unlimited in practice (a million a minute).
+fn rate_limits(
+    config: &Config,
+    store: Option<&KeyStore>,
+) -> Option<crate::rate_limit::RateLimitConfig> {
+    let records: Vec<_> = store
+        .map(|s| s.records())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.requests_per_minute.is_some() || r.tokens_per_minute.is_some())
+        .collect();
+    let mut limits = match (&config.rate_limit, records.is_empty()) {
+        (Some(l), _) => l.clone(),
+        (None, true) => return None,
+        (None, false) => crate::rate_limit::RateLimitConfig::new(
+            std::num::NonZeroU32::new(1_000_000).unwrap_or(std::num::NonZeroU32::MIN),
+        ),
+    };
+    for r in records {
+        let entry = limits.keys.entry(r.id.0.to_string()).or_default();
+        entry.requests_per_minute = entry.requests_per_minute.or(r.requests_per_minute);
+        entry.tokens_per_minute = entry.tokens_per_minute.or(r.tokens_per_minute);
+    }
+    Some(limits)
 }
 
 /// One provider's state as the gateway was built: logged at start-up and printed by
@@ -197,8 +231,55 @@ impl Gateway {
                 ));
             }
         }
-        if let Some(limits) = &config.rate_limit {
-            let limiter = RateLimiter::new(limits)
+        #[cfg(not(feature = "server"))]
+        if config.keys.file.is_some() {
+            return Err(GatewayError::internal(
+                "a keys file is configured, but this build has no `server` feature (TOML)",
+            ));
+        }
+        #[cfg(not(feature = "server"))]
+        let store: Option<KeyStore> = None;
+        #[cfg(feature = "server")]
+        let store = match &config.keys.file {
+            Some(path) => {
+                let store =
+                    KeyStore::from_file(config.api_keys(), path, config.keys.max_concurrent)
+                        .map_err(|e| GatewayError::internal(format!("keys file: {e}")))?;
+                if config.keys.reload_interval_ms > 0 {
+                    store.watch(Duration::from_millis(config.keys.reload_interval_ms));
+                }
+                builder = builder.key_store(store.clone());
+                Some(store)
+            }
+            None => None,
+        };
+        let prices = crate::cost::PriceTable::with_overrides(&config.prices)
+            .map_err(|e| GatewayError::internal(format!("price configuration: {e}")))?;
+        builder = builder
+            .prices(prices)
+            .estimate_output_tokens(config.keys.estimate_output_tokens);
+        let budgets_redis = config
+            .keys
+            .redis_url
+            .as_ref()
+            .map(|u| u.expose().to_owned())
+            .or_else(|| config.rate_limit.as_ref().and_then(|r| r.redis_url.clone()));
+        if let Some(url) = budgets_redis {
+            #[cfg(feature = "redis")]
+            {
+                builder = builder
+                    .budgets_in_redis(&url, Duration::from_millis(config.keys.redis_timeout_ms))?;
+            }
+            #[cfg(not(feature = "redis"))]
+            {
+                let _ = url;
+                return Err(GatewayError::internal(
+                    "a Redis URL is set for budgets, but this build has no `redis` feature",
+                ));
+            }
+        }
+        if let Some(limits) = rate_limits(config, store.as_ref()) {
+            let limiter = RateLimiter::new(&limits)
                 .map_err(|e| GatewayError::internal(format!("rate limit configuration: {e}")))?;
             builder = builder.rate_limiter(limiter);
         }
@@ -224,6 +305,11 @@ impl Gateway {
     /// The gateway's metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// The keys: `reload` it (the binary does on SIGHUP) to read the keys file again.
+    pub fn key_store(&self) -> &KeyStore {
+        &self.shared.key_store
     }
 
     /// In-flight accounting (requests and open streams).
@@ -303,6 +389,9 @@ impl Gateway {
                     .max_json_values(s.max_json_values)
                     .body_budget(s.body_budget.clone()),
             )
+            // The key's allowlist (403), concurrency limit and budgets (429), with the requested
+            // model known and nothing sent upstream yet; the call's cost at its end.
+            .layer(s.key_policy.layer())
             // Decode into the canonical request (with the request's one deadline), call the core,
             // write the route's reply format.
             .layer(
@@ -355,6 +444,10 @@ impl Gateway {
             models: authed(models),
             stored_responses: authed(stored_responses),
             metrics: authed(BoxCloneSyncService::new(self.metrics_service())),
+            key_info: authed(BoxCloneSyncService::new(KeyInfoService::new(
+                s.key_store.clone(),
+                s.key_policy.clone(),
+            ))),
             health: HealthInfo::new(&s.dispatch, !s.auth.is_disabled()),
         };
         let x_api_key = HeaderName::from_static("x-api-key");

@@ -70,6 +70,7 @@ pub(crate) struct Routes {
     pub(crate) models: HttpService,
     pub(crate) stored_responses: HttpService,
     pub(crate) metrics: HttpService,
+    pub(crate) key_info: HttpService,
     pub(crate) health: HealthInfo,
 }
 
@@ -118,6 +119,7 @@ impl Service<Request<Body>> for Routes {
             Endpoint::Metrics => &self.metrics,
             Endpoint::Models => &self.models,
             Endpoint::StoredResponse => &self.stored_responses,
+            Endpoint::KeyInfo => &self.key_info,
             _ => &self.ingress,
         };
         RoutesFuture::call(service.clone(), req)

@@ -111,6 +111,8 @@ pub struct CallRecord {
     usage: OnceLock<(u64, u64)>,
     cache_usage: OnceLock<(u64, u64)>,
     stream_error: OnceLock<ErrorKind>,
+    /// What the call cost: `Some(None)` when its price is unknown.
+    cost: OnceLock<Option<crate::cost::Usd>>,
 }
 
 /// One upstream attempt of a call: where it went and how it ended.
@@ -123,6 +125,8 @@ pub struct Attempt {
     pub group: Option<Arc<str>>,
     /// The group's deployment.
     pub deployment: Option<Arc<str>>,
+    /// The model id sent upstream (what the price table prices), once routed.
+    pub upstream_model: Option<Arc<str>>,
     /// How it ended.
     pub outcome: AttemptOutcome,
 }
@@ -134,8 +138,15 @@ impl Attempt {
             provider,
             group: None,
             deployment: None,
+            upstream_model: None,
             outcome: AttemptOutcome::Pending,
         }
+    }
+
+    /// Sending `model` upstream.
+    pub fn sending(mut self, model: Arc<str>) -> Self {
+        self.upstream_model = Some(model);
+        self
     }
 
     /// The attempt at `deployment` of `group`.
@@ -336,6 +347,21 @@ impl CallRecord {
     /// cache served, and the part written to it.
     pub fn cache_usage(&self) -> Option<(u64, u64)> {
         self.cache_usage.get().copied()
+    }
+
+    /// Records what the call cost (`None`: its price is unknown); the first record wins.
+    pub fn record_cost(&self, cost: Option<crate::cost::Usd>) {
+        let _ = self.cost.set(cost);
+    }
+
+    /// What the call cost, once known: `Some(None)` when the model's price is unknown.
+    pub fn cost(&self) -> Option<Option<crate::cost::Usd>> {
+        self.cost.get().copied()
+    }
+
+    /// The model the last attempt sent upstream.
+    pub fn upstream_model(&self) -> Option<Arc<str>> {
+        self.last_attempt().and_then(|a| a.upstream_model)
     }
 
     /// The in-band error a stream ended with, if any.

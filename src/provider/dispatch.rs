@@ -243,7 +243,7 @@ impl Dispatch {
             .unwrap_or(self.timeouts);
         let record = call.context.record.clone();
         self.count_fallback(&record, &attempt);
-        let index = record.begin_attempt(attempt);
+        let index = record.begin_attempt(attempt.sending(route.upstream_model.clone()));
         call.route = Some(route);
         ResponseFuture {
             state: State::Calling {

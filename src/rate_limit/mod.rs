@@ -89,8 +89,9 @@ mod layer;
 mod limiter;
 mod memory;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 mod service;
+pub(crate) mod spend;
 
 pub use config::{KeyRateLimit, RateLimitConfig, DEFAULT_REDIS_TIMEOUT};
 pub use future::ResponseFuture;

@@ -103,38 +103,42 @@ pub(crate) struct RedisBackend {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    conn: ConnectionManager,
-    timeout: Duration,
+/// A connection to Redis shared by the calls of one backend (the rate limiter's, the budgets'),
+/// with its call bound and its rate-limited failure warning.
+pub(crate) struct RedisConn {
+    pub(crate) conn: ConnectionManager,
+    pub(crate) timeout: Duration,
     url: String,
     started: Instant,
     /// Milliseconds after `started` of the last warning (0 = never).
     last_warn_ms: AtomicU64,
+    /// What uses it, in warnings (`rate limit`, `budgets`).
+    what: &'static str,
+}
+
+type Inner = RedisConn;
+
+impl RedisConn {
+    /// Connects lazily to `url`, so a Redis that is down at start-up fails open instead of
+    /// stopping it; each call bounded by `timeout`; `what` names the user in warnings.
+    pub(crate) fn open(url: &str, timeout: Duration, what: &'static str) -> Result<Self, String> {
+        let (conn, shown) = connect(url, timeout)?;
+        Ok(RedisConn {
+            conn,
+            timeout,
+            url: shown,
+            started: Instant::now(),
+            last_warn_ms: AtomicU64::new(0),
+            what,
+        })
+    }
 }
 
 impl RedisBackend {
     /// Connects lazily, so a Redis that is down at start-up fails open instead of stopping it.
     pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let shown = redact_url(url);
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err("the Redis rate limiter must be built inside a Tokio runtime".into());
-        }
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL `{shown}`: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("REDIS_URL `{shown}`: {e}"))?;
         Ok(RedisBackend {
-            inner: Arc::new(Inner {
-                conn,
-                timeout,
-                url: shown,
-                started: Instant::now(),
-                last_warn_ms: AtomicU64::new(0),
-            }),
+            inner: Arc::new(RedisConn::open(url, timeout, "rate limit")?),
         })
     }
 
@@ -220,9 +224,27 @@ impl RedisBackend {
     }
 }
 
-impl Inner {
+/// A lazily connecting, self-healing connection to `url`, each call bounded by `timeout`, and the
+/// URL as logs may show it. Needs a Tokio runtime.
+fn connect(url: &str, timeout: Duration) -> Result<(ConnectionManager, String), String> {
+    let shown = redact_url(url);
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err("the Redis backend must be built inside a Tokio runtime".into());
+    }
+    let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL `{shown}`: {e}"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1));
+    let conn = ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| format!("REDIS_URL `{shown}`: {e}"))?;
+    Ok((conn, shown))
+}
+
+impl RedisConn {
     /// Logs a Redis failure, at most once per [`WARN_EVERY`] (every request fails while Redis is down).
-    fn warn(&self, problem: &str) {
+    pub(crate) fn warn(&self, problem: &str) {
         let now_ms = (self.started.elapsed().as_millis() as u64).max(1);
         let last = self.last_warn_ms.load(Ordering::Relaxed);
         let due = last == 0 || now_ms.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;
@@ -232,9 +254,9 @@ impl Inner {
                 .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            tracing::warn!(redis = %self.url, %problem, "rate limit: Redis failed, letting requests through uncounted");
+            tracing::warn!(redis = %self.url, %problem, "{}: Redis failed, letting requests through unchecked", self.what);
         } else {
-            tracing::debug!(redis = %self.url, %problem, "rate limit: Redis failed");
+            tracing::debug!(redis = %self.url, %problem, "{}: Redis failed", self.what);
         }
     }
 }
