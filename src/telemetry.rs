@@ -36,6 +36,11 @@
 //! so that exports never compete with requests and the flush at exit works after the gateway's
 //! runtime is gone. Spans are batched; the [`TelemetryGuard`] that [`init_tracing`] returns flushes
 //! the batch and shuts the exporter down when dropped, so keep it alive until the process exits.
+//!
+//! `LOG_FORMAT=json` lines are written by hand (`json_line`): the same object tracing-subscriber's
+//! JSON formatter writes, without its intermediate map and second serialization.
+
+mod json_line;
 
 /// Keeps trace export running; flushes and shuts it down when dropped. Without the `otel`
 /// feature, or without an endpoint, it holds nothing.
@@ -77,7 +82,11 @@ pub fn init_tracing(level: &str, json: bool) -> TelemetryGuard {
         .with_env_filter(filter)
         .with_target(true);
     if json {
-        builder.json().flatten_event(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .event_format(json_line::JsonLine::new())
+            .init();
     } else {
         builder.init();
     }
@@ -164,6 +173,7 @@ mod otel {
             fmt_layer
                 .json()
                 .flatten_event(true)
+                .event_format(super::json_line::JsonLine::new())
                 .with_filter(filter)
                 .boxed()
         } else {
