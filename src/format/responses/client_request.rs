@@ -151,6 +151,8 @@ pub fn decode_client_request(
         ("parallel_tool_calls", "parallel_tool_calls"),
         ("stream", "stream"),
         ("user", "user"),
+        // A cache routing hint OpenAI chat completions reads as is; Bedrock refuses it (400).
+        ("prompt_cache_key", "prompt_cache_key"),
     ] {
         if let Some(v) = raw.get(from).filter(|v| !v.is_null()) {
             chat.insert(to.into(), v.clone());
@@ -185,6 +187,19 @@ pub fn decode_client_request(
             "metadata",
             "'metadata' must be an object of strings.",
         ));
+    }
+    match raw.get("include") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) if items.is_empty() => {}
+        Some(Value::Array(_)) => {
+            // Every `include` value names output only OpenAI's own Responses API produces
+            // (encrypted reasoning, tool call results, logprobs): refused, not dropped.
+            return Err(GatewayError::unsupported(
+                "include",
+                "'include' asks for output only an OpenAI upstream configured with `responses_api = true` returns.",
+            ));
+        }
+        Some(_) => return Err(invalid("include", "'include' must be a list.")),
     }
     let store = match raw.get("store") {
         None | Some(Value::Null) => true,
@@ -423,7 +438,7 @@ fn decode_tools(tools: &Value) -> Result<Value, GatewayError> {
                 return Err(GatewayError::unsupported(
                     format!("tools[{i}].type"),
                     format!(
-                        "The built-in tool '{t}' runs only at OpenAI: use a model served by an OpenAI upstream configured with `responses = true`, or a function tool."
+                        "The built-in tool '{t}' runs only at OpenAI: use a model served by an OpenAI upstream configured with `responses_api = true`, or a function tool."
                     ),
                 ))
             }

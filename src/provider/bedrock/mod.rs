@@ -691,6 +691,12 @@ fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
             ));
         }
     }
+    if req.extra.get("prompt_cache_key").is_some_and(|k| !k.is_null()) {
+        return Err(GatewayError::unsupported(
+            "prompt_cache_key",
+            "Bedrock caches prompts at `cache_control` breakpoints, not by a cache key.",
+        ));
+    }
     if req.extra.get("audio").is_some_and(|a| !a.is_null()) {
         return Err(GatewayError::unsupported(
             "audio",
