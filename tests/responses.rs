@@ -433,5 +433,9 @@ async fn prompt_cache_key_goes_to_openai_and_what_cannot_be_honoured_is_refused(
         assert_eq!(res.status, 400, "{body}: {}", res.text());
         assert_eq!(res.json()["error"]["param"], param, "{body}");
     }
-    assert_eq!(upstream.count(), before, "nothing refused reached an upstream");
+    assert_eq!(
+        upstream.count(),
+        before,
+        "nothing refused reached an upstream"
+    );
 }

@@ -346,6 +346,7 @@ impl BedrockProvider {
     /// Sends one routed chat call and answers once the reply, or the first stream event, has
     /// arrived.
     async fn chat(self, call: ChatCall) -> Result<ChatReply, GatewayError> {
+        call.context.check_translatable()?;
         let Some(route) = &call.route else {
             return Err(GatewayError::internal(
                 "a call without a route reached the Bedrock provider (the route names the model family)",
@@ -691,7 +692,11 @@ fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
             ));
         }
     }
-    if req.extra.get("prompt_cache_key").is_some_and(|k| !k.is_null()) {
+    if req
+        .extra
+        .get("prompt_cache_key")
+        .is_some_and(|k| !k.is_null())
+    {
         return Err(GatewayError::unsupported(
             "prompt_cache_key",
             "Bedrock caches prompts at `cache_control` breakpoints, not by a cache key.",
