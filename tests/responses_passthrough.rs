@@ -197,3 +197,51 @@ async fn built_in_tools_and_unknown_previous_ids_are_refused_without_the_setting
         assert_eq!(got.status, 200, "{}", got.text());
     }
 }
+
+#[tokio::test]
+async fn a_named_provider_with_the_setting_forwards_and_one_without_translates() {
+    let resp = Fake::start(fake::openai_smart()).await;
+    let plain = Fake::start(fake::openai_smart()).await;
+    let toml_text = format!(
+        "[providers.resp]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nresponses_api = true\n\
+         [providers.plain]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n\
+         [model_groups.agent]\ndeployments = [{{ provider = \"resp\", model = \"gpt-4o\" }}]\n\
+         [model_groups.chatty]\ndeployments = [{{ provider = \"plain\", model = \"gpt-4o\" }}]\n",
+        resp.url(),
+        plain.url()
+    );
+    let mut config: open_bedrock_server::config::Config = toml::from_str(&toml_text).unwrap();
+    config.auth.api_keys = vec![KEY.into()];
+    config.bedrock.enabled = false;
+    config.validate().unwrap();
+    let gw = start_gateway_from_config(config).await;
+
+    let body =
+        json!({"model": "agent", "input": "news", "tools": [{"type": "web_search_preview"}]});
+    let res = post(&gw, "/v1/responses", &body).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["output"][0]["type"], "web_search_call");
+    let sent = resp.requests()[0].json();
+    assert_eq!(resp.requests()[0].path, "/v1/responses");
+    assert_eq!(sent["model"], "gpt-4o", "the group's deployment model");
+    assert_eq!(sent["tools"], body["tools"]);
+
+    let res = post(
+        &gw,
+        "/v1/responses",
+        &json!({"model": "chatty", "input": "news",
+        "tools": [{"type": "web_search_preview"}]}),
+    )
+    .await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert_eq!(res.json()["error"]["param"], "tools[0].type");
+    let res = post(
+        &gw,
+        "/v1/responses",
+        &json!({"model": "chatty", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(plain.requests()[0].path, "/v1/chat/completions");
+    assert_eq!(plain.count(), 1);
+}
