@@ -245,3 +245,23 @@ async fn a_named_provider_with_the_setting_forwards_and_one_without_translates()
     assert_eq!(plain.requests()[0].path, "/v1/chat/completions");
     assert_eq!(plain.count(), 1);
 }
+
+#[tokio::test]
+async fn input_items_only_openai_reads_go_upstream_and_stay_a_400_elsewhere() {
+    let body = json!({"model": "gpt-4o", "store": false, "input": [
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA"},
+        {"type": "item_reference", "id": "ws_1"},
+        {"role": "user", "content": "and now?"}]});
+    let (upstream, gw) = setup(true).await;
+    let res = post(&gw, "/v1/responses", &body).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(upstream.requests()[0].json(), body);
+    let (upstream, gw) = setup(false).await;
+    let res = post(&gw, "/v1/responses", &body).await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(res.json()["error"]["param"]
+        .as_str()
+        .unwrap()
+        .starts_with("input["));
+    assert_eq!(upstream.count(), 0);
+}

@@ -355,8 +355,15 @@ where
                 },
                 None => Vec::new(),
             };
-            let decoded = responses_format::decode_client_request(&body, &previous)
-                .map_err(|e| unknown_previous.clone().unwrap_or(e))?;
+            let decoded = match responses_format::decode_client_request(&body, &previous) {
+                Ok(d) => d,
+                Err(e) => {
+                    // Still a request for an upstream that speaks the Responses API; any other
+                    // provider answers this error.
+                    let e = unknown_previous.clone().unwrap_or(e);
+                    responses_format::forward_only(&body, e.clone()).ok_or(e)?
+                }
+            };
             let mut request = decoded.chat;
             if request.is_stream() {
                 // The final usage goes into `response.completed`, the budget and the metrics.

@@ -89,6 +89,37 @@ pub fn previous_response_id(body: &[u8]) -> Option<String> {
         .and_then(|h| h.previous_response_id)
 }
 
+/// A body the gateway cannot translate (its decoding failed with `error`: an input item only
+/// OpenAI reads, …) as a request only an upstream that speaks the Responses API can serve: the
+/// chat request holds just its `model`, `stream` and `max_output_tokens` (for routing, limits and
+/// the budget estimate), and `error` is what any translating provider answers. `None` when the
+/// body has no string `model`.
+pub fn forward_only(body: &[u8], error: GatewayError) -> Option<ResponsesRequest> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        model: String,
+        stream: Option<bool>,
+        max_output_tokens: Option<u32>,
+        store: Option<bool>,
+    }
+    let head: Head = serde_json::from_slice(body).ok()?;
+    crate::validate::model_id(&head.model).ok()?;
+    let chat = ChatRequest {
+        model: head.model,
+        stream: head.stream,
+        max_completion_tokens: head.max_output_tokens,
+        ..ChatRequest::default()
+    };
+    Some(ResponsesRequest {
+        chat,
+        conversation: Vec::new(),
+        echo: Map::new(),
+        store: head.store.unwrap_or(true),
+        previous_response_id: None,
+        needs_responses_api: Some(error),
+    })
+}
+
 /// Decodes a Responses body into the chat request it asks for, after `previous` (the stored
 /// conversation of `previous_response_id`, as chat messages). Built-in tools are a 400 naming
 /// `tools` (an OpenAI upstream configured Responses-capable gets the body as is instead).
