@@ -69,21 +69,6 @@ async fn post_raw(gw: &TestGateway, path: &str, body: &'static [u8]) -> TestResp
     .await
 }
 
-/// The metrics text once it shows `needle` (a stream's observation lands when its body ends).
-async fn metrics_with(gw: &TestGateway, needle: &str) -> String {
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = send(Method::GET, &gw.url("/metrics"), Some(KEY), None)
-            .await
-            .text();
-        if text.contains(needle) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    text
-}
-
 #[tokio::test]
 async fn a_request_nothing_changes_is_relayed_as_bytes_both_ways_and_its_usage_still_counts() {
     let (upstream, gw) = setup().await;

@@ -401,3 +401,41 @@ async fn structured_outputs_reasoning_and_what_is_refused() {
         "nothing refused reached an upstream"
     );
 }
+
+#[tokio::test]
+async fn prompt_cache_key_goes_to_openai_and_what_cannot_be_honoured_is_refused() {
+    let (upstream, gw) = setup().await;
+    let res = post(
+        &gw,
+        "/v1/responses",
+        &json!({"model": "gpt-4o", "input": "hello", "prompt_cache_key": "team-a", "include": []}),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(chat_bodies(&upstream)[0]["prompt_cache_key"], "team-a");
+
+    let before = upstream.count();
+    for (body, param) in [
+        (
+            json!({"model": CLAUDE, "input": "x", "prompt_cache_key": "team-a"}),
+            "prompt_cache_key",
+        ),
+        (
+            json!({"model": "gpt-4o", "input": "x", "include": ["reasoning.encrypted_content"]}),
+            "include",
+        ),
+        (
+            json!({"model": "gpt-4o", "input": "x", "include": "reasoning.encrypted_content"}),
+            "include",
+        ),
+    ] {
+        let res = post(&gw, "/v1/responses", &body).await;
+        assert_eq!(res.status, 400, "{body}: {}", res.text());
+        assert_eq!(res.json()["error"]["param"], param, "{body}");
+    }
+    assert_eq!(
+        upstream.count(),
+        before,
+        "nothing refused reached an upstream"
+    );
+}

@@ -67,6 +67,7 @@ const TABLE: &[(&str, &str, Shape)] = &[
     ("KEYS_FILE", "keys.file", Text),
     ("OPENAI_API_KEY", "openai.api_key", Text),
     ("OPENAI_BASE_URL", "openai.base_url", Text),
+    ("OPENAI_RESPONSES_API", "openai.responses_api", Text),
     ("AWS_DEFAULT_REGION", "bedrock.region", Text),
     ("AWS_REGION", "bedrock.region", Text),
     ("BEDROCK_ENABLED", "bedrock.enabled", Text),

@@ -533,6 +533,9 @@ pub struct OpenAiConfig {
     pub base_url: String,
     /// Bearer key sent upstream.
     pub api_key: Option<Secret>,
+    /// The upstream speaks the Responses API (`OPENAI_RESPONSES_API`): `/v1/responses` bodies go
+    /// to `{base_url}/responses` as received and its replies come back as sent.
+    pub responses_api: bool,
 }
 
 impl Default for OpenAiConfig {
@@ -540,6 +543,7 @@ impl Default for OpenAiConfig {
         OpenAiConfig {
             base_url: "https://api.openai.com/v1".into(),
             api_key: None,
+            responses_api: false,
         }
     }
 }

@@ -222,6 +222,10 @@ pub struct OpenAiProviderConfig {
     /// Timeouts over the gateway's.
     #[serde(default)]
     pub timeouts: ProviderTimeouts,
+    /// The upstream speaks the Responses API: `/v1/responses` bodies go to `{base_url}/responses`
+    /// as received (built-in tools included) and its replies come back as sent.
+    #[serde(default)]
+    pub responses_api: bool,
 }
 
 fn authorization() -> String {
@@ -245,6 +249,7 @@ impl OpenAiProviderConfig {
             query: BTreeMap::new(),
             pool_max_idle: default_pool_max_idle(),
             timeouts: ProviderTimeouts::default(),
+            responses_api: false,
         }
     }
 

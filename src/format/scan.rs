@@ -6,7 +6,8 @@
 //! prove it finished. [`Members`] walks the members of one JSON object — keys and the raw bytes of
 //! their values — skipping strings with `memchr` and nested values by bracket depth, with no
 //! allocation and no tree; the dialects' relays ([`openai_chunk`], [`claude_event`],
-//! [`titan_chunk`], [`openai_completion`]) read what they need from it.
+//! [`titan_chunk`], [`openai_completion`], [`responses_event`], [`responses_object_usage`]) read
+//! what they need from it, and [`with_member`] splices one member's value (a rewritten `model`).
 //!
 //! Hand-written: serde_json's borrowed types and `RawValue` still validate and copy every value
 //! (and `IgnoredAny` still unescapes strings), and a lazy-JSON crate would be a new dependency for
@@ -533,6 +534,160 @@ pub fn titan_result_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
     Ok(found.then(|| Usage::from_parts(input, output, 0, 0)))
 }
 
+/// `b` (one JSON object) with the value of its top-level member `key` replaced by `value` (raw
+/// JSON), every other byte as it was; `None` when `b` is malformed or has no such member.
+pub fn with_member(b: &[u8], key: &[u8], value: &[u8]) -> Option<bytes::Bytes> {
+    for m in Members::of(b) {
+        let (k, v) = m.ok()?;
+        if k == key {
+            // `v` is a slice of `b`: its offset is the distance between their starts.
+            let start = (v.as_ptr() as usize).checked_sub(b.as_ptr() as usize)?;
+            let end = start + v.len();
+            let mut out = Vec::with_capacity(b.len() - v.len() + value.len());
+            out.extend_from_slice(&b[..start]);
+            out.extend_from_slice(value);
+            out.extend_from_slice(&b[end..]);
+            return Some(out.into());
+        }
+    }
+    None
+}
+
+/// Reads a Responses API usage object (`input_tokens` with `input_tokens_details.cached_tokens`,
+/// `output_tokens` with `output_tokens_details.reasoning_tokens`) as the canonical usage.
+pub fn responses_usage(v: &[u8]) -> Result<Usage, Malformed> {
+    let (mut input, mut output, mut cached, mut reasoning) = (0, 0, 0, None);
+    for m in Members::of(v) {
+        let (k, v) = m?;
+        match k {
+            b"input_tokens" => input = integer(v).unwrap_or(0),
+            b"output_tokens" => output = integer(v).unwrap_or(0),
+            b"input_tokens_details" if !is_null(v) => {
+                for m in Members::of(v) {
+                    if let (b"cached_tokens", v) = m? {
+                        cached = integer(v).unwrap_or(0);
+                    }
+                }
+            }
+            b"output_tokens_details" if !is_null(v) => {
+                for m in Members::of(v) {
+                    if let (b"reasoning_tokens", v) = m? {
+                        reasoning = integer(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // `input_tokens` counts the cached ones, as `prompt_tokens` does.
+    let mut usage = Usage::from_parts(input.saturating_sub(cached), output, cached, 0);
+    if let Some(r) = reasoning.filter(|r| *r > 0) {
+        usage.completion_tokens_details = Some(serde_json::json!({ "reasoning_tokens": r }));
+    }
+    Ok(usage)
+}
+
+/// The usage of a Responses API Response object (its top-level `usage`), if it has one.
+pub fn responses_object_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
+    let mut usage = None;
+    for m in Members::of(b) {
+        let (k, v) = m?;
+        if k == b"usage" && !is_null(v) {
+            usage = Some(responses_usage(v)?);
+        }
+    }
+    Ok(usage)
+}
+
+/// Event types of the Responses API stream, as the SSE `event:` line names them.
+const RESPONSES_EVENTS: &[&str] = &[
+    "response.created",
+    "response.in_progress",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "response.queued",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.content_part.added",
+    "response.content_part.done",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.output_text.annotation.added",
+    "response.refusal.delta",
+    "response.refusal.done",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.reasoning_summary_part.added",
+    "response.reasoning_summary_part.done",
+    "response.reasoning_summary_text.delta",
+    "response.reasoning_summary_text.done",
+    "response.reasoning_text.delta",
+    "response.reasoning_text.done",
+    "response.web_search_call.in_progress",
+    "response.web_search_call.searching",
+    "response.web_search_call.completed",
+    "response.file_search_call.in_progress",
+    "response.file_search_call.searching",
+    "response.file_search_call.completed",
+    "response.code_interpreter_call.in_progress",
+    "response.code_interpreter_call.interpreting",
+    "response.code_interpreter_call.completed",
+    "response.image_generation_call.in_progress",
+    "response.image_generation_call.generating",
+    "response.image_generation_call.partial_image",
+    "response.image_generation_call.completed",
+    "error",
+];
+
+/// What a relay learns from one Responses API stream event.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ResponsesEventFacts {
+    /// The event's `type` (`None` for a type this scan does not name: relayed as data only).
+    pub name: Option<&'static str>,
+    /// The response ended: `response.completed`, `response.incomplete`, `response.failed` or an
+    /// `error` event.
+    pub finished: bool,
+    /// The usage of the final response, on the event that ends it.
+    pub usage: Option<Usage>,
+    /// Text and tool-argument delta bytes: the estimate of a stream cut before its usage.
+    pub output_bytes: usize,
+}
+
+/// Reads the facts of one Responses API stream event.
+pub fn responses_event(b: &[u8]) -> Result<ResponsesEventFacts, Malformed> {
+    let mut facts = ResponsesEventFacts::default();
+    let mut response = None;
+    let mut delta = 0;
+    for m in Members::of(b) {
+        let (k, v) = m?;
+        match k {
+            b"type" => {
+                let t = v.get(1..v.len().saturating_sub(1)).unwrap_or_default();
+                facts.name = RESPONSES_EVENTS.iter().copied().find(|n| n.as_bytes() == t);
+            }
+            b"response" => response = Some(v),
+            b"delta" => delta = string_len(v),
+            _ => {}
+        }
+    }
+    match facts.name {
+        Some("response.completed" | "response.incomplete" | "response.failed") => {
+            facts.finished = true;
+            if let Some(r) = response {
+                facts.usage = responses_object_usage(r)?;
+            }
+        }
+        Some("error") => facts.finished = true,
+        Some("response.output_text.delta" | "response.function_call_arguments.delta") => {
+            facts.output_bytes = delta;
+        }
+        _ => {}
+    }
+    Ok(facts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,5 +782,46 @@ mod tests {
                 .unwrap()
                 .unwrap();
         assert_eq!(u.total_tokens, 21);
+    }
+
+    #[test]
+    fn responses_usage_events_and_a_spliced_member() {
+        let completed = br#"{"type":"response.completed","sequence_number":9,"response":{"id":"r","output":[{"type":"message","content":[{"type":"output_text","text":"}{"}]}],
+            "usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":5},"output_tokens":9,"output_tokens_details":{"reasoning_tokens":2},"total_tokens":29}}}"#;
+        let facts = responses_event(completed).unwrap();
+        assert_eq!(facts.name, Some("response.completed"));
+        assert!(facts.finished);
+        let u = facts.usage.unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (20, 9, 29)
+        );
+        assert_eq!(u.cached_tokens(), 5);
+        assert_eq!(u.reasoning_tokens(), Some(2));
+
+        let delta =
+            responses_event(br#"{"type":"response.output_text.delta","delta":"Hi!"}"#).unwrap();
+        assert_eq!(
+            (delta.name, delta.finished, delta.output_bytes),
+            (Some("response.output_text.delta"), false, 3)
+        );
+        assert_eq!(
+            responses_event(br#"{"type":"response.future_thing"}"#)
+                .unwrap()
+                .name,
+            None
+        );
+        assert!(responses_event(br#"{"type":"#).is_err());
+
+        assert_eq!(
+            responses_object_usage(br#"{"id":"r","usage":null}"#).unwrap(),
+            None
+        );
+        let body = br#"{ "input":"x", "model" : "fast","tools":[{"model":"keep"}]}"#;
+        assert_eq!(
+            &with_member(body, b"model", br#""gpt-4o-mini""#).unwrap()[..],
+            &br#"{ "input":"x", "model" : "gpt-4o-mini","tools":[{"model":"keep"}]}"#[..]
+        );
+        assert!(with_member(br#"{"input":"x"}"#, b"model", b"1").is_none());
     }
 }

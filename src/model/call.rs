@@ -75,6 +75,23 @@ pub struct CallContext {
     /// cannot stretch a request past its total time. Set where the call is made (translation,
     /// the Bedrock runtime surface); `None` gives each attempt the total timeout from its start.
     pub deadline: Option<tokio::time::Instant>,
+    /// For a `/v1/responses` call (whose [`body`](Self::body) is the client's Responses body as
+    /// received): the error a provider that cannot forward that body as is must answer with — the
+    /// body asks for something only a Responses API upstream serves (a built-in tool, a
+    /// `previous_response_id` the gateway did not create). An OpenAI provider configured with
+    /// `responses_api` forwards the body instead; every other provider answers this error.
+    pub needs_responses_api: Option<crate::error::GatewayError>,
+}
+
+impl CallContext {
+    /// [`needs_responses_api`](Self::needs_responses_api) as a result, for a provider that
+    /// translates the call.
+    pub fn check_translatable(&self) -> Result<(), crate::error::GatewayError> {
+        match &self.needs_responses_api {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
 }
 
 impl CallContext {

@@ -95,7 +95,11 @@ impl Service<ChatCall> for MockProvider {
     }
 
     fn call(&mut self, call: ChatCall) -> Self::Future {
-        std::future::ready(self.answer(&call.request))
+        std::future::ready(
+            call.context
+                .check_translatable()
+                .and_then(|()| self.answer(&call.request)),
+        )
     }
 }
 

@@ -14,6 +14,12 @@
 //!   from scratch; no client header is copied except `x-request-id`).
 //! - Embeddings (`Service<EmbeddingsCall>`) go to `{base}/embeddings` as the client wrote them
 //!   (model rewritten by the route); a vector answered as floats or as base64 decodes alike.
+//! - `/v1/responses` calls, on a provider configured with `responses_api`: the client's Responses
+//!   body (carried in [`CallContext::body`](crate::model::CallContext)) goes to `{base}/responses`
+//!   as received, only `model` spliced ([`scan::with_member`]) when an alias resolved; the reply is
+//!   relayed as its bytes ([`ResponsesStreamRelay`] for a stream, the usage by a byte scan).
+//!   Without the setting the call is translated to chat completions, and a body that needs the
+//!   Responses API (built-in tools, …) is refused with the call's `needs_responses_api` error.
 //! - Streams are decoded by [`OpenAiStreamDecoder`] in the one [`decode_stream`] loop and
 //!   yielded chunk by chunk as they arrive.
 //! - Upstream errors: 4xx keep their status and the upstream's message, `code` and `param`; 5xx
@@ -49,7 +55,7 @@ use crate::model::{
     RelayedBody, RelayedReply,
 };
 use crate::stream::decode_stream;
-use crate::stream::relay::{relay_stream, OpenAiStreamRelay};
+use crate::stream::relay::{relay_stream, OpenAiStreamRelay, ResponsesStreamRelay};
 
 /// Header values every upstream request carries, built once.
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -69,6 +75,8 @@ struct Inner {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     chat_url: Uri,
     embeddings_url: Uri,
+    /// `{base}/responses`, for an upstream configured with `responses_api`.
+    responses_url: Option<Uri>,
     models_url: Uri,
     base_url: String,
     /// The auth header (marked sensitive) and the configured extra headers.
@@ -88,7 +96,8 @@ impl OpenAiProvider {
     /// Builds the implicit `openai` provider (`[openai]`, `OPENAI_BASE_URL`, `OPENAI_API_KEY`) and
     /// its connection pool. Fails on a base URL that is not a valid URI.
     pub fn new(config: &OpenAiConfig, timeouts: &Timeouts) -> Result<Self, GatewayError> {
-        let settings = OpenAiProviderConfig::new(config.base_url.clone());
+        let mut settings = OpenAiProviderConfig::new(config.base_url.clone());
+        settings.responses_api = config.responses_api;
         Self::build(
             "OPENAI_BASE_URL",
             &settings,
@@ -162,6 +171,11 @@ impl OpenAiProvider {
                 client,
                 chat_url: parse("/chat/completions")?,
                 embeddings_url: parse("/embeddings")?,
+                responses_url: if config.responses_api {
+                    Some(parse("/responses")?)
+                } else {
+                    None
+                },
                 models_url: parse("/models")?,
                 base_url: base,
                 headers,
@@ -188,6 +202,14 @@ impl OpenAiProvider {
             .route
             .as_ref()
             .map_or(&*call.request.model, |r| &*r.upstream_model);
+        if call.context.inbound == InboundFormat::Responses {
+            if let (Some(url), Some(body)) = (&self.inner.responses_url, &call.context.body) {
+                let body = body.clone();
+                let url = url.clone();
+                return self.responses(call, url, body).await;
+            }
+            call.context.check_translatable()?;
+        }
         if call.request.guardrail_config.is_some() {
             return Err(GatewayError::unsupported(
                 "guardrailConfig",
@@ -197,7 +219,9 @@ impl OpenAiProvider {
         let request = encode_request(&call.request, upstream_model, &self.inner.budgets);
         let body = match (&request, &call.context.body) {
             // Nothing to rewrite: the client's bytes, as received (and validated).
-            (Cow::Borrowed(_), Some(received)) => received.clone(),
+            (Cow::Borrowed(_), Some(received)) if call.context.inbound == InboundFormat::OpenAi => {
+                received.clone()
+            }
             _ => Bytes::from(serde_json::to_vec(&*request).map_err(|e| {
                 GatewayError::internal(format!("failed to encode the upstream request: {e}"))
             })?),
@@ -206,22 +230,7 @@ impl OpenAiProvider {
         // An OpenAI client reads the upstream's own format: the reply is relayed as its bytes.
         let relay = call.context.target == ReplyFormat::OpenAi;
 
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.inner.chat_url.clone();
-        let headers = req.headers_mut();
-        headers.insert(header::CONTENT_TYPE, JSON.clone());
-        headers.insert(
-            header::ACCEPT,
-            if stream {
-                EVENT_STREAM.clone()
-            } else {
-                JSON.clone()
-            },
-        );
-        if let Some(id) = &call.context.request_id {
-            headers.insert("x-request-id", id.clone());
-        }
+        let req = post_request(self.inner.chat_url.clone(), body, stream, &call);
         let res = self.send(req).await?;
         if stream && relay {
             first_relayed(
@@ -263,6 +272,47 @@ impl OpenAiProvider {
             }
             Ok(ChatReply::Complete(response))
         }
+    }
+
+    /// Sends a `/v1/responses` call to an upstream that speaks the Responses API: the client's
+    /// body as received (only `model` spliced to the route's upstream model when an alias was
+    /// resolved), and the upstream's reply relayed as its bytes, the usage found by a byte scan.
+    async fn responses(
+        self,
+        call: ChatCall,
+        url: Uri,
+        body: Bytes,
+    ) -> Result<ChatReply, GatewayError> {
+        let body = match &call.route {
+            Some(r) if *r.upstream_model != *call.request.model => scan::with_member(
+                &body,
+                b"model",
+                &serde_json::to_vec(&*r.upstream_model).map_err(|e| {
+                    GatewayError::internal(format!("failed to encode the model: {e}"))
+                })?,
+            )
+            .ok_or_else(|| GatewayError::internal("the Responses body has no model to rewrite"))?,
+            _ => body,
+        };
+        let stream = call.request.is_stream();
+        let res = self.send(post_request(url, body, stream, &call)).await?;
+        if stream {
+            return first_relayed(
+                relay_stream(body_bytes(res.into_body()), ResponsesStreamRelay::new()),
+                InboundFormat::Responses,
+                &call.request.model,
+            )
+            .await;
+        }
+        let bytes = read_body(res.into_body()).await?;
+        let usage = scan::responses_object_usage(&bytes).map_err(|_| {
+            GatewayError::upstream_protocol("The upstream returned an invalid Response object.")
+        })?;
+        Ok(ChatReply::Relayed(RelayedReply {
+            format: InboundFormat::Responses,
+            model: call.request.model.clone(),
+            body: RelayedBody::Complete { body: bytes, usage },
+        }))
     }
 
     /// Sends one embeddings call: the request as the client wrote it (every member, known or
@@ -363,6 +413,28 @@ impl Service<EmbeddingsCall> for OpenAiProvider {
     fn call(&mut self, call: EmbeddingsCall) -> Self::Future {
         Box::pin(self.clone().embed(call))
     }
+}
+
+/// A JSON `POST` of `body` to `url` for `call`: an event stream accepted when it `stream`s, its
+/// request id sent on.
+fn post_request(url: Uri, body: Bytes, stream: bool, call: &ChatCall) -> Request<Full<Bytes>> {
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = url;
+    let headers = req.headers_mut();
+    headers.insert(header::CONTENT_TYPE, JSON.clone());
+    headers.insert(
+        header::ACCEPT,
+        if stream {
+            EVENT_STREAM.clone()
+        } else {
+            JSON.clone()
+        },
+    );
+    if let Some(id) = &call.context.request_id {
+        headers.insert("x-request-id", id.clone());
+    }
+    req
 }
 
 /// `?k=v&…` with keys and values percent-encoded, or nothing.

@@ -11,7 +11,9 @@
 //!   [`OpenAiStreamRelay`] (an OpenAI SSE body; `[DONE]` ends it, an in-band `{"error":…}` event is
 //!   mapped like the canonical decoder maps it; the OpenAI provider relays with it), and
 //!   [`ClaudeStreamRelay`] and [`TitanStreamRelay`] (InvokeModel `chunk` payloads; the Bedrock
-//!   provider does not relay yet: it still decodes every Claude and Titan reply).
+//!   provider does not relay yet: it still decodes every Claude and Titan reply), and
+//!   [`ResponsesStreamRelay`] (a Responses API SSE body, for `/v1/responses` forwarded to an
+//!   upstream configured with `responses_api`; `response.completed` carries the usage).
 //! - **The encoder** ([`RelayEncoder`]) writes each payload through the wire's
 //!   [`Framer`] as it is ([`WireEvent::raw_json`]): `data: <payload>` (with `event: <type>` for
 //!   Anthropic) on SSE, a `chunk` frame on AWS event-stream; OpenAI's usage-only chunk only for a
@@ -144,6 +146,58 @@ impl StreamDecoder<RelayedEvent> for OpenAiStreamRelay {
 
     fn finish(&mut self, _out: &mut Vec<RelayedEvent>) -> Result<(), GatewayError> {
         ended(self.done || self.finished)
+    }
+}
+
+/// A Responses API upstream's SSE body → relayed Responses events (`/v1/responses` forwarded to
+/// an OpenAI provider configured with `responses_api`). Each event keeps its payload and its
+/// name; the usage goes out with the event that ends the response (`response.completed`,
+/// `.incomplete`, `.failed`). The upstream's own `error` and `response.failed` events are relayed
+/// as they are: they are already in the client's dialect.
+#[derive(Debug, Default)]
+pub struct ResponsesStreamRelay {
+    sse: SseDecoder,
+    finished: bool,
+}
+
+impl ResponsesStreamRelay {
+    /// A relay for one stream.
+    pub fn new() -> Self {
+        ResponsesStreamRelay::default()
+    }
+}
+
+impl StreamDecoder<RelayedEvent> for ResponsesStreamRelay {
+    type Item = Bytes;
+
+    fn push(&mut self, item: Bytes, out: &mut Vec<RelayedEvent>) -> Result<(), GatewayError> {
+        self.sse.push(&item);
+        while let Some(event) = self.sse.next_event() {
+            let data = event.data;
+            if data.iter().all(u8::is_ascii_whitespace) || data.starts_with(b"[DONE]") {
+                continue;
+            }
+            let facts =
+                scan::responses_event(&data).map_err(|_| invalid("Responses stream event"))?;
+            self.finished |= facts.finished;
+            out.push(RelayedEvent {
+                payload: data,
+                name: facts.name,
+                usage: facts.usage,
+                usage_only: false,
+                output_bytes: facts.output_bytes,
+            });
+        }
+        if self.sse.buffered() > MAX_STREAM_EVENT {
+            return Err(GatewayError::upstream_protocol(
+                "The upstream sent a stream event larger than the gateway accepts.",
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Vec<RelayedEvent>) -> Result<(), GatewayError> {
+        ended(self.finished)
     }
 }
 
@@ -320,6 +374,12 @@ pub fn canonical(reply: RelayedReply) -> Result<ChatReply, GatewayError> {
         model,
         body,
     } = reply;
+    if format == InboundFormat::Responses {
+        // Only a Responses client asks for one, and it reads the bytes as they are.
+        return Err(GatewayError::internal(
+            "a Responses API reply cannot be read as a chat reply",
+        ));
+    }
     match body {
         RelayedBody::Complete { body, .. } => {
             let response = match format {

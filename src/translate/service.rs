@@ -222,6 +222,7 @@ where
             deadline: self
                 .total
                 .map(|t| instant_after(tokio::time::Instant::now(), t)),
+            needs_responses_api: None,
         };
         let call = ChatCall::with_context(request, context);
         ResponseFuture {
@@ -280,6 +281,7 @@ where
             deadline: self
                 .total
                 .map(|t| instant_after(tokio::time::Instant::now(), t)),
+            needs_responses_api: None,
         };
         ResponseFuture {
             state: State::Embedding {
@@ -333,25 +335,35 @@ where
         let body = detected.body;
         let prepare = async move {
             let previous_id = responses_format::previous_response_id(&body);
+            // An id the gateway's store does not know may be the upstream's own: a provider
+            // that forwards the body as is (`responses_api`) sends it on; any other answers 404.
+            let mut unknown_previous = None;
             let previous = match &previous_id {
-                Some(id) => {
-                    store
-                        .get(&owner, id)
-                        .await?
-                        .ok_or_else(|| {
+                Some(id) => match store.get(&owner, id).await? {
+                    Some(stored) => stored.conversation,
+                    None => {
+                        unknown_previous = Some(
                             GatewayError::invalid_request(format!(
                                 "Previous response with id '{id}' not found."
                             ))
                             .with_param("previous_response_id")
                             .with_code("previous_response_not_found")
-                            .with_status(http::StatusCode::NOT_FOUND)
-                        })?
-                        .conversation
-                }
+                            .with_status(http::StatusCode::NOT_FOUND),
+                        );
+                        Vec::new()
+                    }
+                },
                 None => Vec::new(),
             };
-            let decoded = responses_format::decode_client_request(&body, &previous)?;
-            drop(body);
+            let decoded = match responses_format::decode_client_request(&body, &previous) {
+                Ok(d) => d,
+                Err(e) => {
+                    // Still a request for an upstream that speaks the Responses API; any other
+                    // provider answers this error.
+                    let e = unknown_previous.clone().unwrap_or(e);
+                    responses_format::forward_only(&body, e.clone()).ok_or(e)?
+                }
+            };
             let mut request = decoded.chat;
             if request.is_stream() {
                 // The final usage goes into `response.completed`, the budget and the metrics.
@@ -374,9 +386,11 @@ where
                 inbound: InboundFormat::Responses,
                 target: reply,
                 original: None,
-                body: None,
+                // The client's Responses body, for an upstream that speaks the Responses API.
+                body: Some(body),
                 record: record.clone(),
                 deadline,
+                needs_responses_api: unknown_previous.or(decoded.needs_responses_api),
             };
             let call = ChatCall::with_context(request, context);
             Ok(Prepared {
@@ -669,8 +683,36 @@ fn responses_reply(
     settings: &StreamSettings,
 ) -> FinishFuture {
     match result {
-        // A Responses client reads no upstream's bytes: a relayed reply is decoded first (into a
-        // complete reply or a stream, never relayed again).
+        // A Responses API upstream's own reply (`responses_api`): relayed as its bytes; the
+        // upstream keeps the response (`store`), not the gateway.
+        Ok(ChatReply::Relayed(r)) if r.format == InboundFormat::Responses => match r.body {
+            RelayedBody::Complete { body, usage } => {
+                if let Some(usage) = &usage {
+                    hooks.report(usage);
+                    if let Some(r) = &record {
+                        r.record_usage_of(usage);
+                    }
+                }
+                Box::pin(std::future::ready(crate::gateway::json_response(
+                    http::StatusCode::OK,
+                    body,
+                )))
+            }
+            RelayedBody::Stream(stream) => {
+                let stream = std::mem::take(hooks).tap_relayed(stream, record.unwrap_or_default());
+                let (body, headers) = relayed_stream_reply(
+                    stream,
+                    InboundFormat::Responses,
+                    ReplyFormat::Responses,
+                    settings,
+                );
+                let mut res = Response::new(body);
+                *res.headers_mut() = headers;
+                Box::pin(std::future::ready(res))
+            }
+        },
+        // Any other relayed reply is decoded first (into a complete reply or a stream, never
+        // relayed again): a Responses client reads no chat upstream's bytes.
         Ok(ChatReply::Relayed(r)) => responses_reply(
             crate::stream::relay::canonical(r),
             ctx,

@@ -332,6 +332,9 @@ pub fn openai_answer(req: &Recorded, attempt: usize) -> Reply {
     if req.path.ends_with("/embeddings") {
         return openai_embeddings_answer(req, attempt);
     }
+    if req.path.ends_with("/responses") {
+        return openai_responses_answer(req);
+    }
     let body = req.json();
     let model = body["model"].as_str().unwrap_or("gpt-4o").to_owned();
     if model == "gpt-fail-500" {
@@ -2273,4 +2276,144 @@ fn cohere_embedding_answer(body: &Value, model: &str) -> Reply {
             "response_type": if by_type {"embeddings_by_type"} else {"embeddings_floats"}}),
     )
     .with_header("x-amzn-bedrock-input-token-count", &tokens.to_string())
+}
+
+/// Tool types OpenAI's Responses API runs itself, besides `function`.
+const RESPONSES_TOOL_TYPES: &[&str] = &[
+    "function",
+    "web_search",
+    "web_search_preview",
+    "file_search",
+    "computer_use_preview",
+    "code_interpreter",
+    "image_generation",
+    "mcp",
+];
+
+/// Checks a `/v1/responses` body as OpenAI does: an object with a string `model`, `input` (a
+/// string or a list; optional after `previous_response_id`), known tool types, no chat-only
+/// member, `stream_options` only with `stream`.
+pub fn validate_responses(body: &Value) -> Result<(), String> {
+    let Some(obj) = body.as_object() else {
+        return Err("the body must be a JSON object".into());
+    };
+    if !obj.get("model").is_some_and(Value::is_string) {
+        return Err("Missing required parameter: 'model'.".into());
+    }
+    match obj.get("input") {
+        Some(Value::String(_) | Value::Array(_)) => {}
+        None if obj.contains_key("previous_response_id") => {}
+        _ => return Err("Invalid 'input': expected a string or a list of items.".into()),
+    }
+    for key in [
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "response_format",
+        "n",
+    ] {
+        if obj.contains_key(key) {
+            return Err(format!("Unsupported parameter: '{key}'."));
+        }
+    }
+    if obj.contains_key("stream_options") && body["stream"] != true {
+        return Err("'stream_options' is only allowed when 'stream' is true.".into());
+    }
+    for (i, t) in body["tools"].as_array().into_iter().flatten().enumerate() {
+        let kind = t["type"].as_str().unwrap_or("");
+        if !RESPONSES_TOOL_TYPES.contains(&kind) {
+            return Err(format!("Invalid value for 'tools[{i}].type': '{kind}'."));
+        }
+    }
+    Ok(())
+}
+
+/// The usage the fake Responses API reports: 20 input tokens (5 cached), 9 output (2 reasoning).
+pub fn fake_responses_usage() -> Value {
+    json!({"input_tokens": 20, "input_tokens_details": {"cached_tokens": 5},
+        "output_tokens": 9, "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 29})
+}
+
+/// OpenAI's Responses API, answered from the request: the text `Upstream said: <input>` (a
+/// `web_search_call` item first when a web search tool was given), as a Response object or as
+/// the typed event stream (`event:` lines, `sequence_number`s, `response.completed` last).
+pub fn openai_responses_answer(req: &Recorded) -> Reply {
+    let body = req.json();
+    if let Err(message) = validate_responses(&body) {
+        return Reply::json(
+            400,
+            json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}}),
+        );
+    }
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    let said = match &body["input"] {
+        Value::String(s) => s.clone(),
+        _ => "items".into(),
+    };
+    let text = format!("Upstream said: {said}");
+    let mut output = Vec::new();
+    let searched = body["tools"].as_array().into_iter().flatten().any(|t| {
+        t["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("web_search"))
+    });
+    if searched {
+        output.push(json!({"type": "web_search_call", "id": "ws_1", "status": "completed"}));
+    }
+    let message = json!({"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}]});
+    output.push(message.clone());
+    let response = |status: &str, output: Vec<Value>, usage: Value| {
+        json!({"id": "resp_upstream_1", "object": "response", "created_at": 1741476542,
+            "status": status, "model": model, "output": output, "usage": usage,
+            "previous_response_id": body.get("previous_response_id").cloned().unwrap_or(Value::Null),
+            "tools": body.get("tools").cloned().unwrap_or(json!([])), "error": null,
+            "incomplete_details": null, "instructions": null, "metadata": {}, "parallel_tool_calls": true,
+            "temperature": 1.0, "tool_choice": "auto", "top_p": 1.0, "text": {"format": {"type": "text"}}})
+    };
+    if body["stream"] != true {
+        return Reply::Body {
+            status: 200,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: Bytes::from(
+                serde_json::to_vec(&response("completed", output, fake_responses_usage())).unwrap(),
+            ),
+        };
+    }
+    let (first, second) = halves(&text);
+    let events = [
+        json!({"type": "response.created", "response": response("in_progress", vec![], Value::Null)}),
+        json!({"type": "response.in_progress", "response": response("in_progress", vec![], Value::Null)}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item":
+            {"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []}}),
+        json!({"type": "response.content_part.added", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []}}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": first}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": second}),
+        json!({"type": "response.output_text.done", "item_id": "msg_1", "output_index": 0, "content_index": 0, "text": text}),
+        json!({"type": "response.content_part.done", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": text, "annotations": []}}),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": message}),
+        json!({"type": "response.completed", "response": response("completed", output, fake_responses_usage())}),
+    ];
+    let parts = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut e = e.clone();
+            e["sequence_number"] = json!(i);
+            Bytes::from(format!(
+                "event: {}\ndata: {}\n\n",
+                e["type"].as_str().unwrap(),
+                serde_json::to_string(&e).unwrap()
+            ))
+        })
+        .collect();
+    Reply::Stream {
+        content_type: "text/event-stream",
+        parts,
+        gap: Duration::ZERO,
+        stall: false,
+    }
 }

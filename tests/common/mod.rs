@@ -244,3 +244,18 @@ pub fn read_frames(mut body: &[u8]) -> Vec<(String, String, Value)> {
     }
     out
 }
+
+/// The metrics text once it shows `needle` (a stream's observation lands when its body ends).
+pub async fn metrics_with(gw: &TestGateway, needle: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = send(Method::GET, &gw.url("/metrics"), Some(KEY), None)
+            .await
+            .text();
+        if text.contains(needle) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    text
+}

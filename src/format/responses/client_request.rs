@@ -66,6 +66,9 @@ pub struct ResponsesRequest {
     pub store: bool,
     /// `previous_response_id`, if any.
     pub previous_response_id: Option<String>,
+    /// The error for a provider that translates the call: the body names a built-in tool (left
+    /// out of [`chat`](Self::chat)), which only an upstream speaking the Responses API runs.
+    pub needs_responses_api: Option<GatewayError>,
 }
 
 fn invalid(param: &str, message: impl Into<String>) -> GatewayError {
@@ -86,6 +89,37 @@ pub fn previous_response_id(body: &[u8]) -> Option<String> {
         .and_then(|h| h.previous_response_id)
 }
 
+/// A body the gateway cannot translate (its decoding failed with `error`: an input item only
+/// OpenAI reads, …) as a request only an upstream that speaks the Responses API can serve: the
+/// chat request holds just its `model`, `stream` and `max_output_tokens` (for routing, limits and
+/// the budget estimate), and `error` is what any translating provider answers. `None` when the
+/// body has no string `model`.
+pub fn forward_only(body: &[u8], error: GatewayError) -> Option<ResponsesRequest> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        model: String,
+        stream: Option<bool>,
+        max_output_tokens: Option<u32>,
+        store: Option<bool>,
+    }
+    let head: Head = serde_json::from_slice(body).ok()?;
+    crate::validate::model_id(&head.model).ok()?;
+    let chat = ChatRequest {
+        model: head.model,
+        stream: head.stream,
+        max_completion_tokens: head.max_output_tokens,
+        ..ChatRequest::default()
+    };
+    Some(ResponsesRequest {
+        chat,
+        conversation: Vec::new(),
+        echo: Map::new(),
+        store: head.store.unwrap_or(true),
+        previous_response_id: None,
+        needs_responses_api: Some(error),
+    })
+}
+
 /// Decodes a Responses body into the chat request it asks for, after `previous` (the stored
 /// conversation of `previous_response_id`, as chat messages). Built-in tools are a 400 naming
 /// `tools` (an OpenAI upstream configured Responses-capable gets the body as is instead).
@@ -96,13 +130,15 @@ pub fn decode_client_request(
     let mut de = serde_json::Deserializer::from_slice(body);
     let raw: Map<String, Value> = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| GatewayError::invalid_request(format!("Invalid request body: {e}")))?;
-    if let Some(k) = raw.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(GatewayError::invalid_request(format!(
+    // A member the gateway does not read is a 400 for a translating provider; an upstream that
+    // speaks the Responses API gets it as sent.
+    let mut needs_responses_api = raw.keys().find(|k| !KNOWN.contains(&k.as_str())).map(|k| {
+        GatewayError::invalid_request(format!(
             "Unsupported parameter: '{k}' is not supported by this gateway's Responses API."
         ))
         .with_param(k.clone())
-        .with_code("unsupported_parameter"));
-    }
+        .with_code("unsupported_parameter")
+    });
     let model = match raw.get("model") {
         Some(Value::String(m)) => {
             crate::validate::model_id(m)?;
@@ -139,7 +175,10 @@ pub fn decode_client_request(
     chat.insert("model".into(), Value::String(model));
     chat.insert("messages".into(), Value::Array(messages));
     if let Some(tools) = raw.get("tools").filter(|t| !t.is_null()) {
-        chat.insert("tools".into(), decode_tools(tools)?);
+        let tools = decode_tools(tools, &mut needs_responses_api)?;
+        if tools.as_array().is_some_and(|t| !t.is_empty()) {
+            chat.insert("tools".into(), tools);
+        }
     }
     if let Some(choice) = raw.get("tool_choice").filter(|t| !t.is_null()) {
         chat.insert("tool_choice".into(), decode_tool_choice(choice)?);
@@ -151,6 +190,8 @@ pub fn decode_client_request(
         ("parallel_tool_calls", "parallel_tool_calls"),
         ("stream", "stream"),
         ("user", "user"),
+        // A cache routing hint OpenAI chat completions reads as is; Bedrock refuses it (400).
+        ("prompt_cache_key", "prompt_cache_key"),
     ] {
         if let Some(v) = raw.get(from).filter(|v| !v.is_null()) {
             chat.insert(to.into(), v.clone());
@@ -185,6 +226,20 @@ pub fn decode_client_request(
             "metadata",
             "'metadata' must be an object of strings.",
         ));
+    }
+    match raw.get("include") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) if items.is_empty() => {}
+        Some(Value::Array(_)) => {
+            // Every `include` value names output only OpenAI's own Responses API produces
+            // (encrypted reasoning, tool call results, logprobs): refused by a translating
+            // provider, not dropped.
+            needs_responses_api.get_or_insert_with(|| GatewayError::unsupported(
+                "include",
+                "'include' asks for output only an OpenAI upstream configured with `responses_api = true` returns.",
+            ));
+        }
+        Some(_) => return Err(invalid("include", "'include' must be a list.")),
     }
     let store = match raw.get("store") {
         None | Some(Value::Null) => true,
@@ -230,6 +285,7 @@ pub fn decode_client_request(
         echo,
         store,
         previous_response_id,
+        needs_responses_api,
     })
 }
 
@@ -396,8 +452,9 @@ fn decode_part(part: &Value, param: &str) -> Result<Value, GatewayError> {
     })
 }
 
-/// Function tools (flat in the Responses API) → chat tools; built-in tools are a 400.
-fn decode_tools(tools: &Value) -> Result<Value, GatewayError> {
+/// Function tools (flat in the Responses API) → chat tools; a built-in tool is left out and its
+/// 400 kept in `built_in` (the call's error unless a Responses API upstream takes the body).
+fn decode_tools(tools: &Value, built_in: &mut Option<GatewayError>) -> Result<Value, GatewayError> {
     let Some(tools) = tools.as_array() else {
         return Err(invalid("tools", "'tools' must be a list."));
     };
@@ -420,12 +477,15 @@ fn decode_tools(tools: &Value) -> Result<Value, GatewayError> {
                 out.push(json!({"type": "function", "function": function}));
             }
             Some(t) if BUILT_IN_TOOLS.contains(&t) => {
-                return Err(GatewayError::unsupported(
+                if built_in.is_some() {
+                    continue;
+                }
+                *built_in = Some(GatewayError::unsupported(
                     format!("tools[{i}].type"),
                     format!(
-                        "The built-in tool '{t}' runs only at OpenAI: use a model served by an OpenAI upstream configured with `responses = true`, or a function tool."
+                        "The built-in tool '{t}' runs only at OpenAI: use a model served by an OpenAI upstream configured with `responses_api = true`, or a function tool."
                     ),
-                ))
+                ));
             }
             other => {
                 return Err(invalid(
@@ -543,15 +603,17 @@ mod tests {
 
     #[test]
     fn built_in_tools_and_unknown_members_are_400s_naming_them() {
-        let e = decode_client_request(
+        // A built-in tool is left out of the chat request; its 400 is for a translating provider.
+        let r = decode_client_request(
             br#"{"model":"m","input":"x","tools":[{"type":"web_search_preview"}]}"#,
             &[],
         )
-        .unwrap_err();
+        .unwrap();
+        assert!(r.chat.tools.is_none());
+        let e = r.needs_responses_api.unwrap();
         assert_eq!(e.param(), Some("tools[0].type"));
-        let e =
-            decode_client_request(br#"{"model":"m","input":"x","frobnicate":1}"#, &[]).unwrap_err();
-        assert_eq!(e.param(), Some("frobnicate"));
+        let r = decode_client_request(br#"{"model":"m","input":"x","frobnicate":1}"#, &[]).unwrap();
+        assert_eq!(r.needs_responses_api.unwrap().param(), Some("frobnicate"));
         let e = decode_client_request(br#"{"model":"m"}"#, &[]).unwrap_err();
         assert_eq!(e.param(), Some("input"));
         assert!(decode_client_request(

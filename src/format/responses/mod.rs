@@ -45,4 +45,6 @@ pub use client_reply::{
     encode_client_response, response_id, usage_object, OnComplete, ResponseMeta, ResponsesEvent,
     ResponsesFramer, ResponsesStreamEncoder,
 };
-pub use client_request::{decode_client_request, previous_response_id, ResponsesRequest};
+pub use client_request::{
+    decode_client_request, forward_only, previous_response_id, ResponsesRequest,
+};

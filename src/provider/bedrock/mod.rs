@@ -346,6 +346,7 @@ impl BedrockProvider {
     /// Sends one routed chat call and answers once the reply, or the first stream event, has
     /// arrived.
     async fn chat(self, call: ChatCall) -> Result<ChatReply, GatewayError> {
+        call.context.check_translatable()?;
         let Some(route) = &call.route else {
             return Err(GatewayError::internal(
                 "a call without a route reached the Bedrock provider (the route names the model family)",
@@ -690,6 +691,16 @@ fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
                 "Bedrock text models only produce text output.",
             ));
         }
+    }
+    if req
+        .extra
+        .get("prompt_cache_key")
+        .is_some_and(|k| !k.is_null())
+    {
+        return Err(GatewayError::unsupported(
+            "prompt_cache_key",
+            "Bedrock caches prompts at `cache_control` breakpoints, not by a cache key.",
+        ));
     }
     if req.extra.get("audio").is_some_and(|a| !a.is_null()) {
         return Err(GatewayError::unsupported(
