@@ -35,6 +35,26 @@ pub trait StreamDecoder<C = ChatChunk>: Send + 'static {
     fn finish(&mut self, out: &mut Vec<C>) -> Result<(), GatewayError>;
 }
 
+/// Test helper: `decoder` fed `pieces` of a body one after the other, as [`decode_stream`] feeds
+/// it (stopping at [`StreamDecoder::is_done`]); what it yielded and how it ended.
+#[cfg(test)]
+pub(crate) fn drive<C, D>(mut decoder: D, pieces: &[&[u8]]) -> (Vec<C>, Result<(), GatewayError>)
+where
+    D: StreamDecoder<C, Item = bytes::Bytes>,
+{
+    let mut out = Vec::new();
+    for p in pieces {
+        if let Err(e) = decoder.push(bytes::Bytes::copy_from_slice(p), &mut out) {
+            return (out, Err(e));
+        }
+        if decoder.is_done() {
+            break;
+        }
+    }
+    let end = decoder.finish(&mut out);
+    (out, end)
+}
+
 /// Decodes `source` with `decoder` into a canonical chunk stream.
 ///
 /// Chunks are yielded as soon as their item arrives. A source error, a decoder error, or an

@@ -40,6 +40,8 @@ mod encode;
 pub mod relay;
 
 pub(crate) use decode::decoded;
+#[cfg(test)]
+pub(crate) use decode::drive;
 pub use decode::{decode_stream, StreamDecoder};
 pub use encode::EncodedBody;
 

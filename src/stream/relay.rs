@@ -435,18 +435,7 @@ mod tests {
     use crate::sse::SseFramer;
 
     fn relay(pieces: &[&[u8]]) -> (Vec<RelayedEvent>, Result<(), GatewayError>) {
-        let mut dec = OpenAiStreamRelay::new();
-        let mut out = Vec::new();
-        for p in pieces {
-            if let Err(e) = dec.push(Bytes::copy_from_slice(p), &mut out) {
-                return (out, Err(e));
-            }
-            if dec.is_done() {
-                break;
-            }
-        }
-        let end = dec.finish(&mut out);
-        (out, end)
+        crate::stream::drive(OpenAiStreamRelay::new(), pieces)
     }
 
     const STREAM: &[u8] = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";

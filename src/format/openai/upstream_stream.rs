@@ -113,18 +113,7 @@ mod tests {
     use super::*;
 
     fn decode(pieces: &[&[u8]]) -> (Vec<ChatChunk>, Result<(), GatewayError>) {
-        let mut dec = OpenAiStreamDecoder::new();
-        let mut out = Vec::new();
-        for p in pieces {
-            if let Err(e) = dec.push(Bytes::copy_from_slice(p), &mut out) {
-                return (out, Err(e));
-            }
-            if dec.is_done() {
-                break;
-            }
-        }
-        let end = dec.finish(&mut out);
-        (out, end)
+        crate::stream::drive(OpenAiStreamDecoder::new(), pieces)
     }
 
     const STREAM: &[u8] = b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
