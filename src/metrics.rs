@@ -447,9 +447,10 @@ impl Metrics {
             .model
             .map(|m| self.model_label(m, o.attempts > 0))
             .unwrap_or("none");
-        let status = o.status.to_string();
+        let mut status = itoa::Buffer::new();
+        let status = status.format(o.status);
         self.requests
-            .with_label_values(&[o.route, model, provider, &status])
+            .with_label_values(&[o.route, model, provider, status])
             .inc();
         self.duration
             .with_label_values(&[o.route, provider])

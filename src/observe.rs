@@ -13,6 +13,7 @@
 //! the end. It is never entered, so log lines do not change; the `otel` feature exports it
 //! (the `telemetry` module).
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use tower_service::Service;
 
 use crate::auth::ApiKeyId;
 use crate::body::{Body, BoxError};
+use crate::cost::Usd;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, ErrorSummary};
 use crate::metrics::{Metrics, Observation};
@@ -155,13 +157,7 @@ impl Finish {
         let error_name = error.map(|k| format!("{k:?}"));
         let provider = record.and_then(CallRecord::provider);
         let deployment = record.and_then(CallRecord::deployment);
-        let attempt_log = record.map(attempt_log).unwrap_or_default();
-        // `-`: not priced (no usage); `unknown`: the model has no price.
-        let cost = match record.and_then(CallRecord::cost) {
-            Some(Some(usd)) => usd.to_string(),
-            Some(None) => "unknown".to_owned(),
-            None => "-".to_owned(),
-        };
+        let cost = CostField(record.and_then(CallRecord::cost));
         tracing::info!(
             target: "access",
             method = %self.line.method,
@@ -184,8 +180,8 @@ impl Finish {
             tokens_cache_write = cache.map(|c| c.1).unwrap_or(0),
             attempts = record.map(CallRecord::attempts).unwrap_or(0),
             fallbacks = record.map(CallRecord::fallbacks).unwrap_or(0),
-            attempt_log = attempt_log.as_str(),
-            cost_usd = cost.as_str(),
+            attempt_log = %AttemptLog(record),
+            cost_usd = %cost,
             error = error_name.as_deref().unwrap_or("-"),
             outcome,
             "request"
@@ -235,18 +231,40 @@ impl Finish {
 }
 
 /// Each attempt as `where:outcome`, space-separated (`bedrock-east:http_429 bedrock-west:ok`):
-/// where is the model group's deployment, or the provider outside a group.
-fn attempt_log(record: &CallRecord) -> String {
-    let mut out = String::new();
-    for a in record.attempt_log() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(a.deployment.as_deref().unwrap_or(&a.provider));
-        out.push(':');
-        out.push_str(&a.outcome.to_string());
+/// where is the model group's deployment, or the provider outside a group. Written straight into
+/// the log line.
+struct AttemptLog<'a>(Option<&'a CallRecord>);
+
+impl fmt::Display for AttemptLog<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(record) = self.0 else {
+            return Ok(());
+        };
+        record.with_attempts(|attempts| {
+            for (i, a) in attempts.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(" ")?;
+                }
+                let place = a.deployment.as_deref().unwrap_or(&a.provider);
+                write!(f, "{place}:{}", a.outcome)?;
+            }
+            Ok(())
+        })
     }
-    out
+}
+
+/// The access log's `cost_usd`: the price, `unknown` (the model has no price) or `-` (not priced:
+/// no usage).
+struct CostField(Option<Option<Usd>>);
+
+impl fmt::Display for CostField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(Some(usd)) => usd.fmt(f),
+            Some(None) => f.write_str("unknown"),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 pin_project_lite::pin_project! {

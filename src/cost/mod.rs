@@ -75,15 +75,29 @@ impl Usd {
 
 impl fmt::Display for Usd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
         let n = self.0.unsigned_abs();
         let whole = n / Self::NANOS_PER_USD as u64;
         let frac = n % Self::NANOS_PER_USD as u64;
+        let mut digits = itoa::Buffer::new();
+        f.write_str(digits.format(whole))?;
         if frac == 0 {
-            return write!(f, "{sign}{whole}");
+            return Ok(());
         }
-        let digits = format!("{frac:09}");
-        write!(f, "{sign}{whole}.{}", digits.trim_end_matches('0'))
+        // Nine digits of nanodollars, trailing zeros dropped (written on every access-log line).
+        let (mut frac, mut width) = (frac, 9);
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        f.write_str(".")?;
+        let frac = digits.format(frac);
+        for _ in frac.len()..width {
+            f.write_str("0")?;
+        }
+        f.write_str(frac)
     }
 }
 

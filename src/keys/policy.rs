@@ -316,25 +316,25 @@ where
             },
             None => None,
         };
-        // The estimate charged at admission.
         let prompt = (detected.body.len() as u64).div_ceil(4);
-        let output = detected
-            .max_tokens
-            .unwrap_or(policy.inner.estimate_output_tokens);
-        let estimate_usd = model
-            .as_deref()
-            .and_then(|m| {
-                policy
-                    .inner
-                    .prices
-                    .cost(m, None, &Usage::from_parts(prompt, output, 0, 0))
-            })
-            .map_or(0, Usd::nanos);
-        let estimate = Spend {
-            usd: estimate_usd,
-            tokens: i64::try_from(prompt + output).unwrap_or(i64::MAX),
-        };
         let budgeted = record.as_ref().filter(|r| r.budgets.any()).cloned();
+        // The estimate charged at admission (priced only for a key with a budget).
+        let estimate = match &budgeted {
+            Some(_) => {
+                let output = detected
+                    .max_tokens
+                    .unwrap_or(policy.inner.estimate_output_tokens);
+                let usage = Usage::from_parts(prompt, output, 0, 0);
+                Spend {
+                    usd: model
+                        .as_deref()
+                        .and_then(|m| policy.inner.prices.cost(m, None, &usage))
+                        .map_or(0, Usd::nanos),
+                    tokens: i64::try_from(prompt + output).unwrap_or(i64::MAX),
+                }
+            }
+            None => Spend::default(),
+        };
         let periods = Periods::now();
         let settlement = Arc::new(Settlement {
             policy: policy.clone(),
@@ -382,7 +382,7 @@ where
             }
             if let Some(cost) = cost {
                 let value = match cost {
-                    Some(usd) => HeaderValue::from_str(&usd.to_string()).ok(),
+                    Some(usd) => usd_header(usd),
                     None => Some(HeaderValue::from_static("unknown")),
                 };
                 if let Some(v) = value {
@@ -397,6 +397,31 @@ where
             })
         })
     }
+}
+
+/// `usd` as a header value, formatted on the stack (one copy into the value).
+fn usd_header(usd: Usd) -> Option<HeaderValue> {
+    struct Stack {
+        buf: [u8; 48],
+        len: usize,
+    }
+    impl std::fmt::Write for Stack {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let end = self.len + s.len();
+            self.buf
+                .get_mut(self.len..end)
+                .ok_or(std::fmt::Error)?
+                .copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let mut out = Stack {
+        buf: [0; 48],
+        len: 0,
+    };
+    std::fmt::Write::write_fmt(&mut out, format_args!("{usd}")).ok()?;
+    HeaderValue::from_bytes(&out.buf[..out.len]).ok()
 }
 
 /// The 429 for a spent `kind` of budget in the periods `p`.

@@ -280,6 +280,11 @@ impl CallRecord {
         self.attempt_list().clone()
     }
 
+    /// `f` over the attempts so far, without copying them.
+    pub(crate) fn with_attempts<R>(&self, f: impl FnOnce(&[Attempt]) -> R) -> R {
+        f(&self.attempt_list())
+    }
+
     /// The deployments of `group` tried so far.
     pub fn tried_in(&self, group: &str) -> Vec<Arc<str>> {
         self.attempt_list()

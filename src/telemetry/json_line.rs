@@ -8,25 +8,32 @@
 //! `target` — straight into the line, escaping only what JSON requires. No library formats a
 //! `tracing` event as JSON without the intermediate map, hence this module.
 //!
+//! The line is built in a local buffer with plain pushes and handed to the writer once: numbers
+//! through `itoa` and `ryu` (serde_json's own, so the digits are the library's), strings escaped
+//! only when a scan finds a byte JSON requires escaping, and the timestamp's date and time of day
+//! formatted once per second per thread (`Timestamp`).
+//!
 //! An event inside a span is handed to tracing-subscriber's own JSON formatter, which adds the
 //! `span` and `spans` members (the gateway's access log is not emitted inside a span, so its
 //! lines take the fast path). Field order follows the event's declaration; a field named like one
 //! of the line's own members (`timestamp`, `level`, `target`) is written as well, as the
 //! flattened formatter does.
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Json, Writer};
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::time::SystemTime as LibraryTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Formats events as one JSON object per line, by hand (see the module docs).
 pub(crate) struct JsonLine {
     /// For events inside a span: the library's formatter, configured as before.
-    in_span: Format<Json, SystemTime>,
+    in_span: Format<Json, LibraryTime>,
 }
 
 impl JsonLine {
@@ -54,126 +61,229 @@ where
         if event.is_contextual() && ctx.lookup_current().is_some() || event.parent().is_some() {
             return self.in_span.format_event(ctx, writer, event);
         }
-        let meta = event.metadata();
-        writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
-        writer.write_str("\",\"level\":\"")?;
-        writer.write_str(meta.level().as_str())?;
-        writer.write_char('"')?;
-        let mut fields = Fields {
-            out: &mut writer,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        writer.write_str(",\"target\":")?;
-        write_string(&mut writer, meta.target())?;
-        writer.write_str("}\n")
+        writer.write_str(&line(event, SystemTime::now()))
     }
+}
+
+/// The whole line for an event outside any span, `now` as its timestamp.
+fn line(event: &Event<'_>, now: SystemTime) -> String {
+    let meta = event.metadata();
+    let mut out = String::with_capacity(1024);
+    out.push_str("{\"timestamp\":\"");
+    Timestamp::push(&mut out, now);
+    out.push_str("\",\"level\":\"");
+    out.push_str(meta.level().as_str());
+    out.push('"');
+    let mut fields = Fields { out: &mut out };
+    event.record(&mut fields);
+    out.push_str(",\"target\":");
+    push_string(&mut out, meta.target());
+    out.push_str("}\n");
+    out
 }
 
 /// Writes each field as `,"name":value`.
-struct Fields<'a, 'w> {
-    out: &'a mut Writer<'w>,
-    result: fmt::Result,
+struct Fields<'a> {
+    out: &'a mut String,
 }
 
-impl Fields<'_, '_> {
-    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        if self.result.is_ok() {
-            self.result = (|| {
-                self.out.write_char(',')?;
-                write_string(self.out, field.name())?;
-                self.out.write_char(':')?;
-                value(self.out)
-            })();
-        }
+impl Fields<'_> {
+    fn name(&mut self, field: &Field) {
+        self.out.push(',');
+        push_string(self.out, field.name());
+        self.out.push(':');
     }
 }
 
-impl Visit for Fields<'_, '_> {
+impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.member(field, |w| write_string(w, value));
+        self.name(field);
+        push_string(self.out, value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |w| write!(w, "{value}"));
+        self.name(field);
+        self.out.push_str(itoa::Buffer::new().format(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |w| write!(w, "{value}"));
+        self.name(field);
+        self.out.push_str(itoa::Buffer::new().format(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, |w| w.write_str(if value { "true" } else { "false" }));
+        self.name(field);
+        self.out.push_str(if value { "true" } else { "false" });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
+        self.name(field);
         // JSON has no NaN or infinity; serde_json writes them as null too.
-        self.member(field, |w| {
-            if value.is_finite() {
-                write!(w, "{value:?}")
-            } else {
-                w.write_str("null")
-            }
-        });
+        if value.is_finite() {
+            self.out.push_str(ryu::Buffer::new().format_finite(value));
+        } else {
+            self.out.push_str("null");
+        }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.member(field, |w| {
-            write_escaped_with(w, |out| write!(out, "{value}"))
-        });
+        self.name(field);
+        push_formatted(self.out, format_args!("{value}"));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, |w| {
-            write_escaped_with(w, |out| write!(out, "{value:?}"))
-        });
+        self.name(field);
+        push_formatted(self.out, format_args!("{value:?}"));
     }
 }
 
 /// `s` as a JSON string: quoted, with `"`, `\` and control characters escaped.
-fn write_string(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
-    w.write_char('"')?;
-    Escaper(&mut *w).write_str(s)?;
-    w.write_char('"')
+fn push_string(out: &mut String, s: &str) {
+    out.push('"');
+    push_escaped(out, s);
+    out.push('"');
 }
 
-/// What `write` formats, as a JSON string, escaped on the way (no intermediate `String`).
-fn write_escaped_with(
-    w: &mut Writer<'_>,
-    write: impl FnOnce(&mut Escaper<&mut Writer<'_>>) -> fmt::Result,
-) -> fmt::Result {
-    w.write_char('"')?;
-    write(&mut Escaper(&mut *w))?;
-    w.write_char('"')
+/// What `args` formats, as a JSON string, escaped on the way (no intermediate `String`).
+fn push_formatted(out: &mut String, args: fmt::Arguments<'_>) {
+    out.push('"');
+    match args.as_str() {
+        Some(s) => push_escaped(out, s),
+        // Writing to a `String` cannot fail.
+        None => drop(Escaper(&mut *out).write_fmt(args)),
+    }
+    out.push('"');
+}
+
+/// Whether a byte must be escaped inside a JSON string.
+fn must_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Whether any byte of `b` must be escaped: eight bytes at a time (a byte below 0x20, `"` or
+/// `\\` sets its lane's high bit; the classic "has zero byte" test), the rest one by one.
+fn needs_escaping(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut words = b.chunks_exact(8);
+    for w in words.by_ref() {
+        let mut lanes = [0; 8];
+        lanes.copy_from_slice(w);
+        let v = u64::from_ne_bytes(lanes);
+        let below_space = v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
+        let quote = zero_byte(v ^ (ONES * u64::from(b'"')));
+        let backslash = zero_byte(v ^ (ONES * u64::from(b'\\')));
+        if below_space | quote | backslash != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&c| must_escape(c))
+}
+
+/// `s` escaped for a JSON string's inside. The common case — nothing to escape — is one word-wise
+/// scan and one copy.
+fn push_escaped(out: &mut String, s: &str) {
+    if !needs_escaping(s.as_bytes()) {
+        out.push_str(s);
+        return;
+    }
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if !must_escape(b) {
+            continue;
+        }
+        out.push_str(&s[start..i]);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
 }
 
 /// A writer that escapes what passes through it for a JSON string's inside.
-struct Escaper<W>(W);
+struct Escaper<'a>(&'a mut String);
 
-impl<W: fmt::Write> fmt::Write for Escaper<W> {
+impl fmt::Write for Escaper<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut start = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let escape = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x00..=0x1f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[start..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            start = i + 1;
+        push_escaped(self.0, s);
+        Ok(())
+    }
+}
+
+/// The timestamp as tracing-subscriber writes it (RFC 3339 in UTC, microseconds:
+/// `2026-12-02T08:53:50.716092Z`), with the `YYYY-MM-DDTHH:MM:SS` part kept per thread for the
+/// second it names.
+struct Timestamp;
+
+thread_local! {
+    /// The last second formatted on this thread and its `YYYY-MM-DDTHH:MM:SS`.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+impl Timestamp {
+    fn push(out: &mut String, now: SystemTime) {
+        // Before 1970 (a clock set wrong) is written as the epoch, not a panic.
+        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        let (cached, mut text) = SECOND.get();
+        if cached != secs {
+            text = Self::date_time(secs);
+            SECOND.set((secs, text));
         }
-        self.0.write_str(&s[start..])
+        // Only ASCII digits and separators are ever written to `text`.
+        out.push_str(std::str::from_utf8(&text).unwrap_or("1970-01-01T00:00:00"));
+        out.push('.');
+        let micros = since.subsec_micros();
+        let mut digits = [b'0'; 6];
+        let mut n = micros;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+        out.push('Z');
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS` for seconds since the epoch (the proleptic Gregorian calendar; the
+    /// days-to-civil algorithm of H. Hinnant's `chrono`-compatible date library).
+    fn date_time(secs: u64) -> [u8; 19] {
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+        let mut t = *b"0000-00-00T00:00:00";
+        let mut put = |at: usize, width: usize, mut n: u64| {
+            for i in (at..at + width).rev() {
+                t[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, year.min(9999));
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, rem / 3_600);
+        put(14, 2, rem / 60 % 60);
+        put(17, 2, rem % 60);
+        t
     }
 }
 
@@ -224,6 +334,65 @@ mod tests {
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
+    }
+
+    /// Dates across leap days, centuries and the cached second: the formatted timestamp.
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let at = |secs: u64, micros: u32| {
+            let mut out = String::new();
+            let t = UNIX_EPOCH + std::time::Duration::new(secs, micros * 1_000 + 999);
+            Timestamp::push(&mut out, t);
+            out
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
+        assert_eq!(at(951_868_799, 999_999), "2000-02-29T23:59:59.999999Z");
+        assert_eq!(at(1_700_000_000, 120_000), "2023-11-14T22:13:20.120000Z");
+        assert_eq!(
+            at(1_700_000_000, 5),
+            "2023-11-14T22:13:20.000005Z",
+            "cached"
+        );
+        assert_eq!(at(1_700_000_001, 5), "2023-11-14T22:13:21.000005Z");
+        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z");
+        assert_eq!(at(1_798_761_599, 0), "2026-12-31T23:59:59.000000Z");
+    }
+
+    /// A string with nothing to escape is copied; every escape JSON requires is written.
+    #[test]
+    fn strings_are_escaped_only_where_json_requires() {
+        let esc = |s: &str| {
+            let mut out = String::new();
+            push_string(&mut out, s);
+            out
+        };
+        assert_eq!(esc("plain/path é ✓"), "\"plain/path é ✓\"");
+        assert_eq!(
+            esc("a\"b\\c\nd\re\tf\u{1}g\u{1f}"),
+            r#""a\"b\\c\nd\re\tf\u0001g\u001f""#
+        );
+        let long = format!("{}\"", "x".repeat(100));
+        assert_eq!(serde_json::from_str::<String>(&esc(&long)).unwrap(), long);
+        // Every byte value at every lane of a word and in the tail: the word-wise scan agrees
+        // with the byte-wise rule.
+        for len in [1, 7, 8, 9, 16, 17] {
+            for at in 0..len {
+                for b in 0..=0x7f_u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    assert_eq!(
+                        needs_escaping(&bytes),
+                        must_escape(b),
+                        "{b:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+        let mut high = "é".repeat(9).into_bytes();
+        assert!(!needs_escaping(&high), "bytes over 0x7f are never escaped");
+        high[5] = b'"';
+        assert!(needs_escaping(&high));
     }
 
     fn without_timestamp(mut v: Value) -> Value {
