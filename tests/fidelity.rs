@@ -342,12 +342,20 @@ fn read(inbound: In, stream: bool, res: &TestResponse, cell: &str) -> Got {
                         };
                         append(&mut b[key], &delta[piece]);
                     }
+                    // As the Anthropic SDKs accumulate it: `message_start`'s usage, updated by
+                    // the members `message_delta` carries (Bedrock's own stream, relayed, puts
+                    // the input counts in the first and the output count in the second).
+                    "message_start" => usage = d["message"]["usage"].clone(),
                     "message_delta" => {
                         got.finish =
                             finish_from_claude(d["delta"]["stop_reason"].as_str().unwrap());
-                        usage = d["usage"].clone();
+                        for (k, v) in d["usage"].as_object().unwrap() {
+                            if !v.is_null() {
+                                usage[k] = v.clone();
+                            }
+                        }
                     }
-                    "message_start" | "content_block_stop" | "message_stop" | "ping" => {}
+                    "content_block_stop" | "message_stop" | "ping" => {}
                     other => panic!("{cell}: unexpected event {other}: {d}"),
                 }
             }

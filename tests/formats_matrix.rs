@@ -376,7 +376,12 @@ fn assert_stream(out: Out, res: &TestResponse, cell: &str) {
                 last["totalOutputTextTokenCount"].as_u64().unwrap() > 0,
                 "{cell}"
             );
-            assert!(last["inputTextTokenCount"].is_u64(), "{cell}");
+            // The gateway's encoder reports the input count on the last chunk; Bedrock's own
+            // stream (relayed to a Titan client of a Titan model) on the first.
+            assert!(
+                last["inputTextTokenCount"].is_u64() || chunks[0]["inputTextTokenCount"].is_u64(),
+                "{cell}"
+            );
         }
     }
 }

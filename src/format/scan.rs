@@ -444,6 +444,7 @@ const CLAUDE_EVENTS: [&str; 8] = [
 /// Reads the facts of one Claude stream event, adding its token counts to `usage`.
 pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Malformed> {
     let mut facts = EventFacts::default();
+    let mut metrics = None;
     for m in Members::of(b) {
         let (k, v) = m?;
         match k {
@@ -460,6 +461,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
                 }
             }
             b"usage" => claude_usage(v, usage)?,
+            b"amazon-bedrock-invocationMetrics" => metrics = Some(invocation_metrics(v)?),
             b"delta" => {
                 for m in Members::of(v) {
                     let (k, v) = m?;
@@ -471,16 +473,51 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
             _ => {}
         }
     }
+    // Bedrock's invocation metrics (on `message_stop`) win over the events' own counts, as in the
+    // canonical decoder: `message_start`'s input count may be a placeholder.
+    if let Some(m) = metrics {
+        usage.input = m.input.unwrap_or(usage.input);
+        usage.output = m.output.unwrap_or(usage.output);
+        usage.cache_read = m.cache_read.unwrap_or(usage.cache_read);
+        usage.cache_write = m.cache_write.unwrap_or(usage.cache_write);
+    }
     facts.finished = facts.name == Some("message_stop");
     facts.error = facts.name == Some("error");
     Ok(facts)
 }
 
+/// The counts of Bedrock's `amazon-bedrock-invocationMetrics` member, each when present.
+#[derive(Debug, Clone, Copy, Default)]
+struct InvocationMetrics {
+    input: Option<u64>,
+    output: Option<u64>,
+    cache_read: Option<u64>,
+    cache_write: Option<u64>,
+}
+
+fn invocation_metrics(v: &[u8]) -> Result<InvocationMetrics, Malformed> {
+    let mut m = InvocationMetrics::default();
+    for member in Members::of(v) {
+        let (k, v) = member?;
+        let slot = match k {
+            b"inputTokenCount" => &mut m.input,
+            b"outputTokenCount" => &mut m.output,
+            b"cacheReadInputTokenCount" => &mut m.cache_read,
+            b"cacheWriteInputTokenCount" => &mut m.cache_write,
+            _ => continue,
+        };
+        *slot = integer(v);
+    }
+    Ok(m)
+}
+
 /// Reads the facts of one Titan stream chunk: `completionReason` set finishes it, and its counts
-/// (`inputTextTokenCount` on the first chunk, `totalOutputTextTokenCount` running) go into
-/// `usage` (input, output).
+/// (`inputTextTokenCount` on the first chunk, `totalOutputTextTokenCount` running, Bedrock's
+/// `amazon-bedrock-invocationMetrics` on the last winning over both) go into `usage` (input,
+/// output).
 pub fn titan_chunk(b: &[u8], usage: &mut (u64, u64)) -> Result<EventFacts, Malformed> {
     let mut facts = EventFacts::default();
+    let mut metrics = None;
     for m in Members::of(b) {
         let (k, v) = m?;
         match k {
@@ -488,8 +525,13 @@ pub fn titan_chunk(b: &[u8], usage: &mut (u64, u64)) -> Result<EventFacts, Malfo
             b"completionReason" if !is_null(v) => facts.finished = true,
             b"inputTextTokenCount" => usage.0 = integer(v).unwrap_or(usage.0),
             b"totalOutputTextTokenCount" => usage.1 = integer(v).unwrap_or(usage.1),
+            b"amazon-bedrock-invocationMetrics" => metrics = Some(invocation_metrics(v)?),
             _ => {}
         }
+    }
+    if let Some(m) = metrics {
+        usage.0 = m.input.unwrap_or(usage.0);
+        usage.1 = m.output.unwrap_or(usage.1);
     }
     Ok(facts)
 }
@@ -782,6 +824,62 @@ mod tests {
                 .unwrap()
                 .unwrap();
         assert_eq!(u.total_tokens, 21);
+    }
+
+    #[test]
+    fn bedrock_invocation_metrics_win_over_the_events_counts() {
+        let mut u = ClaudeUsage::default();
+        claude_event(
+            br#"{"type":"message_start","message":{"usage":{"input_tokens":1,"output_tokens":1}}}"#,
+            &mut u,
+        )
+        .unwrap();
+        claude_event(br#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":3}}"#, &mut u).unwrap();
+        // As the canonical decoder reads them (its `invocation_metrics_win_and_cache_write_counts`).
+        let f = claude_event(
+            br#"{"amazon-bedrock-invocationMetrics":{"inputTokenCount":20,"outputTokenCount":4,
+            "cacheReadInputTokenCount":5,"cacheWriteInputTokenCount":6},"type":"message_stop"}"#,
+            &mut u,
+        )
+        .unwrap();
+        assert!(f.finished);
+        assert_eq!(
+            (u.input, u.output, u.cache_read, u.cache_write),
+            (20, 4, 5, 6)
+        );
+        // Absent counts keep the events' own.
+        let mut u = ClaudeUsage {
+            input: 7,
+            output: 2,
+            cache_read: 1,
+            cache_write: 0,
+        };
+        claude_event(
+            br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"outputTokenCount":9}}"#,
+            &mut u,
+        )
+        .unwrap();
+        assert_eq!((u.input, u.output, u.cache_read), (7, 9, 1));
+
+        let mut t = (0, 0);
+        titan_chunk(
+            br#"{"outputText":"Hi","totalOutputTextTokenCount":1,"inputTextTokenCount":8}"#,
+            &mut t,
+        )
+        .unwrap();
+        let f = titan_chunk(
+            br#"{"amazon-bedrock-invocationMetrics":{"inputTokenCount":10,"outputTokenCount":7},
+            "outputText":"","completionReason":"FINISH","totalOutputTextTokenCount":6}"#,
+            &mut t,
+        )
+        .unwrap();
+        assert!(f.finished);
+        assert_eq!(t, (10, 7));
+        assert!(titan_chunk(
+            br#"{"amazon-bedrock-invocationMetrics":{"inputTokenCount":1,}"#,
+            &mut t
+        )
+        .is_err());
     }
 
     #[test]

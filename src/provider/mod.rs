@@ -77,10 +77,8 @@ pub use timeout::{TimedReply, UpstreamTimeout, UpstreamTimeoutLayer};
 #[cfg(any(feature = "openai", feature = "bedrock"))]
 pub use upstream::ProviderFuture;
 
-#[cfg(feature = "openai")]
-pub(crate) use upstream::first_relayed;
 #[cfg(any(feature = "openai", feature = "bedrock"))]
-pub(crate) use upstream::{first_then_rest, https_connector};
+pub(crate) use upstream::{first_relayed, first_then_rest, https_connector};
 
 use crate::error::GatewayError;
 use crate::model::{ChatCall, ChatReply, EmbeddingsCall, EmbeddingsResponse};

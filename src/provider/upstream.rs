@@ -7,10 +7,8 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 
 use crate::error::GatewayError;
-#[cfg(feature = "openai")]
 use crate::format::InboundFormat;
 use crate::model::{ChatChunk, ChatReply, ChunkStream};
-#[cfg(feature = "openai")]
 use crate::model::{RelayedBody, RelayedReply, RelayedStream};
 
 /// The response future of the OpenAI and Bedrock provider services.
@@ -34,7 +32,6 @@ where
 }
 
 /// [`first_then_rest`] for a relayed stream of payloads in `format` (the client's), for `model`.
-#[cfg(feature = "openai")]
 pub(crate) async fn first_relayed(
     mut stream: RelayedStream,
     format: InboundFormat,

@@ -11,7 +11,7 @@
 //!   [`OpenAiStreamRelay`] (an OpenAI SSE body; `[DONE]` ends it, an in-band `{"error":…}` event is
 //!   mapped like the canonical decoder maps it; the OpenAI provider relays with it), and
 //!   [`ClaudeStreamRelay`] and [`TitanStreamRelay`] (InvokeModel `chunk` payloads; the Bedrock
-//!   provider does not relay yet: it still decodes every Claude and Titan reply), and
+//!   provider relays with them when a Claude or Titan client's native body went up unchanged), and
 //!   [`ResponsesStreamRelay`] (a Responses API SSE body, for `/v1/responses` forwarded to an
 //!   upstream configured with `responses_api`; `response.completed` carries the usage).
 //! - **The encoder** ([`RelayEncoder`]) writes each payload through the wire's

@@ -36,6 +36,8 @@
 mod reply;
 mod service;
 
+#[cfg(feature = "bedrock")]
+pub(crate) use reply::relays;
 pub use reply::{encode_complete, CompleteReply};
 pub use service::{ResponseFuture, Translate, TranslateLayer};
 

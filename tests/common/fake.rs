@@ -1142,8 +1142,14 @@ pub fn exception_frame(exception_type: &str, message: &str) -> Bytes {
 
 /// A `chunk` frame carrying one model-native JSON event (InvokeModelWithResponseStream).
 pub fn chunk_frame(inner: &Value) -> Bytes {
+    raw_chunk_frame(&serde_json::to_vec(inner).unwrap())
+}
+
+/// A `chunk` frame carrying `payload` exactly (bytes no serializer of ours writes, for
+/// byte-for-byte pass-through checks).
+pub fn raw_chunk_frame(payload: &[u8]) -> Bytes {
     use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(inner).unwrap());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(payload);
     // Bedrock pads events with a random-length "p" field; the gateway must ignore it.
     event_frame("chunk", &json!({"bytes": b64, "p": "abcdefghij"}))
 }
@@ -1156,7 +1162,7 @@ pub fn split_frames(frames: &[Bytes], size: usize) -> Vec<Bytes> {
         .collect()
 }
 
-fn event_stream(parts: Vec<Bytes>) -> Reply {
+pub fn event_stream(parts: Vec<Bytes>) -> Reply {
     Reply::Stream {
         content_type: "application/vnd.amazon.eventstream",
         parts,
@@ -1589,8 +1595,10 @@ fn claude_answer(body: &Value, model: &str, stream: bool) -> Reply {
     if let Some(n) = bench_chunks(model) {
         return claude_bench_stream(n);
     }
+    // Bedrock reports the input and cache counts in `message_start`, the output in `message_delta`.
     let mut events = vec![
-        json!({"type":"message_start","message":{"id":"msg_bdrk_01","type":"message","role":"assistant","model":"claude-fake","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}),
+        json!({"type":"message_start","message":{"id":"msg_bdrk_01","type":"message","role":"assistant","model":"claude-fake","content":[],"stop_reason":null,"stop_sequence":null,
+            "usage":{"input_tokens":12,"output_tokens":1,"cache_read_input_tokens":read,"cache_creation_input_tokens":write}}}),
     ];
     let mut index = 0;
     for block in &thinking_blocks {

@@ -22,6 +22,20 @@
 //!   [`crate::format::bedrock_titan`]); every other family over Converse / ConverseStream
 //!   ([`crate::format::converse`]). A client's own Claude (Titan) body bound for a Claude (Titan)
 //!   model is forwarded as written, minus routing-only keys.
+//! - **Pass-through** (issue 18): when that native body went up unchanged in meaning (no fetched
+//!   media, no automatic or dropped cache points, no structured-output lowering, for Titan no
+//!   stop sequence the gateway enforces itself) and the client reads the model's own format
+//!   (`translate::relays`: a Claude body on `/v1/messages`, `invoke`, or the chat route; a Titan
+//!   body likewise), the reply is relayed as Bedrock's bytes ([`ChatReply::Relayed`]): a complete
+//!   body as it came, its usage found by a byte scan ([`crate::format::scan`]); a stream's `chunk`
+//!   payloads one by one ([`ClaudeStreamRelay`], [`TitanStreamRelay`]), so `amazon-bedrock-*`
+//!   members, ids and the upstream's `model` reach the client as Bedrock wrote them. A stream
+//!   without its final event (`message_stop`, `completionReason`) still ends in an in-band error.
+//!   **No relay when a guardrail applies** (the client's own or a configured one): its
+//!   intervention is read by the codecs and reaches the client as it does on the canonical path
+//!   (`content_filter`, the trace), so a configured guardrail's verdict never depends on the
+//!   client's format. A complete body the scan cannot read, or one without a usage, is decoded as
+//!   before (a malformed body stays a clear `upstream_protocol` error).
 //! - **Streams** answer once their first event has arrived (failures before it stay retryable);
 //!   exception frames become in-band errors (the `stream` module).
 //! - **Embeddings** (`Service<EmbeddingsCall>`): Titan and Cohere over InvokeModel, lists fanned
@@ -50,10 +64,11 @@ use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockruntime::types::ResponseStream;
 use aws_sdk_bedrockruntime::Client;
+use bytes::Bytes;
 use serde_json::Value;
 use tower_service::Service;
 
-use super::{first_then_rest, MediaFetcher, ProviderFuture};
+use super::{first_relayed, first_then_rest, MediaFetcher, ProviderFuture};
 use crate::config::{
     BedrockProviderConfig, Config, GuardrailsConfig, PromptCachingConfig, Secret, Timeouts,
 };
@@ -64,14 +79,17 @@ use crate::format::caching::{self, CacheSupport};
 use crate::format::converse::ReasoningStyle;
 use crate::format::converse::{self, ConverseOptions, ConverseStreamDecoder};
 use crate::format::reasoning;
+use crate::format::scan;
 use crate::format::structured::{self, Lowering, StructuredReply};
 use crate::format::InboundFormat;
 use crate::model::{
     ChatCall, ChatReply, ChatRequest, ChunkMeta, EmbeddingsCall, EmbeddingsResponse,
-    GuardrailConfig,
+    GuardrailConfig, RelayedBody, RelayedReply, Usage,
 };
 use crate::route::{BedrockFamily, ProviderKind};
 use crate::stream::decode_stream;
+use crate::stream::relay::{relay_stream, ClaudeStreamRelay, TitanStreamRelay};
+use crate::translate::relays;
 
 use models::list_models_with;
 
@@ -392,7 +410,7 @@ impl BedrockProvider {
                     cache,
                     ..self.inner.claude
                 };
-                let body = match &call.context.original {
+                let native = match &call.context.original {
                     // A native body goes as written, unless breakpoints must be dropped (a model
                     // without caching) or added (automatic caching): then it is re-encoded.
                     Some(o)
@@ -402,11 +420,29 @@ impl BedrockProvider {
                             && (cache == CacheSupport::ALL || !caching::has_cache_points(req)) =>
                     {
                         bedrock_claude::check_native(req, &opts)?;
-                        bedrock_claude::native_body(&o.json, &opts)?
+                        Some(bedrock_claude::native_body(&o.json, &opts)?)
                     }
-                    _ => bedrock_claude::encode_request_bytes(req, &opts)?,
+                    _ => None,
+                };
+                // Relayed when the client reads Claude and neither the request nor the reply is
+                // rewritten (see the module docs: a guardrail's verdict keeps the codecs).
+                let relay = native.is_some()
+                    && structured.is_none()
+                    && guardrail.is_none()
+                    && relays(InboundFormat::BedrockClaude, call.context.target);
+                let body = match native {
+                    Some(body) => body,
+                    None => bedrock_claude::encode_request_bytes(req, &opts)?,
                 };
                 match invoke(client, model, body, stream, rid, guardrail).await? {
+                    Invoked::Stream(rx) if relay => {
+                        first_relayed(
+                            relay_stream(stream::invoke_payloads(rx), ClaudeStreamRelay::new()),
+                            InboundFormat::BedrockClaude,
+                            &call.request.model,
+                        )
+                        .await
+                    }
                     Invoked::Stream(rx) => {
                         first_then_rest(decode_stream(
                             stream::invoke_payloads(rx),
@@ -414,20 +450,49 @@ impl BedrockProvider {
                         ))
                         .await
                     }
-                    Invoked::Complete(bytes) => Ok(ChatReply::Complete(
-                        bedrock_claude::decode_response(bytes.as_ref(), &meta)?,
-                    )),
+                    Invoked::Complete(bytes) => match relayed_complete(
+                        relay,
+                        InboundFormat::BedrockClaude,
+                        &call.request.model,
+                        bytes,
+                        scan::claude_message_usage,
+                    ) {
+                        Ok(reply) => Ok(reply),
+                        Err(bytes) => Ok(ChatReply::Complete(bedrock_claude::decode_response(
+                            bytes.as_ref(),
+                            &meta,
+                        )?)),
+                    },
                 }
             }
             BedrockFamily::Titan => {
-                let body = match &call.context.original {
+                let native = match &call.context.original {
                     Some(o) if o.format == InboundFormat::BedrockTitan => {
-                        bedrock_titan::native_body(&o.json)?
+                        Some(bedrock_titan::native_body(&o.json)?)
                     }
-                    _ => bedrock_titan::encode_request_bytes(req, &self.inner.titan)?,
+                    _ => None,
                 };
                 let stops = bedrock_titan::unsupported_stops(req);
+                // Likewise for Titan; stop sequences the gateway enforces cut the reply itself.
+                let relay = native.is_some()
+                    && rewritten.is_none()
+                    && fetched.is_none()
+                    && stops.is_empty()
+                    && guardrail.is_none()
+                    && relays(InboundFormat::BedrockTitan, call.context.target);
+                let body = match native {
+                    Some(body) => body,
+                    None => bedrock_titan::encode_request_bytes(req, &self.inner.titan)?,
+                };
                 match invoke(client, model, body, stream, rid, guardrail).await? {
+                    Invoked::Stream(rx) if relay => {
+                        first_relayed(
+                            relay_stream(stream::invoke_payloads(rx), TitanStreamRelay::new()),
+                            InboundFormat::BedrockTitan,
+                            &call.request.model,
+                        )
+                        .await
+                    }
                     Invoked::Stream(rx) => {
                         let stream = decode_stream(
                             stream::invoke_payloads(rx),
@@ -435,11 +500,21 @@ impl BedrockProvider {
                         );
                         first_then_rest(stops::stop_at_sequences(stream, stops)).await
                     }
-                    Invoked::Complete(bytes) => {
-                        let mut response = bedrock_titan::decode_response(bytes.as_ref(), &meta)?;
-                        stops::truncate_complete(&mut response, &stops);
-                        Ok(ChatReply::Complete(response))
-                    }
+                    Invoked::Complete(bytes) => match relayed_complete(
+                        relay,
+                        InboundFormat::BedrockTitan,
+                        &call.request.model,
+                        bytes,
+                        scan::titan_result_usage,
+                    ) {
+                        Ok(reply) => Ok(reply),
+                        Err(bytes) => {
+                            let mut response =
+                                bedrock_titan::decode_response(bytes.as_ref(), &meta)?;
+                            stops::truncate_complete(&mut response, &stops);
+                            Ok(ChatReply::Complete(response))
+                        }
+                    },
                 }
             }
             BedrockFamily::TitanEmbedding | BedrockFamily::CohereEmbedding => unreachable_family(),
@@ -662,6 +737,32 @@ async fn invoke(
     } else {
         Invoked::Complete(send_invoke!(client.invoke_model()).body)
     })
+}
+
+/// A complete InvokeModel reply relayed as its bytes, when `relay` and the byte scan `usage_of`
+/// finds one well-formed object with its usage; else the bytes back, for the decoder (which names
+/// what is wrong with a malformed body).
+fn relayed_complete(
+    relay: bool,
+    format: InboundFormat,
+    model: &str,
+    bytes: Blob,
+    usage_of: fn(&[u8]) -> Result<Option<Usage>, scan::Malformed>,
+) -> Result<ChatReply, Blob> {
+    if !relay {
+        return Err(bytes);
+    }
+    match usage_of(bytes.as_ref()) {
+        Ok(Some(usage)) => Ok(ChatReply::Relayed(RelayedReply::new(
+            format,
+            model,
+            RelayedBody::Complete {
+                body: Bytes::from(bytes.into_inner()),
+                usage: Some(usage),
+            },
+        ))),
+        _ => Err(bytes),
+    }
 }
 
 /// Sends the request id upstream too (`x-request-id`), so one id follows the call end to end.
