@@ -1,6 +1,8 @@
 //! The OpenAI → OpenAI pass-through against the canonical round trip it replaces: per relayed SSE
 //! chunk (byte scan and relay vs typed decode and encode), per complete reply (scan vs parse and
-//! serialize), and one request end to end through the in-process chat stack (auth → detect →
+//! serialize), the same per event for Claude → Claude on Bedrock's `invoke-with-response-stream`
+//! (a `chunk` payload relayed into the client's event-stream frame vs decoded and encoded again),
+//! and one request end to end through the in-process chat stack (auth → detect →
 //! translate) over an in-memory core answering relayed bytes or canonical values.
 //!
 //! Before criterion runs, it counts heap allocations (a counting global allocator,
@@ -21,6 +23,8 @@ use http_body_util::{BodyExt, Full};
 use open_bedrock_server::body::Body;
 use open_bedrock_server::config::Config;
 use open_bedrock_server::error::{ErrorDialect, GatewayError};
+use open_bedrock_server::eventstream::EventStreamFramer;
+use open_bedrock_server::format::bedrock_claude::{ClaudeStreamDecoder, ClaudeStreamEncoder};
 use open_bedrock_server::format::openai::{OpenAiStreamDecoder, OpenAiStreamEncoder};
 use open_bedrock_server::format::{scan, InboundFormat};
 use open_bedrock_server::model::{
@@ -28,7 +32,7 @@ use open_bedrock_server::model::{
     RelayedReply, RelayedStream,
 };
 use open_bedrock_server::sse::SseFramer;
-use open_bedrock_server::stream::relay::{OpenAiStreamRelay, RelayEncoder};
+use open_bedrock_server::stream::relay::{ClaudeStreamRelay, OpenAiStreamRelay, RelayEncoder};
 use open_bedrock_server::stream::{EventEncoder, Framer, StreamDecoder};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::ServiceExt;
@@ -87,6 +91,68 @@ fn canonical_chunk(
     let mut out: Vec<ChatChunk> = Vec::with_capacity(1);
     let mut framer = SseFramer::new(ErrorDialect::OpenAi);
     dec.push(event.clone(), &mut out).unwrap();
+    for c in &out {
+        enc.encode(c, &mut framer);
+    }
+    framer.take().len()
+}
+
+/// The events a Claude stream opens with, then the text delta measured per event.
+const CLAUDE_START: [&[u8]; 2] = [
+    br#"{"type":"message_start","message":{"id":"msg_bdrk_01","type":"message","role":"assistant","model":"claude-3-haiku-20240307","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}"#,
+    br#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+];
+const CLAUDE_DELTA: &[u8] =
+    br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" Hello there"}}"#;
+
+/// A Claude relay and its encoder, past the stream's opening events.
+fn claude_relay() -> (ClaudeStreamRelay, RelayEncoder) {
+    let (mut relay, mut enc) = (
+        ClaudeStreamRelay::new(),
+        RelayEncoder::new(InboundFormat::BedrockClaude, false),
+    );
+    for payload in CLAUDE_START {
+        claude_relay_event(&mut relay, &mut enc, &Bytes::from_static(payload));
+    }
+    (relay, enc)
+}
+
+/// The canonical Claude decoder and Bedrock-surface encoder, past the stream's opening events.
+fn claude_round_trip() -> (ClaudeStreamDecoder, ClaudeStreamEncoder) {
+    let (mut dec, mut enc) = (
+        ClaudeStreamDecoder::new(meta()),
+        ClaudeStreamEncoder::bedrock(),
+    );
+    for payload in CLAUDE_START {
+        claude_canonical_event(&mut dec, &mut enc, &Bytes::from_static(payload));
+    }
+    (dec, enc)
+}
+
+/// Per Claude event, relayed: scan, then the payload into the client's `chunk` frame.
+fn claude_relay_event(
+    relay: &mut ClaudeStreamRelay,
+    enc: &mut RelayEncoder,
+    payload: &Bytes,
+) -> usize {
+    let mut out: Vec<RelayedEvent> = Vec::with_capacity(1);
+    let mut framer = EventStreamFramer::invoke_chunks();
+    relay.push(payload.clone(), &mut out).unwrap();
+    for e in &out {
+        enc.encode(e, &mut framer);
+    }
+    framer.take().len()
+}
+
+/// Per Claude event, the canonical round trip: typed decode, typed encode, the same frame.
+fn claude_canonical_event(
+    dec: &mut ClaudeStreamDecoder,
+    enc: &mut ClaudeStreamEncoder,
+    payload: &Bytes,
+) -> usize {
+    let mut out: Vec<ChatChunk> = Vec::with_capacity(1);
+    let mut framer = EventStreamFramer::invoke_chunks();
+    StreamDecoder::push(dec, payload.clone(), &mut out).unwrap();
     for c in &out {
         enc.encode(c, &mut framer);
     }
@@ -239,6 +305,23 @@ fn count_allocations(f: &Fixtures) {
             }),
         ),
         (
+            "per Claude event on invoke-with-response-stream",
+            {
+                let (mut relay, mut enc) = claude_relay();
+                let payload = Bytes::from_static(CLAUDE_DELTA);
+                allocations(|| {
+                    claude_relay_event(&mut relay, &mut enc, &payload);
+                })
+            },
+            {
+                let (mut dec, mut enc) = claude_round_trip();
+                let payload = Bytes::from_static(CLAUDE_DELTA);
+                allocations(|| {
+                    claude_canonical_event(&mut dec, &mut enc, &payload);
+                })
+            },
+        ),
+        (
             "per complete reply body",
             allocations(|| {
                 relay_complete(&f.completion);
@@ -290,6 +373,15 @@ fn benches(c: &mut Criterion, f: &Fixtures) {
     let (mut dec, mut enc) = (OpenAiStreamDecoder::new(), OpenAiStreamEncoder::new(true));
     g.bench_function("openai_sse_decoded_and_encoded", |b| {
         b.iter(|| canonical_chunk(&mut dec, &mut enc, black_box(&f.event)))
+    });
+    let (mut relay, mut renc) = claude_relay();
+    let claude = Bytes::from_static(CLAUDE_DELTA);
+    g.bench_function("claude_invoke_chunk_relayed", |b| {
+        b.iter(|| claude_relay_event(&mut relay, &mut renc, black_box(&claude)))
+    });
+    let (mut dec, mut enc) = claude_round_trip();
+    g.bench_function("claude_invoke_chunk_decoded_and_encoded", |b| {
+        b.iter(|| claude_canonical_event(&mut dec, &mut enc, black_box(&claude)))
     });
     g.finish();
 

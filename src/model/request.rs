@@ -265,13 +265,51 @@ impl Message {
 }
 
 /// Message content: a string or an array of parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// Plain text.
     Text(String),
     /// Typed parts (text, image_url, input_audio, file, refusal).
     Parts(Vec<ContentPart>),
+}
+
+/// Read by the JSON value's own type, not `#[serde(untagged)]`, which buffers every message's
+/// content in an intermediate tree and copies each string twice before trying each variant (the
+/// typed parse of every request goes through here).
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for ContentVisitor {
+            type Value = MessageContent;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<MessageContent, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(part) = seq.next_element::<ContentPart>()? {
+                    parts.push(part);
+                }
+                Ok(MessageContent::Parts(parts))
+            }
+        }
+
+        d.deserialize_any(ContentVisitor)
+    }
 }
 
 /// One content part. Kept as a flat struct so unknown part types survive a round trip.
@@ -654,4 +692,41 @@ pub struct GuardrailConfig {
     /// ConverseStream only: `sync` or `async`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_processing_mode: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Content as a string, as parts, or null; anything else is refused with what was expected.
+    #[test]
+    fn message_content_reads_a_string_or_parts() {
+        let m: Message =
+            serde_json::from_str(r#"{"role":"user","content":"hi \"there\""}"#).unwrap();
+        assert_eq!(m.content, Some(MessageContent::Text("hi \"there\"".into())));
+        let m: Message = serde_json::from_str(
+            r#"{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA=="}}]}"#,
+        )
+        .unwrap();
+        let Some(MessageContent::Parts(parts)) = &m.content else {
+            panic!("{m:?}");
+        };
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].kind, "text");
+        let m: Message = serde_json::from_str(r#"{"role":"assistant","content":null}"#).unwrap();
+        assert_eq!(m.content, None);
+        let from_value: Message =
+            serde_json::from_value(serde_json::json!({"role":"user","content":"v"})).unwrap();
+        assert_eq!(from_value.content, Some(MessageContent::Text("v".into())));
+        let e = serde_json::from_str::<Message>(r#"{"role":"user","content":7}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("expected a string or an array of content parts"),
+            "{e}"
+        );
+        // Written back as it came.
+        let parts = r#"[{"type":"text","text":"a"}]"#;
+        let c: MessageContent = serde_json::from_str(parts).unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), parts);
+    }
 }

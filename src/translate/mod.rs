@@ -43,6 +43,7 @@ pub use service::{ResponseFuture, Translate, TranslateLayer};
 
 use std::sync::Arc;
 
+use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::detect::DetectedRequest;
@@ -72,9 +73,22 @@ pub fn decode_request(
         ..
     } = detected;
     if inbound == InboundFormat::OpenAi {
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let mut request: ChatRequest =
-            serde_path_to_error::deserialize(&mut de).map_err(openai_path_error)?;
+        // Decoded without path tracking (which allocates a `String` per object key it passes);
+        // only a body that fails is decoded again with it, for the error's `param`.
+        let decoded = ChatRequest::deserialize(&mut serde_json::Deserializer::from_slice(&bytes));
+        let mut request = match decoded {
+            Ok(request) => request,
+            Err(_) => {
+                let mut de = serde_json::Deserializer::from_slice(&bytes);
+                let path = serde_path_to_error::deserialize::<_, ChatRequest>(&mut de);
+                return Err(match path {
+                    Err(e) => openai_path_error(e),
+                    Ok(_) => GatewayError::internal(
+                        "the request body decoded on the second attempt only",
+                    ),
+                });
+            }
+        };
         drop(bytes);
         if let Some(model) = model {
             request.model = model;
