@@ -585,8 +585,8 @@ struct MakeGatewayRequestId;
 
 impl MakeRequestId for MakeGatewayRequestId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        let id = crate::model::completion_id().replacen("chatcmpl-", "req-", 1);
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        let id = bytes::Bytes::from(crate::model::fresh_id("req-"));
+        HeaderValue::from_maybe_shared(id).ok().map(RequestId::new)
     }
 }
 

@@ -90,9 +90,50 @@ pub fn unix_now() -> u64 {
 /// A fresh `chatcmpl-…` id: unique per process (a random prefix chosen at start-up plus a counter),
 /// without a syscall or a lock per call.
 pub fn completion_id() -> String {
+    fresh_id("chatcmpl-")
+}
+
+/// `kind` followed by the process's random prefix (16 hex digits) and the next value of a counter
+/// (at least 8 hex digits): the gateway's ids (`chatcmpl-…`, the `req-…` request ids), one
+/// allocation each (they are made per request).
+pub(crate) fn fresh_id(kind: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let prefix = *PREFIX.get_or_init(rand::random::<u64>);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("chatcmpl-{prefix:016x}{n:08x}")
+    let mut out = String::with_capacity(kind.len() + 32);
+    out.push_str(kind);
+    push_hex(&mut out, prefix, 16);
+    push_hex(&mut out, n, 8);
+    out
+}
+
+/// `v` in lower-case hex, zero-padded to `min_width` digits (`format!("{v:0min_width$x}")`).
+fn push_hex(out: &mut String, v: u64, min_width: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - v.leading_zeros() as usize).div_ceil(4).max(min_width).max(1);
+    for i in (0..digits).rev() {
+        let nibble = if i < 16 { (v >> (i * 4)) & 0xf } else { 0 };
+        out.push(char::from(HEX[nibble as usize]));
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    /// The hand-written hex is `format!`'s, padding and all.
+    #[test]
+    fn hex_is_formats_hex() {
+        for v in [0, 1, 0xf, 0x10, 0xdead_beef, 0x1_0000_0000, u64::MAX, 1 << 63] {
+            for width in [0, 8, 16, 20] {
+                let mut out = String::new();
+                push_hex(&mut out, v, width);
+                assert_eq!(out, format!("{v:0width$x}"), "{v:#x} at {width}");
+            }
+        }
+        let id = completion_id();
+        assert!(id.starts_with("chatcmpl-") && id.len() == 9 + 24, "{id}");
+        assert_ne!(completion_id(), completion_id());
+    }
 }
