@@ -2,9 +2,13 @@
 //! JSON tree.
 //!
 //! Detection needs only a few facts — which marker members are present, the model, `stream` — so
-//! the body is read with a typed visitor: marker keys are recorded, `model`/`model_id`/`modelId`
-//! and `stream` are kept when they are a string / a boolean, and every other value is skipped
-//! without being stored. The same pass enforces the body's structural budget:
+//! the body is read by a strict byte scan (`Scan`: JSON's whole grammar, no tree, no string
+//! decoded): marker keys are recorded, `model`/`model_id`/`modelId` and `stream` are kept when
+//! they are a string / a boolean, and every other value is checked and skipped without being
+//! stored. The typed decode that follows is then the request's one parse (issue 18). A test
+//! checks the scan against serde_json on thousands of mutated bodies: it accepts what serde_json
+//! accepts, except numbers beyond `f64`'s range, which the decode refuses. The same pass enforces
+//! the body's structural budget:
 //!
 //! - **values**: every JSON value and object key counts one; past the limit the body is refused
 //!   (413 `request_too_complex`) before anything is allocated for it. A generic tree of `[0,0,…]`
@@ -26,10 +30,6 @@
 //! assert_eq!((e.status().as_u16(), e.code()), (413, Some("request_too_complex")));
 //! ```
 
-use std::cell::Cell;
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
@@ -80,24 +80,35 @@ impl BodyHead {
                 "The request body is empty; send a JSON object.",
             ));
         }
-        let budget = Budget {
-            left: Cell::new(max_values),
-            exceeded: Cell::new(false),
+        // Outside strings JSON is ASCII, so one check of the whole body is serde_json's check of
+        // every string's UTF-8.
+        if let Err(e) = std::str::from_utf8(bytes) {
+            return Err(invalid_json(bytes, e.valid_up_to(), "invalid UTF-8"));
+        }
+        let mut scan = Scan {
+            b: bytes,
+            i: 0,
+            left: max_values,
+            depth: 0,
         };
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let head = TopLevel { budget: &budget }
-            .deserialize(&mut de)
-            .and_then(|head| de.end().map(|()| head));
+        scan.ws();
+        if scan.peek() != Some(b'{') {
+            return Err(invalid_json(bytes, scan.i, "expected a JSON object"));
+        }
+        let head = scan.object(true).and_then(|head| {
+            scan.ws();
+            match scan.peek() {
+                None => Ok(head.unwrap_or_default()),
+                Some(_) => Err(Stop::Syntax(scan.i, "trailing characters")),
+            }
+        });
         match head {
             Ok(mut head) => {
-                head.values = max_values - budget.left.get();
+                head.values = max_values - scan.left;
                 Ok(head)
             }
-            Err(_) if budget.exceeded.get() => Err(too_complex(max_values)),
-            Err(e) => Err(GatewayError::invalid_request(format!(
-                "We could not parse the JSON body of your request ({e}). The body must be a JSON object."
-            ))
-            .with_code("invalid_json")),
+            Err(Stop::TooComplex) => Err(too_complex(max_values)),
+            Err(Stop::Syntax(at, what)) => Err(invalid_json(bytes, at, what)),
         }
     }
 
@@ -195,244 +206,313 @@ enum Field {
     Other,
 }
 
-struct Budget {
-    left: Cell<usize>,
-    exceeded: Cell<bool>,
+/// Why the scan stopped.
+enum Stop {
+    /// Not JSON: what was expected, at this byte offset.
+    Syntax(usize, &'static str),
+    /// More values than the budget.
+    TooComplex,
 }
 
-impl Budget {
-    fn take<E: serde::de::Error>(&self) -> Result<(), E> {
-        match self.left.get().checked_sub(1) {
-            Some(left) => {
-                self.left.set(left);
-                Ok(())
-            }
-            None => {
-                self.exceeded.set(true);
-                Err(E::custom("too many JSON values"))
-            }
-        }
-    }
+/// serde_json's recursion limit: nesting this deep is refused.
+const MAX_DEPTH: usize = 128;
+
+/// A strict JSON scan of the body (RFC 8259's grammar: strings with their escapes and no control
+/// characters, numbers, the three literals, balanced containers), counting every value and key
+/// against the budget and reading the top level's facts. Hand-written because serde_json
+/// validates strings only while decoding them (every string unescaped and checked for UTF-8 once
+/// here and again by the typed decode that follows), and its non-decoding path (`IgnoredAny`)
+/// cannot count values; the body's UTF-8 is checked once, whole, before the scan.
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+    /// Values and keys the budget still allows.
+    left: usize,
+    depth: usize,
 }
 
-/// The top-level object.
-struct TopLevel<'b> {
-    budget: &'b Budget,
-}
-
-impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
-    type Value = BodyHead;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<BodyHead, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TopLevel<'_> {
-    type Value = BodyHead;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BodyHead, A::Error> {
-        self.budget.take()?;
-        let mut head = BodyHead::default();
-        while let Some(key) = map.next_key::<KeyName<'de>>()? {
-            self.budget.take()?;
-            let field = map.next_value_seed(TopValue {
-                budget: self.budget,
-                keep: key.is_kept(),
-            })?;
-            head.record(key.as_str(), || field);
-        }
-        Ok(head)
-    }
-}
-
-/// A top-level key: borrowed when it has no escapes, else owned.
-enum KeyName<'de> {
-    Borrowed(&'de str),
-    Owned(String),
-}
-
-impl KeyName<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            KeyName::Borrowed(s) => s,
-            KeyName::Owned(s) => s,
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.i += 1;
         }
     }
 
-    fn is_kept(&self) -> bool {
-        matches!(
-            self.as_str(),
-            "model"
-                | "model_id"
-                | "modelId"
-                | "stream"
-                | "max_tokens"
-                | "max_completion_tokens"
-                | "max_output_tokens"
-        )
+    /// One more value or key against the budget.
+    fn take(&mut self) -> Result<(), Stop> {
+        self.left = self.left.checked_sub(1).ok_or(Stop::TooComplex)?;
+        Ok(())
     }
-}
 
-impl<'de> serde::Deserialize<'de> for KeyName<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = KeyName<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyName<'de>, E> {
-                Ok(KeyName::Borrowed(v))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<KeyName<'de>, E> {
-                // Only marker keys matter; any other escaped key is not kept.
-                Ok(KeyName::Owned(if MARKERS.contains(&v) {
-                    v.to_owned()
-                } else {
-                    String::new()
-                }))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// A top-level value: kept when it is the model or `stream`, else counted and skipped.
-struct TopValue<'b> {
-    budget: &'b Budget,
-    keep: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for TopValue<'_> {
-    type Value = Field;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Field, D::Error> {
-        if self.keep {
-            d.deserialize_any(self)
+    fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), Stop> {
+        if self.peek() == Some(byte) {
+            self.i += 1;
+            Ok(())
         } else {
-            Skip {
-                budget: self.budget,
+            Err(Stop::Syntax(self.i, what))
+        }
+    }
+
+    /// A value at `self.i` (whitespace skipped before it by the caller).
+    fn value(&mut self) -> Result<(), Stop> {
+        match self.peek() {
+            Some(b'{') => self.object(false).map(drop),
+            Some(b'[') => self.array(),
+            Some(b'"') => {
+                self.take()?;
+                self.string().map(drop)
             }
-            .deserialize(d)
-            .map(|()| Field::Other)
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => {
+                self.take()?;
+                self.number().map(drop)
+            }
+            _ => Err(Stop::Syntax(self.i, "expected value")),
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), Stop> {
+        self.depth += 1;
+        if self.depth >= MAX_DEPTH {
+            return Err(Stop::Syntax(self.i, "recursion limit exceeded"));
+        }
+        self.take()
+    }
+
+    /// An object at `self.i`; at the top level, its facts.
+    fn object(&mut self, top: bool) -> Result<Option<BodyHead>, Stop> {
+        self.enter()?;
+        self.i += 1;
+        let mut head = top.then(BodyHead::default);
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(head);
+        }
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(Stop::Syntax(self.i, "expected a key"));
+            }
+            self.take()?;
+            let key = self.string()?;
+            self.ws();
+            self.expect(b':', "expected `:`")?;
+            self.ws();
+            match &mut head {
+                Some(head) => {
+                    let name = key_name(key);
+                    let start = self.i;
+                    self.value()?;
+                    let raw = &self.b[start..self.i];
+                    if is_kept(&name) {
+                        head.record(&name, || field(raw));
+                    } else {
+                        head.record(&name, || Field::Other);
+                    }
+                }
+                None => self.value()?,
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.i += 1;
+                    self.ws();
+                }
+                Some(b'}') => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(head);
+                }
+                _ => return Err(Stop::Syntax(self.i, "expected `,` or `}`")),
+            }
+        }
+    }
+
+    fn array(&mut self) -> Result<(), Stop> {
+        self.enter()?;
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.value()?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.i += 1;
+                    self.ws();
+                }
+                Some(b']') => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(Stop::Syntax(self.i, "expected `,` or `]`")),
+            }
+        }
+    }
+
+    /// A string at `self.i` (its opening quote): the bytes between the quotes, escapes as
+    /// written.
+    fn string(&mut self) -> Result<&'a [u8], Stop> {
+        let start = self.i + 1;
+        let mut j = start;
+        loop {
+            let rest = self.b.get(j..).unwrap_or_default();
+            let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
+                return Err(Stop::Syntax(self.b.len(), "EOF while parsing a string"));
+            };
+            if let Some(c) = rest[..k].iter().position(|&c| c < 0x20) {
+                return Err(Stop::Syntax(j + c, "control character in a string"));
+            }
+            j += k;
+            if self.b[j] == b'"' {
+                self.i = j + 1;
+                return Ok(&self.b[start..j]);
+            }
+            j = self.escape(j)?;
+        }
+    }
+
+    /// The escape at `self.b[j]` (its backslash): the index just past it.
+    fn escape(&self, j: usize) -> Result<usize, Stop> {
+        match self.b.get(j + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(j + 2),
+            Some(b'u') => {
+                let hex = self.b.get(j + 2..j + 6).unwrap_or_default();
+                if hex.len() == 4 && hex.iter().all(u8::is_ascii_hexdigit) {
+                    Ok(j + 6)
+                } else {
+                    Err(Stop::Syntax(j, "invalid \\u escape"))
+                }
+            }
+            _ => Err(Stop::Syntax(j, "invalid escape")),
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Stop> {
+        if self.b.get(self.i..self.i + word.len()) != Some(word) {
+            return Err(Stop::Syntax(self.i, "expected value"));
+        }
+        self.i += word.len();
+        self.take()
+    }
+
+    /// A number at `self.i`: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Result<&'a [u8], Stop> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(Stop::Syntax(self.i, "invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(Stop::Syntax(self.i, "invalid number"));
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(Stop::Syntax(self.i, "invalid number"));
+            }
+            self.digits();
+        }
+        Ok(&self.b[start..self.i])
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
         }
     }
 }
 
-impl<'de> Visitor<'de> for TopValue<'_> {
-    type Value = Field;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
+/// A top-level key as text: as written, or unescaped when it has escapes (only a marker key
+/// matters then; any other is the empty name).
+fn key_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    if !raw.contains(&b'\\') {
+        // The body was checked as UTF-8 and a string cannot end inside a character.
+        return std::borrow::Cow::Borrowed(std::str::from_utf8(raw).unwrap_or_default());
     }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Field, E> {
-        self.budget.take()?;
-        Ok(Field::Str(v.to_owned()))
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Field, E> {
-        self.budget.take()?;
-        Ok(Field::Bool(v))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Field, E> {
-        self.budget.take().map(|()| Field::Other)
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Field, E> {
-        self.budget.take().map(|()| Field::U64(v))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Field, E> {
-        self.budget.take().map(|()| Field::Other)
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Field, E> {
-        self.budget.take().map(|()| Field::Other)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field, A::Error> {
-        Skip {
-            budget: self.budget,
-        }
-        .visit_seq(seq)
-        .map(|()| Field::Other)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field, A::Error> {
-        Skip {
-            budget: self.budget,
-        }
-        .visit_map(map)
-        .map(|()| Field::Other)
+    let unescaped = unescape(raw).unwrap_or_default();
+    if MARKERS.contains(&unescaped.as_str()) {
+        std::borrow::Cow::Owned(unescaped)
+    } else {
+        std::borrow::Cow::Borrowed("")
     }
 }
 
-/// Any value, counted against the budget and not stored.
-#[derive(Clone, Copy)]
-struct Skip<'b> {
-    budget: &'b Budget,
+/// The string whose inside (between the quotes) is `raw`, unescaped by serde_json.
+fn unescape(raw: &[u8]) -> Option<String> {
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
 }
 
-impl<'de> DeserializeSeed<'de> for Skip<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
+fn is_kept(key: &str) -> bool {
+    matches!(
+        key,
+        "model"
+            | "model_id"
+            | "modelId"
+            | "stream"
+            | "max_tokens"
+            | "max_completion_tokens"
+            | "max_output_tokens"
+    )
 }
 
-impl<'de> Visitor<'de> for Skip<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-        self.budget.take()
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-        self.budget.take()
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-        self.budget.take()
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-        self.budget.take()
-    }
-
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-        self.budget.take()
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        self.budget.take()
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.budget.take()?;
-        while seq.next_element_seed(self)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.budget.take()?;
-        while map.next_key::<IgnoredAny>()?.is_some() {
-            self.budget.take()?;
-            map.next_value_seed(self)?;
+/// What a kept top-level value is, from its (already validated) bytes: a string, a boolean, a
+/// whole number that fits a `u64` (as serde_json would read it), or something else.
+fn field(raw: &[u8]) -> Field {
+    match raw.first() {
+        Some(b'"') => {
+            let inside = &raw[1..raw.len() - 1];
+            match std::str::from_utf8(inside) {
+                Ok(s) if !inside.contains(&b'\\') => Field::Str(s.to_owned()),
+                _ => unescape(inside).map_or(Field::Other, Field::Str),
+            }
         }
-        Ok(())
+        Some(b't') => Field::Bool(true),
+        Some(b'f') => Field::Bool(false),
+        Some(b'0'..=b'9') if raw.iter().all(u8::is_ascii_digit) => std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(Field::Other, Field::U64),
+        _ => Field::Other,
     }
+}
+
+/// The 400 for a body that is not JSON: what was expected, where (as serde_json says it).
+fn invalid_json(bytes: &[u8], at: usize, what: &str) -> GatewayError {
+    let before = &bytes[..at.min(bytes.len())];
+    let line = 1 + before.iter().filter(|&&c| c == b'\n').count();
+    let column = 1 + before.iter().rev().take_while(|&&c| c != b'\n').count();
+    GatewayError::invalid_request(format!(
+        "We could not parse the JSON body of your request ({what} at line {line} column {column}). The body must be a JSON object."
+    ))
+    .with_code("invalid_json")
 }
 
 #[cfg(test)]
@@ -488,6 +568,74 @@ mod tests {
         );
         let e = BodyHead::parse_with_limit(keys.as_bytes(), 1000).unwrap_err();
         assert_eq!(e.code(), Some("request_too_complex"));
+    }
+
+    /// Values and keys in a parsed tree, counted as the scan counts them.
+    fn count(v: &Value) -> usize {
+        match v {
+            Value::Array(a) => 1 + a.iter().map(count).sum::<usize>(),
+            Value::Object(o) => 1 + o.values().map(|v| 1 + count(v)).sum::<usize>(),
+            _ => 1,
+        }
+    }
+
+    /// The scan accepts exactly what serde_json accepts as an object, counts what its tree holds,
+    /// and reads the same top-level facts: seed bodies and every one-byte deletion and
+    /// substitution of them (with the bytes JSON's grammar turns on).
+    #[test]
+    fn agrees_with_serde_json_on_bodies_and_their_mutations() {
+        let seeds: [&[u8]; 6] = [
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi "you" \ \/ 
+"}],"stream":true,"max_tokens":256}"#.as_bytes(),
+            r#" { "modelId" : "a.b-c:0" , "x" : [ 1 , -2.5e+3 , 0.25 , true , false , null , { } , [ ] ] , "inputText" : "é ✓" } "#.as_bytes(),
+            br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":10,"system":[{"type":"text","text":"s"}],"temperature":0.7}"#,
+            br#"{"model_id":"m","max_completion_tokens":18446744073709551615,"max_tokens":5,"n":-0,"e":1E9}"#,
+            br#"{"a":{"b":{"c":[[[[]]]]}},"stream":"yes","model":7}"#,
+            b"{}",
+        ];
+        let interesting = b"\"\\{}[],:0-.eEtfn x\n\x01\x7f\xff\xc3";
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for seed in seeds {
+            cases.push(seed.to_vec());
+            for i in 0..seed.len() {
+                let mut deleted = seed.to_vec();
+                deleted.remove(i);
+                cases.push(deleted);
+                for &b in interesting {
+                    let mut changed = seed.to_vec();
+                    changed[i] = b;
+                    cases.push(changed);
+                }
+            }
+        }
+        for case in &cases {
+            let ours = BodyHead::parse(case);
+            let theirs = serde_json::from_slice::<Map<String, Value>>(case);
+            let text = String::from_utf8_lossy(case);
+            match (&ours, &theirs) {
+                (Ok(head), Ok(object)) => {
+                    // A repeated key counts each time it is read; the tree keeps the last one.
+                    let tree = count(&Value::Object(object.clone()));
+                    assert!(head.values() >= tree, "{text}");
+                    if seeds.contains(&&case[..]) {
+                        assert_eq!(head.values(), tree, "{text}");
+                    }
+                    let mut expected = BodyHead::of(object);
+                    expected.values = head.values;
+                    assert_eq!(head, &expected, "{text}");
+                }
+                (Err(e), Err(_)) => assert_eq!(e.status(), 400, "{text}"),
+                // The scan checks a number's grammar, not its magnitude: a number past f64's
+                // range is refused by the decode that follows (400 there).
+                (Ok(_), Err(e)) if e.to_string().starts_with("number out of range") => {}
+                _ => panic!(
+                    "scan {:?} vs serde_json {:?} on {text}",
+                    ours.is_ok(),
+                    theirs.is_ok()
+                ),
+            }
+        }
+        assert!(cases.len() > 3000, "{}", cases.len());
     }
 
     #[test]

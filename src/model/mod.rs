@@ -111,7 +111,10 @@ pub(crate) fn fresh_id(kind: &str) -> String {
 /// `v` in lower-case hex, zero-padded to `min_width` digits (`format!("{v:0min_width$x}")`).
 fn push_hex(out: &mut String, v: u64, min_width: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits = (64 - v.leading_zeros() as usize).div_ceil(4).max(min_width).max(1);
+    let digits = (64 - v.leading_zeros() as usize)
+        .div_ceil(4)
+        .max(min_width)
+        .max(1);
     for i in (0..digits).rev() {
         let nibble = if i < 16 { (v >> (i * 4)) & 0xf } else { 0 };
         out.push(char::from(HEX[nibble as usize]));
@@ -125,7 +128,16 @@ mod id_tests {
     /// The hand-written hex is `format!`'s, padding and all.
     #[test]
     fn hex_is_formats_hex() {
-        for v in [0, 1, 0xf, 0x10, 0xdead_beef, 0x1_0000_0000, u64::MAX, 1 << 63] {
+        for v in [
+            0,
+            1,
+            0xf,
+            0x10,
+            0xdead_beef,
+            0x1_0000_0000,
+            u64::MAX,
+            1 << 63,
+        ] {
             for width in [0, 8, 16, 20] {
                 let mut out = String::new();
                 push_hex(&mut out, v, width);
