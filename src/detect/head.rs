@@ -32,6 +32,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::format::scan::string_special;
+
 use crate::error::GatewayError;
 
 /// The default value budget of one body: room for a conversation of tens of thousands of turns,
@@ -369,13 +371,13 @@ impl<'a> Scan<'a> {
         let mut j = start;
         loop {
             let rest = self.b.get(j..).unwrap_or_default();
-            let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
+            let Some(k) = string_special(rest) else {
                 return Err(Stop::Syntax(self.b.len(), "EOF while parsing a string"));
             };
-            if let Some(c) = rest[..k].iter().position(|&c| c < 0x20) {
-                return Err(Stop::Syntax(j + c, "control character in a string"));
-            }
             j += k;
+            if self.b[j] < 0x20 {
+                return Err(Stop::Syntax(j, "control character in a string"));
+            }
             if self.b[j] == b'"' {
                 self.i = j + 1;
                 return Ok(&self.b[start..j]);

@@ -48,6 +48,39 @@ impl std::fmt::Display for Malformed {
 
 impl std::error::Error for Malformed {}
 
+/// Whether `c` ends or escapes a plain run inside a JSON string: `"`, `\\`, or a control
+/// character (which JSON requires escaped).
+pub(crate) fn is_string_special(c: u8) -> bool {
+    c < 0x20 || c == b'"' || c == b'\\'
+}
+
+/// The index of the first [special](is_string_special) byte of `b`: eight bytes at a time (a
+/// byte below 0x20, `"` or `\\` sets its lane's high bit — the classic "has a zero byte" test,
+/// exact for "any byte"), then byte by byte in the word that has one. The string scans of request
+/// detection and of the JSON log line both run on it.
+pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut i = 0;
+    while let Some(word) = b.get(i..i + 8) {
+        let mut lanes = [0; 8];
+        lanes.copy_from_slice(word);
+        let v = u64::from_le_bytes(lanes);
+        let below_space = v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
+        let quote = zero_byte(v ^ (ONES * u64::from(b'"')));
+        let backslash = zero_byte(v ^ (ONES * u64::from(b'\\')));
+        if below_space | quote | backslash != 0 {
+            break;
+        }
+        i += 8;
+    }
+    b[i..]
+        .iter()
+        .position(|&c| is_string_special(c))
+        .map(|p| i + p)
+}
+
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && matches!(b[i], b' ' | b'\n' | b'\r' | b'\t') {
         i += 1;
@@ -732,6 +765,29 @@ pub fn responses_event(b: &[u8]) -> Result<ResponsesEventFacts, Malformed> {
 
 #[cfg(test)]
 mod tests {
+    use super::{is_string_special, string_special};
+
+    /// Every byte value at every lane of a word and in the tail: the word-wise search finds the
+    /// first special byte the byte-wise rule finds.
+    #[test]
+    fn string_special_finds_the_first_special_byte() {
+        for len in [1, 7, 8, 9, 16, 17] {
+            for at in 0..len {
+                for b in 0..=0xff_u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    let expected = bytes.iter().position(|&c| is_string_special(c));
+                    assert_eq!(string_special(&bytes), expected, "{b:#x} at {at} of {len}");
+                }
+            }
+        }
+        let mut two = vec![b'x'; 20];
+        two[11] = b'\\';
+        two[13] = b'"';
+        assert_eq!(string_special(&two), Some(11));
+        assert_eq!(string_special(b""), None);
+    }
+
     use super::*;
 
     fn keys(b: &[u8]) -> Result<Vec<String>, Malformed> {

@@ -30,6 +30,8 @@ use tracing_subscriber::fmt::time::SystemTime as LibraryTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::format::scan::{is_string_special as must_escape, string_special};
+
 /// Formats events as one JSON object per line, by hand (see the module docs).
 pub(crate) struct JsonLine {
     /// For events inside a span: the library's formatter, configured as before.
@@ -155,30 +157,9 @@ fn push_formatted(out: &mut String, args: fmt::Arguments<'_>) {
     out.push('"');
 }
 
-/// Whether a byte must be escaped inside a JSON string.
-fn must_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
-}
-
-/// Whether any byte of `b` must be escaped: eight bytes at a time (a byte below 0x20, `"` or
-/// `\\` sets its lane's high bit; the classic "has zero byte" test), the rest one by one.
+/// Whether any byte of `b` must be escaped.
 fn needs_escaping(b: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let mut words = b.chunks_exact(8);
-    for w in words.by_ref() {
-        let mut lanes = [0; 8];
-        lanes.copy_from_slice(w);
-        let v = u64::from_ne_bytes(lanes);
-        let below_space = v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
-        let quote = zero_byte(v ^ (ONES * u64::from(b'"')));
-        let backslash = zero_byte(v ^ (ONES * u64::from(b'\\')));
-        if below_space | quote | backslash != 0 {
-            return true;
-        }
-    }
-    words.remainder().iter().any(|&c| must_escape(c))
+    string_special(b).is_some()
 }
 
 /// `s` escaped for a JSON string's inside. The common case — nothing to escape — is one word-wise
