@@ -289,13 +289,8 @@ impl<'a> Scan<'a> {
 
     /// An object at `self.i`; at the top level, its facts.
     fn object(&mut self, top: bool) -> Result<Option<BodyHead>, Stop> {
-        self.enter()?;
-        self.i += 1;
         let mut head = top.then(BodyHead::default);
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            self.depth -= 1;
+        if self.open(b'}')? {
             return Ok(head);
         }
         loop {
@@ -321,47 +316,53 @@ impl<'a> Scan<'a> {
                 }
                 None => self.value()?,
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    self.ws();
-                }
-                Some(b'}') => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Ok(head);
-                }
-                _ => return Err(Stop::Syntax(self.i, "expected `,` or `}`")),
+            if self.next_or_close(b'}', "expected `,` or `}`")? {
+                return Ok(head);
             }
         }
     }
 
     fn array(&mut self) -> Result<(), Stop> {
-        self.enter()?;
-        self.i += 1;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            self.depth -= 1;
+        if self.open(b']')? {
             return Ok(());
         }
         loop {
             self.value()?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    self.ws();
-                }
-                Some(b']') => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                _ => return Err(Stop::Syntax(self.i, "expected `,` or `]`")),
+            if self.next_or_close(b']', "expected `,` or `]`")? {
+                return Ok(());
             }
         }
+    }
+
+    /// Enters the container whose opening bracket is at `self.i`: whether it is empty (`close`
+    /// follows at once, and it is left again).
+    fn open(&mut self, close: u8) -> Result<bool, Stop> {
+        self.enter()?;
+        self.i += 1;
+        self.ws();
+        Ok(self.close(close))
+    }
+
+    /// After a member or an element: `,` (more follow) or `close` (the container ends and is
+    /// left). Whether it ended.
+    fn next_or_close(&mut self, close: u8, what: &'static str) -> Result<bool, Stop> {
+        self.ws();
+        if self.close(close) {
+            return Ok(true);
+        }
+        self.expect(b',', what)?;
+        self.ws();
+        Ok(false)
+    }
+
+    /// Leaves the container when `close` is next.
+    fn close(&mut self, close: u8) -> bool {
+        let closes = self.peek() == Some(close);
+        if closes {
+            self.i += 1;
+            self.depth -= 1;
+        }
+        closes
     }
 
     /// A string at `self.i` (its opening quote): the bytes between the quotes, escapes as

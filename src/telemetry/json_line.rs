@@ -237,20 +237,13 @@ impl Timestamp {
         out.push('Z');
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS` for seconds since the epoch (the proleptic Gregorian calendar; the
-    /// days-to-civil algorithm of H. Hinnant's `chrono`-compatible date library).
+    /// `YYYY-MM-DDTHH:MM:SS` for seconds since the epoch (the proleptic Gregorian calendar,
+    /// [`crate::sigv4::civil_from_days`]).
     fn date_time(secs: u64) -> [u8; 19] {
-        let days = secs / 86_400;
         let rem = secs % 86_400;
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + u64::from(month <= 2);
+        let days = i64::try_from(secs / 86_400).unwrap_or(0);
+        let (year, month, day) = crate::sigv4::civil_from_days(days);
+        let [year, month, day] = [year, month, day].map(|n| u64::try_from(n).unwrap_or(0));
         let mut t = *b"0000-00-00T00:00:00";
         let mut put = |at: usize, width: usize, mut n: u64| {
             for i in (at..at + width).rev() {
