@@ -429,6 +429,36 @@ pub enum ChatReply {
     Relayed(RelayedReply),
 }
 
+impl ChatReply {
+    /// The reply with its stream, whichever kind (canonical chunks or relayed events), passed
+    /// through `wrapper`; a complete reply as it is. The one place the layers that guard or track
+    /// a stream (the timeout's stall guard, a model group's ticket) reach both kinds.
+    pub(crate) fn wrap_stream(self, wrapper: impl StreamWrapper) -> Self {
+        match self {
+            ChatReply::Stream(s) => ChatReply::Stream(ChunkStream::new(wrapper.wrap(s))),
+            ChatReply::Relayed(RelayedReply {
+                format,
+                model,
+                body: super::RelayedBody::Stream(s),
+            }) => ChatReply::Relayed(RelayedReply {
+                format,
+                model,
+                body: super::RelayedBody::Stream(super::RelayedStream::new(wrapper.wrap(s))),
+            }),
+            complete => complete,
+        }
+    }
+}
+
+/// What [`ChatReply::wrap_stream`] applies to a stream of either item type.
+pub(crate) trait StreamWrapper {
+    /// `stream`, wrapped.
+    fn wrap<T: Send + 'static>(
+        self,
+        stream: impl Stream<Item = Result<T, GatewayError>> + Send + Unpin + 'static,
+    ) -> impl Stream<Item = Result<T, GatewayError>> + Send + 'static;
+}
+
 impl fmt::Debug for ChatReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

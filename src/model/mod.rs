@@ -44,6 +44,7 @@ mod relayed;
 mod request;
 mod response;
 
+pub(crate) use call::StreamWrapper;
 pub use call::{
     Attempt, AttemptOutcome, CallContext, CallRecord, ChatCall, ChatReply, ChunkStream,
     OriginalBody,

@@ -425,12 +425,7 @@ impl AttemptState {
                     return Ok(reply);
                 };
                 ticket.succeeded();
-                Ok(match reply {
-                    ChatReply::Stream(stream) => {
-                        ChatReply::Stream(group::track_stream(stream, ticket))
-                    }
-                    complete => complete,
-                })
+                Ok(reply.wrap_stream(group::TrackStream(ticket)))
             }
             Err(e) => {
                 self.record

@@ -52,8 +52,7 @@ use tower_service::Service;
 use crate::config::Timeouts;
 use crate::error::GatewayError;
 use crate::model::{
-    ChatCall, ChatReply, ChunkStream, EmbeddingsCall, EmbeddingsResponse, RelayedBody,
-    RelayedReply, RelayedStream,
+    ChatCall, ChatReply, ChunkStream, EmbeddingsCall, EmbeddingsResponse, StreamWrapper,
 };
 
 /// Layer that applies [`UpstreamTimeout`] with the given timeouts (`first_byte`, `stream_idle`,
@@ -173,22 +172,22 @@ pub trait TimedReply {
 
 impl TimedReply for ChatReply {
     fn guarded(self, idle: Duration, deadline: Instant) -> Self {
-        match self {
-            ChatReply::Stream(s) => {
-                ChatReply::Stream(ChunkStream::new(TimedStream::new(s, idle, deadline)))
-            }
-            ChatReply::Relayed(RelayedReply {
-                format,
-                model,
-                body: RelayedBody::Stream(s),
-                ..
-            }) => ChatReply::Relayed(RelayedReply {
-                format,
-                model,
-                body: RelayedBody::Stream(RelayedStream::new(TimedStream::new(s, idle, deadline))),
-            }),
-            complete => complete,
-        }
+        self.wrap_stream(StallGuard { idle, deadline })
+    }
+}
+
+/// [`TimedStream`] as a [`StreamWrapper`].
+struct StallGuard {
+    idle: Duration,
+    deadline: Instant,
+}
+
+impl StreamWrapper for StallGuard {
+    fn wrap<T: Send + 'static>(
+        self,
+        stream: impl Stream<Item = Result<T, GatewayError>> + Send + Unpin + 'static,
+    ) -> impl Stream<Item = Result<T, GatewayError>> + Send + 'static {
+        TimedStream::new(stream, self.idle, self.deadline)
     }
 }
 

@@ -78,7 +78,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use http::StatusCode;
 use tokio::time::Instant;
 
@@ -90,7 +90,7 @@ use health::{Admission, Health, Verdict};
 pub use crate::config::{BalanceStrategy, OutlierSettings};
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics::DeploymentMetrics;
-use crate::model::ChunkStream;
+use crate::model::StreamWrapper;
 use crate::route::Route;
 
 /// Whether an attempt that failed with `error` may go on to another deployment: 429 (throttling
@@ -570,26 +570,34 @@ impl Drop for AttemptTicket {
     }
 }
 
-/// `stream` holding `ticket` until its end (the deployment's outstanding request), with an error
-/// inside it counted against the deployment.
-pub(crate) fn track_stream(stream: ChunkStream, ticket: AttemptTicket) -> ChunkStream {
-    ChunkStream::new(futures_util::stream::unfold(
-        (stream, Some(ticket)),
-        |(mut stream, mut ticket)| async move {
-            let item = stream.next().await;
-            match &item {
-                Some(Err(e)) => {
-                    if let Some(t) = ticket.as_mut() {
-                        t.stream_failed(e);
+/// A stream holding its attempt's ticket until its end (the deployment's outstanding request),
+/// with an error inside it counted against the deployment; applied to either kind of stream by
+/// [`ChatReply::wrap_stream`](crate::model::ChatReply).
+pub(crate) struct TrackStream(pub(crate) AttemptTicket);
+
+impl StreamWrapper for TrackStream {
+    fn wrap<T: Send + 'static>(
+        self,
+        stream: impl Stream<Item = Result<T, GatewayError>> + Send + Unpin + 'static,
+    ) -> impl Stream<Item = Result<T, GatewayError>> + Send + 'static {
+        futures_util::stream::unfold(
+            (stream, Some(self.0)),
+            |(mut stream, mut ticket)| async move {
+                let item = stream.next().await;
+                match &item {
+                    Some(Err(e)) => {
+                        if let Some(t) = ticket.as_mut() {
+                            t.stream_failed(e);
+                        }
+                        ticket = None;
                     }
-                    ticket = None;
+                    None => ticket = None,
+                    Some(Ok(_)) => {}
                 }
-                None => ticket = None,
-                Some(Ok(_)) => {}
-            }
-            item.map(|item| (item, (stream, ticket)))
-        },
-    ))
+                item.map(|item| (item, (stream, ticket)))
+            },
+        )
+    }
 }
 
 /// The metrics label of a failure.
@@ -724,6 +732,79 @@ mod tests {
         }
         drop(t);
         assert_eq!(g.outstanding("a"), Some(0));
+    }
+
+    /// Either kind of stream (canonical chunks, relayed events) holds its attempt's ticket until
+    /// its end, and an error inside it counts against the deployment.
+    #[tokio::test]
+    async fn a_stream_of_either_kind_holds_its_ticket_and_its_error_counts() {
+        use crate::format::InboundFormat;
+        use crate::model::{
+            ChatReply, ChunkStream, RelayedBody, RelayedEvent, RelayedReply, RelayedStream,
+        };
+
+        let g = group(BalanceStrategy::LeastOutstanding, outlier());
+        let a = g.index_of("a").unwrap();
+        let ticket = || {
+            let mut t = g.start(Pick {
+                index: a,
+                pass: Pass::Open,
+            });
+            t.succeeded();
+            TrackStream(t)
+        };
+        let relayed = |items: Vec<Result<RelayedEvent, GatewayError>>| {
+            ChatReply::Relayed(RelayedReply::new(
+                InboundFormat::OpenAi,
+                "m",
+                RelayedBody::Stream(RelayedStream::new(futures_util::stream::iter(items))),
+            ))
+        };
+        let drain = |reply: ChatReply| async move {
+            match reply {
+                ChatReply::Stream(mut s) => while s.next().await.is_some() {},
+                ChatReply::Relayed(RelayedReply {
+                    body: RelayedBody::Stream(mut s),
+                    ..
+                }) => while s.next().await.is_some() {},
+                other => panic!("{other:?}"),
+            }
+        };
+
+        let open = relayed(vec![
+            Ok(RelayedEvent::new("{}")),
+            Ok(RelayedEvent::new("{}")),
+        ])
+        .wrap_stream(ticket());
+        assert_eq!(
+            g.outstanding("a"),
+            Some(1),
+            "outstanding while the stream is open"
+        );
+        drain(open).await;
+        assert_eq!(g.outstanding("a"), Some(0));
+
+        let chunks = ChatReply::Stream(ChunkStream::new(futures_util::stream::iter(Vec::<
+            Result<crate::model::ChatChunk, GatewayError>,
+        >::new(
+        ))))
+        .wrap_stream(ticket());
+        assert_eq!(g.outstanding("a"), Some(1));
+        drain(chunks).await;
+        assert_eq!(g.outstanding("a"), Some(0));
+
+        let cut = relayed(vec![
+            Ok(RelayedEvent::new("{}")),
+            Err(GatewayError::upstream_protocol("cut")),
+        ])
+        .wrap_stream(ticket());
+        assert_eq!(g.state("a"), Some(DeploymentState::Serving));
+        drain(cut).await;
+        assert_eq!(
+            g.state("a"),
+            Some(DeploymentState::Ejected),
+            "one failure ejects it here"
+        );
     }
 
     #[test]
