@@ -245,17 +245,15 @@ impl Dispatch {
         self.count_fallback(&record, &attempt);
         let index = record.begin_attempt(attempt.sending(route.upstream_model.clone()));
         call.route = Some(route);
-        ResponseFuture {
-            state: State::Calling {
-                call: Oneshot::new(UpstreamTimeout::new(provider.clone(), timeouts), call),
-                attempt: Some(AttemptState {
-                    record,
-                    index,
-                    ticket,
-                    settled: false,
-                }),
+        ResponseFuture::calling(
+            Oneshot::new(UpstreamTimeout::new(provider.clone(), timeouts), call),
+            AttemptState {
+                record,
+                index,
+                ticket,
+                settled: false,
             },
-        }
+        )
     }
 
     /// Counts a fallback away from the previous attempt's deployment when this attempt goes
@@ -367,16 +365,15 @@ impl Service<EmbeddingsCall> for Dispatch {
         let record = call.context.record.clone();
         let index = record.begin_attempt(Attempt::new(route.provider.clone()));
         call.route = Some(route);
-        EmbeddingsFuture {
-            state: EmbeddingsState::Calling {
-                call: Oneshot::new(UpstreamTimeout::new(provider.clone(), timeouts), call),
-                attempt: Some(EmbeddingsAttempt {
-                    record,
-                    index,
-                    settled: false,
-                }),
+        EmbeddingsFuture::calling(
+            Oneshot::new(UpstreamTimeout::new(provider.clone(), timeouts), call),
+            AttemptState {
+                record,
+                index,
+                ticket: None,
+                settled: false,
             },
-        }
+        )
     }
 }
 
@@ -413,10 +410,7 @@ struct AttemptState {
 
 impl AttemptState {
     /// Records the outcome; a group's stream keeps the ticket until its end.
-    fn finish(
-        mut self,
-        result: Result<ChatReply, GatewayError>,
-    ) -> Result<ChatReply, GatewayError> {
+    fn finish<R: Tracked>(mut self, result: Result<R, GatewayError>) -> Result<R, GatewayError> {
         self.settled = true;
         match result {
             Ok(reply) => {
@@ -425,7 +419,7 @@ impl AttemptState {
                     return Ok(reply);
                 };
                 ticket.succeeded();
-                Ok(reply.wrap_stream(group::TrackStream(ticket)))
+                Ok(reply.tracked(ticket))
             }
             Err(e) => {
                 self.record
@@ -459,47 +453,87 @@ impl Drop for AttemptState {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// Response future of [`Dispatch`]: the routing error, or the provider's readiness and call.
-    pub struct ResponseFuture {
-        #[pin]
-        state: State,
+/// A reply whose attempt [`AttemptState`] settles: a group's ticket stays with its stream (if
+/// any) until the stream ends.
+trait Tracked: Sized {
+    fn tracked(self, ticket: AttemptTicket) -> Self;
+}
+
+impl Tracked for ChatReply {
+    fn tracked(self, ticket: AttemptTicket) -> Self {
+        self.wrap_stream(group::TrackStream(ticket))
+    }
+}
+
+/// Complete: the ticket ends with the call (model groups serve chat only, so there is none).
+impl Tracked for EmbeddingsResponse {
+    fn tracked(self, _ticket: AttemptTicket) -> Self {
+        self
     }
 }
 
 pin_project_lite::pin_project! {
+    /// Response future of [`Dispatch`]: the routing error, or the provider's readiness and call
+    /// (`F`), its outcome written to the call's record.
+    pub struct DispatchFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+/// [`Dispatch`]'s future for chat calls.
+pub type ResponseFuture = DispatchFuture<Oneshot<UpstreamTimeout<ProviderService>, ChatCall>>;
+
+/// [`Dispatch`]'s future for embeddings calls.
+pub type EmbeddingsFuture =
+    DispatchFuture<Oneshot<UpstreamTimeout<EmbeddingsProviderService>, EmbeddingsCall>>;
+
+pin_project_lite::pin_project! {
     #[project = StateProj]
-    enum State {
+    enum State<F> {
         Failed { error: Option<GatewayError> },
         Calling {
             #[pin]
-            call: Oneshot<UpstreamTimeout<ProviderService>, ChatCall>,
+            call: F,
             attempt: Option<AttemptState>,
         },
     }
 }
 
-impl ResponseFuture {
+impl<F> DispatchFuture<F> {
     fn failed(error: GatewayError) -> Self {
-        ResponseFuture {
+        DispatchFuture {
             state: State::Failed { error: Some(error) },
+        }
+    }
+
+    fn calling(call: F, attempt: AttemptState) -> Self {
+        DispatchFuture {
+            state: State::Calling {
+                call,
+                attempt: Some(attempt),
+            },
         }
     }
 }
 
-impl std::fmt::Debug for ResponseFuture {
+impl<F> std::fmt::Debug for DispatchFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("dispatch::ResponseFuture")
+        f.write_str("dispatch::DispatchFuture")
     }
 }
 
-impl Future for ResponseFuture {
-    type Output = Result<ChatReply, GatewayError>;
+impl<F, R> Future for DispatchFuture<F>
+where
+    F: Future<Output = Result<R, GatewayError>>,
+    R: Tracked,
+{
+    type Output = Result<R, GatewayError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Failed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
-                GatewayError::internal("dispatch::ResponseFuture polled after completion")
+                GatewayError::internal("dispatch::DispatchFuture polled after completion")
             }))),
             StateProj::Calling { call, attempt } => {
                 let result = std::task::ready!(call.poll(cx));
@@ -507,89 +541,6 @@ impl Future for ResponseFuture {
                     Some(state) => state.finish(result),
                     None => result,
                 })
-            }
-        }
-    }
-}
-
-/// An embeddings attempt in flight: where its outcome is written (a cancelled one when dropped
-/// unfinished).
-#[derive(Debug)]
-struct EmbeddingsAttempt {
-    record: Arc<CallRecord>,
-    index: usize,
-    settled: bool,
-}
-
-impl EmbeddingsAttempt {
-    fn finish(mut self, outcome: AttemptOutcome) {
-        self.settled = true;
-        self.record.end_attempt(self.index, outcome);
-    }
-}
-
-impl Drop for EmbeddingsAttempt {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.record
-                .end_attempt(self.index, AttemptOutcome::Cancelled);
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// Response future of [`Dispatch`] for embeddings calls.
-    pub struct EmbeddingsFuture {
-        #[pin]
-        state: EmbeddingsState,
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = EmbeddingsStateProj]
-    enum EmbeddingsState {
-        Failed { error: Option<GatewayError> },
-        Calling {
-            #[pin]
-            call: Oneshot<UpstreamTimeout<EmbeddingsProviderService>, EmbeddingsCall>,
-            attempt: Option<EmbeddingsAttempt>,
-        },
-    }
-}
-
-impl EmbeddingsFuture {
-    fn failed(error: GatewayError) -> Self {
-        EmbeddingsFuture {
-            state: EmbeddingsState::Failed { error: Some(error) },
-        }
-    }
-}
-
-impl std::fmt::Debug for EmbeddingsFuture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("dispatch::EmbeddingsFuture")
-    }
-}
-
-impl Future for EmbeddingsFuture {
-    type Output = Result<EmbeddingsResponse, GatewayError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            EmbeddingsStateProj::Failed { error } => {
-                Poll::Ready(Err(error.take().unwrap_or_else(|| {
-                    GatewayError::internal("dispatch::EmbeddingsFuture polled after completion")
-                })))
-            }
-            EmbeddingsStateProj::Calling { call, attempt } => {
-                let result = std::task::ready!(call.poll(cx));
-                if let Some(attempt) = attempt.take() {
-                    attempt.finish(match &result {
-                        Ok(_) => AttemptOutcome::Ok,
-                        Err(e) => AttemptOutcome::failed(e),
-                    });
-                }
-                Poll::Ready(result)
             }
         }
     }
