@@ -15,13 +15,14 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::format::{InboundFormat, ReplyFormat};
 use crate::route::Route;
 
-/// One chat call through the typed core. Cheap to clone (a few `Arc`s), so the retry layer can keep
-/// a copy for the next attempt.
+/// One call through the typed core: the request of one operation (chat, embeddings), its context
+/// and its route. Cheap to clone (a few `Arc`s), so the retry layer can keep a copy for the next
+/// attempt.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct ChatCall {
+pub struct Call<R> {
     /// The canonical request.
-    pub request: Arc<ChatRequest>,
+    pub request: Arc<R>,
     /// Per-request facts for the layers below (formats, ids, original bytes, deadline).
     pub context: Arc<CallContext>,
     /// Where the call goes: set by [`Dispatch`](crate::provider::Dispatch) before it calls the
@@ -30,15 +31,30 @@ pub struct ChatCall {
     pub route: Option<Route>,
 }
 
-impl ChatCall {
-    /// A call with default context for `request` (OpenAI in, OpenAI out).
-    pub fn new(request: ChatRequest) -> Self {
-        ChatCall::with_context(request, CallContext::default())
+/// One chat call through the typed core.
+pub type ChatCall = Call<ChatRequest>;
+
+/// A request the typed core routes: it names its model.
+pub trait CallRequest {
+    /// The model the client named.
+    fn model(&self) -> &str;
+}
+
+impl CallRequest for ChatRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
+}
+
+impl<R> Call<R> {
+    /// A call with default context for `request` (for chat: OpenAI in, OpenAI out).
+    pub fn new(request: R) -> Self {
+        Call::with_context(request, CallContext::default())
     }
 
     /// A call with the given context.
-    pub fn with_context(request: ChatRequest, context: CallContext) -> Self {
-        ChatCall {
+    pub fn with_context(request: R, context: CallContext) -> Self {
+        Call {
             request: Arc::new(request),
             context: Arc::new(context),
             route: None,
@@ -50,6 +66,15 @@ impl ChatCall {
     pub fn with_route(mut self, route: Route) -> Self {
         self.route = Some(route);
         self
+    }
+}
+
+impl<R: CallRequest> Call<R> {
+    /// The model to send upstream: the route's, else the request's.
+    pub fn upstream_model(&self) -> &str {
+        self.route
+            .as_ref()
+            .map_or(self.request.model(), |r| &*r.upstream_model)
     }
 }
 

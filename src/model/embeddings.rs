@@ -6,13 +6,10 @@
 //! `Service<ChatCall>` (see [`crate::provider`]). An embeddings reply is always complete, so it is
 //! the response itself ([`EmbeddingsResponse`]) rather than a complete-or-stream enum.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::CallContext;
-use crate::route::Route;
+use super::{Call, CallRequest};
 
 /// An OpenAI embeddings request (`POST /v1/embeddings`). Unknown members are kept in `extra`
 /// (forwarded to OpenAI-compatible upstreams; Bedrock reads its own extensions from them).
@@ -217,45 +214,12 @@ impl EmbeddingsUsage {
     }
 }
 
-/// One embeddings call through the typed core: cheap to clone (two `Arc`s and the route), so the
-/// retry layer keeps a copy for the next attempt, as with [`ChatCall`](super::ChatCall).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct EmbeddingsCall {
-    /// The request.
-    pub request: Arc<EmbeddingsRequest>,
-    /// Per-request facts (request id, record, deadline).
-    pub context: Arc<CallContext>,
-    /// Where the call goes: set by [`Dispatch`](crate::provider::Dispatch).
-    pub route: Option<Route>,
-}
+/// One embeddings call through the typed core (see [`Call`]).
+pub type EmbeddingsCall = Call<EmbeddingsRequest>;
 
-impl EmbeddingsCall {
-    /// A call with default context.
-    pub fn new(request: EmbeddingsRequest) -> Self {
-        EmbeddingsCall::with_context(request, CallContext::default())
-    }
-
-    /// A call with the given context.
-    pub fn with_context(request: EmbeddingsRequest, context: CallContext) -> Self {
-        EmbeddingsCall {
-            request: Arc::new(request),
-            context: Arc::new(context),
-            route: None,
-        }
-    }
-
-    /// The call routed by `route` (to call a provider directly, without dispatch).
-    pub fn with_route(mut self, route: Route) -> Self {
-        self.route = Some(route);
-        self
-    }
-
-    /// The model to send upstream: the route's, else the request's.
-    pub fn upstream_model(&self) -> &str {
-        self.route
-            .as_ref()
-            .map_or(&*self.request.model, |r| &*r.upstream_model)
+impl CallRequest for EmbeddingsRequest {
+    fn model(&self) -> &str {
+        &self.model
     }
 }
 

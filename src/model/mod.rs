@@ -46,8 +46,8 @@ mod response;
 
 pub(crate) use call::StreamWrapper;
 pub use call::{
-    Attempt, AttemptOutcome, CallContext, CallRecord, ChatCall, ChatReply, ChunkStream,
-    OriginalBody,
+    Attempt, AttemptOutcome, Call, CallContext, CallRecord, CallRequest, ChatCall, ChatReply,
+    ChunkStream, OriginalBody,
 };
 pub use embeddings::{
     Embedding, EmbeddingInput, EmbeddingsCall, EmbeddingsRequest, EmbeddingsResponse,

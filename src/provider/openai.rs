@@ -198,10 +198,7 @@ impl OpenAiProvider {
 
     /// Sends one chat call and answers once the reply, or the first stream event, has arrived.
     async fn chat(self, call: ChatCall) -> Result<ChatReply, GatewayError> {
-        let upstream_model = call
-            .route
-            .as_ref()
-            .map_or(&*call.request.model, |r| &*r.upstream_model);
+        let upstream_model = call.upstream_model();
         if call.context.inbound == InboundFormat::Responses {
             if let (Some(url), Some(body)) = (&self.inner.responses_url, &call.context.body) {
                 let body = body.clone();
