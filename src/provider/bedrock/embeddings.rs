@@ -19,7 +19,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{error, request_id_hook};
+use super::{error, request_id_hook, upstream_request_id};
 use crate::error::GatewayError;
 use crate::format::embeddings::{self, EmbeddingModel, COHERE_MAX_BATCH};
 use crate::model::{EmbeddingsCall, EmbeddingsResponse};
@@ -39,12 +39,7 @@ pub(super) async fn embed(
     });
     let request = &*call.request;
     model.check(request)?;
-    let rid = call
-        .context
-        .request_id
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let rid = upstream_request_id(&call.context);
     let texts = request.texts();
     let concurrency = concurrency.max(1);
     // Each call owns what it sends (a cheap client clone, its body), so the futures are `Send`

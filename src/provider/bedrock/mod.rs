@@ -396,12 +396,7 @@ impl BedrockProvider {
         check_supported(req)?;
         let guardrail = guardrail::effective(req, model, &self.inner.guardrails)?;
         let (guardrail, stream) = (guardrail.as_ref(), req.is_stream());
-        let rid = call
-            .context
-            .request_id
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let rid = upstream_request_id(&call.context);
         let meta = ChunkMeta::new(req.model.clone());
         let client = self.client_for(model);
         let reply = match family {
@@ -763,6 +758,15 @@ fn relayed_complete(
         ))),
         _ => Err(bytes),
     }
+}
+
+/// The call's request id as Bedrock's `x-request-id` carries it (text, when it is text).
+fn upstream_request_id(context: &crate::model::CallContext) -> Option<String> {
+    context
+        .request_id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Sends the request id upstream too (`x-request-id`), so one id follows the call end to end.
