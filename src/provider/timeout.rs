@@ -52,7 +52,7 @@ use tower_service::Service;
 use crate::config::Timeouts;
 use crate::error::GatewayError;
 use crate::model::{
-    ChatCall, ChatReply, ChunkStream, EmbeddingsCall, EmbeddingsResponse, StreamWrapper,
+    Call, ChatReply, ChatRequest, ChunkStream, EmbeddingsRequest, EmbeddingsResponse, StreamWrapper,
 };
 
 /// Layer that applies [`UpstreamTimeout`] with the given timeouts (`first_byte`, `stream_idle`,
@@ -99,11 +99,16 @@ impl<S> UpstreamTimeout<S> {
     crate::macros::define_inner_service_accessors!();
 }
 
-impl<S> Service<ChatCall> for UpstreamTimeout<S>
+/// Any call (chat, embeddings): a streamed chat call waits for its first byte under the first-byte
+/// limit, and everything under the request's deadline. A complete reply gets until the deadline,
+/// and is not retried when that runs out.
+impl<S, R, Rep> Service<Call<R>> for UpstreamTimeout<S>
 where
-    S: Service<ChatCall, Response = ChatReply, Error = GatewayError>,
+    S: Service<Call<R>, Response = Rep, Error = GatewayError>,
+    R: TimedRequest,
+    Rep: TimedReply,
 {
-    type Response = ChatReply;
+    type Response = Rep;
     type Error = GatewayError;
     type Future = ResponseFuture<S::Future>;
 
@@ -111,7 +116,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, call: ChatCall) -> Self::Future {
+    fn call(&mut self, call: Call<R>) -> Self::Future {
         let now = Instant::now();
         let deadline = call
             .context
@@ -119,7 +124,7 @@ where
             .unwrap_or_else(|| instant_after(now, self.timeouts.total));
         let first_byte = instant_after(now, self.timeouts.first_byte);
         // Only a stream has a first byte apart from its end; whichever comes first bounds the wait.
-        let (until, limit) = if call.request.is_stream() && first_byte < deadline {
+        let (until, limit) = if call.request.streams() && first_byte < deadline {
             (first_byte, Limit::FirstByte(self.timeouts.first_byte))
         } else {
             (deadline, Limit::Deadline)
@@ -134,32 +139,23 @@ where
     }
 }
 
-/// An embeddings reply is complete: the call gets until the request's deadline, and is not
-/// retried when that runs out (as a complete chat reply).
-impl<S> Service<EmbeddingsCall> for UpstreamTimeout<S>
-where
-    S: Service<EmbeddingsCall, Response = EmbeddingsResponse, Error = GatewayError>,
-{
-    type Response = EmbeddingsResponse;
-    type Error = GatewayError;
-    type Future = ResponseFuture<S::Future>;
+/// A request the timeout layer bounds: whether its reply streams (then its first byte has a limit
+/// of its own).
+pub trait TimedRequest {
+    /// Whether the reply is a stream.
+    fn streams(&self) -> bool;
+}
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        self.inner.poll_ready(cx)
+impl TimedRequest for ChatRequest {
+    fn streams(&self) -> bool {
+        self.is_stream()
     }
+}
 
-    fn call(&mut self, call: EmbeddingsCall) -> Self::Future {
-        let deadline = call
-            .context
-            .deadline
-            .unwrap_or_else(|| instant_after(Instant::now(), self.timeouts.total));
-        ResponseFuture {
-            inner: self.inner.call(call),
-            sleep: tokio::time::sleep_until(deadline),
-            limit: Limit::Deadline,
-            idle: self.timeouts.stream_idle,
-            deadline,
-        }
+/// An embeddings reply is complete.
+impl TimedRequest for EmbeddingsRequest {
+    fn streams(&self) -> bool {
+        false
     }
 }
 
@@ -371,7 +367,7 @@ mod tests {
 
     use super::*;
     use crate::config::RetrySettings;
-    use crate::model::{CallContext, ChatChunk, ChatRequest, ChunkMeta, Delta};
+    use crate::model::{CallContext, ChatCall, ChatChunk, ChunkMeta, Delta};
     use crate::provider::mock::mock_chunks;
     use crate::provider::{Dispatch, MockProvider, ProviderService};
     use crate::retry::RetryPolicy;
