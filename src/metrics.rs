@@ -31,10 +31,14 @@
 //! model that never reached an upstream counts as `other`, so a client cannot blow up the registry
 //! nor push the configured models out. `key` is a key's id (`key-1`, an id of the keys file,
 //! `anonymous`): a set fixed by configuration.
+//!
+//! A finished request's series (its counter, histograms and token counters) are looked up once
+//! per label set and kept ([`Series`]), so a request costs one hash of its labels instead of one
+//! SipHash and one lock per family (`with_label_values`). The cache holds at most
+//! `MAX_CACHED_SERIES` label sets; past that, series are looked up per request as before.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::{Context, Poll};
 
 use http::{header, HeaderValue, Request, Response};
@@ -51,6 +55,9 @@ use crate::provider::group::ModelGroup;
 
 const MAX_MODEL_LABELS: usize = 256;
 
+/// How many label sets [`Metrics::observe`] keeps resolved series for.
+const MAX_CACHED_SERIES: usize = 4096;
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -64,11 +71,59 @@ pub struct Metrics {
     rate_limited: IntCounter,
     in_flight: IntGauge,
     open_streams: IntGauge,
-    models: Mutex<HashSet<String>>,
-    known: Mutex<HashSet<String>>,
+    models: RwLock<ModelLabels>,
+    series: RwLock<hashbrown::HashMap<SeriesKey, Arc<Series>>>,
     deployments: DeploymentVecs,
     groups: Mutex<Vec<ModelGroup>>,
     keys: KeyVecs,
+}
+
+/// The model names that keep their own `model` label.
+#[derive(Debug, Default)]
+struct ModelLabels {
+    /// Configured and listed models: never pushed out, not counted against the cap.
+    known: hashbrown::HashSet<String>,
+    /// Other models that reached an upstream, at most [`MAX_MODEL_LABELS`].
+    seen: hashbrown::HashSet<String>,
+}
+
+/// A finished request's labels, owned: the key of [`Metrics::observe`]'s series cache.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    route: String,
+    model: String,
+    provider: String,
+    status: u16,
+}
+
+/// The same labels, borrowed, to look the cache up without allocating. Its derived `Hash` hashes
+/// the same fields in the same order as [`SeriesKey`]'s (`&str` hashes as `String` does).
+#[derive(Hash)]
+struct SeriesRef<'a> {
+    route: &'a str,
+    model: &'a str,
+    provider: &'a str,
+    status: u16,
+}
+
+impl hashbrown::Equivalent<SeriesKey> for SeriesRef<'_> {
+    fn equivalent(&self, key: &SeriesKey) -> bool {
+        self.status == key.status
+            && self.route == key.route
+            && self.model == key.model
+            && self.provider == key.provider
+    }
+}
+
+/// One label set's series, resolved once. The token counters and the time-to-first-token
+/// histogram are resolved on first use, so `/metrics` shows no series a request never touched.
+#[derive(Debug)]
+struct Series {
+    requests: IntCounter,
+    duration: Histogram,
+    ttft: OnceLock<Histogram>,
+    input: OnceLock<IntCounter>,
+    output: OnceLock<IntCounter>,
 }
 
 /// The per-key metric families.
@@ -344,8 +399,8 @@ impl Metrics {
             rate_limited,
             in_flight,
             open_streams,
-            models: Mutex::new(HashSet::new()),
-            known: Mutex::new(HashSet::new()),
+            models: RwLock::new(ModelLabels::default()),
+            series: RwLock::new(hashbrown::HashMap::new()),
             deployments,
             groups: Mutex::new(Vec::new()),
             keys,
@@ -418,26 +473,74 @@ impl Metrics {
         I: IntoIterator<Item = M>,
         M: Into<String>,
     {
-        if let Ok(mut known) = self.known.lock() {
-            known.extend(models.into_iter().map(Into::into));
+        if let Ok(mut labels) = self.models.write() {
+            labels.known.extend(models.into_iter().map(Into::into));
         }
     }
 
     fn model_label<'a>(&self, model: &'a str, reached_upstream: bool) -> &'a str {
-        if self.known.lock().is_ok_and(|known| known.contains(model)) {
-            return model;
+        {
+            let Ok(labels) = self.models.read() else {
+                return "other";
+            };
+            if labels.known.contains(model) || labels.seen.contains(model) {
+                return model;
+            }
+            if !reached_upstream || labels.seen.len() >= MAX_MODEL_LABELS {
+                return "other";
+            }
         }
-        let Ok(mut models) = self.models.lock() else {
+        let Ok(mut labels) = self.models.write() else {
             return "other";
         };
-        if models.contains(model) {
-            return model;
-        }
-        if reached_upstream && models.len() < MAX_MODEL_LABELS {
-            models.insert(model.to_owned());
+        if labels.seen.contains(model) || labels.seen.len() < MAX_MODEL_LABELS {
+            labels.seen.insert(model.to_owned());
             return model;
         }
         "other"
+    }
+
+    /// The series of one label set: from the cache, or resolved (and kept while the cache has
+    /// room).
+    fn series(&self, labels: SeriesRef<'_>) -> Arc<Series> {
+        if let Some(series) = self
+            .series
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(&labels).cloned())
+        {
+            return series;
+        }
+        let mut status = itoa::Buffer::new();
+        let status = status.format(labels.status);
+        let series = Arc::new(Series {
+            requests: self.requests.with_label_values(&[
+                labels.route,
+                labels.model,
+                labels.provider,
+                status,
+            ]),
+            duration: self
+                .duration
+                .with_label_values(&[labels.route, labels.provider]),
+            ttft: OnceLock::new(),
+            input: OnceLock::new(),
+            output: OnceLock::new(),
+        });
+        if let Ok(mut cache) = self.series.write() {
+            if cache.len() < MAX_CACHED_SERIES {
+                cache.insert(
+                    SeriesKey {
+                        route: labels.route.to_owned(),
+                        model: labels.model.to_owned(),
+                        provider: labels.provider.to_owned(),
+                        status: labels.status,
+                    },
+                    series.clone(),
+                );
+            }
+        }
+        series
     }
 
     /// Records one finished request.
@@ -447,25 +550,28 @@ impl Metrics {
             .model
             .map(|m| self.model_label(m, o.attempts > 0))
             .unwrap_or("none");
-        let mut status = itoa::Buffer::new();
-        let status = status.format(o.status);
-        self.requests
-            .with_label_values(&[o.route, model, provider, status])
-            .inc();
-        self.duration
-            .with_label_values(&[o.route, provider])
-            .observe(o.duration);
+        let series = self.series(SeriesRef {
+            route: o.route,
+            model,
+            provider,
+            status: o.status,
+        });
+        series.requests.inc();
+        series.duration.observe(o.duration);
         if o.route == "chat" && o.provider.is_some() {
-            self.ttft
-                .with_label_values(&[provider])
+            series
+                .ttft
+                .get_or_init(|| self.ttft.with_label_values(&[provider]))
                 .observe(o.first_byte);
         }
         if let Some((input, output)) = o.usage {
-            self.tokens
-                .with_label_values(&["input", provider, model])
+            series
+                .input
+                .get_or_init(|| self.tokens.with_label_values(&["input", provider, model]))
                 .inc_by(input);
-            self.tokens
-                .with_label_values(&["output", provider, model])
+            series
+                .output
+                .get_or_init(|| self.tokens.with_label_values(&["output", provider, model]))
                 .inc_by(output);
         }
         if let Some((read, written)) = o.cache {
@@ -561,6 +667,110 @@ impl<B> Service<Request<B>> for MetricsService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_series_count_every_request_and_show_only_what_was_touched() {
+        let m = Metrics::new();
+        let chat = |status, usage| Observation {
+            route: "chat",
+            model: Some("gpt-4o"),
+            provider: Some("openai"),
+            status,
+            duration: 0.01,
+            first_byte: 0.005,
+            usage,
+            cache: None,
+            attempts: 1,
+            error: None,
+            rate_limited: false,
+        };
+        // The first request of this label set has no usage: no token series yet.
+        m.observe(&chat(200, None));
+        let text = m.render(0);
+        assert!(!text.contains("obs_tokens_total{"), "{text}");
+        m.observe(&chat(200, Some((5, 2))));
+        m.observe(&chat(200, Some((1, 1))));
+        // A request that reached no provider: no time-to-first-token series for it.
+        m.observe(&Observation {
+            route: "models",
+            model: None,
+            provider: None,
+            ..chat(200, None)
+        });
+        let text = m.render(0);
+        assert!(text.contains(r#"obs_requests_total{model="gpt-4o",provider="openai",route="chat",status="200"} 3"#), "{text}");
+        assert!(
+            text.contains(
+                r#"obs_tokens_total{direction="input",model="gpt-4o",provider="openai"} 6"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"obs_tokens_total{direction="output",model="gpt-4o",provider="openai"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"obs_time_to_first_token_seconds_count{provider="openai"} 3"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"obs_time_to_first_token_seconds_count{provider="none"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"obs_requests_total{model="none",provider="none",route="models",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"obs_request_duration_seconds_count{provider="openai",route="chat"} 3"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn past_the_cache_cap_series_are_still_counted() {
+        let m = Metrics::new();
+        let extra = 10;
+        for round in 0..2 {
+            for status in 0..(MAX_CACHED_SERIES + extra) {
+                let status = u16::try_from(status).unwrap_or(u16::MAX);
+                m.observe(&Observation {
+                    route: "chat",
+                    model: Some("gpt-4o"),
+                    provider: Some("openai"),
+                    status,
+                    duration: 0.01,
+                    first_byte: 0.005,
+                    usage: None,
+                    cache: None,
+                    attempts: 1,
+                    error: None,
+                    rate_limited: false,
+                });
+            }
+            assert_eq!(
+                m.series.read().map(|c| c.len()).ok(),
+                Some(MAX_CACHED_SERIES),
+                "round {round}"
+            );
+        }
+        let text = m.render(0);
+        let last = MAX_CACHED_SERIES + extra - 1;
+        assert!(text.contains(&format!(r#"obs_requests_total{{model="gpt-4o",provider="openai",route="chat",status="{last}"}} 2"#)), "uncached series counted twice");
+        assert!(text.contains(
+            r#"obs_requests_total{model="gpt-4o",provider="openai",route="chat",status="0"} 2"#
+        ));
+        assert!(text.contains(&format!(
+            r#"obs_request_duration_seconds_count{{provider="openai",route="chat"}} {}"#,
+            2 * (MAX_CACHED_SERIES + extra)
+        )));
+    }
 
     #[test]
     fn records_and_renders() {

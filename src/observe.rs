@@ -104,12 +104,9 @@ where
             started: Instant::now(),
             method: req.method().clone(),
             route,
-            path: req.uri().path().to_owned(),
-            request_id: req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            // Both share the request's bytes: no copy.
+            uri: req.uri().clone(),
+            request_id: req.headers().get("x-request-id").cloned(),
             metrics: self.metrics.clone(),
             span,
         };
@@ -126,8 +123,8 @@ struct RequestLine {
     started: Instant,
     method: Method,
     route: &'static str,
-    path: String,
-    request_id: Option<String>,
+    uri: http::Uri,
+    request_id: Option<http::HeaderValue>,
     metrics: Arc<Metrics>,
     /// Closed (dropped) with the line.
     span: tracing::Span,
@@ -158,12 +155,13 @@ impl Finish {
         let provider = record.and_then(CallRecord::provider);
         let deployment = record.and_then(CallRecord::deployment);
         let cost = CostField(record.and_then(CallRecord::cost));
+        let request_id = (self.line.request_id.as_ref()).and_then(|v| v.to_str().ok());
         tracing::info!(
             target: "access",
-            method = %self.line.method,
-            path = %self.line.path,
+            method = self.line.method.as_str(),
+            path = self.line.uri.path(),
             status = self.status,
-            request_id = self.line.request_id.as_deref().unwrap_or("-"),
+            request_id = request_id.unwrap_or("-"),
             key_id = self.key.as_ref().map(|k| &*k.0).unwrap_or("-"),
             model = record.map(|r| r.model.as_str()).unwrap_or("-"),
             provider = provider.as_deref().unwrap_or("-"),
@@ -205,8 +203,8 @@ impl Finish {
         let span = &self.line.span;
         // OpenTelemetry has signed integers only: u64 fields would be exported as strings.
         span.record("http.response.status_code", i64::from(self.status));
-        if let Some(id) = &self.line.request_id {
-            span.record("request_id", id.as_str());
+        if let Some(id) = request_id {
+            span.record("request_id", id);
         }
         if let Some(r) = record {
             span.record("gen_ai.operation.name", "chat");
