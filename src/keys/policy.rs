@@ -41,7 +41,6 @@ use std::time::SystemTime;
 
 use http::{HeaderValue, Request, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -266,6 +265,13 @@ pub struct KeyPolicyService<S> {
     policy: KeyPolicy,
 }
 
+/// What [`KeyPolicyService::call`] hands its future: the inner call already made, or the ready
+/// inner service and the request, to call once the key's budgets admit it.
+enum Next<S, F> {
+    Called(F),
+    Admit(S, Box<Request<DetectedRequest>>),
+}
+
 /// Response future of [`KeyPolicyService`].
 pub type KeyPolicyFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
@@ -281,9 +287,8 @@ where
     type Error = Infallible;
     type Future = KeyPolicyFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // The inner service's readiness is awaited in the call (`oneshot`).
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<DetectedRequest>) -> Self::Future {
@@ -349,7 +354,15 @@ where
         req.extensions_mut()
             .get_or_insert_default::<UsageHooks>()
             .push(move |usage| hook.usage(usage));
-        let inner = self.inner.clone();
+        // The polled-ready service is called now when no budget has to be checked first (no clone
+        // of the stages below); otherwise it goes into the future and a clone stays.
+        let next = match &budgeted {
+            None => Next::Called(self.inner.call(req)),
+            Some(_) => {
+                let clone = self.inner.clone();
+                Next::Admit(std::mem::replace(&mut self.inner, clone), Box::new(req))
+            }
+        };
         Box::pin(async move {
             if let Some(r) = &budgeted {
                 let admission = policy
@@ -372,7 +385,10 @@ where
                     Admission::Unchecked => {}
                 }
             }
-            let res = inner.oneshot(req).await?;
+            let res = match next {
+                Next::Called(called) => called.await?,
+                Next::Admit(mut inner, req) => inner.call(*req).await?,
+            };
             let call = res.extensions().get::<Arc<CallRecord>>().cloned();
             let mut res = res;
             let (cost, correction) = settlement.responded(call, res.status().is_success());

@@ -41,7 +41,7 @@ pub struct TranslateLayer {
     shutdown: Option<CancellationToken>,
     total: Option<Duration>,
     reader_timeout: Option<Duration>,
-    embeddings: Option<EmbeddingsCore>,
+    embeddings: Option<Arc<EmbeddingsCore>>,
     store: ResponseStore,
 }
 
@@ -69,7 +69,7 @@ impl TranslateLayer {
     /// operation (retry → dispatch → provider, as chat calls); without one they are a 404 naming
     /// the missing operation.
     pub fn with_embeddings(mut self, core: EmbeddingsCore) -> Self {
-        self.embeddings = Some(core);
+        self.embeddings = Some(Arc::new(core));
         self
     }
 
@@ -126,7 +126,9 @@ pub struct Translate<S> {
     shutdown: Option<CancellationToken>,
     total: Option<Duration>,
     reader_timeout: Option<Duration>,
-    embeddings: Option<EmbeddingsCore>,
+    /// Shared, and its boxed service cloned only for an embeddings call: the stages above clone
+    /// this service per request.
+    embeddings: Option<Arc<EmbeddingsCore>>,
     store: ResponseStore,
 }
 
@@ -260,7 +262,7 @@ where
         if let Some(model) = detected.model {
             request.model = model;
         }
-        let Some(core) = self.embeddings.clone() else {
+        let Some(core) = self.embeddings.as_deref().cloned() else {
             let e = GatewayError::not_found(&http::Method::POST, parts.uri.path());
             return ResponseFuture::error(e, reply, None);
         };
