@@ -398,7 +398,7 @@ where
             }
             if let Some(cost) = cost {
                 let value = match cost {
-                    Some(usd) => usd_header(usd),
+                    Some(usd) => crate::header_value::display(usd),
                     None => Some(HeaderValue::from_static("unknown")),
                 };
                 if let Some(v) = value {
@@ -413,31 +413,6 @@ where
             })
         })
     }
-}
-
-/// `usd` as a header value, formatted on the stack (one copy into the value).
-fn usd_header(usd: Usd) -> Option<HeaderValue> {
-    struct Stack {
-        buf: [u8; 48],
-        len: usize,
-    }
-    impl std::fmt::Write for Stack {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            let end = self.len + s.len();
-            self.buf
-                .get_mut(self.len..end)
-                .ok_or(std::fmt::Error)?
-                .copy_from_slice(s.as_bytes());
-            self.len = end;
-            Ok(())
-        }
-    }
-    let mut out = Stack {
-        buf: [0; 48],
-        len: 0,
-    };
-    std::fmt::Write::write_fmt(&mut out, format_args!("{usd}")).ok()?;
-    HeaderValue::from_bytes(&out.buf[..out.len]).ok()
 }
 
 /// The 429 for a spent `kind` of budget in the periods `p`.

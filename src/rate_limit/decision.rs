@@ -1,6 +1,7 @@
 //! What the limiter decided for one request, the state it reports, and how both are written:
 //! the `x-ratelimit-*` headers and the 429. Shared by the limiter and its two backends.
 
+use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -104,43 +105,55 @@ impl Decision {
 }
 
 fn duration_header(d: Duration) -> HeaderValue {
-    HeaderValue::from_str(&format_reset(d)).unwrap_or_else(|_| HeaderValue::from_static("0s"))
+    crate::header_value::display(Reset(d)).unwrap_or_else(|| HeaderValue::from_static("0s"))
 }
 
 /// A duration the way OpenAI writes `x-ratelimit-reset-*` (Go's `Duration` format): `0s`,
 /// `250ms`, `1s`, `17.5s`, `6m0s`, `1h2m3s`. Rounded *up* to the millisecond, so a client that
 /// waits that long never comes back early.
-pub(crate) fn format_reset(d: Duration) -> String {
-    let ms = d.as_nanos().div_ceil(1_000_000);
-    if ms == 0 {
-        return "0s".into();
+struct Reset(Duration);
+
+impl fmt::Display for Reset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_nanos().div_ceil(1_000_000);
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        if ms < 1000 {
+            return write!(f, "{ms}ms");
+        }
+        let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
+        let (m, rest) = (rest / 60_000, rest % 60_000);
+        let (s, frac) = (rest / 1000, rest % 1000);
+        if h > 0 {
+            write!(f, "{h}h")?;
+        }
+        if h > 0 || m > 0 {
+            write!(f, "{m}m")?;
+        }
+        write!(f, "{s}")?;
+        if frac > 0 {
+            // Three digits, trailing zeros dropped: 500 → .5, 250 → .25, 7 → .007.
+            let (digits, width) = match frac {
+                f if f % 100 == 0 => (f / 100, 1),
+                f if f % 10 == 0 => (f / 10, 2),
+                f => (f, 3),
+            };
+            write!(f, ".{digits:0width$}")?;
+        }
+        f.write_str("s")
     }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
-    let (m, rest) = (rest / 60_000, rest % 60_000);
-    let (s, frac) = (rest / 1000, rest % 1000);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&s.to_string());
-    if frac > 0 {
-        let f = format!("{frac:03}");
-        out.push('.');
-        out.push_str(f.trim_end_matches('0'));
-    }
-    out.push('s');
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn format_reset(d: Duration) -> String {
+        let text = Reset(d).to_string();
+        assert_eq!(duration_header(d).to_str().ok(), Some(text.as_str()));
+        text
+    }
 
     #[test]
     fn reset_durations_read_like_openai() {
@@ -151,6 +164,8 @@ mod tests {
         assert_eq!(format_reset(ms(1000)), "1s");
         assert_eq!(format_reset(ms(17_500)), "17.5s");
         assert_eq!(format_reset(ms(1_020)), "1.02s");
+        assert_eq!(format_reset(ms(2_007)), "2.007s");
+        assert_eq!(format_reset(ms(2_100)), "2.1s");
         assert_eq!(format_reset(ms(360_000)), "6m0s");
         assert_eq!(format_reset(ms(90_500)), "1m30.5s");
         assert_eq!(format_reset(ms(3_723_000)), "1h2m3s");
