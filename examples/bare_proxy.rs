@@ -12,7 +12,7 @@
 //! cargo run --profile bench-tools --example bare_proxy -- 127.0.0.1:0 http://127.0.0.1:9000 KEY
 //! ```
 //!
-//! Prints `listening on <addr>` and serves until killed.
+//! Prints `listening on <addr>` and serves until killed or interrupted (SIGINT: a normal exit).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -114,18 +114,26 @@ fn main() {
         });
         let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
         println!("listening on {}", listener.local_addr().expect("addr"));
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let proxy = proxy.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| relay(proxy.clone(), req));
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+        let serve = async {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let proxy = proxy.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| relay(proxy.clone(), req));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        };
+        // SIGINT ends the process normally (as the gateway's graceful shutdown does), so a
+        // profiler around it (`scripts/bench-callgrind`) writes its whole output at exit.
+        tokio::select! {
+            () = serve => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
     });
 }
