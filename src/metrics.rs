@@ -33,7 +33,7 @@
 //! `anonymous`): a set fixed by configuration.
 //!
 //! A finished request's series (its counter, histograms and token counters) are looked up once
-//! per label set and kept ([`Series`]), so a request costs one hash of its labels instead of one
+//! per label set and kept (`Series`), so a request costs one hash of its labels instead of one
 //! SipHash and one lock per family (`with_label_values`). The cache holds at most
 //! `MAX_CACHED_SERIES` label sets; past that, series are looked up per request as before.
 
@@ -503,14 +503,13 @@ impl Metrics {
     /// The series of one label set: from the cache, or resolved (and kept while the cache has
     /// room).
     fn series(&self, labels: SeriesRef<'_>) -> Arc<Series> {
-        if let Some(series) = self
-            .series
-            .read()
-            .ok()
-            .and_then(|cache| cache.get(&labels).cloned())
-        {
-            return series;
-        }
+        let full = match self.series.read() {
+            Ok(cache) => match cache.get(&labels) {
+                Some(series) => return series.clone(),
+                None => cache.len() >= MAX_CACHED_SERIES,
+            },
+            Err(_) => true,
+        };
         let mut status = itoa::Buffer::new();
         let status = status.format(labels.status);
         let series = Arc::new(Series {
@@ -527,6 +526,10 @@ impl Metrics {
             input: OnceLock::new(),
             output: OnceLock::new(),
         });
+        // Past the cap, no write lock per request just to find there is no room.
+        if full {
+            return series;
+        }
         if let Ok(mut cache) = self.series.write() {
             if cache.len() < MAX_CACHED_SERIES {
                 cache.insert(

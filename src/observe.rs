@@ -104,8 +104,9 @@ where
             started: Instant::now(),
             method: req.method().clone(),
             route,
-            // Both share the request's bytes: no copy.
-            uri: req.uri().clone(),
+            // Copied: the URI's bytes would keep the connection's whole read buffer alive for as
+            // long as a stream lasts. The request id's value is kept by the call context anyway.
+            path: req.uri().path().to_owned(),
             request_id: req.headers().get("x-request-id").cloned(),
             metrics: self.metrics.clone(),
             span,
@@ -123,7 +124,7 @@ struct RequestLine {
     started: Instant,
     method: Method,
     route: &'static str,
-    uri: http::Uri,
+    path: String,
     request_id: Option<http::HeaderValue>,
     metrics: Arc<Metrics>,
     /// Closed (dropped) with the line.
@@ -158,8 +159,9 @@ impl Finish {
         let request_id = (self.line.request_id.as_ref()).and_then(|v| v.to_str().ok());
         tracing::info!(
             target: "access",
-            method = self.line.method.as_str(),
-            path = self.line.uri.path(),
+            // Display (`%`), not `&str`: the text format quotes `&str` fields.
+            method = %self.line.method,
+            path = %self.line.path,
             status = self.status,
             request_id = request_id.unwrap_or("-"),
             key_id = self.key.as_ref().map(|k| &*k.0).unwrap_or("-"),
@@ -374,5 +376,69 @@ impl HttpBody for ObservedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(all(test, feature = "server"))]
+mod tests {
+    use std::convert::Infallible;
+    use std::io;
+    use std::sync::Mutex;
+
+    use tower::ServiceExt;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    /// Captures what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if let Ok(mut out) = self.0.lock() {
+                out.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_text_access_line_writes_method_and_path_unquoted() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let inner = tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::from(Bytes::from_static(b"{}"))))
+        });
+        let service = ObserveLayer::new(Arc::new(Metrics::new())).layer(inner);
+        let req = Request::post("/v1/chat/completions")
+            .header("x-request-id", "req-1")
+            .body(Body::from(Bytes::new()))
+            .unwrap_or_default();
+        let res = service.oneshot(req).await;
+        assert!(res.is_ok());
+        let text = capture
+            .0
+            .lock()
+            .map(|out| String::from_utf8_lossy(&out).into_owned())
+            .unwrap_or_default();
+        assert!(
+            text.contains("method=POST path=/v1/chat/completions status=200 request_id=\"req-1\""),
+            "{text}"
+        );
     }
 }
