@@ -671,10 +671,9 @@ impl<B> Service<Request<B>> for MetricsService {
 mod tests {
     use super::*;
 
-    #[test]
-    fn cached_series_count_every_request_and_show_only_what_was_touched() {
-        let m = Metrics::new();
-        let chat = |status, usage| Observation {
+    /// A chat request served by OpenAI's `gpt-4o` in one attempt.
+    fn chat(status: u16, usage: Option<(u64, u64)>) -> Observation<'static> {
+        Observation {
             route: "chat",
             model: Some("gpt-4o"),
             provider: Some("openai"),
@@ -686,7 +685,12 @@ mod tests {
             attempts: 1,
             error: None,
             rate_limited: false,
-        };
+        }
+    }
+
+    #[test]
+    fn cached_series_count_every_request_and_show_only_what_was_touched() {
+        let m = Metrics::new();
         // The first request of this label set has no usage: no token series yet.
         m.observe(&chat(200, None));
         let text = m.render(0);
@@ -743,19 +747,7 @@ mod tests {
         for round in 0..2 {
             for status in 0..(MAX_CACHED_SERIES + extra) {
                 let status = u16::try_from(status).unwrap_or(u16::MAX);
-                m.observe(&Observation {
-                    route: "chat",
-                    model: Some("gpt-4o"),
-                    provider: Some("openai"),
-                    status,
-                    duration: 0.01,
-                    first_byte: 0.005,
-                    usage: None,
-                    cache: None,
-                    attempts: 1,
-                    error: None,
-                    rate_limited: false,
-                });
+                m.observe(&chat(status, None));
             }
             assert_eq!(
                 m.series.read().map(|c| c.len()).ok(),

@@ -382,36 +382,11 @@ impl HttpBody for ObservedBody {
 #[cfg(all(test, feature = "server"))]
 mod tests {
     use std::convert::Infallible;
-    use std::io;
-    use std::sync::Mutex;
 
     use tower::ServiceExt;
-    use tracing_subscriber::fmt::MakeWriter;
 
     use super::*;
-
-    /// Captures what a subscriber writes.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if let Ok(mut out) = self.0.lock() {
-                out.extend_from_slice(buf);
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-        fn make_writer(&'a self) -> Capture {
-            self.clone()
-        }
-    }
+    use crate::telemetry::capture::Capture;
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_text_access_line_writes_method_and_path_unquoted() {
@@ -431,11 +406,7 @@ mod tests {
             .unwrap_or_default();
         let res = service.oneshot(req).await;
         assert!(res.is_ok());
-        let text = capture
-            .0
-            .lock()
-            .map(|out| String::from_utf8_lossy(&out).into_owned())
-            .unwrap_or_default();
+        let text = capture.text();
         assert!(
             text.contains("method=POST path=/v1/chat/completions status=200 request_id=\"req-1\""),
             "{text}"

@@ -40,6 +40,8 @@
 //! `LOG_FORMAT=json` lines are written by hand (`json_line`): the same object tracing-subscriber's
 //! JSON formatter writes, without its intermediate map and second serialization.
 
+#[cfg(test)]
+pub(crate) mod capture;
 mod json_line;
 
 /// Keeps trace export running; flushes and shuts it down when dropped. Without the `otel`

@@ -263,34 +263,10 @@ impl Timestamp {
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
-    use serde_json::Value;
-    use tracing_subscriber::fmt::MakeWriter;
 
     use super::*;
-
-    /// Captures what a subscriber writes.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-        fn make_writer(&'a self) -> Capture {
-            self.clone()
-        }
-    }
+    use crate::telemetry::capture::Capture;
+    use serde_json::Value;
 
     fn emit(fast: bool, f: impl FnOnce()) -> Vec<Value> {
         let capture = Capture::default();
@@ -304,7 +280,7 @@ mod tests {
         } else {
             tracing::subscriber::with_default(builder.finish(), f);
         }
-        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let text = capture.text();
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
@@ -394,7 +370,7 @@ mod tests {
                 debug = ?Some("x"),
                 "request"
             );
-            tracing::warn!(error = %io::Error::other("bad \"thing\""), "failed: {}", 7);
+            tracing::warn!(error = %std::io::Error::other("bad \"thing\""), "failed: {}", 7);
             let span = tracing::info_span!("outer", id = 1);
             let _in = span.enter();
             tracing::info!(inside = 1, "in a span");
