@@ -34,15 +34,21 @@ pub struct Call<R> {
 /// One chat call through the typed core.
 pub type ChatCall = Call<ChatRequest>;
 
-/// A request the typed core routes: it names its model.
+/// A request the typed core routes and bounds: it names its model, and says whether its reply
+/// streams (then the timeout layer gives its first byte a limit of its own).
 pub trait CallRequest {
     /// The model the client named.
     fn model(&self) -> &str;
+    /// Whether the reply is a stream.
+    fn streams(&self) -> bool;
 }
 
 impl CallRequest for ChatRequest {
     fn model(&self) -> &str {
         &self.model
+    }
+    fn streams(&self) -> bool {
+        self.is_stream()
     }
 }
 

@@ -221,6 +221,10 @@ impl CallRequest for EmbeddingsRequest {
     fn model(&self) -> &str {
         &self.model
     }
+    /// An embeddings reply is always complete.
+    fn streams(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

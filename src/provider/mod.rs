@@ -73,7 +73,7 @@ pub use group::{Deployment, ModelGroup};
 pub use mock::MockProvider;
 #[cfg(feature = "openai")]
 pub use openai::OpenAiProvider;
-pub use timeout::{TimedReply, TimedRequest, UpstreamTimeout, UpstreamTimeoutLayer};
+pub use timeout::{TimedReply, UpstreamTimeout, UpstreamTimeoutLayer};
 #[cfg(any(feature = "openai", feature = "bedrock"))]
 pub use upstream::ProviderFuture;
 

@@ -51,9 +51,7 @@ use tower_service::Service;
 
 use crate::config::Timeouts;
 use crate::error::GatewayError;
-use crate::model::{
-    Call, ChatReply, ChatRequest, ChunkStream, EmbeddingsRequest, EmbeddingsResponse, StreamWrapper,
-};
+use crate::model::{Call, CallRequest, ChatReply, ChunkStream, EmbeddingsResponse, StreamWrapper};
 
 /// Layer that applies [`UpstreamTimeout`] with the given timeouts (`first_byte`, `stream_idle`,
 /// `total`; the others are not the core's).
@@ -105,7 +103,7 @@ impl<S> UpstreamTimeout<S> {
 impl<S, R, Rep> Service<Call<R>> for UpstreamTimeout<S>
 where
     S: Service<Call<R>, Response = Rep, Error = GatewayError>,
-    R: TimedRequest,
+    R: CallRequest,
     Rep: TimedReply,
 {
     type Response = Rep;
@@ -136,26 +134,6 @@ where
             idle: self.timeouts.stream_idle,
             deadline,
         }
-    }
-}
-
-/// A request the timeout layer bounds: whether its reply streams (then its first byte has a limit
-/// of its own).
-pub trait TimedRequest {
-    /// Whether the reply is a stream.
-    fn streams(&self) -> bool;
-}
-
-impl TimedRequest for ChatRequest {
-    fn streams(&self) -> bool {
-        self.is_stream()
-    }
-}
-
-/// An embeddings reply is complete.
-impl TimedRequest for EmbeddingsRequest {
-    fn streams(&self) -> bool {
-        false
     }
 }
 
@@ -367,7 +345,7 @@ mod tests {
 
     use super::*;
     use crate::config::RetrySettings;
-    use crate::model::{CallContext, ChatCall, ChatChunk, ChunkMeta, Delta};
+    use crate::model::{CallContext, ChatCall, ChatChunk, ChatRequest, ChunkMeta, Delta};
     use crate::provider::mock::mock_chunks;
     use crate::provider::{Dispatch, MockProvider, ProviderService};
     use crate::retry::RetryPolicy;
