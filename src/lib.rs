@@ -82,6 +82,7 @@ pub mod body;
 pub mod config;
 pub mod cost;
 pub mod detect;
+mod digits;
 pub mod endpoint;
 pub mod error;
 pub mod eventstream;

@@ -81,23 +81,9 @@ impl fmt::Display for Usd {
         let n = self.0.unsigned_abs();
         let whole = n / Self::NANOS_PER_USD as u64;
         let frac = n % Self::NANOS_PER_USD as u64;
-        let mut digits = itoa::Buffer::new();
-        f.write_str(digits.format(whole))?;
-        if frac == 0 {
-            return Ok(());
-        }
+        f.write_str(itoa::Buffer::new().format(whole))?;
         // Nine digits of nanodollars, trailing zeros dropped (written on every access-log line).
-        let (mut frac, mut width) = (frac, 9);
-        while frac % 10 == 0 {
-            frac /= 10;
-            width -= 1;
-        }
-        f.write_str(".")?;
-        let frac = digits.format(frac);
-        for _ in frac.len()..width {
-            f.write_str("0")?;
-        }
-        f.write_str(frac)
+        crate::digits::write_fraction(f, frac, 9)
     }
 }
 

@@ -104,47 +104,18 @@ pub(crate) fn fresh_id(kind: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut out = String::with_capacity(kind.len() + 32);
     out.push_str(kind);
-    push_hex(&mut out, prefix, 16);
-    push_hex(&mut out, n, 8);
+    crate::digits::push_hex(&mut out, prefix, 16);
+    crate::digits::push_hex(&mut out, n, 8);
     out
-}
-
-/// `v` in lower-case hex, zero-padded to `min_width` digits (`format!("{v:0min_width$x}")`).
-fn push_hex(out: &mut String, v: u64, min_width: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits = (64 - v.leading_zeros() as usize)
-        .div_ceil(4)
-        .max(min_width)
-        .max(1);
-    for i in (0..digits).rev() {
-        let nibble = if i < 16 { (v >> (i * 4)) & 0xf } else { 0 };
-        out.push(char::from(HEX[nibble as usize]));
-    }
 }
 
 #[cfg(test)]
 mod id_tests {
     use super::*;
 
-    /// The hand-written hex is `format!`'s, padding and all.
+    /// Ids are the kind, 16 hex digits of prefix and at least 8 of counter; never the same twice.
     #[test]
-    fn hex_is_formats_hex() {
-        for v in [
-            0,
-            1,
-            0xf,
-            0x10,
-            0xdead_beef,
-            0x1_0000_0000,
-            u64::MAX,
-            1 << 63,
-        ] {
-            for width in [0, 8, 16, 20] {
-                let mut out = String::new();
-                push_hex(&mut out, v, width);
-                assert_eq!(out, format!("{v:0width$x}"), "{v:#x} at {width}");
-            }
-        }
+    fn ids_are_unique_and_shaped() {
         let id = completion_id();
         assert!(id.starts_with("chatcmpl-") && id.len() == 9 + 24, "{id}");
         assert_ne!(completion_id(), completion_id());

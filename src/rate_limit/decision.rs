@@ -132,15 +132,8 @@ impl fmt::Display for Reset {
             write!(f, "{m}m")?;
         }
         write!(f, "{s}")?;
-        if frac > 0 {
-            // Three digits, trailing zeros dropped: 500 → .5, 250 → .25, 7 → .007.
-            let (digits, width) = match frac {
-                f if f % 100 == 0 => (f / 100, 1),
-                f if f % 10 == 0 => (f / 10, 2),
-                f => (f, 3),
-            };
-            write!(f, ".{digits:0width$}")?;
-        }
+        // Milliseconds, trailing zeros dropped: 500 → .5, 250 → .25, 7 → .007.
+        crate::digits::write_fraction(f, u64::try_from(frac).unwrap_or(0), 3)?;
         f.write_str("s")
     }
 }

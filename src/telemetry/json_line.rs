@@ -182,10 +182,8 @@ fn push_escaped(out: &mut String, s: &str) {
             b'\r' => out.push_str("\\r"),
             b'\t' => out.push_str("\\t"),
             _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0xf)]));
+                crate::digits::push_hex(out, u64::from(b), 2);
             }
         }
         start = i + 1;
@@ -226,14 +224,8 @@ impl Timestamp {
         // Only ASCII digits and separators are ever written to `text`.
         out.push_str(std::str::from_utf8(&text).unwrap_or("1970-01-01T00:00:00"));
         out.push('.');
-        let micros = since.subsec_micros();
-        let mut digits = [b'0'; 6];
-        let mut n = micros;
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+        // Writing to a `String` cannot fail.
+        let _ = crate::digits::write_padded(out, u64::from(since.subsec_micros()), 6);
         out.push('Z');
     }
 
