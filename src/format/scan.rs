@@ -765,7 +765,7 @@ pub fn responses_event(b: &[u8]) -> Result<ResponsesEventFacts, Malformed> {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_string_special, string_special};
+    use super::*;
 
     /// Every byte value at every lane of a word and in the tail: the word-wise search finds the
     /// first special byte the byte-wise rule finds.
@@ -786,9 +786,15 @@ mod tests {
         two[13] = b'"';
         assert_eq!(string_special(&two), Some(11));
         assert_eq!(string_special(b""), None);
+        let mut high = "é".repeat(9).into_bytes();
+        assert_eq!(
+            string_special(&high),
+            None,
+            "bytes over 0x7f are never special"
+        );
+        high[5] = b'"';
+        assert_eq!(string_special(&high), Some(5));
     }
-
-    use super::*;
 
     fn keys(b: &[u8]) -> Result<Vec<String>, Malformed> {
         Members::of(b)
