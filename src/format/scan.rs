@@ -410,20 +410,38 @@ pub fn openai_completion(b: &[u8]) -> Result<CompletionFacts, Malformed> {
 /// Anthropic's usage members (`input_tokens`, `output_tokens`, cache reads and writes) read into
 /// `acc` (later events' counts win, as Claude's `message_delta` updates `output_tokens`).
 fn claude_usage(v: &[u8], acc: &mut ClaudeUsage) -> Result<(), Malformed> {
+    acc.update(counts(v, CLAUDE_USAGE)?);
+    Ok(())
+}
+
+/// Anthropic's usage members, in the order of [`ClaudeUsage::update`]: input, output, cache read,
+/// cache write.
+const CLAUDE_USAGE: [&[u8]; 4] = [
+    b"input_tokens",
+    b"output_tokens",
+    b"cache_read_input_tokens",
+    b"cache_creation_input_tokens",
+];
+
+/// Bedrock's `amazon-bedrock-invocationMetrics` members, in the same order.
+const INVOCATION_METRICS: [&[u8]; 4] = [
+    b"inputTokenCount",
+    b"outputTokenCount",
+    b"cacheReadInputTokenCount",
+    b"cacheWriteInputTokenCount",
+];
+
+/// The integer value of each member of the object `v` that `names` names, by position (the last
+/// one when a member repeats; `None` when absent or not an integer).
+fn counts(v: &[u8], names: [&[u8]; 4]) -> Result<[Option<u64>; 4], Malformed> {
+    let mut out = [None; 4];
     for m in Members::of(v) {
         let (k, v) = m?;
-        let slot = match k {
-            b"input_tokens" => &mut acc.input,
-            b"output_tokens" => &mut acc.output,
-            b"cache_read_input_tokens" => &mut acc.cache_read,
-            b"cache_creation_input_tokens" => &mut acc.cache_write,
-            _ => continue,
-        };
-        if let Some(n) = integer(v) {
-            *slot = n;
+        if let (Some(i), Some(n)) = (names.iter().position(|name| *name == k), integer(v)) {
+            out[i] = Some(n);
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Token counts of a Claude message as its events report them.
@@ -441,6 +459,14 @@ pub struct ClaudeUsage {
 }
 
 impl ClaudeUsage {
+    /// Each count that is `Some` replaces the one kept (input, output, cache read, cache write).
+    fn update(&mut self, [input, output, read, write]: [Option<u64>; 4]) {
+        self.input = input.unwrap_or(self.input);
+        self.output = output.unwrap_or(self.output);
+        self.cache_read = read.unwrap_or(self.cache_read);
+        self.cache_write = write.unwrap_or(self.cache_write);
+    }
+
     /// The canonical usage.
     pub fn usage(&self) -> Usage {
         Usage::from_parts(self.input, self.output, self.cache_read, self.cache_write)
@@ -494,7 +520,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
                 }
             }
             b"usage" => claude_usage(v, usage)?,
-            b"amazon-bedrock-invocationMetrics" => metrics = Some(invocation_metrics(v)?),
+            b"amazon-bedrock-invocationMetrics" => metrics = Some(counts(v, INVOCATION_METRICS)?),
             b"delta" => {
                 for m in Members::of(v) {
                     let (k, v) = m?;
@@ -509,39 +535,11 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
     // Bedrock's invocation metrics (on `message_stop`) win over the events' own counts, as in the
     // canonical decoder: `message_start`'s input count may be a placeholder.
     if let Some(m) = metrics {
-        usage.input = m.input.unwrap_or(usage.input);
-        usage.output = m.output.unwrap_or(usage.output);
-        usage.cache_read = m.cache_read.unwrap_or(usage.cache_read);
-        usage.cache_write = m.cache_write.unwrap_or(usage.cache_write);
+        usage.update(m);
     }
     facts.finished = facts.name == Some("message_stop");
     facts.error = facts.name == Some("error");
     Ok(facts)
-}
-
-/// The counts of Bedrock's `amazon-bedrock-invocationMetrics` member, each when present.
-#[derive(Debug, Clone, Copy, Default)]
-struct InvocationMetrics {
-    input: Option<u64>,
-    output: Option<u64>,
-    cache_read: Option<u64>,
-    cache_write: Option<u64>,
-}
-
-fn invocation_metrics(v: &[u8]) -> Result<InvocationMetrics, Malformed> {
-    let mut m = InvocationMetrics::default();
-    for member in Members::of(v) {
-        let (k, v) = member?;
-        let slot = match k {
-            b"inputTokenCount" => &mut m.input,
-            b"outputTokenCount" => &mut m.output,
-            b"cacheReadInputTokenCount" => &mut m.cache_read,
-            b"cacheWriteInputTokenCount" => &mut m.cache_write,
-            _ => continue,
-        };
-        *slot = integer(v);
-    }
-    Ok(m)
 }
 
 /// Reads the facts of one Titan stream chunk: `completionReason` set finishes it, and its counts
@@ -558,13 +556,13 @@ pub fn titan_chunk(b: &[u8], usage: &mut (u64, u64)) -> Result<EventFacts, Malfo
             b"completionReason" if !is_null(v) => facts.finished = true,
             b"inputTextTokenCount" => usage.0 = integer(v).unwrap_or(usage.0),
             b"totalOutputTextTokenCount" => usage.1 = integer(v).unwrap_or(usage.1),
-            b"amazon-bedrock-invocationMetrics" => metrics = Some(invocation_metrics(v)?),
+            b"amazon-bedrock-invocationMetrics" => metrics = Some(counts(v, INVOCATION_METRICS)?),
             _ => {}
         }
     }
-    if let Some(m) = metrics {
-        usage.0 = m.input.unwrap_or(usage.0);
-        usage.1 = m.output.unwrap_or(usage.1);
+    if let Some([input, output, ..]) = metrics {
+        usage.0 = input.unwrap_or(usage.0);
+        usage.1 = output.unwrap_or(usage.1);
     }
     Ok(facts)
 }
