@@ -237,6 +237,30 @@ fn open_files_limit() -> Option<usize> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
+/// Reads one HTTP/1.1 response with a `content-length` body off `stream` (within 20 s).
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .expect("a content-length");
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!("the response did not arrive: {other:?}, got {text}"),
+        }
+    }
+}
+
 /// Waits until the peer closes `stream` (EOF or reset), or `deadline` passes.
 async fn closed_by_peer(mut stream: TcpStream, deadline: tokio::time::Instant) -> bool {
     let mut buf = [0u8; 256];
@@ -291,6 +315,30 @@ async fn two_thousand_silent_connections_are_closed_while_a_real_request_is_serv
     assert_eq!(open, 0, "every silent connection was closed within 20 s");
     let res = post(&gw, "/v1/chat/completions", &chat(json!({}))).await;
     assert_eq!(res.status, 200);
+}
+
+#[tokio::test]
+async fn a_request_that_begins_like_the_http2_preface_and_arrives_in_pieces_is_served() {
+    // "P" could start either protocol's first line: the server must wait for more bytes, then
+    // serve HTTP/1 — and keep the connection for a second request.
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = start_gateway(config_for(&upstream.url()), None).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let body = serde_json::to_vec(&chat(json!({}))).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    for _ in 0..2 {
+        s.write_all(b"P").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(&head.as_bytes()[1..]).await.unwrap();
+        s.write_all(&body).await.unwrap();
+        let reply = read_response(&mut s).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains("chat.completion"), "{reply}");
+    }
 }
 
 #[tokio::test]

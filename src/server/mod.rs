@@ -1,4 +1,5 @@
-//! Raw hyper serving: the accept loop, HTTP/1.1 and h2c on one port (hyper-util's auto builder),
+//! Raw hyper serving: the accept loop, HTTP/1.1 and h2c on one port (told apart by a peek at the
+//! first bytes: hyper's HTTP/1 connection, or hyper-util's auto builder for what may be HTTP/2),
 //! `TCP_NODELAY`, graceful shutdown with a bounded drain.
 //!
 //! Unauthenticated load holds a bounded amount of memory and descriptors ([`ServerLimits`]):
@@ -23,17 +24,20 @@ pub use connection::ConnectionCloser;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
@@ -137,18 +141,7 @@ pub async fn serve_with<S, F>(
     S::Future: Send + 'static,
     F: Future<Output = ()>,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.http2_keep_alive)
-        .keep_alive_timeout(limits.http2_keep_alive)
-        .max_concurrent_streams(1024);
+    let protocols = Arc::new(Protocols::new(&limits));
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     let slots = Arc::new(Semaphore::new(
@@ -186,28 +179,48 @@ pub async fn serve_with<S, F>(
         let state = ConnectionState::new();
         let hyper_service =
             TowerToHyperService::new(ConnectionService::new(service.clone(), state.clone()));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
-        let conn = graceful.watch(conn.into_owned());
-        let watchdog = state
-            .clone()
-            .watchdog(limits.first_request_timeout, limits.idle_timeout);
+        // Counted by the drain from here on, while the protocol is still being told apart too.
+        let watcher = graceful.watcher();
+        let protocols = protocols.clone();
         // Reap finished connections so the set holds only live ones.
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
             let _slot = slot;
-            tokio::select! {
-                res = conn => {
-                    if let Err(e) = res {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
+            let watchdog = state
+                .clone()
+                .watchdog(limits.first_request_timeout, limits.idle_timeout);
+            tokio::pin!(watchdog);
+            let protocol = tokio::select! {
+                protocol = Protocol::sniff(&stream) => protocol,
+                () = &mut watchdog => Err(io::ErrorKind::TimedOut.into()),
+            };
+            let io = TokioIo::new(stream);
+            let res = match protocol {
+                Ok(Protocol::Http1) => {
+                    let conn = protocols.http1.serve_connection(io, hyper_service);
+                    end_with(watcher.watch(conn), watchdog).await
                 }
-                () = watchdog => {
-                    if state.closed_by_body() {
-                        tracing::debug!(%peer, "connection closed: a client stopped reading its stream");
-                    } else {
-                        tracing::debug!(%peer, "connection closed: no request in time");
-                    }
+                // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and it
+                // would otherwise size every connection's task.
+                Ok(Protocol::Other) => {
+                    let conn = protocols.auto.serve_connection(io, hyper_service);
+                    end_with(Box::pin(watcher.watch(conn.into_owned())), watchdog).await
                 }
+                Err(e) => Err(End::Io(e)),
+            };
+            match res {
+                Ok(()) => {}
+                Err(End::Watchdog) if state.closed_by_body() => {
+                    tracing::debug!(%peer, "connection closed: a client stopped reading its stream");
+                }
+                Err(End::Watchdog) => {
+                    tracing::debug!(%peer, "connection closed: no request in time");
+                }
+                Err(End::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                    tracing::debug!(%peer, "connection closed: no request in time");
+                }
+                Err(End::Io(e)) => tracing::debug!(error = %e, %peer, "connection ended with an error"),
+                Err(End::Http(e)) => tracing::debug!(error = %e, %peer, "connection ended with an error"),
             }
         });
     }
@@ -237,6 +250,91 @@ pub async fn serve_with<S, F>(
             tracing::warn!(open = connections.len(), "closing the remaining connections");
             connections.abort_all();
         }
+    }
+}
+
+/// The connection builders, configured once from the limits and shared by every connection.
+struct Protocols {
+    /// Plain HTTP/1.1: nearly every connection.
+    http1: http1::Builder,
+    /// Anything that may be HTTP/2 (h2c with prior knowledge): hyper-util reads the preface.
+    auto: auto::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(limits: &ServerLimits) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.http2_keep_alive)
+            .keep_alive_timeout(limits.http2_keep_alive)
+            .max_concurrent_streams(1024);
+        Protocols { http1, auto }
+    }
+}
+
+/// What a connection's first bytes say it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// The bytes already differ from the HTTP/2 preface (or the peer closed): HTTP/1.
+    Http1,
+    /// The HTTP/2 preface, or a prefix of it: hyper-util's auto builder reads on and decides.
+    Other,
+}
+
+/// The HTTP/2 connection preface (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+impl Protocol {
+    /// Looks at the first bytes without taking them off the socket, so hyper reads them as if
+    /// nothing had. hyper-util's auto builder does the same by reading them into a buffer it
+    /// replays, behind an enum that holds an HTTP/2 connection's state inline; telling the two
+    /// apart first lets an HTTP/1 connection — nearly all of them — hold only its own (BENCHMARKS.md,
+    /// memory per open stream).
+    async fn sniff(stream: &TcpStream) -> io::Result<Protocol> {
+        let mut head = [0u8; H2_PREFACE.len()];
+        let n = stream.peek(&mut head).await?;
+        Ok(Protocol::of(&head[..n]))
+    }
+
+    /// The protocol the first bytes `head` (all that has arrived) say.
+    fn of(head: &[u8]) -> Protocol {
+        if !head.is_empty() && H2_PREFACE.starts_with(head) {
+            Protocol::Other
+        } else {
+            Protocol::Http1
+        }
+    }
+}
+
+/// Why a connection's task ended other than by the connection finishing.
+enum End {
+    /// The watchdog closed it (no request in time, idle, or a body asked).
+    Watchdog,
+    /// Reading the first bytes failed.
+    Io(io::Error),
+    /// hyper ended the connection with an error.
+    Http(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Drives `conn` until it ends or `watchdog` fires.
+async fn end_with<C, E>(conn: C, watchdog: Pin<&mut impl Future<Output = ()>>) -> Result<(), End>
+where
+    C: Future<Output = Result<(), E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::select! {
+        res = conn => res.map_err(|e| End::Http(e.into())),
+        () = watchdog => Err(End::Watchdog),
     }
 }
 
@@ -271,4 +369,23 @@ pub async fn shutdown_signal() {
 /// Binds `addr` (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Protocol, H2_PREFACE};
+
+    #[test]
+    fn the_first_bytes_tell_http1_from_what_may_be_http2() {
+        assert_eq!(Protocol::of(b"POST /v1/chat/completions"), Protocol::Http1);
+        assert_eq!(Protocol::of(b"GET"), Protocol::Http1);
+        // "PU" (PUT) already differs from the preface at its second byte.
+        assert_eq!(Protocol::of(b"PUT /x"), Protocol::Http1);
+        // The peer closed before sending anything: hyper sees the end and closes.
+        assert_eq!(Protocol::of(b""), Protocol::Http1);
+        assert_eq!(Protocol::of(H2_PREFACE), Protocol::Other);
+        // A prefix could still be either (POST, or the preface): the auto builder reads on.
+        assert_eq!(Protocol::of(b"P"), Protocol::Other);
+        assert_eq!(Protocol::of(b"PRI * HTTP/2.0\r\n"), Protocol::Other);
+    }
 }
