@@ -23,6 +23,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::future::Future;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tower::util::Oneshot;
 use tower_service::Service;
 
 /// Closes the connection a request arrived on (a request extension set by the gateway's server).
@@ -109,40 +110,40 @@ impl ConnectionState {
     }
 }
 
-/// The gateway's service for one connection: records request starts and ends for the watchdog and
-/// gives each request the connection's [`ConnectionCloser`].
-#[derive(Debug, Clone)]
+/// The gateway's service for one connection, as hyper calls it: records request starts and ends
+/// for the watchdog and gives each request the connection's [`ConnectionCloser`].
+///
+/// Every connection shares the one stack behind an `Arc`; each request calls its own clone of it
+/// (poll_ready, then call, as tower requires), which is what hyper-util's tower adapter did per
+/// request anyway — without the per-connection clone the adapter also kept.
+#[derive(Debug)]
 pub(crate) struct ConnectionService<S> {
-    inner: S,
+    inner: Arc<S>,
     state: Arc<ConnectionState>,
 }
 
 impl<S> ConnectionService<S> {
-    pub(crate) fn new(inner: S, state: Arc<ConnectionState>) -> Self {
+    pub(crate) fn new(inner: Arc<S>, state: Arc<ConnectionState>) -> Self {
         ConnectionService { inner, state }
     }
 }
 
-impl<S, ReqB, ResB> Service<Request<ReqB>> for ConnectionService<S>
+impl<S, ReqB, ResB> hyper::service::Service<Request<ReqB>> for ConnectionService<S>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
 {
     type Response = Response<TrackedBody<ResB>>;
     type Error = S::Error;
-    type Future = TrackedFuture<S::Future>;
+    type Future = TrackedFuture<Oneshot<S, Request<ReqB>>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+    fn call(&self, mut req: Request<ReqB>) -> Self::Future {
         let state = self.state.clone();
         state.got_request.store(true, Ordering::Release);
         state.active.fetch_add(1, Ordering::AcqRel);
         state.touch();
         req.extensions_mut().insert(state.closer.clone());
         TrackedFuture {
-            fut: self.inner.call(req),
+            fut: Oneshot::new(S::clone(&self.inner), req),
             guard: Some(ActiveGuard(state)),
         }
     }

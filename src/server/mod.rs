@@ -36,7 +36,6 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -100,6 +99,9 @@ impl ServerLimits {
 /// in-flight requests for at most `drain`; streams still open then are ended cleanly (an in-band
 /// error event) through `close_streams`, and whatever remains a second later is dropped. Uses
 /// the default [`ServerLimits`].
+///
+/// `service` is shared by every connection and cloned for each request, which calls its clone
+/// once (`poll_ready`, then `call`), as `tower::ServiceExt::oneshot` does.
 pub async fn serve<S, F>(
     listener: TcpListener,
     service: S,
@@ -110,6 +112,7 @@ pub async fn serve<S, F>(
     S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
         + Clone
         + Send
+        + Sync
         + 'static,
     S::Future: Send + 'static,
     F: Future<Output = ()>,
@@ -137,11 +140,13 @@ pub async fn serve_with<S, F>(
     S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
         + Clone
         + Send
+        + Sync
         + 'static,
     S::Future: Send + 'static,
     F: Future<Output = ()>,
 {
     let protocols = Arc::new(Protocols::new(&limits));
+    let service = Arc::new(service);
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     let slots = Arc::new(Semaphore::new(
@@ -177,8 +182,7 @@ pub async fn serve_with<S, F>(
             tracing::debug!(error = %e, %peer, "could not set TCP keepalive");
         }
         let state = ConnectionState::new();
-        let hyper_service =
-            TowerToHyperService::new(ConnectionService::new(service.clone(), state.clone()));
+        let hyper_service = ConnectionService::new(service.clone(), state.clone());
         // Counted by the drain from here on, while the protocol is still being told apart too.
         let watcher = graceful.watcher();
         let protocols = protocols.clone();
