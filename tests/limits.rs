@@ -249,6 +249,26 @@ async fn graceful_shutdown_finishes_requests_and_ends_open_streams_cleanly() {
     );
 }
 
+#[tokio::test]
+async fn a_connection_that_never_sent_a_byte_does_not_hold_up_shutdown() {
+    let upstream = Fake::start(fake::smart()).await;
+    let mut config = config_for(&upstream.url());
+    config.server.shutdown_drain = Duration::from_secs(30);
+    config.server.first_request_timeout = Duration::from_secs(30);
+    let gw = start_gateway(config, None).await;
+    let silent = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    // A request on another connection, so the silent one has surely been accepted.
+    let res = send(Method::POST, &gw.url("/v1/chat/completions"), Some(KEY), Some(&chat())).await;
+    assert_eq!(res.status, 200);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), gw.shutdown())
+        .await
+        .expect("shutdown does not wait out the silent connection's 30 s deadline or the drain")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(silent);
+}
+
 /// Sends the head of a request with a large declared body and only a few bytes of it; returns the
 /// status line the gateway answers with, if it answers within `wait`.
 async fn answer_to_partial_body(

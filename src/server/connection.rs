@@ -116,6 +116,9 @@ impl ConnectionState {
 /// Every connection shares the one stack behind an `Arc`; each request calls its own clone of it
 /// (poll_ready, then call, as tower requires), which is what hyper-util's tower adapter did per
 /// request anyway — without the per-connection clone the adapter also kept.
+///
+/// A request counts as in flight for the watchdog from the moment hyper hands it over, before
+/// the stack is ready for it.
 #[derive(Debug)]
 pub(crate) struct ConnectionService<S> {
     inner: Arc<S>,

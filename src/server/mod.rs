@@ -147,6 +147,9 @@ pub async fn serve_with<S, F>(
 {
     let protocols = Arc::new(Protocols::new(&limits));
     let service = Arc::new(service);
+    // Cancelled when the loop ends: a connection still waiting for its first bytes then closes
+    // at once (hyper-util's auto connection cancelled its version read the same way).
+    let stopping = CancellationToken::new();
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     let slots = Arc::new(Semaphore::new(
@@ -186,6 +189,7 @@ pub async fn serve_with<S, F>(
         // Counted by the drain from here on, while the protocol is still being told apart too.
         let watcher = graceful.watcher();
         let protocols = protocols.clone();
+        let stopping = stopping.clone();
         // Reap finished connections so the set holds only live ones.
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
@@ -195,8 +199,9 @@ pub async fn serve_with<S, F>(
                 .watchdog(limits.first_request_timeout, limits.idle_timeout);
             tokio::pin!(watchdog);
             let protocol = tokio::select! {
-                protocol = Protocol::sniff(&stream) => protocol,
-                () = &mut watchdog => Err(io::ErrorKind::TimedOut.into()),
+                protocol = Protocol::sniff(&stream) => protocol.map_err(End::Io),
+                () = &mut watchdog => Err(End::Watchdog),
+                () = stopping.cancelled() => Err(End::Stopping),
             };
             let io = TokioIo::new(stream);
             let res = match protocol {
@@ -210,7 +215,7 @@ pub async fn serve_with<S, F>(
                     let conn = protocols.auto.serve_connection(io, hyper_service);
                     end_with(Box::pin(watcher.watch(conn.into_owned())), watchdog).await
                 }
-                Err(e) => Err(End::Io(e)),
+                Err(end) => Err(end),
             };
             match res {
                 Ok(()) => {}
@@ -220,8 +225,8 @@ pub async fn serve_with<S, F>(
                 Err(End::Watchdog) => {
                     tracing::debug!(%peer, "connection closed: no request in time");
                 }
-                Err(End::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
-                    tracing::debug!(%peer, "connection closed: no request in time");
+                Err(End::Stopping) => {
+                    tracing::debug!(%peer, "connection closed: shutting down before its first request");
                 }
                 Err(End::Io(e)) => tracing::debug!(error = %e, %peer, "connection ended with an error"),
                 Err(End::Http(e)) => tracing::debug!(error = %e, %peer, "connection ended with an error"),
@@ -230,6 +235,7 @@ pub async fn serve_with<S, F>(
     }
 
     drop(listener);
+    stopping.cancel();
     let open = graceful.count();
     tracing::info!(
         open_connections = open,
@@ -324,6 +330,8 @@ impl Protocol {
 enum End {
     /// The watchdog closed it (no request in time, idle, or a body asked).
     Watchdog,
+    /// The server stopped while the connection's first bytes were still awaited.
+    Stopping,
     /// Reading the first bytes failed.
     Io(io::Error),
     /// hyper ended the connection with an error.
