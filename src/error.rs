@@ -561,12 +561,12 @@ impl GatewayError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             if dialect == ErrorDialect::OpenAi {
                 let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
-                headers.insert("retry-after-ms", HeaderValue::from(ms));
+                headers.insert(crate::header_name::RETRY_AFTER_MS.clone(), HeaderValue::from(ms));
             }
         }
         if dialect == ErrorDialect::Bedrock {
             if let Ok(v) = HeaderValue::from_str(&self.aws_type()) {
-                headers.insert("x-amzn-errortype", v);
+                headers.insert(crate::header_name::X_AMZN_ERRORTYPE.clone(), v);
             }
         }
         if self.inner.kind == ErrorKind::Unauthenticated && dialect == ErrorDialect::OpenAi {

@@ -88,6 +88,7 @@ pub mod error;
 pub mod eventstream;
 pub mod format;
 pub mod gateway;
+mod header_name;
 mod header_value;
 pub mod keys;
 pub mod load_shed;

@@ -450,7 +450,7 @@ impl Gateway {
             ))),
             health: HealthInfo::new(&s.dispatch, !s.auth.is_disabled()),
         };
-        let x_api_key = HeaderName::from_static("x-api-key");
+        let x_api_key = crate::header_name::X_API_KEY.clone();
         let stack = ServiceBuilder::new()
             // A client's x-request-id goes into logs, upstream requests and the reply: one that is
             // too long or has unexpected characters is replaced by a fresh one.
@@ -571,11 +571,11 @@ fn drop_unusable_request_id(headers: &mut http::HeaderMap) {
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
     };
     let all_usable = {
-        let mut values = headers.get_all("x-request-id").iter();
+        let mut values = headers.get_all(&crate::header_name::X_REQUEST_ID).iter();
         matches!((values.next(), values.next()), (Some(v), None) if usable(v))
     };
     if !all_usable {
-        headers.remove("x-request-id");
+        headers.remove(&crate::header_name::X_REQUEST_ID);
     }
 }
 

@@ -402,7 +402,8 @@ where
                     None => Some(HeaderValue::from_static("unknown")),
                 };
                 if let Some(v) = value {
-                    res.headers_mut().insert("x-gateway-cost", v);
+                    res.headers_mut()
+                        .insert(crate::header_name::X_GATEWAY_COST.clone(), v);
                 }
             }
             drop(settlement);

@@ -328,7 +328,8 @@ impl OpenAiProvider {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| GatewayError::internal(e.to_string()))?;
         if let Some(id) = &call.context.request_id {
-            req.headers_mut().insert("x-request-id", id.clone());
+            req.headers_mut()
+                .insert(crate::header_name::X_REQUEST_ID.clone(), id.clone());
         }
         let res = self.send(req).await?;
         let bytes = read_body(res.into_body()).await?;
@@ -429,7 +430,7 @@ fn post_request(url: Uri, body: Bytes, stream: bool, call: &ChatCall) -> Request
         },
     );
     if let Some(id) = &call.context.request_id {
-        headers.insert("x-request-id", id.clone());
+        headers.insert(crate::header_name::X_REQUEST_ID.clone(), id.clone());
     }
     req
 }
@@ -476,7 +477,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
 /// Retry hint from `retry-after-ms` or `retry-after` (seconds).
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     // `inf`, `1e30` and negatives parse as f64: only finite, representable values count.
-    let num = |name: &str| {
+    let num = |name: &http::HeaderName| {
         headers
             .get(name)?
             .to_str()
@@ -486,10 +487,10 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
             .ok()
             .filter(|v| v.is_finite() && *v >= 0.0)
     };
-    if let Some(ms) = num("retry-after-ms") {
+    if let Some(ms) = num(&crate::header_name::RETRY_AFTER_MS) {
         return Duration::try_from_secs_f64(ms / 1000.0).ok();
     }
-    num("retry-after").and_then(|s| Duration::try_from_secs_f64(s).ok())
+    num(&header::RETRY_AFTER).and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 async fn error_from_response(res: http::Response<Incoming>) -> GatewayError {

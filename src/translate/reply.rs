@@ -213,12 +213,12 @@ fn stream_headers(reply: ReplyFormat, content_type: &'static str) -> HeaderMap {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if reply.error_dialect() == crate::error::ErrorDialect::Bedrock {
         headers.insert(
-            "x-amzn-bedrock-content-type",
+            crate::header_name::X_AMZN_BEDROCK_CONTENT_TYPE.clone(),
             HeaderValue::from_static("application/json"),
         );
     } else {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        headers.insert(crate::header_name::X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
     }
     headers
 }

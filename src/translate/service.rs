@@ -167,7 +167,7 @@ where
         }
         // Bedrock clients read the request id as `x-amzn-RequestId`.
         let amzn_id = (reply.error_dialect() == ErrorDialect::Bedrock)
-            .then(|| parts.headers.get("x-request-id").cloned())
+            .then(|| parts.headers.get(&crate::header_name::X_REQUEST_ID).cloned())
             .flatten();
         // An OpenAI body whose request nothing overrides can go upstream as received.
         let mut body = (inbound == InboundFormat::OpenAi
@@ -215,7 +215,7 @@ where
             request.is_stream(),
         ));
         let context = CallContext {
-            request_id: parts.headers.get("x-request-id").cloned(),
+            request_id: parts.headers.get(&crate::header_name::X_REQUEST_ID).cloned(),
             inbound,
             target: reply,
             original,
@@ -274,7 +274,7 @@ where
             false,
         ));
         let context = CallContext {
-            request_id: parts.headers.get("x-request-id").cloned(),
+            request_id: parts.headers.get(&crate::header_name::X_REQUEST_ID).cloned(),
             inbound: InboundFormat::Embeddings,
             target: reply,
             original: None,
@@ -330,7 +330,7 @@ where
         let reply = detected.reply;
         let owner = owner_of(parts);
         let store = self.store.clone();
-        let request_id = parts.headers.get("x-request-id").cloned();
+        let request_id = parts.headers.get(&crate::header_name::X_REQUEST_ID).cloned();
         let deadline = self
             .total
             .map(|t| instant_after(tokio::time::Instant::now(), t));
@@ -790,7 +790,8 @@ fn finish(
     record: Option<Arc<CallRecord>>,
 ) -> Response<Body> {
     if let Some(id) = amzn_id {
-        res.headers_mut().insert("x-amzn-requestid", id);
+        res.headers_mut()
+            .insert(crate::header_name::X_AMZN_REQUESTID.clone(), id);
     }
     if let Some(r) = record {
         if res.status().is_success() {
@@ -806,9 +807,9 @@ fn finish(
 fn served_by_headers(record: &CallRecord, headers: &mut http::HeaderMap) {
     let value = |s: &str| HeaderValue::from_str(s).ok();
     if let Some(p) = record.provider().as_deref().and_then(value) {
-        headers.insert("x-gateway-provider", p);
+        headers.insert(crate::header_name::X_GATEWAY_PROVIDER.clone(), p);
     }
     if let Some(d) = record.deployment().as_deref().and_then(value) {
-        headers.insert("x-gateway-deployment", d);
+        headers.insert(crate::header_name::X_GATEWAY_DEPLOYMENT.clone(), d);
     }
 }

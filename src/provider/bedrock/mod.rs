@@ -776,7 +776,8 @@ fn request_id_hook(
 {
     move |req| {
         if let Some(id) = &id {
-            req.headers_mut().insert("x-request-id", id.clone());
+            req.headers_mut()
+                .insert(crate::header_name::X_REQUEST_ID.clone(), id.clone());
         }
     }
 }
