@@ -246,7 +246,9 @@ pub(crate) fn presented_key<B>(req: &Request<B>) -> Option<&[u8]> {
             return Some(trim(&v[7..]));
         }
     }
-    req.headers().get(&crate::header_name::X_API_KEY).map(|v| trim(v.as_bytes()))
+    req.headers()
+        .get(&crate::header_name::X_API_KEY)
+        .map(|v| trim(v.as_bytes()))
 }
 
 fn trim(b: &[u8]) -> &[u8] {

@@ -561,7 +561,10 @@ impl GatewayError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             if dialect == ErrorDialect::OpenAi {
                 let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
-                headers.insert(crate::header_name::RETRY_AFTER_MS.clone(), HeaderValue::from(ms));
+                headers.insert(
+                    crate::header_name::RETRY_AFTER_MS.clone(),
+                    HeaderValue::from(ms),
+                );
             }
         }
         if dialect == ErrorDialect::Bedrock {

@@ -107,7 +107,10 @@ where
             // Copied: the URI's bytes would keep the connection's whole read buffer alive for as
             // long as a stream lasts. The request id's value is kept by the call context anyway.
             path: req.uri().path().to_owned(),
-            request_id: req.headers().get(&crate::header_name::X_REQUEST_ID).cloned(),
+            request_id: req
+                .headers()
+                .get(&crate::header_name::X_REQUEST_ID)
+                .cloned(),
             metrics: self.metrics.clone(),
             span,
         };

@@ -258,7 +258,13 @@ async fn a_connection_that_never_sent_a_byte_does_not_hold_up_shutdown() {
     let gw = start_gateway(config, None).await;
     let silent = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     // A request on another connection, so the silent one has surely been accepted.
-    let res = send(Method::POST, &gw.url("/v1/chat/completions"), Some(KEY), Some(&chat())).await;
+    let res = send(
+        Method::POST,
+        &gw.url("/v1/chat/completions"),
+        Some(KEY),
+        Some(&chat()),
+    )
+    .await;
     assert_eq!(res.status, 200);
     let started = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(5), gw.shutdown())

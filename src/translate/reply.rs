@@ -218,7 +218,10 @@ fn stream_headers(reply: ReplyFormat, content_type: &'static str) -> HeaderMap {
         );
     } else {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        headers.insert(crate::header_name::X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
+        headers.insert(
+            crate::header_name::X_ACCEL_BUFFERING.clone(),
+            HeaderValue::from_static("no"),
+        );
     }
     headers
 }

@@ -167,7 +167,12 @@ where
         }
         // Bedrock clients read the request id as `x-amzn-RequestId`.
         let amzn_id = (reply.error_dialect() == ErrorDialect::Bedrock)
-            .then(|| parts.headers.get(&crate::header_name::X_REQUEST_ID).cloned())
+            .then(|| {
+                parts
+                    .headers
+                    .get(&crate::header_name::X_REQUEST_ID)
+                    .cloned()
+            })
             .flatten();
         // An OpenAI body whose request nothing overrides can go upstream as received.
         let mut body = (inbound == InboundFormat::OpenAi
@@ -215,7 +220,10 @@ where
             request.is_stream(),
         ));
         let context = CallContext {
-            request_id: parts.headers.get(&crate::header_name::X_REQUEST_ID).cloned(),
+            request_id: parts
+                .headers
+                .get(&crate::header_name::X_REQUEST_ID)
+                .cloned(),
             inbound,
             target: reply,
             original,
@@ -274,7 +282,10 @@ where
             false,
         ));
         let context = CallContext {
-            request_id: parts.headers.get(&crate::header_name::X_REQUEST_ID).cloned(),
+            request_id: parts
+                .headers
+                .get(&crate::header_name::X_REQUEST_ID)
+                .cloned(),
             inbound: InboundFormat::Embeddings,
             target: reply,
             original: None,
@@ -330,7 +341,10 @@ where
         let reply = detected.reply;
         let owner = owner_of(parts);
         let store = self.store.clone();
-        let request_id = parts.headers.get(&crate::header_name::X_REQUEST_ID).cloned();
+        let request_id = parts
+            .headers
+            .get(&crate::header_name::X_REQUEST_ID)
+            .cloned();
         let deadline = self
             .total
             .map(|t| instant_after(tokio::time::Instant::now(), t));
