@@ -62,7 +62,7 @@ use tower_service::Service;
 
 use self::health::HealthInfo;
 use self::models::ModelsService;
-use self::routes::Routes;
+use self::routes::{RouteTable, Routes};
 use crate::auth::ApiKeyAuthLayer;
 use crate::body::{Body, BoxError};
 use crate::config::{Config, Timeouts};
@@ -439,7 +439,7 @@ impl Gateway {
                     store: s.response_store.clone(),
                 }),
         );
-        let routes = Routes {
+        let routes = Routes::new(RouteTable {
             ingress: self.layered_ingress(),
             models: authed(models),
             stored_responses: authed(stored_responses),
@@ -449,7 +449,7 @@ impl Gateway {
                 s.key_policy.clone(),
             ))),
             health: HealthInfo::new(&s.dispatch, !s.auth.is_disabled()),
-        };
+        });
         let x_api_key = crate::header_name::X_API_KEY.clone();
         let stack = ServiceBuilder::new()
             // A client's x-request-id goes into logs, upstream requests and the reply: one that is

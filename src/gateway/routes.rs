@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -64,8 +65,21 @@ impl Classify for RouteClassifier {
 /// ingress pipeline are their own stacks, each called only once ready. Unknown paths are 404 and
 /// known paths with another method 405 (with `Allow`), in the endpoint's error dialect. The
 /// endpoint and its dialect go into the request's extensions for the stages below.
+///
+/// The stacks sit behind one `Arc`: the server clones the whole service for every request, and a
+/// clone of each route's boxed stack (an allocation and a walk down its layers, five of them) per
+/// request would buy nothing — only the route a request takes is cloned, for its call.
 #[derive(Clone)]
-pub(crate) struct Routes {
+pub(crate) struct Routes(Arc<RouteTable>);
+
+impl Routes {
+    pub(crate) fn new(table: RouteTable) -> Self {
+        Routes(Arc::new(table))
+    }
+}
+
+/// The stacks [`Routes`] picks from, by endpoint.
+pub(crate) struct RouteTable {
     pub(crate) ingress: HttpService,
     pub(crate) models: HttpService,
     pub(crate) stored_responses: HttpService,
@@ -114,13 +128,13 @@ impl Service<Request<Body>> for Routes {
                 ))
             }
             Endpoint::ProvidersHealth => {
-                return RoutesFuture::ready(json_response(StatusCode::OK, self.health.body()))
+                return RoutesFuture::ready(json_response(StatusCode::OK, self.0.health.body()))
             }
-            Endpoint::Metrics => &self.metrics,
-            Endpoint::Models => &self.models,
-            Endpoint::StoredResponse => &self.stored_responses,
-            Endpoint::KeyInfo => &self.key_info,
-            _ => &self.ingress,
+            Endpoint::Metrics => &self.0.metrics,
+            Endpoint::Models => &self.0.models,
+            Endpoint::StoredResponse => &self.0.stored_responses,
+            Endpoint::KeyInfo => &self.0.key_info,
+            _ => &self.0.ingress,
         };
         RoutesFuture::call(service.clone(), req)
     }
