@@ -1,10 +1,10 @@
-//! The non-standard header names the gateway reads or writes on every request, parsed once.
+//! The non-standard header names the gateway reads or writes per request, parsed once.
 //!
 //! `headers.get("x-request-id")` or `headers.insert("x-gateway-provider", v)` parses and checks the
 //! name on every call (http's `HdrName::from_static`, then a hash of it); a `static` built with
 //! the `const` [`HeaderName::from_static`] is checked at compile time, and using it costs a clone
 //! of a static slice. Standard names are `http::header`'s; the rate limiter's own are in
-//! `rate_limit::decision`.
+//! `rate_limit::decision`, SigV4's in `sigv4`.
 
 use http::HeaderName;
 
@@ -28,5 +28,21 @@ pub(crate) static X_AMZN_ERRORTYPE: HeaderName = HeaderName::from_static("x-amzn
 /// Bedrock's content type of a stream's event payloads.
 pub(crate) static X_AMZN_BEDROCK_CONTENT_TYPE: HeaderName =
     HeaderName::from_static("x-amzn-bedrock-content-type");
+/// Bedrock's token counts on a complete InvokeModel reply.
+pub(crate) static X_AMZN_BEDROCK_INPUT_TOKEN_COUNT: HeaderName =
+    HeaderName::from_static("x-amzn-bedrock-input-token-count");
+pub(crate) static X_AMZN_BEDROCK_OUTPUT_TOKEN_COUNT: HeaderName =
+    HeaderName::from_static("x-amzn-bedrock-output-token-count");
+pub(crate) static X_AMZN_BEDROCK_CACHE_READ_INPUT_TOKEN_COUNT: HeaderName =
+    HeaderName::from_static("x-amzn-bedrock-cache-read-input-token-count");
+pub(crate) static X_AMZN_BEDROCK_CACHE_WRITE_INPUT_TOKEN_COUNT: HeaderName =
+    HeaderName::from_static("x-amzn-bedrock-cache-write-input-token-count");
+/// The guardrail an InvokeModel request names, its version, and whether to trace it.
+pub(crate) static X_AMZN_BEDROCK_GUARDRAILIDENTIFIER: HeaderName =
+    HeaderName::from_static("x-amzn-bedrock-guardrailidentifier");
+pub(crate) static X_AMZN_BEDROCK_GUARDRAILVERSION: HeaderName =
+    HeaderName::from_static("x-amzn-bedrock-guardrailversion");
+pub(crate) static X_AMZN_BEDROCK_TRACE: HeaderName =
+    HeaderName::from_static("x-amzn-bedrock-trace");
 /// Asks nginx-style proxies in front not to buffer a stream.
 pub(crate) static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");

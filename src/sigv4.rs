@@ -15,6 +15,12 @@ use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// SigV4's request time, parsed once (see `header_name`).
+pub(crate) static X_AMZ_DATE: http::HeaderName = http::HeaderName::from_static("x-amz-date");
+/// The payload hash a signer claims.
+pub(crate) static X_AMZ_CONTENT_SHA256: http::HeaderName =
+    http::HeaderName::from_static("x-amz-content-sha256");
+
 type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// The parts of an `Authorization: AWS4-HMAC-SHA256 …` header.
@@ -114,7 +120,7 @@ pub(crate) fn is_fresh(
 ) -> Result<(), VerifyError> {
     let date = parts
         .headers
-        .get("x-amz-date")
+        .get(&X_AMZ_DATE)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_amz_date)
         .ok_or(VerifyError::BadDate)?;
@@ -299,13 +305,13 @@ pub(crate) fn verify_hash(
     let auth = parse_authorization(header).ok_or(VerifyError::Malformed)?;
     let amz_date = parts
         .headers
-        .get("x-amz-date")
+        .get(&X_AMZ_DATE)
         .and_then(|v| v.to_str().ok())
         .ok_or(VerifyError::BadDate)?;
     if !amz_date.starts_with(auth.date) {
         return Err(VerifyError::BadDate);
     }
-    if let Some(claimed) = parts.headers.get("x-amz-content-sha256") {
+    if let Some(claimed) = parts.headers.get(&X_AMZ_CONTENT_SHA256) {
         // A claimed payload hash (or UNSIGNED-PAYLOAD) must be the body's real hash.
         if claimed.as_bytes() != payload_hash.as_bytes() {
             return Err(VerifyError::Mismatch);

@@ -67,7 +67,7 @@ impl Classify for RouteClassifier {
 /// endpoint and its dialect go into the request's extensions for the stages below.
 ///
 /// The stacks sit behind one `Arc`: the server clones the whole service for every request, and a
-/// clone of each route's boxed stack (an allocation and a walk down its layers, five of them) per
+/// clone of every route's boxed stack (two or more boxes each, and a walk down its layers) per
 /// request would buy nothing — only the route a request takes is cloned, for its call.
 #[derive(Clone)]
 pub(crate) struct Routes(Arc<RouteTable>);

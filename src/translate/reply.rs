@@ -81,22 +81,22 @@ pub(crate) fn complete_headers(reply: ReplyFormat, usage: Option<&Usage>) -> Hea
     ) {
         if let Some(usage) = usage {
             headers.insert(
-                "x-amzn-bedrock-input-token-count",
+                crate::header_name::X_AMZN_BEDROCK_INPUT_TOKEN_COUNT.clone(),
                 HeaderValue::from(usage.uncached_input_tokens()),
             );
             headers.insert(
-                "x-amzn-bedrock-output-token-count",
+                crate::header_name::X_AMZN_BEDROCK_OUTPUT_TOKEN_COUNT.clone(),
                 HeaderValue::from(usage.completion_tokens),
             );
             // As Bedrock does when prompt caching applies.
             let (read, write) = (usage.cached_tokens(), usage.cache_write_tokens());
             if read > 0 || write > 0 {
                 headers.insert(
-                    "x-amzn-bedrock-cache-read-input-token-count",
+                    crate::header_name::X_AMZN_BEDROCK_CACHE_READ_INPUT_TOKEN_COUNT.clone(),
                     HeaderValue::from(read),
                 );
                 headers.insert(
-                    "x-amzn-bedrock-cache-write-input-token-count",
+                    crate::header_name::X_AMZN_BEDROCK_CACHE_WRITE_INPUT_TOKEN_COUNT.clone(),
                     HeaderValue::from(write),
                 );
             }

@@ -497,12 +497,13 @@ fn with_include_usage(body: &bytes::Bytes) -> Option<bytes::Bytes> {
 /// The guardrail an InvokeModel request names in its `X-Amzn-Bedrock-Guardrail*` headers (and
 /// `X-Amzn-Bedrock-Trace`).
 fn invoke_guardrail(headers: &http::HeaderMap) -> Option<GuardrailConfig> {
-    let get = |name: &str| headers.get(name)?.to_str().ok().map(str::to_owned);
-    let identifier = get("x-amzn-bedrock-guardrailidentifier")?;
+    let get = |name: &http::HeaderName| headers.get(name)?.to_str().ok().map(str::to_owned);
+    let identifier = get(&crate::header_name::X_AMZN_BEDROCK_GUARDRAILIDENTIFIER)?;
     Some(GuardrailConfig {
         guardrail_identifier: identifier,
-        guardrail_version: get("x-amzn-bedrock-guardrailversion").unwrap_or_default(),
-        trace: get("x-amzn-bedrock-trace").map(|t| t.to_ascii_lowercase()),
+        guardrail_version: get(&crate::header_name::X_AMZN_BEDROCK_GUARDRAILVERSION)
+            .unwrap_or_default(),
+        trace: get(&crate::header_name::X_AMZN_BEDROCK_TRACE).map(|t| t.to_ascii_lowercase()),
         stream_processing_mode: None,
     })
 }

@@ -263,7 +263,7 @@ impl<S> SigV4Auth<S> {
         head.headers = parts.headers.clone();
         let claimed = parts
             .headers
-            .get("x-amz-content-sha256")
+            .get(&crate::sigv4::X_AMZ_CONTENT_SHA256)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         if let Some(claimed) = &claimed {
