@@ -278,6 +278,8 @@ impl Protocols {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .keep_alive(true);
+        // The auto builder also serves HTTP/1 (a request that began like the preface): the same
+        // settings as `http1` above; it keeps its own copy, which it does not expose.
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
