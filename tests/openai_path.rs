@@ -68,6 +68,12 @@ async fn complete_request_reaches_upstream_with_every_field_intact() {
         sent.header("authorization"),
         Some(format!("Bearer {UPSTREAM_KEY}").as_str())
     );
+    // The upstream's own authority, once, as HTTP/1.1 requires.
+    assert_eq!(
+        sent.header("host"),
+        Some(upstream.addr.to_string().as_str())
+    );
+    assert_eq!(sent.headers.get_all("host").iter().count(), 1);
     assert!(
         !format!("{:?}", sent.headers).contains(KEY),
         "the gateway key is never forwarded"

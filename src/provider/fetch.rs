@@ -43,6 +43,7 @@ use crate::config::MediaFetchConfig;
 use crate::error::GatewayError;
 use crate::format::data_url::encode_base64;
 use crate::model::{ChatRequest, MessageContent};
+use crate::provider::Quiet;
 
 /// The most URLs fetched for one request.
 const MAX_URLS: usize = 20;
@@ -54,7 +55,7 @@ pub struct MediaFetcher {
 }
 
 struct Inner {
-    client: Client<HttpsConnector<HttpConnector<PolicyResolver>>, Empty<Bytes>>,
+    client: Client<HttpsConnector<Quiet<HttpConnector<PolicyResolver>>>, Empty<Bytes>>,
     config: MediaFetchConfig,
 }
 

@@ -78,7 +78,7 @@ pub use timeout::{TimedReply, UpstreamTimeout, UpstreamTimeoutLayer};
 pub use upstream::ProviderFuture;
 
 #[cfg(any(feature = "openai", feature = "bedrock"))]
-pub(crate) use upstream::{first_relayed, first_then_rest, https_connector};
+pub(crate) use upstream::{first_relayed, first_then_rest, https_connector, Quiet};
 
 use crate::error::GatewayError;
 use crate::model::{ChatCall, ChatReply, EmbeddingsCall, EmbeddingsResponse};

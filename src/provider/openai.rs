@@ -44,7 +44,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use tower_service::Service;
 
-use super::{first_relayed, first_then_rest, ProviderFuture};
+use super::{first_relayed, first_then_rest, ProviderFuture, Quiet};
 use crate::config::{OpenAiConfig, OpenAiProviderConfig, Secret, Timeouts};
 use crate::error::GatewayError;
 use crate::format::openai::{decode_error, encode_request, OpenAiStreamDecoder};
@@ -72,7 +72,7 @@ pub struct OpenAiProvider {
 
 #[derive(Clone)]
 struct Inner {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<Quiet<HttpConnector>>, Full<Bytes>>,
     chat_url: Uri,
     embeddings_url: Uri,
     /// `{base}/responses`, for an upstream configured with `responses_api`.
@@ -145,7 +145,14 @@ impl OpenAiProvider {
                 .parse::<Uri>()
                 .map_err(|e| GatewayError::internal(format!("invalid {label} `{base}`: {e}")))
         };
+        let chat_url = parse("/chat/completions")?;
         let mut headers = http::HeaderMap::new();
+        // Every URL shares the base's authority: its `Host` is built here once, as hyper-util
+        // would build it per request (`host[:port]`, the port only when not the scheme's
+        // default). A configured `Host` below replaces it, as it did hyper-util's.
+        if let Some(host) = host_header(&chat_url) {
+            headers.insert(header::HOST, host);
+        }
         for (name, value) in &config.headers {
             let name = http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| GatewayError::internal(format!("invalid header name `{name}`")))?;
@@ -169,7 +176,7 @@ impl OpenAiProvider {
         Ok(OpenAiProvider {
             inner: Arc::new(Inner {
                 client,
-                chat_url: parse("/chat/completions")?,
+                chat_url,
                 embeddings_url: parse("/embeddings")?,
                 responses_url: if config.responses_api {
                     Some(parse("/responses")?)
@@ -435,6 +442,22 @@ fn post_request(url: Uri, body: Bytes, stream: bool, call: &ChatCall) -> Request
     req
 }
 
+/// The `Host` header for requests to `uri`: its host, with its port when that is not the scheme's
+/// default (what hyper-util's client writes when the request has none).
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default = if matches!(uri.scheme_str(), Some("https" | "wss")) {
+        443
+    } else {
+        80
+    };
+    let value = match uri.port() {
+        Some(port) if port.as_u16() != default => HeaderValue::try_from(format!("{host}:{port}")),
+        _ => HeaderValue::from_str(host),
+    };
+    value.ok()
+}
+
 /// `?k=v&…` with keys and values percent-encoded, or nothing.
 fn query_string(query: &std::collections::BTreeMap<String, String>) -> String {
     const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -537,6 +560,20 @@ mod tests {
         ]);
         assert_eq!(query_string(&q), "?api-version=2024-10-21&x%20y=a%26b");
         assert_eq!(query_string(&Default::default()), "");
+    }
+
+    #[test]
+    fn the_host_header_is_what_hyper_util_would_write() {
+        let host = |uri: &str| host_header(&uri.parse().unwrap()).unwrap();
+        assert_eq!(
+            host("https://api.openai.com/v1/chat/completions"),
+            "api.openai.com"
+        );
+        assert_eq!(host("https://api.openai.com:443/v1"), "api.openai.com");
+        assert_eq!(host("https://gw.internal:8443/v1"), "gw.internal:8443");
+        assert_eq!(host("http://127.0.0.1:80/v1"), "127.0.0.1");
+        assert_eq!(host("http://127.0.0.1:443/v1"), "127.0.0.1:443");
+        assert_eq!(host("http://[::1]:8080/v1"), "[::1]:8080");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 
 use futures_util::{Stream, StreamExt};
 
@@ -53,13 +56,10 @@ pub(crate) async fn first_relayed(
 }
 
 /// The TLS connector over `http` every upstream client uses: rustls with the webpki roots,
-/// `http://` allowed, HTTP/1.1 and HTTP/2 by ALPN.
+/// `http://` allowed, HTTP/1.1 and HTTP/2 by ALPN, over [`Quiet`] connections.
 pub(crate) fn https_connector<R>(
-    http: hyper_util::client::legacy::connect::HttpConnector<R>,
-) -> Result<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector<R>>,
-    GatewayError,
-> {
+    http: HttpConnector<R>,
+) -> Result<hyper_rustls::HttpsConnector<Quiet<HttpConnector<R>>>, GatewayError> {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(provider)
@@ -67,5 +67,79 @@ pub(crate) fn https_connector<R>(
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http))
+        .wrap_connector(Quiet(http)))
+}
+
+/// A connector whose connections carry no "extra" connection info.
+///
+/// hyper-util's TCP connection reports its addresses (`HttpInfo`) as extra info, and its client
+/// then inserts a copy into every response's extensions: an extensions map and a box or two per
+/// upstream request, for a value nothing here reads. A `Quiet` connection reports a plain
+/// [`Connected`]: not proxied, and HTTP/2 still taken from the TLS layer's ALPN above it.
+#[derive(Clone, Debug)]
+pub(crate) struct Quiet<C>(C);
+
+impl<C> tower_service::Service<http::Uri> for Quiet<C>
+where
+    C: tower_service::Service<http::Uri>,
+    C::Future: Send + 'static,
+{
+    type Response = Quiet<C::Response>;
+    type Error = C::Error;
+    type Future = futures_util::future::MapOk<C::Future, fn(C::Response) -> Quiet<C::Response>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        use futures_util::TryFutureExt;
+        self.0.call(uri).map_ok(Quiet)
+    }
+}
+
+impl<T> Connection for Quiet<T> {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Quiet<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Quiet<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
 }

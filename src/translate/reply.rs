@@ -68,9 +68,15 @@ pub fn encode_complete(response: &ChatResponse, reply: ReplyFormat) -> CompleteR
     }
 }
 
+/// Room in a reply's header map for its own headers and for those the layers above add on the
+/// way out (`x-gateway-provider`, `-deployment` and `-cost`, `x-request-id`, the limiter's three
+/// or six `x-ratelimit-*`): twelve fill one table of sixteen slots, so the map is allocated once
+/// per reply instead of grown and rehashed when the seventh header arrives.
+const REPLY_HEADERS: usize = 12;
+
 /// The headers of a complete reply: `Content-Type`, plus Bedrock's token counts on `invoke`.
 pub(crate) fn complete_headers(reply: ReplyFormat, usage: Option<&Usage>) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(if usage.is_some() { 5 } else { 1 });
+    let mut headers = HeaderMap::with_capacity(REPLY_HEADERS);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -209,7 +215,7 @@ pub(crate) fn relayed_stream_reply(
 }
 
 fn stream_headers(reply: ReplyFormat, content_type: &'static str) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(3);
+    let mut headers = HeaderMap::with_capacity(REPLY_HEADERS);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if reply.error_dialect() == crate::error::ErrorDialect::Bedrock {
         headers.insert(
