@@ -8,10 +8,11 @@
 //! `target` — straight into the line, escaping only what JSON requires. No library formats a
 //! `tracing` event as JSON without the intermediate map, hence this module.
 //!
-//! The line is built in a local buffer with plain pushes and handed to the writer once: numbers
-//! through `itoa` and `ryu` (serde_json's own, so the digits are the library's), strings escaped
-//! only when a scan finds a byte JSON requires escaping, and the timestamp's date and time of day
-//! formatted once per second per thread (`Timestamp`).
+//! The line is built in a per-thread buffer with plain pushes and handed to the writer once:
+//! numbers through `itoa` and `ryu` (serde_json's own, so the digits are the library's), strings
+//! escaped only when a scan finds a byte JSON requires escaping, each field's `,"name":` spelled
+//! once per callsite (`Names`), and the timestamp's date and time of day formatted once per second
+//! per thread (`Timestamp`).
 //!
 //! An event inside a span is handed to tracing-subscriber's own JSON formatter, which adds the
 //! `span` and `spans` members (the gateway's access log is not emitted inside a span, so its
@@ -63,37 +64,125 @@ where
         if event.is_contextual() && ctx.lookup_current().is_some() || event.parent().is_some() {
             return self.in_span.format_event(ctx, writer, event);
         }
-        writer.write_str(&line(event, SystemTime::now()))
+        let now = SystemTime::now();
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let scratch = &mut *scratch;
+                scratch.line.clear();
+                let names = scratch.names.of(event.metadata());
+                line(&mut scratch.line, event, now, Some(names));
+                let written = writer.write_str(&scratch.line);
+                if scratch.line.capacity() > MAX_KEPT_LINE {
+                    scratch.line = String::with_capacity(LINE);
+                }
+                written
+            }
+            // The buffer is in use: this thread is formatting another line. tracing drops events
+            // logged during another's dispatch, so only a formatter called some other way gets
+            // here; it gets a buffer of its own, not a panic.
+            Err(_) => {
+                let mut out = String::with_capacity(LINE);
+                line(&mut out, event, now, None);
+                writer.write_str(&out)
+            }
+        })
     }
 }
 
-/// The whole line for an event outside any span, `now` as its timestamp.
-fn line(event: &Event<'_>, now: SystemTime) -> String {
+/// The capacity a line buffer starts with: an access log line fits.
+const LINE: usize = 1024;
+
+/// A line buffer grown past this (a long error message) is dropped after its line.
+const MAX_KEPT_LINE: usize = 16 * 1024;
+
+thread_local! {
+    /// This thread's line buffer, and the names of the last callsite it formatted.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+        line: String::with_capacity(LINE),
+        names: Names::default(),
+    });
+}
+
+struct Scratch {
+    line: String,
+    names: Names,
+}
+
+/// The `,"name":` of each field of one callsite, escaped once: the access log line comes from
+/// one callsite, so its 25 names are not scanned and pushed piece by piece per line.
+#[derive(Default)]
+struct Names {
+    callsite: Option<tracing::callsite::Identifier>,
+    /// The prefixes, concatenated; field `i`'s ends at `ends[i]`.
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Names {
+    /// These names, spelled for `meta`'s callsite (rebuilt when the callsite changed).
+    fn of(&mut self, meta: &tracing::Metadata<'_>) -> &Names {
+        let callsite = meta.callsite();
+        if self.callsite.as_ref() != Some(&callsite) {
+            self.text.clear();
+            self.ends.clear();
+            for field in meta.fields() {
+                push_name(&mut self.text, field.name());
+                self.ends.push(self.text.len());
+            }
+            self.callsite = Some(callsite);
+        }
+        self
+    }
+
+    /// `field`'s prefix, if `field` belongs to this callsite.
+    fn get(&self, field: &Field) -> Option<&str> {
+        if self.callsite.as_ref() != Some(&field.callsite()) {
+            return None;
+        }
+        let end = *self.ends.get(field.index())?;
+        let start = field
+            .index()
+            .checked_sub(1)
+            .map_or(0, |i| self.ends.get(i).copied().unwrap_or(end));
+        self.text.get(start..end)
+    }
+}
+
+/// Writes the whole line for an event outside any span into `out`, `now` as its timestamp, the
+/// field names from `names` where it has them.
+fn line(out: &mut String, event: &Event<'_>, now: SystemTime, names: Option<&Names>) {
     let meta = event.metadata();
-    let mut out = String::with_capacity(1024);
     out.push_str("{\"timestamp\":\"");
-    Timestamp::push(&mut out, now);
+    Timestamp::push(out, now);
     out.push_str("\",\"level\":\"");
     out.push_str(meta.level().as_str());
     out.push('"');
-    let mut fields = Fields { out: &mut out };
+    let mut fields = Fields { out, names };
     event.record(&mut fields);
     out.push_str(",\"target\":");
-    push_string(&mut out, meta.target());
+    push_string(out, meta.target());
     out.push_str("}\n");
-    out
+}
+
+/// `,"name":`, the name escaped.
+fn push_name(out: &mut String, name: &str) {
+    out.push(',');
+    push_string(out, name);
+    out.push(':');
 }
 
 /// Writes each field as `,"name":value`.
 struct Fields<'a> {
     out: &'a mut String,
+    names: Option<&'a Names>,
 }
 
 impl Fields<'_> {
     fn name(&mut self, field: &Field) {
-        self.out.push(',');
-        push_string(self.out, field.name());
-        self.out.push(':');
+        match self.names.and_then(|n| n.get(field)) {
+            Some(prefix) => self.out.push_str(prefix),
+            None => push_name(self.out, field.name()),
+        }
     }
 }
 
@@ -353,6 +442,36 @@ mod tests {
         let fast = emit(true, events);
         let slow = emit(false, events);
         assert_eq!(fast.len(), 3);
+        for (f, s) in fast.into_iter().zip(slow) {
+            assert_eq!(without_timestamp(f), without_timestamp(s));
+        }
+    }
+
+    /// Two callsites in turn (the names spelled per callsite are swapped each time), and an event
+    /// logged from inside another's formatting (tracing drops it, as it does for the library's
+    /// formatter): every line is still the library's.
+    #[test]
+    fn callsites_in_turn_and_an_event_inside_another_are_written_whole() {
+        struct Noisy;
+        impl fmt::Display for Noisy {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                tracing::info!(inner = "from \"inside\"", "nested");
+                f.write_str("noisy")
+            }
+        }
+        let events = || {
+            for i in 0..3u64 {
+                tracing::info!(target: "access", first = i, second = "a", "one");
+                tracing::info!(other = i, "two");
+            }
+            tracing::info!(outer = %Noisy, after = 1u8, "outer");
+            tracing::info!(target: "access", first = 9u64, second = "b", "one");
+        };
+        let fast = emit(true, events);
+        let slow = emit(false, events);
+        assert_eq!(slow.len(), 8);
+        assert_eq!(fast.len(), 8);
+        assert_eq!(fast[6]["outer"], "noisy");
         for (f, s) in fast.into_iter().zip(slow) {
             assert_eq!(without_timestamp(f), without_timestamp(s));
         }
