@@ -149,7 +149,8 @@ impl OpenAiProvider {
         let mut headers = http::HeaderMap::new();
         // Every URL shares the base's authority: its `Host` is built here once, as hyper-util
         // would build it per request (`host[:port]`, the port only when not the scheme's
-        // default). A configured `Host` below replaces it, as it did hyper-util's.
+        // default; see `host_header` for when it is left to hyper-util). A configured `Host`
+        // below replaces it, as it did hyper-util's.
         if let Some(host) = host_header(&chat_url) {
             headers.insert(header::HOST, host);
         }
@@ -442,8 +443,13 @@ fn post_request(url: Uri, body: Bytes, stream: bool, call: &ChatCall) -> Request
     req
 }
 
-/// The `Host` header for requests to `uri`: its host, with its port when that is not the scheme's
-/// default (what hyper-util's client writes when the request has none).
+/// The `Host` header for requests to `uri`, when it can be built once: what hyper-util's client
+/// writes on HTTP/1 (the host, with the port only when it is not the scheme's default), provided
+/// that is also the URI's authority as written.
+///
+/// On HTTP/2 the authority goes as `:authority`, and this header goes beside it; the two must not
+/// differ (RFC 9113 §8.3.1). A URI whose authority carries an explicit default port (`:443`) or
+/// user info gets `None`: hyper-util then writes `Host` per request, on HTTP/1 only, as before.
 fn host_header(uri: &Uri) -> Option<HeaderValue> {
     let host = uri.host()?;
     let default = if matches!(uri.scheme_str(), Some("https" | "wss")) {
@@ -452,10 +458,13 @@ fn host_header(uri: &Uri) -> Option<HeaderValue> {
         80
     };
     let value = match uri.port() {
-        Some(port) if port.as_u16() != default => HeaderValue::try_from(format!("{host}:{port}")),
-        _ => HeaderValue::from_str(host),
+        Some(port) if port.as_u16() != default => format!("{host}:{port}"),
+        _ => host.to_owned(),
     };
-    value.ok()
+    if value != uri.authority()?.as_str() {
+        return None;
+    }
+    HeaderValue::try_from(value).ok()
 }
 
 /// `?k=v&…` with keys and values percent-encoded, or nothing.
@@ -564,16 +573,17 @@ mod tests {
 
     #[test]
     fn the_host_header_is_what_hyper_util_would_write() {
-        let host = |uri: &str| host_header(&uri.parse().unwrap()).unwrap();
-        assert_eq!(
-            host("https://api.openai.com/v1/chat/completions"),
-            "api.openai.com"
-        );
-        assert_eq!(host("https://api.openai.com:443/v1"), "api.openai.com");
-        assert_eq!(host("https://gw.internal:8443/v1"), "gw.internal:8443");
-        assert_eq!(host("http://127.0.0.1:80/v1"), "127.0.0.1");
-        assert_eq!(host("http://127.0.0.1:443/v1"), "127.0.0.1:443");
-        assert_eq!(host("http://[::1]:8080/v1"), "[::1]:8080");
+        let host = |uri: &str| host_header(&uri.parse().unwrap());
+        let is = |uri: &str, want: &str| assert_eq!(host(uri).unwrap(), want, "{uri}");
+        is("https://api.openai.com/v1/chat/completions", "api.openai.com");
+        is("https://gw.internal:8443/v1", "gw.internal:8443");
+        is("http://127.0.0.1:443/v1", "127.0.0.1:443");
+        is("http://[::1]:8080/v1", "[::1]:8080");
+        // hyper-util would drop the default port, HTTP/2's `:authority` keeps it: left to
+        // hyper-util, per request and on HTTP/1 only.
+        assert_eq!(host("https://api.openai.com:443/v1"), None);
+        assert_eq!(host("http://127.0.0.1:80/v1"), None);
+        assert_eq!(host("https://user:secret@proxy.internal/v1"), None);
     }
 
     #[test]
