@@ -79,7 +79,8 @@ struct Inner {
     responses_url: Option<Uri>,
     models_url: Uri,
     base_url: String,
-    /// The auth header (marked sensitive) and the configured extra headers.
+    /// The auth header (marked sensitive), the configured extra headers, and `Host` for an
+    /// `http://` upstream.
     headers: http::HeaderMap,
     budgets: ReasoningBudgets,
 }
@@ -147,10 +148,9 @@ impl OpenAiProvider {
         };
         let chat_url = parse("/chat/completions")?;
         let mut headers = http::HeaderMap::new();
-        // Every URL shares the base's authority: its `Host` is built here once, as hyper-util
-        // would build it per request (`host[:port]`, the port only when not the scheme's
-        // default; see `host_header` for when it is left to hyper-util). A configured `Host`
-        // below replaces it, as it did hyper-util's.
+        // Every URL shares the base's authority: for an `http://` upstream its `Host` is built
+        // here once, as hyper-util would build it per request (`host_header`). A configured
+        // `Host` below replaces it, as it did hyper-util's.
         if let Some(host) = host_header(&chat_url) {
             headers.insert(header::HOST, host);
         }
@@ -444,13 +444,16 @@ fn post_request(url: Uri, body: Bytes, stream: bool, call: &ChatCall) -> Request
 }
 
 /// The `Host` header for requests to `uri`, when it can be built once: what hyper-util's client
-/// writes on HTTP/1 (the host, with the port only when it is not the scheme's default), provided
-/// that is also the URI's authority as written.
+/// writes per request (the host, with the port only when it is not the scheme's default).
 ///
-/// On HTTP/2 the authority goes as `:authority`, and this header goes beside it; the two must not
-/// differ (RFC 9113 §8.3.1). A URI whose authority carries an explicit default port (`:443`) or
-/// user info gets `None`: hyper-util then writes `Host` per request, on HTTP/1 only, as before.
+/// Only for `http://`, which this client speaks as HTTP/1.1 alone. An `https://` upstream may
+/// negotiate HTTP/2, where hyper-util writes no `Host` (the authority goes as `:authority`) and
+/// some servers (Google's front ends) reset a stream that carries one; it is left to hyper-util,
+/// which knows the connection's protocol. A URI with user info is left to it too.
 fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
     let host = uri.host()?;
     let default = if matches!(uri.scheme_str(), Some("https" | "wss")) {
         443
@@ -575,15 +578,15 @@ mod tests {
     fn the_host_header_is_what_hyper_util_would_write() {
         let host = |uri: &str| host_header(&uri.parse().unwrap());
         let is = |uri: &str, want: &str| assert_eq!(host(uri).unwrap(), want, "{uri}");
-        is("https://api.openai.com/v1/chat/completions", "api.openai.com");
-        is("https://gw.internal:8443/v1", "gw.internal:8443");
+        is("http://vllm.internal/v1/chat/completions", "vllm.internal");
         is("http://127.0.0.1:443/v1", "127.0.0.1:443");
         is("http://[::1]:8080/v1", "[::1]:8080");
-        // hyper-util would drop the default port, HTTP/2's `:authority` keeps it: left to
-        // hyper-util, per request and on HTTP/1 only.
-        assert_eq!(host("https://api.openai.com:443/v1"), None);
+        // Left to hyper-util, per request: `https://` may be HTTP/2, where no `Host` is sent;
+        // an explicit default port (hyper-util drops it) and user info are left to it as well.
+        assert_eq!(host("https://api.openai.com/v1/chat/completions"), None);
+        assert_eq!(host("https://gw.internal:8443/v1"), None);
         assert_eq!(host("http://127.0.0.1:80/v1"), None);
-        assert_eq!(host("https://user:secret@proxy.internal/v1"), None);
+        assert_eq!(host("http://user:secret@proxy.internal/v1"), None);
     }
 
     #[test]

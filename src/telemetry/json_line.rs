@@ -77,9 +77,9 @@ where
                 }
                 written
             }
-            // The buffer is in use: this thread is formatting another line. tracing drops events
-            // logged during another's dispatch, so only a formatter called some other way gets
-            // here; it gets a buffer of its own, not a panic.
+            // The buffer is in use: this thread is formatting another line, and a field's
+            // `Display` logged (a global subscriber dispatches that nested event; a scoped one
+            // drops it). It gets a buffer of its own, not a panic.
             Err(_) => {
                 let mut out = String::with_capacity(LINE);
                 line(&mut out, event, now, None);
@@ -123,6 +123,7 @@ impl Names {
     fn of(&mut self, meta: &tracing::Metadata<'_>) -> &Names {
         let callsite = meta.callsite();
         if self.callsite.as_ref() != Some(&callsite) {
+            self.callsite = None;
             self.text.clear();
             self.ends.clear();
             for field in meta.fields() {
@@ -448,8 +449,8 @@ mod tests {
     }
 
     /// Two callsites in turn (the names spelled per callsite are swapped each time), and an event
-    /// logged from inside another's formatting (tracing drops it, as it does for the library's
-    /// formatter): every line is still the library's.
+    /// logged from inside another's formatting (a scoped subscriber drops it, for the library's
+    /// formatter too): every line is still the library's.
     #[test]
     fn callsites_in_turn_and_an_event_inside_another_are_written_whole() {
         struct Noisy;
@@ -475,5 +476,25 @@ mod tests {
         for (f, s) in fast.into_iter().zip(slow) {
             assert_eq!(without_timestamp(f), without_timestamp(s));
         }
+    }
+
+    /// With the thread's buffer taken (as when a field's `Display` logs under the global
+    /// subscriber), a line is written from a buffer of its own, the same line.
+    #[test]
+    fn a_line_written_while_the_buffer_is_taken_is_the_same_line() {
+        let events = || {
+            tracing::info!(target: "access", method = %http::Method::GET, status = 404u16, "request");
+        };
+        let fast = SCRATCH.with(|scratch| {
+            let _taken = scratch.borrow_mut();
+            emit(true, events)
+        });
+        let slow = emit(false, events);
+        assert_eq!(fast.len(), 1);
+        assert_eq!(fast[0]["method"], "GET");
+        assert_eq!(
+            without_timestamp(fast[0].clone()),
+            without_timestamp(slow[0].clone())
+        );
     }
 }

@@ -70,8 +70,9 @@ pub fn encode_complete(response: &ChatResponse, reply: ReplyFormat) -> CompleteR
 
 /// Room in a reply's header map for its own headers and for those the layers above add on the
 /// way out (`x-gateway-provider`, `-deployment` and `-cost`, `x-request-id`, the limiter's three
-/// or six `x-ratelimit-*`): twelve fill one table of sixteen slots, so the map is allocated once
-/// per reply instead of grown and rehashed when the seventh header arrives.
+/// or six `x-ratelimit-*`): twelve fill one table of sixteen slots, so for most replies the map is
+/// allocated once instead of grown and rehashed when the seventh header arrives (a Bedrock
+/// `invoke` reply with cache counts and a token budget can still reach fifteen).
 const REPLY_HEADERS: usize = 12;
 
 /// The headers of a complete reply: `Content-Type`, plus Bedrock's token counts on `invoke`.
