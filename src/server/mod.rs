@@ -13,11 +13,16 @@
 //! - a response body can close its connection ([`ConnectionCloser`]): a stream whose client
 //!   stopped reading does, which drops the stream, its in-flight slot and its upstream call.
 //!
+//! Each connection's task is polled through [`coalesce`]: the wakes it gives itself while polled
+//! (hyper's body channel does, when a body is read) are taken in that poll instead of queueing the
+//! task again and unparking a second worker.
+//!
 //! Accept errors (e.g. too many open files) are logged and the loop goes on after a short pause;
 //! they never stop the server. On shutdown the listener closes, every connection is told to finish
 //! (HTTP/1 closes after its in-flight response, HTTP/2 sends GOAWAY), and whatever is still open
 //! after the drain period — a long stream, typically — is dropped.
 
+mod coalesce;
 mod connection;
 
 pub use connection::ConnectionCloser;
@@ -192,7 +197,8 @@ pub async fn serve_with<S, F>(
         let stopping = stopping.clone();
         // Reap finished connections so the set holds only live ones.
         while connections.try_join_next().is_some() {}
-        connections.spawn(async move {
+        // Wakes the connection gives itself while polled are taken in that poll (`coalesce`).
+        connections.spawn(coalesce::Coalesced::new(async move {
             let _slot = slot;
             let watchdog = state
                 .clone()
@@ -231,7 +237,7 @@ pub async fn serve_with<S, F>(
                 Err(End::Io(e)) => tracing::debug!(error = %e, %peer, "connection ended with an error"),
                 Err(End::Http(e)) => tracing::debug!(error = %e, %peer, "connection ended with an error"),
             }
-        });
+        }));
     }
 
     drop(listener);
