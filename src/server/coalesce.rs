@@ -4,9 +4,9 @@
 //! bytes from hyper's channel wakes the channel's sender: hyper's dispatcher, that is the very
 //! task that is running. tokio treats a task woken while it runs as one that yielded: it goes to
 //! the back of its worker's queue and an idle worker is unparked to come for it. That is a futex
-//! wake and, when the second worker finds nothing else to do, a park, for every request (2.0
-//! futex calls per request where the bare proxy, which streams the body to another task, makes
-//! none; a bare proxy that collects the body makes the same 2.0: BENCHMARKS.md).
+//! wake and, when the second worker finds nothing else to do, a park, for every request (about
+//! two futex calls per request where the bare proxy, which streams the body to another task,
+//! makes a quarter of one; a bare proxy that collects the body makes the same two: BENCHMARKS.md).
 //!
 //! [`Coalesced`] polls the connection with a waker of its own. A wake that arrives while the
 //! connection is being polled, from this thread or another, is noted instead of passed on, and the

@@ -13,7 +13,7 @@
 //! - a response body can close its connection ([`ConnectionCloser`]): a stream whose client
 //!   stopped reading does, which drops the stream, its in-flight slot and its upstream call.
 //!
-//! Each connection's task is polled through [`coalesce`]: the wakes it gives itself while polled
+//! Each connection's task is polled through `coalesce`: the wakes it gives itself while polled
 //! (hyper's body channel does, when a body is read) are taken in that poll instead of queueing the
 //! task again and unparking a second worker.
 //!
