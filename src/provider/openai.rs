@@ -455,13 +455,8 @@ fn host_header(uri: &Uri) -> Option<HeaderValue> {
         return None;
     }
     let host = uri.host()?;
-    let default = if matches!(uri.scheme_str(), Some("https" | "wss")) {
-        443
-    } else {
-        80
-    };
     let value = match uri.port() {
-        Some(port) if port.as_u16() != default => format!("{host}:{port}"),
+        Some(port) if port.as_u16() != 80 => format!("{host}:{port}"),
         _ => host.to_owned(),
     };
     if value != uri.authority()?.as_str() {

@@ -165,14 +165,10 @@ where
         if inbound == InboundFormat::Responses {
             return self.respond(&parts, detected, hooks);
         }
+        let request_id = request_id(&parts);
         // Bedrock clients read the request id as `x-amzn-RequestId`.
         let amzn_id = (reply.error_dialect() == ErrorDialect::Bedrock)
-            .then(|| {
-                parts
-                    .headers
-                    .get(&crate::header_name::X_REQUEST_ID)
-                    .cloned()
-            })
+            .then(|| request_id.clone())
             .flatten();
         // An OpenAI body whose request nothing overrides can go upstream as received.
         let mut body = (inbound == InboundFormat::OpenAi
@@ -220,10 +216,7 @@ where
             request.is_stream(),
         ));
         let context = CallContext {
-            request_id: parts
-                .headers
-                .get(&crate::header_name::X_REQUEST_ID)
-                .cloned(),
+            request_id,
             inbound,
             target: reply,
             original,
@@ -282,10 +275,7 @@ where
             false,
         ));
         let context = CallContext {
-            request_id: parts
-                .headers
-                .get(&crate::header_name::X_REQUEST_ID)
-                .cloned(),
+            request_id: request_id(parts),
             inbound: InboundFormat::Embeddings,
             target: reply,
             original: None,
@@ -341,10 +331,7 @@ where
         let reply = detected.reply;
         let owner = owner_of(parts);
         let store = self.store.clone();
-        let request_id = parts
-            .headers
-            .get(&crate::header_name::X_REQUEST_ID)
-            .cloned();
+        let request_id = request_id(parts);
         let deadline = self
             .total
             .map(|t| instant_after(tokio::time::Instant::now(), t));
@@ -492,6 +479,14 @@ fn with_include_usage(body: &bytes::Bytes) -> Option<bytes::Bytes> {
     out.extend_from_slice(MEMBER);
     out.extend_from_slice(&body[open + 1..]);
     Some(out.into())
+}
+
+/// The request's id (`x-request-id`, the client's or the one the gateway set), for the call.
+fn request_id(parts: &http::request::Parts) -> Option<HeaderValue> {
+    parts
+        .headers
+        .get(&crate::header_name::X_REQUEST_ID)
+        .cloned()
 }
 
 /// The guardrail an InvokeModel request names in its `X-Amzn-Bedrock-Guardrail*` headers (and
