@@ -8,43 +8,159 @@
 //! - its **first request** (HTTP/1 request head; HTTP/2 preface, settings and first HEADERS) has
 //!   not arrived within `first_request` of the accept;
 //! - it has had **no request in flight** (the last response fully sent) for `idle`;
-//! - a response body asks for it through [`ConnectionCloser`] — what a stream does when its client
-//!   has stopped reading (see [`crate::stream`]): hyper then drops the connection and with it the
-//!   body, its in-flight slot and its upstream call.
+//! - a **stream's reader has stalled**: a response body watched through
+//!   [`ConnectionCloser::watch_reader`] handed hyper a frame and hyper has not come back for the
+//!   next one within the body's timeout — its client stopped reading (see [`crate::stream`]);
+//! - a response body asks for it through [`ConnectionCloser::close`].
+//!
+//! Closing drops the connection, and with it every response body on it, their in-flight slots and
+//! their upstream calls.
+//!
+//! The streams' readers are watched by this one watchdog, which runs in the connection's own task,
+//! rather than by a task and a timer per stream: a spawned task per stream cost two or three
+//! wake-ups of the runtime's IO driver and two context switches per streamed request
+//! (BENCHMARKS.md). The watchdog sleeps until the earliest deadline of the connection and of its
+//! streams; a frame handed over later can only move a stream's deadline later than that, so the
+//! watchdog is woken early only when a stream starts being watched with a deadline before the one it
+//! sleeps to.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::future::Future;
+use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tower::util::Oneshot;
 use tower_service::Service;
 
-/// Closes the connection a request arrived on (a request extension set by the gateway's server).
-/// Closing drops every response body on it, which cancels their upstream calls.
+/// Closes the connection a request arrived on (a request extension set by the gateway's server),
+/// and watches the readers of the streams sent on it. Closing drops every response body on it,
+/// which cancels their upstream calls.
 #[derive(Debug, Clone)]
-pub struct ConnectionCloser(CancellationToken);
+pub struct ConnectionCloser(Arc<Closer>);
+
+#[derive(Debug)]
+struct Closer {
+    closed: AtomicBool,
+    /// Whether a connection's watchdog reads this (false for a detached closer).
+    watched: bool,
+    /// Wakes the watchdog: the connection was closed, or a stream's deadline is earlier than the
+    /// one it sleeps to. A permit is kept when the watchdog is not waiting, so no wake is lost.
+    wake: Notify,
+    readers: Mutex<Readers>,
+}
+
+/// The streams watched on one connection.
+#[derive(Debug, Default)]
+struct Readers {
+    /// Dropped with their bodies; the dead ones are pruned on the watchdog's next pass.
+    live: Vec<Weak<ReaderWatch>>,
+    /// When the watchdog will next look, if it sleeps.
+    sleeping_until: Option<Instant>,
+}
 
 impl ConnectionCloser {
-    /// A closer that closes nothing (for tests and other servers).
+    fn new(watched: bool) -> Self {
+        ConnectionCloser(Arc::new(Closer {
+            closed: AtomicBool::new(false),
+            watched,
+            wake: Notify::new(),
+            readers: Mutex::new(Readers::default()),
+        }))
+    }
+
+    /// A closer that closes nothing (for tests and other servers): no watchdog reads it, so
+    /// nothing it is asked to watch is watched.
     pub fn detached() -> Self {
-        ConnectionCloser(CancellationToken::new())
+        ConnectionCloser::new(false)
     }
 
     /// Closes the connection now.
     pub fn close(&self) {
-        self.0.cancel();
+        self.0.closed.store(true, Ordering::Release);
+        self.0.wake.notify_one();
     }
 
-    /// Whether the connection was closed through this handle.
+    /// Whether the connection was closed through this handle (or for a stalled reader).
     pub fn is_closed(&self) -> bool {
-        self.0.is_cancelled()
+        self.0.closed.load(Ordering::Acquire)
+    }
+
+    /// Watches the reader of a stream: the connection's watchdog closes the connection when a
+    /// frame handed to hyper ([`ReaderWatch::handed`]) has not been followed by hyper's next poll
+    /// ([`ReaderWatch::taken`]) within `timeout`. The watch ends when the returned handle is
+    /// dropped. `None` for a detached closer or a zero timeout: nothing watches.
+    pub(crate) fn watch_reader(&self, timeout: Duration) -> Option<Arc<ReaderWatch>> {
+        if !self.0.watched || timeout.is_zero() {
+            return None;
+        }
+        let watch = Arc::new(ReaderWatch {
+            timeout,
+            started: Instant::now(),
+            waiting: AtomicBool::new(false),
+            handed_ms: AtomicU64::new(0),
+        });
+        let mut readers = lock(&self.0.readers);
+        readers.live.push(Arc::downgrade(&watch));
+        // Its first deadline is a timeout after a frame handed from now on; the watchdog needs
+        // waking only when that is before the one it sleeps to.
+        let wake = readers
+            .sleeping_until
+            .is_some_and(|at| watch.started + timeout < at);
+        drop(readers);
+        if wake {
+            self.0.wake.notify_one();
+        }
+        Some(watch)
+    }
+}
+
+/// Locks `m`, taking over a lock poisoned by a panic elsewhere (the list stays consistent: every
+/// change to it is one push, retain or store).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What the connection's watchdog reads of one stream: whether a frame is waiting for hyper to
+/// come back for the next, and since when.
+#[derive(Debug)]
+pub(crate) struct ReaderWatch {
+    timeout: Duration,
+    started: Instant,
+    /// A frame was handed to hyper and the body has not been polled since.
+    waiting: AtomicBool,
+    /// Milliseconds after `started` when that frame was handed over.
+    handed_ms: AtomicU64,
+}
+
+impl ReaderWatch {
+    /// A frame was handed to hyper at `now`.
+    pub(crate) fn handed(&self, now: Instant) {
+        let ms = u64::try_from(now.saturating_duration_since(self.started).as_millis())
+            .unwrap_or(u64::MAX);
+        self.handed_ms.store(ms, Ordering::Relaxed);
+        self.waiting.store(true, Ordering::Release);
+    }
+
+    /// hyper came back for the next frame: the client took the last one.
+    pub(crate) fn taken(&self) {
+        self.waiting.store(false, Ordering::Release);
+    }
+
+    /// When this reader counts as stalled unless hyper comes back first: a timeout after the frame
+    /// it waits on, or, waiting on none, after a frame handed `now`.
+    fn deadline(&self, now: Instant) -> Instant {
+        if self.waiting.load(Ordering::Acquire) {
+            let handed = Duration::from_millis(self.handed_ms.load(Ordering::Relaxed));
+            self.started + handed + self.timeout
+        } else {
+            now + self.timeout
+        }
     }
 }
 
@@ -67,7 +183,7 @@ impl ConnectionState {
             active: AtomicUsize::new(0),
             last_change_ms: AtomicU64::new(0),
             got_request: AtomicBool::new(false),
-            closer: ConnectionCloser(CancellationToken::new()),
+            closer: ConnectionCloser::new(true),
         })
     }
 
@@ -77,36 +193,75 @@ impl ConnectionState {
     }
 
     /// Resolves when the connection must close: its first request is late, it has been idle too
-    /// long, or a body closed it. Never resolves for a zero duration's check.
+    /// long, a stream's reader stalled, or a body closed it.
     pub(crate) async fn watchdog(self: Arc<Self>, first_request: Duration, idle: Duration) {
-        let closed = self.closer.0.clone();
-        let check = async {
-            loop {
-                let now = Instant::now();
-                let deadline = if !self.got_request.load(Ordering::Acquire) {
-                    self.opened + first_request
-                } else if self.active.load(Ordering::Acquire) == 0 {
-                    let last = Duration::from_millis(self.last_change_ms.load(Ordering::Relaxed));
-                    self.opened + last + idle
-                } else {
-                    // Requests in flight bound themselves (timeouts, the stream watchdog); look
-                    // again after one idle period.
-                    now + idle
-                };
-                if deadline <= now {
-                    return;
-                }
-                tokio::time::sleep_until(deadline).await;
+        let closer = &self.closer.0;
+        loop {
+            if closer.closed.load(Ordering::Acquire) {
+                return;
             }
-        };
-        tokio::select! {
-            () = check => {}
-            () = closed.cancelled() => {}
+            let now = Instant::now();
+            let mut deadline = if !self.got_request.load(Ordering::Acquire) {
+                self.opened + first_request
+            } else if self.active.load(Ordering::Acquire) == 0 {
+                let last = Duration::from_millis(self.last_change_ms.load(Ordering::Relaxed));
+                self.opened + last + idle
+            } else {
+                // Requests in flight bound themselves (timeouts, the streams' readers below);
+                // look again after one idle period.
+                now + idle
+            };
+            if deadline <= now {
+                return;
+            }
+            // The streams' deadlines; the dead are pruned.
+            let stalled = {
+                let mut readers = lock(&closer.readers);
+                let mut stalled = None;
+                readers.live.retain(|weak| match weak.upgrade() {
+                    Some(reader) => {
+                        let due = reader.deadline(now);
+                        if due <= now {
+                            stalled = Some(reader.timeout);
+                        }
+                        deadline = deadline.min(due);
+                        true
+                    }
+                    None => false,
+                });
+                readers.sleeping_until = Some(deadline);
+                stalled
+            };
+            if let Some(timeout) = stalled {
+                tracing::warn!(
+                    timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    "the client stopped reading its stream; closing the connection"
+                );
+                self.closer.close();
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = closer.wake.notified() => {}
+            }
         }
     }
 
     pub(crate) fn closed_by_body(&self) -> bool {
         self.closer.is_closed()
+    }
+}
+
+#[cfg(test)]
+impl ConnectionCloser {
+    /// A closer read by the watchdog of a connection with one request in flight and hour-long
+    /// first-request and idle bounds, and that watchdog: it resolves when the connection closes.
+    pub(crate) fn watched_for_test() -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let state = ConnectionState::new();
+        state.got_request.store(true, Ordering::Release);
+        state.active.fetch_add(1, Ordering::AcqRel);
+        let hour = Duration::from_secs(3600);
+        (state.closer.clone(), state.watchdog(hour, hour))
     }
 }
 
@@ -216,5 +371,112 @@ impl<B: HttpBody> HttpBody for TrackedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    /// Lets the spawned watchdog run its pass at the current (paused) time.
+    async fn settle() {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_stalled_reader_closes_the_connection_at_its_deadline() {
+        let (closer, watchdog) = ConnectionCloser::watched_for_test();
+        let watchdog = tokio::spawn(watchdog);
+        settle().await;
+        let reading = closer.watch_reader(5 * SEC).unwrap();
+        let stalled = closer.watch_reader(5 * SEC).unwrap();
+        tokio::time::sleep(SEC).await;
+        stalled.handed(Instant::now()); // never taken
+                                        // The other reader takes each frame a second after it is handed, for longer than the
+                                        // timeout: it is never the one that stalls.
+        for _ in 0..4 {
+            reading.handed(Instant::now());
+            tokio::time::sleep(SEC).await;
+            reading.taken();
+            settle().await;
+            assert!(!closer.is_closed());
+        }
+        // Stalled since 1 s: closed at 6 s, not before.
+        tokio::time::sleep(SEC - Duration::from_millis(100)).await;
+        settle().await;
+        assert!(!closer.is_closed(), "closed before the deadline");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        settle().await;
+        assert!(
+            closer.is_closed(),
+            "the stalled reader's connection stayed open"
+        );
+        assert!(watchdog.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_watched_while_the_watchdog_sleeps_long_is_still_caught_in_time() {
+        let (closer, watchdog) = ConnectionCloser::watched_for_test();
+        let watchdog = tokio::spawn(watchdog);
+        // The watchdog sleeps to the hour-long idle deadline of a connection with a request in
+        // flight; a 2 s reader must wake it.
+        settle().await;
+        let reader = closer.watch_reader(2 * SEC).unwrap();
+        reader.handed(Instant::now());
+        tokio::time::sleep(2 * SEC + Duration::from_millis(10)).await;
+        settle().await;
+        assert!(closer.is_closed());
+        assert!(watchdog.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_waiting_on_no_frame_never_stalls() {
+        let (closer, watchdog) = ConnectionCloser::watched_for_test();
+        let watchdog = tokio::spawn(watchdog);
+        settle().await;
+        let reader = closer.watch_reader(SEC).unwrap();
+        reader.handed(Instant::now());
+        reader.taken(); // hyper came back; the upstream is slow to send the next chunk
+        tokio::time::sleep(30 * SEC).await;
+        settle().await;
+        assert!(!closer.is_closed());
+        assert!(!watchdog.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_readers_are_pruned_and_close_nothing() {
+        let (closer, watchdog) = ConnectionCloser::watched_for_test();
+        let watchdog = tokio::spawn(watchdog);
+        settle().await;
+        for _ in 0..3 {
+            let reader = closer.watch_reader(SEC).unwrap();
+            reader.handed(Instant::now());
+        }
+        tokio::time::sleep(5 * SEC).await;
+        settle().await;
+        assert!(!closer.is_closed());
+        assert!(lock(&closer.0.readers).live.is_empty());
+        assert!(!watchdog.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_ends_the_watchdog_at_once() {
+        let (closer, watchdog) = ConnectionCloser::watched_for_test();
+        let watchdog = tokio::spawn(watchdog);
+        settle().await;
+        closer.close();
+        settle().await;
+        assert!(watchdog.is_finished());
+    }
+
+    #[test]
+    fn a_detached_closer_or_a_zero_timeout_watches_nothing() {
+        assert!(ConnectionCloser::detached().watch_reader(SEC).is_none());
+        let (closer, _watchdog) = ConnectionCloser::watched_for_test();
+        assert!(closer.watch_reader(Duration::ZERO).is_none());
     }
 }

@@ -26,6 +26,7 @@ mod coalesce;
 mod connection;
 
 pub use connection::ConnectionCloser;
+pub(crate) use connection::ReaderWatch;
 
 use std::convert::Infallible;
 use std::future::Future;

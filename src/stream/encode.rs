@@ -2,19 +2,18 @@
 //! format on one wire out.
 //!
 //! **Slow readers.** The body's own timers only run while hyper polls it, and hyper stops polling
-//! a body whose client has stopped reading (the socket is full). So a stream given a
-//! [`ConnectionCloser`] ([`EncodedBody::with_reader_timeout`]) also has a *write-side watchdog*: a
-//! small task that notes when the last frame was handed to hyper and, when hyper has not come back
-//! for the next one within the timeout, closes the connection. hyper then drops the body — and
+//! a body whose client has stopped reading (the socket is full). So a stream given its
+//! connection's [`ConnectionCloser`] ([`EncodedBody::with_reader_timeout`]) notes when it handed
+//! hyper its last frame and when hyper came back for the next; the connection's own watchdog
+//! (`server::connection`), which runs whether or not anything polls the body, closes the
+//! connection when hyper has not come back within the timeout. hyper then drops the body — and
 //! with it the upstream call (its connection is closed, so the upstream sees the cancel), the
-//! in-flight slot and the buffers — whether or not anything polls the body again. On HTTP/2 the
-//! whole connection goes, with any other stream of that client on it: hyper offers no handle to
-//! reset one stream from outside, and a client that has stopped reading one stream is rarely
-//! reading the others.
+//! in-flight slot and the buffers. On HTTP/2 the whole connection goes, with any other stream of
+//! that client on it: hyper offers no handle to reset one stream from outside, and a client that
+//! has stopped reading one stream is rarely reading the others.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,71 +21,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{EventEncoder, Framer};
 use crate::body::BoxError;
 use crate::error::GatewayError;
 use crate::model::ChunkStream;
-use crate::server::ConnectionCloser;
-
-/// What the write-side watchdog of one stream reads: whether a frame is waiting for hyper to come
-/// back, and since when.
-#[derive(Debug)]
-struct ReaderWatch {
-    started: tokio::time::Instant,
-    /// A frame was handed to hyper and the body has not been polled since.
-    waiting: AtomicBool,
-    /// Milliseconds after `started` when that frame was handed over.
-    handed_ms: AtomicU64,
-}
-
-impl ReaderWatch {
-    fn handed(&self, now: tokio::time::Instant) {
-        let ms = u64::try_from(now.saturating_duration_since(self.started).as_millis())
-            .unwrap_or(u64::MAX);
-        self.handed_ms.store(ms, Ordering::Relaxed);
-        self.waiting.store(true, Ordering::Release);
-    }
-
-    /// Watches until the body is dropped (`gone`) or its reader has stalled for `timeout`, in
-    /// which case the connection is closed.
-    async fn run(
-        self: Arc<Self>,
-        timeout: Duration,
-        closer: ConnectionCloser,
-        gone: CancellationToken,
-    ) {
-        let watch = async {
-            loop {
-                let due = if self.waiting.load(Ordering::Acquire) {
-                    self.started
-                        + Duration::from_millis(self.handed_ms.load(Ordering::Relaxed))
-                        + timeout
-                } else {
-                    tokio::time::Instant::now() + timeout
-                };
-                tokio::time::sleep_until(due).await;
-                let stalled = self.waiting.load(Ordering::Acquire)
-                    && self.started.elapsed()
-                        >= Duration::from_millis(self.handed_ms.load(Ordering::Relaxed)) + timeout;
-                if stalled {
-                    return;
-                }
-            }
-        };
-        tokio::select! {
-            () = watch => {
-                tracing::warn!(
-                    timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-                    "the client stopped reading its stream; closing the connection"
-                );
-                closer.close();
-            }
-            () = gone.cancelled() => {}
-        }
-    }
-}
+use crate::server::{ConnectionCloser, ReaderWatch};
 
 pin_project_lite::pin_project! {
     /// The body of a streamed reply.
@@ -108,7 +49,7 @@ pin_project_lite::pin_project! {
         #[pin]
         idle: Option<tokio::time::Sleep>,
         shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
-        reader: Option<(Arc<ReaderWatch>, DropGuard)>,
+        reader: Option<Arc<ReaderWatch>>,
     }
 }
 
@@ -139,20 +80,10 @@ where
     }
 
     /// Closes the connection through `closer` when the client has not taken the next frame within
-    /// `timeout` of the last one (see the module docs). Needs a Tokio runtime (the watchdog is a
-    /// task); a zero timeout turns it off.
+    /// `timeout` of the last one (see the module docs). The connection's watchdog does the
+    /// watching: with a [`ConnectionCloser::detached`] closer, or a zero timeout, nothing does.
     pub fn with_reader_timeout(mut self, timeout: Duration, closer: ConnectionCloser) -> Self {
-        if timeout.is_zero() {
-            return self;
-        }
-        let watch = Arc::new(ReaderWatch {
-            started: tokio::time::Instant::now(),
-            waiting: AtomicBool::new(false),
-            handed_ms: AtomicU64::new(0),
-        });
-        let gone = CancellationToken::new();
-        tokio::spawn(watch.clone().run(timeout, closer, gone.clone()));
-        self.reader = Some((watch, gone.drop_guard()));
+        self.reader = closer.watch_reader(timeout);
         self
     }
 
@@ -182,9 +113,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        if let Some((watch, _)) = this.reader.as_ref() {
+        if let Some(watch) = this.reader.as_ref() {
             // hyper came back: the client took the last frame.
-            watch.waiting.store(false, Ordering::Release);
+            watch.taken();
         }
         poll_encoded(this, cx)
     }
@@ -231,7 +162,7 @@ where
                             );
                             this.framer.error(&err);
                             *this.done = true;
-                            if let Some((watch, _)) = this.reader.as_ref() {
+                            if let Some(watch) = this.reader.as_ref() {
                                 watch.handed(tokio::time::Instant::now());
                             }
                             return Poll::Ready(Some(Ok(Frame::data(this.framer.take()))));
@@ -253,7 +184,7 @@ where
                             let _ = idle.as_mut().poll(cx);
                             *this.last_sent = now;
                             if let Some(ping) = this.framer.keep_alive() {
-                                if let Some((watch, _)) = this.reader.as_ref() {
+                                if let Some(watch) = this.reader.as_ref() {
                                     watch.handed(now);
                                 }
                                 return Poll::Ready(Some(Ok(Frame::data(ping))));
@@ -269,7 +200,7 @@ where
                 if this.keep_alive.is_some() || this.reader.is_some() {
                     let now = tokio::time::Instant::now();
                     *this.last_sent = now;
-                    if let Some((watch, _)) = this.reader.as_ref() {
+                    if let Some(watch) = this.reader.as_ref() {
                         watch.handed(now);
                     }
                 }
@@ -340,7 +271,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reader_that_stops_taking_frames_gets_its_connection_closed() {
         let timeout = Duration::from_secs(5);
-        let closer = ConnectionCloser::detached();
+        let (closer, watchdog) = ConnectionCloser::watched_for_test();
+        let watchdog = tokio::spawn(watchdog);
+        // The watchdog sleeps on the connection's hour-long idle deadline when the stream starts.
+        tokio::task::yield_now().await;
         let mut body = Box::pin(
             EncodedBody::new(
                 paced(1000, Duration::from_millis(100)),
@@ -361,11 +295,13 @@ mod tests {
         assert!(!closer.is_closed());
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(closer.is_closed(), "the watchdog closed the connection");
+        assert!(watchdog.is_finished(), "and ended the connection");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_watchdog_ends_with_its_body() {
-        let closer = ConnectionCloser::detached();
+    async fn the_watch_ends_with_its_body() {
+        let (closer, watchdog) = ConnectionCloser::watched_for_test();
+        let watchdog = tokio::spawn(watchdog);
         let mut body = Box::pin(
             EncodedBody::new(
                 paced(5, Duration::from_millis(10)),
@@ -379,6 +315,25 @@ mod tests {
         drop(body); // the client went away: hyper drops the body
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert!(!closer.is_closed(), "a dropped body closes nothing");
+        assert!(!watchdog.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_detached_closer_watches_nothing() {
+        let closer = ConnectionCloser::detached();
+        let mut body = Box::pin(
+            EncodedBody::new(
+                paced(5, Duration::from_millis(10)),
+                OpenAiStreamEncoder::new(false),
+                SseFramer::new(ErrorDialect::OpenAi),
+                None,
+            )
+            .with_reader_timeout(Duration::from_secs(1), closer.clone()),
+        );
+        assert!(body.reader.is_none());
+        next_frame(&mut body).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!closer.is_closed());
     }
 
     #[tokio::test]
