@@ -58,8 +58,12 @@ struct Closer {
 /// The streams watched on one connection.
 #[derive(Debug, Default)]
 struct Readers {
-    /// Dropped with their bodies; the dead ones are pruned on the watchdog's next pass.
+    /// Dropped with their bodies; the dead ones are pruned on the watchdog's next pass, or when
+    /// the list has doubled since the last pruning (many short streams on one HTTP/2 connection
+    /// would otherwise pile up between passes, a minute apart).
     live: Vec<Weak<ReaderWatch>>,
+    /// The list's length at which a new stream prunes it first.
+    prune_at: usize,
     /// When the watchdog will next look, if it sleeps.
     sleeping_until: Option<Instant>,
 }
@@ -106,6 +110,10 @@ impl ConnectionCloser {
             handed_ms: AtomicU64::new(0),
         });
         let mut readers = lock(&self.0.readers);
+        if readers.live.len() >= readers.prune_at {
+            readers.live.retain(|weak| weak.strong_count() > 0);
+            readers.prune_at = (2 * readers.live.len()).max(MIN_PRUNE_AT);
+        }
         readers.live.push(Arc::downgrade(&watch));
         // Its first deadline is a timeout after a frame handed from now on; the watchdog needs
         // waking only when that is before the one it sleeps to.
@@ -119,6 +127,9 @@ impl ConnectionCloser {
         Some(watch)
     }
 }
+
+/// The fewest watched streams a connection's list holds before a new one prunes it.
+const MIN_PRUNE_AT: usize = 16;
 
 /// Locks `m`, taking over a lock poisoned by a panic elsewhere (the list stays consistent: every
 /// change to it is one push, retain or store).
@@ -461,6 +472,27 @@ mod tests {
         assert!(!closer.is_closed());
         assert!(lock(&closer.0.readers).live.is_empty());
         assert!(!watchdog.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_short_streams_between_passes_do_not_pile_up() {
+        let (closer, watchdog) = ConnectionCloser::watched_for_test();
+        let _watchdog = tokio::spawn(watchdog);
+        settle().await;
+        // One stream kept open, then ten thousand that end at once: no pass of the watchdog in
+        // between (its next is a minute away).
+        let open = closer.watch_reader(60 * SEC).unwrap();
+        for _ in 0..10_000 {
+            let short = closer.watch_reader(60 * SEC).unwrap();
+            short.handed(Instant::now());
+            short.taken();
+        }
+        let held = lock(&closer.0.readers).live.len();
+        assert!(
+            held <= 2 * MIN_PRUNE_AT,
+            "{held} entries held for 1 live stream"
+        );
+        drop(open);
     }
 
     #[tokio::test(start_paused = true)]
