@@ -413,6 +413,9 @@ async fn a_client_that_stops_reading_loses_its_stream_slot_and_upstream() {
     let mut config = config_for(&upstream.url());
     config.server.max_in_flight = 1;
     config.timeouts.stream_idle = Duration::from_millis(1000);
+    // No other deadline of the connection's watchdog comes before the test's own: only the
+    // stream's reader deadline can end the stream in time.
+    config.server.first_request_timeout = Duration::from_secs(60);
     let gw = start_gateway(config, None).await;
 
     // A client with a small receive buffer that reads the head and then stops reading.
@@ -440,8 +443,8 @@ async fn a_client_that_stops_reading_loses_its_stream_slot_and_upstream() {
         res.status, 503,
         "the stalled stream holds its slot at first"
     );
-    // …until the write-side watchdog ends it: the upstream sees the cancel and the slot comes back,
-    // though nothing reads (or polls) the stalled stream.
+    // …until the connection's watchdog finds its reader stalled and closes it: the upstream sees
+    // the cancel and the slot comes back, though nothing reads (or polls) the stalled stream.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while *upstream.dropped_streams.lock().unwrap() == 0 {
         assert!(

@@ -58,9 +58,9 @@ struct Closer {
 /// The streams watched on one connection.
 #[derive(Debug, Default)]
 struct Readers {
-    /// Dropped with their bodies; the dead ones are pruned on the watchdog's next pass, or when
-    /// the list has doubled since the last pruning (many short streams on one HTTP/2 connection
-    /// would otherwise pile up between passes, a minute apart).
+    /// Dropped with their bodies; the dead ones are pruned on each pass of the watchdog, and by a
+    /// new stream when the list has doubled since the last pruning (many short streams on one
+    /// HTTP/2 connection would otherwise pile up between passes, up to a stream timeout apart).
     live: Vec<Weak<ReaderWatch>>,
     /// The list's length at which a new stream prunes it first.
     prune_at: usize,
@@ -103,6 +103,8 @@ impl ConnectionCloser {
         if !self.0.watched || timeout.is_zero() {
             return None;
         }
+        // A deadline is `timeout` after a clock reading: a longer timeout could overflow the clock.
+        let timeout = timeout.min(MAX_TIMEOUT);
         let watch = Arc::new(ReaderWatch {
             timeout,
             started: Instant::now(),
@@ -127,6 +129,9 @@ impl ConnectionCloser {
         Some(watch)
     }
 }
+
+/// The longest a stream's reader is given (a longer timeout is this one: 100 years).
+const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The fewest watched streams a connection's list holds before a new one prunes it.
 const MIN_PRUNE_AT: usize = 16;
@@ -240,6 +245,7 @@ impl ConnectionState {
                     }
                     None => false,
                 });
+                readers.prune_at = (2 * readers.live.len()).max(MIN_PRUNE_AT);
                 readers.sleeping_until = Some(deadline);
                 stalled
             };
@@ -258,7 +264,8 @@ impl ConnectionState {
         }
     }
 
-    pub(crate) fn closed_by_body(&self) -> bool {
+    /// Whether the connection was closed through its closer: for a stalled reader, or by a body.
+    pub(crate) fn closed_by_closer(&self) -> bool {
         self.closer.is_closed()
     }
 }
@@ -406,9 +413,10 @@ mod tests {
         let reading = closer.watch_reader(5 * SEC).unwrap();
         let stalled = closer.watch_reader(5 * SEC).unwrap();
         tokio::time::sleep(SEC).await;
-        stalled.handed(Instant::now()); // never taken
-                                        // The other reader takes each frame a second after it is handed, for longer than the
-                                        // timeout: it is never the one that stalls.
+        // This frame is never taken.
+        stalled.handed(Instant::now());
+        // The other reader takes each frame a second after it is handed, for longer than the
+        // timeout: it is never the one that stalls.
         for _ in 0..4 {
             reading.handed(Instant::now());
             tokio::time::sleep(SEC).await;
@@ -479,8 +487,9 @@ mod tests {
         let (closer, watchdog) = ConnectionCloser::watched_for_test();
         let _watchdog = tokio::spawn(watchdog);
         settle().await;
-        // One stream kept open, then ten thousand that end at once: no pass of the watchdog in
-        // between (its next is a minute away).
+        // One stream kept open, then ten thousand that end at once, with no await in between:
+        // the watchdog makes no pass meanwhile, so only the pruning on registration bounds the
+        // list.
         let open = closer.watch_reader(60 * SEC).unwrap();
         for _ in 0..10_000 {
             let short = closer.watch_reader(60 * SEC).unwrap();

@@ -10,8 +10,10 @@
 //!   a request in flight; HTTP/1 keeps hyper's header-read timeout, HTTP/2 sends keep-alive pings
 //!   and closes a peer that does not answer them within `http2_keep_alive`;
 //! - TCP keepalive on accepted sockets, so a peer that vanished is noticed by the kernel;
-//! - a response body can close its connection ([`ConnectionCloser`]): a stream whose client
-//!   stopped reading does, which drops the stream, its in-flight slot and its upstream call.
+//! - a stream whose client stopped reading (hyper has not come back for its next frame within the
+//!   stream's timeout) has its connection closed by the connection's watchdog, which drops the
+//!   stream, its in-flight slot and its upstream call; a response body can also close its
+//!   connection itself ([`ConnectionCloser`]).
 //!
 //! Each connection's task is polled through `coalesce`: the wakes it gives itself while polled
 //! (hyper's body channel does, when a body is read) are taken in that poll instead of queueing the
@@ -226,11 +228,11 @@ pub async fn serve_with<S, F>(
             };
             match res {
                 Ok(()) => {}
-                Err(End::Watchdog) if state.closed_by_body() => {
-                    tracing::debug!(%peer, "connection closed: a client stopped reading its stream");
+                Err(End::Watchdog) if state.closed_by_closer() => {
+                    tracing::debug!(%peer, "connection closed: a stream's reader stalled, or a body closed it");
                 }
                 Err(End::Watchdog) => {
-                    tracing::debug!(%peer, "connection closed: no request in time");
+                    tracing::debug!(%peer, "connection closed: no first request in time, or idle");
                 }
                 Err(End::Stopping) => {
                     tracing::debug!(%peer, "connection closed: shutting down before its first request");
@@ -337,7 +339,8 @@ impl Protocol {
 
 /// Why a connection's task ended other than by the connection finishing.
 enum End {
-    /// The watchdog closed it (no request in time, idle, or a body asked).
+    /// The watchdog closed it (no first request in time, idle, a stream's reader stalled, or a
+    /// body asked).
     Watchdog,
     /// The server stopped while the connection's first bytes were still awaited.
     Stopping,
