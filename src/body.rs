@@ -24,7 +24,17 @@ impl Body {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        Body(body.map_err(Into::into).boxed_unsync())
+        // A `Body` is one already: it is not boxed a second time (as axum's `Body::new` does).
+        let mut slot = Some(body);
+        if let Some(own) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Body>>() {
+            if let Some(own) = own.take() {
+                return own;
+            }
+        }
+        match slot {
+            Some(body) => Body(body.map_err(Into::into).boxed_unsync()),
+            None => Body::empty(),
+        }
     }
 
     /// An empty body.
@@ -86,5 +96,80 @@ impl http_body::Body for Body {
 
     fn size_hint(&self) -> SizeHint {
         self.0.size_hint()
+    }
+}
+
+/// Reads `body` whole into one `Bytes`. A body that arrives in one frame — a small reply, nearly
+/// always — is that frame's bytes, with no copy and no list of frames (`http_body_util`'s
+/// `Collected` keeps one, an allocation per body); more frames are copied into one buffer.
+/// Trailers are skipped. (The OpenAI-compatible provider reads its upstream's replies with it.)
+#[cfg(any(feature = "openai", test))]
+pub(crate) async fn to_bytes<B>(body: B) -> Result<Bytes, B::Error>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.as_mut().frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match (&mut joined, &first) {
+            (Some(buf), _) => buf.extend_from_slice(&data),
+            (None, Some(head)) => {
+                let mut buf = bytes::BytesMut::with_capacity(head.len() + data.len());
+                buf.extend_from_slice(head);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+            (None, None) => first = Some(data),
+        }
+    }
+    Ok(match joined {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body of the given frames (data, or trailers for `None`).
+    fn framed(
+        frames: Vec<Option<&'static [u8]>>,
+    ) -> impl http_body::Body<Data = Bytes, Error = BoxError> {
+        let frames = frames.into_iter().map(|f| {
+            Ok::<_, BoxError>(match f {
+                Some(b) => Frame::data(Bytes::from_static(b)),
+                None => Frame::trailers(http::HeaderMap::new()),
+            })
+        });
+        http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn to_bytes_keeps_one_frame_as_it_is_and_joins_several() {
+        let one = Bytes::from_static(b"{\"id\":1}");
+        let got = to_bytes(Full::new(one.clone())).await.unwrap();
+        assert_eq!(got, one);
+        assert_eq!(got.as_ptr(), one.as_ptr(), "one frame is not copied");
+
+        let got = to_bytes(framed(vec![
+            Some(b"ab"),
+            Some(b""),
+            Some(b"cd"),
+            None,
+            Some(b"e"),
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(&got[..], b"abcde");
+        assert!(to_bytes(framed(vec![])).await.unwrap().is_empty());
+        assert!(to_bytes(framed(vec![None])).await.unwrap().is_empty());
     }
 }

@@ -538,3 +538,38 @@ async fn the_builder_takes_extra_layers_around_the_core_and_the_ingress() {
     let res = app.oneshot(get_with_key("/health", None)).await.unwrap();
     assert!(res.headers().get("x-embedder").is_none());
 }
+
+#[tokio::test]
+async fn a_panic_below_is_a_500_and_the_gateway_serves_on() {
+    use open_bedrock_server::provider::MockProvider;
+    let gateway = open_bedrock_server::Gateway::builder()
+        .api_keys(["k"])
+        .mock(MockProvider::new())
+        // A core layer that panics for one model: inside the call's future, below every stage.
+        .core_layer(tower::util::MapRequestLayer::new(
+            |call: open_bedrock_server::model::ChatCall| {
+                assert!(call.request.model != "mock/boom", "a bug in a core layer");
+                call
+            },
+        ))
+        .build();
+    let app = gateway.service::<Body>();
+    let chat = |model: &str| {
+        Request::post("/v1/chat/completions")
+            .header("authorization", "Bearer k")
+            .body(Body::from(
+                serde_json::json!({"model": model,
+                    "messages": [{"role": "user", "content": "hi"}]})
+                .to_string(),
+            ))
+            .unwrap()
+    };
+    let res = app.clone().oneshot(chat("mock/boom")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["error"]["type"], "server_error", "{v}");
+    // The next request is served as usual.
+    let res = app.oneshot(chat("mock/echo")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}

@@ -34,6 +34,7 @@
 //! ```
 
 mod builder;
+mod catch_panic;
 mod health;
 mod models;
 mod responses;
@@ -467,12 +468,7 @@ impl Gateway {
                 x_api_key,
             ]))
             // A panic anywhere below becomes a 500 in the OpenAI shape, never a dropped connection.
-            .layer(tower::util::MapResponseLayer::new(|res: Response<_>| {
-                res.map(Body::new)
-            }))
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-                PanicResponse,
-            ))
+            .layer(catch_panic::CatchPanicLayer)
             // One log line and one metrics observation per request, when it is finished.
             .layer(ObserveLayer::new(s.metrics.clone()))
             // One request body type below this point, whatever the server's or framework's is.
@@ -587,26 +583,5 @@ impl MakeRequestId for MakeGatewayRequestId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
         let id = bytes::Bytes::from(crate::model::fresh_id("req-"));
         HeaderValue::from_maybe_shared(id).ok().map(RequestId::new)
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct PanicResponse;
-
-impl tower_http::catch_panic::ResponseForPanic for PanicResponse {
-    type ResponseBody = Body;
-
-    fn response_for_panic(
-        &mut self,
-        err: Box<dyn std::any::Any + Send + 'static>,
-    ) -> Response<Body> {
-        let detail = err
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| err.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        tracing::error!(panic = %detail, "a request handler panicked");
-        GatewayError::internal("The gateway hit an internal error.")
-            .into_response(ErrorDialect::OpenAi)
     }
 }

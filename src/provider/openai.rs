@@ -494,10 +494,8 @@ fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
-    Limited::new(body, MAX_UPSTREAM_BODY)
-        .collect()
+    crate::body::to_bytes(Limited::new(body, MAX_UPSTREAM_BODY))
         .await
-        .map(|c| c.to_bytes())
         .map_err(|e| {
             tracing::warn!(error = %e, "failed to read the upstream response");
             GatewayError::upstream_connect("Failed to read the upstream response.")
@@ -526,10 +524,8 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
 async fn error_from_response(res: http::Response<Incoming>) -> GatewayError {
     let status = res.status();
     let after = retry_after(res.headers());
-    let bytes = Limited::new(res.into_body(), 64 * 1024)
-        .collect()
+    let bytes = crate::body::to_bytes(Limited::new(res.into_body(), 64 * 1024))
         .await
-        .map(|c| c.to_bytes())
         .unwrap_or_default();
     decode_error(status, &bytes).with_retry_after(after)
 }

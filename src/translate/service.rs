@@ -107,7 +107,7 @@ impl<S> Layer<S> for TranslateLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         Translate {
-            inner,
+            inner: Arc::new(inner),
             keep_alive: self.keep_alive,
             shutdown: self.shutdown.clone(),
             total: self.total,
@@ -121,7 +121,9 @@ impl<S> Layer<S> for TranslateLayer {
 /// The adapter service: `Request<DetectedRequest>` in, `Response<Body>` out, the typed core inside.
 #[derive(Debug, Clone)]
 pub struct Translate<S> {
-    inner: S,
+    /// The typed core, shared: the stages above clone this service per request, and a boxed
+    /// core's clone allocates, so the core is cloned only for a call, once.
+    inner: Arc<S>,
     keep_alive: Option<Duration>,
     shutdown: Option<CancellationToken>,
     total: Option<Duration>,
@@ -230,7 +232,7 @@ where
         let call = ChatCall::with_context(request, context);
         ResponseFuture {
             state: State::Calling {
-                fut: Oneshot::new(self.inner.clone(), call),
+                fut: Oneshot::new(S::clone(&self.inner), call),
             },
             reply,
             settings: self.settings(&parts, include_usage),
@@ -416,7 +418,7 @@ where
             hooks,
             record: None,
             amzn_id: None,
-            core: Some(self.inner.clone()),
+            core: Some(S::clone(&self.inner)),
             responses: None,
         }
     }
