@@ -33,6 +33,7 @@ impl Body {
         }
         match slot {
             Some(body) => Body(body.map_err(Into::into).boxed_unsync()),
+            // Not reached (the slot is emptied only for a `Body`, returned above); no panic path.
             None => Body::empty(),
         }
     }
@@ -102,7 +103,9 @@ impl http_body::Body for Body {
 /// Reads `body` whole into one `Bytes`. A body that arrives in one frame — a small reply, nearly
 /// always — is that frame's bytes, with no copy and no list of frames (`http_body_util`'s
 /// `Collected` keeps one, an allocation per body); more frames are copied into one buffer.
-/// Trailers are skipped. (The OpenAI-compatible provider reads its upstream's replies with it.)
+/// Trailers are skipped. The buffer is sized from the body's size hint, so give it a body whose
+/// hint is bounded (a `Limited` one, as the OpenAI-compatible provider does for its upstream's
+/// replies).
 #[cfg(any(feature = "openai", test))]
 pub(crate) async fn to_bytes<B>(body: B) -> Result<Bytes, B::Error>
 where
@@ -121,7 +124,10 @@ where
         match (&mut joined, &first) {
             (Some(buf), _) => buf.extend_from_slice(&data),
             (None, Some(head)) => {
-                let mut buf = bytes::BytesMut::with_capacity(head.len() + data.len());
+                // Sized for what the body says is still to come, so a long body is not regrown
+                // by doubling (a `Limited` body's copy stays near its limit, not twice it).
+                let rest = usize::try_from(body.size_hint().lower()).unwrap_or(0);
+                let mut buf = bytes::BytesMut::with_capacity(head.len() + data.len() + rest);
                 buf.extend_from_slice(head);
                 buf.extend_from_slice(&data);
                 joined = Some(buf);
@@ -171,5 +177,26 @@ mod tests {
         assert_eq!(&got[..], b"abcde");
         assert!(to_bytes(framed(vec![])).await.unwrap().is_empty());
         assert!(to_bytes(framed(vec![None])).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn to_bytes_fails_over_a_limit_and_on_an_error_after_data() {
+        use http_body_util::Limited;
+        // Within the limit, in several frames: joined.
+        let body = Limited::new(framed(vec![Some(b"abc"), Some(b"def")]), 6);
+        assert_eq!(&to_bytes(body).await.unwrap()[..], b"abcdef");
+        // One byte over, in the second frame: an error, not a truncated body.
+        let body = Limited::new(framed(vec![Some(b"abc"), Some(b"defg")]), 6);
+        let err = to_bytes(body).await.unwrap_err();
+        assert!(err.to_string().contains("length limit"), "{err}");
+
+        // An error after some data is the error, not the data so far.
+        let frames = vec![
+            Ok(Frame::data(Bytes::from_static(b"abc"))),
+            Err(BoxError::from("connection reset")),
+        ];
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let err = to_bytes(body).await.unwrap_err();
+        assert_eq!(err.to_string(), "connection reset");
     }
 }

@@ -65,7 +65,8 @@ pin_project_lite::pin_project! {
     pub(crate) enum CatchPanicFuture<F> {
         /// The inner call's future.
         Running { #[pin] future: F },
-        /// The inner `call` panicked: its 500, until taken.
+        /// The inner `call` panicked: its 500, until taken (`None` after, or once the inner
+        /// future panicked and was dropped: a plain 500 if polled again).
         Panicked { response: Option<Response<Body>> },
     }
 }
@@ -76,12 +77,16 @@ where
 {
     type Output = Result<Response<Body>, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.as_mut().project() {
             CatchPanicProj::Running { future } => {
                 match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                     Ok(poll) => poll,
-                    Err(panic) => Poll::Ready(Ok(panic_response(panic))),
+                    Err(panic) => {
+                        // The inner future is dropped here, not polled again after its panic.
+                        self.set(CatchPanicFuture::Panicked { response: None });
+                        Poll::Ready(Ok(panic_response(panic)))
+                    }
                 }
             }
             CatchPanicProj::Panicked { response } => {
@@ -163,6 +168,38 @@ mod tests {
         let (status, text) = answer(res).await;
         assert_eq!(status, 500);
         assert!(text.contains("internal error"), "{text}");
+    }
+
+    #[test]
+    fn a_future_that_panicked_is_dropped_at_once_and_a_second_poll_is_a_plain_500() {
+        // A future that holds a resource as a field (unwinding out of `poll` does not drop it, as
+        // it would an async block's locals) and panics when polled.
+        struct Holds(#[allow(dead_code)] std::sync::Arc<()>);
+        impl Future for Holds {
+            type Output = Result<Response<Body>, Infallible>;
+            fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+                panic!("boom")
+            }
+        }
+        let held = std::sync::Arc::new(());
+        let in_future = {
+            let held = held.clone();
+            service_fn(move |_: Request<Body>| Holds(held.clone()))
+        };
+        let mut svc = CatchPanicLayer.layer(in_future);
+        let mut fut = std::pin::pin!(svc.call(Request::new(Body::empty())));
+        assert_eq!(std::sync::Arc::strong_count(&held), 3);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready(Ok(first)) = fut.as_mut().poll(&mut cx) else {
+            panic!("a panic is answered at once");
+        };
+        assert_eq!(first.status(), 500);
+        // Only the service's own copy is left: the panicked future (and what it held) is gone.
+        assert_eq!(std::sync::Arc::strong_count(&held), 2);
+        let Poll::Ready(Ok(again)) = fut.as_mut().poll(&mut cx) else {
+            panic!("polled again, still an answer");
+        };
+        assert_eq!(again.status(), 500);
     }
 
     #[tokio::test]

@@ -34,7 +34,8 @@ use crate::provider::timeout::instant_after;
 use crate::responses_store::{ResponseStore, StoredResponse};
 use crate::usage::UsageHooks;
 
-/// Layer that applies [`Translate`].
+/// Layer that applies [`Translate`]. The service it makes shares the inner service behind an
+/// `Arc`, so it is `Send` when the inner service is `Send + Sync`.
 #[derive(Debug, Clone)]
 pub struct TranslateLayer {
     keep_alive: Option<Duration>,
