@@ -4,9 +4,8 @@
 //!   ECS task role, IMDS; they refresh by themselves), region from configuration /
 //!   `AWS_REGION` / `AWS_DEFAULT_REGION` / the profile, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (and
 //!   `AWS_ENDPOINT_URL_BEDROCK` for the control plane) honoured by aws-config, Bedrock API keys
-//!   (`AWS_BEARER_TOKEN_BEDROCK`) picked up by the SDK. One client per region — the configured
-//!   region plus the region of every configured ARN — each built once, when first used (an idle
-//!   gateway does not hold the SDK's client code resident).
+//!   (`AWS_BEARER_TOKEN_BEDROCK`) picked up by the SDK. One client per region, built once at
+//!   start-up: the configured region plus the region of every configured ARN.
 //! - **Named providers** (`[providers.<name>]`, [`BedrockProviderConfig`]): any number of regions
 //!   and accounts side by side, each with its region, credentials from the default chain or a
 //!   named profile, optionally a role assumed through aws-config's STS provider (with an external
@@ -56,7 +55,7 @@ mod stream;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -102,12 +101,9 @@ pub struct BedrockProvider {
 
 struct Inner {
     region: Option<String>,
-    /// What the clients are built from, each on its first use (see [`Clients`]).
-    recipe: Clients,
-    client: OnceLock<Client>,
-    /// A client per region of a configured ARN other than `region`.
-    regional: HashMap<String, OnceLock<Client>>,
-    control: OnceLock<aws_sdk_bedrock::Client>,
+    client: Client,
+    regional: HashMap<String, Client>,
+    control: aws_sdk_bedrock::Client,
     claude: ClaudeRequestOptions,
     titan: TitanRequestOptions,
     converse: ConverseOptions,
@@ -130,59 +126,6 @@ impl std::fmt::Debug for BedrockProvider {
                 &self.inner.regional.keys().collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
-    }
-}
-
-/// What the SDK clients are built from. Each client is built when it is first used, not at
-/// start-up: building one runs through much of the SDK's code (its runtime plugins, the HTTPS
-/// client), and an idle gateway would keep those pages resident for nothing (BENCHMARKS.md,
-/// idle RSS). Nothing in the building can fail; credentials are resolved on first use anyway.
-struct Clients {
-    sdk: SdkConfig,
-    connect: std::time::Duration,
-    endpoint_url: Option<String>,
-    api_key: Option<Secret>,
-}
-
-impl Clients {
-    /// The runtime client, in `region` when given (else the SDK configuration's): the SDK's
-    /// retries and stalled-stream protection off (the gateway owns both), the connect timeout,
-    /// the endpoint override and the Bedrock API key when configured.
-    fn runtime(&self, region: Option<&str>) -> Client {
-        use aws_sdk_bedrockruntime::config as rt;
-        let mut b = rt::Builder::from(&self.sdk)
-            .retry_config(rt::retry::RetryConfig::disabled())
-            .stalled_stream_protection(rt::StalledStreamProtectionConfig::disabled())
-            .timeout_config(
-                rt::timeout::TimeoutConfig::builder()
-                    .connect_timeout(self.connect)
-                    .build(),
-            );
-        if let Some(r) = region {
-            b = b.region(rt::Region::new(r.to_owned()));
-        }
-        if let Some(url) = &self.endpoint_url {
-            b = b.endpoint_url(url);
-        }
-        if let Some(key) = &self.api_key {
-            b = b
-                .bearer_token(rt::Token::new(key.expose(), None))
-                .auth_scheme_preference([
-                    aws_smithy_runtime_api::client::auth::AuthSchemeId::from("httpBearerAuth"),
-                ]);
-        }
-        Client::from_conf(b.build())
-    }
-
-    /// The control-plane client (model listing), with two attempts.
-    fn control(&self) -> aws_sdk_bedrock::Client {
-        aws_sdk_bedrock::Client::from_conf(
-            aws_sdk_bedrock::config::Builder::from(&self.sdk)
-                .retry_config(
-                    aws_sdk_bedrock::config::retry::RetryConfig::standard().with_max_attempts(2),
-                )
-                .build(),
-        )
     }
 }
 
@@ -321,28 +264,57 @@ impl BedrockProvider {
         endpoint_url: Option<&str>,
         api_key: Option<&Secret>,
     ) -> Self {
-        let recipe = Clients {
-            sdk: sdk.clone(),
-            connect: timeouts.connect,
-            endpoint_url: endpoint_url.map(str::to_owned),
-            api_key: api_key.cloned(),
+        let runtime_config = |region: Option<&str>| {
+            let mut b = aws_sdk_bedrockruntime::config::Builder::from(sdk)
+                .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
+                .stalled_stream_protection(
+                    aws_sdk_bedrockruntime::config::StalledStreamProtectionConfig::disabled(),
+                )
+                .timeout_config(
+                    aws_sdk_bedrockruntime::config::timeout::TimeoutConfig::builder()
+                        .connect_timeout(timeouts.connect)
+                        .build(),
+                );
+            if let Some(r) = region {
+                b = b.region(aws_sdk_bedrockruntime::config::Region::new(r.to_owned()));
+            }
+            if let Some(url) = endpoint_url {
+                b = b.endpoint_url(url);
+            }
+            if let Some(key) = api_key {
+                b = b
+                    .bearer_token(aws_sdk_bedrockruntime::config::Token::new(
+                        key.expose(),
+                        None,
+                    ))
+                    .auth_scheme_preference([
+                        aws_smithy_runtime_api::client::auth::AuthSchemeId::from("httpBearerAuth"),
+                    ]);
+            }
+            Client::from_conf(b.build())
         };
         let region = sdk.region().map(|r| r.to_string());
         let mut regional = HashMap::new();
         for arn in config.bedrock.arn_families.keys() {
             if let Some(r) = arn_region(arn) {
-                if Some(r) != region.as_deref() {
-                    regional.entry(r.to_owned()).or_insert_with(OnceLock::new);
+                if Some(r) != region.as_deref() && !regional.contains_key(r) {
+                    regional.insert(r.to_owned(), runtime_config(Some(r)));
                 }
             }
         }
+        let control = aws_sdk_bedrock::Client::from_conf(
+            aws_sdk_bedrock::config::Builder::from(sdk)
+                .retry_config(
+                    aws_sdk_bedrock::config::retry::RetryConfig::standard().with_max_attempts(2),
+                )
+                .build(),
+        );
         BedrockProvider {
             inner: Arc::new(Inner {
                 region,
-                recipe,
-                client: OnceLock::new(),
+                client: runtime_config(None),
                 regional,
-                control: OnceLock::new(),
+                control,
                 claude: ClaudeRequestOptions {
                     default_max_tokens: config.bedrock.claude_default_max_tokens(),
                     cache: CacheSupport::ALL,
@@ -377,21 +349,16 @@ impl BedrockProvider {
 
     /// Lists Bedrock text models and system inference profiles from the control plane.
     pub async fn list_models(&self) -> Result<Vec<crate::model::ModelObject>, GatewayError> {
-        let inner = &self.inner;
-        list_models_with(inner.control.get_or_init(|| inner.recipe.control())).await
+        list_models_with(&self.inner.control).await
     }
 
-    /// The runtime client for `model`: its ARN's region's, else the primary region's.
     fn client_for(&self, model: &str) -> &Client {
-        let inner = &self.inner;
         if model.starts_with("arn:") {
-            if let Some((region, c)) =
-                arn_region(model).and_then(|r| inner.regional.get_key_value(r))
-            {
-                return c.get_or_init(|| inner.recipe.runtime(Some(region)));
+            if let Some(c) = arn_region(model).and_then(|r| self.inner.regional.get(r)) {
+                return c;
             }
         }
-        inner.client.get_or_init(|| inner.recipe.runtime(None))
+        &self.inner.client
     }
 
     /// Sends one routed chat call and answers once the reply, or the first stream event, has
@@ -894,39 +861,6 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.status(), 500);
-    }
-
-    #[test]
-    fn clients_are_built_when_first_used_each_in_its_region() {
-        let sdk = SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .build();
-        let mut config = Config::default();
-        let arn = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/x";
-        config
-            .bedrock
-            .arn_families
-            .insert(arn.to_owned(), crate::route::BedrockFamily::Claude);
-        let provider = BedrockProvider::from_sdk_config(&sdk, &config);
-        let inner = &provider.inner;
-        assert!(inner.client.get().is_none() && inner.control.get().is_none());
-        assert!(inner.regional["eu-west-1"].get().is_none());
-
-        let primary = provider.client_for("anthropic.claude-3-haiku-20240307-v1:0");
-        assert_eq!(primary.config().region().unwrap().as_ref(), "us-east-1");
-        assert!(
-            inner.regional["eu-west-1"].get().is_none(),
-            "only the one used"
-        );
-        let regional = provider.client_for(arn);
-        assert_eq!(regional.config().region().unwrap().as_ref(), "eu-west-1");
-        // Built once: the same client again.
-        assert!(std::ptr::eq(
-            provider.client_for(arn),
-            inner.regional["eu-west-1"].get().unwrap()
-        ));
-        assert!(inner.control.get().is_none());
     }
 
     #[test]
