@@ -100,12 +100,16 @@ impl http_body::Body for Body {
     }
 }
 
+/// The most [`to_bytes`] reserves ahead on a body's word.
+#[cfg(any(feature = "openai", test))]
+const PRESIZE_MAX: usize = 1 << 20;
+
 /// Reads `body` whole into one `Bytes`. A body that arrives in one frame — a small reply, nearly
 /// always — is that frame's bytes, with no copy and no list of frames (`http_body_util`'s
 /// `Collected` keeps one, an allocation per body); more frames are copied into one buffer.
-/// Trailers are skipped. The buffer is sized from the body's size hint, so give it a body whose
-/// hint is bounded (a `Limited` one, as the OpenAI-compatible provider does for its upstream's
-/// replies).
+/// Trailers are skipped. It reads to the end: give it a bounded body (a `Limited` one, as the
+/// OpenAI-compatible provider does for its upstream's replies). The join buffer is pre-sized from
+/// the body's size hint, at most [`PRESIZE_MAX`].
 #[cfg(any(feature = "openai", test))]
 pub(crate) async fn to_bytes<B>(body: B) -> Result<Bytes, B::Error>
 where
@@ -124,10 +128,14 @@ where
         match (&mut joined, &first) {
             (Some(buf), _) => buf.extend_from_slice(&data),
             (None, Some(head)) => {
-                // Sized for what the body says is still to come, so a long body is not regrown
-                // by doubling (a `Limited` body's copy stays near its limit, not twice it).
-                let rest = usize::try_from(body.size_hint().lower()).unwrap_or(0);
-                let mut buf = bytes::BytesMut::with_capacity(head.len() + data.len() + rest);
+                // Sized for what the body says is still to come (up to `PRESIZE_MAX`: the hint
+                // is the sender's claim, e.g. its Content-Length), so a long body is not regrown
+                // by doubling; past that it grows with the bytes that actually arrive.
+                let rest =
+                    usize::try_from(body.size_hint().lower()).map_or(0, |n| n.min(PRESIZE_MAX));
+                let mut buf = bytes::BytesMut::with_capacity(
+                    head.len().saturating_add(data.len()).saturating_add(rest),
+                );
                 buf.extend_from_slice(head);
                 buf.extend_from_slice(&data);
                 joined = Some(buf);
@@ -177,6 +185,29 @@ mod tests {
         assert_eq!(&got[..], b"abcde");
         assert!(to_bytes(framed(vec![])).await.unwrap().is_empty());
         assert!(to_bytes(framed(vec![None])).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn to_bytes_reserves_at_most_a_mebibyte_on_a_bodys_claimed_length() {
+        /// Two small frames under a claim of a terabyte still to come (a hostile Content-Length):
+        /// reserving what it claims would abort the process.
+        struct Claims(Vec<&'static [u8]>);
+        impl http_body::Body for Claims {
+            type Data = Bytes;
+            type Error = BoxError;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                let next = (!self.0.is_empty()).then(|| self.0.remove(0));
+                Poll::Ready(next.map(|b| Ok(Frame::data(Bytes::from_static(b)))))
+            }
+            fn size_hint(&self) -> SizeHint {
+                SizeHint::with_exact(1 << 40)
+            }
+        }
+        let got = to_bytes(Claims(vec![b"ab", b"cd", b"ef"])).await.unwrap();
+        assert_eq!(&got[..], b"abcdef");
     }
 
     #[tokio::test]
