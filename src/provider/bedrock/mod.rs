@@ -4,8 +4,9 @@
 //!   ECS task role, IMDS; they refresh by themselves), region from configuration /
 //!   `AWS_REGION` / `AWS_DEFAULT_REGION` / the profile, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (and
 //!   `AWS_ENDPOINT_URL_BEDROCK` for the control plane) honoured by aws-config, Bedrock API keys
-//!   (`AWS_BEARER_TOKEN_BEDROCK`) picked up by the SDK. One client per region, built once at
-//!   start-up: the configured region plus the region of every configured ARN.
+//!   (`AWS_BEARER_TOKEN_BEDROCK`) picked up by the SDK. One client per region: the configured
+//!   region plus the region of every configured ARN. The region is found at start-up; the AWS
+//!   configuration is loaded, and each client built, when first used (the `clients` module).
 //! - **Named providers** (`[providers.<name>]`, [`BedrockProviderConfig`]): any number of regions
 //!   and accounts side by side, each with its region, credentials from the default chain or a
 //!   named profile, optionally a role assumed through aws-config's STS provider (with an external
@@ -44,6 +45,7 @@
 //! - **Errors** map per PROTOCOLS.md §5.8 (the `error` module).
 
 mod capabilities;
+mod clients;
 mod embeddings;
 mod error;
 mod fan_out;
@@ -52,7 +54,6 @@ mod models;
 mod stops;
 mod stream;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -91,6 +92,7 @@ use crate::stream::decode_stream;
 use crate::stream::relay::{relay_stream, ClaudeStreamRelay, TitanStreamRelay};
 use crate::translate::relays;
 
+use clients::Clients;
 use models::list_models_with;
 
 /// The Bedrock upstream. Cheap to clone.
@@ -101,9 +103,7 @@ pub struct BedrockProvider {
 
 struct Inner {
     region: Option<String>,
-    client: Client,
-    regional: HashMap<String, Client>,
-    control: aws_sdk_bedrock::Client,
+    clients: Clients,
     claude: ClaudeRequestOptions,
     titan: TitanRequestOptions,
     converse: ConverseOptions,
@@ -123,7 +123,7 @@ impl std::fmt::Debug for BedrockProvider {
             .field("region", &self.inner.region)
             .field(
                 "extra_regions",
-                &self.inner.regional.keys().collect::<Vec<_>>(),
+                &self.inner.clients.regions().collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -134,9 +134,38 @@ fn arn_region(arn: &str) -> Option<&str> {
     arn.split(':').nth(3).filter(|r| !r.is_empty())
 }
 
+/// `sdk` with the role `settings` names assumed through STS (its external id and session name),
+/// or `sdk` as it is without one. Building the role's provider cannot fail; the role is assumed
+/// when credentials are first needed.
+async fn with_role(sdk: SdkConfig, settings: &BedrockProviderConfig) -> SdkConfig {
+    let Some(role) = &settings.role_arn else {
+        return sdk;
+    };
+    let mut base = sdk;
+    if base.time_source().is_none() {
+        base = base
+            .into_builder()
+            .time_source(aws_smithy_async::time::SystemTimeSource::new())
+            .build();
+    }
+    let mut assume = aws_config::sts::AssumeRoleProvider::builder(role).configure(&base);
+    if let Some(id) = &settings.external_id {
+        assume = assume.external_id(id);
+    }
+    if let Some(session) = &settings.role_session_name {
+        assume = assume.session_name(session);
+    }
+    let credentials = assume.build().await;
+    base.into_builder()
+        .credentials_provider(
+            aws_sdk_bedrockruntime::config::SharedCredentialsProvider::new(credentials),
+        )
+        .build()
+}
+
 impl BedrockProvider {
-    /// Loads the AWS configuration (default chain) and builds the clients. `Ok(None)` when no
-    /// region can be found: Bedrock is then reported as not configured.
+    /// Finds the region, and the AWS configuration (default chain) to load on first use.
+    /// `Ok(None)` when no region can be found: Bedrock is then reported as not configured.
     pub async fn from_config(config: &Config) -> Result<Option<Self>, GatewayError> {
         // The region comes from configuration (AWS_REGION / AWS_DEFAULT_REGION) or the AWS
         // profile — not from instance metadata, so a gateway without AWS configuration starts
@@ -156,22 +185,39 @@ impl BedrockProvider {
             tracing::warn!("no AWS region configured (AWS_REGION / AWS_DEFAULT_REGION / profile): Bedrock is disabled");
             return Ok(None);
         };
-        let loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
-        let sdk = loader.load().await;
-        Ok(Some(Self::from_sdk_config(&sdk, config)))
+        let primary = region.to_string();
+        let load: clients::Load = Arc::new(move || {
+            let region = region.clone();
+            Box::pin(async move {
+                aws_config::defaults(BehaviorVersion::latest())
+                    .region(region)
+                    .load()
+                    .await
+            })
+        });
+        Ok(Some(Self::build(
+            load,
+            Some(primary),
+            config,
+            &config.timeouts,
+            None,
+            None,
+        )))
     }
 
-    /// Builds the clients from an explicit SDK configuration (used by tests and embedders that
-    /// load AWS configuration themselves). Retries and stalled-stream protection are turned off
-    /// whatever `sdk` says.
+    /// The provider over an explicit SDK configuration (used by tests and embedders that load AWS
+    /// configuration themselves), its clients built from it on first use. Retries and
+    /// stalled-stream protection are turned off whatever `sdk` says.
     pub fn from_sdk_config(sdk: &SdkConfig, config: &Config) -> Self {
-        Self::build(sdk, config, &config.timeouts, None, None)
+        let region = sdk.region().map(|r| r.to_string());
+        let load = Clients::ready(sdk.clone());
+        Self::build(load, region, config, &config.timeouts, None, None)
     }
 
-    /// Builds the named provider `name` (`[providers.<name>]`, `kind = "bedrock"`): loads the AWS
-    /// configuration for its region and profile (the default chain without one), then as
-    /// [`from_provider_sdk_config`](Self::from_provider_sdk_config). Fails when no region is
-    /// found, naming the provider.
+    /// Builds the named provider `name` (`[providers.<name>]`, `kind = "bedrock"`): the AWS
+    /// configuration for its region and profile (the default chain without one), loaded on first
+    /// use, then as [`from_provider_sdk_config`](Self::from_provider_sdk_config). Fails when no
+    /// region is found, naming the provider, or when its API key cannot be read.
     pub async fn from_provider_config(
         name: &str,
         settings: &BedrockProviderConfig,
@@ -197,18 +243,33 @@ impl BedrockProvider {
                 "configuration error in `providers.{name}.region`: no region (set it, or use a profile that has one)"
             )));
         };
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
-        if let Some(p) = &settings.profile {
-            // The profile's credentials (static, SSO, process, a role chain), not the default
-            // chain's, which would take the environment's first.
-            loader = loader.profile_name(p).credentials_provider(
-                aws_config::profile::ProfileFileCredentialsProvider::builder()
-                    .profile_name(p)
-                    .build(),
-            );
-        }
-        let sdk = loader.load().await;
-        Self::from_provider_sdk_config(name, &sdk, settings, config).await
+        let key = settings.api_key().read_for(name)?;
+        let name_of_region = region.to_string();
+        let settings_at_load = settings.clone();
+        let load: clients::Load = Arc::new(move || {
+            let (region, settings) = (region.clone(), settings_at_load.clone());
+            Box::pin(async move {
+                let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+                if let Some(p) = &settings.profile {
+                    // The profile's credentials (static, SSO, process, a role chain), not the
+                    // default chain's, which would take the environment's first.
+                    loader = loader.profile_name(p).credentials_provider(
+                        aws_config::profile::ProfileFileCredentialsProvider::builder()
+                            .profile_name(p)
+                            .build(),
+                    );
+                }
+                with_role(loader.load().await, &settings).await
+            })
+        });
+        Ok(Self::build(
+            load,
+            Some(name_of_region),
+            config,
+            &settings.timeouts.over(&config.timeouts),
+            settings.endpoint_url.as_deref(),
+            key.as_ref(),
+        ))
     }
 
     /// Builds the named provider `name` over `sdk` (its region and base credentials): assumes the
@@ -222,34 +283,11 @@ impl BedrockProvider {
         config: &Config,
     ) -> Result<Self, GatewayError> {
         let key = settings.api_key().read_for(name)?;
-        let sdk = match &settings.role_arn {
-            Some(role) => {
-                let mut base = sdk.clone();
-                if base.time_source().is_none() {
-                    base = base
-                        .into_builder()
-                        .time_source(aws_smithy_async::time::SystemTimeSource::new())
-                        .build();
-                }
-                let mut assume =
-                    aws_config::sts::AssumeRoleProvider::builder(role).configure(&base);
-                if let Some(id) = &settings.external_id {
-                    assume = assume.external_id(id);
-                }
-                if let Some(session) = &settings.role_session_name {
-                    assume = assume.session_name(session);
-                }
-                let credentials = assume.build().await;
-                base.into_builder()
-                    .credentials_provider(
-                        aws_sdk_bedrockruntime::config::SharedCredentialsProvider::new(credentials),
-                    )
-                    .build()
-            }
-            None => sdk.clone(),
-        };
+        let sdk = with_role(sdk.clone(), settings).await;
+        let region = sdk.region().map(|r| r.to_string());
         Ok(Self::build(
-            &sdk,
+            Clients::ready(sdk),
+            region,
             config,
             &settings.timeouts.over(&config.timeouts),
             settings.endpoint_url.as_deref(),
@@ -257,64 +295,34 @@ impl BedrockProvider {
         ))
     }
 
+    /// The provider over `load` (see [`Clients`]), its primary region `region`.
     fn build(
-        sdk: &SdkConfig,
+        load: clients::Load,
+        region: Option<String>,
         config: &Config,
         timeouts: &Timeouts,
         endpoint_url: Option<&str>,
         api_key: Option<&Secret>,
     ) -> Self {
-        let runtime_config = |region: Option<&str>| {
-            let mut b = aws_sdk_bedrockruntime::config::Builder::from(sdk)
-                .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
-                .stalled_stream_protection(
-                    aws_sdk_bedrockruntime::config::StalledStreamProtectionConfig::disabled(),
-                )
-                .timeout_config(
-                    aws_sdk_bedrockruntime::config::timeout::TimeoutConfig::builder()
-                        .connect_timeout(timeouts.connect)
-                        .build(),
-                );
-            if let Some(r) = region {
-                b = b.region(aws_sdk_bedrockruntime::config::Region::new(r.to_owned()));
-            }
-            if let Some(url) = endpoint_url {
-                b = b.endpoint_url(url);
-            }
-            if let Some(key) = api_key {
-                b = b
-                    .bearer_token(aws_sdk_bedrockruntime::config::Token::new(
-                        key.expose(),
-                        None,
-                    ))
-                    .auth_scheme_preference([
-                        aws_smithy_runtime_api::client::auth::AuthSchemeId::from("httpBearerAuth"),
-                    ]);
-            }
-            Client::from_conf(b.build())
-        };
-        let region = sdk.region().map(|r| r.to_string());
-        let mut regional = HashMap::new();
+        let mut regions = std::collections::BTreeSet::new();
         for arn in config.bedrock.arn_families.keys() {
             if let Some(r) = arn_region(arn) {
-                if Some(r) != region.as_deref() && !regional.contains_key(r) {
-                    regional.insert(r.to_owned(), runtime_config(Some(r)));
+                if Some(r) != region.as_deref() {
+                    regions.insert(r.to_owned());
                 }
             }
         }
-        let control = aws_sdk_bedrock::Client::from_conf(
-            aws_sdk_bedrock::config::Builder::from(sdk)
-                .retry_config(
-                    aws_sdk_bedrock::config::retry::RetryConfig::standard().with_max_attempts(2),
-                )
-                .build(),
+        let clients = Clients::new(
+            load,
+            regions,
+            timeouts.connect,
+            endpoint_url.map(str::to_owned),
+            api_key.cloned(),
         );
         BedrockProvider {
             inner: Arc::new(Inner {
                 region,
-                client: runtime_config(None),
-                regional,
-                control,
+                clients,
                 claude: ClaudeRequestOptions {
                     default_max_tokens: config.bedrock.claude_default_max_tokens(),
                     cache: CacheSupport::ALL,
@@ -349,16 +357,16 @@ impl BedrockProvider {
 
     /// Lists Bedrock text models and system inference profiles from the control plane.
     pub async fn list_models(&self) -> Result<Vec<crate::model::ModelObject>, GatewayError> {
-        list_models_with(&self.inner.control).await
+        list_models_with(self.inner.clients.control().await).await
     }
 
-    fn client_for(&self, model: &str) -> &Client {
-        if model.starts_with("arn:") {
-            if let Some(c) = arn_region(model).and_then(|r| self.inner.regional.get(r)) {
-                return c;
-            }
-        }
-        &self.inner.client
+    /// The runtime client for `model`: its ARN's region's, else the primary region's.
+    async fn client_for(&self, model: &str) -> &Client {
+        let region = model
+            .starts_with("arn:")
+            .then(|| arn_region(model))
+            .flatten();
+        self.inner.clients.runtime(region).await
     }
 
     /// Sends one routed chat call and answers once the reply, or the first stream event, has
@@ -398,7 +406,7 @@ impl BedrockProvider {
         let (guardrail, stream) = (guardrail.as_ref(), req.is_stream());
         let rid = upstream_request_id(&call.context);
         let meta = ChunkMeta::new(req.model.clone());
-        let client = self.client_for(model);
+        let client = self.client_for(model).await;
         let reply = match family {
             BedrockFamily::Claude => {
                 let opts = ClaudeRequestOptions {
@@ -677,7 +685,7 @@ impl Service<EmbeddingsCall> for BedrockProvider {
                     ),
                 ));
             }
-            let client = this.client_for(call.upstream_model());
+            let client = this.client_for(call.upstream_model()).await;
             embeddings::embed(client, family, &call, this.inner.embedding_concurrency).await
         })
     }
@@ -861,6 +869,31 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.status(), 500);
+    }
+
+    #[tokio::test]
+    async fn the_aws_configuration_is_loaded_on_the_first_call_not_at_start_up() {
+        let mut config = Config::default();
+        config.bedrock.region = Some("eu-central-1".into());
+        let provider = BedrockProvider::from_config(&config)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(provider.region(), Some("eu-central-1"));
+        assert!(
+            provider.inner.clients.loaded().is_none(),
+            "nothing loaded at start-up"
+        );
+        let client = provider
+            .client_for("anthropic.claude-3-haiku-20240307-v1:0")
+            .await;
+        assert_eq!(client.config().region().unwrap().as_ref(), "eu-central-1");
+        let sdk = provider
+            .inner
+            .clients
+            .loaded()
+            .expect("loaded by the first call");
+        assert_eq!(sdk.region().unwrap().as_ref(), "eu-central-1");
     }
 
     #[test]

@@ -1,0 +1,218 @@
+//! The AWS SDK configuration and clients of one Bedrock provider, made when first used.
+//!
+//! Loading the AWS configuration builds the whole default credentials chain — an STS client for
+//! web identity among it, whose HTTPS client reads and parses the system's root certificates —
+//! and each SDK client runs its runtime plugins when built. Done at start-up, that kept about
+//! 2 MiB resident in a gateway that might never call Bedrock (BENCHMARKS.md, idle RSS). So the
+//! provider keeps only how to load: the configuration is loaded on the first call that needs it
+//! (once, however many calls arrive together; a call that goes away while it loads leaves the
+//! load to the next), and each client is built from it on its first use. None of that can fail:
+//! what can (the region, a Bedrock API key's file) is still read at start-up, and credentials
+//! were already resolved on first use by the SDK. The first Bedrock call pays the few
+//! milliseconds the load takes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_bedrockruntime::Client;
+use tokio::sync::OnceCell;
+
+use crate::config::Secret;
+
+/// Loads the SDK configuration: called at most once per provider (see the module docs).
+pub(super) type Load =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = SdkConfig> + Send>> + Send + Sync>;
+
+/// The SDK configuration and the clients made from it, each when first used.
+pub(super) struct Clients {
+    load: Load,
+    sdk: OnceCell<SdkConfig>,
+    /// The runtime client of the provider's region.
+    primary: OnceLock<Client>,
+    /// A runtime client per region of a configured ARN other than the provider's.
+    regional: HashMap<String, OnceLock<Client>>,
+    /// The control-plane client (model listing).
+    control: OnceLock<aws_sdk_bedrock::Client>,
+    connect: Duration,
+    endpoint_url: Option<String>,
+    api_key: Option<Secret>,
+}
+
+impl Clients {
+    /// Clients over what `load` returns, with runtime clients for `regions` besides the primary
+    /// one; `connect` is the runtime clients' connect timeout, `endpoint_url` their endpoint
+    /// override, `api_key` the Bedrock API key they send instead of SigV4.
+    pub(super) fn new(
+        load: Load,
+        regions: impl IntoIterator<Item = String>,
+        connect: Duration,
+        endpoint_url: Option<String>,
+        api_key: Option<Secret>,
+    ) -> Self {
+        Clients {
+            load,
+            sdk: OnceCell::new(),
+            primary: OnceLock::new(),
+            regional: regions.into_iter().map(|r| (r, OnceLock::new())).collect(),
+            control: OnceLock::new(),
+            connect,
+            endpoint_url,
+            api_key,
+        }
+    }
+
+    /// A loader that hands out `sdk` (already loaded by the caller).
+    pub(super) fn ready(sdk: SdkConfig) -> Load {
+        Arc::new(move || {
+            let sdk = sdk.clone();
+            Box::pin(async move { sdk })
+        })
+    }
+
+    /// The regions with a client of their own besides the primary one.
+    pub(super) fn regions(&self) -> impl Iterator<Item = &str> {
+        self.regional.keys().map(String::as_str)
+    }
+
+    /// The SDK configuration, if a call has loaded it.
+    #[cfg(test)]
+    pub(super) fn loaded(&self) -> Option<&SdkConfig> {
+        self.sdk.get()
+    }
+
+    async fn sdk(&self) -> &SdkConfig {
+        self.sdk.get_or_init(|| (self.load)()).await
+    }
+
+    /// The runtime client for `region` when it has one of its own, else the primary region's.
+    pub(super) async fn runtime(&self, region: Option<&str>) -> &Client {
+        let sdk = self.sdk().await;
+        match region.and_then(|r| self.regional.get_key_value(r)) {
+            Some((region, client)) => client.get_or_init(|| self.build(sdk, Some(region))),
+            None => self.primary.get_or_init(|| self.build(sdk, None)),
+        }
+    }
+
+    /// The control-plane client, with two attempts.
+    pub(super) async fn control(&self) -> &aws_sdk_bedrock::Client {
+        let sdk = self.sdk().await;
+        self.control.get_or_init(|| {
+            aws_sdk_bedrock::Client::from_conf(
+                aws_sdk_bedrock::config::Builder::from(sdk)
+                    .retry_config(
+                        aws_sdk_bedrock::config::retry::RetryConfig::standard()
+                            .with_max_attempts(2),
+                    )
+                    .build(),
+            )
+        })
+    }
+
+    /// A runtime client, in `region` when given (else the configuration's): the SDK's retries and
+    /// stalled-stream protection off (the gateway owns both), the connect timeout, the endpoint
+    /// override and the Bedrock API key when configured.
+    fn build(&self, sdk: &SdkConfig, region: Option<&str>) -> Client {
+        use aws_sdk_bedrockruntime::config as rt;
+        let mut b = rt::Builder::from(sdk)
+            .retry_config(rt::retry::RetryConfig::disabled())
+            .stalled_stream_protection(rt::StalledStreamProtectionConfig::disabled())
+            .timeout_config(
+                rt::timeout::TimeoutConfig::builder()
+                    .connect_timeout(self.connect)
+                    .build(),
+            );
+        if let Some(r) = region {
+            b = b.region(rt::Region::new(r.to_owned()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            b = b.endpoint_url(url);
+        }
+        if let Some(key) = &self.api_key {
+            b = b
+                .bearer_token(rt::Token::new(key.expose(), None))
+                .auth_scheme_preference([
+                    aws_smithy_runtime_api::client::auth::AuthSchemeId::from("httpBearerAuth"),
+                ]);
+        }
+        Client::from_conf(b.build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_config::BehaviorVersion;
+
+    use super::*;
+
+    fn counted(loads: Arc<AtomicUsize>) -> Load {
+        Arc::new(move || {
+            let loads = loads.clone();
+            Box::pin(async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                // A load that takes a while, so calls arriving together wait on the one load.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                SdkConfig::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(aws_config::Region::new("us-east-1"))
+                    .build()
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn loaded_once_on_first_use_and_each_client_built_in_its_region() {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let clients = Clients::new(
+            counted(loads.clone()),
+            ["eu-west-1".to_owned()],
+            Duration::from_secs(3),
+            None,
+            None,
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 0, "nothing loaded up front");
+        assert!(clients.primary.get().is_none() && clients.control.get().is_none());
+
+        // Calls arriving together share one load.
+        let (a, b) = tokio::join!(clients.runtime(None), clients.runtime(None));
+        assert!(std::ptr::eq(a, b), "one primary client");
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(a.config().region().unwrap().as_ref(), "us-east-1");
+        assert!(
+            clients.regional["eu-west-1"].get().is_none(),
+            "only the one used"
+        );
+
+        let regional = clients.runtime(Some("eu-west-1")).await;
+        assert_eq!(regional.config().region().unwrap().as_ref(), "eu-west-1");
+        // A region without a client of its own gets the primary one.
+        assert!(std::ptr::eq(clients.runtime(Some("ap-south-1")).await, a));
+        clients.control().await;
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "loaded once in all");
+    }
+
+    #[tokio::test]
+    async fn a_load_abandoned_midway_is_finished_by_the_next_call() {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let clients = Clients::new(
+            counted(loads.clone()),
+            [],
+            Duration::from_secs(3),
+            None,
+            None,
+        );
+        // The first caller goes away while the configuration loads.
+        let gone = tokio::time::timeout(Duration::from_millis(1), clients.runtime(None)).await;
+        assert!(gone.is_err());
+        let client = tokio::time::timeout(Duration::from_secs(5), clients.runtime(None))
+            .await
+            .expect("the next call loads, not waits on the abandoned load");
+        assert_eq!(client.config().region().unwrap().as_ref(), "us-east-1");
+        assert_eq!(loads.load(Ordering::SeqCst), 2, "started again, not stuck");
+    }
+}
