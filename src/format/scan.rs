@@ -4,11 +4,10 @@
 //! When the client reads the upstream's own format, its replies are relayed as the upstream wrote
 //! them; the limiter, the log line and the metrics still need the usage, and a stream still has to
 //! prove it finished. [`Members`] walks the members of one JSON object — keys and the raw bytes of
-//! their values — skipping strings eight bytes at a time (then with `memchr`) and nested values
-//! by bracket depth, with no allocation and no tree; the dialects' relays ([`openai_chunk`],
-//! [`claude_event`], [`titan_chunk`], [`openai_completion`], [`responses_event`],
-//! [`responses_object_usage`]) read what they need from it, and [`with_member`] splices one
-//! member's value (a rewritten `model`).
+//! their values — skipping strings with `memchr` and nested values by bracket depth, with no
+//! allocation and no tree; the dialects' relays ([`openai_chunk`], [`claude_event`],
+//! [`titan_chunk`], [`openai_completion`], [`responses_event`], [`responses_object_usage`]) read
+//! what they need from it, and [`with_member`] splices one member's value (a rewritten `model`).
 //!
 //! Hand-written: serde_json's borrowed types and `RawValue` still validate and copy every value
 //! (and `IgnoredAny` still unescapes strings), and a lazy-JSON crate would be a new dependency for
@@ -89,35 +88,11 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The index of the first `"` or `\\` of `b`: eight bytes at a time over the first 32 (most keys
-/// and values are short, and there `memchr2`'s set-up costs more than the search; callgrind put
-/// the reply scan's strings at about 2 k instructions per request), then `memchr2`.
-fn quote_or_backslash(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    // A lane's high bit set from the lowest zero byte up: its lowest set bit is exact.
-    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let mut i = 0;
-    while i < 32 {
-        let Some(word) = b.get(i..i + 8) else { break };
-        let mut lanes = [0; 8];
-        lanes.copy_from_slice(word);
-        let v = u64::from_le_bytes(lanes);
-        let hits =
-            zero_byte(v ^ (ONES * u64::from(b'"'))) | zero_byte(v ^ (ONES * u64::from(b'\\')));
-        if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    memchr::memchr2(b'"', b'\\', &b[i..]).map(|p| i + p)
-}
-
 /// `b[i]` is the opening quote of a string: the index just past its closing quote.
 fn skip_string(b: &[u8], i: usize) -> Result<usize, Malformed> {
     let mut j = i + 1;
     loop {
-        let k = j + quote_or_backslash(b.get(j..).ok_or(Malformed)?).ok_or(Malformed)?;
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..).ok_or(Malformed)?).ok_or(Malformed)?;
         if b[k] == b'"' {
             return Ok(k + 1);
         }
@@ -792,32 +767,6 @@ mod tests {
 
     /// Every byte value at every lane of a word and in the tail: the word-wise search finds the
     /// first special byte the byte-wise rule finds.
-    #[test]
-    fn quote_or_backslash_finds_the_first_one() {
-        // Every length up to past the word-wise part, the byte at every position, over fillers
-        // next to `"` and `\\` in value and with the high bit set.
-        for filler in [b'a', b'!', b'#', b'[', b']', 0xa2, 0xdc, 0x00] {
-            for len in 0..48 {
-                for at in 0..len {
-                    for target in [b'"', b'\\'] {
-                        let mut bytes = vec![filler; len];
-                        bytes[at] = target;
-                        if at + 3 < len {
-                            // A later hit of the other kind must not win.
-                            bytes[at + 3] = if target == b'"' { b'\\' } else { b'"' };
-                        }
-                        assert_eq!(
-                            quote_or_backslash(&bytes),
-                            Some(at),
-                            "{filler:#x} {at}/{len}"
-                        );
-                    }
-                }
-                assert_eq!(quote_or_backslash(&vec![filler; len]), None);
-            }
-        }
-    }
-
     #[test]
     fn string_special_finds_the_first_special_byte() {
         for len in [1, 7, 8, 9, 16, 17] {
