@@ -576,3 +576,37 @@ fn keys_new_prints_a_key_and_an_entry_the_keys_file_accepts() {
         r.stderr
     );
 }
+
+#[test]
+fn invalid_aws_retry_settings_stop_start_up_not_each_bedrock_call() {
+    // aws-config panics on these when it loads; the gateway loads on the first Bedrock call, so
+    // it reads them at start-up and refuses there, naming them.
+    let dir = Scratch::new("aws-retry");
+    for (name, value) in [("AWS_MAX_ATTEMPTS", "0"), ("AWS_RETRY_MODE", "sometimes")] {
+        let env = [
+            ("API_KEY", "k"),
+            ("AWS_REGION", "us-east-1"),
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            (name, value),
+        ];
+        for args in [&["check-config"][..], &[][..]] {
+            let r = run(&dir, args, &env);
+            assert_ne!(
+                r.code,
+                Some(0),
+                "{args:?} with {name}={value}: {}",
+                r.stdout
+            );
+            assert!(
+                r.code.is_some(),
+                "{args:?} with {name}={value} did not exit"
+            );
+            assert!(
+                r.stderr.contains("AWS retry settings") && r.stderr.contains(value),
+                "{args:?} with {name}={value}: {}",
+                r.stderr
+            );
+        }
+    }
+}

@@ -3,13 +3,18 @@
 //! Loading the AWS configuration builds the whole default credentials chain — an STS client for
 //! web identity among it, whose HTTPS client reads and parses the system's root certificates —
 //! and each SDK client runs its runtime plugins when built. Done at start-up, that kept about
-//! 2 MiB resident in a gateway that might never call Bedrock (BENCHMARKS.md, idle RSS). So the
-//! provider keeps only how to load: the configuration is loaded on the first call that needs it
-//! (once, however many calls arrive together; a call that goes away while it loads leaves the
-//! load to the next), and each client is built from it on its first use. None of that can fail:
-//! what can (the region, a Bedrock API key's file) is still read at start-up, and credentials
-//! were already resolved on first use by the SDK. The first Bedrock call pays the few
-//! milliseconds the load takes.
+//! 2 MiB resident in a gateway that might never call Bedrock (BENCHMARKS.md, idle RSS). So a
+//! provider built from the configuration keeps only how to load: the configuration is loaded on
+//! the first call that needs it (one load however many calls arrive together; a call that goes
+//! away while it loads leaves the load to the next), and each client is built from it on its
+//! first use. What can fail is read at start-up instead (the region, a Bedrock API key's file,
+//! the retry settings, which aws-config would panic on while loading: the provider's
+//! constructors), and credentials were already resolved on first use by the SDK. The first
+//! Bedrock call pays the few milliseconds the load takes, on the worker that runs it.
+//!
+//! A provider given an SDK configuration that is already loaded ([`Clients::built`], for tests
+//! and embedders) builds its clients at once, as before: the SDK panics on a configuration it
+//! cannot use, and that belongs at construction, not in every request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,7 +28,8 @@ use tokio::sync::OnceCell;
 
 use crate::config::Secret;
 
-/// Loads the SDK configuration: called at most once per provider (see the module docs).
+/// Loads the SDK configuration: called on a provider's first call, and again only when a load
+/// did not finish (its caller went away).
 pub(super) type Load =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = SdkConfig> + Send>> + Send + Sync>;
 
@@ -65,12 +71,29 @@ impl Clients {
         }
     }
 
-    /// A loader that hands out `sdk` (already loaded by the caller).
-    pub(super) fn ready(sdk: SdkConfig) -> Load {
-        Arc::new(move || {
-            let sdk = sdk.clone();
+    /// Clients over `sdk`, already loaded by the caller, each built now (see the module docs).
+    pub(super) fn built(
+        sdk: SdkConfig,
+        regions: impl IntoIterator<Item = String>,
+        connect: Duration,
+        endpoint_url: Option<String>,
+        api_key: Option<Secret>,
+    ) -> Self {
+        let given = sdk.clone();
+        let load: Load = Arc::new(move || {
+            let sdk = given.clone();
             Box::pin(async move { sdk })
-        })
+        });
+        let mut clients = Clients::new(load, regions, connect, endpoint_url, api_key);
+        clients.sdk = OnceCell::new_with(Some(sdk));
+        if let Some(sdk) = clients.sdk.get() {
+            clients.primary.get_or_init(|| clients.build(sdk, None));
+            for (region, client) in &clients.regional {
+                client.get_or_init(|| clients.build(sdk, Some(region)));
+            }
+            clients.control.get_or_init(|| control_client(sdk));
+        }
+        clients
     }
 
     /// The regions with a client of their own besides the primary one.
@@ -100,16 +123,7 @@ impl Clients {
     /// The control-plane client, with two attempts.
     pub(super) async fn control(&self) -> &aws_sdk_bedrock::Client {
         let sdk = self.sdk().await;
-        self.control.get_or_init(|| {
-            aws_sdk_bedrock::Client::from_conf(
-                aws_sdk_bedrock::config::Builder::from(sdk)
-                    .retry_config(
-                        aws_sdk_bedrock::config::retry::RetryConfig::standard()
-                            .with_max_attempts(2),
-                    )
-                    .build(),
-            )
-        })
+        self.control.get_or_init(|| control_client(sdk))
     }
 
     /// A runtime client, in `region` when given (else the configuration's): the SDK's retries and
@@ -140,6 +154,17 @@ impl Clients {
         }
         Client::from_conf(b.build())
     }
+}
+
+/// The control-plane client, with two attempts.
+fn control_client(sdk: &SdkConfig) -> aws_sdk_bedrock::Client {
+    aws_sdk_bedrock::Client::from_conf(
+        aws_sdk_bedrock::config::Builder::from(sdk)
+            .retry_config(
+                aws_sdk_bedrock::config::retry::RetryConfig::standard().with_max_attempts(2),
+            )
+            .build(),
+    )
 }
 
 #[cfg(test)]
@@ -194,6 +219,25 @@ mod tests {
         assert!(std::ptr::eq(clients.runtime(Some("ap-south-1")).await, a));
         clients.control().await;
         assert_eq!(loads.load(Ordering::SeqCst), 1, "loaded once in all");
+    }
+
+    #[test]
+    fn a_loaded_configuration_builds_every_client_at_once() {
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let clients = Clients::built(
+            sdk,
+            ["eu-west-1".to_owned()],
+            Duration::from_secs(3),
+            None,
+            None,
+        );
+        assert!(clients.loaded().is_some());
+        assert!(clients.primary.get().is_some() && clients.control.get().is_some());
+        let regional = clients.regional["eu-west-1"].get().expect("built at once");
+        assert_eq!(regional.config().region().unwrap().as_ref(), "eu-west-1");
     }
 
     #[tokio::test]

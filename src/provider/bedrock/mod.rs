@@ -59,6 +59,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::primitives::Blob;
@@ -163,6 +164,53 @@ async fn with_role(sdk: SdkConfig, settings: &BedrockProviderConfig) -> SdkConfi
         .build()
 }
 
+/// The SDK configuration a provider is built over: loaded later, on its first call, or already.
+enum Sdk {
+    Later(clients::Load),
+    Loaded(SdkConfig),
+}
+
+/// The retry settings of the environment and the AWS profile (`AWS_MAX_ATTEMPTS`,
+/// `AWS_RETRY_MODE`, the profile's `max_attempts` and `retry_mode`), read at start-up and handed
+/// to the later load: aws-config panics on an invalid one while loading, and that must stop
+/// start-up with a configuration error, not fail each Bedrock call. (The runtime clients turn
+/// the SDK's retries off; these reach the STS calls of the credentials chain.)
+async fn retry_settings(profile: Option<&str>) -> Result<RetryConfig, GatewayError> {
+    use futures_util::FutureExt;
+    let mut settings = aws_config::default_provider::retry_config::default_provider();
+    if let Some(p) = profile {
+        settings = settings.profile_name(p);
+    }
+    match std::panic::AssertUnwindSafe(settings.retry_config())
+        .catch_unwind()
+        .await
+    {
+        Ok(retry) => Ok(retry),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("invalid");
+            Err(GatewayError::internal(format!(
+                "configuration error in the AWS retry settings (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, or the profile's max_attempts, retry_mode): {why}"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread started loading an AWS configuration for a provider.
+    static LOADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a load (tests only).
+fn loaded() {
+    #[cfg(test)]
+    LOADS.set(LOADS.get() + 1);
+}
+
 impl BedrockProvider {
     /// Finds the region, and the AWS configuration (default chain) to load on first use.
     /// `Ok(None)` when no region can be found: Bedrock is then reported as not configured.
@@ -185,18 +233,21 @@ impl BedrockProvider {
             tracing::warn!("no AWS region configured (AWS_REGION / AWS_DEFAULT_REGION / profile): Bedrock is disabled");
             return Ok(None);
         };
+        let retry = retry_settings(None).await?;
         let primary = region.to_string();
         let load: clients::Load = Arc::new(move || {
-            let region = region.clone();
+            let (region, retry) = (region.clone(), retry.clone());
             Box::pin(async move {
+                loaded();
                 aws_config::defaults(BehaviorVersion::latest())
                     .region(region)
+                    .retry_config(retry)
                     .load()
                     .await
             })
         });
         Ok(Some(Self::build(
-            load,
+            Sdk::Later(load),
             Some(primary),
             config,
             &config.timeouts,
@@ -210,8 +261,8 @@ impl BedrockProvider {
     /// stalled-stream protection are turned off whatever `sdk` says.
     pub fn from_sdk_config(sdk: &SdkConfig, config: &Config) -> Self {
         let region = sdk.region().map(|r| r.to_string());
-        let load = Clients::ready(sdk.clone());
-        Self::build(load, region, config, &config.timeouts, None, None)
+        let sdk = Sdk::Loaded(sdk.clone());
+        Self::build(sdk, region, config, &config.timeouts, None, None)
     }
 
     /// Builds the named provider `name` (`[providers.<name>]`, `kind = "bedrock"`): the AWS
@@ -244,12 +295,17 @@ impl BedrockProvider {
             )));
         };
         let key = settings.api_key().read_for(name)?;
+        let retry = retry_settings(settings.profile.as_deref()).await?;
         let name_of_region = region.to_string();
         let settings_at_load = settings.clone();
         let load: clients::Load = Arc::new(move || {
             let (region, settings) = (region.clone(), settings_at_load.clone());
+            let retry = retry.clone();
             Box::pin(async move {
-                let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+                loaded();
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .region(region)
+                    .retry_config(retry);
                 if let Some(p) = &settings.profile {
                     // The profile's credentials (static, SSO, process, a role chain), not the
                     // default chain's, which would take the environment's first.
@@ -263,7 +319,7 @@ impl BedrockProvider {
             })
         });
         Ok(Self::build(
-            load,
+            Sdk::Later(load),
             Some(name_of_region),
             config,
             &settings.timeouts.over(&config.timeouts),
@@ -286,7 +342,7 @@ impl BedrockProvider {
         let sdk = with_role(sdk.clone(), settings).await;
         let region = sdk.region().map(|r| r.to_string());
         Ok(Self::build(
-            Clients::ready(sdk),
+            Sdk::Loaded(sdk),
             region,
             config,
             &settings.timeouts.over(&config.timeouts),
@@ -295,9 +351,9 @@ impl BedrockProvider {
         ))
     }
 
-    /// The provider over `load` (see [`Clients`]), its primary region `region`.
+    /// The provider over `sdk` (see [`Clients`]), its primary region `region`.
     fn build(
-        load: clients::Load,
+        sdk: Sdk,
         region: Option<String>,
         config: &Config,
         timeouts: &Timeouts,
@@ -312,13 +368,15 @@ impl BedrockProvider {
                 }
             }
         }
-        let clients = Clients::new(
-            load,
-            regions,
-            timeouts.connect,
-            endpoint_url.map(str::to_owned),
-            api_key.cloned(),
-        );
+        let (connect, endpoint_url) = (timeouts.connect, endpoint_url.map(str::to_owned));
+        let clients = match sdk {
+            Sdk::Later(load) => {
+                Clients::new(load, regions, connect, endpoint_url, api_key.cloned())
+            }
+            Sdk::Loaded(sdk) => {
+                Clients::built(sdk, regions, connect, endpoint_url, api_key.cloned())
+            }
+        };
         BedrockProvider {
             inner: Arc::new(Inner {
                 region,
@@ -875,19 +933,21 @@ mod tests {
     async fn the_aws_configuration_is_loaded_on_the_first_call_not_at_start_up() {
         let mut config = Config::default();
         config.bedrock.region = Some("eu-central-1".into());
+        let before = LOADS.get();
         let provider = BedrockProvider::from_config(&config)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(provider.region(), Some("eu-central-1"));
-        assert!(
-            provider.inner.clients.loaded().is_none(),
-            "nothing loaded at start-up"
-        );
+        assert_eq!(LOADS.get(), before, "nothing loaded at start-up");
+        assert!(provider.inner.clients.loaded().is_none());
         let client = provider
             .client_for("anthropic.claude-3-haiku-20240307-v1:0")
             .await;
         assert_eq!(client.config().region().unwrap().as_ref(), "eu-central-1");
+        assert_eq!(LOADS.get(), before + 1, "loaded by the first call");
+        provider.client_for("amazon.titan-text-express-v1").await;
+        assert_eq!(LOADS.get(), before + 1, "and only then");
         let sdk = provider
             .inner
             .clients
