@@ -167,7 +167,7 @@ async fn with_role(sdk: SdkConfig, settings: &BedrockProviderConfig) -> SdkConfi
 /// The SDK configuration a provider is built over: loaded later, on its first call, or already.
 enum Sdk {
     Later(clients::Load),
-    Loaded(SdkConfig),
+    Loaded(Box<SdkConfig>),
 }
 
 /// The retry settings of the environment and the AWS profile (`AWS_MAX_ATTEMPTS`,
@@ -199,6 +199,34 @@ async fn retry_settings(profile: Option<&str>) -> Result<RetryConfig, GatewayErr
     }
 }
 
+/// Loads the AWS configuration for `region` when first needed: the default chain, or `settings`'
+/// profile (its credentials too) and role; `retry` read at start-up ([`retry_settings`]).
+fn later(
+    region: aws_config::Region,
+    retry: RetryConfig,
+    settings: BedrockProviderConfig,
+) -> clients::Load {
+    Arc::new(move || {
+        let (region, retry, settings) = (region.clone(), retry.clone(), settings.clone());
+        Box::pin(async move {
+            count_load();
+            let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                .region(region)
+                .retry_config(retry);
+            if let Some(p) = &settings.profile {
+                // The profile's credentials (static, SSO, process, a role chain), not the default
+                // chain's, which would take the environment's first.
+                loader = loader.profile_name(p).credentials_provider(
+                    aws_config::profile::ProfileFileCredentialsProvider::builder()
+                        .profile_name(p)
+                        .build(),
+                );
+            }
+            with_role(loader.load().await, &settings).await
+        })
+    })
+}
+
 #[cfg(test)]
 thread_local! {
     /// How many times this thread started loading an AWS configuration for a provider.
@@ -206,7 +234,7 @@ thread_local! {
 }
 
 /// Counts a load (tests only).
-fn loaded() {
+fn count_load() {
     #[cfg(test)]
     LOADS.set(LOADS.get() + 1);
 }
@@ -235,17 +263,7 @@ impl BedrockProvider {
         };
         let retry = retry_settings(None).await?;
         let primary = region.to_string();
-        let load: clients::Load = Arc::new(move || {
-            let (region, retry) = (region.clone(), retry.clone());
-            Box::pin(async move {
-                loaded();
-                aws_config::defaults(BehaviorVersion::latest())
-                    .region(region)
-                    .retry_config(retry)
-                    .load()
-                    .await
-            })
-        });
+        let load = later(region, retry, BedrockProviderConfig::default());
         Ok(Some(Self::build(
             Sdk::Later(load),
             Some(primary),
@@ -257,11 +275,11 @@ impl BedrockProvider {
     }
 
     /// The provider over an explicit SDK configuration (used by tests and embedders that load AWS
-    /// configuration themselves), its clients built from it on first use. Retries and
-    /// stalled-stream protection are turned off whatever `sdk` says.
+    /// configuration themselves), its clients built from it at once. Retries and stalled-stream
+    /// protection are turned off whatever `sdk` says.
     pub fn from_sdk_config(sdk: &SdkConfig, config: &Config) -> Self {
         let region = sdk.region().map(|r| r.to_string());
-        let sdk = Sdk::Loaded(sdk.clone());
+        let sdk = Sdk::Loaded(Box::new(sdk.clone()));
         Self::build(sdk, region, config, &config.timeouts, None, None)
     }
 
@@ -297,27 +315,7 @@ impl BedrockProvider {
         let key = settings.api_key().read_for(name)?;
         let retry = retry_settings(settings.profile.as_deref()).await?;
         let name_of_region = region.to_string();
-        let settings_at_load = settings.clone();
-        let load: clients::Load = Arc::new(move || {
-            let (region, settings) = (region.clone(), settings_at_load.clone());
-            let retry = retry.clone();
-            Box::pin(async move {
-                loaded();
-                let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                    .region(region)
-                    .retry_config(retry);
-                if let Some(p) = &settings.profile {
-                    // The profile's credentials (static, SSO, process, a role chain), not the
-                    // default chain's, which would take the environment's first.
-                    loader = loader.profile_name(p).credentials_provider(
-                        aws_config::profile::ProfileFileCredentialsProvider::builder()
-                            .profile_name(p)
-                            .build(),
-                    );
-                }
-                with_role(loader.load().await, &settings).await
-            })
-        });
+        let load = later(region, retry, settings.clone());
         Ok(Self::build(
             Sdk::Later(load),
             Some(name_of_region),
@@ -342,7 +340,7 @@ impl BedrockProvider {
         let sdk = with_role(sdk.clone(), settings).await;
         let region = sdk.region().map(|r| r.to_string());
         Ok(Self::build(
-            Sdk::Loaded(sdk),
+            Sdk::Loaded(Box::new(sdk)),
             region,
             config,
             &settings.timeouts.over(&config.timeouts),
@@ -374,7 +372,7 @@ impl BedrockProvider {
                 Clients::new(load, regions, connect, endpoint_url, api_key.cloned())
             }
             Sdk::Loaded(sdk) => {
-                Clients::built(sdk, regions, connect, endpoint_url, api_key.cloned())
+                Clients::built(*sdk, regions, connect, endpoint_url, api_key.cloned())
             }
         };
         BedrockProvider {
