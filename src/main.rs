@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use open_bedrock_server::config::{Config, LogFormat};
+use open_bedrock_server::config::Config;
 use open_bedrock_server::{server, telemetry, Gateway};
 
 /// A unified chat-completions gateway for OpenAI and AWS Bedrock.
@@ -140,8 +140,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     // Declared before the runtime, so dropped after it: the guard flushes spans still open then.
-    let _telemetry =
-        telemetry::init_tracing(&config.log.level, config.log.format == LogFormat::Json);
+    let _telemetry = telemetry::init_tracing(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -38,11 +38,15 @@
 //! the batch and shuts the exporter down when dropped, so keep it alive until the process exits.
 //!
 //! `LOG_FORMAT=json` lines are written by hand (`json_line`): the same object tracing-subscriber's
-//! JSON formatter writes, without its intermediate map and second serialization.
+//! JSON formatter writes, without its intermediate map and second serialization. Access-log lines
+//! are written to standard output in batches (`batch`, `LOG_FLUSH_MS`), every other line at once.
 
+mod batch;
 #[cfg(test)]
 pub(crate) mod capture;
 mod json_line;
+
+use crate::config::{LogConfig, LogFormat};
 
 /// Keeps trace export running; flushes and shuts it down when dropped. Without the `otel`
 /// feature, or without an endpoint, it holds nothing.
@@ -51,6 +55,8 @@ mod json_line;
 pub struct TelemetryGuard {
     #[cfg(feature = "otel")]
     otel: Option<otel::Export>,
+    /// Held for its drop, which writes the access-log lines still batched.
+    _flusher: Option<batch::Flusher>,
 }
 
 impl TelemetryGuard {
@@ -67,24 +73,55 @@ impl TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber: log lines at `level` (an `EnvFilter` directive; `info` if it is
-/// invalid), as JSON objects if `json`, else text; plus span export when it is configured (see the
-/// module docs). Call once, before the first log line; keep the guard until exit.
+/// Installs the global subscriber: log lines on standard output at `log.level` (an `EnvFilter`
+/// directive; `info` if it is invalid), as JSON objects or text as `log.format` says, the access
+/// log written in batches at most `log.flush` after each line (`batch`; 0 writes each line
+/// at once); plus span export when it is configured (see the module docs). Call once, before the
+/// first log line; keep the guard until exit: dropping it writes the access lines still batched.
 ///
 /// # Panics
 /// If a global subscriber is already installed.
-pub fn init_tracing(level: &str, json: bool) -> TelemetryGuard {
+pub fn init_tracing(log: &LogConfig) -> TelemetryGuard {
     #[cfg(feature = "otel")]
-    if let Some(guard) = otel::init(level, json) {
+    if let Some(guard) = otel::init(log) {
         return guard;
     }
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    let (layer, flusher) = log_layer(log);
+    tracing_subscriber::registry().with(layer).init();
+    TelemetryGuard {
+        #[cfg(feature = "otel")]
+        otel: None,
+        _flusher: flusher,
+    }
+}
+
+/// The log lines' layer as `log` says (filter, format, and the access log batched unless
+/// `flush` is zero), and the flusher of its batches.
+fn log_layer(log: &LogConfig) -> (BoxedLayer, Option<batch::Flusher>) {
+    if log.flush.is_zero() {
+        return (lines(log, std::io::stdout), None);
+    }
+    let (writer, flusher) = batch::Batched::new(Box::new(std::io::stdout()), log.flush);
+    (lines(log, writer), Some(flusher))
+}
+
+type BoxedLayer =
+    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static>;
+
+/// The fmt layer over `writer`: `log.level`'s filter (`info` if invalid), text or JSON lines.
+fn lines<W>(log: &LogConfig, writer: W) -> BoxedLayer
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     use tracing_subscriber::Layer as _;
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let layer = tracing_subscriber::fmt::layer().with_target(true);
-    let layer = if json {
+    let layer = tracing_subscriber::fmt::layer()
+        .with_target(true)
+        .with_writer(writer);
+    if log.format == LogFormat::Json {
         layer
             .json()
             .flatten_event(true)
@@ -94,9 +131,7 @@ pub fn init_tracing(level: &str, json: bool) -> TelemetryGuard {
             .boxed()
     } else {
         layer.with_filter(filter).with_filter(lines_only()).boxed()
-    };
-    tracing_subscriber::registry().with(layer).init();
-    TelemetryGuard::default()
+    }
 }
 
 /// What the log lines take: events only. The request spans (`server::observe`) are for trace
@@ -124,7 +159,7 @@ mod otel {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::{EnvFilter, Layer};
+    use tracing_subscriber::Layer;
 
     use super::TelemetryGuard;
 
@@ -157,7 +192,7 @@ mod otel {
 
     /// `None` when export is not configured (the caller sets up plain logging) or cannot start
     /// (said on stderr, and the gateway runs without it).
-    pub(super) fn init(level: &str, json: bool) -> Option<TelemetryGuard> {
+    pub(super) fn init(log: &crate::config::LogConfig) -> Option<TelemetryGuard> {
         if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
             return None;
         }
@@ -181,22 +216,7 @@ mod otel {
             .with_location(false)
             .with_target(false)
             .with_filter(exported);
-        let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-        let fmt_layer = tracing_subscriber::fmt::layer().with_target(true);
-        let fmt_layer = if json {
-            fmt_layer
-                .json()
-                .flatten_event(true)
-                .event_format(super::json_line::JsonLine::new())
-                .with_filter(filter)
-                .with_filter(super::lines_only())
-                .boxed()
-        } else {
-            fmt_layer
-                .with_filter(filter)
-                .with_filter(super::lines_only())
-                .boxed()
-        };
+        let (fmt_layer, flusher) = super::log_layer(log);
         tracing_subscriber::registry()
             .with(fmt_layer)
             .with(otel_layer)
@@ -207,7 +227,10 @@ mod otel {
         {
             tracing::warn!(protocol = %p, "only OTLP http/protobuf is supported; using it");
         }
-        Some(TelemetryGuard { otel: Some(export) })
+        Some(TelemetryGuard {
+            otel: Some(export),
+            _flusher: flusher,
+        })
     }
 
     fn start() -> Result<Export, String> {

@@ -610,3 +610,110 @@ fn invalid_aws_retry_settings_stop_start_up_not_each_bedrock_call() {
         }
     }
 }
+
+/// One request over a fresh connection: the status line's code.
+fn post_chat(addr: &str, key: &str, request_id: &str) -> u16 {
+    use std::io::{Read, Write};
+    let body = r#"{"model":"mock/echo","messages":[{"role":"user","content":"Hello!"}]}"#;
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to the gateway");
+    conn.set_read_timeout(Some(RUN_TIMEOUT)).unwrap();
+    write!(
+        conn,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+         x-request-id: {request_id}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).expect("read the reply");
+    reply
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {reply:?}"))
+}
+
+/// The access log is written in batches: with a minute's delay no access line reaches standard
+/// output while the gateway runs, and a graceful exit (SIGTERM) writes every one of them, in order,
+/// after the lines logged before them.
+#[cfg(unix)]
+#[test]
+fn access_lines_are_batched_and_a_graceful_exit_writes_them_all() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+    let dir = Scratch::new("batched-log");
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs([
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("API_KEY", "sk-batched-log-test"),
+            ("MOCK_PROVIDER", "true"),
+            ("BEDROCK_ENABLED", "false"),
+            ("LOG_FORMAT", "json"),
+            ("LOG_FLUSH_MS", "60000"),
+        ])
+        .current_dir(&dir.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start open-bedrock-server");
+    let lines = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                if v["message"] == "open-bedrock-server listening" {
+                    let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
+                }
+                lines.lock().unwrap().push(v);
+            }
+        })
+    };
+    let addr = rx
+        .recv_timeout(RUN_TIMEOUT)
+        .expect("the gateway logged its address");
+    let ids: Vec<String> = (0..5).map(|i| format!("batched-{i}")).collect();
+    for id in &ids {
+        assert_eq!(post_chat(&addr, "sk-batched-log-test", id), 200);
+    }
+    let access = |lines: &[serde_json::Value]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|v| v["target"] == "access")
+            .map(|v| v["request_id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        access(&lines.lock().unwrap()),
+        Vec::<String>::new(),
+        "access lines written before their batch was due"
+    );
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+    let started = Instant::now();
+    while child.try_wait().expect("poll the child").is_none() {
+        assert!(
+            started.elapsed() < RUN_TIMEOUT,
+            "no exit within {RUN_TIMEOUT:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reader.join().expect("the reader thread");
+    let lines = lines.lock().unwrap();
+    assert_eq!(access(&lines), ids, "every access line, in order");
+    let listening = lines
+        .iter()
+        .position(|v| v["message"] == "open-bedrock-server listening");
+    let first_access = lines.iter().position(|v| v["target"] == "access");
+    assert!(listening < first_access, "{lines:?}");
+}

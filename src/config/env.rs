@@ -90,6 +90,7 @@ const TABLE: &[(&str, &str, Shape)] = &[
     ("TOTAL_TIMEOUT_MS", "timeouts.total_ms", Text),
     ("LOG_LEVEL", "log.level", Text),
     ("LOG_FORMAT", "log.format", Text),
+    ("LOG_FLUSH_MS", "log.flush_ms", Text),
     ("PROMPT_CACHING_AUTO", "prompt_caching.auto", List),
     ("GUARDRAILS_ALLOW_CLIENT", "guardrails.allow_client", Text),
     ("MEDIA_FETCH_ENABLED", "media_fetch.enabled", Text),

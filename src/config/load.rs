@@ -238,6 +238,7 @@ mod tests {
                 ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
                 ("RETRY_MAX_ATTEMPTS", " 2 "),
                 ("LOG_FORMAT", "JSON"),
+                ("LOG_FLUSH_MS", "250"),
                 ("AUTH_DISABLED", "on"),
                 ("BEDROCK_ENABLED", "0"),
                 ("MOCK_PROVIDER", "Yes"),
@@ -252,6 +253,7 @@ mod tests {
         assert_eq!(c.server.port, 9000);
         assert_eq!(c.retry.max_attempts, 2);
         assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.flush, Duration::from_millis(250));
         assert!(c.auth.disabled && !c.bedrock.enabled && c.mock.enabled);
         assert_eq!(c.timeouts.first_byte, Duration::from_millis(1500));
         assert_eq!(c.server.shutdown_drain, Duration::from_secs(3));
@@ -446,6 +448,8 @@ mod tests {
             ("HOST", "localhost"),
             ("AUTH_DISABLED", "maybe"),
             ("LOG_FORMAT", "xml"),
+            ("LOG_FLUSH_MS", "60001"),
+            ("LOG_FLUSH_MS", "soon"),
             ("OPENAI_BASE_URL", "ftp://x"),
             ("RETRY_MAX_ATTEMPTS", "0"),
             ("DEFAULT_MAX_TOKENS", "0"),

@@ -29,6 +29,7 @@
 //! | `RETRY_MAX_ATTEMPTS` | `retry.max_attempts` | `3` (attempts in total) |
 //! | `CONNECT_TIMEOUT_MS`, `BODY_READ_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 30 s, 120 s, 60 s, 600 s |
 //! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
+//! | `LOG_FLUSH_MS` | `log.flush_ms` | `100` (access lines written in batches at most this late; `0`: each at once) |
 //! | `PROMPT_CACHING_AUTO` (comma-separated model ids / prefixes) | `prompt_caching.auto` | none (off) |
 //! | `GUARDRAILS_ALLOW_CLIENT` | `guardrails.allow_client` | `false` |
 //! | `BEDROCK_MAX_N` | `bedrock.max_n` | `8` |
@@ -774,13 +775,22 @@ pub struct LogConfig {
     pub level: String,
     /// Log line format.
     pub format: LogFormat,
+    /// The access log is written in batches, each at most this long after its first line (or
+    /// when it holds 64 KiB); every other line is written at once. Zero writes each access line
+    /// at once, as a `write` of its own.
+    #[serde(rename = "flush_ms", with = "millis")]
+    pub flush: Duration,
 }
+
+/// The longest `log.flush_ms` accepted: a minute.
+const MAX_LOG_FLUSH: Duration = Duration::from_secs(60);
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
+            flush: Duration::from_millis(100),
         }
     }
 }
@@ -938,6 +948,12 @@ impl Config {
             if value.is_zero() {
                 return Err(ConfigError::new(key, "must be greater than 0"));
             }
+        }
+        if self.log.flush > MAX_LOG_FLUSH {
+            return Err(ConfigError::new(
+                "log.flush_ms",
+                "must be at most 60000 (a minute); 0 writes every line at once",
+            ));
         }
         for (i, route) in self.routes.iter().enumerate() {
             if route.provider == RouteProvider::OpenAi && route.family.is_some() {

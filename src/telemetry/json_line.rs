@@ -236,13 +236,23 @@ fn push_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// What `args` formats, as a JSON string, escaped on the way (no intermediate `String`).
+/// What `args` formats, as a JSON string. The text is formatted straight into the line and
+/// scanned once there; only text with a byte JSON must escape (rare: these are methods, paths,
+/// attempt lists, error texts) is taken back out and escaped — not each piece the formatter
+/// hands over, which cost the access log's four `Display` fields about 650 instructions each.
 fn push_formatted(out: &mut String, args: fmt::Arguments<'_>) {
     out.push('"');
     match args.as_str() {
         Some(s) => push_escaped(out, s),
-        // Writing to a `String` cannot fail.
-        None => drop(Escaper(&mut *out).write_fmt(args)),
+        None => {
+            let start = out.len();
+            // Writing to a `String` cannot fail.
+            let _ = out.write_fmt(args);
+            if let Some(at) = string_special(&out.as_bytes()[start..]) {
+                let raw = out.split_off(start + at);
+                push_escaped(out, &raw);
+            }
+        }
     }
     out.push('"');
 }
@@ -279,16 +289,6 @@ fn push_escaped(out: &mut String, s: &str) {
         start = i + 1;
     }
     out.push_str(&s[start..]);
-}
-
-/// A writer that escapes what passes through it for a JSON string's inside.
-struct Escaper<'a>(&'a mut String);
-
-impl fmt::Write for Escaper<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        push_escaped(self.0, s);
-        Ok(())
-    }
 }
 
 /// The timestamp as tracing-subscriber writes it (RFC 3339 in UTC, microseconds:
@@ -433,6 +433,9 @@ mod tests {
                 whole = 2.0f64,
                 nan = f64::NAN,
                 debug = ?Some("x"),
+                // Formatted in pieces, the byte to escape in a later piece, after multi-byte text.
+                pieces = %format_args!("{}:{}:{}", "é✓", "a\"b\n\u{1f}", 7),
+                clean = %format_args!("{}-{}", "plain", 1),
                 "request"
             );
             tracing::warn!(error = %std::io::Error::other("bad \"thing\""), "failed: {}", 7);
