@@ -27,7 +27,8 @@ use std::time::Duration;
 use tracing::Metadata;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// A batch is written once it holds this many bytes (about a hundred access lines).
+/// A batch is written before it would hold more than this many bytes (about a hundred access
+/// lines); a longer line is a batch of its own.
 pub(crate) const FULL: usize = 64 * 1024;
 
 /// The target whose lines are batched: the access log (`observe`).
@@ -128,16 +129,19 @@ impl Shared {
         }
     }
 
-    /// Appends an access line; writes the batch if that filled it.
+    /// Appends an access line, after writing the batch if the line would not fit in it: the
+    /// buffers keep [`FULL`] bytes of room and are never grown and shrunk again under load.
     fn append(&self, line: &[u8]) {
         let mut pending = lock(&self.pending);
+        if !pending.lines.is_empty() && pending.lines.len() + line.len() > FULL {
+            drop(pending);
+            self.write_batch(&mut lock(&self.out));
+            pending = lock(&self.pending);
+        }
         let first = pending.lines.is_empty();
         pending.lines.extend_from_slice(line);
-        let full = pending.lines.len() >= FULL;
         drop(pending);
-        if full {
-            self.write_batch(&mut lock(&self.out));
-        } else if first {
+        if first {
             self.arrived.notify_one();
         }
     }
@@ -304,19 +308,26 @@ mod tests {
         assert_eq!(writes.all(), vec!["a1\na2\n", "warn\n", "error\n"]);
     }
 
-    /// A full batch is written by the line that filled it, without waiting for the interval.
+    /// A full batch is written by the line that does not fit in it, without waiting for the
+    /// interval; that line starts the next batch. A line longer than a batch is one on its own.
     #[test]
     fn a_full_batch_is_written_at_once() {
-        let (b, _flusher, writes) = writer(Duration::from_secs(3600));
+        let (b, flusher, writes) = writer(Duration::from_secs(3600));
         let one = format!("{}\n", "x".repeat(999));
-        for _ in 0..FULL / one.len() {
+        let fit = FULL / one.len();
+        for _ in 0..fit {
             line(&b, true, &one);
         }
         assert!(writes.all().is_empty());
         line(&b, true, &one);
         let all = writes.all();
         assert_eq!(all.len(), 1);
-        assert_eq!(all[0].len(), (FULL / one.len() + 1) * one.len());
+        assert_eq!(all[0].len(), fit * one.len());
+        let huge = format!("{}\n", "h".repeat(2 * FULL));
+        line(&b, true, &huge);
+        line(&b, true, "after\n");
+        drop(flusher);
+        assert_eq!(writes.all()[1..], [one, huge, "after\n".to_owned()]);
     }
 
     /// Dropping the flusher writes what is batched, without waiting for the interval.
