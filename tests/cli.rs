@@ -45,17 +45,25 @@ struct Run {
     stderr: String,
 }
 
-/// Runs the binary with `args` and exactly `env` (plus `PATH`) in `dir`; kills it after
-/// [`RUN_TIMEOUT`].
-fn run(dir: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut child = Command::new(BIN)
+/// The binary with `args` and exactly `env` (plus `PATH`) in `dir`, no input, standard output
+/// piped.
+fn command(dir: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env.iter().copied())
         .current_dir(&dir.0)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::piped());
+    command
+}
+
+/// Runs the binary with `args` and exactly `env` (plus `PATH`) in `dir`; kills it after
+/// [`RUN_TIMEOUT`].
+fn run(dir: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut child = command(dir, args, env)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start open-bedrock-server");
@@ -340,16 +348,9 @@ fn startup_providers(
     env: &[(&str, &str)],
 ) -> Vec<(String, String, String)> {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(BIN)
-        .args(args)
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LOG_FORMAT", "json")
-        .envs(env.iter().copied())
-        .current_dir(&dir.0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+    let args = [args, &["--host", "127.0.0.1", "--port", "0"]].concat();
+    let env = [&[("LOG_FORMAT", "json")], env].concat();
+    let mut child = command(dir, &args, &env)
         .stderr(Stdio::null())
         .spawn()
         .expect("start open-bedrock-server");
@@ -643,21 +644,16 @@ fn access_lines_are_batched_and_a_graceful_exit_writes_them_all() {
     use std::io::{BufRead, BufReader};
     use std::sync::{Arc, Mutex};
     let dir = Scratch::new("batched-log");
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs([
-            ("HOST", "127.0.0.1"),
-            ("PORT", "0"),
-            ("API_KEY", "sk-batched-log-test"),
-            ("MOCK_PROVIDER", "true"),
-            ("BEDROCK_ENABLED", "false"),
-            ("LOG_FORMAT", "json"),
-            ("LOG_FLUSH_MS", "60000"),
-        ])
-        .current_dir(&dir.0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+    let env = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("API_KEY", "sk-batched-log-test"),
+        ("MOCK_PROVIDER", "true"),
+        ("BEDROCK_ENABLED", "false"),
+        ("LOG_FORMAT", "json"),
+        ("LOG_FLUSH_MS", "60000"),
+    ];
+    let mut child = command(&dir, &[], &env)
         .stderr(Stdio::null())
         .spawn()
         .expect("start open-bedrock-server");
