@@ -75,7 +75,7 @@ impl TelemetryGuard {
 
 /// Installs the global subscriber: log lines on standard output at `log.level` (an `EnvFilter`
 /// directive; `info` if it is invalid), as JSON objects or text as `log.format` says, the access
-/// log written in batches at most `log.flush` after each line (`batch`; 0 writes each line
+/// log written in batches about `log.flush` after each line (`batch`; 0 writes each line
 /// at once); plus span export when it is configured (see the module docs). Call once, before the
 /// first log line; keep the guard until exit: dropping it writes the access lines still batched.
 ///
@@ -103,8 +103,16 @@ fn log_layer(log: &LogConfig) -> (BoxedLayer, Option<batch::Flusher>) {
     if log.flush.is_zero() {
         return (lines(log, std::io::stdout), None);
     }
-    let (writer, flusher) = batch::Batched::new(Box::new(std::io::stdout()), log.flush);
-    (lines(log, writer), Some(flusher))
+    match batch::Batched::new(Box::new(std::io::stdout()), log.flush) {
+        Ok((writer, flusher)) => (lines(log, writer), Some(flusher)),
+        Err(e) => {
+            eprintln!(
+                "open-bedrock-server: cannot start the log-flush thread ({e}); \
+                 the access log is written a line at a time"
+            );
+            (lines(log, std::io::stdout), None)
+        }
+    }
 }
 
 type BoxedLayer =

@@ -29,7 +29,7 @@
 //! | `RETRY_MAX_ATTEMPTS` | `retry.max_attempts` | `3` (attempts in total) |
 //! | `CONNECT_TIMEOUT_MS`, `BODY_READ_TIMEOUT_MS`, `FIRST_BYTE_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`, `TOTAL_TIMEOUT_MS` | `timeouts.*_ms` | 5 s, 30 s, 120 s, 60 s, 600 s |
 //! | `LOG_LEVEL` / `LOG_FORMAT` | `log.level` / `log.format` | `info` / `text` |
-//! | `LOG_FLUSH_MS` | `log.flush_ms` | `100` (access lines written in batches at most this late; `0`: each at once) |
+//! | `LOG_FLUSH_MS` | `log.flush_ms` | `100` (access lines written in batches about this late; `0`: each at once) |
 //! | `PROMPT_CACHING_AUTO` (comma-separated model ids / prefixes) | `prompt_caching.auto` | none (off) |
 //! | `GUARDRAILS_ALLOW_CLIENT` | `guardrails.allow_client` | `false` |
 //! | `BEDROCK_MAX_N` | `bedrock.max_n` | `8` |
@@ -775,7 +775,7 @@ pub struct LogConfig {
     pub level: String,
     /// Log line format.
     pub format: LogFormat,
-    /// The access log is written in batches, each at most this long after its first line (or
+    /// The access log is written in batches, each about this long after its first line (or
     /// when it holds 64 KiB); every other line is written at once. Zero writes each access line
     /// at once, as a `write` of its own.
     #[serde(rename = "flush_ms", with = "millis")]

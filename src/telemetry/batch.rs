@@ -1,19 +1,20 @@
 //! The access log, written in batches.
 //!
-//! Written a line at a time, the access log cost the gateway one `write(2)` per request: under
-//! load that was the largest part of the system time the gateway spends beyond the bare proxy's
-//! (BENCHMARKS.md, issue 18: 13–18 µs of 57–62 µs per request at 1,000 req/s, where the bare
-//! proxy spends 41 in all). [`Batched`] appends access-log lines (target `access`) to a buffer
-//! that is written out when it holds [`FULL`] bytes or `interval` after its first line, whichever
-//! comes first: at 1,000 requests a second and 100 ms, one write per hundred lines. The timed
-//! write is done by a thread of its own, which sleeps while the buffer is empty, so an idle
-//! gateway wakes for nothing.
+//! Written a line at a time, the access log cost the gateway one `write(2)` per request — the one
+//! system call it made beyond the bare proxy's six (BENCHMARKS.md, issue 18) — and, with two
+//! workers, waits on `Stdout`'s lock at saturation, where the gateway then reached 0.66–0.69× the
+//! bare proxy's rate against 0.74–0.82× batched. [`Batched`] appends access-log lines (target
+//! `access`) to a buffer that is written out about `interval` after its first line, or before it
+//! would hold more than [`FULL`] bytes: at 1,000 requests a second and 100 ms, one write per
+//! hundred lines. The timed write is done by a thread of its own, which sleeps while the buffer is
+//! empty, so an idle gateway wakes for nothing.
 //!
 //! Every other line — start-up, warnings, errors — is written at once, after the access lines
-//! batched before it: the log keeps its order, and nothing but access lines waits. A thread that
-//! finds the buffer full writes it itself, so a sink that blocks (a full pipe) holds the
+//! batched before it: the log keeps its order, and nothing but access lines waits. A thread whose
+//! line does not fit writes the batch itself, so a sink that blocks (a full pipe) holds the
 //! writers back as line-at-a-time writing did, and the buffer stays bounded. Dropping the
-//! [`Flusher`] (the gateway's graceful exit) writes what is left.
+//! [`Flusher`] (the gateway's graceful exit) writes what is left; lines that arrive after that
+//! are written at once. A process killed outright (`SIGKILL`, an abort) loses the batch it held.
 //!
 //! Why by hand: tracing-appender's non-blocking writer hands each line to a worker thread over a
 //! channel, which costs a line's allocation, a wake-up and a write per line at modest rates —
@@ -73,9 +74,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Batched {
-    /// A writer over `sink` that writes batched lines at most `interval` after they arrive, and
-    /// the flusher that does it (keep it until exit; dropping it writes what is left).
-    pub(crate) fn new(sink: Box<dyn Write + Send>, interval: Duration) -> (Batched, Flusher) {
+    /// A writer over `sink` that writes batched lines about `interval` after they arrive, and
+    /// the flusher that does it (keep it until exit; dropping it writes what is left). If the
+    /// system refuses the flusher's thread, an error: the caller writes each line at once instead.
+    pub(crate) fn new(
+        sink: Box<dyn Write + Send>,
+        interval: Duration,
+    ) -> io::Result<(Batched, Flusher)> {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 lines: Vec::with_capacity(FULL),
@@ -89,18 +94,18 @@ impl Batched {
             interval,
         });
         let worker = Arc::clone(&shared);
-        // Without the thread (the system refused one) every batch is written when full, by a
-        // direct line, or at exit: later, not lost.
         let thread = std::thread::Builder::new()
             .name("log-flush".into())
-            .spawn(move || worker.run())
-            .ok();
-        (
+            .spawn(move || worker.run())?;
+        Ok((
             Batched {
                 shared: Arc::clone(&shared),
             },
-            Flusher { shared, thread },
-        )
+            Flusher {
+                shared,
+                thread: Some(thread),
+            },
+        ))
     }
 }
 
@@ -131,8 +136,13 @@ impl Shared {
 
     /// Appends an access line, after writing the batch if the line would not fit in it: the
     /// buffers keep [`FULL`] bytes of room and are never grown and shrunk again under load.
-    fn append(&self, line: &[u8]) {
+    fn append(&self, line: &[u8]) -> io::Result<()> {
         let mut pending = lock(&self.pending);
+        if pending.stopped {
+            // The flusher is gone (the process is exiting): nothing would write it later.
+            drop(pending);
+            return self.direct(line);
+        }
         if !pending.lines.is_empty() && pending.lines.len() + line.len() > FULL {
             drop(pending);
             self.write_batch(&mut lock(&self.out));
@@ -144,6 +154,7 @@ impl Shared {
         if first {
             self.arrived.notify_one();
         }
+        Ok(())
     }
 
     /// Writes the batch, then `line`.
@@ -156,6 +167,9 @@ impl Shared {
 
     /// Writes what is pending, with `out` held (so nothing written after it can overtake it).
     fn write_batch(&self, out: &mut Out) {
+        // Empty already, unless a write panicked half-way: that batch is not written again after
+        // newer lines.
+        out.spare.clear();
         {
             let mut pending = lock(&self.pending);
             if pending.lines.is_empty() {
@@ -201,7 +215,7 @@ pub(crate) struct LineWriter<'a> {
 impl Write for LineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.batched {
-            self.shared.append(buf);
+            self.shared.append(buf)?;
         } else {
             self.shared.direct(buf)?;
         }
@@ -268,7 +282,9 @@ mod tests {
 
     fn writer(interval: Duration) -> (Batched, Flusher, Writes) {
         let writes = Writes::default();
-        let (batched, flusher) = Batched::new(Box::new(writes.clone()), interval);
+        let Ok((batched, flusher)) = Batched::new(Box::new(writes.clone()), interval) else {
+            panic!("no log-flush thread");
+        };
         (batched, flusher, writes)
     }
 
@@ -330,15 +346,23 @@ mod tests {
         assert_eq!(writes.all()[1..], [one, huge, "after\n".to_owned()]);
     }
 
-    /// Dropping the flusher writes what is batched, without waiting for the interval.
+    /// Dropping the flusher writes what is batched, without waiting for the interval; a line
+    /// that arrives after that is written at once.
     #[test]
     fn dropping_the_flusher_writes_the_rest() {
         let (b, flusher, writes) = writer(Duration::from_secs(3600));
         line(&b, true, "last\n");
-        let start = Instant::now();
-        drop(flusher);
-        assert!(start.elapsed() < Duration::from_secs(60));
+        let (done, dropped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(flusher);
+            let _ = done.send(());
+        });
+        dropped
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the flusher's drop waited for the interval");
         assert_eq!(writes.all(), vec!["last\n"]);
+        line(&b, true, "later\n");
+        assert_eq!(writes.all(), vec!["last\n", "later\n"]);
     }
 
     /// Lines from many threads: every one written, whole, each thread's in its order.

@@ -420,6 +420,8 @@ mod tests {
     /// the same object as tracing-subscriber's JSON line, timestamp aside.
     #[test]
     fn the_line_is_the_library_s_json_object() {
+        let multi = String::from("é✓");
+        let special = String::from("a\"b\n\u{1f}");
         let events = || {
             let method = http::Method::POST;
             tracing::info!(
@@ -433,9 +435,10 @@ mod tests {
                 whole = 2.0f64,
                 nan = f64::NAN,
                 debug = ?Some("x"),
-                // Formatted in pieces, the byte to escape in a later piece, after multi-byte text.
-                pieces = %format_args!("{}:{}:{}", "é✓", "a\"b\n\u{1f}", 7),
-                clean = %format_args!("{}-{}", "plain", 1),
+                // Formatted in pieces (runtime values: literals would be folded into one string),
+                // the byte to escape in a later piece, after multi-byte text.
+                pieces = %format_args!("{}:{}:{}", multi, special, 7),
+                clean = %format_args!("{}-{}", multi, 1),
                 "request"
             );
             tracing::warn!(error = %std::io::Error::other("bad \"thing\""), "failed: {}", 7);
