@@ -776,7 +776,7 @@ pub struct LogConfig {
     /// Log line format.
     pub format: LogFormat,
     /// The access log is written in batches, each about this long after its first line (or
-    /// when it holds 64 KiB); every other line is written at once. Zero writes each access line
+    /// sooner, before it would hold more than 64 KiB); every other line is written at once. Zero writes each access line
     /// at once, as a `write` of its own.
     #[serde(rename = "flush_ms", with = "millis")]
     pub flush: Duration,

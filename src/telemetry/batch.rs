@@ -167,9 +167,11 @@ impl Shared {
 
     /// Writes what is pending, with `out` held (so nothing written after it can overtake it).
     fn write_batch(&self, out: &mut Out) {
-        // Empty already, unless a write panicked half-way: that batch is not written again after
-        // newer lines.
+        // The last batch written (or one whose write panicked half-way: it is not written again
+        // after newer lines) makes room; a batch grown past a full one by a long line keeps no
+        // more than a full one's room.
         out.spare.clear();
+        out.spare.shrink_to(FULL);
         {
             let mut pending = lock(&self.pending);
             if pending.lines.is_empty() {
@@ -181,9 +183,6 @@ impl Shared {
         // there is nowhere left to say so.
         let _ = out.sink.write_all(&out.spare);
         let _ = out.sink.flush();
-        out.spare.clear();
-        // A batch grown past a full one by a long line keeps no more than a full one's room.
-        out.spare.shrink_to(FULL);
     }
 }
 
