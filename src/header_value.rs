@@ -1,6 +1,11 @@
 //! Header values formatted on the stack: what a `Display` writes goes into a fixed buffer and is
 //! copied once into the [`HeaderValue`], instead of into a `String` first and copied again. Used
 //! for the per-request values the gateway computes (`x-gateway-cost`, `x-ratelimit-reset-*`).
+//!
+//! Integers go through [`int`]: `http`'s own `HeaderValue::from(u64)` writes the digits into a
+//! 20-byte `BytesMut` and freezes it, two heap blocks per value (the buffer, then the shared
+//! header `Bytes` needs for a buffer longer than its contents); [`int`] copies the digits once,
+//! one block sized to them.
 
 use std::fmt::{self, Write as _};
 
@@ -14,6 +19,15 @@ pub(crate) fn display(value: impl fmt::Display) -> Option<HeaderValue> {
     };
     write!(out, "{value}").ok()?;
     HeaderValue::from_bytes(&out.buf[..out.len]).ok()
+}
+
+/// `n` as a header value, in one heap block (see the module docs).
+pub(crate) fn int(n: impl itoa::Integer) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    // Digits (and a leading `-`) are always a valid header value; the fallback is not reached.
+    HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(digits))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// A fixed buffer that refuses what does not fit.
@@ -47,5 +61,13 @@ mod tests {
         assert_eq!(display("x".repeat(48)).map(|v| v.len()), Some(48));
         assert_eq!(display("x".repeat(49)), None, "too long for the buffer");
         assert_eq!(display("a\nb"), None, "not a header value");
+    }
+
+    #[test]
+    fn integers_are_their_digits() {
+        assert_eq!(int(0u32), HeaderValue::from(0u32));
+        assert_eq!(int(u64::MAX), HeaderValue::from(u64::MAX));
+        assert_eq!(int(-17i64).as_bytes(), b"-17");
+        assert_eq!(int(1_000_000_000u32).to_str().ok(), Some("1000000000"));
     }
 }

@@ -97,6 +97,7 @@ pub mod model;
 pub mod observe;
 pub mod provider;
 pub mod rate_limit;
+mod ready;
 pub mod responses_store;
 pub mod retry;
 pub mod route;

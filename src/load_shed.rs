@@ -226,6 +226,11 @@ impl<B> InFlightBody<B> {
     pub fn get_ref(&self) -> &B {
         &self.body
     }
+
+    /// The inner body, its permit released.
+    pub(crate) fn release(self) -> B {
+        self.body
+    }
 }
 
 impl<B: HttpBody> HttpBody for InFlightBody<B> {

@@ -573,3 +573,55 @@ async fn a_panic_below_is_a_500_and_the_gateway_serves_on() {
     let res = app.oneshot(chat("mock/echo")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_ingress_that_is_not_ready_is_waited_on_and_the_same_service_serves_on() {
+    use open_bedrock_server::provider::MockProvider;
+    use tower::Service;
+    // The core waits at a gate; the embedder's ingress layer lets one request in at a time.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let gateway = open_bedrock_server::Gateway::builder()
+        .api_keys(["k"])
+        .mock(MockProvider::new())
+        .core_layer(tower::util::MapFutureLayer::new(move |fut| {
+            let held = held.clone();
+            async move {
+                // Each pass is used up.
+                if let Ok(pass) = held.acquire().await {
+                    pass.forget();
+                }
+                fut.await
+            }
+        }))
+        .ingress_layer(tower::limit::ConcurrencyLimitLayer::new(1))
+        .build();
+    let chat = || {
+        Request::post("/v1/chat/completions")
+            .header("authorization", "Bearer k")
+            .body(Body::from(
+                r#"{"model":"mock/echo","messages":[{"role":"user","content":"hi"}]}"#,
+            ))
+            .unwrap()
+    };
+    // One service called again and again, as the server calls its connection's clone.
+    let mut app = gateway.service::<Body>();
+    let first = tokio::spawn(app.ready().await.unwrap().call(chat()));
+    // The ingress is busy with the first: the second waits for it instead of failing or
+    // passing the limit.
+    let second = tokio::spawn(app.ready().await.unwrap().call(chat()));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!first.is_finished() && !second.is_finished());
+    gate.add_permits(1);
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !second.is_finished(),
+        "the second reached the core only now"
+    );
+    gate.add_permits(2);
+    assert_eq!(second.await.unwrap().unwrap().status(), StatusCode::OK);
+    // The same service serves on, its ingress ready again.
+    let third = app.ready().await.unwrap().call(chat()).await.unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
+}

@@ -163,6 +163,18 @@ fn rate_limits(
     Some(limits)
 }
 
+/// The chat pipeline's response body under its two in-flight permits (the gateway's, and a SigV4
+/// credential's): a body already in memory — a complete reply, an error — has nothing left to wait
+/// for, so its permits go now and it is not boxed again (one heap block fewer per request); a
+/// stream keeps them until its last frame.
+fn in_flight_body(body: InFlightBody<InFlightBody<Body>>) -> Body {
+    if body.get_ref().get_ref().is_in_memory() {
+        body.release().release()
+    } else {
+        Body::new(body)
+    }
+}
+
 /// One provider's state as the gateway was built: logged at start-up and printed by
 /// `check-config`, from the same decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,7 +385,7 @@ impl Gateway {
         let s = &self.shared;
         let stack = ServiceBuilder::new()
             // One response body type for the router.
-            .map_response(|res: Response<InFlightBody<InFlightBody<Body>>>| res.map(Body::new))
+            .map_response(|res: Response<InFlightBody<InFlightBody<Body>>>| res.map(in_flight_body))
             // Shed load past the in-flight limit (streams hold their permit until they end).
             .layer(s.in_flight.clone())
             // SigV4-signed Bedrock clients count as the gateway key their credential maps to.
@@ -583,5 +595,40 @@ impl MakeRequestId for MakeGatewayRequestId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
         let id = bytes::Bytes::from(crate::model::fresh_id("req-"));
         HeaderValue::from_maybe_shared(id).ok().map(RequestId::new)
+    }
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::sync::Semaphore;
+
+    /// A body under two permits of `sem`, as the chat pipeline's response body is.
+    fn under_permits(body: Body, sem: &Arc<Semaphore>) -> InFlightBody<InFlightBody<Body>> {
+        let permit = || sem.clone().try_acquire_owned().ok();
+        InFlightBody::holding(InFlightBody::holding(body, permit()), permit())
+    }
+
+    #[tokio::test]
+    async fn a_reply_in_memory_lets_its_permits_go_and_a_stream_keeps_them_to_its_end() {
+        let sem = Arc::new(Semaphore::new(2));
+        let reply = in_flight_body(under_permits(Body::from("{}"), &sem));
+        assert_eq!(sem.available_permits(), 2, "nothing left to wait for");
+        assert_eq!(&reply.collect().await.unwrap().to_bytes()[..], b"{}");
+
+        let frames =
+            futures_util::stream::iter(["a", "b"].map(|s| {
+                Ok::<_, BoxError>(http_body::Frame::data(Bytes::from_static(s.as_bytes())))
+            }));
+        let mut stream = in_flight_body(under_permits(
+            Body::new(http_body_util::StreamBody::new(frames)),
+            &sem,
+        ));
+        assert_eq!(sem.available_permits(), 0, "held while the stream runs");
+        while let Some(frame) = stream.frame().await {
+            frame.unwrap();
+        }
+        assert_eq!(sem.available_permits(), 2, "released at its end");
     }
 }

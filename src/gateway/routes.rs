@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use tower::util::Oneshot;
@@ -66,15 +67,32 @@ impl Classify for RouteClassifier {
 /// known paths with another method 405 (with `Allow`), in the endpoint's error dialect. The
 /// endpoint and its dialect go into the request's extensions for the stages below.
 ///
-/// The stacks sit behind one `Arc`: the server clones the whole service for every request, and a
-/// clone of every route's boxed stack (two or more boxes each, and a walk down its layers) per
-/// request would buy nothing — only the route a request takes is cloned, for its call.
-#[derive(Clone)]
-pub(crate) struct Routes(Arc<RouteTable>);
+/// The stacks sit behind one `Arc`: a clone of every route's boxed stack (two or more boxes each,
+/// and a walk down its layers) per clone of the whole service would buy nothing. The ingress
+/// pipeline, which nearly every request takes, is cloned once per clone of `Routes` (the server
+/// keeps one per connection) and called in place whenever it is ready, as it always is; one that
+/// is not goes with its request (`crate::ready`). Other routes are cloned for their call.
+pub(crate) struct Routes {
+    table: Arc<RouteTable>,
+    /// This clone's own ingress stack, made at its first ingress request.
+    ingress: Option<HttpService>,
+}
 
 impl Routes {
     pub(crate) fn new(table: RouteTable) -> Self {
-        Routes(Arc::new(table))
+        Routes {
+            table: Arc::new(table),
+            ingress: None,
+        }
+    }
+}
+
+impl Clone for Routes {
+    fn clone(&self) -> Self {
+        Routes {
+            table: self.table.clone(),
+            ingress: None,
+        }
     }
 }
 
@@ -128,13 +146,22 @@ impl Service<Request<Body>> for Routes {
                 ))
             }
             Endpoint::ProvidersHealth => {
-                return RoutesFuture::ready(json_response(StatusCode::OK, self.0.health.body()))
+                return RoutesFuture::ready(json_response(StatusCode::OK, self.table.health.body()))
             }
-            Endpoint::Metrics => &self.0.metrics,
-            Endpoint::Models => &self.0.models,
-            Endpoint::StoredResponse => &self.0.stored_responses,
-            Endpoint::KeyInfo => &self.0.key_info,
-            _ => &self.0.ingress,
+            Endpoint::Metrics => &self.table.metrics,
+            Endpoint::Models => &self.table.models,
+            Endpoint::StoredResponse => &self.table.stored_responses,
+            Endpoint::KeyInfo => &self.table.key_info,
+            _ => {
+                let table = &self.table;
+                return RoutesFuture::Ingress {
+                    fut: crate::ready::call_or_wait(
+                        &mut self.ingress,
+                        || table.ingress.clone(),
+                        req,
+                    ),
+                };
+            }
         };
         RoutesFuture::call(service.clone(), req)
     }
@@ -145,6 +172,13 @@ pin_project_lite::pin_project! {
     #[project = RoutesFutureProj]
     pub(crate) enum RoutesFuture {
         Call { #[pin] fut: Oneshot<HttpService, Request<Body>> },
+        Ingress {
+            #[pin]
+            fut: Either<
+                <HttpService as Service<Request<Body>>>::Future,
+                Oneshot<HttpService, Request<Body>>,
+            >,
+        },
         Ready { res: Option<Response<Body>> },
     }
 }
@@ -167,6 +201,7 @@ impl Future for RoutesFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             RoutesFutureProj::Call { fut } => fut.poll(cx),
+            RoutesFutureProj::Ingress { fut } => fut.poll(cx),
             RoutesFutureProj::Ready { res } => match res.take() {
                 Some(r) => Poll::Ready(Ok(r)),
                 None => Poll::Pending,

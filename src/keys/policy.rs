@@ -344,7 +344,7 @@ where
         let settlement = Arc::new(Settlement {
             policy: policy.clone(),
             key: key.clone(),
-            model: model.clone(),
+            model,
             budgeted: budgeted.clone(),
             periods,
             prompt_estimate: prompt,

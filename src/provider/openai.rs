@@ -421,12 +421,23 @@ impl Service<EmbeddingsCall> for OpenAiProvider {
     }
 }
 
+/// Room in an upstream request's header map: its own four (`Content-Length`, `Content-Type`,
+/// `Accept`, `x-request-id`), `Authorization`, `Host`, and the configured extra headers (the
+/// OpenAI organization and project, custom ones) up to twelve in all; more grow the map.
+const UPSTREAM_HEADERS: usize = 12;
+
 /// A JSON `POST` of `body` to `url` for `call`: an event stream accepted when it `stream`s, its
 /// request id sent on.
 fn post_request(url: Uri, body: Bytes, stream: bool, call: &ChatCall) -> Request<Full<Bytes>> {
+    // Sized once for these headers, the configured ones `send` adds and `Host`: a map that starts
+    // empty is grown (reallocated and rehashed) at its seventh header.
+    let mut headers = http::HeaderMap::with_capacity(UPSTREAM_HEADERS);
+    // Written here in one heap block; hyper would add it in two (see `header_value::int`).
+    headers.insert(header::CONTENT_LENGTH, crate::header_value::int(body.len()));
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = url;
+    *req.headers_mut() = headers;
     let headers = req.headers_mut();
     headers.insert(header::CONTENT_TYPE, JSON.clone());
     headers.insert(

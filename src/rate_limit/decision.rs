@@ -79,14 +79,20 @@ impl Decision {
 
     /// Writes the `x-ratelimit-*` headers.
     pub(crate) fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert(LIMIT_REQUESTS.clone(), HeaderValue::from(self.limit));
+        headers.insert(LIMIT_REQUESTS.clone(), crate::header_value::int(self.limit));
         if let Some(r) = self.requests {
-            headers.insert(REMAINING_REQUESTS.clone(), HeaderValue::from(r.remaining));
+            headers.insert(
+                REMAINING_REQUESTS.clone(),
+                crate::header_value::int(r.remaining),
+            );
             headers.insert(RESET_REQUESTS.clone(), duration_header(r.reset));
         }
         if let Some(t) = self.tokens {
-            headers.insert(LIMIT_TOKENS.clone(), HeaderValue::from(t.limit));
-            headers.insert(REMAINING_TOKENS.clone(), HeaderValue::from(t.remaining));
+            headers.insert(LIMIT_TOKENS.clone(), crate::header_value::int(t.limit));
+            headers.insert(
+                REMAINING_TOKENS.clone(),
+                crate::header_value::int(t.remaining),
+            );
             headers.insert(RESET_TOKENS.clone(), duration_header(t.reset));
         }
     }

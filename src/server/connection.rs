@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::future::Future;
@@ -286,21 +287,31 @@ impl ConnectionCloser {
 /// The gateway's service for one connection, as hyper calls it: records request starts and ends
 /// for the watchdog and gives each request the connection's [`ConnectionCloser`].
 ///
-/// Every connection shares the one stack behind an `Arc`; each request calls its own clone of it
-/// (poll_ready, then call, as tower requires), which is what hyper-util's tower adapter did per
-/// request anyway — without the per-connection clone the adapter also kept.
+/// Every connection shares the one stack behind an `Arc`. The connection's first request clones
+/// it once for the connection (hyper calls with `&self`, tower with `&mut self`); each request
+/// after it calls that clone in place when it is ready at once, which the gateway's stack always
+/// is. A clone per request instead, as hyper-util's tower adapter makes, is a heap block and an
+/// `Arc` count per layer on every request. A clone that is not ready (a stack that applies
+/// backpressure) goes with its request and is waited on, and the next request makes a new one
+/// (`crate::ready`).
 ///
 /// A request counts as in flight for the watchdog from the moment hyper hands it over, before
 /// the stack is ready for it.
 #[derive(Debug)]
 pub(crate) struct ConnectionService<S> {
     inner: Arc<S>,
+    /// This connection's own clone of `inner`, made at its first request.
+    own: std::cell::RefCell<Option<S>>,
     state: Arc<ConnectionState>,
 }
 
 impl<S> ConnectionService<S> {
     pub(crate) fn new(inner: Arc<S>, state: Arc<ConnectionState>) -> Self {
-        ConnectionService { inner, state }
+        ConnectionService {
+            inner,
+            own: std::cell::RefCell::new(None),
+            state,
+        }
     }
 }
 
@@ -310,7 +321,7 @@ where
 {
     type Response = Response<TrackedBody<ResB>>;
     type Error = S::Error;
-    type Future = TrackedFuture<Oneshot<S, Request<ReqB>>>;
+    type Future = TrackedFuture<Either<S::Future, Oneshot<S, Request<ReqB>>>>;
 
     fn call(&self, mut req: Request<ReqB>) -> Self::Future {
         let state = self.state.clone();
@@ -318,8 +329,13 @@ where
         state.active.fetch_add(1, Ordering::AcqRel);
         state.touch();
         req.extensions_mut().insert(state.closer.clone());
+        let fut = match self.own.try_borrow_mut() {
+            Ok(mut own) => crate::ready::call_or_wait(&mut own, || S::clone(&self.inner), req),
+            // Not reached: hyper does not call from inside a call.
+            Err(_) => Either::Right(Oneshot::new(S::clone(&self.inner), req)),
+        };
         TrackedFuture {
-            fut: Oneshot::new(S::clone(&self.inner), req),
+            fut,
             guard: Some(ActiveGuard(state)),
         }
     }

@@ -89,22 +89,22 @@ pub(crate) fn complete_headers(reply: ReplyFormat, usage: Option<&Usage>) -> Hea
         if let Some(usage) = usage {
             headers.insert(
                 crate::header_name::X_AMZN_BEDROCK_INPUT_TOKEN_COUNT.clone(),
-                HeaderValue::from(usage.uncached_input_tokens()),
+                crate::header_value::int(usage.uncached_input_tokens()),
             );
             headers.insert(
                 crate::header_name::X_AMZN_BEDROCK_OUTPUT_TOKEN_COUNT.clone(),
-                HeaderValue::from(usage.completion_tokens),
+                crate::header_value::int(usage.completion_tokens),
             );
             // As Bedrock does when prompt caching applies.
             let (read, write) = (usage.cached_tokens(), usage.cache_write_tokens());
             if read > 0 || write > 0 {
                 headers.insert(
                     crate::header_name::X_AMZN_BEDROCK_CACHE_READ_INPUT_TOKEN_COUNT.clone(),
-                    HeaderValue::from(read),
+                    crate::header_value::int(read),
                 );
                 headers.insert(
                     crate::header_name::X_AMZN_BEDROCK_CACHE_WRITE_INPUT_TOKEN_COUNT.clone(),
-                    HeaderValue::from(write),
+                    crate::header_value::int(write),
                 );
             }
         }

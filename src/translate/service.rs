@@ -8,6 +8,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{HeaderValue, Request, Response};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -109,6 +110,7 @@ impl<S> Layer<S> for TranslateLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Translate {
             inner: Arc::new(inner),
+            own: None,
             keep_alive: self.keep_alive,
             shutdown: self.shutdown.clone(),
             total: self.total,
@@ -120,11 +122,15 @@ impl<S> Layer<S> for TranslateLayer {
 }
 
 /// The adapter service: `Request<DetectedRequest>` in, `Response<Body>` out, the typed core inside.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Translate<S> {
-    /// The typed core, shared: the stages above clone this service per request, and a boxed
-    /// core's clone allocates, so the core is cloned only for a call, once.
+    /// The typed core, shared: a boxed core's clone allocates, so it is not cloned with this
+    /// service.
     inner: Arc<S>,
+    /// This clone's own core, made at its first call and called in place whenever it is ready; the
+    /// server keeps one clone of the stack per connection. One that is not ready goes with its
+    /// call and is waited on (`crate::ready`).
+    own: Option<S>,
     keep_alive: Option<Duration>,
     shutdown: Option<CancellationToken>,
     total: Option<Duration>,
@@ -133,6 +139,22 @@ pub struct Translate<S> {
     /// this service per request.
     embeddings: Option<Arc<EmbeddingsCore>>,
     store: ResponseStore,
+}
+
+impl<S> Clone for Translate<S> {
+    fn clone(&self) -> Self {
+        Translate {
+            inner: self.inner.clone(),
+            // Each clone makes its own at its first call.
+            own: None,
+            keep_alive: self.keep_alive,
+            shutdown: self.shutdown.clone(),
+            total: self.total,
+            reader_timeout: self.reader_timeout,
+            embeddings: self.embeddings.clone(),
+            store: self.store.clone(),
+        }
+    }
 }
 
 impl<S> Translate<S> {
@@ -232,8 +254,12 @@ where
         };
         let call = ChatCall::with_context(request, context);
         ResponseFuture {
-            state: State::Calling {
-                fut: Oneshot::new(S::clone(&self.inner), call),
+            state: {
+                let inner = &self.inner;
+                match crate::ready::call_or_wait(&mut self.own, || S::clone(inner), call) {
+                    Either::Left(fut) => State::Called { fut },
+                    Either::Right(fut) => State::Calling { fut },
+                }
             },
             reply,
             settings: self.settings(&parts, include_usage),
@@ -532,6 +558,7 @@ pin_project_lite::pin_project! {
         S: Service<ChatCall>,
     {
         Calling { #[pin] fut: Oneshot<S, ChatCall> },
+        Called { #[pin] fut: S::Future },
         Embedding { #[pin] fut: Oneshot<EmbeddingsCore, EmbeddingsCall>, base64: bool },
         Preparing { fut: PrepareFuture },
         Finishing { fut: FinishFuture },
@@ -624,6 +651,7 @@ where
                 None => return Poll::Pending,
             },
             StateProj::Calling { fut } => ready!(fut.poll(cx)),
+            StateProj::Called { fut } => ready!(fut.poll(cx)),
             StateProj::Embedding { fut, base64 } => {
                 let result = ready!(fut.poll(cx));
                 let res = embeddings_response(result, *base64, this.hooks, this.record.as_deref());
