@@ -19,22 +19,59 @@ use futures_util::future::Either;
 use tower::util::Oneshot;
 use tower_service::Service;
 
-/// Calls the service in `own` (made by `make` if there is none) with `req` if it is ready now;
-/// otherwise takes it out of `own` and waits for it to be ready (`Oneshot`), where a readiness
-/// error is reported as the call's.
+/// A kept clone of a service for [`call_or_wait`]: empty until the first call, and empty in every
+/// clone of its holder (each holder makes its own when it is first called).
+pub(crate) struct Own<S>(Option<S>);
+
+impl<S> Own<S> {
+    pub(crate) fn new() -> Self {
+        Own(None)
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl<S> Clone for Own<S> {
+    fn clone(&self) -> Self {
+        Own(None)
+    }
+}
+
+impl<S> Default for Own<S> {
+    fn default() -> Self {
+        Own::new()
+    }
+}
+
+impl<S> std::fmt::Debug for Own<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Own(kept)"
+        } else {
+            "Own(none)"
+        })
+    }
+}
+
+/// Calls the service kept in `own` (made by `make` if there is none) with `req` if it is ready
+/// now; otherwise takes it out of `own` and waits for it to be ready (`Oneshot`), where a
+/// readiness error is reported as the call's.
 pub(crate) fn call_or_wait<S, R>(
-    own: &mut Option<S>,
+    own: &mut Own<S>,
     make: impl FnOnce() -> S,
     req: R,
 ) -> Either<S::Future, Oneshot<S, R>>
 where
     S: Service<R>,
 {
-    let mut service = own.take().unwrap_or_else(make);
+    let mut service = own.0.take().unwrap_or_else(make);
     match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(Ok(())) => {
             let called = service.call(req);
-            *own = Some(service);
+            own.0 = Some(service);
             Either::Left(called)
         }
         _ => Either::Right(Oneshot::new(service, req)),
@@ -51,7 +88,7 @@ mod tests {
             made.set(made.get() + 1);
             tower::service_fn(|n: u8| async move { Ok::<_, ()>(n + 1) })
         };
-        let mut own = None;
+        let mut own = Own::new();
         assert_eq!(call_or_wait(&mut own, make, 1).await, Ok(2));
         assert_eq!(call_or_wait(&mut own, make, 2).await, Ok(3));
         assert_eq!(made.get(), 1, "made once, then called in place");
@@ -74,11 +111,11 @@ mod tests {
             }),
             1,
         );
-        let mut own = None;
+        let mut own = Own::new();
         let first = tokio::spawn(call_or_wait(&mut own, || limited.clone(), 1));
         // Not ready (the permit is taken): its clone queues for the permit and goes with it.
         let second = tokio::spawn(call_or_wait(&mut own, || limited.clone(), 2));
-        assert!(own.is_none(), "the queued clone was not left behind");
+        assert!(own.is_empty(), "the queued clone was not left behind");
         tokio::task::yield_now().await;
         let _ = release.send(());
         let wait = std::time::Duration::from_secs(5);

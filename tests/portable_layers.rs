@@ -613,15 +613,26 @@ async fn an_ingress_that_is_not_ready_is_waited_on_and_the_same_service_serves_o
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(!first.is_finished() && !second.is_finished());
     gate.add_permits(1);
-    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    // Bounded: a second request left waiting for capacity no one hands over fails, not hangs.
+    let wait = std::time::Duration::from_secs(10);
+    let first = tokio::time::timeout(wait, first)
+        .await
+        .expect("the first is served");
+    assert_eq!(first.unwrap().unwrap().status(), StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(
         !second.is_finished(),
         "the second reached the core only now"
     );
     gate.add_permits(2);
-    assert_eq!(second.await.unwrap().unwrap().status(), StatusCode::OK);
+    let second = tokio::time::timeout(wait, second)
+        .await
+        .expect("the second is served");
+    assert_eq!(second.unwrap().unwrap().status(), StatusCode::OK);
     // The same service serves on, its ingress ready again.
-    let third = app.ready().await.unwrap().call(chat()).await.unwrap();
+    let third = tokio::time::timeout(wait, app.ready().await.unwrap().call(chat()))
+        .await
+        .expect("the third is served")
+        .unwrap();
     assert_eq!(third.status(), StatusCode::OK);
 }

@@ -25,6 +25,7 @@ use crate::surface::bedrock_runtime::BedrockRuntimeClassifier;
 use crate::surface::openai::{EmbeddingsClassifier, ResponsesClassifier};
 
 use super::HttpService;
+use crate::ready::Own;
 
 /// The classifier of every ingress route: the route's own ([`ChatClassifier`],
 /// [`MessagesClassifier`], [`BedrockRuntimeClassifier`], [`EmbeddingsClassifier`],
@@ -72,26 +73,18 @@ impl Classify for RouteClassifier {
 /// pipeline, which nearly every request takes, is cloned once per clone of `Routes` (the server
 /// keeps one per connection) and called in place whenever it is ready, as it always is; one that
 /// is not goes with its request (`crate::ready`). Other routes are cloned for their call.
+#[derive(Clone)]
 pub(crate) struct Routes {
     table: Arc<RouteTable>,
-    /// This clone's own ingress stack, made at its first ingress request.
-    ingress: Option<HttpService>,
+    /// This clone's own ingress stack (not cloned with it), made at its first ingress request.
+    ingress: Own<HttpService>,
 }
 
 impl Routes {
     pub(crate) fn new(table: RouteTable) -> Self {
         Routes {
             table: Arc::new(table),
-            ingress: None,
-        }
-    }
-}
-
-impl Clone for Routes {
-    fn clone(&self) -> Self {
-        Routes {
-            table: self.table.clone(),
-            ingress: None,
+            ingress: Own::new(),
         }
     }
 }

@@ -301,7 +301,7 @@ impl ConnectionCloser {
 pub(crate) struct ConnectionService<S> {
     inner: Arc<S>,
     /// This connection's own clone of `inner`, made at its first request.
-    own: std::cell::RefCell<Option<S>>,
+    own: std::cell::RefCell<crate::ready::Own<S>>,
     state: Arc<ConnectionState>,
 }
 
@@ -309,7 +309,7 @@ impl<S> ConnectionService<S> {
     pub(crate) fn new(inner: Arc<S>, state: Arc<ConnectionState>) -> Self {
         ConnectionService {
             inner,
-            own: std::cell::RefCell::new(None),
+            own: std::cell::RefCell::default(),
             state,
         }
     }

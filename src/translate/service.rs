@@ -32,6 +32,7 @@ use crate::model::{
 };
 use crate::provider::dispatch::EmbeddingsProviderService as EmbeddingsCore;
 use crate::provider::timeout::instant_after;
+use crate::ready::Own;
 use crate::responses_store::{ResponseStore, StoredResponse};
 use crate::usage::UsageHooks;
 
@@ -110,7 +111,7 @@ impl<S> Layer<S> for TranslateLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Translate {
             inner: Arc::new(inner),
-            own: None,
+            own: Own::new(),
             keep_alive: self.keep_alive,
             shutdown: self.shutdown.clone(),
             total: self.total,
@@ -122,39 +123,22 @@ impl<S> Layer<S> for TranslateLayer {
 }
 
 /// The adapter service: `Request<DetectedRequest>` in, `Response<Body>` out, the typed core inside.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Translate<S> {
     /// The typed core, shared: a boxed core's clone allocates, so it is not cloned with this
     /// service.
     inner: Arc<S>,
-    /// This clone's own core, made at its first call and called in place whenever it is ready; the
-    /// server keeps one clone of the stack per connection. One that is not ready goes with its
-    /// call and is waited on (`crate::ready`).
-    own: Option<S>,
+    /// This clone's own core (not cloned with it), made at its first call and called in place
+    /// whenever it is ready; the server keeps one clone of the stack per connection. One that is
+    /// not ready goes with its call and is waited on (`crate::ready`).
+    own: Own<S>,
     keep_alive: Option<Duration>,
     shutdown: Option<CancellationToken>,
     total: Option<Duration>,
     reader_timeout: Option<Duration>,
-    /// Shared, and its boxed service cloned only for an embeddings call: the stages above clone
-    /// this service per request.
+    /// Shared, and its boxed service cloned only for an embeddings call, not with this service.
     embeddings: Option<Arc<EmbeddingsCore>>,
     store: ResponseStore,
-}
-
-impl<S> Clone for Translate<S> {
-    fn clone(&self) -> Self {
-        Translate {
-            inner: self.inner.clone(),
-            // Each clone makes its own at its first call.
-            own: None,
-            keep_alive: self.keep_alive,
-            shutdown: self.shutdown.clone(),
-            total: self.total,
-            reader_timeout: self.reader_timeout,
-            embeddings: self.embeddings.clone(),
-            store: self.store.clone(),
-        }
-    }
 }
 
 impl<S> Translate<S> {
