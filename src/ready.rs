@@ -7,6 +7,13 @@
 //! with a no-op waker and call it at once when it is ready, which the gateway's own stacks always
 //! are.
 //!
+//! Only for stacks this crate builds, ready by construction and without state per clone: the
+//! server's outer stack under `Gateway::serve` and the route table's ingress without an
+//! embedder's layers in it. An embedder's layer may keep state per clone (`RateLimit`), or queue
+//! for capacity while a layer above answers ready (`LoadShed` over `ConcurrencyLimit`): a kept
+//! clone would keep that place in the queue between requests, and the capacity handed to it would
+//! wait for the connection's next request. Those stacks are cloned per request.
+//!
 //! A clone that is not ready goes with the request and is waited on with the caller's waker (and
 //! the caller makes a new one next time). It must not be left behind for a fresh clone to wait in
 //! its place: a service that reserves capacity while it is not ready (tower's `ConcurrencyLimit`
@@ -57,8 +64,9 @@ impl<S> std::fmt::Debug for Own<S> {
 }
 
 /// Calls the service kept in `own` (made by `make` if there is none) with `req` if it is ready
-/// now; otherwise takes it out of `own` and waits for it to be ready (`Oneshot`), where a
-/// readiness error is reported as the call's.
+/// now; otherwise takes it out of `own` and waits for it to be ready (`Oneshot`). A service whose
+/// readiness failed goes into the `Oneshot` too, which asks it again and reports the error as the
+/// call's (the stacks this is used for are `Error = Infallible`).
 pub(crate) fn call_or_wait<S, R>(
     own: &mut Own<S>,
     make: impl FnOnce() -> S,

@@ -636,3 +636,104 @@ async fn an_ingress_that_is_not_ready_is_waited_on_and_the_same_service_serves_o
         .unwrap();
     assert_eq!(third.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_shed_request_leaves_no_claim_on_the_capacity_it_queued_for() {
+    use open_bedrock_server::provider::MockProvider;
+    use tower::Service;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let gateway = open_bedrock_server::Gateway::builder()
+        .api_keys(["k"])
+        .mock(MockProvider::new())
+        .core_layer(tower::util::MapFutureLayer::new(move |fut| {
+            let held = held.clone();
+            async move {
+                if let Ok(pass) = held.acquire().await {
+                    pass.forget();
+                }
+                fut.await
+            }
+        }))
+        // The usual pairing: one request at a time, the rest shed at once (503), not queued.
+        .ingress_layer(
+            tower::ServiceBuilder::new()
+                .layer_fn(Or503)
+                .load_shed()
+                .concurrency_limit(1)
+                .into_inner(),
+        )
+        .build();
+    let chat = || {
+        Request::post("/v1/chat/completions")
+            .header("authorization", "Bearer k")
+            .body(Body::from(
+                r#"{"model":"mock/echo","messages":[{"role":"user","content":"hi"}]}"#,
+            ))
+            .unwrap()
+    };
+    let wait = std::time::Duration::from_secs(10);
+    // Two clones of one service, as two connections hold them (one limit between them).
+    let mut one = gateway.service::<Body>();
+    let mut two = one.clone();
+    let first = tokio::spawn(one.ready().await.unwrap().call(chat()));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The limit is taken: shed on the same service.
+    let shed = one.ready().await.unwrap().call(chat()).await.unwrap();
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    gate.add_permits(1);
+    let first = tokio::time::timeout(wait, first)
+        .await
+        .expect("served")
+        .unwrap();
+    assert_eq!(first.unwrap().status(), StatusCode::OK);
+    // The freed capacity is there for the next request on either service: the shed request did
+    // not leave a waiter behind that took it.
+    gate.add_permits(2);
+    for app in [&mut two, &mut one] {
+        let res = tokio::time::timeout(wait, app.ready().await.unwrap().call(chat()))
+            .await
+            .expect("served")
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
+
+/// A shed request (tower's `Overloaded`) as a 503.
+#[derive(Clone)]
+struct Or503<S>(S);
+
+impl<S> tower::Service<Request<open_bedrock_server::body::Body>> for Or503<S>
+where
+    S: tower::Service<
+        Request<open_bedrock_server::body::Body>,
+        Response = Response<open_bedrock_server::body::Body>,
+        Error = tower::BoxError,
+    >,
+    S::Future: Send + 'static,
+{
+    type Response = Response<open_bedrock_server::body::Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        // `LoadShed` is always ready (it sheds in the call instead).
+        self.0.poll_ready(cx).map(|_| Ok(()))
+    }
+
+    fn call(&mut self, req: Request<open_bedrock_server::body::Body>) -> Self::Future {
+        let fut = self.0.call(req);
+        Box::pin(async move {
+            Ok(fut.await.unwrap_or_else(|_| {
+                let mut res = Response::new(open_bedrock_server::body::Body::empty());
+                *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                res
+            }))
+        })
+    }
+}

@@ -452,17 +452,21 @@ impl Gateway {
                     store: s.response_store.clone(),
                 }),
         );
-        let routes = Routes::new(RouteTable {
-            ingress: self.layered_ingress(),
-            models: authed(models),
-            stored_responses: authed(stored_responses),
-            metrics: authed(BoxCloneSyncService::new(self.metrics_service())),
-            key_info: authed(BoxCloneSyncService::new(KeyInfoService::new(
-                s.key_store.clone(),
-                s.key_policy.clone(),
-            ))),
-            health: HealthInfo::new(&s.dispatch, !s.auth.is_disabled()),
-        });
+        let routes = Routes::new(
+            RouteTable {
+                ingress: self.layered_ingress(),
+                models: authed(models),
+                stored_responses: authed(stored_responses),
+                metrics: authed(BoxCloneSyncService::new(self.metrics_service())),
+                key_info: authed(BoxCloneSyncService::new(KeyInfoService::new(
+                    s.key_store.clone(),
+                    s.key_policy.clone(),
+                ))),
+                health: HealthInfo::new(&s.dispatch, !s.auth.is_disabled()),
+            },
+            // Kept per connection and called in place only when no embedder layer is in it.
+            s.ingress_layers.is_empty(),
+        );
         let x_api_key = crate::header_name::X_API_KEY.clone();
         let stack = ServiceBuilder::new()
             // A client's x-request-id goes into logs, upstream requests and the reply: one that is
@@ -501,13 +505,16 @@ impl Gateway {
         if let Some(addr) = self.shared.metrics_addr {
             self.serve_metrics(addr, stop.clone()).await;
         }
-        let main = crate::server::serve_with(
+        let main = crate::server::serve_stack(
             listener,
             self.service(),
             stop.clone().cancelled_owned(),
             self.shared.drain,
             self.shared.close_streams.clone(),
             self.shared.server_limits,
+            // The outer stack is this crate's own, ready by construction (the route table awaits
+            // an embedder's ingress layers per request).
+            crate::server::PerRequest::Kept,
         );
         tokio::pin!(main);
         tokio::select! {

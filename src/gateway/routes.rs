@@ -70,21 +70,26 @@ impl Classify for RouteClassifier {
 ///
 /// The stacks sit behind one `Arc`: a clone of every route's boxed stack (two or more boxes each,
 /// and a walk down its layers) per clone of the whole service would buy nothing. The ingress
-/// pipeline, which nearly every request takes, is cloned once per clone of `Routes` (the server
-/// keeps one per connection) and called in place whenever it is ready, as it always is; one that
-/// is not goes with its request (`crate::ready`). Other routes are cloned for their call.
+/// pipeline, which nearly every request takes, is kept once per clone of `Routes` (the server
+/// keeps one per connection) and called in place (`crate::ready`) when it is the gateway's own
+/// stack, ready by construction. With an embedder's ingress layers in it, it is cloned per request
+/// as tower expects: a layer may keep state per clone (`RateLimit`) or queue for capacity while
+/// another answers ready (`LoadShed` over `ConcurrencyLimit`), and a kept clone would keep that
+/// queue's place between requests. Other routes are cloned for their call.
 #[derive(Clone)]
 pub(crate) struct Routes {
     table: Arc<RouteTable>,
-    /// This clone's own ingress stack (not cloned with it), made at its first ingress request.
-    ingress: Own<HttpService>,
+    /// This clone's own ingress stack (not cloned with it), made at its first ingress request;
+    /// `None` when the ingress is cloned per request.
+    ingress: Option<Own<HttpService>>,
 }
 
 impl Routes {
-    pub(crate) fn new(table: RouteTable) -> Self {
+    /// The routes of `table`; `keep_ingress` when its ingress is the gateway's own stack alone.
+    pub(crate) fn new(table: RouteTable, keep_ingress: bool) -> Self {
         Routes {
             table: Arc::new(table),
-            ingress: Own::new(),
+            ingress: keep_ingress.then(Own::new),
         }
     }
 }
@@ -145,16 +150,15 @@ impl Service<Request<Body>> for Routes {
             Endpoint::Models => &self.table.models,
             Endpoint::StoredResponse => &self.table.stored_responses,
             Endpoint::KeyInfo => &self.table.key_info,
-            _ => {
-                let table = &self.table;
-                return RoutesFuture::Ingress {
-                    fut: crate::ready::call_or_wait(
-                        &mut self.ingress,
-                        || table.ingress.clone(),
-                        req,
-                    ),
-                };
-            }
+            _ => match &mut self.ingress {
+                Some(own) => {
+                    let table = &self.table;
+                    return RoutesFuture::Ingress {
+                        fut: crate::ready::call_or_wait(own, || table.ingress.clone(), req),
+                    };
+                }
+                None => &self.table.ingress,
+            },
         };
         RoutesFuture::call(service.clone(), req)
     }

@@ -31,6 +31,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::Either;
+
+use super::PerRequest;
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::future::Future;
@@ -287,29 +289,29 @@ impl ConnectionCloser {
 /// The gateway's service for one connection, as hyper calls it: records request starts and ends
 /// for the watchdog and gives each request the connection's [`ConnectionCloser`].
 ///
-/// Every connection shares the one stack behind an `Arc`. The connection's first request clones
-/// it once for the connection (hyper calls with `&self`, tower with `&mut self`); each request
-/// after it calls that clone in place when it is ready at once, which the gateway's stack always
-/// is. A clone per request instead, as hyper-util's tower adapter makes, is a heap block and an
-/// `Arc` count per layer on every request. A clone that is not ready (a stack that applies
-/// backpressure) goes with its request and is waited on, and the next request makes a new one
-/// (`crate::ready`).
+/// Every connection shares the one stack behind an `Arc`. Each request calls a clone of its own
+/// (poll_ready, then call, as tower requires), which is what hyper-util's tower adapter did per
+/// request anyway. For the gateway's own stack ([`PerRequest::Kept`]), ready by construction, the
+/// connection's first request clones it once for the connection instead (hyper calls with
+/// `&self`, tower with `&mut self`) and each request calls that clone in place: a clone per request
+/// is a heap block and an `Arc` count per layer (`crate::ready`).
 ///
 /// A request counts as in flight for the watchdog from the moment hyper hands it over, before
 /// the stack is ready for it.
 #[derive(Debug)]
 pub(crate) struct ConnectionService<S> {
     inner: Arc<S>,
-    /// This connection's own clone of `inner`, made at its first request.
-    own: std::cell::RefCell<crate::ready::Own<S>>,
+    /// This connection's own clone of `inner`, made at its first request; `None` for a clone
+    /// per request.
+    own: Option<std::cell::RefCell<crate::ready::Own<S>>>,
     state: Arc<ConnectionState>,
 }
 
 impl<S> ConnectionService<S> {
-    pub(crate) fn new(inner: Arc<S>, state: Arc<ConnectionState>) -> Self {
+    pub(crate) fn new(inner: Arc<S>, state: Arc<ConnectionState>, per_request: PerRequest) -> Self {
         ConnectionService {
             inner,
-            own: std::cell::RefCell::default(),
+            own: (per_request == PerRequest::Kept).then(std::cell::RefCell::default),
             state,
         }
     }
@@ -329,10 +331,10 @@ where
         state.active.fetch_add(1, Ordering::AcqRel);
         state.touch();
         req.extensions_mut().insert(state.closer.clone());
-        let fut = match self.own.try_borrow_mut() {
-            Ok(mut own) => crate::ready::call_or_wait(&mut own, || S::clone(&self.inner), req),
-            // Not reached: hyper does not call from inside a call.
-            Err(_) => Either::Right(Oneshot::new(S::clone(&self.inner), req)),
+        let kept = self.own.as_ref().and_then(|own| own.try_borrow_mut().ok());
+        let fut = match kept {
+            Some(mut own) => crate::ready::call_or_wait(&mut own, || S::clone(&self.inner), req),
+            None => Either::Right(Oneshot::new(S::clone(&self.inner), req)),
         };
         TrackedFuture {
             fut,

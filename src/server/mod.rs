@@ -153,6 +153,47 @@ pub async fn serve_with<S, F>(
     S::Future: Send + 'static,
     F: Future<Output = ()>,
 {
+    serve_stack(
+        listener,
+        service,
+        shutdown,
+        drain,
+        close_streams,
+        limits,
+        PerRequest::Clone,
+    )
+    .await;
+}
+
+/// How each connection calls the shared service for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PerRequest {
+    /// A clone per request, readiness awaited (`Oneshot`): what tower expects of any service.
+    Clone,
+    /// One clone kept per connection, called in place when ready (`crate::ready`): only for a
+    /// stack ready by construction with no per-clone state, as the gateway's own outer stack is
+    /// (`Gateway::serve`).
+    Kept,
+}
+
+/// [`serve_with`], each connection calling `service` as `per_request` says.
+pub(crate) async fn serve_stack<S, F>(
+    listener: TcpListener,
+    service: S,
+    shutdown: F,
+    drain: Duration,
+    close_streams: CancellationToken,
+    limits: ServerLimits,
+    per_request: PerRequest,
+) where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    F: Future<Output = ()>,
+{
     let protocols = Arc::new(Protocols::new(&limits));
     let service = Arc::new(service);
     // Cancelled when the loop ends: a connection still waiting for its first bytes then closes
@@ -193,7 +234,7 @@ pub async fn serve_with<S, F>(
             tracing::debug!(error = %e, %peer, "could not set TCP keepalive");
         }
         let state = ConnectionState::new();
-        let hyper_service = ConnectionService::new(service.clone(), state.clone());
+        let hyper_service = ConnectionService::new(service.clone(), state.clone(), per_request);
         // Counted by the drain from here on, while the protocol is still being told apart too.
         let watcher = graceful.watcher();
         let protocols = protocols.clone();

@@ -8,7 +8,6 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::Either;
 use http::{HeaderValue, Request, Response};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +31,6 @@ use crate::model::{
 };
 use crate::provider::dispatch::EmbeddingsProviderService as EmbeddingsCore;
 use crate::provider::timeout::instant_after;
-use crate::ready::Own;
 use crate::responses_store::{ResponseStore, StoredResponse};
 use crate::usage::UsageHooks;
 
@@ -111,7 +109,6 @@ impl<S> Layer<S> for TranslateLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Translate {
             inner: Arc::new(inner),
-            own: Own::new(),
             keep_alive: self.keep_alive,
             shutdown: self.shutdown.clone(),
             total: self.total,
@@ -125,13 +122,9 @@ impl<S> Layer<S> for TranslateLayer {
 /// The adapter service: `Request<DetectedRequest>` in, `Response<Body>` out, the typed core inside.
 #[derive(Debug, Clone)]
 pub struct Translate<S> {
-    /// The typed core, shared: a boxed core's clone allocates, so it is not cloned with this
-    /// service.
+    /// The typed core, shared: the stage above (detection) clones this service per request, and
+    /// a boxed core's clone allocates, so the core is cloned only for a call, once.
     inner: Arc<S>,
-    /// This clone's own core (not cloned with it), made at its first call and called in place
-    /// whenever it is ready; the server keeps one clone of the stack per connection. One that is
-    /// not ready goes with its call and is waited on (`crate::ready`).
-    own: Own<S>,
     keep_alive: Option<Duration>,
     shutdown: Option<CancellationToken>,
     total: Option<Duration>,
@@ -238,12 +231,8 @@ where
         };
         let call = ChatCall::with_context(request, context);
         ResponseFuture {
-            state: {
-                let inner = &self.inner;
-                match crate::ready::call_or_wait(&mut self.own, || S::clone(inner), call) {
-                    Either::Left(fut) => State::Called { fut },
-                    Either::Right(fut) => State::Calling { fut },
-                }
+            state: State::Calling {
+                fut: Oneshot::new(S::clone(&self.inner), call),
             },
             reply,
             settings: self.settings(&parts, include_usage),
@@ -542,7 +531,6 @@ pin_project_lite::pin_project! {
         S: Service<ChatCall>,
     {
         Calling { #[pin] fut: Oneshot<S, ChatCall> },
-        Called { #[pin] fut: S::Future },
         Embedding { #[pin] fut: Oneshot<EmbeddingsCore, EmbeddingsCall>, base64: bool },
         Preparing { fut: PrepareFuture },
         Finishing { fut: FinishFuture },
@@ -635,7 +623,6 @@ where
                 None => return Poll::Pending,
             },
             StateProj::Calling { fut } => ready!(fut.poll(cx)),
-            StateProj::Called { fut } => ready!(fut.poll(cx)),
             StateProj::Embedding { fut, base64 } => {
                 let result = ready!(fut.poll(cx));
                 let res = embeddings_response(result, *base64, this.hooks, this.record.as_deref());
