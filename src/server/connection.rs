@@ -31,8 +31,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::Either;
-
-use super::PerRequest;
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::future::Future;
@@ -40,6 +38,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::util::Oneshot;
 use tower_service::Service;
+
+use super::PerRequest;
 
 /// Closes the connection a request arrived on (a request extension set by the gateway's server),
 /// and watches the readers of the streams sent on it. Closing drops every response body on it,
