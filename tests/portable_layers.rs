@@ -576,40 +576,15 @@ async fn a_panic_below_is_a_500_and_the_gateway_serves_on() {
 
 #[tokio::test]
 async fn an_ingress_that_is_not_ready_is_waited_on_and_the_same_service_serves_on() {
-    use open_bedrock_server::provider::MockProvider;
     use tower::Service;
-    // The core waits at a gate; the embedder's ingress layer lets one request in at a time.
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let held = gate.clone();
-    let gateway = open_bedrock_server::Gateway::builder()
-        .api_keys(["k"])
-        .mock(MockProvider::new())
-        .core_layer(tower::util::MapFutureLayer::new(move |fut| {
-            let held = held.clone();
-            async move {
-                // Each pass is used up.
-                if let Ok(pass) = held.acquire().await {
-                    pass.forget();
-                }
-                fut.await
-            }
-        }))
-        .ingress_layer(tower::limit::ConcurrencyLimitLayer::new(1))
-        .build();
-    let chat = || {
-        Request::post("/v1/chat/completions")
-            .header("authorization", "Bearer k")
-            .body(Body::from(
-                r#"{"model":"mock/echo","messages":[{"role":"user","content":"hi"}]}"#,
-            ))
-            .unwrap()
-    };
+    // The embedder's ingress layer lets one request in at a time.
+    let (gateway, gate) = gated(tower::limit::ConcurrencyLimitLayer::new(1));
     // One service called again and again, as the server calls its connection's clone.
     let mut app = gateway.service::<Body>();
-    let first = tokio::spawn(app.ready().await.unwrap().call(chat()));
+    let first = tokio::spawn(app.ready().await.unwrap().call(echo()));
     // The ingress is busy with the first: the second waits for it instead of failing or
     // passing the limit.
-    let second = tokio::spawn(app.ready().await.unwrap().call(chat()));
+    let second = tokio::spawn(app.ready().await.unwrap().call(echo()));
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(!first.is_finished() && !second.is_finished());
     gate.add_permits(1);
@@ -630,7 +605,7 @@ async fn an_ingress_that_is_not_ready_is_waited_on_and_the_same_service_serves_o
         .expect("the second is served");
     assert_eq!(second.unwrap().unwrap().status(), StatusCode::OK);
     // The same service serves on, its ingress ready again.
-    let third = tokio::time::timeout(wait, app.ready().await.unwrap().call(chat()))
+    let third = tokio::time::timeout(wait, app.ready().await.unwrap().call(echo()))
         .await
         .expect("the third is served")
         .unwrap();
@@ -639,47 +614,23 @@ async fn an_ingress_that_is_not_ready_is_waited_on_and_the_same_service_serves_o
 
 #[tokio::test]
 async fn a_shed_request_leaves_no_claim_on_the_capacity_it_queued_for() {
-    use open_bedrock_server::provider::MockProvider;
     use tower::Service;
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let held = gate.clone();
-    let gateway = open_bedrock_server::Gateway::builder()
-        .api_keys(["k"])
-        .mock(MockProvider::new())
-        .core_layer(tower::util::MapFutureLayer::new(move |fut| {
-            let held = held.clone();
-            async move {
-                if let Ok(pass) = held.acquire().await {
-                    pass.forget();
-                }
-                fut.await
-            }
-        }))
-        // The usual pairing: one request at a time, the rest shed at once (503), not queued.
-        .ingress_layer(
-            tower::ServiceBuilder::new()
-                .layer_fn(Or503)
-                .load_shed()
-                .concurrency_limit(1)
-                .into_inner(),
-        )
-        .build();
-    let chat = || {
-        Request::post("/v1/chat/completions")
-            .header("authorization", "Bearer k")
-            .body(Body::from(
-                r#"{"model":"mock/echo","messages":[{"role":"user","content":"hi"}]}"#,
-            ))
-            .unwrap()
-    };
+    // The usual pairing: one request at a time, the rest shed at once (503), not queued.
+    let (gateway, gate) = gated(
+        tower::ServiceBuilder::new()
+            .layer_fn(Or503)
+            .load_shed()
+            .concurrency_limit(1)
+            .into_inner(),
+    );
     let wait = std::time::Duration::from_secs(10);
     // Two clones of one service, as two connections hold them (one limit between them).
     let mut one = gateway.service::<Body>();
     let mut two = one.clone();
-    let first = tokio::spawn(one.ready().await.unwrap().call(chat()));
+    let first = tokio::spawn(one.ready().await.unwrap().call(echo()));
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // The limit is taken: shed on the same service.
-    let shed = one.ready().await.unwrap().call(chat()).await.unwrap();
+    let shed = one.ready().await.unwrap().call(echo()).await.unwrap();
     assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
     gate.add_permits(1);
     let first = tokio::time::timeout(wait, first)
@@ -691,7 +642,7 @@ async fn a_shed_request_leaves_no_claim_on_the_capacity_it_queued_for() {
     // not leave a waiter behind that took it.
     gate.add_permits(2);
     for app in [&mut two, &mut one] {
-        let res = tokio::time::timeout(wait, app.ready().await.unwrap().call(chat()))
+        let res = tokio::time::timeout(wait, app.ready().await.unwrap().call(echo()))
             .await
             .expect("served")
             .unwrap();
@@ -736,4 +687,49 @@ where
             }))
         })
     }
+}
+
+/// A gateway whose core waits at a gate (each pass used up) under the ingress layer `layer`, and
+/// the gate.
+fn gated<L>(layer: L) -> (open_bedrock_server::Gateway, Arc<tokio::sync::Semaphore>)
+where
+    L: tower::Layer<open_bedrock_server::gateway::HttpService> + Clone + Send + Sync + 'static,
+    L::Service: tower::Service<
+            Request<open_bedrock_server::body::Body>,
+            Response = Response<open_bedrock_server::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as tower::Service<Request<open_bedrock_server::body::Body>>>::Future:
+        Send + 'static,
+{
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let gateway = open_bedrock_server::Gateway::builder()
+        .api_keys(["k"])
+        .mock(open_bedrock_server::provider::MockProvider::new())
+        .core_layer(tower::util::MapFutureLayer::new(move |fut| {
+            let held = held.clone();
+            async move {
+                if let Ok(pass) = held.acquire().await {
+                    pass.forget();
+                }
+                fut.await
+            }
+        }))
+        .ingress_layer(layer)
+        .build();
+    (gateway, gate)
+}
+
+/// A chat request for the mock's echo model, under key `k`.
+fn echo() -> Request<Body> {
+    Request::post("/v1/chat/completions")
+        .header("authorization", "Bearer k")
+        .body(Body::from(
+            r#"{"model":"mock/echo","messages":[{"role":"user","content":"hi"}]}"#,
+        ))
+        .unwrap()
 }

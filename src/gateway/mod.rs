@@ -505,16 +505,17 @@ impl Gateway {
         if let Some(addr) = self.shared.metrics_addr {
             self.serve_metrics(addr, stop.clone()).await;
         }
-        let main = crate::server::serve_stack(
+        let mut limits = self.shared.server_limits;
+        // The outer stack is this crate's own, ready by construction (the route table awaits an
+        // embedder's ingress layers per request).
+        limits.per_request = crate::server::PerRequest::Kept;
+        let main = crate::server::serve_with(
             listener,
             self.service(),
             stop.clone().cancelled_owned(),
             self.shared.drain,
             self.shared.close_streams.clone(),
-            self.shared.server_limits,
-            // The outer stack is this crate's own, ready by construction (the route table awaits
-            // an embedder's ingress layers per request).
-            crate::server::PerRequest::Kept,
+            limits,
         );
         tokio::pin!(main);
         tokio::select! {

@@ -69,6 +69,9 @@ pub struct ServerLimits {
     pub http2_keep_alive: Duration,
     /// TCP keepalive probes start after this much silence.
     pub tcp_keepalive: Duration,
+    /// How each connection calls the service for a request: a clone per request unless the
+    /// service is the gateway's own (`Gateway::serve`).
+    pub(crate) per_request: PerRequest,
 }
 
 impl Default for ServerLimits {
@@ -80,6 +83,7 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(30),
             http2_keep_alive: Duration::from_secs(20),
             tcp_keepalive: Duration::from_secs(60),
+            per_request: PerRequest::Clone,
         }
     }
 }
@@ -101,6 +105,17 @@ impl ServerLimits {
             ..ServerLimits::default()
         }
     }
+}
+
+/// How each connection calls the shared service for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PerRequest {
+    /// A clone per request, readiness awaited (`Oneshot`): what tower expects of any service.
+    Clone,
+    /// One clone kept per connection, called in place when ready (`crate::ready`): only for a
+    /// stack ready by construction with no per-clone state, as the gateway's own outer stack is
+    /// (`Gateway::serve`).
+    Kept,
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains: connections finish their
@@ -153,47 +168,6 @@ pub async fn serve_with<S, F>(
     S::Future: Send + 'static,
     F: Future<Output = ()>,
 {
-    serve_stack(
-        listener,
-        service,
-        shutdown,
-        drain,
-        close_streams,
-        limits,
-        PerRequest::Clone,
-    )
-    .await;
-}
-
-/// How each connection calls the shared service for a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PerRequest {
-    /// A clone per request, readiness awaited (`Oneshot`): what tower expects of any service.
-    Clone,
-    /// One clone kept per connection, called in place when ready (`crate::ready`): only for a
-    /// stack ready by construction with no per-clone state, as the gateway's own outer stack is
-    /// (`Gateway::serve`).
-    Kept,
-}
-
-/// [`serve_with`], each connection calling `service` as `per_request` says.
-pub(crate) async fn serve_stack<S, F>(
-    listener: TcpListener,
-    service: S,
-    shutdown: F,
-    drain: Duration,
-    close_streams: CancellationToken,
-    limits: ServerLimits,
-    per_request: PerRequest,
-) where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    F: Future<Output = ()>,
-{
     let protocols = Arc::new(Protocols::new(&limits));
     let service = Arc::new(service);
     // Cancelled when the loop ends: a connection still waiting for its first bytes then closes
@@ -234,7 +208,8 @@ pub(crate) async fn serve_stack<S, F>(
             tracing::debug!(error = %e, %peer, "could not set TCP keepalive");
         }
         let state = ConnectionState::new();
-        let hyper_service = ConnectionService::new(service.clone(), state.clone(), per_request);
+        let hyper_service =
+            ConnectionService::new(service.clone(), state.clone(), limits.per_request);
         // Counted by the drain from here on, while the protocol is still being told apart too.
         let watcher = graceful.watcher();
         let protocols = protocols.clone();
