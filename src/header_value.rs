@@ -1,23 +1,26 @@
-//! Header values formatted on the stack: what a `Display` writes goes into a fixed buffer and is
+//! Header values formatted on the stack: what a writer writes goes into a fixed buffer and is
 //! copied once into the [`HeaderValue`], instead of into a `String` first and copied again. Used
-//! for the per-request values the gateway computes (`x-gateway-cost`, `x-ratelimit-reset-*`).
+//! for the per-request values the gateway computes (`x-gateway-cost`, `x-ratelimit-reset-*`),
+//! whose writers put their pieces with `write_str` alone: `core::fmt::write` between them cost
+//! several hundred instructions per value (callgrind, issue 18).
 //!
 //! Integers go through [`int`]: `http`'s own `HeaderValue::from(u64)` writes the digits into a
 //! 20-byte `BytesMut` and freezes it, two heap blocks per value (the buffer, then the shared
 //! header `Bytes` needs for a buffer longer than its contents); [`int`] copies the digits once,
 //! one block sized to them.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use http::HeaderValue;
 
-/// `value` as a header value; `None` when it is longer than 48 bytes or not a valid value.
-pub(crate) fn display(value: impl fmt::Display) -> Option<HeaderValue> {
+/// What `write` writes, as a header value; `None` when it is longer than 48 bytes or not a valid
+/// header value.
+pub(crate) fn written(write: impl FnOnce(&mut Stack) -> fmt::Result) -> Option<HeaderValue> {
     let mut out = Stack {
         buf: [0; 48],
         len: 0,
     };
-    write!(out, "{value}").ok()?;
+    write(&mut out).ok()?;
     HeaderValue::from_bytes(&out.buf[..out.len]).ok()
 }
 
@@ -31,7 +34,7 @@ pub(crate) fn int(n: impl itoa::Integer) -> HeaderValue {
 }
 
 /// A fixed buffer that refuses what does not fit.
-struct Stack {
+pub(crate) struct Stack {
     buf: [u8; 48],
     len: usize,
 }
@@ -51,6 +54,11 @@ impl fmt::Write for Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fmt::Write as _;
+
+    fn display(value: impl fmt::Display) -> Option<HeaderValue> {
+        written(|out| write!(out, "{value}"))
+    }
 
     #[test]
     fn formats_what_fits_and_refuses_the_rest() {

@@ -134,6 +134,12 @@ struct RequestLine {
     span: tracing::Span,
 }
 
+/// Seconds as milliseconds to the microsecond: what a log line can resolve, and written by the
+/// JSON line without `ryu` (`telemetry::json_line`).
+fn millis(secs: f64) -> f64 {
+    (secs * 1e6).round() / 1000.0
+}
+
 /// What the log line needs from the response head.
 #[derive(Debug)]
 struct Finish {
@@ -175,8 +181,8 @@ impl Finish {
             format_out = record.map(|r| r.target.as_str()).unwrap_or("-"),
             // What the client asked for: a stream that failed before its first byte is a stream.
             stream = self.stream || record.is_some_and(|r| r.stream),
-            latency_ms = duration * 1000.0,
-            ttft_ms = self.first_byte * 1000.0,
+            latency_ms = millis(duration),
+            ttft_ms = millis(self.first_byte),
             tokens_in = usage.map(|u| u.0).unwrap_or(0),
             tokens_out = usage.map(|u| u.1).unwrap_or(0),
             tokens_cache_read = cache.map(|c| c.0).unwrap_or(0),
@@ -248,8 +254,10 @@ impl fmt::Display for AttemptLog<'_> {
                 if i > 0 {
                     f.write_str(" ")?;
                 }
-                let place = a.deployment.as_deref().unwrap_or(&a.provider);
-                write!(f, "{place}:{}", a.outcome)?;
+                // Piece by piece: a nested `write!` walks its format string per attempt.
+                f.write_str(a.deployment.as_deref().unwrap_or(&a.provider))?;
+                f.write_str(":")?;
+                fmt::Display::fmt(&a.outcome, f)?;
             }
             Ok(())
         })

@@ -73,8 +73,10 @@ impl Usd {
     }
 }
 
-impl fmt::Display for Usd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Usd {
+    /// The amount as [`Display`](fmt::Display) writes it, with `write_str` alone (the
+    /// `x-gateway-cost` header of every priced reply is written with it).
+    pub(crate) fn write(&self, f: &mut impl fmt::Write) -> fmt::Result {
         if self.0 < 0 {
             f.write_str("-")?;
         }
@@ -84,6 +86,12 @@ impl fmt::Display for Usd {
         f.write_str(itoa::Buffer::new().format(whole))?;
         // Nine digits of nanodollars, trailing zeros dropped (written on every access-log line).
         crate::digits::write_fraction(f, frac, 9)
+    }
+}
+
+impl fmt::Display for Usd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f)
     }
 }
 

@@ -56,8 +56,9 @@ pub(crate) fn is_string_special(c: u8) -> bool {
 
 /// The index of the first [special](is_string_special) byte of `b`: eight bytes at a time (a
 /// byte below 0x20, `"` or `\\` sets its lane's high bit — the classic "has a zero byte" test,
-/// exact for "any byte"), then byte by byte in the word that has one. The string scans of request
-/// detection and of the JSON log line both run on it.
+/// whose lowest flagged lane is exact: a false flag only ever follows a true one), then byte by
+/// byte in the last, partial word. The string scans of request detection and of the JSON log line
+/// both run on it.
 pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
@@ -70,8 +71,9 @@ pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
         let below_space = v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
         let quote = zero_byte(v ^ (ONES * u64::from(b'"')));
         let backslash = zero_byte(v ^ (ONES * u64::from(b'\\')));
-        if below_space | quote | backslash != 0 {
-            break;
+        let flagged = below_space | quote | backslash;
+        if flagged != 0 {
+            return Some(i + (flagged.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
@@ -88,11 +90,41 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The index of the first `"` or `\\` of `b`. Most strings a scan passes are keys and short
+/// values, for which a call into `memchr2` cost more than the search: the first 32 bytes are
+/// looked at eight at a time inline (the "has a zero byte" test of [`string_special`], whose
+/// lowest flagged lane is exact), and only what lies beyond goes to `memchr2`'s vector search.
+fn quote_or_backslash(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut i = 0;
+    while i < 32 {
+        let Some(word) = b.get(i..i + 8) else {
+            let tail = b.get(i..)?;
+            return tail
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\')
+                .map(|p| i + p);
+        };
+        let mut lanes = [0; 8];
+        lanes.copy_from_slice(word);
+        let v = u64::from_le_bytes(lanes);
+        let hit =
+            zero_byte(v ^ (ONES * u64::from(b'"'))) | zero_byte(v ^ (ONES * u64::from(b'\\')));
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    memchr::memchr2(b'"', b'\\', b.get(i..)?).map(|p| i + p)
+}
+
 /// `b[i]` is the opening quote of a string: the index just past its closing quote.
 fn skip_string(b: &[u8], i: usize) -> Result<usize, Malformed> {
     let mut j = i + 1;
     loop {
-        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..).ok_or(Malformed)?).ok_or(Malformed)?;
+        let k = j + quote_or_backslash(b.get(j..).ok_or(Malformed)?).ok_or(Malformed)?;
         if b[k] == b'"' {
             return Ok(k + 1);
         }
@@ -792,6 +824,36 @@ mod tests {
         );
         high[5] = b'"';
         assert_eq!(string_special(&high), Some(5));
+    }
+
+    /// The inline search and `memchr2` past it find the first quote or backslash wherever it is,
+    /// with the other one, or a byte that differs from either by one bit (`!`, `|`, `#`), before
+    /// or after it.
+    #[test]
+    fn quote_or_backslash_finds_the_first_of_either() {
+        for len in [0, 1, 7, 8, 9, 31, 32, 33, 40, 41, 100] {
+            let plain = vec![b'a'; len];
+            assert_eq!(quote_or_backslash(&plain), None, "none in {len}");
+            for at in 0..len {
+                for b in [b'"', b'\\', b'!', b'#', b'|', b'\0', 0xa2, 0xdc] {
+                    for after in [None, Some(b'"'), Some(b'\\')] {
+                        let mut bytes = vec![b'a'; len];
+                        bytes[at] = b;
+                        if let Some(a) = after {
+                            if let Some(last) = bytes.last_mut().filter(|_| at + 1 < len) {
+                                *last = a;
+                            }
+                        }
+                        let expected = bytes.iter().position(|&c| c == b'"' || c == b'\\');
+                        assert_eq!(
+                            quote_or_backslash(&bytes),
+                            expected,
+                            "{b:#x} at {at} of {len}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn keys(b: &[u8]) -> Result<Vec<String>, Malformed> {

@@ -37,6 +37,7 @@ mod builder;
 mod catch_panic;
 mod health;
 mod models;
+mod request_id;
 mod responses;
 mod routes;
 
@@ -54,15 +55,13 @@ use tokio_util::sync::CancellationToken;
 use tower::retry::Retry;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use self::health::HealthInfo;
 use self::models::ModelsService;
+use self::request_id::RequestIdLayer;
 use self::routes::{RouteTable, Routes};
 use crate::auth::ApiKeyAuthLayer;
 use crate::body::{Body, BoxError};
@@ -469,15 +468,9 @@ impl Gateway {
         );
         let x_api_key = crate::header_name::X_API_KEY.clone();
         let stack = ServiceBuilder::new()
-            // A client's x-request-id goes into logs, upstream requests and the reply: one that is
-            // too long or has unexpected characters is replaced by a fresh one.
-            .map_request(|mut req: Request<B>| {
-                drop_unusable_request_id(req.headers_mut());
-                req
-            })
-            // Take the client's x-request-id or make one; it goes upstream and back to the client.
-            .layer(SetRequestIdLayer::x_request_id(MakeGatewayRequestId))
-            .layer(PropagateRequestIdLayer::x_request_id())
+            // The client's x-request-id, or one the gateway makes when it has none or one that is
+            // too long or has unexpected characters: it goes into logs, upstream and back.
+            .layer(RequestIdLayer)
             // Keys never reach logs.
             .layer(SetSensitiveRequestHeadersLayer::new([
                 header::AUTHORIZATION,
@@ -575,36 +568,6 @@ pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
 
 /// The longest client `x-request-id` kept.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// Removes a client's `x-request-id` longer than [`MAX_REQUEST_ID_LEN`] or with a character
-/// outside `A–Z a–z 0–9 - _ . : / + =` (so the gateway makes its own).
-fn drop_unusable_request_id(headers: &mut http::HeaderMap) {
-    let usable = |v: &HeaderValue| {
-        !v.is_empty()
-            && v.len() <= MAX_REQUEST_ID_LEN
-            && v.as_bytes()
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
-    };
-    let all_usable = {
-        let mut values = headers.get_all(&crate::header_name::X_REQUEST_ID).iter();
-        matches!((values.next(), values.next()), (Some(v), None) if usable(v))
-    };
-    if !all_usable {
-        headers.remove(&crate::header_name::X_REQUEST_ID);
-    }
-}
-
-/// Request ids: a random per-process prefix plus a counter (unique, cheap, no syscall per request).
-#[derive(Debug, Clone, Copy)]
-struct MakeGatewayRequestId;
-
-impl MakeRequestId for MakeGatewayRequestId {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        let id = bytes::Bytes::from(crate::model::fresh_id("req-"));
-        HeaderValue::from_maybe_shared(id).ok().map(RequestId::new)
-    }
-}
 
 #[cfg(test)]
 mod in_flight_tests {

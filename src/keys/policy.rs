@@ -398,7 +398,7 @@ where
             }
             if let Some(cost) = cost {
                 let value = match cost {
-                    Some(usd) => crate::header_value::display(usd),
+                    Some(usd) => crate::header_value::written(|out| usd.write(out)),
                     None => Some(HeaderValue::from_static("unknown")),
                 };
                 if let Some(v) = value {

@@ -111,7 +111,8 @@ impl Decision {
 }
 
 fn duration_header(d: Duration) -> HeaderValue {
-    crate::header_value::display(Reset(d)).unwrap_or_else(|| HeaderValue::from_static("0s"))
+    crate::header_value::written(|out| Reset(d).write(out))
+        .unwrap_or_else(|| HeaderValue::from_static("0s"))
 }
 
 /// A duration the way OpenAI writes `x-ratelimit-reset-*` (Go's `Duration` format): `0s`,
@@ -119,28 +120,40 @@ fn duration_header(d: Duration) -> HeaderValue {
 /// waits that long never comes back early.
 struct Reset(Duration);
 
-impl fmt::Display for Reset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Reset {
+    /// Written piece by piece (`write_str` only: it is on every response's headers).
+    fn write(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        use crate::digits::{write_fraction, write_padded};
         let ms = self.0.as_nanos().div_ceil(1_000_000);
+        let ms = u64::try_from(ms).unwrap_or(u64::MAX);
         if ms == 0 {
             return f.write_str("0s");
         }
         if ms < 1000 {
-            return write!(f, "{ms}ms");
+            write_padded(f, ms, 0)?;
+            return f.write_str("ms");
         }
         let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
         let (m, rest) = (rest / 60_000, rest % 60_000);
         let (s, frac) = (rest / 1000, rest % 1000);
         if h > 0 {
-            write!(f, "{h}h")?;
+            write_padded(f, h, 0)?;
+            f.write_str("h")?;
         }
         if h > 0 || m > 0 {
-            write!(f, "{m}m")?;
+            write_padded(f, m, 0)?;
+            f.write_str("m")?;
         }
-        write!(f, "{s}")?;
+        write_padded(f, s, 0)?;
         // Milliseconds, trailing zeros dropped: 500 → .5, 250 → .25, 7 → .007.
-        crate::digits::write_fraction(f, u64::try_from(frac).unwrap_or(0), 3)?;
+        write_fraction(f, frac, 3)?;
         f.write_str("s")
+    }
+}
+
+impl fmt::Display for Reset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f)
     }
 }
 
@@ -168,6 +181,11 @@ mod tests {
         assert_eq!(format_reset(ms(360_000)), "6m0s");
         assert_eq!(format_reset(ms(90_500)), "1m30.5s");
         assert_eq!(format_reset(ms(3_723_000)), "1h2m3s");
+        assert_eq!(format_reset(ms(90_000_000)), "25h0m0s");
+        assert!(
+            format_reset(Duration::MAX).ends_with("m51.615s"),
+            "u64::MAX milliseconds"
+        );
     }
 
     #[test]

@@ -210,12 +210,7 @@ impl Visit for Fields<'_> {
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.name(field);
-        // JSON has no NaN or infinity; serde_json writes them as null too.
-        if value.is_finite() {
-            self.out.push_str(ryu::Buffer::new().format_finite(value));
-        } else {
-            self.out.push_str("null");
-        }
+        push_f64(self.out, value);
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -227,6 +222,34 @@ impl Visit for Fields<'_> {
         self.name(field);
         push_formatted(self.out, format_args!("{value:?}"));
     }
+}
+
+/// `v` as `ryu` writes it (the shortest digits that read back as `v`; `null` for NaN and the
+/// infinities, which JSON lacks, as serde_json does). A value of whole thousandths below a billion — the access log's
+/// `latency_ms` and `ttft_ms`, which are rounded to the microsecond — is written from its
+/// integer digits: the same text (no shorter decimal lies within half an ulp of it), for about a
+/// tenth of `ryu`'s instructions.
+fn push_f64(out: &mut String, v: f64) {
+    if !v.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    if v.is_sign_positive() && v < 1e9 {
+        let thousandths = (v * 1000.0).round();
+        if thousandths / 1000.0 == v {
+            // Whole and below 10^12: exact as an integer.
+            let k = thousandths as u64;
+            out.push_str(itoa::Buffer::new().format(k / 1000));
+            if k.is_multiple_of(1000) {
+                out.push_str(".0");
+            } else {
+                // Writing to a `String` cannot fail.
+                let _ = crate::digits::write_fraction(out, k % 1000, 3);
+            }
+            return;
+        }
+    }
+    out.push_str(ryu::Buffer::new().format_finite(v));
 }
 
 /// `s` as a JSON string: quoted, with `"`, `\` and control characters escaped.
@@ -408,6 +431,46 @@ mod tests {
         assert_eq!(serde_json::from_str::<String>(&esc(&long)).unwrap(), long);
         // The word-wise scan itself is tested with `format::scan::string_special`.
         assert_eq!(esc(&"é".repeat(9)), format!("\"{}\"", "é".repeat(9)));
+    }
+
+    /// The thousandths written by hand are `ryu`'s text, and everything else is `ryu`'s.
+    #[test]
+    fn numbers_are_written_as_ryu_writes_them() {
+        let as_serde = |v: f64| ryu::Buffer::new().format_finite(v).to_owned();
+        let mine = |v: f64| {
+            let mut out = String::new();
+            push_f64(&mut out, v);
+            out
+        };
+        let mut values: Vec<f64> = (0..200_000u64).map(|k| k as f64 / 1000.0).collect();
+        values.extend((0..2_000u64).map(|k| (k * 7_919_993 + 999_000_000_000 - k) as f64 / 1000.0));
+        values.extend([
+            0.0,
+            -0.0,
+            -1.5,
+            0.1 + 0.2,
+            1e-7,
+            0.000_5,
+            999_999_999.999,
+            1e9,
+            1e9 + 0.5,
+            1e300,
+            f64::MIN_POSITIVE,
+            5e-324,
+            0.412_345_678_9,
+            12.345_6,
+        ]);
+        for v in values {
+            assert_eq!(mine(v), as_serde(v), "{v:e}");
+            // and the round trip
+            let back: f64 = serde_json::from_str(&mine(v)).unwrap();
+            assert_eq!(back.to_bits(), v.to_bits(), "{v:e}");
+        }
+        assert_eq!(mine(f64::NAN), "null");
+        assert_eq!(mine(f64::INFINITY), "null");
+        assert_eq!(mine(f64::NEG_INFINITY), "null");
+        assert_eq!(mine(0.412), "0.412");
+        assert_eq!(mine(7.0), "7.0");
     }
 
     fn without_timestamp(mut v: Value) -> Value {
