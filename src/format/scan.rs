@@ -827,8 +827,8 @@ mod tests {
     }
 
     /// The inline search and `memchr2` past it find the first quote or backslash wherever it is,
-    /// with the other one, or a byte that differs from either by one bit (`!`, `|`, `#`), before
-    /// or after it.
+    /// with a near byte (`!`, `#`, `|`, NUL, bytes above 0x7f) in its place, and with a quote or
+    /// backslash at the end behind it.
     #[test]
     fn quote_or_backslash_finds_the_first_of_either() {
         for len in [0, 1, 7, 8, 9, 31, 32, 33, 40, 41, 100] {
