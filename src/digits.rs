@@ -6,6 +6,12 @@ use std::fmt;
 
 /// `v` in lower-case hex, zero-padded to `min_width` digits (`format!("{v:0min_width$x}")`).
 pub(crate) fn push_hex(out: &mut String, v: u64, min_width: usize) {
+    // A `String` takes every write.
+    let _ = write_hex(out, v, min_width);
+}
+
+/// [`push_hex`] into any writer (a fixed buffer refuses what does not fit).
+pub(crate) fn write_hex(out: &mut impl fmt::Write, v: u64, min_width: usize) -> fmt::Result {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (64 - v.leading_zeros() as usize)
         .div_ceil(4)
@@ -13,8 +19,9 @@ pub(crate) fn push_hex(out: &mut String, v: u64, min_width: usize) {
         .max(1);
     for i in (0..digits).rev() {
         let nibble = if i < 16 { (v >> (i * 4)) & 0xf } else { 0 };
-        out.push(char::from(HEX[nibble as usize]));
+        out.write_char(char::from(HEX[nibble as usize]))?;
     }
+    Ok(())
 }
 
 /// `v` in decimal, zero-padded to `width` digits (`format!("{v:0width$}")`).

@@ -117,11 +117,18 @@ fn drop_unusable(headers: &mut HeaderMap) {
 }
 
 /// A made id (`req-` and the gateway's id digits, [`crate::model::fresh_id`]), kept in one heap
-/// block: the id is copied into a fixed buffer that the `Bytes` owns, and clones share it.
+/// block: the id is written into a fixed buffer that the `Bytes` owns, and clones share it.
 fn fresh() -> HeaderValue {
-    let id = IdBytes::of(&crate::model::fresh_id("req-"));
-    HeaderValue::from_maybe_shared(Bytes::from_owner(id))
-        .unwrap_or_else(|_| HeaderValue::from_static("req-unknown"))
+    let mut id = IdBytes {
+        bytes: [0; ID_CAPACITY],
+        len: 0,
+    };
+    match crate::model::write_fresh_id(&mut id, "req-") {
+        Ok(()) => HeaderValue::from_maybe_shared(Bytes::from_owner(id))
+            .unwrap_or_else(|_| HeaderValue::from_static("req-unknown")),
+        // Past the buffer: a counter beyond 16 hex digits, which a u64 cannot reach.
+        Err(_) => HeaderValue::from_static("req-unknown"),
+    }
 }
 
 /// An id's bytes, held in place.
@@ -133,12 +140,14 @@ struct IdBytes {
 /// Room for `req-`, 16 digits of prefix and a counter of up to 16.
 const ID_CAPACITY: usize = 36;
 
-impl IdBytes {
-    fn of(id: &str) -> Self {
-        let mut bytes = [0; ID_CAPACITY];
-        let len = id.len().min(ID_CAPACITY);
-        bytes[..len].copy_from_slice(&id.as_bytes()[..len]);
-        IdBytes { bytes, len }
+impl std::fmt::Write for IdBytes {
+    /// Appends `s`, or refuses it whole when it does not fit.
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -231,6 +240,29 @@ mod tests {
         let (a, b) = (fresh(), fresh());
         assert_ne!(a, b);
         assert_eq!(a.len(), 28);
-        assert_eq!(IdBytes::of(&"x".repeat(50)).as_ref().len(), ID_CAPACITY);
+    }
+
+    /// The longest id a u64 counter can give fits the buffer; a write past it is refused whole.
+    #[test]
+    fn the_id_buffer_holds_the_longest_id_and_refuses_more() {
+        use std::fmt::Write as _;
+        let mut id = IdBytes {
+            bytes: [0; ID_CAPACITY],
+            len: 0,
+        };
+        id.write_str("req-").unwrap();
+        crate::digits::write_hex(&mut id, u64::MAX, 16).unwrap();
+        crate::digits::write_hex(&mut id, u64::MAX, 8).unwrap();
+        assert_eq!(id.as_ref(), format!("req-{}", "f".repeat(32)).as_bytes());
+        assert!(id.write_str("x").is_err());
+        assert_eq!(id.as_ref().len(), ID_CAPACITY);
+        let mut short = IdBytes {
+            bytes: [0; ID_CAPACITY],
+            len: 30,
+        };
+        assert!(short.write_str("1234567").is_err());
+        assert_eq!(short.len, 30);
+        short.write_str("123456").unwrap();
+        assert_eq!(short.len, ID_CAPACITY);
     }
 }

@@ -98,15 +98,21 @@ pub fn completion_id() -> String {
 /// (at least 8 hex digits): the gateway's ids (`chatcmpl-…`, the `req-…` request ids), one
 /// allocation each (they are made per request).
 pub(crate) fn fresh_id(kind: &str) -> String {
+    let mut out = String::with_capacity(kind.len() + 32);
+    // A `String` takes every write.
+    let _ = write_fresh_id(&mut out, kind);
+    out
+}
+
+/// [`fresh_id`] written into `out`: the request id's fixed buffer takes it without a `String`.
+pub(crate) fn write_fresh_id(out: &mut impl std::fmt::Write, kind: &str) -> std::fmt::Result {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let prefix = *PREFIX.get_or_init(rand::random::<u64>);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut out = String::with_capacity(kind.len() + 32);
-    out.push_str(kind);
-    crate::digits::push_hex(&mut out, prefix, 16);
-    crate::digits::push_hex(&mut out, n, 8);
-    out
+    out.write_str(kind)?;
+    crate::digits::write_hex(out, prefix, 16)?;
+    crate::digits::write_hex(out, n, 8)
 }
 
 #[cfg(test)]
