@@ -4,13 +4,8 @@
 
 use std::fmt;
 
-/// `v` in lower-case hex, zero-padded to `min_width` digits (`format!("{v:0min_width$x}")`).
-pub(crate) fn push_hex(out: &mut String, v: u64, min_width: usize) {
-    // A `String` takes every write.
-    let _ = write_hex(out, v, min_width);
-}
-
-/// [`push_hex`] into any writer (a fixed buffer refuses what does not fit).
+/// `v` in lower-case hex, zero-padded to `min_width` digits (`format!("{v:0min_width$x}")`),
+/// into any writer (a `String` takes every write; a fixed buffer may refuse what does not fit).
 pub(crate) fn write_hex(out: &mut impl fmt::Write, v: u64, min_width: usize) -> fmt::Result {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (64 - v.leading_zeros() as usize)
@@ -68,7 +63,7 @@ mod tests {
         ] {
             for width in [0, 2, 8, 16, 20] {
                 let mut out = String::new();
-                push_hex(&mut out, v, width);
+                write_hex(&mut out, v, width).unwrap();
                 assert_eq!(out, format!("{v:0width$x}"), "{v:#x} at {width}");
             }
         }

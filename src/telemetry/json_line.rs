@@ -306,7 +306,8 @@ fn push_escaped(out: &mut String, s: &str) {
             b'\t' => out.push_str("\\t"),
             _ => {
                 out.push_str("\\u00");
-                crate::digits::push_hex(out, u64::from(b), 2);
+                // A `String` takes every write.
+                let _ = crate::digits::write_hex(out, u64::from(b), 2);
             }
         }
         start = i + 1;
