@@ -116,19 +116,19 @@ fn drop_unusable(headers: &mut HeaderMap) {
     }
 }
 
-/// A made id (`req-` and the gateway's id digits, [`crate::model::fresh_id`]), kept in one heap
-/// block: the id is written into a fixed buffer that the `Bytes` owns, and clones share it.
+/// A made id (`req-` and the gateway's id digits, [`crate::model::write_fresh_id`]), kept in one
+/// heap block: the id is written into a fixed buffer that the `Bytes` owns, and clones share it.
 fn fresh() -> HeaderValue {
     let mut id = IdBytes {
         bytes: [0; ID_CAPACITY],
         len: 0,
     };
-    match crate::model::write_fresh_id(&mut id, "req-") {
-        Ok(()) => HeaderValue::from_maybe_shared(Bytes::from_owner(id))
-            .unwrap_or_else(|_| HeaderValue::from_static("req-unknown")),
-        // Past the buffer: a counter beyond 16 hex digits, which a u64 cannot reach.
-        Err(_) => HeaderValue::from_static("req-unknown"),
-    }
+    // An error would be an id past the buffer: a counter beyond 16 hex digits, which a u64
+    // cannot reach.
+    crate::model::write_fresh_id(&mut id, "req-")
+        .ok()
+        .and_then(|()| HeaderValue::from_maybe_shared(Bytes::from_owner(id)).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("req-unknown"))
 }
 
 /// An id's bytes, held in place.

@@ -94,9 +94,7 @@ pub fn completion_id() -> String {
     fresh_id("chatcmpl-")
 }
 
-/// `kind` followed by the process's random prefix (16 hex digits) and the next value of a counter
-/// (at least 8 hex digits): the gateway's ids (`chatcmpl-…`, the `req-…` request ids), one
-/// allocation each (they are made per request).
+/// A fresh id of `kind` ([`write_fresh_id`]) in a `String` of its own: the `chatcmpl-…` ids.
 pub(crate) fn fresh_id(kind: &str) -> String {
     let mut out = String::with_capacity(kind.len() + 32);
     // A `String` takes every write.
@@ -104,7 +102,10 @@ pub(crate) fn fresh_id(kind: &str) -> String {
     out
 }
 
-/// [`fresh_id`] written into `out`: the request id's fixed buffer takes it without a `String`.
+/// `kind` followed by the process's random prefix (16 hex digits) and the next value of a counter
+/// (at least 8 hex digits), written into `out`: the gateway's ids (`chatcmpl-…` by [`fresh_id`],
+/// the `req-…` request ids straight into their fixed buffer). On an error `out` may hold the
+/// part written before it.
 pub(crate) fn write_fresh_id(out: &mut impl std::fmt::Write, kind: &str) -> std::fmt::Result {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
