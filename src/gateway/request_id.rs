@@ -119,10 +119,7 @@ fn drop_unusable(headers: &mut HeaderMap) {
 /// A made id (`req-` and the gateway's id digits, [`crate::model::write_fresh_id`]), kept in one
 /// heap block: the id is written into a fixed buffer that the `Bytes` owns, and clones share it.
 fn fresh() -> HeaderValue {
-    let mut id = IdBytes {
-        bytes: [0; ID_CAPACITY],
-        len: 0,
-    };
+    let mut id = IdBytes::empty();
     // An error would be an id past the buffer: a counter beyond 16 hex digits, which a u64
     // cannot reach.
     crate::model::write_fresh_id(&mut id, "req-")
@@ -139,6 +136,15 @@ struct IdBytes {
 
 /// Room for `req-`, 16 digits of prefix and a counter of up to 16.
 const ID_CAPACITY: usize = 36;
+
+impl IdBytes {
+    fn empty() -> Self {
+        IdBytes {
+            bytes: [0; ID_CAPACITY],
+            len: 0,
+        }
+    }
+}
 
 impl std::fmt::Write for IdBytes {
     /// Appends `s`, or refuses it whole when it does not fit.
@@ -246,10 +252,7 @@ mod tests {
     #[test]
     fn the_id_buffer_holds_the_longest_id_and_refuses_more() {
         use std::fmt::Write as _;
-        let mut id = IdBytes {
-            bytes: [0; ID_CAPACITY],
-            len: 0,
-        };
+        let mut id = IdBytes::empty();
         id.write_str("req-").unwrap();
         crate::digits::write_hex(&mut id, u64::MAX, 16).unwrap();
         crate::digits::write_hex(&mut id, u64::MAX, 8).unwrap();

@@ -91,21 +91,17 @@ pub fn unix_now() -> u64 {
 /// A fresh `chatcmpl-…` id: unique per process (a random prefix chosen at start-up plus a counter),
 /// without a syscall or a lock per call.
 pub fn completion_id() -> String {
-    fresh_id("chatcmpl-")
-}
-
-/// A fresh id of `kind` ([`write_fresh_id`]) in a `String` of its own: the `chatcmpl-…` ids.
-pub(crate) fn fresh_id(kind: &str) -> String {
-    let mut out = String::with_capacity(kind.len() + 32);
+    const KIND: &str = "chatcmpl-";
+    let mut out = String::with_capacity(KIND.len() + 32);
     // A `String` takes every write.
-    let _ = write_fresh_id(&mut out, kind);
+    let _ = write_fresh_id(&mut out, KIND);
     out
 }
 
 /// `kind` followed by the process's random prefix (16 hex digits) and the next value of a counter
-/// (at least 8 hex digits), written into `out`: the gateway's ids (`chatcmpl-…` by [`fresh_id`],
-/// the `req-…` request ids straight into their fixed buffer). On an error `out` may hold the
-/// part written before it.
+/// (at least 8 hex digits), written into `out`: the gateway's ids (`chatcmpl-…` by
+/// [`completion_id`], the `req-…` request ids straight into their fixed buffer). On an error `out`
+/// may hold the part written before it.
 pub(crate) fn write_fresh_id(out: &mut impl std::fmt::Write, kind: &str) -> std::fmt::Result {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
