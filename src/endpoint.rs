@@ -95,6 +95,16 @@ impl Endpoint {
         })
     }
 
+    /// `path` as the [table](ENDPOINTS) spells it, when it is one of this endpoint's fixed paths:
+    /// what a log line can borrow instead of copying the request's path.
+    pub fn fixed_path(self, path: &str) -> Option<&'static str> {
+        ENDPOINTS
+            .iter()
+            .filter(|(e, _)| *e == self)
+            .flat_map(|(_, paths)| paths.iter().copied())
+            .find(|p| *p == path)
+    }
+
     /// The `route` label of metrics and logs.
     pub fn label(self) -> &'static str {
         match self {
@@ -177,5 +187,25 @@ mod tests {
         assert!(Endpoint::StoredResponse.allows(&Method::DELETE));
         assert!(!Endpoint::StoredResponse.allows(&Method::POST));
         assert_eq!(Endpoint::of("/v1/responses/resp_1/input_items"), None);
+    }
+
+    #[test]
+    fn a_fixed_path_is_borrowed_from_the_table_and_a_templated_one_is_not() {
+        let chat = Endpoint::ChatCompletions;
+        assert_eq!(
+            chat.fixed_path("/v1/chat/completions"),
+            Some("/v1/chat/completions")
+        );
+        let messages = Endpoint::Messages;
+        assert_eq!(
+            messages.fixed_path("/anthropic/v1/messages"),
+            Some("/anthropic/v1/messages")
+        );
+        assert_eq!(Endpoint::Models.fixed_path("/v1/models/gpt-4o"), None);
+        assert_eq!(
+            chat.fixed_path("/v1/messages"),
+            None,
+            "another endpoint's path"
+        );
     }
 }

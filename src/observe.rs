@@ -13,6 +13,7 @@
 //! the end. It is never entered, so log lines do not change; the `otel` feature exports it
 //! (the `telemetry` module).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -65,8 +66,16 @@ pub struct Observe<S> {
     metrics: Arc<Metrics>,
 }
 
-fn route_of(path: &str) -> &'static str {
-    Endpoint::of(path).map_or("other", Endpoint::label)
+/// The `route` label of `path`, and `path` itself: borrowed when it is an endpoint's fixed path,
+/// copied otherwise (the URI's bytes would keep the connection's whole read buffer alive for as
+/// long as a stream lasts).
+fn route_of(path: &str) -> (&'static str, Cow<'static, str>) {
+    let endpoint = Endpoint::of(path);
+    let path = match endpoint.and_then(|e| e.fixed_path(path)) {
+        Some(fixed) => Cow::Borrowed(fixed),
+        None => Cow::Owned(path.to_owned()),
+    };
+    (endpoint.map_or("other", Endpoint::label), path)
 }
 
 impl<S, B> Service<Request<B>> for Observe<S>
@@ -82,7 +91,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let route = route_of(req.uri().path());
+        let (route, path) = route_of(req.uri().path());
         let span = tracing::info_span!(
             target: "access",
             "request",
@@ -104,9 +113,8 @@ where
             started: Instant::now(),
             method: req.method().clone(),
             route,
-            // Copied: the URI's bytes would keep the connection's whole read buffer alive for as
-            // long as a stream lasts. The request id's value is kept by the call context anyway.
-            path: req.uri().path().to_owned(),
+            path,
+            // The request id's value is kept by the call context anyway.
             request_id: req
                 .headers()
                 .get(&crate::header_name::X_REQUEST_ID)
@@ -127,7 +135,7 @@ struct RequestLine {
     started: Instant,
     method: Method,
     route: &'static str,
-    path: String,
+    path: Cow<'static, str>,
     request_id: Option<http::HeaderValue>,
     metrics: Arc<Metrics>,
     /// Closed (dropped) with the line.

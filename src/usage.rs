@@ -17,7 +17,19 @@ use futures_util::Stream;
 use crate::error::GatewayError;
 use crate::model::{CallRecord, ChatChunk, ChunkStream, RelayedEvent, RelayedStream, Usage};
 
-type Hook = Arc<dyn Fn(&Usage) + Send + Sync>;
+/// What a hook is: a closure, or a stage's own shared state that already sits in an `Arc` (so
+/// adding it costs no second allocation per request).
+pub(crate) trait UsageHook: Send + Sync {
+    fn report(&self, usage: &Usage);
+}
+
+impl<F: Fn(&Usage) + Send + Sync> UsageHook for F {
+    fn report(&self, usage: &Usage) {
+        self(usage)
+    }
+}
+
+type Hook = Arc<dyn UsageHook>;
 
 /// The hooks of one request (a request extension).
 #[derive(Clone, Default)]
@@ -39,6 +51,11 @@ impl UsageHooks {
         self.hooks.push(Arc::new(hook));
     }
 
+    /// Adds a hook that is already shared.
+    pub(crate) fn push_shared(&mut self, hook: Arc<dyn UsageHook>) {
+        self.hooks.push(hook);
+    }
+
     /// Whether no hook is registered.
     pub fn is_empty(&self) -> bool {
         self.hooks.is_empty()
@@ -47,7 +64,7 @@ impl UsageHooks {
     /// Calls every hook with `usage`.
     pub fn report(&self, usage: &Usage) {
         for h in &self.hooks {
-            h(usage);
+            h.report(usage);
         }
     }
 

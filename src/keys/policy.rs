@@ -57,7 +57,7 @@ use crate::model::{CallRecord, Usage};
 use crate::rate_limit::spend::{
     Admission, BudgetKind, Pending, Spend, SpendLedger, SpendLimits, Totals,
 };
-use crate::usage::UsageHooks;
+use crate::usage::{UsageHook, UsageHooks};
 
 /// Output tokens assumed at admission when a request names no `max_tokens`.
 pub const DEFAULT_ESTIMATE_OUTPUT_TOKENS: u64 = 1024;
@@ -350,10 +350,9 @@ where
             prompt_estimate: prompt,
             state: Mutex::new(SettleState::default()),
         });
-        let hook = settlement.clone();
         req.extensions_mut()
             .get_or_insert_default::<UsageHooks>()
-            .push(move |usage| hook.usage(usage));
+            .push_shared(settlement.clone());
         // The polled-ready service is called now when no budget has to be checked first (no clone
         // of the stages below); otherwise it goes into the future and a clone stays.
         let next = match &budgeted {
@@ -447,23 +446,9 @@ struct SettleState {
     done: bool,
 }
 
-impl Settlement {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SettleState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The estimate was charged.
-    fn reserved(&self, amount: Spend) {
-        self.lock().reserved = amount;
-    }
-
-    /// Refused at admission: nothing to settle.
-    fn abandon(&self) {
-        self.lock().done = true;
-    }
-
-    /// The usage hook.
-    fn usage(&self, usage: &Usage) {
+/// The usage hook: the settlement itself, already shared.
+impl UsageHook for Settlement {
+    fn report(&self, usage: &Usage) {
         let mut s = self.lock();
         if s.done || s.usage.is_some() {
             return;
@@ -482,6 +467,22 @@ impl Settlement {
         } else {
             s.usage = Some(usage);
         }
+    }
+}
+
+impl Settlement {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SettleState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The estimate was charged.
+    fn reserved(&self, amount: Spend) {
+        self.lock().reserved = amount;
+    }
+
+    /// Refused at admission: nothing to settle.
+    fn abandon(&self) {
+        self.lock().done = true;
     }
 
     /// The response head: settles when the usage is known (a complete reply) or the call failed.
