@@ -68,8 +68,7 @@ impl Classify for RouteClassifier {
 /// known paths with another method 405 (with `Allow`), in the endpoint's error dialect. The
 /// endpoint's dialect goes into the request's extensions for the stages below; the endpoint
 /// itself does not, since [`RouteClassifier`] reads it from the same path for less than an
-/// extension costs (a boxed value, and the fourth insert regrowing the map: about 1 k
-/// instructions per request, issue 18).
+/// extension costs (a boxed value per request, issue 18).
 ///
 /// The stacks sit behind one `Arc`: a clone of every route's boxed stack (two or more boxes each,
 /// and a walk down its layers) per clone of the whole service would buy nothing. The ingress
