@@ -95,14 +95,15 @@ impl Endpoint {
         })
     }
 
-    /// `path` as the [table](ENDPOINTS) spells it, when it is one of this endpoint's fixed paths:
-    /// what a log line can borrow instead of copying the request's path.
-    pub fn fixed_path(self, path: &str) -> Option<&'static str> {
+    /// `path` as the [table](ENDPOINTS) spells it, when it is one of this endpoint's fixed paths
+    /// (not a template such as `/v1/models/{id}`): what a log line can borrow instead of copying
+    /// the request's path.
+    pub(crate) fn fixed_path(self, path: &str) -> Option<&'static str> {
         ENDPOINTS
             .iter()
             .filter(|(e, _)| *e == self)
             .flat_map(|(_, paths)| paths.iter().copied())
-            .find(|p| *p == path)
+            .find(|p| *p == path && !p.contains('{'))
     }
 
     /// The `route` label of metrics and logs.

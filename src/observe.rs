@@ -114,7 +114,7 @@ where
             method: req.method().clone(),
             route,
             path,
-            // The request id's value is kept by the call context anyway.
+            // Not copied like the path: the call context keeps the request id's bytes alive anyway.
             request_id: req
                 .headers()
                 .get(&crate::header_name::X_REQUEST_ID)
