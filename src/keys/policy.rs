@@ -446,9 +446,23 @@ struct SettleState {
     done: bool,
 }
 
-/// The usage hook: the settlement itself, already shared.
-impl UsageHook for Settlement {
-    fn report(&self, usage: &Usage) {
+impl Settlement {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SettleState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The estimate was charged.
+    fn reserved(&self, amount: Spend) {
+        self.lock().reserved = amount;
+    }
+
+    /// Refused at admission: nothing to settle.
+    fn abandon(&self) {
+        self.lock().done = true;
+    }
+
+    /// The usage hook.
+    fn usage(&self, usage: &Usage) {
         let mut s = self.lock();
         if s.done || s.usage.is_some() {
             return;
@@ -467,22 +481,6 @@ impl UsageHook for Settlement {
         } else {
             s.usage = Some(usage);
         }
-    }
-}
-
-impl Settlement {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SettleState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The estimate was charged.
-    fn reserved(&self, amount: Spend) {
-        self.lock().reserved = amount;
-    }
-
-    /// Refused at admission: nothing to settle.
-    fn abandon(&self) {
-        self.lock().done = true;
     }
 
     /// The response head: settles when the usage is known (a complete reply) or the call failed.
@@ -597,6 +595,13 @@ impl Settlement {
                 (cost, Some(correction))
             }
         }
+    }
+}
+
+/// The usage hook: the settlement itself, already shared.
+impl UsageHook for Settlement {
+    fn report(&self, usage: &Usage) {
+        self.usage(usage);
     }
 }
 
