@@ -50,6 +50,7 @@ impl std::error::Error for Malformed {}
 
 /// Whether `c` ends or escapes a plain run inside a JSON string: `"`, `\\`, or a control
 /// character (which JSON requires escaped).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn is_string_special(c: u8) -> bool {
     c < 0x20 || c == b'"' || c == b'\\'
 }
@@ -57,8 +58,10 @@ pub(crate) fn is_string_special(c: u8) -> bool {
 /// The index of the first [special](is_string_special) byte of `b`: eight bytes at a time (a
 /// byte below 0x20, `"` or `\\` sets its lane's high bit — the classic "has a zero byte" test,
 /// whose lowest flagged lane is exact: a false flag only ever follows a true one), then byte by
-/// byte in the last, partial word. The string scans of request detection and of the JSON log line
-/// both run on it.
+/// byte in the last, partial word. The JSON log line's escaping runs on it (request detection finds
+/// a string's end with [`quote_or_backslash`] and checks the text before it with
+/// [`is_printable_ascii`]).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
@@ -83,6 +86,43 @@ pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
         .map(|p| i + p)
 }
 
+/// Whether every byte of `b` is printable ASCII (`0x20..=0x7f`): no control character, which a
+/// JSON string must escape, and nothing that needs a UTF-8 check. The request scan runs it over
+/// every run of text between a string's quotes and escapes, so it avoids byte loops: 32-byte
+/// blocks with no early exit inside (the compiler turns each into a few vector compares), the
+/// last block overlapping the ones before it; a run shorter than a block goes eight bytes at a
+/// time, the last word overlapping too; only a run under eight bytes goes byte by byte.
+pub(crate) fn is_printable_ascii(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let outside = |c: u8| c.wrapping_sub(0x20) >= 0x60;
+    let block = |bytes: &[u8]| bytes.iter().fold(false, |any, &c| any | outside(c));
+    // A lane below 0x20 (the "has a byte less than" test, exact for whether there is one) or
+    // with its high bit set.
+    let word = |bytes: &[u8]| {
+        let mut lanes = [0; 8];
+        lanes.copy_from_slice(bytes);
+        let v = u64::from_le_bytes(lanes);
+        ((v.wrapping_sub(ONES * 0x20) & !v) | v) & HIGHS != 0
+    };
+    let n = b.len();
+    if n >= 32 {
+        let mut blocks = b.chunks_exact(32);
+        if blocks.any(block) {
+            return false;
+        }
+        return n.is_multiple_of(32) || !block(&b[n - 32..]);
+    }
+    if n >= 8 {
+        let mut words = b.chunks_exact(8);
+        if words.any(word) {
+            return false;
+        }
+        return n.is_multiple_of(8) || !word(&b[n - 8..]);
+    }
+    !b.iter().any(|&c| outside(c))
+}
+
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && matches!(b[i], b' ' | b'\n' | b'\r' | b'\t') {
         i += 1;
@@ -94,7 +134,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// values, for which a call into `memchr2` cost more than the search: the first 32 bytes are
 /// looked at eight at a time inline (the "has a zero byte" test of [`string_special`], whose
 /// lowest flagged lane is exact), and only what lies beyond goes to `memchr2`'s vector search.
-fn quote_or_backslash(b: &[u8]) -> Option<usize> {
+pub(crate) fn quote_or_backslash(b: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
@@ -824,6 +864,28 @@ mod tests {
         );
         high[5] = b'"';
         assert_eq!(string_special(&high), Some(5));
+    }
+
+    /// Every byte value at every place of a block, of the tail after blocks, and of a body
+    /// shorter than one block: only bytes 0x20 to 0x7f are printable ASCII.
+    #[test]
+    fn printable_ascii_is_checked_in_blocks_and_tail() {
+        assert!(is_printable_ascii(b""));
+        for len in [1, 7, 8, 9, 15, 16, 31, 32, 33, 63, 64, 70] {
+            assert!(is_printable_ascii(&vec![b'~'; len]));
+            for at in 0..len {
+                for b in 0..=0xff_u8 {
+                    let mut bytes = vec![b' '; len];
+                    bytes[at] = b;
+                    let printable = (0x20..=0x7f).contains(&b);
+                    assert_eq!(
+                        is_printable_ascii(&bytes),
+                        printable,
+                        "{b:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
     }
 
     /// The inline search and `memchr2` past it find the first quote or backslash wherever it is,
