@@ -74,8 +74,14 @@ pub fn decode_request(
     } = detected;
     if inbound == InboundFormat::OpenAi {
         // Decoded without path tracking (which allocates a `String` per object key it passes);
-        // only a body that fails is decoded again with it, for the error's `param`.
-        let decoded = ChatRequest::deserialize(&mut serde_json::Deserializer::from_slice(&bytes));
+        // only a body that fails is decoded again with it, for the error's `param`. From text:
+        // one UTF-8 check of the whole body, where decoding from bytes checks each string again
+        // (detection's scan has checked them already, so this one does not fail after it).
+        let text = std::str::from_utf8(&bytes).ok();
+        let decoded = match text {
+            Some(text) => ChatRequest::deserialize(&mut serde_json::Deserializer::from_str(text)),
+            None => ChatRequest::deserialize(&mut serde_json::Deserializer::from_slice(&bytes)),
+        };
         let mut request = match decoded {
             Ok(request) => request,
             Err(_) => {
@@ -199,4 +205,44 @@ fn openai_decode_error(e: serde_json::Error) -> GatewayError {
         err = err.with_param(p);
     }
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::Classified;
+    use crate::format::ReplyFormat;
+
+    fn openai(body: &[u8]) -> Result<(ChatRequest, Option<OriginalBody>), GatewayError> {
+        decode_request(DetectedRequest::new(
+            Classified::new(InboundFormat::OpenAi, ReplyFormat::OpenAi),
+            body.to_vec(),
+        ))
+    }
+
+    /// A body decoded from its text (escapes, multi-byte characters) reads as from its bytes;
+    /// a body that is not UTF-8, which detection would have refused, is still a 400 (decoded
+    /// from its bytes then), never a panic.
+    #[test]
+    fn openai_bodies_decode_from_text_and_bytes_alike() {
+        let body =
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"é \"q\" \n ✓ \u00e9"}]}"#;
+        let (request, original) = openai(body.as_bytes()).unwrap();
+        assert!(original.is_none());
+        let from_bytes: ChatRequest = serde_json::from_slice(body.as_bytes()).unwrap();
+        assert_eq!(request.messages, from_bytes.messages);
+        let text = serde_json::to_value(&request.messages[0]).unwrap();
+        assert_eq!(text["content"], "é \"q\" \n ✓ é");
+
+        let mut bad = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"#.to_vec();
+        let x = bad.iter().position(|&b| b == b'x').unwrap();
+        bad[x] = 0xff;
+        let e = openai(&bad).unwrap_err();
+        assert_eq!(e.status(), 400);
+        let e = openai(br#"{"model":"gpt-4o","messages":[{"role":"robot"}]}"#).unwrap_err();
+        assert_eq!(
+            (e.status().as_u16(), e.param()),
+            (400, Some("messages[0].role"))
+        );
+    }
 }
