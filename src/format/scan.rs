@@ -86,8 +86,9 @@ pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
         .map(|p| i + p)
 }
 
-/// Whether every byte of `b` is printable ASCII (`0x20..=0x7f`): no control character, which a
-/// JSON string must escape, and nothing that needs a UTF-8 check. The request scan runs it over
+/// Whether every byte of `b` is ASCII at or above 0x20 (`0x20..=0x7f`, DEL included, which JSON
+/// lets a string hold as it is): no control character, which a JSON string must escape, and
+/// nothing that needs a UTF-8 check. The request scan runs it over
 /// every run of text between a string's quotes and escapes, so it avoids byte loops: 32-byte
 /// blocks with no early exit inside (the compiler turns each into a few vector compares), the
 /// last block overlapping the ones before it; a run shorter than a block goes eight bytes at a

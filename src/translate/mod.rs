@@ -58,7 +58,7 @@ use crate::model::{ChatRequest, OriginalBody};
 /// win over the body's. A Claude body without `anthropic_version` gets Bedrock's, so it can be
 /// forwarded to Claude on Bedrock as written.
 ///
-/// An OpenAI body is decoded from its bytes straight into the typed [`ChatRequest`]; the native
+/// An OpenAI body is decoded from its text straight into the typed [`ChatRequest`]; the native
 /// bodies (Claude, Titan, Converse) are read as their top-level object, whose size detection
 /// bounded ([`BodyHead`](crate::detect::BodyHead)'s value budget). The decoded request is then
 /// checked strictly ([`crate::validate`]) before anything is routed.
@@ -230,7 +230,7 @@ mod tests {
         let (request, original) = openai(body.as_bytes()).unwrap();
         assert!(original.is_none());
         let from_bytes: ChatRequest = serde_json::from_slice(body.as_bytes()).unwrap();
-        assert_eq!(request.messages, from_bytes.messages);
+        assert_eq!(request, from_bytes);
         let text = serde_json::to_value(&request.messages[0]).unwrap();
         assert_eq!(text["content"], "é \"q\" \n ✓ é");
 
