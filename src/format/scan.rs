@@ -88,11 +88,11 @@ pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
 
 /// Whether every byte of `b` is ASCII at or above 0x20 (`0x20..=0x7f`, DEL included, which JSON
 /// lets a string hold as it is): no control character, which a JSON string must escape, and
-/// nothing that needs a UTF-8 check. The request scan runs it over
-/// every run of text between a string's quotes and escapes, so it avoids byte loops: 32-byte
-/// blocks with no early exit inside (the compiler turns each into a few vector compares), the
-/// last block overlapping the ones before it; a run shorter than a block goes eight bytes at a
-/// time, the last word overlapping too; only a run under eight bytes goes byte by byte.
+/// nothing that needs a UTF-8 check. The request scan runs it over every run of text between a
+/// string's quotes and escapes, so it avoids byte loops: 32-byte blocks with no early exit inside
+/// (the compiler turns each into a few vector compares), the last block overlapping the ones
+/// before it; a run shorter than a block goes eight bytes at a time, the last word overlapping
+/// too; only a run under eight bytes goes byte by byte.
 pub(crate) fn is_printable_ascii(b: &[u8]) -> bool {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
