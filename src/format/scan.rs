@@ -48,6 +48,12 @@ impl std::fmt::Display for Malformed {
 
 impl std::error::Error for Malformed {}
 
+/// A byte of 0x01 in every lane of a word: the word-wise searches below (`x * ONES` is `x` in
+/// every lane).
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+/// The high bit of every lane: where the word-wise tests flag a lane.
+const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+
 /// Whether `c` ends or escapes a plain run inside a JSON string: `"`, `\\`, or a control
 /// character (which JSON requires escaped).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
@@ -63,8 +69,6 @@ pub(crate) fn is_string_special(c: u8) -> bool {
 /// [`is_printable_ascii`]).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
     let mut i = 0;
     while let Some(word) = b.get(i..i + 8) {
@@ -94,8 +98,6 @@ pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
 /// before it; a run shorter than a block goes eight bytes at a time, the last word overlapping
 /// too; only a run under eight bytes goes byte by byte.
 pub(crate) fn is_printable_ascii(b: &[u8]) -> bool {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let outside = |c: u8| c.wrapping_sub(0x20) >= 0x60;
     let block = |bytes: &[u8]| bytes.iter().fold(false, |any, &c| any | outside(c));
     // A lane below 0x20 (the "has a byte less than" test, exact for whether there is one) or
@@ -136,8 +138,6 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// looked at eight at a time inline (the "has a zero byte" test of [`string_special`], whose
 /// lowest flagged lane is exact), and only what lies beyond goes to `memchr2`'s vector search.
 pub(crate) fn quote_or_backslash(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
     let mut i = 0;
     while i < 32 {
