@@ -2,8 +2,10 @@
 //! chunk (byte scan and relay vs typed decode and encode), per complete reply (scan vs parse and
 //! serialize), the same per event for Claude → Claude on Bedrock's `invoke-with-response-stream`
 //! (a `chunk` payload relayed into the client's event-stream frame vs decoded and encoded again),
-//! and one request end to end through the in-process chat stack (auth → detect →
-//! translate) over an in-memory core answering relayed bytes or canonical values.
+//! one request end to end through the in-process chat stack (auth → detect → translate) over an
+//! in-memory core answering relayed bytes or canonical values, and the typed decode of a 21-message
+//! conversation (its messages read by the byte scan of `format::openai::client_request` vs serde's
+//! derive over the whole body).
 //!
 //! Before criterion runs, it counts heap allocations (a counting global allocator,
 //! `stats_alloc`) per chunk and per request on both paths, prints them, and checks that the
@@ -25,11 +27,13 @@ use open_bedrock_server::config::Config;
 use open_bedrock_server::error::{ErrorDialect, GatewayError};
 use open_bedrock_server::eventstream::EventStreamFramer;
 use open_bedrock_server::format::bedrock_claude::{ClaudeStreamDecoder, ClaudeStreamEncoder};
-use open_bedrock_server::format::openai::{OpenAiStreamDecoder, OpenAiStreamEncoder};
+use open_bedrock_server::format::openai::{
+    client_request, OpenAiStreamDecoder, OpenAiStreamEncoder,
+};
 use open_bedrock_server::format::{scan, InboundFormat};
 use open_bedrock_server::model::{
-    ChatCall, ChatChunk, ChatReply, ChatResponse, ChunkStream, RelayedBody, RelayedEvent,
-    RelayedReply, RelayedStream,
+    ChatCall, ChatChunk, ChatReply, ChatRequest, ChatResponse, ChunkStream, RelayedBody,
+    RelayedEvent, RelayedReply, RelayedStream,
 };
 use open_bedrock_server::sse::SseFramer;
 use open_bedrock_server::stream::relay::{ClaudeStreamRelay, OpenAiStreamRelay, RelayEncoder};
@@ -238,6 +242,8 @@ struct Fixtures {
     canonical: Stack,
     relayed_streamed: Stack,
     canonical_streamed: Stack,
+    /// A 21-message conversation of prose (about 13 KB), as a client sends it.
+    conversation: String,
 }
 
 fn fixtures() -> Fixtures {
@@ -284,7 +290,42 @@ fn fixtures() -> Fixtures {
         canonical,
         relayed_streamed,
         canonical_streamed,
+        conversation: conversation(),
     }
+}
+
+/// A system prompt and 20 turns of two paragraphs each, deterministic (the request
+/// `scripts/bench-callgrind --body conversation` sends has the same shape).
+fn conversation() -> String {
+    const WORDS: [&str; 24] = [
+        "the", "of", "and", "to", "in", "is", "you", "that", "it", "was", "for", "on", "are", "as",
+        "with", "they", "at", "be", "this", "have", "from", "or", "one", "had",
+    ];
+    let mut state = 1u64;
+    let mut paragraph = |n: usize| {
+        let words: Vec<&str> = (0..n)
+            .map(|_| {
+                state = (state * 1_103_515_245 + 12_345) % (1 << 31);
+                WORDS[state as usize % WORDS.len()]
+            })
+            .collect();
+        words.join(" ") + "."
+    };
+    let mut messages = vec![serde_json::json!({"role": "system", "content": paragraph(60)})];
+    for i in 0..20 {
+        let role = if i % 2 == 0 { "user" } else { "assistant" };
+        let content = paragraph(70) + "\n" + &paragraph(70);
+        messages.push(serde_json::json!({"role": role, "content": content}));
+    }
+    serde_json::json!({"model": OPENAI_MODEL, "messages": messages}).to_string()
+}
+
+fn decode_scanned(body: &str) -> ChatRequest {
+    client_request::decode(body).expect("a plain conversation")
+}
+
+fn decode_serde(body: &str) -> ChatRequest {
+    serde_json::from_str(body).unwrap()
 }
 
 /// Allocation counts, printed and compared (the relay must allocate less than the round trip).
@@ -337,6 +378,15 @@ fn count_allocations(f: &Fixtures) {
             }),
             allocations(|| {
                 f.rt.block_on(call(&f.canonical, &f.request));
+            }),
+        ),
+        (
+            "per 21-message request decode",
+            allocations(|| {
+                black_box(decode_scanned(&f.conversation));
+            }),
+            allocations(|| {
+                black_box(decode_serde(&f.conversation));
             }),
         ),
         (
@@ -393,6 +443,21 @@ fn benches(c: &mut Criterion, f: &Fixtures) {
     });
     g.bench_function("openai_body_parsed_and_serialized", |b| {
         b.iter(|| canonical_complete(black_box(&f.completion)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("passthrough_request");
+    quick(&mut g);
+    g.throughput(Throughput::Bytes(f.conversation.len() as u64));
+    assert_eq!(
+        decode_scanned(&f.conversation),
+        decode_serde(&f.conversation)
+    );
+    g.bench_function("conversation_messages_scanned", |b| {
+        b.iter(|| decode_scanned(black_box(&f.conversation)))
+    });
+    g.bench_function("conversation_serde", |b| {
+        b.iter(|| decode_serde(black_box(&f.conversation)))
     });
     g.finish();
 

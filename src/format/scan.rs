@@ -126,7 +126,7 @@ pub(crate) fn is_printable_ascii(b: &[u8]) -> bool {
     !b.iter().any(|&c| outside(c))
 }
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && matches!(b[i], b' ' | b'\n' | b'\r' | b'\t') {
         i += 1;
     }
@@ -162,7 +162,7 @@ pub(crate) fn quote_or_backslash(b: &[u8]) -> Option<usize> {
 }
 
 /// `b[i]` is the opening quote of a string: the index just past its closing quote.
-fn skip_string(b: &[u8], i: usize) -> Result<usize, Malformed> {
+pub(crate) fn skip_string(b: &[u8], i: usize) -> Result<usize, Malformed> {
     let mut j = i + 1;
     loop {
         let k = j + quote_or_backslash(b.get(j..).ok_or(Malformed)?).ok_or(Malformed)?;
@@ -174,7 +174,7 @@ fn skip_string(b: &[u8], i: usize) -> Result<usize, Malformed> {
 }
 
 /// The index just past the value that starts at `b[i]`.
-fn skip_value(b: &[u8], i: usize) -> Result<usize, Malformed> {
+pub(crate) fn skip_value(b: &[u8], i: usize) -> Result<usize, Malformed> {
     match b.get(i).ok_or(Malformed)? {
         b'"' => skip_string(b, i),
         b'{' | b'[' => {

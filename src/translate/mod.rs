@@ -73,14 +73,24 @@ pub fn decode_request(
         ..
     } = detected;
     if inbound == InboundFormat::OpenAi {
-        // Decoded without path tracking (which allocates a `String` per object key it passes);
-        // only a body that fails is decoded again with it, for the error's `param`. From text:
-        // one UTF-8 check of the whole body, where decoding from bytes checks each string again
-        // (detection's scan has checked them already, so this one does not fail after it).
+        // From text: one UTF-8 check of the whole body, where decoding from bytes checks each
+        // string again (detection's scan has checked them already, so this one does not fail
+        // after it). A conversation of plain text messages is read by a byte scan, the rest of
+        // the body by serde (`client_request::decode`); any other body by serde alone, without
+        // path tracking (which allocates a `String` per object key it passes): only a body that
+        // fails is decoded again with it, for the error's `param`.
         let text = std::str::from_utf8(&bytes).ok();
-        let decoded = match text {
-            Some(text) => ChatRequest::deserialize(&mut serde_json::Deserializer::from_str(text)),
-            None => ChatRequest::deserialize(&mut serde_json::Deserializer::from_slice(&bytes)),
+        let decoded = match (
+            text.and_then(crate::format::openai::client_request::decode),
+            text,
+        ) {
+            (Some(request), _) => Ok(request),
+            (None, Some(text)) => {
+                ChatRequest::deserialize(&mut serde_json::Deserializer::from_str(text))
+            }
+            (None, None) => {
+                ChatRequest::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
+            }
         };
         let mut request = match decoded {
             Ok(request) => request,

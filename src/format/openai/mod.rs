@@ -2,6 +2,8 @@
 //! serialize as the [`model`](crate::model) types do. This folder adds what streams and errors
 //! need:
 //!
+//! - [`client_request`]: a client's body → the canonical request ([`client_request::decode`]:
+//!   the conversation read by a byte scan when every message is plain text, the rest by serde).
 //! - [`client_reply`]: canonical chunks → OpenAI stream events for clients
 //!   ([`OpenAiStreamEncoder`]: `chat.completion.chunk`s, then `[DONE]`).
 //! - [`upstream_request`]: canonical → the body an OpenAI upstream gets ([`encode_request`]: the
@@ -12,6 +14,7 @@
 //!   ([`decode_error`]).
 
 pub mod client_reply;
+pub mod client_request;
 pub mod upstream_reply;
 pub mod upstream_request;
 pub mod upstream_stream;
