@@ -266,6 +266,7 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","content":"q\"uote \\ back \/ \b\f\n\r\t tab \u00e9 \u20AC \ud83d\ude00 end"}]}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"Ελληνικά κείμενο 😀 and \u0000 nul"}]}"#,
             r#"{"messages":[],"model":"m"}"#,
+            "{\r\n\t\"model\":\"m\",\r\n\t\"messages\":\t[\n{\"role\":\"user\",\r\"content\":\"a\"\n}\r]\n}\n",
             r#"{"model":"m","messages":[{"role":"user","content":"a"}],"user":"u","n":2}"#,
         ];
         for body in bodies {
@@ -304,6 +305,12 @@ mod tests {
             r#"{"model":7,"messages":[{"role":"user","content":"a"}]}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"a"}],"temperature":"hot"}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"a"}]} trailing"#,
+            // Commas and whitespace JSON does not allow.
+            r#"{"model":"m","messages":[{"role":"user","content":"a",}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"a"},]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"a"}],}"#,
+            "{\"model\":\"m\",\"messages\":[\u{c}{\"role\":\"user\",\"content\":\"a\"}]}",
+            "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}\u{a0}]}",
         ];
         for body in bodies {
             assert_eq!(decode(body), None, "{body}");
