@@ -6,15 +6,16 @@
 //! included) in an intermediate tree before reading it: on a 13.6 KB conversation the typed
 //! decode cost about three times detection's whole scan of the same bytes.
 //!
-//! [`decode`] reads the `messages` array itself when every message is *plain* — a `role` of
-//! `system`, `developer`, `user` or `assistant`, a string `content` and at most a string `name`,
-//! each once, no other member — and hands serde the rest of the body with `[]` in the array's
-//! place: the same [`ChatRequest`] serde would build, without serde walking the conversation.
-//! Each text is checked for control characters, copied once, and unescaped by hand when it has a
-//! backslash. Anything else (content parts, tool calls and results, an unknown or repeated member,
-//! an escape in a key, an escape serde_json would refuse) answers `None`, and the caller decodes
-//! the whole body with serde as before, so every error a client sees is still serde's. A test
-//! holds the two decodes equal on thousands of mutated bodies.
+//! [`decode`] walks the `messages` array itself and hands serde the rest of the body with `[]` in
+//! the array's place: the same [`ChatRequest`] serde would build, without serde walking the
+//! conversation. A *plain* message — a `role` of `system`, `developer`, `user` or `assistant`, a
+//! string `content` and at most a string `name`, each once, no other member — is read by the
+//! scan: each text checked for control characters, copied once, and unescaped by hand when it has
+//! a backslash. Any other message (content parts, tool calls and results, an unknown member, an
+//! escape in a key) is decoded by serde alone, as `[[message]]` so that it sits as deep as it does
+//! in the body (serde's depth limit counts the same). What serde or the scan refuses answers
+//! `None`, and the caller decodes the whole body with serde as before, so every error a client
+//! sees is still serde's. A test holds the two decodes equal on thousands of mutated bodies.
 //!
 //! Hand-written because serde cannot skip a member without walking it (`IgnoredAny` still scans
 //! and unescapes every string), and a borrowed or lazy JSON type would still leave the flattened
@@ -29,8 +30,10 @@
 //! assert_eq!(fast, serde_json::from_str::<ChatRequest>(body).unwrap());
 //! assert_eq!(fast.messages[0].text_content(), "Say \"hi\"\n");
 //!
-//! // Content parts are serde's to read.
-//! assert!(decode(r#"{"model":"m","messages":[{"role":"user","content":[]}]}"#).is_none());
+//! // Content parts are serde's to read, that message alone; what serde refuses is left to it whole.
+//! let parts = r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"}]}]}"#;
+//! assert_eq!(decode(parts).unwrap(), serde_json::from_str::<ChatRequest>(parts).unwrap());
+//! assert!(decode(r#"{"model":"m","messages":[{"role":"user","content":7}]}"#).is_none());
 //! ```
 
 use crate::format::scan::{
@@ -38,14 +41,14 @@ use crate::format::scan::{
 };
 use crate::model::{ChatRequest, Message, MessageContent, Role};
 
-/// `text` (one JSON object) as a request, when its messages are all plain (see the module docs);
-/// `None` leaves the body to serde.
+/// `text` (one JSON object) as a request (see the module docs); `None` leaves the body to serde,
+/// for its error.
 pub fn decode(text: &str) -> Option<ChatRequest> {
     let b = text.as_bytes();
     let mut at = skip_ws(b, 0);
     expect(b, at, b'{')?;
     at = skip_ws(b, at + 1);
-    let mut messages = None;
+    let mut conversation = None;
     if b.get(at) != Some(&b'}') {
         loop {
             // One member: the messages read, any other value skipped (serde reads it below).
@@ -60,11 +63,11 @@ pub fn decode(text: &str) -> Option<ChatRequest> {
             expect(b, colon, b':')?;
             let value = skip_ws(b, colon + 1);
             let end = if key == b"messages" {
-                if messages.is_some() {
+                if conversation.is_some() {
                     return None;
                 }
-                let (list, end) = plain_messages(text, value)?;
-                messages = Some((list, value, end));
+                let (list, end) = messages(text, value)?;
+                conversation = Some((list, value, end));
                 end
             } else {
                 skip_value(b, value).ok()?
@@ -77,7 +80,7 @@ pub fn decode(text: &str) -> Option<ChatRequest> {
             }
         }
     }
-    let (messages, start, end) = messages?;
+    let (messages, start, end) = conversation?;
     // The rest of the body, `[]` in the array's place, for serde (which refuses anything after
     // the object's end, as it would in the whole body).
     let mut rest = String::with_capacity(text.len() - (end - start) + 2);
@@ -93,8 +96,9 @@ fn expect(b: &[u8], at: usize, byte: u8) -> Option<()> {
     (b.get(at) == Some(&byte)).then_some(())
 }
 
-/// The array of messages at `text[at]`, when every one is plain, and the index just past it.
-fn plain_messages(text: &str, mut at: usize) -> Option<(Vec<Message>, usize)> {
+/// The array of messages at `text[at]` and the index just past it: plain messages by the scan,
+/// any other by serde.
+fn messages(text: &str, mut at: usize) -> Option<(Vec<Message>, usize)> {
     let b = text.as_bytes();
     expect(b, at, b'[')?;
     at = skip_ws(b, at + 1);
@@ -103,7 +107,10 @@ fn plain_messages(text: &str, mut at: usize) -> Option<(Vec<Message>, usize)> {
         return Some((messages, at + 1));
     }
     loop {
-        let (message, end) = plain_message(text, at)?;
+        let (message, end) = match plain_message(text, at) {
+            Some(plain) => plain,
+            None => serde_message(text, at)?,
+        };
         messages.push(message);
         at = skip_ws(b, end);
         match b.get(at)? {
@@ -112,6 +119,19 @@ fn plain_messages(text: &str, mut at: usize) -> Option<(Vec<Message>, usize)> {
             _ => return None,
         }
     }
+}
+
+/// The message at `text[at]`, decoded by serde, and the index just past it. Wrapped in two arrays
+/// so it is as deep as in the body (an object and an array), for serde's depth limit.
+fn serde_message(text: &str, at: usize) -> Option<(Message, usize)> {
+    let end = skip_value(text.as_bytes(), at).ok()?;
+    let raw = text.get(at..end)?;
+    let mut wrapped = String::with_capacity(raw.len() + 4);
+    wrapped.push_str("[[");
+    wrapped.push_str(raw);
+    wrapped.push_str("]]");
+    let [[message]]: [[Message; 1]; 1] = serde_json::from_str(&wrapped).ok()?;
+    Some((message, end))
 }
 
 /// The message object at `text[at]` when it is plain, and the index just past it.
@@ -255,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn plain_conversations_decode_as_serde_decodes_them() {
+    fn conversations_decode_as_serde_decodes_them() {
         let bodies = [
             r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
             r#" { "messages" : [ { "content" : "a" , "role" : "system" } , {"role":"developer","content":""},
@@ -268,6 +288,16 @@ mod tests {
             r#"{"messages":[],"model":"m"}"#,
             "{\r\n\t\"model\":\"m\",\r\n\t\"messages\":\t[\n{\"role\":\"user\",\r\"content\":\"a\"\n}\r]\n}\n",
             r#"{"model":"m","messages":[{"role":"user","content":"a"}],"user":"u","n":2}"#,
+            // Messages the scan leaves to serde, one at a time, among plain ones.
+            r#"{"model":"m","messages":[{"role":"user","content":"q"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"r"},{"role":"user","content":"ok"}]}"#,
+            r#"{"model":"m","messages":[{"role":"function","name":"f","content":"r"}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#,
+            r#"{"model":"m","messages":[{"role":"assistant"}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"a","cache_control":{"type":"ephemeral"}}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"a","name":null}]}"#,
+            r#"{"model":"m","messages":[{"role":"us\u0065r","content":"a"}]}"#,
+            r#"{"model":"m","messages":[{"rol\u0065":"user","content":"a"}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"a","refusal":null,"x":[1,{"y":2}]}]}"#,
         ];
         for body in bodies {
             let fast = decode(body).unwrap_or_else(|| panic!("not decoded by the scan: {body}"));
@@ -276,20 +306,10 @@ mod tests {
     }
 
     #[test]
-    fn anything_but_plain_messages_is_left_to_serde() {
+    fn what_serde_refuses_is_left_to_it() {
         let bodies = [
-            // Shapes serde reads and validation judges.
-            r#"{"model":"m","messages":[{"role":"tool","tool_call_id":"t","content":"r"}]}"#,
-            r#"{"model":"m","messages":[{"role":"function","name":"f","content":"r"}]}"#,
-            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"}]}]}"#,
-            r#"{"model":"m","messages":[{"role":"assistant","content":null,"tool_calls":[]}]}"#,
-            r#"{"model":"m","messages":[{"role":"assistant"}]}"#,
-            r#"{"model":"m","messages":[{"role":"user","content":"a","cache_control":{"type":"ephemeral"}}]}"#,
-            r#"{"model":"m","messages":[{"role":"user","content":"a","name":null}]}"#,
-            // Spellings the scan does not read.
-            r#"{"model":"m","messages":[{"role":"us\u0065r","content":"a"}]}"#,
+            // An escaped key may spell `messages`.
             r#"{"model":"m","messag\u0065s":[{"role":"user","content":"a"}]}"#,
-            r#"{"model":"m","messages":[{"rol\u0065":"user","content":"a"}]}"#,
             // What serde refuses, so its error is the one the client gets.
             r#"{"model":"m","messages":[{"role":"user","content":"a","content":"b"}]}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"a"}],"messages":[]}"#,
@@ -305,6 +325,8 @@ mod tests {
             r#"{"model":7,"messages":[{"role":"user","content":"a"}]}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"a"}],"temperature":"hot"}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"a"}]} trailing"#,
+            r#"{"model":"m","messages":[{"role":"user","content":7}]}"#,
+            r#"{"model":"m","messages":[{"role":"tool","content":"r","tool_call_id":"a","tool_call_id":"b"}]}"#,
             // Commas and whitespace JSON does not allow.
             r#"{"model":"m","messages":[{"role":"user","content":"a",}]}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"a"},]}"#,
@@ -315,6 +337,29 @@ mod tests {
         for body in bodies {
             assert_eq!(decode(body), None, "{body}");
         }
+    }
+
+    /// serde's depth limit (128) counts a message's nesting from the top of the body: a message
+    /// read by serde alone is wrapped to sit as deep, so it is refused exactly when the whole body
+    /// would be.
+    #[test]
+    fn a_deep_message_is_refused_as_in_the_whole_body() {
+        for depth in 120..130 {
+            let body = format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"a","x":{}0{}}}]}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            assert_eq!(decode(&body), serde(&body), "nesting {depth}");
+        }
+        let deep = |d: usize| {
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"a","x":{}0{}}}]}}"#,
+                "[".repeat(d),
+                "]".repeat(d)
+            )
+        };
+        assert!(decode(&deep(120)).is_some() && decode(&deep(129)).is_none());
     }
 
     /// A small deterministic generator (xorshift), so a failure names a reproducible case.
@@ -333,19 +378,20 @@ mod tests {
     }
 
     /// Mutated bodies: whatever the scan decodes, serde decodes to the same request. The seeds
-    /// are plain (the scan decodes them), so every mutation tests a decision.
+    /// decode (two plain, one with messages serde reads), so every mutation tests a decision.
     #[test]
     fn mutated_bodies_decode_as_serde_decodes_them_or_are_left_to_it() {
         let seeds = [
             r#"{"model":"gpt-4o","messages":[{"role":"system","content":"Be brief."},{"role":"user","name":"a_b","content":"Tell me \"why\"\n\\ please \u00e9\ud83d\ude00"}],"temperature":1,"max_tokens":64}"#,
             r#"{"messages":[{"role":"user","content":"Ελληνικά \/ text"},{"role":"assistant","content":"ok"},{"role":"user","content":"\t\u0041"}],"model":"m","stream":false,"extra":{"a":[1,2]}}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a\n"}]},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"r"},{"role":"user","content":"ok"}]}"#,
         ];
         let alphabet = b"{}[]:,\"\\ u0dD8eE9afnrtbx/\t\x01";
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let (mut decoded, mut cases) = (0, 0);
         for seed in seeds {
             assert_eq!(decode(seed), serde(seed), "the seed itself: {seed}");
-            assert!(decode(seed).is_some(), "the seed is plain: {seed}");
+            assert!(decode(seed).is_some(), "the seed decodes: {seed}");
             for _ in 0..4000 {
                 let mut bytes = seed.as_bytes().to_vec();
                 for _ in 0..1 + rng.below(3) {
