@@ -32,7 +32,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::format::scan::{is_printable_ascii, quote_or_backslash};
+use crate::format::scan::{has_control, is_printable_ascii, quote_or_backslash, unicode_escape};
 
 use crate::error::GatewayError;
 
@@ -395,31 +395,11 @@ impl<'a> Scan<'a> {
     fn escape(&self, j: usize) -> Result<usize, Stop> {
         match self.b.get(j + 1) {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(j + 2),
-            Some(b'u') => match self.hex4(j) {
-                Some(0xDC00..=0xDFFF) => Err(Stop::Syntax(j, "lone trailing surrogate")),
-                Some(0xD800..=0xDBFF) => {
-                    let paired = self.b.get(j + 6..j + 8) == Some(b"\\u")
-                        && matches!(self.hex4(j + 6), Some(0xDC00..=0xDFFF));
-                    if paired {
-                        Ok(j + 12)
-                    } else {
-                        Err(Stop::Syntax(j, "lone leading surrogate"))
-                    }
-                }
-                Some(_) => Ok(j + 6),
-                None => Err(Stop::Syntax(j, "invalid \\u escape")),
-            },
+            Some(b'u') => unicode_escape(self.b, j)
+                .map(|(_, len)| j + len)
+                .map_err(|what| Stop::Syntax(j, what)),
             _ => Err(Stop::Syntax(j, "invalid escape")),
         }
-    }
-
-    /// The four hex digits after the `\u` whose backslash is at `self.b[j]`, as a number.
-    fn hex4(&self, j: usize) -> Option<u16> {
-        let hex = self.b.get(j + 2..j + 6)?;
-        if !hex.iter().all(u8::is_ascii_hexdigit) {
-            return None;
-        }
-        u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
     }
 
     fn literal(&mut self, word: &'static [u8]) -> Result<(), Stop> {
@@ -532,9 +512,7 @@ fn field(raw: &[u8]) -> Field {
 /// whole. Text in other scripts comes here, so the search for a control character is a fold
 /// over the whole run (no early exit, vectorised) before any byte-by-byte look for where it is.
 fn check_run(run: &[u8], at: usize) -> Result<(), Stop> {
-    let control = run
-        .iter()
-        .fold(false, |any, &c| any | (c < 0x20))
+    let control = has_control(run)
         .then(|| run.iter().position(|&c| c < 0x20))
         .flatten();
     let text = &run[..control.unwrap_or(run.len())];

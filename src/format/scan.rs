@@ -126,6 +126,40 @@ pub(crate) fn is_printable_ascii(b: &[u8]) -> bool {
     !b.iter().any(|&c| outside(c))
 }
 
+/// Whether `b` holds a control character (below 0x20), which a JSON string must escape: a fold
+/// over every byte with no early exit, so the compiler makes it a few vector instructions per
+/// block. Request detection and the OpenAI request scan run it on text that is not all printable
+/// ASCII.
+pub(crate) fn has_control(b: &[u8]) -> bool {
+    b.iter().fold(false, |any, &c| any | (c < 0x20))
+}
+
+/// The `\u` escape whose backslash is at `b[at]`: its character and its length (6, or 12 for a
+/// surrogate pair), or why serde_json refuses it (a short or non-hex escape; a UTF-16 surrogate
+/// that is not a leading one followed by an escaped trailing one). Request detection checks
+/// escapes with it and the OpenAI request scan decodes them.
+pub(crate) fn unicode_escape(b: &[u8], at: usize) -> Result<(char, usize), &'static str> {
+    let unit = |i: usize| -> Option<u32> {
+        b.get(i + 2..i + 6)?
+            .iter()
+            .try_fold(0, |n, &d| Some(n * 16 + (d as char).to_digit(16)?))
+    };
+    match unit(at) {
+        None => Err("invalid \\u escape"),
+        Some(0xDC00..=0xDFFF) => Err("lone trailing surrogate"),
+        Some(high @ 0xD800..=0xDBFF) => match (b.get(at + 6..at + 8), unit(at + 6)) {
+            (Some([b'\\', b'u']), Some(low @ 0xDC00..=0xDFFF)) => {
+                let c = char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00));
+                c.map(|c| (c, 12)).ok_or("lone leading surrogate")
+            }
+            _ => Err("lone leading surrogate"),
+        },
+        Some(unit) => char::from_u32(unit)
+            .map(|c| (c, 6))
+            .ok_or("invalid \\u escape"),
+    }
+}
+
 pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && matches!(b[i], b' ' | b'\n' | b'\r' | b'\t') {
         i += 1;

@@ -36,7 +36,8 @@
 //! ```
 
 use crate::format::scan::{
-    is_printable_ascii, quote_or_backslash, skip_string, skip_value, skip_ws,
+    has_control, is_printable_ascii, quote_or_backslash, skip_string, skip_value, skip_ws,
+    unicode_escape,
 };
 use crate::model::{ChatRequest, Message, MessageContent, Role};
 
@@ -200,9 +201,7 @@ fn string(text: &str, at: usize) -> Option<(String, usize)> {
     loop {
         let stop = run + quote_or_backslash(b.get(run..)?)?;
         let plain = text.get(run..stop)?;
-        if !is_printable_ascii(plain.as_bytes())
-            && plain.bytes().fold(false, |any, c| any | (c < 0x20))
-        {
+        if !is_printable_ascii(plain.as_bytes()) && has_control(plain.as_bytes()) {
             return None;
         }
         if b[stop] == b'"' {
@@ -236,33 +235,8 @@ fn escape(b: &[u8], at: usize) -> Option<(char, usize)> {
         b'n' => ('\n', 2),
         b'r' => ('\r', 2),
         b't' => ('\t', 2),
-        b'u' => {
-            let unit = hex4(b.get(at + 2..at + 6)?)?;
-            if (0xD800..0xDC00).contains(&unit) {
-                // A leading surrogate: a trailing one must follow, escaped.
-                if b.get(at + 6..at + 8)? != b"\\u" {
-                    return None;
-                }
-                let low = hex4(b.get(at + 8..at + 12)?)?;
-                if !(0xDC00..0xE000).contains(&low) {
-                    return None;
-                }
-                let c = char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))?;
-                (c, 12)
-            } else {
-                // A lone trailing surrogate is no `char`: `None`, as serde_json refuses it.
-                (char::from_u32(unit)?, 6)
-            }
-        }
+        b'u' => return unicode_escape(b, at).ok(),
         _ => return None,
-    })
-}
-
-/// Four hex digits.
-fn hex4(digits: &[u8]) -> Option<u32> {
-    digits.iter().try_fold(0u32, |n, &d| {
-        let v = (d as char).to_digit(16)?;
-        Some(n * 16 + v)
     })
 }
 
