@@ -3,9 +3,9 @@
 //! serialize), the same per event for Claude → Claude on Bedrock's `invoke-with-response-stream`
 //! (a `chunk` payload relayed into the client's event-stream frame vs decoded and encoded again),
 //! one request end to end through the in-process chat stack (auth → detect → translate) over an
-//! in-memory core answering relayed bytes or canonical values, and the typed decode of a 21-message
-//! conversation (its messages read by the byte scan of `format::openai::client_request` vs serde's
-//! derive over the whole body).
+//! in-memory core answering relayed bytes or canonical values, and the typed decode of two requests,
+//! a 21-message conversation and an agent's turn with tools, tool calls and content parts (the
+//! byte scan of `format::openai::client_request` vs serde's derive over the whole body).
 //!
 //! Before criterion runs, it counts heap allocations (a counting global allocator,
 //! `stats_alloc`) per chunk and per request on both paths, prints them, and checks that the
@@ -244,6 +244,8 @@ struct Fixtures {
     canonical_streamed: Stack,
     /// A 21-message conversation of prose (about 12 KB), as a client sends it.
     conversation: String,
+    /// An agent's turn: three tools with JSON schemas, content parts, tool calls and results.
+    agent: String,
 }
 
 fn fixtures() -> Fixtures {
@@ -291,6 +293,7 @@ fn fixtures() -> Fixtures {
         relayed_streamed,
         canonical_streamed,
         conversation: conversation(),
+        agent: agent(),
     }
 }
 
@@ -320,8 +323,49 @@ fn conversation() -> String {
     serde_json::json!({"model": OPENAI_MODEL, "messages": messages}).to_string()
 }
 
+/// An agent's request (about 4 KB): a system prompt, three function tools with JSON-schema
+/// parameters, a user turn of text and image parts, and three rounds of an assistant tool call
+/// answered by a tool result, with the sampling members an SDK sends.
+fn agent() -> String {
+    let schema = |field: &str| {
+        serde_json::json!({"type": "object", "properties": {
+            field: {"type": "string", "description": format!("The {field} to look up, as the user wrote it.")},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+            "exact": {"type": "boolean"}},
+            "required": [field], "additionalProperties": false})
+    };
+    let tools: Vec<_> = ["city", "ticker", "query"]
+        .iter()
+        .map(|field| {
+            serde_json::json!({"type": "function", "function": {"name": format!("lookup_{field}"),
+                "description": format!("Looks up a {field} and answers its current facts as JSON."),
+                "parameters": schema(field), "strict": true}})
+        })
+        .collect();
+    let mut messages = vec![
+        serde_json::json!({"role": "system", "content": "You are a careful assistant. Use the tools for facts; answer in two sentences."}),
+        serde_json::json!({"role": "user", "content": [
+            {"type": "text", "text": "What is the weather in Lisbon, how is ACME trading, and what does this chart show?"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/chart.png", "detail": "low"}}]}),
+    ];
+    for (i, field) in ["city", "ticker", "query"].iter().enumerate() {
+        let id = format!("call_{i}abcdefghijklmnop");
+        messages.push(
+            serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": id, "type": "function", "function": {"name": format!("lookup_{field}"),
+                "arguments": format!("{{\"{field}\":\"value {i}\",\"limit\":5}}")}}]}),
+        );
+        messages.push(serde_json::json!({"role": "tool", "tool_call_id": id,
+            "content": format!("{{\"{field}\":\"value {i}\",\"facts\":[\"one\",\"two\",\"three\"],\"updated\":\"2026-12-05T03:00:00Z\"}}")}));
+    }
+    serde_json::json!({"model": OPENAI_MODEL, "messages": messages, "tools": tools,
+        "tool_choice": "auto", "parallel_tool_calls": true, "temperature": 0.2, "max_completion_tokens": 512,
+        "stream": false, "user": "user-1234"})
+    .to_string()
+}
+
 fn decode_scanned(body: &str) -> ChatRequest {
-    client_request::decode(body).expect("a plain conversation")
+    client_request::decode(body).expect("a body the scan reads")
 }
 
 fn decode_serde(body: &str) -> ChatRequest {
@@ -410,6 +454,17 @@ fn count_allocations(f: &Fixtures) {
         scanned <= serde,
         "the scan allocates {scanned} times, serde {serde}"
     );
+    let scanned = allocations(|| {
+        black_box(decode_scanned(&f.agent));
+    });
+    let serde = allocations(|| {
+        black_box(decode_serde(&f.agent));
+    });
+    println!("heap allocations: agent request decode, scanned vs serde: {scanned} vs {serde}");
+    assert!(
+        scanned <= serde,
+        "the scan allocates {scanned} times, serde {serde}"
+    );
 }
 
 fn benches(c: &mut Criterion, f: &Fixtures) {
@@ -456,11 +511,23 @@ fn benches(c: &mut Criterion, f: &Fixtures) {
         decode_scanned(&f.conversation),
         decode_serde(&f.conversation)
     );
-    g.bench_function("conversation_messages_scanned", |b| {
+    g.bench_function("conversation_scanned", |b| {
         b.iter(|| decode_scanned(black_box(&f.conversation)))
     });
     g.bench_function("conversation_serde", |b| {
         b.iter(|| decode_serde(black_box(&f.conversation)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("passthrough_request_agent");
+    quick(&mut g);
+    g.throughput(Throughput::Bytes(f.agent.len() as u64));
+    assert_eq!(decode_scanned(&f.agent), decode_serde(&f.agent));
+    g.bench_function("agent_scanned", |b| {
+        b.iter(|| decode_scanned(black_box(&f.agent)))
+    });
+    g.bench_function("agent_serde", |b| {
+        b.iter(|| decode_serde(black_box(&f.agent)))
     });
     g.finish();
 

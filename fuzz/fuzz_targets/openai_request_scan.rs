@@ -1,5 +1,5 @@
-//! The OpenAI body's conversation scan against serde: whatever `client_request::decode` reads,
-//! serde reads into an equal request (the scan may leave any body to serde; it may never differ).
+//! The OpenAI body's byte scan against serde: whatever `client_request::decode` reads, serde
+//! reads into an equal request (the scan may leave any body to serde; it may never differ).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -55,6 +55,7 @@ pub use embeddings::{
 };
 pub use listing::ModelObject;
 pub use relayed::{RelayedBody, RelayedEvent, RelayedReply, RelayedStream};
+pub(crate) use request::function_kind;
 pub use request::{
     CacheControl, ChatRequest, ContentPart, FilePart, FunctionCall, FunctionDefinition,
     GuardrailConfig, ImageUrl, Message, MessageContent, Role, Stop, StreamOptions, ThinkingBlock,

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// An OpenAI chat-completions request (`POST /v1/chat/completions`).
+///
+/// A client's body is read into it by a byte scan (`format::openai::client_request`), not by
+/// this derive alone: a member added here, or to [`Message`], [`ContentPart`] or [`Tool`], must be
+/// read there too (its every-member test stops compiling until it is).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ChatRequest {
@@ -568,7 +572,7 @@ pub struct ToolCall {
     pub function: FunctionCall,
 }
 
-fn function_kind() -> String {
+pub(crate) fn function_kind() -> String {
     "function".to_owned()
 }
 

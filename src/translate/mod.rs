@@ -75,9 +75,9 @@ pub fn decode_request(
     if inbound == InboundFormat::OpenAi {
         // From text: one UTF-8 check of the whole body, where decoding from bytes checks each
         // string again (detection's scan has checked them already, so this one does not fail
-        // after it). A conversation of plain text messages is read by a byte scan, the rest of
-        // the body by serde (`client_request::decode`); any other body by serde alone, without
-        // path tracking (which allocates a `String` per object key it passes): only a body that
+        // after it). The body is read by a byte scan (`client_request::decode`: the request, its
+        // messages and tools, serde only for a few rare members); what the scan leaves is decoded
+        // by serde alone, without path tracking (which allocates a `String` per object key it passes): only a body that
         // fails is decoded again with it, for the error's `param`.
         let text = std::str::from_utf8(&bytes).ok();
         let decoded = match (
