@@ -3,9 +3,10 @@
 //! serialize), the same per event for Claude → Claude on Bedrock's `invoke-with-response-stream`
 //! (a `chunk` payload relayed into the client's event-stream frame vs decoded and encoded again),
 //! one request end to end through the in-process chat stack (auth → detect → translate) over an
-//! in-memory core answering relayed bytes or canonical values, and the typed decode of two requests,
-//! a 21-message conversation and an agent's turn with tools, tool calls and content parts (the
-//! byte scan of `format::openai::client_request` vs serde's derive over the whole body).
+//! in-memory core answering relayed bytes or canonical values, and the typed decode of three
+//! requests, a 21-message conversation, the one-line request the stack bench sends and an agent's
+//! turn with tools, tool calls and content parts (the byte scan of
+//! `format::openai::client_request` vs serde's derive over the whole body).
 //!
 //! Before criterion runs, it counts heap allocations (a counting global allocator,
 //! `stats_alloc`) per chunk and per request on both paths, prints them, and checks that the
@@ -516,6 +517,19 @@ fn benches(c: &mut Criterion, f: &Fixtures) {
     });
     g.bench_function("conversation_serde", |b| {
         b.iter(|| decode_serde(black_box(&f.conversation)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("passthrough_request_one_line");
+    quick(&mut g);
+    g.throughput(Throughput::Elements(1));
+    let line = std::str::from_utf8(&f.request).expect("UTF-8");
+    assert_eq!(decode_scanned(line), decode_serde(line));
+    g.bench_function("one_line_scanned", |b| {
+        b.iter(|| decode_scanned(black_box(line)))
+    });
+    g.bench_function("one_line_serde", |b| {
+        b.iter(|| decode_serde(black_box(line)))
     });
     g.finish();
 
