@@ -156,20 +156,34 @@ fn object<'a>(
     mut member: impl FnMut(Cow<'a, str>, usize) -> Option<usize>,
 ) -> Option<usize> {
     let b = text.as_bytes();
-    expect(b, at, b'{')?;
-    let mut at = skip_ws(b, at + 1);
-    if b.get(at) == Some(&b'}') {
-        return Some(at + 1);
-    }
-    loop {
+    sequence(b, at, b'{', b'}', |at| {
         let (key, key_end) = str_at(text, at)?;
         let colon = skip_ws(b, key_end);
         expect(b, colon, b':')?;
-        let end = member(key, skip_ws(b, colon + 1))?;
-        at = skip_ws(b, end);
-        match b.get(at)? {
+        member(key, skip_ws(b, colon + 1))
+    })
+}
+
+/// Walks a JSON object or array at `b[at]` (`open` … `close`): `item(start)` reads each member
+/// or element and answers the index past it; commas between them, whitespace around them.
+/// Answers the index past the closing bracket.
+fn sequence(
+    b: &[u8],
+    at: usize,
+    open: u8,
+    close: u8,
+    mut item: impl FnMut(usize) -> Option<usize>,
+) -> Option<usize> {
+    expect(b, at, open)?;
+    let mut at = skip_ws(b, at + 1);
+    if b.get(at) == Some(&close) {
+        return Some(at + 1);
+    }
+    loop {
+        at = skip_ws(b, item(at)?);
+        match *b.get(at)? {
             b',' => at = skip_ws(b, at + 1),
-            b'}' => return Some(at + 1),
+            c if c == close => return Some(at + 1),
             _ => return None,
         }
     }
@@ -198,20 +212,7 @@ fn elements(
     at: usize,
     mut element: impl FnMut(&str, usize) -> Option<usize>,
 ) -> Option<usize> {
-    let b = text.as_bytes();
-    expect(b, at, b'[')?;
-    let mut at = skip_ws(b, at + 1);
-    if b.get(at) == Some(&b']') {
-        return Some(at + 1);
-    }
-    loop {
-        at = skip_ws(b, element(text, at)?);
-        match b.get(at)? {
-            b',' => at = skip_ws(b, at + 1),
-            b']' => return Some(at + 1),
-            _ => return None,
-        }
-    }
+    sequence(text.as_bytes(), at, b'[', b']', |at| element(text, at))
 }
 
 /// `null`, or what `read` reads, at `text[at]`: an `Option` member as serde reads it.
