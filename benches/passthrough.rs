@@ -444,28 +444,19 @@ fn count_allocations(f: &Fixtures) {
         );
     }
     // Both decodes build the same request (a `String` per text); the scan must not add any.
-    let scanned = allocations(|| {
-        black_box(decode_scanned(&f.conversation));
-    });
-    let serde = allocations(|| {
-        black_box(decode_serde(&f.conversation));
-    });
-    println!("heap allocations: 21-message request decode, scanned vs serde: {scanned} vs {serde}");
-    assert!(
-        scanned <= serde,
-        "the scan allocates {scanned} times, serde {serde}"
-    );
-    let scanned = allocations(|| {
-        black_box(decode_scanned(&f.agent));
-    });
-    let serde = allocations(|| {
-        black_box(decode_serde(&f.agent));
-    });
-    println!("heap allocations: agent request decode, scanned vs serde: {scanned} vs {serde}");
-    assert!(
-        scanned <= serde,
-        "the scan allocates {scanned} times, serde {serde}"
-    );
+    for (what, body) in [("21-message", &f.conversation), ("agent", &f.agent)] {
+        let scanned = allocations(|| {
+            black_box(decode_scanned(body));
+        });
+        let serde = allocations(|| {
+            black_box(decode_serde(body));
+        });
+        println!("heap allocations: {what} request decode, scanned vs serde: {scanned} vs {serde}");
+        assert!(
+            scanned <= serde,
+            "{what}: the scan allocates {scanned} times, serde {serde}"
+        );
+    }
 }
 
 fn benches(c: &mut Criterion, f: &Fixtures) {

@@ -105,11 +105,7 @@ pub fn decode(text: &str) -> Option<ChatRequest> {
                 request.guardrail_config = v
             })?,
             "user" => seen.first(17, opt(text, at, string), |v| request.user = v)?,
-            _ => {
-                let (v, end) = value(text, at, 2)?;
-                request.extra.insert(key.into_owned(), v);
-                end
-            }
+            _ => keep(&mut request.extra, key, text, at, 2)?,
         })
     })?;
     // serde_json refuses anything but whitespace after the value.
@@ -384,6 +380,20 @@ fn value(text: &str, at: usize, depth: usize) -> Option<(Value, usize)> {
     })
 }
 
+/// A member a struct does not name, kept in its `extra` as serde's flatten keeps it (a repeated
+/// key: the last one); `depth` as for [`value`]. The index past its value.
+fn keep(
+    extra: &mut Map<String, Value>,
+    key: Cow<'_, str>,
+    text: &str,
+    at: usize,
+    depth: usize,
+) -> Option<usize> {
+    let (v, end) = value(text, at, depth)?;
+    extra.insert(key.into_owned(), v);
+    Some(end)
+}
+
 /// A member serde ignores (one a struct does not name): still read whole, so what serde refuses
 /// in it is refused here too.
 fn ignored(text: &str, at: usize, depth: usize) -> Option<usize> {
@@ -439,11 +449,7 @@ fn message(text: &str, at: usize, out: &mut Vec<Message>) -> Option<usize> {
             }
             // Signed reasoning, rare in a request: serde reads the message.
             "thinking_blocks" => return None,
-            _ => {
-                let (v, end) = value(text, at, 4)?;
-                extra.insert(key.into_owned(), v);
-                end
-            }
+            _ => keep(&mut extra, key, text, at, 4)?,
         })
     })?;
     out.push(Message {
@@ -497,11 +503,7 @@ fn part(text: &str, at: usize) -> Option<(ContentPart, usize)> {
             }
             // A document, rare beside text: serde reads the message.
             "file" => return None,
-            _ => {
-                let (v, end) = value(text, at, 6)?;
-                p.extra.insert(key.into_owned(), v);
-                end
-            }
+            _ => keep(&mut p.extra, key, text, at, 6)?,
         })
     })?;
     p.kind = kind?;
@@ -563,11 +565,7 @@ fn stream_options(text: &str, at: usize) -> Option<(StreamOptions, usize)> {
             "include_usage" => {
                 seen.first(0, opt(text, at, boolean), |v| options.include_usage = v)?
             }
-            _ => {
-                let (v, end) = value(text, at, 3)?;
-                options.extra.insert(key.into_owned(), v);
-                end
-            }
+            _ => keep(&mut options.extra, key, text, at, 3)?,
         })
     })?;
     Some((options, end))
@@ -606,11 +604,7 @@ fn tool(text: &str, at: usize) -> Option<(Tool, usize)> {
             "cache_control" => {
                 seen.first(2, opt(text, at, cache_control), |v| t.cache_control = v)?
             }
-            _ => {
-                let (v, end) = value(text, at, 4)?;
-                t.extra.insert(key.into_owned(), v);
-                end
-            }
+            _ => keep(&mut t.extra, key, text, at, 4)?,
         })
     })?;
     t.kind = kind?;
@@ -629,11 +623,7 @@ fn function_definition(text: &str, at: usize) -> Option<(FunctionDefinition, usi
                 f.parameters = v
             })?,
             "strict" => seen.first(3, opt(text, at, boolean), |v| f.strict = v)?,
-            _ => {
-                let (v, end) = value(text, at, 5)?;
-                f.extra.insert(key.into_owned(), v);
-                end
-            }
+            _ => keep(&mut f.extra, key, text, at, 5)?,
         })
     })?;
     f.name = name?;
