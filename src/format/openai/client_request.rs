@@ -346,6 +346,10 @@ fn number(b: &[u8], at: usize) -> Option<(Number, usize)> {
     Some((Number::from_f64(value)?, end))
 }
 
+/// The key serde_json's `raw_value` feature gives a meaning: as the first key of an object
+/// read into a [`Value`], the object stands for the JSON text in its string value.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
 /// Any JSON value at `text[at]`, as serde_json's [`Value`] reads it; `depth` is the nesting a
 /// container here would have (the body itself is 1).
 fn value(text: &str, at: usize, depth: usize) -> Option<(Value, usize)> {
@@ -358,6 +362,11 @@ fn value(text: &str, at: usize, depth: usize) -> Option<(Value, usize)> {
         b'{' if depth <= MAX_DEPTH => {
             let mut map = Map::new();
             let end = object(text, at, |key, at| {
+                // serde_json (built with `raw_value`) reads an object whose first key is this
+                // token as the JSON inside its string value: left to serde, wherever it sits.
+                if key == RAW_VALUE_TOKEN {
+                    return None;
+                }
                 let (v, end) = value(text, at, depth + 1)?;
                 map.insert(key.into_owned(), v);
                 Some(end)
@@ -795,6 +804,43 @@ mod tests {
         for body in bodies {
             assert_eq!(decode(body), None, "{body}");
         }
+    }
+
+    /// serde_json's `raw_value` token as an object's first key makes serde read the object as
+    /// the JSON in its string (or refuse it); the scan leaves every such object to serde, so
+    /// the request the caller ends with is serde's, or serde's error.
+    #[test]
+    fn the_raw_value_token_is_left_to_serde() {
+        let bodies = [
+            r#"{"model":"m","messages":[],"response_format":{"$serde_json::private::RawValue":"[1,2]"}}"#,
+            r#"{"model":"m","messages":[],"metadata":{"$serde_json::private::RawValue":"not json"}}"#,
+            r#"{"model":"m","messages":[],"tool_choice":{"$serde_json::private::RawValue":"1","b":2}}"#,
+            r#"{"model":"m","messages":[],"tools":[{"type":"function","function":{"name":"f","parameters":{"$serde_json::private::RawValue":5}}}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"a","x":{"$serde_json::private::RawValue":"{}"}}]}"#,
+            r#"{"model":"m","messages":[],"metadata":{"k":{"$serde_json\u003a:private::RawValue":"7"}}}"#,
+        ];
+        for body in bodies {
+            // Whatever the scan answers is serde's request; `None` leaves the body to serde.
+            if let Some(fast) = decode(body) {
+                assert_eq!(Some(fast), serde(body), "{body}");
+            }
+        }
+        assert_eq!(decode(bodies[0]), None);
+        let response_format = serde(bodies[0]).unwrap().response_format;
+        assert_eq!(response_format, Some(serde_json::json!([1, 2])));
+        assert_eq!(serde(bodies[1]), None);
+        // In a message, serde reads that message alone: `{}` in the string becomes the object.
+        let message = decode(bodies[4]).unwrap().messages.remove(0);
+        assert_eq!(message.extra.get("x"), Some(&serde_json::json!({})));
+        // Serde reads the token as a plain key when it is not the first; the scan leaves it to
+        // serde wherever it sits, which costs only a body no client sends.
+        let later = r#"{"model":"m","messages":[],"metadata":{"a":1,"$serde_json::private::RawValue":"2"}}"#;
+        assert_eq!(decode(later), None);
+        let metadata = serde(later).unwrap().extra.remove("metadata");
+        assert_eq!(
+            metadata,
+            Some(serde_json::json!({"a": 1, "$serde_json::private::RawValue": "2"}))
+        );
     }
 
     /// A body with every member the request and its parts have, each read: the destructuring
