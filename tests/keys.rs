@@ -199,6 +199,50 @@ async fn allowlists_by_name_glob_and_model_group_refuse_before_any_upstream_call
     );
 }
 
+/// A native body that names its model twice is checked against the allowlist with the model it
+/// is then routed by (the last, as a JSON map keeps it): repeating `model` does not get a key
+/// past its allowlist, whether the first one is allowed or not a string.
+#[tokio::test]
+async fn a_repeated_model_member_cannot_get_past_the_allowlist() {
+    let upstream = Fake::start(fake::openai_smart()).await;
+    let keys = KeysFile::new(&entry("team-b", TEAM_B, "models = [\"o3-cached\"]"));
+    let (_gateway, gw) = start(&config(&upstream, &keys, "")).await;
+    let bodies = [
+        r#"{"anthropic_version":"bedrock-2023-05-31","model":"o3-cached","model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#,
+        r#"{"anthropic_version":"bedrock-2023-05-31","model":5,"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#,
+        r#"{"inputText":"hi","model":"o3-cached","m\u006fdel":"gpt-4o"}"#,
+    ];
+    for body in bodies {
+        let res = common::send_raw(
+            Method::POST,
+            &gw.url("/v1/chat/completions"),
+            Some(TEAM_B),
+            Some(body.as_bytes().to_vec().into()),
+            &[],
+        )
+        .await;
+        assert_eq!(res.status, 403, "{body}: {}", res.text());
+        assert_eq!(res.json()["error"]["code"], "model_not_allowed", "{body}");
+    }
+    assert_eq!(
+        upstream.count(),
+        0,
+        "no refused request reached the upstream"
+    );
+    // The allowed model named last is served.
+    let allowed = r#"{"anthropic_version":"bedrock-2023-05-31","model":"gpt-4o","model":"o3-cached","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
+    let res = common::send_raw(
+        Method::POST,
+        &gw.url("/v1/chat/completions"),
+        Some(TEAM_B),
+        Some(allowed.as_bytes().to_vec().into()),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(upstream.count(), 1);
+}
+
 /// `o3-cached` at the fake: 11 prompt tokens of which 8 cached, 7 completion tokens of which 5
 /// reasoning (with `reasoning_effort`): 3 × 2 + 8 × 0.5 + 7 × 8 = 66 per million.
 const O3_CACHED_COST: &str = "0.000066";

@@ -5,10 +5,14 @@
 //! the body is read by a strict byte scan (`Scan`: JSON's whole grammar, no tree, no string
 //! decoded): marker keys are recorded, `model`/`model_id`/`modelId` and `stream` are kept when
 //! they are a string / a boolean, and every other value is checked and skipped without being
-//! stored. The typed decode that follows is then the request's one parse (issue 18). A test
-//! checks the scan against serde_json on thousands of mutated bodies: it accepts what serde_json
-//! accepts, except numbers beyond `f64`'s range, which the decode refuses. The same pass enforces
-//! the body's structural budget:
+//! stored. The typed decode that follows is then the request's one parse (issue 18). A member
+//! repeated at the top level is read as serde_json's map keeps it, the last occurrence: a native
+//! body is decoded that way, so a key's model allowlist is checked against the model the request
+//! is then routed by. A test checks the scan against serde_json on thousands of mutated bodies: it
+//! accepts what serde_json accepts, except numbers beyond `f64`'s range, which the decode refuses,
+//! and an object whose first key is `"$serde_json::private::RawValue"`, which it refuses (serde_json,
+//! built with `raw_value`, would read that object as the JSON text in its string, a value other
+//! than the one detection saw). The same pass enforces the body's structural budget:
 //!
 //! - **values**: every JSON value and object key counts one; past the limit the body is refused
 //!   (413 `request_too_complex`) before anything is allocated for it. A generic tree of `[0,0,…]`
@@ -58,15 +62,26 @@ const MARKERS: [&str; 8] = [
 #[non_exhaustive]
 pub struct BodyHead {
     present: u16,
-    model: Option<String>,
-    model_rank: u8,
+    /// The string of each of [`MODEL_KEYS`], as its last occurrence has it (a member repeated
+    /// in the body: the last one, as serde_json's map keeps it).
+    models: [Option<String>; 3],
     stream: Option<bool>,
-    max_tokens: Option<u64>,
+    /// The whole number of each of [`CAP_KEYS`], as its last occurrence has it.
+    caps: [Option<u64>; 3],
     values: usize,
 }
 
 /// Where a body names its model, in order of precedence.
 const MODEL_KEYS: [&str; 3] = ["model", "model_id", "modelId"];
+
+/// Where a body caps its output tokens, in order of precedence: OpenAI's newer name, the
+/// Responses API's, then the older one (also Claude's).
+const CAP_KEYS: [&str; 3] = ["max_completion_tokens", "max_output_tokens", "max_tokens"];
+
+/// The key serde_json's `raw_value` feature gives a meaning: an object whose first key is this
+/// one, read into a `Value`, stands for the JSON text in its string value. Detection refuses
+/// such an object, so that every later read of the body sees the same members it did.
+const RAW_VALUE_TOKEN: &[u8] = b"$serde_json::private::RawValue";
 
 impl BodyHead {
     /// Reads a body under [`DEFAULT_MAX_JSON_VALUES`].
@@ -136,7 +151,7 @@ impl BodyHead {
     /// The model the body names: the first string of `model`, `model_id`, `modelId` in that
     /// order.
     pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
+        self.models.iter().find_map(Option::as_deref)
     }
 
     /// `stream` when it is a boolean.
@@ -144,10 +159,11 @@ impl BodyHead {
         self.stream
     }
 
-    /// The output-token cap the body's top level names (`max_completion_tokens` or the Responses
-    /// API's `max_output_tokens`, else `max_tokens`), when it is a whole number: what a budget's estimate at admission reads.
+    /// The output-token cap the body's top level names (`max_completion_tokens`, else the
+    /// Responses API's `max_output_tokens`, else `max_tokens`, whatever their order in the body),
+    /// when it is a whole number: what a budget's estimate at admission reads.
     pub fn max_tokens(&self) -> Option<u64> {
-        self.max_tokens
+        self.caps.iter().find_map(|cap| *cap)
     }
 
     /// The number of JSON values (object keys included) in the body.
@@ -155,35 +171,32 @@ impl BodyHead {
         self.values
     }
 
+    /// One top-level member. A repeated member is read as serde_json's map keeps it: the last
+    /// occurrence's value replaces the earlier one's (a value of another type clears it), so the
+    /// model, `stream` and the cap are those of the body every later decode reads.
     fn record(&mut self, key: &str, value: impl FnOnce() -> Field) {
-        if let "max_tokens" | "max_completion_tokens" | "max_output_tokens" = key {
-            if let Field::U64(n) = value() {
-                // `max_completion_tokens` wins (OpenAI's newer name); `max_output_tokens` is the
-                // Responses API's.
-                if key != "max_tokens" || self.max_tokens.is_none() {
-                    self.max_tokens = Some(n);
-                }
-            }
+        if let Some(i) = CAP_KEYS.iter().position(|k| *k == key) {
+            self.caps[i] = match value() {
+                Field::U64(n) => Some(n),
+                _ => None,
+            };
             return;
         }
         let Some(i) = MARKERS.iter().position(|m| *m == key) else {
             return;
         };
-        if self.present & (1 << i) != 0 {
-            return;
-        }
         self.present |= 1 << i;
-        match (key, value()) {
-            ("model" | "model_id" | "modelId", Field::Str(s)) => {
-                // `model` wins over `model_id` over `modelId`, whatever the order of the members.
-                let rank = MODEL_KEYS.iter().position(|m| *m == key).unwrap_or(0) as u8;
-                if self.model.is_none() || rank < self.model_rank {
-                    self.model = Some(s);
-                    self.model_rank = rank;
-                }
-            }
-            ("stream", Field::Bool(b)) => self.stream = Some(b),
-            _ => {}
+        if let Some(rank) = MODEL_KEYS.iter().position(|m| *m == key) {
+            // `model` wins over `model_id` over `modelId`, whatever the order of the members.
+            self.models[rank] = match value() {
+                Field::Str(s) => Some(s),
+                _ => None,
+            };
+        } else if key == "stream" {
+            self.stream = match value() {
+                Field::Bool(b) => Some(b),
+                _ => None,
+            };
         }
     }
 }
@@ -289,12 +302,21 @@ impl<'a> Scan<'a> {
         if self.open(b'}')? {
             return Ok(head);
         }
+        let mut first = true;
         loop {
             if self.peek() != Some(b'"') {
                 return Err(Stop::Syntax(self.i, "expected a key"));
             }
+            let key_at = self.i;
             self.take()?;
             let key = self.string()?;
+            if first && is_raw_value_token(key) {
+                return Err(Stop::Syntax(
+                    key_at,
+                    "the reserved key `$serde_json::private::RawValue` first in an object",
+                ));
+            }
+            first = false;
             self.ws();
             self.expect(b':', "expected `:`")?;
             self.ws();
@@ -456,7 +478,7 @@ fn key_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(std::str::from_utf8(raw).unwrap_or_default());
     }
     let unescaped = unescape(raw).unwrap_or_default();
-    if MARKERS.contains(&unescaped.as_str()) {
+    if MARKERS.contains(&unescaped.as_str()) || is_kept(&unescaped) {
         std::borrow::Cow::Owned(unescaped)
     } else {
         std::borrow::Cow::Borrowed("")
@@ -470,6 +492,14 @@ fn unescape(raw: &[u8]) -> Option<String> {
     quoted.extend_from_slice(raw);
     quoted.push(b'"');
     serde_json::from_slice(&quoted).ok()
+}
+
+/// Whether a key's text as written (`raw`, between the quotes) spells [`RAW_VALUE_TOKEN`].
+fn is_raw_value_token(raw: &[u8]) -> bool {
+    raw == RAW_VALUE_TOKEN
+        || raw.len() > RAW_VALUE_TOKEN.len()
+            && raw.contains(&b'\\')
+            && unescape(raw).is_some_and(|k| k.as_bytes() == RAW_VALUE_TOKEN)
 }
 
 fn is_kept(key: &str) -> bool {
@@ -605,7 +635,7 @@ mod tests {
     /// substitution of them (with the bytes JSON's grammar turns on).
     #[test]
     fn agrees_with_serde_json_on_bodies_and_their_mutations() {
-        let seeds: [&[u8]; 8] = [
+        let seeds: [&[u8]; 9] = [
             // Runs longer than the scan's 32-byte blocks, on both sides of escapes and of a
             // multi-byte character.
             r#"{"model":"m","messages":[{"role":"user","content":"Plain text that runs past one block of thirty-two bytes, é then on past the next block \n and \" after it too"}]}"#.as_bytes(),
@@ -617,6 +647,8 @@ mod tests {
             br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":10,"system":[{"type":"text","text":"s"}],"temperature":0.7}"#,
             br#"{"model_id":"m","max_completion_tokens":18446744073709551615,"max_tokens":5,"n":-0,"e":1E9}"#,
             br#"{"a":{"b":{"c":[[[[]]]]}},"stream":"yes","model":7}"#,
+            // Escaped cap keys, and the caps in the order that does not match their precedence.
+            br#"{"max_output_tokens":2,"max_completion_tokens":1,"max\u005ftokens":7,"m\u006fdel":"m"}"#,
             b"{}",
         ];
         let interesting = b"\"\\{}[],:0-.eEtfn x\n\x01\x7f\xff\xc3";
@@ -662,6 +694,111 @@ mod tests {
             }
         }
         assert!(cases.len() > 3000, "{}", cases.len());
+    }
+
+    /// A member repeated at the top level is read as serde_json's map keeps it, the last one:
+    /// a native body is decoded that way, so the model a key's allow-list is checked against
+    /// is the one the request then carries.
+    #[test]
+    fn a_repeated_member_is_read_as_its_last_occurrence() {
+        /// A body, and the model, `stream` and cap read from it.
+        type Case<'a> = (&'a [u8], Option<&'a str>, Option<bool>, Option<u64>);
+        let cases: [Case; 6] = [
+            (
+                br#"{"model":"allowed","model":"other"}"#,
+                Some("other"),
+                None,
+                None,
+            ),
+            (br#"{"model":5,"model":"other"}"#, Some("other"), None, None),
+            (
+                br#"{"model":"allowed","m\u006fdel":"other"}"#,
+                Some("other"),
+                None,
+                None,
+            ),
+            (
+                br#"{"model":"a","model":5,"model_id":"b"}"#,
+                Some("b"),
+                None,
+                None,
+            ),
+            (
+                br#"{"stream":true,"stream":false,"max_tokens":1,"max_tokens":100000}"#,
+                None,
+                Some(false),
+                Some(100_000),
+            ),
+            (
+                br#"{"stream":true,"stream":"x","max_tokens":5,"max_tokens":"x"}"#,
+                None,
+                None,
+                None,
+            ),
+        ];
+        for (body, model, stream, cap) in cases {
+            let head = BodyHead::parse(body).unwrap();
+            let text = String::from_utf8_lossy(body);
+            assert_eq!(
+                (head.model(), head.stream(), head.max_tokens()),
+                (model, stream, cap),
+                "{text}"
+            );
+            let object: Map<String, Value> = serde_json::from_slice(body).unwrap();
+            let mut expected = BodyHead::of(&object);
+            expected.values = head.values;
+            assert_eq!(head, expected, "{text}");
+        }
+    }
+
+    /// The caps' precedence does not depend on their order, and an escaped cap key is read.
+    #[test]
+    fn the_output_cap_is_read_in_one_precedence() {
+        for (body, cap) in [
+            (
+                &br#"{"max_completion_tokens":1,"max_output_tokens":2,"max_tokens":3}"#[..],
+                1,
+            ),
+            (
+                br#"{"max_tokens":3,"max_output_tokens":2,"max_completion_tokens":1}"#,
+                1,
+            ),
+            (br#"{"max_tokens":3,"max_output_tokens":2}"#, 2),
+            (br#"{"max_output_tokens":2,"max_tokens":3}"#, 2),
+            (br#"{"max\u005ftokens":5}"#, 5),
+            (br#"{"max_t\u006fkens":5,"max_completion_tokens":"x"}"#, 5),
+        ] {
+            let head = BodyHead::parse(body).unwrap();
+            assert_eq!(
+                head.max_tokens(),
+                Some(cap),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    /// serde_json (built with `raw_value`) reads an object whose first key is this token as the
+    /// JSON text in its string, or refuses it: detection refuses it, so no later read of the
+    /// body sees other members than detection did. Elsewhere in an object it is a plain key.
+    #[test]
+    fn the_raw_value_key_first_in_an_object_is_refused() {
+        for body in [
+            &br#"{"$serde_json::private::RawValue":"{\"model\":\"x\"}"}"#[..],
+            br#"{"model":"m","x":{"$serde_json::private::RawValue":"1"}}"#,
+            br#"{"model":"m","x":[{"\u0024serde_json::private::RawValue":"1"}]}"#,
+            br#"{"model":"m","x":{"$serde_json::private::RawValue":1}}"#,
+        ] {
+            let e = BodyHead::parse(body).unwrap_err();
+            let text = String::from_utf8_lossy(body);
+            assert_eq!(
+                (e.status().as_u16(), e.code()),
+                (400, Some("invalid_json")),
+                "{text}"
+            );
+        }
+        let later = br#"{"model":"m","x":{"a":1,"$serde_json::private::RawValue":"1"}}"#;
+        assert_eq!(BodyHead::parse(later).unwrap().model(), Some("m"));
     }
 
     #[test]
