@@ -10,9 +10,9 @@
 //! body is decoded that way, so a key's model allowlist is checked against the model the request
 //! is then routed by. A test checks the scan against serde_json on thousands of mutated bodies: it
 //! accepts what serde_json accepts, except numbers beyond `f64`'s range, which the decode refuses,
-//! and an object whose first key is `"$serde_json::private::RawValue"`, which it refuses (serde_json,
-//! built with `raw_value`, would read that object as the JSON text in its string, a value other
-//! than the one detection saw). The same pass enforces the body's structural budget:
+//! and the key `"$serde_json::private::RawValue"` anywhere, which it refuses (serde_json, built
+//! with `raw_value`, reads an object with that key first, as a sorted map puts it, as the JSON
+//! text in its string: a value other than the one detection saw, outside the value budget). The same pass enforces the body's structural budget:
 //!
 //! - **values**: every JSON value and object key counts one; past the limit the body is refused
 //!   (413 `request_too_complex`) before anything is allocated for it. A generic tree of `[0,0,…]`
@@ -79,8 +79,9 @@ const MODEL_KEYS: [&str; 3] = ["model", "model_id", "modelId"];
 const CAP_KEYS: [&str; 3] = ["max_completion_tokens", "max_output_tokens", "max_tokens"];
 
 /// The key serde_json's `raw_value` feature gives a meaning: an object whose first key is this
-/// one, read into a `Value`, stands for the JSON text in its string value. Detection refuses
-/// such an object, so that every later read of the body sees the same members it did.
+/// one, read into a `Value`, stands for the JSON text in its string value (a map sorts it first
+/// wherever it was written). Detection refuses it as any key, so no later read of the body
+/// builds a tree outside the value budget or sees other members than detection did.
 const RAW_VALUE_TOKEN: &[u8] = b"$serde_json::private::RawValue";
 
 impl BodyHead {
@@ -302,7 +303,6 @@ impl<'a> Scan<'a> {
         if self.open(b'}')? {
             return Ok(head);
         }
-        let mut first = true;
         loop {
             if self.peek() != Some(b'"') {
                 return Err(Stop::Syntax(self.i, "expected a key"));
@@ -310,13 +310,12 @@ impl<'a> Scan<'a> {
             let key_at = self.i;
             self.take()?;
             let key = self.string()?;
-            if first && is_raw_value_token(key) {
+            if is_raw_value_token(key) {
                 return Err(Stop::Syntax(
                     key_at,
-                    "the reserved key `$serde_json::private::RawValue` first in an object",
+                    "the reserved key `$serde_json::private::RawValue`",
                 ));
             }
-            first = false;
             self.ws();
             self.expect(b':', "expected `:`")?;
             self.ws();
@@ -779,8 +778,8 @@ mod tests {
     }
 
     /// serde_json (built with `raw_value`) reads an object whose first key is this token as the
-    /// JSON text in its string, or refuses it: detection refuses it, so no later read of the
-    /// body sees other members than detection did. Elsewhere in an object it is a plain key.
+    /// JSON text in its string, or refuses it, and a sorted map puts it first wherever it was
+    /// written: detection refuses it as any key.
     #[test]
     fn the_raw_value_key_first_in_an_object_is_refused() {
         for body in [
@@ -798,7 +797,10 @@ mod tests {
             );
         }
         let later = br#"{"model":"m","x":{"a":1,"$serde_json::private::RawValue":"1"}}"#;
-        assert_eq!(BodyHead::parse(later).unwrap().model(), Some("m"));
+        assert_eq!(
+            BodyHead::parse(later).unwrap_err().code(),
+            Some("invalid_json")
+        );
     }
 
     #[test]
