@@ -212,15 +212,18 @@ async fn a_repeated_model_member_cannot_get_past_the_allowlist() {
         r#"{"anthropic_version":"bedrock-2023-05-31","model":5,"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#,
         r#"{"inputText":"hi","model":"o3-cached","m\u006fdel":"gpt-4o"}"#,
     ];
-    for body in bodies {
-        let res = common::send_raw(
+    let url = gw.url("/v1/chat/completions");
+    let post = |body: &str| {
+        common::send_raw(
             Method::POST,
-            &gw.url("/v1/chat/completions"),
+            &url,
             Some(TEAM_B),
             Some(body.as_bytes().to_vec().into()),
             &[],
         )
-        .await;
+    };
+    for body in bodies {
+        let res = post(body).await;
         assert_eq!(res.status, 403, "{body}: {}", res.text());
         assert_eq!(res.json()["error"]["code"], "model_not_allowed", "{body}");
     }
@@ -231,14 +234,7 @@ async fn a_repeated_model_member_cannot_get_past_the_allowlist() {
     );
     // The allowed model named last is served.
     let allowed = r#"{"anthropic_version":"bedrock-2023-05-31","model":"gpt-4o","model":"o3-cached","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
-    let res = common::send_raw(
-        Method::POST,
-        &gw.url("/v1/chat/completions"),
-        Some(TEAM_B),
-        Some(allowed.as_bytes().to_vec().into()),
-        &[],
-    )
-    .await;
+    let res = post(allowed).await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(upstream.count(), 1);
 }

@@ -12,7 +12,8 @@
 //! accepts what serde_json accepts, except numbers beyond `f64`'s range, which the decode refuses,
 //! and the key `"$serde_json::private::RawValue"` anywhere, which it refuses (serde_json, built
 //! with `raw_value`, reads an object with that key first, as a sorted map puts it, as the JSON
-//! text in its string: a value other than the one detection saw, outside the value budget). The same pass enforces the body's structural budget:
+//! text in its string: a value other than the one detection saw, outside the value budget). The
+//! same pass enforces the body's structural budget:
 //!
 //! - **values**: every JSON value and object key counts one; past the limit the body is refused
 //!   (413 `request_too_complex`) before anything is allocated for it. A generic tree of `[0,0,…]`
@@ -36,7 +37,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::format::scan::{has_control, is_printable_ascii, quote_or_backslash, unicode_escape};
+use crate::format::scan::{
+    has_control, is_printable_ascii, quote_or_backslash, unicode_escape, RAW_VALUE_KEY,
+};
 
 use crate::error::GatewayError;
 
@@ -78,11 +81,9 @@ const MODEL_KEYS: [&str; 3] = ["model", "model_id", "modelId"];
 /// Responses API's, then the older one (also Claude's).
 const CAP_KEYS: [&str; 3] = ["max_completion_tokens", "max_output_tokens", "max_tokens"];
 
-/// The key serde_json's `raw_value` feature gives a meaning: an object whose first key is this
-/// one, read into a `Value`, stands for the JSON text in its string value (a map sorts it first
-/// wherever it was written). Detection refuses it as any key, so no later read of the body
-/// builds a tree outside the value budget or sees other members than detection did.
-const RAW_VALUE_TOKEN: &[u8] = b"$serde_json::private::RawValue";
+/// [`RAW_VALUE_KEY`], refused as any key: no later read of the body then builds a tree outside
+/// the value budget or sees other members than detection did.
+const RAW_VALUE_TOKEN: &[u8] = RAW_VALUE_KEY.as_bytes();
 
 impl BodyHead {
     /// Reads a body under [`DEFAULT_MAX_JSON_VALUES`].
@@ -781,7 +782,7 @@ mod tests {
     /// JSON text in its string, or refuses it, and a sorted map puts it first wherever it was
     /// written: detection refuses it as any key.
     #[test]
-    fn the_raw_value_key_first_in_an_object_is_refused() {
+    fn the_raw_value_key_is_refused_anywhere() {
         for body in [
             &br#"{"$serde_json::private::RawValue":"{\"model\":\"x\"}"}"#[..],
             br#"{"model":"m","x":{"$serde_json::private::RawValue":"1"}}"#,

@@ -51,6 +51,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::format::scan::{
     has_control, is_printable_ascii, quote_or_backslash, skip_value, skip_ws, unicode_escape,
+    RAW_VALUE_KEY,
 };
 use crate::model::{
     function_kind, CacheControl, ChatRequest, ContentPart, FunctionCall, FunctionDefinition,
@@ -346,10 +347,6 @@ fn number(b: &[u8], at: usize) -> Option<(Number, usize)> {
     Some((Number::from_f64(value)?, end))
 }
 
-/// The key serde_json's `raw_value` feature gives a meaning: as the first key of an object
-/// read into a [`Value`], the object stands for the JSON text in its string value.
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
-
 /// Any JSON value at `text[at]`, as serde_json's [`Value`] reads it; `depth` is the nesting a
 /// container here would have (the body itself is 1).
 fn value(text: &str, at: usize, depth: usize) -> Option<(Value, usize)> {
@@ -364,7 +361,7 @@ fn value(text: &str, at: usize, depth: usize) -> Option<(Value, usize)> {
             let end = object(text, at, |key, at| {
                 // serde_json (built with `raw_value`) reads an object whose first key is this
                 // token as the JSON inside its string value: left to serde, wherever it sits.
-                if key == RAW_VALUE_TOKEN {
+                if key == RAW_VALUE_KEY {
                     return None;
                 }
                 let (v, end) = value(text, at, depth + 1)?;
