@@ -467,6 +467,34 @@ async fn a_client_that_hangs_up_after_the_first_token_pays_for_what_was_streamed
     );
 }
 
+/// The output estimate charged at admission is the cap the upstream is sent: OpenAI chat reads
+/// `max_completion_tokens`, else `max_tokens`, so a Responses-API `max_output_tokens` beside them
+/// does not lower it (it did: one precedence for every format read that member first).
+#[tokio::test]
+async fn the_admission_estimate_is_the_cap_the_upstream_is_sent() {
+    let upstream = Fake::start(fake::openai_smart()).await;
+    let keys = KeysFile::new(&entry("team-a", TEAM_A, "tokens_per_day = 1000000"));
+    let (_gateway, gw) = start(&config(&upstream, &keys, "")).await;
+
+    let body = json!({"model": "gpt-slow-stream-10-100", "stream": true,
+        "max_output_tokens": 1, "max_tokens": 5000,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let prompt_estimate = (body.to_string().len() as u64).div_ceil(4);
+    let res = open_stream(&gw, TEAM_A, &body).await;
+    assert_eq!(res.status(), 200);
+    let mut held = res.into_body();
+    assert!(held.frame().await.unwrap().unwrap().is_data());
+    let charged = info(&gw, TEAM_A, "").await["spend"]["tokens_today"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(charged, prompt_estimate + 5000);
+    let sent = upstream.requests().last().unwrap().json();
+    assert_eq!(sent["max_tokens"], 5000, "{sent}");
+    while let Some(frame) = held.frame().await {
+        frame.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn hot_reload_adds_and_revokes_keys_while_requests_are_in_flight() {
     let upstream = Fake::start(fake::openai_smart()).await;

@@ -313,7 +313,7 @@ impl Default for MediaFetchConfig {
 /// file = "/etc/open-bedrock-server/keys.toml"   # KEYS_FILE; reloaded on SIGHUP and on change
 /// reload_interval_ms = 2000     # how often the file is checked for changes (0: only SIGHUP)
 /// max_concurrent = 32           # default concurrency limit of the file's keys
-/// estimate_output_tokens = 1024 # output assumed at admission when a request has no max_tokens
+/// estimate_output_tokens = 1024 # output assumed at admission when a request names no cap
 /// redis_url = "redis://redis:6379"  # budgets shared by replicas; default: [rate_limit]'s
 /// redis_timeout_ms = 100
 /// ```

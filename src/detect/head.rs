@@ -1,11 +1,12 @@
 //! [`BodyHead`]: the top level of a request body as detection reads it, in one pass that builds no
 //! JSON tree.
 //!
-//! Detection needs only a few facts — which marker members are present, the model, `stream` — so
-//! the body is read by a strict byte scan (`Scan`: JSON's whole grammar, no tree, no string
-//! decoded): marker keys are recorded, `model`/`model_id`/`modelId` and `stream` are kept when
-//! they are a string / a boolean, and every other value is checked and skipped without being
-//! stored. The typed decode that follows is then the request's one parse (issue 18). A member
+//! Detection needs only a few facts — which marker members are present, the model, `stream`, the
+//! output cap — so the body is read by a strict byte scan (`Scan`: JSON's whole grammar, no tree,
+//! no string decoded): marker keys are recorded, `model`/`model_id`/`modelId` and `stream` are
+//! kept when they are a string / a boolean, the output caps (top-level, and Titan's and
+//! Converse's inside their config objects) when they are whole numbers, and every other value is
+//! checked and skipped without being stored. The typed decode that follows is then the request's one parse (issue 18). A member
 //! repeated at the top level is read as serde_json's map keeps it, the last occurrence: a native
 //! body is decoded that way, so a key's model allowlist is checked against the model the request
 //! is then routed by. A test checks the scan against serde_json on thousands of mutated bodies: it
@@ -42,6 +43,7 @@ use crate::format::scan::{
 };
 
 use crate::error::GatewayError;
+use crate::format::InboundFormat;
 
 /// The default value budget of one body: room for a conversation of tens of thousands of turns,
 /// far below what would let a body of tiny values grow a tree many times its size.
@@ -71,6 +73,9 @@ pub struct BodyHead {
     stream: Option<bool>,
     /// The whole number of each of [`CAP_KEYS`], as its last occurrence has it.
     caps: [Option<u64>; 3],
+    /// The whole number of each of [`NESTED_CAPS`]' inner member, as the last occurrence of its
+    /// object has it.
+    nested_caps: [Option<u64>; 2],
     values: usize,
 }
 
@@ -80,6 +85,13 @@ const MODEL_KEYS: [&str; 3] = ["model", "model_id", "modelId"];
 /// Where a body caps its output tokens, in order of precedence: OpenAI's newer name, the
 /// Responses API's, then the older one (also Claude's).
 const CAP_KEYS: [&str; 3] = ["max_completion_tokens", "max_output_tokens", "max_tokens"];
+
+/// Where a native Bedrock body caps its output tokens: a member of a top-level object (Titan's
+/// `textGenerationConfig.maxTokenCount`, Converse's `inferenceConfig.maxTokens`).
+const NESTED_CAPS: [(&str, &str); 2] = [
+    ("textGenerationConfig", "maxTokenCount"),
+    ("inferenceConfig", "maxTokens"),
+];
 
 /// [`RAW_VALUE_KEY`], refused as any key: no later read of the body then builds a tree outside
 /// the value budget or sees other members than detection did.
@@ -109,10 +121,10 @@ impl BodyHead {
         if scan.peek() != Some(b'{') {
             return Err(invalid_json(bytes, scan.i, "expected a JSON object"));
         }
-        let head = scan.object(true).and_then(|head| {
+        let head = scan.top().and_then(|head| {
             scan.ws();
             match scan.peek() {
-                None => Ok(head.unwrap_or_default()),
+                None => Ok(head),
                 Some(_) => Err(Stop::Syntax(scan.i, "trailing characters")),
             }
         });
@@ -128,14 +140,23 @@ impl BodyHead {
 
     /// The head of an already parsed object (for classifiers tested without bytes).
     pub fn of(object: &Map<String, Value>) -> BodyHead {
-        let mut head = BodyHead::default();
-        for (key, value) in object {
-            head.record(key, || match value {
+        fn field(value: &Value) -> Field {
+            match value {
                 Value::String(s) => Field::Str(s.clone()),
                 Value::Bool(b) => Field::Bool(*b),
                 Value::Number(n) => n.as_u64().map_or(Field::Other, Field::U64),
                 _ => Field::Other,
-            });
+            }
+        }
+        let mut head = BodyHead::default();
+        for (key, value) in object {
+            head.record(key, || field(value));
+            if let Some((i, (_, inner))) = nested_cap(key) {
+                head.nested_caps[i] = value
+                    .as_object()
+                    .and_then(|o| o.get(*inner))
+                    .and_then(Value::as_u64);
+            }
         }
         head
     }
@@ -161,11 +182,23 @@ impl BodyHead {
         self.stream
     }
 
-    /// The output-token cap the body's top level names (`max_completion_tokens`, else the
-    /// Responses API's `max_output_tokens`, else `max_tokens`, whatever their order in the body),
-    /// when it is a whole number: what a budget's estimate at admission reads.
-    pub fn max_tokens(&self) -> Option<u64> {
-        self.caps.iter().find_map(|cap| *cap)
+    /// The output-token cap a body of `format` names, read where that format's decode reads it,
+    /// when it is a whole number: what a budget's estimate at admission charges. OpenAI chat:
+    /// `max_completion_tokens`, else `max_tokens` (whatever their order in the body); the
+    /// Responses API: `max_output_tokens`; Claude: `max_tokens`; Titan:
+    /// `textGenerationConfig.maxTokenCount`; Converse: `inferenceConfig.maxTokens`; embeddings
+    /// produce no output tokens (`Some(0)`). A member the format does not read caps nothing, so
+    /// no body lowers its estimate below the cap its upstream is sent.
+    pub fn max_tokens(&self, format: InboundFormat) -> Option<u64> {
+        let [completion, output, tokens] = self.caps;
+        match format {
+            InboundFormat::OpenAi => completion.or(tokens),
+            InboundFormat::Responses => output,
+            InboundFormat::BedrockClaude => tokens,
+            InboundFormat::BedrockTitan => self.nested_caps[0],
+            InboundFormat::Converse => self.nested_caps[1],
+            InboundFormat::Embeddings => Some(0),
+        }
     }
 
     /// The number of JSON values (object keys included) in the body.
@@ -273,7 +306,7 @@ impl<'a> Scan<'a> {
     /// A value at `self.i` (whitespace skipped before it by the caller).
     fn value(&mut self) -> Result<(), Stop> {
         match self.peek() {
-            Some(b'{') => self.object(false).map(drop),
+            Some(b'{') => self.object(),
             Some(b'[') => self.array(),
             Some(b'"') => {
                 self.take()?;
@@ -298,11 +331,65 @@ impl<'a> Scan<'a> {
         self.take()
     }
 
-    /// An object at `self.i`; at the top level, its facts.
-    fn object(&mut self, top: bool) -> Result<Option<BodyHead>, Stop> {
-        let mut head = top.then(BodyHead::default);
+    /// The body's top-level object at `self.i`: its facts.
+    fn top(&mut self) -> Result<BodyHead, Stop> {
+        let mut head = BodyHead::default();
+        self.members(|scan, key| {
+            let name = key_name(key);
+            if let Some((i, (_, inner))) = nested_cap(&name) {
+                head.nested_caps[i] = scan.nested_cap(inner)?;
+                head.record(&name, || Field::Other);
+                return Ok(());
+            }
+            let start = scan.i;
+            scan.value()?;
+            let raw = &scan.b[start..scan.i];
+            if is_kept(&name) {
+                head.record(&name, || field(raw));
+            } else {
+                head.record(&name, || Field::Other);
+            }
+            Ok(())
+        })?;
+        Ok(head)
+    }
+
+    /// A top-level member's value that may be an object holding an output cap: the whole number
+    /// its last `inner` member holds (`None` for another value, or without one).
+    fn nested_cap(&mut self, inner: &str) -> Result<Option<u64>, Stop> {
+        if self.peek() != Some(b'{') {
+            self.value()?;
+            return Ok(None);
+        }
+        let mut cap = None;
+        self.members(|scan, key| {
+            if !key_is(key, inner) {
+                return scan.value();
+            }
+            let start = scan.i;
+            scan.value()?;
+            cap = match field(&scan.b[start..scan.i]) {
+                Field::U64(n) => Some(n),
+                _ => None,
+            };
+            Ok(())
+        })?;
+        Ok(cap)
+    }
+
+    /// An object at `self.i`, its values checked and skipped.
+    fn object(&mut self) -> Result<(), Stop> {
+        self.members(|scan, _| scan.value())
+    }
+
+    /// The members of the object at `self.i`: each key checked and counted, then handed as
+    /// written (between its quotes) to `member`, which reads the value that follows the colon.
+    fn members(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a [u8]) -> Result<(), Stop>,
+    ) -> Result<(), Stop> {
         if self.open(b'}')? {
-            return Ok(head);
+            return Ok(());
         }
         loop {
             if self.peek() != Some(b'"') {
@@ -320,22 +407,9 @@ impl<'a> Scan<'a> {
             self.ws();
             self.expect(b':', "expected `:`")?;
             self.ws();
-            match &mut head {
-                Some(head) => {
-                    let name = key_name(key);
-                    let start = self.i;
-                    self.value()?;
-                    let raw = &self.b[start..self.i];
-                    if is_kept(&name) {
-                        head.record(&name, || field(raw));
-                    } else {
-                        head.record(&name, || Field::Other);
-                    }
-                }
-                None => self.value()?,
-            }
+            member(self, key)?;
             if self.next_or_close(b'}', "expected `,` or `}`")? {
-                return Ok(head);
+                return Ok(());
             }
         }
     }
@@ -478,7 +552,10 @@ fn key_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(std::str::from_utf8(raw).unwrap_or_default());
     }
     let unescaped = unescape(raw).unwrap_or_default();
-    if MARKERS.contains(&unescaped.as_str()) || is_kept(&unescaped) {
+    if MARKERS.contains(&unescaped.as_str())
+        || is_kept(&unescaped)
+        || nested_cap(&unescaped).is_some()
+    {
         std::borrow::Cow::Owned(unescaped)
     } else {
         std::borrow::Cow::Borrowed("")
@@ -500,6 +577,19 @@ fn is_raw_value_token(raw: &[u8]) -> bool {
         || raw.len() > RAW_VALUE_TOKEN.len()
             && raw.contains(&b'\\')
             && unescape(raw).is_some_and(|k| k.as_bytes() == RAW_VALUE_TOKEN)
+}
+
+/// Whether a key as written (`raw`, between its quotes) is `name`, escapes read.
+fn key_is(raw: &[u8], name: &str) -> bool {
+    raw == name.as_bytes() || raw.contains(&b'\\') && unescape(raw).is_some_and(|k| k == name)
+}
+
+/// The [`NESTED_CAPS`] entry (and its index) whose outer member is `key`.
+fn nested_cap(key: &str) -> Option<(usize, &'static (&'static str, &'static str))> {
+    NESTED_CAPS
+        .iter()
+        .enumerate()
+        .find(|(_, (outer, _))| *outer == key)
 }
 
 fn is_kept(key: &str) -> bool {
@@ -635,7 +725,7 @@ mod tests {
     /// substitution of them (with the bytes JSON's grammar turns on).
     #[test]
     fn agrees_with_serde_json_on_bodies_and_their_mutations() {
-        let seeds: [&[u8]; 9] = [
+        let seeds: [&[u8]; 10] = [
             // Runs longer than the scan's 32-byte blocks, on both sides of escapes and of a
             // multi-byte character.
             r#"{"model":"m","messages":[{"role":"user","content":"Plain text that runs past one block of thirty-two bytes, é then on past the next block \n and \" after it too"}]}"#.as_bytes(),
@@ -647,6 +737,8 @@ mod tests {
             br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":10,"system":[{"type":"text","text":"s"}],"temperature":0.7}"#,
             br#"{"model_id":"m","max_completion_tokens":18446744073709551615,"max_tokens":5,"n":-0,"e":1E9}"#,
             br#"{"a":{"b":{"c":[[[[]]]]}},"stream":"yes","model":7}"#,
+            // The native bodies' caps, in config objects.
+            br#"{"inputText":"t","textGenerationConfig":{"maxTokenCount":5,"x":[1]},"inferenceConfig":{"maxTokens":7}}"#,
             // Escaped cap keys, and the caps in the order that does not match their precedence.
             br#"{"max_output_tokens":2,"max_completion_tokens":1,"max\u005ftokens":7,"m\u006fdel":"m"}"#,
             b"{}",
@@ -740,7 +832,11 @@ mod tests {
             let head = BodyHead::parse(body).unwrap();
             let text = String::from_utf8_lossy(body);
             assert_eq!(
-                (head.model(), head.stream(), head.max_tokens()),
+                (
+                    head.model(),
+                    head.stream(),
+                    head.max_tokens(InboundFormat::OpenAi)
+                ),
                 (model, stream, cap),
                 "{text}"
             );
@@ -751,30 +847,81 @@ mod tests {
         }
     }
 
-    /// The caps' precedence does not depend on their order, and an escaped cap key is read.
+    /// Each format's cap is read where its decode reads it, whatever the order of the members,
+    /// escaped keys included; a member another format reads caps nothing, so no body lowers
+    /// its admission estimate below what its upstream is sent.
     #[test]
-    fn the_output_cap_is_read_in_one_precedence() {
-        for (body, cap) in [
+    fn the_output_cap_is_read_where_the_format_reads_it() {
+        use InboundFormat::{BedrockClaude, BedrockTitan, Converse, Embeddings, OpenAi, Responses};
+        let cases: [(&[u8], InboundFormat, Option<u64>); 20] = [
             (
-                &br#"{"max_completion_tokens":1,"max_output_tokens":2,"max_tokens":3}"#[..],
-                1,
+                br#"{"max_completion_tokens":1,"max_output_tokens":2,"max_tokens":3}"#,
+                OpenAi,
+                Some(1),
             ),
             (
                 br#"{"max_tokens":3,"max_output_tokens":2,"max_completion_tokens":1}"#,
-                1,
+                OpenAi,
+                Some(1),
             ),
-            (br#"{"max_tokens":3,"max_output_tokens":2}"#, 2),
-            (br#"{"max_output_tokens":2,"max_tokens":3}"#, 2),
-            (br#"{"max\u005ftokens":5}"#, 5),
-            (br#"{"max_t\u006fkens":5,"max_completion_tokens":"x"}"#, 5),
-        ] {
+            // OpenAI chat does not read `max_output_tokens`: the request is capped by `max_tokens`.
+            (br#"{"max_output_tokens":2,"max_tokens":300}"#, OpenAi, Some(300)),
+            (br#"{"max_output_tokens":2}"#, OpenAi, None),
+            (br#"{"max\u005ftokens":5}"#, OpenAi, Some(5)),
+            (br#"{"max_t\u006fkens":5,"max_completion_tokens":"x"}"#, OpenAi, Some(5)),
+            // The Responses API reads only `max_output_tokens`.
+            (br#"{"max_tokens":1,"max_output_tokens":200}"#, Responses, Some(200)),
+            (br#"{"max_completion_tokens":1}"#, Responses, None),
+            // Claude reads only `max_tokens`.
+            (br#"{"max_completion_tokens":1,"max_tokens":4096}"#, BedrockClaude, Some(4096)),
+            (br#"{"max_output_tokens":1}"#, BedrockClaude, None),
+            // Titan and Converse read a member of a config object, its last occurrence's.
+            (
+                br#"{"max_tokens":1,"textGenerationConfig":{"temperature":0.5,"maxTokenCount":512}}"#,
+                BedrockTitan,
+                Some(512),
+            ),
+            (
+                br#"{"textGenerationConfig":{"maxTokenCount":1,"maxTokenCount":700}}"#,
+                BedrockTitan,
+                Some(700),
+            ),
+            (
+                br#"{"textGenerationConfig":{"maxTokenCount":1},"textGenerationConfig":{}}"#,
+                BedrockTitan,
+                None,
+            ),
+            (
+                br#"{"textGenerationConfig":{"maxTokenCount":1},"textGenerationConfig":5}"#,
+                BedrockTitan,
+                None,
+            ),
+            (
+                br#"{"textGenerationConfig":{"maxTok\u0065nCount":64}}"#,
+                BedrockTitan,
+                Some(64),
+            ),
+            (br#"{"maxTokenCount":1}"#, BedrockTitan, None),
+            (
+                br#"{"max_tokens":1,"inferenceConfig":{"maxTokens":1000,"topP":0.9}}"#,
+                Converse,
+                Some(1000),
+            ),
+            (
+                br#"{"inferenceC\u006fnfig":{"x":{"maxTokens":1},"maxTokens":90}}"#,
+                Converse,
+                Some(90),
+            ),
+            (br#"{"inferenceConfig":{"maxTokens":"many"}}"#, Converse, None),
+            // Embeddings produce no output tokens.
+            (br#"{"max_tokens":100}"#, Embeddings, Some(0)),
+        ];
+        for (body, format, cap) in cases {
             let head = BodyHead::parse(body).unwrap();
-            assert_eq!(
-                head.max_tokens(),
-                Some(cap),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
+            let text = String::from_utf8_lossy(body);
+            assert_eq!(head.max_tokens(format), cap, "{format:?} {text}");
+            let object: Map<String, Value> = serde_json::from_slice(body).unwrap();
+            assert_eq!(BodyHead::of(&object).max_tokens(format), cap, "{text}");
         }
     }
 

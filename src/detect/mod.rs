@@ -172,8 +172,8 @@ pub struct DetectedRequest {
     /// The model the request names — the path's, else the body's top-level `model` (`model_id`,
     /// `modelId`) — as detection read it: what a key's allowlist is checked against.
     pub requested_model: Option<String>,
-    /// The output-token cap the body's top level names (`max_completion_tokens`, else
-    /// `max_output_tokens`, else `max_tokens`): the budget's admission estimate.
+    /// The output-token cap the body names where its format's decode reads it (see
+    /// [`BodyHead::max_tokens`]): the budget's admission estimate.
     pub max_tokens: Option<u64>,
 }
 
@@ -203,7 +203,7 @@ impl DetectedRequest {
         if self.requested_model.is_none() {
             self.requested_model = head.model().map(str::to_owned);
         }
-        self.max_tokens = head.max_tokens();
+        self.max_tokens = head.max_tokens(self.inbound);
         self
     }
 }

@@ -13,8 +13,9 @@
 //!    `concurrency_limit_exceeded`. Slots are counted in this process: with several replicas each
 //!    allows `max_concurrent`.
 //! 3. **Budgets.** A key with budgets is charged an *estimate* at admission — prompt tokens as the
-//!    body's bytes / 4, output tokens as the request's `max_tokens` (or the configured default),
-//!    priced at the requested model's price — in one atomic step that refuses the request (429
+//!    body's bytes / 4, output tokens as the cap the request's format sends upstream
+//!    ([`BodyHead::max_tokens`](crate::detect::BodyHead::max_tokens); the configured default
+//!    without one, none for embeddings), priced at the requested model's price — in one atomic step that refuses the request (429
 //!    `budget_exceeded`, with the time the budget resets and `Retry-After`) when a budget is
 //!    already spent. When the call ends the charge is corrected to the real usage: the reply's
 //!    usage; for a stream the client abandoned, the output it was sent (estimated from its bytes)
