@@ -657,7 +657,7 @@ fn invalid_json(bytes: &[u8], at: usize, what: &str) -> GatewayError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -711,6 +711,25 @@ mod tests {
         assert_eq!(e.code(), Some("request_too_complex"));
     }
 
+    /// Each seed, and every one-byte deletion and substitution (by each of `interesting`) of it.
+    pub(crate) fn mutations(seeds: &[&[u8]], interesting: &[u8]) -> Vec<Vec<u8>> {
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for seed in seeds {
+            cases.push(seed.to_vec());
+            for i in 0..seed.len() {
+                let mut deleted = seed.to_vec();
+                deleted.remove(i);
+                cases.push(deleted);
+                for &b in interesting {
+                    let mut changed = seed.to_vec();
+                    changed[i] = b;
+                    cases.push(changed);
+                }
+            }
+        }
+        cases
+    }
+
     /// Values and keys in a parsed tree, counted as the scan counts them.
     fn count(v: &Value) -> usize {
         match v {
@@ -743,21 +762,7 @@ mod tests {
             br#"{"max_output_tokens":2,"max_completion_tokens":1,"max\u005ftokens":7,"m\u006fdel":"m"}"#,
             b"{}",
         ];
-        let interesting = b"\"\\{}[],:0-.eEtfn x\n\x01\x7f\xff\xc3";
-        let mut cases: Vec<Vec<u8>> = Vec::new();
-        for seed in seeds {
-            cases.push(seed.to_vec());
-            for i in 0..seed.len() {
-                let mut deleted = seed.to_vec();
-                deleted.remove(i);
-                cases.push(deleted);
-                for &b in interesting {
-                    let mut changed = seed.to_vec();
-                    changed[i] = b;
-                    cases.push(changed);
-                }
-            }
-        }
+        let cases = mutations(&seeds, b"\"\\{}[],:0-.eEtfn x\n\x01\x7f\xff\xc3");
         for case in &cases {
             let ours = BodyHead::parse(case);
             let theirs = serde_json::from_slice::<Map<String, Value>>(case);

@@ -30,9 +30,18 @@
 //! **Memory per request is bounded** (DESIGN §11): the body is read into one buffer under the size
 //! limit and a global [`BodyBudget`] of bytes in flight (503 when it is spent: load is shed, never
 //! queued in memory), then read once by [`BodyHead`] — a typed pass that keeps only the markers,
-//! the model and `stream`, and refuses more than `max_json_values` values or nesting deeper than
-//! 128 — so no generic JSON tree of the body is ever built here. Translation then decodes the bytes
-//! straight into typed requests.
+//! the model, `stream` and the output cap, and refuses more than `max_json_values` values or
+//! nesting deeper than 128 — so no generic JSON tree of the body is ever built here. Translation
+//! then decodes the bytes straight into typed requests.
+//!
+//! **One walk for a chat body.** On a route that reads OpenAI chat bodies
+//! ([`Classify::openai_chat`]), detection first decodes the body straight into the typed
+//! [`ChatRequest`] (`client_request::decode_within`, the walk translation would run), counting
+//! its values against the same budget; the request rides on as [`DetectedRequest::decoded`], so a
+//! chat body is read once, not scanned by [`BodyHead`] and then decoded. Any body that walk does
+//! not read wholly by itself — a native body's marker, a member serde reads, the reserved
+//! raw-value key, past the budget, not JSON — takes the two steps above, whose answer (and
+//! error) it then gets; a test holds the two paths equal on thousands of mutated bodies.
 //!
 //! ```
 //! use open_bedrock_server::detect::{detect_format, BodyHead};
@@ -58,6 +67,7 @@ use http::request::Parts;
 
 use crate::error::{ErrorDialect, GatewayError};
 use crate::format::{InboundFormat, ReplyFormat, TargetFormat};
+use crate::model::ChatRequest;
 
 /// What a classifier decided about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +135,16 @@ pub trait Classify: Clone + Send + Sync + 'static {
 
     /// Decides the formats (and path-given model and streaming) of a request.
     fn classify(&self, head: &Parts, body: &BodyHead) -> Result<Classified, GatewayError>;
+
+    /// What [`classify`](Classify::classify) decides for an OpenAI chat body on this route —
+    /// `None` when the route reads no such body, or its decision needs more than the body's
+    /// format. With it, detection reads a chat body once, into the typed request and its facts
+    /// together ([`DetectedRequest::decoded`]); a body that walk does not read is detected and
+    /// decoded in two steps as before, with the same outcome. Default: `None`.
+    fn openai_chat(&self, head: &Parts) -> Option<Classified> {
+        let _ = head;
+        None
+    }
 }
 
 impl<F> Classify for F
@@ -152,6 +172,11 @@ impl Classify for ChatClassifier {
         let target = target_format(head.uri.query())?;
         Ok(Classified::new(detect_format(body)?, target.into()))
     }
+
+    fn openai_chat(&self, head: &Parts) -> Option<Classified> {
+        let target = target_format(head.uri.query()).ok()?;
+        Some(Classified::new(InboundFormat::OpenAi, target.into()))
+    }
 }
 
 /// The request body after detection: what the classifier decided, and the body's bytes (one JSON
@@ -175,6 +200,10 @@ pub struct DetectedRequest {
     /// The output-token cap the body names where its format's decode reads it (see
     /// [`BodyHead::max_tokens`]): the budget's admission estimate.
     pub max_tokens: Option<u64>,
+    /// An OpenAI chat body already decoded by detection (see [`Classify::openai_chat`]):
+    /// translation takes it instead of decoding `body` again. `None` for any other body, and for
+    /// a chat body detection read in two steps.
+    pub decoded: Option<Box<ChatRequest>>,
 }
 
 impl DetectedRequest {
@@ -195,7 +224,33 @@ impl DetectedRequest {
             stream,
             body,
             max_tokens: None,
+            decoded: None,
         }
+    }
+
+    /// An OpenAI chat body read in one walk: `request` is `body` decoded by
+    /// [`client_request::decode_within`](crate::format::openai::client_request::decode_within),
+    /// classified as `classified` (an OpenAI chat body on its route); `None` when the body is not
+    /// one (its top level has `anthropic_version` or `inputText`: detection's markers of a native
+    /// body, which two-step detection then reads).
+    pub fn decoded_chat(
+        classified: Classified,
+        body: impl Into<Bytes>,
+        request: ChatRequest,
+    ) -> Option<Self> {
+        if ["anthropic_version", "inputText"]
+            .iter()
+            .any(|marker| request.extra.contains_key(*marker))
+        {
+            return None;
+        }
+        let mut detected = DetectedRequest::new(classified, body);
+        if detected.requested_model.is_none() {
+            detected.requested_model = Some(request.model.clone());
+        }
+        detected.max_tokens = request.max_output_tokens().map(u64::from);
+        detected.decoded = Some(Box::new(request));
+        Some(detected)
     }
 
     /// With what the body's head says: its model (when the path names none) and output cap.

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::body::BoxError;
 use crate::error::{ErrorDialect, GatewayError};
+use crate::format::openai::client_request;
 
 /// How long a client may take to send its body by default (408 beyond it).
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -276,6 +277,23 @@ where
     }
 }
 
+/// A chat body detected and decoded in one walk, on a route that reads one
+/// ([`Classify::openai_chat`]): the typed decode counts the body's values against the budget as
+/// detection's scan does. `None` for any body that walk does not read wholly by itself — another
+/// format, a member serde reads, anything past the budget or not JSON — which the two steps then
+/// detect and decode, with their own answer and error.
+fn one_walk<C: Classify>(
+    classifier: &C,
+    parts: &Parts,
+    bytes: &Bytes,
+    max_json_values: usize,
+) -> Option<DetectedRequest> {
+    let classified = classifier.openai_chat(parts)?;
+    let text = std::str::from_utf8(bytes).ok()?;
+    let request = client_request::decode_within(text, max_json_values)?;
+    DetectedRequest::decoded_chat(classified, bytes.clone(), request)
+}
+
 impl<S, C, B, ResB> Future for ResponseFuture<S, C, B>
 where
     S: Service<Request<DetectedRequest>, Response = Response<ResB>>,
@@ -327,11 +345,15 @@ where
                         .to_response(dialect)));
                     };
                     let bytes = std::mem::take(buf).freeze();
-                    let detected =
-                        BodyHead::parse_with_limit(&bytes, *max_json_values).and_then(|head| {
-                            let classified = classifier.classify(&parts, &head)?;
-                            Ok(DetectedRequest::new(classified, bytes).with_head(&head))
-                        });
+                    let detected = match one_walk(classifier, &parts, &bytes, *max_json_values) {
+                        Some(detected) => Ok(detected),
+                        None => {
+                            BodyHead::parse_with_limit(&bytes, *max_json_values).and_then(|head| {
+                                let classified = classifier.classify(&parts, &head)?;
+                                Ok(DetectedRequest::new(classified, bytes).with_head(&head))
+                            })
+                        }
+                    };
                     let detected = match detected {
                         Ok(d) => d,
                         Err(e) => return Poll::Ready(Ok(e.to_response(dialect))),
@@ -349,5 +371,90 @@ where
             };
             this.state.set(next);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::ChatClassifier;
+    use crate::translate::decode_request;
+
+    /// What the client sees of a detection and decode: the facts detection hands on and the
+    /// decoded request, or the error's status and text.
+    fn outcome(detected: Result<DetectedRequest, GatewayError>) -> String {
+        match detected {
+            Ok(d) => {
+                let facts = (d.inbound, d.reply, d.requested_model.clone(), d.max_tokens);
+                match decode_request(d) {
+                    Ok((request, original)) => format!("{facts:?} {request:?} {original:?}"),
+                    Err(e) => format!("{facts:?} {} {e}", e.status()),
+                }
+            }
+            Err(e) => format!("{} {e}", e.status()),
+        }
+    }
+
+    fn two_steps(
+        parts: &Parts,
+        bytes: &Bytes,
+        limit: usize,
+    ) -> Result<DetectedRequest, GatewayError> {
+        BodyHead::parse_with_limit(bytes, limit).and_then(|head| {
+            let classified = ChatClassifier.classify(parts, &head)?;
+            Ok(DetectedRequest::new(classified, bytes.clone()).with_head(&head))
+        })
+    }
+
+    /// The one walk of a chat body ends where the two steps end, on seed bodies and their one-byte
+    /// mutations, at the default budget and at the budget's edge: whenever it reads a body, the
+    /// facts, the request and any validation error are the two steps' own, and it leaves every body
+    /// the two steps refuse (a native body, a repeated or escaped marker, the reserved raw-value
+    /// key, too many values) to them.
+    #[test]
+    fn the_one_walk_ends_where_the_two_steps_end() {
+        let seeds: [&[u8]; 12] = [
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":20,"stream":true}"#,
+            br#"{"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"a\n\u00e9"}]}],"model":"m","max_completion_tokens":7,"max_tokens":9,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"string"}}}}}],"x":[1,{"y":null}]}"#,
+            br#"{"model":"m","messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"r"}],"stop":["a"],"temperature":0.5}"#,
+            // Native markers beside a chat body's members: the two steps decide.
+            br#"{"model":"m","messages":[],"anthropic_version":"bedrock-2023-05-31","max_tokens":5}"#,
+            br#"{"model":"m","messages":[],"inputText":"t","textGenerationConfig":{"maxTokenCount":3}}"#,
+            br#"{"model":"m","messages":[],"anthropic\u005fversion":"v","max_output_tokens":4}"#,
+            // Repeated members, the raw-value key, members serde reads.
+            br#"{"model":"a","model":"b","messages":[]}"#,
+            br#"{"model":"m","messages":[{"role":"user","content":"a","$serde_json::private::RawValue":"1"}]}"#,
+            br#"{"model":"m","messages":[],"thinking":{"type":"enabled","budget_tokens":1024},"max_tokens":2048}"#,
+            br#"{"model":"m","messages":[{"role":"user","content":"a"}],"n":0,"max_tokens":0}"#,
+            br#"{"model":"m","model_id":"x","messages":[{"role":"user","content":"a"}],"stream":null,"user":"u"}"#,
+            br#" {"model":"m","messages":[]} "#,
+        ];
+        let cases = crate::detect::head::tests::mutations(&seeds, b"\"\\{}[],:0-.tfn x\x01\xff");
+        let (mut walked, mut checked) = (0, 0);
+        for query in ["", "?target_format=bedrock_claude"] {
+            let parts = http::Request::post(format!("/v1/chat/completions{query}"))
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            for case in &cases {
+                let bytes = Bytes::from(case.clone());
+                let values = BodyHead::parse(&bytes).map(|h| h.values()).unwrap_or(8);
+                for limit in [DEFAULT_MAX_JSON_VALUES, values, values - 1] {
+                    let text = String::from_utf8_lossy(case);
+                    let two = outcome(two_steps(&parts, &bytes, limit));
+                    checked += 1;
+                    if let Some(one) = one_walk(&ChatClassifier, &parts, &bytes, limit) {
+                        walked += 1;
+                        assert!(one.decoded.is_some());
+                        assert_eq!(outcome(Ok(one)), two, "{text} within {limit}");
+                    }
+                }
+            }
+        }
+        assert!(
+            walked > 1000 && checked > 10 * walked / 2,
+            "{walked} of {checked}"
+        );
     }
 }

@@ -61,6 +61,18 @@ impl Classify for RouteClassifier {
             _ => ChatClassifier.classify(head, body),
         }
     }
+
+    fn openai_chat(&self, head: &Parts) -> Option<Classified> {
+        match endpoint(head) {
+            Some(
+                Endpoint::Messages
+                | Endpoint::BedrockRuntime
+                | Endpoint::Embeddings
+                | Endpoint::Responses,
+            ) => None,
+            _ => ChatClassifier.openai_chat(head),
+        }
+    }
 }
 
 /// Routes each request by the endpoint table: health answers here; metrics, models and the

@@ -58,7 +58,8 @@ use crate::model::{ChatRequest, OriginalBody};
 /// win over the body's. A Claude body without `anthropic_version` gets Bedrock's, so it can be
 /// forwarded to Claude on Bedrock as written.
 ///
-/// An OpenAI body is decoded from its text straight into the typed [`ChatRequest`]; the native
+/// An OpenAI body is taken as detection decoded it ([`DetectedRequest::decoded`]), else decoded
+/// from its text straight into the typed [`ChatRequest`]; the native
 /// bodies (Claude, Titan, Converse) are read as their top-level object, whose size detection
 /// bounded ([`BodyHead`](crate::detect::BodyHead)'s value budget). The decoded request is then
 /// checked strictly ([`crate::validate`]) before anything is routed.
@@ -70,41 +71,16 @@ pub fn decode_request(
         model,
         stream,
         body: bytes,
+        decoded,
         ..
     } = detected;
     if inbound == InboundFormat::OpenAi {
-        // From text: one UTF-8 check of the whole body, where decoding from bytes checks each
-        // string again (detection's scan has checked them already, so this one does not fail
-        // after it). The body is read by a byte scan (`client_request::decode`: the request, its
-        // messages and tools, serde only for a few rare members); what the scan leaves is decoded
-        // by serde alone, without path tracking (which allocates a `String` per object key it passes): only a body that
-        // fails is decoded again with it, for the error's `param`.
-        let text = std::str::from_utf8(&bytes).ok();
-        let decoded = match (
-            text.and_then(crate::format::openai::client_request::decode),
-            text,
-        ) {
-            (Some(request), _) => Ok(request),
-            (None, Some(text)) => {
-                ChatRequest::deserialize(&mut serde_json::Deserializer::from_str(text))
-            }
-            (None, None) => {
-                ChatRequest::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
-            }
+        let decoded = match decoded {
+            // Detection decoded it (its one walk of a chat body).
+            Some(request) => Ok(*request),
+            None => decode_openai(&bytes),
         };
-        let mut request = match decoded {
-            Ok(request) => request,
-            Err(_) => {
-                let mut de = serde_json::Deserializer::from_slice(&bytes);
-                let path = serde_path_to_error::deserialize::<_, ChatRequest>(&mut de);
-                return Err(match path {
-                    Err(e) => openai_path_error(e),
-                    Ok(_) => GatewayError::internal(
-                        "the request body decoded on the second attempt only",
-                    ),
-                });
-            }
-        };
+        let mut request = decoded?;
         drop(bytes);
         if let Some(model) = model {
             request.model = model;
@@ -165,6 +141,35 @@ pub fn decode_request(
     }
     crate::validate::canonical(&request)?;
     Ok((request, original))
+}
+
+/// An OpenAI body detection did not decode, from its bytes.
+///
+/// From text: one UTF-8 check of the whole body, where decoding from bytes checks each string
+/// again (detection's scan has checked them already, so this one does not fail after it). The
+/// body is read by a byte scan (`client_request::decode`: the request, its messages and tools,
+/// serde only for a few rare members); what the scan leaves is decoded by serde alone, without
+/// path tracking (which allocates a `String` per object key it passes): only a body that fails is
+/// decoded again with it, for the error's `param`.
+fn decode_openai(bytes: &[u8]) -> Result<ChatRequest, GatewayError> {
+    let text = std::str::from_utf8(bytes).ok();
+    let decoded = match (
+        text.and_then(crate::format::openai::client_request::decode),
+        text,
+    ) {
+        (Some(request), _) => Ok(request),
+        (None, Some(text)) => {
+            ChatRequest::deserialize(&mut serde_json::Deserializer::from_str(text))
+        }
+        (None, None) => ChatRequest::deserialize(&mut serde_json::Deserializer::from_slice(bytes)),
+    };
+    decoded.map_err(|_| {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        match serde_path_to_error::deserialize::<_, ChatRequest>(&mut de) {
+            Err(e) => openai_path_error(e),
+            Ok(_) => GatewayError::internal("the request body decoded on the second attempt only"),
+        }
+    })
 }
 
 fn original(format: InboundFormat, body: serde_json::Map<String, Value>) -> OriginalBody {

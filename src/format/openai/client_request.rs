@@ -22,6 +22,11 @@
 //! every error a client sees is still serde's. Tests hold the two decodes equal on thousands of
 //! mutated bodies and on a body with every member of the request.
 //!
+//! [`decode_within`] is the same walk as detection's one parse of a chat body: it counts every
+//! value and key against a budget as detection's scan does, and answers `None` past it or
+//! wherever serde would read a member (values the walk cannot count), leaving the body to
+//! detection's two steps.
+//!
 //! Hand-written because serde cannot skip a member without walking it (`IgnoredAny` still scans
 //! and unescapes every string), and a borrowed or lazy JSON type would still leave the typed
 //! decode to serde. A member added to [`ChatRequest`] or [`Message`] must be read here too (or
@@ -45,6 +50,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Number, Value};
@@ -65,6 +71,60 @@ pub const MAX_DEPTH: usize = 100;
 /// `text` (one JSON object) as a request (see the module docs); `None` leaves the body to serde,
 /// for its error.
 pub fn decode(text: &str) -> Option<ChatRequest> {
+    decode_text(&Text::new(text, usize::MAX, false))
+}
+
+/// `text` as a request, read by the walk alone within a budget of `max_values` JSON values (every
+/// value and object key counts one, as [`BodyHead`](crate::detect::BodyHead) counts them):
+/// detection's one parse of a chat body. `None` past the budget, when serde would read a member
+/// (those values are not counted), at a top-level `anthropic_version` or `inputText` (a native
+/// body's markers), and wherever [`decode`] answers `None`; the caller then takes the two-step
+/// path (detection's scan, then [`decode`]).
+pub fn decode_within(text: &str, max_values: usize) -> Option<ChatRequest> {
+    let text = Text::new(text, max_values, true);
+    let request = decode_text(&text)?;
+    (!text.by_serde.get()).then_some(request)
+}
+
+/// The body's text as the walk reads it, and what the walk counts.
+struct Text<'a> {
+    s: &'a str,
+    /// The values and keys the budget still allows.
+    left: Cell<usize>,
+    /// Whether serde read a member (`serde_at`), whose values the walk did not count.
+    by_serde: Cell<bool>,
+    /// Detection's walk ([`decode_within`]): a native body's marker at the top level ends it.
+    counted: bool,
+}
+
+impl<'a> Text<'a> {
+    fn new(s: &'a str, max_values: usize, counted: bool) -> Self {
+        Text {
+            s,
+            left: Cell::new(max_values),
+            by_serde: Cell::new(false),
+            counted,
+        }
+    }
+
+    /// `n` more values against the budget; `None` past it.
+    fn take(&self, n: usize) -> Option<()> {
+        self.left.set(self.left.get().checked_sub(n)?);
+        Some(())
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.s
+    }
+}
+
+fn decode_text(text: &Text<'_>) -> Option<ChatRequest> {
+    // The body itself is a value.
+    text.take(1)?;
     let b = text.as_bytes();
     let mut request = ChatRequest::default();
     let (mut model, mut messages, mut seen) = (None, None, Seen::default());
@@ -106,6 +166,8 @@ pub fn decode(text: &str) -> Option<ChatRequest> {
                 request.guardrail_config = v
             })?,
             "user" => seen.first(17, opt(text, at, string), |v| request.user = v)?,
+            // A native body's marker: detection's walk stops here (the body is not chat).
+            "anthropic_version" | "inputText" if text.counted => return None,
             _ => keep(&mut request.extra, key, text, at, 2)?,
         })
     })?;
@@ -148,13 +210,18 @@ fn expect(b: &[u8], at: usize, byte: u8) -> Option<()> {
 /// Walks the object at `text[at]`: `member(key, value_start)` reads each member and answers the
 /// index past its value. Answers the index past the object.
 fn object<'a>(
-    text: &'a str,
+    text: &Text<'a>,
     at: usize,
     mut member: impl FnMut(Cow<'a, str>, usize) -> Option<usize>,
 ) -> Option<usize> {
     let b = text.as_bytes();
-    sequence(b, at, b'{', b'}', |at| {
+    sequence(text, at, b'{', b'}', |at| {
         let (key, key_end) = str_at(text, at)?;
+        // serde_json (built with `raw_value`) reads an object whose first key is this token as
+        // the JSON inside its string value: left to serde, wherever it sits.
+        if key == RAW_VALUE_KEY {
+            return None;
+        }
         let colon = skip_ws(b, key_end);
         expect(b, colon, b':')?;
         member(key, skip_ws(b, colon + 1))
@@ -165,18 +232,22 @@ fn object<'a>(
 /// or element and answers the index past it; commas between them, whitespace around them.
 /// Answers the index past the closing bracket.
 fn sequence(
-    b: &[u8],
+    text: &Text<'_>,
     at: usize,
     open: u8,
     close: u8,
     mut item: impl FnMut(usize) -> Option<usize>,
 ) -> Option<usize> {
+    let b = text.as_bytes();
+    // A member is a key and a value; an element, a value.
+    let values = if open == b'{' { 2 } else { 1 };
     expect(b, at, open)?;
     let mut at = skip_ws(b, at + 1);
     if b.get(at) == Some(&close) {
         return Some(at + 1);
     }
     loop {
+        text.take(values)?;
         at = skip_ws(b, item(at)?);
         match *b.get(at)? {
             b',' => at = skip_ws(b, at + 1),
@@ -189,9 +260,9 @@ fn sequence(
 /// The array at `text[at]`, each element read by `element` (the value and the index past it),
 /// and the index past the array.
 fn list<T>(
-    text: &str,
+    text: &Text<'_>,
     at: usize,
-    mut element: impl FnMut(&str, usize) -> Option<(T, usize)>,
+    mut element: impl FnMut(&Text<'_>, usize) -> Option<(T, usize)>,
 ) -> Option<(Vec<T>, usize)> {
     let mut out = Vec::new();
     let end = elements(text, at, |text, at| {
@@ -205,18 +276,18 @@ fn list<T>(
 /// Walks the array at `text[at]`: `element(text, start)` reads each element and answers the index
 /// past it. Answers the index past the array.
 fn elements(
-    text: &str,
+    text: &Text<'_>,
     at: usize,
-    mut element: impl FnMut(&str, usize) -> Option<usize>,
+    mut element: impl FnMut(&Text<'_>, usize) -> Option<usize>,
 ) -> Option<usize> {
-    sequence(text.as_bytes(), at, b'[', b']', |at| element(text, at))
+    sequence(text, at, b'[', b']', |at| element(text, at))
 }
 
 /// `null`, or what `read` reads, at `text[at]`: an `Option` member as serde reads it.
 fn opt<T>(
-    text: &str,
+    text: &Text<'_>,
     at: usize,
-    read: impl FnOnce(&str, usize) -> Option<(T, usize)>,
+    read: impl FnOnce(&Text<'_>, usize) -> Option<(T, usize)>,
 ) -> Option<(Option<T>, usize)> {
     if text.as_bytes().get(at) == Some(&b'n') {
         return Some((None, literal(text.as_bytes(), at, b"null")?));
@@ -229,7 +300,7 @@ fn literal(b: &[u8], at: usize, word: &[u8]) -> Option<usize> {
     (b.get(at..at + word.len())? == word).then_some(at + word.len())
 }
 
-fn boolean(text: &str, at: usize) -> Option<(bool, usize)> {
+fn boolean(text: &Text<'_>, at: usize) -> Option<(bool, usize)> {
     let b = text.as_bytes();
     match b.get(at)? {
         b't' => Some((true, literal(b, at, b"true")?)),
@@ -239,13 +310,13 @@ fn boolean(text: &str, at: usize) -> Option<(bool, usize)> {
 }
 
 /// A `u32` member: an integer in range (serde refuses a fraction or an exponent there).
-fn uint(text: &str, at: usize) -> Option<(u32, usize)> {
+fn uint(text: &Text<'_>, at: usize) -> Option<(u32, usize)> {
     let (n, end) = number(text.as_bytes(), at)?;
     Some((u32::try_from(n.as_u64()?).ok()?, end))
 }
 
 /// An `f64` member: any number, an integer converted as serde's visitor converts it.
-fn float(text: &str, at: usize) -> Option<(f64, usize)> {
+fn float(text: &Text<'_>, at: usize) -> Option<(f64, usize)> {
     let (n, end) = number(text.as_bytes(), at)?;
     Some((n.as_f64()?, end))
 }
@@ -349,7 +420,7 @@ fn number(b: &[u8], at: usize) -> Option<(Number, usize)> {
 
 /// Any JSON value at `text[at]`, as serde_json's [`Value`] reads it; `depth` is the nesting a
 /// container here would have (the body itself is 1).
-fn value(text: &str, at: usize, depth: usize) -> Option<(Value, usize)> {
+fn value(text: &Text<'_>, at: usize, depth: usize) -> Option<(Value, usize)> {
     let b = text.as_bytes();
     Some(match *b.get(at)? {
         b'"' => {
@@ -359,11 +430,6 @@ fn value(text: &str, at: usize, depth: usize) -> Option<(Value, usize)> {
         b'{' if depth <= MAX_DEPTH => {
             let mut map = Map::new();
             let end = object(text, at, |key, at| {
-                // serde_json (built with `raw_value`) reads an object whose first key is this
-                // token as the JSON inside its string value: left to serde, wherever it sits.
-                if key == RAW_VALUE_KEY {
-                    return None;
-                }
                 let (v, end) = value(text, at, depth + 1)?;
                 map.insert(key.into_owned(), v);
                 Some(end)
@@ -391,7 +457,7 @@ fn value(text: &str, at: usize, depth: usize) -> Option<(Value, usize)> {
 fn keep(
     extra: &mut Map<String, Value>,
     key: Cow<'_, str>,
-    text: &str,
+    text: &Text<'_>,
     at: usize,
     depth: usize,
 ) -> Option<usize> {
@@ -402,14 +468,15 @@ fn keep(
 
 /// A member serde ignores (one a struct does not name): still read whole, so what serde refuses
 /// in it is refused here too.
-fn ignored(text: &str, at: usize, depth: usize) -> Option<usize> {
+fn ignored(text: &Text<'_>, at: usize, depth: usize) -> Option<usize> {
     value(text, at, depth).map(|(_, end)| end)
 }
 
 /// The value at `text[at]`, `depth` containers deep in the body, decoded by serde as `W`: the
 /// value wrapped in as many one-element arrays (`W` spells them: `[T; 1]`, `[[T; 1]; 1]`), so
 /// serde's depth limit counts as in the body. For the members the scan leaves to serde.
-fn serde_at<W: DeserializeOwned>(text: &str, at: usize, depth: usize) -> Option<(W, usize)> {
+fn serde_at<W: DeserializeOwned>(text: &Text<'_>, at: usize, depth: usize) -> Option<(W, usize)> {
+    text.by_serde.set(true);
     let end = skip_value(text.as_bytes(), at).ok()?;
     let raw = text.get(at..end)?;
     let mut wrapped = String::with_capacity(raw.len() + 2 * depth);
@@ -421,7 +488,7 @@ fn serde_at<W: DeserializeOwned>(text: &str, at: usize, depth: usize) -> Option<
 
 /// The array of messages at `text[at]` and the index just past it. A message the scan leaves to
 /// serde is decoded by serde alone.
-fn messages(text: &str, at: usize) -> Option<(Vec<Message>, usize)> {
+fn messages(text: &Text<'_>, at: usize) -> Option<(Vec<Message>, usize)> {
     // Each message goes into the list where it is built: a `Message` is some 200 bytes, and
     // each move of a whole one (out of a function, through an `Option`) is a `memcpy`.
     let mut out = Vec::new();
@@ -437,7 +504,7 @@ fn messages(text: &str, at: usize) -> Option<(Vec<Message>, usize)> {
 
 /// One message (an object three containers deep in the body), pushed onto `out`; the index
 /// past it.
-fn message(text: &str, at: usize, out: &mut Vec<Message>) -> Option<usize> {
+fn message(text: &Text<'_>, at: usize, out: &mut Vec<Message>) -> Option<usize> {
     let (mut role, mut content, mut name, mut tool_calls) = (None, None, None, None);
     let (mut tool_call_id, mut cache_control, mut extra) = (None, None, Map::new());
     let mut seen = Seen::default();
@@ -471,7 +538,7 @@ fn message(text: &str, at: usize, out: &mut Vec<Message>) -> Option<usize> {
     Some(end)
 }
 
-fn role(text: &str, at: usize) -> Option<(Role, usize)> {
+fn role(text: &Text<'_>, at: usize) -> Option<(Role, usize)> {
     let (name, end) = str_at(text, at)?;
     let role = match &*name {
         "system" => Role::System,
@@ -486,7 +553,7 @@ fn role(text: &str, at: usize) -> Option<(Role, usize)> {
 }
 
 /// A message's `content`: a string or an array of parts (serde's `MessageContent`).
-fn content(text: &str, at: usize) -> Option<(MessageContent, usize)> {
+fn content(text: &Text<'_>, at: usize) -> Option<(MessageContent, usize)> {
     match text.as_bytes().get(at)? {
         b'"' => string(text, at).map(|(s, end)| (MessageContent::Text(s), end)),
         b'[' => list(text, at, part).map(|(p, end)| (MessageContent::Parts(p), end)),
@@ -495,7 +562,7 @@ fn content(text: &str, at: usize) -> Option<(MessageContent, usize)> {
 }
 
 /// One content part (five containers deep).
-fn part(text: &str, at: usize) -> Option<(ContentPart, usize)> {
+fn part(text: &Text<'_>, at: usize) -> Option<(ContentPart, usize)> {
     let mut p = ContentPart::new(String::new());
     let (mut kind, mut seen) = (None, Seen::default());
     let end = object(text, at, |key, at| {
@@ -516,7 +583,7 @@ fn part(text: &str, at: usize) -> Option<(ContentPart, usize)> {
     Some((p, end))
 }
 
-fn image_url(text: &str, at: usize) -> Option<(ImageUrl, usize)> {
+fn image_url(text: &Text<'_>, at: usize) -> Option<(ImageUrl, usize)> {
     let (mut url, mut detail, mut seen) = (None, None, Seen::default());
     let end = object(text, at, |key, at| match &*key {
         "url" => seen.first(0, string(text, at), |v| url = Some(v)),
@@ -526,7 +593,7 @@ fn image_url(text: &str, at: usize) -> Option<(ImageUrl, usize)> {
     Some((ImageUrl { url: url?, detail }, end))
 }
 
-fn cache_control(text: &str, at: usize) -> Option<(CacheControl, usize)> {
+fn cache_control(text: &Text<'_>, at: usize) -> Option<(CacheControl, usize)> {
     let (mut kind, mut ttl, mut seen) = (None, None, Seen::default());
     let end = object(text, at, |key, at| match &*key {
         "type" => seen.first(0, string(text, at), |v| kind = Some(v)),
@@ -538,7 +605,7 @@ fn cache_control(text: &str, at: usize) -> Option<(CacheControl, usize)> {
 }
 
 /// One tool call of an assistant message (five containers deep).
-fn tool_call(text: &str, at: usize) -> Option<(ToolCall, usize)> {
+fn tool_call(text: &Text<'_>, at: usize) -> Option<(ToolCall, usize)> {
     let (mut id, mut kind, mut function, mut seen) = (None, None, None, Seen::default());
     let end = object(text, at, |key, at| match &*key {
         "id" => seen.first(0, string(text, at), |v| id = Some(v)),
@@ -554,7 +621,7 @@ fn tool_call(text: &str, at: usize) -> Option<(ToolCall, usize)> {
     Some((call, end))
 }
 
-fn function_call(text: &str, at: usize) -> Option<(FunctionCall, usize)> {
+fn function_call(text: &Text<'_>, at: usize) -> Option<(FunctionCall, usize)> {
     let (mut name, mut arguments, mut seen) = (None, None, Seen::default());
     let end = object(text, at, |key, at| match &*key {
         "name" => seen.first(0, string(text, at), |v| name = Some(v)),
@@ -564,7 +631,7 @@ fn function_call(text: &str, at: usize) -> Option<(FunctionCall, usize)> {
     Some((FunctionCall::new(name?, arguments.unwrap_or_default()), end))
 }
 
-fn stream_options(text: &str, at: usize) -> Option<(StreamOptions, usize)> {
+fn stream_options(text: &Text<'_>, at: usize) -> Option<(StreamOptions, usize)> {
     let (mut options, mut seen) = (StreamOptions::default(), Seen::default());
     let end = object(text, at, |key, at| {
         Some(match &*key {
@@ -578,7 +645,7 @@ fn stream_options(text: &str, at: usize) -> Option<(StreamOptions, usize)> {
 }
 
 /// `stop`: one string or a list of strings (serde's untagged `Stop`).
-fn stop(text: &str, at: usize) -> Option<(Stop, usize)> {
+fn stop(text: &Text<'_>, at: usize) -> Option<(Stop, usize)> {
     match text.as_bytes().get(at)? {
         b'"' => string(text, at).map(|(s, end)| (Stop::One(s), end)),
         _ => list(text, at, string).map(|(l, end)| (Stop::Many(l), end)),
@@ -587,7 +654,7 @@ fn stop(text: &str, at: usize) -> Option<(Stop, usize)> {
 
 /// `tool_choice`: a string is a mode, anything else an object kept as written (serde's untagged
 /// `ToolChoice`).
-fn tool_choice(text: &str, at: usize) -> Option<(ToolChoice, usize)> {
+fn tool_choice(text: &Text<'_>, at: usize) -> Option<(ToolChoice, usize)> {
     match text.as_bytes().get(at)? {
         b'"' => string(text, at).map(|(s, end)| (ToolChoice::Mode(s), end)),
         _ => value(text, at, 2).map(|(v, end)| (ToolChoice::Object(v), end)),
@@ -595,7 +662,7 @@ fn tool_choice(text: &str, at: usize) -> Option<(ToolChoice, usize)> {
 }
 
 /// One tool definition (three containers deep).
-fn tool(text: &str, at: usize) -> Option<(Tool, usize)> {
+fn tool(text: &Text<'_>, at: usize) -> Option<(Tool, usize)> {
     let mut t = Tool {
         kind: String::new(),
         function: None,
@@ -618,7 +685,7 @@ fn tool(text: &str, at: usize) -> Option<(Tool, usize)> {
 }
 
 /// A function tool's definition (four containers deep).
-fn function_definition(text: &str, at: usize) -> Option<(FunctionDefinition, usize)> {
+fn function_definition(text: &Text<'_>, at: usize) -> Option<(FunctionDefinition, usize)> {
     let mut f = FunctionDefinition::new(String::new());
     let (mut name, mut seen) = (None, Seen::default());
     let end = object(text, at, |key, at| {
@@ -639,13 +706,13 @@ fn function_definition(text: &str, at: usize) -> Option<(FunctionDefinition, usi
 /// The JSON string at `text[at]` and the index just past it: borrowed from the body when it has
 /// no escape (a key, a role), decoded (see [`string`]) when it has. Keys are short and plain
 /// ASCII: a byte loop finds the end of one sooner than the vector searches `string` starts.
-fn str_at(text: &str, at: usize) -> Option<(Cow<'_, str>, usize)> {
+fn str_at<'a>(text: &Text<'a>, at: usize) -> Option<(Cow<'a, str>, usize)> {
     let b = text.as_bytes();
     expect(b, at, b'"')?;
     let mut i = at + 1;
     while let Some(&c) = b.get(i) {
         match c {
-            b'"' => return Some((Cow::Borrowed(text.get(at + 1..i)?), i + 1)),
+            b'"' => return Some((Cow::Borrowed(text.s.get(at + 1..i)?), i + 1)),
             b'\\' | 0..0x20 | 0x80.. => break,
             _ => i += 1,
         }
@@ -660,7 +727,7 @@ fn str_at(text: &str, at: usize) -> Option<(Cow<'_, str>, usize)> {
 /// (which JSON requires escaped and serde_json refuses raw), copies it once and decodes the
 /// escapes as serde_json does. `None` for an escape it refuses (an unknown letter, a short or
 /// non-hex `\u`, a lone surrogate).
-fn string(text: &str, at: usize) -> Option<(String, usize)> {
+fn string(text: &Text<'_>, at: usize) -> Option<(String, usize)> {
     let b = text.as_bytes();
     expect(b, at, b'"')?;
     let mut out: Option<String> = None;
