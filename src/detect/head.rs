@@ -39,7 +39,8 @@
 use serde_json::{Map, Value};
 
 use crate::format::scan::{
-    has_control, is_printable_ascii, quote_or_backslash, unicode_escape, RAW_VALUE_KEY,
+    has_control, is_printable_ascii, key_is, quote_or_backslash, unescape, unicode_escape,
+    RAW_VALUE_KEY,
 };
 
 use crate::error::GatewayError;
@@ -562,26 +563,12 @@ fn key_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The string whose inside (between the quotes) is `raw`, unescaped by serde_json.
-fn unescape(raw: &[u8]) -> Option<String> {
-    let mut quoted = Vec::with_capacity(raw.len() + 2);
-    quoted.push(b'"');
-    quoted.extend_from_slice(raw);
-    quoted.push(b'"');
-    serde_json::from_slice(&quoted).ok()
-}
-
 /// Whether a key's text as written (`raw`, between the quotes) spells [`RAW_VALUE_TOKEN`].
 fn is_raw_value_token(raw: &[u8]) -> bool {
     raw == RAW_VALUE_TOKEN
         || raw.len() > RAW_VALUE_TOKEN.len()
             && raw.contains(&b'\\')
             && unescape(raw).is_some_and(|k| k.as_bytes() == RAW_VALUE_TOKEN)
-}
-
-/// Whether a key as written (`raw`, between its quotes) is `name`, escapes read.
-fn key_is(raw: &[u8], name: &str) -> bool {
-    raw == name.as_bytes() || raw.contains(&b'\\') && unescape(raw).is_some_and(|k| k == name)
 }
 
 /// The [`NESTED_CAPS`] entry (and its index) whose outer member is `key`.

@@ -264,6 +264,20 @@ pub(crate) fn skip_value(b: &[u8], i: usize) -> Result<usize, Malformed> {
     }
 }
 
+/// The string whose inside (between the quotes) is `raw`, unescaped by serde_json.
+pub(crate) fn unescape(raw: &[u8]) -> Option<String> {
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
+}
+
+/// Whether a key as written (`raw`, between its quotes) is `name`, escapes read.
+pub(crate) fn key_is(raw: &[u8], name: &str) -> bool {
+    raw == name.as_bytes() || raw.contains(&b'\\') && unescape(raw).is_some_and(|k| k == name)
+}
+
 /// One member of an object: its key (without quotes, escapes as written) and its value's raw bytes.
 pub type Member<'a> = (&'a [u8], &'a [u8]);
 
@@ -451,6 +465,10 @@ pub fn openai_usage(v: &[u8]) -> Result<Usage, Malformed> {
                 }
                 usage.prompt_tokens_details = Some(details);
             }
+            // Kept as written, as the typed decode keeps it: reasoning is priced from it.
+            b"completion_tokens_details" if !is_null(v) => {
+                usage.completion_tokens_details = serde_json::from_slice(v).ok();
+            }
             _ => {}
         }
     }
@@ -488,7 +506,7 @@ pub fn openai_chunk(b: &[u8]) -> Result<ChunkFacts, Malformed> {
                 }
             }
             b"usage" if !is_null(v) => facts.usage = Some(openai_usage(v)?),
-            b"error" => facts.error = true,
+            b"error" if !is_null(v) => facts.error = true,
             _ => {}
         }
     }
@@ -613,10 +631,13 @@ const CLAUDE_EVENTS: [&str; 8] = [
     "error",
 ];
 
-/// Reads the facts of one Claude stream event, adding its token counts to `usage`.
+/// Reads the facts of one Claude stream event, adding its token counts to `usage` where the
+/// canonical decoder reads them: `message.usage` on `message_start`, `usage` on `message_delta`,
+/// Bedrock's invocation metrics on `message_stop`. A `null` member is an absent one, as the typed
+/// decode reads it.
 pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Malformed> {
     let mut facts = EventFacts::default();
-    let mut metrics = None;
+    let (mut message, mut counts_v, mut metrics) = (None, None, None);
     for m in Members::of(b) {
         let (k, v) = m?;
         match k {
@@ -624,17 +645,10 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
                 let name = v.get(1..v.len().saturating_sub(1)).unwrap_or_default();
                 facts.name = CLAUDE_EVENTS.iter().copied().find(|e| e.as_bytes() == name);
             }
-            b"message" => {
-                for m in Members::of(v) {
-                    let (k, v) = m?;
-                    if k == b"usage" {
-                        claude_usage(v, usage)?;
-                    }
-                }
-            }
-            b"usage" => claude_usage(v, usage)?,
-            b"amazon-bedrock-invocationMetrics" => metrics = Some(counts(v, INVOCATION_METRICS)?),
-            b"delta" => {
+            b"message" if !is_null(v) => message = Some(v),
+            b"usage" if !is_null(v) => counts_v = Some(v),
+            b"amazon-bedrock-invocationMetrics" if !is_null(v) => metrics = Some(v),
+            b"delta" if !is_null(v) => {
                 for m in Members::of(v) {
                     let (k, v) = m?;
                     if matches!(k, b"text" | b"thinking" | b"partial_json") {
@@ -645,10 +659,28 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
             _ => {}
         }
     }
-    // Bedrock's invocation metrics (on `message_stop`) win over the events' own counts, as in the
-    // canonical decoder: `message_start`'s input count may be a placeholder.
-    if let Some(m) = metrics {
-        usage.update(m);
+    match facts.name {
+        Some("message_start") => {
+            for m in Members::of(message.unwrap_or(b"{}")) {
+                let (k, v) = m?;
+                if k == b"usage" && !is_null(v) {
+                    claude_usage(v, usage)?;
+                }
+            }
+        }
+        Some("message_delta") => {
+            if let Some(v) = counts_v {
+                claude_usage(v, usage)?;
+            }
+        }
+        // Bedrock's invocation metrics win over the events' own counts, as in the canonical
+        // decoder: `message_start`'s input count may be a placeholder.
+        Some("message_stop") => {
+            if let Some(v) = metrics {
+                usage.update(counts(v, INVOCATION_METRICS)?);
+            }
+        }
+        _ => {}
     }
     facts.finished = facts.name == Some("message_stop");
     facts.error = facts.name == Some("error");
@@ -669,11 +701,14 @@ pub fn titan_chunk(b: &[u8], usage: &mut (u64, u64)) -> Result<EventFacts, Malfo
             b"completionReason" if !is_null(v) => facts.finished = true,
             b"inputTextTokenCount" => usage.0 = integer(v).unwrap_or(usage.0),
             b"totalOutputTextTokenCount" => usage.1 = integer(v).unwrap_or(usage.1),
-            b"amazon-bedrock-invocationMetrics" => metrics = Some(counts(v, INVOCATION_METRICS)?),
+            b"amazon-bedrock-invocationMetrics" if !is_null(v) => metrics = Some(v),
             _ => {}
         }
     }
-    if let Some([input, output, ..]) = metrics {
+    // The metrics count on the last chunk (the one with `completionReason`), as the canonical
+    // decoder reads them.
+    if let (true, Some(v)) = (facts.finished, metrics) {
+        let [input, output, ..] = counts(v, INVOCATION_METRICS)?;
         usage.0 = input.unwrap_or(usage.0);
         usage.1 = output.unwrap_or(usage.1);
     }
@@ -709,7 +744,7 @@ pub fn titan_result_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
                     for m in Members::of(r?) {
                         let (k, v) = m?;
                         if k == b"tokenCount" {
-                            output += integer(v).unwrap_or(0);
+                            output = integer(v).unwrap_or(0).saturating_add(output);
                         }
                     }
                 }
@@ -720,23 +755,29 @@ pub fn titan_result_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
     Ok(found.then(|| Usage::from_parts(input, output, 0, 0)))
 }
 
-/// `b` (one JSON object) with the value of its top-level member `key` replaced by `value` (raw
-/// JSON), every other byte as it was; `None` when `b` is malformed or has no such member.
-pub fn with_member(b: &[u8], key: &[u8], value: &[u8]) -> Option<bytes::Bytes> {
+/// `b` (one JSON object) with the value of every top-level member named `key` (an escaped
+/// spelling of it included) replaced by `value` (raw JSON), every other byte as it was: a reader
+/// that takes a repeated member's first occurrence and one that takes its last (serde_json's
+/// map, which the gateway's own decode uses) both read `value`. `None` when `b` is malformed or
+/// has no such member.
+pub fn with_member(b: &[u8], key: &str, value: &[u8]) -> Option<bytes::Bytes> {
+    let mut out = Vec::with_capacity(b.len() + value.len());
+    let mut copied = 0;
     for m in Members::of(b) {
         let (k, v) = m.ok()?;
-        if k == key {
+        if key_is(k, key) {
             // `v` is a slice of `b`: its offset is the distance between their starts.
             let start = (v.as_ptr() as usize).checked_sub(b.as_ptr() as usize)?;
-            let end = start + v.len();
-            let mut out = Vec::with_capacity(b.len() - v.len() + value.len());
-            out.extend_from_slice(&b[..start]);
+            out.extend_from_slice(&b[copied..start]);
             out.extend_from_slice(value);
-            out.extend_from_slice(&b[end..]);
-            return Some(out.into());
+            copied = start + v.len();
         }
     }
-    None
+    if copied == 0 {
+        return None;
+    }
+    out.extend_from_slice(&b[copied..]);
+    Some(out.into())
 }
 
 /// Reads a Responses API usage object (`input_tokens` with `input_tokens_details.cached_tokens`,
@@ -1142,9 +1183,85 @@ mod tests {
         );
         let body = br#"{ "input":"x", "model" : "fast","tools":[{"model":"keep"}]}"#;
         assert_eq!(
-            &with_member(body, b"model", br#""gpt-4o-mini""#).unwrap()[..],
+            &with_member(body, "model", br#""gpt-4o-mini""#).unwrap()[..],
             &br#"{ "input":"x", "model" : "gpt-4o-mini","tools":[{"model":"keep"}]}"#[..]
         );
-        assert!(with_member(br#"{"input":"x"}"#, b"model", b"1").is_none());
+        assert!(with_member(br#"{"input":"x"}"#, "model", b"1").is_none());
+        // Every occurrence, escaped spellings too: a first-wins and a last-wins reader both read
+        // the new value.
+        let repeated = br#"{"model":"a","input":"hi","m\u006fdel":"b"}"#;
+        assert_eq!(
+            &with_member(repeated, "model", br#""c""#).unwrap()[..],
+            &br#"{"model":"c","input":"hi","m\u006fdel":"c"}"#[..]
+        );
+        assert!(with_member(br#"{"model":"a","x":}"#, "model", b"1").is_none());
+    }
+
+    /// Bedrock's stream events are counted where the canonical decoders count them (`message`
+    /// usage on `message_start`, `usage` on `message_delta`, the invocation metrics on
+    /// `message_stop` and on Titan's last chunk), a `null` member is an absent one, and no
+    /// upstream count wraps or panics.
+    #[test]
+    fn bedrock_events_count_usage_where_the_canonical_decoders_do() {
+        let mut usage = ClaudeUsage::default();
+        for event in [
+            &br#"{"type":"message_start","message":{"usage":{"input_tokens":10,"output_tokens":1}},"usage":{"output_tokens":900}}"#[..],
+            br#"{"type":"ping","usage":{"output_tokens":500}}"#,
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"},"amazon-bedrock-invocationMetrics":{"outputTokenCount":700}}"#,
+        ] {
+            claude_event(event, &mut usage).unwrap();
+        }
+        assert_eq!((usage.input, usage.output), (10, 1));
+        for event in [
+            &br#"{"type":"message_delta","delta":null,"usage":{"output_tokens":3}}"#[..],
+            br#"{"type":"message_delta","delta":{},"usage":null}"#,
+            br#"{"type":"content_block_stop","index":0,"message":null}"#,
+        ] {
+            claude_event(event, &mut usage).unwrap();
+        }
+        assert_eq!((usage.input, usage.output), (10, 3));
+        let stop = br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":12,"outputTokenCount":4}}"#;
+        assert!(claude_event(stop, &mut usage).unwrap().finished);
+        assert_eq!((usage.input, usage.output), (12, 4));
+        assert!(claude_event(
+            br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":null}"#,
+            &mut usage
+        )
+        .is_ok());
+
+        let mut titan = (0, 0);
+        titan_chunk(br#"{"outputText":"a","inputTextTokenCount":5,"amazon-bedrock-invocationMetrics":{"inputTokenCount":99}}"#, &mut titan).unwrap();
+        assert_eq!(titan, (5, 0));
+        titan_chunk(br#"{"outputText":"b","totalOutputTextTokenCount":2,"completionReason":"FINISH","amazon-bedrock-invocationMetrics":{"inputTokenCount":6,"outputTokenCount":3}}"#, &mut titan).unwrap();
+        assert_eq!(titan, (6, 3));
+        assert!(titan_chunk(
+            br#"{"completionReason":"FINISH","amazon-bedrock-invocationMetrics":null}"#,
+            &mut titan
+        )
+        .is_ok());
+
+        let huge = u64::MAX;
+        let total = Usage::from_parts(huge, huge, huge, 1);
+        assert_eq!((total.prompt_tokens, total.total_tokens), (huge, huge));
+        let results = format!(
+            r#"{{"inputTextTokenCount":1,"results":[{{"tokenCount":{huge}}},{{"tokenCount":{huge}}}]}}"#
+        );
+        let usage = titan_result_usage(results.as_bytes()).unwrap().unwrap();
+        assert_eq!(usage.completion_tokens, huge);
+    }
+
+    /// What the typed decode of an upstream's chunk or reply reads, the scans read too: the
+    /// reasoning breakdown of a usage (priced), an `"error": null` member (no error).
+    #[test]
+    fn usage_details_and_a_null_error_are_read_as_the_typed_decode_reads_them() {
+        let usage = br#"{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"completion_tokens_details":{"reasoning_tokens":40,"x":[1]}}"#;
+        let typed: Usage = serde_json::from_slice(usage).unwrap();
+        let scanned = openai_usage(usage).unwrap();
+        assert_eq!(scanned, typed);
+        assert_eq!(scanned.reasoning_tokens(), Some(40));
+        let chunk = br#"{"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}],"error":null}"#;
+        let facts = openai_chunk(chunk).unwrap();
+        assert!(!facts.error && !facts.finished, "{facts:?}");
+        assert!(openai_chunk(br#"{"error":{"message":"m"}}"#).unwrap().error);
     }
 }

@@ -168,13 +168,15 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Usage from input/output counts plus cache reads and writes (all disjoint, as Bedrock reports them).
+    /// Usage from input/output counts plus cache reads and writes (all disjoint, as Bedrock reports
+    /// them). The sums saturate: the counts come from an upstream, and no count of theirs wraps
+    /// (or panics).
     pub fn from_parts(input: u64, output: u64, cache_read: u64, cache_write: u64) -> Self {
-        let prompt = input + cache_read + cache_write;
+        let prompt = input.saturating_add(cache_read).saturating_add(cache_write);
         Usage {
             prompt_tokens: prompt,
             completion_tokens: output,
-            total_tokens: prompt + output,
+            total_tokens: prompt.saturating_add(output),
             prompt_tokens_details: (cache_read > 0 || cache_write > 0).then(|| {
                 PromptTokensDetails {
                     cached_tokens: Some(cache_read),
@@ -222,16 +224,19 @@ impl Usage {
     /// Adds `other` into this usage (the choices of a fanned-out `n > 1` call).
     pub fn add(&mut self, other: &Usage) {
         let (read, write) = (
-            self.cached_tokens() + other.cached_tokens(),
-            self.cache_write_tokens() + other.cache_write_tokens(),
+            self.cached_tokens().saturating_add(other.cached_tokens()),
+            self.cache_write_tokens()
+                .saturating_add(other.cache_write_tokens()),
         );
         let reasoning = match (self.reasoning_tokens(), other.reasoning_tokens()) {
             (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
         };
         let mut sum = Usage::from_parts(
-            self.uncached_input_tokens() + other.uncached_input_tokens(),
-            self.completion_tokens + other.completion_tokens,
+            self.uncached_input_tokens()
+                .saturating_add(other.uncached_input_tokens()),
+            self.completion_tokens
+                .saturating_add(other.completion_tokens),
             read,
             write,
         );

@@ -291,7 +291,7 @@ impl OpenAiProvider {
         let body = match &call.route {
             Some(r) if *r.upstream_model != *call.request.model => scan::with_member(
                 &body,
-                b"model",
+                "model",
                 &serde_json::to_vec(&*r.upstream_model).map_err(|e| {
                     GatewayError::internal(format!("failed to encode the model: {e}"))
                 })?,
