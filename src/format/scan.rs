@@ -11,9 +11,13 @@
 //!
 //! Hand-written: serde_json's borrowed types and `RawValue` still validate and copy every value
 //! (and `IgnoredAny` still unescapes strings), and a lazy-JSON crate would be a new dependency for
-//! a few dozen lines. The scan checks structure (balanced brackets, terminated strings, a colon
-//! after each key); it does not check number syntax or escapes, which the client's own parser does
-//! when it reads the relayed bytes.
+//! a few dozen lines. The scan checks the structure of the object it walks (each key a string, a
+//! colon after it, members separated by commas, the object closed) and skips each value by its
+//! extent: a string to its closing quote, a container to its matching bracket, a number or literal
+//! to the next delimiter. It does not check what lies inside those extents — number syntax,
+//! escapes, control characters or UTF-8 in strings, commas and colons inside a nested value — which
+//! the client's own parser does when it reads the relayed bytes: a malformed upstream reply may be
+//! relayed as it came, as a bare proxy would relay it, where the translating path answers 502.
 //!
 //! ```
 //! use open_bedrock_server::format::scan::{openai_chunk, Members};
