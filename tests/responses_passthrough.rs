@@ -103,6 +103,22 @@ async fn an_alias_rewrites_only_the_model_and_previous_response_id_goes_upstream
         &br#"{"input":"again", "model" : "gpt-4o-mini","previous_response_id":"resp_upstream_1","store":true}"#[..]
     );
     assert_eq!(res.json()["previous_response_id"], "resp_upstream_1");
+    // A repeated `model` (an escaped spelling too) is sent as the model the request was admitted
+    // and routed by, the last one, in every occurrence: an upstream reading the first runs it too.
+    for (sent, upstream_sees) in [
+        (
+            &br#"{"model":"gpt-4o","input":"hi","m\u006fdel":"fast"}"#[..],
+            &br#"{"model":"gpt-4o-mini","input":"hi","m\u006fdel":"gpt-4o-mini"}"#[..],
+        ),
+        (
+            br#"{"model":"fast","input":"hi","model":"gpt-4o"}"#,
+            br#"{"model":"gpt-4o","input":"hi","model":"gpt-4o"}"#,
+        ),
+    ] {
+        let res = post_raw(&gw, sent).await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(responses_bodies(&upstream).last().unwrap(), upstream_sees);
+    }
     // The upstream keeps what it answered: the gateway's store does not have it.
     let got = send(
         Method::GET,

@@ -336,7 +336,7 @@ where
                         .as_deref()
                         .and_then(|m| policy.inner.prices.cost(m, None, &usage))
                         .map_or(0, Usd::nanos),
-                    tokens: i64::try_from(prompt + output).unwrap_or(i64::MAX),
+                    tokens: i64::try_from(prompt.saturating_add(output)).unwrap_or(i64::MAX),
                 }
             }
             None => Spend::default(),
@@ -472,7 +472,7 @@ impl Settlement {
         if usage.prompt_tokens == 0 {
             // An abandoned stream's estimate counts the output only: the prompt was sent.
             usage.prompt_tokens = self.prompt_estimate;
-            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+            usage.total_tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
         }
         if let Some((record, _)) = s.responded.clone() {
             s.done = true;
@@ -555,7 +555,7 @@ impl Settlement {
                 &self.key,
                 client_model,
                 provider.as_deref().unwrap_or("none"),
-                usage.prompt_tokens + usage.completion_tokens,
+                usage.prompt_tokens.saturating_add(usage.completion_tokens),
                 cost,
             );
             if cost.is_none()
@@ -568,7 +568,7 @@ impl Settlement {
             }
             actual = Spend {
                 usd: cost.map_or(0, Usd::nanos),
-                tokens: i64::try_from(usage.prompt_tokens + usage.completion_tokens)
+                tokens: i64::try_from(usage.prompt_tokens.saturating_add(usage.completion_tokens))
                     .unwrap_or(i64::MAX),
             };
         }

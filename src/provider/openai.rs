@@ -288,16 +288,25 @@ impl OpenAiProvider {
         url: Uri,
         body: Bytes,
     ) -> Result<ChatReply, GatewayError> {
-        let body = match &call.route {
-            Some(r) if *r.upstream_model != *call.request.model => scan::with_member(
-                &body,
-                "model",
-                &serde_json::to_vec(&*r.upstream_model).map_err(|e| {
-                    GatewayError::internal(format!("failed to encode the model: {e}"))
-                })?,
-            )
-            .ok_or_else(|| GatewayError::internal("the Responses body has no model to rewrite"))?,
-            _ => body,
+        // The model sent is the route's upstream model (an alias resolved), else the one the
+        // request was admitted and routed by: spliced into every `model` member when it differs
+        // from what the body says, or the body says it more than once (a reader of the first
+        // occurrence would run another model than the last one, which was checked).
+        let model = call
+            .route
+            .as_ref()
+            .map_or(&*call.request.model, |r| &*r.upstream_model);
+        let models = scan::Members::of(&body)
+            .filter(|m| matches!(m, Ok((k, _)) if scan::key_is(k, "model")))
+            .count();
+        let body = if model != &*call.request.model || models > 1 {
+            let value = serde_json::to_vec(model)
+                .map_err(|e| GatewayError::internal(format!("failed to encode the model: {e}")))?;
+            scan::with_member(&body, "model", &value).ok_or_else(|| {
+                GatewayError::internal("the Responses body has no model to rewrite")
+            })?
+        } else {
+            body
         };
         let stream = call.request.is_stream();
         let res = self.send(post_request(url, body, stream, &call)).await?;

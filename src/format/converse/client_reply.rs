@@ -30,7 +30,7 @@ pub(crate) fn usage_json(usage: Option<&Usage>) -> Value {
     let mut out = json!({
         "inputTokens": input,
         "outputTokens": u.completion_tokens,
-        "totalTokens": u.prompt_tokens + u.completion_tokens,
+        "totalTokens": u.prompt_tokens.saturating_add(u.completion_tokens),
     });
     if read > 0 {
         out["cacheReadInputTokens"] = Value::from(read);

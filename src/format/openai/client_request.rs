@@ -76,14 +76,12 @@ pub fn decode(text: &str) -> Option<ChatRequest> {
 
 /// `text` as a request, read by the walk alone within a budget of `max_values` JSON values (every
 /// value and object key counts one, as [`BodyHead`](crate::detect::BodyHead) counts them):
-/// detection's one parse of a chat body. `None` past the budget, when serde would read a member
-/// (those values are not counted), at a top-level `anthropic_version` or `inputText` (a native
+/// detection's one parse of a chat body. `None` past the budget, where serde would read a member
+/// (its tree would be built outside the budget: the walk stops first), at a top-level `anthropic_version` or `inputText` (a native
 /// body's markers), and wherever [`decode`] answers `None`; the caller then takes the two-step
 /// path (detection's scan, then [`decode`]).
 pub fn decode_within(text: &str, max_values: usize) -> Option<ChatRequest> {
-    let text = Text::new(text, max_values, true);
-    let request = decode_text(&text)?;
-    (!text.by_serde.get()).then_some(request)
+    decode_text(&Text::new(text, max_values, true))
 }
 
 /// The body's text as the walk reads it, and what the walk counts.
@@ -91,9 +89,8 @@ struct Text<'a> {
     s: &'a str,
     /// The values and keys the budget still allows.
     left: Cell<usize>,
-    /// Whether serde read a member (`serde_at`), whose values the walk did not count.
-    by_serde: Cell<bool>,
-    /// Detection's walk ([`decode_within`]): a native body's marker at the top level ends it.
+    /// Detection's walk ([`decode_within`]): a native body's marker at the top level ends it, and
+    /// so does a member serde would read (nothing is built outside the budget).
     counted: bool,
 }
 
@@ -102,7 +99,6 @@ impl<'a> Text<'a> {
         Text {
             s,
             left: Cell::new(max_values),
-            by_serde: Cell::new(false),
             counted,
         }
     }
@@ -474,9 +470,14 @@ fn ignored(text: &Text<'_>, at: usize, depth: usize) -> Option<usize> {
 
 /// The value at `text[at]`, `depth` containers deep in the body, decoded by serde as `W`: the
 /// value wrapped in as many one-element arrays (`W` spells them: `[T; 1]`, `[[T; 1]; 1]`), so
-/// serde's depth limit counts as in the body. For the members the scan leaves to serde.
+/// serde's depth limit counts as in the body. For the members the scan leaves to serde. `None`
+/// in detection's walk ([`decode_within`]): serde would build what the budget does not count.
 fn serde_at<W: DeserializeOwned>(text: &Text<'_>, at: usize, depth: usize) -> Option<(W, usize)> {
-    text.by_serde.set(true);
+    if text.counted {
+        return None;
+    }
+    #[cfg(test)]
+    tests::SERDE_READS.with(|n| n.set(n.get() + 1));
     let end = skip_value(text.as_bytes(), at).ok()?;
     let raw = text.get(at..end)?;
     let mut wrapped = String::with_capacity(raw.len() + 2 * depth);
@@ -780,6 +781,36 @@ fn escape(b: &[u8], at: usize) -> Option<(char, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// The members and messages `serde_at` handed to serde on this thread.
+        pub(super) static SERDE_READS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Detection's walk never hands a member or a message to serde, whose tree the budget would
+    /// not bound (a message cut short by the budget used to be retried by serde whole); the
+    /// same bodies are read by serde in translation's walk.
+    #[test]
+    fn detection_s_walk_builds_nothing_outside_the_budget() {
+        let pad = "{\"a\":0},".repeat(200);
+        let bodies = [
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x","pad":[{pad}{{}}]}}]}}"#),
+            format!(r#"{{"model":"m","messages":[],"thinking":{{"type":"enabled","budget_tokens":1024,"pad":[{pad}{{}}]}}}}"#),
+            r#"{"model":"m","messages":[{"role":"assistant","content":"a","thinking_blocks":null}]}"#.to_owned(),
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_data":"data:application/pdf;base64,AA=="}}]}]}"#.to_owned(),
+        ];
+        for (i, body) in bodies.iter().enumerate() {
+            let before = SERDE_READS.with(Cell::get);
+            assert!(decode_within(body, 100).is_none(), "{body}");
+            // Within the budget, only the first (no member serde reads) is the walk's own.
+            assert_eq!(decode_within(body, usize::MAX).is_some(), i == 0, "{body}");
+            assert_eq!(SERDE_READS.with(Cell::get), before, "{body}");
+        }
+        // Translation's walk hands `thinking` to serde.
+        let before = SERDE_READS.with(Cell::get);
+        assert!(decode(&bodies[1]).is_some());
+        assert_eq!(SERDE_READS.with(Cell::get), before + 1);
+    }
 
     fn serde(body: &str) -> Option<ChatRequest> {
         serde_json::from_str(body).ok()
