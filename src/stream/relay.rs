@@ -220,6 +220,11 @@ impl StreamDecoder<RelayedEvent> for ClaudeStreamRelay {
     type Item = Bytes;
 
     fn push(&mut self, payload: Bytes, out: &mut Vec<RelayedEvent>) -> Result<(), GatewayError> {
+        if self.finished {
+            // After `message_stop`: ignored, as the canonical decoder ignores it (no second
+            // usage, no error from a trailing payload).
+            return Ok(());
+        }
         let facts = scan::claude_event(&payload, &mut self.usage)
             .map_err(|_| invalid("Claude stream event"))?;
         if facts.error {
@@ -269,6 +274,10 @@ impl StreamDecoder<RelayedEvent> for TitanStreamRelay {
     type Item = Bytes;
 
     fn push(&mut self, payload: Bytes, out: &mut Vec<RelayedEvent>) -> Result<(), GatewayError> {
+        if self.finished {
+            // After the chunk with `completionReason`: ignored, as the canonical decoder does.
+            return Ok(());
+        }
         let facts = scan::titan_chunk(&payload, &mut self.usage)
             .map_err(|_| invalid("Titan stream chunk"))?;
         self.finished |= facts.finished;
@@ -497,5 +506,36 @@ mod tests {
         let mut cut = ClaudeStreamRelay::new();
         cut.push(Bytes::from_static(events[0]), &mut out).unwrap();
         assert!(cut.finish(&mut out).is_err());
+    }
+
+    /// What follows the finish is ignored, as the canonical decoders ignore it: no second usage,
+    /// no error from a trailing payload.
+    #[test]
+    fn bedrock_relays_ignore_what_follows_the_finish() {
+        let mut claude = ClaudeStreamRelay::new();
+        let mut out = Vec::new();
+        for e in [
+            &br#"{"type":"message_start","message":{"usage":{"input_tokens":1,"output_tokens":1}}}"#[..],
+            br#"{"type":"message_stop"}"#,
+            br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":9}}"#,
+            br#"not json"#,
+        ] {
+            claude.push(Bytes::from_static(e), &mut out).unwrap();
+        }
+        claude.finish(&mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out.iter().filter(|e| e.usage.is_some()).count(), 1);
+
+        let mut titan = TitanStreamRelay::new();
+        let mut out = Vec::new();
+        for c in [
+            &br#"{"outputText":"a","inputTextTokenCount":3,"totalOutputTextTokenCount":1,"completionReason":"FINISH"}"#[..],
+            br#"{"outputText":"b","completionReason":"FINISH"}"#,
+            br#"{"#,
+        ] {
+            titan.push(Bytes::from_static(c), &mut out).unwrap();
+        }
+        titan.finish(&mut out).unwrap();
+        assert_eq!(out.len(), 1);
     }
 }
