@@ -6,8 +6,9 @@
 //! no string decoded): marker keys are recorded, `model`/`model_id`/`modelId` and `stream` are
 //! kept when they are a string / a boolean, the output caps (top-level, and Titan's and
 //! Converse's inside their config objects) when they are whole numbers, and every other value is
-//! checked and skipped without being stored. The typed decode that follows is then the request's one parse (issue 18). A member
-//! repeated at the top level is read as serde_json's map keeps it, the last occurrence: a native
+//! checked and skipped without being stored. The typed decode that follows is then the request's
+//! one parse (issue 18; a chat body detection reads in one walk skips this scan, see
+//! [`crate::detect`]). A member repeated at the top level is read as serde_json's map keeps it, the last occurrence: a native
 //! body is decoded that way, so a key's model allowlist is checked against the model the request
 //! is then routed by. A test checks the scan against serde_json on thousands of mutated bodies: it
 //! accepts what serde_json accepts, except numbers beyond `f64`'s range, which the decode refuses,
@@ -83,8 +84,8 @@ pub struct BodyHead {
 /// Where a body names its model, in order of precedence.
 const MODEL_KEYS: [&str; 3] = ["model", "model_id", "modelId"];
 
-/// Where a body caps its output tokens, in order of precedence: OpenAI's newer name, the
-/// Responses API's, then the older one (also Claude's).
+/// Where a body's top level caps its output tokens: OpenAI's newer name, the Responses API's, and
+/// the older one (also Claude's). Which one a format reads: [`BodyHead::max_tokens`].
 const CAP_KEYS: [&str; 3] = ["max_completion_tokens", "max_output_tokens", "max_tokens"];
 
 /// Where a native Bedrock body caps its output tokens: a member of a top-level object (Titan's
@@ -93,10 +94,6 @@ const NESTED_CAPS: [(&str, &str); 2] = [
     ("textGenerationConfig", "maxTokenCount"),
     ("inferenceConfig", "maxTokens"),
 ];
-
-/// [`RAW_VALUE_KEY`], refused as any key: no later read of the body then builds a tree outside
-/// the value budget or sees other members than detection did.
-const RAW_VALUE_TOKEN: &[u8] = RAW_VALUE_KEY.as_bytes();
 
 impl BodyHead {
     /// Reads a body under [`DEFAULT_MAX_JSON_VALUES`].
@@ -207,7 +204,8 @@ impl BodyHead {
         self.values
     }
 
-    /// One top-level member. A repeated member is read as serde_json's map keeps it: the last
+    /// One top-level member; `value` is asked for only by the members kept (the model keys,
+    /// `stream`, the caps). A repeated member is read as serde_json's map keeps it: the last
     /// occurrence's value replaces the earlier one's (a value of another type clears it), so the
     /// model, `stream` and the cap are those of the body every later decode reads.
     fn record(&mut self, key: &str, value: impl FnOnce() -> Field) {
@@ -339,17 +337,12 @@ impl<'a> Scan<'a> {
             let name = key_name(key);
             if let Some((i, (_, inner))) = nested_cap(&name) {
                 head.nested_caps[i] = scan.nested_cap(inner)?;
-                head.record(&name, || Field::Other);
                 return Ok(());
             }
             let start = scan.i;
             scan.value()?;
-            let raw = &scan.b[start..scan.i];
-            if is_kept(&name) {
-                head.record(&name, || field(raw));
-            } else {
-                head.record(&name, || Field::Other);
-            }
+            // Read only for a kept member (`record` asks for the value of those alone).
+            head.record(&name, || field(&scan.b[start..scan.i]));
             Ok(())
         })?;
         Ok(head)
@@ -399,7 +392,9 @@ impl<'a> Scan<'a> {
             let key_at = self.i;
             self.take()?;
             let key = self.string()?;
-            if is_raw_value_token(key) {
+            // Refused as any key: no later read of the body then builds a tree outside the value
+            // budget or sees other members than detection did.
+            if key_is(key, RAW_VALUE_KEY) {
                 return Err(Stop::Syntax(
                     key_at,
                     "the reserved key `$serde_json::private::RawValue`",
@@ -554,7 +549,7 @@ fn key_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     }
     let unescaped = unescape(raw).unwrap_or_default();
     if MARKERS.contains(&unescaped.as_str())
-        || is_kept(&unescaped)
+        || CAP_KEYS.contains(&unescaped.as_str())
         || nested_cap(&unescaped).is_some()
     {
         std::borrow::Cow::Owned(unescaped)
@@ -563,33 +558,12 @@ fn key_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Whether a key's text as written (`raw`, between the quotes) spells [`RAW_VALUE_TOKEN`].
-fn is_raw_value_token(raw: &[u8]) -> bool {
-    raw == RAW_VALUE_TOKEN
-        || raw.len() > RAW_VALUE_TOKEN.len()
-            && raw.contains(&b'\\')
-            && unescape(raw).is_some_and(|k| k.as_bytes() == RAW_VALUE_TOKEN)
-}
-
 /// The [`NESTED_CAPS`] entry (and its index) whose outer member is `key`.
 fn nested_cap(key: &str) -> Option<(usize, &'static (&'static str, &'static str))> {
     NESTED_CAPS
         .iter()
         .enumerate()
         .find(|(_, (outer, _))| *outer == key)
-}
-
-fn is_kept(key: &str) -> bool {
-    matches!(
-        key,
-        "model"
-            | "model_id"
-            | "modelId"
-            | "stream"
-            | "max_tokens"
-            | "max_completion_tokens"
-            | "max_output_tokens"
-    )
 }
 
 /// What a kept top-level value is, from its (already validated) bytes: a string, a boolean, a

@@ -229,28 +229,21 @@ impl DetectedRequest {
     }
 
     /// An OpenAI chat body read in one walk: `request` is `body` decoded by
-    /// [`client_request::decode_within`](crate::format::openai::client_request::decode_within),
-    /// classified as `classified` (an OpenAI chat body on its route); `None` when the body is not
-    /// one (its top level has `anthropic_version` or `inputText`: detection's markers of a native
-    /// body, which two-step detection then reads).
-    pub fn decoded_chat(
+    /// [`client_request::decode_within`](crate::format::openai::client_request::decode_within)
+    /// (which stops at a native body's markers), classified as `classified` by
+    /// [`Classify::openai_chat`].
+    pub(crate) fn decoded_chat(
         classified: Classified,
         body: impl Into<Bytes>,
         request: ChatRequest,
-    ) -> Option<Self> {
-        if ["anthropic_version", "inputText"]
-            .iter()
-            .any(|marker| request.extra.contains_key(*marker))
-        {
-            return None;
-        }
+    ) -> Self {
         let mut detected = DetectedRequest::new(classified, body);
         if detected.requested_model.is_none() {
             detected.requested_model = Some(request.model.clone());
         }
         detected.max_tokens = request.max_output_tokens().map(u64::from);
         detected.decoded = Some(Box::new(request));
-        Some(detected)
+        detected
     }
 
     /// With what the body's head says: its model (when the path names none) and output cap.

@@ -291,7 +291,11 @@ fn one_walk<C: Classify>(
     let classified = classifier.openai_chat(parts)?;
     let text = std::str::from_utf8(bytes).ok()?;
     let request = client_request::decode_within(text, max_json_values)?;
-    DetectedRequest::decoded_chat(classified, bytes.clone(), request)
+    Some(DetectedRequest::decoded_chat(
+        classified,
+        bytes.clone(),
+        request,
+    ))
 }
 
 impl<S, C, B, ResB> Future for ResponseFuture<S, C, B>
@@ -452,8 +456,9 @@ mod tests {
                 }
             }
         }
+        // Both paths taken, many times each.
         assert!(
-            walked > 1000 && checked > 10 * walked / 2,
+            walked > 1000 && checked - walked > 1000,
             "{walked} of {checked}"
         );
     }

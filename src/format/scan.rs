@@ -277,9 +277,13 @@ pub(crate) fn unescape(raw: &[u8]) -> Option<String> {
     serde_json::from_slice(&quoted).ok()
 }
 
-/// Whether a key as written (`raw`, between its quotes) is `name`, escapes read.
+/// Whether a key as written (`raw`, between its quotes) is `name`, escapes read. An escape is
+/// longer than the character it stands for, so only a longer key with a backslash is unescaped.
 pub(crate) fn key_is(raw: &[u8], name: &str) -> bool {
-    raw == name.as_bytes() || raw.contains(&b'\\') && unescape(raw).is_some_and(|k| k == name)
+    raw == name.as_bytes()
+        || raw.len() > name.len()
+            && raw.contains(&b'\\')
+            && unescape(raw).is_some_and(|k| k == name)
 }
 
 /// One member of an object: its key (without quotes, escapes as written) and its value's raw bytes.
@@ -641,7 +645,7 @@ const CLAUDE_EVENTS: [&str; 8] = [
 /// decode reads it.
 pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Malformed> {
     let mut facts = EventFacts::default();
-    let (mut message, mut counts_v, mut metrics) = (None, None, None);
+    let (mut message, mut event_usage, mut metrics) = (None, None, None);
     for m in Members::of(b) {
         let (k, v) = m?;
         match k {
@@ -650,7 +654,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
                 facts.name = CLAUDE_EVENTS.iter().copied().find(|e| e.as_bytes() == name);
             }
             b"message" if !is_null(v) => message = Some(v),
-            b"usage" if !is_null(v) => counts_v = Some(v),
+            b"usage" if !is_null(v) => event_usage = Some(v),
             b"amazon-bedrock-invocationMetrics" if !is_null(v) => metrics = Some(v),
             b"delta" if !is_null(v) => {
                 for m in Members::of(v) {
@@ -665,7 +669,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
     }
     match facts.name {
         Some("message_start") => {
-            for m in Members::of(message.unwrap_or(b"{}")) {
+            for m in message.into_iter().flat_map(Members::of) {
                 let (k, v) = m?;
                 if k == b"usage" && !is_null(v) {
                     claude_usage(v, usage)?;
@@ -673,7 +677,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
             }
         }
         Some("message_delta") => {
-            if let Some(v) = counts_v {
+            if let Some(v) = event_usage {
                 claude_usage(v, usage)?;
             }
         }
@@ -759,29 +763,38 @@ pub fn titan_result_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
     Ok(found.then(|| Usage::from_parts(input, output, 0, 0)))
 }
 
-/// `b` (one JSON object) with the value of every top-level member named `key` (an escaped
-/// spelling of it included) replaced by `value` (raw JSON), every other byte as it was: a reader
-/// that takes a repeated member's first occurrence and one that takes its last (serde_json's
-/// map, which the gateway's own decode uses) both read `value`. `None` when `b` is malformed or
-/// has no such member.
-pub fn with_member(b: &[u8], key: &str, value: &[u8]) -> Option<bytes::Bytes> {
-    let mut out = Vec::with_capacity(b.len() + value.len());
-    let mut copied = 0;
+/// `b` (one JSON object) with every top-level member named `key` (an escaped spelling of it
+/// included) holding `value` (raw JSON), every other byte as it was: a reader that takes a
+/// repeated member's first occurrence and one that takes its last (serde_json's map, which the
+/// gateway's own decode uses) both read `value`. One walk; `b` itself, not a copy, when every
+/// such member already holds `value` as written. `None` when `b` is malformed or has no such
+/// member.
+pub fn with_member(b: &bytes::Bytes, key: &str, value: &[u8]) -> Option<bytes::Bytes> {
+    let (mut out, mut copied, mut found) = (None::<Vec<u8>>, 0, false);
     for m in Members::of(b) {
         let (k, v) = m.ok()?;
-        if key_is(k, key) {
-            // `v` is a slice of `b`: its offset is the distance between their starts.
-            let start = (v.as_ptr() as usize).checked_sub(b.as_ptr() as usize)?;
-            out.extend_from_slice(&b[copied..start]);
-            out.extend_from_slice(value);
-            copied = start + v.len();
+        if !key_is(k, key) {
+            continue;
+        }
+        found = true;
+        if v == value {
+            continue;
+        }
+        // `v` is a slice of `b`: its offset is the distance between their starts.
+        let start = (v.as_ptr() as usize).checked_sub(b.as_ptr() as usize)?;
+        let out = out.get_or_insert_with(|| Vec::with_capacity(b.len() + value.len()));
+        out.extend_from_slice(&b[copied..start]);
+        out.extend_from_slice(value);
+        copied = start + v.len();
+    }
+    match (found, out) {
+        (false, _) => None,
+        (true, None) => Some(b.clone()),
+        (true, Some(mut out)) => {
+            out.extend_from_slice(&b[copied..]);
+            Some(out.into())
         }
     }
-    if copied == 0 {
-        return None;
-    }
-    out.extend_from_slice(&b[copied..]);
-    Some(out.into())
 }
 
 /// Reads a Responses API usage object (`input_tokens` with `input_tokens_details.cached_tokens`,
@@ -1185,20 +1198,24 @@ mod tests {
             responses_object_usage(br#"{"id":"r","usage":null}"#).unwrap(),
             None
         );
-        let body = br#"{ "input":"x", "model" : "fast","tools":[{"model":"keep"}]}"#;
+        let bytes = |b: &'static [u8]| bytes::Bytes::from_static(b);
+        let body = bytes(br#"{ "input":"x", "model" : "fast","tools":[{"model":"keep"}]}"#);
         assert_eq!(
-            &with_member(body, "model", br#""gpt-4o-mini""#).unwrap()[..],
+            &with_member(&body, "model", br#""gpt-4o-mini""#).unwrap()[..],
             &br#"{ "input":"x", "model" : "gpt-4o-mini","tools":[{"model":"keep"}]}"#[..]
         );
-        assert!(with_member(br#"{"input":"x"}"#, "model", b"1").is_none());
+        // Already so: the body itself, not a copy.
+        let same = with_member(&body, "model", br#""fast""#).unwrap();
+        assert_eq!(same.as_ptr(), body.as_ptr());
+        assert!(with_member(&bytes(br#"{"input":"x"}"#), "model", b"1").is_none());
         // Every occurrence, escaped spellings too: a first-wins and a last-wins reader both read
         // the new value.
-        let repeated = br#"{"model":"a","input":"hi","m\u006fdel":"b"}"#;
+        let repeated = bytes(br#"{"model":"a","input":"hi","m\u006fdel":"b"}"#);
         assert_eq!(
-            &with_member(repeated, "model", br#""c""#).unwrap()[..],
+            &with_member(&repeated, "model", br#""c""#).unwrap()[..],
             &br#"{"model":"c","input":"hi","m\u006fdel":"c"}"#[..]
         );
-        assert!(with_member(br#"{"model":"a","x":}"#, "model", b"1").is_none());
+        assert!(with_member(&bytes(br#"{"model":"a","x":}"#), "model", b"1").is_none());
     }
 
     /// Bedrock's stream events are counted where the canonical decoders count them (`message`

@@ -15,9 +15,9 @@
 //! 3. **Budgets.** A key with budgets is charged an *estimate* at admission — prompt tokens as the
 //!    body's bytes / 4, output tokens as the cap the request's format sends upstream
 //!    ([`BodyHead::max_tokens`](crate::detect::BodyHead::max_tokens); the configured default
-//!    without one, none for embeddings), priced at the requested model's price — in one atomic step that refuses the request (429
-//!    `budget_exceeded`, with the time the budget resets and `Retry-After`) when a budget is
-//!    already spent. When the call ends the charge is corrected to the real usage: the reply's
+//!    without one, none for embeddings), priced at the requested model's price — in one atomic
+//!    step that refuses the request (429 `budget_exceeded`, with the time the budget resets and
+//!    `Retry-After`) when a budget is already spent. When the call ends the charge is corrected to the real usage: the reply's
 //!    usage; for a stream the client abandoned, the output it was sent (estimated from its bytes)
 //!    plus the prompt estimate; for a failed call, nothing. Counters live in the
 //!    [`SpendLedger`](crate::rate_limit::spend) (this process, or Redis shared by every replica).

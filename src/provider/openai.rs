@@ -289,25 +289,17 @@ impl OpenAiProvider {
         body: Bytes,
     ) -> Result<ChatReply, GatewayError> {
         // The model sent is the route's upstream model (an alias resolved), else the one the
-        // request was admitted and routed by: spliced into every `model` member when it differs
-        // from what the body says, or the body says it more than once (a reader of the first
-        // occurrence would run another model than the last one, which was checked).
+        // request was admitted and routed by (a repeated `model`'s last), in every `model`
+        // member, so a reader of the first occurrence runs it too. A body whose members already
+        // hold it goes as received.
         let model = call
             .route
             .as_ref()
             .map_or(&*call.request.model, |r| &*r.upstream_model);
-        let models = scan::Members::of(&body)
-            .filter(|m| matches!(m, Ok((k, _)) if scan::key_is(k, "model")))
-            .count();
-        let body = if model != &*call.request.model || models > 1 {
-            let value = serde_json::to_vec(model)
-                .map_err(|e| GatewayError::internal(format!("failed to encode the model: {e}")))?;
-            scan::with_member(&body, "model", &value).ok_or_else(|| {
-                GatewayError::internal("the Responses body has no model to rewrite")
-            })?
-        } else {
-            body
-        };
+        let value = serde_json::to_vec(model)
+            .map_err(|e| GatewayError::internal(format!("failed to encode the model: {e}")))?;
+        let body = scan::with_member(&body, "model", &value)
+            .ok_or_else(|| GatewayError::internal("the Responses body has no model to rewrite"))?;
         let stream = call.request.is_stream();
         let res = self.send(post_request(url, body, stream, &call)).await?;
         if stream {

@@ -75,12 +75,11 @@ pub fn decode_request(
         ..
     } = detected;
     if inbound == InboundFormat::OpenAi {
-        let decoded = match decoded {
+        let mut request = match decoded {
             // Detection decoded it (its one walk of a chat body).
-            Some(request) => Ok(*request),
-            None => decode_openai(&bytes),
+            Some(request) => *request,
+            None => decode_openai(&bytes)?,
         };
-        let mut request = decoded?;
         drop(bytes);
         if let Some(model) = model {
             request.model = model;

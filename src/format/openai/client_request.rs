@@ -76,10 +76,10 @@ pub fn decode(text: &str) -> Option<ChatRequest> {
 
 /// `text` as a request, read by the walk alone within a budget of `max_values` JSON values (every
 /// value and object key counts one, as [`BodyHead`](crate::detect::BodyHead) counts them):
-/// detection's one parse of a chat body. `None` past the budget, where serde would read a member
-/// (its tree would be built outside the budget: the walk stops first), at a top-level `anthropic_version` or `inputText` (a native
-/// body's markers), and wherever [`decode`] answers `None`; the caller then takes the two-step
-/// path (detection's scan, then [`decode`]).
+/// detection's one parse of a chat body. `None` past the budget; where serde would read a member
+/// (its tree would be built outside the budget: the walk stops first); at a top-level
+/// `anthropic_version` or `inputText` (a native body's markers); and wherever [`decode`] answers
+/// `None`. The caller then takes the two-step path (detection's scan, then [`decode`]).
 pub fn decode_within(text: &str, max_values: usize) -> Option<ChatRequest> {
     decode_text(&Text::new(text, max_values, true))
 }
