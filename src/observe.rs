@@ -7,6 +7,10 @@
 //! last byte is sent: for streams the line is written when the body ends (or the client goes
 //! away), so it has the total time, the time to first token and the tokens.
 //!
+//! The line is a `tracing` event (target `access`, message `request`), except in the binary with
+//! `LOG_FORMAT=json`: there the log writes the same JSON line straight from the fields
+//! (`set_line_writer`, `telemetry`), without the event's field-by-field dispatch.
+//!
 //! Each request also gets a `tracing` span (target `access`, name `request`) opened when the
 //! request arrives and closed when the log line is written, with OpenTelemetry semantic-convention
 //! fields (`http.request.method`, `url.path`, `http.response.status_code`, `gen_ai.*`) recorded at
@@ -172,37 +176,32 @@ impl Finish {
         let error_name = error.map(|k| format!("{k:?}"));
         let provider = record.and_then(CallRecord::provider);
         let deployment = record.and_then(CallRecord::deployment);
-        let cost = CostField(record.and_then(CallRecord::cost));
         let request_id = (self.line.request_id.as_ref()).and_then(|v| v.to_str().ok());
-        tracing::info!(
-            target: "access",
-            // Display (`%`), not `&str`: the text format quotes `&str` fields.
-            method = %self.line.method,
-            path = %self.line.path,
-            status = self.status,
-            request_id = request_id.unwrap_or("-"),
-            key_id = self.key.as_ref().map(|k| &*k.0).unwrap_or("-"),
-            model = record.map(|r| r.model.as_str()).unwrap_or("-"),
-            provider = provider.as_deref().unwrap_or("-"),
-            deployment = deployment.as_deref().unwrap_or("-"),
-            format_in = record.map(|r| r.inbound.as_str()).unwrap_or("-"),
-            format_out = record.map(|r| r.target.as_str()).unwrap_or("-"),
+        AccessLine {
+            method: &self.line.method,
+            path: &self.line.path,
+            status: self.status,
+            request_id: request_id.unwrap_or("-"),
+            key_id: self.key.as_ref().map(|k| &*k.0).unwrap_or("-"),
+            model: record.map(|r| r.model.as_str()).unwrap_or("-"),
+            provider: provider.as_deref().unwrap_or("-"),
+            deployment: deployment.as_deref().unwrap_or("-"),
+            format_in: record.map(|r| r.inbound.as_str()).unwrap_or("-"),
+            format_out: record.map(|r| r.target.as_str()).unwrap_or("-"),
             // What the client asked for: a stream that failed before its first byte is a stream.
-            stream = self.stream || record.is_some_and(|r| r.stream),
-            latency_ms = millis(duration),
-            ttft_ms = millis(self.first_byte),
-            tokens_in = usage.map(|u| u.0).unwrap_or(0),
-            tokens_out = usage.map(|u| u.1).unwrap_or(0),
-            tokens_cache_read = cache.map(|c| c.0).unwrap_or(0),
-            tokens_cache_write = cache.map(|c| c.1).unwrap_or(0),
-            attempts = record.map(CallRecord::attempts).unwrap_or(0),
-            fallbacks = record.map(CallRecord::fallbacks).unwrap_or(0),
-            attempt_log = %AttemptLog(record),
-            cost_usd = %cost,
-            error = error_name.as_deref().unwrap_or("-"),
+            stream: self.stream || record.is_some_and(|r| r.stream),
+            latency_ms: millis(duration),
+            ttft_ms: millis(self.first_byte),
+            usage: usage.unwrap_or_default(),
+            cache: cache.unwrap_or_default(),
+            attempts: record.map(CallRecord::attempts).unwrap_or(0),
+            fallbacks: record.map(CallRecord::fallbacks).unwrap_or(0),
+            attempt_log: AttemptLog(record),
+            cost_usd: CostField(record.and_then(CallRecord::cost)),
+            error: error_name.as_deref().unwrap_or("-"),
             outcome,
-            "request"
-        );
+        }
+        .write();
         self.line.metrics.observe(&Observation {
             route: self.line.route,
             model: record.map(|r| r.model.as_str()),
@@ -247,13 +246,145 @@ impl Finish {
     }
 }
 
+/// The access log line: one per request, target `access`, message `request`.
+pub(crate) struct AccessLine<'a> {
+    method: &'a Method,
+    path: &'a str,
+    status: u16,
+    request_id: &'a str,
+    key_id: &'a str,
+    model: &'a str,
+    provider: &'a str,
+    deployment: &'a str,
+    format_in: &'a str,
+    format_out: &'a str,
+    stream: bool,
+    latency_ms: f64,
+    ttft_ms: f64,
+    /// Input and output tokens.
+    usage: (u64, u64),
+    /// Tokens read from and written to the prompt cache.
+    cache: (u64, u64),
+    attempts: u32,
+    fallbacks: u32,
+    attempt_log: AttemptLog<'a>,
+    cost_usd: CostField,
+    error: &'a str,
+    outcome: &'static str,
+}
+
+impl AccessLine<'_> {
+    /// Writes the line: straight to the log where the binary's logging takes it so
+    /// ([`set_line_writer`]), otherwise as a `tracing` event.
+    fn write(&self) {
+        if !LINE_WRITER.get().is_some_and(|write| write(self)) {
+            self.event();
+        }
+    }
+
+    /// The line as a `tracing` event.
+    fn event(&self) {
+        tracing::info!(
+            target: "access",
+            // Display (`%`), not `&str`: the text format quotes `&str` fields.
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            request_id = self.request_id,
+            key_id = self.key_id,
+            model = self.model,
+            provider = self.provider,
+            deployment = self.deployment,
+            format_in = self.format_in,
+            format_out = self.format_out,
+            stream = self.stream,
+            latency_ms = self.latency_ms,
+            ttft_ms = self.ttft_ms,
+            tokens_in = self.usage.0,
+            tokens_out = self.usage.1,
+            tokens_cache_read = self.cache.0,
+            tokens_cache_write = self.cache.1,
+            attempts = self.attempts,
+            fallbacks = self.fallbacks,
+            attempt_log = %self.attempt_log,
+            cost_usd = %self.cost_usd,
+            error = self.error,
+            outcome = self.outcome,
+            "request"
+        );
+    }
+
+    /// The line's fields in the event's order, each handed to `to` (for a writer that formats
+    /// the line itself). Kept equal to the event's fields by a test.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn fields(&self, to: &mut impl AccessFields) {
+        to.str("message", "request");
+        to.str("method", self.method.as_str());
+        to.str("path", self.path);
+        to.u64("status", self.status.into());
+        to.str("request_id", self.request_id);
+        to.str("key_id", self.key_id);
+        to.str("model", self.model);
+        to.str("provider", self.provider);
+        to.str("deployment", self.deployment);
+        to.str("format_in", self.format_in);
+        to.str("format_out", self.format_out);
+        to.bool("stream", self.stream);
+        to.f64("latency_ms", self.latency_ms);
+        to.f64("ttft_ms", self.ttft_ms);
+        to.u64("tokens_in", self.usage.0);
+        to.u64("tokens_out", self.usage.1);
+        to.u64("tokens_cache_read", self.cache.0);
+        to.u64("tokens_cache_write", self.cache.1);
+        to.u64("attempts", self.attempts.into());
+        to.u64("fallbacks", self.fallbacks.into());
+        // Writing to a `String` cannot fail.
+        to.text("attempt_log", &|out| {
+            let _ = self.attempt_log.write_to(out);
+        });
+        to.text("cost_usd", &|out| {
+            let _ = self.cost_usd.write_to(out);
+        });
+        to.str("error", self.error);
+        to.str("outcome", self.outcome);
+    }
+}
+
+/// What [`AccessLine::fields`] hands each field to. The names are plain identifiers: nothing in
+/// them needs escaping.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) trait AccessFields {
+    fn str(&mut self, name: &'static str, value: &str);
+    fn u64(&mut self, name: &'static str, value: u64);
+    fn f64(&mut self, name: &'static str, value: f64);
+    fn bool(&mut self, name: &'static str, value: bool);
+    /// A string `write` appends to `out`, as it is (the writer escapes what JSON requires).
+    fn text(&mut self, name: &'static str, write: &dyn Fn(&mut String));
+}
+
+/// Writes an access line straight to the log and says so; `false` leaves it to a `tracing` event.
+pub(crate) type LineWriter = fn(&AccessLine<'_>) -> bool;
+
+/// The binary's direct writer of access lines, if it set one.
+static LINE_WRITER: std::sync::OnceLock<LineWriter> = std::sync::OnceLock::new();
+
+/// Has every later access line written by `write` instead of as a `tracing` event. Set once, by
+/// the binary's logging (`telemetry`) when its JSON lines would take the event anyway: the same
+/// line, without the event's field-by-field dispatch (about 5 k instructions a request, by
+/// callgrind; BENCHMARKS.md, issue 18). A second call is ignored.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) fn set_line_writer(write: LineWriter) {
+    let _ = LINE_WRITER.set(write);
+}
+
 /// Each attempt as `where:outcome`, space-separated (`bedrock-east:http_429 bedrock-west:ok`):
 /// where is the model group's deployment, or the provider outside a group. Written straight into
 /// the log line.
 struct AttemptLog<'a>(Option<&'a CallRecord>);
 
-impl fmt::Display for AttemptLog<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl AttemptLog<'_> {
+    /// What [`Display`](fmt::Display) writes, into any writer.
+    fn write_to(&self, f: &mut impl fmt::Write) -> fmt::Result {
         let Some(record) = self.0 else {
             return Ok(());
         };
@@ -262,13 +393,18 @@ impl fmt::Display for AttemptLog<'_> {
                 if i > 0 {
                     f.write_str(" ")?;
                 }
-                // Piece by piece: a nested `write!` walks its format string per attempt.
                 f.write_str(a.deployment.as_deref().unwrap_or(&a.provider))?;
                 f.write_str(":")?;
-                fmt::Display::fmt(&a.outcome, f)?;
+                a.outcome.write_to(f)?;
             }
             Ok(())
         })
+    }
+}
+
+impl fmt::Display for AttemptLog<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 
@@ -276,13 +412,20 @@ impl fmt::Display for AttemptLog<'_> {
 /// no usage).
 struct CostField(Option<Option<Usd>>);
 
-impl fmt::Display for CostField {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl CostField {
+    /// What [`Display`](fmt::Display) writes, into any writer.
+    fn write_to(&self, f: &mut impl fmt::Write) -> fmt::Result {
         match self.0 {
-            Some(Some(usd)) => usd.fmt(f),
+            Some(Some(usd)) => usd.write(f),
             Some(None) => f.write_str("unknown"),
             None => f.write_str("-"),
         }
+    }
+}
+
+impl fmt::Display for CostField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 
@@ -405,7 +548,105 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::format::{InboundFormat, ReplyFormat};
+    use crate::model::{Attempt, AttemptOutcome};
     use crate::telemetry::capture::Capture;
+    use crate::telemetry::json_line::{access_line, JsonLine};
+
+    /// The line `line.event()` makes through the JSON log's formatter, and the one the direct
+    /// writer makes, each without its timestamp.
+    fn both_lines(line: &AccessLine<'_>) -> (String, String) {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .with_target(true)
+            .json()
+            .flatten_event(true)
+            .event_format(JsonLine::new())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || line.event());
+        let mut direct = Vec::new();
+        access_line(std::time::SystemTime::now(), line, |b| {
+            direct.extend_from_slice(b);
+        });
+        let untimed = |l: &str| {
+            let at = l.find("\",\"level\":").unwrap_or(0);
+            assert!(l.starts_with("{\"timestamp\":\""), "{l}");
+            l[at..].to_owned()
+        };
+        (
+            untimed(&capture.text()),
+            untimed(&String::from_utf8_lossy(&direct)),
+        )
+    }
+
+    /// Every field kind, values JSON must escape, each cost and attempt form: the line written
+    /// directly is, byte for byte, the line the access event makes.
+    #[test]
+    fn the_directly_written_access_line_is_the_event_s_line() {
+        let record = CallRecord::new(
+            "model \"quoted\"\n",
+            InboundFormat::OpenAi,
+            ReplyFormat::Claude,
+            true,
+        );
+        let i = record.begin_attempt(Attempt::new(Arc::from("bedrock-east")));
+        record.end_attempt(
+            i,
+            AttemptOutcome::Failed {
+                kind: ErrorKind::RateLimited,
+                upstream_status: Some(429),
+            },
+        );
+        record.record_attempt(&Arc::from("tab\there"));
+        let method = Method::from_bytes(b"PATCH").unwrap_or_default();
+        let costs = [
+            None,
+            Some(None),
+            Some(Some(Usd::from_dollars(0.001_25))),
+            Some(Some(Usd::from_dollars(12.0))),
+        ];
+        let mut n = 0;
+        for (j, cost) in costs.into_iter().enumerate() {
+            for with_record in [false, true] {
+                let line = AccessLine {
+                    method: if j % 2 == 0 { &Method::POST } else { &method },
+                    path: if with_record {
+                        "/v1/chat/completions"
+                    } else {
+                        "/p\\\u{1}é✓"
+                    },
+                    status: [200, 429, 503, 0][j],
+                    request_id: "req-\"1\"",
+                    key_id: if with_record { "team-a" } else { "-" },
+                    model: if with_record { &record.model } else { "-" },
+                    provider: "bedrock",
+                    deployment: "-",
+                    format_in: record.inbound.as_str(),
+                    format_out: record.target.as_str(),
+                    stream: with_record,
+                    latency_ms: [0.0, 1.25, 1234.567, 0.1 + 0.2][j],
+                    ttft_ms: [0.001, 7.0, 1e12, f64::NAN][j],
+                    usage: (j as u64, u64::MAX),
+                    cache: (0, 17),
+                    attempts: j as u32,
+                    fallbacks: u32::MAX,
+                    attempt_log: AttemptLog(with_record.then_some(&record)),
+                    cost_usd: CostField(cost),
+                    error: ["-", "RateLimited", "a\u{1f}b", ""][j],
+                    outcome: "complete",
+                };
+                let (event, direct) = both_lines(&line);
+                assert_eq!(direct, event);
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(&format!("{{{}", &direct[2..]))
+                        .is_ok()
+                );
+                n += 1;
+            }
+        }
+        assert_eq!(n, 8);
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_text_access_line_writes_method_and_path_unquoted() {

@@ -38,13 +38,16 @@
 //! the batch and shuts the exporter down when dropped, so keep it alive until the process exits.
 //!
 //! `LOG_FORMAT=json` lines are written by hand (`json_line`): the same object tracing-subscriber's
-//! JSON formatter writes, without its intermediate map and second serialization. Access-log lines
-//! are written to standard output in batches (`batch`, `LOG_FLUSH_MS`), every other line at once.
+//! JSON formatter writes, without its intermediate map and second serialization. The access line
+//! skips the `tracing` event altogether: `observe` hands its fields to `json_line::access_line`
+//! (the same line, byte for byte; whether `LOG_LEVEL` lets it through is asked once, at start-up).
+//! Access-log lines are written to standard output in batches (`batch`, `LOG_FLUSH_MS`), every
+//! other line at once.
 
 mod batch;
 #[cfg(test)]
 pub(crate) mod capture;
-mod json_line;
+pub(crate) mod json_line;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -100,19 +103,74 @@ pub fn init_tracing(log: &LogConfig) -> TelemetryGuard {
 /// The log lines' layer as `log` says (filter, format, and the access log batched unless
 /// `flush` is zero), and the flusher of its batches.
 fn log_layer(log: &LogConfig) -> (BoxedLayer, Option<batch::Flusher>) {
-    if log.flush.is_zero() {
-        return (lines(log, std::io::stdout), None);
-    }
-    match batch::Batched::new(Box::new(std::io::stdout()), log.flush) {
-        Ok((writer, flusher)) => (lines(log, writer), Some(flusher)),
-        Err(e) => {
-            eprintln!(
-                "open-bedrock-server: cannot start the log-flush thread ({e}); \
-                 the access log is written a line at a time"
-            );
-            (lines(log, std::io::stdout), None)
+    let batched = if log.flush.is_zero() {
+        None
+    } else {
+        match batch::Batched::new(Box::new(std::io::stdout()), log.flush) {
+            Ok(batched) => Some(batched),
+            Err(e) => {
+                eprintln!(
+                    "open-bedrock-server: cannot start the log-flush thread ({e}); \
+                     the access log is written a line at a time"
+                );
+                None
+            }
+        }
+    };
+    if log.format == LogFormat::Json {
+        let sink = batched
+            .as_ref()
+            .map_or(AccessSink::Stdout, |(w, _)| AccessSink::Batched(w.clone()));
+        let taken = access_enabled(&log.level).then_some(sink);
+        if ACCESS_SINK.set(taken).is_ok() {
+            crate::observe::set_line_writer(write_access_line);
         }
     }
+    match batched {
+        Some((writer, flusher)) => (lines(log, writer), Some(flusher)),
+        None => (lines(log, std::io::stdout), None),
+    }
+}
+
+/// Where the JSON log writes access lines itself (`observe::set_line_writer`): the batches of
+/// the log's writer, or standard output a line at a time; `None` when `LOG_LEVEL` leaves access
+/// lines out.
+static ACCESS_SINK: std::sync::OnceLock<Option<AccessSink>> = std::sync::OnceLock::new();
+
+enum AccessSink {
+    Batched(batch::Batched),
+    Stdout,
+}
+
+/// The access line in JSON, written to [`ACCESS_SINK`]: the line the log layer would have
+/// written for the access event, without the event.
+fn write_access_line(line: &crate::observe::AccessLine<'_>) -> bool {
+    let Some(sink) = ACCESS_SINK.get() else {
+        return false;
+    };
+    if let Some(sink) = sink {
+        json_line::access_line(std::time::SystemTime::now(), line, |bytes| match sink {
+            AccessSink::Batched(w) => w.access(bytes),
+            // A failed write loses the line, as the event's would.
+            AccessSink::Stdout => {
+                use std::io::Write as _;
+                let _ = std::io::stdout().lock().write_all(bytes);
+            }
+        });
+    }
+    true
+}
+
+/// Whether `level`'s filter (as [`lines`] builds it) passes the access event (target `access`,
+/// `INFO`, outside any span): asked once, of a subscriber with only that filter, before the
+/// global one is installed.
+fn access_enabled(level: &str) -> bool {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let probe = tracing_subscriber::registry().with(level_filter(level));
+    tracing::subscriber::with_default(
+        probe,
+        || tracing::enabled!(target: "access", tracing::Level::INFO),
+    )
 }
 
 type BoxedLayer =
@@ -124,8 +182,7 @@ where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
     use tracing_subscriber::Layer as _;
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = level_filter(&log.level);
     let layer = tracing_subscriber::fmt::layer()
         .with_target(true)
         .with_writer(writer);
@@ -140,6 +197,12 @@ where
     } else {
         layer.with_filter(filter).with_filter(lines_only()).boxed()
     }
+}
+
+/// `LOG_LEVEL`'s filter: an `EnvFilter` directive, `info` if it is invalid.
+fn level_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
 /// What the log lines take: events only. The request spans (`server::observe`) are for trace
@@ -331,6 +394,30 @@ mod otel {
                 .runtime
                 .spawn(async move { client.send_bytes(request).await });
             Box::pin(async move { task.await.map_err(|e| Box::new(e) as HttpError)? })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct access line is written exactly when `LOG_LEVEL` would let the access event
+    /// through: per-target directives, `off`, and an invalid filter (read as `info`).
+    #[test]
+    fn the_access_line_follows_log_level() {
+        for (level, expected) in [
+            ("info", true),
+            ("debug", true),
+            ("warn", false),
+            ("error,access=info", true),
+            ("info,access=warn", false),
+            ("access=off,info", false),
+            ("open_bedrock_server=debug", false),
+            ("off", false),
+            ("=[nonsense", true),
+        ] {
+            assert_eq!(access_enabled(level), expected, "{level}");
         }
     }
 }

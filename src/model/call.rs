@@ -234,8 +234,10 @@ impl AttemptOutcome {
     }
 }
 
-impl fmt::Display for AttemptOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl AttemptOutcome {
+    /// What [`Display`](fmt::Display) writes, into any writer (the access log writes it straight
+    /// into its line).
+    pub(crate) fn write_to(&self, f: &mut impl fmt::Write) -> fmt::Result {
         match self {
             AttemptOutcome::Pending => f.write_str("pending"),
             AttemptOutcome::Ok => f.write_str("ok"),
@@ -243,7 +245,10 @@ impl fmt::Display for AttemptOutcome {
             AttemptOutcome::Failed {
                 upstream_status: Some(status),
                 ..
-            } => write!(f, "http_{status}"),
+            } => {
+                f.write_str("http_")?;
+                f.write_str(itoa::Buffer::new().format(*status))
+            }
             AttemptOutcome::Failed { kind, .. } => f.write_str(match kind {
                 ErrorKind::UpstreamTimeout => "timeout",
                 ErrorKind::UpstreamConnect => "connect_error",
@@ -254,6 +259,12 @@ impl fmt::Display for AttemptOutcome {
                 _ => "error",
             }),
         }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 

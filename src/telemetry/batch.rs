@@ -109,6 +109,14 @@ impl Batched {
     }
 }
 
+impl Batched {
+    /// Writes an access line, batched (what a line of target `access` written through
+    /// [`MakeWriter`] gets). A failed write loses the line, as the event's would.
+    pub(crate) fn access(&self, line: &[u8]) {
+        let _ = self.shared.append(line);
+    }
+}
+
 impl Shared {
     /// The flusher: waits for a batch's first line, lets `interval` pass, writes the batch.
     fn run(&self) {

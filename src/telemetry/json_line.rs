@@ -32,6 +32,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::format::scan::{is_string_special as must_escape, string_special};
+use crate::observe::{AccessFields, AccessLine};
 
 /// Formats events as one JSON object per line, by hand (see the module docs).
 pub(crate) struct JsonLine {
@@ -86,6 +87,91 @@ where
                 writer.write_str(&out)
             }
         })
+    }
+}
+
+/// Formats an access line straight from its fields (`observe::AccessLine`), with `now` as its
+/// timestamp, and hands it to `write`: the line the access event would have made through
+/// [`JsonLine`] (a test compares them), without the event's dispatch and field-by-field visit.
+pub(crate) fn access_line(now: SystemTime, line: &AccessLine<'_>, write: impl FnOnce(&[u8])) {
+    let format = |out: &mut String| {
+        out.push_str("{\"timestamp\":\"");
+        Timestamp::push(out, now);
+        out.push_str("\",\"level\":\"INFO\"");
+        line.fields(&mut Object { out });
+        out.push_str(",\"target\":\"access\"}\n");
+    };
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let out = &mut scratch.line;
+            out.clear();
+            format(out);
+            write(out.as_bytes());
+            if out.capacity() > MAX_KEPT_LINE {
+                *out = String::with_capacity(LINE);
+            }
+        }
+        // Taken by a line being formatted on this thread (a field's `Display` logged).
+        Err(_) => {
+            let mut out = String::with_capacity(LINE);
+            format(&mut out);
+            write(out.as_bytes());
+        }
+    });
+}
+
+/// Writes each field of an access line as `,"name":value` (the names need no escaping).
+struct Object<'a> {
+    out: &'a mut String,
+}
+
+impl Object<'_> {
+    /// `,"name":`, and `"` when a string follows: one copy, its length known where the field is
+    /// written (the methods are inlined into `AccessLine::fields`, so each name is a constant).
+    #[inline(always)]
+    fn name(&mut self, name: &str, quote: bool) {
+        self.out.push_str(",\"");
+        self.out.push_str(name);
+        self.out.push_str(if quote { "\":\"" } else { "\":" });
+    }
+}
+
+impl AccessFields for Object<'_> {
+    #[inline(always)]
+    fn str(&mut self, name: &'static str, value: &str) {
+        self.name(name, true);
+        push_escaped(self.out, value);
+        self.out.push('"');
+    }
+
+    #[inline(always)]
+    fn u64(&mut self, name: &'static str, value: u64) {
+        self.name(name, false);
+        self.out.push_str(itoa::Buffer::new().format(value));
+    }
+
+    #[inline(always)]
+    fn f64(&mut self, name: &'static str, value: f64) {
+        self.name(name, false);
+        push_f64(self.out, value);
+    }
+
+    #[inline(always)]
+    fn bool(&mut self, name: &'static str, value: bool) {
+        self.name(name, false);
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    #[inline(always)]
+    fn text(&mut self, name: &'static str, write: &dyn Fn(&mut String)) {
+        self.name(name, true);
+        let start = self.out.len();
+        write(self.out);
+        if let Some(at) = string_special(&self.out.as_bytes()[start..]) {
+            let raw = self.out.split_off(start + at);
+            push_escaped(self.out, &raw);
+        }
+        self.out.push('"');
     }
 }
 
