@@ -7,9 +7,9 @@
 //! last byte is sent: for streams the line is written when the body ends (or the client goes
 //! away), so it has the total time, the time to first token and the tokens.
 //!
-//! The line is a `tracing` event (target `access`, message `request`), except in the binary with
-//! `LOG_FORMAT=json`: there the log writes the same JSON line straight from the fields
-//! (`set_line_writer`, `telemetry`), without the event's field-by-field dispatch.
+//! The line is a `tracing` event (target `access`, message `request`), except once the binary's
+//! logging is installed with `LOG_FORMAT=json` (`telemetry::init_tracing`): from then on the log
+//! writes the same JSON line straight from the fields (`set_line_writer`), without the event.
 //!
 //! Each request also gets a `tracing` span (target `access`, name `request`) opened when the
 //! request arrives and closed when the log line is written, with OpenTelemetry semantic-convention
@@ -363,18 +363,49 @@ pub(crate) trait AccessFields {
 }
 
 /// Writes an access line straight to the log and says so; `false` leaves it to a `tracing` event.
-pub(crate) type LineWriter = fn(&AccessLine<'_>) -> bool;
+pub(crate) type AccessWriter = fn(&AccessLine<'_>) -> bool;
 
 /// The binary's direct writer of access lines, if it set one.
-static LINE_WRITER: std::sync::OnceLock<LineWriter> = std::sync::OnceLock::new();
+static LINE_WRITER: std::sync::OnceLock<AccessWriter> = std::sync::OnceLock::new();
 
-/// Has every later access line written by `write` instead of as a `tracing` event. Set once, by
-/// the binary's logging (`telemetry`) when its JSON lines would take the event anyway: the same
-/// line, without the event's field-by-field dispatch (about 5 k instructions a request, by
-/// callgrind; BENCHMARKS.md, issue 18). A second call is ignored.
+/// Has every later access line of the process written by `write` instead of as a `tracing`
+/// event. Set once, by the binary's logging (`telemetry::init_tracing`) when its JSON lines would
+/// take the event anyway: the same line, without the event's dispatch and field-by-field visit
+/// (3–4 k instructions a request, by callgrind; BENCHMARKS.md, issue 18). From then on no
+/// subscriber sees the access event, a scoped one set later included. A second call is ignored.
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
-pub(crate) fn set_line_writer(write: LineWriter) {
+pub(crate) fn set_line_writer(write: AccessWriter) {
     let _ = LINE_WRITER.set(write);
+}
+
+/// The access event with placeholder values, for a subscriber that asks whether its filter takes
+/// it (`telemetry`).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) fn emit_access_probe() {
+    AccessLine {
+        method: &Method::GET,
+        path: "/",
+        status: 200,
+        request_id: "-",
+        key_id: "-",
+        model: "-",
+        provider: "-",
+        deployment: "-",
+        format_in: "-",
+        format_out: "-",
+        stream: false,
+        latency_ms: 0.0,
+        ttft_ms: 0.0,
+        usage: (0, 0),
+        cache: (0, 0),
+        attempts: 0,
+        fallbacks: 0,
+        attempt_log: AttemptLog(None),
+        cost_usd: CostField(None),
+        error: "-",
+        outcome: "complete",
+    }
+    .event();
 }
 
 /// Each attempt as `where:outcome`, space-separated (`bedrock-east:http_429 bedrock-west:ok`):
@@ -598,8 +629,9 @@ mod tests {
                 upstream_status: Some(429),
             },
         );
-        record.record_attempt(&Arc::from("tab\there"));
-        let method = Method::from_bytes(b"PATCH").unwrap_or_default();
+        record.record_attempt(&Arc::from("é then a tab\there"));
+        // An extension method: `Method` holds it apart from the standard ones.
+        let method = Method::from_bytes(b"PURGE").unwrap_or_default();
         let costs = [
             None,
             Some(None),
@@ -626,7 +658,7 @@ mod tests {
                     format_out: record.target.as_str(),
                     stream: with_record,
                     latency_ms: [0.0, 1.25, 1234.567, 0.1 + 0.2][j],
-                    ttft_ms: [0.001, 7.0, 1e12, f64::NAN][j],
+                    ttft_ms: [0.001, -0.0, 1e12, f64::NAN][j],
                     usage: (j as u64, u64::MAX),
                     cache: (0, 17),
                     attempts: j as u32,

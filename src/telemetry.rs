@@ -145,32 +145,52 @@ enum AccessSink {
 /// The access line in JSON, written to [`ACCESS_SINK`]: the line the log layer would have
 /// written for the access event, without the event.
 fn write_access_line(line: &crate::observe::AccessLine<'_>) -> bool {
-    let Some(sink) = ACCESS_SINK.get() else {
-        return false;
-    };
-    if let Some(sink) = sink {
-        json_line::access_line(std::time::SystemTime::now(), line, |bytes| match sink {
-            AccessSink::Batched(w) => w.access(bytes),
-            // A failed write loses the line, as the event's would.
-            AccessSink::Stdout => {
-                use std::io::Write as _;
-                let _ = std::io::stdout().lock().write_all(bytes);
-            }
-        });
+    match ACCESS_SINK.get() {
+        // Not set up: the line becomes the event.
+        None => false,
+        // `LOG_LEVEL` leaves access lines out.
+        Some(None) => true,
+        Some(Some(sink)) => {
+            json_line::access_line(std::time::SystemTime::now(), line, |bytes| match sink {
+                AccessSink::Batched(w) => w.access(bytes),
+                // A failed write loses the line, as the event's would.
+                AccessSink::Stdout => {
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().lock().write_all(bytes);
+                }
+            });
+            true
+        }
     }
-    true
 }
 
-/// Whether `level`'s filter (as [`lines`] builds it) passes the access event (target `access`,
-/// `INFO`, outside any span): asked once, of a subscriber with only that filter, before the
-/// global one is installed.
+/// Whether the log layer [`lines`] builds for `level` takes the access event: the event itself
+/// (`observe`'s callsite, its fields and all, outside any span) is emitted once to a subscriber
+/// with only that filter, before the global one is installed. Asking `enabled!` instead would
+/// not do: a directive naming fields (`[{password}]=off`) applies to such a probe whatever
+/// fields the event has.
 fn access_enabled(level: &str) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     use tracing_subscriber::layer::SubscriberExt as _;
-    let probe = tracing_subscriber::registry().with(level_filter(level));
-    tracing::subscriber::with_default(
-        probe,
-        || tracing::enabled!(target: "access", tracing::Level::INFO),
-    )
+    use tracing_subscriber::Layer as _;
+
+    /// Notes that an event got through its filters.
+    struct Seen(Arc<AtomicBool>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    let seen = Arc::new(AtomicBool::new(false));
+    let layer = Seen(Arc::clone(&seen))
+        .with_filter(level_filter(level))
+        .with_filter(lines_only());
+    let probe = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(probe, crate::observe::emit_access_probe);
+    seen.load(Ordering::Relaxed)
 }
 
 type BoxedLayer =
@@ -416,6 +436,10 @@ mod tests {
             ("open_bedrock_server=debug", false),
             ("off", false),
             ("=[nonsense", true),
+            // Field directives apply to events with those fields only.
+            ("info,[{password}]=off", true),
+            ("warn,access[{nosuch}]=info", false),
+            ("warn,access[{status}]=info", true),
         ] {
             assert_eq!(access_enabled(level), expected, "{level}");
         }

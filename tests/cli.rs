@@ -635,25 +635,28 @@ fn post_chat(addr: &str, key: &str, request_id: &str) -> u16 {
         .unwrap_or_else(|| panic!("no status line in {reply:?}"))
 }
 
-/// The access log is written in batches: with a minute's delay no access line reaches standard
-/// output while the gateway runs, and the next other line (the SIGTERM's) or the graceful exit
-/// writes every one of them, in order, before the lines logged after them.
+/// What a gateway on the mock provider logged: the JSON lines on standard output up to a short
+/// while after a chat request for each of `ids` (as `x-request-id`), then every line up to its
+/// graceful exit on SIGTERM. `env` is added to a JSON-logging gateway's environment.
 #[cfg(unix)]
-#[test]
-fn access_lines_are_batched_and_a_graceful_exit_writes_them_all() {
+fn logged(
+    tag: &str,
+    env: &[(&str, &str)],
+    ids: &[String],
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
     use std::io::{BufRead, BufReader};
     use std::sync::{Arc, Mutex};
-    let dir = Scratch::new("batched-log");
-    let env = [
+    let dir = Scratch::new(tag);
+    let key = "sk-logged-test";
+    let base = [
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
-        ("API_KEY", "sk-batched-log-test"),
+        ("API_KEY", key),
         ("MOCK_PROVIDER", "true"),
         ("BEDROCK_ENABLED", "false"),
         ("LOG_FORMAT", "json"),
-        ("LOG_FLUSH_MS", "60000"),
     ];
-    let mut child = command(&dir, &[], &env)
+    let mut child = command(&dir, &[], &[&base[..], env].concat())
         .stderr(Stdio::null())
         .spawn()
         .expect("start open-bedrock-server");
@@ -676,23 +679,11 @@ fn access_lines_are_batched_and_a_graceful_exit_writes_them_all() {
     let addr = rx
         .recv_timeout(RUN_TIMEOUT)
         .expect("the gateway logged its address");
-    let ids: Vec<String> = (0..5).map(|i| format!("batched-{i}")).collect();
-    for id in &ids {
-        assert_eq!(post_chat(&addr, "sk-batched-log-test", id), 200);
+    for id in ids {
+        assert_eq!(post_chat(&addr, key, id), 200);
     }
-    let access = |lines: &[serde_json::Value]| -> Vec<String> {
-        lines
-            .iter()
-            .filter(|v| v["target"] == "access")
-            .map(|v| v["request_id"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    };
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        access(&lines.lock().unwrap()),
-        Vec::<String>::new(),
-        "access lines written before their batch was due"
-    );
+    let running = lines.lock().unwrap().clone();
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status();
     assert!(killed.is_ok_and(|s| s.success()), "kill -TERM {pid}");
@@ -705,8 +696,33 @@ fn access_lines_are_batched_and_a_graceful_exit_writes_them_all() {
         std::thread::sleep(Duration::from_millis(20));
     }
     reader.join().expect("the reader thread");
-    let lines = lines.lock().unwrap();
-    assert_eq!(access(&lines), ids, "every access line, in order");
+    let all = lines.lock().unwrap().clone();
+    (running, all)
+}
+
+/// The request ids of the access lines among `lines`, in order.
+fn access_ids(lines: &[serde_json::Value]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|v| v["target"] == "access")
+        .map(|v| v["request_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The access log is written in batches: with a minute's delay no access line reaches standard
+/// output while the gateway runs, and the next other line (the SIGTERM's) or the graceful exit
+/// writes every one of them, in order, before the lines logged after them.
+#[cfg(unix)]
+#[test]
+fn access_lines_are_batched_and_a_graceful_exit_writes_them_all() {
+    let ids: Vec<String> = (0..5).map(|i| format!("batched-{i}")).collect();
+    let (running, lines) = logged("batched-log", &[("LOG_FLUSH_MS", "60000")], &ids);
+    assert_eq!(
+        access_ids(&running),
+        Vec::<String>::new(),
+        "access lines written before their batch was due"
+    );
+    assert_eq!(access_ids(&lines), ids, "every access line, in order");
     // The SIGTERM is logged (a line of its own, written at once) after the requests: their
     // batched lines come before it.
     let sigterm = lines
@@ -715,4 +731,69 @@ fn access_lines_are_batched_and_a_graceful_exit_writes_them_all() {
         .expect("the SIGTERM logged");
     let last_access = lines.iter().rposition(|v| v["target"] == "access");
     assert!(last_access < Some(sigterm), "{lines:?}");
+}
+
+/// The access line the JSON log writes itself: every field, written at once with
+/// `LOG_FLUSH_MS=0`, and left out exactly when `LOG_LEVEL` leaves the access event out (a
+/// directive on a field the event lacks does not). `warn` is in the unit tests: it hides the
+/// line this test finds the address in.
+#[cfg(unix)]
+#[test]
+fn access_lines_follow_log_level_and_flush_zero() {
+    let ids = vec!["level-0".to_owned(), "level-1".to_owned()];
+    let flush = ("LOG_FLUSH_MS", "0");
+    let (running, _) = logged("level-info", &[flush, ("LOG_LEVEL", "info")], &ids);
+    assert_eq!(access_ids(&running), ids, "written at once: {running:?}");
+    let line = running
+        .iter()
+        .find(|v| v["target"] == "access")
+        .and_then(|v| v.as_object())
+        .expect("an access line");
+    // Every member (the order is held to the event's by a unit test; a parsed map sorts keys).
+    let keys: std::collections::BTreeSet<&str> = line.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        std::collections::BTreeSet::from([
+            "timestamp",
+            "level",
+            "message",
+            "method",
+            "path",
+            "status",
+            "request_id",
+            "key_id",
+            "model",
+            "provider",
+            "deployment",
+            "format_in",
+            "format_out",
+            "stream",
+            "latency_ms",
+            "ttft_ms",
+            "tokens_in",
+            "tokens_out",
+            "tokens_cache_read",
+            "tokens_cache_write",
+            "attempts",
+            "fallbacks",
+            "attempt_log",
+            "cost_usd",
+            "error",
+            "outcome",
+            "target"
+        ])
+    );
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["message"], "request");
+    assert_eq!(line["method"], "POST");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["outcome"], "complete");
+    for (tag, level, written) in [
+        ("level-off", "info,access=off", false),
+        ("level-field", "info,[{password}]=off", true),
+    ] {
+        let (_, all) = logged(tag, &[flush, ("LOG_LEVEL", level)], &ids);
+        let expected = if written { ids.clone() } else { Vec::new() };
+        assert_eq!(access_ids(&all), expected, "LOG_LEVEL={level}");
+    }
 }

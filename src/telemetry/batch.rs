@@ -107,9 +107,7 @@ impl Batched {
             },
         ))
     }
-}
 
-impl Batched {
     /// Writes an access line, batched (what a line of target `access` written through
     /// [`MakeWriter`] gets). A failed write loses the line, as the event's would.
     pub(crate) fn access(&self, line: &[u8]) {

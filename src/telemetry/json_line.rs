@@ -10,9 +10,13 @@
 //!
 //! The line is built in a per-thread buffer with plain pushes and handed to the writer once:
 //! numbers through `itoa` and `ryu` (serde_json's own, so the digits are the library's), strings
-//! escaped only when a scan finds a byte JSON requires escaping, each field's `,"name":` spelled
-//! once per callsite (`Names`), and the timestamp's date and time of day formatted once per second
-//! per thread (`Timestamp`).
+//! escaped only when a scan finds a byte JSON requires escaping, and the timestamp's date and time
+//! of day formatted once per second per thread (`Timestamp`).
+//!
+//! The access log line does not come through here as an event in the binary: `observe` hands its
+//! fields to [`access_line`], which writes the same line without the event's dispatch and
+//! field-by-field visit (`telemetry`). [`JsonLine`] writes every other line, and the access line
+//! wherever it is still an event.
 //!
 //! An event inside a span is handed to tracing-subscriber's own JSON formatter, which adds the
 //! `span` and `spans` members (the gateway's access log is not emitted inside a span, so its
@@ -66,26 +70,9 @@ where
             return self.in_span.format_event(ctx, writer, event);
         }
         let now = SystemTime::now();
-        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut scratch) => {
-                let scratch = &mut *scratch;
-                scratch.line.clear();
-                let names = scratch.names.of(event.metadata());
-                line(&mut scratch.line, event, now, Some(names));
-                let written = writer.write_str(&scratch.line);
-                if scratch.line.capacity() > MAX_KEPT_LINE {
-                    scratch.line = String::with_capacity(LINE);
-                }
-                written
-            }
-            // The buffer is in use: this thread is formatting another line, and a field's
-            // `Display` logged (a global subscriber dispatches that nested event; a scoped one
-            // drops it). It gets a buffer of its own, not a panic.
-            Err(_) => {
-                let mut out = String::with_capacity(LINE);
-                line(&mut out, event, now, None);
-                writer.write_str(&out)
-            }
+        with_line_buffer(|out| {
+            line(out, event, now);
+            writer.write_str(out)
         })
     }
 }
@@ -94,29 +81,13 @@ where
 /// timestamp, and hands it to `write`: the line the access event would have made through
 /// [`JsonLine`] (a test compares them), without the event's dispatch and field-by-field visit.
 pub(crate) fn access_line(now: SystemTime, line: &AccessLine<'_>, write: impl FnOnce(&[u8])) {
-    let format = |out: &mut String| {
+    with_line_buffer(|out| {
         out.push_str("{\"timestamp\":\"");
         Timestamp::push(out, now);
         out.push_str("\",\"level\":\"INFO\"");
         line.fields(&mut Object { out });
         out.push_str(",\"target\":\"access\"}\n");
-    };
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut scratch) => {
-            let out = &mut scratch.line;
-            out.clear();
-            format(out);
-            write(out.as_bytes());
-            if out.capacity() > MAX_KEPT_LINE {
-                *out = String::with_capacity(LINE);
-            }
-        }
-        // Taken by a line being formatted on this thread (a field's `Display` logged).
-        Err(_) => {
-            let mut out = String::with_capacity(LINE);
-            format(&mut out);
-            write(out.as_bytes());
-        }
+        write(out.as_bytes());
     });
 }
 
@@ -182,69 +153,34 @@ const LINE: usize = 1024;
 const MAX_KEPT_LINE: usize = 16 * 1024;
 
 thread_local! {
-    /// This thread's line buffer, and the names of the last callsite it formatted.
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
-        line: String::with_capacity(LINE),
-        names: Names::default(),
-    });
+    /// This thread's line buffer, taken while a line is formatted in it.
+    static SCRATCH: Cell<String> = Cell::new(String::with_capacity(LINE));
 }
 
-struct Scratch {
-    line: String,
-    names: Names,
-}
-
-/// The `,"name":` of each field of one callsite, escaped once: the access log line comes from
-/// one callsite, so its 25 names are not scanned and pushed piece by piece per line.
-#[derive(Default)]
-struct Names {
-    callsite: Option<tracing::callsite::Identifier>,
-    /// The prefixes, concatenated; field `i`'s ends at `ends[i]`.
-    text: String,
-    ends: Vec<usize>,
-}
-
-impl Names {
-    /// These names, spelled for `meta`'s callsite (rebuilt when the callsite changed).
-    fn of(&mut self, meta: &tracing::Metadata<'_>) -> &Names {
-        let callsite = meta.callsite();
-        if self.callsite.as_ref() != Some(&callsite) {
-            self.callsite = None;
-            self.text.clear();
-            self.ends.clear();
-            for field in meta.fields() {
-                push_name(&mut self.text, field.name());
-                self.ends.push(self.text.len());
-            }
-            self.callsite = Some(callsite);
-        }
-        self
+/// Runs `f` on this thread's line buffer, emptied. A line formatted while another is (a field's
+/// `Display` logged: a global subscriber dispatches that nested event, a scoped one drops it), or
+/// while the thread's locals are torn down, finds the buffer taken and gets one of its own.
+fn with_line_buffer<R>(f: impl FnOnce(&mut String) -> R) -> R {
+    let mut out = SCRATCH.try_with(Cell::take).unwrap_or_default();
+    out.clear();
+    out.reserve(LINE);
+    let r = f(&mut out);
+    if out.capacity() <= MAX_KEPT_LINE {
+        // Gone with the thread's locals: the buffer is dropped instead.
+        let _ = SCRATCH.try_with(|scratch| scratch.set(out));
     }
-
-    /// `field`'s prefix, if `field` belongs to this callsite.
-    fn get(&self, field: &Field) -> Option<&str> {
-        if self.callsite.as_ref() != Some(&field.callsite()) {
-            return None;
-        }
-        let end = *self.ends.get(field.index())?;
-        let start = field
-            .index()
-            .checked_sub(1)
-            .map_or(0, |i| self.ends.get(i).copied().unwrap_or(end));
-        self.text.get(start..end)
-    }
+    r
 }
 
-/// Writes the whole line for an event outside any span into `out`, `now` as its timestamp, the
-/// field names from `names` where it has them.
-fn line(out: &mut String, event: &Event<'_>, now: SystemTime, names: Option<&Names>) {
+/// Writes the whole line for an event outside any span into `out`, `now` as its timestamp.
+fn line(out: &mut String, event: &Event<'_>, now: SystemTime) {
     let meta = event.metadata();
     out.push_str("{\"timestamp\":\"");
     Timestamp::push(out, now);
     out.push_str("\",\"level\":\"");
     out.push_str(meta.level().as_str());
     out.push('"');
-    let mut fields = Fields { out, names };
+    let mut fields = Fields { out };
     event.record(&mut fields);
     out.push_str(",\"target\":");
     push_string(out, meta.target());
@@ -261,15 +197,11 @@ fn push_name(out: &mut String, name: &str) {
 /// Writes each field as `,"name":value`.
 struct Fields<'a> {
     out: &'a mut String,
-    names: Option<&'a Names>,
 }
 
 impl Fields<'_> {
     fn name(&mut self, field: &Field) {
-        match self.names.and_then(|n| n.get(field)) {
-            Some(prefix) => self.out.push_str(prefix),
-            None => push_name(self.out, field.name()),
-        }
+        push_name(self.out, field.name());
     }
 }
 
@@ -348,7 +280,7 @@ fn push_string(out: &mut String, s: &str) {
 /// What `args` formats, as a JSON string. The text is formatted straight into the line and
 /// scanned once there; only text with a byte JSON must escape (rare: these are methods, paths,
 /// attempt lists, error texts) is taken back out and escaped — not each piece the formatter
-/// hands over, which cost the access log's four `Display` fields about 650 instructions each.
+/// hands over, which cost each `Display` field of the access event about 650 instructions.
 fn push_formatted(out: &mut String, args: fmt::Arguments<'_>) {
     out.push('"');
     match args.as_str() {
@@ -604,9 +536,8 @@ mod tests {
         }
     }
 
-    /// Two callsites in turn (the names spelled per callsite are swapped each time), and an event
-    /// logged from inside another's formatting (a scoped subscriber drops it, for the library's
-    /// formatter too): every line is still the library's.
+    /// Two callsites in turn, and an event logged from inside another's formatting (a scoped
+    /// subscriber drops it, for the library's formatter too): every line is still the library's.
     #[test]
     fn callsites_in_turn_and_an_event_inside_another_are_written_whole() {
         struct Noisy;
@@ -641,10 +572,9 @@ mod tests {
         let events = || {
             tracing::info!(target: "access", method = %http::Method::GET, status = 404u16, "request");
         };
-        let fast = SCRATCH.with(|scratch| {
-            let _taken = scratch.borrow_mut();
-            emit(true, events)
-        });
+        let taken = SCRATCH.with(Cell::take);
+        let fast = emit(true, events);
+        SCRATCH.with(|scratch| scratch.set(taken));
         let slow = emit(false, events);
         assert_eq!(fast.len(), 1);
         assert_eq!(fast[0]["method"], "GET");
