@@ -136,12 +136,7 @@ impl AccessFields for Object<'_> {
     #[inline(always)]
     fn text(&mut self, name: &'static str, write: &dyn Fn(&mut String)) {
         self.name(name, true);
-        let start = self.out.len();
-        write(self.out);
-        if let Some(at) = string_special(&self.out.as_bytes()[start..]) {
-            let raw = self.out.split_off(start + at);
-            push_escaped(self.out, &raw);
-        }
+        push_written(self.out, write);
         self.out.push('"');
     }
 }
@@ -277,25 +272,31 @@ fn push_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// What `args` formats, as a JSON string. The text is formatted straight into the line and
-/// scanned once there; only text with a byte JSON must escape (rare: these are methods, paths,
-/// attempt lists, error texts) is taken back out and escaped — not each piece the formatter
-/// hands over, which cost each `Display` field of the access event about 650 instructions.
+/// What `args` formats, as a JSON string (see [`push_written`]).
 fn push_formatted(out: &mut String, args: fmt::Arguments<'_>) {
     out.push('"');
     match args.as_str() {
         Some(s) => push_escaped(out, s),
-        None => {
-            let start = out.len();
+        None => push_written(out, |out| {
             // Writing to a `String` cannot fail.
             let _ = out.write_fmt(args);
-            if let Some(at) = string_special(&out.as_bytes()[start..]) {
-                let raw = out.split_off(start + at);
-                push_escaped(out, &raw);
-            }
-        }
+        }),
     }
     out.push('"');
+}
+
+/// What `write` appends to `out`, escaped as a JSON string's inside. The text is written straight
+/// into the line and scanned once there; only text with a byte JSON must escape (rare: these are
+/// methods, paths, attempt lists, error texts) is taken back out and escaped — not each piece a
+/// formatter hands over, which cost each `Display` field of the access event about 650
+/// instructions.
+fn push_written(out: &mut String, write: impl FnOnce(&mut String)) {
+    let start = out.len();
+    write(out);
+    if let Some(at) = string_special(&out.as_bytes()[start..]) {
+        let raw = out.split_off(start + at);
+        push_escaped(out, &raw);
+    }
 }
 
 /// Whether any byte of `b` must be escaped.
