@@ -656,10 +656,21 @@ fn logged(
         ("BEDROCK_ENABLED", "false"),
         ("LOG_FORMAT", "json"),
     ];
-    let mut child = command(&dir, &[], &[&base[..], env].concat())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start open-bedrock-server");
+    /// Kills the gateway if the test fails before its graceful exit.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Running(
+        command(&dir, &[], &[&base[..], env].concat())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start open-bedrock-server"),
+    );
+    let child = &mut child.0;
     let lines = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().expect("piped stdout");
