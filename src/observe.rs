@@ -277,8 +277,9 @@ impl AccessLine<'_> {
     /// Writes the line: straight to the log where the binary's logging takes it so
     /// ([`set_line_writer`]), otherwise as a `tracing` event.
     fn write(&self) {
-        if !LINE_WRITER.get().is_some_and(|write| write(self)) {
-            self.event();
+        match LINE_WRITER.get() {
+            Some(write) => write(self),
+            None => self.event(),
         }
     }
 
@@ -362,8 +363,9 @@ pub(crate) trait AccessFields {
     fn text(&mut self, name: &'static str, write: &dyn Fn(&mut String));
 }
 
-/// Writes an access line straight to the log and says so; `false` leaves it to a `tracing` event.
-pub(crate) type AccessWriter = fn(&AccessLine<'_>) -> bool;
+/// Writes an access line straight to the log (or, where the log leaves access lines out, not at
+/// all), in place of the `tracing` event.
+pub(crate) type AccessWriter = Box<dyn Fn(&AccessLine<'_>) + Send + Sync>;
 
 /// The binary's direct writer of access lines, if it set one.
 static LINE_WRITER: std::sync::OnceLock<AccessWriter> = std::sync::OnceLock::new();

@@ -118,13 +118,17 @@ fn log_layer(log: &LogConfig) -> (BoxedLayer, Option<batch::Flusher>) {
         }
     };
     if log.format == LogFormat::Json {
-        let sink = batched
-            .as_ref()
-            .map_or(AccessSink::Stdout, |(w, _)| AccessSink::Batched(w.clone()));
-        let taken = access_enabled(&log.level).then_some(sink);
-        if ACCESS_SINK.set(taken).is_ok() {
-            crate::observe::set_line_writer(write_access_line);
-        }
+        // `None` when `LOG_LEVEL` leaves access lines out: they are then not written at all.
+        let sink = access_enabled(&log.level).then(|| {
+            batched
+                .as_ref()
+                .map_or(AccessSink::Stdout, |(w, _)| AccessSink::Batched(w.clone()))
+        });
+        crate::observe::set_line_writer(Box::new(move |line| {
+            if let Some(sink) = &sink {
+                sink.write(line);
+            }
+        }));
     }
     match batched {
         Some((writer, flusher)) => (lines(log, writer), Some(flusher)),
@@ -133,34 +137,24 @@ fn log_layer(log: &LogConfig) -> (BoxedLayer, Option<batch::Flusher>) {
 }
 
 /// Where the JSON log writes access lines itself (`observe::set_line_writer`): the batches of
-/// the log's writer, or standard output a line at a time; `None` when `LOG_LEVEL` leaves access
-/// lines out.
-static ACCESS_SINK: std::sync::OnceLock<Option<AccessSink>> = std::sync::OnceLock::new();
-
+/// the log's writer, or standard output a line at a time.
 enum AccessSink {
     Batched(batch::Batched),
     Stdout,
 }
 
-/// The access line in JSON, written to [`ACCESS_SINK`]: the line the log layer would have
-/// written for the access event, without the event.
-fn write_access_line(line: &crate::observe::AccessLine<'_>) -> bool {
-    match ACCESS_SINK.get() {
-        // Not set up: the line becomes the event.
-        None => false,
-        // `LOG_LEVEL` leaves access lines out.
-        Some(None) => true,
-        Some(Some(sink)) => {
-            json_line::access_line(std::time::SystemTime::now(), line, |bytes| match sink {
-                AccessSink::Batched(w) => w.access(bytes),
-                // A failed write loses the line, as the event's would.
-                AccessSink::Stdout => {
-                    use std::io::Write as _;
-                    let _ = std::io::stdout().lock().write_all(bytes);
-                }
-            });
-            true
-        }
+impl AccessSink {
+    /// The access line in JSON: the line the log layer would have written for the access event,
+    /// without the event.
+    fn write(&self, line: &crate::observe::AccessLine<'_>) {
+        json_line::access_line(std::time::SystemTime::now(), line, |bytes| match self {
+            AccessSink::Batched(w) => w.access(bytes),
+            // A failed write loses the line, as the event's would.
+            AccessSink::Stdout => {
+                use std::io::Write as _;
+                let _ = std::io::stdout().lock().write_all(bytes);
+            }
+        });
     }
 }
 

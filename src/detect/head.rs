@@ -8,9 +8,9 @@
 //! Converse's inside their config objects) when they are whole numbers, and every other value is
 //! checked and skipped without being stored. The typed decode that follows is then the request's
 //! one parse (issue 18; a chat body detection reads in one walk skips this scan, see
-//! [`crate::detect`]). A member repeated at the top level is read as serde_json's map keeps it, the last occurrence: a native
-//! body is decoded that way, so a key's model allowlist is checked against the model the request
-//! is then routed by. A test checks the scan against serde_json on thousands of mutated bodies: it
+//! [`crate::detect`]). A member repeated at the top level is read as serde_json's map keeps it,
+//! the last occurrence: a native body is decoded that way, so a key's model allowlist is checked
+//! against the model the request is then routed by. A test checks the scan against serde_json on thousands of mutated bodies: it
 //! accepts what serde_json accepts, except numbers beyond `f64`'s range, which the decode refuses,
 //! and the key `"$serde_json::private::RawValue"` anywhere, which it refuses (serde_json, built
 //! with `raw_value`, reads an object with that key first, as a sorted map puts it, as the JSON

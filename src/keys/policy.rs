@@ -17,9 +17,9 @@
 //!    ([`BodyHead::max_tokens`](crate::detect::BodyHead::max_tokens); the configured default
 //!    without one, none for embeddings), priced at the requested model's price — in one atomic
 //!    step that refuses the request (429 `budget_exceeded`, with the time the budget resets and
-//!    `Retry-After`) when a budget is already spent. When the call ends the charge is corrected to the real usage: the reply's
-//!    usage; for a stream the client abandoned, the output it was sent (estimated from its bytes)
-//!    plus the prompt estimate; for a failed call, nothing. Counters live in the
+//!    `Retry-After`) when a budget is already spent. When the call ends the charge is corrected
+//!    to the real usage: the reply's usage; for a stream the client abandoned, the output it was
+//!    sent (estimated from its bytes) plus the prompt estimate; for a failed call, nothing. Counters live in the
 //!    [`SpendLedger`](crate::rate_limit::spend) (this process, or Redis shared by every replica).
 //! 4. **Cost.** Every call with a known usage is priced ([`PriceTable`]) by the model sent
 //!    upstream, in the region of the Bedrock provider that served it (or of an ARN model): the `x-gateway-cost` response header on complete replies (`unknown` when the price
@@ -551,11 +551,12 @@ impl Settlement {
             if let Some(r) = record {
                 r.record_cost(cost);
             }
+            let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
             inner.metrics.key_usage(
                 &self.key,
                 client_model,
                 provider.as_deref().unwrap_or("none"),
-                usage.prompt_tokens.saturating_add(usage.completion_tokens),
+                tokens,
                 cost,
             );
             if cost.is_none()
@@ -568,8 +569,7 @@ impl Settlement {
             }
             actual = Spend {
                 usd: cost.map_or(0, Usd::nanos),
-                tokens: i64::try_from(usage.prompt_tokens.saturating_add(usage.completion_tokens))
-                    .unwrap_or(i64::MAX),
+                tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
             };
         }
         let Some(budgeted) = &self.budgeted else {

@@ -97,8 +97,8 @@ struct Object<'a> {
 }
 
 impl Object<'_> {
-    /// `,"name":`, and `"` when a string follows: one copy, its length known where the field is
-    /// written (the methods are inlined into `AccessLine::fields`, so each name is a constant).
+    /// `,"name":`, and `"` when a string follows. The methods are inlined into
+    /// `AccessLine::fields`, where each name is a constant: its copy needs no `memcpy` call.
     #[inline(always)]
     fn name(&mut self, name: &str, quote: bool) {
         self.out.push_str(",\"");

@@ -59,9 +59,9 @@ use crate::model::{ChatRequest, OriginalBody};
 /// forwarded to Claude on Bedrock as written.
 ///
 /// An OpenAI body is taken as detection decoded it ([`DetectedRequest::decoded`]), else decoded
-/// from its text straight into the typed [`ChatRequest`]; the native
-/// bodies (Claude, Titan, Converse) are read as their top-level object, whose size detection
-/// bounded ([`BodyHead`](crate::detect::BodyHead)'s value budget). The decoded request is then
+/// from its text straight into the typed [`ChatRequest`]; the native bodies (Claude, Titan,
+/// Converse) are read as their top-level object, whose size detection bounded
+/// ([`BodyHead`](crate::detect::BodyHead)'s value budget). The decoded request is then
 /// checked strictly ([`crate::validate`]) before anything is routed.
 pub fn decode_request(
     detected: DetectedRequest,
