@@ -179,9 +179,7 @@ fn access_enabled(level: &str) -> bool {
     }
 
     let seen = Arc::new(AtomicBool::new(false));
-    let layer = Seen(Arc::clone(&seen))
-        .with_filter(level_filter(level))
-        .with_filter(lines_only());
+    let layer = Seen(Arc::clone(&seen)).with_filter(line_filter(level));
     let probe = tracing_subscriber::registry().with(layer);
     tracing::subscriber::with_default(probe, crate::observe::emit_access_probe);
     seen.load(Ordering::Relaxed)
@@ -196,7 +194,7 @@ where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
     use tracing_subscriber::Layer as _;
-    let filter = level_filter(&log.level);
+    let filter = line_filter(&log.level);
     let layer = tracing_subscriber::fmt::layer()
         .with_target(true)
         .with_writer(writer);
@@ -206,11 +204,23 @@ where
             .flatten_event(true)
             .event_format(json_line::JsonLine::new())
             .with_filter(filter)
-            .with_filter(lines_only())
             .boxed()
     } else {
-        layer.with_filter(filter).with_filter(lines_only()).boxed()
+        layer.with_filter(filter).boxed()
     }
+}
+
+/// What the log lines take, as one filter: `LOG_LEVEL`'s events ([`level_filter`]), no spans
+/// ([`lines_only`]). Nested (`.with_filter(a).with_filter(b)`), each would be a filter of its
+/// own, and the outer one, which passes every event, would keep alive every callsite that
+/// `LOG_LEVEL` excludes: each debug and trace event of a dependency (hyper-util's pool logs
+/// three per request) would be checked and dispatched at run time, then dropped. Combined, such
+/// a callsite is off for good and the log level is the subscriber's level hint.
+fn line_filter(
+    level: &str,
+) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> {
+    use tracing_subscriber::filter::FilterExt as _;
+    level_filter(level).and(lines_only())
 }
 
 /// `LOG_LEVEL`'s filter: an `EnvFilter` directive, `info` if it is invalid.
@@ -219,12 +229,15 @@ fn level_filter(level: &str) -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
-/// What the log lines take: events only. The request spans (`server::observe`) are for trace
-/// export and never entered, so no line is inside one; left to the log layer, every
-/// `Span::record` would format the span's fields again (in JSON: the whole map, re-serialized per
-/// field — most of the instructions of a request, by callgrind) for nothing.
+/// Events only. The request spans (`server::observe`) are for trace export and never entered,
+/// so no line is inside one; left to the log layer, every `Span::record` would format the
+/// span's fields again (in JSON: the whole map, re-serialized per field — most of the
+/// instructions of a request, by callgrind) for nothing. Its level hint passes every level, so
+/// that in [`line_filter`] the level filter's own hint decides.
 fn lines_only() -> tracing_subscriber::filter::FilterFn {
-    tracing_subscriber::filter::filter_fn(|meta| !meta.is_span())
+    let events: tracing_subscriber::filter::FilterFn =
+        tracing_subscriber::filter::filter_fn(|meta| !meta.is_span());
+    events.with_max_level_hint(tracing_subscriber::filter::LevelFilter::TRACE)
 }
 
 #[cfg(feature = "otel")]
@@ -436,6 +449,40 @@ mod tests {
             ("warn,access[{status}]=info", true),
         ] {
             assert_eq!(access_enabled(level), expected, "{level}");
+        }
+    }
+
+    /// The log lines' layer leaves out, for good, what `LOG_LEVEL` leaves out: its level hint is
+    /// the filter's, and a dependency's debug event is not even offered to it (nested filters
+    /// offered every event, then dropped it: a cost on every request).
+    #[test]
+    fn events_below_log_level_are_not_dispatched() {
+        use tracing_subscriber::filter::LevelFilter;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::Layer as _;
+
+        for format in [LogFormat::Json, LogFormat::Text] {
+            let log = LogConfig {
+                level: "info".into(),
+                format,
+                ..LogConfig::default()
+            };
+            let layer = lines(&log, std::io::sink);
+            assert_eq!(
+                layer.max_level_hint(),
+                Some(LevelFilter::INFO),
+                "{format:?}"
+            );
+            let subscriber = tracing_subscriber::registry().with(layer);
+            tracing::subscriber::with_default(subscriber, || {
+                assert!(
+                    !tracing::enabled!(target: "hyper_util::client::legacy::pool", tracing::Level::DEBUG)
+                );
+                assert!(
+                    !tracing::enabled!(target: "hyper_util::client::legacy::pool", tracing::Level::TRACE)
+                );
+                assert!(tracing::enabled!(target: "access", tracing::Level::INFO));
+            });
         }
     }
 }

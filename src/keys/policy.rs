@@ -531,19 +531,19 @@ impl Settlement {
         let mut cost = None;
         let mut actual = Spend::default();
         if let Some(usage) = usage {
-            let priced = record
-                .and_then(CallRecord::upstream_model)
-                .map(|m| m.to_string())
-                .or_else(|| self.model.clone())
+            let upstream = record.and_then(CallRecord::upstream_model);
+            let priced = upstream
+                .as_deref()
+                .or(self.model.as_deref())
                 .unwrap_or_default();
             let provider = record.and_then(CallRecord::provider);
-            let region = crate::cost::region_of_arn(&priced).or_else(|| {
+            let region = crate::cost::region_of_arn(priced).or_else(|| {
                 provider
                     .as_ref()
                     .and_then(|p| inner.regions.get(p))
                     .map(String::as_str)
             });
-            cost = inner.prices.cost(&priced, region, usage);
+            cost = inner.prices.cost(priced, region, usage);
             let client_model = record
                 .map(|r| r.model.as_str())
                 .or(self.model.as_deref())
