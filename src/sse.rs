@@ -78,7 +78,9 @@ impl SseDecoder {
     pub fn next_event(&mut self) -> Option<SseEvent> {
         loop {
             let rest = &self.buf[self.scanned..];
-            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            // `memchr`'s vector search: a byte loop here was about 1 k instructions for each
+            // 200-byte event (callgrind, issue 18).
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
                 // Remember how far we looked, so a long line is scanned once, not once per push.
                 self.scanned = self.buf.len();
                 return None;

@@ -251,16 +251,19 @@ pin_project_lite::pin_project! {
     /// A stream guard: ends the stream with an in-band 504 when the upstream is silent for longer
     /// than the idle gap, or when the total deadline passes — a stalled stream never hangs a client.
     /// Over canonical chunks or relayed events alike.
+    ///
+    /// One timer serves both limits: it is armed for whichever comes first, the idle gap's end or
+    /// the deadline, and decides which it was when it fires. Two timers were polled, and their
+    /// wakers registered, on every poll the upstream had nothing for (callgrind, issue 18).
     pub(crate) struct TimedStream<S = ChunkStream> {
         inner: S,
         idle: Duration,
-        // When the last item arrived (one clock read per item); the idle timer is re-armed from
-        // it only when it fires, instead of being reset (a timer-wheel update) on every chunk.
+        deadline: Instant,
+        // When the last item arrived (one clock read per item); the timer is re-armed from it only
+        // when it fires, instead of being reset (a timer-wheel update) on every chunk.
         last: Instant,
         #[pin]
-        idle_timer: Sleep,
-        #[pin]
-        deadline: Sleep,
+        timer: Sleep,
         done: bool,
     }
 }
@@ -268,12 +271,13 @@ pin_project_lite::pin_project! {
 impl<S> TimedStream<S> {
     /// Guards `inner` with an `idle` gap and an absolute `deadline`.
     pub(crate) fn new(inner: S, idle: Duration, deadline: Instant) -> Self {
+        let last = Instant::now();
         TimedStream {
             inner,
             idle,
-            last: Instant::now(),
-            idle_timer: tokio::time::sleep(idle),
-            deadline: tokio::time::sleep_until(deadline),
+            deadline,
+            last,
+            timer: tokio::time::sleep_until(gap_end(last, idle, deadline)),
             done: false,
         }
     }
@@ -283,6 +287,7 @@ impl<S> std::fmt::Debug for TimedStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TimedStream")
             .field("idle", &self.idle)
+            .field("deadline", &self.deadline)
             .finish()
     }
 }
@@ -312,17 +317,18 @@ where
             }
             Poll::Pending => {}
         }
-        if this.deadline.poll(cx).is_ready() {
-            *this.done = true;
-            return Poll::Ready(Some(Err(GatewayError::upstream_timeout(
-                "The upstream stream exceeded the total time limit.",
-            ))));
-        }
-        while this.idle_timer.as_mut().poll(cx).is_ready() {
-            let due = *this.last + *this.idle;
-            if due > Instant::now() {
+        while this.timer.as_mut().poll(cx).is_ready() {
+            // Armed for the deadline (also when the gap ends with it): the total time is up.
+            if this.timer.deadline() >= *this.deadline {
+                *this.done = true;
+                return Poll::Ready(Some(Err(GatewayError::upstream_timeout(
+                    "The upstream stream exceeded the total time limit.",
+                ))));
+            }
+            let next = gap_end(*this.last, *this.idle, *this.deadline);
+            if next > this.timer.deadline() {
                 // Items arrived since the timer was armed: wait for the rest of the gap.
-                this.idle_timer.as_mut().reset(due);
+                this.timer.as_mut().reset(next);
                 continue;
             }
             *this.done = true;
@@ -333,6 +339,13 @@ where
         }
         Poll::Pending
     }
+}
+
+/// When a stream last heard from at `last` is due to be checked: the end of its idle gap, or the
+/// deadline when that comes first (or the gap's end is past what an `Instant` holds).
+fn gap_end(last: Instant, idle: Duration, deadline: Instant) -> Instant {
+    last.checked_add(idle)
+        .map_or(deadline, |end| end.min(deadline))
 }
 
 #[cfg(test)]
@@ -402,6 +415,11 @@ mod tests {
         }
         let err = timed.next().await.unwrap().unwrap_err();
         assert_eq!(err.status(), 504);
+        assert!(
+            err.message().contains("idle for more than 8000 ms"),
+            "{}",
+            err.message()
+        );
         assert_eq!(start.elapsed(), Duration::from_secs(15 + 8));
         assert!(
             timed.next().await.is_none(),
@@ -431,12 +449,63 @@ mod tests {
                 Ok(_) => n += 1,
                 Err(e) => {
                     assert_eq!(e.status(), 504);
+                    assert!(e.message().contains("total time limit"), "{}", e.message());
                     break;
                 }
             }
         }
         assert_eq!(n, 4);
         assert_eq!(start.elapsed(), Duration::from_millis(4500));
+    }
+
+    /// One timer for both limits: a gap that would end after the deadline ends at the deadline,
+    /// as the total limit; one that ends before it, as the idle limit, re-armed from the last item.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_limit_to_pass_ends_a_silent_stream() {
+        for (deadline_secs, items, elapsed_ms, says) in [
+            // Items at 5 s and 10 s; the gap would end at 18 s, the deadline is at 12 s.
+            (12, 2, 12_000, "total time limit"),
+            // The same, with the deadline after the gap's end.
+            (30, 2, 18_000, "idle for more than 8000 ms"),
+            // Silent from the start: the gap (8 s) ends first.
+            (30, 0, 8_000, "idle for more than 8000 ms"),
+            // Silent from the start, the deadline first.
+            (3, 0, 3_000, "total time limit"),
+        ] {
+            let meta = ChunkMeta::new("m");
+            let s = futures_util::stream::unfold(0usize, move |i| {
+                let meta = meta.clone();
+                async move {
+                    if i >= items {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
+                }
+            });
+            let start = Instant::now();
+            let mut timed = Box::pin(TimedStream::new(
+                ChunkStream::new(s),
+                Duration::from_secs(8),
+                start + Duration::from_secs(deadline_secs),
+            ));
+            for _ in 0..items {
+                assert!(timed.next().await.unwrap().is_ok());
+            }
+            let err = timed.next().await.unwrap().unwrap_err();
+            assert_eq!(err.status(), 504);
+            assert!(
+                err.message().contains(says),
+                "{deadline_secs} s: {}",
+                err.message()
+            );
+            assert_eq!(
+                start.elapsed(),
+                Duration::from_millis(elapsed_ms),
+                "{deadline_secs} s"
+            );
+            assert!(timed.next().await.is_none());
+        }
     }
 
     #[tokio::test(start_paused = true)]
