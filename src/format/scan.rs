@@ -217,13 +217,23 @@ pub(crate) fn skip_string(b: &[u8], i: usize) -> Result<usize, Malformed> {
     }
 }
 
+/// The deepest nesting [`skip_value`] follows: an array or object inside 128 others is refused.
+const MAX_DEPTH: usize = 128;
+
 /// The index just past the value that starts at `b[i]`.
 pub(crate) fn skip_value(b: &[u8], i: usize) -> Result<usize, Malformed> {
+    skip_value_within(b, i, MAX_DEPTH)
+}
+
+/// [`skip_value`] for a value already inside containers: it may open at most `room` more levels
+/// (a one-pass walk passes what its own levels left, so that its limit is the limit of a walk
+/// that skipped the whole from the outside first).
+fn skip_value_within(b: &[u8], i: usize, room: usize) -> Result<usize, Malformed> {
     match b.get(i).ok_or(Malformed)? {
         b'"' => skip_string(b, i),
         b'{' | b'[' => {
             // Brackets by depth; strings skipped whole, so brackets inside them do not count.
-            let mut stack = [0u8; 128];
+            let mut stack = [0u8; MAX_DEPTH];
             let mut depth = 0usize;
             let mut j = i;
             loop {
@@ -234,6 +244,9 @@ pub(crate) fn skip_value(b: &[u8], i: usize) -> Result<usize, Malformed> {
                         continue;
                     }
                     b'{' | b'[' => {
+                        if depth >= room {
+                            return Err(Malformed);
+                        }
                         *stack.get_mut(depth).ok_or(Malformed)? = c;
                         depth += 1;
                     }
@@ -372,6 +385,118 @@ impl<'a> Iterator for Members<'a> {
     }
 }
 
+/// What a one-pass walk does with one value: `Ok(Some(end))` when it read the value itself (the
+/// index just past it), `Ok(None)` to have it skipped.
+type Walked = Result<Option<usize>, Malformed>;
+
+/// Walks the object that starts at `b[i]` in one pass, as [`Members`] reads it: `member(key, at,
+/// room)` gets each key (as written), where its value starts and the nesting the value may still
+/// open (for [`walk_object`], [`walk_array`] or [`skip_value_within`] on it). The index just past
+/// the object's `}`.
+///
+/// Where a value is walked into, [`Members`] then [`Members::of`] on it would pass its bytes twice
+/// (the first time only to find its end): for a stream chunk's `choices`, three times (callgrind,
+/// issue 18).
+fn walk_object<'a>(
+    b: &'a [u8],
+    i: usize,
+    room: usize,
+    mut member: impl FnMut(&'a [u8], usize, usize) -> Walked,
+) -> Result<usize, Malformed> {
+    if room == 0 || b.get(i) != Some(&b'{') {
+        return Err(Malformed);
+    }
+    let room = room - 1;
+    let mut j = skip_ws(b, i + 1);
+    if b.get(j) == Some(&b'}') {
+        return Ok(j + 1);
+    }
+    loop {
+        if b.get(j) != Some(&b'"') {
+            return Err(Malformed);
+        }
+        let key_end = skip_string(b, j)?;
+        let key = &b[j + 1..key_end - 1];
+        let colon = skip_ws(b, key_end);
+        if b.get(colon) != Some(&b':') {
+            return Err(Malformed);
+        }
+        let start = skip_ws(b, colon + 1);
+        let end = match member(key, start, room)? {
+            Some(end) => end,
+            None => skip_walked(b, start, room)?,
+        };
+        j = skip_ws(b, end);
+        match b.get(j) {
+            Some(b',') => j = skip_ws(b, j + 1),
+            Some(b'}') => return Ok(j + 1),
+            _ => return Err(Malformed),
+        }
+    }
+}
+
+/// Walks the array that starts at `b[i]` in one pass, as [`elements`] reads it: `element(at,
+/// room)` as `member` is for [`walk_object`]. The index just past the array's `]`.
+fn walk_array(
+    b: &[u8],
+    i: usize,
+    room: usize,
+    mut element: impl FnMut(usize, usize) -> Walked,
+) -> Result<usize, Malformed> {
+    if room == 0 || b.get(i) != Some(&b'[') {
+        return Err(Malformed);
+    }
+    let room = room - 1;
+    let mut j = skip_ws(b, i + 1);
+    if b.get(j) == Some(&b']') {
+        return Ok(j + 1);
+    }
+    loop {
+        let end = match element(j, room)? {
+            Some(end) => end,
+            None => skip_walked(b, j, room)?,
+        };
+        j = skip_ws(b, end);
+        match b.get(j) {
+            Some(b',') => j = skip_ws(b, j + 1),
+            Some(b']') => return Ok(j + 1),
+            _ => return Err(Malformed),
+        }
+    }
+}
+
+/// The value that starts at `b[at]`, skipped: its bytes and the index just past it.
+fn value_at(b: &[u8], at: usize, room: usize) -> Result<(&[u8], usize), Malformed> {
+    let end = skip_walked(b, at, room)?;
+    Ok((&b[at..end], end))
+}
+
+/// [`skip_value_within`] for a value a one-pass walk passes, except that a number or literal also
+/// ends at `{`, `[` or `"` (which then fails the walk). A walk that skipped a container whole
+/// first read such a byte as structure and refused the container; so does this walk, and both
+/// refuse only what is not JSON.
+fn skip_walked(b: &[u8], at: usize, room: usize) -> Result<usize, Malformed> {
+    match b.get(at).ok_or(Malformed)? {
+        b'"' | b'{' | b'[' => skip_value_within(b, at, room),
+        _ => {
+            let mut j = at;
+            while j < b.len()
+                && !matches!(
+                    b[j],
+                    b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t' | b'{' | b'[' | b'"'
+                )
+            {
+                j += 1;
+            }
+            if j == at {
+                Err(Malformed)
+            } else {
+                Ok(j)
+            }
+        }
+    }
+}
+
 /// The elements of a JSON array's raw bytes (each element's raw bytes).
 pub fn elements(b: &[u8]) -> impl Iterator<Item = Result<&[u8], Malformed>> {
     let mut i = skip_ws(b, 0);
@@ -483,40 +608,52 @@ pub fn openai_usage(v: &[u8]) -> Result<Usage, Malformed> {
     Ok(usage)
 }
 
-/// Reads the facts of one OpenAI stream chunk.
+/// Reads the facts of one OpenAI stream chunk, in one pass over its bytes (surrounding whitespace
+/// allowed).
 pub fn openai_chunk(b: &[u8]) -> Result<ChunkFacts, Malformed> {
     let mut facts = ChunkFacts::default();
     let mut choices = 0usize;
-    for m in Members::of(b) {
-        let (k, v) = m?;
-        match k {
-            b"choices" => {
-                for choice in elements(v) {
-                    choices += 1;
-                    for m in Members::of(choice?) {
-                        let (k, v) = m?;
-                        match k {
-                            b"finish_reason" if !is_null(v) => facts.finished = true,
-                            b"delta" => {
-                                for m in Members::of(v) {
-                                    let (k, v) = m?;
-                                    facts.output_bytes += match k {
-                                        b"content" | b"reasoning_content" => string_len(v),
-                                        // Arguments are inside; their JSON is close enough.
-                                        b"tool_calls" if !is_null(v) => v.len(),
-                                        _ => 0,
-                                    };
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
+    // The chunk's own level does not count against the nesting, as for `Members`.
+    let end = walk_object(b, skip_ws(b, 0), MAX_DEPTH + 1, |k, at, room| match k {
+        b"choices" => walk_array(b, at, room, |at, room| {
+            choices += 1;
+            walk_object(b, at, room, |k, at, room| match k {
+                b"finish_reason" => {
+                    let (v, end) = value_at(b, at, room)?;
+                    facts.finished |= !is_null(v);
+                    Ok(Some(end))
+                }
+                b"delta" => walk_object(b, at, room, |k, at, room| {
+                    let (v, end) = value_at(b, at, room)?;
+                    facts.output_bytes += match k {
+                        b"content" | b"reasoning_content" => string_len(v),
+                        // Arguments are inside; their JSON is close enough.
+                        b"tool_calls" if !is_null(v) => v.len(),
+                        _ => 0,
+                    };
+                    Ok(Some(end))
+                })
+                .map(Some),
+                _ => Ok(None),
+            })
+            .map(Some)
+        })
+        .map(Some),
+        b"usage" | b"error" => {
+            let (v, end) = value_at(b, at, room)?;
+            if !is_null(v) {
+                if k == b"usage" {
+                    facts.usage = Some(openai_usage(v)?);
+                } else {
+                    facts.error = true;
                 }
             }
-            b"usage" if !is_null(v) => facts.usage = Some(openai_usage(v)?),
-            b"error" if !is_null(v) => facts.error = true,
-            _ => {}
+            Ok(Some(end))
         }
+        _ => Ok(None),
+    })?;
+    if skip_ws(b, end) != b.len() {
+        return Err(Malformed);
     }
     facts.usage_only = choices == 0 && facts.usage.is_some();
     Ok(facts)
@@ -1052,6 +1189,117 @@ mod tests {
         assert_eq!(els, [&b"1"[..], br#"{"a":[2]}"#, br#""x""#]);
         assert_eq!(elements(b"[]").count(), 0);
         assert!(elements(b"[1 2]").any(|e| e.is_err()));
+    }
+
+    /// `openai_chunk` as it was before the one-pass walk, through `Members` and `elements`: the
+    /// reference the one-pass walk must agree with.
+    fn openai_chunk_by_members(b: &[u8]) -> Result<ChunkFacts, Malformed> {
+        let mut facts = ChunkFacts::default();
+        let mut choices = 0usize;
+        for m in Members::of(b) {
+            let (k, v) = m?;
+            match k {
+                b"choices" => {
+                    for choice in elements(v) {
+                        choices += 1;
+                        for m in Members::of(choice?) {
+                            let (k, v) = m?;
+                            match k {
+                                b"finish_reason" if !is_null(v) => facts.finished = true,
+                                b"delta" => {
+                                    for m in Members::of(v) {
+                                        let (k, v) = m?;
+                                        facts.output_bytes += match k {
+                                            b"content" | b"reasoning_content" => string_len(v),
+                                            // Arguments are inside; their JSON is close enough.
+                                            b"tool_calls" if !is_null(v) => v.len(),
+                                            _ => 0,
+                                        };
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                b"usage" if !is_null(v) => facts.usage = Some(openai_usage(v)?),
+                b"error" if !is_null(v) => facts.error = true,
+                _ => {}
+            }
+        }
+        facts.usage_only = choices == 0 && facts.usage.is_some();
+        Ok(facts)
+    }
+
+    /// The one-pass chunk walk reads every chunk as the walk through `Members` did: the same
+    /// facts, or `Malformed` for the same chunks. Each seed (chunks as OpenAI and others write
+    /// them) with every byte deleted, replaced by, or preceded by each of a set of JSON's own
+    /// bytes, and cut at every length; and nesting at the depth limit and past it.
+    #[test]
+    fn the_one_pass_chunk_walk_reads_chunks_as_members_did() {
+        let seeds: [&[u8]; 8] = [
+            br#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+            br#"{"id":"c1","choices":[{"index":0,"delta":{"content":"Hi \"there\"\n"},"finish_reason":null}],"usage":null}"#,
+            br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":1}"}}]},"finish_reason":"tool_calls"}]}"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}}}"#,
+            br#"{"error":{"message":"boom","type":"server_error"}}"#,
+            br#" { "choices" : [ { "delta" : { "reasoning_content" : "hm" } , "finish_reason" : "stop" } , { "delta" : { } } ] , "error" : null } "#,
+            br#"{"choices":[{"delta":{"content":"x"},"logprobs":{"content":[{"token":"x","top_logprobs":[[1,[2]],{"a":[]}]}]},"finish_reason":null}]}"#,
+            br#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"bc"},"finish_reason":"length"}],"choices":[{"delta":{}}]}"#,
+        ];
+        let bytes = b"{}[]\",: \\0an-";
+        let mut checked = 0usize;
+        let mut check = |chunk: &[u8]| {
+            let (now, before) = (openai_chunk(chunk), openai_chunk_by_members(chunk));
+            if now != before {
+                // Stricter only on what is not JSON: a bracket inside a number or literal.
+                assert!(
+                    now.is_err() && serde_json::from_slice::<serde_json::Value>(chunk).is_err(),
+                    "{}: {now:?}, before {before:?}",
+                    String::from_utf8_lossy(chunk)
+                );
+            }
+            checked += 1;
+        };
+        for seed in seeds {
+            assert!(
+                openai_chunk(seed).is_ok(),
+                "{}",
+                String::from_utf8_lossy(seed)
+            );
+            for at in 0..=seed.len() {
+                check(&seed[..at]);
+                if at < seed.len() {
+                    check(&[&seed[..at], &seed[at + 1..]].concat());
+                }
+                for &c in bytes {
+                    check(&[&seed[..at], &[c], &seed[at..]].concat());
+                    if at < seed.len() {
+                        check(&[&seed[..at], &[c], &seed[at + 1..]].concat());
+                    }
+                }
+            }
+        }
+        // Nested `logprobs` and `tool_calls` around the depth limit (the chunk's own braces do
+        // not count; `choices`, its element and `delta` do).
+        for depth in 120..=132 {
+            let nest = |d: usize| format!("{}{}", "[".repeat(d), "]".repeat(d));
+            for chunk in [
+                format!(r#"{{"choices":[{{"logprobs":{}}}]}}"#, nest(depth)),
+                format!(
+                    r#"{{"choices":[{{"delta":{{"tool_calls":{}}}}}]}}"#,
+                    nest(depth)
+                ),
+                format!(
+                    r#"{{"usage":{{"x":{}}},"other":{}}}"#,
+                    nest(depth),
+                    nest(depth)
+                ),
+            ] {
+                check(chunk.as_bytes());
+            }
+        }
+        assert!(checked > 25_000, "{checked}");
     }
 
     #[test]
