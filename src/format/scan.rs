@@ -555,9 +555,17 @@ fn is_null(v: &[u8]) -> bool {
     v == b"null"
 }
 
-/// A non-negative integer value (`12`, `12.0` is not one; anything else is `None`).
+/// A non-negative integer value (`12`, `12.0` is not one; anything else is `None`): what
+/// `u64::from_str` reads (a leading `+` too), from the bytes, without a UTF-8 check first.
 fn integer(v: &[u8]) -> Option<u64> {
-    std::str::from_utf8(v).ok()?.parse().ok()
+    let digits = v.strip_prefix(b"+").unwrap_or(v);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let d = d.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
 }
 
 /// What a relay learns from one OpenAI `chat.completion.chunk`.
@@ -1300,6 +1308,46 @@ mod tests {
             }
         }
         assert!(checked > 25_000, "{checked}");
+    }
+
+    /// `integer` reads what `u64::from_str` reads, and nothing else.
+    #[test]
+    fn integers_are_read_as_from_str_reads_them() {
+        let mut cases: Vec<Vec<u8>> = [
+            "",
+            "0",
+            "7",
+            "+7",
+            "+",
+            "-0",
+            "-7",
+            "007",
+            "12.0",
+            "1e3",
+            " 1",
+            "1 ",
+            "++1",
+            "+-1",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "0x10",
+            "١",
+        ]
+        .iter()
+        .map(|c| c.as_bytes().to_vec())
+        .collect();
+        cases.push(vec![b'1', 0xff]);
+        for b in 0..=0xff_u8 {
+            cases.push(vec![b]);
+            cases.push(vec![b'4', b]);
+        }
+        for case in cases {
+            let expected = std::str::from_utf8(&case)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok());
+            assert_eq!(integer(&case), expected, "{case:?}");
+        }
     }
 
     #[test]
