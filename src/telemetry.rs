@@ -214,7 +214,7 @@ where
 /// ([`lines_only`]). Nested (`.with_filter(a).with_filter(b)`), each would be a filter of its
 /// own, and the outer one, which passes every event, would keep alive every callsite that
 /// `LOG_LEVEL` excludes: each debug and trace event of a dependency (hyper-util's pool logs
-/// three per request) would be checked and dispatched at run time, then dropped. Combined, such
+/// four per request) would be checked and dispatched at run time, then dropped. Combined, such
 /// a callsite is off for good and the log level is the subscriber's level hint.
 fn line_filter(
     level: &str,

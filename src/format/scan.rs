@@ -5,9 +5,10 @@
 //! them; the limiter, the log line and the metrics still need the usage, and a stream still has to
 //! prove it finished. [`Members`] walks the members of one JSON object — keys and the raw bytes of
 //! their values — skipping strings with `memchr` and nested values by bracket depth, with no
-//! allocation and no tree; the dialects' relays ([`openai_chunk`], [`claude_event`],
-//! [`titan_chunk`], [`openai_completion`], [`responses_event`], [`responses_object_usage`]) read
-//! what they need from it, and [`with_member`] splices one member's value (a rewritten `model`).
+//! allocation and no tree; the dialects' relays ([`claude_event`], [`titan_chunk`],
+//! [`openai_completion`], [`responses_event`], [`responses_object_usage`]) read what they need
+//! from it, [`openai_chunk`] (every stream chunk) walks its nested members in one pass instead
+//! ([`walk_object`]), and [`with_member`] splices one member's value (a rewritten `model`).
 //!
 //! Hand-written: serde_json's borrowed types and `RawValue` still validate and copy every value
 //! (and `IgnoredAny` still unescapes strings), and a lazy-JSON crate would be a new dependency for
@@ -473,8 +474,9 @@ fn value_at(b: &[u8], at: usize, room: usize) -> Result<(&[u8], usize), Malforme
 
 /// [`skip_value_within`] for a value a one-pass walk passes, except that a number or literal also
 /// ends at `{`, `[` or `"` (which then fails the walk). A walk that skipped a container whole
-/// first read such a byte as structure and refused the container; so does this walk, and both
-/// refuse only what is not JSON.
+/// first read a bracket there as structure and refused the container; this walk refuses it too,
+/// and also a quote there, which the walk before took into the literal. Both are not JSON; inside
+/// a value that is skipped whole (or read by [`Members`], as `usage` is) nothing changed.
 fn skip_walked(b: &[u8], at: usize, room: usize) -> Result<usize, Malformed> {
     match b.get(at).ok_or(Malformed)? {
         b'"' | b'{' | b'[' => skip_value_within(b, at, room),
@@ -1260,7 +1262,7 @@ mod tests {
         let mut check = |chunk: &[u8]| {
             let (now, before) = (openai_chunk(chunk), openai_chunk_by_members(chunk));
             if now != before {
-                // Stricter only on what is not JSON: a bracket inside a number or literal.
+                // Stricter only on what is not JSON: a bracket or quote inside a number or literal.
                 assert!(
                     now.is_err() && serde_json::from_slice::<serde_json::Value>(chunk).is_err(),
                     "{}: {now:?}, before {before:?}",

@@ -253,8 +253,9 @@ pin_project_lite::pin_project! {
     /// Over canonical chunks or relayed events alike.
     ///
     /// One timer serves both limits: it is armed for whichever comes first, the idle gap's end or
-    /// the deadline, and decides which it was when it fires. Two timers were polled, and their
-    /// wakers registered, on every poll the upstream had nothing for (callgrind, issue 18).
+    /// the deadline, and decides which it was when it fires (a stream first polled again after
+    /// both have passed ends with the one the timer was armed for). Two timers were polled, and
+    /// their wakers registered, on every poll the upstream had nothing for (callgrind, issue 18).
     pub(crate) struct TimedStream<S = ChunkStream> {
         inner: S,
         idle: Duration,
