@@ -8,7 +8,7 @@
 //! allocation and no tree; the dialects' relays ([`claude_event`], [`titan_chunk`],
 //! [`openai_completion`], [`responses_event`], [`responses_object_usage`]) read what they need
 //! from it, [`openai_chunk`] (every stream chunk) walks its nested members in one pass instead
-//! ([`walk_object`]), and [`with_member`] splices one member's value (a rewritten `model`).
+//! (`walk_object`), and [`with_member`] splices one member's value (a rewritten `model`).
 //!
 //! Hand-written: serde_json's borrowed types and `RawValue` still validate and copy every value
 //! (and `IgnoredAny` still unescapes strings), and a lazy-JSON crate would be a new dependency for
