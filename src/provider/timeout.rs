@@ -391,23 +391,27 @@ mod tests {
         }))
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn idle_gap_counts_from_the_last_item() {
+    /// `items` chunks, 5 s apart, then silence.
+    fn five_seconds_apart(items: usize) -> ChunkStream {
         let meta = ChunkMeta::new("m");
-        // Items 5 s apart never trip an 8 s idle limit; the silence after the last one does.
-        let s = futures_util::stream::unfold(0usize, move |i| {
+        ChunkStream::new(futures_util::stream::unfold(0usize, move |i| {
             let meta = meta.clone();
             async move {
-                if i >= 3 {
+                if i >= items {
                     std::future::pending::<()>().await;
                 }
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
             }
-        });
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_gap_counts_from_the_last_item() {
+        // Items 5 s apart never trip an 8 s idle limit; the silence after the last one does.
         let start = Instant::now();
         let mut timed = Box::pin(TimedStream::new(
-            ChunkStream::new(s),
+            five_seconds_apart(3),
             Duration::from_secs(8),
             start + Duration::from_secs(3600),
         ));
@@ -473,20 +477,9 @@ mod tests {
             // Silent from the start, the deadline first.
             (3, 0, 3_000, "total time limit"),
         ] {
-            let meta = ChunkMeta::new("m");
-            let s = futures_util::stream::unfold(0usize, move |i| {
-                let meta = meta.clone();
-                async move {
-                    if i >= items {
-                        std::future::pending::<()>().await;
-                    }
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
-                }
-            });
             let start = Instant::now();
             let mut timed = Box::pin(TimedStream::new(
-                ChunkStream::new(s),
+                five_seconds_apart(items),
                 Duration::from_secs(8),
                 start + Duration::from_secs(deadline_secs),
             ));
