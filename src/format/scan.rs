@@ -266,19 +266,8 @@ fn skip_value_within(b: &[u8], i: usize, room: usize) -> Result<usize, Malformed
                 j += 1;
             }
         }
-        _ => {
-            // A number or a literal: up to the next delimiter.
-            let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
-            {
-                j += 1;
-            }
-            if j == i {
-                Err(Malformed)
-            } else {
-                Ok(j)
-            }
-        }
+        // A number or a literal: up to the next delimiter.
+        _ => scalar_end(b, i, |_| false),
     }
 }
 
@@ -404,36 +393,21 @@ fn walk_object<'a>(
     room: usize,
     mut member: impl FnMut(&'a [u8], usize, usize) -> Walked,
 ) -> Result<usize, Malformed> {
-    if room == 0 || b.get(i) != Some(&b'{') {
-        return Err(Malformed);
-    }
-    let room = room - 1;
-    let mut j = skip_ws(b, i + 1);
-    if b.get(j) == Some(&b'}') {
-        return Ok(j + 1);
-    }
-    loop {
+    walk_container(b, i, room, (b'{', b'}'), |j, room| {
         if b.get(j) != Some(&b'"') {
             return Err(Malformed);
         }
         let key_end = skip_string(b, j)?;
-        let key = &b[j + 1..key_end - 1];
         let colon = skip_ws(b, key_end);
         if b.get(colon) != Some(&b':') {
             return Err(Malformed);
         }
         let start = skip_ws(b, colon + 1);
-        let end = match member(key, start, room)? {
-            Some(end) => end,
-            None => skip_walked(b, start, room)?,
-        };
-        j = skip_ws(b, end);
-        match b.get(j) {
-            Some(b',') => j = skip_ws(b, j + 1),
-            Some(b'}') => return Ok(j + 1),
-            _ => return Err(Malformed),
+        match member(&b[j + 1..key_end - 1], start, room)? {
+            Some(end) => Ok(end),
+            None => skip_walked(b, start, room),
         }
-    }
+    })
 }
 
 /// Walks the array that starts at `b[i]` in one pass, as [`elements`] reads it: `element(at,
@@ -444,23 +418,36 @@ fn walk_array(
     room: usize,
     mut element: impl FnMut(usize, usize) -> Walked,
 ) -> Result<usize, Malformed> {
-    if room == 0 || b.get(i) != Some(&b'[') {
+    walk_container(b, i, room, (b'[', b']'), |j, room| {
+        match element(j, room)? {
+            Some(end) => Ok(end),
+            None => skip_walked(b, j, room),
+        }
+    })
+}
+
+/// The comma-separated items between `open` at `b[i]` and its `close`: `item(at, room)` reads the
+/// item that starts at `at` and gives the index just past it. The index just past `close`.
+fn walk_container(
+    b: &[u8],
+    i: usize,
+    room: usize,
+    (open, close): (u8, u8),
+    mut item: impl FnMut(usize, usize) -> Result<usize, Malformed>,
+) -> Result<usize, Malformed> {
+    if room == 0 || b.get(i) != Some(&open) {
         return Err(Malformed);
     }
     let room = room - 1;
     let mut j = skip_ws(b, i + 1);
-    if b.get(j) == Some(&b']') {
+    if b.get(j) == Some(&close) {
         return Ok(j + 1);
     }
     loop {
-        let end = match element(j, room)? {
-            Some(end) => end,
-            None => skip_walked(b, j, room)?,
-        };
-        j = skip_ws(b, end);
+        j = skip_ws(b, item(j, room)?);
         match b.get(j) {
             Some(b',') => j = skip_ws(b, j + 1),
-            Some(b']') => return Ok(j + 1),
+            Some(&c) if c == close => return Ok(j + 1),
             _ => return Err(Malformed),
         }
     }
@@ -480,22 +467,23 @@ fn value_at(b: &[u8], at: usize, room: usize) -> Result<(&[u8], usize), Malforme
 fn skip_walked(b: &[u8], at: usize, room: usize) -> Result<usize, Malformed> {
     match b.get(at).ok_or(Malformed)? {
         b'"' | b'{' | b'[' => skip_value_within(b, at, room),
-        _ => {
-            let mut j = at;
-            while j < b.len()
-                && !matches!(
-                    b[j],
-                    b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t' | b'{' | b'[' | b'"'
-                )
-            {
-                j += 1;
-            }
-            if j == at {
-                Err(Malformed)
-            } else {
-                Ok(j)
-            }
-        }
+        _ => scalar_end(b, at, |c| matches!(c, b'{' | b'[' | b'"')),
+    }
+}
+
+/// The end of the number or literal at `b[i]`: the next delimiter (`,`, `}`, `]`, whitespace),
+/// or the next byte `also` stops at; `Malformed` when that is `b[i]` itself.
+fn scalar_end(b: &[u8], i: usize, also: impl Fn(u8) -> bool) -> Result<usize, Malformed> {
+    let len = b
+        .get(i..)
+        .unwrap_or_default()
+        .iter()
+        .position(|&c| matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') || also(c))
+        .unwrap_or(b.len() - i);
+    if len == 0 {
+        Err(Malformed)
+    } else {
+        Ok(i + len)
     }
 }
 
