@@ -453,13 +453,47 @@ mod tests {
     }
 
     /// The log lines' layer leaves out, for good, what `LOG_LEVEL` leaves out: its level hint is
-    /// the filter's, and a dependency's debug event is not even offered to it (nested filters
-    /// offered every event, then dropped it: a cost on every request).
+    /// the filter's, and a dependency's debug event is never of interest to it (nested filters
+    /// left such a callsite live, and offered every event, then dropped it: a cost on every
+    /// request). Asked of the subscriber itself, not through `enabled!`, whose callsite cache is
+    /// shared with the other tests' subscribers.
     #[test]
     fn events_below_log_level_are_not_dispatched() {
+        use tracing::callsite::{Callsite, Identifier};
+        use tracing::metadata::Kind;
+        use tracing::subscriber::Interest;
+        use tracing::{Level, Metadata, Subscriber as _};
         use tracing_subscriber::filter::LevelFilter;
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::Layer as _;
+
+        /// A callsite of its own for each event the test asks about.
+        struct Site(&'static Metadata<'static>);
+        impl Callsite for Site {
+            fn set_interest(&self, _: Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                self.0
+            }
+        }
+        macro_rules! event {
+            ($target:literal, $level:expr) => {{
+                static SITE: Site = Site(&META);
+                static META: Metadata<'static> = Metadata::new(
+                    "event",
+                    $target,
+                    $level,
+                    None,
+                    None,
+                    None,
+                    tracing::field::FieldSet::new(&[], Identifier(&SITE)),
+                    Kind::EVENT,
+                );
+                &META
+            }};
+        }
+        let pool_debug = event!("hyper_util::client::legacy::pool", Level::DEBUG);
+        let pool_trace = event!("hyper_util::client::legacy::pool", Level::TRACE);
+        let access = event!("access", Level::INFO);
 
         for format in [LogFormat::Json, LogFormat::Text] {
             let log = LogConfig {
@@ -474,15 +508,14 @@ mod tests {
                 "{format:?}"
             );
             let subscriber = tracing_subscriber::registry().with(layer);
-            tracing::subscriber::with_default(subscriber, || {
-                assert!(
-                    !tracing::enabled!(target: "hyper_util::client::legacy::pool", tracing::Level::DEBUG)
-                );
-                assert!(
-                    !tracing::enabled!(target: "hyper_util::client::legacy::pool", tracing::Level::TRACE)
-                );
-                assert!(tracing::enabled!(target: "access", tracing::Level::INFO));
-            });
+            for below in [pool_debug, pool_trace] {
+                assert!(subscriber.register_callsite(below).is_never(), "{format:?}");
+            }
+            assert!(
+                subscriber.register_callsite(access).is_always(),
+                "{format:?}"
+            );
+            assert!(subscriber.enabled(access), "{format:?}");
         }
     }
 }
