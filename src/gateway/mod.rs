@@ -369,7 +369,13 @@ impl Gateway {
     /// The ingress pipeline over the layered core, with the embedder's
     /// [`ingress_layer`](GatewayBuilder::ingress_layer)s around it.
     fn layered_ingress(&self) -> HttpService {
-        let ingress = self.ingress_stack(self.layered_core());
+        let ingress = if self.shared.core_layers.is_empty() {
+            // The core unboxed: the call's clone of it is reference counts, not a heap block, and
+            // its future lives inside the translate stage's instead of a box of its own.
+            self.ingress_stack(self.core())
+        } else {
+            self.ingress_stack(self.layered_core())
+        };
         self.shared
             .ingress_layers
             .iter()

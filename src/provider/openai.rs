@@ -135,10 +135,6 @@ impl OpenAiProvider {
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_keepalive(Some(Duration::from_secs(60)));
         let https = super::https_connector(http)?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .build(https);
         let base = config.base_url.trim_end_matches('/').to_owned();
         let query = query_string(&config.query);
         let parse = |suffix: &str| {
@@ -151,9 +147,18 @@ impl OpenAiProvider {
         // Every URL shares the base's authority: for an `http://` upstream its `Host` is built
         // here once, as hyper-util would build it per request (`host_header`). A configured
         // `Host` below replaces it, as it did hyper-util's.
-        if let Some(host) = host_header(&chat_url) {
+        let host = host_header(&chat_url);
+        let own_host = host.is_some();
+        if let Some(host) = host {
             headers.insert(header::HOST, host);
         }
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(config.pool_max_idle)
+            // Every request has its `Host` when it is built here: hyper-util's own look for one (a
+            // copy of the URI and a header-map entry per request) would find it.
+            .set_host(!own_host)
+            .build(https);
         for (name, value) in &config.headers {
             let name = http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| GatewayError::internal(format!("invalid header name `{name}`")))?;
@@ -424,7 +429,9 @@ impl Service<EmbeddingsCall> for OpenAiProvider {
 
 /// Room in an upstream request's header map: its own four (`Content-Length`, `Content-Type`,
 /// `Accept`, `x-request-id`), `Authorization`, `Host`, and the configured extra headers (the
-/// OpenAI organization and project, custom ones) up to twelve in all; more grow the map.
+/// OpenAI organization and project, custom ones) up to twelve in all; more grow the map. Eight
+/// slots (room for six) would be a smaller block, but hyper's encoder takes an entry for
+/// `Transfer-Encoding`, and a full map grows on an entry even for a header it never inserts.
 const UPSTREAM_HEADERS: usize = 12;
 
 /// A JSON `POST` of `body` to `url` for `call`: an event stream accepted when it `stream`s, its
