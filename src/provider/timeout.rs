@@ -41,7 +41,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -265,6 +265,9 @@ pin_project_lite::pin_project! {
         last: Instant,
         #[pin]
         timer: Sleep,
+        // The waker the timer holds (from its last poll): while it is the task's and the timer has
+        // not fired, a poll that finds the stream waiting does not poll the timer again.
+        timer_waker: Option<Waker>,
         done: bool,
     }
 }
@@ -279,6 +282,7 @@ impl<S> TimedStream<S> {
             deadline,
             last,
             timer: tokio::time::sleep_until(gap_end(last, idle, deadline)),
+            timer_waker: None,
             done: false,
         }
     }
@@ -318,6 +322,16 @@ where
             }
             Poll::Pending => {}
         }
+        // A stream waits once per upstream item: the timer (about 190 instructions a poll) is
+        // polled again only when it fired or the task's waker is not the one it holds.
+        if !this.timer.is_elapsed()
+            && this
+                .timer_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
         while this.timer.as_mut().poll(cx).is_ready() {
             // Armed for the deadline (also when the gap ends with it): the total time is up.
             if this.timer.deadline() >= *this.deadline {
@@ -337,6 +351,13 @@ where
                 "The upstream stream was idle for more than {} ms.",
                 this.idle.as_millis()
             )))));
+        }
+        if !this
+            .timer_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            *this.timer_waker = Some(cx.waker().clone());
         }
         Poll::Pending
     }
@@ -418,7 +439,13 @@ mod tests {
         for _ in 0..3 {
             assert!(timed.next().await.unwrap().is_ok());
         }
-        let err = timed.next().await.unwrap().unwrap_err();
+        // The timer fired at 8 s, while items still came (the stream was polled between them
+        // with the same waker): it must still be polled after its re-arming.
+        let err = tokio::time::timeout(Duration::from_secs(60), timed.next())
+            .await
+            .expect("the idle limit ends the stream")
+            .unwrap()
+            .unwrap_err();
         assert_eq!(err.status(), 504);
         assert!(
             err.message().contains("idle for more than 8000 ms"),
