@@ -111,5 +111,6 @@ pub mod telemetry;
 pub mod translate;
 pub mod usage;
 pub mod validate;
+mod woken;
 
 pub use gateway::{Core, Gateway, GatewayBuilder, GatewayService, ProviderStatus};

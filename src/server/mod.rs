@@ -36,6 +36,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -51,6 +52,7 @@ use tower_service::Service;
 
 use self::connection::{ConnectionService, ConnectionState};
 use crate::body::Body;
+use crate::woken::Woken;
 
 /// The bounds of a server's connections (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,16 +368,36 @@ enum End {
     Http(Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Drives `conn` until it ends or `watchdog` fires.
-async fn end_with<C, E>(conn: C, watchdog: Pin<&mut impl Future<Output = ()>>) -> Result<(), End>
+/// Drives `conn` until it ends or `watchdog` fires. The connection is polled on every wake; the
+/// watchdog (a timer and a `Notify`) only when it woke the task (see `crate::woken`), not again on
+/// every read and write of the connection.
+async fn end_with<C, E>(
+    conn: C,
+    mut watchdog: Pin<&mut impl Future<Output = ()>>,
+) -> Result<(), End>
 where
     C: Future<Output = Result<(), E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    tokio::select! {
-        res = conn => res.map_err(|e| End::Http(e.into())),
-        () = watchdog => Err(End::Watchdog),
-    }
+    let woken = Woken::new();
+    let mut conn = std::pin::pin!(conn);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(res) = conn.as_mut().poll(cx) {
+            return Poll::Ready(res.map_err(|e| End::Http(e.into())));
+        }
+        match woken.take(cx) {
+            Some(waker)
+                if watchdog
+                    .as_mut()
+                    .poll(&mut Context::from_waker(waker))
+                    .is_ready() =>
+            {
+                Poll::Ready(Err(End::Watchdog))
+            }
+            _ => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -14,13 +14,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -30,6 +28,7 @@ use crate::body::BoxError;
 use crate::error::GatewayError;
 use crate::model::ChunkStream;
 use crate::server::{ConnectionCloser, ReaderWatch};
+use crate::woken::Woken;
 
 pin_project_lite::pin_project! {
     /// The body of a streamed reply.
@@ -52,65 +51,10 @@ pin_project_lite::pin_project! {
         idle: Option<tokio::time::Sleep>,
         shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
         // The waker the keep-alive timer and the shutdown token are polled with: while the body
-        // waits for its upstream, they are polled again only after one of them woke it.
+        // waits for its upstream (once per upstream event), they are polled again only after one
+        // of them woke it. Each poll of the token locks its mutex, which every stream shares.
         woken: Option<Woken>,
         reader: Option<Arc<ReaderWatch>>,
-    }
-}
-
-/// A waker that notes it was woken, for a body's own timer and shutdown signal.
-///
-/// A body waiting for its upstream is polled once per upstream event, and each of those polls
-/// went on to poll the shutdown token (a lock of the token's mutex, shared by every stream, and a
-/// `Notify` registration) and the keep-alive timer, to find them still pending: about 400
-/// instructions per event (callgrind, issue 18). They hold this waker instead of the task's, so a
-/// poll can tell whether either of them has anything to say. No library does this for a timer and
-/// a `CancellationToken` together; it is an atomic flag in front of the task's waker.
-struct Woken {
-    shared: Arc<WokenShared>,
-    // Made once, so the timer and the token see the same waker on every poll.
-    waker: Waker,
-}
-
-struct WokenShared {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for WokenShared {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        // Noted before the task is woken, so the poll that follows sees it.
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
-impl Woken {
-    /// Woken to begin with: the first poll registers the sources.
-    fn new() -> Self {
-        let shared = Arc::new(WokenShared {
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
-        Woken {
-            waker: Waker::from(shared.clone()),
-            shared,
-        }
-    }
-
-    /// Takes the task's waker for the next wake; the waker to poll the sources with when one of
-    /// them woke the task since they were last polled (or they never were), else `None`.
-    fn take(&self, cx: &Context<'_>) -> Option<&Waker> {
-        // Registered before the flag is read: a wake after the read reaches this task.
-        self.shared.task.register(cx.waker());
-        self.shared
-            .woken
-            .swap(false, Ordering::AcqRel)
-            .then_some(&self.waker)
     }
 }
 
@@ -218,7 +162,7 @@ where
                     *this.done = true;
                 }
                 Poll::Pending => {
-                    // The timer and the token only when one of them woke the body (see `Woken`).
+                    // The timer and the token only when one of them woke the body.
                     let Some(waker) = this.woken.as_ref().and_then(|w| w.take(cx)) else {
                         return Poll::Pending;
                     };
