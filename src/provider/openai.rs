@@ -72,6 +72,8 @@ pub struct OpenAiProvider {
 
 #[derive(Clone)]
 struct Inner {
+    /// Sent through only by `OpenAiProvider::send`, which adds `headers`: for an `http://`
+    /// upstream `Host` is one of them, and the client does not add its own (`set_host`).
     client: Client<HttpsConnector<Quiet<HttpConnector>>, Full<Bytes>>,
     chat_url: Uri,
     embeddings_url: Uri,

@@ -41,7 +41,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll, Waker};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -52,6 +52,7 @@ use tower_service::Service;
 use crate::config::Timeouts;
 use crate::error::GatewayError;
 use crate::model::{Call, CallRequest, ChatReply, ChunkStream, EmbeddingsResponse, StreamWrapper};
+use crate::woken::Woken;
 
 /// Layer that applies [`UpstreamTimeout`] with the given timeouts (`first_byte`, `stream_idle`,
 /// `total`; the others are not the core's).
@@ -265,9 +266,9 @@ pin_project_lite::pin_project! {
         last: Instant,
         #[pin]
         timer: Sleep,
-        // The waker the timer holds (from its last poll): while it is the task's and the timer has
-        // not fired, a poll that finds the stream waiting does not poll the timer again.
-        timer_waker: Option<Waker>,
+        // The waker the timer is polled with: a stream waits once per upstream item, and the
+        // timer is polled again only after it woke the task (see `crate::woken`).
+        woken: Woken,
         done: bool,
     }
 }
@@ -282,7 +283,7 @@ impl<S> TimedStream<S> {
             deadline,
             last,
             timer: tokio::time::sleep_until(gap_end(last, idle, deadline)),
-            timer_waker: None,
+            woken: Woken::new(),
             done: false,
         }
     }
@@ -322,16 +323,10 @@ where
             }
             Poll::Pending => {}
         }
-        // A stream waits once per upstream item: the timer (about 190 instructions a poll) is
-        // polled again only when it fired or the task's waker is not the one it holds.
-        if !this.timer.is_elapsed()
-            && this
-                .timer_waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-        {
+        let Some(waker) = this.woken.take(cx) else {
             return Poll::Pending;
-        }
+        };
+        let cx = &mut Context::from_waker(waker);
         while this.timer.as_mut().poll(cx).is_ready() {
             // Armed for the deadline (also when the gap ends with it): the total time is up.
             if this.timer.deadline() >= *this.deadline {
@@ -351,13 +346,6 @@ where
                 "The upstream stream was idle for more than {} ms.",
                 this.idle.as_millis()
             )))));
-        }
-        if !this
-            .timer_waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            *this.timer_waker = Some(cx.waker().clone());
         }
         Poll::Pending
     }
@@ -457,6 +445,36 @@ mod tests {
             timed.next().await.is_none(),
             "the stream ends after the timeout"
         );
+    }
+
+    /// A first poll that finds the task's cooperative budget spent (the stages before it used it
+    /// up) leaves the timer unregistered: the budget's wake must still lead to its poll.
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_limit_holds_when_the_first_poll_found_the_budget_spent() {
+        let mut spent = false;
+        let silent = futures_util::stream::poll_fn(move |cx| {
+            if !std::mem::replace(&mut spent, true) {
+                // Spend the task's budget, as busy stages before the stream would.
+                let mut spend = Box::pin(tokio::task::consume_budget());
+                while spend.as_mut().poll(cx).is_ready() {
+                    spend.set(tokio::task::consume_budget());
+                }
+            }
+            Poll::<Option<Result<ChatChunk, GatewayError>>>::Pending
+        });
+        let start = Instant::now();
+        let mut timed = Box::pin(TimedStream::new(
+            ChunkStream::new(silent),
+            Duration::from_secs(8),
+            start + Duration::from_secs(3600),
+        ));
+        let err = tokio::time::timeout(Duration::from_secs(60), timed.next())
+            .await
+            .expect("the idle limit ends the stream")
+            .unwrap()
+            .unwrap_err();
+        assert!(err.message().contains("idle for more than 8000 ms"));
+        assert_eq!(start.elapsed(), Duration::from_secs(8));
     }
 
     #[tokio::test(start_paused = true)]
