@@ -72,8 +72,8 @@ pub struct OpenAiProvider {
 
 #[derive(Clone)]
 struct Inner {
-    /// Sent through only by `OpenAiProvider::send`, which adds `headers`: for an `http://`
-    /// upstream `Host` is one of them, and the client does not add its own (`set_host`).
+    /// Sent through only by `OpenAiProvider::send`, which adds `headers`: when `Host` is one of
+    /// them (an `http://` upstream, or a configured one), the client does not add its own.
     client: Client<HttpsConnector<Quiet<HttpConnector>>, Full<Bytes>>,
     chat_url: Uri,
     embeddings_url: Uri,
@@ -149,18 +149,9 @@ impl OpenAiProvider {
         // Every URL shares the base's authority: for an `http://` upstream its `Host` is built
         // here once, as hyper-util would build it per request (`host_header`). A configured
         // `Host` below replaces it, as it did hyper-util's.
-        let host = host_header(&chat_url);
-        let own_host = host.is_some();
-        if let Some(host) = host {
+        if let Some(host) = host_header(&chat_url) {
             headers.insert(header::HOST, host);
         }
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(config.pool_max_idle)
-            // Every request has its `Host` when it is built here: hyper-util's own look for one (a
-            // copy of the URI and a header-map entry per request) would find it.
-            .set_host(!own_host)
-            .build(https);
         for (name, value) in &config.headers {
             let name = http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| GatewayError::internal(format!("invalid header name `{name}`")))?;
@@ -181,6 +172,13 @@ impl OpenAiProvider {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(config.pool_max_idle)
+            // When every request gets its `Host` from `headers`, hyper-util's own look for one (a
+            // copy of the URI and a header-map entry per request) would only find it.
+            .set_host(!headers.contains_key(header::HOST))
+            .build(https);
         Ok(OpenAiProvider {
             inner: Arc::new(Inner {
                 client,

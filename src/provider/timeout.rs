@@ -402,17 +402,7 @@ mod tests {
 
     /// `items` chunks, 5 s apart, then silence.
     fn five_seconds_apart(items: usize) -> ChunkStream {
-        let meta = ChunkMeta::new("m");
-        ChunkStream::new(futures_util::stream::unfold(0usize, move |i| {
-            let meta = meta.clone();
-            async move {
-                if i >= items {
-                    std::future::pending::<()>().await;
-                }
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
-            }
-        }))
+        crate::stream::testing::paced(items, Duration::from_secs(5))
     }
 
     #[tokio::test(start_paused = true)]

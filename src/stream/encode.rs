@@ -232,22 +232,7 @@ mod tests {
     use crate::format::openai::OpenAiStreamEncoder;
     use crate::model::{ChatChunk, ChunkMeta, Delta};
     use crate::sse::SseFramer;
-
-    /// A chunk stream that yields its items, one every `gap`, then never ends.
-    fn paced(items: usize, gap: Duration) -> ChunkStream {
-        let meta = ChunkMeta::new("m");
-        let s = futures_util::stream::unfold(0usize, move |i| {
-            let meta = meta.clone();
-            async move {
-                if i >= items {
-                    std::future::pending::<()>().await;
-                }
-                tokio::time::sleep(gap).await;
-                Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
-            }
-        });
-        ChunkStream::new(s)
-    }
+    use crate::stream::testing::paced;
 
     async fn next_frame<B: HttpBody<Data = Bytes> + Unpin>(body: &mut B) -> Bytes
     where

@@ -114,10 +114,27 @@ pub trait EventEncoder<C = ChatChunk>: Send + 'static {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! A framer that records events as `(name, JSON)` pairs, for encoder tests.
+    //! A framer that records events as `(name, JSON)` pairs, for encoder tests; a paced chunk
+    //! stream, for the tests of what times a stream.
 
     use super::*;
     use serde_json::Value;
+
+    /// A chunk stream that yields `items` chunks, one every `gap`, then never ends.
+    pub(crate) fn paced(items: usize, gap: std::time::Duration) -> crate::model::ChunkStream {
+        use crate::model::{ChatChunk, ChunkMeta, Delta};
+        let meta = ChunkMeta::new("m");
+        crate::model::ChunkStream::new(futures_util::stream::unfold(0usize, move |i| {
+            let meta = meta.clone();
+            async move {
+                if i >= items {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(gap).await;
+                Some((Ok(ChatChunk::delta(&meta, Delta::text("x"), None)), i + 1))
+            }
+        }))
+    }
 
     /// Records every event; errors as `("error", body)`.
     #[derive(Debug, Default)]
