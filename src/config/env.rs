@@ -44,6 +44,7 @@ const TABLE: &[(&str, &str, Shape)] = &[
         Text,
     ),
     ("MAX_CONNECTIONS", "server.max_connections", Text),
+    ("SERVER_THREADS", "server.threads", Text),
     (
         "FIRST_REQUEST_TIMEOUT_MS",
         "server.first_request_timeout_ms",

@@ -22,6 +22,7 @@
 //! | `MAX_JSON_VALUES` | `server.max_json_values` | `262144` (413 beyond: what bounds a body's decoded size) |
 //! | `MAX_BODY_BYTES_IN_FLIGHT` | `server.max_body_bytes_in_flight` | `134217728` (128 MiB of request bodies at once; 503 beyond) |
 //! | `MAX_CONNECTIONS` | `server.max_connections` | `10000` (accepting pauses beyond) |
+//! | `SERVER_THREADS` | `server.threads` | `0` (one work-stealing runtime, a worker per core; `n`: `n` serving threads of their own, each keeping its connections and upstream pools) |
 //! | `FIRST_REQUEST_TIMEOUT_MS`, `IDLE_TIMEOUT_MS`, `HTTP2_KEEP_ALIVE_MS` | `server.*_ms` | 10 s, 120 s, 20 s |
 //! | `MAX_CONCURRENT_PER_ACCESS_KEY` | `auth.max_concurrent_per_access_key` | `64` (SigV4 requests per access key at once; 429 beyond) |
 //! | `SHUTDOWN_DRAIN_SECS` | `server.shutdown_drain_secs` | `10` |
@@ -406,6 +407,11 @@ pub struct ServerConfig {
     pub max_body_bytes_in_flight: usize,
     /// Open connections at most (accepting pauses beyond).
     pub max_connections: usize,
+    /// Serving threads: `0` serves on the process's work-stealing runtime (a worker per core);
+    /// `n` on `n` threads of their own, each with a single-threaded runtime, a copy of the
+    /// listening socket and its own OpenAI-compatible upstream pools, so a connection and its
+    /// upstream calls stay on one thread (`server::ServerLimits::threads`).
+    pub threads: usize,
     /// A new connection's first request must arrive within this (`first_request_timeout_ms`).
     #[serde(rename = "first_request_timeout_ms", with = "millis")]
     pub first_request_timeout: Duration,
@@ -431,6 +437,7 @@ impl Default for ServerConfig {
             max_json_values: crate::detect::DEFAULT_MAX_JSON_VALUES,
             max_body_bytes_in_flight: 128 * 1024 * 1024,
             max_connections: 10_000,
+            threads: 0,
             first_request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             http2_keep_alive: Duration::from_secs(20),
@@ -785,6 +792,10 @@ pub struct LogConfig {
 /// The longest `log.flush_ms` accepted: a minute.
 const MAX_LOG_FLUSH: Duration = Duration::from_secs(60);
 
+/// The most `server.threads` accepted: far past any core count a gateway runs on, well short of
+/// what would only be a typo.
+const MAX_SERVER_THREADS: usize = 1024;
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -896,6 +907,12 @@ impl Config {
             return Err(ConfigError::new(
                 "server.max_body_bytes_in_flight",
                 "must be at least server.max_request_bytes (else the largest body could never be read)",
+            ));
+        }
+        if self.server.threads > MAX_SERVER_THREADS {
+            return Err(ConfigError::new(
+                "server.threads",
+                format!("must be at most {MAX_SERVER_THREADS}"),
             ));
         }
         for (key, value) in [

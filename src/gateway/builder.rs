@@ -146,12 +146,15 @@ impl GatewayBuilder {
             .max_request_bytes(config.server.max_request_bytes)
             .max_json_values(config.server.max_json_values)
             .max_body_bytes_in_flight(config.server.max_body_bytes_in_flight)
-            .server_limits(ServerLimits::new(
-                config.server.max_connections,
-                config.server.first_request_timeout,
-                config.server.idle_timeout,
-                config.server.http2_keep_alive,
-            ))
+            .server_limits(
+                ServerLimits::new(
+                    config.server.max_connections,
+                    config.server.first_request_timeout,
+                    config.server.idle_timeout,
+                    config.server.http2_keep_alive,
+                )
+                .with_threads(config.server.threads),
+            )
             .body_read_timeout(config.timeouts.body_read)
             .stream_keep_alive(config.server.stream_keep_alive)
             .timeouts(config.timeouts)

@@ -54,6 +54,7 @@ use crate::model::{
     ChatCall, ChatReply, ChatResponse, EmbeddingsCall, EmbeddingsResponse, ModelObject,
     RelayedBody, RelayedReply,
 };
+use crate::server::PerThread;
 use crate::stream::decode_stream;
 use crate::stream::relay::{relay_stream, OpenAiStreamRelay, ResponsesStreamRelay};
 
@@ -64,6 +65,9 @@ static EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream")
 /// Largest upstream response body read into memory (complete replies and error bodies).
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
+/// The pooled HTTP client requests go out on.
+type UpstreamClient = Client<HttpsConnector<Quiet<HttpConnector>>, Full<Bytes>>;
+
 /// The OpenAI-compatible upstream. Cheap to clone.
 #[derive(Clone)]
 pub struct OpenAiProvider {
@@ -73,8 +77,9 @@ pub struct OpenAiProvider {
 #[derive(Clone)]
 struct Inner {
     /// Sent through only by `OpenAiProvider::send`, which adds `headers`: when `Host` is one of
-    /// them (an `http://` upstream, or a configured one), the client does not add its own.
-    client: Client<HttpsConnector<Quiet<HttpConnector>>, Full<Bytes>>,
+    /// them (an `http://` upstream, or a configured one), the client does not add its own. One
+    /// pool per serving thread when the server has threads of its own (`server.threads`).
+    client: Arc<PerThread<UpstreamClient>>,
     chat_url: Uri,
     embeddings_url: Uri,
     /// `{base}/responses`, for an upstream configured with `responses_api`.
@@ -172,13 +177,14 @@ impl OpenAiProvider {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(config.pool_max_idle)
             // When every request gets its `Host` from `headers`, hyper-util's own look for one (a
             // copy of the URI and a header-map entry per request) would only find it.
-            .set_host(!headers.contains_key(header::HOST))
-            .build(https);
+            .set_host(!headers.contains_key(header::HOST));
+        let client = Arc::new(PerThread::new(move || builder.build(https.clone())));
         Ok(OpenAiProvider {
             inner: Arc::new(Inner {
                 client,
@@ -369,7 +375,7 @@ impl OpenAiProvider {
         let res = self
             .inner
             .client
-            .request(req)
+            .with(|client| client.request(req))
             .await
             .map_err(connect_error)?;
         if !res.status().is_success() {

@@ -19,6 +19,10 @@
 //! (hyper's body channel does, when a body is read) are taken in that poll instead of queueing the
 //! task again and unparking a second worker.
 //!
+//! By default the loop and its connections run on the caller's runtime. With
+//! [`ServerLimits::threads`] set, the same loop runs on that many threads of their own, each a
+//! single-threaded runtime accepting from its own copy of the socket (`threads`).
+//!
 //! Accept errors (e.g. too many open files) are logged and the loop goes on after a short pause;
 //! they never stop the server. On shutdown the listener closes, every connection is told to finish
 //! (HTTP/1 closes after its in-flight response, HTTP/2 sends GOAWAY), and whatever is still open
@@ -26,9 +30,12 @@
 
 mod coalesce;
 mod connection;
+mod threads;
 
 pub use connection::ConnectionCloser;
 pub(crate) use connection::ReaderWatch;
+#[cfg(feature = "openai")]
+pub(crate) use threads::PerThread;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -71,6 +78,11 @@ pub struct ServerLimits {
     pub http2_keep_alive: Duration,
     /// TCP keepalive probes start after this much silence.
     pub tcp_keepalive: Duration,
+    /// Serving threads: `0` serves on the caller's runtime (tokio's work-stealing scheduler
+    /// moves connections between its workers); `n` serves on `n` threads of their own, each a
+    /// single-threaded runtime with a copy of the listening socket, so a connection, its
+    /// upstream calls (`PerThread` pools) and its memory stay on one thread (see `threads`).
+    pub threads: usize,
     /// How each connection calls the service for a request: a clone per request unless the
     /// service is the gateway's own (`Gateway::serve`).
     pub(crate) per_request: PerRequest,
@@ -85,6 +97,7 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(30),
             http2_keep_alive: Duration::from_secs(20),
             tcp_keepalive: Duration::from_secs(60),
+            threads: 0,
             per_request: PerRequest::Clone,
         }
     }
@@ -106,6 +119,13 @@ impl ServerLimits {
             http2_keep_alive,
             ..ServerLimits::default()
         }
+    }
+
+    /// Serves on `threads` threads of their own (`0`: on the caller's runtime); see
+    /// [`ServerLimits::threads`].
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
     }
 }
 
@@ -170,16 +190,89 @@ pub async fn serve_with<S, F>(
     S::Future: Send + 'static,
     F: Future<Output = ()>,
 {
+    let serving = Serving {
+        service: Arc::new(service),
+        drain,
+        close_streams,
+        limits,
+        slots: Arc::new(Semaphore::new(
+            limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+        )),
+    };
+    if limits.threads > 0 {
+        threads::serve(listener, shutdown, serving).await;
+    } else {
+        accept_loop(listener, shutdown, serving).await;
+    }
+}
+
+/// What a server's accept loops share: one per server, or one per serving thread.
+struct Serving<S> {
+    service: Arc<S>,
+    drain: Duration,
+    close_streams: CancellationToken,
+    limits: ServerLimits,
+    /// One per open connection, across every loop of the server.
+    slots: Arc<Semaphore>,
+}
+
+impl<S> Clone for Serving<S> {
+    fn clone(&self) -> Self {
+        Serving {
+            service: self.service.clone(),
+            drain: self.drain,
+            close_streams: self.close_streams.clone(),
+            limits: self.limits,
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+/// The services a server serves: what [`serve`] asks of its `service`.
+trait Served:
+    Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Served for S
+where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+}
+
+/// Accepts connections on `listener` and serves each on a task of the current runtime until
+/// `shutdown`, then drains (see [`serve`]).
+async fn accept_loop<S: Served>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    serving: Serving<S>,
+) {
+    let Serving {
+        service,
+        drain,
+        close_streams,
+        limits,
+        slots,
+    } = serving;
     let protocols = Arc::new(Protocols::new(&limits));
-    let service = Arc::new(service);
     // Cancelled when the loop ends: a connection still waiting for its first bytes then closes
     // at once (hyper-util's auto connection cancelled its version read the same way).
     let stopping = CancellationToken::new();
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
-    let slots = Arc::new(Semaphore::new(
-        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
-    ));
     tokio::pin!(shutdown);
 
     loop {
