@@ -6,6 +6,8 @@ mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,8 +22,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-/// Answers with the name of the thread that ran it; `/slow` after 300 ms.
-fn thread_namer() -> impl tower::Service<
+/// Answers with the name of the thread that ran it, counting arrivals in `arrived`: `/slow` after
+/// 300 ms, `/block` after blocking its thread for 500 ms.
+fn thread_namer(
+    arrived: Arc<AtomicUsize>,
+) -> impl tower::Service<
     Request<Incoming>,
     Response = Response<Body>,
     Error = Infallible,
@@ -30,31 +35,72 @@ fn thread_namer() -> impl tower::Service<
        + Send
        + Sync
        + 'static {
-    tower::service_fn(|req: Request<Incoming>| async move {
-        if req.uri().path() == "/slow" {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+    tower::service_fn(move |req: Request<Incoming>| {
+        arrived.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match req.uri().path() {
+                "/slow" => tokio::time::sleep(Duration::from_millis(300)).await,
+                "/block" => std::thread::sleep(Duration::from_millis(500)),
+                _ => {}
+            }
+            let name = std::thread::current().name().unwrap_or("?").to_owned();
+            Ok::<_, Infallible>(Response::new(Body::from(name)))
         }
-        let name = std::thread::current().name().unwrap_or("?").to_owned();
-        Ok::<_, Infallible>(Response::new(Body::from(name)))
     })
 }
 
-/// A server of `threads` threads around [`thread_namer`], and the token that stops it.
+/// A server of `threads` threads around [`thread_namer`], the count of requests that reached it,
+/// and the token that stops it.
 async fn start(
     limits: ServerLimits,
-) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+) -> (
+    SocketAddr,
+    Arc<AtomicUsize>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let (addr, stop, task) = start_with(thread_namer(arrived.clone()), limits).await;
+    (addr, arrived, stop, task)
+}
+
+/// A server around `service`, and the token that stops it.
+async fn start_with<S>(
+    service: S,
+    limits: ServerLimits,
+) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>)
+where
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let listener = server::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(server::serve_with(
         listener,
-        thread_namer(),
+        service,
         stop.clone().cancelled_owned(),
         Duration::from_secs(5),
         CancellationToken::new(),
         limits,
     ));
     (addr, stop, task)
+}
+
+/// Waits until `n` requests have reached the service.
+async fn arrivals(arrived: &AtomicUsize, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while arrived.load(Ordering::SeqCst) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} requests did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Stops the server and waits for it to end.
@@ -70,6 +116,11 @@ async fn stopped(stop: CancellationToken, task: tokio::task::JoinHandle<()>) {
 async fn get(conn: &mut TcpStream, path: &str) -> String {
     let head = format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n");
     conn.write_all(head.as_bytes()).await.unwrap();
+    get_reply(conn).await
+}
+
+/// Reads a 200 reply's body from `conn`.
+async fn get_reply(conn: &mut TcpStream) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -96,26 +147,24 @@ async fn get(conn: &mut TcpStream, path: &str) -> String {
 }
 
 #[tokio::test]
-async fn every_request_of_a_connection_runs_on_one_serving_thread() {
-    let (addr, stop, task) = start(ServerLimits::default().with_threads(2)).await;
-    let mut conns = Vec::new();
-    for _ in 0..6 {
-        conns.push(TcpStream::connect(addr).await.unwrap());
-    }
-    for conn in &mut conns {
-        let first = get(conn, "/").await;
-        assert!(
-            first.starts_with("serve-"),
-            "served on a serving thread, not the caller's runtime: {first}"
-        );
-        for _ in 0..4 {
-            assert_eq!(
-                get(conn, "/").await,
-                first,
-                "the connection stayed on its thread"
-            );
-        }
-    }
+async fn the_threads_serve_side_by_side_off_the_callers_runtime() {
+    let (addr, arrived, stop, task) = start(ServerLimits::default().with_threads(2)).await;
+    // The first request blocks its thread; the second connection is then taken by the other one,
+    // the only thread accepting, and answered while the first still blocks.
+    let mut blocked = TcpStream::connect(addr).await.unwrap();
+    blocked
+        .write_all(b"GET /block HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    arrivals(&arrived, 1).await;
+    let mut other = TcpStream::connect(addr).await.unwrap();
+    let free = get(&mut other, "/").await;
+    let busy = get_reply(&mut blocked).await;
+    assert!(
+        free.starts_with("serve-") && busy.starts_with("serve-"),
+        "{free}, {busy}"
+    );
+    assert_ne!(free, busy, "both threads served");
     stopped(stop, task).await;
 }
 
@@ -128,7 +177,7 @@ async fn the_connection_limit_holds_across_the_threads() {
         Duration::from_secs(20),
     )
     .with_threads(2);
-    let (addr, stop, task) = start(limits).await;
+    let (addr, _arrived, stop, task) = start(limits).await;
     let mut first = TcpStream::connect(addr).await.unwrap();
     assert!(get(&mut first, "/").await.starts_with("serve-"));
     // The one slot is taken: a second connection waits in the backlog, unanswered, even though the
@@ -161,7 +210,7 @@ async fn the_connection_limit_holds_across_the_threads() {
 
 #[tokio::test]
 async fn a_shutdown_lets_every_thread_finish_its_requests_then_closes_the_port() {
-    let (addr, stop, task) = start(ServerLimits::default().with_threads(2)).await;
+    let (addr, arrived, stop, task) = start(ServerLimits::default().with_threads(2)).await;
     let mut slow = Vec::new();
     for _ in 0..4 {
         let mut conn = TcpStream::connect(addr).await.unwrap();
@@ -170,7 +219,7 @@ async fn a_shutdown_lets_every_thread_finish_its_requests_then_closes_the_port()
             .unwrap();
         slow.push(conn);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    arrivals(&arrived, 4).await;
     stop.cancel();
     for mut conn in slow {
         let mut got = Vec::new();
@@ -191,7 +240,7 @@ async fn a_shutdown_lets_every_thread_finish_its_requests_then_closes_the_port()
 
 #[tokio::test]
 async fn dropping_the_server_ends_its_threads() {
-    let (addr, _stop, task) = start(ServerLimits::default().with_threads(2)).await;
+    let (addr, _arrived, _stop, task) = start(ServerLimits::default().with_threads(2)).await;
     let mut conn = TcpStream::connect(addr).await.unwrap();
     assert!(get(&mut conn, "/").await.starts_with("serve-"));
     task.abort();
@@ -258,4 +307,62 @@ async fn the_gateway_serves_chat_and_streams_on_threads_of_its_own() {
         .await
         .expect("the gateway's threads drained and ended")
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_thread_that_drained_first_keeps_running_what_the_others_still_use() {
+    // A shared client's background task (an SDK connection, Redis's driver) runs on the thread
+    // that first used it; here a driver answering the others' requests.
+    type Ask = tokio::sync::oneshot::Sender<String>;
+    let driver: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Ask>>> = Arc::default();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let service = tower::service_fn({
+        let arrived = arrived.clone();
+        move |req: Request<Incoming>| {
+            arrived.fetch_add(1, Ordering::SeqCst);
+            let driver = driver.clone();
+            async move {
+                let answer = if req.uri().path() == "/spawn" {
+                    let (asks, mut asked) = tokio::sync::mpsc::unbounded_channel::<Ask>();
+                    tokio::spawn(async move {
+                        while let Some(reply) = asked.recv().await {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            let _ = reply.send("answered".to_owned());
+                        }
+                    });
+                    let _ = driver.set(asks);
+                    // Keeps this thread from accepting the next connection.
+                    std::thread::sleep(Duration::from_millis(500));
+                    "spawned".to_owned()
+                } else {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    driver.get().expect("spawned first").send(reply).unwrap();
+                    answer
+                        .await
+                        .unwrap_or_else(|_| "the driver is gone".to_owned())
+                };
+                Ok::<_, Infallible>(Response::new(Body::from(answer)))
+            }
+        }
+    });
+    let (addr, stop, task) = start_with(service, ServerLimits::default().with_threads(2)).await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first
+        .write_all(b"GET /spawn HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    arrivals(&arrived, 1).await;
+    // Taken by the other thread, its request waits on the driver.
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    second
+        .write_all(b"GET /ask HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    arrivals(&arrived, 2).await;
+    assert_eq!(get_reply(&mut first).await, "spawned");
+    drop(first);
+    // The driver's thread has nothing left to drain; the other still waits on the driver.
+    stop.cancel();
+    assert_eq!(get_reply(&mut second).await, "answered");
+    stopped(stop, task).await;
 }

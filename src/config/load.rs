@@ -246,9 +246,11 @@ mod tests {
                 ("SHUTDOWN_DRAIN_SECS", "3"),
                 ("METRICS_PORT", "9100"),
                 ("OPENAI_API_KEY", "12345678901234"),
+                ("SERVER_THREADS", "4"),
             ],
         )
         .unwrap();
+        assert_eq!(c.server.threads, 4);
         assert_eq!(c.api_keys(), ["a", "b", "c"]);
         assert_eq!(c.server.port, 9000);
         assert_eq!(c.retry.max_attempts, 2);
@@ -455,6 +457,8 @@ mod tests {
             ("DEFAULT_MAX_TOKENS", "0"),
             ("TOTAL_TIMEOUT_MS", "0"),
             ("MAX_REQUEST_BYTES", "12"),
+            ("SERVER_THREADS", "1025"),
+            ("SERVER_THREADS", "-1"),
         ] {
             let e = load(None, &[(var, value)]).unwrap_err();
             assert_eq!(e.key, var, "{var}={value}: {e}");

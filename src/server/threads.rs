@@ -16,10 +16,15 @@
 //! shared runtime's other workers would have taken them. Hence off by default.
 //!
 //! Shared between the threads: the connection limit (one semaphore), the shutdown (each thread
-//! drains its own connections within the same drain period; streams still open after it end
-//! through the same token), and everything the service keeps behind `Arc`s (keys, rate limits,
-//! metrics). Tasks spawned while serving (HTTP/2 streams, upstream connections) run on the serving
-//! thread's runtime; tasks started before serving (key reloads, the metrics port) on the caller's.
+//! drains its own connections within the same drain period, and logs its own drain; streams
+//! still open after it end through the same token), and everything the service keeps behind
+//! `Arc`s (keys, rate limits, metrics). Tasks spawned while serving run on the serving thread's
+//! runtime: HTTP/2 streams, and the background tasks of clients the threads share (the AWS SDK's
+//! connections, Redis's connection driver, the media fetcher's connections), on the thread that
+//! first used them, serving the others from there. So every runtime lives until the last thread
+//! has drained. Tasks started before serving (key reloads, the metrics port) run on the caller's
+//! runtime. A pool per thread multiplies its idle-connection bound (`pool_max_idle`) by the
+//! number of threads.
 //!
 //! Written here because neither tokio nor hyper-util has it: tokio's runtimes are either
 //! work-stealing or one thread, and `tokio_util::task::LocalPoolHandle` pins tasks but not the
@@ -28,10 +33,13 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 use super::{accept_loop, Served, Serving};
@@ -40,12 +48,18 @@ thread_local! {
     /// Whether this thread is one of the serving threads.
     static SERVING: Cell<bool> = const { Cell::new(false) };
     /// A serving thread's own copies, by the [`PerThread`] they belong to.
-    static OWN: RefCell<Vec<(u64, Rc<dyn Any>)>> = const { RefCell::new(Vec::new()) };
+    static OWN: RefCell<Vec<Own>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Serves on `serving.limits.threads` threads (see the module docs) until `shutdown`, then lets each
-/// drain; returns when every thread has ended. Dropped before that (the caller's task aborted),
-/// it ends the threads at once, as dropping the one-runtime server drops its connections.
+/// Serves on `serving.limits.threads` threads (see the module docs) until `shutdown`, then lets
+/// each drain. The threads' runtimes end together once every thread has drained: the tasks the
+/// shared clients spawn (an SDK client's connections, Redis's connection driver) run on the
+/// thread that first used them, and serve the other threads until then. Dropped before that (the
+/// caller's task aborted), it tells every thread to end at once, as dropping the one-runtime
+/// server drops its connections.
+///
+/// What can fail (a runtime, a copy of the socket) is made before any thread starts; if it
+/// fails, the loop runs on the caller's runtime instead, with an error in the log.
 pub(super) async fn serve<S: Served>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -54,83 +68,121 @@ pub(super) async fn serve<S: Served>(
     let listener = match listener.into_std() {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(error = %e, "cannot hand the listener to the serving threads");
+            tracing::error!(error = %e, "cannot hand the listener to the serving threads; not serving");
             return;
         }
     };
-    let stop = CancellationToken::new();
-    let abort = CancellationToken::new();
-    let on_drop = abort.clone().drop_guard();
-    let threads = serving.limits.threads;
-    let mut ended = Vec::with_capacity(threads);
-    for i in 0..threads {
-        let copy = match listener.try_clone() {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, thread = i, "cannot copy the listener for a serving thread");
-                continue;
+    let prepared: io::Result<Vec<_>> = (0..serving.limits.threads)
+        .map(|_| prepare(&listener))
+        .collect();
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the serving threads; serving on one runtime");
+            match TcpListener::from_std(listener) {
+                Ok(l) => accept_loop(l, shutdown, serving).await,
+                Err(e) => tracing::error!(error = %e, "cannot listen; not serving"),
             }
-        };
+            return;
+        }
+    };
+    drop(listener);
+    let stop = CancellationToken::new();
+    // Cancelled once every thread's loop has ended, or when this future is dropped.
+    let release = CancellationToken::new();
+    let on_drop = release.clone().drop_guard();
+    let log = tracing::dispatcher::get_default(Clone::clone);
+    let (mut looped, mut ended) = (Vec::new(), Vec::new());
+    for (i, (copy, runtime)) in prepared.into_iter().enumerate() {
+        let (loop_done, loop_end) = tokio::sync::oneshot::channel::<()>();
         let (done, end) = tokio::sync::oneshot::channel::<()>();
-        let (serving, stop, abort) = (serving.clone(), stop.clone(), abort.clone());
+        let (serving, stop, release, log) =
+            (serving.clone(), stop.clone(), release.clone(), log.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("serve-{i}"))
             .spawn(move || {
+                // Locals drop in reverse: the runtime and its tasks first, `done` last.
                 let _done = done;
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, thread = i, "cannot start a serving thread's runtime");
-                        return;
-                    }
-                };
+                let _log = tracing::dispatcher::set_default(&log);
+                let runtime = runtime;
                 SERVING.set(true);
+                let Some(runtime) = &runtime.0 else { return };
                 runtime.block_on(async move {
-                    let listener = match TcpListener::from_std(copy) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(error = %e, thread = i, "cannot listen on a serving thread");
-                            return;
-                        }
-                    };
                     tokio::select! {
-                        () = accept_loop(listener, stop.cancelled_owned(), serving) => {}
-                        () = abort.cancelled() => {}
+                        () = accept_loop(copy, stop.cancelled_owned(), serving) => {}
+                        () = release.cancelled() => return,
                     }
+                    drop(loop_done);
+                    release.cancelled().await;
                 });
             });
         match spawned {
-            Ok(_) => ended.push(end),
+            Ok(_) => {
+                looped.push(loop_end);
+                ended.push(end);
+            }
             Err(e) => tracing::error!(error = %e, thread = i, "cannot start a serving thread"),
         }
     }
-    drop(listener);
-    let all_ended = futures_util::future::join_all(ended);
-    let shutdown = std::pin::pin!(shutdown);
-    tokio::pin!(all_ended);
+    let all_looped = futures_util::future::join_all(looped);
+    tokio::pin!(shutdown, all_looped);
     tokio::select! {
-        _ = &mut all_ended => {}
-        () = shutdown => {
+        _ = &mut all_looped => {}
+        () = &mut shutdown => {
             stop.cancel();
-            all_ended.await;
+            all_looped.await;
         }
     }
-    on_drop.disarm();
+    drop(on_drop);
+    futures_util::future::join_all(ended).await;
+}
+
+/// A serving thread's runtime, and its copy of `listener` registered with it.
+fn prepare(listener: &std::net::TcpListener) -> io::Result<(TcpListener, ThreadRuntime)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let copy = listener.try_clone()?;
+    let copy = {
+        let _in = runtime.enter();
+        TcpListener::from_std(copy)?
+    };
+    Ok((copy, ThreadRuntime(Some(runtime))))
+}
+
+/// A serving thread's runtime, which may be dropped anywhere: made on the caller's runtime, it is
+/// dropped there too when its thread cannot start, where tokio's own drop would panic (it waits
+/// for its blocking pool). Its tasks are dropped with it; its blocking pool is not waited for.
+struct ThreadRuntime(Option<Runtime>);
+
+impl Drop for ThreadRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// A value each serving thread keeps its own copy of, made by the thread's first use; any other
 /// thread uses one shared copy. For the upstream connection pools: a serving thread then sends on
 /// connections its own runtime drives.
 ///
-/// A thread's copy lives as long as the thread, which ends with the server.
+/// A thread's copy lives until the thread ends, or, once the `PerThread` is dropped, until that
+/// thread next makes a copy of any `PerThread`.
 #[cfg_attr(not(feature = "openai"), allow(dead_code))]
 pub(crate) struct PerThread<T> {
     id: u64,
+    /// Alive as long as this `PerThread`: the threads' copies of a dropped one are let go.
+    alive: Arc<()>,
     shared: T,
     make: Box<dyn Fn() -> T + Send + Sync>,
+}
+
+/// One serving thread's copy of one [`PerThread`]'s value.
+struct Own {
+    id: u64,
+    alive: Weak<()>,
+    value: Rc<dyn Any>,
 }
 
 #[cfg_attr(not(feature = "openai"), allow(dead_code))]
@@ -140,6 +192,7 @@ impl<T: 'static> PerThread<T> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         PerThread {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
+            alive: Arc::new(()),
             shared: make(),
             make: Box::new(make),
         }
@@ -152,16 +205,24 @@ impl<T: 'static> PerThread<T> {
         }
         let found = OWN.with_borrow(|own| {
             own.iter()
-                .find(|(id, _)| *id == self.id)
-                .map(|(_, v)| v.clone())
+                .find(|o| o.id == self.id)
+                .map(|o| o.value.clone())
         });
         let own = found.unwrap_or_else(|| {
             let made: Rc<dyn Any> = Rc::new((self.make)());
-            OWN.with_borrow_mut(|own| own.push((self.id, made.clone())));
+            OWN.with_borrow_mut(|own| {
+                own.retain(|o| o.alive.strong_count() > 0);
+                own.push(Own {
+                    id: self.id,
+                    alive: Arc::downgrade(&self.alive),
+                    value: made.clone(),
+                });
+            });
             made
         });
         match own.downcast_ref::<T>() {
             Some(own) => f(own),
+            // Not reached: an id belongs to one `PerThread`, whose copies are all a `T`.
             None => f(&self.shared),
         }
     }
@@ -171,7 +232,6 @@ impl<T: 'static> PerThread<T> {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
 
     #[test]
     fn a_serving_thread_makes_its_own_copy_once_and_other_threads_share_one() {
@@ -207,6 +267,80 @@ mod tests {
         assert_eq!((first, again), (3, 3), "another thread, another copy");
         assert_eq!(made.load(Ordering::Relaxed), 3);
         assert_eq!(per_thread.with(|v| *v), 1);
+    }
+
+    #[test]
+    fn the_copies_of_a_dropped_value_are_let_go() {
+        let probe = Arc::new(());
+        std::thread::spawn({
+            let probe = probe.clone();
+            move || {
+                SERVING.set(true);
+                let gone = PerThread::new(move || probe.clone());
+                gone.with(|_| ());
+                assert_eq!(
+                    Arc::strong_count(&gone.shared),
+                    4,
+                    "probe, closure, shared, own"
+                );
+                drop(gone);
+                let next = PerThread::new(|| 0u8);
+                next.with(|_| ());
+                assert_eq!(
+                    OWN.with_borrow(Vec::len),
+                    1,
+                    "only the live value's copy is kept"
+                );
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(Arc::strong_count(&probe), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_on_the_serving_threads_use_their_own_copies() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let made = Arc::new(AtomicUsize::new(0));
+        let per_thread = Arc::new(PerThread::new(move || {
+            made.fetch_add(1, Ordering::Relaxed) + 1
+        }));
+        let service = tower::service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+            let copy = per_thread.with(|v| *v);
+            async move {
+                Ok::<_, std::convert::Infallible>(http::Response::new(crate::body::Body::from(
+                    copy.to_string(),
+                )))
+            }
+        });
+        let listener = super::super::bind(([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(super::super::serve_with(
+            listener,
+            service,
+            stop.clone().cancelled_owned(),
+            std::time::Duration::from_secs(5),
+            CancellationToken::new(),
+            super::super::ServerLimits::default().with_threads(2),
+        ));
+        for _ in 0..4 {
+            let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+            conn.write_all(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut reply = String::new();
+            conn.read_to_string(&mut reply).await.unwrap();
+            let copy = reply.rsplit("\r\n\r\n").next().unwrap();
+            assert!(
+                copy == "2" || copy == "3",
+                "a serving thread's own copy, not the shared one (1): {reply}"
+            );
+        }
+        stop.cancel();
+        server.await.unwrap();
     }
 
     #[test]
