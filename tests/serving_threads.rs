@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// Answers with the name of the thread that ran it, counting arrivals in `arrived`: `/slow` after
-/// 300 ms, `/block` after blocking its thread for 500 ms.
+/// 300 ms, `/block` after blocking its thread until a second request has arrived.
 fn thread_namer(
     arrived: Arc<AtomicUsize>,
 ) -> impl tower::Service<
@@ -37,10 +37,11 @@ fn thread_namer(
        + 'static {
     tower::service_fn(move |req: Request<Incoming>| {
         arrived.fetch_add(1, Ordering::SeqCst);
+        let arrived = arrived.clone();
         async move {
             match req.uri().path() {
                 "/slow" => tokio::time::sleep(Duration::from_millis(300)).await,
-                "/block" => std::thread::sleep(Duration::from_millis(500)),
+                "/block" => block_until(&arrived, 2),
                 _ => {}
             }
             let name = std::thread::current().name().unwrap_or("?").to_owned();
@@ -89,6 +90,15 @@ where
         limits,
     ));
     (addr, stop, task)
+}
+
+/// Blocks the thread until `n` requests have arrived (at most 10 s): while it blocks, this thread
+/// accepts nothing.
+fn block_until(arrived: &AtomicUsize, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while arrived.load(Ordering::SeqCst) < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Waits until `n` requests have reached the service.
@@ -149,8 +159,8 @@ async fn get_reply(conn: &mut TcpStream) -> String {
 #[tokio::test]
 async fn the_threads_serve_side_by_side_off_the_callers_runtime() {
     let (addr, arrived, stop, task) = start(ServerLimits::default().with_threads(2)).await;
-    // The first request blocks its thread; the second connection is then taken by the other one,
-    // the only thread accepting, and answered while the first still blocks.
+    // The first request blocks its thread until the second arrives: the second connection can only
+    // be taken by the other thread.
     let mut blocked = TcpStream::connect(addr).await.unwrap();
     blocked
         .write_all(b"GET /block HTTP/1.1\r\nhost: t\r\n\r\n")
@@ -319,22 +329,23 @@ async fn a_thread_that_drained_first_keeps_running_what_the_others_still_use() {
     let service = tower::service_fn({
         let arrived = arrived.clone();
         move |req: Request<Incoming>| {
-            arrived.fetch_add(1, Ordering::SeqCst);
-            let driver = driver.clone();
+            let (driver, arrived) = (driver.clone(), arrived.clone());
             async move {
                 let answer = if req.uri().path() == "/spawn" {
                     let (asks, mut asked) = tokio::sync::mpsc::unbounded_channel::<Ask>();
                     tokio::spawn(async move {
                         while let Some(reply) = asked.recv().await {
-                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            tokio::time::sleep(Duration::from_secs(1)).await;
                             let _ = reply.send("answered".to_owned());
                         }
                     });
                     let _ = driver.set(asks);
-                    // Keeps this thread from accepting the next connection.
-                    std::thread::sleep(Duration::from_millis(500));
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    // This thread accepts nothing until the next request has arrived.
+                    block_until(&arrived, 2);
                     "spawned".to_owned()
                 } else {
+                    arrived.fetch_add(1, Ordering::SeqCst);
                     let (reply, answer) = tokio::sync::oneshot::channel();
                     driver.get().expect("spawned first").send(reply).unwrap();
                     answer

@@ -19,10 +19,10 @@
 //! drains its own connections within the same drain period, and logs its own drain; streams
 //! still open after it end through the same token), and everything the service keeps behind
 //! `Arc`s (keys, rate limits, metrics). Tasks spawned while serving run on the serving thread's
-//! runtime: HTTP/2 streams, and the background tasks of clients the threads share (the AWS SDK's
-//! connections, Redis's connection driver, the media fetcher's connections), on the thread that
-//! first used them, serving the others from there. So every runtime lives until the last thread
-//! has drained. Tasks started before serving (key reloads, the metrics port) run on the caller's
+//! runtime: HTTP/2 streams, and the background tasks of clients the threads share (each of the
+//! AWS SDK's and the media fetcher's pooled connections on the thread that opened it, Redis's
+//! connection driver on the thread that last connected), serving the others from there. So every
+//! runtime lives until the last thread has drained. Tasks started before serving (key reloads, the metrics port) run on the caller's
 //! runtime. A pool per thread multiplies its idle-connection bound (`pool_max_idle`) by the
 //! number of threads.
 //!
@@ -86,7 +86,6 @@ pub(super) async fn serve<S: Served>(
             return;
         }
     };
-    drop(listener);
     let stop = CancellationToken::new();
     // Cancelled once every thread's loop has ended, or when this future is dropped.
     let release = CancellationToken::new();
@@ -103,7 +102,11 @@ pub(super) async fn serve<S: Served>(
             .spawn(move || {
                 // Locals drop in reverse: the runtime and its tasks first, `done` last.
                 let _done = done;
-                let _log = tracing::dispatcher::set_default(&log);
+                // The process's global subscriber reaches every thread; a caller's scoped one
+                // (a test's, an embedder's) is carried over. Setting it when a global one exists
+                // would move every event in the process off tracing's global fast path.
+                let _log = (!tracing::dispatcher::has_been_set())
+                    .then(|| tracing::dispatcher::set_default(&log));
                 let runtime = runtime;
                 SERVING.set(true);
                 let Some(runtime) = &runtime.0 else { return };
@@ -124,10 +127,19 @@ pub(super) async fn serve<S: Served>(
             Err(e) => tracing::error!(error = %e, thread = i, "cannot start a serving thread"),
         }
     }
+    if looped.is_empty() {
+        tracing::error!("no serving thread started; serving on one runtime");
+        match TcpListener::from_std(listener) {
+            Ok(l) => accept_loop(l, shutdown, serving).await,
+            Err(e) => tracing::error!(error = %e, "cannot listen; not serving"),
+        }
+        return;
+    }
+    drop(listener);
     let all_looped = futures_util::future::join_all(looped);
     tokio::pin!(shutdown, all_looped);
     tokio::select! {
-        _ = &mut all_looped => {}
+        _ = &mut all_looped => tracing::error!("every serving thread ended before the shutdown"),
         () = &mut shutdown => {
             stop.cancel();
             all_looped.await;
@@ -142,12 +154,15 @@ fn prepare(listener: &std::net::TcpListener) -> io::Result<(TcpListener, ThreadR
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let handle = runtime.handle().clone();
+    // Wrapped before anything else can fail: a plain runtime dropped here would panic.
+    let runtime = ThreadRuntime(Some(runtime));
     let copy = listener.try_clone()?;
     let copy = {
-        let _in = runtime.enter();
+        let _in = handle.enter();
         TcpListener::from_std(copy)?
     };
-    Ok((copy, ThreadRuntime(Some(runtime))))
+    Ok((copy, runtime))
 }
 
 /// A serving thread's runtime, which may be dropped anywhere: made on the caller's runtime, it is
@@ -210,14 +225,20 @@ impl<T: 'static> PerThread<T> {
         });
         let own = found.unwrap_or_else(|| {
             let made: Rc<dyn Any> = Rc::new((self.make)());
-            OWN.with_borrow_mut(|own| {
-                own.retain(|o| o.alive.strong_count() > 0);
+            let dead: Vec<Own> = OWN.with_borrow_mut(|own| {
+                let (live, dead) = std::mem::take(own)
+                    .into_iter()
+                    .partition(|o| o.alive.strong_count() > 0);
+                *own = live;
                 own.push(Own {
                     id: self.id,
                     alive: Arc::downgrade(&self.alive),
                     value: made.clone(),
                 });
+                dead
             });
+            // Dropped outside the borrow: a value's drop may use a `PerThread` too.
+            drop(dead);
             made
         });
         match own.downcast_ref::<T>() {
@@ -341,6 +362,15 @@ mod tests {
         }
         stop.cancel();
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_serving_threads_runtime_may_be_dropped_on_the_callers() {
+        // A thread that cannot start drops its runtime here, in an async context.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (copy, runtime) = prepare(&listener).unwrap();
+        drop((copy, runtime));
     }
 
     #[test]
