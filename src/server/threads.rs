@@ -53,13 +53,13 @@ thread_local! {
 
 /// Serves on `serving.limits.threads` threads (see the module docs) until `shutdown`, then lets
 /// each drain. The threads' runtimes end together once every thread has drained: the tasks the
-/// shared clients spawn (an SDK client's connections, Redis's connection driver) run on the
-/// thread that first used them, and serve the other threads until then. Dropped before that (the
-/// caller's task aborted), it tells every thread to end at once, as dropping the one-runtime
-/// server drops its connections.
+/// shared clients spawn (an SDK client's connections, Redis's connection driver) run on one
+/// thread and serve the others until then. Dropped before that (the caller's task aborted), it
+/// tells every thread to end at once, as dropping the one-runtime server drops its connections.
 ///
-/// What can fail (a runtime, a copy of the socket) is made before any thread starts; if it
-/// fails, the loop runs on the caller's runtime instead, with an error in the log.
+/// The runtimes and the copies of the socket are made before any thread starts. If they cannot
+/// be, or no thread starts, the loop runs on the caller's runtime instead, with an error in the
+/// log.
 pub(super) async fn serve<S: Served>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -79,11 +79,7 @@ pub(super) async fn serve<S: Served>(
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the serving threads; serving on one runtime");
-            match TcpListener::from_std(listener) {
-                Ok(l) => accept_loop(l, shutdown, serving).await,
-                Err(e) => tracing::error!(error = %e, "cannot listen; not serving"),
-            }
-            return;
+            return serve_here(listener, shutdown, serving).await;
         }
     };
     let stop = CancellationToken::new();
@@ -129,11 +125,7 @@ pub(super) async fn serve<S: Served>(
     }
     if looped.is_empty() {
         tracing::error!("no serving thread started; serving on one runtime");
-        match TcpListener::from_std(listener) {
-            Ok(l) => accept_loop(l, shutdown, serving).await,
-            Err(e) => tracing::error!(error = %e, "cannot listen; not serving"),
-        }
-        return;
+        return serve_here(listener, shutdown, serving).await;
     }
     drop(listener);
     let all_looped = futures_util::future::join_all(looped);
@@ -147,6 +139,18 @@ pub(super) async fn serve<S: Served>(
     }
     drop(on_drop);
     futures_util::future::join_all(ended).await;
+}
+
+/// The loop on the caller's runtime, when the threads cannot serve.
+async fn serve_here<S: Served>(
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+    serving: Serving<S>,
+) {
+    match TcpListener::from_std(listener) {
+        Ok(l) => accept_loop(l, shutdown, serving).await,
+        Err(e) => tracing::error!(error = %e, "cannot listen; not serving"),
+    }
 }
 
 /// A serving thread's runtime, and its copy of `listener` registered with it.
