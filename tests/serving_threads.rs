@@ -122,10 +122,22 @@ async fn stopped(stop: CancellationToken, task: tokio::task::JoinHandle<()>) {
         .unwrap();
 }
 
-/// Sends `GET path` on `conn` (kept alive) and reads the reply's body.
-async fn get(conn: &mut TcpStream, path: &str) -> String {
+/// Sends `GET path` on `conn` (kept alive).
+async fn send(conn: &mut TcpStream, path: &str) {
     let head = format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n");
     conn.write_all(head.as_bytes()).await.unwrap();
+}
+
+/// A new connection to `addr` that has sent `GET path`.
+async fn sent(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    send(&mut conn, path).await;
+    conn
+}
+
+/// Sends `GET path` on `conn` (kept alive) and reads the reply's body.
+async fn get(conn: &mut TcpStream, path: &str) -> String {
+    send(conn, path).await;
     get_reply(conn).await
 }
 
@@ -161,11 +173,7 @@ async fn the_threads_serve_side_by_side_off_the_callers_runtime() {
     let (addr, arrived, stop, task) = start(ServerLimits::default().with_threads(2)).await;
     // The first request blocks its thread until the second arrives: the second connection can only
     // be taken by the other thread.
-    let mut blocked = TcpStream::connect(addr).await.unwrap();
-    blocked
-        .write_all(b"GET /block HTTP/1.1\r\nhost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut blocked = sent(addr, "/block").await;
     arrivals(&arrived, 1).await;
     let mut other = TcpStream::connect(addr).await.unwrap();
     let free = get(&mut other, "/").await;
@@ -192,11 +200,7 @@ async fn the_connection_limit_holds_across_the_threads() {
     assert!(get(&mut first, "/").await.starts_with("serve-"));
     // The one slot is taken: a second connection waits in the backlog, unanswered, even though the
     // other thread is idle.
-    let mut second = TcpStream::connect(addr).await.unwrap();
-    second
-        .write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut second = sent(addr, "/").await;
     let mut buf = [0u8; 64];
     assert!(
         tokio::time::timeout(Duration::from_millis(400), second.read(&mut buf))
@@ -206,15 +210,8 @@ async fn the_connection_limit_holds_across_the_threads() {
     );
     // The first goes away: its slot is the second's, and the request it sent is answered.
     drop(first);
-    let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).contains("serve-") {
-        let n = tokio::time::timeout(Duration::from_secs(10), second.read(&mut buf))
-            .await
-            .expect("served once the slot was free")
-            .unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
+    let served = get_reply(&mut second).await;
+    assert!(served.starts_with("serve-"), "{served}");
     stopped(stop, task).await;
 }
 
@@ -223,11 +220,7 @@ async fn a_shutdown_lets_every_thread_finish_its_requests_then_closes_the_port()
     let (addr, arrived, stop, task) = start(ServerLimits::default().with_threads(2)).await;
     let mut slow = Vec::new();
     for _ in 0..4 {
-        let mut conn = TcpStream::connect(addr).await.unwrap();
-        conn.write_all(b"GET /slow HTTP/1.1\r\nhost: t\r\n\r\n")
-            .await
-            .unwrap();
-        slow.push(conn);
+        slow.push(sent(addr, "/slow").await);
     }
     arrivals(&arrived, 4).await;
     stop.cancel();
@@ -357,18 +350,10 @@ async fn a_thread_that_drained_first_keeps_running_what_the_others_still_use() {
         }
     });
     let (addr, stop, task) = start_with(service, ServerLimits::default().with_threads(2)).await;
-    let mut first = TcpStream::connect(addr).await.unwrap();
-    first
-        .write_all(b"GET /spawn HTTP/1.1\r\nhost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut first = sent(addr, "/spawn").await;
     arrivals(&arrived, 1).await;
     // Taken by the other thread, its request waits on the driver.
-    let mut second = TcpStream::connect(addr).await.unwrap();
-    second
-        .write_all(b"GET /ask HTTP/1.1\r\nhost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut second = sent(addr, "/ask").await;
     arrivals(&arrived, 2).await;
     assert_eq!(get_reply(&mut first).await, "spawned");
     drop(first);
