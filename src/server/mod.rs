@@ -34,7 +34,9 @@ mod threads;
 
 pub use connection::ConnectionCloser;
 pub(crate) use connection::ReaderWatch;
-#[cfg(feature = "openai")]
+#[cfg(all(test, feature = "bedrock"))]
+pub(crate) use threads::mark_serving;
+#[cfg(any(feature = "openai", feature = "bedrock"))]
 pub(crate) use threads::PerThread;
 
 use std::convert::Infallible;

@@ -18,13 +18,15 @@
 //! Shared between the threads: the connection limit (one semaphore), the shutdown (each thread
 //! drains its own connections within the same drain period, and logs its own drain; streams
 //! still open after it end through the same token), and everything the service keeps behind
-//! `Arc`s (keys, rate limits, metrics). Tasks spawned while serving run on the serving thread's
-//! runtime: HTTP/2 streams, and the background tasks of clients the threads share (each of the
-//! AWS SDK's and the media fetcher's pooled connections on the thread that opened it, Redis's
-//! connection driver on the thread that last connected), serving the others from there. So every
-//! runtime lives until the last thread has drained. Tasks started before serving (key reloads, the metrics port) run on the caller's
-//! runtime. A pool per thread multiplies its idle-connection bound (`pool_max_idle`) by the
-//! number of threads.
+//! `Arc`s (keys, rate limits, metrics). Kept per thread: the OpenAI-compatible providers' pools
+//! and the Bedrock runtime clients (with their pools). Tasks spawned while serving run on the
+//! serving thread's runtime: HTTP/2 streams, and the background tasks of clients the threads
+//! share (each of the media fetcher's and the Bedrock control-plane client's pooled connections
+//! on the thread that opened it, Redis's connection driver on the thread that last connected),
+//! serving the others from there. So every runtime lives until the last thread has drained.
+//! Tasks started before serving (key reloads, the metrics port) run on the caller's runtime. A
+//! pool per thread multiplies its idle-connection bound (`pool_max_idle`) by the number of
+//! threads.
 //!
 //! Written here because neither tokio nor hyper-util has it: tokio's runtimes are either
 //! work-stealing or one thread, and `tokio_util::task::LocalPoolHandle` pins tasks but not the
@@ -53,7 +55,7 @@ thread_local! {
 
 /// Serves on `serving.limits.threads` threads (see the module docs) until `shutdown`, then lets
 /// each drain. The threads' runtimes end together once every thread has drained: the tasks the
-/// shared clients spawn (an SDK client's connections, Redis's connection driver) run on one
+/// shared clients spawn (the media fetcher's connections, Redis's connection driver) run on one
 /// thread and serve the others until then. Dropped before that (the caller's task aborted), it
 /// tells every thread to end at once, as dropping the one-runtime server drops its connections.
 ///
@@ -182,13 +184,19 @@ impl Drop for ThreadRuntime {
     }
 }
 
+/// Marks this thread a serving thread: for tests of what keeps a copy per serving thread.
+#[cfg(all(test, feature = "bedrock"))]
+pub(crate) fn mark_serving() {
+    SERVING.set(true);
+}
+
 /// A value each serving thread keeps its own copy of, made by the thread's first use; any other
 /// thread uses one shared copy. For the upstream connection pools: a serving thread then sends on
 /// connections its own runtime drives.
 ///
 /// A thread's copy lives until the thread ends, or, once the `PerThread` is dropped, until that
 /// thread next makes a copy of any `PerThread`.
-#[cfg_attr(not(feature = "openai"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "openai", feature = "bedrock")), allow(dead_code))]
 pub(crate) struct PerThread<T> {
     id: u64,
     /// Alive as long as this `PerThread`: the threads' copies of a dropped one are let go.
@@ -204,7 +212,7 @@ struct Own {
     value: Rc<dyn Any>,
 }
 
-#[cfg_attr(not(feature = "openai"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "openai", feature = "bedrock")), allow(dead_code))]
 impl<T: 'static> PerThread<T> {
     /// The shared copy is made now, a serving thread's own by `make` on its first use.
     pub(crate) fn new(make: impl Fn() -> T + Send + Sync + 'static) -> Self {

@@ -15,6 +15,14 @@
 //! A provider given an SDK configuration that is already loaded ([`Clients::built`], for tests
 //! and embedders) builds its clients at once, as before: the SDK panics on a configuration it
 //! cannot use, and that belongs at construction, not in every request.
+//!
+//! On serving threads of their own (`server.threads`), each thread builds its own copy of a
+//! runtime client on its first call ([`PerThread`]): a client built over a configuration without
+//! an HTTP client of its own gets a connection pool of its own, so a thread's Bedrock calls and
+//! their event streams go over connections its own runtime drives, as the OpenAI-compatible
+//! provider's do (one shared pool's connections are each driven by the thread that opened them,
+//! and a stream's events then cross threads). A configuration that carries an HTTP client (an
+//! embedder's) shares it among the copies. The control-plane client (model listing) stays one.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,6 +35,7 @@ use aws_sdk_bedrockruntime::Client;
 use tokio::sync::OnceCell;
 
 use crate::config::Secret;
+use crate::server::PerThread;
 
 /// Loads the SDK configuration: called on a provider's first call, and again only when a load
 /// did not finish (its caller went away).
@@ -37,12 +46,18 @@ pub(super) type Load =
 pub(super) struct Clients {
     load: Load,
     sdk: OnceCell<SdkConfig>,
-    /// The runtime client of the provider's region.
-    primary: OnceLock<Client>,
+    /// The runtime client of the provider's region (a copy per serving thread).
+    primary: OnceLock<PerThread<Client>>,
     /// A runtime client per region of a configured ARN other than the provider's.
-    regional: HashMap<String, OnceLock<Client>>,
+    regional: HashMap<String, OnceLock<PerThread<Client>>>,
     /// The control-plane client (model listing).
     control: OnceLock<aws_sdk_bedrock::Client>,
+    settings: RuntimeSettings,
+}
+
+/// What a runtime client is built with besides the SDK configuration and its region.
+#[derive(Clone)]
+struct RuntimeSettings {
     connect: Duration,
     endpoint_url: Option<String>,
     api_key: Option<Secret>,
@@ -65,9 +80,11 @@ impl Clients {
             primary: OnceLock::new(),
             regional: regions.into_iter().map(|r| (r, OnceLock::new())).collect(),
             control: OnceLock::new(),
-            connect,
-            endpoint_url,
-            api_key,
+            settings: RuntimeSettings {
+                connect,
+                endpoint_url,
+                api_key,
+            },
         }
     }
 
@@ -111,13 +128,15 @@ impl Clients {
         self.sdk.get_or_init(|| (self.load)()).await
     }
 
-    /// The runtime client for `region` when it has one of its own, else the primary region's.
-    pub(super) async fn runtime(&self, region: Option<&str>) -> &Client {
+    /// The runtime client for `region` when it has one of its own, else the primary region's:
+    /// this serving thread's copy on a serving thread (see the module docs).
+    pub(super) async fn runtime(&self, region: Option<&str>) -> Client {
         let sdk = self.sdk().await;
-        match region.and_then(|r| self.regional.get_key_value(r)) {
+        let clients = match region.and_then(|r| self.regional.get_key_value(r)) {
             Some((region, client)) => client.get_or_init(|| self.build(sdk, Some(region))),
             None => self.primary.get_or_init(|| self.build(sdk, None)),
-        }
+        };
+        clients.with(Client::clone)
     }
 
     /// The control-plane client, with two attempts.
@@ -126,6 +145,19 @@ impl Clients {
         self.control.get_or_init(|| control_client(sdk))
     }
 
+    /// The runtime client for `region` (else the configuration's), built now, and by each
+    /// serving thread for itself on its first use.
+    fn build(&self, sdk: &SdkConfig, region: Option<&str>) -> PerThread<Client> {
+        let (settings, sdk, region) = (
+            self.settings.clone(),
+            sdk.clone(),
+            region.map(str::to_owned),
+        );
+        PerThread::new(move || settings.build(&sdk, region.as_deref()))
+    }
+}
+
+impl RuntimeSettings {
     /// A runtime client, in `region` when given (else the configuration's): the SDK's retries and
     /// stalled-stream protection off (the gateway owns both), the connect timeout, the endpoint
     /// override and the Bedrock API key when configured.
@@ -205,7 +237,7 @@ mod tests {
 
         // Calls arriving together share one load.
         let (a, b) = tokio::join!(clients.runtime(None), clients.runtime(None));
-        assert!(std::ptr::eq(a, b), "one primary client");
+        assert!(std::ptr::eq(a.config(), b.config()), "one primary client");
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(a.config().region().unwrap().as_ref(), "us-east-1");
         assert!(
@@ -216,7 +248,8 @@ mod tests {
         let regional = clients.runtime(Some("eu-west-1")).await;
         assert_eq!(regional.config().region().unwrap().as_ref(), "eu-west-1");
         // A region without a client of its own gets the primary one.
-        assert!(std::ptr::eq(clients.runtime(Some("ap-south-1")).await, a));
+        let fallback = clients.runtime(Some("ap-south-1")).await;
+        assert!(std::ptr::eq(fallback.config(), a.config()));
         clients.control().await;
         assert_eq!(loads.load(Ordering::SeqCst), 1, "loaded once in all");
     }
@@ -237,7 +270,10 @@ mod tests {
         assert!(clients.loaded().is_some());
         assert!(clients.primary.get().is_some() && clients.control.get().is_some());
         let regional = clients.regional["eu-west-1"].get().expect("built at once");
-        assert_eq!(regional.config().region().unwrap().as_ref(), "eu-west-1");
+        assert_eq!(
+            regional.with(|c| c.config().region().unwrap().to_string()),
+            "eu-west-1"
+        );
     }
 
     #[tokio::test]
@@ -258,5 +294,109 @@ mod tests {
             .expect("the next call loads, not waits on the abandoned load");
         assert_eq!(client.config().region().unwrap().as_ref(), "us-east-1");
         assert_eq!(loads.load(Ordering::SeqCst), 2, "started again, not stuck");
+    }
+
+    /// A Bedrock runtime that answers every request `{}` over kept-alive connections, and the
+    /// count of connections it accepted.
+    async fn counting_runtime() -> (String, Arc<AtomicUsize>) {
+        use hyper_util::rt::TokioIo;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let answer = hyper::service::service_fn(|_req| async {
+                    http::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(conn), answer),
+                );
+            }
+        });
+        (url, accepted)
+    }
+
+    async fn invoke(clients: &Clients) {
+        let reply = clients
+            .runtime(None)
+            .await
+            .invoke_model()
+            .model_id("anthropic.claude-3-haiku-20240307-v1:0")
+            .content_type("application/json")
+            .body(aws_sdk_bedrockruntime::primitives::Blob::new("{}"))
+            .send()
+            .await
+            .expect("the fake answers");
+        assert_eq!(reply.body().as_ref(), b"{}");
+    }
+
+    #[tokio::test]
+    async fn each_serving_thread_calls_over_connections_of_its_own() {
+        use aws_sdk_bedrockruntime::config::{Credentials, SharedCredentialsProvider};
+        let (url, accepted) = counting_runtime().await;
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            )))
+            .build();
+        let clients = Arc::new(Clients::built(
+            sdk,
+            [],
+            Duration::from_secs(3),
+            Some(url),
+            None,
+        ));
+        // A serving thread calls twice, then keeps its runtime (and the connection it drives)
+        // running until told to end.
+        let serving = |clients: Arc<Clients>| {
+            let (called, calls) = tokio::sync::oneshot::channel();
+            let (end, ended) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                crate::server::mark_serving();
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async move {
+                        invoke(&clients).await;
+                        invoke(&clients).await;
+                        called.send(()).unwrap();
+                        let _ = ended.await;
+                    })
+            });
+            (calls, end, thread)
+        };
+        let (calls, end_a, a) = serving(clients.clone());
+        calls.await.expect("thread a called");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "a thread reuses its connection"
+        );
+        let (calls, end_b, b) = serving(clients.clone());
+        calls.await.expect("thread b called");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "another serving thread opens its own, though the first's is idle"
+        );
+        invoke(&clients).await;
+        invoke(&clients).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            3,
+            "other threads share one client of their own"
+        );
+        for (end, thread) in [(end_a, a), (end_b, b)] {
+            end.send(()).unwrap();
+            thread.join().unwrap();
+        }
     }
 }

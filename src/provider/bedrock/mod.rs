@@ -417,7 +417,7 @@ impl BedrockProvider {
     }
 
     /// The runtime client for `model`: its ARN's region's, else the primary region's.
-    async fn client_for(&self, model: &str) -> &Client {
+    async fn client_for(&self, model: &str) -> Client {
         let region = model
             .starts_with("arn:")
             .then(|| arn_region(model))
@@ -462,7 +462,7 @@ impl BedrockProvider {
         let (guardrail, stream) = (guardrail.as_ref(), req.is_stream());
         let rid = upstream_request_id(&call.context);
         let meta = ChunkMeta::new(req.model.clone());
-        let client = self.client_for(model).await;
+        let client = &self.client_for(model).await;
         let reply = match family {
             BedrockFamily::Claude => {
                 let opts = ClaudeRequestOptions {
@@ -742,7 +742,7 @@ impl Service<EmbeddingsCall> for BedrockProvider {
                 ));
             }
             let client = this.client_for(call.upstream_model()).await;
-            embeddings::embed(client, family, &call, this.inner.embedding_concurrency).await
+            embeddings::embed(&client, family, &call, this.inner.embedding_concurrency).await
         })
     }
 }
