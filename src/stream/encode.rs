@@ -14,11 +14,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -33,10 +35,16 @@ use crate::woken::Woken;
 pin_project_lite::pin_project! {
     /// The body of a streamed reply.
     ///
-    /// Every chunk is encoded into typed events, framed, and handed to hyper as its own frame (no
-    /// buffering); when the upstream is silent for `keep_alive` the framer's keep-alive goes out (if
-    /// the wire has one); an error item becomes the framer's in-band error and ends the stream; so
-    /// does shutdown, when a token is given.
+    /// Every chunk is encoded into typed events and framed. Chunks that arrive together go to
+    /// hyper as one frame (at most [`BATCH`] of them), so the client gets one write where it got
+    /// one per event: when the upstream has nothing ready and chunks are held, the body yields to
+    /// the runtime once (tokio's `yield_now`), so that the tasks already woken run first — the
+    /// upstream connection's among them, which hands over the next chunk it has read — and hands
+    /// what it holds when nothing more came meanwhile. Nothing waits on the network: a chunk is
+    /// held only while other ready work runs. The first frame goes out at once. When the upstream
+    /// is silent for `keep_alive` the framer's keep-alive goes out (if the wire has one); an error
+    /// item becomes the framer's in-band error and ends the stream; so does shutdown, when a token
+    /// is given.
     #[project = EncodedBodyProj]
     pub struct EncodedBody<E, F, S = ChunkStream> {
         stream: S,
@@ -55,6 +63,12 @@ pin_project_lite::pin_project! {
         // of them woke it. Each poll of the token locks its mutex, which every stream shares.
         woken: Option<Woken>,
         reader: Option<Arc<ReaderWatch>>,
+        // Upstream items encoded since the last frame was handed to hyper.
+        held: u8,
+        // The yield under way while items are held (see `BATCH`); `None` before the first.
+        yielding: Option<Arc<Yield>>,
+        // Whether a frame has been handed (the first goes out at once).
+        started: bool,
     }
 }
 
@@ -82,6 +96,9 @@ where
             shutdown: None,
             woken: keep_alive.map(|_| Woken::new()),
             reader: None,
+            held: 0,
+            yielding: None,
+            started: false,
         }
     }
 
@@ -136,6 +153,44 @@ where
     }
 }
 
+/// Upstream items encoded into one frame at most.
+const BATCH: u8 = 32;
+
+/// [`Yield::state`]: no yield under way.
+const IDLE: u8 = 0;
+/// Yielded; the runtime has not come back yet.
+const YIELDING: u8 = 1;
+/// The runtime came back.
+const RETURNED: u8 = 2;
+
+/// A yield to the runtime while items are held: tokio wakes it once the tasks that were ready
+/// have run (`task::yield_now`), and it notes that it did, so that a poll before then (hyper polls
+/// a body again at once after a `Pending`) keeps waiting.
+struct Yield {
+    state: AtomicU8,
+    task: AtomicWaker,
+}
+
+impl Yield {
+    fn new() -> Arc<Self> {
+        Arc::new(Yield {
+            state: AtomicU8::new(IDLE),
+            task: AtomicWaker::new(),
+        })
+    }
+}
+
+impl Wake for Yield {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.state.store(RETURNED, Ordering::Release);
+        self.task.wake();
+    }
+}
+
 /// One poll of the body's frames.
 fn poll_encoded<E, F, S, C>(
     mut this: EncodedBodyProj<'_, E, F, S>,
@@ -152,7 +207,16 @@ where
         }
         loop {
             match Pin::new(&mut *this.stream).poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => this.encoder.encode(&chunk, this.framer),
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.encoder.encode(&chunk, this.framer);
+                    *this.held += 1;
+                    if let Some(y) = this.yielding.as_ref() {
+                        y.state.store(IDLE, Ordering::Relaxed);
+                    }
+                    if *this.started && *this.held < BATCH {
+                        continue;
+                    }
+                }
                 Poll::Ready(Some(Err(err))) => {
                     this.framer.error(&err);
                     *this.done = true;
@@ -160,6 +224,27 @@ where
                 Poll::Ready(None) => {
                     this.encoder.finish(this.framer);
                     *this.done = true;
+                }
+                Poll::Pending if *this.held > 0 => {
+                    let y = this.yielding.get_or_insert_with(Yield::new);
+                    match y.state.load(Ordering::Acquire) {
+                        IDLE => {
+                            // Let the tasks that are ready run first (the upstream connection's
+                            // among them, with the next item perhaps already read), then look
+                            // again: items that arrived together leave in one frame.
+                            y.state.store(YIELDING, Ordering::Relaxed);
+                            y.task.register(cx.waker());
+                            let waker = Waker::from(y.clone());
+                            let pending = std::pin::pin!(tokio::task::yield_now())
+                                .poll(&mut Context::from_waker(&waker));
+                            debug_assert!(pending.is_pending());
+                            return Poll::Pending;
+                        }
+                        // Polled again before the others ran (hyper polls a body twice in a row).
+                        YIELDING => return Poll::Pending,
+                        // Nothing more came while they ran: hand what is held.
+                        _ => {}
+                    }
                 }
                 Poll::Pending => {
                     // The timer and the token only when one of them woke the body.
@@ -205,6 +290,11 @@ where
                     }
                     return Poll::Pending;
                 }
+            }
+            *this.held = 0;
+            *this.started = true;
+            if let Some(y) = this.yielding.as_ref() {
+                y.state.store(IDLE, Ordering::Relaxed);
             }
             let frame = this.framer.take();
             if !frame.is_empty() {
@@ -367,6 +457,64 @@ mod tests {
         next_frame(&mut body).await;
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert!(!closer.is_closed());
+    }
+
+    /// Items from a task that sends each as soon as the last was taken (as hyper's client
+    /// connection hands a body's chunks over), `gap` before each of the last `late`.
+    fn handed_over(items: usize, late: usize, gap: Duration) -> ChunkStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let meta = ChunkMeta::new("m");
+            for i in 0..items {
+                if i >= items - late {
+                    tokio::time::sleep(gap).await;
+                }
+                let chunk = ChatChunk::delta(&meta, Delta::text("x"), None);
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ChunkStream::new(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }))
+    }
+
+    /// The next frame, polled as hyper's dispatcher polls a body: once more at once when pending.
+    async fn polled_as_hyper_does<B: HttpBody<Data = Bytes> + Unpin>(body: &mut B) -> Bytes
+    where
+        B::Error: std::fmt::Debug,
+    {
+        let frame = std::future::poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Pending => Pin::new(&mut *body).poll_frame(cx),
+            ready => ready,
+        });
+        frame.await.unwrap().unwrap().into_data().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn items_that_arrive_together_leave_in_one_frame_and_a_late_one_at_once() {
+        let mut body = Box::pin(EncodedBody::new(
+            handed_over(41, 1, Duration::from_secs(5)),
+            OpenAiStreamEncoder::new(false),
+            SseFramer::new(ErrorDialect::OpenAi),
+            None,
+        ));
+        let events = |frame: &Bytes| frame.windows(6).filter(|w| w == b"data: ").count();
+        let start = tokio::time::Instant::now();
+        let first = polled_as_hyper_does(&mut body).await;
+        assert_eq!(events(&first), 1, "the first at once");
+        // The next 39 were ready one after the other: at most `BATCH` to a frame.
+        let full = polled_as_hyper_does(&mut body).await;
+        assert_eq!(events(&full), usize::from(BATCH));
+        let rest = polled_as_hyper_does(&mut body).await;
+        assert_eq!(events(&rest), 39 - usize::from(BATCH));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // The last came alone 5 s later, and the end right after it: one frame, at once.
+        let last = polled_as_hyper_does(&mut body).await;
+        assert_eq!(events(&last), 2);
+        assert!(last.ends_with(b"data: [DONE]\n\n"), "{last:?}");
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
     }
 
     #[tokio::test]
