@@ -21,8 +21,8 @@
 //! `Arc`s (keys, rate limits, metrics). Kept per thread: the OpenAI-compatible providers' pools
 //! and the Bedrock runtime clients (with their pools). Tasks spawned while serving run on the
 //! serving thread's runtime: HTTP/2 streams, and the background tasks of clients the threads
-//! share (each of the media fetcher's and the Bedrock control-plane client's pooled connections
-//! on the thread that opened it, Redis's connection driver on the thread that last connected),
+//! share (each of the media fetcher's, the Bedrock control-plane client's and the AWS credential
+//! providers' pooled connections on the thread that opened it, Redis's connection driver on the thread that last connected),
 //! serving the others from there. So every runtime lives until the last thread has drained.
 //! Tasks started before serving (key reloads, the metrics port) run on the caller's runtime. A
 //! pool per thread multiplies its idle-connection bound (`pool_max_idle`) by the number of

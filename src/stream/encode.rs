@@ -36,12 +36,13 @@ pin_project_lite::pin_project! {
     /// The body of a streamed reply.
     ///
     /// Every chunk is encoded into typed events and framed. Chunks that arrive together go to
-    /// hyper as one frame (at most [`BATCH`] of them), so the client gets one write where it got
-    /// one per event: when the upstream has nothing ready and chunks are held, the body yields to
-    /// the runtime once (tokio's `yield_now`), so that the tasks already woken run first — the
-    /// upstream connection's among them, which hands over the next chunk it has read — and hands
-    /// what it holds when nothing more came meanwhile. Nothing waits on the network: a chunk is
-    /// held only while other ready work runs. The first frame goes out at once. When the upstream
+    /// hyper as one frame (at most 32 of them), so the client gets one write where it got one per
+    /// event: when the upstream has nothing ready and chunks are held that came within 500 µs of
+    /// the last frame, the body yields to the runtime (tokio's `yield_now`), so that the tasks
+    /// already woken run first — the upstream connection's among them, which hands over the next
+    /// chunk it has read — and hands what it holds when nothing more came meanwhile (it yields
+    /// again after each chunk that did, until 32 or 500 µs). Nothing waits on the network. The
+    /// first frame, and a chunk after a quieter spell (a stream of tokens), go out at once. When the upstream
     /// is silent for `keep_alive` the framer's keep-alive goes out (if the wire has one); an error
     /// item becomes the framer's in-band error and ends the stream; so does shutdown, when a token
     /// is given.
@@ -156,6 +157,10 @@ where
 /// Upstream items encoded into one frame at most.
 const BATCH: u8 = 32;
 
+/// Items are held for more only while less than this has passed since the last frame: a burst
+/// the upstream connection has read comes within microseconds, a stream of tokens spaced wider.
+const HOLD: Duration = Duration::from_micros(500);
+
 /// [`Yield::state`]: no yield under way.
 const IDLE: u8 = 0;
 /// Yielded; the runtime has not come back yet.
@@ -228,10 +233,11 @@ where
                 Poll::Pending if *this.held > 0 => {
                     let y = this.yielding.get_or_insert_with(Yield::new);
                     match y.state.load(Ordering::Acquire) {
-                        IDLE => {
-                            // Let the tasks that are ready run first (the upstream connection's
-                            // among them, with the next item perhaps already read), then look
-                            // again: items that arrived together leave in one frame.
+                        // Items coming soon after the last frame: likely a burst the upstream
+                        // connection has read. Let the tasks that are ready run first (that
+                        // connection's among them, with the next item perhaps already read),
+                        // then look again: items that arrived together leave in one frame.
+                        IDLE if *this.started && this.last_sent.elapsed() < HOLD => {
                             y.state.store(YIELDING, Ordering::Relaxed);
                             y.task.register(cx.waker());
                             let waker = Waker::from(y.clone());
@@ -241,8 +247,12 @@ where
                             return Poll::Pending;
                         }
                         // Polled again before the others ran (hyper polls a body twice in a row).
-                        YIELDING => return Poll::Pending,
-                        // Nothing more came while they ran: hand what is held.
+                        YIELDING => {
+                            y.task.register(cx.waker());
+                            return Poll::Pending;
+                        }
+                        // Nothing more came while they ran, or the first frame, or an item after
+                        // a quiet spell (a stream of tokens), or held long enough: hand it.
                         _ => {}
                     }
                 }
@@ -292,19 +302,18 @@ where
                 }
             }
             *this.held = 0;
-            *this.started = true;
             if let Some(y) = this.yielding.as_ref() {
                 y.state.store(IDLE, Ordering::Relaxed);
             }
             let frame = this.framer.take();
             if !frame.is_empty() {
-                // One clock read per frame, shared by the keep-alive and the reader watch.
-                if this.keep_alive.is_some() || this.reader.is_some() {
-                    let now = tokio::time::Instant::now();
-                    *this.last_sent = now;
-                    if let Some(watch) = this.reader.as_ref() {
-                        watch.handed(now);
-                    }
+                // One clock read per frame, shared by the batching, the keep-alive and the
+                // reader watch.
+                let now = tokio::time::Instant::now();
+                *this.last_sent = now;
+                *this.started = true;
+                if let Some(watch) = this.reader.as_ref() {
+                    watch.handed(now);
                 }
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
             }
@@ -480,41 +489,54 @@ mod tests {
         }))
     }
 
-    /// The next frame, polled as hyper's dispatcher polls a body: once more at once when pending.
-    async fn polled_as_hyper_does<B: HttpBody<Data = Bytes> + Unpin>(body: &mut B) -> Bytes
+    /// The next frame, polled as hyper's dispatcher polls a body (once more at once when
+    /// pending), and how many polls were pending before it.
+    async fn polled_as_hyper_does<B: HttpBody<Data = Bytes> + Unpin>(body: &mut B) -> (Bytes, usize)
     where
         B::Error: std::fmt::Debug,
     {
-        let frame = std::future::poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
-            Poll::Pending => Pin::new(&mut *body).poll_frame(cx),
+        let mut pending = 0;
+        let mut poll = |cx: &mut Context<'_>| {
+            let polled = Pin::new(&mut *body).poll_frame(cx);
+            pending += usize::from(polled.is_pending());
+            polled
+        };
+        let frame = std::future::poll_fn(|cx| match poll(cx) {
+            Poll::Pending => poll(cx),
             ready => ready,
-        });
-        frame.await.unwrap().unwrap().into_data().unwrap()
+        })
+        .await;
+        (frame.unwrap().unwrap().into_data().unwrap(), pending)
     }
 
     #[tokio::test(start_paused = true)]
     async fn items_that_arrive_together_leave_in_one_frame_and_a_late_one_at_once() {
         let mut body = Box::pin(EncodedBody::new(
-            handed_over(41, 1, Duration::from_secs(5)),
+            handed_over(42, 2, Duration::from_secs(5)),
             OpenAiStreamEncoder::new(false),
             SseFramer::new(ErrorDialect::OpenAi),
             None,
         ));
         let events = |frame: &Bytes| frame.windows(6).filter(|w| w == b"data: ").count();
         let start = tokio::time::Instant::now();
-        let first = polled_as_hyper_does(&mut body).await;
+        let (first, _) = polled_as_hyper_does(&mut body).await;
         assert_eq!(events(&first), 1, "the first at once");
         // The next 39 were ready one after the other: at most `BATCH` to a frame.
-        let full = polled_as_hyper_does(&mut body).await;
+        let (full, _) = polled_as_hyper_does(&mut body).await;
         assert_eq!(events(&full), usize::from(BATCH));
-        let rest = polled_as_hyper_does(&mut body).await;
+        let (rest, _) = polled_as_hyper_does(&mut body).await;
         assert_eq!(events(&rest), 39 - usize::from(BATCH));
         assert_eq!(start.elapsed(), Duration::ZERO);
-        // The last came alone 5 s later, and the end right after it: one frame, at once.
-        let last = polled_as_hyper_does(&mut body).await;
+        // One came 5 s later, after a quiet spell: handed as it came, without a yield (the two
+        // pending polls are the wait for it).
+        let (late, pending) = polled_as_hyper_does(&mut body).await;
+        assert_eq!((events(&late), pending), (1, 2));
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        // The last, 5 s later again, and the end right after it: one frame.
+        let (last, _) = polled_as_hyper_does(&mut body).await;
         assert_eq!(events(&last), 2);
         assert!(last.ends_with(b"data: [DONE]\n\n"), "{last:?}");
-        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
     }
 
     #[tokio::test]

@@ -22,7 +22,9 @@
 //! their event streams go over connections its own runtime drives, as the OpenAI-compatible
 //! provider's do (one shared pool's connections are each driven by the thread that opened them,
 //! and a stream's events then cross threads). A configuration that carries an HTTP client (an
-//! embedder's) shares it among the copies. The control-plane client (model listing) stays one.
+//! embedder's) shares it among the copies. The copies share one credentials cache (the
+//! configuration's; one is added when it has none). The control-plane client (model listing) and
+//! the credential providers' own clients (STS, SSO, instance metadata) stay one each.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -148,11 +150,17 @@ impl Clients {
     /// The runtime client for `region` (else the configuration's), built now, and by each
     /// serving thread for itself on its first use.
     fn build(&self, sdk: &SdkConfig, region: Option<&str>) -> PerThread<Client> {
-        let (settings, sdk, region) = (
-            self.settings.clone(),
-            sdk.clone(),
-            region.map(str::to_owned),
-        );
+        // One credentials cache for every copy (a configuration that aws-config loaded has one;
+        // one built by hand would give each copy its own, and each thread would resolve
+        // credentials itself).
+        let sdk = match sdk.identity_cache() {
+            Some(_) => sdk.clone(),
+            None => sdk
+                .to_builder()
+                .identity_cache(aws_sdk_bedrockruntime::config::IdentityCache::lazy().build())
+                .build(),
+        };
+        let (settings, region) = (self.settings.clone(), region.map(str::to_owned));
         PerThread::new(move || settings.build(&sdk, region.as_deref()))
     }
 }
