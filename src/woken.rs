@@ -13,6 +13,10 @@
 //! and the source is polled on the next poll. futures' `FuturesUnordered` keeps such a flag per
 //! future it runs; for a few fields of one future no crate does, and it is an atomic flag in front
 //! of the task's waker.
+//!
+//! A stream body also polls its yield to the runtime (`tokio::task::yield_now`, while it holds
+//! events for one frame: `stream::encode`) with a [`Woken`]'s waker: [`Woken::take`] then says
+//! whether the runtime has come back, so a poll before that keeps waiting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,6 +59,11 @@ impl Woken {
             waker: Waker::from(shared.clone()),
             shared,
         }
+    }
+
+    /// The waker to poll the sources with.
+    pub(crate) fn waker(&self) -> &Waker {
+        &self.waker
     }
 
     /// Takes the task's waker (from `cx`) for the next wake; gives the waker to poll the sources

@@ -16,17 +16,17 @@
 //! shared runtime's other workers would have taken them. Hence off by default.
 //!
 //! Shared between the threads: the connection limit (one semaphore), the shutdown (each thread
-//! drains its own connections within the same drain period, and logs its own drain; streams
-//! still open after it end through the same token), and everything the service keeps behind
-//! `Arc`s (keys, rate limits, metrics). Kept per thread: the OpenAI-compatible providers' pools
-//! and the Bedrock runtime clients (with their pools). Tasks spawned while serving run on the
-//! serving thread's runtime: HTTP/2 streams, and the background tasks of clients the threads
-//! share (each of the media fetcher's, the Bedrock control-plane client's and the AWS credential
-//! providers' pooled connections on the thread that opened it, Redis's connection driver on the thread that last connected),
-//! serving the others from there. So every runtime lives until the last thread has drained.
-//! Tasks started before serving (key reloads, the metrics port) run on the caller's runtime. A
-//! pool per thread multiplies its idle-connection bound (`pool_max_idle`) by the number of
-//! threads.
+//! drains its own connections within the same drain period, and logs its own drain; streams still
+//! open after it end through the same token), and everything the service keeps behind `Arc`s (keys,
+//! rate limits, metrics). Kept per thread: the OpenAI-compatible providers' pools and the Bedrock
+//! runtime clients (with their pools). Tasks spawned while serving run on the serving thread's
+//! runtime: HTTP/2 streams, and the background tasks of clients the threads share (each of the
+//! media fetcher's, the Bedrock control-plane client's and the AWS credential providers' pooled
+//! connections on the thread that opened it, Redis's connection driver on the thread that last
+//! connected), serving the others from there. So every runtime lives until the last thread has
+//! drained. Tasks started before serving (key reloads, the metrics port) run on the caller's
+//! runtime. A pool per thread multiplies its idle-connection bound (`pool_max_idle`) by the number
+//! of threads.
 //!
 //! Written here because neither tokio nor hyper-util has it: tokio's runtimes are either
 //! work-stealing or one thread, and `tokio_util::task::LocalPoolHandle` pins tasks but not the

@@ -14,13 +14,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -37,15 +35,15 @@ pin_project_lite::pin_project! {
     ///
     /// Every chunk is encoded into typed events and framed. Chunks that arrive together go to
     /// hyper as one frame (at most 32 of them), so the client gets one write where it got one per
-    /// event: when the upstream has nothing ready and chunks are held that came within 500 µs of
-    /// the last frame, the body yields to the runtime (tokio's `yield_now`), so that the tasks
-    /// already woken run first — the upstream connection's among them, which hands over the next
-    /// chunk it has read — and hands what it holds when nothing more came meanwhile (it yields
-    /// again after each chunk that did, until 32 or 500 µs). Nothing waits on the network. The
-    /// first frame, and a chunk after a quieter spell (a stream of tokens), go out at once. When the upstream
-    /// is silent for `keep_alive` the framer's keep-alive goes out (if the wire has one); an error
-    /// item becomes the framer's in-band error and ends the stream; so does shutdown, when a token
-    /// is given.
+    /// event: when the upstream has nothing ready and chunks are held, and less than 500 µs has
+    /// passed since the last frame, the body yields to the runtime (tokio's `yield_now`), so that
+    /// the tasks already woken run first — the upstream connection's among them, which hands over
+    /// the next chunk it has read — and hands what it holds when nothing more came meanwhile (it
+    /// yields again after each chunk that did, while both bounds hold). Nothing waits on the
+    /// network. The first frame, and a chunk after a quieter spell (a stream of tokens), go out at
+    /// once. When the upstream is silent for `keep_alive` the framer's keep-alive goes out (if the
+    /// wire has one); an error item becomes the framer's in-band error and ends the stream; so
+    /// does shutdown, when a token is given.
     #[project = EncodedBodyProj]
     pub struct EncodedBody<E, F, S = ChunkStream> {
         stream: S,
@@ -53,8 +51,8 @@ pin_project_lite::pin_project! {
         framer: F,
         done: bool,
         keep_alive: Option<Duration>,
-        // When the last frame went out; the keep-alive timer is re-armed from it only when it
-        // fires, rather than reset on every frame.
+        // When the last frame went out: the keep-alive timer is re-armed from it only when it
+        // fires, rather than reset on every frame; chunks are held for more only soon after it.
         last_sent: tokio::time::Instant,
         #[pin]
         idle: Option<tokio::time::Sleep>,
@@ -66,8 +64,11 @@ pin_project_lite::pin_project! {
         reader: Option<Arc<ReaderWatch>>,
         // Upstream items encoded since the last frame was handed to hyper.
         held: u8,
-        // The yield under way while items are held (see `BATCH`); `None` before the first.
-        yielding: Option<Arc<Yield>>,
+        // Whether the body has yielded to the runtime for more items since the last one came.
+        yielding: bool,
+        // The waker the yield is polled with, noting when the runtime came back; made by the
+        // first yield.
+        returned: Option<Woken>,
         // Whether a frame has been handed (the first goes out at once).
         started: bool,
     }
@@ -98,7 +99,8 @@ where
             woken: keep_alive.map(|_| Woken::new()),
             reader: None,
             held: 0,
-            yielding: None,
+            yielding: false,
+            returned: None,
             started: false,
         }
     }
@@ -161,41 +163,6 @@ const BATCH: u8 = 32;
 /// the upstream connection has read comes within microseconds, a stream of tokens spaced wider.
 const HOLD: Duration = Duration::from_micros(500);
 
-/// [`Yield::state`]: no yield under way.
-const IDLE: u8 = 0;
-/// Yielded; the runtime has not come back yet.
-const YIELDING: u8 = 1;
-/// The runtime came back.
-const RETURNED: u8 = 2;
-
-/// A yield to the runtime while items are held: tokio wakes it once the tasks that were ready
-/// have run (`task::yield_now`), and it notes that it did, so that a poll before then (hyper polls
-/// a body again at once after a `Pending`) keeps waiting.
-struct Yield {
-    state: AtomicU8,
-    task: AtomicWaker,
-}
-
-impl Yield {
-    fn new() -> Arc<Self> {
-        Arc::new(Yield {
-            state: AtomicU8::new(IDLE),
-            task: AtomicWaker::new(),
-        })
-    }
-}
-
-impl Wake for Yield {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.state.store(RETURNED, Ordering::Release);
-        self.task.wake();
-    }
-}
-
 /// One poll of the body's frames.
 fn poll_encoded<E, F, S, C>(
     mut this: EncodedBodyProj<'_, E, F, S>,
@@ -215,9 +182,7 @@ where
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.encoder.encode(&chunk, this.framer);
                     *this.held += 1;
-                    if let Some(y) = this.yielding.as_ref() {
-                        y.state.store(IDLE, Ordering::Relaxed);
-                    }
+                    *this.yielding = false;
                     if *this.started && *this.held < BATCH {
                         continue;
                     }
@@ -231,30 +196,29 @@ where
                     *this.done = true;
                 }
                 Poll::Pending if *this.held > 0 => {
-                    let y = this.yielding.get_or_insert_with(Yield::new);
-                    match y.state.load(Ordering::Acquire) {
+                    if !*this.yielding && this.last_sent.elapsed() < HOLD {
                         // Items coming soon after the last frame: likely a burst the upstream
                         // connection has read. Let the tasks that are ready run first (that
                         // connection's among them, with the next item perhaps already read),
                         // then look again: items that arrived together leave in one frame.
-                        IDLE if *this.started && this.last_sent.elapsed() < HOLD => {
-                            y.state.store(YIELDING, Ordering::Relaxed);
-                            y.task.register(cx.waker());
-                            let waker = Waker::from(y.clone());
-                            let pending = std::pin::pin!(tokio::task::yield_now())
-                                .poll(&mut Context::from_waker(&waker));
-                            debug_assert!(pending.is_pending());
-                            return Poll::Pending;
-                        }
-                        // Polled again before the others ran (hyper polls a body twice in a row).
-                        YIELDING => {
-                            y.task.register(cx.waker());
-                            return Poll::Pending;
-                        }
-                        // Nothing more came while they ran, or the first frame, or an item after
-                        // a quiet spell (a stream of tokens), or held long enough: hand it.
-                        _ => {}
+                        let returned = this.returned.get_or_insert_with(Woken::new);
+                        // Taken (registered, and any earlier wake cleared) before yielding.
+                        let _ = returned.take(cx);
+                        let pending = std::pin::pin!(tokio::task::yield_now())
+                            .poll(&mut Context::from_waker(returned.waker()));
+                        debug_assert!(pending.is_pending());
+                        *this.yielding = true;
+                        return Poll::Pending;
                     }
+                    // Polled again before the runtime came back (hyper polls a body twice in a
+                    // row): keep waiting.
+                    if *this.yielding
+                        && this.returned.as_ref().is_some_and(|r| r.take(cx).is_none())
+                    {
+                        return Poll::Pending;
+                    }
+                    // Nothing more came while the others ran, or an item after a quiet spell
+                    // (a stream of tokens), or held long enough: hand it.
                 }
                 Poll::Pending => {
                     // The timer and the token only when one of them woke the body.
@@ -302,9 +266,7 @@ where
                 }
             }
             *this.held = 0;
-            if let Some(y) = this.yielding.as_ref() {
-                y.state.store(IDLE, Ordering::Relaxed);
-            }
+            *this.yielding = false;
             let frame = this.framer.take();
             if !frame.is_empty() {
                 // One clock read per frame, shared by the batching, the keep-alive and the

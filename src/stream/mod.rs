@@ -103,8 +103,7 @@ pub trait Framer: Send + 'static {
 /// [`crate::format::bedrock_claude::ClaudeStreamEncoder`],
 /// [`crate::format::bedrock_titan::TitanStreamEncoder`] and
 /// [`crate::format::converse::ConverseStreamEncoder`]. Pure and synchronous: every call appends
-/// complete events, so the body can hand a frame after any
-/// of them.
+/// complete events, so the body can hand a frame after any of them.
 pub trait EventEncoder<C = ChatChunk>: Send + 'static {
     /// Emits the events for one canonical chunk (possibly none).
     fn encode<F: Framer>(&mut self, chunk: &C, out: &mut F);
