@@ -22,8 +22,8 @@
 //! their event streams go over connections its own runtime drives, as the OpenAI-compatible
 //! provider's do (one shared pool's connections are each driven by the thread that opened them,
 //! and a stream's events then cross threads). A configuration that carries an HTTP client (an
-//! embedder's) shares it among the copies. The copies share one credentials cache (the
-//! configuration's; one is added when it has none). The control-plane client (model listing) and
+//! embedder's) shares it among the copies. Every client and copy shares one credentials cache
+//! (the configuration's; one is added to a given configuration that has none). The control-plane client (model listing) and
 //! the credential providers' own clients (STS, SSO, instance metadata) stay one each.
 
 use std::collections::HashMap;
@@ -98,6 +98,16 @@ impl Clients {
         endpoint_url: Option<String>,
         api_key: Option<Secret>,
     ) -> Self {
+        // One credentials cache for every client and per-thread copy: a configuration that
+        // aws-config loaded has one; one built by hand would give each client its own, and each
+        // serving thread would resolve credentials itself.
+        let sdk = match sdk.identity_cache() {
+            Some(_) => sdk,
+            None => sdk
+                .to_builder()
+                .identity_cache(aws_sdk_bedrockruntime::config::IdentityCache::lazy().build())
+                .build(),
+        };
         let given = sdk.clone();
         let load: Load = Arc::new(move || {
             let sdk = given.clone();
@@ -150,17 +160,11 @@ impl Clients {
     /// The runtime client for `region` (else the configuration's), built now, and by each
     /// serving thread for itself on its first use.
     fn build(&self, sdk: &SdkConfig, region: Option<&str>) -> PerThread<Client> {
-        // One credentials cache for every copy (a configuration that aws-config loaded has one;
-        // one built by hand would give each copy its own, and each thread would resolve
-        // credentials itself).
-        let sdk = match sdk.identity_cache() {
-            Some(_) => sdk.clone(),
-            None => sdk
-                .to_builder()
-                .identity_cache(aws_sdk_bedrockruntime::config::IdentityCache::lazy().build())
-                .build(),
-        };
-        let (settings, region) = (self.settings.clone(), region.map(str::to_owned));
+        let (settings, sdk, region) = (
+            self.settings.clone(),
+            sdk.clone(),
+            region.map(str::to_owned),
+        );
         PerThread::new(move || settings.build(&sdk, region.as_deref()))
     }
 }
