@@ -409,8 +409,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Serving threads: `0` serves on the process's work-stealing runtime (a worker per core);
     /// `n` on `n` threads of their own, each with a single-threaded runtime, a copy of the
-    /// listening socket and its own OpenAI-compatible upstream pools, so a connection and its
-    /// upstream calls stay on one thread (`server::ServerLimits::threads`).
+    /// listening socket and its own OpenAI-compatible upstream pools and Bedrock runtime clients,
+    /// so a connection and its upstream calls stay on one thread (`server::ServerLimits::threads`).
     pub threads: usize,
     /// A new connection's first request must arrive within this (`first_request_timeout_ms`).
     #[serde(rename = "first_request_timeout_ms", with = "millis")]

@@ -209,6 +209,7 @@ pub async fn serve_with<S, F>(
 }
 
 /// What a server's accept loops share: one per server, or one per serving thread.
+#[derive(Clone)]
 struct Serving<S> {
     service: Arc<S>,
     drain: Duration,
@@ -216,18 +217,6 @@ struct Serving<S> {
     limits: ServerLimits,
     /// One per open connection, across every loop of the server.
     slots: Arc<Semaphore>,
-}
-
-impl<S> Clone for Serving<S> {
-    fn clone(&self) -> Self {
-        Serving {
-            service: self.service.clone(),
-            drain: self.drain,
-            close_streams: self.close_streams.clone(),
-            limits: self.limits,
-            slots: self.slots.clone(),
-        }
-    }
 }
 
 /// The services a server serves: what [`serve`] asks of its `service`.
