@@ -40,6 +40,10 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+
+/// The price tables, looked up by model id on every priced call: hashbrown's default hasher
+/// (foldhash), not std's SipHash; the ids in them come from the data file and the configuration.
+type PriceMap = hashbrown::HashMap<String, ModelPrices>;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -263,7 +267,7 @@ static BUILTIN: LazyLock<Arc<Table>> = LazyLock::new(|| {
 
 #[derive(Debug)]
 struct Table {
-    exact: HashMap<String, ModelPrices>,
+    exact: PriceMap,
     patterns: Vec<(ModelPattern, ModelPrices)>,
     checked: String,
     sources: Vec<String>,
@@ -305,7 +309,7 @@ impl PriceTable {
     pub fn builtin() -> Self {
         PriceTable {
             overrides: Arc::new(Table {
-                exact: HashMap::new(),
+                exact: PriceMap::new(),
                 patterns: Vec::new(),
                 checked: String::new(),
                 sources: Vec::new(),
@@ -317,7 +321,7 @@ impl PriceTable {
     /// The shipped table under `overrides` (model id or glob → price): an override wins over the
     /// shipped price of the same model; globs are tried in key order after exact ids.
     pub fn with_overrides(overrides: &BTreeMap<String, PriceSpec>) -> Result<Self, String> {
-        let mut exact = HashMap::new();
+        let mut exact = PriceMap::new();
         let mut patterns = Vec::new();
         for (model, spec) in overrides {
             spec.validate(&format!("prices.\"{model}\""))?;

@@ -425,7 +425,9 @@ impl CallRecord {
 
     /// The model the last attempt sent upstream.
     pub fn upstream_model(&self) -> Option<Arc<str>> {
-        self.last_attempt().and_then(|a| a.upstream_model)
+        self.attempt_list()
+            .last()
+            .and_then(|a| a.upstream_model.clone())
     }
 
     /// The in-band error a stream ended with, if any.

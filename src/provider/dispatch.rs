@@ -26,13 +26,16 @@
 //! ready, and the chosen provider's own readiness is awaited inside the response future (a
 //! [`Oneshot`] on a clone), under its timeouts.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower::util::{BoxCloneSyncService, Oneshot};
+
+/// Looked up by name on every call: hashbrown's default hasher (foldhash), not std's SipHash,
+/// for keys that come from the configuration only.
+type HashMap<K, V> = hashbrown::HashMap<K, V>;
 use tower_service::Service;
 
 use super::group::{self, AttemptTicket, ModelGroup};
