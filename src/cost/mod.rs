@@ -40,10 +40,6 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-
-/// The price tables, looked up by model id on every priced call: hashbrown's default hasher
-/// (foldhash), not std's SipHash; the ids in them come from the data file and the configuration.
-type PriceMap = hashbrown::HashMap<String, ModelPrices>;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -51,6 +47,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::ModelPattern;
 use crate::model::Usage;
+
+/// The price tables, looked up by model id on every priced call: hashbrown's default hasher
+/// (foldhash), not std's SipHash; the ids in them come from the data file and the configuration.
+type PriceMap = hashbrown::HashMap<String, ModelPrices>;
 
 /// An amount of US dollars, in whole nano-dollars (10⁻⁹ USD). Displays as an exact decimal
 /// (`0.00266`, `12`, `-0.5`).

@@ -32,10 +32,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower::util::{BoxCloneSyncService, Oneshot};
-
-/// Looked up by name on every call: hashbrown's default hasher (foldhash), not std's SipHash,
-/// for keys that come from the configuration only.
-type HashMap<K, V> = hashbrown::HashMap<K, V>;
 use tower_service::Service;
 
 use super::group::{self, AttemptTicket, ModelGroup};
@@ -52,6 +48,10 @@ use crate::model::{
 };
 use crate::provider::{ChatService, EmbeddingsService};
 use crate::route::{ProviderKind, Route, Router};
+
+/// Looked up by name on every call: hashbrown's default hasher (foldhash), not std's SipHash,
+/// for keys that come from the configuration only.
+type HashMap<K, V> = hashbrown::HashMap<K, V>;
 
 /// A provider as [`Dispatch`] holds it: any `Service<ChatCall>` answering [`ChatReply`], boxed.
 pub type ProviderService = BoxCloneSyncService<ChatCall, ChatReply, GatewayError>;
