@@ -415,7 +415,9 @@ pub struct ServerConfig {
     /// A new connection's first request must arrive within this (`first_request_timeout_ms`).
     #[serde(rename = "first_request_timeout_ms", with = "millis")]
     pub first_request_timeout: Duration,
-    /// A connection without a request in flight is closed after this (`idle_timeout_ms`).
+    /// A connection without a request in flight is closed after this (`idle_timeout_ms`); an
+    /// HTTP/1 connection after at most the request-head timeout (30 s), which hyper runs from the
+    /// end of the previous response.
     #[serde(rename = "idle_timeout_ms", with = "millis")]
     pub idle_timeout: Duration,
     /// HTTP/2 keep-alive ping interval and answer deadline (`http2_keep_alive_ms`).

@@ -143,7 +143,11 @@ where
             state: State::Reading {
                 body: Limited::new(body, self.limit),
                 buf: BytesMut::with_capacity(declared.unwrap_or(0)),
-                deadline: tokio::time::sleep(self.read_timeout),
+                due: crate::provider::timeout::instant_after(
+                    tokio::time::Instant::now(),
+                    self.read_timeout,
+                ),
+                deadline: None,
                 parts: Some(parts),
                 inner: Some(inner),
                 classifier: self.classifier.clone(),
@@ -182,8 +186,12 @@ pin_project_lite::pin_project! {
             #[pin]
             body: Limited<B>,
             buf: BytesMut,
-            #[pin]
-            deadline: tokio::time::Sleep,
+            // When the whole body must have arrived: the read timeout from the call.
+            due: tokio::time::Instant,
+            // Its timer, made on the first poll that finds the body incomplete: a body that is
+            // there at once (nearly every one) costs no timer, no runtime-handle clone and no
+            // entry in the timer wheel.
+            deadline: Option<Pin<Box<tokio::time::Sleep>>>,
             parts: Option<Parts>,
             inner: Option<S>,
             classifier: C,
@@ -315,6 +323,7 @@ where
                 StateProj::Reading {
                     body,
                     buf,
+                    due,
                     deadline,
                     parts,
                     inner,
@@ -334,7 +343,10 @@ where
                     };
                     match read_available(body, buf, cx, *limit, budget, taken_now) {
                         Read::Pending => {
-                            ready!(deadline.poll(cx));
+                            let due = *due;
+                            let timer = deadline
+                                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                            ready!(timer.as_mut().poll(cx));
                             return Poll::Ready(Ok(body_timeout_error().to_response(dialect)));
                         }
                         Read::Failed(e) => return Poll::Ready(Ok(e.to_response(dialect))),

@@ -71,9 +71,12 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// A new connection's first request must arrive within this.
     pub first_request_timeout: Duration,
-    /// A connection without a request in flight is closed after this.
+    /// A connection without a request in flight is closed after this. Over HTTP/1,
+    /// `header_read_timeout` ends an idle connection first when it is the shorter: hyper runs it
+    /// from the end of the previous response, not from the next head's first byte.
     pub idle_timeout: Duration,
-    /// HTTP/1: the whole request head must arrive within this once it has started.
+    /// HTTP/1: the whole request head must arrive within this, counted from when the connection
+    /// starts waiting for it (its opening, or the end of the previous response).
     pub header_read_timeout: Duration,
     /// HTTP/2: a keep-alive ping goes out after this much silence, and the connection is closed
     /// when the ping is not answered within it.
