@@ -113,4 +113,9 @@ pub mod usage;
 pub mod validate;
 mod woken;
 
+/// A map keyed by names from the configuration or the shipped data (providers, models, regions)
+/// and looked up on every call: hashbrown's default hasher (foldhash) instead of std's SipHash,
+/// whose resistance to chosen keys buys nothing for keys no client chooses.
+pub(crate) type NameMap<K, V> = hashbrown::HashMap<K, V>;
+
 pub use gateway::{Core, Gateway, GatewayBuilder, GatewayService, ProviderStatus};

@@ -47,10 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::ModelPattern;
 use crate::model::Usage;
-
-/// The price tables, looked up by model id on every priced call: hashbrown's default hasher
-/// (foldhash), not std's SipHash; the ids in them come from the data file and the configuration.
-type PriceMap = hashbrown::HashMap<String, ModelPrices>;
+use crate::NameMap;
 
 /// An amount of US dollars, in whole nano-dollars (10⁻⁹ USD). Displays as an exact decimal
 /// (`0.00266`, `12`, `-0.5`).
@@ -267,7 +264,7 @@ static BUILTIN: LazyLock<Arc<Table>> = LazyLock::new(|| {
 
 #[derive(Debug)]
 struct Table {
-    exact: PriceMap,
+    exact: NameMap<String, ModelPrices>,
     patterns: Vec<(ModelPattern, ModelPrices)>,
     checked: String,
     sources: Vec<String>,
@@ -309,7 +306,7 @@ impl PriceTable {
     pub fn builtin() -> Self {
         PriceTable {
             overrides: Arc::new(Table {
-                exact: PriceMap::new(),
+                exact: NameMap::new(),
                 patterns: Vec::new(),
                 checked: String::new(),
                 sources: Vec::new(),
@@ -321,7 +318,7 @@ impl PriceTable {
     /// The shipped table under `overrides` (model id or glob → price): an override wins over the
     /// shipped price of the same model; globs are tried in key order after exact ids.
     pub fn with_overrides(overrides: &BTreeMap<String, PriceSpec>) -> Result<Self, String> {
-        let mut exact = PriceMap::new();
+        let mut exact = NameMap::new();
         let mut patterns = Vec::new();
         for (model, spec) in overrides {
             spec.validate(&format!("prices.\"{model}\""))?;

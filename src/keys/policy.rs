@@ -80,9 +80,8 @@ struct Inner {
     /// Per key: its limit and the semaphore of its slots.
     slots: Mutex<HashMap<Arc<str>, Slots>>,
     estimate_output_tokens: u64,
-    /// The region each Bedrock provider calls (its calls are priced there). Looked up by provider
-    /// name on every priced call: hashbrown's default hasher (foldhash), not std's SipHash.
-    regions: hashbrown::HashMap<Arc<str>, String>,
+    /// The region each Bedrock provider calls (its calls are priced there).
+    regions: crate::NameMap<Arc<str>, String>,
 }
 
 impl std::fmt::Debug for KeyPolicy {
@@ -128,7 +127,7 @@ impl KeyPolicy {
                 metrics,
                 slots: Mutex::new(HashMap::new()),
                 estimate_output_tokens: DEFAULT_ESTIMATE_OUTPUT_TOKENS,
-                regions: hashbrown::HashMap::new(),
+                regions: crate::NameMap::new(),
             }),
         }
     }

@@ -48,10 +48,7 @@ use crate::model::{
 };
 use crate::provider::{ChatService, EmbeddingsService};
 use crate::route::{ProviderKind, Route, Router};
-
-/// Looked up by name on every call: hashbrown's default hasher (foldhash), not std's SipHash,
-/// for keys that come from the configuration only.
-type HashMap<K, V> = hashbrown::HashMap<K, V>;
+use crate::NameMap;
 
 /// A provider as [`Dispatch`] holds it: any `Service<ChatCall>` answering [`ChatReply`], boxed.
 pub type ProviderService = BoxCloneSyncService<ChatCall, ChatReply, GatewayError>;
@@ -64,11 +61,11 @@ pub type EmbeddingsProviderService =
 #[derive(Clone)]
 pub struct Dispatch {
     router: Arc<Router>,
-    providers: Arc<HashMap<Arc<str>, ProviderService>>,
-    embedders: Arc<HashMap<Arc<str>, EmbeddingsProviderService>>,
-    groups: Arc<HashMap<Arc<str>, ModelGroup>>,
+    providers: Arc<NameMap<Arc<str>, ProviderService>>,
+    embedders: Arc<NameMap<Arc<str>, EmbeddingsProviderService>>,
+    groups: Arc<NameMap<Arc<str>, ModelGroup>>,
     timeouts: Timeouts,
-    provider_timeouts: Arc<HashMap<Arc<str>, Timeouts>>,
+    provider_timeouts: Arc<NameMap<Arc<str>, Timeouts>>,
     #[cfg(feature = "openai")]
     openai: Option<OpenAiProvider>,
     #[cfg(feature = "bedrock")]
@@ -95,11 +92,11 @@ impl Dispatch {
     pub fn new(router: Router) -> Self {
         Dispatch {
             router: Arc::new(router),
-            providers: Arc::new(HashMap::new()),
-            embedders: Arc::new(HashMap::new()),
-            groups: Arc::new(HashMap::new()),
+            providers: Arc::new(NameMap::new()),
+            embedders: Arc::new(NameMap::new()),
+            groups: Arc::new(NameMap::new()),
             timeouts: Timeouts::default(),
-            provider_timeouts: Arc::new(HashMap::new()),
+            provider_timeouts: Arc::new(NameMap::new()),
             #[cfg(feature = "openai")]
             openai: None,
             #[cfg(feature = "bedrock")]

@@ -23,8 +23,9 @@
 //! provider's do (one shared pool's connections are each driven by the thread that opened them,
 //! and a stream's events then cross threads). A configuration that carries an HTTP client (an
 //! embedder's) shares it among the copies. Every client and copy shares one credentials cache
-//! (the configuration's; one is added to a given configuration that has none). The control-plane client (model listing) and
-//! the credential providers' own clients (STS, SSO, instance metadata) stay one each.
+//! (the configuration's; one is added to a given configuration that has none). The control-plane
+//! client (model listing) and the credential providers' own clients (STS, SSO, instance
+//! metadata) stay one each.
 
 use std::collections::HashMap;
 use std::future::Future;
