@@ -391,6 +391,81 @@ async fn idle_keep_alive_connections_are_closed() {
     );
 }
 
+/// A chat request's head and body, as raw HTTP/1.1 on a kept-alive connection.
+fn raw_chat_request() -> Vec<u8> {
+    let body = serde_json::to_vec(&chat(json!({}))).unwrap();
+    let mut raw = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    raw
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_outlives_the_head_timeout() {
+    // The head timeout runs from a head's first byte, not from the previous response: a
+    // connection idle for longer than it (and shorter than the idle timeout) still serves.
+    let upstream = Fake::start(fake::smart()).await;
+    let mut config = config_for(&upstream.url());
+    config.server.header_read_timeout = Duration::from_millis(300);
+    config.server.idle_timeout = Duration::from_secs(30);
+    let gw = start_gateway(config, None).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    for _ in 0..2 {
+        s.write_all(&raw_chat_request()).await.unwrap();
+        let reply = read_response(&mut s).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    assert_eq!(upstream.count(), 2);
+}
+
+#[tokio::test]
+async fn a_request_head_trickled_byte_by_byte_is_closed_at_the_head_timeout() {
+    let upstream = Fake::start(fake::smart()).await;
+    let mut config = config_for(&upstream.url());
+    config.server.header_read_timeout = Duration::from_millis(500);
+    config.server.idle_timeout = Duration::from_secs(60);
+    config.server.first_request_timeout = Duration::from_secs(60);
+    let gw = start_gateway(config, None).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(&raw_chat_request()).await.unwrap();
+    let reply = read_response(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // The next request, a byte every 100 ms: its head alone would take over ten seconds. Only
+    // the head timeout can close the connection within the 10 s the test waits (the other
+    // bounds are 60 s).
+    let (mut read, mut write) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        for byte in raw_chat_request() {
+            if write.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(closed.is_ok(), "the trickled head's connection stayed open");
+    assert_eq!(
+        upstream.count(),
+        1,
+        "the trickled request reached the upstream"
+    );
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_loses_its_stream_slot_and_upstream() {
     // An endless stream of fat chunks: far more than the socket buffers hold.

@@ -51,6 +51,11 @@ const TABLE: &[(&str, &str, Shape)] = &[
         Text,
     ),
     ("IDLE_TIMEOUT_MS", "server.idle_timeout_ms", Text),
+    (
+        "HEADER_READ_TIMEOUT_MS",
+        "server.header_read_timeout_ms",
+        Text,
+    ),
     ("HTTP2_KEEP_ALIVE_MS", "server.http2_keep_alive_ms", Text),
     ("SHUTDOWN_DRAIN_SECS", "server.shutdown_drain_secs", Text),
     ("API_KEY", "auth.api_keys", List),

@@ -23,7 +23,7 @@
 //! | `MAX_BODY_BYTES_IN_FLIGHT` | `server.max_body_bytes_in_flight` | `134217728` (128 MiB of request bodies at once; 503 beyond) |
 //! | `MAX_CONNECTIONS` | `server.max_connections` | `10000` (accepting pauses beyond) |
 //! | `SERVER_THREADS` | `server.threads` | `0` (one work-stealing runtime, a worker per core; `n`: `n` serving threads of their own, each keeping its connections and upstream pools) |
-//! | `FIRST_REQUEST_TIMEOUT_MS`, `IDLE_TIMEOUT_MS`, `HTTP2_KEEP_ALIVE_MS` | `server.*_ms` | 10 s, 120 s, 20 s |
+//! | `FIRST_REQUEST_TIMEOUT_MS`, `IDLE_TIMEOUT_MS`, `HEADER_READ_TIMEOUT_MS`, `HTTP2_KEEP_ALIVE_MS` | `server.*_ms` | 10 s, 120 s, 30 s, 20 s |
 //! | `MAX_CONCURRENT_PER_ACCESS_KEY` | `auth.max_concurrent_per_access_key` | `64` (SigV4 requests per access key at once; 429 beyond) |
 //! | `SHUTDOWN_DRAIN_SECS` | `server.shutdown_drain_secs` | `10` |
 //! | `RATE_LIMIT_REQUESTS_PER_MINUTE`, `RATE_LIMIT_BURST`, `RATE_LIMIT_TOKENS_PER_MINUTE`, `REDIS_URL` | `[rate_limit]` | off |
@@ -415,11 +415,13 @@ pub struct ServerConfig {
     /// A new connection's first request must arrive within this (`first_request_timeout_ms`).
     #[serde(rename = "first_request_timeout_ms", with = "millis")]
     pub first_request_timeout: Duration,
-    /// A connection without a request in flight is closed after this (`idle_timeout_ms`); an
-    /// HTTP/1 connection after at most the request-head timeout (30 s), which hyper runs from the
-    /// end of the previous response.
+    /// A connection without a request in flight is closed after this (`idle_timeout_ms`).
     #[serde(rename = "idle_timeout_ms", with = "millis")]
     pub idle_timeout: Duration,
+    /// An HTTP/1 request head must arrive whole within this of its first byte
+    /// (`header_read_timeout_ms`).
+    #[serde(rename = "header_read_timeout_ms", with = "millis")]
+    pub header_read_timeout: Duration,
     /// HTTP/2 keep-alive ping interval and answer deadline (`http2_keep_alive_ms`).
     #[serde(rename = "http2_keep_alive_ms", with = "millis")]
     pub http2_keep_alive: Duration,
@@ -442,6 +444,7 @@ impl Default for ServerConfig {
             threads: 0,
             first_request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
+            header_read_timeout: Duration::from_secs(30),
             http2_keep_alive: Duration::from_secs(20),
         }
     }
@@ -935,6 +938,10 @@ impl Config {
                 self.server.first_request_timeout,
             ),
             ("server.idle_timeout_ms", self.server.idle_timeout),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout,
+            ),
             ("server.http2_keep_alive_ms", self.server.http2_keep_alive),
         ] {
             if value.is_zero() {

@@ -153,6 +153,7 @@ impl GatewayBuilder {
                     config.server.idle_timeout,
                     config.server.http2_keep_alive,
                 )
+                .with_header_read_timeout(config.server.header_read_timeout)
                 .with_threads(config.server.threads),
             )
             .body_read_timeout(config.timeouts.body_read)

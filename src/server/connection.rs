@@ -8,6 +8,11 @@
 //! - its **first request** (HTTP/1 request head; HTTP/2 preface, settings and first HEADERS) has
 //!   not arrived within `first_request` of the accept;
 //! - it has had **no request in flight** (the last response fully sent) for `idle`;
+//! - an HTTP/1 **request head** has not arrived whole within `head` of its first byte (read
+//!   through [`HeadTimed`]): hyper's own header-read timeout would run from the end of the
+//!   previous response, so it would end an idle keep-alive connection at `head` whatever `idle`
+//!   said, and it makes (boxes, registers, drops) a timer per request; this is a clock reading
+//!   per request;
 //! - a **stream's reader has stalled**: a response body watched through
 //!   [`ConnectionCloser::watch_reader`] handed hyper a frame and hyper has not come back for the
 //!   next one within the body's timeout — its client stopped reading (see [`crate::stream`]);
@@ -22,7 +27,9 @@
 //! (BENCHMARKS.md). The watchdog sleeps until the earliest deadline of the connection and of its
 //! streams; a frame handed over later can only move a stream's deadline later than that, so the
 //! watchdog is woken early only when a stream starts being watched with a deadline before the one it
-//! sleeps to.
+//! sleeps to. A request head begun later never wakes it: the watchdog looks at least once every
+//! `head`, so a head begun after one pass is seen at the next, no later than its deadline, and
+//! the watchdog then sleeps to that deadline.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +41,7 @@ use futures_util::future::Either;
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::future::Future;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::util::Oneshot;
@@ -191,8 +199,26 @@ pub(crate) struct ConnectionState {
     active: AtomicUsize,
     /// Milliseconds after `opened` of the last request start or end.
     last_change_ms: AtomicU64,
+    /// Milliseconds after `opened` of the first byte of a request head not yet whole (read with
+    /// no request in flight); [`NO_HEAD`] when none is awaited.
+    head_started_ms: AtomicU64,
     got_request: AtomicBool,
     closer: ConnectionCloser,
+}
+
+/// `head_started_ms` when no request head is being read.
+const NO_HEAD: u64 = u64::MAX;
+
+/// The bounds a connection's watchdog enforces (`ServerLimits`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// The first request must arrive within this of the accept.
+    pub(crate) first_request: Duration,
+    /// No request in flight for this long closes the connection.
+    pub(crate) idle: Duration,
+    /// A request head must arrive whole within this of its first byte; zero: no bound of its
+    /// own (the first-request and idle bounds still hold).
+    pub(crate) head: Duration,
 }
 
 impl ConnectionState {
@@ -201,28 +227,61 @@ impl ConnectionState {
             opened: Instant::now(),
             active: AtomicUsize::new(0),
             last_change_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(NO_HEAD),
             got_request: AtomicBool::new(false),
             closer: ConnectionCloser::new(true),
         })
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_change_ms.store(ms, Ordering::Relaxed);
+    /// Milliseconds since the connection opened.
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(NO_HEAD - 1)
     }
 
-    /// Resolves when the connection must close: its first request is late, it has been idle too
-    /// long, a stream's reader stalled, or a body closed it.
-    pub(crate) async fn watchdog(self: Arc<Self>, first_request: Duration, idle: Duration) {
+    fn touch(&self) {
+        self.last_change_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    /// Bytes were read from the connection: with no request in flight and no head begun, they
+    /// begin a request head.
+    fn bytes_read(&self) {
+        if self.head_started_ms.load(Ordering::Relaxed) == NO_HEAD
+            && self.active.load(Ordering::Acquire) == 0
+        {
+            self.head_started_ms
+                .store(self.elapsed_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// A request arrived (its head whole): it is in flight until its guard drops.
+    fn request_started(&self) {
+        self.got_request.store(true, Ordering::Release);
+        self.active.fetch_add(1, Ordering::AcqRel);
+        self.head_started_ms.store(NO_HEAD, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Resolves when the connection must close: its first request is late, a request head is
+    /// late, it has been idle too long, a stream's reader stalled, or a body closed it.
+    pub(crate) async fn watchdog(self: Arc<Self>, bounds: Bounds) {
         let closer = &self.closer.0;
+        // Deadlines are these after a clock reading: longer ones could overflow the clock.
+        let first_request = bounds.first_request.min(MAX_TIMEOUT);
+        let idle = bounds.idle.min(MAX_TIMEOUT);
+        let head = (!bounds.head.is_zero()).then(|| bounds.head.min(MAX_TIMEOUT));
         loop {
             if closer.closed.load(Ordering::Acquire) {
                 return;
             }
             let now = Instant::now();
+            let head_started = match self.head_started_ms.load(Ordering::Relaxed) {
+                NO_HEAD => None,
+                ms => Some(self.opened + Duration::from_millis(ms)),
+            };
             let mut deadline = if !self.got_request.load(Ordering::Acquire) {
                 self.opened + first_request
-            } else if self.active.load(Ordering::Acquire) == 0 {
+            } else if head_started.is_none() && self.active.load(Ordering::Acquire) == 0 {
                 let last = Duration::from_millis(self.last_change_ms.load(Ordering::Relaxed));
                 self.opened + last + idle
             } else {
@@ -230,6 +289,11 @@ impl ConnectionState {
                 // look again after one idle period.
                 now + idle
             };
+            if let Some(head) = head {
+                // A head being read is due a head timeout after its first byte; one begun after
+                // this pass is seen at the next, which comes within a head timeout.
+                deadline = deadline.min(head_started.unwrap_or(now) + head);
+            }
             if deadline <= now {
                 return;
             }
@@ -276,13 +340,17 @@ impl ConnectionState {
 #[cfg(test)]
 impl ConnectionCloser {
     /// A closer read by the watchdog of a connection with one request in flight and hour-long
-    /// first-request and idle bounds, and that watchdog: it resolves when the connection closes.
+    /// first-request, idle and head bounds, and that watchdog: it resolves when the connection closes.
     pub(crate) fn watched_for_test() -> (Self, impl Future<Output = ()> + Send + 'static) {
         let state = ConnectionState::new();
-        state.got_request.store(true, Ordering::Release);
-        state.active.fetch_add(1, Ordering::AcqRel);
+        state.request_started();
         let hour = Duration::from_secs(3600);
-        (state.closer.clone(), state.watchdog(hour, hour))
+        let bounds = Bounds {
+            first_request: hour,
+            idle: hour,
+            head: hour,
+        };
+        (state.closer.clone(), state.watchdog(bounds))
     }
 }
 
@@ -327,9 +395,7 @@ where
 
     fn call(&self, mut req: Request<ReqB>) -> Self::Future {
         let state = self.state.clone();
-        state.got_request.store(true, Ordering::Release);
-        state.active.fetch_add(1, Ordering::AcqRel);
-        state.touch();
+        state.request_started();
         req.extensions_mut().insert(state.closer.clone());
         let kept = self.own.as_ref().and_then(|own| own.try_borrow_mut().ok());
         let fut = match kept {
@@ -407,6 +473,67 @@ impl<B: HttpBody> HttpBody for TrackedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A connection's socket as its HTTP/1 server reads it: the first bytes read with no request in
+/// flight begin a request head, which the connection's watchdog bounds (`Bounds::head`). Writes
+/// pass through untouched.
+#[derive(Debug)]
+pub(crate) struct HeadTimed<I> {
+    io: I,
+    state: Arc<ConnectionState>,
+}
+
+impl<I> HeadTimed<I> {
+    pub(crate) fn new(io: I, state: Arc<ConnectionState>) -> Self {
+        HeadTimed { io, state }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for HeadTimed<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.state.bytes_read();
+        }
+        res
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for HeadTimed<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -530,6 +657,118 @@ mod tests {
         closer.close();
         settle().await;
         assert!(watchdog.is_finished());
+    }
+
+    /// A connection that served one request (ended at 0 s) and sleeps idle, its watchdog spawned.
+    async fn idle_after_a_request(
+        bounds: Bounds,
+    ) -> (Arc<ConnectionState>, tokio::task::JoinHandle<()>) {
+        let state = ConnectionState::new();
+        state.request_started();
+        drop(ActiveGuard(state.clone()));
+        let watchdog = tokio::spawn(state.clone().watchdog(bounds));
+        settle().await;
+        (state, watchdog)
+    }
+
+    /// Sleeps to `at` after the test's start (`start`), then lets the watchdog look.
+    async fn at(start: Instant, at: Duration) {
+        tokio::time::sleep_until(start + at).await;
+        settle().await;
+    }
+
+    const BOUNDS: Bounds = Bounds {
+        first_request: Duration::from_secs(10),
+        idle: Duration::from_secs(120),
+        head: Duration::from_secs(30),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_keep_alive_connection_outlives_the_head_timeout_until_the_idle_one() {
+        let start = Instant::now();
+        let (_state, watchdog) = idle_after_a_request(BOUNDS).await;
+        at(start, 119 * SEC).await;
+        assert!(!watchdog.is_finished(), "closed before the idle timeout");
+        at(start, 121 * SEC).await;
+        assert!(watchdog.is_finished(), "the idle connection stayed open");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_begun_while_the_watchdog_sleeps_is_closed_a_head_timeout_after_its_first_byte()
+    {
+        let start = Instant::now();
+        let (state, watchdog) = idle_after_a_request(BOUNDS).await;
+        // The watchdog looked at 0 s; a head's first byte at 50 s, never completed.
+        at(start, 50 * SEC).await;
+        state.bytes_read();
+        // More bytes of the same head move nothing.
+        at(start, 70 * SEC).await;
+        state.bytes_read();
+        at(start, 79 * SEC).await;
+        assert!(!watchdog.is_finished(), "closed before the head's deadline");
+        at(start, 81 * SEC).await;
+        assert!(
+            watchdog.is_finished(),
+            "the late head's connection stayed open"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_arrives_whole_ends_its_bound_and_bytes_read_in_flight_begin_none() {
+        let start = Instant::now();
+        let (state, watchdog) = idle_after_a_request(BOUNDS).await;
+        at(start, 5 * SEC).await;
+        state.bytes_read();
+        at(start, 6 * SEC).await;
+        state.request_started();
+        // The body and whatever else is read while the request is in flight begin no head.
+        state.bytes_read();
+        at(start, 100 * SEC).await;
+        assert!(!watchdog.is_finished(), "a request in flight was cut");
+        // The response sent at 100 s: idle from then on, with no head begun.
+        drop(ActiveGuard(state.clone()));
+        at(start, 219 * SEC).await;
+        assert!(!watchdog.is_finished(), "closed before the idle timeout");
+        at(start, 221 * SEC).await;
+        assert!(watchdog.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_head_is_bounded_by_the_first_request_or_the_head_timeout_whichever_is_first() {
+        let start = Instant::now();
+        let state = ConnectionState::new();
+        let bounds = Bounds {
+            first_request: Duration::from_secs(60),
+            ..BOUNDS
+        };
+        let watchdog = tokio::spawn(state.clone().watchdog(bounds));
+        settle().await;
+        at(start, 20 * SEC).await;
+        state.bytes_read();
+        at(start, 49 * SEC).await;
+        assert!(!watchdog.is_finished());
+        at(start, 51 * SEC).await;
+        assert!(
+            watchdog.is_finished(),
+            "the first head outlived its deadline"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurdly_long_bounds_neither_overflow_the_clock_nor_close_anything() {
+        let state = ConnectionState::new();
+        let forever = Duration::from_millis(u64::MAX);
+        let bounds = Bounds {
+            first_request: forever,
+            idle: forever,
+            head: forever,
+        };
+        let watchdog = tokio::spawn(state.clone().watchdog(bounds));
+        settle().await;
+        state.bytes_read();
+        tokio::time::sleep(3600 * SEC).await;
+        settle().await;
+        assert!(!watchdog.is_finished());
     }
 
     #[test]

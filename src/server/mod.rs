@@ -7,8 +7,9 @@
 //!   backlog holds the rest) instead of accepting and failing — back-pressure, not errors;
 //! - a new connection must send its first request within `first_request_timeout` (silent
 //!   connections and half HTTP/2 prefaces are closed), then is closed after `idle_timeout` without
-//!   a request in flight; HTTP/1 keeps hyper's header-read timeout, HTTP/2 sends keep-alive pings
-//!   and closes a peer that does not answer them within `http2_keep_alive`;
+//!   a request in flight; an HTTP/1 request head must arrive whole within `header_read_timeout`
+//!   of its first byte; HTTP/2 sends keep-alive pings and closes a peer that does not answer them
+//!   within `http2_keep_alive`;
 //! - TCP keepalive on accepted sockets, so a peer that vanished is noticed by the kernel;
 //! - a stream whose client stopped reading (hyper has not come back for its next frame within the
 //!   stream's timeout) has its connection closed by the connection's watchdog, which drops the
@@ -59,7 +60,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
-use self::connection::{ConnectionService, ConnectionState};
+use self::connection::{Bounds, ConnectionService, ConnectionState, HeadTimed};
 use crate::body::Body;
 use crate::woken::Woken;
 
@@ -71,12 +72,13 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// A new connection's first request must arrive within this.
     pub first_request_timeout: Duration,
-    /// A connection without a request in flight is closed after this. Over HTTP/1,
-    /// `header_read_timeout` ends an idle connection first when it is the shorter: hyper runs it
-    /// from the end of the previous response, not from the next head's first byte.
+    /// A connection without a request in flight (and no request head begun) is closed after
+    /// this.
     pub idle_timeout: Duration,
-    /// HTTP/1: the whole request head must arrive within this, counted from when the connection
-    /// starts waiting for it (its opening, or the end of the previous response).
+    /// HTTP/1: a request head must arrive whole within this of its first byte (the connection's
+    /// watchdog enforces it, not hyper); zero sets no bound of its own. A connection whose first
+    /// bytes looked like the HTTP/2 preface and turned out HTTP/1 is served by hyper-util's auto
+    /// builder, whose hyper runs this from the end of the previous response instead.
     pub header_read_timeout: Duration,
     /// HTTP/2: a keep-alive ping goes out after this much silence, and the connection is closed
     /// when the ping is not answered within it.
@@ -124,6 +126,13 @@ impl ServerLimits {
             http2_keep_alive,
             ..ServerLimits::default()
         }
+    }
+
+    /// Bounds each HTTP/1 request head to `timeout` from its first byte; see
+    /// [`ServerLimits::header_read_timeout`].
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
     }
 
     /// Serves on `threads` threads of their own (`0`: on the caller's runtime); see
@@ -308,24 +317,28 @@ async fn accept_loop<S: Served>(
         // Wakes the connection gives itself while polled are taken in that poll (`coalesce`).
         connections.spawn(coalesce::Coalesced::new(async move {
             let _slot = slot;
-            let watchdog = state
-                .clone()
-                .watchdog(limits.first_request_timeout, limits.idle_timeout);
+            let watchdog = state.clone().watchdog(Bounds {
+                first_request: limits.first_request_timeout,
+                idle: limits.idle_timeout,
+                head: limits.header_read_timeout,
+            });
             tokio::pin!(watchdog);
             let protocol = tokio::select! {
                 protocol = Protocol::sniff(&stream) => protocol.map_err(End::Io),
                 () = &mut watchdog => Err(End::Watchdog),
                 () = stopping.cancelled() => Err(End::Stopping),
             };
-            let io = TokioIo::new(stream);
             let res = match protocol {
                 Ok(Protocol::Http1) => {
+                    // The watchdog bounds each request head from its first byte read.
+                    let io = TokioIo::new(HeadTimed::new(stream, state.clone()));
                     let conn = protocols.http1.serve_connection(io, hyper_service);
                     end_with(watcher.watch(conn), watchdog).await
                 }
                 // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and it
                 // would otherwise size every connection's task.
                 Ok(Protocol::Other) => {
+                    let io = TokioIo::new(stream);
                     let conn = protocols.auto.serve_connection(io, hyper_service);
                     end_with(Box::pin(watcher.watch(conn.into_owned())), watchdog).await
                 }
@@ -387,13 +400,14 @@ struct Protocols {
 
 impl Protocols {
     fn new(limits: &ServerLimits) -> Self {
+        // No header-read timeout of hyper's: the connection's watchdog bounds each request head
+        // from its first byte (`HeadTimed`), where hyper's would run from the end of the previous
+        // response (ending idle keep-alive connections at it) with a timer made per request.
         let mut http1 = http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .keep_alive(true);
-        // The auto builder also serves HTTP/1 (a request that began like the preface): the same
-        // settings as `http1` above; it keeps its own copy, which it does not expose.
+        http1.header_read_timeout(None).keep_alive(true);
+        // The auto builder also serves HTTP/1 (a request that began like the preface). Its
+        // connections are not read through `HeadTimed` (an HTTP/2 connection's pings are no
+        // request head), so its HTTP/1 keeps hyper's header-read timeout.
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
