@@ -359,6 +359,19 @@ async fn past_max_connections_new_clients_wait_instead_of_failing() {
     drop((a, b));
 }
 
+/// A chat request's head and body, as raw HTTP/1.1 on a kept-alive connection.
+fn raw_chat_request() -> Vec<u8> {
+    let body = serde_json::to_vec(&chat(json!({}))).unwrap();
+    let mut raw = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    raw
+}
+
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
     let upstream = Fake::start(fake::smart()).await;
@@ -366,13 +379,7 @@ async fn idle_keep_alive_connections_are_closed() {
     config.server.idle_timeout = Duration::from_millis(500);
     let gw = start_gateway(config, None).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    let body = serde_json::to_vec(&chat(json!({}))).unwrap();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(&body).await.unwrap();
+    s.write_all(&raw_chat_request()).await.unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -391,19 +398,6 @@ async fn idle_keep_alive_connections_are_closed() {
     );
 }
 
-/// A chat request's head and body, as raw HTTP/1.1 on a kept-alive connection.
-fn raw_chat_request() -> Vec<u8> {
-    let body = serde_json::to_vec(&chat(json!({}))).unwrap();
-    let mut raw = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(&body);
-    raw
-}
-
 #[tokio::test]
 async fn an_idle_keep_alive_connection_outlives_the_head_timeout() {
     // The head timeout runs from a head's first byte, not from the previous response: a
@@ -418,6 +412,7 @@ async fn an_idle_keep_alive_connection_outlives_the_head_timeout() {
         s.write_all(&raw_chat_request()).await.unwrap();
         let reply = read_response(&mut s).await;
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        // Idle for four head timeouts before the next request.
         tokio::time::sleep(Duration::from_millis(1200)).await;
     }
     assert_eq!(upstream.count(), 2);

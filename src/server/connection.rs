@@ -340,7 +340,8 @@ impl ConnectionState {
 #[cfg(test)]
 impl ConnectionCloser {
     /// A closer read by the watchdog of a connection with one request in flight and hour-long
-    /// first-request, idle and head bounds, and that watchdog: it resolves when the connection closes.
+    /// first-request, idle and head bounds, and that watchdog: it resolves when the connection
+    /// closes.
     pub(crate) fn watched_for_test() -> (Self, impl Future<Output = ()> + Send + 'static) {
         let state = ConnectionState::new();
         state.request_started();

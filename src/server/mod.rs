@@ -400,9 +400,8 @@ struct Protocols {
 
 impl Protocols {
     fn new(limits: &ServerLimits) -> Self {
-        // No header-read timeout of hyper's: the connection's watchdog bounds each request head
-        // from its first byte (`HeadTimed`), where hyper's would run from the end of the previous
-        // response (ending idle keep-alive connections at it) with a timer made per request.
+        // hyper's header-read timeout off: the connection's watchdog bounds each request head
+        // from its first byte (`HeadTimed`; `connection`'s docs say why).
         let mut http1 = http1::Builder::new();
         http1.header_read_timeout(None).keep_alive(true);
         // The auto builder also serves HTTP/1 (a request that began like the preface). Its
