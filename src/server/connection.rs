@@ -660,13 +660,17 @@ mod tests {
         assert!(watchdog.is_finished());
     }
 
-    /// A connection that served one request (ended at 0 s) and sleeps idle, its watchdog spawned.
-    async fn idle_after_a_request(
+    /// A new connection with its watchdog spawned; `served`: it has served one request, which
+    /// ended at 0 s, and is idle.
+    async fn connection(
         bounds: Bounds,
+        served: bool,
     ) -> (Arc<ConnectionState>, tokio::task::JoinHandle<()>) {
         let state = ConnectionState::new();
-        state.request_started();
-        drop(ActiveGuard(state.clone()));
+        if served {
+            state.request_started();
+            drop(ActiveGuard(state.clone()));
+        }
         let watchdog = tokio::spawn(state.clone().watchdog(bounds));
         settle().await;
         (state, watchdog)
@@ -687,7 +691,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_idle_keep_alive_connection_outlives_the_head_timeout_until_the_idle_one() {
         let start = Instant::now();
-        let (_state, watchdog) = idle_after_a_request(BOUNDS).await;
+        let (_state, watchdog) = connection(BOUNDS, true).await;
         at(start, 119 * SEC).await;
         assert!(!watchdog.is_finished(), "closed before the idle timeout");
         at(start, 121 * SEC).await;
@@ -698,7 +702,7 @@ mod tests {
     async fn a_head_begun_while_the_watchdog_sleeps_is_closed_a_head_timeout_after_its_first_byte()
     {
         let start = Instant::now();
-        let (state, watchdog) = idle_after_a_request(BOUNDS).await;
+        let (state, watchdog) = connection(BOUNDS, true).await;
         // The watchdog looked at 0 s; a head's first byte at 50 s, never completed.
         at(start, 50 * SEC).await;
         state.bytes_read();
@@ -717,7 +721,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_head_that_arrives_whole_ends_its_bound_and_bytes_read_in_flight_begin_none() {
         let start = Instant::now();
-        let (state, watchdog) = idle_after_a_request(BOUNDS).await;
+        let (state, watchdog) = connection(BOUNDS, true).await;
         at(start, 5 * SEC).await;
         state.bytes_read();
         at(start, 6 * SEC).await;
@@ -737,13 +741,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_first_head_is_bounded_by_the_first_request_or_the_head_timeout_whichever_is_first() {
         let start = Instant::now();
-        let state = ConnectionState::new();
         let bounds = Bounds {
             first_request: Duration::from_secs(60),
             ..BOUNDS
         };
-        let watchdog = tokio::spawn(state.clone().watchdog(bounds));
-        settle().await;
+        let (state, watchdog) = connection(bounds, false).await;
         at(start, 20 * SEC).await;
         state.bytes_read();
         at(start, 49 * SEC).await;
@@ -757,15 +759,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn absurdly_long_bounds_neither_overflow_the_clock_nor_close_anything() {
-        let state = ConnectionState::new();
         let forever = Duration::from_millis(u64::MAX);
         let bounds = Bounds {
             first_request: forever,
             idle: forever,
             head: forever,
         };
-        let watchdog = tokio::spawn(state.clone().watchdog(bounds));
-        settle().await;
+        let (state, watchdog) = connection(bounds, false).await;
         state.bytes_read();
         tokio::time::sleep(3600 * SEC).await;
         settle().await;
