@@ -344,6 +344,29 @@ async fn a_request_that_begins_like_the_http2_preface_and_arrives_in_pieces_is_s
 }
 
 #[tokio::test]
+async fn a_zero_head_timeout_bounds_no_head_on_either_http1_path() {
+    // Zero sets no head bound of its own (`ServerLimits::header_read_timeout`): not on the plain
+    // HTTP/1 path, and not on the one a request that begins like the HTTP/2 preface takes.
+    let upstream = Fake::start(fake::smart()).await;
+    let mut config = config_for(&upstream.url());
+    config.server.header_read_timeout = Duration::ZERO;
+    let gw = start_gateway(config, None).await;
+    let request = raw_chat_request();
+    // "P" alone goes to hyper-util's auto builder, which reads the preface's 24 bytes before it
+    // picks HTTP/1: the head is still unfinished after the first 40.
+    for first in [1, 8] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        for piece in [&request[..first], &request[first..40], &request[40..]] {
+            s.write_all(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let reply = read_response(&mut s).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+    assert_eq!(upstream.count(), 2);
+}
+
+#[tokio::test]
 async fn past_max_connections_new_clients_wait_instead_of_failing() {
     let upstream = Fake::start(fake::smart()).await;
     let mut config = config_for(&upstream.url());

@@ -216,9 +216,9 @@ pub(crate) struct Bounds {
     pub(crate) first_request: Duration,
     /// No request in flight for this long closes the connection.
     pub(crate) idle: Duration,
-    /// A request head must arrive whole within this of its first byte; zero: no bound of its
+    /// A request head must arrive whole within this of its first byte; `None`: no bound of its
     /// own (the first-request and idle bounds still hold).
-    pub(crate) head: Duration,
+    pub(crate) head: Option<Duration>,
 }
 
 impl ConnectionState {
@@ -269,7 +269,7 @@ impl ConnectionState {
         // Deadlines are these after a clock reading: longer ones could overflow the clock.
         let first_request = bounds.first_request.min(MAX_TIMEOUT);
         let idle = bounds.idle.min(MAX_TIMEOUT);
-        let head = (!bounds.head.is_zero()).then(|| bounds.head.min(MAX_TIMEOUT));
+        let head = bounds.head.map(|head| head.min(MAX_TIMEOUT));
         loop {
             if closer.closed.load(Ordering::Acquire) {
                 return;
@@ -349,7 +349,7 @@ impl ConnectionCloser {
         let bounds = Bounds {
             first_request: hour,
             idle: hour,
-            head: hour,
+            head: Some(hour),
         };
         (state.closer.clone(), state.watchdog(bounds))
     }
@@ -685,7 +685,7 @@ mod tests {
     const BOUNDS: Bounds = Bounds {
         first_request: Duration::from_secs(10),
         idle: Duration::from_secs(120),
-        head: Duration::from_secs(30),
+        head: Some(Duration::from_secs(30)),
     };
 
     #[tokio::test(start_paused = true)]
@@ -763,7 +763,7 @@ mod tests {
         let bounds = Bounds {
             first_request: forever,
             idle: forever,
-            head: forever,
+            head: Some(forever),
         };
         let (state, watchdog) = connection(bounds, false).await;
         state.bytes_read();

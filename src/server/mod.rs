@@ -135,6 +135,12 @@ impl ServerLimits {
         self
     }
 
+    /// The request-head bound, if any: `header_read_timeout`, zero meaning none. Both HTTP/1
+    /// paths take it from here, the watchdog's and hyper-util's auto builder's.
+    fn head_timeout(&self) -> Option<Duration> {
+        (!self.header_read_timeout.is_zero()).then_some(self.header_read_timeout)
+    }
+
     /// Serves on `threads` threads of their own (`0`: on the caller's runtime); see
     /// [`ServerLimits::threads`].
     pub fn with_threads(mut self, threads: usize) -> Self {
@@ -320,7 +326,7 @@ async fn accept_loop<S: Served>(
             let watchdog = state.clone().watchdog(Bounds {
                 first_request: limits.first_request_timeout,
                 idle: limits.idle_timeout,
-                head: limits.header_read_timeout,
+                head: limits.head_timeout(),
             });
             tokio::pin!(watchdog);
             let protocol = tokio::select! {
@@ -410,7 +416,7 @@ impl Protocols {
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            .header_read_timeout(limits.head_timeout())
             .keep_alive(true);
         auto.http2()
             .timer(TokioTimer::new())
