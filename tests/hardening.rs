@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::fake::{self, Fake, Reply};
-use common::{config_for, post, send_raw, start_full, start_gateway, KEY};
+use common::{config_for, post, send_raw, start_full, start_gateway, start_service, KEY};
 use http::Method;
+use open_bedrock_server::gateway::GatewayBuilder;
+use open_bedrock_server::provider::OpenAiProvider;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -189,7 +191,10 @@ async fn the_body_byte_budget_sheds_with_503_instead_of_growing() {
     let mut config = config_for(&upstream.url());
     config.server.max_request_bytes = 4096;
     config.server.max_body_bytes_in_flight = 4096;
-    let gw = start_gateway(config, None).await;
+    let openai = OpenAiProvider::new(&config.openai, &config.timeouts).unwrap();
+    let gateway = GatewayBuilder::from_config(&config).openai(openai).build();
+    let in_flight = gateway.in_flight();
+    let gw = start_service(gateway).await;
     // One client sends most of a body and pauses: its bytes stay taken from the budget.
     let mut slow = TcpStream::connect(gw.addr).await.unwrap();
     let head = format!(
@@ -197,6 +202,15 @@ async fn the_body_byte_budget_sheds_with_503_instead_of_growing() {
     );
     slow.write_all(head.as_bytes()).await.unwrap();
     slow.write_all(&[b' '; 3000]).await.unwrap();
+    // Its bytes are taken once its request is in flight: on serving threads another connection's
+    // request may otherwise be read first, and then the slow one is the body shed.
+    for _ in 0..500 {
+        if in_flight.current() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(in_flight.current(), 1, "the slow request is in flight");
     // Another body that does not fit in what is left is refused at once.
     let mut refused = false;
     for _ in 0..100 {
