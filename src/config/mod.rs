@@ -802,11 +802,11 @@ const MAX_LOG_FLUSH: Duration = Duration::from_secs(60);
 /// (`available_parallelism`, which counts a container's CPU quota), 1 if that is unknown.
 ///
 /// Why threads of their own and not the work-stealing runtime by default: measured side by side
-/// in one run (`scripts/bench-load --compare-threads`, BENCHMARKS.md), two serving threads on two
-/// cores sustained 0.83–0.94× the bare proxy's rate against 0.64–0.73×, at 1.32–1.39× its CPU
-/// per request against 1.56–1.83×, held 1,000 streams in less memory, and were no worse at the
-/// fixed rates; at 5,000 requests a second the work-stealing runtime's p99 jumped by 60–80 ms
-/// in two runs of three.
+/// in six runs (`scripts/bench-load --compare-threads`, BENCHMARKS.md), two serving threads on two
+/// cores sustained 0.83–0.96× the bare proxy's rate against 0.64–0.74× (higher in every round),
+/// at 1.25–1.39× its CPU per request against 1.56–1.83×, and were no worse at the fixed rates,
+/// where the work-stealing runtime's p99 at 5,000 requests a second jumped by 60–80 ms in two
+/// runs. What they give up: no thread takes over a busy one's connections.
 pub fn default_server_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
