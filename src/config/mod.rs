@@ -805,7 +805,7 @@ const MAX_LOG_FLUSH: Duration = Duration::from_secs(60);
 /// in six runs (`scripts/bench-load --compare-threads`, BENCHMARKS.md), two serving threads on two
 /// cores sustained 0.83–0.96× the bare proxy's rate against 0.64–0.74× (higher in every round),
 /// at 1.25–1.39× its CPU per request against 1.56–1.83×, and were no worse at the fixed rates,
-/// where the work-stealing runtime's p99 at 5,000 requests a second jumped by 60–80 ms in two
+/// where the work-stealing runtime's p99 at 5,000 requests a second jumped by 60–82 ms in two
 /// runs. What they give up: no thread takes over a busy one's connections.
 pub fn default_server_threads() -> usize {
     std::thread::available_parallelism()

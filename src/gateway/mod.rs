@@ -329,6 +329,12 @@ impl Gateway {
         self.shared.in_flight.in_flight()
     }
 
+    /// The budget of request-body bytes in flight (`server.max_body_bytes_in_flight`): what the
+    /// requests being read hold of it now is [`BodyBudget::in_flight`](crate::detect::BodyBudget::in_flight).
+    pub fn body_budget(&self) -> &crate::detect::BodyBudget {
+        &self.shared.body_budget
+    }
+
     /// The typed core: `Service<ChatCall, Response = ChatReply, Error = GatewayError>`, and
     /// `Service<EmbeddingsCall, Response = EmbeddingsResponse, Error = GatewayError>`.
     pub fn core(&self) -> Core {

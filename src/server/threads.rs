@@ -13,7 +13,10 @@
 //!
 //! The cost: no thread takes over another's connections. A thread kept busy (a CPU-heavy request,
 //! or the kernel running something else on its core) delays every connection it holds, where the
-//! shared runtime's other workers would have taken them. Hence off by default.
+//! shared runtime's other workers would have taken them. On by default all the same (one thread
+//! per core, `config::default_server_threads`): measured side by side, the threads' higher
+//! throughput and lower CPU per request at saturation outweighed it (BENCHMARKS.md);
+//! `server.threads = 0` serves on the shared runtime.
 //!
 //! Shared between the threads: the connection limit (one semaphore), the shutdown (each thread
 //! drains its own connections within the same drain period, and logs its own drain; streams still

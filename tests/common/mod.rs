@@ -24,6 +24,9 @@ pub const UPSTREAM_KEY: &str = "sk-upstream-secret";
 #[allow(clippy::field_reassign_with_default)]
 pub fn config_for(openai_url: &str) -> Config {
     let mut c = Config::default();
+    // Two serving threads, as the default on a 2-core machine: whatever cores the machine running
+    // the tests has, its gateways serve alike.
+    c.server.threads = 2;
     c.auth.api_keys = vec![KEY.into()];
     c.openai.base_url = format!("{openai_url}/v1");
     c.openai.api_key = Some(UPSTREAM_KEY.into());
