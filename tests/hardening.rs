@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::fake::{self, Fake, Reply};
-use common::{config_for, post, send_raw, start_full, start_gateway, start_service, KEY};
+use common::{
+    config_for, gateway_for, post, send_raw, start_full, start_gateway, start_service, KEY,
+};
 use http::Method;
-use open_bedrock_server::gateway::GatewayBuilder;
-use open_bedrock_server::provider::OpenAiProvider;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -191,8 +191,7 @@ async fn the_body_byte_budget_sheds_with_503_instead_of_growing() {
     let mut config = config_for(&upstream.url());
     config.server.max_request_bytes = 4096;
     config.server.max_body_bytes_in_flight = 4096;
-    let openai = OpenAiProvider::new(&config.openai, &config.timeouts).unwrap();
-    let gateway = GatewayBuilder::from_config(&config).openai(openai).build();
+    let gateway = gateway_for(&config, None);
     let budget = gateway.body_budget().clone();
     let gw = start_service(gateway).await;
     // One client sends most of a body and pauses: its bytes stay taken from the budget.

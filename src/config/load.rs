@@ -227,7 +227,8 @@ mod tests {
         assert_eq!(c.timeouts, crate::config::Timeouts::default());
         assert!(c.rate_limit.is_none());
         // One serving thread per core the process may use; `0` keeps the work-stealing runtime.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(1024));
+        let cores = std::thread::available_parallelism()
+            .map_or(1, |n| n.get().min(crate::config::MAX_SERVER_THREADS));
         assert_eq!(c.server.threads, cores);
         let shared = load(None, &[("SERVER_THREADS", "0")]).unwrap();
         assert_eq!(shared.server.threads, 0);

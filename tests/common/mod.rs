@@ -63,15 +63,21 @@ impl TestGateway {
 }
 
 pub async fn start_gateway(config: Config, bedrock: Option<BedrockProvider>) -> TestGateway {
+    start_service(gateway_for(&config, bedrock)).await
+}
+
+/// The gateway [`start_gateway`] serves, built but not yet serving (to keep a handle on its
+/// parts first).
+pub fn gateway_for(config: &Config, bedrock: Option<BedrockProvider>) -> Gateway {
     let openai = OpenAiProvider::new(&config.openai, &config.timeouts).unwrap();
-    let mut builder = GatewayBuilder::from_config(&config).openai(openai);
+    let mut builder = GatewayBuilder::from_config(config).openai(openai);
     if let Some(bedrock) = bedrock {
         builder = builder.bedrock(bedrock);
     }
     if config.mock.enabled {
         builder = builder.mock(open_bedrock_server::provider::MockProvider::new());
     }
-    start_service(builder.build()).await
+    builder.build()
 }
 
 pub async fn start_service(gateway: Gateway) -> TestGateway {
