@@ -9,6 +9,7 @@
 //! header `Bytes` needs for a buffer longer than its contents); [`int`] copies the digits once,
 //! one block sized to them.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use http::HeaderValue;
@@ -31,6 +32,40 @@ pub(crate) fn int(n: impl itoa::Integer) -> HeaderValue {
     // Digits (and a leading `-`) are always a valid header value; the fallback is not reached.
     HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(digits))
         .unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// The last header value made at one place on this thread, to reuse for the next value with the
+/// same bytes: a configured limit or a provider's name is the same on nearly every response, and a
+/// [`HeaderValue`] clone is a reference count where making one is a heap block and a copy.
+///
+/// Kept per thread (`thread_local!`, one per call site), so no lock; one value per thread and
+/// site is held.
+pub(crate) struct LastValue(RefCell<Option<HeaderValue>>);
+
+impl LastValue {
+    pub(crate) const fn new() -> Self {
+        LastValue(RefCell::new(None))
+    }
+
+    /// `bytes` as a header value: the one kept when it has these bytes, else a new one (then
+    /// kept); `None` when `bytes` is not a valid header value.
+    pub(crate) fn get(&self, bytes: &[u8]) -> Option<HeaderValue> {
+        let mut last = self.0.borrow_mut();
+        if let Some(kept) = last.as_ref().filter(|v| v.as_bytes() == bytes) {
+            return Some(kept.clone());
+        }
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(bytes)).ok()?;
+        *last = Some(value.clone());
+        Some(value)
+    }
+
+    /// [`get`](Self::get) for `n`'s digits.
+    pub(crate) fn int(&self, n: impl itoa::Integer) -> HeaderValue {
+        let mut digits = itoa::Buffer::new();
+        // Digits (and a leading `-`) are always a valid header value; the fallback is not reached.
+        self.get(digits.format(n).as_bytes())
+            .unwrap_or_else(|| HeaderValue::from_static("0"))
+    }
 }
 
 /// A fixed buffer that refuses what does not fit.
@@ -69,6 +104,22 @@ mod tests {
         assert_eq!(display("x".repeat(48)).map(|v| v.len()), Some(48));
         assert_eq!(display("x".repeat(49)), None, "too long for the buffer");
         assert_eq!(display("a\nb"), None, "not a header value");
+    }
+
+    #[test]
+    fn the_last_value_is_reused_for_the_same_bytes_only() {
+        let last = LastValue::new();
+        let a = last.int(600u32);
+        let b = last.int(600u32);
+        assert_eq!(a, "600");
+        // The same bytes, not a copy of them: the kept value was cloned.
+        assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
+        let c = last.int(7u32);
+        assert_eq!(c, "7");
+        assert_ne!(c.as_bytes().as_ptr(), a.as_bytes().as_ptr());
+        assert_eq!(last.get(b"openai").unwrap(), "openai");
+        assert_eq!(last.get(b"a\nb"), None, "not a header value");
+        assert_eq!(last.get(b"openai").unwrap(), "openai");
     }
 
     #[test]

@@ -56,6 +56,16 @@ impl UsageHooks {
         self.hooks.push(hook);
     }
 
+    /// Moves `other`'s hooks after these.
+    pub(crate) fn append(&mut self, other: &mut UsageHooks) {
+        if self.hooks.is_empty() {
+            // No new vector: `other`'s is taken as it is.
+            std::mem::swap(&mut self.hooks, &mut other.hooks);
+        } else {
+            self.hooks.append(&mut other.hooks);
+        }
+    }
+
     /// Whether no hook is registered.
     pub fn is_empty(&self) -> bool {
         self.hooks.is_empty()

@@ -68,6 +68,7 @@ use http::request::Parts;
 use crate::error::{ErrorDialect, GatewayError};
 use crate::format::{InboundFormat, ReplyFormat, TargetFormat};
 use crate::model::ChatRequest;
+use crate::usage::UsageHooks;
 
 /// What a classifier decided about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +205,11 @@ pub struct DetectedRequest {
     /// translation takes it instead of decoding `body` again. `None` for any other body, and for
     /// a chat body detection read in two steps.
     pub decoded: Option<Box<ChatRequest>>,
+    /// The usage hooks the stages between detection and translation attach (the key policy's
+    /// settlement): carried here rather than in a request extension, which would be one more heap
+    /// block and, as the request's fourth extension, a rehash of the extensions' map (callgrind,
+    /// issue 18). Translation reports to them after the request's [`UsageHooks`] extension.
+    pub(crate) usage_hooks: UsageHooks,
 }
 
 impl DetectedRequest {
@@ -225,6 +231,7 @@ impl DetectedRequest {
             body,
             max_tokens: None,
             decoded: None,
+            usage_hooks: UsageHooks::default(),
         }
     }
 

@@ -578,32 +578,81 @@ pub struct ChunkFacts {
 /// Reads an OpenAI usage object.
 pub fn openai_usage(v: &[u8]) -> Result<Usage, Malformed> {
     let mut usage = Usage::default();
+    // The object's own level does not count against the nesting, as for `Members`.
+    let end = walk_usage(v, skip_ws(v, 0), MAX_DEPTH + 1, &mut usage)?;
+    if skip_ws(v, end) != v.len() {
+        return Err(Malformed);
+    }
+    Ok(usage)
+}
+
+/// Reads the usage object that starts at `b[at]` into `usage`, in the walk that passes it (a
+/// reply's or a chunk's): its bytes are passed once, not skipped first and then read. The index
+/// just past it.
+fn walk_usage(b: &[u8], at: usize, room: usize, usage: &mut Usage) -> Result<usize, Malformed> {
+    walk_object(b, at, room, |k, at, room| {
+        let count = match k {
+            b"prompt_tokens" => &mut usage.prompt_tokens,
+            b"completion_tokens" => &mut usage.completion_tokens,
+            b"total_tokens" => &mut usage.total_tokens,
+            b"prompt_tokens_details" => {
+                let (v, end) = value_at(b, at, room)?;
+                if !is_null(v) {
+                    usage.prompt_tokens_details = Some(prompt_tokens_details(v)?);
+                }
+                return Ok(Some(end));
+            }
+            // Kept as written, as the typed decode keeps it: reasoning is priced from it.
+            b"completion_tokens_details" => {
+                let (v, end) = value_at(b, at, room)?;
+                if !is_null(v) {
+                    usage.completion_tokens_details = serde_json::from_slice(v).ok();
+                }
+                return Ok(Some(end));
+            }
+            _ => return Ok(None),
+        };
+        let (v, end) = value_at(b, at, room)?;
+        *count = integer(v).unwrap_or(0);
+        Ok(Some(end))
+    })
+}
+
+/// A usage's `prompt_tokens_details` object (cache reads and writes).
+fn prompt_tokens_details(v: &[u8]) -> Result<PromptTokensDetails, Malformed> {
+    let mut details = PromptTokensDetails::default();
     for m in Members::of(v) {
         let (k, v) = m?;
         match k {
-            b"prompt_tokens" => usage.prompt_tokens = integer(v).unwrap_or(0),
-            b"completion_tokens" => usage.completion_tokens = integer(v).unwrap_or(0),
-            b"total_tokens" => usage.total_tokens = integer(v).unwrap_or(0),
-            b"prompt_tokens_details" if !is_null(v) => {
-                let mut details = PromptTokensDetails::default();
-                for m in Members::of(v) {
-                    let (k, v) = m?;
-                    match k {
-                        b"cached_tokens" => details.cached_tokens = integer(v),
-                        b"cache_write_tokens" => details.cache_write_tokens = integer(v),
-                        _ => {}
-                    }
-                }
-                usage.prompt_tokens_details = Some(details);
-            }
-            // Kept as written, as the typed decode keeps it: reasoning is priced from it.
-            b"completion_tokens_details" if !is_null(v) => {
-                usage.completion_tokens_details = serde_json::from_slice(v).ok();
-            }
+            b"cached_tokens" => details.cached_tokens = integer(v),
+            b"cache_write_tokens" => details.cache_write_tokens = integer(v),
             _ => {}
         }
     }
-    Ok(usage)
+    Ok(details)
+}
+
+/// The `usage` member's value at `b[at]` in a walk, read into `usage` when it is an object; a
+/// `null` leaves `usage` as it was (an earlier member's); anything else is not a usage. The index
+/// just past it.
+fn walk_usage_member(
+    b: &[u8],
+    at: usize,
+    room: usize,
+    usage: &mut Option<Usage>,
+) -> Result<usize, Malformed> {
+    if b.get(at) == Some(&b'{') {
+        let mut read = Usage::default();
+        let end = walk_usage(b, at, room, &mut read)?;
+        *usage = Some(read);
+        return Ok(end);
+    }
+    let (v, end) = value_at(b, at, room)?;
+    if is_null(v) {
+        Ok(end)
+    } else {
+        Err(Malformed)
+    }
 }
 
 /// Reads the facts of one OpenAI stream chunk, in one pass over its bytes (surrounding whitespace
@@ -637,15 +686,10 @@ pub fn openai_chunk(b: &[u8]) -> Result<ChunkFacts, Malformed> {
             .map(Some)
         })
         .map(Some),
-        b"usage" | b"error" => {
+        b"usage" => walk_usage_member(b, at, room, &mut facts.usage).map(Some),
+        b"error" => {
             let (v, end) = value_at(b, at, room)?;
-            if !is_null(v) {
-                if k == b"usage" {
-                    facts.usage = Some(openai_usage(v)?);
-                } else {
-                    facts.error = true;
-                }
-            }
+            facts.error |= !is_null(v);
             Ok(Some(end))
         }
         _ => Ok(None),
@@ -670,13 +714,18 @@ pub struct CompletionFacts {
 /// Reads the facts of a complete OpenAI reply.
 pub fn openai_completion(b: &[u8]) -> Result<CompletionFacts, Malformed> {
     let mut facts = CompletionFacts::default();
-    for m in Members::of(b) {
-        let (k, v) = m?;
-        match k {
-            b"usage" if !is_null(v) => facts.usage = Some(openai_usage(v)?),
-            b"model" => facts.has_model = string_len(v) > 0,
-            _ => {}
+    // One pass, as for a chunk: `usage` read where the walk passes it.
+    let end = walk_object(b, skip_ws(b, 0), MAX_DEPTH + 1, |k, at, room| match k {
+        b"usage" => walk_usage_member(b, at, room, &mut facts.usage).map(Some),
+        b"model" => {
+            let (v, end) = value_at(b, at, room)?;
+            facts.has_model = string_len(v) > 0;
+            Ok(Some(end))
         }
+        _ => Ok(None),
+    })?;
+    if skip_ws(b, end) != b.len() {
+        return Err(Malformed);
     }
     Ok(facts)
 }
@@ -1220,13 +1269,141 @@ mod tests {
                         }
                     }
                 }
-                b"usage" if !is_null(v) => facts.usage = Some(openai_usage(v)?),
+                b"usage" if !is_null(v) => facts.usage = Some(openai_usage_by_members(v)?),
                 b"error" if !is_null(v) => facts.error = true,
                 _ => {}
             }
         }
         facts.usage_only = choices == 0 && facts.usage.is_some();
         Ok(facts)
+    }
+
+    /// `openai_usage` as it was before usage was read in the walk that passes it, through
+    /// `Members`: the reference for that walk.
+    fn openai_usage_by_members(v: &[u8]) -> Result<Usage, Malformed> {
+        let mut usage = Usage::default();
+        for m in Members::of(v) {
+            let (k, v) = m?;
+            match k {
+                b"prompt_tokens" => usage.prompt_tokens = integer(v).unwrap_or(0),
+                b"completion_tokens" => usage.completion_tokens = integer(v).unwrap_or(0),
+                b"total_tokens" => usage.total_tokens = integer(v).unwrap_or(0),
+                b"prompt_tokens_details" if !is_null(v) => {
+                    usage.prompt_tokens_details = Some(prompt_tokens_details(v)?);
+                }
+                b"completion_tokens_details" if !is_null(v) => {
+                    usage.completion_tokens_details = serde_json::from_slice(v).ok();
+                }
+                _ => {}
+            }
+        }
+        Ok(usage)
+    }
+
+    /// `openai_completion` as it was before its one-pass walk, through `Members`.
+    fn openai_completion_by_members(b: &[u8]) -> Result<CompletionFacts, Malformed> {
+        let mut facts = CompletionFacts::default();
+        for m in Members::of(b) {
+            let (k, v) = m?;
+            match k {
+                b"usage" if !is_null(v) => facts.usage = Some(openai_usage_by_members(v)?),
+                b"model" => facts.has_model = string_len(v) > 0,
+                _ => {}
+            }
+        }
+        Ok(facts)
+    }
+
+    /// Calls `check` on `seed` with every byte deleted, replaced by, or preceded by each of a set
+    /// of JSON's own bytes, and cut at every length.
+    fn mutations(seed: &[u8], mut check: impl FnMut(&[u8])) {
+        let bytes = b"{}[]\",: \\0an-";
+        for at in 0..=seed.len() {
+            check(&seed[..at]);
+            if at < seed.len() {
+                check(&[&seed[..at], &seed[at + 1..]].concat());
+            }
+            for &c in bytes {
+                check(&[&seed[..at], &[c], &seed[at..]].concat());
+                if at < seed.len() {
+                    check(&[&seed[..at], &[c], &seed[at + 1..]].concat());
+                }
+            }
+        }
+    }
+
+    /// `depth` arrays nested in one another.
+    fn nest(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    /// Checks that a one-pass walk (`now`) reads each seed, each of its [`mutations`] and each of
+    /// `nested` as the walk through `Members` (`before`) did: the same facts, or `Malformed` for
+    /// the same bytes, stricter only on what is not JSON (a bracket or quote inside a number or
+    /// literal, nesting past the limit). How many it checked.
+    fn agrees_with_members<T: PartialEq + std::fmt::Debug>(
+        seeds: &[&[u8]],
+        nested: &[String],
+        now: impl Fn(&[u8]) -> Result<T, Malformed>,
+        before: impl Fn(&[u8]) -> Result<T, Malformed>,
+    ) -> usize {
+        let mut checked = 0usize;
+        let mut check = |b: &[u8]| {
+            let (now, before) = (now(b), before(b));
+            if now != before {
+                assert!(
+                    now.is_err() && serde_json::from_slice::<serde_json::Value>(b).is_err(),
+                    "{}: {now:?}, before {before:?}",
+                    String::from_utf8_lossy(b)
+                );
+            }
+            checked += 1;
+        };
+        for &seed in seeds {
+            assert!(now(seed).is_ok(), "{}", String::from_utf8_lossy(seed));
+            mutations(seed, &mut check);
+        }
+        for b in nested {
+            check(b.as_bytes());
+        }
+        checked
+    }
+
+    /// The one-pass walk of a complete reply reads every reply as the walk through `Members`
+    /// did: the same facts, or `Malformed` for the same replies, stricter only on what is not
+    /// JSON (as for chunks below). Seeds as OpenAI and others write replies, mutated as
+    /// [`mutations`] does, and usage nested at the depth limit and past it.
+    #[test]
+    fn the_one_pass_completion_walk_reads_replies_as_members_did() {
+        let seeds: [&[u8]; 5] = [
+            br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hi \"x\"","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"accepted_prediction_tokens":0}},"system_fingerprint":"fp"}"#,
+            br#"{"model":"m","usage":null}"#,
+            br#" { "usage" : { "total_tokens" : 1 } , "model" : "" , "usage" : null } "#,
+            br#"{"usage":{"prompt_tokens":1},"usage":{"completion_tokens":2,"prompt_tokens_details":null},"model":"m"}"#,
+            br#"{"choices":[{"message":{"tool_calls":[{"function":{"arguments":"{\"a\":[1]}"}}]}}],"model":"m"}"#,
+        ];
+        let nested: Vec<String> = (120..=132)
+            .map(|depth| format!(r#"{{"model":"m","usage":{{"x":{}}}}}"#, nest(depth)))
+            .collect();
+        let checked = agrees_with_members(
+            &seeds,
+            &nested,
+            openai_completion,
+            openai_completion_by_members,
+        );
+        assert!(checked > 10_000, "{checked}");
+        // The facts themselves, on the first seed.
+        let facts = openai_completion(seeds[0]).unwrap();
+        assert!(facts.has_model);
+        let usage = facts.usage.unwrap();
+        assert_eq!(
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.total_tokens
+            ),
+            (9, 3, 12)
+        );
     }
 
     /// The one-pass chunk walk reads every chunk as the walk through `Members` did: the same
@@ -1245,58 +1422,25 @@ mod tests {
             br#"{"choices":[{"delta":{"content":"x"},"logprobs":{"content":[{"token":"x","top_logprobs":[[1,[2]],{"a":[]}]}]},"finish_reason":null}]}"#,
             br#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"bc"},"finish_reason":"length"}],"choices":[{"delta":{}}]}"#,
         ];
-        let bytes = b"{}[]\",: \\0an-";
-        let mut checked = 0usize;
-        let mut check = |chunk: &[u8]| {
-            let (now, before) = (openai_chunk(chunk), openai_chunk_by_members(chunk));
-            if now != before {
-                // Stricter only on what is not JSON: a bracket or quote inside a number or literal.
-                assert!(
-                    now.is_err() && serde_json::from_slice::<serde_json::Value>(chunk).is_err(),
-                    "{}: {now:?}, before {before:?}",
-                    String::from_utf8_lossy(chunk)
-                );
-            }
-            checked += 1;
-        };
-        for seed in seeds {
-            assert!(
-                openai_chunk(seed).is_ok(),
-                "{}",
-                String::from_utf8_lossy(seed)
-            );
-            for at in 0..=seed.len() {
-                check(&seed[..at]);
-                if at < seed.len() {
-                    check(&[&seed[..at], &seed[at + 1..]].concat());
-                }
-                for &c in bytes {
-                    check(&[&seed[..at], &[c], &seed[at..]].concat());
-                    if at < seed.len() {
-                        check(&[&seed[..at], &[c], &seed[at + 1..]].concat());
-                    }
-                }
-            }
-        }
         // Nested `logprobs` and `tool_calls` around the depth limit (the chunk's own braces do
         // not count; `choices`, its element and `delta` do).
-        for depth in 120..=132 {
-            let nest = |d: usize| format!("{}{}", "[".repeat(d), "]".repeat(d));
-            for chunk in [
-                format!(r#"{{"choices":[{{"logprobs":{}}}]}}"#, nest(depth)),
-                format!(
-                    r#"{{"choices":[{{"delta":{{"tool_calls":{}}}}}]}}"#,
-                    nest(depth)
-                ),
-                format!(
-                    r#"{{"usage":{{"x":{}}},"other":{}}}"#,
-                    nest(depth),
-                    nest(depth)
-                ),
-            ] {
-                check(chunk.as_bytes());
-            }
-        }
+        let nested: Vec<String> = (120..=132)
+            .flat_map(|depth| {
+                [
+                    format!(r#"{{"choices":[{{"logprobs":{}}}]}}"#, nest(depth)),
+                    format!(
+                        r#"{{"choices":[{{"delta":{{"tool_calls":{}}}}}]}}"#,
+                        nest(depth)
+                    ),
+                    format!(
+                        r#"{{"usage":{{"x":{}}},"other":{}}}"#,
+                        nest(depth),
+                        nest(depth)
+                    ),
+                ]
+            })
+            .collect();
+        let checked = agrees_with_members(&seeds, &nested, openai_chunk, openai_chunk_by_members);
         assert!(checked > 25_000, "{checked}");
     }
 

@@ -58,7 +58,7 @@ use crate::model::{CallRecord, Usage};
 use crate::rate_limit::spend::{
     Admission, BudgetKind, Pending, Spend, SpendLedger, SpendLimits, Totals,
 };
-use crate::usage::{UsageHook, UsageHooks};
+use crate::usage::UsageHook;
 
 /// Output tokens assumed at admission when a request names no `max_tokens`.
 pub const DEFAULT_ESTIMATE_OUTPUT_TOKENS: u64 = 1024;
@@ -351,9 +351,7 @@ where
             prompt_estimate: prompt,
             state: Mutex::new(SettleState::default()),
         });
-        req.extensions_mut()
-            .get_or_insert_default::<UsageHooks>()
-            .push_shared(settlement.clone());
+        req.body_mut().usage_hooks.push_shared(settlement.clone());
         // The polled-ready service is called now when no budget has to be checked first (no clone
         // of the stages below); otherwise it goes into the future and a clone stays.
         let next = match &budgeted {

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 use super::config::Limits;
 use crate::error::{ErrorDialect, GatewayError};
+use crate::header_value::LastValue;
 
 /// Largest debt one key can run up; bounds absurd charges so time arithmetic cannot overflow.
 pub(crate) const MAX_TOKEN_DEBT: Duration = Duration::from_secs(24 * 3600);
@@ -79,7 +80,11 @@ impl Decision {
 
     /// Writes the `x-ratelimit-*` headers.
     pub(crate) fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert(LIMIT_REQUESTS.clone(), crate::header_value::int(self.limit));
+        thread_local! {
+            // A key's limit is the same on each of its responses.
+            static LIMIT: LastValue = const { LastValue::new() };
+        }
+        headers.insert(LIMIT_REQUESTS.clone(), LIMIT.with(|l| l.int(self.limit)));
         if let Some(r) = self.requests {
             headers.insert(
                 REMAINING_REQUESTS.clone(),

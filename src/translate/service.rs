@@ -157,8 +157,10 @@ where
     }
 
     fn call(&mut self, req: Request<DetectedRequest>) -> Self::Future {
-        let (mut parts, detected) = req.into_parts();
-        let hooks = parts.extensions.remove::<UsageHooks>().unwrap_or_default();
+        let (mut parts, mut detected) = req.into_parts();
+        // The request's hooks (the rate limiter's), then those the stages after detection added.
+        let mut hooks = parts.extensions.remove::<UsageHooks>().unwrap_or_default();
+        hooks.append(&mut detected.usage_hooks);
         let reply = detected.reply;
         let inbound = detected.inbound;
         if inbound == InboundFormat::Embeddings {
@@ -817,11 +819,20 @@ fn finish(
 
 /// `x-gateway-provider` and, for a model group, `x-gateway-deployment`: who served the reply.
 fn served_by_headers(record: &CallRecord, headers: &mut http::HeaderMap) {
-    let value = |s: &str| HeaderValue::from_str(s).ok();
-    if let Some(p) = record.provider().as_deref().and_then(value) {
-        headers.insert(crate::header_name::X_GATEWAY_PROVIDER.clone(), p);
+    use crate::header_value::LastValue;
+    thread_local! {
+        // The same few names on every response: the last one's value is reused.
+        static PROVIDER: LastValue = const { LastValue::new() };
+        static DEPLOYMENT: LastValue = const { LastValue::new() };
     }
-    if let Some(d) = record.deployment().as_deref().and_then(value) {
-        headers.insert(crate::header_name::X_GATEWAY_DEPLOYMENT.clone(), d);
+    if let Some(p) = record.provider() {
+        if let Some(p) = PROVIDER.with(|l| l.get(p.as_bytes())) {
+            headers.insert(crate::header_name::X_GATEWAY_PROVIDER.clone(), p);
+        }
+    }
+    if let Some(d) = record.deployment() {
+        if let Some(d) = DEPLOYMENT.with(|l| l.get(d.as_bytes())) {
+            headers.insert(crate::header_name::X_GATEWAY_DEPLOYMENT.clone(), d);
+        }
     }
 }
