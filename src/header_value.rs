@@ -34,28 +34,57 @@ pub(crate) fn int(n: impl itoa::Integer) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
-/// The last header value made at one place on this thread, to reuse for the next value with the
-/// same bytes: a configured limit or a provider's name is the same on nearly every response, and a
-/// [`HeaderValue`] clone is a reference count where making one is a heap block and a copy.
+/// The header value made at one place on this thread for the bytes that place gives again and
+/// again, to reuse: a configured limit or a provider's name is the same on nearly every response,
+/// and a [`HeaderValue`] clone is a reference count where making one is a heap block and a copy.
 ///
-/// Kept per thread (`thread_local!`, one per call site), so no lock; one value per thread and
-/// site is held.
-pub(crate) struct LastValue(RefCell<Option<HeaderValue>>);
+/// A value is kept once the same bytes come twice in a row (keeping it costs one more block: the
+/// count its clones share), so bytes that differ each time cost what they cost without it (a
+/// block each) and bytes that repeat cost none from their third time on. Per thread
+/// (`thread_local!`, one per call site): no lock; one value and 32 bytes held per thread and site.
+pub(crate) struct LastValue(RefCell<Memo>);
+
+/// What [`LastValue`] holds.
+struct Memo {
+    /// The value reused while the bytes asked for are its own.
+    kept: Option<HeaderValue>,
+    /// The bytes asked for last when they were not `kept`'s (`len` `None`: none, or longer than
+    /// the array): the same bytes again make the new value the kept one.
+    seen: [u8; SEEN],
+    seen_len: Option<u8>,
+}
+
+/// The longest bytes [`LastValue`] keeps (a provider's name, a number's digits).
+const SEEN: usize = 32;
 
 impl LastValue {
     pub(crate) const fn new() -> Self {
-        LastValue(RefCell::new(None))
+        LastValue(RefCell::new(Memo {
+            kept: None,
+            seen: [0; SEEN],
+            seen_len: None,
+        }))
     }
 
-    /// `bytes` as a header value: the one kept when it has these bytes, else a new one (then
-    /// kept); `None` when `bytes` is not a valid header value.
+    /// `bytes` as a header value (see the type's docs for when it is a kept one); `None` when
+    /// `bytes` is not a valid header value.
     pub(crate) fn get(&self, bytes: &[u8]) -> Option<HeaderValue> {
-        let mut last = self.0.borrow_mut();
-        if let Some(kept) = last.as_ref().filter(|v| v.as_bytes() == bytes) {
+        let mut memo = self.0.borrow_mut();
+        if let Some(kept) = memo.kept.as_ref().filter(|v| v.as_bytes() == bytes) {
             return Some(kept.clone());
         }
         let value = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(bytes)).ok()?;
-        *last = Some(value.clone());
+        let seen = memo.seen_len.map(|n| &memo.seen[..usize::from(n)]);
+        if seen == Some(bytes) {
+            memo.kept = Some(value.clone());
+            memo.seen_len = None;
+        } else {
+            memo.seen_len = memo.seen.get_mut(..bytes.len()).map(|to| {
+                to.copy_from_slice(bytes);
+                // At most `SEEN` (32), which a `u8` holds.
+                bytes.len() as u8
+            });
+        }
         Some(value)
     }
 
@@ -106,20 +135,53 @@ mod tests {
         assert_eq!(display("a\nb"), None, "not a header value");
     }
 
+    /// Where a value's bytes live: a clone of a kept value shares them.
+    fn at(v: &HeaderValue) -> *const u8 {
+        v.as_bytes().as_ptr()
+    }
+
     #[test]
-    fn the_last_value_is_reused_for_the_same_bytes_only() {
+    fn a_value_asked_for_twice_in_a_row_is_kept_and_reused() {
         let last = LastValue::new();
-        let a = last.int(600u32);
-        let b = last.int(600u32);
-        assert_eq!(a, "600");
-        // The same bytes, not a copy of them: the kept value was cloned.
-        assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
-        let c = last.int(7u32);
-        assert_eq!(c, "7");
-        assert_ne!(c.as_bytes().as_ptr(), a.as_bytes().as_ptr());
-        assert_eq!(last.get(b"openai").unwrap(), "openai");
-        assert_eq!(last.get(b"a\nb"), None, "not a header value");
-        assert_eq!(last.get(b"openai").unwrap(), "openai");
+        let first = last.int(600u32);
+        let second = last.int(600u32);
+        assert!(first == "600" && second == "600");
+        // Made each time until the second: that one is kept, and the third is a clone of it.
+        assert_ne!(at(&first), at(&second));
+        let third = last.int(600u32);
+        assert_eq!(at(&third), at(&second));
+        // Not a header value: refused, and the kept one stays.
+        assert_eq!(last.get(b"a\nb"), None);
+        assert_eq!(at(&last.int(600u32)), at(&second));
+        // Another value once: made, and the kept one stays.
+        assert_eq!(last.int(7u32), "7");
+        assert_eq!(at(&last.int(600u32)), at(&second));
+    }
+
+    #[test]
+    fn values_that_alternate_are_made_each_time_and_never_kept() {
+        let last = LastValue::new();
+        let made: Vec<HeaderValue> = (0..6)
+            .map(|i| {
+                last.get(if i % 2 == 0 { b"openai" } else { b"bedrock" })
+                    .unwrap()
+            })
+            .collect();
+        for (i, v) in made.iter().enumerate() {
+            assert_eq!(v, if i % 2 == 0 { "openai" } else { "bedrock" });
+            assert!(
+                made[..i].iter().all(|earlier| at(earlier) != at(v)),
+                "{i} reused"
+            );
+        }
+        // Longer than what is kept: never kept.
+        let long = "x".repeat(SEEN + 1);
+        let (a, b, c) = (
+            last.get(long.as_bytes()).unwrap(),
+            last.get(long.as_bytes()).unwrap(),
+            last.get(long.as_bytes()).unwrap(),
+        );
+        assert!(at(&a) != at(&b) && at(&b) != at(&c) && at(&a) != at(&c));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Usage hooks: how stages above translation learn a reply's final token usage.
 //!
 //! A stage that needs the usage (the rate limiter's token budget, metrics) adds a hook to the
-//! request's [`UsageHooks`] extension; [translation](crate::translate) calls every hook once, when
+//! request's [`UsageHooks`] extension, or, after detection, to the detected request's own
+//! ([`DetectedRequest::usage_hooks`](crate::detect::DetectedRequest::usage_hooks), as the key
+//! policy does); [translation](crate::translate) calls every hook once, when
 //! the usage is known — at once for a complete reply, when the usage chunk passes for a stream.
 //! A stream that fails or is abandoned before its usage is known reports an estimate from the
 //! output it streamed (about four bytes per token), so a token budget cannot be dodged by hanging
@@ -31,7 +33,7 @@ impl<F: Fn(&Usage) + Send + Sync> UsageHook for F {
 
 type Hook = Arc<dyn UsageHook>;
 
-/// The hooks of one request (a request extension).
+/// The hooks of one request (a request extension, and a field of the detected request).
 #[derive(Clone, Default)]
 pub struct UsageHooks {
     hooks: Vec<Hook>,

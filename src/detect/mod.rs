@@ -206,10 +206,13 @@ pub struct DetectedRequest {
     /// a chat body detection read in two steps.
     pub decoded: Option<Box<ChatRequest>>,
     /// The usage hooks the stages between detection and translation attach (the key policy's
-    /// settlement): carried here rather than in a request extension, which would be one more heap
-    /// block and, as the request's fourth extension, a rehash of the extensions' map (callgrind,
-    /// issue 18). Translation reports to them after the request's [`UsageHooks`] extension.
-    pub(crate) usage_hooks: UsageHooks,
+    /// settlement): carried on the request they are for rather than in a request extension, which
+    /// would be one more heap block per request. Translation reports to them after the request's
+    /// [`UsageHooks`] extension; a service of an embedder's own in place of
+    /// [`Translate`](crate::translate::Translate) takes them from here
+    /// ([`UsageHooks::report`] once the usage is known), or a key's budget is settled with its
+    /// admission estimate only.
+    pub usage_hooks: UsageHooks,
 }
 
 impl DetectedRequest {

@@ -6,9 +6,10 @@
 //! prove it finished. [`Members`] walks the members of one JSON object — keys and the raw bytes of
 //! their values — skipping strings with `memchr` and nested values by bracket depth, with no
 //! allocation and no tree; the dialects' relays ([`claude_event`], [`titan_chunk`],
-//! [`openai_completion`], [`responses_event`], [`responses_object_usage`]) read what they need
-//! from it, [`openai_chunk`] (every stream chunk) walks its nested members in one pass instead
-//! (`walk_object`), and [`with_member`] splices one member's value (a rewritten `model`).
+//! [`responses_event`], [`responses_object_usage`]) read what they need from it,
+//! [`openai_chunk`] (every stream chunk) and [`openai_completion`] (every complete reply) walk
+//! their nested members in one pass instead (`walk_object`, the usage read where the walk passes
+//! it), and [`with_member`] splices one member's value (a rewritten `model`).
 //!
 //! Hand-written: serde_json's borrowed types and `RawValue` still validate and copy every value
 //! (and `IgnoredAny` still unescapes strings), and a lazy-JSON crate would be a new dependency for
@@ -463,7 +464,8 @@ fn value_at(b: &[u8], at: usize, room: usize) -> Result<(&[u8], usize), Malforme
 /// ends at `{`, `[` or `"` (which then fails the walk). A walk that skipped a container whole
 /// first read a bracket there as structure and refused the container; this walk refuses it too,
 /// and also a quote there, which the walk before took into the literal. Both are not JSON; inside
-/// a value that is skipped whole (or read by [`Members`], as `usage` is) nothing changed.
+/// a value that is skipped whole nothing changed. A reply's or chunk's `usage` is walked, so
+/// this applies inside it too.
 fn skip_walked(b: &[u8], at: usize, room: usize) -> Result<usize, Malformed> {
     match b.get(at).ok_or(Malformed)? {
         b'"' | b'{' | b'[' => skip_value_within(b, at, room),
@@ -1367,6 +1369,24 @@ mod tests {
             check(b.as_bytes());
         }
         checked
+    }
+
+    /// A usage object read on its own (`openai_usage`: surrounding whitespace, trailing bytes, its
+    /// own level) as `Members` read it.
+    #[test]
+    fn a_usage_read_by_the_walk_agrees_with_members() {
+        let seeds: [&[u8]; 3] = [
+            br#" {"prompt_tokens":9,"completion_tokens":3,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":4,"cache_write_tokens":1},"completion_tokens_details":{"reasoning_tokens":2}} "#,
+            b"{}",
+            br#"{"prompt_tokens":null,"prompt_tokens_details":null,"x":[{"y":"}"}],"total_tokens":-1}"#,
+        ];
+        let nested: Vec<String> = (120..=132)
+            .map(|depth| format!(r#"{{"x":{}}}"#, nest(depth)))
+            .collect();
+        let checked = agrees_with_members(&seeds, &nested, openai_usage, openai_usage_by_members);
+        assert!(checked > 3_000, "{checked}");
+        let usage = openai_usage(seeds[0]).unwrap();
+        assert_eq!((usage.prompt_tokens, usage.cached_tokens()), (9, 4));
     }
 
     /// The one-pass walk of a complete reply reads every reply as the walk through `Members`

@@ -81,7 +81,7 @@ impl Decision {
     /// Writes the `x-ratelimit-*` headers.
     pub(crate) fn write_headers(&self, headers: &mut HeaderMap) {
         thread_local! {
-            // A key's limit is the same on each of its responses.
+            // The same on most responses (one limit unless keys have their own).
             static LIMIT: LastValue = const { LastValue::new() };
         }
         headers.insert(LIMIT_REQUESTS.clone(), LIMIT.with(|l| l.int(self.limit)));

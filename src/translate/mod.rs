@@ -55,7 +55,8 @@ use crate::model::{ChatRequest, OriginalBody};
 /// Decodes a detected body into the canonical request, keeping native bodies for pass-through.
 ///
 /// A path-given model and streaming ([`DetectedRequest::model`], [`DetectedRequest::stream`])
-/// win over the body's. A Claude body without `anthropic_version` gets Bedrock's, so it can be
+/// win over the body's. The request's [`usage_hooks`](DetectedRequest::usage_hooks) are not
+/// part of the decoded request: a caller that runs them takes them out first. A Claude body without `anthropic_version` gets Bedrock's, so it can be
 /// forwarded to Claude on Bedrock as written.
 ///
 /// An OpenAI body is taken as detection decoded it ([`DetectedRequest::decoded`]), else decoded

@@ -821,7 +821,7 @@ fn finish(
 fn served_by_headers(record: &CallRecord, headers: &mut http::HeaderMap) {
     use crate::header_value::LastValue;
     thread_local! {
-        // The same few names on every response: the last one's value is reused.
+        // A name that repeats response after response is reused (see `LastValue`).
         static PROVIDER: LastValue = const { LastValue::new() };
         static DEPLOYMENT: LastValue = const { LastValue::new() };
     }
