@@ -8,6 +8,9 @@
 //! 20-byte `BytesMut` and freezes it, two heap blocks per value (the buffer, then the shared
 //! header `Bytes` needs for a buffer longer than its contents); [`int`] copies the digits once,
 //! one block sized to them.
+//!
+//! A value that repeats response after response at one place (a configured limit, a provider's
+//! name) is made once per thread and then cloned, a reference count ([`LastValue`]).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -27,11 +30,22 @@ pub(crate) fn written(write: impl FnOnce(&mut Stack) -> fmt::Result) -> Option<H
 
 /// `n` as a header value, in one heap block (see the module docs).
 pub(crate) fn int(n: impl itoa::Integer) -> HeaderValue {
+    with_digits(n, copied)
+}
+
+/// `bytes` copied into a header value of their own (one heap block), if they are a valid one.
+fn copied(bytes: &[u8]) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(bytes)).ok()
+}
+
+/// `n`'s digits made into a header value by `make`.
+fn with_digits(
+    n: impl itoa::Integer,
+    make: impl FnOnce(&[u8]) -> Option<HeaderValue>,
+) -> HeaderValue {
     let mut digits = itoa::Buffer::new();
-    let digits = digits.format(n).as_bytes();
     // Digits (and a leading `-`) are always a valid header value; the fallback is not reached.
-    HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(digits))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    make(digits.format(n).as_bytes()).unwrap_or_else(|| HeaderValue::from_static("0"))
 }
 
 /// The header value made at one place on this thread for the bytes that place gives again and
@@ -73,7 +87,7 @@ impl LastValue {
         if let Some(kept) = memo.kept.as_ref().filter(|v| v.as_bytes() == bytes) {
             return Some(kept.clone());
         }
-        let value = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(bytes)).ok()?;
+        let value = copied(bytes)?;
         let seen = memo.seen_len.map(|n| &memo.seen[..usize::from(n)]);
         if seen == Some(bytes) {
             memo.kept = Some(value.clone());
@@ -90,10 +104,7 @@ impl LastValue {
 
     /// [`get`](Self::get) for `n`'s digits.
     pub(crate) fn int(&self, n: impl itoa::Integer) -> HeaderValue {
-        let mut digits = itoa::Buffer::new();
-        // Digits (and a leading `-`) are always a valid header value; the fallback is not reached.
-        self.get(digits.format(n).as_bytes())
-            .unwrap_or_else(|| HeaderValue::from_static("0"))
+        with_digits(n, |digits| self.get(digits))
     }
 }
 

@@ -580,12 +580,23 @@ pub struct ChunkFacts {
 /// Reads an OpenAI usage object.
 pub fn openai_usage(v: &[u8]) -> Result<Usage, Malformed> {
     let mut usage = Usage::default();
-    // The object's own level does not count against the nesting, as for `Members`.
-    let end = walk_usage(v, skip_ws(v, 0), MAX_DEPTH + 1, &mut usage)?;
-    if skip_ws(v, end) != v.len() {
-        return Err(Malformed);
-    }
+    walk_whole(v, |at, room| walk_usage(v, at, room, &mut usage))?;
     Ok(usage)
+}
+
+/// Walks the one value `b` holds with `walk` (given where it starts and the nesting it may open),
+/// surrounding whitespace allowed and nothing else after it. The value's own level does not count
+/// against the nesting, as for [`Members`].
+fn walk_whole(
+    b: &[u8],
+    walk: impl FnOnce(usize, usize) -> Result<usize, Malformed>,
+) -> Result<(), Malformed> {
+    let end = walk(skip_ws(b, 0), MAX_DEPTH + 1)?;
+    if skip_ws(b, end) == b.len() {
+        Ok(())
+    } else {
+        Err(Malformed)
+    }
 }
 
 /// Reads the usage object that starts at `b[at]` into `usage`, in the walk that passes it (a
@@ -597,18 +608,16 @@ fn walk_usage(b: &[u8], at: usize, room: usize, usage: &mut Usage) -> Result<usi
             b"prompt_tokens" => &mut usage.prompt_tokens,
             b"completion_tokens" => &mut usage.completion_tokens,
             b"total_tokens" => &mut usage.total_tokens,
-            b"prompt_tokens_details" => {
+            b"prompt_tokens_details" | b"completion_tokens_details" => {
                 let (v, end) = value_at(b, at, room)?;
                 if !is_null(v) {
-                    usage.prompt_tokens_details = Some(prompt_tokens_details(v)?);
-                }
-                return Ok(Some(end));
-            }
-            // Kept as written, as the typed decode keeps it: reasoning is priced from it.
-            b"completion_tokens_details" => {
-                let (v, end) = value_at(b, at, room)?;
-                if !is_null(v) {
-                    usage.completion_tokens_details = serde_json::from_slice(v).ok();
+                    if k == b"prompt_tokens_details" {
+                        usage.prompt_tokens_details = Some(prompt_tokens_details(v)?);
+                    } else {
+                        // Kept as written, as the typed decode keeps it: reasoning is priced
+                        // from it.
+                        usage.completion_tokens_details = serde_json::from_slice(v).ok();
+                    }
                 }
                 return Ok(Some(end));
             }
@@ -662,43 +671,41 @@ fn walk_usage_member(
 pub fn openai_chunk(b: &[u8]) -> Result<ChunkFacts, Malformed> {
     let mut facts = ChunkFacts::default();
     let mut choices = 0usize;
-    // The chunk's own level does not count against the nesting, as for `Members`.
-    let end = walk_object(b, skip_ws(b, 0), MAX_DEPTH + 1, |k, at, room| match k {
-        b"choices" => walk_array(b, at, room, |at, room| {
-            choices += 1;
-            walk_object(b, at, room, |k, at, room| match k {
-                b"finish_reason" => {
-                    let (v, end) = value_at(b, at, room)?;
-                    facts.finished |= !is_null(v);
-                    Ok(Some(end))
-                }
-                b"delta" => walk_object(b, at, room, |k, at, room| {
-                    let (v, end) = value_at(b, at, room)?;
-                    facts.output_bytes += match k {
-                        b"content" | b"reasoning_content" => string_len(v),
-                        // Arguments are inside; their JSON is close enough.
-                        b"tool_calls" if !is_null(v) => v.len(),
-                        _ => 0,
-                    };
-                    Ok(Some(end))
+    walk_whole(b, |at, room| {
+        walk_object(b, at, room, |k, at, room| match k {
+            b"choices" => walk_array(b, at, room, |at, room| {
+                choices += 1;
+                walk_object(b, at, room, |k, at, room| match k {
+                    b"finish_reason" => {
+                        let (v, end) = value_at(b, at, room)?;
+                        facts.finished |= !is_null(v);
+                        Ok(Some(end))
+                    }
+                    b"delta" => walk_object(b, at, room, |k, at, room| {
+                        let (v, end) = value_at(b, at, room)?;
+                        facts.output_bytes += match k {
+                            b"content" | b"reasoning_content" => string_len(v),
+                            // Arguments are inside; their JSON is close enough.
+                            b"tool_calls" if !is_null(v) => v.len(),
+                            _ => 0,
+                        };
+                        Ok(Some(end))
+                    })
+                    .map(Some),
+                    _ => Ok(None),
                 })
-                .map(Some),
-                _ => Ok(None),
+                .map(Some)
             })
-            .map(Some)
+            .map(Some),
+            b"usage" => walk_usage_member(b, at, room, &mut facts.usage).map(Some),
+            b"error" => {
+                let (v, end) = value_at(b, at, room)?;
+                facts.error |= !is_null(v);
+                Ok(Some(end))
+            }
+            _ => Ok(None),
         })
-        .map(Some),
-        b"usage" => walk_usage_member(b, at, room, &mut facts.usage).map(Some),
-        b"error" => {
-            let (v, end) = value_at(b, at, room)?;
-            facts.error |= !is_null(v);
-            Ok(Some(end))
-        }
-        _ => Ok(None),
     })?;
-    if skip_ws(b, end) != b.len() {
-        return Err(Malformed);
-    }
     facts.usage_only = choices == 0 && facts.usage.is_some();
     Ok(facts)
 }
@@ -717,18 +724,17 @@ pub struct CompletionFacts {
 pub fn openai_completion(b: &[u8]) -> Result<CompletionFacts, Malformed> {
     let mut facts = CompletionFacts::default();
     // One pass, as for a chunk: `usage` read where the walk passes it.
-    let end = walk_object(b, skip_ws(b, 0), MAX_DEPTH + 1, |k, at, room| match k {
-        b"usage" => walk_usage_member(b, at, room, &mut facts.usage).map(Some),
-        b"model" => {
-            let (v, end) = value_at(b, at, room)?;
-            facts.has_model = string_len(v) > 0;
-            Ok(Some(end))
-        }
-        _ => Ok(None),
+    walk_whole(b, |at, room| {
+        walk_object(b, at, room, |k, at, room| match k {
+            b"usage" => walk_usage_member(b, at, room, &mut facts.usage).map(Some),
+            b"model" => {
+                let (v, end) = value_at(b, at, room)?;
+                facts.has_model = string_len(v) > 0;
+                Ok(Some(end))
+            }
+            _ => Ok(None),
+        })
     })?;
-    if skip_ws(b, end) != b.len() {
-        return Err(Malformed);
-    }
     Ok(facts)
 }
 
