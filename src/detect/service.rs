@@ -289,21 +289,25 @@ where
 /// ([`Classify::openai_chat`]): the typed decode counts the body's values against the budget as
 /// detection's scan does. `None` for any body that walk does not read wholly by itself — another
 /// format, a member serde reads, anything past the budget or not JSON — which the two steps then
-/// detect and decode, with their own answer and error.
+/// detect and decode, with their own answer and error: the bytes, handed back. (Moved in and
+/// out, not borrowed: the first clone of a body read into one buffer is a heap block of its own,
+/// `Bytes`' shared count.)
 fn one_walk<C: Classify>(
     classifier: &C,
     parts: &Parts,
-    bytes: &Bytes,
+    bytes: Bytes,
     max_json_values: usize,
-) -> Option<DetectedRequest> {
-    let classified = classifier.openai_chat(parts)?;
-    let text = std::str::from_utf8(bytes).ok()?;
-    let request = client_request::decode_within(text, max_json_values)?;
-    Some(DetectedRequest::decoded_chat(
-        classified,
-        bytes.clone(),
-        request,
-    ))
+) -> Result<DetectedRequest, Bytes> {
+    let Some(classified) = classifier.openai_chat(parts) else {
+        return Err(bytes);
+    };
+    let request = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| client_request::decode_within(text, max_json_values));
+    match request {
+        Some(request) => Ok(DetectedRequest::decoded_chat(classified, bytes, request)),
+        None => Err(bytes),
+    }
 }
 
 impl<S, C, B, ResB> Future for ResponseFuture<S, C, B>
@@ -361,14 +365,13 @@ where
                         .to_response(dialect)));
                     };
                     let bytes = std::mem::take(buf).freeze();
-                    let detected = match one_walk(classifier, &parts, &bytes, *max_json_values) {
-                        Some(detected) => Ok(detected),
-                        None => {
-                            BodyHead::parse_with_limit(&bytes, *max_json_values).and_then(|head| {
+                    let detected = match one_walk(classifier, &parts, bytes, *max_json_values) {
+                        Ok(detected) => Ok(detected),
+                        Err(bytes) => BodyHead::parse_with_limit(&bytes, *max_json_values)
+                            .and_then(|head| {
                                 let classified = classifier.classify(&parts, &head)?;
                                 Ok(DetectedRequest::new(classified, bytes).with_head(&head))
-                            })
-                        }
+                            }),
                     };
                     let detected = match detected {
                         Ok(d) => d,
@@ -460,7 +463,7 @@ mod tests {
                     let text = String::from_utf8_lossy(case);
                     let two = outcome(two_steps(&parts, &bytes, limit));
                     checked += 1;
-                    if let Some(one) = one_walk(&ChatClassifier, &parts, &bytes, limit) {
+                    if let Ok(one) = one_walk(&ChatClassifier, &parts, bytes.clone(), limit) {
                         walked += 1;
                         assert!(one.decoded.is_some());
                         assert_eq!(outcome(Ok(one)), two, "{text} within {limit}");

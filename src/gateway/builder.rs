@@ -221,8 +221,7 @@ impl GatewayBuilder {
     {
         let name = name.into();
         self.custom.retain(|(n, _)| *n != name);
-        self.custom
-            .push((name, tower::util::BoxCloneSyncService::new(service)));
+        self.custom.push((name, ProviderService::new(service)));
         self
     }
 
@@ -620,11 +619,12 @@ impl GatewayBuilder {
         if let Some(mock) = self.mock {
             dispatch = dispatch.with_mock(mock);
         }
+        // Boxed already: held as they are, not boxed again.
         for (name, service) in self.custom {
-            dispatch = dispatch.with_provider(name, service);
+            dispatch = dispatch.with_provider_service(name, service);
         }
         for (name, service) in self.custom_embedders {
-            dispatch = dispatch.with_embeddings_provider(name, service);
+            dispatch = dispatch.with_embeddings_service(name, service);
         }
         for (name, timeouts) in self.provider_timeouts {
             dispatch = dispatch.with_provider_timeouts(name, timeouts);

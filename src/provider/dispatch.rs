@@ -31,6 +31,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::future::BoxFuture;
 use tower::util::{BoxCloneSyncService, Oneshot};
 use tower_service::Service;
 
@@ -50,8 +51,72 @@ use crate::provider::{ChatService, EmbeddingsService};
 use crate::route::{ProviderKind, Route, Router};
 use crate::NameMap;
 
-/// A provider as [`Dispatch`] holds it: any `Service<ChatCall>` answering [`ChatReply`], boxed.
-pub type ProviderService = BoxCloneSyncService<ChatCall, ChatReply, GatewayError>;
+/// A provider as [`Dispatch`] holds it: any `Service<ChatCall>` answering [`ChatReply`], boxed
+/// ([`ProviderService::new`]), or a built-in network provider held shared.
+///
+/// The built-in OpenAI and Bedrock providers answer with a boxed future already and need only
+/// `&self` to make it ([`SharedProvider`]): held shared, an attempt's clone of the provider is a
+/// reference count and its future that one box. Through [`BoxCloneSyncService`] each attempt's
+/// clone would be a heap block of its own and the future a second box around the first (issue 18).
+#[derive(Clone)]
+pub struct ProviderService(Held);
+
+#[derive(Clone)]
+enum Held {
+    Shared(Arc<dyn SharedProvider>),
+    Boxed(BoxCloneSyncService<ChatCall, ChatReply, GatewayError>),
+}
+
+/// A provider whose calls take `&self` (its state shared behind an `Arc`), always ready, whose
+/// future is boxed already: the built-in network providers.
+pub(crate) trait SharedProvider: Send + Sync + 'static {
+    fn call_shared(&self, call: ChatCall) -> BoxFuture<'static, Result<ChatReply, GatewayError>>;
+}
+
+impl ProviderService {
+    /// `service`, boxed.
+    pub fn new<S>(service: S) -> Self
+    where
+        S: ChatService,
+    {
+        ProviderService(Held::Boxed(BoxCloneSyncService::new(service)))
+    }
+
+    /// A built-in provider, held shared (see the type's docs).
+    #[cfg_attr(not(any(feature = "openai", feature = "bedrock")), allow(dead_code))]
+    pub(crate) fn shared(provider: impl SharedProvider) -> Self {
+        ProviderService(Held::Shared(Arc::new(provider)))
+    }
+}
+
+impl std::fmt::Debug for ProviderService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Held::Shared(_) => "ProviderService(built-in)",
+            Held::Boxed(_) => "ProviderService(boxed)",
+        })
+    }
+}
+
+impl Service<ChatCall> for ProviderService {
+    type Response = ChatReply;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<ChatReply, GatewayError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        match &mut self.0 {
+            Held::Shared(_) => Poll::Ready(Ok(())),
+            Held::Boxed(s) => s.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, call: ChatCall) -> Self::Future {
+        match &mut self.0 {
+            Held::Shared(p) => p.call_shared(call),
+            Held::Boxed(s) => s.call(call),
+        }
+    }
+}
 
 /// An embeddings provider as [`Dispatch`] holds it: any `Service<EmbeddingsCall>`, boxed.
 pub type EmbeddingsProviderService =
@@ -121,7 +186,8 @@ impl Dispatch {
     /// Serves the `openai` provider with `provider` (also used for the model listing and health).
     #[cfg(feature = "openai")]
     pub fn with_openai(mut self, provider: OpenAiProvider) -> Self {
-        self = self.with_provider("openai", provider.clone());
+        self =
+            self.with_provider_service("openai".into(), ProviderService::shared(provider.clone()));
         self = self.with_embeddings_provider("openai", provider.clone());
         self.openai = Some(provider);
         self
@@ -130,7 +196,8 @@ impl Dispatch {
     /// Serves the `bedrock` provider with `provider` (also used for the model listing and health).
     #[cfg(feature = "bedrock")]
     pub fn with_bedrock(mut self, provider: BedrockProvider) -> Self {
-        self = self.with_provider("bedrock", provider.clone());
+        self =
+            self.with_provider_service("bedrock".into(), ProviderService::shared(provider.clone()));
         self = self.with_embeddings_provider("bedrock", provider.clone());
         self.bedrock = Some(provider);
         self
@@ -148,11 +215,19 @@ impl Dispatch {
     /// a built-in one included, which then no longer lists models, reports health or serves
     /// embeddings either (register those with
     /// [`with_embeddings_provider`](Self::with_embeddings_provider) afterwards).
-    pub fn with_provider<S>(mut self, name: impl Into<Arc<str>>, service: S) -> Self
+    pub fn with_provider<S>(self, name: impl Into<Arc<str>>, service: S) -> Self
     where
         S: ChatService,
     {
-        let name = name.into();
+        self.with_provider_service(name.into(), ProviderService::new(service))
+    }
+
+    /// [`with_provider`](Self::with_provider) for a provider held already.
+    pub(crate) fn with_provider_service(
+        mut self,
+        name: Arc<str>,
+        service: ProviderService,
+    ) -> Self {
         match &*name {
             #[cfg(feature = "openai")]
             "openai" => self.openai = None,
@@ -162,17 +237,26 @@ impl Dispatch {
             _ => {}
         }
         Arc::make_mut(&mut self.embedders).remove(&name);
-        Arc::make_mut(&mut self.providers).insert(name, BoxCloneSyncService::new(service));
+        Arc::make_mut(&mut self.providers).insert(name, service);
         self
     }
 
     /// Serves embeddings for the provider named `name` with `service` (chat calls to that name go
     /// to the service [`with_provider`](Self::with_provider) registered).
-    pub fn with_embeddings_provider<S>(mut self, name: impl Into<Arc<str>>, service: S) -> Self
+    pub fn with_embeddings_provider<S>(self, name: impl Into<Arc<str>>, service: S) -> Self
     where
         S: EmbeddingsService,
     {
-        Arc::make_mut(&mut self.embedders).insert(name.into(), BoxCloneSyncService::new(service));
+        self.with_embeddings_service(name.into(), BoxCloneSyncService::new(service))
+    }
+
+    /// [`with_embeddings_provider`](Self::with_embeddings_provider) for a service boxed already.
+    pub(crate) fn with_embeddings_service(
+        mut self,
+        name: Arc<str>,
+        service: EmbeddingsProviderService,
+    ) -> Self {
+        Arc::make_mut(&mut self.embedders).insert(name, service);
         self
     }
 

@@ -415,6 +415,12 @@ impl Service<ChatCall> for OpenAiProvider {
     }
 
     fn call(&mut self, call: ChatCall) -> Self::Future {
+        crate::provider::dispatch::SharedProvider::call_shared(self, call)
+    }
+}
+
+impl crate::provider::dispatch::SharedProvider for OpenAiProvider {
+    fn call_shared(&self, call: ChatCall) -> ProviderFuture {
         Box::pin(self.clone().chat(call))
     }
 }

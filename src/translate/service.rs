@@ -174,11 +174,16 @@ where
         let amzn_id = (reply.error_dialect() == ErrorDialect::Bedrock)
             .then(|| request_id.clone())
             .flatten();
-        // An OpenAI body whose request nothing overrides can go upstream as received.
+        // An OpenAI body whose request nothing overrides can go upstream as received. Taken, not
+        // cloned, when detection decoded it (decoding does not read it again): the first clone of
+        // a body read into one buffer is a heap block of its own (`Bytes`' shared count).
         let mut body = (inbound == InboundFormat::OpenAi
             && detected.model.is_none()
             && detected.stream.is_none())
-        .then(|| detected.body.clone());
+        .then(|| match detected.decoded {
+            Some(_) => std::mem::take(&mut detected.body),
+            None => detected.body.clone(),
+        });
         let (mut request, original) = match decode_request(detected) {
             Ok(r) => r,
             Err(e) => return ResponseFuture::error(e, reply, amzn_id),

@@ -683,6 +683,12 @@ impl Service<ChatCall> for BedrockProvider {
     }
 
     fn call(&mut self, call: ChatCall) -> Self::Future {
+        crate::provider::dispatch::SharedProvider::call_shared(self, call)
+    }
+}
+
+impl crate::provider::dispatch::SharedProvider for BedrockProvider {
+    fn call_shared(&self, call: ChatCall) -> ProviderFuture {
         let this = self.clone();
         match call.request.n.filter(|n| *n > 1) {
             None => Box::pin(this.chat(call)),
