@@ -122,9 +122,16 @@ impl Service<ChatCall> for ProviderService {
 pub type EmbeddingsProviderService =
     BoxCloneSyncService<EmbeddingsCall, EmbeddingsResponse, GatewayError>;
 
-/// Routes calls to named provider services and model groups. Cheap to clone (all `Arc`s).
+/// Routes calls to named provider services and model groups. Cheap to clone: one reference
+/// count (a request's core is cloned at least twice, by translation and by the retry layer).
 #[derive(Clone)]
 pub struct Dispatch {
+    shared: Arc<Shared>,
+}
+
+/// What a [`Dispatch`] and its clones share.
+#[derive(Clone)]
+struct Shared {
     router: Arc<Router>,
     providers: Arc<NameMap<Arc<str>, ProviderService>>,
     embedders: Arc<NameMap<Arc<str>, EmbeddingsProviderService>>,
@@ -142,10 +149,10 @@ impl std::fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<&str> = self.provider_names().collect();
         names.sort_unstable();
-        let mut groups: Vec<&str> = self.groups.keys().map(|k| &**k).collect();
+        let mut groups: Vec<&str> = self.shared.groups.keys().map(|k| &**k).collect();
         groups.sort_unstable();
         f.debug_struct("Dispatch")
-            .field("router", &self.router)
+            .field("router", &self.shared.router)
             .field("providers", &names)
             .field("groups", &groups)
             .finish_non_exhaustive()
@@ -155,7 +162,7 @@ impl std::fmt::Debug for Dispatch {
 impl Dispatch {
     /// A dispatcher routing by `router`, with no providers yet and the default timeouts.
     pub fn new(router: Router) -> Self {
-        Dispatch {
+        let shared = Shared {
             router: Arc::new(router),
             providers: Arc::new(NameMap::new()),
             embedders: Arc::new(NameMap::new()),
@@ -167,19 +174,27 @@ impl Dispatch {
             #[cfg(feature = "bedrock")]
             bedrock: None,
             mock: None,
+        };
+        Dispatch {
+            shared: Arc::new(shared),
         }
+    }
+
+    /// The shared part, to change while building (a copy of it if a clone shares it too).
+    fn shared_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.shared)
     }
 
     /// Bounds every attempt by `timeouts` (first byte, stream idle; total when the call carries
     /// no deadline), unless its provider has its own.
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
+        self.shared_mut().timeouts = timeouts;
         self
     }
 
     /// Bounds attempts at the provider named `name` by `timeouts` instead.
     pub fn with_provider_timeouts(mut self, name: impl Into<Arc<str>>, timeouts: Timeouts) -> Self {
-        Arc::make_mut(&mut self.provider_timeouts).insert(name.into(), timeouts);
+        Arc::make_mut(&mut self.shared_mut().provider_timeouts).insert(name.into(), timeouts);
         self
     }
 
@@ -189,7 +204,7 @@ impl Dispatch {
         self =
             self.with_provider_service("openai".into(), ProviderService::shared(provider.clone()));
         self = self.with_embeddings_provider("openai", provider.clone());
-        self.openai = Some(provider);
+        self.shared_mut().openai = Some(provider);
         self
     }
 
@@ -199,7 +214,7 @@ impl Dispatch {
         self =
             self.with_provider_service("bedrock".into(), ProviderService::shared(provider.clone()));
         self = self.with_embeddings_provider("bedrock", provider.clone());
-        self.bedrock = Some(provider);
+        self.shared_mut().bedrock = Some(provider);
         self
     }
 
@@ -207,7 +222,7 @@ impl Dispatch {
     pub fn with_mock(mut self, provider: MockProvider) -> Self {
         self = self.with_provider("mock", provider);
         self = self.with_embeddings_provider("mock", provider);
-        self.mock = Some(provider);
+        self.shared_mut().mock = Some(provider);
         self
     }
 
@@ -230,14 +245,14 @@ impl Dispatch {
     ) -> Self {
         match &*name {
             #[cfg(feature = "openai")]
-            "openai" => self.openai = None,
+            "openai" => self.shared_mut().openai = None,
             #[cfg(feature = "bedrock")]
-            "bedrock" => self.bedrock = None,
-            "mock" => self.mock = None,
+            "bedrock" => self.shared_mut().bedrock = None,
+            "mock" => self.shared_mut().mock = None,
             _ => {}
         }
-        Arc::make_mut(&mut self.embedders).remove(&name);
-        Arc::make_mut(&mut self.providers).insert(name, service);
+        Arc::make_mut(&mut self.shared_mut().embedders).remove(&name);
+        Arc::make_mut(&mut self.shared_mut().providers).insert(name, service);
         self
     }
 
@@ -256,56 +271,57 @@ impl Dispatch {
         name: Arc<str>,
         service: EmbeddingsProviderService,
     ) -> Self {
-        Arc::make_mut(&mut self.embedders).insert(name, service);
+        Arc::make_mut(&mut self.shared_mut().embedders).insert(name, service);
         self
     }
 
     /// Serves the model named after `group` with its deployments (replacing a group of that
     /// name). A group's name wins over the routing rules; an alias may name a group.
     pub fn with_group(mut self, group: ModelGroup) -> Self {
-        Arc::make_mut(&mut self.groups).insert(group.name_arc().clone(), group);
+        Arc::make_mut(&mut self.shared_mut().groups).insert(group.name_arc().clone(), group);
         self
     }
 
     /// The names of the registered provider services (in no particular order).
     pub fn provider_names(&self) -> impl Iterator<Item = &str> {
-        self.providers.keys().map(|k| &**k)
+        self.shared.providers.keys().map(|k| &**k)
     }
 
     /// The model groups (in no particular order).
     pub fn groups(&self) -> impl Iterator<Item = &ModelGroup> {
-        self.groups.values()
+        self.shared.groups.values()
     }
 
     /// The mock provider, if enabled.
     pub fn mock(&self) -> Option<&MockProvider> {
-        self.mock.as_ref()
+        self.shared.mock.as_ref()
     }
 
     /// The router.
     pub fn router(&self) -> &Router {
-        &self.router
+        &self.shared.router
     }
 
     /// The built-in OpenAI provider, if it serves the `openai` provider.
     #[cfg(feature = "openai")]
     pub fn openai(&self) -> Option<&OpenAiProvider> {
-        self.openai.as_ref()
+        self.shared.openai.as_ref()
     }
 
     /// The built-in Bedrock provider, if it serves the `bedrock` provider.
     #[cfg(feature = "bedrock")]
     pub fn bedrock(&self) -> Option<&BedrockProvider> {
-        self.bedrock.as_ref()
+        self.shared.bedrock.as_ref()
     }
 
     /// The group `model` names, directly or through an alias.
     fn group_for(&self, model: &str) -> Option<&ModelGroup> {
-        self.groups.get(model).or_else(|| {
-            self.router
+        self.shared.groups.get(model).or_else(|| {
+            self.shared
+                .router
                 .aliases()
                 .get(model)
-                .and_then(|target| self.groups.get(target.as_str()))
+                .and_then(|target| self.shared.groups.get(target.as_str()))
         })
     }
 
@@ -317,14 +333,15 @@ impl Dispatch {
         attempt: Attempt,
         ticket: Option<AttemptTicket>,
     ) -> ResponseFuture {
-        let Some(provider) = self.providers.get(&*route.provider) else {
+        let Some(provider) = self.shared.providers.get(&*route.provider) else {
             return ResponseFuture::failed(not_configured(&route));
         };
         let timeouts = self
+            .shared
             .provider_timeouts
             .get(&*route.provider)
             .copied()
-            .unwrap_or(self.timeouts);
+            .unwrap_or(self.shared.timeouts);
         let record = call.context.record.clone();
         self.count_fallback(&record, &attempt);
         let index = record.begin_attempt(attempt.sending(route.upstream_model.clone()));
@@ -352,7 +369,7 @@ impl Dispatch {
         if (&prev.group, &prev.deployment) == (&next.group, &next.deployment) {
             return;
         }
-        if let Some(g) = self.groups.get(group) {
+        if let Some(g) = self.shared.groups.get(group) {
             if let Some(index) = g.index_of(deployment) {
                 g.note_fallback(index);
             }
@@ -397,7 +414,7 @@ impl Service<ChatCall> for Dispatch {
         if let Some(group) = self.group_for(model) {
             return self.call_group(group, call);
         }
-        let route = match self.router.resolve(model) {
+        let route = match self.shared.router.resolve(model) {
             Ok(r) => r,
             Err(e) => return ResponseFuture::failed(e),
         };
@@ -423,12 +440,12 @@ impl Service<EmbeddingsCall> for Dispatch {
                 format!("`{model}` names a model group, and model groups serve chat only; name an embedding model."),
             ));
         }
-        let route = match self.router.resolve(model) {
+        let route = match self.shared.router.resolve(model) {
             Ok(r) => r,
             Err(e) => return EmbeddingsFuture::failed(e),
         };
-        let Some(provider) = self.embedders.get(&*route.provider) else {
-            let e = if self.providers.contains_key(&*route.provider) {
+        let Some(provider) = self.shared.embedders.get(&*route.provider) else {
+            let e = if self.shared.providers.contains_key(&*route.provider) {
                 GatewayError::unsupported(
                     "model",
                     format!(
@@ -442,10 +459,11 @@ impl Service<EmbeddingsCall> for Dispatch {
             return EmbeddingsFuture::failed(e);
         };
         let timeouts = self
+            .shared
             .provider_timeouts
             .get(&*route.provider)
             .copied()
-            .unwrap_or(self.timeouts);
+            .unwrap_or(self.shared.timeouts);
         let record = call.context.record.clone();
         let index = record.begin_attempt(Attempt::new(route.provider.clone()));
         call.route = Some(route);

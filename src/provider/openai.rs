@@ -222,7 +222,8 @@ impl OpenAiProvider {
             if let (Some(url), Some(body)) = (&self.inner.responses_url, &call.context.body) {
                 let body = body.clone();
                 let url = url.clone();
-                return self.responses(call, url, body).await;
+                // Boxed: inline, its state would size every chat call's future (see `send`).
+                return Box::pin(self.responses(call, url, body)).await;
             }
             call.context.check_translatable()?;
         }
@@ -232,15 +233,21 @@ impl OpenAiProvider {
                 "Bedrock guardrails apply to Bedrock models only.",
             ));
         }
-        let request = encode_request(&call.request, upstream_model, &self.inner.budgets);
-        let body = match (&request, &call.context.body) {
-            // Nothing to rewrite: the client's bytes, as received (and validated).
-            (Cow::Borrowed(_), Some(received)) if call.context.inbound == InboundFormat::OpenAi => {
-                received.clone()
+        // The encoded request lives in this block only, not in the future's state across the
+        // awaits below.
+        let body = {
+            let request = encode_request(&call.request, upstream_model, &self.inner.budgets);
+            match (&request, &call.context.body) {
+                // Nothing to rewrite: the client's bytes, as received (and validated).
+                (Cow::Borrowed(_), Some(received))
+                    if call.context.inbound == InboundFormat::OpenAi =>
+                {
+                    received.clone()
+                }
+                _ => Bytes::from(serde_json::to_vec(&*request).map_err(|e| {
+                    GatewayError::internal(format!("failed to encode the upstream request: {e}"))
+                })?),
             }
-            _ => Bytes::from(serde_json::to_vec(&*request).map_err(|e| {
-                GatewayError::internal(format!("failed to encode the upstream request: {e}"))
-            })?),
         };
         let stream = call.request.is_stream();
         // An OpenAI client reads the upstream's own format: the reply is relayed as its bytes.
@@ -379,7 +386,9 @@ impl OpenAiProvider {
             .await
             .map_err(connect_error)?;
         if !res.status().is_success() {
-            return Err(error_from_response(res).await);
+            // Boxed: an error's body read is rare, and inline its state would size every call's
+            // future (and the chat future around it) by half a kilobyte.
+            return Err(Box::pin(error_from_response(res)).await);
         }
         Ok(res)
     }
@@ -624,5 +633,18 @@ mod tests {
             h.insert("retry-after-ms", HeaderValue::from_static(bad));
             assert_eq!(retry_after(&h), None, "{bad}");
         }
+    }
+
+    /// The chat call's future is boxed once per attempt: kept within what glibc's per-thread
+    /// cache serves (blocks up to 1,032 bytes), which a larger block bypasses for the slower
+    /// shared bins. The rare paths' states (a Responses API upstream, an error's body) are boxed
+    /// on their own so they do not size it (issue 18).
+    #[test]
+    fn the_chat_future_fits_the_allocators_per_thread_cache() {
+        fn future_of<A, R>(_: impl FnOnce(A) -> R) -> usize {
+            std::mem::size_of::<R>()
+        }
+        let chat = future_of(|(p, c): (OpenAiProvider, ChatCall)| p.chat(c));
+        assert!(chat <= 1024, "the chat future is {chat} bytes");
     }
 }

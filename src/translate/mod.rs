@@ -260,4 +260,13 @@ mod tests {
             (400, Some("messages[0].role"))
         );
     }
+
+    /// Translation's future lives inside the key policy's, which is boxed per request: the
+    /// Responses API's parts (the core until the call is prepared, the reply's context) are kept
+    /// where they do not size every chat call's future (issue 18).
+    #[test]
+    fn the_translate_future_is_kept_small() {
+        let size = std::mem::size_of::<ResponseFuture<crate::gateway::Core>>();
+        assert!(size <= 640, "translation's future is {size} bytes");
+    }
 }

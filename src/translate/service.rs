@@ -246,7 +246,6 @@ where
             hooks,
             record: Some(record),
             amzn_id,
-            core: None,
             responses: None,
         }
     }
@@ -310,7 +309,6 @@ where
             hooks,
             record: Some(record),
             amzn_id: None,
-            core: None,
             responses: None,
         }
     }
@@ -419,13 +417,13 @@ where
         ResponseFuture {
             state: State::Preparing {
                 fut: Box::pin(prepare),
+                core: Some(S::clone(&self.inner)),
             },
             reply,
             settings: self.settings(parts, false),
             hooks,
             record: None,
             amzn_id: None,
-            core: Some(S::clone(&self.inner)),
             responses: None,
         }
     }
@@ -525,9 +523,8 @@ pin_project_lite::pin_project! {
         hooks: UsageHooks,
         record: Option<Arc<CallRecord>>,
         amzn_id: Option<HeaderValue>,
-        // The core, until a Responses call is prepared.
-        core: Option<S>,
-        responses: Option<ResponsesReply>,
+        // A Responses call's reply, boxed: the chat calls' futures are not sized by it.
+        responses: Option<Box<ResponsesReply>>,
     }
 }
 
@@ -539,7 +536,8 @@ pin_project_lite::pin_project! {
     {
         Calling { #[pin] fut: Oneshot<S, ChatCall> },
         Embedding { #[pin] fut: Oneshot<EmbeddingsCore, EmbeddingsCall>, base64: bool },
-        Preparing { fut: PrepareFuture },
+        // The core waits here until the Responses call is prepared.
+        Preparing { fut: PrepareFuture, core: Option<S> },
         Finishing { fut: FinishFuture },
         Failed { error: Option<GatewayError> },
     }
@@ -559,7 +557,6 @@ impl<S: Service<ChatCall>> ResponseFuture<S> {
             hooks: UsageHooks::default(),
             record: None,
             amzn_id,
-            core: None,
             responses: None,
         }
     }
@@ -583,11 +580,11 @@ where
         loop {
             let mut this = self.as_mut().project();
             let next = match this.state.as_mut().project() {
-                StateProj::Preparing { fut } => match ready!(fut.as_mut().poll(cx)) {
-                    Ok(prepared) => match this.core.take() {
+                StateProj::Preparing { fut, core } => match ready!(fut.as_mut().poll(cx)) {
+                    Ok(prepared) => match core.take() {
                         Some(core) => {
                             *this.record = Some(prepared.record);
-                            *this.responses = Some(prepared.responses);
+                            *this.responses = Some(Box::new(prepared.responses));
                             State::Calling {
                                 fut: Oneshot::new(core, prepared.call),
                             }
@@ -611,7 +608,7 @@ where
                     };
                     let fut = responses_reply(
                         result,
-                        ctx,
+                        *ctx,
                         this.hooks,
                         this.record.clone(),
                         this.settings,
