@@ -37,7 +37,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::SystemTime;
 
 use http::{HeaderValue, Request, Response};
@@ -266,15 +266,103 @@ pub struct KeyPolicyService<S> {
     policy: KeyPolicy,
 }
 
-/// What [`KeyPolicyService::call`] hands its future: the inner call already made, or the ready
-/// inner service and the request, to call once the key's budgets admit it.
-enum Next<S, F> {
-    Called(F),
-    Admit(S, Box<Request<DetectedRequest>>),
+pin_project_lite::pin_project! {
+    /// Response future of [`KeyPolicyService`]: for a key without budgets, the inner call and
+    /// then the call's settlement, in place; a key with budgets waits for its admission before
+    /// the call, and a refused request has its answer ready, in a box (the rarer paths: no heap
+    /// block on every request).
+    pub struct KeyPolicyFuture<F> {
+        #[pin]
+        state: PolicyState<F>,
+    }
 }
 
-/// Response future of [`KeyPolicyService`].
-pub type KeyPolicyFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+pin_project_lite::pin_project! {
+    #[project = PolicyStateProj]
+    enum PolicyState<F> {
+        Calling { #[pin] fut: F, settle: Option<Settle> },
+        Boxed { fut: BoxedAnswer },
+    }
+}
+
+/// A [`KeyPolicyFuture`] on one of its rarer paths.
+type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<F> KeyPolicyFuture<F> {
+    fn boxed(
+        fut: impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    ) -> Self {
+        KeyPolicyFuture {
+            state: PolicyState::Boxed { fut: Box::pin(fut) },
+        }
+    }
+}
+
+impl<F> Future for KeyPolicyFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            PolicyStateProj::Boxed { fut } => fut.as_mut().poll(cx),
+            PolicyStateProj::Calling { fut, settle } => {
+                let res = match ready!(fut.poll(cx)) {
+                    Ok(res) => res,
+                    Err(never) => match never {},
+                };
+                let Some(settle) = settle.take() else {
+                    // Polled again after its answer.
+                    return Poll::Pending;
+                };
+                let (res, correction) = settle.answered(res);
+                // A key without budgets has no charge to correct; were there one, it is sent on.
+                spawn(correction);
+                Poll::Ready(Ok(res))
+            }
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for KeyPolicyFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyPolicyFuture")
+    }
+}
+
+/// What a call's answer goes through on its way out: its settlement (priced: the
+/// `x-gateway-cost` header) and the key's concurrency slot, held by the body.
+struct Settle {
+    settlement: Arc<Settlement>,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Settle {
+    /// `res` with its cost header and holding the slot; the budget correction to send, if any.
+    fn answered(self, res: Response<Body>) -> (Response<Body>, Option<Correction>) {
+        let call = res.extensions().get::<Arc<CallRecord>>().cloned();
+        let mut res = res;
+        let (cost, correction) = self.settlement.responded(call, res.status().is_success());
+        if let Some(cost) = cost {
+            let value = match cost {
+                Some(usd) => crate::header_value::written(|out| usd.write(out)),
+                None => Some(HeaderValue::from_static("unknown")),
+            };
+            if let Some(v) = value {
+                res.headers_mut()
+                    .insert(crate::header_name::X_GATEWAY_COST.clone(), v);
+            }
+        }
+        drop(self.settlement);
+        let res = match self.slot {
+            // The slot is held until the body's last byte (a stream's end).
+            Some(permit) => res.map(|b| Body::new(InFlightBody::holding(b, Some(permit)))),
+            None => res,
+        };
+        (res, correction)
+    }
+}
 
 impl<S> Service<Request<DetectedRequest>> for KeyPolicyService<S>
 where
@@ -286,7 +374,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = KeyPolicyFuture;
+    type Future = KeyPolicyFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -303,8 +391,8 @@ where
         let detected = req.body();
         let dialect = detected.reply.error_dialect();
         let model = detected.requested_model.clone();
-        let refuse = |e: GatewayError| -> KeyPolicyFuture {
-            Box::pin(std::future::ready(Ok(e.into_response(dialect))))
+        let refuse = |e: GatewayError| -> Self::Future {
+            KeyPolicyFuture::boxed(std::future::ready(Ok(e.into_response(dialect))))
         };
         if let (Some(r), Some(m)) = (&record, &model) {
             if !r.allows(m) {
@@ -352,64 +440,46 @@ where
             state: Mutex::new(SettleState::default()),
         });
         req.body_mut().usage_hooks.push_shared(settlement.clone());
-        // The polled-ready service is called now when no budget has to be checked first (no clone
-        // of the stages below); otherwise it goes into the future and a clone stays.
-        let next = match &budgeted {
-            None => Next::Called(self.inner.call(req)),
-            Some(_) => {
-                let clone = self.inner.clone();
-                Next::Admit(std::mem::replace(&mut self.inner, clone), Box::new(req))
-            }
-        };
-        Box::pin(async move {
-            if let Some(r) = &budgeted {
-                let admission = policy
-                    .inner
-                    .ledger
-                    .admit(&key, periods, limits_of(r), estimate)
-                    .resolve()
-                    .await;
-                match admission {
-                    Admission::Refused(kind, totals) => {
-                        settlement.abandon();
-                        policy.publish_budget_use(&key, r, &totals);
-                        policy.inner.metrics.key_refused(&key, kind.as_str());
-                        return Ok(budget_error(kind, periods).into_response(dialect));
-                    }
-                    Admission::Admitted(totals) => {
-                        settlement.reserved(estimate);
-                        policy.publish_budget_use(&key, r, &totals);
-                    }
-                    Admission::Unchecked => {}
-                }
-            }
-            let res = match next {
-                Next::Called(called) => called.await?,
-                Next::Admit(mut inner, req) => inner.call(*req).await?,
+        let settle = Settle { settlement, slot };
+        let Some(r) = budgeted else {
+            // The polled-ready service is called now.
+            return KeyPolicyFuture {
+                state: PolicyState::Calling {
+                    fut: self.inner.call(req),
+                    settle: Some(settle),
+                },
             };
-            let call = res.extensions().get::<Arc<CallRecord>>().cloned();
-            let mut res = res;
-            let (cost, correction) = settlement.responded(call, res.status().is_success());
+        };
+        // The polled-ready service is called once the budgets admit the request; a clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        KeyPolicyFuture::boxed(async move {
+            let admission = policy
+                .inner
+                .ledger
+                .admit(&key, periods, limits_of(&r), estimate)
+                .resolve()
+                .await;
+            match admission {
+                Admission::Refused(kind, totals) => {
+                    settle.settlement.abandon();
+                    policy.publish_budget_use(&key, &r, &totals);
+                    policy.inner.metrics.key_refused(&key, kind.as_str());
+                    return Ok(budget_error(kind, periods).into_response(dialect));
+                }
+                Admission::Admitted(totals) => {
+                    settle.settlement.reserved(estimate);
+                    policy.publish_budget_use(&key, &r, &totals);
+                }
+                Admission::Unchecked => {}
+            }
+            let res = inner.call(req).await?;
+            let (res, correction) = settle.answered(res);
             if let Some(correction) = correction {
                 // The key's next request sees the real charge.
                 correction.await;
             }
-            if let Some(cost) = cost {
-                let value = match cost {
-                    Some(usd) => crate::header_value::written(|out| usd.write(out)),
-                    None => Some(HeaderValue::from_static("unknown")),
-                };
-                if let Some(v) = value {
-                    res.headers_mut()
-                        .insert(crate::header_name::X_GATEWAY_COST.clone(), v);
-                }
-            }
-            drop(settlement);
-            Ok(match slot {
-                // The slot is held until the body's last byte (a stream's end).
-                Some(permit) => res.map(|b| Body::new(InFlightBody::holding(b, Some(permit)))),
-                None => res,
-            })
+            Ok(res)
         })
     }
 }
