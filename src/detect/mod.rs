@@ -62,6 +62,8 @@ pub use budget::BodyBudget;
 pub use head::{BodyHead, DEFAULT_MAX_JSON_VALUES};
 pub use service::{Detect, DetectLayer, ResponseFuture, DEFAULT_BODY_READ_TIMEOUT};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::request::Parts;
 
@@ -203,8 +205,9 @@ pub struct DetectedRequest {
     pub max_tokens: Option<u64>,
     /// An OpenAI chat body already decoded by detection (see [`Classify::openai_chat`]):
     /// translation takes it instead of decoding `body` again. `None` for any other body, and for
-    /// a chat body detection read in two steps.
-    pub decoded: Option<Box<ChatRequest>>,
+    /// a chat body detection read in two steps. Shared (not yet: one count) so the call made
+    /// from it holds it where it is.
+    pub decoded: Option<Arc<ChatRequest>>,
     /// The usage hooks the stages between detection and translation attach (the key policy's
     /// settlement): carried on the request they are for rather than in a request extension, which
     /// would be one more heap block per request. Translation reports to them after the request's
@@ -252,7 +255,7 @@ impl DetectedRequest {
             detected.requested_model = Some(request.model.clone());
         }
         detected.max_tokens = request.max_output_tokens().map(u64::from);
-        detected.decoded = Some(Box::new(request));
+        detected.decoded = Some(Arc::new(request));
         detected
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
+use smallvec::SmallVec;
 
 use super::{ChatChunk, ChatRequest, ChatResponse, RelayedReply, Usage};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,10 +59,10 @@ impl<R> Call<R> {
         Call::with_context(request, CallContext::default())
     }
 
-    /// A call with the given context.
-    pub fn with_context(request: R, context: CallContext) -> Self {
+    /// A call with the given context (the request as it is, or shared already).
+    pub fn with_context(request: impl Into<Arc<R>>, context: CallContext) -> Self {
         Call {
-            request: Arc::new(request),
+            request: request.into(),
             context: Arc::new(context),
             route: None,
         }
@@ -150,7 +151,8 @@ pub struct CallRecord {
     pub target: ReplyFormat,
     /// Whether the reply is streamed.
     pub stream: bool,
-    attempts: Mutex<Vec<Attempt>>,
+    /// The first attempt held inline: a call that needs no retry makes no list on the heap.
+    attempts: Mutex<SmallVec<[Attempt; 1]>>,
     /// Set by dispatch when a failed attempt can go to another deployment (read by the retry
     /// policy, which then tries again at once).
     fallback: AtomicBool,
@@ -285,7 +287,7 @@ impl CallRecord {
         }
     }
 
-    fn attempt_list(&self) -> std::sync::MutexGuard<'_, Vec<Attempt>> {
+    fn attempt_list(&self) -> std::sync::MutexGuard<'_, SmallVec<[Attempt; 1]>> {
         // A panic while the lock was held leaves a list that is still a list.
         self.attempts
             .lock()
@@ -319,7 +321,7 @@ impl CallRecord {
 
     /// Every attempt so far, in order.
     pub fn attempt_log(&self) -> Vec<Attempt> {
-        self.attempt_list().clone()
+        self.attempt_list().to_vec()
     }
 
     /// `f` over the attempts so far, without copying them.

@@ -67,6 +67,15 @@ use crate::model::{ChatRequest, OriginalBody};
 pub fn decode_request(
     detected: DetectedRequest,
 ) -> Result<(ChatRequest, Option<OriginalBody>), GatewayError> {
+    let (request, original) = decode_shared(detected)?;
+    Ok((Arc::unwrap_or_clone(request), original))
+}
+
+/// [`decode_request`], the request shared: one detection decoded stays where it was put (no copy
+/// out and into the call's `Arc`, no second heap block).
+pub(crate) fn decode_shared(
+    detected: DetectedRequest,
+) -> Result<(Arc<ChatRequest>, Option<OriginalBody>), GatewayError> {
     let DetectedRequest {
         inbound,
         model,
@@ -76,20 +85,24 @@ pub fn decode_request(
         ..
     } = detected;
     if inbound == InboundFormat::OpenAi {
-        let mut request = match decoded {
+        let mut shared = match decoded {
             // Detection decoded it (its one walk of a chat body).
-            Some(request) => *request,
-            None => decode_openai(&bytes)?,
+            Some(request) => request,
+            None => Arc::new(decode_openai(&bytes)?),
         };
         drop(bytes);
-        if let Some(model) = model {
-            request.model = model;
+        if model.is_some() || stream.is_some() {
+            // Not shared yet: changed in place.
+            let request = Arc::make_mut(&mut shared);
+            if let Some(model) = model {
+                request.model = model;
+            }
+            if let Some(stream) = stream {
+                request.stream = Some(stream);
+            }
         }
-        if let Some(stream) = stream {
-            request.stream = Some(stream);
-        }
-        crate::validate::openai_request(&request)?;
-        return Ok((request, None));
+        crate::validate::openai_request(&shared)?;
+        return Ok((shared, None));
     }
     let mut body: serde_json::Map<String, Value> = serde_json::from_slice(&bytes)
         .map_err(|e| GatewayError::invalid_request(format!("Invalid request body: {e}")))?;
@@ -140,7 +153,7 @@ pub fn decode_request(
         return Err(GatewayError::missing_field("model"));
     }
     crate::validate::canonical(&request)?;
-    Ok((request, original))
+    Ok((Arc::new(request), original))
 }
 
 /// An OpenAI body detection did not decode, from its bytes.

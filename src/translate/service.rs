@@ -15,7 +15,7 @@ use tower::util::Oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::decode_request;
+use super::decode_shared;
 use super::reply::{
     complete_headers, encode_complete, relayed_stream_reply, relays, responses_stream_reply,
     stream_reply, StreamSettings,
@@ -184,11 +184,13 @@ where
             Some(_) => std::mem::take(&mut detected.body),
             None => detected.body.clone(),
         });
-        let (mut request, original) = match decode_request(detected) {
+        // Shared from here: a request detection decoded stays in its one heap block; the
+        // changes below are made in place (nothing shares it yet).
+        let (mut shared, original) = match decode_shared(detected) {
             Ok(r) => r,
             Err(e) => return ResponseFuture::error(e, reply, amzn_id),
         };
-        if request.n.is_some_and(|n| n > 1) && reply != ReplyFormat::OpenAi {
+        if shared.n.is_some_and(|n| n > 1) && reply != ReplyFormat::OpenAi {
             // Only OpenAI replies have more than one choice.
             let e = GatewayError::unsupported(
                 "n",
@@ -202,16 +204,16 @@ where
         ) {
             // InvokeModel names a guardrail in headers, not in the model's body.
             if let Some(g) = invoke_guardrail(&parts.headers) {
-                request.guardrail_config = Some(g);
+                Arc::make_mut(&mut shared).guardrail_config = Some(g);
                 body = None;
             }
         }
-        let include_usage = request.include_usage();
-        if request.is_stream() && !include_usage {
+        let include_usage = shared.include_usage();
+        if shared.is_stream() && !include_usage {
             // Always ask the upstream for the final usage: Claude, Titan and Converse streams end
             // with token counts, and the token budget, the log line and the metrics need them. An
             // OpenAI reader that did not ask never sees the usage chunk (its encoder drops it).
-            request
+            Arc::make_mut(&mut shared)
                 .stream_options
                 .get_or_insert_with(Default::default)
                 .include_usage = Some(true);
@@ -219,10 +221,10 @@ where
             body = body.and_then(|b| with_include_usage(&b));
         }
         let record = Arc::new(CallRecord::new(
-            request.model.clone(),
+            shared.model.clone(),
             inbound,
             reply,
-            request.is_stream(),
+            shared.is_stream(),
         ));
         let context = CallContext {
             request_id,
@@ -236,7 +238,7 @@ where
                 .map(|t| instant_after(tokio::time::Instant::now(), t)),
             needs_responses_api: None,
         };
-        let call = ChatCall::with_context(request, context);
+        let call = ChatCall::with_context(shared, context);
         ResponseFuture {
             state: State::Calling {
                 fut: Oneshot::new(S::clone(&self.inner), call),
