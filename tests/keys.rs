@@ -696,3 +696,78 @@ async fn embeddings_and_responses_obey_the_key_s_allowlist() {
         "{m}"
     );
 }
+
+/// The stage under the key policy's answer as translation's is: a finished future that still
+/// holds the request's usage hooks (the key policy's settlement among them) until it is dropped.
+struct HoldsHooks {
+    _hooks: open_bedrock_server::usage::UsageHooks,
+    res: Option<http::Response<open_bedrock_server::body::Body>>,
+}
+
+impl std::future::Future for HoldsHooks {
+    type Output = Result<http::Response<open_bedrock_server::body::Body>, std::convert::Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut().res.take() {
+            Some(res) => std::task::Poll::Ready(Ok(res)),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// A complete reply that carries no usage is charged its prompt estimate, and priced, before the
+/// key policy's answer leaves it: the access line and the metrics, further out, read the call's
+/// cost from the response as it passes. (The stage below may still hold the settlement in its
+/// finished future; the key policy lets go of that future first.)
+#[tokio::test]
+async fn a_reply_without_usage_is_priced_before_the_key_policy_answers() {
+    use open_bedrock_server::cost::PriceTable;
+    use open_bedrock_server::detect::{Classified, DetectedRequest};
+    use open_bedrock_server::format::{InboundFormat, ReplyFormat};
+    use open_bedrock_server::keys::KeyPolicy;
+    use open_bedrock_server::metrics::Metrics;
+    use open_bedrock_server::model::CallRecord;
+    use std::sync::Arc;
+    use tower::{Layer, Service, ServiceExt};
+
+    let record = Arc::new(CallRecord::new(
+        "gpt-4o",
+        InboundFormat::OpenAi,
+        ReplyFormat::OpenAi,
+        false,
+    ));
+    let answered = record.clone();
+    let inner = tower::service_fn(move |req: http::Request<DetectedRequest>| {
+        let mut res = http::Response::new(open_bedrock_server::body::Body::empty());
+        res.extensions_mut().insert(answered.clone());
+        HoldsHooks {
+            _hooks: req.into_body().usage_hooks,
+            res: Some(res),
+        }
+    });
+    let policy = KeyPolicy::new(PriceTable::builtin(), Arc::new(Metrics::new()));
+    let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello in one short sentence, please."}]}"#;
+    let detected = DetectedRequest::new(
+        Classified::new(InboundFormat::OpenAi, ReplyFormat::OpenAi).with_model("gpt-4o"),
+        body.to_vec(),
+    );
+    let mut service = policy.layer().layer(inner);
+    // The key policy's own future, kept until the end (a `oneshot` would drop it at once).
+    let mut call = Box::pin(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(detected)),
+    );
+    let res = (&mut call).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let cost = record
+        .cost()
+        .expect("the call was settled before the answer left");
+    assert!(cost.is_some(), "gpt-4o has a price: {cost:?}");
+    drop(call);
+}

@@ -205,8 +205,8 @@ pub struct DetectedRequest {
     pub max_tokens: Option<u64>,
     /// An OpenAI chat body already decoded by detection (see [`Classify::openai_chat`]):
     /// translation takes it instead of decoding `body` again. `None` for any other body, and for
-    /// a chat body detection read in two steps. Shared (not yet: one count) so the call made
-    /// from it holds it where it is.
+    /// a chat body detection read in two steps. An `Arc` with one reference until translation
+    /// changes it in place (`Arc::make_mut`) and hands it to the call, which holds it where it is.
     pub decoded: Option<Arc<ChatRequest>>,
     /// The usage hooks the stages between detection and translation attach (the key policy's
     /// settlement): carried on the request they are for rather than in a request extension, which

@@ -289,7 +289,7 @@ where
 /// ([`Classify::openai_chat`]): the typed decode counts the body's values against the budget as
 /// detection's scan does. `None` for any body that walk does not read wholly by itself — another
 /// format, a member serde reads, anything past the budget or not JSON — which the two steps then
-/// detect and decode, with their own answer and error: the bytes, handed back. (Moved in and
+/// detect and decode, with their own answer and error: `Err` with the bytes, handed back. (Moved in and
 /// out, not borrowed: the first clone of a body read into one buffer is a heap block of its own,
 /// `Bytes`' shared count.)
 fn one_walk<C: Classify>(

@@ -282,6 +282,7 @@ pin_project_lite::pin_project! {
     enum PolicyState<F> {
         Calling { #[pin] fut: F, settle: Option<Settle> },
         Boxed { fut: BoxedAnswer },
+        Done,
     }
 }
 
@@ -305,23 +306,31 @@ where
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            PolicyStateProj::Boxed { fut } => fut.as_mut().poll(cx),
+        let mut state = self.project().state;
+        let (res, settle) = match state.as_mut().project() {
+            PolicyStateProj::Boxed { fut } => return fut.as_mut().poll(cx),
+            // Polled again after its answer.
+            PolicyStateProj::Done => return Poll::Pending,
             PolicyStateProj::Calling { fut, settle } => {
                 let res = match ready!(fut.poll(cx)) {
                     Ok(res) => res,
                     Err(never) => match never {},
                 };
-                let Some(settle) = settle.take() else {
-                    // Polled again after its answer.
-                    return Poll::Pending;
-                };
-                let (res, correction) = settle.answered(res);
-                // A key without budgets has no charge to correct; were there one, it is sent on.
-                spawn(correction);
-                Poll::Ready(Ok(res))
+                (res, settle.take())
             }
-        }
+        };
+        // The finished call is dropped first, and with it what it holds of the settlement (the
+        // usage hooks), so that a settlement that is let go here is settled now: before the
+        // response leaves, as the access line and the metrics read its cost from it.
+        state.set(PolicyState::Done);
+        let Some(settle) = settle else {
+            return Poll::Pending;
+        };
+        let (res, correction) = settle.answered(res);
+        // Only a key with budgets has a charge to correct, and it takes the boxed path.
+        debug_assert!(correction.is_none());
+        spawn(correction);
+        Poll::Ready(Ok(res))
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`Dispatch`]: routes each call by model to a provider service held by name, or to a
 //! [model group](super::group) of deployments.
 //!
-//! The map is name → [`ProviderService`] (a boxed, cloneable provider), so any number of
+//! The map is name → [`ProviderService`] (a cloneable provider: boxed, or a built-in one shared), so any number of
 //! OpenAI-compatible upstreams or Bedrock accounts can sit side by side, and a user's own service
 //! can be registered with [`Dispatch::with_provider`]. The typed built-in providers are kept beside
 //! the map for what is not a call: model listings and health.
@@ -55,7 +55,7 @@ use crate::NameMap;
 /// ([`ProviderService::new`]), or a built-in network provider held shared.
 ///
 /// The built-in OpenAI and Bedrock providers answer with a boxed future already and need only
-/// `&self` to make it ([`SharedProvider`]): held shared, an attempt's clone of the provider is a
+/// `&self` to make it: held shared, an attempt's clone of the provider is a
 /// reference count and its future that one box. Through [`BoxCloneSyncService`] each attempt's
 /// clone would be a heap block of its own and the future a second box around the first (issue 18).
 #[derive(Clone)]

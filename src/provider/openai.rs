@@ -638,7 +638,8 @@ mod tests {
     /// The chat call's future is boxed once per attempt: kept within what glibc's per-thread
     /// cache serves (blocks up to 1,032 bytes), which a larger block bypasses for the slower
     /// shared bins. The rare paths' states (a Responses API upstream, an error's body) are boxed
-    /// on their own so they do not size it (issue 18).
+    /// on their own so they do not size it (issue 18). 824 bytes when written, in a test build and
+    /// in the shipped one alike.
     #[test]
     fn the_chat_future_fits_the_allocators_per_thread_cache() {
         fn future_of<A, R>(_: impl FnOnce(A) -> R) -> usize {
