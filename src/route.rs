@@ -302,7 +302,7 @@ impl Router {
         Ok(Route {
             provider,
             kind,
-            upstream_model: Arc::from(target),
+            upstream_model: upstream_model(target),
         })
     }
 
@@ -367,10 +367,49 @@ pub fn bedrock_family(id: &str) -> Option<BedrockFamily> {
     })
 }
 
+/// `target` as a route's upstream model: the one made last on this thread when it is the same
+/// model, a reference count instead of a heap block (the model a client names is the same
+/// request after request more often than not); a different model replaces it, at the cost it
+/// always had. One model name held per thread.
+fn upstream_model(target: &str) -> Arc<str> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.try_with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some(model) if **model == *target => model.clone(),
+            _ => {
+                let model: Arc<str> = Arc::from(target);
+                *last = Some(model.clone());
+                model
+            }
+        }
+    })
+    // While the thread's locals are torn down.
+    .unwrap_or_else(|_| Arc::from(target))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use BedrockFamily::*;
+
+    /// A model routed again on the same thread shares the route's upstream model made before (a
+    /// reference count, not a heap block); another model gets its own, and the first one again
+    /// a new one, each the right name.
+    #[test]
+    fn a_repeated_model_shares_its_upstream_name() {
+        let router = Router::default();
+        let model = |m: &str| router.resolve(m).unwrap().upstream_model;
+        let first = model("gpt-4o");
+        let again = model("gpt-4o");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(&*model("gpt-4o-mini"), "gpt-4o-mini");
+        let back = model("gpt-4o");
+        assert_eq!(&*back, "gpt-4o");
+        assert!(!Arc::ptr_eq(&first, &back));
+    }
 
     #[test]
     fn built_in_rules() {

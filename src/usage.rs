@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
+use smallvec::SmallVec;
 
 use crate::error::GatewayError;
 use crate::model::{CallRecord, ChatChunk, ChunkStream, RelayedEvent, RelayedStream, Usage};
@@ -36,7 +37,8 @@ type Hook = Arc<dyn UsageHook>;
 /// The hooks of one request (a request extension, and a field of the detected request).
 #[derive(Clone, Default)]
 pub struct UsageHooks {
-    hooks: Vec<Hook>,
+    /// Two held inline (the rate limiter's and the key policy's): no list on the heap per request.
+    hooks: SmallVec<[Hook; 2]>,
 }
 
 impl fmt::Debug for UsageHooks {
@@ -61,7 +63,7 @@ impl UsageHooks {
     /// Moves `other`'s hooks after these.
     pub(crate) fn append(&mut self, other: &mut UsageHooks) {
         if self.hooks.is_empty() {
-            // No new vector: `other`'s is taken as it is.
+            // `other`'s taken as they are.
             std::mem::swap(&mut self.hooks, &mut other.hooks);
         } else {
             self.hooks.append(&mut other.hooks);
