@@ -89,6 +89,8 @@ struct Inner {
     /// The auth header (marked sensitive), the configured extra headers, and `Host` for an
     /// `http://` upstream.
     headers: http::HeaderMap,
+    /// What every JSON `POST` sends, made once and cloned per request ([`post_request`]).
+    post_headers: http::HeaderMap,
     budgets: ReasoningBudgets,
 }
 
@@ -197,6 +199,7 @@ impl OpenAiProvider {
                 },
                 models_url: parse("/models")?,
                 base_url: base,
+                post_headers: post_headers(&headers),
                 headers,
                 budgets: ReasoningBudgets::default(),
             }),
@@ -253,8 +256,14 @@ impl OpenAiProvider {
         // An OpenAI client reads the upstream's own format: the reply is relayed as its bytes.
         let relay = call.context.target == ReplyFormat::OpenAi;
 
-        let req = post_request(self.inner.chat_url.clone(), body, stream, &call);
-        let res = self.send(req).await?;
+        let req = post_request(
+            &self.inner,
+            self.inner.chat_url.clone(),
+            body,
+            stream,
+            &call,
+        );
+        let res = self.send_as_is(req).await?;
         if stream && relay {
             first_relayed(
                 relay_stream(body_bytes(res.into_body()), OpenAiStreamRelay::new()),
@@ -319,7 +328,8 @@ impl OpenAiProvider {
         let body = scan::with_member(&body, "model", &value)
             .ok_or_else(|| GatewayError::internal("the Responses body has no model to rewrite"))?;
         let stream = call.request.is_stream();
-        let res = self.send(post_request(url, body, stream, &call)).await?;
+        let req = post_request(&self.inner, url, body, stream, &call);
+        let res = self.send_as_is(req).await?;
         if stream {
             return first_relayed(
                 relay_stream(body_bytes(res.into_body()), ResponsesStreamRelay::new()),
@@ -371,7 +381,8 @@ impl OpenAiProvider {
         Ok(response)
     }
 
-    /// Sends `req` with the upstream key; an error status becomes the mapped error.
+    /// Sends `req` with the upstream key and the configured headers; an error status becomes
+    /// the mapped error.
     async fn send(
         &self,
         mut req: Request<Full<Bytes>>,
@@ -379,6 +390,15 @@ impl OpenAiProvider {
         for (name, value) in &self.inner.headers {
             req.headers_mut().insert(name, value.clone());
         }
+        self.send_as_is(req).await
+    }
+
+    /// [`send`](Self::send) for a request that has the key and the configured headers already
+    /// (one [`post_request`] made).
+    async fn send_as_is(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, GatewayError> {
         let res = self
             .inner
             .client
@@ -450,36 +470,56 @@ impl Service<EmbeddingsCall> for OpenAiProvider {
 
 /// Room in an upstream request's header map: its own four (`Content-Length`, `Content-Type`,
 /// `Accept`, `x-request-id`), `Authorization`, `Host`, and the configured extra headers (the
-/// OpenAI organization and project, custom ones) up to twelve in all; more grow the map. Eight
-/// slots (room for six) would be a smaller block, but hyper's encoder takes an entry for
+/// OpenAI organization and project, custom ones) up to twelve in all; more make the map larger.
+/// Eight slots (room for six) would be a smaller block, but hyper's encoder takes an entry for
 /// `Transfer-Encoding`, and a full map grows on an entry even for a header it never inserts.
 const UPSTREAM_HEADERS: usize = 12;
 
-/// A JSON `POST` of `body` to `url` for `call`: an event stream accepted when it `stream`s, its
-/// request id sent on.
-fn post_request(url: Uri, body: Bytes, stream: bool, call: &ChatCall) -> Request<Full<Bytes>> {
-    // Sized once for these headers, the configured ones `send` adds and `Host`: a map that starts
-    // empty is grown (reallocated and rehashed) at its seventh header.
-    let mut headers = http::HeaderMap::with_capacity(UPSTREAM_HEADERS);
+/// The headers of every JSON `POST` to the upstream: `headers` (the key, `Host`, the configured
+/// ones), `Content-Type`, and the three a request sets, as placeholders it replaces in place:
+/// `Accept`, `Content-Length`, `x-request-id`. Cloned per request, it saves inserting the same
+/// names each time; a clone's list of entries has no room to grow, so a request only replaces
+/// (or removes) entries, never adds one. (hyper-util adds `Host` itself only on an `https://`
+/// connection that speaks HTTP/1.1, which then grows the list once: still less than the inserts
+/// saved.)
+fn post_headers(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut post = http::HeaderMap::with_capacity(UPSTREAM_HEADERS.max(headers.len() + 5));
+    for (name, value) in headers {
+        post.insert(name, value.clone());
+    }
+    post.insert(header::CONTENT_TYPE, JSON.clone());
+    post.insert(header::ACCEPT, JSON.clone());
+    post.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    post.insert(
+        crate::header_name::X_REQUEST_ID.clone(),
+        HeaderValue::from_static("-"),
+    );
+    post
+}
+
+/// A JSON `POST` of `body` to `url` for `call` with `inner`'s headers: an event stream accepted
+/// when it `stream`s, its request id sent on.
+fn post_request(
+    inner: &Inner,
+    url: Uri,
+    body: Bytes,
+    stream: bool,
+    call: &ChatCall,
+) -> Request<Full<Bytes>> {
+    let mut headers = inner.post_headers.clone();
     // Written here in one heap block; hyper would add it in two (see `header_value::int`).
     headers.insert(header::CONTENT_LENGTH, crate::header_value::int(body.len()));
+    if stream {
+        headers.insert(header::ACCEPT, EVENT_STREAM.clone());
+    }
+    match &call.context.request_id {
+        Some(id) => headers.insert(crate::header_name::X_REQUEST_ID.clone(), id.clone()),
+        None => headers.remove(&crate::header_name::X_REQUEST_ID),
+    };
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = url;
     *req.headers_mut() = headers;
-    let headers = req.headers_mut();
-    headers.insert(header::CONTENT_TYPE, JSON.clone());
-    headers.insert(
-        header::ACCEPT,
-        if stream {
-            EVENT_STREAM.clone()
-        } else {
-            JSON.clone()
-        },
-    );
-    if let Some(id) = &call.context.request_id {
-        headers.insert(crate::header_name::X_REQUEST_ID.clone(), id.clone());
-    }
     req
 }
 
@@ -647,5 +687,47 @@ mod tests {
         }
         let chat = future_of(|(p, c): (OpenAiProvider, ChatCall)| p.chat(c));
         assert!(chat <= 1024, "the chat future is {chat} bytes");
+    }
+
+    /// A chat `POST`'s headers, made from the provider's once-built map: each name once, the
+    /// key and `Host`, `Content-Type` JSON, `Accept` as the call streams or not,
+    /// `Content-Length` the body's, `x-request-id` the call's or none; and room left, so hyper's
+    /// look for `Transfer-Encoding` does not grow the map.
+    #[test]
+    fn a_post_carries_each_header_once() {
+        let mut config = crate::config::Config::default();
+        config.openai.base_url = "http://127.0.0.1:9/v1".into();
+        config.openai.api_key = Some(crate::config::Secret::from("sk-test"));
+        let p = OpenAiProvider::new(&config.openai, &config.timeouts).unwrap();
+        for (stream, id) in [
+            (false, None),
+            (true, Some(HeaderValue::from_static("req-1"))),
+        ] {
+            let context = crate::model::CallContext {
+                request_id: id.clone(),
+                ..Default::default()
+            };
+            let call = ChatCall::with_context(crate::model::ChatRequest::default(), context);
+            let url = p.inner.chat_url.clone();
+            let req = post_request(&p.inner, url, Bytes::from_static(b"{}"), stream, &call);
+            let h = req.headers();
+            assert_eq!(h[header::CONTENT_LENGTH], "2");
+            assert_eq!(h[header::CONTENT_TYPE], "application/json");
+            let accept = if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            assert_eq!(h[header::ACCEPT], accept);
+            assert_eq!(h.get(&crate::header_name::X_REQUEST_ID), id.as_ref());
+            assert_eq!(h[header::HOST], "127.0.0.1:9");
+            assert_eq!(h[header::AUTHORIZATION], "Bearer sk-test");
+            assert!(h[header::AUTHORIZATION].is_sensitive());
+            for name in h.keys() {
+                assert_eq!(h.get_all(name).iter().count(), 1, "{name}");
+            }
+            assert_eq!(h.len(), if id.is_some() { 6 } else { 5 });
+            assert!(h.len() < h.capacity());
+        }
     }
 }
