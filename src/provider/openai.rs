@@ -76,9 +76,10 @@ pub struct OpenAiProvider {
 
 #[derive(Clone)]
 struct Inner {
-    /// Sent through only by `OpenAiProvider::send`, which adds `headers`: when `Host` is one of
-    /// them (an `http://` upstream, or a configured one), the client does not add its own. One
-    /// pool per serving thread when the server has threads of its own (`server.threads`).
+    /// Sent through only by `OpenAiProvider::send_as_is`, with `headers` in every request (added
+    /// by `send`, or cloned in with `post_headers`): when `Host` is one of them (an `http://`
+    /// upstream, or a configured one), the client does not add its own. One pool per serving
+    /// thread when the server has threads of its own (`server.threads`).
     client: Arc<PerThread<UpstreamClient>>,
     chat_url: Uri,
     embeddings_url: Uri,
@@ -91,6 +92,10 @@ struct Inner {
     headers: http::HeaderMap,
     /// What every JSON `POST` sends, made once and cloned per request ([`post_request`]).
     post_headers: http::HeaderMap,
+    /// Whether `headers` names `Accept` or `x-request-id`: a configured value wins over the
+    /// request's, as it does on every other request (`send` adds `headers` last).
+    accept_configured: bool,
+    request_id_configured: bool,
     budgets: ReasoningBudgets,
 }
 
@@ -200,6 +205,8 @@ impl OpenAiProvider {
                 models_url: parse("/models")?,
                 base_url: base,
                 post_headers: post_headers(&headers),
+                accept_configured: headers.contains_key(header::ACCEPT),
+                request_id_configured: headers.contains_key(&crate::header_name::X_REQUEST_ID),
                 headers,
                 budgets: ReasoningBudgets::default(),
             }),
@@ -225,7 +232,7 @@ impl OpenAiProvider {
             if let (Some(url), Some(body)) = (&self.inner.responses_url, &call.context.body) {
                 let body = body.clone();
                 let url = url.clone();
-                // Boxed: inline, its state would size every chat call's future (see `send`).
+                // Boxed: inline, its state would size every chat call's future (see `send_as_is`).
                 return Box::pin(self.responses(call, url, body)).await;
             }
             call.context.check_translatable()?;
@@ -470,23 +477,22 @@ impl Service<EmbeddingsCall> for OpenAiProvider {
 
 /// Room in an upstream request's header map: its own four (`Content-Length`, `Content-Type`,
 /// `Accept`, `x-request-id`), `Authorization`, `Host`, and the configured extra headers (the
-/// OpenAI organization and project, custom ones) up to twelve in all; more make the map larger.
+/// OpenAI organization and project, custom ones) up to twelve in all; with more, `post_headers`
+/// makes the map larger.
 /// Eight slots (room for six) would be a smaller block, but hyper's encoder takes an entry for
 /// `Transfer-Encoding`, and a full map grows on an entry even for a header it never inserts.
 const UPSTREAM_HEADERS: usize = 12;
 
-/// The headers of every JSON `POST` to the upstream: `headers` (the key, `Host`, the configured
-/// ones), `Content-Type`, and the three a request sets, as placeholders it replaces in place:
-/// `Accept`, `Content-Length`, `x-request-id`. Cloned per request, it saves inserting the same
-/// names each time; a clone's list of entries has no room to grow, so a request only replaces
-/// (or removes) entries, never adds one. (hyper-util adds `Host` itself only on an `https://`
-/// connection that speaks HTTP/1.1, which then grows the list once: still less than the inserts
-/// saved.)
+/// The headers of every JSON `POST` to the upstream: `Content-Type`, and the three a request
+/// sets as placeholders it replaces in place (`Accept`, `Content-Length`, `x-request-id`), then
+/// `headers` (the key, `Host`, the configured ones) over them, so that a configured value wins as
+/// it does on the requests `send` makes. Cloned per request, it saves inserting the same names
+/// each time; a clone's list of entries has no room to grow, so a request only replaces (or
+/// removes) entries, never adds one. (hyper-util adds `Host` itself where `headers` has none, an
+/// `https://` connection that speaks HTTP/1.1 or an `http://` URL whose `Host` is not built
+/// once, and then grows the list once per request: still less than the inserts saved.)
 fn post_headers(headers: &http::HeaderMap) -> http::HeaderMap {
     let mut post = http::HeaderMap::with_capacity(UPSTREAM_HEADERS.max(headers.len() + 5));
-    for (name, value) in headers {
-        post.insert(name, value.clone());
-    }
     post.insert(header::CONTENT_TYPE, JSON.clone());
     post.insert(header::ACCEPT, JSON.clone());
     post.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
@@ -494,6 +500,9 @@ fn post_headers(headers: &http::HeaderMap) -> http::HeaderMap {
         crate::header_name::X_REQUEST_ID.clone(),
         HeaderValue::from_static("-"),
     );
+    for (name, value) in headers {
+        post.insert(name, value.clone());
+    }
     post
 }
 
@@ -509,13 +518,15 @@ fn post_request(
     let mut headers = inner.post_headers.clone();
     // Written here in one heap block; hyper would add it in two (see `header_value::int`).
     headers.insert(header::CONTENT_LENGTH, crate::header_value::int(body.len()));
-    if stream {
+    if stream && !inner.accept_configured {
         headers.insert(header::ACCEPT, EVENT_STREAM.clone());
     }
-    match &call.context.request_id {
-        Some(id) => headers.insert(crate::header_name::X_REQUEST_ID.clone(), id.clone()),
-        None => headers.remove(&crate::header_name::X_REQUEST_ID),
-    };
+    if !inner.request_id_configured {
+        match &call.context.request_id {
+            Some(id) => headers.insert(crate::header_name::X_REQUEST_ID.clone(), id.clone()),
+            None => headers.remove(&crate::header_name::X_REQUEST_ID),
+        };
+    }
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = url;
@@ -723,11 +734,39 @@ mod tests {
             assert_eq!(h[header::HOST], "127.0.0.1:9");
             assert_eq!(h[header::AUTHORIZATION], "Bearer sk-test");
             assert!(h[header::AUTHORIZATION].is_sensitive());
-            for name in h.keys() {
-                assert_eq!(h.get_all(name).iter().count(), 1, "{name}");
-            }
             assert_eq!(h.len(), if id.is_some() { 6 } else { 5 });
             assert!(h.len() < h.capacity());
         }
+        // Configured `Accept`, `Content-Type` and `x-request-id` win over the request's, as on
+        // the requests `send` makes; `Content-Length` is always the body's.
+        let mut settings = OpenAiProviderConfig::new("https://up.example/v1".to_owned());
+        for (name, value) in [
+            ("accept", "application/x-custom"),
+            ("content-type", "application/json; charset=utf-8"),
+            ("x-request-id", "fixed"),
+            ("content-length", "7"),
+            ("openai-organization", "org-1"),
+        ] {
+            settings.headers.insert(name.into(), value.into());
+        }
+        let p = OpenAiProvider::build("test", &settings, None, &config.timeouts).unwrap();
+        let context = crate::model::CallContext {
+            request_id: Some(HeaderValue::from_static("req-2")),
+            ..Default::default()
+        };
+        let call = ChatCall::with_context(crate::model::ChatRequest::default(), context);
+        let url = p.inner.chat_url.clone();
+        let req = post_request(&p.inner, url, Bytes::from_static(b"{}"), true, &call);
+        let h = req.headers();
+        assert_eq!(h[header::ACCEPT], "application/x-custom");
+        assert_eq!(h[header::CONTENT_TYPE], "application/json; charset=utf-8");
+        assert_eq!(h[&crate::header_name::X_REQUEST_ID], "fixed");
+        assert_eq!(h[header::CONTENT_LENGTH], "2");
+        assert_eq!(h["openai-organization"], "org-1");
+        assert!(
+            h.get(header::HOST).is_none(),
+            "hyper-util's to add for https"
+        );
+        assert_eq!(h.len(), 5);
     }
 }
