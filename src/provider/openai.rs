@@ -700,12 +700,21 @@ mod tests {
         assert!(chat <= 1024, "the chat future is {chat} bytes");
     }
 
-    /// A chat `POST`'s headers, made from the provider's once-built map: each name once, the
-    /// key and `Host`, `Content-Type` JSON, `Accept` as the call streams or not,
+    /// A chat `POST`'s headers, made from the provider's once-built map: the key and `Host`, `Content-Type` JSON, `Accept` as the call streams or not,
     /// `Content-Length` the body's, `x-request-id` the call's or none; and room left, so hyper's
     /// look for `Transfer-Encoding` does not grow the map.
     #[test]
     fn a_post_carries_each_header_once() {
+        // `p`'s chat `POST` of `{}` for a call with request id `id`.
+        let post = |p: &OpenAiProvider, id: Option<HeaderValue>, stream: bool| {
+            let context = crate::model::CallContext {
+                request_id: id,
+                ..Default::default()
+            };
+            let call = ChatCall::with_context(crate::model::ChatRequest::default(), context);
+            let url = p.inner.chat_url.clone();
+            post_request(&p.inner, url, Bytes::from_static(b"{}"), stream, &call)
+        };
         let mut config = crate::config::Config::default();
         config.openai.base_url = "http://127.0.0.1:9/v1".into();
         config.openai.api_key = Some(crate::config::Secret::from("sk-test"));
@@ -714,13 +723,7 @@ mod tests {
             (false, None),
             (true, Some(HeaderValue::from_static("req-1"))),
         ] {
-            let context = crate::model::CallContext {
-                request_id: id.clone(),
-                ..Default::default()
-            };
-            let call = ChatCall::with_context(crate::model::ChatRequest::default(), context);
-            let url = p.inner.chat_url.clone();
-            let req = post_request(&p.inner, url, Bytes::from_static(b"{}"), stream, &call);
+            let req = post(&p, id.clone(), stream);
             let h = req.headers();
             assert_eq!(h[header::CONTENT_LENGTH], "2");
             assert_eq!(h[header::CONTENT_TYPE], "application/json");
@@ -750,13 +753,7 @@ mod tests {
             settings.headers.insert(name.into(), value.into());
         }
         let p = OpenAiProvider::build("test", &settings, None, &config.timeouts).unwrap();
-        let context = crate::model::CallContext {
-            request_id: Some(HeaderValue::from_static("req-2")),
-            ..Default::default()
-        };
-        let call = ChatCall::with_context(crate::model::ChatRequest::default(), context);
-        let url = p.inner.chat_url.clone();
-        let req = post_request(&p.inner, url, Bytes::from_static(b"{}"), true, &call);
+        let req = post(&p, Some(HeaderValue::from_static("req-2")), true);
         let h = req.headers();
         assert_eq!(h[header::ACCEPT], "application/x-custom");
         assert_eq!(h[header::CONTENT_TYPE], "application/json; charset=utf-8");
