@@ -86,6 +86,16 @@ async fn openai_embeddings_are_forwarded_and_base64_decodes_to_the_same_vectors(
         sent.header("authorization"),
         Some(format!("Bearer {UPSTREAM_KEY}").as_str())
     );
+    // The chat posts' headers: JSON both ways, the request id the client was answered with.
+    assert_eq!(sent.header("content-type"), Some("application/json"));
+    assert_eq!(sent.header("accept"), Some("application/json"));
+    assert_eq!(
+        sent.header("x-request-id"),
+        res.headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+    );
+    assert!(sent.header("x-request-id").is_some());
 
     let mut b64 = body.clone();
     b64["encoding_format"] = json!("base64");

@@ -287,9 +287,9 @@ where
 
 /// A chat body detected and decoded in one walk, on a route that reads one
 /// ([`Classify::openai_chat`]): the typed decode counts the body's values against the budget as
-/// detection's scan does. `None` for any body that walk does not read wholly by itself — another
-/// format, a member serde reads, anything past the budget or not JSON — which the two steps then
-/// detect and decode, with their own answer and error: `Err` with the bytes, handed back. (Moved in and
+/// detection's scan does. For any body that walk does not read wholly by itself — another format,
+/// a member serde reads, anything past the budget or not JSON — `Err` with the bytes handed back,
+/// which the two steps then detect and decode, with their own answer and error. (Moved in and
 /// out, not borrowed: the first clone of a body read into one buffer is a heap block of its own,
 /// `Bytes`' shared count.)
 fn one_walk<C: Classify>(

@@ -1,10 +1,10 @@
 //! [`Dispatch`]: routes each call by model to a provider service held by name, or to a
 //! [model group](super::group) of deployments.
 //!
-//! The map is name → [`ProviderService`] (a cloneable provider: boxed, or a built-in one shared), so any number of
-//! OpenAI-compatible upstreams or Bedrock accounts can sit side by side, and a user's own service
-//! can be registered with [`Dispatch::with_provider`]. The typed built-in providers are kept beside
-//! the map for what is not a call: model listings and health.
+//! The map is name → [`ProviderService`] (a cloneable provider: boxed, or a built-in one
+//! shared), so any number of OpenAI-compatible upstreams or Bedrock accounts can sit side by
+//! side, and a user's own service can be registered with [`Dispatch::with_provider`]. The typed
+//! built-in providers are kept beside the map for what is not a call: model listings and health.
 //!
 //! Embeddings are the core's second operation: `Dispatch` is also a `Service<EmbeddingsCall>`,
 //! routed by the same [`Router`] to a second map of the same names

@@ -263,13 +263,8 @@ impl OpenAiProvider {
         // An OpenAI client reads the upstream's own format: the reply is relayed as its bytes.
         let relay = call.context.target == ReplyFormat::OpenAi;
 
-        let req = post_request(
-            &self.inner,
-            self.inner.chat_url.clone(),
-            body,
-            stream,
-            &call,
-        );
+        let id = call.context.request_id.as_ref();
+        let req = post_request(&self.inner, self.inner.chat_url.clone(), body, stream, id);
         let res = self.send_as_is(req).await?;
         if stream && relay {
             first_relayed(
@@ -335,7 +330,13 @@ impl OpenAiProvider {
         let body = scan::with_member(&body, "model", &value)
             .ok_or_else(|| GatewayError::internal("the Responses body has no model to rewrite"))?;
         let stream = call.request.is_stream();
-        let req = post_request(&self.inner, url, body, stream, &call);
+        let req = post_request(
+            &self.inner,
+            url,
+            body,
+            stream,
+            call.context.request_id.as_ref(),
+        );
         let res = self.send_as_is(req).await?;
         if stream {
             return first_relayed(
@@ -364,18 +365,10 @@ impl OpenAiProvider {
         let body = serde_json::to_vec(&request).map_err(|e| {
             GatewayError::internal(format!("failed to encode the upstream request: {e}"))
         })?;
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(self.inner.embeddings_url.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| GatewayError::internal(e.to_string()))?;
-        if let Some(id) = &call.context.request_id {
-            req.headers_mut()
-                .insert(crate::header_name::X_REQUEST_ID.clone(), id.clone());
-        }
-        let res = self.send(req).await?;
+        let url = self.inner.embeddings_url.clone();
+        let id = call.context.request_id.as_ref();
+        let req = post_request(&self.inner, url, Bytes::from(body), false, id);
+        let res = self.send_as_is(req).await?;
         let bytes = read_body(res.into_body()).await?;
         let mut response: EmbeddingsResponse = serde_json::from_slice(&bytes).map_err(|e| {
             GatewayError::upstream_protocol(format!(
@@ -401,7 +394,7 @@ impl OpenAiProvider {
     }
 
     /// [`send`](Self::send) for a request that has the key and the configured headers already
-    /// (one [`post_request`] made).
+    /// (one [`post_request`] made: a chat call, a Responses call, embeddings).
     async fn send_as_is(
         &self,
         req: Request<Full<Bytes>>,
@@ -506,14 +499,14 @@ fn post_headers(headers: &http::HeaderMap) -> http::HeaderMap {
     post
 }
 
-/// A JSON `POST` of `body` to `url` for `call` with `inner`'s headers: an event stream accepted
-/// when it `stream`s, its request id sent on.
+/// A JSON `POST` of `body` to `url` with `inner`'s headers: an event stream accepted when it
+/// `stream`s, the call's request id `id` sent on.
 fn post_request(
     inner: &Inner,
     url: Uri,
     body: Bytes,
     stream: bool,
-    call: &ChatCall,
+    id: Option<&HeaderValue>,
 ) -> Request<Full<Bytes>> {
     let mut headers = inner.post_headers.clone();
     // Written here in one heap block; hyper would add it in two (see `header_value::int`).
@@ -522,7 +515,7 @@ fn post_request(
         headers.insert(header::ACCEPT, EVENT_STREAM.clone());
     }
     if !inner.request_id_configured {
-        match &call.context.request_id {
+        match id {
             Some(id) => headers.insert(crate::header_name::X_REQUEST_ID.clone(), id.clone()),
             None => headers.remove(&crate::header_name::X_REQUEST_ID),
         };
@@ -700,20 +693,22 @@ mod tests {
         assert!(chat <= 1024, "the chat future is {chat} bytes");
     }
 
-    /// A chat `POST`'s headers, made from the provider's once-built map: the key and `Host`, `Content-Type` JSON, `Accept` as the call streams or not,
+    /// A chat `POST`'s headers, made from the provider's once-built map: the key and `Host`,
+    /// `Content-Type` JSON, `Accept` as the call streams or not,
     /// `Content-Length` the body's, `x-request-id` the call's or none; and room left, so hyper's
     /// look for `Transfer-Encoding` does not grow the map.
     #[test]
     fn a_post_carries_each_header_once() {
         // `p`'s chat `POST` of `{}` for a call with request id `id`.
         let post = |p: &OpenAiProvider, id: Option<HeaderValue>, stream: bool| {
-            let context = crate::model::CallContext {
-                request_id: id,
-                ..Default::default()
-            };
-            let call = ChatCall::with_context(crate::model::ChatRequest::default(), context);
             let url = p.inner.chat_url.clone();
-            post_request(&p.inner, url, Bytes::from_static(b"{}"), stream, &call)
+            post_request(
+                &p.inner,
+                url,
+                Bytes::from_static(b"{}"),
+                stream,
+                id.as_ref(),
+            )
         };
         let mut config = crate::config::Config::default();
         config.openai.base_url = "http://127.0.0.1:9/v1".into();

@@ -56,8 +56,9 @@ use crate::model::{ChatRequest, OriginalBody};
 ///
 /// A path-given model and streaming ([`DetectedRequest::model`], [`DetectedRequest::stream`])
 /// win over the body's. The request's [`usage_hooks`](DetectedRequest::usage_hooks) are not
-/// part of the decoded request: a caller that runs them takes them out first. A Claude body without `anthropic_version` gets Bedrock's, so it can be
-/// forwarded to Claude on Bedrock as written.
+/// part of the decoded request: a caller that runs them takes them out first. A Claude body
+/// without `anthropic_version` gets Bedrock's, so it can be forwarded to Claude on Bedrock as
+/// written.
 ///
 /// An OpenAI body is taken as detection decoded it ([`DetectedRequest::decoded`]), else decoded
 /// from its text straight into the typed [`ChatRequest`]; the native bodies (Claude, Titan,
