@@ -147,6 +147,29 @@ async fn a_stream_without_usage_gets_stream_options_spliced_in_and_no_usage_chun
     );
 }
 
+/// A client's `stream_options` is found however its key is written: with an escape in its name
+/// it must not get a second member spliced in front of it (an upstream reads the last one, the
+/// client's `include_usage: false`, and the stream's usage would go uncounted).
+#[tokio::test]
+async fn stream_options_with_an_escaped_key_still_asks_for_usage() {
+    let (upstream, gw) = setup().await;
+    const SENT: &[u8] = br#"{"model":"gpt-4o","stream":true,"stream_\u006fptions":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}"#;
+    let res = post_raw(&gw, "/v1/chat/completions", SENT).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let sent = upstream.requests()[0].json();
+    assert_eq!(
+        sent["stream_options"],
+        json!({"include_usage": true}),
+        "{}",
+        String::from_utf8_lossy(&upstream.requests()[0].body)
+    );
+    let text = metrics_with(&gw, r#"direction="output",model="gpt-4o""#).await;
+    assert!(
+        text.contains(r#"obs_tokens_total{direction="output",model="gpt-4o",provider="openai"} 5"#),
+        "the stream's usage is metered:\n{text}"
+    );
+}
+
 #[tokio::test]
 async fn a_relayed_stream_that_ends_without_a_finish_is_an_in_band_error() {
     let (_upstream, gw) = setup().await;

@@ -474,11 +474,13 @@ type PrepareFuture = Pin<Box<dyn Future<Output = Result<Prepared, GatewayError>>
 type FinishFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 /// `body` (one JSON object) with `"stream_options":{"include_usage":true}` as its first member,
-/// unless it has a `stream_options` member already (then the request is serialized instead).
+/// unless it has a `stream_options` member already, however its key is written (then the request
+/// is serialized instead: an upstream reads the last of two members, the client's).
 fn with_include_usage(body: &bytes::Bytes) -> Option<bytes::Bytes> {
+    use crate::format::scan::{key_is, Members};
     const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
-    for member in crate::format::scan::Members::of(body) {
-        if member.ok()?.0 == b"stream_options" {
+    for member in Members::of(body) {
+        if key_is(member.ok()?.0, "stream_options") {
             return None;
         }
     }
