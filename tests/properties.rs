@@ -16,6 +16,7 @@ use open_bedrock_server::detect::{detect_format, BodyHead, Classified, DetectedR
 use open_bedrock_server::format::bedrock_claude::ClaudeStreamDecoder;
 use open_bedrock_server::format::bedrock_titan::TitanStreamDecoder;
 use open_bedrock_server::format::openai::OpenAiStreamDecoder;
+use open_bedrock_server::format::scan;
 use open_bedrock_server::format::{InboundFormat, ReplyFormat};
 use open_bedrock_server::model::{ChatRequest, ChunkMeta};
 use open_bedrock_server::sse::SseDecoder;
@@ -372,5 +373,329 @@ proptest! {
         prop_assert_eq!(again.server, config.server);
         prop_assert_eq!(again.retry, config.retry);
         prop_assert_eq!(again.timeouts, config.timeouts);
+    }
+}
+
+// ---- The pass-through's byte scans against serde_json --------------------------------------------
+//
+// A relayed reply's usage is what the limiter, the budgets, the metrics and the log line count,
+// and only the byte scans read it (`scan::openai_completion`, `scan::openai_chunk`). Any valid JSON
+// a writer may produce — whitespace between tokens, keys with an escaped character, strings that
+// spell JSON, members in any order, unknown members of any shape — must give the scans what
+// serde_json reads from the same bytes.
+
+/// The choices an unusual JSON writer makes, taken in turn (from the start again when used up).
+struct Picks<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Picks<'_> {
+    fn next(&mut self) -> u8 {
+        let b = match self.bytes.len() {
+            0 => 0,
+            n => self.bytes[self.at % n],
+        };
+        self.at += 1;
+        b
+    }
+}
+
+/// Writes `v` as valid JSON as `p` chooses: whitespace between tokens, an object's members in a
+/// rotated order, and keys with one character written as a `\u` escape (either case of hex).
+fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
+    fn space(p: &mut Picks<'_>, out: &mut String) {
+        out.push_str(match p.next() % 5 {
+            0 | 1 => "",
+            2 => " ",
+            3 => "\n  ",
+            _ => "\t\r\n",
+        });
+    }
+    fn key(k: &str, p: &mut Picks<'_>, out: &mut String) {
+        let pick = p.next();
+        let chars: Vec<char> = k.chars().collect();
+        if pick >= 64 || chars.is_empty() {
+            out.push_str(&serde_json::to_string(k).unwrap());
+            return;
+        }
+        let at = usize::from(pick) % chars.len();
+        out.push('"');
+        for (i, c) in chars.iter().enumerate() {
+            let code = u32::from(*c);
+            if i == at && code <= 0xFFFF {
+                let hex = format!("{code:04x}");
+                out.push_str("\\u");
+                out.push_str(&if pick.is_multiple_of(2) {
+                    hex
+                } else {
+                    hex.to_uppercase()
+                });
+            } else {
+                let s = serde_json::to_string(&c.to_string()).unwrap();
+                out.push_str(&s[1..s.len() - 1]);
+            }
+        }
+        out.push('"');
+    }
+    match v {
+        Value::Object(m) => {
+            let mut members: Vec<_> = m.iter().collect();
+            if !members.is_empty() {
+                let by = usize::from(p.next()) % members.len();
+                members.rotate_left(by);
+            }
+            out.push('{');
+            for (n, (k, v)) in members.into_iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                space(p, out);
+                key(k, p, out);
+                space(p, out);
+                out.push(':');
+                space(p, out);
+                write_unusual(v, p, out);
+                space(p, out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (n, v) in a.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                space(p, out);
+                write_unusual(v, p, out);
+                space(p, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&serde_json::to_string(other).unwrap()),
+    }
+}
+
+/// Text that spells JSON, escapes and characters beyond ASCII, or anything.
+fn tricky_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            r#""usage":{"prompt_tokens":1}"#,
+            r#"},"usage":null,"x":{"#,
+            "}]",
+            "\\",
+            "\"",
+            "é ☃ 𝄞",
+            "",
+        ])
+        .prop_map(str::to_owned),
+        ".{0,12}",
+    ]
+}
+
+fn count() -> impl Strategy<Value = u64> {
+    prop_oneof![any::<u32>().prop_map(u64::from), any::<u64>()]
+}
+
+/// Members the reply strategies add beside the ones they write themselves.
+fn unknown_members(known: &'static [&'static str]) -> impl Strategy<Value = Map<String, Value>> {
+    btree_map(key(), json_value(), 0..4).prop_map(move |m| {
+        m.into_iter()
+            .filter(|(k, _)| !known.contains(&k.as_str()))
+            .collect()
+    })
+}
+
+/// An OpenAI `usage` object: the counts, sometimes the details, sometimes members of any shape.
+fn usage_object() -> impl Strategy<Value = Value> {
+    (
+        count(),
+        count(),
+        count(),
+        proptest::option::of((proptest::option::of(count()), proptest::option::of(count()))),
+        proptest::option::of(json_value()),
+        unknown_members(&[
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "prompt_tokens_details",
+            "completion_tokens_details",
+        ]),
+    )
+        .prop_map(
+            |(prompt, completion, total, details, completion_details, mut extra)| {
+                extra.insert("prompt_tokens".into(), json!(prompt));
+                extra.insert("completion_tokens".into(), json!(completion));
+                extra.insert("total_tokens".into(), json!(total));
+                if let Some((cached, written)) = details {
+                    let mut d = Map::new();
+                    if let Some(c) = cached {
+                        d.insert("cached_tokens".into(), json!(c));
+                    }
+                    if let Some(w) = written {
+                        d.insert("cache_write_tokens".into(), json!(w));
+                    }
+                    extra.insert("prompt_tokens_details".into(), Value::Object(d));
+                }
+                if let Some(c) = completion_details {
+                    extra.insert("completion_tokens_details".into(), c);
+                }
+                Value::Object(extra)
+            },
+        )
+}
+
+/// A `usage` member: absent, `null`, or an object.
+fn usage_member() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        1 => Just(None),
+        1 => Just(Some(Value::Null)),
+        4 => usage_object().prop_map(Some),
+    ]
+}
+
+/// The usage serde_json reads from `v["usage"]`, as comparable counts.
+type Counts = (
+    u64,
+    u64,
+    u64,
+    Option<(Option<u64>, Option<u64>)>,
+    Option<Value>,
+);
+
+fn counts_of_value(v: &Value) -> Option<Counts> {
+    let u = v.get("usage").filter(|u| !u.is_null())?;
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let details = u
+        .get("prompt_tokens_details")
+        .filter(|d| !d.is_null())
+        .map(|d| {
+            (
+                d.get("cached_tokens").and_then(Value::as_u64),
+                d.get("cache_write_tokens").and_then(Value::as_u64),
+            )
+        });
+    let completion = u
+        .get("completion_tokens_details")
+        .filter(|d| !d.is_null())
+        .cloned();
+    Some((
+        n("prompt_tokens"),
+        n("completion_tokens"),
+        n("total_tokens"),
+        details,
+        completion,
+    ))
+}
+
+fn counts_of_scan(u: Option<&open_bedrock_server::model::Usage>) -> Option<Counts> {
+    let u = u?;
+    let details = u
+        .prompt_tokens_details
+        .as_ref()
+        .map(|d| (d.cached_tokens, d.cache_write_tokens));
+    Some((
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.total_tokens,
+        details,
+        u.completion_tokens_details.clone(),
+    ))
+}
+
+/// A complete OpenAI reply as an upstream may write it.
+fn completion_reply() -> impl Strategy<Value = Value> {
+    let choice = (
+        0u32..4,
+        tricky_text(),
+        proptest::option::of(prop::sample::select(vec!["stop", "length", "tool_calls"])),
+    )
+        .prop_map(|(index, content, finish)| {
+            json!({
+                "index": index,
+                "message": {"role": "assistant", "content": content, "refusal": null},
+                "logprobs": null,
+                "finish_reason": finish,
+            })
+        });
+    (
+        tricky_text(),
+        prop_oneof![Just(String::from("gpt-4o")), tricky_text()],
+        vec(choice, 0..3),
+        usage_member(),
+        unknown_members(&["id", "object", "created", "model", "choices", "usage"]),
+    )
+        .prop_map(|(id, model, choices, usage, mut m)| {
+            m.insert("id".into(), json!(id));
+            m.insert("object".into(), json!("chat.completion"));
+            m.insert("created".into(), json!(1_732_000_000u64));
+            m.insert("model".into(), json!(model));
+            m.insert("choices".into(), Value::Array(choices));
+            if let Some(u) = usage {
+                m.insert("usage".into(), u);
+            }
+            Value::Object(m)
+        })
+}
+
+/// One OpenAI stream chunk as an upstream may write it.
+fn stream_chunk() -> impl Strategy<Value = Value> {
+    let choice = (
+        tricky_text(),
+        proptest::option::of(prop::sample::select(vec!["stop", "length"])),
+    )
+        .prop_map(|(content, finish)| {
+            json!({"index": 0, "delta": {"content": content}, "finish_reason": finish})
+        });
+    (
+        vec(choice, 0..3),
+        usage_member(),
+        unknown_members(&["choices", "usage", "error"]),
+    )
+        .prop_map(|(choices, usage, mut m)| {
+            m.insert("object".into(), json!("chat.completion.chunk"));
+            m.insert("choices".into(), Value::Array(choices));
+            if let Some(u) = usage {
+                m.insert("usage".into(), u);
+            }
+            Value::Object(m)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_relayed_reply_is_read_as_serde_json_reads_it(
+        reply in completion_reply(),
+        picks in vec(any::<u8>(), 1..64),
+    ) {
+        let mut text = String::new();
+        write_unusual(&reply, &mut Picks { bytes: &picks, at: 0 }, &mut text);
+        let read: Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(&read, &reply, "the writer wrote what it was given");
+        let facts = scan::openai_completion(text.as_bytes())
+            .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+        prop_assert_eq!(counts_of_scan(facts.usage.as_ref()), counts_of_value(&read), "{}", text);
+        let named = read["model"].as_str().is_some_and(|m| !m.is_empty());
+        prop_assert_eq!(facts.has_model, named, "{}", text);
+    }
+
+    #[test]
+    fn a_relayed_chunk_is_read_as_serde_json_reads_it(
+        chunk in stream_chunk(),
+        picks in vec(any::<u8>(), 1..64),
+    ) {
+        let mut text = String::new();
+        write_unusual(&chunk, &mut Picks { bytes: &picks, at: 0 }, &mut text);
+        let read: Value = serde_json::from_str(&text).unwrap();
+        let facts = scan::openai_chunk(text.as_bytes())
+            .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+        prop_assert_eq!(counts_of_scan(facts.usage.as_ref()), counts_of_value(&read), "{}", text);
+        let choices = read["choices"].as_array().unwrap();
+        let finished = choices.iter().any(|c| !c["finish_reason"].is_null());
+        prop_assert_eq!(facts.finished, finished, "{}", text);
+        prop_assert_eq!(facts.usage_only, choices.is_empty() && counts_of_value(&read).is_some());
+        prop_assert!(!facts.error);
     }
 }

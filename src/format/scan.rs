@@ -4,8 +4,9 @@
 //! When the client reads the upstream's own format, its replies are relayed as the upstream wrote
 //! them; the limiter, the log line and the metrics still need the usage, and a stream still has to
 //! prove it finished. [`Members`] walks the members of one JSON object — keys and the raw bytes of
-//! their values — skipping strings with `memchr` and nested values by bracket depth, with no
-//! allocation and no tree; the dialects' relays ([`claude_event`], [`titan_chunk`],
+//! their values — skipping strings with `memchr` and nested values by bracket depth, with no tree
+//! and no allocation (but for a key written with escapes: keys are read as serde_json reads them,
+//! so `"us\u0061ge"` is the usage); the dialects' relays ([`claude_event`], [`titan_chunk`],
 //! [`responses_event`], [`responses_object_usage`]) read what they need from it,
 //! [`openai_chunk`] (every stream chunk) and [`openai_completion`] (every complete reply) walk
 //! their nested members in one pass instead (`walk_object`, the usage read where the walk passes
@@ -17,7 +18,8 @@
 //! colon after it, members separated by commas, the object closed) and skips each value by its
 //! extent: a string to its closing quote, a container to its matching bracket, a number or literal
 //! to the next delimiter. It does not check what lies inside those extents — number syntax,
-//! escapes, control characters or UTF-8 in strings, commas and colons inside a nested value — which
+//! escapes (but a key's), control characters or UTF-8 in strings, commas and colons inside a
+//! nested value — which
 //! the client's own parser does when it reads the relayed bytes: a malformed upstream reply may be
 //! relayed as it came, as a bare proxy would relay it, where the translating path answers 502.
 //!
@@ -38,6 +40,8 @@
 //! assert_eq!(keys, [&b"a"[..], b"c"]);
 //! assert!(Members::of(br#"{"a": "unterminated}"#).any(|m| m.is_err()));
 //! ```
+
+use std::borrow::Cow;
 
 use crate::model::{PromptTokensDetails, Usage};
 
@@ -209,13 +213,35 @@ pub(crate) fn quote_or_backslash(b: &[u8]) -> Option<usize> {
 
 /// `b[i]` is the opening quote of a string: the index just past its closing quote.
 pub(crate) fn skip_string(b: &[u8], i: usize) -> Result<usize, Malformed> {
+    string_end(b, i).map(|(end, _)| end)
+}
+
+/// [`skip_string`], and whether the string has an escape.
+fn string_end(b: &[u8], i: usize) -> Result<(usize, bool), Malformed> {
     let mut j = i + 1;
+    let mut escaped = false;
     loop {
         let k = j + quote_or_backslash(b.get(j..).ok_or(Malformed)?).ok_or(Malformed)?;
         if b[k] == b'"' {
-            return Ok(k + 1);
+            return Ok((k + 1, escaped));
         }
+        escaped = true;
         j = k + 2; // an escape: skip the escaped byte (a `\uXXXX` tail has no quote or backslash)
+    }
+}
+
+/// The key whose string starts at `b[i]` (its opening quote) as serde_json reads it: its bytes
+/// between the quotes, unescaped when it has escapes (`"us\u0061ge"` is `usage`; an invalid
+/// escape is `Malformed`), and the index just past it. Keys are short and escapes in them rare: the
+/// plain key is borrowed, as written.
+fn key_at(b: &[u8], i: usize) -> Result<(Cow<'_, [u8]>, usize), Malformed> {
+    let (end, escaped) = string_end(b, i)?;
+    let raw = &b[i + 1..end - 1];
+    if escaped {
+        let key = unescape(raw).ok_or(Malformed)?;
+        Ok((Cow::Owned(key.into_bytes()), end))
+    } else {
+        Ok((Cow::Borrowed(raw), end))
     }
 }
 
@@ -290,11 +316,13 @@ pub(crate) fn key_is(raw: &[u8], name: &str) -> bool {
             && unescape(raw).is_some_and(|k| k == name)
 }
 
-/// One member of an object: its key (without quotes, escapes as written) and its value's raw bytes.
-pub type Member<'a> = (&'a [u8], &'a [u8]);
+/// One member of an object: its key (without quotes, unescaped as serde_json reads it: borrowed
+/// unless it has escapes) and its value's raw bytes.
+pub type Member<'a> = (Cow<'a, [u8]>, &'a [u8]);
 
-/// The members of one JSON object: `(key, value)` pairs, the key without its quotes (escapes as
-/// written), the value's raw bytes. An `Err` item ends the walk: the bytes are not an object.
+/// The members of one JSON object: `(key, value)` pairs, the key without its quotes (unescaped,
+/// so `"us\u0061ge"` is `usage`), the value's raw bytes. An `Err` item ends the walk: the bytes are
+/// not an object.
 #[derive(Debug, Clone)]
 pub struct Members<'a> {
     b: &'a [u8],
@@ -337,8 +365,7 @@ impl<'a> Members<'a> {
         if b.get(i) != Some(&b'"') {
             return Err(Malformed);
         }
-        let key_end = skip_string(b, i)?;
-        let key = &b[i + 1..key_end - 1];
+        let (key, key_end) = key_at(b, i)?;
         let colon = skip_ws(b, key_end);
         if b.get(colon) != Some(&b':') {
             return Err(Malformed);
@@ -388,23 +415,23 @@ type Walked = Result<Option<usize>, Malformed>;
 /// Where a value is walked into, [`Members`] then [`Members::of`] on it would pass its bytes twice
 /// (the first time only to find its end): for a stream chunk's `choices`, three times (callgrind,
 /// issue 18).
-fn walk_object<'a>(
-    b: &'a [u8],
+fn walk_object(
+    b: &[u8],
     i: usize,
     room: usize,
-    mut member: impl FnMut(&'a [u8], usize, usize) -> Walked,
+    mut member: impl FnMut(&[u8], usize, usize) -> Walked,
 ) -> Result<usize, Malformed> {
     walk_container(b, i, room, (b'{', b'}'), |j, room| {
         if b.get(j) != Some(&b'"') {
             return Err(Malformed);
         }
-        let key_end = skip_string(b, j)?;
+        let (key, key_end) = key_at(b, j)?;
         let colon = skip_ws(b, key_end);
         if b.get(colon) != Some(&b':') {
             return Err(Malformed);
         }
         let start = skip_ws(b, colon + 1);
-        match member(&b[j + 1..key_end - 1], start, room)? {
+        match member(&key, start, room)? {
             Some(end) => Ok(end),
             None => skip_walked(b, start, room),
         }
@@ -634,6 +661,7 @@ fn prompt_tokens_details(v: &[u8]) -> Result<PromptTokensDetails, Malformed> {
     let mut details = PromptTokensDetails::default();
     for m in Members::of(v) {
         let (k, v) = m?;
+        let k = &*k;
         match k {
             b"cached_tokens" => details.cached_tokens = integer(v),
             b"cache_write_tokens" => details.cache_write_tokens = integer(v),
@@ -768,6 +796,7 @@ fn counts(v: &[u8], names: [&[u8]; 4]) -> Result<[Option<u64>; 4], Malformed> {
     let mut out = [None; 4];
     for m in Members::of(v) {
         let (k, v) = m?;
+        let k = &*k;
         if let (Some(i), Some(n)) = (names.iter().position(|name| *name == k), integer(v)) {
             out[i] = Some(n);
         }
@@ -840,6 +869,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
     let (mut message, mut event_usage, mut metrics) = (None, None, None);
     for m in Members::of(b) {
         let (k, v) = m?;
+        let k = &*k;
         match k {
             b"type" => {
                 let name = v.get(1..v.len().saturating_sub(1)).unwrap_or_default();
@@ -851,6 +881,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
             b"delta" if !is_null(v) => {
                 for m in Members::of(v) {
                     let (k, v) = m?;
+                    let k = &*k;
                     if matches!(k, b"text" | b"thinking" | b"partial_json") {
                         facts.output_bytes += string_len(v);
                     }
@@ -863,6 +894,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
         Some("message_start") => {
             for m in message.into_iter().flat_map(Members::of) {
                 let (k, v) = m?;
+                let k = &*k;
                 if k == b"usage" && !is_null(v) {
                     claude_usage(v, usage)?;
                 }
@@ -896,6 +928,7 @@ pub fn titan_chunk(b: &[u8], usage: &mut (u64, u64)) -> Result<EventFacts, Malfo
     let mut metrics = None;
     for m in Members::of(b) {
         let (k, v) = m?;
+        let k = &*k;
         match k {
             b"outputText" => facts.output_bytes += string_len(v),
             b"completionReason" if !is_null(v) => facts.finished = true,
@@ -921,6 +954,7 @@ pub fn claude_message_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
     let mut found = false;
     for m in Members::of(b) {
         let (k, v) = m?;
+        let k = &*k;
         if k == b"usage" && !is_null(v) {
             claude_usage(v, &mut acc)?;
             found = true;
@@ -934,6 +968,7 @@ pub fn titan_result_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
     let (mut input, mut output, mut found) = (0, 0, false);
     for m in Members::of(b) {
         let (k, v) = m?;
+        let k = &*k;
         match k {
             b"inputTextTokenCount" => {
                 input = integer(v).unwrap_or(0);
@@ -943,6 +978,7 @@ pub fn titan_result_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
                 for r in elements(v) {
                     for m in Members::of(r?) {
                         let (k, v) = m?;
+                        let k = &*k;
                         if k == b"tokenCount" {
                             output = integer(v).unwrap_or(0).saturating_add(output);
                         }
@@ -965,7 +1001,7 @@ pub fn with_member(b: &bytes::Bytes, key: &str, value: &[u8]) -> Option<bytes::B
     let (mut out, mut copied, mut found) = (None::<Vec<u8>>, 0, false);
     for m in Members::of(b) {
         let (k, v) = m.ok()?;
-        if !key_is(k, key) {
+        if *k != *key.as_bytes() {
             continue;
         }
         found = true;
@@ -995,19 +1031,22 @@ pub fn responses_usage(v: &[u8]) -> Result<Usage, Malformed> {
     let (mut input, mut output, mut cached, mut reasoning) = (0, 0, 0, None);
     for m in Members::of(v) {
         let (k, v) = m?;
+        let k = &*k;
         match k {
             b"input_tokens" => input = integer(v).unwrap_or(0),
             b"output_tokens" => output = integer(v).unwrap_or(0),
             b"input_tokens_details" if !is_null(v) => {
                 for m in Members::of(v) {
-                    if let (b"cached_tokens", v) = m? {
+                    let (k, v) = m?;
+                    if *k == *b"cached_tokens" {
                         cached = integer(v).unwrap_or(0);
                     }
                 }
             }
             b"output_tokens_details" if !is_null(v) => {
                 for m in Members::of(v) {
-                    if let (b"reasoning_tokens", v) = m? {
+                    let (k, v) = m?;
+                    if *k == *b"reasoning_tokens" {
                         reasoning = integer(v);
                     }
                 }
@@ -1028,6 +1067,7 @@ pub fn responses_object_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
     let mut usage = None;
     for m in Members::of(b) {
         let (k, v) = m?;
+        let k = &*k;
         if k == b"usage" && !is_null(v) {
             usage = Some(responses_usage(v)?);
         }
@@ -1098,6 +1138,7 @@ pub fn responses_event(b: &[u8]) -> Result<ResponsesEventFacts, Malformed> {
     let mut delta = 0;
     for m in Members::of(b) {
         let (k, v) = m?;
+        let k = &*k;
         match k {
             b"type" => {
                 let t = v.get(1..v.len().saturating_sub(1)).unwrap_or_default();
@@ -1211,7 +1252,7 @@ mod tests {
 
     fn keys(b: &[u8]) -> Result<Vec<String>, Malformed> {
         Members::of(b)
-            .map(|m| m.map(|(k, _)| String::from_utf8_lossy(k).into_owned()))
+            .map(|m| m.map(|(k, _)| String::from_utf8_lossy(&k).into_owned()))
             .collect()
     }
 
@@ -1223,6 +1264,28 @@ mod tests {
             keys(br#"{"a":"x\"}","b":{"c":[1,"]"]},"d":-1.5e3,"e":true}"#).unwrap(),
             ["a", "b", "d", "e"]
         );
+        // Keys as serde_json reads them: unescaped.
+        assert_eq!(
+            keys(br#"{"us\u0061ge":1,"a\"b":2,"\u00e9":3}"#).unwrap(),
+            ["usage", "a\"b", "\u{e9}"]
+        );
+        let reply = br#"{"model":"m","choices":[],"\u0075sage":{"prompt_tokens":3}}"#;
+        assert_eq!(
+            openai_completion(reply)
+                .unwrap()
+                .usage
+                .unwrap()
+                .prompt_tokens,
+            3
+        );
+        for bad in [&br#"{"a\x":1}"#[..], br#"{"choices":[],"\ud800":1}"#] {
+            assert!(keys(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                openai_completion(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
         for bad in [
             &b""[..],
             b"[]",
@@ -1253,17 +1316,20 @@ mod tests {
         let mut choices = 0usize;
         for m in Members::of(b) {
             let (k, v) = m?;
+            let k = &*k;
             match k {
                 b"choices" => {
                     for choice in elements(v) {
                         choices += 1;
                         for m in Members::of(choice?) {
                             let (k, v) = m?;
+                            let k = &*k;
                             match k {
                                 b"finish_reason" if !is_null(v) => facts.finished = true,
                                 b"delta" => {
                                     for m in Members::of(v) {
                                         let (k, v) = m?;
+                                        let k = &*k;
                                         facts.output_bytes += match k {
                                             b"content" | b"reasoning_content" => string_len(v),
                                             // Arguments are inside; their JSON is close enough.
@@ -1292,6 +1358,7 @@ mod tests {
         let mut usage = Usage::default();
         for m in Members::of(v) {
             let (k, v) = m?;
+            let k = &*k;
             match k {
                 b"prompt_tokens" => usage.prompt_tokens = integer(v).unwrap_or(0),
                 b"completion_tokens" => usage.completion_tokens = integer(v).unwrap_or(0),
@@ -1313,6 +1380,7 @@ mod tests {
         let mut facts = CompletionFacts::default();
         for m in Members::of(b) {
             let (k, v) = m?;
+            let k = &*k;
             match k {
                 b"usage" if !is_null(v) => facts.usage = Some(openai_usage_by_members(v)?),
                 b"model" => facts.has_model = string_len(v) > 0,

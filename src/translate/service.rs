@@ -477,10 +477,10 @@ type FinishFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 /// unless it has a `stream_options` member already, however its key is written (then the request
 /// is serialized instead: an upstream reads the last of two members, the client's).
 fn with_include_usage(body: &bytes::Bytes) -> Option<bytes::Bytes> {
-    use crate::format::scan::{key_is, Members};
     const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
-    for member in Members::of(body) {
-        if key_is(member.ok()?.0, "stream_options") {
+    for member in crate::format::scan::Members::of(body) {
+        // The key as serde_json reads it: unescaped.
+        if *member.ok()?.0 == *b"stream_options" {
             return None;
         }
     }
