@@ -682,6 +682,30 @@ proptest! {
     }
 
     #[test]
+    fn a_request_written_unusually_is_read_as_serde_json_reads_it(
+        body in valid_openai(),
+        text in tricky_text(),
+        picks in vec(any::<u8>(), 1..64),
+    ) {
+        let mut body = body;
+        body["messages"][0]["content"] = json!(text);
+        let mut written = String::new();
+        write_unusual(&body, &mut Picks { bytes: &picks, at: 0 }, &mut written);
+        // The walk itself (which leaves what it does not read exactly, a float, to serde)...
+        let walked = open_bedrock_server::format::openai::client_request::decode(&written);
+        let plain = body.get("temperature").is_none() && body.get("x_vendor_field").is_none();
+        prop_assert!(walked.is_some() || !plain, "the walk left {} to serde", written);
+        if let Some(request) = walked {
+            prop_assert_eq!(&serde_json::to_value(&request).unwrap(), &body, "{}", written);
+        }
+        // ... and the decode whichever reads it.
+        let (request, _) =
+            decode_request(detected(InboundFormat::OpenAi, written.clone().into_bytes(), None))
+                .map_err(|e| TestCaseError::fail(format!("{}: {written}", e.message())))?;
+        prop_assert_eq!(serde_json::to_value(&request).unwrap(), body, "{}", written);
+    }
+
+    #[test]
     fn a_relayed_chunk_is_read_as_serde_json_reads_it(
         chunk in stream_chunk(),
         picks in vec(any::<u8>(), 1..64),
@@ -697,5 +721,145 @@ proptest! {
         prop_assert_eq!(facts.finished, finished, "{}", text);
         prop_assert_eq!(facts.usage_only, choices.is_empty() && counts_of_value(&read).is_some());
         prop_assert!(!facts.error);
+    }
+}
+
+/// Anthropic's usage members, some of them, with members of any shape beside them.
+fn claude_usage_object() -> impl Strategy<Value = Value> {
+    (
+        vec(
+            (
+                prop::sample::select(vec![
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_input_tokens",
+                    "cache_creation_input_tokens",
+                ]),
+                count(),
+            ),
+            0..4,
+        ),
+        unknown_members(&[
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ]),
+    )
+        .prop_map(|(counts, mut m)| {
+            for (k, n) in counts {
+                m.insert(k.into(), json!(n));
+            }
+            Value::Object(m)
+        })
+}
+
+/// One Claude stream event as Bedrock may write it: a `message_start` with the message's usage,
+/// a `message_delta` with its own, a `message_stop` with Bedrock's invocation metrics, or a
+/// text delta.
+fn claude_stream_event() -> impl Strategy<Value = Value> {
+    let metrics = vec(
+        (
+            prop::sample::select(vec![
+                "inputTokenCount",
+                "outputTokenCount",
+                "cacheReadInputTokenCount",
+                "cacheWriteInputTokenCount",
+                "invocationLatency",
+            ]),
+            count(),
+        ),
+        0..4,
+    )
+    .prop_map(|c| {
+        Value::Object(
+            c.into_iter()
+                .map(|(k, n)| (k.to_owned(), json!(n)))
+                .collect(),
+        )
+    });
+    prop_oneof![
+        (claude_usage_object(), tricky_text()).prop_map(|(usage, id)| json!({
+            "type": "message_start",
+            "message": {"id": id, "role": "assistant", "content": [], "usage": usage},
+        })),
+        claude_usage_object().prop_map(|usage| json!({
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "usage": usage,
+        })),
+        metrics.prop_map(|m| json!({
+            "type": "message_stop",
+            "amazon-bedrock-invocationMetrics": m,
+        })),
+        tricky_text().prop_map(|text| json!({
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": text},
+        })),
+    ]
+}
+
+/// The counts serde_json reads from one Claude event, over `start` (input, output, cache read,
+/// cache write), as the canonical decoder takes them.
+fn claude_counts_of_value(v: &Value, start: [u64; 4]) -> [u64; 4] {
+    let mut out = start;
+    let mut read = |from: &Value, names: [&str; 4]| {
+        for (slot, name) in out.iter_mut().zip(names) {
+            if let Some(n) = from.get(name).and_then(Value::as_u64) {
+                *slot = n;
+            }
+        }
+    };
+    const CLAUDE: [&str; 4] = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    ];
+    match v["type"].as_str() {
+        Some("message_start") => read(&v["message"]["usage"], CLAUDE),
+        Some("message_delta") => read(&v["usage"], CLAUDE),
+        Some("message_stop") => read(
+            &v["amazon-bedrock-invocationMetrics"],
+            [
+                "inputTokenCount",
+                "outputTokenCount",
+                "cacheReadInputTokenCount",
+                "cacheWriteInputTokenCount",
+            ],
+        ),
+        _ => {}
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_relayed_claude_event_is_read_as_serde_json_reads_it(
+        event in claude_stream_event(),
+        start in (count(), count(), count(), count()),
+        picks in vec(any::<u8>(), 1..64),
+    ) {
+        let mut text = String::new();
+        write_unusual(&event, &mut Picks { bytes: &picks, at: 0 }, &mut text);
+        let read: Value = serde_json::from_str(&text).unwrap();
+        let (input, output, cache_read, cache_write) = start;
+        let mut usage = scan::ClaudeUsage::default();
+        usage.input = input;
+        usage.output = output;
+        usage.cache_read = cache_read;
+        usage.cache_write = cache_write;
+        let facts = scan::claude_event(text.as_bytes(), &mut usage)
+            .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+        prop_assert_eq!(
+            [usage.input, usage.output, usage.cache_read, usage.cache_write],
+            claude_counts_of_value(&read, [input, output, cache_read, cache_write]),
+            "{}", text
+        );
+        prop_assert_eq!(facts.name, read["type"].as_str(), "{}", text);
+        prop_assert_eq!(facts.finished, read["type"] == "message_stop");
     }
 }
