@@ -217,6 +217,7 @@ pub(crate) fn skip_string(b: &[u8], i: usize) -> Result<usize, Malformed> {
 }
 
 /// [`skip_string`], and whether the string has an escape.
+#[inline]
 fn string_end(b: &[u8], i: usize) -> Result<(usize, bool), Malformed> {
     let mut j = i + 1;
     let mut escaped = false;
@@ -234,15 +235,20 @@ fn string_end(b: &[u8], i: usize) -> Result<(usize, bool), Malformed> {
 /// between the quotes, unescaped when it has escapes (`"us\u0061ge"` is `usage`; an invalid
 /// escape is `Malformed`), and the index just past it. Keys are short and escapes in them rare: the
 /// plain key is borrowed, as written.
+#[inline(always)]
 fn key_at(b: &[u8], i: usize) -> Result<(Cow<'_, [u8]>, usize), Malformed> {
     let (end, escaped) = string_end(b, i)?;
     let raw = &b[i + 1..end - 1];
     if escaped {
-        let key = unescape(raw).ok_or(Malformed)?;
-        Ok((Cow::Owned(key.into_bytes()), end))
-    } else {
-        Ok((Cow::Borrowed(raw), end))
+        return unescaped_key(raw).map(|key| (Cow::Owned(key), end));
     }
+    Ok((Cow::Borrowed(raw), end))
+}
+
+/// A key written with escapes, unescaped (out of line: keys with escapes are rare).
+#[cold]
+fn unescaped_key(raw: &[u8]) -> Result<Vec<u8>, Malformed> {
+    unescape(raw).map(String::into_bytes).ok_or(Malformed)
 }
 
 /// The deepest nesting [`skip_value`] follows: an array or object inside 128 others is refused.
