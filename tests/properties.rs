@@ -402,7 +402,8 @@ impl Picks<'_> {
 }
 
 /// Writes `v` as valid JSON as `p` chooses: whitespace between tokens, an object's members in a
-/// rotated order, and keys with one character written as a `\u` escape (either case of hex).
+/// rotated order, and keys and strings with one character written as a `\u` escape (either case
+/// of hex).
 fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
     fn space(p: &mut Picks<'_>, out: &mut String) {
         out.push_str(match p.next() % 5 {
@@ -412,7 +413,7 @@ fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
             _ => "\t\r\n",
         });
     }
-    fn key(k: &str, p: &mut Picks<'_>, out: &mut String) {
+    fn string(k: &str, p: &mut Picks<'_>, out: &mut String) {
         let pick = p.next();
         let chars: Vec<char> = k.chars().collect();
         if pick >= 64 || chars.is_empty() {
@@ -451,7 +452,7 @@ fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
                     out.push(',');
                 }
                 space(p, out);
-                key(k, p, out);
+                string(k, p, out);
                 space(p, out);
                 out.push(':');
                 space(p, out);
@@ -472,6 +473,7 @@ fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
             }
             out.push(']');
         }
+        Value::String(text) => string(text, p, out),
         other => out.push_str(&serde_json::to_string(other).unwrap()),
     }
 }

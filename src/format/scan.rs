@@ -240,14 +240,15 @@ fn key_at(b: &[u8], i: usize) -> Result<(Cow<'_, [u8]>, usize), Malformed> {
     let (end, escaped) = string_end(b, i)?;
     let raw = &b[i + 1..end - 1];
     if escaped {
-        return unescaped_key(raw).map(|key| (Cow::Owned(key), end));
+        return unescaped(raw).map(|key| (Cow::Owned(key), end));
     }
     Ok((Cow::Borrowed(raw), end))
 }
 
-/// A key written with escapes, unescaped (out of line: keys with escapes are rare).
+/// The inside of a string written with escapes, unescaped (out of line: the keys and event types
+/// the scan reads rarely have escapes).
 #[cold]
-fn unescaped_key(raw: &[u8]) -> Result<Vec<u8>, Malformed> {
+fn unescaped(raw: &[u8]) -> Result<Vec<u8>, Malformed> {
     unescape(raw).map(String::into_bytes).ok_or(Malformed)
 }
 
@@ -576,6 +577,18 @@ fn string_len(v: &[u8]) -> usize {
     }
 }
 
+/// The one of `names` that the string value `v` (raw JSON) holds, its escapes read as serde_json
+/// reads them; `None` for another string or a value that is not one.
+fn event_name(v: &[u8], names: &[&'static str]) -> Option<&'static str> {
+    let inside = v.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    let text = if inside.contains(&b'\\') {
+        Cow::Owned(unescaped(inside).ok()?)
+    } else {
+        Cow::Borrowed(inside)
+    };
+    names.iter().copied().find(|n| n.as_bytes() == &*text)
+}
+
 fn is_null(v: &[u8]) -> bool {
     v == b"null"
 }
@@ -877,10 +890,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
         let (k, v) = m?;
         let k = &*k;
         match k {
-            b"type" => {
-                let name = v.get(1..v.len().saturating_sub(1)).unwrap_or_default();
-                facts.name = CLAUDE_EVENTS.iter().copied().find(|e| e.as_bytes() == name);
-            }
+            b"type" => facts.name = event_name(v, &CLAUDE_EVENTS),
             b"message" if !is_null(v) => message = Some(v),
             b"usage" if !is_null(v) => event_usage = Some(v),
             b"amazon-bedrock-invocationMetrics" if !is_null(v) => metrics = Some(v),
@@ -1146,10 +1156,7 @@ pub fn responses_event(b: &[u8]) -> Result<ResponsesEventFacts, Malformed> {
         let (k, v) = m?;
         let k = &*k;
         match k {
-            b"type" => {
-                let t = v.get(1..v.len().saturating_sub(1)).unwrap_or_default();
-                facts.name = RESPONSES_EVENTS.iter().copied().find(|n| n.as_bytes() == t);
-            }
+            b"type" => facts.name = event_name(v, RESPONSES_EVENTS),
             b"response" => response = Some(v),
             b"delta" => delta = string_len(v),
             _ => {}
@@ -1260,6 +1267,28 @@ mod tests {
         Members::of(b)
             .map(|m| m.map(|(k, _)| String::from_utf8_lossy(&k).into_owned()))
             .collect()
+    }
+
+    /// An event's `type` is read as serde_json reads it, escapes and all; a type that is not a
+    /// valid string names no event.
+    #[test]
+    fn an_event_type_with_escapes_names_its_event() {
+        let mut usage = ClaudeUsage::default();
+        let facts = claude_event(br#"{"type":"message\u005fstop"}"#, &mut usage).unwrap();
+        assert_eq!(facts.name, Some("message_stop"));
+        assert!(facts.finished);
+        let completed =
+            br#"{"type":"response\u002Ecompleted","response":{"usage":{"input_tokens":2}}}"#;
+        let facts = responses_event(completed).unwrap();
+        assert_eq!(facts.name, Some("response.completed"));
+        assert_eq!(facts.usage.unwrap().prompt_tokens, 2);
+        for odd in [
+            &br#"{"type":"message_stop\x"}"#[..],
+            br#"{"type":7}"#,
+            br#"{"type":"\""}"#,
+        ] {
+            assert_eq!(claude_event(odd, &mut usage).unwrap().name, None);
+        }
     }
 
     #[test]
