@@ -5,7 +5,10 @@
 //! [`decode_request`] (OpenAI, Claude, Titan, Converse) and the strict checks behind it; the SSE
 //! decoder; the event-stream path (the upstream payload decoders, and the gateway's own frames read
 //! back with the AWS SDK's frame decoder); the configuration parser (the SigV4 header parser's properties are in `src/sigv4.rs`, a
-//! crate-private module).
+//! crate-private module). The pass-through's byte scans (detection, the request walk, the relays
+//! of OpenAI replies and chunks, Claude events and Titan chunks) are checked against serde_json
+//! on the same bytes, written with whitespace, escapes in keys and strings and members in any
+//! order.
 //! The same entry points are cargo-fuzz targets in `fuzz/` for longer runs on nightly.
 //!
 //! Case counts are kept small enough that this file runs in a few seconds in CI.
@@ -115,8 +118,20 @@ proptest! {
     }
 
     #[test]
-    fn detection_reads_what_a_full_parse_reads(object in json_object()) {
-        let bytes = serde_json::to_vec(&object).unwrap();
+    fn detection_reads_what_a_full_parse_reads(
+        object in json_object(),
+        picks in vec(any::<u8>(), 0..64),
+    ) {
+        // As serde_json writes it, and (with picks) with whitespace, members in another order and
+        // escapes in keys and strings.
+        let bytes = if picks.is_empty() {
+            serde_json::to_vec(&object).unwrap()
+        } else {
+            let mut text = String::new();
+            let object = Value::Object(object.clone());
+            write_unusual(&object, &mut Picks { bytes: &picks, at: 0 }, &mut text);
+            text.into_bytes()
+        };
         let head = BodyHead::parse(&bytes).unwrap();
         let tree = BodyHead::of(&object);
         for marker in ["anthropic_version", "inputText", "model", "model_id", "modelId", "messages", "stream", "system"] {
@@ -863,5 +878,75 @@ proptest! {
         );
         prop_assert_eq!(facts.name, read["type"].as_str(), "{}", text);
         prop_assert_eq!(facts.finished, read["type"] == "message_stop");
+    }
+}
+
+/// One Titan stream chunk as Bedrock may write it: text, the running counts, and on the last one
+/// `completionReason` and Bedrock's invocation metrics.
+fn titan_stream_chunk() -> impl Strategy<Value = Value> {
+    (
+        tricky_text(),
+        proptest::option::of(count()),
+        proptest::option::of(count()),
+        proptest::option::of(prop::sample::select(vec!["FINISH", "LENGTH"])),
+        proptest::option::of((count(), count())),
+        unknown_members(&[
+            "outputText",
+            "inputTextTokenCount",
+            "totalOutputTextTokenCount",
+            "completionReason",
+            "amazon-bedrock-invocationMetrics",
+        ]),
+    )
+        .prop_map(|(text, input, output, reason, metrics, mut m)| {
+            m.insert("outputText".into(), json!(text));
+            m.insert("index".into(), json!(0));
+            if let Some(n) = input {
+                m.insert("inputTextTokenCount".into(), json!(n));
+            }
+            if let Some(n) = output {
+                m.insert("totalOutputTextTokenCount".into(), json!(n));
+            }
+            m.insert("completionReason".into(), json!(reason));
+            if let Some((i, o)) = metrics {
+                m.insert(
+                    "amazon-bedrock-invocationMetrics".into(),
+                    json!({"inputTokenCount": i, "outputTokenCount": o, "invocationLatency": 5}),
+                );
+            }
+            Value::Object(m)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_relayed_titan_chunk_is_read_as_serde_json_reads_it(
+        chunk in titan_stream_chunk(),
+        start in (count(), count()),
+        picks in vec(any::<u8>(), 1..64),
+    ) {
+        let mut text = String::new();
+        write_unusual(&chunk, &mut Picks { bytes: &picks, at: 0 }, &mut text);
+        let read: Value = serde_json::from_str(&text).unwrap();
+        let mut usage = start;
+        let facts = scan::titan_chunk(text.as_bytes(), &mut usage)
+            .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+        let finished = !read["completionReason"].is_null();
+        let n = |v: &Value, k: &str, or: u64| v.get(k).and_then(Value::as_u64).unwrap_or(or);
+        let mut expected = (
+            n(&read, "inputTextTokenCount", start.0),
+            n(&read, "totalOutputTextTokenCount", start.1),
+        );
+        if finished {
+            let metrics = &read["amazon-bedrock-invocationMetrics"];
+            expected = (
+                n(metrics, "inputTokenCount", expected.0),
+                n(metrics, "outputTokenCount", expected.1),
+            );
+        }
+        prop_assert_eq!(usage, expected, "{}", text);
+        prop_assert_eq!(facts.finished, finished, "{}", text);
     }
 }
