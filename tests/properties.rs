@@ -127,10 +127,7 @@ proptest! {
         let bytes = if picks.is_empty() {
             serde_json::to_vec(&object).unwrap()
         } else {
-            let mut text = String::new();
-            let object = Value::Object(object.clone());
-            write_unusual(&object, &mut Picks { bytes: &picks, at: 0 }, &mut text);
-            text.into_bytes()
+            written_unusually(&Value::Object(object.clone()), &picks).into_bytes()
         };
         let head = BodyHead::parse(&bytes).unwrap();
         let tree = BodyHead::of(&object);
@@ -493,6 +490,27 @@ fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
     }
 }
 
+/// `v` written by [`write_unusual`] as `picks` choose, checked to read back as `v`.
+fn written_unusually(v: &Value, picks: &[u8]) -> String {
+    let mut text = String::new();
+    write_unusual(
+        v,
+        &mut Picks {
+            bytes: picks,
+            at: 0,
+        },
+        &mut text,
+    );
+    let read: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(&read, v, "the writer wrote what it was given: {text}");
+    text
+}
+
+/// A scan's answer for `text`, a failed case when it found the bytes malformed.
+fn scanned<T>(answer: Result<T, scan::Malformed>, text: &str) -> Result<T, TestCaseError> {
+    answer.map_err(|e| TestCaseError::fail(format!("{e}: {text}")))
+}
+
 /// Text that spells JSON, escapes and characters beyond ASCII, or anything.
 fn tricky_text() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -687,14 +705,10 @@ proptest! {
         reply in completion_reply(),
         picks in vec(any::<u8>(), 1..64),
     ) {
-        let mut text = String::new();
-        write_unusual(&reply, &mut Picks { bytes: &picks, at: 0 }, &mut text);
-        let read: Value = serde_json::from_str(&text).unwrap();
-        prop_assert_eq!(&read, &reply, "the writer wrote what it was given");
-        let facts = scan::openai_completion(text.as_bytes())
-            .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
-        prop_assert_eq!(counts_of_scan(facts.usage.as_ref()), counts_of_value(&read), "{}", text);
-        let named = read["model"].as_str().is_some_and(|m| !m.is_empty());
+        let text = written_unusually(&reply, &picks);
+        let facts = scanned(scan::openai_completion(text.as_bytes()), &text)?;
+        prop_assert_eq!(counts_of_scan(facts.usage.as_ref()), counts_of_value(&reply), "{}", text);
+        let named = reply["model"].as_str().is_some_and(|m| !m.is_empty());
         prop_assert_eq!(facts.has_model, named, "{}", text);
     }
 
@@ -706,8 +720,7 @@ proptest! {
     ) {
         let mut body = body;
         body["messages"][0]["content"] = json!(text);
-        let mut written = String::new();
-        write_unusual(&body, &mut Picks { bytes: &picks, at: 0 }, &mut written);
+        let written = written_unusually(&body, &picks);
         // The walk itself (which leaves what it does not read exactly, a float, to serde)...
         let walked = open_bedrock_server::format::openai::client_request::decode(&written);
         let plain = body.get("temperature").is_none() && body.get("x_vendor_field").is_none();
@@ -727,16 +740,13 @@ proptest! {
         chunk in stream_chunk(),
         picks in vec(any::<u8>(), 1..64),
     ) {
-        let mut text = String::new();
-        write_unusual(&chunk, &mut Picks { bytes: &picks, at: 0 }, &mut text);
-        let read: Value = serde_json::from_str(&text).unwrap();
-        let facts = scan::openai_chunk(text.as_bytes())
-            .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
-        prop_assert_eq!(counts_of_scan(facts.usage.as_ref()), counts_of_value(&read), "{}", text);
-        let choices = read["choices"].as_array().unwrap();
+        let text = written_unusually(&chunk, &picks);
+        let facts = scanned(scan::openai_chunk(text.as_bytes()), &text)?;
+        prop_assert_eq!(counts_of_scan(facts.usage.as_ref()), counts_of_value(&chunk), "{}", text);
+        let choices = chunk["choices"].as_array().unwrap();
         let finished = choices.iter().any(|c| !c["finish_reason"].is_null());
         prop_assert_eq!(facts.finished, finished, "{}", text);
-        prop_assert_eq!(facts.usage_only, choices.is_empty() && counts_of_value(&read).is_some());
+        prop_assert_eq!(facts.usage_only, choices.is_empty() && counts_of_value(&chunk).is_some());
         prop_assert!(!facts.error);
     }
 }
@@ -860,24 +870,21 @@ proptest! {
         start in (count(), count(), count(), count()),
         picks in vec(any::<u8>(), 1..64),
     ) {
-        let mut text = String::new();
-        write_unusual(&event, &mut Picks { bytes: &picks, at: 0 }, &mut text);
-        let read: Value = serde_json::from_str(&text).unwrap();
+        let text = written_unusually(&event, &picks);
         let (input, output, cache_read, cache_write) = start;
         let mut usage = scan::ClaudeUsage::default();
         usage.input = input;
         usage.output = output;
         usage.cache_read = cache_read;
         usage.cache_write = cache_write;
-        let facts = scan::claude_event(text.as_bytes(), &mut usage)
-            .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+        let facts = scanned(scan::claude_event(text.as_bytes(), &mut usage), &text)?;
         prop_assert_eq!(
             [usage.input, usage.output, usage.cache_read, usage.cache_write],
-            claude_counts_of_value(&read, [input, output, cache_read, cache_write]),
+            claude_counts_of_value(&event, [input, output, cache_read, cache_write]),
             "{}", text
         );
-        prop_assert_eq!(facts.name, read["type"].as_str(), "{}", text);
-        prop_assert_eq!(facts.finished, read["type"] == "message_stop");
+        prop_assert_eq!(facts.name, event["type"].as_str(), "{}", text);
+        prop_assert_eq!(facts.finished, event["type"] == "message_stop");
     }
 }
 
@@ -927,20 +934,17 @@ proptest! {
         start in (count(), count()),
         picks in vec(any::<u8>(), 1..64),
     ) {
-        let mut text = String::new();
-        write_unusual(&chunk, &mut Picks { bytes: &picks, at: 0 }, &mut text);
-        let read: Value = serde_json::from_str(&text).unwrap();
+        let text = written_unusually(&chunk, &picks);
         let mut usage = start;
-        let facts = scan::titan_chunk(text.as_bytes(), &mut usage)
-            .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
-        let finished = !read["completionReason"].is_null();
+        let facts = scanned(scan::titan_chunk(text.as_bytes(), &mut usage), &text)?;
+        let finished = !chunk["completionReason"].is_null();
         let n = |v: &Value, k: &str, or: u64| v.get(k).and_then(Value::as_u64).unwrap_or(or);
         let mut expected = (
-            n(&read, "inputTextTokenCount", start.0),
-            n(&read, "totalOutputTextTokenCount", start.1),
+            n(&chunk, "inputTextTokenCount", start.0),
+            n(&chunk, "totalOutputTextTokenCount", start.1),
         );
         if finished {
-            let metrics = &read["amazon-bedrock-invocationMetrics"];
+            let metrics = &chunk["amazon-bedrock-invocationMetrics"];
             expected = (
                 n(metrics, "inputTokenCount", expected.0),
                 n(metrics, "outputTokenCount", expected.1),
