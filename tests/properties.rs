@@ -415,7 +415,7 @@ impl Picks<'_> {
 
 /// Writes `v` as valid JSON as `p` chooses: whitespace between tokens, an object's members in a
 /// rotated order, and keys and strings with one character written as a `\u` escape (either case
-/// of hex).
+/// of hex; a surrogate pair beyond U+FFFF).
 fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
     fn space(p: &mut Picks<'_>, out: &mut String) {
         out.push_str(match p.next() % 5 {
@@ -435,15 +435,18 @@ fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
         let at = usize::from(pick) % chars.len();
         out.push('"');
         for (i, c) in chars.iter().enumerate() {
-            let code = u32::from(*c);
-            if i == at && code <= 0xFFFF {
-                let hex = format!("{code:04x}");
-                out.push_str("\\u");
-                out.push_str(&if pick.is_multiple_of(2) {
-                    hex
-                } else {
-                    hex.to_uppercase()
-                });
+            if i == at {
+                // Beyond U+FFFF, as a surrogate pair.
+                let mut units = [0; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let hex = format!("{unit:04x}");
+                    out.push_str("\\u");
+                    out.push_str(&if pick.is_multiple_of(2) {
+                        hex
+                    } else {
+                        hex.to_uppercase()
+                    });
+                }
             } else {
                 let s = serde_json::to_string(&c.to_string()).unwrap();
                 out.push_str(&s[1..s.len() - 1]);

@@ -238,11 +238,18 @@ fn string_end(b: &[u8], i: usize) -> Result<(usize, bool), Malformed> {
 #[inline(always)]
 fn key_at(b: &[u8], i: usize) -> Result<(Cow<'_, [u8]>, usize), Malformed> {
     let (end, escaped) = string_end(b, i)?;
-    let raw = &b[i + 1..end - 1];
+    Ok((string_text(&b[i + 1..end - 1], escaped)?, end))
+}
+
+/// The inside of a string (`raw`, between its quotes) as serde_json reads it: borrowed when it has
+/// no escapes, unescaped when it has.
+#[inline(always)]
+fn string_text(raw: &[u8], escaped: bool) -> Result<Cow<'_, [u8]>, Malformed> {
     if escaped {
-        return unescaped(raw).map(|key| (Cow::Owned(key), end));
+        unescaped(raw).map(Cow::Owned)
+    } else {
+        Ok(Cow::Borrowed(raw))
     }
-    Ok((Cow::Borrowed(raw), end))
 }
 
 /// The inside of a string written with escapes, unescaped (out of line: the keys and event types
@@ -415,9 +422,9 @@ impl<'a> Iterator for Members<'a> {
 type Walked = Result<Option<usize>, Malformed>;
 
 /// Walks the object that starts at `b[i]` in one pass, as [`Members`] reads it: `member(key, at,
-/// room)` gets each key (as written), where its value starts and the nesting the value may still
-/// open (for [`walk_object`], [`walk_array`] or [`skip_value_within`] on it). The index just past
-/// the object's `}`.
+/// room)` gets each key (unescaped, as [`Members`] gives it), where its value starts and the
+/// nesting the value may still open (for [`walk_object`], [`walk_array`] or
+/// [`skip_value_within`] on it). The index just past the object's `}`.
 ///
 /// Where a value is walked into, [`Members`] then [`Members::of`] on it would pass its bytes twice
 /// (the first time only to find its end): for a stream chunk's `choices`, three times (callgrind,
@@ -580,12 +587,11 @@ fn string_len(v: &[u8]) -> usize {
 /// The one of `names` that the string value `v` (raw JSON) holds, its escapes read as serde_json
 /// reads them; `None` for another string or a value that is not one.
 fn event_name(v: &[u8], names: &[&'static str]) -> Option<&'static str> {
-    let inside = v.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    let text = if inside.contains(&b'\\') {
-        Cow::Owned(unescaped(inside).ok()?)
-    } else {
-        Cow::Borrowed(inside)
-    };
+    if v.first() != Some(&b'"') {
+        return None;
+    }
+    let (end, escaped) = string_end(v, 0).ok()?;
+    let text = string_text(v.get(1..end - 1).filter(|_| end == v.len())?, escaped).ok()?;
     names.iter().copied().find(|n| n.as_bytes() == &*text)
 }
 
@@ -680,8 +686,7 @@ fn prompt_tokens_details(v: &[u8]) -> Result<PromptTokensDetails, Malformed> {
     let mut details = PromptTokensDetails::default();
     for m in Members::of(v) {
         let (k, v) = m?;
-        let k = &*k;
-        match k {
+        match &*k {
             b"cached_tokens" => details.cached_tokens = integer(v),
             b"cache_write_tokens" => details.cache_write_tokens = integer(v),
             _ => {}
@@ -815,8 +820,7 @@ fn counts(v: &[u8], names: [&[u8]; 4]) -> Result<[Option<u64>; 4], Malformed> {
     let mut out = [None; 4];
     for m in Members::of(v) {
         let (k, v) = m?;
-        let k = &*k;
-        if let (Some(i), Some(n)) = (names.iter().position(|name| *name == k), integer(v)) {
+        if let (Some(i), Some(n)) = (names.iter().position(|name| **name == *k), integer(v)) {
             out[i] = Some(n);
         }
     }
@@ -888,8 +892,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
     let (mut message, mut event_usage, mut metrics) = (None, None, None);
     for m in Members::of(b) {
         let (k, v) = m?;
-        let k = &*k;
-        match k {
+        match &*k {
             b"type" => facts.name = event_name(v, &CLAUDE_EVENTS),
             b"message" if !is_null(v) => message = Some(v),
             b"usage" if !is_null(v) => event_usage = Some(v),
@@ -897,8 +900,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
             b"delta" if !is_null(v) => {
                 for m in Members::of(v) {
                     let (k, v) = m?;
-                    let k = &*k;
-                    if matches!(k, b"text" | b"thinking" | b"partial_json") {
+                    if matches!(&*k, b"text" | b"thinking" | b"partial_json") {
                         facts.output_bytes += string_len(v);
                     }
                 }
@@ -910,8 +912,7 @@ pub fn claude_event(b: &[u8], usage: &mut ClaudeUsage) -> Result<EventFacts, Mal
         Some("message_start") => {
             for m in message.into_iter().flat_map(Members::of) {
                 let (k, v) = m?;
-                let k = &*k;
-                if k == b"usage" && !is_null(v) {
+                if *k == *b"usage" && !is_null(v) {
                     claude_usage(v, usage)?;
                 }
             }
@@ -944,8 +945,7 @@ pub fn titan_chunk(b: &[u8], usage: &mut (u64, u64)) -> Result<EventFacts, Malfo
     let mut metrics = None;
     for m in Members::of(b) {
         let (k, v) = m?;
-        let k = &*k;
-        match k {
+        match &*k {
             b"outputText" => facts.output_bytes += string_len(v),
             b"completionReason" if !is_null(v) => facts.finished = true,
             b"inputTextTokenCount" => usage.0 = integer(v).unwrap_or(usage.0),
@@ -970,8 +970,7 @@ pub fn claude_message_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
     let mut found = false;
     for m in Members::of(b) {
         let (k, v) = m?;
-        let k = &*k;
-        if k == b"usage" && !is_null(v) {
+        if *k == *b"usage" && !is_null(v) {
             claude_usage(v, &mut acc)?;
             found = true;
         }
@@ -984,8 +983,7 @@ pub fn titan_result_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
     let (mut input, mut output, mut found) = (0, 0, false);
     for m in Members::of(b) {
         let (k, v) = m?;
-        let k = &*k;
-        match k {
+        match &*k {
             b"inputTextTokenCount" => {
                 input = integer(v).unwrap_or(0);
                 found = true;
@@ -994,8 +992,7 @@ pub fn titan_result_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
                 for r in elements(v) {
                     for m in Members::of(r?) {
                         let (k, v) = m?;
-                        let k = &*k;
-                        if k == b"tokenCount" {
+                        if *k == *b"tokenCount" {
                             output = integer(v).unwrap_or(0).saturating_add(output);
                         }
                     }
@@ -1047,8 +1044,7 @@ pub fn responses_usage(v: &[u8]) -> Result<Usage, Malformed> {
     let (mut input, mut output, mut cached, mut reasoning) = (0, 0, 0, None);
     for m in Members::of(v) {
         let (k, v) = m?;
-        let k = &*k;
-        match k {
+        match &*k {
             b"input_tokens" => input = integer(v).unwrap_or(0),
             b"output_tokens" => output = integer(v).unwrap_or(0),
             b"input_tokens_details" if !is_null(v) => {
@@ -1083,8 +1079,7 @@ pub fn responses_object_usage(b: &[u8]) -> Result<Option<Usage>, Malformed> {
     let mut usage = None;
     for m in Members::of(b) {
         let (k, v) = m?;
-        let k = &*k;
-        if k == b"usage" && !is_null(v) {
+        if *k == *b"usage" && !is_null(v) {
             usage = Some(responses_usage(v)?);
         }
     }
@@ -1154,8 +1149,7 @@ pub fn responses_event(b: &[u8]) -> Result<ResponsesEventFacts, Malformed> {
     let mut delta = 0;
     for m in Members::of(b) {
         let (k, v) = m?;
-        let k = &*k;
-        match k {
+        match &*k {
             b"type" => facts.name = event_name(v, RESPONSES_EVENTS),
             b"response" => response = Some(v),
             b"delta" => delta = string_len(v),
@@ -1351,21 +1345,18 @@ mod tests {
         let mut choices = 0usize;
         for m in Members::of(b) {
             let (k, v) = m?;
-            let k = &*k;
-            match k {
+            match &*k {
                 b"choices" => {
                     for choice in elements(v) {
                         choices += 1;
                         for m in Members::of(choice?) {
                             let (k, v) = m?;
-                            let k = &*k;
-                            match k {
+                            match &*k {
                                 b"finish_reason" if !is_null(v) => facts.finished = true,
                                 b"delta" => {
                                     for m in Members::of(v) {
                                         let (k, v) = m?;
-                                        let k = &*k;
-                                        facts.output_bytes += match k {
+                                        facts.output_bytes += match &*k {
                                             b"content" | b"reasoning_content" => string_len(v),
                                             // Arguments are inside; their JSON is close enough.
                                             b"tool_calls" if !is_null(v) => v.len(),
@@ -1393,8 +1384,7 @@ mod tests {
         let mut usage = Usage::default();
         for m in Members::of(v) {
             let (k, v) = m?;
-            let k = &*k;
-            match k {
+            match &*k {
                 b"prompt_tokens" => usage.prompt_tokens = integer(v).unwrap_or(0),
                 b"completion_tokens" => usage.completion_tokens = integer(v).unwrap_or(0),
                 b"total_tokens" => usage.total_tokens = integer(v).unwrap_or(0),
@@ -1415,8 +1405,7 @@ mod tests {
         let mut facts = CompletionFacts::default();
         for m in Members::of(b) {
             let (k, v) = m?;
-            let k = &*k;
-            match k {
+            match &*k {
                 b"usage" if !is_null(v) => facts.usage = Some(openai_usage_by_members(v)?),
                 b"model" => facts.has_model = string_len(v) > 0,
                 _ => {}
