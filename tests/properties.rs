@@ -5,10 +5,10 @@
 //! [`decode_request`] (OpenAI, Claude, Titan, Converse) and the strict checks behind it; the SSE
 //! decoder; the event-stream path (the upstream payload decoders, and the gateway's own frames read
 //! back with the AWS SDK's frame decoder); the configuration parser (the SigV4 header parser's properties are in `src/sigv4.rs`, a
-//! crate-private module). The pass-through's byte scans (detection, the request walk, the relays
-//! of OpenAI replies and chunks, Claude events and Titan chunks) are checked against serde_json
-//! on the same bytes, written with whitespace, escapes in keys and strings and members in any
-//! order.
+//! crate-private module). The pass-through's byte scans (detection, the request walk, the model
+//! splice, the relays of OpenAI replies and chunks, Claude events, Titan chunks and complete
+//! Claude, Titan and Responses API replies) are checked against serde_json on the same bytes,
+//! written with whitespace, escapes in keys and strings and members in any order.
 //! The same entry points are cargo-fuzz targets in `fuzz/` for longer runs on nightly.
 //!
 //! Case counts are kept small enough that this file runs in a few seconds in CI.
@@ -21,7 +21,7 @@ use open_bedrock_server::format::bedrock_titan::TitanStreamDecoder;
 use open_bedrock_server::format::openai::OpenAiStreamDecoder;
 use open_bedrock_server::format::scan;
 use open_bedrock_server::format::{InboundFormat, ReplyFormat};
-use open_bedrock_server::model::{ChatRequest, ChunkMeta};
+use open_bedrock_server::model::{ChatRequest, ChunkMeta, Usage};
 use open_bedrock_server::sse::SseDecoder;
 use open_bedrock_server::stream::StreamDecoder;
 use open_bedrock_server::translate::decode_request;
@@ -955,5 +955,121 @@ proptest! {
         }
         prop_assert_eq!(usage, expected, "{}", text);
         prop_assert_eq!(facts.finished, finished, "{}", text);
+    }
+}
+
+/// A complete Bedrock reply (Claude's message, Titan's results) or a Responses API object, with
+/// its counts where the scans of complete replies read them.
+fn complete_native_reply() -> impl Strategy<Value = Value> {
+    let titan_result = (count(), tricky_text()).prop_map(
+        |(n, text)| json!({"tokenCount": n, "outputText": text, "completionReason": "FINISH"}),
+    );
+    let responses_usage = (
+        count(),
+        count(),
+        proptest::option::of(count()),
+        proptest::option::of(count()),
+    )
+        .prop_map(|(input, output, cached, reasoning)| {
+            let mut u = json!({"input_tokens": input, "output_tokens": output, "total_tokens": 0});
+            if let Some(c) = cached {
+                u["input_tokens_details"] = json!({"cached_tokens": c});
+            }
+            if let Some(r) = reasoning {
+                u["output_tokens_details"] = json!({"reasoning_tokens": r});
+            }
+            u
+        });
+    prop_oneof![
+        (claude_usage_object(), tricky_text()).prop_map(|(usage, text)| json!({
+            "id": "msg_1", "type": "message", "role": "assistant",
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "usage": usage,
+        })),
+        (proptest::option::of(count()), vec(titan_result, 0..3)).prop_map(|(input, results)| {
+            let mut v = json!({"results": results});
+            if let Some(n) = input {
+                v["inputTextTokenCount"] = json!(n);
+            }
+            v
+        }),
+        (proptest::option::of(responses_usage), tricky_text()).prop_map(|(usage, text)| json!({
+            "id": "resp_1", "object": "response", "status": "completed",
+            "output": [{"type": "message", "content": [{"type": "output_text", "text": text}]}],
+            "usage": usage,
+        })),
+    ]
+}
+
+/// The usage serde_json reads from a complete native reply, as the gateway counts it.
+fn native_usage_of_value(v: &Value) -> Option<Usage> {
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    if v.get("type").is_some() {
+        let u = &v["usage"];
+        return Some(Usage::from_parts(
+            n(u, "input_tokens"),
+            n(u, "output_tokens"),
+            n(u, "cache_read_input_tokens"),
+            n(u, "cache_creation_input_tokens"),
+        ));
+    }
+    if let Some(results) = v.get("results") {
+        v.get("inputTextTokenCount")?;
+        let output = results
+            .as_array()
+            .unwrap()
+            .iter()
+            .fold(0u64, |sum, r| sum.saturating_add(n(r, "tokenCount")));
+        return Some(Usage::from_parts(n(v, "inputTextTokenCount"), output, 0, 0));
+    }
+    let u = v.get("usage").filter(|u| !u.is_null())?;
+    let cached = n(&u["input_tokens_details"], "cached_tokens");
+    let mut usage = Usage::from_parts(
+        n(u, "input_tokens").saturating_sub(cached),
+        n(u, "output_tokens"),
+        cached,
+        0,
+    );
+    let reasoning = n(&u["output_tokens_details"], "reasoning_tokens");
+    if reasoning > 0 {
+        usage.completion_tokens_details = Some(json!({"reasoning_tokens": reasoning}));
+    }
+    Some(usage)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_relayed_complete_native_reply_is_counted_as_serde_json_reads_it(
+        reply in complete_native_reply(),
+        picks in vec(any::<u8>(), 1..64),
+    ) {
+        let text = written_unusually(&reply, &picks);
+        let bytes = text.as_bytes();
+        let usage = if reply.get("type").is_some() {
+            scanned(scan::claude_message_usage(bytes), &text)?
+        } else if reply.get("results").is_some() {
+            scanned(scan::titan_result_usage(bytes), &text)?
+        } else {
+            scanned(scan::responses_object_usage(bytes), &text)?
+        };
+        prop_assert_eq!(usage, native_usage_of_value(&reply), "{}", text);
+    }
+
+    #[test]
+    fn a_spliced_model_is_the_one_serde_json_reads(
+        body in valid_openai(),
+        model in "[a-z0-9.:-]{1,20}",
+        picks in vec(any::<u8>(), 1..64),
+    ) {
+        let text = written_unusually(&body, &picks);
+        let value = serde_json::to_vec(&model).unwrap();
+        let spliced = scan::with_member(&bytes::Bytes::from(text.clone()), "model", &value)
+            .ok_or_else(|| TestCaseError::fail(format!("no model in {text}")))?;
+        let read: Value = serde_json::from_slice(&spliced).unwrap();
+        let mut expected = body.clone();
+        expected["model"] = json!(model);
+        prop_assert_eq!(read, expected, "{}", text);
     }
 }
