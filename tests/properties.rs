@@ -6,8 +6,8 @@
 //! decoder; the event-stream path (the upstream payload decoders, and the gateway's own frames read
 //! back with the AWS SDK's frame decoder); the configuration parser (the SigV4 header parser's properties are in `src/sigv4.rs`, a
 //! crate-private module). The pass-through's byte scans (detection, the request walk, the model
-//! splice, the relays of OpenAI replies and chunks, Claude events, Titan chunks and complete
-//! Claude, Titan and Responses API replies) are checked against serde_json on the same bytes,
+//! splice, the relays of OpenAI replies and chunks, Claude events, Titan chunks, Responses API
+//! events and complete Claude, Titan and Responses API replies) are checked against serde_json on the same bytes,
 //! written with whitespace, escapes in keys and strings and members in any order.
 //! The same entry points are cargo-fuzz targets in `fuzz/` for longer runs on nightly.
 //!
@@ -958,13 +958,9 @@ proptest! {
     }
 }
 
-/// A complete Bedrock reply (Claude's message, Titan's results) or a Responses API object, with
-/// its counts where the scans of complete replies read them.
-fn complete_native_reply() -> impl Strategy<Value = Value> {
-    let titan_result = (count(), tricky_text()).prop_map(
-        |(n, text)| json!({"tokenCount": n, "outputText": text, "completionReason": "FINISH"}),
-    );
-    let responses_usage = (
+/// A Responses API `usage` object: the counts, sometimes the details.
+fn responses_usage_object() -> impl Strategy<Value = Value> {
+    (
         count(),
         count(),
         proptest::option::of(count()),
@@ -979,7 +975,15 @@ fn complete_native_reply() -> impl Strategy<Value = Value> {
                 u["output_tokens_details"] = json!({"reasoning_tokens": r});
             }
             u
-        });
+        })
+}
+
+/// A complete Bedrock reply (Claude's message, Titan's results) or a Responses API object, with
+/// its counts where the scans of complete replies read them.
+fn complete_native_reply() -> impl Strategy<Value = Value> {
+    let titan_result = (count(), tricky_text()).prop_map(
+        |(n, text)| json!({"tokenCount": n, "outputText": text, "completionReason": "FINISH"}),
+    );
     prop_oneof![
         (claude_usage_object(), tricky_text()).prop_map(|(usage, text)| json!({
             "id": "msg_1", "type": "message", "role": "assistant",
@@ -993,11 +997,15 @@ fn complete_native_reply() -> impl Strategy<Value = Value> {
             }
             v
         }),
-        (proptest::option::of(responses_usage), tricky_text()).prop_map(|(usage, text)| json!({
-            "id": "resp_1", "object": "response", "status": "completed",
-            "output": [{"type": "message", "content": [{"type": "output_text", "text": text}]}],
-            "usage": usage,
-        })),
+        (
+            proptest::option::of(responses_usage_object()),
+            tricky_text()
+        )
+            .prop_map(|(usage, text)| json!({
+                "id": "resp_1", "object": "response", "status": "completed",
+                "output": [{"type": "message", "content": [{"type": "output_text", "text": text}]}],
+                "usage": usage,
+            })),
     ]
 }
 
@@ -1022,6 +1030,12 @@ fn native_usage_of_value(v: &Value) -> Option<Usage> {
             .fold(0u64, |sum, r| sum.saturating_add(n(r, "tokenCount")));
         return Some(Usage::from_parts(n(v, "inputTextTokenCount"), output, 0, 0));
     }
+    responses_usage_of_value(v)
+}
+
+/// The usage serde_json reads from a Responses API object's `usage`, as the gateway counts it.
+fn responses_usage_of_value(v: &Value) -> Option<Usage> {
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     let u = v.get("usage").filter(|u| !u.is_null())?;
     let cached = n(&u["input_tokens_details"], "cached_tokens");
     let mut usage = Usage::from_parts(
@@ -1071,5 +1085,51 @@ proptest! {
         let mut expected = body.clone();
         expected["model"] = json!(model);
         prop_assert_eq!(read, expected, "{}", text);
+    }
+}
+
+/// One Responses API stream event: a known type or another, with the response (and its usage)
+/// on the events that carry one.
+fn responses_stream_event() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(vec![
+            "response.created",
+            "response.output_text.delta",
+            "response.completed",
+            "response.incomplete",
+            "response.failed",
+            "error",
+            "response.something_new",
+        ]),
+        proptest::option::of(responses_usage_object()),
+        tricky_text(),
+    )
+        .prop_map(|(kind, usage, text)| {
+            json!({
+                "type": kind,
+                "sequence_number": 3,
+                "delta": text,
+                "response": {"id": "resp_1", "object": "response", "usage": usage},
+            })
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_relayed_responses_event_is_read_as_serde_json_reads_it(
+        event in responses_stream_event(),
+        picks in vec(any::<u8>(), 1..64),
+    ) {
+        let text = written_unusually(&event, &picks);
+        let facts = scanned(scan::responses_event(text.as_bytes()), &text)?;
+        let kind = event["type"].as_str().unwrap();
+        let named = kind != "response.something_new";
+        prop_assert_eq!(facts.name, named.then_some(kind), "{}", text);
+        let ends = ["response.completed", "response.incomplete", "response.failed"];
+        prop_assert_eq!(facts.finished, ends.contains(&kind) || kind == "error", "{}", text);
+        let usage = ends.contains(&kind).then(|| responses_usage_of_value(&event["response"])).flatten();
+        prop_assert_eq!(facts.usage, usage, "{}", text);
     }
 }
