@@ -19,9 +19,9 @@
 //! extent: a string to its closing quote, a container to its matching bracket, a number or literal
 //! to the next delimiter. It does not check what lies inside those extents — number syntax,
 //! escapes (but a key's), control characters or UTF-8 in strings, commas and colons inside a
-//! nested value — which
-//! the client's own parser does when it reads the relayed bytes: a malformed upstream reply may be
-//! relayed as it came, as a bare proxy would relay it, where the translating path answers 502.
+//! nested value — which the client's own parser does when it reads the relayed bytes: a malformed
+//! upstream reply may be relayed as it came, as a bare proxy would relay it, where the translating
+//! path answers 502.
 //!
 //! ```
 //! use open_bedrock_server::format::scan::{openai_chunk, Members};
