@@ -592,6 +592,11 @@ fn usage_member() -> impl Strategy<Value = Option<Value>> {
     ]
 }
 
+/// The count serde_json reads at `v[k]` (`None` when absent or not a whole number).
+fn count_at(v: &Value, k: &str) -> Option<u64> {
+    v.get(k).and_then(Value::as_u64)
+}
+
 /// The usage serde_json reads from `v["usage"]`, as comparable counts.
 type Counts = (
     u64,
@@ -603,14 +608,14 @@ type Counts = (
 
 fn counts_of_value(v: &Value) -> Option<Counts> {
     let u = v.get("usage").filter(|u| !u.is_null())?;
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let n = |k: &str| count_at(u, k).unwrap_or(0);
     let details = u
         .get("prompt_tokens_details")
         .filter(|d| !d.is_null())
         .map(|d| {
             (
-                d.get("cached_tokens").and_then(Value::as_u64),
-                d.get("cache_write_tokens").and_then(Value::as_u64),
+                count_at(d, "cached_tokens"),
+                count_at(d, "cache_write_tokens"),
             )
         });
     let completion = u
@@ -836,7 +841,7 @@ fn claude_counts_of_value(v: &Value, start: [u64; 4]) -> [u64; 4] {
     let mut out = start;
     let mut read = |from: &Value, names: [&str; 4]| {
         for (slot, name) in out.iter_mut().zip(names) {
-            if let Some(n) = from.get(name).and_then(Value::as_u64) {
+            if let Some(n) = count_at(from, name) {
                 *slot = n;
             }
         }
@@ -941,7 +946,7 @@ proptest! {
         let mut usage = start;
         let facts = scanned(scan::titan_chunk(text.as_bytes(), &mut usage), &text)?;
         let finished = !chunk["completionReason"].is_null();
-        let n = |v: &Value, k: &str, or: u64| v.get(k).and_then(Value::as_u64).unwrap_or(or);
+        let n = |v: &Value, k: &str, or: u64| count_at(v, k).unwrap_or(or);
         let mut expected = (
             n(&chunk, "inputTextTokenCount", start.0),
             n(&chunk, "totalOutputTextTokenCount", start.1),
@@ -1011,7 +1016,7 @@ fn complete_native_reply() -> impl Strategy<Value = Value> {
 
 /// The usage serde_json reads from a complete native reply, as the gateway counts it.
 fn native_usage_of_value(v: &Value) -> Option<Usage> {
-    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let n = |v: &Value, k: &str| count_at(v, k).unwrap_or(0);
     if v.get("type").is_some() {
         let u = &v["usage"];
         return Some(Usage::from_parts(
@@ -1035,7 +1040,7 @@ fn native_usage_of_value(v: &Value) -> Option<Usage> {
 
 /// The usage serde_json reads from a Responses API object's `usage`, as the gateway counts it.
 fn responses_usage_of_value(v: &Value) -> Option<Usage> {
-    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let n = |v: &Value, k: &str| count_at(v, k).unwrap_or(0);
     let u = v.get("usage").filter(|u| !u.is_null())?;
     let cached = n(&u["input_tokens_details"], "cached_tokens");
     let mut usage = Usage::from_parts(

@@ -471,9 +471,9 @@ impl Service<EmbeddingsCall> for OpenAiProvider {
 /// Room in an upstream request's header map: its own four (`Content-Length`, `Content-Type`,
 /// `Accept`, `x-request-id`), `Authorization`, `Host`, and the configured extra headers (the
 /// OpenAI organization and project, custom ones) up to twelve in all; with more, `post_headers`
-/// makes the map larger.
-/// Eight slots (room for six) would be a smaller block, but hyper's encoder takes an entry for
-/// `Transfer-Encoding`, and a full map grows on an entry even for a header it never inserts.
+/// makes the map larger. Eight slots (room for six) would be a smaller block, but hyper's encoder
+/// takes an entry for `Transfer-Encoding`, and a full map grows on an entry even for a header it
+/// never inserts.
 const UPSTREAM_HEADERS: usize = 12;
 
 /// The headers of every JSON `POST` to the upstream: `Content-Type`, and the three a request
