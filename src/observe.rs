@@ -21,9 +21,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response};
@@ -165,33 +165,117 @@ struct Finish {
 }
 
 impl Finish {
-    fn emit(self, outcome: &'static str) {
+    /// The request is finished: its span is closed now, its access line and metrics written now
+    /// or, where the binary's log defers them ([`defer_finishes`]), by the log's flusher.
+    fn emit(mut self, outcome: &'static str) {
         let duration = self.line.started.elapsed().as_secs_f64();
+        if self.stream {
+            self.line.metrics.stream_opened(-1);
+        }
+        if !self.line.span.is_disabled() {
+            self.record_span();
+            // Closed when the request is finished, not when its line is written.
+            drop(std::mem::replace(
+                &mut self.line.span,
+                tracing::Span::none(),
+            ));
+        }
+        let finished = Finished {
+            finish: self,
+            outcome,
+            duration,
+            at: SystemTime::now(),
+        };
+        match DEFERRAL.get() {
+            Some(deferral) => deferral.push(finished),
+            None => finished.write(),
+        }
+    }
+
+    /// The span's OpenTelemetry fields, from the response.
+    fn record_span(&self) {
         let record = self.record.as_deref();
+        let span = &self.line.span;
+        // OpenTelemetry has signed integers only: u64 fields would be exported as strings.
+        span.record("http.response.status_code", i64::from(self.status));
+        if let Some(id) = self.request_id() {
+            span.record("request_id", id);
+        }
+        if let Some(r) = record {
+            span.record("gen_ai.operation.name", "chat");
+            span.record("gen_ai.request.model", r.model.as_str());
+            if let Some(p) = r.provider() {
+                span.record("gen_ai.system", &*p);
+            }
+        }
+        if let Some((input, output)) = record.and_then(CallRecord::usage) {
+            let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            span.record("gen_ai.usage.input_tokens", int(input));
+            span.record("gen_ai.usage.output_tokens", int(output));
+        }
+        if let Some(e) = self.error_kind() {
+            span.record("error.type", format!("{e:?}").as_str());
+        }
+        // Server spans: 4xx is the client's error, not this span's; a broken stream is.
+        if self.status >= 500 || record.and_then(CallRecord::stream_error).is_some() {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+
+    fn request_id(&self) -> Option<&str> {
+        (self.line.request_id.as_ref()).and_then(|v| v.to_str().ok())
+    }
+
+    /// The error the answer carries, or else the stream's.
+    fn error_kind(&self) -> Option<ErrorKind> {
+        self.error
+            .or_else(|| self.record.as_deref().and_then(CallRecord::stream_error))
+    }
+}
+
+/// A finished request, its access line and metrics still to write.
+#[derive(Debug)]
+struct Finished {
+    finish: Finish,
+    outcome: &'static str,
+    /// Seconds from arrival to finish.
+    duration: f64,
+    /// When it finished: the access line's timestamp.
+    at: SystemTime,
+}
+
+impl Finished {
+    /// Writes the access line and observes the metrics.
+    fn write(self) {
+        let Finished {
+            finish: f,
+            outcome,
+            duration,
+            at,
+        } = self;
+        let record = f.record.as_deref();
         let usage = record.and_then(CallRecord::usage);
         let cache = record.and_then(CallRecord::cache_usage);
-        let error = self
-            .error
-            .or_else(|| record.and_then(CallRecord::stream_error));
+        let error = f.error_kind();
         let error_name = error.map(|k| format!("{k:?}"));
         let provider = record.and_then(CallRecord::provider);
         let deployment = record.and_then(CallRecord::deployment);
-        let request_id = (self.line.request_id.as_ref()).and_then(|v| v.to_str().ok());
         AccessLine {
-            method: &self.line.method,
-            path: &self.line.path,
-            status: self.status,
-            request_id: request_id.unwrap_or("-"),
-            key_id: self.key.as_ref().map(|k| &*k.0).unwrap_or("-"),
+            at,
+            method: &f.line.method,
+            path: &f.line.path,
+            status: f.status,
+            request_id: f.request_id().unwrap_or("-"),
+            key_id: f.key.as_ref().map(|k| &*k.0).unwrap_or("-"),
             model: record.map(|r| r.model.as_str()).unwrap_or("-"),
             provider: provider.as_deref().unwrap_or("-"),
             deployment: deployment.as_deref().unwrap_or("-"),
             format_in: record.map(|r| r.inbound.as_str()).unwrap_or("-"),
             format_out: record.map(|r| r.target.as_str()).unwrap_or("-"),
             // What the client asked for: a stream that failed before its first byte is a stream.
-            stream: self.stream || record.is_some_and(|r| r.stream),
+            stream: f.stream || record.is_some_and(|r| r.stream),
             latency_ms: millis(duration),
-            ttft_ms: millis(self.first_byte),
+            ttft_ms: millis(f.first_byte),
             usage: usage.unwrap_or_default(),
             cache: cache.unwrap_or_default(),
             attempts: record.map(CallRecord::attempts).unwrap_or(0),
@@ -202,52 +286,26 @@ impl Finish {
             outcome,
         }
         .write();
-        self.line.metrics.observe(&Observation {
-            route: self.line.route,
+        f.line.metrics.observe(&Observation {
+            route: f.line.route,
             model: record.map(|r| r.model.as_str()),
             provider: provider.as_deref(),
-            status: self.status,
+            status: f.status,
             duration,
-            first_byte: self.first_byte,
+            first_byte: f.first_byte,
             usage,
             cache,
             attempts: record.map(CallRecord::attempts).unwrap_or(0),
             error: error_name.as_deref(),
             rate_limited: error == Some(ErrorKind::RateLimited),
         });
-        if self.stream {
-            self.line.metrics.stream_opened(-1);
-        }
-        let span = &self.line.span;
-        // OpenTelemetry has signed integers only: u64 fields would be exported as strings.
-        span.record("http.response.status_code", i64::from(self.status));
-        if let Some(id) = request_id {
-            span.record("request_id", id);
-        }
-        if let Some(r) = record {
-            span.record("gen_ai.operation.name", "chat");
-            span.record("gen_ai.request.model", r.model.as_str());
-            if let Some(p) = &provider {
-                span.record("gen_ai.system", &**p);
-            }
-        }
-        if let Some((input, output)) = usage {
-            let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            span.record("gen_ai.usage.input_tokens", int(input));
-            span.record("gen_ai.usage.output_tokens", int(output));
-        }
-        if let Some(e) = &error_name {
-            span.record("error.type", e.as_str());
-        }
-        // Server spans: 4xx is the client's error, not this span's; a broken stream is.
-        if self.status >= 500 || record.and_then(CallRecord::stream_error).is_some() {
-            span.record("otel.status_code", "ERROR");
-        }
     }
 }
 
 /// The access log line: one per request, target `access`, message `request`.
 pub(crate) struct AccessLine<'a> {
+    /// When the request finished: the JSON line's timestamp (the event's is the subscriber's).
+    at: SystemTime,
     method: &'a Method,
     path: &'a str,
     status: u16,
@@ -274,6 +332,12 @@ pub(crate) struct AccessLine<'a> {
 }
 
 impl AccessLine<'_> {
+    /// When the request finished.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn at(&self) -> SystemTime {
+        self.at
+    }
+
     /// Writes the line: straight to the log where the binary's logging takes it so
     /// ([`set_line_writer`]), otherwise as a `tracing` event.
     fn write(&self) {
@@ -380,11 +444,101 @@ pub(crate) fn set_line_writer(write: AccessWriter) {
     let _ = LINE_WRITER.set(write);
 }
 
+/// Finished requests whose access lines and metrics wait for the binary's log flusher
+/// (`telemetry`'s batches), if it takes them ([`defer_finishes`]).
+///
+/// Written at the finish, a request's line and metrics are about 5 k instructions of code the
+/// request runs nowhere else, on its critical path (a complete reply's line is written before
+/// its head is sent): at a modest rate, that code is out of the caches on every request. Queued,
+/// the flusher writes them a batch at a time, about `LOG_FLUSH_MS` later, with its code warm
+/// (BENCHMARKS.md, issue 18). The line keeps its finish time; `/metrics` writes what waits
+/// before it renders ([`Metrics::render`]), so a scrape misses no finished request.
+struct Deferral {
+    /// The finished requests, in the order they finished.
+    queue: Mutex<Vec<Finished>>,
+    /// Held while a batch of them is written, so two writers (the flusher, a scrape) do not
+    /// interleave their lines; the batch's room, kept between batches.
+    writing: Mutex<Vec<Finished>>,
+    /// Tells the flusher that requests wait (`true`: write them without waiting out its
+    /// interval); `false` if it has stopped.
+    wake: Box<dyn Fn(bool) -> bool + Send + Sync>,
+}
+
+/// Requests waiting at which the flusher is asked to write them at once.
+const DEFER_SOON: usize = 256;
+/// Requests waiting at which the thread that finishes one writes them all itself (the queue's
+/// bound: a flusher held up by a slow log holds the requests back, as a full batch of lines does).
+const DEFER_MAX: usize = 1024;
+
+impl Deferral {
+    fn push(&self, finished: Finished) {
+        let mut queue = lock(&self.queue);
+        queue.push(finished);
+        let waiting = queue.len();
+        drop(queue);
+        // The first of a batch wakes the flusher; so does the one that fills it half-way.
+        let woken = match waiting {
+            1 => (self.wake)(false),
+            DEFER_SOON => (self.wake)(true),
+            _ => true,
+        };
+        if !woken || waiting >= DEFER_MAX {
+            self.write(true);
+        }
+    }
+
+    /// Writes every request that waits. With `wait` false, does nothing if another writer (or
+    /// this thread, from inside a write) is at it.
+    fn write(&self, wait: bool) {
+        let mut batch = match self.writing.try_lock() {
+            Ok(batch) => batch,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if wait => lock(&self.writing),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        std::mem::swap(&mut *batch, &mut *lock(&self.queue));
+        for finished in batch.drain(..) {
+            finished.write();
+        }
+    }
+}
+
+/// What a lock poisoned by a panic while writing still holds is usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The binary's deferral of finished requests, if it set one.
+static DEFERRAL: std::sync::OnceLock<Deferral> = std::sync::OnceLock::new();
+
+/// Has every later finished request's access line and metrics written by [`write_deferred`],
+/// which the log's flusher calls before it writes a batch, instead of by the request's own
+/// thread; `wake` tells the flusher that some wait (see [`Deferral`]). Set once, by the
+/// binary's JSON log when it writes access lines in batches (`telemetry::init_tracing`); a
+/// second call is ignored.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) fn defer_finishes(wake: Box<dyn Fn(bool) -> bool + Send + Sync>) {
+    let _ = DEFERRAL.set(Deferral {
+        queue: Mutex::new(Vec::new()),
+        writing: Mutex::new(Vec::new()),
+        wake,
+    });
+}
+
+/// Writes the access lines and metrics of the finished requests that wait, if any. With `wait`
+/// false, does nothing while another thread is writing them.
+pub(crate) fn write_deferred(wait: bool) {
+    if let Some(deferral) = DEFERRAL.get() {
+        deferral.write(wait);
+    }
+}
+
 /// The access event with placeholder values, for a subscriber that asks whether its filter takes
 /// it (`telemetry`).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn emit_access_probe() {
     AccessLine {
+        at: SystemTime::UNIX_EPOCH,
         method: &Method::GET,
         path: "/",
         status: 200,
@@ -644,6 +798,7 @@ mod tests {
         for (j, cost) in costs.into_iter().enumerate() {
             for with_record in [false, true] {
                 let line = AccessLine {
+                    at: std::time::SystemTime::now(),
                     method: if j % 2 == 0 { &Method::POST } else { &method },
                     path: if with_record {
                         "/v1/chat/completions"
@@ -680,6 +835,89 @@ mod tests {
             }
         }
         assert_eq!(n, 8);
+    }
+
+    /// A finished chat request, observed into `metrics`.
+    fn finished(metrics: &Arc<Metrics>) -> Finished {
+        Finished {
+            finish: Finish {
+                line: RequestLine {
+                    started: Instant::now(),
+                    method: Method::POST,
+                    route: "chat",
+                    path: Cow::Borrowed("/v1/chat/completions"),
+                    request_id: None,
+                    metrics: Arc::clone(metrics),
+                    span: tracing::Span::none(),
+                },
+                status: 200,
+                first_byte: 0.001,
+                key: None,
+                record: None,
+                error: None,
+                stream: false,
+            },
+            outcome: "complete",
+            duration: 0.002,
+            at: SystemTime::now(),
+        }
+    }
+
+    /// The chat requests `metrics` has counted.
+    fn counted(metrics: &Metrics) -> u64 {
+        let text = metrics.render(0);
+        text.lines()
+            .filter(|l| l.starts_with("obs_requests_total{") && l.contains("route=\"chat\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Finished requests wait for their writer: the first wakes the flusher, the one that fills
+    /// the queue half-way asks it to be soon, the one that fills it writes them all itself, and
+    /// so does each one once the flusher has stopped. A writer that must not wait skips a batch
+    /// another is writing.
+    #[test]
+    fn deferred_requests_wait_for_their_writer_within_a_bound() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let woken = Arc::new(Mutex::new(Vec::new()));
+        let alive = Arc::new(AtomicBool::new(true));
+        let deferral = {
+            let (woken, alive) = (Arc::clone(&woken), Arc::clone(&alive));
+            Deferral {
+                queue: Mutex::new(Vec::new()),
+                writing: Mutex::new(Vec::new()),
+                wake: Box::new(move |soon| {
+                    lock(&woken).push(soon);
+                    alive.load(Ordering::SeqCst)
+                }),
+            }
+        };
+        let metrics = Arc::new(Metrics::new());
+        for _ in 0..3 {
+            deferral.push(finished(&metrics));
+        }
+        assert_eq!(counted(&metrics), 0);
+        assert_eq!(*lock(&woken), [false]);
+        {
+            let _busy = lock(&deferral.writing);
+            deferral.write(false);
+        }
+        assert_eq!(counted(&metrics), 0);
+        deferral.write(true);
+        assert_eq!(counted(&metrics), 3);
+        for _ in 0..DEFER_SOON {
+            deferral.push(finished(&metrics));
+        }
+        assert_eq!(*lock(&woken), [false, false, true]);
+        assert_eq!(counted(&metrics), 3);
+        for _ in DEFER_SOON..DEFER_MAX {
+            deferral.push(finished(&metrics));
+        }
+        assert_eq!(counted(&metrics), 3 + DEFER_MAX as u64);
+        assert!(lock(&deferral.queue).is_empty());
+        alive.store(false, Ordering::SeqCst);
+        deferral.push(finished(&metrics));
+        assert_eq!(counted(&metrics), 4 + DEFER_MAX as u64);
     }
 
     #[tokio::test(flavor = "current_thread")]

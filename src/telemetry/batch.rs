@@ -16,12 +16,18 @@
 //! [`Flusher`] (the gateway's graceful exit) writes what is left; lines that arrive after that
 //! are written at once. A process killed outright (`SIGKILL`, an abort) loses the batch it held.
 //!
+//! The JSON log also hands the batch its finished requests unformatted (`observe`'s deferred
+//! finishes): [`Batched::waiting`] wakes the flusher as a first line does, and the hook set by
+//! [`Batched::before_batch`] formats them into the batch before each write and before each
+//! direct line, so they too reach the log in order, written a batch at a time off the requests'
+//! threads.
+//!
 //! Why by hand: tracing-appender's non-blocking writer hands each line to a worker thread over a
 //! channel, which costs a line's allocation, a wake-up and a write per line at modest rates —
 //! the write this module exists to save.
 
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -56,10 +62,20 @@ struct Shared {
     /// direct lines reach the sink in the order they were taken. Taken before `pending`.
     out: Mutex<Out>,
     interval: Duration,
+    /// Run before a batch is written and before a direct line: adds what waits elsewhere to the
+    /// batch ([`Batched::before_batch`]).
+    before: OnceLock<Hook>,
 }
+
+/// What [`Batched::before_batch`] runs; its argument says whether it may wait for a lock.
+type Hook = Box<dyn Fn(bool) + Send + Sync>;
 
 struct Pending {
     lines: Vec<u8>,
+    /// Something other than lines waits for the next batch ([`Batched::waiting`]).
+    waiting: bool,
+    /// ... and asked that it be written without waiting out the interval.
+    soon: bool,
     stopped: bool,
 }
 
@@ -84,6 +100,8 @@ impl Batched {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 lines: Vec::with_capacity(FULL),
+                waiting: false,
+                soon: false,
                 stopped: false,
             }),
             arrived: Condvar::new(),
@@ -92,6 +110,7 @@ impl Batched {
                 spare: Vec::with_capacity(FULL),
             }),
             interval,
+            before: OnceLock::new(),
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -113,26 +132,57 @@ impl Batched {
     pub(crate) fn access(&self, line: &[u8]) {
         let _ = self.shared.append(line);
     }
+
+    /// Has `hook` run before each batch is written and before each direct line (once; a second
+    /// hook is ignored). It adds lines with [`access`](Self::access). Its argument is `true` on
+    /// the flusher's thread and at exit, where it may wait for a lock; `false` before a direct
+    /// line, which may be written from inside the hook itself (a warning while it formats), so
+    /// it must not wait there.
+    pub(crate) fn before_batch(&self, hook: Hook) {
+        let _ = self.shared.before.set(hook);
+    }
+
+    /// Tells the flusher that something waits for the next batch (what the hook adds), as a
+    /// batch's first line does; `soon`, to write it without waiting out the interval. False
+    /// once the flusher has stopped: nothing would then run the hook, and the caller does.
+    pub(crate) fn waiting(&self, soon: bool) -> bool {
+        let mut pending = lock(&self.shared.pending);
+        if pending.stopped {
+            return false;
+        }
+        let wake = !pending.waiting && pending.lines.is_empty() || soon && !pending.soon;
+        pending.waiting = true;
+        pending.soon |= soon;
+        drop(pending);
+        if wake {
+            self.shared.arrived.notify_one();
+        }
+        true
+    }
 }
 
 impl Shared {
-    /// The flusher: waits for a batch's first line, lets `interval` pass, writes the batch.
+    /// The flusher: waits for a batch's first line (or word that something waits), lets
+    /// `interval` pass (or less, when asked to be soon), writes the batch.
     fn run(&self) {
         loop {
             let pending = lock(&self.pending);
             let pending = self
                 .arrived
-                .wait_while(pending, |p| p.lines.is_empty() && !p.stopped)
+                .wait_while(pending, |p| p.lines.is_empty() && !p.waiting && !p.stopped)
                 .unwrap_or_else(PoisonError::into_inner);
             if pending.stopped {
                 return;
             }
-            let (pending, _) = self
+            let (mut pending, _) = self
                 .arrived
-                .wait_timeout_while(pending, self.interval, |p| !p.stopped)
+                .wait_timeout_while(pending, self.interval, |p| !p.stopped && !p.soon)
                 .unwrap_or_else(PoisonError::into_inner);
             let stopped = pending.stopped;
+            pending.waiting = false;
+            pending.soon = false;
             drop(pending);
+            self.run_hook(true);
             self.write_batch(&mut lock(&self.out));
             if stopped {
                 return;
@@ -161,6 +211,13 @@ impl Shared {
             self.arrived.notify_one();
         }
         Ok(())
+    }
+
+    /// Adds what waits elsewhere to the batch ([`Batched::before_batch`]).
+    fn run_hook(&self, wait: bool) {
+        if let Some(hook) = self.before.get() {
+            hook(wait);
+        }
     }
 
     /// Writes the batch, then `line`.
@@ -202,11 +259,15 @@ impl std::fmt::Debug for Flusher {
 
 impl Drop for Flusher {
     fn drop(&mut self) {
+        // What waits joins the batch while the flusher still takes lines; what arrives after
+        // is added below, and its lines are written one by one.
+        self.shared.run_hook(true);
         lock(&self.shared.pending).stopped = true;
         self.shared.arrived.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        self.shared.run_hook(true);
         self.shared.write_batch(&mut lock(&self.shared.out));
     }
 }
@@ -222,6 +283,8 @@ impl Write for LineWriter<'_> {
         if self.batched {
             self.shared.append(buf)?;
         } else {
+            // What waits to be formatted was finished before this line.
+            self.shared.run_hook(false);
             self.shared.direct(buf)?;
         }
         Ok(buf.len())
@@ -368,6 +431,52 @@ mod tests {
         assert_eq!(writes.all(), vec!["last\n"]);
         line(&b, true, "later\n");
         assert_eq!(writes.all(), vec!["last\n", "later\n"]);
+    }
+
+    /// What waits elsewhere (`observe`'s finished requests): word of it wakes the flusher as a
+    /// first line does, and the hook adds it to the batch (after the lines batched so far)
+    /// before the batch is written, before a direct line, and at exit; `soon` cuts the interval
+    /// short; once the flusher has stopped, the word is refused.
+    #[test]
+    fn what_waits_is_added_by_the_hook_before_each_write() {
+        let (b, flusher, writes) = writer(Duration::from_secs(1));
+        let queue = Arc::new(Mutex::new(Vec::<String>::new()));
+        let hooked = Arc::new(Mutex::new(Vec::<bool>::new()));
+        {
+            let (b, queue, hooked) = (b.clone(), Arc::clone(&queue), Arc::clone(&hooked));
+            b.clone().before_batch(Box::new(move |wait| {
+                lock(&hooked).push(wait);
+                for l in lock(&queue).drain(..) {
+                    b.access(l.as_bytes());
+                }
+            }));
+        }
+        let wait = |text: &str, soon: bool| {
+            lock(&queue).push(text.to_owned());
+            assert!(b.waiting(soon));
+        };
+        wait("r1\n", false);
+        line(&b, true, "a1\n");
+        wait("r2\n", false);
+        assert!(writes.all().is_empty(), "written before the interval");
+        assert_eq!(writes.wait_for(1), vec!["a1\nr1\nr2\n"]);
+        assert_eq!(*lock(&hooked), [true]);
+        // Before a direct line: what waits goes first, and the hook is told not to wait.
+        lock(&queue).push("r3\n".into());
+        line(&b, false, "warn\n");
+        assert_eq!(writes.all()[1..], ["r3\n", "warn\n"]);
+        assert_eq!(*lock(&hooked), [true, false]);
+        // Soon: written well before an hour's interval would end.
+        let (b2, flusher2, writes2) = writer(Duration::from_secs(3600));
+        assert!(b2.waiting(true));
+        line(&b2, true, "soon\n");
+        assert_eq!(writes2.wait_for(1), vec!["soon\n"]);
+        drop(flusher2);
+        // At exit the hook runs last; then word of more is refused.
+        lock(&queue).push("r4\n".into());
+        drop(flusher);
+        assert_eq!(writes.all()[3..], ["r4\n"]);
+        assert!(!b.waiting(false));
     }
 
     /// Lines from many threads: every one written, whole, each thread's in its order.
