@@ -11,8 +11,11 @@
 //! logging is installed with `LOG_FORMAT=json` (`telemetry::init_tracing`): from then on the log
 //! writes the same JSON line straight from the fields (`set_line_writer`), without the event.
 //!
+//! Where the binary's JSON log batches access lines, the line and the metrics of a finished
+//! request are written by the log's flush thread, a batch at a time ([`defer_finishes`]).
+//!
 //! Each request also gets a `tracing` span (target `access`, name `request`) opened when the
-//! request arrives and closed when the log line is written, with OpenTelemetry semantic-convention
+//! request arrives and closed when it is finished, with OpenTelemetry semantic-convention
 //! fields (`http.request.method`, `url.path`, `http.response.status_code`, `gen_ai.*`) recorded at
 //! the end. It is never entered, so log lines do not change; the `otel` feature exports it
 //! (the `telemetry` module).
@@ -180,7 +183,12 @@ impl Finish {
                 tracing::Span::none(),
             ));
         }
+        let record = self.record.as_deref();
         let finished = Finished {
+            usage: record.and_then(CallRecord::usage),
+            cache: record.and_then(CallRecord::cache_usage),
+            cost: record.and_then(CallRecord::cost),
+            error: self.error_kind(),
             finish: self,
             outcome,
             duration,
@@ -234,6 +242,10 @@ impl Finish {
 }
 
 /// A finished request, its access line and metrics still to write.
+///
+/// What its call record can still learn after the finish is read at the finish: an abandoned
+/// stream's estimated usage and its cost, settled when its body is dropped just after, are the
+/// key's budgets' (`usage`), not the line's or the metrics' (they keep "unknown").
 #[derive(Debug)]
 struct Finished {
     finish: Finish,
@@ -242,6 +254,10 @@ struct Finished {
     duration: f64,
     /// When it finished: the access line's timestamp.
     at: SystemTime,
+    usage: Option<(u64, u64)>,
+    cache: Option<(u64, u64)>,
+    cost: Option<Option<Usd>>,
+    error: Option<ErrorKind>,
 }
 
 impl Finished {
@@ -252,11 +268,12 @@ impl Finished {
             outcome,
             duration,
             at,
+            usage,
+            cache,
+            cost,
+            error,
         } = self;
         let record = f.record.as_deref();
-        let usage = record.and_then(CallRecord::usage);
-        let cache = record.and_then(CallRecord::cache_usage);
-        let error = f.error_kind();
         let error_name = error.map(|k| format!("{k:?}"));
         let provider = record.and_then(CallRecord::provider);
         let deployment = record.and_then(CallRecord::deployment);
@@ -281,7 +298,7 @@ impl Finished {
             attempts: record.map(CallRecord::attempts).unwrap_or(0),
             fallbacks: record.map(CallRecord::fallbacks).unwrap_or(0),
             attempt_log: AttemptLog(record),
-            cost_usd: CostField(record.and_then(CallRecord::cost)),
+            cost_usd: CostField(cost),
             error: error_name.as_deref().unwrap_or("-"),
             outcome,
         }
@@ -468,6 +485,8 @@ struct Deferral {
 const DEFER_SOON: usize = 256;
 /// Requests waiting at which the thread that finishes one writes them all itself (the queue's
 /// bound: a flusher held up by a slow log holds the requests back, as a full batch of lines does).
+/// With a batch of as many being written, and one more per thread that finishes a request
+/// meanwhile, about twice this many are held at most.
 const DEFER_MAX: usize = 1024;
 
 impl Deferral {
@@ -483,24 +502,30 @@ impl Deferral {
             _ => true,
         };
         if !woken || waiting >= DEFER_MAX {
-            self.write(true);
+            self.write();
         }
     }
 
-    /// Writes every request that waits. With `wait` false, does nothing if another writer (or
-    /// this thread, from inside a write) is at it.
-    fn write(&self, wait: bool) {
-        let mut batch = match self.writing.try_lock() {
-            Ok(batch) => batch,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) if wait => lock(&self.writing),
-            Err(std::sync::TryLockError::WouldBlock) => return,
-        };
+    /// Writes every request that waits, after any other thread's batch. Called again from
+    /// inside a write on the same thread (a line logged while it writes), returns at once.
+    fn write(&self) {
+        if WRITING.get() {
+            return;
+        }
+        let mut batch = lock(&self.writing);
+        WRITING.set(true);
         std::mem::swap(&mut *batch, &mut *lock(&self.queue));
         for finished in batch.drain(..) {
-            finished.write();
+            // A panic loses that request's line, not the batch (nor the flusher's thread).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| finished.write()));
         }
+        WRITING.set(false);
     }
+}
+
+thread_local! {
+    /// Whether this thread is writing finished requests ([`Deferral::write`]).
+    static WRITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// What a lock poisoned by a panic while writing still holds is usable.
@@ -525,11 +550,11 @@ pub(crate) fn defer_finishes(wake: Box<dyn Fn(bool) -> bool + Send + Sync>) {
     });
 }
 
-/// Writes the access lines and metrics of the finished requests that wait, if any. With `wait`
-/// false, does nothing while another thread is writing them.
-pub(crate) fn write_deferred(wait: bool) {
+/// Writes the access lines and metrics of the finished requests that wait, if any (after the
+/// batch another thread may be writing).
+pub(crate) fn write_deferred() {
     if let Some(deferral) = DEFERRAL.get() {
-        deferral.write(wait);
+        deferral.write();
     }
 }
 
@@ -860,6 +885,10 @@ mod tests {
             outcome: "complete",
             duration: 0.002,
             at: SystemTime::now(),
+            usage: None,
+            cache: None,
+            cost: None,
+            error: None,
         }
     }
 
@@ -874,8 +903,7 @@ mod tests {
 
     /// Finished requests wait for their writer: the first wakes the flusher, the one that fills
     /// the queue half-way asks it to be soon, the one that fills it writes them all itself, and
-    /// so does each one once the flusher has stopped. A writer that must not wait skips a batch
-    /// another is writing.
+    /// so does each one once the flusher has stopped. A write from inside a write does nothing.
     #[test]
     fn deferred_requests_wait_for_their_writer_within_a_bound() {
         use std::sync::atomic::{AtomicBool, Ordering};
@@ -898,12 +926,12 @@ mod tests {
         }
         assert_eq!(counted(&metrics), 0);
         assert_eq!(*lock(&woken), [false]);
-        {
-            let _busy = lock(&deferral.writing);
-            deferral.write(false);
-        }
+        // From inside a write on this thread: nothing.
+        WRITING.set(true);
+        deferral.write();
+        WRITING.set(false);
         assert_eq!(counted(&metrics), 0);
-        deferral.write(true);
+        deferral.write();
         assert_eq!(counted(&metrics), 3);
         for _ in 0..DEFER_SOON {
             deferral.push(finished(&metrics));

@@ -67,8 +67,8 @@ struct Shared {
     before: OnceLock<Hook>,
 }
 
-/// What [`Batched::before_batch`] runs; its argument says whether it may wait for a lock.
-type Hook = Box<dyn Fn(bool) + Send + Sync>;
+/// What [`Batched::before_batch`] runs.
+type Hook = Box<dyn Fn() + Send + Sync>;
 
 struct Pending {
     lines: Vec<u8>,
@@ -134,10 +134,9 @@ impl Batched {
     }
 
     /// Has `hook` run before each batch is written and before each direct line (once; a second
-    /// hook is ignored). It adds lines with [`access`](Self::access). Its argument is `true` on
-    /// the flusher's thread and at exit, where it may wait for a lock; `false` before a direct
-    /// line, which may be written from inside the hook itself (a warning while it formats), so
-    /// it must not wait there.
+    /// hook is ignored). It adds lines with [`access`](Self::access), from any thread. A direct
+    /// line may be logged from inside the hook (a warning while it formats): called again on that
+    /// thread, it must return at once.
     pub(crate) fn before_batch(&self, hook: Hook) {
         let _ = self.shared.before.set(hook);
     }
@@ -182,7 +181,7 @@ impl Shared {
             pending.waiting = false;
             pending.soon = false;
             drop(pending);
-            self.run_hook(true);
+            self.run_hook();
             self.write_batch(&mut lock(&self.out));
             if stopped {
                 return;
@@ -214,9 +213,9 @@ impl Shared {
     }
 
     /// Adds what waits elsewhere to the batch ([`Batched::before_batch`]).
-    fn run_hook(&self, wait: bool) {
+    fn run_hook(&self) {
         if let Some(hook) = self.before.get() {
-            hook(wait);
+            hook();
         }
     }
 
@@ -261,13 +260,13 @@ impl Drop for Flusher {
     fn drop(&mut self) {
         // What waits joins the batch while the flusher still takes lines; what arrives after
         // is added below, and its lines are written one by one.
-        self.shared.run_hook(true);
+        self.shared.run_hook();
         lock(&self.shared.pending).stopped = true;
         self.shared.arrived.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        self.shared.run_hook(true);
+        self.shared.run_hook();
         self.shared.write_batch(&mut lock(&self.shared.out));
     }
 }
@@ -284,7 +283,7 @@ impl Write for LineWriter<'_> {
             self.shared.append(buf)?;
         } else {
             // What waits to be formatted was finished before this line.
-            self.shared.run_hook(false);
+            self.shared.run_hook();
             self.shared.direct(buf)?;
         }
         Ok(buf.len())
@@ -433,20 +432,19 @@ mod tests {
         assert_eq!(writes.all(), vec!["last\n", "later\n"]);
     }
 
-    /// What waits elsewhere (`observe`'s finished requests): word of it wakes the flusher as a
-    /// first line does, and the hook adds it to the batch (after the lines batched so far)
-    /// before the batch is written, before a direct line, and at exit; `soon` cuts the interval
-    /// short; once the flusher has stopped, the word is refused.
+    /// What waits elsewhere (`observe`'s finished requests): word of it alone wakes the flusher
+    /// as a first line does, and the hook adds it to the batch (after the lines batched so far)
+    /// before the batch is written, before a direct line, and at exit, where what waits is still
+    /// written as one batch; `soon` cuts the interval short; once the flusher has stopped, the
+    /// word is refused.
     #[test]
     fn what_waits_is_added_by_the_hook_before_each_write() {
-        let (b, flusher, writes) = writer(Duration::from_secs(1));
+        let (b, flusher, writes) = writer(Duration::from_millis(200));
         let queue = Arc::new(Mutex::new(Vec::<String>::new()));
-        let hooked = Arc::new(Mutex::new(Vec::<bool>::new()));
         {
-            let (b, queue, hooked) = (b.clone(), Arc::clone(&queue), Arc::clone(&hooked));
-            b.clone().before_batch(Box::new(move |wait| {
-                lock(&hooked).push(wait);
-                for l in lock(&queue).drain(..) {
+            let (b, queue) = (b.clone(), Arc::clone(&queue));
+            b.clone().before_batch(Box::new(move || {
+                for l in std::mem::take(&mut *lock(&queue)) {
                     b.access(l.as_bytes());
                 }
             }));
@@ -455,27 +453,27 @@ mod tests {
             lock(&queue).push(text.to_owned());
             assert!(b.waiting(soon));
         };
-        wait("r1\n", false);
+        // Word alone, no line: written after the interval.
+        wait("r0\n", false);
+        assert_eq!(writes.wait_for(1), vec!["r0\n"]);
+        // After the lines batched so far.
         line(&b, true, "a1\n");
-        wait("r2\n", false);
-        assert!(writes.all().is_empty(), "written before the interval");
-        assert_eq!(writes.wait_for(1), vec!["a1\nr1\nr2\n"]);
-        assert_eq!(*lock(&hooked), [true]);
-        // Before a direct line: what waits goes first, and the hook is told not to wait.
-        lock(&queue).push("r3\n".into());
+        wait("r1\n", false);
+        assert_eq!(writes.wait_for(2)[1], "a1\nr1\n");
+        // Before a direct line.
+        lock(&queue).push("r2\n".into());
         line(&b, false, "warn\n");
-        assert_eq!(writes.all()[1..], ["r3\n", "warn\n"]);
-        assert_eq!(*lock(&hooked), [true, false]);
+        assert_eq!(writes.all()[2..], ["r2\n", "warn\n"]);
         // Soon: written well before an hour's interval would end.
         let (b2, flusher2, writes2) = writer(Duration::from_secs(3600));
         assert!(b2.waiting(true));
         line(&b2, true, "soon\n");
         assert_eq!(writes2.wait_for(1), vec!["soon\n"]);
         drop(flusher2);
-        // At exit the hook runs last; then word of more is refused.
-        lock(&queue).push("r4\n".into());
+        // At exit, in one batch; then word of more is refused.
+        lock(&queue).extend(["r3\n".to_owned(), "r4\n".to_owned()]);
         drop(flusher);
-        assert_eq!(writes.all()[3..], ["r4\n"]);
+        assert_eq!(writes.all()[4..], ["r3\nr4\n"]);
         assert!(!b.waiting(false));
     }
 
