@@ -12,7 +12,7 @@
 //! writes the same JSON line straight from the fields (`set_line_writer`), without the event.
 //!
 //! Where the binary's JSON log batches access lines, the line and the metrics of a finished
-//! request are written by the log's flush thread, a batch at a time ([`defer_finishes`]).
+//! request are written by the log's flush thread, a batch at a time (`defer_finishes`).
 //!
 //! Each request also gets a `tracing` span (target `access`, name `request`) opened when the
 //! request arrives and closed when it is finished, with OpenTelemetry semantic-convention
