@@ -610,8 +610,6 @@ impl Metrics {
 
     /// The text exposition, with the in-flight gauge set to `in_flight`.
     pub fn render(&self, in_flight: usize) -> String {
-        // The finished requests whose metrics the log's flusher has yet to write.
-        crate::observe::write_deferred();
         self.in_flight
             .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
         if let Ok(groups) = self.groups.lock() {

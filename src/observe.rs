@@ -11,11 +11,8 @@
 //! logging is installed with `LOG_FORMAT=json` (`telemetry::init_tracing`): from then on the log
 //! writes the same JSON line straight from the fields (`set_line_writer`), without the event.
 //!
-//! Where the binary's JSON log batches access lines, the line and the metrics of a finished
-//! request are written by the log's flush thread, a batch at a time (`defer_finishes`).
-//!
 //! Each request also gets a `tracing` span (target `access`, name `request`) opened when the
-//! request arrives and closed when it is finished, with OpenTelemetry semantic-convention
+//! request arrives and closed when the log line is written, with OpenTelemetry semantic-convention
 //! fields (`http.request.method`, `url.path`, `http.response.status_code`, `gen_ai.*`) recorded at
 //! the end. It is never entered, so log lines do not change; the `otel` feature exports it
 //! (the `telemetry` module).
@@ -24,9 +21,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response};
@@ -168,161 +165,89 @@ struct Finish {
 }
 
 impl Finish {
-    /// The request is finished: its span is closed now, its access line and metrics written now
-    /// or, where the binary's log defers them ([`defer_finishes`]), by the log's flusher.
-    fn emit(mut self, outcome: &'static str) {
+    fn emit(self, outcome: &'static str) {
         let duration = self.line.started.elapsed().as_secs_f64();
-        if self.stream {
-            self.line.metrics.stream_opened(-1);
-        }
-        if !self.line.span.is_disabled() {
-            self.record_span();
-            // Closed when the request is finished, not when its line is written.
-            drop(std::mem::replace(
-                &mut self.line.span,
-                tracing::Span::none(),
-            ));
-        }
         let record = self.record.as_deref();
-        let finished = Finished {
-            usage: record.and_then(CallRecord::usage),
-            cache: record.and_then(CallRecord::cache_usage),
-            cost: record.and_then(CallRecord::cost),
-            error: self.error_kind(),
-            finish: self,
-            outcome,
-            duration,
-            at: SystemTime::now(),
-        };
-        match DEFERRAL.get() {
-            Some(deferral) => deferral.push(finished),
-            None => finished.write(),
-        }
-    }
-
-    /// The span's OpenTelemetry fields, from the response.
-    fn record_span(&self) {
-        let record = self.record.as_deref();
-        let span = &self.line.span;
-        // OpenTelemetry has signed integers only: u64 fields would be exported as strings.
-        span.record("http.response.status_code", i64::from(self.status));
-        if let Some(id) = self.request_id() {
-            span.record("request_id", id);
-        }
-        if let Some(r) = record {
-            span.record("gen_ai.operation.name", "chat");
-            span.record("gen_ai.request.model", r.model.as_str());
-            if let Some(p) = r.provider() {
-                span.record("gen_ai.system", &*p);
-            }
-        }
-        if let Some((input, output)) = record.and_then(CallRecord::usage) {
-            let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            span.record("gen_ai.usage.input_tokens", int(input));
-            span.record("gen_ai.usage.output_tokens", int(output));
-        }
-        if let Some(e) = self.error_kind() {
-            span.record("error.type", format!("{e:?}").as_str());
-        }
-        // Server spans: 4xx is the client's error, not this span's; a broken stream is.
-        if self.status >= 500 || record.and_then(CallRecord::stream_error).is_some() {
-            span.record("otel.status_code", "ERROR");
-        }
-    }
-
-    fn request_id(&self) -> Option<&str> {
-        (self.line.request_id.as_ref()).and_then(|v| v.to_str().ok())
-    }
-
-    /// The error the answer carries, or else the stream's.
-    fn error_kind(&self) -> Option<ErrorKind> {
-        self.error
-            .or_else(|| self.record.as_deref().and_then(CallRecord::stream_error))
-    }
-}
-
-/// A finished request, its access line and metrics still to write.
-///
-/// What its call record can still learn after the finish is read at the finish: an abandoned
-/// stream's estimated usage and its cost, settled when its body is dropped just after, are the
-/// key's budgets' (`usage`), not the line's or the metrics' (they keep "unknown").
-#[derive(Debug)]
-struct Finished {
-    finish: Finish,
-    outcome: &'static str,
-    /// Seconds from arrival to finish.
-    duration: f64,
-    /// When it finished: the access line's timestamp.
-    at: SystemTime,
-    usage: Option<(u64, u64)>,
-    cache: Option<(u64, u64)>,
-    cost: Option<Option<Usd>>,
-    error: Option<ErrorKind>,
-}
-
-impl Finished {
-    /// Writes the access line and observes the metrics.
-    fn write(self) {
-        let Finished {
-            finish: f,
-            outcome,
-            duration,
-            at,
-            usage,
-            cache,
-            cost,
-            error,
-        } = self;
-        let record = f.record.as_deref();
+        let usage = record.and_then(CallRecord::usage);
+        let cache = record.and_then(CallRecord::cache_usage);
+        let error = self
+            .error
+            .or_else(|| record.and_then(CallRecord::stream_error));
         let error_name = error.map(|k| format!("{k:?}"));
         let provider = record.and_then(CallRecord::provider);
         let deployment = record.and_then(CallRecord::deployment);
+        let request_id = (self.line.request_id.as_ref()).and_then(|v| v.to_str().ok());
         AccessLine {
-            at,
-            method: &f.line.method,
-            path: &f.line.path,
-            status: f.status,
-            request_id: f.request_id().unwrap_or("-"),
-            key_id: f.key.as_ref().map(|k| &*k.0).unwrap_or("-"),
+            method: &self.line.method,
+            path: &self.line.path,
+            status: self.status,
+            request_id: request_id.unwrap_or("-"),
+            key_id: self.key.as_ref().map(|k| &*k.0).unwrap_or("-"),
             model: record.map(|r| r.model.as_str()).unwrap_or("-"),
             provider: provider.as_deref().unwrap_or("-"),
             deployment: deployment.as_deref().unwrap_or("-"),
             format_in: record.map(|r| r.inbound.as_str()).unwrap_or("-"),
             format_out: record.map(|r| r.target.as_str()).unwrap_or("-"),
             // What the client asked for: a stream that failed before its first byte is a stream.
-            stream: f.stream || record.is_some_and(|r| r.stream),
+            stream: self.stream || record.is_some_and(|r| r.stream),
             latency_ms: millis(duration),
-            ttft_ms: millis(f.first_byte),
+            ttft_ms: millis(self.first_byte),
             usage: usage.unwrap_or_default(),
             cache: cache.unwrap_or_default(),
             attempts: record.map(CallRecord::attempts).unwrap_or(0),
             fallbacks: record.map(CallRecord::fallbacks).unwrap_or(0),
             attempt_log: AttemptLog(record),
-            cost_usd: CostField(cost),
+            cost_usd: CostField(record.and_then(CallRecord::cost)),
             error: error_name.as_deref().unwrap_or("-"),
             outcome,
         }
         .write();
-        f.line.metrics.observe(&Observation {
-            route: f.line.route,
+        self.line.metrics.observe(&Observation {
+            route: self.line.route,
             model: record.map(|r| r.model.as_str()),
             provider: provider.as_deref(),
-            status: f.status,
+            status: self.status,
             duration,
-            first_byte: f.first_byte,
+            first_byte: self.first_byte,
             usage,
             cache,
             attempts: record.map(CallRecord::attempts).unwrap_or(0),
             error: error_name.as_deref(),
             rate_limited: error == Some(ErrorKind::RateLimited),
         });
+        if self.stream {
+            self.line.metrics.stream_opened(-1);
+        }
+        let span = &self.line.span;
+        // OpenTelemetry has signed integers only: u64 fields would be exported as strings.
+        span.record("http.response.status_code", i64::from(self.status));
+        if let Some(id) = request_id {
+            span.record("request_id", id);
+        }
+        if let Some(r) = record {
+            span.record("gen_ai.operation.name", "chat");
+            span.record("gen_ai.request.model", r.model.as_str());
+            if let Some(p) = &provider {
+                span.record("gen_ai.system", &**p);
+            }
+        }
+        if let Some((input, output)) = usage {
+            let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            span.record("gen_ai.usage.input_tokens", int(input));
+            span.record("gen_ai.usage.output_tokens", int(output));
+        }
+        if let Some(e) = &error_name {
+            span.record("error.type", e.as_str());
+        }
+        // Server spans: 4xx is the client's error, not this span's; a broken stream is.
+        if self.status >= 500 || record.and_then(CallRecord::stream_error).is_some() {
+            span.record("otel.status_code", "ERROR");
+        }
     }
 }
 
 /// The access log line: one per request, target `access`, message `request`.
 pub(crate) struct AccessLine<'a> {
-    /// When the request finished: the JSON line's timestamp (the event's is the subscriber's).
-    at: SystemTime,
     method: &'a Method,
     path: &'a str,
     status: u16,
@@ -349,12 +274,6 @@ pub(crate) struct AccessLine<'a> {
 }
 
 impl AccessLine<'_> {
-    /// When the request finished.
-    #[cfg_attr(not(feature = "server"), allow(dead_code))]
-    pub(crate) fn at(&self) -> SystemTime {
-        self.at
-    }
-
     /// Writes the line: straight to the log where the binary's logging takes it so
     /// ([`set_line_writer`]), otherwise as a `tracing` event.
     fn write(&self) {
@@ -461,109 +380,11 @@ pub(crate) fn set_line_writer(write: AccessWriter) {
     let _ = LINE_WRITER.set(write);
 }
 
-/// Finished requests whose access lines and metrics wait for the binary's log flusher
-/// (`telemetry`'s batches), if it takes them ([`defer_finishes`]).
-///
-/// Written at the finish, a request's line and metrics are about 5 k instructions of code the
-/// request runs nowhere else, on its critical path (a complete reply's line is written before
-/// its head is sent): at a modest rate, that code is out of the caches on every request. Queued,
-/// the flusher writes them a batch at a time, about `LOG_FLUSH_MS` later, with its code warm
-/// (BENCHMARKS.md, issue 18). The line keeps its finish time; `/metrics` writes what waits
-/// before it renders ([`Metrics::render`]), so a scrape misses no finished request.
-struct Deferral {
-    /// The finished requests, in the order they finished.
-    queue: Mutex<Vec<Finished>>,
-    /// Held while a batch of them is written, so two writers (the flusher, a scrape) do not
-    /// interleave their lines; the batch's room, kept between batches.
-    writing: Mutex<Vec<Finished>>,
-    /// Tells the flusher that requests wait (`true`: write them without waiting out its
-    /// interval); `false` if it has stopped.
-    wake: Box<dyn Fn(bool) -> bool + Send + Sync>,
-}
-
-/// Requests waiting at which the flusher is asked to write them at once.
-const DEFER_SOON: usize = 256;
-/// Requests waiting at which the thread that finishes one writes them all itself (the queue's
-/// bound: a flusher held up by a slow log holds the requests back, as a full batch of lines does).
-/// With a batch of as many being written, and one more per thread that finishes a request
-/// meanwhile, about twice this many are held at most.
-const DEFER_MAX: usize = 1024;
-
-impl Deferral {
-    fn push(&self, finished: Finished) {
-        let mut queue = lock(&self.queue);
-        queue.push(finished);
-        let waiting = queue.len();
-        drop(queue);
-        // The first of a batch wakes the flusher; so does the one that fills it half-way.
-        let woken = match waiting {
-            1 => (self.wake)(false),
-            DEFER_SOON => (self.wake)(true),
-            _ => true,
-        };
-        if !woken || waiting >= DEFER_MAX {
-            self.write();
-        }
-    }
-
-    /// Writes every request that waits, after any other thread's batch. Called again from
-    /// inside a write on the same thread (a line logged while it writes), returns at once.
-    fn write(&self) {
-        if WRITING.get() {
-            return;
-        }
-        let mut batch = lock(&self.writing);
-        WRITING.set(true);
-        std::mem::swap(&mut *batch, &mut *lock(&self.queue));
-        for finished in batch.drain(..) {
-            // A panic loses that request's line, not the batch (nor the flusher's thread).
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| finished.write()));
-        }
-        WRITING.set(false);
-    }
-}
-
-thread_local! {
-    /// Whether this thread is writing finished requests ([`Deferral::write`]).
-    static WRITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// What a lock poisoned by a panic while writing still holds is usable.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The binary's deferral of finished requests, if it set one.
-static DEFERRAL: std::sync::OnceLock<Deferral> = std::sync::OnceLock::new();
-
-/// Has every later finished request's access line and metrics written by [`write_deferred`],
-/// which the log's flusher calls before it writes a batch, instead of by the request's own
-/// thread; `wake` tells the flusher that some wait (see [`Deferral`]). Set once, by the
-/// binary's JSON log when it writes access lines in batches (`telemetry::init_tracing`); a
-/// second call is ignored.
-#[cfg_attr(not(feature = "server"), allow(dead_code))]
-pub(crate) fn defer_finishes(wake: Box<dyn Fn(bool) -> bool + Send + Sync>) {
-    let _ = DEFERRAL.set(Deferral {
-        queue: Mutex::new(Vec::new()),
-        writing: Mutex::new(Vec::new()),
-        wake,
-    });
-}
-
-/// Writes the access lines and metrics of the finished requests that wait, if any (after the
-/// batch another thread may be writing).
-pub(crate) fn write_deferred() {
-    if let Some(deferral) = DEFERRAL.get() {
-        deferral.write();
-    }
-}
-
 /// The access event with placeholder values, for a subscriber that asks whether its filter takes
 /// it (`telemetry`).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn emit_access_probe() {
     AccessLine {
-        at: SystemTime::UNIX_EPOCH,
         method: &Method::GET,
         path: "/",
         status: 200,
@@ -823,7 +644,6 @@ mod tests {
         for (j, cost) in costs.into_iter().enumerate() {
             for with_record in [false, true] {
                 let line = AccessLine {
-                    at: std::time::SystemTime::now(),
                     method: if j % 2 == 0 { &Method::POST } else { &method },
                     path: if with_record {
                         "/v1/chat/completions"
@@ -860,92 +680,6 @@ mod tests {
             }
         }
         assert_eq!(n, 8);
-    }
-
-    /// A finished chat request, observed into `metrics`.
-    fn finished(metrics: &Arc<Metrics>) -> Finished {
-        Finished {
-            finish: Finish {
-                line: RequestLine {
-                    started: Instant::now(),
-                    method: Method::POST,
-                    route: "chat",
-                    path: Cow::Borrowed("/v1/chat/completions"),
-                    request_id: None,
-                    metrics: Arc::clone(metrics),
-                    span: tracing::Span::none(),
-                },
-                status: 200,
-                first_byte: 0.001,
-                key: None,
-                record: None,
-                error: None,
-                stream: false,
-            },
-            outcome: "complete",
-            duration: 0.002,
-            at: SystemTime::now(),
-            usage: None,
-            cache: None,
-            cost: None,
-            error: None,
-        }
-    }
-
-    /// The chat requests `metrics` has counted.
-    fn counted(metrics: &Metrics) -> u64 {
-        let text = metrics.render(0);
-        text.lines()
-            .filter(|l| l.starts_with("obs_requests_total{") && l.contains("route=\"chat\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-
-    /// Finished requests wait for their writer: the first wakes the flusher, the one that fills
-    /// the queue half-way asks it to be soon, the one that fills it writes them all itself, and
-    /// so does each one once the flusher has stopped. A write from inside a write does nothing.
-    #[test]
-    fn deferred_requests_wait_for_their_writer_within_a_bound() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let woken = Arc::new(Mutex::new(Vec::new()));
-        let alive = Arc::new(AtomicBool::new(true));
-        let deferral = {
-            let (woken, alive) = (Arc::clone(&woken), Arc::clone(&alive));
-            Deferral {
-                queue: Mutex::new(Vec::new()),
-                writing: Mutex::new(Vec::new()),
-                wake: Box::new(move |soon| {
-                    lock(&woken).push(soon);
-                    alive.load(Ordering::SeqCst)
-                }),
-            }
-        };
-        let metrics = Arc::new(Metrics::new());
-        for _ in 0..3 {
-            deferral.push(finished(&metrics));
-        }
-        assert_eq!(counted(&metrics), 0);
-        assert_eq!(*lock(&woken), [false]);
-        // From inside a write on this thread: nothing.
-        WRITING.set(true);
-        deferral.write();
-        WRITING.set(false);
-        assert_eq!(counted(&metrics), 0);
-        deferral.write();
-        assert_eq!(counted(&metrics), 3);
-        for _ in 0..DEFER_SOON {
-            deferral.push(finished(&metrics));
-        }
-        assert_eq!(*lock(&woken), [false, false, true]);
-        assert_eq!(counted(&metrics), 3);
-        for _ in DEFER_SOON..DEFER_MAX {
-            deferral.push(finished(&metrics));
-        }
-        assert_eq!(counted(&metrics), 3 + DEFER_MAX as u64);
-        assert!(lock(&deferral.queue).is_empty());
-        alive.store(false, Ordering::SeqCst);
-        deferral.push(finished(&metrics));
-        assert_eq!(counted(&metrics), 4 + DEFER_MAX as u64);
     }
 
     #[tokio::test(flavor = "current_thread")]

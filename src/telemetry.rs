@@ -129,12 +129,6 @@ fn log_layer(log: &LogConfig) -> (BoxedLayer, Option<batch::Flusher>) {
                 sink.write(line);
             }
         }));
-        // Finished requests' lines and metrics are written by the flusher, a batch at a time.
-        if let Some((writer, _)) = &batched {
-            let waker = writer.clone();
-            crate::observe::defer_finishes(Box::new(move |soon| waker.waiting(soon)));
-            writer.before_batch(Box::new(crate::observe::write_deferred));
-        }
     }
     match batched {
         Some((writer, flusher)) => (lines(log, writer), Some(flusher)),
@@ -153,7 +147,7 @@ impl AccessSink {
     /// The access line in JSON: the line the log layer would have written for the access event,
     /// without the event.
     fn write(&self, line: &crate::observe::AccessLine<'_>) {
-        json_line::access_line(line.at(), line, |bytes| match self {
+        json_line::access_line(std::time::SystemTime::now(), line, |bytes| match self {
             AccessSink::Batched(w) => w.access(bytes),
             // A failed write loses the line, as the event's would.
             AccessSink::Stdout => {

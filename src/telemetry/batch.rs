@@ -16,18 +16,12 @@
 //! [`Flusher`] (the gateway's graceful exit) writes what is left; lines that arrive after that
 //! are written at once. A process killed outright (`SIGKILL`, an abort) loses the batch it held.
 //!
-//! The JSON log also hands the batch its finished requests unformatted (`observe`'s deferred
-//! finishes): [`Batched::waiting`] wakes the flusher as a first line does, and the hook set by
-//! [`Batched::before_batch`] formats them into the batch before each write and before each
-//! direct line, so they too reach the log in order, written a batch at a time off the requests'
-//! threads.
-//!
 //! Why by hand: tracing-appender's non-blocking writer hands each line to a worker thread over a
 //! channel, which costs a line's allocation, a wake-up and a write per line at modest rates —
 //! the write this module exists to save.
 
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -62,20 +56,10 @@ struct Shared {
     /// direct lines reach the sink in the order they were taken. Taken before `pending`.
     out: Mutex<Out>,
     interval: Duration,
-    /// Run before a batch is written and before a direct line: adds what waits elsewhere to the
-    /// batch ([`Batched::before_batch`]).
-    before: OnceLock<Hook>,
 }
-
-/// What [`Batched::before_batch`] runs.
-type Hook = Box<dyn Fn() + Send + Sync>;
 
 struct Pending {
     lines: Vec<u8>,
-    /// Something other than lines waits for the next batch ([`Batched::waiting`]).
-    waiting: bool,
-    /// ... and asked that it be written without waiting out the interval.
-    soon: bool,
     stopped: bool,
 }
 
@@ -100,8 +84,6 @@ impl Batched {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 lines: Vec::with_capacity(FULL),
-                waiting: false,
-                soon: false,
                 stopped: false,
             }),
             arrived: Condvar::new(),
@@ -110,7 +92,6 @@ impl Batched {
                 spare: Vec::with_capacity(FULL),
             }),
             interval,
-            before: OnceLock::new(),
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -132,56 +113,26 @@ impl Batched {
     pub(crate) fn access(&self, line: &[u8]) {
         let _ = self.shared.append(line);
     }
-
-    /// Has `hook` run before each batch is written and before each direct line (once; a second
-    /// hook is ignored). It adds lines with [`access`](Self::access), from any thread. A direct
-    /// line may be logged from inside the hook (a warning while it formats): called again on that
-    /// thread, it must return at once.
-    pub(crate) fn before_batch(&self, hook: Hook) {
-        let _ = self.shared.before.set(hook);
-    }
-
-    /// Tells the flusher that something waits for the next batch (what the hook adds), as a
-    /// batch's first line does; `soon`, to write it without waiting out the interval. False
-    /// once the flusher has stopped: nothing would then run the hook, and the caller does.
-    pub(crate) fn waiting(&self, soon: bool) -> bool {
-        let mut pending = lock(&self.shared.pending);
-        if pending.stopped {
-            return false;
-        }
-        let wake = !pending.waiting && pending.lines.is_empty() || soon && !pending.soon;
-        pending.waiting = true;
-        pending.soon |= soon;
-        drop(pending);
-        if wake {
-            self.shared.arrived.notify_one();
-        }
-        true
-    }
 }
 
 impl Shared {
-    /// The flusher: waits for a batch's first line (or word that something waits), lets
-    /// `interval` pass (or less, when asked to be soon), writes the batch.
+    /// The flusher: waits for a batch's first line, lets `interval` pass, writes the batch.
     fn run(&self) {
         loop {
             let pending = lock(&self.pending);
             let pending = self
                 .arrived
-                .wait_while(pending, |p| p.lines.is_empty() && !p.waiting && !p.stopped)
+                .wait_while(pending, |p| p.lines.is_empty() && !p.stopped)
                 .unwrap_or_else(PoisonError::into_inner);
             if pending.stopped {
                 return;
             }
-            let (mut pending, _) = self
+            let (pending, _) = self
                 .arrived
-                .wait_timeout_while(pending, self.interval, |p| !p.stopped && !p.soon)
+                .wait_timeout_while(pending, self.interval, |p| !p.stopped)
                 .unwrap_or_else(PoisonError::into_inner);
             let stopped = pending.stopped;
-            pending.waiting = false;
-            pending.soon = false;
             drop(pending);
-            self.run_hook();
             self.write_batch(&mut lock(&self.out));
             if stopped {
                 return;
@@ -210,13 +161,6 @@ impl Shared {
             self.arrived.notify_one();
         }
         Ok(())
-    }
-
-    /// Adds what waits elsewhere to the batch ([`Batched::before_batch`]).
-    fn run_hook(&self) {
-        if let Some(hook) = self.before.get() {
-            hook();
-        }
     }
 
     /// Writes the batch, then `line`.
@@ -258,15 +202,11 @@ impl std::fmt::Debug for Flusher {
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        // What waits joins the batch while the flusher still takes lines; what arrives after
-        // is added below, and its lines are written one by one.
-        self.shared.run_hook();
         lock(&self.shared.pending).stopped = true;
         self.shared.arrived.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        self.shared.run_hook();
         self.shared.write_batch(&mut lock(&self.shared.out));
     }
 }
@@ -282,8 +222,6 @@ impl Write for LineWriter<'_> {
         if self.batched {
             self.shared.append(buf)?;
         } else {
-            // What waits to be formatted was finished before this line.
-            self.shared.run_hook();
             self.shared.direct(buf)?;
         }
         Ok(buf.len())
@@ -430,51 +368,6 @@ mod tests {
         assert_eq!(writes.all(), vec!["last\n"]);
         line(&b, true, "later\n");
         assert_eq!(writes.all(), vec!["last\n", "later\n"]);
-    }
-
-    /// What waits elsewhere (`observe`'s finished requests): word of it alone wakes the flusher
-    /// as a first line does, and the hook adds it to the batch (after the lines batched so far)
-    /// before the batch is written, before a direct line, and at exit, where what waits is still
-    /// written as one batch; `soon` cuts the interval short; once the flusher has stopped, the
-    /// word is refused.
-    #[test]
-    fn what_waits_is_added_by_the_hook_before_each_write() {
-        let (b, flusher, writes) = writer(Duration::from_millis(200));
-        let queue = Arc::new(Mutex::new(Vec::<String>::new()));
-        {
-            let (b, queue) = (b.clone(), Arc::clone(&queue));
-            b.clone().before_batch(Box::new(move || {
-                for l in std::mem::take(&mut *lock(&queue)) {
-                    b.access(l.as_bytes());
-                }
-            }));
-        }
-        let wait = |text: &str, soon: bool| {
-            lock(&queue).push(text.to_owned());
-            assert!(b.waiting(soon));
-        };
-        // Word alone, no line: written after the interval.
-        wait("r0\n", false);
-        assert_eq!(writes.wait_for(1), vec!["r0\n"]);
-        // After the lines batched so far.
-        line(&b, true, "a1\n");
-        wait("r1\n", false);
-        assert_eq!(writes.wait_for(2)[1], "a1\nr1\n");
-        // Before a direct line.
-        lock(&queue).push("r2\n".into());
-        line(&b, false, "warn\n");
-        assert_eq!(writes.all()[2..], ["r2\n", "warn\n"]);
-        // Soon: written well before an hour's interval would end.
-        let (b2, flusher2, writes2) = writer(Duration::from_secs(3600));
-        assert!(b2.waiting(true));
-        line(&b2, true, "soon\n");
-        assert_eq!(writes2.wait_for(1), vec!["soon\n"]);
-        drop(flusher2);
-        // At exit, in one batch; then word of more is refused.
-        lock(&queue).extend(["r3\n".to_owned(), "r4\n".to_owned()]);
-        drop(flusher);
-        assert_eq!(writes.all()[4..], ["r3\nr4\n"]);
-        assert!(!b.waiting(false));
     }
 
     /// Lines from many threads: every one written, whole, each thread's in its order.
