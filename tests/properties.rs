@@ -43,6 +43,8 @@ fn key() -> impl Strategy<Value = String> {
         ])
         .prop_map(str::to_owned),
         1 => "[a-zA-Z_]{0,10}",
+        // Keys that unescape to what a plain key cannot hold.
+        1 => "[a-z/\"\\\\é☃𝄞]{0,6}",
     ]
 }
 
@@ -414,8 +416,8 @@ impl Picks<'_> {
 }
 
 /// Writes `v` as valid JSON as `p` chooses: whitespace between tokens, an object's members in a
-/// rotated order, and keys and strings with one character written as a `\u` escape (either case
-/// of hex; a surrogate pair beyond U+FFFF).
+/// rotated order, and keys and strings with one character, or every one, written as a `\u`
+/// escape (either case of hex; a surrogate pair beyond U+FFFF; a slash sometimes as `\/`).
 fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
     fn space(p: &mut Picks<'_>, out: &mut String) {
         out.push_str(match p.next() % 5 {
@@ -433,9 +435,12 @@ fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
             return;
         }
         let at = usize::from(pick) % chars.len();
+        let every = pick >= 56;
         out.push('"');
         for (i, c) in chars.iter().enumerate() {
-            if i == at {
+            if *c == '/' && (i == at || every) && pick.is_multiple_of(3) {
+                out.push_str("\\/");
+            } else if i == at || every {
                 // Beyond U+FFFF, as a surrogate pair.
                 let mut units = [0; 2];
                 for unit in c.encode_utf16(&mut units) {
@@ -524,6 +529,7 @@ fn tricky_text() -> impl Strategy<Value = String> {
             "\\",
             "\"",
             "é ☃ 𝄞",
+            "https://example.com/a/b",
             "",
         ])
         .prop_map(str::to_owned),
