@@ -40,8 +40,7 @@
 use serde_json::{Map, Value};
 
 use crate::format::scan::{
-    has_control, is_printable_ascii, key_is, quote_or_backslash, unescape, unicode_escape,
-    RAW_VALUE_KEY,
+    has_control, is_printable_ascii, quote_or_backslash, unescape, unicode_escape, RAW_VALUE_KEY,
 };
 
 use crate::error::GatewayError;
@@ -538,6 +537,15 @@ impl<'a> Scan<'a> {
             self.i += 1;
         }
     }
+}
+
+/// Whether a key as written (`raw`, between its quotes) is `name`, escapes read. An escape is
+/// longer than the character it stands for, so only a longer key with a backslash is unescaped.
+fn key_is(raw: &[u8], name: &str) -> bool {
+    raw == name.as_bytes()
+        || raw.len() > name.len()
+            && raw.contains(&b'\\')
+            && unescape(raw).is_some_and(|k| k == name)
 }
 
 /// A top-level key as text: as written, or unescaped when it has escapes (only a marker key

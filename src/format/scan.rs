@@ -321,15 +321,6 @@ pub(crate) fn unescape(raw: &[u8]) -> Option<String> {
     serde_json::from_slice(&quoted).ok()
 }
 
-/// Whether a key as written (`raw`, between its quotes) is `name`, escapes read. An escape is
-/// longer than the character it stands for, so only a longer key with a backslash is unescaped.
-pub(crate) fn key_is(raw: &[u8], name: &str) -> bool {
-    raw == name.as_bytes()
-        || raw.len() > name.len()
-            && raw.contains(&b'\\')
-            && unescape(raw).is_some_and(|k| k == name)
-}
-
 /// One member of an object: its key (without quotes, unescaped as serde_json reads it: borrowed
 /// unless it has escapes) and its value's raw bytes.
 pub type Member<'a> = (Cow<'a, [u8]>, &'a [u8]);
