@@ -436,9 +436,10 @@ fn write_unusual(v: &Value, p: &mut Picks<'_>, out: &mut String) {
         }
         let at = usize::from(pick) % chars.len();
         let every = pick >= 56;
+        let short_slash = p.next().is_multiple_of(2);
         out.push('"');
         for (i, c) in chars.iter().enumerate() {
-            if *c == '/' && (i == at || every) && pick.is_multiple_of(3) {
+            if *c == '/' && (i == at || every) && short_slash {
                 out.push_str("\\/");
             } else if i == at || every {
                 // Beyond U+FFFF, as a surrogate pair.
