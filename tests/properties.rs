@@ -604,6 +604,11 @@ fn count_at(v: &Value, k: &str) -> Option<u64> {
     v.get(k).and_then(Value::as_u64)
 }
 
+/// [`count_at`], or `or`.
+fn count_or(v: &Value, k: &str, or: u64) -> u64 {
+    count_at(v, k).unwrap_or(or)
+}
+
 /// The usage serde_json reads from `v["usage"]`, as comparable counts.
 type Counts = (
     u64,
@@ -615,7 +620,7 @@ type Counts = (
 
 fn counts_of_value(v: &Value) -> Option<Counts> {
     let u = v.get("usage").filter(|u| !u.is_null())?;
-    let n = |k: &str| count_at(u, k).unwrap_or(0);
+    let n = |k: &str| count_or(u, k, 0);
     let details = u
         .get("prompt_tokens_details")
         .filter(|d| !d.is_null())
@@ -766,27 +771,27 @@ proptest! {
     }
 }
 
+/// Anthropic's usage counts: input, output, cache read, cache write.
+const CLAUDE_USAGE: [&str; 4] = [
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+];
+
+/// Bedrock's invocation metrics' counts, in the same order.
+const BEDROCK_METRICS: [&str; 4] = [
+    "inputTokenCount",
+    "outputTokenCount",
+    "cacheReadInputTokenCount",
+    "cacheWriteInputTokenCount",
+];
+
 /// Anthropic's usage members, some of them, with members of any shape beside them.
 fn claude_usage_object() -> impl Strategy<Value = Value> {
     (
-        vec(
-            (
-                prop::sample::select(vec![
-                    "input_tokens",
-                    "output_tokens",
-                    "cache_read_input_tokens",
-                    "cache_creation_input_tokens",
-                ]),
-                count(),
-            ),
-            0..4,
-        ),
-        unknown_members(&[
-            "input_tokens",
-            "output_tokens",
-            "cache_read_input_tokens",
-            "cache_creation_input_tokens",
-        ]),
+        vec((prop::sample::select(CLAUDE_USAGE.to_vec()), count()), 0..4),
+        unknown_members(&CLAUDE_USAGE),
     )
         .prop_map(|(counts, mut m)| {
             for (k, n) in counts {
@@ -802,13 +807,7 @@ fn claude_usage_object() -> impl Strategy<Value = Value> {
 fn claude_stream_event() -> impl Strategy<Value = Value> {
     let metrics = vec(
         (
-            prop::sample::select(vec![
-                "inputTokenCount",
-                "outputTokenCount",
-                "cacheReadInputTokenCount",
-                "cacheWriteInputTokenCount",
-                "invocationLatency",
-            ]),
+            prop::sample::select([&BEDROCK_METRICS[..], &["invocationLatency"]].concat()),
             count(),
         ),
         0..4,
@@ -853,24 +852,10 @@ fn claude_counts_of_value(v: &Value, start: [u64; 4]) -> [u64; 4] {
             }
         }
     };
-    const CLAUDE: [&str; 4] = [
-        "input_tokens",
-        "output_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-    ];
     match v["type"].as_str() {
-        Some("message_start") => read(&v["message"]["usage"], CLAUDE),
-        Some("message_delta") => read(&v["usage"], CLAUDE),
-        Some("message_stop") => read(
-            &v["amazon-bedrock-invocationMetrics"],
-            [
-                "inputTokenCount",
-                "outputTokenCount",
-                "cacheReadInputTokenCount",
-                "cacheWriteInputTokenCount",
-            ],
-        ),
+        Some("message_start") => read(&v["message"]["usage"], CLAUDE_USAGE),
+        Some("message_delta") => read(&v["usage"], CLAUDE_USAGE),
+        Some("message_stop") => read(&v["amazon-bedrock-invocationMetrics"], BEDROCK_METRICS),
         _ => {}
     }
     out
@@ -882,20 +867,18 @@ proptest! {
     #[test]
     fn a_relayed_claude_event_is_read_as_serde_json_reads_it(
         event in claude_stream_event(),
-        start in (count(), count(), count(), count()),
+        start in prop::array::uniform4(count()),
         picks in vec(any::<u8>(), 1..64),
     ) {
         let text = written_unusually(&event, &picks);
-        let (input, output, cache_read, cache_write) = start;
+        let [input, output, cache_read, cache_write] = start;
         let mut usage = scan::ClaudeUsage::default();
-        usage.input = input;
-        usage.output = output;
-        usage.cache_read = cache_read;
-        usage.cache_write = cache_write;
+        (usage.input, usage.output, usage.cache_read, usage.cache_write) =
+            (input, output, cache_read, cache_write);
         let facts = scanned(scan::claude_event(text.as_bytes(), &mut usage), &text)?;
         prop_assert_eq!(
             [usage.input, usage.output, usage.cache_read, usage.cache_write],
-            claude_counts_of_value(&event, [input, output, cache_read, cache_write]),
+            claude_counts_of_value(&event, start),
             "{}", text
         );
         prop_assert_eq!(facts.name, event["type"].as_str(), "{}", text);
@@ -953,16 +936,15 @@ proptest! {
         let mut usage = start;
         let facts = scanned(scan::titan_chunk(text.as_bytes(), &mut usage), &text)?;
         let finished = !chunk["completionReason"].is_null();
-        let n = |v: &Value, k: &str, or: u64| count_at(v, k).unwrap_or(or);
         let mut expected = (
-            n(&chunk, "inputTextTokenCount", start.0),
-            n(&chunk, "totalOutputTextTokenCount", start.1),
+            count_or(&chunk, "inputTextTokenCount", start.0),
+            count_or(&chunk, "totalOutputTextTokenCount", start.1),
         );
         if finished {
             let metrics = &chunk["amazon-bedrock-invocationMetrics"];
             expected = (
-                n(metrics, "inputTokenCount", expected.0),
-                n(metrics, "outputTokenCount", expected.1),
+                count_or(metrics, "inputTokenCount", expected.0),
+                count_or(metrics, "outputTokenCount", expected.1),
             );
         }
         prop_assert_eq!(usage, expected, "{}", text);
@@ -1023,7 +1005,7 @@ fn complete_native_reply() -> impl Strategy<Value = Value> {
 
 /// The usage serde_json reads from a complete native reply, as the gateway counts it.
 fn native_usage_of_value(v: &Value) -> Option<Usage> {
-    let n = |v: &Value, k: &str| count_at(v, k).unwrap_or(0);
+    let n = |v: &Value, k: &str| count_or(v, k, 0);
     if v.get("type").is_some() {
         let u = &v["usage"];
         return Some(Usage::from_parts(
@@ -1047,7 +1029,7 @@ fn native_usage_of_value(v: &Value) -> Option<Usage> {
 
 /// The usage serde_json reads from a Responses API object's `usage`, as the gateway counts it.
 fn responses_usage_of_value(v: &Value) -> Option<Usage> {
-    let n = |v: &Value, k: &str| count_at(v, k).unwrap_or(0);
+    let n = |v: &Value, k: &str| count_or(v, k, 0);
     let u = v.get("usage").filter(|u| !u.is_null())?;
     let cached = n(&u["input_tokens_details"], "cached_tokens");
     let mut usage = Usage::from_parts(
