@@ -100,6 +100,12 @@ pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
         .map(|p| i + p)
 }
 
+/// The key serde_json's `raw_value` feature gives a meaning: an object whose first key is this
+/// one, read into a `Value`, stands for the JSON text in its string value (and a sorted map puts
+/// it first wherever it was written). Detection refuses it; the OpenAI request scan leaves it to
+/// serde.
+pub(crate) const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+
 /// Whether every byte of `b` is ASCII at or above 0x20 (`0x20..=0x7f`, DEL included, which JSON
 /// lets a string hold as it is): no control character, which a JSON string must escape, and
 /// nothing that needs a UTF-8 check. The request scan runs it over every run of text between a
@@ -107,12 +113,6 @@ pub(crate) fn string_special(b: &[u8]) -> Option<usize> {
 /// (the compiler turns each into a few vector compares), the last block overlapping the ones
 /// before it; a run shorter than a block goes eight bytes at a time, the last word overlapping
 /// too; only a run under eight bytes goes byte by byte.
-/// The key serde_json's `raw_value` feature gives a meaning: an object whose first key is this
-/// one, read into a `Value`, stands for the JSON text in its string value (and a sorted map puts
-/// it first wherever it was written). Detection refuses it; the OpenAI request scan leaves it to
-/// serde.
-pub(crate) const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
-
 pub(crate) fn is_printable_ascii(b: &[u8]) -> bool {
     let outside = |c: u8| c.wrapping_sub(0x20) >= 0x60;
     let block = |bytes: &[u8]| bytes.iter().fold(false, |any, &c| any | outside(c));
