@@ -9,7 +9,7 @@
 //!
 //! What is exported: the spans of target `access` and of this crate at `INFO` or above, whatever
 //! `LOG_LEVEL` says (logging and export are filtered apart). That is the one span per request
-//! that the access-log layer (`server::observe`) opens when a request arrives and closes when it
+//! that the access-log layer (`observe`) opens when a request arrives and closes when it
 //! is finished (for a stream, at its last byte), named `"{METHOD} {route}"` (e.g. `POST chat`),
 //! with `http.request.method`, `url.path`, `http.response.status_code`, `request_id`,
 //! `error.type` and, for model calls, `gen_ai.operation.name`, `gen_ai.system` (the provider),
@@ -229,7 +229,7 @@ fn level_filter(level: &str) -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
-/// Events only. The request spans (`server::observe`) are for trace export and never entered,
+/// Events only. The request spans (`observe`) are for trace export and never entered,
 /// so no line is inside one; left to the log layer, every `Span::record` would format the
 /// span's fields again (in JSON: the whole map, re-serialized per field — most of the
 /// instructions of a request, by callgrind) for nothing. Its level hint passes every level, so

@@ -247,7 +247,7 @@ impl Default for ResponsesConfig {
 pub struct GuardrailsConfig {
     /// Clients may name a guardrail per request (InvokeModel's guardrail headers, Converse's
     /// `guardrailConfig`, the `guardrailConfig` extension of OpenAI bodies); off, such a request is
-    /// a 400. (Per-key policy arrives with the keys store.)
+    /// a 400. Gateway-wide: a key has no guardrail policy of its own.
     pub allow_client: bool,
     /// The guardrail each model gets (`[[guardrails.models]]`): the first rule whose prefix
     /// matches the model as the client names it or as it is sent upstream. A client's own

@@ -938,8 +938,7 @@ mod tests {
         p
     }
 
-    /// A JSON rendering of the Converse input, in the wire shape of PROTOCOLS 4 (blobs as base64),
-    /// so tests can compare whole requests as golden JSON.
+    /// A `cachePoint` block as JSON, in its wire shape (`type`, and `ttl` when set).
     fn cache_json(c: &CachePointBlock) -> Value {
         let mut point = json!({"type": c.r#type().as_str()});
         if let Some(ttl) = c.ttl() {
@@ -948,6 +947,8 @@ mod tests {
         json!({"cachePoint": point})
     }
 
+    /// A JSON rendering of the Converse input, in the wire shape of PROTOCOLS 4 (blobs as base64),
+    /// so tests can compare whole requests as golden JSON.
     fn to_json(r: &ConverseRequest) -> Value {
         fn block(b: &ContentBlock) -> Value {
             match b {

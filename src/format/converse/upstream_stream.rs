@@ -66,7 +66,8 @@ impl ConverseStreamDecoder {
         }
     }
 
-    /// The tool block for Bedrock block `index`, registering it (with the next ordinal) if new.
+    /// The tool block for Bedrock content block `block`, registering it (with the next ordinal)
+    /// if new.
     fn tool(&mut self, block: i32) -> (&mut ToolBlock, bool) {
         if let Some(pos) = self.tools.iter().position(|t| t.block == block) {
             return (&mut self.tools[pos], false);

@@ -101,7 +101,7 @@ fn merge_streams(streams: Vec<ChunkStream>) -> ChunkStream {
 /// The interleaved choices of `n` streams.
 struct FanIn {
     streams: SelectAll<Tagged>,
-    /// `(id, created)` of the first chunk, given to every chunk.
+    /// `(id, created, model)` of the first chunk, given to every chunk.
     meta: Option<(String, u64, String)>,
     usage: Option<Usage>,
     done: bool,
