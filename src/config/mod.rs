@@ -7,11 +7,13 @@
 //! | Environment | TOML key | Default |
 //! |---|---|---|
 //! | `HOST` / `PORT` | `server.host` / `server.port` | `0.0.0.0` / `8000` |
-//! | `API_KEY` (comma-separated) | `auth.api_keys` | none: start-up fails unless auth is disabled |
+//! | `API_KEY` (comma-separated) | `auth.api_keys` | none: start-up fails unless auth is disabled or a keys file is set |
 //! | `AUTH_DISABLED` | `auth.disabled` | `false` |
+//! | `KEYS_FILE` | `keys.file` | none (keys only from `API_KEY`) |
 //! | `AWS_CLIENT_CREDENTIALS` (`AKID:SECRET[:API_KEY]`, comma-separated) | `[[auth.aws_credentials]]` | none: SigV4 clients are refused |
 //! | `OPENAI_API_KEY` | `openai.api_key` | none |
 //! | `OPENAI_BASE_URL` | `openai.base_url` | `https://api.openai.com/v1` |
+//! | `OPENAI_RESPONSES_API` | `openai.responses_api` | `false` (`/v1/responses` served by the gateway, not forwarded) |
 //! | `AWS_REGION` / `AWS_DEFAULT_REGION` | `bedrock.region` | the AWS profile's region |
 //! | `BEDROCK_ENABLED` | `bedrock.enabled` | `true` |
 //! | `MOCK_PROVIDER` (or `--mock`) | `mock.enabled` | `false` (`mock/…` models answered in-process) |
