@@ -64,15 +64,10 @@ RUN apt-get update \
 
 COPY --from=builder /build/target/dist/open-bedrock-server /usr/local/bin/open-bedrock-server
 
-# GLIBC_TUNABLES: a fixed mmap threshold. By default glibc raises it to the size of each large
-# block freed (an 800 KB request body, say), and later blocks that size then stay in the heap:
-# under a mixed load with large bodies the process kept 48.7 MiB, against 25.7 MiB with the
-# threshold fixed at glibc's default of 128 KiB (BENCHMARKS.md, "Soak again").
 ENV HOST=0.0.0.0 \
     PORT=8000 \
     LOG_FORMAT=json \
-    LOG_LEVEL=info \
-    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072
+    LOG_LEVEL=info
 
 # The binary never writes to disk: the image runs with a read-only root filesystem.
 WORKDIR /

@@ -189,14 +189,6 @@ def test_dockerfile_exposes_8000_and_entrypoint():
     assert entry and json.loads(entry[-1]) == ["open-bedrock-server"]
 
 
-def test_dockerfile_fixes_glibcs_mmap_threshold():
-    """The runtime image keeps glibc's mmap threshold at its 128 KiB default: a large request body
-    freed would otherwise raise it, and the heap would keep blocks of that size (the soak held
-    48.7 MiB against 25.7 MiB; BENCHMARKS.md, "Soak again")."""
-    env = " ".join(args for ins, args in dockerfile_stages()[-1] if ins == "ENV").split()
-    assert "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072" in env
-
-
 def test_dockerignore_excludes_build_output_and_git():
     lines = {l.strip() for l in DOCKERIGNORE.read_text().splitlines() if l.strip() and not l.startswith("#")}
     assert lines & {"target", "target/", "/target"}
