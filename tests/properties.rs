@@ -871,10 +871,8 @@ proptest! {
         picks in vec(any::<u8>(), 1..64),
     ) {
         let text = written_unusually(&event, &picks);
-        let [input, output, cache_read, cache_write] = start;
         let mut usage = scan::ClaudeUsage::default();
-        (usage.input, usage.output, usage.cache_read, usage.cache_write) =
-            (input, output, cache_read, cache_write);
+        [usage.input, usage.output, usage.cache_read, usage.cache_write] = start;
         let facts = scanned(scan::claude_event(text.as_bytes(), &mut usage), &text)?;
         prop_assert_eq!(
             [usage.input, usage.output, usage.cache_read, usage.cache_write],
