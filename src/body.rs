@@ -143,16 +143,17 @@ impl http_body::Body for Body {
 }
 
 /// The most [`to_bytes`] reserves ahead on a body's word.
-#[cfg(any(feature = "openai", test))]
+#[cfg(any(feature = "openai", feature = "bedrock", test))]
 const PRESIZE_MAX: usize = 1 << 20;
 
 /// Reads `body` whole into one `Bytes`. A body that arrives in one frame — a small reply, nearly
 /// always — is that frame's bytes, with no copy and no list of frames (`http_body_util`'s
 /// `Collected` keeps one, an allocation per body); more frames are copied into one buffer.
 /// Trailers are skipped. It reads to the end: give it a bounded body (a `Limited` one, as the
-/// OpenAI-compatible provider does for its upstream's replies). The join buffer is pre-sized from
-/// the body's size hint, at most [`PRESIZE_MAX`].
-#[cfg(any(feature = "openai", test))]
+/// OpenAI-compatible provider does for its upstream's replies, and the Bedrock provider for
+/// InvokeModel's). The join buffer is pre-sized from the body's size hint, at most
+/// [`PRESIZE_MAX`].
+#[cfg(any(feature = "openai", feature = "bedrock", test))]
 pub(crate) async fn to_bytes<B>(body: B) -> Result<Bytes, B::Error>
 where
     B: http_body::Body<Data = Bytes>,

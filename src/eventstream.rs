@@ -4,7 +4,8 @@
 //!
 //! Frames are written with `aws-smithy-eventstream`, so lengths, CRCs and header encoding are the
 //! SDKs' own. A mid-stream error becomes one exception frame (`:message-type: exception`) and the
-//! stream ends. (Upstream event streams are decoded by the AWS SDK itself.)
+//! stream ends. (Upstream event streams are decoded by the AWS SDK, or for InvokeModel by the
+//! Bedrock provider's own client with the same crate's frame decoder.)
 //!
 //! ```
 //! use bytes::BytesMut;

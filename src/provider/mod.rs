@@ -77,6 +77,8 @@ pub use timeout::{TimedReply, UpstreamTimeout, UpstreamTimeoutLayer};
 #[cfg(any(feature = "openai", feature = "bedrock"))]
 pub use upstream::ProviderFuture;
 
+#[cfg(feature = "bedrock")]
+pub(crate) use upstream::https_connector_native;
 #[cfg(any(feature = "openai", feature = "bedrock"))]
 pub(crate) use upstream::{first_relayed, first_then_rest, https_connector, Quiet};
 

@@ -70,6 +70,24 @@ pub(crate) fn https_connector<R>(
         .wrap_connector(Quiet(http)))
 }
 
+/// [`https_connector`] trusting the system's root certificates (`SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` too), as the AWS SDK's own client does: the Bedrock provider's, so a
+/// certificate authority an operator added for AWS traffic is trusted on either path. An error
+/// when the system has no usable roots.
+#[cfg(feature = "bedrock")]
+pub(crate) fn https_connector_native<R>(
+    http: HttpConnector<R>,
+) -> Result<hyper_rustls::HttpsConnector<Quiet<HttpConnector<R>>>, GatewayError> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider)
+        .map_err(|e| GatewayError::internal(format!("TLS setup failed: {e}")))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(Quiet(http)))
+}
+
 /// A connector whose connections carry no "extra" connection info.
 ///
 /// hyper-util's TCP connection reports its addresses (`HttpInfo`) as extra info, and its client

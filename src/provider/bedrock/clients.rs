@@ -37,6 +37,7 @@ use aws_config::SdkConfig;
 use aws_sdk_bedrockruntime::Client;
 use tokio::sync::OnceCell;
 
+use super::invoke::{CredentialsCache, Direct, Invoker};
 use crate::config::Secret;
 use crate::server::PerThread;
 
@@ -50,12 +51,23 @@ pub(super) struct Clients {
     load: Load,
     sdk: OnceCell<SdkConfig>,
     /// The runtime client of the provider's region (a copy per serving thread).
-    primary: OnceLock<PerThread<Client>>,
+    primary: OnceLock<PerThread<Runtime>>,
     /// A runtime client per region of a configured ARN other than the provider's.
-    regional: HashMap<String, OnceLock<PerThread<Client>>>,
+    regional: HashMap<String, OnceLock<PerThread<Runtime>>>,
     /// The control-plane client (model listing).
     control: OnceLock<aws_sdk_bedrock::Client>,
+    /// The credentials the direct InvokeModel clients of every region sign with (`None` when the
+    /// configuration has no credentials provider).
+    credentials: OnceLock<Option<Arc<CredentialsCache>>>,
     settings: RuntimeSettings,
+}
+
+/// One region's runtime clients on one serving thread: the SDK's, and the gateway's own
+/// InvokeModel client when it can send for the SDK ([`super::invoke`]).
+#[derive(Clone)]
+pub(super) struct Runtime {
+    pub(super) sdk: Client,
+    pub(super) invoke: Option<Invoker>,
 }
 
 /// What a runtime client is built with besides the SDK configuration and its region.
@@ -83,6 +95,7 @@ impl Clients {
             primary: OnceLock::new(),
             regional: regions.into_iter().map(|r| (r, OnceLock::new())).collect(),
             control: OnceLock::new(),
+            credentials: OnceLock::new(),
             settings: RuntimeSettings {
                 connect,
                 endpoint_url,
@@ -143,13 +156,13 @@ impl Clients {
 
     /// The runtime client for `region` when it has one of its own, else the primary region's:
     /// this serving thread's copy on a serving thread (see the module docs).
-    pub(super) async fn runtime(&self, region: Option<&str>) -> Client {
+    pub(super) async fn runtime(&self, region: Option<&str>) -> Runtime {
         let sdk = self.sdk().await;
         let clients = match region.and_then(|r| self.regional.get_key_value(r)) {
             Some((region, client)) => client.get_or_init(|| self.build(sdk, Some(region))),
             None => self.primary.get_or_init(|| self.build(sdk, None)),
         };
-        clients.with(Client::clone)
+        clients.with(Runtime::clone)
     }
 
     /// The control-plane client, with two attempts.
@@ -158,15 +171,30 @@ impl Clients {
         self.control.get_or_init(|| control_client(sdk))
     }
 
-    /// The runtime client for `region` (else the configuration's), built now, and by each
-    /// serving thread for itself on its first use.
-    fn build(&self, sdk: &SdkConfig, region: Option<&str>) -> PerThread<Client> {
+    /// The runtime clients for `region` (else the configuration's), built now, and by each
+    /// serving thread for itself on its first use. The direct InvokeModel client's endpoint and
+    /// TLS roots are found once here; each thread gets its own connection pool over them.
+    fn build(&self, sdk: &SdkConfig, region: Option<&str>) -> PerThread<Runtime> {
+        let credentials = self
+            .credentials
+            .get_or_init(|| sdk.credentials_provider().map(CredentialsCache::new));
+        let direct = Direct::new(
+            sdk,
+            region,
+            self.settings.endpoint_url.as_deref(),
+            self.settings.api_key.is_some(),
+            self.settings.connect,
+            credentials.as_ref(),
+        );
         let (settings, sdk, region) = (
             self.settings.clone(),
             sdk.clone(),
             region.map(str::to_owned),
         );
-        PerThread::new(move || settings.build(&sdk, region.as_deref()))
+        PerThread::new(move || Runtime {
+            sdk: settings.build(&sdk, region.as_deref()),
+            invoke: direct.as_ref().map(Direct::invoker),
+        })
     }
 }
 
@@ -250,19 +278,25 @@ mod tests {
 
         // Calls arriving together share one load.
         let (a, b) = tokio::join!(clients.runtime(None), clients.runtime(None));
-        assert!(std::ptr::eq(a.config(), b.config()), "one primary client");
+        assert!(
+            std::ptr::eq(a.sdk.config(), b.sdk.config()),
+            "one primary client"
+        );
         assert_eq!(loads.load(Ordering::SeqCst), 1);
-        assert_eq!(a.config().region().unwrap().as_ref(), "us-east-1");
+        assert_eq!(a.sdk.config().region().unwrap().as_ref(), "us-east-1");
         assert!(
             clients.regional["eu-west-1"].get().is_none(),
             "only the one used"
         );
 
         let regional = clients.runtime(Some("eu-west-1")).await;
-        assert_eq!(regional.config().region().unwrap().as_ref(), "eu-west-1");
+        assert_eq!(
+            regional.sdk.config().region().unwrap().as_ref(),
+            "eu-west-1"
+        );
         // A region without a client of its own gets the primary one.
         let fallback = clients.runtime(Some("ap-south-1")).await;
-        assert!(std::ptr::eq(fallback.config(), a.config()));
+        assert!(std::ptr::eq(fallback.sdk.config(), a.sdk.config()));
         clients.control().await;
         assert_eq!(loads.load(Ordering::SeqCst), 1, "loaded once in all");
     }
@@ -284,7 +318,7 @@ mod tests {
         assert!(clients.primary.get().is_some() && clients.control.get().is_some());
         let regional = clients.regional["eu-west-1"].get().expect("built at once");
         assert_eq!(
-            regional.with(|c| c.config().region().unwrap().to_string()),
+            regional.with(|c| c.sdk.config().region().unwrap().to_string()),
             "eu-west-1"
         );
     }
@@ -305,7 +339,7 @@ mod tests {
         let client = tokio::time::timeout(Duration::from_secs(5), clients.runtime(None))
             .await
             .expect("the next call loads, not waits on the abandoned load");
-        assert_eq!(client.config().region().unwrap().as_ref(), "us-east-1");
+        assert_eq!(client.sdk.config().region().unwrap().as_ref(), "us-east-1");
         assert_eq!(loads.load(Ordering::SeqCst), 2, "started again, not stuck");
     }
 
@@ -338,6 +372,7 @@ mod tests {
         let call = clients
             .runtime(None)
             .await
+            .sdk
             .invoke_model()
             .model_id("anthropic.claude-3-haiku-20240307-v1:0")
             .content_type("application/json")

@@ -1,4 +1,5 @@
-//! The Bedrock provider: `aws-sdk-bedrockruntime` with `aws-config`'s default chain.
+//! The Bedrock provider: `aws-sdk-bedrockruntime` with `aws-config`'s default chain, and
+//! InvokeModel sent by the gateway's own client.
 //!
 //! - **Client**: credentials from the default chain (environment, profile, SSO, web identity/IRSA,
 //!   ECS task role, IMDS; they refresh by themselves), region from configuration /
@@ -12,6 +13,12 @@
 //!   named profile, optionally a role assumed through aws-config's STS provider (with an external
 //!   id), an endpoint override, or a Bedrock API key read from a variable or a file, and its own
 //!   connect timeout ([`BedrockProvider::from_provider_config`]).
+//! - **InvokeModel without the SDK's orchestrator** (the `invoke` module): Claude and Titan calls
+//!   are signed with `aws-sigv4` (credentials from the same providers) and sent over a pooled
+//!   hyper client per serving thread, their event streams read with `aws-smithy-eventstream`:
+//!   about a third of the CPU such a call costs through the SDK. A Bedrock API key, an embedder's
+//!   HTTP client or a configuration without credentials keep the SDK's client; Converse,
+//!   embeddings and the model list always use it.
 //! - **Retries**: the SDK's own retries and stalled-stream protection are off — the gateway's one
 //!   retry layer owns retries (so an upstream sees at most the configured attempts) and its own
 //!   idle timeout owns stalls (a thinking model may legitimately pause).
@@ -50,6 +57,7 @@ mod embeddings;
 mod error;
 mod fan_out;
 mod guardrail;
+mod invoke;
 mod models;
 mod stops;
 mod stream;
@@ -61,11 +69,7 @@ use std::task::{Context, Poll};
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::primitives::Blob;
-use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
-use aws_sdk_bedrockruntime::types::ResponseStream;
-use aws_sdk_bedrockruntime::Client;
 use bytes::Bytes;
 use serde_json::Value;
 use tower_service::Service;
@@ -93,7 +97,8 @@ use crate::stream::decode_stream;
 use crate::stream::relay::{relay_stream, ClaudeStreamRelay, TitanStreamRelay};
 use crate::translate::relays;
 
-use clients::Clients;
+use clients::{Clients, Runtime};
+use invoke::Invoked;
 use models::list_models_with;
 
 /// The Bedrock upstream. Cheap to clone.
@@ -416,8 +421,8 @@ impl BedrockProvider {
         list_models_with(self.inner.clients.control().await).await
     }
 
-    /// The runtime client for `model`: its ARN's region's, else the primary region's.
-    async fn client_for(&self, model: &str) -> Client {
+    /// The runtime clients for `model`: its ARN's region's, else the primary region's.
+    async fn client_for(&self, model: &str) -> Runtime {
         let region = model
             .starts_with("arn:")
             .then(|| arn_region(model))
@@ -496,18 +501,14 @@ impl BedrockProvider {
                 match invoke(client, model, body, stream, rid, guardrail).await? {
                     Invoked::Stream(rx) if relay => {
                         first_relayed(
-                            relay_stream(stream::invoke_payloads(rx), ClaudeStreamRelay::new()),
+                            relay_stream(rx, ClaudeStreamRelay::new()),
                             InboundFormat::BedrockClaude,
                             &call.request.model,
                         )
                         .await
                     }
                     Invoked::Stream(rx) => {
-                        first_then_rest(decode_stream(
-                            stream::invoke_payloads(rx),
-                            ClaudeStreamDecoder::new(meta),
-                        ))
-                        .await
+                        first_then_rest(decode_stream(rx, ClaudeStreamDecoder::new(meta))).await
                     }
                     Invoked::Complete(bytes) => match relayed_complete(
                         relay,
@@ -546,17 +547,14 @@ impl BedrockProvider {
                 match invoke(client, model, body, stream, rid, guardrail).await? {
                     Invoked::Stream(rx) if relay => {
                         first_relayed(
-                            relay_stream(stream::invoke_payloads(rx), TitanStreamRelay::new()),
+                            relay_stream(rx, TitanStreamRelay::new()),
                             InboundFormat::BedrockTitan,
                             &call.request.model,
                         )
                         .await
                     }
                     Invoked::Stream(rx) => {
-                        let stream = decode_stream(
-                            stream::invoke_payloads(rx),
-                            TitanStreamDecoder::new(meta),
-                        );
+                        let stream = decode_stream(rx, TitanStreamDecoder::new(meta));
                         first_then_rest(stops::stop_at_sequences(stream, stops)).await
                     }
                     Invoked::Complete(bytes) => match relayed_complete(
@@ -608,7 +606,7 @@ impl BedrockProvider {
                 }
                 if req.is_stream() {
                     let out = send_converse!(
-                        client.converse_stream(),
+                        client.sdk.converse_stream(),
                         guardrail.map(guardrail::converse_stream)
                     );
                     first_then_rest(decode_stream(
@@ -617,7 +615,8 @@ impl BedrockProvider {
                     ))
                     .await
                 } else {
-                    let out = send_converse!(client.converse(), guardrail.map(guardrail::converse));
+                    let out =
+                        send_converse!(client.sdk.converse(), guardrail.map(guardrail::converse));
                     Ok(ChatReply::Complete(converse::decode_response(&out, &meta)?))
                 }
             }
@@ -748,7 +747,7 @@ impl Service<EmbeddingsCall> for BedrockProvider {
                 ));
             }
             let client = this.client_for(call.upstream_model()).await;
-            embeddings::embed(&client, family, &call, this.inner.embedding_concurrency).await
+            embeddings::embed(&client.sdk, family, &call, this.inner.embedding_concurrency).await
         })
     }
 }
@@ -760,25 +759,23 @@ fn unreachable_family() -> Result<ChatReply, GatewayError> {
     ))
 }
 
-/// What InvokeModel answered: the model-native JSON, or the event stream of
-/// InvokeModelWithResponseStream. Built and matched once per call: boxing the receiver would
-/// only add an allocation.
-#[allow(clippy::large_enum_variant)]
-enum Invoked {
-    Complete(Blob),
-    Stream(EventReceiver<ResponseStream, ResponseStreamError>),
-}
-
 /// InvokeModel (or InvokeModelWithResponseStream) with a native `body`: the one call both
-/// InvokeModel strategies (Claude, Titan) make.
+/// InvokeModel strategies (Claude, Titan) make. Sent by the gateway's own client when the
+/// provider has one ([`invoke`]), else by the SDK's.
 async fn invoke(
-    client: &Client,
+    client: &Runtime,
     model: &str,
     body: Vec<u8>,
     stream: bool,
     rid: Option<String>,
     guardrail: Option<&GuardrailConfig>,
 ) -> Result<Invoked, GatewayError> {
+    if let Some(direct) = &client.invoke {
+        return direct
+            .invoke(model, Bytes::from(body), stream, rid.as_deref(), guardrail)
+            .await;
+    }
+    let client = &client.sdk;
     // InvokeModel and its streaming twin take the same request; only the builder type differs.
     macro_rules! send_invoke {
         ($builder:expr) => {
@@ -798,9 +795,12 @@ async fn invoke(
         };
     }
     Ok(if stream {
-        Invoked::Stream(send_invoke!(client.invoke_model_with_response_stream()).body)
+        let rx = send_invoke!(client.invoke_model_with_response_stream()).body;
+        Invoked::Stream(Box::pin(stream::invoke_payloads(rx)))
     } else {
-        Invoked::Complete(send_invoke!(client.invoke_model()).body)
+        Invoked::Complete(Bytes::from(
+            send_invoke!(client.invoke_model()).body.into_inner(),
+        ))
     })
 }
 
@@ -811,9 +811,9 @@ fn relayed_complete(
     relay: bool,
     format: InboundFormat,
     model: &str,
-    bytes: Blob,
+    bytes: Bytes,
     usage_of: fn(&[u8]) -> Result<Option<Usage>, scan::Malformed>,
-) -> Result<ChatReply, Blob> {
+) -> Result<ChatReply, Bytes> {
     if !relay {
         return Err(bytes);
     }
@@ -822,7 +822,7 @@ fn relayed_complete(
             format,
             model,
             RelayedBody::Complete {
-                body: Bytes::from(bytes.into_inner()),
+                body: bytes,
                 usage: Some(usage),
             },
         ))),
@@ -948,7 +948,13 @@ mod tests {
         let client = provider
             .client_for("anthropic.claude-3-haiku-20240307-v1:0")
             .await;
-        assert_eq!(client.config().region().unwrap().as_ref(), "eu-central-1");
+        assert_eq!(
+            client.sdk.config().region().unwrap().as_ref(),
+            "eu-central-1"
+        );
+        // aws-config's loaded configuration (its default chain, its SSO token provider) leaves
+        // InvokeModel to the gateway's own client.
+        assert!(client.invoke.is_some(), "InvokeModel sent by the gateway");
         assert_eq!(LOADS.get(), before + 1, "loaded by the first call");
         provider.client_for("amazon.titan-text-express-v1").await;
         assert_eq!(LOADS.get(), before + 1, "and only then");

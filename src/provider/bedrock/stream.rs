@@ -1,9 +1,11 @@
-//! Bedrock event streams as sources for [`decode_stream`](crate::stream::decode_stream).
+//! Bedrock event streams the SDK received, as sources for
+//! [`decode_stream`](crate::stream::decode_stream).
 //!
 //! The SDK decodes the AWS event-stream framing (prelude and message CRCs, headers, exception
 //! frames); these adapters turn its receivers into streams of decoder items — the payload of each
 //! InvokeModel `chunk`, or each ConverseStream event — with exception frames and transport errors
-//! mapped to [`GatewayError`]s (one in-band error for the client, then the end).
+//! mapped to [`GatewayError`]s (one in-band error for the client, then the end). InvokeModel
+//! streams the gateway's own client received are read in the `invoke` module, to the same items.
 
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::types::error::{ConverseStreamOutputError, ResponseStreamError};

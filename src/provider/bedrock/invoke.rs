@@ -1,0 +1,976 @@
+//! InvokeModel and InvokeModelWithResponseStream sent by the gateway's own HTTP client.
+//!
+//! **Why not the SDK's client here.** The SDK sends an operation through its orchestrator: per call
+//! it rebuilds the operation's configuration from runtime plugins, runs its interceptors (the
+//! user agent among them), resolves the endpoint and the identity through type-erased config
+//! bags, and only then signs and sends. For a body the gateway has already encoded, that work is
+//! most of the call: measured on one thread against the same local Bedrock fake (SigV4 checked),
+//! an InvokeModel call cost 136–141 µs of CPU through the SDK against 48–53 µs signed with
+//! `aws-sigv4` and sent over a pooled hyper client (BENCHMARKS.md, "A Bedrock request's own
+//! client"). The operations here are plain: a `POST` of the model's native body to
+//! `/model/{modelId}/invoke` (or `…/invoke-with-response-stream`) with five optional headers.
+//!
+//! **What stays the SDK's.** Everything it does well and the gateway does not re-implement:
+//! credentials come from the SDK configuration's own provider (`aws-config`'s default chain, a
+//! profile, an assumed role), the request is signed by `aws-sigv4` (the SDK's signer, its default
+//! settings: the path encoded twice, the session token signed), the endpoint by the SDK's own
+//! endpoint rules (region, FIPS, dual-stack, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, an override),
+//! event-stream frames are read by `aws-smithy-eventstream`, and errors map through the same table
+//! as the SDK's ([`super::error::from_code`]). TLS trusts the system's roots, as the SDK's client
+//! does.
+//!
+//! **When the SDK still sends** ([`Direct::new`] returns `None`): a Bedrock API key (configured,
+//! or `AWS_BEARER_TOKEN_BEDROCK`), an auth-scheme preference for bearer tokens, an embedder's own
+//! HTTP client in the SDK configuration, or a configuration without a credentials provider. Converse, embeddings and the
+//! control plane go through the SDK as before.
+//!
+//! **What differs from the SDK.** Credentials are cached here ([`CredentialsCache`]: refreshed 10 s
+//! before they expire, one load at a time, as the SDK's lazy cache does), apart from the SDK
+//! client's cache that Converse uses. The SDK's clock-skew correction (it shifts the signing time
+//! by the skew a previous reply's `Date` showed) is not done: a host whose clock is off by more
+//! than five minutes gets Bedrock's signature error, which the gateway logs as a credentials
+//! refusal.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_bedrockruntime::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+use aws_smithy_runtime_api::client::identity::Identity;
+use aws_smithy_types::event_stream::Message;
+use aws_types::service_config::ServiceConfigKey;
+use aws_types::SdkConfig;
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt, Stream};
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use serde::Deserialize;
+
+use super::error::from_code;
+use crate::error::GatewayError;
+use crate::model::GuardrailConfig;
+use crate::provider::Quiet;
+
+/// The SDK's label encoding of `{modelId}`: everything but the unreserved characters
+/// (an ARN's `:` and `/` become `%3A` and `%2F`).
+const LABEL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Largest complete reply or error body read into memory (as the OpenAI provider's).
+const MAX_REPLY: usize = 64 * 1024 * 1024;
+/// Largest error body read (its message is all the gateway keeps).
+const MAX_ERROR: usize = 64 * 1024;
+/// How long credentials may take to load, as the SDK's lazy cache allows.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Credentials this close to their expiry are loaded again, as the SDK's lazy cache does.
+const REFRESH_BEFORE: Duration = Duration::from_secs(10);
+
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+static BEDROCK_ACCEPT: HeaderName = HeaderName::from_static("x-amzn-bedrock-accept");
+static GUARDRAIL_ID: HeaderName = HeaderName::from_static("x-amzn-bedrock-guardrailidentifier");
+static GUARDRAIL_VERSION: HeaderName = HeaderName::from_static("x-amzn-bedrock-guardrailversion");
+static TRACE: HeaderName = HeaderName::from_static("x-amzn-bedrock-trace");
+static ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+
+type HttpClient = Client<HttpsConnector<Quiet<HttpConnector>>, Full<Bytes>>;
+
+/// The payloads of an InvokeModelWithResponseStream reply's `chunk` events, as the SDK path's
+/// [`invoke_payloads`](super::stream::invoke_payloads) gives them.
+pub(super) type Payloads =
+    std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, GatewayError>> + Send + 'static>>;
+
+/// What InvokeModel answered: the model's JSON, or its stream's payloads.
+pub(super) enum Invoked {
+    Complete(Bytes),
+    Stream(Payloads),
+}
+
+/// Credentials loaded from the SDK configuration's provider, kept until shortly before they
+/// expire; one load at a time (callers arriving during a load wait for it).
+pub(super) struct CredentialsCache {
+    provider: SharedCredentialsProvider,
+    current: RwLock<Option<Identity>>,
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl CredentialsCache {
+    pub(super) fn new(provider: SharedCredentialsProvider) -> Arc<Self> {
+        Arc::new(CredentialsCache {
+            provider,
+            current: RwLock::new(None),
+            loading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The cached identity while it has more than [`REFRESH_BEFORE`] left.
+    fn fresh(&self) -> Option<Identity> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|id| {
+                id.expiration()
+                    .is_none_or(|at| at > SystemTime::now() + REFRESH_BEFORE)
+            })
+            .cloned()
+    }
+
+    /// Valid credentials, loaded when none are cached or they are about to expire.
+    pub(super) async fn identity(&self) -> Result<Identity, GatewayError> {
+        if let Some(id) = self.fresh() {
+            return Ok(id);
+        }
+        let _one_load = self.loading.lock().await;
+        if let Some(id) = self.fresh() {
+            return Ok(id);
+        }
+        let loaded = tokio::time::timeout(LOAD_TIMEOUT, self.provider.provide_credentials()).await;
+        let credentials = match loaded {
+            Ok(Ok(credentials)) => credentials,
+            Ok(Err(e)) => {
+                tracing::error!(error = %crate::error::error_chain(&e), "no usable AWS credentials for Bedrock");
+                return Err(no_credentials());
+            }
+            Err(_) => {
+                tracing::error!(
+                    "loading AWS credentials for Bedrock took more than {LOAD_TIMEOUT:?}"
+                );
+                return Err(no_credentials());
+            }
+        };
+        let id = Identity::from(credentials);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+        Ok(id)
+    }
+}
+
+fn no_credentials() -> GatewayError {
+    GatewayError::upstream_auth(
+        "The gateway has no usable AWS credentials for Bedrock (see the gateway's logs).",
+    )
+}
+
+/// Where one region's InvokeModel calls go and how they are signed: made once per region, and an
+/// [`Invoker`] from it per serving thread.
+pub(super) struct Direct {
+    target: Arc<Target>,
+    connector: HttpsConnector<Quiet<HttpConnector>>,
+}
+
+struct Target {
+    /// The endpoint, without a trailing `/`.
+    base: String,
+    region: String,
+    credentials: Arc<CredentialsCache>,
+}
+
+impl Direct {
+    /// The direct client for `region` (else the configuration's) over `sdk`, or `None` when the
+    /// SDK must send (see the module docs): `api_key` is the provider's Bedrock API key,
+    /// `endpoint_url` its endpoint override, `connect` its connect timeout.
+    pub(super) fn new(
+        sdk: &SdkConfig,
+        region: Option<&str>,
+        endpoint_url: Option<&str>,
+        api_key: bool,
+        connect: Duration,
+        credentials: Option<&Arc<CredentialsCache>>,
+    ) -> Option<Direct> {
+        if api_key
+            || sdk.http_client().is_some()
+            || prefers_bearer(sdk)
+            || service_setting(sdk, "bedrock", "AWS_BEARER_TOKEN", "").is_some()
+        {
+            return None;
+        }
+        let credentials = credentials?.clone();
+        let region = region
+            .map(str::to_owned)
+            .or_else(|| sdk.region().map(|r| r.to_string()))?;
+        let base = match endpoint(sdk, &region, endpoint_url) {
+            Ok(base) => base,
+            Err(e) => {
+                // The SDK reports the same rules' error on each call; leave it to do so.
+                tracing::warn!(error = %e, "no Bedrock endpoint resolved: InvokeModel goes through the AWS SDK");
+                return None;
+            }
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = match crate::provider::https_connector_native(http) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "InvokeModel goes through the AWS SDK");
+                return None;
+            }
+        };
+        Some(Direct {
+            target: Arc::new(Target {
+                base,
+                region,
+                credentials,
+            }),
+            connector,
+        })
+    }
+
+    /// A client with a connection pool of its own (one per serving thread, as the SDK clients).
+    pub(super) fn invoker(&self) -> Invoker {
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(self.connector.clone());
+        Invoker {
+            http,
+            target: self.target.clone(),
+        }
+    }
+}
+
+/// Whether the configuration's auth-scheme preference (`AWS_AUTH_SCHEME_PREFERENCE`, the
+/// profile's `auth_scheme_preference`) puts bearer tokens before SigV4. (aws-config gives every
+/// loaded configuration a token provider, for SSO tokens; the SDK signs with SigV4 unless told to
+/// prefer a token.)
+fn prefers_bearer(sdk: &SdkConfig) -> bool {
+    sdk.auth_scheme_preference()
+        .cloned()
+        .into_iter()
+        .flatten()
+        .find(|id| matches!(id.inner(), "sigv4" | "httpBearerAuth"))
+        .is_some_and(|id| id.inner() == "httpBearerAuth")
+}
+
+/// `AWS_ENDPOINT_URL`-style service settings (environment, profile) as the SDK reads them.
+fn service_setting(sdk: &SdkConfig, service: &str, env: &str, profile: &str) -> Option<String> {
+    let key = ServiceConfigKey::builder()
+        .service_id(service)
+        .env(env)
+        .profile(profile)
+        .build()
+        .ok()?;
+    sdk.service_config()?.load_config(key)
+}
+
+/// The endpoint as the SDK resolves it: the provider's override, else a client-set endpoint,
+/// else `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (or the profile's), else the shared endpoint URL, run
+/// through the SDK's endpoint rules with the region, FIPS and dual-stack settings.
+fn endpoint(sdk: &SdkConfig, region: &str, over: Option<&str>) -> Result<String, String> {
+    let url = match over {
+        Some(url) => Some(url.to_owned()),
+        None if sdk.get_origin("endpoint_url").is_client_config() => {
+            sdk.endpoint_url().map(str::to_owned)
+        }
+        None => service_setting(sdk, "Bedrock Runtime", "AWS_ENDPOINT_URL", "endpoint_url")
+            .or_else(|| sdk.endpoint_url().map(str::to_owned)),
+    };
+    let params = Params::builder()
+        .region(region)
+        .set_use_fips(sdk.use_fips())
+        .set_use_dual_stack(sdk.use_dual_stack())
+        .set_endpoint(url)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resolver = DefaultResolver::new();
+    let resolved = resolver
+        .resolve_endpoint(&params)
+        .now_or_never()
+        .ok_or("the endpoint rules did not answer at once")?
+        .map_err(|e| e.to_string())?;
+    let base = resolved.url().trim_end_matches('/').to_owned();
+    base.parse::<http::Uri>().map_err(|e| e.to_string())?;
+    Ok(base)
+}
+
+/// One serving thread's InvokeModel client. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct Invoker {
+    http: HttpClient,
+    target: Arc<Target>,
+}
+
+impl Invoker {
+    /// InvokeModel (`stream`: InvokeModelWithResponseStream) with the native `body`.
+    pub(super) async fn invoke(
+        &self,
+        model: &str,
+        body: Bytes,
+        stream: bool,
+        request_id: Option<&str>,
+        guardrail: Option<&GuardrailConfig>,
+    ) -> Result<Invoked, GatewayError> {
+        let req = self
+            .signed(model, body, stream, request_id, guardrail)
+            .await?;
+        let res = self.http.request(req).await.map_err(connect_error)?;
+        if !res.status().is_success() {
+            // Boxed: rare, and inline its state would size every call's future.
+            return Err(Box::pin(error_reply(res)).await);
+        }
+        let body = res.into_body();
+        Ok(if stream {
+            Invoked::Stream(Box::pin(chunk_payloads(body)))
+        } else {
+            Invoked::Complete(
+                crate::body::to_bytes(Limited::new(body, MAX_REPLY))
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "failed to read the Bedrock reply");
+                        GatewayError::upstream_connect("Failed to read the Bedrock reply.")
+                    })?,
+            )
+        })
+    }
+
+    /// The request, signed with SigV4 for `bedrock` in the target's region.
+    async fn signed(
+        &self,
+        model: &str,
+        body: Bytes,
+        stream: bool,
+        request_id: Option<&str>,
+        guardrail: Option<&GuardrailConfig>,
+    ) -> Result<Request<Full<Bytes>>, GatewayError> {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let identity = self.target.credentials.identity().await?;
+        let op = if stream {
+            "invoke-with-response-stream"
+        } else {
+            "invoke"
+        };
+        let uri = format!(
+            "{}/model/{}/{op}",
+            self.target.base,
+            percent_encoding::utf8_percent_encode(model, LABEL)
+        );
+        let mut req = Request::post(uri.as_str())
+            .body(Full::new(body.clone()))
+            .map_err(|e| GatewayError::internal(format!("the Bedrock request: {e}")))?;
+        let headers = req.headers_mut();
+        headers.insert(CONTENT_TYPE, JSON.clone());
+        headers.insert(if stream { &BEDROCK_ACCEPT } else { &ACCEPT }, JSON.clone());
+        if let Some(g) = guardrail {
+            headers.insert(
+                &GUARDRAIL_ID,
+                header_value("guardrailIdentifier", &g.guardrail_identifier)?,
+            );
+            headers.insert(
+                &GUARDRAIL_VERSION,
+                header_value("guardrailVersion", &g.guardrail_version)?,
+            );
+            if let Some(trace) = super::guardrail::invoke_trace(g) {
+                headers.insert(&TRACE, header_value("trace", trace.as_str())?);
+            }
+        }
+        if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+            headers.insert(crate::header_name::X_REQUEST_ID.clone(), id);
+        }
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.target.region)
+            .name("bedrock")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| GatewayError::internal(format!("SigV4 parameters: {e}")))?
+            .into();
+        // Every value above is visible ASCII (built from `&str`s a header accepts).
+        let signable = SignableRequest::new(
+            "POST",
+            &uri,
+            req.headers()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or_default())),
+            SignableBody::Bytes(&body),
+        )
+        .and_then(|r| sign(r, &params))
+        .map_err(|e| GatewayError::internal(format!("signing the Bedrock request: {e}")))?;
+        signable.into_parts().0.apply_to_request_http1x(&mut req);
+        Ok(req)
+    }
+}
+
+/// A guardrail setting as a header value: one a header cannot carry is the client's error, as the
+/// SDK's request construction failed on it.
+fn header_value(name: &'static str, value: &str) -> Result<HeaderValue, GatewayError> {
+    HeaderValue::from_str(value).map_err(|_| {
+        GatewayError::invalid_request(format!("`{name}` is not a valid header value."))
+            .with_param(name)
+    })
+}
+
+fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
+    let timed_out = std::error::Error::source(&e)
+        .map(crate::error::error_chain)
+        .is_some_and(|c| c.contains("timed out"));
+    tracing::warn!(error = %crate::error::error_chain(&e), "failed to reach Bedrock");
+    if e.is_connect() && timed_out {
+        GatewayError::upstream_timeout("Bedrock did not answer in time.")
+    } else {
+        GatewayError::upstream_connect("Failed to reach Bedrock.")
+    }
+}
+
+/// A Bedrock error reply as the SDK reads it: the code from `x-amzn-ErrorType` (before any `:`),
+/// else the body's `__type` or `code` (after any `#`); the message from `message` or `Message`.
+async fn error_reply<B>(res: http::Response<B>) -> GatewayError
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let status = res.status();
+    let header_code = res
+        .headers()
+        .get(&ERROR_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(':').next().unwrap_or(v).to_owned());
+    let body = crate::body::to_bytes(Limited::new(res.into_body(), MAX_ERROR))
+        .await
+        .unwrap_or_default();
+    #[derive(Deserialize, Default)]
+    struct ErrorBody {
+        #[serde(rename = "__type")]
+        kind: Option<String>,
+        code: Option<String>,
+        #[serde(alias = "Message")]
+        message: Option<String>,
+    }
+    let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+    let code = header_code
+        .or(parsed.kind)
+        .or(parsed.code)
+        .map(|c| c.rsplit('#').next().unwrap_or(&c).to_owned());
+    let e = from_code(code.as_deref(), parsed.message.as_deref());
+    if e.status().is_server_error() {
+        tracing::warn!(
+            status = status.as_u16(),
+            code = code.as_deref().unwrap_or(""),
+            "bedrock call failed"
+        );
+    }
+    e
+}
+
+/// The payloads of the `chunk` events in an event-stream body: base64-decoded, events of other
+/// kinds (and chunks without bytes) skipped, an exception or error frame the mapped error, then
+/// the end. The buffer holds at most one frame (the decoder refuses one over 16 MiB).
+fn chunk_payloads<B>(body: B) -> impl Stream<Item = Result<Bytes, GatewayError>> + Send
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display,
+{
+    struct Reading<B> {
+        body: B,
+        buf: BytesMut,
+        decoder: MessageFrameDecoder,
+    }
+    let start = Reading {
+        body,
+        buf: BytesMut::new(),
+        decoder: MessageFrameDecoder::new(),
+    };
+    futures_util::stream::unfold(Some(start), |reading| async move {
+        let mut r = reading?;
+        loop {
+            match r.decoder.decode_frame(&mut r.buf) {
+                Ok(DecodedFrame::Complete(message)) => match chunk_of(&message) {
+                    Ok(Some(payload)) => return Some((Ok(payload), Some(r))),
+                    Ok(None) => continue,
+                    Err(e) => return Some((Err(e), None)),
+                },
+                Ok(DecodedFrame::Incomplete) => {}
+                Err(e) => {
+                    return Some((
+                        Err(GatewayError::upstream_protocol(format!(
+                            "Bedrock sent an invalid event-stream frame: {e}"
+                        ))),
+                        None,
+                    ))
+                }
+            }
+            match r.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        r.buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the Bedrock stream broke");
+                    return Some((
+                        Err(GatewayError::upstream_connect("The Bedrock stream broke.")),
+                        None,
+                    ));
+                }
+                None if r.buf.is_empty() => return None,
+                None => {
+                    return Some((
+                        Err(GatewayError::upstream_protocol(
+                            "Bedrock's event stream ended inside a frame.",
+                        )),
+                        None,
+                    ))
+                }
+            }
+        }
+    })
+}
+
+/// One frame's payload: `Some` for a `chunk` event's bytes, `None` for anything to skip.
+fn chunk_of(message: &Message) -> Result<Option<Bytes>, GatewayError> {
+    let header = |name: &str| {
+        message
+            .headers()
+            .iter()
+            .find(|h| h.name().as_str() == name)
+            .and_then(|h| h.value().as_string().ok())
+            .map(|s| s.as_str())
+    };
+    #[derive(Deserialize)]
+    struct Payload {
+        bytes: Option<String>,
+        #[serde(alias = "Message")]
+        message: Option<String>,
+    }
+    let payload = || -> Result<Payload, GatewayError> {
+        serde_json::from_slice(message.payload()).map_err(|e| {
+            GatewayError::upstream_protocol(format!("Bedrock sent an invalid event payload: {e}"))
+        })
+    };
+    match header(":message-type") {
+        Some("event") if header(":event-type") == Some("chunk") => match payload()?.bytes {
+            Some(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map(|b| Some(Bytes::from(b)))
+                .map_err(|e| {
+                    GatewayError::upstream_protocol(format!(
+                        "Bedrock sent a chunk that is not base64: {e}"
+                    ))
+                }),
+            None => Ok(None),
+        },
+        Some("event") => Ok(None),
+        Some("exception") => {
+            let message = payload().ok().and_then(|p| p.message);
+            Err(logged(from_code(
+                header(":exception-type"),
+                message.as_deref(),
+            )))
+        }
+        Some("error") => Err(logged(from_code(
+            header(":error-code"),
+            header(":error-message"),
+        ))),
+        other => Err(GatewayError::upstream_protocol(format!(
+            "Bedrock sent an event-stream message of type {other:?}"
+        ))),
+    }
+}
+
+fn logged(e: GatewayError) -> GatewayError {
+    if e.status().is_server_error() {
+        tracing::warn!(status = e.status().as_u16(), message = %e.message(), "bedrock stream failed");
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_config::BehaviorVersion;
+    use aws_credential_types::provider::future;
+    use aws_credential_types::Credentials;
+    use futures_util::StreamExt;
+    use http_body_util::StreamBody;
+
+    use super::*;
+
+    const SECRET: &str = "test/secret";
+
+    fn sdk(credentials: Option<Credentials>) -> SdkConfig {
+        let mut b = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"));
+        if let Some(c) = credentials {
+            b = b.credentials_provider(SharedCredentialsProvider::new(c));
+        }
+        b.build()
+    }
+
+    fn direct(sdk: &SdkConfig, endpoint: Option<&str>) -> Option<Direct> {
+        let credentials = sdk.credentials_provider().map(CredentialsCache::new);
+        Direct::new(
+            sdk,
+            None,
+            endpoint,
+            false,
+            Duration::from_secs(1),
+            credentials.as_ref(),
+        )
+    }
+
+    #[tokio::test]
+    async fn requests_are_signed_and_addressed_as_the_sdk_sends_them() {
+        let creds = Credentials::new("AKIDTEST", SECRET, Some("session".into()), None, "t");
+        let invoker = direct(&sdk(Some(creds)), Some("http://127.0.0.1:9/base/"))
+            .expect("static credentials: the gateway sends")
+            .invoker();
+        let guardrail = GuardrailConfig {
+            guardrail_identifier: "gr-1".into(),
+            guardrail_version: "DRAFT".into(),
+            trace: Some("enabled".into()),
+            stream_processing_mode: None,
+        };
+        let model = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
+        let body = Bytes::from_static(br#"{"messages":[]}"#);
+        let req = invoker
+            .signed(model, body.clone(), true, Some("req-7"), Some(&guardrail))
+            .await
+            .unwrap();
+        assert_eq!(
+            req.uri().to_string(),
+            "http://127.0.0.1:9/base/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc/invoke-with-response-stream"
+        );
+        let h = req.headers();
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["x-amzn-bedrock-accept"], "application/json");
+        assert!(
+            h.get("accept").is_none(),
+            "the stream asks through x-amzn-bedrock-accept"
+        );
+        assert_eq!(h["x-amzn-bedrock-guardrailidentifier"], "gr-1");
+        assert_eq!(h["x-amzn-bedrock-guardrailversion"], "DRAFT");
+        assert_eq!(h["x-amzn-bedrock-trace"], "ENABLED");
+        assert_eq!(h["x-request-id"], "req-7");
+        assert_eq!(h["x-amz-security-token"], "session");
+        let auth = h["authorization"].to_str().unwrap();
+        assert!(auth.contains("Credential=AKIDTEST/"), "{auth}");
+        assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
+        let (parts, _) = req.into_parts();
+        crate::sigv4::verify(&parts, &body, SECRET).expect("a valid signature");
+        assert!(crate::sigv4::verify(&parts, &body, "other").is_err());
+        assert!(crate::sigv4::verify(&parts, b"{}", SECRET).is_err());
+
+        let req = invoker
+            .signed("amazon.titan-text-express-v1", body, false, None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            req.uri().path(),
+            "/base/model/amazon.titan-text-express-v1/invoke"
+        );
+        assert_eq!(req.headers()["accept"], "application/json");
+        assert!(req
+            .headers()
+            .get("x-amzn-bedrock-guardrailidentifier")
+            .is_none());
+    }
+
+    #[test]
+    fn the_sdk_sends_what_the_gateway_does_not_sign() {
+        let creds = Credentials::new("AKIDTEST", SECRET, None, None, "t");
+        let with = sdk(Some(creds.clone()));
+        let cache = with.credentials_provider().map(CredentialsCache::new);
+        let second = Duration::from_secs(1);
+        assert!(
+            Direct::new(&with, None, None, true, second, cache.as_ref()).is_none(),
+            "an API key"
+        );
+        assert!(
+            direct(&sdk(None), None).is_none(),
+            "no credentials provider"
+        );
+        // aws-config gives every loaded configuration a token provider (for SSO): SigV4 still
+        // signs unless bearer tokens are preferred.
+        let token = with
+            .to_builder()
+            .token_provider(
+                aws_credential_types::provider::token::SharedTokenProvider::new(
+                    aws_credential_types::Token::new("t", None),
+                ),
+            )
+            .build();
+        assert!(direct(&token, None).is_some(), "a token provider alone");
+        use aws_smithy_runtime_api::client::auth::AuthSchemeId;
+        let prefers = |ids: &[&'static str]| {
+            let ids: Vec<AuthSchemeId> = ids.iter().map(|i| AuthSchemeId::new(i)).collect();
+            token.to_builder().auth_scheme_preference(ids).build()
+        };
+        assert!(
+            direct(&prefers(&["httpBearerAuth", "sigv4"]), None).is_none(),
+            "bearer preferred"
+        );
+        assert!(direct(&prefers(&["sigv4", "httpBearerAuth"]), None).is_some());
+        assert!(
+            direct(&prefers(&["sigv4a"]), None).is_some(),
+            "neither named: SigV4"
+        );
+    }
+
+    #[test]
+    fn endpoints_follow_the_sdks_rules() {
+        let creds = Credentials::new("AKIDTEST", SECRET, None, None, "t");
+        let base = sdk(Some(creds));
+        let resolved =
+            |sdk: &SdkConfig, over: Option<&str>| endpoint(sdk, "us-west-2", over).unwrap();
+        assert_eq!(
+            resolved(&base, None),
+            "https://bedrock-runtime.us-west-2.amazonaws.com"
+        );
+        let fips = base.to_builder().use_fips(true).build();
+        assert_eq!(
+            resolved(&fips, None),
+            "https://bedrock-runtime-fips.us-west-2.amazonaws.com"
+        );
+        let configured = base
+            .to_builder()
+            .endpoint_url("http://localhost:4566/")
+            .build();
+        assert_eq!(resolved(&configured, None), "http://localhost:4566");
+        assert_eq!(
+            resolved(&configured, Some("https://vpce.example/x")),
+            "https://vpce.example/x"
+        );
+        assert!(endpoint(&base, "us-west-2", Some("not a url")).is_err());
+    }
+
+    /// A body's frames, as a test hands them over.
+    type Pieces = futures_util::stream::Iter<
+        std::vec::IntoIter<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>,
+    >;
+
+    /// An event-stream body delivered in pieces of `size` bytes.
+    fn pieces(wire: &[u8], size: usize) -> StreamBody<Pieces> {
+        let frames: Vec<_> = wire
+            .chunks(size)
+            .map(|c| Ok(hyper::body::Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    fn chunk(out: &mut BytesMut, json: &str) {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(json);
+        crate::eventstream::write_event(
+            out,
+            "chunk",
+            format!(r#"{{"bytes":"{b64}","p":"abc"}}"#).as_bytes(),
+        );
+    }
+
+    async fn read(wire: &[u8], size: usize) -> Vec<Result<Bytes, GatewayError>> {
+        chunk_payloads(pieces(wire, size)).collect().await
+    }
+
+    #[tokio::test]
+    async fn chunk_payloads_come_out_whole_however_the_frames_are_split() {
+        let mut wire = BytesMut::new();
+        chunk(&mut wire, r#"{"type":"message_start"}"#);
+        crate::eventstream::write_event(&mut wire, "newKind", b"{}");
+        crate::eventstream::write_event(&mut wire, "chunk", b"{}");
+        chunk(&mut wire, r#"{"type":"message_stop"}"#);
+        for size in [1, 7, 64, wire.len()] {
+            let got: Vec<Bytes> = read(&wire, size)
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    &br#"{"type":"message_start"}"#[..],
+                    br#"{"type":"message_stop"}"#
+                ],
+                "pieces of {size}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn exceptions_errors_and_broken_frames_end_the_stream_with_the_mapped_error() {
+        let mut wire = BytesMut::new();
+        chunk(&mut wire, "{}");
+        crate::eventstream::write_exception(&mut wire, "throttlingException", "Too many requests");
+        chunk(&mut wire, "{}");
+        let got = read(&wire, 5).await;
+        assert_eq!(got.len(), 2, "nothing after the exception");
+        let e = got[1].as_ref().unwrap_err();
+        assert_eq!(
+            (e.status().as_u16(), e.code()),
+            (429, Some("rate_limit_exceeded"))
+        );
+        assert_eq!(e.message(), "Too many requests");
+
+        let mut error = BytesMut::new();
+        let message = Message::new(Bytes::new())
+            .add_header(aws_smithy_types::event_stream::Header::new(
+                ":message-type",
+                aws_smithy_types::event_stream::HeaderValue::String("error".into()),
+            ))
+            .add_header(aws_smithy_types::event_stream::Header::new(
+                ":error-code",
+                aws_smithy_types::event_stream::HeaderValue::String("ModelTimeoutException".into()),
+            ))
+            .add_header(aws_smithy_types::event_stream::Header::new(
+                ":error-message",
+                aws_smithy_types::event_stream::HeaderValue::String("slow".into()),
+            ));
+        let mut buf = Vec::new();
+        aws_smithy_eventstream::frame::write_message_to(&message, &mut buf).unwrap();
+        error.extend_from_slice(&buf);
+        let got = read(&error, 3).await;
+        assert_eq!(got[0].as_ref().unwrap_err().status().as_u16(), 504);
+
+        let mut cut = BytesMut::new();
+        chunk(&mut cut, "{}");
+        let got = read(&cut[..cut.len() - 1], 4).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].as_ref().unwrap_err().code(),
+            Some("upstream_protocol_error")
+        );
+
+        let mut garbled = BytesMut::new();
+        crate::eventstream::write_event(&mut garbled, "chunk", br#"{"bytes":"not base64!"}"#);
+        let got = read(&garbled, 100).await;
+        assert!(got[0].as_ref().unwrap_err().message().contains("base64"));
+
+        let mut corrupt = BytesMut::new();
+        chunk(&mut corrupt, "{}");
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        let got = read(&corrupt, 100).await;
+        assert!(
+            got[0].as_ref().unwrap_err().message().contains("frame"),
+            "{:?}",
+            got[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn error_replies_read_as_the_sdk_reads_them() {
+        let reply = |code: Option<&str>, body: &str| {
+            let mut b = http::Response::builder().status(400);
+            if let Some(c) = code {
+                b = b.header("x-amzn-errortype", c);
+            }
+            b.body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+                .unwrap()
+        };
+        let e = error_reply(reply(
+            Some("ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+            r#"{"message":"Input is too long for requested model."}"#,
+        ))
+        .await;
+        assert_eq!(
+            (e.status().as_u16(), e.code()),
+            (400, Some("context_length_exceeded"))
+        );
+        let e = error_reply(reply(
+            None,
+            r#"{"__type":"com.amazon.coral#ThrottlingException","message":"slow"}"#,
+        ))
+        .await;
+        assert_eq!((e.status().as_u16(), e.message()), (429, "slow"));
+        let e = error_reply(reply(
+            Some("AccessDeniedException"),
+            r#"{"Message":"no access"}"#,
+        ))
+        .await;
+        assert_eq!((e.status().as_u16(), e.message()), (403, "no access"));
+        let e = error_reply(reply(None, "<html>bad gateway</html>")).await;
+        assert_eq!(
+            e.status().as_u16(),
+            502,
+            "no code: Bedrock's internal error"
+        );
+    }
+
+    /// Credentials that count their loads, valid for `lifetime` from each load.
+    #[derive(Debug)]
+    struct Counted {
+        loads: Arc<AtomicUsize>,
+        lifetime: Option<Duration>,
+    }
+
+    impl ProvideCredentials for Counted {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::new(async move {
+                self.loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match self.lifetime {
+                    Some(Duration::ZERO) => Err(
+                        aws_credential_types::provider::error::CredentialsError::not_loaded(
+                            "none here",
+                        ),
+                    ),
+                    lifetime => Ok(Credentials::new(
+                        "AKIDTEST",
+                        SECRET,
+                        None,
+                        lifetime.map(|l| SystemTime::now() + l),
+                        "counted",
+                    )),
+                }
+            })
+        }
+    }
+
+    fn counted(lifetime: Option<Duration>) -> (Arc<CredentialsCache>, Arc<AtomicUsize>) {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let provider = SharedCredentialsProvider::new(Counted {
+            loads: loads.clone(),
+            lifetime,
+        });
+        (CredentialsCache::new(provider), loads)
+    }
+
+    #[tokio::test]
+    async fn credentials_load_once_and_again_before_they_expire() {
+        let (cache, loads) = counted(Some(Duration::from_secs(3600)));
+        let (a, b) = tokio::join!(cache.identity(), cache.identity());
+        a.unwrap();
+        b.unwrap();
+        cache.identity().await.unwrap();
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "callers together share one load"
+        );
+
+        let (cache, loads) = counted(None);
+        cache.identity().await.unwrap();
+        cache.identity().await.unwrap();
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "credentials without an expiry stay"
+        );
+
+        let (cache, loads) = counted(Some(Duration::from_secs(5)));
+        cache.identity().await.unwrap();
+        cache.identity().await.unwrap();
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            2,
+            "within 10 s of expiry: loaded again"
+        );
+
+        let (cache, _) = counted(Some(Duration::ZERO));
+        let e = cache.identity().await.unwrap_err();
+        assert_eq!(e.code(), Some("upstream_auth_error"));
+    }
+}
