@@ -4,11 +4,12 @@
 //! it rebuilds the operation's configuration from runtime plugins, runs its interceptors (the
 //! user agent among them), resolves the endpoint and the identity through type-erased config
 //! bags, and only then signs and sends. For a body the gateway has already encoded, that work is
-//! most of the call: measured on one thread against the same local Bedrock fake (SigV4 checked),
-//! an InvokeModel call cost 136–141 µs of CPU through the SDK against 48–53 µs signed with
-//! `aws-sigv4` and sent over a pooled hyper client (BENCHMARKS.md, "A Bedrock request's own
-//! client"). The operations here are plain: a `POST` of the model's native body to
-//! `/model/{modelId}/invoke` (or `…/invoke-with-response-stream`) with five optional headers.
+//! most of the call: against the same local Bedrock fake (SigV4 checked), the gateway spent
+//! 30–45 % less CPU per Claude or Titan request with this client than through the SDK's
+//! (BENCHMARKS.md, "Where it stands (2026-12-07 08:20 to 09:02: a Bedrock request's own
+//! client)"). The operations are plain: a `POST` of the model's native body to
+//! `/model/{modelId}/invoke` (or `…/invoke-with-response-stream`), with its content type, what
+//! it accepts, and up to four optional headers (a guardrail's three, the request id).
 //!
 //! **What stays the SDK's.** Everything it does well and the gateway does not re-implement:
 //! credentials come from the SDK configuration's own provider (`aws-config`'s default chain, a
@@ -21,12 +22,17 @@
 //!
 //! **When the SDK still sends** ([`Direct::new`] returns `None`): a Bedrock API key (configured,
 //! or `AWS_BEARER_TOKEN_BEDROCK`), an auth-scheme preference for bearer tokens, an embedder's own
-//! HTTP client in the SDK configuration, or a configuration without a credentials provider. Converse, embeddings and the
+//! HTTP client in the SDK configuration, a proxy for the endpoint (`HTTPS_PROXY` and its kin,
+//! which the SDK's client honours and this one does not), or a configuration without a
+//! credentials provider. Converse, embeddings and the
 //! control plane go through the SDK as before.
 //!
-//! **What differs from the SDK.** Credentials are cached here ([`CredentialsCache`]: refreshed 10 s
-//! before they expire, one load at a time, as the SDK's lazy cache does), apart from the SDK
-//! client's cache that Converse uses. The SDK's clock-skew correction (it shifts the signing time
+//! **What differs from the SDK.** Credentials are cached here ([`CredentialsCache`]: loaded again
+//! 10 s before they expire, or after 15 minutes without an expiry, one load at a time, as the
+//! SDK's lazy cache does), apart from
+//! the SDK client's cache that Converse uses. The connect timeout bounds the TCP connect (the
+//! SDK's bounded the TLS handshake too; the gateway's own upstream timeouts bound the whole
+//! call). The SDK's clock-skew correction (it shifts the signing time
 //! by the skew a previous reply's `Date` showed) is not done: a host whose clock is off by more
 //! than five minutes gets Bedrock's signature error, which the gateway logs as a credentials
 //! refusal.
@@ -36,6 +42,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_bedrockruntime::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_types::event_stream::Message;
@@ -50,6 +57,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
@@ -71,10 +79,18 @@ const LABEL: &AsciiSet = &NON_ALPHANUMERIC
 const MAX_REPLY: usize = 64 * 1024 * 1024;
 /// Largest error body read (its message is all the gateway keeps).
 const MAX_ERROR: usize = 64 * 1024;
-/// How long credentials may take to load, as the SDK's lazy cache allows.
-const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long credentials may take to load before the call fails: a safety net past the providers'
+/// own timeouts and retries (the SDK's lazy cache derives about 22 s from its default retry and
+/// connect settings).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Credentials this close to their expiry are loaded again, as the SDK's lazy cache does.
 const REFRESH_BEFORE: Duration = Duration::from_secs(10);
+/// How long credentials without an expiry are kept before they are loaded again (the SDK's lazy
+/// cache's default), so a rotating provider that names no expiry is still asked again.
+const KEEP_WITHOUT_EXPIRY: Duration = Duration::from_secs(15 * 60);
+/// The largest event-stream frame read (the format's own limit): a longer one the upstream
+/// announces is a protocol error, not a buffer that grows with it.
+const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 static BEDROCK_ACCEPT: HeaderName = HeaderName::from_static("x-amzn-bedrock-accept");
@@ -96,12 +112,21 @@ pub(super) enum Invoked {
     Stream(Payloads),
 }
 
-/// Credentials loaded from the SDK configuration's provider, kept until shortly before they
-/// expire; one load at a time (callers arriving during a load wait for it).
+/// Credentials loaded from the SDK configuration's provider, kept until [`REFRESH_BEFORE`] their
+/// expiry (credentials without one for [`KEEP_WITHOUT_EXPIRY`]), as the SDK's lazy cache keeps
+/// them. One load at a time: callers arriving during a load wait for it and take its result.
 pub(super) struct CredentialsCache {
     provider: SharedCredentialsProvider,
-    current: RwLock<Option<Identity>>,
+    current: RwLock<Option<Loaded>>,
     loading: tokio::sync::Mutex<()>,
+}
+
+/// One load's credentials, when they are to be loaded again, and which load it was.
+#[derive(Clone)]
+struct Loaded {
+    identity: Identity,
+    refresh_at: SystemTime,
+    load: u64,
 }
 
 impl CredentialsCache {
@@ -113,26 +138,27 @@ impl CredentialsCache {
         })
     }
 
-    /// The cached identity while it has more than [`REFRESH_BEFORE`] left.
-    fn fresh(&self) -> Option<Identity> {
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
-        current
-            .as_ref()
-            .filter(|id| {
-                id.expiration()
-                    .is_none_or(|at| at > SystemTime::now() + REFRESH_BEFORE)
-            })
-            .cloned()
+    fn current(&self) -> Option<Loaded> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Valid credentials, loaded when none are cached or they are about to expire.
     pub(super) async fn identity(&self) -> Result<Identity, GatewayError> {
-        if let Some(id) = self.fresh() {
-            return Ok(id);
+        let before = self.current();
+        if let Some(c) = &before {
+            if SystemTime::now() < c.refresh_at {
+                return Ok(c.identity.clone());
+            }
         }
+        let seen = before.map_or(0, |c| c.load);
         let _one_load = self.loading.lock().await;
-        if let Some(id) = self.fresh() {
-            return Ok(id);
+        match self.current() {
+            // Loaded while this call waited: that load's result is this call's too.
+            Some(c) if c.load != seen => return Ok(c.identity),
+            _ => {}
         }
         let loaded = tokio::time::timeout(LOAD_TIMEOUT, self.provider.provide_credentials()).await;
         let credentials = match loaded {
@@ -141,6 +167,8 @@ impl CredentialsCache {
                 tracing::error!(error = %crate::error::error_chain(&e), "no usable AWS credentials for Bedrock");
                 return Err(no_credentials());
             }
+            // (The SDK's cache would ask the provider for its last credentials here, but through
+            // the configuration's `SharedCredentialsProvider`, which has none to give.)
             Err(_) => {
                 tracing::error!(
                     "loading AWS credentials for Bedrock took more than {LOAD_TIMEOUT:?}"
@@ -148,9 +176,18 @@ impl CredentialsCache {
                 return Err(no_credentials());
             }
         };
-        let id = Identity::from(credentials);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
-        Ok(id)
+        let expiry = credentials.expiry();
+        let refresh_at = match expiry {
+            Some(at) => at.checked_sub(REFRESH_BEFORE).unwrap_or(at),
+            None => SystemTime::now() + KEEP_WITHOUT_EXPIRY,
+        };
+        let identity = Identity::new(credentials, expiry);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Loaded {
+            identity: identity.clone(),
+            refresh_at,
+            load: seen.wrapping_add(1).max(1),
+        });
+        Ok(identity)
     }
 }
 
@@ -172,6 +209,8 @@ struct Target {
     base: String,
     region: String,
     credentials: Arc<CredentialsCache>,
+    /// The configuration's clock, when it has one (signing reads it, as the SDK's signer does).
+    clock: Option<SharedTimeSource>,
 }
 
 impl Direct {
@@ -205,6 +244,10 @@ impl Direct {
                 return None;
             }
         };
+        if proxied(&Matcher::from_env(), &base) {
+            tracing::info!("a proxy applies to the Bedrock endpoint (HTTPS_PROXY, …): InvokeModel goes through the AWS SDK, whose client uses it");
+            return None;
+        }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -222,6 +265,7 @@ impl Direct {
                 base,
                 region,
                 credentials,
+                clock: sdk.time_source(),
             }),
             connector,
         })
@@ -250,6 +294,14 @@ fn prefers_bearer(sdk: &SdkConfig) -> bool {
         .flatten()
         .find(|id| matches!(id.inner(), "sigv4" | "httpBearerAuth"))
         .is_some_and(|id| id.inner() == "httpBearerAuth")
+}
+
+/// Whether the proxy settings `matcher` holds (the SDK's client reads the same `HTTP_PROXY`,
+/// `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY`) send requests to `base` through a proxy: the
+/// gateway's client does not speak to proxies, so the SDK's sends then.
+fn proxied(matcher: &Matcher, base: &str) -> bool {
+    base.parse::<http::Uri>()
+        .is_ok_and(|uri| matcher.intercept(&uri).is_some())
 }
 
 /// `AWS_ENDPOINT_URL`-style service settings (environment, profile) as the SDK reads them.
@@ -343,6 +395,9 @@ impl Invoker {
         guardrail: Option<&GuardrailConfig>,
     ) -> Result<Request<Full<Bytes>>, GatewayError> {
         use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        if model.is_empty() {
+            return Err(GatewayError::invalid_request("`model` is empty.").with_param("model"));
+        }
         let identity = self.target.credentials.identity().await?;
         let op = if stream {
             "invoke-with-response-stream"
@@ -373,14 +428,19 @@ impl Invoker {
                 headers.insert(&TRACE, header_value("trace", trace.as_str())?);
             }
         }
-        if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        if let Some(id) = request_id.and_then(|id| header_value("x-request-id", id).ok()) {
             headers.insert(crate::header_name::X_REQUEST_ID.clone(), id);
         }
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.target.region)
             .name("bedrock")
-            .time(SystemTime::now())
+            .time(
+                self.target
+                    .clock
+                    .as_ref()
+                    .map_or_else(SystemTime::now, |c| c.now()),
+            )
             .settings(SigningSettings::default())
             .build()
             .map_err(|e| GatewayError::internal(format!("SigV4 parameters: {e}")))?
@@ -402,18 +462,32 @@ impl Invoker {
 }
 
 /// A guardrail setting as a header value: one a header cannot carry is the client's error, as the
-/// SDK's request construction failed on it.
+/// SDK's request construction failed on it. Visible ASCII only: the signer reads header values as
+/// text, and a byte it could not read would be signed as something other than what is sent.
 fn header_value(name: &'static str, value: &str) -> Result<HeaderValue, GatewayError> {
-    HeaderValue::from_str(value).map_err(|_| {
-        GatewayError::invalid_request(format!("`{name}` is not a valid header value."))
-            .with_param(name)
-    })
+    let visible = value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+    visible
+        .then(|| HeaderValue::from_str(value).ok())
+        .flatten()
+        .ok_or_else(|| {
+            GatewayError::invalid_request(format!("`{name}` is not a valid header value."))
+                .with_param(name)
+        })
 }
 
+/// A send that failed: the connect timeout as the SDK reported it (a timeout), else a failure to
+/// reach Bedrock.
 fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
-    let timed_out = std::error::Error::source(&e)
-        .map(crate::error::error_chain)
-        .is_some_and(|c| c.contains("timed out"));
+    let mut source = std::error::Error::source(&e);
+    let mut timed_out = false;
+    while let Some(cause) = source {
+        timed_out |= cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        source = cause.source();
+    }
     tracing::warn!(error = %crate::error::error_chain(&e), "failed to reach Bedrock");
     if e.is_connect() && timed_out {
         GatewayError::upstream_timeout("Bedrock did not answer in time.")
@@ -422,8 +496,9 @@ fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
     }
 }
 
-/// A Bedrock error reply as the SDK reads it: the code from `x-amzn-ErrorType` (before any `:`),
-/// else the body's `__type` or `code` (after any `#`); the message from `message` or `Message`.
+/// A Bedrock error reply as the SDK reads it (`aws-smithy-json`'s error parsing): the code from
+/// `x-amzn-ErrorType`, else the body's `code`, else its `__type`, each cut before any `:` and
+/// after any `#`; the message from the body's `message`, `Message` or `errorMessage`.
 async fn error_reply<B>(res: http::Response<B>) -> GatewayError
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -434,37 +509,42 @@ where
         .headers()
         .get(&ERROR_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(':').next().unwrap_or(v).to_owned());
+        .map(str::to_owned);
     let body = crate::body::to_bytes(Limited::new(res.into_body(), MAX_ERROR))
         .await
         .unwrap_or_default();
-    #[derive(Deserialize, Default)]
-    struct ErrorBody {
-        #[serde(rename = "__type")]
-        kind: Option<String>,
-        code: Option<String>,
-        #[serde(alias = "Message")]
-        message: Option<String>,
-    }
-    let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+    let parsed: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&body).unwrap_or_default();
+    let text = |key: &str| parsed.get(key).and_then(serde_json::Value::as_str);
     let code = header_code
-        .or(parsed.kind)
-        .or(parsed.code)
-        .map(|c| c.rsplit('#').next().unwrap_or(&c).to_owned());
-    let e = from_code(code.as_deref(), parsed.message.as_deref());
+        .as_deref()
+        .or_else(|| text("code"))
+        .or_else(|| text("__type"))
+        .map(sanitize_code);
+    let message = text("message")
+        .or_else(|| text("Message"))
+        .or_else(|| text("errorMessage"));
+    let e = from_code(code, message);
     if e.status().is_server_error() {
         tracing::warn!(
             status = status.as_u16(),
-            code = code.as_deref().unwrap_or(""),
+            code = code.unwrap_or(""),
             "bedrock call failed"
         );
     }
     e
 }
 
+/// `aws.protocoltests#FooError:http://…` → `FooError`, as the SDK cuts an error code.
+fn sanitize_code(code: &str) -> &str {
+    let code = code.split(':').next().unwrap_or(code);
+    code.rsplit('#').next().unwrap_or(code)
+}
+
 /// The payloads of the `chunk` events in an event-stream body: base64-decoded, events of other
 /// kinds (and chunks without bytes) skipped, an exception or error frame the mapped error, then
-/// the end. The buffer holds at most one frame (the decoder refuses one over 16 MiB).
+/// the end. The buffer holds one frame at most, and a frame over [`MAX_FRAME`] is an error (the
+/// decoder itself has no limit: it would wait for whatever length a prelude announced).
 fn chunk_payloads<B>(body: B) -> impl Stream<Item = Result<Bytes, GatewayError>> + Send
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -474,21 +554,28 @@ where
         body: B,
         buf: BytesMut,
         decoder: MessageFrameDecoder,
+        /// Bytes of a frame not yet complete were read (the decoder keeps a prelude it has read
+        /// out of `buf`, so `buf` alone cannot tell).
+        in_frame: bool,
     }
     let start = Reading {
         body,
         buf: BytesMut::new(),
         decoder: MessageFrameDecoder::new(),
+        in_frame: false,
     };
     futures_util::stream::unfold(Some(start), |reading| async move {
         let mut r = reading?;
         loop {
             match r.decoder.decode_frame(&mut r.buf) {
-                Ok(DecodedFrame::Complete(message)) => match chunk_of(&message) {
-                    Ok(Some(payload)) => return Some((Ok(payload), Some(r))),
-                    Ok(None) => continue,
-                    Err(e) => return Some((Err(e), None)),
-                },
+                Ok(DecodedFrame::Complete(message)) => {
+                    r.in_frame = !r.buf.is_empty();
+                    match chunk_of(&message) {
+                        Ok(Some(payload)) => return Some((Ok(payload), Some(r))),
+                        Ok(None) => continue,
+                        Err(e) => return Some((Err(e), None)),
+                    }
+                }
                 Ok(DecodedFrame::Incomplete) => {}
                 Err(e) => {
                     return Some((
@@ -502,6 +589,16 @@ where
             match r.body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        // `buf` holds part of one frame here: everything before it was decoded.
+                        if r.buf.len() > MAX_FRAME {
+                            return Some((
+                                Err(GatewayError::upstream_protocol(
+                                    "Bedrock sent an event-stream frame over 16 MiB.",
+                                )),
+                                None,
+                            ));
+                        }
+                        r.in_frame |= !data.is_empty();
                         r.buf.extend_from_slice(&data);
                     }
                 }
@@ -512,7 +609,7 @@ where
                         None,
                     ));
                 }
-                None if r.buf.is_empty() => return None,
+                None if !r.in_frame => return None,
                 None => {
                     return Some((
                         Err(GatewayError::upstream_protocol(
@@ -620,6 +717,46 @@ mod tests {
         )
     }
 
+    /// Service settings as aws-config reads them from the environment and profile: `values` by
+    /// (service id, variable).
+    #[derive(Debug)]
+    struct Settings(Vec<(&'static str, &'static str, &'static str)>);
+
+    impl aws_types::service_config::LoadServiceConfig for Settings {
+        fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(service, env, _)| *service == key.service_id() && *env == key.env())
+                .map(|(_, _, value)| (*value).to_owned())
+        }
+    }
+
+    /// An embedder's HTTP client (never called here).
+    #[derive(Debug)]
+    struct Embedded;
+
+    impl aws_smithy_runtime_api::client::http::HttpClient for Embedded {
+        fn http_connector(
+            &self,
+            _: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+            _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+            aws_smithy_runtime_api::client::http::SharedHttpConnector::new(Never)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Never;
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for Never {
+        fn call(
+            &self,
+            _: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+            aws_smithy_runtime_api::client::http::HttpConnectorFuture::new(std::future::pending())
+        }
+    }
+
     #[tokio::test]
     async fn requests_are_signed_and_addressed_as_the_sdk_sends_them() {
         let creds = Credentials::new("AKIDTEST", SECRET, Some("session".into()), None, "t");
@@ -675,12 +812,54 @@ mod tests {
             .headers()
             .get("x-amzn-bedrock-guardrailidentifier")
             .is_none());
+
+        // A value the signer could not read as text is refused before anything is signed.
+        let odd = GuardrailConfig {
+            guardrail_identifier: "gr-\u{e9}".into(),
+            ..guardrail
+        };
+        let e = invoker
+            .signed("m", Bytes::new(), false, None, Some(&odd))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status().as_u16(), e.param()),
+            (400, Some("guardrailIdentifier"))
+        );
+        let e = invoker
+            .signed("", Bytes::new(), false, None, None)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status().as_u16(), e.param()), (400, Some("model")));
     }
 
     #[test]
     fn the_sdk_sends_what_the_gateway_does_not_sign() {
         let creds = Credentials::new("AKIDTEST", SECRET, None, None, "t");
         let with = sdk(Some(creds.clone()));
+        let embedded = with.to_builder().http_client(Embedded).build();
+        assert!(
+            direct(&embedded, None).is_none(),
+            "an embedder's HTTP client"
+        );
+        let env_key = with
+            .to_builder()
+            .service_config(Settings(vec![("bedrock", "AWS_BEARER_TOKEN", "key")]))
+            .build();
+        assert!(direct(&env_key, None).is_none(), "AWS_BEARER_TOKEN_BEDROCK");
+        let proxy = Matcher::builder()
+            .https("http://proxy.internal:3128")
+            .no("localhost")
+            .build();
+        assert!(proxied(
+            &proxy,
+            "https://bedrock-runtime.us-east-1.amazonaws.com"
+        ));
+        assert!(!proxied(&proxy, "https://localhost:4566"), "NO_PROXY");
+        assert!(!proxied(
+            &Matcher::builder().build(),
+            "https://bedrock-runtime.us-east-1.amazonaws.com"
+        ));
         let cache = with.credentials_provider().map(CredentialsCache::new);
         let second = Duration::from_secs(1);
         assert!(
@@ -733,11 +912,26 @@ mod tests {
             resolved(&fips, None),
             "https://bedrock-runtime-fips.us-west-2.amazonaws.com"
         );
+        let dual = base.to_builder().use_dual_stack(true).build();
+        assert_eq!(
+            resolved(&dual, None),
+            "https://bedrock-runtime.us-west-2.api.aws"
+        );
         let configured = base
             .to_builder()
             .endpoint_url("http://localhost:4566/")
             .build();
         assert_eq!(resolved(&configured, None), "http://localhost:4566");
+        // `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (or the profile's) before the shared endpoint URL.
+        let service = configured
+            .to_builder()
+            .service_config(Settings(vec![(
+                "Bedrock Runtime",
+                "AWS_ENDPOINT_URL",
+                "http://127.0.0.1:8555",
+            )]))
+            .build();
+        assert_eq!(resolved(&service, None), "http://127.0.0.1:8555");
         assert_eq!(
             resolved(&configured, Some("https://vpce.example/x")),
             "https://vpce.example/x"
@@ -840,6 +1034,32 @@ mod tests {
             Some("upstream_protocol_error")
         );
 
+        // Cut just after the second frame's 12-byte prelude: the decoder holds the prelude.
+        let mut two = BytesMut::new();
+        chunk(&mut two, "{}");
+        let first = two.len();
+        chunk(&mut two, "{}");
+        let got = read(&two[..first + 12], 4).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].is_ok());
+        assert_eq!(
+            got[1].as_ref().unwrap_err().code(),
+            Some("upstream_protocol_error")
+        );
+
+        // A prelude announcing a 64 MiB frame: refused past 16 MiB, not buffered to the end.
+        let mut huge = vec![0u8; 12];
+        huge[..4].copy_from_slice(&(64u32 << 20).to_be_bytes());
+        let crc = crc32fast::hash(&huge[..8]);
+        huge[8..12].copy_from_slice(&crc.to_be_bytes());
+        huge.resize(18 << 20, 0);
+        let got = read(&huge, 1 << 20).await;
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].as_ref().unwrap_err().message().contains("16 MiB"),
+            "{got:?}"
+        );
+
         let mut garbled = BytesMut::new();
         crate::eventstream::write_event(&mut garbled, "chunk", br#"{"bytes":"not base64!"}"#);
         let got = read(&garbled, 100).await;
@@ -888,6 +1108,19 @@ mod tests {
         ))
         .await;
         assert_eq!((e.status().as_u16(), e.message()), (403, "no access"));
+        // The body's `code` before its `__type`; `errorMessage`; both spellings of the message.
+        let e = error_reply(reply(
+            None,
+            r#"{"code":"ThrottlingException","__type":"AccessDeniedException","errorMessage":"m"}"#,
+        ))
+        .await;
+        assert_eq!((e.status().as_u16(), e.message()), (429, "m"));
+        let e = error_reply(reply(
+            None,
+            r#"{"__type":"ns#ResourceNotFoundException:http://x","message":"a","Message":"b"}"#,
+        ))
+        .await;
+        assert_eq!((e.status().as_u16(), e.message()), (404, "a"));
         let e = error_reply(reply(None, "<html>bad gateway</html>")).await;
         assert_eq!(
             e.status().as_u16(),
@@ -954,14 +1187,27 @@ mod tests {
         let (cache, loads) = counted(None);
         cache.identity().await.unwrap();
         cache.identity().await.unwrap();
-        assert_eq!(
-            loads.load(Ordering::SeqCst),
-            1,
-            "credentials without an expiry stay"
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "no expiry: kept a while");
+        let kept = cache
+            .current()
+            .unwrap()
+            .refresh_at
+            .duration_since(SystemTime::now())
+            .unwrap();
+        assert!(
+            kept > Duration::from_secs(14 * 60) && kept <= KEEP_WITHOUT_EXPIRY,
+            "{kept:?}"
         );
 
         let (cache, loads) = counted(Some(Duration::from_secs(5)));
-        cache.identity().await.unwrap();
+        let (a, b) = tokio::join!(cache.identity(), cache.identity());
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "a waiter takes the load it waited for"
+        );
         cache.identity().await.unwrap();
         assert_eq!(
             loads.load(Ordering::SeqCst),
@@ -972,5 +1218,31 @@ mod tests {
         let (cache, _) = counted(Some(Duration::ZERO));
         let e = cache.identity().await.unwrap_err();
         assert_eq!(e.code(), Some("upstream_auth_error"));
+    }
+
+    /// A provider whose loads never finish.
+    #[derive(Debug)]
+    struct Hanging;
+
+    impl ProvideCredentials for Hanging {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::new(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_load_that_hangs_fails_after_the_timeout_and_the_next_call_loads_again() {
+        let cache = CredentialsCache::new(SharedCredentialsProvider::new(Hanging));
+        let started = tokio::time::Instant::now();
+        let e = cache.identity().await.unwrap_err();
+        assert_eq!(e.code(), Some("upstream_auth_error"));
+        assert_eq!(started.elapsed(), LOAD_TIMEOUT);
+        assert!(
+            cache.current().is_none(),
+            "nothing cached from a failed load"
+        );
     }
 }
