@@ -5,20 +5,22 @@
 //! Cohere takes batches of at most [`COHERE_MAX_BATCH`] texts, sent the same way. Any call's
 //! error fails the request (the retry layer above may try the whole request again). Usage is the
 //! sum of the calls' input tokens: Titan's `inputTextTokenCount`, Cohere's
-//! `X-Amzn-Bedrock-Input-Token-Count` header (read by an interceptor: the SDK's output type does
-//! not carry it) unless the body has a count.
+//! `X-Amzn-Bedrock-Input-Token-Count` header unless the body has a count. The calls go through
+//! the gateway's own InvokeModel client when the provider has one (`super::invoke`), else the
+//! SDK's, where an interceptor reads that header (the SDK's output type does not carry it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_bedrockruntime::primitives::Blob;
-use aws_sdk_bedrockruntime::Client;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
+use super::clients::Runtime;
 use super::{error, request_id_hook, upstream_request_id};
 use crate::error::GatewayError;
 use crate::format::embeddings::{self, EmbeddingModel, COHERE_MAX_BATCH};
@@ -27,7 +29,7 @@ use crate::route::BedrockFamily;
 
 /// Answers an embeddings call routed to a Bedrock embedding family.
 pub(super) async fn embed(
-    client: &Client,
+    client: &Runtime,
     family: BedrockFamily,
     call: &EmbeddingsCall,
     concurrency: usize,
@@ -80,11 +82,15 @@ pub(super) async fn embed(
 
 /// One InvokeModel call: the body, and the input token count Bedrock put in its header.
 async fn invoke(
-    client: &Client,
+    client: &Runtime,
     model: &str,
     body: Vec<u8>,
     rid: Option<String>,
-) -> Result<(Blob, Option<u64>), GatewayError> {
+) -> Result<(Bytes, Option<u64>), GatewayError> {
+    if let Some(direct) = &client.invoke {
+        return direct.embed(model, Bytes::from(body), rid.as_deref()).await;
+    }
+    let client = &client.sdk;
     let tokens = InputTokens::default();
     let out = client
         .invoke_model()
@@ -98,7 +104,7 @@ async fn invoke(
         .send()
         .await
         .map_err(error::from_sdk)?;
-    Ok((out.body, tokens.get()))
+    Ok((Bytes::from(out.body.into_inner()), tokens.get()))
 }
 
 /// Reads `X-Amzn-Bedrock-Input-Token-Count` off an InvokeModel response.

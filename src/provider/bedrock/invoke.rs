@@ -24,8 +24,8 @@
 //! or `AWS_BEARER_TOKEN_BEDROCK`), an auth-scheme preference for bearer tokens, an embedder's own
 //! HTTP client in the SDK configuration, a proxy for the endpoint (`HTTPS_PROXY` and its kin,
 //! which the SDK's client honours and this one does not), or a configuration without a
-//! credentials provider. Converse, embeddings and the
-//! control plane go through the SDK as before.
+//! credentials provider. Converse and the control plane go through the SDK as before.
+//! Embeddings (Titan, Cohere) are InvokeModel calls too ([`Invoker::embed`]).
 //!
 //! **What differs from the SDK.** Credentials are cached here ([`CredentialsCache`]: loaded again
 //! 10 s before they expire, or after 15 minutes without an expiry, one load at a time, as the
@@ -54,6 +54,7 @@ use futures_util::{FutureExt, Stream};
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -98,6 +99,7 @@ static GUARDRAIL_ID: HeaderName = HeaderName::from_static("x-amzn-bedrock-guardr
 static GUARDRAIL_VERSION: HeaderName = HeaderName::from_static("x-amzn-bedrock-guardrailversion");
 static TRACE: HeaderName = HeaderName::from_static("x-amzn-bedrock-trace");
 static ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+static INPUT_TOKENS: HeaderName = HeaderName::from_static("x-amzn-bedrock-input-token-count");
 
 type HttpClient = Client<HttpsConnector<Quiet<HttpConnector>>, Full<Bytes>>;
 
@@ -362,6 +364,43 @@ impl Invoker {
         request_id: Option<&str>,
         guardrail: Option<&GuardrailConfig>,
     ) -> Result<Invoked, GatewayError> {
+        let res = self
+            .send(model, body, stream, request_id, guardrail)
+            .await?;
+        let body = res.into_body();
+        Ok(if stream {
+            Invoked::Stream(Box::pin(chunk_payloads(body)))
+        } else {
+            Invoked::Complete(complete(body).await?)
+        })
+    }
+
+    /// One InvokeModel call of an embeddings request: the reply, and the input token count
+    /// Bedrock put in its `X-Amzn-Bedrock-Input-Token-Count` header.
+    pub(super) async fn embed(
+        &self,
+        model: &str,
+        body: Bytes,
+        request_id: Option<&str>,
+    ) -> Result<(Bytes, Option<u64>), GatewayError> {
+        let res = self.send(model, body, false, request_id, None).await?;
+        let tokens = res
+            .headers()
+            .get(&INPUT_TOKENS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Ok((complete(res.into_body()).await?, tokens))
+    }
+
+    /// Signs and sends; an error status becomes the mapped error.
+    async fn send(
+        &self,
+        model: &str,
+        body: Bytes,
+        stream: bool,
+        request_id: Option<&str>,
+        guardrail: Option<&GuardrailConfig>,
+    ) -> Result<http::Response<Incoming>, GatewayError> {
         let req = self
             .signed(model, body, stream, request_id, guardrail)
             .await?;
@@ -370,19 +409,7 @@ impl Invoker {
             // Boxed: rare, and inline its state would size every call's future.
             return Err(Box::pin(error_reply(res)).await);
         }
-        let body = res.into_body();
-        Ok(if stream {
-            Invoked::Stream(Box::pin(chunk_payloads(body)))
-        } else {
-            Invoked::Complete(
-                crate::body::to_bytes(Limited::new(body, MAX_REPLY))
-                    .await
-                    .map_err(|e| {
-                        tracing::warn!(error = %e, "failed to read the Bedrock reply");
-                        GatewayError::upstream_connect("Failed to read the Bedrock reply.")
-                    })?,
-            )
-        })
+        Ok(res)
     }
 
     /// The request, signed with SigV4 for `bedrock` in the target's region.
@@ -459,6 +486,16 @@ impl Invoker {
         signable.into_parts().0.apply_to_request_http1x(&mut req);
         Ok(req)
     }
+}
+
+/// A complete reply's body, read whole (bounded).
+async fn complete(body: Incoming) -> Result<Bytes, GatewayError> {
+    crate::body::to_bytes(Limited::new(body, MAX_REPLY))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "failed to read the Bedrock reply");
+            GatewayError::upstream_connect("Failed to read the Bedrock reply.")
+        })
 }
 
 /// A guardrail setting as a header value: one a header cannot carry is the client's error, as the

@@ -17,8 +17,8 @@
 //!   are signed with `aws-sigv4` (credentials from the same providers) and sent over a pooled
 //!   hyper client per serving thread, their event streams read with `aws-smithy-eventstream`:
 //!   about a third of the CPU such a call costs through the SDK. A Bedrock API key, an embedder's
-//!   HTTP client or a configuration without credentials keep the SDK's client; Converse,
-//!   embeddings and the model list always use it.
+//!   HTTP client, a proxy or a configuration without credentials keep the SDK's client;
+//!   Converse and the model list always use it. Embeddings (InvokeModel too) go the same way.
 //! - **Retries**: the SDK's own retries and stalled-stream protection are off — the gateway's one
 //!   retry layer owns retries (so an upstream sees at most the configured attempts) and its own
 //!   idle timeout owns stalls (a thinking model may legitimately pause).
@@ -747,7 +747,7 @@ impl Service<EmbeddingsCall> for BedrockProvider {
                 ));
             }
             let client = this.client_for(call.upstream_model()).await;
-            embeddings::embed(&client.sdk, family, &call, this.inner.embedding_concurrency).await
+            embeddings::embed(&client, family, &call, this.inner.embedding_concurrency).await
         })
     }
 }
