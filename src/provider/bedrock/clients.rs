@@ -175,9 +175,10 @@ impl Clients {
     /// serving thread for itself on its first use. The direct InvokeModel client's endpoint and
     /// TLS roots are found once here; each thread gets its own connection pool over them.
     fn build(&self, sdk: &SdkConfig, region: Option<&str>) -> PerThread<Runtime> {
-        let credentials = self
-            .credentials
-            .get_or_init(|| sdk.credentials_provider().map(CredentialsCache::new));
+        let credentials = self.credentials.get_or_init(|| {
+            sdk.credentials_provider()
+                .map(|p| CredentialsCache::new(p, sdk.time_source()))
+        });
         let direct = Direct::new(
             sdk,
             region,
@@ -185,6 +186,7 @@ impl Clients {
             self.settings.api_key.is_some(),
             self.settings.connect,
             credentials.as_ref(),
+            &hyper_util::client::proxy::matcher::Matcher::from_env(),
         );
         let (settings, sdk, region) = (
             self.settings.clone(),

@@ -30,9 +30,9 @@
 //! **What differs from the SDK.** Credentials are cached here ([`CredentialsCache`]: loaded again
 //! 10 s before they expire, or after 15 minutes without an expiry, one load at a time, as the
 //! SDK's lazy cache does), apart from
-//! the SDK client's cache that Converse uses. The connect timeout bounds the TCP connect (the
-//! SDK's bounded the TLS handshake too; the gateway's own upstream timeouts bound the whole
-//! call). The SDK's clock-skew correction (it shifts the signing time
+//! the SDK client's cache that Converse uses. The connect timeout bounds the TCP connect, shared
+//! among the addresses a name resolves to (the SDK's bounded the name lookup and the TLS
+//! handshake too; here the gateway's own first-byte and total timeouts bound them). The SDK's clock-skew correction (it shifts the signing time
 //! by the skew a previous reply's `Date` showed) is not done: a host whose clock is off by more
 //! than five minutes gets Bedrock's signature error, which the gateway logs as a credentials
 //! refusal.
@@ -121,6 +121,8 @@ pub(super) struct CredentialsCache {
     provider: SharedCredentialsProvider,
     current: RwLock<Option<Loaded>>,
     loading: tokio::sync::Mutex<()>,
+    /// The configuration's clock, when it has one (as the SDK's cache reads it).
+    clock: Option<SharedTimeSource>,
 }
 
 /// One load's credentials, when they are to be loaded again, and which load it was.
@@ -132,12 +134,22 @@ struct Loaded {
 }
 
 impl CredentialsCache {
-    pub(super) fn new(provider: SharedCredentialsProvider) -> Arc<Self> {
+    pub(super) fn new(
+        provider: SharedCredentialsProvider,
+        clock: Option<SharedTimeSource>,
+    ) -> Arc<Self> {
         Arc::new(CredentialsCache {
             provider,
             current: RwLock::new(None),
             loading: tokio::sync::Mutex::new(()),
+            clock,
         })
+    }
+
+    fn now(&self) -> SystemTime {
+        self.clock
+            .as_ref()
+            .map_or_else(SystemTime::now, |c| c.now())
     }
 
     fn current(&self) -> Option<Loaded> {
@@ -151,15 +163,20 @@ impl CredentialsCache {
     pub(super) async fn identity(&self) -> Result<Identity, GatewayError> {
         let before = self.current();
         if let Some(c) = &before {
-            if SystemTime::now() < c.refresh_at {
+            if self.now() < c.refresh_at {
                 return Ok(c.identity.clone());
             }
         }
         let seen = before.map_or(0, |c| c.load);
         let _one_load = self.loading.lock().await;
         match self.current() {
-            // Loaded while this call waited: that load's result is this call's too.
-            Some(c) if c.load != seen => return Ok(c.identity),
+            // Loaded while this call waited: that load's result is this call's too, while it
+            // has not expired.
+            Some(c)
+                if c.load != seen && c.identity.expiration().is_none_or(|at| self.now() < at) =>
+            {
+                return Ok(c.identity)
+            }
             _ => {}
         }
         let loaded = tokio::time::timeout(LOAD_TIMEOUT, self.provider.provide_credentials()).await;
@@ -181,7 +198,7 @@ impl CredentialsCache {
         let expiry = credentials.expiry();
         let refresh_at = match expiry {
             Some(at) => at.checked_sub(REFRESH_BEFORE).unwrap_or(at),
-            None => SystemTime::now() + KEEP_WITHOUT_EXPIRY,
+            None => self.now() + KEEP_WITHOUT_EXPIRY,
         };
         let identity = Identity::new(credentials, expiry);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Loaded {
@@ -218,7 +235,8 @@ struct Target {
 impl Direct {
     /// The direct client for `region` (else the configuration's) over `sdk`, or `None` when the
     /// SDK must send (see the module docs): `api_key` is the provider's Bedrock API key,
-    /// `endpoint_url` its endpoint override, `connect` its connect timeout.
+    /// `endpoint_url` its endpoint override, `connect` its connect timeout, `proxies` the proxy
+    /// settings of the environment (`Matcher::from_env`, as the SDK's client reads them).
     pub(super) fn new(
         sdk: &SdkConfig,
         region: Option<&str>,
@@ -226,6 +244,7 @@ impl Direct {
         api_key: bool,
         connect: Duration,
         credentials: Option<&Arc<CredentialsCache>>,
+        proxies: &Matcher,
     ) -> Option<Direct> {
         if api_key
             || sdk.http_client().is_some()
@@ -246,7 +265,7 @@ impl Direct {
                 return None;
             }
         };
-        if proxied(&Matcher::from_env(), &base) {
+        if proxied(proxies, &base) {
             tracing::info!("a proxy applies to the Bedrock endpoint (HTTPS_PROXY, …): InvokeModel goes through the AWS SDK, whose client uses it");
             return None;
         }
@@ -499,8 +518,9 @@ async fn complete(body: Incoming) -> Result<Bytes, GatewayError> {
 }
 
 /// A guardrail setting as a header value: one a header cannot carry is the client's error, as the
-/// SDK's request construction failed on it. Visible ASCII only: the signer reads header values as
-/// text, and a byte it could not read would be signed as something other than what is sent.
+/// SDK's request construction failed on it. Visible ASCII, spaces and tabs only: the signer reads
+/// header values as text, and a byte it could not read would be signed as something other than
+/// what is sent.
 fn header_value(name: &'static str, value: &str) -> Result<HeaderValue, GatewayError> {
     let visible = value
         .bytes()
@@ -517,25 +537,34 @@ fn header_value(name: &'static str, value: &str) -> Result<HeaderValue, GatewayE
 /// A send that failed: the connect timeout as the SDK reported it (a timeout), else a failure to
 /// reach Bedrock.
 fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
-    let mut source = std::error::Error::source(&e);
-    let mut timed_out = false;
-    while let Some(cause) = source {
-        timed_out |= cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-        source = cause.source();
-    }
     tracing::warn!(error = %crate::error::error_chain(&e), "failed to reach Bedrock");
-    if e.is_connect() && timed_out {
+    if e.is_connect() && timed_out(&e) {
         GatewayError::upstream_timeout("Bedrock did not answer in time.")
     } else {
         GatewayError::upstream_connect("Failed to reach Bedrock.")
     }
 }
 
+/// Whether an I/O timeout is among `e`'s causes (hyper-util's connect timeout is one: an
+/// `io::Error` of kind `TimedOut` under its connect error).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = e.source();
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// A Bedrock error reply as the SDK reads it (`aws-smithy-json`'s error parsing): the code from
-/// `x-amzn-ErrorType`, else the body's `code`, else its `__type`, each cut before any `:` and
-/// after any `#`; the message from the body's `message`, `Message` or `errorMessage`.
+/// `x-amzn-ErrorType`, else the body's `code`, else its `__type`, each cut before the first `:`
+/// and after the first `#`; the message from the last of the body's `message`, `Message` and
+/// `errorMessage`.
 async fn error_reply<B>(res: http::Response<B>) -> GatewayError
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -550,18 +579,13 @@ where
     let body = crate::body::to_bytes(Limited::new(res.into_body(), MAX_ERROR))
         .await
         .unwrap_or_default();
-    let parsed: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&body).unwrap_or_default();
-    let text = |key: &str| parsed.get(key).and_then(serde_json::Value::as_str);
+    let fields: ErrorFields = serde_json::from_slice(&body).unwrap_or_default();
     let code = header_code
         .as_deref()
-        .or_else(|| text("code"))
-        .or_else(|| text("__type"))
+        .or(fields.code.as_deref())
+        .or(fields.kind.as_deref())
         .map(sanitize_code);
-    let message = text("message")
-        .or_else(|| text("Message"))
-        .or_else(|| text("errorMessage"));
-    let e = from_code(code, message);
+    let e = from_code(code, fields.message.as_deref());
     if e.status().is_server_error() {
         tracing::warn!(
             status = status.as_u16(),
@@ -572,15 +596,57 @@ where
     e
 }
 
-/// `aws.protocoltests#FooError:http://…` → `FooError`, as the SDK cuts an error code.
+/// `aws.protocoltests#FooError:http://…` → `FooError`, as the SDK cuts an error code
+/// (`sanitize_error_code`).
 fn sanitize_code(code: &str) -> &str {
-    let code = code.split(':').next().unwrap_or(code);
-    code.rsplit('#').next().unwrap_or(code)
+    let code = code.split_once(':').map_or(code, |(before, _)| before);
+    code.split_once('#').map_or(code, |(_, after)| after)
+}
+
+/// The members of an error body the SDK reads, in the body's order: a later message member
+/// replaces an earlier one, as in the SDK's parser. Members that are not strings are skipped.
+#[derive(Default)]
+struct ErrorFields {
+    code: Option<String>,
+    kind: Option<String>,
+    message: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ErrorFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = ErrorFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an error object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ErrorFields, A::Error> {
+                let mut fields = ErrorFields::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let value: serde_json::Value = map.next_value()?;
+                    let Some(text) = value.as_str() else { continue };
+                    let slot = match &*key {
+                        "code" => &mut fields.code,
+                        "__type" => &mut fields.kind,
+                        "message" | "Message" | "errorMessage" => &mut fields.message,
+                        _ => continue,
+                    };
+                    *slot = Some(text.to_owned());
+                }
+                Ok(fields)
+            }
+        }
+        d.deserialize_map(Members)
+    }
 }
 
 /// The payloads of the `chunk` events in an event-stream body: base64-decoded, events of other
 /// kinds (and chunks without bytes) skipped, an exception or error frame the mapped error, then
-/// the end. The buffer holds one frame at most, and a frame over [`MAX_FRAME`] is an error (the
+/// the end. Frames are decoded as soon as they are whole, so what waits in the buffer is part of
+/// one frame and the last read; more than [`MAX_FRAME`] of one frame's bytes is an error (the
 /// decoder itself has no limit: it would wait for whatever length a prelude announced).
 fn chunk_payloads<B>(body: B) -> impl Stream<Item = Result<Bytes, GatewayError>> + Send
 where
@@ -742,8 +808,11 @@ mod tests {
         b.build()
     }
 
+    /// The direct client over `sdk`, with no proxy whatever the environment says.
     fn direct(sdk: &SdkConfig, endpoint: Option<&str>) -> Option<Direct> {
-        let credentials = sdk.credentials_provider().map(CredentialsCache::new);
+        let credentials = sdk
+            .credentials_provider()
+            .map(|p| CredentialsCache::new(p, sdk.time_source()));
         Direct::new(
             sdk,
             None,
@@ -751,6 +820,7 @@ mod tests {
             false,
             Duration::from_secs(1),
             credentials.as_ref(),
+            &Matcher::builder().build(),
         )
     }
 
@@ -897,11 +967,20 @@ mod tests {
             &Matcher::builder().build(),
             "https://bedrock-runtime.us-east-1.amazonaws.com"
         ));
-        let cache = with.credentials_provider().map(CredentialsCache::new);
-        let second = Duration::from_secs(1);
+        let cache = with
+            .credentials_provider()
+            .map(|p| CredentialsCache::new(p, None));
+        let (second, none) = (Duration::from_secs(1), Matcher::builder().build());
         assert!(
-            Direct::new(&with, None, None, true, second, cache.as_ref()).is_none(),
+            Direct::new(&with, None, None, true, second, cache.as_ref(), &none).is_none(),
             "an API key"
+        );
+        let proxies = Matcher::builder()
+            .https("http://proxy.internal:3128")
+            .build();
+        assert!(
+            Direct::new(&with, None, None, false, second, cache.as_ref(), &proxies).is_none(),
+            "a proxy for the endpoint"
         );
         assert!(
             direct(&sdk(None), None).is_none(),
@@ -1157,7 +1236,13 @@ mod tests {
             r#"{"__type":"ns#ResourceNotFoundException:http://x","message":"a","Message":"b"}"#,
         ))
         .await;
-        assert_eq!((e.status().as_u16(), e.message()), (404, "a"));
+        assert_eq!(
+            (e.status().as_u16(), e.message()),
+            (404, "b"),
+            "the last one, as the SDK"
+        );
+        // The first `#` ends the namespace, as the SDK cuts it.
+        assert_eq!(sanitize_code("a#b#C:http://x"), "b#C");
         let e = error_reply(reply(None, "<html>bad gateway</html>")).await;
         assert_eq!(
             e.status().as_u16(),
@@ -1205,7 +1290,7 @@ mod tests {
             loads: loads.clone(),
             lifetime,
         });
-        (CredentialsCache::new(provider), loads)
+        (CredentialsCache::new(provider, None), loads)
     }
 
     #[tokio::test]
@@ -1252,9 +1337,76 @@ mod tests {
             "within 10 s of expiry: loaded again"
         );
 
-        let (cache, _) = counted(Some(Duration::ZERO));
-        let e = cache.identity().await.unwrap_err();
-        assert_eq!(e.code(), Some("upstream_auth_error"));
+        // A failed load caches nothing: a caller that waited on it loads for itself.
+        let (cache, loads) = counted(Some(Duration::ZERO));
+        let (a, b) = tokio::join!(cache.identity(), cache.identity());
+        assert_eq!(a.unwrap_err().code(), Some("upstream_auth_error"));
+        assert_eq!(b.unwrap_err().code(), Some("upstream_auth_error"));
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_configurations_clock_signs_and_ages_the_credentials() {
+        use aws_smithy_async::time::StaticTimeSource;
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let creds = Credentials::new(
+            "AKIDTEST",
+            SECRET,
+            None,
+            Some(at + Duration::from_secs(60)),
+            "t",
+        );
+        let config = sdk(Some(creds))
+            .to_builder()
+            .time_source(StaticTimeSource::new(at))
+            .build();
+        let invoker = direct(&config, Some("http://127.0.0.1:9"))
+            .unwrap()
+            .invoker();
+        let req = invoker
+            .signed("m", Bytes::new(), false, None, None)
+            .await
+            .unwrap();
+        assert_eq!(req.headers()["x-amz-date"], "20231114T221320Z");
+        // By the configuration's clock these credentials have a minute left (by the wall clock
+        // they expired long ago): kept, not loaded again.
+        invoker
+            .signed("m", Bytes::new(), false, None, None)
+            .await
+            .unwrap();
+        assert_eq!(invoker.target.credentials.current().unwrap().load, 1);
+    }
+
+    #[test]
+    fn a_connect_timeout_is_found_among_the_causes() {
+        #[derive(Debug)]
+        struct Wrapped(std::io::Error);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("connect error")
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        #[derive(Debug)]
+        struct Outer(Wrapped);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("client error")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let elapsed = std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline has elapsed");
+        assert!(timed_out(&Outer(Wrapped(elapsed))));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!timed_out(&Outer(Wrapped(refused))));
     }
 
     /// A provider whose loads never finish.
@@ -1271,15 +1423,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_load_that_hangs_fails_after_the_timeout_and_the_next_call_loads_again() {
-        let cache = CredentialsCache::new(SharedCredentialsProvider::new(Hanging));
+    async fn a_load_that_hangs_fails_after_30_s_and_the_next_call_tries_again() {
+        let cache = CredentialsCache::new(SharedCredentialsProvider::new(Hanging), None);
         let started = tokio::time::Instant::now();
         let e = cache.identity().await.unwrap_err();
         assert_eq!(e.code(), Some("upstream_auth_error"));
-        assert_eq!(started.elapsed(), LOAD_TIMEOUT);
-        assert!(
-            cache.current().is_none(),
-            "nothing cached from a failed load"
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        let started = tokio::time::Instant::now();
+        cache.identity().await.unwrap_err();
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(30),
+            "tried again, not stuck"
         );
     }
 }

@@ -953,8 +953,18 @@ mod tests {
             "eu-central-1"
         );
         // aws-config's loaded configuration (its default chain, its SSO token provider) leaves
-        // InvokeModel to the gateway's own client.
-        assert!(client.invoke.is_some(), "InvokeModel sent by the gateway");
+        // InvokeModel to the gateway's own client (unless this environment names a proxy).
+        let endpoint: http::Uri = "https://bedrock-runtime.eu-central-1.amazonaws.com"
+            .parse()
+            .unwrap();
+        let proxied = hyper_util::client::proxy::matcher::Matcher::from_env()
+            .intercept(&endpoint)
+            .is_some();
+        assert_eq!(
+            client.invoke.is_some(),
+            !proxied,
+            "InvokeModel sent by the gateway"
+        );
         assert_eq!(LOADS.get(), before + 1, "loaded by the first call");
         provider.client_for("amazon.titan-text-express-v1").await;
         assert_eq!(LOADS.get(), before + 1, "and only then");
