@@ -60,14 +60,10 @@ pub(crate) async fn first_relayed(
 pub(crate) fn https_connector<R>(
     http: HttpConnector<R>,
 ) -> Result<hyper_rustls::HttpsConnector<Quiet<HttpConnector<R>>>, GatewayError> {
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(provider)
-        .map_err(|e| GatewayError::internal(format!("TLS setup failed: {e}")))?
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(Quiet(http)))
+    let roots = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::aws_lc_rs::default_provider())
+        .map_err(|e| GatewayError::internal(format!("TLS setup failed: {e}")))?;
+    Ok(over(roots, http))
 }
 
 /// [`https_connector`] trusting the system's root certificates (`SSL_CERT_FILE` and
@@ -78,14 +74,22 @@ pub(crate) fn https_connector<R>(
 pub(crate) fn https_connector_native<R>(
     http: HttpConnector<R>,
 ) -> Result<hyper_rustls::HttpsConnector<Quiet<HttpConnector<R>>>, GatewayError> {
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)
-        .map_err(|e| GatewayError::internal(format!("TLS setup failed: {e}")))?
+    let roots = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+        .map_err(|e| GatewayError::internal(format!("TLS setup failed: {e}")))?;
+    Ok(over(roots, http))
+}
+
+/// The rest both connectors share once their roots are chosen.
+fn over<R>(
+    roots: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
+    http: HttpConnector<R>,
+) -> hyper_rustls::HttpsConnector<Quiet<HttpConnector<R>>> {
+    roots
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(Quiet(http)))
+        .wrap_connector(Quiet(http))
 }
 
 /// A connector whose connections carry no "extra" connection info.

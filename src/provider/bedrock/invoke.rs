@@ -373,20 +373,22 @@ pub(super) struct Invoker {
     target: Arc<Target>,
 }
 
+/// One InvokeModel call: the model, its native body, and the headers that vary.
+pub(super) struct Invocation<'a> {
+    pub(super) model: &'a str,
+    pub(super) body: Bytes,
+    /// InvokeModelWithResponseStream.
+    pub(super) stream: bool,
+    /// Sent as `x-request-id`.
+    pub(super) request_id: Option<&'a str>,
+    pub(super) guardrail: Option<&'a GuardrailConfig>,
+}
+
 impl Invoker {
-    /// InvokeModel (`stream`: InvokeModelWithResponseStream) with the native `body`.
-    pub(super) async fn invoke(
-        &self,
-        model: &str,
-        body: Bytes,
-        stream: bool,
-        request_id: Option<&str>,
-        guardrail: Option<&GuardrailConfig>,
-    ) -> Result<Invoked, GatewayError> {
-        let res = self
-            .send(model, body, stream, request_id, guardrail)
-            .await?;
-        let body = res.into_body();
+    /// InvokeModel, or InvokeModelWithResponseStream.
+    pub(super) async fn invoke(&self, call: Invocation<'_>) -> Result<Invoked, GatewayError> {
+        let stream = call.stream;
+        let body = self.send(call).await?.into_body();
         Ok(if stream {
             Invoked::Stream(Box::pin(chunk_payloads(body)))
         } else {
@@ -402,7 +404,15 @@ impl Invoker {
         body: Bytes,
         request_id: Option<&str>,
     ) -> Result<(Bytes, Option<u64>), GatewayError> {
-        let res = self.send(model, body, false, request_id, None).await?;
+        let res = self
+            .send(Invocation {
+                model,
+                body,
+                stream: false,
+                request_id,
+                guardrail: None,
+            })
+            .await?;
         let tokens = res
             .headers()
             .get(&INPUT_TOKENS)
@@ -412,17 +422,8 @@ impl Invoker {
     }
 
     /// Signs and sends; an error status becomes the mapped error.
-    async fn send(
-        &self,
-        model: &str,
-        body: Bytes,
-        stream: bool,
-        request_id: Option<&str>,
-        guardrail: Option<&GuardrailConfig>,
-    ) -> Result<http::Response<Incoming>, GatewayError> {
-        let req = self
-            .signed(model, body, stream, request_id, guardrail)
-            .await?;
+    async fn send(&self, call: Invocation<'_>) -> Result<http::Response<Incoming>, GatewayError> {
+        let req = self.signed(call).await?;
         let res = self.http.request(req).await.map_err(connect_error)?;
         if !res.status().is_success() {
             // Boxed: rare, and inline its state would size every call's future.
@@ -432,15 +433,15 @@ impl Invoker {
     }
 
     /// The request, signed with SigV4 for `bedrock` in the target's region.
-    async fn signed(
-        &self,
-        model: &str,
-        body: Bytes,
-        stream: bool,
-        request_id: Option<&str>,
-        guardrail: Option<&GuardrailConfig>,
-    ) -> Result<Request<Full<Bytes>>, GatewayError> {
+    async fn signed(&self, call: Invocation<'_>) -> Result<Request<Full<Bytes>>, GatewayError> {
         use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let Invocation {
+            model,
+            body,
+            stream,
+            request_id,
+            guardrail,
+        } = call;
         if model.is_empty() {
             return Err(GatewayError::invalid_request("`model` is empty.").with_param("model"));
         }
@@ -808,6 +809,22 @@ mod tests {
         b.build()
     }
 
+    fn call<'a>(
+        model: &'a str,
+        body: Bytes,
+        stream: bool,
+        request_id: Option<&'a str>,
+        guardrail: Option<&'a GuardrailConfig>,
+    ) -> Invocation<'a> {
+        Invocation {
+            model,
+            body,
+            stream,
+            request_id,
+            guardrail,
+        }
+    }
+
     /// The direct client over `sdk`, with no proxy whatever the environment says.
     fn direct(sdk: &SdkConfig, endpoint: Option<&str>) -> Option<Direct> {
         let credentials = sdk
@@ -879,7 +896,13 @@ mod tests {
         let model = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
         let body = Bytes::from_static(br#"{"messages":[]}"#);
         let req = invoker
-            .signed(model, body.clone(), true, Some("req-7"), Some(&guardrail))
+            .signed(call(
+                model,
+                body.clone(),
+                true,
+                Some("req-7"),
+                Some(&guardrail),
+            ))
             .await
             .unwrap();
         assert_eq!(
@@ -907,7 +930,13 @@ mod tests {
         assert!(crate::sigv4::verify(&parts, b"{}", SECRET).is_err());
 
         let req = invoker
-            .signed("amazon.titan-text-express-v1", body, false, None, None)
+            .signed(call(
+                "amazon.titan-text-express-v1",
+                body,
+                false,
+                None,
+                None,
+            ))
             .await
             .unwrap();
         assert_eq!(
@@ -926,7 +955,7 @@ mod tests {
             ..guardrail
         };
         let e = invoker
-            .signed("m", Bytes::new(), false, None, Some(&odd))
+            .signed(call("m", Bytes::new(), false, None, Some(&odd)))
             .await
             .unwrap_err();
         assert_eq!(
@@ -934,7 +963,7 @@ mod tests {
             (400, Some("guardrailIdentifier"))
         );
         let e = invoker
-            .signed("", Bytes::new(), false, None, None)
+            .signed(call("", Bytes::new(), false, None, None))
             .await
             .unwrap_err();
         assert_eq!((e.status().as_u16(), e.param()), (400, Some("model")));
@@ -1364,14 +1393,14 @@ mod tests {
             .unwrap()
             .invoker();
         let req = invoker
-            .signed("m", Bytes::new(), false, None, None)
+            .signed(call("m", Bytes::new(), false, None, None))
             .await
             .unwrap();
         assert_eq!(req.headers()["x-amz-date"], "20231114T221320Z");
         // By the configuration's clock these credentials have a minute left (by the wall clock
         // they expired long ago): kept, not loaded again.
         invoker
-            .signed("m", Bytes::new(), false, None, None)
+            .signed(call("m", Bytes::new(), false, None, None))
             .await
             .unwrap();
         assert_eq!(invoker.target.credentials.current().unwrap().load, 1);
@@ -1379,34 +1408,24 @@ mod tests {
 
     #[test]
     fn a_connect_timeout_is_found_among_the_causes() {
+        /// One layer of an error chain, as hyper-util's client and connect errors wrap the I/O.
         #[derive(Debug)]
-        struct Wrapped(std::io::Error);
-        impl std::fmt::Display for Wrapped {
+        struct Layer(Box<dyn std::error::Error + Send + Sync>);
+        impl std::fmt::Display for Layer {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("connect error")
+                f.write_str("layer")
             }
         }
-        impl std::error::Error for Wrapped {
+        impl std::error::Error for Layer {
             fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
+                Some(&*self.0)
             }
         }
-        #[derive(Debug)]
-        struct Outer(Wrapped);
-        impl std::fmt::Display for Outer {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("client error")
-            }
-        }
-        impl std::error::Error for Outer {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
+        let chain = |io: std::io::Error| Layer(Box::new(Layer(Box::new(io))));
         let elapsed = std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline has elapsed");
-        assert!(timed_out(&Outer(Wrapped(elapsed))));
+        assert!(timed_out(&chain(elapsed)));
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert!(!timed_out(&Outer(Wrapped(refused))));
+        assert!(!timed_out(&chain(refused)));
     }
 
     /// A provider whose loads never finish.

@@ -771,9 +771,14 @@ async fn invoke(
     guardrail: Option<&GuardrailConfig>,
 ) -> Result<Invoked, GatewayError> {
     if let Some(direct) = &client.invoke {
-        return direct
-            .invoke(model, Bytes::from(body), stream, rid.as_deref(), guardrail)
-            .await;
+        let call = invoke::Invocation {
+            model,
+            body: Bytes::from(body),
+            stream,
+            request_id: rid.as_deref(),
+            guardrail,
+        };
+        return direct.invoke(call).await;
     }
     let client = &client.sdk;
     // InvokeModel and its streaming twin take the same request; only the builder type differs.
