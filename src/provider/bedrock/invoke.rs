@@ -1135,6 +1135,34 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Whatever an upstream sends, in whatever pieces, the reader ends (the body does) without
+        /// a panic, and an error is the last item it gives.
+        #[test]
+        fn any_bytes_in_any_pieces_end_the_stream_without_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            size in 1usize..64,
+            after_a_frame in proptest::prelude::any::<bool>(),
+        ) {
+            let mut wire = BytesMut::new();
+            if after_a_frame {
+                chunk(&mut wire, "{}");
+            }
+            wire.extend_from_slice(&bytes);
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let got = runtime.block_on(read(&wire, size));
+            if let Some((_, before)) = got.split_last() {
+                proptest::prop_assert!(before.iter().all(Result::is_ok), "{:?}", got);
+            }
+            proptest::prop_assert_eq!(
+                after_a_frame,
+                got.first().and_then(|first| first.as_ref().ok()).is_some_and(|b| b[..] == b"{}"[..])
+            );
+        }
+    }
+
     #[tokio::test]
     async fn exceptions_errors_and_broken_frames_end_the_stream_with_the_mapped_error() {
         let mut wire = BytesMut::new();
