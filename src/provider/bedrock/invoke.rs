@@ -29,13 +29,12 @@
 //!
 //! **What differs from the SDK.** Credentials are cached here ([`CredentialsCache`]: loaded again
 //! 10 s before they expire, or after 15 minutes without an expiry, one load at a time, as the
-//! SDK's lazy cache does), apart from
-//! the SDK client's cache that Converse uses. The connect timeout bounds the TCP connect, shared
-//! among the addresses a name resolves to (the SDK's bounded the name lookup and the TLS
-//! handshake too; here the gateway's own first-byte and total timeouts bound them). The SDK's clock-skew correction (it shifts the signing time
-//! by the skew a previous reply's `Date` showed) is not done: a host whose clock is off by more
-//! than five minutes gets Bedrock's signature error, which the gateway logs as a credentials
-//! refusal.
+//! SDK's lazy cache does), apart from the SDK client's cache that Converse uses. The connect
+//! timeout bounds the TCP connect, shared among the addresses a name resolves to (the SDK's
+//! bounded the name lookup and the TLS handshake too; here the gateway's own first-byte and total
+//! timeouts bound them). The SDK's clock-skew correction (it shifts the signing time by the skew a
+//! previous reply's `Date` showed) is not done: a host whose clock is off by more than five
+//! minutes gets Bedrock's signature error, which the gateway logs as a credentials refusal.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
