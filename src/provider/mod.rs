@@ -80,7 +80,9 @@ pub use upstream::ProviderFuture;
 #[cfg(feature = "bedrock")]
 pub(crate) use upstream::https_connector_native;
 #[cfg(any(feature = "openai", feature = "bedrock"))]
-pub(crate) use upstream::{first_relayed, first_then_rest, https_connector, Quiet};
+pub(crate) use upstream::{
+    first_relayed, first_then_rest, https_connector, read_reply, tcp_connector, Quiet,
+};
 
 use crate::error::GatewayError;
 use crate::model::{ChatCall, ChatReply, EmbeddingsCall, EmbeddingsResponse};

@@ -62,9 +62,6 @@ use crate::stream::relay::{relay_stream, OpenAiStreamRelay, ResponsesStreamRelay
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 static EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
-/// Largest upstream response body read into memory (complete replies and error bodies).
-const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
-
 /// The pooled HTTP client requests go out on.
 type UpstreamClient = Client<HttpsConnector<Quiet<HttpConnector>>, Full<Bytes>>;
 
@@ -143,12 +140,7 @@ impl OpenAiProvider {
         key: Option<&Secret>,
         timeouts: &Timeouts,
     ) -> Result<Self, GatewayError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeouts.connect));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let https = super::https_connector(http)?;
+        let https = super::https_connector(super::tcp_connector(timeouts.connect))?;
         let base = config.base_url.trim_end_matches('/').to_owned();
         let query = query_string(&config.query);
         let parse = |suffix: &str| {
@@ -577,13 +569,9 @@ fn connect_error(e: hyper_util::client::legacy::Error) -> GatewayError {
     GatewayError::upstream_connect(format!("Failed to {what} the upstream."))
 }
 
+/// A complete reply from the OpenAI-compatible upstream, read whole (bounded).
 async fn read_body(body: Incoming) -> Result<Bytes, GatewayError> {
-    crate::body::to_bytes(Limited::new(body, MAX_UPSTREAM_BODY))
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "failed to read the upstream response");
-            GatewayError::upstream_connect("Failed to read the upstream response.")
-        })
+    super::read_reply(body, "upstream").await
 }
 
 /// Retry hint from `retry-after-ms` or `retry-after` (seconds).

@@ -1,10 +1,15 @@
 //! What the network providers (OpenAI, Bedrock) share: their response future, the wait for a
-//! stream's first event, and the TLS connector of their HTTP clients.
+//! stream's first event, the TCP and TLS connectors of their HTTP clients, and the bounded read of
+//! a complete reply.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Limited;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 
 use futures_util::{Stream, StreamExt};
@@ -53,6 +58,31 @@ pub(crate) async fn first_relayed(
             )),
         })),
     }
+}
+
+/// Largest upstream response body read into memory (complete replies).
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// A complete reply's body, read whole, at most [`MAX_UPSTREAM_BODY`]; a failed read is a
+/// connect error naming `upstream` ("the `upstream` response").
+pub(crate) async fn read_reply(body: Incoming, upstream: &str) -> Result<Bytes, GatewayError> {
+    crate::body::to_bytes(Limited::new(body, MAX_UPSTREAM_BODY))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "failed to read the {upstream} response");
+            GatewayError::upstream_connect(format!("Failed to read the {upstream} response."))
+        })
+}
+
+/// The TCP connector under an upstream client's TLS: `https://` URIs handed on to the TLS layer,
+/// no Nagle delay, `connect` as the connect timeout, TCP keepalive every 60 s.
+pub(crate) fn tcp_connector(connect: Duration) -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    http
 }
 
 /// The TLS connector over `http` every upstream client uses: rustls with the webpki roots,

@@ -65,7 +65,7 @@ use serde::Deserialize;
 use super::error::from_code;
 use crate::error::GatewayError;
 use crate::model::GuardrailConfig;
-use crate::provider::Quiet;
+use crate::provider::{read_reply, Quiet};
 
 /// The SDK's label encoding of `{modelId}`: everything but the unreserved characters
 /// (an ARN's `:` and `/` become `%3A` and `%2F`).
@@ -75,8 +75,6 @@ const LABEL: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Largest complete reply or error body read into memory (as the OpenAI provider's).
-const MAX_REPLY: usize = 64 * 1024 * 1024;
 /// Largest error body read (its message is all the gateway keeps).
 const MAX_ERROR: usize = 64 * 1024;
 /// How long credentials may take to load before the call fails: a safety net past the providers'
@@ -268,11 +266,7 @@ impl Direct {
             tracing::info!("a proxy applies to the Bedrock endpoint (HTTPS_PROXY, …): InvokeModel goes through the AWS SDK, whose client uses it");
             return None;
         }
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect));
-        http.set_keepalive(Some(Duration::from_secs(60)));
+        let http = crate::provider::tcp_connector(connect);
         let connector = match crate::provider::https_connector_native(http) {
             Ok(c) => c,
             Err(e) => {
@@ -319,7 +313,7 @@ fn prefers_bearer(sdk: &SdkConfig) -> bool {
 /// Whether the proxy settings `matcher` holds (the SDK's client reads the same `HTTP_PROXY`,
 /// `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY`) send requests to `base` through a proxy: the
 /// gateway's client does not speak to proxies, so the SDK's sends then.
-fn proxied(matcher: &Matcher, base: &str) -> bool {
+pub(super) fn proxied(matcher: &Matcher, base: &str) -> bool {
     base.parse::<http::Uri>()
         .is_ok_and(|uri| matcher.intercept(&uri).is_some())
 }
@@ -391,7 +385,7 @@ impl Invoker {
         Ok(if stream {
             Invoked::Stream(Box::pin(chunk_payloads(body)))
         } else {
-            Invoked::Complete(complete(body).await?)
+            Invoked::Complete(read_reply(body, "Bedrock").await?)
         })
     }
 
@@ -417,7 +411,7 @@ impl Invoker {
             .get(&INPUT_TOKENS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        Ok((complete(res.into_body()).await?, tokens))
+        Ok((read_reply(res.into_body(), "Bedrock").await?, tokens))
     }
 
     /// Signs and sends; an error status becomes the mapped error.
@@ -505,16 +499,6 @@ impl Invoker {
         signable.into_parts().0.apply_to_request_http1x(&mut req);
         Ok(req)
     }
-}
-
-/// A complete reply's body, read whole (bounded).
-async fn complete(body: Incoming) -> Result<Bytes, GatewayError> {
-    crate::body::to_bytes(Limited::new(body, MAX_REPLY))
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "failed to read the Bedrock reply");
-            GatewayError::upstream_connect("Failed to read the Bedrock reply.")
-        })
 }
 
 /// A guardrail setting as a header value: one a header cannot carry is the client's error, as the
@@ -736,13 +720,15 @@ fn chunk_of(message: &Message) -> Result<Option<Bytes>, GatewayError> {
             .and_then(|h| h.value().as_string().ok())
             .map(|s| s.as_str())
     };
+    /// A chunk's base64 text is read in place (it has no escapes to undo), not copied.
     #[derive(Deserialize)]
-    struct Payload {
-        bytes: Option<String>,
+    struct Payload<'a> {
+        #[serde(borrow)]
+        bytes: Option<std::borrow::Cow<'a, str>>,
         #[serde(alias = "Message")]
         message: Option<String>,
     }
-    let payload = || -> Result<Payload, GatewayError> {
+    let payload = || -> Result<Payload<'_>, GatewayError> {
         serde_json::from_slice(message.payload()).map_err(|e| {
             GatewayError::upstream_protocol(format!("Bedrock sent an invalid event payload: {e}"))
         })
@@ -750,7 +736,7 @@ fn chunk_of(message: &Message) -> Result<Option<Bytes>, GatewayError> {
     match header(":message-type") {
         Some("event") if header(":event-type") == Some("chunk") => match payload()?.bytes {
             Some(b64) => base64::engine::general_purpose::STANDARD
-                .decode(b64)
+                .decode(b64.as_bytes())
                 .map(|b| Some(Bytes::from(b)))
                 .map_err(|e| {
                     GatewayError::upstream_protocol(format!(

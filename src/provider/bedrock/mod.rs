@@ -959,12 +959,10 @@ mod tests {
         );
         // aws-config's loaded configuration (its default chain, its SSO token provider) leaves
         // InvokeModel to the gateway's own client (unless this environment names a proxy).
-        let endpoint: http::Uri = "https://bedrock-runtime.eu-central-1.amazonaws.com"
-            .parse()
-            .unwrap();
-        let proxied = hyper_util::client::proxy::matcher::Matcher::from_env()
-            .intercept(&endpoint)
-            .is_some();
+        let proxied = invoke::proxied(
+            &hyper_util::client::proxy::matcher::Matcher::from_env(),
+            "https://bedrock-runtime.eu-central-1.amazonaws.com",
+        );
         assert_eq!(
             client.invoke.is_some(),
             !proxied,
