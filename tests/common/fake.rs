@@ -1289,6 +1289,9 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
         ("invoke", Some(BedrockFamily::TitanEmbedding)) => titan_embedding_answer(&body, &model),
         ("invoke", Some(BedrockFamily::CohereEmbedding)) => cohere_embedding_answer(&body, &model),
         ("converse" | "converse-stream", _) => {
+            if let Err(e) = validate_converse_shape(&body) {
+                return aws_error(400, "ValidationException", &e);
+            }
             if let Some(reply) = converse_guardrail(&body, op == "converse-stream") {
                 return reply;
             }
@@ -1687,6 +1690,244 @@ fn titan_answer(body: &Value, model: &str, stream: bool) -> Reply {
         frames.truncate(1);
     }
     event_stream(split_frames(&frames, 5))
+}
+
+/// The Converse input's shape, as the service's model defines it: every member known, every union
+/// exactly one of its variants, required members present. (The gateway writes this JSON itself;
+/// a misspelt or misplaced member is the service's 400.)
+pub fn validate_converse_shape(body: &Value) -> Result<(), String> {
+    fn members(v: &Value, at: &str, known: &[&str], required: &[&str]) -> Result<(), String> {
+        let obj = v
+            .as_object()
+            .ok_or_else(|| format!("{at}: expected an object, got {v}"))?;
+        if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(format!(
+                "Malformed input request: extraneous key [{at}.{k}] is not permitted"
+            ));
+        }
+        if let Some(k) = required.iter().find(|k| !obj.contains_key(**k)) {
+            return Err(format!("{at}.{k} is required"));
+        }
+        Ok(())
+    }
+    fn union<'a>(
+        v: &'a Value,
+        at: &str,
+        variants: &[&str],
+    ) -> Result<(&'a str, &'a Value), String> {
+        members(v, at, variants, &[])?;
+        let obj = v.as_object().unwrap();
+        match obj.iter().next() {
+            Some((k, inner)) if obj.len() == 1 => Ok((k.as_str(), inner)),
+            _ => Err(format!("{at}: a union needs exactly one member, got {v}")),
+        }
+    }
+    fn string(v: &Value, at: &str) -> Result<(), String> {
+        v.as_str()
+            .map(|_| ())
+            .ok_or_else(|| format!("{at}: expected a string, got {v}"))
+    }
+    fn source(v: &Value, at: &str, variants: &[&str]) -> Result<(), String> {
+        use base64::Engine as _;
+        match union(v, at, variants)? {
+            ("bytes", b) => {
+                let text = b
+                    .as_str()
+                    .ok_or_else(|| format!("{at}.bytes: not a string"))?;
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map(|_| ())
+                    .map_err(|e| format!("{at}.bytes: not base64: {e}"))
+            }
+            ("s3Location", loc) => members(
+                loc,
+                &format!("{at}.s3Location"),
+                &["uri", "bucketOwner"],
+                &["uri"],
+            ),
+            (_, text) => string(text, at),
+        }
+    }
+    fn cache_point(v: &Value, at: &str) -> Result<(), String> {
+        members(v, at, &["type", "ttl"], &["type"])
+    }
+    fn block(b: &Value, at: &str) -> Result<(), String> {
+        let kinds = [
+            "text",
+            "image",
+            "document",
+            "audio",
+            "video",
+            "toolUse",
+            "toolResult",
+            "guardContent",
+            "cachePoint",
+            "reasoningContent",
+            "citationsContent",
+            "searchResult",
+        ];
+        let (kind, inner) = union(b, at, &kinds)?;
+        let at = format!("{at}.{kind}");
+        match kind {
+            "text" => string(inner, &at),
+            "image" | "audio" => {
+                members(inner, &at, &["format", "source"], &["format", "source"])?;
+                source(
+                    &inner["source"],
+                    &format!("{at}.source"),
+                    &["bytes", "s3Location"],
+                )
+            }
+            "document" => {
+                members(
+                    inner,
+                    &at,
+                    &["format", "name", "source", "context", "citations"],
+                    &["name", "source"],
+                )?;
+                if let Some(c) = inner.get("citations") {
+                    members(c, &format!("{at}.citations"), &["enabled"], &["enabled"])?;
+                }
+                source(
+                    &inner["source"],
+                    &format!("{at}.source"),
+                    &["bytes", "s3Location", "text", "content"],
+                )
+            }
+            "toolUse" => members(
+                inner,
+                &at,
+                &["toolUseId", "name", "input", "type"],
+                &["toolUseId", "name", "input"],
+            ),
+            "toolResult" => {
+                members(
+                    inner,
+                    &at,
+                    &["toolUseId", "content", "status", "type"],
+                    &["toolUseId", "content"],
+                )?;
+                for (i, c) in inner["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    union(
+                        c,
+                        &format!("{at}.content.{i}"),
+                        &["json", "text", "image", "document", "video", "searchResult"],
+                    )?;
+                }
+                Ok(())
+            }
+            "reasoningContent" => match union(inner, &at, &["reasoningText", "redactedContent"])? {
+                ("reasoningText", t) => members(
+                    t,
+                    &format!("{at}.reasoningText"),
+                    &["text", "signature"],
+                    &["text"],
+                ),
+                (_, data) => string(data, &at),
+            },
+            "cachePoint" => cache_point(inner, &at),
+            _ => Ok(()),
+        }
+    }
+    members(
+        body,
+        "input",
+        &[
+            "messages",
+            "system",
+            "inferenceConfig",
+            "toolConfig",
+            "guardrailConfig",
+            "additionalModelRequestFields",
+            "promptVariables",
+            "additionalModelResponseFieldPaths",
+            "requestMetadata",
+            "performanceConfig",
+            "serviceTier",
+            "outputConfig",
+        ],
+        &[],
+    )?;
+    for (i, m) in body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("messages.{i}");
+        members(m, &at, &["role", "content"], &["role", "content"])?;
+        if !matches!(m["role"].as_str(), Some("user" | "assistant")) {
+            return Err(format!("{at}.role: {}", m["role"]));
+        }
+        for (j, b) in m["content"].as_array().into_iter().flatten().enumerate() {
+            block(b, &format!("{at}.content.{j}"))?;
+        }
+    }
+    for (i, b) in body["system"].as_array().into_iter().flatten().enumerate() {
+        let at = format!("system.{i}");
+        match union(b, &at, &["text", "guardContent", "cachePoint"])? {
+            ("cachePoint", c) => cache_point(c, &at)?,
+            (_, t) => string(t, &at)?,
+        }
+    }
+    if let Some(c) = body.get("inferenceConfig") {
+        members(
+            c,
+            "inferenceConfig",
+            &["maxTokens", "temperature", "topP", "stopSequences"],
+            &[],
+        )?;
+    }
+    if let Some(t) = body.get("toolConfig") {
+        members(t, "toolConfig", &["tools", "toolChoice"], &["tools"])?;
+        for (i, tool) in t["tools"].as_array().into_iter().flatten().enumerate() {
+            let at = format!("toolConfig.tools.{i}");
+            match union(tool, &at, &["toolSpec", "cachePoint", "systemTool"])? {
+                ("toolSpec", spec) => {
+                    members(
+                        spec,
+                        &at,
+                        &["name", "description", "inputSchema", "strict"],
+                        &["name", "inputSchema"],
+                    )?;
+                    union(
+                        &spec["inputSchema"],
+                        &format!("{at}.inputSchema"),
+                        &["json"],
+                    )?;
+                }
+                ("cachePoint", c) => cache_point(c, &at)?,
+                _ => {}
+            }
+        }
+        if let Some(choice) = t.get("toolChoice") {
+            match union(choice, "toolConfig.toolChoice", &["auto", "any", "tool"])? {
+                ("tool", name) => {
+                    members(name, "toolConfig.toolChoice.tool", &["name"], &["name"])?
+                }
+                (_, empty) => members(empty, "toolConfig.toolChoice", &[], &[])?,
+            }
+        }
+    }
+    if let Some(g) = body.get("guardrailConfig") {
+        members(
+            g,
+            "guardrailConfig",
+            &[
+                "guardrailIdentifier",
+                "guardrailVersion",
+                "trace",
+                "streamProcessingMode",
+            ],
+            &[],
+        )?;
+    }
+    Ok(())
 }
 
 /// What Converse rejects for `model` that a gateway could send by mistake: cache points on a model

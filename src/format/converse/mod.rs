@@ -4,7 +4,9 @@
 //! routes) is in [`client_request`] and [`client_reply`], and needs no feature. The upstream
 //! direction builds and reads the SDK's types, so it comes with the `bedrock` feature:
 //! `encode_request`, `decode_response`, `map_stop_reason`, `ConverseStreamDecoder`, and
-//! `json_to_document` / `document_to_json`. Its mapping decisions (PROTOCOLS 4 and 5):
+//! `json_to_document` / `document_to_json`; and `wire`, those SDK types as Bedrock's JSON, for
+//! the gateway's own Bedrock client (the SDK's serializers are private to it). Its mapping
+//! decisions (PROTOCOLS 4 and 5):
 //!
 //! - **Request** (`encode_request` → `ConverseRequest`):
 //!   - `system`/`developer` messages (any position) become system text blocks.
@@ -54,6 +56,8 @@ mod upstream_reply;
 mod upstream_request;
 #[cfg(feature = "bedrock")]
 mod upstream_stream;
+#[cfg(feature = "bedrock")]
+pub(crate) mod wire;
 
 pub use client_reply::{encode_client_response, ConverseEvent, ConverseStreamEncoder};
 pub use client_request::decode_client_request;

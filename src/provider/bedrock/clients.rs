@@ -37,7 +37,7 @@ use aws_config::SdkConfig;
 use aws_sdk_bedrockruntime::Client;
 use tokio::sync::OnceCell;
 
-use super::invoke::{CredentialsCache, Direct, Invoker};
+use super::direct::{CredentialsCache, Direct, Invoker};
 use crate::config::Secret;
 use crate::server::PerThread;
 
@@ -63,11 +63,11 @@ pub(super) struct Clients {
 }
 
 /// One region's runtime clients on one serving thread: the SDK's, and the gateway's own
-/// InvokeModel client when it can send for the SDK ([`super::invoke`]).
+/// client (InvokeModel and Converse) when it can send for the SDK ([`super::direct`]).
 #[derive(Clone)]
 pub(super) struct Runtime {
     pub(super) sdk: Client,
-    pub(super) invoke: Option<Invoker>,
+    pub(super) direct: Option<Invoker>,
 }
 
 /// What a runtime client is built with besides the SDK configuration and its region.
@@ -195,7 +195,7 @@ impl Clients {
         );
         PerThread::new(move || Runtime {
             sdk: settings.build(&sdk, region.as_deref()),
-            invoke: direct.as_ref().map(Direct::invoker),
+            direct: direct.as_ref().map(Direct::invoker),
         })
     }
 }

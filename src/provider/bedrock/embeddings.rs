@@ -6,7 +6,7 @@
 //! error fails the request (the retry layer above may try the whole request again). Usage is the
 //! sum of the calls' input tokens: Titan's `inputTextTokenCount`, Cohere's
 //! `X-Amzn-Bedrock-Input-Token-Count` header unless the body has a count. The calls go through
-//! the gateway's own InvokeModel client when the provider has one (`super::invoke`), else the
+//! the gateway's own InvokeModel client when the provider has one (`super::direct`), else the
 //! SDK's, where an interceptor reads that header (the SDK's output type does not carry it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,7 +87,7 @@ async fn invoke(
     body: Vec<u8>,
     rid: Option<String>,
 ) -> Result<(Bytes, Option<u64>), GatewayError> {
-    if let Some(direct) = &client.invoke {
+    if let Some(direct) = &client.direct {
         return direct.embed(model, Bytes::from(body), rid.as_deref()).await;
     }
     let client = &client.sdk;

@@ -62,6 +62,11 @@ pub(crate) fn invoke_trace(g: &GuardrailConfig) -> Option<Trace> {
         .map(|t| Trace::from(t.to_ascii_uppercase().as_str()))
 }
 
+/// Whether the guardrail's reply carries its trace (`enabled`, `enabled_full`).
+pub(crate) fn traced(g: &GuardrailConfig) -> bool {
+    g.trace.as_deref().is_some_and(|t| t != "disabled")
+}
+
 /// Converse's `guardrailConfig`.
 pub(crate) fn converse(g: &GuardrailConfig) -> GuardrailConfiguration {
     GuardrailConfiguration::builder()

@@ -4,8 +4,8 @@
 //! The SDK decodes the AWS event-stream framing (prelude and message CRCs, headers, exception
 //! frames); these adapters turn its receivers into streams of decoder items — the payload of each
 //! InvokeModel `chunk`, or each ConverseStream event — with exception frames and transport errors
-//! mapped to [`GatewayError`]s (one in-band error for the client, then the end). InvokeModel
-//! streams the gateway's own client received are read in the `invoke` module, to the same items.
+//! mapped to [`GatewayError`]s (one in-band error for the client, then the end). Streams the
+//! gateway's own client received are read in the `direct` module, to the same items.
 
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::types::error::{ConverseStreamOutputError, ResponseStreamError};

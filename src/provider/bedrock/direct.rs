@@ -1,4 +1,5 @@
-//! InvokeModel and InvokeModelWithResponseStream sent by the gateway's own HTTP client.
+//! Bedrock runtime calls sent by the gateway's own HTTP client: InvokeModel,
+//! InvokeModelWithResponseStream, Converse and ConverseStream.
 //!
 //! **Why not the SDK's client here.** The SDK sends an operation through its orchestrator: per call
 //! it rebuilds the operation's configuration from runtime plugins, runs its interceptors (the
@@ -7,9 +8,11 @@
 //! most of the call: against the same local Bedrock fake (SigV4 checked), the gateway spent
 //! 30–45 % less CPU per Claude or Titan request with this client than through the SDK's
 //! (BENCHMARKS.md, "Where it stands (2026-12-07 08:20 to 09:02: a Bedrock request's own
-//! client)"). The operations are plain: a `POST` of the model's native body to
-//! `/model/{modelId}/invoke` (or `…/invoke-with-response-stream`), with its content type, what
-//! it accepts, and up to four optional headers (a guardrail's three, the request id).
+//! client)"), and about as much less per Converse request once Converse went the same way. The
+//! operations are plain: a `POST` of a JSON body to `/model/{modelId}/{operation}` ([`Operation`]):
+//! the model's native body for InvokeModel, with what it accepts and up to three guardrail
+//! headers; Converse's JSON, written and read by [`crate::format::converse::wire`], for Converse;
+//! and the request id.
 //!
 //! **What stays the SDK's.** Everything it does well and the gateway does not re-implement:
 //! credentials come from the SDK configuration's own provider (`aws-config`'s default chain, a
@@ -24,12 +27,13 @@
 //! or `AWS_BEARER_TOKEN_BEDROCK`), an auth-scheme preference for bearer tokens, an embedder's own
 //! HTTP client in the SDK configuration, a proxy for the endpoint (`HTTPS_PROXY` and its kin,
 //! which the SDK's client honours and this one does not), or a configuration without a
-//! credentials provider. Converse and the control plane go through the SDK as before.
-//! Embeddings (Titan, Cohere) are InvokeModel calls too ([`Invoker::embed`]).
+//! credentials provider. A Converse call whose guardrail asks for its trace goes through the SDK
+//! too (the codecs read a trace in the SDK's types, which only its parser builds), and so does the
+//! control plane. Embeddings (Titan, Cohere) are InvokeModel calls too ([`Invoker::embed`]).
 //!
 //! **What differs from the SDK.** Credentials are cached here ([`CredentialsCache`]: loaded again
 //! 10 s before they expire, or after 15 minutes without an expiry, one load at a time, as the
-//! SDK's lazy cache does), apart from the SDK client's cache that Converse uses. The connect
+//! SDK's lazy cache does), apart from the SDK client's own cache (for the calls it still sends). The connect
 //! timeout bounds the TCP connect, shared among the addresses a name resolves to (the SDK's
 //! bounded the name lookup and the TLS handshake too; here the gateway's own first-byte and total
 //! timeouts bound them). The SDK's clock-skew correction (it shifts the signing time by the skew a
@@ -41,6 +45,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_bedrockruntime::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
+use aws_sdk_bedrockruntime::types::ConverseStreamOutput;
 use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -64,6 +70,7 @@ use serde::Deserialize;
 
 use super::error::from_code;
 use crate::error::GatewayError;
+use crate::format::converse::wire;
 use crate::model::GuardrailConfig;
 use crate::provider::{read_reply, Quiet};
 
@@ -366,26 +373,99 @@ pub(super) struct Invoker {
     target: Arc<Target>,
 }
 
-/// One InvokeModel call: the model, its native body, and the headers that vary.
+/// A Bedrock runtime operation the gateway's client sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Operation {
+    InvokeModel,
+    InvokeModelWithResponseStream,
+    Converse,
+    ConverseStream,
+}
+
+impl Operation {
+    /// InvokeModel, or its streaming twin.
+    pub(super) fn invoke(stream: bool) -> Self {
+        if stream {
+            Operation::InvokeModelWithResponseStream
+        } else {
+            Operation::InvokeModel
+        }
+    }
+
+    /// Converse, or ConverseStream.
+    pub(super) fn converse(stream: bool) -> Self {
+        if stream {
+            Operation::ConverseStream
+        } else {
+            Operation::Converse
+        }
+    }
+
+    /// The last segment of the operation's path, `/model/{modelId}/…`.
+    fn path(self) -> &'static str {
+        match self {
+            Operation::InvokeModel => "invoke",
+            Operation::InvokeModelWithResponseStream => "invoke-with-response-stream",
+            Operation::Converse => "converse",
+            Operation::ConverseStream => "converse-stream",
+        }
+    }
+
+    /// Whether the reply is an event stream.
+    fn streams(self) -> bool {
+        matches!(
+            self,
+            Operation::InvokeModelWithResponseStream | Operation::ConverseStream
+        )
+    }
+}
+
+/// One call: the model, its body (the model's native JSON for InvokeModel, Converse's JSON), and
+/// the headers that vary.
 pub(super) struct Invocation<'a> {
     pub(super) model: &'a str,
     pub(super) body: Bytes,
-    /// InvokeModelWithResponseStream.
-    pub(super) stream: bool,
+    pub(super) operation: Operation,
     /// Sent as `x-request-id`.
     pub(super) request_id: Option<&'a str>,
+    /// InvokeModel's guardrail headers (Converse takes its guardrail in the body).
     pub(super) guardrail: Option<&'a GuardrailConfig>,
 }
+
+/// What Converse answered: the reply, or its stream's events, in the SDK's types.
+pub(super) enum Conversed {
+    Complete(Box<ConverseOutput>),
+    Stream(ConverseEvents),
+}
+
+/// A ConverseStream's events, as the SDK path's
+/// [`converse_events`](super::stream::converse_events) gives them.
+pub(super) type ConverseEvents = std::pin::Pin<
+    Box<dyn Stream<Item = Result<ConverseStreamOutput, GatewayError>> + Send + 'static>,
+>;
 
 impl Invoker {
     /// InvokeModel, or InvokeModelWithResponseStream.
     pub(super) async fn invoke(&self, call: Invocation<'_>) -> Result<Invoked, GatewayError> {
-        let stream = call.stream;
+        let stream = call.operation.streams();
         let body = self.send(call).await?.into_body();
         Ok(if stream {
-            Invoked::Stream(Box::pin(chunk_payloads(body)))
+            Invoked::Stream(Box::pin(frames(body, chunk_of)))
         } else {
             Invoked::Complete(read_reply(body, "Bedrock").await?)
+        })
+    }
+
+    /// Converse, or ConverseStream: `call`'s body is the JSON
+    /// [`wire::write_input`](crate::format::converse::wire::write_input) wrote.
+    pub(super) async fn converse(&self, call: Invocation<'_>) -> Result<Conversed, GatewayError> {
+        let stream = call.operation.streams();
+        let body = self.send(call).await?.into_body();
+        Ok(if stream {
+            Conversed::Stream(Box::pin(frames(body, converse_event_of)))
+        } else {
+            let reply = read_reply(body, "Bedrock").await?;
+            Conversed::Complete(Box::new(wire::read_output(&reply)?))
         })
     }
 
@@ -401,7 +481,7 @@ impl Invoker {
             .send(Invocation {
                 model,
                 body,
-                stream: false,
+                operation: Operation::InvokeModel,
                 request_id,
                 guardrail: None,
             })
@@ -431,7 +511,7 @@ impl Invoker {
         let Invocation {
             model,
             body,
-            stream,
+            operation,
             request_id,
             guardrail,
         } = call;
@@ -439,23 +519,33 @@ impl Invoker {
             return Err(GatewayError::invalid_request("`model` is empty.").with_param("model"));
         }
         let identity = self.target.credentials.identity().await?;
-        let op = if stream {
-            "invoke-with-response-stream"
-        } else {
-            "invoke"
-        };
         let uri = format!(
-            "{}/model/{}/{op}",
+            "{}/model/{}/{}",
             self.target.base,
-            percent_encoding::utf8_percent_encode(model, LABEL)
+            percent_encoding::utf8_percent_encode(model, LABEL),
+            operation.path()
         );
         let mut req = Request::post(uri.as_str())
             .body(Full::new(body.clone()))
             .map_err(|e| GatewayError::internal(format!("the Bedrock request: {e}")))?;
         let headers = req.headers_mut();
         headers.insert(CONTENT_TYPE, JSON.clone());
-        headers.insert(if stream { &BEDROCK_ACCEPT } else { &ACCEPT }, JSON.clone());
-        if let Some(g) = guardrail {
+        match operation {
+            Operation::InvokeModel => {
+                headers.insert(ACCEPT, JSON.clone());
+            }
+            Operation::InvokeModelWithResponseStream => {
+                headers.insert(&BEDROCK_ACCEPT, JSON.clone());
+            }
+            // The SDK sends Converse's without either.
+            Operation::Converse | Operation::ConverseStream => {}
+        }
+        // Converse's guardrail is in its body.
+        let invoke = matches!(
+            operation,
+            Operation::InvokeModel | Operation::InvokeModelWithResponseStream
+        );
+        if let Some(g) = guardrail.filter(|_| invoke) {
             headers.insert(
                 &GUARDRAIL_ID,
                 header_value("guardrailIdentifier", &g.guardrail_identifier)?,
@@ -627,15 +717,19 @@ impl<'de> Deserialize<'de> for ErrorFields {
     }
 }
 
-/// The payloads of the `chunk` events in an event-stream body: base64-decoded, events of other
-/// kinds (and chunks without bytes) skipped, an exception or error frame the mapped error, then
-/// the end. Frames are decoded as soon as they are whole, so what waits in the buffer is part of
-/// one frame and the last read; more than [`MAX_FRAME`] of one frame's bytes is an error (the
-/// decoder itself has no limit: it would wait for whatever length a prelude announced).
-fn chunk_payloads<B>(body: B) -> impl Stream<Item = Result<Bytes, GatewayError>> + Send
+/// The items of an event-stream body, each event's read by `item_of` (`None`: skipped); an
+/// exception or error frame the mapped error, then the end. Frames are decoded as soon as they
+/// are whole, so what waits in the buffer is part of one frame and the last read; more than
+/// [`MAX_FRAME`] of one frame's bytes is an error (the decoder itself has no limit: it would wait
+/// for whatever length a prelude announced).
+fn frames<B, T>(
+    body: B,
+    item_of: fn(&Message) -> Result<Option<T>, GatewayError>,
+) -> impl Stream<Item = Result<T, GatewayError>> + Send
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display,
+    T: Send + 'static,
 {
     struct Reading<B> {
         body: B,
@@ -651,14 +745,14 @@ where
         decoder: MessageFrameDecoder::new(),
         in_frame: false,
     };
-    futures_util::stream::unfold(Some(start), |reading| async move {
+    futures_util::stream::unfold(Some(start), move |reading| async move {
         let mut r = reading?;
         loop {
             match r.decoder.decode_frame(&mut r.buf) {
                 Ok(DecodedFrame::Complete(message)) => {
                     r.in_frame = !r.buf.is_empty();
-                    match chunk_of(&message) {
-                        Ok(Some(payload)) => return Some((Ok(payload), Some(r))),
+                    match item_of(&message) {
+                        Ok(Some(item)) => return Some((Ok(item), Some(r))),
                         Ok(None) => continue,
                         Err(e) => return Some((Err(e), None)),
                     }
@@ -710,8 +804,41 @@ where
     })
 }
 
-/// One frame's payload: `Some` for a `chunk` event's bytes, `None` for anything to skip.
+/// An InvokeModelWithResponseStream frame's item: a `chunk` event's bytes, base64-decoded;
+/// `None` for events of other kinds and chunks without bytes.
 fn chunk_of(message: &Message) -> Result<Option<Bytes>, GatewayError> {
+    /// A chunk's base64 text is read in place (it has no escapes to undo), not copied.
+    #[derive(Deserialize)]
+    struct Chunk<'a> {
+        #[serde(borrow)]
+        bytes: Option<std::borrow::Cow<'a, str>>,
+    }
+    let Some(("chunk", payload)) = event_of(message)? else {
+        return Ok(None);
+    };
+    let chunk: Chunk<'_> = serde_json::from_slice(payload).map_err(invalid_payload)?;
+    let Some(b64) = chunk.bytes else {
+        return Ok(None);
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .map(|b| Some(Bytes::from(b)))
+        .map_err(|e| {
+            GatewayError::upstream_protocol(format!("Bedrock sent a chunk that is not base64: {e}"))
+        })
+}
+
+/// A ConverseStream frame's item: its event in the SDK's type; `None` for kinds the codecs do not
+/// read.
+fn converse_event_of(message: &Message) -> Result<Option<ConverseStreamOutput>, GatewayError> {
+    match event_of(message)? {
+        Some((kind, payload)) => wire::read_event(kind, payload),
+        None => Ok(None),
+    }
+}
+
+/// An event frame's `:event-type` and payload; an exception or error frame as its mapped error.
+fn event_of(message: &Message) -> Result<Option<(&str, &[u8])>, GatewayError> {
     let header = |name: &str| {
         message
             .headers()
@@ -720,34 +847,17 @@ fn chunk_of(message: &Message) -> Result<Option<Bytes>, GatewayError> {
             .and_then(|h| h.value().as_string().ok())
             .map(|s| s.as_str())
     };
-    /// A chunk's base64 text is read in place (it has no escapes to undo), not copied.
-    #[derive(Deserialize)]
-    struct Payload<'a> {
-        #[serde(borrow)]
-        bytes: Option<std::borrow::Cow<'a, str>>,
-        #[serde(alias = "Message")]
-        message: Option<String>,
-    }
-    let payload = || -> Result<Payload<'_>, GatewayError> {
-        serde_json::from_slice(message.payload()).map_err(|e| {
-            GatewayError::upstream_protocol(format!("Bedrock sent an invalid event payload: {e}"))
-        })
-    };
     match header(":message-type") {
-        Some("event") if header(":event-type") == Some("chunk") => match payload()?.bytes {
-            Some(b64) => base64::engine::general_purpose::STANDARD
-                .decode(b64.as_bytes())
-                .map(|b| Some(Bytes::from(b)))
-                .map_err(|e| {
-                    GatewayError::upstream_protocol(format!(
-                        "Bedrock sent a chunk that is not base64: {e}"
-                    ))
-                }),
-            None => Ok(None),
-        },
-        Some("event") => Ok(None),
+        Some("event") => Ok(header(":event-type").map(|kind| (kind, &message.payload()[..]))),
         Some("exception") => {
-            let message = payload().ok().and_then(|p| p.message);
+            #[derive(Deserialize)]
+            struct Exception {
+                #[serde(alias = "Message")]
+                message: Option<String>,
+            }
+            let message = serde_json::from_slice::<Exception>(message.payload())
+                .ok()
+                .and_then(|p| p.message);
             Err(logged(from_code(
                 header(":exception-type"),
                 message.as_deref(),
@@ -761,6 +871,10 @@ fn chunk_of(message: &Message) -> Result<Option<Bytes>, GatewayError> {
             "Bedrock sent an event-stream message of type {other:?}"
         ))),
     }
+}
+
+fn invalid_payload(e: serde_json::Error) -> GatewayError {
+    GatewayError::upstream_protocol(format!("Bedrock sent an invalid event payload: {e}"))
 }
 
 fn logged(e: GatewayError) -> GatewayError {
@@ -797,14 +911,14 @@ mod tests {
     fn call<'a>(
         model: &'a str,
         body: Bytes,
-        stream: bool,
+        operation: Operation,
         request_id: Option<&'a str>,
         guardrail: Option<&'a GuardrailConfig>,
     ) -> Invocation<'a> {
         Invocation {
             model,
             body,
-            stream,
+            operation,
             request_id,
             guardrail,
         }
@@ -884,7 +998,7 @@ mod tests {
             .signed(call(
                 model,
                 body.clone(),
-                true,
+                Operation::InvokeModelWithResponseStream,
                 Some("req-7"),
                 Some(&guardrail),
             ))
@@ -917,8 +1031,8 @@ mod tests {
         let req = invoker
             .signed(call(
                 "amazon.titan-text-express-v1",
-                body,
-                false,
+                body.clone(),
+                Operation::InvokeModel,
                 None,
                 None,
             ))
@@ -934,13 +1048,54 @@ mod tests {
             .get("x-amzn-bedrock-guardrailidentifier")
             .is_none());
 
+        // Converse and ConverseStream: their own paths, JSON in and out, no `accept` of either
+        // kind (as the SDK sends them), and no guardrail headers (Converse's is in the body).
+        for (operation, path) in [
+            (Operation::Converse, "converse"),
+            (Operation::ConverseStream, "converse-stream"),
+        ] {
+            let req = invoker
+                .signed(call(
+                    "meta.llama3-8b-instruct-v1:0",
+                    body.clone(),
+                    operation,
+                    Some("req-8"),
+                    Some(&guardrail),
+                ))
+                .await
+                .unwrap();
+            assert_eq!(
+                req.uri().path(),
+                format!("/base/model/meta.llama3-8b-instruct-v1%3A0/{path}")
+            );
+            let h = req.headers();
+            assert_eq!(h["content-type"], "application/json");
+            assert_eq!(h["x-request-id"], "req-8");
+            for absent in [
+                "accept",
+                "x-amzn-bedrock-accept",
+                "x-amzn-bedrock-guardrailidentifier",
+                "x-amzn-bedrock-trace",
+            ] {
+                assert!(h.get(absent).is_none(), "{path}: {absent}");
+            }
+            let (parts, _) = req.into_parts();
+            crate::sigv4::verify(&parts, &body, SECRET).expect("a valid signature");
+        }
+
         // A value the signer could not read as text is refused before anything is signed.
         let odd = GuardrailConfig {
             guardrail_identifier: "gr-\u{e9}".into(),
             ..guardrail
         };
         let e = invoker
-            .signed(call("m", Bytes::new(), false, None, Some(&odd)))
+            .signed(call(
+                "m",
+                Bytes::new(),
+                Operation::InvokeModel,
+                None,
+                Some(&odd),
+            ))
             .await
             .unwrap_err();
         assert_eq!(
@@ -948,7 +1103,7 @@ mod tests {
             (400, Some("guardrailIdentifier"))
         );
         let e = invoker
-            .signed(call("", Bytes::new(), false, None, None))
+            .signed(call("", Bytes::new(), Operation::InvokeModel, None, None))
             .await
             .unwrap_err();
         assert_eq!((e.status().as_u16(), e.param()), (400, Some("model")));
@@ -1093,7 +1248,7 @@ mod tests {
     }
 
     async fn read(wire: &[u8], size: usize) -> Vec<Result<Bytes, GatewayError>> {
-        chunk_payloads(pieces(wire, size)).collect().await
+        frames(pieces(wire, size), chunk_of).collect().await
     }
 
     #[tokio::test]
@@ -1406,14 +1561,14 @@ mod tests {
             .unwrap()
             .invoker();
         let req = invoker
-            .signed(call("m", Bytes::new(), false, None, None))
+            .signed(call("m", Bytes::new(), Operation::InvokeModel, None, None))
             .await
             .unwrap();
         assert_eq!(req.headers()["x-amz-date"], "20231114T221320Z");
         // By the configuration's clock these credentials have a minute left (by the wall clock
         // they expired long ago): kept, not loaded again.
         invoker
-            .signed(call("m", Bytes::new(), false, None, None))
+            .signed(call("m", Bytes::new(), Operation::InvokeModel, None, None))
             .await
             .unwrap();
         assert_eq!(invoker.target.credentials.current().unwrap().load, 1);
