@@ -304,6 +304,15 @@ async fn converse_families_complete_streamed_and_tools() {
         let body = sent.json();
         assert_eq!(body["system"], json!([{"text":"sys"}]));
         assert_eq!(body["inferenceConfig"]["maxTokens"], 64);
+        // The client's value as written (the SDK's client would send the f32 widened,
+        // 0.20000000298023224), by the gateway's own client (the SDK's names itself).
+        assert_eq!(
+            body["inferenceConfig"]["temperature"],
+            json!(0.2),
+            "{model}"
+        );
+        assert_eq!(sent.header("x-amz-user-agent"), None, "{model}");
+        assert!(sent.header("authorization").is_some(), "{model}: signed");
 
         let res = post(
             &gw,

@@ -1882,6 +1882,15 @@ pub fn validate_converse_shape(body: &Value) -> Result<(), String> {
             &["maxTokens", "temperature", "topP", "stopSequences"],
             &[],
         )?;
+        let typed = c.get("maxTokens").is_none_or(|n| n.is_u64())
+            && ["temperature", "topP"]
+                .iter()
+                .all(|k| c.get(*k).is_none_or(Value::is_number))
+            && c.get("stopSequences")
+                .is_none_or(|s| s.as_array().is_some_and(|a| a.iter().all(Value::is_string)));
+        if !typed {
+            return Err(format!("inferenceConfig: a member of the wrong type: {c}"));
+        }
     }
     if let Some(t) = body.get("toolConfig") {
         members(t, "toolConfig", &["tools", "toolChoice"], &["tools"])?;
@@ -1889,6 +1898,7 @@ pub fn validate_converse_shape(body: &Value) -> Result<(), String> {
             let at = format!("toolConfig.tools.{i}");
             match union(tool, &at, &["toolSpec", "cachePoint", "systemTool"])? {
                 ("toolSpec", spec) => {
+                    let at = format!("{at}.toolSpec");
                     members(
                         spec,
                         &at,

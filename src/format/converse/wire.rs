@@ -19,9 +19,11 @@
 //!
 //! **What is read.** What the codecs read: the message's text, tool-use, reasoning and citation
 //! blocks, the stop reason and the token usage; other blocks, members and events are skipped, as
-//! the codecs skip the SDK's `Unknown`s. A member the SDK requires and the reply lacks gets the
-//! SDK's default, as its lenient parser gives it. A guardrail's trace is not read here: a call
-//! that asks for one goes through the SDK, whose typed trace the codecs write back out.
+//! the codecs skip the SDK's `Unknown`s. A member the SDK requires and the reply lacks (or gives
+//! as `null`) is read as its parser reads it, for what the codecs see: no stop reason is an
+//! unknown one (`stop`), no usage zero tokens, no role the assistant's. A guardrail's trace is not
+//! read here: a call that asks for one goes through the SDK, whose typed trace the codecs write
+//! back out.
 
 use std::borrow::Cow;
 
@@ -70,6 +72,7 @@ pub(crate) fn read_output(body: &[u8]) -> Result<ConverseOutput, GatewayError> {
             let content = m
                 .content
                 .into_iter()
+                .flatten()
                 .filter_map(Block::into_sdk)
                 .collect::<Result<Vec<_>, _>>()?;
             let message = types::Message::builder()
@@ -126,7 +129,7 @@ pub(crate) fn read_event(
             ConverseStreamOutput::ContentBlockStart(
                 ContentBlockStartEvent::builder()
                     .set_start(start)
-                    .content_block_index(ev.content_block_index)
+                    .content_block_index(ev.content_block_index.unwrap_or(0))
                     .build()
                     .map_err(built)?,
             )
@@ -140,7 +143,7 @@ pub(crate) fn read_event(
             ConverseStreamOutput::ContentBlockDelta(
                 ContentBlockDeltaEvent::builder()
                     .set_delta(delta)
-                    .content_block_index(ev.content_block_index)
+                    .content_block_index(ev.content_block_index.unwrap_or(0))
                     .build()
                     .map_err(built)?,
             )
@@ -149,7 +152,7 @@ pub(crate) fn read_event(
             let ev: BlockStop = parse(payload)?;
             ConverseStreamOutput::ContentBlockStop(
                 ContentBlockStopEvent::builder()
-                    .content_block_index(ev.content_block_index)
+                    .content_block_index(ev.content_block_index.unwrap_or(0))
                     .build()
                     .map_err(built)?,
             )
@@ -196,7 +199,7 @@ fn stop_reason(reason: Option<&str>) -> StopReason {
 
 fn metrics(m: Option<Metrics>) -> Result<ConverseMetrics, GatewayError> {
     ConverseMetrics::builder()
-        .latency_ms(m.map_or(0, |m| m.latency_ms))
+        .latency_ms(m.and_then(|m| m.latency_ms).unwrap_or(0))
         .build()
         .map_err(built)
 }
@@ -291,7 +294,8 @@ impl Serialize for Input<'_> {
 }
 
 /// `guardrailConfig` (`GuardrailConfiguration`, or `GuardrailStreamConfiguration` with its
-/// processing mode).
+/// processing mode), with the SDK's defaults for what is unset: `trace` `disabled`,
+/// `streamProcessingMode` `sync`.
 struct Guardrail<'a> {
     config: &'a GuardrailConfig,
     stream: bool,
@@ -303,12 +307,11 @@ impl Serialize for Guardrail<'_> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("guardrailIdentifier", &g.guardrail_identifier)?;
         map.serialize_entry("guardrailVersion", &g.guardrail_version)?;
-        if let Some(mode) = g.stream_processing_mode.as_deref().filter(|_| self.stream) {
+        if self.stream {
+            let mode = g.stream_processing_mode.as_deref().unwrap_or("sync");
             map.serialize_entry("streamProcessingMode", mode)?;
         }
-        if let Some(trace) = &g.trace {
-            map.serialize_entry("trace", trace)?;
-        }
+        map.serialize_entry("trace", g.trace.as_deref().unwrap_or("disabled"))?;
         map.end()
     }
 }
@@ -626,8 +629,7 @@ struct OutputUnion {
 #[derive(Deserialize)]
 struct ReplyMessage {
     role: Option<String>,
-    #[serde(default)]
-    content: Vec<Block>,
+    content: Option<Vec<Block>>,
 }
 
 /// One content block of a reply: the members the codecs read (a block has one).
@@ -663,8 +665,7 @@ struct ReasoningText {
 
 #[derive(Deserialize)]
 struct Citations {
-    #[serde(default)]
-    content: Vec<CitationText>,
+    content: Option<Vec<CitationText>>,
 }
 
 #[derive(Deserialize)]
@@ -675,12 +676,9 @@ struct CitationText {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Usage {
-    #[serde(default)]
-    input_tokens: i32,
-    #[serde(default)]
-    output_tokens: i32,
-    #[serde(default)]
-    total_tokens: i32,
+    input_tokens: Option<i32>,
+    output_tokens: Option<i32>,
+    total_tokens: Option<i32>,
     cache_read_input_tokens: Option<i32>,
     cache_write_input_tokens: Option<i32>,
 }
@@ -688,16 +686,15 @@ struct Usage {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Metrics {
-    #[serde(default)]
-    latency_ms: i64,
+    latency_ms: Option<i64>,
 }
 
 impl Usage {
     fn into_sdk(self) -> Result<TokenUsage, GatewayError> {
         TokenUsage::builder()
-            .input_tokens(self.input_tokens)
-            .output_tokens(self.output_tokens)
-            .total_tokens(self.total_tokens)
+            .input_tokens(self.input_tokens.unwrap_or(0))
+            .output_tokens(self.output_tokens.unwrap_or(0))
+            .total_tokens(self.total_tokens.unwrap_or(0))
             .set_cache_read_input_tokens(self.cache_read_input_tokens)
             .set_cache_write_input_tokens(self.cache_write_input_tokens)
             .build()
@@ -730,6 +727,7 @@ impl Block {
         let content = citations
             .content
             .into_iter()
+            .flatten()
             .filter_map(|c| c.text.map(CitationGeneratedContent::Text))
             .collect();
         Some(Ok(ContentBlock::CitationsContent(
@@ -765,8 +763,7 @@ struct MessageStart {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BlockStart {
-    #[serde(default)]
-    content_block_index: i32,
+    content_block_index: Option<i32>,
     start: Option<StartUnion>,
 }
 
@@ -786,8 +783,7 @@ struct ToolStart {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BlockDelta<'a> {
-    #[serde(default)]
-    content_block_index: i32,
+    content_block_index: Option<i32>,
     #[serde(borrow)]
     delta: Option<DeltaUnion<'a>>,
 }
@@ -852,8 +848,7 @@ impl DeltaUnion<'_> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BlockStop {
-    #[serde(default)]
-    content_block_index: i32,
+    content_block_index: Option<i32>,
 }
 
 #[derive(Deserialize)]
@@ -1101,11 +1096,11 @@ mod tests {
         }
     }
 
-    fn guardrail(mode: Option<&str>) -> GuardrailConfig {
+    fn guardrail(trace: Option<&str>, mode: Option<&str>) -> GuardrailConfig {
         GuardrailConfig {
             guardrail_identifier: "gr-1".into(),
             guardrail_version: "DRAFT".into(),
-            trace: Some("disabled".into()),
+            trace: trace.map(str::to_owned),
             stream_processing_mode: mode.map(str::to_owned),
         }
     }
@@ -1154,7 +1149,8 @@ mod tests {
     #[tokio::test]
     async fn requests_are_written_as_the_sdk_writes_them() {
         let full = everything();
-        let mode = guardrail(Some("async"));
+        let mode = guardrail(Some("disabled"), Some("async"));
+        let unset = guardrail(None, None);
         let minimal = ConverseRequest {
             messages: vec![types::Message::builder()
                 .role(ConversationRole::User)
@@ -1165,6 +1161,7 @@ mod tests {
         };
         for (name, input, g) in [
             ("everything", &full, Some(&mode)),
+            ("a guardrail with nothing set", &full, Some(&unset)),
             ("minimal", &minimal, None),
         ] {
             for stream in [false, true] {
@@ -1262,6 +1259,11 @@ mod tests {
               "stopReason": "guardrail_intervened", "usage": {"inputTokens": 3, "outputTokens": 0, "totalTokens": 3}, "metrics": {"latencyMs": 1}}),
             json!({"output": {"message": {"role": "assistant", "content": [{"text": "cut"}]}},
               "stopReason": "a_reason_added_later", "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}, "metrics": {"latencyMs": 1}}),
+            // What a required member's absence, or its `null`, reads as.
+            json!({"output": {"message": {"content": [{"text": "bare"}]}}}),
+            json!({"output": {"message": {"role": null, "content": null}}, "stopReason": null, "usage": null, "metrics": null}),
+            json!({"output": {"message": {"role": "assistant", "content": [{"text": "x"}]}}, "stopReason": "end_turn",
+              "usage": {"inputTokens": null, "outputTokens": 4, "totalTokens": null}}),
         ];
         for reply in replies {
             let bytes = Bytes::from(reply.to_string());
@@ -1278,7 +1280,11 @@ mod tests {
                 decode_response(&theirs, &meta()).unwrap(),
                 "{reply}"
             );
-            assert_eq!(ours.stop_reason(), theirs.stop_reason());
+            // A missing stop reason is unknown to both (the SDK names it "no value was set").
+            assert_eq!(
+                crate::format::converse::map_stop_reason(ours.stop_reason()),
+                crate::format::converse::map_stop_reason(theirs.stop_reason())
+            );
             assert_eq!(ours.usage(), theirs.usage());
         }
         for bad in [&b"not json"[..], br#"{"output": {"message": {"content": [{"reasoningContent": {"redactedContent": "%%"}}]}}}"#] {
@@ -1339,6 +1345,16 @@ mod tests {
                 json!({"contentBlockIndex": 4, "start": {"toolUse": {"toolUseId": "tooluse_10", "name": "bare"}}}),
             ),
             ("contentBlockStop", json!({"contentBlockIndex": 4})),
+            (
+                "contentBlockStart",
+                json!({"contentBlockIndex": 5, "start": {"image": {"format": "png"}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": null, "delta": {"text": "!"}}),
+            ),
+            ("contentBlockStop", json!({"contentBlockIndex": 5})),
+            ("metadata", json!({"metrics": {"latencyMs": 1}})),
             ("aNewEvent", json!({"x": 1})),
             (
                 "messageStop",

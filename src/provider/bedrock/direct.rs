@@ -1304,6 +1304,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn converse_stream_frames_are_its_events_until_an_exception() {
+        let mut wire = BytesMut::new();
+        crate::eventstream::write_event(
+            &mut wire,
+            "messageStart",
+            br#"{"role":"assistant","p":"ab"}"#,
+        );
+        crate::eventstream::write_event(&mut wire, "aNewEvent", b"{}");
+        crate::eventstream::write_event(
+            &mut wire,
+            "contentBlockDelta",
+            br#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#,
+        );
+        crate::eventstream::write_exception(
+            &mut wire,
+            "modelStreamErrorException",
+            "The model broke",
+        );
+        crate::eventstream::write_event(&mut wire, "messageStop", br#"{"stopReason":"end_turn"}"#);
+        for size in [1, 9, wire.len()] {
+            let got: Vec<_> = frames(pieces(&wire, size), converse_event_of)
+                .collect()
+                .await;
+            assert_eq!(
+                got.len(),
+                3,
+                "two events, the exception, nothing after it: {got:?}"
+            );
+            assert!(matches!(got[0], Ok(ConverseStreamOutput::MessageStart(_))));
+            match &got[1] {
+                Ok(ConverseStreamOutput::ContentBlockDelta(d)) => assert_eq!(
+                    d.delta(),
+                    Some(&aws_sdk_bedrockruntime::types::ContentBlockDelta::Text(
+                        "Hi".into()
+                    ))
+                ),
+                other => panic!("{other:?}"),
+            }
+            let e = got[2].as_ref().unwrap_err();
+            assert_eq!(e.message(), "The model broke");
+            assert!(e.status().is_server_error(), "{}", e.status());
+        }
+        let mut bad = BytesMut::new();
+        crate::eventstream::write_event(&mut bad, "contentBlockDelta", b"{\"delta\":");
+        let got: Vec<_> = frames(pieces(&bad, 4), converse_event_of).collect().await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].as_ref().unwrap_err().code(),
+            Some("upstream_protocol_error")
+        );
+    }
+
+    #[tokio::test]
     async fn exceptions_errors_and_broken_frames_end_the_stream_with_the_mapped_error() {
         let mut wire = BytesMut::new();
         chunk(&mut wire, "{}");
