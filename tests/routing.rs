@@ -199,6 +199,13 @@ deployments = [
     assert!(chats(&region).iter().all(|r| r
         .path
         .starts_with(&format!("/model/{}/invoke", CLAUDE.replace(':', "%3A")))));
+    // The provider's Bedrock API key, sent by the gateway's own client (the SDK's names itself
+    // in `x-amz-user-agent`).
+    let bearer = format!("Bearer {}", fake::AWS_BEARER);
+    assert!(chats(&region)
+        .iter()
+        .all(|r| r.header("authorization") == Some(bearer.as_str())
+            && r.header("x-amz-user-agent").is_none()));
     // Per-deployment metrics count the attempts.
     let text = metrics(&gw).await;
     let requests = metric(

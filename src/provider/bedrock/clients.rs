@@ -183,7 +183,7 @@ impl Clients {
             sdk,
             region,
             self.settings.endpoint_url.as_deref(),
-            self.settings.api_key.is_some(),
+            self.settings.api_key.as_ref().map(|k| k.expose()),
             self.settings.connect,
             credentials.as_ref(),
             &hyper_util::client::proxy::matcher::Matcher::from_env(),

@@ -21,25 +21,28 @@
 //! endpoint rules (region, FIPS, dual-stack, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, an override),
 //! event-stream frames are read by `aws-smithy-eventstream`, and errors map through the same table
 //! as the SDK's ([`super::error::from_code`]). TLS trusts the system's roots, as the SDK's client
-//! does.
+//! does. A Bedrock API key (the provider's own, or `AWS_BEARER_TOKEN_BEDROCK` as the SDK takes it)
+//! is sent as the SDK sends it, `Authorization: Bearer …`, with nothing signed.
 //!
-//! **When the SDK still sends** ([`Direct::new`] returns `None`): a Bedrock API key (configured,
-//! or `AWS_BEARER_TOKEN_BEDROCK`), an auth-scheme preference for bearer tokens, an embedder's own
-//! HTTP client in the SDK configuration, a proxy for the endpoint (`HTTPS_PROXY` and its kin,
-//! which the SDK's client honours and this one does not), or a configuration without a
-//! credentials provider. A Converse call whose guardrail asks for its trace goes through the SDK
+//! **When the SDK still sends** ([`Direct::new`] returns `None`): bearer tokens preferred with no
+//! API key (the SDK's token provider, an SSO token, answers then), `AWS_BEARER_TOKEN_BEDROCK`
+//! beside an embedder's own token provider or auth-scheme preference (the SDK weighs them), an
+//! embedder's own HTTP client in the SDK configuration, a proxy for the endpoint (`HTTPS_PROXY`
+//! and its kin, which the SDK's client honours and this one does not), or neither an API key nor
+//! a credentials provider. A Converse call whose guardrail asks for its trace goes through the SDK
 //! too (the codecs read a trace in the SDK's types, which only its parser builds), and so does the
 //! control plane. Embeddings (Titan, Cohere) are InvokeModel calls too ([`Invoker::embed`]).
 //!
 //! **What differs from the SDK.** Credentials are cached here ([`CredentialsCache`]: loaded again
 //! 10 s before they expire, or after 15 minutes without an expiry, one load at a time, as the
-//! SDK's lazy cache does), apart from the SDK client's own cache (for the calls it still sends). The connect
-//! timeout bounds the TCP connect, shared among the addresses a name resolves to (the SDK's
+//! SDK's lazy cache does), apart from the SDK client's own cache (for the calls it still sends).
+//! The connect timeout bounds the TCP connect, shared among the addresses a name resolves to (the SDK's
 //! bounded the name lookup and the TLS handshake too; here the gateway's own first-byte and total
 //! timeouts bound them). The SDK's clock-skew correction (it shifts the signing time by the skew a
 //! previous reply's `Date` showed) is not done: a host whose clock is off by more than five
 //! minutes gets Bedrock's signature error, which the gateway logs as a credentials refusal.
 
+use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -231,33 +234,50 @@ struct Target {
     /// The endpoint, without a trailing `/`.
     base: String,
     region: String,
-    credentials: Arc<CredentialsCache>,
+    auth: Auth,
     /// The configuration's clock, when it has one (signing reads it, as the SDK's signer does).
     clock: Option<SharedTimeSource>,
 }
 
+/// How a call is authorized.
+enum Auth {
+    /// SigV4, with credentials from the configuration's provider.
+    SigV4(Arc<CredentialsCache>),
+    /// A Bedrock API key: `Authorization: Bearer …` (the SDK's `httpBearerAuth`), nothing signed.
+    Bearer(HeaderValue),
+}
+
 impl Direct {
     /// The direct client for `region` (else the configuration's) over `sdk`, or `None` when the
-    /// SDK must send (see the module docs): `api_key` is the provider's Bedrock API key,
+    /// SDK must send (see the module docs): `api_key` is the provider's Bedrock API key (the
+    /// provider's SDK client is configured to prefer it too),
     /// `endpoint_url` its endpoint override, `connect` its connect timeout, `proxies` the proxy
     /// settings of the environment (`Matcher::from_env`, as the SDK's client reads them).
     pub(super) fn new(
         sdk: &SdkConfig,
         region: Option<&str>,
         endpoint_url: Option<&str>,
-        api_key: bool,
+        api_key: Option<&str>,
         connect: Duration,
         credentials: Option<&Arc<CredentialsCache>>,
         proxies: &Matcher,
     ) -> Option<Direct> {
-        if api_key
-            || sdk.http_client().is_some()
-            || prefers_bearer(sdk)
-            || service_setting(sdk, "bedrock", "AWS_BEARER_TOKEN", "").is_some()
-        {
+        if sdk.http_client().is_some() {
             return None;
         }
-        let credentials = credentials?.clone();
+        let auth = match bearer_token(sdk, api_key)? {
+            Some(key) => match HeaderValue::from_str(&format!("Bearer {key}")) {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    Auth::Bearer(value)
+                }
+                Err(_) => {
+                    tracing::warn!("the Bedrock API key is not a valid header value: Bedrock calls go through the AWS SDK");
+                    return None;
+                }
+            },
+            None => Auth::SigV4(credentials?.clone()),
+        };
         let region = region
             .map(str::to_owned)
             .or_else(|| sdk.region().map(|r| r.to_string()))?;
@@ -285,7 +305,7 @@ impl Direct {
             target: Arc::new(Target {
                 base,
                 region,
-                credentials,
+                auth,
                 clock: sdk.time_source(),
             }),
             connector,
@@ -301,6 +321,29 @@ impl Direct {
             http,
             target: self.target.clone(),
         }
+    }
+}
+
+/// The Bedrock API key the SDK's client would send as its bearer token (`Some(None)`: none, it
+/// signs with SigV4), or `None` when the SDK must choose: the provider's own key (its SDK client
+/// is configured with it and prefers it); else `AWS_BEARER_TOKEN_BEDROCK`, as the SDK takes it,
+/// unless the embedder's configuration names its own token provider or auth-scheme preference
+/// (the SDK then weighs them); else, with bearer tokens preferred, the SDK's token provider (an
+/// SSO token, which this client does not load).
+fn bearer_token<'a>(sdk: &SdkConfig, api_key: Option<&'a str>) -> Option<Option<Cow<'a, str>>> {
+    if let Some(key) = api_key {
+        return Some(Some(Cow::Borrowed(key)));
+    }
+    match service_setting(sdk, "bedrock", "AWS_BEARER_TOKEN", "") {
+        Some(_)
+            if sdk.get_origin("token_provider").is_client_config()
+                || sdk.get_origin("auth_scheme_preference").is_client_config() =>
+        {
+            None
+        }
+        Some(token) => Some(Some(Cow::Owned(token))),
+        None if prefers_bearer(sdk) => None,
+        None => Some(None),
     }
 }
 
@@ -505,7 +548,8 @@ impl Invoker {
         Ok(res)
     }
 
-    /// The request, signed with SigV4 for `bedrock` in the target's region.
+    /// The request, signed with SigV4 for `bedrock` in the target's region (or carrying the API
+    /// key).
     async fn signed(&self, call: Invocation<'_>) -> Result<Request<Full<Bytes>>, GatewayError> {
         use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
         let Invocation {
@@ -518,7 +562,6 @@ impl Invoker {
         if model.is_empty() {
             return Err(GatewayError::invalid_request("`model` is empty.").with_param("model"));
         }
-        let identity = self.target.credentials.identity().await?;
         let uri = format!(
             "{}/model/{}/{}",
             self.target.base,
@@ -561,6 +604,13 @@ impl Invoker {
         if let Some(id) = request_id.and_then(|id| header_value("x-request-id", id).ok()) {
             headers.insert(crate::header_name::X_REQUEST_ID.clone(), id);
         }
+        let identity = match &self.target.auth {
+            Auth::Bearer(key) => {
+                headers.insert(http::header::AUTHORIZATION, key.clone());
+                return Ok(req);
+            }
+            Auth::SigV4(credentials) => credentials.identity().await?,
+        };
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.target.region)
@@ -933,7 +983,7 @@ mod tests {
             sdk,
             None,
             endpoint,
-            false,
+            None,
             Duration::from_secs(1),
             credentials.as_ref(),
             &Matcher::builder().build(),
@@ -1109,6 +1159,57 @@ mod tests {
         assert_eq!((e.status().as_u16(), e.param()), (400, Some("model")));
     }
 
+    #[tokio::test]
+    async fn an_api_key_is_sent_as_a_bearer_token_and_nothing_is_signed() {
+        let creds = Credentials::new("AKIDTEST", SECRET, Some("session".into()), None, "t");
+        let with = sdk(Some(creds));
+        let env_key = with
+            .to_builder()
+            .service_config(Settings(vec![("bedrock", "AWS_BEARER_TOKEN", "ABSK-env")]))
+            .build();
+        let none = Matcher::builder().build();
+        let second = Duration::from_secs(1);
+        for (sdk, key, expected) in [
+            (&with, Some("ABSK-own"), "Bearer ABSK-own"),
+            (&env_key, Some("ABSK-own"), "Bearer ABSK-own"),
+            (&env_key, None, "Bearer ABSK-env"),
+        ] {
+            let invoker = Direct::new(
+                sdk,
+                None,
+                Some("http://127.0.0.1:9"),
+                key,
+                second,
+                None,
+                &none,
+            )
+            .expect("a key: the gateway sends")
+            .invoker();
+            for operation in [Operation::InvokeModel, Operation::ConverseStream] {
+                let req = invoker
+                    .signed(call(
+                        "m",
+                        Bytes::from_static(b"{}"),
+                        operation,
+                        Some("r"),
+                        None,
+                    ))
+                    .await
+                    .unwrap();
+                let h = req.headers();
+                assert_eq!(h["authorization"], expected);
+                assert!(
+                    h["authorization"].is_sensitive(),
+                    "kept out of debug output"
+                );
+                for unsigned in ["x-amz-date", "x-amz-security-token", "x-amz-content-sha256"] {
+                    assert!(h.get(unsigned).is_none(), "{unsigned}");
+                }
+                assert_eq!(h["x-request-id"], "r");
+            }
+        }
+    }
+
     #[test]
     fn the_sdk_sends_what_the_gateway_does_not_sign() {
         let creds = Credentials::new("AKIDTEST", SECRET, None, None, "t");
@@ -1118,11 +1219,27 @@ mod tests {
             direct(&embedded, None).is_none(),
             "an embedder's HTTP client"
         );
+        // AWS_BEARER_TOKEN_BEDROCK: the gateway sends it, unless the embedder's configuration
+        // names its own token provider or auth-scheme preference (the SDK weighs those).
         let env_key = with
             .to_builder()
             .service_config(Settings(vec![("bedrock", "AWS_BEARER_TOKEN", "key")]))
             .build();
-        assert!(direct(&env_key, None).is_none(), "AWS_BEARER_TOKEN_BEDROCK");
+        assert!(direct(&env_key, None).is_some(), "AWS_BEARER_TOKEN_BEDROCK");
+        for setting in ["token_provider", "auth_scheme_preference"] {
+            let mut own = env_key.to_builder();
+            own.insert_origin(setting, aws_types::origin::Origin::shared_config());
+            assert!(direct(&own.build(), None).is_none(), "{setting} of its own");
+            let mut from_env = env_key.to_builder();
+            from_env.insert_origin(
+                setting,
+                aws_types::origin::Origin::shared_environment_variable(),
+            );
+            assert!(
+                direct(&from_env.build(), None).is_some(),
+                "{setting} from the environment"
+            );
+        }
         let proxy = Matcher::builder()
             .https("http://proxy.internal:3128")
             .no("localhost")
@@ -1141,14 +1258,27 @@ mod tests {
             .map(|p| CredentialsCache::new(p, None));
         let (second, none) = (Duration::from_secs(1), Matcher::builder().build());
         assert!(
-            Direct::new(&with, None, None, true, second, cache.as_ref(), &none).is_none(),
-            "an API key"
+            Direct::new(&sdk(None), None, None, Some("k"), second, None, &none).is_some(),
+            "an API key needs no credentials"
+        );
+        assert!(
+            Direct::new(
+                &with,
+                None,
+                None,
+                Some("k\n"),
+                second,
+                cache.as_ref(),
+                &none
+            )
+            .is_none(),
+            "an API key a header cannot carry: the SDK reports it"
         );
         let proxies = Matcher::builder()
             .https("http://proxy.internal:3128")
             .build();
         assert!(
-            Direct::new(&with, None, None, false, second, cache.as_ref(), &proxies).is_none(),
+            Direct::new(&with, None, None, None, second, cache.as_ref(), &proxies).is_none(),
             "a proxy for the endpoint"
         );
         assert!(
@@ -1624,7 +1754,10 @@ mod tests {
             .signed(call("m", Bytes::new(), Operation::InvokeModel, None, None))
             .await
             .unwrap();
-        assert_eq!(invoker.target.credentials.current().unwrap().load, 1);
+        let Auth::SigV4(credentials) = &invoker.target.auth else {
+            panic!("static credentials: SigV4")
+        };
+        assert_eq!(credentials.current().unwrap().load, 1);
     }
 
     #[test]

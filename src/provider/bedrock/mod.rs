@@ -15,12 +15,12 @@
 //!   connect timeout ([`BedrockProvider::from_provider_config`]).
 //! - **Runtime calls without the SDK's orchestrator** (the `direct` module): InvokeModel (Claude,
 //!   Titan, embeddings) and Converse calls are signed with `aws-sigv4` (credentials from the same
-//!   providers) and sent over a pooled hyper client per serving thread, their event streams read
-//!   with `aws-smithy-eventstream`, Converse's JSON written and read by
-//!   `format::converse::wire`: 30–45 % less CPU per call than through the SDK. A Bedrock
-//!   API key, an embedder's HTTP client, a proxy or a configuration without credentials keep the
-//!   SDK's client, as does a Converse call whose guardrail asks for its trace; the model list
-//!   always uses it.
+//!   providers), or carry the Bedrock API key as a bearer token, and are sent over a pooled hyper
+//!   client per serving thread, their event streams read with `aws-smithy-eventstream`,
+//!   Converse's JSON written and read by `format::converse::wire`: 30–45 % less CPU per call
+//!   than through the SDK. An embedder's HTTP client, a proxy, or neither credentials nor an API
+//!   key keep the SDK's client, as does a Converse call whose guardrail asks for its trace; the
+//!   model list always uses it.
 //! - **Retries**: the SDK's own retries and stalled-stream protection are off — the gateway's one
 //!   retry layer owns retries (so an upstream sees at most the configured attempts) and its own
 //!   idle timeout owns stalls (a thinking model may legitimately pause).
