@@ -1,5 +1,5 @@
-"""A Bedrock API key (`AWS_BEARER_TOKEN_BEDROCK`) instead of SigV4 credentials: the gateway's SDK
-client sends it as a bearer token, which the fake Bedrock accepts only with the right key."""
+"""A Bedrock API key (`AWS_BEARER_TOKEN_BEDROCK`) instead of SigV4 credentials: the gateway's own
+Bedrock client sends it as a bearer token, which the fake Bedrock accepts only with the right key."""
 
 import json
 import urllib.error

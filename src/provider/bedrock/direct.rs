@@ -1225,21 +1225,61 @@ mod tests {
             .to_builder()
             .service_config(Settings(vec![("bedrock", "AWS_BEARER_TOKEN", "key")]))
             .build();
-        assert!(direct(&env_key, None).is_some(), "AWS_BEARER_TOKEN_BEDROCK");
+        use aws_smithy_runtime_api::client::auth::AuthSchemeId;
+        let bearer = |sdk: &SdkConfig, key: Option<&str>| {
+            let direct = Direct::new(
+                sdk,
+                None,
+                None,
+                key,
+                Duration::from_secs(1),
+                None,
+                &Matcher::builder().build(),
+            )?;
+            match &direct.target.auth {
+                Auth::Bearer(value) => Some(value.to_str().unwrap().to_owned()),
+                Auth::SigV4(_) => None,
+            }
+        };
+        assert_eq!(
+            bearer(&env_key, None).as_deref(),
+            Some("Bearer key"),
+            "AWS_BEARER_TOKEN_BEDROCK"
+        );
+        // A preference from the environment or a profile (`AWS_AUTH_SCHEME_PREFERENCE=sigv4`):
+        // the SDK replaces it with bearer when the variable is set, and so does the gateway.
+        let sigv4_first = [
+            AuthSchemeId::new("sigv4"),
+            AuthSchemeId::new("httpBearerAuth"),
+        ];
         for setting in ["token_provider", "auth_scheme_preference"] {
-            let mut own = env_key.to_builder();
+            let mut own = env_key
+                .to_builder()
+                .auth_scheme_preference(sigv4_first.clone());
             own.insert_origin(setting, aws_types::origin::Origin::shared_config());
             assert!(direct(&own.build(), None).is_none(), "{setting} of its own");
-            let mut from_env = env_key.to_builder();
+            let mut from_env = env_key
+                .to_builder()
+                .auth_scheme_preference(sigv4_first.clone());
             from_env.insert_origin(
                 setting,
                 aws_types::origin::Origin::shared_environment_variable(),
             );
-            assert!(
-                direct(&from_env.build(), None).is_some(),
+            assert_eq!(
+                bearer(&from_env.build(), None).as_deref(),
+                Some("Bearer key"),
                 "{setting} from the environment"
             );
         }
+        // The provider's own key, whatever else is set.
+        let bearer_first = env_key
+            .to_builder()
+            .auth_scheme_preference([AuthSchemeId::new("httpBearerAuth")])
+            .build();
+        assert_eq!(
+            bearer(&bearer_first, Some("k")).as_deref(),
+            Some("Bearer k")
+        );
         let proxy = Matcher::builder()
             .https("http://proxy.internal:3128")
             .no("localhost")
@@ -1296,7 +1336,6 @@ mod tests {
             )
             .build();
         assert!(direct(&token, None).is_some(), "a token provider alone");
-        use aws_smithy_runtime_api::client::auth::AuthSchemeId;
         let prefers = |ids: &[&'static str]| {
             let ids: Vec<AuthSchemeId> = ids.iter().map(|i| AuthSchemeId::new(i)).collect();
             token.to_builder().auth_scheme_preference(ids).build()

@@ -1,11 +1,11 @@
-//! The Bedrock provider: `aws-sdk-bedrockruntime` with `aws-config`'s default chain, and
-//! InvokeModel sent by the gateway's own client.
+//! The Bedrock provider: `aws-config`'s default chain, runtime calls sent by the gateway's own
+//! client, and `aws-sdk-bedrockruntime` where it must send.
 //!
 //! - **Client**: credentials from the default chain (environment, profile, SSO, web identity/IRSA,
 //!   ECS task role, IMDS; they refresh by themselves), region from configuration /
 //!   `AWS_REGION` / `AWS_DEFAULT_REGION` / the profile, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (and
 //!   `AWS_ENDPOINT_URL_BEDROCK` for the control plane) honoured by aws-config, Bedrock API keys
-//!   (`AWS_BEARER_TOKEN_BEDROCK`) picked up by the SDK. One client per region: the configured
+//!   (`AWS_BEARER_TOKEN_BEDROCK`) read as the SDK reads them. One client per region: the configured
 //!   region plus the region of every configured ARN. The region is found at start-up; the AWS
 //!   configuration is loaded, and each client built, when first used (the `clients` module).
 //! - **Named providers** (`[providers.<name>]`, [`BedrockProviderConfig`]): any number of regions
@@ -18,9 +18,10 @@
 //!   providers), or carry the Bedrock API key as a bearer token, and are sent over a pooled hyper
 //!   client per serving thread, their event streams read with `aws-smithy-eventstream`,
 //!   Converse's JSON written and read by `format::converse::wire`: 30–45 % less CPU per call
-//!   than through the SDK. An embedder's HTTP client, a proxy, or neither credentials nor an API
-//!   key keep the SDK's client, as does a Converse call whose guardrail asks for its trace; the
-//!   model list always uses it.
+//!   than through the SDK. An embedder's HTTP client or token provider, a proxy, bearer tokens
+//!   preferred without an API key (SSO), or neither credentials nor an API key keep the SDK's
+//!   client (the `direct` module lists them), as does a Converse call whose guardrail asks for
+//!   its trace; the model list always uses it.
 //! - **Retries**: the SDK's own retries and stalled-stream protection are off — the gateway's one
 //!   retry layer owns retries (so an upstream sees at most the configured attempts) and its own
 //!   idle timeout owns stalls (a thinking model may legitimately pause).
