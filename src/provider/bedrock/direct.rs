@@ -36,13 +36,13 @@
 //! **What differs from the SDK.** Credentials are cached here ([`CredentialsCache`]: loaded again
 //! 10 s before they expire, or after 15 minutes without an expiry, one load at a time, as the
 //! SDK's lazy cache does), apart from the SDK client's own cache (for the calls it still sends).
-//! The connect timeout bounds the TCP connect, shared among the addresses a name resolves to (the SDK's
-//! bounded the name lookup and the TLS handshake too; here the gateway's own first-byte and total
-//! timeouts bound them). The SDK's clock-skew correction (it shifts the signing time by the skew a
-//! previous reply's `Date` showed) is not done: a host whose clock is off by more than five
-//! minutes gets Bedrock's signature error, which the gateway logs as a credentials refusal.
+//! The connect timeout bounds the TCP connect, shared among the addresses a name resolves to (the
+//! SDK's bounded the name lookup and the TLS handshake too; here the gateway's own first-byte and
+//! total timeouts bound them). A clock off from Bedrock's is corrected as the SDK corrects it,
+//! but learnt from a clock-skew refusal only, not from every reply's `Date` ([`Invoker::send`]).
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -96,6 +96,17 @@ const REFRESH_BEFORE: Duration = Duration::from_secs(10);
 /// How long credentials without an expiry are kept before they are loaded again (the SDK's lazy
 /// cache's default), so a rotating provider that names no expiry is still asked again.
 const KEEP_WITHOUT_EXPIRY: Duration = Duration::from_secs(15 * 60);
+/// The error codes of a refusal that may be a clock-skew one (the SDK's list).
+const CLOCK_SKEW_CODES: &[&str] = &[
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "AuthFailure",
+    "RequestTimeTooSkewed",
+    "AccessDeniedException",
+];
+/// Below this difference between the clocks a refusal is what it says, not a skew (the SDK's
+/// threshold; AWS refuses a signature more than five minutes off).
+const SKEW_THRESHOLD: Duration = Duration::from_secs(4 * 60);
 /// The largest event-stream frame read (the format's own limit): a longer one the upstream
 /// announces is a protocol error, not a buffer that grows with it.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -237,6 +248,30 @@ struct Target {
     auth: Auth,
     /// The configuration's clock, when it has one (signing reads it, as the SDK's signer does).
     clock: Option<SharedTimeSource>,
+    /// Bedrock's clock less this host's, in milliseconds, as a clock-skew refusal showed it
+    /// (see [`Invoker::send`]); signing adds it to the clock.
+    skew_ms: AtomicI64,
+}
+
+impl Target {
+    /// The clock, without the skew.
+    fn now(&self) -> SystemTime {
+        self.clock
+            .as_ref()
+            .map_or_else(SystemTime::now, |c| c.now())
+    }
+
+    /// The time to sign with: the clock shifted by the skew learnt.
+    fn signing_time(&self) -> SystemTime {
+        let skew = self.skew_ms.load(Ordering::Relaxed);
+        let shift = Duration::from_millis(skew.unsigned_abs());
+        if skew >= 0 {
+            self.now().checked_add(shift)
+        } else {
+            self.now().checked_sub(shift)
+        }
+        .unwrap_or_else(|| self.now())
+    }
 }
 
 /// How a call is authorized.
@@ -307,6 +342,7 @@ impl Direct {
                 region,
                 auth,
                 clock: sdk.time_source(),
+                skew_ms: AtomicI64::new(0),
             }),
             connector,
         })
@@ -538,23 +574,72 @@ impl Invoker {
     }
 
     /// Signs and sends; an error status becomes the mapped error.
+    ///
+    /// **Clock skew**, as the SDK corrects it: a refusal with a clock-skew code
+    /// ([`CLOCK_SKEW_CODES`]) whose `Date` is more than [`SKEW_THRESHOLD`] from this host's clock
+    /// (at the request's midpoint) records the difference, which every later signature adds, and
+    /// the call is signed and sent once more at once. (The SDK measures every reply's `Date`; here
+    /// only such a refusal is read, so a success costs nothing, and a host clock corrected later is
+    /// met by the next refusal.)
     async fn send(&self, call: Invocation<'_>) -> Result<http::Response<Incoming>, GatewayError> {
-        let req = self.signed(call).await?;
-        let res = self.http.request(req).await.map_err(connect_error)?;
-        if !res.status().is_success() {
+        let mut resent = false;
+        loop {
+            let sent = self.target.now();
+            let req = self.signed(&call).await?;
+            let res = self.http.request(req).await.map_err(connect_error)?;
+            if res.status().is_success() {
+                return Ok(res);
+            }
+            let date = res.headers().get(http::header::DATE).cloned();
             // Boxed: rare, and inline its state would size every call's future.
-            return Err(Box::pin(error_reply(res)).await);
+            let (e, code) = Box::pin(error_reply(res)).await;
+            let skewed = !resent
+                && matches!(self.target.auth, Auth::SigV4(_))
+                && code.is_some_and(|c| CLOCK_SKEW_CODES.contains(&c.as_str()))
+                && date.is_some_and(|d| self.learn_skew(&d, sent));
+            if !skewed {
+                return Err(e);
+            }
+            resent = true;
         }
-        Ok(res)
+    }
+
+    /// Records Bedrock's clock against this host's from a reply's `Date` (the request sent at
+    /// `sent`); whether the two are more than [`SKEW_THRESHOLD`] apart.
+    fn learn_skew(&self, date: &HeaderValue, sent: SystemTime) -> bool {
+        use aws_smithy_types::date_time::{DateTime, Format};
+        let Some(server) = date
+            .to_str()
+            .ok()
+            .and_then(|d| DateTime::from_str(d, Format::HttpDate).ok())
+            .and_then(|d| SystemTime::try_from(d).ok())
+        else {
+            return false;
+        };
+        let received = self.target.now();
+        let midpoint = sent + received.duration_since(sent).unwrap_or_default() / 2;
+        let skew = match server.duration_since(midpoint) {
+            Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+            Err(behind) => -i64::try_from(behind.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        if Duration::from_millis(skew.unsigned_abs()) <= SKEW_THRESHOLD {
+            return false;
+        }
+        tracing::warn!(
+            skew_ms = skew,
+            "this host's clock is off from Bedrock's: signing with the difference"
+        );
+        self.target.skew_ms.store(skew, Ordering::Relaxed);
+        true
     }
 
     /// The request, signed with SigV4 for `bedrock` in the target's region (or carrying the API
     /// key).
-    async fn signed(&self, call: Invocation<'_>) -> Result<Request<Full<Bytes>>, GatewayError> {
+    async fn signed(&self, call: &Invocation<'_>) -> Result<Request<Full<Bytes>>, GatewayError> {
         use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-        let Invocation {
+        let &Invocation {
             model,
-            body,
+            ref body,
             operation,
             request_id,
             guardrail,
@@ -615,12 +700,7 @@ impl Invoker {
             .identity(&identity)
             .region(&self.target.region)
             .name("bedrock")
-            .time(
-                self.target
-                    .clock
-                    .as_ref()
-                    .map_or_else(SystemTime::now, |c| c.now()),
-            )
+            .time(self.target.signing_time())
             .settings(SigningSettings::default())
             .build()
             .map_err(|e| GatewayError::internal(format!("SigV4 parameters: {e}")))?
@@ -632,7 +712,7 @@ impl Invoker {
             req.headers()
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or_default())),
-            SignableBody::Bytes(&body),
+            SignableBody::Bytes(body),
         )
         .and_then(|r| sign(r, &params))
         .map_err(|e| GatewayError::internal(format!("signing the Bedrock request: {e}")))?;
@@ -688,8 +768,8 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
 /// A Bedrock error reply as the SDK reads it (`aws-smithy-json`'s error parsing): the code from
 /// `x-amzn-ErrorType`, else the body's `code`, else its `__type`, each cut before the first `:`
 /// and after the first `#`; the message from the last of the body's `message`, `Message` and
-/// `errorMessage`.
-async fn error_reply<B>(res: http::Response<B>) -> GatewayError
+/// `errorMessage`. With the code, for what the caller reads of it.
+async fn error_reply<B>(res: http::Response<B>) -> (GatewayError, Option<String>)
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -717,7 +797,7 @@ where
             "bedrock call failed"
         );
     }
-    e
+    (e, code.map(str::to_owned))
 }
 
 /// `aws.protocoltests#FooError:http://…` → `FooError`, as the SDK cuts an error code
@@ -1045,7 +1125,7 @@ mod tests {
         let model = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
         let body = Bytes::from_static(br#"{"messages":[]}"#);
         let req = invoker
-            .signed(call(
+            .signed(&call(
                 model,
                 body.clone(),
                 Operation::InvokeModelWithResponseStream,
@@ -1079,7 +1159,7 @@ mod tests {
         assert!(crate::sigv4::verify(&parts, b"{}", SECRET).is_err());
 
         let req = invoker
-            .signed(call(
+            .signed(&call(
                 "amazon.titan-text-express-v1",
                 body.clone(),
                 Operation::InvokeModel,
@@ -1105,7 +1185,7 @@ mod tests {
             (Operation::ConverseStream, "converse-stream"),
         ] {
             let req = invoker
-                .signed(call(
+                .signed(&call(
                     "meta.llama3-8b-instruct-v1:0",
                     body.clone(),
                     operation,
@@ -1139,7 +1219,7 @@ mod tests {
             ..guardrail
         };
         let e = invoker
-            .signed(call(
+            .signed(&call(
                 "m",
                 Bytes::new(),
                 Operation::InvokeModel,
@@ -1153,7 +1233,7 @@ mod tests {
             (400, Some("guardrailIdentifier"))
         );
         let e = invoker
-            .signed(call("", Bytes::new(), Operation::InvokeModel, None, None))
+            .signed(&call("", Bytes::new(), Operation::InvokeModel, None, None))
             .await
             .unwrap_err();
         assert_eq!((e.status().as_u16(), e.param()), (400, Some("model")));
@@ -1187,7 +1267,7 @@ mod tests {
             .invoker();
             for operation in [Operation::InvokeModel, Operation::ConverseStream] {
                 let req = invoker
-                    .signed(call(
+                    .signed(&call(
                         "m",
                         Bytes::from_static(b"{}"),
                         operation,
@@ -1622,11 +1702,12 @@ mod tests {
             b.body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
                 .unwrap()
         };
-        let e = error_reply(reply(
+        let (e, code) = error_reply(reply(
             Some("ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
             r#"{"message":"Input is too long for requested model."}"#,
         ))
         .await;
+        assert_eq!(code.as_deref(), Some("ValidationException"));
         assert_eq!(
             (e.status().as_u16(), e.code()),
             (400, Some("context_length_exceeded"))
@@ -1635,26 +1716,30 @@ mod tests {
             None,
             r#"{"__type":"com.amazon.coral#ThrottlingException","message":"slow"}"#,
         ))
-        .await;
+        .await
+        .0;
         assert_eq!((e.status().as_u16(), e.message()), (429, "slow"));
         let e = error_reply(reply(
             Some("AccessDeniedException"),
             r#"{"Message":"no access"}"#,
         ))
-        .await;
+        .await
+        .0;
         assert_eq!((e.status().as_u16(), e.message()), (403, "no access"));
         // The body's `code` before its `__type`; `errorMessage`; both spellings of the message.
         let e = error_reply(reply(
             None,
             r#"{"code":"ThrottlingException","__type":"AccessDeniedException","errorMessage":"m"}"#,
         ))
-        .await;
+        .await
+        .0;
         assert_eq!((e.status().as_u16(), e.message()), (429, "m"));
-        let e = error_reply(reply(
+        let (e, code) = error_reply(reply(
             None,
             r#"{"__type":"ns#ResourceNotFoundException:http://x","message":"a","Message":"b"}"#,
         ))
         .await;
+        assert_eq!(code.as_deref(), Some("ResourceNotFoundException"));
         assert_eq!(
             (e.status().as_u16(), e.message()),
             (404, "b"),
@@ -1662,12 +1747,151 @@ mod tests {
         );
         // The first `#` ends the namespace, as the SDK cuts it.
         assert_eq!(sanitize_code("a#b#C:http://x"), "b#C");
-        let e = error_reply(reply(None, "<html>bad gateway</html>")).await;
+        let e = error_reply(reply(None, "<html>bad gateway</html>")).await.0;
         assert_eq!(
             e.status().as_u16(),
             502,
             "no code: Bedrock's internal error"
         );
+    }
+
+    /// A Bedrock whose clock runs `ahead` of this host's: it refuses a signature more than five
+    /// minutes from its clock (or every call, with `refuse_all`) as Bedrock does, with its `Date`;
+    /// the calls it received are counted.
+    async fn skewed_bedrock(ahead: Duration, refuse_all: bool) -> (String, Arc<AtomicUsize>) {
+        use aws_smithy_types::date_time::{DateTime, Format};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((io, _)) = listener.accept().await else {
+                    return;
+                };
+                let calls = counted.clone();
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let now = SystemTime::now() + ahead;
+                    // `20231114T221320Z` → `2023-11-14T22:13:20Z`.
+                    let signed = req
+                        .headers()
+                        .get("x-amz-date")
+                        .and_then(|d| d.to_str().ok())
+                        .filter(|d| d.len() == 16)
+                        .and_then(|d| {
+                            let iso = format!(
+                                "{}-{}-{}T{}:{}:{}Z",
+                                &d[0..4],
+                                &d[4..6],
+                                &d[6..8],
+                                &d[9..11],
+                                &d[11..13],
+                                &d[13..15]
+                            );
+                            DateTime::from_str(&iso, Format::DateTime).ok()
+                        })
+                        .and_then(|d| SystemTime::try_from(d).ok());
+                    let off = signed.map_or(Duration::MAX, |t| match now.duration_since(t) {
+                        Ok(d) => d,
+                        Err(e) => e.duration(),
+                    });
+                    let mut res = if refuse_all || off > Duration::from_secs(300) {
+                        http::Response::builder()
+                            .status(403)
+                            .header(
+                                "x-amzn-errortype",
+                                "InvalidSignatureException:http://internal.amazon.com/coral/",
+                            )
+                            .body(Full::new(Bytes::from_static(
+                                br#"{"message":"Signature expired"}"#,
+                            )))
+                    } else {
+                        http::Response::builder().body(Full::new(Bytes::from_static(b"{}")))
+                    }
+                    .unwrap();
+                    let date = DateTime::from(now).fmt(Format::HttpDate).unwrap();
+                    res.headers_mut()
+                        .insert("date", HeaderValue::from_str(&date).unwrap());
+                    async move { Ok::<_, std::convert::Infallible>(res) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(io), service),
+                );
+            }
+        });
+        (url, calls)
+    }
+
+    #[tokio::test]
+    async fn a_clock_off_from_bedrocks_is_corrected_as_the_sdk_corrects_it() {
+        let creds = Credentials::new("AKIDTEST", SECRET, None, None, "t");
+        let invoke = |invoker: &Invoker| {
+            let invoker = invoker.clone();
+            async move {
+                let call = call(
+                    "m",
+                    Bytes::from_static(b"{}"),
+                    Operation::InvokeModel,
+                    None,
+                    None,
+                );
+                invoker.invoke(call).await.map(|_| ())
+            }
+        };
+        let an_hour = Duration::from_secs(3600);
+        // Bedrock an hour ahead: the refusal's `Date` corrects the signature, sent once more;
+        // later calls sign with the difference from the start.
+        let (url, calls) = skewed_bedrock(an_hour, false).await;
+        let invoker = direct(&sdk(Some(creds.clone())), Some(&url))
+            .unwrap()
+            .invoker();
+        invoke(&invoker)
+            .await
+            .expect("signed again with Bedrock's time");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let skew = invoker.target.skew_ms.load(Ordering::SeqCst);
+        assert!((3_590_000..=3_610_000).contains(&skew), "{skew}");
+        invoke(&invoker).await.unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "the next call signs right at once"
+        );
+
+        // A refusal that stays: sent twice at most, then the refusal.
+        let (url, calls) = skewed_bedrock(an_hour, true).await;
+        let invoker = direct(&sdk(Some(creds.clone())), Some(&url))
+            .unwrap()
+            .invoker();
+        let e = invoke(&invoker).await.unwrap_err();
+        assert_eq!(e.code(), Some("upstream_auth_error"));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // The clocks agree: the refusal is what it says, sent once.
+        let (url, calls) = skewed_bedrock(Duration::ZERO, true).await;
+        let invoker = direct(&sdk(Some(creds)), Some(&url)).unwrap().invoker();
+        invoke(&invoker).await.unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(invoker.target.skew_ms.load(Ordering::SeqCst), 0);
+
+        // An API key signs nothing: no time to correct.
+        let (url, calls) = skewed_bedrock(an_hour, true).await;
+        let none = Matcher::builder().build();
+        let keyed = Direct::new(
+            &sdk(None),
+            None,
+            Some(&url),
+            Some("k"),
+            Duration::from_secs(1),
+            None,
+            &none,
+        )
+        .unwrap()
+        .invoker();
+        invoke(&keyed).await.unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     /// Credentials that count their loads, valid for `lifetime` from each load.
@@ -1783,14 +2007,14 @@ mod tests {
             .unwrap()
             .invoker();
         let req = invoker
-            .signed(call("m", Bytes::new(), Operation::InvokeModel, None, None))
+            .signed(&call("m", Bytes::new(), Operation::InvokeModel, None, None))
             .await
             .unwrap();
         assert_eq!(req.headers()["x-amz-date"], "20231114T221320Z");
         // By the configuration's clock these credentials have a minute left (by the wall clock
         // they expired long ago): kept, not loaded again.
         invoker
-            .signed(call("m", Bytes::new(), Operation::InvokeModel, None, None))
+            .signed(&call("m", Bytes::new(), Operation::InvokeModel, None, None))
             .await
             .unwrap();
         let Auth::SigV4(credentials) = &invoker.target.auth else {
