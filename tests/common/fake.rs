@@ -1201,6 +1201,41 @@ fn has_tool_results(messages: &Value) -> bool {
     })
 }
 
+/// `…clock-ahead…`: this Bedrock's clock runs an hour ahead of the host's. A signature more than
+/// five minutes from it is refused as Bedrock refuses one, with its `Date`.
+fn clock_ahead(req: &Recorded) -> Option<Reply> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let now = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let signed = req
+        .header("x-amz-date")
+        .filter(|d| d.len() == 16)
+        .and_then(|d| {
+            let iso = format!(
+                "{}-{}-{}T{}:{}:{}Z",
+                &d[0..4],
+                &d[4..6],
+                &d[6..8],
+                &d[9..11],
+                &d[11..13],
+                &d[13..15]
+            );
+            DateTime::from_str(&iso, Format::DateTime).ok()
+        })
+        .and_then(|d| std::time::SystemTime::try_from(d).ok())?;
+    let off = match now.duration_since(signed) {
+        Ok(d) => d,
+        Err(e) => e.duration(),
+    };
+    (off > Duration::from_secs(300)).then(|| {
+        aws_error(
+            403,
+            "InvalidSignatureException",
+            "Signature expired: the request's time is too far from the server's",
+        )
+        .with_header("date", &DateTime::from(now).fmt(Format::HttpDate).unwrap())
+    })
+}
+
 /// Steering by model id: `…fail-500…`, `…throttle-once…`, `…denied…`, `…midstream-error…`, `…truncated…`.
 fn fault_for(model: &str, attempt: usize) -> Option<Reply> {
     if model.contains("fail-500") {
@@ -1265,6 +1300,11 @@ pub fn bedrock_answer(req: &Recorded, attempt: usize) -> Reply {
         .into_owned();
     if let Some(fault) = fault_for(&model, attempt) {
         return fault;
+    }
+    if model.contains("clock-ahead") {
+        if let Some(refusal) = clock_ahead(req) {
+            return refusal;
+        }
     }
     let body = req.json();
     let id_model = model.rsplit('/').next().unwrap_or(&model).to_owned();

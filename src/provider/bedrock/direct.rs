@@ -578,30 +578,24 @@ impl Invoker {
     /// **Clock skew**, as the SDK corrects it: a refusal with a clock-skew code
     /// ([`CLOCK_SKEW_CODES`]) whose `Date` is more than [`SKEW_THRESHOLD`] from this host's clock
     /// (at the request's midpoint) records the difference, which every later signature adds, and
-    /// the call is signed and sent once more at once. (The SDK measures every reply's `Date`; here
-    /// only such a refusal is read, so a success costs nothing, and a host clock corrected later is
-    /// met by the next refusal.)
+    /// the refusal is retryable, as the SDK classifies it: the gateway's retry layer sends the call
+    /// again within its attempts. (The SDK measures every reply's `Date`; here only such a refusal
+    /// is read, so a success costs nothing, and a host clock corrected later is met by the next
+    /// refusal.)
     async fn send(&self, call: Invocation<'_>) -> Result<http::Response<Incoming>, GatewayError> {
-        let mut resent = false;
-        loop {
-            let sent = self.target.now();
-            let req = self.signed(&call).await?;
-            let res = self.http.request(req).await.map_err(connect_error)?;
-            if res.status().is_success() {
-                return Ok(res);
-            }
-            let date = res.headers().get(http::header::DATE).cloned();
-            // Boxed: rare, and inline its state would size every call's future.
-            let (e, code) = Box::pin(error_reply(res)).await;
-            let skewed = !resent
-                && matches!(self.target.auth, Auth::SigV4(_))
-                && code.is_some_and(|c| CLOCK_SKEW_CODES.contains(&c.as_str()))
-                && date.is_some_and(|d| self.learn_skew(&d, sent));
-            if !skewed {
-                return Err(e);
-            }
-            resent = true;
+        let sent = self.target.now();
+        let req = self.signed(&call).await?;
+        let res = self.http.request(req).await.map_err(connect_error)?;
+        if res.status().is_success() {
+            return Ok(res);
         }
+        let date = res.headers().get(http::header::DATE).cloned();
+        // Boxed: rare, and inline its state would size every call's future.
+        let (e, code) = Box::pin(error_reply(res)).await;
+        let skewed = matches!(self.target.auth, Auth::SigV4(_))
+            && code.is_some_and(|c| CLOCK_SKEW_CODES.contains(&c.as_str()))
+            && date.is_some_and(|d| self.learn_skew(&d, sent));
+        Err(if skewed { e.with_retryable(true) } else { e })
     }
 
     /// Records Bedrock's clock against this host's from a reply's `Date` (the request sent at
@@ -1841,38 +1835,37 @@ mod tests {
             }
         };
         let an_hour = Duration::from_secs(3600);
-        // Bedrock an hour ahead: the refusal's `Date` corrects the signature, sent once more;
-        // later calls sign with the difference from the start.
+        // Bedrock an hour ahead: the refusal's `Date` sets the difference and the refusal is
+        // retryable; the next call signs with Bedrock's time.
         let (url, calls) = skewed_bedrock(an_hour, false).await;
-        let invoker = direct(&sdk(Some(creds.clone())), Some(&url))
-            .unwrap()
-            .invoker();
-        invoke(&invoker)
-            .await
-            .expect("signed again with Bedrock's time");
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
-        let skew = invoker.target.skew_ms.load(Ordering::SeqCst);
-        assert!((3_590_000..=3_610_000).contains(&skew), "{skew}");
-        invoke(&invoker).await.unwrap();
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            3,
-            "the next call signs right at once"
-        );
-
-        // A refusal that stays: sent twice at most, then the refusal.
-        let (url, calls) = skewed_bedrock(an_hour, true).await;
         let invoker = direct(&sdk(Some(creds.clone())), Some(&url))
             .unwrap()
             .invoker();
         let e = invoke(&invoker).await.unwrap_err();
         assert_eq!(e.code(), Some("upstream_auth_error"));
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(e.is_retryable(), "the retry layer sends it again");
+        let skew = invoker.target.skew_ms.load(Ordering::SeqCst);
+        assert!((3_590_000..=3_610_000).contains(&skew), "{skew}");
+        invoke(&invoker).await.expect("signed with Bedrock's time");
+        invoke(&invoker).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
 
-        // The clocks agree: the refusal is what it says, sent once.
+        // Bedrock behind this host (here: this host's clock an hour ahead): a negative difference.
+        let (url, _) = skewed_bedrock(Duration::ZERO, false).await;
+        let behind = sdk(Some(creds.clone()))
+            .to_builder()
+            .time_source(SharedTimeSource::new(Ahead(an_hour)))
+            .build();
+        let invoker = direct(&behind, Some(&url)).unwrap().invoker();
+        assert!(invoke(&invoker).await.unwrap_err().is_retryable());
+        let skew = invoker.target.skew_ms.load(Ordering::SeqCst);
+        assert!((-3_610_000..=-3_590_000).contains(&skew), "{skew}");
+        invoke(&invoker).await.expect("signed with Bedrock's time");
+
+        // The clocks agree: the refusal is what it says, not retryable, no difference learnt.
         let (url, calls) = skewed_bedrock(Duration::ZERO, true).await;
         let invoker = direct(&sdk(Some(creds)), Some(&url)).unwrap().invoker();
-        invoke(&invoker).await.unwrap_err();
+        assert!(!invoke(&invoker).await.unwrap_err().is_retryable());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(invoker.target.skew_ms.load(Ordering::SeqCst), 0);
 
@@ -1890,8 +1883,18 @@ mod tests {
         )
         .unwrap()
         .invoker();
-        invoke(&keyed).await.unwrap_err();
+        assert!(!invoke(&keyed).await.unwrap_err().is_retryable());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A clock `.0` ahead of the wall clock.
+    #[derive(Debug)]
+    struct Ahead(Duration);
+
+    impl aws_smithy_async::time::TimeSource for Ahead {
+        fn now(&self) -> SystemTime {
+            SystemTime::now() + self.0
+        }
     }
 
     /// Credentials that count their loads, valid for `lifetime` from each load.
