@@ -438,7 +438,8 @@ impl GatewayError {
     }
 
     /// Whether another attempt at the upstream may succeed: 408, 429, 5xx from the upstream,
-    /// connect/reset failures and timeouts. Never other 4xx, never the gateway's own rejections.
+    /// connect/reset failures and timeouts, or what the provider marked so (a Bedrock refusal the
+    /// host's clock caused). Never other 4xx, never the gateway's own rejections.
     pub fn is_retryable(&self) -> bool {
         if let Some(r) = self.inner.retryable {
             return r;

@@ -1,8 +1,9 @@
 //! Retry: the one place that retries upstream calls, as a `tower::retry` [`Policy`] on the typed core.
 //!
 //! - What is retried: errors for which [`GatewayError::is_retryable`] holds — upstream 408, 429, 500,
-//!   502, 503, 504, connect/reset failures and first-byte timeouts. Never other 4xx, never the
-//!   gateway's own rejections.
+//!   502, 503, 504, connect/reset failures and first-byte timeouts, and a Bedrock refusal the host's
+//!   clock caused (its signature then corrected). Never other 4xx, never the gateway's own
+//!   rejections.
 //! - Never after a byte has reached the client: the core answers a stream only once its first event
 //!   has arrived, and errors after that are in-band events of the stream, not `Err` results.
 //! - How many: at most `max_attempts` in total (default 3) — the AWS SDK's own retries are off, so

@@ -107,6 +107,9 @@ const CLOCK_SKEW_CODES: &[&str] = &[
 /// Below this difference between the clocks a refusal is what it says, not a skew (the SDK's
 /// threshold; AWS refuses a signature more than five minutes off).
 const SKEW_THRESHOLD: Duration = Duration::from_secs(4 * 60);
+/// A reply whose round trip took longer says too little of when its `Date` was written (the SDK's
+/// limit).
+const MAX_TRUSTED_ROUND_TRIP: Duration = Duration::from_secs(15 * 60);
 /// The largest event-stream frame read (the format's own limit): a longer one the upstream
 /// announces is a protocol error, not a buffer that grows with it.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -249,9 +252,13 @@ struct Target {
     /// The configuration's clock, when it has one (signing reads it, as the SDK's signer does).
     clock: Option<SharedTimeSource>,
     /// Bedrock's clock less this host's, in milliseconds, as a clock-skew refusal showed it
-    /// (see [`Invoker::send`]); signing adds it to the clock.
-    skew_ms: AtomicI64,
+    /// (see [`Invoker::send`]); signing adds it to the clock. [`HOST_SKEW_MS`], but for tests.
+    skew_ms: &'static AtomicI64,
 }
+
+/// Bedrock's clock less this host's, in milliseconds: one for the process, as the host's clock is
+/// one for every region and account (a model group's deployments learn it once).
+static HOST_SKEW_MS: AtomicI64 = AtomicI64::new(0);
 
 impl Target {
     /// The clock, without the skew.
@@ -342,7 +349,7 @@ impl Direct {
                 region,
                 auth,
                 clock: sdk.time_source(),
-                skew_ms: AtomicI64::new(0),
+                skew_ms: &HOST_SKEW_MS,
             }),
             connector,
         })
@@ -576,55 +583,46 @@ impl Invoker {
     /// Signs and sends; an error status becomes the mapped error.
     ///
     /// **Clock skew**, as the SDK corrects it: a refusal with a clock-skew code
-    /// ([`CLOCK_SKEW_CODES`]) whose `Date` is more than [`SKEW_THRESHOLD`] from this host's clock
-    /// (at the request's midpoint) records the difference, which every later signature adds, and
-    /// the refusal is retryable, as the SDK classifies it: the gateway's retry layer sends the call
-    /// again within its attempts. (The SDK measures every reply's `Date`; here only such a refusal
-    /// is read, so a success costs nothing, and a host clock corrected later is met by the next
-    /// refusal.)
+    /// ([`CLOCK_SKEW_CODES`]) and a usable `Date` (no `Age`, a round trip under
+    /// [`MAX_TRUSTED_ROUND_TRIP`]) records the difference of Bedrock's clock from this host's at
+    /// the request's midpoint, which every later signature adds ([`HOST_SKEW_MS`]). When it differs
+    /// by more than [`SKEW_THRESHOLD`] from the difference this call was signed with, the refusal
+    /// was the clock's and is retryable, as the SDK classifies it: the gateway's retry layer sends
+    /// the call again within its attempts. The SDK measures every reply's `Date`; here only such a
+    /// refusal is read, so a success costs nothing, and a host clock corrected later (or a wrong
+    /// `Date`) is measured again by the refusal it causes.
     async fn send(&self, call: Invocation<'_>) -> Result<http::Response<Incoming>, GatewayError> {
-        let sent = self.target.now();
+        let signed_with = self.target.skew_ms.load(Ordering::Relaxed);
         let req = self.signed(&call).await?;
+        let sent = self.target.now();
         let res = self.http.request(req).await.map_err(connect_error)?;
         if res.status().is_success() {
             return Ok(res);
         }
-        let date = res.headers().get(http::header::DATE).cloned();
+        let received = self.target.now();
+        let date = match res.headers().contains_key(http::header::AGE) {
+            true => None,
+            false => res.headers().get(http::header::DATE).cloned(),
+        };
         // Boxed: rare, and inline its state would size every call's future.
         let (e, code) = Box::pin(error_reply(res)).await;
-        let skewed = matches!(self.target.auth, Auth::SigV4(_))
-            && code.is_some_and(|c| CLOCK_SKEW_CODES.contains(&c.as_str()))
-            && date.is_some_and(|d| self.learn_skew(&d, sent));
-        Err(if skewed { e.with_retryable(true) } else { e })
-    }
-
-    /// Records Bedrock's clock against this host's from a reply's `Date` (the request sent at
-    /// `sent`); whether the two are more than [`SKEW_THRESHOLD`] apart.
-    fn learn_skew(&self, date: &HeaderValue, sent: SystemTime) -> bool {
-        use aws_smithy_types::date_time::{DateTime, Format};
-        let Some(server) = date
-            .to_str()
-            .ok()
-            .and_then(|d| DateTime::from_str(d, Format::HttpDate).ok())
-            .and_then(|d| SystemTime::try_from(d).ok())
-        else {
-            return false;
+        let measured = Some(())
+            .filter(|()| matches!(self.target.auth, Auth::SigV4(_)))
+            .filter(|()| code.is_some_and(|c| CLOCK_SKEW_CODES.contains(&c.as_str())))
+            .and_then(|()| skew_of(date.as_ref()?, sent, received));
+        let Some(skew) = measured else {
+            return Err(e);
         };
-        let received = self.target.now();
-        let midpoint = sent + received.duration_since(sent).unwrap_or_default() / 2;
-        let skew = match server.duration_since(midpoint) {
-            Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
-            Err(behind) => -i64::try_from(behind.duration().as_millis()).unwrap_or(i64::MAX),
-        };
-        if Duration::from_millis(skew.unsigned_abs()) <= SKEW_THRESHOLD {
-            return false;
+        self.target.skew_ms.store(skew, Ordering::Relaxed);
+        let off = Duration::from_millis(skew.abs_diff(signed_with));
+        if off <= SKEW_THRESHOLD {
+            return Err(e);
         }
         tracing::warn!(
             skew_ms = skew,
             "this host's clock is off from Bedrock's: signing with the difference"
         );
-        self.target.skew_ms.store(skew, Ordering::Relaxed);
-        true
+        Err(e.with_retryable(true))
     }
 
     /// The request, signed with SigV4 for `bedrock` in the target's region (or carrying the API
@@ -713,6 +711,24 @@ impl Invoker {
         signable.into_parts().0.apply_to_request_http1x(&mut req);
         Ok(req)
     }
+}
+
+/// Bedrock's clock less this host's, in milliseconds, from a reply's `Date` and when the request
+/// was sent and its reply received (by this host's clock): `None` for a `Date` that cannot be read
+/// or a round trip too long to trust.
+fn skew_of(date: &HeaderValue, sent: SystemTime, received: SystemTime) -> Option<i64> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let server = DateTime::from_str(date.to_str().ok()?, Format::HttpDate).ok()?;
+    let server = SystemTime::try_from(server).ok()?;
+    let round_trip = received.duration_since(sent).unwrap_or_default();
+    if round_trip > MAX_TRUSTED_ROUND_TRIP {
+        return None;
+    }
+    let midpoint = sent + round_trip / 2;
+    Some(match server.duration_since(midpoint) {
+        Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+        Err(behind) => -i64::try_from(behind.duration().as_millis()).unwrap_or(i64::MAX),
+    })
 }
 
 /// A guardrail setting as a header value: one a header cannot carry is the client's error, as the
@@ -1049,11 +1065,12 @@ mod tests {
     }
 
     /// The direct client over `sdk`, with no proxy whatever the environment says.
+    /// Its clock difference its own, not the process's.
     fn direct(sdk: &SdkConfig, endpoint: Option<&str>) -> Option<Direct> {
         let credentials = sdk
             .credentials_provider()
             .map(|p| CredentialsCache::new(p, sdk.time_source()));
-        Direct::new(
+        let mut direct = Direct::new(
             sdk,
             None,
             endpoint,
@@ -1061,7 +1078,9 @@ mod tests {
             Duration::from_secs(1),
             credentials.as_ref(),
             &Matcher::builder().build(),
-        )
+        )?;
+        Arc::get_mut(&mut direct.target)?.skew_ms = Box::leak(Box::new(AtomicI64::new(0)));
+        Some(direct)
     }
 
     /// Service settings as aws-config reads them from the environment and profile: `values` by
@@ -1750,9 +1769,13 @@ mod tests {
     }
 
     /// A Bedrock whose clock runs `ahead` of this host's: it refuses a signature more than five
-    /// minutes from its clock (or every call, with `refuse_all`) as Bedrock does, with its `Date`;
-    /// the calls it received are counted.
-    async fn skewed_bedrock(ahead: Duration, refuse_all: bool) -> (String, Arc<AtomicUsize>) {
+    /// minutes from its clock (or every call, with `refuse_all`) as Bedrock does, with its `Date`
+    /// (and an `Age`, with `cached`); the calls it received are counted.
+    async fn skewed_bedrock(
+        ahead: Duration,
+        refuse_all: bool,
+        cached: bool,
+    ) -> (String, Arc<AtomicUsize>) {
         use aws_smithy_types::date_time::{DateTime, Format};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -1767,25 +1790,13 @@ mod tests {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     calls.fetch_add(1, Ordering::SeqCst);
                     let now = SystemTime::now() + ahead;
-                    // `20231114T221320Z` → `2023-11-14T22:13:20Z`.
                     let signed = req
                         .headers()
                         .get("x-amz-date")
                         .and_then(|d| d.to_str().ok())
-                        .filter(|d| d.len() == 16)
-                        .and_then(|d| {
-                            let iso = format!(
-                                "{}-{}-{}T{}:{}:{}Z",
-                                &d[0..4],
-                                &d[4..6],
-                                &d[6..8],
-                                &d[9..11],
-                                &d[11..13],
-                                &d[13..15]
-                            );
-                            DateTime::from_str(&iso, Format::DateTime).ok()
-                        })
-                        .and_then(|d| SystemTime::try_from(d).ok());
+                        .and_then(crate::sigv4::parse_amz_date)
+                        .and_then(|secs| u64::try_from(secs).ok())
+                        .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
                     let off = signed.map_or(Duration::MAX, |t| match now.duration_since(t) {
                         Ok(d) => d,
                         Err(e) => e.duration(),
@@ -1807,6 +1818,10 @@ mod tests {
                     let date = DateTime::from(now).fmt(Format::HttpDate).unwrap();
                     res.headers_mut()
                         .insert("date", HeaderValue::from_str(&date).unwrap());
+                    if cached {
+                        res.headers_mut()
+                            .insert("age", HeaderValue::from_static("7"));
+                    }
                     async move { Ok::<_, std::convert::Infallible>(res) }
                 });
                 tokio::spawn(
@@ -1837,7 +1852,7 @@ mod tests {
         let an_hour = Duration::from_secs(3600);
         // Bedrock an hour ahead: the refusal's `Date` sets the difference and the refusal is
         // retryable; the next call signs with Bedrock's time.
-        let (url, calls) = skewed_bedrock(an_hour, false).await;
+        let (url, calls) = skewed_bedrock(an_hour, false, false).await;
         let invoker = direct(&sdk(Some(creds.clone())), Some(&url))
             .unwrap()
             .invoker();
@@ -1850,27 +1865,47 @@ mod tests {
         invoke(&invoker).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 3);
 
-        // Bedrock behind this host (here: this host's clock an hour ahead): a negative difference.
-        let (url, _) = skewed_bedrock(Duration::ZERO, false).await;
-        let behind = sdk(Some(creds.clone()))
+        // This host's clock an hour ahead (Bedrock behind it), then set right (NTP): the
+        // difference is learnt, then measured again from the refusal the old one causes.
+        let offset = Arc::new(AtomicI64::new(3600));
+        let (url, calls) = skewed_bedrock(Duration::ZERO, false, false).await;
+        let shifted = sdk(Some(creds.clone()))
             .to_builder()
-            .time_source(SharedTimeSource::new(Ahead(an_hour)))
+            .time_source(SharedTimeSource::new(Shifted(offset.clone())))
             .build();
-        let invoker = direct(&behind, Some(&url)).unwrap().invoker();
+        let invoker = direct(&shifted, Some(&url)).unwrap().invoker();
         assert!(invoke(&invoker).await.unwrap_err().is_retryable());
         let skew = invoker.target.skew_ms.load(Ordering::SeqCst);
         assert!((-3_610_000..=-3_590_000).contains(&skew), "{skew}");
         invoke(&invoker).await.expect("signed with Bedrock's time");
+        offset.store(0, Ordering::SeqCst);
+        assert!(invoke(&invoker).await.unwrap_err().is_retryable());
+        let skew = invoker.target.skew_ms.load(Ordering::SeqCst);
+        assert!(skew.abs() < 10_000, "measured again: {skew}");
+        invoke(&invoker)
+            .await
+            .expect("signed with the host's own time again");
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
 
-        // The clocks agree: the refusal is what it says, not retryable, no difference learnt.
-        let (url, calls) = skewed_bedrock(Duration::ZERO, true).await;
+        // A cached reply's `Date` says nothing of Bedrock's clock now: not read.
+        let (url, _) = skewed_bedrock(an_hour, false, true).await;
+        let invoker = direct(&sdk(Some(creds.clone())), Some(&url))
+            .unwrap()
+            .invoker();
+        assert!(!invoke(&invoker).await.unwrap_err().is_retryable());
+        assert_eq!(invoker.target.skew_ms.load(Ordering::SeqCst), 0);
+
+        // The clocks agree: the refusal is what it says, not retryable; the difference measured
+        // is the `Date`'s rounding.
+        let (url, calls) = skewed_bedrock(Duration::ZERO, true, false).await;
         let invoker = direct(&sdk(Some(creds)), Some(&url)).unwrap().invoker();
         assert!(!invoke(&invoker).await.unwrap_err().is_retryable());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(invoker.target.skew_ms.load(Ordering::SeqCst), 0);
+        let skew = invoker.target.skew_ms.load(Ordering::SeqCst);
+        assert!(skew.abs() < 10_000, "{skew}");
 
         // An API key signs nothing: no time to correct.
-        let (url, calls) = skewed_bedrock(an_hour, true).await;
+        let (url, calls) = skewed_bedrock(an_hour, true, false).await;
         let none = Matcher::builder().build();
         let keyed = Direct::new(
             &sdk(None),
@@ -1887,13 +1922,19 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
-    /// A clock `.0` ahead of the wall clock.
+    /// A clock `.0` seconds ahead of the wall clock.
     #[derive(Debug)]
-    struct Ahead(Duration);
+    struct Shifted(Arc<AtomicI64>);
 
-    impl aws_smithy_async::time::TimeSource for Ahead {
+    impl aws_smithy_async::time::TimeSource for Shifted {
         fn now(&self) -> SystemTime {
-            SystemTime::now() + self.0
+            let secs = self.0.load(Ordering::SeqCst);
+            let shift = Duration::from_secs(secs.unsigned_abs());
+            if secs >= 0 {
+                SystemTime::now() + shift
+            } else {
+                SystemTime::now() - shift
+            }
         }
     }
 
