@@ -56,7 +56,7 @@ pub(super) struct Clients {
     regional: HashMap<String, OnceLock<PerThread<Runtime>>>,
     /// The control-plane client (model listing).
     control: OnceLock<aws_sdk_bedrock::Client>,
-    /// The credentials the direct InvokeModel clients of every region sign with (`None` when the
+    /// The credentials the direct runtime clients of every region sign with (`None` when the
     /// configuration has no credentials provider).
     credentials: OnceLock<Option<Arc<CredentialsCache>>>,
     settings: RuntimeSettings,
@@ -172,7 +172,7 @@ impl Clients {
     }
 
     /// The runtime clients for `region` (else the configuration's), built now, and by each
-    /// serving thread for itself on its first use. The direct InvokeModel client's endpoint and
+    /// serving thread for itself on its first use. The direct runtime client's endpoint and
     /// TLS roots are found once here; each thread gets its own connection pool over them.
     fn build(&self, sdk: &SdkConfig, region: Option<&str>) -> PerThread<Runtime> {
         let credentials = self.credentials.get_or_init(|| {

@@ -168,9 +168,7 @@ impl CredentialsCache {
     }
 
     fn now(&self) -> SystemTime {
-        self.clock
-            .as_ref()
-            .map_or_else(SystemTime::now, |c| c.now())
+        now(self.clock.as_ref())
     }
 
     fn current(&self) -> Option<Loaded> {
@@ -231,13 +229,18 @@ impl CredentialsCache {
     }
 }
 
+/// The configuration's clock, else the system's (as the SDK reads time).
+fn now(clock: Option<&SharedTimeSource>) -> SystemTime {
+    clock.map_or_else(SystemTime::now, |c| c.now())
+}
+
 fn no_credentials() -> GatewayError {
     GatewayError::upstream_auth(
         "The gateway has no usable AWS credentials for Bedrock (see the gateway's logs).",
     )
 }
 
-/// Where one region's InvokeModel calls go and how they are signed: made once per region, and an
+/// Where one region's runtime calls go and how they are authorized: made once per region, and an
 /// [`Invoker`] from it per serving thread.
 pub(super) struct Direct {
     target: Arc<Target>,
@@ -263,9 +266,7 @@ static HOST_SKEW_MS: AtomicI64 = AtomicI64::new(0);
 impl Target {
     /// The clock, without the skew.
     fn now(&self) -> SystemTime {
-        self.clock
-            .as_ref()
-            .map_or_else(SystemTime::now, |c| c.now())
+        now(self.clock.as_ref())
     }
 
     /// The time to sign with: the clock shifted by the skew learnt.
@@ -327,19 +328,19 @@ impl Direct {
             Ok(base) => base,
             Err(e) => {
                 // The SDK reports the same rules' error on each call; leave it to do so.
-                tracing::warn!(error = %e, "no Bedrock endpoint resolved: InvokeModel goes through the AWS SDK");
+                tracing::warn!(error = %e, "no Bedrock endpoint resolved: Bedrock calls go through the AWS SDK");
                 return None;
             }
         };
         if proxied(proxies, &base) {
-            tracing::info!("a proxy applies to the Bedrock endpoint (HTTPS_PROXY, …): InvokeModel goes through the AWS SDK, whose client uses it");
+            tracing::info!("a proxy applies to the Bedrock endpoint (HTTPS_PROXY, …): Bedrock calls go through the AWS SDK, whose client uses it");
             return None;
         }
         let http = crate::provider::tcp_connector(connect);
         let connector = match crate::provider::https_connector_native(http) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "InvokeModel goes through the AWS SDK");
+                tracing::warn!(error = %e, "Bedrock calls go through the AWS SDK");
                 return None;
             }
         };
@@ -452,7 +453,7 @@ fn endpoint(sdk: &SdkConfig, region: &str, over: Option<&str>) -> Result<String,
     Ok(base)
 }
 
-/// One serving thread's InvokeModel client. Cheap to clone.
+/// One serving thread's Bedrock runtime client. Cheap to clone.
 #[derive(Clone)]
 pub(super) struct Invoker {
     http: HttpClient,
