@@ -594,7 +594,7 @@ impl Invoker {
     /// `Date`) is measured again by the refusal it causes.
     async fn send(&self, call: Invocation<'_>) -> Result<http::Response<Incoming>, GatewayError> {
         let signed_with = self.target.skew_ms.load(Ordering::Relaxed);
-        let req = self.signed(&call).await?;
+        let req = self.signed(call).await?;
         let sent = self.target.now();
         let res = self.http.request(req).await.map_err(connect_error)?;
         if res.status().is_success() {
@@ -628,11 +628,11 @@ impl Invoker {
 
     /// The request, signed with SigV4 for `bedrock` in the target's region (or carrying the API
     /// key).
-    async fn signed(&self, call: &Invocation<'_>) -> Result<Request<Full<Bytes>>, GatewayError> {
+    async fn signed(&self, call: Invocation<'_>) -> Result<Request<Full<Bytes>>, GatewayError> {
         use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-        let &Invocation {
+        let Invocation {
             model,
-            ref body,
+            body,
             operation,
             request_id,
             guardrail,
@@ -705,7 +705,7 @@ impl Invoker {
             req.headers()
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or_default())),
-            SignableBody::Bytes(body),
+            SignableBody::Bytes(&body),
         )
         .and_then(|r| sign(r, &params))
         .map_err(|e| GatewayError::internal(format!("signing the Bedrock request: {e}")))?;
@@ -1139,7 +1139,7 @@ mod tests {
         let model = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
         let body = Bytes::from_static(br#"{"messages":[]}"#);
         let req = invoker
-            .signed(&call(
+            .signed(call(
                 model,
                 body.clone(),
                 Operation::InvokeModelWithResponseStream,
@@ -1173,7 +1173,7 @@ mod tests {
         assert!(crate::sigv4::verify(&parts, b"{}", SECRET).is_err());
 
         let req = invoker
-            .signed(&call(
+            .signed(call(
                 "amazon.titan-text-express-v1",
                 body.clone(),
                 Operation::InvokeModel,
@@ -1199,7 +1199,7 @@ mod tests {
             (Operation::ConverseStream, "converse-stream"),
         ] {
             let req = invoker
-                .signed(&call(
+                .signed(call(
                     "meta.llama3-8b-instruct-v1:0",
                     body.clone(),
                     operation,
@@ -1233,7 +1233,7 @@ mod tests {
             ..guardrail
         };
         let e = invoker
-            .signed(&call(
+            .signed(call(
                 "m",
                 Bytes::new(),
                 Operation::InvokeModel,
@@ -1247,7 +1247,7 @@ mod tests {
             (400, Some("guardrailIdentifier"))
         );
         let e = invoker
-            .signed(&call("", Bytes::new(), Operation::InvokeModel, None, None))
+            .signed(call("", Bytes::new(), Operation::InvokeModel, None, None))
             .await
             .unwrap_err();
         assert_eq!((e.status().as_u16(), e.param()), (400, Some("model")));
@@ -1281,7 +1281,7 @@ mod tests {
             .invoker();
             for operation in [Operation::InvokeModel, Operation::ConverseStream] {
                 let req = invoker
-                    .signed(&call(
+                    .signed(call(
                         "m",
                         Bytes::from_static(b"{}"),
                         operation,
@@ -2052,14 +2052,14 @@ mod tests {
             .unwrap()
             .invoker();
         let req = invoker
-            .signed(&call("m", Bytes::new(), Operation::InvokeModel, None, None))
+            .signed(call("m", Bytes::new(), Operation::InvokeModel, None, None))
             .await
             .unwrap();
         assert_eq!(req.headers()["x-amz-date"], "20231114T221320Z");
         // By the configuration's clock these credentials have a minute left (by the wall clock
         // they expired long ago): kept, not loaded again.
         invoker
-            .signed(&call("m", Bytes::new(), Operation::InvokeModel, None, None))
+            .signed(call("m", Bytes::new(), Operation::InvokeModel, None, None))
             .await
             .unwrap();
         let Auth::SigV4(credentials) = &invoker.target.auth else {
