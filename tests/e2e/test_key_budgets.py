@@ -4,9 +4,7 @@ team gets its models, a team is stopped at its budget on every replica, and the 
 /v1/key/info and in Prometheus. Driven with the official openai SDK."""
 
 import json
-import pathlib
 import re
-import tempfile
 import urllib.error
 import urllib.request
 
@@ -23,8 +21,8 @@ TEAM_A, TEAM_B = "sk-team-a-demo", "sk-team-b-demo"
 
 
 @pytest.fixture()
-def two_replicas(fake_upstream, redis_url):  # noqa: F811
-    tmp = pathlib.Path(tempfile.mkdtemp())
+def two_replicas(fake_upstream, redis_url, tmp_path):  # noqa: F811
+    tmp = tmp_path
     (tmp / "keys.toml").write_text(KEYS_TOML)
     gateway_toml = GATEWAY_TOML.replace('"keys.toml"', json.dumps(str(tmp / "keys.toml")))
     gateway_toml, n = re.subn(r'redis_url = "[^"]*"', f'redis_url = "{redis_url}"', gateway_toml)
@@ -107,11 +105,11 @@ def status_of(url, key):
         return e.code
 
 
-def test_sighup_reloads_the_keys_file_and_a_broken_file_keeps_the_old_keys(fake_upstream):
+def test_sighup_reloads_the_keys_file_and_a_broken_file_keeps_the_old_keys(fake_upstream, tmp_path):
     import signal
     import time
 
-    tmp = pathlib.Path(tempfile.mkdtemp())
+    tmp = tmp_path
     keys = tmp / "keys.toml"
     entry = KEYS_TOML.split("[[keys]]")[2]  # team B's entry, as the README writes it
     keys.write_text("[[keys]]" + entry)

@@ -75,18 +75,16 @@ def test_help_and_version():
     assert out.returncode == 0 and out.stdout.strip().startswith("open-bedrock-server ")
 
 
-def test_check_config_good_and_broken():
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write('[auth]\napi_keys = ["sk-very-secret-gateway-key"]\n[models.aliases]\nclaude = "anthropic.claude-3-haiku-20240307-v1:0"\n')
-        good = f.name
+def test_check_config_good_and_broken(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('[auth]\napi_keys = ["sk-very-secret-gateway-key"]\n[models.aliases]\nclaude = "anthropic.claude-3-haiku-20240307-v1:0"\n')
     out = run("check-config", "--config", good)
     assert out.returncode == 0, out.stderr
     assert "configuration OK" in out.stdout and 'claude = "anthropic.claude-3-haiku' in out.stdout
     assert "very-secret" not in out.stdout
 
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write("[retry]\nmax_attempt = 3\n")
-        bad = f.name
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[retry]\nmax_attempt = 3\n")
     out = run("check-config", "--config", bad)
     assert out.returncode == 2
     assert "max_attempt" in out.stderr, out.stderr

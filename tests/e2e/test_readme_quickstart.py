@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,7 @@ def quickstart():
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_the_start_command_is_the_mock_quickstart():

@@ -33,7 +33,7 @@ def stop(proc):
     proc.wait(timeout=15)
 
 
-def config_file(east, west, openai_url):
+def config_file(directory, east, west, openai_url):
     """The README's file with each provider pointed at its fake."""
     text = TOML
     for region, url in [("us-east-1", east), ("us-west-2", west)]:
@@ -41,14 +41,13 @@ def config_file(east, west, openai_url):
         assert n == 1, f"the README's example has no {region} provider"
     assert "https://api.openai.com/v1" in text
     text = text.replace("https://api.openai.com/v1", f"{openai_url}/v1")
-    f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
-    f.write(text)
-    f.close()
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", dir=directory, delete=False) as f:
+        f.write(text)
     return f.name
 
 
 @pytest.fixture()
-def routing(fake_upstream):
+def routing(fake_upstream, tmp_path):
     """Fakes for the two regions (started by the test) and the gateway over the README's file; the
     session's fake serves the OpenAI deployment."""
     started = []
@@ -56,7 +55,7 @@ def routing(fake_upstream):
     def start(east_args=(), west_args=()):
         east, east_url = start_fake(*east_args)
         west, west_url = start_fake(*west_args)
-        path = config_file(east_url, west_url, fake_upstream)
+        path = config_file(tmp_path, east_url, west_url, fake_upstream)
         # OPENAI_API_KEY is what the README's `api_key_env` names; AWS credentials come from the
         # default chain (environment), as in production.
         gw, url = start_gateway(fake_upstream, {"OPENAI_API_KEY": "sk-e2e-upstream"}, args=("--config", path))
@@ -141,17 +140,17 @@ def test_both_regions_down_falls_back_to_openai(routing):
     assert line["provider"] == "openai-prod" and line["fallbacks"] >= 1, line
 
 
-def test_a_named_profile_supplies_its_own_credentials(fake_upstream):
+def test_a_named_profile_supplies_its_own_credentials(fake_upstream, tmp_path):
     """`profile = "partner"`: that profile's credentials and region, not the environment's."""
-    with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as f:
+    aws_config = str(tmp_path / "aws-config")
+    with open(aws_config, "w") as f:
         f.write("[profile partner]\nregion = eu-west-1\n"
                 "aws_access_key_id = AKIDFAKEGATEWAY\naws_secret_access_key = fake/secret/key/for/tests\n")
-        aws_config = f.name
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+    path = str(tmp_path / "gateway.toml")
+    with open(path, "w") as f:
         f.write(f'[providers.partner]\nkind = "bedrock"\nprofile = "partner"\nendpoint_url = "{fake_upstream}"\n'
                 '[model_groups.partner-claude]\n'
                 'deployments = [{ provider = "partner", model = "anthropic.claude-3-haiku-20240307-v1:0" }]\n')
-        path = f.name
     # The environment's credentials are wrong: only the profile's can work.
     env = {"AWS_CONFIG_FILE": aws_config, "AWS_ACCESS_KEY_ID": "AKIDWRONGWRONG", "AWS_SECRET_ACCESS_KEY": "wrong"}
     gw, url = start_gateway(fake_upstream, env, args=("--config", path))
