@@ -152,6 +152,9 @@ def test_dockerfile_is_multi_stage_and_builds_locked_dist_profile():
     manifest = next(i for i, a in enumerate(copies) if "Cargo.lock" in a)
     sources = next(i for i, a in enumerate(copies) if a.split()[0] == "src")
     assert manifest < sources
+    # The hot code placed together by the linker (build.rs reads link/symbol-order.txt).
+    layout = [i for i, a in enumerate(copies) if a.split()[0] in ("build.rs", "link")]
+    assert len(layout) == 2 and min(layout) > manifest, copies
     final_from = stages[-1][0][1]
     assert "rust" not in final_from.split()[0].split(":")[0], "runtime stage must not be the Rust toolchain image"
     assert any(ins == "COPY" and "--from=" in args for ins, args in stages[-1])
