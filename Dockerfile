@@ -14,7 +14,7 @@
 # The toolchain link/symbol-order.txt was written with (its first lines say which): the names it
 # lists carry the compiler's version, so another one keeps only part of the code layout (build.rs
 # warns when they differ; scripts/symbol-order rewrites the file).
-ARG RUST_VERSION=1.95
+ARG RUST_VERSION=1.95.0
 ARG DEBIAN_RELEASE=bookworm
 
 ############################

@@ -1,24 +1,29 @@
-//! Links the gateway's binary with the code that start-up and requests run placed together, at
-//! the front of its code: `link/symbol-order.txt` (written by `scripts/symbol-order`) handed to
-//! lld as `--symbol-ordering-file`.
+//! Links the gateway's `dist` binary with the code that start-up and requests run placed
+//! together, at the front of its code: `link/symbol-order.txt` (written by
+//! `scripts/symbol-order`) handed to lld as `--symbol-ordering-file`.
 //!
 //! Why: fat LTO lays functions out in no order that helps at run time, so the code one request
 //! runs was spread over the binary's 14 MB of code. The kernel maps a binary's code 64 KiB at a
-//! time around each page it touches, so an idle gateway kept about 7.4 MiB of it resident; placed
-//! together, about half of that. A request at a low rate also finds its code on fewer pages, and
-//! costs less CPU (BENCHMARKS.md, issue 18).
+//! time around each page it touches, so an idle gateway kept 7.4 MiB of it resident; placed
+//! together, 2.3 MiB. A request at a low rate also finds its code on fewer pages, and costs less
+//! CPU (BENCHMARKS.md, issue 18).
 //!
-//! Only where the linker is known to be lld: release and dist builds (debug builds gain nothing)
-//! for `x86_64-unknown-linux-gnu` with Rust 1.90 or later (its default linker is the bundled
-//! lld) and no linker chosen in Cargo's configuration or `RUSTFLAGS`; GNU ld would refuse the
-//! option. `OPEN_BEDROCK_SYMBOL_ORDER=0` turns it off (to measure the difference). A function the
-//! file names and the binary lacks is skipped without a warning, and one it does not name comes
-//! after the named ones, so an out-of-date file costs only the layout's gain.
+//! Only for the `dist` profile: the file lists symbols as the symbol table names them, and those
+//! names carry a hash of the build's settings (the profile, the features, the compiler's version),
+//! so another profile's build would match none of them. Only for `x86_64-unknown-linux-gnu`, and
+//! only when the linker takes the option: lld does (rustup's Rust 1.90 and later link with it by
+//! default), GNU ld does not. That is found by linking an empty program with it, with the
+//! build's own flags and linker, rather than guessed from versions. `OPEN_BEDROCK_SYMBOL_ORDER=0`
+//! at build time turns it off (to measure the difference). A function the file names and the
+//! binary lacks is skipped without a warning, and one it does not name comes after the named
+//! ones, so an out-of-date file costs only the layout's gain; a build with another compiler than
+//! the file was written with gets a warning, since few names then match.
 //!
-//! Hand-written (no crate does this): it is a few environment checks and two link arguments.
+//! Hand-written (no crate does this): a few checks and four link arguments.
 
 use std::env;
-use std::path::Path;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const ORDER_FILE: &str = "link/symbol-order.txt";
@@ -27,27 +32,35 @@ const OFF: &str = "OPEN_BEDROCK_SYMBOL_ORDER";
 fn main() {
     println!("cargo:rerun-if-changed={ORDER_FILE}");
     println!("cargo:rerun-if-env-changed={OFF}");
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
     let var = |name: &str| env::var(name).unwrap_or_default();
-    let rustc = rustc_version(&var("RUSTC"));
-    let wanted = var(OFF) != "0"
-        && var("PROFILE") == "release"
-        && var("TARGET") == "x86_64-unknown-linux-gnu"
-        && var("RUSTC_LINKER").is_empty()
-        && !var("CARGO_ENCODED_RUSTFLAGS")
-            .split('\x1f')
-            .any(|flag| flag.contains("linker") || flag.contains("fuse-ld"))
-        && links_with_lld(&rustc);
-    if !wanted {
+    let out_dir = PathBuf::from(var("OUT_DIR"));
+    if var(OFF) == "0"
+        || var("TARGET") != "x86_64-unknown-linux-gnu"
+        || profile_dir(&out_dir) != Some(OsStr::new("dist"))
+    {
         return;
     }
     let file = Path::new(&var("CARGO_MANIFEST_DIR")).join(ORDER_FILE);
     let Ok(order) = std::fs::read_to_string(&file) else {
         return;
     };
-    let bin = "cargo:rustc-link-arg-bin=open-bedrock-server";
-    println!("{bin}=-Wl,--symbol-ordering-file={}", file.display());
-    println!("{bin}=-Wl,--no-warn-symbol-ordering");
+    if !takes_ordering(&out_dir) {
+        println!(
+            "cargo:warning=the linker does not take --symbol-ordering-file (lld does): \
+             the binary is linked without {ORDER_FILE}'s code layout"
+        );
+        return;
+    }
+    for arg in ordering_args(&file) {
+        println!("cargo:rustc-link-arg-bin=open-bedrock-server={arg}");
+    }
     // The names carry the compiler's version: another compiler's build matches few of them.
+    let rustc = Command::new(var("RUSTC"))
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
     let written = order
         .lines()
         .find_map(|l| l.strip_prefix("# written with: "))
@@ -60,24 +73,46 @@ fn main() {
     }
 }
 
-/// What `rustc --version` prints: "rustc 1.95.0 (59807616e 2026-04-14)".
-fn rustc_version(rustc: &str) -> String {
-    Command::new(rustc)
-        .arg("--version")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_default()
+/// The profile's directory of a build script's `OUT_DIR` (`target/dist/build/<pkg>/out`, or
+/// `target/<triple>/dist/build/<pkg>/out`): `dist` for the dist profile.
+fn profile_dir(out_dir: &Path) -> Option<&OsStr> {
+    out_dir.parent()?.parent()?.parent()?.file_name()
 }
 
-/// Whether `version` (as `rustc --version` prints it) is 1.90 or later, whose default linker
-/// for the target is the bundled lld.
-fn links_with_lld(version: &str) -> bool {
-    let mut version = version
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("")
-        .split(['.', '-'])
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
-    (major, minor) >= (1, 90)
+/// The link arguments that order the code by `file` (`-Xlinker`, not `-Wl,`: a path may hold a
+/// comma).
+fn ordering_args(file: &Path) -> Vec<String> {
+    vec![
+        "-Xlinker".into(),
+        format!("--symbol-ordering-file={}", file.display()),
+        "-Xlinker".into(),
+        "--no-warn-symbol-ordering".into(),
+    ]
+}
+
+/// Whether the linker takes the ordering: an empty program linked with it (and an empty order
+/// file) by the compiler, flags and linker of this build.
+fn takes_ordering(out_dir: &Path) -> bool {
+    let source = out_dir.join("symbol_order_probe.rs");
+    let order = out_dir.join("symbol_order_probe.txt");
+    if std::fs::write(&source, "fn main() {}\n").is_err() || std::fs::write(&order, "").is_err() {
+        return false;
+    }
+    let mut rustc = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into()));
+    rustc
+        .arg("--target")
+        .arg(env::var("TARGET").unwrap_or_default())
+        .arg("-o")
+        .arg(out_dir.join("symbol_order_probe"))
+        .arg(&source);
+    if let Ok(flags) = env::var("CARGO_ENCODED_RUSTFLAGS") {
+        rustc.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    }
+    if let Ok(linker) = env::var("RUSTC_LINKER") {
+        rustc.arg("-C").arg(format!("linker={linker}"));
+    }
+    for arg in ordering_args(&order) {
+        rustc.arg("-C").arg(format!("link-arg={arg}"));
+    }
+    rustc.output().is_ok_and(|out| out.status.success())
 }

@@ -8,10 +8,8 @@ import os
 import pathlib
 import re
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -46,10 +44,10 @@ def parse_start(command: str):
 
 
 @pytest.fixture(scope="module")
-def quickstart():
+def quickstart(tmp_path_factory):
     _build()
     env_vars, args = parse_start(START)
-    home = tempfile.mkdtemp(prefix="obs-quickstart-")
+    home = str(tmp_path_factory.mktemp("quickstart-home"))
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": home,
@@ -78,7 +76,6 @@ def quickstart():
     finally:
         proc.terminate()
         proc.wait(timeout=15)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_the_start_command_is_the_mock_quickstart():
