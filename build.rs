@@ -56,7 +56,7 @@ fn main() {
         println!("cargo:rustc-link-arg-bin=open-bedrock-server={arg}");
     }
     // The names carry the compiler's version: another compiler's build matches few of them.
-    let rustc = Command::new(var("RUSTC"))
+    let rustc = rustc()
         .arg("--version")
         .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -71,6 +71,11 @@ fn main() {
              little of its code layout applies (scripts/symbol-order rewrites it)"
         );
     }
+}
+
+/// The compiler cargo builds with.
+fn rustc() -> Command {
+    Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
 }
 
 /// The profile's directory of a build script's `OUT_DIR` (`target/dist/build/<pkg>/out`, or
@@ -98,7 +103,7 @@ fn takes_ordering(out_dir: &Path) -> bool {
     if std::fs::write(&source, "fn main() {}\n").is_err() || std::fs::write(&order, "").is_err() {
         return false;
     }
-    let mut rustc = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into()));
+    let mut rustc = rustc();
     rustc
         .arg("--target")
         .arg(env::var("TARGET").unwrap_or_default())
