@@ -16,8 +16,10 @@
 //! build's own flags and linker, rather than guessed from versions. `OPEN_BEDROCK_SYMBOL_ORDER=0`
 //! at build time turns it off (to measure the difference). A function the file names and the
 //! binary lacks is skipped without a warning, and one it does not name comes after the named
-//! ones, so an out-of-date file costs only the layout's gain; a build with another compiler than
-//! the file was written with gets a warning, since few names then match.
+//! ones, so an out-of-date file costs only the layout's gain; a build with another compiler or
+//! another `Cargo.lock` than the file was written for gets a warning, since fewer names then
+//! match (a dependency's change renames the gateway's own symbols too: the hash in a name covers
+//! the crate's dependencies).
 //!
 //! Hand-written (no crate does this): a few checks and four link arguments.
 
@@ -31,6 +33,7 @@ const OFF: &str = "OPEN_BEDROCK_SYMBOL_ORDER";
 
 fn main() {
     println!("cargo:rerun-if-changed={ORDER_FILE}");
+    println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-env-changed={OFF}");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
     let var = |name: &str| env::var(name).unwrap_or_default();
@@ -71,6 +74,23 @@ fn main() {
              little of its code layout applies (scripts/symbol-order rewrites it)"
         );
     }
+    // The names carry a hash of the dependencies: another Cargo.lock renames many of them.
+    let lock = std::fs::read(Path::new(&var("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
+        .map(|bytes| format!("{:016x}", fnv1a(&bytes)))
+        .unwrap_or_default();
+    if order.lines().find_map(|l| l.strip_prefix("# for Cargo.lock: ")) != Some(lock.as_str()) {
+        println!(
+            "cargo:warning={ORDER_FILE} was written for another Cargo.lock: part of its code \
+             layout applies (scripts/symbol-order rewrites it)"
+        );
+    }
+}
+
+/// FNV-1a, 64 bits: the fingerprint of Cargo.lock that `scripts/symbol-order` writes.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The compiler cargo builds with.

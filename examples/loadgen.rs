@@ -72,6 +72,9 @@ enum Mode {
         n: usize,
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Also print every stream's time to first token and total (ms), for merging rounds.
+        #[arg(long)]
+        raw: bool,
     },
     /// Open N streaming requests at once, print when all are open, hold them, then drop them.
     Hold {
@@ -119,6 +122,11 @@ fn summary(mut v: Vec<f64>) -> serde_json::Value {
         "p50_ms": pct(&v, 50.0), "p99_ms": pct(&v, 99.0), "p999_ms": pct(&v, 99.9),
         "max_ms": v.last().copied().unwrap_or(f64::NAN),
     })
+}
+
+/// Samples (ms) as `--raw` prints them: to 0.1 µs.
+fn rounded(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|l| (l * 1e4).round() / 1e4).collect()
 }
 
 fn emit(v: serde_json::Value) {
@@ -235,11 +243,7 @@ async fn rate(t: Target, rate: f64, secs: f64, max_in_flight: usize, raw: bool) 
     }
     let elapsed = start.elapsed().as_secs_f64();
     let ok = lats.len();
-    let raw_lats = raw.then(|| {
-        lats.iter()
-            .map(|l| (l * 1e4).round() / 1e4)
-            .collect::<Vec<_>>()
-    });
+    let raw_lats = raw.then(|| rounded(&lats));
     let mut v = summary(lats);
     v["timer_lag"] = summary(lag);
     if let Some(r) = raw_lats {
@@ -254,7 +258,7 @@ async fn rate(t: Target, rate: f64, secs: f64, max_in_flight: usize, raw: bool) 
     emit(v);
 }
 
-async fn stream(t: Target, n: usize, concurrency: usize) {
+async fn stream(t: Target, n: usize, concurrency: usize, raw: bool) {
     let c = client();
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -281,10 +285,16 @@ async fn stream(t: Target, n: usize, concurrency: usize) {
             }
         }
     }
-    emit(serde_json::json!({
+    let raw_samples = raw.then(|| (rounded(&ttft), rounded(&total)));
+    let mut out = serde_json::json!({
         "mode": "stream", "ok": ttft.len(), "errors": errors, "events": events,
         "ttft": summary(ttft), "total": summary(total),
-    }));
+    });
+    if let Some((ttft, total)) = raw_samples {
+        out["ttft_ms"] = ttft.into();
+        out["total_ms"] = total.into();
+    }
+    emit(out);
 }
 
 async fn hold(t: Target, n: usize, secs: f64, ramp: usize) {
@@ -350,7 +360,12 @@ fn main() {
                 max_in_flight,
                 raw,
             } => rate(t, r, secs, max_in_flight, raw).await,
-            Mode::Stream { t, n, concurrency } => stream(t, n, concurrency).await,
+            Mode::Stream {
+                t,
+                n,
+                concurrency,
+                raw,
+            } => stream(t, n, concurrency, raw).await,
             Mode::Hold { t, n, secs, ramp } => hold(t, n, secs, ramp).await,
         }
     });
