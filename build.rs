@@ -64,10 +64,7 @@ fn main() {
         .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_default();
-    let written = order
-        .lines()
-        .find_map(|l| l.strip_prefix("# written with: "))
-        .unwrap_or("an unknown compiler");
+    let written = header(&order, "written with").unwrap_or("an unknown compiler");
     if written != rustc {
         println!(
             "cargo:warning={ORDER_FILE} was written with {written}, this build is {rustc}: \
@@ -78,12 +75,19 @@ fn main() {
     let lock = std::fs::read(Path::new(&var("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
         .map(|bytes| format!("{:016x}", fnv1a(&bytes)))
         .unwrap_or_default();
-    if order.lines().find_map(|l| l.strip_prefix("# for Cargo.lock: ")) != Some(lock.as_str()) {
+    if header(&order, "for Cargo.lock") != Some(lock.as_str()) {
         println!(
             "cargo:warning={ORDER_FILE} was written for another Cargo.lock: part of its code \
              layout applies (scripts/symbol-order rewrites it)"
         );
     }
+}
+
+/// The value of the order file's header line `# <name>: <value>`.
+fn header<'a>(order: &'a str, name: &str) -> Option<&'a str> {
+    order
+        .lines()
+        .find_map(|l| l.strip_prefix("# ")?.strip_prefix(name)?.strip_prefix(": "))
 }
 
 /// FNV-1a, 64 bits: the fingerprint of Cargo.lock that `scripts/symbol-order` writes.
