@@ -9,8 +9,8 @@
 //! CPU (BENCHMARKS.md, issue 18).
 //!
 //! Only for the `dist` profile: the file lists symbols as the symbol table names them, and those
-//! names carry a hash of the build's settings (the profile, the features, the compiler's version),
-//! so another profile's build would match none of them. Only for `x86_64-unknown-linux-gnu`, and
+//! names carry a hash of the build's settings (the profile, the features, the compiler's version,
+//! the dependencies), so another profile's build would match none of them. Only for `x86_64-unknown-linux-gnu`, and
 //! only when the linker takes the option: lld does (rustup's Rust 1.90 and later link with it by
 //! default), GNU ld does not. That is found by linking an empty program with it, with the
 //! build's own flags and linker, rather than guessed from versions. `OPEN_BEDROCK_SYMBOL_ORDER=0`
@@ -32,11 +32,16 @@ const ORDER_FILE: &str = "link/symbol-order.txt";
 const OFF: &str = "OPEN_BEDROCK_SYMBOL_ORDER";
 
 fn main() {
+    let var = |name: &str| env::var(name).unwrap_or_default();
+    let manifest_dir = PathBuf::from(var("CARGO_MANIFEST_DIR"));
+    let lock_file = manifest_dir.join("Cargo.lock");
     println!("cargo:rerun-if-changed={ORDER_FILE}");
-    println!("cargo:rerun-if-changed=Cargo.lock");
+    // Only a file that exists: cargo reruns a script whose watched path is missing on every build.
+    if lock_file.exists() {
+        println!("cargo:rerun-if-changed=Cargo.lock");
+    }
     println!("cargo:rerun-if-env-changed={OFF}");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
-    let var = |name: &str| env::var(name).unwrap_or_default();
     let out_dir = PathBuf::from(var("OUT_DIR"));
     if var(OFF) == "0"
         || var("TARGET") != "x86_64-unknown-linux-gnu"
@@ -44,7 +49,7 @@ fn main() {
     {
         return;
     }
-    let file = Path::new(&var("CARGO_MANIFEST_DIR")).join(ORDER_FILE);
+    let file = manifest_dir.join(ORDER_FILE);
     let Ok(order) = std::fs::read_to_string(&file) else {
         return;
     };
@@ -71,10 +76,12 @@ fn main() {
              little of its code layout applies (scripts/symbol-order rewrites it)"
         );
     }
-    // The names carry a hash of the dependencies: another Cargo.lock renames many of them.
-    let lock = std::fs::read(Path::new(&var("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
-        .map(|bytes| format!("{:016x}", fnv1a(&bytes)))
-        .unwrap_or_default();
+    // The names carry a hash of the dependencies: another Cargo.lock renames many of them. (No
+    // Cargo.lock here, in a workspace's member or a dependency's build: nothing to compare.)
+    let Ok(lock) = std::fs::read(&lock_file) else {
+        return;
+    };
+    let lock = format!("{:016x}", fnv1a(&lock));
     if header(&order, "for Cargo.lock") != Some(lock.as_str()) {
         println!(
             "cargo:warning={ORDER_FILE} was written for another Cargo.lock: part of its code \

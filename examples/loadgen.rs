@@ -75,6 +75,11 @@ enum Mode {
         /// Also print every stream's time to first token and total (ms), for merging rounds.
         #[arg(long)]
         raw: bool,
+        /// Each worker first runs a stream it does not count, so the counted ones find their
+        /// connections open (a run cut into rounds would otherwise count a connection's setup
+        /// per worker and round).
+        #[arg(long)]
+        warmup: bool,
     },
     /// Open N streaming requests at once, print when all are open, hold them, then drop them.
     Hold {
@@ -258,13 +263,16 @@ async fn rate(t: Target, rate: f64, secs: f64, max_in_flight: usize, raw: bool) 
     emit(v);
 }
 
-async fn stream(t: Target, n: usize, concurrency: usize, raw: bool) {
+async fn stream(t: Target, n: usize, concurrency: usize, raw: bool, warmup: bool) {
     let c = client();
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..concurrency {
         let (c, t, next) = (c.clone(), t.clone(), next.clone());
         workers.push(tokio::spawn(async move {
+            if warmup {
+                let _ = one_stream(&c, &t).await;
+            }
             let mut got = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < n {
                 got.push(one_stream(&c, &t).await);
@@ -365,7 +373,8 @@ fn main() {
                 n,
                 concurrency,
                 raw,
-            } => stream(t, n, concurrency, raw).await,
+                warmup,
+            } => stream(t, n, concurrency, raw, warmup).await,
             Mode::Hold { t, n, secs, ramp } => hold(t, n, secs, ramp).await,
         }
     });
