@@ -10,16 +10,16 @@
 //!
 //! Only for the `dist` profile: the file lists symbols as the symbol table names them, and those
 //! names carry a hash of the build's settings (the profile, the features, the compiler's version,
-//! the dependencies), so another profile's build would match none of them. Only for `x86_64-unknown-linux-gnu`, and
-//! only when the linker takes the option: lld does (rustup's Rust 1.90 and later link with it by
-//! default), GNU ld does not. That is found by linking an empty program with it, with the
-//! build's own flags and linker, rather than guessed from versions. `OPEN_BEDROCK_SYMBOL_ORDER=0`
-//! at build time turns it off (to measure the difference). A function the file names and the
-//! binary lacks is skipped without a warning, and one it does not name comes after the named
-//! ones, so an out-of-date file costs only the layout's gain; a build with another compiler or
-//! another `Cargo.lock` than the file was written for gets a warning, since fewer names then
-//! match (a dependency's change renames the gateway's own symbols too: the hash in a name covers
-//! the crate's dependencies).
+//! the dependencies), so another profile's build would match none of them. Only for
+//! `x86_64-unknown-linux-gnu`, and only when the linker takes the option: lld does (rustup's Rust
+//! 1.90 and later link with it by default), GNU ld does not. That is found by linking an empty
+//! program with it, with the build's own flags and linker, rather than guessed from versions.
+//! `OPEN_BEDROCK_SYMBOL_ORDER=0` at build time turns it off (to measure the difference). A
+//! function the file names and the binary lacks is skipped without a warning, and one it does not
+//! name comes after the named ones, so an out-of-date file costs only the layout's gain; a build
+//! with another compiler or another `Cargo.lock` than the file was written for gets a warning,
+//! since fewer names then match (a dependency's change renames the gateway's own symbols too: the
+//! hash in a name covers the crate's dependencies).
 //!
 //! Hand-written (no crate does this): a few checks and four link arguments.
 
