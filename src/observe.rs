@@ -319,8 +319,8 @@ impl AccessLine<'_> {
     /// the line itself). Kept equal to the event's fields by a test.
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn fields(&self, to: &mut impl AccessFields) {
-        to.str("message", "request");
-        to.str("method", self.method.as_str());
+        to.word("message", "request");
+        to.word("method", self.method.as_str());
         to.str("path", self.path);
         to.u64("status", self.status.into());
         to.str("request_id", self.request_id);
@@ -328,8 +328,8 @@ impl AccessLine<'_> {
         to.str("model", self.model);
         to.str("provider", self.provider);
         to.str("deployment", self.deployment);
-        to.str("format_in", self.format_in);
-        to.str("format_out", self.format_out);
+        to.word("format_in", self.format_in);
+        to.word("format_out", self.format_out);
         to.bool("stream", self.stream);
         to.f64("latency_ms", self.latency_ms);
         to.f64("ttft_ms", self.ttft_ms);
@@ -347,7 +347,7 @@ impl AccessLine<'_> {
             let _ = self.cost_usd.write_to(out);
         });
         to.str("error", self.error);
-        to.str("outcome", self.outcome);
+        to.word("outcome", self.outcome);
     }
 }
 
@@ -356,6 +356,9 @@ impl AccessLine<'_> {
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) trait AccessFields {
     fn str(&mut self, name: &'static str, value: &str);
+    /// A string with nothing JSON escapes: a fixed name (a format's, an outcome's) or an HTTP
+    /// method (a token, RFC 9110: no quote, backslash or control byte).
+    fn word(&mut self, name: &'static str, value: &str);
     fn u64(&mut self, name: &'static str, value: u64);
     fn f64(&mut self, name: &'static str, value: f64);
     fn bool(&mut self, name: &'static str, value: bool);

@@ -280,6 +280,71 @@ async fn a_connection_that_never_sent_a_byte_does_not_hold_up_shutdown() {
     );
 }
 
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_at_once_by_a_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Fake::start(fake::smart()).await;
+    let mut config = config_for(&upstream.url());
+    config.server.shutdown_drain = Duration::from_secs(30);
+    config.server.idle_timeout = Duration::from_secs(30);
+    let gw = start_gateway(config, None).await;
+    // One request on a kept-alive connection, its reply read whole; then the connection is idle.
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let body = chat().to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(format!("{head}{body}").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !reply_is_whole(&reply) {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("the reply arrives")
+            .unwrap();
+        assert!(n > 0, "the connection stayed open after the reply");
+        reply.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), gw.shutdown())
+        .await
+        .expect("shutdown does not wait out the 30 s drain for an idle connection")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let read = tokio::time::timeout(Duration::from_secs(1), tcp.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle connection was closed: {read:?}"
+    );
+}
+
+/// Whether `reply` holds a whole HTTP/1.1 response with a `content-length` body.
+fn reply_is_whole(reply: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(reply);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    body.len() >= length
+}
+
 /// Sends the head of a request with a large declared body and only a few bytes of it; returns the
 /// status line the gateway answers with, if it answers within `wait`.
 async fn answer_to_partial_body(

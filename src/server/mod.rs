@@ -54,7 +54,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -314,7 +314,8 @@ async fn accept_loop<S: Served>(
         let state = ConnectionState::new();
         let hyper_service =
             ConnectionService::new(service.clone(), state.clone(), limits.per_request);
-        // Counted by the drain from here on, while the protocol is still being told apart too.
+        // Counted by the drain from here on, while the protocol is still being told apart too:
+        // held until the connection's task ends (the drain's signal is `stopping`, in `end_with`).
         let watcher = graceful.watcher();
         let protocols = protocols.clone();
         let stopping = stopping.clone();
@@ -322,7 +323,7 @@ async fn accept_loop<S: Served>(
         while connections.try_join_next().is_some() {}
         // Wakes the connection gives itself while polled are taken in that poll (`coalesce`).
         connections.spawn(coalesce::Coalesced::new(async move {
-            let _slot = slot;
+            let (_slot, _counted) = (slot, watcher);
             let watchdog = state.clone().watchdog(Bounds {
                 first_request: limits.first_request_timeout,
                 idle: limits.idle_timeout,
@@ -338,15 +339,15 @@ async fn accept_loop<S: Served>(
                 Ok(Protocol::Http1) => {
                     // The watchdog bounds each request head from its first byte read.
                     let io = TokioIo::new(HeadTimed::new(stream, state.clone()));
-                    let conn = protocols.http1.serve_connection(io, hyper_service);
-                    end_with(watcher.watch(conn), watchdog).await
+                    let conn = std::pin::pin!(protocols.http1.serve_connection(io, hyper_service));
+                    end_with(conn, watchdog, &stopping).await
                 }
                 // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and it
                 // would otherwise size every connection's task.
                 Ok(Protocol::Other) => {
                     let io = TokioIo::new(stream);
                     let conn = protocols.auto.serve_connection(io, hyper_service);
-                    end_with(Box::pin(watcher.watch(conn.into_owned())), watchdog).await
+                    end_with(Box::pin(conn.into_owned()).as_mut(), watchdog, &stopping).await
                 }
                 Err(end) => Err(end),
             };
@@ -474,34 +475,41 @@ enum End {
     Http(Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Drives `conn` until it ends or `watchdog` fires. The connection is polled on every wake; the
-/// watchdog (a timer and a `Notify`) only when it woke the task (see `crate::woken`), not again on
-/// every read and write of the connection.
-async fn end_with<C, E>(
-    conn: C,
+/// Drives `conn` until it ends or `watchdog` fires, and asks it to end gracefully (finish the
+/// request in flight, then close) once `stopping` is cancelled. The connection is polled on every
+/// wake; the watchdog (a timer and a `Notify`) and `stopping` only when one of them woke the task
+/// (see `crate::woken`), not again on every read and write of the connection. (hyper-util's
+/// `Watcher::watch` polled its shutdown signal, a `watch` channel, on every one: about 0.5 k
+/// instructions per request, BENCHMARKS.md.)
+async fn end_with<C>(
+    mut conn: Pin<&mut C>,
     mut watchdog: Pin<&mut impl Future<Output = ()>>,
+    stopping: &CancellationToken,
 ) -> Result<(), End>
 where
-    C: Future<Output = Result<(), E>>,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    C: GracefulConnection,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let woken = Woken::new();
-    let mut conn = std::pin::pin!(conn);
-    std::future::poll_fn(|cx| {
+    let mut stop = std::pin::pin!(stopping.cancelled());
+    let mut asked = false;
+    std::future::poll_fn(|cx| loop {
         if let Poll::Ready(res) = conn.as_mut().poll(cx) {
             return Poll::Ready(res.map_err(|e| End::Http(e.into())));
         }
-        match woken.take(cx) {
-            Some(waker)
-                if watchdog
-                    .as_mut()
-                    .poll(&mut Context::from_waker(waker))
-                    .is_ready() =>
-            {
-                Poll::Ready(Err(End::Watchdog))
-            }
-            _ => Poll::Pending,
+        let Some(waker) = woken.take(cx) else {
+            return Poll::Pending;
+        };
+        let mut quiet = Context::from_waker(waker);
+        if watchdog.as_mut().poll(&mut quiet).is_ready() {
+            return Poll::Ready(Err(End::Watchdog));
         }
+        if asked || stop.as_mut().poll(&mut quiet).is_pending() {
+            return Poll::Pending;
+        }
+        // Polled again at once: an idle connection ends on the next poll.
+        asked = true;
+        conn.as_mut().graceful_shutdown();
     })
     .await
 }

@@ -115,6 +115,15 @@ impl AccessFields for Object<'_> {
         self.out.push('"');
     }
 
+    /// Not scanned for bytes to escape (`AccessFields::word`).
+    #[inline(always)]
+    fn word(&mut self, name: &'static str, value: &str) {
+        debug_assert!(!needs_escaping(value.as_bytes()), "{name}: {value:?}");
+        self.name(name, true);
+        self.out.push_str(value);
+        self.out.push('"');
+    }
+
     #[inline(always)]
     fn u64(&mut self, name: &'static str, value: u64) {
         self.name(name, false);
