@@ -278,7 +278,8 @@ async fn accept_loop<S: Served>(
     } = serving;
     let protocols = Arc::new(Protocols::new(&limits));
     // Cancelled when the loop ends: a connection still waiting for its first bytes then closes
-    // at once (hyper-util's auto connection cancelled its version read the same way).
+    // at once (hyper-util's auto connection cancelled its version read the same way), and every
+    // other one is asked to end gracefully (`end_with`) while the drain waits for it.
     let stopping = CancellationToken::new();
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
@@ -492,7 +493,12 @@ where
 {
     let woken = Woken::new();
     let mut stop = std::pin::pin!(stopping.cancelled());
-    let mut asked = false;
+    // A connection that begins after the server began to stop is asked before its first read,
+    // so it ends without serving a request, as one still waiting for its first bytes does.
+    let mut asked = stopping.is_cancelled();
+    if asked {
+        conn.as_mut().graceful_shutdown();
+    }
     std::future::poll_fn(|cx| loop {
         if let Poll::Ready(res) = conn.as_mut().poll(cx) {
             return Poll::Ready(res.map_err(|e| End::Http(e.into())));
