@@ -249,14 +249,23 @@ async fn graceful_shutdown_finishes_requests_and_ends_open_streams_cleanly() {
     );
 }
 
-#[tokio::test]
-async fn a_connection_that_never_sent_a_byte_does_not_hold_up_shutdown() {
-    use tokio::io::AsyncReadExt;
+/// A gateway whose shutdown would wait 30 s for its connections (the drain), and whose bounds
+/// on a connection without a request (first request, idle) are 30 s too: a shutdown that ends
+/// sooner closed them itself.
+async fn stopping_slowly() -> (Fake, TestGateway) {
     let upstream = Fake::start(fake::smart()).await;
     let mut config = config_for(&upstream.url());
     config.server.shutdown_drain = Duration::from_secs(30);
     config.server.first_request_timeout = Duration::from_secs(30);
+    config.server.idle_timeout = Duration::from_secs(30);
     let gw = start_gateway(config, None).await;
+    (upstream, gw)
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sent_a_byte_does_not_hold_up_shutdown() {
+    use tokio::io::AsyncReadExt;
+    let (_upstream, gw) = stopping_slowly().await;
     let mut silent = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     // A request on another connection, so the silent one has surely been accepted.
     let res = send(
@@ -283,11 +292,7 @@ async fn a_connection_that_never_sent_a_byte_does_not_hold_up_shutdown() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_at_once_by_a_shutdown() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let upstream = Fake::start(fake::smart()).await;
-    let mut config = config_for(&upstream.url());
-    config.server.shutdown_drain = Duration::from_secs(30);
-    config.server.idle_timeout = Duration::from_secs(30);
-    let gw = start_gateway(config, None).await;
+    let (_upstream, gw) = stopping_slowly().await;
     // One request on a kept-alive connection, its reply read whole; then the connection is idle.
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let body = chat().to_string();
@@ -345,11 +350,7 @@ fn reply_is_whole(reply: &[u8]) -> bool {
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_at_once_by_a_shutdown() {
     use http_body_util::BodyExt;
-    let upstream = Fake::start(fake::smart()).await;
-    let mut config = config_for(&upstream.url());
-    config.server.shutdown_drain = Duration::from_secs(30);
-    config.server.idle_timeout = Duration::from_secs(30);
-    let gw = start_gateway(config, None).await;
+    let (_upstream, gw) = stopping_slowly().await;
     // HTTP/2 with prior knowledge (the server's other protocol path), one request answered whole.
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
