@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::fake::{self, Fake, Reply};
 use common::{
-    config_for, gateway_for, post, send_raw, start_full, start_gateway, start_service, KEY,
+    closed_by_peer, config_for, gateway_for, post, raw_post, read_response, send_raw, start_full,
+    start_gateway, start_service, KEY,
 };
 use http::Method;
 use serde_json::{json, Value};
@@ -250,42 +251,6 @@ fn open_files_limit() -> Option<usize> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Reads one HTTP/1.1 response with a `content-length` body off `stream` (within 20 s).
-async fn read_response(stream: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .and_then(|n| n.trim().parse::<usize>().ok())
-                .expect("a content-length");
-            if got.len() >= end + 4 + length {
-                return text;
-            }
-        }
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-            other => panic!("the response did not arrive: {other:?}, got {text}"),
-        }
-    }
-}
-
-/// Waits until the peer closes `stream` (EOF or reset), or `deadline` passes.
-async fn closed_by_peer(mut stream: TcpStream, deadline: tokio::time::Instant) -> bool {
-    let mut buf = [0u8; 256];
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue, // e.g. the server's HTTP/2 SETTINGS or a 408
-        }
-    }
-}
-
 #[tokio::test]
 async fn two_thousand_silent_connections_are_closed_while_a_real_request_is_served() {
     let upstream = Fake::start(fake::smart()).await;
@@ -397,15 +362,7 @@ async fn past_max_connections_new_clients_wait_instead_of_failing() {
 
 /// A chat request's head and body, as raw HTTP/1.1 on a kept-alive connection.
 fn raw_chat_request() -> Vec<u8> {
-    let body = serde_json::to_vec(&chat(json!({}))).unwrap();
-    let mut raw = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(&body);
-    raw
+    raw_post("/v1/chat/completions", &chat(json!({})))
 }
 
 #[tokio::test]

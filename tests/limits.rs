@@ -291,60 +291,24 @@ async fn a_connection_that_never_sent_a_byte_does_not_hold_up_shutdown() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_at_once_by_a_shutdown() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (_upstream, gw) = stopping_slowly().await;
     // One request on a kept-alive connection, its reply read whole; then the connection is idle.
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let body = chat().to_string();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    tcp.write_all(format!("{head}{body}").as_bytes())
+    tcp.write_all(&raw_post("/v1/chat/completions", &chat()))
         .await
         .unwrap();
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !reply_is_whole(&reply) {
-        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
-            .await
-            .expect("the reply arrives")
-            .unwrap();
-        assert!(n > 0, "the connection stayed open after the reply");
-        reply.extend_from_slice(&buf[..n]);
-    }
-    assert!(
-        reply.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&reply)
-    );
+    let reply = read_response(&mut tcp).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     tokio::time::timeout(Duration::from_secs(5), gw.shutdown())
         .await
         .expect("shutdown does not wait out the 30 s drain for an idle connection")
         .unwrap();
-    let read = tokio::time::timeout(Duration::from_secs(1), tcp.read(&mut buf)).await;
+    let soon = tokio::time::Instant::now() + Duration::from_secs(1);
     assert!(
-        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-        "the idle connection was closed: {read:?}"
+        closed_by_peer(tcp, soon).await,
+        "the idle connection was closed"
     );
-}
-
-/// Whether `reply` holds a whole HTTP/1.1 response, whose body has a `content-length`.
-fn reply_is_whole(reply: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(reply);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return false;
-    };
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let l = l.to_ascii_lowercase();
-            l.strip_prefix("content-length:")
-                .and_then(|v| v.trim().parse::<usize>().ok())
-        })
-        .unwrap_or_else(|| panic!("a reply without content-length: {head}"));
-    body.len() >= length
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::fake::{self, Fake};
-use common::{config_for, post, start_gateway};
+use common::{config_for, post, read_response, start_gateway};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use open_bedrock_server::body::Body;
@@ -143,29 +143,10 @@ async fn get(conn: &mut TcpStream, path: &str) -> String {
 
 /// Reads a 200 reply's body from `conn`.
 async fn get_reply(conn: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
-            .await
-            .expect("a reply in time")
-            .unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .expect("a content length")
-                .parse()
-                .unwrap();
-            if body.len() >= len {
-                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-                return body[..len].to_owned();
-            }
-        }
-    }
+    let reply = read_response(conn).await;
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
 }
 
 #[tokio::test]

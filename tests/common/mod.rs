@@ -16,6 +16,8 @@ use open_bedrock_server::config::Config;
 use open_bedrock_server::provider::{BedrockProvider, OpenAiProvider};
 use open_bedrock_server::{server, Gateway, GatewayBuilder};
 use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 pub const KEY: &str = "test-gateway-key";
 pub const UPSTREAM_KEY: &str = "sk-upstream-secret";
@@ -267,4 +269,53 @@ pub async fn metrics_with(gw: &TestGateway, needle: &str) -> String {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     text
+}
+
+/// `body` POSTed to `path` with the gateway key, as raw HTTP/1.1 on a kept-alive connection.
+pub fn raw_post(path: &str, body: &Value) -> Vec<u8> {
+    let body = serde_json::to_vec(body).unwrap();
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    raw
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` body off `stream` (within 20 s).
+pub async fn read_response(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .expect("a content-length");
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!("the response did not arrive: {other:?}, got {text}"),
+        }
+    }
+}
+
+/// Waits until the peer closes `stream` (EOF or reset), or `deadline` passes.
+pub async fn closed_by_peer(mut stream: TcpStream, deadline: tokio::time::Instant) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue, // e.g. the server's HTTP/2 SETTINGS or a 408
+        }
+    }
 }
