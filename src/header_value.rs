@@ -11,6 +11,10 @@
 //!
 //! A value that repeats response after response at one place (a configured limit, a provider's
 //! name) is made once per thread and then cloned, a reference count ([`LastValue`]).
+//!
+//! The others are short (digits, a price) and live as long as their response's head: their bytes
+//! are carved from one buffer per thread ([`carved`]), a reference count each instead of a heap
+//! block each; the buffer is replaced when it is full and freed when its last value goes.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -25,17 +29,47 @@ pub(crate) fn written(write: impl FnOnce(&mut Stack) -> fmt::Result) -> Option<H
         len: 0,
     };
     write(&mut out).ok()?;
-    HeaderValue::from_bytes(&out.buf[..out.len]).ok()
+    carved(&out.buf[..out.len])
 }
 
-/// `n` as a header value, in one heap block (see the module docs).
+/// `n` as a header value, its digits [`carved`] from this thread's buffer (see the module docs).
 pub(crate) fn int(n: impl itoa::Integer) -> HeaderValue {
-    with_digits(n, copied)
+    with_digits(n, carved)
 }
 
 /// `bytes` copied into a header value of their own (one heap block), if they are a valid one.
 fn copied(bytes: &[u8]) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(bytes)).ok()
+}
+
+/// The size of the buffer [`carved`] values share: a few hundred responses' values.
+const CARVED_BUFFER: usize = 4096;
+
+/// The longest value [`carved`] takes from the shared buffer; a longer one is [`copied`].
+const MAX_CARVED: usize = 64;
+
+/// `bytes` copied into this thread's buffer of value bytes, and the header value a slice of it
+/// (a reference count on the buffer, not a heap block), if they are a valid one.
+///
+/// For values dropped with their response: a value kept for long keeps its whole buffer
+/// ([`LastValue`] keeps [`copied`] ones).
+fn carved(bytes: &[u8]) -> Option<HeaderValue> {
+    thread_local! {
+        static BUFFER: RefCell<bytes::BytesMut> = RefCell::new(bytes::BytesMut::new());
+    }
+    if bytes.len() > MAX_CARVED {
+        return copied(bytes);
+    }
+    let slice = BUFFER.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.capacity() < bytes.len() {
+            // The old buffer is freed by the last value sliced from it.
+            *b = bytes::BytesMut::with_capacity(CARVED_BUFFER);
+        }
+        b.extend_from_slice(bytes);
+        b.split_to(bytes.len()).freeze()
+    });
+    HeaderValue::from_maybe_shared(slice).ok()
 }
 
 /// `n`'s digits made into a header value by `make`.
@@ -87,18 +121,20 @@ impl LastValue {
         if let Some(kept) = memo.kept.as_ref().filter(|v| v.as_bytes() == bytes) {
             return Some(kept.clone());
         }
-        let value = copied(bytes)?;
         let seen = memo.seen_len.map(|n| &memo.seen[..usize::from(n)]);
         if seen == Some(bytes) {
+            // Kept for long: bytes of its own, not a slice that would keep a shared buffer.
+            let value = copied(bytes)?;
             memo.kept = Some(value.clone());
             memo.seen_len = None;
-        } else {
-            memo.seen_len = memo.seen.get_mut(..bytes.len()).map(|to| {
-                to.copy_from_slice(bytes);
-                // At most `SEEN` (32), which a `u8` holds.
-                bytes.len() as u8
-            });
+            return Some(value);
         }
+        let value = carved(bytes)?;
+        memo.seen_len = memo.seen.get_mut(..bytes.len()).map(|to| {
+            to.copy_from_slice(bytes);
+            // At most `SEEN` (32), which a `u8` holds.
+            bytes.len() as u8
+        });
         Some(value)
     }
 
@@ -193,6 +229,50 @@ mod tests {
             last.get(long.as_bytes()).unwrap(),
         );
         assert!(at(&a) != at(&b) && at(&b) != at(&c) && at(&a) != at(&c));
+    }
+
+    #[test]
+    fn short_values_are_slices_of_one_buffer_until_it_is_full() {
+        // From a buffer of this test's thread alone: a fresh one, so the first value starts it.
+        std::thread::spawn(|| {
+            let first = int(12345u32);
+            let second = written(|out| out.write_str("0.0042")).unwrap();
+            assert!(first == "12345" && second == "0.0042");
+            // Side by side in one buffer.
+            assert_eq!(at(&second), at(&first).wrapping_add(5));
+            // Fill the buffer: every value is its own bytes, and the one that did not fit starts
+            // a new buffer.
+            let mut values = vec![first, second];
+            let mut filled = 11;
+            while filled + 8 <= CARVED_BUFFER {
+                values.push(int(10_000_000u32 + filled as u32));
+                filled += 8;
+            }
+            let next = int(99_999_999u32);
+            let last = values.last().unwrap();
+            assert_ne!(at(&next), at(last).wrapping_add(8), "a new buffer");
+            for (i, v) in values.iter().enumerate().skip(2) {
+                let n = 10_000_000 + 11 + 8 * (i - 2);
+                assert_eq!(v.to_str().unwrap(), n.to_string());
+            }
+            // The old buffer stays while its values do; they read the same after it is replaced.
+            drop(values.drain(..values.len() - 1));
+            assert_eq!(values[0].len(), 8);
+            assert_eq!(next, "99999999");
+            // Too long to carve, or not a header value.
+            let long = "x".repeat(MAX_CARVED + 1);
+            assert_eq!(
+                written(|out| out.write_str(&long[..48])).map(|v| v.len()),
+                Some(48)
+            );
+            assert_eq!(
+                carved(long.as_bytes()).map(|v| v.len()),
+                Some(MAX_CARVED + 1)
+            );
+            assert_eq!(carved(b"a\nb"), None);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

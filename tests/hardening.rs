@@ -594,3 +594,60 @@ async fn health_and_errors_do_not_reveal_the_upstream() {
         "{message}"
     );
 }
+
+/// hyper parses each request on a kept-alive connection into the header map the connection's last
+/// reply was written from, and the gateway writes each reply into its own request's map: no
+/// request header may reach a reply, whatever the number of headers before it on the connection.
+#[tokio::test]
+async fn request_headers_never_reach_a_reply_on_a_kept_alive_connection() {
+    let upstream = Fake::start(fake::smart()).await;
+    let gw = start_gateway(config_for(&upstream.url()), None).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    // A few headers; more than a kept map holds; a few again; a stream; a complete reply again.
+    for (n, stream) in [(3, false), (40, false), (6, false), (6, true), (2, false)] {
+        let raw = raw_post("/v1/chat/completions", &chat(json!({"stream": stream})));
+        let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+        let mut request = raw[..line_end].to_vec();
+        for i in 0..n {
+            request.extend_from_slice(format!("x-probe-{i}: secret-{i}\r\n").as_bytes());
+        }
+        request.extend_from_slice(&raw[line_end..]);
+        s.write_all(&request).await.unwrap();
+        let reply = if stream {
+            read_chunked(&mut s).await
+        } else {
+            read_response(&mut s).await
+        };
+        let head = reply[..reply.find("\r\n\r\n").unwrap()].to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{reply}");
+        for leaked in ["x-probe", "secret-", "authorization", "bearer", "host:"] {
+            assert!(!head.contains(leaked), "{leaked} in the reply: {head}");
+        }
+        let content_type = if stream {
+            "content-type: text/event-stream"
+        } else {
+            "content-type: application/json"
+        };
+        assert!(head.contains(content_type), "{head}");
+        assert!(head.contains("x-request-id: "), "{head}");
+        assert!(stream == reply.contains("data: [DONE]"), "{reply}");
+    }
+    assert_eq!(upstream.count(), 5);
+}
+
+/// Reads one HTTP/1.1 response with a chunked body off `stream` (within 20 s).
+async fn read_chunked(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !got.ends_with(b"\r\n0\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!(
+                "the stream did not end: {other:?}, got {}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}

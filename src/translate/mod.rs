@@ -278,10 +278,11 @@ mod tests {
     /// Translation's future lives inside the key policy's, inside detection's, inside the
     /// ingress stack's box, one per request: the Responses API's parts (the core until the call
     /// is prepared, the reply's context) are kept where they do not size every chat call's future
-    /// (issue 18). 520 bytes when written, in a test build.
+    /// (issue 18). 520 bytes when written, in a test build; 648 with the request's header map
+    /// and extensions kept as room for the reply's (`reply::Room`).
     #[test]
     fn the_translate_future_is_kept_small() {
         let size = std::mem::size_of::<ResponseFuture<crate::gateway::Core>>();
-        assert!(size <= 640, "translation's future is {size} bytes");
+        assert!(size <= 704, "translation's future is {size} bytes");
     }
 }

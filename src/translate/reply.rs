@@ -48,6 +48,15 @@ pub struct CompleteReply {
 /// assert_eq!(titan.headers["x-amzn-bedrock-output-token-count"], "2");
 /// ```
 pub fn encode_complete(response: &ChatResponse, reply: ReplyFormat) -> CompleteReply {
+    encode_complete_in(HeaderMap::new(), response, reply)
+}
+
+/// [`encode_complete`] with the headers written into `room` (see [`Room`]).
+pub(crate) fn encode_complete_in(
+    room: HeaderMap,
+    response: &ChatResponse,
+    reply: ReplyFormat,
+) -> CompleteReply {
     let json = match reply {
         ReplyFormat::Claude | ReplyFormat::BedrockInvokeClaude => {
             serde_json::to_vec(&bedrock_claude::encode_client_response(response))
@@ -64,7 +73,7 @@ pub fn encode_complete(response: &ChatResponse, reply: ReplyFormat) -> CompleteR
     CompleteReply {
         // Serializing our own types into memory cannot fail.
         body: Bytes::from(json.unwrap_or_default()),
-        headers: complete_headers(reply, response.usage.as_ref()),
+        headers: complete_headers(room, reply, response.usage.as_ref()),
     }
 }
 
@@ -75,9 +84,63 @@ pub fn encode_complete(response: &ChatResponse, reply: ReplyFormat) -> CompleteR
 /// `invoke` reply with cache counts and a token budget can still reach fifteen).
 const REPLY_HEADERS: usize = 12;
 
-/// The headers of a complete reply: `Content-Type`, plus Bedrock's token counts on `invoke`.
-pub(crate) fn complete_headers(reply: ReplyFormat, usage: Option<&Usage>) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(REPLY_HEADERS);
+/// The largest request header map [`Room`] keeps (its capacity, in headers): a table of 32
+/// slots, room for an SDK's request of a dozen or more headers.
+const MAX_ROOM: usize = 2 * REPLY_HEADERS;
+
+/// A request's header map and extensions, emptied, as room for its reply's.
+///
+/// hyper parses each request on an HTTP/1.1 connection into the header map the connection's last
+/// reply was written from. A reply written into its own request's map makes that one table per
+/// connection, instead of one table freed and one allocated per request (the table for twelve
+/// headers is larger than glibc's per-thread cache takes, so each was a trip to its shared bins).
+/// The extensions likewise: the response's go into the request's map, made with room for them
+/// (`server::connection`), instead of a map and a table of their own.
+///
+/// A header map that a request with many headers grew past [`MAX_ROOM`] is dropped, not kept for
+/// the connection's life.
+#[derive(Debug, Default)]
+pub(crate) struct Room {
+    /// Empty, with the request's table.
+    pub(crate) headers: HeaderMap,
+    /// Empty, with the request's table.
+    pub(crate) extensions: http::Extensions,
+}
+
+impl Room {
+    /// `parts`' header map and extensions, taken and emptied: none of the request's can reach
+    /// the reply.
+    pub(crate) fn of(parts: &mut http::request::Parts) -> Room {
+        let mut headers = std::mem::take(&mut parts.headers);
+        if headers.capacity() > MAX_ROOM {
+            headers = HeaderMap::new();
+        }
+        headers.clear();
+        let mut extensions = std::mem::take(&mut parts.extensions);
+        extensions.clear();
+        Room {
+            headers,
+            extensions,
+        }
+    }
+}
+
+/// `room` (empty) with space for a reply's headers.
+fn with_reply_room(room: HeaderMap) -> HeaderMap {
+    debug_assert!(room.is_empty());
+    let mut headers = room;
+    headers.reserve(REPLY_HEADERS);
+    headers
+}
+
+/// The headers of a complete reply, in `room`: `Content-Type`, plus Bedrock's token counts on
+/// `invoke`.
+pub(crate) fn complete_headers(
+    room: HeaderMap,
+    reply: ReplyFormat,
+    usage: Option<&Usage>,
+) -> HeaderMap {
+    let mut headers = with_reply_room(room);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -146,6 +209,7 @@ pub(crate) fn stream_reply(
     stream: ChunkStream,
     reply: ReplyFormat,
     settings: &StreamSettings,
+    room: HeaderMap,
 ) -> (Body, HeaderMap) {
     let sse = || SseFramer::new(reply.error_dialect());
     let (body, content_type) = match reply {
@@ -176,7 +240,7 @@ pub(crate) fn stream_reply(
             settings,
         ),
     };
-    (body, stream_headers(reply, content_type))
+    (body, stream_headers(room, reply, content_type))
 }
 
 /// A Responses stream: `encoder`'s typed events as SSE, an in-band error numbered after them.
@@ -187,7 +251,11 @@ pub(crate) fn responses_stream_reply(
     settings: &StreamSettings,
 ) -> (Body, HeaderMap) {
     let (body, content_type) = encoded(stream, encoder, ResponsesFramer::new(seq), settings);
-    (body, stream_headers(ReplyFormat::Responses, content_type))
+    let room = HeaderMap::new();
+    (
+        body,
+        stream_headers(room, ReplyFormat::Responses, content_type),
+    )
 }
 
 /// The body and headers of a relayed stream (payloads in `format`, which `reply` reads).
@@ -196,6 +264,7 @@ pub(crate) fn relayed_stream_reply(
     format: InboundFormat,
     reply: ReplyFormat,
     settings: &StreamSettings,
+    room: HeaderMap,
 ) -> (Body, HeaderMap) {
     let encoder = RelayEncoder::new(format, settings.include_usage);
     let (body, content_type) = match reply {
@@ -212,11 +281,12 @@ pub(crate) fn relayed_stream_reply(
             settings,
         ),
     };
-    (body, stream_headers(reply, content_type))
+    (body, stream_headers(room, reply, content_type))
 }
 
-fn stream_headers(reply: ReplyFormat, content_type: &'static str) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(REPLY_HEADERS);
+/// The headers of a streamed reply, in `room`.
+fn stream_headers(room: HeaderMap, reply: ReplyFormat, content_type: &'static str) -> HeaderMap {
+    let mut headers = with_reply_room(room);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if reply.error_dialect() == crate::error::ErrorDialect::Bedrock {
         headers.insert(

@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::util::Oneshot;
@@ -17,8 +17,8 @@ use tower_service::Service;
 
 use super::decode_shared;
 use super::reply::{
-    complete_headers, encode_complete, relayed_stream_reply, relays, responses_stream_reply,
-    stream_reply, StreamSettings,
+    complete_headers, encode_complete_in, relayed_stream_reply, relays, responses_stream_reply,
+    stream_reply, Room, StreamSettings,
 };
 use crate::body::Body;
 use crate::detect::DetectedRequest;
@@ -239,16 +239,18 @@ where
             needs_responses_api: None,
         };
         let call = ChatCall::with_context(shared, context);
+        let settings = self.settings(&parts, include_usage);
         ResponseFuture {
             state: State::Calling {
                 fut: Oneshot::new(S::clone(&self.inner), call),
             },
             reply,
-            settings: self.settings(&parts, include_usage),
+            settings,
             hooks,
             record: Some(record),
             amzn_id,
             responses: None,
+            room: Room::of(&mut parts),
         }
     }
 }
@@ -312,6 +314,7 @@ where
             record: Some(record),
             amzn_id: None,
             responses: None,
+            room: Room::default(),
         }
     }
 
@@ -427,6 +430,7 @@ where
             record: None,
             amzn_id: None,
             responses: None,
+            room: Room::default(),
         }
     }
 }
@@ -529,6 +533,8 @@ pin_project_lite::pin_project! {
         amzn_id: Option<HeaderValue>,
         // A Responses call's reply, boxed: the chat calls' futures are not sized by it.
         responses: Option<Box<ResponsesReply>>,
+        // The request's header map and extensions, emptied: the reply's go into them.
+        room: Room,
     }
 }
 
@@ -562,6 +568,7 @@ impl<S: Service<ChatCall>> ResponseFuture<S> {
             record: None,
             amzn_id,
             responses: None,
+            room: Room::default(),
         }
     }
 }
@@ -603,7 +610,12 @@ where
                 },
                 StateProj::Finishing { fut } => {
                     let res = ready!(fut.as_mut().poll(cx));
-                    return Poll::Ready(Ok(finish(res, this.amzn_id.take(), this.record.take())));
+                    return Poll::Ready(Ok(finish(
+                        res,
+                        this.amzn_id.take(),
+                        this.record.take(),
+                        this.room,
+                    )));
                 }
                 StateProj::Calling { fut } if this.responses.is_some() => {
                     let result = ready!(fut.poll(cx));
@@ -634,7 +646,12 @@ where
             StateProj::Embedding { fut, base64 } => {
                 let result = ready!(fut.poll(cx));
                 let res = embeddings_response(result, *base64, this.hooks, this.record.as_deref());
-                return Poll::Ready(Ok(finish(res, this.amzn_id.take(), this.record.take())));
+                return Poll::Ready(Ok(finish(
+                    res,
+                    this.amzn_id.take(),
+                    this.record.take(),
+                    this.room,
+                )));
             }
             // Handled in the loop above.
             StateProj::Preparing { .. } | StateProj::Finishing { .. } => return Poll::Pending,
@@ -656,21 +673,24 @@ where
                         }
                     }
                     let mut res = Response::new(Body::from(body));
-                    *res.headers_mut() = complete_headers(reply, usage.as_ref());
+                    let room = std::mem::take(&mut this.room.headers);
+                    *res.headers_mut() = complete_headers(room, reply, usage.as_ref());
                     res
                 }
                 RelayedBody::Stream(stream) => {
                     let record = this.record.clone().unwrap_or_default();
                     let stream = std::mem::take(this.hooks).tap_relayed(stream, record);
+                    let room = std::mem::take(&mut this.room.headers);
                     let (body, headers) =
-                        relayed_stream_reply(stream, relayed.format, reply, this.settings);
+                        relayed_stream_reply(stream, relayed.format, reply, this.settings, room);
                     let mut res = Response::new(body);
                     *res.headers_mut() = headers;
                     res
                 }
             },
             Ok(ChatReply::Complete(response)) => {
-                let encoded = encode_complete(&response, reply);
+                let encoded =
+                    encode_complete_in(std::mem::take(&mut this.room.headers), &response, reply);
                 if let Some(usage) = &response.usage {
                     this.hooks.report(usage);
                     if let Some(r) = this.record.as_ref() {
@@ -684,14 +704,20 @@ where
             Ok(ChatReply::Stream(stream)) => {
                 let record = this.record.clone().unwrap_or_default();
                 let stream = std::mem::take(this.hooks).tap(stream, record);
-                let (body, headers) = stream_reply(stream, reply, this.settings);
+                let room = std::mem::take(&mut this.room.headers);
+                let (body, headers) = stream_reply(stream, reply, this.settings, room);
                 let mut res = Response::new(body);
                 *res.headers_mut() = headers;
                 res
             }
             Err(e) => e.into_response(reply.error_dialect()),
         };
-        Poll::Ready(Ok(finish(res, this.amzn_id.take(), this.record.take())))
+        Poll::Ready(Ok(finish(
+            res,
+            this.amzn_id.take(),
+            this.record.take(),
+            this.room,
+        )))
     }
 }
 
@@ -727,6 +753,7 @@ fn responses_reply(
                     InboundFormat::Responses,
                     ReplyFormat::Responses,
                     settings,
+                    HeaderMap::new(),
                 );
                 let mut res = Response::new(body);
                 *res.headers_mut() = headers;
@@ -803,12 +830,17 @@ fn embeddings_response(
 }
 
 /// The headers and extensions every reply gets: Bedrock's request id, who served it, and the
-/// call's record for the log line and the metrics.
+/// call's record for the log line and the metrics (in the request's extensions map, emptied,
+/// when the reply has none of its own yet).
 fn finish(
     mut res: Response<Body>,
     amzn_id: Option<HeaderValue>,
     record: Option<Arc<CallRecord>>,
+    room: &mut Room,
 ) -> Response<Body> {
+    if res.extensions().is_empty() {
+        *res.extensions_mut() = std::mem::take(&mut room.extensions);
+    }
     if let Some(id) = amzn_id {
         res.headers_mut()
             .insert(crate::header_name::X_AMZN_REQUESTID.clone(), id);
