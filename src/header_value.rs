@@ -7,14 +7,21 @@
 //! Integers go through [`int`]: `http`'s own `HeaderValue::from(u64)` writes the digits into a
 //! 20-byte `BytesMut` and freezes it, two heap blocks per value (the buffer, then the shared
 //! header `Bytes` needs for a buffer longer than its contents); [`int`] copies the digits once,
-//! one block sized to them.
+//! into the buffer below.
 //!
 //! A value that repeats response after response at one place (a configured limit, a provider's
 //! name) is made once per thread and then cloned, a reference count ([`LastValue`]).
 //!
 //! The others are short (digits, a price) and live as long as their response's head: their bytes
 //! are carved from one buffer per thread ([`carved`]), a reference count each instead of a heap
-//! block each; the buffer is replaced when it is full and freed when its last value goes.
+//! block each. When the buffer is full it is reused in place if none of its values is left, and
+//! replaced otherwise (the old one is freed with its last value).
+//!
+//! A carved value is marked never to be indexed by HTTP/2's header compression
+//! ([`HeaderValue::set_sensitive`]): h2 would keep it in the connection's table for the
+//! connection's life, and with it its whole buffer. The values carved change from response to
+//! response, so indexing them saved nothing; values that repeat ([`LastValue`]'s kept ones) have
+//! bytes of their own and are indexed as before.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -42,14 +49,15 @@ fn copied(bytes: &[u8]) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(bytes)).ok()
 }
 
-/// The size of the buffer [`carved`] values share: a few hundred responses' values.
+/// The size of the buffer [`carved`] values share: a hundred responses' values or more.
 const CARVED_BUFFER: usize = 4096;
 
 /// The longest value [`carved`] takes from the shared buffer; a longer one is [`copied`].
 const MAX_CARVED: usize = 64;
 
 /// `bytes` copied into this thread's buffer of value bytes, and the header value a slice of it
-/// (a reference count on the buffer, not a heap block), if they are a valid one.
+/// (a reference count on the buffer, not a heap block), if they are a valid one. Marked never to
+/// be indexed (see the module docs).
 ///
 /// For values dropped with their response: a value kept for long keeps its whole buffer
 /// ([`LastValue`] keeps [`copied`] ones).
@@ -63,13 +71,16 @@ fn carved(bytes: &[u8]) -> Option<HeaderValue> {
     let slice = BUFFER.with(|b| {
         let mut b = b.borrow_mut();
         if b.capacity() < bytes.len() {
-            // The old buffer is freed by the last value sliced from it.
-            *b = bytes::BytesMut::with_capacity(CARVED_BUFFER);
+            // The same buffer from its start when no value sliced from it is left; otherwise a
+            // new one, and the old one is freed by the last of its values.
+            b.reserve(CARVED_BUFFER);
         }
         b.extend_from_slice(bytes);
         b.split_to(bytes.len()).freeze()
     });
-    HeaderValue::from_maybe_shared(slice).ok()
+    let mut value = HeaderValue::from_maybe_shared(slice).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// `n`'s digits made into a header value by `make`.
@@ -87,8 +98,8 @@ fn with_digits(
 /// and a [`HeaderValue`] clone is a reference count where making one is a heap block and a copy.
 ///
 /// A value is kept once the same bytes come twice in a row (keeping it costs one more block: the
-/// count its clones share), so bytes that differ each time cost what they cost without it (a
-/// block each) and bytes that repeat cost none from their third time on. Per thread
+/// count its clones share), so bytes that differ each time cost what they cost without it (each
+/// [`carved`]) and bytes that repeat cost none from their third time on. Per thread
 /// (`thread_local!`, one per call site): no lock; one value and 32 bytes held per thread and site.
 pub(crate) struct LastValue(RefCell<Memo>);
 
@@ -197,6 +208,8 @@ mod tests {
         assert_ne!(at(&first), at(&second));
         let third = last.int(600u32);
         assert_eq!(at(&third), at(&second));
+        // Kept: bytes of its own, indexed by HTTP/2's header compression like any value.
+        assert!(first.is_sensitive() && !second.is_sensitive());
         // Not a header value: refused, and the kept one stays.
         assert_eq!(last.get(b"a\nb"), None);
         assert_eq!(at(&last.int(600u32)), at(&second));
@@ -259,6 +272,13 @@ mod tests {
             drop(values.drain(..values.len() - 1));
             assert_eq!(values[0].len(), 8);
             assert_eq!(next, "99999999");
+            // Never indexed by HTTP/2's header compression (it would keep the buffer).
+            assert!(next.is_sensitive());
+            // A full buffer none of whose values is left is reused from its start.
+            let start = at(&next);
+            drop((values, next));
+            let reused = (0..CARVED_BUFFER / 8 + 1).any(|_| at(&int(10_000_000u32)) == start);
+            assert!(reused, "the buffer was not reused in place");
             // Too long to carve, or not a header value.
             let long = "x".repeat(MAX_CARVED + 1);
             assert_eq!(

@@ -603,9 +603,22 @@ async fn request_headers_never_reach_a_reply_on_a_kept_alive_connection() {
     let upstream = Fake::start(fake::smart()).await;
     let gw = start_gateway(config_for(&upstream.url()), None).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    // A few headers; more than a kept map holds; a few again; a stream; a complete reply again.
-    for (n, stream) in [(3, false), (40, false), (6, false), (6, true), (2, false)] {
-        let raw = raw_post("/v1/chat/completions", &chat(json!({"stream": stream})));
+    // A few headers; more than a kept map holds; a few again; a stream; as many as a kept map
+    // holds; a reply translated to Claude's format; a relayed complete reply again.
+    let (relayed, claude) = (
+        "/v1/chat/completions",
+        "/v1/chat/completions?target_format=bedrock_claude",
+    );
+    for (n, stream, path) in [
+        (3, false, relayed),
+        (40, false, relayed),
+        (6, false, relayed),
+        (6, true, relayed),
+        (15, false, relayed),
+        (8, false, claude),
+        (2, false, relayed),
+    ] {
+        let raw = raw_post(path, &chat(json!({"stream": stream})));
         let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
         let mut request = raw[..line_end].to_vec();
         for i in 0..n {
@@ -629,10 +642,14 @@ async fn request_headers_never_reach_a_reply_on_a_kept_alive_connection() {
             "content-type: application/json"
         };
         assert!(head.contains(content_type), "{head}");
-        assert!(head.contains("x-request-id: "), "{head}");
+        assert_eq!(head.matches("x-request-id: ").count(), 1, "{head}");
+        assert_eq!(head.matches("content-type: ").count(), 1, "{head}");
         assert!(stream == reply.contains("data: [DONE]"), "{reply}");
+        if path == claude {
+            assert!(reply.contains(r#""type":"message""#), "{reply}");
+        }
     }
-    assert_eq!(upstream.count(), 5);
+    assert_eq!(upstream.count(), 7);
 }
 
 /// Reads one HTTP/1.1 response with a chunked body off `stream` (within 20 s).

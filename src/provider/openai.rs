@@ -501,7 +501,7 @@ fn post_request(
     id: Option<&HeaderValue>,
 ) -> Request<Full<Bytes>> {
     let mut headers = inner.post_headers.clone();
-    // Written here in one heap block; hyper would add it in two (see `header_value::int`).
+    // Written here without a heap block; hyper would add it in two (see `header_value::int`).
     headers.insert(header::CONTENT_LENGTH, crate::header_value::int(body.len()));
     if stream && !inner.accept_configured {
         headers.insert(header::ACCEPT, EVENT_STREAM.clone());

@@ -88,7 +88,8 @@ const REPLY_HEADERS: usize = 12;
 /// slots, room for an SDK's request of a dozen or more headers.
 const MAX_ROOM: usize = 2 * REPLY_HEADERS;
 
-/// A request's header map and extensions, emptied, as room for its reply's.
+/// A chat request's header map and extensions, emptied, as room for its reply's (an error reply,
+/// and the embeddings and Responses routes' replies, make their own).
 ///
 /// hyper parses each request on an HTTP/1.1 connection into the header map the connection's last
 /// reply was written from. A reply written into its own request's map makes that one table per
@@ -97,8 +98,8 @@ const MAX_ROOM: usize = 2 * REPLY_HEADERS;
 /// The extensions likewise: the response's go into the request's map, made with room for them
 /// (`server::connection`), instead of a map and a table of their own.
 ///
-/// A header map that a request with many headers grew past [`MAX_ROOM`] is dropped, not kept for
-/// the connection's life.
+/// A header map that a request with many headers, or many values of one, grew past [`MAX_ROOM`]
+/// is dropped, not kept for the connection's life.
 #[derive(Debug, Default)]
 pub(crate) struct Room {
     /// Empty, with the request's table.
@@ -112,7 +113,8 @@ impl Room {
     /// the reply.
     pub(crate) fn of(parts: &mut http::request::Parts) -> Room {
         let mut headers = std::mem::take(&mut parts.headers);
-        if headers.capacity() > MAX_ROOM {
+        // `len` counts a name's repeated values too: their list keeps its room when cleared.
+        if headers.capacity() > MAX_ROOM || headers.len() > MAX_ROOM {
             headers = HeaderMap::new();
         }
         headers.clear();
@@ -126,11 +128,10 @@ impl Room {
 }
 
 /// `room` (empty) with space for a reply's headers.
-fn with_reply_room(room: HeaderMap) -> HeaderMap {
+fn with_reply_room(mut room: HeaderMap) -> HeaderMap {
     debug_assert!(room.is_empty());
-    let mut headers = room;
-    headers.reserve(REPLY_HEADERS);
-    headers
+    room.reserve(REPLY_HEADERS);
+    room
 }
 
 /// The headers of a complete reply, in `room`: `Content-Type`, plus Bedrock's token counts on
@@ -251,11 +252,8 @@ pub(crate) fn responses_stream_reply(
     settings: &StreamSettings,
 ) -> (Body, HeaderMap) {
     let (body, content_type) = encoded(stream, encoder, ResponsesFramer::new(seq), settings);
-    let room = HeaderMap::new();
-    (
-        body,
-        stream_headers(room, ReplyFormat::Responses, content_type),
-    )
+    let headers = stream_headers(HeaderMap::new(), ReplyFormat::Responses, content_type);
+    (body, headers)
 }
 
 /// The body and headers of a relayed stream (payloads in `format`, which `reply` reads).
@@ -326,4 +324,49 @@ where
         None => body,
     };
     (Body::new(body), content_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts_with(headers: &[(&'static str, &'static str)]) -> http::request::Parts {
+        let mut req = http::Request::new(());
+        for (name, value) in headers {
+            req.headers_mut()
+                .append(*name, HeaderValue::from_static(value));
+        }
+        req.extensions_mut().insert(7u8);
+        req.into_parts().0
+    }
+
+    #[test]
+    fn a_room_is_empty_and_keeps_only_a_table_of_modest_size() {
+        // A few headers: kept, emptied, extensions too.
+        let mut parts = parts_with(&[("x-a", "1"), ("x-b", "2"), ("host", "gw")]);
+        let room = Room::of(&mut parts);
+        assert!(room.headers.is_empty() && room.extensions.is_empty());
+        assert!(room.headers.capacity() > 0, "the table is kept");
+        assert!(parts.headers.is_empty() && parts.extensions.is_empty());
+        // Many values of one name (as HTTP/2 builds a map, without reserving): the table stays
+        // small, but the values' list is not kept either.
+        let many = [("x-a", "1"); 40];
+        let room = Room::of(&mut parts_with(&many));
+        assert!(room.headers.is_empty());
+        assert_eq!(room.headers.capacity(), 0, "not kept");
+        // Many names: not kept.
+        let mut parts = parts_with(&[]);
+        for i in 0..40 {
+            parts.headers.insert(
+                http::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        assert_eq!(Room::of(&mut parts).headers.capacity(), 0, "not kept");
+        // Written into: what the reply writes, nothing else.
+        let room = Room::of(&mut parts_with(&[("x-probe", "secret")]));
+        let headers = complete_headers(room.headers, ReplyFormat::OpenAi, None);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    }
 }

@@ -663,6 +663,7 @@ where
             }
             other => other,
         };
+        let room = std::mem::take(&mut this.room.headers);
         let res = match result {
             Ok(ChatReply::Relayed(relayed)) => match relayed.body {
                 RelayedBody::Complete { body, usage } => {
@@ -673,14 +674,12 @@ where
                         }
                     }
                     let mut res = Response::new(Body::from(body));
-                    let room = std::mem::take(&mut this.room.headers);
                     *res.headers_mut() = complete_headers(room, reply, usage.as_ref());
                     res
                 }
                 RelayedBody::Stream(stream) => {
                     let record = this.record.clone().unwrap_or_default();
                     let stream = std::mem::take(this.hooks).tap_relayed(stream, record);
-                    let room = std::mem::take(&mut this.room.headers);
                     let (body, headers) =
                         relayed_stream_reply(stream, relayed.format, reply, this.settings, room);
                     let mut res = Response::new(body);
@@ -689,8 +688,7 @@ where
                 }
             },
             Ok(ChatReply::Complete(response)) => {
-                let encoded =
-                    encode_complete_in(std::mem::take(&mut this.room.headers), &response, reply);
+                let encoded = encode_complete_in(room, &response, reply);
                 if let Some(usage) = &response.usage {
                     this.hooks.report(usage);
                     if let Some(r) = this.record.as_ref() {
@@ -704,7 +702,6 @@ where
             Ok(ChatReply::Stream(stream)) => {
                 let record = this.record.clone().unwrap_or_default();
                 let stream = std::mem::take(this.hooks).tap(stream, record);
-                let room = std::mem::take(&mut this.room.headers);
                 let (body, headers) = stream_reply(stream, reply, this.settings, room);
                 let mut res = Response::new(body);
                 *res.headers_mut() = headers;
