@@ -273,18 +273,29 @@ pub async fn metrics_with(gw: &TestGateway, needle: &str) -> String {
 
 /// `body` POSTed to `path` with the gateway key, as raw HTTP/1.1 on a kept-alive connection.
 pub fn raw_post(path: &str, body: &Value) -> Vec<u8> {
+    raw_post_with(path, body, &[])
+}
+
+/// [`raw_post`] with `headers` (`name: value` lines) after the request line.
+pub fn raw_post_with(path: &str, body: &Value, headers: &[String]) -> Vec<u8> {
     let body = serde_json::to_vec(body).unwrap();
-    let mut raw = format!(
-        "POST {path} HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\n\
+    let mut raw = format!("POST {path} HTTP/1.1\r\n");
+    for h in headers {
+        raw.push_str(h);
+        raw.push_str("\r\n");
+    }
+    raw.push_str(&format!(
+        "host: gw\r\nauthorization: Bearer {KEY}\r\n\
          content-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
-    )
-    .into_bytes();
+    ));
+    let mut raw = raw.into_bytes();
     raw.extend_from_slice(&body);
     raw
 }
 
-/// Reads one HTTP/1.1 response with a `content-length` body off `stream` (within 20 s).
+/// Reads one HTTP/1.1 response off `stream` (within 20 s): its body by its `content-length`, or
+/// chunked to its last chunk.
 pub async fn read_response(stream: &mut TcpStream) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -292,12 +303,18 @@ pub async fn read_response(stream: &mut TcpStream) -> String {
     loop {
         let text = String::from_utf8_lossy(&got).into_owned();
         if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .and_then(|n| n.trim().parse::<usize>().ok())
-                .expect("a content-length");
-            if got.len() >= end + 4 + length {
+            let head = &text[..end];
+            let whole = if head.contains("transfer-encoding: chunked") {
+                text[end..].ends_with("\r\n0\r\n\r\n")
+            } else {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .expect("a content-length");
+                got.len() >= end + 4 + length
+            };
+            if whole {
                 return text;
             }
         }
