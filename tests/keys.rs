@@ -771,3 +771,44 @@ async fn a_reply_without_usage_is_priced_before_the_key_policy_answers() {
     assert!(cost.is_some(), "gpt-4o has a price: {cost:?}");
     drop(call);
 }
+
+/// A key's record belongs to its own request: on one kept-alive connection, where the server
+/// reuses a reply's extension map for the connection's next request, a key without a record
+/// (`API_KEY`) is never held to the allowlist of the key before it, and each keys-file key is held
+/// to its own.
+#[tokio::test]
+async fn a_key_s_allowlist_never_carries_over_to_the_next_request_on_its_connection() {
+    use tokio::io::AsyncWriteExt as _;
+
+    let upstream = Fake::start(fake::openai_smart()).await;
+    let keys = KeysFile::new(&format!(
+        "{}{}",
+        entry("team-a", TEAM_A, "models = [\"gpt-4o*\"]"),
+        entry("team-b", TEAM_B, "models = [\"o3-cached\"]"),
+    ));
+    let (_gateway, gw) = start(&config(&upstream, &keys, "")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    for (key, model, status) in [
+        (TEAM_A, "gpt-4o", 200),
+        (LEGACY, "o3-cached", 200),
+        (TEAM_B, "gpt-4o", 403),
+        (LEGACY, "gpt-4o-mini", 200),
+        (TEAM_A, "o3-cached", 403),
+        (TEAM_B, "o3-cached", 200),
+    ] {
+        let body = serde_json::to_vec(&chat(model)).unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(&[head.as_bytes(), &body].concat())
+            .await
+            .unwrap();
+        let reply = common::read_response(&mut s).await;
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{key} asking for {model}: {reply}"
+        );
+    }
+}

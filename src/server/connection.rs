@@ -379,8 +379,13 @@ pub(crate) struct ConnectionService<S> {
 /// An empty extensions map with room for the extensions a request through the gateway takes (the
 /// connection's closer, the route's error dialect, the key's id and its record): a map that starts
 /// empty is made for three and grown at the fourth, its entries moved into a new table
-/// (callgrind, issue 18). A clone of one kept per thread, emptied after four entries made it
-/// that large; an emptied map keeps its room.
+/// (callgrind, issue 18).
+///
+/// The map of a response this thread handed to hyper, emptied ([`recycle_extensions`]), when
+/// there is one: the gateway's replies carry their request's map back (the translate stage's
+/// `Room`), and hyper drops a response's extensions unread once its head is written. Otherwise a
+/// clone of one kept per thread, emptied after four entries made it that large; an emptied map
+/// keeps its room.
 fn sized_extensions() -> http::Extensions {
     thread_local! {
         static ROOMY: http::Extensions = {
@@ -393,7 +398,44 @@ fn sized_extensions() -> http::Extensions {
             e
         };
     }
-    ROOMY.with(http::Extensions::clone)
+    SPARE_EXTENSIONS
+        .with(|spare| spare.borrow_mut().pop())
+        .unwrap_or_else(|| ROOMY.with(http::Extensions::clone))
+}
+
+thread_local! {
+    /// Emptied extension maps of responses this thread served, for [`sized_extensions`]: at most
+    /// [`SPARE_MAPS`], each of at most [`MAX_RECYCLED_ENTRIES`] entries' room.
+    static SPARE_EXTENSIONS: std::cell::RefCell<Vec<http::Extensions>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The emptied maps a thread keeps: one per request it serves at a time, up to this many.
+const SPARE_MAPS: usize = 8;
+
+/// A map with more entries than this is dropped, not kept: its table would be kept at that size.
+const MAX_RECYCLED_ENTRIES: usize = 8;
+
+/// Takes a response's extensions, just before hyper writes its head, to be emptied and reused by
+/// a request this thread reads next ([`sized_extensions`]). hyper reads two things there: a
+/// custom reason phrase, which leaves the map where it is, and the original case of header names,
+/// which only a hyper client set to preserve it puts there (the gateway's is not).
+fn recycle_extensions(extensions: &mut http::Extensions) {
+    if extensions.is_empty()
+        || extensions.len() > MAX_RECYCLED_ENTRIES
+        || extensions.get::<hyper::ext::ReasonPhrase>().is_some()
+    {
+        return;
+    }
+    let mut map = std::mem::take(extensions);
+    // Emptied before the list is borrowed: an entry's drop could make or recycle a map itself.
+    map.clear();
+    SPARE_EXTENSIONS.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_MAPS {
+            spare.push(map);
+        }
+    });
 }
 
 impl<S> ConnectionService<S> {
@@ -451,7 +493,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let res = std::task::ready!(this.fut.poll(cx))?;
+        let mut res = std::task::ready!(this.fut.poll(cx))?;
+        recycle_extensions(res.extensions_mut());
         let guard = this.guard.take();
         Poll::Ready(Ok(res.map(|inner| TrackedBody {
             inner,
@@ -587,6 +630,56 @@ mod tests {
             e.insert(1u8);
             assert_eq!(e.get::<u8>(), Some(&1));
         }
+    }
+
+    /// A response's map comes back to the next request emptied (a key's id never reaches a
+    /// request it did not authenticate), once per response; a map with a reason phrase stays on
+    /// its response for hyper, and a map grown large is not kept.
+    #[test]
+    fn a_response_map_is_reused_emptied() {
+        std::thread::spawn(|| {
+            let answered = |e: http::Extensions| {
+                let mut res = Response::new(());
+                *res.extensions_mut() = e;
+                res
+            };
+            let mut e = sized_extensions();
+            e.insert(crate::auth::ApiKeyId("key-1".into()));
+            e.insert(7u32);
+            let mut res = answered(e);
+            recycle_extensions(res.extensions_mut());
+            assert!(res.extensions().is_empty(), "taken from the response");
+            assert_eq!(SPARE_EXTENSIONS.with(|s| s.borrow().len()), 1);
+            let mut next = sized_extensions();
+            assert!(next.is_empty());
+            assert_eq!(next.get::<crate::auth::ApiKeyId>(), None);
+            assert_eq!(SPARE_EXTENSIONS.with(|s| s.borrow().len()), 0);
+
+            next.insert(hyper::ext::ReasonPhrase::from_static(b"Fine"));
+            let mut res = answered(next);
+            recycle_extensions(res.extensions_mut());
+            assert!(res.extensions().get::<hyper::ext::ReasonPhrase>().is_some());
+            assert_eq!(SPARE_EXTENSIONS.with(|s| s.borrow().len()), 0);
+
+            let mut large = http::Extensions::new();
+            macro_rules! nine {
+                ($($t:ty),*) => { $(large.insert(<$t>::default());)* };
+            }
+            nine!(u8, u16, u32, u64, u128, i8, i16, i32, i64);
+            let mut res = answered(large);
+            recycle_extensions(res.extensions_mut());
+            assert_eq!(res.extensions().len(), 9, "left where it is");
+            assert_eq!(SPARE_EXTENSIONS.with(|s| s.borrow().len()), 0);
+
+            for _ in 0..SPARE_MAPS + 2 {
+                let mut e = http::Extensions::new();
+                e.insert(1u8);
+                recycle_extensions(&mut e);
+            }
+            assert_eq!(SPARE_EXTENSIONS.with(|s| s.borrow().len()), SPARE_MAPS);
+        })
+        .join()
+        .unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -184,6 +184,9 @@ where
             Some(_) => std::mem::take(&mut detected.body),
             None => detected.body.clone(),
         });
+        // The model as detection read it: the call record's own copy when the request names the
+        // same (moved, not copied again).
+        let requested = detected.requested_model.take();
         // Shared from here: a request detection decoded stays in its one heap block; the
         // changes below are made in place (nothing shares it yet).
         let (mut shared, original) = match decode_shared(detected) {
@@ -220,12 +223,10 @@ where
             // The received body says the same once the member is spliced in (when it has none).
             body = body.and_then(|b| with_include_usage(&b));
         }
-        let record = Arc::new(CallRecord::new(
-            shared.model.clone(),
-            inbound,
-            reply,
-            shared.is_stream(),
-        ));
+        let model = requested
+            .filter(|m| *m == shared.model)
+            .unwrap_or_else(|| shared.model.clone());
+        let record = Arc::new(CallRecord::new(model, inbound, reply, shared.is_stream()));
         let context = CallContext {
             request_id,
             inbound,
