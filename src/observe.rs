@@ -319,51 +319,71 @@ impl AccessLine<'_> {
     /// the line itself). Kept equal to the event's fields by a test.
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn fields(&self, to: &mut impl AccessFields) {
-        to.word("message", "request");
-        to.word("method", self.method.as_str());
-        to.str("path", self.path);
-        to.u64("status", self.status.into());
-        to.str("request_id", self.request_id);
-        to.str("key_id", self.key_id);
-        to.str("model", self.model);
-        to.str("provider", self.provider);
-        to.str("deployment", self.deployment);
-        to.word("format_in", self.format_in);
-        to.word("format_out", self.format_out);
-        to.bool("stream", self.stream);
-        to.f64("latency_ms", self.latency_ms);
-        to.f64("ttft_ms", self.ttft_ms);
-        to.u64("tokens_in", self.usage.0);
-        to.u64("tokens_out", self.usage.1);
-        to.u64("tokens_cache_read", self.cache.0);
-        to.u64("tokens_cache_write", self.cache.1);
-        to.u64("attempts", self.attempts.into());
-        to.u64("fallbacks", self.fallbacks.into());
+        to.word(key!("message"), "request");
+        to.word(key!("method"), self.method.as_str());
+        to.str(key!("path"), self.path);
+        to.u64(key!("status"), self.status.into());
+        to.str(key!("request_id"), self.request_id);
+        to.str(key!("key_id"), self.key_id);
+        to.str(key!("model"), self.model);
+        to.str(key!("provider"), self.provider);
+        to.str(key!("deployment"), self.deployment);
+        to.word(key!("format_in"), self.format_in);
+        to.word(key!("format_out"), self.format_out);
+        to.bool(key!("stream"), self.stream);
+        to.f64(key!("latency_ms"), self.latency_ms);
+        to.f64(key!("ttft_ms"), self.ttft_ms);
+        to.u64(key!("tokens_in"), self.usage.0);
+        to.u64(key!("tokens_out"), self.usage.1);
+        to.u64(key!("tokens_cache_read"), self.cache.0);
+        to.u64(key!("tokens_cache_write"), self.cache.1);
+        to.u64(key!("attempts"), self.attempts.into());
+        to.u64(key!("fallbacks"), self.fallbacks.into());
         // Writing to a `String` cannot fail.
-        to.text("attempt_log", &|out| {
+        to.text(key!("attempt_log"), &|out| {
             let _ = self.attempt_log.write_to(out);
         });
-        to.text("cost_usd", &|out| {
+        to.text(key!("cost_usd"), &|out| {
             let _ = self.cost_usd.write_to(out);
         });
-        to.str("error", self.error);
-        to.word("outcome", self.outcome);
+        to.str(key!("error"), self.error);
+        to.word(key!("outcome"), self.outcome);
     }
 }
 
-/// What [`AccessLine::fields`] hands each field to. The names are plain identifiers: nothing in
-/// them needs escaping.
+/// An access line field's name as a JSON line writes it in front of its value: `,"name":`, and
+/// `,"name":"` when the value is a string ([`key!`]). Whole, each is one copy of a constant.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key {
+    /// `,"name":`
+    pub(crate) bare: &'static str,
+    /// `,"name":"`
+    pub(crate) quoted: &'static str,
+}
+
+/// The [`Key`] of a field named `$name` (a plain identifier: nothing in it needs escaping).
+macro_rules! key {
+    ($name:literal) => {
+        Key {
+            bare: concat!(",\"", $name, "\":"),
+            quoted: concat!(",\"", $name, "\":\""),
+        }
+    };
+}
+use key;
+
+/// What [`AccessLine::fields`] hands each field to.
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) trait AccessFields {
-    fn str(&mut self, name: &'static str, value: &str);
+    fn str(&mut self, key: Key, value: &str);
     /// A string with nothing JSON escapes: a fixed name (a format's, an outcome's) or an HTTP
     /// method (a token, RFC 9110: no quote, backslash or control byte).
-    fn word(&mut self, name: &'static str, value: &str);
-    fn u64(&mut self, name: &'static str, value: u64);
-    fn f64(&mut self, name: &'static str, value: f64);
-    fn bool(&mut self, name: &'static str, value: bool);
+    fn word(&mut self, key: Key, value: &str);
+    fn u64(&mut self, key: Key, value: u64);
+    fn f64(&mut self, key: Key, value: f64);
+    fn bool(&mut self, key: Key, value: bool);
     /// A string `write` appends to `out`, as it is (the writer escapes what JSON requires).
-    fn text(&mut self, name: &'static str, write: &dyn Fn(&mut String));
+    fn text(&mut self, key: Key, write: &dyn Fn(&mut String));
 }
 
 /// Writes an access line straight to the log (or, where the log leaves access lines out, not at

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http::header::Entry;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -52,16 +53,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let headers = req.headers_mut();
-        drop_unusable(headers);
-        let id = match headers.get(&X_REQUEST_ID) {
-            Some(id) => id.clone(),
-            None => {
-                let id = fresh();
-                headers.insert(X_REQUEST_ID.clone(), id.clone());
-                id
-            }
-        };
+        let id = request_id(req.headers_mut());
         ResponseFuture {
             inner: self.inner.call(req),
             id: Some(id),
@@ -96,10 +88,10 @@ where
     }
 }
 
-/// Removes a client's `x-request-id` longer than [`MAX_REQUEST_ID_LEN`] or with a character
-/// outside letters, digits and `-_.:/+=`, and every one of several: such an id would be logged,
-/// sent upstream and echoed, so the gateway makes its own instead.
-fn drop_unusable(headers: &mut HeaderMap) {
+/// The request's id: its one `x-request-id` when that is usable (at most
+/// [`MAX_REQUEST_ID_LEN`] bytes of letters, digits and `-_.:/+=`), else a made one put in place
+/// of every value it has. One look-up of the name (a hash of its bytes) either way.
+fn request_id(headers: &mut HeaderMap) -> HeaderValue {
     let usable = |v: &HeaderValue| {
         !v.is_empty()
             && v.len() <= MAX_REQUEST_ID_LEN
@@ -107,12 +99,20 @@ fn drop_unusable(headers: &mut HeaderMap) {
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
     };
-    let all_usable = {
-        let mut values = headers.get_all(&X_REQUEST_ID).iter();
-        matches!((values.next(), values.next()), (Some(v), None) if usable(v))
-    };
-    if !all_usable {
-        headers.remove(&X_REQUEST_ID);
+    match headers.entry(&X_REQUEST_ID) {
+        Entry::Occupied(mut entry) => {
+            let mut values = entry.iter();
+            if let (Some(v), None) = (values.next(), values.next()) {
+                if usable(v) {
+                    return v.clone();
+                }
+            }
+            let id = fresh();
+            // Every value the client sent is replaced.
+            entry.insert(id.clone());
+            id
+        }
+        Entry::Vacant(entry) => entry.insert(fresh()).clone(),
     }
 }
 
@@ -169,13 +169,15 @@ mod tests {
     use std::convert::Infallible;
     use tower::ServiceExt as _;
 
-    /// Echoes the request's id in a header of its own, and answers with `x-request-id: upstream`
-    /// when asked to.
+    /// Echoes the request's id in a header of its own (and how many it has in another), and
+    /// answers with `x-request-id: upstream` when asked to.
     async fn echo(req: Request<()>) -> Result<Response<()>, Infallible> {
         let mut res = Response::new(());
         if let Some(id) = req.headers().get(&X_REQUEST_ID) {
             res.headers_mut().insert("seen", id.clone());
         }
+        let ids = req.headers().get_all(&X_REQUEST_ID).iter().count();
+        res.headers_mut().insert("ids", HeaderValue::from(ids));
         if req.headers().contains_key("own") {
             res.headers_mut()
                 .insert(X_REQUEST_ID.clone(), HeaderValue::from_static("upstream"));
@@ -220,6 +222,7 @@ mod tests {
                 id,
                 "the stages below saw the same id"
             );
+            assert_eq!(res.headers()["ids"], "1");
         }
         let twice = Request::builder()
             .header("x-request-id", "one")
@@ -232,6 +235,12 @@ mod tests {
             .unwrap()
             .starts_with("req-"));
         assert_eq!(res.headers().get_all("x-request-id").iter().count(), 1);
+        assert_eq!(
+            res.headers()["ids"],
+            "1",
+            "the stages below see the made id alone"
+        );
+        assert_eq!(res.headers()["seen"], res.headers()["x-request-id"]);
     }
 
     #[tokio::test]

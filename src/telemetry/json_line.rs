@@ -36,7 +36,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::format::scan::{is_string_special as must_escape, string_special};
-use crate::observe::{AccessFields, AccessLine};
+use crate::observe::{AccessFields, AccessLine, Key};
 
 /// Formats events as one JSON object per line, by hand (see the module docs).
 pub(crate) struct JsonLine {
@@ -91,60 +91,51 @@ pub(crate) fn access_line(now: SystemTime, line: &AccessLine<'_>, write: impl Fn
     });
 }
 
-/// Writes each field of an access line as `,"name":value` (the names need no escaping).
+/// Writes each field of an access line as `,"name":value`.
 struct Object<'a> {
     out: &'a mut String,
 }
 
-impl Object<'_> {
-    /// `,"name":`, and `"` when a string follows. The methods are inlined into
-    /// `AccessLine::fields`, where each name is a constant: its copy needs no `memcpy` call.
-    #[inline(always)]
-    fn name(&mut self, name: &str, quote: bool) {
-        self.out.push_str(",\"");
-        self.out.push_str(name);
-        self.out.push_str(if quote { "\":\"" } else { "\":" });
-    }
-}
-
+// The methods are inlined into `AccessLine::fields`, where each key is a constant: one copy of it,
+// with no `memcpy` call.
 impl AccessFields for Object<'_> {
     #[inline(always)]
-    fn str(&mut self, name: &'static str, value: &str) {
-        self.name(name, true);
+    fn str(&mut self, key: Key, value: &str) {
+        self.out.push_str(key.quoted);
         push_escaped(self.out, value);
         self.out.push('"');
     }
 
     /// Not scanned for bytes to escape (`AccessFields::word`).
     #[inline(always)]
-    fn word(&mut self, name: &'static str, value: &str) {
-        debug_assert!(!needs_escaping(value.as_bytes()), "{name}: {value:?}");
-        self.name(name, true);
+    fn word(&mut self, key: Key, value: &str) {
+        debug_assert!(!needs_escaping(value.as_bytes()), "{}: {value:?}", key.bare);
+        self.out.push_str(key.quoted);
         self.out.push_str(value);
         self.out.push('"');
     }
 
     #[inline(always)]
-    fn u64(&mut self, name: &'static str, value: u64) {
-        self.name(name, false);
+    fn u64(&mut self, key: Key, value: u64) {
+        self.out.push_str(key.bare);
         self.out.push_str(itoa::Buffer::new().format(value));
     }
 
     #[inline(always)]
-    fn f64(&mut self, name: &'static str, value: f64) {
-        self.name(name, false);
+    fn f64(&mut self, key: Key, value: f64) {
+        self.out.push_str(key.bare);
         push_f64(self.out, value);
     }
 
     #[inline(always)]
-    fn bool(&mut self, name: &'static str, value: bool) {
-        self.name(name, false);
+    fn bool(&mut self, key: Key, value: bool) {
+        self.out.push_str(key.bare);
         self.out.push_str(if value { "true" } else { "false" });
     }
 
     #[inline(always)]
-    fn text(&mut self, name: &'static str, write: &dyn Fn(&mut String)) {
-        self.name(name, true);
+    fn text(&mut self, key: Key, write: &dyn Fn(&mut String)) {
+        self.out.push_str(key.quoted);
         push_written(self.out, write);
         self.out.push('"');
     }
