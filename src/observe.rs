@@ -354,6 +354,7 @@ impl AccessLine<'_> {
 /// An access line field's name as a JSON line writes it in front of its value: `,"name":`, and
 /// `,"name":"` when the value is a string ([`key!`]). Whole, each is one copy of a constant.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) struct Key {
     /// `,"name":`
     pub(crate) bare: &'static str,
