@@ -298,18 +298,13 @@ where
             .copied()
             .unwrap_or(self.dialect);
         match found {
-            // The clock is read only for a key that expires.
-            Some((_, Some(record)))
-                if record.expires_at.is_some() && record.expired(std::time::SystemTime::now()) =>
-            {
-                ResponseFuture::rejected(
-                    GatewayError::unauthenticated(format!(
-                        "The API key `{}` has expired.",
-                        record.id.0
-                    )),
-                    dialect,
-                )
-            }
+            Some((_, Some(record))) if record.expired_now() => ResponseFuture::rejected(
+                GatewayError::unauthenticated(format!(
+                    "The API key `{}` has expired.",
+                    record.id.0
+                )),
+                dialect,
+            ),
             Some((id, record)) => {
                 req.extensions_mut().insert(id.clone());
                 if let Some(record) = record {

@@ -772,10 +772,11 @@ async fn a_reply_without_usage_is_priced_before_the_key_policy_answers() {
     drop(call);
 }
 
-/// A key's record belongs to its own request: on one kept-alive connection, where the server
+/// A key's id and record belong to its own request: on one kept-alive connection, where the server
 /// reuses a reply's extension map for the connection's next request, a key without a record
-/// (`API_KEY`) is never held to the allowlist of the key before it, and each keys-file key is held
-/// to its own.
+/// (`API_KEY`) is never held to the allowlist of the key before it, each keys-file key is held to
+/// its own, and a request without a key is refused (a key id left in the map would pass it as
+/// authenticated, as SigV4's stage does).
 #[tokio::test]
 async fn a_key_s_allowlist_never_carries_over_to_the_next_request_on_its_connection() {
     use tokio::io::AsyncWriteExt as _;
@@ -795,10 +796,16 @@ async fn a_key_s_allowlist_never_carries_over_to_the_next_request_on_its_connect
         (LEGACY, "gpt-4o-mini", 200),
         (TEAM_A, "o3-cached", 403),
         (TEAM_B, "o3-cached", 200),
+        ("", "gpt-4o", 401),
     ] {
         let body = serde_json::to_vec(&chat(model)).unwrap();
+        let auth = if key.is_empty() {
+            String::new()
+        } else {
+            format!("authorization: Bearer {key}\r\n")
+        };
         let head = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {key}\r\n\
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n{auth}\
              content-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );

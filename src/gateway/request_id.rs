@@ -90,7 +90,11 @@ where
 
 /// The request's id: its one `x-request-id` when that is usable (at most
 /// [`MAX_REQUEST_ID_LEN`] bytes of letters, digits and `-_.:/+=`), else a made one put in place
-/// of every value it has. One look-up of the name (a hash of its bytes) either way.
+/// of every value it has: an id that is not usable, or one of several, would be logged, sent
+/// upstream and echoed. One look-up of the name (a hash of its bytes) either way. (`entry` makes
+/// room for one more header first, as an insert does: a map that a usable id fills to its
+/// capacity grows, where looking the id up alone would not. A map filled to its capacity grows at
+/// the made id's insert anyway.)
 fn request_id(headers: &mut HeaderMap) -> HeaderValue {
     let usable = |v: &HeaderValue| {
         !v.is_empty()

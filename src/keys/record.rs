@@ -99,6 +99,11 @@ impl KeyRecord {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
+    /// Whether the key has expired by now; the clock is read only for a key that expires.
+    pub(crate) fn expired_now(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= SystemTime::now())
+    }
+
     /// The expiry in seconds since the epoch.
     pub(crate) fn expires_at_secs(&self) -> Option<i64> {
         self.expires_at.map(|at| {

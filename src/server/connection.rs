@@ -382,10 +382,11 @@ pub(crate) struct ConnectionService<S> {
 /// (callgrind, issue 18).
 ///
 /// The map of a response this thread handed to hyper, emptied ([`recycle_extensions`]), when
-/// there is one: the gateway's replies carry their request's map back (the translate stage's
-/// `Room`), and hyper drops a response's extensions unread once its head is written. Otherwise a
-/// clone of one kept per thread, emptied after four entries made it that large; an emptied map
-/// keeps its room.
+/// there is one: a chat reply carries its request's map back (the translate stage's `Room`), and
+/// once hyper has written a head it drops the map. (A map an error reply made for itself may have
+/// room for fewer: it grows once, at its first request's fourth entry, and keeps that room.)
+/// Otherwise a clone of one kept per thread, emptied after four entries made it that large; an
+/// emptied map keeps its room.
 fn sized_extensions() -> http::Extensions {
     thread_local! {
         static ROOMY: http::Extensions = {
@@ -398,14 +399,18 @@ fn sized_extensions() -> http::Extensions {
             e
         };
     }
-    SPARE_EXTENSIONS
-        .with(|spare| spare.borrow_mut().pop())
-        .unwrap_or_else(|| ROOMY.with(http::Extensions::clone))
+    // `try_with`: while the thread's locals are torn down, a plain new map.
+    let spare = SPARE_EXTENSIONS.try_with(|spare| spare.borrow_mut().pop());
+    spare
+        .ok()
+        .flatten()
+        .or_else(|| ROOMY.try_with(http::Extensions::clone).ok())
+        .unwrap_or_default()
 }
 
 thread_local! {
     /// Emptied extension maps of responses this thread served, for [`sized_extensions`]: at most
-    /// [`SPARE_MAPS`], each of at most [`MAX_RECYCLED_ENTRIES`] entries' room.
+    /// [`SPARE_MAPS`], each of at most [`MAX_RECYCLED_ENTRIES`] entries when it was kept.
     static SPARE_EXTENSIONS: std::cell::RefCell<Vec<http::Extensions>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -413,7 +418,9 @@ thread_local! {
 /// The emptied maps a thread keeps: one per request it serves at a time, up to this many.
 const SPARE_MAPS: usize = 8;
 
-/// A map with more entries than this is dropped, not kept: its table would be kept at that size.
+/// A map with more entries than this is dropped, not kept. (An emptied map keeps its table, which
+/// entries of other types made larger before; each entry is of a type of its own, so no map's
+/// table outgrows the extension types there are.)
 const MAX_RECYCLED_ENTRIES: usize = 8;
 
 /// Takes a response's extensions, just before hyper writes its head, to be emptied and reused by
@@ -430,7 +437,8 @@ fn recycle_extensions(extensions: &mut http::Extensions) {
     let mut map = std::mem::take(extensions);
     // Emptied before the list is borrowed: an entry's drop could make or recycle a map itself.
     map.clear();
-    SPARE_EXTENSIONS.with(|spare| {
+    // While the thread's locals are torn down, the map is dropped.
+    let _ = SPARE_EXTENSIONS.try_with(|spare| {
         let mut spare = spare.borrow_mut();
         if spare.len() < SPARE_MAPS {
             spare.push(map);

@@ -109,7 +109,7 @@ impl AccessFields for Object<'_> {
     /// Not scanned for bytes to escape (`AccessFields::word`).
     #[inline(always)]
     fn word(&mut self, key: Key, value: &str) {
-        debug_assert!(!needs_escaping(value.as_bytes()), "{}: {value:?}", key.bare);
+        debug_assert!(!needs_escaping(value.as_bytes()), "{}{value:?}", key.bare);
         self.out.push_str(key.quoted);
         self.out.push_str(value);
         self.out.push('"');
