@@ -278,15 +278,24 @@ pub fn raw_post(path: &str, body: &Value) -> Vec<u8> {
 
 /// [`raw_post`] with `headers` (`name: value` lines) after the request line.
 pub fn raw_post_with(path: &str, body: &Value, headers: &[String]) -> Vec<u8> {
+    raw_post_as(Some(KEY), path, body, headers)
+}
+
+/// `body` POSTed to `path` as raw HTTP/1.1, with `key` as its bearer key (none: no
+/// `authorization`) and `headers` (`name: value` lines) after the request line.
+pub fn raw_post_as(key: Option<&str>, path: &str, body: &Value, headers: &[String]) -> Vec<u8> {
     let body = serde_json::to_vec(body).unwrap();
     let mut raw = format!("POST {path} HTTP/1.1\r\n");
     for h in headers {
         raw.push_str(h);
         raw.push_str("\r\n");
     }
+    raw.push_str("host: gw\r\n");
+    if let Some(key) = key {
+        raw.push_str(&format!("authorization: Bearer {key}\r\n"));
+    }
     raw.push_str(&format!(
-        "host: gw\r\nauthorization: Bearer {KEY}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "content-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
     ));
     let mut raw = raw.into_bytes();
