@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::fake::{self, Fake, Reply};
 use common::{
-    closed_by_peer, config_for, gateway_for, post, raw_post, raw_post_with, read_response,
-    send_raw, start_full, start_gateway, start_service, KEY,
+    closed_by_peer, config_for, gateway_for, post, raw_post, raw_post_as, read_response, send_raw,
+    start_full, start_gateway, start_service, KEY,
 };
 use http::Method;
 use serde_json::{json, Value};
@@ -619,7 +619,7 @@ async fn request_headers_never_reach_a_reply_on_a_kept_alive_connection() {
         (2, false, relayed),
     ] {
         let probes: Vec<String> = (0..n).map(|i| format!("x-probe-{i}: secret-{i}")).collect();
-        let request = raw_post_with(path, &chat(json!({"stream": stream})), &probes);
+        let request = raw_post_as(Some(KEY), path, &chat(json!({"stream": stream})), &probes);
         s.write_all(&request).await.unwrap();
         let reply = read_response(&mut s).await;
         let head = reply[..reply.find("\r\n\r\n").unwrap()].to_ascii_lowercase();

@@ -101,7 +101,7 @@ impl KeyRecord {
 
     /// Whether the key has expired by now; the clock is read only for a key that expires.
     pub(crate) fn expired_now(&self) -> bool {
-        self.expires_at.is_some_and(|at| at <= SystemTime::now())
+        self.expires_at.is_some() && self.expired(SystemTime::now())
     }
 
     /// The expiry in seconds since the epoch.

@@ -273,12 +273,7 @@ pub async fn metrics_with(gw: &TestGateway, needle: &str) -> String {
 
 /// `body` POSTed to `path` with the gateway key, as raw HTTP/1.1 on a kept-alive connection.
 pub fn raw_post(path: &str, body: &Value) -> Vec<u8> {
-    raw_post_with(path, body, &[])
-}
-
-/// [`raw_post`] with `headers` (`name: value` lines) after the request line.
-pub fn raw_post_with(path: &str, body: &Value, headers: &[String]) -> Vec<u8> {
-    raw_post_as(Some(KEY), path, body, headers)
+    raw_post_as(Some(KEY), path, body, &[])
 }
 
 /// `body` POSTed to `path` as raw HTTP/1.1, with `key` as its bearer key (none: no
